@@ -1,0 +1,3 @@
+from ganfp.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""Checkpoints: safetensors files that describe themselves, written atomically.
+
+- `model.safetensors`: the weights, with the model's name, classes and image size in the
+  file's own metadata (so a lone file can be loaded), beside a human-readable `meta.json`.
+- `last.safetensors`: model and optimiser tensors plus the epoch and early-stopping state in the
+  metadata, replaced after every epoch, so `--resume` always finds one consistent checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ganfp.errors import InputError
+from ganfp.fileio import atomic_path
+
+MODEL_FILE = "model.safetensors"
+META_FILE = "meta.json"
+HISTORY_FILE = "history.csv"
+RESUME_FILE = "last.safetensors"
+CHAIN_FILE = "chain.json"
+
+
+def tensors_of(module_state: dict, prefix: str) -> dict[str, torch.Tensor]:
+    return {f"{prefix}{k}": v.detach().to("cpu").contiguous() for k, v in module_state.items()}
+
+
+def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"ganfp": json.dumps(meta, default=str)})
+
+
+def read_safetensors(path: str | os.PathLike, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, ganfp metadata); with tensors=False only the header is read."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = json.loads((f.metadata() or {}).get("ganfp", "{}"))
+            return ({k: f.get_tensor(k) for k in f.keys()} if tensors else {}), meta
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: checkpoint not found") from exc
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable safetensors checkpoint ({type(exc).__name__})") from exc
+
+
+def save_model(path: str | os.PathLike, model: torch.nn.Module, meta: dict) -> None:
+    write_safetensors(path, tensors_of(model.state_dict(), ""), meta)
+
+
+def model_meta(model, classes: list[str], image_size: int, **extra) -> dict:
+    """What it takes to rebuild the model without knowing where it came from."""
+    return {"model": model.name, "num_classes": model.num_classes, "classes": classes, "image_size": image_size, **extra}
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """(model, meta) from a stage folder, a chain run folder or a `model.safetensors` file."""
+    from ganfp.models import create_model, load_weights
+
+    path = Path(path)
+    file = path if path.suffix == ".safetensors" else resolve_checkpoint(path) / MODEL_FILE
+    tensors, meta = read_safetensors(file)
+    if "model" not in meta:
+        raise InputError(f"{file}: no ganfp metadata (model name, classes); load plain weights with --weights FILE")
+    model = create_model(meta["model"], num_classes=meta["num_classes"], image_size=meta["image_size"])
+    load_weights(model, file, state=tensors)
+    return model.to(device).eval(), meta
+
+
+def save_resume(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Model, optimiser and training state in one file, so the three can never disagree."""
+    opt = optimizer.state_dict()
+    tensors = tensors_of(model.state_dict(), "model.")
+    opt_scalars = {}
+    for pid, pstate in opt["state"].items():
+        for k, v in pstate.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optimizer.{pid}.{k}"] = v.detach().to("cpu").contiguous()
+            else:
+                opt_scalars[f"{pid}.{k}"] = v
+    meta = {"state": state, "param_groups": opt["param_groups"], "optimizer_scalars": opt_scalars}
+    write_safetensors(path, tensors, meta)
+
+
+def load_resume(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    tensors, meta = read_safetensors(path)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("optimizer."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for key, v in meta["optimizer_scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta["state"]
+
+
+def last_complete_stage(run_dir: Path) -> Path | None:
+    try:
+        record = json.loads((run_dir / CHAIN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    done = [s for s in record.get("stages", []) if s.get("status") == "complete"]
+    return run_dir / done[-1]["dir"] if done else None
+
+
+def resolve_checkpoint(path: str | os.PathLike | None = None, runs_root: str | os.PathLike | None = None) -> Path:
+    """The stage folder to load: a stage folder, a chain run's last finished stage, or the newest chain run's."""
+    from ganfp.paths import runs_root as resolve_runs
+
+    if path is None:
+        root = resolve_runs(runs_root)
+        runs = sorted((p.parent for p in root.glob(f"*/{CHAIN_FILE}")), key=lambda p: (p / CHAIN_FILE).stat().st_mtime)
+        for run in reversed(runs):
+            stage = last_complete_stage(run)
+            if stage is not None:
+                return stage
+        raise InputError(f"no finished chain run in {root}; train one with: ganfp chain --model resnet18 --chain demo, or pass --checkpoint")
+    path = Path(path)
+    if (path / MODEL_FILE).is_file():
+        return path
+    if (path / CHAIN_FILE).is_file():
+        stage = last_complete_stage(path)
+        if stage is None:
+            raise InputError(f"{path}: chain run has no finished stage yet")
+        return stage
+    if path.is_file() and path.suffix == ".safetensors":
+        return path.parent
+    raise InputError(f"{path}: not a checkpoint (expected a stage folder with {MODEL_FILE}, or a chain run folder)")

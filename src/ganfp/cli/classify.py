@@ -1,0 +1,83 @@
+"""Commands: classify."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ganfp import ui
+from ganfp.cli.app import DATA_ROOT_HELP, app
+
+
+class ProgressBars:
+    """Turns the library's (task, advance, total) calls into one rich bar per task."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, task: str, advance: int, total: int) -> None:
+        if task not in self.tasks:
+            self.tasks[task] = self.progress.add_task(task, total=total, status="")
+        self.progress.update(self.tasks[task], advance=advance)
+
+
+def print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        ui.print_json(summary)
+        return
+    rows = [
+        ("images", summary["images"]),
+        ("generated images", summary["generated"]),
+        ("method", summary["method"]),
+        ("scorers", ", ".join(summary["scorers"])),
+        ("features", summary["features"]),
+        ("k", summary["k"]),
+        ("checkpoint", summary["checkpoint"]),
+        ("decision rule", summary["decision"]),
+        ("labelled used", summary["labelled_used"]),
+        ("labelled not used", summary["labelled_not_used"]),
+        ("submission", summary["out"]),
+        ("scores", summary["scores"]),
+        ("device", summary["device"]),
+        ("time (s)", summary["seconds"]),
+    ]
+    ui.print_table("classify", ["", "value"], [r for r in rows if r[1] is not None])
+
+
+@app.command("classify")
+def classify(
+    real: str = typer.Argument(..., help="Real images: a folder (ids = file names without extension) or a dataset spec such as demo:gans-test."),
+    out: str = typer.Option(..., "--out", help="Submission file to write (official format: <id>,<0|1>, no header)."),
+    generated: Optional[str] = typer.Option(None, "--generated", help="Folder of generated images: enables the membership scorers (default for a dataset spec: its own generated set)."),
+    method: Optional[str] = typer.Option(None, "--method", help="knn, retrieval, density, autoencoder, classifier or fusion (default: fusion with --generated, else classifier)."),
+    features: Optional[str] = typer.Option(None, "--features", help="Feature space of the neighbour scorers: pixels[N], ssim[N], checkpoint, or a model name with ImageNet weights (default: pixels32)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Stage folder, chain run folder or model.safetensors (default: the newest chain run's last stage)."),
+    used_fraction: Optional[float] = typer.Option(None, "--used-fraction", help="Label the top fraction by score as used (default 0.5, or what --calibrate chose)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Label score >= threshold as used, instead of by rank."),
+    scores: Optional[str] = typer.Option(None, "--scores", help="Also write a CSV: id,score,<one column per scorer>."),
+    ids: Optional[str] = typer.Option(None, "--ids", help="File of expected ids, one per line: every one must have an image, and no other."),
+    calibrate: Optional[str] = typer.Option(None, "--calibrate", help="Labelled dev folder (used/, not_used/, generated/) or spec: choose method, k, weights and used fraction by cross-validated F1."),
+    k: Optional[int] = typer.Option(None, "--k", help="Neighbours per image for knn, retrieval and density (default 5)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize every image to N x N (needed when sizes differ)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    batch_size: int = typer.Option(128, help="Images per forward pass."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help="Folder of chain runs (default: $GANFP_RUNS, else ./runs)."),
+    seed: int = typer.Option(0, help="Seed of the autoencoder and of the calibration folds."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Label each real image used (1) or not used (0) and write a validated submission file."""
+    from ganfp.classify import classify as run
+
+    with ui.progress(transient=True) as bars:
+        result = run(
+            real, out, generated=generated, method=method, features=features, checkpoint=checkpoint,
+            used_fraction=used_fraction, threshold=threshold, scores_path=scores, ids_path=ids,
+            calibrate_on=calibrate, k=k, device=device, batch_size=batch_size, data_root=data_root,
+            runs_dir=runs_dir, seed=seed, image_size=image_size, progress=ProgressBars(bars),
+        )
+    if result.calibration and not as_json:
+        ui.info(f"calibration chose: {result.calibration.describe()}")
+    print_summary(result.summary, as_json)

@@ -1,0 +1,63 @@
+"""Commands: fetch-data."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from ganfp import ui
+from ganfp.cli.app import DATA_ROOT_HELP, app
+
+LIST_COLUMNS = ["name", "what it is", "size", "access", "status"]
+
+
+@app.command("fetch-data")
+def fetch_data(
+    name: Optional[str] = typer.Argument(None, help="Dataset: casia, covid-ctset, imageclef-gans-2023/2024/2025, demo."),
+    from_: Optional[List[str]] = typer.Option(
+        None, "--from", help="Import a local archive (zip, tar, tar.gz) or unpacked folder instead of downloading; repeat for several."
+    ),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    force: bool = typer.Option(False, "--force", help="Fetch again even when the dataset is ready."),
+    add: bool = typer.Option(False, "--add", help="With --from: add to a ready dataset (e.g. the ImageCLEF test set after the dev set)."),
+    via: Optional[str] = typer.Option(None, "--via", help="A download route other than the default (covid-ctset: kaggle)."),
+    link: bool = typer.Option(False, "--link", help="With --from FOLDER: hard-link the files instead of copying them (same file system)."),
+    list_: bool = typer.Option(False, "--list", help="List the datasets and their status on this machine."),
+    json_: bool = typer.Option(False, "--json", help="With --list: print JSON."),
+    seed: int = typer.Option(0, help="Seed of the demo data."),
+) -> None:
+    """Download or import a dataset, verify it, and install it in the data folder."""
+    from ganfp.errors import InputError
+    from ganfp.fetch import dataset_status, fetch_dataset, list_datasets, read_meta
+    from ganfp.paths import data_root as resolve_root
+
+    root = resolve_root(data_root)
+    if list_:
+        rows = list_datasets(root)
+        if json_:
+            ui.print_json({"data_root": str(root), "datasets": rows})
+        else:
+            ui.print_table("Datasets", LIST_COLUMNS, [[r["name"], r["description"], r["size"], r["access"], r["status"]] for r in rows], caption=f"data root: {root}")
+        return
+    if not name:
+        raise InputError("name a dataset to fetch (ganfp fetch-data NAME), or list them: ganfp fetch-data --list")
+    was_ready = dataset_status(name, root) == "ready" if name != "demo" else False
+    with ui.progress(transient=True) as progress:
+        path = fetch_dataset(name, root, source=from_ or None, force=force, progress=progress, via=via, add=add, link=link, seed=seed)
+    if was_ready and not force and not (add and from_):
+        ui.info(f"{name} is already ready in {path} (--force fetches it again)")
+        return
+    ui.info(f"{name} ready in {path}{_summary(read_meta(path))}")
+
+
+def _summary(meta: dict | None) -> str:
+    layout = (meta or {}).get("layout") or {}
+    counts = layout.get("counts")
+    if not counts:
+        return ""
+    if all(isinstance(v, dict) for v in counts.values()):
+        parts = [f"{version}: " + ", ".join(f"{n} {c}" for c, n in per.items()) for version, per in counts.items()]
+    else:
+        parts = [", ".join(f"{n} {c}" for c, n in counts.items())]
+    return f" ({'; '.join(parts)})"

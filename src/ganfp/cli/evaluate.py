@@ -1,0 +1,78 @@
+"""Commands: evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from ganfp import ui
+from ganfp.cli.app import app
+
+METRICS = {
+    "accuracy": "accuracy",
+    "precision": "precision",
+    "recall": "recall",
+    "specificity": "specificity",
+    "f1": "F1",
+    "balanced_accuracy": "balanced accuracy",
+    "kappa": "Cohen's kappa",
+    "roc_auc": "ROC-AUC",
+    "average_precision": "average precision",
+}
+
+
+def _print_report(report) -> None:
+    """A row per metric: the predictions next to the two constant baselines they must beat."""
+    names = list(report.baselines)
+    used = int(report.y_true.sum())
+    ui.print_table(
+        escape(f"{report.preds} vs {report.labels}"),
+        ["metric", "predictions", *names],
+        [[label, report.metrics[key], *(report.baselines[name][key] for name in names)]
+         for key, label in METRICS.items()],
+        caption=escape(f"n = {report.n} ({used} used, {report.n - used} not used); positive class = used; "
+        f"{' and '.join(names)}: constant baselines; predictions: {report.decision}; "
+        f"file format: {report.format}" + "".join(f"\nnote: {note}" for note in report.notes)),
+    )
+    c = report.confusion
+    ui.print_table(
+        "Confusion matrix",
+        ["", "predicted used", "predicted not used"],
+        [["true used", c["tp"], c["fn"]], ["true not used", c["fp"], c["tn"]]],
+    )
+
+
+@app.command("evaluate")
+def evaluate(
+    preds: Path = typer.Argument(..., metavar="PREDS", help="Predictions: the official submission format, or a CSV with a header "
+                                 "id,label | id,score | id,label,score | image_path,predicted_class."),
+    labels: Path = typer.Argument(..., metavar="LABELS", help="Ground truth: a CSV with header id,label, or the official format."),
+    json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of tables."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw ROC curve, confusion matrix and score "
+                                        "histograms to this image (needs ganfp[plots])."),
+    used_fraction: Optional[float] = typer.Option(None, "--used-fraction", help="Label the top fraction of "
+                                                  "scores as used (files with scores; default 0.5 for score-only files)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Label score >= this as used "
+                                              "(files with scores)."),
+) -> None:
+    """Score predictions against ground truth: the task's metrics, ROC-AUC and the constant baselines."""
+    from ganfp.evaluation import evaluate_files
+
+    if plot is not None:
+        from ganfp.plots import require_matplotlib
+
+        require_matplotlib()
+    report = evaluate_files(preds, labels, used_fraction=used_fraction, threshold=threshold)
+    if plot is not None:
+        from ganfp.plots import plot_report
+
+        plot_report(report, plot)
+    if json_out:
+        ui.print_json(report.to_dict() | ({"plot": str(plot)} if plot is not None else {}))
+        return
+    _print_report(report)
+    if plot is not None:
+        ui.info(f"figure written to {plot}")

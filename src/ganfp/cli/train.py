@@ -1,0 +1,109 @@
+"""Commands: train-stage, chain."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ganfp import distributed, ui
+from ganfp.cli.app import DATA_ROOT_HELP, app
+
+RUNS_HELP = "Folder for chain runs (default: $GANFP_RUNS, else ./runs)."
+
+
+def observer_for(stage_name: str):
+    return ui.TrainProgress(stage_name, verbose=distributed.is_main()) if distributed.is_main() else None
+
+
+def print_results(title: str, rows: list[dict], as_json: bool) -> None:
+    if not distributed.is_main():
+        return
+    if as_json:
+        ui.print_json(rows)
+        return
+    ui.print_table(
+        title,
+        ["stage", "dataset", "train", "val", "epochs", "best val acc", "best val F1", "time (s)", "status"],
+        [[r["stage"], r["dataset"], r["train_size"], r["val_size"], r["epochs_run"], r["best_val_accuracy"], r["best_val_f1"], r["seconds"], r.get("status", "trained")] for r in rows],
+    )
+
+
+@app.command("train-stage")
+def train_stage(
+    dataset: str = typer.Option(..., "--data", help="Dataset spec: ADAPTER[:ARG] (demo:casia, folder:PATH, casia, ...) or a folder."),
+    out: str = typer.Option(..., "--out", help="Output folder of the stage (model.safetensors, meta.json, history.csv)."),
+    model: str = typer.Option("resnet18", help="Model name (ganfp models list: conv5, resnet18, vgg11, vit_b_32)."),
+    init: str = typer.Option("none", help="Start from: none, imagenet, a weights file, or a previous stage folder."),
+    name: Optional[str] = typer.Option(None, help="Stage name (default: the output folder's name)."),
+    image_size: int = typer.Option(224, help="Images are resized to this square size."),
+    batch_size: int = typer.Option(256, help="Batch size (the paper: 256)."),
+    lr: float = typer.Option(0.001, help="SGD learning rate (the paper: 0.001)."),
+    momentum: float = typer.Option(0.9, help="SGD momentum (the paper: 0.9)."),
+    weight_decay: float = typer.Option(0.0, help="SGD weight decay."),
+    epochs: int = typer.Option(200, help="Maximum epochs (the paper: 200)."),
+    patience: int = typer.Option(10, help="Early stopping: epochs without a lower validation loss."),
+    val_fraction: float = typer.Option(0.2, help="Validation share of the stratified split (the paper: 8:2)."),
+    seed: int = typer.Option(0, help="Seed of the split, initialisation, shuffling and augmentation."),
+    augment: bool = typer.Option(True, help="Random flips and shifts on training batches."),
+    pseudo_labels: Optional[str] = typer.Option(None, help="Unlabelled data: pseudo-label source (self)."),
+    pseudo_fraction: float = typer.Option(0.25, help="Share of images pseudo-labelled at each end of the ranking."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and list) unreadable images instead of stopping."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted stage from its last epoch."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic kernels (slower on CUDA)."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Train one stage: a dataset, a starting point, a fresh head, early stopping."""
+    from pathlib import Path
+
+    from ganfp.models import model_entry
+    from ganfp.train import StageConfig, run_stage
+
+    model_entry(model)
+    cfg = StageConfig(
+        name=name or Path(out).name, dataset=dataset, model=model, init=init, image_size=image_size,
+        batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
+        patience=patience, val_fraction=val_fraction, seed=seed, augment=augment, skip_bad=skip_bad,
+        pseudo_labels=pseudo_labels, pseudo_fraction=pseudo_fraction, device=device, compile=compile,
+        deterministic=deterministic,
+    )
+    observer = observer_for(cfg.name)
+    with observer if observer is not None else ui.progress(transient=True):
+        summary = run_stage(cfg, out, resume=resume, data_root=data_root, observer=observer)
+    print_results(f"stage {cfg.name} ({model})", [summary], as_json)
+    if distributed.is_main() and not as_json:
+        ui.info(f"checkpoint: {Path(out) / 'model.safetensors'}")
+
+
+@app.command("chain")
+def chain(
+    model: str = typer.Option("resnet18", help="Model name: conv5, resnet18, vgg11, vit_b_32 (or any timm model)."),
+    chain_name: str = typer.Option("paper", "--chain", help="Built-in chain (paper, demo) or a TOML file."),
+    from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Retrain from this stage on, even if finished."),
+    init: Optional[str] = typer.Option(None, help="Override the first stage's start: none, imagenet or a weights file."),
+    epochs: Optional[int] = typer.Option(None, help="Override every stage's maximum epochs."),
+    patience: Optional[int] = typer.Option(None, help="Override every stage's early-stopping patience."),
+    image_size: Optional[int] = typer.Option(None, help="Override every stage's image size."),
+    batch_size: Optional[int] = typer.Option(None, help="Override every stage's batch size."),
+    lr: Optional[float] = typer.Option(None, help="Override every stage's learning rate."),
+    seed: Optional[int] = typer.Option(None, help="Override every stage's seed."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help=RUNS_HELP),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the per-stage results as JSON."),
+) -> None:
+    """Run a chain of stages, each starting from the previous stage's best checkpoint."""
+    from ganfp.chain import load_chain, run_chain
+    from ganfp.models import model_entry
+    from ganfp.paths import runs_root
+
+    model_entry(model)
+    spec = load_chain(chain_name)
+    overrides = {"init": init, "epochs": epochs, "patience": patience, "image_size": image_size, "batch_size": batch_size,
+                 "lr": lr, "seed": seed, "device": device, "compile": compile}
+    run_dir, rows = run_chain(spec, model, runs_root(runs_dir), data_root, overrides, from_stage, lambda cfg: observer_for(cfg.name))
+    print_results(f"chain {spec['name']} ({model}): {run_dir}", rows, as_json)

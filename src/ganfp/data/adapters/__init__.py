@@ -1,0 +1,61 @@
+"""Dataset adapters: `load_manifest("ADAPTER[:ARG]")` turns a dataset on disk into a Manifest.
+
+A spec is `adapter:argument` (`demo:covid`, `folder:/data/x`) or a bare existing folder.
+Adapters register themselves here; each module adds one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ganfp.data.manifest import Manifest
+from ganfp.errors import InputError
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    load: Callable[..., Manifest]  # load(arg, data_root, **options) -> Manifest
+    help: str
+
+
+_ADAPTERS: dict[str, Adapter] = {}
+
+
+def register_adapter(name: str, help: str):
+    def wrap(fn: Callable[..., Manifest]) -> Callable[..., Manifest]:
+        _ADAPTERS[name] = Adapter(name, fn, help)
+        return fn
+
+    return wrap
+
+
+def list_adapters() -> list[Adapter]:
+    return [_ADAPTERS[k] for k in sorted(_ADAPTERS)]
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """`demo:covid` -> ("demo", "covid"); a bare path -> ("folder", path)."""
+    name, sep, arg = spec.partition(":")
+    if sep and name in _ADAPTERS and not (len(name) == 1 and os.name == "nt"):
+        return name, arg or None
+    if name in _ADAPTERS and not sep:
+        return name, None
+    if Path(spec).expanduser().exists():
+        return "folder", spec
+    known = ", ".join(a.name for a in list_adapters())
+    raise InputError(f"unknown dataset {spec!r}: not an existing folder nor ADAPTER[:ARG] with adapter one of: {known}")
+
+
+def load_manifest(spec: str, data_root: str | os.PathLike | None = None, **options) -> Manifest:
+    from ganfp.paths import data_root as resolve_root
+
+    name, arg = parse_spec(spec)
+    return _ADAPTERS[name].load(arg, resolve_root(data_root), **options)
+
+
+# Built-in adapters register on import.
+from ganfp.data.adapters import casia, covid_ctset, demo, folder, imageclef  # noqa: E402,F401

@@ -1,0 +1,60 @@
+"""`demo:PART`: the built-in synthetic data, one part per stage of the paper's chain.
+
+Built (seeded, offline, in seconds) the first time it is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ganfp.data.adapters import register_adapter
+from ganfp.data.adapters.folder import folder_manifest
+from ganfp.data.manifest import Manifest
+from ganfp.errors import InputError
+
+# part -> (folder, class order or None for unlabelled, sub-folders that are not classes)
+DEMO_PARTS = {
+    "casia": ("casia", ["authentic", "tampered"], ()),
+    "covid": ("covid", ["normal", "covid"], ()),
+    "gans-dev": ("gans-dev", ["not_used", "used"], ("generated",)),
+    "gans-test": ("gans-test/real_unknown_1", None, ()),
+}
+GENERATED = {"gans-dev": "gans-dev/generated", "gans-test": "gans-test/generated_1"}
+TEST_LABELS = "gans-test-labels.csv"
+
+
+def demo_dir(data_root: Path) -> Path:
+    return Path(data_root) / "demo"
+
+
+def demo_ready(data_root: Path) -> bool:
+    meta = demo_dir(data_root) / "meta.json"
+    try:
+        return json.loads(meta.read_text()).get("status") == "ready"
+    except (OSError, ValueError):
+        return False
+
+
+def ensure_demo(data_root: Path, seed: int = 0) -> Path:
+    """The demo folder, built first if it is absent or incomplete."""
+    from ganfp.data.demo import build_demo
+
+    target = demo_dir(data_root)
+    if not demo_ready(data_root):
+        build_demo(target, seed=seed)
+    return target
+
+
+@register_adapter("demo", f"built-in synthetic data; parts: {', '.join(DEMO_PARTS)}")
+def load(arg: str | None, data_root: Path, **options) -> Manifest:
+    if arg not in DEMO_PARTS:
+        raise InputError(f"demo: unknown part {arg!r}; choose one of: {', '.join(DEMO_PARTS)}")
+    root = ensure_demo(data_root)
+    folder, classes, exclude = DEMO_PARTS[arg]
+    manifest = folder_manifest(root / folder, classes=classes, name=f"demo:{arg}", exclude=exclude)
+    if arg in GENERATED:
+        manifest.info["generated"] = str(root / GENERATED[arg])
+    if arg == "gans-test":
+        manifest.info["labels"] = str(root / TEST_LABELS)
+    return manifest

@@ -1,0 +1,50 @@
+"""`folder:PATH`: class sub-folders give labels; a flat folder of images is unlabelled.
+
+Deeper folders under a class (e.g. `covid/patient7/IM0001.png`) become the item's group,
+so a patient's slices never straddle the train/val split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ganfp.data.adapters import register_adapter
+from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
+from ganfp.errors import InputError
+
+
+def folder_manifest(path: str | Path, classes: list[str] | None = None, name: str | None = None, exclude: tuple[str, ...] = ()) -> Manifest:
+    """Labelled by sub-folder when the folder has class sub-folders with images, else unlabelled.
+
+    `classes` fixes the label order (index 1 is the positive class); by default it is alphabetical.
+    `exclude` names sub-folders that are not classes (e.g. `generated`).
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise InputError(f"{root}: no such folder")
+    spec = name or f"folder:{root}"
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in exclude)
+    flat = image_files(root, recursive=False)
+    if classes is None and (flat or not subdirs):
+        if not flat:
+            raise InputError(f"{root}: no images found (expected image files, or one sub-folder of images per class)")
+        return Manifest(spec, [], [Item(str(p.resolve()), UNLABELLED, source=spec) for p in flat], str(root))
+    classes = classes or [d.name for d in subdirs]
+    items = []
+    for label, cls in enumerate(classes):
+        cdir = root / cls
+        files = image_files(cdir) if cdir.is_dir() else []
+        if not files:
+            raise InputError(f"{cdir}: class folder missing or without images (classes: {', '.join(classes)})")
+        for p in files:
+            rel = p.relative_to(cdir).parts
+            group = f"{cls}/{rel[0]}" if len(rel) > 1 else None
+            items.append(Item(str(p.resolve()), label, group=group, source=spec))
+    return Manifest(spec, list(classes), items, str(root))
+
+
+@register_adapter("folder", "a folder: one sub-folder per class, or a flat folder of unlabelled images")
+def load(arg: str | None, data_root: Path, **options) -> Manifest:
+    if not arg:
+        raise InputError("folder: needs a path, e.g. folder:./my_images")
+    return folder_manifest(arg, **options)

@@ -1,0 +1,31 @@
+"""Augmentation on whole batches on the device: random horizontal flips and small shifts.
+
+Random numbers come from a CPU generator, so a seed gives the same augmentation on every device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class BatchAugment:
+    def __init__(self, seed: int, flip: bool = True, max_shift: int = 4):
+        self.generator = torch.Generator().manual_seed(seed)
+        self.flip = flip
+        self.max_shift = max_shift
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        if self.flip:
+            flips = torch.rand(b, generator=self.generator) < 0.5
+            x = torch.where(flips.to(x.device)[:, None, None, None], x.flip(-1), x)
+        if self.max_shift > 0:
+            s = self.max_shift
+            offsets = torch.randint(0, 2 * s + 1, (2, b), generator=self.generator).to(x.device)
+            padded = F.pad(x, (s, s, s, s), mode="reflect")
+            rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
+            cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
+            batch = torch.arange(b, device=x.device)[:, None, None]
+            x = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+        return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x.contiguous()

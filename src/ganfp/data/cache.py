@@ -1,0 +1,125 @@
+"""Decode a manifest's images once into a uint8 array on disk; reuse it until the files or size change.
+
+The cache is a `.npy` file (N, size, size) of uint8 beside a small JSON record. It is memory-mapped,
+so a dataset larger than RAM still trains: batches are gathered from the map. Datasets within the
+memory budget are read into RAM once for fast random access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ganfp.data.decode import DECODE_VERSION, decode_image
+from ganfp.data.manifest import Manifest
+from ganfp.errors import InputError
+from ganfp.fileio import atomic_path, write_json
+from ganfp.paths import cache_root
+
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # uint8 (N, size, size): memory-mapped from the cache file, or in RAM
+    manifest: Manifest  # the items behind `images`, in order (bad files dropped with skip_bad)
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of skipped files
+    path: Path | None = None  # the cache file
+    reused: bool = False  # True when the cache was already there
+    memory_mapped: bool = False  # True when over the memory budget: batches are read from disk
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+
+def default_memory_budget() -> int:
+    """A quarter of physical memory: enough for every dataset of the chain at 256x256."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return 2 << 30
+
+
+def cache_key(manifest: Manifest, image_size: int) -> str:
+    h = hashlib.sha256(f"v{DECODE_VERSION}\0{image_size}\0".encode())
+    h.update(manifest.fingerprint(with_labels=False).encode())
+    return h.hexdigest()[:32]
+
+
+def decode_all(manifest: Manifest, image_size: int, out: np.ndarray, skip_bad: bool, on_image: Callable[[], None] | None):
+    """Decode into `out` with a thread pool (Pillow releases the GIL); returns indices kept and bad files."""
+    def work(i: int):
+        try:
+            out[i] = decode_image(manifest.items[i].path, image_size)
+            return None
+        except InputError as exc:
+            return str(exc)
+        finally:
+            if on_image:
+                on_image()
+
+    kept, bad = [], []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for i, problem in enumerate(pool.map(work, range(len(manifest)))):
+            if problem is None:
+                kept.append(i)
+            elif skip_bad:
+                bad.append((manifest.items[i].path, problem.split(": ", 1)[-1]))
+            else:
+                raise InputError(problem + " (use --skip-bad to skip such files)")
+    return kept, bad
+
+
+def load_images(
+    manifest: Manifest,
+    image_size: int,
+    data_root: str | os.PathLike | None = None,
+    skip_bad: bool = False,
+    on_image: Callable[[], None] | None = None,
+    memory_budget: int | None = None,
+) -> ImageSet:
+    """The manifest's images as uint8 (N, size, size), decoded at most once per (files, size)."""
+    if not len(manifest):
+        raise InputError(f"{manifest.name}: no images")
+    folder = cache_root(data_root) / "images"
+    key = cache_key(manifest, image_size)
+    array_path, record_path = folder / f"{key}.npy", folder / f"{key}.json"
+    reused = False
+    try:
+        record = json.loads(record_path.read_text())
+        array = np.load(array_path, mmap_mode="c")
+        if array.shape != (len(record["kept"]), image_size, image_size):
+            raise ValueError("stale cache")
+        reused = True
+    except (OSError, ValueError, KeyError):
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(array_path) as tmp:
+            full = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(manifest), image_size, image_size))
+            kept, bad = decode_all(manifest, image_size, full, skip_bad, on_image)
+            if len(kept) < len(manifest):
+                compact = full[kept]
+                del full
+                with open(tmp, "wb") as f:
+                    np.save(f, compact)
+            else:
+                full.flush()
+                del full
+        record = {"key": key, "size": image_size, "kept": kept, "bad": bad, "source": manifest.name}
+        write_json(record_path, record)
+        array = np.load(array_path, mmap_mode="c")
+    if not record["kept"]:
+        raise InputError(f"{manifest.name}: none of the {len(manifest)} images could be decoded")
+    budget = default_memory_budget() if memory_budget is None else memory_budget
+    mapped = array.nbytes > budget
+    if not mapped:
+        array = np.array(array, subok=False)  # read into RAM once: random batches then cost nothing
+    kept_manifest = manifest if len(record["kept"]) == len(manifest) else manifest.subset(record["kept"])
+    bad = [tuple(b) for b in record["bad"]]
+    return ImageSet(torch.from_numpy(array), kept_manifest, bad, array_path, reused, mapped)

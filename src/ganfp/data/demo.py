@@ -1,0 +1,233 @@
+"""The built-in demo data: a small, seeded, synthetic stand-in for every dataset of the chain.
+
+Real datasets cannot ship with ganfp nor be fetched in tests, so `build_demo` draws them in
+seconds: CASIA-like tampered/authentic "photos", COVID-CTset-like 16-bit CT slices, and two
+ImageCLEF-GANs-like sets whose generated images come from a real generative model (PCA + Gaussian
+mixture) fitted only on that set's "used" slices, so the membership signal is genuine.
+The folder appears complete or not at all: it is built beside the target and renamed into place.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sklearn.decomposition import PCA
+from sklearn.mixture import GaussianMixture
+
+from ganfp.data.demo_ct import random_patient, render_slice, to_ctset, to_display
+from ganfp.data.demo_photo import CATEGORIES, SIZES, copy_move, photo, splice
+from ganfp.errors import InputError, RuntimeFailure
+from ganfp.fileio import write_json, write_text
+
+DEMO_VERSION = 1
+CASIA_AUTHENTIC, CASIA_TAMPERED = 160, 160
+COVID_PATIENTS_PER_CLASS, COVID_SLICES, COVID_SIZE = 12, 10, 128
+GANS_SIZE = 64
+GANS_DEV = {"used": 80, "not_used": 80, "generated": 500}
+GANS_TEST = {"used": 50, "not_used": 50, "generated": 2000}
+PCA_COMPONENTS = 8  # generator capacity: more components or mixtures memorise more
+USED_PER_MIXTURE = 8  # one Gaussian per 8 training images
+TEST_LABELS = "gans-test-labels.csv"
+STALE_AFTER_S = 3600
+
+DESCRIPTION = (
+    "Synthetic demo data drawn by ganfp, not real images. casia: authentic 'photos' and copy-move/splice "
+    "forgeries of them (mirrors CASIA v2). covid: 16-bit CT-like slices of normal patients and patients "
+    "with ground-glass opacities (mirrors COVID-CTset). gans-dev, gans-test: 8-bit CT-like slices and the "
+    "output of a PCA + Gaussian-mixture generator fitted on the 'used' slices only (mirrors ImageCLEFmedical "
+    "GANs 2023); the test labels are in gans-test-labels.csv."
+)
+
+
+def build_demo(target: str | os.PathLike, seed: int = 0) -> dict:
+    """Build the whole demo into `target` atomically and return its meta.json content."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{target}: exists and is not a folder; cannot build the demo data there")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_builds(target)
+        tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            meta = _build_into(tmp, seed)
+            return _swap_in(tmp, target, meta)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        raise RuntimeFailure(f"{exc.filename or target}: cannot build the demo data: {exc.strerror or exc}") from exc
+
+
+def _build_into(root: Path, seed: int) -> dict:
+    casia_rng, covid_rng, dev_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    counts = {}
+    counts.update(build_casia(root / "casia", casia_rng))
+    counts.update(build_covid(root / "covid", covid_rng))
+    dev = build_membership_set(dev_rng, **GANS_DEV)
+    counts.update(_write_membership_dev(root / "gans-dev", dev))
+    test = build_membership_set(test_rng, **GANS_TEST)
+    counts.update(_write_membership_test(root / "gans-test", root / TEST_LABELS, test_rng, test))
+    meta = {"status": "ready", "seed": seed, "version": DEMO_VERSION, "counts": counts, "description": DESCRIPTION}
+    write_json(root / "meta.json", meta)  # last: its presence means the rest is complete
+    return meta
+
+
+def _swap_in(tmp: Path, target: Path, meta: dict) -> dict:
+    """Replace `target` by the finished `tmp`; an older target is moved aside first, then deleted."""
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "meta.json").is_file():
+            raise
+        meta = json.loads((target / "meta.json").read_text())  # a concurrent build finished first
+    shutil.rmtree(old, ignore_errors=True)
+    return meta
+
+
+def _remove_stale_builds(target: Path) -> None:
+    """Delete temporary folders left by builds that crashed (their process is gone, or they are old)."""
+    for leftover in list(target.parent.glob(f".{target.name}.tmp-*")) + list(target.parent.glob(f".{target.name}.old-*")):
+        pid = leftover.name.rpartition("-")[2]
+        try:
+            age = time.time() - leftover.stat().st_mtime
+        except OSError:
+            continue
+        if pid == str(os.getpid()) or age > STALE_AFTER_S or not _process_alive(pid):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _process_alive(pid: str) -> bool:
+    if os.name != "posix" or not pid.isdigit():
+        return True  # cannot tell: leave it to the age rule
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+# --- CASIA-like: authentic and tampered photos -------------------------------------------------
+
+
+def _jpeg_bytes(rgb: np.ndarray, quality: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def build_casia(folder: Path, rng: np.random.Generator) -> dict:
+    """Authentic JPEGs `Au_<cat>_<nnnnn>.jpg`; forgeries of them named like CASIA v2, JPEG or TIFF."""
+    (folder / "authentic").mkdir(parents=True)
+    (folder / "tampered").mkdir(parents=True)
+    authentic = []  # (name in tampered file names, decoded pixels as stored)
+    for i in range(CASIA_AUTHENTIC):
+        cat = CATEGORIES[i % len(CATEGORIES)]
+        w, h = SIZES[int(rng.integers(len(SIZES)))]
+        data = _jpeg_bytes(photo(rng, cat, w, h), int(rng.integers(80, 96)))
+        (folder / "authentic" / f"Au_{cat}_{i + 1:05d}.jpg").write_bytes(data)
+        authentic.append((f"{cat}{i + 1:05d}", np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))))
+    kinds = rng.permutation(np.arange(CASIA_TAMPERED) % 2)  # half copy-move (0), half splice (1)
+    targets = rng.permutation(CASIA_AUTHENTIC)[:CASIA_TAMPERED]  # each authentic image edited at most once
+    for j, (kind, t) in enumerate(zip(kinds, targets)):
+        t_name, img = authentic[t]
+        if kind:
+            d = int((t + 1 + rng.integers(CASIA_AUTHENTIC - 1)) % CASIA_AUTHENTIC)  # any other image
+            d_name, donor = authentic[d]
+            edited, mask = splice(rng, img, donor)
+        else:
+            d_name = t_name
+            edited, mask = copy_move(rng, img)
+        size = "S" if mask.mean() < 0.12 else "M" if mask.mean() < 0.2 else "L"
+        stem = f"Tp_{'D' if kind else 'S'}_NRN_{size}_N_{t_name}_{d_name}_{j + 1:05d}"
+        if rng.random() < 0.6:  # CASIA v2: about 60% of the tampered images are TIFF
+            Image.fromarray(edited).save(folder / "tampered" / f"{stem}.tif", "TIFF")
+        else:
+            (folder / "tampered" / f"{stem}.jpg").write_bytes(_jpeg_bytes(edited, 90))
+    return {"casia/authentic": CASIA_AUTHENTIC, "casia/tampered": CASIA_TAMPERED}
+
+
+# --- COVID-CTset-like: 16-bit slices, patients of two classes ----------------------------------
+
+
+def build_covid(folder: Path, rng: np.random.Generator) -> dict:
+    """`<class>/patient<k>/IM<nnnnn>.tif`, 16-bit; covid patients have ground-glass opacities."""
+    n = COVID_PATIENTS_PER_CLASS
+    numbers = rng.permutation(2 * n) + 1  # patient numbers do not reveal the class
+    for k in range(2 * n):
+        cls = "normal" if k < n else "covid"
+        patient = random_patient(rng, lesions=cls == "covid")
+        pdir = folder / cls / f"patient{numbers[k]}"
+        pdir.mkdir(parents=True)
+        z0, first = rng.uniform(0.05, 0.35), int(rng.integers(1, 60))
+        for s in range(COVID_SLICES):
+            hu = render_slice(patient, z0 + 0.06 * s, COVID_SIZE, rng)
+            Image.fromarray(to_ctset(hu)).save(pdir / f"IM{first + s:05d}.tif", "TIFF")
+    return {"covid/normal": n * COVID_SLICES, "covid/covid": n * COVID_SLICES}
+
+
+# --- ImageCLEF-GANs-like: real slices and a generator that saw some of them --------------------
+
+
+def real_slices(rng: np.random.Generator, count: int) -> np.ndarray:
+    """`count` 8-bit slices, one random patient and height each."""
+    return np.stack([to_display(render_slice(random_patient(rng), rng.uniform(0.15, 0.85), GANS_SIZE, rng)) for _ in range(count)])
+
+
+def generate(used: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Fit PCA + a diagonal Gaussian mixture on `used` only and sample `count` 8-bit images.
+
+    With few training images each Gaussian sits on a handful of them, so samples land near the
+    training images: the small-data memorisation that membership scorers detect.
+    """
+    x = used.reshape(len(used), -1).astype(np.float64) / 255.0
+    pca = PCA(n_components=min(PCA_COMPONENTS, len(used) - 1), svd_solver="full").fit(x)
+    mixture = GaussianMixture(
+        n_components=max(1, len(used) // USED_PER_MIXTURE), covariance_type="diag", reg_covar=1e-3,
+        random_state=int(rng.integers(2**31 - 1)),
+    ).fit(pca.transform(x))
+    codes, _ = mixture.sample(count)  # grouped by component: shuffle
+    pixels = pca.inverse_transform(codes[rng.permutation(count)])
+    return np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8).reshape(count, *used.shape[1:])
+
+
+def build_membership_set(rng: np.random.Generator, used: int, not_used: int, generated: int) -> dict:
+    """Real slices split at random into used / not used (one distribution) and the generator's output."""
+    real = real_slices(rng, used + not_used)
+    return {"used": real[:used], "not_used": real[used:], "generated": generate(real[:used], generated, rng)}
+
+
+def _save_pngs(folder: Path, prefix: str, images: np.ndarray, digits: int) -> None:
+    folder.mkdir(parents=True)
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(folder / f"{prefix}_{i + 1:0{digits}d}.png", "PNG")
+
+
+def _write_membership_dev(folder: Path, s: dict) -> dict:
+    for name in ("used", "not_used", "generated"):
+        _save_pngs(folder / name, name, s[name], 4)
+    return {f"gans-dev/{name}": len(s[name]) for name in ("used", "not_used", "generated")}
+
+
+def _write_membership_test(folder: Path, labels_file: Path, rng: np.random.Generator, s: dict) -> dict:
+    real = np.concatenate([s["used"], s["not_used"]])
+    labels = np.r_[np.ones(len(s["used"]), int), np.zeros(len(s["not_used"]), int)]
+    order = rng.permutation(len(real))  # ids must not reveal the labels
+    _save_pngs(folder / "real_unknown_1", "real_unknown", real[order], 4)
+    _save_pngs(folder / "generated_1", "generated", s["generated"], 5)
+    rows = [f"real_unknown_{i + 1:04d},{labels[j]}" for i, j in enumerate(order)]
+    write_text(labels_file, "id,label\n" + "\n".join(rows) + "\n")
+    return {"gans-test/real_unknown_1": len(real), "gans-test/generated_1": len(s["generated"])}

@@ -1,0 +1,87 @@
+"""A dataset on disk as a list of items: what every adapter produces and every consumer reads."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+UNLABELLED = -1
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+
+
+@dataclass(frozen=True)
+class Item:
+    path: str  # absolute path of the image file
+    label: int = UNLABELLED  # index into Manifest.classes
+    group: str | None = None  # items sharing a group stay on one side of a train/val split
+    split: str | None = None  # set when the dataset itself fixes the split
+    source: str = ""  # which adapter/part produced it
+
+    @property
+    def id(self) -> str:
+        """The task's image id: the file name without its extension."""
+        return Path(self.path).stem
+
+
+@dataclass
+class Manifest:
+    name: str  # the dataset spec it came from, e.g. "demo:covid"
+    classes: list[str]  # label index -> class name; for membership, index 1 is "used"
+    items: list[Item]
+    root: str = ""
+    info: dict = field(default_factory=dict)  # adapter extras, e.g. where the generated images are
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.items) and all(it.label != UNLABELLED for it in self.items)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([it.label for it in self.items], dtype=np.int64)
+
+    @property
+    def groups(self) -> list[str | None]:
+        return [it.group for it in self.items]
+
+    @property
+    def ids(self) -> list[str]:
+        return [it.id for it in self.items]
+
+    def subset(self, indices) -> "Manifest":
+        return replace(self, items=[self.items[i] for i in indices])
+
+    def with_labels(self, labels, classes: list[str] | None = None) -> "Manifest":
+        """The same images with new labels (pseudo-labelling of an unlabelled set)."""
+        items = [replace(it, label=int(lab)) for it, lab in zip(self.items, labels)]
+        return replace(self, items=items, classes=classes or self.classes)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = {c: 0 for c in self.classes}
+        for it in self.items:
+            if it.label != UNLABELLED:
+                counts[self.classes[it.label]] += 1
+        return counts
+
+    def fingerprint(self, with_labels: bool = True) -> str:
+        """Changes when any file is added, removed or rewritten (path, size, mtime), or relabelled."""
+        h = hashlib.sha256()
+        for it in self.items:
+            st = os.stat(it.path)
+            label = it.label if with_labels else ""
+            h.update(f"{it.path}\0{st.st_size}\0{st.st_mtime_ns}\0{label}\n".encode())
+        return h.hexdigest()
+
+
+def image_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Image files under `folder` (any case of extension), sorted, skipping hidden files."""
+    folder = Path(folder)
+    pattern = folder.rglob("*") if recursive else folder.iterdir()
+    files = [p for p in pattern if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
+    return sorted(files)

@@ -1,0 +1,36 @@
+"""Device choice and the per-device settings that make it fast."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from ganfp.errors import InputError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine (use --device cpu or auto)")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise InputError(f"--device {name}: not a device (use auto, cpu or cuda)") from exc
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA; full fp32 on CPU, where bf16 is slower and changes numbers."""
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def configure(device: torch.device, deterministic: bool = False) -> None:
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)

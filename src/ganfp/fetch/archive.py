@@ -1,0 +1,204 @@
+"""Unpack zip and tar archives without trusting them.
+
+Refused: members with absolute paths or `..`, links that point outside the archive, encrypted
+zips, and anything that would unpack to more than a size cap or expand suspiciously much
+(decompression bombs). Links that stay inside become plain copies: ganfp never creates a link,
+so no later member can be written through one. Device files and FIFOs are skipped.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shutil
+import stat
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from ganfp.errors import InputError
+
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+UNSUPPORTED_SUFFIXES = (".rar", ".7z")
+MAX_RATIO = 200  # whole archive: unpacked bytes per archive byte
+MAX_MEMBER_RATIO = 1000  # one zip member, checked above MEMBER_RATIO_FLOOR bytes
+MEMBER_RATIO_FLOOR = 1 << 20
+RATIO_FLOOR = 256 << 20  # below this many unpacked bytes no ratio check is needed
+CHUNK = 1 << 20
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def archive_kind(path: str | Path) -> str | None:
+    """"zip", "tar", or None for a file that is not an archive ganfp unpacks."""
+    name = Path(path).name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith(TAR_SUFFIXES):
+        return "tar"
+    return None
+
+
+def check_supported(path: Path) -> None:
+    if path.name.lower().endswith(UNSUPPORTED_SUFFIXES):
+        raise InputError(f"{path}: {path.suffix} archives are not supported; unpack it yourself and pass the folder with --from")
+
+
+def safe_relpath(archive: Path, name: str) -> PurePosixPath | None:
+    """The member's path inside the target, or None for the archive root; refuses escapes."""
+    if "\0" in name:
+        raise InputError(f"{archive}: member name {name!r} contains a NUL byte; refusing to unpack")
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or _DRIVE.match(posix):
+        raise InputError(f"{archive}: member {name!r} has an absolute path; refusing to unpack")
+    parts = [p for p in posix.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InputError(f"{archive}: member {name!r} points outside the archive (..); refusing to unpack")
+    return PurePosixPath(*parts) if parts else None
+
+
+def _link_target(archive: Path, member: PurePosixPath, target: str, symbolic: bool) -> PurePosixPath:
+    """Where a link member points, inside the archive; refuses a target outside it."""
+    posix = target.replace("\\", "/")
+    if not posix or posix.startswith("/") or _DRIVE.match(posix):
+        raise InputError(f"{archive}: link {str(member)!r} points to {target!r}, outside the archive; refusing to unpack")
+    joined = posixpath.normpath(posixpath.join(str(member.parent), posix) if symbolic else posix)
+    if joined == ".." or joined.startswith("../"):
+        raise InputError(f"{archive}: link {str(member)!r} points to {target!r}, outside the archive; refusing to unpack")
+    return PurePosixPath(joined)
+
+
+class _Budget:
+    """Counts unpacked bytes against the cap and the expansion ratio."""
+
+    def __init__(self, archive: Path, max_bytes: int):
+        self.archive = archive
+        self.max_bytes = max_bytes
+        self.ratio_limit = max(RATIO_FLOOR, MAX_RATIO * archive.stat().st_size)
+        self.used = 0
+        self.progress = lambda total=None: None  # called after each member (and once with the total, when known)
+
+    def take(self, n: int) -> None:
+        self.used += n
+        if self.used > self.max_bytes:
+            raise InputError(f"{self.archive}: unpacks to more than the {self.max_bytes / 2**30:.1f} GiB cap for this dataset; refusing (decompression bomb?)")
+        if self.used > self.ratio_limit:
+            raise InputError(f"{self.archive}: expands more than {MAX_RATIO}x its size; refusing (decompression bomb?)")
+
+
+def unpack(archive: str | Path, dest: str | Path, max_bytes: int, progress=None) -> int:
+    """Unpack `archive` into the folder `dest`; return the bytes written. `progress`: a rich Progress."""
+    archive, dest = Path(archive), Path(dest)
+    check_supported(archive)
+    kind = archive_kind(archive)
+    if kind is None:
+        raise InputError(f"{archive}: not an archive ganfp can unpack (zip, tar, tar.gz, tar.bz2, tar.xz)")
+    dest.mkdir(parents=True, exist_ok=True)
+    budget = _Budget(archive, max_bytes)
+    if progress is not None:
+        task = progress.add_task(f"unpack {archive.name} (MiB)", total=None, status="")
+        budget.progress = lambda total=None: progress.update(task, completed=_mib(budget.used), total=_mib(total) if total else None)
+    try:
+        if kind == "zip":
+            _unpack_zip(archive, dest, budget)
+        else:
+            _unpack_tar(archive, dest, budget)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zipfile.LargeZipFile) as exc:
+        raise InputError(f"{archive}: damaged or incomplete archive ({exc})") from exc
+    return budget.used
+
+
+def _unpack_zip(archive: Path, dest: Path, budget: _Budget) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        plan = []
+        declared = 0
+        for info in infos:  # check everything before writing anything
+            rel = safe_relpath(archive, info.filename)
+            if info.flag_bits & 0x1:
+                raise InputError(f"{archive}: member {info.filename!r} is encrypted; unpack it yourself and pass the folder with --from")
+            if rel is None:
+                continue
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                plan.append((rel, "link", _link_target(archive, rel, zf.read(info).decode("utf-8", "replace"), True), info))
+                continue
+            if info.is_dir():
+                plan.append((rel, "dir", None, info))
+                continue
+            if info.file_size > MEMBER_RATIO_FLOOR and info.file_size > MAX_MEMBER_RATIO * max(info.compress_size, 1):
+                raise InputError(f"{archive}: member {info.filename!r} expands more than {MAX_MEMBER_RATIO}x; refusing (decompression bomb?)")
+            declared += info.file_size
+            plan.append((rel, "file", None, info))
+        if declared > budget.max_bytes or declared > budget.ratio_limit:
+            budget.take(declared)  # raises with the reason
+        budget.progress(declared)
+        for rel, kind, target, info in plan:
+            if kind == "dir":
+                _mkdir(dest, rel)
+            elif kind == "file":
+                with zf.open(info) as src:
+                    _write(src, dest, rel, info.file_size, budget)
+            else:
+                _copy_link(dest, rel, target, budget)
+            budget.progress(declared)
+
+
+def _unpack_tar(archive: Path, dest: Path, budget: _Budget) -> None:
+    with tarfile.open(archive, "r:*") as tf:
+        for member in tf:  # one streaming pass: a tar.gz is not read twice
+            rel = safe_relpath(archive, member.name)
+            if rel is None:
+                continue
+            if member.issym() or member.islnk():
+                target = _link_target(archive, rel, member.linkname, member.issym())
+                _copy_link(dest, rel, target, budget)
+            elif member.isdir():
+                _mkdir(dest, rel)
+            elif member.isfile():
+                src = tf.extractfile(member)
+                with src:
+                    _write(src, dest, rel, member.size, budget)
+                budget.progress()
+            # device files and FIFOs: not data, skipped
+
+
+def _mkdir(dest: Path, rel: PurePosixPath) -> Path:
+    path = dest.joinpath(*rel.parts)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise InputError(f"{rel}: a file and a folder have the same name in the archive") from exc
+    return path
+
+
+def _write(src, dest: Path, rel: PurePosixPath, declared: int, budget: _Budget) -> None:
+    path = dest.joinpath(*rel.parts)
+    if rel.parent.parts:
+        _mkdir(dest, rel.parent)
+    if path.is_symlink() or path.is_dir():
+        raise InputError(f"{rel}: the archive writes this path twice, as different kinds of entry")
+    written = 0
+    with open(path, "wb") as out:
+        for block in iter(lambda: src.read(CHUNK), b""):
+            written += len(block)
+            if written > declared:
+                raise InputError(f"{rel}: member is larger than its header says; refusing (damaged or malicious archive)")
+            budget.take(len(block))
+            out.write(block)
+
+
+def _copy_link(dest: Path, rel: PurePosixPath, target: PurePosixPath, budget: _Budget) -> None:
+    """An in-archive link becomes a copy of an already unpacked regular file (else it is skipped)."""
+    source = dest.joinpath(*target.parts)
+    if source.is_file() and not source.is_symlink():
+        budget.take(source.stat().st_size)
+        if rel.parent.parts:
+            _mkdir(dest, rel.parent)
+        path = dest.joinpath(*rel.parts)
+        if path.is_symlink() or path.is_dir():
+            raise InputError(f"{rel}: the archive writes this path twice, as different kinds of entry")
+        shutil.copyfile(source, path)
+
+
+def _mib(n: int) -> int:
+    return n // 2**20

@@ -1,0 +1,259 @@
+"""`fetch_dataset`: get a dataset from its source or a local archive/folder, verify it, install it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from ganfp.errors import InputError, RuntimeFailure
+from ganfp.fetch import store
+from ganfp.fetch.archive import archive_kind, check_supported, unpack
+from ganfp.fetch.download import download, fetch_json, file_digest
+from ganfp.fetch.kaggle import kaggle_download
+from ganfp.fetch.registry import DATASETS, DatasetInfo, Route
+from ganfp.fileio import write_json
+
+FIGSHARE_API = "https://api.figshare.com/v2"
+NESTED_ROUNDS = 2  # archives inside archives are unpacked this many levels deep
+
+
+def get_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise InputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)} (ganfp fetch-data --list)")
+    return DATASETS[name]
+
+
+def fetch_dataset(
+    name: str,
+    data_root: str | os.PathLike,
+    source: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
+    force: bool = False,
+    progress=None,
+    *,
+    via: str | None = None,
+    add: bool = False,
+    link: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Make `<data_root>/<name>` ready and return it.
+
+    `source`: local archive(s) or folder(s) to import instead of downloading. `force`: fetch again
+    even when ready. `add`: import `source` on top of a ready copy (ImageCLEF's test set arrives
+    after the development set). `link`: hard-link files of a local folder instead of copying.
+    `via`: a download route other than the first (e.g. "kaggle").
+    """
+    info = get_info(name)
+    root = Path(data_root).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    if name == "demo":
+        return _fetch_demo(root, force, seed)
+    sources = [] if source is None else [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    folder = store.dataset_dir(name, root)
+    with store.locked(root, name):
+        store.recover(root, name)
+        ready = store.is_ready(folder)
+        if ready and not (force or (add and sources)):
+            return folder
+        staging = store.new_staging(root, name)
+        try:
+            meta = _stage(info, root, staging, sources, via, progress, link, prior=store.read_meta(folder) if add and ready else None)
+            if add and ready:
+                _link_tree(folder, staging, skip={store.META}, link=True, progress=None, keep_existing=True)
+            meta["layout"] = verify_layout(name, staging, _describe_sources(sources))
+            write_json(staging / store.META, meta)  # written last: from here on the copy reads as ready
+            store.install(staging, folder)
+        except OSError as exc:  # disk full, permissions: the input was fine, the machine was not
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RuntimeFailure(f"fetching {name} into {root} failed: {exc}") from exc
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        shutil.rmtree(store.downloads_dir(root, name), ignore_errors=True)
+    return folder
+
+
+def _fetch_demo(root: Path, force: bool, seed: int) -> Path:
+    from ganfp.data.adapters.demo import demo_dir, ensure_demo
+
+    if force:
+        shutil.rmtree(demo_dir(root), ignore_errors=True)
+    return ensure_demo(root, seed=seed)
+
+
+def _stage(info: DatasetInfo, root: Path, staging: Path, sources: list, via, progress, link: bool, prior: dict | None) -> dict:
+    """Fill `staging` from local sources or the download route; return the meta.json fields."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    from ganfp import __version__
+
+    if sources:
+        if via:
+            raise InputError("--via picks a download route; it cannot be combined with --from")
+        digests = _import_local(info, sources, staging, progress, link)
+        meta = {"source": [f"local:{Path(s).expanduser().resolve()}" for s in sources], "route": "local", "version": None}
+    else:
+        route = info.route(via)
+        if route is None:
+            if via:
+                known = ", ".join(r.name for r in info.routes) or "none: use --from"
+                raise InputError(f"{info.name}: no download route {via!r} (routes: {known})")
+            raise InputError(f"{info.name} cannot be downloaded automatically: {info.manual}")
+        digests, version, described = _fetch_route(info, route, root, staging, progress)
+        meta = {"source": described, "route": route.name, "version": version}
+    _unpack_nested(info, staging, progress)
+    meta.update({"name": info.name, "status": store.READY, "sha256": digests, "fetched_at": now, "ganfp_version": __version__})
+    if prior:
+        meta["source"] = _as_list(prior.get("source")) + meta["source"]
+        meta["sha256"] = {**(prior.get("sha256") or {}), **digests}
+    return meta
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value] if value else []
+
+
+def _import_local(info: DatasetInfo, sources: list, staging: Path, progress, link: bool) -> dict[str, str]:
+    digests: dict[str, str] = {}
+    budget = info.max_unpacked_bytes
+    for raw in sources:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+        if path.is_dir():
+            if staging.resolve().is_relative_to(path.resolve()):
+                raise InputError(f"{path}: contains the data root itself; point --from at the dataset's own folder or archive")
+            _link_tree(path, staging, skip=set(), link=link, progress=progress)
+            continue
+        check_supported(path)
+        if archive_kind(path) is None:  # a loose file, e.g. a label list: kept beside the data
+            shutil.copyfile(path, staging / path.name)
+            continue
+        digests[path.name] = file_digest(path)
+        budget -= unpack(path, staging, budget, progress)
+    return digests
+
+
+def _fetch_route(info: DatasetInfo, route: Route, root: Path, staging: Path, progress) -> tuple[dict, str | None, list]:
+    downloads = store.downloads_dir(root, info.name)
+    digests: dict[str, str] = {}
+    files: list[Path] = []
+    described: list[str] = []
+    version = None
+    for src in route.sources:
+        if src.kind == "url":
+            target = downloads / (src.filename or _safe_name(src.ref.rsplit("/", 1)[-1]))
+            digests[target.name] = download(src.ref, target, sha256=src.sha256, progress=progress)
+            files.append(target)
+            described.append(src.ref)
+        elif src.kind == "figshare":
+            for entry in _figshare_files(src.ref):
+                target = downloads / src.ref / _safe_name(entry["name"])
+                md5 = entry.get("computed_md5") or entry.get("supplied_md5") or None
+                digests[f"{src.ref}/{target.name}"] = download(entry["download_url"], target, md5=md5, size=entry.get("size"), progress=progress)
+                files.append(target)
+            described.append(f"figshare:{src.ref}")
+        elif src.kind == "kaggle":
+            path = kaggle_download(src.ref, info.name)
+            _link_tree(path, staging, skip=set(), link=True, progress=progress)
+            match = re.search(r"versions[/\\](\d+)", str(path))
+            version = f"kaggle:{src.ref}/{match.group(1)}" if match else f"kaggle:{src.ref}"
+            described.append(f"kaggle:{src.ref}")
+        else:
+            raise RuntimeFailure(f"{info.name}: unknown source kind {src.kind!r} in the registry")
+    budget = info.max_unpacked_bytes
+    for path in files:
+        if archive_kind(path):
+            budget -= unpack(path, staging, budget, progress)
+        else:
+            shutil.copyfile(path, staging / path.name)
+    return digests, version, described
+
+
+def _figshare_files(article: str) -> list[dict]:
+    url = f"{FIGSHARE_API}/articles/{article}/files?page_size=1000"
+    listing = fetch_json(url)
+    if not isinstance(listing, list) or not all(isinstance(e, dict) and "name" in e and "download_url" in e for e in listing):
+        raise RuntimeFailure(f"{url}: unexpected answer (expected a list of files with name and download_url)")
+    files = [e for e in listing if not e.get("is_link_only")]
+    if not files:
+        raise RuntimeFailure(f"{url}: the article lists no downloadable files")
+    return files
+
+
+def _safe_name(name: str) -> str:
+    base = re.sub(r"[^A-Za-z0-9._&+()-]", "_", name.replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")
+    if not base:
+        raise RuntimeFailure(f"the source names a file {name!r} that cannot be saved safely")
+    return base
+
+
+def _unpack_nested(info: DatasetInfo, staging: Path, progress) -> None:
+    """Archives found inside what was fetched are unpacked beside themselves, then removed."""
+    budget = info.max_unpacked_bytes
+    for _ in range(NESTED_ROUNDS):
+        nested = sorted(p for p in staging.rglob("*") if p.is_file() and archive_kind(p))
+        for path in nested:
+            budget -= unpack(path, path.parent / _archive_stem(path), budget, progress)
+            path.unlink()
+
+
+def _archive_stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".tar", ".zip"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or "archive"
+    return name
+
+
+def _link_tree(src: Path, dest: Path, skip: set[str], link: bool, progress, keep_existing: bool = False) -> None:
+    """Copy (or hard-link) the files under `src` into `dest`; symlinked folders are followed once."""
+    files = []
+    seen = set()
+    for top, dirs, names in os.walk(src, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        files.extend(Path(top) / n for n in names if not (Path(top) == src and n in skip))
+    task = progress.add_task(f"{'link' if link else 'copy'} {src.name}", total=len(files), status="") if progress else None
+    for i, path in enumerate(files, 1):
+        target = dest / path.relative_to(src)
+        if keep_existing and target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _place(path, target, link)
+        if task is not None and (i % 200 == 0 or i == len(files)):
+            progress.update(task, completed=i)
+
+
+def _place(path: Path, target: Path, link: bool) -> None:
+    if link:
+        try:
+            os.link(path, target)
+            return
+        except OSError:
+            pass  # another file system, or links not allowed: copy
+    shutil.copyfile(path, target)
+
+
+def _describe_sources(sources: list) -> str:
+    if sources:
+        return "the data from " + ", ".join(str(s) for s in sources)
+    return "the downloaded data"
+
+
+def verify_layout(name: str, folder: Path, where: str) -> dict:
+    """What the dataset's adapter recognises in `folder`; a layout it does not know is an InputError."""
+    from ganfp.data.adapters import casia, covid_ctset, imageclef
+
+    if name == "casia":
+        return casia.describe(folder, where)
+    if name == "covid-ctset":
+        return covid_ctset.describe(folder, where)
+    if name.startswith("imageclef-gans-"):
+        return imageclef.describe(folder, where)
+    raise RuntimeFailure(f"no layout check for dataset {name}")

@@ -1,0 +1,132 @@
+"""A dataset's folder in the data root, and the rule for when it is ready.
+
+`<data_root>/<name>/` is complete only when its `meta.json` says `"status": "ready"`, and that
+file is written last, in a staging folder (`<data_root>/.tmp-<name>-XXXXXXXX`) that is renamed
+into place in one step. So an interrupted fetch leaves a staging folder or a `.part` download
+(status "partial") and never a half dataset that reads as ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+from ganfp.errors import InputError, RuntimeFailure
+from ganfp.paths import data_root as default_root
+
+READY, PARTIAL, ABSENT = "ready", "partial", "absent"
+META = "meta.json"
+DOWNLOADS = ".downloads"
+STAGING, OLD = ".tmp-", ".old-"
+
+
+def dataset_dir(name: str, data_root: str | os.PathLike) -> Path:
+    return Path(data_root) / name
+
+
+def read_meta(folder: Path) -> dict | None:
+    try:
+        meta = json.loads((Path(folder) / META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def is_ready(folder: Path) -> bool:
+    meta = read_meta(folder)
+    return bool(meta) and meta.get("status") == READY
+
+
+def leftovers(data_root: Path, name: str, prefix: str | None = None) -> list[Path]:
+    """Staging and set-aside folders of `name` left by an interrupted fetch."""
+    prefixes = [prefix] if prefix else [STAGING, OLD]
+    pattern = re.compile(rf"^({'|'.join(re.escape(p) for p in prefixes)}){re.escape(name)}-[0-9a-f]{{8}}$")
+    try:
+        return sorted(p for p in Path(data_root).iterdir() if pattern.match(p.name))
+    except OSError:
+        return []
+
+
+def downloads_dir(data_root: Path, name: str) -> Path:
+    return Path(data_root) / DOWNLOADS / name
+
+
+def dataset_status(name: str, data_root: str | os.PathLike) -> str:
+    """ready: complete and verified; partial: an interrupted fetch left something; absent: nothing."""
+    root = Path(data_root)
+    folder = dataset_dir(name, root)
+    if is_ready(folder):
+        return READY
+    downloads = downloads_dir(root, name)
+    if folder.exists() or leftovers(root, name) or (downloads.is_dir() and any(downloads.iterdir())):
+        return PARTIAL
+    return ABSENT
+
+
+def require_ready(name: str, data_root: str | os.PathLike, hint: str = "") -> Path:
+    """The dataset's folder; a clear one-line error when it has not been fetched (completely)."""
+    root = Path(data_root)
+    status = dataset_status(name, root)
+    if status == READY:
+        return dataset_dir(name, root)
+    command = f"ganfp fetch-data {name}{hint}"
+    if root.expanduser().resolve() != default_root(None).expanduser().resolve():
+        command += f" --data-root {root}"
+    if status == PARTIAL:
+        raise InputError(f"dataset {name} in {root} is not ready (an interrupted fetch, or files put there by hand); run: {command}")
+    raise InputError(f"dataset {name} is not in {root}; run: {command}")
+
+
+@contextlib.contextmanager
+def locked(data_root: Path, name: str) -> Iterator[None]:
+    """One fetch of a dataset at a time (the lock goes with the process, even when it is killed)."""
+    path = Path(data_root) / f".{name}.lock"
+    with open(path, "a+") as f:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory lock; staging folders are still unique
+            yield
+            return
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise RuntimeFailure(f"another ganfp process is fetching {name} into {data_root}; wait for it to finish") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def recover(data_root: Path, name: str) -> None:
+    """Undo what an interrupted fetch left: bring back a set-aside ready copy, drop staging folders."""
+    folder = dataset_dir(name, data_root)
+    for old in leftovers(data_root, name, OLD):
+        if not folder.exists() and is_ready(old):
+            os.replace(old, folder)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    for staging in leftovers(data_root, name, STAGING):
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def new_staging(data_root: Path, name: str) -> Path:
+    path = Path(data_root) / f"{STAGING}{name}-{secrets.token_hex(4)}"
+    path.mkdir(parents=True)
+    return path
+
+
+def install(staging: Path, folder: Path) -> None:
+    """Move a complete staging folder (meta.json included) into place, replacing an older copy."""
+    old = None
+    if folder.exists():
+        old = folder.with_name(f"{OLD}{folder.name}-{secrets.token_hex(4)}")
+        os.replace(folder, old)
+    os.replace(staging, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,34 @@
+"""Batched inference over a uint8 image tensor: class probabilities and pooled embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ganfp.data.loader import device_images, iterate_batches
+from ganfp.device import autocast
+
+
+@torch.no_grad()
+def _run(model, images: torch.Tensor, batch_size: int, device: torch.device, fn) -> torch.Tensor:
+    model.eval().to(device)
+    channels_last = device.type == "cuda"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    images = device_images(images, device)
+    outputs = []
+    for x, _ in iterate_batches(images, np.arange(len(images)), batch_size, device, channels_last=channels_last):
+        with autocast(device):
+            outputs.append(fn(x).float().cpu())
+    return torch.cat(outputs)
+
+
+def predict_proba(model, images: torch.Tensor, batch_size: int = 256, device: torch.device | str = "cpu") -> np.ndarray:
+    """Softmax probabilities, shape (N, num_classes)."""
+    probs = _run(model, images, batch_size, torch.device(device), lambda x: model(x).softmax(-1))
+    return probs.numpy()
+
+
+def embed(model, images: torch.Tensor, batch_size: int = 256, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Pooled features before the classifier, shape (N, model.num_features), float32 on the CPU."""
+    return _run(model, images, batch_size, torch.device(device), model.embed)

@@ -1,0 +1,105 @@
+"""Nearest neighbours and neighbour counts between two embedding sets, block by block.
+
+The full (queries x references) matrix is never built: each block of queries walks the
+references in blocks and keeps a running top-k, so 100,000 x 10,000 needs memory for one block
+only. Blocks run on the GPU when the caller passes a CUDA device, else on the CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+
+# floats one block may hold; the metric says how many floats one (query, reference) pair costs
+BLOCK_BUDGET = {"cpu": 1 << 22, "cuda": 1 << 28}  # CPU: small enough to stay in cache
+
+
+class Metric(Protocol):
+    name: str
+    floats_per_pair: int
+
+    def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Distances (len(a), len(b)); smaller = more alike."""
+
+
+class Euclidean:
+    """L2 distance between feature vectors (via one matrix product per block)."""
+
+    name = "euclidean"
+    floats_per_pair = 3
+
+    def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+        return d2.clamp_min_(0).sqrt_()
+
+
+def block_sizes(n_queries: int, n_refs: int, metric: Metric, device: torch.device) -> tuple[int, int]:
+    budget = BLOCK_BUDGET["cuda" if device.type == "cuda" else "cpu"] // max(1, metric.floats_per_pair)
+    refs = max(1, min(n_refs, 4096, budget // 64))
+    queries = max(1, min(n_queries, budget // refs))
+    return queries, refs
+
+
+def _query_blocks(queries: torch.Tensor, refs: torch.Tensor, metric: Metric, device: torch.device, exclude_self: bool,
+                  on_block: Callable[[int], None] | None):
+    """Yield (query start, iterator of distance blocks over all references) per block of queries.
+
+    Self-pairs are set to inf when `exclude_self`; every block is on `device`.
+    """
+    bq, br = block_sizes(len(queries), len(refs), metric, device)
+    refs = refs.to(device)
+
+    def row(q: torch.Tensor, qs: int):
+        for rs in range(0, len(refs), br):
+            d = metric.pairwise(q, refs[rs : rs + br]).float()
+            if exclude_self:
+                rows = torch.arange(qs, qs + len(q), device=device)[:, None]
+                cols = torch.arange(rs, rs + d.shape[1], device=device)[None, :]
+                d = d.masked_fill(rows == cols, float("inf"))
+            yield rs, d
+
+    for qs in range(0, len(queries), bq):
+        q = queries[qs : qs + bq].to(device)
+        yield qs, row(q, qs)
+        if on_block:
+            on_block(len(q))
+
+
+def nearest(queries: torch.Tensor, refs: torch.Tensor, k: int, metric: Metric, device: torch.device,
+            exclude_self: bool = False, on_block: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distances, indices), each (len(queries), k), of every query's k nearest references, nearest first.
+
+    `exclude_self` is for queries == refs: an item is never its own neighbour.
+    """
+    k = min(k, len(refs) - int(exclude_self))
+    if k < 1:
+        raise ValueError("not enough references for one neighbour")
+    out_d = torch.empty(len(queries), k)
+    out_i = torch.empty(len(queries), k, dtype=torch.long)
+    for qs, row in _query_blocks(queries, refs, metric, device, exclude_self, on_block):
+        best_d = best_i = None
+        for rs, d in row:
+            cols = torch.arange(rs, rs + d.shape[1], device=d.device).expand(len(d), -1)
+            if best_d is not None:
+                d, cols = torch.cat([best_d, d], 1), torch.cat([best_i, cols], 1)
+            best_d, pos = d.topk(min(k, d.shape[1]), dim=1, largest=False, sorted=True)
+            best_i = cols.gather(1, pos)
+        out_d[qs : qs + len(best_d)] = best_d.cpu()
+        out_i[qs : qs + len(best_d)] = best_i.cpu()
+    return out_d, out_i
+
+
+def soft_count(queries: torch.Tensor, refs: torch.Tensor, radius: float, metric: Metric, device: torch.device,
+               exclude_self: bool = False, on_block: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Per query, the references inside a ball of `radius`, each weighted 1 - (d/radius)^2.
+
+    A smooth count (an Epanechnikov kernel): a reference at the query counts 1, one on the
+    ball's edge 0, so equal hard counts are still told apart by how close the neighbours are.
+    """
+    counts = torch.zeros(len(queries), dtype=torch.float64)
+    for qs, row in _query_blocks(queries, refs, metric, device, exclude_self, on_block):
+        for _, d in row:
+            w = (1.0 - (d / radius) ** 2).clamp_min_(0)
+            counts[qs : qs + len(d)] += w.sum(1).double().cpu()
+    return counts

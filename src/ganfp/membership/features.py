@@ -1,0 +1,209 @@
+"""Feature spaces the neighbour scorers compare images in, and the on-disk embedding cache.
+
+- `pixelsN`: the image downsampled to N x N (area average), values in [0, 1], as one vector.
+- `ssimN`: the image downsampled to N x N, compared by 1 - SSIM.
+- `checkpoint`: pooled features of a ganfp checkpoint's backbone (e.g. the one `ganfp chain` tuned).
+- any model name (`resnet18`, a timm name): pooled features with ImageNet weights.
+
+Deep embeddings cost a forward pass per image, so they are cached under
+`<cache>/embeddings`, keyed by the images (decode-cache key and file fingerprint), the feature
+space, the model and the checkpoint file (path, size, mtime). Pixel and SSIM features are
+cheap views of the decoded-image cache and are computed on the fly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ganfp.data.cache import cache_key, load_images
+from ganfp.data.manifest import Manifest
+from ganfp.errors import InputError
+from ganfp.fileio import atomic_path, write_json
+from ganfp.membership.distances import Euclidean
+from ganfp.membership.ssim import SSIMDistance
+from ganfp.paths import cache_root
+
+FEATURES_VERSION = 1  # bump when an embedding's meaning changes, so caches rebuild
+DEFAULT_PIXEL_SIZE = 32
+DEFAULT_SSIM_SIZE = 32
+CHUNK = 1024  # images converted at a time, so a memory-mapped set is never copied whole
+
+Progress = Callable[[str, int, int], None]  # (task, advance, total)
+
+
+@dataclass(frozen=True)
+class FeatureSpace:
+    name: str  # as written by the user: pixels, pixels64, ssim, checkpoint, resnet18
+    kind: str  # "pixels", "ssim" or "deep"
+    size: int | None = None  # resolution of pixel and SSIM features
+    model: str | None = None  # the ImageNet model of a deep space; None for a checkpoint
+
+    @property
+    def metric(self):
+        return SSIMDistance(self.size) if self.kind == "ssim" else Euclidean()
+
+    @property
+    def label(self) -> str:
+        """How reports name it: pixels32, ssim32, checkpoint, resnet18 (imagenet)."""
+        if self.kind in ("pixels", "ssim"):
+            return f"{self.kind}{self.size}"
+        return "checkpoint" if self.model is None else f"{self.model} (imagenet)"
+
+
+def parse_features(spec: str) -> FeatureSpace:
+    """`pixels[N]`, `ssim[N]`, `checkpoint`, or a model name (ImageNet weights)."""
+    match = re.fullmatch(r"(pixels|ssim)(\d*)", spec)
+    if match:
+        kind, digits = match.groups()
+        size = int(digits) if digits else (DEFAULT_PIXEL_SIZE if kind == "pixels" else DEFAULT_SSIM_SIZE)
+        if not 8 <= size <= 1024:
+            raise InputError(f"--features {spec}: resolution must be between 8 and 1024 px")
+        return FeatureSpace(spec, kind, size)
+    if spec == "checkpoint":
+        return FeatureSpace(spec, "deep")
+    from ganfp.models import model_entry
+
+    try:
+        model_entry(spec)
+    except InputError:
+        raise InputError(f"--features {spec}: not pixels[N], ssim[N], checkpoint, nor a model name") from None
+    return FeatureSpace(spec, "deep", model=spec)
+
+
+def load_checked(manifest: Manifest, image_size: int, data_root=None, progress: Progress | None = None,
+                 task: str = "decode") -> torch.Tensor:
+    """uint8 (N, size, size) of every image; any unreadable file is one InputError naming it."""
+    on_image = (lambda: progress(task, 1, len(manifest))) if progress else None
+    image_set = load_images(manifest, image_size, data_root=data_root, skip_bad=True, on_image=on_image)
+    if image_set.bad:
+        path, reason = image_set.bad[0]
+        more = f" (and {len(image_set.bad) - 1} more bad files)" if len(image_set.bad) > 1 else ""
+        raise InputError(f"{path}: {reason}{more}")
+    return image_set.images
+
+
+def downsample(images_u8: torch.Tensor, size: int) -> torch.Tensor:
+    """float (N, size, size) in [0, 1]: area-averaged, chunk by chunk."""
+    out = torch.empty(len(images_u8), size, size)
+    for start in range(0, len(images_u8), CHUNK):
+        x = images_u8[start : start + CHUNK].float().div_(255.0)[:, None]
+        if x.shape[-1] % size == 0:
+            x = F.avg_pool2d(x, x.shape[-1] // size) if x.shape[-1] != size else x
+        else:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[start : start + len(x)] = x[:, 0]
+    return out
+
+
+def checkpoint_file(checkpoint: str | Path | None, runs_dir=None) -> Path:
+    """The model.safetensors behind a stage folder, a chain run folder, or the newest chain run."""
+    from ganfp.checkpoint import MODEL_FILE, resolve_checkpoint
+
+    path = Path(checkpoint) if checkpoint else None
+    if path is not None and path.is_file():
+        return path.resolve()
+    return (resolve_checkpoint(path, runs_dir) / MODEL_FILE).resolve()
+
+
+def checkpoint_meta(file: Path) -> dict:
+    """The ganfp metadata of a checkpoint, read without loading its tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            meta = json.loads((f.metadata() or {}).get("ganfp", "{}"))
+    except Exception as exc:
+        raise InputError(f"{file}: not a readable safetensors checkpoint ({type(exc).__name__})") from exc
+    if "image_size" not in meta:
+        raise InputError(f"{file}: no ganfp metadata (model name, classes, image size)")
+    return meta
+
+
+def embedding_key(space: FeatureSpace, manifest: Manifest, image_size: int, device: torch.device,
+                  checkpoint: Path | None) -> str:
+    """Changes with the images, the decode size, the space, the model, the checkpoint file, the device type."""
+    parts = [f"v{FEATURES_VERSION}", space.name, str(image_size), cache_key(manifest, image_size),
+             manifest.fingerprint(with_labels=False), device.type]  # CUDA embeds under bf16 autocast
+    if checkpoint is not None:
+        st = checkpoint.stat()
+        parts += [str(checkpoint), str(st.st_size), str(st.st_mtime_ns)]
+    else:
+        import timm
+
+        parts += [space.model or "", f"timm {timm.__version__}"]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def deep_features(space: FeatureSpace, manifest: Manifest, *, image_size: int, device: torch.device,
+                  batch_size: int = 128, data_root=None, checkpoint: str | Path | None = None, runs_dir=None,
+                  progress: Progress | None = None, task: str = "embed") -> torch.Tensor:
+    """Pooled features (N, F), L2-normalised, from the cache or computed in batches and cached."""
+    ckpt = checkpoint_file(checkpoint, runs_dir) if space.model is None else None
+    if ckpt is not None:
+        image_size = int(checkpoint_meta(ckpt)["image_size"])
+    key = embedding_key(space, manifest, image_size, device, ckpt)
+    folder = cache_root(data_root) / "embeddings"
+    array_path, record_path = folder / f"{key}.npy", folder / f"{key}.json"
+    try:
+        record = json.loads(record_path.read_text())
+        features = np.load(array_path)
+        if features.shape != (len(manifest), record["dim"]):
+            raise ValueError("stale cache")
+        return torch.from_numpy(features)
+    except (OSError, ValueError, KeyError):
+        pass
+    images = load_checked(manifest, image_size, data_root, progress, task=f"decode ({image_size} px)")
+    model = _feature_model(space, ckpt, image_size, device)
+    features = _embed_in_chunks(model, images, batch_size, device, progress, task)
+    features = F.normalize(features, dim=1)  # cosine geometry: the scale of deep features carries no identity
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(array_path) as tmp, open(tmp, "wb") as f:
+        np.save(f, features.numpy())
+    write_json(record_path, {"key": key, "space": space.name, "dim": int(features.shape[1]), "images": len(manifest),
+                             "source": manifest.name, "checkpoint": str(ckpt) if ckpt else None})
+    return features
+
+
+def _feature_model(space: FeatureSpace, ckpt: Path | None, image_size: int, device: torch.device):
+    if ckpt is not None:
+        from ganfp.checkpoint import load_checkpoint
+
+        return load_checkpoint(ckpt, device)[0]
+    from ganfp.models import create_model
+
+    return create_model(space.model, num_classes=2, image_size=image_size, weights="imagenet").to(device).eval()
+
+
+def _embed_in_chunks(model, images: torch.Tensor, batch_size: int, device: torch.device, progress: Progress | None,
+                     task: str) -> torch.Tensor:
+    from ganfp import inference
+
+    step = batch_size * 8
+    parts = []
+    for start in range(0, len(images), step):
+        parts.append(inference.embed(model, images[start : start + step], batch_size, device))
+        if progress:
+            progress(task, min(step, len(images) - start), len(images))
+    return torch.cat(parts).float()
+
+
+def compute_features(space: FeatureSpace, manifest: Manifest, *, image_size: int, device: torch.device,
+                     batch_size: int = 128, data_root=None, checkpoint=None, runs_dir=None,
+                     progress: Progress | None = None, role: str = "") -> torch.Tensor:
+    """The features of every image of `manifest` in `space`: vectors, or images for SSIM."""
+    if space.kind == "deep":
+        return deep_features(space, manifest, image_size=image_size, device=device, batch_size=batch_size,
+                             data_root=data_root, checkpoint=checkpoint, runs_dir=runs_dir, progress=progress,
+                             task=f"embed {role}".strip())
+    images = load_checked(manifest, image_size, data_root, progress, task=f"decode {role}".strip())
+    small = downsample(images, space.size)
+    return small if space.kind == "ssim" else small.flatten(1)

@@ -1,0 +1,104 @@
+"""Neighbour scorers: how close each real image sits to the generated set (higher = more likely used).
+
+All three read the same few blocked passes over (real x generated) and (real x real), held by
+`Neighbours` so that each pass runs once however many scorers and values of k ask for it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ganfp.membership.distances import Euclidean, Metric, nearest, soft_count
+
+Progress = Callable[[str, int, int], None]
+DENSITY_QUANTILE = 0.5  # the ball holds k generated images for this fraction of the real ones
+
+
+class Neighbours:
+    """Real and generated features plus the neighbour passes the scorers share, each run once."""
+
+    def __init__(self, real: torch.Tensor, generated: torch.Tensor, metric: Metric, device: torch.device,
+                 progress: Progress | None = None):
+        if len(real) < 2:
+            raise ValueError("need at least two real images")
+        if len(generated) < 1:
+            raise ValueError("need at least one generated image")
+        if isinstance(metric, Euclidean):  # centring changes no distance but keeps float32 exact near 0
+            centre = generated.mean(0, keepdim=True)
+            real, generated = real - centre, generated - centre
+        self.real, self.generated, self.metric, self.device = real, generated, metric, device
+        self.progress = progress
+        self._nearest: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _pass(self, name: str, queries, refs, k: int, exclude_self: bool = False):
+        have = self._nearest.get(name)
+        if have is None or have[0].shape[1] < min(k, len(refs) - int(exclude_self)):
+            on_block = (lambda n: self.progress(f"distances {name}", n, len(queries))) if self.progress else None
+            have = nearest(queries, refs, k, self.metric, self.device, exclude_self, on_block)
+            self._nearest[name] = have
+        return have[0][:, :k], have[1][:, :k]
+
+    def real_to_generated(self, k: int):
+        return self._pass("real->generated", self.real, self.generated, k)
+
+    def real_to_real(self, k: int):
+        return self._pass("real->real", self.real, self.real, k, exclude_self=True)
+
+    def generated_to_real(self, k: int):
+        return self._pass("generated->real", self.generated, self.real, k)
+
+    def counts(self, radius: float) -> tuple[np.ndarray, np.ndarray]:
+        """Smooth counts of generated and of other real images within `radius` of each real image."""
+        gen = soft_count(self.real, self.generated, radius, self.metric, self.device)
+        real = soft_count(self.real, self.real, radius, self.metric, self.device, exclude_self=True)
+        return gen.numpy(), real.numpy()
+
+
+def knn_scores(nb: Neighbours, k: int) -> np.ndarray:
+    """d_R(x) / d_G(x): mean distance to the k nearest other real images over that to the k nearest generated.
+
+    Dividing by d_R calibrates for typicality: an image in a dense region is close to everything,
+    generated or not; a used image is closer to the generated set than its own neighbourhood explains.
+    """
+    d_gen = nb.real_to_generated(k)[0].double().mean(1).numpy()
+    d_real = nb.real_to_real(k)[0].double().mean(1).numpy()
+    tiny = 1e-9 * max(float(np.median(d_real)), 1e-12)
+    return (d_real + tiny) / (d_gen + tiny)
+
+
+def retrieval_scores(nb: Neighbours, k: int) -> np.ndarray:
+    """Votes: each generated image votes for its k nearest real images.
+
+    Images with equal votes (most have none) are ordered by their distance to the nearest
+    generated image, through a tie-break below 0.5 that never outweighs one vote.
+    """
+    n = len(nb.real)
+    _, idx = nb.generated_to_real(k)
+    votes = np.bincount(idx.flatten().numpy(), minlength=n).astype(np.float64)
+    d1 = nb.real_to_generated(1)[0][:, 0].numpy()
+    rank = np.argsort(np.argsort(d1, kind="stable"), kind="stable")  # 0 = closest
+    return votes + 0.5 * (1.0 - rank / n)
+
+
+def density_scores(nb: Neighbours, k: int, quantile: float = DENSITY_QUANTILE) -> np.ndarray:
+    """Monte-Carlo density ratio: generated vs real neighbours inside one epsilon-ball (Hilprecht et al.).
+
+    epsilon is the `quantile` of the real images' distances to their k-th nearest generated image,
+    a low percentile of all real-generated distances. score = log of (generated density + 1/N_G)
+    over (real density + 1/N_R), each a smooth count divided by its set's size.
+    """
+    d_k = nb.real_to_generated(k)[0][:, -1].double().numpy()
+    radius = max(float(np.quantile(d_k, quantile)), 1e-12)
+    gen, real = nb.counts(radius)
+    n_gen, n_real = len(nb.generated), len(nb.real) - 1
+    return np.log((gen + 1.0) / n_gen) - np.log((real + 1.0) / n_real)
+
+
+NEIGHBOUR_SCORERS: dict[str, Callable[[Neighbours, int], np.ndarray]] = {
+    "knn": knn_scores,
+    "retrieval": retrieval_scores,
+    "density": density_scores,
+}

@@ -1,0 +1,125 @@
+"""`create_model(name, ...)`: one entry point for every architecture and every source of weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ganfp.errors import InputError, RuntimeFailure
+from ganfp.models._registry import model_entry, register_model
+from ganfp.models.backbone import Backbone, TimmBackbone
+from ganfp.models.conv5 import Conv5
+
+IN_CHANS = 1  # ganfp works in grayscale throughout; timm folds RGB stems into one channel
+
+
+@register_model("conv5", "the paper's 5-block conv net with a 512-d embedding layer")
+def _conv5(num_classes: int, image_size: int, pretrained: bool, **kw) -> Backbone:
+    if pretrained:
+        raise InputError("conv5 has no ImageNet weights; use --weights none or a local weights file")
+    return Conv5(num_classes=num_classes, in_chans=IN_CHANS, image_size=image_size, **kw)
+
+
+def _timm_factory(timm_name: str, takes_img_size: bool = False):
+    def factory(num_classes: int, image_size: int, pretrained: bool, **kw) -> Backbone:
+        import timm
+
+        if takes_img_size:
+            kw["img_size"] = image_size
+        try:
+            net = timm.create_model(timm_name, pretrained=pretrained, num_classes=num_classes, in_chans=IN_CHANS, **kw)
+        except Exception as exc:  # the hub raises many types: offline, DNS, HTTP, missing cache
+            if not pretrained:
+                raise
+            raise RuntimeFailure(
+                f"could not download ImageNet weights for {timm_name} ({type(exc).__name__}); offline, use "
+                "--weights none or --weights FILE (a .safetensors or .pth state_dict on disk)"
+            ) from exc
+        return TimmBackbone(timm_name, net, image_size)
+
+    return factory
+
+
+register_model("resnet18", "ResNet-18 (timm resnet18)", "resnet18")(_timm_factory("resnet18"))
+register_model("vgg11", "VGG-11 (timm vgg11)", "vgg11")(_timm_factory("vgg11"))
+register_model("vit_b_32", "ViT-B/32 at the stage's image size (timm vit_base_patch32_224)", "vit_base_patch32_224")(
+    _timm_factory("vit_base_patch32_224", takes_img_size=True)
+)
+
+
+def create_model(
+    name: str,
+    num_classes: int = 2,
+    image_size: int = 224,
+    weights: str | os.PathLike | None = "none",
+    **kwargs,
+) -> Backbone:
+    """Build a registered model (or any timm model) with weights `none`, `imagenet` or a local file."""
+    entry = model_entry(name)
+    weights = "none" if weights in (None, "") else weights
+    pretrained = weights == "imagenet"
+    if entry.factory is not None:
+        model = entry.factory(num_classes=num_classes, image_size=image_size, pretrained=pretrained, **kwargs)
+    else:  # any other timm model name
+        takes_img_size = "vit" in name or "deit" in name or "swin" in name
+        model = _timm_factory(name, takes_img_size)(num_classes, image_size, pretrained, **kwargs)
+    model.name = entry.name  # the registry name, which checkpoints record
+    if weights not in ("none", "imagenet"):
+        load_weights(model, weights)
+    return model
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors file or a plain state_dict, never unpickling arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: weights file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable weights file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from exc
+    for key in ("state_dict", "model", "model_state_dict"):  # common wrappers of a state_dict
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: not a state_dict (expected a mapping of parameter names to tensors)")
+    return state
+
+
+def load_weights(model: Backbone, path: str | os.PathLike, state: dict[str, torch.Tensor] | None = None) -> None:
+    """Load every backbone weight from `path` or fail; only the head may stay fresh (new classes)."""
+    state = dict(state if state is not None else read_state_dict(path))
+    own = model.state_dict()
+    if not any(k in own for k in state) and any(f"net.{k}" in own for k in state):
+        state = {f"net.{k}": v for k, v in state.items()}  # a bare timm state_dict
+    for key in list(state):
+        if key not in own or state[key].shape == own[key].shape:
+            continue
+        if model.is_head_key(key):
+            del state[key]  # the head is replaced for the new stage's classes
+        elif model.first_conv and key == f"{model.first_conv}.weight" and state[key].dim() == 4:
+            from timm.models import adapt_input_conv
+
+            state[key] = adapt_input_conv(own[key].shape[1], state[key])
+        elif key.endswith("pos_embed"):
+            from timm.layers import resample_abs_pos_embed
+
+            grid = int((own[key].shape[1] - 1) ** 0.5)
+            state[key] = resample_abs_pos_embed(state[key], (grid, grid), num_prefix_tokens=1)
+    missing = [k for k in own if k not in state and not model.is_head_key(k)]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if keys:
+                parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
+        raise InputError(f"{path}: weights do not match model {model.name}: " + ", ".join(parts))
+    model.load_state_dict(state, strict=False)

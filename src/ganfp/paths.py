@@ -1,0 +1,31 @@
+"""Where ganfp keeps data, caches and runs. One rule everywhere: flag, then environment, then default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def data_root(override: str | os.PathLike | None = None) -> Path:
+    """`--data-root`, else `$GANFP_DATA`, else the per-user data folder."""
+    if override:
+        return Path(override).expanduser()
+    if os.environ.get("GANFP_DATA"):
+        return Path(os.environ["GANFP_DATA"]).expanduser()
+    if os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "ganfp"
+
+
+def cache_root(root: str | os.PathLike | None = None) -> Path:
+    """Decoded-image and embedding caches live under the data root, so one flag moves everything."""
+    return data_root(root) / "cache"
+
+
+def runs_root(override: str | os.PathLike | None = None) -> Path:
+    """`--runs-dir`, else `$GANFP_RUNS`, else `./runs` (where a user looks for what they trained)."""
+    if override:
+        return Path(override).expanduser()
+    return Path(os.environ.get("GANFP_RUNS") or "runs")

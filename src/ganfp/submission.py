@@ -1,0 +1,377 @@
+"""The task's submission format: write it, validate it exactly as the organisers do, read it back.
+
+Official format (ImageCLEFmedical GANs 2023, task 1): no header, one `<image_id>,<0|1>` line per
+test image, ids without extension. The rules follow the organisers' validator (see
+../shared/reference/imageclef2023-submission/RULES.md): rows split on every comma, no quoting,
+spaces around tokens stripped, the label parsed as a Python int. A headered CSV from another tool
+(`id,label`, `id,score`, `id,label,score`, or the 2025 edition's `image_path,predicted_class`)
+is read too, so files from elsewhere can be evaluated.
+
+Turning scores into labels (`decide`) is by rank (the top fraction is "used") or by threshold;
+see docs/metrics.md for why a dev-set threshold should not be carried to the test set.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ganfp.errors import InputError
+from ganfp.fileio import atomic_path
+from ganfp.metrics import as_binary
+
+OFFICIAL = "official"
+ID_COLUMNS = ("id", "image_id", "image_path")
+LABEL_COLUMNS = ("label", "predicted_class")
+SCORE_COLUMNS = ("score",)
+# words that mark a first line as a header, recognised or not (so "name,prob" is not read as data)
+HEADER_WORDS = set(ID_COLUMNS + LABEL_COLUMNS + SCORE_COLUMNS) | {
+    "prob", "probability", "prediction", "pred", "class", "filename", "file", "path", "image", "name",
+}
+KNOWN_HEADERS = "id,label | id,score | id,label,score | image_path,predicted_class"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: `line` is 1-based, 0 when the problem is the file as a whole."""
+
+    line: int
+    reason: str
+
+    def where(self, path) -> str:
+        """The one-line message `<file>:<line>: <reason>`."""
+        return f"{path}:{self.line}: {self.reason}" if self.line else f"{path}: {self.reason}"
+
+
+@dataclass
+class Predictions:
+    ids: list[str]
+    labels: np.ndarray | None  # 0/1 per id; None when the file holds scores only
+    scores: np.ndarray | None  # higher = more likely used; None in the official format
+    format: str  # "official" or the header as read, e.g. "id,score"
+    lines: list[int] = field(default_factory=list)  # source line of each id, for messages
+
+
+@dataclass
+class Labels:
+    ids: list[str]
+    labels: np.ndarray
+
+
+def read_lines(path) -> list[str]:
+    """The file's lines without terminators (universal newlines, as the organisers' csv reader)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    if b"\x00" in data:
+        raise InputError(f"{path}: binary file, not a text CSV")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text (binary file?)") from None
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def read_ids(path) -> list[str]:
+    """A list of image ids, one per line (like image_ids.txt); blank lines are skipped."""
+    ids, seen = [], {}
+    for n, line in enumerate(read_lines(path), 1):
+        image_id = line.strip()
+        if not image_id:
+            continue
+        if image_id in seen:
+            raise InputError(f"{path}:{n}: id {image_id!r} listed twice (first on line {seen[image_id]})")
+        seen[image_id] = n
+        ids.append(image_id)
+    if not ids:
+        raise InputError(f"{path}: empty file, no ids")
+    return ids
+
+
+def _official_row(line: str, n: int, ids: set[str] | None, seen: dict[str, int]) -> tuple[str, int] | Problem:
+    """One line checked in the organisers' order: format, id, duplicate, label."""
+    if not line.strip():
+        return Problem(n, "empty line")
+    tokens = line.split(",")
+    if len(tokens) != 2:
+        return Problem(n, f"wrong format: {len(tokens)} comma-separated tokens, expected 2 ('<image_id>,<0|1>')")
+    image_id = tokens[0].strip()
+    if not image_id:
+        return Problem(n, "wrong figure id '': the id is empty")
+    if ids is not None and image_id not in ids:
+        return Problem(n, f"wrong figure id {image_id!r}: not one of the {len(ids)} test ids")
+    if image_id in seen:
+        return Problem(n, f"same figure id {image_id!r} more than once (first on line {seen[image_id]})")
+    token = tokens[1].strip()
+    try:
+        label = int(token)
+    except ValueError:
+        return Problem(n, f"score {token!r} is not an int (must be 0 = not used or 1 = used)")
+    if label > 1:
+        return Problem(n, f"score {label} is greater than 1 (must be 0 = not used or 1 = used)")
+    if label < 0:
+        return Problem(n, f"score {label} is smaller than 0 (must be 0 = not used or 1 = used)")
+    return image_id, label
+
+
+def preview_ids(items: Sequence[str], limit: int = 3) -> str:
+    """The first few ids, for a one-line message."""
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def validate_submission(path_or_lines, ids: Iterable[str]) -> list[Problem]:
+    """Every broken official rule, in line order; an empty list means the organisers accept it.
+
+    `path_or_lines` is a file path or the file's lines. Each line reports the first rule it
+    breaks (as the organisers' validator does); missing ids are reported after the last line.
+    A file that cannot be read as text raises InputError.
+    """
+    if isinstance(path_or_lines, (str, os.PathLike)):
+        lines = read_lines(path_or_lines)
+    else:
+        lines = [line.rstrip("\r\n") for line in path_or_lines]
+    if isinstance(ids, (str, os.PathLike)):
+        raise TypeError("ids must be a list of ids; read a file of ids with read_ids(path)")
+    expected = list(dict.fromkeys(ids))
+    expected_set = set(expected)
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for n, line in enumerate(lines, 1):
+        row = _official_row(line, n, expected_set, seen)
+        if isinstance(row, Problem):
+            problems.append(row)
+        else:
+            seen[row[0]] = n
+    missing = [i for i in expected if i not in seen]
+    if missing:
+        what = "empty file" if not lines else f"{len(missing)} of {len(expected)} missing ({preview_ids(missing)})"
+        problems.append(Problem(len(lines), f"not all figure ids specified: {what}"))
+    return problems
+
+
+def _header(path, first_line: str) -> dict[str, int] | None:
+    """Column name -> index when the first line is a known header; None for the official format."""
+    names = [t.strip().strip('"').lower() for t in first_line.lstrip("\ufeff").split(",")]
+    if not HEADER_WORDS.intersection(names):
+        return None
+    columns = {name: i for i, name in enumerate(names)}
+    id_cols = [c for c in ID_COLUMNS if c in columns]
+    value_cols = [c for c in LABEL_COLUMNS + SCORE_COLUMNS if c in columns]
+    known = len(id_cols) == 1 and value_cols and sum(c in LABEL_COLUMNS for c in value_cols) <= 1
+    if not known or len(columns) != len(names) or len(names) != 1 + len(value_cols):
+        raise InputError(f"{path}:1: unrecognised header {first_line.strip()!r}; expected one of: {KNOWN_HEADERS}")
+    return columns
+
+
+def _read_official(path, lines: list[str]) -> Predictions:
+    ids, labels, where, seen = [], [], [], {}
+    for n, line in enumerate(lines, 1):
+        row = _official_row(line, n, None, seen)
+        if isinstance(row, Problem):
+            raise InputError(row.where(path))
+        seen[row[0]] = n
+        ids.append(row[0])
+        labels.append(row[1])
+        where.append(n)
+    return Predictions(ids, np.array(labels, dtype=np.int64), None, OFFICIAL, where)
+
+
+def _cell_id(value: str, column: str) -> str:
+    value = value.strip()
+    if column == "image_path":
+        return PurePosixPath(value.replace("\\", "/")).stem
+    return value
+
+
+def _read_headered(path, lines: list[str], columns: dict[str, int]) -> Predictions:
+    id_col = next(c for c in ID_COLUMNS if c in columns)
+    label_col = next((c for c in LABEL_COLUMNS if c in columns), None)
+    score_col = next((c for c in SCORE_COLUMNS if c in columns), None)
+    ids, labels, scores, where, seen = [], [], [], [], {}
+    for n, row in enumerate(csv.reader(lines[1:]), 2):
+        if not any(cell.strip() for cell in row):
+            raise InputError(f"{path}:{n}: empty line")
+        if len(row) != len(columns):
+            raise InputError(f"{path}:{n}: {len(row)} columns, the header has {len(columns)}")
+        image_id = _cell_id(row[columns[id_col]], id_col)
+        if not image_id:
+            raise InputError(f"{path}:{n}: empty id")
+        if image_id in seen:
+            raise InputError(f"{path}:{n}: id {image_id!r} more than once (first on line {seen[image_id]})")
+        seen[image_id] = n
+        if label_col:
+            token = row[columns[label_col]].strip()
+            if token not in ("0", "1"):
+                raise InputError(f"{path}:{n}: label {token!r} is not 0 or 1 (0 = not used, 1 = used)")
+            labels.append(int(token))
+        if score_col:
+            token = row[columns[score_col]].strip()
+            try:
+                score = float(token)
+            except ValueError:
+                score = math.nan
+            if not math.isfinite(score):
+                raise InputError(f"{path}:{n}: score {token!r} is not a finite number")
+            scores.append(score)
+        ids.append(image_id)
+        where.append(n)
+    if not ids:
+        raise InputError(f"{path}: header only, no rows")
+    header = ",".join(sorted(columns, key=columns.get))
+    return Predictions(
+        ids,
+        np.array(labels, dtype=np.int64) if label_col else None,
+        np.array(scores, dtype=np.float64) if score_col else None,
+        header,
+        where,
+    )
+
+
+def read_predictions(path, ids: Iterable[str] | None = None) -> Predictions:
+    """Predictions from the official format or a headered CSV (format told by the first line).
+
+    With `ids`, a file in the official format is held to every official rule against those ids
+    and the first broken one raises InputError `<file>:<line>: <reason>`.
+    """
+    lines = read_lines(path)
+    if not lines:
+        raise InputError(f"{path}: empty file")
+    columns = _header(path, lines[0])
+    if columns is not None:
+        return _read_headered(path, lines, columns)
+    if ids is not None:
+        problems = validate_submission(lines, ids)
+        if problems:
+            raise InputError(problems[0].where(path))
+    return _read_official(path, lines)
+
+
+def read_labels(path) -> Labels:
+    """Ground truth: a headered `id,label` CSV or the headerless official format, 0/1 only."""
+    preds = read_predictions(path)
+    if preds.labels is None or preds.scores is not None:
+        raise InputError(f"{path}:1: ground truth needs an id and a label column only, found {preds.format!r}")
+    return Labels(preds.ids, preds.labels)
+
+
+def _check_writable_ids(path, ids: list[str]) -> None:
+    seen = set()
+    for image_id in ids:
+        if not image_id or image_id != image_id.strip() or any(c in image_id for c in ",\n\r"):
+            raise InputError(f"{path}: id {image_id!r} cannot be written in the official format "
+                             "(empty, or holds a comma, a line break or surrounding spaces)")
+        if image_id in seen:
+            raise InputError(f"{path}: id {image_id!r} appears twice (two images with the same name?)")
+        seen.add(image_id)
+
+
+def write_submission(path, ids: Sequence[str], labels, expected_ids: Iterable[str] | None = None) -> None:
+    """Write the official format atomically; it is validated before it replaces `path`.
+
+    The check runs against `expected_ids` (e.g. the task's image_ids.txt) when given, else against
+    `ids`; a broken rule raises InputError and leaves `path` untouched.
+    """
+    ids = [str(i) for i in ids]
+    y = as_binary(labels, "labels")
+    if len(ids) != len(y):
+        raise ValueError(f"{len(ids)} ids but {len(y)} labels")
+    _check_writable_ids(path, ids)
+    text = "".join(f"{image_id},{label}\n" for image_id, label in zip(ids, y.tolist()))
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        problems = validate_submission(tmp, ids if expected_ids is None else expected_ids)
+        if problems:
+            raise InputError(problems[0].where(path))
+
+
+def write_scores(path, ids: Sequence[str], scores, labels=None) -> None:
+    """A headered `id,score` (or `id,label,score`) CSV that `read_predictions` reads back exactly."""
+    ids = [str(i) for i in ids]
+    s = np.asarray(scores, dtype=np.float64)
+    if len(ids) != len(s):
+        raise ValueError(f"{len(ids)} ids but {len(s)} scores")
+    _check_writable_ids(path, ids)
+    if labels is None:
+        rows = ["id,score"] + [f"{i},{v!r}" for i, v in zip(ids, s.tolist())]
+    else:
+        y = as_binary(labels, "labels")
+        rows = ["id,label,score"] + [f"{i},{lab},{v!r}" for i, lab, v in zip(ids, y.tolist(), s.tolist())]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _scores(scores) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1:
+        raise ValueError(f"scores must be 1-D, got shape {s.shape}")
+    if np.isnan(s).any():
+        raise ValueError("scores must not contain NaN")
+    return s
+
+
+def _rank_order(s: np.ndarray) -> np.ndarray:
+    """Indices from the highest score down; equal scores keep their input order."""
+    return np.argsort(-s, kind="stable")
+
+
+def decide(scores, used_fraction: float | None = None, threshold: float | None = None) -> np.ndarray:
+    """0/1 labels from scores (higher = more likely used): by rank or by threshold, not both.
+
+    `used_fraction` q labels the round(q * n) highest scores as used (halves round up; equal
+    scores are taken in input order, so the result is deterministic); `threshold` labels
+    score >= threshold as used. With neither, q = 0.5.
+    """
+    if used_fraction is not None and threshold is not None:
+        raise InputError("give either a used fraction or a threshold, not both")
+    s = _scores(scores)
+    if threshold is not None:
+        if math.isnan(threshold):
+            raise InputError("the threshold must be a number")
+        return (s >= threshold).astype(np.int64)
+    q = 0.5 if used_fraction is None else float(used_fraction)
+    if not 0.0 <= q <= 1.0:
+        raise InputError(f"the used fraction must be between 0 and 1, got {q:g}")
+    k = int(math.floor(q * s.size + 0.5))
+    labels = np.zeros(s.size, dtype=np.int64)
+    labels[_rank_order(s)[:k]] = 1
+    return labels
+
+
+def best_used_fraction(scores, y_true) -> float:
+    """The used fraction whose top-ranked labelling maximises F1 on labelled data (calibration).
+
+    Only cuts between different scores are tried, so ties are never split by input order;
+    among equal F1 the smallest fraction wins. `decide(scores, used_fraction=q)` reproduces it.
+    """
+    s = _scores(scores)
+    t = as_binary(y_true, "y_true")
+    if s.shape != t.shape:
+        raise ValueError(f"{s.size} scores but {t.size} labels")
+    if s.size == 0:
+        raise ValueError("no scores")
+    order = _rank_order(s)
+    k = np.arange(s.size + 1)
+    tp = np.concatenate([[0], np.cumsum(t[order])])
+    denominator = k + t.sum()
+    f1 = np.divide(2 * tp, denominator, out=np.zeros(k.size), where=denominator > 0)
+    sorted_s = s[order]
+    cuts = np.concatenate([[True], sorted_s[:-1] != sorted_s[1:], [True]])
+    best = int(k[cuts][np.argmax(f1[cuts])])
+    return best / s.size

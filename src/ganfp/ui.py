@@ -1,0 +1,110 @@
+"""The one place that talks to the terminal: tables and JSON to stdout, progress and messages to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Iterable, Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def info(message: str) -> None:
+    err.print(message, highlight=False)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
+
+
+def print_json(obj: Any) -> None:
+    """Machine output: one JSON document on stdout, nothing else."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def format_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], caption: str | None = None) -> None:
+    table = Table(title=title, caption=caption, title_justify="left")
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for row in rows:
+        table.add_row(*(format_cell(v) for v in row))
+    out.print(table)
+
+
+def progress(transient: bool = False) -> Progress:
+    """A progress display on stderr; silent when stderr is not a terminal-capable console."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=transient,
+        disable=not err.is_terminal,
+    )
+
+
+class TrainProgress:
+    """Draws the trainer's events: one bar per epoch with loss, and a line per finished epoch."""
+
+    def __init__(self, stage: str, verbose: bool = True):
+        self.stage = stage
+        self.verbose = verbose
+        self._progress = progress(transient=True)
+        self._task = None
+
+    def __enter__(self) -> "TrainProgress":
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)
+
+    def __call__(self, event: str, data: dict) -> None:
+        if event == "epoch_start":
+            if self._task is not None:
+                self._progress.remove_task(self._task)
+            self._task = self._progress.add_task(
+                f"{self.stage} epoch {data['epoch']}/{data['epochs']}", total=data["batches"], status=""
+            )
+        elif event == "batch" and self._task is not None:
+            self._progress.update(self._task, advance=data.get("advance", 1), status=f"loss {data['loss']:.4f}")
+        elif event == "epoch_end" and self.verbose:
+            row = data["row"]
+            mark = " *" if data.get("improved") else ""
+            self._progress.console.print(
+                f"  {self.stage} epoch {row['epoch']:>3}  train loss {row['train_loss']:.4f}  "
+                f"val loss {row['val_loss']:.4f}  val acc {row['val_accuracy']:.3f}  "
+                f"val F1 {row['val_f1']:.3f}  {row['seconds']:.1f}s{mark}",
+                highlight=False,
+            )
+        elif event == "message":
+            self._progress.console.print(f"  {data['text']}", highlight=False)

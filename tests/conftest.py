@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny image datasets built on the fly, and the CLI run in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+
+
+def write_class_folder(root: Path, n_per_class: int = 24, size: int = 32, seed: int = 0, groups: int = 0) -> Path:
+    """Two learnable classes: dark images in `a/`, bright ones in `b/` (optionally in group sub-folders)."""
+    rng = np.random.default_rng(seed)
+    for label, cls in enumerate(["a", "b"]):
+        for i in range(n_per_class):
+            folder = root / cls / (f"p{i % groups}" if groups else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(0, 120, (size, size)) + 100 * label
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{cls}{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def class_folder(tmp_path: Path) -> Path:
+    return write_class_folder(tmp_path / "ds")
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run `ganfp ARGS...` in-process; returns (exit code, stdout, stderr)."""
+    from ganfp.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -1,0 +1,52 @@
+"""The command line: commands listed, one-line errors with exit code 2, never a traceback for a user mistake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import write_class_folder
+
+
+def test_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "ganfp", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("fetch-data", "train-stage", "chain", "evaluate", "classify"):
+        assert command in out
+
+
+def one_line_error(code: int, err: str, expected_code: int, *fragments: str) -> None:
+    lines = [l for l in err.strip().splitlines() if l.strip()]
+    assert code == expected_code, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_unknown_model_and_chain(run_cli, tmp_path):
+    one_line_error(*run_cli("chain", "--model", "resnet19", "--chain", "demo")[::2], 2, "unknown model 'resnet19'", "conv5, resnet18, vgg11, vit_b_32")
+    one_line_error(*run_cli("chain", "--chain", "nope")[::2], 2, "unknown chain 'nope'", "demo, paper")
+
+
+def test_missing_dataset_folder(run_cli, tmp_path):
+    code, _, err = run_cli("train-stage", "--data", tmp_path / "nowhere", "--out", tmp_path / "o", "--data-root", tmp_path)
+    one_line_error(code, err, 2, "unknown dataset")
+
+
+def test_unreadable_image_names_the_file_and_skip_bad_goes_on(run_cli, tmp_path):
+    data = write_class_folder(tmp_path / "ds", 8, 16)
+    (data / "a" / "corrupt.png").write_bytes(b"garbage")
+    args = ["train-stage", "--data", data, "--model", "conv5", "--image-size", "16", "--epochs", "1", "--batch-size", "4", "--data-root", tmp_path / "root"]
+    code, _, err = run_cli(*args, "--out", tmp_path / "o1")
+    one_line_error(code, err, 2, "corrupt.png: not an image file")
+    assert not (tmp_path / "o1" / "model.safetensors").exists()
+    code, out, err = run_cli(*args, "--out", tmp_path / "o2", "--skip-bad")
+    assert code == 0 and "skipped" in err and "corrupt.png" in err
+    assert (tmp_path / "o2" / "model.safetensors").exists()
+
+
+def test_unusable_options_are_usage_errors(run_cli, tmp_path):
+    data = write_class_folder(tmp_path / "ds", 4, 16)
+    code, _, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "o", "--device", "cuda:7" , "--data-root", tmp_path)
+    assert code == 2 and "Traceback" not in err
+    code, _, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "o", "--epochs", "many")
+    assert code == 2 and "Traceback" not in err

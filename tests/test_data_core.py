@@ -1,0 +1,137 @@
+"""Decoding, the folder adapter, the uint8 cache, batches, augmentation and the split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganfp.data import cache as cache_mod
+from ganfp.data.adapters import load_manifest
+from ganfp.data.augment import BatchAugment
+from ganfp.data.cache import load_images
+from ganfp.data.decode import decode_image
+from ganfp.data.loader import MEAN, STD, iterate_batches
+from ganfp.data.split import split_indices
+from ganfp.errors import InputError
+
+from conftest import SHARED, write_class_folder
+
+
+def test_decodes_every_mode_to_square_uint8(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (30, 50, 3), dtype=np.uint8)
+    images = {
+        "l.png": Image.fromarray(rgb[..., 0]),
+        "rgb.jpg": Image.fromarray(rgb),
+        "rgba.png": Image.fromarray(np.dstack([rgb, np.full((30, 50), 255, np.uint8)])),
+        "p.png": Image.fromarray(rgb).convert("P"),
+        "ct16.tif": Image.fromarray((rng.random((30, 50)) * 5000).astype(np.uint16)),
+    }
+    for name, img in images.items():
+        img.save(tmp_path / name)
+        out = decode_image(str(tmp_path / name), 24)
+        assert out.shape == (24, 24) and out.dtype == np.uint8, name
+    ct = decode_image(str(tmp_path / "ct16.tif"), 24)
+    assert ct.max() > 200 and ct.min() < 50  # 16-bit CT is windowed into the full 8-bit range
+
+
+def test_transparent_pixels_become_black(tmp_path):
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3] = 255  # white, but fully transparent
+    Image.fromarray(rgba).save(tmp_path / "t.png")
+    assert decode_image(str(tmp_path / "t.png"), 8).max() == 0
+
+
+def test_real_casia_samples_decode():
+    samples = SHARED / "data" / "casia2-samples"
+    if not samples.is_dir():
+        pytest.skip("../shared/data/casia2-samples is not present (a user's clone has no shared/)")
+    for path in sorted(samples.iterdir()):
+        assert decode_image(str(path), 64).shape == (64, 64)
+
+
+def test_corrupt_file_error_names_the_file(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    with pytest.raises(InputError, match="broken.png: "):
+        decode_image(str(bad), 8)
+
+
+def test_folder_adapter_labels_groups_and_flat_folders(tmp_path):
+    root = write_class_folder(tmp_path / "ds", n_per_class=6, groups=3)
+    manifest = load_manifest(str(root), data_root=tmp_path)
+    assert manifest.classes == ["a", "b"] and manifest.labelled
+    assert manifest.class_counts() == {"a": 6, "b": 6}
+    assert manifest.items[0].group == "a/p0"
+    flat = load_manifest(f"folder:{root / 'a' / 'p0'}", data_root=tmp_path)
+    assert not flat.labelled and len(flat) == 2 and flat.classes == []
+    with pytest.raises(InputError, match="no images found"):
+        load_manifest(f"folder:{tmp_path}/empty", data_root=tmp_path) if (tmp_path / "empty").mkdir() is None else None
+    with pytest.raises(InputError, match="unknown dataset"):
+        load_manifest("nope:thing", data_root=tmp_path)
+
+
+def test_cache_is_built_once_and_rebuilt_when_files_or_size_change(tmp_path, monkeypatch):
+    root = write_class_folder(tmp_path / "ds", n_per_class=4, size=16)
+    calls = []
+    real = cache_mod.decode_image
+    monkeypatch.setattr(cache_mod, "decode_image", lambda p, s: calls.append(p) or real(p, s))
+    manifest = load_manifest(str(root), data_root=tmp_path)
+    first = load_images(manifest, 16, data_root=tmp_path)
+    assert len(calls) == 8 and not first.reused and first.images.dtype == torch.uint8
+    again = load_images(load_manifest(str(root), data_root=tmp_path), 16, data_root=tmp_path)
+    assert len(calls) == 8 and again.reused and torch.equal(again.images, first.images)
+    load_images(manifest, 8, data_root=tmp_path)  # another size: decoded again
+    assert len(calls) == 16
+    Image.fromarray(np.full((16, 16), 7, np.uint8)).save(root / "a" / "a000.png")  # a file changes
+    changed = load_images(load_manifest(str(root), data_root=tmp_path), 16, data_root=tmp_path)
+    assert len(calls) == 24 and not changed.reused and changed.images[0].max() == 7
+
+
+def test_cache_over_the_memory_budget_stays_memory_mapped(tmp_path):
+    manifest = load_manifest(str(write_class_folder(tmp_path / "ds", 4, 16)), data_root=tmp_path)
+    in_ram = load_images(manifest, 16, data_root=tmp_path)
+    mapped = load_images(manifest, 16, data_root=tmp_path, memory_budget=0)
+    assert mapped.memory_mapped and not in_ram.memory_mapped
+    batches = list(iterate_batches(mapped.images, np.array([5, 1, 3]), 2, torch.device("cpu")))
+    assert torch.allclose(batches[0][0][1, 0], (in_ram.images[1].float() / 255 - MEAN) / STD, atol=1e-5)
+
+
+def test_skip_bad_drops_and_reports_unreadable_files(tmp_path):
+    root = write_class_folder(tmp_path / "ds", n_per_class=3, size=8)
+    (root / "b" / "zz.png").write_text("not an image")
+    manifest = load_manifest(str(root), data_root=tmp_path)
+    with pytest.raises(InputError, match=r"zz.png: not an image file.*--skip-bad"):
+        load_images(manifest, 8, data_root=tmp_path)
+    result = load_images(manifest, 8, data_root=tmp_path, skip_bad=True)
+    assert len(result.manifest) == 6 and result.bad[0][0].endswith("zz.png")
+    assert list(result.manifest.labels) == [0, 0, 0, 1, 1, 1]
+
+
+def test_batches_come_in_the_requested_order_and_normalised():
+    images = torch.arange(5, dtype=torch.uint8).view(5, 1, 1).expand(5, 2, 2).contiguous()
+    labels = torch.tensor([0, 1, 0, 1, 0])
+    out = list(iterate_batches(images, np.array([4, 0, 2]), 2, torch.device("cpu"), labels))
+    assert [x.shape for x, _ in out] == [(2, 1, 2, 2), (1, 1, 2, 2)]
+    assert torch.allclose(out[0][0][:, 0, 0, 0], (torch.tensor([4.0, 0.0]) / 255 - MEAN) / STD, atol=1e-5)
+    assert out[0][1].tolist() == [0, 0]
+
+
+def test_augmentation_is_seeded_and_batched():
+    x = torch.randn(6, 1, 12, 12)
+    a, b = BatchAugment(seed=3)(x), BatchAugment(seed=3)(x)
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert not torch.equal(BatchAugment(seed=4)(x), a)
+
+
+def test_split_is_stratified_and_keeps_groups_together(tmp_path):
+    manifest = load_manifest(str(write_class_folder(tmp_path / "ds", 20, 8, groups=10)), data_root=tmp_path)
+    train, val = split_indices(manifest, 0.2, seed=0)
+    assert len(set(train) | set(val)) == 40 and not set(train) & set(val)
+    groups = manifest.groups
+    assert not {groups[i] for i in train} & {groups[i] for i in val}
+    assert set(manifest.labels[val]) == {0, 1}
+    again, _ = split_indices(manifest, 0.2, seed=0)
+    assert np.array_equal(train, again)

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ganfp.evaluation import evaluate_files
+from ganfp.submission import write_scores
+
+REFERENCE = Path(__file__).parents[1] / ".." / "shared" / "reference" / "imageclef2023-submission"
+CASE_FILES = sorted(REFERENCE.glob("cases/*.csv")) if REFERENCE.is_dir() else []
+CASE_REASONS = {
+    "empty_line": "empty line",
+    "wrong_format": "wrong format",
+    "wrong_figure_id": "wrong figure id",
+    "same_fig_id_more_than_once": "more than once",
+    "score_no_int": "not an int",
+    "score_int_greater_than_1": "greater than 1",
+    "score_int_smaller_than_0": "smaller than 0",
+    "not_all_fig_ids_specified": "not all figure ids specified",
+}
+IDS = [f"real_unknown_{i:04d}" for i in range(1, 201)]
+TRUTH = [i % 2 for i in range(1, 201)]
+
+
+def assert_one_line_error(code, out, err, *fragments):
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def labels(tmp_path) -> Path:
+    path = tmp_path / "labels.csv"
+    path.write_text("id,label\n" + "".join(f"{i},{y}\n" for i, y in zip(IDS, TRUTH)))
+    return path
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is absent")
+@pytest.mark.parametrize("case", CASE_FILES, ids=lambda p: p.stem)
+def test_official_cases_through_the_cli(case, labels, run_cli):
+    code, out, err = run_cli("evaluate", str(case), str(labels))
+    if case.name.startswith("00_"):
+        assert code == 0, err
+        assert "F1" in out and "all used" in out and "Confusion matrix" in out
+    else:
+        reason = next(r for key, r in CASE_REASONS.items() if case.stem.endswith(key))
+        assert_one_line_error(code, out, err, f"{case.name}:", reason)
+
+
+def test_table_and_json_give_the_same_numbers(tmp_path, labels, run_cli):
+    rng = np.random.default_rng(0)
+    scores = np.array(TRUTH) * 0.4 + rng.random(200)
+    preds = tmp_path / "scores.csv"
+    write_scores(preds, IDS, scores)
+    code, out, _ = run_cli("evaluate", str(preds), str(labels), "--json")
+    assert code == 0
+    data = json.loads(out)
+    report = evaluate_files(preds, labels)
+    assert data["metrics"] == pytest.approx(report.metrics)
+    assert data["baselines"]["all used"]["f1"] == pytest.approx(2 / 3)
+    assert data["confusion"] == report.confusion
+    assert data["metrics"]["roc_auc"] > 0.6
+    assert data["decision"].startswith("top 50%")
+    code, table, _ = run_cli("evaluate", str(preds), str(labels))
+    assert code == 0
+    for key in ("accuracy", "f1", "roc_auc", "kappa"):
+        assert f"{data['metrics'][key]:.4f}" in table
+    assert "0.6667" in table  # the "all used" F1 next to the method's
+
+
+def test_ids_are_matched_by_name_not_line_order(tmp_path, labels):
+    rng = np.random.default_rng(1)
+    pred = rng.integers(0, 2, 200)
+    rows = [f"{i},{y}\n" for i, y in zip(IDS, pred)]
+    ordered = write(tmp_path / "ordered.csv", "".join(rows))
+    shuffled = write(tmp_path / "shuffled.csv", "".join(rng.permutation(rows)))
+    assert evaluate_files(shuffled, labels).metrics == evaluate_files(ordered, labels).metrics
+
+
+def test_decision_rules_on_scores(tmp_path, labels, run_cli):
+    preds = tmp_path / "scores.csv"
+    write_scores(preds, IDS, np.linspace(0, 1, 200))
+    assert evaluate_files(preds, labels, threshold=0.9).y_pred.sum() == 20  # 180/199 .. 199/199
+    assert sum(evaluate_files(preds, labels, used_fraction=0.25).y_pred) == 50
+    code, out, err = run_cli("evaluate", str(preds), str(labels), "--threshold", "0.5", "--used-fraction", "0.5")
+    assert_one_line_error(code, out, err, "not both")
+
+
+def test_a_rule_without_scores_is_refused(tmp_path, labels, run_cli):
+    preds = write(tmp_path / "sub.csv", "".join(f"{i},1\n" for i in IDS))
+    code, out, err = run_cli("evaluate", str(preds), str(labels), "--used-fraction", "0.3")
+    assert_one_line_error(code, out, err, "sub.csv", "needs scores")
+
+
+def test_no_used_prediction_says_precision_is_zero(tmp_path, labels, run_cli):
+    preds = write(tmp_path / "none.csv", "".join(f"{i},0\n" for i in IDS))
+    code, out, err = run_cli("evaluate", str(preds), str(labels))
+    assert code == 0 and err == ""
+    assert "precision is 0" in out
+
+
+@pytest.mark.parametrize(
+    "text, fragments",
+    [
+        ("id,label\n" + "".join(f"x{i},1\n" for i in range(200)), ["pred.csv:2: id 'x0' is not in"]),
+        ("id,label\n" + "".join(f"{i},1\n" for i in IDS[:150]), ["pred.csv: 50 of the 200 ids", "have no prediction"]),
+        ("id,label\n", ["pred.csv: header only"]),
+        ("id,label\n" + "".join(f"{i},{2 if n == 7 else 1}\n" for n, i in enumerate(IDS)), ["pred.csv:9: label '2'"]),
+        ("", ["pred.csv: empty file"]),
+        ("id,score\n" + "".join(f"{i},0.5\n" for i in IDS[:3]) + f"{IDS[0]},0.1\n", ["pred.csv:5: id", "more than once"]),
+    ],
+)
+def test_bad_prediction_files_exit_2_with_one_line(tmp_path, labels, run_cli, text, fragments):
+    preds = write(tmp_path / "pred.csv", text)
+    assert_one_line_error(*run_cli("evaluate", str(preds), str(labels)), *fragments)
+
+
+def test_binary_files_exit_2_with_one_line(tmp_path, labels, run_cli):
+    blob = tmp_path / "blob.csv"
+    blob.write_bytes(bytes(range(256)) * 4)
+    good = write(tmp_path / "sub.csv", "".join(f"{i},1\n" for i in IDS))
+    assert_one_line_error(*run_cli("evaluate", str(blob), str(labels)), "blob.csv", "binary")
+    assert_one_line_error(*run_cli("evaluate", str(good), str(blob)), "blob.csv", "binary")
+
+
+def test_bad_label_files_exit_2_with_one_line(tmp_path, run_cli):
+    good = write(tmp_path / "sub.csv", "a,1\nb,0\n")
+    cases = {
+        "id,label\n": "header only",
+        "id,label\na,2\nb,0\n": "truth.csv:2: label '2' is not 0 or 1",
+        "id,label\na,1\na,0\n": "truth.csv:3: id 'a' more than once",
+        "id,score\na,0.1\nb,0.2\n": "ground truth needs an id and a label column",
+    }
+    for text, fragment in cases.items():
+        truth = write(tmp_path / "truth.csv", text)
+        assert_one_line_error(*run_cli("evaluate", str(good), str(truth)), fragment)
+    assert_one_line_error(*run_cli("evaluate", str(good), str(tmp_path / "nope.csv")), "no such file")
+
+
+def test_plot_without_matplotlib_names_the_extra(tmp_path, labels, run_cli, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    preds = write(tmp_path / "sub.csv", "".join(f"{i},1\n" for i in IDS))
+    out_png = tmp_path / "fig.png"
+    code, out, err = run_cli("evaluate", str(preds), str(labels), "--plot", str(out_png))
+    assert_one_line_error(code, out, err, "ganfp[plots]")
+    assert not out_png.exists()
+
+
+def test_plot_draws_a_png(tmp_path, labels, run_cli):
+    pytest.importorskip("matplotlib")
+    preds = tmp_path / "scores.csv"
+    write_scores(preds, IDS, np.random.default_rng(2).random(200))
+    out_png = tmp_path / "fig.png"
+    code, _, err = run_cli("evaluate", str(preds), str(labels), "--plot", str(out_png))
+    assert code == 0, err
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, err = run_cli("evaluate", str(preds), str(labels), "--plot", str(tmp_path / "fig.xyz"))
+    assert_one_line_error(code, out, err, "fig.xyz", "cannot draw")

@@ -1,0 +1,268 @@
+"""Installing datasets: status absent/partial/ready, interrupted fetches, --force/--add, Kaggle, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import types
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ganfp.data.adapters import load_manifest
+from ganfp.errors import InputError, RuntimeFailure
+from ganfp.fetch import DATASETS, Route, Source, dataset_status, fetch_dataset, read_meta
+from ganfp.fetch import archive as archive_mod
+from test_adapters_layouts import make_casia, make_gans_dev, tiny_image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _casia_zip(tmp_path: Path, n_extra: int = 0) -> Path:
+    src = tmp_path / "casia-src"
+    make_casia(src, with_samples=False)
+    for i in range(n_extra):
+        tiny_image(src / "casia" / "CASIA2" / "Au" / f"Au_sec_{i + 10000:05d}.jpg", 1000 + i, size=16)
+    archive = tmp_path / "casia.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(src).as_posix())
+    return archive
+
+
+def test_status_goes_absent_then_ready_and_meta_is_complete(tmp_path):
+    root = tmp_path / "data"
+    assert dataset_status("casia", root) == "absent"
+    archive = _casia_zip(tmp_path)
+    path = fetch_dataset("casia", root, source=archive)
+    assert path == root / "casia" and dataset_status("casia", root) == "ready"
+    meta = read_meta(path)
+    assert meta["status"] == "ready" and meta["route"] == "local" and meta["version"] is None
+    assert set(meta) >= {"source", "sha256", "fetched_at", "version", "layout"}
+    assert len(meta["sha256"]["casia.zip"]) == 64
+    assert meta["layout"]["counts"]["v2"]["authentic"] == 5
+    assert not list(root.glob(".tmp-*"))
+
+
+def test_interrupted_unpack_is_never_ready_and_a_rerun_completes(tmp_path, monkeypatch):
+    root, archive = tmp_path / "data", _casia_zip(tmp_path)
+    real_write = archive_mod._write
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(archive_mod, "_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fetch_dataset("casia", root, source=archive)
+    assert dataset_status("casia", root) in ("absent", "partial")
+    with pytest.raises(InputError, match="run: ganfp fetch-data casia"):
+        load_manifest("casia", root)
+    monkeypatch.setattr(archive_mod, "_write", real_write)
+    fetch_dataset("casia", root, source=archive)
+    assert dataset_status("casia", root) == "ready" and len(load_manifest("casia", root)) > 0
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import ganfp.fetch.archive as archive
+    real_write, calls = archive._write, []
+    def slow(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            Path(sys.argv[3]).write_text("unpacking")
+            time.sleep(60)
+        return real_write(*args, **kwargs)
+    archive._write = slow
+    from ganfp.fetch import fetch_dataset
+    fetch_dataset("casia", sys.argv[1], source=sys.argv[2])
+    """
+)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL semantics")
+def test_killed_fetch_leaves_partial_and_the_next_run_completes(tmp_path):
+    root, archive, flag = tmp_path / "data", _casia_zip(tmp_path), tmp_path / "flag"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(root), str(archive), str(flag)], cwd=ROOT)
+    try:
+        deadline = time.time() + 30
+        while not flag.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert flag.exists(), "the fetch never reached the middle of unpacking"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert dataset_status("casia", root) == "partial"
+    assert list(root.glob(".tmp-casia-*")) and not (root / "casia").exists()
+    fetch_dataset("casia", root, source=archive)
+    assert dataset_status("casia", root) == "ready" and not list(root.glob(".tmp-*"))
+
+
+def test_ready_is_kept_unless_forced_and_a_failed_force_keeps_the_old_copy(tmp_path):
+    root, archive = tmp_path / "data", _casia_zip(tmp_path)
+    fetch_dataset("casia", root, source=archive)
+    first = read_meta(root / "casia")["fetched_at"]
+    (root / "casia" / "marker").write_text("x")
+    fetch_dataset("casia", root, source=archive)
+    assert (root / "casia" / "marker").exists()  # ready: nothing redone
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("../evil", b"x")
+    with pytest.raises(InputError):
+        fetch_dataset("casia", root, source=bad, force=True)
+    assert dataset_status("casia", root) == "ready" and (root / "casia" / "marker").exists()
+    fetch_dataset("casia", root, source=archive, force=True)
+    assert not (root / "casia" / "marker").exists() and read_meta(root / "casia")["fetched_at"] >= first
+
+
+def test_set_aside_copy_is_restored_after_a_crash_between_renames(tmp_path):
+    root, archive = tmp_path / "data", _casia_zip(tmp_path)
+    fetch_dataset("casia", root, source=archive)
+    (root / "casia").rename(root / ".old-casia-0123abcd")  # as if killed right after setting it aside
+    assert dataset_status("casia", root) == "partial"
+    fetch_dataset("casia", root, source=archive)
+    assert dataset_status("casia", root) == "ready" and not (root / ".old-casia-0123abcd").exists()
+
+
+def test_folder_import_copies_or_hard_links(tmp_path):
+    src = tmp_path / "src"
+    make_gans_dev(src)
+    for link in (False, True):
+        root = tmp_path / f"data-{link}"
+        fetch_dataset("imageclef-gans-2023", root, source=src, link=link)
+        a = src / "used" / "used_0001.png"
+        b = root / "imageclef-gans-2023" / "used" / "used_0001.png"
+        assert b.read_bytes() == a.read_bytes()
+        assert os.path.samefile(a, b) is link
+    with pytest.raises(InputError, match="contains the data root"):
+        fetch_dataset("imageclef-gans-2023", src / "inner", source=src, force=True)
+
+
+def test_nested_archives_are_unpacked(tmp_path):
+    inner = tmp_path / "inner"
+    make_gans_dev(inner)
+    with zipfile.ZipFile(tmp_path / "dev.zip", "w") as zf:
+        for p in sorted(inner.rglob("*")):
+            zf.write(p, p.relative_to(inner).as_posix())
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    (outer / "dev.zip").write_bytes((tmp_path / "dev.zip").read_bytes())
+    root = tmp_path / "data"
+    fetch_dataset("imageclef-gans-2023", root, source=outer)
+    assert len(load_manifest("imageclef-gans-2023:dev", root)) == 8
+    assert not list((root / "imageclef-gans-2023").rglob("*.zip"))
+
+
+def test_manual_datasets_and_unknown_names_explain_what_to_do(tmp_path):
+    with pytest.raises(InputError, match=r"registration.*--from"):
+        fetch_dataset("imageclef-gans-2023", tmp_path)
+    with pytest.raises(InputError, match="unknown dataset 'mnist'"):
+        fetch_dataset("mnist", tmp_path)
+    with pytest.raises(InputError, match="no download route 'ftp'"):
+        fetch_dataset("covid-ctset", tmp_path, via="ftp")
+    with pytest.raises(InputError, match="no such file or folder"):
+        fetch_dataset("casia", tmp_path, source=tmp_path / "missing.zip")
+
+
+def test_kaggle_missing_client_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "kagglehub", None)
+    with pytest.raises(InputError) as err:
+        fetch_dataset("casia", tmp_path)
+    msg = str(err.value)
+    assert "pip install 'ganfp[kaggle]'" in msg and "kaggle.json" in msg and "--from" in msg and "\n" not in msg
+    assert dataset_status("casia", tmp_path) == "absent"
+
+
+def test_kaggle_route_imports_what_kagglehub_downloaded(tmp_path, monkeypatch):
+    cache = tmp_path / "kagglehub" / "datasets" / "sophatvathana" / "casia-dataset" / "versions" / "3"
+    make_casia(cache, with_samples=False)
+    fake = types.SimpleNamespace(dataset_download=lambda slug: str(cache) if slug == "sophatvathana/casia-dataset" else None)
+    monkeypatch.setitem(sys.modules, "kagglehub", fake)
+    root = tmp_path / "data"
+    fetch_dataset("casia", root)
+    meta = read_meta(root / "casia")
+    assert meta["version"] == "kaggle:sophatvathana/casia-dataset/3" and meta["source"] == ["kaggle:sophatvathana/casia-dataset"]
+    assert load_manifest("casia", root).class_counts() == {"authentic": 5, "tampered": 3}
+    assert any(cache.rglob("*.jpg"))  # kagglehub's own cache is left as it was
+
+
+def test_kaggle_auth_and_network_failures(tmp_path, monkeypatch):
+    class UnauthenticatedError(Exception):
+        pass
+
+    def refuse(slug):
+        raise UnauthenticatedError("401 Client Error")
+
+    monkeypatch.setitem(sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=refuse))
+    with pytest.raises(InputError, match="Kaggle refused"):
+        fetch_dataset("casia", tmp_path)
+
+    def offline(slug):
+        raise ConnectionError("Max retries exceeded\nwith a long traceback text")
+
+    monkeypatch.setitem(sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=offline))
+    with pytest.raises(RuntimeFailure, match="Max retries exceeded$"):
+        fetch_dataset("casia", tmp_path)
+
+
+def test_demo_is_built_by_the_demo_builder_and_rebuilt_on_force(tmp_path, monkeypatch):
+    """fetch-data demo goes through ensure_demo/build_demo (a stand-in builder here)."""
+    from ganfp.fileio import write_json
+
+    builds = []
+
+    def build_demo(target, seed=0):
+        builds.append(seed)
+        tiny_image(Path(target) / "casia" / "authentic" / "a.png", seed)
+        write_json(Path(target) / "meta.json", {"status": "ready", "seed": seed})
+        return {"status": "ready"}
+
+    monkeypatch.setitem(sys.modules, "ganfp.data.demo", types.SimpleNamespace(build_demo=build_demo))
+    root = tmp_path / "data"
+    assert fetch_dataset("demo", root, seed=3) == root / "demo" and dataset_status("demo", root) == "ready"
+    fetch_dataset("demo", root, seed=3)
+    assert builds == [3]
+    (root / "demo" / "stale.txt").write_text("x")
+    fetch_dataset("demo", root, force=True, seed=4)
+    assert builds == [3, 4] and not (root / "demo" / "stale.txt").exists()
+
+
+def test_cli_fetch_list_and_errors(tmp_path, run_cli, monkeypatch):
+    root = tmp_path / "data"
+    archive = _casia_zip(tmp_path)
+    code, _, err = run_cli("fetch-data", "casia", "--from", str(archive), "--data-root", str(root))
+    assert code == 0, err
+    assert "casia ready in" in err and "5 authentic" in err
+    monkeypatch.setenv("GANFP_DATA", str(root))
+    code, out, _ = run_cli("fetch-data", "--list", "--json")
+    rows = {r["name"]: r for r in json.loads(out)["datasets"]}
+    assert rows["casia"]["status"] == "ready" and rows["covid-ctset"]["status"] == "absent"
+    assert rows["imageclef-gans-2023"]["access"] == "registration" and rows["covid-ctset"]["access"] == "public"
+    code, out, _ = run_cli("fetch-data", "--list")
+    assert code == 0 and "imageclef-gans-2025" in out and "ready" in out
+    code, _, err = run_cli("fetch-data", "imageclef-gans-2023")
+    assert code == 2 and err.count("\n") == 1 and "--from" in err
+    code, _, err = run_cli("fetch-data", "nope")
+    assert code == 2 and "unknown dataset" in err
+    code, _, err = run_cli("fetch-data", "casia", "--from", str(archive))
+    assert code == 0 and "already ready" in err
+
+
+def test_cli_network_failure_exits_1(tmp_path, run_cli, monkeypatch):
+    route = Route("x", "public", (Source("url", "http://127.0.0.1:9/all.csv"),))
+    monkeypatch.setitem(DATASETS, "covid-ctset", replace(DATASETS["covid-ctset"], routes=(route,)))
+    code, _, err = run_cli("fetch-data", "covid-ctset", "--data-root", str(tmp_path))
+    assert code == 1 and "cannot connect" in err and err.count("\n") == 1

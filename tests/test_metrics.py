@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from ganfp.metrics import baseline_rows, binary_metrics, confusion_counts
+
+
+def sklearn_reference(y, p, s):
+    both = y.min() != y.max()
+    return {
+        "accuracy": skm.accuracy_score(y, p),
+        "precision": skm.precision_score(y, p, zero_division=0),
+        "recall": skm.recall_score(y, p, zero_division=0),
+        "specificity": skm.recall_score(1 - y, 1 - p, zero_division=0),
+        "f1": skm.f1_score(y, p, zero_division=0),
+        "kappa": skm.cohen_kappa_score(y, p, labels=[0, 1]),
+        "roc_auc": skm.roc_auc_score(y, s) if both else None,
+        "average_precision": skm.average_precision_score(y, s) if both else None,
+    }
+
+
+def test_random_inputs_match_scikit_learn():
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(1, 40))
+        y = (rng.random(n) < rng.random()).astype(int)
+        p = (rng.random(n) < rng.random()).astype(int)
+        s = np.round(rng.random(n) + 0.5 * y, 1)  # rounded: ties in scores too
+        got = binary_metrics(y, p, s)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = sklearn_reference(y, p, s)
+            ref["balanced_accuracy"] = skm.balanced_accuracy_score(y, p)
+        tn, fp, fn, tp = skm.confusion_matrix(y, p, labels=[0, 1]).ravel()
+        assert (got["tp"], got["fp"], got["tn"], got["fn"]) == (tp, fp, tn, fn), trial
+        for key, value in ref.items():
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                assert got[key] is None, (trial, key)
+            else:
+                assert got[key] == pytest.approx(value, abs=1e-12), (trial, key)
+
+
+def test_hand_computed_example():
+    y = [1, 1, 1, 0, 0, 0, 0, 0]
+    p = [1, 0, 0, 1, 0, 0, 0, 0]
+    m = binary_metrics(y, p, scores=[0.9, 0.4, 0.3, 0.8, 0.2, 0.1, 0.35, 0.0])
+    assert (m["tp"], m["fp"], m["tn"], m["fn"], m["n"]) == (1, 1, 4, 2, 8)
+    assert m["accuracy"] == pytest.approx(5 / 8)
+    assert m["precision"] == pytest.approx(1 / 2)
+    assert m["recall"] == pytest.approx(1 / 3)
+    assert m["specificity"] == pytest.approx(4 / 5)
+    assert m["f1"] == pytest.approx(2 / 5)
+    assert m["balanced_accuracy"] == pytest.approx((1 / 3 + 4 / 5) / 2)
+    # po = 5/8, pe = (2*3 + 6*5) / 64 = 36/64
+    assert m["kappa"] == pytest.approx((5 / 8 - 36 / 64) / (1 - 36 / 64))
+    # used scores 0.9, 0.4, 0.3 vs not used 0.8, 0.2, 0.1, 0.35, 0.0: 12 of 15 pairs ordered right
+    assert m["roc_auc"] == pytest.approx(12 / 15)
+
+
+def test_no_positive_predicted_is_zero_precision_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = binary_metrics([1, 0, 1, 0], [0, 0, 0, 0])
+    assert m["precision"] == 0.0
+    assert m["recall"] == 0.0
+    assert m["f1"] == 0.0
+    assert m["specificity"] == 1.0
+    assert m["kappa"] == 0.0
+    assert m["roc_auc"] is None and m["average_precision"] is None
+
+
+def test_one_class_everywhere_leaves_kappa_and_auc_undefined():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = binary_metrics([0, 0, 0], [0, 0, 0], scores=[0.1, 0.2, 0.3])
+    assert m["accuracy"] == 1.0
+    assert m["balanced_accuracy"] == 1.0
+    assert m["kappa"] is None
+    assert m["roc_auc"] is None
+
+
+def test_baselines_on_a_balanced_set():
+    rows = baseline_rows([1, 0] * 100)
+    used, unused = rows["all used"], rows["all not used"]
+    assert used["f1"] == pytest.approx(2 / 3)
+    assert used["accuracy"] == 0.5 and used["recall"] == 1.0 and used["specificity"] == 0.0
+    assert unused["f1"] == 0.0 and unused["precision"] == 0.0 and unused["accuracy"] == 0.5
+    assert used["roc_auc"] == 0.5 and unused["roc_auc"] == 0.5
+    assert used["kappa"] == 0.0
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        binary_metrics([0, 2], [0, 1])
+    with pytest.raises(ValueError, match="y_pred has 1"):
+        confusion_counts([0, 1], [1])
+    with pytest.raises(ValueError, match="no samples"):
+        binary_metrics([], [])
+    with pytest.raises(ValueError, match="NaN"):
+        binary_metrics([0, 1], [0, 1], scores=[0.1, float("nan")])
+
+
+def test_booleans_are_accepted():
+    assert binary_metrics(np.array([True, False]), np.array([True, True]))["tp"] == 1

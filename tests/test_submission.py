@@ -1,0 +1,284 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ganfp.errors import InputError
+from ganfp.metrics import binary_metrics
+from ganfp.submission import (
+    Problem,
+    best_used_fraction,
+    decide,
+    read_ids,
+    read_labels,
+    read_predictions,
+    validate_submission,
+    write_scores,
+    write_submission,
+)
+
+REFERENCE = Path(__file__).parents[1] / ".." / "shared" / "reference" / "imageclef2023-submission"
+CASE_FILES = sorted(REFERENCE.glob("cases/*.csv")) if REFERENCE.is_dir() else []
+needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is absent")
+
+# words of each case file name -> words the first reported reason must contain
+CASE_REASONS = {
+    "empty_line": "empty line",
+    "wrong_format": "wrong format",
+    "wrong_figure_id": "wrong figure id",
+    "same_fig_id_more_than_once": "more than once",
+    "score_no_int": "not an int",
+    "score_int_greater_than_1": "greater than 1",
+    "score_int_smaller_than_0": "smaller than 0",
+    "not_all_fig_ids_specified": "not all figure ids specified",
+}
+IDS = [f"img_{i}" for i in range(4)]
+
+
+def expected_reason(case: Path) -> str:
+    return next(reason for key, reason in CASE_REASONS.items() if case.stem.endswith(key))
+
+
+@needs_reference
+def test_reference_cases_are_all_present():
+    assert len(CASE_FILES) == 10
+    assert all(c.name.startswith("00_") or expected_reason(c) for c in CASE_FILES)
+
+
+@needs_reference
+@pytest.mark.parametrize("case", CASE_FILES, ids=lambda p: p.stem)
+def test_official_cases(case):
+    ids = read_ids(REFERENCE / "image_ids.txt")
+    assert len(ids) == 200
+    problems = validate_submission(case, ids)
+    if case.name.startswith("00_"):
+        assert problems == []
+    else:
+        assert problems, case.name
+        assert expected_reason(case) in problems[0].reason
+        assert problems[0].line >= 1
+
+
+def test_each_rule_with_its_line():
+    lines = [
+        "img_0 , 1",  # spaces around tokens are allowed
+        "",
+        "img_1,0,",
+        "other,1",
+        "img_0,0",
+        "img_2,1.0",
+        "img_3,-1",
+    ]
+    problems = validate_submission(lines, IDS)
+    assert [(p.line, p.reason.split(":")[0].split(" '")[0]) for p in problems] == [
+        (2, "empty line"),
+        (3, "wrong format"),
+        (4, "wrong figure id"),
+        (5, "same figure id"),
+        (6, "score"),
+        (7, "score -1 is smaller than 0 (must be 0 = not used or 1 = used)"),
+        (7, "not all figure ids specified"),
+    ]
+    assert "'1.0' is not an int" in problems[4].reason
+    assert "img_1, img_2, img_3" in problems[-1].reason
+
+
+def test_ids_given_as_a_path_are_refused(tmp_path):
+    with pytest.raises(TypeError, match="read_ids"):
+        validate_submission(["img_0,1"], str(tmp_path / "ids.txt"))
+
+
+def test_quotes_are_part_of_the_token():
+    # the organisers read with no quoting: '"img_0"' is not the id img_0
+    problems = validate_submission(['"img_0",1', "img_1,0", "img_2,0", "img_3,1"], IDS)
+    assert problems[0] == Problem(1, problems[0].reason) and "wrong figure id" in problems[0].reason
+
+
+def test_empty_file_and_trailing_blank_line(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    (problem,) = validate_submission(empty, IDS)
+    assert problem.line == 0 and "empty file" in problem.reason
+    assert problem.where(empty) == f"{empty}: {problem.reason}"
+    blank_end = tmp_path / "blank_end.csv"
+    blank_end.write_text("img_0,1\nimg_1,0\nimg_2,0\nimg_3,1\n\n")
+    assert [p.line for p in validate_submission(blank_end, IDS)] == [5]
+
+
+def test_crlf_and_missing_final_newline_are_accepted(tmp_path):
+    path = tmp_path / "sub.csv"
+    path.write_bytes(b"img_0,1\r\nimg_1,0\r\nimg_2,0\r\nimg_3,1")
+    assert validate_submission(path, IDS) == []
+
+
+def test_write_submission_round_trips_and_is_valid(tmp_path):
+    path = tmp_path / "out" / "sub.csv"
+    write_submission(path, IDS, np.array([1, 0, 0, 1]))
+    assert path.read_text() == "img_0,1\nimg_1,0\nimg_2,0\nimg_3,1\n"
+    preds = read_predictions(path, ids=IDS)
+    assert preds.format == "official" and preds.ids == IDS and preds.scores is None
+    assert preds.labels.tolist() == [1, 0, 0, 1]
+    assert list(tmp_path.joinpath("out").iterdir()) == [path]  # no temporary file left
+
+
+def test_write_submission_against_expected_ids_leaves_nothing(tmp_path):
+    path = tmp_path / "sub.csv"
+    with pytest.raises(InputError, match=r"sub.csv:3: wrong figure id 'img_9'"):
+        write_submission(path, IDS[:2] + ["img_9"], [1, 0, 1], expected_ids=IDS)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad_id", ["a,b", " a", "", "a\nb"])
+def test_write_submission_refuses_unwritable_ids(tmp_path, bad_id):
+    with pytest.raises(InputError, match="cannot be written"):
+        write_submission(tmp_path / "s.csv", [bad_id], [1])
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_write_submission_refuses_duplicates_and_bad_labels(tmp_path):
+    with pytest.raises(InputError, match="appears twice"):
+        write_submission(tmp_path / "s.csv", ["a", "a"], [1, 0])
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        write_submission(tmp_path / "s.csv", ["a", "b"], [1, 2])
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_headered_formats(tmp_path):
+    files = {
+        "id,label\na,1\nb,0\n": ("id,label", [1, 0], None),
+        "id,score\na,0.75\nb,-2e-3\n": ("id,score", None, [0.75, -0.002]),
+        "id,label,score\na,1,0.9\nb,0,0.1\n": ("id,label,score", [1, 0], [0.9, 0.1]),
+        "ID , Score\n\"a\",0.5\nb,1\n": ("id,score", None, [0.5, 1.0]),
+        "image_path,predicted_class\n/x/y/a.png,1\nC:\\data\\b.jpg,0\n": ("image_path,predicted_class", [1, 0], None),
+        "\ufeffid,label\na,1\nb,0\n": ("id,label", [1, 0], None),
+    }
+    for i, (text, (fmt, labels, scores)) in enumerate(files.items()):
+        path = tmp_path / f"{i}.csv"
+        path.write_text(text, encoding="utf-8")
+        preds = read_predictions(path)
+        assert preds.format == fmt
+        assert preds.ids == ["a", "b"]
+        assert preds.lines == [2, 3]
+        assert (preds.labels is None) == (labels is None) and (labels is None or preds.labels.tolist() == labels)
+        assert (preds.scores is None) == (scores is None) and (scores is None or preds.scores.tolist() == scores)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty file"),
+        ("id,label\n", "header only, no rows"),
+        ("id,label\na,2\n", ":2: label '2' is not 0 or 1"),
+        ("id,label\na,1.0\n", ":2: label '1.0' is not 0 or 1"),
+        ("id,label\na,1\na,0\n", ":3: id 'a' more than once (first on line 2)"),
+        ("id,score\na,nan\n", ":2: score 'nan' is not a finite number"),
+        ("id,score\na,high\n", ":2: score 'high' is not a finite number"),
+        ("id,label\na,1,3\n", ":2: 3 columns, the header has 2"),
+        ("id,label\na,1\n\nb,0\n", ":3: empty line"),
+        ("name,prob\na,0.3\n", ":1: unrecognised header 'name,prob'"),
+        ("id,label,extra\na,1,x\n", ":1: unrecognised header"),
+        ("a,1\na,0\n", ":2: same figure id 'a' more than once"),
+        ("a,1\nb,2\n", ":2: score 2 is greater than 1"),
+    ],
+)
+def test_bad_prediction_files(tmp_path, text, message):
+    path = tmp_path / "p.csv"
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
+        read_predictions(path)
+    assert str(info.value).startswith(str(path))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_binary_and_missing_files(tmp_path):
+    binary = tmp_path / "b.csv"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(InputError, match="binary file"):
+        read_predictions(binary)
+    latin = tmp_path / "l.csv"
+    latin.write_bytes(b"id,label\n\xe9t\xe9,1\n")
+    with pytest.raises(InputError, match=r"l.csv:2: not UTF-8 text"):
+        read_labels(latin)
+    with pytest.raises(InputError, match="no such file"):
+        read_labels(tmp_path / "absent.csv")
+    with pytest.raises(InputError, match="is a folder"):
+        read_labels(tmp_path)
+
+
+def test_read_labels_accepts_both_layouts_and_refuses_scores(tmp_path):
+    headered = tmp_path / "h.csv"
+    headered.write_text("id,label\nx,1\ny,0\n")
+    official = tmp_path / "o.csv"
+    official.write_text("x,1\ny ,  0")
+    for path in (headered, official):
+        truth = read_labels(path)
+        assert truth.ids == ["x", "y"] and truth.labels.tolist() == [1, 0]
+    scored = tmp_path / "s.csv"
+    scored.write_text("id,score\nx,0.5\n")
+    with pytest.raises(InputError, match="ground truth needs an id and a label column"):
+        read_labels(scored)
+
+
+def test_read_ids(tmp_path):
+    path = tmp_path / "ids.txt"
+    path.write_text("a\n\nb  \n")
+    assert read_ids(path) == ["a", "b"]
+    path.write_text("a\nb\na")
+    with pytest.raises(InputError, match=r"ids.txt:3: id 'a' listed twice"):
+        read_ids(path)
+
+
+def test_write_scores_round_trips_exactly(tmp_path):
+    scores = np.random.default_rng(1).normal(size=5)
+    path = tmp_path / "scores.csv"
+    write_scores(path, list("abcde"), scores)
+    back = read_predictions(path)
+    assert back.format == "id,score" and back.scores.tolist() == scores.tolist()
+    write_scores(path, list("abcde"), scores, labels=[1, 0, 1, 0, 1])
+    back = read_predictions(path)
+    assert back.format == "id,label,score" and back.labels.tolist() == [1, 0, 1, 0, 1]
+
+
+def test_decide_by_rank_and_by_threshold():
+    scores = [0.2, 0.9, 0.5, 0.5, 0.1]
+    assert decide(scores).tolist() == [0, 1, 1, 1, 0]  # 0.5 * 5 = 2.5 rounds up to 3
+    assert decide(scores, used_fraction=0.4).tolist() == [0, 1, 1, 0, 0]  # the tie goes to the first
+    assert decide(scores, used_fraction=0.6).tolist() == [0, 1, 1, 1, 0]
+    assert decide(scores, used_fraction=0.0).tolist() == [0] * 5
+    assert decide(scores, used_fraction=1.0).tolist() == [1] * 5
+    assert decide(scores, threshold=0.5).tolist() == [0, 1, 1, 1, 0]
+    with pytest.raises(InputError, match="not both"):
+        decide(scores, used_fraction=0.5, threshold=0.5)
+    with pytest.raises(InputError, match="between 0 and 1"):
+        decide(scores, used_fraction=1.5)
+
+
+def test_decide_labels_the_top_fraction_deterministically():
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        n = int(rng.integers(1, 30))
+        scores = np.round(rng.random(n), 1)
+        q = float(rng.random())
+        labels = decide(scores, used_fraction=q)
+        assert labels.sum() == int(np.floor(q * n + 0.5))
+        if 0 < labels.sum() < n:
+            assert scores[labels == 1].min() >= scores[labels == 0].max()
+        assert decide(scores, used_fraction=q).tolist() == labels.tolist()
+
+
+def test_best_used_fraction_maximises_f1_without_splitting_ties():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n = int(rng.integers(2, 30))
+        y = (rng.random(n) < 0.5).astype(int)
+        scores = np.round(rng.random(n) + 0.3 * y, 1)
+        q = best_used_fraction(scores, y)
+        labels = decide(scores, used_fraction=q)
+        f1 = binary_metrics(y, labels)["f1"]
+        for cut in np.unique(scores):
+            assert f1 >= binary_metrics(y, (scores >= cut).astype(int))["f1"] - 1e-12
+        if 0 < labels.sum() < n:
+            assert scores[labels == 1].min() > scores[labels == 0].max()
