@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
+from ganfp import __version__
 from ganfp.errors import InputError, RuntimeFailure
 from ganfp.fetch import store
 from ganfp.fetch.archive import archive_kind, check_supported, unpack
@@ -87,8 +88,6 @@ def _fetch_demo(root: Path, force: bool, seed: int) -> Path:
 def _stage(info: DatasetInfo, root: Path, staging: Path, sources: list, via, progress, link: bool, prior: dict | None) -> dict:
     """Fill `staging` from local sources or the download route; return the meta.json fields."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    from ganfp import __version__
-
     if sources:
         if via:
             raise InputError("--via picks a download route; it cannot be combined with --from")
