@@ -77,14 +77,16 @@ def make_casia(folder: Path, with_samples: bool = True) -> dict:
 
 
 # ---- COVID-CTset ------------------------------------------------------------------------------
-FALLBACK_ROWS = [
+FALLBACK_ROWS = [  # real rows of all.csv, for a clone without ../shared
     ("137covid_patient1_SR_2_IM00010.tif", "covid"),
     ("137covid_patient1_SR_2_IM00011.tif", "covid"),
     ("137covid_patient1_SR_3_IM00020.tif", "covid"),
-    ("157covid_patient3_SR_2_IM00005.tif", "covid"),
+    ("157covid_patient124_SR_2_IM00018.tif", "covid"),
     ("normal1_patient168_SR_2_IM00011.tif", "normal"),
+    ("normal1_patient168_SR_2_IM00012.tif", "normal"),
     ("normal5_patient168_SR_2_IM00011.tif", "normal"),
-    ("normal2_patient200_SR_2_IM00001.tif", "normal"),
+    ("normal5_patient168_SR_2_IM00012.tif", "normal"),
+    ("normal2_patient205_SR_2_IM00006.tif", "normal"),
     ("cdunnormal_patient151_SR_2_IM00008.tif", "normal"),
 ]
 

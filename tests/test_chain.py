@@ -21,7 +21,7 @@ name = "mine"
 model = "ignored"
 image_size = 16
 batch_size = 8
-epochs = 2
+epochs = 1
 lr = 0.01
 [[stages]]
 name = "first"
@@ -64,7 +64,7 @@ def test_chain_runs_each_stage_from_the_previous_and_skips_finished_ones(tmp_pat
     assert [r["status"] for r in again] == ["skipped"] * 3
     _, partly = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", from_stage="second")
     assert [r["status"] for r in partly] == ["skipped", "trained", "trained"]
-    _, changed = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", overrides={"epochs": 1})
+    _, changed = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", overrides={"epochs": 2})
     assert [r["status"] for r in changed] == ["trained"] * 3  # new settings are not mistaken for finished work
 
 
@@ -91,3 +91,15 @@ def test_every_model_completes_the_demo_chain(tmp_path, model, run_cli):
     assert [r["stage"] for r in rows] == ["casia", "covid", "gans-dev", "gans-test"]
     assert all(r["epochs_run"] == 1 and r["status"] == "trained" for r in rows)
     assert rows[-1]["classes"] == ["not_used", "used"]
+
+
+def test_paper_chain_runs_all_four_stages_on_real_layout_fixtures(tmp_path, run_cli):
+    from test_adapters_layouts import build_paper_fixtures
+
+    root = build_paper_fixtures(tmp_path / "data", tmp_path / "work")
+    code, out, err = run_cli("chain", "--model", "resnet18", "--chain", "paper", "--init", "none", "--epochs", "1",
+                             "--image-size", "32", "--batch-size", "16", "--data-root", root, "--runs-dir", tmp_path / "runs", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["dataset"] for r in rows] == ["casia", "covid-ctset", "imageclef-gans-2023:dev", "imageclef-gans-2023:test"]
+    assert all(r["status"] == "trained" for r in rows)

@@ -15,11 +15,13 @@ def test_help_lists_every_command():
 
 
 def one_line_error(code: int, err: str, expected_code: int, *fragments: str) -> None:
+    """The error is one line, the last thing printed (progress lines may come before it)."""
     lines = [l for l in err.strip().splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("error:")]
     assert code == expected_code, err
-    assert len(lines) == 1 and "Traceback" not in err, err
+    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in err, err
     for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+        assert fragment in errors[0], errors[0]
 
 
 def test_unknown_model_and_chain(run_cli, tmp_path):

@@ -125,6 +125,10 @@ def test_damaged_archive_and_rar_are_input_errors(tmp_path):
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(InputError, match="damaged or incomplete"):
         fetch_dataset("casia", tmp_path / "data", source=tmp_path / "broken.zip")
+    whole = _tar(tmp_path / "whole.tar.gz", GOOD_MEMBERS).read_bytes()
+    (tmp_path / "cut.tar.gz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match="damaged or incomplete"):
+        fetch_dataset("casia", tmp_path / "data", source=tmp_path / "cut.tar.gz")
     (tmp_path / "CASIA2.rar").write_bytes(b"Rar!")
     with pytest.raises(InputError, match="not supported"):
         fetch_dataset("casia", tmp_path / "data", source=tmp_path / "CASIA2.rar")

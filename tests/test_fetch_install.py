@@ -175,6 +175,11 @@ def test_manual_datasets_and_unknown_names_explain_what_to_do(tmp_path):
         fetch_dataset("covid-ctset", tmp_path, via="ftp")
     with pytest.raises(InputError, match="no such file or folder"):
         fetch_dataset("casia", tmp_path, source=tmp_path / "missing.zip")
+    with pytest.raises(InputError, match="give it with --from"):
+        fetch_dataset("imageclef-gans-2023", tmp_path, add=True)
+    with pytest.raises(InputError, match="cannot be combined with --from"):
+        fetch_dataset("covid-ctset", tmp_path, source=tmp_path, via="kaggle")
+    assert dataset_status("covid-ctset", tmp_path) == "absent"
 
 
 def test_kaggle_missing_client_is_one_clear_line(tmp_path, monkeypatch):

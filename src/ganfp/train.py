@@ -26,7 +26,7 @@ from ganfp import __version__, distributed
 from ganfp.checkpoint import HISTORY_FILE, META_FILE, MODEL_FILE, RESUME_FILE, load_checkpoint, load_resume, model_meta, save_model, save_resume
 from ganfp.data.adapters import load_manifest
 from ganfp.data.augment import BatchAugment
-from ganfp.data.cache import load_images
+from ganfp.data.cache import default_memory_budget, load_images
 from ganfp.data.loader import device_images, iterate_batches
 from ganfp.data.split import split_indices
 from ganfp.device import autocast, configure, resolve_device
@@ -62,12 +62,13 @@ class StageConfig:
     device: str = "auto"
     compile: bool = False
     deterministic: bool = False
+    memory_budget: float | None = None  # GB of RAM for the image cache (per machine); larger caches stay memory-mapped
     extra: dict = field(default_factory=dict)  # options passed to the dataset adapter
 
     def identity(self) -> dict:
         """The fields that change results (not the device): a finished stage is reused only if they match."""
         d = dataclasses.asdict(self)
-        for k in ("device", "compile", "deterministic"):
+        for k in ("device", "compile", "deterministic", "memory_budget"):
             d.pop(k)
         return d
 
@@ -136,6 +137,21 @@ def rank_shard(indices: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(parts) if parts else indices
 
 
+def even_batches(order: np.ndarray, batch_size: int) -> np.ndarray:
+    """`order` cut so that every rank gets the same number of equal batches, none of one image.
+
+    The last global batch is cut to a multiple of the world size (DDP averages the ranks' mean
+    losses, which equals the global mean only for equal shares) and dropped when a rank's share
+    would be a single image, which breaks batch norm. On one process: only a last batch of one goes.
+    """
+    world = distributed.world_size()
+    tail = len(order) % batch_size
+    keep = tail - tail % world
+    if keep == world and len(order) > world:
+        keep = 0
+    return order[: len(order) - tail + keep]
+
+
 def build_model(cfg: StageConfig, classes: list[str], device):
     """The stage's starting model: from a previous stage's checkpoint or from `create_model`.
 
@@ -166,7 +182,10 @@ def stage_data(cfg: StageConfig, data_root, device, observer):
     """The stage's images, labels and class names; pseudo-labels for an unlabelled stage."""
     manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
     _notify(observer, "message", {"text": f"{cfg.dataset}: {len(manifest)} images, decoding once at {cfg.image_size}px (cached)"})
-    imageset = load_images(manifest, cfg.image_size, data_root, skip_bad=cfg.skip_bad)
+    budget = default_memory_budget() if cfg.memory_budget is None else int(cfg.memory_budget * 1e9)
+    with distributed.main_first():  # rank 0 decodes; the other ranks then read its cache
+        imageset = load_images(manifest, cfg.image_size, data_root, skip_bad=cfg.skip_bad,
+                               memory_budget=budget // distributed.local_world_size())
     for path, reason in imageset.bad:
         _notify(observer, "message", {"text": f"skipped {path}: {reason}"})
     manifest, images = imageset.manifest, imageset.images
@@ -177,7 +196,7 @@ def stage_data(cfg: StageConfig, data_root, device, observer):
         ctx = {"model": model, "images": images, "batch_size": cfg.batch_size, "device": device, "manifest": manifest, "config": cfg, "data_root": data_root}
         from ganfp.pseudo import pseudo_labels
 
-        idx, labels = pseudo_labels(cfg.pseudo_labels, ctx, cfg.pseudo_fraction)
+        idx, labels = distributed.broadcast_object(pseudo_labels(cfg.pseudo_labels, ctx, cfg.pseudo_fraction))
         manifest = manifest.subset(idx).with_labels(labels, meta["classes"])
         images = images[torch.as_tensor(idx)]
     elif not manifest.labelled:
@@ -207,6 +226,8 @@ def run_stage(cfg: StageConfig, out_dir: str | Path, resume: bool = False, data_
     """
     out_dir = Path(out_dir)
     device = resolve_device(distributed.setup(cfg.device))
+    if cfg.batch_size % distributed.world_size():
+        raise InputError(f"--batch-size {cfg.batch_size}: not a multiple of the {distributed.world_size()} processes, which take equal shares of each batch")
     configure(device, cfg.deterministic)
     torch.manual_seed(cfg.seed)
     manifest, images = stage_data(cfg, data_root, device, observer)
@@ -219,11 +240,13 @@ def run_stage(cfg: StageConfig, out_dir: str | Path, resume: bool = False, data_
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    net = model
-    if distributed.world_size() > 1:
+    world = distributed.world_size()
+    net = eval_net = model
+    if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
+        eval_net = net if world == 1 else torch.compile(model)
     images = device_images(images, device)
     if device.type == "cuda":
         labels = labels.to(device)
@@ -242,13 +265,13 @@ def run_stage(cfg: StageConfig, out_dir: str | Path, resume: bool = False, data_
         state = load_resume(resume_path, model, optimizer)
         _notify(observer, "message", {"text": f"resuming {cfg.name} after epoch {state['epoch']}"})
     else:
-        if resume:
+        if resume and strict_resume:
             _notify(observer, "message", {"text": f"nothing to resume in {out_dir}; starting fresh"})
         if distributed.is_main():
             (out_dir / META_FILE).unlink(missing_ok=True)  # an old result must not look like this run's
 
-    batch_size = min(cfg.batch_size, len(train_idx))
-    shard = max(1, batch_size // distributed.world_size())
+    batch_size = max(world, min(cfg.batch_size, len(train_idx)) // world * world)  # global batch
+    shard = batch_size // world
     meta_base = model_meta(model, classes, cfg.image_size, stage=cfg.name, dataset=cfg.dataset, seed=cfg.seed)
     epoch = state["epoch"]
     try:
@@ -258,13 +281,12 @@ def run_stage(cfg: StageConfig, out_dir: str | Path, resume: bool = False, data_
             started = time.perf_counter()
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout etc.: same numbers after a resume
             rng = np.random.default_rng([cfg.seed, epoch])
-            order = rank_shard(rng.permutation(train_idx), batch_size)
-            if len(order) % shard == 1 and len(order) > 1:
-                order = order[:-1]  # a batch of one breaks batch norm
-            augment = BatchAugment(seed=cfg.seed * 1_000_003 + epoch) if cfg.augment else None
+            order = rank_shard(even_batches(rng.permutation(train_idx), batch_size), batch_size)
+            augment = BatchAugment(seed=cfg.seed * 1_000_003 + epoch, rank=distributed.rank(), world=world) if cfg.augment else None
             _notify(observer, "epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "batches": math.ceil(len(order) / shard)})
             train = train_one_epoch(net, optimizer, images, labels, order, shard, device, augment, _main_only(observer), channels_last)
-            val = evaluate(net, images, labels, rank_shard(val_idx, batch_size), shard, device, len(classes), channels_last)
+            distributed.broadcast_buffers(model)  # every rank evaluates the batch-norm statistics rank 0 saves
+            val = evaluate(eval_net, images, labels, rank_shard(val_idx, batch_size), shard, device, len(classes), channels_last)
             if not math.isfinite(train["loss"]):
                 raise RuntimeFailure(f"stage {cfg.name}: training diverged in epoch {epoch} (loss {train['loss']}); lower --lr")
             row = {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"], "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_f1": val["f1"], "lr": cfg.lr}

@@ -13,22 +13,13 @@ from ganfp.cli import data, train, evaluate, classify  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI: a user mistake prints one line and exits 2, a runtime failure exits 1."""
+    """Run the CLI. Click reports usage errors itself (exit 2); a GanfpError prints one line and
+    exits with its code (2 for input, 1 for runtime failures); anything else is a bug and keeps its traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="ganfp")
     except GanfpError as exc:
         ui.error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         ui.error("interrupted")
         sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click's own usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-    sys.exit(0)

@@ -14,14 +14,14 @@ LIST_COLUMNS = ["name", "what it is", "size", "access", "status"]
 
 @app.command("fetch-data")
 def fetch_data(
-    name: Optional[str] = typer.Argument(None, help="Dataset: casia, covid-ctset, imageclef-gans-2023/2024/2025, demo."),
+    name: Optional[str] = typer.Argument(None, metavar="NAME", help="Dataset: casia, covid-ctset, imageclef-gans-2023/2024/2025, demo."),
     from_: Optional[List[str]] = typer.Option(
-        None, "--from", help="Import a local archive (zip, tar, tar.gz) or unpacked folder instead of downloading; repeat for several."
+        None, "--from", metavar="PATH", help="Import a local archive (zip, tar, tar.gz) or unpacked folder instead of downloading; repeat for several."
     ),
     data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     force: bool = typer.Option(False, "--force", help="Fetch again even when the dataset is ready."),
     add: bool = typer.Option(False, "--add", help="With --from: add to a ready dataset (e.g. the ImageCLEF test set after the dev set)."),
-    via: Optional[str] = typer.Option(None, "--via", help="A download route other than the default (covid-ctset: kaggle)."),
+    via: Optional[str] = typer.Option(None, "--via", metavar="ROUTE", help="A download route other than the default (covid-ctset: kaggle)."),
     link: bool = typer.Option(False, "--link", help="With --from FOLDER: hard-link the files instead of copying them (same file system)."),
     list_: bool = typer.Option(False, "--list", help="List the datasets and their status on this machine."),
     json_: bool = typer.Option(False, "--json", help="With --list: print JSON."),

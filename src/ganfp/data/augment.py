@@ -10,19 +10,21 @@ import torch.nn.functional as F
 
 
 class BatchAugment:
-    def __init__(self, seed: int, flip: bool = True, max_shift: int = 4):
+    def __init__(self, seed: int, flip: bool = True, max_shift: int = 4, rank: int = 0, world: int = 1):
         self.generator = torch.Generator().manual_seed(seed)
+        self.rank, self.world = rank, world  # under DDP: draw for the global batch, keep this rank's share
         self.flip = flip
         self.max_shift = max_shift
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
+        n, share = b * self.world, slice(self.rank, None, self.world)  # N ranks draw what one process would
         if self.flip:
-            flips = torch.rand(b, generator=self.generator) < 0.5
+            flips = (torch.rand(n, generator=self.generator) < 0.5)[share]
             x = torch.where(flips.to(x.device)[:, None, None, None], x.flip(-1), x)
         if self.max_shift > 0:
             s = self.max_shift
-            offsets = torch.randint(0, 2 * s + 1, (2, b), generator=self.generator).to(x.device)
+            offsets = torch.randint(0, 2 * s + 1, (2, n), generator=self.generator)[:, share].to(x.device)
             padded = F.pad(x, (s, s, s, s), mode="reflect")
             rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
             cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)

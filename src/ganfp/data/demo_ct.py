@@ -59,7 +59,7 @@ def random_patient(rng: np.random.Generator, lesions: bool = False) -> dict:
         p["lesions"] = np.column_stack([
             rng.choice([-1.0, 1.0], size=n) * rng.uniform(0.45, 1.05, size=n),  # side * distance from mid-line
             rng.uniform(-0.55, 0.8, size=n),  # y, posterior-biased
-            rng.uniform(0.06, 0.14, size=n),  # radius
+            rng.uniform(0.1, 0.2, size=n),  # radius
             rng.uniform(0.15, 0.9, size=n),  # height z where it is largest
             rng.uniform(300, 520, size=n),  # HU added at the centre
         ])
@@ -121,7 +121,7 @@ def render_slice(p: dict, z: float, size: int, rng: np.random.Generator) -> np.n
         img[r0:r1, c0:c1][dot & lung_mask[r0:r1, c0:c1]] = -150.0 + 100 * vs
 
     for lx, ly, lr, lz, amp in p.get("lesions", ()):
-        weight = np.exp(-0.5 * ((z - lz) / 0.3) ** 2)
+        weight = np.exp(-0.5 * ((z - lz) / 0.45) ** 2)
         gx = cx + lx * p["lung_x"] * a
         gy = cy + ly * p["lung_h"] * b * 0.8
         blob = amp * weight * np.exp(-((x - gx) ** 2 + (y - gy) ** 2) / (2 * (lr * (0.6 + 0.4 * weight)) ** 2))

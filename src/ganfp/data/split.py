@@ -19,7 +19,7 @@ def split_indices(manifest: Manifest, val_fraction: float, seed: int) -> tuple[n
     if not 0 < val_fraction < 1:
         raise InputError(f"validation fraction must be between 0 and 1, got {val_fraction}")
     counts = np.bincount(labels, minlength=len(manifest.classes))
-    if (counts < 2).any():
+    if (counts[counts > 0] < 2).any():
         raise InputError(f"{manifest.name}: every class needs at least 2 images to split, got {dict(zip(manifest.classes, counts.tolist()))}")
     groups = manifest.groups
     if any(g is not None for g in groups):
@@ -30,5 +30,7 @@ def split_indices(manifest: Manifest, val_fraction: float, seed: int) -> tuple[n
             train, val = next(folds.split(np.zeros(len(labels)), labels, group_ids))
             return np.sort(train), np.sort(val)
     idx = np.arange(len(labels))
-    train, val = train_test_split(idx, test_size=val_fraction, stratify=labels, random_state=seed)
+    present = int((counts > 0).sum())
+    n_val = max(present, int(round(val_fraction * len(labels))))  # every class on both sides
+    train, val = train_test_split(idx, test_size=n_val, stratify=labels, random_state=seed)
     return np.sort(train), np.sort(val)

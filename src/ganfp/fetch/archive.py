@@ -8,12 +8,15 @@ so no later member can be written through one. Device files and FIFOs are skippe
 
 from __future__ import annotations
 
+import gzip
+import lzma
 import posixpath
 import re
 import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from ganfp.errors import InputError
@@ -102,7 +105,7 @@ def unpack(archive: str | Path, dest: str | Path, max_bytes: int, progress=None)
             _unpack_zip(archive, dest, budget)
         else:
             _unpack_tar(archive, dest, budget)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zipfile.LargeZipFile) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
         raise InputError(f"{archive}: damaged or incomplete archive ({exc})") from exc
     return budget.used
 
@@ -134,10 +137,10 @@ def _unpack_zip(archive: Path, dest: Path, budget: _Budget) -> None:
         budget.progress(declared)
         for rel, kind, target, info in plan:
             if kind == "dir":
-                _mkdir(dest, rel)
+                _mkdir(dest, rel, budget)
             elif kind == "file":
                 with zf.open(info) as src:
-                    _write(src, dest, rel, info.file_size, budget)
+                    _write(src, dest, rel, budget)
             else:
                 _copy_link(dest, rel, target, budget)
             budget.progress(declared)
@@ -153,36 +156,33 @@ def _unpack_tar(archive: Path, dest: Path, budget: _Budget) -> None:
                 target = _link_target(archive, rel, member.linkname, member.issym())
                 _copy_link(dest, rel, target, budget)
             elif member.isdir():
-                _mkdir(dest, rel)
+                _mkdir(dest, rel, budget)
             elif member.isfile():
                 src = tf.extractfile(member)
                 with src:
-                    _write(src, dest, rel, member.size, budget)
+                    _write(src, dest, rel, budget)
                 budget.progress()
             # device files and FIFOs: not data, skipped
 
 
-def _mkdir(dest: Path, rel: PurePosixPath) -> Path:
+def _mkdir(dest: Path, rel: PurePosixPath, budget: _Budget) -> Path:
     path = dest.joinpath(*rel.parts)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
-        raise InputError(f"{rel}: a file and a folder have the same name in the archive") from exc
+        raise InputError(f"{budget.archive}: {rel} is both a file and a folder in the archive") from exc
     return path
 
 
-def _write(src, dest: Path, rel: PurePosixPath, declared: int, budget: _Budget) -> None:
+def _write(src, dest: Path, rel: PurePosixPath, budget: _Budget) -> None:
+    """Copy one member's bytes (zipfile and tarfile stop at the size the header declares)."""
     path = dest.joinpath(*rel.parts)
     if rel.parent.parts:
-        _mkdir(dest, rel.parent)
+        _mkdir(dest, rel.parent, budget)
     if path.is_symlink() or path.is_dir():
-        raise InputError(f"{rel}: the archive writes this path twice, as different kinds of entry")
-    written = 0
+        raise InputError(f"{budget.archive}: {rel} is both a file and a folder in the archive")
     with open(path, "wb") as out:
         for block in iter(lambda: src.read(CHUNK), b""):
-            written += len(block)
-            if written > declared:
-                raise InputError(f"{rel}: member is larger than its header says; refusing (damaged or malicious archive)")
             budget.take(len(block))
             out.write(block)
 
@@ -193,10 +193,10 @@ def _copy_link(dest: Path, rel: PurePosixPath, target: PurePosixPath, budget: _B
     if source.is_file() and not source.is_symlink():
         budget.take(source.stat().st_size)
         if rel.parent.parts:
-            _mkdir(dest, rel.parent)
+            _mkdir(dest, rel.parent, budget)
         path = dest.joinpath(*rel.parts)
         if path.is_symlink() or path.is_dir():
-            raise InputError(f"{rel}: the archive writes this path twice, as different kinds of entry")
+            raise InputError(f"{budget.archive}: {rel} is both a file and a folder in the archive")
         shutil.copyfile(source, path)
 
 

@@ -48,11 +48,15 @@ def fetch_dataset(
     `via`: a download route other than the first (e.g. "kaggle").
     """
     info = get_info(name)
+    sources = [] if source is None else [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    if add and not sources:
+        raise InputError("--add adds a local archive or folder to a ready dataset: give it with --from")
     root = Path(data_root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     if name == "demo":
+        if sources or via:
+            raise InputError("demo is built on this machine: --from and --via do not apply")
         return _fetch_demo(root, force, seed)
-    sources = [] if source is None else [source] if isinstance(source, (str, os.PathLike)) else list(source)
     folder = store.dataset_dir(name, root)
     with store.locked(root, name):
         store.recover(root, name)
@@ -191,7 +195,7 @@ def _safe_name(name: str) -> str:
 
 def _unpack_nested(info: DatasetInfo, staging: Path, progress) -> None:
     """Archives found inside what was fetched are unpacked beside themselves, then removed."""
-    budget = info.max_unpacked_bytes
+    budget = info.max_unpacked_bytes - sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
     for _ in range(NESTED_ROUNDS):
         nested = sorted(p for p in staging.rglob("*") if p.is_file() and archive_kind(p))
         for path in nested:

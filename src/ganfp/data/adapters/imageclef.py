@@ -59,19 +59,24 @@ def _class_dirs(folder: Path) -> list[Path]:
 
 
 def _near(start: Path, root: Path, pattern: re.Pattern, index: int | None = None) -> Path | None:
-    """The closest folder matching `pattern` beside `start` or beside one of its parents (up to `root`)."""
+    """The closest folder matching `pattern` beside `start` or beside one of its parents (up to `root`).
+
+    Among several, the one numbered `index` wins, then an unnumbered one (`generated` for the dev set).
+    """
     level = start
     while True:
         hits = [d for d in _children(level) if pattern.match(_norm(d.name)) and _flat_images(d)]
         if hits:
-            def rank(d: Path) -> tuple:
-                n = pattern.match(_norm(d.name)).group(1)
-                return (0 if n is not None and index is not None and int(n) == index else 1 if n is None else 2, d.name)
-
-            return min(hits, key=rank)
+            return min(hits, key=lambda d: (_number_rank(pattern.match(_norm(d.name)).group(1), index), d.name))
         if level == root or root not in level.parents:
             return None
         level = level.parent
+
+
+def _number_rank(number: str | None, index: int | None) -> int:
+    if number is not None and index is not None and int(number) == index:
+        return 0
+    return 1 if number is None else 2
 
 
 def find_dev(root: Path) -> list[tuple[Path, Path, Path]]:
