@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,17 +38,37 @@ def built(data_root) -> Path:
     return data_root / "demo"
 
 
+# The same code at a fraction of the counts: for the tests that need several builds.
+SMALL = {
+    "CASIA_AUTHENTIC": 16, "CASIA_TAMPERED": 16, "COVID_PATIENTS_PER_CLASS": 2, "COVID_SLICES": 3,
+    "GANS_DEV": {"used": 16, "not_used": 16, "generated": 40}, "GANS_TEST": {"used": 10, "not_used": 10, "generated": 40},
+}
+
+
+def shrink(mp: pytest.MonkeyPatch) -> None:
+    for name, value in SMALL.items():
+        mp.setattr(demo, name, value)
+
+
 @pytest.fixture(scope="module")
-def rebuilt(tmp_path_factory) -> Path:
-    """Seed 0 again, built over the debris of a crashed build: a stale temp folder and a target without meta.json."""
-    parent = tmp_path_factory.mktemp("rebuilt")
-    stale = parent / ".demo.tmp-999999999"  # above any Linux pid_max: its process is gone
-    (stale / "casia").mkdir(parents=True)
-    (stale / "casia" / "junk.jpg").write_bytes(b"half a file")
-    (parent / "demo" / "covid").mkdir(parents=True)
-    (parent / "demo" / "covid" / "junk.tif").write_bytes(b"half a file")
-    build_demo(parent / "demo", seed=0)
-    return parent / "demo"
+def small(tmp_path_factory) -> dict[str, Path]:
+    """Small builds: seed 0, seed 0 again over a crashed build's debris, and seed 1."""
+    base = tmp_path_factory.mktemp("small")
+    with pytest.MonkeyPatch.context() as mp:
+        shrink(mp)
+        build_demo(base / "first" / "demo", seed=0)
+        rebuilt = base / "rebuilt" / "demo"
+        stale = rebuilt.parent / ".demo.tmp-12345"  # a crashed build from two hours ago
+        (stale / "casia").mkdir(parents=True)
+        (stale / "casia" / "junk.jpg").write_bytes(b"half a file")
+        os.utime(stale, (time.time() - 7200, time.time() - 7200))
+        if os.name == "posix":  # a fresh leftover whose process is gone (999999999 is above any pid_max)
+            (rebuilt.parent / ".demo.old-999999999").mkdir()
+        (rebuilt / "covid").mkdir(parents=True)  # an incomplete target: no meta.json
+        (rebuilt / "covid" / "junk.tif").write_bytes(b"half a file")
+        build_demo(rebuilt, seed=0)
+        build_demo(base / "other" / "demo", seed=1)
+    return {"first": base / "first" / "demo", "rebuilt": rebuilt, "other": base / "other" / "demo"}
 
 
 def names(folder: Path) -> list[str]:
@@ -158,18 +181,19 @@ def test_test_labels_match_ids_and_are_balanced(built):
     assert 0 < sum(labels[:50]) < 50  # shuffled: ids do not give the labels away
 
 
-def test_same_seed_gives_identical_bytes(built, rebuilt):
-    assert digests(built) == digests(rebuilt)
+def test_same_seed_gives_identical_bytes(small):
+    first, rebuilt = digests(small["first"]), digests(small["rebuilt"])
+    assert len(first) > 100 and first == rebuilt
+    assert (small["first"] / "gans-test-labels.csv").read_bytes() == (small["rebuilt"] / "gans-test-labels.csv").read_bytes()
 
 
-def test_other_seed_differs(built, tmp_path):
-    meta = build_demo(tmp_path / "demo", seed=1)
-    assert meta["seed"] == 1
-    ours, other = digests(built), digests(tmp_path / "demo")
-    assert len(other) == len(ours)
-    common = [k for k in ours.keys() & other.keys() if k != "meta.json"]  # file names partly depend on the seed
-    assert len(common) > 2000
-    assert not [k for k in common if ours[k] == other[k]]
+def test_other_seed_differs(small):
+    first, other = digests(small["first"]), digests(small["other"])
+    assert len(other) == len(first)
+    assert json.loads((small["other"] / "meta.json").read_text())["seed"] == 1
+    common = [k for k in first.keys() & other.keys() if k != "meta.json"]  # some file names depend on the seed
+    assert len(common) > 100
+    assert not [k for k in common if first[k] == other[k]]
 
 
 def _membership(real_files, labels, generated_files):
@@ -209,24 +233,38 @@ def test_generator_is_fitted_on_used_images_only():
     assert nearest_distance(b, gen_b).mean() < nearest_distance(a, gen_b).mean()
 
 
-def test_rebuild_replaces_debris(rebuilt):
-    parent = rebuilt.parent
+def test_rebuild_replaces_debris(small):
+    rebuilt = small["rebuilt"]
     assert json.loads((rebuilt / "meta.json").read_text())["status"] == "ready"
     assert not (rebuilt / "covid" / "junk.tif").exists()
-    assert sorted(p.name for p in parent.iterdir()) == ["demo"]  # no temp or old folders left
+    assert sorted(p.name for p in rebuilt.parent.iterdir()) == ["demo"]  # no temp or old folders left
 
 
-def test_failed_build_leaves_previous_demo_untouched(rebuilt, monkeypatch):
-    before = digests(rebuilt)
+def test_failed_build_leaves_previous_demo_untouched(small, monkeypatch):
+    target = small["other"]
+    before = digests(target)
+    shrink(monkeypatch)
 
     def crash(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(demo, "build_covid", crash)
     with pytest.raises(RuntimeError):
-        build_demo(rebuilt, seed=5)
-    assert digests(rebuilt) == before
-    assert sorted(p.name for p in rebuilt.parent.iterdir()) == ["demo"]
+        build_demo(target, seed=5)
+    assert digests(target) == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["demo"]
+
+
+def test_rebuild_replaces_a_complete_demo_and_spares_a_live_build(small, monkeypatch, tmp_path):
+    target = tmp_path / "demo"
+    shutil.copytree(small["other"], target)
+    live = tmp_path / f".demo.tmp-{os.getppid()}"  # a concurrent build whose process still runs
+    live.mkdir()
+    shrink(monkeypatch)
+    meta = build_demo(target, seed=0)
+    assert meta["seed"] == 0
+    assert digests(target) == digests(small["first"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "demo"]
 
 
 def test_unwritable_target_is_one_line_error(tmp_path):

@@ -23,9 +23,10 @@ from ganfp.fileio import write_text
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.features import parse_features
 from ganfp.membership.pipeline import METHODS, NEIGHBOUR_METHODS, MembershipScorer, ScoringSetup
+from ganfp.membership.scorers import K_SCORERS
 
 DEFAULT_METHOD = "fusion"  # with --generated: the strongest on the demo benchmark (docs/membership.md)
-DEFAULT_FEATURES = "pixels32"
+DEFAULT_FEATURES = "pixels64"
 DEFAULT_K = 5
 DEFAULT_USED_FRACTION = 0.5  # the 2023 test set: 100 used, 100 not used
 
@@ -135,7 +136,7 @@ def dev_sets(spec: str, data_root=None) -> tuple[Manifest, Manifest]:
 def calibration_candidates(scorer: MembershipScorer, methods: list[str], ks: list[int]) -> list[Candidate]:
     candidates = []
     for method in methods:
-        for k in (ks if method in NEIGHBOUR_METHODS or method == "fusion" else [None]):
+        for k in (ks if method in K_SCORERS or method == "fusion" else [None]):
             candidates.append(Candidate(method, k, scorer.members(method, k or DEFAULT_K)))
     return candidates
 
@@ -219,13 +220,14 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         write_scores_csv(scores_path, ids, score, scorers)
 
     uses_features = any(m in NEIGHBOUR_METHODS for m in scorers)
+    uses_k = any(m in K_SCORERS for m in scorers)
     summary = {
         "images": len(ids),
         "generated": len(gen) if gen is not None and method != "classifier" else None,
         "method": method,
         "scorers": list(scorers),
         "features": space.label if uses_features else None,
-        "k": k if uses_features else None,
+        "k": k if uses_k else None,
         "weights": choice.weights if choice else None,
         "checkpoint": scorer.checkpoint_meta["stage"] if scorer.checkpoint_meta else None,
         "decision": decision_rule(used_fraction, threshold),

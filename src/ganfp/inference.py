@@ -16,11 +16,17 @@ def _run(model, images: torch.Tensor, batch_size: int, device: torch.device, fn)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     images = device_images(images, device)
-    outputs = []
-    for x, _ in iterate_batches(images, np.arange(len(images)), batch_size, device, channels_last=channels_last):
+    out = None  # filled batch by batch without waiting: pinned host memory, non-blocking copies
+    batches = iterate_batches(images, np.arange(len(images)), batch_size, device, channels_last=channels_last)
+    for start, (x, _) in zip(range(0, len(images), batch_size), batches):
         with autocast(device):
-            outputs.append(fn(x).float().cpu())
-    return torch.cat(outputs)
+            y = fn(x).float()
+        if out is None:
+            out = torch.empty((len(images), *y.shape[1:]), pin_memory=device.type == "cuda")
+        out[start : start + len(y)].copy_(y, non_blocking=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out
 
 
 def predict_proba(model, images: torch.Tensor, batch_size: int = 256, device: torch.device | str = "cpu") -> np.ndarray:

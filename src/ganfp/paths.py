@@ -29,3 +29,17 @@ def runs_root(override: str | os.PathLike | None = None) -> Path:
     if override:
         return Path(override).expanduser()
     return Path(os.environ.get("GANFP_RUNS") or "runs")
+
+
+def ensure_dir(path: str | os.PathLike, what: str = "folder") -> Path:
+    """Create `path` if needed; a file in the way or no permission is the user's to fix (InputError)."""
+    from ganfp.errors import InputError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: {what} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create {what} ({exc.strerror})") from exc
+    return path

@@ -52,8 +52,7 @@ def fetch_data(
 
 
 def _summary(meta: dict | None) -> str:
-    layout = (meta or {}).get("layout") or {}
-    counts = layout.get("counts")
+    counts = ((meta or {}).get("layout") or meta or {}).get("counts")  # the demo keeps its counts at the top
     if not counts:
         return ""
     if all(isinstance(v, dict) for v in counts.values()):

@@ -10,6 +10,7 @@ from ganfp import distributed, ui
 from ganfp.cli.app import DATA_ROOT_HELP, app
 
 RUNS_HELP = "Folder for chain runs (default: $GANFP_RUNS, else ./runs)."
+MEMORY_HELP = "GB of RAM the image cache may take (default: a quarter of RAM); a larger cache is memory-mapped from disk."
 
 
 def observer_for(stage_name: str):
@@ -53,6 +54,7 @@ def train_stage(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic kernels (slower on CUDA)."),
+    memory_budget: Optional[float] = typer.Option(None, "--memory-budget", min=0, help=MEMORY_HELP),
     data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -68,7 +70,7 @@ def train_stage(
         batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
         patience=patience, val_fraction=val_fraction, seed=seed, augment=augment, skip_bad=skip_bad,
         pseudo_labels=pseudo_labels, pseudo_fraction=pseudo_fraction, device=device, compile=compile,
-        deterministic=deterministic,
+        deterministic=deterministic, memory_budget=memory_budget,
     )
     observer = observer_for(cfg.name)
     with observer if observer is not None else ui.progress(transient=True):
@@ -92,6 +94,7 @@ def chain(
     seed: Optional[int] = typer.Option(None, help="Override every stage's seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    memory_budget: Optional[float] = typer.Option(None, "--memory-budget", min=0, help=MEMORY_HELP),
     runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help=RUNS_HELP),
     data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the per-stage results as JSON."),
@@ -104,6 +107,6 @@ def chain(
     model_entry(model)
     spec = load_chain(chain_name)
     overrides = {"init": init, "epochs": epochs, "patience": patience, "image_size": image_size, "batch_size": batch_size,
-                 "lr": lr, "seed": seed, "device": device, "compile": compile}
+                 "lr": lr, "seed": seed, "device": device, "compile": compile, "memory_budget": memory_budget}
     run_dir, rows = run_chain(spec, model, runs_root(runs_dir), data_root, overrides, from_stage, lambda cfg: observer_for(cfg.name))
     print_results(f"chain {spec['name']} ({model}): {run_dir}", rows, as_json)

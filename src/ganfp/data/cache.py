@@ -22,7 +22,7 @@ from ganfp.data.decode import DECODE_VERSION, decode_image
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
 from ganfp.fileio import atomic_path, write_json
-from ganfp.paths import cache_root
+from ganfp.paths import cache_root, ensure_dir
 
 
 @dataclass
@@ -99,7 +99,7 @@ def load_images(
             raise ValueError("stale cache")
         reused = True
     except (OSError, ValueError, KeyError):
-        folder.mkdir(parents=True, exist_ok=True)
+        ensure_dir(folder, "cache folder")
         with atomic_path(array_path) as tmp:
             full = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(manifest), image_size, image_size))
             kept, bad = decode_all(manifest, image_size, full, skip_bad, on_image)

@@ -28,7 +28,7 @@ def blur(img: np.ndarray, sigma_px: float) -> np.ndarray:
 
 def _smooth_field(coarse: np.ndarray, n: int) -> np.ndarray:
     """A coarse random grid upsampled smoothly to n x n (low-frequency tissue texture)."""
-    img = Image.fromarray(coarse.astype(np.float32), mode="F").resize((n, n), Image.BICUBIC)
+    img = Image.fromarray(coarse.astype(np.float32)).resize((n, n), Image.BICUBIC)
     return np.asarray(img, dtype=np.float64)
 
 

@@ -39,7 +39,10 @@ def _ellipse(h: int, w: int, cy: float, cx: float, ry: float, rx: float) -> np.n
 
 def photo(rng: np.random.Generator, category: str, w: int, h: int) -> np.ndarray:
     """An RGB uint8 scene of the given CASIA category."""
-    col = lambda lo=0.0, hi=1.0: rng.uniform(lo, hi, size=3)  # noqa: E731
+
+    def col(lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
+        return rng.uniform(lo, hi, size=3)
+
     base = _mix(pink_noise(rng, h, w, rng.uniform(1.6, 2.6)), col(0, 0.6), col(0.4, 1))
     if category == "nat":  # sky over a wavy horizon
         horizon = h * rng.uniform(0.3, 0.6) + 4 * pink_noise(rng, 1, w, 2.5)[0]

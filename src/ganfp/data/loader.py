@@ -11,6 +11,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from ganfp.device import to_device
+
 MEAN, STD = 0.449, 0.226  # ImageNet's mean/std averaged over RGB: what timm's 1-channel stems expect
 
 
@@ -42,23 +44,23 @@ def iterate_batches(
     """Yield (normalised input, labels) on `device` for `indices` in order, `batch_size` at a time.
 
     From a memory-mapped cache only the batch's rows are read (sorted, for sequential I/O).
-    On CUDA the host copy is pinned so the transfer overlaps the previous step.
+    On CUDA every host-to-device copy is pinned and non-blocking, so the GPU never waits for the
+    next batch to be prepared (see `ganfp.device.to_device`).
     """
-    pin = device.type == "cuda" and not images.is_cuda
     for start in range(0, len(indices), batch_size):
-        idx = indices[start : start + batch_size]
+        idx = np.ascontiguousarray(indices[start : start + batch_size], dtype=np.int64)
+        idx_t = torch.from_numpy(idx)
         if images.is_cuda:
-            batch = images[torch.as_tensor(idx, device=images.device)]
+            batch = images.index_select(0, to_device(idx_t, images.device))
         else:
             order = np.argsort(idx, kind="stable")
             rows = torch.from_numpy(np.ascontiguousarray(images.numpy()[idx[order]]))
             batch = torch.empty_like(rows)
             batch[torch.from_numpy(order)] = rows  # back to the shuffled order
-            if pin:
-                batch = batch.pin_memory()
-        batch = batch.to(device, non_blocking=True)
-        x = to_model_input(batch, channels_last)
+        x = to_model_input(to_device(batch, device), channels_last)
         if augment is not None:
             x = augment(x)
-        y = labels[idx].to(device, non_blocking=True) if labels is not None else None
+        y = None
+        if labels is not None:
+            y = labels.index_select(0, to_device(idx_t, labels.device)) if labels.is_cuda else to_device(labels[idx_t], device)
         yield x, y

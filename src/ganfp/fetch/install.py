@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ganfp import __version__
+from ganfp.paths import ensure_dir
 from ganfp.errors import InputError, RuntimeFailure
 from ganfp.fetch import store
 from ganfp.fetch.archive import archive_kind, check_supported, unpack
@@ -51,8 +52,7 @@ def fetch_dataset(
     sources = [] if source is None else [source] if isinstance(source, (str, os.PathLike)) else list(source)
     if add and not sources:
         raise InputError("--add adds a local archive or folder to a ready dataset: give it with --from")
-    root = Path(data_root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    root = ensure_dir(Path(data_root).expanduser(), "data root")
     if name == "demo":
         if sources or via:
             raise InputError("demo is built on this machine: --from and --via do not apply")
@@ -82,11 +82,9 @@ def fetch_dataset(
 
 
 def _fetch_demo(root: Path, force: bool, seed: int) -> Path:
-    from ganfp.data.adapters.demo import demo_dir, ensure_demo
+    from ganfp.data.adapters.demo import ensure_demo
 
-    if force:
-        shutil.rmtree(demo_dir(root), ignore_errors=True)
-    return ensure_demo(root, seed=seed)
+    return ensure_demo(root, seed=seed, force=force)
 
 
 def _stage(info: DatasetInfo, root: Path, staging: Path, sources: list, via, progress, link: bool, prior: dict | None) -> dict:

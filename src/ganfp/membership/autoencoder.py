@@ -26,33 +26,33 @@ AE_VERSION = 1
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
-    size: int = 32  # images are downsampled to size x size (a multiple of 8)
-    width: int = 16  # channels of the first conv; doubled at each of the three strides
+    size: int = 32  # images are downsampled to size x size (a multiple of 4)
+    width: int = 16  # channels of the first conv, doubled by the second
     code: int = 32  # bottleneck: narrow enough that the net cannot simply copy its input
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 3e-3
 
     def key(self) -> str:
         return f"v{AE_VERSION}-{self.size}-{self.width}-{self.code}-{self.steps}-{self.batch_size}-{self.lr}"
 
 
 class ConvAutoencoder(nn.Module):
+    """Two strided convs, a linear bottleneck, and the mirror image: seconds per 1,000 steps on a CPU."""
+
     def __init__(self, size: int = 32, width: int = 16, code: int = 32):
         super().__init__()
-        if size % 8:
-            raise ValueError(f"autoencoder size must be a multiple of 8, got {size}")
-        c, s = 4 * width, size // 8
+        if size % 4:
+            raise ValueError(f"autoencoder size must be a multiple of 4, got {size}")
+        c, s = 2 * width, size // 4
         self.encoder = nn.Sequential(
             nn.Conv2d(1, width, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(2 * width, c, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(width, c, 4, 2, 1), nn.ReLU(),
             nn.Flatten(), nn.Linear(c * s * s, code),
         )
         self.decoder = nn.Sequential(
             nn.Linear(code, c * s * s), nn.ReLU(), nn.Unflatten(1, (c, s, s)),
-            nn.ConvTranspose2d(c, 2 * width, 4, 2, 1), nn.ReLU(),
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(c, width, 4, 2, 1), nn.ReLU(),
             nn.ConvTranspose2d(width, 1, 4, 2, 1), nn.Sigmoid(),
         )
 

@@ -30,8 +30,11 @@ class Euclidean:
     floats_per_pair = 3
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-        return d2.clamp_min_(0).sqrt_()
+        """|a|^2 + |b|^2 - 2ab in one (na, nb) buffer: large temporaries cost more than the product."""
+        a_sq = torch.linalg.vector_norm(a, dim=1).square_()
+        b_sq = torch.linalg.vector_norm(b, dim=1).square_()
+        d2 = a_sq[:, None] + b_sq[None, :]
+        return d2.addmm_(a, b.T, alpha=-2.0).clamp_min_(0).sqrt_()
 
 
 def block_sizes(n_queries: int, n_refs: int, metric: Metric, device: torch.device) -> tuple[int, int]:
@@ -80,11 +83,13 @@ def nearest(queries: torch.Tensor, refs: torch.Tensor, k: int, metric: Metric, d
     for qs, row in _query_blocks(queries, refs, metric, device, exclude_self, on_block):
         best_d = best_i = None
         for rs, d in row:
-            cols = torch.arange(rs, rs + d.shape[1], device=d.device).expand(len(d), -1)
-            if best_d is not None:
-                d, cols = torch.cat([best_d, d], 1), torch.cat([best_i, cols], 1)
-            best_d, pos = d.topk(min(k, d.shape[1]), dim=1, largest=False, sorted=True)
-            best_i = cols.gather(1, pos)
+            block_d, block_i = d.topk(min(k, d.shape[1]), dim=1, largest=False, sorted=True)
+            block_i += rs
+            if best_d is not None:  # merge the block's top-k into the running top-k
+                block_d, block_i = torch.cat([best_d, block_d], 1), torch.cat([best_i, block_i], 1)
+                block_d, pos = block_d.topk(min(k, block_d.shape[1]), dim=1, largest=False, sorted=True)
+                block_i = block_i.gather(1, pos)
+            best_d, best_i = block_d, block_i
         out_d[qs : qs + len(best_d)] = best_d.cpu()
         out_i[qs : qs + len(best_d)] = best_i.cpu()
     return out_d, out_i

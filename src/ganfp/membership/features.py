@@ -33,8 +33,8 @@ from ganfp.membership.ssim import SSIMDistance
 from ganfp.paths import cache_root
 
 FEATURES_VERSION = 1  # bump when an embedding's meaning changes, so caches rebuild
-DEFAULT_PIXEL_SIZE = 32
-DEFAULT_SSIM_SIZE = 32
+DEFAULT_PIXEL_SIZE = 64
+DEFAULT_SSIM_SIZE = 64
 CHUNK = 1024  # images converted at a time, so a memory-mapped set is never copied whole
 
 Progress = Callable[[str, int, int], None]  # (task, advance, total)

@@ -19,13 +19,14 @@ from ganfp.errors import InputError
 from ganfp.membership.autoencoder import AutoencoderConfig, cached_autoencoder, reconstruction_scores
 from ganfp.membership.features import FeatureSpace, compute_features, downsample, load_checked
 from ganfp.membership.fusion import fuse
-from ganfp.membership.scorers import NEIGHBOUR_SCORERS, Neighbours
+from ganfp.membership.scorers import K_SCORERS, NEIGHBOUR_SCORERS, Neighbours
 from ganfp.paths import cache_root
 
 Progress = Callable[[str, int, int], None]
 NEIGHBOUR_METHODS = tuple(NEIGHBOUR_SCORERS)
 METHODS = NEIGHBOUR_METHODS + ("autoencoder", "classifier", "fusion")
 FUSION_MEMBERS = ("knn", "retrieval", "density", "autoencoder")
+DEFAULT_AUTOENCODER = AutoencoderConfig()
 
 
 @dataclass
@@ -38,7 +39,7 @@ class ScoringSetup:
     checkpoint: str | Path | None = None  # None: the newest chain run (classifier, checkpoint features)
     runs_dir: str | Path | None = None
     seed: int = 0
-    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    autoencoder: AutoencoderConfig | None = None  # None: DEFAULT_AUTOENCODER
     progress: Progress | None = None
 
 
@@ -86,7 +87,7 @@ class MembershipScorer:
         return self._neighbours
 
     def _autoencoder_scores(self) -> np.ndarray:
-        s, cfg = self.setup, self.setup.autoencoder
+        s, cfg = self.setup, self.setup.autoencoder or DEFAULT_AUTOENCODER
         generated = self._need_generated("autoencoder")
         gen_small = downsample(load_checked(generated, s.image_size, s.data_root, s.progress, "decode generated"), cfg.size)
         real_small = downsample(load_checked(self.real, s.image_size, s.data_root, s.progress, "decode real"), cfg.size)
@@ -96,8 +97,8 @@ class MembershipScorer:
         return reconstruction_scores(model, real_small, s.device)
 
     def score(self, method: str, k: int) -> np.ndarray:
-        """One scorer's scores (higher = more likely used); `k` matters to the neighbour scorers only."""
-        key = (method, k if method in NEIGHBOUR_METHODS else None)
+        """One scorer's scores (higher = more likely used); `k` matters to knn and density only."""
+        key = (method, k if method in K_SCORERS else None)
         if key not in self._cache:
             if method in NEIGHBOUR_METHODS:
                 self._cache[key] = NEIGHBOUR_SCORERS[method](self.neighbours(), k)

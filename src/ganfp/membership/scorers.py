@@ -69,15 +69,16 @@ def knn_scores(nb: Neighbours, k: int) -> np.ndarray:
     return (d_real + tiny) / (d_gen + tiny)
 
 
-def retrieval_scores(nb: Neighbours, k: int) -> np.ndarray:
-    """Votes: each generated image votes for its k nearest real images.
+def retrieval_scores(nb: Neighbours, k: int = 1) -> np.ndarray:
+    """Votes: each generated image votes for its nearest real image (`k` is not used).
 
-    Images with equal votes (most have none) are ordered by their distance to the nearest
-    generated image, through a tie-break below 0.5 that never outweighs one vote.
+    One vote per generated image: on the demo data, votes spread over k > 1 real images only
+    blur the signal. Images with equal votes (most have none) are ordered by their distance to
+    the nearest generated image, through a tie-break below 0.5 that never outweighs one vote.
     """
     n = len(nb.real)
-    _, idx = nb.generated_to_real(k)
-    votes = np.bincount(idx.flatten().numpy(), minlength=n).astype(np.float64)
+    _, idx = nb.generated_to_real(1)
+    votes = np.bincount(idx[:, 0].numpy(), minlength=n).astype(np.float64)
     d1 = nb.real_to_generated(1)[0][:, 0].numpy()
     rank = np.argsort(np.argsort(d1, kind="stable"), kind="stable")  # 0 = closest
     return votes + 0.5 * (1.0 - rank / n)
@@ -97,6 +98,7 @@ def density_scores(nb: Neighbours, k: int, quantile: float = DENSITY_QUANTILE) -
     return np.log((gen + 1.0) / n_gen) - np.log((real + 1.0) / n_real)
 
 
+K_SCORERS = ("knn", "density")  # the scorers that k changes
 NEIGHBOUR_SCORERS: dict[str, Callable[[Neighbours, int], np.ndarray]] = {
     "knn": knn_scores,
     "retrieval": retrieval_scores,

@@ -28,21 +28,24 @@ def demo_dir(data_root: Path) -> Path:
     return Path(data_root) / "demo"
 
 
-def demo_ready(data_root: Path) -> bool:
-    meta = demo_dir(data_root) / "meta.json"
+def demo_ready(data_root: Path, seed: int | None = None) -> bool:
+    """Complete, of this ganfp's demo version, and (when given) of this seed."""
+    from ganfp.data.demo import DEMO_VERSION
+
     try:
-        return json.loads(meta.read_text()).get("status") == "ready"
+        meta = json.loads((demo_dir(data_root) / "meta.json").read_text())
     except (OSError, ValueError):
         return False
+    return meta.get("status") == "ready" and meta.get("version") == DEMO_VERSION and seed in (None, meta.get("seed"))
 
 
-def ensure_demo(data_root: Path, seed: int = 0) -> Path:
-    """The demo folder, built first if it is absent or incomplete."""
+def ensure_demo(data_root: Path, seed: int | None = None, force: bool = False) -> Path:
+    """The demo folder, built (atomically replacing an old one) if absent, incomplete, outdated or of another seed."""
     from ganfp.data.demo import build_demo
 
     target = demo_dir(data_root)
-    if not demo_ready(data_root):
-        build_demo(target, seed=seed)
+    if force or not demo_ready(data_root, seed):
+        build_demo(target, seed=0 if seed is None else seed)
     return target
 
 

@@ -1,0 +1,157 @@
+"""Shared pieces of the benchmarks: test images on disk, the ImageFolder baseline, interleaved timing.
+
+Every benchmark compares variants run in the same process, round after round in rotating order,
+so a machine whose load changes over time slows all variants alike; the median of the per-round
+ratios is the reported figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ganfp.data.loader import MEAN, STD
+
+
+def write_png_folder(root: Path, n: int, size: int, seed: int = 0) -> Path:
+    """`n` grayscale PNGs in two class folders: smooth blobs plus noise, like scans more than static."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)
+    noise = rng.integers(-12, 13, (n, size, size))
+
+    def write(i: int) -> None:
+        cls = "a" if i % 2 else "b"
+        smooth = np.asarray(Image.fromarray(coarse[i]).resize((size, size), Image.Resampling.BICUBIC), dtype=np.int64)
+        pixels = np.clip(smooth + noise[i] + (40 if cls == "b" else 0), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(root / cls / f"{cls}{i:06d}.png")
+
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(write, range(n)))
+    return root
+
+
+def imagefolder_loader(root: Path, image_size: int, batch: int, workers: int, train: bool, pin: bool, seed: int = 0):
+    """What a user would write: torchvision ImageFolder, per-image transforms, DataLoader workers.
+
+    Training batches get the same augmentation as ganfp's (horizontal flip, 4-pixel reflected shift).
+    """
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    steps = [transforms.Grayscale(1), transforms.Resize((image_size, image_size))]
+    if train:
+        steps += [transforms.RandomHorizontalFlip(), transforms.RandomCrop(image_size, padding=4, padding_mode="reflect")]
+    steps += [transforms.ToTensor(), transforms.Normalize([MEAN], [STD])]
+    dataset = datasets.ImageFolder(str(root), transforms.Compose(steps))
+    return DataLoader(dataset, batch_size=batch, shuffle=train, num_workers=workers, pin_memory=pin,
+                      drop_last=train, generator=torch.Generator().manual_seed(seed))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleave(variants: dict[str, Callable[[], tuple[int, dict]]], rounds: int) -> dict[str, list[dict]]:
+    """Run every variant once per round, rotating the order; each returns (images, `timed`'s dict)."""
+    names = list(variants)
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            images, t = variants[name]()
+            runs[name].append({"images_per_s": images / t["seconds"], "cpu_ms_per_image": 1000 * t["cpu_seconds"] / images, **t})
+    return runs
+
+
+def timed(device: torch.device, fn: Callable[[], None]) -> dict:
+    """Wall seconds of `fn` (the GPU's work included), this process's CPU seconds, peak GPU MiB.
+
+    CPU seconds hardly depend on what else runs on the machine, wall seconds do: on a loaded
+    machine the CPU figure is the steadier measure of a single-process loop's own cost.
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    sync(device)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    fn()
+    sync(device)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_gpu_mib": peak}
+
+
+def summarise(runs: dict[str, list[dict]], reference: str) -> dict:
+    """Median images/s per variant, and the median over rounds of each variant's ratio to `reference`."""
+    out = {}
+    for name, rs in runs.items():
+        speeds = [r["images_per_s"] for r in rs]
+        ratios = [r["images_per_s"] / b["images_per_s"] for r, b in zip(rs, runs[reference])]
+        peaks = [r["peak_gpu_mib"] for r in rs if r["peak_gpu_mib"] is not None]
+        out[name] = {"median": statistics.median(speeds), "min": min(speeds), "max": max(speeds),
+                     "ratio_to_" + reference: statistics.median(ratios), "peak_gpu_mib": max(peaks) if peaks else None,
+                     "cpu_ms_per_image": statistics.median(r["cpu_ms_per_image"] for r in rs),
+                     "runs": [round(s, 2) for s in speeds]}
+    return out
+
+
+def paired_ratio(runs: dict[str, list[dict]], a: str, b: str, key: str = "images_per_s") -> float:
+    """Median over rounds of a/b, each pair measured in the same round."""
+    return statistics.median(x[key] / y[key] for x, y in zip(runs[a], runs[b]))
+
+
+def print_summary(title: str, summary: dict, ratios: dict, args, note: str = "") -> None:
+    """One table: a row per variant, the ratios in the caption."""
+    from ganfp import ui
+
+    rows = [[name, f"{v['median']:.1f}", f"{v['min']:.1f}", f"{v['max']:.1f}", f"{v['ratio_to_bare']:.3f}",
+             f"{v['cpu_ms_per_image']:.2f}", None if v["peak_gpu_mib"] is None else round(v["peak_gpu_mib"])]
+            for name, v in summary.items()]
+    caption = ", ".join(f"{k} {v:.3f}" for k, v in ratios.items())
+    caption += f" (medians of per-round ratios; {args.rounds} rounds x {args.steps} steps, {args.warmup} warm-up)"
+    ui.print_table(title, ["variant", "images/s", "min", "max", "vs bare", "CPU ms/img", "GPU MiB"], rows, caption=caption + (f"; {note}" if note else ""))
+
+
+def quiet_worker_warning() -> None:
+    """torch warns when DataLoader workers outnumber cores; the baseline uses 4 workers on purpose."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="This DataLoader will create")
+
+
+def machine(device: torch.device) -> dict:
+    """The facts a reader needs to compare numbers: CPU, cores, load, GPU, versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "load_average": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__, "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def emit(result: dict) -> None:
+    """The final machine-readable line (and a copy in $OUT when set, for the GPU script)."""
+    line = json.dumps(result, default=str)
+    print(line, flush=True)
+    out = os.environ.get("BENCH_JSON")
+    if out:
+        with open(out, "a") as f:
+            f.write(line + "\n")

@@ -1,0 +1,143 @@
+"""Inference images/s (what `ganfp classify` runs): ganfp's batched path vs the model's limit vs ImageFolder.
+
+    python benchmarks/infer_throughput.py --model resnet18 --image-size 64 --batch 256
+
+Variants, interleaved round by round in one process, same model, same precision:
+
+- predict_proba: `ganfp.inference.predict_proba` over the uint8 cache that `load_images` builds
+  from PNG files, handed over in host memory as `classify` does (the copy to the GPU is timed).
+- predict_proba (cache on GPU): the same with the cache already on the device (CUDA only), which
+  separates the loop's own cost from the one copy of the images.
+- bare: forward and softmax on one random batch already on the device: the limit.
+- imagefolder: torchvision ImageFolder over the same PNG files, DataLoader with 4 workers,
+  probabilities collected batch by batch: what a user would write.
+
+Warm-up passes are excluded. Prints one table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (emit, imagefolder_loader, interleave, machine, paired_ratio, print_summary, quiet_worker_warning,  # noqa: E402
+                    summarise, timed, write_png_folder)
+
+from ganfp import ui  # noqa: E402
+from ganfp.data.adapters.folder import folder_manifest  # noqa: E402
+from ganfp.data.cache import load_images  # noqa: E402
+from ganfp.device import autocast, configure, resolve_device  # noqa: E402
+from ganfp.inference import predict_proba  # noqa: E402
+from ganfp.models import create_model  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--steps", type=int, default=8, help="timed batches per variant and round")
+    p.add_argument("--warmup", type=int, default=2, help="untimed batches before each timed run")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--workers", type=int, default=4, help="DataLoader workers of the ImageFolder baseline")
+    p.add_argument("--source-size", type=int, default=256, help="side of the PNG files (resized to --image-size)")
+    p.add_argument("--device", default="auto")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    quiet_worker_warning()
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    device = resolve_device(args.device)
+    configure(device)
+    cuda = device.type == "cuda"
+    torch.manual_seed(0)
+    model = create_model(args.model, num_classes=2, image_size=args.image_size).to(device).eval()
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    n_timed, n_warm = args.batch * args.steps, args.batch * args.warmup
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ui.info(f"writing {n_timed} PNG files ({args.source_size}px)")
+        folder = write_png_folder(Path(tmp) / "png", n_timed, args.source_size)
+        started = time.perf_counter()
+        imageset = load_images(folder_manifest(folder), args.image_size, Path(tmp) / "root")
+        cache_s = time.perf_counter() - started
+        host_images = imageset.images
+        gpu_images = host_images.to(device) if cuda else None
+
+        def run_ganfp(images):
+            def run():
+                predict_proba(model, images[:n_warm], args.batch, device)
+                return (n_timed, timed(device, lambda: predict_proba(model, images, args.batch, device)))
+
+            return run
+
+        x_b = torch.randn(args.batch, 1, args.image_size, args.image_size, device=device)
+        x_b = x_b.contiguous(memory_format=torch.channels_last) if cuda else x_b
+
+        @torch.no_grad()
+        def bare(steps: int) -> None:
+            for _ in range(steps):
+                with autocast(device):
+                    model(x_b).float().softmax(-1)
+
+        def run_bare():
+            bare(args.warmup)
+            return (n_timed, timed(device, lambda: bare(args.steps)))
+
+        loader = imagefolder_loader(folder, args.image_size, args.batch, args.workers, train=False, pin=cuda)
+
+        @torch.no_grad()
+        def imagefolder(batches, steps: int) -> list:
+            probs = []
+            for _ in range(steps):
+                x, _ = next(batches)
+                x = x.to(device, non_blocking=True)
+                x = x.contiguous(memory_format=torch.channels_last) if cuda else x
+                with autocast(device):
+                    probs.append(model(x).float().softmax(-1).cpu())
+            return probs
+
+        def run_imagefolder():
+            batches = iter(loader)  # one pass over all files: the warm-up batches are its first ones
+            imagefolder(batches, args.warmup)
+            timed_steps = args.steps - args.warmup
+            result = (timed_steps * args.batch, timed(device, lambda: imagefolder(batches, timed_steps)))
+            del batches
+            return result
+
+        variants = {"predict_proba": run_ganfp(host_images), "bare": run_bare, "imagefolder": run_imagefolder}
+        if cuda:
+            variants["predict_proba_gpu_cache"] = run_ganfp(gpu_images)
+        ui.info("first passes, untimed")
+        for run in variants.values():
+            run()
+        ui.info(f"{args.rounds} rounds per variant")
+        runs = interleave(variants, args.rounds)
+
+    summary = summarise(runs, "bare")
+    ratios = {"predict_proba/bare": paired_ratio(runs, "predict_proba", "bare"),
+              "predict_proba/imagefolder": paired_ratio(runs, "predict_proba", "imagefolder"),
+              "imagefolder/bare": paired_ratio(runs, "imagefolder", "bare")}
+    print_summary(f"inference {args.model} {args.image_size}px batch {args.batch} on {device}", summary, ratios, args,
+                  f"cache built in {cache_s:.1f} s")
+    result = {"benchmark": "infer_throughput", "model": args.model, "image_size": args.image_size, "batch": args.batch,
+              "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "workers": args.workers,
+              "source_size": args.source_size, "cache_build_s": round(cache_s, 2),
+              "ratios": {k: round(v, 4) for k, v in ratios.items()}, "variants": summary,
+              "machine": {**machine(device), "load_at_start": load_at_start}}
+    emit(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

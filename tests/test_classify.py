@@ -1,0 +1,237 @@
+"""`ganfp classify`: valid submissions from a checkpoint or from the membership scorers, clear one-line errors.
+
+Runs in-process on tiny constructed cases (used images reappear, slightly noisy, among the
+generated ones), so the right answer is known.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_membership_fixtures import write_case, write_dev
+
+from ganfp.checkpoint import model_meta, save_model
+from ganfp.classify import DEFAULT_METHOD
+from ganfp.data.adapters import register_adapter
+from ganfp.data.adapters.folder import folder_manifest
+from ganfp.membership import AutoencoderConfig, pipeline
+from ganfp.models import create_model
+from ganfp.submission import read_predictions, validate_submission
+
+
+@pytest.fixture(autouse=True)
+def tiny_autoencoder(monkeypatch):
+    """The default autoencoder trains for seconds; tests need a fraction of that."""
+    monkeypatch.setattr(pipeline, "DEFAULT_AUTOENCODER", AutoencoderConfig(size=16, width=8, code=16, steps=40, batch_size=16))
+
+
+@pytest.fixture
+def case(tmp_path):
+    real, gen, labels = write_case(tmp_path / "case")
+    return real, gen, labels, ["--data-root", str(tmp_path / "data")]
+
+
+def stage_folder(folder, classes=("not_used", "used")):
+    model = create_model("conv5", 2, 32)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(folder / "model.safetensors", model, model_meta(model, list(classes), 32))
+    return folder
+
+
+def one_line_error(code: int, err: str, *fragments: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def read_scores(path) -> tuple[list[str], dict[str, np.ndarray]]:
+    header, *rows = path.read_text().splitlines()
+    columns = header.split(",")
+    cells = [row.split(",") for row in rows]
+    return columns, {name: np.array([c[i] for c in cells]) for i, name in enumerate(columns)}
+
+
+def test_generated_folder_default_method_labels_the_used_images(run_cli, case, tmp_path):
+    real, gen, labels, root = case
+    out, scores = tmp_path / "sub.csv", tmp_path / "scores.csv"
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", out, "--scores", scores, *root)
+    assert code == 0, err
+    assert validate_submission(out, labels) == []
+    preds = read_predictions(out, labels)
+    assert {i: int(v) for i, v in zip(preds.ids, preds.labels)} == labels  # half used, and the right half
+    columns, table = read_scores(scores)
+    assert columns[:2] == ["id", "score"] and DEFAULT_METHOD in columns
+    assert "method" in stdout and DEFAULT_METHOD in stdout and "top 50.0% by rank" in stdout
+
+
+@pytest.mark.parametrize("method", ["knn", "retrieval", "density", "autoencoder", "fusion"])
+def test_every_method_from_the_command_line(run_cli, case, tmp_path, method):
+    real, gen, labels, root = case
+    out, scores = tmp_path / "sub.csv", tmp_path / "scores.csv"
+    features = ["--features", "ssim32"] if method == "retrieval" else []
+    code, _, err = run_cli("classify", real, "--generated", gen, "--method", method, "--k", "2", "--out", out,
+                           "--scores", scores, *features, *root)
+    assert code == 0, err
+    preds = read_predictions(out, labels)
+    assert {i: int(v) for i, v in zip(preds.ids, preds.labels)} == labels
+    columns, table = read_scores(scores)
+    expected = list(pipeline.FUSION_MEMBERS) if method == "fusion" else [method]
+    assert columns == ["id", "score", *expected]
+    assert sorted(table["id"]) == sorted(labels)
+
+
+def test_same_seed_same_scores_even_without_caches(run_cli, case, tmp_path):
+    real, gen, _, _ = case
+    files = []
+    for run, data_root in enumerate(["a", "a", "b"]):
+        files.append(tmp_path / f"scores{run}.csv")
+        code, _, err = run_cli("classify", real, "--generated", gen, "--method", "fusion", "--out", tmp_path / f"s{run}.csv",
+                               "--scores", files[-1], "--seed", "3", "--data-root", tmp_path / data_root)
+        assert code == 0, err
+    assert files[0].read_bytes() == files[1].read_bytes() == files[2].read_bytes()
+
+
+def test_checkpoint_classifier_without_generated_images(run_cli, case, tmp_path):
+    real, _, labels, root = case
+    stage = stage_folder(tmp_path / "stage")
+    out, scores = tmp_path / "sub.csv", tmp_path / "scores.csv"
+    code, stdout, err = run_cli("classify", real, "--checkpoint", stage, "--out", out, "--scores", scores, "--json", *root)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["method"] == "classifier" and summary["checkpoint"] == str(stage)
+    assert summary["labelled_used"] == summary["labelled_not_used"] == len(labels) // 2
+    assert validate_submission(out, labels) == []
+    columns, table = read_scores(scores)
+    assert columns == ["id", "score", "classifier"]
+    probs = table["classifier"].astype(float)
+    assert np.all((probs >= 0) & (probs <= 1))
+
+
+def test_threshold_on_the_probability(run_cli, case, tmp_path):
+    real, _, labels, root = case
+    stage = stage_folder(tmp_path / "stage")
+    out = tmp_path / "sub.csv"
+    code, stdout, err = run_cli("classify", real, "--checkpoint", stage, "--out", out, "--threshold", "0", "--json", *root)
+    assert code == 0, err
+    assert json.loads(stdout)["labelled_used"] == len(labels)  # every probability is >= 0
+    assert set(read_predictions(out, labels).labels.tolist()) == {1}
+
+
+def test_newest_chain_run_is_the_default_checkpoint(run_cli, case, tmp_path):
+    real, _, _, root = case
+    runs = tmp_path / "runs"
+    code, _, err = run_cli("classify", real, "--out", tmp_path / "sub.csv", "--runs-dir", runs, *root)
+    one_line_error(code, err, "no finished chain run")
+    stage_folder(runs / "run1" / "s2")
+    (runs / "run1" / "chain.json").write_text(json.dumps({"stages": [{"dir": "s2", "status": "complete"}]}))
+    code, stdout, err = run_cli("classify", real, "--out", tmp_path / "sub.csv", "--runs-dir", runs, "--json", *root)
+    assert code == 0, err
+    assert json.loads(stdout)["checkpoint"].endswith("s2")
+
+
+def test_ids_file_must_match_the_images(run_cli, case, tmp_path):
+    real, gen, labels, root = case
+    ids = tmp_path / "ids.txt"
+    args = ["classify", real, "--generated", gen, "--method", "knn", "--out", tmp_path / "sub.csv", "--ids", ids, *root]
+    ids.write_text("\n".join(sorted(labels)) + "\n")
+    assert run_cli(*args)[0] == 0
+    ids.write_text("\n".join(sorted(labels) + ["real_999"]) + "\n")
+    one_line_error(*run_cli(*args)[::2], "1 listed ids have no image", "real_999")
+    ids.write_text("\n".join(sorted(labels)[1:]) + "\n")
+    one_line_error(*run_cli(*args)[::2], "1 images are not listed", sorted(labels)[0])
+
+
+def test_calibration_prints_its_choice(run_cli, case, tmp_path):
+    real, gen, labels, root = case
+    dev = write_dev(tmp_path / "dev")
+    out = tmp_path / "sub.csv"
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--calibrate", dev, "--out", out, "--json", *root)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["calibration"].startswith(f"method {summary['method']}")
+    assert "cross-validated F1 1.000" in summary["calibration"]
+    assert validate_submission(out, labels) == []
+    code, _, err = run_cli("classify", real, "--generated", gen, "--calibrate", dev, "--method", "knn", "--out", out, *root)
+    assert code == 0 and "calibration chose: method knn; k " in err
+
+
+def test_dataset_spec_brings_its_generated_images(run_cli, case, tmp_path):
+    real, gen, labels, root = case
+
+    @register_adapter("membership-test", "a test set with its generated images")
+    def load(arg, data_root, **options):
+        manifest = folder_manifest(real, name="membership-test")
+        manifest.info["generated"] = str(gen)
+        return manifest
+
+    code, stdout, err = run_cli("classify", "membership-test:x", "--out", tmp_path / "sub.csv", "--json", *root)
+    assert code == 0, err
+    assert json.loads(stdout)["generated"] == len(list(gen.iterdir()))
+
+
+def test_empty_generated_folder(run_cli, case, tmp_path):
+    real, _, _, root = case
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli("classify", real, "--generated", tmp_path / "empty", "--out", tmp_path / "sub.csv", *root)
+    one_line_error(code, err, "empty", "holds no images")
+    assert not (tmp_path / "sub.csv").exists()
+
+
+def test_images_of_different_sizes_need_an_image_size(run_cli, case, tmp_path):
+    real, gen, _, root = case
+    Image.new("L", (24, 24), 128).save(gen / "small.png")
+    out = tmp_path / "sub.csv"
+    code, _, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--out", out, *root)
+    one_line_error(code, err, "different sizes", "32x32", "24x24 (1 files, e.g.", "small.png", "--image-size")
+    assert not out.exists()
+    code, _, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--out", out, "--image-size", "32", *root)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("where", ["real", "generated"])
+def test_corrupt_image_is_one_line(run_cli, case, tmp_path, where):
+    real, gen, _, root = case
+    bad = (real if where == "real" else gen) / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    code, _, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--out", tmp_path / "sub.csv", *root)
+    one_line_error(code, err, "broken.png")
+    assert not (tmp_path / "sub.csv").exists()
+
+
+def test_truncated_image_is_one_line(run_cli, case, tmp_path):
+    real, gen, _, root = case
+    victim = next(gen.iterdir())
+    victim.write_bytes(victim.read_bytes()[:60])  # a valid header, then nothing
+    code, _, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--image-size", "32",
+                           "--out", tmp_path / "sub.csv", *root)
+    one_line_error(code, err, victim.name)
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--used-fraction", "0.5", "--threshold", "0.5"], ["not both"]),
+    (["--method", "nearest"], ["--method nearest", "knn"]),
+    (["--features", "pixels2"], ["--features pixels2"]),
+    (["--k", "0"], ["--k 0"]),
+    (["--used-fraction", "1.5"], ["between 0 and 1"]),
+])
+def test_bad_options(run_cli, case, tmp_path, args, fragments):
+    real, gen, _, root = case
+    code, _, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "sub.csv", *args, *root)
+    one_line_error(code, err, *fragments)
+
+
+def test_membership_method_needs_generated_images(run_cli, case, tmp_path):
+    real, _, _, root = case
+    code, _, err = run_cli("classify", real, "--method", "knn", "--out", tmp_path / "sub.csv", *root)
+    one_line_error(code, err, "--generated")
+
+
+def test_missing_real_folder(run_cli, tmp_path):
+    code, _, err = run_cli("classify", tmp_path / "nowhere", "--out", tmp_path / "sub.csv")
+    one_line_error(code, err, "nowhere")

@@ -1,0 +1,126 @@
+"""Deep features and the classifier scorer from a ganfp checkpoint; the embedding and autoencoder caches.
+
+A second run must not run the model at all; changing an image or the checkpoint must recompute.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+from test_membership_fixtures import write_case
+
+from ganfp import inference
+from ganfp.checkpoint import model_meta, save_model
+from ganfp.classify import generated_manifest, read_real
+from ganfp.membership import AutoencoderConfig, MembershipScorer, ScoringSetup, parse_features
+from ganfp.membership import features as features_module
+from ganfp.membership import pipeline
+from ganfp.models import create_model
+
+CPU = torch.device("cpu")
+
+
+def save_checkpoint(folder, seed: int = 0, classes=("not_used", "used")):
+    torch.manual_seed(seed)
+    model = create_model("conv5", 2, 32)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(folder / "model.safetensors", model, model_meta(model, list(classes), 32))
+    return folder, model
+
+
+@pytest.fixture
+def case(tmp_path):
+    real_dir, gen_dir, labels = write_case(tmp_path / "case")
+    real, gen = read_real(str(real_dir)), generated_manifest(gen_dir)
+    y = np.array([labels[i] for i in real.ids])
+    return real, gen, y
+
+
+@pytest.fixture
+def count_embeds(monkeypatch):
+    calls = []
+    original = inference.embed
+
+    def counting(model, images, *args, **kwargs):
+        calls.append(len(images))
+        return original(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "embed", counting)
+    return calls
+
+
+def checkpoint_features(manifest, tmp_path, stage):
+    return features_module.deep_features(parse_features("checkpoint"), manifest, image_size=32, device=CPU,
+                                         batch_size=8, data_root=tmp_path / "data", checkpoint=stage)
+
+
+def test_checkpoint_features_rank_used_images_first(case, tmp_path):
+    real, gen, y = case
+    stage, _ = save_checkpoint(tmp_path / "stage")
+    setup = ScoringSetup(parse_features("checkpoint"), 32, CPU, 8, tmp_path / "data", stage)
+    scores = MembershipScorer(real, gen, setup).score("knn", 3)
+    assert roc_auc_score(y, scores) == 1.0
+
+
+def test_embedding_cache_is_reused_without_a_forward_pass(case, tmp_path, count_embeds, monkeypatch):
+    real, _, _ = case
+    stage, _ = save_checkpoint(tmp_path / "stage")
+    first = checkpoint_features(real, tmp_path, stage)
+    assert sum(count_embeds) == len(real)
+    assert len(list((tmp_path / "data" / "cache" / "embeddings").glob("*.npy"))) == 1
+
+    count_embeds.clear()
+    monkeypatch.setattr("ganfp.checkpoint.load_checkpoint", lambda *a, **k: pytest.fail("model loaded on a cache hit"))
+    second = checkpoint_features(real, tmp_path, stage)
+    assert count_embeds == [] and torch.equal(first, second)
+
+
+def test_embedding_cache_invalidated_when_an_image_changes(case, tmp_path, count_embeds):
+    real, _, _ = case
+    stage, _ = save_checkpoint(tmp_path / "stage")
+    first = checkpoint_features(real, tmp_path, stage)
+    changed = real.items[0].path
+    Image.fromarray(255 - np.asarray(Image.open(changed))).save(changed)
+    count_embeds.clear()
+    second = checkpoint_features(real, tmp_path, stage)
+    assert sum(count_embeds) == len(real)
+    assert not torch.equal(first[0], second[0]) and torch.equal(first[1:], second[1:])
+
+
+def test_embedding_cache_invalidated_when_the_checkpoint_changes(case, tmp_path, count_embeds):
+    real, _, _ = case
+    stage, _ = save_checkpoint(tmp_path / "stage", seed=0)
+    first = checkpoint_features(real, tmp_path, stage)
+    save_checkpoint(tmp_path / "stage", seed=1)
+    st = os.stat(stage / "model.safetensors")
+    os.utime(stage / "model.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a coarse clock still sees it
+    count_embeds.clear()
+    second = checkpoint_features(real, tmp_path, stage)
+    assert sum(count_embeds) == len(real) and not torch.equal(first, second)
+
+
+def test_autoencoder_cache_skips_training_on_the_second_run(case, tmp_path, monkeypatch):
+    real, gen, y = case
+    setup = ScoringSetup(parse_features("pixels32"), 32, CPU, 8, tmp_path / "data", seed=5,
+                         autoencoder=AutoencoderConfig(size=16, width=8, code=16, steps=30, batch_size=16))
+    first = MembershipScorer(real, gen, setup).score("autoencoder", 3)
+    monkeypatch.setattr("ganfp.membership.autoencoder.train_autoencoder", lambda *a, **k: pytest.fail("trained again"))
+    second = MembershipScorer(real, gen, setup).score("autoencoder", 3)
+    assert np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("classes,column", [(("not_used", "used"), 1), (("used", "not_used"), 0), (("a", "b"), 1)])
+def test_classifier_score_is_the_probability_of_used(case, tmp_path, classes, column):
+    real, _, _ = case
+    stage, model = save_checkpoint(tmp_path / "stage", classes=classes)
+    setup = ScoringSetup(parse_features("pixels"), 32, CPU, 8, tmp_path / "data", stage)
+    scores = MembershipScorer(real, None, setup).score("classifier", 3)
+    images = features_module.load_checked(real, 32, tmp_path / "data")
+    expected = inference.predict_proba(model.eval(), images, 8, CPU)[:, column]
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    assert pipeline.used_class_index(list(classes)) == column
