@@ -1,8 +1,8 @@
 """Shared pieces of the benchmarks: test images on disk, the ImageFolder baseline, interleaved timing.
 
-Every benchmark compares variants run in the same process, round after round in rotating order,
-so a machine whose load changes over time slows all variants alike; the median of the per-round
-ratios is the reported figure.
+Every benchmark compares variants run in the same process, in many short rounds; within a round the
+single-process variants alternate step by step, so a machine whose load changes over time slows
+them alike. The median of the per-round ratios is the reported figure.
 """
 
 from __future__ import annotations
@@ -64,14 +64,42 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleave(variants: dict[str, Callable[[], tuple[int, dict]]], rounds: int) -> dict[str, list[dict]]:
-    """Run every variant once per round, rotating the order; each returns (images, `timed`'s dict)."""
-    names = list(variants)
-    runs: dict[str, list[dict]] = {name: [] for name in names}
+def interleave(device: torch.device, stepped: dict[str, Callable[[int], None]], blocks: dict[str, Callable[[], tuple[int, dict]]],
+               rounds: int, steps: int, warmup: int, images_per_step: int, chunk: int = 1) -> dict[str, list[dict]]:
+    """Per round: the `stepped` variants alternate `chunk` steps at a time (their ratio then sees the
+    same load), and each `block` variant runs once (a DataLoader must run uninterrupted: its
+    workers work ahead).
+
+    A stepped variant is fn(n_steps); a block returns (images, `timed`'s dict) with its own warm-up.
+    """
+    runs: dict[str, list[dict]] = {name: [] for name in [*stepped, *blocks]}
+
+    def record(name: str, images: int, t: dict) -> None:
+        runs[name].append({"images_per_s": images / t["seconds"], "cpu_ms_per_image": 1000 * t["cpu_seconds"] / images, **t})
+
+    def run_blocks() -> None:
+        for name, block in blocks.items():
+            record(name, *block())
+
     for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            images, t = variants[name]()
-            runs[name].append({"images_per_s": images / t["seconds"], "cpu_ms_per_image": 1000 * t["cpu_seconds"] / images, **t})
+        if r % 2:
+            run_blocks()
+        for fn in stepped.values():
+            fn(warmup)
+        totals = {name: {"seconds": 0.0, "cpu_seconds": 0.0, "peak_gpu_mib": None} for name in stepped}
+        for i, start in enumerate(range(0, steps, chunk)):
+            names = list(stepped) if (r + i) % 2 == 0 else list(reversed(stepped))
+            for name in names:
+                t = timed(device, lambda: stepped[name](min(chunk, steps - start)))
+                acc = totals[name]
+                acc["seconds"] += t["seconds"]
+                acc["cpu_seconds"] += t["cpu_seconds"]
+                if t["peak_gpu_mib"] is not None:
+                    acc["peak_gpu_mib"] = max(acc["peak_gpu_mib"] or 0.0, t["peak_gpu_mib"])
+        for name, acc in totals.items():
+            record(name, steps * images_per_step, acc)
+        if r % 2 == 0:
+            run_blocks()
     return runs
 
 
@@ -128,6 +156,22 @@ def quiet_worker_warning() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message="This DataLoader will create")
+
+
+def count_syncs(device: torch.device, fn: Callable[[], None]) -> int | None:
+    """How many times `fn` makes the host wait for the GPU (CUDA's sync debug mode); None on CPU."""
+    if device.type != "cuda":
+        return None
+    import warnings
+
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fn()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return sum("synchronizing" in str(w.message) for w in caught)
 
 
 def machine(device: torch.device) -> dict:

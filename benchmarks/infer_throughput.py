@@ -12,7 +12,8 @@ Variants, interleaved round by round in one process, same model, same precision:
 - imagefolder: torchvision ImageFolder over the same PNG files, DataLoader with 4 workers,
   probabilities collected batch by batch: what a user would write.
 
-Warm-up passes are excluded. Prints one table and one JSON line.
+Each round the single-process variants take turns, one call of --steps batches each; warm-up
+batches are excluded. Prints one table and one JSON line.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (emit, imagefolder_loader, interleave, machine, paired_ratio, print_summary, quiet_worker_warning,  # noqa: E402
+from common import (count_syncs, emit, imagefolder_loader, interleave, machine, paired_ratio, print_summary, quiet_worker_warning,  # noqa: E402
                     summarise, timed, write_png_folder)
 
 from ganfp import ui  # noqa: E402
@@ -43,9 +44,9 @@ def parse_args(argv=None):
     p.add_argument("--model", default="resnet18")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--steps", type=int, default=8, help="timed batches per variant and round")
-    p.add_argument("--warmup", type=int, default=2, help="untimed batches before each timed run")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=8, help="timed batches per variant and round (one call)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed batches before each timed run (ImageFolder: 2 more)")
+    p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers of the ImageFolder baseline")
     p.add_argument("--source-size", type=int, default=256, help="side of the PNG files (resized to --image-size)")
     p.add_argument("--device", default="auto")
@@ -63,21 +64,20 @@ def main(argv=None) -> dict:
     model = create_model(args.model, num_classes=2, image_size=args.image_size).to(device).eval()
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-    n_timed, n_warm = args.batch * args.steps, args.batch * args.warmup
+    loader_warmup = args.warmup + 2  # 4 workers need about two batches to fill their queues
 
     with tempfile.TemporaryDirectory() as tmp:
-        ui.info(f"writing {n_timed} PNG files ({args.source_size}px)")
-        folder = write_png_folder(Path(tmp) / "png", n_timed, args.source_size)
+        n_images = args.batch * (loader_warmup + args.steps)
+        ui.info(f"writing {n_images} PNG files ({args.source_size}px)")
+        folder = write_png_folder(Path(tmp) / "png", n_images, args.source_size)
         started = time.perf_counter()
         imageset = load_images(folder_manifest(folder), args.image_size, Path(tmp) / "root")
         cache_s = time.perf_counter() - started
         host_images = imageset.images
-        gpu_images = host_images.to(device) if cuda else None
 
-        def run_ganfp(images):
-            def run():
-                predict_proba(model, images[:n_warm], args.batch, device)
-                return (n_timed, timed(device, lambda: predict_proba(model, images, args.batch, device)))
+        def ganfp(images):
+            def run(steps: int) -> None:
+                predict_proba(model, images[: steps * args.batch], args.batch, device)
 
             return run
 
@@ -89,10 +89,6 @@ def main(argv=None) -> dict:
             for _ in range(steps):
                 with autocast(device):
                     model(x_b).float().softmax(-1)
-
-        def run_bare():
-            bare(args.warmup)
-            return (n_timed, timed(device, lambda: bare(args.steps)))
 
         loader = imagefolder_loader(folder, args.image_size, args.batch, args.workers, train=False, pin=cuda)
 
@@ -108,21 +104,23 @@ def main(argv=None) -> dict:
             return probs
 
         def run_imagefolder():
-            batches = iter(loader)  # one pass over all files: the warm-up batches are its first ones
-            imagefolder(batches, args.warmup)
-            timed_steps = args.steps - args.warmup
-            result = (timed_steps * args.batch, timed(device, lambda: imagefolder(batches, timed_steps)))
+            batches = iter(loader)  # one pass over all files: its first batches are the warm-up
+            imagefolder(batches, loader_warmup)
+            result = (args.steps * args.batch, timed(device, lambda: imagefolder(batches, args.steps)))
             del batches
             return result
 
-        variants = {"predict_proba": run_ganfp(host_images), "bare": run_bare, "imagefolder": run_imagefolder}
+        stepped = {"predict_proba": ganfp(host_images), "bare": bare}
         if cuda:
-            variants["predict_proba_gpu_cache"] = run_ganfp(gpu_images)
+            stepped["predict_proba (cache on GPU)"] = ganfp(host_images.to(device))
         ui.info("first passes, untimed")
-        for run in variants.values():
-            run()
-        ui.info(f"{args.rounds} rounds per variant")
-        runs = interleave(variants, args.rounds)
+        for fn in stepped.values():
+            fn(2)
+        run_imagefolder()
+        ui.info(f"{args.rounds} rounds of {args.steps} batches per variant")
+        runs = interleave(device, stepped, {"imagefolder": run_imagefolder}, args.rounds, args.steps, args.warmup,
+                          args.batch, chunk=args.steps)
+        syncs = count_syncs(device, lambda: stepped["predict_proba"](args.steps))
 
     summary = summarise(runs, "bare")
     ratios = {"predict_proba/bare": paired_ratio(runs, "predict_proba", "bare"),
@@ -132,7 +130,7 @@ def main(argv=None) -> dict:
                   f"cache built in {cache_s:.1f} s")
     result = {"benchmark": "infer_throughput", "model": args.model, "image_size": args.image_size, "batch": args.batch,
               "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "workers": args.workers,
-              "source_size": args.source_size, "cache_build_s": round(cache_s, 2),
+              "source_size": args.source_size, "cache_build_s": round(cache_s, 2), "predict_proba_syncs_per_call": syncs,
               "ratios": {k: round(v, 4) for k, v in ratios.items()}, "variants": summary,
               "machine": {**machine(device), "load_at_start": load_at_start}}
     emit(result)

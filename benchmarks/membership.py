@@ -1,6 +1,6 @@
 """Membership scorers on the demo data: the numbers and the default method in docs/membership.md.
 
-    python benchmarks/membership.py [--checkpoint RUN_DIR] [--data-root DIR] [--device cpu] [--write-docs]
+    python benchmarks/membership.py [--checkpoint RUN_DIR] [--data-root DIR] [--device cpu] [--timing] [--write-docs]
 
 Calibration uses demo:gans-dev (labelled, scored against its own 500 generated images); the report
 is on demo:gans-test (100 real images against 2,000 generated; labels in gans-test-labels.csv).
@@ -8,7 +8,7 @@ Rows: every scorer in every feature space at the default k, fusion with equal an
 weights, what `ganfp classify --calibrate` would choose, the paper's chain classifier (from
 --checkpoint, else "not run"), GAN-Leaks (raw-pixel L2 to the nearest generated image,
 uncalibrated) and "all used". Prints a table and one JSON line; --write-docs puts the table in
-docs/membership.md with this command line. --timing adds distance timings at the task's scale.
+docs/membership.md with this command line. --timing adds timings at the task's scale.
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ def row(name: str, features: str, y: np.ndarray, scores: np.ndarray | None, labe
 
 
 def timing(device: torch.device) -> dict:
-    """Distances after embedding: 200 real x 10,000 generated (512-d and pixels64), and at 100x that scale."""
+    """Seconds after embedding at the 2023 task's size (200 real x 10,000 generated), and at 100x on a GPU."""
+    from ganfp.membership import AutoencoderConfig, SSIMDistance, train_autoencoder
+    from ganfp.membership.distances import pairwise_matrix
+
     g = torch.Generator().manual_seed(0)
     out = {}
     for dim in (512, 4096):
@@ -67,25 +70,37 @@ def timing(device: torch.device) -> dict:
         start = time.perf_counter()
         nearest(real, gen, DEFAULT_K, Euclidean(), device)
         nearest(gen, real, 1, Euclidean(), device)
-        out[f"10000x200_{dim}d_s"] = round(time.perf_counter() - start, 3)
+        out[f"knn+retrieval passes 10000x200 {dim}-d"] = round(time.perf_counter() - start, 3)
+    real, gen = torch.rand(200, 64, 64, generator=g), torch.rand(10_000, 64, 64, generator=g)
+    start = time.perf_counter()
+    pairwise_matrix(real, gen, SSIMDistance(64), device)
+    out["ssim64 matrix 10000x200"] = round(time.perf_counter() - start, 3)
+    start = time.perf_counter()
+    train_autoencoder(gen[:, ::2, ::2].contiguous(), AutoencoderConfig(), 0, device)
+    out["autoencoder 1000 steps"] = round(time.perf_counter() - start, 3)
     if device.type == "cuda":
         real, gen = torch.randn(10_000, 512, generator=g), torch.randn(100_000, 512, generator=g)
+        torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
         nearest(real, gen, DEFAULT_K, Euclidean(), device)
         torch.cuda.synchronize(device)
-        out["100000x10000_512d_s"] = round(time.perf_counter() - start, 3)
-        out["100000x10000_peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+        out["knn pass 100000x10000 512-d"] = round(time.perf_counter() - start, 3)
+        out["peak GPU MiB"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
     return out
 
 
-def markdown(rows: list[dict], command: str, info: dict) -> str:
-    lines = [f"Produced by `{command}` ({info['cpu']}, {info['device']}, torch {info['torch']}).", "",
+def markdown(rows: list[dict], command: str, info: dict, calibration: str, timings: dict | None) -> str:
+    lines = [f"Produced by `{command}` ({info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads, "
+             f"{info['device']}, torch {info['torch']}).", "",
              "| method | features | dev ROC-AUC | test ROC-AUC | test F1 @ q=0.5 | test accuracy @ q=0.5 |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         missing = "not run" if r["roc_auc"] is None else "-"
         cells = [f"{r[k]:.3f}" if isinstance(r[k], float) else missing for k in ("dev_roc_auc", "roc_auc", "f1", "accuracy")]
         lines.append(f"| {r['method']} | {r['features']} | " + " | ".join(cells) + " |")
+    lines += ["", f"Calibration on dev chose: {calibration}."]
+    if timings:
+        lines += ["", "Timings (s): " + "; ".join(f"{k}: {v}" for k, v in timings.items()) + "."]
     return "\n".join(lines)
 
 
@@ -107,9 +122,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--features", nargs="+", default=FEATURES)
-    parser.add_argument("--timing", action="store_true", help="also time the distance passes at the task's scale")
+    parser.add_argument("--timing", action="store_true", help="also time distances and the autoencoder at the task's scale")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 gives steady timings on a shared machine)")
     parser.add_argument("--write-docs", action="store_true", help=f"write the table into {DOCS.name}")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     (dev, dev_gen, y_dev), (test, test_gen, y_test) = demo_sets(args.data_root)
     features = args.features + (["checkpoint"] if args.checkpoint and "checkpoint" not in args.features else [])
@@ -140,7 +158,7 @@ def main() -> None:
                     + f", q={choice.used_fraction:.2f}", parse_features(DEFAULT_FEATURES).label, y_test, chosen,
                     decide(chosen, used_fraction=choice.used_fraction), dev_auc=choice.dev_auc))
     default, _ = on_test.final(DEFAULT_METHOD, DEFAULT_K)
-    rows.append(row(f"**default: {DEFAULT_METHOD}**" + (f" (k={DEFAULT_K})" if DEFAULT_METHOD in K_SCORERS else ""),
+    rows.append(row(f"**default: {DEFAULT_METHOD}**" + (f" (k={DEFAULT_K})" if DEFAULT_METHOD in (*K_SCORERS, "fusion") else ""),
                     parse_features(DEFAULT_FEATURES).label, y_test, default,
                     dev_auc=roc_auc(on_dev.final(DEFAULT_METHOD, DEFAULT_K)[0], y_dev)))
 
@@ -168,7 +186,7 @@ def main() -> None:
         result["timing"] = timing(device)
         ui.info(f"timing: {result['timing']}")
     if args.write_docs:
-        write_docs(markdown(rows, command, info))
+        write_docs(markdown(rows, command, info, choice.describe(), result.get("timing")))
     emit(result)
 
 

@@ -11,6 +11,8 @@ and channels-last on CUDA, fp32 on CPU), in the same process, interleaved round 
 - bare: forward/backward/step on one random batch already on the device: the limit.
 - imagefolder: torchvision ImageFolder over the same PNG files, per-image transforms with the same
   augmentation, DataLoader with 4 workers: what a user would write.
+- pipeline only: the trainer's input path without the model (gather, copy, normalise, augment);
+  bare/pipeline is the share of a step the input costs at most.
 
 Warm-up steps are excluded. Prints one table and one JSON line.
 """
@@ -30,14 +32,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (emit, imagefolder_loader, interleave, machine, paired_ratio, print_summary, quiet_worker_warning,  # noqa: E402
+from common import (count_syncs, emit, imagefolder_loader, interleave, machine, paired_ratio, print_summary, quiet_worker_warning,  # noqa: E402
                     summarise, timed, write_png_folder)
 
 from ganfp import ui  # noqa: E402
 from ganfp.data.adapters.folder import folder_manifest  # noqa: E402
 from ganfp.data.augment import BatchAugment  # noqa: E402
 from ganfp.data.cache import load_images  # noqa: E402
-from ganfp.data.loader import device_images  # noqa: E402
+from ganfp.data.loader import device_images, iterate_batches  # noqa: E402
 from ganfp.device import autocast, configure, resolve_device  # noqa: E402
 from ganfp.models import create_model  # noqa: E402
 from ganfp.train import train_one_epoch  # noqa: E402
@@ -51,6 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=4, help="timed steps per variant and round")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps before each timed run (ImageFolder: 2 more)")
     p.add_argument("--rounds", type=int, default=9, help="many short rounds: the median resists a changing load")
+    p.add_argument("--chunk", type=int, default=1, help="steps per turn when trainer and bare alternate (GPU: use --steps)")
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers of the ImageFolder baseline")
     p.add_argument("--source-size", type=int, default=256, help="side of the PNG files (resized to --image-size)")
     p.add_argument("--device", default="auto")
@@ -108,6 +111,12 @@ def main(argv=None) -> dict:
             order = rng.permutation(len(labels))[: steps * args.batch]
             train_one_epoch(net_t, opt_t, images, labels, order, args.batch, device, BatchAugment(seed=0), None, cuda)
 
+        def pipeline(steps: int) -> None:
+            """The trainer's input path alone: gather, copy, normalise, augment."""
+            order = rng.permutation(len(labels))[: steps * args.batch]
+            for _ in iterate_batches(images, order, args.batch, device, labels, BatchAugment(seed=0), cuda):
+                pass
+
         net_b, opt_b = fresh()
         step_b = step_fn(net_b, opt_b, device)
         x_b = torch.randn(args.batch, 1, args.image_size, args.image_size, device=device)
@@ -130,14 +139,6 @@ def main(argv=None) -> dict:
                 x = x.contiguous(memory_format=torch.channels_last) if cuda else x
                 step_f(x, y.to(device, non_blocking=True))
 
-        def run_trainer():
-            trainer(args.warmup)
-            return (args.steps * args.batch, timed(device, lambda: trainer(args.steps)))
-
-        def run_bare():
-            bare(args.warmup)
-            return (args.steps * args.batch, timed(device, lambda: bare(args.steps)))
-
         def run_imagefolder():
             net_f.train()
             batches = iter(loader)  # fresh workers each round: they fill their queues during the warm-up
@@ -147,22 +148,28 @@ def main(argv=None) -> dict:
             return result
 
         ui.info("first steps (compilation, allocator, kernel choice), untimed")
-        for run in (run_trainer, run_bare, run_imagefolder):
-            run()
+        trainer(2)
+        bare(2)
+        run_imagefolder()
         ui.info(f"{args.rounds} rounds of {args.steps} timed steps per variant")
-        runs = interleave({"trainer": run_trainer, "bare": run_bare, "imagefolder": run_imagefolder}, args.rounds)
+        runs = interleave(device, {"trainer": trainer, "bare": bare, "pipeline only": pipeline}, {"imagefolder": run_imagefolder},
+                          args.rounds, args.steps, args.warmup, args.batch, args.chunk)
+        syncs = count_syncs(device, lambda: trainer(args.steps))
 
     summary = summarise(runs, "bare")
     ratios = {"trainer/bare": paired_ratio(runs, "trainer", "bare"),
               "trainer/imagefolder": paired_ratio(runs, "trainer", "imagefolder"),
               "imagefolder/bare": paired_ratio(runs, "imagefolder", "bare"),
-              "trainer/bare by CPU time": paired_ratio(runs, "bare", "trainer", "cpu_ms_per_image")}
+              "trainer/bare by CPU time": paired_ratio(runs, "bare", "trainer", "cpu_ms_per_image"),
+              "pipeline share of a bare step": paired_ratio(runs, "bare", "pipeline only")}
     print_summary(f"training {args.model} {args.image_size}px batch {args.batch} on {device}" + (" (compiled)" if args.compile else ""),
                   summary, ratios, args, f"cache built in {cache_s:.1f} s")
     result = {"benchmark": "train_throughput", "model": args.model, "image_size": args.image_size, "batch": args.batch,
               "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "workers": args.workers,
               "source_size": args.source_size, "compile": args.compile, "memory_mapped": imageset.memory_mapped,
-              "cache_build_s": round(cache_s, 2), "ratios": {k: round(v, 4) for k, v in ratios.items()},
+              "cache_build_s": round(cache_s, 2),
+              "cache_mib": round(imageset.images.numel() / 2**20), "cache_on_gpu": bool(images.is_cuda),
+              "trainer_syncs_per_epoch_of_steps": syncs, "ratios": {k: round(v, 4) for k, v in ratios.items()},
               "variants": summary, "machine": {**machine(device), "load_at_start": load_at_start}}
     emit(result)
     return result

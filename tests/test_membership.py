@@ -33,7 +33,7 @@ from ganfp.membership import (
     soft_count,
     train_autoencoder,
 )
-from ganfp.membership import distances
+from ganfp.membership import distances, scorers
 from ganfp.membership.features import downsample
 from ganfp.membership.ssim import C1, C2, gaussian_window
 from ganfp.errors import InputError
@@ -64,6 +64,16 @@ def used_rank_first(scores, used) -> None:
 @pytest.mark.parametrize("scorer", [knn_scores, retrieval_scores, density_scores])
 def test_neighbour_scorers_rank_used_images_first(case, spec, scorer):
     used_rank_first(scorer(features(case, spec), 3), case["used"])
+
+
+@pytest.mark.parametrize("scorer", [knn_scores, retrieval_scores, density_scores])
+def test_blocked_passes_give_the_same_scores_as_the_whole_matrix(case, monkeypatch, scorer):
+    whole = scorer(features(case, "ssim16"), 3)
+    monkeypatch.setattr(scorers, "MATRIX_LIMIT", 0)
+    monkeypatch.setitem(distances.BLOCK_BUDGET, "cpu", 2 * 9 * 64 * 5)  # several blocks each way
+    blocked = scorer(features(case, "ssim16"), 3)
+    np.testing.assert_allclose(blocked, whole, rtol=1e-3)  # float32 SSIM near 1, summed in another order
+    assert np.array_equal(np.argsort(blocked), np.argsort(whole))
 
 
 def test_knn_is_the_calibrated_ratio(case):

@@ -26,8 +26,8 @@ from ganfp.membership.pipeline import METHODS, NEIGHBOUR_METHODS, MembershipScor
 from ganfp.membership.scorers import K_SCORERS
 
 DEFAULT_METHOD = "fusion"  # with --generated: the strongest on the demo benchmark (docs/membership.md)
-DEFAULT_FEATURES = "pixels64"
-DEFAULT_K = 5
+DEFAULT_FEATURES = "ssim64"
+DEFAULT_K = 10
 DEFAULT_USED_FRACTION = 0.5  # the 2023 test set: 100 used, 100 not used
 
 Progress = Callable[[str, int, int], None]
@@ -168,6 +168,17 @@ def write_scores_csv(path, ids: list[str], score: np.ndarray, scorers: dict[str,
     write_text(path, "\n".join(lines) + "\n")
 
 
+def check_options(method, k, used_fraction, threshold, image_size) -> None:
+    if used_fraction is not None and threshold is not None:
+        raise InputError("give --used-fraction or --threshold, not both")
+    if method is not None and method not in METHODS:
+        raise InputError(f"--method {method}: choose one of: {', '.join(METHODS)}")
+    if k is not None and k < 1:
+        raise InputError(f"--k {k}: must be at least 1")
+    if image_size is not None and not 8 <= image_size <= 4096:
+        raise InputError(f"--image-size {image_size}: must be between 8 and 4096")
+
+
 def classify(real: str, out, *, generated: str | None = None, method: str | None = None, features: str | None = None,
              checkpoint: str | None = None, used_fraction: float | None = None, threshold: float | None = None,
              scores_path=None, ids_path=None, calibrate_on: str | None = None, k: int | None = None,
@@ -178,17 +189,9 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     from ganfp.submission import decide, write_submission
 
     started = time.perf_counter()
-    if used_fraction is not None and threshold is not None:
-        raise InputError("give --used-fraction or --threshold, not both")
-    if method is not None and method not in METHODS:
-        raise InputError(f"--method {method}: choose one of: {', '.join(METHODS)}")
-    if k is not None and k < 1:
-        raise InputError(f"--k {k}: must be at least 1")
-    if image_size is not None and not 8 <= image_size <= 4096:
-        raise InputError(f"--image-size {image_size}: must be between 8 and 4096")
+    check_options(method, k, used_fraction, threshold, image_size)
     manifest = read_real(real, data_root)
-    ids = manifest.ids
-    expected = check_ids(ids, ids_path) if ids_path else None
+    expected = check_ids(manifest.ids, ids_path) if ids_path else None
     gen_dir = generated or manifest.info.get("generated")
     gen = generated_manifest(gen_dir) if gen_dir else None
     if gen is None and method not in (None, "classifier"):
@@ -197,7 +200,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         raise InputError("--calibrate chooses among the membership scorers: pass --generated GEN_DIR too")
     space = parse_features(features or DEFAULT_FEATURES)
     membership = gen is not None and method != "classifier"
-    size = image_size or (native_image_size(manifest, gen) if membership else 256)
+    size = image_size or (native_image_size(manifest, gen) if membership else None)
     setup = ScoringSetup(space, size, resolve_device(device), batch_size, data_root, checkpoint, runs_dir, seed,
                          progress=progress)
 
@@ -215,19 +218,16 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     scorer = MembershipScorer(manifest, gen, setup)
     score, scorers = scorer.final(method, k, choice.weights if choice else None)
     labels = decide(score, used_fraction=used_fraction, threshold=threshold)
-    write_submission(out, ids, labels, expected_ids=expected)
+    write_submission(out, manifest.ids, labels, expected_ids=expected)
     if scores_path:
-        write_scores_csv(scores_path, ids, score, scorers)
-
-    uses_features = any(m in NEIGHBOUR_METHODS for m in scorers)
-    uses_k = any(m in K_SCORERS for m in scorers)
+        write_scores_csv(scores_path, manifest.ids, score, scorers)
     summary = {
-        "images": len(ids),
+        "images": len(labels),
         "generated": len(gen) if gen is not None and method != "classifier" else None,
         "method": method,
         "scorers": list(scorers),
-        "features": space.label if uses_features else None,
-        "k": k if uses_k else None,
+        "features": space.label if any(m in NEIGHBOUR_METHODS for m in scorers) else None,
+        "k": k if any(m in K_SCORERS for m in scorers) else None,
         "weights": choice.weights if choice else None,
         "checkpoint": scorer.checkpoint_meta["stage"] if scorer.checkpoint_meta else None,
         "decision": decision_rule(used_fraction, threshold),
@@ -241,4 +241,4 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         "device": str(setup.device),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    return ClassifyResult(ids, labels, score, scorers, summary, choice)
+    return ClassifyResult(manifest.ids, labels, score, scorers, summary, choice)

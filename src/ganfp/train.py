@@ -189,6 +189,8 @@ def stage_data(cfg: StageConfig, data_root, device, observer):
     with distributed.main_first():  # rank 0 decodes; the other ranks then read its cache
         imageset = load_images(manifest, cfg.image_size, data_root, skip_bad=cfg.skip_bad,
                                memory_budget=budget // distributed.local_world_size())
+    if imageset.memory_mapped:
+        _notify(observer, "message", {"text": f"image cache over the memory budget: batches are read memory-mapped from {imageset.path}"})
     for path, reason in imageset.bad:
         _notify(observer, "message", {"text": f"skipped {path}: {reason}"})
     manifest, images = imageset.manifest, imageset.images

@@ -20,6 +20,8 @@ from rich.table import Table
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+if not out.is_terminal:
+    out.width = max(out.width, 160)  # a pipe or a file: don't squeeze tables to 80 columns
 
 
 def info(message: str) -> None:

@@ -41,7 +41,7 @@ def print_summary(summary: dict, as_json: bool) -> None:
         ("submission", summary["out"]),
         ("scores", summary["scores"]),
         ("device", summary["device"]),
-        ("time (s)", summary["seconds"]),
+        ("time (s)", f"{summary['seconds']:.1f}"),
     ]
     ui.print_table("classify", ["", "value"], [r for r in rows if r[1] is not None])
 
@@ -52,14 +52,14 @@ def classify(
     out: str = typer.Option(..., "--out", help="Submission file to write (official format: <id>,<0|1>, no header)."),
     generated: Optional[str] = typer.Option(None, "--generated", help="Folder of generated images: enables the membership scorers (default for a dataset spec: its own generated set)."),
     method: Optional[str] = typer.Option(None, "--method", help="knn, retrieval, density, autoencoder, classifier or fusion (default: fusion with --generated, else classifier)."),
-    features: Optional[str] = typer.Option(None, "--features", help="Feature space of the neighbour scorers: pixels[N], ssim[N], checkpoint, or a model name with ImageNet weights (default: pixels32)."),
+    features: Optional[str] = typer.Option(None, "--features", help="Feature space of the neighbour scorers: pixels[N], ssim[N], checkpoint, or a model name with ImageNet weights (default: ssim64)."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Stage folder, chain run folder or model.safetensors (default: the newest chain run's last stage)."),
     used_fraction: Optional[float] = typer.Option(None, "--used-fraction", help="Label the top fraction by score as used (default 0.5, or what --calibrate chose)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Label score >= threshold as used, instead of by rank."),
     scores: Optional[str] = typer.Option(None, "--scores", help="Also write a CSV: id,score,<one column per scorer>."),
     ids: Optional[str] = typer.Option(None, "--ids", help="File of expected ids, one per line: every one must have an image, and no other."),
     calibrate: Optional[str] = typer.Option(None, "--calibrate", help="Labelled dev folder (used/, not_used/, generated/) or spec: choose method, k, weights and used fraction by cross-validated F1."),
-    k: Optional[int] = typer.Option(None, "--k", help="Neighbours per image for knn, retrieval and density (default 5)."),
+    k: Optional[int] = typer.Option(None, "--k", help="Neighbours per image for knn and density, and fusion's (default 10)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize every image to N x N (needed when sizes differ)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(128, help="Images per forward pass."),

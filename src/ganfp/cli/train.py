@@ -24,9 +24,10 @@ def print_results(title: str, rows: list[dict], as_json: bool) -> None:
         ui.print_json(rows)
         return
     ui.print_table(
-        title,
-        ["stage", "dataset", "train", "val", "epochs", "best val acc", "best val F1", "time (s)", "status"],
-        [[r["stage"], r["dataset"], r["train_size"], r["val_size"], r["epochs_run"], r["best_val_accuracy"], r["best_val_f1"], r["seconds"], r.get("status", "trained")] for r in rows],
+        title + " (val acc / F1: the best epoch's, by validation loss)",
+        ["stage", "dataset", "train", "val", "epochs", "val acc", "val F1", "time (s)", "status"],
+        [[r["stage"], r["dataset"], r["train_size"], r["val_size"], r["epochs_run"], f"{r['best_val_accuracy']:.3f}",
+          f"{r['best_val_f1']:.3f}", f"{r['seconds']:.1f}", r.get("status", "trained")] for r in rows],
     )
 
 

@@ -54,9 +54,8 @@ def iterate_batches(
             batch = images.index_select(0, to_device(idx_t, images.device))
         else:
             order = np.argsort(idx, kind="stable")
-            rows = torch.from_numpy(np.ascontiguousarray(images.numpy()[idx[order]]))
-            batch = torch.empty_like(rows)
-            batch[torch.from_numpy(order)] = rows  # back to the shuffled order
+            rows = images.numpy()[idx[order]]  # in file order: sequential reads from a memory map
+            batch = torch.from_numpy(rows[np.argsort(order)])  # back to the shuffled order (numpy: no thread pool)
         x = to_model_input(to_device(batch, device), channels_last)
         if augment is not None:
             x = augment(x)

@@ -33,7 +33,7 @@ class Candidate:
     def fit(self, idx: np.ndarray, y: np.ndarray) -> tuple[dict[str, float] | None, float]:
         """(fusion weights, used fraction) fitted on the images `idx`."""
         weights = fit_weights({m: s[idx] for m, s in self.members.items()}, y[idx]) if self.method == "fusion" else None
-        return weights, best_used_fraction(self.scores(idx, weights), y[idx])
+        return weights, best_used_fraction(self.scores(np.arange(len(y)), weights)[idx], y[idx])
 
     def scores(self, idx: np.ndarray, weights: dict[str, float] | None) -> np.ndarray:
         if self.method == "fusion":
@@ -74,11 +74,24 @@ def folds(y: np.ndarray, seed: int, n_folds: int = 5) -> list[tuple[np.ndarray, 
 
 
 def cross_validated_f1(candidate: Candidate, y: np.ndarray, splits) -> float:
-    """F1 of the out-of-fold decisions, each fold labelled by what was fitted on the others."""
+    """F1 of the out-of-fold decisions, each fold labelled by the rule fitted on the others.
+
+    The rule "top q is used" fitted on the training folds becomes a cut halfway between the last
+    image it takes and the first it leaves, applied to the held-out fold: scores of one dev set share one scale (fusion ranks are
+    taken over the whole dev set, which needs no labels), and a small fold cannot hold q exactly.
+    """
+    everything = np.arange(len(y))
     predicted = np.zeros(len(y), dtype=np.int64)
     for train, test in splits:
         weights, q = candidate.fit(train, y)
-        predicted[test] = decide(candidate.scores(test, weights), used_fraction=q)
+        scores = candidate.scores(everything, weights)
+        chosen = decide(scores[train], used_fraction=q).astype(bool)
+        if not chosen.any():
+            continue  # the rule labels nothing used
+        cut = scores[train][chosen].min()
+        if (~chosen).any():
+            cut = (cut + scores[train][~chosen].max()) / 2  # mid-gap
+        predicted[test] = scores[test] >= cut
     return float(binary_metrics(y, predicted)["f1"])
 
 

@@ -95,6 +95,16 @@ def nearest(queries: torch.Tensor, refs: torch.Tensor, k: int, metric: Metric, d
     return out_d, out_i
 
 
+def pairwise_matrix(queries: torch.Tensor, refs: torch.Tensor, metric: Metric, device: torch.device,
+                    on_block: Callable[[int], None] | None = None) -> torch.Tensor:
+    """The whole (queries x refs) distance matrix on the CPU, computed block by block; only for small sets."""
+    out = torch.empty(len(queries), len(refs))
+    for qs, row in _query_blocks(queries, refs, metric, device, False, on_block):
+        for rs, d in row:
+            out[qs : qs + len(d), rs : rs + d.shape[1]] = d.cpu()
+    return out
+
+
 def soft_count(queries: torch.Tensor, refs: torch.Tensor, radius: float, metric: Metric, device: torch.device,
                exclude_self: bool = False, on_block: Callable[[int], None] | None = None) -> torch.Tensor:
     """Per query, the references inside a ball of `radius`, each weighted 1 - (d/radius)^2.

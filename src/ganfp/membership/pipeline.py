@@ -32,7 +32,7 @@ DEFAULT_AUTOENCODER = AutoencoderConfig()
 @dataclass
 class ScoringSetup:
     features: FeatureSpace
-    image_size: int
+    image_size: int | None  # every image resized to this; None only when the classifier (own size) runs alone
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     batch_size: int = 128
     data_root: str | Path | None = None
@@ -71,24 +71,26 @@ class MembershipScorer:
         self._neighbours: Neighbours | None = None
         self._cache: dict[tuple[str, int | None], np.ndarray] = {}
 
-    def _need_generated(self, method: str) -> Manifest:
+    def _need_generated(self) -> Manifest:
         if self.generated is None:
-            raise InputError(f"--method {method} compares real with generated images: pass --generated GEN_DIR")
+            raise InputError("the membership scorers compare real with generated images: pass --generated GEN_DIR")
         return self.generated
 
     def neighbours(self) -> Neighbours:
         if self._neighbours is None:
+            if len(self.real) < 2:
+                raise InputError(f"{self.real.name}: the neighbour scorers compare at least 2 real images, got {len(self.real)}")
             s = self.setup
             common = dict(image_size=s.image_size, device=s.device, batch_size=s.batch_size, data_root=s.data_root,
                           checkpoint=s.checkpoint, runs_dir=s.runs_dir, progress=s.progress)
-            generated = compute_features(s.features, self._need_generated("knn"), role="generated", **common)
+            generated = compute_features(s.features, self._need_generated(), role="generated", **common)
             real = compute_features(s.features, self.real, role="real", **common)
             self._neighbours = Neighbours(real, generated, s.features.metric, s.device, s.progress)
         return self._neighbours
 
     def _autoencoder_scores(self) -> np.ndarray:
         s, cfg = self.setup, self.setup.autoencoder or DEFAULT_AUTOENCODER
-        generated = self._need_generated("autoencoder")
+        generated = self._need_generated()
         gen_small = downsample(load_checked(generated, s.image_size, s.data_root, s.progress, "decode generated"), cfg.size)
         real_small = downsample(load_checked(self.real, s.image_size, s.data_root, s.progress, "decode real"), cfg.size)
         on_step = (lambda: s.progress("train autoencoder", 1, cfg.steps)) if s.progress else None

@@ -1,7 +1,9 @@
 """Neighbour scorers: how close each real image sits to the generated set (higher = more likely used).
 
-All three read the same few blocked passes over (real x generated) and (real x real), held by
-`Neighbours` so that each pass runs once however many scorers and values of k ask for it.
+All three read the same distances between real and generated images (and among the real ones),
+held by `Neighbours`. At the task's scale (200 x 10,000) the whole matrix is small, so one pass of
+an expensive metric such as SSIM serves every scorer and every k; beyond `MATRIX_LIMIT` each
+question is answered by its own blocked pass, never holding the full matrix.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ganfp.membership.distances import Euclidean, Metric, nearest, soft_count
+from ganfp.membership.distances import Euclidean, Metric, nearest, pairwise_matrix, soft_count
 
 Progress = Callable[[str, int, int], None]
 DENSITY_QUANTILE = 0.5  # the ball holds k generated images for this fraction of the real ones
+MATRIX_LIMIT = 1 << 26  # distances (256 MB) up to which a whole matrix is kept
 
 
 class Neighbours:
-    """Real and generated features plus the neighbour passes the scorers share, each run once."""
+    """Real and generated features plus the distance passes the scorers share, each run once."""
 
     def __init__(self, real: torch.Tensor, generated: torch.Tensor, metric: Metric, device: torch.device,
                  progress: Progress | None = None):
@@ -31,30 +34,63 @@ class Neighbours:
             real, generated = real - centre, generated - centre
         self.real, self.generated, self.metric, self.device = real, generated, metric, device
         self.progress = progress
+        self._matrices: dict[str, torch.Tensor | None] = {}
         self._nearest: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _pass(self, name: str, queries, refs, k: int, exclude_self: bool = False):
+    def _on_block(self, name: str, total: int):
+        return (lambda n: self.progress(f"distances {name}", n, total)) if self.progress else None
+
+    def _refs(self, name: str) -> torch.Tensor:
+        return self.generated if name == "generated" else self.real
+
+    def matrix(self, name: str) -> torch.Tensor | None:
+        """Distances real x `name` ("generated" or "real", self-pairs inf), when small enough to keep."""
+        if name not in self._matrices:
+            refs, m = self._refs(name), None
+            if len(self.real) * len(refs) <= MATRIX_LIMIT:
+                m = pairwise_matrix(self.real, refs, self.metric, self.device, self._on_block(f"real->{name}", len(self.real)))
+                if name == "real":
+                    m.fill_diagonal_(float("inf"))
+            self._matrices[name] = m
+        return self._matrices[name]
+
+    def _nearest_pass(self, name: str, queries, refs, k: int, exclude_self: bool = False):
         have = self._nearest.get(name)
         if have is None or have[0].shape[1] < min(k, len(refs) - int(exclude_self)):
-            on_block = (lambda n: self.progress(f"distances {name}", n, len(queries))) if self.progress else None
-            have = nearest(queries, refs, k, self.metric, self.device, exclude_self, on_block)
+            have = nearest(queries, refs, k, self.metric, self.device, exclude_self, self._on_block(name, len(queries)))
             self._nearest[name] = have
         return have[0][:, :k], have[1][:, :k]
 
     def real_to_generated(self, k: int):
-        return self._pass("real->generated", self.real, self.generated, k)
+        m = self.matrix("generated")
+        if m is None:
+            return self._nearest_pass("real->generated", self.real, self.generated, k)
+        return m.topk(min(k, m.shape[1]), dim=1, largest=False, sorted=True)
 
     def real_to_real(self, k: int):
-        return self._pass("real->real", self.real, self.real, k, exclude_self=True)
+        m = self.matrix("real")
+        if m is None:
+            return self._nearest_pass("real->real", self.real, self.real, k, exclude_self=True)
+        return m.topk(min(k, m.shape[1] - 1), dim=1, largest=False, sorted=True)
 
     def generated_to_real(self, k: int):
-        return self._pass("generated->real", self.generated, self.real, k)
+        m = self.matrix("generated")
+        if m is None:
+            return self._nearest_pass("generated->real", self.generated, self.real, k)
+        d, i = m.topk(min(k, m.shape[0]), dim=0, largest=False, sorted=True)
+        return d.T, i.T
 
     def counts(self, radius: float) -> tuple[np.ndarray, np.ndarray]:
         """Smooth counts of generated and of other real images within `radius` of each real image."""
-        gen = soft_count(self.real, self.generated, radius, self.metric, self.device)
-        real = soft_count(self.real, self.real, radius, self.metric, self.device, exclude_self=True)
-        return gen.numpy(), real.numpy()
+        out = []
+        for name in ("generated", "real"):
+            m = self.matrix(name)
+            if m is None:
+                counts = soft_count(self.real, self._refs(name), radius, self.metric, self.device, exclude_self=name == "real")
+            else:
+                counts = (1.0 - (m / radius) ** 2).clamp_min_(0).double().sum(1)
+            out.append(counts.numpy())
+        return out[0], out[1]
 
 
 def knn_scores(nb: Neighbours, k: int) -> np.ndarray:

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Every GPU benchmark in one run, under 8 minutes on one H100. Results go to $OUT (default
+# ./bench-results): one .txt (table) and .err (progress) per benchmark, all JSON lines in
+# results.jsonl, and the GPU's description in nvidia-smi.txt.
+#
+#   OUT=/some/folder PYTHON=/path/to/python benchmarks/gpu_all.sh
+#
+# Each step has its own time limit and runs only while the overall budget allows it, so a slow
+# machine loses the last (least important) steps, never the whole run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-bench-results}"
+PY="${PYTHON:-python3}"
+BUDGET="${GPU_ALL_BUDGET:-450}"  # seconds for all steps together
+mkdir -p "$OUT"
+export BENCH_JSON="$OUT/results.jsonl"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"  # ganfp from this tree, installed or not
+
+"$PY" -c "import torch, torchvision, timm, ganfp; assert torch.cuda.is_available(), 'no CUDA device'" \
+  || { echo "gpu_all: needs torch with CUDA, torchvision, timm and ganfp's dependencies for $PY" >&2; exit 1; }
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
+
+step() {  # step NAME LIMIT_SECONDS ARGS...: run one benchmark if the budget still allows it
+  local name=$1 limit=$2; shift 2
+  if (( SECONDS + limit > BUDGET )); then
+    echo "== $name: skipped (budget: ${SECONDS}s used of ${BUDGET}s)" | tee -a "$OUT/summary.txt"
+    return
+  fi
+  echo "== $name (limit ${limit}s)"
+  local started=$SECONDS
+  timeout "$limit" "$PY" "$@" > "$OUT/$name.txt" 2> "$OUT/$name.err"
+  local rc=$?
+  echo "== $name: exit $rc after $((SECONDS - started))s" | tee -a "$OUT/summary.txt"
+  cat "$OUT/$name.txt"
+}
+
+# the issue's targets: trainer >= 90% of the bare loop for resnet18 and vit_b_32 at 256x256
+step train_resnet18_256 100 benchmarks/train_throughput.py --device cuda --model resnet18 --image-size 256 --batch 256 \
+  --steps 12 --rounds 5 --chunk 12 --warmup 2
+step train_vit_b_32_256 100 benchmarks/train_throughput.py --device cuda --model vit_b_32 --image-size 256 --batch 256 \
+  --steps 12 --rounds 5 --chunk 12 --warmup 2
+step infer_resnet18_256 80 benchmarks/infer_throughput.py --device cuda --model resnet18 --image-size 256 --batch 256 \
+  --steps 12 --rounds 5 --warmup 2
+step knn_cuda 90 benchmarks/knn_scale.py --device cuda \
+  --cases 10000x200x512,10000x200x4096,100000x10000x512,1000000x10000x512,100000x100000x512,1000000x100000x512
+step train_resnet18_256_compiled 120 benchmarks/train_throughput.py --device cuda --model resnet18 --image-size 256 \
+  --batch 256 --steps 12 --rounds 3 --chunk 12 --warmup 2 --compile
+echo "gpu_all: done in ${SECONDS}s; results in $OUT" | tee -a "$OUT/summary.txt"

@@ -1,0 +1,96 @@
+"""The fast paths give the same results as the plain ones: a memory-mapped cache, batched inference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ganfp.train as train_mod
+from ganfp.data.adapters import load_manifest
+from ganfp.data.cache import load_images
+from ganfp.data.loader import iterate_batches, to_model_input
+from ganfp.inference import embed, predict_proba
+from ganfp.models import create_model
+from ganfp.train import StageConfig, run_stage
+
+from conftest import write_class_folder
+
+SETTINGS = ["--model", "conv5", "--image-size", "16", "--batch-size", "8", "--epochs", "2", "--lr", "0.01", "--device", "cpu"]
+
+
+def mapped_files(t: torch.Tensor) -> set[str]:
+    """Files whose memory mapping holds the tensor's data (Linux /proc/self/maps)."""
+    ptr, found = t.data_ptr(), set()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        lo, hi = (int(v, 16) for v in parts[0].split("-"))
+        if lo <= ptr < hi and len(parts) == 6:
+            found.add(parts[5].strip())
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc to see memory mappings")
+def test_cache_over_the_budget_is_read_from_its_file_not_loaded(tmp_path):
+    manifest = load_manifest(str(write_class_folder(tmp_path / "ds", 6, 16)), data_root=tmp_path)
+    in_ram = load_images(manifest, 16, data_root=tmp_path)
+    mapped = load_images(manifest, 16, data_root=tmp_path, memory_budget=in_ram.images.numel() - 1)
+    assert mapped.memory_mapped and not in_ram.memory_mapped
+    assert mapped_files(mapped.images) == {str(mapped.path)}  # the pixels live in the cache file's mapping
+    assert str(in_ram.path) not in mapped_files(in_ram.images)
+    order = np.random.default_rng(0).permutation(len(manifest))
+    for (a, _), (b, _) in zip(iterate_batches(mapped.images, order, 5, torch.device("cpu")),
+                              iterate_batches(in_ram.images, order, 5, torch.device("cpu"))):
+        assert torch.equal(a, b)
+
+
+def test_stage_trains_from_a_cache_over_the_memory_budget(tmp_path, run_cli, monkeypatch):
+    data = write_class_folder(tmp_path / "ds", n_per_class=16, size=16)
+    seen = []
+    real_load = train_mod.load_images
+    monkeypatch.setattr(train_mod, "load_images", lambda *a, **kw: seen.append(real_load(*a, **kw)) or seen[-1])
+    code, _, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "mapped", "--memory-budget", "0",
+                           "--data-root", tmp_path / "root", *SETTINGS)
+    assert code == 0, err
+    assert seen[-1].memory_mapped and "memory-mapped" in err
+    meta = json.loads((tmp_path / "mapped" / "meta.json").read_text())
+    assert meta["status"] == "complete" and meta["config"]["memory_budget"] == 0
+
+    run_stage(StageConfig(name="mapped", dataset=str(data), model="conv5", image_size=16, batch_size=8, epochs=2, lr=0.01, device="cpu"),
+              tmp_path / "in-ram", data_root=tmp_path / "root")
+    assert not seen[-1].memory_mapped
+    assert (tmp_path / "mapped" / "history.csv").read_text() == (tmp_path / "in-ram" / "history.csv").read_text()
+
+    # the budget changes where pixels are read from, not the results: a finished stage is not retrained
+    code, _, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "mapped", "--memory-budget", "64",
+                           "--data-root", tmp_path / "root", "--resume", *SETTINGS)
+    assert code == 0 and "already complete" in err
+
+
+def test_batched_inference_matches_the_model_image_by_image():
+    torch.manual_seed(0)
+    model = create_model("conv5", num_classes=3, image_size=16).eval()
+    images = torch.randint(0, 256, (7, 16, 16), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = torch.cat([model(to_model_input(images[i : i + 1])).softmax(-1) for i in range(7)])
+        features = torch.cat([model.embed(to_model_input(images[i : i + 1])) for i in range(7)])
+    probs = predict_proba(model, images, batch_size=3)  # a last batch of one
+    assert probs.shape == (7, 3) and np.allclose(probs, expected.numpy(), atol=1e-5)
+    assert torch.allclose(embed(model, images, batch_size=4), features, atol=1e-5)
+
+
+def test_augmentation_is_a_flip_then_a_reflected_shift():
+    import torch.nn.functional as F
+
+    from ganfp.data.augment import BatchAugment
+
+    x = torch.randn(8, 2, 10, 9)
+    g = torch.Generator().manual_seed(7)  # the draws BatchAugment(seed=7) makes, in its order
+    flips, offsets = torch.rand(8, generator=g) < 0.5, torch.randint(0, 9, (2, 8), generator=g)
+    flipped = torch.where(flips[:, None, None, None], x.flip(-1), x)
+    padded = F.pad(flipped, (4, 4, 4, 4), mode="reflect")
+    expected = torch.stack([padded[i, :, r : r + 10, c : c + 9] for i, (r, c) in enumerate(offsets.T.tolist())])
+    assert torch.equal(BatchAugment(seed=7)(x), expected)
