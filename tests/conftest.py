@@ -43,3 +43,13 @@ def run_cli(capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A data root holding the built-in demo data, built once per test session."""
+    from ganfp.data.adapters.demo import ensure_demo
+
+    root = tmp_path_factory.mktemp("demo-root")
+    ensure_demo(root)
+    return root

@@ -83,9 +83,9 @@ def test_bad_chains_are_one_line_errors(tmp_path):
 
 
 @pytest.mark.parametrize("model", list_models())
-def test_every_model_completes_the_demo_chain(tmp_path, model, run_cli):
+def test_every_model_completes_the_demo_chain(tmp_path, model, run_cli, demo_root):
     code, out, err = run_cli("chain", "--model", model, "--chain", "demo", "--epochs", "1", "--image-size", "32", "--batch-size", "64",
-                             "--runs-dir", tmp_path / "runs", "--data-root", tmp_path.parent / "demo-root", "--json")
+                             "--runs-dir", tmp_path / "runs", "--data-root", demo_root, "--json")
     assert code == 0, err
     rows = json.loads(out)
     assert [r["stage"] for r in rows] == ["casia", "covid", "gans-dev", "gans-test"]

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from test_membership_fixtures import write_case, write_dev
+from test_membership_fixtures import one_torch_thread, write_case, write_dev  # noqa: F401 (autouse)
 
 from ganfp.checkpoint import model_meta, save_model
 from ganfp.classify import DEFAULT_METHOD
@@ -111,6 +111,15 @@ def test_checkpoint_classifier_without_generated_images(run_cli, case, tmp_path)
     assert columns == ["id", "score", "classifier"]
     probs = table["classifier"].astype(float)
     assert np.all((probs >= 0) & (probs <= 1))
+
+
+def test_checkpoint_file_of_any_name(run_cli, case, tmp_path):
+    real, _, labels, root = case
+    weights = tmp_path / "chosen.safetensors"
+    (stage_folder(tmp_path / "stage") / "model.safetensors").rename(weights)
+    code, stdout, err = run_cli("classify", real, "--checkpoint", weights, "--out", tmp_path / "sub.csv", "--json", *root)
+    assert code == 0, err
+    assert json.loads(stdout)["checkpoint"] == str(weights)
 
 
 def test_threshold_on_the_probability(run_cli, case, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
-from test_membership_fixtures import membership_case
+from test_membership_fixtures import membership_case, one_torch_thread  # noqa: F401 (autouse)
 
 from ganfp.membership import (
     AutoencoderConfig,

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
-from test_membership_fixtures import write_case
+from test_membership_fixtures import one_torch_thread, write_case  # noqa: F401 (autouse)
 
 from ganfp import inference
 from ganfp.checkpoint import model_meta, save_model

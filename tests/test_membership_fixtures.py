@@ -9,9 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny convs gain nothing from threads, and on a shared 2-core machine competing threads spin 100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def smooth_fields(rng: np.random.Generator, n: int, size: int = 32) -> np.ndarray:

@@ -178,7 +178,7 @@ def test_headered_formats(tmp_path):
         ("id,label\na,1,3\n", ":2: 3 columns, the header has 2"),
         ("id,label\na,1\n\nb,0\n", ":3: empty line"),
         ("name,prob\na,0.3\n", ":1: unrecognised header 'name,prob'"),
-        ("id,label,extra\na,1,x\n", ":1: unrecognised header"),
+        ("id,label,label\na,1,0\n", ":1: unrecognised header"),
         ("a,1\na,0\n", ":2: same figure id 'a' more than once"),
         ("a,1\nb,2\n", ":2: score 2 is greater than 1"),
     ],
@@ -282,3 +282,10 @@ def test_best_used_fraction_maximises_f1_without_splitting_ties():
             assert f1 >= binary_metrics(y, (scores >= cut).astype(int))["f1"] - 1e-12
         if 0 < labels.sum() < n:
             assert scores[labels == 1].min() > scores[labels == 0].max()
+
+
+def test_extra_columns_such_as_classify_per_scorer_scores_are_ignored(tmp_path):
+    path = tmp_path / "scores.csv"
+    path.write_text("id,score,knn,retrieval\na,0.9,0.9,3\nb,0.1,0.1,0\n")
+    preds = read_predictions(path)
+    assert preds.ids == ["a", "b"] and list(preds.scores) == [0.9, 0.1]

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -103,3 +104,23 @@ def test_resume_with_other_settings_is_refused(class_folder, tmp_path):
     save_resume(out / "last.safetensors", model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), {"digest": "other"})
     with pytest.raises(InputError, match="other settings"):
         run_stage(StageConfig(dataset=str(class_folder), **TINY), out, resume=True, data_root=tmp_path / "root")
+
+
+def test_knn_pseudo_labels_come_from_the_generated_set(demo_root, tmp_path):
+    import csv
+
+    from ganfp.data.adapters import load_manifest
+    from ganfp.pseudo import pseudo_labels
+
+    manifest = load_manifest("demo:gans-test", demo_root)
+    ctx = {"manifest": manifest, "device": torch.device("cpu"), "data_root": demo_root, "config": StageConfig(seed=0)}
+    idx, labels = pseudo_labels("knn", ctx, 0.25)
+    with open(manifest.info["labels"]) as f:
+        truth = {row["id"]: int(row["label"]) for row in csv.DictReader(f)}
+    agree = np.mean([truth[manifest.items[i].id] == lab for i, lab in zip(idx, labels)])
+    assert len(idx) == 50 and agree > 0.8  # the membership scorer labels far better than chance
+    cfg = StageConfig(name="self", dataset="demo:gans-test", pseudo_labels="knn", **TINY)
+    cfg.init = str(tmp_path / "dev")
+    run_stage(StageConfig(name="dev", dataset="demo:gans-dev", **TINY), tmp_path / "dev", data_root=demo_root)
+    summary = run_stage(cfg, tmp_path / "self", data_root=demo_root)
+    assert summary["train_size"] + summary["val_size"] == 50 and summary["classes"] == ["not_used", "used"]

@@ -25,7 +25,7 @@ from ganfp.membership.features import parse_features
 from ganfp.membership.pipeline import METHODS, NEIGHBOUR_METHODS, MembershipScorer, ScoringSetup
 from ganfp.membership.scorers import K_SCORERS
 
-DEFAULT_METHOD = "fusion"  # with --generated: the strongest on the demo benchmark (docs/membership.md)
+DEFAULT_METHOD = "knn"  # with --generated: the strongest on the demo benchmark (docs/membership.md)
 DEFAULT_FEATURES = "ssim64"
 DEFAULT_K = 10
 DEFAULT_USED_FRACTION = 0.5  # the 2023 test set: 100 used, 100 not used

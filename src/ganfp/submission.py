@@ -175,7 +175,7 @@ def _header(path, first_line: str) -> dict[str, int] | None:
     id_cols = [c for c in ID_COLUMNS if c in columns]
     value_cols = [c for c in LABEL_COLUMNS + SCORE_COLUMNS if c in columns]
     known = len(id_cols) == 1 and value_cols and sum(c in LABEL_COLUMNS for c in value_cols) <= 1
-    if not known or len(columns) != len(names) or len(names) != 1 + len(value_cols):
+    if not known or len(columns) != len(names) or "" in columns:  # extra named columns (per-scorer scores) are kept aside
         raise InputError(f"{path}:1: unrecognised header {first_line.strip()!r}; expected one of: {KNOWN_HEADERS}")
     return columns
 

@@ -51,7 +51,7 @@ def classify(
     real: str = typer.Argument(..., help="Real images: a folder (ids = file names without extension) or a dataset spec such as demo:gans-test."),
     out: str = typer.Option(..., "--out", help="Submission file to write (official format: <id>,<0|1>, no header)."),
     generated: Optional[str] = typer.Option(None, "--generated", help="Folder of generated images: enables the membership scorers (default for a dataset spec: its own generated set)."),
-    method: Optional[str] = typer.Option(None, "--method", help="knn, retrieval, density, autoencoder, classifier or fusion (default: fusion with --generated, else classifier)."),
+    method: Optional[str] = typer.Option(None, "--method", help="knn, retrieval, density, autoencoder, classifier or fusion (default: knn with --generated, else classifier)."),
     features: Optional[str] = typer.Option(None, "--features", help="Feature space of the neighbour scorers: pixels[N], ssim[N], checkpoint, or a model name with ImageNet weights (default: ssim64)."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Stage folder, chain run folder or model.safetensors (default: the newest chain run's last stage)."),
     used_fraction: Optional[float] = typer.Option(None, "--used-fraction", help="Label the top fraction by score as used (default 0.5, or what --calibrate chose)."),

@@ -53,7 +53,8 @@ def classifier_scores(real: Manifest, setup: ScoringSetup) -> tuple[np.ndarray, 
     from ganfp.checkpoint import load_checkpoint, resolve_checkpoint
     from ganfp.inference import predict_proba
 
-    stage = resolve_checkpoint(setup.checkpoint, setup.runs_dir)
+    given = Path(setup.checkpoint) if setup.checkpoint else None
+    stage = given if given is not None and given.is_file() else resolve_checkpoint(given, setup.runs_dir)
     model, meta = load_checkpoint(stage, setup.device)
     if meta.get("num_classes", 2) < 2:
         raise InputError(f"{stage}: the checkpoint has one class; P(used) needs two")
