@@ -24,22 +24,38 @@ from ganfp.data.loader import MEAN, STD
 
 
 def write_png_folder(root: Path, n: int, size: int, seed: int = 0) -> Path:
-    """`n` grayscale PNGs in two class folders: smooth blobs plus noise, like scans more than static."""
+    """`n` grayscale PNGs in two class folders: smooth blobs plus noise, like scans more than static.
+
+    Files already there are kept, so benchmarks can share one folder (and then use all its files).
+    """
     rng = np.random.default_rng(seed)
     coarse = rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)
     noise = rng.integers(-12, 13, (n, size, size))
 
     def write(i: int) -> None:
         cls = "a" if i % 2 else "b"
+        path = root / cls / f"{cls}{i:06d}.png"
+        if path.exists():
+            return
         smooth = np.asarray(Image.fromarray(coarse[i]).resize((size, size), Image.Resampling.BICUBIC), dtype=np.int64)
         pixels = np.clip(smooth + noise[i] + (40 if cls == "b" else 0), 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(root / cls / f"{cls}{i:06d}.png")
+        Image.fromarray(pixels).save(path)
 
     for cls in ("a", "b"):
         (root / cls).mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(write, range(n)))
     return root
+
+
+def loader_batches(workers: int, warmup: int, steps: int) -> int:
+    """Batches the ImageFolder files must hold so its timed window is steady state.
+
+    Workers decode ahead (2 batches each, DataLoader's default). If the files ran out during the
+    window, batches decoded before it would be timed for free; with this many, the queue is full
+    at both ends of the window and the window pays for as many batches as it takes.
+    """
+    return warmup + steps + 2 * workers + 1
 
 
 def imagefolder_loader(root: Path, image_size: int, batch: int, workers: int, train: bool, pin: bool, seed: int = 0):

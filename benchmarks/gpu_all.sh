@@ -15,6 +15,8 @@ BUDGET="${GPU_ALL_BUDGET:-450}"  # seconds for all steps together
 mkdir -p "$OUT"
 export BENCH_JSON="$OUT/results.jsonl"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"  # ganfp from this tree, installed or not
+PNG="$(mktemp -d)"  # 256x256 PNG files, written once and shared by the 256px runs
+trap 'rm -rf "$PNG"' EXIT
 
 "$PY" -c "import torch, torchvision, timm, ganfp; assert torch.cuda.is_available(), 'no CUDA device'" \
   || { echo "gpu_all: needs torch with CUDA, torchvision, timm and ganfp's dependencies for $PY" >&2; exit 1; }
@@ -36,13 +38,13 @@ step() {  # step NAME LIMIT_SECONDS ARGS...: run one benchmark if the budget sti
 
 # the targets: trainer >= 90% of the bare loop for resnet18 and vit_b_32 at 256x256
 step train_resnet18_256 100 benchmarks/train_throughput.py --device cuda --model resnet18 --image-size 256 --batch 256 \
-  --steps 12 --rounds 5 --chunk 12 --warmup 2
+  --steps 12 --rounds 5 --chunk 12 --warmup 2 --png-dir "$PNG"
 step train_vit_b_32_256 100 benchmarks/train_throughput.py --device cuda --model vit_b_32 --image-size 256 --batch 256 \
-  --steps 12 --rounds 5 --chunk 12 --warmup 2
+  --steps 12 --rounds 5 --chunk 12 --warmup 2 --png-dir "$PNG"
 step infer_resnet18_256 80 benchmarks/infer_throughput.py --device cuda --model resnet18 --image-size 256 --batch 256 \
-  --steps 12 --rounds 5 --warmup 2
+  --steps 12 --rounds 5 --warmup 2 --png-dir "$PNG"
 step knn_cuda 90 benchmarks/knn_scale.py --device cuda \
   --cases 10000x200x512,10000x200x4096,100000x10000x512,1000000x10000x512,100000x100000x512,1000000x100000x512
 step train_resnet18_256_compiled 120 benchmarks/train_throughput.py --device cuda --model resnet18 --image-size 256 \
-  --batch 256 --steps 12 --rounds 3 --chunk 12 --warmup 2 --compile
+  --batch 256 --steps 12 --rounds 3 --chunk 12 --warmup 2 --compile --png-dir "$PNG"
 echo "gpu_all: done in ${SECONDS}s; results in $OUT" | tee -a "$OUT/summary.txt"

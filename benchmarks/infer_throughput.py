@@ -28,8 +28,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (count_syncs, emit, imagefolder_loader, interleave, machine, paired_ratio, print_summary, quiet_worker_warning,  # noqa: E402
-                    summarise, timed, write_png_folder)
+from common import (  # noqa: E402
+    count_syncs, emit, imagefolder_loader, interleave, loader_batches, machine, paired_ratio, print_summary,
+    quiet_worker_warning, summarise, timed, write_png_folder,
+)
 
 from ganfp import ui  # noqa: E402
 from ganfp.data.adapters.folder import folder_manifest  # noqa: E402
@@ -49,6 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers of the ImageFolder baseline")
     p.add_argument("--source-size", type=int, default=256, help="side of the PNG files (resized to --image-size)")
+    p.add_argument("--png-dir", default=None, help="folder for the PNG files, kept and shared between runs (default: temporary)")
     p.add_argument("--device", default="auto")
     return p.parse_args(argv)
 
@@ -67,9 +70,9 @@ def main(argv=None) -> dict:
     loader_warmup = args.warmup + 2  # 4 workers need about two batches to fill their queues
 
     with tempfile.TemporaryDirectory() as tmp:
-        n_images = args.batch * (loader_warmup + args.steps)
+        n_images = args.batch * loader_batches(args.workers, loader_warmup, args.steps)
         ui.info(f"writing {n_images} PNG files ({args.source_size}px)")
-        folder = write_png_folder(Path(tmp) / "png", n_images, args.source_size)
+        folder = write_png_folder(Path(args.png_dir or Path(tmp) / "png"), n_images, args.source_size)
         started = time.perf_counter()
         imageset = load_images(folder_manifest(folder), args.image_size, Path(tmp) / "root")
         cache_s = time.perf_counter() - started

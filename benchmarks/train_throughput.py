@@ -32,8 +32,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (count_syncs, emit, imagefolder_loader, interleave, machine, paired_ratio, print_summary, quiet_worker_warning,  # noqa: E402
-                    summarise, timed, write_png_folder)
+from common import (  # noqa: E402
+    count_syncs, emit, imagefolder_loader, interleave, loader_batches, machine, paired_ratio, print_summary,
+    quiet_worker_warning, summarise, timed, write_png_folder,
+)
 
 from ganfp import ui  # noqa: E402
 from ganfp.data.adapters.folder import folder_manifest  # noqa: E402
@@ -56,6 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--chunk", type=int, default=1, help="steps per turn when trainer and bare alternate (GPU: use --steps)")
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers of the ImageFolder baseline")
     p.add_argument("--source-size", type=int, default=256, help="side of the PNG files (resized to --image-size)")
+    p.add_argument("--png-dir", default=None, help="folder for the PNG files, kept and shared between runs (default: temporary)")
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile every variant's model")
     p.add_argument("--memory-budget", type=float, default=None, help="GB for the cache (0: memory-mapped)")
@@ -83,7 +86,7 @@ def main(argv=None) -> dict:
     torch.manual_seed(0)
     base = create_model(args.model, num_classes=2, image_size=args.image_size)
     loader_warmup = args.warmup + 2  # 4 workers need about two steps to fill their queues of 8 batches
-    n_images = args.batch * (loader_warmup + args.steps)
+    n_images = args.batch * loader_batches(args.workers, loader_warmup, args.steps)
 
     def fresh():
         model = copy.deepcopy(base).to(device)
@@ -94,7 +97,7 @@ def main(argv=None) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         ui.info(f"writing {n_images} PNG files ({args.source_size}px)")
-        folder = write_png_folder(Path(tmp) / "png", n_images, args.source_size)
+        folder = write_png_folder(Path(args.png_dir or Path(tmp) / "png"), n_images, args.source_size)
         manifest = folder_manifest(folder)
         started = time.perf_counter()
         budget = None if args.memory_budget is None else int(args.memory_budget * 1e9)

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import shutil
 import sys
 import textwrap
 import time
@@ -229,13 +230,14 @@ def test_demo_is_built_by_the_demo_builder_and_rebuilt_on_force(tmp_path, monkey
 
     builds = []
 
-    def build_demo(target, seed=0):
+    def build_demo(target, seed=0):  # like the real one: a fresh folder replaces the old one
         builds.append(seed)
+        shutil.rmtree(target, ignore_errors=True)
         tiny_image(Path(target) / "casia" / "authentic" / "a.png", seed)
-        write_json(Path(target) / "meta.json", {"status": "ready", "seed": seed})
+        write_json(Path(target) / "meta.json", {"status": "ready", "seed": seed, "version": 1})
         return {"status": "ready"}
 
-    monkeypatch.setitem(sys.modules, "ganfp.data.demo", types.SimpleNamespace(build_demo=build_demo))
+    monkeypatch.setitem(sys.modules, "ganfp.data.demo", types.SimpleNamespace(build_demo=build_demo, DEMO_VERSION=1))
     root = tmp_path / "data"
     assert fetch_dataset("demo", root, seed=3) == root / "demo" and dataset_status("demo", root) == "ready"
     fetch_dataset("demo", root, seed=3)
