@@ -124,3 +124,19 @@ def test_knn_pseudo_labels_come_from_the_generated_set(demo_root, tmp_path):
     run_stage(StageConfig(name="dev", dataset="demo:gans-dev", **TINY), tmp_path / "dev", data_root=demo_root)
     summary = run_stage(cfg, tmp_path / "self", data_root=demo_root)
     assert summary["train_size"] + summary["val_size"] == 50 and summary["classes"] == ["not_used", "used"]
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path):
+    data = write_class_folder(tmp_path / "ds", n_per_class=40, size=24)
+    out = tmp_path / "s"
+    cmd = [sys.executable, "-m", "ganfp", "train-stage", "--data", str(data), "--model", "conv5", "--image-size", "24",
+           "--batch-size", "4", "--epochs", "50", "--data-root", str(tmp_path / "root"), "--device", "cpu", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "last.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert "last good checkpoint" in err and "--resume" in err
+    assert read_safetensors(out / "last.safetensors", tensors=False)[1]["state"]["epoch"] >= 1

@@ -309,7 +309,8 @@ def run_stage(cfg: StageConfig, out_dir: str | Path, resume: bool = False, data_
                 save_resume(resume_path, model, optimizer, state)
             _notify(observer, "epoch_end", {"row": {**row, "seconds": time.perf_counter() - started}, "improved": improved})
     except KeyboardInterrupt:
-        raise Interrupted(f"stage {cfg.name} interrupted in epoch {epoch}; the last good checkpoint is {resume_path}; resume with --resume") from None
+        raise Interrupted(f"stage {cfg.name} interrupted in epoch {epoch}; the last good checkpoint is {resume_path}; "
+                          "continue with the same command plus --resume (a chain continues when simply re-run)") from None
 
     best = state["history"][state["best_epoch"] - 1] if state["best_epoch"] else {}
     summary = {
