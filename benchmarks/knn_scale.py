@@ -92,6 +92,7 @@ def main(argv=None) -> dict | None:
     if args.child:
         print(json.dumps(run_case(args.child, device, args.k)), flush=True)
         return None
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     cases = (args.cases or (CUDA_CASES if device.type == "cuda" else CPU_CASES)).split(",")
     results = []
     for case in cases:
@@ -121,7 +122,7 @@ def main(argv=None) -> dict | None:
                    ["QxRxD", "nearest s", "count s", "Mpairs/s", "data MiB", "+RSS MiB", "GPU MiB"], rows,
                    caption="data: the two input sets; +RSS: peak resident memory beyond the process with its inputs; "
                            "GPU: peak allocated")
-    result = {"benchmark": "knn_scale", "device": str(device), "k": args.k, "cases": results, "machine": machine(device)}
+    result = {"benchmark": "knn_scale", "device": str(device), "k": args.k, "cases": results, "machine": {**machine(device), "load_at_start": load_at_start}}
     emit(result)
     return result
 

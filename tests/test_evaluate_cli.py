@@ -10,18 +10,8 @@ import pytest
 from ganfp.evaluation import evaluate_files
 from ganfp.submission import write_scores
 
-REFERENCE = Path(__file__).parents[1] / ".." / "shared" / "reference" / "imageclef2023-submission"
-CASE_FILES = sorted(REFERENCE.glob("cases/*.csv")) if REFERENCE.is_dir() else []
-CASE_REASONS = {
-    "empty_line": "empty line",
-    "wrong_format": "wrong format",
-    "wrong_figure_id": "wrong figure id",
-    "same_fig_id_more_than_once": "more than once",
-    "score_no_int": "not an int",
-    "score_int_greater_than_1": "greater than 1",
-    "score_int_smaller_than_0": "smaller than 0",
-    "not_all_fig_ids_specified": "not all figure ids specified",
-}
+from conftest import CASE_FILES, CASE_REASONS, REFERENCE
+
 IDS = [f"real_unknown_{i:04d}" for i in range(1, 201)]
 TRUTH = [i % 2 for i in range(1, 201)]
 

@@ -19,21 +19,10 @@ from ganfp.submission import (
     write_submission,
 )
 
-REFERENCE = Path(__file__).parents[1] / ".." / "shared" / "reference" / "imageclef2023-submission"
-CASE_FILES = sorted(REFERENCE.glob("cases/*.csv")) if REFERENCE.is_dir() else []
+from conftest import CASE_FILES, CASE_REASONS, REFERENCE
+
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is absent")
 
-# words of each case file name -> words the first reported reason must contain
-CASE_REASONS = {
-    "empty_line": "empty line",
-    "wrong_format": "wrong format",
-    "wrong_figure_id": "wrong figure id",
-    "same_fig_id_more_than_once": "more than once",
-    "score_no_int": "not an int",
-    "score_int_greater_than_1": "greater than 1",
-    "score_int_smaller_than_0": "smaller than 0",
-    "not_all_fig_ids_specified": "not all figure ids specified",
-}
 IDS = [f"img_{i}" for i in range(4)]
 
 
