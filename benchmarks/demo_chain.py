@@ -48,6 +48,7 @@ def main() -> None:
         rows.append([model, round(first_s, 1), epochs, round(again_s, 1), final["best_val_accuracy"]])
         results[model] = {"wall_s": round(first_s, 1), "epochs": epochs, "rerun_s": round(again_s, 1),
                           "best_val_accuracy": {s["stage"]: s["best_val_accuracy"] for s in stages}}
+        ui.info(f"{model}: {first_s:.1f}s, {epochs} epochs, re-run {again_s:.1f}s")  # as it goes: long runs
     ui.print_table(f"demo chain wall time ({results['machine']}, demo built in {build_s:.1f}s)",
                    ["model", "wall time (s)", "epochs (all stages)", "re-run (s)", "gans-dev val acc"], rows)
     print(json.dumps(results))
