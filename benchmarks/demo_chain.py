@@ -45,7 +45,7 @@ def main() -> None:
         stages = json.loads(out)
         epochs = sum(s["epochs_run"] for s in stages)
         final = stages[-2]  # gans-dev: the labelled membership stage
-        rows.append([model, round(first_s, 1), epochs, round(again_s, 1), final["best_val_accuracy"]])
+        rows.append([model, f"{first_s:.1f}", epochs, f"{again_s:.1f}", f"{final['best_val_accuracy']:.3f}"])
         results[model] = {"wall_s": round(first_s, 1), "epochs": epochs, "rerun_s": round(again_s, 1),
                           "best_val_accuracy": {s["stage"]: s["best_val_accuracy"] for s in stages}}
         ui.info(f"{model}: {first_s:.1f}s, {epochs} epochs, re-run {again_s:.1f}s")  # as it goes: long runs
