@@ -215,3 +215,21 @@ def emit(result: dict) -> None:
     if out:
         with open(out, "a") as f:
             f.write(line + "\n")
+
+
+def throughput_parser(doc: str, batch: int, steps: int, rounds: int, unit: str):
+    """The options both throughput benchmarks share; each script adds its own."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--batch", type=int, default=batch)
+    p.add_argument("--steps", type=int, default=steps, help=f"timed {unit} per variant and round")
+    p.add_argument("--warmup", type=int, default=1, help=f"untimed {unit} before each timed run (ImageFolder: 2 more)")
+    p.add_argument("--rounds", type=int, default=rounds, help="many short rounds: the median resists a changing load")
+    p.add_argument("--workers", type=int, default=4, help="DataLoader workers of the ImageFolder baseline")
+    p.add_argument("--source-size", type=int, default=256, help="side of the PNG files (resized to --image-size)")
+    p.add_argument("--png-dir", default=None, help="folder for the PNG files, kept and shared between runs (default: temporary)")
+    p.add_argument("--device", default="auto")
+    return p

@@ -18,7 +18,6 @@ batches are excluded. Prints one table and one JSON line.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     count_syncs, emit, imagefolder_loader, interleave, loader_batches, machine, paired_ratio, print_summary,
-    quiet_worker_warning, summarise, timed, write_png_folder,
+    quiet_worker_warning, summarise, throughput_parser, timed, write_png_folder,
 )
 
 from ganfp import ui  # noqa: E402
@@ -42,18 +41,7 @@ from ganfp.models import create_model  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="resnet18")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--steps", type=int, default=8, help="timed batches per variant and round (one call)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed batches before each timed run (ImageFolder: 2 more)")
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--workers", type=int, default=4, help="DataLoader workers of the ImageFolder baseline")
-    p.add_argument("--source-size", type=int, default=256, help="side of the PNG files (resized to --image-size)")
-    p.add_argument("--png-dir", default=None, help="folder for the PNG files, kept and shared between runs (default: temporary)")
-    p.add_argument("--device", default="auto")
-    return p.parse_args(argv)
+    return throughput_parser(__doc__, batch=256, steps=8, rounds=7, unit="batches").parse_args(argv)
 
 
 def main(argv=None) -> dict:

@@ -19,7 +19,6 @@ Warm-up steps are excluded. Prints one table and one JSON line.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import sys
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     count_syncs, emit, imagefolder_loader, interleave, loader_batches, machine, paired_ratio, print_summary,
-    quiet_worker_warning, summarise, timed, write_png_folder,
+    quiet_worker_warning, summarise, throughput_parser, timed, write_png_folder,
 )
 
 from ganfp import ui  # noqa: E402
@@ -48,18 +47,8 @@ from ganfp.train import train_one_epoch  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="resnet18")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--steps", type=int, default=4, help="timed steps per variant and round")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps before each timed run (ImageFolder: 2 more)")
-    p.add_argument("--rounds", type=int, default=9, help="many short rounds: the median resists a changing load")
+    p = throughput_parser(__doc__, batch=64, steps=4, rounds=9, unit="steps")
     p.add_argument("--chunk", type=int, default=1, help="steps per turn when trainer and bare alternate (GPU: use --steps)")
-    p.add_argument("--workers", type=int, default=4, help="DataLoader workers of the ImageFolder baseline")
-    p.add_argument("--source-size", type=int, default=256, help="side of the PNG files (resized to --image-size)")
-    p.add_argument("--png-dir", default=None, help="folder for the PNG files, kept and shared between runs (default: temporary)")
-    p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile every variant's model")
     p.add_argument("--memory-budget", type=float, default=None, help="GB for the cache (0: memory-mapped)")
     return p.parse_args(argv)
