@@ -1,0 +1,65 @@
+"""One way to choose things by name: models, adapters, scorers, feature spaces, generator families.
+
+A `Registry` maps a name to an object plus a few facts about it (`meta`), as timm's
+`_model_entrypoints` does. `get` raises the one "unknown KIND NAME; choose one of: ..." error, so
+help texts, option checks, benchmarks and contract tests all read the same list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from ganfp.errors import InputError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    obj: T
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry(Generic[T]):
+    """Named objects of one kind, in registration order."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(self, name: str, **meta: Any) -> Callable[[T], T]:
+        """Decorator: `@SCORERS.register("knn", uses_k=True)`; a second registration of a name is a bug."""
+
+        def wrap(obj: T) -> T:
+            self.add(name, obj, **meta)
+            return obj
+
+        return wrap
+
+    def add(self, name: str, obj: T, **meta: Any) -> None:
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._entries[name] = Entry(name, obj, dict(meta))
+
+    def entry(self, name: str) -> Entry[T]:
+        if name not in self._entries:
+            raise InputError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
+        return self._entries[name]
+
+    def get(self, name: str) -> T:
+        return self.entry(name).obj
+
+    def names(self, **where: Any) -> list[str]:
+        """Names in registration order, optionally only those whose meta matches every `where` item."""
+        return [e.name for e in self._entries.values() if all(e.meta.get(k) == v for k, v in where.items())]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        return iter(list(self._entries.values()))
+
+    def __len__(self) -> int:
+        return len(self._entries)
