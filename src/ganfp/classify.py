@@ -25,6 +25,7 @@ from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.features import parse_features
 from ganfp.membership.pipeline import METHODS, NEIGHBOUR_METHODS, MembershipScorer, ScoringSetup
 from ganfp.membership.scorers import K_SCORERS
+from ganfp.report import classify_report, require_matplotlib
 
 DEFAULT_METHOD = "knn"  # with --generated: the strongest on the demo benchmark (docs/membership.md)
 DEFAULT_FEATURES = "ssim64"
@@ -196,6 +197,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
 
     started = time.perf_counter()
     check_options(method, k, used_fraction, threshold, image_size)
+    if report:
+        require_matplotlib()
     manifest = read_real(real, data_root, reading)
     expected = check_ids(manifest.ids, ids_path) if ids_path else None
     gen_dir = generated or manifest.info.get("generated")
@@ -247,4 +250,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         "device": str(setup.device),
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if report:
+        summary["report"] = classify_report(report, manifest, gen, setup, score, labels, summary, report_n,
+                                            cut=threshold).path
     return ClassifyResult(manifest.ids, labels, score, scorers, summary, choice)

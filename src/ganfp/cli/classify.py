@@ -40,6 +40,7 @@ def print_summary(summary: dict, as_json: bool) -> None:
         ("labelled not used", summary["labelled_not_used"]),
         ("submission", summary["out"]),
         ("scores", summary["scores"]),
+        ("report", summary.get("report")),
         ("device", summary["device"]),
         ("time (s)", f"{summary['seconds']:.1f}"),
     ]
