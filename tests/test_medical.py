@@ -6,7 +6,8 @@ import sys
 
 import numpy as np
 import pytest
-from helpers.medical import INTERCEPT, smooth_fields, u8_to_hu, write_ct_dicom, write_nifti
+from helpers.images import copy_case
+from helpers.medical import INTERCEPT, u8_to_hu, write_ct_dicom, write_nifti
 
 from ganfp.data.adapters.folder import folder_manifest
 from ganfp.data.cache import load_images
@@ -134,11 +135,8 @@ def test_bad_reading_options_are_one_line(tmp_path, run_cli, option, value):
 
 def test_classify_a_folder_of_dicom_files(tmp_path, run_cli):
     """Used slices reappear (noisy) among the generated ones; classify must find them from DICOM alone."""
-    rng = np.random.default_rng(0)
-    real = smooth_fields(rng, 8, 32)
-    used = np.arange(8) < 4
-    generated = [np.clip(real[i] + rng.normal(0, 4, real[i].shape), 0, 255) for i in np.flatnonzero(used)]
-    generated += list(smooth_fields(rng, 4, 32))
+    case = copy_case(n_real=8, extra=4)
+    real, used, generated = case["real"], case["used"], case["generated"]
     for i, img in enumerate(real):
         write_ct_dicom(tmp_path / "real" / f"ct{i}.dcm", u8_to_hu(img))
     for i, img in enumerate(generated):

@@ -327,9 +327,9 @@ def near_duplicate_rows(inputs: ReportInputs, hood: Neighbourhood) -> tuple[str,
                     + figure_html(png_uri(inputs.generated_images[j]), "generated", title=name)
                     + figure_html(png_uri(inputs.real_images[i]), "real", "real", inputs.real_ids[i])
                     + figure_html(png_uri(rgb), f"|diff| mean {mad:.1f}", "diff", "difference") + "</div>")
-    note = (f"Generated images closer to some real image than {radius:.4g} in {esc(hood.distance)}: the "
-            f"{NEAR_PERCENTILE:g}st percentile of the distances from each real image to its nearest other real image, "
-            f"so closer than {100 - NEAR_PERCENTILE:g}% of real pairs are. {len(close)} found"
+    note = (f"Generated images closer to a real image than {radius:.4g} ({esc(hood.distance)}). That radius is the "
+            f"{NEAR_PERCENTILE:g}st percentile of the distances from each real image to its nearest other real image: "
+            f"{100 - NEAR_PERCENTILE:g}% of the real images have no other real image this close. {len(close)} found"
             + (f"; the closest {len(shown)} are shown." if len(close) > len(shown) else "."))
     return "\n".join(rows) or "<p>None.</p>", note, int(len(close)), radius
 

@@ -58,12 +58,3 @@ def write_nifti(path: Path, hu: np.ndarray) -> Path:
 def u8_to_hu(u8: np.ndarray) -> np.ndarray:
     """The HU the lung window (-1000..400) shows as these 8-bit values."""
     return -1000.0 + np.asarray(u8, dtype=np.float64) * (1400.0 / 255.0)
-
-
-def smooth_fields(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
-    """n smooth uint8 images: 4 x 4 random blocks, bilinearly enlarged."""
-    from PIL import Image
-
-    coarse = rng.uniform(0, 255, (n, 4, 4)).astype(np.float32)
-    return np.stack([np.asarray(Image.fromarray(c, mode="F").resize((size, size), Image.Resampling.BILINEAR))
-                     for c in coarse]).clip(0, 255).round().astype(np.uint8)
