@@ -138,3 +138,20 @@ def test_demo_report_is_small_and_complete(run_cli, demo_root, tmp_path):
     assert page.classes.count("evidence-row") == 48  # 24 most, 24 least suspicious of the 100 test images
     assert_self_contained(page)
     assert "ROC curve" in report.read_text()  # the demo ships the test labels
+
+
+def test_evaluate_report_shows_the_predictions_against_the_labels(run_cli, copies):
+    out, scores, labels, report = (copies / name for name in ("s.csv", "scores.csv", "labels.csv", "ev.html"))
+    code, _, err = run_cli("classify", copies / "real", "--generated", copies / "gen", "--out", out, "--scores", scores,
+                           "--data-root", copies / "data")
+    assert code == 0, err
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
+    labels.write_text("id,label\n" + "".join(f"{i},{int(i.startswith('u'))}\n" for i in ids))
+    code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", copies / "real", "--generated",
+                           copies / "gen", "--report-n", "2", "--data-root", copies / "data")
+    assert code == 0, err
+    page = parse(report)
+    assert page.classes.count("evidence-row") == 4 and "ROC curve" in report.read_text()
+    assert_self_contained(page)
+    code, _, err = run_cli("evaluate", scores, labels, "--report", report)
+    assert code == 2 and "--report needs --real" in err

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -30,7 +30,7 @@ from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
 from ganfp.fileio import write_text
 from ganfp.membership.distances import nearest
-from ganfp.membership.features import compute_features, load_checked
+from ganfp.membership.features import compute_features, load_checked, parse_features
 from ganfp.membership.pipeline import ScoringSetup
 
 MISSING = "--report needs matplotlib: install ganfp[plots] (pip install 'ganfp[plots]')"
@@ -114,7 +114,8 @@ def feature_neighbours(setup: ScoringSetup, real: Manifest, generated: Manifest)
 
 
 def classify_report(path, real: Manifest, generated: Manifest | None, setup: ScoringSetup, scores: np.ndarray,
-                    decided: np.ndarray, summary: dict, rows: int = DEFAULT_ROWS, cut: float | None = None) -> ReportResult:
+                    decided: np.ndarray, summary: dict, rows: int = DEFAULT_ROWS, cut: float | None = None,
+                    truth: np.ndarray | None = None) -> ReportResult:
     """The report of a classify run: images at the scoring size, neighbours in its feature space."""
     size = setup.image_size or DISPLAY_SIZE
     inputs = ReportInputs(
@@ -123,7 +124,7 @@ def classify_report(path, real: Manifest, generated: Manifest | None, setup: Sco
         scores=np.asarray(scores, dtype=np.float64),
         decided=np.asarray(decided, dtype=np.int64),
         summary=summary,
-        truth=known_truth(real),
+        truth=known_truth(real) if truth is None else truth,
         cut=cut,
         rows=rows,
         title=real.name,
@@ -133,6 +134,32 @@ def classify_report(path, real: Manifest, generated: Manifest | None, setup: Sco
         inputs.generated_images = load_checked(generated, size, setup.data_root, setup.progress, "decode generated").numpy()
         inputs.neighbours = feature_neighbours(setup, real, generated)
     return write_report(path, inputs)
+
+
+def evaluation_report(path, evaluation, real_spec: str, features: str, generated: str | None = None,
+                      rows: int = DEFAULT_ROWS, data_root=None) -> ReportResult:
+    """The report of `ganfp evaluate`: the predictions' scores and the true labels, shown on the real images.
+
+    Neighbours are computed in `features` at DISPLAY_SIZE px (evaluate does not know the scoring size).
+    """
+    from ganfp.data.adapters import load_manifest
+    from ganfp.data.adapters.folder import folder_manifest
+    from ganfp.device import resolve_device
+
+    setup = ScoringSetup(parse_features(features), None, resolve_device("auto"), data_root=data_root)
+    real = load_manifest(real_spec, data_root)
+    by_id = {it.id: it for it in real.items}
+    missing = [i for i in evaluation.ids if i not in by_id]
+    if missing:
+        raise InputError(f"--real {real_spec}: {len(missing)} labelled ids have no image (e.g. {missing[0]})")
+    real = replace(real, items=[by_id[i] for i in evaluation.ids])
+    gen_dir = generated or real.info.get("generated")
+    scores = evaluation.scores if evaluation.scores is not None else evaluation.y_pred.astype(np.float64)
+    summary = {"predictions": evaluation.preds, "labels": evaluation.labels, "decision": evaluation.decision,
+               "features": setup.features.label if gen_dir else None, "images": evaluation.n,
+               **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1", "roc_auc")}}
+    return classify_report(path, real, folder_manifest(gen_dir) if gen_dir else None, setup, scores, evaluation.y_pred,
+                           summary, rows, truth=evaluation.y_true)
 
 
 def known_truth(manifest: Manifest) -> np.ndarray | None:
