@@ -12,7 +12,10 @@ a missing one is a one-line InputError.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,15 +200,51 @@ def nifti_slice_count(path: str) -> int:
     return int(img.shape[_nifti_axes(img)[0]])
 
 
+class _Volumes:
+    """The last few NIfTI volumes read, unscaled, so decoding every slice reads a file once.
+
+    A `.nii.gz` cannot be read slice by slice without decompressing everything before the slice;
+    the decode threads ask for consecutive slices of one volume, so a small cache of whole volumes
+    turns N decompressions into one. Loading holds the lock: two threads never load one volume twice.
+    """
+
+    def __init__(self, keep: int = 2):
+        self.keep, self.lock, self.held = keep, threading.Lock(), OrderedDict()
+
+    def get(self, path: str):
+        key = (path, os.stat(path).st_mtime_ns)
+        with self.lock:
+            if key not in self.held:
+                img = _load_nifti(path)
+                try:
+                    data = np.asarray(img.dataobj.get_unscaled())
+                except Exception as exc:  # truncated gzip, short file: nibabel and zlib raise many types
+                    raise InputError(f"{path}: cannot read the NIfTI volume ({type(exc).__name__}: {exc})") from None
+                self.held[key] = (img, data, _nifti_scale(img))
+                while len(self.held) > self.keep:
+                    self.held.popitem(last=False)
+            self.held.move_to_end(key)
+            return self.held[key]
+
+
+def _nifti_scale(img) -> tuple[float, float]:
+    slope, inter = getattr(img.dataobj, "slope", 1.0), getattr(img.dataobj, "inter", 0.0)
+    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    return slope, 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+
+
+VOLUMES = _Volumes()
+
+
 def nifti_gray(path: str, frame: int, window: tuple[float, float] | None) -> np.ndarray:
     """uint8 of axial slice `frame` shown radiologically: anterior up, the patient's right on the left."""
-    img = _load_nifti(path)
+    img, data, (slope, inter) = VOLUMES.get(path)
     z_axis, (x_axis, y_axis), (x_flip, y_flip) = _nifti_axes(img)
     if not 0 <= frame < img.shape[z_axis]:
         raise InputError(f"{path}: no slice {frame} (the volume has {img.shape[z_axis]})")
     index = [slice(None)] * 3
     index[z_axis] = frame
-    plane = np.asarray(img.dataobj[tuple(index)], dtype=np.float64)  # scl_slope/scl_inter applied by nibabel
+    plane = data[tuple(index)].astype(np.float64) * slope + inter  # scl_slope, scl_inter
     kept = [a for a in range(3) if a != z_axis]
     ras = plane if kept.index(x_axis) == 0 else plane.T  # (x: towards the right, y: towards anterior)
     ras = ras[::-1] if x_flip else ras
