@@ -24,7 +24,6 @@ from string import Template
 from typing import Callable
 
 import numpy as np
-import torch
 
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
@@ -38,8 +37,8 @@ DEFAULT_ROWS = 24
 DEFAULT_NEIGHBOURS = 4
 THUMB = 96  # px: thumbnails larger than this are shrunk; smaller ones are shown enlarged, pixelated
 DISPLAY_SIZE = 128  # decode size when classify scored without resizing (the classifier alone)
-NEAR_PERCENTILE = 1.0
-METRIC_WORDS = {"ssim": "1 - SSIM", "euclidean": "Euclidean distance"}  # a generated image this close to a real one is closer than 99% of real pairs
+NEAR_PERCENTILE = 1.0  # near-duplicate: closer to a real image than 99% of real images are to their nearest
+METRIC_WORDS = {"ssim": "1 - SSIM", "euclidean": "Euclidean distance"}
 
 
 def require_matplotlib() -> None:
@@ -107,7 +106,8 @@ def feature_neighbours(setup: ScoringSetup, real: Manifest, generated: Manifest)
         to_gen, to_gen_i = nearest(ref, gen, k, metric, s.device)
         back, back_i = nearest(gen, ref, 1, metric, s.device)
         among, _ = nearest(ref, ref, 1, metric, s.device, exclude_self=True)
-        return Neighbourhood(f"{s.features.label}, {METRIC_WORDS.get(metric.name, metric.name)}", to_gen.numpy(), to_gen_i.numpy(),
+        words = METRIC_WORDS.get(metric.name, metric.name)
+        return Neighbourhood(f"{s.features.label}, {words}", to_gen.numpy(), to_gen_i.numpy(),
                              back[:, 0].numpy(), back_i[:, 0].numpy(), among[:, 0].numpy())
 
     return neighbourhood
@@ -131,7 +131,8 @@ def classify_report(path, real: Manifest, generated: Manifest | None, setup: Sco
     )
     if generated is not None:
         inputs.generated_ids = generated.ids
-        inputs.generated_images = load_checked(generated, size, setup.data_root, setup.progress, "decode generated").numpy()
+        images = load_checked(generated, size, setup.data_root, setup.progress, "decode generated")
+        inputs.generated_images = images.numpy()
         inputs.neighbours = feature_neighbours(setup, real, generated)
     return write_report(path, inputs)
 
@@ -309,7 +310,8 @@ def summary_rows(summary: dict, extra: dict) -> str:
 
 def figure_html(uri: str, caption: str, css: str = "", title: str = "") -> str:
     cls = f' class="{css}"' if css else ""
-    return f'<figure{cls}><img src="{uri}" alt="{esc(title or caption)}" title="{esc(title or caption)}"><figcaption>{caption}</figcaption></figure>'
+    label = esc(title or caption)
+    return f'<figure{cls}><img src="{uri}" alt="{label}" title="{label}"><figcaption>{caption}</figcaption></figure>'
 
 
 def decision_tags(decided: int, truth: int | None) -> str:
@@ -324,8 +326,9 @@ def evidence_row(i: int, rank: int, inputs: ReportInputs, hood: Neighbourhood | 
     """One real image, its k nearest generated images, and the difference map against the closest."""
     image_id = inputs.real_ids[i]
     truth = None if inputs.truth is None else int(inputs.truth[i])
+    tags = decision_tags(int(inputs.decided[i]), truth)
     who = (f'<div class="who"><div class="id">{esc(image_id)}</div><div>score {inputs.scores[i]:.4g}</div>'
-           f'<div>rank {rank} of {len(inputs.scores)}</div><div>{decision_tags(int(inputs.decided[i]), truth)}</div></div>')
+           f'<div>rank {rank} of {len(inputs.scores)}</div><div>{tags}</div></div>')
     parts = [who, figure_html(png_uri(inputs.real_images[i]), "real", "real", image_id)]
     if hood is not None and inputs.generated_images is not None:
         neighbours = []
@@ -349,8 +352,9 @@ def near_duplicate_rows(inputs: ReportInputs, hood: Neighbourhood) -> tuple[str,
         i = int(hood.nearest_real_index[j])
         name = inputs.generated_ids[j] if inputs.generated_ids else f"#{j}"
         rgb, mad = difference_map(inputs.real_images[i], inputs.generated_images[j])
-        rows.append(f'<div class="row near-row" data-id="{esc(name)}"><div class="who"><div class="id">{esc(name)}</div>'
-                    f'<div>distance {hood.nearest_real[j]:.4g}</div><div>nearest real: {esc(inputs.real_ids[i])}</div></div>'
+        who = (f'<div class="who"><div class="id">{esc(name)}</div><div>distance {hood.nearest_real[j]:.4g}</div>'
+               f'<div>nearest real: {esc(inputs.real_ids[i])}</div></div>')
+        rows.append(f'<div class="row near-row" data-id="{esc(name)}">{who}'
                     + figure_html(png_uri(inputs.generated_images[j]), "generated", title=name)
                     + figure_html(png_uri(inputs.real_images[i]), "real", "real", inputs.real_ids[i])
                     + figure_html(png_uri(rgb), f"|diff| mean {mad:.1f}", "diff", "difference") + "</div>")
@@ -402,8 +406,9 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict]:
         extra["neighbour distances"] = hood.distance
         extra["difference maps"] = "absolute grey-level difference to the closest generated image (not aligned)"
         near, near_note, near_count, radius = near_duplicate_rows(inputs, hood)
-        evidence_note = (f"Each row: the real image, its {hood.to_generated.shape[1]} nearest generated images with their "
-                         f"distance d in {esc(hood.distance)} (smaller = more alike), and the difference map against the closest.")
+        evidence_note = (f"Each row: the real image, its {hood.to_generated.shape[1]} nearest generated images with "
+                         f"their distance d in {esc(hood.distance)} (smaller = more alike), and the difference map "
+                         "against the closest.")
     else:
         near, near_note, near_count, radius = "<p>No generated images were given.</p>", "", 0, None
         evidence_note = "No generated images were given: each row shows the real image and its score."

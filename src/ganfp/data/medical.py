@@ -45,7 +45,8 @@ class MedicalReading:
     slices: tuple[int | None, int | None] | None = None  # NIfTI axial slices [start, stop), Python-style
 
     @classmethod
-    def parse(cls, window: str | None = None, id_from: str | None = None, slices: str | None = None) -> "MedicalReading":
+    def parse(cls, window: str | None = None, id_from: str | None = None,
+              slices: str | None = None) -> "MedicalReading":
         """From the command-line strings; each bad value is an InputError naming its option."""
         reading = cls(parse_window(window) if window else None, id_from or "name",
                       parse_slices(slices) if slices else None)
@@ -88,6 +89,10 @@ def window_hu(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     lo = center - width / 2.0
     scaled = (np.asarray(hu, dtype=np.float64) - lo) * (255.0 / width)
     return np.clip(np.floor(scaled + 0.5), 0, 255).astype(np.uint8)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _pydicom():
@@ -134,7 +139,8 @@ def _dicom_pixels(ds, path: str) -> np.ndarray:
         except NotImplementedError:
             available = False
         if not available:
-            raise InputError(f"{path}: {syntax.name} pixel data needs a decoder plugin: pip install {_plugin_for(syntax)}")
+            plugin = _plugin_for(syntax)
+            raise InputError(f"{path}: {syntax.name} pixel data needs a decoder plugin: pip install {plugin}")
     if "PixelData" not in ds:
         raise InputError(f"{path}: DICOM file without pixel data")
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
@@ -142,7 +148,7 @@ def _dicom_pixels(ds, path: str) -> np.ndarray:
     try:
         return ds.pixel_array
     except Exception as exc:  # pydicom's decoders raise many types; any is this file's problem
-        raise InputError(f"{path}: cannot decode DICOM pixel data ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise InputError(f"{path}: cannot decode DICOM pixel data ({_first_line(exc)})") from None
 
 
 def dicom_gray(path: str, window: tuple[float, float] | None) -> np.ndarray:
@@ -189,7 +195,7 @@ def _load_nifti(path: str):
     try:
         img = nib.load(path)
     except Exception as exc:  # nibabel raises ImageFileError, OSError, gzip errors...
-        raise InputError(f"{path}: not a readable NIfTI file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise InputError(f"{path}: not a readable NIfTI file ({_first_line(exc)})") from None
     if len(img.shape) != 3:
         raise InputError(f"{path}: a NIfTI volume must have 3 dimensions, this one has shape {tuple(img.shape)}")
     return img
