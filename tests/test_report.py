@@ -155,3 +155,21 @@ def test_evaluate_report_shows_the_predictions_against_the_labels(run_cli, copie
     assert_self_contained(page)
     code, _, err = run_cli("evaluate", scores, labels, "--report", report)
     assert code == 2 and "--report needs --real" in err
+
+
+def test_plain_arrays_without_generated_images(tmp_path):
+    """The builder needs no files: arrays in, a page out; without generated images rows show the real image only."""
+    from ganfp.report import ReportInputs, write_report
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=10)
+    decided = (scores >= np.median(scores)).astype(int)
+    inputs = ReportInputs(real_ids=[f"r{i}" for i in range(10)], real_images=rng.integers(0, 255, (10, 16, 16), np.uint8),
+                          scores=scores, decided=decided, summary={"method": "classifier", "k": None}, rows=4)
+    result = write_report(tmp_path / "r.html", inputs)
+    page = parse(tmp_path / "r.html")
+    assert result.evidence_rows == 8 and page.classes.count("evidence-row") == 8
+    assert page.classes.count("near-row") == 0 and "No generated images were given" in (tmp_path / "r.html").read_text()
+    most = (tmp_path / "r.html").read_text().split('id="least-suspicious"')[0]
+    assert f'data-id="r{int(np.argmax(scores))}"' in most
+    assert_self_contained(page)
