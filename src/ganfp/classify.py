@@ -18,14 +18,16 @@ from typing import Callable
 
 import numpy as np
 
-from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
+from ganfp.data.manifest import UNLABELLED, Manifest, image_files, is_dicom, is_nifti
+from ganfp.data.medical import MedicalReading, file_items, medical_size
 from ganfp.errors import InputError
 from ganfp.fileio import write_text
 from ganfp.membership import SCORERS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.pipeline import canonical
-from ganfp.membership.recipe import DEFAULT_METHOD
+from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
 from ganfp.membership.spaces import calibration_spaces
+from ganfp.report import classify_report, require_matplotlib
 
 DEFAULT_USED_FRACTION = 0.5  # the 2023 test set: 100 used, 100 not used
 
@@ -42,13 +44,14 @@ class ClassifyResult:
     calibration: Choice | None = None
 
 
-def read_real(spec: str, data_root=None) -> Manifest:
+def read_real(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
     """A folder of images (flat, or used/ and not_used/; a generated/ sub-folder is skipped) or a dataset spec."""
     from ganfp.data.adapters import load_manifest
     from ganfp.data.adapters.folder import folder_manifest
 
     path = Path(spec).expanduser()
-    manifest = folder_manifest(path, exclude=("generated",)) if path.is_dir() else load_manifest(spec, data_root)
+    manifest = (folder_manifest(path, exclude=("generated",), reading=reading) if path.is_dir()
+                else load_manifest(spec, data_root))
     seen: dict[str, str] = {}
     for item in manifest.items:
         if item.id in seen:
@@ -57,20 +60,23 @@ def read_real(spec: str, data_root=None) -> Manifest:
     return manifest
 
 
-def generated_manifest(path: str | Path) -> Manifest:
-    """Every image under the generated folder (sub-folders included), unlabelled."""
+def generated_manifest(path: str | Path, reading: MedicalReading | None = None) -> Manifest:
+    """Every image under the generated folder (sub-folders included; NIfTI: every slice), unlabelled."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise InputError(f"{root}: generated images folder not found")
     files = image_files(root)
     if not files:
         raise InputError(f"{root}: the generated images folder holds no images")
-    return Manifest(f"folder:{root}", [], [Item(str(p.resolve()), UNLABELLED, source="generated") for p in files], str(root))
+    items = [it for p in files for it in file_items(p, UNLABELLED, source="generated", reading=reading)]
+    return Manifest(f"folder:{root}", [], items, str(root))
 
 
 def _image_size_of(path: str) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
+    if is_dicom(path) or is_nifti(path):
+        return medical_size(path)
     try:
         with Image.open(path) as img:
             return img.size
@@ -226,7 +232,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
              checkpoint: str | None = None, used_fraction: float | None = None, threshold: float | None = None,
              scores_path=None, ids_path=None, calibrate_on: str | None = None, k: int | None = None,
              device: str = "auto", batch_size: int = 128, data_root=None, runs_dir=None, seed: int = 0,
-             image_size: int | None = None, progress: Progress | None = None) -> ClassifyResult:
+             image_size: int | None = None, progress: Progress | None = None,
+             reading: MedicalReading | None = None, report: str | None = None, report_n: int = 24) -> ClassifyResult:
     """Score, decide, write `out` (validated) and optionally the scores CSV; return what was done."""
     from ganfp.device import resolve_device
     from ganfp.submission import decide, write_submission
@@ -235,17 +242,20 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     check_options(method, k, used_fraction, threshold, image_size)
     if features is not None:
         parse_features(features)  # a typo fails now, not after the first minute of work
-    manifest = read_real(real, data_root)
+    if report:
+        require_matplotlib()
+    manifest = read_real(real, data_root, reading)
     expected = check_ids(manifest.ids, ids_path) if ids_path else None
     gen_dir = generated or manifest.info.get("generated")
-    gen = generated_manifest(gen_dir) if gen_dir else None
+    gen = generated_manifest(gen_dir, reading) if gen_dir else None
     if gen is None and method not in (None, "classifier"):
         raise InputError(f"--method {method} compares real with generated images: pass --generated GEN_DIR")
     if gen is None and calibrate_on:
         raise InputError("--calibrate chooses among the membership scorers: pass --generated GEN_DIR too")
     membership = gen is not None and method != "classifier"
     size = image_size or (native_image_size(manifest, gen) if membership else None)
-    setup = ScoringSetup(size, resolve_device(device), batch_size, data_root, checkpoint, runs_dir, seed, progress=progress)
+    setup = ScoringSetup(size, resolve_device(device), batch_size=batch_size, data_root=data_root, checkpoint=checkpoint,
+                         runs_dir=runs_dir, seed=seed, progress=progress)
 
     choice = None
     if calibrate_on:
@@ -283,4 +293,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         "device": str(setup.device),
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if report:
+        space = parse_features(recipe.features or DEFAULT_FEATURES)  # the ensemble's evidence: its std32 member
+        summary["report"] = classify_report(report, manifest, gen, setup, space, score, labels, summary, report_n,
+                                            cut=threshold).path
     return ClassifyResult(manifest.ids, labels, score, scorers, summary, choice)

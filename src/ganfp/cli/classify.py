@@ -40,6 +40,7 @@ def print_summary(summary: dict, as_json: bool) -> None:
         ("labelled not used", summary["labelled_not_used"]),
         ("submission", summary["out"]),
         ("scores", summary["scores"]),
+        ("report", summary.get("report")),
         ("device", summary["device"]),
         ("time (s)", f"{summary['seconds']:.1f}"),
     ]
@@ -67,16 +68,25 @@ def classify(
     runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help="Folder of chain runs (default: $GANFP_RUNS, else ./runs)."),
     seed: int = typer.Option(0, help="Seed of the autoencoder, the calibration folds and the bootstrap."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    window: Optional[str] = typer.Option(None, "--window", help="HU window of DICOM/NIfTI images: CENTER,WIDTH or lung, mediastinum, bone (default: lung, -1000..400 HU, for CT)."),
+    id_from: Optional[str] = typer.Option(None, "--id-from", help="Ids of DICOM files: name (the file name, default) or uid (SOPInstanceUID)."),
+    slices: Optional[str] = typer.Option(None, "--slices", help="NIfTI axial slices to read: START:STOP (STOP excluded) or one slice number (default: all)."),
+    report: Optional[str] = typer.Option(None, "--report", help="Also write an HTML evidence report (self-contained; needs ganfp[plots])."),
+    report_n: int = typer.Option(24, "--report-n", min=1, help="Evidence rows in the report: the N most and the N least suspicious images."),
 ) -> None:
     """Label each real image used (1) or not used (0) and write a validated submission file."""
     from ganfp.classify import classify as run
+    from ganfp.data.medical import MedicalReading
+
+    reading = MedicalReading.parse(window, id_from, slices)
 
     with ui.progress(transient=True) as bars:
         result = run(
             real, out, generated=generated, method=method, features=features, checkpoint=checkpoint,
             used_fraction=used_fraction, threshold=threshold, scores_path=scores, ids_path=ids,
             calibrate_on=calibrate, k=k, device=device, batch_size=batch_size, data_root=data_root,
-            runs_dir=runs_dir, seed=seed, image_size=image_size, progress=ProgressBars(bars),
+            runs_dir=runs_dir, seed=seed, image_size=image_size, progress=ProgressBars(bars), reading=reading,
+            report=report, report_n=report_n,
         )
     if result.calibration and not as_json:
         ui.info(f"calibration chose: {result.calibration.describe()}")
