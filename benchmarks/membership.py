@@ -18,6 +18,7 @@ reports it on the held-out one: a default chosen this way must hold on a family 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shlex
 import sys
 import tempfile
@@ -48,10 +49,11 @@ SHOWN = [Recipe("knn", "pixels64", 10), OLD_DEFAULT, Recipe("knn", "std16", 5), 
 
 
 def family_sets(name: str, shape: str, seed: int, zoo_dir: Path):
-    """(real, generated, y) of a family's split, written as the 2023 task ships it (once)."""
-    folder = zoo_dir / f"{name}-s{seed}-{shape}"
-    if not (folder / ("labels.csv" if shape == "test" else "generated")).exists():
-        split = build_split(name, shape_seed(seed, shape), **SHAPES[shape], cache=zoo_dir / "cache")
+    """(real, generated, y, folder) of a family's split, written as the 2023 task ships it (once per content)."""
+    split = build_split(name, shape_seed(seed, shape), **SHAPES[shape], cache=zoo_dir / "cache")
+    digest = hashlib.sha256(b"".join(a.tobytes() for a in (split.used, split.not_used, split.generated))).hexdigest()
+    folder = zoo_dir / f"{name}-s{seed}-{shape}-{digest[:12]}"
+    if not folder.is_dir():
         write_split(split, folder, layout=shape)
     if shape == "dev":
         real, gen = dev_sets(str(folder))
