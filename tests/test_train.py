@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import torch
 
 from ganfp.checkpoint import load_checkpoint, read_safetensors
 from ganfp.errors import InputError
+from ganfp.chain import train_stage
 from ganfp.train import StageConfig, run_stage
 
 from conftest import write_class_folder
@@ -32,8 +34,8 @@ def test_stage_writes_a_self_describing_checkpoint(class_folder, tmp_path):
     assert meta["status"] == "complete" and meta["model"] == "conv5" and meta["classes"] == ["a", "b"]
     assert meta["image_size"] == 16 and meta["seed"] == 0 and meta["config"]["lr"] == 0.01
     assert {"torch", "timm", "ganfp"} <= set(meta["versions"]) and len(meta["data_fingerprint"]) == 64
-    assert summary["train_size"] + summary["val_size"] == 48 and summary["val_size"] == 10
-    assert summary["best_val_accuracy"] > 0.8  # bright vs dark is learnable in three epochs
+    assert summary.train_size + summary.val_size == 48 and summary.val_size == 10
+    assert summary.best_val_accuracy > 0.8  # bright vs dark is learnable in three epochs
     model, file_meta = load_checkpoint(out)  # the safetensors file alone rebuilds the model
     assert file_meta["classes"] == ["a", "b"] and model(torch.zeros(1, 1, 16, 16)).shape == (1, 2)
 
@@ -50,7 +52,7 @@ def test_same_seed_gives_identical_history(class_folder, tmp_path):
 def test_early_stopping_stops_when_validation_loss_stops_improving(class_folder, tmp_path):
     cfg = StageConfig(dataset=str(class_folder), **{**TINY, "epochs": 50, "patience": 1, "lr": 0.5})
     summary = run_stage(cfg, tmp_path / "s", data_root=tmp_path / "root")
-    assert summary["epochs_run"] < 50 and summary["epochs_run"] == summary["best_epoch"] + 1
+    assert summary.epochs_run < 50 and summary.epochs_run == summary.best_epoch + 1
 
 
 def test_killed_stage_resumes_and_matches_an_uninterrupted_run(tmp_path):
@@ -86,9 +88,12 @@ def test_unlabelled_stage_self_trains_from_the_previous_stage(class_folder, tmp_
     for p in sorted(class_folder.rglob("*.png"))[::2]:
         (flat / p.name).write_bytes(p.read_bytes())
     cfg = StageConfig(name="self", dataset=str(flat), init=str(tmp_path / "s1"), pseudo_labels="self", pseudo_fraction=0.25, **TINY)
-    summary = run_stage(cfg, tmp_path / "s2", data_root=tmp_path / "root")
-    assert summary["train_size"] + summary["val_size"] == 12  # a quarter of 24 at each end
-    assert summary["classes"] == ["a", "b"] and summary["best_val_accuracy"] > 0.6
+    summary = train_stage(cfg, tmp_path / "s2", data_root=tmp_path / "root")
+    assert summary.train_size + summary.val_size == 12  # a quarter of 24 at each end
+    assert summary.classes == ["a", "b"] and summary.best_val_accuracy > 0.6
+    assert summary.val_labels == "pseudo:self" and "best_val_accuracy" not in summary.to_dict()
+    assert summary.to_dict()["best_val_pseudo_agreement"] == summary.best_val_accuracy
+    assert "val_pseudo_agreement" in (tmp_path / "s2" / "history.csv").read_text().splitlines()[0]
     with pytest.raises(InputError, match="no labels"):
         run_stage(StageConfig(dataset=str(flat), **TINY), tmp_path / "s3", data_root=tmp_path / "root")
 
@@ -110,20 +115,23 @@ def test_knn_pseudo_labels_come_from_the_generated_set(demo_root, tmp_path):
     import csv
 
     from ganfp.data.adapters import load_manifest
-    from ganfp.pseudo import pseudo_labels
+    from ganfp.pseudo import PSEUDO_LABELERS, PseudoContext, PseudoSettings, rank_labels
 
     manifest = load_manifest("demo:gans-test", demo_root)
-    ctx = {"manifest": manifest, "device": torch.device("cpu"), "data_root": demo_root, "config": StageConfig(seed=0)}
-    idx, labels = pseudo_labels("knn", ctx, 0.25)
+    settings = PseudoSettings("knn", 0.25, "ssim64", 10, seed=0, batch_size=8)
+    ctx = PseudoContext(settings, None, ["not_used", "used"], manifest, None, torch.device("cpu"), demo_root)
+    idx, labels = rank_labels(PSEUDO_LABELERS.get("knn")(ctx), 0.25, used=1)
     with open(manifest.info["labels"]) as f:
         truth = {row["id"]: int(row["label"]) for row in csv.DictReader(f)}
     agree = np.mean([truth[manifest.items[i].id] == lab for i, lab in zip(idx, labels)])
     assert len(idx) == 50 and agree > 0.8  # the membership scorer labels far better than chance
-    cfg = StageConfig(name="self", dataset="demo:gans-test", pseudo_labels="knn", **TINY)
-    cfg.init = str(tmp_path / "dev")
     run_stage(StageConfig(name="dev", dataset="demo:gans-dev", **TINY), tmp_path / "dev", data_root=demo_root)
-    summary = run_stage(cfg, tmp_path / "self", data_root=demo_root)
-    assert summary["train_size"] + summary["val_size"] == 50 and summary["classes"] == ["not_used", "used"]
+    cfg = StageConfig(name="self", dataset="demo:gans-test", pseudo_labels="knn", init=str(tmp_path / "dev"), **TINY)
+    summary = train_stage(cfg, tmp_path / "self", data_root=demo_root)
+    assert summary.train_size + summary.val_size == 50 and summary.classes == ["not_used", "used"]
+    # the knn settings are the stage's: changing k changes its digest, so a finished stage is not reused
+    assert dataclasses.replace(cfg, pseudo_k=3).digest() != cfg.digest()
+    assert dataclasses.replace(cfg, pseudo_features="pixels32").digest() != cfg.digest()
 
 
 def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path):
