@@ -153,15 +153,29 @@ class StageConfig:
             if _problem(model_entry, self.model) or model_entry(self.model).timm_name is not None:
                 return None
             return f"{self.model} has no ImageNet weights; use none or a local weights file"
-        if Path(self.init).expanduser().exists():
-            return None
-        return f"{self.init!r}: no such weights file or stage folder (or: none, imagenet)"
+        path = Path(self.init).expanduser()
+        if not path.exists():
+            return f"{self.init!r}: no such weights file or stage folder (or: none, imagenet)"
+        return _problem(check_init_checkpoint, path)
 
     def validate(self, check_init: bool = True) -> None:
         """Raise one InputError listing every bad setting, before any work starts."""
         problems = self.problems(check_init)
         if problems:
             raise InputError(f"stage {self.name}: " + "; ".join(f"{name}: {why}" for name, why in problems))
+
+
+def check_init_checkpoint(path: Path) -> None:
+    """A ganfp checkpoint to start from must describe a model ganfp can rebuild (header only: cheap)."""
+    from ganfp.checkpoint import check_model_meta, read_safetensors, resolve_checkpoint
+
+    if path.is_dir():
+        path = resolve_checkpoint(path) / MODEL_FILE
+    elif path.suffix != ".safetensors":
+        return  # a plain state_dict (.pth): checked when it is loaded
+    meta = read_safetensors(path, tensors=False)[1]
+    if "model" in meta:  # else a plain safetensors state_dict
+        check_model_meta(path, meta)
 
 
 def _problem(check, value) -> str | None:
