@@ -148,3 +148,104 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err
     assert "last good checkpoint" in err and "--resume" in err
     assert read_safetensors(out / "last.safetensors", tensors=False)[1]["state"]["epoch"] >= 1
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--epochs", "0", "epochs: must be at least 1"),
+    ("--patience", "0", "patience: must be at least 1"),
+    ("--batch-size", "0", "batch_size: must be at least 1"),
+    ("--image-size", "0", "image_size: must be 8 to 4096"),
+    ("--lr", "nan", "lr: must be a positive number"),
+    ("--lr", "-1", "lr: must be a positive number"),
+    ("--momentum", "1", "momentum: must be at least 0 and below 1"),
+    ("--val-fraction", "1.5", "val_fraction: must be above 0 and below 1"),
+    ("--pseudo-fraction", "0.9", "pseudo_fraction: must be above 0 and at most 0.5"),
+    ("--seed", "-1", "seed: must be 0 to"),
+    ("--name", "../../x", "is not a plain name"),
+    ("--init", "imagenet", "conv5 has no ImageNet weights"),
+    ("--init", "missing.safetensors", "no such weights file or stage folder"),
+])
+def test_bad_numbers_are_refused_before_any_work(class_folder, tmp_path, run_cli, option, value, words):
+    code, out, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "conv5",
+                             "--data-root", tmp_path / "root", option, value)
+    assert code == 2 and words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists() and not (tmp_path / "root").exists()  # nothing decoded, nothing written
+
+
+def test_nan_validation_loss_from_the_start_fails_without_a_complete_meta(class_folder, tmp_path, run_cli, monkeypatch):
+    import ganfp.train as train_mod
+
+    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **kw: {"loss": float("nan"), "accuracy": 0.5, "f1": 0.0})
+    code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "conv5",
+                           "--image-size", "16", "--batch-size", "8", "--epochs", "3", "--data-root", tmp_path / "root")
+    assert code == 1 and "validation loss is nan from the first epoch" in err and "Traceback" not in err
+    assert not (tmp_path / "s" / "meta.json").exists() and not (tmp_path / "s" / "model.safetensors").exists()
+
+
+def test_one_class_folder_names_the_missing_class(tmp_path, run_cli):
+    data = write_class_folder(tmp_path / "ds", n_per_class=8, size=16)
+    for p in (data / "b").iterdir():
+        p.unlink()
+    (data / "b").rmdir()
+    code, _, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "s", "--model", "conv5",
+                           "--image-size", "16", "--epochs", "1", "--data-root", tmp_path / "root")
+    assert code == 2 and "only one class ('a')" in err and "missing class" in err
+    assert not (tmp_path / "s" / "meta.json").exists()
+
+
+def test_stage_keeps_the_best_epoch_not_the_last(class_folder, tmp_path, monkeypatch):
+    import ganfp.train as train_mod
+
+    losses, weights = iter([0.9, 0.4, 0.7, 0.8]), []
+    real_evaluate = train_mod.evaluate
+
+    def scripted(model, *a, **kw):  # real metrics, scripted losses: epoch 2 is the best, epoch 4 the last
+        weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return {**real_evaluate(model, *a, **kw), "loss": next(losses)}
+
+    monkeypatch.setattr(train_mod, "evaluate", scripted)
+    summary = run_stage(StageConfig(dataset=str(class_folder), **{**TINY, "epochs": 4, "patience": 5}), tmp_path / "s",
+                        data_root=tmp_path / "root")
+    assert summary.best_epoch == 2 and summary.epochs_run == 4 and summary.best_val_loss == 0.4
+    saved, meta = read_safetensors(tmp_path / "s" / "model.safetensors")
+    assert meta["epoch"] == 2
+    assert all(torch.equal(saved[k], weights[1][k]) for k in saved)
+    assert not all(torch.equal(saved[k], weights[3][k]) for k in saved)  # the last epoch's weights differ
+
+
+def test_new_classes_keep_every_backbone_tensor(class_folder, tmp_path):
+    from ganfp.train import build_model
+
+    run_stage(StageConfig(dataset=str(class_folder), **{**TINY, "epochs": 1}), tmp_path / "s1", data_root=tmp_path / "root")
+    before = read_safetensors(tmp_path / "s1" / "model.safetensors")[0]
+    cfg = StageConfig(dataset=str(class_folder), init=str(tmp_path / "s1"), **TINY)
+    model, _ = build_model(cfg, ["x", "y", "z"], torch.device("cpu"))
+    after = model.state_dict()
+    heads = [k for k in after if model.is_head_key(k)]
+    assert heads and all(after[k].shape[0] == 3 for k in heads)  # a fresh head for three classes
+    for key, tensor in before.items():
+        if not model.is_head_key(key):
+            assert torch.equal(after[key], tensor), key
+
+
+def test_split_is_stratified_on_both_sides(tmp_path):
+    from ganfp.data.manifest import Item, Manifest
+    from ganfp.data.split import split_indices
+
+    counts = {"a": 60, "b": 15, "c": 25}
+    labels = [i for i, n in enumerate(counts.values()) for _ in range(n)]
+    manifest = Manifest("m", list(counts), [Item(f"/x/{i}.png", lab) for i, lab in enumerate(labels)])
+    for seed in range(5):
+        train, val = split_indices(manifest, 0.2, seed)
+        assert len(val) == 20 and sorted(np.concatenate([train, val])) == list(range(100))
+        y = np.array(labels)
+        assert np.bincount(y[val], minlength=3).tolist() == [12, 3, 5]  # 8:2 of every class
+        assert np.bincount(y[train], minlength=3).tolist() == [48, 12, 20]
+
+
+def test_a_batch_as_large_as_the_split_warns_and_says_what_to_do(class_folder, tmp_path, run_cli):
+    code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "conv5",
+                           "--image-size", "16", "--batch-size", "256", "--epochs", "1", "--data-root", tmp_path / "root")
+    assert code == 0
+    assert "--batch-size 256 is not smaller than the 38 training images" in err and "single SGD step" in err
+    assert "e.g. --batch-size 4" in err
