@@ -54,7 +54,9 @@ class ChainSpec:
     defaults: dict = field(default_factory=dict)
     description: str = ""
     where: str = ""  # the file (or built-in chain) it came from, for messages
-    lines: dict = field(default_factory=dict, repr=False)  # (table, key) -> line number; table: None, "defaults" or stage index
+    lines: dict = field(
+        default_factory=dict, repr=False
+    )  # (table, key) -> line number; table: None, "defaults" or stage index
 
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "defaults": self.defaults, "stages": self.stages}
@@ -129,7 +131,11 @@ def load_chain(name_or_path: str) -> ChainSpec:
 
 def _structure_problems(spec: ChainSpec, raw: dict) -> list[str]:
     """Every problem with the file's shape: top-level keys, table types, unknown stage keys, missing datasets."""
-    out = [f"{spec.locate(None, k)}: unknown top-level key {k!r}; valid: {', '.join(sorted(TOP_KEYS))}" for k in raw if k not in TOP_KEYS]
+    out = [
+        f"{spec.locate(None, k)}: unknown top-level key {k!r}; valid: {', '.join(sorted(TOP_KEYS))}"
+        for k in raw
+        if k not in TOP_KEYS
+    ]
     why = plain_name_problem(spec.name)
     if why:
         out.append(f"{spec.locate(None, 'name')}: chain name {why}")
@@ -153,11 +159,14 @@ def _structure_problems(spec: ChainSpec, raw: dict) -> list[str]:
     for key_table, what, table in tables:
         for key in table:
             if key not in STAGE_FIELDS:
-                out.append(f"{spec.locate(key_table, key)}: {what} has unknown key {key!r}; valid: {', '.join(sorted(STAGE_FIELDS))}")
+                valid = ", ".join(sorted(STAGE_FIELDS))
+                out.append(f"{spec.locate(key_table, key)}: {what} has unknown key {key!r}; valid: {valid}")
     return out
 
 
-def stage_configs(spec: ChainSpec, model: str, overrides: dict | None = None, run_dir: Path | None = None) -> list[StageConfig]:
+def stage_configs(
+    spec: ChainSpec, model: str, overrides: dict | None = None, run_dir: Path | None = None
+) -> list[StageConfig]:
     """Defaults, then the stage's own settings, then the command line's; every stage checked before any trains.
 
     With `run_dir`, stages after the first start from the folder of the stage before them.
@@ -173,7 +182,11 @@ def stage_configs(spec: ChainSpec, model: str, overrides: dict | None = None, ru
         cfg = StageConfig(**values)
         for name, why in cfg.problems(check_init=i == 1):
             problems.append(_where(spec, i, table, overrides, name, why))
-        if cfg.pseudo_labels is not None and isinstance(cfg.pseudo_labels, str) and cfg.pseudo_labels not in PSEUDO_LABELERS:
+        if (
+            cfg.pseudo_labels is not None
+            and isinstance(cfg.pseudo_labels, str)
+            and cfg.pseudo_labels not in PSEUDO_LABELERS
+        ):
             problems.append(_where(spec, i, table, overrides, "pseudo_labels", _unknown_source(cfg.pseudo_labels)))
         configs.append(cfg)
     if problems:
@@ -214,8 +227,15 @@ def run_dir_for(spec: ChainSpec, model: str, runs_root: Path) -> Path:
     return Path(runs_root) / f"{spec.name}-{model}"
 
 
-def train_stage(cfg: StageConfig, out_dir: str | Path, resume: bool = False, data_root=None, observer=None,
-                init_id: str = "", strict_resume: bool = True) -> StageSummary:
+def train_stage(
+    cfg: StageConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    data_root=None,
+    observer=None,
+    init_id: str = "",
+    strict_resume: bool = True,
+) -> StageSummary:
     """One stage, pseudo-labelled first when it asks for it (`pseudo_labels`); the `train-stage` command."""
     cfg.validate()
     if not cfg.pseudo_labels:
@@ -227,7 +247,9 @@ def train_stage(cfg: StageConfig, out_dir: str | Path, resume: bool = False, dat
     if done is not None:
         return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)  # reports it, returns it
     manifest, images = load_stage_images(cfg, data_root, observer)
-    settings = PseudoSettings(cfg.pseudo_labels, cfg.pseudo_fraction, cfg.pseudo_features, cfg.pseudo_k, cfg.seed, cfg.batch_size)
+    settings = PseudoSettings(
+        cfg.pseudo_labels, cfg.pseudo_fraction, cfg.pseudo_features, cfg.pseudo_k, cfg.seed, cfg.batch_size
+    )
     manifest, images = pseudo_label(settings, cfg.init, manifest, images, device, data_root)
     data = StageData(manifest, images, val_labels=f"pseudo:{cfg.pseudo_labels}")
     return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume, data=data)
@@ -248,8 +270,14 @@ def run_chain(
     names = [c.name for c in configs]
     if from_stage is not None and from_stage not in names:
         raise InputError(f"--from-stage {from_stage!r}: not a stage of chain {spec.name} ({', '.join(names)})")
-    record = {"chain": spec.name, "model": model, "spec": spec.to_dict(),
-              "stages": [{"name": c.name, "dir": stage_folder(i, c.name), "status": "pending"} for i, c in enumerate(configs, 1)]}
+    record = {
+        "chain": spec.name,
+        "model": model,
+        "spec": spec.to_dict(),
+        "stages": [
+            {"name": c.name, "dir": stage_folder(i, c.name), "status": "pending"} for i, c in enumerate(configs, 1)
+        ],
+    }
     rerun, prev_id, results = False, "", []
     for cfg, entry in zip(configs, record["stages"]):
         out_dir = run_dir / entry["dir"]
@@ -259,8 +287,15 @@ def run_chain(
             _write_record(run_dir, record)
             observer = observer_for(cfg) if observer_for else None
             with observer if observer is not None else contextlib.nullcontext() as obs:
-                summary = train_stage(cfg, out_dir, resume=not rerun, data_root=data_root, observer=obs, init_id=prev_id,
-                                      strict_resume=False)
+                summary = train_stage(
+                    cfg,
+                    out_dir,
+                    resume=not rerun,
+                    data_root=data_root,
+                    observer=obs,
+                    init_id=prev_id,
+                    strict_resume=False,
+                )
             rerun = True  # later stages start from new weights
         if cfg.pseudo_labels:  # also for a stage finished before summaries said so
             summary = dataclasses.replace(summary, val_labels=f"pseudo:{cfg.pseudo_labels}")

@@ -68,11 +68,18 @@ def knn_scores(ctx: PseudoContext) -> np.ndarray:
     manifest, s = ctx.manifest, ctx.settings
     folder = manifest.info.get("generated")
     if not folder:
-        raise InputError(f"{manifest.name}: pseudo_labels = \"knn\" needs a dataset with generated images "
-                         "(e.g. imageclef-gans-2023:test, demo:gans-test)")
+        raise InputError(
+            f'{manifest.name}: pseudo_labels = "knn" needs a dataset with generated images '
+            "(e.g. imageclef-gans-2023:test, demo:gans-test)"
+        )
     generated = generated_manifest(folder)
-    setup = ScoringSetup(parse_features(s.features), native_image_size(manifest, generated), ctx.device,
-                         data_root=ctx.data_root, seed=s.seed)
+    setup = ScoringSetup(
+        parse_features(s.features),
+        native_image_size(manifest, generated),
+        ctx.device,
+        data_root=ctx.data_root,
+        seed=s.seed,
+    )
     return MembershipScorer(manifest, generated, setup).score("knn", s.k)
 
 
@@ -90,8 +97,14 @@ def rank_labels(scores: np.ndarray, fraction: float, used: int) -> tuple[np.ndar
     return indices[keep], labels[keep]
 
 
-def pseudo_label(settings: PseudoSettings, init: str | Path, manifest: Manifest, images: torch.Tensor,
-                 device: torch.device, data_root=None) -> tuple[Manifest, torch.Tensor]:
+def pseudo_label(
+    settings: PseudoSettings,
+    init: str | Path,
+    manifest: Manifest,
+    images: torch.Tensor,
+    device: torch.device,
+    data_root=None,
+) -> tuple[Manifest, torch.Tensor]:
     """The confidently scored images of an unlabelled set, labelled with the classes of the model in `init`."""
     from ganfp.checkpoint import load_checkpoint
 
@@ -99,7 +112,9 @@ def pseudo_label(settings: PseudoSettings, init: str | Path, manifest: Manifest,
     model, meta = load_checkpoint(init, device)
     classes = list(meta["classes"])
     if len(classes) != 2:
-        raise InputError(f"{init}: pseudo-labels need a two-class model (used / not used), this one has {len(classes)} classes")
+        raise InputError(
+            f"{init}: pseudo-labels need a two-class model (used / not used), this one has {len(classes)} classes"
+        )
     scores = labeler(PseudoContext(settings, model, classes, manifest, images, device, data_root))
     ranked = rank_labels(scores, settings.fraction, used_class_index(classes))
     idx, labels = distributed.broadcast_object(ranked)  # every rank trains on rank 0's labels

@@ -25,7 +25,17 @@ import torch
 import torch.nn.functional as F
 
 from ganfp import __version__, distributed
-from ganfp.checkpoint import HISTORY_FILE, META_FILE, MODEL_FILE, RESUME_FILE, load_checkpoint, load_resume, model_meta, save_model, save_resume
+from ganfp.checkpoint import (
+    HISTORY_FILE,
+    META_FILE,
+    MODEL_FILE,
+    RESUME_FILE,
+    load_checkpoint,
+    load_resume,
+    model_meta,
+    save_model,
+    save_resume,
+)
 
 # The knn pseudo-labeler's defaults are the membership scorer's; they still live in classify.py
 # until ganfp.membership exports them. Importing them here puts them in every stage's digest.
@@ -44,7 +54,10 @@ from ganfp.models import create_model, model_entry
 
 Observer = Callable[[str, dict], None]
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1", "lr"]
-PSEUDO_NAMES = {"val_accuracy": "val_pseudo_agreement", "val_f1": "val_pseudo_f1"}  # what those scores are on pseudo-labels
+PSEUDO_NAMES = {
+    "val_accuracy": "val_pseudo_agreement",
+    "val_f1": "val_pseudo_f1",
+}  # what those scores are on pseudo-labels
 MIN_STEPS = 4  # fewer SGD steps per epoch than this and a stage learns next to nothing: say so
 MAX_SEED = 2**32 - 1  # numpy's seed range
 
@@ -117,32 +130,74 @@ class StageConfig:
 
     def _rules(self, check_init: bool):
         """(field, other fields read, rule returning what is wrong or None)."""
+
         def need(ok: bool, why: str) -> str | None:
             return None if ok else why
 
         rules = [
             ("name", (), lambda: plain_name_problem(self.name)),
             ("epochs", (), lambda: need(self.epochs >= 1, f"must be at least 1, got {self.epochs}")),
-            ("patience", (), lambda: need(self.patience >= 1, f"must be at least 1 (epochs without a lower validation loss), got {self.patience}")),
+            (
+                "patience",
+                (),
+                lambda: need(
+                    self.patience >= 1,
+                    f"must be at least 1 (epochs without a lower validation loss), got {self.patience}",
+                ),
+            ),
             ("batch_size", (), lambda: need(self.batch_size >= 1, f"must be at least 1, got {self.batch_size}")),
-            ("image_size", (), lambda: need(8 <= self.image_size <= 4096, f"must be 8 to 4096 pixels, got {self.image_size}")),
+            (
+                "image_size",
+                (),
+                lambda: need(8 <= self.image_size <= 4096, f"must be 8 to 4096 pixels, got {self.image_size}"),
+            ),
             ("lr", (), lambda: need(0 < self.lr < math.inf, f"must be a positive number, got {self.lr}")),
-            ("momentum", (), lambda: need(0 <= self.momentum < 1, f"must be at least 0 and below 1, got {self.momentum}")),
-            ("weight_decay", (), lambda: need(0 <= self.weight_decay < math.inf, f"must be 0 or more, got {self.weight_decay}")),
-            ("val_fraction", (), lambda: need(0 < self.val_fraction < 1, f"must be above 0 and below 1, got {self.val_fraction}")),
-            ("pseudo_fraction", (), lambda: need(0 < self.pseudo_fraction <= 0.5, f"must be above 0 and at most 0.5, got {self.pseudo_fraction}")),
+            (
+                "momentum",
+                (),
+                lambda: need(0 <= self.momentum < 1, f"must be at least 0 and below 1, got {self.momentum}"),
+            ),
+            (
+                "weight_decay",
+                (),
+                lambda: need(0 <= self.weight_decay < math.inf, f"must be 0 or more, got {self.weight_decay}"),
+            ),
+            (
+                "val_fraction",
+                (),
+                lambda: need(0 < self.val_fraction < 1, f"must be above 0 and below 1, got {self.val_fraction}"),
+            ),
+            (
+                "pseudo_fraction",
+                (),
+                lambda: need(
+                    0 < self.pseudo_fraction <= 0.5, f"must be above 0 and at most 0.5, got {self.pseudo_fraction}"
+                ),
+            ),
             ("pseudo_k", (), lambda: need(self.pseudo_k >= 1, f"must be at least 1, got {self.pseudo_k}")),
             ("seed", (), lambda: need(0 <= self.seed <= MAX_SEED, f"must be 0 to {MAX_SEED}, got {self.seed}")),
-            ("memory_budget", (), lambda: need(self.memory_budget is None or 0 <= self.memory_budget < math.inf,
-                                               f"must be 0 or more (GB), got {self.memory_budget}")),
+            (
+                "memory_budget",
+                (),
+                lambda: need(
+                    self.memory_budget is None or 0 <= self.memory_budget < math.inf,
+                    f"must be 0 or more (GB), got {self.memory_budget}",
+                ),
+            ),
             ("model", (), lambda: _problem(model_entry, self.model)),
             ("dataset", (), lambda: _problem(parse_spec, self.dataset)),
         ]
         if check_init:
             rules += [
                 ("init", ("model",), self._init_problem),
-                ("pseudo_labels", ("init",), lambda: need(not self.pseudo_labels or self.init not in ("none", "imagenet"),
-                                                          "pseudo-labels need a trained model to start from (init = a previous stage)")),
+                (
+                    "pseudo_labels",
+                    ("init",),
+                    lambda: need(
+                        not self.pseudo_labels or self.init not in ("none", "imagenet"),
+                        "pseudo-labels need a trained model to start from (init = a previous stage)",
+                    ),
+                ),
             ]
         return rules
 
@@ -315,8 +370,19 @@ class Interrupted(GanfpError):
     exit_code = 130
 
 
-def train_one_epoch(model, optimizer, images, labels, indices, batch_size, device, augment=None, observer=None,
-                    channels_last=False, norm=None) -> dict:
+def train_one_epoch(
+    model,
+    optimizer,
+    images,
+    labels,
+    indices,
+    batch_size,
+    device,
+    augment=None,
+    observer=None,
+    channels_last=False,
+    norm=None,
+) -> dict:
     """One pass over `indices`; returns mean loss and accuracy over all ranks."""
     model.train()
     totals = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, count
@@ -333,7 +399,9 @@ def train_one_epoch(model, optimizer, images, labels, indices, batch_size, devic
         totals[1] += (logits.argmax(-1) == y).sum()
         totals[2] += n
         if observer and (device.type == "cpu" or step % 20 == 0):
-            observer("batch", {"loss": float(loss.detach()), "advance": 1 if device.type == "cpu" else min(20, step + 1)})
+            observer(
+                "batch", {"loss": float(loss.detach()), "advance": 1 if device.type == "cpu" else min(20, step + 1)}
+            )
     distributed.all_reduce_sum(totals)
     loss_sum, correct, count = totals.tolist()
     return {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1)}
@@ -346,7 +414,9 @@ def evaluate(model, images, labels, indices, batch_size, device, classes, channe
     n = len(classes)
     loss_sum = torch.zeros(1, device=device, dtype=torch.float64)
     confusion = torch.zeros(n, n, device=device, dtype=torch.float64)
-    for x, y in iterate_batches(images, indices, batch_size, device, labels, channels_last=channels_last, **_norm(norm)):
+    for x, y in iterate_batches(
+        images, indices, batch_size, device, labels, channels_last=channels_last, **_norm(norm)
+    ):
         with autocast(device):
             logits = model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
@@ -404,7 +474,9 @@ def build_model(cfg: StageConfig, classes: list[str], device):
             model.net.set_input_size(img_size=cfg.image_size)
         model.image_size = cfg.image_size
         return model.to(device), meta
-    return create_model(cfg.model, num_classes=len(classes), image_size=cfg.image_size, weights=cfg.init).to(device), None
+    return create_model(cfg.model, num_classes=len(classes), image_size=cfg.image_size, weights=cfg.init).to(
+        device
+    ), None
 
 
 def _has_meta(path: Path) -> bool:
@@ -417,8 +489,10 @@ def setup_device(cfg: StageConfig) -> torch.device:
     """Join the process group (under torchrun), pick the device and its fast settings."""
     device = resolve_device(distributed.setup(cfg.device))
     if cfg.batch_size % distributed.world_size():
-        raise InputError(f"--batch-size {cfg.batch_size}: not a multiple of the {distributed.world_size()} processes, "
-                         "which take equal shares of each batch")
+        raise InputError(
+            f"--batch-size {cfg.batch_size}: not a multiple of the {distributed.world_size()} processes, "
+            "which take equal shares of each batch"
+        )
     configure(device, cfg.deterministic)
     return device
 
@@ -426,13 +500,26 @@ def setup_device(cfg: StageConfig) -> torch.device:
 def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = None) -> tuple[Manifest, torch.Tensor]:
     """The stage's manifest and its images decoded at the stage's size (labelled or not)."""
     manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
-    _notify(observer, "message", {"text": f"{cfg.dataset}: {len(manifest)} images, decoding once at {cfg.image_size}px (cached)"})
+    _notify(
+        observer,
+        "message",
+        {"text": f"{cfg.dataset}: {len(manifest)} images, decoding once at {cfg.image_size}px (cached)"},
+    )
     budget = default_memory_budget() if cfg.memory_budget is None else int(cfg.memory_budget * 1e9)
     with distributed.main_first():  # rank 0 decodes; the other ranks then read its cache
-        imageset = load_images(manifest, cfg.image_size, data_root, skip_bad=cfg.skip_bad,
-                               memory_budget=budget // distributed.local_world_size())
+        imageset = load_images(
+            manifest,
+            cfg.image_size,
+            data_root,
+            skip_bad=cfg.skip_bad,
+            memory_budget=budget // distributed.local_world_size(),
+        )
     if imageset.memory_mapped:
-        _notify(observer, "message", {"text": f"image cache over the memory budget: batches are read memory-mapped from {imageset.path}"})
+        _notify(
+            observer,
+            "message",
+            {"text": f"image cache over the memory budget: batches are read memory-mapped from {imageset.path}"},
+        )
     for path, reason in imageset.bad:
         _notify(observer, "message", {"text": f"skipped {path}: {reason}"})
     return imageset.manifest, imageset.images
@@ -441,15 +528,21 @@ def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = N
 def check_labels(cfg: StageConfig, manifest: Manifest) -> None:
     """A stage learns a distinction: it needs labels, and images of at least two classes."""
     if not manifest.labelled:
-        raise InputError(f"{cfg.dataset}: images have no labels; give the stage pseudo_labels (e.g. \"self\") or a labelled dataset")
+        raise InputError(
+            f'{cfg.dataset}: images have no labels; give the stage pseudo_labels (e.g. "self") or a labelled dataset'
+        )
     counts = manifest.class_counts()
     empty = [c for c, n in counts.items() if n == 0]
     if empty:
-        raise InputError(f"{cfg.dataset}: no images of class {', '.join(map(repr, empty))} (classes: {', '.join(counts)}); "
-                         "a stage needs images of every class")
+        raise InputError(
+            f"{cfg.dataset}: no images of class {', '.join(map(repr, empty))} (classes: {', '.join(counts)}); "
+            "a stage needs images of every class"
+        )
     if len(counts) < 2:
-        raise InputError(f"{cfg.dataset}: only one class ({', '.join(map(repr, counts))}); a stage needs at least two: "
-                         "add a sub-folder of images for the missing class")
+        raise InputError(
+            f"{cfg.dataset}: only one class ({', '.join(map(repr, counts))}); a stage needs at least two: "
+            "add a sub-folder of images for the missing class"
+        )
 
 
 def batch_warnings(cfg: StageConfig, n_train: int) -> list[str]:
@@ -458,10 +551,16 @@ def batch_warnings(cfg: StageConfig, n_train: int) -> list[str]:
     if steps >= MIN_STEPS:
         return []
     suggest = max(1, 2 ** int(math.log2(max(1, n_train // 8))))
-    what = (f"--batch-size {cfg.batch_size} is not smaller than the {n_train} training images, so every epoch is a single SGD step"
-            if steps == 1 else f"--batch-size {cfg.batch_size} gives only {steps} SGD steps per epoch over {n_train} training images")
-    return [f"stage {cfg.name}: {what} and the model will barely learn; use a smaller batch, e.g. --batch-size {suggest} "
-            "(and perhaps a larger --lr, e.g. 0.003)"]
+    what = (
+        f"--batch-size {cfg.batch_size} is not smaller than the {n_train} training images, "
+        "so every epoch is a single SGD step"
+        if steps == 1
+        else f"--batch-size {cfg.batch_size} gives only {steps} SGD steps per epoch over {n_train} training images"
+    )
+    return [
+        f"stage {cfg.name}: {what} and the model will barely learn; use a smaller batch, e.g. --batch-size {suggest} "
+        "(and perhaps a larger --lr, e.g. 0.003)"
+    ]
 
 
 def prepare_fit(cfg: StageConfig, data: StageData, device: torch.device) -> Fit:
@@ -478,15 +577,29 @@ def prepare_fit(cfg: StageConfig, data: StageData, device: torch.device) -> Fit:
     world = distributed.world_size()
     net = eval_net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if cfg.compile:
         net = torch.compile(net)
         eval_net = net if world == 1 else torch.compile(model)
     labels = torch.as_tensor(manifest.labels)
     batch_size = max(world, min(cfg.batch_size, len(train_idx)) // world * world)
-    return Fit(cfg, device, model, net, eval_net, optimizer, device_images(data.images, device),
-               labels.to(device) if device.type == "cuda" else labels, train_idx, val_idx, manifest.classes,
-               batch_size, channels_last)
+    return Fit(
+        cfg,
+        device,
+        model,
+        net,
+        eval_net,
+        optimizer,
+        device_images(data.images, device),
+        labels.to(device) if device.type == "cuda" else labels,
+        train_idx,
+        val_idx,
+        manifest.classes,
+        batch_size,
+        channels_last,
+    )
 
 
 def completed(cfg: StageConfig, out_dir: Path, init_id: str = "") -> StageSummary | None:
@@ -521,18 +634,47 @@ def run_epoch(fit: Fit, epoch: int, observer) -> dict:
     torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout etc.: same numbers after a resume
     rng = np.random.default_rng([cfg.seed, epoch])
     order = rank_shard(even_batches(rng.permutation(fit.train_idx), fit.batch_size), fit.batch_size)
-    augment = BatchAugment(seed=cfg.seed * 1_000_003 + epoch, rank=distributed.rank(), world=world) if cfg.augment else None
+    augment = (
+        BatchAugment(seed=cfg.seed * 1_000_003 + epoch, rank=distributed.rank(), world=world) if cfg.augment else None
+    )
     _notify(observer, "epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "batches": math.ceil(len(order) / shard)})
     norm = fit.model.norm
-    train = train_one_epoch(fit.net, fit.optimizer, fit.images, fit.labels, order, shard, fit.device, augment,
-                            _main_only(observer), fit.channels_last, norm)
+    train = train_one_epoch(
+        fit.net,
+        fit.optimizer,
+        fit.images,
+        fit.labels,
+        order,
+        shard,
+        fit.device,
+        augment,
+        _main_only(observer),
+        fit.channels_last,
+        norm,
+    )
     distributed.broadcast_buffers(fit.model)  # every rank evaluates the batch-norm statistics rank 0 saves
-    val = evaluate(fit.eval_net, fit.images, fit.labels, rank_shard(fit.val_idx, fit.batch_size), shard, fit.device,
-                   fit.classes, fit.channels_last, norm)
+    val = evaluate(
+        fit.eval_net,
+        fit.images,
+        fit.labels,
+        rank_shard(fit.val_idx, fit.batch_size),
+        shard,
+        fit.device,
+        fit.classes,
+        fit.channels_last,
+        norm,
+    )
     if not math.isfinite(train["loss"]):
         raise RuntimeFailure(f"stage {cfg.name}: training diverged in epoch {epoch} (loss {train['loss']}); lower --lr")
-    return {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"], "val_loss": val["loss"],
-            "val_accuracy": val["accuracy"], "val_f1": val["f1"], "lr": cfg.lr}
+    return {
+        "epoch": epoch,
+        "train_loss": train["loss"],
+        "train_accuracy": train["accuracy"],
+        "val_loss": val["loss"],
+        "val_accuracy": val["accuracy"],
+        "val_f1": val["f1"],
+        "lr": cfg.lr,
+    }
 
 
 def fit_epochs(fit: Fit, state: StageState, out_dir: Path, meta: dict, observer) -> None:
@@ -547,51 +689,80 @@ def fit_epochs(fit: Fit, state: StageState, out_dir: Path, meta: dict, observer)
             row = run_epoch(fit, epoch, observer)
             improved = state.update(row["val_loss"])
             if not state.best_epoch:
-                raise RuntimeFailure(f"stage {cfg.name}: the validation loss is {row['val_loss']} from the first epoch, "
-                                     "so there is no model worth keeping; lower --lr or check the validation images")
+                raise RuntimeFailure(
+                    f"stage {cfg.name}: the validation loss is {row['val_loss']} from the first epoch, "
+                    "so there is no model worth keeping; lower --lr or check the validation images"
+                )
             state.history.append(row)
             state.seconds += time.perf_counter() - started
             if distributed.is_main():
                 if improved:
                     save_model(out_dir / MODEL_FILE, fit.model, {**meta, "epoch": epoch})
                 save_resume(resume_path, fit.model, fit.optimizer, dataclasses.asdict(state))
-            _notify(observer, "epoch_end", {"row": {**row, "seconds": time.perf_counter() - started}, "improved": improved})
+            _notify(
+                observer, "epoch_end", {"row": {**row, "seconds": time.perf_counter() - started}, "improved": improved}
+            )
     except KeyboardInterrupt:
-        raise Interrupted(f"stage {cfg.name} interrupted in epoch {epoch}; the last good checkpoint is {resume_path}; "
-                          "continue with the same command plus --resume (a chain continues when simply re-run)") from None
+        raise Interrupted(
+            f"stage {cfg.name} interrupted in epoch {epoch}; the last good checkpoint is {resume_path}; "
+            "continue with the same command plus --resume (a chain continues when simply re-run)"
+        ) from None
 
 
-def finish(fit: Fit, data: StageData, state: StageState, out_dir: Path, meta: dict, warnings: list[str]) -> StageSummary:
+def finish(
+    fit: Fit, data: StageData, state: StageState, out_dir: Path, meta: dict, warnings: list[str]
+) -> StageSummary:
     """Write history.csv and the "complete" meta.json (rank 0); returns the summary."""
     cfg, best = fit.cfg, state.best_row
     summary = StageSummary(
-        stage=cfg.name, dataset=cfg.dataset, model=cfg.model, classes=fit.classes,
-        class_counts=data.manifest.class_counts(), train_size=int(len(fit.train_idx)), val_size=int(len(fit.val_idx)),
-        epochs_run=state.epoch, best_epoch=state.best_epoch, best_val_loss=best["val_loss"],
-        best_val_accuracy=best["val_accuracy"], best_val_f1=best["val_f1"], seconds=round(state.seconds, 2),
-        val_labels=data.val_labels, warnings=warnings,
+        stage=cfg.name,
+        dataset=cfg.dataset,
+        model=cfg.model,
+        classes=fit.classes,
+        class_counts=data.manifest.class_counts(),
+        train_size=int(len(fit.train_idx)),
+        val_size=int(len(fit.val_idx)),
+        epochs_run=state.epoch,
+        best_epoch=state.best_epoch,
+        best_val_loss=best["val_loss"],
+        best_val_accuracy=best["val_accuracy"],
+        best_val_f1=best["val_f1"],
+        seconds=round(state.seconds, 2),
+        val_labels=data.val_labels,
+        warnings=warnings,
     )
     if distributed.is_main():
         write_history(out_dir / HISTORY_FILE, state.history, summary.pseudo)
-        write_json(out_dir / META_FILE, {
-            **meta,
-            "status": "complete",
-            "run_id": uuid.uuid4().hex,
-            "digest": state.digest,
-            "config": dataclasses.asdict(cfg),
-            "metrics": summary.to_dict(),
-            "data_fingerprint": data.manifest.fingerprint(),
-            "versions": package_versions(),
-            "device": str(fit.device),
-            "world_size": distributed.world_size(),
-        })
+        write_json(
+            out_dir / META_FILE,
+            {
+                **meta,
+                "status": "complete",
+                "run_id": uuid.uuid4().hex,
+                "digest": state.digest,
+                "config": dataclasses.asdict(cfg),
+                "metrics": summary.to_dict(),
+                "data_fingerprint": data.manifest.fingerprint(),
+                "versions": package_versions(),
+                "device": str(fit.device),
+                "world_size": distributed.world_size(),
+            },
+        )
         (out_dir / RESUME_FILE).unlink(missing_ok=True)
     distributed.barrier()
     return summary
 
 
-def run_stage(cfg: StageConfig, out_dir: str | Path, resume: bool = False, data_root=None, observer: Observer | None = None,
-              init_id: str = "", strict_resume: bool = True, data: StageData | None = None) -> StageSummary:
+def run_stage(
+    cfg: StageConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    data_root=None,
+    observer: Observer | None = None,
+    init_id: str = "",
+    strict_resume: bool = True,
+    data: StageData | None = None,
+) -> StageSummary:
     """Train one stage into `out_dir` (model.safetensors, meta.json, history.csv); returns the summary.
 
     `data` is the labelled images (the chain passes pseudo-labelled ones); without it the stage's
@@ -614,8 +785,14 @@ def run_stage(cfg: StageConfig, out_dir: str | Path, resume: bool = False, data_
     for text in warnings:
         _notify(observer, "message", {"text": f"WARNING: {text}"})
     if data.val_labels != "true":
-        _notify(observer, "message", {"text": "validation accuracy and F1 of this stage measure agreement with its own "
-                                              "pseudo-labels, not accuracy on true labels"})
+        _notify(
+            observer,
+            "message",
+            {
+                "text": "validation accuracy and F1 of this stage measure agreement with its own "
+                "pseudo-labels, not accuracy on true labels"
+            },
+        )
     meta = model_meta(fit.model, fit.classes, cfg.image_size, stage=cfg.name, dataset=cfg.dataset, seed=cfg.seed)
     fit_epochs(fit, state, out_dir, meta, observer)
     return finish(fit, data, state, out_dir, meta, warnings)
@@ -630,7 +807,9 @@ def write_history(path: Path, history: list[dict], pseudo: bool = False) -> None
     """history.csv; on pseudo-labels the accuracy and F1 columns are named for what they are (agreement)."""
     rename = PSEUDO_NAMES if pseudo else {}
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, [rename.get(c, c) for c in HISTORY_COLUMNS], extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(
+        buf, [rename.get(c, c) for c in HISTORY_COLUMNS], extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     for row in history:
         writer.writerow({rename.get(k, k): (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})

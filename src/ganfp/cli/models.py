@@ -20,5 +20,8 @@ def list_models_command(as_json: bool = typer.Option(False, "--json", help="Prin
     if as_json:
         ui.print_json([{"name": e.name, "description": e.description, "timm": e.timm_name} for e in rows])
         return
-    ui.print_table("models (--model NAME; any other timm model name is accepted too)", ["name", "timm", "description"],
-                   [[e.name, e.timm_name or "-", e.description] for e in rows])
+    ui.print_table(
+        "models (--model NAME; any other timm model name is accepted too)",
+        ["name", "timm", "description"],
+        [[e.name, e.timm_name or "-", e.description] for e in rows],
+    )

@@ -21,7 +21,9 @@ def generated_manifest(path: str | Path) -> Manifest:
     files = image_files(root)
     if not files:
         raise InputError(f"{root}: the generated images folder holds no images")
-    return Manifest(f"folder:{root}", [], [Item(str(p.resolve()), UNLABELLED, source="generated") for p in files], str(root))
+    return Manifest(
+        f"folder:{root}", [], [Item(str(p.resolve()), UNLABELLED, source="generated") for p in files], str(root)
+    )
 
 
 def _image_size_of(path: str) -> tuple[int, int]:
@@ -50,7 +52,7 @@ def native_image_size(*manifests: Manifest) -> int:
         example = {s: p for p, s in zip(paths, sizes)}
         listed = ", ".join(f"{w}x{h} ({n} files, e.g. {example[(w, h)]})" for (w, h), n in by_size.most_common())
         raise InputError(f"images have different sizes: {listed}; pass --image-size N to resize all to N x N")
-    (w, h), = by_size
+    ((w, h),) = by_size
     if w != h:
         raise InputError(f"{paths[0]}: images are {w}x{h}, not square; pass --image-size N to resize all to N x N")
     return w
