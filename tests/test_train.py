@@ -248,3 +248,14 @@ def test_a_batch_as_large_as_the_split_warns_and_says_what_to_do(class_folder, t
     assert code == 0
     assert "--batch-size 256 is not smaller than the 38 training images" in err and "single SGD step" in err
     assert "e.g. --batch-size 4" in err
+
+
+def test_settings_a_model_or_adapter_cannot_take_are_one_line(class_folder, tmp_path, run_cli):
+    code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "vit_b_32",
+                           "--image-size", "16", "--data-root", tmp_path / "root")
+    assert code == 2 and "image_size: vit_b_32 needs at least 32 pixels, got 16" in err
+    chain = tmp_path / "extra.toml"
+    chain.write_text(f'[[stages]]\nname = "one"\ndataset = "folder:{class_folder}"\nextra = {{oops = 1}}\n')
+    code, _, err = run_cli("chain", "--chain", chain, "--model", "conv5", "--runs-dir", tmp_path / "runs",
+                           "--data-root", tmp_path / "root")
+    assert code == 2 and "unknown option(s) oops" in err and "Traceback" not in err

@@ -185,6 +185,7 @@ class StageConfig:
                 ),
             ),
             ("model", (), lambda: _problem(model_entry, self.model)),
+            ("image_size", ("model",), self._size_problem),
             ("dataset", (), lambda: _problem(parse_spec, self.dataset)),
         ]
         if check_init:
@@ -200,6 +201,12 @@ class StageConfig:
                 ),
             ]
         return rules
+
+    def _size_problem(self) -> str | None:
+        if _problem(model_entry, self.model) or not 8 <= self.image_size:
+            return None  # reported as a model or range problem
+        smallest = model_entry(self.model).min_image_size
+        return None if self.image_size >= smallest else f"{self.model} needs at least {smallest} pixels, got {self.image_size}"
 
     def _init_problem(self) -> str | None:
         if self.init == "none":
@@ -527,6 +534,8 @@ def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = N
 
 def check_labels(cfg: StageConfig, manifest: Manifest) -> None:
     """A stage learns a distinction: it needs labels, and images of at least two classes."""
+    if not len(manifest):
+        raise InputError(f"{cfg.dataset}: no readable images left to train on")
     if not manifest.labelled:
         raise InputError(
             f'{cfg.dataset}: images have no labels; give the stage pseudo_labels (e.g. "self") or a labelled dataset'

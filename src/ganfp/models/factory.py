@@ -74,8 +74,10 @@ def check_weights_reachable(timm_name: str) -> None:
 
 
 register_model("resnet18", "ResNet-18 (timm resnet18)", "resnet18")(_timm_factory("resnet18"))
-register_model("vgg11", "VGG-11 (timm vgg11)", "vgg11")(_timm_factory("vgg11"))
-register_model("vit_b_32", "ViT-B/32 at the stage's image size (timm vit_base_patch32_224)", "vit_base_patch32_224")(
+register_model("vgg11", "VGG-11 (timm vgg11)", "vgg11", min_image_size=32)(_timm_factory("vgg11"))  # five 2x poolings
+register_model(
+    "vit_b_32", "ViT-B/32 at the stage's image size (timm vit_base_patch32_224)", "vit_base_patch32_224", min_image_size=32
+)(
     _timm_factory("vit_base_patch32_224", takes_img_size=True)
 )
 
