@@ -259,3 +259,16 @@ def test_settings_a_model_or_adapter_cannot_take_are_one_line(class_folder, tmp_
     code, _, err = run_cli("chain", "--chain", chain, "--model", "conv5", "--runs-dir", tmp_path / "runs",
                            "--data-root", tmp_path / "root")
     assert code == 2 and "unknown option(s) oops" in err and "Traceback" not in err
+
+
+def test_epoch_metrics_come_from_ganfp_metrics():
+    from ganfp.metrics import binary_metrics, confusion_metrics, used_class_index
+
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 2, 50), rng.integers(0, 2, 50)
+    cm = np.zeros((2, 2))
+    np.add.at(cm, (y, p), 1)
+    m = confusion_metrics(cm, ["not_used", "used"])
+    assert m["f1"] == pytest.approx(binary_metrics(y, p)["f1"]) and m["accuracy"] == pytest.approx(np.mean(y == p))
+    assert confusion_metrics(cm[::-1, ::-1], ["used", "not_used"])["f1"] == pytest.approx(m["f1"])  # "used" by name
+    assert used_class_index(["used", "not_used"]) == 0 and used_class_index(["covid", "normal"]) == 1

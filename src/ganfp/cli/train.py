@@ -79,7 +79,7 @@ def train_stage(
     from ganfp.train import StageConfig
 
     cfg = StageConfig(
-        name=name or Path(out).name, dataset=dataset, model=model, init=init, image_size=image_size,
+        name=name or Path(out).expanduser().resolve().name, dataset=dataset, model=model, init=init, image_size=image_size,
         batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
         patience=patience, val_fraction=val_fraction, seed=seed, augment=augment, skip_bad=skip_bad,
         pseudo_labels=pseudo_labels, pseudo_fraction=pseudo_fraction, device=device, compile=compile,
