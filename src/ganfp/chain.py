@@ -78,7 +78,7 @@ def _read(name_or_path: str) -> tuple[str, str, str]:
         if not path.is_file():
             raise InputError(f"{path}: chain file not found")
         try:
-            return path.read_text(encoding="utf-8", errors="replace"), str(path), path.stem
+            return path.read_text(encoding="utf-8-sig", errors="replace"), str(path), path.stem
         except OSError as exc:
             raise InputError(f"{path}: cannot read chain file ({exc.strerror})") from None
     if name_or_path in builtin_chains():
