@@ -43,7 +43,7 @@ from ganfp.classify import DEFAULT_FEATURES, DEFAULT_K
 from ganfp.data.adapters import load_manifest, parse_spec
 from ganfp.data.augment import BatchAugment
 from ganfp.data.cache import default_memory_budget, load_images
-from ganfp.data.loader import device_images, iterate_batches
+from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices
 from ganfp.device import autocast, configure, resolve_device
@@ -206,7 +206,9 @@ class StageConfig:
         if _problem(model_entry, self.model) or not 8 <= self.image_size:
             return None  # reported as a model or range problem
         smallest = model_entry(self.model).min_image_size
-        return None if self.image_size >= smallest else f"{self.model} needs at least {smallest} pixels, got {self.image_size}"
+        if self.image_size >= smallest:
+            return None
+        return f"{self.model} needs at least {smallest} pixels, got {self.image_size}"
 
     def _init_problem(self) -> str | None:
         if self.init == "none":
@@ -388,12 +390,12 @@ def train_one_epoch(
     augment=None,
     observer=None,
     channels_last=False,
-    norm=None,
+    norm=(MEAN, STD),
 ) -> dict:
     """One pass over `indices`; returns mean loss and accuracy over all ranks."""
     model.train()
     totals = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, count
-    batches = iterate_batches(images, indices, batch_size, device, labels, augment, channels_last, **_norm(norm))
+    batches = iterate_batches(images, indices, batch_size, device, labels, augment, channels_last, norm=norm)
     for step, (x, y) in enumerate(batches):
         with autocast(device):
             logits = model(x)
@@ -415,15 +417,15 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(model, images, labels, indices, batch_size, device, classes, channels_last=False, norm=None) -> dict:
+def evaluate(
+    model, images, labels, indices, batch_size, device, classes, channels_last=False, norm=(MEAN, STD)
+) -> dict:
     """Loss, accuracy and F1 (`ganfp.metrics.confusion_metrics`) over all ranks."""
     model.eval()
     n = len(classes)
     loss_sum = torch.zeros(1, device=device, dtype=torch.float64)
     confusion = torch.zeros(n, n, device=device, dtype=torch.float64)
-    for x, y in iterate_batches(
-        images, indices, batch_size, device, labels, channels_last=channels_last, **_norm(norm)
-    ):
+    for x, y in iterate_batches(images, indices, batch_size, device, labels, channels_last=channels_last, norm=norm):
         with autocast(device):
             logits = model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
@@ -434,10 +436,6 @@ def evaluate(model, images, labels, indices, batch_size, device, classes, channe
     distributed.all_reduce_sum(confusion)
     cm = confusion.cpu().numpy()
     return {"loss": float(loss_sum.item() / max(cm.sum(), 1)), **confusion_metrics(cm, classes)}
-
-
-def _norm(norm) -> dict:
-    return {} if norm is None else {"norm": norm}
 
 
 def rank_shard(indices: np.ndarray, batch_size: int) -> np.ndarray:
