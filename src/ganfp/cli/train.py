@@ -86,7 +86,6 @@ def train_stage(
         deterministic=deterministic, memory_budget=memory_budget,
         **{k: v for k, v in {"pseudo_features": pseudo_features, "pseudo_k": pseudo_k}.items() if v is not None},
     )
-    cfg.validate()
     observer = observer_for(cfg.name)
     with observer if observer is not None else ui.progress(transient=True):
         summary = run(cfg, out, resume=resume, data_root=data_root, observer=observer)
