@@ -97,6 +97,29 @@ def binary_metrics(y_true, y_pred, scores=None) -> dict:
     }
 
 
+def used_class_index(classes: list[str]) -> int:
+    """The column of P(used) among `classes`: the class named "used" when there is one, else class 1."""
+    return classes.index("used") if "used" in classes else 1
+
+
+def confusion_metrics(confusion: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Accuracy and F1 from a (true x predicted) confusion matrix of any number of classes.
+
+    F1 is the "used" class's (`used_class_index`) for two classes and the macro average otherwise;
+    per class it is 2tp / (2tp + fp + fn), 0.0 when undefined, as `binary_metrics` computes it.
+    """
+    cm = np.asarray(confusion, dtype=np.float64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
+        raise ValueError(f"confusion must be {len(classes)}x{len(classes)}, got shape {cm.shape}")
+    tp = np.diag(cm)
+    fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
+    f1 = [_ratio(2 * t, 2 * t + p + n) for t, p, n in zip(tp, fp, fn)]
+    return {
+        "accuracy": float(_ratio(tp.sum(), cm.sum())),
+        "f1": float(f1[used_class_index(classes)] if len(classes) == 2 else np.mean(f1)),
+    }
+
+
 def baseline_rows(y_true) -> dict[str, dict]:
     """Metrics of the two constant answers, "all used" and "all not used".
 

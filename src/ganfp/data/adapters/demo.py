@@ -53,6 +53,8 @@ def ensure_demo(data_root: Path, seed: int | None = None, force: bool = False) -
 def load(arg: str | None, data_root: Path, **options) -> Manifest:
     if arg not in DEMO_PARTS:
         raise InputError(f"demo: unknown part {arg!r}; choose one of: {', '.join(DEMO_PARTS)}")
+    if options:
+        raise InputError(f"demo:{arg}: unknown option(s) {', '.join(sorted(options))} (demo takes none)")
     root = ensure_demo(data_root)
     folder, classes, exclude = DEMO_PARTS[arg]
     manifest = folder_manifest(root / folder, classes=classes, name=f"demo:{arg}", exclude=exclude)
