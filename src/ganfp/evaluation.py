@@ -126,7 +126,10 @@ CLUSTER_COLUMNS = {"cluster", "cluster_id", "clusters"}
 
 
 def detect_task(preds_path, labels_path) -> str:
-    """membership (0/1 labels), attribution (class names) or clustering (a `cluster` column in the predictions)."""
+    """clustering (a `cluster` column in the predictions), attribution (class names on both sides) or membership.
+
+    A file with 0/1 values or scores on either side is membership, whose reader names any problem.
+    """
     from ganfp.attribution.files import read_class_table
     from ganfp.submission import read_lines
 
@@ -134,11 +137,13 @@ def detect_task(preds_path, labels_path) -> str:
     header = {t.strip().strip('"').lower() for t in (lines[0].lstrip("\ufeff").split(",") if lines else [])}
     if header & CLUSTER_COLUMNS:
         return "clustering"
+    if "score" in header:
+        return "membership"
     try:
-        truth = read_class_table(labels_path)
+        values = [set(read_class_table(path).values) for path in (preds_path, labels_path)]
     except InputError:
-        return "membership"  # the binary reader says what is wrong with it
-    return "membership" if set(truth.values) <= {"0", "1"} else "attribution"
+        return "membership"
+    return "membership" if any(v <= {"0", "1"} for v in values) else "attribution"
 
 
 @dataclass
