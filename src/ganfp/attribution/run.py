@@ -24,7 +24,7 @@ from ganfp.errors import InputError
 DEFAULT_METHOD = "knn"  # 1.00 on demo:attribution-2025, in a second (docs/attribution.md)
 DEFAULT_FEATURES = "pixels32"
 DEFAULT_CLUSTER_METHOD = "kmeans"
-DEFAULT_CLUSTER_FEATURES = "pixels32+spectrum"
+DEFAULT_CLUSTER_FEATURES = "spectrum+residual"  # ARI 0.95+ on demo:attribution-2024, pixels 0.5
 Message = Callable[[str], None]
 
 

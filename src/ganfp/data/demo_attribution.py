@@ -3,8 +3,9 @@
 - `attribution-2025/`: one generator family (PCA + Gaussian mixture) fitted separately on five
   disjoint subsets of real slices, laid out like the 2025 archive: `real/<class>/`,
   `generated/<class>/` and a shuffled `generated_unknown/`, whose labels sit in `labels.csv`.
-- `attribution-2024/`: generators of different families, their samples mixed in one
-  `generated/` folder; `labels.csv` names each image's generator.
+- `attribution-2024/`: generators of different families from the zoo (`ganfp.data.zoo`), all
+  fitted on the same real slices, their samples mixed in one `generated/` folder; `labels.csv`
+  names each image's generator. The zoo's quick settings keep the build within seconds.
 
 Each folder is seeded, offline, built in seconds, and appears complete or not at all.
 """
@@ -28,6 +29,8 @@ ATTRIBUTION_VERSION = 1
 LABELS = "labels.csv"
 SUBSETS_2025 = 5
 PER_CLASS_2025 = {"real": 40, "generated": 60, "unknown": 20}
+FAMILIES_2024 = ("pcagmm", "vae", "memoriser")
+REAL_2024, PER_GENERATOR_2024 = 60, 80
 
 
 def _save(folder: Path, prefix: str, images: np.ndarray, start: int = 1) -> list[str]:
@@ -64,7 +67,25 @@ def build_2025(root: Path, seed: int) -> dict:
     return {"classes": SUBSETS_2025, **{f"{k} per class": v for k, v in n.items()}}
 
 
-BUILDERS: dict[str, Callable[[Path, int], dict]] = {"attribution-2025": build_2025}
+def build_2024(root: Path, seed: int) -> dict:
+    """One generator per family, fitted on the same real slices; their samples shuffled together."""
+    from ganfp.data.zoo import FAMILIES
+
+    seeds = np.random.SeedSequence([seed, 2024]).generate_state(2 + 2 * len(FAMILIES_2024))
+    rng = np.random.default_rng(seeds[0])
+    real = real_slices(rng, REAL_2024)
+    samples = []
+    for g, name in enumerate(FAMILIES_2024):
+        sampler = FAMILIES.get(name).quick().fit(real, int(seeds[2 + 2 * g]))
+        samples.append(sampler.sample(PER_GENERATOR_2024, int(seeds[3 + 2 * g])))
+    truth = [name for name in FAMILIES_2024 for _ in range(PER_GENERATOR_2024)]
+    order = np.random.default_rng(seeds[1]).permutation(len(truth))  # ids must not reveal the generator
+    ids = _save(root / "generated", "generated", np.concatenate(samples)[order])
+    _write_labels(root / LABELS, "generator", ids, [truth[j] for j in order])
+    return {"generators": list(FAMILIES_2024), "real training slices": REAL_2024, "per generator": PER_GENERATOR_2024}
+
+
+BUILDERS: dict[str, Callable[[Path, int], dict]] = {"attribution-2025": build_2025, "attribution-2024": build_2024}
 
 
 def ready(folder: Path, seed: int | None = None) -> bool:
