@@ -235,3 +235,12 @@ def test_palette_png_decodes_to_its_grey_levels(tmp_path):
     with Image.open(tmp_path / "palette.png") as check:
         assert check.mode == "P"
     np.testing.assert_array_equal(decode_image(str(tmp_path / "palette.png"), SIZE), grey[index])
+
+
+def test_help_names_every_registered_method_and_space():
+    from ganfp.cli.attribute import FEATURES_HELP, METHOD_HELP
+
+    for name in METHODS.names() + CLUSTERERS.names():
+        assert name in METHOD_HELP
+    for name in FREQUENCY.names():
+        assert name in FEATURES_HELP

@@ -66,8 +66,8 @@ def _print_classes(report, metrics: dict[str, str], table_title: str, matrix: li
 @app.command("evaluate")
 def evaluate(
     preds: Path = typer.Argument(..., metavar="PREDS", help="Predictions: the official submission format, or a CSV with a header "
-                                 "id,label | id,score | id,label,score | image_path,predicted_class."),
-    labels: Path = typer.Argument(..., metavar="LABELS", help="Ground truth: a CSV with header id,label, or the official format."),
+                                 "id,label | id,score | id,label,score | image_path,predicted_class (0/1 or class names) | id,cluster."),
+    labels: Path = typer.Argument(..., metavar="LABELS", help="Ground truth: a CSV with header id,label (0/1, class or generator names), or the official format."),
     json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of tables."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw ROC curve, confusion matrix and score "
                                         "histograms to this image (needs ganfp[plots])."),
@@ -78,7 +78,7 @@ def evaluate(
     task: str = typer.Option("auto", "--task", help="membership (0/1 labels), attribution (class names) or "
                              "clustering (an id,cluster file); auto tells them apart by the files."),
 ) -> None:
-    """Score predictions against ground truth: the task's metrics, ROC-AUC and the constant baselines."""
+    """Score predictions against ground truth: membership, attribution or clustering metrics beside the trivial baselines."""
     from ganfp.errors import InputError
     from ganfp.evaluation import TASKS, detect_task, evaluate_classes, evaluate_clusters, evaluate_files
 
