@@ -35,8 +35,8 @@ class TrainerSettings:
     epochs: int = 30
     patience: int = 5
     batch_size: int = 32
-    lr: float = 0.01
-    augment: bool = False  # flips and shifts are harmless, but fingerprints need no invariance
+    lr: float = 0.001  # the paper's; 0.01 stopped early at 0.70 accuracy on demo:attribution-2025, this reaches 0.95
+    augment: bool = False  # flips and shifts: 0.32 instead of 0.70 on demo:attribution-2025 (at lr 0.01)
     runs_dir: str | None = None
 
 
