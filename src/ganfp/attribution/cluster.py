@@ -7,6 +7,8 @@ silhouette (Rousseeuw 1987): how much closer each image sits to its own cluster 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ganfp.registry import Registry
@@ -35,7 +37,9 @@ def spectral(x: np.ndarray, k: int, seed: int) -> np.ndarray:
 
     model = SpectralClustering(n_clusters=k, affinity="nearest_neighbors", assign_labels="cluster_qr",
                                n_neighbors=min(SPECTRAL_NEIGHBOURS, len(x) - 1), random_state=seed)
-    return model.fit_predict(x)
+    with warnings.catch_warnings():  # well-separated generators make a disconnected graph: the goal, not a fault
+        warnings.filterwarnings("ignore", message="Graph is not fully connected")
+        return model.fit_predict(x)
 
 
 def silhouette(x: np.ndarray, labels: np.ndarray) -> float | None:
