@@ -244,3 +244,25 @@ def test_help_names_every_registered_method_and_space():
         assert name in METHOD_HELP
     for name in FREQUENCY.names():
         assert name in FEATURES_HELP
+
+
+def test_imageclef_2025_archive_attributes_with_its_own_training_folders(tmp_path):
+    """fetch-data --from an archive laid out like 2025, then attribute its generated_unknown/ by spec."""
+    from ganfp.data.adapters import load_manifest
+    from ganfp.fetch import fetch_dataset
+
+    src, rng = tmp_path / "src" / "ImageCLEFmed_GANs_2025" / "task2", np.random.default_rng(4)
+    truth = {}
+    for c, cls in enumerate(CLASSES):
+        save(src / "real" / cls, f"real_{cls}", class_images(rng, c, 3))
+        save(src / "generated" / cls, f"gen_{cls}", class_images(rng, c, 6))
+        truth.update(dict.fromkeys(save(src / "generated_unknown", f"img_{cls}", class_images(rng, c, 2)), cls))
+    root = tmp_path / "data"
+    fetch_dataset("imageclef-gans-2025", root, source=tmp_path / "src")
+    train = load_manifest("imageclef-gans-2025:attribution-train", root)
+    assert train.classes == list(CLASSES) and len(train) == 18
+    cfg = AttributeConfig(unknown="imageclef-gans-2025:attribution-unknown", out=str(tmp_path / "a.csv"),
+                          features="pixels8", use_real=True, device="cpu", data_root=str(root))
+    result = attribute(cfg)
+    assert result.train_counts == {cls: 9 for cls in CLASSES}
+    assert dict(zip(result.ids, result.predicted)) == truth
