@@ -74,7 +74,8 @@ def table_2024(args, work: Path) -> list[str]:
                          m["matched_accuracy"]))
         print(lines[-1], flush=True)
     for name, base in baselines.items():
-        lines.append(row(f"baseline: {name}", "-", base["clusters"], base["ari"], base["nmi"], base["matched_accuracy"]))
+        cells = (base["clusters"], base["ari"], base["nmi"], base["matched_accuracy"])
+        lines.append(row(f"baseline: {name}", "-", *cells))
     return lines
 
 

@@ -184,14 +184,16 @@ def test_one_line_errors(task, mixed, tmp_path, run_cli):
     (train_gap / "generated" / "b").mkdir()
     common = ("--out", tmp_path / "x.csv", "--device", "cpu", "--data-root", tmp_path / "data")
     one_line_error(run_cli("attribute", tmp_path / "empty", "--train", task / "train", *common), "empty", "no images")
-    one_line_error(run_cli("attribute", task / "unknown", "--train", train_gap, *common), "generated/b", "without images")
+    one_line_error(run_cli("attribute", task / "unknown", "--train", train_gap, *common),
+                   "generated/b", "without images")
     one_line_error(run_cli("attribute", mixed / "generated", "--clusters", "31", *common), "--clusters 31", "30 images")
     one_line_error(run_cli("attribute", mixed / "generated", "--clusters", "1", *common), "at least 2")
     one_line_error(run_cli("attribute", mixed / "generated", "--clusters", "many", *common), "auto")
     one_line_error(run_cli("attribute", task / "unknown", *common), "--train")
     one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--method", "magic", *common),
                    "unknown attribution method 'magic'", "knn")
-    one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--features", "ssim", *common), "SSIM")
+    one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--features", "ssim", *common),
+                   "SSIM")
     one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--columns", "a,b,c", *common),
                    "--columns")
     preds = tmp_path / "p.csv"
@@ -217,7 +219,8 @@ def test_class_table_reading(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("\ufeffimage_path,predicted_class,score\r\na/x.png,c1,0.5\r\ny.png,c2,0.1\r\n")
     table = read_class_table(path)
-    assert table.ids == ["x", "y"] and table.values == ["c1", "c2"] and table.columns == ("image_path", "predicted_class")
+    assert table.ids == ["x", "y"] and table.values == ["c1", "c2"]
+    assert table.columns == ("image_path", "predicted_class")
     path.write_text("id,label\nx,c1\nx,c2\n")
     with pytest.raises(InputError, match=r"t.csv:3: id 'x' more than once"):
         read_class_table(path)

@@ -186,5 +186,5 @@ def cluster_baselines(y_true, k: int, seed: int = 0) -> dict[str, dict]:
     rng = np.random.default_rng(seed)
     draws = [cluster_metrics(t, rng.integers(k, size=t.size)) for _ in range(RANDOM_DRAWS)]
     keys = ("ari", "nmi", "matched_accuracy")
-    return {"one cluster": cluster_metrics(t, np.zeros_like(t, dtype=np.int64)),
-            f"random {k} clusters": {"n": int(t.size), "clusters": k, **{key: float(np.mean([d[key] for d in draws])) for key in keys}}}
+    random = {"n": int(t.size), "clusters": k, **{key: float(np.mean([d[key] for d in draws])) for key in keys}}
+    return {"one cluster": cluster_metrics(t, np.zeros_like(t, dtype=np.int64)), f"random {k} clusters": random}

@@ -15,9 +15,9 @@ spectrum.
 
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from collections import Counter
 
 import numpy as np
 import torch

@@ -52,7 +52,8 @@ def write_class_table(path, names: Sequence[str], values: Sequence[str], columns
     """One row per image, in the given order; written atomically."""
     for value in list(names) + [str(v) for v in values]:
         if not value or any(c in value for c in ",\n\r\""):
-            raise InputError(f"{path}: {value!r} cannot be written in a plain CSV (empty, or a comma, quote or line break)")
+            raise InputError(f"{path}: {value!r} cannot be written in a plain CSV "
+                             "(empty, or a comma, quote or line break)")
     header = [",".join(columns)] if columns else []
     write_text(path, "\n".join(header + [f"{n},{v}" for n, v in zip(names, values)]) + "\n")
 
@@ -72,7 +73,7 @@ def read_class_table(path) -> ClassTable:
         if not any(cell.strip() for cell in row):
             raise InputError(f"{path}:{n}: empty line")
         if len(row) < 2:
-            raise InputError(f"{path}:{n}: {len(row)} column, expected an id and a class (e.g. image_path,predicted_class)")
+            raise InputError(f"{path}:{n}: one column, expected an id and a class (e.g. image_path,predicted_class)")
         key, value = image_id(row[0]), row[1].strip()
         if not key or not value:
             raise InputError(f"{path}:{n}: empty {'id' if not key else 'class'}")

@@ -130,7 +130,8 @@ class ClusterResult:
 
     def to_dict(self) -> dict:
         sizes = np.bincount(self.clusters, minlength=self.k).tolist()
-        return {"task": "clustering", "images": len(self.ids), "k": self.k, "k_chosen_by": "silhouette" if self.auto else "user",
+        return {"task": "clustering", "images": len(self.ids), "k": self.k,
+                "k_chosen_by": "silhouette" if self.auto else "user",
                 "silhouette": self.silhouette, "silhouettes": {str(k): v for k, v in self.silhouettes.items()},
                 "cluster_sizes": sizes, "method": self.method, "features": self.features, "out": self.out,
                 "labels": self.labels, "seconds": round(self.seconds, 2)}
@@ -145,7 +146,8 @@ def read_images(spec: str, data_root=None) -> Manifest:
         files = image_files(path)
         if not files:
             raise InputError(f"{path}: no images (expected PNG, JPEG, TIFF... files)")
-        manifest = Manifest(f"folder:{path}", [], [Item(str(p.resolve()), UNLABELLED, source=spec) for p in files], str(path))
+        items = [Item(str(p.resolve()), UNLABELLED, source=spec) for p in files]
+        manifest = Manifest(f"folder:{path}", [], items, str(path))
     else:
         manifest = load_manifest(spec, data_root)
     if not len(manifest):
@@ -153,7 +155,8 @@ def read_images(spec: str, data_root=None) -> Manifest:
     seen: dict[str, str] = {}
     for item in manifest.items:
         if item.id in seen:
-            raise InputError(f"{item.path}: id {item.id!r} also belongs to {seen[item.id]} (ids are file names without extension)")
+            raise InputError(f"{item.path}: id {item.id!r} also belongs to {seen[item.id]} "
+                             "(ids are file names without extension)")
         seen[item.id] = item.path
     return manifest
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
 from ganfp import ui
 from ganfp.cli.app import DATA_ROOT_HELP, app
 
-METHOD_HELP = "Supervised: centroid, knn, linear, cnn or fusion (default knn). With --clusters: kmeans, agglomerative or spectral (default kmeans)."
+METHOD_HELP = ("Supervised: centroid, knn, linear, cnn or fusion (default knn). "
+               "With --clusters: kmeans, agglomerative or spectral (default kmeans).")
 FEATURES_HELP = ("Feature space: spectrum, residual, pixels[N], checkpoint or a model name; join with + "
                  "(default: pixels32, and spectrum+residual with --clusters).")
 COLUMNS_HELP = ("Header of the output CSV, two names, or none (default image_path,predicted_class; id,cluster with "
@@ -45,35 +46,60 @@ def _print(result, as_json: bool) -> None:
     rows += [("written to", info["out"]), ("time (s)", f"{info['seconds']:.1f}")]
     ui.print_table(f"attribute ({info['task']})", ["", "value"], [r for r in rows if r[1] is not None])
     if info["labels"]:
-        ui.info(f"ground truth of this demo set: {info['labels']}\nscore it with: ganfp evaluate {info['out']} {info['labels']}")
+        ui.info(f"ground truth of this demo set: {info['labels']}")
+        ui.info(f"score it with: ganfp evaluate {info['out']} {info['labels']}")
+
+
+ImagesArg = Annotated[str, typer.Argument(metavar="IMAGES", help="Generated images to attribute: a folder or a "
+                                          "dataset spec such as demo:attribution-2025.")]
+OutOpt = Annotated[str, typer.Option("--out", help="CSV to write: one row per image, its class (or cluster).")]
+TrainOpt = Annotated[Optional[str], typer.Option("--train", help="Labelled training images: DIR with "
+                                                 "generated/<class>/ (and real/<class>/), or a spec (default: the "
+                                                 "spec's own).")]
+ClustersOpt = Annotated[Optional[str], typer.Option("--clusters", metavar="K|auto", help="Cluster instead (no labels): "
+                                                    "K groups, or auto to choose K by silhouette.")]
+UseRealOpt = Annotated[bool, typer.Option("--use-real", help="Add the real/<class>/ images to the references of "
+                                          "centroid, knn and linear.")]
+EpochsOpt = Annotated[int, typer.Option("--epochs", help="Most epochs of the cnn method (early stopping after 5 "
+                                        "without progress).")]
+ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Resize every image to N x N (needed when "
+                                                     "sizes differ).")]
+RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where the cnn method keeps its model "
+                                                   "(default: $GANFP_RUNS, else ./runs).")]
 
 
 @app.command("attribute")
 def attribute(
-    images: str = typer.Argument(..., metavar="IMAGES", help="Generated images to attribute: a folder or a dataset spec such as demo:attribution-2025."),
-    out: str = typer.Option(..., "--out", help="CSV to write: one row per image, its class (or cluster)."),
-    train: Optional[str] = typer.Option(None, "--train", help="Labelled training images: DIR with generated/<class>/ (and real/<class>/), or a spec (default: the spec's own)."),
-    clusters: Optional[str] = typer.Option(None, "--clusters", metavar="K|auto", help="Cluster instead (no labels): K groups, or auto to choose K by silhouette."),
+    images: ImagesArg,
+    out: OutOpt,
+    train: TrainOpt = None,
+    clusters: ClustersOpt = None,
     method: Optional[str] = typer.Option(None, "--method", help=METHOD_HELP),
     features: Optional[str] = typer.Option(None, "--features", help=FEATURES_HELP),
     k: int = typer.Option(5, "--k", help="Neighbours of knn (and fusion)."),
-    use_real: bool = typer.Option(False, "--use-real", help="Add the real/<class>/ images to the references of centroid, knn and linear."),
+    use_real: UseRealOpt = False,
     max_clusters: int = typer.Option(10, "--max-clusters", help="With --clusters auto: the largest K tried."),
     columns: Optional[str] = typer.Option(None, "--columns", help=COLUMNS_HELP),
     model: str = typer.Option("conv5", "--model", help="Network of the cnn method."),
-    epochs: int = typer.Option(30, "--epochs", help="Most epochs of the cnn method (early stopping after 5 without progress)."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize every image to N x N (needed when sizes differ)."),
+    epochs: EpochsOpt = 30,
+    image_size: ImageSizeOpt = None,
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(128, help="Images per forward pass."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
-    runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help="Where the cnn method keeps its model (default: $GANFP_RUNS, else ./runs)."),
+    runs_dir: RunsDirOpt = None,
     seed: int = typer.Option(0, help="Seed of the clustering and of the cnn training."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Attribute generated images to the training subset or generator that made them, or cluster them."""
     from ganfp.attribution.methods import TrainerSettings
-    from ganfp.attribution.run import (DEFAULT_CLUSTER_FEATURES, DEFAULT_CLUSTER_METHOD, DEFAULT_FEATURES,
-                                       DEFAULT_METHOD, AttributeConfig, ClusterConfig)
+    from ganfp.attribution.run import (
+        DEFAULT_CLUSTER_FEATURES,
+        DEFAULT_CLUSTER_METHOD,
+        DEFAULT_FEATURES,
+        DEFAULT_METHOD,
+        AttributeConfig,
+        ClusterConfig,
+    )
     from ganfp.attribution.run import attribute as run_attribute
     from ganfp.attribution.run import cluster as run_cluster
     from ganfp.errors import InputError

@@ -50,15 +50,15 @@ CLUSTER_METRICS = {"ari": "adjusted Rand index", "nmi": "normalised mutual infor
                    "matched_accuracy": "accuracy after matching", "clusters": "clusters"}
 
 
-def _print_classes(report, metrics: dict[str, str], table_title: str, matrix: list[list[int]], columns: list[str]) -> None:
+def _print_classes(report, metrics: dict[str, str], table_title: str, matrix: list[list[int]],
+                   columns: list[str]) -> None:
     """Attribution or clustering: a row per metric beside the baselines, then the class x prediction table."""
     names = list(report.baselines)
-    ui.print_table(
-        escape(f"{report.preds} vs {report.labels}"),
-        ["metric", "predictions", *names],
-        [[label, report.metrics[key], *(report.baselines[name].get(key) for name in names)] for key, label in metrics.items()],
-        caption=escape(f"n = {report.metrics['n']}, {len(report.classes)} classes; random baselines: mean of 20 seeded draws"),
-    )
+    rows = [[label, report.metrics[key], *(report.baselines[name].get(key) for name in names)]
+            for key, label in metrics.items()]
+    caption = f"n = {report.metrics['n']}, {len(report.classes)} classes; random baselines: mean of 20 seeded draws"
+    ui.print_table(escape(f"{report.preds} vs {report.labels}"), ["metric", "predictions", *names], rows,
+                   caption=escape(caption))
     ui.print_table(table_title, ["true \\ predicted", *columns],
                    [[cls, *row] for cls, row in zip(report.classes, matrix)])
 
@@ -78,7 +78,7 @@ def evaluate(
     task: str = typer.Option("auto", "--task", help="membership (0/1 labels), attribution (class names) or "
                              "clustering (an id,cluster file); auto tells them apart by the files."),
 ) -> None:
-    """Score predictions against ground truth: membership, attribution or clustering metrics beside the trivial baselines."""
+    """Score predictions against ground truth: membership, attribution or clustering metrics beside baselines."""
     from ganfp.errors import InputError
     from ganfp.evaluation import TASKS, detect_task, evaluate_classes, evaluate_clusters, evaluate_files
 

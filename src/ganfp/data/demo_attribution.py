@@ -93,7 +93,8 @@ def ready(folder: Path, seed: int | None = None) -> bool:
         meta = json.loads((folder / "meta.json").read_text())
     except (OSError, ValueError):
         return False
-    return meta.get("status") == "ready" and meta.get("version") == ATTRIBUTION_VERSION and seed in (None, meta.get("seed"))
+    current = meta.get("status") == "ready" and meta.get("version") == ATTRIBUTION_VERSION
+    return current and seed in (None, meta.get("seed"))
 
 
 def ensure_attribution_demo(name: str, data_root: Path, seed: int | None = None) -> Path:
@@ -109,7 +110,8 @@ def ensure_attribution_demo(name: str, data_root: Path, seed: int | None = None)
         tmp.mkdir(parents=True)
         seed = 0 if seed is None else seed
         counts = BUILDERS[name](tmp, seed)
-        write_json(tmp / "meta.json", {"status": "ready", "seed": seed, "version": ATTRIBUTION_VERSION, "counts": counts})
+        meta = {"status": "ready", "seed": seed, "version": ATTRIBUTION_VERSION, "counts": counts}
+        write_json(tmp / "meta.json", meta)  # last: its presence means the rest is complete
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     except OSError as exc:

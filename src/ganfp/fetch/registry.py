@@ -67,6 +67,9 @@ IMAGECLEF_MANUAL = (
 )
 
 
+IMAGECLEF_PARTS = ("dev", "test", "attribution-train", "attribution-real", "attribution-unknown")
+
+
 def _imageclef(year: int, what: str) -> DatasetInfo:
     name = f"imageclef-gans-{year}"
     return DatasetInfo(
@@ -74,7 +77,7 @@ def _imageclef(year: int, what: str) -> DatasetInfo:
         description=f"{what} (ImageCLEFmedical GANs {year})",
         size="see organisers",
         access=REGISTRATION,
-        specs=tuple(f"{name}:{part}" for part in ("dev", "test", "attribution-train", "attribution-real", "attribution-unknown")),
+        specs=tuple(f"{name}:{part}" for part in IMAGECLEF_PARTS),
         manual=IMAGECLEF_MANUAL.format(name=name),
         licence="the signed ImageCLEF end-user agreement governs use; do not redistribute",
         max_unpacked_bytes=50 * 2**30,
