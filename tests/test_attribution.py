@@ -104,8 +104,11 @@ def test_output_columns_are_a_flag(task, tmp_path):
     attribute(config(task, tmp_path, columns="none"))
     lines = (tmp_path / "a.csv").read_text().splitlines()
     assert len(lines) == 12 and lines[0].count(",") == 1 and lines[0].endswith(CLASSES)
+    assert lines[0].startswith("unknown_alpha_000,")  # ids, not file names, without a path-like header
     table = read_class_table(tmp_path / "a.csv")
     assert table.columns is None and len(table.ids) == 12
+    attribute(config(task, tmp_path))
+    assert (tmp_path / "a.csv").read_text().splitlines()[1].startswith("unknown_alpha_000.png,")
 
 
 def blobs(rng: np.random.Generator, n_per: int = 10) -> tuple[np.ndarray, list[str]]:

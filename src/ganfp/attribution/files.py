@@ -19,6 +19,7 @@ from ganfp.errors import InputError
 from ganfp.fileio import write_text
 
 ID_WORDS = ("id", "image_id", "image_path", "image", "path", "file", "filename", "file_name", "name")
+FILE_WORDS = ("image_path", "image", "path", "file", "filename", "file_name")  # columns that get the file name
 DEFAULT_COLUMNS = ("image_path", "predicted_class")
 CLUSTER_COLUMNS = ("id", "cluster")
 
@@ -46,6 +47,12 @@ def parse_columns(text: str) -> tuple[str, str] | None:
     if len(names) != 2 or not all(names) or any(c in n for n in names for c in "\"\n\r"):
         raise InputError(f"--columns {text!r}: give two header names such as image_path,predicted_class, or none")
     return names  # type: ignore[return-value]
+
+
+def row_keys(files: Sequence[str], columns: tuple[str, str] | None) -> list[str]:
+    """What identifies each image in the first column: its file name under a path-like header, else its id."""
+    names = [PurePosixPath(f.replace("\\", "/")).name for f in files]
+    return names if columns and columns[0].lower() in FILE_WORDS else [image_id(n) for n in names]
 
 
 def write_class_table(path, names: Sequence[str], values: Sequence[str], columns: tuple[str, str] | None) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ganfp.attribution.cluster import CLUSTERERS, choose_k, silhouette
 from ganfp.attribution.features import BlockScaler, FeatureContext, common_size, compute, parse_spaces
-from ganfp.attribution.files import CLUSTER_COLUMNS, DEFAULT_COLUMNS, parse_columns, write_class_table
+from ganfp.attribution.files import CLUSTER_COLUMNS, DEFAULT_COLUMNS, parse_columns, row_keys, write_class_table
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
 from ganfp.errors import InputError
@@ -212,7 +212,8 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     job = Job(train, unknown, train_spec, cfg.features, cfg.k, ctx, cfg.trainer, cfg.seed, message)
     probs = METHODS.get(cfg.method)(job)
     predicted = [train.classes[i] for i in probs.argmax(1)]
-    write_class_table(cfg.out, [Path(it.path).name for it in unknown.items], predicted, parse_columns(cfg.columns))
+    columns = parse_columns(cfg.columns)
+    write_class_table(cfg.out, row_keys([it.path for it in unknown.items], columns), predicted, columns)
     uses_features = METHODS.entry(cfg.method).meta["needs"] != "images"
     return AttributionResult(unknown.ids, predicted, probs, train.classes, cfg.method,
                              cfg.features if uses_features else None, train_spec, train.class_counts(), str(cfg.out),
@@ -237,7 +238,7 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     else:
         k, labels = cfg.clusters, CLUSTERERS.get(cfg.method)(x, cfg.clusters, cfg.seed)
         tried = {k: silhouette(x, labels)}
-    write_class_table(cfg.out, [Path(it.path).name for it in images.items], [str(c) for c in labels],
-                      parse_columns(cfg.columns))
+    columns = parse_columns(cfg.columns)
+    write_class_table(cfg.out, row_keys([it.path for it in images.items], columns), [str(c) for c in labels], columns)
     return ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, tried[k], tried, cfg.method,
                          cfg.features, str(cfg.out), images.info.get("labels"), time.perf_counter() - started)

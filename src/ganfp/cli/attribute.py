@@ -14,7 +14,8 @@ METHOD_HELP = ("Supervised: centroid, knn, linear, cnn or fusion (default knn). 
 FEATURES_HELP = ("Feature space: spectrum, residual, pixels[N], checkpoint or a model name; join with + "
                  "(default: pixels32, and spectrum+residual with --clusters).")
 COLUMNS_HELP = ("Header of the output CSV, two names, or none (default image_path,predicted_class; id,cluster with "
-                "--clusters). The official layout is unconfirmed: see docs/attribution.md.")
+                "--clusters). File names go under image_path, path or file; ids (no extension) otherwise. "
+                "The official layout is unconfirmed: see docs/attribution.md.")
 
 
 def _clusters(value: str | None) -> int | None:
