@@ -81,7 +81,8 @@ def centroid(job: Job) -> np.ndarray:
     y = job.train.labels
     means = np.stack([train[y == c].mean(0) for c in range(len(job.classes))])
     spread = np.median(np.linalg.norm(train - means[y], axis=1)) + 1e-12
-    distances = np.linalg.norm(unknown[:, None, :] - means[None], axis=2)
+    squared = (unknown**2).sum(1)[:, None] + (means**2).sum(1)[None] - 2 * unknown @ means.T  # no (N, C, D) array
+    distances = np.sqrt(np.maximum(squared, 0))
     return _softmax(-distances / spread)
 
 
