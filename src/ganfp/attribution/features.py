@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -86,34 +87,37 @@ def residual(images: torch.Tensor) -> np.ndarray:
     return torch.cat(out).numpy().astype(np.float64)
 
 
-def parse_spaces(spec: str) -> list[str]:
-    """`pixels32+spectrum` -> its spaces, each a frequency fingerprint or a membership vector space."""
-    from ganfp.membership.features import parse_features
-
-    names = [s.strip() for s in spec.split("+")]
-    for name in names:
-        if name in FREQUENCY:
-            continue
-        if not name:
-            raise InputError(f"--features {spec!r}: empty feature space name")
-        try:
-            space = parse_features(name)
-        except InputError:
-            raise InputError(f"--features {name}: not one of {', '.join(FREQUENCY.names())}, pixels[N], "
-                             "checkpoint, nor a model name") from None
-        if space.kind == "ssim":
-            raise InputError(f"--features {name}: SSIM compares images, not vectors; use pixels[N] or a spectrum")
-    return names
-
-
-def membership_vectors(name: str, manifest: Manifest, ctx: FeatureContext) -> np.ndarray:
-    """The one place attribution reads a membership feature space (pixels[N], checkpoint, a model)."""
-    from ganfp.device import resolve_device
+def membership_space(name: str) -> Callable[[Manifest, FeatureContext], np.ndarray]:
+    """The one place attribution touches the membership feature spaces: check `name`, return its vectors."""
     from ganfp.membership.features import compute_features, parse_features
 
-    vectors = compute_features(parse_features(name), manifest, image_size=ctx.image_size,
-                               device=resolve_device(ctx.device), batch_size=ctx.batch_size, data_root=ctx.data_root)
-    return vectors.flatten(1).numpy().astype(np.float64)
+    try:
+        space = parse_features(name)
+    except InputError:
+        raise InputError(f"--features {name}: not one of {', '.join(FREQUENCY.names())}, pixels[N], "
+                         "checkpoint, nor a model name") from None
+    if space.kind == "ssim":
+        raise InputError(f"--features {name}: SSIM compares images, not vectors; use pixels[N] or a spectrum")
+
+    def vectors(manifest: Manifest, ctx: FeatureContext) -> np.ndarray:
+        from ganfp.device import resolve_device
+
+        out = compute_features(space, manifest, image_size=ctx.image_size, device=resolve_device(ctx.device),
+                               batch_size=ctx.batch_size, data_root=ctx.data_root)
+        return out.flatten(1).numpy().astype(np.float64)
+
+    return vectors
+
+
+def parse_spaces(spec: str) -> list[str]:
+    """`pixels32+spectrum` -> its spaces, each a frequency fingerprint or a membership vector space."""
+    names = [s.strip() for s in spec.split("+")]
+    for name in names:
+        if not name:
+            raise InputError(f"--features {spec!r}: empty feature space name")
+        if name not in FREQUENCY:
+            membership_space(name)
+    return names
 
 
 def compute(spec: str, manifest: Manifest, ctx: FeatureContext) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -123,7 +127,7 @@ def compute(spec: str, manifest: Manifest, ctx: FeatureContext) -> tuple[np.ndar
         if name in FREQUENCY:
             blocks.append(FREQUENCY.get(name)(decode(manifest, ctx)))
         else:
-            blocks.append(membership_vectors(name, manifest, ctx))
+            blocks.append(membership_space(name)(manifest, ctx))
     return np.hstack(blocks), tuple(b.shape[1] for b in blocks)
 
 
