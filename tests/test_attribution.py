@@ -196,7 +196,7 @@ def test_one_line_errors(task, mixed, tmp_path, run_cli):
     one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--method", "magic", *common),
                    "unknown attribution method 'magic'", "knn")
     one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--features", "ssim", *common),
-                   "SSIM")
+                   "ssim compares images")
     one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--columns", "a,b,c", *common),
                    "--columns")
     preds = tmp_path / "p.csv"

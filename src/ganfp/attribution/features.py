@@ -88,16 +88,22 @@ def residual(images: torch.Tensor) -> np.ndarray:
 
 
 def membership_space(name: str) -> Callable[[Manifest, FeatureContext], np.ndarray]:
-    """The one place attribution touches the membership feature spaces: check `name`, return its vectors."""
-    from ganfp.membership.features import compute_features, parse_features
+    """The one place attribution touches the membership feature spaces: check `name`, return its vectors.
+
+    Only spaces compared by Euclidean distance are vectors (pixels, std, deep ones); image metrics
+    such as SSIM and NCC compare pairs of images and have no vector to cluster or classify.
+    """
+    from ganfp.membership.distances import Euclidean
+    from ganfp.membership.features import compute_features
+    from ganfp.membership.spaces import parse_features, spaces_help
 
     try:
         space = parse_features(name)
     except InputError:
-        raise InputError(f"--features {name}: not one of {', '.join(FREQUENCY.names())}, pixels[N], "
-                         "checkpoint, nor a model name") from None
-    if space.kind == "ssim":
-        raise InputError(f"--features {name}: SSIM compares images, not vectors; use pixels[N] or a spectrum")
+        raise InputError(f"--features {name}: not one of {', '.join(FREQUENCY.names())}, {spaces_help()}") from None
+    if not isinstance(space.metric, Euclidean):
+        raise InputError(f"--features {name}: {space.kind} compares images, not vectors; "
+                         "use pixels[N], std[N] or a spectrum")
 
     def vectors(manifest: Manifest, ctx: FeatureContext) -> np.ndarray:
         from ganfp.device import resolve_device

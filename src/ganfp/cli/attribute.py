@@ -11,7 +11,7 @@ from ganfp.cli.app import DATA_ROOT_HELP, app
 
 METHOD_HELP = ("Supervised: centroid, knn, linear, cnn or fusion (default knn). "
                "With --clusters: kmeans, agglomerative or spectral (default kmeans).")
-FEATURES_HELP = ("Feature space: spectrum, residual, pixels[N], checkpoint or a model name; join with + "
+FEATURES_HELP = ("Feature space: spectrum, residual, pixels[N], std[N], checkpoint or a model name; join with + "
                  "(default: pixels32, and spectrum+residual with --clusters).")
 COLUMNS_HELP = ("Header of the output CSV, two names, or none (default image_path,predicted_class; id,cluster with "
                 "--clusters). File names go under image_path, path or file; ids (no extension) otherwise. "

@@ -40,6 +40,7 @@ def print_summary(summary: dict, as_json: bool) -> None:
         ("labelled not used", summary["labelled_not_used"]),
         ("submission", summary["out"]),
         ("scores", summary["scores"]),
+        ("report", summary.get("report")),
         ("device", summary["device"]),
         ("time (s)", f"{summary['seconds']:.1f}"),
     ]
@@ -51,33 +52,45 @@ def classify(
     real: str = typer.Argument(..., help="Real images: a folder (ids = file names without extension) or a dataset spec such as demo:gans-test."),
     out: str = typer.Option(..., "--out", help="Submission file to write (official format: <id>,<0|1>, no header)."),
     generated: Optional[str] = typer.Option(None, "--generated", help="Folder of generated images: enables the membership scorers (default for a dataset spec: its own generated set)."),
-    method: Optional[str] = typer.Option(None, "--method", help="knn, retrieval, density, autoencoder, classifier or fusion (default: knn with --generated, else classifier)."),
-    features: Optional[str] = typer.Option(None, "--features", help="Feature space of the neighbour scorers: pixels[N], ssim[N], checkpoint, or a model name with ImageNet weights (default: ssim64)."),
+    method: Optional[str] = typer.Option(None, "--method", help="knn, retrieval, density, autoencoder, classifier, fusion or ensemble (default: ensemble with --generated, else classifier; docs/membership.md)."),
+    features: Optional[str] = typer.Option(None, "--features", help="Feature space of a single neighbour method or fusion: pixels[N], std[N], ncc[N], ssim[N], checkpoint, or a model name with ImageNet weights (default: std32)."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Stage folder, chain run folder or model.safetensors (default: the newest chain run's last stage)."),
-    used_fraction: Optional[float] = typer.Option(None, "--used-fraction", help="Label the top fraction by score as used (default 0.5, or what --calibrate chose)."),
+    used_fraction: Optional[float] = typer.Option(None, "--used-fraction", help="Label the top fraction by score as used: the known prevalence (default 0.5, or the dev prevalence with --calibrate)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Label score >= threshold as used, instead of by rank."),
     scores: Optional[str] = typer.Option(None, "--scores", help="Also write a CSV: id,score,<one column per scorer>."),
     ids: Optional[str] = typer.Option(None, "--ids", help="File of expected ids, one per line: every one must have an image, and no other."),
-    calibrate: Optional[str] = typer.Option(None, "--calibrate", help="Labelled dev folder (used/, not_used/, generated/) or spec: choose method, k, weights and used fraction by cross-validated F1."),
-    k: Optional[int] = typer.Option(None, "--k", help="Neighbours per image for knn and density, and fusion's (default 10)."),
+    calibrate: Optional[str] = typer.Option(None, "--calibrate", help="Labelled dev folder (used/, not_used/, generated/) or spec: choose feature space, method and k by cross-validated ROC-AUC; the used fraction becomes the dev prevalence unless --used-fraction is given."),
+    k: Optional[int] = typer.Option(None, "--k", help="Neighbours per image for knn and density, and fusion's (default 5)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize every image to N x N (needed when sizes differ)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(128, help="Images per forward pass."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help="Folder of chain runs (default: $GANFP_RUNS, else ./runs)."),
-    seed: int = typer.Option(0, help="Seed of the autoencoder and of the calibration folds."),
+    seed: int = typer.Option(0, help="Seed of the autoencoder, the calibration folds and the bootstrap."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    window: Optional[str] = typer.Option(None, "--window", help="HU window of DICOM/NIfTI images: CENTER,WIDTH or lung, mediastinum, bone (default: lung, -1000..400 HU, for CT)."),
+    id_from: Optional[str] = typer.Option(None, "--id-from", help="Ids of DICOM files: name (the file name, default) or uid (SOPInstanceUID)."),
+    slices: Optional[str] = typer.Option(None, "--slices", help="NIfTI axial slices to read: START:STOP (STOP excluded) or one slice number (default: all)."),
+    report: Optional[str] = typer.Option(None, "--report", help="Also write an HTML evidence report (self-contained; needs ganfp[plots])."),
+    report_n: int = typer.Option(24, "--report-n", min=1, help="Evidence rows in the report: the N most and the N least suspicious images."),
 ) -> None:
     """Label each real image used (1) or not used (0) and write a validated submission file."""
     from ganfp.classify import classify as run
+    from ganfp.data.medical import MedicalReading
+
+    reading = MedicalReading.parse(window, id_from, slices)
 
     with ui.progress(transient=True) as bars:
         result = run(
             real, out, generated=generated, method=method, features=features, checkpoint=checkpoint,
             used_fraction=used_fraction, threshold=threshold, scores_path=scores, ids_path=ids,
             calibrate_on=calibrate, k=k, device=device, batch_size=batch_size, data_root=data_root,
-            runs_dir=runs_dir, seed=seed, image_size=image_size, progress=ProgressBars(bars),
+            runs_dir=runs_dir, seed=seed, image_size=image_size, progress=ProgressBars(bars), reading=reading,
+            report=report, report_n=report_n,
         )
     if result.calibration and not as_json:
         ui.info(f"calibration chose: {result.calibration.describe()}")
+        if not result.calibration.leak_evidence:
+            ui.warn("the dev set shows no evidence of leakage: its ROC-AUC interval includes 0.5, "
+                    "so these labels may be no better than chance")
     print_summary(result.summary, as_json)

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from ganfp import ui
-from ganfp.cli.app import app
+from ganfp.cli.app import DATA_ROOT_HELP, app
 
 METRICS = {
     "accuracy": "accuracy",
@@ -75,6 +75,15 @@ def evaluate(
                                                   "scores as used (files with scores; default 0.5 for score-only files)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Label score >= this as used "
                                               "(files with scores)."),
+    html_report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML evidence report of the real "
+                                               "images (needs --real and ganfp[plots])."),
+    real: Optional[str] = typer.Option(None, "--real", help="With --report: the real images (folder or dataset spec)."),
+    generated: Optional[str] = typer.Option(None, "--generated", help="With --report: the generated images "
+                                            "(default: the dataset spec's own)."),
+    features: Optional[str] = typer.Option(None, "--features", help="With --report: the feature space of the "
+                                           "nearest generated images (default: classify's)."),
+    report_n: int = typer.Option(24, "--report-n", min=1, help="Evidence rows: the N most and N least suspicious."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
     task: str = typer.Option("auto", "--task", help="membership (0/1 labels), attribution (class names) or "
                              "clustering (an id,cluster file); auto tells them apart by the files."),
 ) -> None:
@@ -86,8 +95,9 @@ def evaluate(
         raise InputError(f"--task {task}: choose one of: {', '.join(TASKS)}")
     task = detect_task(preds, labels) if task == "auto" else task
     if task != "membership":
-        if plot is not None or used_fraction is not None or threshold is not None:
-            raise InputError(f"--plot, --used-fraction and --threshold apply to membership files, not to {task}")
+        if plot is not None or html_report is not None or used_fraction is not None or threshold is not None:
+            raise InputError(f"--plot, --report, --used-fraction and --threshold apply to membership files, "
+                             f"not to {task}")
         report = evaluate_classes(preds, labels) if task == "attribution" else evaluate_clusters(preds, labels)
         if json_out:
             ui.print_json(report.to_dict())
@@ -101,14 +111,28 @@ def evaluate(
         from ganfp.plots import require_matplotlib
 
         require_matplotlib()
+    if html_report is not None:
+        from ganfp.report import require_matplotlib as report_needs
+
+        report_needs()
+        if real is None:
+            raise InputError("--report needs --real REAL: the real images the predictions are about")
     report = evaluate_files(preds, labels, used_fraction=used_fraction, threshold=threshold)
+    if html_report is not None:
+        from ganfp.membership.recipe import DEFAULT_FEATURES
+        from ganfp.report import evaluation_report
+
+        evaluation_report(html_report, report, real, features or DEFAULT_FEATURES, generated, report_n, data_root)
     if plot is not None:
         from ganfp.plots import plot_report
 
         plot_report(report, plot)
     if json_out:
-        ui.print_json(report.to_dict() | ({"plot": str(plot)} if plot is not None else {}))
+        ui.print_json(report.to_dict() | ({"plot": str(plot)} if plot is not None else {})
+                      | ({"report": str(html_report)} if html_report is not None else {}))
         return
     _print_report(report)
     if plot is not None:
         ui.info(f"figure written to {plot}")
+    if html_report is not None:
+        ui.info(f"report written to {html_report}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ganfp.data.manifest import is_dicom, is_nifti
+from ganfp.data.medical import decode_medical
 from ganfp.errors import InputError
 
 DECODE_VERSION = 1  # bump when decoding changes, so caches rebuild
@@ -37,8 +39,13 @@ def to_grayscale(img: Image.Image) -> Image.Image:
     return img if img.mode == "L" else img.convert("L")
 
 
-def decode_image(path: str, size: int) -> np.ndarray:
-    """The image at `path` as a (size, size) uint8 array; a file that isn't an image raises InputError."""
+def decode_image(path: str, size: int, frame: int | None = None, window: tuple[float, float] | None = None) -> np.ndarray:
+    """The image at `path` as a (size, size) uint8 array; a file that isn't an image raises InputError.
+
+    DICOM files and NIfTI slices (`frame`) are windowed in HU (`window`) by ganfp.data.medical.
+    """
+    if is_dicom(path) or is_nifti(path):
+        return decode_medical(path, size, frame, window)
     try:
         with Image.open(path) as img:
             if img.format == "JPEG":
