@@ -23,12 +23,7 @@ CLASSES = ("alpha", "beta", "gamma")
 FEATURE_METHODS = [n for n in METHODS.names() if METHODS.entry(n).meta["needs"] == "features"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def class_images(rng: np.random.Generator, c: int, n: int) -> np.ndarray:

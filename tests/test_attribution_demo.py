@@ -7,17 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from ganfp.data.adapters import load_manifest
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
