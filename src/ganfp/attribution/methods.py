@@ -126,7 +126,7 @@ def cnn(job: Job) -> np.ndarray:
                       image_size=job.ctx.image_size, batch_size=t.batch_size, lr=t.lr, epochs=t.epochs,
                       patience=t.patience, seed=job.seed, augment=t.augment, device=job.ctx.device)
     out_dir = Path(runs_root(t.runs_dir)) / "attribute" / f"{t.model}-{job.train.fingerprint()[:12]}"
-    job.message(f"training {t.model} on {len(job.train)} labelled images into {out_dir}")
+    job.message(f"training {t.model} on {job.train_spec} into {out_dir}")
     run_stage(cfg, out_dir, resume=True, strict_resume=False, data_root=job.ctx.data_root)
     device = resolve_device(job.ctx.device)
     model, meta = load_checkpoint(out_dir, device)

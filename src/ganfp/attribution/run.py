@@ -63,6 +63,9 @@ class AttributeConfig:
                       self.image_size, self.batch_size, self.columns)
         if self.k < 1:
             raise InputError(f"--k {self.k}: must be at least 1")
+        if self.use_real and METHODS.entry(self.method).meta["needs"] == "images":
+            raise InputError(f"--use-real: the {self.method} method trains on generated/<class>/ only; "
+                             "use it with centroid, knn, linear or fusion")
         if self.trainer.epochs < 1:
             raise InputError(f"--epochs {self.trainer.epochs}: must be at least 1")
 
