@@ -116,6 +116,7 @@ def cnn(job: Job) -> np.ndarray:
     """Train (or reuse, when the same images and settings were trained before) a classifier; its probabilities."""
     from ganfp import inference
     from ganfp.checkpoint import load_checkpoint
+    from ganfp.data.adapters import load_manifest
     from ganfp.device import resolve_device
     from ganfp.errors import InputError
     from ganfp.paths import runs_root
@@ -125,7 +126,8 @@ def cnn(job: Job) -> np.ndarray:
     cfg = StageConfig(name="attribution", dataset=job.train_spec, model=t.model, init="none",
                       image_size=job.ctx.image_size, batch_size=t.batch_size, lr=t.lr, epochs=t.epochs,
                       patience=t.patience, seed=job.seed, augment=t.augment, device=job.ctx.device)
-    out_dir = Path(runs_root(t.runs_dir)) / "attribute" / f"{t.model}-{job.train.fingerprint()[:12]}"
+    seen = load_manifest(job.train_spec, job.ctx.data_root)  # what the trainer loads: generated/<class> only
+    out_dir = Path(runs_root(t.runs_dir)) / "attribute" / f"{t.model}-{seen.fingerprint()[:12]}"
     job.message(f"training {t.model} on {job.train_spec} into {out_dir}")
     run_stage(cfg, out_dir, resume=True, strict_resume=False, data_root=job.ctx.data_root)
     device = resolve_device(job.ctx.device)
