@@ -32,12 +32,17 @@ def class_images(rng: np.random.Generator, c: int, n: int) -> np.ndarray:
     return np.clip(base + rng.normal(0, 25, (n, SIZE, SIZE)), 0, 255).astype(np.uint8)
 
 
-def save(folder: Path, prefix: str, images: np.ndarray) -> list[str]:
+def save(folder: Path, prefix: str, images: np.ndarray, palette: bool = False) -> list[str]:
+    """PNGs; with `palette`, 8-bit palette ("colormap") PNGs like the 2025 data, grey level = palette entry."""
     folder.mkdir(parents=True, exist_ok=True)
     ids = []
     for i, img in enumerate(images):
         ids.append(f"{prefix}_{i:03d}")
-        Image.fromarray(img).save(folder / f"{ids[-1]}.png")
+        out = Image.fromarray(img)
+        if palette:  # store index 255 - v with a reversed grey ramp: reading the index instead would invert the image
+            out = Image.fromarray((255 - img).astype(np.uint8), mode="P")
+            out.putpalette(np.repeat(255 - np.arange(256), 3).tolist())
+        out.save(folder / f"{ids[-1]}.png")
     return ids
 
 
@@ -248,16 +253,17 @@ def test_help_names_every_registered_method_and_space():
 
 
 def test_imageclef_2025_archive_attributes_with_its_own_training_folders(tmp_path):
-    """fetch-data --from an archive laid out like 2025, then attribute its generated_unknown/ by spec."""
+    """fetch-data --from an archive laid out like 2025 (palette PNGs), then attribute generated_unknown/ by spec."""
     from ganfp.data.adapters import load_manifest
     from ganfp.fetch import fetch_dataset
 
     src, rng = tmp_path / "src" / "ImageCLEFmed_GANs_2025" / "task2", np.random.default_rng(4)
     truth = {}
     for c, cls in enumerate(CLASSES):
-        save(src / "real" / cls, f"real_{cls}", class_images(rng, c, 3))
-        save(src / "generated" / cls, f"gen_{cls}", class_images(rng, c, 6))
-        truth.update(dict.fromkeys(save(src / "generated_unknown", f"img_{cls}", class_images(rng, c, 2)), cls))
+        save(src / "real" / cls, f"real_{cls}", class_images(rng, c, 3), palette=True)
+        save(src / "generated" / cls, f"gen_{cls}", class_images(rng, c, 6), palette=True)
+        unknown = save(src / "generated_unknown", f"img_{cls}", class_images(rng, c, 2), palette=True)
+        truth.update(dict.fromkeys(unknown, cls))
     root = tmp_path / "data"
     fetch_dataset("imageclef-gans-2025", root, source=tmp_path / "src")
     train = load_manifest("imageclef-gans-2025:attribution-train", root)
