@@ -9,7 +9,7 @@ from ganfp.cli.app import app
 from ganfp.errors import GanfpError
 
 # Each module registers its commands on `app`.
-from ganfp.cli import data, train, evaluate, classify, models  # noqa: E402,F401
+from ganfp.cli import data, train, evaluate, classify, models, attribute  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,6 +22,13 @@ DEMO_PARTS = {
 }
 GENERATED = {"gans-dev": "gans-dev/generated", "gans-test": "gans-test/generated_1"}
 TEST_LABELS = "gans-test-labels.csv"
+# attribution parts -> (demo folder, what to load); built on their own, see ganfp.data.demo_attribution
+ATTRIBUTION_PARTS = {
+    "attribution-2025": ("attribution-2025", "attribution-unknown"),
+    "attribution-2025-train": ("attribution-2025", "attribution-train"),
+    "attribution-2025-real": ("attribution-2025", "attribution-real"),
+    "attribution-2024": ("attribution-2024", "generated"),
+}
 
 
 def demo_dir(data_root: Path) -> Path:
@@ -49,10 +56,27 @@ def ensure_demo(data_root: Path, seed: int | None = None, force: bool = False) -
     return target
 
 
-@register_adapter("demo", f"built-in synthetic data; parts: {', '.join(DEMO_PARTS)}")
+def load_attribution(arg: str, data_root: Path) -> Manifest:
+    """The 2025 parts read like the 2025 archive; the 2024 part is one folder of mixed generators' images."""
+    from ganfp.data.adapters.imageclef import load_part
+    from ganfp.data.demo_attribution import LABELS, ensure_attribution_demo
+
+    name, part = ATTRIBUTION_PARTS[arg]
+    root = ensure_attribution_demo(name, data_root)
+    if part == "generated":
+        manifest = folder_manifest(root / "generated", name=f"demo:{arg}")
+    else:
+        manifest = load_part(root, part, f"demo:{arg}", str(root))
+    manifest.info["labels"] = str(root / LABELS)
+    return manifest
+
+
+@register_adapter("demo", f"built-in synthetic data; parts: {', '.join([*DEMO_PARTS, *ATTRIBUTION_PARTS])}")
 def load(arg: str | None, data_root: Path, **options) -> Manifest:
+    if arg in ATTRIBUTION_PARTS:
+        return load_attribution(arg, data_root)
     if arg not in DEMO_PARTS:
-        raise InputError(f"demo: unknown part {arg!r}; choose one of: {', '.join(DEMO_PARTS)}")
+        raise InputError(f"demo: unknown part {arg!r}; choose one of: {', '.join([*DEMO_PARTS, *ATTRIBUTION_PARTS])}")
     if options:
         raise InputError(f"demo:{arg}: unknown option(s) {', '.join(sorted(options))} (demo takes none)")
     root = ensure_demo(data_root)
