@@ -102,7 +102,8 @@ def calibration_candidates(scorer: MembershipScorer, method: str | None, k: int 
     for entry in SCORERS:
         if (method and entry.name != method) or (entry.name == "classifier" and not with_classifier):
             continue
-        spaces = [space.name for space in calibration_spaces()] if entry.meta["uses_features"] else [None]
+        spaces = [space.name for space in calibration_spaces() if space.vectors or not entry.meta.get("vectors_only")]
+        spaces = spaces if entry.meta["uses_features"] else [None]
         ks = ([k] if k else list(K_GRID)) if entry.meta["uses_k"] else [None]
         recipes += [canonical(Recipe(entry.name, f, kk)) for f in spaces for kk in ks]
     candidates = []

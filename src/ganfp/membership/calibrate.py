@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 from ganfp.errors import InputError
 from ganfp.membership.recipe import Recipe
 
-K_GRID = (1, 3, 5, 10)
+K_GRID = (1, 3, 5, 10, 20, 40)
 MIN_MARGIN = 0.02  # a challenger must beat the default by at least this much cross-validated AUC
 BOOTSTRAP_ROUNDS = 1000
 

@@ -75,7 +75,11 @@ class MembershipScorer:
         if recipe not in self._cache:
             entry = SCORERS.entry(recipe.method)
             if entry.meta["needs"] == "neighbours":
-                self._cache[recipe] = entry.obj(self.neighbours(parse_features(recipe.features)), recipe.k)
+                space = parse_features(recipe.features)
+                if entry.meta.get("vectors_only") and not space.vectors:
+                    raise InputError(f"--method {recipe.method} fits feature vectors: choose --features pixels[N], "
+                                     f"std[N] or a deep space, not {space.label}")
+                self._cache[recipe] = entry.obj(self.neighbours(space), recipe.k)
             else:
                 self._cache[recipe] = entry.obj(self, recipe)
         return self._cache[recipe]
