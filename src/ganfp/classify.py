@@ -248,7 +248,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         "seconds": round(time.perf_counter() - started, 2),
     }
     if report:
-        space = parse_features(recipe.features or DEFAULT_FEATURES)  # the ensemble's evidence: its std32 member
+        space = parse_features(recipe.features or DEFAULT_FEATURES)
         summary["report"] = classify_report(report, manifest, gen, setup, space, score, labels, summary, report_n,
                                             cut=threshold).path
     return ClassifyResult(manifest.ids, labels, score, scorers, summary, choice)

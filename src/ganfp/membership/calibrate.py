@@ -2,7 +2,7 @@
 
 Scores are label-free, so each candidate's scores are computed once on the whole dev set and
 judged fold by fold. ROC-AUC, not F1, picks: F1 rewards labelling everything used. With dozens
-of candidates and 160 dev images the best dev number is partly luck, so the default ensemble
+of candidates and 160 dev images the best dev number is partly luck, so the default recipe
 (chosen for its worst case over many generators) stays unless a candidate beats it by more than
 the noise, and among candidates within noise of the best the simplest wins. The used fraction is
 never fitted: it is the known prevalence (--used-fraction) or the dev set's.

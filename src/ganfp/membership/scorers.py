@@ -164,7 +164,7 @@ def reconstruction_error(queries: torch.Tensor, refs: torch.Tensor, idx: torch.T
     return torch.cat(out).numpy()
 
 
-@SCORERS.register("local", needs="neighbours", uses_k=True, uses_features=True, vectors_only=True,
+@SCORERS.register("local", needs="neighbours", uses_k=True, uses_features=True, vectors_only=True, default_k=40,
                   description="how much better x's k nearest generated images rebuild it, linearly, than its k nearest real ones")
 def local_scores(nb: Neighbours, k: int, ridge: float = LOCAL_RIDGE) -> np.ndarray:
     """log(e_R / e_G): e_G, e_R = residuals of x fitted as a linear combination of its k nearest generated / real images.
