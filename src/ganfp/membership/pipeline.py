@@ -21,7 +21,7 @@ from ganfp.membership.autoencoder import AutoencoderConfig, cached_autoencoder, 
 from ganfp.membership.features import compute_features, downsample, load_checked
 from ganfp.metrics import used_class_index
 from ganfp.membership.fusion import fuse
-from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_K, FUSION_MEMBERS, Recipe
+from ganfp.membership.recipe import DEFAULT_ENSEMBLE, DEFAULT_FEATURES, DEFAULT_K, FUSION_MEMBERS, Recipe
 from ganfp.membership.scorers import SCORERS, Neighbours
 from ganfp.membership.spaces import FeatureSpace, parse_features
 from ganfp.paths import cache_root
@@ -102,7 +102,9 @@ def canonical(recipe: Recipe) -> Recipe:
 
 
 def member_recipes(recipe: Recipe) -> tuple[Recipe, ...]:
-    """The recipes a combined method averages (fusion's methods in its space), else the recipe itself."""
+    """The recipes a combined method averages (fusion's methods in its space, the ensemble's list), else itself."""
+    if recipe.method == "ensemble":
+        return tuple(r for r, _ in DEFAULT_ENSEMBLE)
     if recipe.method == "fusion":
         return tuple(canonical(Recipe(m, recipe.features, recipe.k)) for m in FUSION_MEMBERS)
     return (canonical(recipe),)
@@ -141,11 +143,14 @@ def classifier_scores(scorer: MembershipScorer, recipe: Recipe) -> np.ndarray:
 
 
 def _combined(scorer: MembershipScorer, recipe: Recipe) -> np.ndarray:
-    return fuse(scorer.members(recipe))
+    weights = {r.label: w for r, w in DEFAULT_ENSEMBLE} if recipe.method == "ensemble" else None
+    return fuse(scorer.members(recipe), weights)
 
 
 SCORERS.add("fusion", _combined, needs="members", uses_k=True, uses_features=True,
             description="rank average of knn, retrieval, density and autoencoder in one feature space")
+SCORERS.add("ensemble", _combined, needs="members", uses_k=False, uses_features=False,
+            description="the default: rank average of " + " and ".join(f"{r.label} (weight {w:g})" for r, w in DEFAULT_ENSEMBLE))
 
 
 METHODS = tuple(SCORERS.names())

@@ -22,11 +22,16 @@ class Recipe:
         return " ".join(parts)
 
 
-# The label-free default, chosen by its worst case over the generator zoo (docs/membership.md):
-# local linear reconstruction in standardised pixels at 32 px with 40 neighbours. A blurry
-# generator's samples are smooth mixtures around its training images and a memoriser's blends are
-# sums of two, so a used image lies in the span of its generated neighbours.
-DEFAULT_METHOD = "local"
+# The label-free default, chosen by its worst case over the generator zoo (docs/membership.md): a
+# rank average, weighted 2:1, of local linear reconstruction in standardised pixels at 32 px with
+# 40 neighbours (blurry generators and blends: a used image lies in the span of its generated
+# neighbours) and the shift-tolerant nearest neighbours of knn in ncc32 (near-copies that were
+# shifted, warped or re-contrasted).
+DEFAULT_ENSEMBLE: tuple[tuple[Recipe, float], ...] = (
+    (Recipe("local", "std32", 40), 2.0),
+    (Recipe("knn", "ncc32", 10), 1.0),
+)
+DEFAULT_METHOD = "ensemble"
 DEFAULT_FEATURES = "std32"  # for every neighbour method without --features
 DEFAULT_K = 5  # for neighbour methods that register no default k of their own
 FUSION_MEMBERS = ("knn", "retrieval", "density", "autoencoder")

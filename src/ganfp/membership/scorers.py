@@ -150,6 +150,9 @@ def density_scores(nb: Neighbours, k: int, quantile: float = DENSITY_QUANTILE) -
 
 LOCAL_RIDGE = 0.1  # ridge on the k x k Gram matrix: unit-norm features, so relative to one neighbour's energy
 LOCAL_CHUNK = 256  # real images solved at a time: (chunk, k, dim) neighbours in memory
+# k is capped at a 12th of the generated and a 4th of the other real images: with few images, k
+# neighbours that are most of the set span everything and tell used from not used no more.
+LOCAL_SHARE = (12, 4)
 
 
 def reconstruction_error(queries: torch.Tensor, refs: torch.Tensor, idx: torch.Tensor, ridge: float) -> np.ndarray:
@@ -171,11 +174,14 @@ def local_scores(nb: Neighbours, k: int, ridge: float = LOCAL_RIDGE) -> np.ndarr
 
     A blurry generator's samples are smooth mixtures around its training images, and a memoriser's
     blends are sums of two: a used image lies in the span of its generated neighbours, while one
-    neighbour alone (knn) stays far. Fitting by the real neighbours calibrates, as in knn.
+    neighbour alone (knn) stays far. Fitting by the real neighbours calibrates, as in knn. k is
+    capped for small sets (LOCAL_SHARE).
     """
     if not isinstance(nb.metric, Euclidean):
         raise ValueError("local reconstruction needs feature vectors")
-    e_gen = reconstruction_error(nb.real, nb.generated, nb.real_to_generated(k)[1], ridge)
-    e_real = reconstruction_error(nb.real, nb.real, nb.real_to_real(k)[1], ridge)
+    k_gen = min(k, max(1, len(nb.generated) // LOCAL_SHARE[0]))
+    k_real = min(k, max(1, (len(nb.real) - 1) // LOCAL_SHARE[1]))
+    e_gen = reconstruction_error(nb.real, nb.generated, nb.real_to_generated(k_gen)[1], ridge)
+    e_real = reconstruction_error(nb.real, nb.real, nb.real_to_real(k_real)[1], ridge)
     tiny = 1e-9 * max(float(np.median(e_real)), 1e-12)
     return np.log(e_real + tiny) - np.log(e_gen + tiny)
