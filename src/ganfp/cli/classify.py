@@ -7,7 +7,19 @@ from typing import Optional
 import typer
 
 from ganfp import ui
-from ganfp.cli.app import DATA_ROOT_HELP, app
+from ganfp.cli.app import app
+from ganfp.cli.options import (
+    BatchSizeOpt,
+    DataRootOpt,
+    DeviceOpt,
+    ImageSizeOpt,
+    JsonOpt,
+    KOpt,
+    RunsDirOpt,
+    SeedOpt,
+    ThresholdOpt,
+    UsedFractionOpt,
+)
 
 
 class ProgressBars:
@@ -54,23 +66,27 @@ def classify(
     method: Optional[str] = typer.Option(None, "--method", help="knn, retrieval, density, autoencoder, classifier or fusion (default: knn with --generated, else classifier)."),
     features: Optional[str] = typer.Option(None, "--features", help="Feature space of the neighbour scorers: pixels[N], ssim[N], checkpoint, or a model name with ImageNet weights (default: ssim64)."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Stage folder, chain run folder or model.safetensors (default: the newest chain run's last stage)."),
-    used_fraction: Optional[float] = typer.Option(None, "--used-fraction", help="Label the top fraction by score as used (default 0.5, or what --calibrate chose)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Label score >= threshold as used, instead of by rank."),
+    used_fraction: UsedFractionOpt = None,
+    threshold: ThresholdOpt = None,
     scores: Optional[str] = typer.Option(None, "--scores", help="Also write a CSV: id,score,<one column per scorer>."),
     ids: Optional[str] = typer.Option(None, "--ids", help="File of expected ids, one per line: every one must have an image, and no other."),
     calibrate: Optional[str] = typer.Option(None, "--calibrate", help="Labelled dev folder (used/, not_used/, generated/) or spec: choose method, k, weights and used fraction by cross-validated F1."),
-    k: Optional[int] = typer.Option(None, "--k", help="Neighbours per image for knn and density, and fusion's (default 10)."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize every image to N x N (needed when sizes differ)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    batch_size: int = typer.Option(128, help="Images per forward pass."),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
-    runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help="Folder of chain runs (default: $GANFP_RUNS, else ./runs)."),
-    seed: int = typer.Option(0, help="Seed of the autoencoder and of the calibration folds."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    k: KOpt = None,
+    image_size: ImageSizeOpt = None,
+    device: DeviceOpt = "auto",
+    batch_size: BatchSizeOpt = 128,
+    data_root: DataRootOpt = None,
+    runs_dir: RunsDirOpt = None,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Label each real image used (1) or not used (0) and write a validated submission file."""
     from ganfp.classify import classify as run
+    from ganfp.fileio import check_writable
 
+    check_writable(out, "--out")
+    if scores:
+        check_writable(scores, "--scores")
     with ui.progress(transient=True) as bars:
         result = run(
             real, out, generated=generated, method=method, features=features, checkpoint=checkpoint,

@@ -7,7 +7,8 @@ from typing import List, Optional
 import typer
 
 from ganfp import ui
-from ganfp.cli.app import DATA_ROOT_HELP, app
+from ganfp.cli.app import app
+from ganfp.cli.options import DataRootOpt, JsonOpt, SeedOpt
 
 LIST_COLUMNS = ["name", "what it is", "size", "access", "status"]
 
@@ -18,14 +19,14 @@ def fetch_data(
     from_: Optional[List[str]] = typer.Option(
         None, "--from", metavar="PATH", help="Import a local archive (zip, tar, tar.gz) or unpacked folder instead of downloading; repeat for several."
     ),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    data_root: DataRootOpt = None,
     force: bool = typer.Option(False, "--force", help="Fetch again even when the dataset is ready."),
     add: bool = typer.Option(False, "--add", help="With --from: add to a ready dataset (e.g. the ImageCLEF test set after the dev set)."),
     via: Optional[str] = typer.Option(None, "--via", metavar="ROUTE", help="A download route other than the default (covid-ctset: kaggle)."),
     link: bool = typer.Option(False, "--link", help="With --from FOLDER: hard-link the files instead of copying them (same file system)."),
     list_: bool = typer.Option(False, "--list", help="List the datasets and their status on this machine."),
-    json_: bool = typer.Option(False, "--json", help="With --list: print JSON."),
-    seed: int = typer.Option(0, help="Seed of the demo data."),
+    json_: JsonOpt = False,
+    seed: SeedOpt = 0,
 ) -> None:
     """Download or import a dataset, verify it, and install it in the data folder."""
     from ganfp.errors import InputError

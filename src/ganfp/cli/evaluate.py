@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from ganfp import ui
 from ganfp.cli.app import app
+from ganfp.cli.options import JsonOpt, ThresholdOpt, UsedFractionOpt
 
 METRICS = {
     "accuracy": "accuracy",
@@ -50,20 +51,20 @@ def evaluate(
     preds: Path = typer.Argument(..., metavar="PREDS", help="Predictions: the official submission format, or a CSV with a header "
                                  "id,label | id,score | id,label,score | image_path,predicted_class."),
     labels: Path = typer.Argument(..., metavar="LABELS", help="Ground truth: a CSV with header id,label, or the official format."),
-    json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of tables."),
+    json_out: JsonOpt = False,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw ROC curve, confusion matrix and score "
                                         "histograms to this image (needs ganfp[plots])."),
-    used_fraction: Optional[float] = typer.Option(None, "--used-fraction", help="Label the top fraction of "
-                                                  "scores as used (files with scores; default 0.5 for score-only files)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Label score >= this as used "
-                                              "(files with scores)."),
+    used_fraction: UsedFractionOpt = None,
+    threshold: ThresholdOpt = None,
 ) -> None:
     """Score predictions against ground truth: the task's metrics, ROC-AUC and the constant baselines."""
     from ganfp.evaluation import evaluate_files
 
     if plot is not None:
+        from ganfp.fileio import check_writable
         from ganfp.plots import require_matplotlib
 
+        check_writable(plot, "--plot")
         require_matplotlib()
     report = evaluate_files(preds, labels, used_fraction=used_fraction, threshold=threshold)
     if plot is not None:

@@ -1,0 +1,63 @@
+"""The CLI options several commands share, each declared once with its help and its range (style rule 7).
+
+Used as `seed: SeedOpt = 0`. A value out of range is a click usage error: one line, exit 2,
+before any work starts. Only typer and the standard library are imported here, so `ganfp --help`
+stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Optional
+
+import typer
+
+
+def _finite(value: Optional[float]) -> Optional[float]:
+    """Click's FLOAT reads "nan" and "inf"; no threshold or fraction means anything as either."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def _open_fraction(value: Optional[float]) -> Optional[float]:
+    """0 < q < 1: all-used or none-used is a constant labelling, not a decision."""
+    if value is not None and not 0 < value < 1:
+        raise typer.BadParameter(f"{value:g} is not between 0 and 1 (0 < q < 1)")
+    return value
+
+
+DATA_ROOT_HELP = "Data folder (default: $GANFP_DATA, else the per-user data folder)."
+RUNS_HELP = "Folder of chain runs (default: $GANFP_RUNS, else ./runs)."
+MEMORY_HELP = "GB of RAM the image cache may take (default: a quarter of RAM); a larger cache is memory-mapped from disk."
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", help=DATA_ROOT_HELP)]
+RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help=RUNS_HELP)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]
+SeedOpt = Annotated[
+    Optional[int],
+    typer.Option("--seed", min=0, help="Seed of every random step (split, initialisation, shuffling, augmentation, "
+                 "folds, demo data); chain: overrides every stage's."),
+]
+ImageSizeOpt = Annotated[
+    Optional[int],
+    typer.Option("--image-size", min=8, max=4096, help="Resize every image to N x N; chain: overrides every stage's."),
+]
+BatchSizeOpt = Annotated[
+    Optional[int], typer.Option("--batch-size", min=1, help="Images per batch; chain: overrides every stage's.")
+]
+MemoryBudgetOpt = Annotated[Optional[float], typer.Option("--memory-budget", min=0, help=MEMORY_HELP)]
+UsedFractionOpt = Annotated[
+    Optional[float],
+    typer.Option("--used-fraction", callback=_open_fraction,
+                 help="Label the top fraction by score as used, 0 < q < 1 (default 0.5; classify: or what --calibrate chose)."),
+]
+ThresholdOpt = Annotated[
+    Optional[float],
+    typer.Option("--threshold", callback=_finite, help="Label score >= threshold as used, instead of by rank."),
+]
+KOpt = Annotated[
+    Optional[int],
+    typer.Option("--k", min=1, help="Neighbours per image for knn and density, and fusion's (default 10)."),
+]
