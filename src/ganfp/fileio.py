@@ -57,6 +57,18 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def replace_file(path: str | os.PathLike) -> Path:
+    """Unlink whatever file is at `path`, so the next write creates a new inode.
+
+    Opening an existing path with "wb" writes through it: if it is a hard link to a user's file
+    (fetch-data --link), the user's original changes. Writers of staged data call this first.
+    """
+    path = Path(path)
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    return path
+
+
 def _nearest_existing(path: Path) -> Path:
     """`path` or its closest ancestor that exists (missing folders on the way are created when writing)."""
     probe = path

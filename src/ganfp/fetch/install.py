@@ -17,7 +17,7 @@ from ganfp.fetch.archive import archive_kind, check_supported, unpack
 from ganfp.fetch.download import download, fetch_json, file_digest
 from ganfp.fetch.kaggle import kaggle_download
 from ganfp.fetch.registry import DATASETS, DatasetInfo, Route
-from ganfp.fileio import write_json
+from ganfp.fileio import replace_file, write_json
 
 FIGSHARE_API = "https://api.figshare.com/v2"
 NESTED_ROUNDS = 2  # archives inside archives are unpacked this many levels deep
@@ -130,7 +130,7 @@ def _import_local(info: DatasetInfo, sources: list, staging: Path, progress, lin
             continue
         check_supported(path)
         if archive_kind(path) is None:  # a loose file, e.g. a label list: kept beside the data
-            shutil.copyfile(path, staging / path.name)
+            shutil.copyfile(path, replace_file(staging / path.name))
             continue
         digests[path.name] = file_digest(path)
         budget -= unpack(path, staging, budget, progress)
@@ -169,7 +169,7 @@ def _fetch_route(info: DatasetInfo, route: Route, root: Path, staging: Path, pro
         if archive_kind(path):
             budget -= unpack(path, staging, budget, progress)
         else:
-            shutil.copyfile(path, staging / path.name)
+            shutil.copyfile(path, replace_file(staging / path.name))
     return digests, version, described
 
 
@@ -232,6 +232,8 @@ def _link_tree(src: Path, dest: Path, skip: set[str], link: bool, progress, keep
 
 
 def _place(path: Path, target: Path, link: bool) -> None:
+    """Link or copy `path` to a new `target` inode (a file already there may be a link to another user file)."""
+    replace_file(target)
     if link:
         try:
             os.link(path, target)
