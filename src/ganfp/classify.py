@@ -43,13 +43,31 @@ class ClassifyResult:
     calibration: Choice | None = None
 
 
-def read_real(spec: str, data_root=None) -> Manifest:
-    """A folder of images (flat, or used/ and not_used/; a generated/ sub-folder is skipped) or a dataset spec."""
-    from ganfp.data.adapters import load_manifest
+def _real_folder(path: Path) -> Manifest:
+    """A folder of real images. The ImageCLEF test layout (`real_unknown_N/` beside `generated_N/`) is
+    recognised: the real images are `real_unknown_N/`, the generated ones (unless --generated) `generated_N/`."""
+    from ganfp.data.adapters import imageclef
     from ganfp.data.adapters.folder import folder_manifest
+    from ganfp.data.manifest import list_folder
+
+    subdirs = [p for p in list_folder(path) if p.is_dir() and not p.name.startswith(".")]
+    tests = sorted(p.name for p in subdirs if imageclef.REAL_UNKNOWN.match(imageclef._norm(p.name)))
+    if len(tests) > 1:
+        raise InputError(f"{path}: holds several ImageCLEF test sets ({', '.join(tests)}); classify one, "
+                         f"e.g. ganfp classify {path / tests[0]} --generated {path / tests[0].replace('real_unknown', 'generated')}")
+    if tests:
+        return imageclef.load_part(path, "test", f"folder:{path}", str(path))
+    generated = tuple(p.name for p in subdirs if imageclef.GENERATED.match(imageclef._norm(p.name)))
+    return folder_manifest(path, exclude=generated)
+
+
+def read_real(spec: str, data_root=None) -> Manifest:
+    """A folder of images (flat; used/ and not_used/; or real_unknown_N/ beside generated_N/; generated*/
+    sub-folders are never real classes) or a dataset spec."""
+    from ganfp.data.adapters import load_manifest
 
     path = Path(spec).expanduser()
-    manifest = folder_manifest(path, exclude=("generated",)) if path.is_dir() else load_manifest(spec, data_root)
+    manifest = _real_folder(path) if path.is_dir() else load_manifest(spec, data_root)
     seen: dict[str, str] = {}
     for item in manifest.items:
         if item.id in seen:
@@ -61,6 +79,8 @@ def read_real(spec: str, data_root=None) -> Manifest:
 def generated_manifest(path: str | Path) -> Manifest:
     """Every image under the generated folder (sub-folders included), unlabelled."""
     root = Path(path).expanduser()
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root}: the generated images must be a folder, this is a file")
     if not root.is_dir():
         raise InputError(f"{root}: generated images folder not found")
     files = image_files(root)
@@ -69,27 +89,17 @@ def generated_manifest(path: str | Path) -> Manifest:
     return Manifest(f"folder:{root}", [], [Item(str(p.resolve()), UNLABELLED, source="generated") for p in files], str(root))
 
 
-def _image_size_of(path: str) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image file (cannot identify format)") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read image ({exc})") from None
-
-
 def native_image_size(*manifests: Manifest) -> int:
     """The one square size all images share (read from file headers); otherwise ask for --image-size.
 
     Comparing pixels only makes sense at one resolution. Files of different sizes are not
     silently resized: the user decides, with --image-size N, that all are resized to N x N.
     """
+    from ganfp.data.decode import image_size
+
     paths = [it.path for m in manifests for it in m.items]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        sizes = list(pool.map(_image_size_of, paths))
+        sizes = list(pool.map(image_size, paths))
     by_size = Counter(sizes)
     if len(by_size) > 1:
         example = {s: p for p, s in zip(paths, sizes)}

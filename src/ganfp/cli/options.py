@@ -27,12 +27,21 @@ def _open_fraction(value: Optional[float]) -> Optional[float]:
     return value
 
 
+def _data_root(value: Optional[str]) -> Optional[str]:
+    """The data root (flag, else $GANFP_DATA, else the default) must be a folder ganfp can write: checked first."""
+    from ganfp.fileio import check_writable
+    from ganfp.paths import data_root
+
+    check_writable(data_root(value), "data root", folder=True)
+    return value
+
+
 DATA_ROOT_HELP = "Data folder (default: $GANFP_DATA, else the per-user data folder)."
 RUNS_HELP = "Folder of chain runs (default: $GANFP_RUNS, else ./runs)."
 MEMORY_HELP = "GB of RAM the image cache may take (default: a quarter of RAM); a larger cache is memory-mapped from disk."
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
-DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", help=DATA_ROOT_HELP)]
+DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root, help=DATA_ROOT_HELP)]
 RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help=RUNS_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]
 SeedOpt = Annotated[
