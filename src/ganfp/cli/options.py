@@ -20,6 +20,26 @@ def _finite(value: Optional[float]) -> Optional[float]:
     return value
 
 
+def in_range(low: float | None = None, high: float | None = None):
+    """A callback refusing a value outside [low, high] with the value and the bound in the message.
+
+    Typer's own `min=`/`max=` would say "Input should be greater than or equal to 1", without the value.
+    """
+
+    def check(value):
+        if value is None:
+            return value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise typer.BadParameter(f"{value} is not a finite number")
+        if low is not None and value < low:
+            raise typer.BadParameter(f"{value:g} is below the minimum {low:g}")
+        if high is not None and value > high:
+            raise typer.BadParameter(f"{value:g} is above the maximum {high:g}")
+        return value
+
+    return check
+
+
 def _open_fraction(value: Optional[float]) -> Optional[float]:
     """0 < q < 1: all-used or none-used is a constant labelling, not a decision."""
     if value is not None and not 0 < value < 1:
@@ -46,17 +66,17 @@ RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help=RUNS_HELP)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]
 SeedOpt = Annotated[
     Optional[int],
-    typer.Option("--seed", min=0, help="Seed of every random step (split, initialisation, shuffling, augmentation, "
+    typer.Option("--seed", callback=in_range(0), help="Seed (>= 0) of every random step (split, initialisation, shuffling, augmentation, "
                  "folds, demo data); chain: overrides every stage's."),
 ]
 ImageSizeOpt = Annotated[
     Optional[int],
-    typer.Option("--image-size", min=8, max=4096, help="Resize every image to N x N; chain: overrides every stage's."),
+    typer.Option("--image-size", callback=in_range(8, 4096), help="Resize every image to N x N (8 to 4096); chain: overrides every stage's."),
 ]
 BatchSizeOpt = Annotated[
-    Optional[int], typer.Option("--batch-size", min=1, help="Images per batch; chain: overrides every stage's.")
+    Optional[int], typer.Option("--batch-size", callback=in_range(1), help="Images per batch (>= 1); chain: overrides every stage's.")
 ]
-MemoryBudgetOpt = Annotated[Optional[float], typer.Option("--memory-budget", min=0, help=MEMORY_HELP)]
+MemoryBudgetOpt = Annotated[Optional[float], typer.Option("--memory-budget", callback=in_range(0), help=MEMORY_HELP)]
 UsedFractionOpt = Annotated[
     Optional[float],
     typer.Option("--used-fraction", callback=_open_fraction,
@@ -68,5 +88,5 @@ ThresholdOpt = Annotated[
 ]
 KOpt = Annotated[
     Optional[int],
-    typer.Option("--k", min=1, help="Neighbours per image for knn and density, and fusion's (default 10)."),
+    typer.Option("--k", callback=in_range(1), help="Neighbours (>= 1) per image for knn and density, and fusion's (default 10)."),
 ]
