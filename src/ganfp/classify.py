@@ -19,7 +19,6 @@ import numpy as np
 
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
 from ganfp.errors import InputError
-from ganfp.fileio import write_text
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.features import parse_features
 from ganfp.membership.pipeline import METHODS, NEIGHBOUR_METHODS, MembershipScorer, ScoringSetup
@@ -169,15 +168,6 @@ def decision_rule(used_fraction: float | None, threshold: float | None) -> str:
     return f"top {used_fraction:.1%} by rank"
 
 
-def write_scores_csv(path, ids: list[str], score: np.ndarray, scorers: dict[str, np.ndarray]) -> None:
-    """`id,score,<scorer>...`: the decision score, then every scorer computed."""
-    names = list(scorers)
-    lines = [",".join(["id", "score", *names])]
-    for i, image_id in enumerate(ids):
-        lines.append(",".join([image_id, repr(float(score[i])), *(repr(float(scorers[n][i])) for n in names)]))
-    write_text(path, "\n".join(lines) + "\n")
-
-
 def check_options(method, k, used_fraction, threshold, image_size) -> None:
     if used_fraction is not None and threshold is not None:
         raise InputError("give --used-fraction or --threshold, not both")
@@ -196,7 +186,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
              image_size: int | None = None, progress: Progress | None = None) -> ClassifyResult:
     """Score, decide, write `out` (validated) and optionally the scores CSV; return what was done."""
     from ganfp.device import resolve_device
-    from ganfp.submission import decide, write_submission
+    from ganfp.submission import decide, write_scores, write_submission
 
     started = time.perf_counter()
     check_options(method, k, used_fraction, threshold, image_size)
@@ -230,7 +220,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     labels = decide(score, used_fraction=used_fraction, threshold=threshold)
     write_submission(out, manifest.ids, labels, expected_ids=expected)
     if scores_path:
-        write_scores_csv(scores_path, manifest.ids, score, scorers)
+        write_scores(scores_path, manifest.ids, score, columns=scorers)
     summary = {
         "images": len(labels),
         "generated": len(gen) if gen is not None and method != "classifier" else None,
