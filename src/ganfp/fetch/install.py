@@ -250,13 +250,10 @@ def _describe_sources(sources: list) -> str:
 
 
 def verify_layout(name: str, folder: Path, where: str) -> dict:
-    """What the dataset's adapter recognises in `folder`; a layout it does not know is an InputError."""
-    from ganfp.data.adapters import casia, covid_ctset, imageclef
+    """What the dataset's adapter (of the same name) recognises in `folder`; a layout it does not know is an InputError."""
+    from ganfp.data.adapters import ADAPTERS
 
-    if name == "casia":
-        return casia.describe(folder, where)
-    if name == "covid-ctset":
-        return covid_ctset.describe(folder, where)
-    if name.startswith("imageclef-gans-"):
-        return imageclef.describe(folder, where)
-    raise RuntimeFailure(f"no layout check for dataset {name}")
+    adapter = ADAPTERS.get(name)
+    if adapter.describe is None:
+        raise RuntimeFailure(f"no layout check for dataset {name}")
+    return adapter.describe(folder, where)
