@@ -189,7 +189,13 @@ def validate_submission(path_or_lines, ids: Iterable[str]) -> list[Problem]:
 
 
 def _header(path, first_line: str) -> dict[str, int] | None:
-    """Column name -> index when the first line is a known header; None for the official format."""
+    """Column name -> index when the first line is a known header; None for the official format.
+
+    `<id>,<int>` is always an official row, even when the id is a header word (an image named `image`).
+    """
+    tokens = first_line.split(",")
+    if len(tokens) == 2 and tokens[1].strip().lstrip("+-").isdigit():
+        return None
     names = [t.strip().strip('"').lower() for t in first_line.split(",")]
     if not HEADER_WORDS.intersection(names):
         return None

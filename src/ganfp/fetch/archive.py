@@ -180,6 +180,10 @@ def _unpack_tar(archive: Path, dest: Path, budget: _Budget) -> None:
                     _write(src, dest, rel, budget)
                 budget.progress()
             # device files and FIFOs: not data, skipped
+        # tarfile stops at the end-of-archive marker, before a compressed stream's last checksum:
+        # read the rest, so a damaged last block is an error rather than silently corrupt files
+        while tf.fileobj.read(CHUNK):
+            pass
 
 
 def _mkdir(dest: Path, rel: PurePosixPath, budget: _Budget) -> Path:

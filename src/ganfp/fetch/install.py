@@ -213,7 +213,11 @@ def _link_tree(src: Path, dest: Path, skip: set[str], link: bool, progress, keep
     """Copy (or hard-link) the files under `src` into `dest`; symlinked folders are followed once."""
     files = []
     seen = set()
-    for top, dirs, names in os.walk(src, followlinks=True):
+
+    def unreadable(exc: OSError) -> None:  # skipping it would install a dataset with files silently missing
+        raise InputError(f"{exc.filename or src}: cannot read the folder ({exc.strerror or exc})")
+
+    for top, dirs, names in os.walk(src, onerror=unreadable, followlinks=True):
         real = os.path.realpath(top)
         if real in seen:
             dirs[:] = []
