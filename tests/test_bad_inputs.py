@@ -267,7 +267,8 @@ CHAIN_TOMLS = {
     "dup_names": 'name = "x"\n[[stages]]\nname = "a"\ndataset = "DS"\n[[stages]]\nname = "a"\ndataset = "DS"\n',
     "name_dotdot": 'name = "../../x"\n[[stages]]\ndataset = "DS"\n',
     "stage_name_dotdot": 'name = "x"\n[[stages]]\nname = "../../../x"\ndataset = "DS"\n',
-    "bad_dataset_2": 'name = "x"\n[[stages]]\nname = "a"\ndataset = "DS"\n[[stages]]\nname = "b"\ndataset = "nope:nothing"\n',
+    "bad_dataset_2": ('name = "x"\n[[stages]]\nname = "a"\ndataset = "DS"\n'
+                      '[[stages]]\nname = "b"\ndataset = "nope:nothing"\n'),
     "unknown_dataset": 'name = "x"\n[[stages]]\ndataset = "nope:nothing"\n',
 }
 TINY_STAGE = {"image_size": 16, "batch_size": 4, "epochs": 1}
@@ -357,7 +358,8 @@ add("fetch-list-data-root-file", *F, "--list", "--data-root", "{afile}", says="i
 add("fetch-demo-from", *F, "demo", "--from", "{real}", "--data-root", "{out}/data", says="--from")
 add("fetch-demo-via", *F, "demo", "--via", "kaggle", "--data-root", "{out}/data", says="--via")
 add("fetch-manual-no-route", *IC, says="cannot be downloaded")
-add("fetch-unknown-route", *F, "covid-ctset", "--via", "nope", "--data-root", "{out}/data", says="no download route 'nope'")
+add("fetch-unknown-route", *F, "covid-ctset", "--via", "nope", "--data-root", "{out}/data",
+    says="no download route 'nope'")
 add("fetch-from-and-via", *IC, "--from", "{real}", "--via", "x", says="--via")
 add("fetch-add-without-from", *IC, "--add", says="--add")
 add("fetch-from-missing", *IC, "--from", "{missing}", says="no such file")
@@ -453,7 +455,8 @@ for _name in [n for n in CHAIN_TOMLS if n != "valid"]:
              "no_dataset": "no dataset", "dup_names": "unique", "unknown_dataset": "nope"}.get(_name, "chain_")
     add(f"chain-{_name.replace('_', '-')}", *C, "--chain", f"{{chain_{_name}}}", says=_says)
 add("chain-runs-dir-file", "chain", "--model", "conv5", "--runs-dir", "{afile}", says=("--runs-dir", "is a file"))
-add("chain-runs-dir-under-file", "chain", "--model", "conv5", "--runs-dir", "{afile}/r", says=("--runs-dir", "is a file"))
+add("chain-runs-dir-under-file", "chain", "--model", "conv5", "--runs-dir", "{afile}/r",
+    says=("--runs-dir", "is a file"))
 add("chain-runs-dir-read-only", "chain", "--model", "conv5", "--runs-dir", "{ro}/r", says="read-only",
     marks=[pytest.mark.skipif(IS_ROOT, reason="root writes to read-only folders")])
 add("chain-data-root-file", "chain", "--model", "conv5", "--runs-dir", "{out}/runs", "--data-root", "{afile}",
@@ -531,13 +534,15 @@ add("classify-out-under-file", *KR, "--out", "{afile}/s.csv", says=("--out", "is
 add("classify-out-read-only", *KR, "--out", "{ro}/s.csv", says="read-only",
     marks=[pytest.mark.skipif(IS_ROOT, reason="root writes to read-only folders")])
 add("classify-scores-folder", *KR, "--out", "{out}/s.csv", "--scores", "{empty}", says=("--scores", "is a folder"))
-add("classify-scores-under-file", *KR, "--out", "{out}/s.csv", "--scores", "{afile}/x.csv", says=("--scores", "is a file"))
+add("classify-scores-under-file", *KR, "--out", "{out}/s.csv", "--scores", "{afile}/x.csv",
+    says=("--scores", "is a file"))
 add("classify-data-root-file", "classify", "{real}", "--generated", "{gen}", "--out", "{out}/s.csv",
     "--data-root", "{afile}", says=("data root", "is a file"))
 for _opt, _value, _says in [
     ("--batch-size", "0", "minimum"), ("--batch-size", "-1", "minimum"), ("--k", "0", "minimum"),
     ("--k", "-5", "minimum"), ("--image-size", "4", "minimum"), ("--image-size", "99999", "maximum"),
-    ("--seed", "-1", "minimum"), ("--used-fraction", "0", "between 0 and 1"), ("--used-fraction", "1", "between 0 and 1"),
+    ("--seed", "-1", "minimum"), ("--used-fraction", "0", "between 0 and 1"),
+    ("--used-fraction", "1", "between 0 and 1"),
     ("--used-fraction", "1.5", "between 0 and 1"), ("--used-fraction", "nan", "between 0 and 1"),
     ("--threshold", "nan", "finite"), ("--threshold", "-inf", "finite"), ("--k", "ten", "--k"),
     ("--method", "nearest", "nearest"), ("--features", "nope", "nope"), ("--features", "pixels2", "pixels2"),

@@ -47,8 +47,9 @@ SLOW = {
         "calibration cross-validates every scorer (about 1 min)",
     "ganfp classify real/ --out submission.csv --checkpoint runs/demo-resnet18": "needs the demo chain run",
     "ganfp classify demo:gans-test --method classifier --out paper.csv": "needs the demo chain run",
-    "ganfp evaluate paper.csv ~/.local/share/ganfp/demo/gans-test-labels.csv": "reads paper.csv, written by the step before",
-    "ganfp train-stage --data demo:covid --out runs/covid --model conv5 --image-size 64 --epochs 20": "trains 20 epochs",
+    "ganfp evaluate paper.csv ~/.local/share/ganfp/demo/gans-test-labels.csv": "reads paper.csv, from the step before",
+    "ganfp train-stage --data demo:covid --out runs/covid --model conv5 --image-size 64 --epochs 20":
+        "trains 20 epochs",
     "ganfp train-stage --data ./my_images --out runs/mine --init runs/covid": "trains at 224 px, from runs/covid",
     "python benchmarks/train_throughput.py --model resnet18 --image-size 64 --batch 64 --steps 4 --rounds 20":
         "a benchmark (minutes on a CPU)",

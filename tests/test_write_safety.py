@@ -1,4 +1,4 @@
-"""What ganfp writes: atomically, with the umask's mode, never through a user's hard link, never to an unwritable path."""
+"""What ganfp writes: atomically, with the umask's mode, never through a user's hard link, never where it cannot."""
 
 from __future__ import annotations
 
@@ -131,7 +131,8 @@ def test_check_writable_refuses_what_cannot_be_written(tmp_path):
     for path, folder, message in cases:
         with pytest.raises(InputError, match=message):
             fileio.check_writable(path, "--out", folder=folder)
-    assert fileio.check_writable(tmp_path / "new" / "deeper" / "out.csv", "--out") == tmp_path / "new" / "deeper" / "out.csv"
+    fresh = tmp_path / "new" / "deeper" / "out.csv"
+    assert fileio.check_writable(fresh, "--out") == fresh
     assert not (tmp_path / "new").exists()  # checking creates nothing
 
 

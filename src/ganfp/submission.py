@@ -332,7 +332,8 @@ def write_submission(path, ids: Sequence[str], labels, expected_ids: Iterable[st
             raise InputError(problems[0].where(path))
 
 
-def write_scores(path, ids: Sequence[str], scores, labels=None, columns: dict[str, Sequence[float]] | None = None) -> None:
+def write_scores(path, ids: Sequence[str], scores, labels=None,
+                 columns: dict[str, Sequence[float]] | None = None) -> None:
     """A headered `id,score` (or `id,label,score`) CSV that `read_predictions` reads back exactly.
 
     `columns` adds one named column per extra score after `score` (classify: every scorer computed).
@@ -349,7 +350,8 @@ def write_scores(path, ids: Sequence[str], scores, labels=None, columns: dict[st
     header = ["id", *(["label"] if y is not None else []), "score", *extra]
     rows = [",".join(header)]
     for n, image_id in enumerate(ids):
-        cells = [image_id, *([str(y[n])] if y is not None else []), repr(s[n].item()), *(repr(v[n]) for v in extra.values())]
+        label = [str(y[n])] if y is not None else []
+        cells = [image_id, *label, repr(s[n].item()), *(repr(v[n]) for v in extra.values())]
         rows.append(",".join(cells))
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")

@@ -60,17 +60,56 @@ def print_summary(summary: dict, as_json: bool) -> None:
 
 @app.command("classify")
 def classify(
-    real: str = typer.Argument(..., help="Real images: a folder (ids = file names without extension) or a dataset spec such as demo:gans-test."),
+    real: str = typer.Argument(
+        ...,
+        help=(
+            "Real images: a folder (ids = file names without extension) or a dataset spec such as "
+            "demo:gans-test."
+        ),
+    ),
     out: str = typer.Option(..., "--out", help="Submission file to write (official format: <id>,<0|1>, no header)."),
-    generated: Optional[str] = typer.Option(None, "--generated", help="Folder of generated images: enables the membership scorers (default for a dataset spec: its own generated set)."),
-    method: Optional[str] = typer.Option(None, "--method", help="knn, retrieval, density, autoencoder, classifier or fusion (default: knn with --generated, else classifier)."),
-    features: Optional[str] = typer.Option(None, "--features", help="Feature space of the neighbour scorers: pixels[N], ssim[N], checkpoint, or a model name with ImageNet weights (default: ssim64)."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Stage folder, chain run folder or model.safetensors (default: the newest chain run's last stage)."),
+    generated: Optional[str] = typer.Option(
+        None, "--generated",
+        help=(
+            "Folder of generated images: enables the membership scorers (default for a dataset spec: its "
+            "own generated set)."
+        ),
+    ),
+    method: Optional[str] = typer.Option(
+        None, "--method",
+        help=(
+            "knn, retrieval, density, autoencoder, classifier or fusion (default: knn with --generated, "
+            "else classifier)."
+        ),
+    ),
+    features: Optional[str] = typer.Option(
+        None, "--features",
+        help=(
+            "Feature space of the neighbour scorers: pixels[N], ssim[N], checkpoint, or a model name with"
+            " ImageNet weights (default: ssim64)."
+        ),
+    ),
+    checkpoint: Optional[str] = typer.Option(
+        None, "--checkpoint",
+        help=(
+            "Stage folder, chain run folder or model.safetensors (default: the newest chain run's last "
+            "stage)."
+        ),
+    ),
     used_fraction: UsedFractionOpt = None,
     threshold: ThresholdOpt = None,
     scores: Optional[str] = typer.Option(None, "--scores", help="Also write a CSV: id,score,<one column per scorer>."),
-    ids: Optional[str] = typer.Option(None, "--ids", help="File of expected ids, one per line: every one must have an image, and no other."),
-    calibrate: Optional[str] = typer.Option(None, "--calibrate", help="Labelled dev folder (used/, not_used/, generated/) or spec: choose method, k, weights and used fraction by cross-validated F1."),
+    ids: Optional[str] = typer.Option(
+        None, "--ids",
+        help="File of expected ids, one per line: every one must have an image, and no other.",
+    ),
+    calibrate: Optional[str] = typer.Option(
+        None, "--calibrate",
+        help=(
+            "Labelled dev folder (used/, not_used/, generated/) or spec: choose method, k, weights and "
+            "used fraction by cross-validated F1."
+        ),
+    ),
     k: KOpt = None,
     image_size: ImageSizeOpt = None,
     device: DeviceOpt = "auto",

@@ -48,9 +48,15 @@ def _print_report(report) -> None:
 
 @app.command("evaluate")
 def evaluate(
-    preds: Path = typer.Argument(..., metavar="PREDS", help="Predictions: the official submission format, or a CSV with a header "
-                                 "id,label | id,score | id,label,score | image_path,predicted_class."),
-    labels: Path = typer.Argument(..., metavar="LABELS", help="Ground truth: a CSV with header id,label, or the official format."),
+    preds: Path = typer.Argument(
+        ..., metavar="PREDS",
+        help="Predictions: the official submission format, or a CSV with a header "
+        "id,label | id,score | id,label,score | image_path,predicted_class.",
+    ),
+    labels: Path = typer.Argument(
+        ..., metavar="LABELS",
+        help="Ground truth: a CSV with header id,label, or the official format.",
+    ),
     json_out: JsonOpt = False,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw ROC curve, confusion matrix and score "
                                         "histograms to this image (needs ganfp[plots])."),

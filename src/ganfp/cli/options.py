@@ -58,35 +58,32 @@ def _data_root(value: Optional[str]) -> Optional[str]:
 
 DATA_ROOT_HELP = "Data folder (default: $GANFP_DATA, else the per-user data folder)."
 RUNS_HELP = "Folder of chain runs (default: $GANFP_RUNS, else ./runs)."
-MEMORY_HELP = "GB of RAM the image cache may take (default: a quarter of RAM); a larger cache is memory-mapped from disk."
+MEMORY_HELP = ("GB of RAM the image cache may take (default: a quarter of RAM); a larger cache is memory-mapped "
+               "from disk.")
+SEED_HELP = ("Seed (>= 0) of every random step: split, initialisation, shuffling, augmentation, calibration folds, "
+             "demo data.")
+USED_FRACTION_HELP = ("Label the top fraction by score as used, 0 < q < 1 (default 0.5; classify: or what "
+                      "--calibrate chose).")
+K_HELP = "Neighbours (>= 1) per image for knn and density, and fusion's (default 10)."
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root, help=DATA_ROOT_HELP)]
 RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help=RUNS_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]
-SeedOpt = Annotated[
-    Optional[int],
-    typer.Option("--seed", callback=in_range(0), help="Seed (>= 0) of every random step (split, initialisation, shuffling, augmentation, "
-                 "folds, demo data); chain: overrides every stage's."),
-]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", callback=in_range(0), help=SEED_HELP)]
 ImageSizeOpt = Annotated[
     Optional[int],
-    typer.Option("--image-size", callback=in_range(8, 4096), help="Resize every image to N x N (8 to 4096); chain: overrides every stage's."),
+    typer.Option("--image-size", callback=in_range(8, 4096), help="Resize every image to N x N (8 to 4096)."),
 ]
 BatchSizeOpt = Annotated[
-    Optional[int], typer.Option("--batch-size", callback=in_range(1), help="Images per batch (>= 1); chain: overrides every stage's.")
+    Optional[int], typer.Option("--batch-size", callback=in_range(1), help="Images per batch (at least 1).")
 ]
 MemoryBudgetOpt = Annotated[Optional[float], typer.Option("--memory-budget", callback=in_range(0), help=MEMORY_HELP)]
 UsedFractionOpt = Annotated[
-    Optional[float],
-    typer.Option("--used-fraction", callback=_open_fraction,
-                 help="Label the top fraction by score as used, 0 < q < 1 (default 0.5; classify: or what --calibrate chose)."),
+    Optional[float], typer.Option("--used-fraction", callback=_open_fraction, help=USED_FRACTION_HELP)
 ]
 ThresholdOpt = Annotated[
     Optional[float],
     typer.Option("--threshold", callback=_finite, help="Label score >= threshold as used, instead of by rank."),
 ]
-KOpt = Annotated[
-    Optional[int],
-    typer.Option("--k", callback=in_range(1), help="Neighbours (>= 1) per image for knn and density, and fusion's (default 10)."),
-]
+KOpt = Annotated[Optional[int], typer.Option("--k", callback=in_range(1), help=K_HELP)]

@@ -114,7 +114,10 @@ def chain(
     data_root: DataRootOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a chain of stages, each starting from the previous stage's best checkpoint."""
+    """Run a chain of stages, each starting from the previous stage's best checkpoint.
+
+    --init, --epochs, --patience, --image-size, --batch-size, --lr and --seed override every stage's value.
+    """
     from ganfp.chain import load_chain, run_chain
     from ganfp.fileio import check_writable
     from ganfp.models import model_entry

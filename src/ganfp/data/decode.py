@@ -56,7 +56,8 @@ def _reading(path: str):
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputError(f"{path}: image too large, refused as a possible decompression bomb ({exc})") from exc
     except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"{path}: cannot decode image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: cannot decode image ({reason})") from exc
 
 
 def _open(path: str) -> Image.Image:
