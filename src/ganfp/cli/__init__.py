@@ -16,8 +16,12 @@ except ImportError:  # pragma: no cover - older typer runs on click itself
     from click import exceptions as click_errors
 
 from ganfp import ui
-from ganfp.cli import classify, data, evaluate, train  # noqa: F401 (each module registers its commands on `app`)
 from ganfp.cli.app import app
+
+# isort: off
+# Each module registers its commands on `app`, in the order `ganfp --help` lists them.
+from ganfp.cli import data, train, evaluate, classify  # noqa: E402,F401
+# isort: on
 from ganfp.errors import GanfpError
 
 NO_ARGS_IS_HELP = getattr(click_errors, "NoArgsIsHelpError", ())  # click >= 8.2
