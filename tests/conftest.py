@@ -38,6 +38,17 @@ def write_class_folder(root: Path, n_per_class: int = 24, size: int = 32, seed: 
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Tiny convs gain nothing from threads, and on a shared 2-core machine competing threads spin 100x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def class_folder(tmp_path: Path) -> Path:
     return write_class_folder(tmp_path / "ds")
 

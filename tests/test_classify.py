@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from test_membership_fixtures import one_torch_thread, write_case, write_dev  # noqa: F401 (autouse)
+from helpers.membership_cases import write_case, write_dev
 
 from ganfp.checkpoint import model_meta, save_model
 from ganfp.classify import DEFAULT_METHOD
@@ -20,6 +20,8 @@ from ganfp.data.adapters.folder import folder_manifest
 from ganfp.membership import AutoencoderConfig, pipeline
 from ganfp.models import create_model
 from ganfp.submission import read_predictions, validate_submission
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,8 @@
-"""Membership scorers: each one ranks the used images first on a case with a known answer, on the CPU.
+"""The machinery under the membership scorers, each piece against an independent computation.
 
-Also the machinery under them: blocked nearest neighbours and counts against brute force, SSIM
-against a direct implementation, rank fusion, calibration, and seeded reproducibility.
+Blocked nearest neighbours and counts against brute force, SSIM against a plain loop over the
+paper's equations, shifted NCC against numpy's correlation of every shift, the knn ratio and the
+retrieval votes against their definitions, rank fusion, and calibration's decision rules.
 """
 
 from __future__ import annotations
@@ -9,19 +10,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from helpers.membership_cases import membership_case
 from sklearn.metrics import roc_auc_score
-from test_membership_fixtures import membership_case, one_torch_thread  # noqa: F401 (autouse)
 
+from ganfp.errors import InputError
 from ganfp.membership import (
+    SPACE_KINDS,
     AutoencoderConfig,
     Candidate,
     Euclidean,
     Neighbours,
+    Recipe,
+    ShiftedNCC,
     SSIMDistance,
     choose,
-    density_scores,
-    fit_weights,
     fuse,
     knn_scores,
     nearest,
@@ -29,15 +31,13 @@ from ganfp.membership import (
     parse_features,
     reconstruction_scores,
     retrieval_scores,
-    roc_auc,
     soft_count,
     train_autoencoder,
 )
 from ganfp.membership import distances, scorers
 from ganfp.membership.features import downsample
-from ganfp.membership.ssim import C1, C2, gaussian_window
-from ganfp.errors import InputError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CPU = torch.device("cpu")
 TINY_AE = AutoencoderConfig(size=16, width=8, code=16, steps=150, batch_size=16)
 
@@ -47,37 +47,26 @@ def case():
     return membership_case(seed=0)
 
 
-def features(case, spec):
+def neighbours(case, spec):
     space = parse_features(spec)
-    real, gen = downsample(torch.from_numpy(case["real"]), space.size), downsample(torch.from_numpy(case["generated"]), space.size)
-    if space.kind == "pixels":
-        real, gen = real.flatten(1), gen.flatten(1)
+    real = space.features(downsample(torch.from_numpy(case["real"]), space.size))
+    gen = space.features(downsample(torch.from_numpy(case["generated"]), space.size))
     return Neighbours(real, gen, space.metric, CPU)
 
 
-def used_rank_first(scores, used) -> None:
-    """Every used image scores above every image that was not used."""
-    assert roc_auc_score(used, scores) == 1.0, (np.round(scores, 3), used)
-
-
-@pytest.mark.parametrize("spec", ["pixels16", "pixels32", "ssim16", "ssim32"])
-@pytest.mark.parametrize("scorer", [knn_scores, retrieval_scores, density_scores])
-def test_neighbour_scorers_rank_used_images_first(case, spec, scorer):
-    used_rank_first(scorer(features(case, spec), 3), case["used"])
-
-
-@pytest.mark.parametrize("scorer", [knn_scores, retrieval_scores, density_scores])
-def test_blocked_passes_give_the_same_scores_as_the_whole_matrix(case, monkeypatch, scorer):
-    whole = scorer(features(case, "ssim16"), 3)
+@pytest.mark.parametrize("method", scorers.SCORERS.names(needs="neighbours"))
+def test_blocked_passes_give_the_same_scores_as_the_whole_matrix(case, monkeypatch, method):
+    scorer = scorers.SCORERS.get(method)
+    whole = scorer(neighbours(case, "ssim16"), 3)
     monkeypatch.setattr(scorers, "MATRIX_LIMIT", 0)
     monkeypatch.setitem(distances.BLOCK_BUDGET, "cpu", 2 * 9 * 64 * 5)  # several blocks each way
-    blocked = scorer(features(case, "ssim16"), 3)
+    blocked = scorer(neighbours(case, "ssim16"), 3)
     np.testing.assert_allclose(blocked, whole, rtol=1e-3)  # float32 SSIM near 1, summed in another order
     assert np.array_equal(np.argsort(blocked), np.argsort(whole))
 
 
 def test_knn_is_the_calibrated_ratio(case):
-    nb = features(case, "pixels32")
+    nb = neighbours(case, "pixels32")
     d_gen = torch.cdist(nb.real.double(), nb.generated.double()).topk(2, largest=False).values.mean(1)
     within = torch.cdist(nb.real.double(), nb.real.double()).fill_diagonal_(float("inf"))
     d_real = within.topk(2, largest=False).values.mean(1)
@@ -85,7 +74,7 @@ def test_knn_is_the_calibrated_ratio(case):
 
 
 def test_retrieval_counts_votes_of_generated_images(case):
-    nb = features(case, "pixels32")
+    nb = neighbours(case, "pixels32")
     votes = np.bincount(torch.cdist(nb.generated, nb.real).argmin(1).numpy(), minlength=len(nb.real))
     assert np.array_equal(np.floor(retrieval_scores(nb, 1)), votes)  # the tie-break stays below one vote
 
@@ -93,7 +82,7 @@ def test_retrieval_counts_votes_of_generated_images(case):
 def test_autoencoder_trained_on_generated_images_reconstructs_used_ones_better(case):
     gen, real = downsample(torch.from_numpy(case["generated"]), 16), downsample(torch.from_numpy(case["real"]), 16)
     model = train_autoencoder(gen, TINY_AE, seed=0, device=CPU)
-    used_rank_first(reconstruction_scores(model, real, CPU), case["used"])
+    assert roc_auc_score(case["used"], reconstruction_scores(model, real, CPU)) > 0.9
 
 
 def test_autoencoder_same_seed_same_numbers(case):
@@ -128,70 +117,119 @@ def test_soft_count_matches_brute_force(monkeypatch):
     np.testing.assert_allclose(soft_count(queries, refs, 1.5, Euclidean(), CPU).numpy(), expected.numpy(), atol=1e-4)
 
 
-def ssim_direct(x: torch.Tensor, y: torch.Tensor, window: int = 7, stride: int = 3) -> float:
-    """SSIM of one pair by convolution (Wang et al.'s formula, Gaussian windows every `stride` px)."""
-    w = gaussian_window(window, 1.5).view(1, 1, window, window)
-    x, y = x[None, None].double(), y[None, None].double()
-    w = w.double()
-    mx, my = F.conv2d(x, w, stride=stride), F.conv2d(y, w, stride=stride)
-    vx = F.conv2d(x * x, w, stride=stride) - mx**2
-    vy = F.conv2d(y * y, w, stride=stride) - my**2
-    cov = F.conv2d(x * y, w, stride=stride) - mx * my
-    return float((((2 * mx * my + C1) * (2 * cov + C2)) / ((mx**2 + my**2 + C1) * (vx + vy + C2))).mean())
+def ssim_by_loops(x: np.ndarray, y: np.ndarray, window: int = 7, stride: int = 3, sigma: float = 1.5) -> float:
+    """Mean SSIM written from Wang et al. (2004), eq. 13-14, with plain loops over window positions."""
+    c1, c2 = (0.01 * 1.0) ** 2, (0.03 * 1.0) ** 2
+    offsets = np.arange(window) - (window - 1) / 2
+    g1 = np.exp(-offsets**2 / (2 * sigma**2))
+    w = np.outer(g1, g1) / np.outer(g1, g1).sum()
+    values = []
+    for top in range(0, x.shape[0] - window + 1, stride):
+        for left in range(0, x.shape[1] - window + 1, stride):
+            a, b = x[top : top + window, left : left + window], y[top : top + window, left : left + window]
+            mu_a, mu_b = (w * a).sum(), (w * b).sum()
+            var_a, var_b = (w * (a - mu_a) ** 2).sum(), (w * (b - mu_b) ** 2).sum()
+            cov = (w * (a - mu_a) * (b - mu_b)).sum()
+            values.append((2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)))
+    return float(np.mean(values))
 
 
-def test_batched_ssim_matches_the_direct_formula():
-    g = torch.Generator().manual_seed(2)
-    a, b = torch.rand(4, 24, 24, generator=g), torch.rand(5, 24, 24, generator=g)
-    metric = SSIMDistance(24)
-    expected = torch.tensor([[ssim_direct(x, y) for y in b] for x in a])
-    np.testing.assert_allclose(metric.similarity(a, b).numpy(), expected.numpy(), atol=1e-5)
-    np.testing.assert_allclose(metric.pairwise(a, a).diagonal().numpy(), 0.0, atol=1e-5)  # identical: distance 0
+def test_batched_ssim_matches_the_papers_equations():
+    rng = np.random.default_rng(2)
+    a, b = rng.random((3, 20, 20)), rng.random((4, 20, 20))
+    b[0] = np.clip(a[0] + rng.normal(0, 0.05, (20, 20)), 0, 1)  # one similar pair, far from 0
+    metric = SSIMDistance(20)
+    got = metric.similarity(torch.from_numpy(a).float(), torch.from_numpy(b).float()).numpy()
+    expected = np.array([[ssim_by_loops(x, y) for y in b] for x in a])
+    np.testing.assert_allclose(got, expected, atol=2e-5)
+    assert expected[0, 0] > 0.5
+
+
+def test_shifted_ncc_is_the_best_correlation_over_shifts():
+    rng = np.random.default_rng(3)
+    a, b = rng.random((3, 16, 16)), rng.random((5, 16, 16))
+    b[1] = 3.0 * np.roll(a[0], (2, -1), axis=(0, 1)) + 7.0  # shifted and re-contrasted copy of a[0]
+    metric = ShiftedNCC(16, 2)
+    got = metric.pairwise(torch.from_numpy(a).float(), torch.from_numpy(b).float()).numpy()
+    crop = 12
+    for i in range(3):
+        for j in range(5):
+            centre = a[i, 2 : 2 + crop, 2 : 2 + crop].ravel()
+            best = max(np.corrcoef(centre, b[j, dy : dy + crop, dx : dx + crop].ravel())[0, 1]
+                       for dy in range(5) for dx in range(5))
+            assert got[i, j] == pytest.approx(1 - best, abs=1e-5)
+    assert got[0, 1] == pytest.approx(0.0, abs=1e-5)
 
 
 def test_ranks_and_fusion():
     assert normalised_ranks([3.0, 1.0, 3.0, 2.0]).tolist() == [5 / 6, 0.0, 5 / 6, 1 / 3]
     a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([40.0, 30.0, 20.0, 10.0])
     np.testing.assert_allclose(fuse({"a": a, "b": b}), 0.5)  # opposite rankings cancel
-    np.testing.assert_allclose(fuse({"a": a, "b": b}, {"a": 1.0, "b": 0.0}), normalised_ranks(a))
+    np.testing.assert_allclose(fuse({"a": a, "b": a * 10}), normalised_ranks(a))  # scale does not matter
     with pytest.raises(ValueError):
-        fuse({"a": a}, {"a": 0.0})
+        fuse({})
 
 
-def test_roc_auc_and_weights():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 60)
-    s = rng.normal(size=60) + y
-    s[:5] = s[5]  # ties
-    assert roc_auc(s, y) == pytest.approx(roc_auc_score(y, s))
-    good, bad = y + rng.normal(0, 0.1, 60), -y.astype(float)
-    weights = fit_weights({"good": good, "bad": bad}, y)
-    assert weights["good"] == pytest.approx(0.5) and weights["bad"] == 0.0
+def labelled(seed: int = 0, n: int = 40):
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.ones(n // 2, int), np.zeros(n // 2, int)]
+    return rng, y
 
 
 def test_calibration_prefers_the_informative_scorer():
-    rng = np.random.default_rng(0)
-    y = np.r_[np.ones(20, int), np.zeros(20, int)]
-    informative = y + rng.normal(0, 0.3, 40)
-    noise = rng.normal(size=40)
-    candidates = [Candidate("noise", None, {"noise": noise}), Candidate("knn", 3, {"knn": informative}),
-                  Candidate("fusion", 3, {"knn": informative, "noise": noise})]
+    rng, y = labelled()
+    informative, noise = y + rng.normal(0, 0.5, 40), rng.normal(size=40)
+    candidates = [Candidate(Recipe("knn", "std16", 1), noise, 1), Candidate(Recipe("knn", "std32", 3), informative, 2)]
     choice = choose(candidates, y, seed=0)
-    assert choice.method in ("knn", "fusion") and choice.cv_f1 > 0.8
-    assert 0.3 <= choice.used_fraction <= 0.7
-    assert choice.table[-1]["method"] == "noise"
+    assert choice.recipe == Recipe("knn", "std32", 3) and choice.cv_auc > 0.8 and choice.leak_evidence
+    assert choice.table[-1]["candidate"] == "knn std16 k=1"
     assert choose(candidates, y, seed=0).table == choice.table  # seeded folds: same choice every time
     with pytest.raises(InputError, match="at least 2 used"):
         choose(candidates[:1], np.r_[1, np.zeros(39, int)])
 
 
-@pytest.mark.parametrize("spec,label", [("pixels", "pixels64"), ("ssim24", "ssim24"), ("checkpoint", "checkpoint"),
-                                        ("resnet18", "resnet18 (imagenet)")])
-def test_feature_specs(spec, label):
+def test_calibration_keeps_the_default_unless_beaten_beyond_noise():
+    rng, y = labelled(1, 80)
+    base = y + rng.normal(0, 0.8, 80)
+    default, lucky = Recipe("ensemble"), Recipe("knn", "std16", 1)
+    slightly_better = base + 0.02 * y  # within noise of the default
+    choice = choose([Candidate(lucky, slightly_better, 1), Candidate(default, base, 1000)], y, default=default)
+    assert choice.recipe == default
+    much_better = y + rng.normal(0, 0.1, 80)
+    choice = choose([Candidate(lucky, much_better, 1), Candidate(default, base, 1000)], y, default=default)
+    assert choice.recipe == lucky
+
+
+def test_calibration_used_fraction_is_the_prevalence_never_the_f1_maximiser():
+    rng = np.random.default_rng(4)
+    y = np.r_[np.ones(30, int), np.zeros(50, int)]
+    weak = y * 0.3 + rng.normal(size=80)  # F1 would be maximised by calling almost everything used
+    choice = choose([Candidate(Recipe("knn", "std16", 1), weak, 1)], y)
+    assert choice.used_fraction == pytest.approx(30 / 80)
+    assert choose([Candidate(Recipe("knn", "std16", 1), weak, 1)], y, used_fraction=0.5).used_fraction == 0.5
+
+
+def test_calibration_says_when_the_dev_set_shows_no_leak():
+    rng, y = labelled(5, 80)
+    choice = choose([Candidate(Recipe("knn", "std16", 1), rng.normal(size=80), 1)], y)
+    lo, hi = choice.interval
+    assert lo < 0.5 < hi and not choice.leak_evidence
+    assert "no evidence of leakage" in choice.describe()
+
+
+@pytest.mark.parametrize("kind", SPACE_KINDS.names())
+def test_every_space_kind_parses_with_and_without_a_resolution(kind):
+    entry = SPACE_KINDS.entry(kind)
+    assert parse_features(kind).label == f"{kind}{entry.obj.default_size}"
+    assert parse_features(f"{kind}24").label == f"{kind}24"
+
+
+@pytest.mark.parametrize("spec,label", [("checkpoint", "checkpoint"), ("resnet18", "resnet18 (imagenet)")])
+def test_deep_feature_specs(spec, label):
     assert parse_features(spec).label == label
 
 
-@pytest.mark.parametrize("spec", ["pixels4", "nonsense-model", "ssimx"])
+@pytest.mark.parametrize("spec", ["pixels4", "nonsense-model", "ssimx", "std2000"])
 def test_bad_feature_specs_are_input_errors(spec):
     with pytest.raises(InputError, match="--features"):
         parse_features(spec)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
-from test_membership_fixtures import one_torch_thread, write_case  # noqa: F401 (autouse)
+from helpers.membership_cases import write_case
 
 from ganfp import inference
 from ganfp.checkpoint import model_meta, save_model
@@ -21,6 +21,8 @@ from ganfp.membership import AutoencoderConfig, MembershipScorer, ScoringSetup, 
 from ganfp.membership import features as features_module
 from ganfp.membership import pipeline
 from ganfp.models import create_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CPU = torch.device("cpu")
 

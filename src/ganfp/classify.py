@@ -8,10 +8,11 @@ the submission is validated against the organisers' rules before the run counts 
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,14 +20,12 @@ import numpy as np
 
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
 from ganfp.errors import InputError
+from ganfp.membership import SCORERS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
-from ganfp.membership.features import parse_features
-from ganfp.membership.pipeline import METHODS, NEIGHBOUR_METHODS, MembershipScorer, ScoringSetup
-from ganfp.membership.scorers import K_SCORERS
+from ganfp.membership.pipeline import canonical
+from ganfp.membership.recipe import DEFAULT_METHOD
+from ganfp.membership.spaces import calibration_spaces
 
-DEFAULT_METHOD = "knn"  # with --generated: the strongest on the demo benchmark (docs/membership.md)
-DEFAULT_FEATURES = "ssim64"
-DEFAULT_K = 10
 DEFAULT_USED_FRACTION = 0.5  # the 2023 test set: 100 used, 100 not used
 
 Progress = Callable[[str, int, int], None]
@@ -142,24 +141,66 @@ def dev_sets(spec: str, data_root=None) -> tuple[Manifest, Manifest]:
     return real, generated_manifest(real.info["generated"])
 
 
-def calibration_candidates(scorer: MembershipScorer, methods: list[str], ks: list[int]) -> list[Candidate]:
+def calibration_candidates(scorer: MembershipScorer, method: str | None, k: int | None,
+                           with_classifier: bool) -> list[Candidate]:
+    """Every (space, method, k) the registries offer, and the classifier when allowed.
+
+    Simplicity orders candidates within noise of the best: one scorer before a fusion, then a
+    coarser space, then fewer neighbours.
+    """
+    recipes = []
+    for entry in SCORERS:
+        if (method and entry.name != method) or (entry.name == "classifier" and not with_classifier):
+            continue
+        spaces = [space.name for space in calibration_spaces()] if entry.meta["uses_features"] else [None]
+        ks = ([k] if k else list(K_GRID)) if entry.meta["uses_k"] else [None]
+        recipes += [canonical(Recipe(entry.name, f, kk)) for f in spaces for kk in ks]
     candidates = []
-    for method in methods:
-        for k in (ks if method in K_SCORERS or method == "fusion" else [None]):
-            candidates.append(Candidate(method, k, scorer.members(method, k or DEFAULT_K)))
+    for recipe in dict.fromkeys(recipes):  # canonical forms repeat; keep the first
+        members = SCORERS.entry(recipe.method).meta["needs"] == "members"
+        size = (parse_features(recipe.features).size or 0) if recipe.features else 0
+        candidates.append(Candidate(recipe, scorer.score(recipe), 1000 * members + size + (recipe.k or 0)))
     return candidates
 
 
 def calibrate(spec: str, setup: ScoringSetup, method: str | None, k: int | None, image_size: int | None,
-              has_checkpoint: bool) -> Choice:
-    """Pick method, k, weights and used fraction on a labelled dev set (scored against its own generated images)."""
+              used_fraction: float | None) -> Choice:
+    """Choose the recipe on a labelled dev set (scored against its own generated images); see calibrate.py.
+
+    The classifier is a candidate only when its chain never trained on a dev image: scoring
+    images a model was trained on measures its memory, not membership.
+    """
     real, generated = dev_sets(spec, setup.data_root)
     size = image_size or native_image_size(real, generated)
-    dev_setup = ScoringSetup(**{**setup.__dict__, "image_size": size})
     y = (real.labels == real.classes.index("used")).astype(np.int64)
-    methods = [method] if method else [m for m in METHODS if m != "classifier" or has_checkpoint]
-    scorer = MembershipScorer(real, generated, dev_setup)
-    return choose(calibration_candidates(scorer, methods, [k] if k else list(K_GRID)), y, seed=setup.seed)
+    with_classifier = setup.checkpoint is not None and not trained_on(setup.checkpoint, real, setup)
+    if method == "classifier" and not with_classifier:
+        raise InputError(f"--calibrate {spec}: the checkpoint's chain trained on these dev images (or no --checkpoint "
+                         "was given); a classifier cannot be judged on its own training images")
+    scorer = MembershipScorer(real, generated, replace(setup, image_size=size))
+    default = canonical(Recipe(DEFAULT_METHOD)) if method in (None, DEFAULT_METHOD) else None
+    return choose(calibration_candidates(scorer, method, k, with_classifier), y, seed=setup.seed, default=default,
+                  used_fraction=used_fraction)
+
+
+def trained_on(checkpoint, dev: Manifest, setup: ScoringSetup) -> bool:
+    """Whether a stage of the checkpoint's chain run trained on one of the dev images (same resolved file)."""
+    from ganfp.checkpoint import resolve_checkpoint
+    from ganfp.data.adapters import load_manifest
+    from ganfp.errors import GanfpError
+
+    given = Path(checkpoint)
+    stage = given.parent if given.is_file() else resolve_checkpoint(given, setup.runs_dir)
+    dev_files = {Path(item.path).resolve() for item in dev.items}
+    for meta_file in sorted(stage.parent.glob("*/meta.json")):
+        try:
+            dataset = json.loads(meta_file.read_text())["dataset"]
+            trained = load_manifest(str(dataset), setup.data_root)
+        except (OSError, ValueError, KeyError, GanfpError):
+            continue  # not a stage, or its data is gone: nothing to compare
+        if any(Path(item.path).resolve() in dev_files for item in trained.items):
+            return True
+    return False
 
 
 def decision_rule(used_fraction: float | None, threshold: float | None) -> str:
@@ -171,10 +212,12 @@ def decision_rule(used_fraction: float | None, threshold: float | None) -> str:
 def check_options(method, k, used_fraction, threshold, image_size) -> None:
     if used_fraction is not None and threshold is not None:
         raise InputError("give --used-fraction or --threshold, not both")
-    if method is not None and method not in METHODS:
-        raise InputError(f"--method {method}: choose one of: {', '.join(METHODS)}")
+    if method is not None and method not in SCORERS:
+        raise InputError(f"--method {method}: choose one of: {', '.join(SCORERS.names())}")
     if k is not None and k < 1:
         raise InputError(f"--k {k}: must be at least 1")
+    if used_fraction is not None and not 0.0 < used_fraction < 1.0:
+        raise InputError(f"--used-fraction {used_fraction:g}: must be between 0 and 1 (exclusive)")
     if image_size is not None and not 8 <= image_size <= 4096:
         raise InputError(f"--image-size {image_size}: must be between 8 and 4096")
 
@@ -190,6 +233,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
 
     started = time.perf_counter()
     check_options(method, k, used_fraction, threshold, image_size)
+    if features is not None:
+        parse_features(features)  # a typo fails now, not after the first minute of work
     manifest = read_real(real, data_root)
     expected = check_ids(manifest.ids, ids_path) if ids_path else None
     gen_dir = generated or manifest.info.get("generated")
@@ -198,37 +243,34 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         raise InputError(f"--method {method} compares real with generated images: pass --generated GEN_DIR")
     if gen is None and calibrate_on:
         raise InputError("--calibrate chooses among the membership scorers: pass --generated GEN_DIR too")
-    space = parse_features(features or DEFAULT_FEATURES)
     membership = gen is not None and method != "classifier"
     size = image_size or (native_image_size(manifest, gen) if membership else None)
-    setup = ScoringSetup(space, size, resolve_device(device), batch_size, data_root, checkpoint, runs_dir, seed,
-                         progress=progress)
+    setup = ScoringSetup(size, resolve_device(device), batch_size, data_root, checkpoint, runs_dir, seed, progress=progress)
 
     choice = None
     if calibrate_on:
-        choice = calibrate(calibrate_on, setup, method, k, image_size, has_checkpoint=checkpoint is not None)
-        method, k = choice.method, choice.k
-        if used_fraction is None and threshold is None:
+        choice = calibrate(calibrate_on, setup, method, k, image_size, used_fraction)
+        recipe = choice.recipe
+        if threshold is None:
             used_fraction = choice.used_fraction
-    method = method or (DEFAULT_METHOD if gen is not None else "classifier")
-    k = k or DEFAULT_K
+    else:
+        recipe = canonical(Recipe(method or (DEFAULT_METHOD if gen is not None else "classifier"), features, k))
     if used_fraction is None and threshold is None:
         used_fraction = DEFAULT_USED_FRACTION
 
     scorer = MembershipScorer(manifest, gen, setup)
-    score, scorers = scorer.final(method, k, choice.weights if choice else None)
+    score, scorers = scorer.final(recipe)
     labels = decide(score, used_fraction=used_fraction, threshold=threshold)
     write_submission(out, manifest.ids, labels, expected_ids=expected)
     if scores_path:
         write_scores(scores_path, manifest.ids, score, columns=scorers)
     summary = {
         "images": len(labels),
-        "generated": len(gen) if gen is not None and method != "classifier" else None,
-        "method": method,
+        "generated": len(gen) if gen is not None and recipe.method != "classifier" else None,
+        "method": recipe.method,
         "scorers": list(scorers),
-        "features": space.label if any(m in NEIGHBOUR_METHODS for m in scorers) else None,
-        "k": k if any(m in K_SCORERS for m in scorers) else None,
-        "weights": choice.weights if choice else None,
+        "features": recipe.features,
+        "k": recipe.k,
         "checkpoint": scorer.checkpoint_meta["stage"] if scorer.checkpoint_meta else None,
         "decision": decision_rule(used_fraction, threshold),
         "used_fraction": used_fraction,
@@ -237,7 +279,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         "labelled_not_used": int(len(labels) - labels.sum()),
         "out": str(out),
         "scores": str(scores_path) if scores_path else None,
-        "calibration": choice.describe() if choice else None,
+        "calibration": choice.to_dict() if choice else None,
         "device": str(setup.device),
         "seconds": round(time.perf_counter() - started, 2),
     }

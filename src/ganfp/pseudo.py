@@ -55,14 +55,14 @@ def pseudo_labels(method: str, ctx: dict, fraction: float) -> tuple[np.ndarray, 
 def knn_scores(ctx: dict) -> np.ndarray:
     """Calibrated nearest-neighbour scores against the dataset's own generated images: the stronger
     source, since it looks at the generated set (the classifier never does)."""
-    from ganfp.classify import DEFAULT_FEATURES, DEFAULT_K, generated_manifest, native_image_size
-    from ganfp.membership import MembershipScorer, ScoringSetup, parse_features
+    from ganfp.classify import generated_manifest, native_image_size
+    from ganfp.membership import DEFAULT_FEATURES, DEFAULT_K, MembershipScorer, Recipe, ScoringSetup
 
     manifest = ctx["manifest"]
     folder = manifest.info.get("generated")
     if not folder:
         raise InputError(f"{manifest.name}: pseudo_labels = \"knn\" needs a dataset with generated images (e.g. imageclef-gans-2023:test, demo:gans-test)")
     generated = generated_manifest(folder)
-    setup = ScoringSetup(parse_features(DEFAULT_FEATURES), native_image_size(manifest, generated), ctx["device"],
-                         data_root=ctx["data_root"], seed=ctx["config"].seed)
-    return MembershipScorer(manifest, generated, setup).score("knn", DEFAULT_K)
+    setup = ScoringSetup(native_image_size(manifest, generated), ctx["device"], data_root=ctx["data_root"],
+                         seed=ctx["config"].seed)
+    return MembershipScorer(manifest, generated, setup).score(Recipe("knn", DEFAULT_FEATURES, DEFAULT_K))

@@ -78,15 +78,15 @@ def classify(
     method: Optional[str] = typer.Option(
         None, "--method",
         help=(
-            "knn, retrieval, density, autoencoder, classifier or fusion (default: knn with --generated, "
-            "else classifier)."
+            "knn, retrieval, density, autoencoder, classifier, fusion or ensemble (default: ensemble with "
+            "--generated, else classifier; docs/membership.md)."
         ),
     ),
     features: Optional[str] = typer.Option(
         None, "--features",
         help=(
-            "Feature space of the neighbour scorers: pixels[N], ssim[N], checkpoint, or a model name with"
-            " ImageNet weights (default: ssim64)."
+            "Feature space of a single neighbour method or fusion: pixels[N], std[N], ncc[N], ssim[N], "
+            "checkpoint, or a model name with ImageNet weights (default: std32)."
         ),
     ),
     checkpoint: Optional[str] = typer.Option(
@@ -106,8 +106,9 @@ def classify(
     calibrate: Optional[str] = typer.Option(
         None, "--calibrate",
         help=(
-            "Labelled dev folder (used/, not_used/, generated/) or spec: choose method, k, weights and "
-            "used fraction by cross-validated F1."
+            "Labelled dev folder (used/, not_used/, generated/) or spec: choose feature space, method and k "
+            "by cross-validated ROC-AUC; the used fraction becomes the dev prevalence unless --used-fraction "
+            "is given."
         ),
     ),
     k: KOpt = None,
@@ -135,4 +136,7 @@ def classify(
         )
     if result.calibration and not as_json:
         ui.info(f"calibration chose: {result.calibration.describe()}")
+        if not result.calibration.leak_evidence:
+            ui.warn("the dev set shows no evidence of leakage: its ROC-AUC interval includes 0.5, "
+                    "so these labels may be no better than chance")
     print_summary(result.summary, as_json)

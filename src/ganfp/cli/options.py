@@ -60,11 +60,11 @@ DATA_ROOT_HELP = "Data folder (default: $GANFP_DATA, else the per-user data fold
 RUNS_HELP = "Folder of chain runs (default: $GANFP_RUNS, else ./runs)."
 MEMORY_HELP = ("GB of RAM the image cache may take (default: a quarter of RAM); a larger cache is memory-mapped "
                "from disk.")
-SEED_HELP = ("Seed (>= 0) of every random step: split, initialisation, shuffling, augmentation, calibration folds, "
-             "demo data.")
-USED_FRACTION_HELP = ("Label the top fraction by score as used, 0 < q < 1 (default 0.5; classify: or what "
-                      "--calibrate chose).")
-K_HELP = "Neighbours (>= 1) per image for knn and density, and fusion's (default 10)."
+SEED_HELP = ("Seed (>= 0) of every random step: split, initialisation, shuffling, augmentation, calibration folds "
+             "and bootstrap, demo data.")
+USED_FRACTION_HELP = ("Label the top fraction by score as used, 0 < q < 1: the known prevalence (default 0.5; "
+                      "classify --calibrate: the dev prevalence).")
+K_HELP = "Neighbours (>= 1) per image for knn and density, and fusion's (default 5)."
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root, help=DATA_ROOT_HELP)]

@@ -1,9 +1,11 @@
-"""Choose method, k, fusion weights and used fraction on a labelled dev set, by cross-validated F1.
+"""Choose the recipe (feature space, method, k) on a labelled dev set, by cross-validated ROC-AUC.
 
-Scores are unsupervised, so they are computed once on the whole dev set; what is fitted (fusion
-weights, the used fraction) is fitted on the training folds and judged on the held-out fold.
-The used fraction is a rank rule, so it carries to a test set with another generated-set size,
-where an absolute threshold would not (distances shrink as the generated set grows).
+Scores are label-free, so each candidate's scores are computed once on the whole dev set and
+judged fold by fold. ROC-AUC, not F1, picks: F1 rewards labelling everything used. With dozens
+of candidates and 160 dev images the best dev number is partly luck, so the default ensemble
+(chosen for its worst case over many generators) stays unless a candidate beats it by more than
+the noise, and among candidates within noise of the best the simplest wins. The used fraction is
+never fitted: it is the known prevalence (--used-fraction) or the dev set's.
 """
 
 from __future__ import annotations
@@ -11,56 +13,49 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from ganfp.errors import InputError
-from ganfp.membership.fusion import fit_weights, fuse, roc_auc
-from ganfp.metrics import binary_metrics
-from ganfp.submission import best_used_fraction, decide
+from ganfp.membership.recipe import Recipe
 
 K_GRID = (1, 3, 5, 10)
+MIN_MARGIN = 0.02  # a challenger must beat the default by at least this much cross-validated AUC
+BOOTSTRAP_ROUNDS = 1000
 
 
 @dataclass
 class Candidate:
-    method: str
-    k: int | None  # None for scorers without neighbours
-    members: dict[str, np.ndarray]  # the dev scores of each scorer; several for fusion
-
-    @property
-    def name(self) -> str:
-        return self.method if self.k is None else f"{self.method} k={self.k}"
-
-    def fit(self, idx: np.ndarray, y: np.ndarray) -> tuple[dict[str, float] | None, float]:
-        """(fusion weights, used fraction) fitted on the images `idx`."""
-        weights = fit_weights({m: s[idx] for m, s in self.members.items()}, y[idx]) if self.method == "fusion" else None
-        return weights, best_used_fraction(self.scores(np.arange(len(y)), weights)[idx], y[idx])
-
-    def scores(self, idx: np.ndarray, weights: dict[str, float] | None) -> np.ndarray:
-        if self.method == "fusion":
-            return fuse({m: s[idx] for m, s in self.members.items()}, weights)
-        return self.members[self.method][idx]
+    recipe: Recipe
+    scores: np.ndarray  # dev scores, one per dev image
+    simplicity: int  # lower = simpler: preferred among candidates within noise of the best
 
 
 @dataclass
 class Choice:
-    method: str
-    k: int | None
-    weights: dict[str, float] | None
+    recipe: Recipe
     used_fraction: float
-    cv_f1: float
+    cv_auc: float
     dev_auc: float
+    interval: tuple[float, float]  # 95% bootstrap interval of the dev ROC-AUC
     table: list[dict] = field(default_factory=list)  # one row per candidate, best first
 
+    @property
+    def leak_evidence(self) -> bool:
+        """False when the interval includes 0.5: the dev set does not show that the generator leaks."""
+        return self.interval[0] > 0.5
+
     def describe(self) -> str:
-        parts = [f"method {self.method}"]
-        if self.k is not None:
-            parts.append(f"k {self.k}")
-        if self.weights:
-            total = sum(self.weights.values())
-            parts.append("weights " + ", ".join(f"{m} {w / total:.2f}" for m, w in self.weights.items()))
-        parts.append(f"used fraction {self.used_fraction:.3f}")
-        parts.append(f"cross-validated F1 {self.cv_f1:.3f}, dev ROC-AUC {self.dev_auc:.3f}")
-        return "; ".join(parts)
+        lo, hi = self.interval
+        text = (f"{self.recipe.label}; used fraction {self.used_fraction:.3f}; cross-validated ROC-AUC {self.cv_auc:.3f}, "
+                f"dev ROC-AUC {self.dev_auc:.3f} (95% bootstrap interval {lo:.3f}-{hi:.3f})")
+        if not self.leak_evidence:
+            text += "; the interval includes 0.5: the dev set shows no evidence of leakage"
+        return text
+
+    def to_dict(self) -> dict:
+        return {"method": self.recipe.method, "features": self.recipe.features, "k": self.recipe.k,
+                "used_fraction": self.used_fraction, "cv_auc": self.cv_auc, "dev_auc": self.dev_auc,
+                "interval": list(self.interval), "leak_evidence": self.leak_evidence, "table": self.table}
 
 
 def folds(y: np.ndarray, seed: int, n_folds: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -68,47 +63,53 @@ def folds(y: np.ndarray, seed: int, n_folds: int = 5) -> list[tuple[np.ndarray, 
 
     smallest = int(min((y == 0).sum(), (y == 1).sum()))
     if smallest < 2:
-        raise InputError(f"calibration needs at least 2 used and 2 not_used images, got {int(y.sum())} used and {int((y == 0).sum())} not_used")
+        raise InputError(f"calibration needs at least 2 used and 2 not_used images, got {int(y.sum())} used "
+                         f"and {int((y == 0).sum())} not_used")
     splitter = StratifiedKFold(n_splits=min(n_folds, smallest), shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(y)), y))
 
 
-def cross_validated_f1(candidate: Candidate, y: np.ndarray, splits) -> float:
-    """F1 of the out-of-fold decisions, each fold labelled by the rule fitted on the others.
-
-    The rule "top q is used" fitted on the training folds becomes a cut halfway between the last
-    image it takes and the first it leaves, applied to the held-out fold: scores of one dev set share one scale (fusion ranks are
-    taken over the whole dev set, which needs no labels), and a small fold cannot hold q exactly.
-    """
-    everything = np.arange(len(y))
-    predicted = np.zeros(len(y), dtype=np.int64)
-    for train, test in splits:
-        weights, q = candidate.fit(train, y)
-        scores = candidate.scores(everything, weights)
-        chosen = decide(scores[train], used_fraction=q).astype(bool)
-        if not chosen.any():
-            continue  # the rule labels nothing used
-        cut = scores[train][chosen].min()
-        if (~chosen).any():
-            cut = (cut + scores[train][~chosen].max()) / 2  # mid-gap
-        predicted[test] = scores[test] >= cut
-    return float(binary_metrics(y, predicted)["f1"])
+def fold_aucs(scores: np.ndarray, y: np.ndarray, splits) -> np.ndarray:
+    """ROC-AUC on each held-out fold: nothing is fitted, so the spread across folds is the noise."""
+    return np.array([roc_auc_score(y[test], scores[test]) for _, test in splits])
 
 
-def choose(candidates: list[Candidate], y_true, seed: int = 0) -> Choice:
-    """The candidate with the best cross-validated F1 (ties: higher dev ROC-AUC, then list order)."""
+def bootstrap_interval(scores: np.ndarray, y: np.ndarray, seed: int, rounds: int = BOOTSTRAP_ROUNDS) -> tuple[float, float]:
+    """95% interval of the ROC-AUC over stratified resamples of the dev images."""
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    values = np.empty(rounds)
+    for r in range(rounds):
+        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        values[r] = roc_auc_score(y[idx], scores[idx])
+    lo, hi = np.quantile(values, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def pick(rows: list[dict], default: Recipe | None) -> dict:
+    """The default unless beaten beyond noise; then the simplest candidate within noise of the best."""
+    best = max(rows, key=lambda r: r["cv_auc"])
+    noise = max(MIN_MARGIN, best["noise"])
+    incumbent = next((r for r in rows if r["candidate"].recipe == default), None)
+    if incumbent is not None and best["cv_auc"] - incumbent["cv_auc"] <= noise:
+        return incumbent
+    close = [r for r in rows if best["cv_auc"] - r["cv_auc"] <= best["noise"]]
+    return min(close, key=lambda r: (r["candidate"].simplicity, -r["cv_auc"], r["order"]))
+
+
+def choose(candidates: list[Candidate], y_true, *, seed: int = 0, default: Recipe | None = None,
+           used_fraction: float | None = None) -> Choice:
+    """The chosen candidate, its dev numbers and the used fraction to carry to the test set."""
     y = np.asarray(y_true, dtype=np.int64)
     splits = folds(y, seed)
-    everything = np.arange(len(y))
     rows = []
     for order, candidate in enumerate(candidates):
-        weights, q = candidate.fit(everything, y)
-        rows.append({"candidate": candidate, "weights": weights, "used_fraction": q, "order": order,
-                     "cv_f1": cross_validated_f1(candidate, y, splits),
-                     "dev_auc": roc_auc(candidate.scores(everything, weights), y)})
-    rows.sort(key=lambda r: (-r["cv_f1"], -r["dev_auc"], r["order"]))
-    best = rows[0]
-    table = [{"method": r["candidate"].method, "k": r["candidate"].k, "cv_f1": r["cv_f1"], "dev_auc": r["dev_auc"],
-              "used_fraction": r["used_fraction"]} for r in rows]
-    return Choice(best["candidate"].method, best["candidate"].k, best["weights"], best["used_fraction"],
-                  best["cv_f1"], best["dev_auc"], table)
+        per_fold = fold_aucs(candidate.scores, y, splits)
+        rows.append({"candidate": candidate, "order": order, "cv_auc": float(per_fold.mean()),
+                     "noise": float(per_fold.std(ddof=1) / np.sqrt(len(per_fold))) if len(per_fold) > 1 else 0.0})
+    chosen = pick(rows, default)
+    scores = chosen["candidate"].scores
+    rows.sort(key=lambda r: (-r["cv_auc"], r["order"]))
+    table = [{"candidate": r["candidate"].recipe.label, "cv_auc": r["cv_auc"], "chosen": r is chosen} for r in rows]
+    return Choice(chosen["candidate"].recipe, float(y.mean()) if used_fraction is None else used_fraction,
+                  chosen["cv_auc"], float(roc_auc_score(y, scores)), bootstrap_interval(scores, y, seed), table)

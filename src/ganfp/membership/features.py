@@ -1,22 +1,15 @@
-"""Feature spaces the neighbour scorers compare images in, and the on-disk embedding cache.
-
-- `pixelsN`: the image downsampled to N x N (area average), values in [0, 1], as one vector.
-- `ssimN`: the image downsampled to N x N, compared by 1 - SSIM.
-- `checkpoint`: pooled features of a ganfp checkpoint's backbone (e.g. the one `ganfp chain` tuned).
-- any model name (`resnet18`, a timm name): pooled features with ImageNet weights.
+"""Features of a manifest in a feature space (see spaces.py), and the on-disk embedding cache.
 
 Deep embeddings cost a forward pass per image, so they are cached under
 `<cache>/embeddings`, keyed by the images (decode-cache key and file fingerprint), the feature
-space, the model and the checkpoint file (path, size, mtime). Pixel and SSIM features are
-cheap views of the decoded-image cache and are computed on the fly.
+space, the model and the checkpoint file (path, size, mtime). Pixel features are cheap views of
+the decoded-image cache and are computed on the fly.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -28,55 +21,13 @@ from ganfp.data.cache import cache_key, load_images
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
 from ganfp.fileio import atomic_path, write_json
-from ganfp.membership.distances import Euclidean
-from ganfp.membership.ssim import SSIMDistance
+from ganfp.membership.spaces import FeatureSpace
 from ganfp.paths import cache_root
 
 FEATURES_VERSION = 1  # bump when an embedding's meaning changes, so caches rebuild
-DEFAULT_PIXEL_SIZE = 64
-DEFAULT_SSIM_SIZE = 64
 CHUNK = 1024  # images converted at a time, so a memory-mapped set is never copied whole
 
 Progress = Callable[[str, int, int], None]  # (task, advance, total)
-
-
-@dataclass(frozen=True)
-class FeatureSpace:
-    name: str  # as written by the user: pixels, pixels64, ssim, checkpoint, resnet18
-    kind: str  # "pixels", "ssim" or "deep"
-    size: int | None = None  # resolution of pixel and SSIM features
-    model: str | None = None  # the ImageNet model of a deep space; None for a checkpoint
-
-    @property
-    def metric(self):
-        return SSIMDistance(self.size) if self.kind == "ssim" else Euclidean()
-
-    @property
-    def label(self) -> str:
-        """How reports name it: pixels32, ssim32, checkpoint, resnet18 (imagenet)."""
-        if self.kind in ("pixels", "ssim"):
-            return f"{self.kind}{self.size}"
-        return "checkpoint" if self.model is None else f"{self.model} (imagenet)"
-
-
-def parse_features(spec: str) -> FeatureSpace:
-    """`pixels[N]`, `ssim[N]`, `checkpoint`, or a model name (ImageNet weights)."""
-    match = re.fullmatch(r"(pixels|ssim)(\d*)", spec)
-    if match:
-        kind, digits = match.groups()
-        size = int(digits) if digits else (DEFAULT_PIXEL_SIZE if kind == "pixels" else DEFAULT_SSIM_SIZE)
-        if not 8 <= size <= 1024:
-            raise InputError(f"--features {spec}: resolution must be between 8 and 1024 px")
-        return FeatureSpace(spec, kind, size)
-    if spec == "checkpoint":
-        return FeatureSpace(spec, "deep")
-    from ganfp.models import model_entry
-
-    try:
-        model_entry(spec)
-    except InputError:
-        raise InputError(f"--features {spec}: not pixels[N], ssim[N], checkpoint, nor a model name") from None
-    return FeatureSpace(spec, "deep", model=spec)
 
 
 def load_checked(manifest: Manifest, image_size: int, data_root=None, progress: Progress | None = None,
@@ -116,13 +67,9 @@ def checkpoint_file(checkpoint: str | Path | None, runs_dir=None) -> Path:
 
 def checkpoint_meta(file: Path) -> dict:
     """The ganfp metadata of a checkpoint, read without loading its tensors."""
-    from safetensors import safe_open
+    from ganfp.checkpoint import read_safetensors
 
-    try:
-        with safe_open(str(file), framework="pt", device="cpu") as f:
-            meta = json.loads((f.metadata() or {}).get("ganfp", "{}"))
-    except Exception as exc:
-        raise InputError(f"{file}: not a readable safetensors checkpoint ({type(exc).__name__})") from exc
+    meta = read_safetensors(file, tensors=False)[1]
     if "image_size" not in meta:
         raise InputError(f"{file}: no ganfp metadata (model name, classes, image size)")
     return meta
@@ -199,11 +146,10 @@ def _embed_in_chunks(model, images: torch.Tensor, batch_size: int, device: torch
 def compute_features(space: FeatureSpace, manifest: Manifest, *, image_size: int, device: torch.device,
                      batch_size: int = 128, data_root=None, checkpoint=None, runs_dir=None,
                      progress: Progress | None = None, role: str = "") -> torch.Tensor:
-    """The features of every image of `manifest` in `space`: vectors, or images for SSIM."""
+    """The features of every image of `manifest` in `space`: vectors, or images for image metrics (SSIM, NCC)."""
     if space.kind == "deep":
         return deep_features(space, manifest, image_size=image_size, device=device, batch_size=batch_size,
                              data_root=data_root, checkpoint=checkpoint, runs_dir=runs_dir, progress=progress,
                              task=f"embed {role}".strip())
     images = load_checked(manifest, image_size, data_root, progress, task=f"decode {role}".strip())
-    small = downsample(images, space.size)
-    return small if space.kind == "ssim" else small.flatten(1)
+    return space.features(downsample(images, space.size))

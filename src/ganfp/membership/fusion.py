@@ -1,8 +1,6 @@
-"""Fusion by weighted rank averaging: scorers on different scales combine through their ranks.
+"""Fusion by rank averaging: scorers on different scales combine through their ranks.
 
-Weights fitted on a labelled split are each scorer's ROC-AUC above chance (max(0, AUC - 0.5)):
-one number per scorer, hard to overfit on a dev set of 160 images, and a scorer that ranks
-worse than chance gets no say.
+Every member counts alike: with 160 dev images, fitted weights mostly fit noise.
 """
 
 from __future__ import annotations
@@ -25,29 +23,8 @@ def normalised_ranks(scores) -> np.ndarray:
     return ranks / (s.size - 1)
 
 
-def fuse(scores: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
-    """Weighted mean of the scorers' normalised ranks (equal weights when none are given)."""
-    names = list(scores)
-    weights = weights or {name: 1.0 for name in names}
-    total = sum(weights.get(name, 0.0) for name in names)
-    if total <= 0:
-        raise ValueError("fusion needs at least one scorer with a positive weight")
-    return sum(weights.get(name, 0.0) * normalised_ranks(scores[name]) for name in names) / total
-
-
-def roc_auc(scores, y_true) -> float:
-    """Area under the ROC curve from ranks (Mann-Whitney U); 0.5 when one class is absent."""
-    y = np.asarray(y_true).astype(bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if not n_pos or not n_neg:
-        return 0.5
-    ranks = normalised_ranks(scores) * (y.size - 1) + 1
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def fit_weights(scores: dict[str, np.ndarray], y_true) -> dict[str, float]:
-    """max(0, AUC - 0.5) per scorer on labelled data; equal weights when none beats chance."""
-    weights = {name: max(0.0, roc_auc(s, y_true) - 0.5) for name, s in scores.items()}
-    if sum(weights.values()) <= 0:
-        return {name: 1.0 for name in scores}
-    return weights
+def fuse(scores: dict[str, np.ndarray]) -> np.ndarray:
+    """Mean of the scorers' normalised ranks: scorers on different scales count alike."""
+    if not scores:
+        raise ValueError("fusion needs at least one scorer")
+    return sum(normalised_ranks(s) for s in scores.values()) / len(scores)

@@ -14,10 +14,17 @@ import numpy as np
 import torch
 
 from ganfp.membership.distances import Euclidean, Metric, nearest, pairwise_matrix, soft_count
+from ganfp.registry import Registry
 
 Progress = Callable[[str, int, int], None]
 DENSITY_QUANTILE = 0.5  # the ball holds k generated images for this fraction of the real ones
 MATRIX_LIMIT = 1 << 26  # distances (256 MB) up to which a whole matrix is kept
+
+# Every method by name. meta: needs = what it reads ("neighbours": a Neighbours of one feature
+# space; "generated": the generated images; "checkpoint": a trained classifier; "members": other
+# scorers), uses_k / uses_features = whether k / the feature space change its scores. pipeline.py registers the methods that are not
+# neighbour scorers; options, calibration, benchmarks and the contract tests all iterate this.
+SCORERS: Registry[Callable] = Registry("method")
 
 
 class Neighbours:
@@ -93,6 +100,8 @@ class Neighbours:
         return out[0], out[1]
 
 
+@SCORERS.register("knn", needs="neighbours", uses_k=True, uses_features=True,
+                  description="d_R/d_G: closeness to the generated set over closeness to the other real images")
 def knn_scores(nb: Neighbours, k: int) -> np.ndarray:
     """d_R(x) / d_G(x): mean distance to the k nearest other real images over that to the k nearest generated.
 
@@ -105,6 +114,8 @@ def knn_scores(nb: Neighbours, k: int) -> np.ndarray:
     return (d_real + tiny) / (d_gen + tiny)
 
 
+@SCORERS.register("retrieval", needs="neighbours", uses_k=False, uses_features=True,
+                  description="votes: each generated image votes for its nearest real image")
 def retrieval_scores(nb: Neighbours, k: int = 1) -> np.ndarray:
     """Votes: each generated image votes for its nearest real image (`k` is not used).
 
@@ -120,6 +131,8 @@ def retrieval_scores(nb: Neighbours, k: int = 1) -> np.ndarray:
     return votes + 0.5 * (1.0 - rank / n)
 
 
+@SCORERS.register("density", needs="neighbours", uses_k=True, uses_features=True,
+                  description="generated vs real neighbours inside one epsilon-ball (Monte Carlo density ratio)")
 def density_scores(nb: Neighbours, k: int, quantile: float = DENSITY_QUANTILE) -> np.ndarray:
     """Monte-Carlo density ratio: generated vs real neighbours inside one epsilon-ball (Hilprecht et al.).
 
@@ -132,11 +145,3 @@ def density_scores(nb: Neighbours, k: int, quantile: float = DENSITY_QUANTILE) -
     gen, real = nb.counts(radius)
     n_gen, n_real = len(nb.generated), len(nb.real) - 1
     return np.log((gen + 1.0) / n_gen) - np.log((real + 1.0) / n_real)
-
-
-K_SCORERS = ("knn", "density")  # the scorers that k changes
-NEIGHBOUR_SCORERS: dict[str, Callable[[Neighbours, int], np.ndarray]] = {
-    "knn": knn_scores,
-    "retrieval": retrieval_scores,
-    "density": density_scores,
-}

@@ -9,19 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny convs gain nothing from threads, and on a shared 2-core machine competing threads spin 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def smooth_fields(rng: np.random.Generator, n: int, size: int = 32) -> np.ndarray:
@@ -67,3 +57,22 @@ def write_dev(root: Path, seed: int = 1, size: int = 32, **kw) -> Path:
     save(root / "not_used", "not_used", case["real"][~case["used"]])
     save(root / "generated", "gen", case["generated"])
     return root
+
+
+def hard_case(seed: int = 0, n_used: int = 16, n_not_used: int = 16, extra: int = 48, size: int = 32) -> dict:
+    """Like `membership_case`, but each used image is in the generated set once, shifted by up to 2 px,
+    re-contrasted and noisy, among many unrelated images: hard enough that scorers differ."""
+    rng = np.random.default_rng(seed)
+    real = smooth_fields(rng, n_used + n_not_used, size).astype(np.float64)
+    copies = []
+    for img in real[:n_used]:
+        dy, dx = rng.integers(-2, 3, size=2)
+        shifted = np.roll(img, (dy, dx), axis=(0, 1))
+        gain, offset = rng.uniform(0.7, 1.2), rng.uniform(-30, 30)
+        copies.append(gain * shifted + offset + rng.normal(0, 18, img.shape))
+    generated = np.concatenate([np.stack(copies), smooth_fields(rng, extra, size)])
+    generated = np.clip(generated, 0, 255).round().astype(np.uint8)
+    order = rng.permutation(len(real))
+    used = np.arange(len(real)) < n_used
+    return {"real": real.round().astype(np.uint8)[order], "used": used[order],
+            "generated": generated[rng.permutation(len(generated))]}

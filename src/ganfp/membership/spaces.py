@@ -1,0 +1,115 @@
+"""Feature spaces the neighbour scorers compare images in, one registration each.
+
+A space is named `<kind><N>` (N = the resolution the image is area-averaged to, e.g. `std32`),
+`checkpoint` (the pooled features of a ganfp checkpoint) or a model name (ImageNet features).
+Every pixel kind is registered in `SPACE_KINDS` with its metric, its default resolution and the
+resolutions calibration tries; help texts, option checks, calibration and tests read it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ganfp.errors import InputError
+from ganfp.membership.distances import Euclidean, Metric
+from ganfp.membership.ncc import ShiftedNCC, standardise
+from ganfp.membership.ssim import SSIMDistance
+from ganfp.registry import Registry
+
+
+@dataclass(frozen=True)
+class SpaceKind:
+    """How images at N x N (float, [0, 1]) become features, and how those are compared."""
+
+    features: Callable[[torch.Tensor], torch.Tensor]
+    metric: Callable[[int], Metric]
+    default_size: int
+    calibrate_sizes: tuple[int, ...]
+    description: str
+
+
+SPACE_KINDS: Registry[SpaceKind] = Registry("feature space")
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(1)
+
+
+def _standardised(x: torch.Tensor) -> torch.Tensor:
+    return standardise(x.flatten(1))
+
+
+def _images(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def ncc_shift(size: int) -> int:
+    """Shifts searched at N px: about 6% of the width, so a 4 px shift at 64 px is covered at any N."""
+    return max(1, round(size / 16))
+
+
+SPACE_KINDS.add("pixels", SpaceKind(_flat, lambda n: Euclidean(), 64, (16, 32, 64),
+                                    "raw pixels, L2 (what GAN-Leaks compares)"))
+SPACE_KINDS.add("std", SpaceKind(_standardised, lambda n: Euclidean(), 32, (16, 32, 64),
+                                 "per-image standardised pixels (zero mean, unit norm): blind to brightness and contrast"))
+SPACE_KINDS.add("ncc", SpaceKind(_images, lambda n: ShiftedNCC(n, ncc_shift(n)), 32, (16, 32),
+                                 "best normalised cross-correlation over shifts of ~6% of the width"))
+SPACE_KINDS.add("ssim", SpaceKind(_images, lambda n: SSIMDistance(n), 64, (32, 64),
+                                  "1 - SSIM (structure; punishes blur)"))
+
+
+@dataclass(frozen=True)
+class FeatureSpace:
+    name: str  # as written by the user: std32, pixels, checkpoint, resnet18
+    kind: str  # a SPACE_KINDS name, or "deep"
+    size: int | None = None  # resolution of pixel kinds
+    model: str | None = None  # the ImageNet model of a deep space; None for a checkpoint
+
+    @property
+    def metric(self) -> Metric:
+        return SPACE_KINDS.get(self.kind).metric(self.size) if self.kind != "deep" else Euclidean()
+
+    @property
+    def label(self) -> str:
+        """How reports name it: std32, ssim64, checkpoint, resnet18 (imagenet)."""
+        if self.kind != "deep":
+            return f"{self.kind}{self.size}"
+        return "checkpoint" if self.model is None else f"{self.model} (imagenet)"
+
+    def features(self, small: torch.Tensor) -> torch.Tensor:
+        """Features of images already downsampled to size x size (pixel kinds only)."""
+        return SPACE_KINDS.get(self.kind).features(small)
+
+
+def spaces_help() -> str:
+    kinds = ", ".join(f"{name}[N]" for name in SPACE_KINDS.names())
+    return f"{kinds}, checkpoint, or a model name with ImageNet weights"
+
+
+def parse_features(spec: str) -> FeatureSpace:
+    """`<kind>[N]` for a registered kind, `checkpoint`, or a model name (ImageNet weights)."""
+    match = re.fullmatch(r"([a-z]+)(\d*)", spec)
+    if match and match.group(1) in SPACE_KINDS:
+        kind, digits = match.groups()
+        size = int(digits) if digits else SPACE_KINDS.get(kind).default_size
+        if not 8 <= size <= 1024:
+            raise InputError(f"--features {spec}: resolution must be between 8 and 1024 px")
+        return FeatureSpace(spec, kind, size)
+    if spec == "checkpoint":
+        return FeatureSpace(spec, "deep")
+    from ganfp.models import model_entry
+
+    try:
+        model_entry(spec)
+    except InputError:
+        raise InputError(f"--features {spec}: not one of {spaces_help()}") from None
+    return FeatureSpace(spec, "deep", model=spec)
+
+
+def calibration_spaces() -> list[FeatureSpace]:
+    """Every pixel kind at every resolution it is calibrated at."""
+    return [parse_features(f"{entry.name}{n}") for entry in SPACE_KINDS for n in entry.obj.calibrate_sizes]

@@ -1,0 +1,86 @@
+"""One contract for every registered membership method and feature space (style rule 4).
+
+Each method, through the same pipeline `ganfp classify` uses, gives finite float64 scores, one
+per real image, follows the images when they are shuffled, repeats itself for the same seed,
+and ranks used images above unused ones on a fixture where the scorers do not all reach 1.0.
+The classifier needs a trained checkpoint and has its own tests (test_membership_cache.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers.membership_cases import hard_case, save
+from sklearn.metrics import roc_auc_score
+
+from ganfp.classify import generated_manifest, read_real
+from ganfp.membership import SCORERS, SPACE_KINDS, AutoencoderConfig, MembershipScorer, Recipe, ScoringSetup
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+METHODS = [name for name in SCORERS.names() if SCORERS.entry(name).meta["needs"] != "checkpoint"]
+TINY_AE = AutoencoderConfig(size=16, width=8, code=16, steps=150, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def hard(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hard")
+    case = hard_case(seed=0)
+    ids = save(root / "real", "real", case["real"])
+    save(root / "generated", "gen", case["generated"])
+    real, gen = read_real(str(root / "real")), generated_manifest(root / "generated")
+    used = dict(zip(ids, case["used"]))
+    return real, gen, np.array([used[i] for i in real.ids]), root
+
+
+def scores_of(real, gen, recipe: Recipe, data_root, seed: int = 0) -> np.ndarray:
+    setup = ScoringSetup(32, torch.device("cpu"), data_root=data_root, seed=seed, autoencoder=TINY_AE)
+    return MembershipScorer(real, gen, setup).score(recipe)
+
+
+def recipe_for(method: str) -> Recipe:
+    meta = SCORERS.entry(method).meta
+    return Recipe(method, "std16" if meta["uses_features"] else None, 3 if meta["uses_k"] else None)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_scores_are_finite_float64_one_per_real_image(hard, method):
+    real, gen, _, root = hard
+    s = scores_of(real, gen, recipe_for(method), root / "data")
+    assert s.dtype == np.float64 and s.shape == (len(real),) and np.isfinite(s).all()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_shuffling_the_real_images_shuffles_their_scores(hard, method):
+    real, gen, _, root = hard
+    perm = np.random.default_rng(1).permutation(len(real))
+    s = scores_of(real, gen, recipe_for(method), root / "data")
+    shuffled = scores_of(real.subset(perm), gen, recipe_for(method), root / "data")
+    np.testing.assert_allclose(shuffled, s[perm], rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_same_seed_same_scores(hard, method, tmp_path):
+    real, gen, _, _ = hard
+    a = scores_of(real, gen, recipe_for(method), tmp_path / "a", seed=7)
+    b = scores_of(real, gen, recipe_for(method), tmp_path / "b", seed=7)  # separate caches: computed twice
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_used_images_rank_above_unused_ones(hard, method):
+    real, gen, used, root = hard
+    assert roc_auc_score(used, scores_of(real, gen, recipe_for(method), root / "data")) > 0.7
+
+
+@pytest.mark.parametrize("kind", SPACE_KINDS.names())
+def test_every_feature_space_ranks_used_images_first(hard, kind):
+    real, gen, used, root = hard
+    assert roc_auc_score(used, scores_of(real, gen, Recipe("knn", f"{kind}16", 3), root / "data")) > 0.75
+
+
+def test_the_fixture_separates_the_scorers(hard):
+    """Not every recipe reaches AUC 1.0 here, so the ordering tests above can tell scorers apart."""
+    real, gen, used, root = hard
+    aucs = [roc_auc_score(used, scores_of(real, gen, recipe_for(m), root / "data")) for m in METHODS]
+    assert min(aucs) < 0.97 and max(aucs) - min(aucs) > 0.05
