@@ -397,7 +397,7 @@ add("train-no-data", *T, "--out", "{out}/o", says="--data")
 add("train-data-missing", *T, "--data", "{missing}", "--out", "{out}/o", says="unknown dataset")
 add("train-data-file", *T, "--data", "{afile}", "--out", "{out}/o", says="afile")
 add("train-data-empty-folder", *T, "--data", "{empty}", "--out", "{out}/o", says="no images")
-add("train-data-unknown-adapter-part", *T, "--data", "demo:nope", "--out", "{out}/o", says="unknown part 'nope'")
+add("train-data-unknown-adapter-part", *T, "--data", "demo:nope", "--out", "{out}/o", says="unknown demo part 'nope'")
 add("train-data-folder-no-path", *T, "--data", "folder:", "--out", "{out}/o", says="folder")
 add("train-data-unreadable", *T, "--data", "{unreadable}", "--out", "{out}/o", says="Permission denied",
     patch=unreadable("unreadable"))
@@ -522,7 +522,7 @@ add("classify-real-file", *K, "{afile}", "--generated", "{gen}", "--out", "{out}
 add("classify-real-empty", *K, "{empty}", "--generated", "{gen}", "--out", "{out}/s.csv", says="no images")
 add("classify-real-unreadable", *K, "{unreadable}", "--generated", "{gen}", "--out", "{out}/s.csv",
     says=("unreadable", "cannot read"), patch=unreadable("unreadable"))
-add("classify-real-bad-spec", *K, "demo:nope", "--out", "{out}/s.csv", says="unknown part 'nope'")
+add("classify-real-bad-spec", *K, "demo:nope", "--out", "{out}/s.csv", says="unknown demo part 'nope'")
 add("classify-real-unknown-adapter", *K, "nope:x", "--out", "{out}/s.csv", says="unknown dataset")
 add("classify-generated-missing", *K, "{real}", "--generated", "{missing}", "--out", "{out}/s.csv", says="not found")
 add("classify-generated-file", *K, "{real}", "--generated", "{afile}", "--out", "{out}/s.csv", says="is a file")

@@ -12,14 +12,14 @@ from ganfp.data.adapters import register_adapter
 from ganfp.data.adapters.folder import folder_manifest
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
+from ganfp.registry import Registry
 
 # part -> (folder, class order or None for unlabelled, sub-folders that are not classes)
-DEMO_PARTS = {
-    "casia": ("casia", ["authentic", "tampered"], ()),
-    "covid": ("covid", ["normal", "covid"], ()),
-    "gans-dev": ("gans-dev", ["not_used", "used"], ("generated",)),
-    "gans-test": ("gans-test/real_unknown_1", None, ()),
-}
+DEMO_PARTS: Registry[tuple] = Registry("demo part")
+DEMO_PARTS.add("casia", ("casia", ["authentic", "tampered"], ()))
+DEMO_PARTS.add("covid", ("covid", ["normal", "covid"], ()))
+DEMO_PARTS.add("gans-dev", ("gans-dev", ["not_used", "used"], ("generated",)))
+DEMO_PARTS.add("gans-test", ("gans-test/real_unknown_1", None, ()))
 GENERATED = {"gans-dev": "gans-dev/generated", "gans-test": "gans-test/generated_1"}
 TEST_LABELS = "gans-test-labels.csv"
 
@@ -49,12 +49,12 @@ def ensure_demo(data_root: Path, seed: int | None = None, force: bool = False) -
     return target
 
 
-@register_adapter("demo", f"built-in synthetic data; parts: {', '.join(DEMO_PARTS)}")
+@register_adapter("demo", f"built-in synthetic data; parts: {', '.join(DEMO_PARTS.names())}")
 def load(arg: str | None, data_root: Path, **options) -> Manifest:
-    if arg not in DEMO_PARTS:
-        raise InputError(f"demo: unknown part {arg!r}; choose one of: {', '.join(DEMO_PARTS)}")
+    if not arg:
+        raise InputError(f"demo: name a part, e.g. demo:covid (parts: {', '.join(DEMO_PARTS.names())})")
+    folder, classes, exclude = DEMO_PARTS.get(arg)
     root = ensure_demo(data_root)
-    folder, classes, exclude = DEMO_PARTS[arg]
     manifest = folder_manifest(root / folder, classes=classes, name=f"demo:{arg}", exclude=exclude)
     if arg in GENERATED:
         manifest.info["generated"] = str(root / GENERATED[arg])
