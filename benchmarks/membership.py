@@ -1,192 +1,227 @@
-"""Membership scorers on the demo data: the numbers and the default method in docs/membership.md.
+"""Membership scorers over the generator zoo: the table and the default in docs/membership.md.
 
-    python benchmarks/membership.py [--checkpoint RUN_DIR] [--data-root DIR] [--device cpu] [--timing] [--write-docs]
+    python benchmarks/membership.py --zoo [--families ...] [--zoo-dir DIR] [--write-docs]
+    python benchmarks/membership.py --timing [--device cpu]
 
-Calibration uses demo:gans-dev (labelled, scored against its own 500 generated images); the report
-is on demo:gans-test (100 real images against 2,000 generated; labels in gans-test-labels.csv).
-Rows: every scorer in every feature space at the default k, fusion with equal and with dev-fitted
-weights, what `ganfp classify --calibrate` would choose, the paper's chain classifier (from
---checkpoint, else "not run"), GAN-Leaks (raw-pixel L2 to the nearest generated image,
-uncalibrated) and "all used". Prints a table and one JSON line; --write-docs puts the table in
-docs/membership.md with this command line. --timing adds timings at the task's scale.
+--zoo builds (or reuses) every family's dev split (80 used, 80 not used, 500 generated) and test
+split (100 / 100 / 2,000) and scores them with every recipe the registries offer (feature space x
+method x k), the default ensemble, what `--calibrate` chooses on dev, GAN-Leaks (raw-pixel L2 to
+the nearest generated image) and "all used". The table shows, per family, test ROC-AUC / F1 at
+used fraction 0.5 and the dev ROC-AUC, then the worst case over the leaking families. A
+leave-one-family-out check picks a default by its worst dev AUC on the other families and
+reports it on the held-out one: a default chosen this way must hold on a family it never saw.
+
+--timing measures what a user waits for: classify at 200 real x 10,000 generated 256 px images
+(cold and warm decode cache) and --calibrate on the 2023 dev shape.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from common import emit, machine
+from sklearn.metrics import roc_auc_score
 
 from ganfp import ui
-from ganfp.classify import DEFAULT_FEATURES, DEFAULT_K, DEFAULT_METHOD, calibrate, generated_manifest, read_real
+from ganfp.classify import calibrate, calibration_candidates, dev_sets, generated_manifest, read_real
+from ganfp.data.zoo import FAMILIES, SHAPES, build_split, shape_seed, write_split
 from ganfp.device import resolve_device
-from ganfp.membership import MembershipScorer, ScoringSetup, fit_weights, fuse, parse_features, roc_auc
-from ganfp.membership.scorers import K_SCORERS
-from ganfp.membership.distances import Euclidean, nearest
+from ganfp.membership import MembershipScorer, Recipe, ScoringSetup, parse_features
+from ganfp.membership.pipeline import canonical
 from ganfp.metrics import binary_metrics
 from ganfp.submission import decide, read_labels
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "membership.md"
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
-FEATURES = ["pixels32", "pixels64", "ssim32", "ssim64"]
-SCORERS = ["knn", "retrieval", "density"]
+DEFAULT = canonical(Recipe("ensemble"))
+OLD_DEFAULT = Recipe("knn", "ssim64", 10)  # ganfp 0.1.0's default, chosen on the demo's generator alone
+SHOWN = [Recipe("knn", "pixels64", 10), OLD_DEFAULT, Recipe("knn", "std16", 5), Recipe("knn", "std32", 5),
+         Recipe("knn", "ncc16", 1), Recipe("knn", "ncc32", 1), Recipe("retrieval", "ncc32"), Recipe("density", "std16", 5),
+         Recipe("autoencoder")]
 
 
-def demo_sets(data_root):
-    dev = read_real("demo:gans-dev", data_root)
-    test = read_real("demo:gans-test", data_root)
-    truth = read_labels(test.info["labels"])
+def family_sets(name: str, shape: str, seed: int, zoo_dir: Path):
+    """(real, generated, y, folder) of a family's split, written as the 2023 task ships it (once per content)."""
+    split = build_split(name, shape_seed(seed, shape), **SHAPES[shape], cache=zoo_dir / "cache")
+    digest = hashlib.sha256(b"".join(a.tobytes() for a in (split.used, split.not_used, split.generated))).hexdigest()
+    folder = zoo_dir / f"{name}-s{seed}-{shape}-{digest[:12]}"
+    if not folder.is_dir():
+        write_split(split, folder, layout=shape)
+    if shape == "dev":
+        real, gen = dev_sets(str(folder))
+        return real, gen, (real.labels == real.classes.index("used")).astype(int), folder
+    real = read_real(str(folder / "real_unknown_1"))
+    truth = read_labels(folder / "labels.csv")
     by_id = dict(zip(truth.ids, truth.labels.tolist()))
-    y_test = np.array([by_id[i] for i in test.ids])
-    y_dev = (dev.labels == dev.classes.index("used")).astype(int)
-    return (dev, generated_manifest(dev.info["generated"]), y_dev), (test, generated_manifest(test.info["generated"]), y_test)
+    return real, generated_manifest(folder / "generated_1"), np.array([by_id[i] for i in real.ids]), folder
 
 
-def row(name: str, features: str, y: np.ndarray, scores: np.ndarray | None, labels: np.ndarray | None = None,
-        dev_auc: float | None = None) -> dict:
-    """ROC-AUC of the scores; F1 and accuracy of `labels`, by default the top half by score."""
-    labels = decide(scores, used_fraction=0.5) if labels is None else labels
-    m = binary_metrics(y, labels, scores)
-    return {"method": name, "features": features, "dev_roc_auc": dev_auc, "roc_auc": m["roc_auc"], "f1": m["f1"],
-            "accuracy": m["accuracy"]}
+def gan_leaks(scorer: MembershipScorer, size: int) -> np.ndarray:
+    """Chen et al. 2020: minus the raw-pixel L2 distance to the nearest generated image."""
+    return -scorer.neighbours(parse_features(f"pixels{size}")).real_to_generated(1)[0][:, 0].double().numpy()
 
 
-def timing(device: torch.device) -> dict:
-    """Seconds after embedding at the 2023 task's size (200 real x 10,000 generated), and at 100x on a GPU."""
-    from ganfp.membership import AutoencoderConfig, SSIMDistance, train_autoencoder
-    from ganfp.membership.distances import pairwise_matrix
+def evaluate_family(name: str, seed: int, zoo_dir: Path, device: torch.device) -> dict:
+    """Dev and test numbers of every recipe, GAN-Leaks, calibration and "all used" on one family."""
+    size = FAMILIES.entry(name).meta["size"]
+    (dev, dev_gen, y_dev, dev_dir), (test, test_gen, y_test, _) = (family_sets(name, s, seed, zoo_dir) for s in SHAPES)
+    setup = ScoringSetup(size, device, data_root=zoo_dir / "data", seed=seed)
+    on_dev, on_test = MembershipScorer(dev, dev_gen, setup), MembershipScorer(test, test_gen, setup)
+    rows = {}
+    for candidate in calibration_candidates(on_dev, None, None, with_classifier=False):
+        recipe = candidate.recipe
+        rows[recipe.label] = numbers(candidate.scores, y_dev, on_test.score(recipe), y_test)
+    rows["GAN-Leaks"] = numbers(gan_leaks(on_dev, size), y_dev, gan_leaks(on_test, size), y_test)
+    started = time.perf_counter()
+    choice = calibrate(str(dev_dir), setup, None, None, None, 0.5)
+    chosen = on_test.score(choice.recipe)
+    rows["--calibrate"] = {"dev_auc": choice.dev_auc, "test_auc": float(roc_auc_score(y_test, chosen)),
+                           "test_f1": float(binary_metrics(y_test, decide(chosen, used_fraction=choice.used_fraction))["f1"]),
+                           "chose": choice.recipe.label, "seconds": round(time.perf_counter() - started, 1)}
+    rows["all used"] = {"dev_auc": 0.5, "test_auc": 0.5, "test_f1": float(binary_metrics(y_test, np.ones_like(y_test))["f1"])}
+    return rows
 
-    g = torch.Generator().manual_seed(0)
-    out = {}
-    for dim in (512, 4096):
-        real, gen = torch.randn(200, dim, generator=g), torch.randn(10_000, dim, generator=g)
-        nearest(real[:8], gen[:64], 1, Euclidean(), device)  # warm-up
-        start = time.perf_counter()
-        nearest(real, gen, DEFAULT_K, Euclidean(), device)
-        nearest(gen, real, 1, Euclidean(), device)
-        out[f"knn+retrieval passes 10000x200 {dim}-d"] = round(time.perf_counter() - start, 3)
-    real, gen = torch.rand(200, 64, 64, generator=g), torch.rand(10_000, 64, 64, generator=g)
-    start = time.perf_counter()
-    pairwise_matrix(real, gen, SSIMDistance(64), device)
-    out["ssim64 matrix 10000x200"] = round(time.perf_counter() - start, 3)
-    start = time.perf_counter()
-    train_autoencoder(gen[:, ::2, ::2].contiguous(), AutoencoderConfig(), 0, device)
-    out["autoencoder 1000 steps"] = round(time.perf_counter() - start, 3)
-    if device.type == "cuda":
-        real, gen = torch.randn(10_000, 512, generator=g), torch.randn(100_000, 512, generator=g)
-        torch.cuda.reset_peak_memory_stats(device)
-        start = time.perf_counter()
-        nearest(real, gen, DEFAULT_K, Euclidean(), device)
-        torch.cuda.synchronize(device)
-        out["knn pass 100000x10000 512-d"] = round(time.perf_counter() - start, 3)
-        out["peak GPU MiB"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+
+def numbers(dev_scores, y_dev, test_scores, y_test) -> dict:
+    """Dev ROC-AUC, test ROC-AUC, and test F1 when the top half is labelled used (the 2023 prevalence)."""
+    labels = decide(test_scores, used_fraction=0.5)
+    return {"dev_auc": float(roc_auc_score(y_dev, dev_scores)), "test_auc": float(roc_auc_score(y_test, test_scores)),
+            "test_f1": float(binary_metrics(y_test, labels)["f1"])}
+
+
+def leave_one_family_out(results: dict, leaking: list[str]) -> list[dict]:
+    """Per held-out family: the recipe with the best worst dev AUC on the others, and its test AUC there."""
+    recipes = [r for r in results[leaking[0]] if r not in ("GAN-Leaks", "--calibrate", "all used")]
+    out = []
+    for held in leaking:
+        others = [f for f in leaking if f != held]
+        pick = max(recipes, key=lambda r: min(results[f][r]["dev_auc"] for f in others))
+        out.append({"held_out": held, "picked": pick, "worst_dev_auc_on_others": min(results[f][pick]["dev_auc"] for f in others),
+                    "test_auc_on_held_out": results[held][pick]["test_auc"],
+                    "default_test_auc_on_held_out": results[held][DEFAULT.label]["test_auc"]})
     return out
 
 
-def markdown(rows: list[dict], command: str, info: dict, calibration: str, timings: dict | None) -> str:
-    lines = [f"Produced by `{command}` ({info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads, "
-             f"{info['device']}, torch {info['torch']}).", "",
-             "| method | features | dev ROC-AUC | test ROC-AUC | test F1 @ q=0.5 | test accuracy @ q=0.5 |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        missing = "not run" if r["roc_auc"] is None else "-"
-        cells = [f"{r[k]:.3f}" if isinstance(r[k], float) else missing for k in ("dev_roc_auc", "roc_auc", "f1", "accuracy")]
-        lines.append(f"| {r['method']} | {r['features']} | " + " | ".join(cells) + " |")
-    lines += ["", f"Calibration on dev chose: {calibration}."]
-    if timings:
-        lines += ["", "Timings (s): " + "; ".join(f"{k}: {v}" for k, v in timings.items()) + "."]
+def table_rows(results: dict, leaking: list[str]) -> list[tuple[str, list[str], str]]:
+    """(method, one cell per family, worst case over the leaking families) for the rows shown."""
+    names = [DEFAULT.label, "--calibrate"] + [r.label for r in SHOWN] + ["GAN-Leaks", "all used"]
+    rows = []
+    for name in names:
+        cells = []
+        for family, res in results.items():
+            r = res[name]
+            dev = f" (dev {r['dev_auc']:.2f})" if r.get("dev_auc") is not None else ""
+            chose = f" [{r['chose']}]" if "chose" in r else ""
+            cells.append(f"{r['test_auc']:.2f} / {r['test_f1']:.2f}{dev}{chose}")
+        worst = f"{min(results[f][name]['test_auc'] for f in leaking):.2f} / {min(results[f][name]['test_f1'] for f in leaking):.2f}"
+        rows.append((name, cells, worst))
+    return rows
+
+
+def markdown(results: dict, leaking: list[str], lofo: list[dict], command: str, info: dict, seconds: float) -> str:
+    families = list(results)
+    lines = [f"Produced by `{command}` in {seconds:.0f} s ({info['cpu']}, {info['cores']} cores, {info['torch_threads']} "
+             f"torch threads, torch {info['torch']}). Cells: test ROC-AUC / test F1 at used fraction 0.5 (dev ROC-AUC); "
+             "worst case over the leaking families (all but `noleak`).", "",
+             "| method | " + " | ".join(families) + " | worst case |", "| --- |" + " --- |" * (len(families) + 1)]
+    for name, cells, worst in table_rows(results, leaking):
+        bold = "**" if name == DEFAULT.label else ""
+        lines.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + f" | {worst} |")
+    lines += ["", "Leave one family out (a default picked by its worst dev ROC-AUC on the other leaking families):", "",
+              "| held-out family | picked | its test ROC-AUC there | the default's |", "| --- | --- | --- | --- |"]
+    lines += [f"| {r['held_out']} | {r['picked']} | {r['test_auc_on_held_out']:.3f} | {r['default_test_auc_on_held_out']:.3f} |"
+              for r in lofo]
     return "\n".join(lines)
 
 
 def write_docs(table: str) -> None:
+    from ganfp.fileio import write_text
+
     text = DOCS.read_text()
     if START not in text or END not in text:
         sys.exit(f"{DOCS}: no {START} ... {END} markers to write the table between")
     head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    from ganfp.fileio import write_text
+    write_text(DOCS, f"{head}{START}\n{table}\n{END}{rest.split(END, 1)[1]}")
 
-    write_text(DOCS, f"{head}{START}\n{table}\n{END}{tail}")
+
+def run_zoo(args, device: torch.device) -> dict:
+    zoo_dir = Path(args.zoo_dir).expanduser()
+    families = args.families or FAMILIES.names()
+    results, started = {}, time.perf_counter()
+    for name in families:
+        t = time.perf_counter()
+        results[name] = evaluate_family(name, args.seed, zoo_dir, device)
+        ui.info(f"{name}: default test AUC {results[name][DEFAULT.label]['test_auc']:.3f}, GAN-Leaks "
+                f"{results[name]['GAN-Leaks']['test_auc']:.3f}, --calibrate chose {results[name]['--calibrate']['chose']} "
+                f"({time.perf_counter() - t:.0f} s)")
+    leaking = [f for f in families if FAMILIES.entry(f).meta["leaks"]]
+    lofo = leave_one_family_out(results, leaking) if len(leaking) > 2 else []
+    ui.print_table("membership over the generator zoo: test ROC-AUC / F1 @ 0.5 (dev ROC-AUC)",
+                   ["method", *families, "worst case"], [[n, *c, w] for n, c, w in table_rows(results, leaking)])
+    if lofo:
+        ui.print_table("leave one family out", ["held out", "picked", "test AUC", "default's"],
+                       [[r["held_out"], r["picked"], r["test_auc_on_held_out"], r["default_test_auc_on_held_out"]] for r in lofo])
+    seconds = time.perf_counter() - started
+    if args.write_docs:
+        command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+        write_docs(markdown(results, leaking, lofo, command, machine(device), seconds))
+    return {"results": results, "leave_one_family_out": lofo, "seconds": round(seconds, 1)}
+
+
+def timing(device: torch.device) -> dict:
+    """What a user waits for, end to end through `classify`, on files written here."""
+    from ganfp.classify import classify
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        big = build_split("pcagmm", 0, used=100, not_used=100, generated=10_000, size=256, cache=root / "cache")
+        write_split(big, root / "big", layout="test")
+        for run in ("cold", "warm"):
+            started = time.perf_counter()
+            classify(str(root / "big" / "real_unknown_1"), root / "s.csv", generated=str(root / "big" / "generated_1"),
+                     device=str(device), data_root=root / "data")
+            out[f"classify 200 x 10000 at 256 px, default, {run} decode cache (s)"] = round(time.perf_counter() - started, 1)
+        dev = build_split("vae", 0, **SHAPES["dev"], cache=root / "cache")
+        write_split(dev, root / "dev", layout="dev")
+        started = time.perf_counter()
+        classify(str(root / "dev" / "used"), root / "c.csv", generated=str(root / "dev" / "generated"),
+                 calibrate_on=str(root / "dev"), device=str(device), data_root=root / "data")
+        out["classify --calibrate on the 2023 dev shape (160 x 500), 64 px (s)"] = round(time.perf_counter() - started, 1)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", help="chain run folder (or stage folder) of the paper's classifier")
-    parser.add_argument("--data-root", help="data folder holding the demo (built if absent)")
+    parser.add_argument("--zoo", action="store_true", help="score every family of the generator zoo")
+    parser.add_argument("--families", nargs="+", choices=FAMILIES.names(), help="only these families")
+    parser.add_argument("--zoo-dir", default=str(Path(tempfile.gettempdir()) / "ganfp-zoo"),
+                        help="where the zoo's splits and caches are kept between runs")
+    parser.add_argument("--timing", action="store_true", help="time classify and --calibrate at the task's scale")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--features", nargs="+", default=FEATURES)
-    parser.add_argument("--timing", action="store_true", help="also time distances and the autoencoder at the task's scale")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 gives steady timings on a shared machine)")
-    parser.add_argument("--write-docs", action="store_true", help=f"write the table into {DOCS.name}")
+    parser.add_argument("--write-docs", action="store_true", help=f"write the zoo table into {DOCS.name}")
     args = parser.parse_args()
+    if not (args.zoo or args.timing):
+        parser.error("choose --zoo, --timing or both")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    (dev, dev_gen, y_dev), (test, test_gen, y_test) = demo_sets(args.data_root)
-    features = args.features + (["checkpoint"] if args.checkpoint and "checkpoint" not in args.features else [])
-    rows = []
-    started = time.perf_counter()
-
-    def setup(spec: str) -> ScoringSetup:
-        return ScoringSetup(parse_features(spec), 64, device, data_root=args.data_root, checkpoint=args.checkpoint, seed=args.seed)
-
-    for spec in features:
-        on_dev, on_test = MembershipScorer(dev, dev_gen, setup(spec)), MembershipScorer(test, test_gen, setup(spec))
-        label = parse_features(spec).label
-        for name in SCORERS:
-            title = f"{name} (k={DEFAULT_K})" if name in K_SCORERS else name
-            rows.append(row(title, label, y_test, on_test.score(name, DEFAULT_K), dev_auc=roc_auc(on_dev.score(name, DEFAULT_K), y_dev)))
-        dev_members, members = on_dev.members("fusion", DEFAULT_K), on_test.members("fusion", DEFAULT_K)
-        rows.append(row("fusion, equal weights", label, y_test, fuse(members), dev_auc=roc_auc(fuse(dev_members), y_dev)))
-        weights = fit_weights(dev_members, y_dev)
-        rows.append(row("fusion, dev-fitted weights", label, y_test, fuse(members, weights),
-                        dev_auc=roc_auc(fuse(dev_members, weights), y_dev)))
-    on_dev, on_test = MembershipScorer(dev, dev_gen, setup(DEFAULT_FEATURES)), MembershipScorer(test, test_gen, setup(DEFAULT_FEATURES))
-    rows.append(row("autoencoder", "own (pixels32)", y_test, on_test.score("autoencoder", DEFAULT_K),
-                    dev_auc=roc_auc(on_dev.score("autoencoder", DEFAULT_K), y_dev)))
-
-    choice = calibrate("demo:gans-dev", setup(DEFAULT_FEATURES), None, None, None, has_checkpoint=False)
-    chosen, _ = on_test.final(choice.method, choice.k or DEFAULT_K, choice.weights)
-    rows.append(row(f"--calibrate on dev: {choice.method}" + (f" k={choice.k}" if choice.k else "")
-                    + f", q={choice.used_fraction:.2f}", parse_features(DEFAULT_FEATURES).label, y_test, chosen,
-                    decide(chosen, used_fraction=choice.used_fraction), dev_auc=choice.dev_auc))
-    default, _ = on_test.final(DEFAULT_METHOD, DEFAULT_K)
-    rows.append(row(f"**default: {DEFAULT_METHOD}**" + (f" (k={DEFAULT_K})" if DEFAULT_METHOD in (*K_SCORERS, "fusion") else ""),
-                    parse_features(DEFAULT_FEATURES).label, y_test, default,
-                    dev_auc=roc_auc(on_dev.final(DEFAULT_METHOD, DEFAULT_K)[0], y_dev)))
-
-    if args.checkpoint:  # no dev number: the chain's gans-dev stage was trained on the dev images
-        classifier = MembershipScorer(test, None, setup("pixels")).score("classifier", DEFAULT_K)
-        rows.append(row("paper's chain classifier, P(used)", "checkpoint", y_test, classifier))
-    else:
-        rows.append({"method": "paper's chain classifier, P(used)", "features": "-", "dev_roc_auc": None,
-                     "roc_auc": None, "f1": None, "accuracy": None})
-    leaks = {name: MembershipScorer(s, g, setup("pixels64")).neighbours().real_to_generated(1)[0][:, 0].numpy()
-             for name, s, g in (("dev", dev, dev_gen), ("test", test, test_gen))}
-    rows.append(row("GAN-Leaks: -(L2 to nearest generated)", "raw pixels (64x64)", y_test, -leaks["test"],
-                    dev_auc=roc_auc(-leaks["dev"], y_dev)))
-    rows.append(row("all used", "-", y_test, np.ones(len(y_test)), np.ones(len(y_test), dtype=int), dev_auc=0.5))
-
-    info = machine(device)
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    ui.print_table("membership on demo:gans-test (calibration on demo:gans-dev)",
-                   ["method", "features", "dev ROC-AUC", "ROC-AUC", "F1 @ q=0.5", "accuracy @ q=0.5"],
-                   [[r["method"], r["features"], r["dev_roc_auc"], r["roc_auc"], r["f1"], r["accuracy"]] for r in rows],
-                   caption=f"calibration: {choice.describe()}")
-    result = {"benchmark": "membership", "rows": rows, "calibration": choice.describe(), "machine": info,
-              "seconds": round(time.perf_counter() - started, 1)}
+    result = {"benchmark": "membership", "machine": machine(device)}
+    if args.zoo:
+        result["zoo"] = run_zoo(args, device)
     if args.timing:
         result["timing"] = timing(device)
-        ui.info(f"timing: {result['timing']}")
-    if args.write_docs:
-        write_docs(markdown(rows, command, info, choice.describe(), result.get("timing")))
+        ui.print_table("membership timings", ["what", "seconds"], list(result["timing"].items()))
     emit(result)
 
 

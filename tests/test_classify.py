@@ -14,10 +14,9 @@ from PIL import Image
 from helpers.membership_cases import write_case, write_dev
 
 from ganfp.checkpoint import model_meta, save_model
-from ganfp.classify import DEFAULT_METHOD
 from ganfp.data.adapters import register_adapter
 from ganfp.data.adapters.folder import folder_manifest
-from ganfp.membership import AutoencoderConfig, pipeline
+from ganfp.membership import DEFAULT_METHOD, SCORERS, AutoencoderConfig, Recipe, member_recipes, pipeline
 from ganfp.models import create_model
 from ganfp.submission import read_predictions, validate_submission
 
@@ -68,11 +67,11 @@ def test_generated_folder_default_method_labels_the_used_images(run_cli, case, t
     preds = read_predictions(out, labels)
     assert {i: int(v) for i, v in zip(preds.ids, preds.labels)} == labels  # half used, and the right half
     columns, _ = read_scores(scores)
-    assert columns == ["id", "score", *(pipeline.FUSION_MEMBERS if DEFAULT_METHOD == "fusion" else [DEFAULT_METHOD])]
+    assert columns == ["id", "score", *(r.label for r in member_recipes(Recipe(DEFAULT_METHOD)))]
     assert "method" in stdout and DEFAULT_METHOD in stdout and "top 50.0% by rank" in stdout
 
 
-@pytest.mark.parametrize("method", ["knn", "retrieval", "density", "autoencoder", "fusion"])
+@pytest.mark.parametrize("method", [m for m in SCORERS.names() if SCORERS.entry(m).meta["needs"] != "checkpoint"])
 def test_every_method_from_the_command_line(run_cli, case, tmp_path, method):
     real, gen, labels, root = case
     out, scores = tmp_path / "sub.csv", tmp_path / "scores.csv"
@@ -83,8 +82,8 @@ def test_every_method_from_the_command_line(run_cli, case, tmp_path, method):
     preds = read_predictions(out, labels)
     assert {i: int(v) for i, v in zip(preds.ids, preds.labels)} == labels
     columns, table = read_scores(scores)
-    expected = list(pipeline.FUSION_MEMBERS) if method == "fusion" else [method]
-    assert columns == ["id", "score", *expected]
+    features = "ssim32" if method == "retrieval" else None
+    assert columns == ["id", "score", *(r.label for r in member_recipes(Recipe(method, features, 2)))]
     assert sorted(table["id"]) == sorted(labels)
 
 
@@ -165,11 +164,12 @@ def test_calibration_prints_its_choice(run_cli, case, tmp_path):
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--calibrate", dev, "--out", out, "--json", *root)
     assert code == 0, err
     summary = json.loads(stdout)
-    assert summary["calibration"].startswith(f"method {summary['method']}")
-    assert "cross-validated F1 1.000" in summary["calibration"]
+    calibration = summary["calibration"]
+    assert calibration["method"] == summary["method"] and calibration["cv_auc"] == 1.0 and calibration["leak_evidence"]
+    assert calibration["used_fraction"] == 0.5 == summary["used_fraction"]  # the dev prevalence, not an F1 optimum
     assert validate_submission(out, labels) == []
     code, _, err = run_cli("classify", real, "--generated", gen, "--calibrate", dev, "--method", "knn", "--out", out, *root)
-    assert code == 0 and "calibration chose: method knn; k " in err
+    assert code == 0 and "calibration chose: knn " in err and "95% bootstrap interval" in err
 
 
 def test_dataset_spec_brings_its_generated_images(run_cli, case, tmp_path):

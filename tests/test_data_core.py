@@ -77,7 +77,7 @@ def test_cache_is_built_once_and_rebuilt_when_files_or_size_change(tmp_path, mon
     root = write_class_folder(tmp_path / "ds", n_per_class=4, size=16)
     calls = []
     real = cache_mod.decode_image
-    monkeypatch.setattr(cache_mod, "decode_image", lambda p, s: calls.append(p) or real(p, s))
+    monkeypatch.setattr(cache_mod, "decode_image", lambda p, s, *read: calls.append(p) or real(p, s, *read))
     manifest = load_manifest(str(root), data_root=tmp_path)
     first = load_images(manifest, 16, data_root=tmp_path)
     assert len(calls) == 8 and not first.reused and first.images.dtype == torch.uint8

@@ -17,7 +17,7 @@ from helpers.membership_cases import write_case
 from ganfp import inference
 from ganfp.checkpoint import model_meta, save_model
 from ganfp.classify import generated_manifest, read_real
-from ganfp.membership import AutoencoderConfig, MembershipScorer, ScoringSetup, parse_features
+from ganfp.membership import AutoencoderConfig, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership import features as features_module
 from ganfp.membership import pipeline
 from ganfp.models import create_model
@@ -64,8 +64,8 @@ def checkpoint_features(manifest, tmp_path, stage):
 def test_checkpoint_features_rank_used_images_first(case, tmp_path):
     real, gen, y = case
     stage, _ = save_checkpoint(tmp_path / "stage")
-    setup = ScoringSetup(parse_features("checkpoint"), 32, CPU, 8, tmp_path / "data", stage)
-    scores = MembershipScorer(real, gen, setup).score("knn", 3)
+    setup = ScoringSetup(32, CPU, batch_size=8, data_root=tmp_path / "data", checkpoint=stage)
+    scores = MembershipScorer(real, gen, setup).score(Recipe("knn", "checkpoint", 3))
     assert roc_auc_score(y, scores) == 1.0
 
 
@@ -108,11 +108,11 @@ def test_embedding_cache_invalidated_when_the_checkpoint_changes(case, tmp_path,
 
 def test_autoencoder_cache_skips_training_on_the_second_run(case, tmp_path, monkeypatch):
     real, gen, y = case
-    setup = ScoringSetup(parse_features("pixels32"), 32, CPU, 8, tmp_path / "data", seed=5,
+    setup = ScoringSetup(32, CPU, batch_size=8, data_root=tmp_path / "data", seed=5,
                          autoencoder=AutoencoderConfig(size=16, width=8, code=16, steps=30, batch_size=16))
-    first = MembershipScorer(real, gen, setup).score("autoencoder", 3)
+    first = MembershipScorer(real, gen, setup).score(Recipe("autoencoder"))
     monkeypatch.setattr("ganfp.membership.autoencoder.train_autoencoder", lambda *a, **k: pytest.fail("trained again"))
-    second = MembershipScorer(real, gen, setup).score("autoencoder", 3)
+    second = MembershipScorer(real, gen, setup).score(Recipe("autoencoder"))
     assert np.array_equal(first, second)
 
 
@@ -120,8 +120,8 @@ def test_autoencoder_cache_skips_training_on_the_second_run(case, tmp_path, monk
 def test_classifier_score_is_the_probability_of_used(case, tmp_path, classes, column):
     real, _, _ = case
     stage, model = save_checkpoint(tmp_path / "stage", classes=classes)
-    setup = ScoringSetup(parse_features("pixels"), 32, CPU, 8, tmp_path / "data", stage)
-    scores = MembershipScorer(real, None, setup).score("classifier", 3)
+    setup = ScoringSetup(32, CPU, batch_size=8, data_root=tmp_path / "data", checkpoint=stage)
+    scores = MembershipScorer(real, None, setup).score(Recipe("classifier"))
     images = features_module.load_checked(real, 32, tmp_path / "data")
     expected = inference.predict_proba(model.eval(), images, 8, CPU)[:, column]
     np.testing.assert_allclose(scores, expected, rtol=1e-5)

@@ -18,13 +18,15 @@ from typing import Callable
 
 import numpy as np
 
-from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
+from ganfp.data.manifest import UNLABELLED, Manifest, image_files
+from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError
 from ganfp.membership import SCORERS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.pipeline import canonical
-from ganfp.membership.recipe import DEFAULT_METHOD
+from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
 from ganfp.membership.spaces import calibration_spaces
+from ganfp.report import classify_report, require_matplotlib
 
 DEFAULT_USED_FRACTION = 0.5  # the 2023 test set: 100 used, 100 not used
 
@@ -41,7 +43,7 @@ class ClassifyResult:
     calibration: Choice | None = None
 
 
-def _real_folder(path: Path) -> Manifest:
+def _real_folder(path: Path, reading: MedicalReading | None) -> Manifest:
     """A folder of real images. The ImageCLEF test layout (`real_unknown_N/` beside `generated_N/`) is
     recognised: the real images are `real_unknown_N/`, the generated ones (unless --generated) `generated_N/`."""
     from ganfp.data.adapters import imageclef
@@ -56,16 +58,16 @@ def _real_folder(path: Path) -> Manifest:
     if tests:
         return imageclef.load_part(path, "test", f"folder:{path}", str(path))
     generated = tuple(p.name for p in subdirs if imageclef.GENERATED.match(imageclef._norm(p.name)))
-    return folder_manifest(path, exclude=generated)
+    return folder_manifest(path, exclude=generated, reading=reading)
 
 
-def read_real(spec: str, data_root=None) -> Manifest:
+def read_real(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
     """A folder of images (flat; used/ and not_used/; or real_unknown_N/ beside generated_N/; generated*/
     sub-folders are never real classes) or a dataset spec."""
     from ganfp.data.adapters import load_manifest
 
     path = Path(spec).expanduser()
-    manifest = _real_folder(path) if path.is_dir() else load_manifest(spec, data_root)
+    manifest = _real_folder(path, reading) if path.is_dir() else load_manifest(spec, data_root)
     seen: dict[str, str] = {}
     for item in manifest.items:
         if item.id in seen:
@@ -74,8 +76,8 @@ def read_real(spec: str, data_root=None) -> Manifest:
     return manifest
 
 
-def generated_manifest(path: str | Path) -> Manifest:
-    """Every image under the generated folder (sub-folders included), unlabelled."""
+def generated_manifest(path: str | Path, reading: MedicalReading | None = None) -> Manifest:
+    """Every image under the generated folder (sub-folders included; NIfTI: every slice), unlabelled."""
     root = Path(path).expanduser()
     if root.exists() and not root.is_dir():
         raise InputError(f"{root}: the generated images must be a folder, this is a file")
@@ -84,7 +86,8 @@ def generated_manifest(path: str | Path) -> Manifest:
     files = image_files(root)
     if not files:
         raise InputError(f"{root}: the generated images folder holds no images")
-    return Manifest(f"folder:{root}", [], [Item(str(p.resolve()), UNLABELLED, source="generated") for p in files], str(root))
+    items = [it for p in files for it in file_items(p, UNLABELLED, source="generated", reading=reading)]
+    return Manifest(f"folder:{root}", [], items, str(root))
 
 
 def native_image_size(*manifests: Manifest) -> int:
@@ -226,7 +229,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
              checkpoint: str | None = None, used_fraction: float | None = None, threshold: float | None = None,
              scores_path=None, ids_path=None, calibrate_on: str | None = None, k: int | None = None,
              device: str = "auto", batch_size: int = 128, data_root=None, runs_dir=None, seed: int = 0,
-             image_size: int | None = None, progress: Progress | None = None) -> ClassifyResult:
+             image_size: int | None = None, progress: Progress | None = None,
+             reading: MedicalReading | None = None, report: str | None = None, report_n: int = 24) -> ClassifyResult:
     """Score, decide, write `out` (validated) and optionally the scores CSV; return what was done."""
     from ganfp.device import resolve_device
     from ganfp.submission import decide, write_scores, write_submission
@@ -235,17 +239,20 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     check_options(method, k, used_fraction, threshold, image_size)
     if features is not None:
         parse_features(features)  # a typo fails now, not after the first minute of work
-    manifest = read_real(real, data_root)
+    if report:
+        require_matplotlib()
+    manifest = read_real(real, data_root, reading)
     expected = check_ids(manifest.ids, ids_path) if ids_path else None
     gen_dir = generated or manifest.info.get("generated")
-    gen = generated_manifest(gen_dir) if gen_dir else None
+    gen = generated_manifest(gen_dir, reading) if gen_dir else None
     if gen is None and method not in (None, "classifier"):
         raise InputError(f"--method {method} compares real with generated images: pass --generated GEN_DIR")
     if gen is None and calibrate_on:
         raise InputError("--calibrate chooses among the membership scorers: pass --generated GEN_DIR too")
     membership = gen is not None and method != "classifier"
     size = image_size or (native_image_size(manifest, gen) if membership else None)
-    setup = ScoringSetup(size, resolve_device(device), batch_size, data_root, checkpoint, runs_dir, seed, progress=progress)
+    setup = ScoringSetup(size, resolve_device(device), batch_size=batch_size, data_root=data_root, checkpoint=checkpoint,
+                         runs_dir=runs_dir, seed=seed, progress=progress)
 
     choice = None
     if calibrate_on:
@@ -283,4 +290,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         "device": str(setup.device),
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if report:
+        space = parse_features(recipe.features or DEFAULT_FEATURES)  # the ensemble's evidence: its std32 member
+        summary["report"] = classify_report(report, manifest, gen, setup, space, score, labels, summary, report_n,
+                                            cut=threshold).path
     return ClassifyResult(manifest.ids, labels, score, scorers, summary, choice)

@@ -30,6 +30,7 @@ class EvaluationReport:
     y_true: np.ndarray = field(repr=False)
     y_pred: np.ndarray = field(repr=False)
     scores: np.ndarray | None = field(repr=False)
+    ids: list[str] = field(default_factory=list, repr=False)  # the ground truth's ids, the order of y_true
 
     def to_dict(self) -> dict:
         """The report as plain JSON types (what `--json` prints)."""
@@ -116,4 +117,5 @@ def evaluate_files(preds_path, labels_path, used_fraction: float | None = None,
         y_true=truth.labels,
         y_pred=y_pred,
         scores=scores,
+        ids=list(truth.ids),
     )

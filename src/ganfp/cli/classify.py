@@ -19,6 +19,7 @@ from ganfp.cli.options import (
     SeedOpt,
     ThresholdOpt,
     UsedFractionOpt,
+    in_range,
 )
 
 
@@ -52,6 +53,7 @@ def print_summary(summary: dict, as_json: bool) -> None:
         ("labelled not used", summary["labelled_not_used"]),
         ("submission", summary["out"]),
         ("scores", summary["scores"]),
+        ("report", summary.get("report")),
         ("device", summary["device"]),
         ("time (s)", f"{summary['seconds']:.1f}"),
     ]
@@ -119,20 +121,44 @@ def classify(
     runs_dir: RunsDirOpt = None,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
+    window: Optional[str] = typer.Option(
+        None, "--window",
+        help="HU window of DICOM/NIfTI images: CENTER,WIDTH or lung, mediastinum, bone (default: lung, "
+        "-1000..400 HU, for CT).",
+    ),
+    id_from: Optional[str] = typer.Option(
+        None, "--id-from", help="Ids of DICOM files: name (the file name, default) or uid (SOPInstanceUID)."
+    ),
+    slices: Optional[str] = typer.Option(
+        None, "--slices",
+        help="NIfTI axial slices to read: START:STOP (STOP excluded) or one slice number (default: all).",
+    ),
+    report: Optional[str] = typer.Option(
+        None, "--report", help="Also write an HTML evidence report (self-contained; needs ganfp[plots])."
+    ),
+    report_n: int = typer.Option(
+        24, "--report-n", callback=in_range(1),
+        help="Evidence rows in the report: the N most and the N least suspicious images (at least 1).",
+    ),
 ) -> None:
     """Label each real image used (1) or not used (0) and write a validated submission file."""
     from ganfp.classify import classify as run
+    from ganfp.data.medical import MedicalReading
     from ganfp.fileio import check_writable
 
+    reading = MedicalReading.parse(window, id_from, slices)
+
     check_writable(out, "--out")
-    if scores:
-        check_writable(scores, "--scores")
+    for path, option in ((scores, "--scores"), (report, "--report")):
+        if path:
+            check_writable(path, option)
     with ui.progress(transient=True) as bars:
         result = run(
             real, out, generated=generated, method=method, features=features, checkpoint=checkpoint,
             used_fraction=used_fraction, threshold=threshold, scores_path=scores, ids_path=ids,
             calibrate_on=calibrate, k=k, device=device, batch_size=batch_size, data_root=data_root,
-            runs_dir=runs_dir, seed=seed, image_size=image_size, progress=ProgressBars(bars),
+            runs_dir=runs_dir, seed=seed, image_size=image_size, progress=ProgressBars(bars), reading=reading,
+            report=report, report_n=report_n,
         )
     if result.calibration and not as_json:
         ui.info(f"calibration chose: {result.calibration.describe()}")

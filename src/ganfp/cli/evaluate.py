@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ganfp import ui
 from ganfp.cli.app import app
-from ganfp.cli.options import JsonOpt, ThresholdOpt, UsedFractionOpt
+from ganfp.cli.options import DataRootOpt, JsonOpt, ThresholdOpt, UsedFractionOpt, in_range
 
 METRICS = {
     "accuracy": "accuracy",
@@ -62,8 +62,19 @@ def evaluate(
                                         "histograms to this image (needs ganfp[plots])."),
     used_fraction: UsedFractionOpt = None,
     threshold: ThresholdOpt = None,
+    html_report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML evidence report of the real "
+                                               "images (needs --real and ganfp[plots])."),
+    real: Optional[str] = typer.Option(None, "--real", help="With --report: the real images (folder or dataset spec)."),
+    generated: Optional[str] = typer.Option(None, "--generated", help="With --report: the generated images "
+                                            "(default: the dataset spec's own)."),
+    features: Optional[str] = typer.Option(None, "--features", help="With --report: the feature space of the "
+                                           "nearest generated images (default: classify's)."),
+    report_n: int = typer.Option(24, "--report-n", callback=in_range(1),
+                                 help="Evidence rows: the N most and N least suspicious (at least 1)."),
+    data_root: DataRootOpt = None,
 ) -> None:
     """Score predictions against ground truth: the task's metrics, ROC-AUC and the constant baselines."""
+    from ganfp.errors import InputError
     from ganfp.evaluation import evaluate_files
 
     if plot is not None:
@@ -72,14 +83,31 @@ def evaluate(
 
         check_writable(plot, "--plot")
         require_matplotlib()
+    if html_report is not None:
+        from ganfp.fileio import check_writable
+        from ganfp.report import require_matplotlib as report_needs
+
+        check_writable(html_report, "--report")
+
+        report_needs()
+        if real is None:
+            raise InputError("--report needs --real REAL: the real images the predictions are about")
     report = evaluate_files(preds, labels, used_fraction=used_fraction, threshold=threshold)
+    if html_report is not None:
+        from ganfp.membership.recipe import DEFAULT_FEATURES
+        from ganfp.report import evaluation_report
+
+        evaluation_report(html_report, report, real, features or DEFAULT_FEATURES, generated, report_n, data_root)
     if plot is not None:
         from ganfp.plots import plot_report
 
         plot_report(report, plot)
     if json_out:
-        ui.print_json(report.to_dict() | ({"plot": str(plot)} if plot is not None else {}))
+        ui.print_json(report.to_dict() | ({"plot": str(plot)} if plot is not None else {})
+                      | ({"report": str(html_report)} if html_report is not None else {}))
         return
     _print_report(report)
     if plot is not None:
         ui.info(f"figure written to {plot}")
+    if html_report is not None:
+        ui.info(f"report written to {html_report}")

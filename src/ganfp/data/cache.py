@@ -57,7 +57,8 @@ def decode_all(manifest: Manifest, image_size: int, out: np.ndarray, skip_bad: b
     """Decode into `out` with a thread pool (Pillow releases the GIL); returns indices kept and bad files."""
     def work(i: int):
         try:
-            out[i] = decode_image(manifest.items[i].path, image_size)
+            item = manifest.items[i]
+            out[i] = decode_image(item.path, image_size, item.frame, item.window)
             return None
         except InputError as exc:
             return str(exc)

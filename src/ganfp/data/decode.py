@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ganfp.data.manifest import is_dicom, is_nifti
+from ganfp.data.medical import decode_medical, medical_size
 from ganfp.errors import InputError
 
 DECODE_VERSION = 1  # bump when decoding changes, so caches rebuild
@@ -72,12 +74,19 @@ def _open(path: str) -> Image.Image:
 
 def image_size(path: str) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding the pixels."""
+    if is_dicom(path) or is_nifti(path):
+        return medical_size(path)
     with _reading(path), _open(path) as img:
         return img.size
 
 
-def decode_image(path: str, size: int) -> np.ndarray:
-    """The image at `path` as a (size, size) uint8 array; a file that isn't an image raises InputError."""
+def decode_image(path: str, size: int, frame: int | None = None, window: tuple[float, float] | None = None) -> np.ndarray:
+    """The image at `path` as a (size, size) uint8 array; a file that isn't an image raises InputError.
+
+    DICOM files and NIfTI slices (`frame`) are windowed in HU (`window`) by ganfp.data.medical.
+    """
+    if is_dicom(path) or is_nifti(path):
+        return decode_medical(path, size, frame, window)
     with _reading(path), _open(path) as img:
         if img.format == "JPEG":
             img.draft("L", (size, size))  # let libjpeg decode at reduced scale: much faster

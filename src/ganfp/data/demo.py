@@ -72,9 +72,9 @@ def _build_into(root: Path, seed: int) -> dict:
     counts.update(build_casia(root / "casia", casia_rng))
     counts.update(build_covid(root / "covid", covid_rng))
     dev = build_membership_set(dev_rng, **GANS_DEV)
-    counts.update(_write_membership_dev(root / "gans-dev", dev))
+    counts.update(write_membership_dev(root / "gans-dev", dev))
     test = build_membership_set(test_rng, **GANS_TEST)
-    counts.update(_write_membership_test(root / "gans-test", root / TEST_LABELS, test_rng, test))
+    counts.update(write_membership_test(root / "gans-test", root / TEST_LABELS, test_rng, test))
     meta = {"status": "ready", "seed": seed, "version": DEMO_VERSION, "counts": counts, "description": DESCRIPTION}
     write_json(root / "meta.json", meta)  # last: its presence means the rest is complete
     return meta
@@ -182,26 +182,38 @@ def build_covid(folder: Path, rng: np.random.Generator) -> dict:
 # --- ImageCLEF-GANs-like: real slices and a generator that saw some of them --------------------
 
 
-def real_slices(rng: np.random.Generator, count: int) -> np.ndarray:
-    """`count` 8-bit slices, one random patient and height each."""
-    return np.stack([to_display(render_slice(random_patient(rng), rng.uniform(0.15, 0.85), GANS_SIZE, rng)) for _ in range(count)])
+def real_slices(rng: np.random.Generator, count: int, size: int = GANS_SIZE) -> np.ndarray:
+    """`count` 8-bit slices of `size` px, one random patient and height each (shared with the zoo)."""
+    return np.stack([to_display(render_slice(random_patient(rng), rng.uniform(0.15, 0.85), size, rng)) for _ in range(count)])
 
 
-def generate(used: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """Fit PCA + a diagonal Gaussian mixture on `used` only and sample `count` 8-bit images.
+def fit_pcagmm(used: np.ndarray, random_state: int, components: int = PCA_COMPONENTS,
+               used_per_mixture: int = USED_PER_MIXTURE) -> tuple[PCA, GaussianMixture]:
+    """PCA on the pixels of `used` only, then a diagonal Gaussian mixture on the PCA codes.
 
     With few training images each Gaussian sits on a handful of them, so samples land near the
     training images: the small-data memorisation that membership scorers detect.
     """
     x = used.reshape(len(used), -1).astype(np.float64) / 255.0
-    pca = PCA(n_components=min(PCA_COMPONENTS, len(used) - 1), svd_solver="full").fit(x)
+    pca = PCA(n_components=min(components, len(used) - 1), svd_solver="full").fit(x)
     mixture = GaussianMixture(
-        n_components=max(1, len(used) // USED_PER_MIXTURE), covariance_type="diag", reg_covar=1e-3,
-        random_state=int(rng.integers(2**31 - 1)),
+        n_components=max(1, len(used) // used_per_mixture), covariance_type="diag", reg_covar=1e-3,
+        random_state=random_state,
     ).fit(pca.transform(x))
+    return pca, mixture
+
+
+def sample_pcagmm(pca: PCA, mixture: GaussianMixture, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` flat 8-bit samples; the mixture draws from its own `random_state`, `rng` shuffles them."""
     codes, _ = mixture.sample(count)  # grouped by component: shuffle
     pixels = pca.inverse_transform(codes[rng.permutation(count)])
-    return np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8).reshape(count, *used.shape[1:])
+    return np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8)
+
+
+def generate(used: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Fit PCA + a diagonal Gaussian mixture on `used` only and sample `count` 8-bit images."""
+    pca, mixture = fit_pcagmm(used, int(rng.integers(2**31 - 1)))
+    return sample_pcagmm(pca, mixture, count, rng).reshape(count, *used.shape[1:])
 
 
 def build_membership_set(rng: np.random.Generator, used: int, not_used: int, generated: int) -> dict:
@@ -210,24 +222,24 @@ def build_membership_set(rng: np.random.Generator, used: int, not_used: int, gen
     return {"used": real[:used], "not_used": real[used:], "generated": generate(real[:used], generated, rng)}
 
 
-def _save_pngs(folder: Path, prefix: str, images: np.ndarray, digits: int) -> None:
+def save_pngs(folder: Path, prefix: str, images: np.ndarray, digits: int) -> None:
     folder.mkdir(parents=True)
     for i, img in enumerate(images):
         Image.fromarray(img).save(folder / f"{prefix}_{i + 1:0{digits}d}.png", "PNG")
 
 
-def _write_membership_dev(folder: Path, s: dict) -> dict:
+def write_membership_dev(folder: Path, s: dict) -> dict:
     for name in ("used", "not_used", "generated"):
-        _save_pngs(folder / name, name, s[name], 4)
+        save_pngs(folder / name, name, s[name], 4)
     return {f"gans-dev/{name}": len(s[name]) for name in ("used", "not_used", "generated")}
 
 
-def _write_membership_test(folder: Path, labels_file: Path, rng: np.random.Generator, s: dict) -> dict:
+def write_membership_test(folder: Path, labels_file: Path, rng: np.random.Generator, s: dict) -> dict:
     real = np.concatenate([s["used"], s["not_used"]])
     labels = np.r_[np.ones(len(s["used"]), int), np.zeros(len(s["not_used"]), int)]
     order = rng.permutation(len(real))  # ids must not reveal the labels
-    _save_pngs(folder / "real_unknown_1", "real_unknown", real[order], 4)
-    _save_pngs(folder / "generated_1", "generated", s["generated"], 5)
+    save_pngs(folder / "real_unknown_1", "real_unknown", real[order], 4)
+    save_pngs(folder / "generated_1", "generated", s["generated"], 5)
     rows = [f"real_unknown_{i + 1:04d},{labels[j]}" for i, j in enumerate(order)]
     write_text(labels_file, "id,label\n" + "\n".join(rows) + "\n")
     return {"gans-test/real_unknown_1": len(real), "gans-test/generated_1": len(s["generated"])}

@@ -11,6 +11,8 @@ import numpy as np
 
 UNLABELLED = -1
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+DICOM_SUFFIXES = {".dcm", ".dicom"}
+NIFTI_ENDINGS = (".nii", ".nii.gz")  # read by ganfp.data.medical (the `medical` extra)
 
 
 @dataclass(frozen=True)
@@ -20,10 +22,17 @@ class Item:
     group: str | None = None  # items sharing a group stay on one side of a train/val split
     split: str | None = None  # set when the dataset itself fixes the split
     source: str = ""  # which adapter/part produced it
+    frame: int | None = None  # axial slice of a NIfTI volume; None for one-image files
+    window: tuple[float, float] | None = None  # HU (center, width) of a DICOM/NIfTI image; None: the default
+    name: str | None = None  # the id when it is not the file name (DICOM SOPInstanceUID)
 
     @property
     def id(self) -> str:
-        """The task's image id: the file name without its extension."""
+        """The task's image id: the file name without its extension (`<volume>_<slice:04d>` for NIfTI)."""
+        if self.name:
+            return self.name
+        if self.frame is not None:
+            return f"{volume_stem(self.path)}_{self.frame:04d}"
         return Path(self.path).stem
 
 
@@ -75,8 +84,38 @@ class Manifest:
         for it in self.items:
             st = os.stat(it.path)
             label = it.label if with_labels else ""
-            h.update(f"{it.path}\0{st.st_size}\0{st.st_mtime_ns}\0{label}\n".encode())
+            read = "" if it.frame is None and it.window is None else f"\0{it.frame}\0{it.window}"  # slice, HU window
+            h.update(f"{it.path}\0{st.st_size}\0{st.st_mtime_ns}\0{label}{read}\n".encode())
         return h.hexdigest()
+
+
+def volume_stem(path: str | os.PathLike) -> str:
+    """`scan.nii.gz` -> `scan`: the file name without its (one or two) NIfTI extensions."""
+    name = Path(path).name
+    return next((name[: -len(e)] for e in NIFTI_ENDINGS[::-1] if name.lower().endswith(e)), Path(path).stem)
+
+
+def is_nifti(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(NIFTI_ENDINGS)
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    """A `.dcm` file, or one without an image extension (none, or a UID's digits) carrying the DICM preamble."""
+    suffix = Path(path).suffix.lower()
+    if suffix in DICOM_SUFFIXES:
+        return True
+    if suffix and not suffix[1:].isdigit():
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def is_image_file(path: Path) -> bool:
+    """What ganfp reads: the usual image formats, DICOM and NIfTI."""
+    return path.suffix.lower() in IMAGE_SUFFIXES or is_nifti(path) or is_dicom(path)
 
 
 def _unreadable(folder, exc: OSError):
@@ -95,7 +134,7 @@ def list_folder(folder: str | os.PathLike) -> list[Path]:
 
 
 def image_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files under `folder` (any case of extension), sorted, skipping hidden files.
+    """Image files under `folder` (any case of extension, DICOM and NIfTI too), sorted, skipping hidden files.
 
     An unreadable folder (or sub-folder) raises InputError: skipping it would silently drop images.
     """
@@ -114,5 +153,5 @@ def image_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
             paths.extend(Path(top) / n for n in names)
     else:
         paths = list_folder(folder)
-    files = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
+    files = [p for p in paths if not p.name.startswith(".") and is_image_file(p) and p.is_file()]
     return sorted(files)

@@ -9,15 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from ganfp.data.adapters import register_adapter
-from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files, list_folder
+from ganfp.data.manifest import UNLABELLED, Manifest, image_files, list_folder
+from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError
 
 
-def folder_manifest(path: str | Path, classes: list[str] | None = None, name: str | None = None, exclude: tuple[str, ...] = ()) -> Manifest:
+def folder_manifest(path: str | Path, classes: list[str] | None = None, name: str | None = None, exclude: tuple[str, ...] = (),
+                    reading: MedicalReading | None = None) -> Manifest:
     """Labelled by sub-folder when the folder has class sub-folders with images, else unlabelled.
 
     `classes` fixes the label order (index 1 is the positive class); by default it is alphabetical.
-    `exclude` names sub-folders that are not classes (e.g. `generated`).
+    `exclude` names sub-folders that are not classes (e.g. `generated`). `reading` says how DICOM
+    and NIfTI files become images (HU window, ids, slices); each NIfTI slice is one item.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -28,7 +31,8 @@ def folder_manifest(path: str | Path, classes: list[str] | None = None, name: st
     if classes is None and (flat or not subdirs):
         if not flat:
             raise InputError(f"{root}: no images found (expected image files, or one sub-folder of images per class)")
-        return Manifest(spec, [], [Item(str(p.resolve()), UNLABELLED, source=spec) for p in flat], str(root))
+        items = [it for p in flat for it in file_items(p, UNLABELLED, source=spec, reading=reading)]
+        return Manifest(spec, [], items, str(root))
     classes = classes or [d.name for d in subdirs]
     items = []
     for label, cls in enumerate(classes):
@@ -39,7 +43,7 @@ def folder_manifest(path: str | Path, classes: list[str] | None = None, name: st
         for p in files:
             rel = p.relative_to(cdir).parts
             group = f"{cls}/{rel[0]}" if len(rel) > 1 else None
-            items.append(Item(str(p.resolve()), label, group=group, source=spec))
+            items.extend(file_items(p, label, group=group, source=spec, reading=reading))
     return Manifest(spec, list(classes), items, str(root))
 
 

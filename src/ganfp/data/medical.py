@@ -1,0 +1,313 @@
+"""DICOM and NIfTI CT read as 8-bit images: stored values -> Hounsfield units -> a fixed window.
+
+ImageCLEF's GANs images are 8-bit PNG slices of CT; a fixed HU window maps every scan the same
+way (the lung window by default), so an air pixel is 0 and a bone pixel 255 in every file,
+whatever the scanner stored. The mapping is linear: HU `lo = center - width/2` -> 0,
+`hi = center + width/2` -> 255, rounded half up, clipped. A DICOM file is one image; each axial
+slice of a NIfTI volume is one image with id `<volume>_<slice:04d>`.
+
+pydicom and nibabel are the optional extra `ganfp[medical]`: they are imported on first use, and
+a missing one is a one-line InputError.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ganfp.data.manifest import UNLABELLED, Item, is_dicom, is_nifti, volume_stem
+from ganfp.errors import InputError
+
+# (center, width) in HU; lung is the -1000..400 HU range the ImageCLEF CT slices show
+WINDOW_PRESETS = {
+    "lung": (-300.0, 1400.0),
+    "mediastinum": (40.0, 400.0),
+    "bone": (400.0, 1800.0),
+}
+DEFAULT_WINDOW = WINDOW_PRESETS["lung"]
+ID_SOURCES = ("name", "uid")
+MISSING = "install ganfp[medical] (pip install 'ganfp[medical]')"
+
+
+@dataclass(frozen=True)
+class MedicalReading:
+    """How DICOM and NIfTI files become images: the HU window, where ids come from, which slices."""
+
+    window: tuple[float, float] | None = None  # (center, width) HU; None: lung for CT, the file's own otherwise
+    id_from: str = "name"  # "name": file name (+ slice); "uid": the DICOM SOPInstanceUID
+    slices: tuple[int | None, int | None] | None = None  # NIfTI axial slices [start, stop), Python-style
+
+    @classmethod
+    def parse(cls, window: str | None = None, id_from: str | None = None,
+              slices: str | None = None) -> "MedicalReading":
+        """From the command-line strings; each bad value is an InputError naming its option."""
+        reading = cls(parse_window(window) if window else None, id_from or "name",
+                      parse_slices(slices) if slices else None)
+        if reading.id_from not in ID_SOURCES:
+            raise InputError(f"--id-from {id_from}: choose one of: {', '.join(ID_SOURCES)}")
+        return reading
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """A preset name (lung, mediastinum, bone) or CENTER,WIDTH in HU."""
+    if text in WINDOW_PRESETS:
+        return WINDOW_PRESETS[text]
+    parts = text.split(",")
+    try:
+        center, width = (float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--window {text}: give CENTER,WIDTH in HU or one of: {', '.join(WINDOW_PRESETS)}") from None
+    if not width > 0:
+        raise InputError(f"--window {text}: the width must be positive")
+    return center, width
+
+
+def parse_slices(text: str) -> tuple[int | None, int | None]:
+    """START:STOP (stop excluded; either may be left out), or one slice number."""
+    match = re.fullmatch(r"\s*(\d*)\s*(:?)\s*(\d*)\s*", text)
+    if not match or not (match.group(1) or match.group(3)) or (not match.group(2) and match.group(3)):
+        raise InputError(f"--slices {text}: give START:STOP (e.g. 40:80, 40:, :80) or one slice number")
+    start = int(match.group(1)) if match.group(1) else None
+    if not match.group(2):
+        return start, start + 1
+    stop = int(match.group(3)) if match.group(3) else None
+    if start is not None and stop is not None and stop <= start:
+        raise InputError(f"--slices {text}: STOP must be greater than START")
+    return start, stop
+
+
+def window_hu(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """HU -> uint8: center - width/2 -> 0, center + width/2 -> 255, linear between, rounded half up."""
+    center, width = window
+    lo = center - width / 2.0
+    scaled = (np.asarray(hu, dtype=np.float64) - lo) * (255.0 / width)
+    return np.clip(np.floor(scaled + 0.5), 0, 255).astype(np.uint8)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _pydicom():
+    try:
+        import pydicom
+    except ImportError:
+        raise InputError(f"DICOM files need pydicom: {MISSING}") from None
+    return pydicom
+
+
+def _nibabel():
+    try:
+        import nibabel
+    except ImportError:
+        raise InputError(f"NIfTI files need nibabel: {MISSING}") from None
+    return nibabel
+
+
+def _read_dicom(path: str, pixels: bool):
+    pydicom = _pydicom()
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=not pixels)
+    except (OSError, pydicom.errors.InvalidDicomError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: not a readable DICOM file ({exc})") from None
+
+
+def _plugin_for(syntax) -> str:
+    """The pip packages of the first pylibjpeg route pydicom names for a transfer syntax."""
+    from pydicom.pixels import get_decoder
+
+    missing = get_decoder(syntax).missing_dependencies
+    route = next((m for m in missing if m.startswith("pylibjpeg")), missing[0] if missing else "pylibjpeg")
+    wanted = route.split("requires", 1)[-1].split(" and ")
+    return " ".join(re.split(r"[<>=!~ ]", w.strip(), maxsplit=1)[0] for w in wanted)
+
+
+def _dicom_pixels(ds, path: str) -> np.ndarray:
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax is not None and syntax.is_compressed:
+        from pydicom.pixels import get_decoder
+
+        try:
+            available = get_decoder(syntax).is_available
+        except NotImplementedError:
+            available = False
+        if not available:
+            plugin = _plugin_for(syntax)
+            raise InputError(f"{path}: {syntax.name} pixel data needs a decoder plugin: pip install {plugin}")
+    if "PixelData" not in ds:
+        raise InputError(f"{path}: DICOM file without pixel data")
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise InputError(f"{path}: multi-frame DICOM is not supported; give one file per slice")
+    try:
+        return ds.pixel_array
+    except Exception as exc:  # pydicom's decoders raise many types; any is this file's problem
+        raise InputError(f"{path}: cannot decode DICOM pixel data ({_first_line(exc)})") from None
+
+
+def dicom_gray(path: str, window: tuple[float, float] | None) -> np.ndarray:
+    """uint8 (rows, columns): stored values -> HU by RescaleSlope/Intercept -> window.
+
+    Without a given window, CT gets the lung window; other modalities (no HU) the file's own
+    WindowCenter/WindowWidth, else their full value range.
+    """
+    ds = _read_dicom(path, pixels=True)
+    values = _dicom_pixels(ds, path).astype(np.float64)
+    values = values * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+    if window is None and str(ds.get("Modality", "CT")).upper() != "CT":
+        window = _own_window(ds, values)
+    return window_hu(values, window or DEFAULT_WINDOW)
+
+
+def _first(value) -> float:
+    """A DICOM number that may be multi-valued (several windows): the first."""
+    from pydicom.multival import MultiValue
+
+    return float(value[0] if isinstance(value, MultiValue) else value)
+
+
+def _own_window(ds, values: np.ndarray) -> tuple[float, float]:
+    if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+        if width > 0:
+            return center, width
+    lo, hi = float(values.min()), float(values.max())
+    return (lo + hi) / 2.0, max(hi - lo, 1e-6)
+
+
+def _nifti_axes(img) -> tuple[int, tuple[int, int], tuple[bool, bool]]:
+    """(array axis running inferior-superior, in-plane axes ordered (R-L, A-P), whether each is flipped)."""
+    nib = _nibabel()
+    ornt = nib.orientations.io_orientation(img.affine)  # per array axis: (RAS axis, +1/-1)
+    by_target = {int(target): (axis, flip < 0) for axis, (target, flip) in enumerate(ornt)}
+    (x_axis, x_flip), (y_axis, y_flip) = by_target[0], by_target[1]
+    return by_target[2][0], (x_axis, y_axis), (x_flip, y_flip)
+
+
+def _load_nifti(path: str):
+    nib = _nibabel()
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises ImageFileError, OSError, gzip errors...
+        raise InputError(f"{path}: not a readable NIfTI file ({_first_line(exc)})") from None
+    if len(img.shape) != 3:
+        raise InputError(f"{path}: a NIfTI volume must have 3 dimensions, this one has shape {tuple(img.shape)}")
+    return img
+
+
+def nifti_slice_count(path: str) -> int:
+    img = _load_nifti(path)
+    return int(img.shape[_nifti_axes(img)[0]])
+
+
+class _Volumes:
+    """The last few NIfTI volumes read, unscaled, so decoding every slice reads a file once.
+
+    A `.nii.gz` cannot be read slice by slice without decompressing everything before the slice;
+    the decode threads ask for consecutive slices of one volume, so a small cache of whole volumes
+    turns N decompressions into one. Loading holds the lock: two threads never load one volume twice.
+    """
+
+    def __init__(self, keep: int = 2):
+        self.keep, self.lock, self.held = keep, threading.Lock(), OrderedDict()
+
+    def get(self, path: str):
+        key = (path, os.stat(path).st_mtime_ns)
+        with self.lock:
+            if key not in self.held:
+                img = _load_nifti(path)
+                try:
+                    data = np.asarray(img.dataobj.get_unscaled())
+                except Exception as exc:  # truncated gzip, short file: nibabel and zlib raise many types
+                    raise InputError(f"{path}: cannot read the NIfTI volume ({type(exc).__name__}: {exc})") from None
+                self.held[key] = (img, data, _nifti_scale(img))
+                while len(self.held) > self.keep:
+                    self.held.popitem(last=False)
+            self.held.move_to_end(key)
+            return self.held[key]
+
+
+def _nifti_scale(img) -> tuple[float, float]:
+    slope, inter = getattr(img.dataobj, "slope", 1.0), getattr(img.dataobj, "inter", 0.0)
+    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    return slope, 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+
+
+VOLUMES = _Volumes()
+
+
+def nifti_gray(path: str, frame: int, window: tuple[float, float] | None) -> np.ndarray:
+    """uint8 of axial slice `frame` shown radiologically: anterior up, the patient's right on the left."""
+    img, data, (slope, inter) = VOLUMES.get(path)
+    z_axis, (x_axis, y_axis), (x_flip, y_flip) = _nifti_axes(img)
+    if not 0 <= frame < img.shape[z_axis]:
+        raise InputError(f"{path}: no slice {frame} (the volume has {img.shape[z_axis]})")
+    index = [slice(None)] * 3
+    index[z_axis] = frame
+    plane = data[tuple(index)].astype(np.float64) * slope + inter  # scl_slope, scl_inter
+    kept = [a for a in range(3) if a != z_axis]
+    ras = plane if kept.index(x_axis) == 0 else plane.T  # (x: towards the right, y: towards anterior)
+    ras = ras[::-1] if x_flip else ras
+    ras = ras[:, ::-1] if y_flip else ras
+    return window_hu(ras.T[::-1, ::-1], window or DEFAULT_WINDOW)
+
+
+def medical_gray(path: str, frame: int | None, window: tuple[float, float] | None) -> np.ndarray:
+    if is_nifti(path):
+        if frame is None:
+            raise InputError(f"{path}: a NIfTI volume holds many slices; read it through a folder of images")
+        return nifti_gray(path, frame, window)
+    return dicom_gray(path, window)
+
+
+def decode_medical(path: str, size: int, frame: int | None, window: tuple[float, float] | None) -> np.ndarray:
+    """(size, size) uint8 of a DICOM file or a NIfTI slice, resized the way decode.py resizes images."""
+    gray = Image.fromarray(medical_gray(path, frame, window))
+    if gray.size != (size, size):
+        gray = gray.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(gray, dtype=np.uint8)
+
+
+def medical_size(path: str) -> tuple[int, int]:
+    """(width, height) of a DICOM file's image or of a NIfTI volume's axial slices, from the header."""
+    if is_nifti(path):
+        img = _load_nifti(path)
+        _, (x_axis, y_axis), _ = _nifti_axes(img)
+        return int(img.shape[x_axis]), int(img.shape[y_axis])
+    ds = _read_dicom(path, pixels=False)
+    if "Rows" not in ds or "Columns" not in ds:
+        raise InputError(f"{path}: DICOM file without an image (no Rows/Columns)")
+    return int(ds.Columns), int(ds.Rows)
+
+
+def _slice_range(path: str, count: int, slices) -> range:
+    start, stop = slices or (None, None)
+    chosen = range(count)[slice(start, stop)]
+    if not len(chosen):
+        raise InputError(f"{path}: --slices {start or ''}:{stop or ''} selects none of its {count} slices")
+    return chosen
+
+
+def file_items(path: Path, label: int = UNLABELLED, group: str | None = None, source: str = "",
+               reading: MedicalReading | None = None) -> list[Item]:
+    """The images of one file: itself, or one per selected axial slice of a NIfTI volume."""
+    reading = reading or MedicalReading()
+    where = str(path.resolve())
+    if is_nifti(where):
+        group = group or volume_stem(where)  # a volume's slices stay on one side of a train/val split
+        return [Item(where, label, group=group, source=source, frame=z, window=reading.window)
+                for z in _slice_range(where, nifti_slice_count(where), reading.slices)]
+    if not is_dicom(where):
+        return [Item(where, label, group=group, source=source)]
+    name = None
+    if reading.id_from == "uid":
+        name = str(_read_dicom(where, pixels=False).get("SOPInstanceUID", "") or "")
+        if not name:
+            raise InputError(f"{where}: --id-from uid, but the file has no SOPInstanceUID")
+    return [Item(where, label, group=group, source=source, window=reading.window, name=name)]

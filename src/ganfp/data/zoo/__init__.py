@@ -1,0 +1,169 @@
+"""The generator zoo: seeded, offline membership benchmarks, one per generator family.
+
+Each split has the shape of ImageCLEFmedical GANs 2023 (real slices "used" to train a generator,
+real slices "not used", and the generator's output). The real slices are the demo's synthetic CT
+slices, drawn fresh from the seed; the generator is fitted on the used slices only, except for the
+control family (`leaks=False`), which is fitted on a third, disjoint set of slices of the same
+distribution, so no scorer should tell used from not used there.
+
+    split = build_split("vae", seed=0)                        # dev shape: 80 / 80 / 500
+    write_split(split, Path("zoo/vae-dev"), layout="dev")     # used/ not_used/ generated/
+
+`FAMILIES` lists the families; each entry's meta says whether it `leaks`, its native `size` (px)
+and a `description`. Built splits can be cached on disk (`cache=`), keyed by everything that
+decides their bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ganfp.data.demo import real_slices, write_membership_dev, write_membership_test
+from ganfp.data.zoo.classic import Memoriser, PcaGmm
+from ganfp.data.zoo.nets import VAE
+from ganfp.errors import InputError, RuntimeFailure
+from ganfp.fileio import atomic_path
+from ganfp.registry import Registry
+
+__all__ = ["FAMILIES", "MembershipSplit", "build_split", "write_split", "real_slices", "SHAPES", "shape_seed"]
+
+ZOO_VERSION = 1  # raise whenever the same arguments would give different bytes
+LAYOUTS = ("dev", "test")
+SHAPES = {
+    "dev": {"used": 80, "not_used": 80, "generated": 500},
+    "test": {"used": 100, "not_used": 100, "generated": 2000},
+}
+
+
+class Sampler(Protocol):
+    def sample(self, n: int, seed: int) -> np.ndarray: ...
+
+
+class Family(Protocol):
+    def fit(self, train_u8: np.ndarray, seed: int) -> Sampler: ...
+
+    def quick(self) -> Family: ...
+
+
+FAMILIES: Registry[Family] = Registry("generator family")
+FAMILIES.add("pcagmm", PcaGmm(), leaks=True, size=64,
+             description="the demo's generator: PCA + a diagonal Gaussian mixture; smooth, ghostly slices")
+FAMILIES.add("vae", VAE(), leaks=True, size=64,
+             description="a small convolutional VAE; blurry slices")
+FAMILIES.add("memoriser", Memoriser(), leaks=True, size=64,
+             description="sharp near-copies of used slices (elastic warp, shift, rotation, gamma, noise), "
+                         "half of them blends of two")
+FAMILIES.add("pcagmm128", PcaGmm(), leaks=True, size=128,
+             description="the demo's generator at 128 px")
+FAMILIES.add("noleak", PcaGmm(), leaks=False, size=64,
+             description="control: the demo's generator fitted on real slices in neither used nor not used")
+
+
+@dataclass(frozen=True, eq=False)
+class MembershipSplit:
+    """Real slices that trained the generator (`used`), real slices that did not, and its output (uint8)."""
+
+    used: np.ndarray
+    not_used: np.ndarray
+    generated: np.ndarray
+    family: str
+    seed: int
+    size: int
+
+
+def shape_seed(seed: int, shape: str) -> int:
+    """The split seed of a benchmark seed's dev or test shape: distinct, so their slices and fits differ."""
+    return 2 * seed + list(SHAPES).index(shape)
+
+
+def build_split(name: str, seed: int, used: int = 80, not_used: int = 80, generated: int = 500, size: int | None = None,
+                quick: bool = False, cache: str | os.PathLike | None = None) -> MembershipSplit:
+    """Draw the real slices, fit family `name` and sample it; `quick` trains briefly (for tests).
+
+    With `cache`, a split built before with the same arguments is loaded from that folder instead.
+    """
+    entry = FAMILIES.entry(name)
+    size = entry.meta["size"] if size is None else size
+    _check_counts(used, not_used, generated, size)
+    family = entry.obj.quick() if quick else entry.obj
+    key = (name, seed, used, not_used, generated, size, quick)
+    path = _cache_path(Path(cache), key, family) if cache is not None else None
+    if path is not None and path.is_file():
+        return _load(path, name, seed, size)
+    real_rng = np.random.default_rng(np.random.SeedSequence([seed, size]))
+    extra = 0 if entry.meta["leaks"] else used
+    real = real_slices(real_rng, used + not_used + extra, size)
+    train = real[:used] if entry.meta["leaks"] else real[used + not_used :]
+    streams = np.random.SeedSequence([seed, zlib.crc32(name.encode())])
+    fit_seed, sample_seed = (int(s) for s in streams.generate_state(2))
+    images = family.fit(train, fit_seed).sample(generated, sample_seed)
+    split = MembershipSplit(real[:used], real[used : used + not_used], images, name, seed, size)
+    if path is not None:
+        _save(path, split)
+    return split
+
+
+def _check_counts(used: int, not_used: int, generated: int, size: int) -> None:
+    for what, n, least in (("used", used, 2), ("not_used", not_used, 1), ("generated", generated, 1)):
+        if n < least:
+            raise InputError(f"{what}: at least {least} images, not {n}")
+    if size < 16 or size > 256 or size & (size - 1):
+        raise InputError(f"size: a power of two from 16 to 256 px, not {size}")
+
+
+def _cache_path(folder: Path, key: tuple, family: Family) -> Path:
+    """Everything that decides the bytes: the arguments, the family's settings and the zoo's version."""
+    digest = hashlib.sha256(repr((ZOO_VERSION, key, family)).encode()).hexdigest()[:16]
+    name, seed, used, not_used, generated, size, quick = key
+    tag = "-quick" if quick else ""
+    return folder / f"{name}-s{seed}-{used}x{not_used}x{generated}-{size}px{tag}-{digest}.npz"
+
+
+def _save(path: Path, split: MembershipSplit) -> None:
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, used=split.used, not_used=split.not_used, generated=split.generated)
+    except OSError as exc:
+        raise RuntimeFailure(f"{path}: cannot write the zoo cache: {exc.strerror or exc}") from exc
+
+
+def _load(path: Path, name: str, seed: int, size: int) -> MembershipSplit:
+    with np.load(path) as z:
+        return MembershipSplit(z["used"], z["not_used"], z["generated"], name, seed, size)
+
+
+def write_split(split: MembershipSplit, folder: str | os.PathLike, layout: str) -> dict:
+    """Write PNG folders as the 2023 task ships them; the folder appears complete or not at all.
+
+    "dev": used/ not_used/ generated/. "test": real_unknown_1/ (used and not used in shuffled
+    order) and generated_1/, plus labels.csv (id,label; 1 = used).
+    """
+    if layout not in LAYOUTS:
+        raise InputError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: exists and is not a folder")
+    parts = {"used": split.used, "not_used": split.not_used, "generated": split.generated}
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if layout == "dev":
+            counts = write_membership_dev(tmp, parts)
+        else:
+            counts = write_membership_test(tmp, tmp / "labels.csv", np.random.default_rng(split.seed), parts)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    except OSError as exc:
+        raise RuntimeFailure(f"{exc.filename or folder}: cannot write the split: {exc.strerror or exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {k.split("/", 1)[1]: v for k, v in counts.items()}

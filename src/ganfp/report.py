@@ -1,0 +1,438 @@
+"""The evidence report: one self-contained HTML file that shows why each real image scored as it did.
+
+An auditor must see the copies before telling a data owner that patients leaked. For the most and
+the least suspicious real images the report shows the image, its nearest generated images with
+their distances in the feature space the scorer used, and a difference map against the closest
+one; plus every generated image that is a near-duplicate of some real image. Images are small PNG
+thumbnails embedded as data: URIs and the charts are PNGs drawn with matplotlib (`ganfp[plots]`),
+so the file opens offline and makes no network request.
+
+The builder takes plain arrays. `feature_neighbours` is the one place that meets the membership
+code: it computes the neighbours in the feature space classify used.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Callable
+
+import numpy as np
+
+from ganfp.data.manifest import Manifest
+from ganfp.errors import InputError
+from ganfp.fileio import write_text
+from ganfp.membership.distances import nearest
+from ganfp.membership.features import compute_features, load_checked
+from ganfp.membership.spaces import FeatureSpace, parse_features
+from ganfp.membership.pipeline import ScoringSetup
+
+MISSING = "--report needs matplotlib: install ganfp[plots] (pip install 'ganfp[plots]')"
+DEFAULT_ROWS = 24
+DEFAULT_NEIGHBOURS = 4
+THUMB = 96  # px: thumbnails larger than this are shrunk; smaller ones are shown enlarged, pixelated
+DISPLAY_SIZE = 128  # decode size when classify scored without resizing (the classifier alone)
+NEAR_PERCENTILE = 1.0  # near-duplicate: closer to a real image than 99% of real images are to their nearest
+METRIC_WORDS = {"ssim": "1 - SSIM", "euclidean": "Euclidean distance"}
+
+
+def require_matplotlib() -> None:
+    """Fail before any work when the `plots` extra is absent."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError(MISSING) from None
+
+
+@dataclass
+class Neighbourhood:
+    """Distances in one feature space, smaller = more alike."""
+
+    distance: str  # what the distances are, e.g. "ssim64 (1 - SSIM)"
+    to_generated: np.ndarray  # (n_real, k) distances of each real image's k nearest generated images
+    to_generated_index: np.ndarray  # (n_real, k) their indices
+    nearest_real: np.ndarray  # (n_gen,) each generated image's distance to its nearest real image
+    nearest_real_index: np.ndarray  # (n_gen,)
+    real_to_real: np.ndarray  # (n_real,) each real image's distance to its nearest other real image
+
+
+NeighbourFn = Callable[[int], Neighbourhood]  # k -> the neighbourhood with k generated neighbours per real image
+
+
+@dataclass
+class ReportInputs:
+    real_ids: list[str]
+    real_images: np.ndarray  # uint8 (n_real, s, s)
+    scores: np.ndarray  # the decision score per real image, higher = more likely used
+    decided: np.ndarray  # 0/1 as written to the submission
+    summary: dict  # what classify (or evaluate) reports; shown as the summary table
+    generated_ids: list[str] | None = None
+    generated_images: np.ndarray | None = None  # uint8 (n_gen, s, s), same size as the real ones
+    neighbours: NeighbourFn | None = None  # None: no generated images, rows show the real image only
+    truth: np.ndarray | None = None  # 0/1 when the real labels are known
+    cut: float | None = None  # the score at which the decision changes; None: midway between used and not used
+    rows: int = DEFAULT_ROWS
+    k: int = DEFAULT_NEIGHBOURS
+    title: str = ""
+
+
+@dataclass
+class ReportResult:
+    path: str
+    bytes: int
+    evidence_rows: int
+    near_duplicates: int
+    near_radius: float | None
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "bytes": self.bytes, "evidence_rows": self.evidence_rows,
+                "near_duplicates": self.near_duplicates, "near_radius": self.near_radius}
+
+
+def feature_neighbours(setup: ScoringSetup, space: FeatureSpace, real: Manifest, generated: Manifest) -> NeighbourFn:
+    """Neighbours in the feature space classify scored with, at its image size."""
+    def neighbourhood(k: int) -> Neighbourhood:
+        s = setup
+        common = dict(image_size=s.image_size or DISPLAY_SIZE, device=s.device, batch_size=s.batch_size,
+                      data_root=s.data_root, checkpoint=s.checkpoint, runs_dir=s.runs_dir, progress=s.progress)
+        gen = compute_features(space, generated, role="generated", **common)
+        ref = compute_features(space, real, role="real", **common)
+        metric = space.metric
+        to_gen, to_gen_i = nearest(ref, gen, k, metric, s.device)
+        back, back_i = nearest(gen, ref, 1, metric, s.device)
+        among, _ = nearest(ref, ref, 1, metric, s.device, exclude_self=True)
+        words = METRIC_WORDS.get(metric.name, metric.name)
+        return Neighbourhood(f"{space.label}, {words}", to_gen.numpy(), to_gen_i.numpy(),
+                             back[:, 0].numpy(), back_i[:, 0].numpy(), among[:, 0].numpy())
+
+    return neighbourhood
+
+
+def classify_report(path, real: Manifest, generated: Manifest | None, setup: ScoringSetup, space: FeatureSpace,
+                    scores: np.ndarray, decided: np.ndarray, summary: dict, rows: int = DEFAULT_ROWS,
+                    cut: float | None = None, truth: np.ndarray | None = None) -> ReportResult:
+    """The report of a classify run: images at the scoring size, neighbours in its feature space."""
+    size = setup.image_size or DISPLAY_SIZE
+    inputs = ReportInputs(
+        real_ids=real.ids,
+        real_images=load_checked(real, size, setup.data_root, setup.progress, "decode real").numpy(),
+        scores=np.asarray(scores, dtype=np.float64),
+        decided=np.asarray(decided, dtype=np.int64),
+        summary=summary,
+        truth=known_truth(real) if truth is None else truth,
+        cut=cut,
+        rows=rows,
+        title=real.name,
+    )
+    if generated is not None:
+        inputs.generated_ids = generated.ids
+        images = load_checked(generated, size, setup.data_root, setup.progress, "decode generated")
+        inputs.generated_images = images.numpy()
+        inputs.neighbours = feature_neighbours(setup, space, real, generated)
+    return write_report(path, inputs)
+
+
+def evaluation_report(path, evaluation, real_spec: str, features: str, generated: str | None = None,
+                      rows: int = DEFAULT_ROWS, data_root=None) -> ReportResult:
+    """The report of `ganfp evaluate`: the predictions' scores and the true labels, shown on the real images.
+
+    Neighbours are computed in `features` at DISPLAY_SIZE px (evaluate does not know the scoring size).
+    """
+    from ganfp.data.adapters import load_manifest
+    from ganfp.data.adapters.folder import folder_manifest
+    from ganfp.device import resolve_device
+
+    space = parse_features(features)
+    setup = ScoringSetup(None, resolve_device("auto"), data_root=data_root)
+    real = load_manifest(real_spec, data_root)
+    by_id = {it.id: it for it in real.items}
+    missing = [i for i in evaluation.ids if i not in by_id]
+    if missing:
+        raise InputError(f"--real {real_spec}: {len(missing)} labelled ids have no image (e.g. {missing[0]})")
+    real = replace(real, items=[by_id[i] for i in evaluation.ids])
+    gen_dir = generated or real.info.get("generated")
+    scores = evaluation.scores if evaluation.scores is not None else evaluation.y_pred.astype(np.float64)
+    summary = {"predictions": evaluation.preds, "labels": evaluation.labels, "decision": evaluation.decision,
+               "features": space.label if gen_dir else None, "images": evaluation.n,
+               **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1", "roc_auc")}}
+    return classify_report(path, real, folder_manifest(gen_dir) if gen_dir else None, setup, space, scores,
+                           evaluation.y_pred, summary, rows, truth=evaluation.y_true)
+
+
+def known_truth(manifest: Manifest) -> np.ndarray | None:
+    """0/1 true labels of the real images when known: a used class, or a labels file the dataset names."""
+    if manifest.labelled and "used" in manifest.classes:
+        return (manifest.labels == manifest.classes.index("used")).astype(np.int64)
+    labels_path = manifest.info.get("labels")
+    if not labels_path or not Path(labels_path).is_file():
+        return None
+    from ganfp.submission import read_labels
+
+    truth = read_labels(labels_path)
+    by_id = dict(zip(truth.ids, truth.labels.tolist()))
+    if not all(i in by_id for i in manifest.ids):
+        return None
+    return np.array([by_id[i] for i in manifest.ids], dtype=np.int64)
+
+
+def decision_cut(scores: np.ndarray, decided: np.ndarray) -> float | None:
+    """Midway between the lowest score labelled used and the highest labelled not used."""
+    used, not_used = scores[decided == 1], scores[decided == 0]
+    if not len(used) or not len(not_used):
+        return float(used.min()) if len(used) else None
+    return float((used.min() + not_used.max()) / 2)
+
+
+# ---------------------------------------------------------------- images
+
+
+def png_uri(pixels: np.ndarray) -> str:
+    """A data: URI of a small PNG (uint8 gray (h, w) or RGB (h, w, 3)), shrunk to THUMB px when larger."""
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(pixels))
+    if max(img.size) > THUMB:
+        img.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def difference_map(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
+    """(RGB uint8 |a - b| on one fixed scale, 0 black .. 255 white-hot, mean absolute difference in grey levels)."""
+    import matplotlib
+
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).astype(np.float64)
+    rgb = matplotlib.colormaps["inferno"](diff / 255.0)[..., :3]
+    return (rgb * 255).round().astype(np.uint8), float(diff.mean())
+
+
+def figure_uri(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# ---------------------------------------------------------------- charts
+
+USED_COLOUR, NOT_USED_COLOUR = "#b42318", "#1d6f42"
+
+
+def histogram_chart(scores: np.ndarray, cut: float | None, truth: np.ndarray | None) -> str:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.4, 3.4), layout="constrained")
+    ax = fig.subplots()
+    bins = np.histogram_bin_edges(scores, bins=30)
+    if truth is None:
+        ax.hist(scores, bins=bins, color="#5b6576", label="real images")
+    else:
+        ax.hist(scores[truth == 1], bins=bins, alpha=0.6, color=USED_COLOUR, label="truly used")
+        ax.hist(scores[truth == 0], bins=bins, alpha=0.6, color=NOT_USED_COLOUR, label="truly not used")
+    if cut is not None:
+        ax.axvline(cut, color="black", linestyle="--", label=f"decision cut ({cut:.4g})")
+    ax.set(xlabel="score (higher = more likely used)", ylabel="real images", title="Scores of the real images")
+    ax.legend(frameon=False, fontsize=8)
+    return figure_uri(fig)
+
+
+def roc_chart(scores: np.ndarray, truth: np.ndarray, decided: np.ndarray) -> tuple[str, float]:
+    from matplotlib.figure import Figure
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fpr, tpr, _ = roc_curve(truth, scores)
+    auc = float(roc_auc_score(truth, scores))
+    fig = Figure(figsize=(3.6, 3.4), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(fpr, tpr, color="#1d2430", label=f"scores (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    recall = decided[truth == 1].mean() if (truth == 1).any() else 0.0
+    fall_out = decided[truth == 0].mean() if (truth == 0).any() else 0.0
+    ax.plot([fall_out], [recall], "o", color=USED_COLOUR, label="the 0/1 decision")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    return figure_uri(fig), auc
+
+
+def confusion_table(truth: np.ndarray, decided: np.ndarray) -> str:
+    def count(t: int, d: int) -> int:
+        return int(((truth == t) & (decided == d)).sum())
+
+    return ('<table class="confusion"><tr><th></th><th>decided used</th><th>decided not used</th></tr>'
+            f'<tr><th>truly used</th><td>{count(1, 1)}</td><td>{count(1, 0)}</td></tr>'
+            f'<tr><th>truly not used</th><td>{count(0, 1)}</td><td>{count(0, 0)}</td></tr></table>')
+
+
+# ---------------------------------------------------------------- HTML pieces
+
+SUMMARY_LABELS = {
+    "method": "method",
+    "scorers": "scorers",
+    "features": "features",
+    "k": "k",
+    "weights": "fusion weights",
+    "decision": "decision rule",
+    "images": "real images",
+    "generated": "generated images",
+    "labelled_used": "labelled used",
+    "labelled_not_used": "labelled not used",
+    "calibration": "calibration (dev set)",
+}
+SUMMARY_SKIP = {"out", "scores", "seconds", "device", "report", "used_fraction", "threshold"}
+
+
+def esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_cell(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_cell(v) for v in value)
+    return str(value)
+
+
+def summary_rows(summary: dict, extra: dict) -> str:
+    """Known keys first, in a readable order, then anything else the caller put in the summary."""
+    keys = [k for k in SUMMARY_LABELS if k in summary] + [k for k in summary if k not in SUMMARY_LABELS]
+    rows = [(SUMMARY_LABELS.get(k, k.replace("_", " ")), summary[k]) for k in keys
+            if summary[k] is not None and k not in SUMMARY_SKIP]
+    rows += [(k, v) for k, v in extra.items() if v is not None]
+    return "\n".join(f"    <tr><th>{esc(k)}</th><td>{esc(_cell(v))}</td></tr>" for k, v in rows)
+
+
+def figure_html(uri: str, caption: str, css: str = "", title: str = "") -> str:
+    cls = f' class="{css}"' if css else ""
+    label = esc(title or caption)
+    return f'<figure{cls}><img src="{uri}" alt="{label}" title="{label}"><figcaption>{caption}</figcaption></figure>'
+
+
+def decision_tags(decided: int, truth: int | None) -> str:
+    word = "used" if decided else "not used"
+    tags = f'<span class="tag {"used" if decided else "not-used"}">decided {word}</span>'
+    if truth is not None:
+        tags += f' <span class="tag truth">truly {"used" if truth else "not used"}</span>'
+    return tags
+
+
+def evidence_row(i: int, rank: int, inputs: ReportInputs, hood: Neighbourhood | None) -> str:
+    """One real image, its k nearest generated images, and the difference map against the closest."""
+    image_id = inputs.real_ids[i]
+    truth = None if inputs.truth is None else int(inputs.truth[i])
+    tags = decision_tags(int(inputs.decided[i]), truth)
+    who = (f'<div class="who"><div class="id">{esc(image_id)}</div><div>score {inputs.scores[i]:.4g}</div>'
+           f'<div>rank {rank} of {len(inputs.scores)}</div><div>{tags}</div></div>')
+    parts = [who, figure_html(png_uri(inputs.real_images[i]), "real", "real", image_id)]
+    if hood is not None and inputs.generated_images is not None:
+        neighbours = []
+        for d, j in zip(hood.to_generated[i], hood.to_generated_index[i]):
+            name = inputs.generated_ids[j] if inputs.generated_ids else f"#{j}"
+            neighbours.append(figure_html(png_uri(inputs.generated_images[j]), f"d = {d:.4g}", title=name))
+        parts.append(f'<div class="neighbours">{"".join(neighbours)}</div>')
+        rgb, mad = difference_map(inputs.real_images[i], inputs.generated_images[hood.to_generated_index[i][0]])
+        parts.append(figure_html(png_uri(rgb), f"|diff| mean {mad:.1f}", "diff", "difference to the closest"))
+    return f'<div class="row evidence-row" data-id="{esc(image_id)}">{"".join(parts)}</div>'
+
+
+def near_duplicate_rows(inputs: ReportInputs, hood: Neighbourhood) -> tuple[str, str, int, float]:
+    """(rows, note, how many generated images are near-duplicates, the radius used)."""
+    radius = float(np.percentile(hood.real_to_real, NEAR_PERCENTILE))
+    close = np.flatnonzero(hood.nearest_real < radius)
+    close = close[np.argsort(hood.nearest_real[close], kind="stable")]
+    shown = close[: inputs.rows]
+    rows = []
+    for j in shown:
+        i = int(hood.nearest_real_index[j])
+        name = inputs.generated_ids[j] if inputs.generated_ids else f"#{j}"
+        rgb, mad = difference_map(inputs.real_images[i], inputs.generated_images[j])
+        who = (f'<div class="who"><div class="id">{esc(name)}</div><div>distance {hood.nearest_real[j]:.4g}</div>'
+               f'<div>nearest real: {esc(inputs.real_ids[i])}</div></div>')
+        rows.append(f'<div class="row near-row" data-id="{esc(name)}">{who}'
+                    + figure_html(png_uri(inputs.generated_images[j]), "generated", title=name)
+                    + figure_html(png_uri(inputs.real_images[i]), "real", "real", inputs.real_ids[i])
+                    + figure_html(png_uri(rgb), f"|diff| mean {mad:.1f}", "diff", "difference") + "</div>")
+    note = (f"Generated images closer to a real image than {radius:.4g} ({esc(hood.distance)}). That radius is the "
+            f"{NEAR_PERCENTILE:g}st percentile of the distances from each real image to its nearest other real image: "
+            f"{100 - NEAR_PERCENTILE:g}% of the real images have no other real image this close. {len(close)} found"
+            + (f"; the closest {len(shown)} are shown." if len(close) > len(shown) else "."))
+    return "\n".join(rows) or "<p>None.</p>", note, int(len(close)), radius
+
+
+# ---------------------------------------------------------------- the page
+
+
+def _charts(inputs: ReportInputs, cut: float | None) -> tuple[str, str, dict]:
+    """(chart HTML, note, summary lines) of the score section."""
+    charts = [f'<img src="{histogram_chart(inputs.scores, cut, inputs.truth)}" alt="score histogram">']
+    extra: dict = {}
+    note = "The scores of all real images; the dashed line is where the decision changes."
+    truth = inputs.truth
+    if truth is not None and truth.min() != truth.max():
+        uri, auc = roc_chart(inputs.scores, truth, inputs.decided)
+        charts.append(f'<img src="{uri}" alt="ROC curve">')
+        charts.append(f"<div><b>Against the known labels</b>{confusion_table(truth, inputs.decided)}</div>")
+        extra["ROC-AUC (known labels)"] = f"{auc:.3f}"
+        note += " The real images' labels are known: used and not used are drawn apart."
+    return "\n".join(charts), note, extra
+
+
+def _order(inputs: ReportInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(most suspicious first, least suspicious first without overlap, 1-based rank of every image)."""
+    order = np.argsort(-inputs.scores, kind="stable")
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(1, len(order) + 1)
+    most = order[: inputs.rows]
+    least = order[len(most):][::-1][: inputs.rows]
+    return most, least, ranks
+
+
+def build_report(inputs: ReportInputs) -> tuple[str, dict]:
+    """(the HTML page, facts about it: rows, near-duplicates, radius)."""
+    n = len(inputs.real_ids)
+    if not (len(inputs.real_images) == len(inputs.scores) == len(inputs.decided) == n):
+        raise ValueError("real ids, images, scores and decisions must have one entry per real image")
+    cut = inputs.cut if inputs.cut is not None else decision_cut(inputs.scores, inputs.decided)
+    hood = inputs.neighbours(inputs.k) if inputs.neighbours is not None else None
+    most, least, ranks = _order(inputs)
+    charts, scores_note, extra = _charts(inputs, cut)
+    if hood is not None:
+        extra["neighbour distances"] = hood.distance
+        extra["difference maps"] = "absolute grey-level difference to the closest generated image (not aligned)"
+        near, near_note, near_count, radius = near_duplicate_rows(inputs, hood)
+        evidence_note = (f"Each row: the real image, its {hood.to_generated.shape[1]} nearest generated images with "
+                         f"their distance d in {esc(hood.distance)} (smaller = more alike), and the difference map "
+                         "against the closest.")
+    else:
+        near, near_note, near_count, radius = "<p>No generated images were given.</p>", "", 0, None
+        evidence_note = "No generated images were given: each row shows the real image and its score."
+    page = Template(resources.files("ganfp").joinpath("templates/report.html").read_text(encoding="utf-8"))
+    from ganfp import __version__
+
+    text = page.substitute(
+        title=esc(inputs.title or "ganfp"),
+        subtitle=esc(f"{inputs.title + ' - ' if inputs.title else ''}{n} real images; written "
+                     f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"),
+        summary_rows=summary_rows(inputs.summary, extra), scores_note=esc(scores_note), charts=charts,
+        n_most=len(most), n_least=len(least), evidence_note=evidence_note,
+        most_rows="\n".join(evidence_row(i, ranks[i], inputs, hood) for i in most),
+        least_rows="\n".join(evidence_row(i, ranks[i], inputs, hood) for i in least) or "<p>None.</p>",
+        near_note=near_note, near_rows=near, version=esc(__version__),
+    )
+    return text, {"evidence_rows": len(most) + len(least), "near_duplicates": near_count, "near_radius": radius}
+
+
+def write_report(path, inputs: ReportInputs) -> ReportResult:
+    """Build the page and write it atomically."""
+    require_matplotlib()
+    text, facts = build_report(inputs)
+    write_text(path, text)
+    return ReportResult(str(path), len(text.encode("utf-8")), **facts)

@@ -1,0 +1,32 @@
+"""Tiny image sets with a known membership answer, written as files by the tests that need them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def smooth_fields(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """n smooth uint8 images: 4 x 4 random blocks, bilinearly enlarged."""
+    coarse = rng.uniform(0, 255, (n, 4, 4)).astype(np.float32)
+    return np.stack([np.asarray(Image.fromarray(c, mode="F").resize((size, size), Image.Resampling.BILINEAR))
+                     for c in coarse]).clip(0, 255).round().astype(np.uint8)
+
+
+def copy_case(seed: int = 0, n_real: int = 12, extra: int = 6, size: int = 32) -> dict:
+    """{"real", "used" (bool), "generated"}: the first half of the real images reappear, noisy, among the generated."""
+    rng = np.random.default_rng(seed)
+    real = smooth_fields(rng, n_real, size)
+    used = np.arange(n_real) < n_real // 2
+    copies = [np.clip(real[i] + rng.normal(0, 4, real[i].shape), 0, 255).round().astype(np.uint8)
+              for i in np.flatnonzero(used)]
+    return {"real": real, "used": used, "generated": np.stack(copies + list(smooth_fields(rng, extra, size)))}
+
+
+def write_pngs(folder: Path, prefix: str, images: np.ndarray) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(folder / f"{prefix}{i:03d}.png")
+    return [f"{prefix}{i:03d}" for i in range(len(images))]

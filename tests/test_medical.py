@@ -1,0 +1,149 @@
+"""DICOM and NIfTI: HU windowing checked against hand-computed values, ids, slices, cache keys, refusals."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from helpers.images import copy_case
+from helpers.medical import INTERCEPT, u8_to_hu, write_ct_dicom, write_nifti
+
+from ganfp.data.adapters.folder import folder_manifest
+from ganfp.data.cache import load_images
+from ganfp.data.decode import decode_image
+from ganfp.data.manifest import image_files
+from ganfp.data.medical import MedicalReading, parse_slices, parse_window
+from ganfp.errors import InputError
+from ganfp.submission import read_predictions
+
+pydicom = pytest.importorskip("pydicom", reason="needs the medical extra (pydicom)")
+nibabel = pytest.importorskip("nibabel", reason="needs the medical extra (nibabel)")
+
+# HU of each row of the test slice -> its 8-bit value in the lung window (-1000..400 HU), by hand:
+# (HU + 1000) * 255 / 1400, rounded half up, clipped to 0..255
+LUNG = {-1024: 0, -1000: 0, -650: 64, -300: 128, 0: 182, 400: 255, 976: 255}
+# the same HU in the mediastinum window (center 40, width 400: -160..240 HU): (HU + 160) * 255 / 400
+MEDIASTINUM = {-1024: 0, -1000: 0, -650: 0, -300: 0, 0: 102, 400: 255, 976: 255}
+
+
+def rows_slice(size: int = 16) -> np.ndarray:
+    """A CT slice whose rows hold the HU values of LUNG, in order, repeated down the image."""
+    values = np.array(list(LUNG), dtype=np.float64)
+    return np.repeat(values[np.arange(size) % len(values)][:, None], size, axis=1)
+
+
+def expected_rows(table: dict, size: int = 16) -> np.ndarray:
+    values = np.array(list(table.values()), dtype=np.uint8)
+    return np.repeat(values[np.arange(size) % len(values)][:, None], size, axis=1)
+
+
+def test_dicom_hounsfield_window_matches_hand_computed_values(tmp_path):
+    path = write_ct_dicom(tmp_path / "slice.dcm", rows_slice())
+    assert float(pydicom.dcmread(path).RescaleIntercept) == INTERCEPT  # stored values really are shifted
+    assert np.array_equal(decode_image(str(path), 16), expected_rows(LUNG))
+    mediastinum = parse_window("mediastinum")
+    assert np.array_equal(decode_image(str(path), 16, window=mediastinum), expected_rows(MEDIASTINUM))
+    assert parse_window("40,400") == mediastinum
+
+
+def test_dicom_found_by_extension_or_preamble_only(tmp_path):
+    write_ct_dicom(tmp_path / "a.dcm", rows_slice())
+    write_ct_dicom(tmp_path / "IM0002", rows_slice())  # no extension: the DICM preamble says what it is
+    write_ct_dicom(tmp_path / "1.2.840.99.3", rows_slice())  # named by its UID: the "extension" is digits
+    (tmp_path / "notes").write_bytes(b"not an image" * 20)
+    (tmp_path / "readme.txt").write_text("text")
+    assert [p.name for p in image_files(tmp_path)] == ["1.2.840.99.3", "IM0002", "a.dcm"]
+    uids = MedicalReading.parse(id_from="uid")
+    manifest = folder_manifest(tmp_path, reading=uids)
+    assert all(i == str(pydicom.dcmread(it.path).SOPInstanceUID) for i, it in zip(manifest.ids, manifest.items))
+    assert folder_manifest(tmp_path).ids == ["1.2.840.99", "IM0002", "a"]
+
+
+def test_compressed_dicom_refused_naming_the_plugin(tmp_path, run_cli):
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGLSLossless
+
+    if get_decoder(JPEGLSLossless).is_available:
+        pytest.skip("a JPEG-LS decoder plugin is installed here: nothing to refuse")
+    path = write_ct_dicom(tmp_path / "real" / "packed.dcm", rows_slice(), compressed=True)
+    with pytest.raises(InputError, match=r"packed\.dcm: JPEG-LS Lossless.* pip install pylibjpeg pylibjpeg-libjpeg"):
+        decode_image(str(path), 16)
+    write_ct_dicom(tmp_path / "real" / "plain.dcm", rows_slice())
+    code, _, err = run_cli("classify", tmp_path / "real", "--generated", tmp_path / "real", "--out",
+                           tmp_path / "s.csv", "--data-root", tmp_path / "data")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "pip install pylibjpeg" in lines[0], err
+
+
+def nifti_volume(slices: int = 3, size: int = 16) -> np.ndarray:
+    """(x, y, z): slice z holds one HU value of LUNG, and a marker (400 HU) at the patient's left-anterior corner."""
+    values = list(LUNG)[1 : 1 + slices]
+    hu = np.stack([np.full((size, size), v, dtype=np.float64) for v in values], axis=2)
+    hu[0, size - 1, :] = 400.0  # x = 0: patient's left (RAS+); y = last: most anterior
+    return hu
+
+
+def test_nifti_slices_are_images_with_ids_windows_and_radiological_orientation(tmp_path):
+    write_nifti(tmp_path / "vol" / "chest.nii.gz", nifti_volume())
+    manifest = folder_manifest(tmp_path / "vol")
+    assert manifest.ids == ["chest_0000", "chest_0001", "chest_0002"]
+    assert {it.group for it in manifest.items} == {"chest"}  # one volume never straddles a split
+    images = load_images(manifest, 16, data_root=tmp_path / "data").images.numpy()
+    for z, value in enumerate(list(LUNG.values())[1:4]):
+        expected = np.full((16, 16), value, dtype=np.uint8)
+        expected[0, 15] = 255  # anterior at the top, the patient's left on the image's right
+        assert np.array_equal(images[z], expected), z
+    chosen = folder_manifest(tmp_path / "vol", reading=MedicalReading.parse(slices="1:3"))
+    assert chosen.ids == ["chest_0001", "chest_0002"]
+    assert parse_slices("2") == (2, 3) and parse_slices(":5") == (None, 5)
+    with pytest.raises(InputError, match="--slices 7:"):
+        folder_manifest(tmp_path / "vol", reading=MedicalReading.parse(slices="7:"))
+
+
+def test_decode_cache_key_includes_the_window(tmp_path):
+    for cls in ("used", "not_used"):
+        write_ct_dicom(tmp_path / "ds" / cls / f"{cls}.dcm", rows_slice())
+    lung = folder_manifest(tmp_path / "ds", classes=["not_used", "used"])
+    bone = folder_manifest(tmp_path / "ds", classes=["not_used", "used"], reading=MedicalReading.parse(window="bone"))
+    assert lung.labelled and lung.labels.tolist() == [0, 1]  # a labelled dataset for train-stage, as any folder
+    first = load_images(lung, 16, data_root=tmp_path / "data")
+    second = load_images(bone, 16, data_root=tmp_path / "data")
+    assert first.path != second.path and not second.reused
+    assert np.array_equal(first.images[0].numpy(), expected_rows(LUNG))
+    assert not np.array_equal(first.images.numpy(), second.images.numpy())
+    assert load_images(lung, 16, data_root=tmp_path / "data").reused
+
+
+def test_without_the_extra_one_line_names_it(tmp_path, run_cli, monkeypatch):
+    write_ct_dicom(tmp_path / "real" / "a.dcm", rows_slice())
+    write_ct_dicom(tmp_path / "real" / "b.dcm", rows_slice())
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # import pydicom now raises ImportError
+    code, _, err = run_cli("classify", tmp_path / "real", "--generated", tmp_path / "real", "--out",
+                           tmp_path / "s.csv", "--data-root", tmp_path / "data")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "install ganfp[medical]" in lines[0], err
+
+
+@pytest.mark.parametrize("option, value", [("--window", "wide"), ("--window", "40,-5"), ("--id-from", "series"),
+                                           ("--slices", "9:3")])
+def test_bad_reading_options_are_one_line(tmp_path, run_cli, option, value):
+    code, _, err = run_cli("classify", tmp_path, "--out", tmp_path / "s.csv", option, value)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and option in lines[0], err
+
+
+def test_classify_a_folder_of_dicom_files(tmp_path, run_cli):
+    """Used slices reappear (noisy) among the generated ones; classify must find them from DICOM alone."""
+    case = copy_case(n_real=8, extra=4)
+    real, used, generated = case["real"], case["used"], case["generated"]
+    for i, img in enumerate(real):
+        write_ct_dicom(tmp_path / "real" / f"ct{i}.dcm", u8_to_hu(img))
+    for i, img in enumerate(generated):
+        write_ct_dicom(tmp_path / "gen" / f"g{i}", u8_to_hu(img))
+    out = tmp_path / "s.csv"
+    code, _, err = run_cli("classify", tmp_path / "real", "--generated", tmp_path / "gen", "--out", out,
+                           "--data-root", tmp_path / "data")
+    assert code == 0, err
+    preds = read_predictions(out, [f"ct{i}" for i in range(8)])
+    assert dict(zip(preds.ids, preds.labels.tolist())) == {f"ct{i}": int(used[i]) for i in range(8)}

@@ -1,0 +1,175 @@
+"""The evidence report: one self-contained HTML file, parsed, counted, and rendered by a headless browser."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from helpers.images import copy_case, write_pngs
+
+from ganfp.report import decision_cut
+
+pytest.importorskip("matplotlib", reason="the report needs the plots extra (matplotlib)")
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+class Page(HTMLParser):
+    """What the tests look at: element classes, image sources, links, section ids."""
+
+    def __init__(self):
+        super().__init__()
+        self.classes: list[str] = []
+        self.srcs: list[str] = []
+        self.hrefs: list[str] = []
+        self.ids: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append(tag)
+        self.classes += (a.get("class") or "").split()
+        self.ids += [a["id"]] if "id" in a else []
+        self.srcs += [a["src"]] if "src" in a else []
+        self.hrefs += [a["href"]] if "href" in a else []
+
+
+def parse(path) -> Page:
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    page.close()
+    return page
+
+
+def assert_self_contained(page: Page) -> None:
+    assert page.srcs and all(src.startswith("data:image/png;base64,") for src in page.srcs)
+    assert not any("http" in value for value in page.srcs + page.hrefs)
+    assert "script" not in page.tags and "link" not in page.tags  # nothing fetched, nothing run
+
+
+@pytest.fixture
+def copies(tmp_path):
+    """Real images (half of them copied, noisy, into the generated set) as PNG folders."""
+    case = copy_case()
+    write_pngs(tmp_path / "real" / "used", "u", case["real"][case["used"]])
+    write_pngs(tmp_path / "real" / "not_used", "n", case["real"][~case["used"]])
+    write_pngs(tmp_path / "gen", "g", case["generated"])
+    return tmp_path
+
+
+def run_report(run_cli, root, real, *extra):
+    out, report = root / "s.csv", root / "r.html"
+    code, stdout, err = run_cli("classify", real, "--generated", root / "gen", "--out", out, "--report", report,
+                                "--data-root", root / "data", *extra)
+    assert code == 0, err
+    return report
+
+
+def test_report_rows_images_and_no_network(run_cli, copies):
+    (copies / "flat").mkdir()
+    for png in (copies / "real").rglob("*.png"):
+        shutil.copy(png, copies / "flat" / png.name)
+    report = run_report(run_cli, copies, copies / "flat", "--report-n", "3")
+    page = parse(report)
+    assert page.classes.count("evidence-row") == 6  # the 3 most and the 3 least suspicious
+    assert {"summary", "scores", "most-suspicious", "least-suspicious", "near-duplicates"} <= set(page.ids)
+    assert 1 <= page.classes.count("near-row") <= 3  # the copies are near-duplicates, at most N shown
+    assert_self_contained(page)
+    text = report.read_text()
+    assert "ROC curve" not in text  # no labels known for a flat folder
+    assert text.count('class="neighbours"') == 6 and text.count("d = ") >= 6 * 4  # k = 4 neighbours per row
+
+
+def test_known_labels_add_roc_and_confusion(run_cli, copies):
+    report = run_report(run_cli, copies, copies / "real", "--report-n", "2")
+    page = parse(report)
+    text = report.read_text()
+    assert page.classes.count("evidence-row") == 4
+    assert "ROC curve" in text and "truly used" in text and "ROC-AUC (known labels)" in text
+    # the copies make the ranking perfect: 6 used decided used, 6 not used decided not used
+    assert "<th>truly used</th><td>6</td><td>0</td>" in text
+    assert "<th>truly not used</th><td>0</td><td>6</td>" in text
+    assert 'data-id="u000"' in text.split('id="least-suspicious"')[0]  # a copied image is among the most suspicious
+
+
+def test_report_without_matplotlib_fails_before_any_work(run_cli, copies, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, _, err = run_cli("classify", copies / "real", "--generated", copies / "gen", "--out", copies / "s.csv",
+                           "--report", copies / "r.html", "--data-root", copies / "data")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "install ganfp[plots]" in lines[0], err
+    assert not (copies / "s.csv").exists() and not (copies / "data").exists()
+
+
+def test_decision_cut_is_midway():
+    scores = np.array([0.1, 0.9, 0.4, 0.7])
+    assert decision_cut(scores, np.array([0, 1, 0, 1])) == pytest.approx(0.55)
+    assert decision_cut(scores, np.zeros(4, dtype=int)) is None
+
+
+def browser() -> str | None:
+    return next((path for path in map(shutil.which, BROWSERS) if path), None)
+
+
+@pytest.mark.skipif(browser() is None, reason="no Chromium/Chrome binary on PATH (apt-get install chromium)")
+def test_headless_browser_renders_the_rows_and_every_image(run_cli, copies, tmp_path):
+    report = run_report(run_cli, copies, copies / "real", "--report-n", "3")
+    # a copy with one probe: on load, the body records whether every embedded image decoded
+    probe = ("<script>window.addEventListener('load', () => document.body.setAttribute('data-images-ok', "
+             "String([...document.images].every(i => i.complete && i.naturalWidth > 0))));</script></body>")
+    probed = tmp_path / "probed.html"
+    probed.write_text(report.read_text().replace("</body>", probe))
+    dom = subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", probed.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert dom.count('class="row evidence-row"') == 6
+    assert 'data-images-ok="true"' in dom
+
+
+def test_demo_report_is_small_and_complete(run_cli, demo_root, tmp_path):
+    out, report = tmp_path / "s.csv", tmp_path / "r.html"
+    code, _, err = run_cli("classify", "demo:gans-test", "--out", out, "--report", report, "--data-root", demo_root)
+    assert code == 0, err
+    assert report.stat().st_size < 5 * 1024 * 1024
+    page = parse(report)
+    assert page.classes.count("evidence-row") == 48  # 24 most, 24 least suspicious of the 100 test images
+    assert_self_contained(page)
+    assert "ROC curve" in report.read_text()  # the demo ships the test labels
+
+
+def test_evaluate_report_shows_the_predictions_against_the_labels(run_cli, copies):
+    out, scores, labels, report = (copies / name for name in ("s.csv", "scores.csv", "labels.csv", "ev.html"))
+    code, _, err = run_cli("classify", copies / "real", "--generated", copies / "gen", "--out", out, "--scores", scores,
+                           "--data-root", copies / "data")
+    assert code == 0, err
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
+    labels.write_text("id,label\n" + "".join(f"{i},{int(i.startswith('u'))}\n" for i in ids))
+    code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", copies / "real", "--generated",
+                           copies / "gen", "--report-n", "2", "--data-root", copies / "data")
+    assert code == 0, err
+    page = parse(report)
+    assert page.classes.count("evidence-row") == 4 and "ROC curve" in report.read_text()
+    assert_self_contained(page)
+    code, _, err = run_cli("evaluate", scores, labels, "--report", report)
+    assert code == 2 and "--report needs --real" in err
+
+
+def test_plain_arrays_without_generated_images(tmp_path):
+    """The builder needs no files: arrays in, a page out; without generated images rows show the real image only."""
+    from ganfp.report import ReportInputs, write_report
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=10)
+    decided = (scores >= np.median(scores)).astype(int)
+    inputs = ReportInputs(real_ids=[f"r{i}" for i in range(10)], real_images=rng.integers(0, 255, (10, 16, 16), np.uint8),
+                          scores=scores, decided=decided, summary={"method": "classifier", "k": None}, rows=4)
+    result = write_report(tmp_path / "r.html", inputs)
+    page = parse(tmp_path / "r.html")
+    assert result.evidence_rows == 8 and page.classes.count("evidence-row") == 8
+    assert page.classes.count("near-row") == 0 and "No generated images were given" in (tmp_path / "r.html").read_text()
+    most = (tmp_path / "r.html").read_text().split('id="least-suspicious"')[0]
+    assert f'data-id="r{int(np.argmax(scores))}"' in most
+    assert_self_contained(page)

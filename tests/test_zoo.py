@@ -1,0 +1,134 @@
+"""The generator zoo: seeded splits from every family, both layouts, the memoriser memorises, the control
+trains on neither real set."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganfp.data.zoo import FAMILIES, MembershipSplit, build_split, real_slices, write_split
+from ganfp.data.zoo import classic
+from ganfp.errors import InputError
+
+TINY = {"used": 6, "not_used": 5, "generated": 9, "size": 16, "quick": True}
+
+
+@pytest.fixture(params=FAMILIES.names())
+def family(request) -> str:
+    return request.param
+
+
+def test_family_entries_declare_their_facts(family):
+    meta = FAMILIES.entry(family).meta
+    assert isinstance(meta["leaks"], bool) and meta["size"] in (64, 128, 256) and meta["description"]
+
+
+def test_every_family_builds_a_seeded_uint8_split(family):
+    a, b = build_split(family, seed=3, **TINY), build_split(family, seed=3, **TINY)
+    assert (a.family, a.seed, a.size) == (family, 3, 16)
+    for part, n in (("used", 6), ("not_used", 5), ("generated", 9)):
+        x = getattr(a, part)
+        assert x.dtype == np.uint8 and x.shape == (n, 16, 16)
+        assert x.tobytes() == getattr(b, part).tobytes()  # same seed, same bytes
+    assert a.generated.std() > 0  # not a blank image
+    other = build_split(family, seed=4, **TINY)
+    assert other.used.tobytes() != a.used.tobytes() and other.generated.tobytes() != a.generated.tobytes()
+
+
+def test_real_slices_take_a_size():
+    x = real_slices(np.random.default_rng(0), 2, 32)
+    assert x.shape == (2, 32, 32) and x.dtype == np.uint8
+
+
+def test_generators_train_on_used_only_and_the_control_on_neither(monkeypatch):
+    seen = []
+    fit = classic.PcaGmm.fit
+    def spy(self, train, seed):
+        seen.append(train.copy())
+        return fit(self, train, seed)
+
+    monkeypatch.setattr(classic.PcaGmm, "fit", spy)
+    leaky = build_split("pcagmm", seed=1, **TINY)
+    control = build_split("noleak", seed=1, **TINY)
+    assert FAMILIES.entry("noleak").meta["leaks"] is False
+    assert np.array_equal(seen[0], leaky.used)
+    assert np.array_equal(control.used, leaky.used) and np.array_equal(control.not_used, leaky.not_used)
+    real = {img.tobytes() for img in np.concatenate([control.used, control.not_used])}
+    assert len(seen[1]) == 6 and not real & {img.tobytes() for img in seen[1]}
+
+
+def test_bad_arguments_are_one_line_input_errors():
+    with pytest.raises(InputError, match="unknown generator family 'nope'"):
+        build_split("nope", seed=0)
+    with pytest.raises(InputError, match="size"):
+        build_split("pcagmm", seed=0, size=24)
+    with pytest.raises(InputError, match="used"):
+        build_split("pcagmm", seed=0, used=1)
+    with pytest.raises(InputError, match="layout"):
+        write_split(build_split("pcagmm", seed=0, **TINY), Path("x"), layout="train")
+
+
+def test_cache_returns_the_same_split(tmp_path):
+    first = build_split("memoriser", seed=2, cache=tmp_path, **TINY)
+    files = list(tmp_path.glob("*.npz"))
+    assert len(files) == 1 and "memoriser-s2" in files[0].name
+    again = build_split("memoriser", seed=2, cache=tmp_path, **TINY)
+    assert again.generated.tobytes() == first.generated.tobytes() and again.used.tobytes() == first.used.tobytes()
+    build_split("memoriser", seed=2, cache=tmp_path, **{**TINY, "generated": 10})
+    assert len(list(tmp_path.glob("*.npz"))) == 2  # another shape, another file
+
+
+def pngs(folder: Path) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
+
+
+def test_write_split_dev_layout(tmp_path):
+    split = build_split("pcagmm", seed=0, **TINY)
+    counts = write_split(split, tmp_path / "dev", layout="dev")
+    assert counts == {"used": 6, "not_used": 5, "generated": 9}
+    assert sorted(p.name for p in (tmp_path / "dev").iterdir()) == ["generated", "not_used", "used"]
+    for part in ("used", "not_used", "generated"):
+        assert np.array_equal(pngs(tmp_path / "dev" / part), getattr(split, part))
+    write_split(split, tmp_path / "dev", layout="dev")  # rewriting replaces the folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dev"]
+
+
+def test_write_split_test_layout_hides_the_labels_in_labels_csv(tmp_path):
+    split = build_split("pcagmm", seed=0, **{**TINY, "used": 8, "not_used": 8})
+    write_split(split, tmp_path / "test", layout="test")
+    root = tmp_path / "test"
+    assert sorted(p.name for p in root.iterdir()) == ["generated_1", "labels.csv", "real_unknown_1"]
+    with open(root / "labels.csv", newline="") as f:
+        labels = {r["id"]: int(r["label"]) for r in csv.DictReader(f)}
+    files = sorted((root / "real_unknown_1").glob("*.png"))
+    assert [p.stem for p in files] == sorted(labels) and sum(labels.values()) == 8
+    used = {img.tobytes() for img in split.used}
+    for p in files:
+        assert (np.asarray(Image.open(p)).tobytes() in used) == bool(labels[p.stem])
+    assert [labels[p.stem] for p in files] != sorted(labels.values(), reverse=True)  # shuffled, not used-first
+    assert np.array_equal(pngs(root / "generated_1"), split.generated)
+
+
+def shift_tolerant_nearest(real: np.ndarray, gen: np.ndarray, shift: int = 3) -> np.ndarray:
+    """Per real image: L2 to the nearest generated image over every shift up to `shift` px (centre crop)."""
+    s = real.shape[1]
+    crop = real[:, shift : s - shift, shift : s - shift].reshape(len(real), -1).astype(np.float64)
+    best = np.full(len(real), np.inf)
+    for dy in range(2 * shift + 1):
+        for dx in range(2 * shift + 1):
+            g = gen[:, dy : dy + s - 2 * shift, dx : dx + s - 2 * shift].reshape(len(gen), -1).astype(np.float64)
+            d = ((crop[:, None, :] - g[None]) ** 2).sum(-1).min(1)
+            best = np.minimum(best, d)
+    return np.sqrt(best)
+
+
+def test_memoriser_samples_sit_next_to_used_slices():
+    split: MembershipSplit = build_split("memoriser", seed=0, used=12, not_used=12, generated=60, size=32)
+    d_used = shift_tolerant_nearest(split.used, split.generated)
+    d_not = shift_tolerant_nearest(split.not_used, split.generated)
+    assert np.median(d_used) < 0.8 * np.median(d_not)
+    assert (d_used[:, None] < d_not[None, :]).mean() > 0.8  # shift-tolerant AUC
