@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from ganfp.chain import builtin_chains, load_chain, run_chain, stage_configs
 from ganfp.errors import InputError
@@ -55,17 +56,17 @@ def test_builtin_chains_follow_the_paper():
 def test_chain_runs_each_stage_from_the_previous_and_skips_finished_ones(tmp_path, two_datasets):
     spec = load_chain(write_chain(tmp_path, *two_datasets))
     run_dir, rows = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
-    assert [r["status"] for r in rows] == ["trained"] * 3
+    assert [r.status for r in rows] == ["trained"] * 3
     record = json.loads((run_dir / "chain.json").read_text())
     assert [s["status"] for s in record["stages"]] == ["complete"] * 3
     second = json.loads((run_dir / "02-second" / "meta.json").read_text())
     assert second["config"]["init"] == str(run_dir / "01-first")
     _, again = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
-    assert [r["status"] for r in again] == ["skipped"] * 3
+    assert [r.status for r in again] == ["skipped"] * 3
     _, partly = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", from_stage="second")
-    assert [r["status"] for r in partly] == ["skipped", "trained", "trained"]
+    assert [r.status for r in partly] == ["skipped", "trained", "trained"]
     _, changed = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", overrides={"epochs": 2})
-    assert [r["status"] for r in changed] == ["trained"] * 3  # new settings are not mistaken for finished work
+    assert [r.status for r in changed] == ["trained"] * 3  # new settings are not mistaken for finished work
 
 
 def test_bad_chains_are_one_line_errors(tmp_path):
@@ -73,13 +74,85 @@ def test_bad_chains_are_one_line_errors(tmp_path):
         load_chain("nope")
     bad = tmp_path / "bad.toml"
     bad.write_text("[[stages]]\ndataset = 'x'\nlearning_rate = 3\n")
-    with pytest.raises(InputError, match=r"unknown keys \['learning_rate'\]"):
+    with pytest.raises(InputError, match=r"bad.toml:3: stage 1 has unknown key 'learning_rate'"):
         load_chain(str(bad))
     bad.write_text("[[stages\n")
     with pytest.raises(InputError, match="bad.toml: invalid TOML"):
         load_chain(str(bad))
     with pytest.raises(InputError, match="--from-stage 'x'"):
         run_chain(load_chain("demo"), "conv5", tmp_path / "runs", tmp_path / "root", from_stage="x")
+
+
+GOOD_STAGE = '[[stages]]\nname = "one"\ndataset = "demo:casia"\n'
+# (chain file text, [(line, words the message must hold)]): each bad key is named with its line
+BAD_CHAINS = [
+    ("stages = [1, 2]\n", [(1, "entry 1 is 1, expected a [[stages]] table"), (1, "entry 2 is 2")]),
+    ("defaults = 5\n" + GOOD_STAGE, [(1, "defaults: expected a [defaults] table")]),
+    ("[defaults]\nepochs = \"ten\"\n" + GOOD_STAGE, [(2, "[defaults] epochs: expected an integer, got 'ten'")]),
+    (GOOD_STAGE + "image_size = \"big\"\n", [(4, "stage 1 image_size: expected an integer, got 'big'")]),
+    (GOOD_STAGE + "extra = \"oops\"\n", [(4, "stage 1 extra: expected a table, got 'oops'")]),
+    ('[[stages]]\nname = "one"\ndataset = 5\n', [(3, "stage 1 dataset: expected a string, got 5")]),
+    (GOOD_STAGE + "epochs = -3\n", [(4, "stage 1 epochs: must be at least 1, got -3")]),
+    ('name = "../../x"\n' + GOOD_STAGE, [(1, "chain name '../../x' is not a plain name")]),
+    ('[[stages]]\nname = "../../../x"\ndataset = "demo:casia"\n', [(2, "stage 1 name: '../../../x' is not a plain name")]),
+    ("[defaults]\nlr = 0\nmomentum = 1.5\n" + GOOD_STAGE + "patience = 0\nval_fraction = 1\n",
+     [(2, "[defaults] lr: must be a positive number"), (3, "[defaults] momentum"), (7, "stage 1 patience"),
+      (8, "stage 1 val_fraction")]),
+    (GOOD_STAGE + '[[stages]]\nname = "two"\ndataset = "demo:covid"\npseudo_labels = "oracle"\n',
+     [(7, "stage 2 pseudo_labels: unknown pseudo-label source 'oracle'; choose one of: self, knn")]),
+    (GOOD_STAGE + 'pseudo_labels = "self"\n', [(4, "pseudo-labels need a trained model to start from")]),
+    (GOOD_STAGE + "stage = 3\n", [(4, "stage 1 has unknown key 'stage'")]),
+    ("oops = 1\n" + GOOD_STAGE, [(1, "unknown top-level key 'oops'")]),
+]
+
+
+@pytest.mark.parametrize("text, expected", BAD_CHAINS, ids=[f"case{i}" for i in range(len(BAD_CHAINS))])
+def test_every_bad_key_is_reported_at_once_with_its_line(tmp_path, text, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(InputError) as err:
+        stage_configs(load_chain(str(path)), "conv5", run_dir=tmp_path / "runs" / "bad-conv5")
+    message = str(err.value)
+    assert "\n" not in message
+    for line, words in expected:
+        assert f"bad.toml:{line}: " in message and words in message, message
+    assert message.count("bad.toml:") == len(expected)  # every bad key, each once
+
+
+def test_bad_chain_is_refused_before_any_stage_trains(tmp_path, run_cli):
+    path = tmp_path / "late.toml"
+    path.write_text(GOOD_STAGE + '[[stages]]\nname = "two"\ndataset = "demo:covid"\nepochs = "ten"\n')
+    code, _, err = run_cli("chain", "--model", "conv5", "--chain", path, "--runs-dir", tmp_path / "runs",
+                           "--data-root", tmp_path / "root")
+    assert code == 2 and "late.toml:7: stage 2 epochs" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "root").exists()  # nothing decoded, nothing trained
+    code, _, err = run_cli("chain", "--model", "conv5", "--chain", "demo", "--epochs", "0", "--patience", "0",
+                           "--runs-dir", tmp_path / "runs", "--data-root", tmp_path / "root")
+    assert code == 2 and "--epochs: must be at least 1" in err and "--patience: must be at least 1" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_stage_weights_arrive_in_the_next_stage(tmp_path, two_datasets, monkeypatch):
+    import ganfp.train as train_mod
+    from ganfp.checkpoint import read_safetensors
+
+    starts = []
+    real_build = train_mod.build_model
+
+    def recording_build(cfg, classes, device):
+        model, meta = real_build(cfg, classes, device)
+        starts.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return model, meta
+
+    monkeypatch.setattr(train_mod, "build_model", recording_build)
+    spec = load_chain(write_chain(tmp_path, *two_datasets))
+    run_dir, _ = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    first = read_safetensors(run_dir / "01-first" / "model.safetensors")[0]
+    assert len(starts) == 3
+    for key, tensor in first.items():
+        if not key.startswith("head"):
+            assert torch.equal(starts[1][key], tensor), key  # stage 2 starts from stage 1's best weights
+    assert not all(torch.equal(starts[0][k], first[k]) for k in first)  # and stage 1 did train
 
 
 @pytest.mark.parametrize("model", list_models())
@@ -91,6 +164,9 @@ def test_every_model_completes_the_demo_chain(tmp_path, model, run_cli, demo_roo
     assert [r["stage"] for r in rows] == ["casia", "covid", "gans-dev", "gans-test"]
     assert all(r["epochs_run"] == 1 and r["status"] == "trained" for r in rows)
     assert rows[-1]["classes"] == ["not_used", "used"]
+    # the last stage is scored on its own pseudo-labels: never reported as accuracy
+    assert rows[-1]["val_labels"] == "pseudo:self" and "best_val_accuracy" not in rows[-1]
+    assert "best_val_pseudo_agreement" in rows[-1] and "best_val_accuracy" in rows[0]
 
 
 def test_paper_chain_runs_all_four_stages_on_real_layout_fixtures(tmp_path, run_cli):

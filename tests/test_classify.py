@@ -98,9 +98,25 @@ def test_same_seed_same_scores_even_without_caches(run_cli, case, tmp_path):
     assert files[0].read_bytes() == files[1].read_bytes() == files[2].read_bytes()
 
 
+def expected_p_used(stage, real) -> dict[str, float]:
+    """P(used) per image computed here, image by image from the PNGs, with the CNN normalisation written out."""
+    import torch
+
+    from ganfp.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(stage)
+    used = meta["classes"].index("used")
+    out = {}
+    for path in sorted(real.glob("*.png")):
+        x = torch.from_numpy(np.asarray(Image.open(path).convert("L"), dtype=np.float32))[None, None]
+        with torch.no_grad():
+            out[path.stem] = float(model((x / 255 - 0.449) / 0.226).softmax(-1)[0, used])
+    return out
+
+
 def test_checkpoint_classifier_without_generated_images(run_cli, case, tmp_path):
     real, _, labels, root = case
-    stage = stage_folder(tmp_path / "stage")
+    stage = stage_folder(tmp_path / "stage", classes=("used", "not_used"))  # "used" is column 0: found by name
     out, scores = tmp_path / "sub.csv", tmp_path / "scores.csv"
     code, stdout, err = run_cli("classify", real, "--checkpoint", stage, "--out", out, "--scores", scores, "--json", *root)
     assert code == 0, err
@@ -110,8 +126,13 @@ def test_checkpoint_classifier_without_generated_images(run_cli, case, tmp_path)
     assert validate_submission(out, labels) == []
     columns, table = read_scores(scores)
     assert columns == ["id", "score", "classifier"]
-    probs = table["classifier"].astype(float)
-    assert np.all((probs >= 0) & (probs <= 1))
+    expected = expected_p_used(stage, real)
+    got = dict(zip(table["id"], table["classifier"].astype(float)))
+    assert got.keys() == expected.keys()
+    assert np.allclose([got[i] for i in expected], list(expected.values()), atol=1e-5)  # the model's own P(used)
+    preds = read_predictions(out, labels)
+    top = sorted(expected, key=expected.get, reverse=True)[: len(labels) // 2]
+    assert {i for i, v in zip(preds.ids, preds.labels) if v == 1} == set(top)  # the top half by P(used)
 
 
 def test_checkpoint_file_of_any_name(run_cli, case, tmp_path):
@@ -126,11 +147,16 @@ def test_checkpoint_file_of_any_name(run_cli, case, tmp_path):
 def test_threshold_on_the_probability(run_cli, case, tmp_path):
     real, _, labels, root = case
     stage = stage_folder(tmp_path / "stage")
+    expected = expected_p_used(stage, real)
+    threshold = float(np.quantile(list(expected.values()), 0.3))  # between the probabilities: both labels occur
     out = tmp_path / "sub.csv"
-    code, stdout, err = run_cli("classify", real, "--checkpoint", stage, "--out", out, "--threshold", "0", "--json", *root)
+    code, stdout, err = run_cli("classify", real, "--checkpoint", stage, "--out", out, "--threshold", repr(threshold),
+                                "--json", *root)
     assert code == 0, err
-    assert json.loads(stdout)["labelled_used"] == len(labels)  # every probability is >= 0
-    assert set(read_predictions(out, labels).labels.tolist()) == {1}
+    want = {i for i, p in expected.items() if p >= threshold}
+    assert 0 < len(want) < len(labels) and json.loads(stdout)["labelled_used"] == len(want)
+    preds = read_predictions(out, labels)
+    assert {i for i, v in zip(preds.ids, preds.labels) if v == 1} == want
 
 
 def test_newest_chain_run_is_the_default_checkpoint(run_cli, case, tmp_path):

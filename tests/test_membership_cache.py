@@ -16,10 +16,11 @@ from helpers.membership_cases import write_case
 
 from ganfp import inference
 from ganfp.checkpoint import model_meta, save_model
-from ganfp.classify import generated_manifest, read_real
+from ganfp.classify import read_real
+from ganfp.data.generated import generated_manifest
 from ganfp.membership import AutoencoderConfig, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership import features as features_module
-from ganfp.membership import pipeline
+from ganfp.metrics import used_class_index
 from ganfp.models import create_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -125,4 +126,4 @@ def test_classifier_score_is_the_probability_of_used(case, tmp_path, classes, co
     images = features_module.load_checked(real, 32, tmp_path / "data")
     expected = inference.predict_proba(model.eval(), images, 8, CPU)[:, column]
     np.testing.assert_allclose(scores, expected, rtol=1e-5)
-    assert pipeline.used_class_index(list(classes)) == column
+    assert used_class_index(list(classes)) == column

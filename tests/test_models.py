@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -79,14 +80,63 @@ def test_bare_timm_state_dict_with_rgb_stem_is_adapted(tmp_path):
 
 
 def test_pickled_objects_are_never_unpickled(tmp_path):
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
+    flag = tmp_path / "payload-ran"
 
-    path = tmp_path / "evil.pth"
-    path.write_bytes(pickle.dumps({"w": Evil()}))
-    with pytest.raises(InputError, match="evil.pth: not a readable weights file"):
-        read_state_dict(path)
+    class Evil:
+        def __reduce__(self):  # unpickling calls open(flag, "w"): the file appears only if the payload runs
+            return (open, (str(flag), "w"))
+
+    for path in (tmp_path / "evil.pth", tmp_path / "evil_raw.pth"):
+        if path.name == "evil.pth":
+            torch.save({"w": Evil()}, path)  # torch's zip format, as a real checkpoint would be
+        else:
+            path.write_bytes(pickle.dumps({"w": Evil()}))
+        with pytest.raises(InputError, match=f"{path.name}: not a readable weights file"):
+            read_state_dict(path)
+        assert not flag.exists(), "the pickle's payload ran: torch.load must use weights_only=True"
+
+
+def test_each_model_normalises_as_its_weights_expect(tmp_path):
+    from ganfp.checkpoint import load_checkpoint, model_meta, save_model
+    from ganfp.data.loader import to_model_input
+    from ganfp.inference import predict_proba
+
+    assert create_model("vit_b_32", image_size=SIZE).norm == (0.5, 0.5)  # timm's ViT config: mean 0.5, std 0.5
+    assert create_model("resnet18", image_size=SIZE).norm == pytest.approx((0.449, 0.226))
+    torch.manual_seed(0)
+    model = create_model("conv5", image_size=SIZE).eval()
+    model.norm = (0.5, 0.5)  # as a ViT's: recorded in the checkpoint, used again at inference
+    save_model(tmp_path / "m.safetensors", model, model_meta(model, ["a", "b"], SIZE))
+    loaded, meta = load_checkpoint(tmp_path / "m.safetensors")
+    assert (meta["mean"], meta["std"]) == (0.5, 0.5) and loaded.norm == (0.5, 0.5)
+    images = torch.randint(0, 256, (3, SIZE, SIZE), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = model(to_model_input(images, norm=(0.5, 0.5))).softmax(-1).numpy()
+        cnn_norm = model(to_model_input(images)).softmax(-1).numpy()
+    probs = predict_proba(loaded, images, batch_size=2)
+    assert np.allclose(probs, expected, atol=1e-5) and not np.allclose(probs, cnn_norm, atol=1e-5)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda m: m.pop("num_classes"), "lacks 'num_classes'"),
+    (lambda m: m.update(model="resnet19"), "unknown model 'resnet19'"),
+    (lambda m: m.update(num_classes="two"), "invalid 'num_classes'"),
+    (lambda m: m.update(classes=["a"]), "names 1 classes but num_classes is 2"),
+    (lambda m: m.update(std=0), "invalid 'std'"),
+])
+def test_checkpoint_with_bad_metadata_is_one_line(tmp_path, run_cli, class_folder, change, words):
+    from ganfp.checkpoint import load_checkpoint, model_meta, write_safetensors
+
+    model = create_model("conv5", image_size=16)
+    meta = model_meta(model, ["a", "b"], 16)
+    change(meta)
+    path = tmp_path / "bad.safetensors"
+    write_safetensors(path, {k: v.contiguous() for k, v in model.state_dict().items()}, meta)
+    with pytest.raises(InputError, match=words):
+        load_checkpoint(path)
+    code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "conv5",
+                           "--image-size", "16", "--init", path, "--data-root", tmp_path / "root")
+    assert code == 2 and words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_unknown_model_lists_the_valid_names():
@@ -102,6 +152,8 @@ def test_conv5_has_no_imagenet_weights():
 def test_imagenet_download_failure_is_one_clear_line(monkeypatch):
     import timm
 
+    import ganfp.models.factory as factory
+
     real = timm.create_model
 
     def offline(name, pretrained=False, **kw):
@@ -109,8 +161,36 @@ def test_imagenet_download_failure_is_one_clear_line(monkeypatch):
             raise OSError("We couldn't connect to 'https://huggingface.co'")
         return real(name, pretrained=False, **kw)
 
+    monkeypatch.setattr(factory, "check_weights_reachable", lambda name: None)  # the hub looked reachable
     monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(RuntimeFailure) as err:
         create_model("resnet18", weights="imagenet")
-    assert "--weights none" in str(err.value) and "\n" not in str(err.value)
+    assert "--init none" in str(err.value) and "--init FILE" in str(err.value) and "\n" not in str(err.value)
     assert isinstance(err.value, GanfpError)
+
+
+@pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "unreachable"])
+def test_offline_imagenet_fails_fast_without_trying_the_hub(monkeypatch, tmp_path, how):
+    import socket
+    import time
+
+    import timm
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # nothing cached
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", how == "HF_HUB_OFFLINE")
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+    def unreachable(*a, **kw):
+        raise OSError("no route to host")
+
+    def must_not_download(name, pretrained=False, **kw):
+        raise AssertionError("the hub was tried (a minute of retries when offline)")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(timm, "create_model", must_not_download)
+    started = time.perf_counter()
+    with pytest.raises(RuntimeFailure, match="not cached.*--init none, or from a local weights file: --init FILE"):
+        create_model("vit_b_32", image_size=SIZE, weights="imagenet")
+    assert time.perf_counter() - started < 5

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +16,7 @@ import torch
 
 from ganfp.checkpoint import load_checkpoint, read_safetensors
 from ganfp.errors import InputError
+from ganfp.chain import train_stage
 from ganfp.train import StageConfig, run_stage
 
 from conftest import write_class_folder
@@ -32,8 +33,8 @@ def test_stage_writes_a_self_describing_checkpoint(class_folder, tmp_path):
     assert meta["status"] == "complete" and meta["model"] == "conv5" and meta["classes"] == ["a", "b"]
     assert meta["image_size"] == 16 and meta["seed"] == 0 and meta["config"]["lr"] == 0.01
     assert {"torch", "timm", "ganfp"} <= set(meta["versions"]) and len(meta["data_fingerprint"]) == 64
-    assert summary["train_size"] + summary["val_size"] == 48 and summary["val_size"] == 10
-    assert summary["best_val_accuracy"] > 0.8  # bright vs dark is learnable in three epochs
+    assert summary.train_size + summary.val_size == 48 and summary.val_size == 10
+    assert summary.best_val_accuracy > 0.8  # bright vs dark is learnable in three epochs
     model, file_meta = load_checkpoint(out)  # the safetensors file alone rebuilds the model
     assert file_meta["classes"] == ["a", "b"] and model(torch.zeros(1, 1, 16, 16)).shape == (1, 2)
 
@@ -50,7 +51,7 @@ def test_same_seed_gives_identical_history(class_folder, tmp_path):
 def test_early_stopping_stops_when_validation_loss_stops_improving(class_folder, tmp_path):
     cfg = StageConfig(dataset=str(class_folder), **{**TINY, "epochs": 50, "patience": 1, "lr": 0.5})
     summary = run_stage(cfg, tmp_path / "s", data_root=tmp_path / "root")
-    assert summary["epochs_run"] < 50 and summary["epochs_run"] == summary["best_epoch"] + 1
+    assert summary.epochs_run < 50 and summary.epochs_run == summary.best_epoch + 1
 
 
 def test_killed_stage_resumes_and_matches_an_uninterrupted_run(tmp_path):
@@ -86,9 +87,12 @@ def test_unlabelled_stage_self_trains_from_the_previous_stage(class_folder, tmp_
     for p in sorted(class_folder.rglob("*.png"))[::2]:
         (flat / p.name).write_bytes(p.read_bytes())
     cfg = StageConfig(name="self", dataset=str(flat), init=str(tmp_path / "s1"), pseudo_labels="self", pseudo_fraction=0.25, **TINY)
-    summary = run_stage(cfg, tmp_path / "s2", data_root=tmp_path / "root")
-    assert summary["train_size"] + summary["val_size"] == 12  # a quarter of 24 at each end
-    assert summary["classes"] == ["a", "b"] and summary["best_val_accuracy"] > 0.6
+    summary = train_stage(cfg, tmp_path / "s2", data_root=tmp_path / "root")
+    assert summary.train_size + summary.val_size == 12  # a quarter of 24 at each end
+    assert summary.classes == ["a", "b"] and summary.best_val_accuracy > 0.6
+    assert summary.val_labels == "pseudo:self" and "best_val_accuracy" not in summary.to_dict()
+    assert summary.to_dict()["best_val_pseudo_agreement"] == summary.best_val_accuracy
+    assert "val_pseudo_agreement" in (tmp_path / "s2" / "history.csv").read_text().splitlines()[0]
     with pytest.raises(InputError, match="no labels"):
         run_stage(StageConfig(dataset=str(flat), **TINY), tmp_path / "s3", data_root=tmp_path / "root")
 
@@ -110,20 +114,23 @@ def test_knn_pseudo_labels_come_from_the_generated_set(demo_root, tmp_path):
     import csv
 
     from ganfp.data.adapters import load_manifest
-    from ganfp.pseudo import pseudo_labels
+    from ganfp.pseudo import PSEUDO_LABELERS, PseudoContext, PseudoSettings, rank_labels
 
     manifest = load_manifest("demo:gans-test", demo_root)
-    ctx = {"manifest": manifest, "device": torch.device("cpu"), "data_root": demo_root, "config": StageConfig(seed=0)}
-    idx, labels = pseudo_labels("knn", ctx, 0.25)
+    settings = PseudoSettings("knn", 0.25, "ssim64", 10, seed=0, batch_size=8)
+    ctx = PseudoContext(settings, None, ["not_used", "used"], manifest, None, torch.device("cpu"), demo_root)
+    idx, labels = rank_labels(PSEUDO_LABELERS.get("knn")(ctx), 0.25, used=1)
     with open(manifest.info["labels"]) as f:
         truth = {row["id"]: int(row["label"]) for row in csv.DictReader(f)}
     agree = np.mean([truth[manifest.items[i].id] == lab for i, lab in zip(idx, labels)])
     assert len(idx) == 50 and agree > 0.8  # the membership scorer labels far better than chance
-    cfg = StageConfig(name="self", dataset="demo:gans-test", pseudo_labels="knn", **TINY)
-    cfg.init = str(tmp_path / "dev")
     run_stage(StageConfig(name="dev", dataset="demo:gans-dev", **TINY), tmp_path / "dev", data_root=demo_root)
-    summary = run_stage(cfg, tmp_path / "self", data_root=demo_root)
-    assert summary["train_size"] + summary["val_size"] == 50 and summary["classes"] == ["not_used", "used"]
+    cfg = StageConfig(name="self", dataset="demo:gans-test", pseudo_labels="knn", init=str(tmp_path / "dev"), **TINY)
+    summary = train_stage(cfg, tmp_path / "self", data_root=demo_root)
+    assert summary.train_size + summary.val_size == 50 and summary.classes == ["not_used", "used"]
+    # the knn settings are the stage's: changing k changes its digest, so a finished stage is not reused
+    assert dataclasses.replace(cfg, pseudo_k=3).digest() != cfg.digest()
+    assert dataclasses.replace(cfg, pseudo_features="pixels32").digest() != cfg.digest()
 
 
 def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path):
@@ -140,3 +147,128 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err
     assert "last good checkpoint" in err and "--resume" in err
     assert read_safetensors(out / "last.safetensors", tensors=False)[1]["state"]["epoch"] >= 1
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--epochs", "0", "epochs: must be at least 1"),
+    ("--patience", "0", "patience: must be at least 1"),
+    ("--batch-size", "0", "batch_size: must be at least 1"),
+    ("--image-size", "0", "image_size: must be 8 to 4096"),
+    ("--lr", "nan", "lr: must be a positive number"),
+    ("--lr", "-1", "lr: must be a positive number"),
+    ("--momentum", "1", "momentum: must be at least 0 and below 1"),
+    ("--val-fraction", "1.5", "val_fraction: must be above 0 and below 1"),
+    ("--pseudo-fraction", "0.9", "pseudo_fraction: must be above 0 and at most 0.5"),
+    ("--seed", "-1", "seed: must be 0 to"),
+    ("--name", "../../x", "is not a plain name"),
+    ("--init", "imagenet", "conv5 has no ImageNet weights"),
+    ("--init", "missing.safetensors", "no such weights file or stage folder"),
+])
+def test_bad_numbers_are_refused_before_any_work(class_folder, tmp_path, run_cli, option, value, words):
+    code, out, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "conv5",
+                             "--data-root", tmp_path / "root", option, value)
+    assert code == 2 and words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists() and not (tmp_path / "root").exists()  # nothing decoded, nothing written
+
+
+def test_nan_validation_loss_from_the_start_fails_without_a_complete_meta(class_folder, tmp_path, run_cli, monkeypatch):
+    import ganfp.train as train_mod
+
+    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **kw: {"loss": float("nan"), "accuracy": 0.5, "f1": 0.0})
+    code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "conv5",
+                           "--image-size", "16", "--batch-size", "8", "--epochs", "3", "--data-root", tmp_path / "root")
+    assert code == 1 and "validation loss is nan from the first epoch" in err and "Traceback" not in err
+    assert not (tmp_path / "s" / "meta.json").exists() and not (tmp_path / "s" / "model.safetensors").exists()
+
+
+def test_one_class_folder_names_the_missing_class(tmp_path, run_cli):
+    data = write_class_folder(tmp_path / "ds", n_per_class=8, size=16)
+    for p in (data / "b").iterdir():
+        p.unlink()
+    (data / "b").rmdir()
+    code, _, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "s", "--model", "conv5",
+                           "--image-size", "16", "--epochs", "1", "--data-root", tmp_path / "root")
+    assert code == 2 and "only one class ('a')" in err and "missing class" in err
+    assert not (tmp_path / "s" / "meta.json").exists()
+
+
+def test_stage_keeps_the_best_epoch_not_the_last(class_folder, tmp_path, monkeypatch):
+    import ganfp.train as train_mod
+
+    losses, weights = iter([0.9, 0.4, 0.7, 0.8]), []
+    real_evaluate = train_mod.evaluate
+
+    def scripted(model, *a, **kw):  # real metrics, scripted losses: epoch 2 is the best, epoch 4 the last
+        weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return {**real_evaluate(model, *a, **kw), "loss": next(losses)}
+
+    monkeypatch.setattr(train_mod, "evaluate", scripted)
+    summary = run_stage(StageConfig(dataset=str(class_folder), **{**TINY, "epochs": 4, "patience": 5}), tmp_path / "s",
+                        data_root=tmp_path / "root")
+    assert summary.best_epoch == 2 and summary.epochs_run == 4 and summary.best_val_loss == 0.4
+    saved, meta = read_safetensors(tmp_path / "s" / "model.safetensors")
+    assert meta["epoch"] == 2
+    assert all(torch.equal(saved[k], weights[1][k]) for k in saved)
+    assert not all(torch.equal(saved[k], weights[3][k]) for k in saved)  # the last epoch's weights differ
+
+
+def test_new_classes_keep_every_backbone_tensor(class_folder, tmp_path):
+    from ganfp.train import build_model
+
+    run_stage(StageConfig(dataset=str(class_folder), **{**TINY, "epochs": 1}), tmp_path / "s1", data_root=tmp_path / "root")
+    before = read_safetensors(tmp_path / "s1" / "model.safetensors")[0]
+    cfg = StageConfig(dataset=str(class_folder), init=str(tmp_path / "s1"), **TINY)
+    model, _ = build_model(cfg, ["x", "y", "z"], torch.device("cpu"))
+    after = model.state_dict()
+    heads = [k for k in after if model.is_head_key(k)]
+    assert heads and all(after[k].shape[0] == 3 for k in heads)  # a fresh head for three classes
+    for key, tensor in before.items():
+        if not model.is_head_key(key):
+            assert torch.equal(after[key], tensor), key
+
+
+def test_split_is_stratified_on_both_sides(tmp_path):
+    from ganfp.data.manifest import Item, Manifest
+    from ganfp.data.split import split_indices
+
+    counts = {"a": 60, "b": 15, "c": 25}
+    labels = [i for i, n in enumerate(counts.values()) for _ in range(n)]
+    manifest = Manifest("m", list(counts), [Item(f"/x/{i}.png", lab) for i, lab in enumerate(labels)])
+    for seed in range(5):
+        train, val = split_indices(manifest, 0.2, seed)
+        assert len(val) == 20 and sorted(np.concatenate([train, val])) == list(range(100))
+        y = np.array(labels)
+        assert np.bincount(y[val], minlength=3).tolist() == [12, 3, 5]  # 8:2 of every class
+        assert np.bincount(y[train], minlength=3).tolist() == [48, 12, 20]
+
+
+def test_a_batch_as_large_as_the_split_warns_and_says_what_to_do(class_folder, tmp_path, run_cli):
+    code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "conv5",
+                           "--image-size", "16", "--batch-size", "256", "--epochs", "1", "--data-root", tmp_path / "root")
+    assert code == 0
+    assert "--batch-size 256 is not smaller than the 38 training images" in err and "single SGD step" in err
+    assert "e.g. --batch-size 4" in err
+
+
+def test_settings_a_model_or_adapter_cannot_take_are_one_line(class_folder, tmp_path, run_cli):
+    code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "vit_b_32",
+                           "--image-size", "16", "--data-root", tmp_path / "root")
+    assert code == 2 and "image_size: vit_b_32 needs at least 32 pixels, got 16" in err
+    chain = tmp_path / "extra.toml"
+    chain.write_text(f'[[stages]]\nname = "one"\ndataset = "folder:{class_folder}"\nextra = {{oops = 1}}\n')
+    code, _, err = run_cli("chain", "--chain", chain, "--model", "conv5", "--runs-dir", tmp_path / "runs",
+                           "--data-root", tmp_path / "root")
+    assert code == 2 and "unknown option(s) oops" in err and "Traceback" not in err
+
+
+def test_epoch_metrics_come_from_ganfp_metrics():
+    from ganfp.metrics import binary_metrics, confusion_metrics, used_class_index
+
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 2, 50), rng.integers(0, 2, 50)
+    cm = np.zeros((2, 2))
+    np.add.at(cm, (y, p), 1)
+    m = confusion_metrics(cm, ["not_used", "used"])
+    assert m["f1"] == pytest.approx(binary_metrics(y, p)["f1"]) and m["accuracy"] == pytest.approx(np.mean(y == p))
+    assert confusion_metrics(cm[::-1, ::-1], ["used", "not_used"])["f1"] == pytest.approx(m["f1"])  # "used" by name
+    assert used_class_index(["used", "not_used"]) == 0 and used_class_index(["covid", "normal"]) == 1

@@ -1,15 +1,19 @@
 """A chain of stages, each starting from the previous stage's best checkpoint.
 
 Chains are TOML files: a `[defaults]` table of StageConfig fields and a list of `[[stages]]`.
-`paper` and `demo` are built in. A run lives in `<runs>/<chain>-<model>/`; finished stages whose
-settings and starting point are unchanged are skipped when the chain runs again.
+`paper` and `demo` are built in. The whole file is checked before the first stage trains, and
+every bad key is reported at once with its line. A run lives in `<runs>/<chain>-<model>/`;
+finished stages whose settings and starting point are unchanged are skipped when the chain runs
+again. Pseudo-labelling an unlabelled stage happens here: the trainer receives labelled images.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import sys
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -19,7 +23,18 @@ from ganfp.checkpoint import CHAIN_FILE
 from ganfp.errors import InputError
 from ganfp.fileio import write_json
 from ganfp.models import model_entry
-from ganfp.train import StageConfig, run_stage, stage_status
+from ganfp.pseudo import PSEUDO_LABELERS, PseudoSettings, pseudo_label
+from ganfp.train import (
+    StageConfig,
+    StageData,
+    StageSummary,
+    completed,
+    load_stage_images,
+    plain_name_problem,
+    run_stage,
+    setup_device,
+    stage_status,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,103 +42,268 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 STAGE_FIELDS = {f.name for f in dataclasses.fields(StageConfig)}
+TOP_KEYS = {"name", "description", "defaults", "stages"}
+
+
+@dataclass
+class ChainSpec:
+    """A chain file, checked: its name, `[defaults]` and `[[stages]]` tables, and where each key was written."""
+
+    name: str
+    stages: list[dict]
+    defaults: dict = field(default_factory=dict)
+    description: str = ""
+    where: str = ""  # the file (or built-in chain) it came from, for messages
+    lines: dict = field(
+        default_factory=dict, repr=False
+    )  # (table, key) -> line number; table: None, "defaults" or stage index
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "defaults": self.defaults, "stages": self.stages}
+
+    def locate(self, table, key: str) -> str:
+        """`FILE:LINE` of a key, or just `FILE` when the line is unknown."""
+        line = self.lines.get((table, key))
+        return f"{self.where}:{line}" if line else self.where
 
 
 def builtin_chains() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("ganfp.chains").iterdir() if p.name.endswith(".toml"))
 
 
-def load_chain(name_or_path: str) -> dict:
-    """A built-in chain by name, or a user's TOML file; checked field by field."""
+def _read(name_or_path: str) -> tuple[str, str, str]:
+    """(text, where, default chain name)."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise InputError(f"{path}: chain file not found")
-        text, where = path.read_text(encoding="utf-8", errors="replace"), str(path)
-    elif name_or_path in builtin_chains():
-        text, where = resources.files("ganfp.chains").joinpath(f"{name_or_path}.toml").read_text(), name_or_path
-    else:
-        raise InputError(f"unknown chain {name_or_path!r}; choose one of: {', '.join(builtin_chains())}, or a .toml file")
+        try:
+            return path.read_text(encoding="utf-8-sig", errors="replace"), str(path), path.stem
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read chain file ({exc.strerror})") from None
+    if name_or_path in builtin_chains():
+        return resources.files("ganfp.chains").joinpath(f"{name_or_path}.toml").read_text(), name_or_path, name_or_path
+    raise InputError(f"unknown chain {name_or_path!r}; choose one of: {', '.join(builtin_chains())}, or a .toml file")
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
+_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*=""")
+
+
+def key_lines(text: str) -> dict:
+    """(table, key) -> 1-based line of each key: table None at the top, "defaults", or the stage's index from 1."""
+    lines, table, stage = {}, None, 0
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header:
+            if header.group(1) == "[[" and header.group(2) == "stages":
+                stage += 1
+                table = stage
+            else:
+                table = header.group(2)
+            lines.setdefault((table, header.group(2)), number)
+            continue
+        key = _KEY.match(line)
+        if key:
+            lines.setdefault((table, key.group(1).strip("\"'")), number)
+    return lines
+
+
+def load_chain(name_or_path: str) -> ChainSpec:
+    """A built-in chain by name, or a user's TOML file, with its structure checked (types and ranges come
+    with `stage_configs`, once the model and command-line overrides are known)."""
+    text, where, stem = _read(name_or_path)
     try:
-        spec = tomllib.loads(text)
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{where}: invalid TOML ({exc})") from exc
-    stages = spec.get("stages")
-    if not isinstance(stages, list) or not stages:
-        raise InputError(f"{where}: a chain needs at least one [[stages]] table")
-    for i, table in enumerate([spec.get("defaults", {}), *stages]):
-        unknown = set(table) - STAGE_FIELDS
-        if unknown:
-            what = "[defaults]" if i == 0 else f"stage {i}"
-            raise InputError(f"{where}: {what} has unknown keys {sorted(unknown)}; valid: {', '.join(sorted(STAGE_FIELDS))}")
-    for i, table in enumerate(stages, 1):
-        if "dataset" not in table:
-            raise InputError(f"{where}: stage {i} has no dataset")
-        table.setdefault("name", f"stage{i}")
-    names = [s["name"] for s in stages]
-    if len(set(names)) != len(names):
+    spec = ChainSpec(name=raw.get("name", stem), stages=[], where=where, lines=key_lines(text))
+    problems = _structure_problems(spec, raw)
+    if problems:
+        raise InputError("; ".join(problems))
+    spec.defaults, spec.description = raw.get("defaults", {}), raw.get("description", "")
+    spec.stages = [{**table, "name": table.get("name", f"stage{i}")} for i, table in enumerate(raw["stages"], 1)]
+    names = [s["name"] for s in spec.stages]
+    if len(set(map(str, names))) != len(names):
         raise InputError(f"{where}: stage names must be unique, got {names}")
-    spec.setdefault("name", path.stem if where == str(path) else name_or_path)
     return spec
 
 
-def stage_configs(spec: dict, model: str, overrides: dict | None = None) -> list[StageConfig]:
-    """Defaults, then the stage's own settings, then the command line's."""
+def _structure_problems(spec: ChainSpec, raw: dict) -> list[str]:
+    """Every problem with the file's shape: top-level keys, table types, unknown stage keys, missing datasets."""
+    out = [
+        f"{spec.locate(None, k)}: unknown top-level key {k!r}; valid: {', '.join(sorted(TOP_KEYS))}"
+        for k in raw
+        if k not in TOP_KEYS
+    ]
+    why = plain_name_problem(spec.name)
+    if why:
+        out.append(f"{spec.locate(None, 'name')}: chain name {why}")
+    if not isinstance(raw.get("description", ""), str):
+        out.append(f"{spec.locate(None, 'description')}: description: expected a string")
+    defaults, stages = raw.get("defaults", {}), raw.get("stages")
+    if not isinstance(defaults, dict):
+        out.append(f"{spec.locate(None, 'defaults')}: defaults: expected a [defaults] table, got {defaults!r}")
+        defaults = {}
+    if not isinstance(stages, list) or not stages:
+        out.append(f"{spec.locate(None, 'stages')}: a chain needs at least one [[stages]] table")
+        return out
+    tables = [("defaults", "[defaults]", defaults)]
+    for i, table in enumerate(stages, 1):
+        if not isinstance(table, dict):
+            out.append(f"{spec.locate(None, 'stages')}: stages: entry {i} is {table!r}, expected a [[stages]] table")
+            continue
+        tables.append((i, f"stage {i}", table))
+        if "dataset" not in table:
+            out.append(f"{spec.locate(i, 'stages')}: stage {i} has no dataset")
+    for key_table, what, table in tables:
+        for key in table:
+            if key not in STAGE_FIELDS:
+                valid = ", ".join(sorted(STAGE_FIELDS))
+                out.append(f"{spec.locate(key_table, key)}: {what} has unknown key {key!r}; valid: {valid}")
+    return out
+
+
+def stage_configs(
+    spec: ChainSpec, model: str, overrides: dict | None = None, run_dir: Path | None = None
+) -> list[StageConfig]:
+    """Defaults, then the stage's own settings, then the command line's; every stage checked before any trains.
+
+    With `run_dir`, stages after the first start from the folder of the stage before them.
+    """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    configs = []
-    for table in spec["stages"]:
-        values = {**spec.get("defaults", {}), **table, **overrides, "model": model}
-        if values.get("init") == "imagenet" and model_entry(model).timm_name is None:
+    configs, problems = [], []
+    for i, table in enumerate(spec.stages, 1):
+        values = {**spec.defaults, **table, **overrides, "model": model}
+        if values.get("init") == "imagenet" and not _unknown_model(model) and model_entry(model).timm_name is None:
             values["init"] = "none"  # conv5 is the paper's own net: no ImageNet weights exist
-        try:
-            configs.append(StageConfig(**values))
-        except TypeError as exc:
-            raise InputError(f"chain {spec['name']}: {exc}") from exc
+        if run_dir is not None and i > 1:
+            values["init"] = str(run_dir / stage_folder(i - 1, spec.stages[i - 2]["name"]))
+        cfg = StageConfig(**values)
+        for name, why in cfg.problems(check_init=i == 1):
+            problems.append(_where(spec, i, table, overrides, name, why))
+        if (
+            cfg.pseudo_labels is not None
+            and isinstance(cfg.pseudo_labels, str)
+            and cfg.pseudo_labels not in PSEUDO_LABELERS
+        ):
+            problems.append(_where(spec, i, table, overrides, "pseudo_labels", _unknown_source(cfg.pseudo_labels)))
+        configs.append(cfg)
+    if problems:
+        raise InputError("; ".join(dict.fromkeys(problems)))  # a bad default is reported once, not per stage
     return configs
 
 
-def run_dir_for(spec: dict, model: str, runs_root: Path) -> Path:
-    return Path(runs_root) / f"{spec['name']}-{model}"
+def _unknown_model(model: str) -> bool:
+    try:
+        model_entry(model)
+    except InputError:
+        return True
+    return False
+
+
+def _unknown_source(name: str) -> str:
+    return f"unknown pseudo-label source {name!r}; choose one of: {', '.join(PSEUDO_LABELERS.names())}"
+
+
+def _where(spec: ChainSpec, i: int, table: dict, overrides: dict, name: str, why: str) -> str:
+    """One problem, said where the user wrote the value: a command-line option or a line of the chain file."""
+    if name == "model":
+        return f"--model: {why}"
+    if name in overrides:
+        return f"--{name.replace('_', '-')}: {why}"
+    if name in table:
+        return f"{spec.locate(i, name)}: stage {i} {name}: {why}"
+    if name in spec.defaults:
+        return f"{spec.locate('defaults', name)}: [defaults] {name}: {why}"
+    return f"{spec.where}: stage {i} {name}: {why}"
+
+
+def stage_folder(index: int, name: str) -> str:
+    return f"{index:02d}-{name}"
+
+
+def run_dir_for(spec: ChainSpec, model: str, runs_root: Path) -> Path:
+    return Path(runs_root) / f"{spec.name}-{model}"
+
+
+def train_stage(
+    cfg: StageConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    data_root=None,
+    observer=None,
+    init_id: str = "",
+    strict_resume: bool = True,
+) -> StageSummary:
+    """One stage, pseudo-labelled first when it asks for it (`pseudo_labels`); the `train-stage` command."""
+    cfg.validate()
+    if not cfg.pseudo_labels:
+        return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)
+    if cfg.pseudo_labels not in PSEUDO_LABELERS:
+        raise InputError(f"stage {cfg.name}: pseudo_labels: {_unknown_source(cfg.pseudo_labels)}")
+    device = setup_device(cfg)
+    done = completed(cfg, Path(out_dir), init_id) if resume else None
+    if done is not None:
+        return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)  # reports it, returns it
+    manifest, images = load_stage_images(cfg, data_root, observer)
+    settings = PseudoSettings(
+        cfg.pseudo_labels, cfg.pseudo_fraction, cfg.pseudo_features, cfg.pseudo_k, cfg.seed, cfg.batch_size
+    )
+    manifest, images = pseudo_label(settings, cfg.init, manifest, images, device, data_root)
+    data = StageData(manifest, images, val_labels=f"pseudo:{cfg.pseudo_labels}")
+    return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume, data=data)
 
 
 def run_chain(
-    spec: dict,
+    spec: ChainSpec,
     model: str,
     runs_root: Path,
     data_root=None,
     overrides: dict | None = None,
     from_stage: str | None = None,
     observer_for: Callable[[StageConfig], object] | None = None,
-) -> tuple[Path, list[dict]]:
+) -> tuple[Path, list[StageSummary]]:
     """Run every stage in order; returns the run folder and one summary per stage."""
-    configs = stage_configs(spec, model, overrides)
+    run_dir = run_dir_for(spec, model, runs_root)
+    configs = stage_configs(spec, model, overrides, run_dir)
     names = [c.name for c in configs]
     if from_stage is not None and from_stage not in names:
-        raise InputError(f"--from-stage {from_stage!r}: not a stage of chain {spec['name']} ({', '.join(names)})")
-    run_dir = run_dir_for(spec, model, runs_root)
-    record = {"chain": spec["name"], "model": model, "spec": spec, "stages": [{"name": c.name, "dir": f"{i:02d}-{c.name}", "status": "pending"} for i, c in enumerate(configs, 1)]}
-    rerun = False
-    prev_dir, prev_id, results = None, "", []
-    for i, (cfg, entry) in enumerate(zip(configs, record["stages"])):
-        if prev_dir is not None:
-            cfg.init = str(prev_dir)
+        raise InputError(f"--from-stage {from_stage!r}: not a stage of chain {spec.name} ({', '.join(names)})")
+    record = {
+        "chain": spec.name,
+        "model": model,
+        "spec": spec.to_dict(),
+        "stages": [
+            {"name": c.name, "dir": stage_folder(i, c.name), "status": "pending"} for i, c in enumerate(configs, 1)
+        ],
+    }
+    rerun, prev_id, results = False, "", []
+    for cfg, entry in zip(configs, record["stages"]):
         out_dir = run_dir / entry["dir"]
         rerun = rerun or cfg.name == from_stage
-        done = stage_status(out_dir)
-        if done and not rerun and done.get("digest") == cfg.digest(prev_id):
-            summary = {**done["metrics"], "status": "skipped"}
-        else:
-            observer = observer_for(cfg) if observer_for else None
+        summary = None if rerun else completed(cfg, out_dir, prev_id)
+        if summary is None:
             _write_record(run_dir, record)
+            observer = observer_for(cfg) if observer_for else None
             with observer if observer is not None else contextlib.nullcontext() as obs:
-                summary = run_stage(cfg, out_dir, resume=not rerun, data_root=data_root, observer=obs, init_id=prev_id, strict_resume=False)
-            summary = {**summary, "status": "trained"}
+                summary = train_stage(
+                    cfg,
+                    out_dir,
+                    resume=not rerun,
+                    data_root=data_root,
+                    observer=obs,
+                    init_id=prev_id,
+                    strict_resume=False,
+                )
             rerun = True  # later stages start from new weights
-            done = stage_status(out_dir)
+        if cfg.pseudo_labels:  # also for a stage finished before summaries said so
+            summary = dataclasses.replace(summary, val_labels=f"pseudo:{cfg.pseudo_labels}")
+        done = stage_status(out_dir)
         entry.update(status="complete", run_id=done["run_id"] if done else "", digest=cfg.digest(prev_id))
         _write_record(run_dir, record)
         results.append(summary)
-        prev_dir, prev_id = out_dir, entry["run_id"]
+        prev_id = entry["run_id"]
     return run_dir, results
 
 

@@ -52,8 +52,40 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, meta: dict) -> N
 
 
 def model_meta(model, classes: list[str], image_size: int, **extra) -> dict:
-    """What it takes to rebuild the model without knowing where it came from."""
-    return {"model": model.name, "num_classes": model.num_classes, "classes": classes, "image_size": image_size, **extra}
+    """What it takes to rebuild the model without knowing where it came from, and to feed it."""
+    mean, std = model.norm
+    return {"model": model.name, "num_classes": model.num_classes, "classes": classes, "image_size": image_size,
+            "mean": mean, "std": std, **extra}
+
+
+LEGACY_NORM = (0.449, 0.226)  # checkpoints written before `mean`/`std` were recorded were trained with this
+
+
+def check_model_meta(file: Path, meta: dict) -> None:
+    """The metadata `load_checkpoint` needs, each with a usable value, or one line naming the file."""
+    from ganfp.models import model_entry
+
+    if "model" not in meta:
+        raise InputError(f"{file}: no ganfp metadata (model name, classes); a plain weights file can only start a stage: --init FILE")
+    checks = {
+        "num_classes": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "image_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "classes": lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+    }
+    for key, ok in checks.items():
+        if key not in meta:
+            raise InputError(f"{file}: checkpoint metadata lacks {key!r}; it was not written by ganfp, or was edited")
+        if not ok(meta[key]):
+            raise InputError(f"{file}: checkpoint metadata has an invalid {key!r}: {meta[key]!r}")
+    for key in ("mean", "std"):  # optional: older checkpoints lack them
+        if key in meta and not (isinstance(meta[key], (int, float)) and 0 <= meta[key] < 10 and (key == "mean" or meta[key] > 0)):
+            raise InputError(f"{file}: checkpoint metadata has an invalid {key!r}: {meta[key]!r}")
+    if len(meta["classes"]) != meta["num_classes"]:
+        raise InputError(f"{file}: checkpoint metadata names {len(meta['classes'])} classes but num_classes is {meta['num_classes']}")
+    try:
+        model_entry(str(meta["model"]))
+    except InputError as exc:
+        raise InputError(f"{file}: checkpoint holds an {exc}") from None
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
@@ -63,10 +95,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     path = Path(path)
     file = path if path.suffix == ".safetensors" else resolve_checkpoint(path) / MODEL_FILE
     tensors, meta = read_safetensors(file)
-    if "model" not in meta:
-        raise InputError(f"{file}: no ganfp metadata (model name, classes); load plain weights with --weights FILE")
+    check_model_meta(file, meta)
     model = create_model(meta["model"], num_classes=meta["num_classes"], image_size=meta["image_size"])
     load_weights(model, file, state=tensors)
+    model.norm = (float(meta["mean"]), float(meta["std"])) if "mean" in meta and "std" in meta else LEGACY_NORM
     return model.to(device).eval(), meta
 
 

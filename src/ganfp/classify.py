@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ganfp.data.manifest import UNLABELLED, Manifest, image_files
-from ganfp.data.medical import MedicalReading, file_items
+from ganfp.data.generated import generated_manifest, native_image_size
+from ganfp.data.manifest import Manifest
+from ganfp.data.medical import MedicalReading
 from ganfp.errors import InputError
 from ganfp.membership import SCORERS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
@@ -74,42 +73,6 @@ def read_real(spec: str, data_root=None, reading: MedicalReading | None = None) 
             raise InputError(f"{item.path}: id {item.id!r} also belongs to {seen[item.id]} (ids are file names without extension)")
         seen[item.id] = item.path
     return manifest
-
-
-def generated_manifest(path: str | Path, reading: MedicalReading | None = None) -> Manifest:
-    """Every image under the generated folder (sub-folders included; NIfTI: every slice), unlabelled."""
-    root = Path(path).expanduser()
-    if root.exists() and not root.is_dir():
-        raise InputError(f"{root}: the generated images must be a folder, this is a file")
-    if not root.is_dir():
-        raise InputError(f"{root}: generated images folder not found")
-    files = image_files(root)
-    if not files:
-        raise InputError(f"{root}: the generated images folder holds no images")
-    items = [it for p in files for it in file_items(p, UNLABELLED, source="generated", reading=reading)]
-    return Manifest(f"folder:{root}", [], items, str(root))
-
-
-def native_image_size(*manifests: Manifest) -> int:
-    """The one square size all images share (read from file headers); otherwise ask for --image-size.
-
-    Comparing pixels only makes sense at one resolution. Files of different sizes are not
-    silently resized: the user decides, with --image-size N, that all are resized to N x N.
-    """
-    from ganfp.data.decode import image_size
-
-    paths = [it.path for m in manifests for it in m.items]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        sizes = list(pool.map(image_size, paths))
-    by_size = Counter(sizes)
-    if len(by_size) > 1:
-        example = {s: p for p, s in zip(paths, sizes)}
-        listed = ", ".join(f"{w}x{h} ({n} files, e.g. {example[(w, h)]})" for (w, h), n in by_size.most_common())
-        raise InputError(f"images have different sizes: {listed}; pass --image-size N to resize all to N x N")
-    (w, h), = by_size
-    if w != h:
-        raise InputError(f"{paths[0]}: images are {w}x{h}, not square; pass --image-size N to resize all to N x N")
-    return w
 
 
 def check_ids(ids: list[str], ids_path) -> list[str]:

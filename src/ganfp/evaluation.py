@@ -119,3 +119,104 @@ def evaluate_files(preds_path, labels_path, used_fraction: float | None = None,
         scores=scores,
         ids=list(truth.ids),
     )
+
+
+# --- Attribution (several classes) and clustering by generator ------------------------------------
+
+TASKS = ("auto", "membership", "attribution", "clustering")
+CLUSTER_COLUMNS = {"cluster", "cluster_id", "clusters"}
+
+
+def detect_task(preds_path, labels_path) -> str:
+    """clustering (a `cluster` column in the predictions), attribution (class names on both sides) or membership.
+
+    A file with 0/1 values or scores on either side is membership, whose reader names any problem.
+    """
+    from ganfp.attribution.files import read_class_table
+    from ganfp.submission import read_lines
+
+    lines = read_lines(preds_path)
+    header = {t.strip().strip('"').lower() for t in (lines[0].lstrip("\ufeff").split(",") if lines else [])}
+    if header & CLUSTER_COLUMNS:
+        return "clustering"
+    if "score" in header:
+        return "membership"
+    try:
+        values = [set(read_class_table(path).values) for path in (preds_path, labels_path)]
+    except InputError:
+        return "membership"
+    return "membership" if any(v <= {"0", "1"} for v in values) else "attribution"
+
+
+@dataclass
+class ClassReport:
+    """Attribution predictions against the true classes, with the majority and random baselines."""
+
+    preds: str
+    labels: str
+    classes: list[str]
+    metrics: dict
+    baselines: dict[str, dict]
+    confusion: list[list[int]]  # rows: true class, columns: predicted class, in `classes` order
+
+    def to_dict(self) -> dict:
+        return {"task": "attribution", "preds": self.preds, "labels": self.labels, "n": self.metrics["n"],
+                "classes": self.classes, "metrics": {k: v for k, v in self.metrics.items() if k != "confusion"},
+                "baselines": self.baselines, "confusion": self.confusion}
+
+
+@dataclass
+class ClusterReport:
+    """A clustering against the true generators: ARI, NMI, matched accuracy, and the chance baselines."""
+
+    preds: str
+    labels: str
+    classes: list[str]
+    clusters: list[str]
+    metrics: dict
+    baselines: dict[str, dict]
+    contingency: list[list[int]]  # rows: true class, columns: cluster
+
+    def to_dict(self) -> dict:
+        return {"task": "clustering", "preds": self.preds, "labels": self.labels, "n": self.metrics["n"],
+                "classes": self.classes, "clusters": self.clusters, "metrics": self.metrics,
+                "baselines": self.baselines, "contingency": self.contingency}
+
+
+def _aligned_tables(preds_path, labels_path):
+    """(truth, predicted values in truth order) of two class tables matched by id."""
+    from ganfp.attribution.files import read_class_table
+
+    truth = read_class_table(labels_path)
+    preds = read_class_table(preds_path)
+    index = _align(preds, preds_path, truth.ids, labels_path)
+    return truth, preds, [preds.values[i] for i in index]
+
+
+def evaluate_classes(preds_path, labels_path) -> ClassReport:
+    """Accuracy, macro-F1 and the confusion matrix of an attribution file; a class the labels lack is an InputError."""
+    from ganfp.metrics import class_baselines, class_metrics
+
+    truth, preds, predicted = _aligned_tables(preds_path, labels_path)
+    classes = sorted(set(truth.values))
+    for value, line in zip(preds.values, preds.lines):
+        if value not in classes:
+            raise InputError(f"{preds_path}:{line}: class {value!r} is not a class of {labels_path} "
+                             f"(classes: {', '.join(classes)})")
+    y_true = [classes.index(v) for v in truth.values]
+    metrics = class_metrics(y_true, [classes.index(v) for v in predicted], len(classes))
+    return ClassReport(str(preds_path), str(labels_path), classes, metrics,
+                       class_baselines(y_true, len(classes)), metrics["confusion"])
+
+
+def evaluate_clusters(preds_path, labels_path) -> ClusterReport:
+    """ARI, NMI and accuracy after matching of a clustering file against the true generators."""
+    from ganfp.metrics import cluster_baselines, cluster_metrics
+
+    truth, _, predicted = _aligned_tables(preds_path, labels_path)
+    classes, clusters = sorted(set(truth.values)), sorted(set(predicted), key=lambda c: (len(c), c))
+    table = np.zeros((len(classes), len(clusters)), dtype=np.int64)
+    np.add.at(table, ([classes.index(v) for v in truth.values], [clusters.index(c) for c in predicted]), 1)
+    return ClusterReport(str(preds_path), str(labels_path), classes, clusters,
+                         cluster_metrics(truth.values, predicted), cluster_baselines(truth.values, len(clusters)),
+                         table.tolist())

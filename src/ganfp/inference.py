@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ganfp.data.loader import device_images, iterate_batches
+from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.device import autocast
 
 
@@ -17,7 +17,8 @@ def _run(model, images: torch.Tensor, batch_size: int, device: torch.device, fn)
         model.to(memory_format=torch.channels_last)
     images = device_images(images, device)
     out = None  # filled batch by batch without waiting: pinned host memory, non-blocking copies
-    batches = iterate_batches(images, np.arange(len(images)), batch_size, device, channels_last=channels_last)
+    norm = getattr(model, "norm", (MEAN, STD))  # the model's own (ViT: 0.5 / 0.5), recorded in its checkpoint
+    batches = iterate_batches(images, np.arange(len(images)), batch_size, device, channels_last=channels_last, norm=norm)
     for start, (x, _) in zip(range(0, len(images), batch_size), batches):
         with autocast(device):
             y = fn(x).float()

@@ -1,4 +1,5 @@
-"""Binary metrics with "used" (label 1) as the positive class, as the task defines it.
+"""Binary metrics with "used" (label 1) as the positive class, as the task defines it; at the end,
+the metrics of attribution (several classes) and of clustering by generator.
 
 Confusion counts are computed by hand with numpy, so a trainer can call `binary_metrics` every
 epoch cheaply and an undefined ratio (no image predicted "used") is 0.0 without a warning.
@@ -97,6 +98,29 @@ def binary_metrics(y_true, y_pred, scores=None) -> dict:
     }
 
 
+def used_class_index(classes: list[str]) -> int:
+    """The column of P(used) among `classes`: the class named "used" when there is one, else class 1."""
+    return classes.index("used") if "used" in classes else 1
+
+
+def confusion_metrics(confusion: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Accuracy and F1 from a (true x predicted) confusion matrix of any number of classes.
+
+    F1 is the "used" class's (`used_class_index`) for two classes and the macro average otherwise;
+    per class it is 2tp / (2tp + fp + fn), 0.0 when undefined, as `binary_metrics` computes it.
+    """
+    cm = np.asarray(confusion, dtype=np.float64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
+        raise ValueError(f"confusion must be {len(classes)}x{len(classes)}, got shape {cm.shape}")
+    tp = np.diag(cm)
+    fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
+    f1 = [_ratio(2 * t, 2 * t + p + n) for t, p, n in zip(tp, fp, fn)]
+    return {
+        "accuracy": float(_ratio(tp.sum(), cm.sum())),
+        "f1": float(f1[used_class_index(classes)] if len(classes) == 2 else np.mean(f1)),
+    }
+
+
 def baseline_rows(y_true) -> dict[str, dict]:
     """Metrics of the two constant answers, "all used" and "all not used".
 
@@ -108,3 +132,82 @@ def baseline_rows(y_true) -> dict[str, dict]:
         name: binary_metrics(t, np.full_like(t, label), scores=np.full(t.shape, float(label)))
         for name, label in BASELINES.items()
     }
+
+
+# --- Several classes (attribution) and clusters (grouping by generator) ---------------------------
+
+RANDOM_DRAWS = 20  # random baselines are averaged over this many seeded draws
+
+
+def class_metrics(y_true, y_pred, n_classes: int) -> dict:
+    """Accuracy, macro-F1 and balanced accuracy of class indices, with the (true x predicted) confusion matrix.
+
+    Macro-F1 averages over the classes present in y_true or y_pred; a class never predicted has
+    precision 0 by the same convention as the binary metrics.
+    """
+    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    if t.shape != p.shape or t.size == 0:
+        raise ValueError(f"y_true has {t.size} values but y_pred has {p.size} (need one or more each)")
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (t, p), 1)
+    tp, support, predicted = np.diag(confusion), confusion.sum(1), confusion.sum(0)
+    present = (support + predicted) > 0
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros(n_classes), where=present)
+    recall = np.divide(tp, support, out=np.zeros(n_classes), where=support > 0)
+    return {
+        "n": int(t.size),
+        "accuracy": float(tp.sum() / t.size),
+        "macro_f1": float(f1[present].mean()),
+        "balanced_accuracy": float(recall[support > 0].mean()),
+        "confusion": confusion.tolist(),
+    }
+
+
+def class_baselines(y_true, n_classes: int, seed: int = 0) -> dict[str, dict]:
+    """The answers a method must beat: always the most frequent class, and a uniform random class."""
+    t = np.asarray(y_true, dtype=np.int64)
+    majority = class_metrics(t, np.full_like(t, np.bincount(t, minlength=n_classes).argmax()), n_classes)
+    rng = np.random.default_rng(seed)
+    draws = [class_metrics(t, rng.integers(n_classes, size=t.size), n_classes) for _ in range(RANDOM_DRAWS)]
+    random = {key: float(np.mean([d[key] for d in draws])) for key in ("accuracy", "macro_f1", "balanced_accuracy")}
+    return {"majority class": {k: v for k, v in majority.items() if k != "confusion"}, "random class": random}
+
+
+def matched_accuracy(y_true, clusters) -> float:
+    """Accuracy after the best one-to-one matching of clusters to classes (Hungarian algorithm).
+
+    Clusters left without a class (more clusters than classes) count as wrong.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    t, c = np.unique(y_true, return_inverse=True)[1], np.unique(clusters, return_inverse=True)[1]
+    table = np.zeros((t.max() + 1, c.max() + 1), dtype=np.int64)
+    np.add.at(table, (t, c), 1)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / t.size)
+
+
+def cluster_metrics(y_true, clusters) -> dict:
+    """Adjusted Rand index, normalised mutual information and matched accuracy of a clustering."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    t, c = np.asarray(y_true), np.asarray(clusters)
+    if t.shape != c.shape or t.size == 0:
+        raise ValueError(f"y_true has {t.size} values but clusters has {c.size} (need one or more each)")
+    return {
+        "n": int(t.size),
+        "clusters": int(len(np.unique(c))),
+        "ari": float(adjusted_rand_score(t, c)),
+        "nmi": float(normalized_mutual_info_score(t, c)),
+        "matched_accuracy": matched_accuracy(t, c),
+    }
+
+
+def cluster_baselines(y_true, k: int, seed: int = 0) -> dict[str, dict]:
+    """One cluster for everything, and K clusters drawn at random (the chance level of ARI is 0)."""
+    t = np.asarray(y_true)
+    rng = np.random.default_rng(seed)
+    draws = [cluster_metrics(t, rng.integers(k, size=t.size)) for _ in range(RANDOM_DRAWS)]
+    keys = ("ari", "nmi", "matched_accuracy")
+    random = {"n": int(t.size), "clusters": k, **{key: float(np.mean([d[key] for d in draws])) for key in keys}}
+    return {"one cluster": cluster_metrics(t, np.zeros_like(t, dtype=np.int64)), f"random {k} clusters": random}

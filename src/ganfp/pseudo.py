@@ -2,67 +2,114 @@
 
 The paper says only that stage 4 "uses the ImageCLEF test dataset", which has no labels.
 ganfp reads it as self-training: score every image, label the most confident fraction at each
-end (top = used, bottom = not used), and fine-tune on those. Scorers register here by name.
+end (top = used, bottom = not used), and fine-tune on those. The chain calls `pseudo_label` and
+hands the trainer the labelled result. Scorers register in `PSEUDO_LABELERS` by name.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
+from ganfp import distributed
+from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
-
-# name -> fn(context) -> one score per image, higher = class 1 ("used")
-PSEUDO_LABELERS: dict[str, Callable[[dict], np.ndarray]] = {}
-
-
-def register_pseudo_labeler(name: str):
-    def wrap(fn):
-        PSEUDO_LABELERS[name] = fn
-        return fn
-
-    return wrap
+from ganfp.metrics import used_class_index
+from ganfp.registry import Registry
 
 
-@register_pseudo_labeler("self")
-def self_scores(ctx: dict) -> np.ndarray:
-    """The previous stage's own P(class 1): the faithful reading of the paper."""
+@dataclass(frozen=True)
+class PseudoSettings:
+    """Every setting that changes the pseudo-labels (all of them are in the stage's digest)."""
+
+    method: str  # a PSEUDO_LABELERS name
+    fraction: float  # share of images labelled at each end of the ranking
+    features: str  # "knn": the membership feature space
+    k: int  # "knn": neighbours
+    seed: int
+    batch_size: int
+
+
+@dataclass
+class PseudoContext:
+    settings: PseudoSettings
+    model: torch.nn.Module  # the previous stage's model
+    classes: list[str]  # its classes
+    manifest: Manifest  # the unlabelled images
+    images: torch.Tensor  # decoded at the stage's image size
+    device: torch.device
+    data_root: str | Path | None
+
+
+# name -> fn(context) -> one score per image, higher = more likely "used"
+PSEUDO_LABELERS: Registry[Callable[[PseudoContext], np.ndarray]] = Registry("pseudo-label source")
+
+
+@PSEUDO_LABELERS.register("self")
+def self_scores(ctx: PseudoContext) -> np.ndarray:
+    """The previous stage's own P(used): the faithful reading of the paper."""
     from ganfp.inference import predict_proba
 
-    return predict_proba(ctx["model"], ctx["images"], ctx["batch_size"], ctx["device"])[:, 1]
+    probs = predict_proba(ctx.model, ctx.images, ctx.settings.batch_size, ctx.device)
+    return probs[:, used_class_index(ctx.classes)]
 
 
-def pseudo_labels(method: str, ctx: dict, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, labels): the top `fraction` of images by score labelled 1, the bottom `fraction` 0."""
-    if method not in PSEUDO_LABELERS:
-        raise InputError(f"unknown pseudo-label source {method!r}; choose one of: {', '.join(sorted(PSEUDO_LABELERS))}")
-    if not 0 < fraction <= 0.5:
-        raise InputError(f"pseudo_fraction must be in (0, 0.5], got {fraction}")
-    scores = np.asarray(PSEUDO_LABELERS[method](ctx), dtype=np.float64)
+@PSEUDO_LABELERS.register("knn")
+def knn_scores(ctx: PseudoContext) -> np.ndarray:
+    """Calibrated nearest-neighbour scores against the dataset's own generated images: the stronger
+    source, since it looks at the generated set (the classifier never does)."""
+    from ganfp.data.generated import generated_manifest, native_image_size
+    from ganfp.membership import MembershipScorer, Recipe, ScoringSetup
+
+    manifest, s = ctx.manifest, ctx.settings
+    folder = manifest.info.get("generated")
+    if not folder:
+        raise InputError(
+            f'{manifest.name}: pseudo_labels = "knn" needs a dataset with generated images '
+            "(e.g. imageclef-gans-2023:test, demo:gans-test)"
+        )
+    generated = generated_manifest(folder)
+    setup = ScoringSetup(native_image_size(manifest, generated), ctx.device, data_root=ctx.data_root, seed=s.seed)
+    return MembershipScorer(manifest, generated, setup).score(Recipe("knn", s.features, s.k))
+
+
+def rank_labels(scores: np.ndarray, fraction: float, used: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, labels): the top `fraction` of images by score labelled `used`, the bottom `fraction`
+    the other of two classes. Ties keep file order (a stable sort), so the result is deterministic."""
+    scores = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-scores, kind="stable")
     n = max(2, int(round(fraction * len(scores))))
     if 2 * n > len(scores):
         raise InputError(f"too few images ({len(scores)}) to pseudo-label {fraction:.0%} at each end")
-    top, bottom = order[:n], order[-n:]
-    indices = np.concatenate([top, bottom])
-    labels = np.concatenate([np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)])
+    indices = np.concatenate([order[:n], order[-n:]])
+    labels = np.concatenate([np.full(n, used, dtype=np.int64), np.full(n, 1 - used, dtype=np.int64)])
     keep = np.argsort(indices)
     return indices[keep], labels[keep]
 
 
-@register_pseudo_labeler("knn")
-def knn_scores(ctx: dict) -> np.ndarray:
-    """Calibrated nearest-neighbour scores against the dataset's own generated images: the stronger
-    source, since it looks at the generated set (the classifier never does)."""
-    from ganfp.classify import generated_manifest, native_image_size
-    from ganfp.membership import DEFAULT_FEATURES, DEFAULT_K, MembershipScorer, Recipe, ScoringSetup
+def pseudo_label(
+    settings: PseudoSettings,
+    init: str | Path,
+    manifest: Manifest,
+    images: torch.Tensor,
+    device: torch.device,
+    data_root=None,
+) -> tuple[Manifest, torch.Tensor]:
+    """The confidently scored images of an unlabelled set, labelled with the classes of the model in `init`."""
+    from ganfp.checkpoint import load_checkpoint
 
-    manifest = ctx["manifest"]
-    folder = manifest.info.get("generated")
-    if not folder:
-        raise InputError(f"{manifest.name}: pseudo_labels = \"knn\" needs a dataset with generated images (e.g. imageclef-gans-2023:test, demo:gans-test)")
-    generated = generated_manifest(folder)
-    setup = ScoringSetup(native_image_size(manifest, generated), ctx["device"], data_root=ctx["data_root"],
-                         seed=ctx["config"].seed)
-    return MembershipScorer(manifest, generated, setup).score(Recipe("knn", DEFAULT_FEATURES, DEFAULT_K))
+    labeler = PSEUDO_LABELERS.get(settings.method)
+    model, meta = load_checkpoint(init, device)
+    classes = list(meta["classes"])
+    if len(classes) != 2:
+        raise InputError(
+            f"{init}: pseudo-labels need a two-class model (used / not used), this one has {len(classes)} classes"
+        )
+    scores = labeler(PseudoContext(settings, model, classes, manifest, images, device, data_root))
+    ranked = rank_labels(scores, settings.fraction, used_class_index(classes))
+    idx, labels = distributed.broadcast_object(ranked)  # every rank trains on rank 0's labels
+    return manifest.subset(idx).with_labels(labels, classes), images[torch.as_tensor(idx)]

@@ -1,7 +1,8 @@
-"""One stage of the chain: fine-tune a model on one dataset, with early stopping and resumable checkpoints.
+"""One stage of the chain: fine-tune a model on one labelled dataset, with early stopping and resumable checkpoints.
 
 Flat functions in the manner of torchvision's reference scripts: `train_one_epoch`, `evaluate`,
-and `run_stage`, which ties them to a dataset, a checkpoint folder and the progress display.
+and `run_stage`, which reads setup -> build -> resume-or-start -> fit -> finish. The trainer
+receives labelled images; pseudo-labelling an unlabelled set is the chain's work (`ganfp.chain`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import io
 import json
 import math
 import time
+import typing
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,19 +25,50 @@ import torch
 import torch.nn.functional as F
 
 from ganfp import __version__, distributed
-from ganfp.checkpoint import HISTORY_FILE, META_FILE, MODEL_FILE, RESUME_FILE, load_checkpoint, load_resume, model_meta, save_model, save_resume
-from ganfp.data.adapters import load_manifest
+from ganfp.checkpoint import (
+    HISTORY_FILE,
+    META_FILE,
+    MODEL_FILE,
+    RESUME_FILE,
+    load_checkpoint,
+    load_resume,
+    model_meta,
+    save_model,
+    save_resume,
+)
+
+# The knn pseudo-labeler's defaults are the membership scorer's; they still live in classify.py
+# until ganfp.membership exports them. Importing them here puts them in every stage's digest.
+from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_K
+from ganfp.data.adapters import load_manifest, parse_spec
 from ganfp.data.augment import BatchAugment
 from ganfp.data.cache import default_memory_budget, load_images
-from ganfp.data.loader import device_images, iterate_batches
+from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
+from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices
 from ganfp.device import autocast, configure, resolve_device
 from ganfp.errors import GanfpError, InputError, RuntimeFailure
 from ganfp.fileio import write_json, write_text
-from ganfp.models import create_model
+from ganfp.metrics import confusion_metrics
+from ganfp.models import create_model, model_entry
 
 Observer = Callable[[str, dict], None]
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1", "lr"]
+PSEUDO_NAMES = {
+    "val_accuracy": "val_pseudo_agreement",
+    "val_f1": "val_pseudo_f1",
+}  # what those scores are on pseudo-labels
+MIN_STEPS = 4  # fewer SGD steps per epoch than this and a stage learns next to nothing: say so
+MAX_SEED = 2**32 - 1  # numpy's seed range
+
+
+def plain_name_problem(name: object) -> str | None:
+    """Why `name` cannot name a folder of its own (path separators, `..`, empty), or None."""
+    if not isinstance(name, str) or not name.strip():
+        return "must be a non-empty name"
+    if "/" in name or "\\" in name or name in (".", "..") or ".." in name or name.startswith("-") or "\0" in name:
+        return f"{name!r} is not a plain name (no path separators, no '..')"
+    return None
 
 
 @dataclass
@@ -57,8 +90,10 @@ class StageConfig:
     seed: int = 0
     augment: bool = True
     skip_bad: bool = False
-    pseudo_labels: str | None = None  # unlabelled stage: "self" (the init model's predictions), ...
+    pseudo_labels: str | None = None  # unlabelled stage: "self" (the init model's predictions), "knn", ...
     pseudo_fraction: float = 0.25  # fraction of images labelled at each end of the score ranking
+    pseudo_features: str = DEFAULT_FEATURES  # feature space of the "knn" pseudo-labeler
+    pseudo_k: int = DEFAULT_K  # neighbours of the "knn" pseudo-labeler
     device: str = "auto"
     compile: bool = False
     deterministic: bool = False
@@ -70,22 +105,298 @@ class StageConfig:
         d = dataclasses.asdict(self)
         for k in ("device", "compile", "deterministic", "memory_budget"):
             d.pop(k)
+        if self.pseudo_labels is None:  # labelled stages keep the digests they had before these fields existed
+            d.pop("pseudo_features")
+            d.pop("pseudo_k")
         return d
 
     def digest(self, init_id: str = "") -> str:
         blob = json.dumps([self.identity(), init_id], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    def problems(self, check_init: bool = True) -> list[tuple[str, str]]:
+        """(field, what is wrong) for every bad field: types first, then ranges and names.
+
+        A rule is skipped when a field it reads has the wrong type (that field is reported instead).
+        `check_init=False` skips the `init` rules, for a chain stage that starts from the stage before it.
+        """
+        found = type_problems(self)
+        mistyped = {name for name, _ in found}
+        for name, reads, rule in self._rules(check_init):
+            why = None if mistyped & {name, *reads} else rule()
+            if why:
+                found.append((name, why))
+        return found
+
+    def _rules(self, check_init: bool):
+        """(field, other fields read, rule returning what is wrong or None)."""
+
+        def need(ok: bool, why: str) -> str | None:
+            return None if ok else why
+
+        rules = [
+            ("name", (), lambda: plain_name_problem(self.name)),
+            ("epochs", (), lambda: need(self.epochs >= 1, f"must be at least 1, got {self.epochs}")),
+            (
+                "patience",
+                (),
+                lambda: need(
+                    self.patience >= 1,
+                    f"must be at least 1 (epochs without a lower validation loss), got {self.patience}",
+                ),
+            ),
+            ("batch_size", (), lambda: need(self.batch_size >= 1, f"must be at least 1, got {self.batch_size}")),
+            (
+                "image_size",
+                (),
+                lambda: need(8 <= self.image_size <= 4096, f"must be 8 to 4096 pixels, got {self.image_size}"),
+            ),
+            ("lr", (), lambda: need(0 < self.lr < math.inf, f"must be a positive number, got {self.lr}")),
+            (
+                "momentum",
+                (),
+                lambda: need(0 <= self.momentum < 1, f"must be at least 0 and below 1, got {self.momentum}"),
+            ),
+            (
+                "weight_decay",
+                (),
+                lambda: need(0 <= self.weight_decay < math.inf, f"must be 0 or more, got {self.weight_decay}"),
+            ),
+            (
+                "val_fraction",
+                (),
+                lambda: need(0 < self.val_fraction < 1, f"must be above 0 and below 1, got {self.val_fraction}"),
+            ),
+            (
+                "pseudo_fraction",
+                (),
+                lambda: need(
+                    0 < self.pseudo_fraction <= 0.5, f"must be above 0 and at most 0.5, got {self.pseudo_fraction}"
+                ),
+            ),
+            ("pseudo_k", (), lambda: need(self.pseudo_k >= 1, f"must be at least 1, got {self.pseudo_k}")),
+            ("seed", (), lambda: need(0 <= self.seed <= MAX_SEED, f"must be 0 to {MAX_SEED}, got {self.seed}")),
+            (
+                "memory_budget",
+                (),
+                lambda: need(
+                    self.memory_budget is None or 0 <= self.memory_budget < math.inf,
+                    f"must be 0 or more (GB), got {self.memory_budget}",
+                ),
+            ),
+            ("model", (), lambda: _problem(model_entry, self.model)),
+            ("image_size", ("model",), self._size_problem),
+            ("dataset", (), lambda: _problem(parse_spec, self.dataset)),
+        ]
+        if check_init:
+            rules += [
+                ("init", ("model",), self._init_problem),
+                (
+                    "pseudo_labels",
+                    ("init",),
+                    lambda: need(
+                        not self.pseudo_labels or self.init not in ("none", "imagenet"),
+                        "pseudo-labels need a trained model to start from (init = a previous stage)",
+                    ),
+                ),
+            ]
+        return rules
+
+    def _size_problem(self) -> str | None:
+        if _problem(model_entry, self.model) or not 8 <= self.image_size:
+            return None  # reported as a model or range problem
+        smallest = model_entry(self.model).min_image_size
+        if self.image_size >= smallest:
+            return None
+        return f"{self.model} needs at least {smallest} pixels, got {self.image_size}"
+
+    def _init_problem(self) -> str | None:
+        if self.init == "none":
+            return None
+        if self.init == "imagenet":
+            if _problem(model_entry, self.model) or model_entry(self.model).timm_name is not None:
+                return None
+            return f"{self.model} has no ImageNet weights; use none or a local weights file"
+        path = Path(self.init).expanduser()
+        if not path.exists():
+            return f"{self.init!r}: no such weights file or stage folder (or: none, imagenet)"
+        return _problem(check_init_checkpoint, path)
+
+    def validate(self, check_init: bool = True) -> None:
+        """Raise one InputError listing every bad setting, before any work starts."""
+        problems = self.problems(check_init)
+        if problems:
+            raise InputError(f"stage {self.name}: " + "; ".join(f"{name}: {why}" for name, why in problems))
+
+
+def check_init_checkpoint(path: Path) -> None:
+    """A ganfp checkpoint to start from must describe a model ganfp can rebuild (header only: cheap)."""
+    from ganfp.checkpoint import check_model_meta, read_safetensors, resolve_checkpoint
+
+    if path.is_dir():
+        path = resolve_checkpoint(path) / MODEL_FILE
+    elif path.suffix != ".safetensors":
+        return  # a plain state_dict (.pth): checked when it is loaded
+    meta = read_safetensors(path, tensors=False)[1]
+    if "model" in meta:  # else a plain safetensors state_dict
+        check_model_meta(path, meta)
+
+
+def _problem(check, value) -> str | None:
+    """The InputError `check(value)` raises, as text; None when it passes."""
+    try:
+        check(value)
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
+def type_problems(obj) -> list[tuple[str, str]]:
+    """(field, problem) for every dataclass field whose value is not of its declared type (ints pass as floats)."""
+    hints = typing.get_type_hints(type(obj))
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}
+    out = []
+    for f in dataclasses.fields(obj):
+        value, hint = getattr(obj, f.name), hints[f.name]
+        allowed = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+        if value is None and type(None) in typing.get_args(hint):
+            continue
+        ok = any(_is_a(value, t) for t in allowed)
+        if not ok:
+            out.append((f.name, f"expected {' or '.join(names.get(t, t.__name__) for t in allowed)}, got {value!r}"))
+    return out
+
+
+def _is_a(value, t) -> bool:
+    if t is bool or isinstance(value, bool):
+        return t is bool and isinstance(value, bool)
+    if t is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, t)
+
+
+@dataclass
+class StageState:
+    """Where training stands: the epoch, the best epoch so far and the patience count, plus the history."""
+
+    digest: str
+    epoch: int = 0
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+    def update(self, val_loss: float) -> bool:
+        """Count one more finished epoch; True when its validation loss is the lowest so far (NaN never is)."""
+        self.epoch += 1
+        improved = math.isfinite(val_loss) and val_loss < self.best_val_loss
+        if improved:
+            self.best_val_loss, self.best_epoch, self.bad_epochs = val_loss, self.epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+    def stop(self, patience: int) -> bool:
+        return self.bad_epochs >= patience
+
+    @property
+    def best_row(self) -> dict:
+        return self.history[self.best_epoch - 1]
+
+
+@dataclass
+class StageSummary:
+    """One stage's result. `val_labels` says what validation scores compare with: "true" labels, or
+    "pseudo:METHOD", the stage's own pseudo-labels, where accuracy is only agreement with them."""
+
+    stage: str
+    dataset: str
+    model: str
+    classes: list[str]
+    class_counts: dict[str, int]
+    train_size: int
+    val_size: int
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    best_val_accuracy: float
+    best_val_f1: float
+    seconds: float
+    val_labels: str = "true"
+    status: str = "trained"  # trained | skipped (finished earlier with the same settings)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def pseudo(self) -> bool:
+        return self.val_labels != "true"
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if self.pseudo:  # never printed as accuracy: on pseudo-labels it is agreement with them
+            d["best_val_pseudo_agreement"] = d.pop("best_val_accuracy")
+            d["best_val_pseudo_f1"] = d.pop("best_val_f1")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, **changes) -> "StageSummary":
+        d = {**d}
+        d.setdefault("best_val_accuracy", d.pop("best_val_pseudo_agreement", None))
+        d.setdefault("best_val_f1", d.pop("best_val_pseudo_f1", None))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return dataclasses.replace(cls(**{k: v for k, v in d.items() if k in known}), **changes)
+
+
+@dataclass
+class StageData:
+    """Labelled images for a stage; `val_labels` is "pseudo:METHOD" when the labels are pseudo-labels."""
+
+    manifest: Manifest
+    images: torch.Tensor
+    val_labels: str = "true"
+
+
+@dataclass
+class Fit:
+    """What the epoch loop works with, built once per stage."""
+
+    cfg: StageConfig
+    device: torch.device
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model as trained (DDP, compiled)
+    eval_net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    images: torch.Tensor
+    labels: torch.Tensor
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    classes: list[str]
+    batch_size: int  # global batch: every rank takes batch_size // world of it
+    channels_last: bool
+
 
 class Interrupted(GanfpError):
     exit_code = 130
 
 
-def train_one_epoch(model, optimizer, images, labels, indices, batch_size, device, augment=None, observer=None, channels_last=False) -> dict:
+def train_one_epoch(
+    model,
+    optimizer,
+    images,
+    labels,
+    indices,
+    batch_size,
+    device,
+    augment=None,
+    observer=None,
+    channels_last=False,
+    norm=(MEAN, STD),
+) -> dict:
     """One pass over `indices`; returns mean loss and accuracy over all ranks."""
     model.train()
     totals = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, count
-    for step, (x, y) in enumerate(iterate_batches(images, indices, batch_size, device, labels, augment, channels_last)):
+    batches = iterate_batches(images, indices, batch_size, device, labels, augment, channels_last, norm=norm)
+    for step, (x, y) in enumerate(batches):
         with autocast(device):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y)
@@ -97,38 +408,34 @@ def train_one_epoch(model, optimizer, images, labels, indices, batch_size, devic
         totals[1] += (logits.argmax(-1) == y).sum()
         totals[2] += n
         if observer and (device.type == "cpu" or step % 20 == 0):
-            observer("batch", {"loss": float(loss.detach()), "advance": 1 if device.type == "cpu" else min(20, step + 1)})
+            observer(
+                "batch", {"loss": float(loss.detach()), "advance": 1 if device.type == "cpu" else min(20, step + 1)}
+            )
     distributed.all_reduce_sum(totals)
     loss_sum, correct, count = totals.tolist()
     return {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1)}
 
 
 @torch.no_grad()
-def evaluate(model, images, labels, indices, batch_size, device, num_classes, channels_last=False) -> dict:
-    """Loss, accuracy and F1 (class 1 for two classes, macro otherwise) over all ranks."""
+def evaluate(
+    model, images, labels, indices, batch_size, device, classes, channels_last=False, norm=(MEAN, STD)
+) -> dict:
+    """Loss, accuracy and F1 (`ganfp.metrics.confusion_metrics`) over all ranks."""
     model.eval()
+    n = len(classes)
     loss_sum = torch.zeros(1, device=device, dtype=torch.float64)
-    confusion = torch.zeros(num_classes, num_classes, device=device, dtype=torch.float64)
-    for x, y in iterate_batches(images, indices, batch_size, device, labels, channels_last=channels_last):
+    confusion = torch.zeros(n, n, device=device, dtype=torch.float64)
+    for x, y in iterate_batches(images, indices, batch_size, device, labels, channels_last=channels_last, norm=norm):
         with autocast(device):
             logits = model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-        classes = torch.arange(num_classes, device=y.device)
-        one_hot_true, one_hot_pred = (y[:, None] == classes).double(), (logits.argmax(-1)[:, None] == classes).double()
+        ids = torch.arange(n, device=y.device)
+        one_hot_true, one_hot_pred = (y[:, None] == ids).double(), (logits.argmax(-1)[:, None] == ids).double()
         confusion += one_hot_true.T @ one_hot_pred  # bincount would wait for the GPU at every batch
     distributed.all_reduce_sum(loss_sum)
     distributed.all_reduce_sum(confusion)
     cm = confusion.cpu().numpy()
-    count = cm.sum()
-    tp = np.diag(cm)
-    precision = np.divide(tp, cm.sum(0), out=np.zeros_like(tp), where=cm.sum(0) > 0)
-    recall = np.divide(tp, cm.sum(1), out=np.zeros_like(tp), where=cm.sum(1) > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
-    return {
-        "loss": float(loss_sum.item() / max(count, 1)),
-        "accuracy": float(tp.sum() / max(count, 1)),
-        "f1": float(f1[1] if num_classes == 2 else f1.mean()),
-    }
+    return {"loss": float(loss_sum.item() / max(cm.sum(), 1)), **confusion_metrics(cm, classes)}
 
 
 def rank_shard(indices: np.ndarray, batch_size: int) -> np.ndarray:
@@ -172,7 +479,9 @@ def build_model(cfg: StageConfig, classes: list[str], device):
             model.net.set_input_size(img_size=cfg.image_size)
         model.image_size = cfg.image_size
         return model.to(device), meta
-    return create_model(cfg.model, num_classes=len(classes), image_size=cfg.image_size, weights=cfg.init).to(device), None
+    return create_model(cfg.model, num_classes=len(classes), image_size=cfg.image_size, weights=cfg.init).to(
+        device
+    ), None
 
 
 def _has_meta(path: Path) -> bool:
@@ -181,66 +490,93 @@ def _has_meta(path: Path) -> bool:
     return path.is_file() and "model" in read_safetensors(path, tensors=False)[1]
 
 
-def stage_data(cfg: StageConfig, data_root, device, observer):
-    """The stage's images, labels and class names; pseudo-labels for an unlabelled stage."""
-    manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
-    _notify(observer, "message", {"text": f"{cfg.dataset}: {len(manifest)} images, decoding once at {cfg.image_size}px (cached)"})
-    budget = default_memory_budget() if cfg.memory_budget is None else int(cfg.memory_budget * 1e9)
-    with distributed.main_first():  # rank 0 decodes; the other ranks then read its cache
-        imageset = load_images(manifest, cfg.image_size, data_root, skip_bad=cfg.skip_bad,
-                               memory_budget=budget // distributed.local_world_size())
-    if imageset.memory_mapped:
-        _notify(observer, "message", {"text": f"image cache over the memory budget: batches are read memory-mapped from {imageset.path}"})
-    for path, reason in imageset.bad:
-        _notify(observer, "message", {"text": f"skipped {path}: {reason}"})
-    manifest, images = imageset.manifest, imageset.images
-    if cfg.pseudo_labels:
-        if cfg.init in ("none", "imagenet"):
-            raise InputError(f"stage {cfg.name}: pseudo-labels need a trained model to start from (init = a previous stage)")
-        model, meta = load_checkpoint(cfg.init, device)
-        ctx = {"model": model, "images": images, "batch_size": cfg.batch_size, "device": device, "manifest": manifest, "config": cfg, "data_root": data_root}
-        from ganfp.pseudo import pseudo_labels
-
-        idx, labels = distributed.broadcast_object(pseudo_labels(cfg.pseudo_labels, ctx, cfg.pseudo_fraction))
-        manifest = manifest.subset(idx).with_labels(labels, meta["classes"])
-        images = images[torch.as_tensor(idx)]
-    elif not manifest.labelled:
-        raise InputError(f"{cfg.dataset}: images have no labels; give the stage pseudo_labels (e.g. \"self\") or a labelled dataset")
-    return manifest, images
-
-
-def _notify(observer: Observer | None, event: str, data: dict) -> None:
-    if observer and distributed.is_main():
-        observer(event, data)
-
-
-def write_history(path: Path, history: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
-    write_text(path, buf.getvalue())
-
-
-def run_stage(cfg: StageConfig, out_dir: str | Path, resume: bool = False, data_root=None, observer: Observer | None = None, init_id: str = "", strict_resume: bool = True) -> dict:
-    """Train one stage into `out_dir` (model.safetensors, meta.json, history.csv); returns the summary.
-
-    `resume` continues from `last.safetensors`; one written with other settings is an error when
-    `strict_resume`, else (the chain) it is ignored and the stage starts over.
-    """
-    out_dir = Path(out_dir)
+def setup_device(cfg: StageConfig) -> torch.device:
+    """Join the process group (under torchrun), pick the device and its fast settings."""
     device = resolve_device(distributed.setup(cfg.device))
     if cfg.batch_size % distributed.world_size():
-        raise InputError(f"--batch-size {cfg.batch_size}: not a multiple of the {distributed.world_size()} processes, which take equal shares of each batch")
+        raise InputError(
+            f"--batch-size {cfg.batch_size}: not a multiple of the {distributed.world_size()} processes, "
+            "which take equal shares of each batch"
+        )
     configure(device, cfg.deterministic)
-    torch.manual_seed(cfg.seed)
-    manifest, images = stage_data(cfg, data_root, device, observer)
-    classes = manifest.classes
-    labels = torch.as_tensor(manifest.labels)
+    return device
+
+
+def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = None) -> tuple[Manifest, torch.Tensor]:
+    """The stage's manifest and its images decoded at the stage's size (labelled or not)."""
+    manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
+    _notify(
+        observer,
+        "message",
+        {"text": f"{cfg.dataset}: {len(manifest)} images, decoding once at {cfg.image_size}px (cached)"},
+    )
+    budget = default_memory_budget() if cfg.memory_budget is None else int(cfg.memory_budget * 1e9)
+    with distributed.main_first():  # rank 0 decodes; the other ranks then read its cache
+        imageset = load_images(
+            manifest,
+            cfg.image_size,
+            data_root,
+            skip_bad=cfg.skip_bad,
+            memory_budget=budget // distributed.local_world_size(),
+        )
+    if imageset.memory_mapped:
+        _notify(
+            observer,
+            "message",
+            {"text": f"image cache over the memory budget: batches are read memory-mapped from {imageset.path}"},
+        )
+    for path, reason in imageset.bad:
+        _notify(observer, "message", {"text": f"skipped {path}: {reason}"})
+    return imageset.manifest, imageset.images
+
+
+def check_labels(cfg: StageConfig, manifest: Manifest) -> None:
+    """A stage learns a distinction: it needs labels, and images of at least two classes."""
+    if not len(manifest):
+        raise InputError(f"{cfg.dataset}: no readable images left to train on")
+    if not manifest.labelled:
+        raise InputError(
+            f'{cfg.dataset}: images have no labels; give the stage pseudo_labels (e.g. "self") or a labelled dataset'
+        )
+    counts = manifest.class_counts()
+    empty = [c for c, n in counts.items() if n == 0]
+    if empty:
+        raise InputError(
+            f"{cfg.dataset}: no images of class {', '.join(map(repr, empty))} (classes: {', '.join(counts)}); "
+            "a stage needs images of every class"
+        )
+    if len(counts) < 2:
+        raise InputError(
+            f"{cfg.dataset}: only one class ({', '.join(map(repr, counts))}); a stage needs at least two: "
+            "add a sub-folder of images for the missing class"
+        )
+
+
+def batch_warnings(cfg: StageConfig, n_train: int) -> list[str]:
+    """A loud note when each epoch is too few SGD steps to learn anything (a batch as large as the split)."""
+    steps = math.ceil(n_train / min(cfg.batch_size, n_train))
+    if steps >= MIN_STEPS:
+        return []
+    suggest = max(1, 2 ** int(math.log2(max(1, n_train // 8))))
+    what = (
+        f"--batch-size {cfg.batch_size} is not smaller than the {n_train} training images, "
+        "so every epoch is a single SGD step"
+        if steps == 1
+        else f"--batch-size {cfg.batch_size} gives only {steps} SGD steps per epoch over {n_train} training images"
+    )
+    return [
+        f"stage {cfg.name}: {what} and the model will barely learn; use a smaller batch, e.g. --batch-size {suggest} "
+        "(and perhaps a larger --lr, e.g. 0.003)"
+    ]
+
+
+def prepare_fit(cfg: StageConfig, data: StageData, device: torch.device) -> Fit:
+    """Split, build the starting model, its optimiser and its parallel/compiled wrappers."""
+    manifest = data.manifest
+    check_labels(cfg, manifest)
     train_idx, val_idx = split_indices(manifest, cfg.val_fraction, cfg.seed)
     torch.manual_seed(cfg.seed)
-    model, _ = build_model(cfg, classes, device)
+    model, _ = build_model(cfg, manifest.classes, device)
     channels_last = device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -248,103 +584,243 @@ def run_stage(cfg: StageConfig, out_dir: str | Path, resume: bool = False, data_
     world = distributed.world_size()
     net = eval_net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if cfg.compile:
         net = torch.compile(net)
         eval_net = net if world == 1 else torch.compile(model)
-    images = device_images(images, device)
-    if device.type == "cuda":
-        labels = labels.to(device)
+    labels = torch.as_tensor(manifest.labels)
+    batch_size = max(world, min(cfg.batch_size, len(train_idx)) // world * world)
+    return Fit(
+        cfg,
+        device,
+        model,
+        net,
+        eval_net,
+        optimizer,
+        device_images(data.images, device),
+        labels.to(device) if device.type == "cuda" else labels,
+        train_idx,
+        val_idx,
+        manifest.classes,
+        batch_size,
+        channels_last,
+    )
 
-    digest = cfg.digest(init_id)
+
+def completed(cfg: StageConfig, out_dir: Path, init_id: str = "") -> StageSummary | None:
+    """The summary of a stage already finished in `out_dir` with these settings and this starting point."""
     done = stage_status(out_dir)
-    if resume and done and done.get("digest") == digest:
-        _notify(observer, "message", {"text": f"{cfg.name} already complete in {out_dir}"})
-        return done["metrics"]
-    state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": [], "digest": digest, "seconds": 0.0}
+    if done and done.get("digest") == cfg.digest(init_id):
+        return StageSummary.from_dict(done["metrics"], status="skipped")
+    return None
+
+
+def start_or_resume(fit: Fit, out_dir: Path, digest: str, resume: bool, strict_resume: bool, observer) -> StageState:
+    """The state to train from: `last.safetensors` when resuming with the same settings, else a fresh one."""
     resume_path = out_dir / RESUME_FILE
     saved = resume_digest(resume_path) if resume else None
     if saved is not None and saved != digest and strict_resume:
         raise InputError(f"{resume_path}: was written with other settings; run without --resume to start over")
     if saved == digest:
-        state = load_resume(resume_path, model, optimizer)
-        _notify(observer, "message", {"text": f"resuming {cfg.name} after epoch {state['epoch']}"})
-    else:
-        if resume and strict_resume:
-            _notify(observer, "message", {"text": f"nothing to resume in {out_dir}; starting fresh"})
-        if distributed.is_main():
-            (out_dir / META_FILE).unlink(missing_ok=True)  # an old result must not look like this run's
+        state = StageState(**load_resume(resume_path, fit.model, fit.optimizer))
+        _notify(observer, "message", {"text": f"resuming {fit.cfg.name} after epoch {state.epoch}"})
+        return state
+    if resume and strict_resume:
+        _notify(observer, "message", {"text": f"nothing to resume in {out_dir}; starting fresh"})
+    if distributed.is_main():
+        (out_dir / META_FILE).unlink(missing_ok=True)  # an old result must not look like this run's
+    return StageState(digest=digest)
 
-    batch_size = max(world, min(cfg.batch_size, len(train_idx)) // world * world)  # global batch
-    shard = batch_size // world
-    meta_base = model_meta(model, classes, cfg.image_size, stage=cfg.name, dataset=cfg.dataset, seed=cfg.seed)
-    epoch = state["epoch"]
+
+def run_epoch(fit: Fit, epoch: int, observer) -> dict:
+    """Train one epoch and evaluate it; returns its history row."""
+    cfg, world = fit.cfg, distributed.world_size()
+    shard = fit.batch_size // world
+    torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout etc.: same numbers after a resume
+    rng = np.random.default_rng([cfg.seed, epoch])
+    order = rank_shard(even_batches(rng.permutation(fit.train_idx), fit.batch_size), fit.batch_size)
+    augment = (
+        BatchAugment(seed=cfg.seed * 1_000_003 + epoch, rank=distributed.rank(), world=world) if cfg.augment else None
+    )
+    _notify(observer, "epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "batches": math.ceil(len(order) / shard)})
+    norm = fit.model.norm
+    train = train_one_epoch(
+        fit.net,
+        fit.optimizer,
+        fit.images,
+        fit.labels,
+        order,
+        shard,
+        fit.device,
+        augment,
+        _main_only(observer),
+        fit.channels_last,
+        norm,
+    )
+    distributed.broadcast_buffers(fit.model)  # every rank evaluates the batch-norm statistics rank 0 saves
+    val = evaluate(
+        fit.eval_net,
+        fit.images,
+        fit.labels,
+        rank_shard(fit.val_idx, fit.batch_size),
+        shard,
+        fit.device,
+        fit.classes,
+        fit.channels_last,
+        norm,
+    )
+    if not math.isfinite(train["loss"]):
+        raise RuntimeFailure(f"stage {cfg.name}: training diverged in epoch {epoch} (loss {train['loss']}); lower --lr")
+    return {
+        "epoch": epoch,
+        "train_loss": train["loss"],
+        "train_accuracy": train["accuracy"],
+        "val_loss": val["loss"],
+        "val_accuracy": val["accuracy"],
+        "val_f1": val["f1"],
+        "lr": cfg.lr,
+    }
+
+
+def fit_epochs(fit: Fit, state: StageState, out_dir: Path, meta: dict, observer) -> None:
+    """Epochs until `epochs` or `patience` runs out; the best epoch's weights are saved as they come."""
+    cfg, resume_path = fit.cfg, out_dir / RESUME_FILE
+    epoch = state.epoch
     try:
-        for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-            if state["bad_epochs"] >= cfg.patience:
+        for epoch in range(state.epoch + 1, cfg.epochs + 1):
+            if state.stop(cfg.patience):
                 break
             started = time.perf_counter()
-            torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout etc.: same numbers after a resume
-            rng = np.random.default_rng([cfg.seed, epoch])
-            order = rank_shard(even_batches(rng.permutation(train_idx), batch_size), batch_size)
-            augment = BatchAugment(seed=cfg.seed * 1_000_003 + epoch, rank=distributed.rank(), world=world) if cfg.augment else None
-            _notify(observer, "epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "batches": math.ceil(len(order) / shard)})
-            train = train_one_epoch(net, optimizer, images, labels, order, shard, device, augment, _main_only(observer), channels_last)
-            distributed.broadcast_buffers(model)  # every rank evaluates the batch-norm statistics rank 0 saves
-            val = evaluate(eval_net, images, labels, rank_shard(val_idx, batch_size), shard, device, len(classes), channels_last)
-            if not math.isfinite(train["loss"]):
-                raise RuntimeFailure(f"stage {cfg.name}: training diverged in epoch {epoch} (loss {train['loss']}); lower --lr")
-            row = {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"], "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_f1": val["f1"], "lr": cfg.lr}
-            improved = val["loss"] < state["best_val_loss"]
-            state["history"].append(row)
-            state["epoch"] = epoch
-            state["seconds"] += time.perf_counter() - started
-            if improved:
-                state.update(best_val_loss=val["loss"], best_epoch=epoch, bad_epochs=0)
-            else:
-                state["bad_epochs"] += 1
+            row = run_epoch(fit, epoch, observer)
+            improved = state.update(row["val_loss"])
+            if not state.best_epoch:
+                raise RuntimeFailure(
+                    f"stage {cfg.name}: the validation loss is {row['val_loss']} from the first epoch, "
+                    "so there is no model worth keeping; lower --lr or check the validation images"
+                )
+            state.history.append(row)
+            state.seconds += time.perf_counter() - started
             if distributed.is_main():
                 if improved:
-                    save_model(out_dir / MODEL_FILE, model, {**meta_base, "epoch": epoch})
-                save_resume(resume_path, model, optimizer, state)
-            _notify(observer, "epoch_end", {"row": {**row, "seconds": time.perf_counter() - started}, "improved": improved})
+                    save_model(out_dir / MODEL_FILE, fit.model, {**meta, "epoch": epoch})
+                save_resume(resume_path, fit.model, fit.optimizer, dataclasses.asdict(state))
+            _notify(
+                observer, "epoch_end", {"row": {**row, "seconds": time.perf_counter() - started}, "improved": improved}
+            )
     except KeyboardInterrupt:
-        raise Interrupted(f"stage {cfg.name} interrupted in epoch {epoch}; the last good checkpoint is {resume_path}; "
-                          "continue with the same command plus --resume (a chain continues when simply re-run)") from None
+        raise Interrupted(
+            f"stage {cfg.name} interrupted in epoch {epoch}; the last good checkpoint is {resume_path}; "
+            "continue with the same command plus --resume (a chain continues when simply re-run)"
+        ) from None
 
-    best = state["history"][state["best_epoch"] - 1] if state["best_epoch"] else {}
-    summary = {
-        "stage": cfg.name,
-        "dataset": cfg.dataset,
-        "model": cfg.model,
-        "classes": classes,
-        "class_counts": manifest.class_counts(),
-        "train_size": int(len(train_idx)),
-        "val_size": int(len(val_idx)),
-        "epochs_run": state["epoch"],
-        "best_epoch": state["best_epoch"],
-        "best_val_loss": best.get("val_loss"),
-        "best_val_accuracy": best.get("val_accuracy"),
-        "best_val_f1": best.get("val_f1"),
-        "seconds": round(state["seconds"], 2),
-    }
+
+def finish(
+    fit: Fit, data: StageData, state: StageState, out_dir: Path, meta: dict, warnings: list[str]
+) -> StageSummary:
+    """Write history.csv and the "complete" meta.json (rank 0); returns the summary."""
+    cfg, best = fit.cfg, state.best_row
+    summary = StageSummary(
+        stage=cfg.name,
+        dataset=cfg.dataset,
+        model=cfg.model,
+        classes=fit.classes,
+        class_counts=data.manifest.class_counts(),
+        train_size=int(len(fit.train_idx)),
+        val_size=int(len(fit.val_idx)),
+        epochs_run=state.epoch,
+        best_epoch=state.best_epoch,
+        best_val_loss=best["val_loss"],
+        best_val_accuracy=best["val_accuracy"],
+        best_val_f1=best["val_f1"],
+        seconds=round(state.seconds, 2),
+        val_labels=data.val_labels,
+        warnings=warnings,
+    )
     if distributed.is_main():
-        write_history(out_dir / HISTORY_FILE, state["history"])
-        write_json(out_dir / META_FILE, {
-            **meta_base,
-            "status": "complete",
-            "run_id": uuid.uuid4().hex,
-            "digest": digest,
-            "config": dataclasses.asdict(cfg),
-            "metrics": summary,
-            "data_fingerprint": manifest.fingerprint(),
-            "versions": package_versions(),
-            "device": str(device),
-            "world_size": distributed.world_size(),
-        })
-        resume_path.unlink(missing_ok=True)
+        write_history(out_dir / HISTORY_FILE, state.history, summary.pseudo)
+        write_json(
+            out_dir / META_FILE,
+            {
+                **meta,
+                "status": "complete",
+                "run_id": uuid.uuid4().hex,
+                "digest": state.digest,
+                "config": dataclasses.asdict(cfg),
+                "metrics": summary.to_dict(),
+                "data_fingerprint": data.manifest.fingerprint(),
+                "versions": package_versions(),
+                "device": str(fit.device),
+                "world_size": distributed.world_size(),
+            },
+        )
+        (out_dir / RESUME_FILE).unlink(missing_ok=True)
     distributed.barrier()
     return summary
+
+
+def run_stage(
+    cfg: StageConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    data_root=None,
+    observer: Observer | None = None,
+    init_id: str = "",
+    strict_resume: bool = True,
+    data: StageData | None = None,
+) -> StageSummary:
+    """Train one stage into `out_dir` (model.safetensors, meta.json, history.csv); returns the summary.
+
+    `data` is the labelled images (the chain passes pseudo-labelled ones); without it the stage's
+    dataset is loaded and must be labelled. `resume` continues from `last.safetensors`; one written
+    with other settings is an error when `strict_resume`, else (the chain) the stage starts over.
+    """
+    cfg.validate()
+    out_dir = Path(out_dir)
+    device = setup_device(cfg)
+    done = completed(cfg, out_dir, init_id) if resume else None
+    if done is not None:
+        _notify(observer, "message", {"text": f"{cfg.name} already complete in {out_dir}"})
+        return done
+    torch.manual_seed(cfg.seed)
+    if data is None:
+        data = StageData(*load_stage_images(cfg, data_root, observer))
+    fit = prepare_fit(cfg, data, device)
+    state = start_or_resume(fit, out_dir, cfg.digest(init_id), resume, strict_resume, observer)
+    warnings = batch_warnings(cfg, len(fit.train_idx))
+    for text in warnings:
+        _notify(observer, "message", {"text": f"WARNING: {text}"})
+    if data.val_labels != "true":
+        _notify(
+            observer,
+            "message",
+            {
+                "text": "validation accuracy and F1 of this stage measure agreement with its own "
+                "pseudo-labels, not accuracy on true labels"
+            },
+        )
+    meta = model_meta(fit.model, fit.classes, cfg.image_size, stage=cfg.name, dataset=cfg.dataset, seed=cfg.seed)
+    fit_epochs(fit, state, out_dir, meta, observer)
+    return finish(fit, data, state, out_dir, meta, warnings)
+
+
+def _notify(observer: Observer | None, event: str, data: dict) -> None:
+    if observer and distributed.is_main():
+        observer(event, data)
+
+
+def write_history(path: Path, history: list[dict], pseudo: bool = False) -> None:
+    """history.csv; on pseudo-labels the accuracy and F1 columns are named for what they are (agreement)."""
+    rename = PSEUDO_NAMES if pseudo else {}
+    buf = io.StringIO()
+    writer = csv.DictWriter(
+        buf, [rename.get(c, c) for c in HISTORY_COLUMNS], extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    for row in history:
+        writer.writerow({rename.get(k, k): (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_text(path, buf.getvalue())
 
 
 def resume_digest(path: Path) -> str | None:
@@ -354,7 +830,7 @@ def resume_digest(path: Path) -> str | None:
         return None
     try:
         return read_safetensors(path, tensors=False)[1]["state"]["digest"]
-    except (GanfpError, KeyError):
+    except (GanfpError, KeyError, TypeError):
         return None  # a damaged resume file is as good as none
 
 
@@ -367,7 +843,13 @@ def package_versions() -> dict:
 
     import timm
 
-    return {"ganfp": __version__, "torch": torch.__version__, "timm": timm.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    return {
+        "ganfp": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def stage_status(out_dir: str | Path) -> dict | None:

@@ -20,7 +20,7 @@ from ganfp.cli.app import app
 
 # isort: off
 # Each module registers its commands on `app`, in the order `ganfp --help` lists them.
-from ganfp.cli import data, train, evaluate, classify  # noqa: E402,F401
+from ganfp.cli import data, train, evaluate, classify, models, attribute  # noqa: E402,F401
 # isort: on
 from ganfp.errors import GanfpError
 

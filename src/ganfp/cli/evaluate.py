@@ -46,16 +46,34 @@ def _print_report(report) -> None:
     )
 
 
+CLASS_METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "balanced_accuracy": "balanced accuracy"}
+CLUSTER_METRICS = {"ari": "adjusted Rand index", "nmi": "normalised mutual information",
+                   "matched_accuracy": "accuracy after matching", "clusters": "clusters"}
+
+
+def _print_classes(report, metrics: dict[str, str], table_title: str, matrix: list[list[int]],
+                   columns: list[str]) -> None:
+    """Attribution or clustering: a row per metric beside the baselines, then the class x prediction table."""
+    names = list(report.baselines)
+    rows = [[label, report.metrics[key], *(report.baselines[name].get(key) for name in names)]
+            for key, label in metrics.items()]
+    caption = f"n = {report.metrics['n']}, {len(report.classes)} classes; random baselines: mean of 20 seeded draws"
+    ui.print_table(escape(f"{report.preds} vs {report.labels}"), ["metric", "predictions", *names], rows,
+                   caption=escape(caption))
+    ui.print_table(table_title, ["true \\ predicted", *columns],
+                   [[cls, *row] for cls, row in zip(report.classes, matrix)])
+
+
 @app.command("evaluate")
 def evaluate(
     preds: Path = typer.Argument(
         ..., metavar="PREDS",
-        help="Predictions: the official submission format, or a CSV with a header "
-        "id,label | id,score | id,label,score | image_path,predicted_class.",
+        help="Predictions: the official submission format, or a CSV with a header id,label | id,score | "
+        "id,label,score | image_path,predicted_class (0/1 or class names) | id,cluster.",
     ),
     labels: Path = typer.Argument(
         ..., metavar="LABELS",
-        help="Ground truth: a CSV with header id,label, or the official format.",
+        help="Ground truth: a CSV with header id,label (0/1, class or generator names), or the official format.",
     ),
     json_out: JsonOpt = False,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw ROC curve, confusion matrix and score "
@@ -72,11 +90,29 @@ def evaluate(
     report_n: int = typer.Option(24, "--report-n", callback=in_range(1),
                                  help="Evidence rows: the N most and N least suspicious (at least 1)."),
     data_root: DataRootOpt = None,
+    task: str = typer.Option("auto", "--task", help="membership (0/1 labels), attribution (class names) or "
+                             "clustering (an id,cluster file); auto tells them apart by the files."),
 ) -> None:
-    """Score predictions against ground truth: the task's metrics, ROC-AUC and the constant baselines."""
+    """Score predictions against ground truth: membership, attribution or clustering metrics beside baselines."""
     from ganfp.errors import InputError
-    from ganfp.evaluation import evaluate_files
+    from ganfp.evaluation import TASKS, detect_task, evaluate_classes, evaluate_clusters, evaluate_files
 
+    if task not in TASKS:
+        raise InputError(f"--task {task}: choose one of: {', '.join(TASKS)}")
+    task = detect_task(preds, labels) if task == "auto" else task
+    if task != "membership":
+        if plot is not None or html_report is not None or used_fraction is not None or threshold is not None:
+            raise InputError(f"--plot, --report, --used-fraction and --threshold apply to membership files, "
+                             f"not to {task}")
+        report = evaluate_classes(preds, labels) if task == "attribution" else evaluate_clusters(preds, labels)
+        if json_out:
+            ui.print_json(report.to_dict())
+        elif task == "attribution":
+            _print_classes(report, CLASS_METRICS, "Confusion matrix", report.confusion, report.classes)
+        else:
+            _print_classes(report, CLUSTER_METRICS, "Images per cluster", report.contingency,
+                           [f"cluster {c}" for c in report.clusters])
+        return
     if plot is not None:
         from ganfp.fileio import check_writable
         from ganfp.plots import require_matplotlib

@@ -26,27 +26,38 @@ def observer_for(stage_name: str):
     return ui.TrainProgress(stage_name, verbose=distributed.is_main()) if distributed.is_main() else None
 
 
-def print_results(title: str, rows: list[dict], as_json: bool) -> None:
+def print_results(title: str, summaries: list, as_json: bool) -> None:
+    """The stage summaries as a table (or JSON), then any warnings they carry."""
     from ganfp import distributed
 
     if not distributed.is_main():
         return
     if as_json:
-        ui.print_json(rows)
-        return
-    ui.print_table(
-        title + " (val acc / F1: the best epoch's, by validation loss)",
-        ["stage", "dataset", "train", "val", "epochs", "val acc", "val F1", "time (s)", "status"],
-        [[r["stage"], r["dataset"], r["train_size"], r["val_size"], r["epochs_run"], f"{r['best_val_accuracy']:.3f}",
-          f"{r['best_val_f1']:.3f}", f"{r['seconds']:.1f}", r.get("status", "trained")] for r in rows],
-    )
+        ui.print_json([s.to_dict() for s in summaries])
+    else:
+        pseudo = any(s.pseudo for s in summaries)
+        ui.print_table(
+            title + " (val acc / F1: the best epoch's, by validation loss)",
+            ["stage", "dataset", "train", "val", "epochs", "val acc", "val F1", "time (s)", "status"],
+            [[s.stage, s.dataset, s.train_size, s.val_size, s.epochs_run, _score(s.best_val_accuracy, s.pseudo),
+              _score(s.best_val_f1, s.pseudo), f"{s.seconds:.1f}", s.status] for s in summaries],
+            caption="(pseudo): agreement with the stage's own pseudo-labels, not accuracy on true labels" if pseudo else None,
+        )
+    for s in summaries:
+        for text in s.warnings:
+            ui.warn(text)
+
+
+def _score(value: float | None, pseudo: bool) -> str:
+    text = "-" if value is None else f"{value:.3f}"
+    return f"{text} (pseudo)" if pseudo else text
 
 
 @app.command("train-stage")
 def train_stage(
     dataset: str = typer.Option(..., "--data", help="Dataset spec: ADAPTER[:ARG] (demo:casia, folder:PATH, casia, ...) or a folder."),
     out: str = typer.Option(..., "--out", help="Output folder of the stage (model.safetensors, meta.json, history.csv)."),
-    model: str = typer.Option("resnet18", help="Model name (ganfp models list: conv5, resnet18, vgg11, vit_b_32)."),
+    model: str = typer.Option("resnet18", help="Model name: conv5, resnet18, vgg11, vit_b_32 (see: ganfp models list)."),
     init: str = typer.Option("none", help="Start from: none, imagenet, a weights file, or a previous stage folder."),
     name: Optional[str] = typer.Option(None, help="Stage name (default: the output folder's name)."),
     image_size: ImageSizeOpt = 224,
@@ -59,8 +70,10 @@ def train_stage(
     val_fraction: float = typer.Option(0.2, help="Validation share of the stratified split (the paper: 8:2)."),
     seed: SeedOpt = 0,
     augment: bool = typer.Option(True, help="Random flips and shifts on training batches."),
-    pseudo_labels: Optional[str] = typer.Option(None, help="Unlabelled data: pseudo-label source (self)."),
+    pseudo_labels: Optional[str] = typer.Option(None, help="Unlabelled data: pseudo-label source (self, knn)."),
     pseudo_fraction: float = typer.Option(0.25, help="Share of images pseudo-labelled at each end of the ranking."),
+    pseudo_features: Optional[str] = typer.Option(None, help="Feature space of the knn pseudo-labeler (default: classify's)."),
+    pseudo_k: Optional[int] = typer.Option(None, help="Neighbours of the knn pseudo-labeler (default: classify's)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and list) unreadable images instead of stopping."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted stage from its last epoch."),
     device: DeviceOpt = "auto",
@@ -74,22 +87,22 @@ def train_stage(
     from pathlib import Path
 
     from ganfp import distributed
+    from ganfp.chain import train_stage as run
     from ganfp.fileio import check_writable
-    from ganfp.models import model_entry
-    from ganfp.train import StageConfig, run_stage
+    from ganfp.train import StageConfig
 
     check_writable(out, "--out", folder=True)
-    model_entry(model)
     cfg = StageConfig(
-        name=name or Path(out).name, dataset=dataset, model=model, init=init, image_size=image_size,
+        name=name or Path(out).expanduser().resolve().name, dataset=dataset, model=model, init=init, image_size=image_size,
         batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
         patience=patience, val_fraction=val_fraction, seed=seed, augment=augment, skip_bad=skip_bad,
         pseudo_labels=pseudo_labels, pseudo_fraction=pseudo_fraction, device=device, compile=compile,
         deterministic=deterministic, memory_budget=memory_budget,
+        **{k: v for k, v in {"pseudo_features": pseudo_features, "pseudo_k": pseudo_k}.items() if v is not None},
     )
     observer = observer_for(cfg.name)
     with observer if observer is not None else ui.progress(transient=True):
-        summary = run_stage(cfg, out, resume=resume, data_root=data_root, observer=observer)
+        summary = run(cfg, out, resume=resume, data_root=data_root, observer=observer)
     print_results(f"stage {cfg.name} ({model})", [summary], as_json)
     if distributed.is_main() and not as_json:
         ui.info(f"checkpoint: {Path(out) / 'model.safetensors'}")
@@ -97,7 +110,7 @@ def train_stage(
 
 @app.command("chain")
 def chain(
-    model: str = typer.Option("resnet18", help="Model name: conv5, resnet18, vgg11, vit_b_32 (or any timm model)."),
+    model: str = typer.Option("resnet18", help="Model name: conv5, resnet18, vgg11, vit_b_32, or any timm model (see: ganfp models list)."),
     chain_name: str = typer.Option("paper", "--chain", help="Built-in chain (paper, demo) or a TOML file."),
     from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Retrain from this stage on, even if finished."),
     init: Optional[str] = typer.Option(None, help="Override the first stage's start: none, imagenet or a weights file."),
@@ -129,4 +142,4 @@ def chain(
     overrides = {"init": init, "epochs": epochs, "patience": patience, "image_size": image_size, "batch_size": batch_size,
                  "lr": lr, "seed": seed, "device": device, "compile": compile, "memory_budget": memory_budget}
     run_dir, rows = run_chain(spec, model, runs_root(runs_dir), data_root, overrides, from_stage, lambda cfg: observer_for(cfg.name))
-    print_results(f"chain {spec['name']} ({model}): {run_dir}", rows, as_json)
+    print_results(f"chain {spec.name} ({model}): {run_dir}", rows, as_json)

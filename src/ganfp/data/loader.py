@@ -13,12 +13,14 @@ import torch
 
 from ganfp.device import to_device
 
-MEAN, STD = 0.449, 0.226  # ImageNet's mean/std averaged over RGB: what timm's 1-channel stems expect
+MEAN, STD = 0.449, 0.226  # ImageNet's mean/std averaged over RGB: what timm's 1-channel CNN stems expect
+Normalization = tuple[float, float]  # (mean, std) of pixel values in [0, 1]; each model declares its own
 
 
-def to_model_input(batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+def to_model_input(batch: torch.Tensor, channels_last: bool = False, norm: Normalization = (MEAN, STD)) -> torch.Tensor:
     """uint8 (B, H, W) on the device -> normalised float (B, 1, H, W)."""
-    x = batch.unsqueeze(1).float().mul_(1.0 / (255.0 * STD)).sub_(MEAN / STD)
+    mean, std = norm
+    x = batch.unsqueeze(1).float().mul_(1.0 / (255.0 * std)).sub_(mean / std)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
@@ -40,8 +42,9 @@ def iterate_batches(
     labels: torch.Tensor | None = None,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     channels_last: bool = False,
+    norm: Normalization = (MEAN, STD),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """Yield (normalised input, labels) on `device` for `indices` in order, `batch_size` at a time.
+    """Yield (input normalised by `norm`, labels) on `device` for `indices` in order, `batch_size` at a time.
 
     From a memory-mapped cache only the batch's rows are read (sorted, for sequential I/O).
     On CUDA every host-to-device copy is pinned and non-blocking, so the GPU never waits for the
@@ -58,7 +61,7 @@ def iterate_batches(
             order = np.argsort(idx, kind="stable")
             rows = images.numpy()[idx[order]]  # in file order: sequential reads from a memory map
             batch = torch.from_numpy(rows[np.argsort(order)])  # back to the shuffled order (numpy: no thread pool)
-        x = to_model_input(to_device(batch, device), channels_last)
+        x = to_model_input(to_device(batch, device), channels_last, norm)
         if augment is not None:
             x = augment(x)
         y = None

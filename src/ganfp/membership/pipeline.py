@@ -19,6 +19,7 @@ from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
 from ganfp.membership.autoencoder import AutoencoderConfig, cached_autoencoder, reconstruction_scores
 from ganfp.membership.features import compute_features, downsample, load_checked
+from ganfp.metrics import used_class_index
 from ganfp.membership.fusion import fuse
 from ganfp.membership.recipe import DEFAULT_ENSEMBLE, DEFAULT_FEATURES, DEFAULT_K, FUSION_MEMBERS, Recipe
 from ganfp.membership.scorers import SCORERS, Neighbours
@@ -40,11 +41,6 @@ class ScoringSetup:
     seed: int = 0
     autoencoder: AutoencoderConfig | None = None  # None: DEFAULT_AUTOENCODER
     progress: Progress | None = None
-
-
-def used_class_index(classes: list[str]) -> int:
-    """The column of P(used): the class named "used" when there is one, else class 1."""
-    return classes.index("used") if "used" in classes else 1
 
 
 class MembershipScorer:

@@ -14,14 +14,15 @@ class ModelEntry:
     factory: Callable
     description: str
     timm_name: str | None  # the timm architecture behind it, None for ganfp's own
+    min_image_size: int = 8  # smaller inputs do not fit its patches or poolings
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, description: str, timm_name: str | None = None):
+def register_model(name: str, description: str, timm_name: str | None = None, min_image_size: int = 8):
     def wrap(factory: Callable) -> Callable:
-        _REGISTRY[name] = ModelEntry(name, factory, description, timm_name)
+        _REGISTRY[name] = ModelEntry(name, factory, description, timm_name, min_image_size)
         return factory
 
     return wrap

@@ -17,6 +17,10 @@ class Backbone(nn.Module, abc.ABC):
     head_prefixes: tuple[str, ...]  # state-dict key prefixes that belong to the classifier head
     first_conv: str | None = None  # key prefix of the input layer, for adapting channel counts
     image_size: int
+    # Pixel normalisation the weights expect, (mean, std) of grayscale values in [0, 1]. The
+    # default is ImageNet's statistics averaged over RGB; timm models take theirs from the
+    # pretrained config (ViT: 0.5 / 0.5). Checkpoints record it, so inference matches training.
+    norm: tuple[float, float] = (0.449, 0.226)
 
     @abc.abstractmethod
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -44,6 +48,7 @@ class TimmBackbone(Backbone):
         self.head_prefixes = ("net." + classifier,)
         first_conv = net.pretrained_cfg.get("first_conv")
         self.first_conv = f"net.{first_conv}" if first_conv else None
+        self.norm = grayscale_norm(net.pretrained_cfg, self.norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -54,3 +59,15 @@ class TimmBackbone(Backbone):
     def reset_head(self, num_classes: int) -> None:
         self.net.reset_classifier(num_classes)
         self.num_classes = num_classes
+
+
+def grayscale_norm(pretrained_cfg: dict, default: tuple[float, float]) -> tuple[float, float]:
+    """(mean, std) for one-channel input: the pretrained config's per-channel values averaged.
+
+    The RGB stem is folded to one channel by summing its filters, so a gray pixel feeds every
+    colour filter the same value; the averages keep the folded stem's inputs at the scale it learnt.
+    """
+    mean, std = pretrained_cfg.get("mean"), pretrained_cfg.get("std")
+    if not mean or not std:
+        return default
+    return round(sum(mean) / len(mean), 6), round(sum(std) / len(std), 6)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -18,8 +20,11 @@ IN_CHANS = 1  # ganfp works in grayscale throughout; timm folds RGB stems into o
 @register_model("conv5", "the paper's 5-block conv net with a 512-d embedding layer")
 def _conv5(num_classes: int, image_size: int, pretrained: bool, **kw) -> Backbone:
     if pretrained:
-        raise InputError("conv5 has no ImageNet weights; use --weights none or a local weights file")
+        raise InputError("conv5 has no ImageNet weights; use --init none or a local weights file (--init FILE)")
     return Conv5(num_classes=num_classes, in_chans=IN_CHANS, image_size=image_size, **kw)
+
+
+OFFLINE_HINT = "start from --init none, or from a local weights file: --init FILE (a .safetensors or .pth state_dict)"
 
 
 def _timm_factory(timm_name: str, takes_img_size: bool = False):
@@ -28,23 +33,51 @@ def _timm_factory(timm_name: str, takes_img_size: bool = False):
 
         if takes_img_size:
             kw["img_size"] = image_size
+        if pretrained:
+            check_weights_reachable(timm_name)
         try:
             net = timm.create_model(timm_name, pretrained=pretrained, num_classes=num_classes, in_chans=IN_CHANS, **kw)
         except Exception as exc:  # the hub raises many types: offline, DNS, HTTP, missing cache
             if not pretrained:
                 raise
-            raise RuntimeFailure(
-                f"could not download ImageNet weights for {timm_name} ({type(exc).__name__}); offline, use "
-                "--weights none or --weights FILE (a .safetensors or .pth state_dict on disk)"
-            ) from exc
+            raise RuntimeFailure(f"could not download ImageNet weights for {timm_name} ({type(exc).__name__}); {OFFLINE_HINT}") from exc
         return TimmBackbone(timm_name, net, image_size)
 
     return factory
 
 
+def check_weights_reachable(timm_name: str) -> None:
+    """Fail in a second when ImageNet weights are neither cached nor downloadable.
+
+    Without this the hub retries an unreachable server for about a minute before giving up.
+    Checked once per model build: the local cache first, then HF_HUB_OFFLINE, then one short
+    connection to the hub (skipped behind a proxy, which a plain socket cannot go through).
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(timm_name)
+    repo = getattr(cfg, "hf_hub_id", None)
+    if not repo:
+        return  # weights from a plain URL (torch hub): let timm try
+    if any(isinstance(try_to_load_from_cache(repo, f), str) for f in ("model.safetensors", "pytorch_model.bin")):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise RuntimeFailure(f"ImageNet weights for {timm_name} are not cached and HF_HUB_OFFLINE is set; {OFFLINE_HINT}")
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError:
+        raise RuntimeFailure(f"ImageNet weights for {timm_name} are not cached and {host} cannot be reached (offline?); {OFFLINE_HINT}") from None
+
+
 register_model("resnet18", "ResNet-18 (timm resnet18)", "resnet18")(_timm_factory("resnet18"))
-register_model("vgg11", "VGG-11 (timm vgg11)", "vgg11")(_timm_factory("vgg11"))
-register_model("vit_b_32", "ViT-B/32 at the stage's image size (timm vit_base_patch32_224)", "vit_base_patch32_224")(
+register_model("vgg11", "VGG-11 (timm vgg11)", "vgg11", min_image_size=32)(_timm_factory("vgg11"))  # five 2x poolings
+register_model(
+    "vit_b_32", "ViT-B/32 at the stage's image size (timm vit_base_patch32_224)", "vit_base_patch32_224", min_image_size=32
+)(
     _timm_factory("vit_base_patch32_224", takes_img_size=True)
 )
 

@@ -14,12 +14,18 @@ from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
 from ganfp.registry import Registry
 
-# part -> (folder, class order or None for unlabelled, sub-folders that are not classes)
+# Every part, in one registry: the chain's parts are (folder, class order or None for unlabelled,
+# sub-folders that are not classes); the attribution parts (meta attribution=True) are (demo folder,
+# what to load), built on their own, see ganfp.data.demo_attribution.
 DEMO_PARTS: Registry[tuple] = Registry("demo part")
 DEMO_PARTS.add("casia", ("casia", ["authentic", "tampered"], ()))
 DEMO_PARTS.add("covid", ("covid", ["normal", "covid"], ()))
 DEMO_PARTS.add("gans-dev", ("gans-dev", ["not_used", "used"], ("generated",)))
 DEMO_PARTS.add("gans-test", ("gans-test/real_unknown_1", None, ()))
+DEMO_PARTS.add("attribution-2025", ("attribution-2025", "attribution-unknown"), attribution=True)
+DEMO_PARTS.add("attribution-2025-train", ("attribution-2025", "attribution-train"), attribution=True)
+DEMO_PARTS.add("attribution-2025-real", ("attribution-2025", "attribution-real"), attribution=True)
+DEMO_PARTS.add("attribution-2024", ("attribution-2024", "generated"), attribution=True)
 GENERATED = {"gans-dev": "gans-dev/generated", "gans-test": "gans-test/generated_1"}
 TEST_LABELS = "gans-test-labels.csv"
 
@@ -49,11 +55,31 @@ def ensure_demo(data_root: Path, seed: int | None = None, force: bool = False) -
     return target
 
 
+def load_attribution(arg: str, data_root: Path) -> Manifest:
+    """The 2025 parts read like the 2025 archive; the 2024 part is one folder of mixed generators' images."""
+    from ganfp.data.adapters.imageclef import load_part
+    from ganfp.data.demo_attribution import LABELS, ensure_attribution_demo
+
+    name, part = DEMO_PARTS.get(arg)
+    root = ensure_attribution_demo(name, data_root)
+    if part == "generated":
+        manifest = folder_manifest(root / "generated", name=f"demo:{arg}")
+    else:
+        manifest = load_part(root, part, f"demo:{arg}", str(root))
+    manifest.info["labels"] = str(root / LABELS)
+    return manifest
+
+
 @register_adapter("demo", f"built-in synthetic data; parts: {', '.join(DEMO_PARTS.names())}")
 def load(arg: str | None, data_root: Path, **options) -> Manifest:
     if not arg:
         raise InputError(f"demo: name a part, e.g. demo:covid (parts: {', '.join(DEMO_PARTS.names())})")
-    folder, classes, exclude = DEMO_PARTS.get(arg)
+    entry = DEMO_PARTS.entry(arg)
+    if entry.meta.get("attribution"):
+        return load_attribution(arg, data_root)
+    if options:
+        raise InputError(f"demo:{arg}: unknown option(s) {', '.join(sorted(options))} (demo takes none)")
+    folder, classes, exclude = entry.obj
     root = ensure_demo(data_root)
     manifest = folder_manifest(root / folder, classes=classes, name=f"demo:{arg}", exclude=exclude)
     if arg in GENERATED:

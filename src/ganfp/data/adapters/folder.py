@@ -51,4 +51,7 @@ def folder_manifest(path: str | Path, classes: list[str] | None = None, name: st
 def load(arg: str | None, data_root: Path, **options) -> Manifest:
     if not arg:
         raise InputError("folder: needs a path, e.g. folder:./my_images")
+    unknown = sorted(set(options) - {"classes", "name", "exclude"})
+    if unknown:
+        raise InputError(f"folder:{arg}: unknown option(s) {', '.join(unknown)} (folder takes classes, name, exclude)")
     return folder_manifest(arg, **options)

@@ -6,8 +6,8 @@ differ in their top-level folders:
 - `dev`: `used/` (1) and `not_used/` (0) side by side; `info["generated"]` = the nearest
   `generated/` folder (the generator's output the real images are compared with).
 - `test`, `test-N`: the unlabelled `real_unknown_N/`; `info["generated"]` = `generated_N/`.
-- `attribution`: generated images labelled by training subset or generator, `generated/<class>/`
-  (2025 subtask 2, 2024 task 2); `attribution-real`: `real/<class>/`;
+- `attribution` (alias `attribution-train`): generated images labelled by training subset or
+  generator, `generated/<class>/` (2025 subtask 2, 2024 task 2); `attribution-real`: `real/<class>/`;
   `attribution-unknown`: the unlabelled `generated_unknown/` to attribute.
 """
 
@@ -28,7 +28,8 @@ NOT_USED = {"not_used", "notused", "unused", "real_not_used"}
 GENERATED = re.compile(r"^generated(?:_?(\d+))?$")
 REAL_UNKNOWN = re.compile(r"^real_unknown(?:_?(\d+))?$")
 TEST_ARG = re.compile(r"^test(?:[-_]?(\d+))?$")
-PARTS = ("dev", "test", "test-N", "attribution", "attribution-real", "attribution-unknown")
+ATTRIBUTION_PARTS = ("attribution", "attribution-train", "attribution-real", "attribution-unknown")
+PARTS = ("dev", "test", "test-N", *ATTRIBUTION_PARTS)
 MAX_DEPTH = 8
 
 
@@ -165,7 +166,7 @@ def load_part(root: Path, part: str, spec: str, where: str) -> Manifest:
         if generated:
             info["generated"] = str(generated.resolve())
         return Manifest(spec, [], _items(folder, UNLABELLED, spec), str(folder), info)
-    if part in ("attribution", "attribution-real", "attribution-unknown"):
+    if part in ATTRIBUTION_PARTS:
         return _attribution(root, part, spec, where)
     raise InputError(f"{spec}: unknown part {part!r}; choose one of: {', '.join(PARTS)}")
 

@@ -1,0 +1,176 @@
+"""Feature spaces for attribution: the membership spaces, and frequency-domain fingerprints.
+
+Generators leave traces in the spectrum (up-sampling checkerboards, missing high frequencies)
+that pixel distances barely see. Two fingerprints are offered next to the membership spaces:
+
+- `spectrum`: the azimuthally averaged log power spectrum (one value per radius), as in Durall
+  et al., "Watch your up-convolution" (CVPR 2020);
+- `residual`: the log power spectrum of the high-pass residual (image minus its 3x3 mean),
+  pooled to 16 x 16 blocks, which keeps where a periodic artefact's peaks sit.
+
+A spec joins spaces with `+` (`pixels32+spectrum`); each block is standardised on the training
+images and weighted by 1/sqrt(its width), so a 1024-value pixel block does not drown a 33-value
+spectrum.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ganfp.data.manifest import Manifest
+from ganfp.errors import InputError
+from ganfp.registry import Registry
+
+FREQUENCY = Registry("frequency feature")
+RESIDUAL_BLOCKS = 16
+CHUNK = 256  # images transformed at a time
+
+
+@dataclass(frozen=True)
+class FeatureContext:
+    """Where and how features are computed; `image_size` is the one size every image is decoded at."""
+
+    image_size: int
+    device: str = "cpu"
+    batch_size: int = 128
+    data_root: str | None = None
+
+
+def decode(manifest: Manifest, ctx: FeatureContext) -> torch.Tensor:
+    """uint8 (N, size, size) through the decoded-image cache; an unreadable file is one InputError."""
+    from ganfp.data.cache import load_images
+
+    image_set = load_images(manifest, ctx.image_size, data_root=ctx.data_root, skip_bad=True)
+    if image_set.bad:
+        path, reason = image_set.bad[0]
+        raise InputError(f"{path}: {reason}")
+    return image_set.images
+
+
+def _power(x: torch.Tensor) -> torch.Tensor:
+    """log(1 + |FFT|^2) of mean-free float images, centred (zero frequency in the middle)."""
+    x = x - x.mean(dim=(-2, -1), keepdim=True)
+    return torch.fft.fftshift(torch.fft.fft2(x).abs().square(), dim=(-2, -1)).log1p()
+
+
+@FREQUENCY.register("spectrum", description="azimuthally averaged log power spectrum")
+def spectrum(images: torch.Tensor) -> np.ndarray:
+    size = images.shape[-1]
+    yy, xx = torch.meshgrid(torch.arange(size) - size // 2, torch.arange(size) - size // 2, indexing="ij")
+    radius = torch.hypot(yy.float(), xx.float()).round().long().flatten()
+    keep = radius <= size // 2  # the corners hold only some directions
+    counts = torch.bincount(radius[keep]).float()
+    out = []
+    for start in range(0, len(images), CHUNK):
+        p = _power(images[start : start + CHUNK].float() / 255.0).flatten(1)[:, keep]
+        sums = torch.zeros(len(p), len(counts)).index_add_(1, radius[keep], p)
+        out.append(sums / counts)
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+@FREQUENCY.register("residual", description="log power spectrum of the high-pass residual, 16x16 blocks")
+def residual(images: torch.Tensor) -> np.ndarray:
+    out = []
+    blocks = min(RESIDUAL_BLOCKS, images.shape[-1])
+    for start in range(0, len(images), CHUNK):
+        x = images[start : start + CHUNK].float()[:, None] / 255.0
+        high = x - F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        p = _power(high[:, 0])[:, None]
+        out.append(F.adaptive_avg_pool2d(p, blocks).flatten(1))
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def membership_space(name: str) -> Callable[[Manifest, FeatureContext], np.ndarray]:
+    """The one place attribution touches the membership feature spaces: check `name`, return its vectors.
+
+    Only spaces compared by Euclidean distance are vectors (pixels, std, deep ones); image metrics
+    such as SSIM and NCC compare pairs of images and have no vector to cluster or classify.
+    """
+    from ganfp.membership.distances import Euclidean
+    from ganfp.membership.features import compute_features
+    from ganfp.membership.spaces import parse_features, spaces_help
+
+    try:
+        space = parse_features(name)
+    except InputError:
+        raise InputError(f"--features {name}: not one of {', '.join(FREQUENCY.names())}, {spaces_help()}") from None
+    if not isinstance(space.metric, Euclidean):
+        raise InputError(f"--features {name}: {space.kind} compares images, not vectors; "
+                         "use pixels[N], std[N] or a spectrum")
+
+    def vectors(manifest: Manifest, ctx: FeatureContext) -> np.ndarray:
+        from ganfp.device import resolve_device
+
+        out = compute_features(space, manifest, image_size=ctx.image_size, device=resolve_device(ctx.device),
+                               batch_size=ctx.batch_size, data_root=ctx.data_root)
+        return out.flatten(1).numpy().astype(np.float64)
+
+    return vectors
+
+
+def parse_spaces(spec: str) -> list[str]:
+    """`pixels32+spectrum` -> its spaces, each a frequency fingerprint or a membership vector space."""
+    names = [s.strip() for s in spec.split("+")]
+    for name in names:
+        if not name:
+            raise InputError(f"--features {spec!r}: empty feature space name")
+        if name not in FREQUENCY:
+            membership_space(name)
+    return names
+
+
+def compute(spec: str, manifest: Manifest, ctx: FeatureContext) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(N, D) features of every image and the width of each space's block, in spec order."""
+    blocks = []
+    for name in parse_spaces(spec):
+        if name in FREQUENCY:
+            blocks.append(FREQUENCY.get(name)(decode(manifest, ctx)))
+        else:
+            blocks.append(membership_space(name)(manifest, ctx))
+    return np.hstack(blocks), tuple(b.shape[1] for b in blocks)
+
+
+class BlockScaler:
+    """Standardise every column on the training features, then weight each block by 1/sqrt(width)."""
+
+    def fit(self, x: np.ndarray, widths: tuple[int, ...]) -> "BlockScaler":
+        self.mean = x.mean(0)
+        self.scale = x.std(0) + 1e-8
+        self.weight = np.concatenate([np.full(w, 1.0 / np.sqrt(w)) for w in widths])
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) / self.scale * self.weight
+
+
+def common_size(*manifests: Manifest) -> int:
+    """The one square size every image shares (read from file headers); otherwise ask for --image-size.
+
+    Spectra change with resizing, so images of other sizes are never resized silently.
+    """
+    from PIL import Image
+
+    def size_of(path: str) -> tuple[int, int]:
+        try:
+            with Image.open(path) as img:
+                return img.size
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read image ({exc})") from None
+
+    paths = [it.path for m in manifests for it in m.items]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        sizes = Counter(pool.map(size_of, paths))
+    if len(sizes) > 1:
+        listed = ", ".join(f"{w}x{h} ({n} files)" for (w, h), n in sizes.most_common())
+        raise InputError(f"images have different sizes: {listed}; pass --image-size N to resize all to N x N")
+    (w, h), = sizes
+    if w != h:
+        raise InputError(f"{paths[0]}: images are {w}x{h}, not square; pass --image-size N to resize all to N x N")
+    return w

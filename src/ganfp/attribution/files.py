@@ -1,0 +1,95 @@
+"""Per-image class tables: `image_path,predicted_class` (attribution) and `id,cluster` (clustering).
+
+The official 2025 and 2024 column layouts are not published: a participant's script writes
+`image_path,predicted_class`, so that is the default, and `--columns` writes any other. Reading is
+lenient in the same way: a header is recognised by a known id column name, an id cell may be a
+path or a file name (the image id is the file name without its image extension), and only the
+first two columns count, so extra columns such as scores are kept aside.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Sequence
+
+from ganfp.data.manifest import IMAGE_SUFFIXES
+from ganfp.errors import InputError
+from ganfp.fileio import write_text
+
+ID_WORDS = ("id", "image_id", "image_path", "image", "path", "file", "filename", "file_name", "name")
+FILE_WORDS = ("image_path", "image", "path", "file", "filename", "file_name")  # columns that get the file name
+DEFAULT_COLUMNS = ("image_path", "predicted_class")
+CLUSTER_COLUMNS = ("id", "cluster")
+
+
+@dataclass
+class ClassTable:
+    ids: list[str]
+    values: list[str]  # class name or cluster id, as written
+    columns: tuple[str, str] | None  # the header's first two names; None when the file has none
+    lines: list[int]  # source line of each row, for messages
+
+
+def image_id(cell: str) -> str:
+    """`dir/unknown_0001.png` -> `unknown_0001`; a plain id is kept as it is (even with dots)."""
+    name = PurePosixPath(cell.strip().replace("\\", "/")).name
+    stem, dot, suffix = name.rpartition(".")
+    return stem if dot and f".{suffix.lower()}" in IMAGE_SUFFIXES else name
+
+
+def parse_columns(text: str) -> tuple[str, str] | None:
+    """`--columns`: two comma-separated header names, or `none` for a file without a header."""
+    if text.strip().lower() == "none":
+        return None
+    names = tuple(t.strip() for t in text.split(","))
+    if len(names) != 2 or not all(names) or any(c in n for n in names for c in "\"\n\r"):
+        raise InputError(f"--columns {text!r}: give two header names such as image_path,predicted_class, or none")
+    return names  # type: ignore[return-value]
+
+
+def row_keys(files: Sequence[str], columns: tuple[str, str] | None) -> list[str]:
+    """What identifies each image in the first column: its file name under a path-like header, else its id."""
+    names = [PurePosixPath(f.replace("\\", "/")).name for f in files]
+    return names if columns and columns[0].lower() in FILE_WORDS else [image_id(n) for n in names]
+
+
+def write_class_table(path, names: Sequence[str], values: Sequence[str], columns: tuple[str, str] | None) -> None:
+    """One row per image, in the given order; written atomically."""
+    for value in list(names) + [str(v) for v in values]:
+        if not value or any(c in value for c in ",\n\r\""):
+            raise InputError(f"{path}: {value!r} cannot be written in a plain CSV "
+                             "(empty, or a comma, quote or line break)")
+    header = [",".join(columns)] if columns else []
+    write_text(path, "\n".join(header + [f"{n},{v}" for n, v in zip(names, values)]) + "\n")
+
+
+def read_class_table(path) -> ClassTable:
+    """The (id, value) rows of a two-or-more-column CSV; every problem is an InputError naming the line."""
+    from ganfp.submission import read_lines
+
+    lines = read_lines(path)
+    if not lines or not any(line.strip() for line in lines):
+        raise InputError(f"{path}: empty file")
+    first = [t.strip().strip('"') for t in lines[0].lstrip("\ufeff").split(",")]
+    columns = (first[0], first[1]) if len(first) >= 2 and first[0].lower() in ID_WORDS else None
+    start = 2 if columns else 1
+    ids, values, where, seen = [], [], [], {}
+    for n, row in enumerate(csv.reader(lines[start - 1 :]), start):
+        if not any(cell.strip() for cell in row):
+            raise InputError(f"{path}:{n}: empty line")
+        if len(row) < 2:
+            raise InputError(f"{path}:{n}: one column, expected an id and a class (e.g. image_path,predicted_class)")
+        key, value = image_id(row[0]), row[1].strip()
+        if not key or not value:
+            raise InputError(f"{path}:{n}: empty {'id' if not key else 'class'}")
+        if key in seen:
+            raise InputError(f"{path}:{n}: id {key!r} more than once (first on line {seen[key]})")
+        seen[key] = n
+        ids.append(key)
+        values.append(value)
+        where.append(n)
+    if not ids:
+        raise InputError(f"{path}: header only, no rows")
+    return ClassTable(ids, values, columns, where)

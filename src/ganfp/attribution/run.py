@@ -1,0 +1,247 @@
+"""`ganfp attribute`: attribute generated images to a known class, or cluster them by generator.
+
+Both entry points take a validated config, resolve the images (a folder or a dataset spec),
+compute, write the class table atomically and return a result with `to_dict()`. Nothing in the
+package imports this module: it only orchestrates.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ganfp.attribution.cluster import CLUSTERERS, choose_k, silhouette
+from ganfp.attribution.features import BlockScaler, FeatureContext, common_size, compute, parse_spaces
+from ganfp.attribution.files import CLUSTER_COLUMNS, DEFAULT_COLUMNS, parse_columns, row_keys, write_class_table
+from ganfp.attribution.methods import METHODS, Job, TrainerSettings
+from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
+from ganfp.errors import InputError
+
+DEFAULT_METHOD = "knn"  # 1.00 on demo:attribution-2025, in a second (docs/attribution.md)
+DEFAULT_FEATURES = "pixels32"
+DEFAULT_CLUSTER_METHOD = "kmeans"
+DEFAULT_CLUSTER_FEATURES = "spectrum+residual"  # ARI 0.95+ on demo:attribution-2024, pixels 0.5
+Message = Callable[[str], None]
+
+
+def _check_common(features: str | None, image_size: int | None, batch_size: int, columns: str) -> None:
+    if features is not None:
+        parse_spaces(features)
+    if image_size is not None and not 8 <= image_size <= 4096:
+        raise InputError(f"--image-size {image_size}: must be between 8 and 4096")
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    parse_columns(columns)
+
+
+@dataclass(frozen=True)
+class AttributeConfig:
+    """Supervised attribution (2025 subtask 2): UNKNOWN images, labelled generated/<class> images to learn from."""
+
+    unknown: str  # folder or dataset spec of the images to attribute
+    out: str
+    train: str | None = None  # DIR with generated/<class>/ (and real/<class>/), or a spec; default: the spec's own
+    method: str = DEFAULT_METHOD
+    features: str = DEFAULT_FEATURES
+    k: int = 5
+    use_real: bool = False  # add real/<class> images to the references of the feature methods
+    columns: str = ",".join(DEFAULT_COLUMNS)
+    image_size: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 128
+    data_root: str | None = None
+    trainer: TrainerSettings = field(default_factory=TrainerSettings)
+
+    def validate(self) -> None:
+        METHODS.get(self.method)
+        _check_common(self.features if METHODS.entry(self.method).meta["needs"] != "images" else None,
+                      self.image_size, self.batch_size, self.columns)
+        if self.k < 1:
+            raise InputError(f"--k {self.k}: must be at least 1")
+        if self.use_real and METHODS.entry(self.method).meta["needs"] == "images":
+            raise InputError(f"--use-real: the {self.method} method trains on generated/<class>/ only; "
+                             "use it with centroid, knn, linear or fusion")
+        if self.trainer.epochs < 1:
+            raise InputError(f"--epochs {self.trainer.epochs}: must be at least 1")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Unsupervised attribution (2024 task 2): group IMAGES by their source generator."""
+
+    images: str
+    out: str
+    clusters: int | None = None  # None: choose K by silhouette
+    method: str = DEFAULT_CLUSTER_METHOD
+    features: str = DEFAULT_CLUSTER_FEATURES
+    max_clusters: int = 10
+    columns: str = ",".join(CLUSTER_COLUMNS)
+    image_size: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 128
+    data_root: str | None = None
+
+    def validate(self) -> None:
+        CLUSTERERS.get(self.method)
+        _check_common(self.features, self.image_size, self.batch_size, self.columns)
+        if self.clusters is not None and self.clusters < 2:
+            raise InputError(f"--clusters {self.clusters}: must be at least 2 (or auto)")
+        if self.max_clusters < 2:
+            raise InputError(f"--max-clusters {self.max_clusters}: must be at least 2")
+
+
+@dataclass
+class AttributionResult:
+    ids: list[str]
+    predicted: list[str]
+    probabilities: np.ndarray = field(repr=False)
+    classes: list[str] = field(default_factory=list)
+    method: str = ""
+    features: str | None = None
+    train: str = ""
+    train_counts: dict[str, int] = field(default_factory=dict)
+    out: str = ""
+    labels: str | None = None  # where the ground truth of a demo set is, for `ganfp evaluate`
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        counts = {c: self.predicted.count(c) for c in self.classes}
+        return {"task": "attribution", "images": len(self.ids), "classes": self.classes, "method": self.method,
+                "features": self.features, "train": self.train, "train_counts": self.train_counts,
+                "predicted_counts": counts, "out": self.out, "labels": self.labels, "seconds": round(self.seconds, 2)}
+
+
+@dataclass
+class ClusterResult:
+    ids: list[str]
+    clusters: np.ndarray
+    k: int
+    auto: bool
+    silhouette: float | None
+    silhouettes: dict[int, float | None]  # every K tried (auto), else the one K
+    method: str
+    features: str
+    out: str
+    labels: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        sizes = np.bincount(self.clusters, minlength=self.k).tolist()
+        return {"task": "clustering", "images": len(self.ids), "k": self.k,
+                "k_chosen_by": "silhouette" if self.auto else "user",
+                "silhouette": self.silhouette, "silhouettes": {str(k): v for k, v in self.silhouettes.items()},
+                "cluster_sizes": sizes, "method": self.method, "features": self.features, "out": self.out,
+                "labels": self.labels, "seconds": round(self.seconds, 2)}
+
+
+def read_images(spec: str, data_root=None) -> Manifest:
+    """Every image under a folder (sub-folders included), or a dataset spec; ids must be unique."""
+    from ganfp.data.adapters import load_manifest
+
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        files = image_files(path)
+        if not files:
+            raise InputError(f"{path}: no images (expected PNG, JPEG, TIFF... files)")
+        items = [Item(str(p.resolve()), UNLABELLED, source=spec) for p in files]
+        manifest = Manifest(f"folder:{path}", [], items, str(path))
+    else:
+        manifest = load_manifest(spec, data_root)
+    if not len(manifest):
+        raise InputError(f"{spec}: no images")
+    seen: dict[str, str] = {}
+    for item in manifest.items:
+        if item.id in seen:
+            raise InputError(f"{item.path}: id {item.id!r} also belongs to {seen[item.id]} "
+                             "(ids are file names without extension)")
+        seen[item.id] = item.path
+    return manifest
+
+
+def _class_folders(folder: Path, what: str, classes: list[str] | None = None) -> Manifest:
+    from ganfp.data.adapters.folder import folder_manifest
+
+    manifest = folder_manifest(folder, classes=classes)
+    if not manifest.labelled or len(manifest.classes) < 2:
+        raise InputError(f"{folder}: {what} needs one sub-folder of images per class, two classes or more")
+    return manifest
+
+
+def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str]:
+    """(labelled references, the spec the trainer loads): from --train, else from the unknown spec's dataset."""
+    from ganfp.data.adapters import load_manifest
+
+    source = cfg.train
+    if source is None:
+        if "generated" not in unknown.info or "classes" not in unknown.info:
+            raise InputError(f"{cfg.unknown}: no labelled training images known for it: pass --train DIR "
+                             "(generated/<class>/), or --clusters K|auto to cluster instead")
+        source = unknown.info["generated"]
+    path = Path(source).expanduser()
+    if path.is_dir():
+        nested = (path / "generated").is_dir()  # DIR/generated/<class>, or DIR/<class> itself
+        generated = path / "generated" if nested else path
+        train, spec = _class_folders(generated, "--train"), f"folder:{generated.resolve()}"
+        real = path / "real" if nested else None
+        if cfg.train is None and "real" in unknown.info:
+            real = Path(unknown.info["real"])
+    else:
+        train, spec = load_manifest(source, cfg.data_root), source
+        if not train.labelled or len(train.classes) < 2:
+            raise InputError(f"--train {source}: not a labelled dataset of two classes or more")
+        real = Path(train.info["real"]) if "real" in train.info else None
+    if cfg.use_real:
+        if real is None or not real.is_dir():
+            raise InputError(f"--use-real: no real/<class>/ folder beside the generated images of {source}")
+        extra = _class_folders(real, "--use-real", classes=train.classes)
+        train = Manifest(train.name, train.classes, train.items + extra.items, train.root, train.info)
+    return train, spec
+
+
+def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> AttributionResult:
+    """Attribute every image of `cfg.unknown` to a class of the training images; write `cfg.out`."""
+    started = time.perf_counter()
+    cfg.validate()
+    unknown = read_images(cfg.unknown, cfg.data_root)
+    train, train_spec = training_set(cfg, unknown)
+    size = cfg.image_size or common_size(train, unknown)
+    ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root)
+    job = Job(train, unknown, train_spec, cfg.features, cfg.k, ctx, cfg.trainer, cfg.seed, message)
+    probs = METHODS.get(cfg.method)(job)
+    predicted = [train.classes[i] for i in probs.argmax(1)]
+    columns = parse_columns(cfg.columns)
+    write_class_table(cfg.out, row_keys([it.path for it in unknown.items], columns), predicted, columns)
+    uses_features = METHODS.entry(cfg.method).meta["needs"] != "images"
+    return AttributionResult(unknown.ids, predicted, probs, train.classes, cfg.method,
+                             cfg.features if uses_features else None, train_spec, train.class_counts(), str(cfg.out),
+                             unknown.info.get("labels"), time.perf_counter() - started)
+
+
+def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> ClusterResult:
+    """Cluster every image of `cfg.images` into K groups (K given, or chosen by silhouette); write `cfg.out`."""
+    started = time.perf_counter()
+    cfg.validate()
+    images = read_images(cfg.images, cfg.data_root)
+    if cfg.clusters is not None and cfg.clusters > len(images):
+        raise InputError(f"--clusters {cfg.clusters}: more clusters than the {len(images)} images of {cfg.images}")
+    if cfg.clusters is None and len(images) < 3:
+        raise InputError(f"--clusters auto: {cfg.images} has {len(images)} images; choosing K needs 3 or more")
+    ctx = FeatureContext(cfg.image_size or common_size(images), cfg.device, cfg.batch_size, cfg.data_root)
+    raw, widths = compute(cfg.features, images, ctx)
+    x = BlockScaler().fit(raw, widths).transform(raw)
+    if cfg.clusters is None:
+        k, labels, tried = choose_k(x, cfg.method, cfg.max_clusters, cfg.seed)
+        message(f"--clusters auto: K = {k} (best silhouette among K = 2..{max(tried)})")
+    else:
+        k, labels = cfg.clusters, CLUSTERERS.get(cfg.method)(x, cfg.clusters, cfg.seed)
+        tried = {k: silhouette(x, labels)}
+    columns = parse_columns(cfg.columns)
+    write_class_table(cfg.out, row_keys([it.path for it in images.items], columns), [str(c) for c in labels], columns)
+    return ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, tried[k], tried, cfg.method,
+                         cfg.features, str(cfg.out), images.info.get("labels"), time.perf_counter() - started)

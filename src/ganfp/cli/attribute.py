@@ -1,0 +1,124 @@
+"""Commands: attribute."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ganfp import ui
+from ganfp.cli.app import app
+from ganfp.cli.options import BatchSizeOpt, DataRootOpt, DeviceOpt, ImageSizeOpt, JsonOpt, SeedOpt, in_range
+
+METHOD_HELP = ("Supervised: centroid, knn, linear, cnn or fusion (default knn). "
+               "With --clusters: kmeans, agglomerative or spectral (default kmeans).")
+FEATURES_HELP = ("Feature space: spectrum, residual, pixels[N], std[N], checkpoint or a model name; join with + "
+                 "(default: pixels32, and spectrum+residual with --clusters).")
+COLUMNS_HELP = ("Header of the output CSV, two names, or none (default image_path,predicted_class; id,cluster with "
+                "--clusters). File names go under image_path, path or file; ids (no extension) otherwise. "
+                "The official layout is unconfirmed: see docs/attribution.md.")
+
+
+def _clusters(value: str | None) -> int | None:
+    """`--clusters K|auto` -> K, or None for auto."""
+    from ganfp.errors import InputError
+
+    if value is None or value.strip().lower() == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"--clusters {value!r}: give a number of clusters or auto") from None
+
+
+def _print(result, as_json: bool) -> None:
+    info = result.to_dict()
+    if as_json:
+        ui.print_json(info)
+        return
+    if info["task"] == "attribution":
+        counts = ", ".join(f"{c} {n}" for c, n in info["predicted_counts"].items())
+        rows = [("images", info["images"]), ("classes", ", ".join(info["classes"])), ("trained on", info["train"]),
+                ("method", info["method"]), ("features", info["features"]), ("predicted", counts)]
+    else:
+        sizes = ", ".join(str(n) for n in info["cluster_sizes"])
+        rows = [("images", info["images"]), ("clusters", f"{info['k']} (chosen by {info['k_chosen_by']})"),
+                ("silhouette", info["silhouette"]), ("method", info["method"]), ("features", info["features"]),
+                ("cluster sizes", sizes)]
+    rows += [("written to", info["out"]), ("time (s)", f"{info['seconds']:.1f}")]
+    ui.print_table(f"attribute ({info['task']})", ["", "value"], [r for r in rows if r[1] is not None])
+    if info["labels"]:
+        ui.info(f"ground truth of this demo set: {info['labels']}")
+        ui.info(f"score it with: ganfp evaluate {info['out']} {info['labels']}")
+
+
+ImagesArg = Annotated[str, typer.Argument(metavar="IMAGES", help="Generated images to attribute: a folder or a "
+                                          "dataset spec such as demo:attribution-2025.")]
+OutOpt = Annotated[str, typer.Option("--out", help="CSV to write: one row per image, its class (or cluster).")]
+TrainOpt = Annotated[Optional[str], typer.Option("--train", help="Labelled training images: DIR with "
+                                                 "generated/<class>/ (and real/<class>/), or a spec (default: the "
+                                                 "spec's own).")]
+ClustersOpt = Annotated[Optional[str], typer.Option("--clusters", metavar="K|auto", help="Cluster instead (no labels): "
+                                                    "K groups, or auto to choose K by silhouette.")]
+UseRealOpt = Annotated[bool, typer.Option("--use-real", help="Add the real/<class>/ images to the references of "
+                                          "centroid, knn and linear.")]
+EpochsOpt = Annotated[int, typer.Option("--epochs", callback=in_range(1), help="Most epochs of the cnn method (early "
+                                        "stopping after 5 without progress).")]
+RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where the cnn method keeps its model "
+                                                   "(default: $GANFP_RUNS, else ./runs).")]
+
+
+@app.command("attribute")
+def attribute(
+    images: ImagesArg,
+    out: OutOpt,
+    train: TrainOpt = None,
+    clusters: ClustersOpt = None,
+    method: Optional[str] = typer.Option(None, "--method", help=METHOD_HELP),
+    features: Optional[str] = typer.Option(None, "--features", help=FEATURES_HELP),
+    k: int = typer.Option(5, "--k", callback=in_range(1), help="Neighbours of knn (and fusion), at least 1."),
+    use_real: UseRealOpt = False,
+    max_clusters: int = typer.Option(10, "--max-clusters", callback=in_range(2),
+                                     help="With --clusters auto: the largest K tried (at least 2)."),
+    columns: Optional[str] = typer.Option(None, "--columns", help=COLUMNS_HELP),
+    model: str = typer.Option("conv5", "--model", help="Network of the cnn method."),
+    epochs: EpochsOpt = 30,
+    image_size: ImageSizeOpt = None,
+    device: DeviceOpt = "auto",
+    batch_size: BatchSizeOpt = 128,
+    data_root: DataRootOpt = None,
+    runs_dir: RunsDirOpt = None,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Attribute generated images to the training subset or generator that made them, or cluster them."""
+    from ganfp.attribution.methods import TrainerSettings
+    from ganfp.attribution.run import (
+        DEFAULT_CLUSTER_FEATURES,
+        DEFAULT_CLUSTER_METHOD,
+        DEFAULT_FEATURES,
+        DEFAULT_METHOD,
+        AttributeConfig,
+        ClusterConfig,
+    )
+    from ganfp.attribution.run import attribute as run_attribute
+    from ganfp.attribution.run import cluster as run_cluster
+    from ganfp.errors import InputError
+    from ganfp.fileio import check_writable
+
+    check_writable(out, "--out")
+    common = dict(out=out, image_size=image_size, seed=seed, device=device, batch_size=batch_size, data_root=data_root)
+    if clusters is not None:
+        if train is not None or use_real:
+            raise InputError("--clusters groups images without labels: drop --train / --use-real")
+        cfg = ClusterConfig(images=images, clusters=_clusters(clusters), method=method or DEFAULT_CLUSTER_METHOD,
+                            features=features or DEFAULT_CLUSTER_FEATURES, max_clusters=max_clusters,
+                            columns=columns or "id,cluster", **common)
+        result = run_cluster(cfg, message=ui.info)
+    else:
+        trainer = TrainerSettings(model=model, epochs=epochs, runs_dir=runs_dir)
+        cfg = AttributeConfig(unknown=images, train=train, method=method or DEFAULT_METHOD,
+                              features=features or DEFAULT_FEATURES, k=k, use_real=use_real,
+                              columns=columns or "image_path,predicted_class", trainer=trainer, **common)
+        result = run_attribute(cfg, message=ui.info)
+    _print(result, as_json)

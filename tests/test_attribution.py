@@ -1,0 +1,275 @@
+"""`ganfp attribute` and the attribution/clustering side of `ganfp evaluate`, on tiny seeded images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganfp.attribution.cluster import CLUSTERERS
+from ganfp.attribution.features import FREQUENCY, spectrum
+from ganfp.attribution.files import image_id, read_class_table
+from ganfp.attribution.methods import METHODS, TrainerSettings
+from ganfp.attribution.run import AttributeConfig, ClusterConfig, attribute, cluster
+from ganfp.errors import InputError
+from ganfp.metrics import class_metrics, cluster_baselines, cluster_metrics, matched_accuracy
+
+SIZE = 16
+CLASSES = ("alpha", "beta", "gamma")
+FEATURE_METHODS = [n for n in METHODS.names() if METHODS.entry(n).meta["needs"] == "features"]
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def class_images(rng: np.random.Generator, c: int, n: int) -> np.ndarray:
+    """Images of class `c`: its own fixed pattern plus noise, so a class is learnable but no two images are equal."""
+    base = np.random.default_rng(100 + c).integers(40, 216, (SIZE, SIZE))
+    return np.clip(base + rng.normal(0, 25, (n, SIZE, SIZE)), 0, 255).astype(np.uint8)
+
+
+def save(folder: Path, prefix: str, images: np.ndarray, palette: bool = False) -> list[str]:
+    """PNGs; with `palette`, 8-bit palette ("colormap") PNGs like the 2025 data, grey level = palette entry."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = []
+    for i, img in enumerate(images):
+        ids.append(f"{prefix}_{i:03d}")
+        out = Image.fromarray(img)
+        if palette:  # store index 255 - v with a reversed grey ramp: reading the index instead would invert the image
+            out = Image.fromarray((255 - img).astype(np.uint8), mode="P")
+            out.putpalette(np.repeat(255 - np.arange(256), 3).tolist())
+        out.save(folder / f"{ids[-1]}.png")
+    return ids
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory) -> Path:
+    """generated/<class>/ (8 each), real/<class>/ (4 each), unknown/ (4 per class, shuffled) and labels.csv."""
+    root = tmp_path_factory.mktemp("attribution")
+    rng = np.random.default_rng(0)
+    ids, truth = [], []
+    for c, cls in enumerate(CLASSES):
+        save(root / "train" / "generated" / cls, f"gen_{cls}", class_images(rng, c, 8))
+        save(root / "train" / "real" / cls, f"real_{cls}", class_images(rng, c, 4))
+        unknown = class_images(rng, c, 4)
+        ids += save(root / "unknown", f"unknown_{cls}", unknown)
+        truth += [cls] * len(unknown)
+    (root / "labels.csv").write_text("id,label\n" + "".join(f"{i},{t}\n" for i, t in zip(ids, truth)))
+    return root
+
+
+def config(task: Path, tmp_path: Path, **kw) -> AttributeConfig:
+    return AttributeConfig(unknown=str(task / "unknown"), train=str(task / "train"), out=str(tmp_path / "a.csv"),
+                           device="cpu", data_root=str(tmp_path / "data"), **kw)
+
+
+def accuracy(out: Path, labels: Path) -> float:
+    from ganfp.evaluation import evaluate_classes
+
+    return evaluate_classes(out, labels).metrics["accuracy"]
+
+
+@pytest.mark.parametrize("method", FEATURE_METHODS)
+@pytest.mark.parametrize("features", ["pixels8", "pixels16+spectrum"])
+def test_feature_methods_recover_the_classes(task, tmp_path, method, features):
+    result = attribute(config(task, tmp_path, method=method, features=features))
+    assert result.probabilities.shape == (12, 3)
+    np.testing.assert_allclose(result.probabilities.sum(1), 1.0, atol=1e-6)
+    assert accuracy(tmp_path / "a.csv", task / "labels.csv") >= 0.9
+    assert (tmp_path / "a.csv").read_text().splitlines()[0] == "image_path,predicted_class"
+
+
+def test_cnn_trains_with_the_stage_trainer_and_fusion_reuses_it(task, tmp_path):
+    trainer = TrainerSettings(epochs=2, batch_size=8, runs_dir=str(tmp_path / "runs"))
+    result = attribute(config(task, tmp_path, method="cnn", trainer=trainer))
+    assert result.probabilities.shape == (12, 3) and result.features is None
+    stage = next((tmp_path / "runs" / "attribute").iterdir())
+    meta = json.loads((stage / "meta.json").read_text())
+    assert meta["classes"] == list(CLASSES) and meta["status"] == "complete"
+    fused = attribute(config(task, tmp_path, method="fusion", trainer=trainer))  # the trained model is reused
+    assert len(list((tmp_path / "runs" / "attribute").iterdir())) == 1
+    np.testing.assert_allclose(fused.probabilities.sum(1), 1.0, atol=1e-5)
+
+
+def test_use_real_adds_the_real_images_to_the_references(task, tmp_path):
+    result = attribute(config(task, tmp_path, method="centroid", use_real=True))
+    assert result.train_counts == {cls: 12 for cls in CLASSES}
+
+
+def test_output_columns_are_a_flag(task, tmp_path):
+    attribute(config(task, tmp_path, columns="none"))
+    lines = (tmp_path / "a.csv").read_text().splitlines()
+    assert len(lines) == 12 and lines[0].count(",") == 1 and lines[0].endswith(CLASSES)
+    assert lines[0].startswith("unknown_alpha_000,")  # ids, not file names, without a path-like header
+    table = read_class_table(tmp_path / "a.csv")
+    assert table.columns is None and len(table.ids) == 12
+    attribute(config(task, tmp_path))
+    assert (tmp_path / "a.csv").read_text().splitlines()[1].startswith("unknown_alpha_000.png,")
+
+
+def blobs(rng: np.random.Generator, n_per: int = 10) -> tuple[np.ndarray, list[str]]:
+    images = np.concatenate([class_images(rng, c, n_per) for c in range(3)])
+    return images, [cls for cls in CLASSES for _ in range(n_per)]
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("mixed")
+    images, truth = blobs(np.random.default_rng(1))
+    order = np.random.default_rng(2).permutation(len(truth))
+    ids = save(root / "generated", "img", images[order])
+    (root / "labels.csv").write_text("id,generator\n" + "".join(f"{i},{truth[j]}\n" for i, j in zip(ids, order)))
+    return root
+
+
+@pytest.mark.parametrize("method", CLUSTERERS.names())
+def test_clusterers_find_the_generators_and_auto_finds_k(mixed, tmp_path, method):
+    from ganfp.evaluation import evaluate_clusters
+
+    cfg = ClusterConfig(images=str(mixed / "generated"), out=str(tmp_path / "c.csv"), method=method, features="pixels8",
+                        max_clusters=5, device="cpu", data_root=str(tmp_path / "data"))
+    result = cluster(cfg)
+    assert result.auto and result.k == 3 and set(result.silhouettes) == {2, 3, 4, 5}
+    report = evaluate_clusters(tmp_path / "c.csv", mixed / "labels.csv")
+    assert report.metrics["ari"] > 0.9 and report.metrics["matched_accuracy"] > 0.95
+    assert abs(report.baselines["random 3 clusters"]["ari"]) < 0.1
+    assert report.baselines["one cluster"]["ari"] == 0.0
+
+
+def test_spectrum_sees_upsampling_that_pixels_miss(tmp_path):
+    """Nearest-neighbour 2x up-sampling leaves a periodic trace: the spectrum separates it from smooth noise."""
+    rng = np.random.default_rng(3)
+    smooth = torch.from_numpy(np.clip(rng.normal(128, 30, (20, SIZE, SIZE)), 0, 255).astype(np.uint8))
+    blocky = torch.from_numpy(np.repeat(np.repeat(rng.normal(128, 30, (20, SIZE // 2, SIZE // 2)), 2, 1), 2, 2)
+                              .clip(0, 255).astype(np.uint8))
+    s, b = spectrum(smooth), spectrum(blocky)
+    assert s.shape == (20, SIZE // 2 + 1) and set(FREQUENCY.names()) == {"spectrum", "residual"}
+    assert s[:, -1].min() > b[:, -1].max()  # the highest frequencies: flat for noise, damped by the up-sampling
+
+
+def test_evaluate_cli_attribution_and_clustering(task, mixed, tmp_path, run_cli):
+    out = tmp_path / "a.csv"
+    code, stdout, err = run_cli("attribute", task / "unknown", "--train", task / "train", "--out", out,
+                                "--device", "cpu", "--features", "pixels8", "--data-root", tmp_path / "data")
+    assert code == 0, err
+    code, stdout, err = run_cli("evaluate", out, task / "labels.csv", "--json")
+    report = json.loads(stdout)
+    assert code == 0 and report["task"] == "attribution" and report["metrics"]["accuracy"] == 1.0
+    assert report["baselines"]["majority class"]["accuracy"] == pytest.approx(1 / 3)
+    assert np.trace(np.array(report["confusion"])) == 12
+    code, stdout, err = run_cli("evaluate", out, task / "labels.csv")
+    assert "macro-F1" in stdout and "majority class" in stdout and "Confusion matrix" in stdout
+    clusters = tmp_path / "c.csv"
+    code, _, err = run_cli("attribute", mixed / "generated", "--clusters", "3", "--out", clusters, "--device", "cpu",
+                           "--features", "pixels8", "--data-root", tmp_path / "data")
+    assert code == 0, err
+    code, stdout, err = run_cli("evaluate", clusters, mixed / "labels.csv")
+    assert code == 0 and "adjusted Rand index" in stdout and "one cluster" in stdout and "random 3 clusters" in stdout
+
+
+def one_line_error(result, *fragments):
+    code, out, err = result
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_one_line_errors(task, mixed, tmp_path, run_cli):
+    (tmp_path / "empty").mkdir()
+    train_gap = tmp_path / "gap"
+    save(train_gap / "generated" / "a", "a", class_images(np.random.default_rng(0), 0, 2))
+    (train_gap / "generated" / "b").mkdir()
+    common = ("--out", tmp_path / "x.csv", "--device", "cpu", "--data-root", tmp_path / "data")
+    one_line_error(run_cli("attribute", tmp_path / "empty", "--train", task / "train", *common), "empty", "no images")
+    one_line_error(run_cli("attribute", task / "unknown", "--train", train_gap, *common),
+                   "generated/b", "without images")
+    one_line_error(run_cli("attribute", mixed / "generated", "--clusters", "31", *common), "--clusters 31", "30 images")
+    one_line_error(run_cli("attribute", mixed / "generated", "--clusters", "1", *common), "at least 2")
+    one_line_error(run_cli("attribute", mixed / "generated", "--clusters", "many", *common), "auto")
+    one_line_error(run_cli("attribute", task / "unknown", *common), "--train")
+    one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--method", "magic", *common),
+                   "unknown attribution method 'magic'", "knn")
+    one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--features", "ssim", *common),
+                   "ssim compares images")
+    one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--columns", "a,b,c", *common),
+                   "--columns")
+    preds = tmp_path / "p.csv"
+    preds.write_text("image_path,predicted_class\n" + "".join(
+        f"{i},{'delta' if n == 5 else v}\n" for n, (i, v) in enumerate(
+            (r.split(",") for r in (task / "labels.csv").read_text().splitlines()[1:]))))
+    one_line_error(run_cli("evaluate", preds, task / "labels.csv"), "p.csv:7", "'delta'", "alpha, beta, gamma")
+
+
+def test_class_and_cluster_metrics():
+    m = class_metrics([0, 0, 1, 1, 2, 2], [0, 0, 1, 2, 2, 2], 3)
+    assert m["accuracy"] == pytest.approx(5 / 6) and m["confusion"] == [[2, 0, 0], [0, 1, 1], [0, 0, 2]]
+    assert m["macro_f1"] == pytest.approx((1 + 2 / 3 + 0.8) / 3)
+    truth = np.array(["a"] * 4 + ["b"] * 4 + ["c"] * 2)
+    permuted = np.array([2] * 4 + [0] * 4 + [1] * 2)  # the right groups under other names
+    assert matched_accuracy(truth, permuted) == 1.0 and cluster_metrics(truth, permuted)["ari"] == 1.0
+    assert matched_accuracy(truth, np.arange(10)) == pytest.approx(0.3)  # extra clusters count as wrong
+    assert cluster_baselines(truth, 3)["one cluster"]["matched_accuracy"] == pytest.approx(0.4)
+
+
+def test_class_table_reading(tmp_path):
+    assert image_id("dir/sub\\unknown_0001.PNG") == "unknown_0001" and image_id("img.v2") == "img.v2"
+    path = tmp_path / "t.csv"
+    path.write_text("\ufeffimage_path,predicted_class,score\r\na/x.png,c1,0.5\r\ny.png,c2,0.1\r\n")
+    table = read_class_table(path)
+    assert table.ids == ["x", "y"] and table.values == ["c1", "c2"]
+    assert table.columns == ("image_path", "predicted_class")
+    path.write_text("id,label\nx,c1\nx,c2\n")
+    with pytest.raises(InputError, match=r"t.csv:3: id 'x' more than once"):
+        read_class_table(path)
+
+
+def test_palette_png_decodes_to_its_grey_levels(tmp_path):
+    """2025 images are 8-bit palette PNGs: the index is not the grey level, the palette entry is."""
+    from ganfp.data.decode import decode_image
+
+    index = np.arange(SIZE * SIZE, dtype=np.uint8).reshape(SIZE, SIZE)
+    grey = 255 - np.arange(256, dtype=np.uint8)  # a reversed grey ramp: index 0 is white
+    img = Image.fromarray(index, mode="P")
+    img.putpalette(np.repeat(grey, 3).tolist())
+    img.save(tmp_path / "palette.png")
+    with Image.open(tmp_path / "palette.png") as check:
+        assert check.mode == "P"
+    np.testing.assert_array_equal(decode_image(str(tmp_path / "palette.png"), SIZE), grey[index])
+
+
+def test_help_names_every_registered_method_and_space():
+    from ganfp.cli.attribute import FEATURES_HELP, METHOD_HELP
+
+    for name in METHODS.names() + CLUSTERERS.names():
+        assert name in METHOD_HELP
+    for name in FREQUENCY.names():
+        assert name in FEATURES_HELP
+
+
+def test_imageclef_2025_archive_attributes_with_its_own_training_folders(tmp_path):
+    """fetch-data --from an archive laid out like 2025 (palette PNGs), then attribute generated_unknown/ by spec."""
+    from ganfp.data.adapters import load_manifest
+    from ganfp.fetch import fetch_dataset
+
+    src, rng = tmp_path / "src" / "ImageCLEFmed_GANs_2025" / "task2", np.random.default_rng(4)
+    truth = {}
+    for c, cls in enumerate(CLASSES):
+        save(src / "real" / cls, f"real_{cls}", class_images(rng, c, 3), palette=True)
+        save(src / "generated" / cls, f"gen_{cls}", class_images(rng, c, 6), palette=True)
+        unknown = save(src / "generated_unknown", f"img_{cls}", class_images(rng, c, 2), palette=True)
+        truth.update(dict.fromkeys(unknown, cls))
+    root = tmp_path / "data"
+    fetch_dataset("imageclef-gans-2025", root, source=tmp_path / "src")
+    train = load_manifest("imageclef-gans-2025:attribution-train", root)
+    assert train.classes == list(CLASSES) and len(train) == 18
+    cfg = AttributeConfig(unknown="imageclef-gans-2025:attribution-unknown", out=str(tmp_path / "a.csv"),
+                          features="pixels8", use_real=True, device="cpu", data_root=str(root))
+    result = attribute(cfg)
+    assert result.train_counts == {cls: 9 for cls in CLASSES}
+    assert dict(zip(result.ids, result.predicted)) == truth
