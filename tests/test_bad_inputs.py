@@ -33,23 +33,11 @@ from PIL import Image
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
-# Case ids whose fix lands with h-training (chain TOML validation, numeric ranges of training options,
-# one-class folders, checkpoint metadata, path-safe names). Remove from this list once merged.
-FIXED_ELSEWHERE = {
-    "train-epochs-0", "train-epochs-negative", "train-patience-0", "train-lr-negative", "train-lr-nan",
-    "train-momentum-2", "train-val-fraction-0", "train-val-fraction-1", "train-val-fraction-1.5",
-    "train-pseudo-fraction-0.9", "train-weight-decay-negative", "train-one-class-folder",
-    "train-name-dotdot", "train-name-slash", "train-init-meta-no-num-classes", "train-init-meta-unknown-model",
-    "chain-stages-ints", "chain-defaults-int", "chain-epochs-string", "chain-image-size-string",
-    "chain-dataset-int", "chain-epochs-negative", "chain-epochs-zero", "chain-patience-zero",
-    "chain-name-dotdot", "chain-stage-name-dotdot", "chain-extra-string", "chain-bad-dataset-2",
-    "chain-epochs-0", "chain-patience-0",
-    # checked only after the data is decoded (and announced): validate the starting point and the
-    # pseudo-label source before stage_data, and decode errors after a progress line (train.py)
-    "train-init-missing", "train-init-garbage", "train-init-pickle", "train-init-empty-folder",
-    "train-pseudo-unknown", "train-data-bomb", "train-data-corrupt",
-    "classify-checkpoint-meta-no-num-classes",
-}
+# Case ids that fail for a reason outside this branch's files, marked xfail (strict=False) until fixed.
+# All four print the trainer's progress line ("N images, decoding once at ...") before the one-line
+# error: train.py announces the decoding before the data (or the starting point) is known to be good.
+FIXED_ELSEWHERE = {"train-data-bomb", "train-data-corrupt", "train-init-pickle", "train-one-class-folder"}
+XFAIL_REASON = "train.py prints a progress line before this error (h-training's file)"
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -425,23 +413,24 @@ add("train-init-missing", *TD, "--out", "{out}/o", "--init", "{missing}", says="
 add("train-init-garbage", *TD, "--out", "{out}/o", "--init", "{ckpt_garbage}", says="garbage.safetensors")
 add("train-init-pickle", *TD, "--out", "{out}/o", "--init", "{ckpt_pickle}", says="weights.pt")
 add("train-init-empty-folder", *TD, "--out", "{out}/o", "--init", "{empty}", says="empty")
-add("train-pseudo-unknown", *TD, "--out", "{out}/o", "--pseudo-labels", "nope", says="nope")
-add("train-epochs-0", *TD, "--out", "{out}/o", "--epochs", "0", says="--epochs")
-add("train-epochs-negative", *TD, "--out", "{out}/o", "--epochs", "-2", says="--epochs")
-add("train-patience-0", *TD, "--out", "{out}/o", "--patience", "0", says="--patience")
-add("train-lr-negative", *TD, "--out", "{out}/o", "--lr", "-0.1", says="--lr")
-add("train-lr-nan", *TD, "--out", "{out}/o", "--lr", "nan", says="--lr")
-add("train-momentum-2", *TD, "--out", "{out}/o", "--momentum", "2", says="--momentum")
-add("train-weight-decay-negative", *TD, "--out", "{out}/o", "--weight-decay", "-1", says="--weight-decay")
-add("train-val-fraction-0", *TD, "--out", "{out}/o", "--val-fraction", "0", says="--val-fraction")
-add("train-val-fraction-1", *TD, "--out", "{out}/o", "--val-fraction", "1", says="--val-fraction")
-add("train-val-fraction-1.5", *TD, "--out", "{out}/o", "--val-fraction", "1.5", says="--val-fraction")
-add("train-pseudo-fraction-0.9", *TD, "--out", "{out}/o", "--pseudo-fraction", "0.9", says="--pseudo-fraction")
+add("train-pseudo-unknown", *TD, "--out", "{out}/o", "--pseudo-labels", "nope", says="pseudo_labels")
+add("train-epochs-0", *TD, "--out", "{out}/o", "--epochs", "0", says="epochs")
+add("train-epochs-negative", *TD, "--out", "{out}/o", "--epochs", "-2", says="epochs")
+add("train-patience-0", *TD, "--out", "{out}/o", "--patience", "0", says="patience")
+add("train-lr-negative", *TD, "--out", "{out}/o", "--lr", "-0.1", says="lr")
+add("train-lr-nan", *TD, "--out", "{out}/o", "--lr", "nan", says="lr")
+add("train-momentum-2", *TD, "--out", "{out}/o", "--momentum", "2", says="momentum")
+add("train-weight-decay-negative", *TD, "--out", "{out}/o", "--weight-decay", "-1", says="weight_decay")
+add("train-val-fraction-0", *TD, "--out", "{out}/o", "--val-fraction", "0", says="val_fraction")
+add("train-val-fraction-1", *TD, "--out", "{out}/o", "--val-fraction", "1", says="val_fraction")
+add("train-val-fraction-1.5", *TD, "--out", "{out}/o", "--val-fraction", "1.5", says="val_fraction")
+add("train-pseudo-fraction-0.9", *TD, "--out", "{out}/o", "--pseudo-fraction", "0.9", says="pseudo_fraction")
 add("train-one-class-folder", *T, "--data", "{oneclass}", "--out", "{out}/o", says="class")
 add("train-name-dotdot", *TD, "--out", "{out}/o", "--name", "../../x", says="name")
 add("train-name-slash", *TD, "--out", "{out}/o", "--name", "a/b", says="name")
 add("train-init-meta-no-num-classes", *TD, "--out", "{out}/o", "--init", "{ckpt_no_classes}", says="num_classes")
-add("train-init-meta-unknown-model", *TD, "--out", "{out}/o", "--init", "{ckpt_unknown_model}", says="nonet")
+add("train-init-meta-unknown-model", *TD, "--out", "{out}/o", "--init", "{ckpt_unknown_model}",
+    says="ckpt_unknown_model")
 
 # chain ------------------------------------------------------------------------------------------------
 C = ("chain", "--model", "conv5", "--runs-dir", "{out}/runs", "--data-root", "{out}/data")
@@ -466,8 +455,8 @@ add("chain-batch-size-0", *C, "--batch-size", "0", says="--batch-size")
 add("chain-seed-negative", *C, "--seed", "-1", says="--seed")
 add("chain-memory-budget-negative", *C, "--memory-budget", "-5", says="--memory-budget")
 add("chain-epochs-word", *C, "--epochs", "x", says="--epochs")
-add("chain-epochs-0", *C, "--chain", "{chain_valid}", "--epochs", "0", says="--epochs")
-add("chain-patience-0", *C, "--chain", "{chain_valid}", "--patience", "0", says="--patience")
+add("chain-epochs-0", *C, "--chain", "{chain_valid}", "--epochs", "0", says="epochs")
+add("chain-patience-0", *C, "--chain", "{chain_valid}", "--patience", "0", says="patience")
 add("chain-from-stage-unknown", *C, "--chain", "{chain_valid}", "--from-stage", "zzz", says="zzz")
 add("chain-unknown-option", *C, "--frobnicate", says="--frobnicate")
 add("chain-extra-argument", *C, "extra", says="extra")
@@ -589,7 +578,7 @@ add("classify-no-checkpoint-no-runs", *K, "{real}", "--out", "{out}/s.csv", "--r
 add("classify-checkpoint-meta-no-num-classes", *K, "{real}", "--method", "classifier", "--checkpoint",
     "{ckpt_no_classes}", "--out", "{out}/s.csv", says="num_classes")
 add("classify-checkpoint-meta-unknown-model", *K, "{real}", "--method", "classifier", "--checkpoint",
-    "{ckpt_unknown_model}", "--out", "{out}/s.csv", says="nonet")
+    "{ckpt_unknown_model}", "--out", "{out}/s.csv", says="ckpt_unknown_model")
 add("classify-device-unknown", *KR, "--out", "{out}/s.csv", "--device", "tpu", says="tpu")
 add("classify-unknown-option", *KR, "--out", "{out}/s.csv", "--frobnicate", says="--frobnicate")
 
@@ -623,7 +612,7 @@ def one_line(text: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "case",
-    [pytest.param(c, id=c.id, marks=c.marks + ([pytest.mark.xfail(reason="fixed on h-training", strict=False)]
+    [pytest.param(c, id=c.id, marks=c.marks + ([pytest.mark.xfail(reason=XFAIL_REASON, strict=False)]
                                                if c.id in FIXED_ELSEWHERE else [])) for c in CASES],
 )
 def test_bad_input(case: Case, world, run_cli, tmp_path, monkeypatch):
