@@ -13,7 +13,7 @@ run here, and why:
 - SLOW: commands that train or benchmark for minutes; marked `slow`, they run with --run-slow.
 
 A command in neither list runs and must exit 0. Folder names the docs use for "your own data" are
-stood in for by demo folders (PLACEHOLDERS).
+stood in for by demo folders (PLACEHOLDERS), or by demo images written as DICOM and NIfTI.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from ganfp.data.demo_attribution import ensure_attribution_demo
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
@@ -40,6 +42,11 @@ SKIP = {
     "torchrun --nproc_per_node=4 -m ganfp chain --model resnet18 --chain paper":
         "needs 4 processes and the paper chain's downloads (Kaggle, ImageCLEF registration)",
     "OUT=bench-results PYTHON=python benchmarks/gpu_all.sh": "needs a CUDA GPU",
+    'pip install "torch<=2.14.1" "torchvision<=0.29.1" --index-url https://download.pytorch.org/whl/cpu':
+        "downloads torch from the PyTorch index",
+    'pip install ".[medical]"': "installs packages (pydicom and nibabel are already in the test extra)",
+    "ganfp attribute imageclef-gans-2025:attribution-unknown --out attribution.csv":
+        "needs the ImageCLEF 2025 data (registration), imported with fetch-data --from",
 }
 SLOW = {
     "ganfp chain --model resnet18 --chain demo": "trains the four-stage demo chain (about 6 min on 2 cores)",
@@ -48,9 +55,6 @@ SLOW = {
     "ganfp classify real/ --out submission.csv --checkpoint runs/demo-resnet18": "needs the demo chain run",
     "ganfp classify demo:gans-test --method classifier --out paper.csv": "needs the demo chain run",
     "ganfp evaluate paper.csv ~/.local/share/ganfp/demo/gans-test-labels.csv": "reads paper.csv, from the step before",
-    "ganfp train-stage --data demo:covid --out runs/covid --model conv5 --image-size 64 --epochs 20":
-        "trains 20 epochs",
-    "ganfp train-stage --data ./my_images --out runs/mine --init runs/covid": "trains at 224 px, from runs/covid",
     "python benchmarks/train_throughput.py --model resnet18 --image-size 64 --batch 64 --steps 4 --rounds 20":
         "a benchmark (minutes on a CPU)",
     "python benchmarks/infer_throughput.py --model resnet18 --image-size 64 --batch 256 --steps 4 --rounds 9":
@@ -59,14 +63,19 @@ SLOW = {
     "10000x200x512,10000x200x4096,100000x10000x512,1000000x200x512,200x1000000x512": "a benchmark (minutes)",
     "python benchmarks/demo_chain.py --models resnet18 conv5 vit_b_32 vgg11": "trains the demo chain four times",
 }
-# folder the docs use for the reader's own data -> the demo folder (under the data root's demo/) standing in
+# folder the docs use for the reader's own data -> the demo folder (under the data root) standing in
 PLACEHOLDERS = {
-    "real_images": "gans-test/real_unknown_1",
-    "real": "gans-test/real_unknown_1",
-    "generated": "gans-test/generated_1",
-    "dev": "gans-dev",
-    "my_images": "covid",
+    "real_images": "demo/gans-test/real_unknown_1",
+    "real": "demo/gans-test/real_unknown_1",
+    "generated": "demo/gans-test/generated_1",
+    "gen": "demo/gans-test/generated_1",
+    "dev": "demo/gans-dev",
+    "my_images": "demo/covid",
+    "generated_unknown": "demo-attribution-2025/generated_unknown",
+    "train/generated": "demo-attribution-2025/generated",
 }
+# the same demo images as DICOM files and NIfTI volumes, for the docs' medical-format examples
+MEDICAL_PLACEHOLDERS = {"dicom_dir": "dicom", "volumes": "nifti"}
 
 
 def doc_commands() -> list[tuple[str, int, str]]:
@@ -104,11 +113,28 @@ def docs_env(tmp_path_factory, demo_root):
     shutil.copytree(demo_root, data)
     work = base / "work"
     work.mkdir()
+    ensure_attribution_demo("attribution-2025", data)
     for name, part in PLACEHOLDERS.items():
-        shutil.copytree(data / "demo" / part, work / name)
+        shutil.copytree(data / part, work / name)
+    for name, kind in MEDICAL_PLACEHOLDERS.items():
+        write_medical(work / name, kind, data / "demo" / "gans-test" / "real_unknown_1")
     env = {"HOME": str(home), "GANFP_DATA": str(data), "GANFP_RUNS": "", "XDG_DATA_HOME": "",
            "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     return work, env
+
+
+def write_medical(folder: Path, kind: str, source: Path) -> None:
+    """Demo images in Hounsfield units: one DICOM file per image, or NIfTI volumes of 100 slices."""
+    import numpy as np
+    from helpers.medical import u8_to_hu, write_ct_dicom, write_nifti
+    from PIL import Image
+
+    slices = [u8_to_hu(np.asarray(Image.open(p).convert("L"))) for p in sorted(source.glob("*.png"))]
+    if kind == "dicom":
+        for i, hu in enumerate(slices):
+            write_ct_dicom(folder / f"ct{i:03d}.dcm", hu)
+    else:
+        write_nifti(folder / "scan.nii.gz", np.stack(slices, axis=-1))
 
 
 def run_in_process(command: str, run_cli) -> tuple[int, str]:
