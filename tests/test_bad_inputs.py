@@ -11,9 +11,9 @@ working directory, the runs folder and every output live there) and asserts:
 - nothing was written outside the target: the shared inputs (recursively) and the folders around
   the target (their entries) are the same before and after.
 
-Cases whose fix belongs to another branch are listed in FIXED_ELSEWHERE and marked xfail there
-(strict=False) until that branch is merged; remove the marks then. Nothing here trains: inputs
-are refused before the first epoch (the few that could start are tiny: conv5, 16 px, one epoch).
+Cases whose fix lies outside the input/CLI files are listed in FIXED_ELSEWHERE, marked xfail
+(strict=False) with the reason; remove an id from the list once its fix lands. Nothing here trains:
+inputs are refused before the first epoch (the few that could start are tiny: conv5, 16 px, one epoch).
 """
 
 from __future__ import annotations
