@@ -5,7 +5,7 @@
 
 --zoo builds (or reuses) every family's dev split (80 used, 80 not used, 500 generated) and test
 split (100 / 100 / 2,000) and scores them with every recipe the registries offer (feature space x
-method x k), the default ensemble, what `--calibrate` chooses on dev, GAN-Leaks (raw-pixel L2 to
+method x k), the default, what `--calibrate` chooses on dev, GAN-Leaks (raw-pixel L2 to
 the nearest generated image) and "all used". The table shows, per family, test ROC-AUC / F1 at
 used fraction 0.5 and the dev ROC-AUC, then the worst case over the leaking families. A
 leave-one-family-out check picks a default by its worst dev AUC on the other families and
@@ -35,18 +35,18 @@ from ganfp.classify import calibrate, calibration_candidates, dev_sets, read_rea
 from ganfp.data.generated import generated_manifest
 from ganfp.data.zoo import FAMILIES, SHAPES, build_split, shape_seed, write_split
 from ganfp.device import resolve_device
-from ganfp.membership import MembershipScorer, Recipe, ScoringSetup, parse_features
+from ganfp.membership import DEFAULT_METHOD, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.pipeline import canonical
 from ganfp.metrics import binary_metrics
 from ganfp.submission import decide, read_labels
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "membership.md"
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
-DEFAULT = canonical(Recipe("ensemble"))
+DEFAULT = canonical(Recipe(DEFAULT_METHOD))
 OLD_DEFAULT = Recipe("knn", "ssim64", 10)  # ganfp 0.1.0's default, chosen on the demo's generator alone
-SHOWN = [Recipe("knn", "pixels64", 10), OLD_DEFAULT, Recipe("knn", "std16", 5), Recipe("knn", "std32", 5),
-         Recipe("knn", "ncc16", 1), Recipe("knn", "ncc32", 1), Recipe("retrieval", "ncc32"), Recipe("density", "std16", 5),
-         Recipe("autoencoder")]
+SHOWN = [Recipe("knn", "pixels64", 10), OLD_DEFAULT, Recipe("knn", "std32", 5), Recipe("knn", "ncc32", 3),
+         Recipe("retrieval", "ncc32"), Recipe("density", "std16", 5), Recipe("local", "std16", 40),
+         Recipe("local", "pixels32", 40), Recipe("fusion", "std32", 5), Recipe("autoencoder")]
 
 
 def family_sets(name: str, shape: str, seed: int, zoo_dir: Path):
@@ -91,6 +91,22 @@ def evaluate_family(name: str, seed: int, zoo_dir: Path, device: torch.device) -
     return rows
 
 
+def control_over_seeds(name: str, seeds: range, zoo_dir: Path, device: torch.device) -> dict:
+    """Test ROC-AUC of the default and GAN-Leaks on a no-leak family, for several independent draws.
+
+    One draw of 100 + 100 images has a standard error of about 0.04 around 0.5, so a single split
+    can sit near the edge of 0.5 +- 0.08 by luck; the mean over draws is the measurement.
+    """
+    size = FAMILIES.entry(name).meta["size"]
+    out = {"default": [], "GAN-Leaks": []}
+    for seed in seeds:
+        test, test_gen, y, _ = family_sets(name, "test", seed, zoo_dir)
+        scorer = MembershipScorer(test, test_gen, ScoringSetup(size, device, data_root=zoo_dir / "data", seed=seed))
+        out["default"].append(float(roc_auc_score(y, scorer.score(DEFAULT))))
+        out["GAN-Leaks"].append(float(roc_auc_score(y, gan_leaks(scorer, size))))
+    return {k: {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v)), "draws": v} for k, v in out.items()}
+
+
 def numbers(dev_scores, y_dev, test_scores, y_test) -> dict:
     """Dev ROC-AUC, test ROC-AUC, and test F1 when the top half is labelled used (the 2023 prevalence)."""
     labels = decide(test_scores, used_fraction=0.5)
@@ -127,7 +143,8 @@ def table_rows(results: dict, leaking: list[str]) -> list[tuple[str, list[str], 
     return rows
 
 
-def markdown(results: dict, leaking: list[str], lofo: list[dict], command: str, info: dict, seconds: float) -> str:
+def markdown(results: dict, leaking: list[str], lofo: list[dict], controls: dict, command: str, info: dict,
+             seconds: float) -> str:
     families = list(results)
     lines = [f"Produced by `{command}` in {seconds:.0f} s ({info['cpu']}, {info['cores']} cores, {info['torch_threads']} "
              f"torch threads, torch {info['torch']}). Cells: test ROC-AUC / test F1 at used fraction 0.5 (dev ROC-AUC); "
@@ -140,6 +157,11 @@ def markdown(results: dict, leaking: list[str], lofo: list[dict], command: str, 
               "| held-out family | picked | its test ROC-AUC there | the default's |", "| --- | --- | --- | --- |"]
     lines += [f"| {r['held_out']} | {r['picked']} | {r['test_auc_on_held_out']:.3f} | {r['default_test_auc_on_held_out']:.3f} |"
               for r in lofo]
+    for name, c in controls.items():
+        d, g = c["default"], c["GAN-Leaks"]
+        lines += ["", f"No-leak control `{name}` over {len(d['draws'])} independent test draws (seeds 0-{len(d['draws']) - 1}): "
+                  f"default ROC-AUC mean {d['mean']:.3f} (range {d['min']:.3f}-{d['max']:.3f}); "
+                  f"GAN-Leaks mean {g['mean']:.3f} (range {g['min']:.3f}-{g['max']:.3f})."]
     return "\n".join(lines)
 
 
@@ -165,6 +187,10 @@ def run_zoo(args, device: torch.device) -> dict:
                 f"({time.perf_counter() - t:.0f} s)")
     leaking = [f for f in families if FAMILIES.entry(f).meta["leaks"]]
     lofo = leave_one_family_out(results, leaking) if len(leaking) > 2 else []
+    controls = {f: control_over_seeds(f, range(args.control_seeds), zoo_dir, device) for f in families if f not in leaking}
+    for name, c in controls.items():
+        ui.info(f"{name} over {args.control_seeds} draws: default test AUC mean {c['default']['mean']:.3f} "
+                f"({c['default']['min']:.3f}-{c['default']['max']:.3f}), GAN-Leaks {c['GAN-Leaks']['mean']:.3f}")
     ui.print_table("membership over the generator zoo: test ROC-AUC / F1 @ 0.5 (dev ROC-AUC)",
                    ["method", *families, "worst case"], [[n, *c, w] for n, c, w in table_rows(results, leaking)])
     if lofo:
@@ -173,8 +199,9 @@ def run_zoo(args, device: torch.device) -> dict:
     seconds = time.perf_counter() - started
     if args.write_docs:
         command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-        write_docs(markdown(results, leaking, lofo, command, machine(device), seconds))
-    return {"results": results, "leave_one_family_out": lofo, "seconds": round(seconds, 1)}
+        write_docs(markdown(results, leaking, lofo, controls, command, machine(device), seconds))
+    shown = {f: {r: v for r, v in res.items() if r in {n for n, _, _ in table_rows(results, leaking)}} for f, res in results.items()}
+    return {"results": shown, "leave_one_family_out": lofo, "controls": controls, "seconds": round(seconds, 1)}
 
 
 def timing(device: torch.device) -> dict:
@@ -191,7 +218,7 @@ def timing(device: torch.device) -> dict:
             classify(str(root / "big" / "real_unknown_1"), root / "s.csv", generated=str(root / "big" / "generated_1"),
                      device=str(device), data_root=root / "data")
             out[f"classify 200 x 10000 at 256 px, default, {run} decode cache (s)"] = round(time.perf_counter() - started, 1)
-        dev = build_split("vae", 0, **SHAPES["dev"], cache=root / "cache")
+        dev = build_split("pcagmm", 0, **SHAPES["dev"], cache=root / "cache")
         write_split(dev, root / "dev", layout="dev")
         started = time.perf_counter()
         classify(str(root / "dev" / "used"), root / "c.csv", generated=str(root / "dev" / "generated"),
@@ -206,6 +233,7 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", choices=FAMILIES.names(), help="only these families")
     parser.add_argument("--zoo-dir", default=str(Path(tempfile.gettempdir()) / "ganfp-zoo"),
                         help="where the zoo's splits and caches are kept between runs")
+    parser.add_argument("--control-seeds", type=int, default=5, help="independent draws of each no-leak control")
     parser.add_argument("--timing", action="store_true", help="time classify and --calibrate at the task's scale")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)

@@ -26,6 +26,7 @@ from ganfp.membership import (
     choose,
     fuse,
     knn_scores,
+    local_scores,
     nearest,
     normalised_ranks,
     parse_features,
@@ -57,10 +58,11 @@ def neighbours(case, spec):
 @pytest.mark.parametrize("method", scorers.SCORERS.names(needs="neighbours"))
 def test_blocked_passes_give_the_same_scores_as_the_whole_matrix(case, monkeypatch, method):
     scorer = scorers.SCORERS.get(method)
-    whole = scorer(neighbours(case, "ssim16"), 3)
+    spec = "std16" if scorers.SCORERS.entry(method).meta.get("vectors_only") else "ssim16"
+    whole = scorer(neighbours(case, spec), 3)
     monkeypatch.setattr(scorers, "MATRIX_LIMIT", 0)
     monkeypatch.setitem(distances.BLOCK_BUDGET, "cpu", 2 * 9 * 64 * 5)  # several blocks each way
-    blocked = scorer(neighbours(case, "ssim16"), 3)
+    blocked = scorer(neighbours(case, spec), 3)
     np.testing.assert_allclose(blocked, whole, rtol=1e-3)  # float32 SSIM near 1, summed in another order
     assert np.array_equal(np.argsort(blocked), np.argsort(whole))
 
@@ -71,6 +73,27 @@ def test_knn_is_the_calibrated_ratio(case):
     within = torch.cdist(nb.real.double(), nb.real.double()).fill_diagonal_(float("inf"))
     d_real = within.topk(2, largest=False).values.mean(1)
     np.testing.assert_allclose(knn_scores(nb, 2), (d_real / d_gen).numpy(), rtol=1e-4)
+
+
+def test_local_is_the_log_ratio_of_least_squares_residuals(case):
+    nb = neighbours(case, "std16")
+    k, ridge = 4, 0.1
+
+    def residual(x, refs):
+        weights = np.linalg.solve(refs @ refs.T + ridge * np.eye(len(refs)), refs @ x)
+        return np.linalg.norm(x - weights @ refs)
+
+    real, gen = nb.real.double().numpy(), nb.generated.double().numpy()
+    d_gen = ((real[:, None] - gen[None]) ** 2).sum(-1)
+    d_real = ((real[:, None] - real[None]) ** 2).sum(-1) + np.diag(np.full(len(real), np.inf))
+    expected = [np.log(residual(x, real[np.argsort(dr)[:k]])) - np.log(residual(x, gen[np.argsort(dg)[:k]]))
+                for x, dg, dr in zip(real, d_gen, d_real)]
+    np.testing.assert_allclose(local_scores(nb, k, ridge), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_local_refuses_image_metrics(case):
+    with pytest.raises(ValueError, match="vectors"):
+        local_scores(neighbours(case, "ncc16"), 4)
 
 
 def test_retrieval_counts_votes_of_generated_images(case):
@@ -191,7 +214,7 @@ def test_calibration_prefers_the_informative_scorer():
 def test_calibration_keeps_the_default_unless_beaten_beyond_noise():
     rng, y = labelled(1, 80)
     base = y + rng.normal(0, 0.8, 80)
-    default, lucky = Recipe("ensemble"), Recipe("knn", "std16", 1)
+    default, lucky = Recipe("local", "std32", 40), Recipe("knn", "std16", 1)
     slightly_better = base + 0.02 * y  # within noise of the default
     choice = choose([Candidate(lucky, slightly_better, 1), Candidate(default, base, 1000)], y, default=default)
     assert choice.recipe == default

@@ -118,7 +118,8 @@ def calibration_candidates(scorer: MembershipScorer, method: str | None, k: int 
     for entry in SCORERS:
         if (method and entry.name != method) or (entry.name == "classifier" and not with_classifier):
             continue
-        spaces = [space.name for space in calibration_spaces()] if entry.meta["uses_features"] else [None]
+        spaces = [space.name for space in calibration_spaces() if space.vectors or not entry.meta.get("vectors_only")]
+        spaces = spaces if entry.meta["uses_features"] else [None]
         ks = ([k] if k else list(K_GRID)) if entry.meta["uses_k"] else [None]
         recipes += [canonical(Recipe(entry.name, f, kk)) for f in spaces for kk in ks]
     candidates = []
@@ -254,7 +255,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         "seconds": round(time.perf_counter() - started, 2),
     }
     if report:
-        space = parse_features(recipe.features or DEFAULT_FEATURES)  # the ensemble's evidence: its std32 member
+        space = parse_features(recipe.features or DEFAULT_FEATURES)
         summary["report"] = classify_report(report, manifest, gen, setup, space, score, labels, summary, report_n,
                                             cut=threshold).path
     return ClassifyResult(manifest.ids, labels, score, scorers, summary, choice)

@@ -2,7 +2,7 @@
 
 Scores are label-free, so each candidate's scores are computed once on the whole dev set and
 judged fold by fold. ROC-AUC, not F1, picks: F1 rewards labelling everything used. With dozens
-of candidates and 160 dev images the best dev number is partly luck, so the default ensemble
+of candidates and 160 dev images the best dev number is partly luck, so the default recipe
 (chosen for its worst case over many generators) stays unless a candidate beats it by more than
 the noise, and among candidates within noise of the best the simplest wins. The used fraction is
 never fitted: it is the known prevalence (--used-fraction) or the dev set's.
@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 from ganfp.errors import InputError
 from ganfp.membership.recipe import Recipe
 
-K_GRID = (1, 3, 5, 10)
+K_GRID = (1, 3, 5, 10, 20, 40)
 MIN_MARGIN = 0.02  # a challenger must beat the default by at least this much cross-validated AUC
 BOOTSTRAP_ROUNDS = 1000
 

@@ -21,7 +21,7 @@ from ganfp.membership.autoencoder import AutoencoderConfig, cached_autoencoder, 
 from ganfp.membership.features import compute_features, downsample, load_checked
 from ganfp.metrics import used_class_index
 from ganfp.membership.fusion import fuse
-from ganfp.membership.recipe import DEFAULT_ENSEMBLE, DEFAULT_FEATURES, DEFAULT_K, FUSION_MEMBERS, Recipe
+from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_K, FUSION_MEMBERS, Recipe
 from ganfp.membership.scorers import SCORERS, Neighbours
 from ganfp.membership.spaces import FeatureSpace, parse_features
 from ganfp.paths import cache_root
@@ -75,13 +75,17 @@ class MembershipScorer:
         if recipe not in self._cache:
             entry = SCORERS.entry(recipe.method)
             if entry.meta["needs"] == "neighbours":
-                self._cache[recipe] = entry.obj(self.neighbours(parse_features(recipe.features)), recipe.k)
+                space = parse_features(recipe.features)
+                if entry.meta.get("vectors_only") and not space.vectors:
+                    raise InputError(f"--method {recipe.method} fits feature vectors: choose --features pixels[N], "
+                                     f"std[N] or a deep space, not {space.label}")
+                self._cache[recipe] = entry.obj(self.neighbours(space), recipe.k)
             else:
                 self._cache[recipe] = entry.obj(self, recipe)
         return self._cache[recipe]
 
     def members(self, recipe: Recipe) -> dict[str, np.ndarray]:
-        """The scores behind `recipe`, by label: its members for fusion and the ensemble, else itself."""
+        """The scores behind `recipe`, by label: its members for fusion, else itself."""
         return {r.label: self.score(r) for r in member_recipes(recipe)}
 
     def final(self, recipe: Recipe) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -93,14 +97,12 @@ def canonical(recipe: Recipe) -> Recipe:
     """The recipe with defaults filled in and what its method ignores dropped, so equal work runs once."""
     meta = SCORERS.entry(recipe.method).meta
     features = (recipe.features or DEFAULT_FEATURES) if meta["uses_features"] else None
-    k = (recipe.k or DEFAULT_K) if meta["uses_k"] else None
+    k = (recipe.k or meta.get("default_k", DEFAULT_K)) if meta["uses_k"] else None
     return Recipe(recipe.method, features, k)
 
 
 def member_recipes(recipe: Recipe) -> tuple[Recipe, ...]:
-    """The recipes a combined method averages: fusion's methods in its space, or the ensemble's list."""
-    if recipe.method == "ensemble":
-        return DEFAULT_ENSEMBLE
+    """The recipes a combined method averages (fusion's methods in its space), else the recipe itself."""
     if recipe.method == "fusion":
         return tuple(canonical(Recipe(m, recipe.features, recipe.k)) for m in FUSION_MEMBERS)
     return (canonical(recipe),)
@@ -144,8 +146,7 @@ def _combined(scorer: MembershipScorer, recipe: Recipe) -> np.ndarray:
 
 SCORERS.add("fusion", _combined, needs="members", uses_k=True, uses_features=True,
             description="rank average of knn, retrieval, density and autoencoder in one feature space")
-SCORERS.add("ensemble", _combined, needs="members", uses_k=False, uses_features=False,
-            description="the default: rank average of " + ", ".join(r.label for r in DEFAULT_ENSEMBLE))
+
 
 METHODS = tuple(SCORERS.names())
 NEIGHBOUR_METHODS = tuple(SCORERS.names(needs="neighbours"))

@@ -22,8 +22,9 @@ MATRIX_LIMIT = 1 << 26  # distances (256 MB) up to which a whole matrix is kept
 
 # Every method by name. meta: needs = what it reads ("neighbours": a Neighbours of one feature
 # space; "generated": the generated images; "checkpoint": a trained classifier; "members": other
-# scorers), uses_k / uses_features = whether k / the feature space change its scores. pipeline.py registers the methods that are not
-# neighbour scorers; options, calibration, benchmarks and the contract tests all iterate this.
+# scorers); uses_k / uses_features = whether k / the feature space change its scores;
+# vectors_only = it needs a vector space (not ssim or ncc). pipeline.py registers the methods that
+# are not neighbour scorers; options, calibration, benchmarks and the contract tests all iterate this.
 SCORERS: Registry[Callable] = Registry("method")
 
 
@@ -145,3 +146,36 @@ def density_scores(nb: Neighbours, k: int, quantile: float = DENSITY_QUANTILE) -
     gen, real = nb.counts(radius)
     n_gen, n_real = len(nb.generated), len(nb.real) - 1
     return np.log((gen + 1.0) / n_gen) - np.log((real + 1.0) / n_real)
+
+
+LOCAL_RIDGE = 0.1  # ridge on the k x k Gram matrix: unit-norm features, so relative to one neighbour's energy
+LOCAL_CHUNK = 256  # real images solved at a time: (chunk, k, dim) neighbours in memory
+
+
+def reconstruction_error(queries: torch.Tensor, refs: torch.Tensor, idx: torch.Tensor, ridge: float) -> np.ndarray:
+    """Per query, the residual norm of its ridge least-squares fit by its neighbours refs[idx]."""
+    out = []
+    for start in range(0, len(queries), LOCAL_CHUNK):
+        a = refs[idx[start : start + LOCAL_CHUNK]].double()  # (n, k, d)
+        x = queries[start : start + LOCAL_CHUNK].double()[:, :, None]
+        gram = a @ a.transpose(1, 2) + ridge * torch.eye(a.shape[1], dtype=torch.double)
+        weights = torch.linalg.solve(gram, a @ x)
+        out.append((x - a.transpose(1, 2) @ weights).squeeze(-1).norm(dim=1))
+    return torch.cat(out).numpy()
+
+
+@SCORERS.register("local", needs="neighbours", uses_k=True, uses_features=True, vectors_only=True, default_k=40,
+                  description="how much better x's k nearest generated images rebuild it, linearly, than its k nearest real ones")
+def local_scores(nb: Neighbours, k: int, ridge: float = LOCAL_RIDGE) -> np.ndarray:
+    """log(e_R / e_G): e_G, e_R = residuals of x fitted as a linear combination of its k nearest generated / real images.
+
+    A blurry generator's samples are smooth mixtures around its training images, and a memoriser's
+    blends are sums of two: a used image lies in the span of its generated neighbours, while one
+    neighbour alone (knn) stays far. Fitting by the real neighbours calibrates, as in knn.
+    """
+    if not isinstance(nb.metric, Euclidean):
+        raise ValueError("local reconstruction needs feature vectors")
+    e_gen = reconstruction_error(nb.real, nb.generated, nb.real_to_generated(k)[1], ridge)
+    e_real = reconstruction_error(nb.real, nb.real, nb.real_to_real(k)[1], ridge)
+    tiny = 1e-9 * max(float(np.median(e_real)), 1e-12)
+    return np.log(e_real + tiny) - np.log(e_gen + tiny)

@@ -29,6 +29,7 @@ class SpaceKind:
     metric: Callable[[int], Metric]
     default_size: int
     calibrate_sizes: tuple[int, ...]
+    vectors: bool  # features are vectors compared by L2 (methods that fit them need this), not images
     description: str
 
 
@@ -52,13 +53,13 @@ def ncc_shift(size: int) -> int:
     return max(1, round(size / 16))
 
 
-SPACE_KINDS.add("pixels", SpaceKind(_flat, lambda n: Euclidean(), 64, (16, 32, 64),
+SPACE_KINDS.add("pixels", SpaceKind(_flat, lambda n: Euclidean(), 64, (16, 32, 64), True,
                                     "raw pixels, L2 (what GAN-Leaks compares)"))
-SPACE_KINDS.add("std", SpaceKind(_standardised, lambda n: Euclidean(), 32, (16, 32, 64),
+SPACE_KINDS.add("std", SpaceKind(_standardised, lambda n: Euclidean(), 32, (16, 32, 64), True,
                                  "per-image standardised pixels (zero mean, unit norm): blind to brightness and contrast"))
-SPACE_KINDS.add("ncc", SpaceKind(_images, lambda n: ShiftedNCC(n, ncc_shift(n)), 32, (16, 32),
+SPACE_KINDS.add("ncc", SpaceKind(_images, lambda n: ShiftedNCC(n, ncc_shift(n)), 32, (16, 32), False,
                                  "best normalised cross-correlation over shifts of ~6% of the width"))
-SPACE_KINDS.add("ssim", SpaceKind(_images, lambda n: SSIMDistance(n), 64, (32, 64),
+SPACE_KINDS.add("ssim", SpaceKind(_images, lambda n: SSIMDistance(n), 64, (32, 64), False,
                                   "1 - SSIM (structure; punishes blur)"))
 
 
@@ -79,6 +80,11 @@ class FeatureSpace:
         if self.kind != "deep":
             return f"{self.kind}{self.size}"
         return "checkpoint" if self.model is None else f"{self.model} (imagenet)"
+
+    @property
+    def vectors(self) -> bool:
+        """Whether features are vectors compared by L2 (deep features are)."""
+        return self.kind == "deep" or SPACE_KINDS.get(self.kind).vectors
 
     def features(self, small: torch.Tensor) -> torch.Tensor:
         """Features of images already downsampled to size x size (pixel kinds only)."""
