@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,18 @@ def demo_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo-root")
     ensure_demo(root)
     return root
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run tests marked slow (minutes: documented training and benchmark commands)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `slow` run only with --run-slow (or GANFP_RUN_SLOW=1): CI's default run stays short."""
+    if config.getoption("--run-slow") or os.environ.get("GANFP_RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -254,7 +254,7 @@ def test_truncated_image_is_one_line(run_cli, case, tmp_path):
     (["--used-fraction", "0.5", "--threshold", "0.5"], ["not both"]),
     (["--method", "nearest"], ["--method nearest", "knn"]),
     (["--features", "pixels2"], ["--features pixels2"]),
-    (["--k", "0"], ["--k 0"]),
+    (["--k", "0"], ["'--k'", "0 is below the minimum 1"]),
     (["--used-fraction", "1.5"], ["between 0 and 1"]),
 ])
 def test_bad_options(run_cli, case, tmp_path, args, fragments):

@@ -152,14 +152,14 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path):
 @pytest.mark.parametrize("option, value, words", [
     ("--epochs", "0", "epochs: must be at least 1"),
     ("--patience", "0", "patience: must be at least 1"),
-    ("--batch-size", "0", "batch_size: must be at least 1"),
-    ("--image-size", "0", "image_size: must be 8 to 4096"),
+    ("--batch-size", "0", "'--batch-size': 0 is below the minimum 1"),  # the shared option's range (cli/options.py)
+    ("--image-size", "0", "'--image-size': 0 is below the minimum 8"),
     ("--lr", "nan", "lr: must be a positive number"),
     ("--lr", "-1", "lr: must be a positive number"),
     ("--momentum", "1", "momentum: must be at least 0 and below 1"),
     ("--val-fraction", "1.5", "val_fraction: must be above 0 and below 1"),
     ("--pseudo-fraction", "0.9", "pseudo_fraction: must be above 0 and at most 0.5"),
-    ("--seed", "-1", "seed: must be 0 to"),
+    ("--seed", "-1", "'--seed': -1 is below the minimum 0"),
     ("--name", "../../x", "is not a plain name"),
     ("--init", "imagenet", "conv5 has no ImageNet weights"),
     ("--init", "missing.safetensors", "no such weights file or stage folder"),

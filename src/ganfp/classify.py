@@ -20,7 +20,6 @@ from ganfp.data.generated import generated_manifest, native_image_size
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.errors import InputError
-from ganfp.fileio import write_text
 from ganfp.membership import SCORERS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.pipeline import canonical
@@ -43,14 +42,31 @@ class ClassifyResult:
     calibration: Choice | None = None
 
 
-def read_real(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
-    """A folder of images (flat, or used/ and not_used/; a generated/ sub-folder is skipped) or a dataset spec."""
-    from ganfp.data.adapters import load_manifest
+def _real_folder(path: Path, reading: MedicalReading | None) -> Manifest:
+    """A folder of real images. The ImageCLEF test layout (`real_unknown_N/` beside `generated_N/`) is
+    recognised: the real images are `real_unknown_N/`, the generated ones (unless --generated) `generated_N/`."""
+    from ganfp.data.adapters import imageclef
     from ganfp.data.adapters.folder import folder_manifest
+    from ganfp.data.manifest import list_folder
+
+    subdirs = [p for p in list_folder(path) if p.is_dir() and not p.name.startswith(".")]
+    tests = sorted(p.name for p in subdirs if imageclef.REAL_UNKNOWN.match(imageclef._norm(p.name)))
+    if len(tests) > 1:
+        raise InputError(f"{path}: holds several ImageCLEF test sets ({', '.join(tests)}); classify one, "
+                         f"e.g. ganfp classify {path / tests[0]} --generated {path / tests[0].replace('real_unknown', 'generated')}")
+    if tests:
+        return imageclef.load_part(path, "test", f"folder:{path}", str(path))
+    generated = tuple(p.name for p in subdirs if imageclef.GENERATED.match(imageclef._norm(p.name)))
+    return folder_manifest(path, exclude=generated, reading=reading)
+
+
+def read_real(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
+    """A folder of images (flat; used/ and not_used/; or real_unknown_N/ beside generated_N/; generated*/
+    sub-folders are never real classes) or a dataset spec."""
+    from ganfp.data.adapters import load_manifest
 
     path = Path(spec).expanduser()
-    manifest = (folder_manifest(path, exclude=("generated",), reading=reading) if path.is_dir()
-                else load_manifest(spec, data_root))
+    manifest = _real_folder(path, reading) if path.is_dir() else load_manifest(spec, data_root)
     seen: dict[str, str] = {}
     for item in manifest.items:
         if item.id in seen:
@@ -160,15 +176,6 @@ def decision_rule(used_fraction: float | None, threshold: float | None) -> str:
     return f"top {used_fraction:.1%} by rank"
 
 
-def write_scores_csv(path, ids: list[str], score: np.ndarray, scorers: dict[str, np.ndarray]) -> None:
-    """`id,score,<scorer>...`: the decision score, then every scorer computed."""
-    names = list(scorers)
-    lines = [",".join(["id", "score", *names])]
-    for i, image_id in enumerate(ids):
-        lines.append(",".join([image_id, repr(float(score[i])), *(repr(float(scorers[n][i])) for n in names)]))
-    write_text(path, "\n".join(lines) + "\n")
-
-
 def check_options(method, k, used_fraction, threshold, image_size) -> None:
     if used_fraction is not None and threshold is not None:
         raise InputError("give --used-fraction or --threshold, not both")
@@ -190,7 +197,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
              reading: MedicalReading | None = None, report: str | None = None, report_n: int = 24) -> ClassifyResult:
     """Score, decide, write `out` (validated) and optionally the scores CSV; return what was done."""
     from ganfp.device import resolve_device
-    from ganfp.submission import decide, write_submission
+    from ganfp.submission import decide, write_scores, write_submission
 
     started = time.perf_counter()
     check_options(method, k, used_fraction, threshold, image_size)
@@ -227,7 +234,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     labels = decide(score, used_fraction=used_fraction, threshold=threshold)
     write_submission(out, manifest.ids, labels, expected_ids=expected)
     if scores_path:
-        write_scores_csv(scores_path, manifest.ids, score, scorers)
+        write_scores(scores_path, manifest.ids, score, columns=scorers)
     summary = {
         "images": len(labels),
         "generated": len(gen) if gen is not None and recipe.method != "classifier" else None,

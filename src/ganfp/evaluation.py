@@ -11,7 +11,7 @@ import numpy as np
 
 from ganfp.errors import InputError
 from ganfp.metrics import baseline_rows, binary_metrics
-from ganfp.submission import Predictions, preview_ids, decide, read_labels, read_predictions
+from ganfp.submission import BOM_REASON, Predictions, preview_ids, decide, read_labels, read_predictions
 
 CONFUSION_KEYS = ("tp", "fp", "tn", "fn")
 
@@ -113,7 +113,7 @@ def evaluate_files(preds_path, labels_path, used_fraction: float | None = None,
         metrics=metrics,
         baselines=baseline_rows(truth.labels),
         confusion={k: metrics[k] for k in CONFUSION_KEYS},
-        notes=_notes(metrics, scores is not None, truth.labels),
+        notes=_notes(metrics, scores is not None, truth.labels) + ([f"{preds_path}: {BOM_REASON}"] if preds.bom else []),
         y_true=truth.labels,
         y_pred=y_pred,
         scores=scores,

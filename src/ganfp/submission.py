@@ -35,6 +35,9 @@ HEADER_WORDS = set(ID_COLUMNS + LABEL_COLUMNS + SCORE_COLUMNS) | {
     "prob", "probability", "prediction", "pred", "class", "filename", "file", "path", "image", "name",
 }
 KNOWN_HEADERS = "id,label | id,score | id,label,score | image_path,predicted_class"
+BOM = "\ufeff"
+BOM_REASON = ("the file starts with a UTF-8 byte order mark (BOM): the organisers' validator reads it as part of "
+              "the first id and rejects the file; save it as UTF-8 without BOM")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Predictions:
     scores: np.ndarray | None  # higher = more likely used; None in the official format
     format: str  # "official" or the header as read, e.g. "id,score"
     lines: list[int] = field(default_factory=list)  # source line of each id, for messages
+    bom: bool = False  # an official-format file started with a UTF-8 BOM (read anyway; the organisers refuse it)
 
 
 @dataclass
@@ -64,8 +68,19 @@ class Labels:
     labels: np.ndarray
 
 
-def read_lines(path) -> list[str]:
-    """The file's lines without terminators (universal newlines, as the organisers' csv reader)."""
+def starts_with_bom(path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(3) == BOM.encode("utf-8")
+    except OSError:
+        return False
+
+
+def read_lines(path, keep_bom: bool = False) -> list[str]:
+    """The file's lines without terminators (universal newlines, as the organisers' csv reader).
+
+    A leading UTF-8 BOM is dropped unless `keep_bom` (the submission check keeps it, to report it).
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -82,6 +97,8 @@ def read_lines(path) -> list[str]:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise InputError(f"{path}:{line}: not UTF-8 text (binary file?)") from None
+    if text.startswith(BOM) and not keep_bom:
+        text = text[1:]
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines[-1] == "":
         lines.pop()
@@ -144,9 +161,12 @@ def validate_submission(path_or_lines, ids: Iterable[str]) -> list[Problem]:
     A file that cannot be read as text raises InputError.
     """
     if isinstance(path_or_lines, (str, os.PathLike)):
-        lines = read_lines(path_or_lines)
+        lines = read_lines(path_or_lines, keep_bom=True)
     else:
         lines = [line.rstrip("\r\n") for line in path_or_lines]
+    bom = bool(lines) and lines[0].startswith(BOM)
+    if bom:
+        lines = [lines[0][len(BOM):], *lines[1:]]
     if isinstance(ids, (str, os.PathLike)):
         raise TypeError("ids must be a list of ids; read a file of ids with read_ids(path)")
     expected = list(dict.fromkeys(ids))
@@ -155,9 +175,11 @@ def validate_submission(path_or_lines, ids: Iterable[str]) -> list[Problem]:
     seen: dict[str, int] = {}
     for n, line in enumerate(lines, 1):
         row = _official_row(line, n, expected_set, seen)
-        if isinstance(row, Problem):
+        if n == 1 and bom:
+            problems.append(Problem(1, BOM_REASON))  # the first rule line 1 breaks, as the organisers see it
+        elif isinstance(row, Problem):
             problems.append(row)
-        else:
+        if not isinstance(row, Problem):
             seen[row[0]] = n
     missing = [i for i in expected if i not in seen]
     if missing:
@@ -167,8 +189,14 @@ def validate_submission(path_or_lines, ids: Iterable[str]) -> list[Problem]:
 
 
 def _header(path, first_line: str) -> dict[str, int] | None:
-    """Column name -> index when the first line is a known header; None for the official format."""
-    names = [t.strip().strip('"').lower() for t in first_line.lstrip("\ufeff").split(",")]
+    """Column name -> index when the first line is a known header; None for the official format.
+
+    `<id>,<int>` is always an official row, even when the id is a header word (an image named `image`).
+    """
+    tokens = first_line.split(",")
+    if len(tokens) == 2 and tokens[1].strip().lstrip("+-").isdigit():
+        return None
+    names = [t.strip().strip('"').lower() for t in first_line.split(",")]
     if not HEADER_WORDS.intersection(names):
         return None
     columns = {name: i for i, name in enumerate(names)}
@@ -255,12 +283,15 @@ def read_predictions(path, ids: Iterable[str] | None = None) -> Predictions:
         raise InputError(f"{path}: empty file")
     columns = _header(path, lines[0])
     if columns is not None:
-        return _read_headered(path, lines, columns)
-    if ids is not None:
-        problems = validate_submission(lines, ids)
-        if problems:
-            raise InputError(problems[0].where(path))
-    return _read_official(path, lines)
+        preds = _read_headered(path, lines, columns)
+    else:
+        if ids is not None:
+            problems = validate_submission(lines, ids)
+            if problems:
+                raise InputError(problems[0].where(path))
+        preds = _read_official(path, lines)
+    preds.bom = columns is None and starts_with_bom(path)
+    return preds
 
 
 def read_labels(path) -> Labels:
@@ -301,18 +332,27 @@ def write_submission(path, ids: Sequence[str], labels, expected_ids: Iterable[st
             raise InputError(problems[0].where(path))
 
 
-def write_scores(path, ids: Sequence[str], scores, labels=None) -> None:
-    """A headered `id,score` (or `id,label,score`) CSV that `read_predictions` reads back exactly."""
+def write_scores(path, ids: Sequence[str], scores, labels=None,
+                 columns: dict[str, Sequence[float]] | None = None) -> None:
+    """A headered `id,score` (or `id,label,score`) CSV that `read_predictions` reads back exactly.
+
+    `columns` adds one named column per extra score after `score` (classify: every scorer computed).
+    """
     ids = [str(i) for i in ids]
     s = np.asarray(scores, dtype=np.float64)
     if len(ids) != len(s):
         raise ValueError(f"{len(ids)} ids but {len(s)} scores")
     _check_writable_ids(path, ids)
-    if labels is None:
-        rows = ["id,score"] + [f"{i},{v!r}" for i, v in zip(ids, s.tolist())]
-    else:
-        y = as_binary(labels, "labels")
-        rows = ["id,label,score"] + [f"{i},{lab},{v!r}" for i, lab, v in zip(ids, y.tolist(), s.tolist())]
+    extra = {name: np.asarray(v, dtype=np.float64).tolist() for name, v in (columns or {}).items()}
+    if any(len(v) != len(ids) for v in extra.values()):
+        raise ValueError("every extra column needs one value per id")
+    y = None if labels is None else as_binary(labels, "labels").tolist()
+    header = ["id", *(["label"] if y is not None else []), "score", *extra]
+    rows = [",".join(header)]
+    for n, image_id in enumerate(ids):
+        label = [str(y[n])] if y is not None else []
+        cells = [image_id, *label, repr(s[n].item()), *(repr(v[n]) for v in extra.values())]
+        rows.append(",".join(cells))
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
 

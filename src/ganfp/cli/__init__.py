@@ -1,25 +1,60 @@
-"""Command line: parses arguments and prints; all the work happens in the library."""
+"""Command line: parses arguments and prints; all the work happens in the library.
+
+Nothing heavy (torch, numpy) is imported here or at the top of a command module: `ganfp --help`
+and `ganfp fetch-data --list` stay fast. Each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
 import sys
 
+import typer
+
+try:  # typer >= 0.29 carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer runs on click itself
+    from click import exceptions as click_errors
+
 from ganfp import ui
 from ganfp.cli.app import app
+
+# isort: off
+# Each module registers its commands on `app`, in the order `ganfp --help` lists them.
+from ganfp.cli import data, train, evaluate, classify, models, attribute  # noqa: E402,F401
+# isort: on
 from ganfp.errors import GanfpError
 
-# Each module registers its commands on `app`.
-from ganfp.cli import data, train, evaluate, classify, models, attribute  # noqa: E402,F401
+NO_ARGS_IS_HELP = getattr(click_errors, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+def usage_error(exc: click_errors.UsageError) -> str:
+    """Click's usage error as one line: the problem, then where the help is."""
+    where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return f"{exc.format_message()}{where}"
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI. Click reports usage errors itself (exit 2); a GanfpError prints one line and
-    exits with its code (2 for input, 1 for runtime failures); anything else is a bug and keeps its traceback."""
+    """Run the CLI. Every error is one line: a usage error or an InputError exits 2, a RuntimeFailure 1.
+
+    Anything else is a bug and keeps its traceback.
+    """
+    command = typer.main.get_command(app)
     try:
-        app(args=argv, prog_name="ganfp")
+        code = command.main(args=argv, prog_name="ganfp", standalone_mode=False)
+    except NO_ARGS_IS_HELP as exc:  # `ganfp` alone: the help, as click prints it
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click_errors.UsageError as exc:
+        ui.error(usage_error(exc))
+        sys.exit(exc.exit_code)
+    except click_errors.ClickException as exc:  # e.g. a file click itself could not open
+        ui.error(exc.format_message())
+        sys.exit(exc.exit_code)
     except GanfpError as exc:
         ui.error(str(exc))
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         ui.error("interrupted")
         sys.exit(130)
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)

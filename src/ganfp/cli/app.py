@@ -11,5 +11,3 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-DATA_ROOT_HELP = "Data folder (default: $GANFP_DATA, else the per-user data folder)."

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from ganfp import ui
-from ganfp.cli.app import DATA_ROOT_HELP, app
+from ganfp.cli.app import app
+from ganfp.cli.options import BatchSizeOpt, DataRootOpt, DeviceOpt, ImageSizeOpt, JsonOpt, SeedOpt, in_range
 
 METHOD_HELP = ("Supervised: centroid, knn, linear, cnn or fusion (default knn). "
                "With --clusters: kmeans, agglomerative or spectral (default kmeans).")
@@ -61,10 +62,8 @@ ClustersOpt = Annotated[Optional[str], typer.Option("--clusters", metavar="K|aut
                                                     "K groups, or auto to choose K by silhouette.")]
 UseRealOpt = Annotated[bool, typer.Option("--use-real", help="Add the real/<class>/ images to the references of "
                                           "centroid, knn and linear.")]
-EpochsOpt = Annotated[int, typer.Option("--epochs", help="Most epochs of the cnn method (early stopping after 5 "
-                                        "without progress).")]
-ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="Resize every image to N x N (needed when "
-                                                     "sizes differ).")]
+EpochsOpt = Annotated[int, typer.Option("--epochs", callback=in_range(1), help="Most epochs of the cnn method (early "
+                                        "stopping after 5 without progress).")]
 RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where the cnn method keeps its model "
                                                    "(default: $GANFP_RUNS, else ./runs).")]
 
@@ -77,19 +76,20 @@ def attribute(
     clusters: ClustersOpt = None,
     method: Optional[str] = typer.Option(None, "--method", help=METHOD_HELP),
     features: Optional[str] = typer.Option(None, "--features", help=FEATURES_HELP),
-    k: int = typer.Option(5, "--k", help="Neighbours of knn (and fusion)."),
+    k: int = typer.Option(5, "--k", callback=in_range(1), help="Neighbours of knn (and fusion), at least 1."),
     use_real: UseRealOpt = False,
-    max_clusters: int = typer.Option(10, "--max-clusters", help="With --clusters auto: the largest K tried."),
+    max_clusters: int = typer.Option(10, "--max-clusters", callback=in_range(2),
+                                     help="With --clusters auto: the largest K tried (at least 2)."),
     columns: Optional[str] = typer.Option(None, "--columns", help=COLUMNS_HELP),
     model: str = typer.Option("conv5", "--model", help="Network of the cnn method."),
     epochs: EpochsOpt = 30,
     image_size: ImageSizeOpt = None,
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    batch_size: int = typer.Option(128, help="Images per forward pass."),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    device: DeviceOpt = "auto",
+    batch_size: BatchSizeOpt = 128,
+    data_root: DataRootOpt = None,
     runs_dir: RunsDirOpt = None,
-    seed: int = typer.Option(0, help="Seed of the clustering and of the cnn training."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Attribute generated images to the training subset or generator that made them, or cluster them."""
     from ganfp.attribution.methods import TrainerSettings
@@ -104,7 +104,9 @@ def attribute(
     from ganfp.attribution.run import attribute as run_attribute
     from ganfp.attribution.run import cluster as run_cluster
     from ganfp.errors import InputError
+    from ganfp.fileio import check_writable
 
+    check_writable(out, "--out")
     common = dict(out=out, image_size=image_size, seed=seed, device=device, batch_size=batch_size, data_root=data_root)
     if clusters is not None:
         if train is not None or use_real:

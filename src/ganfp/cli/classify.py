@@ -7,7 +7,20 @@ from typing import Optional
 import typer
 
 from ganfp import ui
-from ganfp.cli.app import DATA_ROOT_HELP, app
+from ganfp.cli.app import app
+from ganfp.cli.options import (
+    BatchSizeOpt,
+    DataRootOpt,
+    DeviceOpt,
+    ImageSizeOpt,
+    JsonOpt,
+    KOpt,
+    RunsDirOpt,
+    SeedOpt,
+    ThresholdOpt,
+    UsedFractionOpt,
+    in_range,
+)
 
 
 class ProgressBars:
@@ -49,37 +62,96 @@ def print_summary(summary: dict, as_json: bool) -> None:
 
 @app.command("classify")
 def classify(
-    real: str = typer.Argument(..., help="Real images: a folder (ids = file names without extension) or a dataset spec such as demo:gans-test."),
+    real: str = typer.Argument(
+        ...,
+        help=(
+            "Real images: a folder (ids = file names without extension) or a dataset spec such as "
+            "demo:gans-test."
+        ),
+    ),
     out: str = typer.Option(..., "--out", help="Submission file to write (official format: <id>,<0|1>, no header)."),
-    generated: Optional[str] = typer.Option(None, "--generated", help="Folder of generated images: enables the membership scorers (default for a dataset spec: its own generated set)."),
-    method: Optional[str] = typer.Option(None, "--method", help="knn, retrieval, density, autoencoder, classifier, fusion or ensemble (default: ensemble with --generated, else classifier; docs/membership.md)."),
-    features: Optional[str] = typer.Option(None, "--features", help="Feature space of a single neighbour method or fusion: pixels[N], std[N], ncc[N], ssim[N], checkpoint, or a model name with ImageNet weights (default: std32)."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Stage folder, chain run folder or model.safetensors (default: the newest chain run's last stage)."),
-    used_fraction: Optional[float] = typer.Option(None, "--used-fraction", help="Label the top fraction by score as used: the known prevalence (default 0.5, or the dev prevalence with --calibrate)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Label score >= threshold as used, instead of by rank."),
+    generated: Optional[str] = typer.Option(
+        None, "--generated",
+        help=(
+            "Folder of generated images: enables the membership scorers (default for a dataset spec: its "
+            "own generated set)."
+        ),
+    ),
+    method: Optional[str] = typer.Option(
+        None, "--method",
+        help=(
+            "knn, retrieval, density, autoencoder, classifier, fusion or ensemble (default: ensemble with "
+            "--generated, else classifier; docs/membership.md)."
+        ),
+    ),
+    features: Optional[str] = typer.Option(
+        None, "--features",
+        help=(
+            "Feature space of a single neighbour method or fusion: pixels[N], std[N], ncc[N], ssim[N], "
+            "checkpoint, or a model name with ImageNet weights (default: std32)."
+        ),
+    ),
+    checkpoint: Optional[str] = typer.Option(
+        None, "--checkpoint",
+        help=(
+            "Stage folder, chain run folder or model.safetensors (default: the newest chain run's last "
+            "stage)."
+        ),
+    ),
+    used_fraction: UsedFractionOpt = None,
+    threshold: ThresholdOpt = None,
     scores: Optional[str] = typer.Option(None, "--scores", help="Also write a CSV: id,score,<one column per scorer>."),
-    ids: Optional[str] = typer.Option(None, "--ids", help="File of expected ids, one per line: every one must have an image, and no other."),
-    calibrate: Optional[str] = typer.Option(None, "--calibrate", help="Labelled dev folder (used/, not_used/, generated/) or spec: choose feature space, method and k by cross-validated ROC-AUC; the used fraction becomes the dev prevalence unless --used-fraction is given."),
-    k: Optional[int] = typer.Option(None, "--k", help="Neighbours per image for knn and density, and fusion's (default 5)."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize every image to N x N (needed when sizes differ)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    batch_size: int = typer.Option(128, help="Images per forward pass."),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
-    runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help="Folder of chain runs (default: $GANFP_RUNS, else ./runs)."),
-    seed: int = typer.Option(0, help="Seed of the autoencoder, the calibration folds and the bootstrap."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-    window: Optional[str] = typer.Option(None, "--window", help="HU window of DICOM/NIfTI images: CENTER,WIDTH or lung, mediastinum, bone (default: lung, -1000..400 HU, for CT)."),
-    id_from: Optional[str] = typer.Option(None, "--id-from", help="Ids of DICOM files: name (the file name, default) or uid (SOPInstanceUID)."),
-    slices: Optional[str] = typer.Option(None, "--slices", help="NIfTI axial slices to read: START:STOP (STOP excluded) or one slice number (default: all)."),
-    report: Optional[str] = typer.Option(None, "--report", help="Also write an HTML evidence report (self-contained; needs ganfp[plots])."),
-    report_n: int = typer.Option(24, "--report-n", min=1, help="Evidence rows in the report: the N most and the N least suspicious images."),
+    ids: Optional[str] = typer.Option(
+        None, "--ids",
+        help="File of expected ids, one per line: every one must have an image, and no other.",
+    ),
+    calibrate: Optional[str] = typer.Option(
+        None, "--calibrate",
+        help=(
+            "Labelled dev folder (used/, not_used/, generated/) or spec: choose feature space, method and k "
+            "by cross-validated ROC-AUC; the used fraction becomes the dev prevalence unless --used-fraction "
+            "is given."
+        ),
+    ),
+    k: KOpt = None,
+    image_size: ImageSizeOpt = None,
+    device: DeviceOpt = "auto",
+    batch_size: BatchSizeOpt = 128,
+    data_root: DataRootOpt = None,
+    runs_dir: RunsDirOpt = None,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+    window: Optional[str] = typer.Option(
+        None, "--window",
+        help="HU window of DICOM/NIfTI images: CENTER,WIDTH or lung, mediastinum, bone (default: lung, "
+        "-1000..400 HU, for CT).",
+    ),
+    id_from: Optional[str] = typer.Option(
+        None, "--id-from", help="Ids of DICOM files: name (the file name, default) or uid (SOPInstanceUID)."
+    ),
+    slices: Optional[str] = typer.Option(
+        None, "--slices",
+        help="NIfTI axial slices to read: START:STOP (STOP excluded) or one slice number (default: all).",
+    ),
+    report: Optional[str] = typer.Option(
+        None, "--report", help="Also write an HTML evidence report (self-contained; needs ganfp[plots])."
+    ),
+    report_n: int = typer.Option(
+        24, "--report-n", callback=in_range(1),
+        help="Evidence rows in the report: the N most and the N least suspicious images (at least 1).",
+    ),
 ) -> None:
     """Label each real image used (1) or not used (0) and write a validated submission file."""
     from ganfp.classify import classify as run
     from ganfp.data.medical import MedicalReading
+    from ganfp.fileio import check_writable
 
     reading = MedicalReading.parse(window, id_from, slices)
 
+    check_writable(out, "--out")
+    for path, option in ((scores, "--scores"), (report, "--report")):
+        if path:
+            check_writable(path, option)
     with ui.progress(transient=True) as bars:
         result = run(
             real, out, generated=generated, method=method, features=features, checkpoint=checkpoint,

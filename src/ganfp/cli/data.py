@@ -7,25 +7,39 @@ from typing import List, Optional
 import typer
 
 from ganfp import ui
-from ganfp.cli.app import DATA_ROOT_HELP, app
+from ganfp.cli.app import app
+from ganfp.cli.options import DataRootOpt, JsonOpt, SeedOpt
 
 LIST_COLUMNS = ["name", "what it is", "size", "access", "status"]
 
 
 @app.command("fetch-data")
 def fetch_data(
-    name: Optional[str] = typer.Argument(None, metavar="NAME", help="Dataset: casia, covid-ctset, imageclef-gans-2023/2024/2025, demo."),
-    from_: Optional[List[str]] = typer.Option(
-        None, "--from", metavar="PATH", help="Import a local archive (zip, tar, tar.gz) or unpacked folder instead of downloading; repeat for several."
+    name: Optional[str] = typer.Argument(
+        None, metavar="NAME",
+        help="Dataset: casia, covid-ctset, imageclef-gans-2023/2024/2025, demo.",
     ),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    from_: Optional[List[str]] = typer.Option(
+        None, "--from", metavar="PATH",
+        help="Import a local archive (zip, tar, tar.gz) or unpacked folder instead of downloading; repeat for several.",
+    ),
+    data_root: DataRootOpt = None,
     force: bool = typer.Option(False, "--force", help="Fetch again even when the dataset is ready."),
-    add: bool = typer.Option(False, "--add", help="With --from: add to a ready dataset (e.g. the ImageCLEF test set after the dev set)."),
-    via: Optional[str] = typer.Option(None, "--via", metavar="ROUTE", help="A download route other than the default (covid-ctset: kaggle)."),
-    link: bool = typer.Option(False, "--link", help="With --from FOLDER: hard-link the files instead of copying them (same file system)."),
+    add: bool = typer.Option(
+        False, "--add",
+        help="With --from: add to a ready dataset (e.g. the ImageCLEF test set after the dev set).",
+    ),
+    via: Optional[str] = typer.Option(
+        None, "--via", metavar="ROUTE",
+        help="A download route other than the default (covid-ctset: kaggle).",
+    ),
+    link: bool = typer.Option(
+        False, "--link",
+        help="With --from FOLDER: hard-link the files instead of copying them (same file system).",
+    ),
     list_: bool = typer.Option(False, "--list", help="List the datasets and their status on this machine."),
-    json_: bool = typer.Option(False, "--json", help="With --list: print JSON."),
-    seed: int = typer.Option(0, help="Seed of the demo data."),
+    json_: JsonOpt = False,
+    seed: SeedOpt = 0,
 ) -> None:
     """Download or import a dataset, verify it, and install it in the data folder."""
     from ganfp.errors import InputError
@@ -38,13 +52,15 @@ def fetch_data(
         if json_:
             ui.print_json({"data_root": str(root), "datasets": rows})
         else:
-            ui.print_table("Datasets", LIST_COLUMNS, [[r["name"], r["description"], r["size"], r["access"], r["status"]] for r in rows], caption=f"data root: {root}")
+            table = [[r["name"], r["description"], r["size"], r["access"], r["status"]] for r in rows]
+            ui.print_table("Datasets", LIST_COLUMNS, table, caption=f"data root: {root}")
         return
     if not name:
         raise InputError("name a dataset to fetch (ganfp fetch-data NAME), or list them: ganfp fetch-data --list")
     was_ready = dataset_status(name, root) == "ready" if name != "demo" else False
     with ui.progress(transient=True) as progress:
-        path = fetch_dataset(name, root, source=from_ or None, force=force, progress=progress, via=via, add=add, link=link, seed=seed)
+        path = fetch_dataset(name, root, source=from_ or None, force=force, progress=progress, via=via, add=add,
+                             link=link, seed=seed)
     if was_ready and not force and not (add and from_):
         ui.info(f"{name} is already ready in {path} (--force fetches it again)")
         return

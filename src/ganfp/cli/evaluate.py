@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 
 from ganfp import ui
-from ganfp.cli.app import DATA_ROOT_HELP, app
+from ganfp.cli.app import app
+from ganfp.cli.options import DataRootOpt, JsonOpt, ThresholdOpt, UsedFractionOpt, in_range
 
 METRICS = {
     "accuracy": "accuracy",
@@ -65,16 +66,20 @@ def _print_classes(report, metrics: dict[str, str], table_title: str, matrix: li
 
 @app.command("evaluate")
 def evaluate(
-    preds: Path = typer.Argument(..., metavar="PREDS", help="Predictions: the official submission format, or a CSV with a header "
-                                 "id,label | id,score | id,label,score | image_path,predicted_class (0/1 or class names) | id,cluster."),
-    labels: Path = typer.Argument(..., metavar="LABELS", help="Ground truth: a CSV with header id,label (0/1, class or generator names), or the official format."),
-    json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of tables."),
+    preds: Path = typer.Argument(
+        ..., metavar="PREDS",
+        help="Predictions: the official submission format, or a CSV with a header id,label | id,score | "
+        "id,label,score | image_path,predicted_class (0/1 or class names) | id,cluster.",
+    ),
+    labels: Path = typer.Argument(
+        ..., metavar="LABELS",
+        help="Ground truth: a CSV with header id,label (0/1, class or generator names), or the official format.",
+    ),
+    json_out: JsonOpt = False,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw ROC curve, confusion matrix and score "
                                         "histograms to this image (needs ganfp[plots])."),
-    used_fraction: Optional[float] = typer.Option(None, "--used-fraction", help="Label the top fraction of "
-                                                  "scores as used (files with scores; default 0.5 for score-only files)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Label score >= this as used "
-                                              "(files with scores)."),
+    used_fraction: UsedFractionOpt = None,
+    threshold: ThresholdOpt = None,
     html_report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML evidence report of the real "
                                                "images (needs --real and ganfp[plots])."),
     real: Optional[str] = typer.Option(None, "--real", help="With --report: the real images (folder or dataset spec)."),
@@ -82,8 +87,9 @@ def evaluate(
                                             "(default: the dataset spec's own)."),
     features: Optional[str] = typer.Option(None, "--features", help="With --report: the feature space of the "
                                            "nearest generated images (default: classify's)."),
-    report_n: int = typer.Option(24, "--report-n", min=1, help="Evidence rows: the N most and N least suspicious."),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+    report_n: int = typer.Option(24, "--report-n", callback=in_range(1),
+                                 help="Evidence rows: the N most and N least suspicious (at least 1)."),
+    data_root: DataRootOpt = None,
     task: str = typer.Option("auto", "--task", help="membership (0/1 labels), attribution (class names) or "
                              "clustering (an id,cluster file); auto tells them apart by the files."),
 ) -> None:
@@ -108,11 +114,16 @@ def evaluate(
                            [f"cluster {c}" for c in report.clusters])
         return
     if plot is not None:
+        from ganfp.fileio import check_writable
         from ganfp.plots import require_matplotlib
 
+        check_writable(plot, "--plot")
         require_matplotlib()
     if html_report is not None:
+        from ganfp.fileio import check_writable
         from ganfp.report import require_matplotlib as report_needs
+
+        check_writable(html_report, "--report")
 
         report_needs()
         if real is None:

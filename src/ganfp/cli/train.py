@@ -6,19 +6,30 @@ from typing import Optional
 
 import typer
 
-from ganfp import distributed, ui
-from ganfp.cli.app import DATA_ROOT_HELP, app
-
-RUNS_HELP = "Folder for chain runs (default: $GANFP_RUNS, else ./runs)."
-MEMORY_HELP = "GB of RAM the image cache may take (default: a quarter of RAM); a larger cache is memory-mapped from disk."
+from ganfp import ui
+from ganfp.cli.app import app
+from ganfp.cli.options import (
+    BatchSizeOpt,
+    DataRootOpt,
+    DeviceOpt,
+    ImageSizeOpt,
+    JsonOpt,
+    MemoryBudgetOpt,
+    RunsDirOpt,
+    SeedOpt,
+)
 
 
 def observer_for(stage_name: str):
+    from ganfp import distributed
+
     return ui.TrainProgress(stage_name, verbose=distributed.is_main()) if distributed.is_main() else None
 
 
 def print_results(title: str, summaries: list, as_json: bool) -> None:
     """The stage summaries as a table (or JSON), then any warnings they carry."""
+    from ganfp import distributed
+
     if not distributed.is_main():
         return
     if as_json:
@@ -49,15 +60,15 @@ def train_stage(
     model: str = typer.Option("resnet18", help="Model name: conv5, resnet18, vgg11, vit_b_32 (see: ganfp models list)."),
     init: str = typer.Option("none", help="Start from: none, imagenet, a weights file, or a previous stage folder."),
     name: Optional[str] = typer.Option(None, help="Stage name (default: the output folder's name)."),
-    image_size: int = typer.Option(224, help="Images are resized to this square size."),
-    batch_size: int = typer.Option(256, help="Batch size (the paper: 256)."),
+    image_size: ImageSizeOpt = 224,
+    batch_size: BatchSizeOpt = 256,
     lr: float = typer.Option(0.001, help="SGD learning rate (the paper: 0.001)."),
     momentum: float = typer.Option(0.9, help="SGD momentum (the paper: 0.9)."),
     weight_decay: float = typer.Option(0.0, help="SGD weight decay."),
     epochs: int = typer.Option(200, help="Maximum epochs (the paper: 200)."),
     patience: int = typer.Option(10, help="Early stopping: epochs without a lower validation loss."),
     val_fraction: float = typer.Option(0.2, help="Validation share of the stratified split (the paper: 8:2)."),
-    seed: int = typer.Option(0, help="Seed of the split, initialisation, shuffling and augmentation."),
+    seed: SeedOpt = 0,
     augment: bool = typer.Option(True, help="Random flips and shifts on training batches."),
     pseudo_labels: Optional[str] = typer.Option(None, help="Unlabelled data: pseudo-label source (self, knn)."),
     pseudo_fraction: float = typer.Option(0.25, help="Share of images pseudo-labelled at each end of the ranking."),
@@ -65,19 +76,22 @@ def train_stage(
     pseudo_k: Optional[int] = typer.Option(None, help="Neighbours of the knn pseudo-labeler (default: classify's)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and list) unreadable images instead of stopping."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted stage from its last epoch."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    device: DeviceOpt = "auto",
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic kernels (slower on CUDA)."),
-    memory_budget: Optional[float] = typer.Option(None, "--memory-budget", min=0, help=MEMORY_HELP),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    memory_budget: MemoryBudgetOpt = None,
+    data_root: DataRootOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train one stage: a dataset, a starting point, a fresh head, early stopping."""
     from pathlib import Path
 
+    from ganfp import distributed
     from ganfp.chain import train_stage as run
+    from ganfp.fileio import check_writable
     from ganfp.train import StageConfig
 
+    check_writable(out, "--out", folder=True)
     cfg = StageConfig(
         name=name or Path(out).expanduser().resolve().name, dataset=dataset, model=model, init=init, image_size=image_size,
         batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
@@ -102,22 +116,27 @@ def chain(
     init: Optional[str] = typer.Option(None, help="Override the first stage's start: none, imagenet or a weights file."),
     epochs: Optional[int] = typer.Option(None, help="Override every stage's maximum epochs."),
     patience: Optional[int] = typer.Option(None, help="Override every stage's early-stopping patience."),
-    image_size: Optional[int] = typer.Option(None, help="Override every stage's image size."),
-    batch_size: Optional[int] = typer.Option(None, help="Override every stage's batch size."),
+    image_size: ImageSizeOpt = None,
+    batch_size: BatchSizeOpt = None,
     lr: Optional[float] = typer.Option(None, help="Override every stage's learning rate."),
-    seed: Optional[int] = typer.Option(None, help="Override every stage's seed."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    seed: SeedOpt = None,
+    device: DeviceOpt = "auto",
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-    memory_budget: Optional[float] = typer.Option(None, "--memory-budget", min=0, help=MEMORY_HELP),
-    runs_dir: Optional[str] = typer.Option(None, "--runs-dir", help=RUNS_HELP),
-    data_root: Optional[str] = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print the per-stage results as JSON."),
+    memory_budget: MemoryBudgetOpt = None,
+    runs_dir: RunsDirOpt = None,
+    data_root: DataRootOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Run a chain of stages, each starting from the previous stage's best checkpoint."""
+    """Run a chain of stages, each starting from the previous stage's best checkpoint.
+
+    --init, --epochs, --patience, --image-size, --batch-size, --lr and --seed override every stage's value.
+    """
     from ganfp.chain import load_chain, run_chain
+    from ganfp.fileio import check_writable
     from ganfp.models import model_entry
     from ganfp.paths import runs_root
 
+    check_writable(runs_root(runs_dir), "--runs-dir", folder=True)
     model_entry(model)
     spec = load_chain(chain_name)
     overrides = {"init": init, "epochs": epochs, "patience": patience, "image_size": image_size, "batch_size": batch_size,

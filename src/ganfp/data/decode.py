@@ -8,16 +8,23 @@ slice visible and is robust to a few outlier pixels.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ganfp.data.manifest import is_dicom, is_nifti
-from ganfp.data.medical import decode_medical
+from ganfp.data.medical import decode_medical, medical_size
 from ganfp.errors import InputError
 
 DECODE_VERSION = 1  # bump when decoding changes, so caches rebuild
 HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 WINDOW_PERCENTILES = (0.5, 99.5)
+# PIL warns (two lines on stderr) between its pixel limit and twice it, and raises above; ganfp refuses
+# both in one line (`_open`), so the warning only duplicates the error. A filter, not catch_warnings:
+# images are decoded in threads, and catch_warnings is not thread-safe.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def window_to_uint8(values: np.ndarray) -> np.ndarray:
@@ -39,6 +46,40 @@ def to_grayscale(img: Image.Image) -> Image.Image:
     return img if img.mode == "L" else img.convert("L")
 
 
+@contextlib.contextmanager
+def _reading(path: str):
+    """Every way an image file can fail to open or decode, as one InputError naming the file."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: file not found") from exc
+    except UnidentifiedImageError as exc:
+        raise InputError(f"{path}: not an image file (cannot identify format)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{path}: image too large, refused as a possible decompression bomb ({exc})") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: cannot decode image ({reason})") from exc
+
+
+def _open(path: str) -> Image.Image:
+    """Open (read the header only); over PIL's pixel limit (MAX_IMAGE_PIXELS) is refused, not just warned about."""
+    img = Image.open(path)
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and img.size[0] * img.size[1] > limit:
+        img.close()
+        raise Image.DecompressionBombError(f"{img.size[0]}x{img.size[1]} pixels is over the limit of {limit}")
+    return img
+
+
+def image_size(path: str) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding the pixels."""
+    if is_dicom(path) or is_nifti(path):
+        return medical_size(path)
+    with _reading(path), _open(path) as img:
+        return img.size
+
+
 def decode_image(path: str, size: int, frame: int | None = None, window: tuple[float, float] | None = None) -> np.ndarray:
     """The image at `path` as a (size, size) uint8 array; a file that isn't an image raises InputError.
 
@@ -46,20 +87,11 @@ def decode_image(path: str, size: int, frame: int | None = None, window: tuple[f
     """
     if is_dicom(path) or is_nifti(path):
         return decode_medical(path, size, frame, window)
-    try:
-        with Image.open(path) as img:
-            if img.format == "JPEG":
-                img.draft("L", (size, size))  # let libjpeg decode at reduced scale: much faster
-            img = ImageOps.exif_transpose(img)
-            gray = to_grayscale(img)
-            if gray.size != (size, size):
-                gray = gray.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            return np.asarray(gray, dtype=np.uint8)
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: file not found") from exc
-    except UnidentifiedImageError as exc:
-        raise InputError(f"{path}: not an image file (cannot identify format)") from exc
-    except Image.DecompressionBombError as exc:
-        raise InputError(f"{path}: image too large ({exc})") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"{path}: cannot decode image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+    with _reading(path), _open(path) as img:
+        if img.format == "JPEG":
+            img.draft("L", (size, size))  # let libjpeg decode at reduced scale: much faster
+        img = ImageOps.exif_transpose(img)
+        gray = to_grayscale(img)
+        if gray.size != (size, size):
+            gray = gray.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return np.asarray(gray, dtype=np.uint8)

@@ -21,6 +21,7 @@ from PIL import Image
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 
+from ganfp.data.adapters.demo import TEST_LABELS  # the adapter names the files it serves
 from ganfp.data.demo_ct import random_patient, render_slice, to_ctset, to_display
 from ganfp.data.demo_photo import CATEGORIES, SIZES, copy_move, photo, splice
 from ganfp.errors import InputError, RuntimeFailure
@@ -34,7 +35,6 @@ GANS_DEV = {"used": 80, "not_used": 80, "generated": 500}
 GANS_TEST = {"used": 50, "not_used": 50, "generated": 2000}
 PCA_COMPONENTS = 8  # generator capacity: more components or mixtures memorise more
 USED_PER_MIXTURE = 8  # one Gaussian per 8 training images
-TEST_LABELS = "gans-test-labels.csv"
 STALE_AFTER_S = 3600
 
 DESCRIPTION = (

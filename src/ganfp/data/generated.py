@@ -9,14 +9,17 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ganfp.data.manifest import UNLABELLED, Manifest, image_files, is_dicom, is_nifti
-from ganfp.data.medical import MedicalReading, file_items, medical_size
+from ganfp.data.decode import image_size
+from ganfp.data.manifest import UNLABELLED, Manifest, image_files
+from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError
 
 
 def generated_manifest(path: str | Path, reading: MedicalReading | None = None) -> Manifest:
     """Every image under the generated folder (sub-folders included; NIfTI: every slice), unlabelled."""
     root = Path(path).expanduser()
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root}: the generated images must be a folder, this is a file")
     if not root.is_dir():
         raise InputError(f"{root}: generated images folder not found")
     files = image_files(root)
@@ -24,20 +27,6 @@ def generated_manifest(path: str | Path, reading: MedicalReading | None = None) 
         raise InputError(f"{root}: the generated images folder holds no images")
     items = [it for p in files for it in file_items(p, UNLABELLED, source="generated", reading=reading)]
     return Manifest(f"folder:{root}", [], items, str(root))
-
-
-def _image_size_of(path: str) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    if is_dicom(path) or is_nifti(path):
-        return medical_size(path)
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image file (cannot identify format)") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read image ({exc})") from None
 
 
 def native_image_size(*manifests: Manifest) -> int:
@@ -48,7 +37,7 @@ def native_image_size(*manifests: Manifest) -> int:
     """
     paths = [it.path for m in manifests for it in m.items]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        sizes = list(pool.map(_image_size_of, paths))
+        sizes = list(pool.map(image_size, paths))  # header only; a bomb or a broken file is one line
     by_size = Counter(sizes)
     if len(by_size) > 1:
         example = {s: p for p, s in zip(paths, sizes)}

@@ -118,9 +118,40 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES or is_nifti(path) or is_dicom(path)
 
 
+def _unreadable(folder, exc: OSError):
+    from ganfp.errors import InputError
+
+    where = exc.filename or folder
+    return InputError(f"{where}: cannot read the folder ({exc.strerror or exc})")
+
+
+def list_folder(folder: str | os.PathLike) -> list[Path]:
+    """The entries of `folder`; a folder that cannot be read is the user's to fix (InputError naming it)."""
+    try:
+        return list(Path(folder).iterdir())
+    except OSError as exc:
+        raise _unreadable(folder, exc) from None
+
+
 def image_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files under `folder` (any case of extension, DICOM and NIfTI too), sorted, skipping hidden files."""
+    """Image files under `folder` (any case of extension, DICOM and NIfTI too), sorted, skipping hidden files.
+
+    An unreadable folder (or sub-folder) raises InputError: skipping it would silently drop images.
+    """
     folder = Path(folder)
-    pattern = folder.rglob("*") if recursive else folder.iterdir()
-    files = [p for p in pattern if not p.name.startswith(".") and is_image_file(p) and p.is_file()]
+    if recursive:
+        def fail(exc: OSError) -> None:
+            raise _unreadable(folder, exc)
+
+        paths, seen = [], set()
+        for top, dirs, names in os.walk(folder, onerror=fail, followlinks=True):  # linked folders count, once
+            real = os.path.realpath(top)
+            if real in seen:
+                dirs[:] = []
+                continue
+            seen.add(real)
+            paths.extend(Path(top) / n for n in names)
+    else:
+        paths = list_folder(folder)
+    files = [p for p in paths if not p.name.startswith(".") and is_image_file(p) and p.is_file()]
     return sorted(files)

@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from ganfp.errors import InputError
+from ganfp.fileio import replace_file
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 UNSUPPORTED_SUFFIXES = (".rar", ".7z")
@@ -105,9 +106,25 @@ def unpack(archive: str | Path, dest: str | Path, max_bytes: int, progress=None)
             _unpack_zip(archive, dest, budget)
         else:
             _unpack_tar(archive, dest, budget)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
-        raise InputError(f"{archive}: damaged or incomplete archive ({exc})") from exc
+    except DAMAGED as exc:
+        raise InputError(f"{archive}: damaged or incomplete archive ({_reason(exc)})") from exc
+    except OSError as exc:
+        if exc.errno is not None:  # the disk or the permissions: a machine fault, reported by the caller
+            raise
+        # a decompressor's complaint ("Invalid data stream") carries no errno: the archive is at fault
+        raise InputError(f"{archive}: damaged or incomplete archive ({_reason(exc)})") from exc
     return budget.used
+
+
+DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
+
+
+def _reason(exc: BaseException) -> str:
+    """The library's complaint in one line (tarfile lists every method it tried, one per line)."""
+    text = str(exc)
+    if text.startswith("file could not be opened successfully"):
+        return "not a tar file, nor a gzip, bzip2 or xz compressed one"
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _unpack_zip(archive: Path, dest: Path, budget: _Budget) -> None:
@@ -163,6 +180,10 @@ def _unpack_tar(archive: Path, dest: Path, budget: _Budget) -> None:
                     _write(src, dest, rel, budget)
                 budget.progress()
             # device files and FIFOs: not data, skipped
+        # tarfile stops at the end-of-archive marker, before a compressed stream's last checksum:
+        # read the rest, so a damaged last block is an error rather than silently corrupt files
+        while tf.fileobj.read(CHUNK):
+            pass
 
 
 def _mkdir(dest: Path, rel: PurePosixPath, budget: _Budget) -> Path:
@@ -181,7 +202,7 @@ def _write(src, dest: Path, rel: PurePosixPath, budget: _Budget) -> None:
         _mkdir(dest, rel.parent, budget)
     if path.is_symlink() or path.is_dir():
         raise InputError(f"{budget.archive}: {rel} is both a file and a folder in the archive")
-    with open(path, "wb") as out:
+    with open(replace_file(path), "xb") as out:  # a new file: never through a hard link to a user's file
         for block in iter(lambda: src.read(CHUNK), b""):
             budget.take(len(block))
             out.write(block)
@@ -197,7 +218,7 @@ def _copy_link(dest: Path, rel: PurePosixPath, target: PurePosixPath, budget: _B
         path = dest.joinpath(*rel.parts)
         if path.is_symlink() or path.is_dir():
             raise InputError(f"{budget.archive}: {rel} is both a file and a folder in the archive")
-        shutil.copyfile(source, path)
+        shutil.copyfile(source, replace_file(path))
 
 
 def _mib(n: int) -> int:

@@ -17,7 +17,7 @@ from ganfp.fetch.archive import archive_kind, check_supported, unpack
 from ganfp.fetch.download import download, fetch_json, file_digest
 from ganfp.fetch.kaggle import kaggle_download
 from ganfp.fetch.registry import DATASETS, DatasetInfo, Route
-from ganfp.fileio import write_json
+from ganfp.fileio import replace_file, write_json
 
 FIGSHARE_API = "https://api.figshare.com/v2"
 NESTED_ROUNDS = 2  # archives inside archives are unpacked this many levels deep
@@ -130,7 +130,7 @@ def _import_local(info: DatasetInfo, sources: list, staging: Path, progress, lin
             continue
         check_supported(path)
         if archive_kind(path) is None:  # a loose file, e.g. a label list: kept beside the data
-            shutil.copyfile(path, staging / path.name)
+            shutil.copyfile(path, replace_file(staging / path.name))
             continue
         digests[path.name] = file_digest(path)
         budget -= unpack(path, staging, budget, progress)
@@ -169,7 +169,7 @@ def _fetch_route(info: DatasetInfo, route: Route, root: Path, staging: Path, pro
         if archive_kind(path):
             budget -= unpack(path, staging, budget, progress)
         else:
-            shutil.copyfile(path, staging / path.name)
+            shutil.copyfile(path, replace_file(staging / path.name))
     return digests, version, described
 
 
@@ -213,7 +213,11 @@ def _link_tree(src: Path, dest: Path, skip: set[str], link: bool, progress, keep
     """Copy (or hard-link) the files under `src` into `dest`; symlinked folders are followed once."""
     files = []
     seen = set()
-    for top, dirs, names in os.walk(src, followlinks=True):
+
+    def unreadable(exc: OSError) -> None:  # skipping it would install a dataset with files silently missing
+        raise InputError(f"{exc.filename or src}: cannot read the folder ({exc.strerror or exc})")
+
+    for top, dirs, names in os.walk(src, onerror=unreadable, followlinks=True):
         real = os.path.realpath(top)
         if real in seen:
             dirs[:] = []
@@ -232,6 +236,8 @@ def _link_tree(src: Path, dest: Path, skip: set[str], link: bool, progress, keep
 
 
 def _place(path: Path, target: Path, link: bool) -> None:
+    """Link or copy `path` to a new `target` inode (a file already there may be a link to another user file)."""
+    replace_file(target)
     if link:
         try:
             os.link(path, target)
@@ -248,13 +254,10 @@ def _describe_sources(sources: list) -> str:
 
 
 def verify_layout(name: str, folder: Path, where: str) -> dict:
-    """What the dataset's adapter recognises in `folder`; a layout it does not know is an InputError."""
-    from ganfp.data.adapters import casia, covid_ctset, imageclef
+    """What the dataset's adapter (of the same name) recognises in `folder`; a layout it does not know is an InputError."""
+    from ganfp.data.adapters import ADAPTERS
 
-    if name == "casia":
-        return casia.describe(folder, where)
-    if name == "covid-ctset":
-        return covid_ctset.describe(folder, where)
-    if name.startswith("imageclef-gans-"):
-        return imageclef.describe(folder, where)
-    raise RuntimeFailure(f"no layout check for dataset {name}")
+    adapter = ADAPTERS.get(name)
+    if adapter.describe is None:
+        raise RuntimeFailure(f"no layout check for dataset {name}")
+    return adapter.describe(folder, where)

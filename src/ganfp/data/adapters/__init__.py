@@ -13,6 +13,7 @@ from typing import Callable
 
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
+from ganfp.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -20,29 +21,30 @@ class Adapter:
     name: str
     load: Callable[..., Manifest]  # load(arg, data_root, **options) -> Manifest
     help: str
+    describe: Callable[[Path, str], dict] | None = None  # layout check of a fetched copy (fetch-data)
 
 
-_ADAPTERS: dict[str, Adapter] = {}
+ADAPTERS: Registry[Adapter] = Registry("dataset adapter")
 
 
-def register_adapter(name: str, help: str):
+def register_adapter(name: str, help: str, describe: Callable[[Path, str], dict] | None = None):
     def wrap(fn: Callable[..., Manifest]) -> Callable[..., Manifest]:
-        _ADAPTERS[name] = Adapter(name, fn, help)
+        ADAPTERS.add(name, Adapter(name, fn, help, describe))
         return fn
 
     return wrap
 
 
 def list_adapters() -> list[Adapter]:
-    return [_ADAPTERS[k] for k in sorted(_ADAPTERS)]
+    return [ADAPTERS.get(name) for name in sorted(ADAPTERS.names())]
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """`demo:covid` -> ("demo", "covid"); a bare path -> ("folder", path)."""
     name, sep, arg = spec.partition(":")
-    if sep and name in _ADAPTERS and not (len(name) == 1 and os.name == "nt"):
+    if sep and name in ADAPTERS and not (len(name) == 1 and os.name == "nt"):
         return name, arg or None
-    if name in _ADAPTERS and not sep:
+    if name in ADAPTERS and not sep:
         return name, None
     if Path(spec).expanduser().exists():
         return "folder", spec
@@ -54,7 +56,7 @@ def load_manifest(spec: str, data_root: str | os.PathLike | None = None, **optio
     from ganfp.paths import data_root as resolve_root
 
     name, arg = parse_spec(spec)
-    return _ADAPTERS[name].load(arg, resolve_root(data_root), **options)
+    return ADAPTERS.get(name).load(arg, resolve_root(data_root), **options)
 
 
 # Built-in adapters register on import.

@@ -128,7 +128,8 @@ def select_version(found, arg: str | None, spec: str):
     return chosen, want
 
 
-@register_adapter("casia", "CASIA tampering (ganfp fetch-data casia); casia:v1 or casia:v2, default v2 when present")
+@register_adapter("casia", "CASIA tampering (ganfp fetch-data casia); casia:v1 or casia:v2, default v2 when present",
+                  describe=describe)
 def load(arg: str | None, data_root: Path, **options) -> Manifest:
     from ganfp.fetch.store import require_ready
 

@@ -136,7 +136,8 @@ def _generated_folder(arg: str | None, options: dict, spec: str) -> Path | None:
     return Path(generated).expanduser() if generated else None
 
 
-@register_adapter("covid-ctset", f"COVID-CTset (ganfp fetch-data covid-ctset): covid vs normal; covid-ctset:{RVG}=FOLDER for real vs generated")
+@register_adapter("covid-ctset", f"COVID-CTset (ganfp fetch-data covid-ctset): covid vs normal; covid-ctset:{RVG}=FOLDER for real vs generated",
+                  describe=describe)
 def load(arg: str | None, data_root: Path, **options) -> Manifest:
     from ganfp.fetch.store import require_ready
 

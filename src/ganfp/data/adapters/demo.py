@@ -12,23 +12,22 @@ from ganfp.data.adapters import register_adapter
 from ganfp.data.adapters.folder import folder_manifest
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
+from ganfp.registry import Registry
 
-# part -> (folder, class order or None for unlabelled, sub-folders that are not classes)
-DEMO_PARTS = {
-    "casia": ("casia", ["authentic", "tampered"], ()),
-    "covid": ("covid", ["normal", "covid"], ()),
-    "gans-dev": ("gans-dev", ["not_used", "used"], ("generated",)),
-    "gans-test": ("gans-test/real_unknown_1", None, ()),
-}
+# Every part, in one registry: the chain's parts are (folder, class order or None for unlabelled,
+# sub-folders that are not classes); the attribution parts (meta attribution=True) are (demo folder,
+# what to load), built on their own, see ganfp.data.demo_attribution.
+DEMO_PARTS: Registry[tuple] = Registry("demo part")
+DEMO_PARTS.add("casia", ("casia", ["authentic", "tampered"], ()))
+DEMO_PARTS.add("covid", ("covid", ["normal", "covid"], ()))
+DEMO_PARTS.add("gans-dev", ("gans-dev", ["not_used", "used"], ("generated",)))
+DEMO_PARTS.add("gans-test", ("gans-test/real_unknown_1", None, ()))
+DEMO_PARTS.add("attribution-2025", ("attribution-2025", "attribution-unknown"), attribution=True)
+DEMO_PARTS.add("attribution-2025-train", ("attribution-2025", "attribution-train"), attribution=True)
+DEMO_PARTS.add("attribution-2025-real", ("attribution-2025", "attribution-real"), attribution=True)
+DEMO_PARTS.add("attribution-2024", ("attribution-2024", "generated"), attribution=True)
 GENERATED = {"gans-dev": "gans-dev/generated", "gans-test": "gans-test/generated_1"}
 TEST_LABELS = "gans-test-labels.csv"
-# attribution parts -> (demo folder, what to load); built on their own, see ganfp.data.demo_attribution
-ATTRIBUTION_PARTS = {
-    "attribution-2025": ("attribution-2025", "attribution-unknown"),
-    "attribution-2025-train": ("attribution-2025", "attribution-train"),
-    "attribution-2025-real": ("attribution-2025", "attribution-real"),
-    "attribution-2024": ("attribution-2024", "generated"),
-}
 
 
 def demo_dir(data_root: Path) -> Path:
@@ -61,7 +60,7 @@ def load_attribution(arg: str, data_root: Path) -> Manifest:
     from ganfp.data.adapters.imageclef import load_part
     from ganfp.data.demo_attribution import LABELS, ensure_attribution_demo
 
-    name, part = ATTRIBUTION_PARTS[arg]
+    name, part = DEMO_PARTS.get(arg)
     root = ensure_attribution_demo(name, data_root)
     if part == "generated":
         manifest = folder_manifest(root / "generated", name=f"demo:{arg}")
@@ -71,16 +70,17 @@ def load_attribution(arg: str, data_root: Path) -> Manifest:
     return manifest
 
 
-@register_adapter("demo", f"built-in synthetic data; parts: {', '.join([*DEMO_PARTS, *ATTRIBUTION_PARTS])}")
+@register_adapter("demo", f"built-in synthetic data; parts: {', '.join(DEMO_PARTS.names())}")
 def load(arg: str | None, data_root: Path, **options) -> Manifest:
-    if arg in ATTRIBUTION_PARTS:
+    if not arg:
+        raise InputError(f"demo: name a part, e.g. demo:covid (parts: {', '.join(DEMO_PARTS.names())})")
+    entry = DEMO_PARTS.entry(arg)
+    if entry.meta.get("attribution"):
         return load_attribution(arg, data_root)
-    if arg not in DEMO_PARTS:
-        raise InputError(f"demo: unknown part {arg!r}; choose one of: {', '.join([*DEMO_PARTS, *ATTRIBUTION_PARTS])}")
     if options:
         raise InputError(f"demo:{arg}: unknown option(s) {', '.join(sorted(options))} (demo takes none)")
+    folder, classes, exclude = entry.obj
     root = ensure_demo(data_root)
-    folder, classes, exclude = DEMO_PARTS[arg]
     manifest = folder_manifest(root / folder, classes=classes, name=f"demo:{arg}", exclude=exclude)
     if arg in GENERATED:
         manifest.info["generated"] = str(root / GENERATED[arg])

@@ -219,7 +219,8 @@ def describe(folder: Path, where: str) -> dict:
 def _register(year: int) -> None:
     name = f"imageclef-gans-{year}"
 
-    @register_adapter(name, f"ImageCLEFmedical GANs {year} (ganfp fetch-data {name} --from ARCHIVE); parts: {', '.join(PARTS)}")
+    @register_adapter(name, f"ImageCLEFmedical GANs {year} (ganfp fetch-data {name} --from ARCHIVE); parts: {', '.join(PARTS)}",
+                      describe=describe)
     def load(arg: str | None, data_root: Path, **options) -> Manifest:
         from ganfp.fetch.store import require_ready
 

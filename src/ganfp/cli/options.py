@@ -1,0 +1,89 @@
+"""The CLI options several commands share, each declared once with its help and its range (style rule 7).
+
+Used as `seed: SeedOpt = 0`. A value out of range is a click usage error: one line, exit 2,
+before any work starts. Only typer and the standard library are imported here, so `ganfp --help`
+stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Optional
+
+import typer
+
+
+def _finite(value: Optional[float]) -> Optional[float]:
+    """Click's FLOAT reads "nan" and "inf"; no threshold or fraction means anything as either."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def in_range(low: float | None = None, high: float | None = None):
+    """A callback refusing a value outside [low, high] with the value and the bound in the message.
+
+    Typer's own `min=`/`max=` would say "Input should be greater than or equal to 1", without the value.
+    """
+
+    def check(value):
+        if value is None:
+            return value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise typer.BadParameter(f"{value} is not a finite number")
+        if low is not None and value < low:
+            raise typer.BadParameter(f"{value:g} is below the minimum {low:g}")
+        if high is not None and value > high:
+            raise typer.BadParameter(f"{value:g} is above the maximum {high:g}")
+        return value
+
+    return check
+
+
+def _open_fraction(value: Optional[float]) -> Optional[float]:
+    """0 < q < 1: all-used or none-used is a constant labelling, not a decision."""
+    if value is not None and not 0 < value < 1:
+        raise typer.BadParameter(f"{value:g} is not between 0 and 1 (0 < q < 1)")
+    return value
+
+
+def _data_root(value: Optional[str]) -> Optional[str]:
+    """The data root (flag, else $GANFP_DATA, else the default) must be a folder ganfp can write: checked first."""
+    from ganfp.fileio import check_writable
+    from ganfp.paths import data_root
+
+    check_writable(data_root(value), "data root", folder=True)
+    return value
+
+
+DATA_ROOT_HELP = "Data folder (default: $GANFP_DATA, else the per-user data folder)."
+RUNS_HELP = "Folder of chain runs (default: $GANFP_RUNS, else ./runs)."
+MEMORY_HELP = ("GB of RAM the image cache may take (default: a quarter of RAM); a larger cache is memory-mapped "
+               "from disk.")
+SEED_HELP = ("Seed (>= 0) of every random step: split, initialisation, shuffling, augmentation, calibration folds "
+             "and bootstrap, demo data.")
+USED_FRACTION_HELP = ("Label the top fraction by score as used, 0 < q < 1: the known prevalence (default 0.5; "
+                      "classify --calibrate: the dev prevalence).")
+K_HELP = "Neighbours (>= 1) per image for knn and density, and fusion's (default 5)."
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root, help=DATA_ROOT_HELP)]
+RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help=RUNS_HELP)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", callback=in_range(0), help=SEED_HELP)]
+ImageSizeOpt = Annotated[
+    Optional[int],
+    typer.Option("--image-size", callback=in_range(8, 4096), help="Resize every image to N x N (8 to 4096)."),
+]
+BatchSizeOpt = Annotated[
+    Optional[int], typer.Option("--batch-size", callback=in_range(1), help="Images per batch (at least 1).")
+]
+MemoryBudgetOpt = Annotated[Optional[float], typer.Option("--memory-budget", callback=in_range(0), help=MEMORY_HELP)]
+UsedFractionOpt = Annotated[
+    Optional[float], typer.Option("--used-fraction", callback=_open_fraction, help=USED_FRACTION_HELP)
+]
+ThresholdOpt = Annotated[
+    Optional[float],
+    typer.Option("--threshold", callback=_finite, help="Label score >= threshold as used, instead of by rank."),
+]
+KOpt = Annotated[Optional[int], typer.Option("--k", callback=in_range(1), help=K_HELP)]

@@ -1,0 +1,652 @@
+"""The bad-input suite: broken and hostile inputs to every command get one line, the right exit code, no escape.
+
+Each case runs `ganfp ARGS` in-process (the `run_cli` fixture) inside its own target folder (the
+working directory, the runs folder and every output live there) and asserts:
+
+- the exit code: 2 for a usage or input error, 1 for a runtime failure;
+- the output, stdout and stderr together, is exactly one non-empty line, starting with "error:",
+  and holds no "Traceback". Click's usage errors count the same way: `ganfp.cli.main` prints them
+  as one line ("error: Missing option '--out'. (see 'ganfp train-stage --help')"), not as click's
+  usage block, so there is nothing to discount;
+- nothing was written outside the target: the shared inputs (recursively) and the folders around
+  the target (their entries) are the same before and after.
+
+Cases whose fix lies outside the input/CLI files are listed in FIXED_ELSEWHERE, marked xfail
+(strict=False) with the reason; remove an id from the list once its fix lands. Nothing here trains:
+inputs are refused before the first epoch (the few that could start are tiny: conv5, 16 px, one epoch).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+from PIL import Image
+
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+# Case ids that fail for a reason outside this branch's files, marked xfail (strict=False) until fixed.
+# All four print the trainer's progress line ("N images, decoding once at ...") before the one-line
+# error: train.py announces the decoding before the data (or the starting point) is known to be good.
+FIXED_ELSEWHERE = {"train-data-bomb", "train-data-corrupt", "train-init-pickle", "train-one-class-folder"}
+XFAIL_REASON = "train.py prints a progress line before this error (h-training's file)"
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (a decompression bomb when large), with a tiny body."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def images(folder: Path, n: int, size=(16, 16), prefix: str = "i", seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        pixels = rng.integers(0, 255, (size[1], size[0]), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{prefix}{i:03d}.png")
+    return folder
+
+
+def build_world(w: Path) -> dict[str, Path]:
+    """Every input the cases name, built once; cases only read these."""
+    p: dict[str, Path] = {}
+    p["real"] = images(w / "real", 6, prefix="r")
+    p["gen"] = images(w / "gen", 6, prefix="g", seed=1)
+    p["empty"] = w / "empty"
+    p["empty"].mkdir()
+    p["afile"] = w / "afile"
+    p["afile"].write_text("not a folder\n")
+    p["missing"] = w / "missing"
+    for cls, seed in (("a", 2), ("b", 3)):
+        images(w / "ds" / cls, 8, prefix=cls, seed=seed)
+    p["ds"] = w / "ds"
+    p["oneclass"] = w / "oneclass"
+    images(p["oneclass"] / "only", 8, prefix="o")
+    p["bomb_real"] = images(w / "bomb_real", 3, prefix="b")
+    (p["bomb_real"] / "bomb.png").write_bytes(png_header(40000, 40000))
+    p["bomb_gen"] = images(w / "bomb_gen", 3, prefix="bg")
+    (p["bomb_gen"] / "bomb.png").write_bytes(png_header(40000, 40000))
+    p["bomb_ds"] = w / "bomb_ds"
+    images(p["bomb_ds"] / "a", 4, prefix="a")
+    images(p["bomb_ds"] / "b", 4, prefix="b")
+    (p["bomb_ds"] / "b" / "bomb.png").write_bytes(png_header(40000, 40000))
+    p["corrupt_real"] = images(w / "corrupt_real", 3, prefix="c")
+    (p["corrupt_real"] / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\ngarbage")
+    p["truncated_real"] = images(w / "truncated_real", 3, prefix="t")
+    full = (p["truncated_real"] / "t000.png").read_bytes()
+    (p["truncated_real"] / "t000.png").write_bytes(full[:60])
+    p["textpng_real"] = images(w / "textpng_real", 3, prefix="x")
+    (p["textpng_real"] / "notes.png").write_text("hello")
+    p["mixed_sizes"] = images(w / "mixed_sizes", 3, prefix="m")
+    images(p["mixed_sizes"], 2, size=(24, 24), prefix="n")
+    p["nonsquare"] = images(w / "nonsquare", 3, size=(16, 12), prefix="q")
+    p["dup_ids"] = images(w / "dup_ids", 3, prefix="d")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(p["dup_ids"] / "d000.jpg")
+    p["comma_id"] = images(w / "comma_id", 3, prefix="k")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(p["comma_id"] / "a,b.png")
+    p["two_tests"] = w / "two_tests"
+    for i in (1, 2):
+        images(p["two_tests"] / f"real_unknown_{i}", 3, prefix=f"u{i}_")
+        images(p["two_tests"] / f"generated_{i}", 3, prefix=f"g{i}_")
+    p["dev_no_gen"] = w / "dev_no_gen"
+    images(p["dev_no_gen"] / "used", 3, prefix="du")
+    images(p["dev_no_gen"] / "not_used", 3, prefix="dn")
+    p["unreadable"] = images(w / "unreadable", 3, prefix="z")
+    _ids_files(w, p)
+    _csv_files(w, p)
+    _archives(w, p)
+    _chains(w, p)
+    _checkpoints(w, p)
+    return p
+
+
+def _ids_files(w: Path, p: dict) -> None:
+    real_ids = [f"r{i:03d}" for i in range(6)]
+    p["ids_extra"] = w / "ids_extra.txt"
+    p["ids_extra"].write_text("\n".join(real_ids + ["zzz"]) + "\n")
+    p["ids_short"] = w / "ids_short.txt"
+    p["ids_short"].write_text("\n".join(real_ids[:4]) + "\n")
+    p["ids_empty"] = w / "ids_empty.txt"
+    p["ids_empty"].write_text("")
+    p["ids_dup"] = w / "ids_dup.txt"
+    p["ids_dup"].write_text("\n".join(real_ids + ["r000"]) + "\n")
+
+
+CSV_FILES = {
+    "labels": "id,label\na,1\nb,0\nc,1\nd,0\n",
+    "official": "a,1\nb,0\nc,1\nd,0\n",
+    "scores": "id,score\na,0.9\nb,0.1\nc,0.8\nd,0.2\n",
+    "empty_csv": "",
+    "header_only": "id,label\n",
+    "unknown_header": "name,prob,extra\na,1,2\n",
+    "three_tokens": "a,1,0\nb,0\nc,1\nd,0\n",
+    "label_2": "a,2\nb,0\nc,1\nd,0\n",
+    "label_neg": "a,-1\nb,0\nc,1\nd,0\n",
+    "label_word": "a,yes\nb,0\nc,1\nd,0\n",
+    "label_float": "a,0.5\nb,0\nc,1\nd,0\n",
+    "dup_id": "a,1\na,0\nc,1\nd,0\n",
+    "missing_id": "a,1\nb,0\nc,1\n",
+    "extra_id": "a,1\nb,0\nc,1\nd,0\ne,1\n",
+    "empty_line": "a,1\n\nb,0\nc,1\nd,0\n",
+    "empty_id": ",1\nb,0\nc,1\nd,0\n",
+    "score_nan": "id,score\na,nan\nb,0.1\nc,0.8\nd,0.2\n",
+    "score_inf": "id,score\na,inf\nb,0.1\nc,0.8\nd,0.2\n",
+    "score_word": "id,score\na,high\nb,0.1\nc,0.8\nd,0.2\n",
+    "score_short_row": "id,score\na\nb,0.1\nc,0.8\nd,0.2\n",
+    "headered_label_2": "id,label\na,2\nb,0\nc,1\nd,0\n",
+    "headered_dup": "id,label\na,1\na,0\nc,1\nd,0\n",
+    "headered_empty_id": "id,label\n,1\nb,0\nc,1\nd,0\n",
+    "headered_empty_line": "id,label\na,1\n\nc,1\nd,0\n",
+    "two_id_columns": "id,image_id,label\na,a,1\n",
+    "two_label_columns": "id,label,predicted_class\na,1,1\n",
+    "labels_with_scores": "id,label,score\na,1,0.9\nb,0,0.1\nc,1,0.8\nd,0,0.2\n",
+    "labels_3": "id,label\na,3\nb,0\nc,1\nd,0\n",
+    "path_class_bad": "image_path,predicted_class\nx/a.png,used\n",
+    "only_commas": ",,,\n",
+}
+
+
+def _csv_files(w: Path, p: dict) -> None:
+    for name, text in CSV_FILES.items():
+        p[name] = w / f"{name}.csv"
+        p[name].write_text(text, encoding="utf-8")
+    p["binary_csv"] = w / "binary.csv"
+    p["binary_csv"].write_bytes(b"\x00\x01\x02a,1\n")
+    p["latin1_csv"] = w / "latin1.csv"
+    p["latin1_csv"].write_bytes("caf\xe9,1\n".encode("latin-1"))
+    p["csv_dir"] = w / "csv_dir.csv"
+    p["csv_dir"].mkdir()
+
+
+def _tar(path: Path, members: list[tarfile.TarInfo | tuple[str, bytes]], mode: str = "w") -> Path:
+    import io
+
+    with tarfile.open(path, mode) as tf:
+        for m in members:
+            if isinstance(m, tarfile.TarInfo):
+                tf.addfile(m)
+            else:
+                info = tarfile.TarInfo(m[0])
+                info.size = len(m[1])
+                tf.addfile(info, io.BytesIO(m[1]))
+    return path
+
+
+def _archives(w: Path, p: dict) -> None:
+    p["bad_tbz"] = w / "bad.tar.bz2"
+    p["bad_tbz"].write_bytes(b"BZh91AY&SY" + b"\0" * 200)
+    good = _tar(w / "big.tar.bz2", [("x/noise.bin", np.random.default_rng(0).bytes(2_500_000))], "w:bz2")
+    data = bytearray(good.read_bytes())
+    for i in range(len(data) - 20000, len(data) - 19000):  # a damaged block in the middle of the stream
+        data[i] ^= 0xFF
+    p["corrupt_tbz"] = w / "corrupt.tar.bz2"
+    p["corrupt_tbz"].write_bytes(bytes(data))
+    good.unlink()
+    p["trunc_tgz"] = w / "trunc.tar.gz"
+    full = _tar(w / "full.tar.gz", [("x/a.txt", b"a" * 100_000)], "w:gz").read_bytes()
+    p["trunc_tgz"].write_bytes(full[: len(full) // 2])
+    (w / "full.tar.gz").unlink()
+    p["trunc_zip"] = w / "trunc.zip"
+    with zipfile.ZipFile(w / "full.zip", "w") as zf:
+        zf.writestr("x/a.txt", b"a" * 10_000)
+    p["trunc_zip"].write_bytes((w / "full.zip").read_bytes()[:40])
+    (w / "full.zip").unlink()
+    p["not_zip"] = w / "not.zip"
+    p["not_zip"].write_text("plain text")
+    p["dotdot_zip"] = w / "dotdot.zip"
+    with zipfile.ZipFile(p["dotdot_zip"], "w") as zf:
+        zf.writestr("../escape.txt", b"x")
+    p["abs_zip"] = w / "abs.zip"
+    with zipfile.ZipFile(p["abs_zip"], "w") as zf:
+        zf.writestr("/tmp/escape.txt", b"x")
+    link = tarfile.TarInfo("x/link")
+    link.type, link.linkname = tarfile.SYMTYPE, "../../../etc/passwd"
+    p["symlink_tar"] = _tar(w / "symlink.tar", [link])
+    hard = tarfile.TarInfo("x/hard")
+    hard.type, hard.linkname = tarfile.LNKTYPE, "/etc/passwd"
+    p["hardlink_tar"] = _tar(w / "hardlink.tar", [hard])
+    p["dotdot_tar"] = _tar(w / "dotdot.tar", [("../../escape.txt", b"x")])
+    p["file_and_dir_tar"] = _tar(w / "file_and_dir.tar", [("x", b"file"), ("x/y", b"child")])
+    p["rar"] = w / "data.rar"
+    p["rar"].write_bytes(b"Rar!\x1a\x07\x00")
+    p["seven_z"] = w / "data.7z"
+    p["seven_z"].write_bytes(b"7z\xbc\xaf\x27\x1c")
+    p["nul_zip"] = w / "nul.zip"
+    with zipfile.ZipFile(p["nul_zip"], "w") as zf:
+        zf.writestr("ok.txt", b"x")
+    raw = p["nul_zip"].read_bytes().replace(b"ok.txt", b"o\0.txt")
+    p["nul_zip"].write_bytes(raw)
+    p["empty_zip"] = w / "empty.zip"
+    with zipfile.ZipFile(p["empty_zip"], "w"):
+        pass
+
+
+CHAIN_TOMLS = {
+    "valid": 'name = "x"\n[[stages]]\ndataset = "DS"\n',  # only with a bad command-line override
+    "syntax": "name = \n[[stages]\n",
+    "no_stages": 'name = "x"\n',
+    "empty_stages": 'name = "x"\nstages = []\n',
+    "stages_ints": 'name = "x"\nstages = [1, 2]\n',
+    "defaults_int": 'name = "x"\ndefaults = 5\n[[stages]]\ndataset = "DS"\n',
+    "epochs_string": 'name = "x"\n[defaults]\nepochs = "ten"\n[[stages]]\ndataset = "DS"\n',
+    "image_size_string": 'name = "x"\n[defaults]\nimage_size = "big"\n[[stages]]\ndataset = "DS"\n',
+    "extra_string": 'name = "x"\nextra = "oops"\n[[stages]]\ndataset = "DS"\n',
+    "dataset_int": 'name = "x"\n[[stages]]\ndataset = 5\n',
+    "epochs_negative": 'name = "x"\n[defaults]\nepochs = -1\n[[stages]]\ndataset = "DS"\n',
+    "epochs_zero": 'name = "x"\n[defaults]\nepochs = 0\n[[stages]]\ndataset = "DS"\n',
+    "patience_zero": 'name = "x"\n[defaults]\npatience = 0\n[[stages]]\ndataset = "DS"\n',
+    "unknown_key": 'name = "x"\n[[stages]]\ndataset = "DS"\nepochz = 3\n',
+    "no_dataset": 'name = "x"\n[[stages]]\nname = "a"\n',
+    "dup_names": 'name = "x"\n[[stages]]\nname = "a"\ndataset = "DS"\n[[stages]]\nname = "a"\ndataset = "DS"\n',
+    "name_dotdot": 'name = "../../x"\n[[stages]]\ndataset = "DS"\n',
+    "stage_name_dotdot": 'name = "x"\n[[stages]]\nname = "../../../x"\ndataset = "DS"\n',
+    "bad_dataset_2": ('name = "x"\n[[stages]]\nname = "a"\ndataset = "DS"\n'
+                      '[[stages]]\nname = "b"\ndataset = "nope:nothing"\n'),
+    "unknown_dataset": 'name = "x"\n[[stages]]\ndataset = "nope:nothing"\n',
+}
+TINY_STAGE = {"image_size": 16, "batch_size": 4, "epochs": 1}
+
+
+def _chains(w: Path, p: dict) -> None:
+    defaults = "".join(f"{k} = {v}\n" for k, v in TINY_STAGE.items())
+    for name, text in CHAIN_TOMLS.items():
+        body = text.replace('"DS"', repr(str(p["ds"])).replace("'", '"'))
+        if "[defaults]" not in body and "defaults =" not in body and "[[stages]]" in body:
+            body = body.replace("[[stages]]", "[defaults]\n" + defaults + "[[stages]]", 1)
+        p[f"chain_{name}"] = w / f"chain_{name}.toml"
+        p[f"chain_{name}"].write_text(body)
+    p["chain_binary"] = w / "chain_binary.toml"
+    p["chain_binary"].write_bytes(b"\x00\xff\xfe binary")
+
+
+def _checkpoints(w: Path, p: dict) -> None:
+    """Stage folders whose model.safetensors carry broken metadata, and files that are no checkpoint."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    for name, meta in (("ckpt_no_classes", {"model": "conv5", "image_size": 16}),
+                       ("ckpt_unknown_model", {"model": "nonet", "num_classes": 2, "image_size": 16})):
+        folder = w / name
+        folder.mkdir()
+        save_file({"w": np.zeros(2, np.float32)}, str(folder / "model.safetensors"),
+                  metadata={"ganfp": json.dumps(meta)})
+        p[name] = folder
+    p["ckpt_garbage"] = w / "garbage.safetensors"
+    p["ckpt_garbage"].write_bytes(b"not a safetensors file")
+    p["ckpt_pickle"] = w / "weights.pt"
+    p["ckpt_pickle"].write_bytes(b"\x80\x04not really a pickle")
+
+
+# ------------------------------------------------------------------------------------------------ cases
+
+
+@dataclass
+class Case:
+    id: str
+    args: list[str]  # "{name}" is replaced by the world path of that name, "{out}" by the target folder
+    code: int = 2
+    says: tuple[str, ...] = ()  # words the error line must hold
+    patch: Callable | None = None  # patch(monkeypatch, paths): e.g. make a folder unreadable
+    demo: bool = False  # needs the demo data root (session fixture)
+    marks: list = field(default_factory=list)
+
+
+def unreadable(name: str):
+    """Reading the folder fails with EACCES (works as root too, where chmod 000 does not stop reads)."""
+
+    def patch(monkeypatch, paths):
+        target = os.path.realpath(paths[name])
+        real_scandir, real_listdir = os.scandir, os.listdir
+
+        def deny(path="."):
+            if isinstance(path, (str, os.PathLike)) and os.path.realpath(os.fspath(path)) == target:
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return None
+
+        monkeypatch.setattr(os, "scandir", lambda path=".": deny(path) or real_scandir(path))
+        monkeypatch.setattr(os, "listdir", lambda path=".": deny(path) or real_listdir(path))
+
+    return patch
+
+
+CASES: list[Case] = []
+
+
+def add(id: str, *args: str, code: int = 2, says: tuple[str, ...] | str = (), **kw) -> None:
+    CASES.append(Case(id, list(args), code, (says,) if isinstance(says, str) else tuple(says), **kw))
+
+
+# fetch-data -------------------------------------------------------------------------------------------
+F = ("fetch-data",)
+IC = ("fetch-data", "imageclef-gans-2023", "--data-root", "{out}/data")
+add("fetch-no-name", *F, "--data-root", "{out}/data", says="name a dataset")
+add("fetch-unknown-name", *F, "nope", "--data-root", "{out}/data", says="unknown dataset 'nope'")
+add("fetch-seed-negative", *F, "demo", "--seed", "-1", says=("--seed", "-1"))
+add("fetch-seed-word", *F, "demo", "--seed", "x", says="--seed")
+add("fetch-seed-float", *F, "demo", "--seed", "1.5", says="--seed")
+add("fetch-data-root-file", *F, "demo", "--data-root", "{afile}", says=("data root", "is a file"))
+add("fetch-data-root-under-file", *F, "demo", "--data-root", "{afile}/sub", says=("data root", "is a file"))
+add("fetch-list-data-root-file", *F, "--list", "--data-root", "{afile}", says="is a file")
+add("fetch-demo-from", *F, "demo", "--from", "{real}", "--data-root", "{out}/data", says="--from")
+add("fetch-demo-via", *F, "demo", "--via", "kaggle", "--data-root", "{out}/data", says="--via")
+add("fetch-manual-no-route", *IC, says="cannot be downloaded")
+add("fetch-unknown-route", *F, "covid-ctset", "--via", "nope", "--data-root", "{out}/data",
+    says="no download route 'nope'")
+add("fetch-from-and-via", *IC, "--from", "{real}", "--via", "x", says="--via")
+add("fetch-add-without-from", *IC, "--add", says="--add")
+add("fetch-from-missing", *IC, "--from", "{missing}", says="no such file")
+add("fetch-from-bad-tbz", *IC, "--from", "{bad_tbz}", says=("bad.tar.bz2", "damaged"))
+add("fetch-from-corrupt-tbz", *IC, "--from", "{corrupt_tbz}", says=("corrupt.tar.bz2", "damaged"))
+add("fetch-from-truncated-tgz", *IC, "--from", "{trunc_tgz}", says=("trunc.tar.gz", "damaged"))
+add("fetch-from-truncated-zip", *IC, "--from", "{trunc_zip}", says=("trunc.zip", "damaged"))
+add("fetch-from-not-zip", *IC, "--from", "{not_zip}", says=("not.zip", "damaged"))
+add("fetch-from-dotdot-zip", *IC, "--from", "{dotdot_zip}", says="outside the archive")
+add("fetch-from-abs-zip", *IC, "--from", "{abs_zip}", says="absolute path")
+add("fetch-from-symlink-tar", *IC, "--from", "{symlink_tar}", says="outside the archive")
+add("fetch-from-hardlink-tar", *IC, "--from", "{hardlink_tar}", says="outside the archive")
+add("fetch-from-dotdot-tar", *IC, "--from", "{dotdot_tar}", says="outside the archive")
+add("fetch-from-file-and-dir-tar", *IC, "--from", "{file_and_dir_tar}", says="both a file and a folder")
+add("fetch-from-rar", *IC, "--from", "{rar}", says="not supported")
+add("fetch-from-7z", *IC, "--from", "{seven_z}", says="not supported")
+add("fetch-from-nul-name-zip", *IC, "--from", "{nul_zip}", says="nul.zip")
+add("fetch-from-empty-zip", *IC, "--from", "{empty_zip}", says="no ImageCLEF GANs layout")
+add("fetch-from-empty-folder", *IC, "--from", "{empty}", says="no ImageCLEF GANs layout")
+add("fetch-from-flat-images", *IC, "--from", "{real}", says="no ImageCLEF GANs layout")
+add("fetch-from-flat-images-link", *IC, "--from", "{real}", "--link", says="no ImageCLEF GANs layout")
+add("fetch-from-loose-file", *IC, "--from", "{labels}", says="no ImageCLEF GANs layout")
+add("fetch-from-unreadable", *IC, "--from", "{unreadable}", says=("unreadable", "Permission denied"),
+    patch=unreadable("unreadable"))
+add("fetch-extra-argument", *F, "demo", "extra", "--data-root", "{out}/data", says="extra")
+add("fetch-via-without-value", *F, "covid-ctset", "--via", says="--via")
+add("fetch-unknown-option", *F, "demo", "--frobnicate", says="--frobnicate")
+
+# train-stage ------------------------------------------------------------------------------------------
+T = ("train-stage", "--model", "conv5", "--image-size", "16", "--batch-size", "4", "--epochs", "1",
+     "--data-root", "{out}/data")
+TD = (*T, "--data", "{ds}")
+add("train-no-out", *T, "--data", "{ds}", says="--out")
+add("train-no-data", *T, "--out", "{out}/o", says="--data")
+add("train-data-missing", *T, "--data", "{missing}", "--out", "{out}/o", says="unknown dataset")
+add("train-data-file", *T, "--data", "{afile}", "--out", "{out}/o", says="afile")
+add("train-data-empty-folder", *T, "--data", "{empty}", "--out", "{out}/o", says="no images")
+add("train-data-unknown-adapter-part", *T, "--data", "demo:nope", "--out", "{out}/o", says="unknown demo part 'nope'")
+add("train-data-folder-no-path", *T, "--data", "folder:", "--out", "{out}/o", says="folder")
+add("train-data-unreadable", *T, "--data", "{unreadable}", "--out", "{out}/o", says="Permission denied",
+    patch=unreadable("unreadable"))
+add("train-data-bomb", *T, "--data", "{bomb_ds}", "--out", "{out}/o", says=("bomb.png", "decompression bomb"))
+add("train-data-corrupt", *T, "--data", "{corrupt_real}", "--out", "{out}/o", says="corrupt_real")
+add("train-out-file", *TD, "--out", "{afile}", says=("--out", "is a file"))
+add("train-out-under-file", *TD, "--out", "{afile}/o", says=("--out", "is a file"))
+add("train-out-read-only", *TD, "--out", "{ro}/o", says="read-only",
+    marks=[pytest.mark.skipif(IS_ROOT, reason="root writes to read-only folders")])
+add("train-model-unknown", *TD, "--out", "{out}/o", "--model", "resnet19", says="unknown model 'resnet19'")
+add("train-image-size-0", *TD, "--out", "{out}/o", "--image-size", "0", says=("--image-size", "minimum"))
+add("train-image-size-huge", *TD, "--out", "{out}/o", "--image-size", "99999", says=("--image-size", "maximum"))
+add("train-image-size-word", *TD, "--out", "{out}/o", "--image-size", "big", says="--image-size")
+add("train-batch-size-0", *TD, "--out", "{out}/o", "--batch-size", "0", says=("--batch-size", "minimum"))
+add("train-batch-size-negative", *TD, "--out", "{out}/o", "--batch-size", "-3", says="--batch-size")
+add("train-seed-negative", *TD, "--out", "{out}/o", "--seed", "-1", says="--seed")
+add("train-memory-budget-negative", *TD, "--out", "{out}/o", "--memory-budget", "-1", says="--memory-budget")
+add("train-memory-budget-nan", *TD, "--out", "{out}/o", "--memory-budget", "nan", says="--memory-budget")
+add("train-epochs-word", *TD, "--out", "{out}/o", "--epochs", "many", says="--epochs")
+add("train-device-unknown", *TD, "--out", "{out}/o", "--device", "tpu", says="tpu")
+add("train-device-missing-gpu", *TD, "--out", "{out}/o", "--device", "cuda:7", says="cuda")
+add("train-data-root-file", *TD, "--out", "{out}/o", "--data-root", "{afile}", says=("data root", "is a file"))
+add("train-unknown-option", *TD, "--out", "{out}/o", "--frobnicate", says="--frobnicate")
+add("train-init-missing", *TD, "--out", "{out}/o", "--init", "{missing}", says="missing")
+add("train-init-garbage", *TD, "--out", "{out}/o", "--init", "{ckpt_garbage}", says="garbage.safetensors")
+add("train-init-pickle", *TD, "--out", "{out}/o", "--init", "{ckpt_pickle}", says="weights.pt")
+add("train-init-empty-folder", *TD, "--out", "{out}/o", "--init", "{empty}", says="empty")
+add("train-pseudo-unknown", *TD, "--out", "{out}/o", "--pseudo-labels", "nope", says="pseudo_labels")
+add("train-epochs-0", *TD, "--out", "{out}/o", "--epochs", "0", says="epochs")
+add("train-epochs-negative", *TD, "--out", "{out}/o", "--epochs", "-2", says="epochs")
+add("train-patience-0", *TD, "--out", "{out}/o", "--patience", "0", says="patience")
+add("train-lr-negative", *TD, "--out", "{out}/o", "--lr", "-0.1", says="lr")
+add("train-lr-nan", *TD, "--out", "{out}/o", "--lr", "nan", says="lr")
+add("train-momentum-2", *TD, "--out", "{out}/o", "--momentum", "2", says="momentum")
+add("train-weight-decay-negative", *TD, "--out", "{out}/o", "--weight-decay", "-1", says="weight_decay")
+add("train-val-fraction-0", *TD, "--out", "{out}/o", "--val-fraction", "0", says="val_fraction")
+add("train-val-fraction-1", *TD, "--out", "{out}/o", "--val-fraction", "1", says="val_fraction")
+add("train-val-fraction-1.5", *TD, "--out", "{out}/o", "--val-fraction", "1.5", says="val_fraction")
+add("train-pseudo-fraction-0.9", *TD, "--out", "{out}/o", "--pseudo-fraction", "0.9", says="pseudo_fraction")
+add("train-one-class-folder", *T, "--data", "{oneclass}", "--out", "{out}/o", says="class")
+add("train-name-dotdot", *TD, "--out", "{out}/o", "--name", "../../x", says="name")
+add("train-name-slash", *TD, "--out", "{out}/o", "--name", "a/b", says="name")
+add("train-init-meta-no-num-classes", *TD, "--out", "{out}/o", "--init", "{ckpt_no_classes}", says="num_classes")
+add("train-init-meta-unknown-model", *TD, "--out", "{out}/o", "--init", "{ckpt_unknown_model}",
+    says="ckpt_unknown_model")
+
+# chain ------------------------------------------------------------------------------------------------
+C = ("chain", "--model", "conv5", "--runs-dir", "{out}/runs", "--data-root", "{out}/data")
+add("chain-model-unknown", "chain", "--model", "resnet19", "--runs-dir", "{out}/runs", says="unknown model")
+add("chain-unknown-builtin", *C, "--chain", "nope", says="unknown chain 'nope'")
+add("chain-file-missing", *C, "--chain", "{out}/none.toml", says="not found")
+add("chain-file-is-folder", *C, "--chain", "{empty}", says="empty")
+add("chain-binary", *C, "--chain", "{chain_binary}", says="chain_binary.toml")
+for _name in [n for n in CHAIN_TOMLS if n != "valid"]:
+    _says = {"syntax": "invalid TOML", "no_stages": "[[stages]]", "empty_stages": "[[stages]]", "unknown_key": "epochz",
+             "no_dataset": "no dataset", "dup_names": "unique", "unknown_dataset": "nope"}.get(_name, "chain_")
+    add(f"chain-{_name.replace('_', '-')}", *C, "--chain", f"{{chain_{_name}}}", says=_says)
+add("chain-runs-dir-file", "chain", "--model", "conv5", "--runs-dir", "{afile}", says=("--runs-dir", "is a file"))
+add("chain-runs-dir-under-file", "chain", "--model", "conv5", "--runs-dir", "{afile}/r",
+    says=("--runs-dir", "is a file"))
+add("chain-runs-dir-read-only", "chain", "--model", "conv5", "--runs-dir", "{ro}/r", says="read-only",
+    marks=[pytest.mark.skipif(IS_ROOT, reason="root writes to read-only folders")])
+add("chain-data-root-file", "chain", "--model", "conv5", "--runs-dir", "{out}/runs", "--data-root", "{afile}",
+    says=("data root", "is a file"))
+add("chain-image-size-0", *C, "--image-size", "0", says="--image-size")
+add("chain-batch-size-0", *C, "--batch-size", "0", says="--batch-size")
+add("chain-seed-negative", *C, "--seed", "-1", says="--seed")
+add("chain-memory-budget-negative", *C, "--memory-budget", "-5", says="--memory-budget")
+add("chain-epochs-word", *C, "--epochs", "x", says="--epochs")
+add("chain-epochs-0", *C, "--chain", "{chain_valid}", "--epochs", "0", says="epochs")
+add("chain-patience-0", *C, "--chain", "{chain_valid}", "--patience", "0", says="patience")
+add("chain-from-stage-unknown", *C, "--chain", "{chain_valid}", "--from-stage", "zzz", says="zzz")
+add("chain-unknown-option", *C, "--frobnicate", says="--frobnicate")
+add("chain-extra-argument", *C, "extra", says="extra")
+
+# evaluate ---------------------------------------------------------------------------------------------
+E = ("evaluate",)
+add("eval-no-arguments", *E, says="PREDS")
+add("eval-one-argument", *E, "{official}", says="LABELS")
+add("eval-preds-missing", *E, "{missing}", "{labels}", says=("missing", "no such file"))
+add("eval-labels-missing", *E, "{official}", "{missing}", says=("missing", "no such file"))
+add("eval-preds-folder", *E, "{csv_dir}", "{labels}", says="folder")
+add("eval-labels-folder", *E, "{official}", "{csv_dir}", says="folder")
+for _name, _says in [
+    ("empty_csv", "empty"), ("header_only", "no rows"), ("unknown_header", "unrecognised header"),
+    ("three_tokens", "wrong format"), ("label_2", "greater than 1"), ("label_neg", "smaller than 0"),
+    ("label_word", "not an int"), ("label_float", "not an int"), ("dup_id", "more than once"),
+    ("missing_id", "not all figure ids"), ("extra_id", "wrong figure id"), ("empty_line", "empty line"),
+    ("empty_id", "wrong figure id"), ("score_nan", "finite"), ("score_inf", "finite"), ("score_word", "finite"),
+    ("score_short_row", "columns"), ("headered_label_2", "not 0 or 1"), ("headered_dup", "more than once"),
+    ("headered_empty_id", "empty id"), ("headered_empty_line", "empty line"), ("two_id_columns", "header"),
+    ("two_label_columns", "header"), ("path_class_bad", "not 0 or 1"), ("only_commas", "wrong format"),
+    ("binary_csv", "binary"), ("latin1_csv", "UTF-8"),
+]:
+    add(f"eval-preds-{_name.replace('_', '-')}", *E, f"{{{_name}}}", "{labels}", says=_says)
+for _name, _says in [("empty_csv", "empty"), ("labels_with_scores", "ground truth"), ("labels_3", "not 0 or 1"),
+                     ("binary_csv", "binary"), ("scores", "ground truth"), ("dup_id", "more than once")]:
+    add(f"eval-labels-{_name.replace('_', '-')}", *E, "{official}", f"{{{_name}}}", says=_says)
+add("eval-used-fraction-0", *E, "{scores}", "{labels}", "--used-fraction", "0", says="--used-fraction")
+add("eval-used-fraction-1", *E, "{scores}", "{labels}", "--used-fraction", "1", says="--used-fraction")
+add("eval-used-fraction-negative", *E, "{scores}", "{labels}", "--used-fraction", "-0.5", says="--used-fraction")
+add("eval-used-fraction-2", *E, "{scores}", "{labels}", "--used-fraction", "2", says="--used-fraction")
+add("eval-used-fraction-nan", *E, "{scores}", "{labels}", "--used-fraction", "nan", says="--used-fraction")
+add("eval-used-fraction-word", *E, "{scores}", "{labels}", "--used-fraction", "half", says="--used-fraction")
+add("eval-threshold-nan", *E, "{scores}", "{labels}", "--threshold", "nan", says="--threshold")
+add("eval-threshold-inf", *E, "{scores}", "{labels}", "--threshold", "inf", says="--threshold")
+add("eval-threshold-on-labels", *E, "{official}", "{labels}", "--threshold", "0.5", says="needs scores")
+add("eval-both-rules", *E, "{scores}", "{labels}", "--threshold", "0.5", "--used-fraction", "0.5", says="not both")
+add("eval-plot-under-file", *E, "{scores}", "{labels}", "--plot", "{afile}/fig.png", says=("--plot", "is a file"))
+add("eval-plot-folder", *E, "{scores}", "{labels}", "--plot", "{empty}", says=("--plot", "is a folder"))
+add("eval-plot-read-only", *E, "{scores}", "{labels}", "--plot", "{ro}/fig.png", says="read-only",
+    marks=[pytest.mark.skipif(IS_ROOT, reason="root writes to read-only folders")])
+add("eval-extra-argument", *E, "{official}", "{labels}", "more", says="more")
+add("eval-unknown-option", *E, "{official}", "{labels}", "--frobnicate", says="--frobnicate")
+
+# classify ---------------------------------------------------------------------------------------------
+K = ("classify", "--data-root", "{out}/data")
+KR = (*K, "{real}", "--generated", "{gen}")
+add("classify-no-out", *KR, says="--out")
+add("classify-no-real", *K, "--out", "{out}/s.csv", says="real")
+add("classify-real-missing", *K, "{missing}", "--generated", "{gen}", "--out", "{out}/s.csv", says="missing")
+add("classify-real-file", *K, "{afile}", "--generated", "{gen}", "--out", "{out}/s.csv", says="afile")
+add("classify-real-empty", *K, "{empty}", "--generated", "{gen}", "--out", "{out}/s.csv", says="no images")
+add("classify-real-unreadable", *K, "{unreadable}", "--generated", "{gen}", "--out", "{out}/s.csv",
+    says=("unreadable", "cannot read"), patch=unreadable("unreadable"))
+add("classify-real-bad-spec", *K, "demo:nope", "--out", "{out}/s.csv", says="unknown demo part 'nope'")
+add("classify-real-unknown-adapter", *K, "nope:x", "--out", "{out}/s.csv", says="unknown dataset")
+add("classify-generated-missing", *K, "{real}", "--generated", "{missing}", "--out", "{out}/s.csv", says="not found")
+add("classify-generated-file", *K, "{real}", "--generated", "{afile}", "--out", "{out}/s.csv", says="is a file")
+add("classify-generated-empty", *K, "{real}", "--generated", "{empty}", "--out", "{out}/s.csv", says="no images")
+add("classify-generated-unreadable", *K, "{real}", "--generated", "{unreadable}", "--out", "{out}/s.csv",
+    says=("unreadable", "cannot read"), patch=unreadable("unreadable"))
+add("classify-out-folder", *KR, "--out", "{empty}", says=("--out", "is a folder"))
+add("classify-out-under-file", *KR, "--out", "{afile}/s.csv", says=("--out", "is a file"))
+add("classify-out-read-only", *KR, "--out", "{ro}/s.csv", says="read-only",
+    marks=[pytest.mark.skipif(IS_ROOT, reason="root writes to read-only folders")])
+add("classify-scores-folder", *KR, "--out", "{out}/s.csv", "--scores", "{empty}", says=("--scores", "is a folder"))
+add("classify-scores-under-file", *KR, "--out", "{out}/s.csv", "--scores", "{afile}/x.csv",
+    says=("--scores", "is a file"))
+add("classify-data-root-file", "classify", "{real}", "--generated", "{gen}", "--out", "{out}/s.csv",
+    "--data-root", "{afile}", says=("data root", "is a file"))
+for _opt, _value, _says in [
+    ("--batch-size", "0", "minimum"), ("--batch-size", "-1", "minimum"), ("--k", "0", "minimum"),
+    ("--k", "-5", "minimum"), ("--image-size", "4", "minimum"), ("--image-size", "99999", "maximum"),
+    ("--seed", "-1", "minimum"), ("--used-fraction", "0", "between 0 and 1"),
+    ("--used-fraction", "1", "between 0 and 1"),
+    ("--used-fraction", "1.5", "between 0 and 1"), ("--used-fraction", "nan", "between 0 and 1"),
+    ("--threshold", "nan", "finite"), ("--threshold", "-inf", "finite"), ("--k", "ten", "--k"),
+    ("--method", "nearest", "nearest"), ("--features", "nope", "nope"), ("--features", "pixels2", "pixels2"),
+]:
+    add(f"classify-{_opt.strip('-')}-{_value}", *KR, "--out", "{out}/s.csv", _opt, _value, says=(_opt, _says))
+add("classify-both-rules", *KR, "--out", "{out}/s.csv", "--used-fraction", "0.5", "--threshold", "0.1", says="not both")
+add("classify-method-without-generated", *K, "{real}", "--method", "knn", "--out", "{out}/s.csv", says="--generated")
+add("classify-calibrate-without-generated", *K, "{real}", "--calibrate", "{dev_no_gen}", "--method", "knn",
+    "--out", "{out}/s.csv", says="--generated")
+add("classify-calibrate-missing", *KR, "--out", "{out}/s.csv", "--calibrate", "{missing}", says="missing")
+add("classify-calibrate-unlabelled", *KR, "--out", "{out}/s.csv", "--calibrate", "{real}", says="real")
+add("classify-calibrate-no-generated", *KR, "--out", "{out}/s.csv", "--calibrate", "{dev_no_gen}", says="generated")
+add("classify-ids-missing", *KR, "--out", "{out}/s.csv", "--ids", "{missing}", says="missing")
+add("classify-ids-extra", *KR, "--out", "{out}/s.csv", "--ids", "{ids_extra}", says="have no image")
+add("classify-ids-short", *KR, "--out", "{out}/s.csv", "--ids", "{ids_short}", says="not listed")
+add("classify-ids-empty", *KR, "--out", "{out}/s.csv", "--ids", "{ids_empty}", says="no ids")
+add("classify-ids-duplicate", *KR, "--out", "{out}/s.csv", "--ids", "{ids_dup}", says="twice")
+add("classify-ids-folder", *KR, "--out", "{out}/s.csv", "--ids", "{empty}", says="folder")
+add("classify-real-bomb", *K, "{bomb_real}", "--generated", "{gen}", "--out", "{out}/s.csv",
+    says=("bomb.png", "decompression bomb"))
+add("classify-real-bomb-resized", *K, "{bomb_real}", "--generated", "{gen}", "--out", "{out}/s.csv",
+    "--image-size", "16", says=("bomb.png", "decompression bomb"))
+add("classify-generated-bomb", *K, "{real}", "--generated", "{bomb_gen}", "--out", "{out}/s.csv",
+    says=("bomb.png", "decompression bomb"))
+add("classify-real-corrupt", *K, "{corrupt_real}", "--generated", "{gen}", "--out", "{out}/s.csv", says="broken.png")
+add("classify-real-truncated", *K, "{truncated_real}", "--generated", "{gen}", "--out", "{out}/s.csv",
+    "--image-size", "16", says="t000.png")
+add("classify-real-text-as-png", *K, "{textpng_real}", "--generated", "{gen}", "--out", "{out}/s.csv", says="notes.png")
+add("classify-real-mixed-sizes", *K, "{mixed_sizes}", "--generated", "{gen}", "--out", "{out}/s.csv",
+    says="different sizes")
+add("classify-real-not-square", *K, "{nonsquare}", "--generated", "{nonsquare}", "--out", "{out}/s.csv",
+    says="not square")
+add("classify-real-duplicate-ids", *K, "{dup_ids}", "--generated", "{gen}", "--out", "{out}/s.csv", says="d000")
+add("classify-real-comma-id", *K, "{comma_id}", "--generated", "{gen}", "--out", "{out}/s.csv", says="a,b")
+add("classify-two-test-sets", *K, "{two_tests}", "--out", "{out}/s.csv", says=("real_unknown_1", "real_unknown_2"))
+add("classify-checkpoint-missing", *K, "{real}", "--method", "classifier", "--checkpoint", "{missing}",
+    "--out", "{out}/s.csv", says="missing")
+add("classify-checkpoint-garbage", *K, "{real}", "--method", "classifier", "--checkpoint", "{ckpt_garbage}",
+    "--out", "{out}/s.csv", says="garbage.safetensors")
+add("classify-checkpoint-empty-folder", *K, "{real}", "--method", "classifier", "--checkpoint", "{empty}",
+    "--out", "{out}/s.csv", says="empty")
+add("classify-no-checkpoint-no-runs", *K, "{real}", "--out", "{out}/s.csv", "--runs-dir", "{out}/runs",
+    says="runs")
+add("classify-checkpoint-meta-no-num-classes", *K, "{real}", "--method", "classifier", "--checkpoint",
+    "{ckpt_no_classes}", "--out", "{out}/s.csv", says="num_classes")
+add("classify-checkpoint-meta-unknown-model", *K, "{real}", "--method", "classifier", "--checkpoint",
+    "{ckpt_unknown_model}", "--out", "{out}/s.csv", says="ckpt_unknown_model")
+add("classify-device-unknown", *KR, "--out", "{out}/s.csv", "--device", "tpu", says="tpu")
+add("classify-unknown-option", *KR, "--out", "{out}/s.csv", "--frobnicate", says="--frobnicate")
+
+# top level
+add("top-unknown-command", "frobnicate", says="frobnicate")
+add("top-unknown-option", "--frobnicate", says="--frobnicate")
+
+
+# ------------------------------------------------------------------------------------------------ runner
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    return build_world(tmp_path_factory.mktemp("world"))
+
+
+def snapshot(world_root: Path, around: list[Path]) -> dict:
+    """Every file under the inputs (size, mtime), and the entries of the folders around the target."""
+    files = {}
+    for top, dirs, names in os.walk(world_root):
+        for n in dirs + names:
+            p = os.path.join(top, n)
+            st = os.lstat(p)
+            files[p] = (st.st_size, st.st_mtime_ns, st.st_mode)
+    return {"inputs": files, "around": {str(d): sorted(os.listdir(d)) for d in around}}
+
+
+def one_line(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, id=c.id, marks=c.marks + ([pytest.mark.xfail(reason=XFAIL_REASON, strict=False)]
+                                               if c.id in FIXED_ELSEWHERE else [])) for c in CASES],
+)
+def test_bad_input(case: Case, world, run_cli, tmp_path, monkeypatch):
+    target = tmp_path / "target"
+    target.mkdir()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    paths = {**world, "out": target, "ro": ro}
+    args = [a.format(**{k: str(v) for k, v in paths.items()}) for a in case.args]
+    monkeypatch.chdir(target)
+    monkeypatch.setenv("GANFP_DATA", str(target / "data"))
+    monkeypatch.setenv("GANFP_RUNS", str(target / "runs"))
+    monkeypatch.setenv("GANFP_DEBUG", "")
+    if case.patch:
+        case.patch(monkeypatch, paths)
+    world_root = Path(next(iter(world.values()))).parent
+    around = [tmp_path, tmp_path.parent, world_root.parent]
+    ro.chmod(0o555)
+    try:
+        before = snapshot(world_root, around)
+        code, out, err = run_cli(*args)
+        after = snapshot(world_root, around)
+    finally:
+        ro.chmod(0o755)
+    lines = one_line(out + err)
+    assert code == case.code, f"exit {code}, expected {case.code}: {out + err}"
+    assert "Traceback" not in out + err, out + err
+    assert len(lines) == 1 and lines[0].startswith("error:"), f"expected one error line, got: {out + err}"
+    for word in case.says:
+        assert word in lines[0], f"{word!r} not in: {lines[0]}"
+    assert after == before, "something was written outside the target folder"
+
+
+def test_enough_cases_over_every_command():
+    commands = {c.args[0] for c in CASES}
+    assert len(CASES) >= 150
+    assert {"fetch-data", "train-stage", "chain", "evaluate", "classify"} <= commands

@@ -1,0 +1,81 @@
+"""Inputs that are unusual but valid are read right: the ImageCLEF test layout, a BOM, an id named like a header."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganfp.errors import InputError
+from ganfp.fetch.archive import unpack
+from ganfp.submission import read_predictions, write_submission
+
+
+def _images(folder, n, prefix, seed):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(folder / f"{prefix}{i}.png")
+
+
+def test_classify_reads_the_imageclef_test_layout(tmp_path, run_cli):
+    _images(tmp_path / "test" / "real_unknown_1", 6, "real_", 0)
+    _images(tmp_path / "test" / "generated_1", 8, "gen_", 1)
+    out = tmp_path / "sub.csv"
+    code, stdout, err = run_cli("classify", tmp_path / "test", "--out", out, "--method", "knn", "--k", "2",
+                                "--data-root", tmp_path / "root", "--json")
+    assert code == 0, err
+    assert sorted(read_predictions(out).ids) == [f"real_{i}" for i in range(6)]  # generated_1/ is not a real class
+    assert json.loads(stdout)["generated"] == 8  # it is the generated set
+
+
+def test_evaluate_reads_a_bom_and_says_the_organisers_would_not(tmp_path, run_cli):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\na,1\nb,0\n")
+    for name, text in (("official.csv", "a,1\nb,0\n"), ("headered.csv", "id,label\na,1\nb,0\n")):
+        preds = tmp_path / name
+        preds.write_bytes(b"\xef\xbb\xbf" + text.encode())
+        code, stdout, err = run_cli("evaluate", preds, labels, "--json")
+        assert code == 0, err
+        report = json.loads(stdout)
+        assert report["metrics"]["accuracy"] == 1.0
+        assert any("byte order mark" in note for note in report["notes"]) is (name == "official.csv")
+
+
+def test_an_image_named_like_a_header_word_is_a_row(tmp_path):
+    path = tmp_path / "sub.csv"
+    write_submission(path, ["image", "b"], [1, 0])
+    assert read_predictions(path, ids=["image", "b"]).ids == ["image", "b"]
+
+
+def test_a_damaged_last_block_of_a_compressed_tar_is_refused(tmp_path):
+    payload = np.random.default_rng(0).bytes(2_500_000)  # incompressible: several bzip2 blocks
+    archive = tmp_path / "data.tar.bz2"
+    with tarfile.open(archive, "w:bz2") as tf:
+        info = tarfile.TarInfo("x/noise.bin")
+        info.size = len(payload)
+        tf.addfile(info, io.BytesIO(payload))
+    data = bytearray(archive.read_bytes())
+    for i in range(len(data) - 20000, len(data) - 19000):  # after the member's bytes tarfile reads
+        data[i] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="damaged or incomplete archive"):
+        unpack(archive, tmp_path / "out", 10**9)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads folders without permission")
+def test_a_folder_without_read_permission_is_one_line(tmp_path, run_cli):
+    real = tmp_path / "real"
+    _images(real, 3, "r", 0)
+    real.chmod(0o000)
+    try:
+        code, _, err = run_cli("classify", real, "--generated", real, "--out", tmp_path / "s.csv",
+                               "--data-root", tmp_path / "root")
+    finally:
+        real.chmod(0o755)
+    assert code == 2 and "cannot read the folder" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,31 @@
+"""`ganfp --help` and `ganfp fetch-data --list` stay fast: nothing heavy is imported until a command needs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ("torch", "numpy", "PIL", "sklearn", "timm", "torchvision", "safetensors")
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def imported_after(code: str, tmp_path: Path) -> list[str]:
+    """The heavy modules present in sys.modules after running `code` in a fresh interpreter."""
+    probe = f"{code}\nimport sys, json\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    env = {**os.environ, "PYTHONPATH": SRC, "GANFP_DATA": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_cli_imports_nothing_heavy(tmp_path):
+    assert imported_after("import ganfp.cli", tmp_path) == []
+
+
+def test_help_and_dataset_list_import_nothing_heavy(tmp_path):
+    run = "from ganfp.cli import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass"
+    assert imported_after(run.format(args=["--help"]), tmp_path) == []
+    assert imported_after(run.format(args=["fetch-data", "--list", "--json"]), tmp_path) == []

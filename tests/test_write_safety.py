@@ -1,0 +1,151 @@
+"""What ganfp writes: atomically, with the umask's mode, never through a user's hard link, never where it cannot."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+import types
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganfp import fileio
+from ganfp.errors import InputError
+from ganfp.fetch import fetch_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _png(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8), value, dtype=np.uint8)).save(path)
+
+
+def _user_folder_with_colliding_archive(folder: Path) -> tuple[Path, bytes]:
+    """`sub/a.png` and a `sub.zip` whose member `a.png` would land on the same staged path."""
+    original = folder / "sub" / "a.png"
+    _png(original, 7)
+    with zipfile.ZipFile(folder / "sub.zip", "w") as zf:
+        zf.writestr("a.png", b"not the user's bytes")
+    return original, original.read_bytes()
+
+
+def test_link_import_never_writes_through_to_the_users_file(tmp_path):
+    src = tmp_path / "mine"
+    original, before = _user_folder_with_colliding_archive(src)
+    with pytest.raises(InputError):  # not an ImageCLEF layout: the fetch fails after unpacking
+        fetch_dataset("imageclef-gans-2023", tmp_path / "data", source=src, link=True)
+    assert original.read_bytes() == before
+    assert (src / "sub.zip").exists()
+
+
+def test_two_linked_sources_with_one_name_leave_both_originals(tmp_path):
+    first, second = tmp_path / "one", tmp_path / "two"
+    _png(first / "x" / "a.png", 1)
+    _png(second / "x" / "a.png", 2)
+    before = (first / "x" / "a.png").read_bytes()
+    with pytest.raises(InputError):
+        fetch_dataset("imageclef-gans-2023", tmp_path / "data", source=[first, second], link=True)
+    assert (first / "x" / "a.png").read_bytes() == before
+
+
+def test_kaggle_cache_is_not_changed_by_a_nested_archive(tmp_path, monkeypatch):
+    cache = tmp_path / "kagglehub" / "versions" / "1"
+    original, before = _user_folder_with_colliding_archive(cache)
+    monkeypatch.setitem(sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=lambda slug: str(cache)))
+    with pytest.raises(InputError):
+        fetch_dataset("casia", tmp_path / "data")
+    assert original.read_bytes() == before
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_new_files_get_the_umasks_mode(tmp_path, umask):
+    from ganfp.submission import write_submission
+
+    old = os.umask(umask)
+    try:
+        fileio.write_text(tmp_path / "a.txt", "x")
+        write_submission(tmp_path / "sub.csv", ["a", "b"], [0, 1])
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "sub.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_a_write_that_fails_half_way_keeps_the_old_file(tmp_path):
+    target = tmp_path / "model.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with fileio.atomic_path(target) as tmp, open(tmp, "wb") as f:
+            f.write(b"new" * 1000)
+            raise RuntimeError("disk pulled")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.bin"]  # the temporary file is gone too
+
+
+def test_a_writer_killed_half_way_keeps_the_old_file(tmp_path):
+    target = tmp_path / "big.bin"
+    target.write_bytes(b"old")
+    script = textwrap.dedent(f"""
+        import sys, time
+        from ganfp import fileio
+        with fileio.atomic_path({str(target)!r}) as tmp, open(tmp, "wb") as f:
+            for i in range(10000):
+                f.write(b"x" * 65536)
+                f.flush()
+                if i == 4:
+                    print("writing", flush=True)
+                time.sleep(0.01)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline().strip() == b"writing"
+        time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert target.read_bytes() == b"old"
+    leftovers = [p for p in tmp_path.iterdir() if p != target]
+    assert leftovers and all(p.stat().st_size > 0 for p in leftovers)  # it was killed mid-write, beside the file
+
+
+def test_check_writable_refuses_what_cannot_be_written(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir").mkdir()
+    cases = [
+        (tmp_path / "dir", False, "is a folder, not a file"),
+        (tmp_path / "file", True, "is a file, not a folder"),
+        (tmp_path / "file" / "out.csv", False, "is a file, not a folder"),
+        (tmp_path / "file" / "deeper" / "run", True, "is a file, not a folder"),
+    ]
+    for path, folder, message in cases:
+        with pytest.raises(InputError, match=message):
+            fileio.check_writable(path, "--out", folder=folder)
+    fresh = tmp_path / "new" / "deeper" / "out.csv"
+    assert fileio.check_writable(fresh, "--out") == fresh
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+
+
+@pytest.mark.skipif(IS_ROOT, reason="root may write to read-only files and folders")
+def test_check_writable_refuses_read_only_paths(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "out.csv").write_text("x")
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(InputError, match="read-only"):
+            fileio.check_writable(ro / "out.csv", "--out")
+        with pytest.raises(InputError, match="read-only"):
+            fileio.check_writable(ro / "new" / "run", "--runs-dir", folder=True)
+    finally:
+        ro.chmod(0o755)
