@@ -11,9 +11,8 @@ working directory, the runs folder and every output live there) and asserts:
 - nothing was written outside the target: the shared inputs (recursively) and the folders around
   the target (their entries) are the same before and after.
 
-Cases whose fix lies outside the input/CLI files are listed in FIXED_ELSEWHERE, marked xfail
-(strict=False) with the reason; remove an id from the list once its fix lands. Nothing here trains:
-inputs are refused before the first epoch (the few that could start are tiny: conv5, 16 px, one epoch).
+Nothing here trains: inputs are refused before the first epoch (the few that could start are
+tiny: conv5, 16 px, one epoch).
 """
 
 from __future__ import annotations
@@ -36,8 +35,6 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 # Case ids that fail for a reason outside this branch's files, marked xfail (strict=False) until fixed.
 # All four print the trainer's progress line ("N images, decoding once at ...") before the one-line
 # error: train.py announces the decoding before the data (or the starting point) is known to be good.
-FIXED_ELSEWHERE = {"train-data-bomb", "train-data-corrupt", "train-init-pickle", "train-one-class-folder"}
-XFAIL_REASON = "train.py prints a progress line before this error (h-training's file)"
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -612,8 +609,7 @@ def one_line(text: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "case",
-    [pytest.param(c, id=c.id, marks=c.marks + ([pytest.mark.xfail(reason=XFAIL_REASON, strict=False)]
-                                               if c.id in FIXED_ELSEWHERE else [])) for c in CASES],
+    [pytest.param(c, id=c.id, marks=c.marks) for c in CASES],
 )
 def test_bad_input(case: Case, world, run_cli, tmp_path, monkeypatch):
     target = tmp_path / "target"

@@ -85,3 +85,14 @@ def test_the_fixture_separates_the_scorers(hard):
     real, gen, used, root = hard
     aucs = [roc_auc_score(used, scores_of(real, gen, recipe_for(m), root / "data")) for m in METHODS]
     assert min(aucs) < 0.97 and max(aucs) - min(aucs) > 0.05
+
+
+def test_classify_help_names_every_registered_method_and_space(run_cli):
+    """The help is static text (importing the registries would cost `ganfp --help` its speed): it must not drift."""
+    code, out, _ = run_cli("classify", "--help")
+    help_text = " ".join(out.split())
+    assert code == 0
+    for name in SCORERS.names():
+        assert name in help_text, name
+    for kind in SPACE_KINDS.names():
+        assert f"{kind}[N]" in help_text, kind

@@ -236,7 +236,10 @@ def check_init_checkpoint(path: Path) -> None:
     if path.is_dir():
         path = resolve_checkpoint(path) / MODEL_FILE
     elif path.suffix != ".safetensors":
-        return  # a plain state_dict (.pth): checked when it is loaded
+        from ganfp.models.factory import read_state_dict
+
+        read_state_dict(path)  # a plain state_dict (.pth): read now (weights only), not after decoding the data
+        return
     meta = read_safetensors(path, tensors=False)[1]
     if "model" in meta:  # else a plain safetensors state_dict
         check_model_meta(path, meta)
@@ -505,11 +508,8 @@ def setup_device(cfg: StageConfig) -> torch.device:
 def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = None) -> tuple[Manifest, torch.Tensor]:
     """The stage's manifest and its images decoded at the stage's size (labelled or not)."""
     manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
-    _notify(
-        observer,
-        "message",
-        {"text": f"{cfg.dataset}: {len(manifest)} images, decoding once at {cfg.image_size}px (cached)"},
-    )
+    if manifest.labelled:
+        check_labels(cfg, manifest)  # a missing class is known before a single image is decoded
     budget = default_memory_budget() if cfg.memory_budget is None else int(cfg.memory_budget * 1e9)
     with distributed.main_first():  # rank 0 decodes; the other ranks then read its cache
         imageset = load_images(
@@ -518,7 +518,10 @@ def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = N
             data_root,
             skip_bad=cfg.skip_bad,
             memory_budget=budget // distributed.local_world_size(),
+            on_image=lambda: _notify(observer, "decode", {"task": f"decode {cfg.dataset}", "total": len(manifest)}),
         )
+    # said after decoding, so that a bad image's error is the only line a user sees
+    _notify(observer, "message", {"text": f"{cfg.dataset}: {len(manifest)} images at {cfg.image_size}px, decoded once (cached)"})
     if imageset.memory_mapped:
         _notify(
             observer,

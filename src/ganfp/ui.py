@@ -82,6 +82,7 @@ class TrainProgress:
         self.verbose = verbose
         self._progress = progress(transient=True)
         self._task = None
+        self._decode, self._decoded = None, 0  # the decoding bar, and images decoded so far
 
     def __enter__(self) -> "TrainProgress":
         self._progress.__enter__()
@@ -108,5 +109,13 @@ class TrainProgress:
                 f"val F1 {row['val_f1']:.3f}  {row['seconds']:.1f}s{mark}",
                 highlight=False,
             )
+        elif event == "decode":
+            if self._decode is None:
+                self._decode, self._decoded = self._progress.add_task(data["task"], total=data["total"], status=""), 0
+            self._decoded += 1
+            self._progress.update(self._decode, advance=1)
+            if self._decoded >= data["total"]:
+                self._progress.remove_task(self._decode)
+                self._decode = None
         elif event == "message":
             self._progress.console.print(f"  {data['text']}", highlight=False)

@@ -80,8 +80,8 @@ def classify(
     method: Optional[str] = typer.Option(
         None, "--method",
         help=(
-            "knn, retrieval, density, autoencoder, classifier, fusion or ensemble (default: ensemble with "
-            "--generated, else classifier; docs/membership.md)."
+            "ensemble, local, knn, retrieval, density, autoencoder, fusion or classifier (default: ensemble "
+            "with --generated, else classifier; docs/membership.md)."
         ),
     ),
     features: Optional[str] = typer.Option(

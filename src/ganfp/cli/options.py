@@ -64,7 +64,7 @@ SEED_HELP = ("Seed (>= 0) of every random step: split, initialisation, shuffling
              "and bootstrap, demo data.")
 USED_FRACTION_HELP = ("Label the top fraction by score as used, 0 < q < 1: the known prevalence (default 0.5; "
                       "classify --calibrate: the dev prevalence).")
-K_HELP = "Neighbours (>= 1) per image for knn and density, and fusion's (default 5)."
+K_HELP = "Neighbours (>= 1) per image of a neighbour method or fusion (default: local 40, the others 5)."
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root, help=DATA_ROOT_HELP)]
