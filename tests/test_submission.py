@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 from ganfp.errors import InputError
-from ganfp.metrics import binary_metrics
 from ganfp.submission import (
     Problem,
-    best_used_fraction,
     decide,
     read_ids,
     read_labels,
@@ -258,19 +256,14 @@ def test_decide_labels_the_top_fraction_deterministically():
         assert decide(scores, used_fraction=q).tolist() == labels.tolist()
 
 
-def test_best_used_fraction_maximises_f1_without_splitting_ties():
-    rng = np.random.default_rng(3)
-    for _ in range(50):
-        n = int(rng.integers(2, 30))
-        y = (rng.random(n) < 0.5).astype(int)
-        scores = np.round(rng.random(n) + 0.3 * y, 1)
-        q = best_used_fraction(scores, y)
-        labels = decide(scores, used_fraction=q)
-        f1 = binary_metrics(y, labels)["f1"]
-        for cut in np.unique(scores):
-            assert f1 >= binary_metrics(y, (scores >= cut).astype(int))["f1"] - 1e-12
-        if 0 < labels.sum() < n:
-            assert scores[labels == 1].min() > scores[labels == 0].max()
+def test_ties_at_the_cut_are_broken_by_id_not_by_file_order():
+    scores = np.array([0.9, 0.5, 0.5, 0.5, 0.1])
+    ids = ["e", "c", "a", "d", "b"]
+    labels = decide(scores, used_fraction=0.4, ids=ids)  # 2 used: 0.9, then the tied 0.5 with the smallest id
+    assert dict(zip(ids, labels.tolist())) == {"e": 1, "c": 0, "a": 1, "d": 0, "b": 0}
+    order = [4, 2, 0, 3, 1]  # the same images listed in another order
+    shuffled = decide(scores[order], used_fraction=0.4, ids=[ids[i] for i in order])
+    assert dict(zip([ids[i] for i in order], shuffled.tolist())) == dict(zip(ids, labels.tolist()))
 
 
 def test_extra_columns_such_as_classify_per_scorer_scores_are_ignored(tmp_path):

@@ -231,7 +231,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
 
     scorer = MembershipScorer(manifest, gen, setup)
     score, scorers = scorer.final(recipe)
-    labels = decide(score, used_fraction=used_fraction, threshold=threshold)
+    labels = decide(score, used_fraction=used_fraction, threshold=threshold, ids=manifest.ids)
     write_submission(out, manifest.ids, labels, expected_ids=expected)
     if scores_path:
         write_scores(scores_path, manifest.ids, score, columns=scorers)

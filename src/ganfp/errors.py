@@ -20,3 +20,9 @@ class RuntimeFailure(GanfpError):
     """The input was fine but the work failed: no network, out of memory, interrupted (exit 1)."""
 
     exit_code = 1
+
+
+class Interrupted(GanfpError):
+    """Ctrl-C during training: the last good checkpoint is kept and the message says how to resume (exit 130)."""
+
+    exit_code = 130

@@ -69,7 +69,7 @@ def _predicted_labels(preds: Predictions, preds_path, used_fraction, threshold) 
                          f"but this file ({preds.format}) has none")
     if preds.labels is not None and not rule_given:
         return preds.labels, "labels from the file"
-    labels = decide(preds.scores, used_fraction=used_fraction, threshold=threshold)
+    labels = decide(preds.scores, used_fraction=used_fraction, threshold=threshold, ids=preds.ids)
     if threshold is not None:
         return labels, f"score >= {threshold:g}"
     q = 0.5 if used_fraction is None else used_fraction

@@ -366,16 +366,19 @@ def _scores(scores) -> np.ndarray:
     return s
 
 
-def _rank_order(s: np.ndarray) -> np.ndarray:
-    """Indices from the highest score down; equal scores keep their input order."""
-    return np.argsort(-s, kind="stable")
+def _rank_order(s: np.ndarray, ids=None) -> np.ndarray:
+    """Indices from the highest score down; equal scores by id (else input order), never by chance."""
+    if ids is None:
+        return np.argsort(-s, kind="stable")
+    return np.lexsort((np.asarray(ids, dtype=str), -s))
 
 
-def decide(scores, used_fraction: float | None = None, threshold: float | None = None) -> np.ndarray:
+def decide(scores, used_fraction: float | None = None, threshold: float | None = None, ids=None) -> np.ndarray:
     """0/1 labels from scores (higher = more likely used): by rank or by threshold, not both.
 
-    `used_fraction` q labels the round(q * n) highest scores as used (halves round up; equal
-    scores are taken in input order, so the result is deterministic); `threshold` labels
+    `used_fraction` q labels the round(q * n) highest scores as used (halves round up). Scores tied
+    at the cut are taken in order of their `ids` (ascending), so the labels do not depend on the
+    order the files were listed in; without ids, in input order. `threshold` labels
     score >= threshold as used. With neither, q = 0.5.
     """
     if used_fraction is not None and threshold is not None:
@@ -390,28 +393,5 @@ def decide(scores, used_fraction: float | None = None, threshold: float | None =
         raise InputError(f"the used fraction must be between 0 and 1, got {q:g}")
     k = int(math.floor(q * s.size + 0.5))
     labels = np.zeros(s.size, dtype=np.int64)
-    labels[_rank_order(s)[:k]] = 1
+    labels[_rank_order(s, ids)[:k]] = 1
     return labels
-
-
-def best_used_fraction(scores, y_true) -> float:
-    """The used fraction whose top-ranked labelling maximises F1 on labelled data (calibration).
-
-    Only cuts between different scores are tried, so ties are never split by input order;
-    among equal F1 the smallest fraction wins. `decide(scores, used_fraction=q)` reproduces it.
-    """
-    s = _scores(scores)
-    t = as_binary(y_true, "y_true")
-    if s.shape != t.shape:
-        raise ValueError(f"{s.size} scores but {t.size} labels")
-    if s.size == 0:
-        raise ValueError("no scores")
-    order = _rank_order(s)
-    k = np.arange(s.size + 1)
-    tp = np.concatenate([[0], np.cumsum(t[order])])
-    denominator = k + t.sum()
-    f1 = np.divide(2 * tp, denominator, out=np.zeros(k.size), where=denominator > 0)
-    sorted_s = s[order]
-    cuts = np.concatenate([[True], sorted_s[:-1] != sorted_s[1:], [True]])
-    best = int(k[cuts][np.argmax(f1[cuts])])
-    return best / s.size

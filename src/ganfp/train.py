@@ -47,7 +47,7 @@ from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices
 from ganfp.device import autocast, configure, resolve_device
-from ganfp.errors import GanfpError, InputError, RuntimeFailure
+from ganfp.errors import GanfpError, InputError, Interrupted, RuntimeFailure
 from ganfp.fileio import write_json, write_text
 from ganfp.metrics import confusion_metrics
 from ganfp.models import create_model, model_entry
@@ -376,10 +376,6 @@ class Fit:
     classes: list[str]
     batch_size: int  # global batch: every rank takes batch_size // world of it
     channels_last: bool
-
-
-class Interrupted(GanfpError):
-    exit_code = 130
 
 
 def train_one_epoch(
