@@ -189,6 +189,24 @@ def check_options(method, k, used_fraction, threshold, image_size) -> None:
         raise InputError(f"--image-size {image_size}: must be between 8 and 4096")
 
 
+def choose_recipe(calibrate_on: str | None, setup: ScoringSetup, asked: Recipe, image_size: int | None,
+                  used_fraction: float | None, threshold: float | None,
+                  has_generated: bool) -> tuple[Recipe, float | None, Choice | None]:
+    """(recipe, used fraction, calibration): chosen on the dev set with --calibrate, else the options or defaults."""
+    choice = None
+    if calibrate_on:
+        choice = calibrate(calibrate_on, setup, asked.method, asked.k, image_size, used_fraction)
+        recipe = choice.recipe
+        if threshold is None:
+            used_fraction = choice.used_fraction
+    else:
+        default = DEFAULT_METHOD if has_generated else "classifier"
+        recipe = canonical(Recipe(asked.method or default, asked.features, asked.k))
+    if used_fraction is None and threshold is None:
+        used_fraction = DEFAULT_USED_FRACTION
+    return recipe, used_fraction, choice
+
+
 def classify(real: str, out, *, generated: str | None = None, method: str | None = None, features: str | None = None,
              checkpoint: str | None = None, used_fraction: float | None = None, threshold: float | None = None,
              scores_path=None, ids_path=None, calibrate_on: str | None = None, k: int | None = None,
@@ -218,17 +236,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     setup = ScoringSetup(size, resolve_device(device), batch_size=batch_size, data_root=data_root, checkpoint=checkpoint,
                          runs_dir=runs_dir, seed=seed, progress=progress)
 
-    choice = None
-    if calibrate_on:
-        choice = calibrate(calibrate_on, setup, method, k, image_size, used_fraction)
-        recipe = choice.recipe
-        if threshold is None:
-            used_fraction = choice.used_fraction
-    else:
-        recipe = canonical(Recipe(method or (DEFAULT_METHOD if gen is not None else "classifier"), features, k))
-    if used_fraction is None and threshold is None:
-        used_fraction = DEFAULT_USED_FRACTION
-
+    recipe, used_fraction, choice = choose_recipe(calibrate_on, setup, Recipe(method, features, k), image_size,
+                                                  used_fraction, threshold, gen is not None)
     scorer = MembershipScorer(manifest, gen, setup)
     score, scorers = scorer.final(recipe)
     labels = decide(score, used_fraction=used_fraction, threshold=threshold, ids=manifest.ids)
