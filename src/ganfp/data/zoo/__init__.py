@@ -28,7 +28,7 @@ import numpy as np
 
 from ganfp.data.demo import real_slices, write_membership_dev, write_membership_test
 from ganfp.data.zoo.classic import Memoriser, PcaGmm
-from ganfp.data.zoo.nets import VAE
+from ganfp.data.zoo.nets import DCGAN, VAE
 from ganfp.errors import InputError, RuntimeFailure
 from ganfp.fileio import atomic_path
 from ganfp.registry import Registry
@@ -58,6 +58,8 @@ FAMILIES.add("pcagmm", PcaGmm(), leaks=True, size=64,
              description="the demo's generator: PCA + a diagonal Gaussian mixture; smooth, ghostly slices")
 FAMILIES.add("vae", VAE(), leaks=True, size=64,
              description="a small convolutional VAE; blurry slices")
+FAMILIES.add("dcgan", DCGAN(), leaks=True, size=64,
+             description="a small DCGAN drawing at 32 px, upsampled; soft slices with GAN artefacts")
 FAMILIES.add("memoriser", Memoriser(), leaks=True, size=64,
              description="sharp near-copies of used slices (elastic warp, shift, rotation, gamma, noise), "
                          "half of them blends of two")

@@ -1,4 +1,4 @@
-"""The zoo's neural generators, small enough to train on a CPU core in seconds: a conv VAE and a DCGAN.
+"""The zoo's neural generators, small enough to train on one CPU core in a minute or two: a conv VAE and a DCGAN.
 
 Both are trained on one thread with a forked RNG, so the same seed gives the same bytes and the
 caller's torch state is left as it was. Image sides are powers of two from 16 px up: the nets
@@ -64,9 +64,12 @@ def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images_u8.astype(np.float32) / 255.0).unsqueeze(1)
 
 
-def decode_u8(net: nn.Module, z: torch.Tensor, batch: int = 256) -> np.ndarray:
+def decode_u8(net: nn.Module, z: torch.Tensor, size: int, batch: int = 256) -> np.ndarray:
+    """Decode in batches; a net that draws smaller than `size` is upsampled bilinearly."""
     with torch.no_grad():
         out = torch.cat([net(z[i : i + batch]) for i in range(0, len(z), batch)])
+        if out.shape[-1] != size:
+            out = F.interpolate(out, size=(size, size), mode="bilinear", align_corners=False)
     return np.clip(np.rint(out.squeeze(1).numpy() * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -76,10 +79,11 @@ class DecoderSampler:
 
     net: nn.Module
     latent: int
+    size: int
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         with one_thread_seeded(seed) as g:
-            return decode_u8(self.net, torch.randn(n, self.latent, generator=g))
+            return decode_u8(self.net, torch.randn(n, self.latent, generator=g), self.size)
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,69 @@ class VAE:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-        return DecoderSampler(dec.eval(), self.latent)
+        return DecoderSampler(dec.eval(), self.latent, size)
 
     def quick(self) -> VAE:
         return replace(self, steps=20, width=4)
+
+
+class BatchSpread(nn.Module):
+    """Appends the batch's mean feature spread as one more input (minibatch std): a collapsed batch is easy to spot."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spread = x.std(dim=0, unbiased=False).mean().expand(len(x), 1)
+        return torch.cat([x, spread], dim=1)
+
+
+def critic(size: int, width: int) -> nn.Sequential:
+    """The DCGAN discriminator: stride-2 convolutions under spectral norm (steadier than batch norm on few images)."""
+    sn = nn.utils.parametrizations.spectral_norm
+    layers, c_in = [], 1
+    for c in widths(size, width):
+        layers += [sn(nn.Conv2d(c_in, c, 4, 2, 1)), nn.LeakyReLU(0.2)]
+        c_in = c
+    return nn.Sequential(*layers, nn.Flatten(), BatchSpread(), sn(nn.Linear(c_in * 16 + 1, 1)))
+
+
+@dataclass(frozen=True)
+class DCGAN:
+    """A small DCGAN (non-saturating loss, Adam 0.5/0.999) trained for `steps` generator steps.
+
+    The generator is the VAE's decoder (transposed convolutions with batch norm), the discriminator
+    `critic`. It draws at `draw_size` px and is upsampled, so its samples are soft, with the usual
+    GAN texture. With no augmentation, a small latent and a wide enough discriminator, the
+    discriminator learns the few training images themselves, which pulls the generator towards
+    them: the leak (tuned to GAN-Leaks ROC-AUC 0.65-0.85, see docs/demo-data.md).
+    """
+
+    latent: int = 8
+    width: int = 16
+    steps: int = 4000
+    batch: int = 32
+    lr: float = 5e-4
+    draw_size: int = 32  # the nets work at most at this side (4x cheaper than 64 px); samples are upsampled
+
+    def fit(self, train: np.ndarray, seed: int) -> DecoderSampler:
+        size = train.shape[1]
+        side = min(size, self.draw_size)
+        with one_thread_seeded(seed) as g:
+            gen, disc = decoder(side, self.width, self.latent), critic(side, self.width)
+            opt_g = torch.optim.Adam(gen.parameters(), lr=self.lr, betas=(0.5, 0.999))
+            opt_d = torch.optim.Adam(disc.parameters(), lr=self.lr, betas=(0.5, 0.999))
+            x_all = F.interpolate(to_tensor(train), size=(side, side), mode="area") * 2 - 1
+            n = min(self.batch, len(x_all))
+            for _ in range(self.steps):
+                real = x_all[torch.randint(len(x_all), (n,), generator=g)]
+                fake = gen(torch.randn(n, self.latent, generator=g)) * 2 - 1
+                loss_d = F.softplus(-disc(real)).mean() + F.softplus(disc(fake.detach())).mean()
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                loss_g = F.softplus(-disc(fake)).mean()
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+        return DecoderSampler(gen.eval(), self.latent, size)
+
+    def quick(self) -> DCGAN:
+        return replace(self, steps=10, width=4)
