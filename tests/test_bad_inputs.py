@@ -534,6 +534,8 @@ for _opt, _value, _says in [
     ("--method", "nearest", "nearest"), ("--features", "nope", "nope"), ("--features", "pixels2", "pixels2"),
 ]:
     add(f"classify-{_opt.strip('-')}-{_value}", *KR, "--out", "{out}/s.csv", _opt, _value, says=(_opt, _says))
+add("classify-local-in-an-image-space", *KR, "--out", "{out}/s.csv", "--method", "local", "--features", "ncc32",
+    says=("--method local", "ncc32"))
 add("classify-both-rules", *KR, "--out", "{out}/s.csv", "--used-fraction", "0.5", "--threshold", "0.1", says="not both")
 add("classify-method-without-generated", *K, "{real}", "--method", "knn", "--out", "{out}/s.csv", says="--generated")
 add("classify-calibrate-without-generated", *K, "{real}", "--calibrate", "{dev_no_gen}", "--method", "knn",

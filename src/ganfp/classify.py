@@ -220,7 +220,10 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     started = time.perf_counter()
     check_options(method, k, used_fraction, threshold, image_size)
     if features is not None:
-        parse_features(features)  # a typo fails now, not after the first minute of work
+        space = parse_features(features)  # a typo fails now, not after the first minute of work
+        if method in SCORERS and SCORERS.entry(method).meta.get("vectors_only") and not space.vectors:
+            raise InputError(f"--method {method} fits feature vectors: choose --features pixels[N], std[N] or a deep "
+                             f"space, not {space.label}")
     if report:
         require_matplotlib()
     manifest = read_real(real, data_root, reading)
