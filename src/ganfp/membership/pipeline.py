@@ -152,6 +152,3 @@ SCORERS.add("fusion", _combined, needs="members", uses_k=True, uses_features=Tru
 SCORERS.add("ensemble", _combined, needs="members", uses_k=False, uses_features=False,
             description="the default: rank average of " + " and ".join(f"{r.label} (weight {w:g})" for r, w in DEFAULT_ENSEMBLE))
 
-
-METHODS = tuple(SCORERS.names())
-NEIGHBOUR_METHODS = tuple(SCORERS.names(needs="neighbours"))
