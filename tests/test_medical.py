@@ -147,3 +147,19 @@ def test_classify_a_folder_of_dicom_files(tmp_path, run_cli):
     assert code == 0, err
     preds = read_predictions(out, [f"ct{i}" for i in range(8)])
     assert dict(zip(preds.ids, preds.labels.tolist())) == {f"ct{i}": int(used[i]) for i in range(8)}
+
+
+def test_calibration_reads_dicom_dev_images_with_the_same_window(tmp_path):
+    """--calibrate DEV must see its DICOM images as the scored ones are seen: a recipe chosen on
+    lung-windowed images says nothing about bone-windowed ones."""
+    from ganfp.classify import dev_sets
+
+    for part in ("used", "not_used", "generated"):
+        write_ct_dicom(tmp_path / "dev" / part / f"{part}.dcm", rows_slice())
+    bone = MedicalReading.parse(window="bone")
+    real, generated = dev_sets(str(tmp_path / "dev"), reading=bone)
+    expected = decode_image(str(tmp_path / "dev" / "used" / "used.dcm"), 16, window=parse_window("bone"))
+    for manifest in (real, generated):
+        images = load_images(manifest, 16, data_root=tmp_path / "data").images.numpy()
+        assert all(np.array_equal(img, expected) for img in images)
+    assert not np.array_equal(expected, expected_rows(LUNG))  # the window really changes the pixels

@@ -1,7 +1,7 @@
 """The machinery under the membership scorers, each piece against an independent computation.
 
 Blocked nearest neighbours and counts against brute force, SSIM against a plain loop over the
-paper's equations, shifted NCC against numpy's correlation of every shift, the knn ratio and the
+paper's equations, shifted NCC against numpy's correlation of every shift, the knn log ratio and the
 retrieval votes against their definitions, rank fusion, and calibration's decision rules.
 """
 
@@ -67,12 +67,12 @@ def test_blocked_passes_give_the_same_scores_as_the_whole_matrix(case, monkeypat
     assert np.array_equal(np.argsort(blocked), np.argsort(whole))
 
 
-def test_knn_is_the_calibrated_ratio(case):
+def test_knn_is_the_log_of_the_calibrated_ratio(case):
     nb = neighbours(case, "pixels32")
     d_gen = torch.cdist(nb.real.double(), nb.generated.double()).topk(2, largest=False).values.mean(1)
     within = torch.cdist(nb.real.double(), nb.real.double()).fill_diagonal_(float("inf"))
     d_real = within.topk(2, largest=False).values.mean(1)
-    np.testing.assert_allclose(knn_scores(nb, 2), (d_real / d_gen).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(knn_scores(nb, 2), np.log((d_real / d_gen).numpy()), rtol=1e-4, atol=1e-6)
 
 
 def test_local_is_the_log_ratio_of_least_squares_residuals(case):
@@ -177,8 +177,8 @@ def test_shifted_ncc_is_the_best_correlation_over_shifts():
     crop = 12
     for i in range(3):
         for j in range(5):
-            centre = a[i, 2 : 2 + crop, 2 : 2 + crop].ravel()
-            best = max(np.corrcoef(centre, b[j, dy : dy + crop, dx : dx + crop].ravel())[0, 1]
+            centre = b[j, 2 : 2 + crop, 2 : 2 + crop].ravel()
+            best = max(np.corrcoef(a[i, dy : dy + crop, dx : dx + crop].ravel(), centre)[0, 1]
                        for dy in range(5) for dx in range(5))
             assert got[i, j] == pytest.approx(1 - best, abs=1e-5)
     assert got[0, 1] == pytest.approx(0.0, abs=1e-5)

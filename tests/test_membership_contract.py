@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 
 from ganfp.classify import read_real
 from ganfp.data.generated import generated_manifest
-from ganfp.membership import SCORERS, SPACE_KINDS, AutoencoderConfig, MembershipScorer, Recipe, ScoringSetup
+from ganfp.membership import DEFAULT_ENSEMBLE, SCORERS, SPACE_KINDS, AutoencoderConfig, MembershipScorer, Recipe, ScoringSetup
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 METHODS = [name for name in SCORERS.names() if SCORERS.entry(name).meta["needs"] != "checkpoint"]
@@ -96,3 +96,13 @@ def test_classify_help_names_every_registered_method_and_space(run_cli):
         assert name in help_text, name
     for kind in SPACE_KINDS.names():
         assert f"{kind}[N]" in help_text, kind
+
+
+def test_the_ensemble_adds_log_ratios_of_its_members(hard):
+    """Members must share one scale (log closeness ratios, 0 = no evidence) for their sum to mean anything."""
+    real, gen, _, root = hard
+    scorer = MembershipScorer(real, gen, ScoringSetup(32, torch.device("cpu"), data_root=root))
+    members = scorer.members(Recipe("ensemble"))
+    assert all(SCORERS.entry(r.method).meta.get("log_ratio") for r, _ in DEFAULT_ENSEMBLE)
+    expected = sum(w * members[r.label] for r, w in DEFAULT_ENSEMBLE) / sum(w for _, w in DEFAULT_ENSEMBLE)
+    np.testing.assert_allclose(scorer.score(Recipe("ensemble")), expected)

@@ -14,10 +14,12 @@ from sklearn.metrics import roc_auc_score
 from ganfp.classify import dev_sets
 from ganfp.data.zoo import build_split, write_split
 from ganfp.membership import DEFAULT_METHOD, MembershipScorer, Recipe, ScoringSetup, parse_features
+from ganfp.membership.scorers import LOCAL_SHARE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAMILIES = {  # name: build_split arguments of a tiny split at 32 px
     "memoriser": dict(used=40, not_used=40, generated=300, quick=True),
+    "memoriser-uniform": dict(used=40, not_used=40, generated=300, quick=True),
     "pcagmm": dict(used=60, not_used=60, generated=240),
     "vae": dict(used=60, not_used=60, generated=240),
 }
@@ -65,7 +67,10 @@ def test_the_old_ssim_default_misses_the_memorisers_shifted_copies(tmp_path):
 
 def test_local_with_k_above_the_set_sizes_still_ranks(family):
     """k is capped for small sets: 1,000 neighbours of 80 real images must not span everything."""
-    assert auc_of(family, Recipe("local", "std32", 1000)) > 0.8
+    _, scorer, _ = family
+    capped = max(len(scorer.generated) // LOCAL_SHARE[0], (len(scorer.real) - 1) // LOCAL_SHARE[1])
+    np.testing.assert_allclose(scorer.score(Recipe("local", "std32", 1000)), scorer.score(Recipe("local", "std32", capped)))
+    assert auc_of(family, Recipe("local", "std32", 1000)) > 0.7
 
 
 def test_no_leak_control_stays_near_chance(tmp_path):

@@ -90,15 +90,20 @@ def check_ids(ids: list[str], ids_path) -> list[str]:
     return expected
 
 
-def dev_sets(spec: str, data_root=None) -> tuple[Manifest, Manifest]:
-    """(labelled real, generated) of a calibration set: DEV_DIR with used/, not_used/, generated/, or a spec."""
+def dev_sets(spec: str, data_root=None, reading: MedicalReading | None = None) -> tuple[Manifest, Manifest]:
+    """(labelled real, generated) of a calibration set: DEV_DIR with used/, not_used/, generated/, or a spec.
+
+    DICOM and NIfTI dev images are read with the same `reading` (window, slices) as the images they
+    calibrate for: a recipe chosen on differently windowed images would be chosen for other data.
+    """
     from ganfp.data.adapters import load_manifest
     from ganfp.data.adapters.folder import folder_manifest
 
     path = Path(spec).expanduser()
     if path.is_dir():
-        real = folder_manifest(path, classes=["not_used", "used"], name=f"folder:{path}", exclude=("generated",))
-        return real, generated_manifest(path / "generated")
+        real = folder_manifest(path, classes=["not_used", "used"], name=f"folder:{path}", exclude=("generated",),
+                               reading=reading)
+        return real, generated_manifest(path / "generated", reading)
     real = load_manifest(spec, data_root)
     if not real.labelled or "generated" not in real.info:
         raise InputError(f"{spec}: a calibration set needs labelled used/not_used images and generated images")
@@ -131,13 +136,13 @@ def calibration_candidates(scorer: MembershipScorer, method: str | None, k: int 
 
 
 def calibrate(spec: str, setup: ScoringSetup, method: str | None, k: int | None, image_size: int | None,
-              used_fraction: float | None) -> Choice:
+              used_fraction: float | None, reading: MedicalReading | None = None) -> Choice:
     """Choose the recipe on a labelled dev set (scored against its own generated images); see calibrate.py.
 
     The classifier is a candidate only when its chain never trained on a dev image: scoring
     images a model was trained on measures its memory, not membership.
     """
-    real, generated = dev_sets(spec, setup.data_root)
+    real, generated = dev_sets(spec, setup.data_root, reading)
     size = image_size or native_image_size(real, generated)
     y = (real.labels == real.classes.index("used")).astype(np.int64)
     with_classifier = setup.checkpoint is not None and not trained_on(setup.checkpoint, real, setup)
@@ -191,11 +196,11 @@ def check_options(method, k, used_fraction, threshold, image_size) -> None:
 
 def choose_recipe(calibrate_on: str | None, setup: ScoringSetup, asked: Recipe, image_size: int | None,
                   used_fraction: float | None, threshold: float | None,
-                  has_generated: bool) -> tuple[Recipe, float | None, Choice | None]:
+                  has_generated: bool, reading: MedicalReading | None = None) -> tuple[Recipe, float | None, Choice | None]:
     """(recipe, used fraction, calibration): chosen on the dev set with --calibrate, else the options or defaults."""
     choice = None
     if calibrate_on:
-        choice = calibrate(calibrate_on, setup, asked.method, asked.k, image_size, used_fraction)
+        choice = calibrate(calibrate_on, setup, asked.method, asked.k, image_size, used_fraction, reading)
         recipe = choice.recipe
         if threshold is None:
             used_fraction = choice.used_fraction
@@ -240,7 +245,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
                          runs_dir=runs_dir, seed=seed, progress=progress)
 
     recipe, used_fraction, choice = choose_recipe(calibrate_on, setup, Recipe(method, features, k), image_size,
-                                                  used_fraction, threshold, gen is not None)
+                                                  used_fraction, threshold, gen is not None, reading)
     scorer = MembershipScorer(manifest, gen, setup)
     score, scorers = scorer.final(recipe)
     labels = decide(score, used_fraction=used_fraction, threshold=threshold, ids=manifest.ids)

@@ -2,8 +2,11 @@
 
 A memorising generator emits near-copies that are shifted, warped or re-contrasted. Raw pixel
 distances miss them; NCC ignores brightness and contrast, and taking the best of every shift of
-up to `shift` pixels tolerates misalignment. Each query's central crop is compared with every
-shifted crop of each reference in one matrix product per block, so no pair is ever looped over.
+up to `shift` pixels tolerates misalignment. Every shifted crop of each query is compared with
+each reference's central crop in one matrix product per block, so no pair is ever looped over.
+The shifts go on the queries (the real images, a few hundred) rather than on the references
+(up to tens of thousands of generated ones): the same products, but one tall matrix times one
+wide one instead of many thin ones, several times faster on a CPU.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
 
 
 class ShiftedNCC:
-    """1 - max over shifts in [-shift, shift]^2 of the NCC of a's central crop with b's shifted crop."""
+    """1 - max over shifts in [-shift, shift]^2 of the NCC of a's shifted crop with b's central crop."""
 
     name = "ncc"
 
@@ -33,11 +36,11 @@ class ShiftedNCC:
         s = self.shift
         return standardise(a[:, s : s + self.crop, s : s + self.crop].reshape(len(a), -1).float())
 
-    def shifted(self, b: torch.Tensor) -> torch.Tensor:
-        """(len(b) * variants, crop^2): every shifted crop of every reference, standardised."""
-        crops = b.float().unfold(1, self.crop, 1).unfold(2, self.crop, 1)  # (n, 2s+1, 2s+1, crop, crop)
-        return standardise(crops.reshape(len(b) * self.variants, -1))
+    def shifted(self, a: torch.Tensor) -> torch.Tensor:
+        """(len(a) * variants, crop^2): every shifted crop of every image, standardised."""
+        crops = a.float().unfold(1, self.crop, 1).unfold(2, self.crop, 1)  # (n, 2s+1, 2s+1, crop, crop)
+        return standardise(crops.reshape(len(a) * self.variants, -1))
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        sim = self.centres(a) @ self.shifted(b).T  # (na, nb * variants)
-        return (1.0 - sim.view(len(a), len(b), self.variants).amax(-1)).clamp_min_(0)
+        sim = self.shifted(a) @ self.centres(b).T  # (na * variants, nb)
+        return (1.0 - sim.view(len(a), self.variants, len(b)).amax(1)).clamp_min_(0)

@@ -20,7 +20,7 @@ from ganfp.errors import InputError
 from ganfp.membership.autoencoder import AutoencoderConfig, cached_autoencoder, reconstruction_scores
 from ganfp.membership.features import compute_features, downsample, load_checked
 from ganfp.metrics import used_class_index
-from ganfp.membership.fusion import fuse
+from ganfp.membership.fusion import add_log_ratios, fuse
 from ganfp.membership.recipe import DEFAULT_ENSEMBLE, DEFAULT_FEATURES, DEFAULT_K, FUSION_MEMBERS, Recipe
 from ganfp.membership.scorers import SCORERS, Neighbours
 from ganfp.membership.spaces import FeatureSpace, parse_features
@@ -142,13 +142,15 @@ def classifier_scores(scorer: MembershipScorer, recipe: Recipe) -> np.ndarray:
     return probs[:, used_class_index(list(meta.get("classes", [])))].astype(np.float64)
 
 
-def _combined(scorer: MembershipScorer, recipe: Recipe) -> np.ndarray:
-    weights = {r.label: w for r, w in DEFAULT_ENSEMBLE} if recipe.method == "ensemble" else None
-    return fuse(scorer.members(recipe), weights)
+@SCORERS.register("fusion", needs="members", uses_k=True, uses_features=True,
+                  description="rank average of knn, retrieval, density and autoencoder in one feature space")
+def fusion_scores(scorer: MembershipScorer, recipe: Recipe) -> np.ndarray:
+    return fuse(scorer.members(recipe))
 
 
-SCORERS.add("fusion", _combined, needs="members", uses_k=True, uses_features=True,
-            description="rank average of knn, retrieval, density and autoencoder in one feature space")
-SCORERS.add("ensemble", _combined, needs="members", uses_k=False, uses_features=False,
-            description="the default: rank average of " + " and ".join(f"{r.label} (weight {w:g})" for r, w in DEFAULT_ENSEMBLE))
+@SCORERS.register("ensemble", needs="members", uses_k=False, uses_features=False, log_ratio=True,
+                  description="the default: weighted mean of the log ratios of "
+                              + ", ".join(f"{r.label} (weight {w:g})" for r, w in DEFAULT_ENSEMBLE))
+def ensemble_scores(scorer: MembershipScorer, recipe: Recipe) -> np.ndarray:
+    return add_log_ratios(scorer.members(recipe), {r.label: w for r, w in DEFAULT_ENSEMBLE})
 

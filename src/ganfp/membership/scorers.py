@@ -23,8 +23,10 @@ MATRIX_LIMIT = 1 << 26  # distances (256 MB) up to which a whole matrix is kept
 # Every method by name. meta: needs = what it reads ("neighbours": a Neighbours of one feature
 # space; "generated": the generated images; "checkpoint": a trained classifier; "members": other
 # scorers); uses_k / uses_features = whether k / the feature space change its scores;
-# vectors_only = it needs a vector space (not ssim or ncc). pipeline.py registers the methods that
-# are not neighbour scorers; options, calibration, benchmarks and the contract tests all iterate this.
+# vectors_only = it needs a vector space (not ssim or ncc); log_ratio = its scores are the log of a
+# generated-over-real closeness ratio (0 = no evidence), so the ensemble can add them. pipeline.py
+# registers the methods that are not neighbour scorers; options, calibration, benchmarks and the
+# contract tests all iterate this.
 SCORERS: Registry[Callable] = Registry("method")
 
 
@@ -101,18 +103,19 @@ class Neighbours:
         return out[0], out[1]
 
 
-@SCORERS.register("knn", needs="neighbours", uses_k=True, uses_features=True,
-                  description="d_R/d_G: closeness to the generated set over closeness to the other real images")
+@SCORERS.register("knn", needs="neighbours", uses_k=True, uses_features=True, log_ratio=True,
+                  description="log d_R/d_G: closeness to the generated set over closeness to the other real images")
 def knn_scores(nb: Neighbours, k: int) -> np.ndarray:
-    """d_R(x) / d_G(x): mean distance to the k nearest other real images over that to the k nearest generated.
+    """log(d_R(x) / d_G(x)): mean distance to the k nearest other real images over that to the k nearest generated.
 
     Dividing by d_R calibrates for typicality: an image in a dense region is close to everything,
     generated or not; a used image is closer to the generated set than its own neighbourhood explains.
+    The log puts 0 where both are equally close and lets the ensemble add ratios from several spaces.
     """
     d_gen = nb.real_to_generated(k)[0].double().mean(1).numpy()
     d_real = nb.real_to_real(k)[0].double().mean(1).numpy()
     tiny = 1e-9 * max(float(np.median(d_real)), 1e-12)
-    return (d_real + tiny) / (d_gen + tiny)
+    return np.log(d_real + tiny) - np.log(d_gen + tiny)
 
 
 @SCORERS.register("retrieval", needs="neighbours", uses_k=False, uses_features=True,
@@ -132,7 +135,7 @@ def retrieval_scores(nb: Neighbours, k: int = 1) -> np.ndarray:
     return votes + 0.5 * (1.0 - rank / n)
 
 
-@SCORERS.register("density", needs="neighbours", uses_k=True, uses_features=True,
+@SCORERS.register("density", needs="neighbours", uses_k=True, uses_features=True, log_ratio=True,
                   description="generated vs real neighbours inside one epsilon-ball (Monte Carlo density ratio)")
 def density_scores(nb: Neighbours, k: int, quantile: float = DENSITY_QUANTILE) -> np.ndarray:
     """Monte-Carlo density ratio: generated vs real neighbours inside one epsilon-ball (Hilprecht et al.).
@@ -167,7 +170,7 @@ def reconstruction_error(queries: torch.Tensor, refs: torch.Tensor, idx: torch.T
     return torch.cat(out).numpy()
 
 
-@SCORERS.register("local", needs="neighbours", uses_k=True, uses_features=True, vectors_only=True, default_k=40,
+@SCORERS.register("local", needs="neighbours", uses_k=True, uses_features=True, vectors_only=True, default_k=40, log_ratio=True,
                   description="how much better x's k nearest generated images rebuild it, linearly, than its k nearest real ones")
 def local_scores(nb: Neighbours, k: int, ridge: float = LOCAL_RIDGE) -> np.ndarray:
     """log(e_R / e_G): e_G, e_R = residuals of x fitted as a linear combination of its k nearest generated / real images.

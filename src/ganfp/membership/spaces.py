@@ -57,7 +57,7 @@ SPACE_KINDS.add("pixels", SpaceKind(_flat, lambda n: Euclidean(), 64, (16, 32, 6
                                     "raw pixels, L2 (what GAN-Leaks compares)"))
 SPACE_KINDS.add("std", SpaceKind(_standardised, lambda n: Euclidean(), 32, (16, 32, 64), True,
                                  "per-image standardised pixels (zero mean, unit norm): blind to brightness and contrast"))
-SPACE_KINDS.add("ncc", SpaceKind(_images, lambda n: ShiftedNCC(n, ncc_shift(n)), 32, (16, 32), False,
+SPACE_KINDS.add("ncc", SpaceKind(_images, lambda n: ShiftedNCC(n, ncc_shift(n)), 32, (16, 32, 48), False,
                                  "best normalised cross-correlation over shifts of ~6% of the width"))
 SPACE_KINDS.add("ssim", SpaceKind(_images, lambda n: SSIMDistance(n), 64, (32, 64), False,
                                   "1 - SSIM (structure; punishes blur)"))

@@ -63,6 +63,9 @@ FAMILIES.add("dcgan", DCGAN(), leaks=True, size=64,
 FAMILIES.add("memoriser", Memoriser(), leaks=True, size=64,
              description="sharp near-copies of used slices (elastic warp, shift, rotation, gamma, noise), "
                          "half of them blends of two")
+FAMILIES.add("memoriser-uniform", Memoriser(spread=None), leaks=True, size=64,
+             description="the memoriser with shifts and rotations drawn uniformly up to their bounds, as the "
+                         "independent benchmark draws them: raw-pixel distances fail it (GAN-Leaks below 0.65)")
 FAMILIES.add("pcagmm128", PcaGmm(), leaks=True, size=128,
              description="the demo's generator at 128 px")
 FAMILIES.add("noleak", PcaGmm(), leaks=False, size=64,

@@ -56,10 +56,11 @@ class Memoriser:
 
     A copy gets a smooth elastic warp of `warp_px` (peak displacement, drawn in that range), a shift
     of up to `shift_px` and a rotation of up to `rotate_deg` (both normal with sd `spread` x the
-    bound: mostly small moves), gamma exp(+-`gamma`), contrast 1 +- `contrast` and Gaussian noise of
-    `noise` grey levels (sizes are for 64 px and scale with the image). A blend mixes two different
-    training images with a weight in `blend_weight`, then gets the same perturbations. `spread`
-    sets the leak: raw-pixel distances punish every pixel of shift.
+    bound: mostly small moves; uniform up to the bound when `spread` is None), gamma
+    exp(+-`gamma`), contrast 1 +- `contrast` and Gaussian noise of `noise` grey levels (sizes are
+    for 64 px and scale with the image). A blend mixes two different training images with a
+    weight in `blend_weight`, then gets the same perturbations. `spread` sets the leak: raw-pixel
+    distances punish every pixel of shift.
     """
 
     warp_px: tuple[float, float] = (1.0, 2.0)
@@ -68,7 +69,7 @@ class Memoriser:
     gamma: float = 0.25
     contrast: float = 0.15
     noise: float = 6.0
-    spread: float = 0.4
+    spread: float | None = 0.4
     blend_share: float = 0.5
     blend_weight: tuple[float, float] = (0.3, 0.7)
 
@@ -104,8 +105,10 @@ class MemoriserSampler:
         return img + rng.normal(0, cfg.noise / 255.0, img.shape)
 
 
-def bounded_normal(rng: np.random.Generator, bound: float, spread: float, n: int) -> np.ndarray:
-    """Normal draws with sd `spread` x `bound`, clipped to +-`bound`: mostly small moves, a few up to the bound."""
+def bounded_draws(rng: np.random.Generator, bound: float, spread: float | None, n: int) -> np.ndarray:
+    """Moves within +-`bound`: normal with sd `spread` x `bound`, clipped (mostly small), or uniform when `spread` is None."""
+    if spread is None:
+        return rng.uniform(-bound, bound, size=n)
     return np.clip(rng.normal(0, spread * bound, size=n), -bound, bound)
 
 
@@ -116,8 +119,8 @@ def warp(img: np.ndarray, rng: np.random.Generator, cfg: Memoriser) -> np.ndarra
     field = rng.normal(size=(2, 4, 4))
     field = np.stack([ndimage.zoom(f, s / 4, order=3, mode="nearest") for f in field])
     field *= rng.uniform(*cfg.warp_px) * scale / max(np.abs(field).max(), 1e-9)
-    angle = np.deg2rad(bounded_normal(rng, cfg.rotate_deg, cfg.spread, 1))[0]
-    shift = bounded_normal(rng, cfg.shift_px, cfg.spread, 2) * scale
+    angle = np.deg2rad(bounded_draws(rng, cfg.rotate_deg, cfg.spread, 1))[0]
+    shift = bounded_draws(rng, cfg.shift_px, cfg.spread, 2) * scale
     y, x = np.mgrid[0:s, 0:s].astype(np.float64) - (s - 1) / 2
     cos, sin = np.cos(angle), np.sin(angle)
     src_y = cos * y - sin * x + (s - 1) / 2 - shift[0] + field[0]
