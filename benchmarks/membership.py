@@ -47,7 +47,7 @@ OLD_DEFAULT = Recipe("knn", "ssim64", 10)  # ganfp 0.1.0's default, chosen on th
 # The first ensemble (2:1 rank average), chosen before the zoo had a memoriser with uniform moves
 FIRST_ENSEMBLE = ((Recipe("local", "std32", 40), 2.0), (Recipe("knn", "ncc32", 10), 1.0))
 FIRST_ENSEMBLE_LABEL = "first ensemble (2:1 rank average of local std32 k=40, knn ncc32 k=10)"
-SHOWN = [Recipe("local", "pixels32", 40), Recipe("knn", "ncc48", 3), Recipe("knn", "pixels32", 10), Recipe("local", "std32", 40),
+SHOWN = [Recipe("local", "std32", 40), Recipe("knn", "ncc48", 3), Recipe("local", "pixels32", 40), Recipe("knn", "pixels32", 10),
          Recipe("knn", "ncc32", 10), OLD_DEFAULT, Recipe("knn", "pixels64", 10), Recipe("knn", "std32", 5),
          Recipe("retrieval", "ncc48"), Recipe("density", "std16", 5), Recipe("local", "std16", 40), Recipe("fusion", "std32", 5),
          Recipe("autoencoder")]

@@ -23,16 +23,13 @@ class Recipe:
 
 
 # The label-free default, chosen by its worst case over the generator zoo (docs/membership.md): a
-# weighted mean of three log closeness ratios. Local linear reconstruction in pixels at 32 px with
-# 40 neighbours (blurry generators and blends: a used image lies in the span of its generated
-# neighbours); the shift-tolerant 3 nearest neighbours in ncc48 (near-copies shifted by up to
-# 4 px, warped or re-contrasted); and knn in pixels at 32 px with 10 neighbours, weighted 2
-# (smooth low-dimensional generators such as PCA + Gaussian mixtures and DCGANs, whose samples
-# sit near their training images' coarse structure).
+# 3:1 weighted mean of two log closeness ratios. Local linear reconstruction in standardised pixels
+# at 32 px with 40 neighbours (blurry and smooth generators, blends: a used image lies in the span
+# of its generated neighbours), and the shift-tolerant 3 nearest neighbours in ncc48 (near-copies
+# shifted by up to 4 px, warped or re-contrasted, which give large ratios that adding keeps).
 DEFAULT_ENSEMBLE: tuple[tuple[Recipe, float], ...] = (
-    (Recipe("local", "pixels32", 40), 1.0),
+    (Recipe("local", "std32", 40), 3.0),
     (Recipe("knn", "ncc48", 3), 1.0),
-    (Recipe("knn", "pixels32", 10), 2.0),
 )
 DEFAULT_METHOD = "ensemble"
 DEFAULT_FEATURES = "std32"  # for every neighbour method without --features

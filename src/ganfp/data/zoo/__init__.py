@@ -58,6 +58,12 @@ FAMILIES.add("pcagmm", PcaGmm(), leaks=True, size=64,
              description="the demo's generator: PCA + a diagonal Gaussian mixture; smooth, ghostly slices")
 FAMILIES.add("vae", VAE(), leaks=True, size=64,
              description="a small convolutional VAE; blurry slices")
+FAMILIES.add("vae-400steps", VAE(steps=400), leaks=True, size=64,
+             description="the VAE trained for half as long: blurrier, closer to the population")
+FAMILIES.add("vae-latent16", VAE(latent=16), leaks=True, size=64,
+             description="the VAE with a 16-d latent: more capacity, sharper samples")
+FAMILIES.add("vae-kl0.5", VAE(beta=0.5), leaks=True, size=64,
+             description="the VAE with half the KL weight: sharper, less regular samples")
 FAMILIES.add("dcgan", DCGAN(), leaks=True, size=64,
              description="a small DCGAN drawing at 32 px, upsampled; soft slices with GAN artefacts")
 FAMILIES.add("memoriser", Memoriser(), leaks=True, size=64,
