@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers.images import copy_case, write_pngs
 
-from ganfp.report import decision_cut
+from ganfp.report import aligned, decision_cut
 
 pytest.importorskip("matplotlib", reason="the report needs the plots extra (matplotlib)")
 
@@ -103,6 +103,20 @@ def test_report_without_matplotlib_fails_before_any_work(run_cli, copies, monkey
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "install ganfp[plots]" in lines[0], err
     assert not (copies / "s.csv").exists() and not (copies / "data").exists()
+
+
+def test_difference_maps_align_a_shifted_recontrasted_copy():
+    """A copy moved by (2, -1) px and re-contrasted must leave (almost) nothing after alignment."""
+    rng = np.random.default_rng(0)
+    smooth = np.cumsum(np.cumsum(rng.normal(size=(64, 64)), 0), 1)
+    a = np.rint(255 * (smooth - smooth.min()) / np.ptp(smooth)).astype(np.uint8)
+    copy = np.clip(0.8 * np.roll(a, (2, -1), axis=(0, 1)) + 20, 0, 255).astype(np.uint8)
+    moved, shift = aligned(a, copy)
+    assert shift == (-2, 1)
+    inner = (slice(4, -4), slice(4, -4))
+    before = np.abs(a.astype(int) - copy.astype(int))[inner].mean()
+    after = np.abs(a.astype(int) - moved.astype(int))[inner].mean()
+    assert after < 1.0 < before / 10
 
 
 def test_decision_cut_is_midway():

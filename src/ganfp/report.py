@@ -38,6 +38,7 @@ DEFAULT_ROWS = 24
 DEFAULT_NEIGHBOURS = 4
 THUMB = 96  # px: thumbnails larger than this are shrunk; smaller ones are shown enlarged, pixelated
 DISPLAY_SIZE = 128  # decode size when classify scored without resizing (the classifier alone)
+ALIGN_SHARE = 16  # difference maps search shifts of up to 1/16 of the width, as the ncc space does
 NEAR_PERCENTILE = 1.0  # near-duplicate: closer to a real image than 99% of real images are to their nearest
 METRIC_WORDS = {"ssim": "1 - SSIM", "euclidean": "Euclidean distance"}
 
@@ -204,13 +205,33 @@ def png_uri(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def difference_map(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
-    """(RGB uint8 |a - b| on one fixed scale, 0 black .. 255 white-hot, mean absolute difference in grey levels)."""
+def aligned(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """(b moved to match a, the shift (dy, dx) in px): the best shift up to 1/ALIGN_SHARE of the width,
+    then the gain and offset that best match a (least squares).
+
+    A memoriser's copies are shifted and re-contrasted; an unaligned difference map shows the move,
+    not the copy. After alignment what is left is what differs in content.
+    """
+    m = max(1, a.shape[0] // ALIGN_SHARE)
+    fa, fb = a - a.mean(), b - b.mean()
+    corr = np.fft.irfft2(np.fft.rfft2(fa) * np.conj(np.fft.rfft2(fb)), s=a.shape)  # corr[d] = sum a(x) b(x - d)
+    shifts = [(dy, dx) for dy in range(-m, m + 1) for dx in range(-m, m + 1)]
+    dy, dx = max(shifts, key=lambda d: corr[d[0] % a.shape[0], d[1] % a.shape[1]])
+    padded = np.pad(b.astype(np.float64), m, mode="edge")
+    moved = padded[m - dy : m - dy + b.shape[0], m - dx : m - dx + b.shape[1]]
+    design = np.stack([moved.ravel(), np.ones(moved.size)], axis=1)
+    (gain, offset), *_ = np.linalg.lstsq(design, a.astype(np.float64).ravel(), rcond=None)
+    return np.clip(np.rint(gain * moved + offset), 0, 255).astype(np.uint8), (int(dy), int(dx))
+
+
+def difference_map(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, str]:
+    """(RGB uint8 |a - b| after aligning b to a, on one fixed scale, 0 black .. 255 white-hot; its caption)."""
     import matplotlib
 
+    b, (dy, dx) = aligned(a, b)
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).astype(np.float64)
     rgb = matplotlib.colormaps["inferno"](diff / 255.0)[..., :3]
-    return (rgb * 255).round().astype(np.uint8), float(diff.mean())
+    return (rgb * 255).round().astype(np.uint8), f"|diff| mean {diff.mean():.1f}, shift {dy:+d},{dx:+d} px"
 
 
 def figure_uri(fig) -> str:
@@ -338,8 +359,8 @@ def evidence_row(i: int, rank: int, inputs: ReportInputs, hood: Neighbourhood | 
             name = inputs.generated_ids[j] if inputs.generated_ids else f"#{j}"
             neighbours.append(figure_html(png_uri(inputs.generated_images[j]), f"d = {d:.4g}", title=name))
         parts.append(f'<div class="neighbours">{"".join(neighbours)}</div>')
-        rgb, mad = difference_map(inputs.real_images[i], inputs.generated_images[hood.to_generated_index[i][0]])
-        parts.append(figure_html(png_uri(rgb), f"|diff| mean {mad:.1f}", "diff", "difference to the closest"))
+        rgb, caption = difference_map(inputs.real_images[i], inputs.generated_images[hood.to_generated_index[i][0]])
+        parts.append(figure_html(png_uri(rgb), caption, "diff", "difference to the closest, aligned"))
     return f'<div class="row evidence-row" data-id="{esc(image_id)}">{"".join(parts)}</div>'
 
 
@@ -353,13 +374,13 @@ def near_duplicate_rows(inputs: ReportInputs, hood: Neighbourhood) -> tuple[str,
     for j in shown:
         i = int(hood.nearest_real_index[j])
         name = inputs.generated_ids[j] if inputs.generated_ids else f"#{j}"
-        rgb, mad = difference_map(inputs.real_images[i], inputs.generated_images[j])
+        rgb, caption = difference_map(inputs.real_images[i], inputs.generated_images[j])
         who = (f'<div class="who"><div class="id">{esc(name)}</div><div>distance {hood.nearest_real[j]:.4g}</div>'
                f'<div>nearest real: {esc(inputs.real_ids[i])}</div></div>')
         rows.append(f'<div class="row near-row" data-id="{esc(name)}">{who}'
                     + figure_html(png_uri(inputs.generated_images[j]), "generated", title=name)
                     + figure_html(png_uri(inputs.real_images[i]), "real", "real", inputs.real_ids[i])
-                    + figure_html(png_uri(rgb), f"|diff| mean {mad:.1f}", "diff", "difference") + "</div>")
+                    + figure_html(png_uri(rgb), caption, "diff", "difference, aligned") + "</div>")
     note = (f"Generated images closer to a real image than {radius:.4g} ({esc(hood.distance)}). That radius is the "
             f"{NEAR_PERCENTILE:g}st percentile of the distances from each real image to its nearest other real image: "
             f"{100 - NEAR_PERCENTILE:g}% of the real images have no other real image this close. {len(close)} found"
@@ -406,7 +427,8 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict]:
     charts, scores_note, extra = _charts(inputs, cut)
     if hood is not None:
         extra["neighbour distances"] = hood.distance
-        extra["difference maps"] = "absolute grey-level difference to the closest generated image (not aligned)"
+        extra["difference maps"] = ("absolute grey-level difference to the closest generated image, after its best shift "
+                                    f"(up to 1/{ALIGN_SHARE} of the width) and brightness/contrast match")
         near, near_note, near_count, radius = near_duplicate_rows(inputs, hood)
         evidence_note = (f"Each row: the real image, its {hood.to_generated.shape[1]} nearest generated images with "
                          f"their distance d in {esc(hood.distance)} (smaller = more alike), and the difference map "
