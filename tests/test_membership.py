@@ -36,6 +36,7 @@ from ganfp.membership import (
     train_autoencoder,
 )
 from ganfp.membership import distances, scorers
+from ganfp.membership.calibrate import pick
 from ganfp.membership.features import downsample
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -222,6 +223,20 @@ def test_calibration_keeps_the_default_unless_beaten_beyond_noise():
     much_better = y + rng.normal(0, 0.1, 80)
     choice = choose([Candidate(lucky, much_better, 1), Candidate(default, base, 1000)], y, default=default)
     assert choice.recipe == lucky
+
+
+def test_calibration_never_trades_the_default_for_a_simpler_candidate_that_does_not_beat_it():
+    """Once the default is beaten, the simplest candidate within noise of the best wins, but only among
+    those that beat the default too: a simple candidate no better than the default is no reason to leave it."""
+    default, simple, strong = Recipe("ensemble"), Recipe("knn", "std16", 1), Recipe("knn", "pixels64", 10)
+
+    def row(recipe, cv, simplicity, order):
+        return {"candidate": Candidate(recipe, np.zeros(1), simplicity), "cv_auc": cv, "noise": 0.03, "order": order}
+
+    rows = [row(simple, 0.81, 1, 0), row(strong, 0.84, 80, 1), row(default, 0.80, 1000, 2)]
+    assert pick(rows, default)["candidate"].recipe == strong  # simple is within noise of strong, not above the default
+    rows[0]["cv_auc"] = 0.835  # now it beats the default beyond noise as well: the simpler one wins
+    assert pick(rows, default)["candidate"].recipe == simple
 
 
 def test_calibration_used_fraction_is_the_prevalence_never_the_f1_maximiser():

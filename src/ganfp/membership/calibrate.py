@@ -87,13 +87,15 @@ def bootstrap_interval(scores: np.ndarray, y: np.ndarray, seed: int, rounds: int
 
 
 def pick(rows: list[dict], default: Recipe | None) -> dict:
-    """The default unless beaten beyond noise; then the simplest candidate within noise of the best."""
+    """The default unless beaten beyond noise; then the simplest candidate within noise of the best
+    that also beats the default beyond noise (a simpler one that does not is no reason to leave it)."""
     best = max(rows, key=lambda r: r["cv_auc"])
     noise = max(MIN_MARGIN, best["noise"])
     incumbent = next((r for r in rows if r["candidate"].recipe == default), None)
     if incumbent is not None and best["cv_auc"] - incumbent["cv_auc"] <= noise:
         return incumbent
-    close = [r for r in rows if best["cv_auc"] - r["cv_auc"] <= best["noise"]]
+    floor = incumbent["cv_auc"] + noise if incumbent is not None else -np.inf
+    close = [r for r in rows if best["cv_auc"] - r["cv_auc"] <= best["noise"] and r["cv_auc"] > floor]
     return min(close, key=lambda r: (r["candidate"].simplicity, -r["cv_auc"], r["order"]))
 
 
