@@ -216,7 +216,8 @@ def aligned(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     fa, fb = a - a.mean(), b - b.mean()
     corr = np.fft.irfft2(np.fft.rfft2(fa) * np.conj(np.fft.rfft2(fb)), s=a.shape)  # corr[d] = sum a(x) b(x - d)
     shifts = [(dy, dx) for dy in range(-m, m + 1) for dx in range(-m, m + 1)]
-    dy, dx = max(shifts, key=lambda d: corr[d[0] % a.shape[0], d[1] % a.shape[1]])
+    # ties (a flat image correlates equally at every shift) go to the smallest move
+    dy, dx = max(shifts, key=lambda d: (corr[d[0] % a.shape[0], d[1] % a.shape[1]], -abs(d[0]) - abs(d[1])))
     padded = np.pad(b.astype(np.float64), m, mode="edge")
     moved = padded[m - dy : m - dy + b.shape[0], m - dx : m - dx + b.shape[1]]
     design = np.stack([moved.ravel(), np.ones(moved.size)], axis=1)
