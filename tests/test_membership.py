@@ -35,7 +35,7 @@ from ganfp.membership import (
     soft_count,
     train_autoencoder,
 )
-from ganfp.membership import distances, scorers
+from ganfp.membership import distances, scorers, whiten
 from ganfp.membership.calibrate import pick
 from ganfp.membership.features import downsample
 
@@ -183,6 +183,45 @@ def test_shifted_ncc_is_the_best_correlation_over_shifts():
                        for dy in range(5) for dx in range(5))
             assert got[i, j] == pytest.approx(1 - best, abs=1e-5)
     assert got[0, 1] == pytest.approx(0.0, abs=1e-5)
+
+
+def smooth_images(rng, n: int, size: int = 32) -> torch.Tensor:
+    """Random fields with most of their power at low frequencies, like CT slices."""
+    x = torch.from_numpy(rng.normal(size=(n, 1, size // 4, size // 4))).float()
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)[:, 0]
+
+
+def low_frequency_share(images: torch.Tensor) -> float:
+    """Share of the images' power below 1/8 cycle per pixel (about 5% of the frequencies)."""
+    power = torch.fft.fft2(images - images.mean((-2, -1), keepdim=True)).abs().square().mean(0)
+    f = torch.fft.fftfreq(images.shape[-1]).abs()
+    return float(power[torch.maximum(f[:, None], f[None, :]) < 0.125].sum() / power.sum())
+
+
+def test_whitening_takes_the_power_away_from_the_outline():
+    """Raw slices put most power in the lowest frequencies; whitened, fine detail weighs as much."""
+    rng = np.random.default_rng(0)
+    real, generated = smooth_images(rng, 40), smooth_images(rng, 200)
+    assert low_frequency_share(generated) > 0.5
+    assert low_frequency_share(whiten.whiten_by_generated(real, generated)[1]) < 0.15
+
+
+def test_whitening_turns_down_noise_the_real_images_do_not_have():
+    """Where only the generated images have power (added noise), whitening must not amplify it."""
+    rng = np.random.default_rng(1)
+    real, generated = smooth_images(rng, 60), smooth_images(rng, 200)
+    noisy = generated + torch.from_numpy(rng.normal(0, 0.05, generated.shape)).float()
+    guard = whiten.whitening_filter(real, noisy) * whiten.mean_power(noisy).clamp_min(1e-30).sqrt()
+    rows, cols = torch.fft.fftfreq(guard.shape[0]).abs(), torch.fft.rfftfreq(guard.shape[0])  # a half spectrum
+    radius = torch.maximum(rows[:, None], cols[None, :])
+    assert float(guard[radius > 0.25].median()) < 0.05  # the noise band: turned down
+    assert float(guard[(radius > 0) & (radius < 0.05)].median()) > 0.5  # the outline's band: plain whitening
+
+
+def test_a_spectral_space_never_works_above_the_decoded_size():
+    assert parse_features("white48").at_most(32).size == 32
+    assert parse_features("white48").at_most(256).size == 48
+    assert parse_features("ncc48").at_most(32).size == 48  # interpolating is harmless where nothing is fitted
 
 
 def test_ranks_and_fusion():

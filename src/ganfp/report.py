@@ -102,14 +102,15 @@ def feature_neighbours(setup: ScoringSetup, space: FeatureSpace, real: Manifest,
         s = setup
         common = dict(image_size=s.image_size or DISPLAY_SIZE, device=s.device, batch_size=s.batch_size,
                       data_root=s.data_root, checkpoint=s.checkpoint, runs_dir=s.runs_dir, progress=s.progress)
-        gen = compute_features(space, generated, role="generated", **common)
-        ref = compute_features(space, real, role="real", **common)
-        metric = space.metric
+        at = space.at_most(common["image_size"])
+        gen = compute_features(at, generated, role="generated", **common)
+        ref, gen = at.pair(compute_features(at, real, role="real", **common), gen)
+        metric = at.metric
         to_gen, to_gen_i = nearest(ref, gen, k, metric, s.device)
         back, back_i = nearest(gen, ref, 1, metric, s.device)
         among, _ = nearest(ref, ref, 1, metric, s.device, exclude_self=True)
         words = METRIC_WORDS.get(metric.name, metric.name)
-        return Neighbourhood(f"{space.label}, {words}", to_gen.numpy(), to_gen_i.numpy(),
+        return Neighbourhood(f"{at.label}, {words}", to_gen.numpy(), to_gen_i.numpy(),
                              back[:, 0].numpy(), back_i[:, 0].numpy(), among[:, 0].numpy())
 
     return neighbourhood

@@ -59,13 +59,14 @@ class MembershipScorer:
 
     def neighbours(self, space: FeatureSpace) -> Neighbours:
         if space.name not in self._neighbours:
+            space = space.at_most(self.setup.image_size)
             if len(self.real) < 2:
                 raise InputError(f"{self.real.name}: the neighbour scorers compare at least 2 real images, got {len(self.real)}")
             s = self.setup
             common = dict(image_size=s.image_size, device=s.device, batch_size=s.batch_size, data_root=s.data_root,
                           checkpoint=s.checkpoint, runs_dir=s.runs_dir, progress=s.progress)
             generated = compute_features(space, self.need_generated(), role="generated", **common)
-            real = compute_features(space, self.real, role="real", **common)
+            real, generated = space.pair(compute_features(space, self.real, role="real", **common), generated)
             self._neighbours[space.name] = Neighbours(real, generated, space.metric, s.device, s.progress)
         return self._neighbours[space.name]
 

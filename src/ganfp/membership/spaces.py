@@ -9,7 +9,7 @@ resolutions calibration tries; help texts, option checks, calibration and tests 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -18,6 +18,7 @@ from ganfp.errors import InputError
 from ganfp.membership.distances import Euclidean, Metric
 from ganfp.membership.ncc import ShiftedNCC, standardise
 from ganfp.membership.ssim import SSIMDistance
+from ganfp.membership.whiten import whiten_by_generated
 from ganfp.registry import Registry
 
 
@@ -31,6 +32,10 @@ class SpaceKind:
     calibrate_sizes: tuple[int, ...]
     vectors: bool  # features are vectors compared by L2 (methods that fit them need this), not images
     description: str
+    # (real, generated) -> both transformed by something fitted to the two sets; None: each image alone. A
+    # space with one never works above the decoded size: upsampled images have an empty high band that
+    # a filter fitted to their spectra would amplify.
+    joint: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 SPACE_KINDS: Registry[SpaceKind] = Registry("feature space")
@@ -59,6 +64,9 @@ SPACE_KINDS.add("std", SpaceKind(_standardised, lambda n: Euclidean(), 32, (16, 
                                  "per-image standardised pixels (zero mean, unit norm): blind to brightness and contrast"))
 SPACE_KINDS.add("ncc", SpaceKind(_images, lambda n: ShiftedNCC(n, ncc_shift(n)), 32, (16, 32, 48), False,
                                  "best normalised cross-correlation over shifts of ~6% of the width"))
+SPACE_KINDS.add("white", SpaceKind(_images, lambda n: ShiftedNCC(n, ncc_shift(n)), 48, (32, 48, 64), False,
+                                   "ncc after whitening both sets by the generated images' spectrum: fine detail "
+                                   "counts as much as the outline", joint=whiten_by_generated))
 SPACE_KINDS.add("ssim", SpaceKind(_images, lambda n: SSIMDistance(n), 64, (32, 64), False,
                                   "1 - SSIM (structure; punishes blur)"))
 
@@ -89,6 +97,17 @@ class FeatureSpace:
     def features(self, small: torch.Tensor) -> torch.Tensor:
         """Features of images already downsampled to size x size (pixel kinds only)."""
         return SPACE_KINDS.get(self.kind).features(small)
+
+    def at_most(self, image_size: int | None) -> FeatureSpace:
+        """This space, at no more than the decoded `image_size` when its kind fits a joint transform."""
+        if self.kind == "deep" or image_size is None or self.size <= image_size or not SPACE_KINDS.get(self.kind).joint:
+            return self
+        return replace(self, size=image_size)
+
+    def pair(self, real: torch.Tensor, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both sets' features after the kind's joint transform (fitted to the two sets), if it has one."""
+        joint = SPACE_KINDS.get(self.kind).joint if self.kind != "deep" else None
+        return joint(real, generated) if joint else (real, generated)
 
 
 def spaces_help() -> str:
