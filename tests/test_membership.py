@@ -218,6 +218,18 @@ def test_whitening_turns_down_noise_the_real_images_do_not_have():
     assert float(guard[(radius > 0) & (radius < 0.05)].median()) > 0.5  # the outline's band: plain whitening
 
 
+def test_whitening_leaves_out_detail_the_generator_does_not_make():
+    """A blurry generator's missing detail holds no copy of a training image: it gets no weight, not the most."""
+    rng = np.random.default_rng(2)
+    real = smooth_images(rng, 60) + torch.from_numpy(rng.normal(0, 0.05, (60, 32, 32))).float()  # slices with fine detail
+    blurry = smooth_images(rng, 200)
+    gain = whiten.whitening_filter(real, blurry)
+    rows, cols = torch.fft.fftfreq(gain.shape[0]).abs(), torch.fft.rfftfreq(gain.shape[0])
+    radius = torch.maximum(rows[:, None], cols[None, :])
+    assert float((gain[radius > 0.3] == 0).double().mean()) > 0.95
+    assert float(gain[(radius > 0) & (radius < 0.05)].min()) > 0.0
+
+
 def test_a_spectral_space_never_works_above_the_decoded_size():
     assert parse_features("white48").at_most(32).size == 32
     assert parse_features("white48").at_most(256).size == 48

@@ -137,9 +137,10 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path):
     data = write_class_folder(tmp_path / "ds", n_per_class=40, size=24)
     out = tmp_path / "s"
     cmd = [sys.executable, "-m", "ganfp", "train-stage", "--data", str(data), "--model", "conv5", "--image-size", "24",
-           "--batch-size", "4", "--epochs", "100000", "--patience", "100000",  # runs until interrupted, never ends first
-           "--data-root", str(tmp_path / "root"), "--device", "cpu", "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           "--batch-size", "4", "--epochs", "50", "--data-root", str(tmp_path / "root"), "--device", "cpu", "--out", str(out)]
+    # as in a terminal: a test run started in the background (`pytest &`) inherits SIGINT ignored, and Python keeps that
+    restore_ctrl_c = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=restore_ctrl_c)
     deadline = time.time() + 120
     while not (out / "last.safetensors").exists() and time.time() < deadline:
         time.sleep(0.05)

@@ -22,14 +22,14 @@ class Recipe:
         return " ".join(parts)
 
 
-# The label-free default, chosen by its worst case over the generator zoo (docs/membership.md): a
-# 2:1 weighted mean of two log closeness ratios. Local linear reconstruction in standardised pixels
-# at 32 px with 40 neighbours (blurry and smooth generators, blends: a used image lies in the span
-# of its generated neighbours), and the shift-tolerant 5 nearest neighbours in white48 (near-copies
-# shifted by up to 4 px, warped or re-contrasted, and the fine detail a PCA-like generator keeps;
+# The label-free default, chosen by its worst case over the generator zoo (docs/membership.md): the
+# mean of two log closeness ratios. Local linear reconstruction in standardised pixels at 32 px with
+# 40 neighbours (blurry and smooth generators, blends: a used image lies in the span of its generated
+# neighbours), and the shift-tolerant 5 nearest neighbours in white48 (near-copies shifted by up to
+# 4 px, warped or re-contrasted, and the detail a generator reproduces from its training slices;
 # near-copies give large ratios, which adding keeps).
 DEFAULT_ENSEMBLE: tuple[tuple[Recipe, float], ...] = (
-    (Recipe("local", "std32", 40), 2.0),
+    (Recipe("local", "std32", 40), 1.0),
     (Recipe("knn", "white48", 5), 1.0),
 )
 DEFAULT_METHOD = "ensemble"

@@ -6,18 +6,24 @@ that learned from an image reproduces its finer structure too, at its own streng
 keeps the detail its components span, a memoriser keeps all of it. Dividing every frequency by the
 generated images' root mean power (as phase correlation does in image registration) gives each
 frequency the same weight in the generated set, so the correlation is decided by the structure the
-generator reproduces, not by the outline. Frequencies the generator never makes are bounded by
-`FLOOR`. Where the generated images carry more power than the real ones (added noise, upsampling
-checkerboards), the excess is not the real images' structure: those frequencies are turned down by
-the share of the generated power the real images account for (a Wiener gain), so whitening does not
-amplify noise. The filter reads the spectra of both sets, never a label, and is applied to both.
+generator reproduces, not by the outline. Two kinds of frequency are not the real images' shared
+structure and are turned down, judged from the two sets' mean spectra (never from a label):
+
+- where the generated images carry more power than the real ones (added noise, upsampling
+  checkerboards), by the share of it the real images account for (a Wiener gain);
+- where they carry less than `REPRODUCED` of the real images' power, entirely: the generator does not
+  reproduce that detail (a blurry decoder, a GAN upsampled from half the size), so no copy of a
+  training image can be found there, and whitening would only amplify the real images' own detail.
 """
 
 from __future__ import annotations
 
 import torch
 
-FLOOR = 1e-6  # power floor, relative to the strongest frequency: bounds the gain where the generator is silent
+FLOOR = 1e-6  # power floor, relative to the strongest frequency: no division by zero where both sets are silent
+# Share of the real images' power below which a frequency counts as not reproduced. On the generator zoo
+# 0.15-0.3 score alike (docs/membership.md); without a cut, a GAN upsampled from 32 px falls to chance.
+REPRODUCED = 0.2
 CHUNK = 512  # images transformed at a time: 512 mirrored 64 px spectra are 67 MB
 
 
@@ -39,11 +45,12 @@ def mean_power(images: torch.Tensor) -> torch.Tensor:
 
 
 def whitening_filter(real: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
-    """(2 size, size + 1) gain per frequency: generated power^-1/2, times min(1, real / generated power)."""
-    gen_power = mean_power(generated)
+    """(2 size, size + 1) gain per frequency: generated power^-1/2 x min(1, real / generated power), 0 where not reproduced."""
+    gen_power, real_power = mean_power(generated), mean_power(real)
     gen_power = gen_power.clamp_min(float(gen_power.max()) * FLOOR)
-    wiener = (mean_power(real) / gen_power).clamp_(max=1.0)
-    return (gen_power.rsqrt() * wiener).float()
+    wiener = (real_power / gen_power).clamp_(max=1.0)
+    reproduced = gen_power >= REPRODUCED * real_power
+    return (gen_power.rsqrt() * wiener * reproduced).float()
 
 
 def apply_filter(images: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
