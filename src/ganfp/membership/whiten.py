@@ -56,14 +56,14 @@ def whitening_filter(real: torch.Tensor, generated: torch.Tensor) -> torch.Tenso
 def apply_filter(images: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
     """Images (N, size, size) with every frequency scaled by `gain` (and their mean removed)."""
     out = torch.empty(images.shape, dtype=torch.float32)
+    n, m = images.shape[-2:]
     for start in range(0, len(images), CHUNK):
-        n, m = images.shape[-2:]
         spectra = _spectrum(images[start : start + CHUNK]) * gain
         out[start : start + CHUNK] = torch.fft.irfft2(spectra, s=(2 * n, 2 * m))[..., :n, :m]
     return out
 
 
 def whiten_by_generated(real: torch.Tensor, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(real, generated) images filtered by the whitening filter of the generated set."""
+    """(real, generated) images, both filtered by one gain read from the two sets' spectra."""
     gain = whitening_filter(real, generated)
     return apply_filter(real, gain), apply_filter(generated, gain)
