@@ -14,9 +14,21 @@ from PIL import Image
 from helpers.membership_cases import write_case, write_dev
 
 from ganfp.checkpoint import model_meta, save_model
+from ganfp.classify import calibration_candidates, dev_sets
 from ganfp.data.adapters import register_adapter
 from ganfp.data.adapters.folder import folder_manifest
-from ganfp.membership import DEFAULT_METHOD, SCORERS, AutoencoderConfig, Recipe, member_recipes, pipeline
+from ganfp.membership import (
+    DEFAULT_METHOD,
+    SCORERS,
+    AutoencoderConfig,
+    MembershipScorer,
+    Recipe,
+    ScoringSetup,
+    fuse,
+    member_recipes,
+    pipeline,
+)
+from ganfp.membership.pipeline import canonical
 from ganfp.models import create_model
 from ganfp.submission import read_predictions, validate_submission
 
@@ -68,7 +80,7 @@ def test_generated_folder_default_method_labels_the_used_images(run_cli, case, t
     assert {i: int(v) for i, v in zip(preds.ids, preds.labels)} == labels  # half used, and the right half
     columns, _ = read_scores(scores)
     assert columns == ["id", "score", *(r.label for r in member_recipes(Recipe(DEFAULT_METHOD)))]
-    assert "method" in stdout and DEFAULT_METHOD in stdout and "top 50.0% by rank" in stdout
+    assert "recipe" in stdout and DEFAULT_METHOD in stdout and "top 50.0% by rank" in stdout
 
 
 @pytest.mark.parametrize("method", [m for m in SCORERS.names() if SCORERS.entry(m).meta["needs"] != "checkpoint"])
@@ -191,11 +203,30 @@ def test_calibration_prints_its_choice(run_cli, case, tmp_path):
     assert code == 0, err
     summary = json.loads(stdout)
     calibration = summary["calibration"]
+    assert calibration["recipe"] == summary["recipe"] and calibration["with_default"] == summary["with_default"]
     assert calibration["method"] == summary["method"] and calibration["cv_auc"] == 1.0 and calibration["leak_evidence"]
     assert calibration["used_fraction"] == 0.5 == summary["used_fraction"]  # the dev prevalence, not an F1 optimum
     assert validate_submission(out, labels) == []
     code, _, err = run_cli("classify", real, "--generated", gen, "--calibrate", dev, "--method", "knn", "--out", out, *root)
     assert code == 0 and "calibration chose: knn " in err and "95% bootstrap interval" in err
+
+
+def test_calibration_candidates_keep_half_of_the_default(tmp_path):
+    """Unless a method is named, every candidate but the default is rank-averaged with the default: a dev
+    set can prefer a scorer that the test images do not, and the default's half keeps what it sees."""
+    real, gen = dev_sets(str(write_dev(tmp_path / "dev")))
+    scorer = MembershipScorer(real, gen, ScoringSetup(32, data_root=tmp_path / "data"))
+    default = canonical(Recipe(DEFAULT_METHOD))
+    candidates = calibration_candidates(scorer, None, None, with_classifier=False, with_default=True)
+    hedged = [c.recipe for c in candidates if c.recipe != default]
+    assert len(hedged) == len(candidates) - 1 > 10 and all(r.with_default for r in hedged)
+    for recipe in hedged[::7]:
+        mixed = fuse({"default": scorer.score(default), "own": scorer.score(recipe.own)})
+        np.testing.assert_allclose(scorer.score(recipe), mixed)
+        assert recipe.label == f"{DEFAULT_METHOD} + {recipe.own.label} (rank average)"
+        assert set(member_recipes(recipe)) == set(member_recipes(default)) | set(member_recipes(recipe.own))
+    named = calibration_candidates(scorer, "knn", None, with_classifier=False, with_default=False)
+    assert named and not any(c.recipe.with_default for c in named)
 
 
 def test_dataset_spec_brings_its_generated_images(run_cli, case, tmp_path):

@@ -113,8 +113,9 @@ def dev_sets(spec: str, data_root=None, reading: MedicalReading | None = None) -
 
 
 def calibration_candidates(scorer: MembershipScorer, method: str | None, k: int | None,
-                           with_classifier: bool) -> list[Candidate]:
-    """Every (space, method, k) the registries offer, and the classifier when allowed.
+                           with_classifier: bool, with_default: bool = False) -> list[Candidate]:
+    """Every (space, method, k) the registries offer, and the classifier when allowed; with_default:
+    each but the default itself rank-averaged with the default.
 
     Simplicity orders candidates within noise of the best: one scorer before a fusion, then a
     coarser space, then fewer neighbours.
@@ -127,6 +128,9 @@ def calibration_candidates(scorer: MembershipScorer, method: str | None, k: int 
         spaces = spaces if entry.meta["uses_features"] else [None]
         ks = ([k] if k else list(K_GRID)) if entry.meta["uses_k"] else [None]
         recipes += [canonical(Recipe(entry.name, f, kk)) for f in spaces for kk in ks]
+    if with_default:
+        default = canonical(Recipe(DEFAULT_METHOD))
+        recipes = [r if r == default else replace(r, with_default=True) for r in recipes]
     candidates = []
     for recipe in dict.fromkeys(recipes):  # canonical forms repeat; keep the first
         members = SCORERS.entry(recipe.method).meta["needs"] == "members"
@@ -139,6 +143,10 @@ def calibrate(spec: str, setup: ScoringSetup, method: str | None, k: int | None,
               used_fraction: float | None, reading: MedicalReading | None = None) -> Choice:
     """Choose the recipe on a labelled dev set (scored against its own generated images); see calibrate.py.
 
+    Unless --method names one, the candidates are the default and every other recipe rank-averaged
+    with it: the dev images are one fit of the generator and the test images another, so a scorer
+    the dev set prefers on its own can fall well below the default on test, while half of the
+    default in every candidate keeps what the default sees (docs/membership.md measures both).
     The classifier is a candidate only when its chain never trained on a dev image: scoring
     images a model was trained on measures its memory, not membership.
     """
@@ -151,7 +159,8 @@ def calibrate(spec: str, setup: ScoringSetup, method: str | None, k: int | None,
                          "was given); a classifier cannot be judged on its own training images")
     scorer = MembershipScorer(real, generated, replace(setup, image_size=size))
     default = canonical(Recipe(DEFAULT_METHOD)) if method in (None, DEFAULT_METHOD) else None
-    return choose(calibration_candidates(scorer, method, k, with_classifier), y, seed=setup.seed, default=default,
+    candidates = calibration_candidates(scorer, method, k, with_classifier, with_default=default is not None)
+    return choose(candidates, y, seed=setup.seed, default=default,
                   used_fraction=used_fraction)
 
 
@@ -255,10 +264,12 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     summary = {
         "images": len(labels),
         "generated": len(gen) if gen is not None and recipe.method != "classifier" else None,
+        "recipe": recipe.label,
         "method": recipe.method,
         "scorers": list(scorers),
         "features": recipe.features,
         "k": recipe.k,
+        "with_default": recipe.with_default,
         "checkpoint": scorer.checkpoint_meta["stage"] if scorer.checkpoint_meta else None,
         "decision": decision_rule(used_fraction, threshold),
         "used_fraction": used_fraction,

@@ -295,6 +295,7 @@ def confusion_table(truth: np.ndarray, decided: np.ndarray) -> str:
 # ---------------------------------------------------------------- HTML pieces
 
 SUMMARY_LABELS = {
+    "recipe": "recipe",
     "method": "method",
     "scorers": "scorers",
     "features": "features",
@@ -307,7 +308,7 @@ SUMMARY_LABELS = {
     "labelled_not_used": "labelled not used",
     "calibration": "calibration (dev set)",
 }
-SUMMARY_SKIP = {"out", "scores", "seconds", "device", "report", "used_fraction", "threshold"}
+SUMMARY_SKIP = {"out", "scores", "seconds", "device", "report", "used_fraction", "threshold", "with_default"}
 
 
 def esc(value) -> str:

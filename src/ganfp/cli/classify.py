@@ -43,10 +43,8 @@ def print_summary(summary: dict, as_json: bool) -> None:
     rows = [
         ("images", summary["images"]),
         ("generated images", summary["generated"]),
-        ("method", summary["method"]),
+        ("recipe", summary["recipe"]),
         ("scorers", ", ".join(summary["scorers"])),
-        ("features", summary["features"]),
-        ("k", summary["k"]),
         ("checkpoint", summary["checkpoint"]),
         ("decision rule", summary["decision"]),
         ("labelled used", summary["labelled_used"]),
@@ -109,8 +107,8 @@ def classify(
         None, "--calibrate",
         help=(
             "Labelled dev folder (used/, not_used/, generated/) or spec: choose feature space, method and k "
-            "by cross-validated ROC-AUC; the used fraction becomes the dev prevalence unless --used-fraction "
-            "is given."
+            "by cross-validated ROC-AUC (each rank-averaged with the default unless --method is given); the "
+            "used fraction becomes the dev prevalence unless --used-fraction is given."
         ),
     ),
     k: KOpt = None,

@@ -53,7 +53,8 @@ class Choice:
         return text
 
     def to_dict(self) -> dict:
-        return {"method": self.recipe.method, "features": self.recipe.features, "k": self.recipe.k,
+        return {"recipe": self.recipe.label, "method": self.recipe.method, "features": self.recipe.features,
+                "k": self.recipe.k, "with_default": self.recipe.with_default,
                 "used_fraction": self.used_fraction, "cv_auc": self.cv_auc, "dev_auc": self.dev_auc,
                 "interval": list(self.interval), "leak_evidence": self.leak_evidence, "table": self.table}
 

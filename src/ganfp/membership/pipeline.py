@@ -21,7 +21,7 @@ from ganfp.membership.autoencoder import AutoencoderConfig, cached_autoencoder, 
 from ganfp.membership.features import compute_features, downsample, load_checked
 from ganfp.metrics import used_class_index
 from ganfp.membership.fusion import add_log_ratios, fuse
-from ganfp.membership.recipe import DEFAULT_ENSEMBLE, DEFAULT_FEATURES, DEFAULT_K, FUSION_MEMBERS, Recipe
+from ganfp.membership.recipe import DEFAULT_ENSEMBLE, DEFAULT_FEATURES, DEFAULT_K, DEFAULT_METHOD, FUSION_MEMBERS, Recipe
 from ganfp.membership.scorers import SCORERS, Neighbours
 from ganfp.membership.spaces import FeatureSpace, parse_features
 from ganfp.paths import cache_root
@@ -75,7 +75,10 @@ class MembershipScorer:
         recipe = canonical(recipe)
         if recipe not in self._cache:
             entry = SCORERS.entry(recipe.method)
-            if entry.meta["needs"] == "neighbours":
+            if recipe.with_default:
+                default = canonical(Recipe(DEFAULT_METHOD))
+                self._cache[recipe] = fuse({default.label: self.score(default), recipe.own.label: self.score(recipe.own)})
+            elif entry.meta["needs"] == "neighbours":
                 space = parse_features(recipe.features)
                 if entry.meta.get("vectors_only") and not space.vectors:
                     raise InputError(f"--method {recipe.method} fits feature vectors: choose --features pixels[N], "
@@ -99,11 +102,13 @@ def canonical(recipe: Recipe) -> Recipe:
     meta = SCORERS.entry(recipe.method).meta
     features = (recipe.features or DEFAULT_FEATURES) if meta["uses_features"] else None
     k = (recipe.k or meta.get("default_k", DEFAULT_K)) if meta["uses_k"] else None
-    return Recipe(recipe.method, features, k)
+    return Recipe(recipe.method, features, k, recipe.with_default)
 
 
 def member_recipes(recipe: Recipe) -> tuple[Recipe, ...]:
     """The recipes a combined method averages (fusion's methods in its space, the ensemble's list), else itself."""
+    if recipe.with_default:
+        return tuple(dict.fromkeys(member_recipes(canonical(Recipe(DEFAULT_METHOD))) + member_recipes(recipe.own)))
     if recipe.method == "ensemble":
         return tuple(r for r, _ in DEFAULT_ENSEMBLE)
     if recipe.method == "fusion":

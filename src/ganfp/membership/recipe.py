@@ -1,13 +1,15 @@
 """What one score is made of, and ganfp's defaults.
 
-A `Recipe` names a method, the feature space it compares in and its k. The default recipe was
+A `Recipe` names a method, the feature space it compares in and its k, and whether its scores are
+rank-averaged with the default's (what `--calibrate` chooses between: a dev set of 160 images can
+prefer a scorer that the test images, a different fit of the generator, do not). The default recipe was
 chosen by its worst case over the generator zoo (docs/membership.md,
 `python benchmarks/membership.py --zoo`), not by its best on one generator.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -15,11 +17,18 @@ class Recipe:
     method: str
     features: str | None = None  # the feature space of neighbour methods and fusion, e.g. "std32"
     k: int | None = None  # neighbours, for the methods that use k
+    with_default: bool = False  # rank-average these scores with the default's
+
+    @property
+    def own(self) -> Recipe:
+        """This recipe without the default mixed in."""
+        return replace(self, with_default=False)
 
     @property
     def label(self) -> str:
         parts = [self.method] + ([self.features] if self.features else []) + ([f"k={self.k}"] if self.k else [])
-        return " ".join(parts)
+        text = " ".join(parts)
+        return f"{DEFAULT_METHOD} + {text} (rank average)" if self.with_default else text
 
 
 # The label-free default, chosen by its worst case over the generator zoo (docs/membership.md): the
