@@ -51,8 +51,10 @@ EARLIER_ENSEMBLES = {
         (fuse, ((Recipe("local", "std32", 40), 2.0), (Recipe("knn", "ncc32", 10), 1.0))),
     "second ensemble (3:1 mean of the log ratios of local std32 k=40, knn ncc48 k=3)":
         (add_log_ratios, ((Recipe("local", "std32", 40), 3.0), (Recipe("knn", "ncc48", 3), 1.0))),
+    "third ensemble (1:1 mean of the log ratios of local std32 k=40, knn white48 k=5)":
+        (add_log_ratios, ((Recipe("local", "std32", 40), 1.0), (Recipe("knn", "white48", 5), 1.0))),
 }
-SHOWN = [Recipe("local", "std32", 40), Recipe("knn", "white48", 5), Recipe("knn", "white64", 5), Recipe("retrieval", "white64"),
+SHOWN = [Recipe("local", "std32", 40), Recipe("knn", "white48", 5), Recipe("knn", "wstd32", 5), Recipe("knn", "white64", 5), Recipe("retrieval", "white64"),
          Recipe("knn", "ncc48", 3), Recipe("local", "pixels32", 40), Recipe("knn", "pixels32", 10),
          Recipe("knn", "ncc32", 10), OLD_DEFAULT, Recipe("knn", "pixels64", 10), Recipe("knn", "std32", 5),
          Recipe("retrieval", "ncc48"), Recipe("density", "std16", 5), Recipe("local", "std16", 40), Recipe("fusion", "std32", 5),

@@ -82,6 +82,7 @@ def test_report_rows_images_and_no_network(run_cli, copies):
     text = report.read_text()
     assert "ROC curve" not in text  # no labels known for a flat folder
     assert text.count('class="neighbours"') == 6 and text.count("d = ") >= 6 * 4  # k = 4 neighbours per row
+    assert "<th>recipe</th><td>ensemble</td>" in text and "<th>method</th>" not in text  # the recipe names its method
 
 
 def test_known_labels_add_roc_and_confusion(run_cli, copies):

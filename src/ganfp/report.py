@@ -309,6 +309,7 @@ SUMMARY_LABELS = {
     "calibration": "calibration (dev set)",
 }
 SUMMARY_SKIP = {"out", "scores", "seconds", "device", "report", "used_fraction", "threshold", "with_default"}
+IN_RECIPE = {"method", "features", "k"}  # the recipe's label names them
 
 
 def esc(value) -> str:
@@ -328,8 +329,9 @@ def _cell(value) -> str:
 def summary_rows(summary: dict, extra: dict) -> str:
     """Known keys first, in a readable order, then anything else the caller put in the summary."""
     keys = [k for k in SUMMARY_LABELS if k in summary] + [k for k in summary if k not in SUMMARY_LABELS]
+    skip = SUMMARY_SKIP | (IN_RECIPE if "recipe" in summary else set())
     rows = [(SUMMARY_LABELS.get(k, k.replace("_", " ")), summary[k]) for k in keys
-            if summary[k] is not None and k not in SUMMARY_SKIP]
+            if summary[k] is not None and k not in skip]
     rows += [(k, v) for k, v in extra.items() if v is not None]
     return "\n".join(f"    <tr><th>{esc(k)}</th><td>{esc(_cell(v))}</td></tr>" for k, v in rows)
 

@@ -85,7 +85,7 @@ def classify(
     features: Optional[str] = typer.Option(
         None, "--features",
         help=(
-            "Feature space of a single neighbour method or fusion: pixels[N], std[N], ncc[N], white[N], ssim[N], "
+            "Feature space of a single neighbour method or fusion: pixels[N], std[N], ncc[N], white[N], wstd[N], ssim[N], "
             "checkpoint, or a model name with ImageNet weights (default: std32)."
         ),
     ),

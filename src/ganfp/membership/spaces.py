@@ -53,6 +53,12 @@ def _images(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _whitened_vectors(real: torch.Tensor, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sets whitened by the generated images' spectrum, then standardised into vectors."""
+    real, generated = whiten_by_generated(real, generated)
+    return _standardised(real), _standardised(generated)
+
+
 def ncc_shift(size: int) -> int:
     """Shifts searched at N px: about 6% of the width, so a 4 px shift at 64 px is covered at any N."""
     return max(1, round(size / 16))
@@ -67,6 +73,9 @@ SPACE_KINDS.add("ncc", SpaceKind(_images, lambda n: ShiftedNCC(n, ncc_shift(n)),
 SPACE_KINDS.add("white", SpaceKind(_images, lambda n: ShiftedNCC(n, ncc_shift(n)), 48, (32, 48, 64), False,
                                    "ncc after whitening both sets by the generated images' spectrum: fine detail "
                                    "counts as much as the outline", joint=whiten_by_generated))
+SPACE_KINDS.add("wstd", SpaceKind(_images, lambda n: Euclidean(), 32, (32, 48, 64), True,
+                                  "std after the white whitening, without its shift search: vectors, so local "
+                                  "and density can fit them", joint=_whitened_vectors))
 SPACE_KINDS.add("ssim", SpaceKind(_images, lambda n: SSIMDistance(n), 64, (32, 64), False,
                                   "1 - SSIM (structure; punishes blur)"))
 
