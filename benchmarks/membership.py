@@ -35,15 +35,15 @@ from ganfp.classify import calibrate, calibration_candidates, dev_sets, read_rea
 from ganfp.data.generated import generated_manifest
 from ganfp.data.zoo import FAMILIES, SHAPES, build_split, shape_seed, write_split
 from ganfp.device import resolve_device
-from ganfp.membership import DEFAULT_METHOD, MembershipScorer, Recipe, ScoringSetup, fuse, parse_features
+from ganfp.membership import MembershipScorer, Recipe, ScoringSetup, fuse, parse_features
 from ganfp.membership.fusion import add_log_ratios
-from ganfp.membership.pipeline import canonical
+from ganfp.membership.pipeline import default_recipe
 from ganfp.metrics import binary_metrics
 from ganfp.submission import decide, read_labels
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "membership.md"
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
-DEFAULT = canonical(Recipe(DEFAULT_METHOD))
+DEFAULT = default_recipe()
 OLD_DEFAULT = Recipe("knn", "ssim64", 10)  # ganfp 0.1.0's default, chosen on the demo's generator alone
 # Earlier defaults, never released, shown for comparison: label -> (how members combine, (recipe, weight)...)
 EARLIER_ENSEMBLES = {

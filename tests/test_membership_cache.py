@@ -127,3 +127,12 @@ def test_classifier_score_is_the_probability_of_used(case, tmp_path, classes, co
     expected = inference.predict_proba(model.eval(), images, 8, CPU)[:, column]
     np.testing.assert_allclose(scores, expected, rtol=1e-5)
     assert used_class_index(list(classes)) == column
+
+
+def test_one_neighbour_pass_per_space_as_used(case, tmp_path):
+    """Spaces that work at the same resolution share one pass: std and std32, and white64 on 32 px images."""
+    real, gen, _ = case
+    scorer = MembershipScorer(real, gen, ScoringSetup(32, CPU, batch_size=8, data_root=tmp_path / "data"))
+    assert scorer.neighbours(parse_features("white64")) is scorer.neighbours(parse_features("white32"))
+    assert scorer.neighbours(parse_features("std")) is scorer.neighbours(parse_features("std32"))
+    assert scorer.neighbours(parse_features("ncc48")) is not scorer.neighbours(parse_features("ncc32"))

@@ -22,7 +22,7 @@ from ganfp.data.medical import MedicalReading
 from ganfp.errors import InputError
 from ganfp.membership import SCORERS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
-from ganfp.membership.pipeline import canonical
+from ganfp.membership.pipeline import canonical, default_recipe
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
 from ganfp.membership.spaces import calibration_spaces
 from ganfp.report import classify_report, require_matplotlib
@@ -129,7 +129,7 @@ def calibration_candidates(scorer: MembershipScorer, method: str | None, k: int 
         ks = ([k] if k else list(K_GRID)) if entry.meta["uses_k"] else [None]
         recipes += [canonical(Recipe(entry.name, f, kk)) for f in spaces for kk in ks]
     if with_default:
-        default = canonical(Recipe(DEFAULT_METHOD))
+        default = default_recipe()
         recipes = [r if r == default else replace(r, with_default=True) for r in recipes]
     candidates = []
     for recipe in dict.fromkeys(recipes):  # canonical forms repeat; keep the first
@@ -158,7 +158,7 @@ def calibrate(spec: str, setup: ScoringSetup, method: str | None, k: int | None,
         raise InputError(f"--calibrate {spec}: the checkpoint's chain trained on these dev images (or no --checkpoint "
                          "was given); a classifier cannot be judged on its own training images")
     scorer = MembershipScorer(real, generated, replace(setup, image_size=size))
-    default = canonical(Recipe(DEFAULT_METHOD)) if method in (None, DEFAULT_METHOD) else None
+    default = default_recipe() if method in (None, DEFAULT_METHOD) else None
     candidates = calibration_candidates(scorer, method, k, with_classifier, with_default=default is not None)
     return choose(candidates, y, seed=setup.seed, default=default,
                   used_fraction=used_fraction)

@@ -29,7 +29,7 @@ from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
 from ganfp.fileio import write_text
 from ganfp.membership.distances import nearest
-from ganfp.membership.features import compute_features, load_checked
+from ganfp.membership.features import load_checked, paired_features
 from ganfp.membership.spaces import FeatureSpace, parse_features
 from ganfp.membership.pipeline import ScoringSetup
 
@@ -102,9 +102,7 @@ def feature_neighbours(setup: ScoringSetup, space: FeatureSpace, real: Manifest,
         s = setup
         common = dict(image_size=s.image_size or DISPLAY_SIZE, device=s.device, batch_size=s.batch_size,
                       data_root=s.data_root, checkpoint=s.checkpoint, runs_dir=s.runs_dir, progress=s.progress)
-        at = space.at_most(common["image_size"])
-        gen = compute_features(at, generated, role="generated", **common)
-        ref, gen = at.pair(compute_features(at, real, role="real", **common), gen)
+        at, ref, gen = paired_features(space, real, generated, **common)
         metric = at.metric
         to_gen, to_gen_i = nearest(ref, gen, k, metric, s.device)
         back, back_i = nearest(gen, ref, 1, metric, s.device)

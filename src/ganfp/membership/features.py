@@ -153,3 +153,12 @@ def compute_features(space: FeatureSpace, manifest: Manifest, *, image_size: int
                              task=f"embed {role}".strip())
     images = load_checked(manifest, image_size, data_root, progress, task=f"decode {role}".strip())
     return space.features(downsample(images, space.size))
+
+
+def paired_features(space: FeatureSpace, real: Manifest, generated: Manifest, **common) -> tuple[FeatureSpace, torch.Tensor, torch.Tensor]:
+    """(the space as used, real features, generated features): the space at no more than the decoded
+    size, both sets in it, after its kind's joint transform (fitted to the two sets) if it has one."""
+    at = space.at_most(common["image_size"])
+    gen = compute_features(at, generated, role="generated", **common)
+    ref, gen = at.pair(compute_features(at, real, role="real", **common), gen)
+    return at, ref, gen

@@ -18,7 +18,7 @@ from ganfp.data.cache import cache_key
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
 from ganfp.membership.autoencoder import AutoencoderConfig, cached_autoencoder, reconstruction_scores
-from ganfp.membership.features import compute_features, downsample, load_checked
+from ganfp.membership.features import downsample, load_checked, paired_features
 from ganfp.metrics import used_class_index
 from ganfp.membership.fusion import add_log_ratios, fuse
 from ganfp.membership.recipe import DEFAULT_ENSEMBLE, DEFAULT_FEATURES, DEFAULT_K, DEFAULT_METHOD, FUSION_MEMBERS, Recipe
@@ -58,17 +58,16 @@ class MembershipScorer:
         return self.generated
 
     def neighbours(self, space: FeatureSpace) -> Neighbours:
-        if space.name not in self._neighbours:
-            space = space.at_most(self.setup.image_size)
+        key = space.at_most(self.setup.image_size).label  # std and std32, or white64 on 32 px images and white32, share work
+        if key not in self._neighbours:
             if len(self.real) < 2:
                 raise InputError(f"{self.real.name}: the neighbour scorers compare at least 2 real images, got {len(self.real)}")
             s = self.setup
             common = dict(image_size=s.image_size, device=s.device, batch_size=s.batch_size, data_root=s.data_root,
                           checkpoint=s.checkpoint, runs_dir=s.runs_dir, progress=s.progress)
-            generated = compute_features(space, self.need_generated(), role="generated", **common)
-            real, generated = space.pair(compute_features(space, self.real, role="real", **common), generated)
-            self._neighbours[space.name] = Neighbours(real, generated, space.metric, s.device, s.progress)
-        return self._neighbours[space.name]
+            at, real, generated = paired_features(space, self.real, self.need_generated(), **common)
+            self._neighbours[key] = Neighbours(real, generated, at.metric, s.device, s.progress)
+        return self._neighbours[key]
 
     def score(self, recipe: Recipe) -> np.ndarray:
         """One recipe's scores (higher = more likely used), computed once."""
@@ -76,7 +75,7 @@ class MembershipScorer:
         if recipe not in self._cache:
             entry = SCORERS.entry(recipe.method)
             if recipe.with_default:
-                default = canonical(Recipe(DEFAULT_METHOD))
+                default = default_recipe()
                 self._cache[recipe] = fuse({default.label: self.score(default), recipe.own.label: self.score(recipe.own)})
             elif entry.meta["needs"] == "neighbours":
                 space = parse_features(recipe.features)
@@ -105,10 +104,15 @@ def canonical(recipe: Recipe) -> Recipe:
     return Recipe(recipe.method, features, k, recipe.with_default)
 
 
+def default_recipe() -> Recipe:
+    """The label-free default, in canonical form (what calibration keeps unless beaten)."""
+    return canonical(Recipe(DEFAULT_METHOD))
+
+
 def member_recipes(recipe: Recipe) -> tuple[Recipe, ...]:
     """The recipes a combined method averages (fusion's methods in its space, the ensemble's list), else itself."""
     if recipe.with_default:
-        return tuple(dict.fromkeys(member_recipes(canonical(Recipe(DEFAULT_METHOD))) + member_recipes(recipe.own)))
+        return tuple(dict.fromkeys(member_recipes(default_recipe()) + member_recipes(recipe.own)))
     if recipe.method == "ensemble":
         return tuple(r for r, _ in DEFAULT_ENSEMBLE)
     if recipe.method == "fusion":
