@@ -45,7 +45,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "membership.md"
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 DEFAULT = default_recipe()
 OLD_DEFAULT = Recipe("knn", "ssim64", 10)  # ganfp 0.1.0's default, chosen on the demo's generator alone
-# Earlier defaults, never released, shown for comparison: label -> (how members combine, (recipe, weight)...)
+# Earlier defaults, never released, shown for comparison: label -> (how members combine, (recipe, weight)...).
+# Their members are scored as they are now (knn and local judged by their fit on the real images).
 EARLIER_ENSEMBLES = {
     "first ensemble (2:1 rank average of local std32 k=40, knn ncc32 k=10)":
         (fuse, ((Recipe("local", "std32", 40), 2.0), (Recipe("knn", "ncc32", 10), 1.0))),
@@ -53,9 +54,11 @@ EARLIER_ENSEMBLES = {
         (add_log_ratios, ((Recipe("local", "std32", 40), 3.0), (Recipe("knn", "ncc48", 3), 1.0))),
     "third ensemble (1:1 mean of the log ratios of local std32 k=40, knn white48 k=5)":
         (add_log_ratios, ((Recipe("local", "std32", 40), 1.0), (Recipe("knn", "white48", 5), 1.0))),
+    "fourth ensemble (1:1:1 mean of local std32 k=40, knn white48 k=5, knn wstd32 k=5)":
+        (add_log_ratios, ((Recipe("local", "std32", 40), 1.0), (Recipe("knn", "white48", 5), 1.0), (Recipe("knn", "wstd32", 5), 1.0))),
 }
-SHOWN = [Recipe("local", "std32", 40), Recipe("knn", "white48", 5), Recipe("knn", "wstd32", 5), Recipe("knn", "white64", 5), Recipe("retrieval", "white64"),
-         Recipe("knn", "ncc48", 3), Recipe("local", "pixels32", 40), Recipe("knn", "pixels32", 10),
+SHOWN = [Recipe("local", "pixels32", 40), Recipe("knn", "white48", 5), Recipe("knn", "wstd32", 10), Recipe("local", "std32", 40), Recipe("knn", "wstd32", 5), Recipe("knn", "white64", 5), Recipe("retrieval", "white64"),
+         Recipe("knn", "ncc48", 3), Recipe("knn", "pixels32", 10),
          Recipe("knn", "ncc32", 10), OLD_DEFAULT, Recipe("knn", "pixels64", 10), Recipe("knn", "std32", 5),
          Recipe("retrieval", "ncc48"), Recipe("density", "std16", 5), Recipe("local", "std16", 40), Recipe("fusion", "std32", 5),
          Recipe("autoencoder")]

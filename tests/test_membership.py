@@ -38,6 +38,7 @@ from ganfp.membership import (
 from ganfp.membership import distances, scorers, whiten
 from ganfp.membership.calibrate import pick
 from ganfp.membership.features import downsample
+from ganfp.membership.scorers import TYPICAL_FIT_MIN, beyond_typical
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CPU = torch.device("cpu")
@@ -90,6 +91,29 @@ def test_local_is_the_log_ratio_of_least_squares_residuals(case):
     expected = [np.log(residual(x, real[np.argsort(dr)[:k]])) - np.log(residual(x, gen[np.argsort(dg)[:k]]))
                 for x, dg, dr in zip(real, d_gen, d_real)]
     np.testing.assert_allclose(local_scores(nb, k, ridge), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_closeness_is_judged_against_its_fit_on_the_real_neighbourhood():
+    """With enough real images, log d_G is regressed on log d_R and the score is the shortfall from that fit."""
+    rng = np.random.default_rng(0)
+    d_real = np.exp(rng.normal(0, 1, 60))
+    d_gen = np.exp(0.5 * np.log(d_real) + rng.normal(0, 0.1, 60))
+    slope, intercept = np.polyfit(np.log(d_real), np.log(d_gen), 1)
+    np.testing.assert_allclose(beyond_typical(d_gen, d_real), slope * np.log(d_real) + intercept - np.log(d_gen))
+    few = slice(0, TYPICAL_FIT_MIN - 1)  # too few images to fit a slope: the plain log ratio
+    np.testing.assert_allclose(beyond_typical(d_gen[few], d_real[few]), np.log(d_real[few] / d_gen[few]))
+
+
+def test_the_fit_finds_members_that_a_full_division_by_typicality_hides():
+    """Closeness to the generated set grows more slowly than closeness to the real images (slope 0.5 here):
+    dividing by d_R then ranks by typicality, while the fit ranks by what is left, the membership."""
+    rng = np.random.default_rng(1)
+    used = np.repeat([1, 0], 100)
+    log_real = rng.normal(0, 1, 200)
+    log_gen = 0.5 * log_real - 0.3 * used + rng.normal(0, 0.1, 200)
+    fitted = roc_auc_score(used, beyond_typical(np.exp(log_gen), np.exp(log_real)))
+    ratio = roc_auc_score(used, log_real - log_gen)
+    assert fitted > 0.9 and ratio < 0.75, (fitted, ratio)
 
 
 def test_local_refuses_image_metrics(case):

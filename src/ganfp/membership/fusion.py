@@ -1,9 +1,9 @@
 """Two ways to combine scorers: rank averaging (any scales) and adding log ratios (one scale).
 
 `fusion` mixes scorers on unrelated scales (votes, ratios, reconstruction errors), so only their
-ranks can be averaged. The default ensemble's members are all log closeness ratios: adding them
-keeps each member's strength of evidence, so a near-copy that one space sees plainly (a large
-ratio) is not averaged away by spaces that see nothing (ratios near 0), as a rank would be.
+ranks can be averaged. The default ensemble's members are all log closeness scores (`log_ratio`):
+adding them keeps each member's strength of evidence, so a near-copy that one space sees plainly (a
+large score) is not averaged away by spaces that see nothing (scores near 0), as a rank would be.
 Weights are fixed by design, never fitted on a dev set of 160 images, where fitted weights mostly
 fit noise.
 """

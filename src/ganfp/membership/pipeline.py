@@ -159,7 +159,7 @@ def fusion_scores(scorer: MembershipScorer, recipe: Recipe) -> np.ndarray:
 
 
 @SCORERS.register("ensemble", needs="members", uses_k=False, uses_features=False, log_ratio=True,
-                  description="the default: weighted mean of the log ratios of "
+                  description="the default: weighted mean of the log closeness scores of "
                               + ", ".join(f"{r.label} (weight {w:g})" for r, w in DEFAULT_ENSEMBLE))
 def ensemble_scores(scorer: MembershipScorer, recipe: Recipe) -> np.ndarray:
     return add_log_ratios(scorer.members(recipe), {r.label: w for r, w in DEFAULT_ENSEMBLE})

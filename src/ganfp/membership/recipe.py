@@ -31,17 +31,18 @@ class Recipe:
         return f"{DEFAULT_METHOD} + {text} (rank average)" if self.with_default else text
 
 
-# The label-free default, chosen by its worst case over the generator zoo (docs/membership.md): the
-# mean of three log closeness ratios. Local linear reconstruction in standardised pixels at 32 px with
-# 40 neighbours (blurry and smooth generators, blends: a used image lies in the span of its generated
-# neighbours); the shift-tolerant 5 nearest neighbours in white48 (near-copies shifted by up to 4 px,
-# warped or re-contrasted, and the detail a generator reproduces from its training slices; near-copies
-# give large ratios, which adding keeps); and the 5 nearest in the same whitened images at 32 px,
-# unshifted (a GAN's samples lie where its training slices are, and at 32 px its texture is gone).
+# The label-free default, chosen by its worst case over the generator zoo (docs/membership.md): a
+# weighted mean of three log closeness scores, each judged against the real images (beyond_typical).
+# Local linear reconstruction in raw pixels at 32 px with 40 neighbours, weight 2 (blurry and smooth
+# generators, blends: a used image lies in the span of its generated neighbours); the shift-tolerant
+# 5 nearest neighbours in white48 (near-copies shifted by up to 4 px, warped or re-contrasted, and the
+# detail a generator reproduces from its training slices; near-copies give large scores, which adding
+# keeps); and the 10 nearest in the same whitened images at 32 px, unshifted (a GAN's samples lie
+# where its training slices are, and at 32 px its texture is gone).
 DEFAULT_ENSEMBLE: tuple[tuple[Recipe, float], ...] = (
-    (Recipe("local", "std32", 40), 1.0),
+    (Recipe("local", "pixels32", 40), 2.0),
     (Recipe("knn", "white48", 5), 1.0),
-    (Recipe("knn", "wstd32", 5), 1.0),
+    (Recipe("knn", "wstd32", 10), 1.0),
 )
 DEFAULT_METHOD = "ensemble"
 DEFAULT_FEATURES = "std32"  # for every neighbour method without --features
