@@ -62,7 +62,8 @@ def test_the_fixture_separates_the_scorers(family):
 
 def test_the_old_ssim_default_misses_the_memorisers_shifted_copies(tmp_path):
     memoriser = tiny_family("memoriser", tmp_path)
-    assert auc_of(memoriser, Recipe("knn", "ssim32", 10)) < 0.85 < 0.95 < auc_of(memoriser, Recipe(DEFAULT_METHOD))
+    assert auc_of(memoriser, Recipe("knn", "ssim32", 10)) < 0.85
+    assert auc_of(memoriser, Recipe(DEFAULT_METHOD)) > 0.95
 
 
 def test_local_with_k_above_the_set_sizes_still_ranks(family):

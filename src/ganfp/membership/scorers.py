@@ -25,9 +25,8 @@ MATRIX_LIMIT = 1 << 26  # distances (256 MB) up to which a whole matrix is kept
 # scorers); uses_k / uses_features = whether k / the feature space change its scores;
 # vectors_only = it needs a vector space (not ssim or ncc); log_ratio = its scores are on a log
 # scale of closeness to the generated set against closeness to the real images (0 = no more than
-# the real images predict), so the ensemble can add them. pipeline.py
-# registers the methods that are not neighbour scorers; options, calibration, benchmarks and the
-# contract tests all iterate this.
+# the real images predict), so the ensemble can add them. pipeline.py registers the methods that
+# are not neighbour scorers; options, calibration, benchmarks and the contract tests all iterate this.
 SCORERS: Registry[Callable] = Registry("method")
 
 
@@ -117,7 +116,7 @@ def beyond_typical(to_generated: np.ndarray, to_real: np.ndarray) -> np.ndarray:
     score. So log(to_generated) is regressed on log(to_real) over the real images (least squares,
     no labels: used and not-used images are exchangeable for their real neighbours, so membership
     does not tilt the fit) and the score is the shortfall from that fit. On the zoo this lifted
-    `local` by 0.02-0.08 test ROC-AUC on the VAEs, the DCGAN and the memorisers (docs/membership.md).
+    `local` by 0.03-0.08 test ROC-AUC on the VAEs, the DCGAN and the memorisers (docs/membership.md).
     """
     tiny = 1e-9 * max(float(np.median(to_real)), 1e-12)
     log_gen, log_real = np.log(to_generated + tiny), np.log(to_real + tiny)
