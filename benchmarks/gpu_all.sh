@@ -4,6 +4,7 @@
 # results.jsonl, and the GPU's description in nvidia-smi.txt.
 #
 #   OUT=/some/folder PYTHON=/path/to/python benchmarks/gpu_all.sh
+#   GPU_ALL_ONLY="infer_resnet18_256 knn_cuda" benchmarks/gpu_all.sh   # only these steps (a rerun)
 #
 # Each step has its own time limit and runs only while the overall budget allows it, so a slow
 # machine loses the last (least important) steps, never the whole run.
@@ -24,6 +25,7 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 
 step() {  # step NAME LIMIT_SECONDS ARGS...: run one benchmark if the budget still allows it
   local name=$1 limit=$2; shift 2
+  [[ -z "${GPU_ALL_ONLY:-}" || " $GPU_ALL_ONLY " == *" $name "* ]] || return 0
   if (( SECONDS + limit > BUDGET )); then
     echo "== $name: skipped (budget: ${SECONDS}s used of ${BUDGET}s)" | tee -a "$OUT/summary.txt"
     return

@@ -237,15 +237,18 @@ def timing(device: torch.device) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        ui.info("timing: drawing and writing 200 real + 10,000 generated PNGs at 256 px (untimed)")
         big = build_split("pcagmm", 0, used=100, not_used=100, generated=10_000, size=256, cache=root / "cache")
         write_split(big, root / "big", layout="test")
         for run in ("cold", "warm"):
+            ui.info(f"timing: classify, {run} decode cache")
             started = time.perf_counter()
             classify(str(root / "big" / "real_unknown_1"), root / "s.csv", generated=str(root / "big" / "generated_1"),
                      device=str(device), data_root=root / "data")
             out[f"classify 200 x 10000 at 256 px, default, {run} decode cache (s)"] = round(time.perf_counter() - started, 1)
         dev = build_split("pcagmm", 0, **SHAPES["dev"], cache=root / "cache")
         write_split(dev, root / "dev", layout="dev")
+        ui.info("timing: classify --calibrate")
         started = time.perf_counter()
         classify(str(root / "dev" / "used"), root / "c.csv", generated=str(root / "dev" / "generated"),
                  calibrate_on=str(root / "dev"), device=str(device), data_root=root / "data")

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -223,9 +224,14 @@ def build_membership_set(rng: np.random.Generator, used: int, not_used: int, gen
 
 
 def save_pngs(folder: Path, prefix: str, images: np.ndarray, digits: int) -> None:
+    """One PNG per image, encoded on every core: Pillow releases the GIL while it compresses."""
     folder.mkdir(parents=True)
-    for i, img in enumerate(images):
-        Image.fromarray(img).save(folder / f"{prefix}_{i + 1:0{digits}d}.png", "PNG")
+
+    def save(i: int) -> None:
+        Image.fromarray(images[i]).save(folder / f"{prefix}_{i + 1:0{digits}d}.png", "PNG")
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(save, range(len(images))))
 
 
 def write_membership_dev(folder: Path, s: dict) -> dict:

@@ -25,7 +25,10 @@ def to_model_input(batch: torch.Tensor, channels_last: bool = False, norm: Norma
 
 
 def device_images(images: torch.Tensor, device: torch.device, budget_fraction: float = 0.25) -> torch.Tensor:
-    """Move the whole uint8 set to the GPU once when it fits in a fraction of its memory."""
+    """Move the whole uint8 set to the GPU once when it fits in a fraction of its memory.
+
+    For training, which reads every image every epoch; inference reads each once and streams.
+    """
     if device.type != "cuda" or images.is_cuda:
         return images
     free, _ = torch.cuda.mem_get_info(device)
