@@ -10,6 +10,10 @@
 # machine loses the last (least important) steps, never the whole run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+STEPS="train_resnet18_256 train_vit_b_32_256 infer_resnet18_256 knn_cuda membership_timing train_resnet18_256_compiled"
+for name in ${GPU_ALL_ONLY:-}; do  # a misspelt step must not cost a lease: check before anything starts
+  [[ " $STEPS " == *" $name "* ]] || { echo "gpu_all: GPU_ALL_ONLY names no step '$name' (steps: $STEPS)" >&2; exit 2; }
+done
 OUT="${OUT:-bench-results}"
 PY="${PYTHON:-python3}"
 BUDGET="${GPU_ALL_BUDGET:-540}"  # seconds for all steps together
@@ -25,6 +29,7 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 
 step() {  # step NAME LIMIT_SECONDS ARGS...: run one benchmark if the budget still allows it
   local name=$1 limit=$2; shift 2
+  [[ " $STEPS " == *" $name "* ]] || { echo "gpu_all: step $name is missing from STEPS" >&2; exit 2; }
   [[ -z "${GPU_ALL_ONLY:-}" || " $GPU_ALL_ONLY " == *" $name "* ]] || return 0
   if (( SECONDS + limit > BUDGET )); then
     echo "== $name: skipped (budget: ${SECONDS}s used of ${BUDGET}s)" | tee -a "$OUT/summary.txt"
