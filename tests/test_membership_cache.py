@@ -20,6 +20,7 @@ from ganfp.classify import read_real
 from ganfp.data.generated import generated_manifest
 from ganfp.membership import AutoencoderConfig, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership import features as features_module
+from ganfp.membership import pipeline as pipeline_module
 from ganfp.metrics import used_class_index
 from ganfp.models import create_model
 
@@ -136,3 +137,20 @@ def test_one_neighbour_pass_per_space_as_used(case, tmp_path):
     assert scorer.neighbours(parse_features("white64")) is scorer.neighbours(parse_features("white32"))
     assert scorer.neighbours(parse_features("std")) is scorer.neighbours(parse_features("std32"))
     assert scorer.neighbours(parse_features("ncc48")) is not scorer.neighbours(parse_features("ncc32"))
+
+
+def test_each_set_is_decoded_once_and_averaged_once_per_side(case, tmp_path, monkeypatch):
+    """Spaces at the same side share one area-averaged copy; sharing changes no score."""
+    real, gen, _ = case
+    setup = ScoringSetup(32, CPU, batch_size=8, data_root=tmp_path / "data")
+    recipes = [Recipe("knn", "pixels16", 3), Recipe("knn", "std16", 3), Recipe("knn", "std32", 3), Recipe("local", "wstd32", 5)]
+    alone = [MembershipScorer(real, gen, setup).score(r) for r in recipes]
+    decoded, averaged = [], []
+    load, downsample = pipeline_module.load_checked, pipeline_module.downsample
+    monkeypatch.setattr(pipeline_module, "load_checked", lambda m, *a, **k: decoded.append(m.name) or load(m, *a, **k))
+    monkeypatch.setattr(pipeline_module, "downsample", lambda x, side: averaged.append(side) or downsample(x, side))
+    shared = MembershipScorer(real, gen, setup)
+    for recipe, expected in zip(recipes, alone):
+        np.testing.assert_array_equal(shared.score(recipe), expected)
+    assert sorted(decoded) == sorted([real.name, gen.name])
+    assert sorted(averaged) == [16, 16, 32, 32]

@@ -28,6 +28,8 @@ FEATURES_VERSION = 1  # bump when an embedding's meaning changes, so caches rebu
 CHUNK = 1024  # images converted at a time, so a memory-mapped set is never copied whole
 
 Progress = Callable[[str, int, int], None]  # (task, advance, total)
+# (manifest, side, role) -> float (N, side, side) in [0, 1]: where pixel spaces get their images
+PixelSource = Callable[[Manifest, int, str], torch.Tensor]
 
 
 def load_checked(manifest: Manifest, image_size: int, data_root=None, progress: Progress | None = None,
@@ -145,14 +147,21 @@ def _embed_in_chunks(model, images: torch.Tensor, batch_size: int, device: torch
 
 def compute_features(space: FeatureSpace, manifest: Manifest, *, image_size: int, device: torch.device,
                      batch_size: int = 128, data_root=None, checkpoint=None, runs_dir=None,
-                     progress: Progress | None = None, role: str = "") -> torch.Tensor:
-    """The features of every image of `manifest` in `space`: vectors, or images for image metrics (SSIM, NCC)."""
+                     progress: Progress | None = None, role: str = "",
+                     pixels: PixelSource | None = None) -> torch.Tensor:
+    """The features of every image of `manifest` in `space`: vectors, or images for image metrics (SSIM, NCC).
+
+    `pixels` supplies the area-averaged images of pixel spaces (a caller scoring several spaces keeps
+    them); by default each call decodes and averages afresh.
+    """
     if space.kind == "deep":
         return deep_features(space, manifest, image_size=image_size, device=device, batch_size=batch_size,
                              data_root=data_root, checkpoint=checkpoint, runs_dir=runs_dir, progress=progress,
                              task=f"embed {role}".strip())
-    images = load_checked(manifest, image_size, data_root, progress, task=f"decode {role}".strip())
-    return space.features(downsample(images, space.size))
+    if pixels is None:
+        images = load_checked(manifest, image_size, data_root, progress, f"decode {role}".strip())
+        return space.features(downsample(images, space.size))
+    return space.features(pixels(manifest, space.size, role))
 
 
 def paired_features(space: FeatureSpace, real: Manifest, generated: Manifest, **common) -> tuple[FeatureSpace, torch.Tensor, torch.Tensor]:
