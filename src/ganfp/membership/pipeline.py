@@ -60,19 +60,24 @@ class MembershipScorer:
         return self.generated
 
     def small_images(self, role: str, side: int) -> torch.Tensor:
-        """The real or generated images area-averaged to `side`, decoded and averaged once for all spaces.
+        """The real or generated images area-averaged to `side`: each set decoded once for all spaces.
 
         The default ensemble's three spaces work at two sides: without this, 10,000 images of 256 px
         were read from the decode cache three times and averaged to 32 px twice (classify with a warm
-        decode cache on 2 cores: 14 s, now 10 s, and a lower peak memory).
+        decode cache on 2 cores: 14 s, now 10 s, and a lower peak memory). A side is kept only while
+        its floats take no more room than the decoded bytes (half the decoded size or less), so a
+        full-size space never holds a second float copy of every image.
         """
-        if (role, side) not in self._small:
-            if role not in self._decoded:
-                manifest = self.real if role == "real" else self.need_generated()
-                s = self.setup
-                self._decoded[role] = load_checked(manifest, s.image_size, s.data_root, s.progress, f"decode {role}")
-            self._small[role, side] = downsample(self._decoded[role], side)
-        return self._small[role, side]
+        if (role, side) in self._small:
+            return self._small[role, side]
+        if role not in self._decoded:
+            manifest = self.real if role == "real" else self.need_generated()
+            s = self.setup
+            self._decoded[role] = load_checked(manifest, s.image_size, s.data_root, s.progress, f"decode {role}")
+        small = downsample(self._decoded[role], side)
+        if 2 * side <= self.setup.image_size:
+            self._small[role, side] = small
+        return small
 
     def neighbours(self, space: FeatureSpace) -> Neighbours:
         key = space.at_most(self.setup.image_size).label  # std and std32, or white64 on 32 px images and white32, share work
