@@ -104,6 +104,82 @@ def test_closeness_is_judged_against_its_fit_on_the_real_neighbourhood():
     np.testing.assert_allclose(beyond_typical(d_gen[few], d_real[few]), np.log(d_real[few] / d_gen[few]))
 
 
+def test_the_spread_of_the_generated_set_is_a_second_term_of_the_fit():
+    """Closeness to the generated set also follows how tightly the generator draws each region: with the
+    spread around x as a second term, what is left is membership; the fit on d_R alone ranks regions."""
+    rng = np.random.default_rng(2)
+    used = np.repeat([1, 0], 100)
+    log_real, log_spread = rng.normal(0, 1, 200), rng.normal(0, 1, 200)
+    log_gen = 0.5 * log_real + 0.8 * log_spread - 0.3 * used + rng.normal(0, 0.1, 200)
+    d_gen, d_real, spread = np.exp(log_gen), np.exp(log_real), np.exp(log_spread)
+    design = np.stack([log_real, log_spread, np.ones(200)], 1)
+    expected = design @ np.linalg.lstsq(design, log_gen, rcond=None)[0] - log_gen
+    np.testing.assert_allclose(beyond_typical(d_gen, d_real, spread), expected, rtol=1e-6, atol=1e-8)
+    with_spread = roc_auc_score(used, beyond_typical(d_gen, d_real, spread))
+    without = roc_auc_score(used, beyond_typical(d_gen, d_real))
+    assert with_spread > 0.9 and without < 0.75, (with_spread, without)
+    # a denser region can only bring images closer: a spread that fits the other way is ignored
+    np.testing.assert_allclose(beyond_typical(d_gen, d_real, 1 / spread), beyond_typical(d_gen, d_real))
+
+
+def test_the_generated_images_beside_each_neighbour_are_outside_the_real_images_set():
+    """For each of x's k nearest generated images: its nearest generated images, leaving out x's k (itself too)."""
+    case = membership_case(seed=3, n_used=12, n_not_used=12)
+    nb = neighbours({**case, "generated": np.concatenate([case["generated"], case["generated"][:5]])}, "pixels16")
+    beside = nb.generated_beside(3)
+    near, d, idx = beside.near, beside.distances, beside.indices
+    np.testing.assert_array_equal(near, nb.real_to_generated(3)[1])
+    among = torch.cdist(nb.generated.double(), nb.generated.double())
+    for x in range(len(near)):
+        others = among[near[x]].clone()
+        others[:, near[x]] = float("inf")
+        np.testing.assert_allclose(d[x], others.topk(3, largest=False).values, atol=5e-3)  # float32 |a|^2 + |b|^2 - 2ab
+        assert not np.isin(idx[x].numpy(), near[x].numpy()).any()
+        np.testing.assert_allclose(others.gather(1, idx[x]), d[x], atol=5e-3)
+    three = Neighbours(nb.real, nb.generated[:3], nb.metric, CPU)
+    assert three.generated_beside(3) is None  # no generated image outside x's three
+
+
+def test_a_generator_repeating_its_training_images_is_not_explained_away_by_its_spread():
+    """Exact copies are each other's nearest generated images; a spread taken among them would say the used
+    images sit in a dense region and hide them. Beside x's own neighbours, and only ever adding closeness,
+    the copies stay found."""
+    case = membership_case(seed=5, n_used=30, n_not_used=30)
+    used_images = case["real"][case["used"]]
+    generated = np.concatenate([used_images] * 3 + [membership_case(seed=6, n_used=30, n_not_used=0)["real"]])
+    for spec in ("pixels16", "wstd16"):
+        space = parse_features(spec)
+        real, gen = (downsample(torch.from_numpy(a), space.size) for a in (case["real"], generated))
+        real, gen = space.pair(real, gen) if space.kind == "wstd" else (space.features(real), space.features(gen))
+        nb = Neighbours(real, gen, space.metric, CPU)
+        assert roc_auc_score(case["used"], knn_scores(nb, 3)) > 0.99, spec
+
+
+def test_knn_and_local_read_the_spread_around_each_real_image():
+    """With enough real images for a fit, knn's and local's third term is their own measure taken beside x:
+    for each of x's generated neighbours, the mean distance to, or the residual fit by, its k nearest
+    generated images outside x's k."""
+    case = membership_case(seed=4, n_used=12, n_not_used=12)
+    nb, k = neighbours(case, "std16"), 3
+    real, gen = nb.real.double(), nb.generated.double()
+    near = torch.cdist(real, gen).topk(k, largest=False).indices
+    beside = []
+    for x in range(len(real)):
+        others = torch.cdist(gen[near[x]], gen)
+        others[:, near[x]] = float("inf")
+        beside.append(others.topk(k, largest=False))
+    d_gen = torch.cdist(real, gen).topk(k, largest=False).values.mean(1).numpy()
+    d_real = torch.cdist(real, real).fill_diagonal_(float("inf")).topk(k, largest=False).values.mean(1).numpy()
+    spread = np.array([b.values.mean().item() for b in beside])
+    np.testing.assert_allclose(knn_scores(nb, k), beyond_typical(d_gen, d_real, spread), atol=5e-4)  # float32 distances
+    e_gen = scorers.reconstruction_error(nb.real, nb.generated, near, scorers.LOCAL_RIDGE)
+    real_near = torch.cdist(real, real).fill_diagonal_(float("inf")).topk(k, largest=False).indices
+    e_real = scorers.reconstruction_error(nb.real, nb.real, real_near, scorers.LOCAL_RIDGE)
+    e_beside = [scorers.reconstruction_error(nb.generated[near[x]], nb.generated, b.indices, scorers.LOCAL_RIDGE).mean()
+                for x, b in enumerate(beside)]
+    np.testing.assert_allclose(local_scores(nb, k), beyond_typical(e_gen, e_real, np.array(e_beside)), atol=5e-4)
+
+
 def test_the_fit_finds_members_that_a_full_division_by_typicality_hides():
     """Closeness to the generated set grows more slowly than closeness to the real images (slope 0.5 here):
     dividing by d_R then ranks by typicality, while the fit ranks by what is left, the membership."""

@@ -32,7 +32,8 @@ class Recipe:
 
 
 # The label-free default, chosen by its worst case over the generator zoo (docs/membership.md): a
-# weighted mean of three log closeness scores, each judged against the real images (beyond_typical).
+# weighted mean of three log closeness scores, each judged against the real images and, in the two vector
+# spaces, the generated set's own spread (beyond_typical).
 # Local linear reconstruction in raw pixels at 32 px with 40 neighbours, weight 2 (blurry and smooth
 # generators, blends: a used image lies in the span of its generated neighbours); the shift-tolerant
 # 5 nearest neighbours in white48 (near-copies shifted by up to 4 px, warped or re-contrasted, and the
