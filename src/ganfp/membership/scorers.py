@@ -199,12 +199,14 @@ def spread_around(nb: Neighbours, k: int, closeness: Callable[[Beside], np.ndarr
     """Per real image, the mean over its k nearest generated images of `closeness` to the generated images beside them.
 
     `closeness` gets `Neighbours.generated_beside(k)` and returns one value per (real image, generated
-    neighbour). None where no generated image lies outside x's k, and in image metrics (shifted NCC,
-    SSIM): there the pass among the generated images costs up to k times the real one (14 s more for
-    `knn white48 k=5` on 200 x 10,000 on 2 cores), and on the zoo it added nothing to the default's
-    worst case.
+    neighbour). None where no generated image lies outside x's k; with too few real images for a
+    fit (`beyond_typical` would not read it); and in image metrics (shifted NCC, SSIM): there the
+    pass among the generated images costs up to k times the real one (14 s more for `knn white48
+    k=5` on 200 x 10,000 on 2 cores), and on the zoo it added nothing to the default's worst case.
     """
-    beside = nb.generated_beside(k) if isinstance(nb.metric, Euclidean) else None
+    if not isinstance(nb.metric, Euclidean) or len(nb.real) < TYPICAL_FIT_MIN:
+        return None
+    beside = nb.generated_beside(k)
     return None if beside is None else closeness(beside).mean(1)
 
 
