@@ -10,7 +10,7 @@
 # machine loses the last (least important) steps, never the whole run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-STEPS="train_resnet18_256 train_vit_b_32_256 infer_resnet18_256 knn_cuda membership_timing train_resnet18_256_compiled"
+STEPS="train_resnet18_256 train_vit_b_32_256 infer_resnet18_256 knn_cuda membership_agreement membership_timing train_resnet18_256_compiled"
 for name in ${GPU_ALL_ONLY:-}; do  # a misspelt step must not cost a lease: check before anything starts
   [[ " $STEPS " == *" $name "* ]] || { echo "gpu_all: GPU_ALL_ONLY names no step '$name' (steps: $STEPS)" >&2; exit 2; }
 done
@@ -52,6 +52,7 @@ step infer_resnet18_256 80 benchmarks/infer_throughput.py --device cuda --model 
   --steps 12 --rounds 5 --warmup 2 --png-dir "$PNG"
 step knn_cuda 90 benchmarks/knn_scale.py --device cuda \
   --cases 10000x200x512,10000x200x4096,100000x10000x512,1000000x10000x512,100000x100000x512,1000000x100000x512
+step membership_agreement 120 benchmarks/membership.py --agreement --device cuda
 step membership_timing 150 benchmarks/membership.py --timing --device cuda
 step train_resnet18_256_compiled 120 benchmarks/train_throughput.py --device cuda --model resnet18 --image-size 256 \
   --batch 256 --steps 12 --rounds 3 --chunk 12 --warmup 2 --compile --png-dir "$PNG"

@@ -2,6 +2,7 @@
 
     python benchmarks/membership.py --zoo [--families ...] [--zoo-dir DIR] [--write-docs]
     python benchmarks/membership.py --timing [--device cpu]
+    python benchmarks/membership.py --agreement --device cuda
 
 --zoo builds (or reuses) every family's dev split (80 used, 80 not used, 500 generated) and test
 split (100 / 100 / 2,000) and scores them with every recipe the registries offer (feature space x
@@ -13,6 +14,11 @@ reports it on the held-out one: a default chosen this way must hold on a family 
 
 --timing measures what a user waits for: classify at 200 real x 10,000 generated 256 px images
 (cold and warm decode cache) and --calibrate on the 2023 dev shape.
+
+--agreement scores every recipe the registries offer, and the default, on the CPU and on --device
+(two zoo families, dev shape) and reports how far the two sets of scores differ: rank correlation,
+ROC-AUC on each, and the time each device took for all of them. The GPU computes distances in
+blocks with other summation orders, so scores differ by float rounding; rankings must not.
 """
 
 from __future__ import annotations
@@ -256,6 +262,51 @@ def timing(device: torch.device) -> dict:
     return out
 
 
+AGREEMENT_FAMILIES = ("pcagmm", "memoriser")
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho (ties broken by position: scores here are continuous)."""
+    ra, rb = (np.argsort(np.argsort(v, kind="stable")).astype(np.float64) for v in (a, b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def agreement(device: torch.device, seed: int, zoo_dir: Path) -> dict:
+    """Every recipe's scores on the CPU against the same on `device` (a second CPU run checks determinism)."""
+    devices = {"cpu": torch.device("cpu"), "device": device}
+    rows, seconds = [], dict.fromkeys(devices, 0.0)
+    for name in AGREEMENT_FAMILIES:
+        real, gen, y, _ = family_sets(name, "dev", seed, zoo_dir)
+        size = FAMILIES.entry(name).meta["size"]
+        scorers = {side: MembershipScorer(real, gen, ScoringSetup(size, d, data_root=zoo_dir / "data", seed=seed))
+                   for side, d in devices.items()}
+        for side, scorer in scorers.items():
+            ui.info(f"agreement: {name}, every recipe on {devices[side]}")
+            started = time.perf_counter()
+            recipes = [c.recipe for c in calibration_candidates(scorer, None, None, with_classifier=False)] + [DEFAULT]
+            scorer.score(DEFAULT)
+            seconds[side] += time.perf_counter() - started
+        for recipe in dict.fromkeys(recipes):
+            on_cpu, on_device = scorers["cpu"].score(recipe), scorers["device"].score(recipe)
+            rows.append({"family": name, "recipe": recipe.label, "rho": rank_correlation(on_cpu, on_device),
+                         "auc_cpu": float(roc_auc_score(y, on_cpu)), "auc_device": float(roc_auc_score(y, on_device))})
+    gaps = [abs(r["auc_cpu"] - r["auc_device"]) for r in rows]
+    return {"device": str(device), "pairs": len(rows), "worst_rank_correlation": min(r["rho"] for r in rows),
+            "largest_auc_gap": max(gaps), "seconds": {side: round(t, 1) for side, t in seconds.items()},
+            "shown": sorted((r for r, gap in zip(rows, gaps) if r["recipe"] == DEFAULT.label or r["rho"] < 0.9999 or gap > 0.001),
+                            key=lambda r: r["rho"])}
+
+
+def print_agreement(result: dict) -> None:
+    """The default and every recipe whose ranking or ROC-AUC moved, lowest rank correlation first."""
+    ui.print_table(f"scores on the CPU vs {result['device']} (dev shape; the default and every recipe that moved)",
+                   ["family", "recipe", "rank correlation", "ROC-AUC cpu", "ROC-AUC device"],
+                   [(r["family"], r["recipe"], f"{r['rho']:.5f}", f"{r['auc_cpu']:.4f}", f"{r['auc_device']:.4f}")
+                    for r in result["shown"]])
+    ui.info(f"{result['pairs']} recipe x family pairs: lowest rank correlation {result['worst_rank_correlation']:.5f}, "
+            f"largest ROC-AUC gap {result['largest_auc_gap']:.4f}; seconds for all of them: {result['seconds']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", action="store_true", help="score every family of the generator zoo")
@@ -264,13 +315,14 @@ def main() -> None:
                         help="where the zoo's splits and caches are kept between runs")
     parser.add_argument("--control-seeds", type=int, default=5, help="independent draws of each no-leak control (0: none)")
     parser.add_argument("--timing", action="store_true", help="time classify and --calibrate at the task's scale")
+    parser.add_argument("--agreement", action="store_true", help="every recipe's scores on the CPU against --device")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 gives steady timings on a shared machine)")
     parser.add_argument("--write-docs", action="store_true", help=f"write the zoo table into {DOCS.name}")
     args = parser.parse_args()
-    if not (args.zoo or args.timing):
-        parser.error("choose --zoo, --timing or both")
+    if not (args.zoo or args.timing or args.agreement):
+        parser.error("choose --zoo, --timing, --agreement or several")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -278,6 +330,9 @@ def main() -> None:
     if args.timing:
         result["timing"] = timing(device)
         ui.print_table("membership timings", ["what", "seconds"], list(result["timing"].items()))
+    if args.agreement:
+        result["agreement"] = agreement(device, args.seed, Path(args.zoo_dir))
+        print_agreement(result["agreement"])
     if args.zoo:
         result["zoo"] = run_zoo(args, device, result.get("timing"))
     emit(result)
