@@ -36,7 +36,7 @@ from ganfp.membership import (
     train_autoencoder,
 )
 from ganfp.membership import distances, scorers, whiten
-from ganfp.membership.calibrate import pick
+from ganfp.membership.calibrate import MIN_GAIN, fold_aucs, folds, pick, switch_gain
 from ganfp.membership.features import downsample
 from ganfp.membership.scorers import TYPICAL_FIT_MIN, beyond_typical
 
@@ -374,6 +374,34 @@ def test_calibration_keeps_the_default_unless_beaten_beyond_noise():
     much_better = y + rng.normal(0, 0.1, 80)
     choice = choose([Candidate(lucky, much_better, 1), Candidate(default, base, 1000)], y, default=default)
     assert choice.recipe == lucky
+
+
+def test_calibration_keeps_the_default_when_the_best_of_many_candidates_is_only_the_luckiest():
+    """Hundreds of candidates that are the default plus noise: the best beats it in cross-validation by
+    more than MIN_MARGIN by luck alone, and replaying the choice on resamples shows no gain on the
+    images each resample left out, so the default stays (and the choice says why)."""
+    rng, y = labelled(7, 80)
+    base = y + rng.normal(0, 1.0, 80)
+    default = Recipe("ensemble")
+    candidates = [Candidate(default, base, 1000)]
+    candidates += [Candidate(Recipe("knn", f"std{8 + i}", 1), base + rng.normal(0, 0.8, 80), 1) for i in range(200)]
+    per_fold = [fold_aucs(c.scores, y, folds(y, 0)) for c in candidates]
+    rows = [{"candidate": c, "order": i, "cv_auc": float(f.mean()), "noise": float(f.std(ddof=1) / np.sqrt(len(f)))}
+            for i, (c, f) in enumerate(zip(candidates, per_fold))]
+    assert pick(rows, default)["candidate"].recipe != default  # the margin alone would leave the default
+    choice = choose(candidates, y, seed=0, default=default)
+    assert choice.recipe == default and choice.switch_gain is not None and choice.switch_gain <= MIN_GAIN
+    assert "the default stays" in choice.describe()
+
+
+def test_calibration_switch_gain_replays_a_real_improvement():
+    rng, y = labelled(7, 80)
+    base, better = y + rng.normal(0, 1.0, 80), y + rng.normal(0, 0.3, 80)
+    scores = np.stack([base, better, base + rng.normal(0, 0.8, 80)])
+    gain = switch_gain(scores, y, default=0, seed=0)
+    assert gain > 0.1  # AUC about 0.76 -> 0.99 on the images each resample left out
+    assert switch_gain(scores, y, default=0, seed=0) == gain  # seeded
+    assert switch_gain(scores[[1, 0]], y, default=0, seed=0) == 0.0  # the default is already the best: nothing to gain
 
 
 def test_calibration_never_trades_the_default_for_a_simpler_candidate_that_does_not_beat_it():
