@@ -36,7 +36,7 @@ from ganfp.membership import (
     train_autoencoder,
 )
 from ganfp.membership import distances, scorers, whiten
-from ganfp.membership.calibrate import MIN_GAIN, fold_aucs, folds, pick, switch_gain
+from ganfp.membership.calibrate import MIN_GAIN, fold_aucs, folds, pick, switch_gain, weighted_auc
 from ganfp.membership.features import downsample
 from ganfp.membership.scorers import TYPICAL_FIT_MIN, beyond_typical
 
@@ -392,6 +392,18 @@ def test_calibration_keeps_the_default_when_the_best_of_many_candidates_is_only_
     choice = choose(candidates, y, seed=0, default=default)
     assert choice.recipe == default and choice.switch_gain is not None and choice.switch_gain <= MIN_GAIN
     assert "the default stays" in choice.describe()
+
+
+def test_weighted_auc_is_roc_auc_of_the_resample_ties_included():
+    """Folds, the bootstrap interval and the switch replay read ROC-AUC from weights (how often each image
+    is drawn); it must equal roc_auc_score on the resample written out, ties counted half."""
+    rng, y = labelled(8, 60)
+    y = y[rng.permutation(60)]
+    scores = np.round(y * 0.7 + rng.normal(size=60), 1)  # rounded: many ties, across the classes too
+    draws = [rng.integers(0, 60, 60) for _ in range(5)]
+    counts = np.stack([np.bincount(d, minlength=60) for d in draws]).astype(float)
+    got = weighted_auc(scores, y, counts[:, y == 1], counts[:, y == 0])
+    np.testing.assert_allclose(got, [roc_auc_score(y[d], scores[d]) for d in draws], atol=1e-12)
 
 
 def test_calibration_switch_gain_replays_a_real_improvement():
