@@ -89,8 +89,8 @@ def weighted_auc(scores: np.ndarray, y: np.ndarray, used: np.ndarray, not_used: 
     """
     order = np.argsort(scores, kind="stable")
     ranked, used_at = scores[order], y[order] == 1
-    first = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # where each run of equal scores starts
-    group = np.cumsum(np.r_[True, ranked[1:] != ranked[:-1]]) - 1
+    starts_run = np.r_[True, ranked[1:] != ranked[:-1]]  # runs of equal scores (ties)
+    first, group = np.flatnonzero(starts_run), np.cumsum(starts_run) - 1
     last = np.r_[first[1:], len(ranked)] - 1
     position_among = (np.cumsum(y == 1) - 1, np.cumsum(y == 0) - 1)  # each image's column in `used` / `not_used`
     neg = np.zeros((len(not_used), len(ranked)))
