@@ -495,6 +495,10 @@ add("eval-plot-under-file", *E, "{scores}", "{labels}", "--plot", "{afile}/fig.p
 add("eval-plot-folder", *E, "{scores}", "{labels}", "--plot", "{empty}", says=("--plot", "is a folder"))
 add("eval-plot-read-only", *E, "{scores}", "{labels}", "--plot", "{ro}/fig.png", says="read-only",
     marks=[pytest.mark.skipif(IS_ROOT, reason="root writes to read-only folders")])
+add("eval-report-over-preds", *E, "{scores}", "{labels}", "--report", "{scores}", "--real", "{real}",
+    says=("--report", "would overwrite the input"))
+add("eval-plot-same-as-report", *E, "{scores}", "{labels}", "--plot", "{out}/x.html", "--report", "{out}/x.html",
+    "--real", "{real}", says=("--report", "the same file as --plot"))
 add("eval-extra-argument", *E, "{official}", "{labels}", "more", says="more")
 add("eval-unknown-option", *E, "{official}", "{labels}", "--frobnicate", says="--frobnicate")
 
@@ -522,6 +526,12 @@ add("classify-out-read-only", *KR, "--out", "{ro}/s.csv", says="read-only",
 add("classify-scores-folder", *KR, "--out", "{out}/s.csv", "--scores", "{empty}", says=("--scores", "is a folder"))
 add("classify-scores-under-file", *KR, "--out", "{out}/s.csv", "--scores", "{afile}/x.csv",
     says=("--scores", "is a file"))
+add("classify-scores-same-as-out", *KR, "--out", "{out}/s.csv", "--scores", "{out}/s.csv",
+    says=("--scores", "the same file as --out"))
+add("classify-report-same-as-scores", *KR, "--out", "{out}/s.csv", "--scores", "{out}/t.csv", "--report",
+    "{out}/t.csv", says=("--report", "the same file as --scores"))
+add("classify-out-over-input-image", *KR, "--out", "{real}/r000.png", says=("--out", "would overwrite the input"))
+add("classify-out-over-ids", *KR, "--out", "{ids_short}", "--ids", "{ids_short}", says="would overwrite the input")
 add("classify-data-root-file", "classify", "{real}", "--generated", "{gen}", "--out", "{out}/s.csv",
     "--data-root", "{afile}", says=("data root", "is a file"))
 for _opt, _value, _says in [

@@ -19,6 +19,7 @@ from ganfp.cli.options import (
     SeedOpt,
     ThresholdOpt,
     UsedFractionOpt,
+    check_outputs,
     in_range,
 )
 
@@ -143,14 +144,10 @@ def classify(
     """Label each real image used (1) or not used (0) and write a validated submission file."""
     from ganfp.classify import classify as run
     from ganfp.data.medical import MedicalReading
-    from ganfp.fileio import check_writable
 
     reading = MedicalReading.parse(window, id_from, slices)
-
-    check_writable(out, "--out")
-    for path, option in ((scores, "--scores"), (report, "--report")):
-        if path:
-            check_writable(path, option)
+    check_outputs({"--out": out, "--scores": scores, "--report": report},
+                  (real, generated, calibrate, ids, checkpoint))
     with ui.progress(transient=True) as bars:
         result = run(
             real, out, generated=generated, method=method, features=features, checkpoint=checkpoint,

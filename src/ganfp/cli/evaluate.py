@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ganfp import ui
 from ganfp.cli.app import app
-from ganfp.cli.options import DataRootOpt, JsonOpt, ThresholdOpt, UsedFractionOpt, in_range
+from ganfp.cli.options import DataRootOpt, JsonOpt, ThresholdOpt, UsedFractionOpt, check_outputs, in_range
 
 METRICS = {
     "accuracy": "accuracy",
@@ -113,17 +113,13 @@ def evaluate(
             _print_classes(report, CLUSTER_METRICS, "Images per cluster", report.contingency,
                            [f"cluster {c}" for c in report.clusters])
         return
+    check_outputs({"--plot": plot, "--report": html_report}, (preds, labels, real, generated))
     if plot is not None:
-        from ganfp.fileio import check_writable
         from ganfp.plots import require_matplotlib
 
-        check_writable(plot, "--plot")
         require_matplotlib()
     if html_report is not None:
-        from ganfp.fileio import check_writable
         from ganfp.report import require_matplotlib as report_needs
-
-        check_writable(html_report, "--report")
 
         report_needs()
         if real is None:
