@@ -532,6 +532,8 @@ add("classify-report-same-as-scores", *KR, "--out", "{out}/s.csv", "--scores", "
     "{out}/t.csv", says=("--report", "the same file as --scores"))
 add("classify-out-over-input-image", *KR, "--out", "{real}/r000.png", says=("--out", "would overwrite the input"))
 add("classify-out-over-ids", *KR, "--out", "{ids_short}", "--ids", "{ids_short}", says="would overwrite the input")
+for _window in ("nan,100", "inf,1", "40,inf"):
+    add(f"classify-window-{_window}", *KR, "--out", "{out}/s.csv", "--window", _window, says=("--window", "finite"))
 add("classify-data-root-file", "classify", "{real}", "--generated", "{gen}", "--out", "{out}/s.csv",
     "--data-root", "{afile}", says=("data root", "is a file"))
 for _opt, _value, _says in [

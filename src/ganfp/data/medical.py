@@ -12,6 +12,8 @@ a missing one is a one-line InputError.
 
 from __future__ import annotations
 
+import math
+
 import os
 import re
 import threading
@@ -64,6 +66,8 @@ def parse_window(text: str) -> tuple[float, float]:
         center, width = (float(p) for p in parts)
     except ValueError:
         raise InputError(f"--window {text}: give CENTER,WIDTH in HU or one of: {', '.join(WINDOW_PRESETS)}") from None
+    if not (math.isfinite(center) and math.isfinite(width)):
+        raise InputError(f"--window {text}: CENTER and WIDTH must be finite numbers")
     if not width > 0:
         raise InputError(f"--window {text}: the width must be positive")
     return center, width
