@@ -255,6 +255,8 @@ CHAIN_TOMLS = {
     "bad_dataset_2": ('name = "x"\n[[stages]]\nname = "a"\ndataset = "DS"\n'
                       '[[stages]]\nname = "b"\ndataset = "nope:nothing"\n'),
     "unknown_dataset": 'name = "x"\n[[stages]]\ndataset = "nope:nothing"\n',
+    "pseudo_features_2": ('name = "x"\n[[stages]]\nname = "a"\ndataset = "DS"\n[[stages]]\nname = "b"\n'
+                          'dataset = "DS"\npseudo_labels = "knn"\npseudo_features = "nope"\n'),
 }
 TINY_STAGE = {"image_size": 16, "batch_size": 4, "epochs": 1}
 
@@ -406,6 +408,8 @@ add("train-device-unknown", *TD, "--out", "{out}/o", "--device", "tpu", says="tp
 add("train-device-missing-gpu", *TD, "--out", "{out}/o", "--device", "cuda:7", says="cuda")
 add("train-data-root-file", *TD, "--out", "{out}/o", "--data-root", "{afile}", says=("data root", "is a file"))
 add("train-unknown-option", *TD, "--out", "{out}/o", "--frobnicate", says="--frobnicate")
+add("train-pseudo-features-unknown", *TD, "--out", "{out}/o", "--pseudo-labels", "knn", "--pseudo-features", "nope",
+    says=("pseudo_features", "nope"))
 add("train-init-missing", *TD, "--out", "{out}/o", "--init", "{missing}", says="missing")
 add("train-init-garbage", *TD, "--out", "{out}/o", "--init", "{ckpt_garbage}", says="garbage.safetensors")
 add("train-init-pickle", *TD, "--out", "{out}/o", "--init", "{ckpt_pickle}", says="weights.pt")
@@ -438,7 +442,8 @@ add("chain-file-is-folder", *C, "--chain", "{empty}", says="empty")
 add("chain-binary", *C, "--chain", "{chain_binary}", says="chain_binary.toml")
 for _name in [n for n in CHAIN_TOMLS if n != "valid"]:
     _says = {"syntax": "invalid TOML", "no_stages": "[[stages]]", "empty_stages": "[[stages]]", "unknown_key": "epochz",
-             "no_dataset": "no dataset", "dup_names": "unique", "unknown_dataset": "nope"}.get(_name, "chain_")
+             "no_dataset": "no dataset", "dup_names": "unique", "unknown_dataset": "nope",
+             "pseudo_features_2": ("chain_pseudo_features_2.toml:13", "pseudo_features", "nope")}.get(_name, "chain_")
     add(f"chain-{_name.replace('_', '-')}", *C, "--chain", f"{{chain_{_name}}}", says=_says)
 add("chain-runs-dir-file", "chain", "--model", "conv5", "--runs-dir", "{afile}", says=("--runs-dir", "is a file"))
 add("chain-runs-dir-under-file", "chain", "--model", "conv5", "--runs-dir", "{afile}/r",

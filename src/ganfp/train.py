@@ -40,6 +40,7 @@ from ganfp.checkpoint import (
 # The knn pseudo-labeler's defaults are the membership scorer's; they still live in classify.py
 # until ganfp.membership exports them. Importing them here puts them in every stage's digest.
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_K
+from ganfp.membership.spaces import parse_features
 from ganfp.data.adapters import load_manifest, parse_spec
 from ganfp.data.augment import BatchAugment
 from ganfp.data.cache import default_memory_budget, load_images
@@ -175,6 +176,7 @@ class StageConfig:
                 ),
             ),
             ("pseudo_k", (), lambda: need(self.pseudo_k >= 1, f"must be at least 1, got {self.pseudo_k}")),
+            ("pseudo_features", (), lambda: _problem(parse_features, self.pseudo_features)),
             ("seed", (), lambda: need(0 <= self.seed <= MAX_SEED, f"must be 0 to {MAX_SEED}, got {self.seed}")),
             (
                 "memory_budget",
