@@ -104,6 +104,8 @@ def build_world(w: Path) -> dict[str, Path]:
     images(p["dev_no_gen"] / "used", 3, prefix="du")
     images(p["dev_no_gen"] / "not_used", 3, prefix="dn")
     p["unreadable"] = images(w / "unreadable", 3, prefix="z")
+    p["mixed_layout"] = images(w / "mixed_layout", 3, prefix="l")
+    images(p["mixed_layout"] / "batch2", 2, prefix="s")
     _ids_files(w, p)
     _csv_files(w, p)
     _archives(w, p)
@@ -408,6 +410,7 @@ add("train-device-unknown", *TD, "--out", "{out}/o", "--device", "tpu", says="tp
 add("train-device-missing-gpu", *TD, "--out", "{out}/o", "--device", "cuda:7", says="cuda")
 add("train-data-root-file", *TD, "--out", "{out}/o", "--data-root", "{afile}", says=("data root", "is a file"))
 add("train-unknown-option", *TD, "--out", "{out}/o", "--frobnicate", says="--frobnicate")
+add("train-data-mixed-layout", *T, "--data", "{mixed_layout}", "--out", "{out}/o", says=("batch2", "sub-folders"))
 add("train-pseudo-features-unknown", *TD, "--out", "{out}/o", "--pseudo-labels", "knn", "--pseudo-features", "nope",
     says=("pseudo_features", "nope"))
 add("train-init-missing", *TD, "--out", "{out}/o", "--init", "{missing}", says="missing")
@@ -531,6 +534,8 @@ add("classify-out-read-only", *KR, "--out", "{ro}/s.csv", says="read-only",
 add("classify-scores-folder", *KR, "--out", "{out}/s.csv", "--scores", "{empty}", says=("--scores", "is a folder"))
 add("classify-scores-under-file", *KR, "--out", "{out}/s.csv", "--scores", "{afile}/x.csv",
     says=("--scores", "is a file"))
+add("classify-real-mixed-layout", *K, "{mixed_layout}", "--generated", "{gen}", "--out", "{out}/s.csv",
+    says=("mixed_layout", "batch2"))
 add("classify-scores-same-as-out", *KR, "--out", "{out}/s.csv", "--scores", "{out}/s.csv",
     says=("--scores", "the same file as --out"))
 add("classify-report-same-as-scores", *KR, "--out", "{out}/s.csv", "--scores", "{out}/t.csv", "--report",

@@ -29,6 +29,7 @@ def folder_manifest(path: str | Path, classes: list[str] | None = None, name: st
     subdirs = sorted(p for p in list_folder(root) if p.is_dir() and not p.name.startswith(".") and p.name not in exclude)
     flat = image_files(root, recursive=False)
     if classes is None and (flat or not subdirs):
+        _refuse_mixed(root, flat, subdirs)
         if not flat:
             raise InputError(f"{root}: no images found (expected image files, or one sub-folder of images per class)")
         items = [it for p in flat for it in file_items(p, UNLABELLED, source=spec, reading=reading)]
@@ -45,6 +46,15 @@ def folder_manifest(path: str | Path, classes: list[str] | None = None, name: st
             group = f"{cls}/{rel[0]}" if len(rel) > 1 else None
             items.extend(file_items(p, label, group=group, source=spec, reading=reading))
     return Manifest(spec, list(classes), items, str(root))
+
+
+def _refuse_mixed(root: Path, flat: list[Path], subdirs: list[Path]) -> None:
+    """Loose images beside sub-folders of images: reading either alone would silently drop the other."""
+    with_images = [d.name for d in subdirs if image_files(d)]
+    if flat and with_images:
+        raise InputError(f"{root}: holds both images ({flat[0].name}, ...) and sub-folders of images "
+                         f"({', '.join(with_images[:3])}); keep the images of one set in one layout: all loose, "
+                         "or one sub-folder per class")
 
 
 @register_adapter("folder", "a folder: one sub-folder per class, or a flat folder of unlabelled images")
