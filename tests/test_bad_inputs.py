@@ -282,7 +282,8 @@ def _checkpoints(w: Path, p: dict) -> None:
     from safetensors.numpy import save_file
 
     for name, meta in (("ckpt_no_classes", {"model": "conv5", "image_size": 16}),
-                       ("ckpt_unknown_model", {"model": "nonet", "num_classes": 2, "image_size": 16})):
+                       ("ckpt_unknown_model", {"model": "nonet", "num_classes": 2, "image_size": 16}),
+                       ("ckpt_conv5", {"model": "conv5", "num_classes": 2, "image_size": 16, "classes": ["a", "b"]})):
         folder = w / name
         folder.mkdir()
         save_file({"w": np.zeros(2, np.float32)}, str(folder / "model.safetensors"),
@@ -413,6 +414,10 @@ add("train-unknown-option", *TD, "--out", "{out}/o", "--frobnicate", says="--fro
 add("train-data-mixed-layout", *T, "--data", "{mixed_layout}", "--out", "{out}/o", says=("batch2", "sub-folders"))
 add("train-pseudo-features-unknown", *TD, "--out", "{out}/o", "--pseudo-labels", "knn", "--pseudo-features", "nope",
     says=("pseudo_features", "nope"))
+add("train-init-other-model", *TD, "--out", "{out}/o", "--model", "resnet18", "--init", "{ckpt_conv5}",
+    says=("holds a conv5 model", "not resnet18"))
+add("train-pseudo-knn-without-generated", *TD, "--out", "{out}/o", "--init", "{ckpt_conv5}", "--pseudo-labels", "knn",
+    says="needs a dataset with generated images")
 add("train-init-missing", *TD, "--out", "{out}/o", "--init", "{missing}", says="missing")
 add("train-init-garbage", *TD, "--out", "{out}/o", "--init", "{ckpt_garbage}", says="garbage.safetensors")
 add("train-init-pickle", *TD, "--out", "{out}/o", "--init", "{ckpt_pickle}", says="weights.pt")

@@ -20,10 +20,11 @@ from typing import Callable
 
 from ganfp import distributed
 from ganfp.checkpoint import CHAIN_FILE
+from ganfp.data.adapters import load_manifest
 from ganfp.errors import InputError
 from ganfp.fileio import write_json
 from ganfp.models import model_entry
-from ganfp.pseudo import PSEUDO_LABELERS, PseudoSettings, pseudo_label
+from ganfp.pseudo import PSEUDO_LABELERS, PseudoSettings, check_source, pseudo_label
 from ganfp.train import (
     StageConfig,
     StageData,
@@ -246,7 +247,9 @@ def train_stage(
     done = completed(cfg, Path(out_dir), init_id) if resume else None
     if done is not None:
         return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)  # reports it, returns it
-    manifest, images = load_stage_images(cfg, data_root, observer)
+    manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
+    check_source(cfg.pseudo_labels, manifest)
+    manifest, images = load_stage_images(cfg, data_root, observer, manifest)
     settings = PseudoSettings(
         cfg.pseudo_labels, cfg.pseudo_fraction, cfg.pseudo_features, cfg.pseudo_k, cfg.seed, cfg.batch_size
     )

@@ -66,15 +66,19 @@ def knn_scores(ctx: PseudoContext) -> np.ndarray:
     from ganfp.membership import MembershipScorer, Recipe, ScoringSetup
 
     manifest, s = ctx.manifest, ctx.settings
-    folder = manifest.info.get("generated")
-    if not folder:
+    check_source("knn", manifest)
+    generated = generated_manifest(manifest.info["generated"])
+    setup = ScoringSetup(native_image_size(manifest, generated), ctx.device, data_root=ctx.data_root, seed=s.seed)
+    return MembershipScorer(manifest, generated, setup).score(Recipe("knn", s.features, s.k))
+
+
+def check_source(source: str, manifest: Manifest) -> None:
+    """What a source needs of the dataset, known from its manifest before a single image is decoded."""
+    if source == "knn" and not manifest.info.get("generated"):
         raise InputError(
             f'{manifest.name}: pseudo_labels = "knn" needs a dataset with generated images '
             "(e.g. imageclef-gans-2023:test, demo:gans-test)"
         )
-    generated = generated_manifest(folder)
-    setup = ScoringSetup(native_image_size(manifest, generated), ctx.device, data_root=ctx.data_root, seed=s.seed)
-    return MembershipScorer(manifest, generated, setup).score(Recipe("knn", s.features, s.k))
 
 
 def rank_labels(scores: np.ndarray, fraction: float, used: int) -> tuple[np.ndarray, np.ndarray]:

@@ -222,7 +222,7 @@ class StageConfig:
         path = Path(self.init).expanduser()
         if not path.exists():
             return f"{self.init!r}: no such weights file or stage folder (or: none, imagenet)"
-        return _problem(check_init_checkpoint, path)
+        return _problem(lambda p: check_init_checkpoint(p, self.model), path)
 
     def validate(self, check_init: bool = True) -> None:
         """Raise one InputError listing every bad setting, before any work starts."""
@@ -231,8 +231,8 @@ class StageConfig:
             raise InputError(f"stage {self.name}: " + "; ".join(f"{name}: {why}" for name, why in problems))
 
 
-def check_init_checkpoint(path: Path) -> None:
-    """A ganfp checkpoint to start from must describe a model ganfp can rebuild (header only: cheap)."""
+def check_init_checkpoint(path: Path, model: str) -> None:
+    """A ganfp checkpoint to start from must describe `model`, rebuildable by ganfp (header only: cheap)."""
     from ganfp.checkpoint import check_model_meta, read_safetensors, resolve_checkpoint
 
     if path.is_dir():
@@ -245,6 +245,8 @@ def check_init_checkpoint(path: Path) -> None:
     meta = read_safetensors(path, tensors=False)[1]
     if "model" in meta:  # else a plain safetensors state_dict
         check_model_meta(path, meta)
+        if meta["model"] != model:
+            raise InputError(f"{path}: holds a {meta['model']} model, not {model}")
 
 
 def _problem(check, value) -> str | None:
@@ -503,9 +505,11 @@ def setup_device(cfg: StageConfig) -> torch.device:
     return device
 
 
-def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = None) -> tuple[Manifest, torch.Tensor]:
-    """The stage's manifest and its images decoded at the stage's size (labelled or not)."""
-    manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
+def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = None,
+                      manifest: Manifest | None = None) -> tuple[Manifest, torch.Tensor]:
+    """The stage's manifest (given, when the caller checked it first) and its images decoded at the stage's size."""
+    if manifest is None:
+        manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
     if manifest.labelled:
         check_labels(cfg, manifest)  # a missing class is known before a single image is decoded
     budget = default_memory_budget() if cfg.memory_budget is None else int(cfg.memory_budget * 1e9)
