@@ -581,6 +581,17 @@ add("classify-checkpoint-meta-unknown-model", *K, "{real}", "--method", "classif
 add("classify-device-unknown", *KR, "--out", "{out}/s.csv", "--device", "tpu", says="tpu")
 add("classify-unknown-option", *KR, "--out", "{out}/s.csv", "--frobnicate", says="--frobnicate")
 
+# attribute --------------------------------------------------------------------------------------------
+A = ("attribute", "{real}", "--train", "{ds}", "--out", "{out}/a.csv", "--data-root", "{out}/data")
+ACNN = (*A, "--method", "cnn", "--epochs", "1", "--image-size", "16", "--batch-size", "4")
+add("attribute-runs-dir-file", *ACNN, "--runs-dir", "{afile}", says=("--runs-dir", "is a file"))
+add("attribute-runs-dir-under-file", *ACNN, "--runs-dir", "{afile}/r", says=("--runs-dir", "is a file"))
+add("attribute-runs-dir-read-only", *ACNN, "--runs-dir", "{ro}/r", says=("--runs-dir", "read-only"),
+    marks=[pytest.mark.skipif(IS_ROOT, reason="root writes to read-only folders")])
+add("attribute-model-unknown", *ACNN, "--model", "resnet19", says=("--model", "unknown model 'resnet19'"))
+add("attribute-fusion-model-unknown", *A, "--method", "fusion", "--model", "resnet19",
+    says=("--model", "unknown model 'resnet19'"))
+
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")
 add("top-unknown-option", "--frobnicate", says="--frobnicate")
@@ -647,4 +658,4 @@ def test_bad_input(case: Case, world, run_cli, tmp_path, monkeypatch):
 def test_enough_cases_over_every_command():
     commands = {c.args[0] for c in CASES}
     assert len(CASES) >= 150
-    assert {"fetch-data", "train-stage", "chain", "evaluate", "classify"} <= commands
+    assert {"fetch-data", "train-stage", "chain", "evaluate", "classify", "attribute"} <= commands

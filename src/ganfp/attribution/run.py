@@ -68,6 +68,8 @@ class AttributeConfig:
                              "use it with centroid, knn, linear or fusion")
         if self.trainer.epochs < 1:
             raise InputError(f"--epochs {self.trainer.epochs}: must be at least 1")
+        if METHODS.entry(self.method).meta["needs"] != "features":
+            self.trainer.validate()
 
 
 @dataclass(frozen=True)
