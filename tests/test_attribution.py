@@ -12,7 +12,7 @@ from PIL import Image
 
 from ganfp.attribution.cluster import CLUSTERERS
 from ganfp.attribution.features import FREQUENCY, spectrum
-from ganfp.attribution.files import image_id, read_class_table
+from ganfp.attribution.files import CLUSTER_WORDS, ID_WORDS, image_id, read_class_table
 from ganfp.attribution.methods import METHODS, TrainerSettings
 from ganfp.attribution.run import AttributeConfig, ClusterConfig, attribute, cluster
 from ganfp.errors import InputError
@@ -109,6 +109,23 @@ def test_output_columns_are_a_flag(task, tmp_path):
     assert table.columns is None and len(table.ids) == 12
     attribute(config(task, tmp_path))
     assert (tmp_path / "a.csv").read_text().splitlines()[1].startswith("unknown_alpha_000.png,")
+
+
+@pytest.mark.parametrize("columns", [f"{word},label" for word in ID_WORDS] + ["image_name,generator", "none"])
+def test_every_header_attribute_writes_is_scored_by_evaluate(task, tmp_path, run_cli, columns):
+    attribute(config(task, tmp_path, method="centroid", features="pixels8", columns=columns))
+    code, out, err = run_cli("evaluate", tmp_path / "a.csv", task / "labels.csv", "--json")
+    assert code == 0, err
+    assert json.loads(out)["task"] == "attribution" and json.loads(out)["metrics"]["accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize("word", CLUSTER_WORDS)
+def test_every_cluster_header_attribute_writes_is_scored_as_a_clustering(task, tmp_path, run_cli, word):
+    cluster(ClusterConfig(images=str(task / "unknown"), out=str(tmp_path / "c.csv"), clusters=3, features="pixels8",
+                          columns=f"file_name,{word}", device="cpu", data_root=str(tmp_path / "data")))
+    code, out, err = run_cli("evaluate", tmp_path / "c.csv", task / "labels.csv", "--json")
+    assert code == 0, err
+    assert json.loads(out)["task"] == "clustering"
 
 
 def blobs(rng: np.random.Generator, n_per: int = 10) -> tuple[np.ndarray, list[str]]:

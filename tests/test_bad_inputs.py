@@ -591,6 +591,11 @@ add("attribute-runs-dir-read-only", *ACNN, "--runs-dir", "{ro}/r", says=("--runs
 add("attribute-model-unknown", *ACNN, "--model", "resnet19", says=("--model", "unknown model 'resnet19'"))
 add("attribute-fusion-model-unknown", *A, "--method", "fusion", "--model", "resnet19",
     says=("--model", "unknown model 'resnet19'"))
+add("attribute-columns-first-not-an-id", *A, "--columns", "label,id", says=("--columns 'label,id'", "id column"))
+add("attribute-columns-cluster-value", *A, "--columns", "id,cluster", says=("--columns 'id,cluster'", "clustering"))
+add("attribute-columns-score-value", *A, "--columns", "id,score", says=("--columns 'id,score'", "membership"))
+add("attribute-clusters-columns-no-cluster", "attribute", "{real}", "--clusters", "2", "--columns", "id,generator",
+    "--out", "{out}/a.csv", says=("--columns 'id,generator'", "cluster_id"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

@@ -15,8 +15,10 @@ METHOD_HELP = ("Supervised: centroid, knn, linear, cnn or fusion (default knn). 
 FEATURES_HELP = ("Feature space: spectrum, residual, pixels[N], std[N], checkpoint or a model name; join with + "
                  "(default: pixels32, and spectrum+residual with --clusters).")
 COLUMNS_HELP = ("Header of the output CSV, two names, or none (default image_path,predicted_class; id,cluster with "
-                "--clusters). File names go under image_path, path or file; ids (no extension) otherwise. "
-                "The official layout is unconfirmed: see docs/attribution.md.")
+                "--clusters). The first names the id column as ganfp evaluate reads it (id, image_id, image_name, "
+                "name, or image_path, image, path, file, filename, file_name, which get file names); with "
+                "--clusters the second is cluster, cluster_id or clusters. The official layout is unconfirmed: "
+                "see docs/attribution.md.")
 
 
 def _clusters(value: str | None) -> int | None:
@@ -49,7 +51,8 @@ def _print(result, as_json: bool) -> None:
     ui.print_table(f"attribute ({info['task']})", ["", "value"], [r for r in rows if r[1] is not None])
     if info["labels"]:
         ui.info(f"ground truth of this demo set: {info['labels']}")
-        ui.info(f"score it with: ganfp evaluate {info['out']} {info['labels']}")
+        task = " --task clustering" if info["task"] == "clustering" else ""  # a headerless clustering reads as classes
+        ui.info(f"score it with: ganfp evaluate {info['out']} {info['labels']}{task}")
 
 
 ImagesArg = Annotated[str, typer.Argument(metavar="IMAGES", help="Generated images to attribute: a folder or a "
