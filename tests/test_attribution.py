@@ -223,6 +223,27 @@ def test_one_line_errors(task, mixed, tmp_path, run_cli):
     one_line_error(run_cli("evaluate", preds, task / "labels.csv"), "p.csv:7", "'delta'", "alpha, beta, gamma")
 
 
+def test_checkpoint_features_come_from_the_runs_dir_of_attribute(task, tmp_path, run_cli):
+    """`--features checkpoint` takes the newest finished chain run under attribute's own --runs-dir."""
+    from ganfp.checkpoint import model_meta, save_model
+    from ganfp.models import create_model
+
+    runs = tmp_path / "runs"
+    common = ("--features", "checkpoint", "--runs-dir", runs, "--device", "cpu", "--data-root", tmp_path / "data")
+    one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--out", tmp_path / "a.csv",
+                           *common), f"no finished chain run in {runs}", "--runs-dir")
+    stage = runs / "run1" / "s1"
+    stage.mkdir(parents=True)
+    model = create_model("conv5", 2, SIZE)
+    save_model(stage / "model.safetensors", model, model_meta(model, ["a", "b"], SIZE))
+    (runs / "run1" / "chain.json").write_text(json.dumps({"stages": [{"dir": "s1", "status": "complete"}]}))
+    code, _, err = run_cli("attribute", task / "unknown", "--train", task / "train", "--out", tmp_path / "a.csv",
+                           *common)
+    assert code == 0, err
+    code, _, err = run_cli("attribute", task / "unknown", "--clusters", "3", "--out", tmp_path / "c.csv", *common)
+    assert code == 0, err
+
+
 def test_class_and_cluster_metrics():
     m = class_metrics([0, 0, 1, 1, 2, 2], [0, 0, 1, 2, 2, 2], 3)
     assert m["accuracy"] == pytest.approx(5 / 6) and m["confusion"] == [[2, 0, 0], [0, 1, 1], [0, 0, 2]]

@@ -596,6 +596,8 @@ add("attribute-columns-cluster-value", *A, "--columns", "id,cluster", says=("--c
 add("attribute-columns-score-value", *A, "--columns", "id,score", says=("--columns 'id,score'", "membership"))
 add("attribute-clusters-columns-no-cluster", "attribute", "{real}", "--clusters", "2", "--columns", "id,generator",
     "--out", "{out}/a.csv", says=("--columns 'id,generator'", "cluster_id"))
+add("attribute-checkpoint-no-runs", *A, "--features", "checkpoint", "--runs-dir", "{out}/runs",
+    says=("no finished chain run", "--runs-dir"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

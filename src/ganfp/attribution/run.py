@@ -89,6 +89,7 @@ class ClusterConfig:
     device: str = "auto"
     batch_size: int = 128
     data_root: str | None = None
+    runs_dir: str | None = None  # where `--features checkpoint` finds the newest finished chain run
 
     def validate(self) -> None:
         CLUSTERERS.get(self.method)
@@ -214,7 +215,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     unknown = read_images(cfg.unknown, cfg.data_root)
     train, train_spec = training_set(cfg, unknown)
     size = cfg.image_size or common_size(train, unknown)
-    ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root)
+    ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root, cfg.trainer.runs_dir)
     job = Job(train, unknown, train_spec, cfg.features, cfg.k, ctx, cfg.trainer, cfg.seed, message)
     probs = METHODS.get(cfg.method)(job)
     predicted = [train.classes[i] for i in probs.argmax(1)]
@@ -235,7 +236,8 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
         raise InputError(f"--clusters {cfg.clusters}: more clusters than the {len(images)} images of {cfg.images}")
     if cfg.clusters is None and len(images) < 3:
         raise InputError(f"--clusters auto: {cfg.images} has {len(images)} images; choosing K needs 3 or more")
-    ctx = FeatureContext(cfg.image_size or common_size(images), cfg.device, cfg.batch_size, cfg.data_root)
+    ctx = FeatureContext(cfg.image_size or common_size(images), cfg.device, cfg.batch_size, cfg.data_root,
+                         cfg.runs_dir)
     raw, widths = compute(cfg.features, images, ctx)
     x = BlockScaler().fit(raw, widths).transform(raw)
     if cfg.clusters is None:

@@ -67,7 +67,8 @@ UseRealOpt = Annotated[bool, typer.Option("--use-real", help="Add the real/<clas
                                           "centroid, knn and linear.")]
 EpochsOpt = Annotated[int, typer.Option("--epochs", callback=in_range(1), help="Most epochs of the cnn method (early "
                                         "stopping after 5 without progress).")]
-RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where the cnn method keeps its model "
+RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where the cnn method keeps its model, and "
+                                                   "where --features checkpoint finds the newest finished chain run "
                                                    "(default: $GANFP_RUNS, else ./runs).")]
 
 
@@ -116,7 +117,7 @@ def attribute(
             raise InputError("--clusters groups images without labels: drop --train / --use-real")
         cfg = ClusterConfig(images=images, clusters=_clusters(clusters), method=method or DEFAULT_CLUSTER_METHOD,
                             features=features or DEFAULT_CLUSTER_FEATURES, max_clusters=max_clusters,
-                            columns=columns or "id,cluster", **common)
+                            columns=columns or "id,cluster", runs_dir=runs_dir, **common)
         result = run_cluster(cfg, message=ui.info)
     else:
         trainer = TrainerSettings(model=model, epochs=epochs, runs_dir=runs_dir)
