@@ -322,6 +322,14 @@ def unreadable(name: str):
     return patch
 
 
+def offline_imagenet(monkeypatch, paths):
+    """No ImageNet weights cached and HF_HUB_OFFLINE set: refused in a second, the hub never tried."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(paths["out"] / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
 CASES: list[Case] = []
 
 
@@ -578,6 +586,8 @@ add("classify-checkpoint-meta-no-num-classes", *K, "{real}", "--method", "classi
     "{ckpt_no_classes}", "--out", "{out}/s.csv", says="num_classes")
 add("classify-checkpoint-meta-unknown-model", *K, "{real}", "--method", "classifier", "--checkpoint",
     "{ckpt_unknown_model}", "--out", "{out}/s.csv", says="ckpt_unknown_model")
+add("classify-features-offline", *KR, "--out", "{out}/s.csv", "--method", "knn", "--features", "resnet18", code=1,
+    patch=offline_imagenet, says=("resnet18", "not cached", "--features checkpoint"))
 add("classify-device-unknown", *KR, "--out", "{out}/s.csv", "--device", "tpu", says="tpu")
 add("classify-unknown-option", *KR, "--out", "{out}/s.csv", "--frobnicate", says="--frobnicate")
 
@@ -598,6 +608,8 @@ add("attribute-clusters-columns-no-cluster", "attribute", "{real}", "--clusters"
     "--out", "{out}/a.csv", says=("--columns 'id,generator'", "cluster_id"))
 add("attribute-checkpoint-no-runs", *A, "--features", "checkpoint", "--runs-dir", "{out}/runs",
     says=("no finished chain run", "--runs-dir"))
+add("attribute-features-offline", *A, "--features", "resnet18", code=1, patch=offline_imagenet,
+    says=("resnet18", "not cached", "--features checkpoint"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

@@ -8,7 +8,16 @@ import typer
 
 from ganfp import ui
 from ganfp.cli.app import app
-from ganfp.cli.options import BatchSizeOpt, DataRootOpt, DeviceOpt, ImageSizeOpt, JsonOpt, SeedOpt, in_range
+from ganfp.cli.options import (
+    OFFLINE_FEATURES_HINT,
+    BatchSizeOpt,
+    DataRootOpt,
+    DeviceOpt,
+    ImageSizeOpt,
+    JsonOpt,
+    SeedOpt,
+    in_range,
+)
 
 METHOD_HELP = ("Supervised: centroid, knn, linear, cnn or fusion (default knn). "
                "With --clusters: kmeans, agglomerative or spectral (default kmeans).")
@@ -107,7 +116,7 @@ def attribute(
     )
     from ganfp.attribution.run import attribute as run_attribute
     from ganfp.attribution.run import cluster as run_cluster
-    from ganfp.errors import InputError
+    from ganfp.errors import InputError, weights_hint
     from ganfp.fileio import check_writable
 
     check_writable(out, "--out")
@@ -118,11 +127,13 @@ def attribute(
         cfg = ClusterConfig(images=images, clusters=_clusters(clusters), method=method or DEFAULT_CLUSTER_METHOD,
                             features=features or DEFAULT_CLUSTER_FEATURES, max_clusters=max_clusters,
                             columns=columns or "id,cluster", runs_dir=runs_dir, **common)
-        result = run_cluster(cfg, message=ui.info)
+        run = run_cluster
     else:
         trainer = TrainerSettings(model=model, epochs=epochs, runs_dir=runs_dir)
         cfg = AttributeConfig(unknown=images, train=train, method=method or DEFAULT_METHOD,
                               features=features or DEFAULT_FEATURES, k=k, use_real=use_real,
                               columns=columns or "image_path,predicted_class", trainer=trainer, **common)
-        result = run_attribute(cfg, message=ui.info)
+        run = run_attribute
+    with weights_hint(OFFLINE_FEATURES_HINT):
+        result = run(cfg, message=ui.info)
     _print(result, as_json)
