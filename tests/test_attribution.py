@@ -12,7 +12,7 @@ from PIL import Image
 
 from ganfp.attribution.cluster import CLUSTERERS
 from ganfp.attribution.features import FREQUENCY, spectrum
-from ganfp.attribution.files import image_id, read_class_table
+from ganfp.attribution.files import CLUSTER_WORDS, ID_WORDS, image_id, read_class_table
 from ganfp.attribution.methods import METHODS, TrainerSettings
 from ganfp.attribution.run import AttributeConfig, ClusterConfig, attribute, cluster
 from ganfp.errors import InputError
@@ -111,6 +111,23 @@ def test_output_columns_are_a_flag(task, tmp_path):
     assert (tmp_path / "a.csv").read_text().splitlines()[1].startswith("unknown_alpha_000.png,")
 
 
+@pytest.mark.parametrize("columns", [f"{word},label" for word in ID_WORDS] + ["image_name,generator", "none"])
+def test_every_header_attribute_writes_is_scored_by_evaluate(task, tmp_path, run_cli, columns):
+    attribute(config(task, tmp_path, method="centroid", features="pixels8", columns=columns))
+    code, out, err = run_cli("evaluate", tmp_path / "a.csv", task / "labels.csv", "--json")
+    assert code == 0, err
+    assert json.loads(out)["task"] == "attribution" and json.loads(out)["metrics"]["accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize("word", CLUSTER_WORDS)
+def test_every_cluster_header_attribute_writes_is_scored_as_a_clustering(task, tmp_path, run_cli, word):
+    cluster(ClusterConfig(images=str(task / "unknown"), out=str(tmp_path / "c.csv"), clusters=3, features="pixels8",
+                          columns=f"file_name,{word}", device="cpu", data_root=str(tmp_path / "data")))
+    code, out, err = run_cli("evaluate", tmp_path / "c.csv", task / "labels.csv", "--json")
+    assert code == 0, err
+    assert json.loads(out)["task"] == "clustering"
+
+
 def blobs(rng: np.random.Generator, n_per: int = 10) -> tuple[np.ndarray, list[str]]:
     images = np.concatenate([class_images(rng, c, n_per) for c in range(3)])
     return images, [cls for cls in CLASSES for _ in range(n_per)]
@@ -204,6 +221,27 @@ def test_one_line_errors(task, mixed, tmp_path, run_cli):
         f"{i},{'delta' if n == 5 else v}\n" for n, (i, v) in enumerate(
             (r.split(",") for r in (task / "labels.csv").read_text().splitlines()[1:]))))
     one_line_error(run_cli("evaluate", preds, task / "labels.csv"), "p.csv:7", "'delta'", "alpha, beta, gamma")
+
+
+def test_checkpoint_features_come_from_the_runs_dir_of_attribute(task, tmp_path, run_cli):
+    """`--features checkpoint` takes the newest finished chain run under attribute's own --runs-dir."""
+    from ganfp.checkpoint import model_meta, save_model
+    from ganfp.models import create_model
+
+    runs = tmp_path / "runs"
+    common = ("--features", "checkpoint", "--runs-dir", runs, "--device", "cpu", "--data-root", tmp_path / "data")
+    one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--out", tmp_path / "a.csv",
+                           *common), f"no finished chain run in {runs}", "--runs-dir")
+    stage = runs / "run1" / "s1"
+    stage.mkdir(parents=True)
+    model = create_model("conv5", 2, SIZE)
+    save_model(stage / "model.safetensors", model, model_meta(model, ["a", "b"], SIZE))
+    (runs / "run1" / "chain.json").write_text(json.dumps({"stages": [{"dir": "s1", "status": "complete"}]}))
+    code, _, err = run_cli("attribute", task / "unknown", "--train", task / "train", "--out", tmp_path / "a.csv",
+                           *common)
+    assert code == 0, err
+    code, _, err = run_cli("attribute", task / "unknown", "--clusters", "3", "--out", tmp_path / "c.csv", *common)
+    assert code == 0, err
 
 
 def test_class_and_cluster_metrics():

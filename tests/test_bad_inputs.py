@@ -327,6 +327,14 @@ def unreadable(name: str):
     return patch
 
 
+def offline_imagenet(monkeypatch, paths):
+    """No ImageNet weights cached and HF_HUB_OFFLINE set: refused in a second, the hub never tried."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(paths["out"] / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
 CASES: list[Case] = []
 
 
@@ -605,8 +613,30 @@ add("classify-checkpoint-meta-no-num-classes", *K, "{real}", "--method", "classi
     "{ckpt_no_classes}", "--out", "{out}/s.csv", says="num_classes")
 add("classify-checkpoint-meta-unknown-model", *K, "{real}", "--method", "classifier", "--checkpoint",
     "{ckpt_unknown_model}", "--out", "{out}/s.csv", says="ckpt_unknown_model")
+add("classify-features-offline", *KR, "--out", "{out}/s.csv", "--method", "knn", "--features", "resnet18", code=1,
+    patch=offline_imagenet, says=("resnet18", "not cached", "--features checkpoint"))
 add("classify-device-unknown", *KR, "--out", "{out}/s.csv", "--device", "tpu", says="tpu")
 add("classify-unknown-option", *KR, "--out", "{out}/s.csv", "--frobnicate", says="--frobnicate")
+
+# attribute --------------------------------------------------------------------------------------------
+A = ("attribute", "{real}", "--train", "{ds}", "--out", "{out}/a.csv", "--data-root", "{out}/data")
+ACNN = (*A, "--method", "cnn", "--epochs", "1", "--image-size", "16", "--batch-size", "4")
+add("attribute-runs-dir-file", *ACNN, "--runs-dir", "{afile}", says=("--runs-dir", "is a file"))
+add("attribute-runs-dir-under-file", *ACNN, "--runs-dir", "{afile}/r", says=("--runs-dir", "is a file"))
+add("attribute-runs-dir-read-only", *ACNN, "--runs-dir", "{ro}/r", says=("--runs-dir", "read-only"),
+    marks=[pytest.mark.skipif(IS_ROOT, reason="root writes to read-only folders")])
+add("attribute-model-unknown", *ACNN, "--model", "resnet19", says=("--model", "unknown model 'resnet19'"))
+add("attribute-fusion-model-unknown", *A, "--method", "fusion", "--model", "resnet19",
+    says=("--model", "unknown model 'resnet19'"))
+add("attribute-columns-first-not-an-id", *A, "--columns", "label,id", says=("--columns 'label,id'", "id column"))
+add("attribute-columns-cluster-value", *A, "--columns", "id,cluster", says=("--columns 'id,cluster'", "clustering"))
+add("attribute-columns-score-value", *A, "--columns", "id,score", says=("--columns 'id,score'", "membership"))
+add("attribute-clusters-columns-no-cluster", "attribute", "{real}", "--clusters", "2", "--columns", "id,generator",
+    "--out", "{out}/a.csv", says=("--columns 'id,generator'", "cluster_id"))
+add("attribute-checkpoint-no-runs", *A, "--features", "checkpoint", "--runs-dir", "{out}/runs",
+    says=("no finished chain run", "--runs-dir"))
+add("attribute-features-offline", *A, "--features", "resnet18", code=1, patch=offline_imagenet,
+    says=("resnet18", "not cached", "--features checkpoint"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")
@@ -674,4 +704,4 @@ def test_bad_input(case: Case, world, run_cli, tmp_path, monkeypatch):
 def test_enough_cases_over_every_command():
     commands = {c.args[0] for c in CASES}
     assert len(CASES) >= 150
-    assert {"fetch-data", "train-stage", "chain", "evaluate", "classify"} <= commands
+    assert {"fetch-data", "train-stage", "chain", "evaluate", "classify", "attribute"} <= commands

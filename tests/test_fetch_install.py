@@ -268,6 +268,28 @@ def test_cli_fetch_list_and_errors(tmp_path, run_cli, monkeypatch):
     assert code == 0 and "already ready" in err
 
 
+def test_cli_fetch_json_describes_the_result(tmp_path, run_cli, monkeypatch):
+    """`fetch-data NAME --json` prints one JSON object on stdout, from an import and from the demo builder."""
+    from ganfp.fileio import write_json
+
+    root, archive = tmp_path / "data", _casia_zip(tmp_path)
+    code, out, err = run_cli("fetch-data", "casia", "--from", str(archive), "--data-root", str(root), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["name"] == "casia" and result["path"] == str(root / "casia") and result["data_root"] == str(root)
+    assert result["already_ready"] is False and result["counts"]["v2"]["authentic"] == 5 and result["seconds"] >= 0
+    code, out, err = run_cli("fetch-data", "casia", "--from", str(archive), "--data-root", str(root), "--json")
+    assert code == 0 and json.loads(out)["already_ready"] is True, err
+
+    def build_demo(target, seed=0):
+        write_json(Path(target) / "meta.json", {"status": "ready", "counts": {"casia/authentic": 1}, "version": 1})
+
+    monkeypatch.setitem(sys.modules, "ganfp.data.demo", types.SimpleNamespace(build_demo=build_demo, DEMO_VERSION=1))
+    code, out, err = run_cli("fetch-data", "demo", "--data-root", str(root), "--json")
+    assert code == 0, err
+    assert json.loads(out)["counts"] == {"casia/authentic": 1} and json.loads(out)["path"] == str(root / "demo")
+
+
 def test_cli_network_failure_exits_1(tmp_path, run_cli, monkeypatch):
     route = Route("x", "public", (Source("url", "http://127.0.0.1:9/all.csv"),))
     monkeypatch.setitem(DATASETS, "covid-ctset", replace(DATASETS["covid-ctset"], routes=(route,)))

@@ -141,8 +141,12 @@ def last_complete_stage(run_dir: Path) -> Path | None:
     return run_dir / done[-1]["dir"] if done else None
 
 
-def resolve_checkpoint(path: str | os.PathLike | None = None, runs_root: str | os.PathLike | None = None) -> Path:
-    """The stage folder to load: a stage folder, a chain run's last finished stage, or the newest chain run's."""
+def resolve_checkpoint(path: str | os.PathLike | None = None, runs_root: str | os.PathLike | None = None,
+                       instead: str = "or pass --checkpoint") -> Path:
+    """The stage folder to load: a stage folder, a chain run's last finished stage, or the newest chain run's.
+
+    `instead` ends the message when no run is found: what the calling command offers besides a chain run.
+    """
     from ganfp.paths import runs_root as resolve_runs
 
     if path is None:
@@ -152,7 +156,8 @@ def resolve_checkpoint(path: str | os.PathLike | None = None, runs_root: str | o
             stage = last_complete_stage(run)
             if stage is not None:
                 return stage
-        raise InputError(f"no finished chain run in {root}; train one with: ganfp chain --model resnet18 --chain demo, or pass --checkpoint")
+        raise InputError(f"no finished chain run in {root}; train one with: ganfp chain --model resnet18 --chain demo, "
+                         f"{instead}")
     path = Path(path)
     if (path / MODEL_FILE).is_file():
         return path

@@ -3,6 +3,9 @@
 Anything else that escapes is a bug and keeps its traceback.
 """
 
+import contextlib
+from typing import Iterator
+
 
 class GanfpError(Exception):
     """A failure with a one-line message meant for the user."""
@@ -20,6 +23,30 @@ class RuntimeFailure(GanfpError):
     """The input was fine but the work failed: no network, out of memory, interrupted (exit 1)."""
 
     exit_code = 1
+
+
+class WeightsUnavailable(RuntimeFailure):
+    """ImageNet weights neither cached nor downloadable (exit 1).
+
+    Raised where the weights load, which cannot tell which command asked for them: the message ends with
+    a way round that fits the trainer's --init, and a command that offers another way says so with `instead`.
+    """
+
+    def __init__(self, problem: str, hint: str):
+        super().__init__(f"{problem}; {hint}")
+        self.problem = problem
+
+    def instead(self, hint: str) -> "WeightsUnavailable":
+        return WeightsUnavailable(self.problem, hint)
+
+
+@contextlib.contextmanager
+def weights_hint(hint: str) -> Iterator[None]:
+    """Within it, missing ImageNet weights end with `hint`: what the running command offers instead."""
+    try:
+        yield
+    except WeightsUnavailable as exc:
+        raise exc.instead(hint) from None
 
 
 class Interrupted(GanfpError):

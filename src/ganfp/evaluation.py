@@ -124,7 +124,6 @@ def evaluate_files(preds_path, labels_path, used_fraction: float | None = None,
 # --- Attribution (several classes) and clustering by generator ------------------------------------
 
 TASKS = ("auto", "membership", "attribution", "clustering")
-CLUSTER_COLUMNS = {"cluster", "cluster_id", "clusters"}
 
 
 def detect_task(preds_path, labels_path) -> str:
@@ -132,14 +131,14 @@ def detect_task(preds_path, labels_path) -> str:
 
     A file with 0/1 values or scores on either side is membership, whose reader names any problem.
     """
-    from ganfp.attribution.files import read_class_table
+    from ganfp.attribution.files import CLUSTER_WORDS, SCORE_WORDS, read_class_table
     from ganfp.submission import read_lines
 
     lines = read_lines(preds_path)
     header = {t.strip().strip('"').lower() for t in (lines[0].lstrip("\ufeff").split(",") if lines else [])}
-    if header & CLUSTER_COLUMNS:
+    if header.intersection(CLUSTER_WORDS):
         return "clustering"
-    if "score" in header:
+    if header.intersection(SCORE_WORDS):
         return "membership"
     try:
         values = [set(read_class_table(path).values) for path in (preds_path, labels_path)]

@@ -41,6 +41,7 @@ class FeatureContext:
     device: str = "cpu"
     batch_size: int = 128
     data_root: str | None = None
+    runs_dir: str | None = None  # where the `checkpoint` space finds the newest finished chain run
 
 
 def decode(manifest: Manifest, ctx: FeatureContext) -> torch.Tensor:
@@ -109,10 +110,22 @@ def membership_space(name: str) -> Callable[[Manifest, FeatureContext], np.ndarr
         from ganfp.device import resolve_device
 
         out = compute_features(space, manifest, image_size=ctx.image_size, device=resolve_device(ctx.device),
-                               batch_size=ctx.batch_size, data_root=ctx.data_root)
+                               batch_size=ctx.batch_size, data_root=ctx.data_root,
+                               checkpoint=_checkpoint(ctx) if space.kind == "deep" and space.model is None else None)
         return out.flatten(1).numpy().astype(np.float64)
 
     return vectors
+
+
+def _checkpoint(ctx: FeatureContext):
+    """The model file of the `checkpoint` space: the newest finished chain run under attribute's --runs-dir.
+
+    Resolved here, not by the membership features, so the message fits `attribute`, which has no --checkpoint.
+    """
+    from ganfp.checkpoint import MODEL_FILE, resolve_checkpoint
+
+    stage = resolve_checkpoint(None, ctx.runs_dir, instead="or point --runs-dir at the folder of your chain runs")
+    return stage / MODEL_FILE
 
 
 def parse_spaces(spec: str) -> list[str]:

@@ -1,10 +1,10 @@
 """Per-image class tables: `image_path,predicted_class` (attribution) and `id,cluster` (clustering).
 
 The official 2025 and 2024 column layouts are not published: a participant's script writes
-`image_path,predicted_class`, so that is the default, and `--columns` writes any other. Reading is
-lenient in the same way: a header is recognised by a known id column name, an id cell may be a
-path or a file name (the image id is the file name without its image extension), and only the
-first two columns count, so extra columns such as scores are kept aside.
+`image_path,predicted_class`, so that is the default, and `--columns` writes another header that
+`ganfp evaluate` reads back. Reading is lenient in the same way: a header is recognised by a known
+id column name, an id cell may be a path or a file name (the image id is the file name without its
+image extension), and only the first two columns count, so extra columns such as scores are kept aside.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from ganfp.data.manifest import IMAGE_SUFFIXES
 from ganfp.errors import InputError
 from ganfp.fileio import write_text
 
-ID_WORDS = ("id", "image_id", "image_path", "image", "path", "file", "filename", "file_name", "name")
+# The one list of header names on both sides: `--columns` writes only these, `ganfp evaluate` reads them.
+ID_WORDS = ("id", "image_id", "image_path", "image_name", "image", "path", "file", "filename", "file_name", "name")
 FILE_WORDS = ("image_path", "image", "path", "file", "filename", "file_name")  # columns that get the file name
+CLUSTER_WORDS = ("cluster", "cluster_id", "clusters")  # a value column evaluate reads as a clustering
+SCORE_WORDS = ("score",)  # a column evaluate reads as membership scores
 DEFAULT_COLUMNS = ("image_path", "predicted_class")
 CLUSTER_COLUMNS = ("id", "cluster")
 
@@ -39,14 +42,30 @@ def image_id(cell: str) -> str:
     return stem if dot and f".{suffix.lower()}" in IMAGE_SUFFIXES else name
 
 
-def parse_columns(text: str) -> tuple[str, str] | None:
+def parse_columns(text: str, clustering: bool = False) -> tuple[str, str] | None:
     """`--columns`: two comma-separated header names, or `none` for a file without a header."""
     if text.strip().lower() == "none":
         return None
     names = tuple(t.strip() for t in text.split(","))
     if len(names) != 2 or not all(names) or any(c in n for n in names for c in "\"\n\r"):
         raise InputError(f"--columns {text!r}: give two header names such as image_path,predicted_class, or none")
+    _check_evaluate_reads(text, names[0].lower(), names[1].lower(), clustering)
     return names  # type: ignore[return-value]
+
+
+def _check_evaluate_reads(text: str, first: str, second: str, clustering: bool) -> None:
+    """Refuse a header `ganfp evaluate` would misread: it finds a header by its id column's name, and tells
+    a clustering (or membership scores) from an attribution by the value column's name."""
+    if first not in ID_WORDS:
+        raise InputError(f"--columns {text!r}: ganfp evaluate recognises a header by its first name, the id "
+                         f"column; use one of: {', '.join(ID_WORDS)}")
+    if clustering and second not in CLUSTER_WORDS:
+        raise InputError(f"--columns {text!r}: ganfp evaluate tells a clustering by its second name; use one of: "
+                         f"{', '.join(CLUSTER_WORDS)}")
+    if not clustering and second in CLUSTER_WORDS + SCORE_WORDS:
+        raise InputError(f"--columns {text!r}: ganfp evaluate would read a {second!r} column as "
+                         f"{'a clustering' if second in CLUSTER_WORDS else 'membership scores'}; "
+                         "name the class column otherwise, e.g. predicted_class")
 
 
 def row_keys(files: Sequence[str], columns: tuple[str, str] | None) -> list[str]:

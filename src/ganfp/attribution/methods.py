@@ -39,6 +39,19 @@ class TrainerSettings:
     augment: bool = False  # flips and shifts: 0.32 instead of 0.70 on demo:attribution-2025 (at lr 0.01)
     runs_dir: str | None = None
 
+    def validate(self) -> None:
+        """The model is known and the runs folder writable, before the first line of training is printed."""
+        from ganfp.errors import InputError
+        from ganfp.fileio import check_writable
+        from ganfp.models import model_entry
+        from ganfp.paths import runs_root
+
+        try:
+            model_entry(self.model)
+        except InputError as exc:
+            raise InputError(f"--model: {exc}") from None
+        check_writable(runs_root(self.runs_dir), "--runs-dir", folder=True)
+
 
 @dataclass
 class Job:

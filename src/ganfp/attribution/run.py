@@ -28,14 +28,15 @@ DEFAULT_CLUSTER_FEATURES = "spectrum+residual"  # ARI 0.95+ on demo:attribution-
 Message = Callable[[str], None]
 
 
-def _check_common(features: str | None, image_size: int | None, batch_size: int, columns: str) -> None:
+def _check_common(features: str | None, image_size: int | None, batch_size: int, columns: str,
+                  clustering: bool) -> None:
     if features is not None:
         parse_spaces(features)
     if image_size is not None and not 8 <= image_size <= 4096:
         raise InputError(f"--image-size {image_size}: must be between 8 and 4096")
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
-    parse_columns(columns)
+    parse_columns(columns, clustering)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class AttributeConfig:
     def validate(self) -> None:
         METHODS.get(self.method)
         _check_common(self.features if METHODS.entry(self.method).meta["needs"] != "images" else None,
-                      self.image_size, self.batch_size, self.columns)
+                      self.image_size, self.batch_size, self.columns, clustering=False)
         if self.k < 1:
             raise InputError(f"--k {self.k}: must be at least 1")
         if self.use_real and METHODS.entry(self.method).meta["needs"] == "images":
@@ -68,6 +69,8 @@ class AttributeConfig:
                              "use it with centroid, knn, linear or fusion")
         if self.trainer.epochs < 1:
             raise InputError(f"--epochs {self.trainer.epochs}: must be at least 1")
+        if METHODS.entry(self.method).meta["needs"] != "features":
+            self.trainer.validate()
 
 
 @dataclass(frozen=True)
@@ -86,10 +89,11 @@ class ClusterConfig:
     device: str = "auto"
     batch_size: int = 128
     data_root: str | None = None
+    runs_dir: str | None = None  # where `--features checkpoint` finds the newest finished chain run
 
     def validate(self) -> None:
         CLUSTERERS.get(self.method)
-        _check_common(self.features, self.image_size, self.batch_size, self.columns)
+        _check_common(self.features, self.image_size, self.batch_size, self.columns, clustering=True)
         if self.clusters is not None and self.clusters < 2:
             raise InputError(f"--clusters {self.clusters}: must be at least 2 (or auto)")
         if self.max_clusters < 2:
@@ -211,7 +215,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     unknown = read_images(cfg.unknown, cfg.data_root)
     train, train_spec = training_set(cfg, unknown)
     size = cfg.image_size or common_size(train, unknown)
-    ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root)
+    ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root, cfg.trainer.runs_dir)
     job = Job(train, unknown, train_spec, cfg.features, cfg.k, ctx, cfg.trainer, cfg.seed, message)
     probs = METHODS.get(cfg.method)(job)
     predicted = [train.classes[i] for i in probs.argmax(1)]
@@ -232,7 +236,8 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
         raise InputError(f"--clusters {cfg.clusters}: more clusters than the {len(images)} images of {cfg.images}")
     if cfg.clusters is None and len(images) < 3:
         raise InputError(f"--clusters auto: {cfg.images} has {len(images)} images; choosing K needs 3 or more")
-    ctx = FeatureContext(cfg.image_size or common_size(images), cfg.device, cfg.batch_size, cfg.data_root)
+    ctx = FeatureContext(cfg.image_size or common_size(images), cfg.device, cfg.batch_size, cfg.data_root,
+                         cfg.runs_dir)
     raw, widths = compute(cfg.features, images, ctx)
     x = BlockScaler().fit(raw, widths).transform(raw)
     if cfg.clusters is None:
@@ -241,7 +246,7 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     else:
         k, labels = cfg.clusters, CLUSTERERS.get(cfg.method)(x, cfg.clusters, cfg.seed)
         tried = {k: silhouette(x, labels)}
-    columns = parse_columns(cfg.columns)
+    columns = parse_columns(cfg.columns, clustering=True)
     write_class_table(cfg.out, row_keys([it.path for it in images.items], columns), [str(c) for c in labels], columns)
     return ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, tried[k], tried, cfg.method,
                          cfg.features, str(cfg.out), images.info.get("labels"), time.perf_counter() - started)

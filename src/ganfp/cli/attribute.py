@@ -8,15 +8,26 @@ import typer
 
 from ganfp import ui
 from ganfp.cli.app import app
-from ganfp.cli.options import BatchSizeOpt, DataRootOpt, DeviceOpt, ImageSizeOpt, JsonOpt, SeedOpt, in_range
+from ganfp.cli.options import (
+    OFFLINE_FEATURES_HINT,
+    BatchSizeOpt,
+    DataRootOpt,
+    DeviceOpt,
+    ImageSizeOpt,
+    JsonOpt,
+    SeedOpt,
+    in_range,
+)
 
 METHOD_HELP = ("Supervised: centroid, knn, linear, cnn or fusion (default knn). "
                "With --clusters: kmeans, agglomerative or spectral (default kmeans).")
 FEATURES_HELP = ("Feature space: spectrum, residual, pixels[N], std[N], checkpoint or a model name; join with + "
                  "(default: pixels32, and spectrum+residual with --clusters).")
 COLUMNS_HELP = ("Header of the output CSV, two names, or none (default image_path,predicted_class; id,cluster with "
-                "--clusters). File names go under image_path, path or file; ids (no extension) otherwise. "
-                "The official layout is unconfirmed: see docs/attribution.md.")
+                "--clusters). The first names the id column as ganfp evaluate reads it (id, image_id, image_name, "
+                "name, or image_path, image, path, file, filename, file_name, which get file names); with "
+                "--clusters the second is cluster, cluster_id or clusters. The official layout is unconfirmed: "
+                "see docs/attribution.md.")
 
 
 def _clusters(value: str | None) -> int | None:
@@ -49,7 +60,8 @@ def _print(result, as_json: bool) -> None:
     ui.print_table(f"attribute ({info['task']})", ["", "value"], [r for r in rows if r[1] is not None])
     if info["labels"]:
         ui.info(f"ground truth of this demo set: {info['labels']}")
-        ui.info(f"score it with: ganfp evaluate {info['out']} {info['labels']}")
+        task = " --task clustering" if info["task"] == "clustering" else ""  # a headerless clustering reads as classes
+        ui.info(f"score it with: ganfp evaluate {info['out']} {info['labels']}{task}")
 
 
 ImagesArg = Annotated[str, typer.Argument(metavar="IMAGES", help="Generated images to attribute: a folder or a "
@@ -64,7 +76,8 @@ UseRealOpt = Annotated[bool, typer.Option("--use-real", help="Add the real/<clas
                                           "centroid, knn and linear.")]
 EpochsOpt = Annotated[int, typer.Option("--epochs", callback=in_range(1), help="Most epochs of the cnn method (early "
                                         "stopping after 5 without progress).")]
-RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where the cnn method keeps its model "
+RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where the cnn method keeps its model, and "
+                                                   "where --features checkpoint finds the newest finished chain run "
                                                    "(default: $GANFP_RUNS, else ./runs).")]
 
 
@@ -103,7 +116,7 @@ def attribute(
     )
     from ganfp.attribution.run import attribute as run_attribute
     from ganfp.attribution.run import cluster as run_cluster
-    from ganfp.errors import InputError
+    from ganfp.errors import InputError, weights_hint
     from ganfp.fileio import check_writable
 
     check_writable(out, "--out")
@@ -113,12 +126,14 @@ def attribute(
             raise InputError("--clusters groups images without labels: drop --train / --use-real")
         cfg = ClusterConfig(images=images, clusters=_clusters(clusters), method=method or DEFAULT_CLUSTER_METHOD,
                             features=features or DEFAULT_CLUSTER_FEATURES, max_clusters=max_clusters,
-                            columns=columns or "id,cluster", **common)
-        result = run_cluster(cfg, message=ui.info)
+                            columns=columns or "id,cluster", runs_dir=runs_dir, **common)
+        run = run_cluster
     else:
         trainer = TrainerSettings(model=model, epochs=epochs, runs_dir=runs_dir)
         cfg = AttributeConfig(unknown=images, train=train, method=method or DEFAULT_METHOD,
                               features=features or DEFAULT_FEATURES, k=k, use_real=use_real,
                               columns=columns or "image_path,predicted_class", trainer=trainer, **common)
-        result = run_attribute(cfg, message=ui.info)
+        run = run_attribute
+    with weights_hint(OFFLINE_FEATURES_HINT):
+        result = run(cfg, message=ui.info)
     _print(result, as_json)

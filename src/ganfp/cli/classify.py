@@ -9,6 +9,7 @@ import typer
 from ganfp import ui
 from ganfp.cli.app import app
 from ganfp.cli.options import (
+    OFFLINE_FEATURES_HINT,
     BatchSizeOpt,
     DataRootOpt,
     DeviceOpt,
@@ -144,11 +145,12 @@ def classify(
     """Label each real image used (1) or not used (0) and write a validated submission file."""
     from ganfp.classify import classify as run
     from ganfp.data.medical import MedicalReading
+    from ganfp.errors import weights_hint
 
     reading = MedicalReading.parse(window, id_from, slices)
     check_outputs({"--out": out, "--scores": scores, "--report": report},
                   (real, generated, calibrate, ids, checkpoint))
-    with ui.progress(transient=True) as bars:
+    with ui.progress(transient=True) as bars, weights_hint(OFFLINE_FEATURES_HINT):
         result = run(
             real, out, generated=generated, method=method, features=features, checkpoint=checkpoint,
             used_fraction=used_fraction, threshold=threshold, scores_path=scores, ids_path=ids,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import List, Optional
 
 import typer
@@ -57,18 +58,28 @@ def fetch_data(
         return
     if not name:
         raise InputError("name a dataset to fetch (ganfp fetch-data NAME), or list them: ganfp fetch-data --list")
+    started = time.perf_counter()
     was_ready = dataset_status(name, root) == "ready" if name != "demo" else False
     with ui.progress(transient=True) as progress:
         path = fetch_dataset(name, root, source=from_ or None, force=force, progress=progress, via=via, add=add,
                              link=link, seed=seed)
-    if was_ready and not force and not (add and from_):
+    already = was_ready and not force and not (add and from_)
+    counts = _counts(read_meta(path))
+    if json_:
+        ui.print_json({"name": name, "path": str(path), "data_root": str(root), "already_ready": already,
+                       "counts": counts, "seconds": round(time.perf_counter() - started, 2)})
+    elif already:
         ui.info(f"{name} is already ready in {path} (--force fetches it again)")
-        return
-    ui.info(f"{name} ready in {path}{_summary(read_meta(path))}")
+    else:
+        ui.info(f"{name} ready in {path}{_summary(counts)}")
 
 
-def _summary(meta: dict | None) -> str:
-    counts = ((meta or {}).get("layout") or meta or {}).get("counts")  # the demo keeps its counts at the top
+def _counts(meta: dict | None) -> dict:
+    """Images per folder (per version of a versioned dataset), as the dataset's meta.json records them."""
+    return ((meta or {}).get("layout") or meta or {}).get("counts") or {}  # the demo keeps its counts at the top
+
+
+def _summary(counts: dict) -> str:
     if not counts:
         return ""
     if all(isinstance(v, dict) for v in counts.values()):

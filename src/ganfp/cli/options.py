@@ -94,6 +94,9 @@ SEED_HELP = ("Seed (>= 0) of every random step: split, initialisation, shuffling
 USED_FRACTION_HELP = ("Label the top fraction by score as used, 0 < q < 1: the known prevalence (default 0.5; "
                       "classify --calibrate: the dev prevalence).")
 K_HELP = "Neighbours (>= 1) per image of a neighbour method or fusion (default: local 40, the others 5)."
+# what classify and attribute offer when a --features model's ImageNet weights cannot be had (train-stage: --init)
+OFFLINE_FEATURES_HINT = ("choose a feature space that needs no download: --features checkpoint (your chain run's "
+                         "model) or a pixel space such as pixels32")
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root, help=DATA_ROOT_HELP)]

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from ganfp.errors import InputError, RuntimeFailure
+from ganfp.errors import InputError, WeightsUnavailable
 from ganfp.models._registry import model_entry, register_model
 from ganfp.models.backbone import Backbone, TimmBackbone
 from ganfp.models.conv5 import Conv5
@@ -40,7 +40,8 @@ def _timm_factory(timm_name: str, takes_img_size: bool = False):
         except Exception as exc:  # the hub raises many types: offline, DNS, HTTP, missing cache
             if not pretrained:
                 raise
-            raise RuntimeFailure(f"could not download ImageNet weights for {timm_name} ({type(exc).__name__}); {OFFLINE_HINT}") from exc
+            raise WeightsUnavailable(f"could not download ImageNet weights for {timm_name} ({type(exc).__name__})",
+                                     OFFLINE_HINT) from exc
         return TimmBackbone(timm_name, net, image_size)
 
     return factory
@@ -63,14 +64,15 @@ def check_weights_reachable(timm_name: str) -> None:
     if any(isinstance(try_to_load_from_cache(repo, f), str) for f in ("model.safetensors", "pytorch_model.bin")):
         return
     if constants.HF_HUB_OFFLINE:
-        raise RuntimeFailure(f"ImageNet weights for {timm_name} are not cached and HF_HUB_OFFLINE is set; {OFFLINE_HINT}")
+        raise WeightsUnavailable(f"ImageNet weights for {timm_name} are not cached and HF_HUB_OFFLINE is set", OFFLINE_HINT)
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return
     host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
     try:
         socket.create_connection((host, 443), timeout=3).close()
     except OSError:
-        raise RuntimeFailure(f"ImageNet weights for {timm_name} are not cached and {host} cannot be reached (offline?); {OFFLINE_HINT}") from None
+        raise WeightsUnavailable(f"ImageNet weights for {timm_name} are not cached and {host} cannot be reached (offline?)",
+                                 OFFLINE_HINT) from None
 
 
 register_model("resnet18", "ResNet-18 (timm resnet18)", "resnet18")(_timm_factory("resnet18"))
