@@ -615,6 +615,9 @@ add("classify-checkpoint-meta-unknown-model", *K, "{real}", "--method", "classif
     "{ckpt_unknown_model}", "--out", "{out}/s.csv", says="ckpt_unknown_model")
 add("classify-features-offline", *KR, "--out", "{out}/s.csv", "--method", "knn", "--features", "resnet18", code=1,
     patch=offline_imagenet, says=("resnet18", "not cached", "--features checkpoint"))
+add("classify-checkpoint-typo-unused", *KR, "--out", "{out}/s.csv", "--checkpoint", "{missing}", says="missing")
+add("classify-checkpoint-unused", *KR, "--out", "{out}/s.csv", "--checkpoint", "{ckpt_conv5}",
+    says=("--checkpoint", "do not read it"))
 add("classify-device-unknown", *KR, "--out", "{out}/s.csv", "--device", "tpu", says="tpu")
 add("classify-unknown-option", *KR, "--out", "{out}/s.csv", "--frobnicate", says="--frobnicate")
 

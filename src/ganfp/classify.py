@@ -221,6 +221,16 @@ def choose_recipe(calibrate_on: str | None, setup: ScoringSetup, asked: Recipe, 
     return recipe, used_fraction, choice
 
 
+def check_checkpoint_used(checkpoint: str, unused: bool, runs_dir) -> None:
+    """A --checkpoint must be one, and must be read: a typo in an option nothing reads would pass silently."""
+    from ganfp.checkpoint import resolve_checkpoint
+
+    resolve_checkpoint(checkpoint, runs_dir)
+    if unused:
+        raise InputError(f"--checkpoint {checkpoint}: the membership scorers do not read it; it is read by "
+                         "--method classifier, --features checkpoint and --calibrate")
+
+
 def classify(real: str, out, *, generated: str | None = None, method: str | None = None, features: str | None = None,
              checkpoint: str | None = None, used_fraction: float | None = None, threshold: float | None = None,
              scores_path=None, ids_path=None, calibrate_on: str | None = None, k: int | None = None,
@@ -249,6 +259,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     if gen is None and calibrate_on:
         raise InputError("--calibrate chooses among the membership scorers: pass --generated GEN_DIR too")
     membership = gen is not None and method != "classifier"
+    if checkpoint is not None:
+        check_checkpoint_used(checkpoint, membership and not calibrate_on and features != "checkpoint", runs_dir)
     size = image_size or (native_image_size(manifest, gen) if membership else None)
     setup = ScoringSetup(size, resolve_device(device), batch_size=batch_size, data_root=data_root, checkpoint=checkpoint,
                          runs_dir=runs_dir, seed=seed, progress=progress)
