@@ -69,15 +69,19 @@ def test_kaggle_cache_is_not_changed_by_a_nested_archive(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
 def test_new_files_get_the_umasks_mode(tmp_path, umask):
+    import torch
+
+    from ganfp.checkpoint import write_safetensors
     from ganfp.submission import write_submission
 
     old = os.umask(umask)
     try:
         fileio.write_text(tmp_path / "a.txt", "x")
         write_submission(tmp_path / "sub.csv", ["a", "b"], [0, 1])
+        write_safetensors(tmp_path / "model.safetensors", {"w": torch.zeros(2)}, {"model": "conv5"})
     finally:
         os.umask(old)
-    for name in ("a.txt", "sub.csv"):
+    for name in ("a.txt", "sub.csv", "model.safetensors"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import torch
@@ -32,7 +33,9 @@ def tensors_of(module_state: dict, prefix: str) -> dict[str, torch.Tensor]:
 
 def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     with atomic_path(path) as tmp:
+        mode = stat.S_IMODE(tmp.stat().st_mode)  # the umask's; save_file writes a 0600 file of its own over tmp
         save_file(tensors, str(tmp), metadata={"ganfp": json.dumps(meta, default=str)})
+        os.chmod(tmp, mode)
 
 
 def read_safetensors(path: str | os.PathLike, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
