@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ganfp.fileio import atomic_path
 
 AE_VERSION = 1
 
@@ -103,7 +102,9 @@ def cached_autoencoder(generated: torch.Tensor, generated_key: str, config: Auto
                        device: torch.device, cache_dir: Path,
                        on_step: Callable[[], None] | None = None) -> ConvAutoencoder:
     """The autoencoder for these generated images, config and seed: loaded, or trained and saved."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
+
+    from ganfp.checkpoint import tensors_of, write_safetensors
 
     key = hashlib.sha256(f"{generated_key}\0{config.key()}\0{seed}\0{device.type}".encode()).hexdigest()[:32]
     path = Path(cache_dir) / f"{key}.safetensors"
@@ -114,7 +115,5 @@ def cached_autoencoder(generated: torch.Tensor, generated_key: str, config: Auto
     except Exception:  # absent or unreadable: train again
         pass
     model = train_autoencoder(generated, config, seed, device, on_step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    write_safetensors(path, tensors_of(model.state_dict(), ""), {})
     return model
