@@ -129,7 +129,8 @@ def chain(
 ) -> None:
     """Run a chain of stages, each starting from the previous stage's best checkpoint.
 
-    --init, --epochs, --patience, --image-size, --batch-size, --lr and --seed override every stage's value.
+    --epochs, --patience, --image-size, --batch-size, --lr and --seed override every stage's value; --init
+    overrides the first stage's start (each later stage starts from the one before it).
     """
     from ganfp.chain import load_chain, run_chain
     from ganfp.fileio import check_writable
