@@ -91,7 +91,7 @@ def test_pickled_objects_are_never_unpickled(tmp_path):
             torch.save({"w": Evil()}, path)  # torch's zip format, as a real checkpoint would be
         else:
             path.write_bytes(pickle.dumps({"w": Evil()}))
-        with pytest.raises(InputError, match=f"{path.name}: not a readable weights file"):
+        with pytest.raises(InputError, match=f"{path.name}: not a (readable )?weights file"):
             read_state_dict(path)
         assert not flag.exists(), "the pickle's payload ran: torch.load must use weights_only=True"
 

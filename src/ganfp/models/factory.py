@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -118,6 +119,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             state = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's message is a page on weights_only; say what it means here
+        raise InputError(f"{path}: not a weights file ganfp can read safely (a state_dict of tensors saved with "
+                         "torch.save, or .safetensors); full unpickling is never done") from exc
     except Exception as exc:
         raise InputError(f"{path}: not a readable weights file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from exc
     for key in ("state_dict", "model", "model_state_dict"):  # common wrappers of a state_dict
