@@ -509,6 +509,8 @@ add("eval-used-fraction-negative", *E, "{scores}", "{labels}", "--used-fraction"
 add("eval-used-fraction-2", *E, "{scores}", "{labels}", "--used-fraction", "2", says="--used-fraction")
 add("eval-used-fraction-nan", *E, "{scores}", "{labels}", "--used-fraction", "nan", says="--used-fraction")
 add("eval-used-fraction-word", *E, "{scores}", "{labels}", "--used-fraction", "half", says="--used-fraction")
+add("eval-used-fraction-rounds-to-all", *E, "{scores}", "{labels}", "--used-fraction", "0.999",
+    says=("labels all", "below"))
 add("eval-threshold-nan", *E, "{scores}", "{labels}", "--threshold", "nan", says="--threshold")
 add("eval-threshold-inf", *E, "{scores}", "{labels}", "--threshold", "inf", says="--threshold")
 add("eval-threshold-on-labels", *E, "{official}", "{labels}", "--threshold", "0.5", says="needs scores")
@@ -619,6 +621,8 @@ add("classify-features-offline", *KR, "--out", "{out}/s.csv", "--method", "knn",
 add("classify-checkpoint-typo-unused", *KR, "--out", "{out}/s.csv", "--checkpoint", "{missing}", says="missing")
 add("classify-checkpoint-unused", *KR, "--out", "{out}/s.csv", "--checkpoint", "{ckpt_conv5}",
     says=("--checkpoint", "do not read it"))
+add("classify-used-fraction-rounds-to-none", *KR, "--out", "{out}/s.csv", "--used-fraction", "0.05",
+    says=("0.05", "labels none of the 6 images", "at least 0.0833"))
 add("classify-device-unknown", *KR, "--out", "{out}/s.csv", "--device", "tpu", says="tpu")
 add("classify-unknown-option", *KR, "--out", "{out}/s.csv", "--frobnicate", says="--frobnicate")
 

@@ -239,7 +239,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
              reading: MedicalReading | None = None, report: str | None = None, report_n: int = 24) -> ClassifyResult:
     """Score, decide, write `out` (validated) and optionally the scores CSV; return what was done."""
     from ganfp.device import resolve_device
-    from ganfp.submission import decide, write_scores, write_submission
+    from ganfp.submission import decide, used_count, write_scores, write_submission
 
     started = time.perf_counter()
     check_options(method, k, used_fraction, threshold, image_size)
@@ -251,6 +251,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     if report:
         require_matplotlib()
     manifest = read_real(real, data_root, reading)
+    if used_fraction is not None:
+        used_count(used_fraction, len(manifest))  # known now, not after the scoring
     expected = check_ids(manifest.ids, ids_path) if ids_path else None
     gen_dir = generated or manifest.info.get("generated")
     gen = generated_manifest(gen_dir, reading) if gen_dir else None

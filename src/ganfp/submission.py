@@ -373,6 +373,19 @@ def _rank_order(s: np.ndarray, ids=None) -> np.ndarray:
     return np.lexsort((np.asarray(ids, dtype=str), -s))
 
 
+def used_count(q: float, n: int) -> int:
+    """How many of n images a used fraction q labels used: round(q * n), halves up.
+
+    0 < q < 1 asks for a decision, so a q that labels none or all of two or more images is refused.
+    """
+    k = int(math.floor(q * n + 0.5))
+    if 0 < q < 1 and n >= 2 and k in (0, n):
+        bound = f"at least {0.5 / n:.3g}" if k == 0 else f"below {(n - 0.5) / n:.3g}"
+        raise InputError(f"used fraction {q:g} labels {'none' if k == 0 else 'all'} of the {n} images used; "
+                         f"with {n} images give {bound}")
+    return k
+
+
 def decide(scores, used_fraction: float | None = None, threshold: float | None = None, ids=None) -> np.ndarray:
     """0/1 labels from scores (higher = more likely used): by rank or by threshold, not both.
 
@@ -391,7 +404,7 @@ def decide(scores, used_fraction: float | None = None, threshold: float | None =
     q = 0.5 if used_fraction is None else float(used_fraction)
     if not 0.0 <= q <= 1.0:
         raise InputError(f"the used fraction must be between 0 and 1, got {q:g}")
-    k = int(math.floor(q * s.size + 0.5))
+    k = used_count(q, s.size)
     labels = np.zeros(s.size, dtype=np.int64)
     labels[_rank_order(s, ids)[:k]] = 1
     return labels
