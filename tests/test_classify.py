@@ -7,6 +7,7 @@ generated ones), so the right answer is known.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -240,6 +241,19 @@ def test_dataset_spec_brings_its_generated_images(run_cli, case, tmp_path):
 
     code, stdout, err = run_cli("classify", "membership-test:x", "--out", tmp_path / "sub.csv", "--json", *root)
     assert code == 0, err
+    assert json.loads(stdout)["generated"] == len(list(gen.iterdir()))
+
+
+def test_a_dev_folder_is_scored_against_its_own_generated_images(run_cli, case, tmp_path):
+    real, gen, labels, root = case
+    dev = tmp_path / "dev"
+    for cls in ("used", "not_used"):
+        (dev / cls).mkdir(parents=True)
+    for image in real.iterdir():
+        shutil.copy(image, dev / ("used" if labels[image.stem] else "not_used") / image.name)
+    shutil.copytree(gen, dev / "generated")
+    code, stdout, err = run_cli("classify", dev, "--out", tmp_path / "sub.csv", "--json", *root)
+    assert code == 0, err  # not "no finished chain run": the classifier was never asked for
     assert json.loads(stdout)["generated"] == len(list(gen.iterdir()))
 
 

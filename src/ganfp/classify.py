@@ -44,7 +44,8 @@ class ClassifyResult:
 
 def _real_folder(path: Path, reading: MedicalReading | None) -> Manifest:
     """A folder of real images. The ImageCLEF test layout (`real_unknown_N/` beside `generated_N/`) is
-    recognised: the real images are `real_unknown_N/`, the generated ones (unless --generated) `generated_N/`."""
+    recognised: the real images are `real_unknown_N/`, the generated ones (unless --generated) `generated_N/`;
+    so is one `generated/` beside the real images or their class folders (the dev layout)."""
     from ganfp.data.adapters import imageclef
     from ganfp.data.adapters.folder import folder_manifest
     from ganfp.data.manifest import list_folder
@@ -57,7 +58,10 @@ def _real_folder(path: Path, reading: MedicalReading | None) -> Manifest:
     if tests:
         return imageclef.load_part(path, "test", f"folder:{path}", str(path))
     generated = tuple(p.name for p in subdirs if imageclef.GENERATED.match(imageclef._norm(p.name)))
-    return folder_manifest(path, exclude=generated, reading=reading)
+    manifest = folder_manifest(path, exclude=generated, reading=reading)
+    if len(generated) == 1:  # a dev layout (used/, not_used/, generated/): its own generated images, as for a test set
+        manifest.info["generated"] = str(path / generated[0])
+    return manifest
 
 
 def read_real(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
