@@ -633,6 +633,8 @@ add("attribute-runs-dir-file", *ACNN, "--runs-dir", "{afile}", says=("--runs-dir
 add("attribute-runs-dir-under-file", *ACNN, "--runs-dir", "{afile}/r", says=("--runs-dir", "is a file"))
 add("attribute-runs-dir-read-only", *ACNN, "--runs-dir", "{ro}/r", says=("--runs-dir", "read-only"),
     marks=[pytest.mark.skipif(IS_ROOT, reason="root writes to read-only folders")])
+add("attribute-out-over-input-image", "attribute", "{real}", "--train", "{ds}", "--out", "{real}/r001.png",
+    says=("--out", "would overwrite the input"))
 add("attribute-model-unknown", *ACNN, "--model", "resnet19", says=("--model", "unknown model 'resnet19'"))
 add("attribute-fusion-model-unknown", *A, "--method", "fusion", "--model", "resnet19",
     says=("--model", "unknown model 'resnet19'"))

@@ -16,6 +16,7 @@ from ganfp.cli.options import (
     ImageSizeOpt,
     JsonOpt,
     SeedOpt,
+    check_outputs,
     in_range,
 )
 
@@ -117,9 +118,8 @@ def attribute(
     from ganfp.attribution.run import attribute as run_attribute
     from ganfp.attribution.run import cluster as run_cluster
     from ganfp.errors import InputError, weights_hint
-    from ganfp.fileio import check_writable
 
-    check_writable(out, "--out")
+    check_outputs({"--out": out}, (images, train))
     common = dict(out=out, image_size=image_size, seed=seed, device=device, batch_size=batch_size, data_root=data_root)
     if clusters is not None:
         if train is not None or use_real:
