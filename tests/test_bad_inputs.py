@@ -523,6 +523,8 @@ add("eval-report-over-preds", *E, "{scores}", "{labels}", "--report", "{scores}"
     says=("--report", "would overwrite the input"))
 add("eval-plot-same-as-report", *E, "{scores}", "{labels}", "--plot", "{out}/x.html", "--report", "{out}/x.html",
     "--real", "{real}", says=("--report", "the same file as --plot"))
+add("eval-report-checkpoint-no-runs", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{real}",
+    "--features", "checkpoint", says=("no finished chain run", "$GANFP_RUNS"))
 add("eval-extra-argument", *E, "{official}", "{labels}", "more", says="more")
 add("eval-unknown-option", *E, "{official}", "{labels}", "--frobnicate", says="--frobnicate")
 

@@ -144,12 +144,15 @@ def evaluation_report(path, evaluation, real_spec: str, features: str, generated
 
     Neighbours are computed in `features` at DISPLAY_SIZE px (evaluate does not know the scoring size).
     """
+    from ganfp.checkpoint import resolve_checkpoint
     from ganfp.data.adapters import load_manifest
-    from ganfp.data.adapters.folder import folder_manifest
+    from ganfp.data.generated import generated_manifest
     from ganfp.device import resolve_device
 
     space = parse_features(features)
-    setup = ScoringSetup(None, resolve_device("auto"), data_root=data_root)
+    checkpoint = (resolve_checkpoint(None, instead="or set $GANFP_RUNS to the folder of your chain runs")
+                  if space.label == "checkpoint" else None)  # evaluate has no --checkpoint to name
+    setup = ScoringSetup(None, resolve_device("auto"), data_root=data_root, checkpoint=checkpoint)
     real = load_manifest(real_spec, data_root)
     by_id = {it.id: it for it in real.items}
     missing = [i for i in evaluation.ids if i not in by_id]
@@ -161,7 +164,7 @@ def evaluation_report(path, evaluation, real_spec: str, features: str, generated
     summary = {"predictions": evaluation.preds, "labels": evaluation.labels, "decision": evaluation.decision,
                "features": space.label if gen_dir else None, "images": evaluation.n,
                **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1", "roc_auc")}}
-    return classify_report(path, real, folder_manifest(gen_dir) if gen_dir else None, setup, space, scores,
+    return classify_report(path, real, generated_manifest(gen_dir) if gen_dir else None, setup, space, scores,
                            evaluation.y_pred, summary, rows, truth=evaluation.y_true)
 
 
