@@ -50,8 +50,8 @@ def folder_manifest(path: str | Path, classes: list[str] | None = None, name: st
 
 def _refuse_mixed(root: Path, flat: list[Path], subdirs: list[Path]) -> None:
     """Loose images beside sub-folders of images: reading either alone would silently drop the other."""
-    with_images = [d.name for d in subdirs if image_files(d)]
-    if flat and with_images:
+    with_images = [d.name for d in subdirs if image_files(d)] if flat else []
+    if with_images:
         raise InputError(f"{root}: holds both images ({flat[0].name}, ...) and sub-folders of images "
                          f"({', '.join(with_images[:3])}); keep the images of one set in one layout: all loose, "
                          "or one sub-folder per class")
