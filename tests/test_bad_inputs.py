@@ -525,6 +525,11 @@ add("eval-plot-same-as-report", *E, "{scores}", "{labels}", "--plot", "{out}/x.h
     "--real", "{real}", says=("--report", "the same file as --plot"))
 add("eval-report-checkpoint-no-runs", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{real}",
     "--features", "checkpoint", says=("no finished chain run", "$GANFP_RUNS"))
+add("eval-report-over-an-image", *E, "{scores}", "{labels}", "--report", "{gen}/g000.png", "--real", "{real}",
+    says=("--report", "is an image"))
+add("eval-plot-latex-only", *E, "{scores}", "{labels}", "--plot", "{out}/fig.pgf", says=("--plot", ".pgf"))
+add("eval-plot-type-before-report", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{real}",
+    "--plot", "{out}/fig.xyz", says=("--plot", ".xyz"))
 add("eval-extra-argument", *E, "{official}", "{labels}", "more", says="more")
 add("eval-unknown-option", *E, "{official}", "{labels}", "--frobnicate", says="--frobnicate")
 
@@ -558,7 +563,11 @@ add("classify-scores-same-as-out", *KR, "--out", "{out}/s.csv", "--scores", "{ou
     says=("--scores", "the same file as --out"))
 add("classify-report-same-as-scores", *KR, "--out", "{out}/s.csv", "--scores", "{out}/t.csv", "--report",
     "{out}/t.csv", says=("--report", "the same file as --scores"))
-add("classify-out-over-input-image", *KR, "--out", "{real}/r000.png", says=("--out", "would overwrite the input"))
+add("classify-out-over-input-image", *KR, "--out", "{real}/r000.png", says=("--out", "is an image"))
+add("eval-plot-over-input-image", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{real}",
+    "--plot", "{real}/r000.png", says=("--plot", "would overwrite the input"))
+add("classify-spec-out-over-an-image", *K, "demo:gans-test", "--out", "{gen}/g001.png", demo=True,
+    says=("--out", "is an image"))
 add("classify-out-over-ids", *KR, "--out", "{ids_short}", "--ids", "{ids_short}", says="would overwrite the input")
 for _window in ("nan,100", "inf,1", "40,inf"):
     add(f"classify-window-{_window}", *KR, "--out", "{out}/s.csv", "--window", _window, says=("--window", "finite"))
@@ -636,7 +645,7 @@ add("attribute-runs-dir-under-file", *ACNN, "--runs-dir", "{afile}/r", says=("--
 add("attribute-runs-dir-read-only", *ACNN, "--runs-dir", "{ro}/r", says=("--runs-dir", "read-only"),
     marks=[pytest.mark.skipif(IS_ROOT, reason="root writes to read-only folders")])
 add("attribute-out-over-input-image", "attribute", "{real}", "--train", "{ds}", "--out", "{real}/r001.png",
-    says=("--out", "would overwrite the input"))
+    says=("--out", "is an image"))
 add("attribute-model-unknown", *ACNN, "--model", "resnet19", says=("--model", "unknown model 'resnet19'"))
 add("attribute-fusion-model-unknown", *A, "--method", "fusion", "--model", "resnet19",
     says=("--model", "unknown model 'resnet19'"))

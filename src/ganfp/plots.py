@@ -17,21 +17,26 @@ from ganfp.fileio import atomic_path
 MISSING = "--plot needs matplotlib, which is not installed: pip install 'ganfp[plots]'"
 
 
-def require_matplotlib() -> None:
-    """Fail early, before any work, when the extra is absent."""
+NEEDS_LATEX = {"pgf"}  # matplotlib draws these through a TeX install ganfp does not require
+
+
+def require_matplotlib(out_path: str | Path | None = None) -> None:
+    """Fail early, before any work, when the extra is absent or cannot draw `out_path`'s file type."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         raise InputError(MISSING) from None
+    if out_path is not None:
+        _check_suffix(Path(out_path))
 
 
 def _check_suffix(out_path: Path) -> str:
     from matplotlib.backend_bases import FigureCanvasBase
 
     kind = out_path.suffix.lower().lstrip(".")
-    supported = FigureCanvasBase.get_supported_filetypes()
+    supported = set(FigureCanvasBase.get_supported_filetypes()) - NEEDS_LATEX
     if kind not in supported:
-        raise InputError(f"{out_path}: cannot draw a .{kind or '?'} file; use one of: "
+        raise InputError(f"--plot {out_path}: cannot draw a .{kind or '?'} file; use one of: "
                          f"{', '.join(sorted('.' + k for k in supported))}")
     return kind
 

@@ -117,7 +117,7 @@ def evaluate(
     if plot is not None:
         from ganfp.plots import require_matplotlib
 
-        require_matplotlib()
+        require_matplotlib(plot)
     if html_report is not None:
         from ganfp.report import require_matplotlib as report_needs
 

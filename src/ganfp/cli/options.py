@@ -58,11 +58,13 @@ def _data_root(value: Optional[str]) -> Optional[str]:
 
 
 def check_outputs(outputs: dict[str, Optional[str | os.PathLike]],
-                  inputs: tuple[Optional[str | os.PathLike], ...]) -> None:
-    """Every output writable, none the same file as another, none an input file or an image in an input folder.
+                  inputs: tuple[Optional[str | os.PathLike], ...], draws: str = "--plot") -> None:
+    """Every output writable, none the same file as another, none an input file or an image in an input folder,
+    and none but the figure (`draws`) an existing image: a CSV or report never goes over one.
 
     Run before any work: `--out s.csv --scores s.csv` would leave only the scores, and `--out real/x.png`
-    would overwrite an image the command reads, both after the run had "succeeded".
+    would overwrite an image the command reads, both after the run had "succeeded". The last rule
+    covers inputs given as dataset specs (`demo:gans-test`), whose folders are not paths here.
     """
     from pathlib import Path
 
@@ -79,6 +81,8 @@ def check_outputs(outputs: dict[str, Optional[str | os.PathLike]],
         if target in seen:
             raise InputError(f"{option} {path}: the same file as {seen[target]}; give each output its own path")
         seen[target] = option
+        if option != draws and target.is_file() and is_image_file(target):
+            raise InputError(f"{option} {path}: is an image; write the {option} file elsewhere")
         for source in given:
             if target == source or (source.is_dir() and source in target.parents and target.exists()
                                     and is_image_file(target)):
