@@ -311,3 +311,20 @@ def test_imageclef_2025_archive_attributes_with_its_own_training_folders(tmp_pat
     result = attribute(cfg)
     assert result.train_counts == {cls: 9 for cls in CLASSES}
     assert dict(zip(result.ids, result.predicted)) == truth
+
+
+def test_evaluate_names_the_real_problem_of_an_attribution_file(tmp_path, run_cli):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\ng1,A\ng2,A\ng3,B\ng4,B\n")
+    duplicated = tmp_path / "dup.csv"
+    duplicated.write_text("image_path,predicted_class\na/g1.png,A\nb/g1.png,B\n")
+    code, _, err = run_cli("evaluate", duplicated, labels)
+    assert code == 2 and "dup.csv" in err and "more than once" in err, err  # not "labels.csv: 'A' is not 0 or 1"
+    numbered = tmp_path / "numbered.csv"
+    numbered.write_text("id,label\ng1,1\ng2,1\ng3,2\ng4,2\n")  # classes named by numbers read as membership
+    all_one = tmp_path / "all_one.csv"
+    all_one.write_text("image_path,predicted_class\n" + "".join(f"x/g{i}.png,1\n" for i in range(1, 5)))
+    code, _, err = run_cli("evaluate", all_one, numbered)
+    assert code == 2 and "--task attribution" in err, err
+    code, out, err = run_cli("evaluate", all_one, numbered, "--task", "attribution", "--json")
+    assert code == 0 and json.loads(out)["task"] == "attribution", err

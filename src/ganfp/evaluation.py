@@ -129,7 +129,9 @@ TASKS = ("auto", "membership", "attribution", "clustering")
 def detect_task(preds_path, labels_path) -> str:
     """clustering (a `cluster` column in the predictions), attribution (class names on both sides) or membership.
 
-    A file with 0/1 values or scores on either side is membership, whose reader names any problem.
+    A file with 0/1 values or scores on either side is membership, whose reader names any problem;
+    predictions that cannot be read as classes go by the ground truth alone, so a broken attribution
+    file is reported by the attribution reader, not as ground truth that is not 0 or 1.
     """
     from ganfp.attribution.files import CLUSTER_WORDS, SCORE_WORDS, read_class_table
     from ganfp.submission import read_lines
@@ -140,10 +142,13 @@ def detect_task(preds_path, labels_path) -> str:
         return "clustering"
     if header.intersection(SCORE_WORDS):
         return "membership"
-    try:
-        values = [set(read_class_table(path).values) for path in (preds_path, labels_path)]
-    except InputError:
-        return "membership"
+    values = []
+    for path in (labels_path, preds_path):
+        try:
+            values.append(set(read_class_table(path).values))
+        except InputError:
+            if path == labels_path:
+                return "membership"  # e.g. the official format
     return "membership" if any(v <= {"0", "1"} for v in values) else "attribution"
 
 

@@ -247,7 +247,8 @@ def _read_headered(path, lines: list[str], columns: dict[str, int]) -> Predictio
         if label_col:
             token = row[columns[label_col]].strip()
             if token not in ("0", "1"):
-                raise InputError(f"{path}:{n}: label {token!r} is not 0 or 1 (0 = not used, 1 = used)")
+                raise InputError(f"{path}:{n}: label {token!r} is not 0 or 1 (0 = not used, 1 = used; classes "
+                                 "named by numbers: evaluate --task attribution)")
             labels.append(int(token))
         if score_col:
             token = row[columns[score_col]].strip()
