@@ -245,6 +245,26 @@ def test_demo_is_built_by_the_demo_builder_and_rebuilt_on_force(tmp_path, monkey
     (root / "demo" / "stale.txt").write_text("x")
     fetch_dataset("demo", root, force=True, seed=4)
     assert builds == [3, 4] and not (root / "demo" / "stale.txt").exists()
+    fetch_dataset("demo", root)  # no seed: the ready demo of seed 4 is kept, not rebuilt with seed 0
+    assert builds == [3, 4]
+
+
+def test_cli_fetch_demo_without_seed_keeps_a_ready_demo(tmp_path, run_cli, monkeypatch):
+    from ganfp.fileio import write_json
+
+    builds = []
+
+    def build_demo(target, seed=0):
+        builds.append(seed)
+        write_json(Path(target) / "meta.json", {"status": "ready", "seed": seed, "counts": {}, "version": 1})
+
+    monkeypatch.setitem(sys.modules, "ganfp.data.demo", types.SimpleNamespace(build_demo=build_demo, DEMO_VERSION=1))
+    root = str(tmp_path / "data")
+    assert run_cli("fetch-data", "demo", "--seed", "5", "--data-root", root)[0] == 0
+    code, out, err = run_cli("fetch-data", "demo", "--data-root", root, "--json")
+    assert code == 0 and json.loads(out)["already_ready"] is True, err
+    assert run_cli("fetch-data", "demo", "--seed", "6", "--data-root", root)[0] == 0
+    assert builds == [5, 6]
 
 
 def test_cli_fetch_list_and_errors(tmp_path, run_cli, monkeypatch):

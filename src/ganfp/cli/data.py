@@ -40,9 +40,12 @@ def fetch_data(
     ),
     list_: bool = typer.Option(False, "--list", help="List the datasets and their status on this machine."),
     json_: JsonOpt = False,
-    seed: SeedOpt = 0,
+    seed: SeedOpt = None,
 ) -> None:
-    """Download or import a dataset, verify it, and install it in the data folder."""
+    """Download or import a dataset, verify it, and install it in the data folder.
+
+    The demo is built with --seed (default 0); without --seed a ready demo of any seed is kept.
+    """
     from ganfp.errors import InputError
     from ganfp.fetch import dataset_status, fetch_dataset, list_datasets, read_meta
     from ganfp.paths import data_root as resolve_root
@@ -58,8 +61,10 @@ def fetch_data(
         return
     if not name:
         raise InputError("name a dataset to fetch (ganfp fetch-data NAME), or list them: ganfp fetch-data --list")
+    from ganfp.data.adapters.demo import demo_ready  # here: --list and --help import nothing heavy
+
     started = time.perf_counter()
-    was_ready = dataset_status(name, root) == "ready" if name != "demo" else False
+    was_ready = demo_ready(root, seed) if name == "demo" else dataset_status(name, root) == "ready"
     with ui.progress(transient=True) as progress:
         path = fetch_dataset(name, root, source=from_ or None, force=force, progress=progress, via=via, add=add,
                              link=link, seed=seed)

@@ -39,14 +39,15 @@ def fetch_dataset(
     via: str | None = None,
     add: bool = False,
     link: bool = False,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> Path:
     """Make `<data_root>/<name>` ready and return it.
 
     `source`: local archive(s) or folder(s) to import instead of downloading. `force`: fetch again
     even when ready. `add`: import `source` on top of a ready copy (ImageCLEF's test set arrives
     after the development set). `link`: hard-link files of a local folder instead of copying.
-    `via`: a download route other than the first (e.g. "kaggle").
+    `via`: a download route other than the first (e.g. "kaggle"). `seed`: the demo's draw (None: keep a
+    ready demo of any seed, else build seed 0).
     """
     info = get_info(name)
     sources = [] if source is None else [source] if isinstance(source, (str, os.PathLike)) else list(source)
@@ -81,7 +82,7 @@ def fetch_dataset(
     return folder
 
 
-def _fetch_demo(root: Path, force: bool, seed: int) -> Path:
+def _fetch_demo(root: Path, force: bool, seed: int | None) -> Path:
     from ganfp.data.adapters.demo import ensure_demo
 
     return ensure_demo(root, seed=seed, force=force)
