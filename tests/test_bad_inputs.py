@@ -514,7 +514,9 @@ add("eval-used-fraction-rounds-to-all", *E, "{scores}", "{labels}", "--used-frac
 add("eval-threshold-nan", *E, "{scores}", "{labels}", "--threshold", "nan", says="--threshold")
 add("eval-threshold-inf", *E, "{scores}", "{labels}", "--threshold", "inf", says="--threshold")
 add("eval-threshold-on-labels", *E, "{official}", "{labels}", "--threshold", "0.5", says="needs scores")
-add("eval-both-rules", *E, "{scores}", "{labels}", "--threshold", "0.5", "--used-fraction", "0.5", says="not both")
+add("eval-both-rules", *E, "{scores}", "{labels}", "--threshold", "0.5", "--used-fraction", "0.5",
+    says=("--used-fraction", "--threshold", "not both"))
+add("eval-real-without-report", *E, "{scores}", "{labels}", "--real", "{real}", says=("--real", "--report"))
 add("eval-plot-under-file", *E, "{scores}", "{labels}", "--plot", "{afile}/fig.png", says=("--plot", "is a file"))
 add("eval-plot-folder", *E, "{scores}", "{labels}", "--plot", "{empty}", says=("--plot", "is a folder"))
 add("eval-plot-read-only", *E, "{scores}", "{labels}", "--plot", "{ro}/fig.png", says="read-only",

@@ -113,6 +113,10 @@ def evaluate(
             _print_classes(report, CLUSTER_METRICS, "Images per cluster", report.contingency,
                            [f"cluster {c}" for c in report.clusters])
         return
+    if used_fraction is not None and threshold is not None:
+        raise InputError("give --used-fraction or --threshold, not both")
+    if html_report is None and (real is not None or generated is not None or features is not None):
+        raise InputError("--real, --generated and --features describe the --report: give --report too")
     check_outputs({"--plot": plot, "--report": html_report}, (preds, labels, real, generated))
     if plot is not None:
         from ganfp.plots import require_matplotlib
