@@ -102,13 +102,19 @@ def test_editions_are_separate_datasets(tmp_path):
         load_manifest("imageclef-gans-2023:dev", root)
 
 
-def test_two_dev_sets_in_one_dataset_are_ambiguous(tmp_path):
+def test_two_dev_sets_in_one_dataset_are_refused_at_fetch_time(tmp_path):
     make_gans_dev(tmp_path / "src" / "one")
     make_gans_dev(tmp_path / "src" / "two")
     root = tmp_path / "data"
-    fetch_dataset("imageclef-gans-2023", root, source=tmp_path / "src")
-    with pytest.raises(InputError, match="several dev sets found"):
-        load_manifest("imageclef-gans-2023:dev", root)
+    with pytest.raises(InputError, match=r"several dev sets found \(one, two\)"):
+        fetch_dataset("imageclef-gans-2023", root, source=tmp_path / "src")
+    assert not (root / "imageclef-gans-2023").exists()
+    make_gans_dev(tmp_path / "first" / "one")
+    make_gans_dev(tmp_path / "second" / "two")
+    fetch_dataset("imageclef-gans-2023", root, source=tmp_path / "first")
+    with pytest.raises(InputError, match="several dev sets found"):  # added later: refused, the ready copy kept
+        fetch_dataset("imageclef-gans-2023", root, source=tmp_path / "second", add=True)
+    assert len(load_manifest("imageclef-gans-2023:dev", root)) == 8
 
 
 def test_unknown_layout_and_part_are_input_errors(tmp_path):

@@ -207,6 +207,10 @@ def describe(folder: Path, where: str) -> dict:
         found.setdefault("test", []).append({"folder": _rel(test, folder), "index": index, "images": len(image_files(test))})
     for parent in find_attribution(folder):
         found.setdefault("attribution", []).append({"folder": _rel(parent, folder)})
+    for part in ("dev", "attribution"):  # ambiguous for every later load: refused now, not at first use
+        if len(found.get(part, [])) > 1:
+            names = ", ".join(f["folder"] for f in found[part])
+            raise InputError(f"{where}: several {part} sets found ({names}); keep one edition per dataset name")
     if not found:
         dirs = [_rel(d, folder) for d in _dirs(folder)[1:9]]
         raise InputError(
