@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -75,6 +76,18 @@ def test_test_set_added_after_the_dev_set(tmp_path):
     assert load_manifest("imageclef-gans-2023:dev", root).class_counts() == {"not_used": 4, "used": 4}
     meta = read_meta(root / "imageclef-gans-2023")
     assert len(meta["source"]) == 2 and set(meta["layout"]) == {"dev", "test"}
+
+
+def test_fetch_reports_the_image_counts_of_each_part(tmp_path, run_cli):
+    make_gans_dev(tmp_path / "dev")
+    root = str(tmp_path / "data")
+    code, out, err = run_cli("fetch-data", "imageclef-gans-2023", "--from", tmp_path / "dev", "--data-root", root, "--json")
+    assert code == 0, err
+    counts = json.loads(out)["counts"]
+    assert list(counts) == ["dev ."] and counts["dev ."]["used"] == 4 and counts["dev ."]["not_used"] == 4
+    code, _, err = run_cli("fetch-data", "imageclef-gans-2023", "--from", tmp_path / "dev", "--data-root", root,
+                           "--force")
+    assert code == 0 and "dev .: 4 used, 4 not_used, 6 generated" in err, err
 
 
 def test_2025_attribution_layout(tmp_path):

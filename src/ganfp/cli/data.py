@@ -79,9 +79,17 @@ def fetch_data(
         ui.info(f"{name} ready in {path}{_summary(counts)}")
 
 
+IMAGE_COUNTS = ("used", "not_used", "generated", "images")  # what an ImageCLEF part's layout counts
+
+
 def _counts(meta: dict | None) -> dict:
-    """Images per folder (per version of a versioned dataset), as the dataset's meta.json records them."""
-    return ((meta or {}).get("layout") or meta or {}).get("counts") or {}  # the demo keeps its counts at the top
+    """Images per folder (per version of a versioned dataset, per part of an ImageCLEF set), from its meta.json."""
+    layout = (meta or {}).get("layout") or meta or {}  # the demo keeps its counts at the top
+    if "counts" in layout:
+        return layout["counts"] or {}
+    parts = {f"{part} {entry['folder'] or '.'}": {k: entry[k] for k in IMAGE_COUNTS if k in entry}
+             for part in ("dev", "test") for entry in layout.get(part, [])}
+    return {name: per for name, per in parts.items() if per}
 
 
 def _summary(counts: dict) -> str:
