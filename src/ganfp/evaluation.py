@@ -142,13 +142,14 @@ def detect_task(preds_path, labels_path) -> str:
         return "clustering"
     if header.intersection(SCORE_WORDS):
         return "membership"
-    values = []
-    for path in (labels_path, preds_path):
-        try:
-            values.append(set(read_class_table(path).values))
-        except InputError:
-            if path == labels_path:
-                return "membership"  # e.g. the official format
+    try:
+        values = [set(read_class_table(labels_path).values)]
+    except InputError:
+        return "membership"  # e.g. the official format
+    try:
+        values.append(set(read_class_table(preds_path).values))
+    except InputError:
+        pass  # the ground truth decides; the predictions' own reader then names their problem
     return "membership" if any(v <= {"0", "1"} for v in values) else "attribution"
 
 
