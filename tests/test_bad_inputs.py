@@ -32,10 +32,6 @@ from PIL import Image
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
-# Case ids that fail for a reason outside this branch's files, marked xfail (strict=False) until fixed.
-# All four print the trainer's progress line ("N images, decoding once at ...") before the one-line
-# error: train.py announces the decoding before the data (or the starting point) is known to be good.
-
 
 # ----------------------------------------------------------------------------------------------- inputs
 
