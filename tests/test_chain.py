@@ -179,3 +179,11 @@ def test_paper_chain_runs_all_four_stages_on_real_layout_fixtures(tmp_path, run_
     rows = json.loads(out)
     assert [r["dataset"] for r in rows] == ["casia", "covid-ctset", "imageclef-gans-2023:dev", "imageclef-gans-2023:test"]
     assert all(r["status"] == "trained" for r in rows)
+
+
+def test_the_demo_chain_trains_without_warning_against_its_own_settings(tmp_path, run_cli, demo_root):
+    """The README's main job: every stage's batch gives the trainer enough SGD steps an epoch to learn."""
+    code, out, err = run_cli("chain", "--model", "conv5", "--chain", "demo", "--epochs", "1", "--image-size", "32",
+                             "--runs-dir", tmp_path / "runs", "--data-root", demo_root, "--json")
+    assert code == 0, err
+    assert {r["stage"]: r["warnings"] for r in json.loads(out)} == dict.fromkeys(["casia", "covid", "gans-dev", "gans-test"], [])
