@@ -112,6 +112,43 @@ def test_killed_fetch_leaves_partial_and_the_next_run_completes(tmp_path):
     assert dataset_status("casia", root) == "ready" and not list(root.glob(".tmp-*"))
 
 
+DEMO_KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import ganfp.data.demo as demo
+    def slow(*args, **kwargs):
+        Path(sys.argv[2]).write_text("building")
+        time.sleep(60)
+    demo.build_casia = slow
+    from ganfp.fetch import fetch_dataset
+    fetch_dataset("demo", sys.argv[1])
+    """
+)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL semantics")
+def test_killed_demo_build_lists_as_partial(tmp_path, run_cli):
+    """The demo is built in `.demo.tmp-PID`, not a fetch's staging folder: a killed build is partial, not absent."""
+    root, flag = tmp_path / "data", tmp_path / "flag"
+    proc = subprocess.Popen([sys.executable, "-c", DEMO_KILL_SCRIPT, str(root), str(flag)], cwd=ROOT)
+    try:
+        deadline = time.time() + 60
+        while not flag.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert flag.exists(), "the demo build never started"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    (build,) = root.glob(".demo.tmp-*")
+    assert not (root / "demo").exists()
+    assert dataset_status("demo", root) == "partial"
+    code, out, err = run_cli("fetch-data", "--list", "--json", "--data-root", str(root))
+    assert code == 0 and {r["name"]: r["status"] for r in json.loads(out)["datasets"]}["demo"] == "partial", err
+    build.rename(root / build.name.replace(".tmp-", ".old-"))  # as if killed after setting a ready copy aside
+    assert dataset_status("demo", root) == "partial"
+
+
 def test_ready_is_kept_unless_forced_and_a_failed_force_keeps_the_old_copy(tmp_path):
     root, archive = tmp_path / "data", _casia_zip(tmp_path)
     fetch_dataset("casia", root, source=archive)
