@@ -352,7 +352,6 @@ add("fetch-seed-word", *F, "demo", "--seed", "x", says="--seed")
 add("fetch-seed-float", *F, "demo", "--seed", "1.5", says="--seed")
 add("fetch-data-root-file", *F, "demo", "--data-root", "{afile}", says=("data root", "is a file"))
 add("fetch-data-root-under-file", *F, "demo", "--data-root", "{afile}/sub", says=("data root", "is a file"))
-add("fetch-list-data-root-file", *F, "--list", "--data-root", "{afile}", says="is a file")
 add("fetch-demo-from", *F, "demo", "--from", "{real}", "--data-root", "{out}/data", says="--from")
 add("fetch-demo-via", *F, "demo", "--via", "kaggle", "--data-root", "{out}/data", says="--via")
 add("fetch-manual-no-route", *IC, says="cannot be downloaded")
@@ -660,6 +659,15 @@ add("attribute-checkpoint-no-runs", *A, "--features", "checkpoint", "--runs-dir"
     says=("no finished chain run", "--runs-dir"))
 add("attribute-features-offline", *A, "--features", "resnet18", code=1, patch=offline_imagenet,
     says=("resnet18", "not cached", "--features checkpoint"))
+
+# harden-fetch: options that would be ignored, inputs named by their option ------------------------------
+add("fetch-demo-link", *F, "demo", "--link", "--data-root", "{out}/data", says=("demo", "--link"))
+add("fetch-demo-add", *F, "demo", "--add", "--data-root", "{out}/data", says=("demo", "--add"))
+add("fetch-link-download-route", *F, "covid-ctset", "--link", "--data-root", "{out}/data",
+    says=("--link", "no --from"))
+add("fetch-link-archive", *IC, "--from", "{empty_zip}", "--link", says=("--link", "empty.zip", "not a folder"))
+add("fetch-from-missing-names-from", *IC, "--from", "{missing}", says=("--from", "missing", "no such file"))
+add("fetch-seed-not-demo", *F, "casia", "--seed", "1", "--data-root", "{out}/data", says=("--seed", "casia"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

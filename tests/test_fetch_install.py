@@ -189,6 +189,30 @@ def test_folder_import_copies_or_hard_links(tmp_path):
         fetch_dataset("imageclef-gans-2023", src / "inner", source=src, force=True)
 
 
+def test_link_with_a_folder_and_an_archive_links_the_folder(tmp_path):
+    """--link needs one --from FOLDER; the archives beside it are unpacked as usual."""
+    src, extra = tmp_path / "src", tmp_path / "extra.zip"
+    make_gans_dev(src)
+    with zipfile.ZipFile(extra, "w") as zf:
+        zf.writestr("notes.txt", "x")
+    root = tmp_path / "data"
+    fetch_dataset("imageclef-gans-2023", root, source=[src, extra], link=True)
+    linked = root / "imageclef-gans-2023" / "used" / "used_0001.png"
+    assert os.path.samefile(src / "used" / "used_0001.png", linked)
+    assert (root / "imageclef-gans-2023" / "notes.txt").read_text() == "x"
+
+
+def test_options_that_would_change_nothing_are_refused_before_any_work(tmp_path):
+    root = tmp_path / "data"
+    for kwargs, words in (({"link": True}, "--link"), ({"seed": 2}, "--seed"),
+                          ({"source": tmp_path / "x.zip"}, "--from")):
+        with pytest.raises(InputError, match=words):
+            fetch_dataset("covid-ctset", root, **kwargs)
+    with pytest.raises(InputError, match="--link"):
+        fetch_dataset("demo", root, link=True)
+    assert not root.exists()
+
+
 def test_nested_archives_are_unpacked(tmp_path):
     inner = tmp_path / "inner"
     make_gans_dev(inner)
