@@ -352,6 +352,7 @@ add("fetch-seed-word", *F, "demo", "--seed", "x", says="--seed")
 add("fetch-seed-float", *F, "demo", "--seed", "1.5", says="--seed")
 add("fetch-data-root-file", *F, "demo", "--data-root", "{afile}", says=("data root", "is a file"))
 add("fetch-data-root-under-file", *F, "demo", "--data-root", "{afile}/sub", says=("data root", "is a file"))
+add("fetch-list-data-root-file", *F, "--list", "--data-root", "{afile}", says="is a file")
 add("fetch-demo-from", *F, "demo", "--from", "{real}", "--data-root", "{out}/data", says="--from")
 add("fetch-demo-via", *F, "demo", "--via", "kaggle", "--data-root", "{out}/data", says="--via")
 add("fetch-manual-no-route", *IC, says="cannot be downloaded")
@@ -668,6 +669,10 @@ add("fetch-link-download-route", *F, "covid-ctset", "--link", "--data-root", "{o
 add("fetch-link-archive", *IC, "--from", "{empty_zip}", "--link", says=("--link", "empty.zip", "not a folder"))
 add("fetch-from-missing-names-from", *IC, "--from", "{missing}", says=("--from", "missing", "no such file"))
 add("fetch-seed-not-demo", *F, "casia", "--seed", "1", "--data-root", "{out}/data", says=("--seed", "casia"))
+add("fetch-list-unknown-name", *F, "--list", "nope", "--data-root", "{out}/data", says="unknown dataset 'nope'")
+add("fetch-list-with-from", *F, "--list", "--from", "{real}", "--data-root", "{out}/data", says=("--list", "--from"))
+add("fetch-list-with-force", *F, "--list", "demo", "--force", "--data-root", "{out}/data", says=("--list", "--force"))
+add("fetch-list-with-seed", *F, "--list", "--seed", "3", "--data-root", "{out}/data", says=("--list", "--seed"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

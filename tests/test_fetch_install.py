@@ -349,6 +349,14 @@ def test_cli_fetch_list_and_errors(tmp_path, run_cli, monkeypatch):
     assert code == 0 and "already ready" in err
 
 
+def test_cli_fetch_list_name_shows_that_dataset_only(tmp_path, run_cli):
+    code, out, err = run_cli("fetch-data", "--list", "casia", "--json", "--data-root", str(tmp_path))
+    assert code == 0, err
+    assert [r["name"] for r in json.loads(out)["datasets"]] == ["casia"]
+    code, out, err = run_cli("fetch-data", "--list", "demo", "--data-root", str(tmp_path))
+    assert code == 0 and "demo" in out and "casia" not in out, err
+
+
 def test_cli_fetch_json_describes_the_result(tmp_path, run_cli, monkeypatch):
     """`fetch-data NAME --json` prints one JSON object on stdout, from an import and from the demo builder."""
     from ganfp.fileio import write_json
