@@ -673,6 +673,22 @@ add("fetch-list-unknown-name", *F, "--list", "nope", "--data-root", "{out}/data"
 add("fetch-list-with-from", *F, "--list", "--from", "{real}", "--data-root", "{out}/data", says=("--list", "--from"))
 add("fetch-list-with-force", *F, "--list", "demo", "--force", "--data-root", "{out}/data", says=("--list", "--force"))
 add("fetch-list-with-seed", *F, "--list", "--seed", "3", "--data-root", "{out}/data", says=("--list", "--seed"))
+add("classify-generated-missing-names-option", *K, "{real}", "--generated", "{missing}", "--out", "{out}/s.csv",
+    says=("--generated", "missing", "not found"))
+add("classify-generated-file-names-option", *K, "{real}", "--generated", "{afile}", "--out", "{out}/s.csv",
+    says=("--generated", "afile", "is a file"))
+add("classify-generated-empty-names-option", *K, "{real}", "--generated", "{empty}", "--out", "{out}/s.csv",
+    says=("--generated", "empty", "no images"))
+add("classify-generated-unreadable-names-option", *K, "{real}", "--generated", "{unreadable}", "--out",
+    "{out}/s.csv", says=("--generated", "unreadable", "cannot read"), patch=unreadable("unreadable"))
+add("classify-calibrate-no-generated-names-option", *KR, "--out", "{out}/s.csv", "--calibrate", "{dev_no_gen}",
+    says=("--calibrate", "dev_no_gen", "generated"))
+add("eval-report-generated-missing", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{real}",
+    "--generated", "{missing}", says=("--generated", "missing", "not found"))
+add("eval-report-real-missing", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{missing}",
+    says=("--real", "missing"))
+add("eval-report-real-empty", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{empty}",
+    says=("--real", "empty", "no images"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

@@ -153,19 +153,24 @@ def evaluation_report(path, evaluation, real_spec: str, features: str, generated
     checkpoint = (resolve_checkpoint(None, instead="or set $GANFP_RUNS to the folder of your chain runs")
                   if space.label == "checkpoint" else None)  # evaluate has no --checkpoint to name
     setup = ScoringSetup(None, resolve_device("auto"), data_root=data_root, checkpoint=checkpoint)
-    real = load_manifest(real_spec, data_root)
+    gen = generated_manifest(generated, option="--generated") if generated else None  # a typo fails first
+    try:
+        real = load_manifest(real_spec, data_root)
+    except InputError as exc:  # evaluate reads several files: say which option this one came from
+        raise InputError(f"--real {exc}") from None
     by_id = {it.id: it for it in real.items}
     missing = [i for i in evaluation.ids if i not in by_id]
     if missing:
         raise InputError(f"--real {real_spec}: {len(missing)} labelled ids have no image (e.g. {missing[0]})")
     real = replace(real, items=[by_id[i] for i in evaluation.ids])
-    gen_dir = generated or real.info.get("generated")
+    if gen is None and real.info.get("generated"):  # the dataset spec's own generated images
+        gen = generated_manifest(real.info["generated"])
     scores = evaluation.scores if evaluation.scores is not None else evaluation.y_pred.astype(np.float64)
     summary = {"predictions": evaluation.preds, "labels": evaluation.labels, "decision": evaluation.decision,
-               "features": space.label if gen_dir else None, "images": evaluation.n,
+               "features": space.label if gen is not None else None, "images": evaluation.n,
                **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1", "roc_auc")}}
-    return classify_report(path, real, generated_manifest(gen_dir) if gen_dir else None, setup, space, scores,
-                           evaluation.y_pred, summary, rows, truth=evaluation.y_true)
+    return classify_report(path, real, gen, setup, space, scores, evaluation.y_pred, summary, rows,
+                           truth=evaluation.y_true)
 
 
 def known_truth(manifest: Manifest) -> np.ndarray | None:
