@@ -427,6 +427,24 @@ def _order(inputs: ReportInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return most, least, ranks
 
 
+def _titled(count: int, which: str) -> str:
+    return f"The {which} real image" if count == 1 else f"The {count} {which} real images"
+
+
+def evidence_sections(inputs: ReportInputs, hood: Neighbourhood | None) -> tuple[str, str, str]:
+    """(the first section's title, its rows, the whole contrast section): when --report-n covers every image
+    they are all shown once, most suspicious first, and no empty "least suspicious" section follows."""
+    most, least, ranks = _order(inputs)
+    most_rows = "\n".join(evidence_row(i, ranks[i], inputs, hood) for i in most)
+    if not len(least):
+        n = len(inputs.real_ids)
+        return ("The one real image" if n == 1 else f"All {n} real images, most suspicious first"), most_rows, ""
+    least_rows = "\n".join(evidence_row(i, ranks[i], inputs, hood) for i in least)
+    least_section = (f'<section id="least-suspicious">\n  <h2>{_titled(len(least), "least suspicious")}, for contrast'
+                     f"</h2>\n{least_rows}\n</section>")
+    return _titled(len(most), "most suspicious"), most_rows, least_section
+
+
 def build_report(inputs: ReportInputs) -> tuple[str, dict]:
     """(the HTML page, facts about it: rows, near-duplicates, radius)."""
     n = len(inputs.real_ids)
@@ -434,7 +452,6 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict]:
         raise ValueError("real ids, images, scores and decisions must have one entry per real image")
     cut = inputs.cut if inputs.cut is not None else decision_cut(inputs.scores, inputs.decided)
     hood = inputs.neighbours(inputs.k) if inputs.neighbours is not None else None
-    most, least, ranks = _order(inputs)
     charts, scores_note, extra = _charts(inputs, cut)
     if hood is not None:
         extra["neighbour distances"] = hood.distance
@@ -447,6 +464,7 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict]:
     else:
         near, near_note, near_count, radius = "<p>No generated images were given.</p>", "", 0, None
         evidence_note = "No generated images were given: each row shows the real image and its score."
+    most_title, most_rows, least_section = evidence_sections(inputs, hood)
     page = Template(resources.files("ganfp").joinpath("templates/report.html").read_text(encoding="utf-8"))
     from ganfp import __version__
 
@@ -455,12 +473,11 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict]:
         subtitle=esc(f"{inputs.title + ' - ' if inputs.title else ''}{n} real images; written "
                      f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"),
         summary_rows=summary_rows(inputs.summary, extra), scores_note=esc(scores_note), charts=charts,
-        n_most=len(most), n_least=len(least), evidence_note=evidence_note,
-        most_rows="\n".join(evidence_row(i, ranks[i], inputs, hood) for i in most),
-        least_rows="\n".join(evidence_row(i, ranks[i], inputs, hood) for i in least) or "<p>None.</p>",
+        most_title=most_title, evidence_note=evidence_note, most_rows=most_rows, least_section=least_section,
         near_note=near_note, near_rows=near, version=esc(__version__),
     )
-    return text, {"evidence_rows": len(most) + len(least), "near_duplicates": near_count, "near_radius": radius}
+    rows = min(len(inputs.real_ids), 2 * inputs.rows)
+    return text, {"evidence_rows": rows, "near_duplicates": near_count, "near_radius": radius}
 
 
 def write_report(path, inputs: ReportInputs) -> ReportResult:
