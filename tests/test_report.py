@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -217,3 +218,17 @@ def test_classify_report_with_the_default_report_n_on_a_small_set(run_cli, copie
     text = report.read_text()
     assert parse(report).classes.count("evidence-row") == 12 and "All 12 real images" in text
     assert "The 0 least" not in text and 'id="least-suspicious"' not in text
+
+
+def test_evaluate_report_of_labels_only_draws_no_roc_curve(run_cli, copies):
+    """A predictions file of 0/1 labels has no ROC-AUC in evaluate's table: the report must not show one either
+    (computed from the labels it would be their balanced accuracy under another name)."""
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
+    preds, labels, report = copies / "preds.csv", copies / "labels.csv", copies / "ev.html"
+    labels.write_text("id,label\n" + "".join(f"{i},{int(i.startswith('u'))}\n" for i in ids))
+    preds.write_text("id,label\n" + "".join(f"{i},{int(i in ('u000', 'n000'))}\n" for i in ids))
+    code, out, err = run_cli("evaluate", preds, labels, "--report", report, "--real", copies / "real", "--json")
+    assert code == 0 and json.loads(out)["metrics"]["roc_auc"] is None, err
+    text = report.read_text()
+    assert "ROC-AUC (known labels)" not in text and 'alt="ROC curve"' not in text
+    assert "0/1 labels only" in text and "<th>truly used</th><td>1</td><td>5</td>" in text

@@ -78,6 +78,7 @@ class ReportInputs:
     neighbours: NeighbourFn | None = None  # None: no generated images, rows show the real image only
     truth: np.ndarray | None = None  # 0/1 when the real labels are known
     cut: float | None = None  # the score at which the decision changes; None: midway between used and not used
+    scored: bool = True  # False: `scores` are the 0/1 labels of a predictions file without scores
     rows: int = DEFAULT_ROWS
     k: int = DEFAULT_NEIGHBOURS
     title: str = ""
@@ -116,7 +117,7 @@ def feature_neighbours(setup: ScoringSetup, space: FeatureSpace, real: Manifest,
 
 def classify_report(path, real: Manifest, generated: Manifest | None, setup: ScoringSetup, space: FeatureSpace,
                     scores: np.ndarray, decided: np.ndarray, summary: dict, rows: int = DEFAULT_ROWS,
-                    cut: float | None = None, truth: np.ndarray | None = None) -> ReportResult:
+                    cut: float | None = None, truth: np.ndarray | None = None, scored: bool = True) -> ReportResult:
     """The report of a classify run: images at the scoring size, neighbours in its feature space."""
     size = setup.image_size or DISPLAY_SIZE
     inputs = ReportInputs(
@@ -127,6 +128,7 @@ def classify_report(path, real: Manifest, generated: Manifest | None, setup: Sco
         summary=summary,
         truth=known_truth(real) if truth is None else truth,
         cut=cut,
+        scored=scored,
         rows=rows,
         title=real.name,
     )
@@ -170,7 +172,7 @@ def evaluation_report(path, evaluation, real_spec: str, features: str, generated
                "features": space.label if gen is not None else None, "images": evaluation.n,
                **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1", "roc_auc")}}
     return classify_report(path, real, gen, setup, space, scores, evaluation.y_pred, summary, rows,
-                           truth=evaluation.y_true)
+                           truth=evaluation.y_true, scored=evaluation.scores is not None)
 
 
 def known_truth(manifest: Manifest) -> np.ndarray | None:
@@ -403,18 +405,25 @@ def near_duplicate_rows(inputs: ReportInputs, hood: Neighbourhood) -> tuple[str,
 
 
 def _charts(inputs: ReportInputs, cut: float | None) -> tuple[str, str, dict]:
-    """(chart HTML, note, summary lines) of the score section."""
+    """(chart HTML, note, summary lines) of the score section.
+
+    Predictions of 0/1 labels only get no ROC curve: its AUC would be the labels' balanced accuracy
+    under another name, where `ganfp evaluate` says ROC-AUC needs scores.
+    """
     charts = [f'<img src="{histogram_chart(inputs.scores, cut, inputs.truth)}" alt="score histogram">']
     extra: dict = {}
-    note = "The scores of all real images; the dashed line is where the decision changes."
+    notes = ["The scores of all real images; the dashed line is where the decision changes." if inputs.scored else
+             "The predictions hold 0/1 labels only, drawn as scores of 0 and 1; a ROC curve and ROC-AUC need "
+             "an id,score file."]
     truth = inputs.truth
     if truth is not None and truth.min() != truth.max():
-        uri, auc = roc_chart(inputs.scores, truth, inputs.decided)
-        charts.append(f'<img src="{uri}" alt="ROC curve">')
+        if inputs.scored:
+            uri, auc = roc_chart(inputs.scores, truth, inputs.decided)
+            charts.append(f'<img src="{uri}" alt="ROC curve">')
+            extra["ROC-AUC (known labels)"] = f"{auc:.3f}"
         charts.append(f"<div><b>Against the known labels</b>{confusion_table(truth, inputs.decided)}</div>")
-        extra["ROC-AUC (known labels)"] = f"{auc:.3f}"
-        note += " The real images' labels are known: used and not used are drawn apart."
-    return "\n".join(charts), note, extra
+        notes.append("The real images' labels are known: used and not used are drawn apart.")
+    return "\n".join(charts), " ".join(notes), extra
 
 
 def _order(inputs: ReportInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
