@@ -689,6 +689,10 @@ add("eval-report-real-missing", *E, "{scores}", "{labels}", "--report", "{out}/r
     says=("--real", "missing"))
 add("eval-report-real-empty", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{empty}",
     says=("--real", "empty", "no images"))
+add("attribute-train-missing-names-option", "attribute", "{real}", "--train", "{missing}", "--out", "{out}/a.csv",
+    says=("--train", "missing"))
+add("attribute-train-file-names-option", "attribute", "{real}", "--train", "{labels}", "--out", "{out}/a.csv",
+    says=("--train", "labels.csv"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")
