@@ -657,6 +657,39 @@ add("attribute-checkpoint-no-runs", *A, "--features", "checkpoint", "--runs-dir"
 add("attribute-features-offline", *A, "--features", "resnet18", code=1, patch=offline_imagenet,
     says=("resnet18", "not cached", "--features checkpoint"))
 
+# harden-fetch: options that would be ignored, inputs named by their option ------------------------------
+add("fetch-demo-link", *F, "demo", "--link", "--data-root", "{out}/data", says=("demo", "--link"))
+add("fetch-demo-add", *F, "demo", "--add", "--data-root", "{out}/data", says=("demo", "--add"))
+add("fetch-link-download-route", *F, "covid-ctset", "--link", "--data-root", "{out}/data",
+    says=("--link", "no --from"))
+add("fetch-link-archive", *IC, "--from", "{empty_zip}", "--link", says=("--link", "empty.zip", "not a folder"))
+add("fetch-from-missing-names-from", *IC, "--from", "{missing}", says=("--from", "missing", "no such file"))
+add("fetch-seed-not-demo", *F, "casia", "--seed", "1", "--data-root", "{out}/data", says=("--seed", "casia"))
+add("fetch-list-unknown-name", *F, "--list", "nope", "--data-root", "{out}/data", says="unknown dataset 'nope'")
+add("fetch-list-with-from", *F, "--list", "--from", "{real}", "--data-root", "{out}/data", says=("--list", "--from"))
+add("fetch-list-with-force", *F, "--list", "demo", "--force", "--data-root", "{out}/data", says=("--list", "--force"))
+add("fetch-list-with-seed", *F, "--list", "--seed", "3", "--data-root", "{out}/data", says=("--list", "--seed"))
+add("classify-generated-missing-names-option", *K, "{real}", "--generated", "{missing}", "--out", "{out}/s.csv",
+    says=("--generated", "missing", "not found"))
+add("classify-generated-file-names-option", *K, "{real}", "--generated", "{afile}", "--out", "{out}/s.csv",
+    says=("--generated", "afile", "is a file"))
+add("classify-generated-empty-names-option", *K, "{real}", "--generated", "{empty}", "--out", "{out}/s.csv",
+    says=("--generated", "empty", "no images"))
+add("classify-generated-unreadable-names-option", *K, "{real}", "--generated", "{unreadable}", "--out",
+    "{out}/s.csv", says=("--generated", "unreadable", "cannot read"), patch=unreadable("unreadable"))
+add("classify-calibrate-no-generated-names-option", *KR, "--out", "{out}/s.csv", "--calibrate", "{dev_no_gen}",
+    says=("--calibrate", "dev_no_gen", "generated"))
+add("eval-report-generated-missing", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{real}",
+    "--generated", "{missing}", says=("--generated", "missing", "not found"))
+add("eval-report-real-missing", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{missing}",
+    says=("--real", "missing"))
+add("eval-report-real-empty", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{empty}",
+    says=("--real", "empty", "no images"))
+add("attribute-train-missing-names-option", "attribute", "{real}", "--train", "{missing}", "--out", "{out}/a.csv",
+    says=("--train", "missing"))
+add("attribute-train-file-names-option", "attribute", "{real}", "--train", "{labels}", "--out", "{out}/a.csv",
+    says=("--train", "labels.csv"))
+
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")
 add("top-unknown-option", "--frobnicate", says="--frobnicate")

@@ -52,3 +52,22 @@ def test_unusable_options_are_usage_errors(run_cli, tmp_path):
     assert code == 2 and "Traceback" not in err
     code, _, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "o", "--epochs", "many")
     assert code == 2 and "Traceback" not in err
+
+
+def test_paths_print_as_written_not_as_markup_or_emoji(run_cli, tmp_path, monkeypatch):
+    """A path holding rich markup (`[/x]`, `[bold]`) or an emoji code (`:one:`) prints as it is: no MarkupError
+    after the work is done, no vanished `[bold]`, no `folder1️⃣`."""
+    closing, opening = tmp_path / "data[/x]", tmp_path / "data[bold]"
+    code, out, err = run_cli("fetch-data", "--list", "--data-root", closing)
+    assert code == 0 and f"data root: {closing}" in out, err
+    write_class_folder(tmp_path / "ds", n_per_class=2, size=16)
+    (opening / "a.csv").parent.mkdir()
+    code, out, err = run_cli("classify", tmp_path / "ds" / "a", "--generated", tmp_path / "ds" / "b", "--out",
+                             opening / "a.csv", "--data-root", tmp_path / "data")
+    assert code == 0 and str(opening / "a.csv") in out, err
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "ds" / "a" / "a000.png").rename(tmp_path / "one" / "a000.png")
+    code, out, err = run_cli("classify", "one", "--generated", tmp_path / "ds" / "b", "--out", "s.csv",
+                             "--data-root", tmp_path / "data")
+    assert code == 2 and "folder:one:" in err, err

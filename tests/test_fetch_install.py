@@ -112,6 +112,43 @@ def test_killed_fetch_leaves_partial_and_the_next_run_completes(tmp_path):
     assert dataset_status("casia", root) == "ready" and not list(root.glob(".tmp-*"))
 
 
+DEMO_KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import ganfp.data.demo as demo
+    def slow(*args, **kwargs):
+        Path(sys.argv[2]).write_text("building")
+        time.sleep(60)
+    demo.build_casia = slow
+    from ganfp.fetch import fetch_dataset
+    fetch_dataset("demo", sys.argv[1])
+    """
+)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL semantics")
+def test_killed_demo_build_lists_as_partial(tmp_path, run_cli):
+    """The demo is built in `.demo.tmp-PID`, not a fetch's staging folder: a killed build is partial, not absent."""
+    root, flag = tmp_path / "data", tmp_path / "flag"
+    proc = subprocess.Popen([sys.executable, "-c", DEMO_KILL_SCRIPT, str(root), str(flag)], cwd=ROOT)
+    try:
+        deadline = time.time() + 60
+        while not flag.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert flag.exists(), "the demo build never started"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    (build,) = root.glob(".demo.tmp-*")
+    assert not (root / "demo").exists()
+    assert dataset_status("demo", root) == "partial"
+    code, out, err = run_cli("fetch-data", "--list", "--json", "--data-root", str(root))
+    assert code == 0 and {r["name"]: r["status"] for r in json.loads(out)["datasets"]}["demo"] == "partial", err
+    build.rename(root / build.name.replace(".tmp-", ".old-"))  # as if killed after setting a ready copy aside
+    assert dataset_status("demo", root) == "partial"
+
+
 def test_ready_is_kept_unless_forced_and_a_failed_force_keeps_the_old_copy(tmp_path):
     root, archive = tmp_path / "data", _casia_zip(tmp_path)
     fetch_dataset("casia", root, source=archive)
@@ -150,6 +187,30 @@ def test_folder_import_copies_or_hard_links(tmp_path):
         assert os.path.samefile(a, b) is link
     with pytest.raises(InputError, match="contains the data root"):
         fetch_dataset("imageclef-gans-2023", src / "inner", source=src, force=True)
+
+
+def test_link_with_a_folder_and_an_archive_links_the_folder(tmp_path):
+    """--link needs one --from FOLDER; the archives beside it are unpacked as usual."""
+    src, extra = tmp_path / "src", tmp_path / "extra.zip"
+    make_gans_dev(src)
+    with zipfile.ZipFile(extra, "w") as zf:
+        zf.writestr("notes.txt", "x")
+    root = tmp_path / "data"
+    fetch_dataset("imageclef-gans-2023", root, source=[src, extra], link=True)
+    linked = root / "imageclef-gans-2023" / "used" / "used_0001.png"
+    assert os.path.samefile(src / "used" / "used_0001.png", linked)
+    assert (root / "imageclef-gans-2023" / "notes.txt").read_text() == "x"
+
+
+def test_options_that_would_change_nothing_are_refused_before_any_work(tmp_path):
+    root = tmp_path / "data"
+    for kwargs, words in (({"link": True}, "--link"), ({"seed": 2}, "--seed"),
+                          ({"source": tmp_path / "x.zip"}, "--from")):
+        with pytest.raises(InputError, match=words):
+            fetch_dataset("covid-ctset", root, **kwargs)
+    with pytest.raises(InputError, match="--link"):
+        fetch_dataset("demo", root, link=True)
+    assert not root.exists()
 
 
 def test_nested_archives_are_unpacked(tmp_path):
@@ -286,6 +347,14 @@ def test_cli_fetch_list_and_errors(tmp_path, run_cli, monkeypatch):
     assert code == 2 and "unknown dataset" in err
     code, _, err = run_cli("fetch-data", "casia", "--from", str(archive))
     assert code == 0 and "already ready" in err
+
+
+def test_cli_fetch_list_name_shows_that_dataset_only(tmp_path, run_cli):
+    code, out, err = run_cli("fetch-data", "--list", "casia", "--json", "--data-root", str(tmp_path))
+    assert code == 0, err
+    assert [r["name"] for r in json.loads(out)["datasets"]] == ["casia"]
+    code, out, err = run_cli("fetch-data", "--list", "demo", "--data-root", str(tmp_path))
+    assert code == 0 and "demo" in out and "casia" not in out, err
 
 
 def test_cli_fetch_json_describes_the_result(tmp_path, run_cli, monkeypatch):

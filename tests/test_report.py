@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -188,3 +189,46 @@ def test_plain_arrays_without_generated_images(tmp_path):
     most = (tmp_path / "r.html").read_text().split('id="least-suspicious"')[0]
     assert f'data-id="r{int(np.argmax(scores))}"' in most
     assert_self_contained(page)
+
+
+def test_report_n_covering_every_image_shows_each_once_in_one_section(tmp_path):
+    """--report-n >= the images: one section of all of them, most suspicious first; no empty contrast section."""
+    from ganfp.report import ReportInputs, write_report
+
+    rng = np.random.default_rng(1)
+    scores, images = rng.normal(size=6), rng.integers(0, 255, (6, 16, 16), np.uint8)
+    for rows in (6, 24):
+        inputs = ReportInputs(real_ids=[f"r{i}" for i in range(6)], real_images=images, scores=scores,
+                              decided=(scores >= np.median(scores)).astype(int), summary={}, rows=rows)
+        result = write_report(tmp_path / "r.html", inputs)
+        text = (tmp_path / "r.html").read_text()
+        assert result.evidence_rows == 6 and parse(tmp_path / "r.html").classes.count("evidence-row") == 6
+        assert "All 6 real images, most suspicious first" in text and "least suspicious" not in text
+        assert "None." not in text.split('id="near-duplicates"')[0]
+        shown = [text.index(f'data-id="r{i}"') for i in np.argsort(-scores)]
+        assert shown == sorted(shown)  # each image once, in order of suspicion
+    inputs.rows = 4  # 4 most and the 2 others: every image still once, the contrast section named by its size
+    write_report(tmp_path / "r.html", inputs)
+    text = (tmp_path / "r.html").read_text()
+    assert "The 4 most suspicious real images" in text and "The 2 least suspicious real images" in text
+
+
+def test_classify_report_with_the_default_report_n_on_a_small_set(run_cli, copies):
+    report = run_report(run_cli, copies, copies / "real")  # 12 images, --report-n 24
+    text = report.read_text()
+    assert parse(report).classes.count("evidence-row") == 12 and "All 12 real images" in text
+    assert "The 0 least" not in text and 'id="least-suspicious"' not in text
+
+
+def test_evaluate_report_of_labels_only_draws_no_roc_curve(run_cli, copies):
+    """A predictions file of 0/1 labels has no ROC-AUC in evaluate's table: the report must not show one either
+    (computed from the labels it would be their balanced accuracy under another name)."""
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
+    preds, labels, report = copies / "preds.csv", copies / "labels.csv", copies / "ev.html"
+    labels.write_text("id,label\n" + "".join(f"{i},{int(i.startswith('u'))}\n" for i in ids))
+    preds.write_text("id,label\n" + "".join(f"{i},{int(i in ('u000', 'n000'))}\n" for i in ids))
+    code, out, err = run_cli("evaluate", preds, labels, "--report", report, "--real", copies / "real", "--json")
+    assert code == 0 and json.loads(out)["metrics"]["roc_auc"] is None, err
+    text = report.read_text()
+    assert "ROC-AUC (known labels)" not in text and 'alt="ROC curve"' not in text
+    assert "0/1 labels only" in text and "<th>truly used</th><td>1</td><td>5</td>" in text

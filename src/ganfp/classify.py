@@ -107,7 +107,7 @@ def dev_sets(spec: str, data_root=None, reading: MedicalReading | None = None) -
     if path.is_dir():
         real = folder_manifest(path, classes=["not_used", "used"], name=f"folder:{path}", exclude=("generated",),
                                reading=reading)
-        return real, generated_manifest(path / "generated", reading)
+        return real, generated_manifest(path / "generated", reading, option="--calibrate")
     real = load_manifest(spec, data_root)
     if not real.labelled or "generated" not in real.info:
         raise InputError(f"{spec}: a calibration set needs labelled used/not_used images and generated images")
@@ -259,7 +259,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         used_count(used_fraction, len(manifest))  # known now, not after the scoring
     expected = check_ids(manifest.ids, ids_path) if ids_path else None
     gen_dir = generated or manifest.info.get("generated")
-    gen = generated_manifest(gen_dir, reading) if gen_dir else None
+    gen = generated_manifest(gen_dir, reading, option="--generated" if generated else "") if gen_dir else None
     if gen is None and method not in (None, "classifier"):
         raise InputError(f"--method {method} compares real with generated images: pass --generated GEN_DIR")
     if gen is None and calibrate_on:

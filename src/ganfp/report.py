@@ -78,6 +78,7 @@ class ReportInputs:
     neighbours: NeighbourFn | None = None  # None: no generated images, rows show the real image only
     truth: np.ndarray | None = None  # 0/1 when the real labels are known
     cut: float | None = None  # the score at which the decision changes; None: midway between used and not used
+    scored: bool = True  # False: `scores` are the 0/1 labels of a predictions file without scores
     rows: int = DEFAULT_ROWS
     k: int = DEFAULT_NEIGHBOURS
     title: str = ""
@@ -116,7 +117,7 @@ def feature_neighbours(setup: ScoringSetup, space: FeatureSpace, real: Manifest,
 
 def classify_report(path, real: Manifest, generated: Manifest | None, setup: ScoringSetup, space: FeatureSpace,
                     scores: np.ndarray, decided: np.ndarray, summary: dict, rows: int = DEFAULT_ROWS,
-                    cut: float | None = None, truth: np.ndarray | None = None) -> ReportResult:
+                    cut: float | None = None, truth: np.ndarray | None = None, scored: bool = True) -> ReportResult:
     """The report of a classify run: images at the scoring size, neighbours in its feature space."""
     size = setup.image_size or DISPLAY_SIZE
     inputs = ReportInputs(
@@ -127,6 +128,7 @@ def classify_report(path, real: Manifest, generated: Manifest | None, setup: Sco
         summary=summary,
         truth=known_truth(real) if truth is None else truth,
         cut=cut,
+        scored=scored,
         rows=rows,
         title=real.name,
     )
@@ -153,19 +155,24 @@ def evaluation_report(path, evaluation, real_spec: str, features: str, generated
     checkpoint = (resolve_checkpoint(None, instead="or set $GANFP_RUNS to the folder of your chain runs")
                   if space.label == "checkpoint" else None)  # evaluate has no --checkpoint to name
     setup = ScoringSetup(None, resolve_device("auto"), data_root=data_root, checkpoint=checkpoint)
-    real = load_manifest(real_spec, data_root)
+    gen = generated_manifest(generated, option="--generated") if generated else None  # a typo fails first
+    try:
+        real = load_manifest(real_spec, data_root)
+    except InputError as exc:  # evaluate reads several files: say which option this one came from
+        raise InputError(f"--real {exc}") from None
     by_id = {it.id: it for it in real.items}
     missing = [i for i in evaluation.ids if i not in by_id]
     if missing:
         raise InputError(f"--real {real_spec}: {len(missing)} labelled ids have no image (e.g. {missing[0]})")
     real = replace(real, items=[by_id[i] for i in evaluation.ids])
-    gen_dir = generated or real.info.get("generated")
+    if gen is None and real.info.get("generated"):  # the dataset spec's own generated images
+        gen = generated_manifest(real.info["generated"])
     scores = evaluation.scores if evaluation.scores is not None else evaluation.y_pred.astype(np.float64)
     summary = {"predictions": evaluation.preds, "labels": evaluation.labels, "decision": evaluation.decision,
-               "features": space.label if gen_dir else None, "images": evaluation.n,
+               "features": space.label if gen is not None else None, "images": evaluation.n,
                **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1", "roc_auc")}}
-    return classify_report(path, real, generated_manifest(gen_dir) if gen_dir else None, setup, space, scores,
-                           evaluation.y_pred, summary, rows, truth=evaluation.y_true)
+    return classify_report(path, real, gen, setup, space, scores, evaluation.y_pred, summary, rows,
+                           truth=evaluation.y_true, scored=evaluation.scores is not None)
 
 
 def known_truth(manifest: Manifest) -> np.ndarray | None:
@@ -398,18 +405,25 @@ def near_duplicate_rows(inputs: ReportInputs, hood: Neighbourhood) -> tuple[str,
 
 
 def _charts(inputs: ReportInputs, cut: float | None) -> tuple[str, str, dict]:
-    """(chart HTML, note, summary lines) of the score section."""
+    """(chart HTML, note, summary lines) of the score section.
+
+    Predictions of 0/1 labels only get no ROC curve: its AUC would be the labels' balanced accuracy
+    under another name, where `ganfp evaluate` says ROC-AUC needs scores.
+    """
     charts = [f'<img src="{histogram_chart(inputs.scores, cut, inputs.truth)}" alt="score histogram">']
     extra: dict = {}
-    note = "The scores of all real images; the dashed line is where the decision changes."
+    notes = ["The scores of all real images; the dashed line is where the decision changes." if inputs.scored else
+             "The predictions hold 0/1 labels only, drawn as scores of 0 and 1; a ROC curve and ROC-AUC need "
+             "an id,score file."]
     truth = inputs.truth
     if truth is not None and truth.min() != truth.max():
-        uri, auc = roc_chart(inputs.scores, truth, inputs.decided)
-        charts.append(f'<img src="{uri}" alt="ROC curve">')
+        if inputs.scored:
+            uri, auc = roc_chart(inputs.scores, truth, inputs.decided)
+            charts.append(f'<img src="{uri}" alt="ROC curve">')
+            extra["ROC-AUC (known labels)"] = f"{auc:.3f}"
         charts.append(f"<div><b>Against the known labels</b>{confusion_table(truth, inputs.decided)}</div>")
-        extra["ROC-AUC (known labels)"] = f"{auc:.3f}"
-        note += " The real images' labels are known: used and not used are drawn apart."
-    return "\n".join(charts), note, extra
+        notes.append("The real images' labels are known: used and not used are drawn apart.")
+    return "\n".join(charts), " ".join(notes), extra
 
 
 def _order(inputs: ReportInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -422,6 +436,24 @@ def _order(inputs: ReportInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return most, least, ranks
 
 
+def _titled(count: int, which: str) -> str:
+    return f"The {which} real image" if count == 1 else f"The {count} {which} real images"
+
+
+def evidence_sections(inputs: ReportInputs, hood: Neighbourhood | None) -> tuple[str, str, str]:
+    """(the first section's title, its rows, the whole contrast section): when --report-n covers every image
+    they are all shown once, most suspicious first, and no empty "least suspicious" section follows."""
+    most, least, ranks = _order(inputs)
+    most_rows = "\n".join(evidence_row(i, ranks[i], inputs, hood) for i in most)
+    if not len(least):
+        n = len(inputs.real_ids)
+        return ("The one real image" if n == 1 else f"All {n} real images, most suspicious first"), most_rows, ""
+    least_rows = "\n".join(evidence_row(i, ranks[i], inputs, hood) for i in least)
+    least_section = (f'<section id="least-suspicious">\n  <h2>{_titled(len(least), "least suspicious")}, for contrast'
+                     f"</h2>\n{least_rows}\n</section>")
+    return _titled(len(most), "most suspicious"), most_rows, least_section
+
+
 def build_report(inputs: ReportInputs) -> tuple[str, dict]:
     """(the HTML page, facts about it: rows, near-duplicates, radius)."""
     n = len(inputs.real_ids)
@@ -429,7 +461,6 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict]:
         raise ValueError("real ids, images, scores and decisions must have one entry per real image")
     cut = inputs.cut if inputs.cut is not None else decision_cut(inputs.scores, inputs.decided)
     hood = inputs.neighbours(inputs.k) if inputs.neighbours is not None else None
-    most, least, ranks = _order(inputs)
     charts, scores_note, extra = _charts(inputs, cut)
     if hood is not None:
         extra["neighbour distances"] = hood.distance
@@ -442,6 +473,7 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict]:
     else:
         near, near_note, near_count, radius = "<p>No generated images were given.</p>", "", 0, None
         evidence_note = "No generated images were given: each row shows the real image and its score."
+    most_title, most_rows, least_section = evidence_sections(inputs, hood)
     page = Template(resources.files("ganfp").joinpath("templates/report.html").read_text(encoding="utf-8"))
     from ganfp import __version__
 
@@ -450,12 +482,11 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict]:
         subtitle=esc(f"{inputs.title + ' - ' if inputs.title else ''}{n} real images; written "
                      f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"),
         summary_rows=summary_rows(inputs.summary, extra), scores_note=esc(scores_note), charts=charts,
-        n_most=len(most), n_least=len(least), evidence_note=evidence_note,
-        most_rows="\n".join(evidence_row(i, ranks[i], inputs, hood) for i in most),
-        least_rows="\n".join(evidence_row(i, ranks[i], inputs, hood) for i in least) or "<p>None.</p>",
+        most_title=most_title, evidence_note=evidence_note, most_rows=most_rows, least_section=least_section,
         near_note=near_note, near_rows=near, version=esc(__version__),
     )
-    return text, {"evidence_rows": len(most) + len(least), "near_duplicates": near_count, "near_radius": radius}
+    rows = min(len(inputs.real_ids), 2 * inputs.rows)
+    return text, {"evidence_rows": rows, "near_duplicates": near_count, "near_radius": radius}
 
 
 def write_report(path, inputs: ReportInputs) -> ReportResult:

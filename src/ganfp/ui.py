@@ -1,4 +1,9 @@
-"""The one place that talks to the terminal: tables and JSON to stdout, progress and messages to stderr."""
+"""The one place that talks to the terminal: tables and JSON to stdout, progress and messages to stderr.
+
+Text that may hold a path or a file name is printed as plain text, never read as rich markup or emoji
+codes: a folder named `scans[/old]` would raise MarkupError after the work was done, one named `[b]`
+would vanish, and `folder:one: ...` would print as `folder1️⃣ ...`.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +22,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True, emoji=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False)
 if not out.is_terminal:
     out.width = max(out.width, 160)  # a pipe or a file: don't squeeze tables to 80 columns
 
 
 def info(message: str) -> None:
-    err.print(message, highlight=False)
+    err.print(message, highlight=False, markup=False)
 
 
 def warn(message: str) -> None:
@@ -51,21 +57,23 @@ def format_cell(value: Any) -> str:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], caption: str | None = None) -> None:
-    table = Table(title=title, caption=caption, title_justify="left")
+    """Title, caption, headers and cells are plain text (they hold file names)."""
+    table = Table(title=Text(title, style="table.title"), title_justify="left",
+                  caption=Text(caption, style="table.caption") if caption is not None else None)
     for i, name in enumerate(columns):
-        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        table.add_column(Text(name), justify="left" if i == 0 else "right", no_wrap=i == 0)
     for row in rows:
-        table.add_row(*(format_cell(v) for v in row))
+        table.add_row(*(Text(format_cell(v)) for v in row))
     out.print(table)
 
 
 def progress(transient: bool = False) -> Progress:
     """A progress display on stderr; silent when stderr is not a terminal-capable console."""
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),  # descriptions name folders
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[status]}", markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
@@ -118,4 +126,4 @@ class TrainProgress:
                 self._progress.remove_task(self._decode)
                 self._decode = None
         elif event == "message":
-            self._progress.console.print(f"  {data['text']}", highlight=False)
+            self._progress.console.print(f"  {data['text']}", highlight=False, markup=False)

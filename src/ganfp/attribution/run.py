@@ -196,7 +196,10 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
         if cfg.train is None and "real" in unknown.info:
             real = Path(unknown.info["real"])
     else:
-        train, spec = load_manifest(source, cfg.data_root), source
+        try:
+            train, spec = load_manifest(source, cfg.data_root), source
+        except InputError as exc:  # attribute reads two image sets: say which option this one came from
+            raise InputError(f"--train {exc}" if cfg.train is not None else str(exc)) from None
         if not train.labelled or len(train.classes) < 2:
             raise InputError(f"--train {source}: not a labelled dataset of two classes or more")
         real = Path(train.info["real"]) if "real" in train.info else None

@@ -38,7 +38,9 @@ def fetch_data(
         False, "--link",
         help="With --from FOLDER: hard-link the files instead of copying them (same file system).",
     ),
-    list_: bool = typer.Option(False, "--list", help="List the datasets and their status on this machine."),
+    list_: bool = typer.Option(
+        False, "--list", help="List the datasets (or only NAME) and their status on this machine."
+    ),
     json_: JsonOpt = False,
     seed: SeedOpt = None,
 ) -> None:
@@ -52,7 +54,11 @@ def fetch_data(
 
     root = resolve_root(data_root)
     if list_:
-        rows = list_datasets(root)
+        given = [opt for opt, on in (("--from", from_), ("--force", force), ("--add", add), ("--via", via),
+                                      ("--link", link), ("--seed", seed is not None)) if on]
+        if given:
+            raise InputError(f"--list only shows the datasets: {', '.join(given)} cannot be used with it")
+        rows = list_datasets(root, name)
         if json_:
             ui.print_json({"data_root": str(root), "datasets": rows})
         else:

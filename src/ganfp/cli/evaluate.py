@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
 from ganfp import ui
 from ganfp.cli.app import app
@@ -30,11 +29,11 @@ def _print_report(report) -> None:
     names = list(report.baselines)
     used = int(report.y_true.sum())
     ui.print_table(
-        escape(f"{report.preds} vs {report.labels}"),
+        f"{report.preds} vs {report.labels}",
         ["metric", "predictions", *names],
         [[label, report.metrics[key], *(report.baselines[name][key] for name in names)]
          for key, label in METRICS.items()],
-        caption=escape(f"n = {report.n} ({used} used, {report.n - used} not used); positive class = used; "
+        caption=(f"n = {report.n} ({used} used, {report.n - used} not used); positive class = used; "
         f"{' and '.join(names)}: constant baselines; predictions: {report.decision}; "
         f"file format: {report.format}" + "".join(f"\nnote: {note}" for note in report.notes)),
     )
@@ -58,8 +57,7 @@ def _print_classes(report, metrics: dict[str, str], table_title: str, matrix: li
     rows = [[label, report.metrics[key], *(report.baselines[name].get(key) for name in names)]
             for key, label in metrics.items()]
     caption = f"n = {report.metrics['n']}, {len(report.classes)} classes; random baselines: mean of 20 seeded draws"
-    ui.print_table(escape(f"{report.preds} vs {report.labels}"), ["metric", "predictions", *names], rows,
-                   caption=escape(caption))
+    ui.print_table(f"{report.preds} vs {report.labels}", ["metric", "predictions", *names], rows, caption=caption)
     ui.print_table(table_title, ["true \\ predicted", *columns],
                    [[cls, *row] for cls, row in zip(report.classes, matrix)])
 

@@ -15,16 +15,24 @@ from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError
 
 
-def generated_manifest(path: str | Path, reading: MedicalReading | None = None) -> Manifest:
-    """Every image under the generated folder (sub-folders included; NIfTI: every slice), unlabelled."""
+def generated_manifest(path: str | Path, reading: MedicalReading | None = None, option: str = "") -> Manifest:
+    """Every image under the generated folder (sub-folders included; NIfTI: every slice), unlabelled.
+
+    `option`: the option that named the folder (`--generated`), which the error names so the user knows
+    which argument to fix; empty when the folder came with a dataset spec.
+    """
     root = Path(path).expanduser()
+    where = f"{option} {root}" if option else str(root)
     if root.exists() and not root.is_dir():
-        raise InputError(f"{root}: the generated images must be a folder, this is a file")
+        raise InputError(f"{where}: the generated images must be a folder, this is a file")
     if not root.is_dir():
-        raise InputError(f"{root}: generated images folder not found")
-    files = image_files(root)
+        raise InputError(f"{where}: generated images folder not found")
+    try:
+        files = image_files(root)
+    except InputError as exc:  # an unreadable folder, named by its path
+        raise InputError(f"{option} {exc}" if option else str(exc)) from None
     if not files:
-        raise InputError(f"{root}: the generated images folder holds no images")
+        raise InputError(f"{where}: the generated images folder holds no images")
     items = [it for p in files for it in file_items(p, UNLABELLED, source="generated", reading=reading)]
     return Manifest(f"folder:{root}", [], items, str(root))
 

@@ -30,8 +30,9 @@ __all__ = [
 ]
 
 
-def list_datasets(data_root) -> list[dict]:
-    """One row per dataset: name, what it is, size, access, status on this machine."""
+def list_datasets(data_root, name: str | None = None) -> list[dict]:
+    """One row per dataset (or for `name` only): name, what it is, size, access, status on this machine."""
+    infos = [get_info(name)] if name else DATASETS.values()
     return [
         {
             "name": info.name,
@@ -43,5 +44,5 @@ def list_datasets(data_root) -> list[dict]:
             "specs": list(info.specs),
             "licence": info.licence,
         }
-        for info in DATASETS.values()
+        for info in infos
     ]

@@ -51,12 +51,9 @@ def fetch_dataset(
     """
     info = get_info(name)
     sources = [] if source is None else [source] if isinstance(source, (str, os.PathLike)) else list(source)
-    if add and not sources:
-        raise InputError("--add adds a local archive or folder to a ready dataset: give it with --from")
+    check_options(info, sources, via=via, add=add, link=link, seed=seed)
     root = ensure_dir(Path(data_root).expanduser(), "data root")
     if name == "demo":
-        if sources or via:
-            raise InputError("demo is built on this machine: --from and --via do not apply")
         return _fetch_demo(root, force, seed)
     folder = store.dataset_dir(name, root)
     with store.locked(root, name):
@@ -82,6 +79,28 @@ def fetch_dataset(
     return folder
 
 
+def check_options(info: DatasetInfo, sources: list, *, via: str | None, add: bool, link: bool,
+                  seed: int | None) -> None:
+    """Refuse an option that would change nothing, before any work: ignoring it would hide a mistake."""
+    if info.name == "demo":
+        given = [opt for opt, on in (("--from", sources), ("--via", via), ("--add", add), ("--link", link)) if on]
+        if given:
+            raise InputError(f"demo is built on this machine, not fetched: {', '.join(given)} cannot be used with it")
+        return
+    if seed is not None:
+        raise InputError(f"--seed draws the demo data; {info.name} is fetched as published, not drawn")
+    if add and not sources:
+        raise InputError("--add adds a local archive or folder to a ready dataset: give it with --from")
+    if via and sources:
+        raise InputError("--via picks a download route; it cannot be combined with --from")
+    for raw in sources:
+        if not Path(raw).expanduser().exists():
+            raise InputError(f"--from {raw}: no such file or folder")
+    if link and not any(Path(raw).expanduser().is_dir() for raw in sources):
+        given = f"--from {sources[0]} is a file, not a folder" if sources else "no --from was given"
+        raise InputError(f"--link hard-links the files of a --from FOLDER; {given}")
+
+
 def _fetch_demo(root: Path, force: bool, seed: int | None) -> Path:
     from ganfp.data.adapters.demo import ensure_demo
 
@@ -92,8 +111,6 @@ def _stage(info: DatasetInfo, root: Path, staging: Path, sources: list, via, pro
     """Fill `staging` from local sources or the download route; return the meta.json fields."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if sources:
-        if via:
-            raise InputError("--via picks a download route; it cannot be combined with --from")
         digests = _import_local(info, sources, staging, progress, link)
         meta = {"source": [f"local:{Path(s).expanduser().resolve()}" for s in sources], "route": "local", "version": None}
     else:
@@ -122,8 +139,6 @@ def _import_local(info: DatasetInfo, sources: list, staging: Path, progress, lin
     budget = info.max_unpacked_bytes
     for raw in sources:
         path = Path(raw).expanduser()
-        if not path.exists():
-            raise InputError(f"{path}: no such file or folder")
         if path.is_dir():
             if staging.resolve().is_relative_to(path.resolve()):
                 raise InputError(f"{path}: contains the data root itself; point --from at the dataset's own folder or archive")

@@ -24,6 +24,9 @@ READY, PARTIAL, ABSENT = "ready", "partial", "absent"
 META = "meta.json"
 DOWNLOADS = ".downloads"
 STAGING, OLD = ".tmp-", ".old-"
+# The demo is built by ganfp.data.demo, not fetched: it stages `.demo.tmp-PID` beside the target and sets the
+# old copy aside as `.demo.old-PID`; a build killed midway leaves one of them.
+BUILD_LEFTOVER = r"^\.{name}\.(tmp|old)-\d+$"
 
 
 def dataset_dir(name: str, data_root: str | os.PathLike) -> Path:
@@ -46,9 +49,17 @@ def is_ready(folder: Path) -> bool:
 def leftovers(data_root: Path, name: str, prefix: str | None = None) -> list[Path]:
     """Staging and set-aside folders of `name` left by an interrupted fetch."""
     prefixes = [prefix] if prefix else [STAGING, OLD]
-    pattern = re.compile(rf"^({'|'.join(re.escape(p) for p in prefixes)}){re.escape(name)}-[0-9a-f]{{8}}$")
+    return _matching(data_root, rf"^({'|'.join(re.escape(p) for p in prefixes)}){re.escape(name)}-[0-9a-f]{{8}}$")
+
+
+def build_leftovers(data_root: Path, name: str) -> list[Path]:
+    """Temporary folders of an in-place build of `name` (the demo's) that never finished."""
+    return _matching(data_root, BUILD_LEFTOVER.format(name=re.escape(name)))
+
+
+def _matching(data_root: Path, pattern: str) -> list[Path]:
     try:
-        return sorted(p for p in Path(data_root).iterdir() if pattern.match(p.name))
+        return sorted(p for p in Path(data_root).iterdir() if re.match(pattern, p.name))
     except OSError:
         return []
 
@@ -64,7 +75,8 @@ def dataset_status(name: str, data_root: str | os.PathLike) -> str:
     if is_ready(folder):
         return READY
     downloads = downloads_dir(root, name)
-    if folder.exists() or leftovers(root, name) or (downloads.is_dir() and any(downloads.iterdir())):
+    interrupted = leftovers(root, name) or build_leftovers(root, name)
+    if folder.exists() or interrupted or (downloads.is_dir() and any(downloads.iterdir())):
         return PARTIAL
     return ABSENT
 
