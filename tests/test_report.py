@@ -232,3 +232,18 @@ def test_evaluate_report_of_labels_only_draws_no_roc_curve(run_cli, copies):
     text = report.read_text()
     assert "ROC-AUC (known labels)" not in text and 'alt="ROC curve"' not in text
     assert "0/1 labels only" in text and "<th>truly used</th><td>1</td><td>5</td>" in text
+
+
+def test_evaluate_report_draws_the_decision_line_at_the_given_threshold(run_cli, copies, monkeypatch):
+    import ganfp.report
+
+    scores, labels, report = copies / "scores.csv", copies / "labels.csv", copies / "ev.html"
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
+    scores.write_text("id,score\n" + "".join(f"{name},{i / len(ids):.3f}\n" for i, name in enumerate(ids)))
+    labels.write_text("id,label\n" + "".join(f"{name},{int(name.startswith('u'))}\n" for name in ids))
+    drawn = []
+    chart = ganfp.report.histogram_chart
+    monkeypatch.setattr(ganfp.report, "histogram_chart", lambda s, cut, truth: drawn.append(cut) or chart(s, cut, truth))
+    code, _, err = run_cli("evaluate", scores, labels, "--threshold", "0.3", "--report", report, "--real", copies / "real")
+    assert code == 0, err
+    assert drawn == [0.3]  # where the decision changes, not midway between the scores around it

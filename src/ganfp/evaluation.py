@@ -31,6 +31,7 @@ class EvaluationReport:
     y_pred: np.ndarray = field(repr=False)
     scores: np.ndarray | None = field(repr=False)
     ids: list[str] = field(default_factory=list, repr=False)  # the ground truth's ids, the order of y_true
+    threshold: float | None = field(default=None, repr=False)  # the --threshold that decided, if one did
 
     def to_dict(self) -> dict:
         """The report as plain JSON types (what `--json` prints)."""
@@ -118,6 +119,7 @@ def evaluate_files(preds_path, labels_path, used_fraction: float | None = None,
         y_pred=y_pred,
         scores=scores,
         ids=list(truth.ids),
+        threshold=threshold,
     )
 
 

@@ -172,7 +172,7 @@ def evaluation_report(path, evaluation, real_spec: str, features: str, generated
                "features": space.label if gen is not None else None, "images": evaluation.n,
                **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1", "roc_auc")}}
     return classify_report(path, real, gen, setup, space, scores, evaluation.y_pred, summary, rows,
-                           truth=evaluation.y_true, scored=evaluation.scores is not None)
+                           cut=evaluation.threshold, truth=evaluation.y_true, scored=evaluation.scores is not None)
 
 
 def known_truth(manifest: Manifest) -> np.ndarray | None:
