@@ -29,6 +29,7 @@ from ganfp.train import (
     StageConfig,
     StageData,
     StageSummary,
+    check_out_dir,
     completed,
     load_stage_images,
     plain_name_problem,
@@ -236,9 +237,15 @@ def train_stage(
     observer=None,
     init_id: str = "",
     strict_resume: bool = True,
+    force: bool = False,
 ) -> StageSummary:
-    """One stage, pseudo-labelled first when it asks for it (`pseudo_labels`); the `train-stage` command."""
+    """One stage, pseudo-labelled first when it asks for it (`pseudo_labels`); the `train-stage` command.
+
+    `strict_resume` (the command) refuses to train over a stage already in `out_dir` unless `force`.
+    """
     cfg.validate()
+    if strict_resume and not force:
+        check_out_dir(cfg, Path(out_dir), init_id, resume)
     if not cfg.pseudo_labels:
         return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)
     if cfg.pseudo_labels not in PSEUDO_LABELERS:

@@ -622,12 +622,54 @@ def completed(cfg: StageConfig, out_dir: Path, init_id: str = "") -> StageSummar
     return None
 
 
+def check_out_dir(cfg: StageConfig, out_dir: Path, init_id: str, resume: bool) -> None:
+    """Refuse to train over a stage already in `out_dir` (train-stage without --force), before any work.
+
+    A finished stage can be hours of training: it is kept (reported with --resume) when its settings
+    match, and otherwise only replaced on request; an interrupted one continues only with --resume.
+    """
+    why = _occupied(cfg, Path(out_dir), cfg.digest(init_id), resume)
+    if why:
+        raise InputError(f"--out {out_dir}: {why}")
+
+
+def _occupied(cfg: StageConfig, out_dir: Path, digest: str, resume: bool) -> str | None:
+    """What is in `out_dir` that this run would train over, or None when nothing would be lost."""
+    done = stage_status(out_dir)
+    if done is not None:
+        if done.get("digest") != digest:
+            return (f"holds a stage finished with other settings ({_changes(done.get('config') or {}, cfg)}); "
+                    "choose another --out, or add --force to replace it")
+        if resume:
+            return None
+        return ("already holds this stage, finished with the same settings; "
+                "add --resume to keep it, or --force to train it again")
+    state = resume_header(out_dir / RESUME_FILE)
+    if state is None:
+        return None
+    if state.get("digest") != digest:
+        return (f"holds a stage interrupted after epoch {state.get('epoch')}, with other settings; "
+                "choose another --out, or add --force to start over")
+    if resume:
+        return None
+    return (f"holds a stage interrupted after epoch {state.get('epoch')}; "
+            "add --resume to continue it, or --force to start over")
+
+
+def _changes(old: dict, cfg: StageConfig) -> str:
+    """`epochs 5 -> 2, lr 0.01 -> 0.003`: the settings that differ from a finished stage's recorded config."""
+    diffs = [f"{k} {old[k]!r} -> {v!r}" for k, v in cfg.identity().items() if k in old and old[k] != v]
+    return ", ".join(diffs) or "another starting point (--init)"
+
+
 def start_or_resume(fit: Fit, out_dir: Path, digest: str, resume: bool, strict_resume: bool, observer) -> StageState:
     """The state to train from: `last.safetensors` when resuming with the same settings, else a fresh one."""
     resume_path = out_dir / RESUME_FILE
     saved = resume_digest(resume_path) if resume else None
     if saved is not None and saved != digest and strict_resume:
-        raise InputError(f"{resume_path}: was written with other settings; run without --resume to start over")
+        raise InputError(
+            f"{resume_path}: was written with other settings; add --force instead of --resume to start over"
+        )
     if saved == digest:
         state = StageState(**load_resume(resume_path, fit.model, fit.optimizer))
         _notify(observer, "message", {"text": f"resuming {fit.cfg.name} after epoch {state.epoch}"})
@@ -829,14 +871,21 @@ def write_history(path: Path, history: list[dict], pseudo: bool = False) -> None
 
 
 def resume_digest(path: Path) -> str | None:
+    state = resume_header(path)
+    return state.get("digest") if state is not None else None
+
+
+def resume_header(path: Path) -> dict | None:
+    """The training state in `last.safetensors`'s header (digest, epoch, ...), read without its tensors."""
     from ganfp.checkpoint import read_safetensors
 
     if not path.is_file():
         return None
     try:
-        return read_safetensors(path, tensors=False)[1]["state"]["digest"]
+        state = read_safetensors(path, tensors=False)[1]["state"]
     except (GanfpError, KeyError, TypeError):
         return None  # a damaged resume file is as good as none
+    return state if isinstance(state, dict) else None
 
 
 def _main_only(observer):
