@@ -179,3 +179,21 @@ def test_paper_chain_runs_all_four_stages_on_real_layout_fixtures(tmp_path, run_
     rows = json.loads(out)
     assert [r["dataset"] for r in rows] == ["casia", "covid-ctset", "imageclef-gans-2023:dev", "imageclef-gans-2023:test"]
     assert all(r["status"] == "trained" for r in rows)
+
+
+def test_the_first_stage_is_retrained_when_its_init_file_changes(tmp_path, two_datasets):
+    from ganfp.checkpoint import save_model
+    from ganfp.models import create_model
+
+    weights = tmp_path / "start.safetensors"
+    torch.manual_seed(0)
+    save_model(weights, create_model("conv5", 2, 16), {})
+    spec = load_chain(write_chain(tmp_path, *two_datasets))
+    overrides = {"init": str(weights)}
+    run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", overrides=overrides)
+    _, again = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", overrides=overrides)
+    assert [r.status for r in again] == ["skipped"] * 3
+    torch.manual_seed(1)
+    save_model(weights, create_model("conv5", 2, 16), {})  # other weights, same path
+    _, changed = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", overrides=overrides)
+    assert [r.status for r in changed] == ["trained"] * 3

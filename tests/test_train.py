@@ -316,3 +316,16 @@ def test_an_interrupted_stage_continues_only_with_resume(class_folder, tmp_path,
     code, _, err = run_cli(*args, "--force")
     assert code == 0 and not (out / "last.safetensors").exists()
     assert json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 2
+
+
+def test_a_stage_is_not_current_once_the_stage_it_started_from_is_retrained(class_folder, tmp_path, run_cli):
+    tiny = ["--model", "conv5", "--image-size", "16", "--batch-size", "8", "--epochs", "1",
+            "--data-root", tmp_path / "root"]
+    first = ["train-stage", "--data", class_folder, "--out", tmp_path / "s1", *tiny]
+    second = ["train-stage", "--data", class_folder, "--out", tmp_path / "s2", "--init", tmp_path / "s1", *tiny]
+    assert run_cli(*first)[0] == 0 and run_cli(*second)[0] == 0
+    code, stdout, _ = run_cli(*second, "--resume")
+    assert code == 0 and "skipped" in stdout
+    assert run_cli(*first, "--seed", "1", "--force")[0] == 0  # s1 retrained in place
+    code, _, err = run_cli(*second, "--resume")  # s2 was trained from the old s1: not reported as finished
+    assert code == 2 and "the --init it started from has changed since" in err

@@ -36,6 +36,7 @@ from ganfp.train import (
     run_stage,
     setup_device,
     stage_status,
+    start_identity,
 )
 
 if sys.version_info >= (3, 11):
@@ -235,15 +236,18 @@ def train_stage(
     resume: bool = False,
     data_root=None,
     observer=None,
-    init_id: str = "",
+    init_id: str | None = None,
     strict_resume: bool = True,
     force: bool = False,
 ) -> StageSummary:
     """One stage, pseudo-labelled first when it asks for it (`pseudo_labels`); the `train-stage` command.
 
-    `strict_resume` (the command) refuses to train over a stage already in `out_dir` unless `force`.
+    `init_id` identifies the starting weights (default: `start_identity(cfg.init)`), so a finished stage
+    is reused only while they are unchanged. `strict_resume` (the command) refuses to train over a stage
+    already in `out_dir` unless `force`.
     """
     cfg.validate()
+    init_id = start_identity(cfg.init) if init_id is None else init_id
     if strict_resume and not force:
         check_out_dir(cfg, Path(out_dir), init_id, resume)
     if not cfg.pseudo_labels:
@@ -288,7 +292,7 @@ def run_chain(
             {"name": c.name, "dir": stage_folder(i, c.name), "status": "pending"} for i, c in enumerate(configs, 1)
         ],
     }
-    rerun, prev_id, results = False, "", []
+    rerun, prev_id, results = False, start_identity(configs[0].init), []
     for cfg, entry in zip(configs, record["stages"]):
         out_dir = run_dir / entry["dir"]
         rerun = rerun or cfg.name == from_stage

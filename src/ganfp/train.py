@@ -249,6 +249,30 @@ def check_init_checkpoint(path: Path, model: str) -> None:
             raise InputError(f"{path}: holds a {meta['model']} model, not {model}")
 
 
+def start_identity(init: str) -> str:
+    """What a stage starts from, for its digest: a finished stage's run id, else the weights file's content hash.
+
+    The path alone is not enough: a stage retrained in the same folder, or a weights file rewritten, must not
+    leave the stages trained from it looking current. ImageNet and random starts have no identity ("").
+    """
+    from ganfp.checkpoint import resolve_checkpoint
+
+    if init in ("none", "imagenet"):
+        return ""
+    path = Path(init).expanduser()
+    if path.is_dir():
+        stage = resolve_checkpoint(path)
+        done = stage_status(stage)
+        if done and done.get("run_id"):
+            return str(done["run_id"])
+        path = stage / MODEL_FILE
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:32]
+
+
 def _problem(check, value) -> str | None:
     """The InputError `check(value)` raises, as text; None when it passes."""
     try:
@@ -659,7 +683,7 @@ def _occupied(cfg: StageConfig, out_dir: Path, digest: str, resume: bool) -> str
 def _changes(old: dict, cfg: StageConfig) -> str:
     """`epochs 5 -> 2, lr 0.01 -> 0.003`: the settings that differ from a finished stage's recorded config."""
     diffs = [f"{k} {old[k]!r} -> {v!r}" for k, v in cfg.identity().items() if k in old and old[k] != v]
-    return ", ".join(diffs) or "another starting point (--init)"
+    return ", ".join(diffs) or "the --init it started from has changed since"
 
 
 def start_or_resume(fit: Fit, out_dir: Path, digest: str, resume: bool, strict_resume: bool, observer) -> StageState:
