@@ -501,6 +501,13 @@ def _stages_in_out(w: Path, p: dict) -> None:
     p["stage_interrupted"].mkdir()
     save_file({"model.w": np.zeros(2, np.float32)}, str(p["stage_interrupted"] / "last.safetensors"),
               metadata={"ganfp": json.dumps({"state": {"digest": "0", "epoch": 3}})})
+    tiny = "".join(f"{k} = {v}\n" for k, v in TINY_STAGE.items())
+    first = f'[defaults]\n{tiny}[[stages]]\nname = "one"\ndataset = "{p["ds"]}"\n'
+    for name, second in (("late_missing", f'dataset = "folder:{w / "missing"}"\n'),
+                         ("late_one_class", f'dataset = "{p["oneclass"]}"\n'),
+                         ("late_knn", f'dataset = "{p["ds"] / "a"}"\npseudo_labels = "knn"\n')):
+        p[f"chain_{name}"] = w / f"chain_{name}.toml"
+        p[f"chain_{name}"].write_text(first + f'[[stages]]\nname = "two"\n{second}')
 
 
 add("train-out-holds-finished-stage", *TD, "--out", "{stage_done}",
@@ -510,6 +517,12 @@ add("train-out-holds-finished-stage-resume", *TD, "--out", "{stage_done}", "--re
 add("train-out-holds-interrupted-stage", *TD, "--out", "{stage_interrupted}",
     says=("--out", "interrupted after epoch 3", "--force"))
 add("train-force-and-resume", *TD, "--out", "{out}/o", "--force", "--resume", says=("--force", "--resume"))
+add("chain-late-stage-folder-missing", *C, "--chain", "{chain_late_missing}",
+    says=("chain_late_missing.toml:10", "stage 2 (two)", "no such folder"))
+add("chain-late-stage-one-class", *C, "--chain", "{chain_late_one_class}",
+    says=("chain_late_one_class.toml:10", "stage 2 (two)", "only one class"))
+add("chain-late-stage-knn-without-generated", *C, "--chain", "{chain_late_knn}",
+    says=("chain_late_knn.toml:10", "stage 2 (two)", "needs a dataset with generated images"))
 
 # evaluate ---------------------------------------------------------------------------------------------
 E = ("evaluate",)

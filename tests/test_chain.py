@@ -197,3 +197,18 @@ def test_the_first_stage_is_retrained_when_its_init_file_changes(tmp_path, two_d
     save_model(weights, create_model("conv5", 2, 16), {})  # other weights, same path
     _, changed = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", overrides=overrides)
     assert [r.status for r in changed] == ["trained"] * 3
+
+
+def test_a_later_stage_with_no_data_stops_the_chain_before_the_first_stage_trains(tmp_path, two_datasets):
+    import shutil
+
+    first, second = two_datasets
+    spec = load_chain(write_chain(tmp_path, first, f"folder:{tmp_path / 'not-there'}"))
+    with pytest.raises(InputError, match=r"mine.toml:14: stage 2 \(second\): .*not-there: no such folder"):
+        run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
+    spec = load_chain(write_chain(tmp_path, f"folder:{first}", second))
+    run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    shutil.rmtree(first)  # a finished stage is skipped without reading its data
+    _, again = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    assert [r.status for r in again] == ["skipped"] * 3

@@ -29,6 +29,7 @@ from ganfp.train import (
     StageConfig,
     StageData,
     StageSummary,
+    check_labels,
     check_out_dir,
     completed,
     load_stage_images,
@@ -284,6 +285,7 @@ def run_chain(
     names = [c.name for c in configs]
     if from_stage is not None and from_stage not in names:
         raise InputError(f"--from-stage {from_stage!r}: not a stage of chain {spec.name} ({', '.join(names)})")
+    check_stages_to_train(spec, configs, run_dir, data_root, from_stage)
     record = {
         "chain": spec.name,
         "model": model,
@@ -319,6 +321,28 @@ def run_chain(
         results.append(summary)
         prev_id = entry["run_id"]
     return run_dir, results
+
+
+def check_stages_to_train(
+    spec: ChainSpec, configs: list[StageConfig], run_dir: Path, data_root, from_stage: str | None
+) -> None:
+    """Every stage that will train finds its dataset, before the first one trains: a missing folder in
+    stage 3 must not be found after hours of stages 1 and 2. Stages that will be skipped are not read."""
+    rerun, prev_id = False, start_identity(configs[0].init)
+    for i, cfg in enumerate(configs, 1):
+        out_dir = run_dir / stage_folder(i, cfg.name)
+        rerun = rerun or cfg.name == from_stage or completed(cfg, out_dir, prev_id) is None
+        if not rerun:
+            prev_id = stage_status(out_dir)["run_id"]
+            continue
+        try:
+            manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
+            if cfg.pseudo_labels:
+                check_source(cfg.pseudo_labels, manifest)
+            else:
+                check_labels(cfg, manifest)
+        except InputError as exc:
+            raise InputError(f"{spec.locate(i, 'dataset')}: stage {i} ({cfg.name}): {exc}") from None
 
 
 def _write_record(run_dir: Path, record: dict) -> None:
