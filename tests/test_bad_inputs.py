@@ -517,6 +517,8 @@ add("train-out-holds-finished-stage-resume", *TD, "--out", "{stage_done}", "--re
 add("train-out-holds-interrupted-stage", *TD, "--out", "{stage_interrupted}",
     says=("--out", "interrupted after epoch 3", "--force"))
 add("train-force-and-resume", *TD, "--out", "{out}/o", "--force", "--resume", says=("--force", "--resume"))
+add("train-data-unlabelled-without-pseudo-labels", *T, "--data", "{real}", "--out", "{out}/o",
+    says=("real", "no labels", "pseudo_labels"))
 add("chain-late-stage-folder-missing", *C, "--chain", "{chain_late_missing}",
     says=("chain_late_missing.toml:10", "stage 2 (two)", "no such folder"))
 add("chain-late-stage-one-class", *C, "--chain", "{chain_late_one_class}",

@@ -534,8 +534,8 @@ def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = N
     """The stage's manifest (given, when the caller checked it first) and its images decoded at the stage's size."""
     if manifest is None:
         manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
-    if manifest.labelled:
-        check_labels(cfg, manifest)  # a missing class is known before a single image is decoded
+    if manifest.labelled or not cfg.pseudo_labels:
+        check_labels(cfg, manifest)  # missing labels or a missing class are known before a single image is decoded
     budget = default_memory_budget() if cfg.memory_budget is None else int(cfg.memory_budget * 1e9)
     with distributed.main_first():  # rank 0 decodes; the other ranks then read its cache
         imageset = load_images(
