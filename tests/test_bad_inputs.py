@@ -505,7 +505,8 @@ def _stages_in_out(w: Path, p: dict) -> None:
     first = f'[defaults]\n{tiny}[[stages]]\nname = "one"\ndataset = "{p["ds"]}"\n'
     for name, second in (("late_missing", f'dataset = "folder:{w / "missing"}"\n'),
                          ("late_one_class", f'dataset = "{p["oneclass"]}"\n'),
-                         ("late_knn", f'dataset = "{p["ds"] / "a"}"\npseudo_labels = "knn"\n')):
+                         ("late_knn", f'dataset = "{p["ds"] / "a"}"\npseudo_labels = "knn"\n'),
+                         ("late_init", f'dataset = "{p["ds"]}"\ninit = "none"\n')):
         p[f"chain_{name}"] = w / f"chain_{name}.toml"
         p[f"chain_{name}"].write_text(first + f'[[stages]]\nname = "two"\n{second}')
 
@@ -523,6 +524,8 @@ add("chain-late-stage-folder-missing", *C, "--chain", "{chain_late_missing}",
     says=("chain_late_missing.toml:10", "stage 2 (two)", "no such folder"))
 add("chain-late-stage-one-class", *C, "--chain", "{chain_late_one_class}",
     says=("chain_late_one_class.toml:10", "stage 2 (two)", "only one class"))
+add("chain-late-stage-init", *C, "--chain", "{chain_late_init}",
+    says=("chain_late_init.toml:11", "stage 2 init", "only the first stage"))
 add("chain-late-stage-knn-without-generated", *C, "--chain", "{chain_late_knn}",
     says=("chain_late_knn.toml:10", "stage 2 (two)", "needs a dataset with generated images"))
 

@@ -46,6 +46,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 STAGE_FIELDS = {f.name for f in dataclasses.fields(StageConfig)}
+LATER_INIT = "only the first stage has an init; each later stage starts from the stage before it"
 TOP_KEYS = {"name", "description", "defaults", "stages"}
 
 
@@ -186,6 +187,8 @@ def stage_configs(
         cfg = StageConfig(**values)
         for name, why in cfg.problems(check_init=i == 1):
             problems.append(_where(spec, i, table, overrides, name, why))
+        if i > 1 and "init" in table:  # else silently replaced by the stage before it
+            problems.append(_where(spec, i, table, {}, "init", LATER_INIT))
         if (
             cfg.pseudo_labels is not None
             and isinstance(cfg.pseudo_labels, str)
