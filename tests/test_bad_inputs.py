@@ -526,6 +526,8 @@ add("chain-late-stage-one-class", *C, "--chain", "{chain_late_one_class}",
     says=("chain_late_one_class.toml:10", "stage 2 (two)", "only one class"))
 add("chain-late-stage-init", *C, "--chain", "{chain_late_init}",
     says=("chain_late_init.toml:11", "stage 2 init", "only the first stage"))
+add("chain-init-imagenet-conv5", *C, "--chain", "{chain_valid}", "--init", "imagenet",
+    says=("--init", "conv5 has no ImageNet weights"))
 add("chain-late-stage-knn-without-generated", *C, "--chain", "{chain_late_knn}",
     says=("chain_late_knn.toml:10", "stage 2 (two)", "needs a dataset with generated images"))
 

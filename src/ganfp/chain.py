@@ -180,7 +180,8 @@ def stage_configs(
     configs, problems = [], []
     for i, table in enumerate(spec.stages, 1):
         values = {**spec.defaults, **table, **overrides, "model": model}
-        if values.get("init") == "imagenet" and not _unknown_model(model) and model_entry(model).timm_name is None:
+        imagenet_default = values.get("init") == "imagenet" and "init" not in overrides  # --init imagenet is checked
+        if imagenet_default and not _unknown_model(model) and model_entry(model).timm_name is None:
             values["init"] = "none"  # conv5 is the paper's own net: no ImageNet weights exist
         if run_dir is not None and i > 1:
             values["init"] = str(run_dir / stage_folder(i - 1, spec.stages[i - 2]["name"]))
