@@ -107,6 +107,7 @@ def build_world(w: Path) -> dict[str, Path]:
     _archives(w, p)
     _chains(w, p)
     _checkpoints(w, p)
+    _stages_in_out(w, p)
     return p
 
 
@@ -475,6 +476,56 @@ add("chain-patience-0", *C, "--chain", "{chain_valid}", "--patience", "0", says=
 add("chain-from-stage-unknown", *C, "--chain", "{chain_valid}", "--from-stage", "zzz", says="zzz")
 add("chain-unknown-option", *C, "--frobnicate", says="--frobnicate")
 add("chain-extra-argument", *C, "extra", says="extra")
+
+# train-stage --out over a stage already there, and chain stages past the first (harden-train) --------
+
+
+def _stages_in_out(w: Path, p: dict) -> None:
+    """Stage folders as training leaves them: finished (other settings) and interrupted after epoch 3."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    meta = {"model": "conv5", "num_classes": 2, "image_size": 16, "classes": ["a", "b"]}
+    p["stage_done"] = w / "stage_done"
+    p["stage_done"].mkdir()
+    save_file({"w": np.zeros(2, np.float32)}, str(p["stage_done"] / "model.safetensors"),
+              metadata={"ganfp": json.dumps(meta)})
+    (p["stage_done"] / "meta.json").write_text(json.dumps(
+        {**meta, "status": "complete", "digest": "0", "run_id": "0", "config": {"epochs": 7, "lr": 0.001}}))
+    p["stage_interrupted"] = w / "stage_interrupted"
+    p["stage_interrupted"].mkdir()
+    save_file({"model.w": np.zeros(2, np.float32)}, str(p["stage_interrupted"] / "last.safetensors"),
+              metadata={"ganfp": json.dumps({"state": {"digest": "0", "epoch": 3}})})
+    tiny = "".join(f"{k} = {v}\n" for k, v in TINY_STAGE.items())
+    first = f'[defaults]\n{tiny}[[stages]]\nname = "one"\ndataset = "{p["ds"]}"\n'
+    for name, second in (("late_missing", f'dataset = "folder:{w / "missing"}"\n'),
+                         ("late_one_class", f'dataset = "{p["oneclass"]}"\n'),
+                         ("late_knn", f'dataset = "{p["ds"] / "a"}"\npseudo_labels = "knn"\n'),
+                         ("late_init", f'dataset = "{p["ds"]}"\ninit = "none"\n')):
+        p[f"chain_{name}"] = w / f"chain_{name}.toml"
+        p[f"chain_{name}"].write_text(first + f'[[stages]]\nname = "two"\n{second}')
+
+
+add("train-out-holds-finished-stage", *TD, "--out", "{stage_done}",
+    says=("--out", "finished with other settings (epochs 7 -> 1)", "--force"))
+add("train-out-holds-finished-stage-resume", *TD, "--out", "{stage_done}", "--resume",
+    says=("--out", "other settings", "--force"))
+add("train-out-holds-interrupted-stage", *TD, "--out", "{stage_interrupted}",
+    says=("--out", "interrupted after epoch 3", "--force"))
+add("train-force-and-resume", *TD, "--out", "{out}/o", "--force", "--resume", says=("--force", "--resume"))
+add("train-data-unlabelled-without-pseudo-labels", *T, "--data", "{real}", "--out", "{out}/o",
+    says=("real", "no labels", "pseudo_labels"))
+add("chain-late-stage-folder-missing", *C, "--chain", "{chain_late_missing}",
+    says=("chain_late_missing.toml:10", "stage 2 (two)", "no such folder"))
+add("chain-late-stage-one-class", *C, "--chain", "{chain_late_one_class}",
+    says=("chain_late_one_class.toml:10", "stage 2 (two)", "only one class"))
+add("chain-late-stage-init", *C, "--chain", "{chain_late_init}",
+    says=("chain_late_init.toml:11", "stage 2 init", "only the first stage"))
+add("chain-init-imagenet-conv5", *C, "--chain", "{chain_valid}", "--init", "imagenet",
+    says=("--init", "conv5 has no ImageNet weights"))
+add("chain-late-stage-knn-without-generated", *C, "--chain", "{chain_late_knn}",
+    says=("chain_late_knn.toml:10", "stage 2 (two)", "needs a dataset with generated images"))
 
 # evaluate ---------------------------------------------------------------------------------------------
 E = ("evaluate",)

@@ -102,6 +102,8 @@ BAD_CHAINS = [
      [(7, "stage 2 pseudo_labels: unknown pseudo-label source 'oracle'; choose one of: self, knn")]),
     (GOOD_STAGE + 'pseudo_labels = "self"\n', [(4, "pseudo-labels need a trained model to start from")]),
     (GOOD_STAGE + "stage = 3\n", [(4, "stage 1 has unknown key 'stage'")]),
+    (GOOD_STAGE + '[[stages]]\nname = "two"\ndataset = "demo:covid"\ninit = "none"\n',
+     [(7, "stage 2 init: only the first stage has an init; each later stage starts from the stage before it")]),
     ("oops = 1\n" + GOOD_STAGE, [(1, "unknown top-level key 'oops'")]),
 ]
 
@@ -187,3 +189,36 @@ def test_the_demo_chain_trains_without_warning_against_its_own_settings(tmp_path
                              "--runs-dir", tmp_path / "runs", "--data-root", demo_root, "--json")
     assert code == 0, err
     assert {r["stage"]: r["warnings"] for r in json.loads(out)} == dict.fromkeys(["casia", "covid", "gans-dev", "gans-test"], [])
+
+
+def test_the_first_stage_is_retrained_when_its_init_file_changes(tmp_path, two_datasets):
+    from ganfp.checkpoint import save_model
+    from ganfp.models import create_model
+
+    weights = tmp_path / "start.safetensors"
+    torch.manual_seed(0)
+    save_model(weights, create_model("conv5", 2, 16), {})
+    spec = load_chain(write_chain(tmp_path, *two_datasets))
+    overrides = {"init": str(weights)}
+    run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", overrides=overrides)
+    _, again = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", overrides=overrides)
+    assert [r.status for r in again] == ["skipped"] * 3
+    torch.manual_seed(1)
+    save_model(weights, create_model("conv5", 2, 16), {})  # other weights, same path
+    _, changed = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", overrides=overrides)
+    assert [r.status for r in changed] == ["trained"] * 3
+
+
+def test_a_later_stage_with_no_data_stops_the_chain_before_the_first_stage_trains(tmp_path, two_datasets):
+    import shutil
+
+    first, second = two_datasets
+    spec = load_chain(write_chain(tmp_path, first, f"folder:{tmp_path / 'not-there'}"))
+    with pytest.raises(InputError, match=r"mine.toml:14: stage 2 \(second\): .*not-there: no such folder"):
+        run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
+    spec = load_chain(write_chain(tmp_path, f"folder:{first}", second))
+    run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    shutil.rmtree(first)  # a finished stage is skipped without reading its data
+    _, again = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    assert [r.status for r in again] == ["skipped"] * 3

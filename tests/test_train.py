@@ -274,3 +274,58 @@ def test_epoch_metrics_come_from_ganfp_metrics():
     assert m["f1"] == pytest.approx(binary_metrics(y, p)["f1"]) and m["accuracy"] == pytest.approx(np.mean(y == p))
     assert confusion_metrics(cm[::-1, ::-1], ["used", "not_used"])["f1"] == pytest.approx(m["f1"])  # "used" by name
     assert used_class_index(["used", "not_used"]) == 0 and used_class_index(["covid", "normal"]) == 1
+
+
+def test_a_stage_already_in_out_is_never_trained_over_unasked(class_folder, tmp_path, run_cli):
+    out = tmp_path / "s"
+    args = ["train-stage", "--data", class_folder, "--out", out, "--model", "conv5", "--image-size", "16",
+            "--batch-size", "8", "--epochs", "1", "--data-root", tmp_path / "root"]
+    assert run_cli(*args)[0] == 0
+    finished = {p.name: p.read_bytes() for p in out.iterdir()}
+    for extra, words in [((), "finished with the same settings; add --resume to keep it, or --force"),
+                         (("--epochs", "2"), "finished with other settings (epochs 1 -> 2); choose another --out"),
+                         (("--epochs", "2", "--resume"), "other settings (epochs 1 -> 2)"),
+                         (("--force", "--resume"), "--force and --resume: choose one")]:
+        code, _, err = run_cli(*args, *extra)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == finished  # nothing lost, nothing half-written
+    code, stdout, err = run_cli(*args, "--resume")
+    assert code == 0 and "skipped" in stdout
+    code, _, err = run_cli(*args, "--epochs", "2", "--force")
+    assert code == 0 and json.loads((out / "meta.json").read_text())["config"]["epochs"] == 2
+
+
+def test_an_interrupted_stage_continues_only_with_resume(class_folder, tmp_path, run_cli):
+    from ganfp.checkpoint import save_resume
+    from ganfp.models import create_model
+
+    out = tmp_path / "s"
+    args = ["train-stage", "--data", class_folder, "--out", out, "--model", "conv5", "--image-size", "16",
+            "--batch-size", "8", "--epochs", "2", "--data-root", tmp_path / "root"]
+    digest = StageConfig(name="s", dataset=str(class_folder), model="conv5", image_size=16, batch_size=8,
+                         epochs=2).digest()
+    model = create_model("conv5", 2, 16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    save_resume(out / "last.safetensors", model, optimizer, {"digest": digest, "epoch": 1, "history": [{}]})
+    before = (out / "last.safetensors").read_bytes()
+    code, _, err = run_cli(*args)
+    assert code == 2 and "interrupted after epoch 1; add --resume to continue it, or --force to start over" in err
+    code, _, err = run_cli(*args, "--lr", "0.5")
+    assert code == 2 and "interrupted after epoch 1, with other settings" in err
+    assert (out / "last.safetensors").read_bytes() == before
+    code, _, err = run_cli(*args, "--force")
+    assert code == 0 and not (out / "last.safetensors").exists()
+    assert json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 2
+
+
+def test_a_stage_is_not_current_once_the_stage_it_started_from_is_retrained(class_folder, tmp_path, run_cli):
+    tiny = ["--model", "conv5", "--image-size", "16", "--batch-size", "8", "--epochs", "1",
+            "--data-root", tmp_path / "root"]
+    first = ["train-stage", "--data", class_folder, "--out", tmp_path / "s1", *tiny]
+    second = ["train-stage", "--data", class_folder, "--out", tmp_path / "s2", "--init", tmp_path / "s1", *tiny]
+    assert run_cli(*first)[0] == 0 and run_cli(*second)[0] == 0
+    code, stdout, _ = run_cli(*second, "--resume")
+    assert code == 0 and "skipped" in stdout
+    assert run_cli(*first, "--seed", "1", "--force")[0] == 0  # s1 retrained in place
+    code, _, err = run_cli(*second, "--resume")  # s2 was trained from the old s1: not reported as finished
+    assert code == 2 and "the --init it started from has changed since" in err

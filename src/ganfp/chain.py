@@ -29,12 +29,15 @@ from ganfp.train import (
     StageConfig,
     StageData,
     StageSummary,
+    check_labels,
+    check_out_dir,
     completed,
     load_stage_images,
     plain_name_problem,
     run_stage,
     setup_device,
     stage_status,
+    start_identity,
 )
 
 if sys.version_info >= (3, 11):
@@ -43,6 +46,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 STAGE_FIELDS = {f.name for f in dataclasses.fields(StageConfig)}
+LATER_INIT = "only the first stage has an init; each later stage starts from the stage before it"
 TOP_KEYS = {"name", "description", "defaults", "stages"}
 
 
@@ -176,13 +180,16 @@ def stage_configs(
     configs, problems = [], []
     for i, table in enumerate(spec.stages, 1):
         values = {**spec.defaults, **table, **overrides, "model": model}
-        if values.get("init") == "imagenet" and not _unknown_model(model) and model_entry(model).timm_name is None:
+        imagenet_default = values.get("init") == "imagenet" and "init" not in overrides  # --init imagenet is checked
+        if imagenet_default and not _unknown_model(model) and model_entry(model).timm_name is None:
             values["init"] = "none"  # conv5 is the paper's own net: no ImageNet weights exist
         if run_dir is not None and i > 1:
             values["init"] = str(run_dir / stage_folder(i - 1, spec.stages[i - 2]["name"]))
         cfg = StageConfig(**values)
         for name, why in cfg.problems(check_init=i == 1):
             problems.append(_where(spec, i, table, overrides, name, why))
+        if i > 1 and "init" in table:  # else silently replaced by the stage before it
+            problems.append(_where(spec, i, table, {}, "init", LATER_INIT))
         if (
             cfg.pseudo_labels is not None
             and isinstance(cfg.pseudo_labels, str)
@@ -234,11 +241,20 @@ def train_stage(
     resume: bool = False,
     data_root=None,
     observer=None,
-    init_id: str = "",
+    init_id: str | None = None,
     strict_resume: bool = True,
+    force: bool = False,
 ) -> StageSummary:
-    """One stage, pseudo-labelled first when it asks for it (`pseudo_labels`); the `train-stage` command."""
+    """One stage, pseudo-labelled first when it asks for it (`pseudo_labels`); the `train-stage` command.
+
+    `init_id` identifies the starting weights (default: `start_identity(cfg.init)`), so a finished stage
+    is reused only while they are unchanged. `strict_resume` (the command) refuses to train over a stage
+    already in `out_dir` unless `force`.
+    """
     cfg.validate()
+    init_id = start_identity(cfg.init) if init_id is None else init_id
+    if strict_resume and not force:
+        check_out_dir(cfg, Path(out_dir), init_id, resume)
     if not cfg.pseudo_labels:
         return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)
     if cfg.pseudo_labels not in PSEUDO_LABELERS:
@@ -273,6 +289,7 @@ def run_chain(
     names = [c.name for c in configs]
     if from_stage is not None and from_stage not in names:
         raise InputError(f"--from-stage {from_stage!r}: not a stage of chain {spec.name} ({', '.join(names)})")
+    check_stages_to_train(spec, configs, run_dir, data_root, from_stage)
     record = {
         "chain": spec.name,
         "model": model,
@@ -281,7 +298,7 @@ def run_chain(
             {"name": c.name, "dir": stage_folder(i, c.name), "status": "pending"} for i, c in enumerate(configs, 1)
         ],
     }
-    rerun, prev_id, results = False, "", []
+    rerun, prev_id, results = False, start_identity(configs[0].init), []
     for cfg, entry in zip(configs, record["stages"]):
         out_dir = run_dir / entry["dir"]
         rerun = rerun or cfg.name == from_stage
@@ -308,6 +325,28 @@ def run_chain(
         results.append(summary)
         prev_id = entry["run_id"]
     return run_dir, results
+
+
+def check_stages_to_train(
+    spec: ChainSpec, configs: list[StageConfig], run_dir: Path, data_root, from_stage: str | None
+) -> None:
+    """Every stage that will train finds its dataset, before the first one trains: a missing folder in
+    stage 3 must not be found after hours of stages 1 and 2. Stages that will be skipped are not read."""
+    rerun, prev_id = False, start_identity(configs[0].init)
+    for i, cfg in enumerate(configs, 1):
+        out_dir = run_dir / stage_folder(i, cfg.name)
+        rerun = rerun or cfg.name == from_stage or completed(cfg, out_dir, prev_id) is None
+        if not rerun:
+            prev_id = stage_status(out_dir)["run_id"]
+            continue
+        try:
+            manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
+            if cfg.pseudo_labels:
+                check_source(cfg.pseudo_labels, manifest)
+            else:
+                check_labels(cfg, manifest)
+        except InputError as exc:
+            raise InputError(f"{spec.locate(i, 'dataset')}: stage {i} ({cfg.name}): {exc}") from None
 
 
 def _write_record(run_dir: Path, record: dict) -> None:

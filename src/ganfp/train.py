@@ -249,6 +249,30 @@ def check_init_checkpoint(path: Path, model: str) -> None:
             raise InputError(f"{path}: holds a {meta['model']} model, not {model}")
 
 
+def start_identity(init: str) -> str:
+    """What a stage starts from, for its digest: a finished stage's run id, else the weights file's content hash.
+
+    The path alone is not enough: a stage retrained in the same folder, or a weights file rewritten, must not
+    leave the stages trained from it looking current. ImageNet and random starts have no identity ("").
+    """
+    from ganfp.checkpoint import resolve_checkpoint
+
+    if init in ("none", "imagenet"):
+        return ""
+    path = Path(init).expanduser()
+    if path.is_dir():
+        stage = resolve_checkpoint(path)
+        done = stage_status(stage)
+        if done and done.get("run_id"):
+            return str(done["run_id"])
+        path = stage / MODEL_FILE
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:32]
+
+
 def _problem(check, value) -> str | None:
     """The InputError `check(value)` raises, as text; None when it passes."""
     try:
@@ -510,8 +534,8 @@ def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = N
     """The stage's manifest (given, when the caller checked it first) and its images decoded at the stage's size."""
     if manifest is None:
         manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
-    if manifest.labelled:
-        check_labels(cfg, manifest)  # a missing class is known before a single image is decoded
+    if manifest.labelled or not cfg.pseudo_labels:
+        check_labels(cfg, manifest)  # missing labels or a missing class are known before a single image is decoded
     budget = default_memory_budget() if cfg.memory_budget is None else int(cfg.memory_budget * 1e9)
     with distributed.main_first():  # rank 0 decodes; the other ranks then read its cache
         imageset = load_images(
@@ -622,12 +646,54 @@ def completed(cfg: StageConfig, out_dir: Path, init_id: str = "") -> StageSummar
     return None
 
 
+def check_out_dir(cfg: StageConfig, out_dir: Path, init_id: str, resume: bool) -> None:
+    """Refuse to train over a stage already in `out_dir` (train-stage without --force), before any work.
+
+    A finished stage can be hours of training: it is kept (reported with --resume) when its settings
+    match, and otherwise only replaced on request; an interrupted one continues only with --resume.
+    """
+    why = _occupied(cfg, Path(out_dir), cfg.digest(init_id), resume)
+    if why:
+        raise InputError(f"--out {out_dir}: {why}")
+
+
+def _occupied(cfg: StageConfig, out_dir: Path, digest: str, resume: bool) -> str | None:
+    """What is in `out_dir` that this run would train over, or None when nothing would be lost."""
+    done = stage_status(out_dir)
+    if done is not None:
+        if done.get("digest") != digest:
+            return (f"holds a stage finished with other settings ({_changes(done.get('config') or {}, cfg)}); "
+                    "choose another --out, or add --force to replace it")
+        if resume:
+            return None
+        return ("already holds this stage, finished with the same settings; "
+                "add --resume to keep it, or --force to train it again")
+    state = resume_header(out_dir / RESUME_FILE)
+    if state is None:
+        return None
+    if state.get("digest") != digest:
+        return (f"holds a stage interrupted after epoch {state.get('epoch')}, with other settings; "
+                "choose another --out, or add --force to start over")
+    if resume:
+        return None
+    return (f"holds a stage interrupted after epoch {state.get('epoch')}; "
+            "add --resume to continue it, or --force to start over")
+
+
+def _changes(old: dict, cfg: StageConfig) -> str:
+    """`epochs 5 -> 2, lr 0.01 -> 0.003`: the settings that differ from a finished stage's recorded config."""
+    diffs = [f"{k} {old[k]!r} -> {v!r}" for k, v in cfg.identity().items() if k in old and old[k] != v]
+    return ", ".join(diffs) or "the --init it started from has changed since"
+
+
 def start_or_resume(fit: Fit, out_dir: Path, digest: str, resume: bool, strict_resume: bool, observer) -> StageState:
     """The state to train from: `last.safetensors` when resuming with the same settings, else a fresh one."""
     resume_path = out_dir / RESUME_FILE
     saved = resume_digest(resume_path) if resume else None
     if saved is not None and saved != digest and strict_resume:
-        raise InputError(f"{resume_path}: was written with other settings; run without --resume to start over")
+        raise InputError(
+            f"{resume_path}: was written with other settings; add --force instead of --resume to start over"
+        )
     if saved == digest:
         state = StageState(**load_resume(resume_path, fit.model, fit.optimizer))
         _notify(observer, "message", {"text": f"resuming {fit.cfg.name} after epoch {state.epoch}"})
@@ -829,14 +895,21 @@ def write_history(path: Path, history: list[dict], pseudo: bool = False) -> None
 
 
 def resume_digest(path: Path) -> str | None:
+    state = resume_header(path)
+    return state.get("digest") if state is not None else None
+
+
+def resume_header(path: Path) -> dict | None:
+    """The training state in `last.safetensors`'s header (digest, epoch, ...), read without its tensors."""
     from ganfp.checkpoint import read_safetensors
 
     if not path.is_file():
         return None
     try:
-        return read_safetensors(path, tensors=False)[1]["state"]["digest"]
+        state = read_safetensors(path, tensors=False)[1]["state"]
     except (GanfpError, KeyError, TypeError):
         return None  # a damaged resume file is as good as none
+    return state if isinstance(state, dict) else None
 
 
 def _main_only(observer):

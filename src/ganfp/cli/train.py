@@ -75,7 +75,12 @@ def train_stage(
     pseudo_features: Optional[str] = typer.Option(None, help="Feature space of the knn pseudo-labeler (default: classify's)."),
     pseudo_k: Optional[int] = typer.Option(None, help="Neighbours of the knn pseudo-labeler (default: classify's)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and list) unreadable images instead of stopping."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted stage from its last epoch."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the interrupted stage in --out from its last epoch (a finished one is kept)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Train over a stage already in --out (finished or interrupted); refused without it."
+    ),
     device: DeviceOpt = "auto",
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic kernels (slower on CUDA)."),
@@ -88,10 +93,15 @@ def train_stage(
 
     from ganfp import distributed
     from ganfp.chain import train_stage as run
+    from ganfp.errors import InputError
     from ganfp.fileio import check_writable
     from ganfp.train import StageConfig
 
     check_writable(out, "--out", folder=True)
+    if force and resume:
+        raise InputError(
+            "--force and --resume: choose one (--resume continues the stage in --out, --force starts it over)"
+        )
     cfg = StageConfig(
         name=name or Path(out).expanduser().resolve().name, dataset=dataset, model=model, init=init, image_size=image_size,
         batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
@@ -102,7 +112,7 @@ def train_stage(
     )
     observer = observer_for(cfg.name)
     with observer if observer is not None else ui.progress(transient=True):
-        summary = run(cfg, out, resume=resume, data_root=data_root, observer=observer)
+        summary = run(cfg, out, resume=resume, data_root=data_root, observer=observer, force=force)
     print_results(f"stage {cfg.name} ({model})", [summary], as_json)
     if distributed.is_main() and not as_json:
         ui.info(f"checkpoint: {Path(out) / 'model.safetensors'}")
