@@ -148,6 +148,16 @@ def test_checkpoint_classifier_without_generated_images(run_cli, case, tmp_path)
     assert {i for i, v in zip(preds.ids, preds.labels) if v == 1} == set(top)  # the top half by P(used)
 
 
+@pytest.mark.parametrize("classes", [("covid", "normal"), ("authentic", "tampered")])
+def test_classifier_of_another_task_is_refused_not_read_as_p_used(run_cli, case, tmp_path, classes):
+    """A chain stopped after its covid stage leaves a covid classifier: its class 1 is not P(used)."""
+    real, _, _, root = case
+    stage = stage_folder(tmp_path / "stage", classes=classes)
+    out = tmp_path / "sub.csv"
+    code, _, err = run_cli("classify", real, "--checkpoint", stage, "--out", out, *root)
+    one_line_error(code, err, str(stage), ", ".join(classes), "not of used / not_used")
+    assert not out.exists()
+
 def test_checkpoint_file_of_any_name(run_cli, case, tmp_path):
     real, _, labels, root = case
     weights = tmp_path / "chosen.safetensors"

@@ -19,7 +19,6 @@ from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
 from ganfp.membership.autoencoder import AutoencoderConfig, cached_autoencoder, reconstruction_scores
 from ganfp.membership.features import downsample, load_checked, paired_features
-from ganfp.metrics import used_class_index
 from ganfp.membership.fusion import add_log_ratios, fuse
 from ganfp.membership.recipe import DEFAULT_ENSEMBLE, DEFAULT_FEATURES, DEFAULT_K, DEFAULT_METHOD, FUSION_MEMBERS, Recipe
 from ganfp.membership.scorers import SCORERS, Neighbours
@@ -168,10 +167,14 @@ def classifier_scores(scorer: MembershipScorer, recipe: Recipe) -> np.ndarray:
     model, meta = load_checkpoint(stage, setup.device)
     if meta.get("num_classes", 2) < 2:
         raise InputError(f"{stage}: the checkpoint has one class; P(used) needs two")
+    classes = list(meta.get("classes", []))
+    if "used" not in classes:  # a tampering or covid stage's class 1 is not P(used): refuse rather than mislabel
+        raise InputError(f"{stage}: a classifier of {', '.join(classes) or 'unnamed classes'}, not of used / not_used; "
+                         "P(used) needs a stage trained on used and not_used images (a chain's gans-dev or gans-test)")
     images = load_checked(scorer.real, int(meta["image_size"]), setup.data_root, setup.progress, "decode real")
     probs = predict_proba(model, images, setup.batch_size, setup.device)
     scorer.checkpoint_meta = {**meta, "stage": str(stage)}
-    return probs[:, used_class_index(list(meta.get("classes", [])))].astype(np.float64)
+    return probs[:, classes.index("used")].astype(np.float64)
 
 
 @SCORERS.register("fusion", needs="members", uses_k=True, uses_features=True,
