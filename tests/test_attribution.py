@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from ganfp.attribution.cluster import CLUSTERERS
+from ganfp.attribution.defaults import DEFAULT_EPOCHS, DEFAULT_K, DEFAULT_MAX_CLUSTERS, DEFAULT_MODEL
 from ganfp.attribution.features import FREQUENCY, spectrum
 from ganfp.attribution.files import CLUSTER_WORDS, ID_WORDS, image_id, read_class_table
 from ganfp.attribution.methods import METHODS, TrainerSettings
@@ -94,6 +95,21 @@ def test_cnn_trains_with_the_stage_trainer_and_fusion_reuses_it(task, tmp_path):
     assert len(list((tmp_path / "runs" / "attribute").iterdir())) == 1
     np.testing.assert_allclose(fused.probabilities.sum(1), 1.0, atol=1e-5)
 
+
+def test_options_a_method_does_not_read_are_refused_and_defaults_filled_in_once(task, tmp_path):
+    plain = config(task, tmp_path)
+    assert plain.k is None and plain.trainer.model is None and plain.trainer.epochs is None  # None: not given
+    filled = plain.resolved()
+    assert (filled.k, filled.trainer.model, filled.trainer.epochs) == (DEFAULT_K, DEFAULT_MODEL, DEFAULT_EPOCHS)
+    with pytest.raises(InputError, match="--k 3: the centroid method does not read it"):
+        attribute(config(task, tmp_path, method="centroid", k=3))
+    with pytest.raises(InputError, match="--epochs 2: the knn method does not read it"):
+        attribute(config(task, tmp_path, trainer=TrainerSettings(epochs=2)))
+    auto = ClusterConfig(images=str(task / "unknown"), out=str(tmp_path / "c.csv"))
+    assert auto.max_clusters is None and auto.resolved().max_clusters == DEFAULT_MAX_CLUSTERS
+    with pytest.raises(InputError, match="--max-clusters 4: only --clusters auto reads it"):
+        cluster(ClusterConfig(images=str(task / "unknown"), out=str(tmp_path / "c.csv"), clusters=3, max_clusters=4))
+    assert not (tmp_path / "a.csv").exists() and not (tmp_path / "c.csv").exists()
 
 def test_use_real_adds_the_real_images_to_the_references(task, tmp_path):
     result = attribute(config(task, tmp_path, method="centroid", use_real=True))

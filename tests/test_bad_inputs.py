@@ -741,6 +741,21 @@ add("attribute-train-missing-names-option", "attribute", "{real}", "--train", "{
 add("attribute-train-file-names-option", "attribute", "{real}", "--train", "{labels}", "--out", "{out}/a.csv",
     says=("--train", "labels.csv"))
 
+# harden-attr: an option the chosen mode would ignore is refused (its default is None, so a given value shows) --------
+AC = ("attribute", "{real}", "--clusters", "2", "--out", "{out}/c.csv", "--data-root", "{out}/data")
+for _method in ("centroid", "linear"):
+    add(f"attribute-k-with-{_method}", *A, "--method", _method, "--k", "3", says=("--k 3", _method, "knn or fusion"))
+add("attribute-k-with-cnn", *ACNN, "--k", "3", says=("--k 3", "cnn", "knn or fusion"))
+add("attribute-k-with-clusters", *AC, "--k", "3", says=("--clusters", "drop --k"))
+add("attribute-max-clusters-with-fixed-k", *AC, "--max-clusters", "4",
+    says=("--max-clusters 4", "--clusters auto", "not --clusters 2"))
+add("attribute-max-clusters-without-clusters", *A, "--max-clusters", "4", says=("--max-clusters 4", "--clusters auto"))
+add("attribute-model-with-knn", *A, "--model", "resnet18", says=("--model resnet18", "knn", "cnn or fusion"))
+add("attribute-epochs-with-linear", *A, "--method", "linear", "--epochs", "3",
+    says=("--epochs 3", "linear", "cnn or fusion"))
+add("attribute-model-with-clusters", *AC, "--model", "conv5", says=("--clusters", "drop --model"))
+add("attribute-epochs-with-clusters", *AC, "--epochs", "3", says=("--clusters", "drop --epochs"))
+
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")
 add("top-unknown-option", "--frobnicate", says="--frobnicate")

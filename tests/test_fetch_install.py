@@ -149,6 +149,52 @@ def test_killed_demo_build_lists_as_partial(tmp_path, run_cli):
     assert dataset_status("demo", root) == "partial"
 
 
+
+ATTRIBUTION_KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import ganfp.data.demo_attribution as demo_attribution
+    def slow(root, seed):
+        (root / "generated").mkdir()
+        Path(sys.argv[2]).write_text("building")
+        time.sleep(60)
+    demo_attribution.BUILDERS["attribution-2025"] = slow
+    demo_attribution.ensure_attribution_demo("attribution-2025", Path(sys.argv[1]))
+    """
+)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL semantics")
+def test_killed_attribution_demo_build_lists_as_partial_and_the_next_build_removes_it(tmp_path, run_cli, monkeypatch):
+    """`demo:attribution-*` stage `.demo-attribution-2025.tmp-PID`: partial once killed, removed by the next build."""
+    from ganfp.data import demo_attribution
+
+    root, flag = tmp_path / "data", tmp_path / "flag"
+    proc = subprocess.Popen([sys.executable, "-c", ATTRIBUTION_KILL_SCRIPT, str(root), str(flag)], cwd=ROOT)
+    try:
+        deadline = time.time() + 60
+        while not flag.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert flag.exists(), "the attribution demo build never started"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    (build,) = root.glob(".demo-attribution-2025.tmp-*")
+    assert dataset_status("demo", root) == "partial"
+    code, out, err = run_cli("fetch-data", "--list", "--json", "--data-root", str(root))
+    assert code == 0 and {r["name"]: r["status"] for r in json.loads(out)["datasets"]}["demo"] == "partial", err
+    set_aside = root / build.name.replace(".tmp-", ".old-")
+    shutil.copytree(build, set_aside)  # as if another build was killed after setting a ready copy aside
+
+    def tiny(folder: Path, seed: int) -> dict:
+        (folder / "generated").mkdir()
+        return {"images": 0}
+
+    monkeypatch.setitem(demo_attribution.BUILDERS, "attribution-2025", tiny)
+    demo_attribution.ensure_attribution_demo("attribution-2025", root)
+    assert sorted(p.name for p in root.iterdir()) == ["demo-attribution-2025"]
+
 def test_ready_is_kept_unless_forced_and_a_failed_force_keeps_the_old_copy(tmp_path):
     root, archive = tmp_path / "data", _casia_zip(tmp_path)
     fetch_dataset("casia", root, source=archive)

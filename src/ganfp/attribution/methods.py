@@ -13,12 +13,13 @@ it reads features (and so `--features` and `--k` matter) or trains on images.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ganfp.attribution.defaults import DEFAULT_EPOCHS, DEFAULT_MODEL
 from ganfp.attribution.features import BlockScaler, FeatureContext, compute, decode
 from ganfp.data.manifest import Manifest
 from ganfp.registry import Registry
@@ -31,13 +32,18 @@ FUSION_MEMBERS = ("knn", "cnn")
 class TrainerSettings:
     """How the `cnn` method trains: a small net, few epochs, early stopping on a held-out fifth."""
 
-    model: str = "conv5"
-    epochs: int = 30
+    model: str | None = None  # None: DEFAULT_MODEL (see resolved); None also says --model was not given
+    epochs: int | None = None  # None: DEFAULT_EPOCHS
     patience: int = 5
     batch_size: int = 32
     lr: float = 0.001  # the paper's; 0.01 stopped early at 0.70 accuracy on demo:attribution-2025, this reaches 0.95
     augment: bool = False  # flips and shifts: 0.32 instead of 0.70 on demo:attribution-2025 (at lr 0.01)
     runs_dir: str | None = None
+
+    def resolved(self) -> TrainerSettings:
+        """The defaults filled in, once the attribution config has checked which method reads these."""
+        return replace(self, model=DEFAULT_MODEL if self.model is None else self.model,
+                       epochs=DEFAULT_EPOCHS if self.epochs is None else self.epochs)
 
     def validate(self) -> None:
         """The model is known and the runs folder writable, before the first line of training is printed."""

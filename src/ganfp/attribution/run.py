@@ -8,23 +8,27 @@ package imports this module: it only orchestrates.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ganfp.attribution.cluster import CLUSTERERS, choose_k, silhouette
+from ganfp.attribution.defaults import (
+    DEFAULT_CLUSTER_FEATURES,
+    DEFAULT_CLUSTER_METHOD,
+    DEFAULT_FEATURES,
+    DEFAULT_K,
+    DEFAULT_MAX_CLUSTERS,
+    DEFAULT_METHOD,
+)
 from ganfp.attribution.features import BlockScaler, FeatureContext, common_size, compute, parse_spaces
 from ganfp.attribution.files import CLUSTER_COLUMNS, DEFAULT_COLUMNS, parse_columns, row_keys, write_class_table
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
 from ganfp.errors import InputError
 
-DEFAULT_METHOD = "knn"  # 1.00 on demo:attribution-2025, in a second (docs/attribution.md)
-DEFAULT_FEATURES = "pixels32"
-DEFAULT_CLUSTER_METHOD = "kmeans"
-DEFAULT_CLUSTER_FEATURES = "spectrum+residual"  # ARI 0.95+ on demo:attribution-2024, pixels 0.5
 Message = Callable[[str], None]
 
 
@@ -48,7 +52,7 @@ class AttributeConfig:
     train: str | None = None  # DIR with generated/<class>/ (and real/<class>/), or a spec; default: the spec's own
     method: str = DEFAULT_METHOD
     features: str = DEFAULT_FEATURES
-    k: int = 5
+    k: int | None = None  # neighbours of knn and fusion; None: DEFAULT_K (see resolved)
     use_real: bool = False  # add real/<class> images to the references of the feature methods
     columns: str = ",".join(DEFAULT_COLUMNS)
     image_size: int | None = None
@@ -59,18 +63,33 @@ class AttributeConfig:
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
 
     def validate(self) -> None:
-        METHODS.get(self.method)
-        _check_common(self.features if METHODS.entry(self.method).meta["needs"] != "images" else None,
+        needs = METHODS.entry(self.method).meta["needs"]
+        _check_common(self.features if needs != "images" else None,
                       self.image_size, self.batch_size, self.columns, clustering=False)
-        if self.k < 1:
+        self._check_read()
+        if self.k is not None and self.k < 1:
             raise InputError(f"--k {self.k}: must be at least 1")
-        if self.use_real and METHODS.entry(self.method).meta["needs"] == "images":
+        if self.use_real and needs == "images":
             raise InputError(f"--use-real: the {self.method} method trains on generated/<class>/ only; "
                              "use it with centroid, knn, linear or fusion")
-        if self.trainer.epochs < 1:
+        if self.trainer.epochs is not None and self.trainer.epochs < 1:
             raise InputError(f"--epochs {self.trainer.epochs}: must be at least 1")
-        if METHODS.entry(self.method).meta["needs"] != "features":
-            self.trainer.validate()
+        if needs != "features":
+            self.trainer.resolved().validate()
+
+    def _check_read(self) -> None:
+        """An option the method does not read is refused: its default is None, so a given value is a mistake."""
+        trainers = [e.name for e in METHODS if e.meta["needs"] != "features"]
+        given = [("--k", self.k, METHODS.names(uses_k=True)), ("--model", self.trainer.model, trainers),
+                 ("--epochs", self.trainer.epochs, trainers)]
+        for option, value, readers in given:
+            if value is not None and self.method not in readers:
+                raise InputError(f"{option} {value}: the {self.method} method does not read it; "
+                                 f"only --method {' or '.join(readers)} does")
+
+    def resolved(self) -> AttributeConfig:
+        """The defaults filled in; after `validate`, which must still tell a given option from a default."""
+        return replace(self, k=DEFAULT_K if self.k is None else self.k, trainer=self.trainer.resolved())
 
 
 @dataclass(frozen=True)
@@ -82,7 +101,7 @@ class ClusterConfig:
     clusters: int | None = None  # None: choose K by silhouette
     method: str = DEFAULT_CLUSTER_METHOD
     features: str = DEFAULT_CLUSTER_FEATURES
-    max_clusters: int = 10
+    max_clusters: int | None = None  # the largest K of --clusters auto; None: DEFAULT_MAX_CLUSTERS (see resolved)
     columns: str = ",".join(CLUSTER_COLUMNS)
     image_size: int | None = None
     seed: int = 0
@@ -96,8 +115,15 @@ class ClusterConfig:
         _check_common(self.features, self.image_size, self.batch_size, self.columns, clustering=True)
         if self.clusters is not None and self.clusters < 2:
             raise InputError(f"--clusters {self.clusters}: must be at least 2 (or auto)")
-        if self.max_clusters < 2:
+        if self.max_clusters is not None and self.clusters is not None:
+            raise InputError(f"--max-clusters {self.max_clusters}: only --clusters auto reads it, "
+                             f"not --clusters {self.clusters}")
+        if self.max_clusters is not None and self.max_clusters < 2:
             raise InputError(f"--max-clusters {self.max_clusters}: must be at least 2")
+
+    def resolved(self) -> ClusterConfig:
+        """The defaults filled in; after `validate`, which must still tell a given option from a default."""
+        return replace(self, max_clusters=DEFAULT_MAX_CLUSTERS if self.max_clusters is None else self.max_clusters)
 
 
 @dataclass
@@ -215,6 +241,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     """Attribute every image of `cfg.unknown` to a class of the training images; write `cfg.out`."""
     started = time.perf_counter()
     cfg.validate()
+    cfg = cfg.resolved()
     unknown = read_images(cfg.unknown, cfg.data_root)
     train, train_spec = training_set(cfg, unknown)
     size = cfg.image_size or common_size(train, unknown)
@@ -234,6 +261,7 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     """Cluster every image of `cfg.images` into K groups (K given, or chosen by silhouette); write `cfg.out`."""
     started = time.perf_counter()
     cfg.validate()
+    cfg = cfg.resolved()
     images = read_images(cfg.images, cfg.data_root)
     if cfg.clusters is not None and cfg.clusters > len(images):
         raise InputError(f"--clusters {cfg.clusters}: more clusters than the {len(images)} images of {cfg.images}")

@@ -7,6 +7,16 @@ from typing import Annotated, Optional
 import typer
 
 from ganfp import ui
+from ganfp.attribution.defaults import (
+    DEFAULT_CLUSTER_FEATURES,
+    DEFAULT_CLUSTER_METHOD,
+    DEFAULT_EPOCHS,
+    DEFAULT_FEATURES,
+    DEFAULT_K,
+    DEFAULT_MAX_CLUSTERS,
+    DEFAULT_METHOD,
+    DEFAULT_MODEL,
+)
 from ganfp.cli.app import app
 from ganfp.cli.options import (
     OFFLINE_FEATURES_HINT,
@@ -20,10 +30,10 @@ from ganfp.cli.options import (
     in_range,
 )
 
-METHOD_HELP = ("Supervised: centroid, knn, linear, cnn or fusion (default knn). "
-               "With --clusters: kmeans, agglomerative or spectral (default kmeans).")
+METHOD_HELP = (f"Supervised: centroid, knn, linear, cnn or fusion (default {DEFAULT_METHOD}). "
+               f"With --clusters: kmeans, agglomerative or spectral (default {DEFAULT_CLUSTER_METHOD}).")
 FEATURES_HELP = ("Feature space: spectrum, residual, pixels[N], std[N], checkpoint or a model name; join with + "
-                 "(default: pixels32, and spectrum+residual with --clusters).")
+                 f"(default: {DEFAULT_FEATURES}, and {DEFAULT_CLUSTER_FEATURES} with --clusters).")
 COLUMNS_HELP = ("Header of the output CSV, two names, or none (default image_path,predicted_class; id,cluster with "
                 "--clusters). The first names the id column as ganfp evaluate reads it (id, image_id, image_name, "
                 "name, or image_path, image, path, file, filename, file_name, which get file names); with "
@@ -75,8 +85,17 @@ ClustersOpt = Annotated[Optional[str], typer.Option("--clusters", metavar="K|aut
                                                     "K groups, or auto to choose K by silhouette.")]
 UseRealOpt = Annotated[bool, typer.Option("--use-real", help="Add the real/<class>/ images to the references of "
                                           "centroid, knn and linear.")]
-EpochsOpt = Annotated[int, typer.Option("--epochs", callback=in_range(1), help="Most epochs of the cnn method (early "
-                                        "stopping after 5 without progress).")]
+# Options that only some modes read default to None, so that one given where nothing reads it is refused.
+KOpt = Annotated[Optional[int], typer.Option("--k", callback=in_range(1), help="Neighbours of knn (and fusion), at "
+                                             f"least 1 (default {DEFAULT_K}).")]
+MaxClustersOpt = Annotated[Optional[int], typer.Option("--max-clusters", callback=in_range(2), help="With --clusters "
+                                                       "auto: the largest K tried, at least 2 (default "
+                                                       f"{DEFAULT_MAX_CLUSTERS}).")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Network the cnn and fusion methods train "
+                                                 f"(default {DEFAULT_MODEL}).")]
+EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", callback=in_range(1), help="Most epochs of cnn and "
+                                                  "fusion, with early stopping after 5 without progress (default "
+                                                  f"{DEFAULT_EPOCHS}).")]
 RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where the cnn method keeps its model, and "
                                                    "where --features checkpoint finds the newest finished chain run "
                                                    "(default: $GANFP_RUNS, else ./runs).")]
@@ -90,13 +109,12 @@ def attribute(
     clusters: ClustersOpt = None,
     method: Optional[str] = typer.Option(None, "--method", help=METHOD_HELP),
     features: Optional[str] = typer.Option(None, "--features", help=FEATURES_HELP),
-    k: int = typer.Option(5, "--k", callback=in_range(1), help="Neighbours of knn (and fusion), at least 1."),
+    k: KOpt = None,
     use_real: UseRealOpt = False,
-    max_clusters: int = typer.Option(10, "--max-clusters", callback=in_range(2),
-                                     help="With --clusters auto: the largest K tried (at least 2)."),
+    max_clusters: MaxClustersOpt = None,
     columns: Optional[str] = typer.Option(None, "--columns", help=COLUMNS_HELP),
-    model: str = typer.Option("conv5", "--model", help="Network of the cnn method."),
-    epochs: EpochsOpt = 30,
+    model: ModelOpt = None,
+    epochs: EpochsOpt = None,
     image_size: ImageSizeOpt = None,
     device: DeviceOpt = "auto",
     batch_size: BatchSizeOpt = 128,
@@ -107,14 +125,7 @@ def attribute(
 ) -> None:
     """Attribute generated images to the training subset or generator that made them, or cluster them."""
     from ganfp.attribution.methods import TrainerSettings
-    from ganfp.attribution.run import (
-        DEFAULT_CLUSTER_FEATURES,
-        DEFAULT_CLUSTER_METHOD,
-        DEFAULT_FEATURES,
-        DEFAULT_METHOD,
-        AttributeConfig,
-        ClusterConfig,
-    )
+    from ganfp.attribution.run import AttributeConfig, ClusterConfig
     from ganfp.attribution.run import attribute as run_attribute
     from ganfp.attribution.run import cluster as run_cluster
     from ganfp.errors import InputError, weights_hint
@@ -122,13 +133,17 @@ def attribute(
     check_outputs({"--out": out}, (images, train))
     common = dict(out=out, image_size=image_size, seed=seed, device=device, batch_size=batch_size, data_root=data_root)
     if clusters is not None:
-        if train is not None or use_real:
-            raise InputError("--clusters groups images without labels: drop --train / --use-real")
+        given = [opt for opt, on in (("--train", train is not None), ("--use-real", use_real), ("--k", k is not None),
+                                      ("--model", model is not None), ("--epochs", epochs is not None)) if on]
+        if given:
+            raise InputError(f"--clusters groups images without labels or training: drop {' / '.join(given)}")
         cfg = ClusterConfig(images=images, clusters=_clusters(clusters), method=method or DEFAULT_CLUSTER_METHOD,
                             features=features or DEFAULT_CLUSTER_FEATURES, max_clusters=max_clusters,
                             columns=columns or "id,cluster", runs_dir=runs_dir, **common)
         run = run_cluster
     else:
+        if max_clusters is not None:
+            raise InputError(f"--max-clusters {max_clusters}: only --clusters auto reads it")
         trainer = TrainerSettings(model=model, epochs=epochs, runs_dir=runs_dir)
         cfg = AttributeConfig(unknown=images, train=train, method=method or DEFAULT_METHOD,
                               features=features or DEFAULT_FEATURES, k=k, use_real=use_real,

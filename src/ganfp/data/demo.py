@@ -16,6 +16,7 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -49,6 +50,16 @@ DESCRIPTION = (
 
 def build_demo(target: str | os.PathLike, seed: int = 0) -> dict:
     """Build the whole demo into `target` atomically and return its meta.json content."""
+    return build_in_place(target, lambda root: _build_into(root, seed))
+
+
+def build_in_place(target: str | os.PathLike, build: Callable[[Path], dict]) -> dict:
+    """Run `build` (which writes meta.json last and returns it) in `.NAME.tmp-PID` beside `target`, then swap it in.
+
+    `target` is whole or absent at every moment. A build killed midway leaves its `.NAME.tmp-PID`
+    (or `.NAME.old-PID`) folder, which the next build of any process removes first and which
+    `fetch-data --list` shows as partial meanwhile (`ganfp.fetch.store.BUILD_LEFTOVER`).
+    """
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise InputError(f"{target}: exists and is not a folder; cannot build the demo data there")
@@ -59,8 +70,7 @@ def build_demo(target: str | os.PathLike, seed: int = 0) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            meta = _build_into(tmp, seed)
-            return _swap_in(tmp, target, meta)
+            return _swap_in(tmp, target, build(tmp))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     except OSError as exc:

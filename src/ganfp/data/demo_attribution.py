@@ -13,16 +13,13 @@ Each folder is seeded, offline, built in seconds, and appears complete or not at
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from PIL import Image
 
-from ganfp.data.demo import generate, real_slices
-from ganfp.errors import InputError, RuntimeFailure
+from ganfp.data.demo import build_in_place, generate, real_slices
 from ganfp.fileio import write_json, write_text
 
 ATTRIBUTION_VERSION = 1
@@ -100,24 +97,12 @@ def ready(folder: Path, seed: int | None = None) -> bool:
 def ensure_attribution_demo(name: str, data_root: Path, seed: int | None = None) -> Path:
     """`<data_root>/demo-<name>`, built first when absent, incomplete, outdated or of another seed."""
     target = Path(data_root) / f"demo-{name}"
-    if ready(target, seed):
-        return target
-    if target.exists() and not target.is_dir():
-        raise InputError(f"{target}: exists and is not a folder; cannot build the demo data there")
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        seed = 0 if seed is None else seed
-        counts = BUILDERS[name](tmp, seed)
-        meta = {"status": "ready", "seed": seed, "version": ATTRIBUTION_VERSION, "counts": counts}
-        write_json(tmp / "meta.json", meta)  # last: its presence means the rest is complete
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    except OSError as exc:
-        if ready(target, seed):
-            return target  # a concurrent build finished first
-        raise RuntimeFailure(f"{exc.filename or target}: cannot build the demo data: {exc.strerror or exc}") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if not ready(target, seed):
+        build_in_place(target, lambda tmp: _build_into(tmp, name, 0 if seed is None else seed))
     return target
+
+
+def _build_into(root: Path, name: str, seed: int) -> dict:
+    meta = {"status": "ready", "seed": seed, "version": ATTRIBUTION_VERSION, "counts": BUILDERS[name](root, seed)}
+    write_json(root / "meta.json", meta)  # last: its presence means the rest is complete
+    return meta

@@ -25,8 +25,9 @@ META = "meta.json"
 DOWNLOADS = ".downloads"
 STAGING, OLD = ".tmp-", ".old-"
 # The demo is built by ganfp.data.demo, not fetched: it stages `.demo.tmp-PID` beside the target and sets the
-# old copy aside as `.demo.old-PID`; a build killed midway leaves one of them.
-BUILD_LEFTOVER = r"^\.{name}\.(tmp|old)-\d+$"
+# old copy aside as `.demo.old-PID`; a build killed midway leaves one of them. Its parts built on first use
+# (`demo-attribution-2025/`) leave `.demo-attribution-2025.tmp-PID` the same way: they count as the demo's.
+BUILD_LEFTOVER = r"^\.{name}(-[a-z0-9-]+)?\.(tmp|old)-\d+$"
 
 
 def dataset_dir(name: str, data_root: str | os.PathLike) -> Path:
@@ -53,7 +54,7 @@ def leftovers(data_root: Path, name: str, prefix: str | None = None) -> list[Pat
 
 
 def build_leftovers(data_root: Path, name: str) -> list[Path]:
-    """Temporary folders of an in-place build of `name` (the demo's) that never finished."""
+    """Temporary folders of an in-place build of `name` or of one of its parts (the demo's) that never finished."""
     return _matching(data_root, BUILD_LEFTOVER.format(name=re.escape(name)))
 
 
