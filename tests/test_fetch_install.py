@@ -75,6 +75,25 @@ def test_interrupted_unpack_is_never_ready_and_a_rerun_completes(tmp_path, monke
     assert dataset_status("casia", root) == "ready" and len(load_manifest("casia", root)) > 0
 
 
+def kill_when_flagged(script: str, args: list[str], flag: Path, never: str) -> None:
+    """Run `script` in a new process and SIGKILL it once it writes `flag` (the middle of the work it does)."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT)
+    try:
+        deadline = time.time() + 60
+        while not flag.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert flag.exists(), never
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+
+
+def listed_status(run_cli, root: Path, name: str) -> str:
+    code, out, err = run_cli("fetch-data", "--list", "--json", "--data-root", str(root))
+    assert code == 0, err
+    return {r["name"]: r["status"] for r in json.loads(out)["datasets"]}[name]
+
+
 KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
@@ -97,15 +116,7 @@ KILL_SCRIPT = textwrap.dedent(
 @pytest.mark.skipif(os.name == "nt", reason="SIGKILL semantics")
 def test_killed_fetch_leaves_partial_and_the_next_run_completes(tmp_path):
     root, archive, flag = tmp_path / "data", _casia_zip(tmp_path), tmp_path / "flag"
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(root), str(archive), str(flag)], cwd=ROOT)
-    try:
-        deadline = time.time() + 30
-        while not flag.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        assert flag.exists(), "the fetch never reached the middle of unpacking"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    kill_when_flagged(KILL_SCRIPT, [str(root), str(archive), str(flag)], flag, "the fetch never reached the middle of unpacking")
     assert dataset_status("casia", root) == "partial"
     assert list(root.glob(".tmp-casia-*")) and not (root / "casia").exists()
     fetch_dataset("casia", root, source=archive)
@@ -131,23 +142,13 @@ DEMO_KILL_SCRIPT = textwrap.dedent(
 def test_killed_demo_build_lists_as_partial(tmp_path, run_cli):
     """The demo is built in `.demo.tmp-PID`, not a fetch's staging folder: a killed build is partial, not absent."""
     root, flag = tmp_path / "data", tmp_path / "flag"
-    proc = subprocess.Popen([sys.executable, "-c", DEMO_KILL_SCRIPT, str(root), str(flag)], cwd=ROOT)
-    try:
-        deadline = time.time() + 60
-        while not flag.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        assert flag.exists(), "the demo build never started"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    kill_when_flagged(DEMO_KILL_SCRIPT, [str(root), str(flag)], flag, "the demo build never started")
     (build,) = root.glob(".demo.tmp-*")
     assert not (root / "demo").exists()
     assert dataset_status("demo", root) == "partial"
-    code, out, err = run_cli("fetch-data", "--list", "--json", "--data-root", str(root))
-    assert code == 0 and {r["name"]: r["status"] for r in json.loads(out)["datasets"]}["demo"] == "partial", err
+    assert listed_status(run_cli, root, "demo") == "partial"
     build.rename(root / build.name.replace(".tmp-", ".old-"))  # as if killed after setting a ready copy aside
     assert dataset_status("demo", root) == "partial"
-
 
 
 ATTRIBUTION_KILL_SCRIPT = textwrap.dedent(
@@ -171,19 +172,10 @@ def test_killed_attribution_demo_build_lists_as_partial_and_the_next_build_remov
     from ganfp.data import demo_attribution
 
     root, flag = tmp_path / "data", tmp_path / "flag"
-    proc = subprocess.Popen([sys.executable, "-c", ATTRIBUTION_KILL_SCRIPT, str(root), str(flag)], cwd=ROOT)
-    try:
-        deadline = time.time() + 60
-        while not flag.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        assert flag.exists(), "the attribution demo build never started"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    kill_when_flagged(ATTRIBUTION_KILL_SCRIPT, [str(root), str(flag)], flag, "the attribution demo build never started")
     (build,) = root.glob(".demo-attribution-2025.tmp-*")
     assert dataset_status("demo", root) == "partial"
-    code, out, err = run_cli("fetch-data", "--list", "--json", "--data-root", str(root))
-    assert code == 0 and {r["name"]: r["status"] for r in json.loads(out)["datasets"]}["demo"] == "partial", err
+    assert listed_status(run_cli, root, "demo") == "partial"
     set_aside = root / build.name.replace(".tmp-", ".old-")
     shutil.copytree(build, set_aside)  # as if another build was killed after setting a ready copy aside
 
@@ -194,6 +186,7 @@ def test_killed_attribution_demo_build_lists_as_partial_and_the_next_build_remov
     monkeypatch.setitem(demo_attribution.BUILDERS, "attribution-2025", tiny)
     demo_attribution.ensure_attribution_demo("attribution-2025", root)
     assert sorted(p.name for p in root.iterdir()) == ["demo-attribution-2025"]
+
 
 def test_ready_is_kept_unless_forced_and_a_failed_force_keeps_the_old_copy(tmp_path):
     root, archive = tmp_path / "data", _casia_zip(tmp_path)
