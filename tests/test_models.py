@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -91,9 +92,11 @@ def test_pickled_objects_are_never_unpickled(tmp_path):
             torch.save({"w": Evil()}, path)  # torch's zip format, as a real checkpoint would be
         else:
             path.write_bytes(pickle.dumps({"w": Evil()}))
-        with pytest.raises(InputError, match=f"{path.name}: not a (readable )?weights file"):
+        with warnings.catch_warnings(record=True) as seen, pytest.raises(InputError, match=f"{path.name}: not a (readable )?weights file"):
+            warnings.simplefilter("always")
             read_state_dict(path)
         assert not flag.exists(), "the pickle's payload ran: torch.load must use weights_only=True"
+        assert [str(w.message) for w in seen] == []  # the one-line error only: no torch warning printed before it
 
 
 def test_each_model_normalises_as_its_weights_expect(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -118,7 +119,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path), device="cpu")
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's note on the file's pickle protocol is not the user's to act on
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+                state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's message is a page on weights_only; say what it means here
         raise InputError(f"{path}: not a weights file ganfp can read safely (a state_dict of tensors saved with "
                          "torch.save, or .safetensors); full unpickling is never done") from exc
