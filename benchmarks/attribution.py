@@ -41,7 +41,7 @@ def table_2025(args, work: Path) -> list[str]:
     trainer = TrainerSettings(runs_dir=str(work / "runs"))
     for method, features, use_real in runs:
         cfg = AttributeConfig(unknown="demo:attribution-2025", out=str(work / "a.csv"), method=method,
-                              features=features or "pixels32", use_real=use_real, device=args.device,
+                              features=features, use_real=use_real, device=args.device,
                               data_root=args.data_root, trainer=trainer)
         started = time.perf_counter()
         attribute(cfg)

@@ -755,6 +755,8 @@ add("attribute-epochs-with-linear", *A, "--method", "linear", "--epochs", "3",
     says=("--epochs 3", "linear", "cnn or fusion"))
 add("attribute-model-with-clusters", *AC, "--model", "conv5", says=("--clusters", "drop --model"))
 add("attribute-epochs-with-clusters", *AC, "--epochs", "3", says=("--clusters", "drop --epochs"))
+add("attribute-features-with-cnn", *ACNN, "--features", "spectrum",
+    says=("--features spectrum", "cnn", "centroid or knn or linear or fusion"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

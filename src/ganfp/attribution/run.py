@@ -51,7 +51,7 @@ class AttributeConfig:
     out: str
     train: str | None = None  # DIR with generated/<class>/ (and real/<class>/), or a spec; default: the spec's own
     method: str = DEFAULT_METHOD
-    features: str = DEFAULT_FEATURES
+    features: str | None = None  # the space of the feature methods; None: DEFAULT_FEATURES (see resolved)
     k: int | None = None  # neighbours of knn and fusion; None: DEFAULT_K (see resolved)
     use_real: bool = False  # add real/<class> images to the references of the feature methods
     columns: str = ",".join(DEFAULT_COLUMNS)
@@ -64,9 +64,8 @@ class AttributeConfig:
 
     def validate(self) -> None:
         needs = METHODS.entry(self.method).meta["needs"]
-        _check_common(self.features if needs != "images" else None,
-                      self.image_size, self.batch_size, self.columns, clustering=False)
         self._check_read()
+        _check_common(self.features, self.image_size, self.batch_size, self.columns, clustering=False)
         if self.k is not None and self.k < 1:
             raise InputError(f"--k {self.k}: must be at least 1")
         if self.use_real and needs == "images":
@@ -80,8 +79,9 @@ class AttributeConfig:
     def _check_read(self) -> None:
         """An option the method does not read is refused: its default is None, so a given value is a mistake."""
         trainers = [e.name for e in METHODS if e.meta["needs"] != "features"]
+        feature_methods = [e.name for e in METHODS if e.meta["needs"] != "images"]
         given = [("--k", self.k, METHODS.names(uses_k=True)), ("--model", self.trainer.model, trainers),
-                 ("--epochs", self.trainer.epochs, trainers)]
+                 ("--epochs", self.trainer.epochs, trainers), ("--features", self.features, feature_methods)]
         for option, value, readers in given:
             if value is not None and self.method not in readers:
                 raise InputError(f"{option} {value}: the {self.method} method does not read it; "
@@ -89,7 +89,8 @@ class AttributeConfig:
 
     def resolved(self) -> AttributeConfig:
         """The defaults filled in; after `validate`, which must still tell a given option from a default."""
-        return replace(self, k=DEFAULT_K if self.k is None else self.k, trainer=self.trainer.resolved())
+        return replace(self, features=DEFAULT_FEATURES if self.features is None else self.features,
+                       k=DEFAULT_K if self.k is None else self.k, trainer=self.trainer.resolved())
 
 
 @dataclass(frozen=True)
