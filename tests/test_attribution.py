@@ -105,6 +105,12 @@ def test_options_a_method_does_not_read_are_refused_and_defaults_filled_in_once(
     assert filled.features == DEFAULT_FEATURES
     with pytest.raises(InputError, match="--features spectrum: the cnn method does not read it"):
         attribute(config(task, tmp_path, method="cnn", features="spectrum"))
+    runs = TrainerSettings(runs_dir=str(tmp_path / "runs"))
+    with pytest.raises(InputError, match="--runs-dir .*: the knn method with --features pixels32 does not read it"):
+        attribute(config(task, tmp_path, trainer=runs))
+    with pytest.raises(InputError, match="--runs-dir .*: --clusters with --features spectrum does not read it"):
+        cluster(ClusterConfig(images=str(task / "unknown"), out=str(tmp_path / "c.csv"), features="spectrum",
+                              runs_dir=runs.runs_dir))
     with pytest.raises(InputError, match="--k 3: the centroid method does not read it"):
         attribute(config(task, tmp_path, method="centroid", k=3))
     with pytest.raises(InputError, match="--epochs 2: the knn method does not read it"):

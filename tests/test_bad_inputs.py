@@ -757,6 +757,10 @@ add("attribute-model-with-clusters", *AC, "--model", "conv5", says=("--clusters"
 add("attribute-epochs-with-clusters", *AC, "--epochs", "3", says=("--clusters", "drop --epochs"))
 add("attribute-features-with-cnn", *ACNN, "--features", "spectrum",
     says=("--features spectrum", "cnn", "centroid or knn or linear or fusion"))
+add("attribute-runs-dir-with-knn", *A, "--runs-dir", "{out}/runs", says=("--runs-dir", "knn", "pixels32",
+                                                                         "--features checkpoint"))
+add("attribute-runs-dir-with-clusters", *AC, "--runs-dir", "{out}/runs",
+    says=("--runs-dir", "--clusters", "spectrum+residual", "--features checkpoint"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

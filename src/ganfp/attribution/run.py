@@ -23,7 +23,14 @@ from ganfp.attribution.defaults import (
     DEFAULT_MAX_CLUSTERS,
     DEFAULT_METHOD,
 )
-from ganfp.attribution.features import BlockScaler, FeatureContext, common_size, compute, parse_spaces
+from ganfp.attribution.features import (
+    BlockScaler,
+    FeatureContext,
+    common_size,
+    compute,
+    parse_spaces,
+    reads_runs_dir,
+)
 from ganfp.attribution.files import CLUSTER_COLUMNS, DEFAULT_COLUMNS, parse_columns, row_keys, write_class_table
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
@@ -86,6 +93,11 @@ class AttributeConfig:
             if value is not None and self.method not in readers:
                 raise InputError(f"{option} {value}: the {self.method} method does not read it; "
                                  f"only --method {' or '.join(readers)} does")
+        runs_dir, features = self.trainer.runs_dir, DEFAULT_FEATURES if self.features is None else self.features
+        if runs_dir is not None and self.method not in trainers and not reads_runs_dir(features):
+            raise InputError(f"--runs-dir {runs_dir}: the {self.method} method with --features {features} does not "
+                             f"read it; --method {' or '.join(trainers)} keeps its model there, and --features "
+                             "checkpoint finds its chain run there")
 
     def resolved(self) -> AttributeConfig:
         """The defaults filled in; after `validate`, which must still tell a given option from a default."""
@@ -121,6 +133,9 @@ class ClusterConfig:
                              f"not --clusters {self.clusters}")
         if self.max_clusters is not None and self.max_clusters < 2:
             raise InputError(f"--max-clusters {self.max_clusters}: must be at least 2")
+        if self.runs_dir is not None and not reads_runs_dir(self.features):
+            raise InputError(f"--runs-dir {self.runs_dir}: --clusters with --features {self.features} does not read "
+                             "it; only --features checkpoint does")
 
     def resolved(self) -> ClusterConfig:
         """The defaults filled in; after `validate`, which must still tell a given option from a default."""

@@ -97,9 +97,10 @@ ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Network the cn
 EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", callback=in_range(1), help="Most epochs of cnn and "
                                                   "fusion, with early stopping after 5 without progress (default "
                                                   f"{DEFAULT_EPOCHS}).")]
-RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where the cnn method keeps its model, and "
+RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where cnn and fusion keep their model, and "
                                                    "where --features checkpoint finds the newest finished chain run "
-                                                   "(default: $GANFP_RUNS, else ./runs).")]
+                                                   "(default: $GANFP_RUNS, else ./runs); refused where neither reads "
+                                                   "it.")]
 
 
 @app.command("attribute")
