@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from ganfp.attribution.cluster import CLUSTERERS
-from ganfp.attribution.defaults import DEFAULT_EPOCHS, DEFAULT_K, DEFAULT_MAX_CLUSTERS, DEFAULT_MODEL
+from ganfp.attribution.defaults import DEFAULT_EPOCHS, DEFAULT_FEATURES, DEFAULT_K, DEFAULT_MAX_CLUSTERS, DEFAULT_MODEL
 from ganfp.attribution.features import FREQUENCY, spectrum
 from ganfp.attribution.files import CLUSTER_WORDS, ID_WORDS, image_id, read_class_table
 from ganfp.attribution.methods import METHODS, TrainerSettings
@@ -99,8 +99,18 @@ def test_cnn_trains_with_the_stage_trainer_and_fusion_reuses_it(task, tmp_path):
 def test_options_a_method_does_not_read_are_refused_and_defaults_filled_in_once(task, tmp_path):
     plain = config(task, tmp_path)
     assert plain.k is None and plain.trainer.model is None and plain.trainer.epochs is None  # None: not given
+    assert plain.features is None
     filled = plain.resolved()
     assert (filled.k, filled.trainer.model, filled.trainer.epochs) == (DEFAULT_K, DEFAULT_MODEL, DEFAULT_EPOCHS)
+    assert filled.features == DEFAULT_FEATURES
+    with pytest.raises(InputError, match="--features spectrum: the cnn method does not read it"):
+        attribute(config(task, tmp_path, method="cnn", features="spectrum"))
+    runs = TrainerSettings(runs_dir=str(tmp_path / "runs"))
+    with pytest.raises(InputError, match="--runs-dir .*: the knn method with --features pixels32 does not read it"):
+        attribute(config(task, tmp_path, trainer=runs))
+    with pytest.raises(InputError, match="--runs-dir .*: --clusters with --features spectrum does not read it"):
+        cluster(ClusterConfig(images=str(task / "unknown"), out=str(tmp_path / "c.csv"), features="spectrum",
+                              runs_dir=runs.runs_dir))
     with pytest.raises(InputError, match="--k 3: the centroid method does not read it"):
         attribute(config(task, tmp_path, method="centroid", k=3))
     with pytest.raises(InputError, match="--epochs 2: the knn method does not read it"):

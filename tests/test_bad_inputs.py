@@ -18,6 +18,7 @@ tiny: conv5, 16 px, one epoch).
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import tarfile
 import zipfile
@@ -495,8 +496,15 @@ def _stages_in_out(w: Path, p: dict) -> None:
         {**meta, "status": "complete", "digest": "0", "run_id": "0", "config": {"epochs": 7, "lr": 0.001}}))
     p["stage_interrupted"] = w / "stage_interrupted"
     p["stage_interrupted"].mkdir()
+    save_file({"w": np.zeros(2, np.float32)}, str(p["stage_interrupted"] / "model.safetensors"),  # its best epoch
+              metadata={"ganfp": json.dumps(meta)})
     save_file({"model.w": np.zeros(2, np.float32)}, str(p["stage_interrupted"] / "last.safetensors"),
               metadata={"ganfp": json.dumps({"state": {"digest": "0", "epoch": 3}})})
+    p["run_interrupted"] = w / "run_interrupted"  # a chain run whose stage 2 was interrupted
+    shutil.copytree(p["stage_done"], p["run_interrupted"] / "01-one")
+    shutil.copytree(p["stage_interrupted"], p["run_interrupted"] / "02-two")
+    (p["run_interrupted"] / "chain.json").write_text(json.dumps(
+        {"stages": [{"dir": "01-one", "status": "complete"}, {"dir": "02-two", "status": "pending"}]}))
     tiny = "".join(f"{k} = {v}\n" for k, v in TINY_STAGE.items())
     first = f'[defaults]\n{tiny}[[stages]]\nname = "one"\ndataset = "{p["ds"]}"\n'
     for name, second in (("late_missing", f'dataset = "folder:{w / "missing"}"\n'),
@@ -513,6 +521,8 @@ add("train-out-holds-finished-stage-resume", *TD, "--out", "{stage_done}", "--re
     says=("--out", "other settings", "--force"))
 add("train-out-holds-interrupted-stage", *TD, "--out", "{stage_interrupted}",
     says=("--out", "interrupted after epoch 3", "--force"))
+add("train-init-interrupted-stage", *TD, "--out", "{out}/o", "--init", "{stage_interrupted}",
+    says=("init:", "stage_interrupted", "interrupted after epoch 3"))
 add("train-force-and-resume", *TD, "--out", "{out}/o", "--force", "--resume", says=("--force", "--resume"))
 add("train-data-unlabelled-without-pseudo-labels", *T, "--data", "{real}", "--out", "{out}/o",
     says=("real", "no labels", "pseudo_labels"))
@@ -678,6 +688,14 @@ add("classify-checkpoint-meta-unknown-model", *K, "{real}", "--method", "classif
     "{ckpt_unknown_model}", "--out", "{out}/s.csv", says="ckpt_unknown_model")
 add("classify-features-offline", *KR, "--out", "{out}/s.csv", "--method", "knn", "--features", "resnet18", code=1,
     patch=offline_imagenet, says=("resnet18", "not cached", "--features checkpoint"))
+add("classify-checkpoint-interrupted-stage", *K, "{real}", "--method", "classifier", "--checkpoint",
+    "{stage_interrupted}", "--out", "{out}/s.csv",
+    says=("stage_interrupted", "interrupted after epoch 3", "best epoch so far", "train-stage", "--resume"))
+add("classify-features-checkpoint-interrupted-stage", *KR, "--out", "{out}/s.csv", "--method", "knn", "--features",
+    "checkpoint", "--checkpoint", "{stage_interrupted}", says=("stage_interrupted", "interrupted after epoch 3"))
+add("classify-checkpoint-interrupted-chain-stage", *K, "{real}", "--method", "classifier", "--checkpoint",
+    "{run_interrupted}/02-two", "--out", "{out}/s.csv",
+    says=("02-two", "interrupted after epoch 3", "ganfp chain", "run_interrupted for its last finished stage"))
 add("classify-checkpoint-typo-unused", *KR, "--out", "{out}/s.csv", "--checkpoint", "{missing}", says="missing")
 add("classify-checkpoint-unused", *KR, "--out", "{out}/s.csv", "--checkpoint", "{ckpt_conv5}",
     says=("--checkpoint", "do not read it"))
@@ -755,6 +773,12 @@ add("attribute-epochs-with-linear", *A, "--method", "linear", "--epochs", "3",
     says=("--epochs 3", "linear", "cnn or fusion"))
 add("attribute-model-with-clusters", *AC, "--model", "conv5", says=("--clusters", "drop --model"))
 add("attribute-epochs-with-clusters", *AC, "--epochs", "3", says=("--clusters", "drop --epochs"))
+add("attribute-features-with-cnn", *ACNN, "--features", "spectrum",
+    says=("--features spectrum", "cnn", "centroid or knn or linear or fusion"))
+add("attribute-runs-dir-with-knn", *A, "--runs-dir", "{out}/runs", says=("--runs-dir", "knn", "pixels32",
+                                                                         "--features checkpoint"))
+add("attribute-runs-dir-with-clusters", *AC, "--runs-dir", "{out}/runs",
+    says=("--runs-dir", "--clusters", "spectrum+residual", "--features checkpoint"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

@@ -167,6 +167,35 @@ def test_checkpoint_file_of_any_name(run_cli, case, tmp_path):
     assert json.loads(stdout)["checkpoint"] == str(weights)
 
 
+def test_an_interrupted_stage_is_refused_until_it_is_finished(run_cli, case, class_folder, tmp_path):
+    """A stage stopped midway holds only its best epoch so far: classify says so instead of scoring with it."""
+    from ganfp.errors import Interrupted
+    from ganfp.train import StageConfig, run_stage
+
+    real, gen, _, root = case
+    for name, cls in (("a", "not_used"), ("b", "used")):
+        (class_folder / name).rename(class_folder / cls)
+    cfg = StageConfig(name="s", dataset=str(class_folder), model="conv5", init="none", image_size=32, batch_size=8,
+                      epochs=2, device="cpu")
+    stage, out = tmp_path / "stage", tmp_path / "sub.csv"
+
+    def stop_after_the_first_epoch(event, data):
+        if event == "epoch_end":
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted):
+        run_stage(cfg, stage, data_root=root[1], observer=stop_after_the_first_epoch)
+    assert (stage / "model.safetensors").is_file()  # the best epoch so far, which was used as if finished
+    for given in (("--checkpoint", stage), ("--checkpoint", stage / "model.safetensors"),
+                  ("--generated", gen, "--method", "knn", "--features", "checkpoint", "--checkpoint", stage)):
+        code, _, err = run_cli("classify", real, *given, "--out", out, *root)
+        one_line_error(code, err, str(stage), "interrupted after epoch 1", "ganfp train-stage", "--resume")
+    assert not out.exists()
+    run_stage(cfg, stage, resume=True, data_root=root[1])
+    code, _, err = run_cli("classify", real, "--checkpoint", stage, "--out", out, *root)
+    assert code == 0, err
+
+
 def test_threshold_on_the_probability(run_cli, case, tmp_path):
     real, _, labels, root = case
     stage = stage_folder(tmp_path / "stage")

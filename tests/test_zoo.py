@@ -4,6 +4,7 @@ trains on neither real set."""
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 
 from ganfp.data.zoo import FAMILIES, MembershipSplit, build_split, real_slices, write_split
 from ganfp.data.zoo import classic
-from ganfp.errors import InputError
+from ganfp.errors import InputError, RuntimeFailure
 
 TINY = {"used": 6, "not_used": 5, "generated": 9, "size": 16, "quick": True}
 
@@ -95,6 +96,26 @@ def test_write_split_dev_layout(tmp_path):
         assert np.array_equal(pngs(tmp_path / "dev" / part), getattr(split, part))
     write_split(split, tmp_path / "dev", layout="dev")  # rewriting replaces the folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dev"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="whether a process lives is told by its pid on POSIX only")
+def test_write_split_removes_what_a_killed_write_left_and_spares_a_live_one(tmp_path):
+    dead = tmp_path / ".dev.tmp-999999999"  # above any pid_max: its process is gone
+    (dead / "used").mkdir(parents=True)
+    live = tmp_path / f".dev.tmp-{os.getppid()}"  # a concurrent write whose process still runs
+    live.mkdir()
+    write_split(build_split("pcagmm", seed=0, **TINY), tmp_path / "dev", layout="dev")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "dev"]
+
+
+def test_write_split_over_a_file_names_it(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    split = build_split("pcagmm", seed=0, **TINY)
+    with pytest.raises(InputError, match="file: exists and is not a folder; cannot write the split"):
+        write_split(split, blocker, layout="dev")
+    with pytest.raises(RuntimeFailure, match="cannot write the split"):
+        write_split(split, blocker / "dev", layout="dev")
 
 
 def test_write_split_test_layout_hides_the_labels_in_labels_csv(tmp_path):

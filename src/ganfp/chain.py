@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from ganfp import distributed
-from ganfp.checkpoint import CHAIN_FILE
+from ganfp.checkpoint import CHAIN_FILE, stage_status
 from ganfp.data.adapters import load_manifest
 from ganfp.errors import InputError
 from ganfp.fileio import write_json
@@ -36,7 +36,6 @@ from ganfp.train import (
     plain_name_problem,
     run_stage,
     setup_device,
-    stage_status,
     start_identity,
 )
 

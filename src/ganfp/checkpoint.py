@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ganfp.errors import InputError
+from ganfp.errors import GanfpError, InputError
 from ganfp.fileio import atomic_path
 
 MODEL_FILE = "model.safetensors"
@@ -135,6 +135,41 @@ def load_resume(path: str | os.PathLike, model: torch.nn.Module, optimizer: torc
     return meta["state"]
 
 
+def resume_header(path: Path) -> dict | None:
+    """The training state in `last.safetensors`'s header (digest, epoch, ...), read without its tensors."""
+    if not path.is_file():
+        return None
+    try:
+        state = read_safetensors(path, tensors=False)[1]["state"]
+    except (GanfpError, KeyError, TypeError):
+        return None  # a damaged resume file is as good as none
+    return state if isinstance(state, dict) else None
+
+
+def stage_status(out_dir: str | os.PathLike) -> dict | None:
+    """The finished stage's meta.json, or None when it has not completed."""
+    try:
+        meta = json.loads((Path(out_dir) / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if meta.get("status") == "complete" and (Path(out_dir) / MODEL_FILE).is_file() else None
+
+
+def check_finished(stage: Path) -> None:
+    """Refuse a stage whose training stopped midway: its model file is only the best epoch so far, not the result."""
+    if not (stage / RESUME_FILE).is_file() or stage_status(stage) is not None:
+        return  # finished, or a folder holding a model file alone: nothing says it is unfinished
+    epoch = (resume_header(stage / RESUME_FILE) or {}).get("epoch")
+    when = f"interrupted after epoch {epoch}" if epoch else "interrupted"
+    if (stage.parent / CHAIN_FILE).is_file():
+        finish = (f"re-run its ganfp chain command to finish it, or pass the run folder {stage.parent} for its "
+                  "last finished stage")
+    else:
+        finish = "finish it with the same ganfp train-stage command plus --resume"
+    raise InputError(f"{stage}: stage {when} (or still training), so its {MODEL_FILE} is only the best epoch so "
+                     f"far; {finish}")
+
+
 def last_complete_stage(run_dir: Path) -> Path | None:
     try:
         record = json.loads((run_dir / CHAIN_FILE).read_text())
@@ -147,6 +182,8 @@ def last_complete_stage(run_dir: Path) -> Path | None:
 def resolve_checkpoint(path: str | os.PathLike | None = None, runs_root: str | os.PathLike | None = None,
                        instead: str = "or pass --checkpoint") -> Path:
     """The stage folder to load: a stage folder, a chain run's last finished stage, or the newest chain run's.
+
+    A stage folder that training left unfinished is refused (`check_finished`), not loaded as if it were done.
 
     `instead` ends the message when no run is found: what the calling command offers besides a chain run.
     """
@@ -162,6 +199,10 @@ def resolve_checkpoint(path: str | os.PathLike | None = None, runs_root: str | o
         raise InputError(f"no finished chain run in {root}; train one with: ganfp chain --model resnet18 --chain demo, "
                          f"{instead}")
     path = Path(path)
+    if path.is_file() and path.suffix == ".safetensors":
+        check_finished(path.parent)
+        return path.parent
+    check_finished(path)
     if (path / MODEL_FILE).is_file():
         return path
     if (path / CHAIN_FILE).is_file():
@@ -169,6 +210,4 @@ def resolve_checkpoint(path: str | os.PathLike | None = None, runs_root: str | o
         if stage is None:
             raise InputError(f"{path}: chain run has no finished stage yet")
         return stage
-    if path.is_file() and path.suffix == ".safetensors":
-        return path.parent
     raise InputError(f"{path}: not a checkpoint (expected a stage folder with {MODEL_FILE}, or a chain run folder)")

@@ -33,8 +33,10 @@ from ganfp.checkpoint import (
     load_checkpoint,
     load_resume,
     model_meta,
+    resume_header,
     save_model,
     save_resume,
+    stage_status,
 )
 
 # The knn pseudo-labeler's defaults are the membership scorer's; they still live in classify.py
@@ -48,7 +50,7 @@ from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices
 from ganfp.device import autocast, configure, resolve_device
-from ganfp.errors import GanfpError, InputError, Interrupted, RuntimeFailure
+from ganfp.errors import InputError, Interrupted, RuntimeFailure
 from ganfp.fileio import write_json, write_text
 from ganfp.metrics import confusion_metrics
 from ganfp.models import create_model, model_entry
@@ -899,19 +901,6 @@ def resume_digest(path: Path) -> str | None:
     return state.get("digest") if state is not None else None
 
 
-def resume_header(path: Path) -> dict | None:
-    """The training state in `last.safetensors`'s header (digest, epoch, ...), read without its tensors."""
-    from ganfp.checkpoint import read_safetensors
-
-    if not path.is_file():
-        return None
-    try:
-        state = read_safetensors(path, tensors=False)[1]["state"]
-    except (GanfpError, KeyError, TypeError):
-        return None  # a damaged resume file is as good as none
-    return state if isinstance(state, dict) else None
-
-
 def _main_only(observer):
     return observer if distributed.is_main() else None
 
@@ -928,12 +917,3 @@ def package_versions() -> dict:
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
-
-
-def stage_status(out_dir: str | Path) -> dict | None:
-    """The finished stage's meta.json, or None when it has not completed."""
-    try:
-        meta = json.loads((Path(out_dir) / META_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if meta.get("status") == "complete" and (Path(out_dir) / MODEL_FILE).is_file() else None

@@ -139,6 +139,11 @@ def parse_spaces(spec: str) -> list[str]:
     return names
 
 
+def reads_runs_dir(spec: str) -> bool:
+    """Whether `spec` holds `checkpoint`, the one space that looks under --runs-dir (for a chain run)."""
+    return "checkpoint" in parse_spaces(spec)
+
+
 def compute(spec: str, manifest: Manifest, ctx: FeatureContext) -> tuple[np.ndarray, tuple[int, ...]]:
     """(N, D) features of every image and the width of each space's block, in spec order."""
     blocks = []

@@ -23,7 +23,14 @@ from ganfp.attribution.defaults import (
     DEFAULT_MAX_CLUSTERS,
     DEFAULT_METHOD,
 )
-from ganfp.attribution.features import BlockScaler, FeatureContext, common_size, compute, parse_spaces
+from ganfp.attribution.features import (
+    BlockScaler,
+    FeatureContext,
+    common_size,
+    compute,
+    parse_spaces,
+    reads_runs_dir,
+)
 from ganfp.attribution.files import CLUSTER_COLUMNS, DEFAULT_COLUMNS, parse_columns, row_keys, write_class_table
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
@@ -51,7 +58,7 @@ class AttributeConfig:
     out: str
     train: str | None = None  # DIR with generated/<class>/ (and real/<class>/), or a spec; default: the spec's own
     method: str = DEFAULT_METHOD
-    features: str = DEFAULT_FEATURES
+    features: str | None = None  # the space of the feature methods; None: DEFAULT_FEATURES (see resolved)
     k: int | None = None  # neighbours of knn and fusion; None: DEFAULT_K (see resolved)
     use_real: bool = False  # add real/<class> images to the references of the feature methods
     columns: str = ",".join(DEFAULT_COLUMNS)
@@ -64,9 +71,8 @@ class AttributeConfig:
 
     def validate(self) -> None:
         needs = METHODS.entry(self.method).meta["needs"]
-        _check_common(self.features if needs != "images" else None,
-                      self.image_size, self.batch_size, self.columns, clustering=False)
         self._check_read()
+        _check_common(self.features, self.image_size, self.batch_size, self.columns, clustering=False)
         if self.k is not None and self.k < 1:
             raise InputError(f"--k {self.k}: must be at least 1")
         if self.use_real and needs == "images":
@@ -80,16 +86,23 @@ class AttributeConfig:
     def _check_read(self) -> None:
         """An option the method does not read is refused: its default is None, so a given value is a mistake."""
         trainers = [e.name for e in METHODS if e.meta["needs"] != "features"]
+        feature_methods = [e.name for e in METHODS if e.meta["needs"] != "images"]
         given = [("--k", self.k, METHODS.names(uses_k=True)), ("--model", self.trainer.model, trainers),
-                 ("--epochs", self.trainer.epochs, trainers)]
+                 ("--epochs", self.trainer.epochs, trainers), ("--features", self.features, feature_methods)]
         for option, value, readers in given:
             if value is not None and self.method not in readers:
                 raise InputError(f"{option} {value}: the {self.method} method does not read it; "
                                  f"only --method {' or '.join(readers)} does")
+        runs_dir, features = self.trainer.runs_dir, DEFAULT_FEATURES if self.features is None else self.features
+        if runs_dir is not None and self.method not in trainers and not reads_runs_dir(features):
+            raise InputError(f"--runs-dir {runs_dir}: the {self.method} method with --features {features} does not "
+                             f"read it; --method {' or '.join(trainers)} keeps its model there, and --features "
+                             "checkpoint finds its chain run there")
 
     def resolved(self) -> AttributeConfig:
         """The defaults filled in; after `validate`, which must still tell a given option from a default."""
-        return replace(self, k=DEFAULT_K if self.k is None else self.k, trainer=self.trainer.resolved())
+        return replace(self, features=DEFAULT_FEATURES if self.features is None else self.features,
+                       k=DEFAULT_K if self.k is None else self.k, trainer=self.trainer.resolved())
 
 
 @dataclass(frozen=True)
@@ -120,6 +133,9 @@ class ClusterConfig:
                              f"not --clusters {self.clusters}")
         if self.max_clusters is not None and self.max_clusters < 2:
             raise InputError(f"--max-clusters {self.max_clusters}: must be at least 2")
+        if self.runs_dir is not None and not reads_runs_dir(self.features):
+            raise InputError(f"--runs-dir {self.runs_dir}: --clusters with --features {self.features} does not read "
+                             "it; only --features checkpoint does")
 
     def resolved(self) -> ClusterConfig:
         """The defaults filled in; after `validate`, which must still tell a given option from a default."""

@@ -32,8 +32,9 @@ from ganfp.cli.options import (
 
 METHOD_HELP = (f"Supervised: centroid, knn, linear, cnn or fusion (default {DEFAULT_METHOD}). "
                f"With --clusters: kmeans, agglomerative or spectral (default {DEFAULT_CLUSTER_METHOD}).")
-FEATURES_HELP = ("Feature space: spectrum, residual, pixels[N], std[N], checkpoint or a model name; join with + "
-                 f"(default: {DEFAULT_FEATURES}, and {DEFAULT_CLUSTER_FEATURES} with --clusters).")
+FEATURES_HELP = ("Feature space of every method but cnn: spectrum, residual, pixels[N], std[N], checkpoint or a "
+                 f"model name; join with + (default: {DEFAULT_FEATURES}, and {DEFAULT_CLUSTER_FEATURES} with "
+                 "--clusters).")
 COLUMNS_HELP = ("Header of the output CSV, two names, or none (default image_path,predicted_class; id,cluster with "
                 "--clusters). The first names the id column as ganfp evaluate reads it (id, image_id, image_name, "
                 "name, or image_path, image, path, file, filename, file_name, which get file names); with "
@@ -96,9 +97,10 @@ ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Network the cn
 EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", callback=in_range(1), help="Most epochs of cnn and "
                                                   "fusion, with early stopping after 5 without progress (default "
                                                   f"{DEFAULT_EPOCHS}).")]
-RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where the cnn method keeps its model, and "
+RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where cnn and fusion keep their model, and "
                                                    "where --features checkpoint finds the newest finished chain run "
-                                                   "(default: $GANFP_RUNS, else ./runs).")]
+                                                   "(default: $GANFP_RUNS, else ./runs); refused where neither reads "
+                                                   "it.")]
 
 
 @app.command("attribute")
@@ -145,9 +147,9 @@ def attribute(
         if max_clusters is not None:
             raise InputError(f"--max-clusters {max_clusters}: only --clusters auto reads it")
         trainer = TrainerSettings(model=model, epochs=epochs, runs_dir=runs_dir)
-        cfg = AttributeConfig(unknown=images, train=train, method=method or DEFAULT_METHOD,
-                              features=features or DEFAULT_FEATURES, k=k, use_real=use_real,
-                              columns=columns or "image_path,predicted_class", trainer=trainer, **common)
+        cfg = AttributeConfig(unknown=images, train=train, method=method or DEFAULT_METHOD, features=features, k=k,
+                              use_real=use_real, columns=columns or "image_path,predicted_class", trainer=trainer,
+                              **common)
         run = run_attribute
     with weights_hint(OFFLINE_FEATURES_HINT):
         result = run(cfg, message=ui.info)

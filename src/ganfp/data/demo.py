@@ -53,16 +53,18 @@ def build_demo(target: str | os.PathLike, seed: int = 0) -> dict:
     return build_in_place(target, lambda root: _build_into(root, seed))
 
 
-def build_in_place(target: str | os.PathLike, build: Callable[[Path], dict]) -> dict:
-    """Run `build` (which writes meta.json last and returns it) in `.NAME.tmp-PID` beside `target`, then swap it in.
+def build_in_place(target: str | os.PathLike, build: Callable[[Path], dict], what: str = "build the demo data") -> dict:
+    """Run `build` in `.NAME.tmp-PID` beside `target`, then swap it in; returns what `build` returned.
 
     `target` is whole or absent at every moment. A build killed midway leaves its `.NAME.tmp-PID`
     (or `.NAME.old-PID`) folder, which the next build of any process removes first and which
-    `fetch-data --list` shows as partial meanwhile (`ganfp.fetch.store.BUILD_LEFTOVER`).
+    `fetch-data --list` shows as partial meanwhile (`ganfp.fetch.store.BUILD_LEFTOVER`). A `build`
+    that writes meta.json last (the demo sets) lets a concurrent build that finished first win.
+    `what` ("cannot {what}") names the job in errors.
     """
     target = Path(target)
     if target.exists() and not target.is_dir():
-        raise InputError(f"{target}: exists and is not a folder; cannot build the demo data there")
+        raise InputError(f"{target}: exists and is not a folder; cannot {what} there")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_builds(target)
@@ -74,7 +76,7 @@ def build_in_place(target: str | os.PathLike, build: Callable[[Path], dict]) -> 
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     except OSError as exc:
-        raise RuntimeFailure(f"{exc.filename or target}: cannot build the demo data: {exc.strerror or exc}") from exc
+        raise RuntimeFailure(f"{exc.filename or target}: cannot {what}: {exc.strerror or exc}") from exc
 
 
 def _build_into(root: Path, seed: int) -> dict:

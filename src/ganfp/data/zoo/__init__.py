@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,12 @@ from typing import Protocol
 
 import numpy as np
 
-from ganfp.data.demo import real_slices, write_membership_dev, write_membership_test
+from ganfp.data.demo import (
+    build_in_place,
+    real_slices,
+    write_membership_dev,
+    write_membership_test,
+)
 from ganfp.data.zoo.classic import Memoriser, PcaGmm
 from ganfp.data.zoo.nets import DCGAN, VAE
 from ganfp.errors import InputError, RuntimeFailure
@@ -155,26 +159,17 @@ def write_split(split: MembershipSplit, folder: str | os.PathLike, layout: str) 
     """Write PNG folders as the 2023 task ships them; the folder appears complete or not at all.
 
     "dev": used/ not_used/ generated/. "test": real_unknown_1/ (used and not used in shuffled
-    order) and generated_1/, plus labels.csv (id,label; 1 = used).
+    order) and generated_1/, plus labels.csv (id,label; 1 = used). Staged as the demo is
+    (`build_in_place`), so a killed write's leftover is removed by the next write of any process.
     """
     if layout not in LAYOUTS:
         raise InputError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder}: exists and is not a folder")
     parts = {"used": split.used, "not_used": split.not_used, "generated": split.generated}
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+
+    def write(tmp: Path) -> dict:
         if layout == "dev":
-            counts = write_membership_dev(tmp, parts)
-        else:
-            counts = write_membership_test(tmp, tmp / "labels.csv", np.random.default_rng(split.seed), parts)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-    except OSError as exc:
-        raise RuntimeFailure(f"{exc.filename or folder}: cannot write the split: {exc.strerror or exc}") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            return write_membership_dev(tmp, parts)
+        return write_membership_test(tmp, tmp / "labels.csv", np.random.default_rng(split.seed), parts)
+
+    counts = build_in_place(folder, write, what="write the split")
     return {k.split("/", 1)[1]: v for k, v in counts.items()}
