@@ -634,6 +634,8 @@ for _opt, _value, _says in [
     add(f"classify-{_opt.strip('-')}-{_value}", *KR, "--out", "{out}/s.csv", _opt, _value, says=(_opt, _says))
 add("classify-local-in-an-image-space", *KR, "--out", "{out}/s.csv", "--method", "local", "--features", "ncc32",
     says=("--method local", "ncc32"))
+add("classify-local-in-an-image-space-names-wstd", *KR, "--out", "{out}/s.csv", "--method", "local", "--features",
+    "ncc32", says=("wstd[N]",))
 add("classify-both-rules", *KR, "--out", "{out}/s.csv", "--used-fraction", "0.5", "--threshold", "0.1", says="not both")
 add("classify-method-without-generated", *K, "{real}", "--method", "knn", "--out", "{out}/s.csv", says="--generated")
 add("classify-calibrate-without-generated", *K, "{real}", "--calibrate", "{dev_no_gen}", "--method", "knn",

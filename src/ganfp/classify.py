@@ -20,7 +20,7 @@ from ganfp.data.generated import generated_manifest, native_image_size
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.errors import InputError
-from ganfp.membership import SCORERS, MembershipScorer, Recipe, ScoringSetup, parse_features
+from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.pipeline import canonical, default_recipe
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
@@ -250,7 +250,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     if features is not None:
         space = parse_features(features)  # a typo fails now, not after the first minute of work
         if method in SCORERS and SCORERS.entry(method).meta.get("vectors_only") and not space.vectors:
-            raise InputError(f"--method {method} fits feature vectors: choose --features pixels[N], std[N] or a deep "
+            vectors = ", ".join(f"{n}[N]" for n in SPACE_KINDS.names() if SPACE_KINDS.get(n).vectors)
+            raise InputError(f"--method {method} fits feature vectors: choose --features {vectors} or a deep "
                              f"space, not {space.label}")
     if report:
         require_matplotlib()
