@@ -89,7 +89,8 @@ def test_every_method_from_the_command_line(run_cli, case, tmp_path, method):
     real, gen, labels, root = case
     out, scores = tmp_path / "sub.csv", tmp_path / "scores.csv"
     features = ["--features", "ssim32"] if method == "retrieval" else []
-    code, _, err = run_cli("classify", real, "--generated", gen, "--method", method, "--k", "2", "--out", out,
+    k = ["--k", "2"] if SCORERS.entry(method).meta["uses_k"] else []  # refused where the method does not read it
+    code, _, err = run_cli("classify", real, "--generated", gen, "--method", method, *k, "--out", out,
                            "--scores", scores, *features, *root)
     assert code == 0, err
     preds = read_predictions(out, labels)
