@@ -315,6 +315,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         "labelled_not_used": int(len(labels) - labels.sum()),
         "out": str(out),
         "scores": str(scores_path) if scores_path else None,
+        "labels": manifest.info.get("labels"),  # a demo set's ground truth, to score the submission with
         "calibration": choice.to_dict() if choice else None,
         "device": str(setup.device),
         "seconds": round(time.perf_counter() - started, 2),
