@@ -63,3 +63,18 @@ def test_2024_acceptance_cluster_then_evaluate(data_root, tmp_path, run_cli):
     report = json.loads(stdout)
     assert report["task"] == "clustering" and report["metrics"]["ari"] > 0.8
     assert report["metrics"]["matched_accuracy"] > report["baselines"]["one cluster"]["matched_accuracy"] + 0.3
+
+
+@pytest.mark.parametrize("columns,task", [([], ""), (["--columns", "none"], " --task clustering")])
+def test_2024_the_printed_evaluate_line_adds_task_only_without_a_header(data_root, tmp_path, run_cli, columns, task):
+    """`--task clustering` is needed only when no header names the cluster column; printed always, it read as a
+    step every clustering needs, which the docs' own evaluate line (without it) contradicted."""
+    out = tmp_path / "c.csv"
+    code, _, err = run_cli("attribute", "demo:attribution-2024", "--clusters", "3", "--out", out, *columns,
+                           "--data-root", data_root, "--device", "cpu")
+    assert code == 0, err
+    line = next(x for x in err.splitlines() if x.startswith("score it with: "))
+    assert line == f"score it with: ganfp evaluate {out} {data_root / 'demo-attribution-2024' / 'labels.csv'}{task}"
+    code, stdout, err = run_cli(*line.removeprefix("score it with: ganfp ").split(), "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["task"] == "clustering"

@@ -644,6 +644,18 @@ for _opt, _value, _says in [
     add(f"classify-{_opt.strip('-')}-{_value}", *KR, "--out", "{out}/s.csv", _opt, _value, says=(_opt, _says))
 add("classify-local-in-an-image-space", *KR, "--out", "{out}/s.csv", "--method", "local", "--features", "ncc32",
     says=("--method local", "ncc32"))
+add("classify-k-the-default-does-not-read", *KR, "--out", "{out}/s.csv", "--k", "10",
+    says=("--k 10", "ensemble", "does not read it", "knn"))
+add("classify-features-the-default-does-not-read", *KR, "--out", "{out}/s.csv", "--features", "std32",
+    says=("--features std32", "ensemble", "does not read it"))
+add("classify-features-autoencoder", *KR, "--out", "{out}/s.csv", "--method", "autoencoder", "--features", "std16",
+    says=("--features std16", "--method autoencoder", "does not read it"))
+add("classify-k-retrieval", *KR, "--out", "{out}/s.csv", "--method", "retrieval", "--k", "3",
+    says=("--k 3", "--method retrieval", "does not read it"))
+add("classify-features-with-calibrate", *KR, "--out", "{out}/s.csv", "--calibrate", "{real}", "--features", "std32",
+    says=("--features std32", "--calibrate chooses"))
+add("classify-local-in-an-image-space-names-wstd", *KR, "--out", "{out}/s.csv", "--method", "local", "--features",
+    "ncc32", says=("wstd[N]",))
 add("classify-both-rules", *KR, "--out", "{out}/s.csv", "--used-fraction", "0.5", "--threshold", "0.1", says="not both")
 add("classify-method-without-generated", *K, "{real}", "--method", "knn", "--out", "{out}/s.csv", says="--generated")
 add("classify-calibrate-without-generated", *K, "{real}", "--calibrate", "{dev_no_gen}", "--method", "knn",

@@ -89,7 +89,8 @@ def test_every_method_from_the_command_line(run_cli, case, tmp_path, method):
     real, gen, labels, root = case
     out, scores = tmp_path / "sub.csv", tmp_path / "scores.csv"
     features = ["--features", "ssim32"] if method == "retrieval" else []
-    code, _, err = run_cli("classify", real, "--generated", gen, "--method", method, "--k", "2", "--out", out,
+    k = ["--k", "2"] if SCORERS.entry(method).meta["uses_k"] else []  # refused where the method does not read it
+    code, _, err = run_cli("classify", real, "--generated", gen, "--method", method, *k, "--out", out,
                            "--scores", scores, *features, *root)
     assert code == 0, err
     preds = read_predictions(out, labels)
@@ -356,3 +357,16 @@ def test_membership_method_needs_generated_images(run_cli, case, tmp_path):
 def test_missing_real_folder(run_cli, tmp_path):
     code, _, err = run_cli("classify", tmp_path / "nowhere", "--out", tmp_path / "sub.csv")
     one_line_error(code, err, "nowhere")
+
+
+def test_a_demo_set_says_where_its_labels_are_and_how_to_score_it(run_cli, demo_root, tmp_path):
+    """The docs' labels path is the default data root's; the line classify prints is this data root's."""
+    out, scores = tmp_path / "sub.csv", tmp_path / "scores.csv"
+    code, _, err = run_cli("classify", "demo:gans-test", "--out", out, "--scores", scores, "--data-root", demo_root)
+    assert code == 0, err
+    labels = demo_root / "demo" / "gans-test-labels.csv"
+    line = next(x for x in err.splitlines() if x.startswith("score it with: "))
+    assert line == f"score it with: ganfp evaluate {scores} {labels}"
+    code, stdout, err = run_cli(*line.removeprefix("score it with: ganfp ").split())
+    assert code == 0, err
+    assert "ROC-AUC" in stdout

@@ -71,3 +71,20 @@ def test_paths_print_as_written_not_as_markup_or_emoji(run_cli, tmp_path, monkey
     code, out, err = run_cli("classify", "one", "--generated", tmp_path / "ds" / "b", "--out", "s.csv",
                              "--data-root", tmp_path / "data")
     assert code == 2 and "folder:one:" in err, err
+
+
+
+def test_tables_align_numbers_right_and_words_left(run_cli, tmp_path, capsys):
+    """Words right-aligned under a wide header read badly ("fetch-data --list", a classify summary's values)."""
+    code, out, err = run_cli("fetch-data", "--list", "--data-root", tmp_path)
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("│ casia "))
+    cells = row.strip("│").split("│")
+    assert all(c.startswith(" ") and not c.startswith("  ") for c in cells), row  # each cell reads from the left
+
+    from ganfp import ui
+
+    ui.print_table("t", ["name", "count", "note"], [("a", 1, "x"), ("bbbbbb", 12345, "-"), ("c", None, "yyyyyy")])
+    rows = [line.strip("│").split("│") for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+    assert [r[1] for r in rows] == ["     1 ", " 12345 ", "     - "]  # a number column: right
+    assert [r[2] for r in rows] == [" x      ", " -      ", " yyyyyy "]  # words: left

@@ -20,7 +20,7 @@ from ganfp.data.generated import generated_manifest, native_image_size
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.errors import InputError
-from ganfp.membership import SCORERS, MembershipScorer, Recipe, ScoringSetup, parse_features
+from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.pipeline import canonical, default_recipe
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
@@ -207,6 +207,22 @@ def check_options(method, k, used_fraction, threshold, image_size) -> None:
         raise InputError(f"--image-size {image_size}: must be between 8 and 4096")
 
 
+def check_read(method: str, features: str | None, k: int | None, calibrating: bool, default: bool) -> None:
+    """--features and --k that nothing would read are refused: ignoring them would hide a mistake, such as
+    `--features std32` given in the belief that it changed the default ensemble's spaces."""
+    if calibrating and features is not None:
+        raise InputError(f"--features {features}: --calibrate chooses the feature space itself; drop --features, "
+                         "or drop --calibrate to score in that space")
+    if calibrating and default:
+        return  # --k narrows calibration's candidates to that k
+    meta = SCORERS.entry(method).meta
+    which = f"the default method, {method}," if default else f"--method {method}"
+    for option, value, key in (("--features", features, "uses_features"), ("--k", k, "uses_k")):
+        if value is not None and not meta[key]:
+            readers = ", ".join(SCORERS.names(**{key: True}))
+            raise InputError(f"{option} {value}: {which} does not read it; it is read by --method {readers}")
+
+
 def choose_recipe(calibrate_on: str | None, setup: ScoringSetup, asked: Recipe, image_size: int | None,
                   used_fraction: float | None, threshold: float | None,
                   has_generated: bool, reading: MedicalReading | None = None) -> tuple[Recipe, float | None, Choice | None]:
@@ -250,7 +266,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     if features is not None:
         space = parse_features(features)  # a typo fails now, not after the first minute of work
         if method in SCORERS and SCORERS.entry(method).meta.get("vectors_only") and not space.vectors:
-            raise InputError(f"--method {method} fits feature vectors: choose --features pixels[N], std[N] or a deep "
+            vectors = ", ".join(f"{n}[N]" for n in SPACE_KINDS.names() if SPACE_KINDS.get(n).vectors)
+            raise InputError(f"--method {method} fits feature vectors: choose --features {vectors} or a deep "
                              f"space, not {space.label}")
     if report:
         require_matplotlib()
@@ -265,6 +282,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     if gen is None and calibrate_on:
         raise InputError("--calibrate chooses among the membership scorers: pass --generated GEN_DIR too")
     membership = gen is not None and method != "classifier"
+    check_read(method or (DEFAULT_METHOD if gen is not None else "classifier"), features, k, bool(calibrate_on),
+               method is None)
     if checkpoint is not None:
         check_checkpoint_used(checkpoint, membership and not calibrate_on and features != "checkpoint", runs_dir)
     size = image_size or (native_image_size(manifest, gen) if membership else None)
@@ -296,6 +315,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         "labelled_not_used": int(len(labels) - labels.sum()),
         "out": str(out),
         "scores": str(scores_path) if scores_path else None,
+        "labels": manifest.info.get("labels"),  # a demo set's ground truth, to score the submission with
         "calibration": choice.to_dict() if choice else None,
         "device": str(setup.device),
         "seconds": round(time.perf_counter() - started, 2),

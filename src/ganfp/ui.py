@@ -8,6 +8,7 @@ would vanish, and `folder:one: ...` would print as `folder1️⃣ ...`.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any, Iterable, Sequence
 
@@ -56,14 +57,20 @@ def format_cell(value: Any) -> str:
     return str(value)
 
 
+NUMBER = re.compile(r"[-+]?\.?\d")  # how a number (or a number with a note, "0.600 (pseudo)") starts
+
+
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], caption: str | None = None) -> None:
-    """Title, caption, headers and cells are plain text (they hold file names)."""
+    """Title, caption, headers and cells are plain text (they hold file names). A column of numbers is right-aligned,
+    so digits line up; any other column (names, paths, a summary's mixed values) reads from the left."""
     table = Table(title=Text(title, style="table.title"), title_justify="left",
                   caption=Text(caption, style="table.caption") if caption is not None else None)
+    cells = [[format_cell(v) for v in row] for row in rows]
     for i, name in enumerate(columns):
-        table.add_column(Text(name), justify="left" if i == 0 else "right", no_wrap=i == 0)
-    for row in rows:
-        table.add_row(*(Text(format_cell(v)) for v in row))
+        numbers = i > 0 and all(NUMBER.match(row[i]) or row[i] == "-" for row in cells)
+        table.add_column(Text(name), justify="right" if numbers else "left", no_wrap=i == 0)
+    for row in cells:
+        table.add_row(*(Text(c) for c in row))
     out.print(table)
 
 

@@ -54,7 +54,7 @@ def _clusters(value: str | None) -> int | None:
         raise InputError(f"--clusters {value!r}: give a number of clusters or auto") from None
 
 
-def _print(result, as_json: bool) -> None:
+def _print(result, as_json: bool, headerless: bool = False) -> None:
     info = result.to_dict()
     if as_json:
         ui.print_json(info)
@@ -72,7 +72,8 @@ def _print(result, as_json: bool) -> None:
     ui.print_table(f"attribute ({info['task']})", ["", "value"], [r for r in rows if r[1] is not None])
     if info["labels"]:
         ui.info(f"ground truth of this demo set: {info['labels']}")
-        task = " --task clustering" if info["task"] == "clustering" else ""  # a headerless clustering reads as classes
+        # a clustering without its header reads as classes; with it, evaluate tells it apart
+        task = " --task clustering" if info["task"] == "clustering" and headerless else ""
         ui.info(f"score it with: ganfp evaluate {info['out']} {info['labels']}{task}")
 
 
@@ -153,4 +154,4 @@ def attribute(
         run = run_attribute
     with weights_hint(OFFLINE_FEATURES_HINT):
         result = run(cfg, message=ui.info)
-    _print(result, as_json)
+    _print(result, as_json, headerless=(columns or "").strip().lower() == "none")

@@ -164,3 +164,8 @@ def classify(
             ui.warn("the dev set shows no evidence of leakage: its ROC-AUC interval includes 0.5, "
                     "so these labels may be no better than chance")
     print_summary(result.summary, as_json)
+    labels = result.summary.get("labels")
+    if labels and not as_json:
+        preds = result.summary["scores"] or result.summary["out"]  # scores give evaluate its ROC-AUC too
+        ui.info(f"ground truth of this demo set: {labels}")
+        ui.info(f"score it with: ganfp evaluate {preds} {labels}")
