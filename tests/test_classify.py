@@ -370,3 +370,16 @@ def test_a_demo_set_says_where_its_labels_are_and_how_to_score_it(run_cli, demo_
     code, stdout, err = run_cli(*line.removeprefix("score it with: ganfp ").split())
     assert code == 0, err
     assert "ROC-AUC" in stdout
+
+
+def test_a_threshold_labelling_every_image_alike_is_said_aloud(run_cli, case, tmp_path):
+    """Membership scores are log ratios, not probabilities: --threshold 0.5 can label every image one way."""
+    real, gen, labels, root = case
+    out = tmp_path / "sub.csv"
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", out, "--threshold", "1e9", "--json", *root)
+    assert code == 0, err
+    (warning,) = json.loads(stdout)["warnings"]
+    assert warning.startswith(f"--threshold 1e+09 labels all {len(labels)} images not used") and warning in err
+    assert set(read_predictions(out, labels).labels) == {0}  # written as asked, and said
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", out, "--json", *root)
+    assert code == 0 and json.loads(stdout)["warnings"] == [] and "labels all" not in err

@@ -207,6 +207,16 @@ def check_options(method, k, used_fraction, threshold, image_size) -> None:
         raise InputError(f"--image-size {image_size}: must be between 8 and 4096")
 
 
+def constant_labelling(score: np.ndarray, labels: np.ndarray, threshold: float | None) -> list[str]:
+    """A --threshold outside the scores' range labels every image alike: a constant submission, said aloud
+    (a used fraction that would do so is refused before scoring; a threshold's effect is known only now)."""
+    if threshold is None or 0 < labels.sum() < len(labels):
+        return []
+    side = "used" if labels.all() else "not used"
+    return [f"--threshold {threshold:g} labels all {len(labels)} images {side}: the scores run from "
+            f"{score.min():.4g} to {score.max():.4g} (--used-fraction labels by rank instead)"]
+
+
 def check_read(method: str, features: str | None, k: int | None, calibrating: bool, default: bool) -> None:
     """--features and --k that nothing would read are refused: ignoring them would hide a mistake, such as
     `--features std32` given in the belief that it changed the default ensemble's spaces."""
@@ -295,6 +305,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     scorer = MembershipScorer(manifest, gen, setup)
     score, scorers = scorer.final(recipe)
     labels = decide(score, used_fraction=used_fraction, threshold=threshold, ids=manifest.ids)
+    warnings = constant_labelling(score, labels, threshold)
     write_submission(out, manifest.ids, labels, expected_ids=expected)
     if scores_path:
         write_scores(scores_path, manifest.ids, score, columns=scorers)
@@ -319,6 +330,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         "calibration": choice.to_dict() if choice else None,
         "device": str(setup.device),
         "seconds": round(time.perf_counter() - started, 2),
+        "warnings": warnings,
     }
     if report:
         space = parse_features(recipe.features or DEFAULT_FEATURES)

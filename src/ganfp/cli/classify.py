@@ -164,6 +164,8 @@ def classify(
             ui.warn("the dev set shows no evidence of leakage: its ROC-AUC interval includes 0.5, "
                     "so these labels may be no better than chance")
     print_summary(result.summary, as_json)
+    for text in result.summary["warnings"]:
+        ui.warn(text)
     labels = result.summary.get("labels")
     if labels and not as_json:
         preds = result.summary["scores"] or result.summary["out"]  # scores give evaluate its ROC-AUC too
