@@ -88,3 +88,21 @@ def test_tables_align_numbers_right_and_words_left(run_cli, tmp_path, capsys):
     rows = [line.strip("│").split("│") for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
     assert [r[1] for r in rows] == ["     1 ", " 12345 ", "     - "]  # a number column: right
     assert [r[2] for r in rows] == [" x      ", " -      ", " yyyyyy "]  # words: left
+
+
+def test_the_command_reference_is_the_help_the_commands_print():
+    """docs/cli.md says it is generated from --help: every block must still be what the command prints."""
+    import os
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    blocks = [b for b in re.findall(r"```\n(.*?)```", doc, flags=re.S) if b.startswith("Usage: ganfp")]
+    env = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
+    assert len(blocks) >= 8
+    for block in blocks:
+        words = block.splitlines()[0].split()[2:]
+        command = words[: words.index("[OPTIONS]")]
+        shown = subprocess.run([sys.executable, "-m", "ganfp", *command, "--help"], capture_output=True, text=True,
+                               env=env, check=True).stdout
+        assert shown.strip() == block.strip(), f"docs/cli.md is stale for `ganfp {' '.join(command)} --help`: regenerate it"
