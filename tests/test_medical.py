@@ -163,3 +163,18 @@ def test_calibration_reads_dicom_dev_images_with_the_same_window(tmp_path):
         images = load_images(manifest, 16, data_root=tmp_path / "data").images.numpy()
         assert all(np.array_equal(img, expected) for img in images)
     assert not np.array_equal(expected, expected_rows(LUNG))  # the window really changes the pixels
+
+
+@pytest.mark.parametrize("option, value, kind", [("--slices", "0:2", "NIfTI volume"), ("--id-from", "uid", "DICOM file")])
+def test_reading_option_that_changes_nothing_is_refused(tmp_path, run_cli, option, value, kind):
+    """--slices over DICOM files only, --id-from over NIfTI volumes only: refused before any work, not ignored."""
+    if option == "--slices":
+        for name in ("a", "b"):
+            write_ct_dicom(tmp_path / "real" / f"{name}.dcm", rows_slice())
+    else:
+        write_nifti(tmp_path / "real" / "chest.nii.gz", nifti_volume())
+    code, _, err = run_cli("classify", tmp_path / "real", "--generated", tmp_path / "real", "--out",
+                           tmp_path / "s.csv", "--data-root", tmp_path / "data", option, value)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and option in lines[0] and f"no {kind}" in lines[0], err
+    assert not (tmp_path / "data").exists() and not (tmp_path / "s.csv").exists()  # nothing decoded, nothing written

@@ -43,18 +43,30 @@ class MedicalReading:
     """How DICOM and NIfTI files become images: the HU window, where ids come from, which slices."""
 
     window: tuple[float, float] | None = None  # (center, width) HU; None: lung for CT, the file's own otherwise
-    id_from: str = "name"  # "name": file name (+ slice); "uid": the DICOM SOPInstanceUID
+    id_from: str | None = None  # "name" (or None, not given): file name (+ slice); "uid": the DICOM SOPInstanceUID
     slices: tuple[int | None, int | None] | None = None  # NIfTI axial slices [start, stop), Python-style
 
     @classmethod
     def parse(cls, window: str | None = None, id_from: str | None = None,
               slices: str | None = None) -> "MedicalReading":
         """From the command-line strings; each bad value is an InputError naming its option."""
-        reading = cls(parse_window(window) if window else None, id_from or "name",
-                      parse_slices(slices) if slices else None)
-        if reading.id_from not in ID_SOURCES:
+        reading = cls(parse_window(window) if window else None, id_from, parse_slices(slices) if slices else None)
+        if id_from is not None and id_from not in ID_SOURCES:
             raise InputError(f"--id-from {id_from}: choose one of: {', '.join(ID_SOURCES)}")
         return reading
+
+
+    def check_read(self, paths: list[str]) -> None:
+        """Each option given must change something: --window needs a DICOM or NIfTI image among `paths`,
+        --id-from a DICOM file, --slices a NIfTI volume; otherwise it is refused (a forgotten or misplaced
+        option would pass silently)."""
+        needs = (("--window", self.window is not None, "DICOM or NIfTI image", lambda p: is_nifti(p) or is_dicom(p)),
+                 ("--id-from", self.id_from is not None, "DICOM file", lambda p: not is_nifti(p) and is_dicom(p)),
+                 ("--slices", self.slices is not None, "NIfTI volume", is_nifti))
+        for option, given, kind, reads in needs:
+            if given and not any(reads(p) for p in paths):
+                raise InputError(f"{option}: the images read hold no {kind}, so it would change nothing; "
+                                 f"leave it out")
 
 
 def parse_window(text: str) -> tuple[float, float]:
