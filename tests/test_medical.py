@@ -178,3 +178,31 @@ def test_reading_option_that_changes_nothing_is_refused(tmp_path, run_cli, optio
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and option in lines[0] and f"no {kind}" in lines[0], err
     assert not (tmp_path / "data").exists() and not (tmp_path / "s.csv").exists()  # nothing decoded, nothing written
+
+
+def write_dicomdir(path):
+    """The index file a DICOM export medium carries (Media Storage Directory Storage): DICM preamble, no image."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MediaStorageDirectoryStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MediaStorageDirectoryStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta, ds.FileSetID = meta, "EXPORT"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_a_dicomdir_is_an_index_not_an_image(tmp_path, run_cli):
+    """A hospital export: extension-less slices beside the DICOMDIR that indexes them; classify reads the slices."""
+    for i in range(3):
+        write_ct_dicom(tmp_path / "export" / f"IM{i:06d}", rows_slice())
+    write_dicomdir(tmp_path / "export" / "DICOMDIR")
+    assert [p.name for p in image_files(tmp_path / "export")] == ["IM000000", "IM000001", "IM000002"]
+    code, _, err = run_cli("classify", tmp_path / "export", "--generated", tmp_path / "export", "--out",
+                           tmp_path / "s.csv", "--data-root", tmp_path / "data")
+    assert code == 0, err
+    assert read_predictions(tmp_path / "s.csv", ["IM000000", "IM000001", "IM000002"]).ids == ["IM000000", "IM000001",
+                                                                                                 "IM000002"]
