@@ -206,3 +206,17 @@ def test_a_dicomdir_is_an_index_not_an_image(tmp_path, run_cli):
     assert code == 0, err
     assert read_predictions(tmp_path / "s.csv", ["IM000000", "IM000001", "IM000002"]).ids == ["IM000000", "IM000001",
                                                                                                  "IM000002"]
+
+
+def test_monochrome1_is_inverted_where_values_are_not_hu(tmp_path):
+    """A CR stored MONOCHROME1 (low value = white) is shown as displayed: its own window, then inverted.
+    A CT slice is windowed in HU whatever its photometric interpretation: air stays black."""
+    hu = rows_slice()
+    cr = [write_ct_dicom(tmp_path / f"cr{p[-1]}.dcm", hu, modality="CR", photometric=p)
+          for p in ("MONOCHROME1", "MONOCHROME2")]
+    # CR without WindowCenter/Width: the full range -1024..976 (center -24, width 2000) -> 0..255, by hand
+    own = np.clip(np.floor((hu + 1024.0) * 255.0 / 2000.0 + 0.5), 0, 255).astype(np.uint8)
+    assert np.array_equal(decode_image(str(cr[1]), 16), own)
+    assert np.array_equal(decode_image(str(cr[0]), 16), 255 - own)
+    ct1 = write_ct_dicom(tmp_path / "ct1.dcm", hu, photometric="MONOCHROME1")
+    assert np.array_equal(decode_image(str(ct1), 16), expected_rows(LUNG))

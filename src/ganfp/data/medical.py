@@ -171,14 +171,17 @@ def dicom_gray(path: str, window: tuple[float, float] | None) -> np.ndarray:
     """uint8 (rows, columns): stored values -> HU by RescaleSlope/Intercept -> window.
 
     Without a given window, CT gets the lung window; other modalities (no HU) the file's own
-    WindowCenter/WindowWidth, else their full value range.
+    WindowCenter/WindowWidth, else their full value range. Those are shown as the file says to:
+    MONOCHROME1 (the lowest value white, as CR and DX often store) is inverted. CT is not: its HU are
+    physical, so air is -1000 HU and black whichever way the scanner asked for it to be displayed.
     """
     ds = _read_dicom(path, pixels=True)
     values = _dicom_pixels(ds, path).astype(np.float64)
     values = values * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
-    if window is None and str(ds.get("Modality", "CT")).upper() != "CT":
-        window = _own_window(ds, values)
-    return window_hu(values, window or DEFAULT_WINDOW)
+    if str(ds.get("Modality", "CT")).upper() == "CT":
+        return window_hu(values, window or DEFAULT_WINDOW)
+    gray = window_hu(values, window or _own_window(ds, values))
+    return 255 - gray if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1" else gray
 
 
 def _first(value) -> float:
