@@ -220,3 +220,23 @@ def test_monochrome1_is_inverted_where_values_are_not_hu(tmp_path):
     assert np.array_equal(decode_image(str(cr[0]), 16), 255 - own)
     ct1 = write_ct_dicom(tmp_path / "ct1.dcm", hu, photometric="MONOCHROME1")
     assert np.array_equal(decode_image(str(ct1), 16), expected_rows(LUNG))
+
+
+def test_nifti_nan_voxels_are_black_without_a_warning(tmp_path):
+    """Float volumes often hold NaN outside the scan: 0 (as padding is), and no RuntimeWarning line on stderr."""
+    import warnings
+
+    hu = nifti_volume(slices=2).astype(np.float32)
+    hu[3:6, 3:6, :] = np.nan
+    hu[0, 0, :] = np.inf
+    path = tmp_path / "vol" / "masked.nii"
+    path.parent.mkdir()
+    nibabel.save(nibabel.Nifti1Image(hu, np.eye(4)), str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        images = load_images(folder_manifest(tmp_path / "vol"), 16, data_root=tmp_path / "data").images.numpy()
+    expected = np.full((16, 16), LUNG[-1000], dtype=np.uint8)  # slice 0 holds -1000 HU
+    expected[0, 15] = 255  # the 400 HU marker (anterior, the patient's left)
+    expected[15 - np.arange(3, 6)[:, None], 15 - np.arange(3, 6)] = 0  # x, y = 3..5 shown radiologically
+    expected[15, 15] = 255  # +inf: the top of the window
+    assert np.array_equal(images[0], expected)

@@ -100,10 +100,15 @@ def parse_slices(text: str) -> tuple[int | None, int | None]:
 
 
 def window_hu(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
-    """HU -> uint8: center - width/2 -> 0, center + width/2 -> 255, linear between, rounded half up."""
+    """HU -> uint8: center - width/2 -> 0, center + width/2 -> 255, linear between, rounded half up.
+
+    A voxel without a value (NaN, as resampled or masked float volumes hold outside the scan) is 0,
+    as padding is: casting NaN to uint8 is undefined (platform-dependent, and numpy warns).
+    """
     center, width = window
     lo = center - width / 2.0
     scaled = (np.asarray(hu, dtype=np.float64) - lo) * (255.0 / width)
+    scaled[np.isnan(scaled)] = 0.0
     return np.clip(np.floor(scaled + 0.5), 0, 255).astype(np.uint8)
 
 
