@@ -240,3 +240,14 @@ def test_nifti_nan_voxels_are_black_without_a_warning(tmp_path):
     expected[15 - np.arange(3, 6)[:, None], 15 - np.arange(3, 6)] = 0  # x, y = 3..5 shown radiologically
     expected[15, 15] = 255  # +inf: the top of the window
     assert np.array_equal(images[0], expected)
+
+
+def test_the_same_uid_twice_names_the_uid_as_the_id(tmp_path, run_cli):
+    """Two copies of one slice under --id-from uid: the error says the ids are UIDs, not file names."""
+    for name in ("a", "b"):
+        write_ct_dicom(tmp_path / "real" / f"{name}.dcm", rows_slice(), uid="1.2.3.4")
+    code, _, err = run_cli("classify", tmp_path / "real", "--generated", tmp_path / "real", "--out",
+                           tmp_path / "s.csv", "--data-root", tmp_path / "data", "--id-from", "uid")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "'1.2.3.4'" in lines[0] and "SOPInstanceUID" in lines[0], err
+    assert "file names" not in lines[0]

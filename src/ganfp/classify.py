@@ -74,7 +74,8 @@ def read_real(spec: str, data_root=None, reading: MedicalReading | None = None) 
     seen: dict[str, str] = {}
     for item in manifest.items:
         if item.id in seen:
-            raise InputError(f"{item.path}: id {item.id!r} also belongs to {seen[item.id]} (ids are file names without extension)")
+            source = "SOPInstanceUIDs (--id-from uid)" if item.name else "file names without extension"
+            raise InputError(f"{item.path}: id {item.id!r} also belongs to {seen[item.id]} (ids are {source})")
         seen[item.id] = item.path
     return manifest
 
