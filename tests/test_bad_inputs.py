@@ -630,6 +630,13 @@ add("classify-spec-out-over-an-image", *K, "demo:gans-test", "--out", "{gen}/g00
 add("classify-out-over-ids", *KR, "--out", "{ids_short}", "--ids", "{ids_short}", says="would overwrite the input")
 for _window in ("nan,100", "inf,1", "40,inf"):
     add(f"classify-window-{_window}", *KR, "--out", "{out}/s.csv", "--window", _window, says=("--window", "finite"))
+for _opt, _value, _kind in (("--window", "bone", "DICOM or NIfTI"), ("--window", "40,400", "DICOM or NIfTI"),
+                             ("--id-from", "uid", "DICOM file"), ("--id-from", "name", "DICOM file"),
+                             ("--slices", "3", "NIfTI volume")):
+    add(f"classify-{_opt.strip('-')}-{_value}-without-medical-images", *KR, "--out", "{out}/s.csv", _opt, _value,
+        says=(_opt, f"no {_kind}", "would change nothing"))
+add("classify-window-on-a-dataset-spec", *K, "demo:gans-test", "--out", "{out}/s.csv", "--window", "bone", demo=True,
+    says=("--window", "would change nothing"))
 add("classify-data-root-file", "classify", "{real}", "--generated", "{gen}", "--out", "{out}/s.csv",
     "--data-root", "{afile}", says=("data root", "is a file"))
 for _opt, _value, _says in [

@@ -163,3 +163,91 @@ def test_calibration_reads_dicom_dev_images_with_the_same_window(tmp_path):
         images = load_images(manifest, 16, data_root=tmp_path / "data").images.numpy()
         assert all(np.array_equal(img, expected) for img in images)
     assert not np.array_equal(expected, expected_rows(LUNG))  # the window really changes the pixels
+
+
+@pytest.mark.parametrize("option, value, kind", [("--slices", "0:2", "NIfTI volume"), ("--id-from", "uid", "DICOM file")])
+def test_reading_option_that_changes_nothing_is_refused(tmp_path, run_cli, option, value, kind):
+    """--slices over DICOM files only, --id-from over NIfTI volumes only: refused before any work, not ignored."""
+    if option == "--slices":
+        for name in ("a", "b"):
+            write_ct_dicom(tmp_path / "real" / f"{name}.dcm", rows_slice())
+    else:
+        write_nifti(tmp_path / "real" / "chest.nii.gz", nifti_volume())
+    code, _, err = run_cli("classify", tmp_path / "real", "--generated", tmp_path / "real", "--out",
+                           tmp_path / "s.csv", "--data-root", tmp_path / "data", option, value)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and option in lines[0] and f"no {kind}" in lines[0], err
+    assert not (tmp_path / "data").exists() and not (tmp_path / "s.csv").exists()  # nothing decoded, nothing written
+
+
+def write_dicomdir(path):
+    """The index file a DICOM export medium carries (Media Storage Directory Storage): DICM preamble, no image."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MediaStorageDirectoryStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MediaStorageDirectoryStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta, ds.FileSetID = meta, "EXPORT"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_a_dicomdir_is_an_index_not_an_image(tmp_path, run_cli):
+    """A hospital export: extension-less slices beside the DICOMDIR that indexes them; classify reads the slices."""
+    for i in range(3):
+        write_ct_dicom(tmp_path / "export" / f"IM{i:06d}", rows_slice())
+    write_dicomdir(tmp_path / "export" / "DICOMDIR")
+    assert [p.name for p in image_files(tmp_path / "export")] == ["IM000000", "IM000001", "IM000002"]
+    code, _, err = run_cli("classify", tmp_path / "export", "--generated", tmp_path / "export", "--out",
+                           tmp_path / "s.csv", "--data-root", tmp_path / "data")
+    assert code == 0, err
+    assert read_predictions(tmp_path / "s.csv", ["IM000000", "IM000001", "IM000002"]).ids == ["IM000000", "IM000001",
+                                                                                                 "IM000002"]
+
+
+def test_monochrome1_is_inverted_where_values_are_not_hu(tmp_path):
+    """A CR stored MONOCHROME1 (low value = white) is shown as displayed: its own window, then inverted.
+    A CT slice is windowed in HU whatever its photometric interpretation: air stays black."""
+    hu = rows_slice()
+    cr = [write_ct_dicom(tmp_path / f"cr{p[-1]}.dcm", hu, modality="CR", photometric=p)
+          for p in ("MONOCHROME1", "MONOCHROME2")]
+    # CR without WindowCenter/Width: the full range -1024..976 (center -24, width 2000) -> 0..255, by hand
+    own = np.clip(np.floor((hu + 1024.0) * 255.0 / 2000.0 + 0.5), 0, 255).astype(np.uint8)
+    assert np.array_equal(decode_image(str(cr[1]), 16), own)
+    assert np.array_equal(decode_image(str(cr[0]), 16), 255 - own)
+    ct1 = write_ct_dicom(tmp_path / "ct1.dcm", hu, photometric="MONOCHROME1")
+    assert np.array_equal(decode_image(str(ct1), 16), expected_rows(LUNG))
+
+
+def test_nifti_nan_voxels_are_black_without_a_warning(tmp_path):
+    """Float volumes often hold NaN outside the scan: 0 (as padding is), and no RuntimeWarning line on stderr."""
+    import warnings
+
+    hu = nifti_volume(slices=2).astype(np.float32)
+    hu[3:6, 3:6, :] = np.nan
+    hu[0, 0, :] = np.inf
+    path = tmp_path / "vol" / "masked.nii"
+    path.parent.mkdir()
+    nibabel.save(nibabel.Nifti1Image(hu, np.eye(4)), str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        images = load_images(folder_manifest(tmp_path / "vol"), 16, data_root=tmp_path / "data").images.numpy()
+    expected = np.full((16, 16), LUNG[-1000], dtype=np.uint8)  # slice 0 holds -1000 HU
+    expected[0, 15] = 255  # the 400 HU marker (anterior, the patient's left)
+    expected[15 - np.arange(3, 6)[:, None], 15 - np.arange(3, 6)] = 0  # x, y = 3..5 shown radiologically
+    expected[15, 15] = 255  # +inf: the top of the window
+    assert np.array_equal(images[0], expected)
+
+
+def test_the_same_uid_twice_names_the_uid_as_the_id(tmp_path, run_cli):
+    """Two copies of one slice under --id-from uid: the error says the ids are UIDs, not file names."""
+    for name in ("a", "b"):
+        write_ct_dicom(tmp_path / "real" / f"{name}.dcm", rows_slice(), uid="1.2.3.4")
+    code, _, err = run_cli("classify", tmp_path / "real", "--generated", tmp_path / "real", "--out",
+                           tmp_path / "s.csv", "--data-root", tmp_path / "data", "--id-from", "uid")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "'1.2.3.4'" in lines[0] and "SOPInstanceUID" in lines[0], err
+    assert "file names" not in lines[0]

@@ -74,7 +74,8 @@ def read_real(spec: str, data_root=None, reading: MedicalReading | None = None) 
     seen: dict[str, str] = {}
     for item in manifest.items:
         if item.id in seen:
-            raise InputError(f"{item.path}: id {item.id!r} also belongs to {seen[item.id]} (ids are file names without extension)")
+            source = "SOPInstanceUIDs (--id-from uid)" if item.name else "file names without extension"
+            raise InputError(f"{item.path}: id {item.id!r} also belongs to {seen[item.id]} (ids are {source})")
         seen[item.id] = item.path
     return manifest
 
@@ -291,6 +292,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         raise InputError(f"--method {method} compares real with generated images: pass --generated GEN_DIR")
     if gen is None and calibrate_on:
         raise InputError("--calibrate chooses among the membership scorers: pass --generated GEN_DIR too")
+    if reading is not None:
+        reading.check_read([it.path for m in (manifest, gen) if m is not None for it in m.items])
     membership = gen is not None and method != "classifier"
     check_read(method or (DEFAULT_METHOD if gen is not None else "classifier"), features, k, bool(calibrate_on),
                method is None)

@@ -10,7 +10,7 @@ INTERCEPT = -1024.0  # stored value 0 is -1024 HU, as on most CT scanners
 
 
 def write_ct_dicom(path: Path, hu: np.ndarray, *, uid: str | None = None, compressed: bool = False,
-                   modality: str = "CT", preamble_only: bool = False) -> Path:
+                   modality: str = "CT", preamble_only: bool = False, photometric: str = "MONOCHROME2") -> Path:
     """A CT slice: 16-bit signed stored values, RescaleSlope 1, RescaleIntercept -1024.
 
     `compressed` declares JPEG-LS and stores bytes no decoder could read; `preamble_only` names the
@@ -30,7 +30,7 @@ def write_ct_dicom(path: Path, hu: np.ndarray, *, uid: str | None = None, compre
     ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CTImageStorage, uid, modality
     ds.Rows, ds.Columns = hu.shape
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
     ds.RescaleSlope, ds.RescaleIntercept = 1, INTERCEPT
     stored = np.round(np.asarray(hu, dtype=np.float64) - INTERCEPT).astype("<i2")
     if compressed:

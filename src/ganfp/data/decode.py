@@ -18,7 +18,7 @@ from ganfp.data.manifest import is_dicom, is_nifti
 from ganfp.data.medical import decode_medical, medical_size
 from ganfp.errors import InputError
 
-DECODE_VERSION = 1  # bump when decoding changes, so caches rebuild
+DECODE_VERSION = 2  # bump when decoding changes, so caches rebuild
 HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 WINDOW_PERCENTILES = (0.5, 99.5)
 # PIL warns (two lines on stderr) between its pixel limit and twice it, and raises above; ganfp refuses

@@ -100,7 +100,12 @@ def is_nifti(path: str | os.PathLike) -> bool:
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
-    """A `.dcm` file, or one without an image extension (none, or a UID's digits) carrying the DICM preamble."""
+    """A `.dcm` file, or one without an image extension (none, or a UID's digits) carrying the DICM preamble.
+
+    A DICOMDIR (the index every DICOM export medium carries, named so by PS3.10) is not an image.
+    """
+    if Path(path).name.upper() == "DICOMDIR":
+        return False
     suffix = Path(path).suffix.lower()
     if suffix in DICOM_SUFFIXES:
         return True

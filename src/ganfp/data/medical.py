@@ -43,18 +43,30 @@ class MedicalReading:
     """How DICOM and NIfTI files become images: the HU window, where ids come from, which slices."""
 
     window: tuple[float, float] | None = None  # (center, width) HU; None: lung for CT, the file's own otherwise
-    id_from: str = "name"  # "name": file name (+ slice); "uid": the DICOM SOPInstanceUID
+    id_from: str | None = None  # "name" (or None, not given): file name (+ slice); "uid": the DICOM SOPInstanceUID
     slices: tuple[int | None, int | None] | None = None  # NIfTI axial slices [start, stop), Python-style
 
     @classmethod
     def parse(cls, window: str | None = None, id_from: str | None = None,
               slices: str | None = None) -> "MedicalReading":
         """From the command-line strings; each bad value is an InputError naming its option."""
-        reading = cls(parse_window(window) if window else None, id_from or "name",
-                      parse_slices(slices) if slices else None)
-        if reading.id_from not in ID_SOURCES:
+        reading = cls(parse_window(window) if window else None, id_from, parse_slices(slices) if slices else None)
+        if id_from is not None and id_from not in ID_SOURCES:
             raise InputError(f"--id-from {id_from}: choose one of: {', '.join(ID_SOURCES)}")
         return reading
+
+
+    def check_read(self, paths: list[str]) -> None:
+        """Each option given must change something: --window needs a DICOM or NIfTI image among `paths`,
+        --id-from a DICOM file, --slices a NIfTI volume; otherwise it is refused (a forgotten or misplaced
+        option would pass silently)."""
+        needs = (("--window", self.window is not None, "DICOM or NIfTI image", lambda p: is_nifti(p) or is_dicom(p)),
+                 ("--id-from", self.id_from is not None, "DICOM file", lambda p: not is_nifti(p) and is_dicom(p)),
+                 ("--slices", self.slices is not None, "NIfTI volume", is_nifti))
+        for option, given, kind, reads in needs:
+            if given and not any(reads(p) for p in paths):
+                raise InputError(f"{option}: the images read hold no {kind}, so it would change nothing; "
+                                 f"leave it out")
 
 
 def parse_window(text: str) -> tuple[float, float]:
@@ -88,10 +100,15 @@ def parse_slices(text: str) -> tuple[int | None, int | None]:
 
 
 def window_hu(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
-    """HU -> uint8: center - width/2 -> 0, center + width/2 -> 255, linear between, rounded half up."""
+    """HU -> uint8: center - width/2 -> 0, center + width/2 -> 255, linear between, rounded half up.
+
+    A voxel without a value (NaN, as resampled or masked float volumes hold outside the scan) is 0,
+    as padding is: casting NaN to uint8 is undefined (platform-dependent, and numpy warns).
+    """
     center, width = window
     lo = center - width / 2.0
     scaled = (np.asarray(hu, dtype=np.float64) - lo) * (255.0 / width)
+    scaled[np.isnan(scaled)] = 0.0
     return np.clip(np.floor(scaled + 0.5), 0, 255).astype(np.uint8)
 
 
@@ -159,14 +176,17 @@ def dicom_gray(path: str, window: tuple[float, float] | None) -> np.ndarray:
     """uint8 (rows, columns): stored values -> HU by RescaleSlope/Intercept -> window.
 
     Without a given window, CT gets the lung window; other modalities (no HU) the file's own
-    WindowCenter/WindowWidth, else their full value range.
+    WindowCenter/WindowWidth, else their full value range. Those are shown as the file says to:
+    MONOCHROME1 (the lowest value white, as CR and DX often store) is inverted. CT is not: its HU are
+    physical, so air is -1000 HU and black whichever way the scanner asked for it to be displayed.
     """
     ds = _read_dicom(path, pixels=True)
     values = _dicom_pixels(ds, path).astype(np.float64)
     values = values * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
-    if window is None and str(ds.get("Modality", "CT")).upper() != "CT":
-        window = _own_window(ds, values)
-    return window_hu(values, window or DEFAULT_WINDOW)
+    if str(ds.get("Modality", "CT")).upper() == "CT":
+        return window_hu(values, window or DEFAULT_WINDOW)
+    gray = window_hu(values, window or _own_window(ds, values))
+    return 255 - gray if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1" else gray
 
 
 def _first(value) -> float:
