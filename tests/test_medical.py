@@ -251,3 +251,16 @@ def test_the_same_uid_twice_names_the_uid_as_the_id(tmp_path, run_cli):
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "'1.2.3.4'" in lines[0] and "SOPInstanceUID" in lines[0], err
     assert "file names" not in lines[0]
+
+
+def test_a_volume_with_a_trailing_axis_of_one_reads_as_its_3d_form(tmp_path):
+    """(x, y, z, 1), as some converters write a single volume, is that volume; a true time series is refused."""
+    hu = nifti_volume()
+    write_nifti(tmp_path / "flat" / "chest.nii.gz", hu)
+    write_nifti(tmp_path / "four" / "chest.nii.gz", hu[..., None])
+    three, four = (load_images(folder_manifest(tmp_path / name), 16, data_root=tmp_path / "data").images.numpy()
+                   for name in ("flat", "four"))
+    assert four.shape == (3, 16, 16) and np.array_equal(three, four)
+    write_nifti(tmp_path / "series" / "chest.nii.gz", np.stack([hu, hu], axis=3))
+    with pytest.raises(InputError, match=r"must have 3 dimensions, this one has shape \(16, 16, 3, 2\)"):
+        folder_manifest(tmp_path / "series")

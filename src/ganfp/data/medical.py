@@ -220,7 +220,7 @@ def _load_nifti(path: str):
         img = nib.load(path)
     except Exception as exc:  # nibabel raises ImageFileError, OSError, gzip errors...
         raise InputError(f"{path}: not a readable NIfTI file ({_first_line(exc)})") from None
-    if len(img.shape) != 3:
+    if len(img.shape) < 3 or any(n != 1 for n in img.shape[3:]):  # (x, y, z, 1), as some converters write, is 3-D
         raise InputError(f"{path}: a NIfTI volume must have 3 dimensions, this one has shape {tuple(img.shape)}")
     return img
 
@@ -248,6 +248,7 @@ class _Volumes:
                 img = _load_nifti(path)
                 try:
                     data = np.asarray(img.dataobj.get_unscaled())
+                    data = data.reshape(data.shape[:3])  # drop the trailing axes of length 1 _load_nifti accepts
                 except Exception as exc:  # truncated gzip, short file: nibabel and zlib raise many types
                     raise InputError(f"{path}: cannot read the NIfTI volume ({type(exc).__name__}: {exc})") from None
                 self.held[key] = (img, data, _nifti_scale(img))
