@@ -110,6 +110,16 @@ def test_skip_bad_drops_and_reports_unreadable_files(tmp_path):
     assert list(result.manifest.labels) == [0, 0, 0, 1, 1, 1]
 
 
+
+def test_when_every_file_is_bad_the_error_shows_one_and_why(tmp_path):
+    """--skip-bad with nothing left: "none could be decoded" alone leaves the user guessing at the cause."""
+    for cls in ("a", "b"):
+        (tmp_path / "ds" / cls).mkdir(parents=True)
+        (tmp_path / "ds" / cls / f"{cls}.png").write_text("not an image")
+    manifest = load_manifest(str(tmp_path / "ds"), data_root=tmp_path)
+    with pytest.raises(InputError, match=r"none of the 2 images could be decoded \(e\.g\. .*a\.png: not an image file"):
+        load_images(manifest, 8, data_root=tmp_path, skip_bad=True)
+
 def test_batches_come_in_the_requested_order_and_normalised():
     images = torch.arange(5, dtype=torch.uint8).view(5, 1, 1).expand(5, 2, 2).contiguous()
     labels = torch.tensor([0, 1, 0, 1, 0])

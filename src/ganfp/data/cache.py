@@ -116,7 +116,8 @@ def load_images(
         write_json(record_path, record)
         array = np.load(array_path, mmap_mode="c")
     if not record["kept"]:
-        raise InputError(f"{manifest.name}: none of the {len(manifest)} images could be decoded")
+        example = f" (e.g. {record['bad'][0][0]}: {record['bad'][0][1]})" if record["bad"] else ""
+        raise InputError(f"{manifest.name}: none of the {len(manifest)} images could be decoded{example}")
     budget = default_memory_budget() if memory_budget is None else memory_budget
     mapped = array.nbytes > budget
     if not mapped:
