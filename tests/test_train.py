@@ -329,3 +329,18 @@ def test_a_stage_is_not_current_once_the_stage_it_started_from_is_retrained(clas
     assert run_cli(*first, "--seed", "1", "--force")[0] == 0  # s1 retrained in place
     code, _, err = run_cli(*second, "--resume")  # s2 was trained from the old s1: not reported as finished
     assert code == 2 and "the --init it started from has changed since" in err
+
+
+def test_the_decode_line_says_whether_the_images_were_decoded_or_read_from_the_cache(class_folder, tmp_path):
+    from ganfp.train import load_stage_images
+
+    cfg = StageConfig(name="s", dataset=str(class_folder), **TINY)
+    said = []
+
+    def observer(event, data):
+        if event == "message":
+            said.append(data["text"])
+
+    for _ in range(2):
+        load_stage_images(cfg, tmp_path / "root", observer)
+    assert [t.split("px, ")[1] for t in said] == ["decoded and cached for the next run", "read from the decode cache"]

@@ -549,7 +549,8 @@ def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = N
             on_image=lambda: _notify(observer, "decode", {"task": f"decode {cfg.dataset}", "total": len(manifest)}),
         )
     # said after decoding, so that a bad image's error is the only line a user sees
-    _notify(observer, "message", {"text": f"{cfg.dataset}: {len(manifest)} images at {cfg.image_size}px, decoded once (cached)"})
+    how = "read from the decode cache" if imageset.reused else "decoded and cached for the next run"
+    _notify(observer, "message", {"text": f"{cfg.dataset}: {len(manifest)} images at {cfg.image_size}px, {how}"})
     if imageset.memory_mapped:
         _notify(
             observer,
