@@ -288,7 +288,8 @@ def run_chain(
     names = [c.name for c in configs]
     if from_stage is not None and from_stage not in names:
         raise InputError(f"--from-stage {from_stage!r}: not a stage of chain {spec.name} ({', '.join(names)})")
-    check_stages_to_train(spec, configs, run_dir, data_root, from_stage)
+    first_id = start_identity(configs[0].init)  # a weights file's hash: read once, it can be hundreds of MB
+    check_stages_to_train(spec, configs, run_dir, data_root, from_stage, first_id)
     record = {
         "chain": spec.name,
         "model": model,
@@ -297,7 +298,7 @@ def run_chain(
             {"name": c.name, "dir": stage_folder(i, c.name), "status": "pending"} for i, c in enumerate(configs, 1)
         ],
     }
-    rerun, prev_id, results = False, start_identity(configs[0].init), []
+    rerun, prev_id, results = False, first_id, []
     for cfg, entry in zip(configs, record["stages"]):
         out_dir = run_dir / entry["dir"]
         rerun = rerun or cfg.name == from_stage
@@ -327,11 +328,11 @@ def run_chain(
 
 
 def check_stages_to_train(
-    spec: ChainSpec, configs: list[StageConfig], run_dir: Path, data_root, from_stage: str | None
+    spec: ChainSpec, configs: list[StageConfig], run_dir: Path, data_root, from_stage: str | None, first_id: str
 ) -> None:
     """Every stage that will train finds its dataset, before the first one trains: a missing folder in
     stage 3 must not be found after hours of stages 1 and 2. Stages that will be skipped are not read."""
-    rerun, prev_id = False, start_identity(configs[0].init)
+    rerun, prev_id = False, first_id
     for i, cfg in enumerate(configs, 1):
         out_dir = run_dir / stage_folder(i, cfg.name)
         rerun = rerun or cfg.name == from_stage or completed(cfg, out_dir, prev_id) is None

@@ -55,7 +55,6 @@ class MedicalReading:
             raise InputError(f"--id-from {id_from}: choose one of: {', '.join(ID_SOURCES)}")
         return reading
 
-
     def check_read(self, paths: list[str]) -> None:
         """Each option given must change something: --window needs a DICOM or NIfTI image among `paths`,
         --id-from a DICOM file, --slices a NIfTI volume; otherwise it is refused (a forgotten or misplaced
