@@ -200,7 +200,7 @@ def machine(device: torch.device) -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    info = {"cpu": cpu, "cores": os.cpu_count(), "cores_used": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
             "load_average": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__, "device": str(device)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -232,4 +232,21 @@ def throughput_parser(doc: str, batch: int, steps: int, rounds: int, unit: str):
     p.add_argument("--source-size", type=int, default=256, help="side of the PNG files (resized to --image-size)")
     p.add_argument("--png-dir", default=None, help="folder for the PNG files, kept and shared between runs (default: temporary)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--cpus", type=int, default=0,
+                   help="run on the first N cores only (this process and its DataLoader workers): a host with few cores")
     return p
+
+
+def limit_cpus(n: int) -> None:
+    """Pin this process, and the workers it will start, to the first `n` cores, with `n` torch threads.
+
+    A GPU machine lends 16 cores; many hosts that feed a GPU have 4. Pinning shows whether the input
+    path, not the GPU, becomes the limit there (0: no limit).
+    """
+    if n <= 0:
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if n > len(cores):
+        raise SystemExit(f"--cpus {n}: this process may run on {len(cores)} cores")
+    os.sched_setaffinity(0, cores[:n])
+    torch.set_num_threads(n)

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    count_syncs, emit, imagefolder_loader, interleave, loader_batches, machine, paired_ratio, print_summary,
-    quiet_worker_warning, summarise, throughput_parser, timed, write_png_folder,
+    count_syncs, emit, imagefolder_loader, interleave, limit_cpus, loader_batches, machine, paired_ratio,
+    print_summary, quiet_worker_warning, summarise, throughput_parser, timed, write_png_folder,
 )
 
 from ganfp import ui  # noqa: E402
@@ -67,6 +67,7 @@ def step_fn(net, optimizer, device):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    limit_cpus(args.cpus)
     quiet_worker_warning()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     device = resolve_device(args.device)
