@@ -143,7 +143,7 @@ def test_stage_weights_arrive_in_the_next_stage(tmp_path, two_datasets, monkeypa
 
     def recording_build(cfg, classes, device):
         model, meta = real_build(cfg, classes, device)
-        starts.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        starts.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})  # GPU or not
         return model, meta
 
     monkeypatch.setattr(train_mod, "build_model", recording_build)

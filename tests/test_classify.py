@@ -107,7 +107,8 @@ def test_same_seed_same_scores_even_without_caches(run_cli, case, tmp_path):
     for run, data_root in enumerate(["a", "a", "b"]):
         files.append(tmp_path / f"scores{run}.csv")
         code, _, err = run_cli("classify", real, "--generated", gen, "--method", "fusion", "--out", tmp_path / f"s{run}.csv",
-                               "--scores", files[-1], "--seed", "3", "--data-root", tmp_path / data_root)
+                               "--scores", files[-1], "--seed", "3", "--data-root", tmp_path / data_root,
+                               "--device", "cpu")  # the promise is the CPU's: a GPU's autoencoder is not bit-exact
         assert code == 0, err
     assert files[0].read_bytes() == files[1].read_bytes() == files[2].read_bytes()
 
@@ -132,7 +133,8 @@ def test_checkpoint_classifier_without_generated_images(run_cli, case, tmp_path)
     real, _, labels, root = case
     stage = stage_folder(tmp_path / "stage", classes=("used", "not_used"))  # "used" is column 0: found by name
     out, scores = tmp_path / "sub.csv", tmp_path / "scores.csv"
-    code, stdout, err = run_cli("classify", real, "--checkpoint", stage, "--out", out, "--scores", scores, "--json", *root)
+    code, stdout, err = run_cli("classify", real, "--checkpoint", stage, "--out", out, "--scores", scores, "--json", *root,
+                                "--device", "cpu")  # fp32, as expected_p_used computes it (a GPU runs bf16)
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["method"] == "classifier" and summary["checkpoint"] == str(stage)
@@ -204,7 +206,7 @@ def test_threshold_on_the_probability(run_cli, case, tmp_path):
     threshold = float(np.quantile(list(expected.values()), 0.3))  # between the probabilities: both labels occur
     out = tmp_path / "sub.csv"
     code, stdout, err = run_cli("classify", real, "--checkpoint", stage, "--out", out, "--threshold", repr(threshold),
-                                "--json", *root)
+                                "--json", *root, "--device", "cpu")  # fp32, as expected_p_used computes it
     assert code == 0, err
     want = {i for i, p in expected.items() if p >= threshold}
     assert 0 < len(want) < len(labels) and json.loads(stdout)["labelled_used"] == len(want)

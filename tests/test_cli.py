@@ -54,6 +54,19 @@ def test_unusable_options_are_usage_errors(run_cli, tmp_path):
     assert code == 2 and "Traceback" not in err
 
 
+def test_a_gpu_the_machine_lacks_is_a_usage_error_before_any_work(run_cli, tmp_path, monkeypatch):
+    """On a one-GPU machine `--device cuda:7` used to pass the check and end in torch's "invalid device
+    ordinal" traceback at the first tensor moved there (seen on an H200)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    data = write_class_folder(tmp_path / "ds", 4, 16)
+    code, _, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "o", "--device", "cuda:7", "--data-root", tmp_path)
+    assert code == 2 and "--device cuda:7: this machine has 1 CUDA device (cuda:0; or cuda, auto)" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_paths_print_as_written_not_as_markup_or_emoji(run_cli, tmp_path, monkeypatch):
     """A path holding rich markup (`[/x]`, `[bold]`) or an emoji code (`:one:`) prints as it is: no MarkupError
     after the work is done, no vanished `[bold]`, no `folder1️⃣`."""

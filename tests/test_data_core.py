@@ -90,6 +90,18 @@ def test_cache_is_built_once_and_rebuilt_when_files_or_size_change(tmp_path, mon
     assert len(calls) == 24 and not changed.reused and changed.images[0].max() == 7
 
 
+def test_decode_progress_is_reported_on_the_callers_thread(tmp_path):
+    """Progress bars are not thread-safe: reported from the decoding threads, one thread removed a finished
+    bar while another still advanced it (a KeyError out of `ganfp chain` on a 16-core machine)."""
+    import threading
+
+    root = write_class_folder(tmp_path / "ds", n_per_class=20, size=16)
+    threads = []
+    load_images(load_manifest(str(root), data_root=tmp_path), 16, data_root=tmp_path,
+                on_image=lambda: threads.append(threading.get_ident()))
+    assert threads == [threading.get_ident()] * 40
+
+
 def test_cache_over_the_memory_budget_stays_memory_mapped(tmp_path):
     manifest = load_manifest(str(write_class_folder(tmp_path / "ds", 4, 16)), data_root=tmp_path)
     in_ram = load_images(manifest, 16, data_root=tmp_path)

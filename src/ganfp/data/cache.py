@@ -54,7 +54,12 @@ def cache_key(manifest: Manifest, image_size: int) -> str:
 
 
 def decode_all(manifest: Manifest, image_size: int, out: np.ndarray, skip_bad: bool, on_image: Callable[[], None] | None):
-    """Decode into `out` with a thread pool (Pillow releases the GIL); returns indices kept and bad files."""
+    """Decode into `out` with a thread pool (Pillow releases the GIL); returns indices kept and bad files.
+
+    `on_image` runs on the calling thread, once per image in order: progress bars are not thread-safe (from
+    the pool's threads, one thread removed a finished bar while another still advanced it: a KeyError on a
+    16-core machine).
+    """
     def work(i: int):
         try:
             item = manifest.items[i]
@@ -62,13 +67,12 @@ def decode_all(manifest: Manifest, image_size: int, out: np.ndarray, skip_bad: b
             return None
         except InputError as exc:
             return str(exc)
-        finally:
-            if on_image:
-                on_image()
 
     kept, bad = [], []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for i, problem in enumerate(pool.map(work, range(len(manifest)))):
+            if on_image:
+                on_image()
             if problem is None:
                 kept.append(i)
             elif skip_bad:

@@ -71,19 +71,22 @@ def train_autoencoder(generated: torch.Tensor, config: AutoencoderConfig, seed: 
     data = generated.to(device)
     order, pos = rng.permutation(len(data)), 0
     model.train()
-    for _ in range(config.steps):
-        if pos >= len(order):
-            order, pos = rng.permutation(len(data)), 0
-        idx = torch.as_tensor(order[pos : pos + config.batch_size], device=device)
-        pos += config.batch_size
-        x = data[idx][:, None]
-        loss = nn.functional.mse_loss(model(x), x)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if on_step:
-            on_step()
+    # cuDNN's fastest convolution kernels may sum in a varying order, so two GPU runs of one seed ended in
+    # other weights; its deterministic ones cost nothing measurable on a net this small.
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
+        for _ in range(config.steps):
+            if pos >= len(order):
+                order, pos = rng.permutation(len(data)), 0
+            idx = torch.as_tensor(order[pos : pos + config.batch_size], device=device)
+            pos += config.batch_size
+            x = data[idx][:, None]
+            loss = nn.functional.mse_loss(model(x), x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if on_step:
+                on_step()
     return model.eval()
 
 
