@@ -354,3 +354,13 @@ def test_evaluate_names_the_real_problem_of_an_attribution_file(tmp_path, run_cl
     assert code == 2 and "--task attribution" in err, err
     code, out, err = run_cli("evaluate", all_one, numbered, "--task", "attribution", "--json")
     assert code == 0 and json.loads(out)["task"] == "attribution", err
+
+
+def test_evaluate_refuses_report_options_without_report_on_attribution_files(tmp_path, run_cli):
+    """--real (or --window) on an attribution file without --report would change nothing: refused, not ignored."""
+    labels, preds = tmp_path / "labels.csv", tmp_path / "p.csv"
+    labels.write_text("id,label\ng1,A\ng2,A\ng3,B\ng4,B\n")
+    preds.write_text("image_path,predicted_class\nx/g1.png,A\nx/g2.png,B\nx/g3.png,B\nx/g4.png,B\n")
+    for option, value in (("--real", str(tmp_path)), ("--window", "bone")):
+        code, _, err = run_cli("evaluate", preds, labels, option, value)
+        assert code == 2 and f"{option} describes the --report: give --report too" in err, err

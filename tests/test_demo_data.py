@@ -297,3 +297,17 @@ def test_adapter_gans_parts(data_root):
     assert len(test) == 100 and not test.labelled and all(it.label == UNLABELLED for it in test.items)
     assert len(list(Path(test.info["generated"]).glob("*.png"))) == 2000
     assert Path(test.info["labels"]).is_file() and Path(test.info["labels"]).parent == data_root / "demo"
+
+
+def test_first_use_says_once_that_the_demo_is_being_built(tmp_path, run_cli, monkeypatch):
+    """The first `classify demo:gans-test` on a fresh data root waits for the build: one line says why, where, and
+    that it is done once; the next command reuses the demo and says nothing of it."""
+    shrink(monkeypatch)
+    monkeypatch.setenv("GANFP_DATA", str(tmp_path / "data"))
+    code, _, err = run_cli("classify", "demo:gans-test", "--out", tmp_path / "s.csv")
+    assert code == 0, err
+    said = [line for line in err.splitlines() if "demo data" in line]
+    assert said == [f"building the demo data in {tmp_path / 'data' / 'demo'} (a few seconds, done once: later runs "
+                    "reuse it)"]
+    code, _, err = run_cli("classify", "demo:gans-test", "--out", tmp_path / "s.csv")
+    assert code == 0 and "demo data" not in err, err

@@ -423,3 +423,34 @@ def test_cli_network_failure_exits_1(tmp_path, run_cli, monkeypatch):
     monkeypatch.setitem(DATASETS, "covid-ctset", replace(DATASETS["covid-ctset"], routes=(route,)))
     code, _, err = run_cli("fetch-data", "covid-ctset", "--data-root", str(tmp_path))
     assert code == 1 and "cannot connect" in err and err.count("\n") == 1
+
+
+def test_cli_fetch_demo_with_other_images_names_the_runs_trained_on_the_old_ones(tmp_path, run_cli, monkeypatch):
+    """A chain re-run skips finished stages even when the demo was rebuilt with another seed under them: fetch-data
+    names those runs and their first demo stage, to retrain with --from-stage; the same seed again (byte-identical
+    images) and runs on other data are not named."""
+    from ganfp.fileio import write_json
+
+    def build_demo(target, seed=0):
+        write_json(Path(target) / "meta.json", {"status": "ready", "seed": seed, "counts": {}, "version": 1})
+
+    monkeypatch.setitem(sys.modules, "ganfp.data.demo", types.SimpleNamespace(build_demo=build_demo, DEMO_VERSION=1))
+    runs = tmp_path / "runs"
+    for run, stages in (("demo-resnet18", ["demo:casia", "demo:covid"]), ("mine-conv5", ["covid-ctset"])):
+        write_json(runs / run / "chain.json", {"chain": run.split("-")[0], "stages": []})
+        for i, dataset in enumerate(stages, 1):
+            name = dataset.rpartition(":")[2]
+            write_json(runs / run / f"0{i}-{name}" / "meta.json",
+                       {"status": "complete", "config": {"name": name, "dataset": dataset}})
+            (runs / run / f"0{i}-{name}" / "model.safetensors").write_bytes(b"weights")
+    monkeypatch.setenv("GANFP_RUNS", str(runs))
+    root = str(tmp_path / "data")
+    for args in ((), ("--force",), ("--force", "--seed", "0")):  # first build; same seed again: same images
+        code, _, err = run_cli("fetch-data", "demo", "--data-root", root, *args)
+        assert code == 0 and "warning" not in err, err
+    code, _, err = run_cli("fetch-data", "demo", "--data-root", root, "--force", "--seed", "7")
+    assert code == 0, err
+    warning = err[err.index("warning:"):]
+    assert "seed 0 -> 7" in warning
+    assert f"{runs / 'demo-resnet18'} (re-run its chain with --from-stage casia)" in warning
+    assert "mine-conv5" not in warning

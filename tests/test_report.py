@@ -247,3 +247,72 @@ def test_evaluate_report_draws_the_decision_line_at_the_given_threshold(run_cli,
     code, _, err = run_cli("evaluate", scores, labels, "--threshold", "0.3", "--report", report, "--real", copies / "real")
     assert code == 0, err
     assert drawn == [0.3]  # where the decision changes, not midway between the scores around it
+
+
+def dicom_case(root):
+    """The copy case as CT DICOM files: real/ct<i>.dcm (UID 1.2.826.0.1.<i>) and gen/g<i>.dcm; the real paths."""
+    from helpers.medical import u8_to_hu, write_ct_dicom
+
+    case = copy_case(n_real=6, extra=2, size=16)
+    real = [write_ct_dicom(root / "real" / f"ct{i}.dcm", u8_to_hu(img), uid=f"1.2.826.0.1.{i}")
+            for i, img in enumerate(case["real"])]
+    for i, img in enumerate(case["generated"]):
+        write_ct_dicom(root / "gen" / f"g{i}.dcm", u8_to_hu(img))
+    return real
+
+
+def test_evaluate_report_reads_dicom_as_classify_scored_it(run_cli, tmp_path):
+    """classify --window bone --id-from uid scored bone-windowed images named by their UIDs: evaluate --report
+    with the same options finds them by those ids and shows them bone-windowed, not in the default lung window."""
+    pytest.importorskip("pydicom", reason="needs the medical extra (pydicom)")
+    from ganfp.data.decode import decode_image
+    from ganfp.data.medical import parse_window
+    from ganfp.report import DISPLAY_SIZE, png_uri
+
+    paths = dicom_case(tmp_path)
+    reading = ("--window", "bone", "--id-from", "uid")
+    scores, labels, report = tmp_path / "scores.csv", tmp_path / "labels.csv", tmp_path / "ev.html"
+    code, _, err = run_cli("classify", tmp_path / "real", "--generated", tmp_path / "gen", "--out", tmp_path / "s.csv",
+                           "--scores", scores, "--data-root", tmp_path / "data", *reading)
+    assert code == 0, err
+    labels.write_text("id,label\n" + "".join(f"1.2.826.0.1.{i},{int(i < 3)}\n" for i in range(6)))
+    code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", tmp_path / "real",
+                           "--generated", tmp_path / "gen", "--data-root", tmp_path / "data", *reading)
+    assert code == 0, err
+    page = report.read_text()
+    for path in paths:
+        bone = decode_image(str(path), DISPLAY_SIZE, window=parse_window("bone"))
+        lung = decode_image(str(path), DISPLAY_SIZE)
+        assert png_uri(bone) in page and png_uri(lung) not in page
+
+
+@pytest.mark.parametrize("option, value", [("--window", "bone"), ("--id-from", "uid"), ("--slices", "0:2")])
+def test_evaluate_reading_options_are_refused_where_they_would_change_nothing(run_cli, copies, option, value):
+    """Without --report, or on images holding no DICOM/NIfTI (PNG here), a reading option is one line, exit 2."""
+    scores, labels, report = copies / "scores.csv", copies / "labels.csv", copies / "ev.html"
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
+    scores.write_text("id,score\n" + "".join(f"{name},{i / len(ids):.3f}\n" for i, name in enumerate(ids)))
+    labels.write_text("id,label\n" + "".join(f"{name},{int(name.startswith('u'))}\n" for name in ids))
+    code, _, err = run_cli("evaluate", scores, labels, option, value)
+    assert code == 2 and err.count("\n") == 1 and f"{option} describes the --report: give --report too" in err, err
+    code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", copies / "real", option, value,
+                           "--data-root", copies / "data")
+    assert code == 2 and err.count("\n") == 1 and f"{option}: the images read hold no" in err, err
+    assert not report.exists()
+
+
+def test_evaluate_report_finds_a_dev_folders_own_generated_images(run_cli, copies):
+    """`classify DEV` (used/, not_used/, generated/) compares with DEV/generated; `evaluate --report --real DEV`
+    must show the same neighbours, not read generated/ as a third class of real images and show none."""
+    shutil.move(copies / "gen", copies / "real" / "generated")
+    scores, labels, report = copies / "scores.csv", copies / "labels.csv", copies / "ev.html"
+    code, _, err = run_cli("classify", copies / "real", "--out", copies / "s.csv", "--scores", scores,
+                           "--data-root", copies / "data")
+    assert code == 0, err
+    ids = sorted(p.stem for cls in ("used", "not_used") for p in (copies / "real" / cls).glob("*.png"))
+    labels.write_text("id,label\n" + "".join(f"{i},{int(i.startswith('u'))}\n" for i in ids))
+    code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", copies / "real",
+                           "--data-root", copies / "data")
+    assert code == 0, err
+    page = parse(report)
+    assert page.classes.count("evidence-row") == len(ids) and page.classes.count("neighbours") == len(ids)

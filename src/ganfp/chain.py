@@ -352,3 +352,18 @@ def check_stages_to_train(
 def _write_record(run_dir: Path, record: dict) -> None:
     if distributed.is_main():
         write_json(run_dir / CHAIN_FILE, record)
+
+
+def runs_trained_on(datasets: set[str], runs_root: Path) -> list[tuple[Path, str]]:
+    """(run folder, its first finished stage trained on one of `datasets`) of each chain run in `runs_root`.
+
+    A re-run skips a finished stage whatever became of its images, so whoever replaces a dataset's images
+    names these: retraining them is `--from-stage STAGE`.
+    """
+    found = []
+    for record in sorted(Path(runs_root).glob(f"*/{CHAIN_FILE}")):
+        stages = (stage_status(folder) for folder in sorted(record.parent.iterdir()) if folder.is_dir())
+        first = next((meta for meta in stages if meta and meta.get("config", {}).get("dataset") in datasets), None)
+        if first is not None:
+            found.append((record.parent, first["config"]["name"]))
+    return found

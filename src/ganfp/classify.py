@@ -19,6 +19,7 @@ import numpy as np
 from ganfp.data.generated import generated_manifest, native_image_size
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
+from ganfp.data.real import read_real
 from ganfp.errors import InputError
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
@@ -40,44 +41,6 @@ class ClassifyResult:
     scorers: dict[str, np.ndarray]  # every scorer computed for it
     summary: dict = field(default_factory=dict)
     calibration: Choice | None = None
-
-
-def _real_folder(path: Path, reading: MedicalReading | None) -> Manifest:
-    """A folder of real images. The ImageCLEF test layout (`real_unknown_N/` beside `generated_N/`) is
-    recognised: the real images are `real_unknown_N/`, the generated ones (unless --generated) `generated_N/`;
-    so is one `generated/` beside the real images or their class folders (the dev layout)."""
-    from ganfp.data.adapters import imageclef
-    from ganfp.data.adapters.folder import folder_manifest
-    from ganfp.data.manifest import list_folder
-
-    subdirs = [p for p in list_folder(path) if p.is_dir() and not p.name.startswith(".")]
-    tests = sorted(p.name for p in subdirs if imageclef.REAL_UNKNOWN.match(imageclef._norm(p.name)))
-    if len(tests) > 1:
-        raise InputError(f"{path}: holds several ImageCLEF test sets ({', '.join(tests)}); classify one, "
-                         f"e.g. ganfp classify {path / tests[0]} --generated {path / tests[0].replace('real_unknown', 'generated')}")
-    if tests:
-        return imageclef.load_part(path, "test", f"folder:{path}", str(path))
-    generated = tuple(p.name for p in subdirs if imageclef.GENERATED.match(imageclef._norm(p.name)))
-    manifest = folder_manifest(path, exclude=generated, reading=reading)
-    if len(generated) == 1:  # a dev layout (used/, not_used/, generated/): its own generated images, as for a test set
-        manifest.info["generated"] = str(path / generated[0])
-    return manifest
-
-
-def read_real(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
-    """A folder of images (flat; used/ and not_used/; or real_unknown_N/ beside generated_N/; generated*/
-    sub-folders are never real classes) or a dataset spec."""
-    from ganfp.data.adapters import load_manifest
-
-    path = Path(spec).expanduser()
-    manifest = _real_folder(path, reading) if path.is_dir() else load_manifest(spec, data_root)
-    seen: dict[str, str] = {}
-    for item in manifest.items:
-        if item.id in seen:
-            source = "SOPInstanceUIDs (--id-from uid)" if item.name else "file names without extension"
-            raise InputError(f"{item.path}: id {item.id!r} also belongs to {seen[item.id]} (ids are {source})")
-        seen[item.id] = item.path
-    return manifest
 
 
 def check_ids(ids: list[str], ids_path) -> list[str]:

@@ -26,12 +26,13 @@ from typing import Callable
 import numpy as np
 
 from ganfp.data.manifest import Manifest
+from ganfp.data.medical import MedicalReading
 from ganfp.errors import InputError
 from ganfp.fileio import write_text
 from ganfp.membership.distances import nearest
 from ganfp.membership.features import load_checked, paired_features
-from ganfp.membership.spaces import FeatureSpace, parse_features
 from ganfp.membership.pipeline import ScoringSetup
+from ganfp.membership.spaces import FeatureSpace, parse_features
 
 MISSING = "--report needs matplotlib: install ganfp[plots] (pip install 'ganfp[plots]')"
 DEFAULT_ROWS = 24
@@ -141,32 +142,36 @@ def classify_report(path, real: Manifest, generated: Manifest | None, setup: Sco
 
 
 def evaluation_report(path, evaluation, real_spec: str, features: str, generated: str | None = None,
-                      rows: int = DEFAULT_ROWS, data_root=None) -> ReportResult:
+                      rows: int = DEFAULT_ROWS, data_root=None, reading: MedicalReading | None = None) -> ReportResult:
     """The report of `ganfp evaluate`: the predictions' scores and the true labels, shown on the real images.
 
-    Neighbours are computed in `features` at DISPLAY_SIZE px (evaluate does not know the scoring size).
+    The images are found and read as classify read them (`read_real`, and DICOM/NIfTI by `reading`), so the
+    report shows what was scored. Neighbours are computed in `features` at DISPLAY_SIZE px (evaluate does not
+    know the scoring size).
     """
     from ganfp.checkpoint import resolve_checkpoint
-    from ganfp.data.adapters import load_manifest
     from ganfp.data.generated import generated_manifest
+    from ganfp.data.real import read_real
     from ganfp.device import resolve_device
 
     space = parse_features(features)
     checkpoint = (resolve_checkpoint(None, instead="or set $GANFP_RUNS to the folder of your chain runs")
                   if space.label == "checkpoint" else None)  # evaluate has no --checkpoint to name
     setup = ScoringSetup(None, resolve_device("auto"), data_root=data_root, checkpoint=checkpoint)
-    gen = generated_manifest(generated, option="--generated") if generated else None  # a typo fails first
+    gen = generated_manifest(generated, reading, option="--generated") if generated else None  # a typo fails first
     try:
-        real = load_manifest(real_spec, data_root)
+        real = read_real(real_spec, data_root, reading)
     except InputError as exc:  # evaluate reads several files: say which option this one came from
         raise InputError(f"--real {exc}") from None
+    if gen is None and real.info.get("generated"):  # the dataset spec's own generated images
+        gen = generated_manifest(real.info["generated"], reading)
+    if reading is not None:
+        reading.check_read([it.path for m in (real, gen) if m is not None for it in m.items])
     by_id = {it.id: it for it in real.items}
     missing = [i for i in evaluation.ids if i not in by_id]
     if missing:
         raise InputError(f"--real {real_spec}: {len(missing)} labelled ids have no image (e.g. {missing[0]})")
     real = replace(real, items=[by_id[i] for i in evaluation.ids])
-    if gen is None and real.info.get("generated"):  # the dataset spec's own generated images
-        gen = generated_manifest(real.info["generated"])
     scores = evaluation.scores if evaluation.scores is not None else evaluation.y_pred.astype(np.float64)
     summary = {"predictions": evaluation.preds, "labels": evaluation.labels, "decision": evaluation.decision,
                "features": space.label if gen is not None else None, "images": evaluation.n,

@@ -8,6 +8,7 @@ would vanish, and `folder:one: ...` would print as `folder1️⃣ ...`.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 from typing import Any, Iterable, Sequence
@@ -41,6 +42,23 @@ def warn(message: str) -> None:
 
 def error(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
+
+
+class _LibraryLines(logging.Handler):
+    """A line the library logs (e.g. that the demo data is being built) printed as every other message line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        info(record.getMessage())
+
+
+def show_library_lines() -> None:
+    """Print what the library logs under "ganfp" at INFO: it says so where a command would otherwise sit silent
+    (the demo built on first use, deep inside reading a dataset spec, which no progress callback reaches).
+    Once per process, however often the CLI runs in it (the tests run it in-process)."""
+    logger = logging.getLogger("ganfp")
+    if not any(isinstance(h, _LibraryLines) for h in logger.handlers):
+        logger.addHandler(_LibraryLines())
+        logger.setLevel(logging.INFO)
 
 
 def print_json(obj: Any) -> None:

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
 
     Anything else is a bug and keeps its traceback.
     """
+    ui.show_library_lines()
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="ganfp", standalone_mode=False)

@@ -13,13 +13,16 @@ from ganfp.cli.options import (
     BatchSizeOpt,
     DataRootOpt,
     DeviceOpt,
+    IdFromOpt,
     ImageSizeOpt,
     JsonOpt,
     KOpt,
     RunsDirOpt,
     SeedOpt,
+    SlicesOpt,
     ThresholdOpt,
     UsedFractionOpt,
+    WindowOpt,
     check_outputs,
     in_range,
 )
@@ -122,18 +125,9 @@ def classify(
     runs_dir: RunsDirOpt = None,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
-    window: Optional[str] = typer.Option(
-        None, "--window",
-        help="HU window of DICOM/NIfTI images: CENTER,WIDTH or lung, mediastinum, bone (default: lung, "
-        "-1000..400 HU, for CT).",
-    ),
-    id_from: Optional[str] = typer.Option(
-        None, "--id-from", help="Ids of DICOM files: name (the file name, default) or uid (SOPInstanceUID)."
-    ),
-    slices: Optional[str] = typer.Option(
-        None, "--slices",
-        help="NIfTI axial slices to read: START:STOP (STOP excluded) or one slice number (default: all).",
-    ),
+    window: WindowOpt = None,
+    id_from: IdFromOpt = None,
+    slices: SlicesOpt = None,
     report: Optional[str] = typer.Option(
         None, "--report", help="Also write an HTML evidence report (self-contained; needs ganfp[plots])."
     ),

@@ -67,10 +67,11 @@ def fetch_data(
         return
     if not name:
         raise InputError("name a dataset to fetch (ganfp fetch-data NAME), or list them: ganfp fetch-data --list")
-    from ganfp.data.adapters.demo import demo_ready  # here: --list and --help import nothing heavy
+    from ganfp.data.adapters.demo import demo_dir, demo_ready  # here: --list and --help import nothing heavy
 
     started = time.perf_counter()
     was_ready = demo_ready(root, seed) if name == "demo" else dataset_status(name, root) == "ready"
+    before = read_meta(demo_dir(root)) if name == "demo" else None
     with ui.progress(transient=True) as progress:
         path = fetch_dataset(name, root, source=from_ or None, force=force, progress=progress, via=via, add=add,
                              link=link, seed=seed)
@@ -83,6 +84,29 @@ def fetch_data(
         ui.info(f"{name} is already ready in {path} (--force fetches it again)")
     else:
         ui.info(f"{name} ready in {path}{_summary(counts)}")
+    if before is not None:
+        _warn_runs_on_old_demo(before, read_meta(path))
+
+
+def _warn_runs_on_old_demo(before: dict, after: dict | None) -> None:
+    """A demo rebuilt with other images (another seed or demo version) leaves the chain runs trained on the old
+    ones finished, and a re-run skips finished stages (docs/chain.md): name those runs, and how to retrain them.
+
+    Only runs in the runs folder fetch-data can know of ($GANFP_RUNS, else ./runs) are found.
+    """
+    old, new = (before.get("seed"), before.get("version")), ((after or {}).get("seed"), (after or {}).get("version"))
+    if before.get("status") != "ready" or old == new:
+        return  # a partial build replaced, or the same seed again: byte-identical images
+    from ganfp.chain import runs_trained_on
+    from ganfp.data.adapters.demo import CHAIN_SPECS
+    from ganfp.paths import runs_root
+
+    runs = runs_trained_on(CHAIN_SPECS, runs_root())
+    if runs:
+        change = f"seed {old[0]} -> {new[0]}" if old[0] != new[0] else f"demo version {old[1]} -> {new[1]}"
+        listed = ", ".join(f"{run} (re-run its chain with --from-stage {stage})" for run, stage in runs)
+        ui.warn(f"the demo images changed ({change}); a chain re-run skips finished stages, so these runs stay "
+                f"trained on the old images until retrained: {listed}")
 
 
 IMAGE_COUNTS = ("used", "not_used", "generated", "images")  # what an ImageCLEF part's layout counts

@@ -9,7 +9,17 @@ import typer
 
 from ganfp import ui
 from ganfp.cli.app import app
-from ganfp.cli.options import DataRootOpt, JsonOpt, ThresholdOpt, UsedFractionOpt, check_outputs, in_range
+from ganfp.cli.options import (
+    DataRootOpt,
+    IdFromOpt,
+    JsonOpt,
+    SlicesOpt,
+    ThresholdOpt,
+    UsedFractionOpt,
+    WindowOpt,
+    check_outputs,
+    in_range,
+)
 
 METRICS = {
     "accuracy": "accuracy",
@@ -62,6 +72,20 @@ def _print_classes(report, metrics: dict[str, str], table_title: str, matrix: li
                    [[cls, *row] for cls, row in zip(report.classes, matrix)])
 
 
+REPORT_OPTIONS = ("--real", "--generated", "--features", "--window", "--id-from", "--slices")
+
+
+def _need_report(html_report: Optional[Path], values: tuple) -> None:
+    """The options that say what the report shows (REPORT_OPTIONS, in order) are refused without --report:
+    ignored, a forgotten --report would pass silently."""
+    from ganfp.errors import InputError
+
+    given = [option for option, value in zip(REPORT_OPTIONS, values) if value is not None]
+    if html_report is None and given:
+        verb = "describe" if len(given) > 1 else "describes"
+        raise InputError(f"{', '.join(given)} {verb} the --report: give --report too")
+
+
 @app.command("evaluate")
 def evaluate(
     preds: Path = typer.Argument(
@@ -79,7 +103,8 @@ def evaluate(
     used_fraction: UsedFractionOpt = None,
     threshold: ThresholdOpt = None,
     html_report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML evidence report of the real "
-                                               "images (needs --real and ganfp[plots])."),
+                                               "images (needs --real and ganfp[plots]); DICOM/NIfTI images are read "
+                                               "as --window, --id-from and --slices say: give classify's."),
     real: Optional[str] = typer.Option(None, "--real", help="With --report: the real images (folder or dataset spec)."),
     generated: Optional[str] = typer.Option(None, "--generated", help="With --report: the generated images "
                                             "(default: the dataset spec's own)."),
@@ -87,16 +112,22 @@ def evaluate(
                                            "nearest generated images (default: classify's)."),
     report_n: int = typer.Option(24, "--report-n", callback=in_range(1),
                                  help="Evidence rows: the N most and N least suspicious (at least 1)."),
+    window: WindowOpt = None,
+    id_from: IdFromOpt = None,
+    slices: SlicesOpt = None,
     data_root: DataRootOpt = None,
     task: str = typer.Option("auto", "--task", help="membership (0/1 labels), attribution (class names) or "
                              "clustering (an id,cluster file); auto tells them apart by the files."),
 ) -> None:
     """Score predictions against ground truth: membership, attribution or clustering metrics beside baselines."""
+    from ganfp.data.medical import MedicalReading
     from ganfp.errors import InputError
     from ganfp.evaluation import TASKS, detect_task, evaluate_classes, evaluate_clusters, evaluate_files
 
     if task not in TASKS:
         raise InputError(f"--task {task}: choose one of: {', '.join(TASKS)}")
+    reading = MedicalReading.parse(window, id_from, slices)
+    _need_report(html_report, (real, generated, features, window, id_from, slices))
     task = detect_task(preds, labels) if task == "auto" else task
     if task != "membership":
         if plot is not None or html_report is not None or used_fraction is not None or threshold is not None:
@@ -113,8 +144,6 @@ def evaluate(
         return
     if used_fraction is not None and threshold is not None:
         raise InputError("give --used-fraction or --threshold, not both")
-    if html_report is None and (real is not None or generated is not None or features is not None):
-        raise InputError("--real, --generated and --features describe the --report: give --report too")
     check_outputs({"--plot": plot, "--report": html_report}, (preds, labels, real, generated))
     if plot is not None:
         from ganfp.plots import require_matplotlib
@@ -131,7 +160,8 @@ def evaluate(
         from ganfp.membership.recipe import DEFAULT_FEATURES
         from ganfp.report import evaluation_report
 
-        evaluation_report(html_report, report, real, features or DEFAULT_FEATURES, generated, report_n, data_root)
+        evaluation_report(html_report, report, real, features or DEFAULT_FEATURES, generated, report_n, data_root,
+                          reading)
     if plot is not None:
         from ganfp.plots import plot_report
 

@@ -98,6 +98,8 @@ SEED_HELP = ("Seed (>= 0) of every random step: split, initialisation, shuffling
 USED_FRACTION_HELP = ("Label the top fraction by score as used, 0 < q < 1: the known prevalence (default 0.5; "
                       "classify --calibrate: the dev prevalence).")
 K_HELP = "Neighbours (>= 1) per image of a neighbour method or fusion (default: local 40, the others 5)."
+WINDOW_HELP = ("HU window of DICOM/NIfTI images: CENTER,WIDTH or lung, mediastinum, bone (default: lung, "
+               "-1000..400 HU, for CT).")
 # what classify and attribute offer when a --features model's ImageNet weights cannot be had (train-stage: --init)
 OFFLINE_FEATURES_HINT = ("choose a feature space that needs no download: --features checkpoint (your chain run's "
                          "model) or a pixel space such as pixels32")
@@ -123,3 +125,15 @@ ThresholdOpt = Annotated[
     typer.Option("--threshold", callback=_finite, help="Label score >= threshold as used, instead of by rank."),
 ]
 KOpt = Annotated[Optional[int], typer.Option("--k", callback=in_range(1), help=K_HELP)]
+# how DICOM and NIfTI files become images (ganfp.data.medical.MedicalReading): classify scores them so, and
+# evaluate --report must draw them the same way
+WindowOpt = Annotated[Optional[str], typer.Option("--window", help=WINDOW_HELP)]
+IdFromOpt = Annotated[
+    Optional[str],
+    typer.Option("--id-from", help="Ids of DICOM files: name (the file name, default) or uid (SOPInstanceUID)."),
+]
+SlicesOpt = Annotated[
+    Optional[str],
+    typer.Option("--slices", help="NIfTI axial slices to read: START:STOP (STOP excluded) or one slice number "
+                 "(default: all)."),
+]

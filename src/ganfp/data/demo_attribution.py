@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from ganfp.data.adapters.demo import announce_build
 from ganfp.data.demo import build_in_place, generate, real_slices
 from ganfp.fileio import write_json, write_text
 
@@ -98,6 +99,7 @@ def ensure_attribution_demo(name: str, data_root: Path, seed: int | None = None)
     """`<data_root>/demo-<name>`, built first when absent, incomplete, outdated or of another seed."""
     target = Path(data_root) / f"demo-{name}"
     if not ready(target, seed):
+        announce_build(target)
         build_in_place(target, lambda tmp: _build_into(tmp, name, 0 if seed is None else seed))
     return target
 

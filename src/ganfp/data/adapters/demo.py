@@ -6,6 +6,7 @@ Built (seeded, offline, in seconds) the first time it is asked for.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from ganfp.data.adapters import register_adapter
@@ -13,6 +14,8 @@ from ganfp.data.adapters.folder import folder_manifest
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
 from ganfp.registry import Registry
+
+log = logging.getLogger(__name__)
 
 # Every part, in one registry: the chain's parts are (folder, class order or None for unlabelled,
 # sub-folders that are not classes); the attribution parts (meta attribution=True) are (demo folder,
@@ -26,6 +29,8 @@ DEMO_PARTS.add("attribution-2025", ("attribution-2025", "attribution-unknown"), 
 DEMO_PARTS.add("attribution-2025-train", ("attribution-2025", "attribution-train"), attribution=True)
 DEMO_PARTS.add("attribution-2025-real", ("attribution-2025", "attribution-real"), attribution=True)
 DEMO_PARTS.add("attribution-2024", ("attribution-2024", "generated"), attribution=True)
+# the parts in demo/, which fetch-data demo rebuilds (the attribution parts have their own folders)
+CHAIN_SPECS = {f"demo:{name}" for name in DEMO_PARTS.names(attribution=None)}
 GENERATED = {"gans-dev": "gans-dev/generated", "gans-test": "gans-test/generated_1"}
 TEST_LABELS = "gans-test-labels.csv"
 
@@ -51,8 +56,14 @@ def ensure_demo(data_root: Path, seed: int | None = None, force: bool = False) -
 
     target = demo_dir(data_root)
     if force or not demo_ready(data_root, seed):
+        announce_build(target)
         build_demo(target, seed=0 if seed is None else seed)
     return target
+
+
+def announce_build(target: Path) -> None:
+    """The first use of a demo set waits seconds for the build: say so, where, and that it is not done each time."""
+    log.info("building the demo data in %s (a few seconds, done once: later runs reuse it)", target)
 
 
 def load_attribution(arg: str, data_root: Path) -> Manifest:

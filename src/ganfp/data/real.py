@@ -1,0 +1,48 @@
+"""The real-image side of a membership set: the images classify scores and an evaluate report shows.
+
+One reader for both, so a report draws each real image as it was scored: the same layout rules
+(`generated*/` is never a real class, the ImageCLEF test layout) and the same DICOM/NIfTI reading.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ganfp.data.adapters import imageclef, load_manifest
+from ganfp.data.adapters.folder import folder_manifest
+from ganfp.data.manifest import Manifest, list_folder
+from ganfp.data.medical import MedicalReading
+from ganfp.errors import InputError
+
+
+def _real_folder(path: Path, reading: MedicalReading | None) -> Manifest:
+    """A folder of real images. The ImageCLEF test layout (`real_unknown_N/` beside `generated_N/`) is
+    recognised: the real images are `real_unknown_N/`, the generated ones (unless --generated) `generated_N/`;
+    so is one `generated/` beside the real images or their class folders (the dev layout)."""
+    subdirs = [p for p in list_folder(path) if p.is_dir() and not p.name.startswith(".")]
+    tests = sorted(p.name for p in subdirs if imageclef.REAL_UNKNOWN.match(imageclef._norm(p.name)))
+    if len(tests) > 1:
+        beside = path / tests[0].replace("real_unknown", "generated")
+        raise InputError(f"{path}: holds several ImageCLEF test sets ({', '.join(tests)}); classify one, "
+                         f"e.g. ganfp classify {path / tests[0]} --generated {beside}")
+    if tests:
+        return imageclef.load_part(path, "test", f"folder:{path}", str(path))
+    generated = tuple(p.name for p in subdirs if imageclef.GENERATED.match(imageclef._norm(p.name)))
+    manifest = folder_manifest(path, exclude=generated, reading=reading)
+    if len(generated) == 1:  # a dev layout (used/, not_used/, generated/): its own generated images, as for a test set
+        manifest.info["generated"] = str(path / generated[0])
+    return manifest
+
+
+def read_real(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
+    """A folder of images (flat; used/ and not_used/; or real_unknown_N/ beside generated_N/; generated*/
+    sub-folders are never real classes) or a dataset spec."""
+    path = Path(spec).expanduser()
+    manifest = _real_folder(path, reading) if path.is_dir() else load_manifest(spec, data_root)
+    seen: dict[str, str] = {}
+    for item in manifest.items:
+        if item.id in seen:
+            source = "SOPInstanceUIDs (--id-from uid)" if item.name else "file names without extension"
+            raise InputError(f"{item.path}: id {item.id!r} also belongs to {seen[item.id]} (ids are {source})")
+        seen[item.id] = item.path
+    return manifest
