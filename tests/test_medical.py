@@ -264,3 +264,24 @@ def test_a_volume_with_a_trailing_axis_of_one_reads_as_its_3d_form(tmp_path):
     write_nifti(tmp_path / "series" / "chest.nii.gz", np.stack([hu, hu], axis=3))
     with pytest.raises(InputError, match=r"must have 3 dimensions, this one has shape \(16, 16, 3, 2\)"):
         folder_manifest(tmp_path / "series")
+
+
+def test_the_imageclef_test_layout_reads_dicom_and_nifti_as_a_flat_folder_does(tmp_path, run_cli):
+    """`real_unknown_1/` beside `generated_1/` used to read its real images without the reading options:
+    lung-windowed under `--window bone` (the generated ones bone-windowed) and a NIfTI volume as one image."""
+    case = copy_case(n_real=6, extra=4)
+    layout, flat = tmp_path / "layout", tmp_path / "flat"
+    for folder, real_dir, gen_dir in ((layout, "real_unknown_1", "generated_1"), (flat, "real", "gen")):
+        for i, img in enumerate(case["real"]):
+            write_ct_dicom(folder / real_dir / f"ct{i}.dcm", u8_to_hu(img) + 300.0)  # bright: the window matters
+        write_nifti(folder / real_dir / "chest.nii.gz", nifti_volume(size=32))
+        for i, img in enumerate(case["generated"]):
+            write_ct_dicom(folder / gen_dir / f"g{i}.dcm", u8_to_hu(img) + 300.0)
+    scores = {}
+    for name, args in (("layout", (layout,)), ("flat", (flat / "real", "--generated", flat / "gen"))):
+        scores[name] = tmp_path / f"{name}.csv"
+        code, _, err = run_cli("classify", *args, "--window", "bone", "--out", tmp_path / f"{name}-sub.csv",
+                               "--scores", scores[name], "--data-root", tmp_path / "data")
+        assert code == 0, err
+    assert scores["layout"].read_text() == scores["flat"].read_text()
+    assert "chest_0002" in scores["layout"].read_text()  # the volume's slices are images

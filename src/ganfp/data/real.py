@@ -26,7 +26,7 @@ def _real_folder(path: Path, reading: MedicalReading | None) -> Manifest:
         raise InputError(f"{path}: holds several ImageCLEF test sets ({', '.join(tests)}); classify one, "
                          f"e.g. ganfp classify {path / tests[0]} --generated {beside}")
     if tests:
-        return imageclef.load_part(path, "test", f"folder:{path}", str(path))
+        return imageclef.load_part(path, "test", f"folder:{path}", str(path), reading)
     generated = tuple(p.name for p in subdirs if imageclef.GENERATED.match(imageclef._norm(p.name)))
     manifest = folder_manifest(path, exclude=generated, reading=reading)
     if len(generated) == 1:  # a dev layout (used/, not_used/, generated/): its own generated images, as for a test set

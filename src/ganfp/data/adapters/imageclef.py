@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ganfp.data.adapters import register_adapter
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
+from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError
 
 EDITIONS = (2023, 2024, 2025)
@@ -135,15 +136,16 @@ def _one(candidates: list, where: str, root: Path, part: str):
     return candidates[0]
 
 
-def _items(folder: Path, label: int, spec: str) -> list[Item]:
-    return [Item(str(p.resolve()), label, source=spec) for p in image_files(folder)]
+def _items(folder: Path, label: int, spec: str, reading: MedicalReading | None = None) -> list[Item]:
+    return [it for p in image_files(folder) for it in file_items(p, label, source=spec, reading=reading)]
 
 
-def load_part(root: Path, part: str, spec: str, where: str) -> Manifest:
-    """The manifest of one part of an ImageCLEF GANs dataset unpacked under `root`."""
+def load_part(root: Path, part: str, spec: str, where: str, reading: MedicalReading | None = None) -> Manifest:
+    """The manifest of one part of an ImageCLEF GANs dataset unpacked under `root`; DICOM and NIfTI files (a
+    user's own set in this layout) are read as `reading` says, as in any other folder."""
     if part == "dev":
         parent, used, not_used = _one(find_dev(root), where, root, "dev")
-        items = _items(not_used, 0, spec) + _items(used, 1, spec)
+        items = _items(not_used, 0, spec, reading) + _items(used, 1, spec, reading)
         for folder, label in ((not_used, 0), (used, 1)):
             if not any(it.label == label for it in items):
                 raise InputError(f"{folder}: no images (the {MEMBERSHIP_CLASSES[label]} real images of {spec})")
@@ -165,7 +167,7 @@ def load_part(root: Path, part: str, spec: str, where: str) -> Manifest:
         generated = _near(folder, root, GENERATED, index)
         if generated:
             info["generated"] = str(generated.resolve())
-        return Manifest(spec, [], _items(folder, UNLABELLED, spec), str(folder), info)
+        return Manifest(spec, [], _items(folder, UNLABELLED, spec, reading), str(folder), info)
     if part in ATTRIBUTION_PARTS:
         return _attribution(root, part, spec, where)
     raise InputError(f"{spec}: unknown part {part!r}; choose one of: {', '.join(PARTS)}")
