@@ -47,8 +47,9 @@ from common import emit, machine
 from sklearn.metrics import roc_auc_score
 
 from ganfp import ui
-from ganfp.classify import calibrate, calibration_candidates, dev_sets, read_real
+from ganfp.classify import calibrate, calibration_candidates, dev_sets
 from ganfp.data.generated import generated_manifest
+from ganfp.data.real import read_real
 from ganfp.data.zoo import FAMILIES, SHAPES, build_split, shape_seed, write_split
 from ganfp.device import resolve_device
 from ganfp.membership import MembershipScorer, Recipe, ScoringSetup, fuse, parse_features

@@ -16,8 +16,8 @@ from helpers.membership_cases import write_case
 
 from ganfp import inference
 from ganfp.checkpoint import model_meta, save_model
-from ganfp.classify import read_real
 from ganfp.data.generated import generated_manifest
+from ganfp.data.real import read_real
 from ganfp.membership import AutoencoderConfig, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership import features as features_module
 from ganfp.membership import pipeline as pipeline_module

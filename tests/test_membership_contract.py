@@ -14,8 +14,8 @@ import torch
 from helpers.membership_cases import hard_case, save
 from sklearn.metrics import roc_auc_score
 
-from ganfp.classify import read_real
 from ganfp.data.generated import generated_manifest
+from ganfp.data.real import read_real
 from ganfp.membership import DEFAULT_ENSEMBLE, SCORERS, SPACE_KINDS, AutoencoderConfig, MembershipScorer, Recipe, ScoringSetup
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
