@@ -50,6 +50,14 @@ def weights_hint(hint: str) -> Iterator[None]:
 
 
 class Interrupted(GanfpError):
-    """Ctrl-C during training: the last good checkpoint is kept and the message says how to resume (exit 130)."""
+    """Ctrl-C or a termination signal: outputs are whole (old or new), the message says how to go on.
+
+    Exit 128 + the signal's number, as a shell reports a process a signal ended: 130 for Ctrl-C (SIGINT),
+    143 for SIGTERM.
+    """
 
     exit_code = 130
+
+    def __init__(self, message: str = "interrupted", exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
