@@ -1,4 +1,5 @@
-"""Interruptions as a user meets them: Ctrl-C and SIGTERM end a command with one line and leave every output whole."""
+"""Interruptions and concurrent runs as a user meets them: Ctrl-C and SIGTERM end a command with one line and
+leave every output whole; two processes never write into one stage or chain run; a decode cache is built once."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 import ganfp
+from ganfp import fileio
 from ganfp.errors import Interrupted
 
 from conftest import write_class_folder
@@ -37,6 +40,21 @@ STOP_IN_FSYNC = textwrap.dedent(
     os.fsync = fsync
     from ganfp.cli import main
     main(args)
+    """
+)
+
+# Runs `ganfp ARGS...` in a new process whose first training epoch writes FLAG and sleeps.
+STOP_IN_FIRST_EPOCH = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import ganfp.train as train
+    def run_epoch(*args, **kwargs):
+        Path(sys.argv[1]).write_text("training")
+        time.sleep(60)
+    train.run_epoch = run_epoch
+    from ganfp.cli import main
+    main(sys.argv[2:])
     """
 )
 
@@ -87,6 +105,49 @@ def test_a_signal_ends_classify_with_one_line_and_every_output_whole(tmp_path, s
     assert out.read_text() != "the previous submission\n"
 
 
+def tiny_stage(data: Path, out: Path, root: Path, *extra) -> list:
+    return ["train-stage", "--data", data, "--out", out, "--model", "conv5", "--image-size", "16",
+            "--batch-size", "8", "--epochs", "2", "--data-root", root, "--device", "cpu", *extra]
+
+
+@POSIX
+def test_a_second_train_stage_into_the_same_out_is_refused_before_any_work(tmp_path, run_cli):
+    data = write_class_folder(tmp_path / "ds", 12, 16)
+    out, flag = tmp_path / "s", tmp_path / "flag"
+    first = start_and_wait(STOP_IN_FIRST_EPOCH, flag, *tiny_stage(data, out, tmp_path / "root"))
+    try:
+        code, _, err = run_cli(*tiny_stage(data, out, tmp_path / "root2", "--lr", "0.1"))
+        assert code == 1, err
+        assert err.strip() == (f"error: --out {out} is in use by process {first.pid} (another ganfp run writing "
+                               "there); wait for it to finish, or choose another --out")
+        assert not (tmp_path / "root2").exists()  # refused before decoding anything
+        assert not (out / "meta.json").exists() and not (out / "model.safetensors").exists()
+    finally:
+        first.kill()  # SIGKILL: no cleanup runs, the kernel drops the lock with the process
+        first.communicate(timeout=60)
+    code, _, err = run_cli(*tiny_stage(data, out, tmp_path / "root"))
+    assert code == 0, err  # a killed run's lock is never stale
+    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "meta.json", "model.safetensors"]
+
+
+@POSIX
+def test_a_second_chain_into_the_same_run_is_refused(tmp_path, run_cli):
+    data = write_class_folder(tmp_path / "ds", 12, 16)
+    chain = tmp_path / "c.toml"
+    chain.write_text(f'name = "c"\n[defaults]\nimage_size = 16\nbatch_size = 8\nepochs = 1\n'
+                     f'[[stages]]\nname = "one"\ndataset = "{data}"\n')
+    runs = tmp_path / "runs"
+    args = ["chain", "--chain", chain, "--model", "conv5", "--runs-dir", runs, "--data-root", tmp_path / "root",
+            "--init", "none", "--device", "cpu"]
+    with fileio.folder_lock(runs / "c-conv5", "test", "test"):  # as another process's chain holds it
+        code, _, err = run_cli(*args)
+        assert code == 1 and f"chain run {runs / 'c-conv5'} is in use by process {os.getpid()}" in err, err
+        assert "--runs-dir" in err and len(err.strip().splitlines()) == 1
+        assert sorted(p.name for p in (runs / "c-conv5").iterdir()) == [".ganfp.lock"]  # nothing trained
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+
+
 def test_a_stage_stopped_before_its_first_epoch_ends_does_not_point_at_a_missing_checkpoint(tmp_path):
     from ganfp.train import StageConfig, run_stage
 
@@ -102,3 +163,57 @@ def test_a_stage_stopped_before_its_first_epoch_ends_does_not_point_at_a_missing
     assert not (tmp_path / "s" / "last.safetensors").exists()
     assert "last.safetensors" not in str(caught.value) and "nothing was saved" in str(caught.value)
     assert caught.value.exit_code == 130
+
+
+def _manifest(tmp_path: Path):
+    from ganfp.data.adapters import load_manifest
+
+    data = write_class_folder(tmp_path / "ds", 12, 16)
+    return load_manifest(str(data), tmp_path / "root")
+
+
+def test_a_killed_cache_build_leaves_no_temporary_file_after_the_next_build(tmp_path):
+    from ganfp.data.cache import cache_key, load_images
+
+    manifest, root = _manifest(tmp_path), tmp_path / "root"
+    folder = root / "cache" / "images"
+    folder.mkdir(parents=True)
+    key = cache_key(manifest, 16)
+    orphan = folder / f".{key}.npy.0123abcd.tmp"  # what a SIGKILL during the build leaves (GBs for a real set)
+    orphan.write_bytes(b"\0" * 4096)
+    other = folder / ".0000000000.npy.0123abcd.tmp"  # another entry's: maybe a build running now, left alone
+    other.write_bytes(b"x")
+    images = load_images(manifest, 16, root)
+    assert images.images.shape == (24, 16, 16) and not images.reused
+    assert not orphan.exists() and other.exists()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([other.name, f"{key}.json", f"{key}.npy"])
+
+
+def test_two_processes_building_one_cache_decode_each_image_once(tmp_path, monkeypatch):
+    import ganfp.data.cache as cache
+
+    manifest, root = _manifest(tmp_path), tmp_path / "root"
+    decoded, real_decode = [], cache.decode_image
+
+    def slow_decode(*args, **kwargs):
+        decoded.append(args[0])
+        time.sleep(0.02)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "decode_image", slow_decode)
+    results = {}
+
+    def build(name):
+        results[name] = cache.load_images(manifest, 16, root)
+
+    # threads stand in for processes: each opens the lock file itself, and flock locks an open file, not a process
+    first = threading.Thread(target=build, args=("first",))
+    first.start()
+    while not decoded:
+        time.sleep(0.005)
+    build("second")
+    first.join()
+    assert len(decoded) == len(manifest)  # the second waited, then read what the first decoded
+    assert not results["first"].reused and results["second"].reused
+    assert (results["first"].images == results["second"].images).all()
+    assert {p.suffix for p in (root / "cache" / "images").iterdir()} == {".npy", ".json"}  # no lock file left
