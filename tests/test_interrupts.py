@@ -217,3 +217,73 @@ def test_two_processes_building_one_cache_decode_each_image_once(tmp_path, monke
     assert not results["first"].reused and results["second"].reused
     assert (results["first"].images == results["second"].images).all()
     assert {p.suffix for p in (root / "cache" / "images").iterdir()} == {".npy", ".json"}  # no lock file left
+
+
+@pytest.fixture
+def finished_stage(tmp_path):
+    from ganfp.train import StageConfig, run_stage
+
+    data = write_class_folder(tmp_path / "ds", 12, 16)
+    for name, cls in (("a", "not_used"), ("b", "used")):
+        (data / name).rename(data / cls)
+    cfg = StageConfig(name="s", dataset=str(data), model="conv5", image_size=16, batch_size=8, epochs=1, device="cpu")
+    run_stage(cfg, tmp_path / "stage", data_root=tmp_path / "root")
+    return tmp_path / "stage", data
+
+
+@POSIX
+def test_classify_refuses_a_stage_that_another_run_is_training_now(tmp_path, run_cli, finished_stage):
+    """`train-stage --force` (or a chain's --from-stage) over a finished stage: its model file is not the result."""
+    stage, data = finished_stage
+    args = ["classify", data / "used", "--method", "classifier", "--checkpoint", stage, "--out", tmp_path / "s.csv",
+            "--data-root", tmp_path / "root"]
+    with fileio.folder_lock(stage, "test", "test"):  # as a train-stage process holds it while it trains
+        code, _, err = run_cli(*args)
+        assert code == 1 and f"{stage}: process {os.getpid()} is training this stage now" in err, err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s.csv").exists()
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+
+
+def test_a_checkpoint_retrained_while_it_is_read_is_refused(finished_stage, monkeypatch):
+    """A stage that starts (and even finishes) training again during the read: the tensors may be either run's."""
+    import json
+
+    import ganfp.checkpoint as checkpoint
+    from ganfp.errors import RuntimeFailure
+
+    stage, _ = finished_stage
+    real_read = checkpoint.read_safetensors
+
+    def read_while_retrained(path, tensors=True):
+        result = real_read(path, tensors)
+        if tensors:
+            meta = json.loads((stage / "meta.json").read_text())
+            (stage / "meta.json").write_text(json.dumps({**meta, "run_id": "another run"}))
+        return result
+
+    assert checkpoint.load_checkpoint(stage)[1]["classes"] == ["not_used", "used"]
+    monkeypatch.setattr(checkpoint, "read_safetensors", read_while_retrained)
+    with pytest.raises(RuntimeFailure, match="started training again while it was read"):
+        checkpoint.load_checkpoint(stage)
+
+
+def test_a_killed_embedding_leaves_no_temporary_file_after_the_next_one(finished_stage, tmp_path):
+    """The embedding cache (`--features checkpoint`, ImageNet features) keeps no partial array of a killed run."""
+    import torch
+
+    from ganfp.data.adapters import load_manifest
+    from ganfp.membership.features import checkpoint_file, deep_features, embedding_key
+    from ganfp.membership.spaces import parse_features
+
+    stage, data = finished_stage
+    manifest, root, space = load_manifest(str(data), tmp_path / "root"), tmp_path / "root", parse_features("checkpoint")
+    key = embedding_key(space, manifest, 16, torch.device("cpu"), checkpoint_file(stage))
+    folder = root / "cache" / "embeddings"
+    folder.mkdir(parents=True)
+    orphan = folder / f".{key}.npy.0123abcd.tmp"
+    orphan.write_bytes(b"\0" * 4096)
+    features = deep_features(space, manifest, image_size=16, device=torch.device("cpu"), data_root=root,
+                             checkpoint=stage)
+    assert features.shape[0] == len(manifest) and not orphan.exists()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([f"{key}.json", f"{key}.npy"])

@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 
 from ganfp.errors import InputError, RuntimeFailure
 
@@ -109,35 +109,28 @@ def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> 
 LOCK_NAME = ".ganfp.lock"
 
 
-def _flock(f, blocking: bool) -> bool:
-    """Take an exclusive advisory lock on the open file `f`; False when another process holds it (non-blocking).
+@contextlib.contextmanager
+def _lock_file(path: Path, blocking: bool) -> Iterator[bool]:
+    """Hold the lock file `path` (yields True), or yield False when another process holds it (non-blocking).
 
-    POSIX only (fcntl): where it is missing (Windows) every lock is granted, and ganfp runs as it did without.
-    The kernel drops the lock with the process, however it ends (SIGKILL included): a lock is never stale.
+    An exclusive advisory lock (fcntl.flock): the kernel drops it with the process, however it ends (SIGKILL
+    included), so a lock is never stale. The file is deleted on release, so no lock file outlives its run;
+    a process that was waiting may then hold a deleted file: it sees that the path names another file (or
+    none) and takes the lock again. Without fcntl (Windows) every lock is granted and no file is made:
+    ganfp runs there as it did before it had locks.
     """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
-        return True
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except BlockingIOError:
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def _lock_file(path: Path, blocking: bool) -> Iterator[IO | None]:
-    """Hold the lock file `path` (yields it open), or yield None when another process holds it (non-blocking).
-
-    The file is deleted on release, so no lock file outlives its run. A process that was waiting for it
-    may then hold a deleted file: it sees that the path names another file (or none) and takes the lock again.
-    """
+        yield True
+        return
     while True:
         f = open(path, "a+")
         try:
-            if not _flock(f, blocking):
-                yield None
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
                 return
             try:
                 same = os.path.samestat(os.fstat(f.fileno()), os.stat(path))
@@ -150,7 +143,7 @@ def _lock_file(path: Path, blocking: bool) -> Iterator[IO | None]:
             f.write(f"{os.getpid()}\n")
             f.flush()
             try:
-                yield f
+                yield True
             finally:
                 path.unlink(missing_ok=True)  # while still holding it: nobody can lock this file after this
             return
@@ -179,8 +172,9 @@ def remove_temporaries(folder: Path, prefix: str = "") -> None:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike, what: str, hint: str) -> Iterator[Path]:
-    """Hold `folder/.ganfp.lock` while this process writes in `folder`; another process is refused at once.
+def folder_lock(folder: str | os.PathLike, what: str, hint: str, wait: bool = False) -> Iterator[Path]:
+    """Hold `folder/.ganfp.lock` while this process writes in `folder`; another process is refused at once
+    (or, with `wait`, waits for this one to finish).
 
     The refusal is one RuntimeFailure: "`what` is in use by process PID (...); `hint`". Temporary files a
     killed writer left in the folder are deleted once the lock is held. Folders this call created that are
@@ -190,8 +184,8 @@ def folder_lock(folder: str | os.PathLike, what: str, hint: str) -> Iterator[Pat
     created = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        with _lock_file(folder / LOCK_NAME, blocking=False) as held:
-            if held is None:
+        with _lock_file(folder / LOCK_NAME, blocking=wait) as held:
+            if not held:
                 raise RuntimeFailure(f"{what} is in use by {_holder(folder / LOCK_NAME)} (another ganfp run writing "
                                      f"there); {hint}")
             remove_temporaries(folder)
@@ -200,6 +194,26 @@ def folder_lock(folder: str | os.PathLike, what: str, hint: str) -> Iterator[Pat
         with contextlib.suppress(OSError):
             for made in created:
                 made.rmdir()  # only when empty: stops at the first folder that holds something
+
+
+def writer_of(folder: str | os.PathLike) -> str | None:
+    """`process PID` when a ganfp run holds `folder_lock` on `folder` now (it is writing there), else None.
+
+    Probes with a shared lock, released at once; the lock file itself is left to its holder.
+    """
+    path = Path(folder) / LOCK_NAME
+    try:
+        import fcntl
+        f = open(path, "r")
+    except (ImportError, OSError):  # no fcntl (Windows), or no lock file: nobody is writing
+        return None
+    with f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(path)
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return None
 
 
 @contextlib.contextmanager

@@ -784,13 +784,11 @@ def fit_epochs(fit: Fit, state: StageState, out_dir: Path, meta: dict, observer)
                 observer, "epoch_end", {"row": {**row, "seconds": time.perf_counter() - started}, "improved": improved}
             )
     except (KeyboardInterrupt, Interrupted) as exc:  # Ctrl-C, or the CLI's SIGINT/SIGTERM (its exit code is kept)
-        saved = (f"the last good checkpoint is {resume_path}; continue with the same command plus --resume"
-                 if resume_path.is_file()
+        saved = (f"the last good checkpoint is {resume_path}; continue with the same command plus --resume "
+                 "(a chain continues when simply re-run)" if resume_path.is_file()
                  else "no epoch had finished, so nothing was saved; run the same command again")
-        raise Interrupted(
-            f"stage {cfg.name} interrupted in epoch {epoch}; {saved} (a chain continues when simply re-run)",
-            getattr(exc, "exit_code", 130),
-        ) from None
+        message = f"stage {cfg.name} interrupted in epoch {epoch}; {saved}"
+        raise Interrupted(message, getattr(exc, "exit_code", 130)) from None
 
 
 def finish(
