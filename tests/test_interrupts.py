@@ -287,3 +287,25 @@ def test_a_killed_embedding_leaves_no_temporary_file_after_the_next_one(finished
                              checkpoint=stage)
     assert features.shape[0] == len(manifest) and not orphan.exists()
     assert sorted(p.name for p in folder.iterdir()) == sorted([f"{key}.json", f"{key}.npy"])
+
+
+@POSIX
+def test_a_signal_is_not_taken_for_a_bad_file_by_code_that_catches_every_error(tmp_path, run_cli, finished_stage,
+                                                                                 monkeypatch):
+    """Readers wrap third-party decoders in `except Exception` (safetensors, DICOM, NIfTI, hub downloads): a signal
+    arriving there must still stop the command as a signal, not report the file as unreadable (or be swallowed)."""
+    import ganfp.checkpoint as checkpoint
+
+    stage, data = finished_stage
+    real_open = checkpoint.safe_open
+
+    def open_while_killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # `kill PID` while the checkpoint is read
+        time.sleep(5)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "safe_open", open_while_killed)
+    code, _, err = run_cli("classify", data / "used", "--method", "classifier", "--checkpoint", stage,
+                           "--out", tmp_path / "s.csv", "--data-root", tmp_path / "root")
+    assert code == 143 and err.strip().startswith("error: interrupted by SIGTERM"), err
+    assert "not a readable" not in err

@@ -26,7 +26,7 @@ from ganfp.cli.app import app
 # Each module registers its commands on `app`, in the order `ganfp --help` lists them.
 from ganfp.cli import data, train, evaluate, classify, models, attribute  # noqa: E402,F401
 # isort: on
-from ganfp.errors import GanfpError, Interrupted
+from ganfp.errors import GanfpError, StopSignal
 
 NO_ARGS_IS_HELP = getattr(click_errors, "NoArgsIsHelpError", ())  # click >= 8.2
 
@@ -46,13 +46,13 @@ def _interrupt(signum: int, frame) -> None:
     Not a KeyboardInterrupt: typer turns that into a silent exit 130, with no word of what happened.
     """
     name = signal.Signals(signum).name
-    raise Interrupted(f"interrupted by {SIGNALS.get(name, name)}; an output not finished keeps its previous content",
-                      128 + signum)
+    raise StopSignal(f"interrupted by {SIGNALS.get(name, name)}; an output not finished keeps its previous content",
+                     128 + signum)
 
 
 @contextlib.contextmanager
 def signals_as_errors() -> Iterator[None]:
-    """Within it, SIGINT and SIGTERM raise `Interrupted` (main thread only; the old handlers come back after).
+    """Within it, SIGINT and SIGTERM raise `StopSignal` (main thread only; the old handlers come back after).
 
     SIGTERM's default would end the process at once (a scheduler's time limit, `kill`, `docker stop`),
     leaving its temporary files behind and saying nothing.
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     except click_errors.ClickException as exc:  # e.g. a file click itself could not open
         ui.error(exc.format_message())
         sys.exit(exc.exit_code)
-    except GanfpError as exc:
+    except (GanfpError, StopSignal) as exc:
         ui.error(str(exc))
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
