@@ -133,7 +133,8 @@ def test_knn_pseudo_labels_come_from_the_generated_set(demo_root, tmp_path):
     assert dataclasses.replace(cfg, pseudo_features="pixels32").digest() != cfg.digest()
 
 
-def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])  # Ctrl-C; kill or a time limit
+def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path, sig, code):
     data = write_class_folder(tmp_path / "ds", n_per_class=40, size=24)
     out = tmp_path / "s"
     cmd = [sys.executable, "-m", "ganfp", "train-stage", "--data", str(data), "--model", "conv5", "--image-size", "24",
@@ -144,9 +145,9 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path):
     deadline = time.time() + 120
     while not (out / "last.safetensors").exists() and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Traceback" not in err
+    assert proc.returncode == code and "Traceback" not in err, err
     assert "last good checkpoint" in err and "--resume" in err
     assert read_safetensors(out / "last.safetensors", tensors=False)[1]["state"]["epoch"] >= 1
 

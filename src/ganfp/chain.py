@@ -22,7 +22,7 @@ from ganfp import distributed
 from ganfp.checkpoint import CHAIN_FILE, stage_status
 from ganfp.data.adapters import load_manifest
 from ganfp.errors import InputError
-from ganfp.fileio import write_json
+from ganfp.fileio import folder_lock, write_json
 from ganfp.models import model_entry
 from ganfp.pseudo import PSEUDO_LABELERS, PseudoSettings, check_source, pseudo_label
 from ganfp.train import (
@@ -252,8 +252,26 @@ def train_stage(
     """
     cfg.validate()
     init_id = start_identity(cfg.init) if init_id is None else init_id
-    if strict_resume and not force:
-        check_out_dir(cfg, Path(out_dir), init_id, resume)
+    what, hint = (f"--out {out_dir}", "wait for it to finish, or choose another --out") if strict_resume else \
+        (f"stage folder {out_dir}", "wait for it to finish")
+    with writer_lock(Path(out_dir), what, hint):
+        if strict_resume and not force:
+            check_out_dir(cfg, Path(out_dir), init_id, resume)
+        return _train_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)
+
+
+def writer_lock(folder: Path, what: str, hint: str):
+    """One process writes in a stage or run folder (torchrun: rank 0 holds it for all); see `folder_lock`.
+
+    Two runs into one folder would each overwrite the other's checkpoint and meta.json, and both report
+    success for a folder that holds a mix of the two.
+    """
+    return folder_lock(folder, what, hint) if distributed.launched_as_main() else contextlib.nullcontext(folder)
+
+
+def _train_stage(cfg: StageConfig, out_dir, resume: bool, data_root, observer, init_id: str,
+                 strict_resume: bool) -> StageSummary:
+    """`train_stage` once its folder is locked and checked."""
     if not cfg.pseudo_labels:
         return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)
     if cfg.pseudo_labels not in PSEUDO_LABELERS:
@@ -288,6 +306,13 @@ def run_chain(
     names = [c.name for c in configs]
     if from_stage is not None and from_stage not in names:
         raise InputError(f"--from-stage {from_stage!r}: not a stage of chain {spec.name} ({', '.join(names)})")
+    with writer_lock(run_dir, f"chain run {run_dir}", "wait for it to finish, or pass another --runs-dir"):
+        return run_dir, _run_stages(spec, model, configs, run_dir, data_root, from_stage, observer_for)
+
+
+def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir: Path, data_root,
+                from_stage: str | None, observer_for) -> list[StageSummary]:
+    """`run_chain` once its run folder is locked: check every stage that will train, then train them in order."""
     first_id = start_identity(configs[0].init)  # a weights file's hash: read once, it can be hundreds of MB
     check_stages_to_train(spec, configs, run_dir, data_root, from_stage, first_id)
     record = {
@@ -324,7 +349,7 @@ def run_chain(
         _write_record(run_dir, record)
         results.append(summary)
         prev_id = entry["run_id"]
-    return run_dir, results
+    return results
 
 
 def check_stages_to_train(

@@ -17,8 +17,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ganfp.errors import GanfpError, InputError
-from ganfp.fileio import atomic_path
+from ganfp.errors import GanfpError, InputError, RuntimeFailure
+from ganfp.fileio import atomic_path, writer_of
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "meta.json"
@@ -97,12 +97,27 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
     path = Path(path)
     file = path if path.suffix == ".safetensors" else resolve_checkpoint(path) / MODEL_FILE
-    tensors, meta = read_safetensors(file)
+    tensors, meta = read_unchanged(file)
     check_model_meta(file, meta)
     model = create_model(meta["model"], num_classes=meta["num_classes"], image_size=meta["image_size"])
     load_weights(model, file, state=tensors)
     model.norm = (float(meta["mean"]), float(meta["std"])) if "mean" in meta and "std" in meta else LEGACY_NORM
     return model.to(device).eval(), meta
+
+
+def read_unchanged(file: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """`read_safetensors`, refusing a stage that began training again while it was read.
+
+    A trainer deletes meta.json before it writes a new model file and writes it again after the last one,
+    so the same finished run (`run_id`) before and after the read means the tensors are that run's.
+    """
+    before = stage_status(file.parent)
+    read = read_safetensors(file)
+    after = stage_status(file.parent)
+    if before is not None and (after or {}).get("run_id") != before.get("run_id"):
+        raise RuntimeFailure(f"{file}: stage {file.parent} started training again while it was read; "
+                             "wait for that run to finish, or pass another checkpoint")
+    return read
 
 
 def save_resume(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
@@ -156,7 +171,12 @@ def stage_status(out_dir: str | os.PathLike) -> dict | None:
 
 
 def check_finished(stage: Path) -> None:
-    """Refuse a stage whose training stopped midway: its model file is only the best epoch so far, not the result."""
+    """Refuse a stage whose training stopped midway, or that a ganfp run is training now: its model file is only
+    the best epoch so far, not the result."""
+    writer = None if (stage / CHAIN_FILE).is_file() else writer_of(stage)  # a run folder: its stages are checked
+    if writer is not None:
+        raise RuntimeFailure(f"{stage}: {writer} is training this stage now, so its {MODEL_FILE} is only the best "
+                             "epoch so far (or about to be replaced); wait for it to finish")
     if not (stage / RESUME_FILE).is_file() or stage_status(stage) is not None:
         return  # finished, or a folder holding a model file alone: nothing says it is unfinished
     epoch = (resume_header(stage / RESUME_FILE) or {}).get("epoch")
@@ -195,6 +215,7 @@ def resolve_checkpoint(path: str | os.PathLike | None = None, runs_root: str | o
         for run in reversed(runs):
             stage = last_complete_stage(run)
             if stage is not None:
+                check_finished(stage)
                 return stage
         raise InputError(f"no finished chain run in {root}; train one with: ganfp chain --model resnet18 --chain demo, "
                          f"{instead}")
@@ -209,5 +230,6 @@ def resolve_checkpoint(path: str | os.PathLike | None = None, runs_root: str | o
         stage = last_complete_stage(path)
         if stage is None:
             raise InputError(f"{path}: chain run has no finished stage yet")
+        check_finished(stage)
         return stage
     raise InputError(f"{path}: not a checkpoint (expected a stage folder with {MODEL_FILE}, or a chain run folder)")

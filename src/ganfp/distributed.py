@@ -22,6 +22,11 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def launched_as_main() -> bool:
+    """Rank 0 (or a plain run), known before the process group is joined: torchrun sets RANK first."""
+    return is_main() if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK", "0")) == 0
+
+
 def setup(device_name: str) -> str:
     """Join the process group when torchrun started us; returns the device name this rank uses."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():

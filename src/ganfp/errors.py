@@ -50,6 +50,26 @@ def weights_hint(hint: str) -> Iterator[None]:
 
 
 class Interrupted(GanfpError):
-    """Ctrl-C during training: the last good checkpoint is kept and the message says how to resume (exit 130)."""
+    """Training stopped by Ctrl-C or a termination signal: the message says which checkpoint to go on from.
+
+    Exit 128 + the signal's number, as a shell reports a process a signal ended: 130 for Ctrl-C (SIGINT),
+    143 for SIGTERM.
+    """
 
     exit_code = 130
+
+    def __init__(self, message: str = "interrupted", exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class StopSignal(BaseException):
+    """SIGINT or SIGTERM while a CLI command runs, raised by its signal handler with the one line to print.
+
+    A BaseException, as KeyboardInterrupt is: an `except Exception` (a decoder's, a download's) must not
+    swallow the user's Ctrl-C. Exit 128 + the signal's number (130, 143).
+    """
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

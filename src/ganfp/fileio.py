@@ -8,11 +8,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Iterator
 
-from ganfp.errors import InputError
+from ganfp.errors import InputError, RuntimeFailure
 
 NEW_FILE_MODE = 0o666  # minus the umask, as open() gives any new file (mkstemp would force 0600)
 
@@ -103,3 +104,127 @@ def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> 
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise InputError(f"{what} {path}: cannot create it, folder {ancestor} is read-only")
     return path
+
+
+LOCK_NAME = ".ganfp.lock"
+
+
+@contextlib.contextmanager
+def _lock_file(path: Path, blocking: bool) -> Iterator[bool]:
+    """Hold the lock file `path` (yields True), or yield False when another process holds it (non-blocking).
+
+    An exclusive advisory lock (fcntl.flock): the kernel drops it with the process, however it ends (SIGKILL
+    included), so a lock is never stale. The file is deleted on release, so no lock file outlives its run;
+    a process that was waiting may then hold a deleted file: it sees that the path names another file (or
+    none) and takes the lock again. Without fcntl (Windows) every lock is granted and no file is made:
+    ganfp runs there as it did before it had locks.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield True
+        return
+    while True:
+        f = open(path, "a+")
+        try:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                same = os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if not same:
+                continue  # released and deleted while this process waited: lock the file now there
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            try:
+                yield True
+            finally:
+                path.unlink(missing_ok=True)  # while still holding it: nobody can lock this file after this
+            return
+        finally:
+            f.close()
+
+
+def _holder(path: Path) -> str:
+    """`process PID` from a held lock file, else `another process`."""
+    try:
+        pid = path.read_text().strip()
+    except OSError:
+        pid = ""
+    return f"process {pid}" if pid.isdigit() else "another process"
+
+
+def remove_temporaries(folder: Path, prefix: str = "") -> None:
+    """Delete what `atomic_path` left in `folder` (for files named `prefix`... only) when its writer was killed.
+
+    Call it only while holding the lock every writer of those files holds: then none of them is alive.
+    """
+    pattern = re.compile(rf"\.{re.escape(prefix)}.*\.[0-9a-f]{{8}}\.tmp")  # `_new_temp`'s `.NAME.XXXXXXXX.tmp`
+    for tmp in Path(folder).glob(f".{prefix}*.tmp"):
+        if pattern.fullmatch(tmp.name) and tmp.is_file():
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str, hint: str, wait: bool = False) -> Iterator[Path]:
+    """Hold `folder/.ganfp.lock` while this process writes in `folder`; another process is refused at once
+    (or, with `wait`, waits for this one to finish).
+
+    The refusal is one RuntimeFailure: "`what` is in use by process PID (...); `hint`". Temporary files a
+    killed writer left in the folder are deleted once the lock is held. Folders this call created that are
+    empty at the end are removed again, so a run refused later (bad input) leaves no empty folder behind.
+    """
+    folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]  # deepest first
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with _lock_file(folder / LOCK_NAME, blocking=wait) as held:
+            if not held:
+                raise RuntimeFailure(f"{what} is in use by {_holder(folder / LOCK_NAME)} (another ganfp run writing "
+                                     f"there); {hint}")
+            remove_temporaries(folder)
+            yield folder
+    finally:
+        with contextlib.suppress(OSError):
+            for made in created:
+                made.rmdir()  # only when empty: stops at the first folder that holds something
+
+
+def writer_of(folder: str | os.PathLike) -> str | None:
+    """`process PID` when a ganfp run holds `folder_lock` on `folder` now (it is writing there), else None.
+
+    Probes with a shared lock, released at once; the lock file itself is left to its holder.
+    """
+    path = Path(folder) / LOCK_NAME
+    try:
+        import fcntl
+        f = open(path, "r")
+    except (ImportError, OSError):  # no fcntl (Windows), or no lock file: nobody is writing
+        return None
+    with f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(path)
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return None
+
+
+@contextlib.contextmanager
+def build_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Wait for, then hold, `PATH.lock`: one process at a time builds the files named PATH.* (a cache entry).
+
+    A process that waited should look for the entry again before building it: the other one has built it.
+    Temporary files of PATH.* left by a killed builder are deleted once the lock is held.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _lock_file(path.parent / f"{path.name}.lock", blocking=True):
+        remove_temporaries(path.parent, prefix=f"{path.name}.")
+        yield

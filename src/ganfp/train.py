@@ -50,7 +50,7 @@ from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices
 from ganfp.device import autocast, configure, resolve_device
-from ganfp.errors import InputError, Interrupted, RuntimeFailure
+from ganfp.errors import InputError, Interrupted, RuntimeFailure, StopSignal
 from ganfp.fileio import write_json, write_text
 from ganfp.metrics import confusion_metrics
 from ganfp.models import create_model, model_entry
@@ -783,11 +783,12 @@ def fit_epochs(fit: Fit, state: StageState, out_dir: Path, meta: dict, observer)
             _notify(
                 observer, "epoch_end", {"row": {**row, "seconds": time.perf_counter() - started}, "improved": improved}
             )
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"stage {cfg.name} interrupted in epoch {epoch}; the last good checkpoint is {resume_path}; "
-            "continue with the same command plus --resume (a chain continues when simply re-run)"
-        ) from None
+    except (KeyboardInterrupt, StopSignal) as exc:  # Ctrl-C, or the CLI's SIGINT/SIGTERM (its exit code is kept)
+        saved = (f"the last good checkpoint is {resume_path}; continue with the same command plus --resume "
+                 "(a chain continues when simply re-run)" if resume_path.is_file()
+                 else "no epoch had finished, so nothing was saved; run the same command again")
+        message = f"stage {cfg.name} interrupted in epoch {epoch}; {saved}"
+        raise Interrupted(message, getattr(exc, "exit_code", 130)) from None
 
 
 def finish(

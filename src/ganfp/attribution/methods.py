@@ -138,6 +138,7 @@ def cnn(job: Job) -> np.ndarray:
     from ganfp.data.adapters import load_manifest
     from ganfp.device import resolve_device
     from ganfp.errors import InputError
+    from ganfp.fileio import folder_lock
     from ganfp.paths import runs_root
     from ganfp.train import StageConfig, run_stage
 
@@ -148,7 +149,8 @@ def cnn(job: Job) -> np.ndarray:
     seen = load_manifest(job.train_spec, job.ctx.data_root)  # what the trainer loads: generated/<class> only
     out_dir = Path(runs_root(t.runs_dir)) / "attribute" / f"{t.model}-{seen.fingerprint()[:12]}"
     job.message(f"training {t.model} on {job.train_spec} into {out_dir}")
-    run_stage(cfg, out_dir, resume=True, strict_resume=False, data_root=job.ctx.data_root)
+    with folder_lock(out_dir, str(out_dir), "", wait=True):  # a second attribute run waits, then reuses the model
+        run_stage(cfg, out_dir, resume=True, strict_resume=False, data_root=job.ctx.data_root)
     device = resolve_device(job.ctx.device)
     model, meta = load_checkpoint(out_dir, device)
     if sorted(meta["classes"]) != sorted(job.classes):

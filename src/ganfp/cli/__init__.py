@@ -6,7 +6,11 @@ and `ganfp fetch-data --list` stay fast. Each command imports what it needs when
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from typing import Iterator
 
 import typer
 
@@ -22,7 +26,7 @@ from ganfp.cli.app import app
 # Each module registers its commands on `app`, in the order `ganfp --help` lists them.
 from ganfp.cli import data, train, evaluate, classify, models, attribute  # noqa: E402,F401
 # isort: on
-from ganfp.errors import GanfpError
+from ganfp.errors import GanfpError, StopSignal
 
 NO_ARGS_IS_HELP = getattr(click_errors, "NoArgsIsHelpError", ())  # click >= 8.2
 
@@ -33,15 +37,52 @@ def usage_error(exc: click_errors.UsageError) -> str:
     return f"{exc.format_message()}{where}"
 
 
+SIGNALS = {"SIGINT": "Ctrl-C (SIGINT)", "SIGTERM": "SIGTERM"}
+
+
+def _interrupt(signum: int, frame) -> None:
+    """Ctrl-C or SIGTERM as an exception: `finally` blocks remove temporary files and release locks.
+
+    Not a KeyboardInterrupt: typer turns that into a silent exit 130, with no word of what happened.
+    """
+    name = signal.Signals(signum).name
+    raise StopSignal(f"interrupted by {SIGNALS.get(name, name)}; an output not finished keeps its previous content",
+                     128 + signum)
+
+
+@contextlib.contextmanager
+def signals_as_errors() -> Iterator[None]:
+    """Within it, SIGINT and SIGTERM raise `StopSignal` (main thread only; the old handlers come back after).
+
+    SIGTERM's default would end the process at once (a scheduler's time limit, `kill`, `docker stop`),
+    leaving its temporary files behind and saying nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for name in SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:  # nohup's SIGINT stays ignored
+            previous[number] = signal.signal(number, _interrupt)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI. Every error is one line: a usage error or an InputError exits 2, a RuntimeFailure 1.
+    """Run the CLI. Every error is one line: a usage error or an InputError exits 2, a RuntimeFailure 1,
+    an interruption 128 + the signal (130 Ctrl-C, 143 SIGTERM).
 
     Anything else is a bug and keeps its traceback.
     """
     ui.show_library_lines()
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=argv, prog_name="ganfp", standalone_mode=False)
+        with signals_as_errors():
+            code = command.main(args=argv, prog_name="ganfp", standalone_mode=False)
     except NO_ARGS_IS_HELP as exc:  # `ganfp` alone: the help, as click prints it
         exc.show()
         sys.exit(exc.exit_code)
@@ -51,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     except click_errors.ClickException as exc:  # e.g. a file click itself could not open
         ui.error(exc.format_message())
         sys.exit(exc.exit_code)
-    except GanfpError as exc:
+    except (GanfpError, StopSignal) as exc:
         ui.error(str(exc))
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):

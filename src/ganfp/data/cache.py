@@ -21,7 +21,7 @@ import torch
 from ganfp.data.decode import DECODE_VERSION, decode_image
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
-from ganfp.fileio import atomic_path, write_json
+from ganfp.fileio import atomic_path, build_lock, write_json
 from ganfp.paths import cache_root, ensure_dir
 
 
@@ -82,6 +82,37 @@ def decode_all(manifest: Manifest, image_size: int, out: np.ndarray, skip_bad: b
     return kept, bad
 
 
+def _read_cache(record_path: Path, array_path: Path, image_size: int) -> dict | None:
+    """The cache entry's record when its array is there and of the recorded shape, else None."""
+    try:
+        record = json.loads(record_path.read_text())
+        array = np.load(array_path, mmap_mode="r")
+        if array.shape != (len(record["kept"]), image_size, image_size):
+            return None
+        return record
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _build_cache(manifest: Manifest, image_size: int, key: str, array_path: Path, record_path: Path, skip_bad: bool,
+                 on_image: Callable[[], None] | None) -> dict:
+    """Decode every image into the `.npy` array (bad ones dropped with skip_bad), then write the record (last)."""
+    with atomic_path(array_path) as tmp:
+        full = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(manifest), image_size, image_size))
+        kept, bad = decode_all(manifest, image_size, full, skip_bad, on_image)
+        if len(kept) < len(manifest):
+            compact = full[kept]
+            del full
+            with open(tmp, "wb") as f:
+                np.save(f, compact)
+        else:
+            full.flush()
+            del full
+    record = {"key": key, "size": image_size, "kept": kept, "bad": bad, "source": manifest.name}
+    write_json(record_path, record)
+    return record
+
+
 def load_images(
     manifest: Manifest,
     image_size: int,
@@ -96,29 +127,15 @@ def load_images(
     folder = cache_root(data_root) / "images"
     key = cache_key(manifest, image_size)
     array_path, record_path = folder / f"{key}.npy", folder / f"{key}.json"
-    reused = False
-    try:
-        record = json.loads(record_path.read_text())
-        array = np.load(array_path, mmap_mode="c")
-        if array.shape != (len(record["kept"]), image_size, image_size):
-            raise ValueError("stale cache")
-        reused = True
-    except (OSError, ValueError, KeyError):
+    record, reused = _read_cache(record_path, array_path, image_size), True
+    if record is None:
         ensure_dir(folder, "cache folder")
-        with atomic_path(array_path) as tmp:
-            full = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(manifest), image_size, image_size))
-            kept, bad = decode_all(manifest, image_size, full, skip_bad, on_image)
-            if len(kept) < len(manifest):
-                compact = full[kept]
-                del full
-                with open(tmp, "wb") as f:
-                    np.save(f, compact)
-            else:
-                full.flush()
-                del full
-        record = {"key": key, "size": image_size, "kept": kept, "bad": bad, "source": manifest.name}
-        write_json(record_path, record)
-        array = np.load(array_path, mmap_mode="c")
+        with build_lock(folder / key):  # a second process decoding the same images waits, then reuses them
+            record = _read_cache(record_path, array_path, image_size)
+            if record is None:
+                record = _build_cache(manifest, image_size, key, array_path, record_path, skip_bad, on_image)
+                reused = False
+    array = np.load(array_path, mmap_mode="c")
     if not record["kept"]:
         example = f" (e.g. {record['bad'][0][0]}: {record['bad'][0][1]})" if record["bad"] else ""
         raise InputError(f"{manifest.name}: none of the {len(manifest)} images could be decoded{example}")

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ganfp.data.cache import cache_key, load_images
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
-from ganfp.fileio import atomic_path, write_json
+from ganfp.fileio import atomic_path, build_lock, write_json
 from ganfp.membership.spaces import FeatureSpace
 from ganfp.paths import cache_root
 
@@ -102,24 +102,35 @@ def deep_features(space: FeatureSpace, manifest: Manifest, *, image_size: int, d
     key = embedding_key(space, manifest, image_size, device, ckpt)
     folder = cache_root(data_root) / "embeddings"
     array_path, record_path = folder / f"{key}.npy", folder / f"{key}.json"
+    cached = _cached_features(record_path, array_path, len(manifest))
+    if cached is not None:
+        return cached
+    with build_lock(folder / key):  # a second process embedding the same images waits, then reads them
+        cached = _cached_features(record_path, array_path, len(manifest))
+        if cached is not None:
+            return cached
+        images = load_checked(manifest, image_size, data_root, progress, task=f"decode ({image_size} px)")
+        model = _feature_model(space, ckpt, image_size, device)
+        features = _embed_in_chunks(model, images, batch_size, device, progress, task)
+        features = F.normalize(features, dim=1)  # cosine geometry: the scale of deep features carries no identity
+        with atomic_path(array_path) as tmp, open(tmp, "wb") as f:
+            np.save(f, features.numpy())
+        write_json(record_path, {"key": key, "space": space.name, "dim": int(features.shape[1]),
+                                 "images": len(manifest), "source": manifest.name,
+                                 "checkpoint": str(ckpt) if ckpt else None})
+    return features
+
+
+def _cached_features(record_path: Path, array_path: Path, n: int) -> torch.Tensor | None:
+    """The cached embeddings when the record and the array agree, else None."""
     try:
         record = json.loads(record_path.read_text())
         features = np.load(array_path)
-        if features.shape != (len(manifest), record["dim"]):
-            raise ValueError("stale cache")
+        if features.shape != (n, record["dim"]):
+            return None
         return torch.from_numpy(features)
-    except (OSError, ValueError, KeyError):
-        pass
-    images = load_checked(manifest, image_size, data_root, progress, task=f"decode ({image_size} px)")
-    model = _feature_model(space, ckpt, image_size, device)
-    features = _embed_in_chunks(model, images, batch_size, device, progress, task)
-    features = F.normalize(features, dim=1)  # cosine geometry: the scale of deep features carries no identity
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(array_path) as tmp, open(tmp, "wb") as f:
-        np.save(f, features.numpy())
-    write_json(record_path, {"key": key, "space": space.name, "dim": int(features.shape[1]), "images": len(manifest),
-                             "source": manifest.name, "checkpoint": str(ckpt) if ckpt else None})
-    return features
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _feature_model(space: FeatureSpace, ckpt: Path | None, image_size: int, device: torch.device):

@@ -1,0 +1,311 @@
+"""Interruptions and concurrent runs as a user meets them: Ctrl-C and SIGTERM end a command with one line and
+leave every output whole; two processes never write into one stage or chain run; a decode cache is built once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import ganfp
+from ganfp import fileio
+from ganfp.errors import Interrupted
+
+from conftest import write_class_folder
+from helpers.membership_cases import write_case
+
+SRC = str(Path(ganfp.__file__).resolve().parents[1])  # the processes started here run the ganfp this test imports
+POSIX = pytest.mark.skipif(os.name == "nt", reason="POSIX signals and advisory locks")
+
+# Runs `ganfp ARGS...` in a new process that stops, before renaming it into place, in the fsync of the
+# first file whose name holds NEEDLE, writes FLAG and sleeps: the test then signals it there.
+STOP_IN_FSYNC = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    flag, needle, args = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    real_fsync = os.fsync
+    def fsync(fd):
+        if needle in os.readlink(f"/proc/self/fd/{fd}"):
+            flag.write_text("writing")
+            time.sleep(60)
+        real_fsync(fd)
+    os.fsync = fsync
+    from ganfp.cli import main
+    main(args)
+    """
+)
+
+# Runs `ganfp ARGS...` in a new process whose first training epoch writes FLAG and sleeps.
+STOP_IN_FIRST_EPOCH = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import ganfp.train as train
+    def run_epoch(*args, **kwargs):
+        Path(sys.argv[1]).write_text("training")
+        time.sleep(60)
+    train.run_epoch = run_epoch
+    from ganfp.cli import main
+    main(sys.argv[2:])
+    """
+)
+
+
+def start_and_wait(script: str, flag: Path, *args) -> subprocess.Popen:
+    """Start `script` with `flag` and `args`; return the process once it has written `flag`."""
+    env = {**os.environ, "PYTHONPATH": SRC}
+    proc = subprocess.Popen([sys.executable, "-c", script, str(flag), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
+    deadline = time.time() + 120
+    while not flag.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    if not flag.exists():
+        proc.kill()
+        raise AssertionError(f"the process never reached its stop: {proc.communicate()[1][-2000:]}")
+    return proc
+
+
+def temporaries(*folders: Path) -> list[Path]:
+    return [p for folder in folders if folder.is_dir() for p in folder.rglob(".*.tmp")]
+
+
+@POSIX
+@pytest.mark.parametrize("sig, code, needle", [
+    (signal.SIGINT, 130, "sub.csv"),  # Ctrl-C while the submission is written
+    (signal.SIGTERM, 143, "sub.csv"),  # `kill`, a scheduler's time limit
+    (signal.SIGTERM, 143, ".npy"),  # while the decode cache is written
+])
+def test_a_signal_ends_classify_with_one_line_and_every_output_whole(tmp_path, sig, code, needle):
+    real, gen, _ = write_case(tmp_path / "case")
+    out, root, flag = tmp_path / "out" / "sub.csv", tmp_path / "data", tmp_path / "flag"
+    out.parent.mkdir()
+    out.write_text("the previous submission\n")
+    args = ["classify", real, "--generated", gen, "--method", "knn", "--features", "pixels16", "--out", out,
+            "--data-root", root]
+    proc = start_and_wait(STOP_IN_FSYNC, flag, needle, *args)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == code, err
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted by") and "Traceback" not in err, err
+    assert out.read_text() == "the previous submission\n"  # nothing half-written, the old output kept
+    assert temporaries(out.parent, root) == []  # and no temporary file left behind
+    done = subprocess.run([sys.executable, "-m", "ganfp", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": SRC})
+    assert done.returncode == 0, done.stderr  # the next run needs no cleaning up
+    assert out.read_text() != "the previous submission\n"
+
+
+def tiny_stage(data: Path, out: Path, root: Path, *extra) -> list:
+    return ["train-stage", "--data", data, "--out", out, "--model", "conv5", "--image-size", "16",
+            "--batch-size", "8", "--epochs", "2", "--data-root", root, "--device", "cpu", *extra]
+
+
+@POSIX
+def test_a_second_train_stage_into_the_same_out_is_refused_before_any_work(tmp_path, run_cli):
+    data = write_class_folder(tmp_path / "ds", 12, 16)
+    out, flag = tmp_path / "s", tmp_path / "flag"
+    first = start_and_wait(STOP_IN_FIRST_EPOCH, flag, *tiny_stage(data, out, tmp_path / "root"))
+    try:
+        code, _, err = run_cli(*tiny_stage(data, out, tmp_path / "root2", "--lr", "0.1"))
+        assert code == 1, err
+        assert err.strip() == (f"error: --out {out} is in use by process {first.pid} (another ganfp run writing "
+                               "there); wait for it to finish, or choose another --out")
+        assert not (tmp_path / "root2").exists()  # refused before decoding anything
+        assert not (out / "meta.json").exists() and not (out / "model.safetensors").exists()
+    finally:
+        first.kill()  # SIGKILL: no cleanup runs, the kernel drops the lock with the process
+        first.communicate(timeout=60)
+    code, _, err = run_cli(*tiny_stage(data, out, tmp_path / "root"))
+    assert code == 0, err  # a killed run's lock is never stale
+    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "meta.json", "model.safetensors"]
+
+
+@POSIX
+def test_a_second_chain_into_the_same_run_is_refused(tmp_path, run_cli):
+    data = write_class_folder(tmp_path / "ds", 12, 16)
+    chain = tmp_path / "c.toml"
+    chain.write_text(f'name = "c"\n[defaults]\nimage_size = 16\nbatch_size = 8\nepochs = 1\n'
+                     f'[[stages]]\nname = "one"\ndataset = "{data}"\n')
+    runs = tmp_path / "runs"
+    args = ["chain", "--chain", chain, "--model", "conv5", "--runs-dir", runs, "--data-root", tmp_path / "root",
+            "--init", "none", "--device", "cpu"]
+    with fileio.folder_lock(runs / "c-conv5", "test", "test"):  # as another process's chain holds it
+        code, _, err = run_cli(*args)
+        assert code == 1 and f"chain run {runs / 'c-conv5'} is in use by process {os.getpid()}" in err, err
+        assert "--runs-dir" in err and len(err.strip().splitlines()) == 1
+        assert sorted(p.name for p in (runs / "c-conv5").iterdir()) == [".ganfp.lock"]  # nothing trained
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+
+
+def test_a_stage_stopped_before_its_first_epoch_ends_does_not_point_at_a_missing_checkpoint(tmp_path):
+    from ganfp.train import StageConfig, run_stage
+
+    data = write_class_folder(tmp_path / "ds", 12, 16)
+    cfg = StageConfig(name="s", dataset=str(data), model="conv5", image_size=16, batch_size=8, epochs=2, device="cpu")
+
+    def ctrl_c_in_the_first_epoch(event, payload):
+        if event == "epoch_start":
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as caught:
+        run_stage(cfg, tmp_path / "s", data_root=tmp_path / "root", observer=ctrl_c_in_the_first_epoch)
+    assert not (tmp_path / "s" / "last.safetensors").exists()
+    assert "last.safetensors" not in str(caught.value) and "nothing was saved" in str(caught.value)
+    assert caught.value.exit_code == 130
+
+
+def _manifest(tmp_path: Path):
+    from ganfp.data.adapters import load_manifest
+
+    data = write_class_folder(tmp_path / "ds", 12, 16)
+    return load_manifest(str(data), tmp_path / "root")
+
+
+def test_a_killed_cache_build_leaves_no_temporary_file_after_the_next_build(tmp_path):
+    from ganfp.data.cache import cache_key, load_images
+
+    manifest, root = _manifest(tmp_path), tmp_path / "root"
+    folder = root / "cache" / "images"
+    folder.mkdir(parents=True)
+    key = cache_key(manifest, 16)
+    orphan = folder / f".{key}.npy.0123abcd.tmp"  # what a SIGKILL during the build leaves (GBs for a real set)
+    orphan.write_bytes(b"\0" * 4096)
+    other = folder / ".0000000000.npy.0123abcd.tmp"  # another entry's: maybe a build running now, left alone
+    other.write_bytes(b"x")
+    images = load_images(manifest, 16, root)
+    assert images.images.shape == (24, 16, 16) and not images.reused
+    assert not orphan.exists() and other.exists()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([other.name, f"{key}.json", f"{key}.npy"])
+
+
+def test_two_processes_building_one_cache_decode_each_image_once(tmp_path, monkeypatch):
+    import ganfp.data.cache as cache
+
+    manifest, root = _manifest(tmp_path), tmp_path / "root"
+    decoded, real_decode = [], cache.decode_image
+
+    def slow_decode(*args, **kwargs):
+        decoded.append(args[0])
+        time.sleep(0.02)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "decode_image", slow_decode)
+    results = {}
+
+    def build(name):
+        results[name] = cache.load_images(manifest, 16, root)
+
+    # threads stand in for processes: each opens the lock file itself, and flock locks an open file, not a process
+    first = threading.Thread(target=build, args=("first",))
+    first.start()
+    while not decoded:
+        time.sleep(0.005)
+    build("second")
+    first.join()
+    assert len(decoded) == len(manifest)  # the second waited, then read what the first decoded
+    assert not results["first"].reused and results["second"].reused
+    assert (results["first"].images == results["second"].images).all()
+    assert {p.suffix for p in (root / "cache" / "images").iterdir()} == {".npy", ".json"}  # no lock file left
+
+
+@pytest.fixture
+def finished_stage(tmp_path):
+    from ganfp.train import StageConfig, run_stage
+
+    data = write_class_folder(tmp_path / "ds", 12, 16)
+    for name, cls in (("a", "not_used"), ("b", "used")):
+        (data / name).rename(data / cls)
+    cfg = StageConfig(name="s", dataset=str(data), model="conv5", image_size=16, batch_size=8, epochs=1, device="cpu")
+    run_stage(cfg, tmp_path / "stage", data_root=tmp_path / "root")
+    return tmp_path / "stage", data
+
+
+@POSIX
+def test_classify_refuses_a_stage_that_another_run_is_training_now(tmp_path, run_cli, finished_stage):
+    """`train-stage --force` (or a chain's --from-stage) over a finished stage: its model file is not the result."""
+    stage, data = finished_stage
+    args = ["classify", data / "used", "--method", "classifier", "--checkpoint", stage, "--out", tmp_path / "s.csv",
+            "--data-root", tmp_path / "root"]
+    with fileio.folder_lock(stage, "test", "test"):  # as a train-stage process holds it while it trains
+        code, _, err = run_cli(*args)
+        assert code == 1 and f"{stage}: process {os.getpid()} is training this stage now" in err, err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s.csv").exists()
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+
+
+def test_a_checkpoint_retrained_while_it_is_read_is_refused(finished_stage, monkeypatch):
+    """A stage that starts (and even finishes) training again during the read: the tensors may be either run's."""
+    import json
+
+    import ganfp.checkpoint as checkpoint
+    from ganfp.errors import RuntimeFailure
+
+    stage, _ = finished_stage
+    real_read = checkpoint.read_safetensors
+
+    def read_while_retrained(path, tensors=True):
+        result = real_read(path, tensors)
+        if tensors:
+            meta = json.loads((stage / "meta.json").read_text())
+            (stage / "meta.json").write_text(json.dumps({**meta, "run_id": "another run"}))
+        return result
+
+    assert checkpoint.load_checkpoint(stage)[1]["classes"] == ["not_used", "used"]
+    monkeypatch.setattr(checkpoint, "read_safetensors", read_while_retrained)
+    with pytest.raises(RuntimeFailure, match="started training again while it was read"):
+        checkpoint.load_checkpoint(stage)
+
+
+def test_a_killed_embedding_leaves_no_temporary_file_after_the_next_one(finished_stage, tmp_path):
+    """The embedding cache (`--features checkpoint`, ImageNet features) keeps no partial array of a killed run."""
+    import torch
+
+    from ganfp.data.adapters import load_manifest
+    from ganfp.membership.features import checkpoint_file, deep_features, embedding_key
+    from ganfp.membership.spaces import parse_features
+
+    stage, data = finished_stage
+    manifest, root, space = load_manifest(str(data), tmp_path / "root"), tmp_path / "root", parse_features("checkpoint")
+    key = embedding_key(space, manifest, 16, torch.device("cpu"), checkpoint_file(stage))
+    folder = root / "cache" / "embeddings"
+    folder.mkdir(parents=True)
+    orphan = folder / f".{key}.npy.0123abcd.tmp"
+    orphan.write_bytes(b"\0" * 4096)
+    features = deep_features(space, manifest, image_size=16, device=torch.device("cpu"), data_root=root,
+                             checkpoint=stage)
+    assert features.shape[0] == len(manifest) and not orphan.exists()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([f"{key}.json", f"{key}.npy"])
+
+
+@POSIX
+def test_a_signal_is_not_taken_for_a_bad_file_by_code_that_catches_every_error(tmp_path, run_cli, finished_stage,
+                                                                                 monkeypatch):
+    """Readers wrap third-party decoders in `except Exception` (safetensors, DICOM, NIfTI, hub downloads): a signal
+    arriving there must still stop the command as a signal, not report the file as unreadable (or be swallowed)."""
+    import ganfp.checkpoint as checkpoint
+
+    stage, data = finished_stage
+    real_open = checkpoint.safe_open
+
+    def open_while_killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # `kill PID` while the checkpoint is read
+        time.sleep(5)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "safe_open", open_while_killed)
+    code, _, err = run_cli("classify", data / "used", "--method", "classifier", "--checkpoint", stage,
+                           "--out", tmp_path / "s.csv", "--data-root", tmp_path / "root")
+    assert code == 143 and err.strip().startswith("error: interrupted by SIGTERM"), err
+    assert "not a readable" not in err
