@@ -303,7 +303,7 @@ class Case:
     code: int = 2
     says: tuple[str, ...] = ()  # words the error line must hold
     patch: Callable | None = None  # patch(monkeypatch, paths): e.g. make a folder unreadable
-    demo: bool = False  # needs the demo data root (session fixture)
+    demo: bool = False  # needs the demo data, built (copied from the session fixture)
     marks: list = field(default_factory=list)
 
 
@@ -831,7 +831,7 @@ def one_line(text: str) -> list[str]:
     "case",
     [pytest.param(c, id=c.id, marks=c.marks) for c in CASES],
 )
-def test_bad_input(case: Case, world, run_cli, tmp_path, monkeypatch):
+def test_bad_input(case: Case, world, run_cli, tmp_path, monkeypatch, request, capsys):
     target = tmp_path / "target"
     target.mkdir()
     ro = tmp_path / "ro"
@@ -839,6 +839,9 @@ def test_bad_input(case: Case, world, run_cli, tmp_path, monkeypatch):
     paths = {**world, "out": target, "ro": ro}
     args = [a.format(**{k: str(v) for k, v in paths.items()}) for a in case.args]
     monkeypatch.chdir(target)
+    if case.demo:  # the demo already built, as after a user's first run: its build line is not this command's
+        shutil.copytree(request.getfixturevalue("demo_root") / "demo", target / "data" / "demo")
+        capsys.readouterr()
     monkeypatch.setenv("GANFP_DATA", str(target / "data"))
     monkeypatch.setenv("GANFP_RUNS", str(target / "runs"))
     monkeypatch.setenv("GANFP_DEBUG", "")
