@@ -22,7 +22,7 @@ from ganfp import distributed
 from ganfp.checkpoint import CHAIN_FILE, stage_status
 from ganfp.data.adapters import load_manifest
 from ganfp.errors import InputError
-from ganfp.fileio import folder_lock, write_json
+from ganfp.fileio import folder_lock, write_json, writer_of
 from ganfp.models import model_entry
 from ganfp.pseudo import PSEUDO_LABELERS, PseudoSettings, check_source, pseudo_label
 from ganfp.train import (
@@ -254,8 +254,11 @@ def train_stage(
     init_id = start_identity(cfg.init) if init_id is None else init_id
     what, hint = (f"--out {out_dir}", "wait for it to finish, or choose another --out") if strict_resume else \
         (f"stage folder {out_dir}", "wait for it to finish")
+    check = strict_resume and not force
+    if check and writer_of(out_dir) is None:  # refused before the folder is touched (its lock file would be)
+        check_out_dir(cfg, Path(out_dir), init_id, resume)
     with writer_lock(Path(out_dir), what, hint):
-        if strict_resume and not force:
+        if check:  # again: another run may have finished or stopped there meanwhile
             check_out_dir(cfg, Path(out_dir), init_id, resume)
         return _train_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)
 
