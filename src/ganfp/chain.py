@@ -168,6 +168,12 @@ def _structure_problems(spec: ChainSpec, raw: dict) -> list[str]:
     return out
 
 
+def require_spec(spec) -> None:
+    """From Python a chain's name given for its spec failed with an AttributeError on `.name`."""
+    if not isinstance(spec, ChainSpec):
+        raise InputError(f"chain spec={spec!r}: must be a ChainSpec, as load_chain(NAME_OR_TOML) returns")
+
+
 def stage_configs(
     spec: ChainSpec, model: str, overrides: dict | None = None, run_dir: Path | None = None
 ) -> list[StageConfig]:
@@ -175,7 +181,12 @@ def stage_configs(
 
     With `run_dir`, stages after the first start from the folder of the stage before them.
     """
+    require_spec(spec)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    settings = {f.name for f in dataclasses.fields(StageConfig)} - {"name", "dataset", "model"}
+    unknown = sorted(set(overrides) - settings)
+    if unknown:  # else a TypeError from StageConfig(**values), naming neither the override nor the choices
+        raise InputError(f"overrides {', '.join(unknown)}: not stage settings; choose among: {', '.join(sorted(settings))}")
     configs, problems = [], []
     for i, table in enumerate(spec.stages, 1):
         values = {**spec.defaults, **table, **overrides, "model": model}
@@ -304,6 +315,7 @@ def run_chain(
     observer_for: Callable[[StageConfig], object] | None = None,
 ) -> tuple[Path, list[StageSummary]]:
     """Run every stage in order; returns the run folder and one summary per stage."""
+    require_spec(spec)
     run_dir = run_dir_for(spec, model, runs_root)
     configs = stage_configs(spec, model, overrides, run_dir)
     names = [c.name for c in configs]

@@ -20,7 +20,7 @@ from ganfp.data.generated import generated_manifest, native_image_size
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.data.real import read_real
-from ganfp.errors import InputError
+from ganfp.errors import InputError, require_int, require_number
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.pipeline import canonical, default_recipe
@@ -158,17 +158,23 @@ def decision_rule(used_fraction: float | None, threshold: float | None) -> str:
     return f"top {used_fraction:.1%} by rank"
 
 
-def check_options(method, k, used_fraction, threshold, image_size) -> None:
+def check_options(method, k, used_fraction, threshold, image_size, batch_size, seed, report_n) -> None:
+    """Every option checked before any image is read, the CLI's ranges included: from Python, nothing
+    else stands between a `k="5"` or `batch_size=0` and a TypeError deep inside the scoring."""
     if used_fraction is not None and threshold is not None:
         raise InputError("give --used-fraction or --threshold, not both")
     if method is not None and method not in SCORERS:
         raise InputError(f"--method {method}: choose one of: {', '.join(SCORERS.names())}")
-    if k is not None and k < 1:
-        raise InputError(f"--k {k}: must be at least 1")
+    for name, value in (("threshold", threshold), ("used_fraction", used_fraction)):
+        if value is not None:
+            require_number(name, value)
+    for name, value, low in (("k", k, 1), ("batch_size", batch_size, 1), ("seed", seed, 0), ("report_n", report_n, 1)):
+        if value is not None:
+            require_int(name, value, low=low)
     if used_fraction is not None and not 0.0 < used_fraction < 1.0:
         raise InputError(f"--used-fraction {used_fraction:g}: must be between 0 and 1 (exclusive)")
-    if image_size is not None and not 8 <= image_size <= 4096:
-        raise InputError(f"--image-size {image_size}: must be between 8 and 4096")
+    if image_size is not None:
+        require_int("image_size", image_size, low=8, high=4096)
 
 
 def constant_labelling(score: np.ndarray, labels: np.ndarray, threshold: float | None) -> list[str]:
@@ -236,7 +242,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     from ganfp.submission import decide, used_count, write_scores, write_submission
 
     started = time.perf_counter()
-    check_options(method, k, used_fraction, threshold, image_size)
+    check_options(method, k, used_fraction, threshold, image_size, batch_size, seed, report_n)
     if features is not None:
         space = parse_features(features)  # a typo fails now, not after the first minute of work
         if method in SCORERS and SCORERS.entry(method).meta.get("vectors_only") and not space.vectors:

@@ -4,6 +4,8 @@ Anything else that escapes is a bug and keeps its traceback.
 """
 
 import contextlib
+import math
+import numbers
 from typing import Iterator
 
 
@@ -73,3 +75,23 @@ class StopSignal(BaseException):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def require_int(name: str, value, low: int | None = None, high: int | None = None) -> None:
+    """`value` is a whole number in [low, high], else one InputError naming `name`.
+
+    The CLI's options check this before a library call; from Python, `k=2.5` or `k="5"` would
+    otherwise fail deep inside torch or numpy with a message that names neither the argument nor the fix.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name}={value!r}: must be a whole number, not {type(value).__name__}")
+    if low is not None and value < low:
+        raise InputError(f"{name}={value}: must be at least {low}")
+    if high is not None and value > high:
+        raise InputError(f"{name}={value}: must be at most {high}")
+
+
+def require_number(name: str, value) -> None:
+    """`value` is a finite real number (an int or a float, numpy's too), else one InputError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise InputError(f"{name}={value!r}: must be a finite number")

@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ganfp.errors import InputError
+from ganfp.errors import InputError, require_number
 from ganfp.fileio import atomic_path
 from ganfp.metrics import as_binary
 
@@ -397,10 +397,11 @@ def decide(scores, used_fraction: float | None = None, threshold: float | None =
     """
     if used_fraction is not None and threshold is not None:
         raise InputError("give either a used fraction or a threshold, not both")
+    for name, value in (("threshold", threshold), ("used_fraction", used_fraction)):
+        if value is not None:
+            require_number(name, value)  # from Python a "0.5" read from a config failed while formatting the rule
     s = _scores(scores)
     if threshold is not None:
-        if math.isnan(threshold):
-            raise InputError("the threshold must be a number")
         return (s >= threshold).astype(np.int64)
     q = 0.5 if used_fraction is None else float(used_fraction)
     if not 0.0 <= q <= 1.0:

@@ -34,19 +34,21 @@ from ganfp.attribution.features import (
 from ganfp.attribution.files import CLUSTER_COLUMNS, DEFAULT_COLUMNS, parse_columns, row_keys, write_class_table
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
-from ganfp.errors import InputError
+from ganfp.errors import InputError, require_int
 
 Message = Callable[[str], None]
 
 
-def _check_common(features: str | None, image_size: int | None, batch_size: int, columns: str,
+def _check_common(features: str | None, image_size: int | None, batch_size: int, seed: int, columns: str,
                   clustering: bool) -> None:
+    """The options both modes share, types included: from Python a `batch_size="8"` or `seed=-1` otherwise
+    failed inside numpy or scikit-learn, after the images were read."""
     if features is not None:
         parse_spaces(features)
-    if image_size is not None and not 8 <= image_size <= 4096:
-        raise InputError(f"--image-size {image_size}: must be between 8 and 4096")
-    if batch_size < 1:
-        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    if image_size is not None:
+        require_int("image_size", image_size, low=8, high=4096)
+    require_int("batch_size", batch_size, low=1)
+    require_int("seed", seed, low=0, high=2**32 - 1)
     parse_columns(columns, clustering)
 
 
@@ -72,9 +74,9 @@ class AttributeConfig:
     def validate(self) -> None:
         needs = METHODS.entry(self.method).meta["needs"]
         self._check_read()
-        _check_common(self.features, self.image_size, self.batch_size, self.columns, clustering=False)
-        if self.k is not None and self.k < 1:
-            raise InputError(f"--k {self.k}: must be at least 1")
+        _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=False)
+        if self.k is not None:
+            require_int("k", self.k, low=1)
         if self.use_real and needs == "images":
             raise InputError(f"--use-real: the {self.method} method trains on generated/<class>/ only; "
                              "use it with centroid, knn, linear or fusion")
@@ -125,14 +127,16 @@ class ClusterConfig:
 
     def validate(self) -> None:
         CLUSTERERS.get(self.method)
-        _check_common(self.features, self.image_size, self.batch_size, self.columns, clustering=True)
-        if self.clusters is not None and self.clusters < 2:
-            raise InputError(f"--clusters {self.clusters}: must be at least 2 (or auto)")
+        _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=True)
+        if self.clusters is not None:
+            require_int("clusters", self.clusters)
+            if self.clusters < 2:
+                raise InputError(f"--clusters {self.clusters}: must be at least 2 (or auto)")
         if self.max_clusters is not None and self.clusters is not None:
             raise InputError(f"--max-clusters {self.max_clusters}: only --clusters auto reads it, "
                              f"not --clusters {self.clusters}")
-        if self.max_clusters is not None and self.max_clusters < 2:
-            raise InputError(f"--max-clusters {self.max_clusters}: must be at least 2")
+        if self.max_clusters is not None:
+            require_int("max_clusters", self.max_clusters, low=2)
         if self.runs_dir is not None and not reads_runs_dir(self.features):
             raise InputError(f"--runs-dir {self.runs_dir}: --clusters with --features {self.features} does not read "
                              "it; only --features checkpoint does")

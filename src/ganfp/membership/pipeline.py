@@ -16,7 +16,8 @@ import torch
 
 from ganfp.data.cache import cache_key
 from ganfp.data.manifest import Manifest
-from ganfp.errors import InputError
+from ganfp.device import resolve_device
+from ganfp.errors import InputError, require_int
 from ganfp.membership.autoencoder import AutoencoderConfig, cached_autoencoder, reconstruction_scores
 from ganfp.membership.features import downsample, load_checked, paired_features
 from ganfp.membership.fusion import add_log_ratios, fuse
@@ -41,11 +42,31 @@ class ScoringSetup:
     autoencoder: AutoencoderConfig | None = None  # None: DEFAULT_AUTOENCODER
     progress: Progress | None = None
 
+    def __post_init__(self):
+        """Checked before any image is decoded, as the CLI's options are; a device may be named (`"cpu"`, `"auto"`).
+
+        From Python, `image_size=0` failed inside PIL with a ZeroDivisionError and `device="cpu"` with an
+        AttributeError at the first neighbour pass.
+        """
+        if self.image_size is not None:
+            require_int("ScoringSetup image_size", self.image_size, low=1)
+        if isinstance(self.device, str):
+            self.device = resolve_device(self.device)
+        elif not isinstance(self.device, torch.device):
+            raise InputError(f"ScoringSetup device={self.device!r}: must be a torch.device or a name (auto, cpu, cuda)")
+        require_int("ScoringSetup batch_size", self.batch_size, low=1)
+        require_int("ScoringSetup seed", self.seed, low=0)
+        if self.autoencoder is not None and not isinstance(self.autoencoder, AutoencoderConfig):
+            raise InputError(f"ScoringSetup autoencoder={self.autoencoder!r}: must be an AutoencoderConfig or None")
+        if self.progress is not None and not callable(self.progress):
+            raise InputError(f"ScoringSetup progress={self.progress!r}: must be callable (task, advance, total)")
+
 
 class MembershipScorer:
     """Scores of every real image against one generated set; each piece of work runs once."""
 
     def __init__(self, real: Manifest, generated: Manifest | None, setup: ScoringSetup):
+        check_sets(real, generated, setup)
         self.real, self.generated, self.setup = real, generated, setup
         self.checkpoint_meta: dict | None = None
         self._neighbours: dict[str, Neighbours] = {}
@@ -93,6 +114,10 @@ class MembershipScorer:
 
     def score(self, recipe: Recipe) -> np.ndarray:
         """One recipe's scores (higher = more likely used), computed once."""
+        check_recipe(recipe)
+        if self.setup.image_size is None and SCORERS.entry(recipe.method).meta["needs"] != "checkpoint":
+            raise InputError("ScoringSetup image_size=None: the membership scorers compare images at one size; give "
+                             "image_size (ganfp.data.generated.native_image_size(real, generated) reads the images' own)")
         recipe = canonical(recipe)
         if recipe not in self._cache:
             entry = SCORERS.entry(recipe.method)
@@ -116,6 +141,30 @@ class MembershipScorer:
     def final(self, recipe: Recipe) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(decision score, every scorer computed for it, by label)."""
         return self.score(recipe), self.members(recipe)
+
+
+def check_sets(real, generated, setup) -> None:
+    """The scorer's arguments are of the kinds it reads: a folder name given for a manifest failed at the first
+    decode with an AttributeError."""
+    how = "ganfp.data.real.read_real(FOLDER) or ganfp.data.generated.generated_manifest(FOLDER)"
+    for name, value in (("real", real), ("generated", generated)):
+        if not isinstance(value, Manifest) and not (name == "generated" and value is None):
+            raise InputError(f"MembershipScorer {name}={value!r}: must be a Manifest, as {how} returns")
+    if not isinstance(setup, ScoringSetup):
+        raise InputError(f"MembershipScorer setup={setup!r}: must be a ScoringSetup, e.g. ScoringSetup(image_size=64)")
+
+
+def check_recipe(recipe) -> None:
+    """A known method, and no space or k it would not read: `canonical` drops those, so a
+    `Recipe("ensemble", "std32", 5)` would score the default while its caller believed it chose a space and k
+    (the CLI refuses `--features`/`--k` there too)."""
+    if not isinstance(recipe, Recipe):
+        raise InputError(f"recipe={recipe!r}: must be a Recipe, e.g. Recipe(\"knn\", \"std32\", 5)")
+    meta = SCORERS.entry(recipe.method).meta
+    for name, value, key in (("features", recipe.features, "uses_features"), ("k", recipe.k, "uses_k")):
+        if value is not None and not meta[key]:
+            readers = ", ".join(SCORERS.names(**{key: True}))
+            raise InputError(f"Recipe {recipe.method!r} does not read {name}={value!r}; {name} is read by {readers}")
 
 
 def canonical(recipe: Recipe) -> Recipe:

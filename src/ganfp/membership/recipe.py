@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ganfp.errors import InputError, require_int
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -18,6 +20,16 @@ class Recipe:
     features: str | None = None  # the feature space of neighbour methods and fusion, e.g. "std32"
     k: int | None = None  # neighbours, for the methods that use k
     with_default: bool = False  # rank-average these scores with the default's
+
+    def __post_init__(self):
+        """Checked when made, not at the first neighbour pass: from Python a `Recipe("knn", "std32", 0)` silently
+        became k=5 and `k=2.5` failed inside torch. The method and space names are checked by their registries."""
+        for name in ("method", "features"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"Recipe {name}={value!r}: must be a name (a str) or None")
+        if self.k is not None:
+            require_int("Recipe k", self.k, low=1)
 
     @property
     def own(self) -> Recipe:

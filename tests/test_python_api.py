@@ -1,0 +1,143 @@
+"""The Python entry points the docs show refuse bad arguments with one InputError naming the argument.
+
+From a notebook nothing checks arguments before the library does (the CLI's typer callbacks are not
+there), so a `k=2.5`, a `"5"`, a folder name where a manifest belongs or a chain's name where its
+spec belongs used to fail deep inside torch, numpy or scikit-learn (TypeError, AttributeError), or,
+for `Recipe(..., k=0)` and `Recipe("ensemble", "std32")`, silently scored something else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganfp.attribution.run import AttributeConfig, ClusterConfig
+from ganfp.chain import load_chain, run_chain, stage_configs
+from ganfp.classify import classify
+from ganfp.data.generated import generated_manifest
+from ganfp.data.real import read_real
+from ganfp.errors import InputError
+from ganfp.evaluation import evaluate_files
+from ganfp.membership import MembershipScorer, Recipe, ScoringSetup
+
+
+def _images(folder: Path, n: int, seed: int) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / f"im{seed}_{i:02d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api")
+    real = _images(root / "real", 6, 0)
+    _images(root / "generated", 12, 1)
+    ids = sorted(p.stem for p in real.glob("*.png"))
+    (root / "labels.csv").write_text("id,label\n" + "".join(f"{i},{n % 2}\n" for n, i in enumerate(ids)))
+    (root / "scores.csv").write_text("id,score\n" + "".join(f"{i},{n / 10}\n" for n, i in enumerate(ids)))
+    return root
+
+
+def _scorer(sets, **setup):
+    return MembershipScorer(read_real(str(sets / "real")), generated_manifest(sets / "generated"),
+                            ScoringSetup(**{"image_size": 16, **setup}))
+
+
+SCORER_CASES = {
+    "k=0": (lambda s: _scorer(s).score(Recipe("knn", "std16", 0)), r"Recipe k=0: must be at least 1"),
+    "k=-1": (lambda s: _scorer(s).score(Recipe("knn", "std16", -1)), r"Recipe k=-1: must be at least 1"),
+    "k=2.5": (lambda s: _scorer(s).score(Recipe("knn", "std16", 2.5)), r"Recipe k=2.5: must be a whole number"),
+    "k='5'": (lambda s: _scorer(s).score(Recipe("knn", "std16", "5")), r"Recipe k='5': must be a whole number"),
+    "features ignored": (lambda s: _scorer(s).score(Recipe("ensemble", "std16")),
+                         r"'ensemble' does not read features='std16'; features is read by knn"),
+    "k ignored": (lambda s: _scorer(s).score(Recipe("retrieval", "std16", 3)), r"'retrieval' does not read k=3"),
+    "recipe as text": (lambda s: _scorer(s).score("knn"), r"recipe='knn': must be a Recipe"),
+    "real as folder": (lambda s: MembershipScorer(str(s / "real"), None, ScoringSetup(16)),
+                       r"MembershipScorer real=.*must be a Manifest, as ganfp.data.real.read_real"),
+    "generated as folder": (lambda s: MembershipScorer(read_real(str(s / "real")), str(s / "generated"), ScoringSetup(16)),
+                            r"MembershipScorer generated=.*must be a Manifest"),
+    "no setup": (lambda s: MembershipScorer(read_real(str(s / "real")), None, None), r"setup=None: must be a ScoringSetup"),
+    "image_size=0": (lambda s: ScoringSetup(image_size=0), r"ScoringSetup image_size=0: must be at least 1"),
+    "image_size=None": (lambda s: _scorer(s, image_size=None).score(Recipe("knn")),
+                        r"image_size=None: the membership scorers compare images at one size"),
+    "batch_size=0": (lambda s: ScoringSetup(16, batch_size=0), r"ScoringSetup batch_size=0: must be at least 1"),
+    "device=3": (lambda s: ScoringSetup(16, device=3), r"ScoringSetup device=3: must be a torch.device or a name"),
+    "device unknown": (lambda s: ScoringSetup(16, device="gpu"), r"gpu: not a device"),
+    "progress not callable": (lambda s: ScoringSetup(16, progress=5), r"progress=5: must be callable"),
+}
+
+
+def _classify(sets, **options):
+    return classify(str(sets / "real"), sets / "out.csv", generated=str(sets / "generated"), **options)
+
+
+CLASSIFY_CASES = {
+    "k='5'": ({"method": "knn", "k": "5"}, r"k='5': must be a whole number"),
+    "k=2.5": ({"method": "knn", "k": 2.5}, r"k=2.5: must be a whole number"),
+    "used_fraction='0.5'": ({"used_fraction": "0.5"}, r"used_fraction='0.5': must be a finite number"),
+    "threshold='x'": ({"threshold": "x"}, r"threshold='x': must be a finite number"),
+    "image_size='64'": ({"image_size": "64"}, r"image_size='64': must be a whole number"),
+    "batch_size=0": ({"batch_size": 0}, r"batch_size=0: must be at least 1"),
+    "seed=-1": ({"seed": -1}, r"seed=-1: must be at least 0"),
+    "report_n=0": ({"report_n": 0}, r"report_n=0: must be at least 1"),
+}
+
+ATTRIBUTE_CASES = {
+    "k='5'": (lambda: AttributeConfig("u", "o.csv", k="5"), r"k='5': must be a whole number"),
+    "k=2.5": (lambda: AttributeConfig("u", "o.csv", k=2.5), r"k=2.5: must be a whole number"),
+    "batch_size='8'": (lambda: AttributeConfig("u", "o.csv", batch_size="8"), r"batch_size='8': must be a whole"),
+    "image_size=64.0": (lambda: AttributeConfig("u", "o.csv", image_size=64.0), r"image_size=64.0: must be a whole"),
+    "seed=-1": (lambda: AttributeConfig("u", "o.csv", seed=-1), r"seed=-1: must be at least 0"),
+    "clusters=2.5": (lambda: ClusterConfig("u", "o.csv", clusters=2.5), r"clusters=2.5: must be a whole number"),
+    "clusters='3'": (lambda: ClusterConfig("u", "o.csv", clusters="3"), r"clusters='3': must be a whole number"),
+    "clusters=1": (lambda: ClusterConfig("u", "o.csv", clusters=1), r"--clusters 1: must be at least 2 \(or auto\)"),
+    "cluster seed=-1": (lambda: ClusterConfig("u", "o.csv", clusters=2, seed=-1), r"seed=-1: must be at least 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(SCORER_CASES))
+def test_membership_scorer_refuses(case, sets):
+    call, message = SCORER_CASES[case]
+    with pytest.raises(InputError, match=message):
+        call(sets)
+
+
+def test_scoring_setup_takes_a_device_name(sets):
+    scores = _scorer(sets, device="cpu").score(Recipe("knn", "std16", 3))
+    assert scores.shape == (6,) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("case", list(CLASSIFY_CASES))
+def test_classify_refuses(case, sets):
+    options, message = CLASSIFY_CASES[case]
+    with pytest.raises(InputError, match=message):
+        _classify(sets, **options)
+    assert not (sets / "out.csv").exists()
+
+
+@pytest.mark.parametrize("case", list(ATTRIBUTE_CASES))
+def test_attribution_configs_refuse(case):
+    make, message = ATTRIBUTE_CASES[case]
+    with pytest.raises(InputError, match=message):
+        make().validate()
+
+
+@pytest.mark.parametrize("option, value", [("used_fraction", "0.5"), ("threshold", "x"), ("threshold", float("nan"))])
+def test_evaluate_files_refuses_a_rule_that_is_not_a_number(option, value, sets):
+    with pytest.raises(InputError, match=f"{option}=.*must be a finite number"):
+        evaluate_files(sets / "scores.csv", sets / "labels.csv", **{option: value})
+
+
+def test_run_chain_wants_a_spec_not_a_name(tmp_path):
+    with pytest.raises(InputError, match=r"chain spec='demo': must be a ChainSpec, as load_chain"):
+        run_chain("demo", "conv5", tmp_path / "runs")
+
+
+def test_an_unknown_override_names_the_stage_settings():
+    with pytest.raises(InputError, match=r"overrides epoch: not stage settings; choose among: .*epochs"):
+        stage_configs(load_chain("demo"), "conv5", {"epoch": 1})
