@@ -385,3 +385,19 @@ def test_a_threshold_labelling_every_image_alike_is_said_aloud(run_cli, case, tm
     assert set(read_predictions(out, labels).labels) == {0}  # written as asked, and said
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", out, "--json", *root)
     assert code == 0 and json.loads(stdout)["warnings"] == [] and "labels all" not in err
+
+
+def test_a_k_above_the_sets_sizes_is_said_aloud(run_cli, case, tmp_path):
+    """--k 500 of a few dozen generated images compares with all of them: the user is told k was not 500."""
+    real, gen, labels, root = case
+    n_gen, n_real = len(list(gen.glob("*.png"))), len(labels)
+    out = tmp_path / "sub.csv"
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--k", "500", "--out", out,
+                                "--json", *root)
+    assert code == 0, err
+    (warning,) = json.loads(stdout)["warnings"]
+    assert warning == (f"--k 500: more than the {n_gen} generated images and the {n_real - 1} other real images; "
+                       "those neighbour passes use them all") and warning in err
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--k", "2", "--out", out,
+                                "--json", *root)
+    assert code == 0 and json.loads(stdout)["warnings"] == []

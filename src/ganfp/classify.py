@@ -187,6 +187,17 @@ def constant_labelling(score: np.ndarray, labels: np.ndarray, threshold: float |
             f"{score.min():.4g} to {score.max():.4g} (--used-fraction labels by rank instead)"]
 
 
+def k_beyond_the_sets(k: int | None, real: int, generated: int | None) -> list[str]:
+    """A --k above what a set holds compares with the whole set (a neighbour pass cannot find more): said aloud,
+    since a user who asked for 100 neighbours of 50 generated images would otherwise believe k was 100."""
+    if k is None or generated is None:
+        return []
+    sets = [f"{n} {what}" for n, what in ((generated, "generated images"), (real - 1, "other real images")) if k > n]
+    if not sets:
+        return []
+    return [f"--k {k}: more than the {' and the '.join(sets)}; those neighbour passes use them all"]
+
+
 def check_read(method: str, features: str | None, k: int | None, calibrating: bool, default: bool) -> None:
     """--features and --k that nothing would read are refused: ignoring them would hide a mistake, such as
     `--features std32` given in the belief that it changed the default ensemble's spaces."""
@@ -277,7 +288,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     scorer = MembershipScorer(manifest, gen, setup)
     score, scorers = scorer.final(recipe)
     labels = decide(score, used_fraction=used_fraction, threshold=threshold, ids=manifest.ids)
-    warnings = constant_labelling(score, labels, threshold)
+    warnings = constant_labelling(score, labels, threshold) + k_beyond_the_sets(
+        k if recipe.k == k else None, len(manifest), len(gen) if gen is not None and recipe.method != "classifier" else None)
     write_submission(out, manifest.ids, labels, expected_ids=expected)
     if scores_path:
         write_scores(scores_path, manifest.ids, score, columns=scorers)
