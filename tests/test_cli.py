@@ -54,6 +54,14 @@ def test_unusable_options_are_usage_errors(run_cli, tmp_path):
     assert code == 2 and "Traceback" not in err
 
 
+def test_version_is_printed_as_installed(run_cli):
+    """A bug report starts with the version: `ganfp --version` prints the installed package's own."""
+    from importlib.metadata import version
+
+    code, out, err = run_cli("--version")
+    assert code == 0 and out == f"ganfp {version('ganfp')}\n" and not err
+
+
 def test_a_gpu_the_machine_lacks_is_a_usage_error_before_any_work(run_cli, tmp_path, monkeypatch):
     """On a one-GPU machine `--device cuda:7` used to pass the check and end in torch's "invalid device
     ordinal" traceback at the first tensor moved there (seen on an H200)."""
