@@ -200,7 +200,7 @@ def machine(device: torch.device) -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "cores_used": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
+    info = {"cpu": cpu, "cores": os.cpu_count(), "cores_used": usable_cores(), "torch_threads": torch.get_num_threads(),
             "load_average": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__, "device": str(device)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -237,6 +237,11 @@ def throughput_parser(doc: str, batch: int, steps: int, rounds: int, unit: str):
     return p
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity; macOS and Windows have none to read: all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def limit_cpus(n: int) -> None:
     """Pin this process, and the workers it will start, to the first `n` cores, with `n` torch threads.
 
@@ -245,6 +250,8 @@ def limit_cpus(n: int) -> None:
     """
     if n <= 0:
         return
+    if not hasattr(os, "sched_setaffinity"):
+        raise SystemExit(f"--cpus {n}: this system cannot pin a process to cores (Linux can)")
     cores = sorted(os.sched_getaffinity(0))
     if n > len(cores):
         raise SystemExit(f"--cpus {n}: this process may run on {len(cores)} cores")
