@@ -27,12 +27,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.docs import ROOT, fenced_blocks
 
 from ganfp.data.demo_attribution import ensure_attribution_demo
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
 
 SKIP = {
     "pip install .": "installs the package into this environment, which the suite already runs on",
@@ -81,14 +79,11 @@ MEDICAL_PLACEHOLDERS = {"dicom_dir": "dicom", "volumes": "nifti"}
 def doc_commands() -> list[tuple[str, int, str]]:
     """(doc, line number, command without its comment) for every command line of every bash block."""
     found = []
-    for doc in DOCS:
-        text = doc.read_text(encoding="utf-8")
-        for block in BLOCK.finditer(text):
-            first = text[: block.start(1)].count("\n") + 1
-            for offset, line in enumerate(block.group(1).splitlines()):
-                command = re.sub(r"\s+#.*$", "", line).strip()
-                if command and not command.startswith("#"):
-                    found.append((doc.relative_to(ROOT).as_posix(), first + offset, command))
+    for doc, first, code in fenced_blocks("bash"):
+        for offset, line in enumerate(code.splitlines()):
+            command = re.sub(r"\s+#.*$", "", line).strip()
+            if command and not command.startswith("#"):
+                found.append((doc, first + offset, command))
     return found
 
 

@@ -11,33 +11,18 @@ SKIP names, by the block's first line, a block that cannot run here, and why. It
 
 from __future__ import annotations
 
-import re
 import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+from helpers.docs import fenced_blocks
 
 SKIP: dict[str, str] = {}
 N_REAL, N_GENERATED = 20, 100  # the membership examples' real/ and generated/
 
 
-def doc_blocks() -> list[tuple[str, int, str]]:
-    """(doc, line number of the block's first line, code) for every python block."""
-    found = []
-    for doc in DOCS:
-        text = doc.read_text(encoding="utf-8")
-        for block in BLOCK.finditer(text):
-            first = text[: block.start(1)].count("\n") + 1
-            found.append((doc.relative_to(ROOT).as_posix(), first, block.group(1)))
-    return found
-
-
-BLOCKS = doc_blocks()
+BLOCKS = fenced_blocks("python")
 
 
 def _param(doc: str, line: int, code: str):
