@@ -220,6 +220,37 @@ def test_classify_report_with_the_default_report_n_on_a_small_set(run_cli, copie
     assert "The 0 least" not in text and 'id="least-suspicious"' not in text
 
 
+def test_the_report_decodes_no_image_and_runs_no_distance_pass_a_second_time(run_cli, copies, monkeypatch):
+    """The report shows the scorer's own images and neighbours: at the task's scale (200 x 10,000 images of
+    256 px) decoding the sets again and a second neighbour pass added 1.7 GB to classify's peak memory."""
+    import ganfp.membership.features as features_module
+    import ganfp.membership.scorers as scorers_module
+
+    decoded, passes = [], []
+    load, matrix = features_module.load_images, scorers_module.pairwise_matrix
+    monkeypatch.setattr(features_module, "load_images", lambda m, *a, **k: decoded.append(m.name) or load(m, *a, **k))
+    monkeypatch.setattr(scorers_module, "pairwise_matrix", lambda *a, **k: passes.append(1) or matrix(*a, **k))
+    run_report(run_cli, copies, copies / "real", "--method", "knn", "--features", "std32", "--report-n", "3")
+    assert len(decoded) == 2  # the real and the generated images, once each
+    assert len(passes) == 2  # real->generated and real->real in std32, shared by the scorer and the report
+
+
+def test_the_reports_size_does_not_grow_with_the_generated_images(run_cli, tmp_path):
+    """A browser must open the report at the task's 10,000 generated images: it shows a bounded number of rows,
+    each with a bounded number of thumbnails, however many generated images there are."""
+    sizes = {}
+    for extra in (6, 120):
+        case, root = copy_case(extra=extra), tmp_path / str(extra)
+        write_pngs(root / "real", "r", case["real"])
+        write_pngs(root / "gen", "g", case["generated"])
+        report = run_report(run_cli, root, root / "real", "--report-n", "2")
+        page = parse(report)
+        assert page.classes.count("evidence-row") == 4 and page.classes.count("near-row") <= 2
+        assert len(page.srcs) <= 4 * (1 + 4 + 1) + 2 * 3 + 2  # rows x (real, 4 neighbours, diff), near rows, charts
+        sizes[extra] = report.stat().st_size
+    assert sizes[120] < 1.3 * sizes[6]
+
+
 def test_evaluate_report_of_labels_only_draws_no_roc_curve(run_cli, copies):
     """A predictions file of 0/1 labels has no ROC-AUC in evaluate's table: the report must not show one either
     (computed from the labels it would be their balanced accuracy under another name)."""

@@ -318,6 +318,5 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     }
     if report:
         space = parse_features(recipe.features or DEFAULT_FEATURES)
-        summary["report"] = classify_report(report, manifest, gen, setup, space, score, labels, summary, report_n,
-                                            cut=threshold).path
+        summary["report"] = classify_report(report, scorer, space, score, labels, summary, report_n, cut=threshold).path
     return ClassifyResult(manifest.ids, labels, score, scorers, summary, choice)

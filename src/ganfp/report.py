@@ -7,8 +7,8 @@ one; plus every generated image that is a near-duplicate of some real image. Ima
 thumbnails embedded as data: URIs and the charts are PNGs drawn with matplotlib (`ganfp[plots]`),
 so the file opens offline and makes no network request.
 
-The builder takes plain arrays. `feature_neighbours` is the one place that meets the membership
-code: it computes the neighbours in the feature space classify used.
+The builder takes plain arrays. `scorer_neighbours` is the one place that meets the membership
+code: it reads the neighbours in the feature space classify used from classify's own scorer.
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.errors import InputError
 from ganfp.fileio import write_text
-from ganfp.membership.distances import nearest
-from ganfp.membership.features import load_checked, paired_features
-from ganfp.membership.pipeline import ScoringSetup
+from ganfp.membership.pipeline import MembershipScorer, ScoringSetup
 from ganfp.membership.spaces import FeatureSpace, parse_features
 
 MISSING = "--report needs matplotlib: install ganfp[plots] (pip install 'ganfp[plots]')"
@@ -98,32 +96,39 @@ class ReportResult:
                 "near_duplicates": self.near_duplicates, "near_radius": self.near_radius}
 
 
-def feature_neighbours(setup: ScoringSetup, space: FeatureSpace, real: Manifest, generated: Manifest) -> NeighbourFn:
-    """Neighbours in the feature space classify scored with, at its image size."""
+def scorer_neighbours(scorer: MembershipScorer, space: FeatureSpace) -> NeighbourFn:
+    """Neighbours in the feature space classify scored with, from the scorer's own pass in that space.
+
+    The scorer keeps its decoded images, their area-averaged copies and each space's distances, so the report
+    adds no decode and, when `space` is one the scorer used, no distance pass. A second pass held a second
+    copy of every image: at the task's scale (200 x 10,000 images of 256 px) 1.7 GB more at peak.
+    """
     def neighbourhood(k: int) -> Neighbourhood:
-        s = setup
-        common = dict(image_size=s.image_size or DISPLAY_SIZE, device=s.device, batch_size=s.batch_size,
-                      data_root=s.data_root, checkpoint=s.checkpoint, runs_dir=s.runs_dir, progress=s.progress)
-        at, ref, gen = paired_features(space, real, generated, **common)
-        metric = at.metric
-        to_gen, to_gen_i = nearest(ref, gen, k, metric, s.device)
-        back, back_i = nearest(gen, ref, 1, metric, s.device)
-        among, _ = nearest(ref, ref, 1, metric, s.device, exclude_self=True)
-        words = METRIC_WORDS.get(metric.name, metric.name)
-        return Neighbourhood(f"{at.label}, {words}", to_gen.numpy(), to_gen_i.numpy(),
+        hood = scorer.neighbours(space)
+        to_gen, to_gen_i = hood.real_to_generated(k)
+        back, back_i = hood.generated_to_real(1)
+        among, _ = hood.real_to_real(1)
+        words = METRIC_WORDS.get(hood.metric.name, hood.metric.name)
+        label = space.at_most(scorer.setup.image_size).label
+        return Neighbourhood(f"{label}, {words}", to_gen.numpy(), to_gen_i.numpy(),
                              back[:, 0].numpy(), back_i[:, 0].numpy(), among[:, 0].numpy())
 
     return neighbourhood
 
 
-def classify_report(path, real: Manifest, generated: Manifest | None, setup: ScoringSetup, space: FeatureSpace,
-                    scores: np.ndarray, decided: np.ndarray, summary: dict, rows: int = DEFAULT_ROWS,
-                    cut: float | None = None, truth: np.ndarray | None = None, scored: bool = True) -> ReportResult:
-    """The report of a classify run: images at the scoring size, neighbours in its feature space."""
-    size = setup.image_size or DISPLAY_SIZE
+def classify_report(path, scorer: MembershipScorer, space: FeatureSpace, scores: np.ndarray, decided: np.ndarray,
+                    summary: dict, rows: int = DEFAULT_ROWS, cut: float | None = None, truth: np.ndarray | None = None,
+                    scored: bool = True) -> ReportResult:
+    """The report of a classify run: the scorer's images at the scoring size, neighbours in its feature space.
+
+    Scores from the classifier alone (no scoring size) are shown at DISPLAY_SIZE px.
+    """
+    if scorer.setup.image_size is None:
+        scorer = MembershipScorer(scorer.real, scorer.generated, replace(scorer.setup, image_size=DISPLAY_SIZE))
+    real, generated = scorer.real, scorer.generated
     inputs = ReportInputs(
         real_ids=real.ids,
-        real_images=load_checked(real, size, setup.data_root, setup.progress, "decode real").numpy(),
+        real_images=scorer.images("real").numpy(),
         scores=np.asarray(scores, dtype=np.float64),
         decided=np.asarray(decided, dtype=np.int64),
         summary=summary,
@@ -135,9 +140,8 @@ def classify_report(path, real: Manifest, generated: Manifest | None, setup: Sco
     )
     if generated is not None:
         inputs.generated_ids = generated.ids
-        images = load_checked(generated, size, setup.data_root, setup.progress, "decode generated")
-        inputs.generated_images = images.numpy()
-        inputs.neighbours = feature_neighbours(setup, space, real, generated)
+        inputs.generated_images = scorer.images("generated").numpy()  # memory-mapped: only the rows shown are read
+        inputs.neighbours = scorer_neighbours(scorer, space)
     return write_report(path, inputs)
 
 
@@ -157,7 +161,7 @@ def evaluation_report(path, evaluation, real_spec: str, features: str, generated
     space = parse_features(features)
     checkpoint = (resolve_checkpoint(None, instead="or set $GANFP_RUNS to the folder of your chain runs")
                   if space.label == "checkpoint" else None)  # evaluate has no --checkpoint to name
-    setup = ScoringSetup(None, resolve_device("auto"), data_root=data_root, checkpoint=checkpoint)
+    setup = ScoringSetup(DISPLAY_SIZE, resolve_device("auto"), data_root=data_root, checkpoint=checkpoint)
     gen = generated_manifest(generated, reading, option="--generated") if generated else None  # a typo fails first
     try:
         real = read_real(real_spec, data_root, reading)
@@ -176,7 +180,7 @@ def evaluation_report(path, evaluation, real_spec: str, features: str, generated
     summary = {"predictions": evaluation.preds, "labels": evaluation.labels, "decision": evaluation.decision,
                "features": space.label if gen is not None else None, "images": evaluation.n,
                **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1", "roc_auc")}}
-    return classify_report(path, real, gen, setup, space, scores, evaluation.y_pred, summary, rows,
+    return classify_report(path, MembershipScorer(real, gen, setup), space, scores, evaluation.y_pred, summary, rows,
                            cut=evaluation.threshold, truth=evaluation.y_true, scored=evaluation.scores is not None)
 
 

@@ -79,6 +79,18 @@ class MembershipScorer:
             raise InputError("the membership scorers compare real with generated images: pass --generated GEN_DIR")
         return self.generated
 
+    def images(self, role: str) -> torch.Tensor:
+        """uint8 (N, size, size) of the real or generated images at the scoring size, decoded once.
+
+        The evidence report shows these same arrays: decoding them again for it held a second copy
+        of 10,000 generated images of 256 px.
+        """
+        if role not in self._decoded:
+            manifest = self.real if role == "real" else self.need_generated()
+            s = self.setup
+            self._decoded[role] = load_checked(manifest, s.image_size, s.data_root, s.progress, f"decode {role}")
+        return self._decoded[role]
+
     def small_images(self, role: str, side: int) -> torch.Tensor:
         """The real or generated images area-averaged to `side`: each set decoded once for all spaces.
 
@@ -90,11 +102,7 @@ class MembershipScorer:
         """
         if (role, side) in self._small:
             return self._small[role, side]
-        if role not in self._decoded:
-            manifest = self.real if role == "real" else self.need_generated()
-            s = self.setup
-            self._decoded[role] = load_checked(manifest, s.image_size, s.data_root, s.progress, f"decode {role}")
-        small = downsample(self._decoded[role], side)
+        small = downsample(self.images(role), side)
         if 2 * side <= self.setup.image_size:
             self._small[role, side] = small
         return small
