@@ -194,6 +194,33 @@ def test_spectrum_sees_upsampling_that_pixels_miss(tmp_path):
     assert s[:, -1].min() > b[:, -1].max()  # the highest frequencies: flat for noise, damped by the up-sampling
 
 
+def test_a_joined_feature_spec_reads_its_images_once(task, tmp_path, monkeypatch):
+    """`pixels8+spectrum+residual` reads the image set once for all three spaces (at the 2025 task's 256 px each
+    read is 64 KB an image), and gives each space's own features side by side, the input left as it was."""
+    import ganfp.data.cache
+    import ganfp.membership.features
+    from ganfp.attribution.features import FeatureContext, compute
+    from ganfp.attribution.run import read_images
+
+    manifest, ctx = read_images(str(task / "unknown")), FeatureContext(SIZE, data_root=str(tmp_path / "data"))
+    alone = [compute(name, manifest, ctx)[0] for name in ("pixels8", "spectrum", "residual")]
+    reads = []
+
+    def counted(load):
+        return lambda *args, **kw: reads.append(1) or load(*args, **kw)
+
+    for module in (ganfp.data.cache, ganfp.membership.features):  # every way a space reaches the decoded images
+        monkeypatch.setattr(module, "load_images", counted(module.load_images))
+    joined, widths = compute("pixels8+spectrum+residual", manifest, ctx)
+    assert len(reads) == 1
+    assert widths == tuple(a.shape[1] for a in alone) and np.array_equal(joined, np.hstack(alone))
+    images = torch.from_numpy(class_images(np.random.default_rng(1), 0, 3)).float()
+    kept = images.clone()
+    for name in FREQUENCY.names():
+        FREQUENCY.get(name)(images)
+        assert torch.equal(images, kept), name
+
+
 def test_evaluate_cli_attribution_and_clustering(task, mixed, tmp_path, run_cli):
     out = tmp_path / "a.csv"
     code, stdout, err = run_cli("attribute", task / "unknown", "--train", task / "train", "--out", out,

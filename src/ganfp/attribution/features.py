@@ -46,19 +46,19 @@ class FeatureContext:
 
 def decode(manifest: Manifest, ctx: FeatureContext) -> torch.Tensor:
     """uint8 (N, size, size) through the decoded-image cache; an unreadable file is one InputError."""
-    from ganfp.data.cache import load_images
+    from ganfp.membership.features import load_checked
 
-    image_set = load_images(manifest, ctx.image_size, data_root=ctx.data_root, skip_bad=True)
-    if image_set.bad:
-        path, reason = image_set.bad[0]
-        raise InputError(f"{path}: {reason}")
-    return image_set.images
+    return load_checked(manifest, ctx.image_size, ctx.data_root)
 
 
 def _power(x: torch.Tensor) -> torch.Tensor:
-    """log(1 + |FFT|^2) of mean-free float images, centred (zero frequency in the middle)."""
-    x = x - x.mean(dim=(-2, -1), keepdim=True)
-    return torch.fft.fftshift(torch.fft.fft2(x).abs().square(), dim=(-2, -1)).log1p()
+    """log(1 + |FFT|^2) of mean-free float images, centred (zero frequency in the middle).
+
+    `x` is overwritten, and each step after the FFT works in place: at 256 px a chunk's float copy is
+    64 MB, and the out-of-place steps allocated a new one each.
+    """
+    x = x.sub_(x.mean(dim=(-2, -1), keepdim=True))
+    return torch.fft.fftshift(torch.fft.fft2(x).abs().square_(), dim=(-2, -1)).log1p_()
 
 
 @FREQUENCY.register("spectrum", description="azimuthally averaged log power spectrum")
@@ -70,7 +70,7 @@ def spectrum(images: torch.Tensor) -> np.ndarray:
     counts = torch.bincount(radius[keep]).float()
     out = []
     for start in range(0, len(images), CHUNK):
-        p = _power(images[start : start + CHUNK].float() / 255.0).flatten(1)[:, keep]
+        p = _power(images[start : start + CHUNK].to(torch.float32, copy=True).div_(255.0)).flatten(1)[:, keep]
         sums = torch.zeros(len(p), len(counts)).index_add_(1, radius[keep], p)
         out.append(sums / counts)
     return torch.cat(out).numpy().astype(np.float64)
@@ -81,14 +81,14 @@ def residual(images: torch.Tensor) -> np.ndarray:
     out = []
     blocks = min(RESIDUAL_BLOCKS, images.shape[-1])
     for start in range(0, len(images), CHUNK):
-        x = images[start : start + CHUNK].float()[:, None] / 255.0
-        high = x - F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        x = images[start : start + CHUNK].to(torch.float32, copy=True).div_(255.0)[:, None]
+        high = x.sub_(F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1))  # x is not read again
         p = _power(high[:, 0])[:, None]
         out.append(F.adaptive_avg_pool2d(p, blocks).flatten(1))
     return torch.cat(out).numpy().astype(np.float64)
 
 
-def membership_space(name: str) -> Callable[[Manifest, FeatureContext], np.ndarray]:
+def membership_space(name: str) -> Callable[..., np.ndarray]:
     """The one place attribution touches the membership feature spaces: check `name`, return its vectors.
 
     Only spaces compared by Euclidean distance are vectors (pixels, std, deep ones); image metrics
@@ -106,11 +106,15 @@ def membership_space(name: str) -> Callable[[Manifest, FeatureContext], np.ndarr
         raise InputError(f"--features {name}: {space.kind} compares images, not vectors; "
                          "use pixels[N], std[N] or a spectrum")
 
-    def vectors(manifest: Manifest, ctx: FeatureContext) -> np.ndarray:
+    def vectors(manifest: Manifest, ctx: FeatureContext,
+                images: Callable[[], torch.Tensor] | None = None) -> np.ndarray:
+        """`images` gives the decoded set when the caller already holds it: pixel spaces then read no file."""
         from ganfp.device import resolve_device
+        from ganfp.membership.features import downsample
 
+        pixels = None if images is None else lambda _manifest, side, _role: downsample(images(), side)
         out = compute_features(space, manifest, image_size=ctx.image_size, device=resolve_device(ctx.device),
-                               batch_size=ctx.batch_size, data_root=ctx.data_root,
+                               batch_size=ctx.batch_size, data_root=ctx.data_root, pixels=pixels,
                                checkpoint=_checkpoint(ctx) if space.kind == "deep" and space.model is None else None)
         return out.flatten(1).numpy().astype(np.float64)
 
@@ -145,13 +149,31 @@ def reads_runs_dir(spec: str) -> bool:
 
 
 def compute(spec: str, manifest: Manifest, ctx: FeatureContext) -> tuple[np.ndarray, tuple[int, ...]]:
-    """(N, D) features of every image and the width of each space's block, in spec order."""
+    """(N, D) features of every image and the width of each space's block, in spec order.
+
+    The images are read from the cache once for all the spaces of `spec` (`spectrum+residual` read the
+    whole set twice, 164 MB each time for 2,500 images at 256 px), and let go once no later space reads
+    them: a deep space decodes its own.
+    """
+    from ganfp.membership.spaces import parse_features
+
+    names = parse_spaces(spec)
+    reads = [name in FREQUENCY or parse_features(name).kind != "deep" for name in names]
+    decoded: list[torch.Tensor] = []
+
+    def images() -> torch.Tensor:
+        if not decoded:
+            decoded.append(decode(manifest, ctx))
+        return decoded[0]
+
     blocks = []
-    for name in parse_spaces(spec):
+    for i, name in enumerate(names):
         if name in FREQUENCY:
-            blocks.append(FREQUENCY.get(name)(decode(manifest, ctx)))
+            blocks.append(FREQUENCY.get(name)(images()))
         else:
-            blocks.append(membership_space(name)(manifest, ctx))
+            blocks.append(membership_space(name)(manifest, ctx, images))
+        if not any(reads[i + 1 :]):
+            decoded.clear()
     return np.hstack(blocks), tuple(b.shape[1] for b in blocks)
 
 
