@@ -72,15 +72,12 @@ def _print_classes(report, metrics: dict[str, str], table_title: str, matrix: li
                    [[cls, *row] for cls, row in zip(report.classes, matrix)])
 
 
-REPORT_OPTIONS = ("--real", "--generated", "--features", "--window", "--id-from", "--slices")
-
-
-def _need_report(html_report: Optional[Path], values: tuple) -> None:
-    """The options that say what the report shows (REPORT_OPTIONS, in order) are refused without --report:
-    ignored, a forgotten --report would pass silently."""
+def _need_report(html_report: Optional[Path], report_options: dict[str, object]) -> None:
+    """The options that say what the report shows are refused without --report: ignored, a forgotten --report
+    would pass silently."""
     from ganfp.errors import InputError
 
-    given = [option for option, value in zip(REPORT_OPTIONS, values) if value is not None]
+    given = [option for option, value in report_options.items() if value is not None]
     if html_report is None and given:
         verb = "describe" if len(given) > 1 else "describes"
         raise InputError(f"{', '.join(given)} {verb} the --report: give --report too")
@@ -127,7 +124,8 @@ def evaluate(
     if task not in TASKS:
         raise InputError(f"--task {task}: choose one of: {', '.join(TASKS)}")
     reading = MedicalReading.parse(window, id_from, slices)
-    _need_report(html_report, (real, generated, features, window, id_from, slices))
+    _need_report(html_report, {"--real": real, "--generated": generated, "--features": features, "--window": window,
+                               "--id-from": id_from, "--slices": slices})
     task = detect_task(preds, labels) if task == "auto" else task
     if task != "membership":
         if plot is not None or html_report is not None or used_fraction is not None or threshold is not None:
