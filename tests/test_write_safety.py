@@ -123,6 +123,28 @@ def test_a_writer_killed_half_way_keeps_the_old_file(tmp_path):
     assert leftovers and all(p.stat().st_size > 0 for p in leftovers)  # it was killed mid-write, beside the file
 
 
+@pytest.mark.parametrize("stop", [RuntimeError("the report failed"), KeyboardInterrupt()])
+def test_outputs_written_together_are_all_replaced_or_none(tmp_path, stop):
+    """A submission renamed into place before its report was built sat beside the previous run's report."""
+    first, second = tmp_path / "sub.csv", tmp_path / "report.html"
+    first.write_text("old submission")
+    second.write_text("old report")
+    with pytest.raises(type(stop)):
+        with fileio.written_together() as batch:
+            fileio.write_text(first, "new submission", batch)
+            with fileio.atomic_path(second, batch) as tmp:
+                tmp.write_text("half a report")
+                raise stop
+    assert (first.read_text(), second.read_text()) == ("old submission", "old report")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "sub.csv"]  # no temporary file left
+    with fileio.written_together() as batch:
+        fileio.write_text(first, "new submission", batch)
+        fileio.write_text(second, "new report", batch)
+        assert first.read_text() == "old submission"  # nothing replaced before the batch is complete
+    assert (first.read_text(), second.read_text()) == ("new submission", "new report")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "sub.csv"]
+
+
 def test_check_writable_refuses_what_cannot_be_written(tmp_path):
     (tmp_path / "file").write_text("x")
     (tmp_path / "dir").mkdir()

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either.
+"""Atomic file writes: a reader sees the old file or the new one, never half of either; and a command's
+several outputs replaced together, so none is new beside another's old content (`written_together`).
 
 Also the one check that an output path can be written, run by each command before any work.
 """
@@ -30,28 +31,76 @@ def _new_temp(path: Path) -> Path:
     raise FileExistsError(f"{path}: no free temporary name beside it")
 
 
+class OutputBatch:
+    """One command's outputs, which a reader takes as belonging together (a submission, its scores, its report).
+
+    Each is written in full to its own temporary file beside its target; only when every one is complete are
+    they renamed into place, so a failure or a signal while a later one is built leaves no new file beside
+    old ones from an earlier run. Made by `written_together`.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []  # (temporary file, target), in the order they were written
+
+    @contextlib.contextmanager
+    def path(self, target: str | os.PathLike) -> Iterator[Path]:
+        """Yield a temporary path beside `target` to write; when the block ends without error it joins the batch."""
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _new_temp(target)
+        try:
+            yield tmp
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._staged.append((tmp, target))
+
+    def _commit(self) -> None:
+        for tmp, _ in self._staged:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        # The one window left: the renames run microseconds apart, and a crash between two of them (SIGKILL,
+        # power loss) leaves the targets renamed so far new and the rest old.
+        for tmp, target in self._staged:
+            os.replace(tmp, target)
+
+    def _discard(self) -> None:
+        for tmp, _ in self._staged:
+            tmp.unlink(missing_ok=True)  # gone already once committed
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_temp(path)
+def written_together() -> Iterator[OutputBatch]:
+    """An OutputBatch whose files replace their targets when the block completes. On any exception (an
+    InputError, Ctrl-C, SIGTERM's StopSignal) every target keeps its previous content and no temporary file
+    is left."""
+    batch = OutputBatch()
     try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        yield batch
+        batch._commit()
     finally:
-        tmp.unlink(missing_ok=True)
+        batch._discard()
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, batch: OutputBatch | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename, or with `batch`'s
+    others when the batch commits."""
+    if batch is not None:
+        with batch.path(path) as tmp:
+            yield tmp
+        return
+    with written_together() as own, own.path(path) as tmp:
+        yield tmp
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, batch: OutputBatch | None = None) -> None:
+    with atomic_path(path, batch) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def write_text(path: str | os.PathLike, text: str, batch: OutputBatch | None = None) -> None:
+    write_bytes(path, text.encode("utf-8"), batch)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
