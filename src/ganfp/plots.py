@@ -12,7 +12,7 @@ import numpy as np
 
 from ganfp.errors import InputError
 from ganfp.evaluation import EvaluationReport
-from ganfp.fileio import atomic_path
+from ganfp.fileio import OutputBatch, atomic_path
 
 MISSING = "--plot needs matplotlib, which is not installed: pip install 'ganfp[plots]'"
 
@@ -74,7 +74,7 @@ def _histograms(ax, report: EvaluationReport) -> None:
     ax.legend()
 
 
-def plot_report(report: EvaluationReport, out_path) -> None:
+def plot_report(report: EvaluationReport, out_path, batch: OutputBatch | None = None) -> None:
     """Write the figure atomically; panels that need scores are drawn only when there are scores."""
     require_matplotlib()
     from matplotlib.figure import Figure
@@ -88,5 +88,5 @@ def plot_report(report: EvaluationReport, out_path) -> None:
     for ax, draw in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
         draw(ax, report)
     fig.suptitle(f"{Path(report.preds).name} vs {Path(report.labels).name} (n = {report.n})")
-    with atomic_path(out_path) as tmp:
+    with atomic_path(out_path, batch) as tmp:
         fig.savefig(tmp, format=kind, dpi=120)

@@ -28,7 +28,7 @@ import numpy as np
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.errors import InputError
-from ganfp.fileio import write_text
+from ganfp.fileio import OutputBatch, write_text
 from ganfp.membership.pipeline import MembershipScorer, ScoringSetup
 from ganfp.membership.spaces import FeatureSpace, parse_features
 
@@ -118,7 +118,7 @@ def scorer_neighbours(scorer: MembershipScorer, space: FeatureSpace) -> Neighbou
 
 def classify_report(path, scorer: MembershipScorer, space: FeatureSpace, scores: np.ndarray, decided: np.ndarray,
                     summary: dict, rows: int = DEFAULT_ROWS, cut: float | None = None, truth: np.ndarray | None = None,
-                    scored: bool = True) -> ReportResult:
+                    scored: bool = True, batch: OutputBatch | None = None) -> ReportResult:
     """The report of a classify run: the scorer's images at the scoring size, neighbours in its feature space.
 
     Scores from the classifier alone (no scoring size) are shown at DISPLAY_SIZE px.
@@ -142,11 +142,12 @@ def classify_report(path, scorer: MembershipScorer, space: FeatureSpace, scores:
         inputs.generated_ids = generated.ids
         inputs.generated_images = scorer.images("generated").numpy()  # memory-mapped: only the rows shown are read
         inputs.neighbours = scorer_neighbours(scorer, space)
-    return write_report(path, inputs)
+    return write_report(path, inputs, batch)
 
 
 def evaluation_report(path, evaluation, real_spec: str, features: str, generated: str | None = None,
-                      rows: int = DEFAULT_ROWS, data_root=None, reading: MedicalReading | None = None) -> ReportResult:
+                      rows: int = DEFAULT_ROWS, data_root=None, reading: MedicalReading | None = None,
+                      batch: OutputBatch | None = None) -> ReportResult:
     """The report of `ganfp evaluate`: the predictions' scores and the true labels, shown on the real images.
 
     The images are found and read as classify read them (`read_real`, and DICOM/NIfTI by `reading`), so the
@@ -181,7 +182,8 @@ def evaluation_report(path, evaluation, real_spec: str, features: str, generated
                "features": space.label if gen is not None else None, "images": evaluation.n,
                **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1", "roc_auc")}}
     return classify_report(path, MembershipScorer(real, gen, setup), space, scores, evaluation.y_pred, summary, rows,
-                           cut=evaluation.threshold, truth=evaluation.y_true, scored=evaluation.scores is not None)
+                           cut=evaluation.threshold, truth=evaluation.y_true, scored=evaluation.scores is not None,
+                           batch=batch)
 
 
 def known_truth(manifest: Manifest) -> np.ndarray | None:
@@ -498,9 +500,9 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict]:
     return text, {"evidence_rows": rows, "near_duplicates": near_count, "near_radius": radius}
 
 
-def write_report(path, inputs: ReportInputs) -> ReportResult:
-    """Build the page and write it atomically."""
+def write_report(path, inputs: ReportInputs, batch: OutputBatch | None = None) -> ReportResult:
+    """Build the page and write it atomically (with `batch`: beside the command's other outputs)."""
     require_matplotlib()
     text, facts = build_report(inputs)
-    write_text(path, text)
+    write_text(path, text, batch)
     return ReportResult(str(path), len(text.encode("utf-8")), **facts)

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ganfp.errors import InputError, require_number
-from ganfp.fileio import atomic_path
+from ganfp.fileio import OutputBatch, atomic_path
 from ganfp.metrics import as_binary
 
 OFFICIAL = "official"
@@ -314,8 +314,9 @@ def _check_writable_ids(path, ids: list[str]) -> None:
         seen.add(image_id)
 
 
-def write_submission(path, ids: Sequence[str], labels, expected_ids: Iterable[str] | None = None) -> None:
-    """Write the official format atomically; it is validated before it replaces `path`.
+def write_submission(path, ids: Sequence[str], labels, expected_ids: Iterable[str] | None = None,
+                     batch: OutputBatch | None = None) -> None:
+    """Write the official format atomically; it is validated before it replaces `path` (or joins `batch`).
 
     The check runs against `expected_ids` (e.g. the task's image_ids.txt) when given, else against
     `ids`; a broken rule raises InputError and leaves `path` untouched.
@@ -326,7 +327,7 @@ def write_submission(path, ids: Sequence[str], labels, expected_ids: Iterable[st
         raise ValueError(f"{len(ids)} ids but {len(y)} labels")
     _check_writable_ids(path, ids)
     text = "".join(f"{image_id},{label}\n" for image_id, label in zip(ids, y.tolist()))
-    with atomic_path(path) as tmp:
+    with atomic_path(path, batch) as tmp:
         tmp.write_text(text, encoding="utf-8")
         problems = validate_submission(tmp, ids if expected_ids is None else expected_ids)
         if problems:
@@ -334,7 +335,7 @@ def write_submission(path, ids: Sequence[str], labels, expected_ids: Iterable[st
 
 
 def write_scores(path, ids: Sequence[str], scores, labels=None,
-                 columns: dict[str, Sequence[float]] | None = None) -> None:
+                 columns: dict[str, Sequence[float]] | None = None, batch: OutputBatch | None = None) -> None:
     """A headered `id,score` (or `id,label,score`) CSV that `read_predictions` reads back exactly.
 
     `columns` adds one named column per extra score after `score` (classify: every scorer computed).
@@ -354,7 +355,7 @@ def write_scores(path, ids: Sequence[str], scores, labels=None,
         label = [str(y[n])] if y is not None else []
         cells = [image_id, *label, repr(s[n].item()), *(repr(v[n]) for v in extra.values())]
         rows.append(",".join(cells))
-    with atomic_path(path) as tmp:
+    with atomic_path(path, batch) as tmp:
         tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
