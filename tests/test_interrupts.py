@@ -16,7 +16,7 @@ import pytest
 
 import ganfp
 from ganfp import fileio
-from ganfp.errors import Interrupted
+from ganfp.errors import Interrupted, RuntimeFailure, StopSignal
 
 from conftest import write_class_folder
 from helpers.membership_cases import write_case
@@ -103,6 +103,53 @@ def test_a_signal_ends_classify_with_one_line_and_every_output_whole(tmp_path, s
                           env={**os.environ, "PYTHONPATH": SRC})
     assert done.returncode == 0, done.stderr  # the next run needs no cleaning up
     assert out.read_text() != "the previous submission\n"
+
+
+def stopped_by(error: BaseException):
+    """A stand-in for a writer or builder that fails (or is interrupted) before it returns."""
+    def stop(*args, **kwargs):
+        raise error
+
+    return stop
+
+
+def contents(paths) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in paths}
+
+
+SIGTERM_STOP = StopSignal("interrupted by SIGTERM; an output not finished keeps its previous content", 143)
+
+
+@pytest.mark.parametrize("target, error, code", [
+    ("ganfp.submission.write_scores", StopSignal("interrupted by Ctrl-C (SIGINT)", 130), 130),
+    ("ganfp.report.build_report", RuntimeFailure("the report could not be built"), 1),
+    ("ganfp.report.build_report", SIGTERM_STOP, 143),
+], ids=["ctrl-c-in-the-scores", "error-in-the-report", "sigterm-in-the-report"])
+def test_classify_stopped_after_its_submission_is_ready_replaces_no_output(tmp_path, run_cli, monkeypatch, target,
+                                                                           error, code):
+    """A new submission beside the scores and report of an earlier run reads as one result, and is not: an error or
+    a signal while a later output is built leaves every output as the earlier run wrote it."""
+    with_report = target.startswith("ganfp.report")
+    if with_report:
+        pytest.importorskip("matplotlib", reason="the report needs the plots extra (matplotlib)")
+    real, gen, _ = write_case(tmp_path / "case")
+    out = tmp_path / "out"
+    outputs = {"--out": out / "sub.csv", "--scores": out / "scores.csv"}
+    if with_report:
+        outputs["--report"] = out / "report.html"
+    args = ["classify", real, "--generated", gen, "--method", "knn", "--features", "pixels16", "--data-root",
+            tmp_path / "data", *(arg for option, path in outputs.items() for arg in (option, path))]
+    done, _, err = run_cli(*args)
+    assert done == 0, err
+    first = contents(outputs.values())
+    monkeypatch.setattr(target, stopped_by(error))
+    stopped, _, err = run_cli(*args, "--used-fraction", "0.25")  # another submission than the first run's
+    assert stopped == code, err
+    assert contents(outputs.values()) == first
+    assert temporaries(out) == []
+    monkeypatch.undo()
+    done, _, err = run_cli(*args, "--used-fraction", "0.25")
+    assert done == 0 and (out / "sub.csv").read_bytes() != first[outputs["--out"]], err  # it would have differed
 
 
 def tiny_stage(data: Path, out: Path, root: Path, *extra) -> list:

@@ -2,8 +2,9 @@
 
 Without generated images the score is a trained checkpoint's P(used) (the paper's method). With
 them, a membership scorer compares each real image with the generated set (docs/membership.md).
-Everything a user gets is checked first (ids, image sizes, unreadable files) and written atomically;
-the submission is validated against the organisers' rules before the run counts as a success.
+Everything a user gets is checked first (ids, image sizes, unreadable files) and written atomically, its
+outputs together (all replaced, or none); the submission is validated against the organisers' rules before
+the run counts as a success.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.data.real import read_real
 from ganfp.errors import InputError, require_int, require_number
+from ganfp.fileio import written_together
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.pipeline import canonical, default_recipe
@@ -248,7 +250,11 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
              device: str = "auto", batch_size: int = 128, data_root=None, runs_dir=None, seed: int = 0,
              image_size: int | None = None, progress: Progress | None = None,
              reading: MedicalReading | None = None, report: str | None = None, report_n: int = 24) -> ClassifyResult:
-    """Score, decide, write `out` (validated) and optionally the scores CSV; return what was done."""
+    """Score, decide, write `out` (validated) and optionally the scores CSV and the report; return what was done.
+
+    The outputs are replaced together once all are complete: an error or a signal while the report is built
+    leaves every one as an earlier run wrote it, not a new submission beside its old scores and report.
+    """
     from ganfp.device import resolve_device
     from ganfp.submission import decide, used_count, write_scores, write_submission
 
@@ -290,9 +296,6 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     labels = decide(score, used_fraction=used_fraction, threshold=threshold, ids=manifest.ids)
     warnings = constant_labelling(score, labels, threshold) + k_beyond_the_sets(
         k if recipe.k == k else None, len(manifest), len(gen) if gen is not None and recipe.method != "classifier" else None)
-    write_submission(out, manifest.ids, labels, expected_ids=expected)
-    if scores_path:
-        write_scores(scores_path, manifest.ids, score, columns=scorers)
     summary = {
         "images": len(labels),
         "generated": len(gen) if gen is not None and recipe.method != "classifier" else None,
@@ -316,7 +319,12 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         "seconds": round(time.perf_counter() - started, 2),
         "warnings": warnings,
     }
-    if report:
-        space = parse_features(recipe.features or DEFAULT_FEATURES)
-        summary["report"] = classify_report(report, scorer, space, score, labels, summary, report_n, cut=threshold).path
+    with written_together() as outputs:  # --out, --scores and --report all replaced, or none (fileio)
+        write_submission(out, manifest.ids, labels, expected_ids=expected, batch=outputs)
+        if scores_path:
+            write_scores(scores_path, manifest.ids, score, columns=scorers, batch=outputs)
+        if report:
+            space = parse_features(recipe.features or DEFAULT_FEATURES)
+            summary["report"] = classify_report(report, scorer, space, score, labels, summary, report_n,
+                                                cut=threshold, batch=outputs).path
     return ClassifyResult(manifest.ids, labels, score, scorers, summary, choice)
