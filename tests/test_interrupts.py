@@ -152,6 +152,28 @@ def test_classify_stopped_after_its_submission_is_ready_replaces_no_output(tmp_p
     assert done == 0 and (out / "sub.csv").read_bytes() != first[outputs["--out"]], err  # it would have differed
 
 
+def test_evaluate_stopped_while_drawing_its_plot_keeps_its_previous_report(tmp_path, run_cli, monkeypatch):
+    """--report and --plot describe one evaluation: a report of this run beside the figure of another is not."""
+    pytest.importorskip("matplotlib", reason="the report and the plot need the plots extra (matplotlib)")
+    from ganfp.submission import write_scores
+
+    real, gen, truth = write_case(tmp_path / "case")
+    preds, labels, out = tmp_path / "scores.csv", tmp_path / "labels.csv", tmp_path / "out"
+    write_scores(preds, list(truth), [float(i % 5) for i in range(len(truth))])
+    labels.write_text("id,label\n" + "".join(f"{i},{y}\n" for i, y in truth.items()))
+    outputs = [out / "report.html", out / "figure.png"]
+    args = ["evaluate", preds, labels, "--report", outputs[0], "--plot", outputs[1], "--real", real, "--generated", gen,
+            "--report-n", "2", "--data-root", tmp_path / "data"]
+    done, _, err = run_cli(*args)
+    assert done == 0, err
+    first = contents(outputs)
+    monkeypatch.setattr("ganfp.plots.plot_report", stopped_by(SIGTERM_STOP))
+    stopped, _, err = run_cli(*args, "--used-fraction", "0.25")
+    assert stopped == 143, err
+    assert contents(outputs) == first
+    assert temporaries(out) == []
+
+
 def tiny_stage(data: Path, out: Path, root: Path, *extra) -> list:
     return ["train-stage", "--data", data, "--out", out, "--model", "conv5", "--image-size", "16",
             "--batch-size", "8", "--epochs", "2", "--data-root", root, "--device", "cpu", *extra]

@@ -120,6 +120,7 @@ def evaluate(
     from ganfp.data.medical import MedicalReading
     from ganfp.errors import InputError
     from ganfp.evaluation import TASKS, detect_task, evaluate_classes, evaluate_clusters, evaluate_files
+    from ganfp.fileio import written_together
 
     if task not in TASKS:
         raise InputError(f"--task {task}: choose one of: {', '.join(TASKS)}")
@@ -154,16 +155,17 @@ def evaluate(
         if real is None:
             raise InputError("--report needs --real REAL: the real images the predictions are about")
     report = evaluate_files(preds, labels, used_fraction=used_fraction, threshold=threshold)
-    if html_report is not None:
-        from ganfp.membership.recipe import DEFAULT_FEATURES
-        from ganfp.report import evaluation_report
+    with written_together() as outputs:  # --report and --plot both replaced, or neither
+        if html_report is not None:
+            from ganfp.membership.recipe import DEFAULT_FEATURES
+            from ganfp.report import evaluation_report
 
-        evaluation_report(html_report, report, real, features or DEFAULT_FEATURES, generated, report_n, data_root,
-                          reading)
-    if plot is not None:
-        from ganfp.plots import plot_report
+            evaluation_report(html_report, report, real, features or DEFAULT_FEATURES, generated, report_n,
+                              data_root, reading, batch=outputs)
+        if plot is not None:
+            from ganfp.plots import plot_report
 
-        plot_report(report, plot)
+            plot_report(report, plot, batch=outputs)
     if json_out:
         ui.print_json(report.to_dict() | ({"plot": str(plot)} if plot is not None else {})
                       | ({"report": str(html_report)} if html_report is not None else {}))
