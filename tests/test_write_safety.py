@@ -121,6 +121,32 @@ def test_a_writer_killed_half_way_keeps_the_old_file(tmp_path):
     assert target.read_bytes() == b"old"
     leftovers = [p for p in tmp_path.iterdir() if p != target]
     assert leftovers and all(p.stat().st_size > 0 for p in leftovers)  # it was killed mid-write, beside the file
+    _age(leftovers)
+    fileio.write_text(target, "new")  # the next write of the same output tidies up after the killed one
+    assert [p.name for p in tmp_path.iterdir()] == ["big.bin"] and target.read_text() == "new"
+
+
+def _age(paths, seconds: float = 2 * fileio.ABANDONED_AFTER_S) -> None:
+    then = time.time() - seconds
+    for path in paths:
+        os.utime(path, (then, then))
+
+
+def test_a_live_writers_temporary_file_is_never_tidied_away(tmp_path):
+    """Only a temporary file whose writer is gone is abandoned: one still being written (however old) stays."""
+    target, other = tmp_path / "sub.csv", tmp_path / "sub.csv.bak"
+    with fileio.written_together() as batch, fileio.atomic_path(target, batch) as live:
+        live.write_text("a long report")
+        _age([live])
+        stray = tmp_path / ".sub.csv.0123abcd.tmp"  # a killed writer's, but younger than a live one could be
+        stray.write_text("x")
+        fileio.write_text(target, "another run's")
+        fileio.write_text(other, "not this output's")
+        assert live.exists() and stray.exists()
+    assert target.read_text() == "a long report"
+    _age([stray])
+    fileio.write_text(target, "later")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.csv", "sub.csv.bak"]
 
 
 @pytest.mark.parametrize("stop", [RuntimeError("the report failed"), KeyboardInterrupt()])

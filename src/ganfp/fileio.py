@@ -11,6 +11,8 @@ import json
 import os
 import re
 import secrets
+import time
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Iterator
 
@@ -31,6 +33,46 @@ def _new_temp(path: Path) -> Path:
     raise FileExistsError(f"{path}: no free temporary name beside it")
 
 
+def _claim(tmp: Path):
+    """An open handle holding an advisory lock on `tmp` while its writer lives (None without fcntl).
+
+    The kernel drops the lock with the process however it ends, so a temporary file nobody holds is one
+    whose writer was killed (kill -9, a power cut): `_remove_abandoned` may delete it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no claims, and nothing is ever called abandoned
+        return None
+    f = open(tmp, "rb")
+    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    return f
+
+
+ABANDONED_AFTER_S = 60  # a temporary file this young may be one a live writer has created but not yet claimed
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Delete the temporary files of `path` that a killed writer left (`.NAME.XXXXXXXX.tmp`, claimed by nobody).
+
+    Outputs a user names (--out, --scores, --report) are in no folder ganfp locks, so the next write of the same
+    output is what tidies up after a killed one.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp")
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        try:
+            if not pattern.fullmatch(tmp.name) or time.time() - tmp.lstat().st_mtime < ABANDONED_AFTER_S:
+                continue
+            with open(tmp, "rb") as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                tmp.unlink(missing_ok=True)
+        except (BlockingIOError, OSError):
+            continue  # held by a live writer, or gone or unreadable: leave it
+
+
 class OutputBatch:
     """One command's outputs, which a reader takes as belonging together (a submission, its scores, its report).
 
@@ -41,13 +83,16 @@ class OutputBatch:
 
     def __init__(self) -> None:
         self._staged: list[tuple[Path, Path]] = []  # (temporary file, target), in the order they were written
+        self._claims: list = []  # open locked handles, one per temporary file, closed when the batch ends
 
     @contextlib.contextmanager
     def path(self, target: str | os.PathLike) -> Iterator[Path]:
         """Yield a temporary path beside `target` to write; when the block ends without error it joins the batch."""
         target = Path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned(target)
         tmp = _new_temp(target)
+        self._claims.append(_claim(tmp))
         try:
             yield tmp
         except BaseException:
@@ -67,6 +112,8 @@ class OutputBatch:
     def _discard(self) -> None:
         for tmp, _ in self._staged:
             tmp.unlink(missing_ok=True)  # gone already once committed
+        for claim in filter(None, self._claims):
+            claim.close()
 
 
 @contextlib.contextmanager
