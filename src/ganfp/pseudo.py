@@ -45,7 +45,8 @@ class PseudoContext:
     data_root: str | Path | None
 
 
-# name -> fn(context) -> one score per image, higher = more likely "used"
+# name -> fn(context) -> one score per image, higher = more likely "used"; meta `reads_generated`: the source
+# scores against the dataset's generated images (so they belong to the stage's data, and must exist)
 PSEUDO_LABELERS: Registry[Callable[[PseudoContext], np.ndarray]] = Registry("pseudo-label source")
 
 
@@ -58,7 +59,7 @@ def self_scores(ctx: PseudoContext) -> np.ndarray:
     return probs[:, used_class_index(ctx.classes)]
 
 
-@PSEUDO_LABELERS.register("knn")
+@PSEUDO_LABELERS.register("knn", reads_generated=True)
 def knn_scores(ctx: PseudoContext) -> np.ndarray:
     """Calibrated nearest-neighbour scores against the dataset's own generated images: the stronger
     source, since it looks at the generated set (the classifier never does)."""
@@ -74,9 +75,9 @@ def knn_scores(ctx: PseudoContext) -> np.ndarray:
 
 def check_source(source: str, manifest: Manifest) -> None:
     """What a source needs of the dataset, known from its manifest before a single image is decoded."""
-    if source == "knn" and not manifest.info.get("generated"):
+    if PSEUDO_LABELERS.entry(source).meta.get("reads_generated") and not manifest.info.get("generated"):
         raise InputError(
-            f'{manifest.name}: pseudo_labels = "knn" needs a dataset with generated images '
+            f'{manifest.name}: pseudo_labels = "{source}" needs a dataset with generated images '
             "(e.g. imageclef-gans-2023:test, demo:gans-test)"
         )
 
