@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ganfp.chain import builtin_chains, load_chain, run_chain, stage_configs
 from ganfp.errors import InputError
@@ -219,6 +222,60 @@ def test_a_later_stage_with_no_data_stops_the_chain_before_the_first_stage_train
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
     spec = load_chain(write_chain(tmp_path, f"folder:{first}", second))
     run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
-    shutil.rmtree(first)  # a finished stage is skipped without reading its data
+    shutil.rmtree(first)  # a finished stage whose data is gone is kept, saying its images went unchecked
     _, again = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
     assert [r.status for r in again] == ["skipped"] * 3
+    assert any("kept without comparing its images" in w and "no such folder" in w for w in again[0].warnings)
+
+
+def _rewrite(path):
+    """New pixels in the same file, dated a minute later (a coarse file system would not see a quick edit)."""
+    Image.fromarray(np.full((16, 16), 7, dtype=np.uint8)).save(path)
+    later = path.stat().st_mtime + 60
+    os.utime(path, (later, later))
+
+
+@pytest.mark.parametrize("edit", ["changed", "added", "removed"])
+def test_a_stage_whose_images_changed_is_retrained_with_the_stages_after_it(tmp_path, two_datasets, edit):
+    """Stage 2's `b` class (which stage 3, on `a`, does not read): stage 1 is kept, 2 and 3 retrain, and say why."""
+    spec = load_chain(write_chain(tmp_path, *two_datasets))
+    run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    b = two_datasets[1] / "b"
+    {"changed": lambda: _rewrite(b / "b000.png"), "added": lambda: _rewrite(b / "b999.png"),
+     "removed": lambda: (b / "b000.png").unlink()}[edit]()
+    _, again = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    assert [r.status for r in again] == ["skipped", "trained", "trained"]
+    assert [r.reason for r in again] == ["", "images changed", "second retrained"]
+    _, after = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    assert [r.status for r in after] == ["skipped"] * 3  # the new images are recorded: current again
+
+
+def test_a_stage_finished_before_images_were_recorded_is_kept_and_says_so(tmp_path, two_datasets):
+    """A stage finished by an older ganfp (no `dataset_fingerprint` in meta.json) is not retrained unasked:
+    it may be hours of work whose images never changed. The run says their images went unchecked, and how to
+    retrain them."""
+    spec = load_chain(write_chain(tmp_path, *two_datasets))
+    run_dir, _ = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    for stage in ("01-first", "02-second"):
+        meta = json.loads((run_dir / stage / "meta.json").read_text())
+        del meta["dataset_fingerprint"]
+        (run_dir / stage / "meta.json").write_text(json.dumps(meta))
+    _rewrite(two_datasets[0] / "a" / "a000.png")
+    _, again = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    assert [r.status for r in again] == ["skipped"] * 3
+    assert any("older ganfp" in w and "--from-stage first" in w for w in again[0].warnings)
+    assert any("--from-stage second" in w for w in again[1].warnings)
+
+
+def test_the_chain_table_says_why_a_stage_is_retrained(tmp_path, two_datasets, run_cli):
+    chain = write_chain(tmp_path, *two_datasets)
+    args = ["chain", "--model", "conv5", "--chain", chain, "--runs-dir", tmp_path / "runs", "--data-root",
+            tmp_path / "root"]
+    assert run_cli(*args)[0] == 0
+    _rewrite(two_datasets[1] / "b" / "b001.png")
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert "retraining second: images changed" in err
+    assert "trained (images changed)" in out and "trained (second retrained)" in out
+    code, out, err = run_cli(*args, "--json")
+    assert [r["reason"] for r in json.loads(out)] == ["", "", ""]  # a kept stage has nothing to explain

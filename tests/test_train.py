@@ -319,6 +319,49 @@ def test_an_interrupted_stage_continues_only_with_resume(class_folder, tmp_path,
     assert json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 2
 
 
+def test_an_interrupted_stage_whose_images_changed_is_not_continued(class_folder, tmp_path, run_cli, monkeypatch):
+    """Its epochs so far saw other images (and another split): continuing would pass them off as this data's."""
+    import ganfp.train
+    from PIL import Image
+
+    out = tmp_path / "s"
+    args = ["train-stage", "--data", class_folder, "--out", out, "--model", "conv5", "--image-size", "16",
+            "--batch-size", "8", "--epochs", "2", "--data-root", tmp_path / "root"]
+    run_epoch = ganfp.train.run_epoch
+
+    def stop_in_epoch_2(fit, epoch, observer):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return run_epoch(fit, epoch, observer)
+
+    monkeypatch.setattr(ganfp.train, "run_epoch", stop_in_epoch_2)
+    assert run_cli(*args)[0] == 130 and (out / "last.safetensors").is_file()
+    monkeypatch.undo()
+    Image.fromarray(np.full((32, 32), 7, dtype=np.uint8)).save(class_folder / "a" / "a999.png")  # one image more
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 2 and "was written on other images" in err and "--force" in err
+    code, _, err = run_cli(*args, "--force")
+    assert code == 0 and json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 2
+
+
+def test_the_dataset_fingerprint_follows_what_the_stage_trains_on(tmp_path):
+    """Files, labels, groups and fixed splits; the generated images only for a pseudo-label source that reads them."""
+    from ganfp.data.manifest import Item, Manifest
+    from ganfp.train import dataset_fingerprint
+
+    write_class_folder(tmp_path / "gen", 2, 8)
+    real = [str(write_class_folder(tmp_path / "real", 2, 8) / "a" / f"a00{i}.png") for i in range(2)]
+    manifest = Manifest("x", ["not_used", "used"], [Item(p, label=i) for i, p in enumerate(real)],
+                        info={"generated": str(tmp_path / "gen")})
+    knn, own = StageConfig(pseudo_labels="knn"), StageConfig(pseudo_labels="self")
+    before = {cfg.pseudo_labels: dataset_fingerprint(cfg, manifest) for cfg in (knn, own)}
+    assert dataset_fingerprint(knn, manifest.with_labels([1, 0])) != before["knn"]
+    regrouped = dataclasses.replace(manifest, items=[dataclasses.replace(it, group="p1") for it in manifest.items])
+    assert dataset_fingerprint(own, regrouped) != before["self"]
+    (tmp_path / "gen" / "b" / "b000.png").unlink()
+    assert dataset_fingerprint(knn, manifest) != before["knn"] and dataset_fingerprint(own, manifest) == before["self"]
+
+
 def test_a_stage_is_not_current_once_the_stage_it_started_from_is_retrained(class_folder, tmp_path, run_cli):
     tiny = ["--model", "conv5", "--image-size", "16", "--batch-size", "8", "--epochs", "1",
             "--data-root", tmp_path / "root"]

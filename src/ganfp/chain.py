@@ -3,8 +3,8 @@
 Chains are TOML files: a `[defaults]` table of StageConfig fields and a list of `[[stages]]`.
 `paper` and `demo` are built in. The whole file is checked before the first stage trains, and
 every bad key is reported at once with its line. A run lives in `<runs>/<chain>-<model>/`;
-finished stages whose settings and starting point are unchanged are skipped when the chain runs
-again. Pseudo-labelling an unlabelled stage happens here: the trainer receives labelled images.
+finished stages whose settings, starting point and images are unchanged are skipped when the chain
+runs again. Pseudo-labelling an unlabelled stage happens here: the trainer receives labelled images.
 """
 
 from __future__ import annotations
@@ -21,20 +21,22 @@ from typing import Callable
 from ganfp import distributed
 from ganfp.checkpoint import CHAIN_FILE, stage_status
 from ganfp.data.adapters import load_manifest
+from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
 from ganfp.fileio import folder_lock, write_json, writer_of
 from ganfp.models import model_entry
 from ganfp.pseudo import PSEUDO_LABELERS, PseudoSettings, check_source, pseudo_label
 from ganfp.train import (
     StageConfig,
-    StageData,
     StageSummary,
     check_labels,
     check_out_dir,
     completed,
+    dataset_fingerprint,
     load_stage_images,
     plain_name_problem,
     run_stage,
+    setting_changes,
     setup_device,
     start_identity,
 )
@@ -296,12 +298,12 @@ def _train_stage(cfg: StageConfig, out_dir, resume: bool, data_root, observer, i
         return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)  # reports it, returns it
     manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
     check_source(cfg.pseudo_labels, manifest)
-    manifest, images = load_stage_images(cfg, data_root, observer, manifest)
+    data = load_stage_images(cfg, data_root, observer, manifest)
     settings = PseudoSettings(
         cfg.pseudo_labels, cfg.pseudo_fraction, cfg.pseudo_features, cfg.pseudo_k, cfg.seed, cfg.batch_size
     )
-    manifest, images = pseudo_label(settings, cfg.init, manifest, images, device, data_root)
-    data = StageData(manifest, images, val_labels=f"pseudo:{cfg.pseudo_labels}")
+    manifest, images = pseudo_label(settings, cfg.init, data.manifest, data.images, device, data_root)
+    data = dataclasses.replace(data, manifest=manifest, images=images, val_labels=f"pseudo:{cfg.pseudo_labels}")
     return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume, data=data)
 
 
@@ -325,11 +327,21 @@ def run_chain(
         return run_dir, _run_stages(spec, model, configs, run_dir, data_root, from_stage, observer_for)
 
 
+@dataclass(frozen=True)
+class StagePlan:
+    """What a chain run does with one stage, decided for every stage before the first one trains."""
+
+    train: bool
+    resume: bool = False  # continue an interrupted run of it (its last.safetensors), if there is one
+    reason: str = ""  # why a finished stage is trained again: "images changed", "--from-stage", ...
+    note: str = ""  # why a kept stage's images went unchecked
+
+
 def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir: Path, data_root,
                 from_stage: str | None, observer_for) -> list[StageSummary]:
-    """`run_chain` once its run folder is locked: check every stage that will train, then train them in order."""
+    """`run_chain` once its run folder is locked: plan (and check) every stage, then train them in order."""
     first_id = start_identity(configs[0].init)  # a weights file's hash: read once, it can be hundreds of MB
-    check_stages_to_train(spec, configs, run_dir, data_root, from_stage, first_id)
+    plans = plan_stages(spec, configs, run_dir, data_root, from_stage, first_id)
     record = {
         "chain": spec.name,
         "model": model,
@@ -338,27 +350,18 @@ def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir
             {"name": c.name, "dir": stage_folder(i, c.name), "status": "pending"} for i, c in enumerate(configs, 1)
         ],
     }
-    rerun, prev_id, results = False, first_id, []
-    for cfg, entry in zip(configs, record["stages"]):
+    prev_id, results = first_id, []
+    for cfg, plan, entry in zip(configs, plans, record["stages"]):
         out_dir = run_dir / entry["dir"]
-        rerun = rerun or cfg.name == from_stage
-        summary = None if rerun else completed(cfg, out_dir, prev_id)
-        if summary is None:
+        if plan.train:
             _write_record(run_dir, record)
-            observer = observer_for(cfg) if observer_for else None
-            with observer if observer is not None else contextlib.nullcontext() as obs:
-                summary = train_stage(
-                    cfg,
-                    out_dir,
-                    resume=not rerun,
-                    data_root=data_root,
-                    observer=obs,
-                    init_id=prev_id,
-                    strict_resume=False,
-                )
-            rerun = True  # later stages start from new weights
+            summary = _train_planned(cfg, plan, out_dir, data_root, prev_id, observer_for)
+        else:
+            summary = completed(cfg, out_dir, prev_id)
         if cfg.pseudo_labels:  # also for a stage finished before summaries said so
             summary = dataclasses.replace(summary, val_labels=f"pseudo:{cfg.pseudo_labels}")
+        if plan.note:
+            summary = dataclasses.replace(summary, warnings=[*summary.warnings, plan.note])
         done = stage_status(out_dir)
         entry.update(status="complete", run_id=done["run_id"] if done else "", digest=cfg.digest(prev_id))
         _write_record(run_dir, record)
@@ -367,26 +370,87 @@ def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir
     return results
 
 
-def check_stages_to_train(
+def _train_planned(cfg: StageConfig, plan: StagePlan, out_dir: Path, data_root, init_id: str,
+                   observer_for) -> StageSummary:
+    """One stage the plan trains; a finished one says first why it is trained again."""
+    observer = observer_for(cfg) if observer_for else None
+    with observer if observer is not None else contextlib.nullcontext() as obs:
+        if obs is not None and plan.reason and distributed.is_main():
+            obs("message", {"text": f"retraining {cfg.name}: {plan.reason}"})
+        summary = train_stage(cfg, out_dir, resume=plan.resume, data_root=data_root, observer=obs, init_id=init_id,
+                              strict_resume=False)
+    return dataclasses.replace(summary, reason=plan.reason)
+
+
+def plan_stages(
     spec: ChainSpec, configs: list[StageConfig], run_dir: Path, data_root, from_stage: str | None, first_id: str
-) -> None:
-    """Every stage that will train finds its dataset, before the first one trains: a missing folder in
-    stage 3 must not be found after hours of stages 1 and 2. Stages that will be skipped are not read."""
-    rerun, prev_id = False, first_id
+) -> list[StagePlan]:
+    """Which stages train, and why, before the first one does.
+
+    A finished stage is kept while its settings, the weights it started from and its images are unchanged;
+    every stage after one that trains trains too. Every stage that will train finds its dataset now: a missing
+    folder in stage 3 must not be found after hours of stages 1 and 2. Images are compared by their file
+    lists (`dataset_fingerprint`); none is decoded.
+    """
+    plans, prev_id, trained = [], first_id, None
     for i, cfg in enumerate(configs, 1):
-        out_dir = run_dir / stage_folder(i, cfg.name)
-        rerun = rerun or cfg.name == from_stage or completed(cfg, out_dir, prev_id) is None
-        if not rerun:
-            prev_id = stage_status(out_dir)["run_id"]
-            continue
-        try:
+        done = stage_status(run_dir / stage_folder(i, cfg.name))
+        forced = f"{trained} retrained" if trained else "--from-stage" if cfg.name == from_stage else ""
+        plan = _plan_stage(spec, i, cfg, done, prev_id, forced, data_root)
+        if plan.train:
+            trained = cfg.name
+        else:
+            prev_id = done["run_id"]
+        plans.append(plan)
+    return plans
+
+
+def _plan_stage(spec: ChainSpec, i: int, cfg: StageConfig, done: dict | None, prev_id: str, forced: str,
+                data_root) -> StagePlan:
+    """One stage's plan; `forced` says why it trains whatever its folder holds (or is "")."""
+    if done is not None and not forced and done.get("digest") == cfg.digest(prev_id):
+        return _compare_images(spec, i, cfg, done, data_root)
+    _check_dataset(spec, i, cfg, data_root)
+    if done is None:
+        return StagePlan(train=True, resume=not forced)
+    changes = setting_changes(done.get("config") or {}, cfg)
+    return StagePlan(train=True, reason=forced or (f"settings changed: {changes}" if changes else "its start changed"))
+
+
+def _compare_images(spec: ChainSpec, i: int, cfg: StageConfig, done: dict, data_root) -> StagePlan:
+    """A finished stage with the same settings and start is kept while its dataset lists the files it trained on.
+
+    One that an older ganfp finished (no `dataset_fingerprint` in its meta.json) is kept, not retrained unasked
+    (it can be hours of training), and so is one whose dataset cannot be read now; both say so.
+    """
+    recorded = done.get("dataset_fingerprint")
+    if recorded is None:
+        return StagePlan(train=False, note=f"stage {cfg.name}: finished by an older ganfp, which did not record its "
+                         "images, so they were not compared; if its dataset changed since, retrain it with "
+                         f"--from-stage {cfg.name}")
+    try:
+        manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
+        unchanged = dataset_fingerprint(cfg, manifest) == recorded
+    except InputError as exc:
+        return StagePlan(train=False, note=f"stage {cfg.name}: kept without comparing its images, which cannot be "
+                         f"read now ({exc})")
+    if unchanged:
+        return StagePlan(train=False)
+    _check_dataset(spec, i, cfg, data_root, manifest)
+    return StagePlan(train=True, reason="images changed")
+
+
+def _check_dataset(spec: ChainSpec, i: int, cfg: StageConfig, data_root, manifest: Manifest | None = None) -> None:
+    """The stage can train on its dataset, known from its file list; else one error naming the stage's line."""
+    try:
+        if manifest is None:
             manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
-            if cfg.pseudo_labels:
-                check_source(cfg.pseudo_labels, manifest)
-            else:
-                check_labels(cfg, manifest)
-        except InputError as exc:
-            raise InputError(f"{spec.locate(i, 'dataset')}: stage {i} ({cfg.name}): {exc}") from None
+        if cfg.pseudo_labels:
+            check_source(cfg.pseudo_labels, manifest)
+        else:
+            check_labels(cfg, manifest)
+    except InputError as exc:
+        raise InputError(f"{spec.locate(i, 'dataset')}: stage {i} ({cfg.name}): {exc}") from None
 
 
 def _write_record(run_dir: Path, record: dict) -> None:
@@ -397,8 +461,8 @@ def _write_record(run_dir: Path, record: dict) -> None:
 def runs_trained_on(datasets: set[str], runs_root: Path) -> list[tuple[Path, str]]:
     """(run folder, its first finished stage trained on one of `datasets`) of each chain run in `runs_root`.
 
-    A re-run skips a finished stage whatever became of its images, so whoever replaces a dataset's images
-    names these: retraining them is `--from-stage STAGE`.
+    Whoever replaces a dataset's images names these: their models stay trained on the old images until
+    their chain runs again (and retrains from that stage).
     """
     found = []
     for record in sorted(Path(runs_root).glob(f"*/{CHAIN_FILE}")):

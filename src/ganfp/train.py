@@ -46,6 +46,7 @@ from ganfp.membership.spaces import parse_features
 from ganfp.data.adapters import load_manifest, parse_spec
 from ganfp.data.augment import BatchAugment
 from ganfp.data.cache import default_memory_budget, load_images
+from ganfp.data.generated import generated_manifest
 from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices
@@ -54,6 +55,7 @@ from ganfp.errors import InputError, Interrupted, RuntimeFailure, StopSignal
 from ganfp.fileio import write_json, write_text
 from ganfp.metrics import confusion_metrics
 from ganfp.models import create_model, model_entry
+from ganfp.pseudo import PSEUDO_LABELERS
 
 Observer = Callable[[str, dict], None]
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1", "lr"]
@@ -313,6 +315,7 @@ class StageState:
     """Where training stands: the epoch, the best epoch so far and the patience count, plus the history."""
 
     digest: str
+    dataset_fingerprint: str = ""  # the images it trains on (`dataset_fingerprint`); "" in an older ganfp's file
     epoch: int = 0
     best_val_loss: float = math.inf
     best_epoch: int = 0
@@ -357,7 +360,8 @@ class StageSummary:
     best_val_f1: float
     seconds: float
     val_labels: str = "true"
-    status: str = "trained"  # trained | skipped (finished earlier with the same settings)
+    status: str = "trained"  # trained | skipped (finished earlier with the same settings and images)
+    reason: str = ""  # why a chain trained a finished stage again ("images changed", ...); "" otherwise
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -387,6 +391,7 @@ class StageData:
     manifest: Manifest
     images: torch.Tensor
     val_labels: str = "true"
+    dataset_fingerprint: str = ""  # the dataset as listed, before bad files were dropped or pseudo-labels drawn
 
 
 @dataclass
@@ -532,12 +537,13 @@ def setup_device(cfg: StageConfig) -> torch.device:
 
 
 def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = None,
-                      manifest: Manifest | None = None) -> tuple[Manifest, torch.Tensor]:
+                      manifest: Manifest | None = None) -> StageData:
     """The stage's manifest (given, when the caller checked it first) and its images decoded at the stage's size."""
     if manifest is None:
         manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
     if manifest.labelled or not cfg.pseudo_labels:
         check_labels(cfg, manifest)  # missing labels or a missing class are known before a single image is decoded
+    fingerprint = dataset_fingerprint(cfg, manifest)  # before decoding: an image rewritten meanwhile reads as changed
     budget = default_memory_budget() if cfg.memory_budget is None else int(cfg.memory_budget * 1e9)
     with distributed.main_first():  # rank 0 decodes; the other ranks then read its cache
         imageset = load_images(
@@ -559,7 +565,22 @@ def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = N
         )
     for path, reason in imageset.bad:
         _notify(observer, "message", {"text": f"skipped {path}: {reason}"})
-    return imageset.manifest, imageset.images
+    return StageData(imageset.manifest, imageset.images, dataset_fingerprint=fingerprint)
+
+
+def dataset_fingerprint(cfg: StageConfig, manifest: Manifest) -> str:
+    """What a chain re-run compares to tell whether a finished stage's images changed, without decoding one.
+
+    Each file's path, size and mtime with its label (`Manifest.fingerprint`, as the decode cache keys images),
+    the class names, and the groups and fixed splits that the 8:2 split is drawn from (its seed is a setting);
+    for a pseudo-label source that scores against them (`reads_generated`), the generated images as well.
+    """
+    h = hashlib.sha256(manifest.fingerprint().encode())
+    h.update(json.dumps([manifest.classes, manifest.groups, [it.split for it in manifest.items]]).encode())
+    generated = manifest.info.get("generated")
+    if cfg.pseudo_labels and generated and PSEUDO_LABELERS.entry(cfg.pseudo_labels).meta.get("reads_generated"):
+        h.update(generated_manifest(generated).fingerprint(with_labels=False).encode())
+    return h.hexdigest()
 
 
 def check_labels(cfg: StageConfig, manifest: Manifest) -> None:
@@ -665,7 +686,8 @@ def _occupied(cfg: StageConfig, out_dir: Path, digest: str, resume: bool) -> str
     done = stage_status(out_dir)
     if done is not None:
         if done.get("digest") != digest:
-            return (f"holds a stage finished with other settings ({_changes(done.get('config') or {}, cfg)}); "
+            changes = setting_changes(done.get("config") or {}, cfg) or "the --init it started from has changed since"
+            return (f"holds a stage finished with other settings ({changes}); "
                     "choose another --out, or add --force to replace it")
         if resume:
             return None
@@ -683,29 +705,42 @@ def _occupied(cfg: StageConfig, out_dir: Path, digest: str, resume: bool) -> str
             "add --resume to continue it, or --force to start over")
 
 
-def _changes(old: dict, cfg: StageConfig) -> str:
+def setting_changes(old: dict, cfg: StageConfig) -> str:
     """`epochs 5 -> 2, lr 0.01 -> 0.003`: the settings that differ from a finished stage's recorded config."""
-    diffs = [f"{k} {old[k]!r} -> {v!r}" for k, v in cfg.identity().items() if k in old and old[k] != v]
-    return ", ".join(diffs) or "the --init it started from has changed since"
+    return ", ".join(f"{k} {old[k]!r} -> {v!r}" for k, v in cfg.identity().items() if k in old and old[k] != v)
 
 
-def start_or_resume(fit: Fit, out_dir: Path, digest: str, resume: bool, strict_resume: bool, observer) -> StageState:
-    """The state to train from: `last.safetensors` when resuming with the same settings, else a fresh one."""
+def start_or_resume(fit: Fit, out_dir: Path, fresh: StageState, resume: bool, strict_resume: bool,
+                    observer) -> StageState:
+    """The state to train from: `last.safetensors` when resuming with the same settings and images, else `fresh`."""
     resume_path = out_dir / RESUME_FILE
-    saved = resume_digest(resume_path) if resume else None
-    if saved is not None and saved != digest and strict_resume:
-        raise InputError(
-            f"{resume_path}: was written with other settings; add --force instead of --resume to start over"
-        )
-    if saved == digest:
+    saved = resume_header(resume_path) if resume else None
+    why = _resume_mismatch(saved, fresh) if saved is not None else None
+    if why and strict_resume:
+        raise InputError(f"{resume_path}: was written {why}; add --force instead of --resume to start over")
+    if saved is not None and not why:
         state = StageState(**load_resume(resume_path, fit.model, fit.optimizer))
         _notify(observer, "message", {"text": f"resuming {fit.cfg.name} after epoch {state.epoch}"})
         return state
-    if resume and strict_resume:
+    if why:
+        _notify(observer, "message", {"text": f"{resume_path} was written {why}: {fit.cfg.name} starts over"})
+    elif resume and strict_resume:
         _notify(observer, "message", {"text": f"nothing to resume in {out_dir}; starting fresh"})
     if distributed.is_main():
         (out_dir / META_FILE).unlink(missing_ok=True)  # an old result must not look like this run's
-    return StageState(digest=digest)
+    return fresh
+
+
+def _resume_mismatch(saved: dict, fresh: StageState) -> str | None:
+    """Why an interrupted run cannot be continued as `fresh`'s: other settings, or epochs on other images.
+
+    A file from a ganfp that did not record the images is continued, as it was then.
+    """
+    if saved.get("digest") != fresh.digest:
+        return "with other settings"
+    if saved.get("dataset_fingerprint", fresh.dataset_fingerprint) != fresh.dataset_fingerprint:
+        return "on other images (the dataset changed since)"
+    return None
 
 
 def run_epoch(fit: Fit, epoch: int, observer) -> dict:
@@ -825,6 +860,7 @@ def finish(
                 "config": dataclasses.asdict(cfg),
                 "metrics": summary.to_dict(),
                 "data_fingerprint": data.manifest.fingerprint(),
+                "dataset_fingerprint": data.dataset_fingerprint,
                 "versions": package_versions(),
                 "device": str(fit.device),
                 "world_size": distributed.world_size(),
@@ -860,9 +896,10 @@ def run_stage(
         return done
     torch.manual_seed(cfg.seed)
     if data is None:
-        data = StageData(*load_stage_images(cfg, data_root, observer))
+        data = load_stage_images(cfg, data_root, observer)
     fit = prepare_fit(cfg, data, device)
-    state = start_or_resume(fit, out_dir, cfg.digest(init_id), resume, strict_resume, observer)
+    fresh = StageState(digest=cfg.digest(init_id), dataset_fingerprint=data.dataset_fingerprint)
+    state = start_or_resume(fit, out_dir, fresh, resume, strict_resume, observer)
     warnings = batch_warnings(cfg, len(fit.train_idx))
     for text in warnings:
         _notify(observer, "message", {"text": f"WARNING: {text}"})
@@ -896,11 +933,6 @@ def write_history(path: Path, history: list[dict], pseudo: bool = False) -> None
     for row in history:
         writer.writerow({rename.get(k, k): (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
     write_text(path, buf.getvalue())
-
-
-def resume_digest(path: Path) -> str | None:
-    state = resume_header(path)
-    return state.get("digest") if state is not None else None
 
 
 def _main_only(observer):

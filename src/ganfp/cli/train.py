@@ -40,12 +40,17 @@ def print_results(title: str, summaries: list, as_json: bool) -> None:
             title + " (val acc / F1: the best epoch's, by validation loss)",
             ["stage", "dataset", "train", "val", "epochs", "val acc", "val F1", "time (s)", "status"],
             [[s.stage, s.dataset, s.train_size, s.val_size, s.epochs_run, _score(s.best_val_accuracy, s.pseudo),
-              _score(s.best_val_f1, s.pseudo), f"{s.seconds:.1f}", s.status] for s in summaries],
+              _score(s.best_val_f1, s.pseudo), f"{s.seconds:.1f}", _status(s)] for s in summaries],
             caption="(pseudo): agreement with the stage's own pseudo-labels, not accuracy on true labels" if pseudo else None,
         )
     for s in summaries:
         for text in s.warnings:
             ui.warn(text)
+
+
+def _status(summary) -> str:
+    """`trained (images changed)`: a stage a chain trained again says why."""
+    return f"{summary.status} ({summary.reason})" if summary.reason else summary.status
 
 
 def _score(value: float | None, pseudo: bool) -> str:
