@@ -426,9 +426,9 @@ def test_cli_network_failure_exits_1(tmp_path, run_cli, monkeypatch):
 
 
 def test_cli_fetch_demo_with_other_images_names_the_runs_trained_on_the_old_ones(tmp_path, run_cli, monkeypatch):
-    """A chain re-run skips finished stages even when the demo was rebuilt with another seed under them: fetch-data
-    names those runs and their first demo stage, to retrain with --from-stage; the same seed again (byte-identical
-    images) and runs on other data are not named."""
+    """Runs whose finished stages were trained on the demo before it was rebuilt with another seed hold models of
+    images that are gone until their chain runs again (which retrains them): fetch-data names those runs and their
+    first demo stage; the same seed again (byte-identical images) and runs on other data are not named."""
     from ganfp.fileio import write_json
 
     def build_demo(target, seed=0):
@@ -452,5 +452,6 @@ def test_cli_fetch_demo_with_other_images_names_the_runs_trained_on_the_old_ones
     assert code == 0, err
     warning = err[err.index("warning:"):]
     assert "seed 0 -> 7" in warning
-    assert f"{runs / 'demo-resnet18'} (re-run its chain with --from-stage casia)" in warning
+    assert "until their chain runs again, which retrains them" in warning
+    assert f"{runs / 'demo-resnet18'} (from stage casia)" in warning
     assert "mine-conv5" not in warning

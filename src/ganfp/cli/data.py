@@ -89,8 +89,9 @@ def fetch_data(
 
 
 def _warn_runs_on_old_demo(before: dict, after: dict | None) -> None:
-    """A demo rebuilt with other images (another seed or demo version) leaves the chain runs trained on the old
-    ones finished, and a re-run skips finished stages (docs/chain.md): name those runs, and how to retrain them.
+    """A demo rebuilt with other images (another seed or demo version) leaves the models of the chain runs trained
+    on the old ones in place until each chain runs again, which retrains them (docs/chain.md): name those runs, so
+    nobody classifies with a model of images that are gone unawares.
 
     Only runs in the runs folder fetch-data can know of ($GANFP_RUNS, else ./runs) are found.
     """
@@ -104,9 +105,9 @@ def _warn_runs_on_old_demo(before: dict, after: dict | None) -> None:
     runs = runs_trained_on(CHAIN_SPECS, runs_root())
     if runs:
         change = f"seed {old[0]} -> {new[0]}" if old[0] != new[0] else f"demo version {old[1]} -> {new[1]}"
-        listed = ", ".join(f"{run} (re-run its chain with --from-stage {stage})" for run, stage in runs)
-        ui.warn(f"the demo images changed ({change}); a chain re-run skips finished stages, so these runs stay "
-                f"trained on the old images until retrained: {listed}")
+        listed = ", ".join(f"{run} (from stage {stage})" for run, stage in runs)
+        ui.warn(f"the demo images changed ({change}); these runs hold models trained on the old images until their "
+                f"chain runs again, which retrains them: {listed}")
 
 
 IMAGE_COUNTS = ("used", "not_used", "generated", "images")  # what an ImageCLEF part's layout counts
