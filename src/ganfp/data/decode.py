@@ -18,7 +18,7 @@ from ganfp.data.manifest import is_dicom, is_nifti
 from ganfp.data.medical import decode_medical, medical_size
 from ganfp.errors import InputError
 
-DECODE_VERSION = 2  # bump when decoding changes, so caches rebuild
+DECODE_VERSION = 3  # bump when decoding changes, so caches rebuild
 HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 WINDOW_PERCENTILES = (0.5, 99.5)
 # PIL warns (two lines on stderr) between its pixel limit and twice it, and raises above; ganfp refuses
@@ -28,7 +28,16 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def window_to_uint8(values: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(values, WINDOW_PERCENTILES)
+    """The percentile window of the finite values; NaN (outside a float reconstruction's field of view) is black.
+
+    One NaN made every percentile NaN, and the whole image decoded black.
+    """
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(values.shape, dtype=np.uint8)
+    if not finite.all():  # +-inf stay, and clip to white or black
+        values = np.where(np.isnan(values), values[finite].min(), values)
+    lo, hi = np.percentile(values if finite.all() else values[finite], WINDOW_PERCENTILES)
     if hi <= lo:
         return np.zeros(values.shape, dtype=np.uint8)
     scaled = (values.astype(np.float32) - lo) * (255.0 / (hi - lo))
