@@ -89,6 +89,8 @@ def build_world(w: Path) -> dict[str, Path]:
     p["mixed_sizes"] = images(w / "mixed_sizes", 3, prefix="m")
     images(p["mixed_sizes"], 2, size=(24, 24), prefix="n")
     p["nonsquare"] = images(w / "nonsquare", 3, size=(16, 12), prefix="q")
+    p["tiny"] = images(w / "tiny", 3, size=(5, 5), prefix="y")
+    p["tiny_gen"] = images(w / "tiny_gen", 3, size=(5, 5), prefix="yg")
     p["dup_ids"] = images(w / "dup_ids", 3, prefix="d")
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(p["dup_ids"] / "d000.jpg")
     p["comma_id"] = images(w / "comma_id", 3, prefix="k")
@@ -97,6 +99,9 @@ def build_world(w: Path) -> dict[str, Path]:
     for i in (1, 2):
         images(p["two_tests"] / f"real_unknown_{i}", 3, prefix=f"u{i}_")
         images(p["two_tests"] / f"generated_{i}", 3, prefix=f"g{i}_")
+    p["dev_tiny"] = w / "dev_tiny"
+    for part, prefix in (("used", "dt"), ("not_used", "dn"), ("generated", "dg")):
+        images(p["dev_tiny"] / part, 3, size=(5, 5), prefix=prefix)
     p["dev_no_gen"] = w / "dev_no_gen"
     images(p["dev_no_gen"] / "used", 3, prefix="du")
     images(p["dev_no_gen"] / "not_used", 3, prefix="dn")
@@ -690,6 +695,10 @@ add("classify-real-mixed-sizes", *K, "{mixed_sizes}", "--generated", "{gen}", "-
     says="different sizes")
 add("classify-real-not-square", *K, "{nonsquare}", "--generated", "{nonsquare}", "--out", "{out}/s.csv",
     says="not square")
+add("classify-images-below-8-px", *K, "{tiny}", "--generated", "{tiny_gen}", "--out", "{out}/s.csv",
+    says=("y000.png", "5x5", "--image-size"))
+add("classify-calibrate-images-below-8-px", *KR, "--out", "{out}/s.csv", "--calibrate", "{dev_tiny}",
+    says=("dev_tiny", "5x5", "--image-size"))
 add("classify-real-duplicate-ids", *K, "{dup_ids}", "--generated", "{gen}", "--out", "{out}/s.csv", says="d000")
 add("classify-real-comma-id", *K, "{comma_id}", "--generated", "{gen}", "--out", "{out}/s.csv", says="a,b")
 add("classify-two-test-sets", *K, "{two_tests}", "--out", "{out}/s.csv", says=("real_unknown_1", "real_unknown_2"))

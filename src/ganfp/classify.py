@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ganfp.data.generated import generated_manifest, native_image_size
+from ganfp.data.generated import MIN_IMAGE_SIZE, generated_manifest, native_image_size
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.data.real import read_real
@@ -176,7 +176,7 @@ def check_options(method, k, used_fraction, threshold, image_size, batch_size, s
     if used_fraction is not None and not 0.0 < used_fraction < 1.0:
         raise InputError(f"--used-fraction {used_fraction:g}: must be between 0 and 1 (exclusive)")
     if image_size is not None:
-        require_int("image_size", image_size, low=8, high=4096)
+        require_int("image_size", image_size, low=MIN_IMAGE_SIZE, high=4096)
 
 
 def constant_labelling(score: np.ndarray, labels: np.ndarray, threshold: float | None) -> list[str]:

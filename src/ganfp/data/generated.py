@@ -14,6 +14,10 @@ from ganfp.data.manifest import UNLABELLED, Manifest, image_files
 from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError
 
+# The smallest side the membership scorers compare at (--image-size's minimum): the shift-tolerant spaces need
+# a crop left after their shifts, and below 6 px a native size failed there with a traceback.
+MIN_IMAGE_SIZE = 8
+
 
 def generated_manifest(path: str | Path, reading: MedicalReading | None = None, option: str = "") -> Manifest:
     """Every image under the generated folder (sub-folders included; NIfTI: every slice), unlabelled.
@@ -54,4 +58,7 @@ def native_image_size(*manifests: Manifest) -> int:
     ((w, h),) = by_size
     if w != h:
         raise InputError(f"{paths[0]}: images are {w}x{h}, not square; pass --image-size N to resize all to N x N")
+    if w < MIN_IMAGE_SIZE:
+        raise InputError(f"{paths[0]}: images are {w}x{h}, below the {MIN_IMAGE_SIZE} px the membership scorers "
+                         f"compare at; pass --image-size N (at least {MIN_IMAGE_SIZE}) to resize all to N x N")
     return w

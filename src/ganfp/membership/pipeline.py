@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ganfp.data.cache import cache_key
+from ganfp.data.generated import MIN_IMAGE_SIZE
 from ganfp.data.manifest import Manifest
 from ganfp.device import resolve_device
 from ganfp.errors import InputError, require_int
@@ -45,11 +46,11 @@ class ScoringSetup:
     def __post_init__(self):
         """Checked before any image is decoded, as the CLI's options are; a device may be named (`"cpu"`, `"auto"`).
 
-        From Python, `image_size=0` failed inside PIL with a ZeroDivisionError and `device="cpu"` with an
-        AttributeError at the first neighbour pass.
+        From Python, `image_size=0` failed inside PIL with a ZeroDivisionError, `image_size=5` inside the shifted
+        NCC, and `device="cpu"` with an AttributeError at the first neighbour pass.
         """
         if self.image_size is not None:
-            require_int("ScoringSetup image_size", self.image_size, low=1)
+            require_int("ScoringSetup image_size", self.image_size, low=MIN_IMAGE_SIZE)
         if isinstance(self.device, str):
             self.device = resolve_device(self.device)
         elif not isinstance(self.device, torch.device):
