@@ -34,6 +34,24 @@ def test_classify_reads_the_imageclef_test_layout(tmp_path, run_cli):
     assert json.loads(stdout)["generated"] == 8  # it is the generated set
 
 
+@pytest.mark.skipif(os.name == "nt", reason="symbolic links need a privilege on Windows")
+def test_linked_images_are_named_by_their_links(tmp_path, run_cli):
+    """DVC, git-annex and the Hugging Face cache link each named image to a blob named by its hash."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "real").mkdir()
+    for i in range(6):
+        blob = tmp_path / "blobs" / f"{i:02d}5e1f0c9a"
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(blob, format="PNG")
+        (tmp_path / "real" / f"case_{i}.png").symlink_to(blob)
+    _images(tmp_path / "generated", 8, "gen_", 1)
+    out = tmp_path / "sub.csv"
+    code, _, err = run_cli("classify", tmp_path / "real", "--generated", tmp_path / "generated", "--out", out,
+                           "--method", "knn", "--k", "2", "--data-root", tmp_path / "root")
+    assert code == 0, err
+    assert sorted(read_predictions(out).ids) == [f"case_{i}" for i in range(6)]
+
+
 def test_evaluate_reads_a_bom_and_says_the_organisers_would_not(tmp_path, run_cli):
     labels = tmp_path / "labels.csv"
     labels.write_text("id,label\na,1\nb,0\n")

@@ -320,9 +320,13 @@ def _slice_range(path: str, count: int, slices) -> range:
 
 def file_items(path: Path, label: int = UNLABELLED, group: str | None = None, source: str = "",
                reading: MedicalReading | None = None) -> list[Item]:
-    """The images of one file: itself, or one per selected axial slice of a NIfTI volume."""
+    """The images of one file: itself, or one per selected axial slice of a NIfTI volume.
+
+    The path is made absolute, not resolved: a symbolic link's own name is the image's id (a DVC, git-annex or
+    Hugging Face cache links `case_01.png` to a blob named by its hash, which became the id).
+    """
     reading = reading or MedicalReading()
-    where = str(path.resolve())
+    where = os.path.abspath(path)
     if is_nifti(where):
         group = group or volume_stem(where)  # a volume's slices stay on one side of a train/val split
         return [Item(where, label, group=group, source=source, frame=z, window=reading.window)
