@@ -89,6 +89,10 @@ def build_world(w: Path) -> dict[str, Path]:
     p["mixed_sizes"] = images(w / "mixed_sizes", 3, prefix="m")
     images(p["mixed_sizes"], 2, size=(24, 24), prefix="n")
     p["nonsquare"] = images(w / "nonsquare", 3, size=(16, 12), prefix="q")
+    for name in ("broken_link_real", "broken_link_gen"):
+        p[name] = images(w / name, 3, prefix=name[-4:])
+        if hasattr(os, "symlink") and os.name != "nt":
+            (p[name] / "gone.png").symlink_to(w / "moved" / "gone.png")
     p["tiny"] = images(w / "tiny", 3, size=(5, 5), prefix="y")
     p["tiny_gen"] = images(w / "tiny_gen", 3, size=(5, 5), prefix="yg")
     p["dup_ids"] = images(w / "dup_ids", 3, prefix="d")
@@ -699,6 +703,11 @@ add("classify-images-below-8-px", *K, "{tiny}", "--generated", "{tiny_gen}", "--
     says=("y000.png", "5x5", "--image-size"))
 add("classify-calibrate-images-below-8-px", *KR, "--out", "{out}/s.csv", "--calibrate", "{dev_tiny}",
     says=("dev_tiny", "5x5", "--image-size"))
+NO_LINKS = [pytest.mark.skipif(os.name == "nt", reason="symbolic links need a privilege on Windows")]
+add("classify-real-broken-link", *K, "{broken_link_real}", "--generated", "{gen}", "--out", "{out}/s.csv",
+    says=("gone.png", "broken link"), marks=NO_LINKS)
+add("classify-generated-broken-link", *K, "{real}", "--generated", "{broken_link_gen}", "--out", "{out}/s.csv",
+    says=("gone.png", "broken link"), marks=NO_LINKS)
 add("classify-real-duplicate-ids", *K, "{dup_ids}", "--generated", "{gen}", "--out", "{out}/s.csv", says="d000")
 add("classify-real-comma-id", *K, "{comma_id}", "--generated", "{gen}", "--out", "{out}/s.csv", says="a,b")
 add("classify-two-test-sets", *K, "{two_tests}", "--out", "{out}/s.csv", says=("real_unknown_1", "real_unknown_2"))

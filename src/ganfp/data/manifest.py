@@ -141,7 +141,8 @@ def list_folder(folder: str | os.PathLike) -> list[Path]:
 def image_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
     """Image files under `folder` (any case of extension, DICOM and NIfTI too), sorted, skipping hidden files.
 
-    An unreadable folder (or sub-folder) raises InputError: skipping it would silently drop images.
+    An unreadable folder (or sub-folder), or a link named like an image whose target is gone, raises InputError:
+    skipping it would silently drop images.
     """
     folder = Path(folder)
     if recursive:
@@ -159,4 +160,11 @@ def image_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
     else:
         paths = list_folder(folder)
     files = [p for p in paths if not p.name.startswith(".") and is_image_file(p) and p.is_file()]
+    broken = sorted(p for p in paths if not p.name.startswith(".") and p.is_symlink() and not p.exists()
+                    and is_image_file(p))
+    if broken:  # skipping it would silently drop an image from the submission
+        from ganfp.errors import InputError
+
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        raise InputError(f"{broken[0]}: a broken link, to {os.readlink(broken[0])}, which does not exist{more}")
     return sorted(files)
