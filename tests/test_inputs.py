@@ -52,6 +52,20 @@ def test_linked_images_are_named_by_their_links(tmp_path, run_cli):
     assert sorted(read_predictions(out).ids) == [f"case_{i}" for i in range(6)]
 
 
+def test_a_generated_set_of_flat_images_scores_finitely(tmp_path, run_cli):
+    """A collapsed generator's all-black output: whitening by its spectrum divided by zero power."""
+    _images(tmp_path / "real", 6, "real_", 0)
+    (tmp_path / "generated").mkdir()
+    for i in range(8):
+        Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "generated" / f"gen_{i}.png")
+    scores = tmp_path / "scores.csv"
+    code, _, err = run_cli("classify", tmp_path / "real", "--generated", tmp_path / "generated", "--out",
+                           tmp_path / "sub.csv", "--scores", scores, "--data-root", tmp_path / "root")
+    assert code == 0, err
+    values = np.loadtxt(scores, delimiter=",", skiprows=1, usecols=(1, 2, 3, 4))
+    assert values.shape == (6, 4) and np.isfinite(values).all()
+
+
 def test_evaluate_reads_a_bom_and_says_the_organisers_would_not(tmp_path, run_cli):
     labels = tmp_path / "labels.csv"
     labels.write_text("id,label\na,1\nb,0\n")

@@ -47,6 +47,8 @@ def mean_power(images: torch.Tensor) -> torch.Tensor:
 def whitening_filter(real: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
     """(2 size, size + 1) gain per frequency: generated power^-1/2 x min(1, real / generated power), 0 where not reproduced."""
     gen_power, real_power = mean_power(generated), mean_power(real)
+    if float(gen_power.max()) == 0:  # every generated image flat (a collapsed generator): it reproduces no detail
+        return torch.zeros(gen_power.shape)  # (the floor below was 0, and 1/sqrt(0) x 0 NaN reached the scorers)
     gen_power = gen_power.clamp_min(float(gen_power.max()) * FLOOR)
     wiener = (real_power / gen_power).clamp_(max=1.0)
     reproduced = gen_power >= REPRODUCED * real_power
