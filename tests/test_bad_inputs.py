@@ -607,7 +607,7 @@ KR = (*K, "{real}", "--generated", "{gen}")
 add("classify-no-out", *KR, says="--out")
 add("classify-no-real", *K, "--out", "{out}/s.csv", says="real")
 add("classify-real-missing", *K, "{missing}", "--generated", "{gen}", "--out", "{out}/s.csv", says="missing")
-add("classify-real-file", *K, "{afile}", "--generated", "{gen}", "--out", "{out}/s.csv", says="afile")
+add("classify-real-file", *K, "{afile}", "--generated", "{gen}", "--out", "{out}/s.csv", says=("afile", "is a file"))
 add("classify-real-empty", *K, "{empty}", "--generated", "{gen}", "--out", "{out}/s.csv", says="no images")
 add("classify-real-unreadable", *K, "{unreadable}", "--generated", "{gen}", "--out", "{out}/s.csv",
     says=("unreadable", "cannot read"), patch=unreadable("unreadable"))
@@ -677,6 +677,7 @@ add("classify-method-without-generated", *K, "{real}", "--method", "knn", "--out
 add("classify-calibrate-without-generated", *K, "{real}", "--calibrate", "{dev_no_gen}", "--method", "knn",
     "--out", "{out}/s.csv", says="--generated")
 add("classify-calibrate-missing", *KR, "--out", "{out}/s.csv", "--calibrate", "{missing}", says="missing")
+add("classify-calibrate-file", *KR, "--out", "{out}/s.csv", "--calibrate", "{afile}", says=("--calibrate", "is a file"))
 add("classify-calibrate-unlabelled", *KR, "--out", "{out}/s.csv", "--calibrate", "{real}", says="real")
 add("classify-calibrate-no-generated", *KR, "--out", "{out}/s.csv", "--calibrate", "{dev_no_gen}", says="generated")
 add("classify-ids-missing", *KR, "--out", "{out}/s.csv", "--ids", "{missing}", says="missing")

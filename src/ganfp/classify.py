@@ -70,6 +70,9 @@ def dev_sets(spec: str, data_root=None, reading: MedicalReading | None = None) -
     from ganfp.data.adapters.folder import folder_manifest
 
     path = Path(spec).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--calibrate {spec}: is a file; a dev set is a folder with used/, not_used/ and generated/, "
+                         "or a labelled dataset spec")
     if path.is_dir():
         real = folder_manifest(path, classes=["not_used", "used"], name=f"folder:{path}", exclude=("generated",),
                                reading=reading)

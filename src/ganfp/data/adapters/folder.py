@@ -23,6 +23,8 @@ def folder_manifest(path: str | Path, classes: list[str] | None = None, name: st
     and NIfTI files become images (HU window, ids, slices); each NIfTI slice is one item.
     """
     root = Path(path).expanduser()
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root}: is a file, not a folder of images")
     if not root.is_dir():
         raise InputError(f"{root}: no such folder")
     spec = name or f"folder:{root}"
