@@ -254,6 +254,32 @@ def test_calibration_prints_its_choice(run_cli, case, tmp_path):
     assert code == 0 and "calibration chose: knn " in err and "95% bootstrap interval" in err
 
 
+def test_a_dev_share_labelling_every_real_image_alike_is_refused_before_they_are_scored(run_cli, case, tmp_path,
+                                                                                        monkeypatch):
+    """The dev set's prevalence is the used fraction unless one is given: said as such, not as "used fraction"."""
+    real, gen, _, root = case
+    dev = write_dev(tmp_path / "dev", n_used=8, n_not_used=2)  # prevalence 0.8: both of 2 images used
+    few = tmp_path / "few"
+    few.mkdir()
+    for image in sorted(real.iterdir())[:2]:
+        shutil.copy(image, few / image.name)
+    monkeypatch.setattr(MembershipScorer, "final", lambda *a: pytest.fail("the real images were scored"))
+    code, _, err = run_cli("classify", few, "--generated", gen, "--calibrate", dev, "--out", tmp_path / "s.csv", *root)
+    one_line_error(code, err, "--calibrate", "share of used images, 0.8,", "all of the 2 real images",
+                   "--used-fraction", "below 0.75")
+
+
+def test_one_real_image_is_refused_before_calibration(run_cli, case, tmp_path, monkeypatch):
+    real, gen, _, root = case
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(sorted(real.iterdir())[0], one)
+    monkeypatch.setattr("ganfp.classify.calibrate", lambda *a, **k: pytest.fail("calibrated first"))
+    code, _, err = run_cli("classify", one, "--generated", gen, "--calibrate", write_dev(tmp_path / "dev"),
+                           "--out", tmp_path / "s.csv", *root)
+    one_line_error(code, err, str(one), "1 real image", "at least 2")
+
+
 def test_calibration_candidates_keep_half_of_the_default(tmp_path):
     """Unless a method is named, every candidate but the default is rank-averaged with the default: a dev
     set can prefer a scorer that the test images do not, and the default's half keeps what it sees."""

@@ -237,6 +237,30 @@ def choose_recipe(calibrate_on: str | None, setup: ScoringSetup, asked: Recipe, 
     return recipe, used_fraction, choice
 
 
+def check_dev_fraction(choice: Choice, n: int, spec: str) -> None:
+    """The dev set's share of used images, carried to the real images, must label some of them each way. Checked
+    before they are scored, and named as what it is: the user gave no used fraction."""
+    from ganfp.submission import fraction_bound, used_count
+
+    try:
+        used_count(choice.used_fraction, n)
+    except InputError:
+        none = choice.used_fraction * n < n / 2
+        raise InputError(f"--calibrate {spec}: the dev set's share of used images, {choice.used_fraction:.3g}, labels "
+                         f"{'none' if none else 'all'} of the {n} real images used; give --used-fraction, the share "
+                         f"you expect among them ({fraction_bound(n, none)})") from None
+
+
+def check_enough_real(real: str, n: int, method: str | None) -> None:
+    """The neighbour scorers judge each real image against the other real ones: one image is refused before
+    any work (with --calibrate it was refused only after the whole calibration had run)."""
+    name = method or DEFAULT_METHOD
+    if n < 2 and name in SCORERS and SCORERS.entry(name).meta["needs"] in ("neighbours", "members"):
+        which = f"the default method, {name}," if method is None else f"--method {name}"
+        raise InputError(f"{real}: holds {n} real image; {which} compares each real image with the other real "
+                         "images too, so it needs at least 2")
+
+
 def check_checkpoint_used(checkpoint: str, unused: bool, runs_dir) -> None:
     """A --checkpoint must be one, and must be read: a typo in an option nothing reads would pass silently."""
     from ganfp.checkpoint import resolve_checkpoint
@@ -288,12 +312,16 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
                method is None)
     if checkpoint is not None:
         check_checkpoint_used(checkpoint, membership and not calibrate_on and features != "checkpoint", runs_dir)
+    if membership:
+        check_enough_real(real, len(manifest), method)
     size = image_size or (native_image_size(manifest, gen) if membership else None)
     setup = ScoringSetup(size, resolve_device(device), batch_size=batch_size, data_root=data_root, checkpoint=checkpoint,
                          runs_dir=runs_dir, seed=seed, progress=progress)
 
     recipe, used_fraction, choice = choose_recipe(calibrate_on, setup, Recipe(method, features, k), image_size,
                                                   used_fraction, threshold, gen is not None, reading)
+    if choice is not None and threshold is None and used_fraction == choice.used_fraction:
+        check_dev_fraction(choice, len(manifest), calibrate_on)
     scorer = MembershipScorer(manifest, gen, setup)
     score, scorers = scorer.final(recipe)
     labels = decide(score, used_fraction=used_fraction, threshold=threshold, ids=manifest.ids)

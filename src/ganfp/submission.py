@@ -382,10 +382,14 @@ def used_count(q: float, n: int) -> int:
     """
     k = int(math.floor(q * n + 0.5))
     if 0 < q < 1 and n >= 2 and k in (0, n):
-        bound = f"at least {0.5 / n:.3g}" if k == 0 else f"below {(n - 0.5) / n:.3g}"
         raise InputError(f"used fraction {q:g} labels {'none' if k == 0 else 'all'} of the {n} images used; "
-                         f"with {n} images give {bound}")
+                         f"with {n} images give {fraction_bound(n, none=k == 0)}")
     return k
+
+
+def fraction_bound(n: int, none: bool) -> str:
+    """The used fractions that label some of n images each way, on the side a fraction labelling none (or all) missed."""
+    return f"at least {0.5 / n:.3g}" if none else f"below {(n - 0.5) / n:.3g}"
 
 
 def decide(scores, used_fraction: float | None = None, threshold: float | None = None, ids=None) -> np.ndarray:
