@@ -413,6 +413,18 @@ def test_a_threshold_labelling_every_image_alike_is_said_aloud(run_cli, case, tm
     assert code == 0 and json.loads(stdout)["warnings"] == [] and "labels all" not in err
 
 
+def test_real_images_among_the_generated_ones_are_said_aloud(run_cli, case, tmp_path):
+    """--generated naming the folder above the real one: every real image is its own nearest generated image."""
+    real, gen, labels, root = case
+    code, stdout, err = run_cli("classify", real, "--generated", real.parent, "--out", tmp_path / "s.csv", "--json",
+                                *root)
+    assert code == 0, err
+    (warning,) = json.loads(stdout)["warnings"]
+    assert f"--generated {real.parent}: holds {len(labels)} of the {len(labels)} real images too" in warning
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json", *root)
+    assert code == 0 and json.loads(stdout)["warnings"] == []
+
+
 def test_a_k_above_the_sets_sizes_is_said_aloud(run_cli, case, tmp_path):
     """--k 500 of a few dozen generated images compares with all of them: the user is told k was not 500."""
     real, gen, labels, root = case

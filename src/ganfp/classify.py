@@ -10,6 +10,7 @@ the run counts as a success.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -251,6 +252,20 @@ def check_dev_fraction(choice: Choice, n: int, spec: str) -> None:
                          f"you expect among them ({fraction_bound(n, none)})") from None
 
 
+def real_among_generated(real: Manifest, generated: Manifest | None, where: str) -> list[str]:
+    """Real images that are generated images too (the same file): `--generated` naming the real folder, or a folder
+    above it, puts every real image beside itself, its own nearest generated image, so each scores as used. A
+    warning, not a refusal: a quick smoke run may point both at one folder."""
+    if generated is None:
+        return []
+    real_files = {os.path.realpath(item.path) for item in real.items}
+    shared = sorted(item.path for item in generated.items if os.path.realpath(item.path) in real_files)
+    if not shared:
+        return []
+    return [f"{where}: holds {len(shared)} of the {len(real)} real images too (e.g. {shared[0]}); each is its own "
+            "nearest generated image and scores as used: point it at the generator's images only"]
+
+
 def check_enough_real(real: str, n: int, method: str | None) -> None:
     """The neighbour scorers judge each real image against the other real ones: one image is refused before
     any work (with --calibrate it was refused only after the whole calibration had run)."""
@@ -325,7 +340,9 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     scorer = MembershipScorer(manifest, gen, setup)
     score, scorers = scorer.final(recipe)
     labels = decide(score, used_fraction=used_fraction, threshold=threshold, ids=manifest.ids)
-    warnings = constant_labelling(score, labels, threshold) + k_beyond_the_sets(
+    shared = real_among_generated(manifest, gen if recipe.method != "classifier" else None,
+                                  f"--generated {generated}" if generated else str(gen_dir))
+    warnings = shared + constant_labelling(score, labels, threshold) + k_beyond_the_sets(
         k if recipe.k == k else None, len(manifest), len(gen) if gen is not None and recipe.method != "classifier" else None)
     summary = {
         "images": len(labels),
