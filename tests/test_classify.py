@@ -269,6 +269,15 @@ def test_a_dev_share_labelling_every_real_image_alike_is_refused_before_they_are
                    "--used-fraction", "below 0.75")
 
 
+def test_an_id_the_submission_cannot_hold_names_its_image_before_scoring(run_cli, case, tmp_path, monkeypatch):
+    real, gen, _, root = case
+    first = sorted(real.iterdir())[0]
+    first.rename(real / "scan 1, slice 2.png")
+    monkeypatch.setattr(MembershipScorer, "final", lambda *a: pytest.fail("the real images were scored"))
+    code, _, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", *root)
+    one_line_error(code, err, "scan 1, slice 2.png: its id", "official format", "rename the file")
+
+
 def test_one_real_image_is_refused_before_calibration(run_cli, case, tmp_path, monkeypatch):
     real, gen, _, root = case
     one = tmp_path / "one"

@@ -46,6 +46,16 @@ class ClassifyResult:
     calibration: Choice | None = None
 
 
+def check_writable_ids(manifest: Manifest) -> None:
+    """Every image's id can be a row of the submission: refused now, naming the image, not after the scoring as an
+    error about the output file."""
+    from ganfp.submission import UNWRITABLE_ID, writable_id
+
+    for item in manifest.items:
+        if not writable_id(item.id):
+            raise InputError(f"{item.path}: its id {item.id!r} {UNWRITABLE_ID}; rename the file")
+
+
 def check_ids(ids: list[str], ids_path) -> list[str]:
     """The listed ids, which must be exactly the images' ids."""
     from ganfp.submission import preview_ids, read_ids
@@ -311,6 +321,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     if report:
         require_matplotlib()
     manifest = read_real(real, data_root, reading)
+    check_writable_ids(manifest)
     if used_fraction is not None:
         used_count(used_fraction, len(manifest))  # known now, not after the scoring
     expected = check_ids(manifest.ids, ids_path) if ids_path else None

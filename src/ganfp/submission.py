@@ -303,12 +303,19 @@ def read_labels(path) -> Labels:
     return Labels(preds.ids, preds.labels)
 
 
+UNWRITABLE_ID = "cannot be written in the official format (empty, or holds a comma, a line break or surrounding spaces)"
+
+
+def writable_id(image_id: str) -> bool:
+    """Whether an id can be a row of the official format."""
+    return bool(image_id) and image_id == image_id.strip() and not any(c in image_id for c in ",\n\r")
+
+
 def _check_writable_ids(path, ids: list[str]) -> None:
     seen = set()
     for image_id in ids:
-        if not image_id or image_id != image_id.strip() or any(c in image_id for c in ",\n\r"):
-            raise InputError(f"{path}: id {image_id!r} cannot be written in the official format "
-                             "(empty, or holds a comma, a line break or surrounding spaces)")
+        if not writable_id(image_id):
+            raise InputError(f"{path}: id {image_id!r} {UNWRITABLE_ID}")
         if image_id in seen:
             raise InputError(f"{path}: id {image_id!r} appears twice (two images with the same name?)")
         seen.add(image_id)
@@ -388,7 +395,7 @@ def used_count(q: float, n: int) -> int:
 
 
 def fraction_bound(n: int, none: bool) -> str:
-    """The used fractions that label some of n images each way, on the side a fraction labelling none (or all) missed."""
+    """The used fractions that label some of n images each way, on the side a fraction labelling none or all missed."""
     return f"at least {0.5 / n:.3g}" if none else f"below {(n - 0.5) / n:.3g}"
 
 
