@@ -85,6 +85,8 @@ def build_world(w: Path) -> dict[str, Path]:
     full = (p["truncated_real"] / "t000.png").read_bytes()
     (p["truncated_real"] / "t000.png").write_bytes(full[:60])
     p["textpng_real"] = images(w / "textpng_real", 3, prefix="x")
+    p["empty_png_gen"] = images(w / "empty_png_gen", 3, prefix="e")
+    (p["empty_png_gen"] / "e999.png").write_bytes(b"")
     (p["textpng_real"] / "notes.png").write_text("hello")
     p["mixed_sizes"] = images(w / "mixed_sizes", 3, prefix="m")
     images(p["mixed_sizes"], 2, size=(24, 24), prefix="n")
@@ -695,6 +697,8 @@ add("classify-generated-bomb", *K, "{real}", "--generated", "{bomb_gen}", "--out
 add("classify-real-corrupt", *K, "{corrupt_real}", "--generated", "{gen}", "--out", "{out}/s.csv", says="broken.png")
 add("classify-real-truncated", *K, "{truncated_real}", "--generated", "{gen}", "--out", "{out}/s.csv",
     "--image-size", "16", says="t000.png")
+add("classify-generated-empty-png", *K, "{real}", "--generated", "{empty_png_gen}", "--out", "{out}/s.csv",
+    says=("e999.png", "empty file (0 bytes)"))
 add("classify-real-text-as-png", *K, "{textpng_real}", "--generated", "{gen}", "--out", "{out}/s.csv", says="notes.png")
 add("classify-real-mixed-sizes", *K, "{mixed_sizes}", "--generated", "{gen}", "--out", "{out}/s.csv",
     says="different sizes")

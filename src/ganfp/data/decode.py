@@ -9,6 +9,7 @@ slice visible and is robust to a few outlier pixels.
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 
 import numpy as np
@@ -63,12 +64,21 @@ def _reading(path: str):
     except FileNotFoundError as exc:
         raise InputError(f"{path}: file not found") from exc
     except UnidentifiedImageError as exc:
+        if _empty(path):  # an interrupted download or copy, not a file of another format
+            raise InputError(f"{path}: empty file (0 bytes)") from exc
         raise InputError(f"{path}: not an image file (cannot identify format)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputError(f"{path}: image too large, refused as a possible decompression bomb ({exc})") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: cannot decode image ({reason})") from exc
+
+
+def _empty(path: str) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False
 
 
 def _open(path: str) -> Image.Image:
