@@ -434,6 +434,19 @@ def test_real_images_among_the_generated_ones_are_said_aloud(run_cli, case, tmp_
     assert code == 0 and json.loads(stdout)["warnings"] == []
 
 
+def test_copies_of_one_image_split_by_the_cut_are_said_aloud(run_cli, case, tmp_path):
+    """Equal scores on both sides of a used fraction are labelled in id order: not evidence, so a warning."""
+    real, gen, labels, root = case
+    first, *others = sorted(real.iterdir())
+    for image in others:
+        shutil.copy(first, image)
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json", *root)
+    assert code == 0, err
+    (warning,) = json.loads(stdout)["warnings"]
+    assert f"{len(labels)} images share the score at the cut" in warning
+    assert f"{len(labels) // 2} of them are labelled used in the order of their ids" in warning
+
+
 def test_a_k_above_the_sets_sizes_is_said_aloud(run_cli, case, tmp_path):
     """--k 500 of a few dozen generated images compares with all of them: the user is told k was not 500."""
     real, gen, labels, root = case

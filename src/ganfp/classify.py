@@ -203,6 +203,19 @@ def constant_labelling(score: np.ndarray, labels: np.ndarray, threshold: float |
             f"{score.min():.4g} to {score.max():.4g} (--used-fraction labels by rank instead)"]
 
 
+def ties_at_the_cut(score: np.ndarray, labels: np.ndarray, threshold: float | None) -> list[str]:
+    """Images of one score on both sides of a used-fraction cut (copies of one image, or a scorer that tells them
+    nothing apart) are labelled in the order of their ids: said aloud, since that half is not evidence."""
+    if threshold is not None or labels.all() or not labels.any():
+        return []
+    cut = score[labels == 1].min()
+    tied = score == cut
+    if not (tied & (labels == 0)).any():
+        return []
+    return [f"{int(tied.sum())} images share the score at the cut, {cut:.4g} (copies of one image?): "
+            f"{int((tied & (labels == 1)).sum())} of them are labelled used in the order of their ids, not by evidence"]
+
+
 def k_beyond_the_sets(k: int | None, real: int, generated: int | None) -> list[str]:
     """A --k above what a set holds compares with the whole set (a neighbour pass cannot find more): said aloud,
     since a user who asked for 100 neighbours of 50 generated images would otherwise believe k was 100."""
@@ -351,10 +364,11 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     scorer = MembershipScorer(manifest, gen, setup)
     score, scorers = scorer.final(recipe)
     labels = decide(score, used_fraction=used_fraction, threshold=threshold, ids=manifest.ids)
-    shared = real_among_generated(manifest, gen if recipe.method != "classifier" else None,
-                                  f"--generated {generated}" if generated else str(gen_dir))
-    warnings = shared + constant_labelling(score, labels, threshold) + k_beyond_the_sets(
-        k if recipe.k == k else None, len(manifest), len(gen) if gen is not None and recipe.method != "classifier" else None)
+    compared = gen if recipe.method != "classifier" else None
+    n_compared = len(compared) if compared is not None else None
+    warnings = (real_among_generated(manifest, compared, f"--generated {generated}" if generated else str(gen_dir))
+                + constant_labelling(score, labels, threshold) + ties_at_the_cut(score, labels, threshold)
+                + k_beyond_the_sets(k if recipe.k == k else None, len(manifest), n_compared))
     summary = {
         "images": len(labels),
         "generated": len(gen) if gen is not None and recipe.method != "classifier" else None,
