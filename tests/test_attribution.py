@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -157,6 +158,20 @@ def test_every_cluster_header_attribute_writes_is_scored_as_a_clustering(task, t
 def blobs(rng: np.random.Generator, n_per: int = 10) -> tuple[np.ndarray, list[str]]:
     images = np.concatenate([class_images(rng, c, n_per) for c in range(3)])
     return images, [cls for cls in CLASSES for _ in range(n_per)]
+
+
+def test_linked_unknown_images_are_named_by_their_links(task, tmp_path):
+    """DVC, git-annex and the Hugging Face cache link each named image to a blob named by its hash."""
+    linked = tmp_path / "unknown"
+    linked.mkdir()
+    for i, image in enumerate(sorted((task / "unknown").glob("*.png"))):
+        blob = tmp_path / "blobs" / f"{i:02d}9f3c2e7a"
+        blob.parent.mkdir(exist_ok=True)
+        blob.write_bytes(image.read_bytes())
+        (linked / image.name).symlink_to(blob)
+    cfg = dataclasses.replace(config(task, tmp_path, method="knn", features="pixels8"), unknown=str(linked))
+    attribute(cfg)
+    assert accuracy(tmp_path / "a.csv", task / "labels.csv") > 0.9  # every id found in labels.csv
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ package imports this module: it only orchestrates.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -199,7 +200,8 @@ def read_images(spec: str, data_root=None) -> Manifest:
         files = image_files(path)
         if not files:
             raise InputError(f"{path}: no images (expected PNG, JPEG, TIFF... files)")
-        items = [Item(str(p.resolve()), UNLABELLED, source=spec) for p in files]
+        # absolute, not resolved: a linked image (DVC, git-annex, a Hugging Face cache) is named by its link, not its blob
+        items = [Item(os.path.abspath(p), UNLABELLED, source=spec) for p in files]
         manifest = Manifest(f"folder:{path}", [], items, str(path))
     else:
         manifest = load_manifest(spec, data_root)
