@@ -447,6 +447,20 @@ def test_copies_of_one_image_split_by_the_cut_are_said_aloud(run_cli, case, tmp_
     assert f"{len(labels) // 2} of them are labelled used in the order of their ids" in warning
 
 
+def test_real_and_generated_images_of_other_bit_depths_are_said_aloud(run_cli, case, tmp_path):
+    """16-bit real slices (CT values) against 8-bit generated ones: each set is read with its own contrast."""
+    real, gen, labels, root = case
+    for image in sorted(real.glob("*.png")):  # the same slices, saved as 16-bit PNGs
+        pixels = np.asarray(Image.open(image).convert("L"), dtype=np.uint16) * 16 + 24
+        Image.fromarray(pixels.astype(np.uint16)).save(image)
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json", *root)
+    assert code == 0, err
+    (warning,) = json.loads(stdout)["warnings"]
+    assert warning.startswith(f"the real images are 16-bit or float (e.g. {real}") and "generated ones 8-bit" in warning
+    code, stdout, err = run_cli("classify", real, "--generated", real, "--out", tmp_path / "s.csv", "--json", *root)
+    assert code == 0 and not any("bit" in w for w in json.loads(stdout)["warnings"])  # one depth: no word of it
+
+
 def test_a_k_above_the_sets_sizes_is_said_aloud(run_cli, case, tmp_path):
     """--k 500 of a few dozen generated images compares with all of them: the user is told k was not 500."""
     real, gen, labels, root = case

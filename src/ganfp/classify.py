@@ -216,6 +216,32 @@ def ties_at_the_cut(score: np.ndarray, labels: np.ndarray, threshold: float | No
             f"{int((tied & (labels == 1)).sum())} of them are labelled used in the order of their ids, not by evidence"]
 
 
+DEPTH_SAMPLE = 16  # files read (headers only) from each set to compare bit depths
+
+
+def depths_differ(real: Manifest, generated: Manifest | None) -> list[str]:
+    """A warning when one set is 16-bit (or float) and the other 8-bit. A 16-bit image is windowed by its own 0.5-99.5
+    percentiles, an 8-bit one is read as it is, so one slice saved both ways differs in contrast and every
+    distance compares the two windows as much as the images."""
+    from ganfp.data.decode import high_depth
+
+    if generated is None:
+        return []
+    found = {}
+    for name, manifest in (("real", real), ("generated", generated)):
+        step = max(1, len(manifest) // DEPTH_SAMPLE)
+        found[name] = {depth: item.path for item in manifest.items[::step][:DEPTH_SAMPLE]
+                       if (depth := high_depth(item.path)) is not None}
+    if not all(found.values()) or set(found["real"]) == set(found["generated"]):
+        return []
+    bits = {name: "16-bit or float" if True in paths else "8-bit" for name, paths in found.items()}
+    example = {name: paths[True in paths] for name, paths in found.items()}
+    return [f"the real images are {bits['real']} (e.g. {example['real']}) and the generated ones {bits['generated']} "
+            f"(e.g. {example['generated']}): ganfp stretches each 16-bit image between its own 0.5 and 99.5 "
+            "percentiles and reads 8-bit ones as they are, so the two sets may differ in contrast; save both at one "
+            "bit depth, windowed as the generator's training images were"]
+
+
 def k_beyond_the_sets(k: int | None, real: int, generated: int | None) -> list[str]:
     """A --k above what a set holds compares with the whole set (a neighbour pass cannot find more): said aloud,
     since a user who asked for 100 neighbours of 50 generated images would otherwise believe k was 100."""
@@ -368,7 +394,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     n_compared = len(compared) if compared is not None else None
     warnings = (real_among_generated(manifest, compared, f"--generated {generated}" if generated else str(gen_dir))
                 + constant_labelling(score, labels, threshold) + ties_at_the_cut(score, labels, threshold)
-                + k_beyond_the_sets(k if recipe.k == k else None, len(manifest), n_compared))
+                + k_beyond_the_sets(k if recipe.k == k else None, len(manifest), n_compared)
+                + depths_differ(manifest, compared))
     summary = {
         "images": len(labels),
         "generated": len(gen) if gen is not None and recipe.method != "classifier" else None,

@@ -99,6 +99,15 @@ def image_size(path: str) -> tuple[int, int]:
         return img.size
 
 
+def high_depth(path: str) -> bool | None:
+    """Whether the file holds more than 8 bits per pixel (windowed by its percentiles when decoded), from its
+    header; None for DICOM and NIfTI, which are windowed in HU whatever their depth."""
+    if is_dicom(path) or is_nifti(path):
+        return None
+    with _reading(path), _open(path) as img:
+        return img.mode in HIGH_DEPTH_MODES
+
+
 def decode_image(path: str, size: int, frame: int | None = None, window: tuple[float, float] | None = None) -> np.ndarray:
     """The image at `path` as a (size, size) uint8 array; a file that isn't an image raises InputError.
 
