@@ -116,9 +116,8 @@ def zoo_spaces() -> list[str]:
     """Every vector space the registries offer, alone; then the clustering default, and pixels joined to each
     frequency fingerprint.
 
-    Left out: pixel kinds with a joint transform (`wstd`): it is fitted to a real and a generated set,
-    attribution computes each image alone, and `wstd32` then gives exactly the `pixels32` vectors.
-    Deep spaces: ImageNet weights need the network, `checkpoint` a chain run.
+    Left out: kinds with a joint transform (`wstd`), which attribution refuses (it reads each image alone);
+    deep spaces: ImageNet weights need the network, `checkpoint` a chain run.
     """
     pixel = [f"{e.name}{PIXEL_SIDE}" for e in SPACE_KINDS if e.obj.vectors and e.obj.joint is None]
     joins = [DEFAULT_CLUSTER_FEATURES, *(f"{DEFAULT_FEATURES}+{name}" for name in FREQUENCY.names())]

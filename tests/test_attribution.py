@@ -18,6 +18,7 @@ from ganfp.attribution.files import CLUSTER_WORDS, ID_WORDS, image_id, read_clas
 from ganfp.attribution.methods import METHODS, TrainerSettings
 from ganfp.attribution.run import AttributeConfig, ClusterConfig, attribute, cluster
 from ganfp.errors import InputError
+from ganfp.membership.spaces import SPACE_KINDS
 from ganfp.metrics import class_metrics, cluster_baselines, cluster_metrics, matched_accuracy
 
 SIZE = 16
@@ -263,6 +264,14 @@ def one_line_error(result, *fragments):
     assert "Traceback" not in err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("kind", [e.name for e in SPACE_KINDS if e.obj.joint is not None])
+def test_spaces_fitted_to_a_generated_set_are_refused(task, tmp_path, kind):
+    """A whitened space is fitted to a real and a generated set; attribution reads each image alone, and `wstd32`
+    silently gave the `pixels32` vectors."""
+    with pytest.raises(InputError, match=f"--features {kind}32: {kind} "):
+        attribute(config(task, tmp_path, method="knn", features=f"{kind}32"))
 
 
 def test_one_line_errors(task, mixed, tmp_path, run_cli):

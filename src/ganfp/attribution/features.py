@@ -96,7 +96,7 @@ def membership_space(name: str) -> Callable[..., np.ndarray]:
     """
     from ganfp.membership.distances import Euclidean
     from ganfp.membership.features import compute_features
-    from ganfp.membership.spaces import parse_features, spaces_help
+    from ganfp.membership.spaces import SPACE_KINDS, parse_features, spaces_help
 
     try:
         space = parse_features(name)
@@ -105,6 +105,9 @@ def membership_space(name: str) -> Callable[..., np.ndarray]:
     if not isinstance(space.metric, Euclidean):
         raise InputError(f"--features {name}: {space.kind} compares images, not vectors; "
                          "use pixels[N], std[N] or a spectrum")
+    if space.kind != "deep" and SPACE_KINDS.get(space.kind).joint is not None:  # fitted to a real and a generated set
+        raise InputError(f"--features {name}: {space.kind} whitens a real set by a generated set's spectrum, which "
+                         "attribution, reading each image alone, does not have; use pixels[N], std[N] or a spectrum")
 
     def vectors(manifest: Manifest, ctx: FeatureContext,
                 images: Callable[[], torch.Tensor] | None = None) -> np.ndarray:
