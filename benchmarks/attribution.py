@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 
 from ganfp.attribution.cluster import CLUSTERERS
-from ganfp.attribution.defaults import DEFAULT_CLUSTER_FEATURES, DEFAULT_FEATURES, DEFAULT_METHOD
+from ganfp.attribution.defaults import DEFAULT_FEATURES, DEFAULT_METHOD
 from ganfp.attribution.features import FREQUENCY
 from ganfp.attribution.files import read_class_table
 from ganfp.attribution.methods import METHODS, TrainerSettings
@@ -113,14 +113,14 @@ def table_2024(args, work: Path) -> list[str]:
 
 
 def zoo_spaces() -> list[str]:
-    """Every vector space the registries offer, alone; then the clustering default, and pixels joined to each
-    frequency fingerprint.
+    """Every vector space the registries offer, alone; then the fingerprints joined (ganfp 0.1.0's
+    clustering default), and pixels joined to each fingerprint.
 
     Left out: kinds with a joint transform (`wstd`), which attribution refuses (it reads each image alone);
     deep spaces: ImageNet weights need the network, `checkpoint` a chain run.
     """
     pixel = [f"{e.name}{PIXEL_SIDE}" for e in SPACE_KINDS if e.obj.vectors and e.obj.joint is None]
-    joins = [DEFAULT_CLUSTER_FEATURES, *(f"{DEFAULT_FEATURES}+{name}" for name in FREQUENCY.names())]
+    joins = ["+".join(FREQUENCY.names()), *(f"{DEFAULT_FEATURES}+{name}" for name in FREQUENCY.names())]
     return list(dict.fromkeys([*pixel, *FREQUENCY.names(), *joins]))
 
 

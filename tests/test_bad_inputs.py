@@ -820,7 +820,7 @@ add("attribute-features-with-cnn", *ACNN, "--features", "spectrum",
 add("attribute-runs-dir-with-knn", *A, "--runs-dir", "{out}/runs", says=("--runs-dir", "knn", "pixels32",
                                                                          "--features checkpoint"))
 add("attribute-runs-dir-with-clusters", *AC, "--runs-dir", "{out}/runs",
-    says=("--runs-dir", "--clusters", "spectrum+residual", "--features checkpoint"))
+    says=("--runs-dir", "--clusters", "--features residual does not", "--features checkpoint"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

@@ -87,11 +87,11 @@ def test_paths_print_as_written_not_as_markup_or_emoji(run_cli, tmp_path, monkey
                              opening / "a.csv", "--data-root", tmp_path / "data")
     assert code == 0 and str(opening / "a.csv") in out, err
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "one").mkdir()
-    (tmp_path / "ds" / "a" / "a000.png").rename(tmp_path / "one" / "a000.png")
-    code, out, err = run_cli("classify", "one", "--generated", tmp_path / "ds" / "b", "--out", "s.csv",
+    (tmp_path / ":one:").mkdir()
+    (tmp_path / "ds" / "a" / "a000.png").rename(tmp_path / ":one:" / "a000.png")
+    code, out, err = run_cli("classify", ":one:", "--generated", tmp_path / "ds" / "b", "--out", "s.csv",
                              "--data-root", tmp_path / "data")
-    assert code == 2 and "folder:one:" in err, err
+    assert code == 2 and err.startswith("error: :one:: holds 1 real image"), err
 
 
 

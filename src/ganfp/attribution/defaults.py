@@ -6,8 +6,11 @@ The configs in `run` and `methods` fill them in; the command's help states them 
 
 DEFAULT_METHOD = "knn"  # 1.00 on demo:attribution-2025, in a second (docs/attribution.md)
 DEFAULT_FEATURES = "pixels32"
-DEFAULT_CLUSTER_METHOD = "kmeans"
-DEFAULT_CLUSTER_FEATURES = "spectrum+residual"  # ARI 0.95+ on demo:attribution-2024, pixels 0.5
+# By the worst case over the zoo's clustering sets (docs/attribution.md): ARI 0.53-0.60 on eight generator families
+# and 0.96-1.00 on four near-identical VAEs, where k-means on spectrum+residual reached 0.28-0.38 and 0.27-0.28;
+# 1.00 on demo:attribution-2024 as well.
+DEFAULT_CLUSTER_METHOD = "spectral"
+DEFAULT_CLUSTER_FEATURES = "residual"
 DEFAULT_K = 5  # neighbours of knn (and fusion)
 DEFAULT_MAX_CLUSTERS = 10  # the largest K that --clusters auto tries
 DEFAULT_MODEL = "conv5"  # the network of cnn (and fusion)
