@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,14 @@ import torch
 from PIL import Image
 
 from ganfp.attribution.cluster import CLUSTERERS
-from ganfp.attribution.defaults import DEFAULT_EPOCHS, DEFAULT_FEATURES, DEFAULT_K, DEFAULT_MAX_CLUSTERS, DEFAULT_MODEL
+from ganfp.attribution.defaults import (
+    DEFAULT_EPOCHS,
+    DEFAULT_FEATURES,
+    DEFAULT_K,
+    DEFAULT_MAX_CLUSTERS,
+    DEFAULT_METHOD,
+    DEFAULT_MODEL,
+)
 from ganfp.attribution.features import FREQUENCY, spectrum
 from ganfp.attribution.files import CLUSTER_WORDS, ID_WORDS, image_id, read_class_table
 from ganfp.attribution.methods import METHODS, TrainerSettings
@@ -99,7 +107,7 @@ def test_cnn_trains_with_the_stage_trainer_and_fusion_reuses_it(task, tmp_path):
 
 
 def test_options_a_method_does_not_read_are_refused_and_defaults_filled_in_once(task, tmp_path):
-    plain = config(task, tmp_path)
+    plain = config(task, tmp_path, method="knn")
     assert plain.k is None and plain.trainer.model is None and plain.trainer.epochs is None  # None: not given
     assert plain.features is None
     filled = plain.resolved()
@@ -108,14 +116,15 @@ def test_options_a_method_does_not_read_are_refused_and_defaults_filled_in_once(
     with pytest.raises(InputError, match="--features spectrum: the cnn method does not read it"):
         attribute(config(task, tmp_path, method="cnn", features="spectrum"))
     runs = TrainerSettings(runs_dir=str(tmp_path / "runs"))
-    with pytest.raises(InputError, match="--runs-dir .*: the knn method with --features pixels32 does not read it"):
+    with pytest.raises(InputError, match=re.escape(f": the {DEFAULT_METHOD} method with --features {DEFAULT_FEATURES} "
+                                                   "does not read it")):
         attribute(config(task, tmp_path, trainer=runs))
     with pytest.raises(InputError, match="--runs-dir .*: --clusters with --features spectrum does not read it"):
         cluster(ClusterConfig(images=str(task / "unknown"), out=str(tmp_path / "c.csv"), features="spectrum",
                               runs_dir=runs.runs_dir))
     with pytest.raises(InputError, match="--k 3: the centroid method does not read it"):
         attribute(config(task, tmp_path, method="centroid", k=3))
-    with pytest.raises(InputError, match="--epochs 2: the knn method does not read it"):
+    with pytest.raises(InputError, match=f"--epochs 2: the {DEFAULT_METHOD} method does not read it"):
         attribute(config(task, tmp_path, trainer=TrainerSettings(epochs=2)))
     auto = ClusterConfig(images=str(task / "unknown"), out=str(tmp_path / "c.csv"))
     assert auto.max_clusters is None and auto.resolved().max_clusters == DEFAULT_MAX_CLUSTERS

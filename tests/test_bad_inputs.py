@@ -810,15 +810,16 @@ add("attribute-k-with-clusters", *AC, "--k", "3", says=("--clusters", "drop --k"
 add("attribute-max-clusters-with-fixed-k", *AC, "--max-clusters", "4",
     says=("--max-clusters 4", "--clusters auto", "not --clusters 2"))
 add("attribute-max-clusters-without-clusters", *A, "--max-clusters", "4", says=("--max-clusters 4", "--clusters auto"))
-add("attribute-model-with-knn", *A, "--model", "resnet18", says=("--model resnet18", "knn", "cnn or fusion"))
+add("attribute-model-with-knn", *A, "--method", "knn", "--model", "resnet18",
+    says=("--model resnet18", "knn", "cnn or fusion"))
 add("attribute-epochs-with-linear", *A, "--method", "linear", "--epochs", "3",
     says=("--epochs 3", "linear", "cnn or fusion"))
 add("attribute-model-with-clusters", *AC, "--model", "conv5", says=("--clusters", "drop --model"))
 add("attribute-epochs-with-clusters", *AC, "--epochs", "3", says=("--clusters", "drop --epochs"))
 add("attribute-features-with-cnn", *ACNN, "--features", "spectrum",
     says=("--features spectrum", "cnn", "centroid or knn or linear or fusion"))
-add("attribute-runs-dir-with-knn", *A, "--runs-dir", "{out}/runs", says=("--runs-dir", "knn", "pixels32",
-                                                                         "--features checkpoint"))
+add("attribute-runs-dir-with-the-default", *A, "--runs-dir", "{out}/runs",
+    says=("--runs-dir", "the linear method with --features pixels32+residual", "--features checkpoint"))
 add("attribute-runs-dir-with-clusters", *AC, "--runs-dir", "{out}/runs",
     says=("--runs-dir", "--clusters", "--features residual does not", "--features checkpoint"))
 

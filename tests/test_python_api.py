@@ -89,8 +89,8 @@ CLASSIFY_CASES = {
 }
 
 ATTRIBUTE_CASES = {
-    "k='5'": (lambda: AttributeConfig("u", "o.csv", k="5"), r"k='5': must be a whole number"),
-    "k=2.5": (lambda: AttributeConfig("u", "o.csv", k=2.5), r"k=2.5: must be a whole number"),
+    "k='5'": (lambda: AttributeConfig("u", "o.csv", method="knn", k="5"), r"k='5': must be a whole number"),
+    "k=2.5": (lambda: AttributeConfig("u", "o.csv", method="knn", k=2.5), r"k=2.5: must be a whole number"),
     "batch_size='8'": (lambda: AttributeConfig("u", "o.csv", batch_size="8"), r"batch_size='8': must be a whole"),
     "image_size=64.0": (lambda: AttributeConfig("u", "o.csv", image_size=64.0), r"image_size=64.0: must be a whole"),
     "seed=-1": (lambda: AttributeConfig("u", "o.csv", seed=-1), r"seed=-1: must be at least 0"),
