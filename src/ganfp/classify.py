@@ -296,7 +296,7 @@ def check_dev_fraction(choice: Choice, n: int, spec: str) -> None:
         used_count(choice.used_fraction, n)
     except InputError:
         none = choice.used_fraction * n < n / 2
-        raise InputError(f"--calibrate {spec}: the dev set's share of used images, {choice.used_fraction:.3g}, labels "
+        raise InputError(f"--calibrate {spec}: the dev set's share of used images, {choice.used_fraction:g}, labels "
                          f"{'none' if none else 'all'} of the {n} real images used; give --used-fraction, the share "
                          f"you expect among them ({fraction_bound(n, none)})") from None
 
