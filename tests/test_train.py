@@ -344,6 +344,21 @@ def test_an_interrupted_stage_whose_images_changed_is_not_continued(class_folder
     assert code == 0 and json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 2
 
 
+def test_resume_refuses_a_finished_stage_whose_images_changed(class_folder, tmp_path, run_cli):
+    """--resume keeps a finished stage; one trained on other images than the dataset holds now is not the result."""
+    from PIL import Image
+
+    out = tmp_path / "s"
+    args = ["train-stage", "--data", class_folder, "--out", out, "--model", "conv5", "--image-size", "16",
+            "--batch-size", "8", "--epochs", "1", "--data-root", tmp_path / "root"]
+    assert run_cli(*args)[0] == 0
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 0, err  # the same images: kept
+    Image.fromarray(np.full((32, 32), 7, dtype=np.uint8)).save(class_folder / "a" / "a999.png")  # one image more
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 2 and "finished on other images" in err and "--force" in err
+
+
 def test_the_dataset_fingerprint_follows_what_the_stage_trains_on(tmp_path):
     """Files, labels, groups and fixed splits; the generated images only for a pseudo-label source that reads them."""
     from ganfp.data.manifest import Item, Manifest

@@ -568,6 +568,16 @@ def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = N
     return StageData(imageset.manifest, imageset.images, dataset_fingerprint=fingerprint)
 
 
+def _trained_on_other_images(cfg: StageConfig, out_dir: Path, data_root) -> bool:
+    """A finished stage whose dataset lists other files now (train-stage --resume; a chain plans this itself).
+
+    A stage an older ganfp finished recorded no images: it is taken as it is, as it was then.
+    """
+    recorded = (stage_status(out_dir) or {}).get("dataset_fingerprint")
+    return recorded is not None and recorded != dataset_fingerprint(cfg, load_manifest(cfg.dataset, data_root,
+                                                                                       **cfg.extra))
+
+
 def dataset_fingerprint(cfg: StageConfig, manifest: Manifest) -> str:
     """What a chain re-run compares to tell whether a finished stage's images changed, without decoding one.
 
@@ -891,6 +901,9 @@ def run_stage(
     out_dir = Path(out_dir)
     device = setup_device(cfg)
     done = completed(cfg, out_dir, init_id) if resume else None
+    if done is not None and strict_resume and data is None and _trained_on_other_images(cfg, out_dir, data_root):
+        raise InputError(f"--out {out_dir}: holds a stage finished on other images (its dataset changed since); add "
+                         "--force instead of --resume to train it again")
     if done is not None:
         _notify(observer, "message", {"text": f"{cfg.name} already complete in {out_dir}"})
         return done
