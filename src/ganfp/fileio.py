@@ -92,8 +92,8 @@ class OutputBatch:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_abandoned(target)
         tmp = _new_temp(target)
-        self._claims.append(_claim(tmp))
         try:
+            self._claims.append(_claim(tmp))
             yield tmp
         except BaseException:
             tmp.unlink(missing_ok=True)
