@@ -311,3 +311,70 @@ def test_first_use_says_once_that_the_demo_is_being_built(tmp_path, run_cli, mon
                     "reuse it)"]
     code, _, err = run_cli("classify", "demo:gans-test", "--out", tmp_path / "s.csv")
     assert code == 0 and "demo data" not in err, err
+
+
+def dates(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_rebuild_rewrites_only_the_images_it_changes(tmp_path, run_cli, monkeypatch):
+    """`fetch-data demo --force` with the same seed draws the same bytes: those files keep their dates, which chain
+    re-runs and caches compare; a damaged file is rewritten, a stray one removed, and another seed rewrites all."""
+    shrink(monkeypatch)
+    root, parts = tmp_path / "data", ("demo:casia", "demo:covid", "demo:gans-dev", "demo:gans-test")
+    assert run_cli("fetch-data", "demo", "--data-root", root)[0] == 0
+    built = root / "demo"
+    first, before = digests(built), dates(built)
+    fingerprints = [load_manifest(spec, data_root=root).fingerprint() for spec in parts]
+    damaged = built / "gans-dev" / "used" / "used_0001.png"
+    damaged.write_bytes(b"not a png")
+    (built / "casia" / "stray.jpg").write_bytes(b"no longer part of the demo")
+    code, _, err = run_cli("fetch-data", "demo", "--force", "--data-root", root)
+    assert code == 0, err
+    after = dates(built)
+    assert digests(built) == first and after.keys() == before.keys()
+    assert [name for name in after if after[name] != before[name]] == ["gans-dev/used/used_0001.png"]
+    again = [load_manifest(spec, data_root=root).fingerprint() for spec in parts]
+    assert [a == b for a, b in zip(fingerprints, again)] == [True, True, False, True]
+    code, _, err = run_cli("fetch-data", "demo", "--force", "--seed", "1", "--data-root", root)
+    assert code == 0, err
+    other = [load_manifest(spec, data_root=root).fingerprint() for spec in parts]
+    assert not set(other) & set(again)
+
+
+def test_a_rebuild_replaces_an_old_file_it_cannot_read(tmp_path, monkeypatch):
+    """Comparing is only to keep dates: an old file that cannot be read is written anew, not a failed build."""
+
+    def build(tmp: Path) -> dict:
+        (tmp / "a.png").write_bytes(b"pixels")
+        return {}
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    demo.build_in_place(tmp_path / "set", build)
+    monkeypatch.setattr(demo.filecmp, "cmp", unreadable)
+    demo.build_in_place(tmp_path / "set", build)
+    assert (tmp_path / "set" / "a.png").read_bytes() == b"pixels"
+
+
+def test_a_chain_is_not_retrained_after_a_rebuild_of_the_same_images(tmp_path, run_cli, monkeypatch, one_torch_thread):
+    """The cost the kept dates save: a chain re-run after `fetch-data demo --force` (same seed) skips its stages."""
+    shrink(monkeypatch)
+    chain = tmp_path / "mini.toml"
+    chain.write_text('name = "mini"\n[defaults]\nimage_size = 16\nbatch_size = 8\nepochs = 1\n'
+                     '[[stages]]\nname = "casia"\ndataset = "demo:casia"\n'
+                     '[[stages]]\nname = "dev"\ndataset = "demo:gans-dev"\n')
+    data = ("--data-root", tmp_path / "data")
+    args = ("chain", "--model", "conv5", "--chain", chain, "--runs-dir", tmp_path / "runs", *data, "--json")
+
+    def statuses() -> list[str]:
+        code, out, err = run_cli(*args)
+        assert code == 0, err
+        return [row["status"] for row in json.loads(out)]
+
+    assert statuses() == ["trained", "trained"]
+    assert run_cli("fetch-data", "demo", "--force", *data)[0] == 0
+    assert statuses() == ["skipped", "skipped"]
+    assert run_cli("fetch-data", "demo", "--force", "--seed", "1", *data)[0] == 0
+    assert statuses() == ["trained", "trained"]

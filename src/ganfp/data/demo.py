@@ -4,11 +4,13 @@ Real datasets cannot ship with ganfp nor be fetched in tests, so `build_demo` dr
 seconds: CASIA-like tampered/authentic "photos", COVID-CTset-like 16-bit CT slices, and two
 ImageCLEF-GANs-like sets whose generated images come from a real generative model (PCA + Gaussian
 mixture) fitted only on that set's "used" slices, so the membership signal is genuine.
-The folder appears complete or not at all: it is built beside the target and renamed into place.
+The folder appears complete or not at all: it is built beside the target and renamed into place;
+a file that comes out byte-identical to the one it replaces keeps that file's dates.
 """
 
 from __future__ import annotations
 
+import filecmp
 import io
 import json
 import os
@@ -56,7 +58,8 @@ def build_demo(target: str | os.PathLike, seed: int = 0) -> dict:
 def build_in_place(target: str | os.PathLike, build: Callable[[Path], dict], what: str = "build the demo data") -> dict:
     """Run `build` in `.NAME.tmp-PID` beside `target`, then swap it in; returns what `build` returned.
 
-    `target` is whole or absent at every moment. A build killed midway leaves its `.NAME.tmp-PID`
+    `target` is whole or absent at every moment, and its files whose bytes the build did not change keep their
+    dates (`_keep_dates_of_unchanged`). A build killed midway leaves its `.NAME.tmp-PID`
     (or `.NAME.old-PID`) folder, which the next build of any process removes first and which
     `fetch-data --list` shows as partial meanwhile (`ganfp.fetch.store.BUILD_LEFTOVER`). A `build`
     that writes meta.json last (the demo sets) lets a concurrent build that finished first win.
@@ -72,7 +75,9 @@ def build_in_place(target: str | os.PathLike, build: Callable[[Path], dict], wha
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            return _swap_in(tmp, target, build(tmp))
+            meta = build(tmp)
+            _keep_dates_of_unchanged(tmp, target)
+            return _swap_in(tmp, target, meta)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     except OSError as exc:
@@ -91,6 +96,29 @@ def _build_into(root: Path, seed: int) -> dict:
     meta = {"status": "ready", "seed": seed, "version": DEMO_VERSION, "counts": counts, "description": DESCRIPTION}
     write_json(root / "meta.json", meta)  # last: its presence means the rest is complete
     return meta
+
+
+def _keep_dates_of_unchanged(tmp: Path, target: Path) -> None:
+    """Date each file of `tmp` whose bytes equal those of the file it will replace in `target` as that file.
+
+    Chain re-runs and the decode caches tell a changed image by its path, size and mtime (`Manifest.fingerprint`):
+    a rebuild that draws the same images (`fetch-data demo --force`, same seed) must not read as new images and
+    retrain every stage. The new copy takes the old dates rather than the old file being moved in, so `target`
+    stays untouched, whole, until the one swap.
+    """
+    if not target.is_dir():
+        return
+    for new in tmp.rglob("*"):
+        old = target / new.relative_to(tmp)
+        if not (new.is_file() and old.is_file()):
+            continue
+        try:
+            same = filecmp.cmp(old, new, shallow=False)
+        except OSError:
+            continue  # an old file that cannot be read is replaced, as a changed one is
+        if same:
+            st = old.stat()
+            os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _swap_in(tmp: Path, target: Path, meta: dict) -> dict:
