@@ -364,6 +364,9 @@ add("fetch-data-root-under-file", *F, "demo", "--data-root", "{afile}/sub", says
 add("fetch-list-data-root-file", *F, "--list", "--data-root", "{afile}", says="is a file")
 add("fetch-demo-from", *F, "demo", "--from", "{real}", "--data-root", "{out}/data", says="--from")
 add("fetch-demo-via", *F, "demo", "--via", "kaggle", "--data-root", "{out}/data", says="--via")
+add("fetch-demo-runs-dir-file", *F, "demo", "--runs-dir", "{afile}", "--data-root", "{out}/data",
+    says=("--runs-dir", "is a file"))
+add("fetch-runs-dir-not-demo", *IC, "--runs-dir", "{out}/runs", says=("--runs-dir", "not the demo"))
 add("fetch-manual-no-route", *IC, says="cannot be downloaded")
 add("fetch-unknown-route", *F, "covid-ctset", "--via", "nope", "--data-root", "{out}/data",
     says="no download route 'nope'")

@@ -425,17 +425,24 @@ def test_cli_network_failure_exits_1(tmp_path, run_cli, monkeypatch):
     assert code == 1 and "cannot connect" in err and err.count("\n") == 1
 
 
-def test_cli_fetch_demo_with_other_images_names_the_runs_trained_on_the_old_ones(tmp_path, run_cli, monkeypatch):
-    """Runs whose finished stages were trained on the demo before it was rebuilt with another seed hold models of
-    images that are gone until their chain runs again (which retrains them): fetch-data names those runs and their
-    first demo stage; the same seed again (byte-identical images) and runs on other data are not named."""
+def stand_in_demo_builder(monkeypatch) -> list[int]:
+    """A demo builder that writes only meta.json; returns the seeds it builds, as it builds them."""
     from ganfp.fileio import write_json
 
+    builds = []
+
     def build_demo(target, seed=0):
+        builds.append(seed)
         write_json(Path(target) / "meta.json", {"status": "ready", "seed": seed, "counts": {}, "version": 1})
 
     monkeypatch.setitem(sys.modules, "ganfp.data.demo", types.SimpleNamespace(build_demo=build_demo, DEMO_VERSION=1))
-    runs = tmp_path / "runs"
+    return builds
+
+
+def write_runs(runs: Path) -> None:
+    """Two finished chain runs: `demo-resnet18` trained on the demo, `mine-conv5` on other data."""
+    from ganfp.fileio import write_json
+
     for run, stages in (("demo-resnet18", ["demo:casia", "demo:covid"]), ("mine-conv5", ["covid-ctset"])):
         write_json(runs / run / "chain.json", {"chain": run.split("-")[0], "stages": []})
         for i, dataset in enumerate(stages, 1):
@@ -443,6 +450,15 @@ def test_cli_fetch_demo_with_other_images_names_the_runs_trained_on_the_old_ones
             write_json(runs / run / f"0{i}-{name}" / "meta.json",
                        {"status": "complete", "config": {"name": name, "dataset": dataset}})
             (runs / run / f"0{i}-{name}" / "model.safetensors").write_bytes(b"weights")
+
+
+def test_cli_fetch_demo_with_other_images_names_the_runs_trained_on_the_old_ones(tmp_path, run_cli, monkeypatch):
+    """Runs whose finished stages were trained on the demo before it was rebuilt with another seed hold models of
+    images that are gone until their chain runs again (which retrains them): fetch-data names those runs and their
+    first demo stage; the same seed again (byte-identical images) and runs on other data are not named."""
+    stand_in_demo_builder(monkeypatch)
+    runs = tmp_path / "runs"
+    write_runs(runs)
     monkeypatch.setenv("GANFP_RUNS", str(runs))
     root = str(tmp_path / "data")
     for args in ((), ("--force",), ("--force", "--seed", "0")):  # first build; same seed again: same images
@@ -455,3 +471,29 @@ def test_cli_fetch_demo_with_other_images_names_the_runs_trained_on_the_old_ones
     assert "until their chain runs again, which retrains them" in warning
     assert f"{runs / 'demo-resnet18'} (from stage casia)" in warning
     assert "mine-conv5" not in warning
+
+
+def test_cli_fetch_demo_runs_dir_is_where_the_runs_are_looked_for(tmp_path, run_cli, monkeypatch):
+    """A run made with `chain --runs-dir DIR` is named by `fetch-data demo --runs-dir DIR`, not by the default
+    folders; a file as --runs-dir is refused before the build, and a folder that does not exist holds no runs."""
+    builds = stand_in_demo_builder(monkeypatch)
+    write_runs(tmp_path / "mine")
+    monkeypatch.chdir(tmp_path)  # ./runs: absent
+    monkeypatch.setenv("GANFP_RUNS", str(tmp_path / "elsewhere"))
+    root = str(tmp_path / "data")
+    assert run_cli("fetch-data", "demo", "--data-root", root)[0] == 0
+    code, _, err = run_cli("fetch-data", "demo", "--data-root", root, "--force", "--seed", "1")
+    assert code == 0 and "warning" not in err, err
+    code, _, err = run_cli("fetch-data", "demo", "--data-root", root, "--force", "--seed", "2", "--runs-dir", "mine")
+    assert code == 0, err
+    assert "seed 1 -> 2" in err and "mine/demo-resnet18 (from stage casia)" in err and "mine-conv5" not in err
+    code, _, err = run_cli("fetch-data", "demo", "--data-root", root, "--force", "--seed", "3", "--runs-dir", "gone")
+    assert code == 0 and "warning" not in err, err
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run_cli("fetch-data", "demo", "--data-root", root, "--force", "--seed", "4", "--runs-dir", "afile")
+    assert code == 2 and err == "error: --runs-dir afile: is a file, not a folder\n"
+    assert builds == [0, 1, 2, 3]  # refused before any work
+    code, _, err = run_cli("fetch-data", "casia", "--runs-dir", "mine", "--data-root", root)
+    assert code == 2 and "--runs-dir" in err and "casia is not the demo" in err
+    code, _, err = run_cli("fetch-data", "--list", "--runs-dir", "mine", "--data-root", root)
+    assert code == 2 and "--runs-dir cannot be used with it" in err

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from ganfp import ui
 from ganfp.cli.app import app
-from ganfp.cli.options import DataRootOpt, JsonOpt, SeedOpt
+from ganfp.cli.options import DataRootOpt, JsonOpt, RunsDirOpt, SeedOpt
 
 LIST_COLUMNS = ["name", "what it is", "size", "access", "status"]
 
@@ -43,10 +44,12 @@ def fetch_data(
     ),
     json_: JsonOpt = False,
     seed: SeedOpt = None,
+    runs_dir: RunsDirOpt = None,
 ) -> None:
     """Download or import a dataset, verify it, and install it in the data folder.
 
-    The demo is built with --seed (default 0); without --seed a ready demo of any seed is kept.
+    The demo is built with --seed (default 0); without --seed a ready demo of any seed is kept. A demo rebuilt
+    with other images names the chain runs in --runs-dir trained on the old ones.
     """
     from ganfp.errors import InputError
     from ganfp.fetch import dataset_status, fetch_dataset, list_datasets, read_meta
@@ -55,7 +58,7 @@ def fetch_data(
     root = resolve_root(data_root)
     if list_:
         given = [opt for opt, on in (("--from", from_), ("--force", force), ("--add", add), ("--via", via),
-                                      ("--link", link), ("--seed", seed is not None)) if on]
+                                      ("--link", link), ("--seed", seed is not None), ("--runs-dir", runs_dir)) if on]
         if given:
             raise InputError(f"--list only shows the datasets: {', '.join(given)} cannot be used with it")
         rows = list_datasets(root, name)
@@ -67,6 +70,7 @@ def fetch_data(
         return
     if not name:
         raise InputError("name a dataset to fetch (ganfp fetch-data NAME), or list them: ganfp fetch-data --list")
+    runs = _runs_folder(runs_dir, name)
     from ganfp.data.adapters.demo import demo_dir, demo_ready  # here: --list and --help import nothing heavy
 
     started = time.perf_counter()
@@ -85,24 +89,41 @@ def fetch_data(
     else:
         ui.info(f"{name} ready in {path}{_summary(counts)}")
     if before is not None:
-        _warn_runs_on_old_demo(before, read_meta(path))
+        _warn_runs_on_old_demo(before, read_meta(path), runs)
 
 
-def _warn_runs_on_old_demo(before: dict, after: dict | None) -> None:
+def _runs_folder(runs_dir: str | None, name: str) -> Path:
+    """The folder the demo's warning searches for chain runs; a folder that does not exist holds none.
+
+    A --runs-dir that is a file is refused before the build rather than found wanting after it. Only a given
+    --runs-dir is checked: the default ($GANFP_RUNS, ./runs) never stops a fetch.
+    """
+    from ganfp.errors import InputError
+    from ganfp.paths import runs_root
+
+    if runs_dir and name != "demo":
+        raise InputError(f"--runs-dir is where a rebuilt demo looks for runs trained on its old images; {name} is "
+                         "not the demo")
+    runs = runs_root(runs_dir)
+    if runs_dir and runs.exists() and not runs.is_dir():
+        raise InputError(f"--runs-dir {runs}: is a file, not a folder")
+    return runs
+
+
+def _warn_runs_on_old_demo(before: dict, after: dict | None, runs_folder: Path) -> None:
     """A demo rebuilt with other images (another seed or demo version) leaves the models of the chain runs trained
     on the old ones in place until each chain runs again, which retrains them (docs/chain.md): name those runs, so
     nobody classifies with a model of images that are gone unawares.
 
-    Only runs in the runs folder fetch-data can know of ($GANFP_RUNS, else ./runs) are found.
+    Only runs in `runs_folder` (--runs-dir, else $GANFP_RUNS, else ./runs) are found.
     """
     old, new = (before.get("seed"), before.get("version")), ((after or {}).get("seed"), (after or {}).get("version"))
     if before.get("status") != "ready" or old == new:
         return  # a partial build replaced, or the same seed again: byte-identical images
     from ganfp.chain import runs_trained_on
     from ganfp.data.adapters.demo import CHAIN_SPECS
-    from ganfp.paths import runs_root
 
-    runs = runs_trained_on(CHAIN_SPECS, runs_root())
+    runs = runs_trained_on(CHAIN_SPECS, runs_folder)
     if runs:
         change = f"seed {old[0]} -> {new[0]}" if old[0] != new[0] else f"demo version {old[1]} -> {new[1]}"
         listed = ", ".join(f"{run} (from stage {stage})" for run, stage in runs)
