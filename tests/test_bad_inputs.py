@@ -29,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from helpers.images import write_frames
 from PIL import Image
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -84,6 +85,12 @@ def build_world(w: Path) -> dict[str, Path]:
     p["truncated_real"] = images(w / "truncated_real", 3, prefix="t")
     full = (p["truncated_real"] / "t000.png").read_bytes()
     (p["truncated_real"] / "t000.png").write_bytes(full[:60])
+    p["volume_real"] = images(w / "volume_real", 3, prefix="v")
+    write_frames(p["volume_real"] / "volume.tif", 3)
+    p["volume_ds"] = w / "volume_ds"
+    images(p["volume_ds"] / "a", 4, prefix="a")
+    images(p["volume_ds"] / "b", 4, prefix="b")
+    write_frames(p["volume_ds"] / "b" / "cine.gif", 3)
     p["textpng_real"] = images(w / "textpng_real", 3, prefix="x")
     p["empty_png_gen"] = images(w / "empty_png_gen", 3, prefix="e")
     (p["empty_png_gen"] / "e999.png").write_bytes(b"")
@@ -413,6 +420,7 @@ add("train-data-unreadable", *T, "--data", "{unreadable}", "--out", "{out}/o", s
     patch=unreadable("unreadable"))
 add("train-data-bomb", *T, "--data", "{bomb_ds}", "--out", "{out}/o", says=("bomb.png", "decompression bomb"))
 add("train-data-corrupt", *T, "--data", "{corrupt_real}", "--out", "{out}/o", says="corrupt_real")
+add("train-data-multi-frame", *T, "--data", "{volume_ds}", "--out", "{out}/o", says=("cine.gif", "holds 3 frames"))
 add("train-out-file", *TD, "--out", "{afile}", says=("--out", "is a file"))
 add("train-out-under-file", *TD, "--out", "{afile}/o", says=("--out", "is a file"))
 add("train-out-read-only", *TD, "--out", "{ro}/o", says="read-only",
@@ -702,6 +710,8 @@ add("classify-real-truncated", *K, "{truncated_real}", "--generated", "{gen}", "
     "--image-size", "16", says="t000.png")
 add("classify-generated-empty-png", *K, "{real}", "--generated", "{empty_png_gen}", "--out", "{out}/s.csv",
     says=("e999.png", "empty file (0 bytes)"))
+add("classify-real-multi-frame", *K, "{volume_real}", "--generated", "{gen}", "--out", "{out}/s.csv",
+    says=("volume.tif", "holds 3 frames"))
 add("classify-real-text-as-png", *K, "{textpng_real}", "--generated", "{gen}", "--out", "{out}/s.csv", says="notes.png")
 add("classify-real-mixed-sizes", *K, "{mixed_sizes}", "--generated", "{gen}", "--out", "{out}/s.csv",
     says="different sizes")
@@ -761,6 +771,10 @@ add("attribute-out-over-input-image", "attribute", "{real}", "--train", "{ds}", 
 add("attribute-model-unknown", *ACNN, "--model", "resnet19", says=("--model", "unknown model 'resnet19'"))
 add("attribute-fusion-model-unknown", *A, "--method", "fusion", "--model", "resnet19",
     says=("--model", "unknown model 'resnet19'"))
+add("attribute-unknown-multi-frame", "attribute", "{volume_real}", "--train", "{ds}", "--out", "{out}/a.csv",
+    "--data-root", "{out}/data", says=("volume.tif", "holds 3 frames"))
+add("attribute-train-multi-frame", "attribute", "{real}", "--train", "{volume_ds}", "--out", "{out}/a.csv",
+    "--data-root", "{out}/data", says=("cine.gif", "holds 3 frames"))
 add("attribute-columns-first-not-an-id", *A, "--columns", "label,id", says=("--columns 'label,id'", "id column"))
 add("attribute-columns-cluster-value", *A, "--columns", "id,cluster", says=("--columns 'id,cluster'", "clustering"))
 add("attribute-columns-score-value", *A, "--columns", "id,score", says=("--columns 'id,score'", "membership"))

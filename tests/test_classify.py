@@ -12,6 +12,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from helpers.images import write_frames
 from helpers.membership_cases import write_case, write_dev
 
 from ganfp.checkpoint import model_meta, save_model
@@ -360,6 +361,17 @@ def test_corrupt_image_is_one_line(run_cli, case, tmp_path, where):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     code, _, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--out", tmp_path / "sub.csv", *root)
     one_line_error(code, err, "broken.png")
+    assert not (tmp_path / "sub.csv").exists()
+
+
+@pytest.mark.parametrize("where,name", [("real", "volume.tif"), ("generated", "cine.gif"), ("generated", "cine.png")])
+def test_a_file_of_several_frames_is_one_line_not_its_first_frame(run_cli, case, tmp_path, where, name):
+    """A CT volume saved as one TIFF scored as its first slice, without a word."""
+    real, gen, _, root = case
+    write_frames((real if where == "real" else gen) / name, 4, size=32)
+    code, _, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--out", tmp_path / "sub.csv",
+                           *root)
+    one_line_error(code, err, name, "holds 4 frames", "one image per slice")
     assert not (tmp_path / "sub.csv").exists()
 
 

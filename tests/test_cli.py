@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from conftest import write_class_folder
+from helpers.images import write_frames
 
 
 def test_help_lists_every_command():
@@ -43,6 +44,19 @@ def test_unreadable_image_names_the_file_and_skip_bad_goes_on(run_cli, tmp_path)
     assert not (tmp_path / "o1" / "model.safetensors").exists()
     code, out, err = run_cli(*args, "--out", tmp_path / "o2", "--skip-bad")
     assert code == 0 and "skipped" in err and "corrupt.png" in err
+    assert (tmp_path / "o2" / "model.safetensors").exists()
+
+
+def test_a_volume_in_one_file_is_refused_and_skip_bad_skips_it(run_cli, tmp_path):
+    """A multi-page TIFF trained as its first slice, without a word; it is bad input like a corrupt file."""
+    data = write_class_folder(tmp_path / "ds", 8, 16)
+    write_frames(data / "b" / "volume.tif", 5)
+    args = ["train-stage", "--data", data, "--model", "conv5", "--image-size", "16", "--epochs", "1",
+            "--batch-size", "4", "--data-root", tmp_path / "root"]
+    code, _, err = run_cli(*args, "--out", tmp_path / "o1")
+    one_line_error(code, err, 2, "volume.tif: holds 5 frames", "one image per slice", "--skip-bad")
+    code, _, err = run_cli(*args, "--out", tmp_path / "o2", "--skip-bad")
+    assert code == 0 and "skipped" in err and "volume.tif: holds 5 frames" in err, err
     assert (tmp_path / "o2" / "model.safetensors").exists()
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from helpers.images import write_frames
 
 from ganfp.data import cache as cache_mod
 from ganfp.data.adapters import load_manifest
@@ -69,6 +70,33 @@ def test_corrupt_file_error_names_the_file(tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     with pytest.raises(InputError, match="broken.png: "):
         decode_image(str(bad), 8)
+
+
+@pytest.mark.parametrize("name", ["volume.tif", "cine.gif", "cine.png"])
+def test_a_file_of_several_frames_is_refused_not_read_as_its_first(tmp_path, name):
+    """A CT volume in one TIFF (or an animation) decoded as its first frame: one slice scored for the whole file."""
+    path = write_frames(tmp_path / name, 3)
+    with pytest.raises(InputError, match=rf"{name}: holds 3 frames .*one image per slice"):
+        decode_image(str(path), 16)
+
+
+def test_a_camera_jpeg_is_read_as_its_photo_and_a_damaged_volume_is_one_line(tmp_path):
+    """An MPO's extra frames are previews of its first, the photo. A volume cut short after its first frame made
+    PIL raise TypeError while counting frames."""
+    mpo = write_frames(tmp_path / "photo.jpg", 3, format="MPO")
+    with Image.open(mpo) as img:
+        assert img.format == "MPO" and img.n_frames == 3
+    plain = write_frames(tmp_path / "plain.jpg", 1)  # the same first frame, as a plain JPEG
+    assert np.array_equal(decode_image(str(mpo), 16), decode_image(str(plain), 16))
+    volume = write_frames(tmp_path / "volume.tif", 3).read_bytes()
+    first = len(write_frames(tmp_path / "first.tif", 1).read_bytes())  # the first frame is whole past this
+    reasons = set()
+    for end in range(first, len(volume), 5):
+        (tmp_path / "cut.tif").write_bytes(volume[:end])
+        with pytest.raises(InputError, match="cut.tif: ") as refused:
+            decode_image(str(tmp_path / "cut.tif"), 16)
+        reasons.add(str(refused.value).split(": ")[1].split()[0])
+    assert reasons == {"holds", "cannot"}, reasons  # the frames counted, or where counting them failed
 
 
 def test_folder_adapter_labels_groups_and_flat_folders(tmp_path):

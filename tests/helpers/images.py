@@ -30,3 +30,13 @@ def write_pngs(folder: Path, prefix: str, images: np.ndarray) -> list[str]:
     for i, img in enumerate(images):
         Image.fromarray(img).save(folder / f"{prefix}{i:03d}.png")
     return [f"{prefix}{i:03d}" for i in range(len(images))]
+
+
+def write_frames(path: Path, n: int = 3, size: int = 16, seed: int = 0, **save: object) -> Path:
+    """One file of n different frames: a multi-page TIFF, an animated GIF or PNG, an MPO (`format="MPO"`); n=1 is the
+    first of them alone, as a plain file."""
+    rng = np.random.default_rng(seed)
+    frames = [Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)) for _ in range(n)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, **({"save_all": True, "append_images": frames[1:]} if n > 1 else {}), **save)
+    return path

@@ -19,13 +19,16 @@ from ganfp.data.manifest import is_dicom, is_nifti
 from ganfp.data.medical import decode_medical, medical_size
 from ganfp.errors import InputError
 
-DECODE_VERSION = 3  # bump when decoding changes, so caches rebuild
+DECODE_VERSION = 4  # bump when decoding changes, so caches rebuild (4: a file of several frames is refused)
 HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 WINDOW_PERCENTILES = (0.5, 99.5)
 # PIL warns (two lines on stderr) between its pixel limit and twice it, and raises above; ganfp refuses
 # both in one line (`_open`), so the warning only duplicates the error. A filter, not catch_warnings:
 # images are decoded in threads, and catch_warnings is not thread-safe.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# A TIFF cut short warns "Corrupt EXIF data" (two lines) as its directories are read, then is refused in one line
+# ("cannot decode image", or the frame count of a volume); the warning only duplicates the error.
+warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning, module=r"PIL\.TiffImagePlugin")
 
 
 def window_to_uint8(values: np.ndarray) -> np.ndarray:
@@ -91,6 +94,26 @@ def _open(path: str) -> Image.Image:
     return img
 
 
+def _one_frame(path: str, img: Image.Image) -> None:
+    """Refuse a file of several frames: a multi-page TIFF (a CT volume in one file) or an animated GIF/PNG/WebP would
+    decode as its first frame, one arbitrary slice scored for the whole file. An MPO (a phone or camera JPEG) passes:
+    its extra frames are previews, and the first is the photo.
+
+    `is_animated` comes from the header (TIFF, PNG, WebP, MPO) or one skip past the first frame's data (GIF): no
+    pixels are decoded. Only a refused file is walked to the end (`n_frames`), for the message.
+    """
+    if img.format == "MPO":
+        return
+    try:
+        frames = img.n_frames if getattr(img, "is_animated", False) else 1
+    except Exception as exc:  # past its first frame a damaged file makes PIL raise TypeError, IndexError, struct.error
+        raise OSError(f"damaged after its first frame: {type(exc).__name__}: {exc}") from exc
+    if frames > 1:
+        raise InputError(f"{path}: holds {frames} frames (a multi-page or animated image), and ganfp reads one image "
+                         f"per file; save one image per slice, or a CT volume as NIfTI (.nii.gz), which ganfp reads "
+                         f"slice by slice")
+
+
 def image_size(path: str) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding the pixels."""
     if is_dicom(path) or is_nifti(path):
@@ -109,13 +132,14 @@ def high_depth(path: str) -> bool | None:
 
 
 def decode_image(path: str, size: int, frame: int | None = None, window: tuple[float, float] | None = None) -> np.ndarray:
-    """The image at `path` as a (size, size) uint8 array; a file that isn't an image raises InputError.
+    """The image at `path` as a (size, size) uint8 array; a file that isn't one image raises InputError.
 
     DICOM files and NIfTI slices (`frame`) are windowed in HU (`window`) by ganfp.data.medical.
     """
     if is_dicom(path) or is_nifti(path):
         return decode_medical(path, size, frame, window)
     with _reading(path), _open(path) as img:
+        _one_frame(path, img)
         if img.format == "JPEG":
             img.draft("L", (size, size))  # let libjpeg decode at reduced scale: much faster
         img = ImageOps.exif_transpose(img)
