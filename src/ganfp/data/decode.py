@@ -140,7 +140,7 @@ def decode_image(path: str, size: int, frame: int | None = None, window: tuple[f
         return decode_medical(path, size, frame, window)
     with _reading(path), _open(path) as img:
         _one_frame(path, img)
-        if img.format == "JPEG":
+        if img.format in ("JPEG", "MPO"):  # an MPO is a camera JPEG with previews after it
             img.draft("L", (size, size))  # let libjpeg decode at reduced scale: much faster
         img = ImageOps.exif_transpose(img)
         gray = to_grayscale(img)
