@@ -184,6 +184,18 @@ def test_linked_unknown_images_are_named_by_their_links(task, tmp_path):
     assert accuracy(tmp_path / "a.csv", task / "labels.csv") > 0.9  # every id found in labels.csv
 
 
+def test_an_empty_file_among_the_images_is_named_as_one(task, tmp_path):
+    """Sizes are read with the decoder's own header read, so its messages (and pixel limit) apply from the start."""
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    for image in sorted((task / "unknown").glob("*.png")):
+        (unknown / image.name).write_bytes(image.read_bytes())
+    (unknown / "interrupted.png").write_bytes(b"")
+    cfg = dataclasses.replace(config(task, tmp_path, method="knn", features="pixels8"), unknown=str(unknown))
+    with pytest.raises(InputError, match=r"interrupted.png: empty file \(0 bytes\)"):
+        attribute(cfg)
+
+
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mixed")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ganfp.data.decode import image_size
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
 from ganfp.registry import Registry
@@ -198,18 +199,9 @@ def common_size(*manifests: Manifest) -> int:
 
     Spectra change with resizing, so images of other sizes are never resized silently.
     """
-    from PIL import Image
-
-    def size_of(path: str) -> tuple[int, int]:
-        try:
-            with Image.open(path) as img:
-                return img.size
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read image ({exc})") from None
-
     paths = [it.path for m in manifests for it in m.items]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        sizes = Counter(pool.map(size_of, paths))
+    with ThreadPoolExecutor(max_workers=8) as pool:  # the decoder's header read: its errors and pixel limit
+        sizes = Counter(pool.map(image_size, paths))
     if len(sizes) > 1:
         listed = ", ".join(f"{w}x{h} ({n} files)" for (w, h), n in sizes.most_common())
         raise InputError(f"images have different sizes: {listed}; pass --image-size N to resize all to N x N")
