@@ -5,7 +5,7 @@
 
 demo:attribution-2025: every supervised method in every feature space (the cnn once, it reads
 images), then the baselines. demo:attribution-2024: every clustering method in every feature space
-with K = the true number of generators, K chosen by silhouette for k-means, then the baselines.
+with K = the true number of generators, K chosen by the eigengap for k-means, then the baselines.
 --write-docs puts the tables in docs/attribution.md between the benchmark markers.
 
 --zoo builds harder problems from the generator zoo's dev splits (`build_split`, cached under
@@ -14,7 +14,7 @@ with K = the true number of generators, K chosen by silhouette for k-means, then
 - 2024 style: PER_FAMILY generated images of every leaking 64 px family, all fitted on the same
   real slices (split seed N), shuffled together; then the VAE variants alone, which differ only in
   training length, latent size or KL weight. Every clusterer in every feature space of `zoo_spaces`,
-  at the true K and at K chosen by silhouette, then the baselines.
+  at the true K and at K chosen by the eigengap, then the baselines.
 - 2025 style: per leaking 64 px family, SUBSETS generators fitted on the used slices of seeds
   N..N+SUBSETS-1 (independent draws of the zoo's real slices: no slice is shared), LABELLED labelled
   and UNKNOWN unknown generated images each. Every feature method in every space of `zoo_spaces`,
@@ -120,7 +120,7 @@ def zoo_spaces() -> list[str]:
     deep spaces: ImageNet weights need the network, `checkpoint` a chain run.
     """
     pixel = [f"{e.name}{PIXEL_SIDE}" for e in SPACE_KINDS if e.obj.vectors and e.obj.joint is None]
-    joins = ["+".join(FREQUENCY.names()), *(f"{DEFAULT_FEATURES}+{name}" for name in FREQUENCY.names())]
+    joins = ["+".join(FREQUENCY.names()), *(f"pixels{PIXEL_SIDE}+{name}" for name in FREQUENCY.names())]
     return list(dict.fromkeys([*pixel, *FREQUENCY.names(), *joins]))
 
 
@@ -180,7 +180,7 @@ def subsets_set(family: str, seed: int, zoo_dir: Path, folder: Path) -> Path:
 
 def cluster_results(folder: Path, args, work: Path) -> tuple[int, dict, dict]:
     """(the true K, {(method, features, auto): (K, metrics)} for every clusterer x space at the true K and
-    at K chosen by silhouette, the baselines at the true K)."""
+    at K chosen by the eigengap, the baselines at the true K)."""
     labels = folder / "labels.csv"
     k_true = len(set(read_class_table(labels).values))
     results, baselines = {}, {}
@@ -199,7 +199,7 @@ def cluster_results(folder: Path, args, work: Path) -> tuple[int, dict, dict]:
 
 
 def cluster_table(sets: dict[str, tuple[int, dict, dict]]) -> list[str]:
-    """One row per clusterer x space; per set, a column at the true K and one at K chosen by silhouette."""
+    """One row per clusterer x space; per set, a column at the true K and one at K chosen by the eigengap."""
     def cell(m: dict, k: int | None = None) -> str:
         return (f"{k}: " if k else "") + f"{m['ari']:.3f} / {m['nmi']:.3f} / {m['matched_accuracy']:.3f}"
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ganfp.attribution.cluster import CLUSTERERS
+import ganfp.attribution.cluster as cluster_module
+from ganfp.attribution.cluster import CLUSTERERS, choose_k, laplacian_eigenvalues
 from ganfp.attribution.defaults import (
     DEFAULT_EPOCHS,
     DEFAULT_FEATURES,
@@ -213,11 +214,47 @@ def test_clusterers_find_the_generators_and_auto_finds_k(mixed, tmp_path, method
     cfg = ClusterConfig(images=str(mixed / "generated"), out=str(tmp_path / "c.csv"), method=method, features="pixels8",
                         max_clusters=5, device="cpu", data_root=str(tmp_path / "data"))
     result = cluster(cfg)
-    assert result.auto and result.k == 3 and set(result.silhouettes) == {2, 3, 4, 5}
+    assert result.auto and result.k == 3 and set(result.eigengaps) == {2, 3, 4, 5}
     report = evaluate_clusters(tmp_path / "c.csv", mixed / "labels.csv")
     assert report.metrics["ari"] > 0.9 and report.metrics["matched_accuracy"] > 0.95
     assert abs(report.baselines["random 3 clusters"]["ari"]) < 0.1
     assert report.baselines["one cluster"]["ari"] == 0.0
+
+
+def pairs_of_groups(rng: np.random.Generator, n_per: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Four tight groups of vectors in two far-apart pairs: how related generators (VAE variants) sit."""
+    centres = np.array([[0.0, 0.0], [6.0, 0.0], [100.0, 0.0], [106.0, 0.0]])
+    truth = np.repeat(np.arange(4), n_per)
+    return centres[truth] + rng.normal(0, 0.5, (len(truth), 2)), truth
+
+
+@pytest.mark.parametrize("method", CLUSTERERS.names())
+def test_auto_k_finds_groups_nested_in_pairs(method):
+    """The silhouette prefers the two pairs (ganfp 0.1.0 chose K = 2 on the zoo's VAEs); the graph has four groups."""
+    from sklearn.metrics import adjusted_rand_score
+
+    x, truth = pairs_of_groups(np.random.default_rng(0))
+    k, labels, gaps = choose_k(x, method, 8, seed=0)
+    assert k == 4 and set(gaps) == set(range(2, 9)), gaps
+    assert adjusted_rand_score(truth, labels) > 0.95
+
+
+def test_auto_k_stops_at_max_clusters_when_more_groups_are_apart():
+    """Six groups with no neighbour in common and max_k 4: every eigenvalue tried is 0, and K is the most allowed."""
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(0, 0.1, (20, 2)) + [100.0 * i, 0.0] for i in range(6)])
+    k, labels, _ = choose_k(x, "spectral", 4, seed=0)
+    assert k == 4 and len(set(labels)) == 4
+
+
+def test_large_sets_get_the_same_eigenvalues_without_a_full_solve(monkeypatch):
+    """Above DENSE_EIGEN_LIMIT images the smallest eigenvalues come from LOBPCG; disconnected groups share the
+    eigenvalue 0, which a single-vector method finds only once."""
+    x, _ = pairs_of_groups(np.random.default_rng(1), n_per=60)
+    dense = laplacian_eigenvalues(x, 8, seed=0)
+    monkeypatch.setattr(cluster_module, "DENSE_EIGEN_LIMIT", 50)
+    np.testing.assert_allclose(laplacian_eigenvalues(x, 8, seed=0), dense, atol=1e-6)
+    assert (dense[:4] < 1e-8).all() and dense[4] > 1e-3
 
 
 def test_spectrum_sees_upsampling_that_pixels_miss(tmp_path):

@@ -1,8 +1,12 @@
 """Clustering generated images by their source generator (2024 task 2), with scikit-learn.
 
 `kmeans`, `agglomerative` (Ward linkage) and `spectral` (a k-nearest-neighbour graph) are
-registered by name. With `auto`, K is the one of 2..max whose clustering has the highest mean
-silhouette (Rousseeuw 1987): how much closer each image sits to its own cluster than to the next.
+registered by name. With `auto`, K is read off the eigenvalues of the images' k-nearest-neighbour graph
+(its normalised Laplacian, the graph spectral clustering cuts): K groups that are each tightly linked
+inside and loosely linked to the others give K eigenvalues near 0 and a jump after them (the
+eigengap; von Luxburg 2007, section 8.3). The mean silhouette, ganfp 0.1.0's rule, falls almost
+steadily with K on images of related generators, so it chose K = 2 on nearly every set of the
+generator zoo (docs/attribution.md).
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ import numpy as np
 from ganfp.registry import Registry
 
 CLUSTERERS = Registry("clustering method")
-SPECTRAL_NEIGHBOURS = 10
+GRAPH_NEIGHBOURS = 10  # of each image, in spectral clustering's graph and in the one K is read from
+# Eigenvalues are compared on a log scale above this floor: a jump from 0.001 to 0.01 among eigenvalues
+# that are all near 0 is sampling noise, one from 0.03 to 0.2 is a cluster boundary. On the zoo's clustering
+# sets, floors of 0.005-0.02 missed the four VAEs on one draw, 0.05 and 0.1 found them, and 0.2 let the spread
+# among large eigenvalues win on demo:attribution-2024 (docs/attribution.md, "Choosing K").
+EIGENGAP_FLOOR = 0.05
+APART = 1e-6  # an eigenvalue this close to 0 is a group with no link to the rest
+DENSE_EIGEN_LIMIT = 1000  # images; above it the few smallest eigenvalues come from LOBPCG, not a full solve
 
 
 @CLUSTERERS.register("kmeans")
@@ -36,7 +47,7 @@ def spectral(x: np.ndarray, k: int, seed: int) -> np.ndarray:
     from sklearn.cluster import SpectralClustering
 
     model = SpectralClustering(n_clusters=k, affinity="nearest_neighbors", assign_labels="cluster_qr",
-                               n_neighbors=min(SPECTRAL_NEIGHBOURS, len(x) - 1), random_state=seed)
+                               n_neighbors=min(GRAPH_NEIGHBOURS, len(x) - 1), random_state=seed)
     with warnings.catch_warnings():  # well-separated generators make a disconnected graph: the goal, not a fault
         warnings.filterwarnings("ignore", message="Graph is not fully connected")
         return model.fit_predict(x)
@@ -50,16 +61,35 @@ def silhouette(x: np.ndarray, labels: np.ndarray) -> float | None:
     return float(silhouette_score(x, labels)) if 1 < n_clusters < len(x) else None
 
 
-def choose_k(x: np.ndarray, method: str, max_k: int, seed: int) -> tuple[int, np.ndarray, dict[int, float | None]]:
-    """(K, its labels, silhouette of every K tried): K in 2..min(max_k, N - 1) with the best silhouette."""
-    fit = CLUSTERERS.get(method)
-    tried: dict[int, float | None] = {}
-    best = (-np.inf, 0, None)
-    for k in range(2, min(max_k, len(x) - 1) + 1):
-        labels = fit(x, k, seed)
-        tried[k] = silhouette(x, labels)
-        if tried[k] is not None and tried[k] > best[0]:
-            best = (tried[k], k, labels)
-    if best[2] is None:
-        raise ValueError("no K gave a defined silhouette")
-    return best[1], best[2], tried
+def laplacian_eigenvalues(x: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """The `count` smallest eigenvalues of the normalised Laplacian of the symmetrised k-nearest-neighbour
+    graph, built as scikit-learn's SpectralClustering builds its affinity (self-loops are ignored)."""
+    from scipy.linalg import eigh
+    from scipy.sparse import csgraph
+    from sklearn.neighbors import kneighbors_graph
+
+    graph = kneighbors_graph(x, n_neighbors=min(GRAPH_NEIGHBOURS, len(x) - 1), include_self=True)
+    laplacian = csgraph.laplacian(0.5 * (graph + graph.T), normed=True)
+    if len(x) <= DENSE_EIGEN_LIMIT:
+        return eigh(laplacian.toarray(), eigvals_only=True, subset_by_index=[0, count - 1])
+    from scipy.sparse import identity
+    from scipy.sparse.linalg import lobpcg
+
+    # the largest of I - L: a block method, so a value shared by several disconnected groups is found each time
+    start = np.random.default_rng(seed).standard_normal((len(x), count))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not reaching the requested tolerance.*")
+        values = lobpcg(identity(len(x)) - laplacian, start, largest=True, tol=1e-8, maxiter=500)[0]
+    return np.sort(1 - values)
+
+
+def choose_k(x: np.ndarray, method: str, max_k: int, seed: int) -> tuple[int, np.ndarray, dict[int, float]]:
+    """(K, its labels, the eigengap of every K tried): K in 2..min(max_k, N - 1) with the largest eigengap
+    log((l[K+1] + floor) / (l[K] + floor)), l[1] <= l[2] <= ... the eigenvalues. K is read from the images
+    alone, whatever the method; when more groups than max_k are entirely apart, K is max_k."""
+    max_k = min(max_k, len(x) - 1)
+    values = np.clip(laplacian_eigenvalues(x, max_k + 1, seed), 0, None)
+    steps = np.diff(np.log(values + EIGENGAP_FLOOR))  # steps[i]: from the (i+1)-th eigenvalue to the (i+2)-th
+    gaps = {k: float(steps[k - 1]) for k in range(2, max_k + 1)}
+    k = max_k if values[-1] < APART else max(gaps, key=gaps.get)
+    return k, CLUSTERERS.get(method)(x, k, seed), gaps

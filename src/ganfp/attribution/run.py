@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from ganfp.attribution.cluster import CLUSTERERS, choose_k, silhouette
+from ganfp.attribution.cluster import CLUSTERERS, GRAPH_NEIGHBOURS, choose_k, silhouette
 from ganfp.attribution.defaults import (
     DEFAULT_CLUSTER_FEATURES,
     DEFAULT_CLUSTER_METHOD,
@@ -114,7 +114,7 @@ class ClusterConfig:
 
     images: str
     out: str
-    clusters: int | None = None  # None: choose K by silhouette
+    clusters: int | None = None  # None: choose K by the eigengap
     method: str = DEFAULT_CLUSTER_METHOD
     features: str = DEFAULT_CLUSTER_FEATURES
     max_clusters: int | None = None  # the largest K of --clusters auto; None: DEFAULT_MAX_CLUSTERS (see resolved)
@@ -174,8 +174,8 @@ class ClusterResult:
     clusters: np.ndarray
     k: int
     auto: bool
-    silhouette: float | None
-    silhouettes: dict[int, float | None]  # every K tried (auto), else the one K
+    silhouette: float | None  # of the clustering written
+    eigengaps: dict[int, float] | None  # of every K tried (auto); None when K was given
     method: str
     features: str
     out: str
@@ -185,8 +185,8 @@ class ClusterResult:
     def to_dict(self) -> dict:
         sizes = np.bincount(self.clusters, minlength=self.k).tolist()
         return {"task": "clustering", "images": len(self.ids), "k": self.k,
-                "k_chosen_by": "silhouette" if self.auto else "user",
-                "silhouette": self.silhouette, "silhouettes": {str(k): v for k, v in self.silhouettes.items()},
+                "k_chosen_by": "eigengap" if self.auto else "user", "silhouette": self.silhouette,
+                "eigengaps": {str(k): v for k, v in self.eigengaps.items()} if self.eigengaps else None,
                 "cluster_sizes": sizes, "method": self.method, "features": self.features, "out": self.out,
                 "labels": self.labels, "seconds": round(self.seconds, 2)}
 
@@ -280,7 +280,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
 
 
 def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> ClusterResult:
-    """Cluster every image of `cfg.images` into K groups (K given, or chosen by silhouette); write `cfg.out`."""
+    """Cluster every image of `cfg.images` into K groups (K given, or chosen by the eigengap); write `cfg.out`."""
     started = time.perf_counter()
     cfg.validate()
     cfg = cfg.resolved()
@@ -294,12 +294,12 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     raw, widths = compute(cfg.features, images, ctx)
     x = BlockScaler().fit(raw, widths).transform(raw)
     if cfg.clusters is None:
-        k, labels, tried = choose_k(x, cfg.method, cfg.max_clusters, cfg.seed)
-        message(f"--clusters auto: K = {k} (best silhouette among K = 2..{max(tried)})")
+        k, labels, gaps = choose_k(x, cfg.method, cfg.max_clusters, cfg.seed)
+        message(f"--clusters auto: K = {k} (the largest eigengap of the {GRAPH_NEIGHBOURS}-nearest-neighbour graph "
+                f"among K = 2..{max(gaps)})")
     else:
-        k, labels = cfg.clusters, CLUSTERERS.get(cfg.method)(x, cfg.clusters, cfg.seed)
-        tried = {k: silhouette(x, labels)}
+        k, labels, gaps = cfg.clusters, CLUSTERERS.get(cfg.method)(x, cfg.clusters, cfg.seed), None
     columns = parse_columns(cfg.columns, clustering=True)
     write_class_table(cfg.out, row_keys([it.path for it in images.items], columns), [str(c) for c in labels], columns)
-    return ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, tried[k], tried, cfg.method,
-                         cfg.features, str(cfg.out), images.info.get("labels"), time.perf_counter() - started)
+    return ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, silhouette(x, labels), gaps,
+                         cfg.method, cfg.features, str(cfg.out), images.info.get("labels"), time.perf_counter() - started)

@@ -84,7 +84,8 @@ TrainOpt = Annotated[Optional[str], typer.Option("--train", help="Labelled train
                                                  "generated/<class>/ (and real/<class>/), or a spec (default: the "
                                                  "spec's own).")]
 ClustersOpt = Annotated[Optional[str], typer.Option("--clusters", metavar="K|auto", help="Cluster instead (no labels): "
-                                                    "K groups, or auto to choose K by silhouette.")]
+                                                    "K groups, or auto to choose K by the eigengap of the images' "
+                                                    "neighbour graph.")]
 UseRealOpt = Annotated[bool, typer.Option("--use-real", help="Add the real/<class>/ images to the references of "
                                           "centroid, knn and linear.")]
 # Options that only some modes read default to None, so that one given where nothing reads it is refused.
