@@ -60,6 +60,17 @@ def test_dicom_found_by_extension_or_preamble_only(tmp_path):
     assert folder_manifest(tmp_path).ids == ["1.2.840.99", "IM0002", "a"]
 
 
+def test_a_multi_frame_dicom_is_refused_with_its_frame_count(tmp_path):
+    """An enhanced CT series stores a volume in one file; its message matches the multi-page TIFF's."""
+    path = write_ct_dicom(tmp_path / "volume.dcm", rows_slice())
+    ds = pydicom.dcmread(path)
+    ds.NumberOfFrames = 3
+    ds.PixelData = ds.PixelData * 3
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(InputError, match=r"volume\.dcm: holds 3 frames \(a multi-frame DICOM\).*one file per slice"):
+        decode_image(str(path), 16)
+
+
 def test_compressed_dicom_refused_naming_the_plugin(tmp_path, run_cli):
     from pydicom.pixels import get_decoder
     from pydicom.uid import JPEGLSLossless

@@ -79,7 +79,8 @@ def train_stage(
     pseudo_fraction: float = typer.Option(0.25, help="Share of images pseudo-labelled at each end of the ranking."),
     pseudo_features: Optional[str] = typer.Option(None, help="Feature space of the knn pseudo-labeler (default: classify's)."),
     pseudo_k: Optional[int] = typer.Option(None, help="Neighbours of the knn pseudo-labeler (default: classify's)."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip (and list) unreadable images instead of stopping."),
+    skip_bad: bool = typer.Option(False, "--skip-bad",
+                                  help="Skip (and list) unreadable and multi-frame images instead of stopping."),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the interrupted stage in --out from its last epoch (a finished one is kept)."
     ),

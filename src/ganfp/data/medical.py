@@ -163,8 +163,10 @@ def _dicom_pixels(ds, path: str) -> np.ndarray:
             raise InputError(f"{path}: {syntax.name} pixel data needs a decoder plugin: pip install {plugin}")
     if "PixelData" not in ds:
         raise InputError(f"{path}: DICOM file without pixel data")
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        raise InputError(f"{path}: multi-frame DICOM is not supported; give one file per slice")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise InputError(f"{path}: holds {frames} frames (a multi-frame DICOM), and ganfp reads one image per file; "
+                         f"give one file per slice")
     try:
         return ds.pixel_array
     except Exception as exc:  # pydicom's decoders raise many types; any is this file's problem
