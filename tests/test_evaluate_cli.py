@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -159,3 +160,25 @@ def test_plot_draws_a_png(tmp_path, labels, run_cli):
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code, out, err = run_cli("evaluate", str(preds), str(labels), "--plot", str(tmp_path / "fig.xyz"))
     assert_one_line_error(code, out, err, "fig.xyz", "cannot draw")
+
+
+def test_a_full_disk_while_the_plot_is_written_is_one_line_and_keeps_the_old_figure(tmp_path, labels, run_cli,
+                                                                                     monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    def savefig_on_a_full_disk(self, path, **kwargs):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", savefig_on_a_full_disk)
+    preds = tmp_path / "scores.csv"
+    write_scores(preds, IDS, np.random.default_rng(3).random(200))
+    figure = write(tmp_path / "fig.png", "the figure of an earlier run")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run_cli("evaluate", str(preds), str(labels), "--plot", str(figure))
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert err.strip().splitlines() == [f"error: {figure}: cannot write it (No space left on device); "
+                                        "nothing was replaced"]
+    assert figure.read_text() == "the figure of an earlier run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary file left

@@ -7,6 +7,7 @@ Also the one check that an output path can be written, run by each command befor
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -19,6 +20,9 @@ from typing import Iterator
 from ganfp.errors import InputError, RuntimeFailure
 
 NEW_FILE_MODE = 0o666  # minus the umask, as open() gives any new file (mkstemp would force 0600)
+# what a write can hit after check_writable passed: the disk or the quota fills, a file grows past the file
+# system's limit, the file system turns read-only (an errno a read never gives, so a writer's own reads pass)
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 def _new_temp(path: Path) -> Path:
@@ -73,6 +77,12 @@ def _remove_abandoned(path: Path) -> None:
             continue  # held by a live writer, or gone or unreadable: leave it
 
 
+def write_failure(target: Path, exc: OSError) -> RuntimeFailure:
+    """A full disk (or the like) while an output is written: one line naming it, not a traceback; the caller
+    removes the temporary file, so every target keeps its previous content."""
+    return RuntimeFailure(f"{target}: cannot write it ({exc.strerror or exc}); nothing was replaced")
+
+
 class OutputBatch:
     """One command's outputs, which a reader takes as belonging together (a submission, its scores, its report).
 
@@ -89,21 +99,32 @@ class OutputBatch:
     def path(self, target: str | os.PathLike) -> Iterator[Path]:
         """Yield a temporary path beside `target` to write; when the block ends without error it joins the batch."""
         target = Path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned(target)
-        tmp = _new_temp(target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _remove_abandoned(target)
+            tmp = _new_temp(target)
+        except OSError as exc:  # any failure here is about the target's folder
+            raise write_failure(target, exc) from None
         try:
             self._claims.append(_claim(tmp))
             yield tmp
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in WRITE_ERRNOS:
+                raise write_failure(target, exc) from None
+            raise
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         self._staged.append((tmp, target))
 
     def _commit(self) -> None:
-        for tmp, _ in self._staged:
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+        for tmp, target in self._staged:
+            try:
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+            except OSError as exc:  # a network or quota file system may report a full disk only now
+                raise write_failure(target, exc) from None
         # The one window left: the renames run microseconds apart, and a crash between two of them (SIGKILL,
         # power loss) leaves the targets renamed so far new and the rest old.
         for tmp, target in self._staged:
