@@ -182,3 +182,21 @@ def test_a_full_disk_while_the_plot_is_written_is_one_line_and_keeps_the_old_fig
                                         "nothing was replaced"]
     assert figure.read_text() == "the figure of an earlier run"
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary file left
+
+
+def test_equal_scores_split_by_id_order_at_the_cut_are_said_so(tmp_path, run_cli):
+    """All-equal scores label the first half of the ids used: against a truth listing its used images first, that
+    is accuracy 1 from scores that tell nothing apart, and only the note says the labels came from id order."""
+    truth = write(tmp_path / "truth.csv", "id,label\n" + "".join(f"{i},{int(n < 100)}\n" for n, i in enumerate(IDS)))
+    preds = tmp_path / "flat.csv"
+    write_scores(preds, IDS, np.full(200, 0.5))
+    code, out, err = run_cli("evaluate", str(preds), str(truth), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["metrics"]["accuracy"] == 1.0 and data["metrics"]["roc_auc"] == 0.5
+    assert any("200 images share the score at the cut" in n and "order of their ids" in n for n in data["notes"])
+    code, table, _ = run_cli("evaluate", str(preds), str(truth))
+    assert code == 0 and "note: 200 images share the score at the cut, 0.5" in table
+    distinct = tmp_path / "distinct.csv"
+    write_scores(distinct, IDS, np.linspace(0, 1, 200))
+    assert not any("share the score" in n for n in evaluate_files(distinct, truth).notes)

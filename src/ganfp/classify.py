@@ -203,19 +203,6 @@ def constant_labelling(score: np.ndarray, labels: np.ndarray, threshold: float |
             f"{score.min():.4g} to {score.max():.4g} (--used-fraction labels by rank instead)"]
 
 
-def ties_at_the_cut(score: np.ndarray, labels: np.ndarray, threshold: float | None) -> list[str]:
-    """Images of one score on both sides of a used-fraction cut (copies of one image, or a scorer that tells them
-    nothing apart) are labelled in the order of their ids: said aloud, since that half is not evidence."""
-    if threshold is not None or labels.all() or not labels.any():
-        return []
-    cut = score[labels == 1].min()
-    tied = score == cut
-    if not (tied & (labels == 0)).any():
-        return []
-    return [f"{int(tied.sum())} images share the score at the cut, {cut:.4g} (copies of one image?): "
-            f"{int((tied & (labels == 1)).sum())} of them are labelled used in the order of their ids, not by evidence"]
-
-
 DEPTH_SAMPLE = 16  # files read (headers only) from each set to compare bit depths
 
 
@@ -347,7 +334,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     leaves every one as an earlier run wrote it, not a new submission beside its old scores and report.
     """
     from ganfp.device import resolve_device
-    from ganfp.submission import decide, used_count, write_scores, write_submission
+    from ganfp.submission import decide, ties_at_the_cut, used_count, write_scores, write_submission
 
     started = time.perf_counter()
     check_options(method, k, used_fraction, threshold, image_size, batch_size, seed, report_n)

@@ -11,7 +11,15 @@ import numpy as np
 
 from ganfp.errors import InputError
 from ganfp.metrics import baseline_rows, binary_metrics
-from ganfp.submission import BOM_REASON, Predictions, preview_ids, decide, read_labels, read_predictions
+from ganfp.submission import (
+    BOM_REASON,
+    Predictions,
+    decide,
+    preview_ids,
+    read_labels,
+    read_predictions,
+    ties_at_the_cut,
+)
 
 CONFUSION_KEYS = ("tp", "fp", "tn", "fn")
 
@@ -63,19 +71,21 @@ def _align(preds: Predictions, preds_path, truth_ids: list[str], labels_path) ->
     return np.array([position[i] for i in truth_ids], dtype=np.int64)
 
 
-def _predicted_labels(preds: Predictions, preds_path, used_fraction, threshold) -> tuple[np.ndarray, str]:
+def _predicted_labels(preds: Predictions, preds_path, used_fraction, threshold) -> tuple[np.ndarray, str, list[str]]:
+    """The 0/1 predictions, how they were made, and a note when equal scores straddle the used-fraction cut:
+    then id order, not the scores, sets part of the labels (all-equal scores can score accuracy 1)."""
     rule_given = used_fraction is not None or threshold is not None
     if rule_given and preds.scores is None:
         raise InputError(f"{preds_path}: a used fraction or threshold needs scores, "
                          f"but this file ({preds.format}) has none")
     if preds.labels is not None and not rule_given:
-        return preds.labels, "labels from the file"
+        return preds.labels, "labels from the file", []
     labels = decide(preds.scores, used_fraction=used_fraction, threshold=threshold, ids=preds.ids)
     if threshold is not None:
-        return labels, f"score >= {threshold:g}"
+        return labels, f"score >= {threshold:g}", []
     q = 0.5 if used_fraction is None else used_fraction
     default = "" if rule_given else " (default rule: the file has scores only)"
-    return labels, f"top {q:.0%} of scores labelled used{default}"
+    return labels, f"top {q:.0%} of scores labelled used{default}", ties_at_the_cut(preds.scores, labels, None)
 
 
 def _notes(metrics: dict, has_scores: bool, y_true: np.ndarray) -> list[str]:
@@ -101,7 +111,7 @@ def evaluate_files(preds_path, labels_path, used_fraction: float | None = None,
     truth = read_labels(labels_path)
     preds = read_predictions(preds_path, ids=truth.ids)
     index = _align(preds, preds_path, truth.ids, labels_path)
-    all_labels, decision = _predicted_labels(preds, preds_path, used_fraction, threshold)
+    all_labels, decision, ties = _predicted_labels(preds, preds_path, used_fraction, threshold)
     y_pred = all_labels[index]
     scores = None if preds.scores is None else preds.scores[index]
     metrics = binary_metrics(truth.labels, y_pred, scores)
@@ -114,7 +124,8 @@ def evaluate_files(preds_path, labels_path, used_fraction: float | None = None,
         metrics=metrics,
         baselines=baseline_rows(truth.labels),
         confusion={k: metrics[k] for k in CONFUSION_KEYS},
-        notes=_notes(metrics, scores is not None, truth.labels) + ([f"{preds_path}: {BOM_REASON}"] if preds.bom else []),
+        notes=(ties + _notes(metrics, scores is not None, truth.labels)
+               + ([f"{preds_path}: {BOM_REASON}"] if preds.bom else [])),
         y_true=truth.labels,
         y_pred=y_pred,
         scores=scores,

@@ -422,3 +422,17 @@ def decide(scores, used_fraction: float | None = None, threshold: float | None =
     labels = np.zeros(s.size, dtype=np.int64)
     labels[_rank_order(s, ids)[:k]] = 1
     return labels
+
+
+def ties_at_the_cut(score: np.ndarray, labels: np.ndarray, threshold: float | None) -> list[str]:
+    """Images of one score on both sides of a used-fraction cut (copies of one image, or a scorer that tells them
+    nothing apart) are labelled in the order of their ids: said aloud, since that half is not evidence (classify
+    warns; evaluate notes it, as it sets accuracy, F1 and kappa)."""
+    if threshold is not None or labels.all() or not labels.any():
+        return []
+    cut = score[labels == 1].min()
+    tied = score == cut
+    if not (tied & (labels == 0)).any():
+        return []
+    return [f"{int(tied.sum())} images share the score at the cut, {cut:.4g} (copies of one image?): "
+            f"{int((tied & (labels == 1)).sum())} of them are labelled used in the order of their ids, not by evidence"]
