@@ -173,6 +173,7 @@ CSV_FILES = {
     "labels_3": "id,label\na,3\nb,0\nc,1\nd,0\n",
     "path_class_bad": "image_path,predicted_class\nx/a.png,used\n",
     "only_commas": ",,,\n",
+    "clusters": "id,cluster\na,0\nb,1\nc,0\nd,1\n",
 }
 
 
@@ -611,6 +612,14 @@ add("eval-report-over-an-image", *E, "{scores}", "{labels}", "--report", "{gen}/
 add("eval-plot-latex-only", *E, "{scores}", "{labels}", "--plot", "{out}/fig.pgf", says=("--plot", ".pgf"))
 add("eval-plot-type-before-report", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{real}",
     "--plot", "{out}/fig.xyz", says=("--plot", ".xyz"))
+add("eval-task-clustering-on-scores", *E, "{scores}", "{labels}", "--task", "clustering",
+    says=("scores.csv:1", "'score' column", "not clusters", "--task membership"))
+add("eval-task-attribution-on-scores", *E, "{scores}", "{labels}", "--task", "attribution",
+    says=("scores.csv:1", "'score' column", "not classes", "--task membership"))
+add("eval-task-attribution-on-clusters", *E, "{clusters}", "{labels}", "--task", "attribution",
+    says=("clusters.csv:1", "'cluster' column", "not classes", "--task clustering"))
+add("eval-task-attribution-on-score-labels", *E, "{official}", "{scores}", "--task", "attribution",
+    says=("scores.csv:1", "'score' column", "--task membership"))
 add("eval-extra-argument", *E, "{official}", "{labels}", "more", says="more")
 add("eval-unknown-option", *E, "{official}", "{labels}", "--frobnicate", says="--frobnicate")
 

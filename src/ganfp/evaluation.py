@@ -201,12 +201,28 @@ class ClusterReport:
                 "baselines": self.baselines, "contingency": self.contingency}
 
 
-def _aligned_tables(preds_path, labels_path):
+def _check_value_column(table, path, task: str) -> None:
+    """A value column named as clusters or scores is not read as classes (nor scores as clusters): a forced --task
+    would score cluster numbers as class names, or make every distinct score a cluster of its own."""
+    from ganfp.attribution.files import CLUSTER_WORDS, SCORE_WORDS
+
+    name = table.columns[1] if table.columns else ""
+    misread = SCORE_WORDS + (CLUSTER_WORDS if task == "attribution" else ())
+    if name.lower() in misread:
+        clusters = name.lower() in CLUSTER_WORDS
+        holds, other = ("clusters", "clustering") if clusters else ("membership scores", "membership")
+        raise InputError(f"{path}:1: the {name!r} column holds {holds}, not "
+                         f"{'classes' if task == 'attribution' else 'clusters'}; use --task {other}")
+
+
+def _aligned_tables(preds_path, labels_path, task: str):
     """(truth, predicted values in truth order) of two class tables matched by id."""
     from ganfp.attribution.files import read_class_table
 
     truth = read_class_table(labels_path)
     preds = read_class_table(preds_path)
+    for table, path in ((preds, preds_path), (truth, labels_path)):
+        _check_value_column(table, path, task)
     index = _align(preds, preds_path, truth.ids, labels_path)
     return truth, preds, [preds.values[i] for i in index]
 
@@ -215,7 +231,7 @@ def evaluate_classes(preds_path, labels_path) -> ClassReport:
     """Accuracy, macro-F1 and the confusion matrix of an attribution file; a class the labels lack is an InputError."""
     from ganfp.metrics import class_baselines, class_metrics
 
-    truth, preds, predicted = _aligned_tables(preds_path, labels_path)
+    truth, preds, predicted = _aligned_tables(preds_path, labels_path, "attribution")
     classes = sorted(set(truth.values))
     for value, line in zip(preds.values, preds.lines):
         if value not in classes:
@@ -231,7 +247,7 @@ def evaluate_clusters(preds_path, labels_path) -> ClusterReport:
     """ARI, NMI and accuracy after matching of a clustering file against the true generators."""
     from ganfp.metrics import cluster_baselines, cluster_metrics
 
-    truth, _, predicted = _aligned_tables(preds_path, labels_path)
+    truth, _, predicted = _aligned_tables(preds_path, labels_path, "clustering")
     classes, clusters = sorted(set(truth.values)), sorted(set(predicted), key=lambda c: (len(c), c))
     table = np.zeros((len(classes), len(clusters)), dtype=np.int64)
     np.add.at(table, ([classes.index(v) for v in truth.values], [clusters.index(c) for c in predicted]), 1)
