@@ -17,6 +17,7 @@ tiny: conv5, 16 px, one epoch).
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import struct
@@ -174,6 +175,14 @@ CSV_FILES = {
     "path_class_bad": "image_path,predicted_class\nx/a.png,used\n",
     "only_commas": ",,,\n",
     "clusters": "id,cluster\na,0\nb,1\nc,0\nd,1\n",
+    "semicolons": "id;score\r\na;0,9\r\nb;0,1\r\nc;0,8\r\nd;0,2\r\n",  # a spreadsheet's export in a European locale
+    "tabs": "a\t1\nb\t0\nc\t1\nd\t0\n",
+    "trailing_empty_columns": "id,score,,\na,0.9,,\nb,0.1,,\nc,0.8,,\nd,0.2,,\n",
+    "pandas_index": ",id,score\n0,a,0.9\n1,b,0.1\n2,c,0.8\n3,d,0.2\n",
+    "classes": "id,label\na,gan\nb,diffusion\nc,gan\nd,diffusion\n",
+    "clusters_no_header": "a,0\nb,1\nc,0\nd,1\n",
+    "clusters4_no_header": "a,3\nb,2\nc,1\nd,0\n",
+    "classes_semicolons": "image_path;predicted_class\na.png;gan\nb.png;diffusion\n",
 }
 
 
@@ -187,6 +196,13 @@ def _csv_files(w: Path, p: dict) -> None:
     p["latin1_csv"].write_bytes("caf\xe9,1\n".encode("latin-1"))
     p["csv_dir"] = w / "csv_dir.csv"
     p["csv_dir"].mkdir()
+    p["utf16_csv"] = w / "utf16.csv"
+    p["utf16_csv"].write_bytes(CSV_FILES["scores"].encode("utf-16"))
+    p["gzip_csv"] = w / "scores.csv.gz"
+    p["gzip_csv"].write_bytes(gzip.compress(CSV_FILES["scores"].encode()))
+    p["xlsx"] = w / "scores.xlsx"
+    with zipfile.ZipFile(p["xlsx"], "w") as book:
+        book.writestr("xl/workbook.xml", "<workbook/>")
 
 
 def _tar(path: Path, members: list[tarfile.TarInfo | tuple[str, bytes]], mode: str = "w") -> Path:
@@ -577,7 +593,11 @@ for _name, _says in [
     ("score_short_row", "columns"), ("headered_label_2", "not 0 or 1"), ("headered_dup", "more than once"),
     ("headered_empty_id", "empty id"), ("headered_empty_line", "empty line"), ("two_id_columns", "header"),
     ("two_label_columns", "header"), ("path_class_bad", "not 0 or 1"), ("only_commas", "wrong format"),
-    ("binary_csv", "binary"), ("latin1_csv", "UTF-8"),
+    ("binary_csv", "binary"), ("latin1_csv", ("latin1.csv:1", "not UTF-8", "Latin-1", "save it as CSV UTF-8")),
+    ("semicolons", ("semicolons.csv:1", "separated by ';'", "comma-separated")),
+    ("tabs", ("tabs.csv:1", "separated by tabs")), ("trailing_empty_columns", ("column 3", "has no name")),
+    ("pandas_index", ("column 1", "to_csv(index=False)")), ("utf16_csv", ("utf16.csv", "UTF-16", "CSV UTF-8")),
+    ("gzip_csv", ("scores.csv.gz", "gzip-compressed")), ("xlsx", ("scores.xlsx", ".xlsx workbook")),
 ]:
     add(f"eval-preds-{_name.replace('_', '-')}", *E, f"{{{_name}}}", "{labels}", says=_says)
 for _name, _says in [("empty_csv", "empty"), ("labels_with_scores", "ground truth"), ("labels_3", "not 0 or 1"),
@@ -620,6 +640,13 @@ add("eval-task-attribution-on-clusters", *E, "{clusters}", "{labels}", "--task",
     says=("clusters.csv:1", "'cluster' column", "not classes", "--task clustering"))
 add("eval-task-attribution-on-score-labels", *E, "{official}", "{scores}", "--task", "attribution",
     says=("scores.csv:1", "'score' column", "--task membership"))
+add("eval-labels-semicolons", *E, "{official}", "{semicolons}", says=("semicolons.csv:1", "separated by ';'"))
+add("eval-clusters-without-header", *E, "{clusters_no_header}", "{classes}",  # 0/1 clusters: read as membership
+    says=("classes.csv:2", "not 0 or 1", "clusters without a header: --task clustering"))
+add("eval-more-clusters-without-header", *E, "{clusters4_no_header}", "{classes}",
+    says=("clusters4_no_header.csv:1", "not a class", "a clustering without a header needs --task clustering"))
+add("eval-classes-semicolons", *E, "{classes_semicolons}", "{classes}",
+    says=("classes_semicolons.csv:1", "one column", "separated by ';'"))
 add("eval-extra-argument", *E, "{official}", "{labels}", "more", says="more")
 add("eval-unknown-option", *E, "{official}", "{labels}", "--frobnicate", says="--frobnicate")
 

@@ -235,8 +235,9 @@ def evaluate_classes(preds_path, labels_path) -> ClassReport:
     classes = sorted(set(truth.values))
     for value, line in zip(preds.values, preds.lines):
         if value not in classes:
+            clusters = "" if preds.columns else "; a clustering without a header needs --task clustering"
             raise InputError(f"{preds_path}:{line}: class {value!r} is not a class of {labels_path} "
-                             f"(classes: {', '.join(classes)})")
+                             f"(classes: {', '.join(classes)}){clusters}")
     y_true = [classes.index(v) for v in truth.values]
     metrics = class_metrics(y_true, [classes.index(v) for v in predicted], len(classes))
     return ClassReport(str(preds_path), str(labels_path), classes, metrics,

@@ -68,6 +68,15 @@ class Labels:
     labels: np.ndarray
 
 
+# files a user takes for a CSV, by their first bytes: named, since "binary file" hides the one-step fix
+NOT_A_CSV = {
+    b"\xff\xfe": "UTF-16 text (a spreadsheet's 'Unicode text'), not UTF-8: save it as CSV UTF-8",
+    b"\xfe\xff": "UTF-16 text (a spreadsheet's 'Unicode text'), not UTF-8: save it as CSV UTF-8",
+    b"\x1f\x8b": "gzip-compressed: decompress it first (gunzip)",
+    b"PK\x03\x04": "a zip archive (an Excel .xlsx workbook?), not a text CSV: save it as CSV UTF-8",
+}
+
+
 def starts_with_bom(path) -> bool:
     try:
         with open(path, "rb") as f:
@@ -90,13 +99,17 @@ def read_lines(path, keep_bom: bool = False) -> list[str]:
         raise InputError(f"{path}: is a folder, not a file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    for magic, what in NOT_A_CSV.items():
+        if data.startswith(magic):
+            raise InputError(f"{path}: {what}")
     if b"\x00" in data:
         raise InputError(f"{path}: binary file, not a text CSV")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{path}:{line}: not UTF-8 text (binary file?)") from None
+        raise InputError(f"{path}:{line}: not UTF-8 text (saved as Latin-1 or Windows-1252?): save it as CSV "
+                         "UTF-8") from None
     if text.startswith(BOM) and not keep_bom:
         text = text[1:]
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -127,7 +140,8 @@ def _official_row(line: str, n: int, ids: set[str] | None, seen: dict[str, int])
         return Problem(n, "empty line")
     tokens = line.split(",")
     if len(tokens) != 2:
-        return Problem(n, f"wrong format: {len(tokens)} comma-separated tokens, expected 2 ('<image_id>,<0|1>')")
+        return Problem(n, f"wrong format: {len(tokens)} comma-separated tokens, expected 2 ('<image_id>,<0|1>')"
+                       + separator_hint(line))
     image_id = tokens[0].strip()
     if not image_id:
         return Problem(n, "wrong figure id '': the id is empty")
@@ -145,6 +159,17 @@ def _official_row(line: str, n: int, ids: set[str] | None, seen: dict[str, int])
     if label < 0:
         return Problem(n, f"score {label} is smaller than 0 (must be 0 = not used or 1 = used)")
     return image_id, label
+
+
+def separator_hint(line: str) -> str:
+    """A line without a comma but with `;` or tabs: a spreadsheet's export (`;` in a European locale), which names
+    the actual fix; '1 comma-separated token' alone reads as a complaint about the header or the ids."""
+    if "," in line:
+        return ""
+    for sep, name in ((";", "';'"), ("\t", "tabs")):
+        if sep in line:
+            return f"; the line is separated by {name}: save the file comma-separated"
+    return ""
 
 
 def preview_ids(items: Sequence[str], limit: int = 3) -> str:
@@ -203,7 +228,10 @@ def _header(path, first_line: str) -> dict[str, int] | None:
     id_cols = [c for c in ID_COLUMNS if c in columns]
     value_cols = [c for c in LABEL_COLUMNS + SCORE_COLUMNS if c in columns]
     known = len(id_cols) == 1 and value_cols and sum(c in LABEL_COLUMNS for c in value_cols) <= 1
-    if not known or len(columns) != len(names) or "" in columns:  # extra named columns (per-scorer scores) are kept aside
+    if "" in columns:
+        raise InputError(f"{path}:1: column {names.index('') + 1} of the header {first_line.strip()!r} has no name "
+                         "(a spreadsheet's empty column, or pandas' index: to_csv(index=False)); delete it")
+    if not known or len(columns) != len(names):  # extra named columns (per-scorer scores) are kept aside
         raise InputError(f"{path}:1: unrecognised header {first_line.strip()!r}; expected one of: {KNOWN_HEADERS}")
     return columns
 
@@ -248,7 +276,8 @@ def _read_headered(path, lines: list[str], columns: dict[str, int]) -> Predictio
             token = row[columns[label_col]].strip()
             if token not in ("0", "1"):
                 raise InputError(f"{path}:{n}: label {token!r} is not 0 or 1 (0 = not used, 1 = used; classes "
-                                 "named by numbers: evaluate --task attribution)")
+                                 "named by numbers: evaluate --task attribution; generators against clusters "
+                                 "without a header: --task clustering)")
             labels.append(int(token))
         if score_col:
             token = row[columns[score_col]].strip()

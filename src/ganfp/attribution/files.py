@@ -86,7 +86,7 @@ def write_class_table(path, names: Sequence[str], values: Sequence[str], columns
 
 def read_class_table(path) -> ClassTable:
     """The (id, value) rows of a two-or-more-column CSV; every problem is an InputError naming the line."""
-    from ganfp.submission import read_lines
+    from ganfp.submission import read_lines, separator_hint
 
     lines = read_lines(path)
     if not lines or not any(line.strip() for line in lines):
@@ -99,7 +99,8 @@ def read_class_table(path) -> ClassTable:
         if not any(cell.strip() for cell in row):
             raise InputError(f"{path}:{n}: empty line")
         if len(row) < 2:
-            raise InputError(f"{path}:{n}: one column, expected an id and a class (e.g. image_path,predicted_class)")
+            raise InputError(f"{path}:{n}: one column, expected an id and a class (e.g. image_path,predicted_class)"
+                             + separator_hint(row[0]))
         key, value = image_id(row[0]), row[1].strip()
         if not key or not value:
             raise InputError(f"{path}:{n}: empty {'id' if not key else 'class'}")
