@@ -182,6 +182,8 @@ CSV_FILES = {
     "classes": "id,label\na,gan\nb,diffusion\nc,gan\nd,diffusion\n",
     "clusters_no_header": "a,0\nb,1\nc,0\nd,1\n",
     "clusters4_no_header": "a,3\nb,2\nc,1\nd,0\n",
+    "zero_padded_labels": "id,label\n007,1\n008,0\n",
+    "plain_number_preds": "id,label\n7,1\n8,0\n",
     "classes_semicolons": "image_path;predicted_class\na.png;gan\nb.png;diffusion\n",
 }
 
@@ -641,6 +643,8 @@ add("eval-task-attribution-on-clusters", *E, "{clusters}", "{labels}", "--task",
 add("eval-task-attribution-on-score-labels", *E, "{official}", "{scores}", "--task", "attribution",
     says=("scores.csv:1", "'score' column", "--task membership"))
 add("eval-labels-semicolons", *E, "{official}", "{semicolons}", says=("semicolons.csv:1", "separated by ';'"))
+add("eval-ids-without-leading-zeros", *E, "{plain_number_preds}", "{zero_padded_labels}",
+    says=("plain_number_preds.csv:2", "id '7' is not in", "it has '007'"))
 add("eval-clusters-without-header", *E, "{clusters_no_header}", "{classes}",  # 0/1 clusters: read as membership
     says=("classes.csv:2", "not 0 or 1", "clusters without a header: --task clustering"))
 add("eval-more-clusters-without-header", *E, "{clusters4_no_header}", "{classes}",

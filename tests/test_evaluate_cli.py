@@ -107,6 +107,10 @@ def test_no_used_prediction_says_precision_is_zero(tmp_path, labels, run_cli):
     "text, fragments",
     [
         ("id,label\n" + "".join(f"x{i},1\n" for i in range(200)), ["pred.csv:2: id 'x0' is not in"]),
+        ("id,label\n" + "".join(f"test/{i}.png,1\n" for i in IDS),
+         ["pred.csv:2: id 'test/real_unknown_0001.png' is not in", "it has 'real_unknown_0001'"]),
+        ("id,label\n" + "".join(f"{i.upper()},1\n" for i in IDS),
+         ["pred.csv:2: id 'REAL_UNKNOWN_0001' is not in", "it has 'real_unknown_0001'", "matched exactly"]),
         ("id,label\n" + "".join(f"{i},1\n" for i in IDS[:150]), ["pred.csv: 50 of the 200 ids", "have no prediction"]),
         ("id,label\n", ["pred.csv: header only"]),
         ("id,label\n" + "".join(f"{i},{2 if n == 7 else 1}\n" for n, i in enumerate(IDS)), ["pred.csv:9: label '2'"]),
