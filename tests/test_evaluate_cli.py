@@ -60,6 +60,7 @@ def test_table_and_json_give_the_same_numbers(tmp_path, labels, run_cli):
     assert code == 0
     data = json.loads(out)
     report = evaluate_files(preds, labels)
+    assert data["task"] == "membership"  # as attribution and clustering name theirs
     assert data["metrics"] == pytest.approx(report.metrics)
     assert data["baselines"]["all used"]["f1"] == pytest.approx(2 / 3)
     assert data["confusion"] == report.confusion

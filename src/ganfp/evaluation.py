@@ -42,8 +42,10 @@ class EvaluationReport:
     threshold: float | None = field(default=None, repr=False)  # the --threshold that decided, if one did
 
     def to_dict(self) -> dict:
-        """The report as plain JSON types (what `--json` prints)."""
+        """The report as plain JSON types (what `--json` prints); `task` as in the attribution and clustering
+        reports, so a script reading `evaluate --task auto` tells the three apart by one key."""
         return {
+            "task": "membership",
             "preds": self.preds,
             "labels": self.labels,
             "format": self.format,
