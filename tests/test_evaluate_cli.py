@@ -205,3 +205,16 @@ def test_equal_scores_split_by_id_order_at_the_cut_are_said_so(tmp_path, run_cli
     distinct = tmp_path / "distinct.csv"
     write_scores(distinct, IDS, np.linspace(0, 1, 200))
     assert not any("share the score" in n for n in evaluate_files(distinct, truth).notes)
+
+
+def test_a_threshold_outside_the_scores_is_said_to_label_every_image_alike(tmp_path, labels, run_cli):
+    """Scores on another scale than the threshold (distances against a probability cut) label every image used:
+    F1 0.667, the "all used" baseline's, which looks like a result unless a note says why."""
+    preds = tmp_path / "scores.csv"
+    write_scores(preds, IDS, np.linspace(3, 10, 200))
+    code, out, err = run_cli("evaluate", str(preds), str(labels), "--threshold", "0.5", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["metrics"]["f1"] == pytest.approx(2 / 3)
+    assert "--threshold 0.5 labels all 200 images used: the scores run from 3 to 10" in data["notes"][0]
+    assert not evaluate_files(preds, labels, threshold=6.5).notes

@@ -193,16 +193,6 @@ def check_options(method, k, used_fraction, threshold, image_size, batch_size, s
         require_int("image_size", image_size, low=MIN_IMAGE_SIZE, high=4096)
 
 
-def constant_labelling(score: np.ndarray, labels: np.ndarray, threshold: float | None) -> list[str]:
-    """A --threshold outside the scores' range labels every image alike: a constant submission, said aloud
-    (a used fraction that would do so is refused before scoring; a threshold's effect is known only now)."""
-    if threshold is None or 0 < labels.sum() < len(labels):
-        return []
-    side = "used" if labels.all() else "not used"
-    return [f"--threshold {threshold:g} labels all {len(labels)} images {side}: the scores run from "
-            f"{score.min():.4g} to {score.max():.4g} (--used-fraction labels by rank instead)"]
-
-
 DEPTH_SAMPLE = 16  # files read (headers only) from each set to compare bit depths
 
 
@@ -334,7 +324,14 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     leaves every one as an earlier run wrote it, not a new submission beside its old scores and report.
     """
     from ganfp.device import resolve_device
-    from ganfp.submission import decide, ties_at_the_cut, used_count, write_scores, write_submission
+    from ganfp.submission import (
+        constant_labelling,
+        decide,
+        ties_at_the_cut,
+        used_count,
+        write_scores,
+        write_submission,
+    )
 
     started = time.perf_counter()
     check_options(method, k, used_fraction, threshold, image_size, batch_size, seed, report_n)

@@ -14,6 +14,7 @@ from ganfp.metrics import baseline_rows, binary_metrics
 from ganfp.submission import (
     BOM_REASON,
     Predictions,
+    constant_labelling,
     decide,
     preview_ids,
     read_labels,
@@ -89,8 +90,9 @@ def _align(preds: Predictions, preds_path, truth_ids: list[str], labels_path) ->
 
 
 def _predicted_labels(preds: Predictions, preds_path, used_fraction, threshold) -> tuple[np.ndarray, str, list[str]]:
-    """The 0/1 predictions, how they were made, and a note when equal scores straddle the used-fraction cut:
-    then id order, not the scores, sets part of the labels (all-equal scores can score accuracy 1)."""
+    """The 0/1 predictions, how they were made, and a note when they say less than the metrics suggest: equal
+    scores straddling the used-fraction cut (id order sets those labels; all-equal scores can score accuracy 1),
+    or a threshold outside the scores' range (every image alike: a constant baseline's numbers)."""
     rule_given = used_fraction is not None or threshold is not None
     if rule_given and preds.scores is None:
         raise InputError(f"{preds_path}: a used fraction or threshold needs scores, "
@@ -99,7 +101,7 @@ def _predicted_labels(preds: Predictions, preds_path, used_fraction, threshold) 
         return preds.labels, "labels from the file", []
     labels = decide(preds.scores, used_fraction=used_fraction, threshold=threshold, ids=preds.ids)
     if threshold is not None:
-        return labels, f"score >= {threshold:g}", []
+        return labels, f"score >= {threshold:g}", constant_labelling(preds.scores, labels, threshold)
     q = 0.5 if used_fraction is None else used_fraction
     default = "" if rule_given else " (default rule: the file has scores only)"
     return labels, f"top {q:.0%} of scores labelled used{default}", ties_at_the_cut(preds.scores, labels, None)

@@ -453,6 +453,17 @@ def decide(scores, used_fraction: float | None = None, threshold: float | None =
     return labels
 
 
+def constant_labelling(score: np.ndarray, labels: np.ndarray, threshold: float | None) -> list[str]:
+    """A --threshold outside the scores' range labels every image alike: a constant submission, said aloud
+    (a used fraction that would do so is refused before scoring; a threshold's effect is known only now). Its
+    metrics are a constant baseline's, F1 0.667 at half used: evaluate notes it as classify warns."""
+    if threshold is None or 0 < labels.sum() < len(labels):
+        return []
+    side = "used" if labels.all() else "not used"
+    return [f"--threshold {threshold:g} labels all {len(labels)} images {side}: the scores run from "
+            f"{score.min():.4g} to {score.max():.4g} (--used-fraction labels by rank instead)"]
+
+
 def ties_at_the_cut(score: np.ndarray, labels: np.ndarray, threshold: float | None) -> list[str]:
     """Images of one score on both sides of a used-fraction cut (copies of one image, or a scorer that tells them
     nothing apart) are labelled in the order of their ids: said aloud, since that half is not evidence (classify
