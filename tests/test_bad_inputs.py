@@ -618,6 +618,10 @@ add("eval-threshold-inf", *E, "{scores}", "{labels}", "--threshold", "inf", says
 add("eval-threshold-on-labels", *E, "{official}", "{labels}", "--threshold", "0.5", says="needs scores")
 add("eval-both-rules", *E, "{scores}", "{labels}", "--threshold", "0.5", "--used-fraction", "0.5",
     says=("--used-fraction", "--threshold", "not both"))
+add("eval-both-rules-before-reading", *E, "{missing}", "{labels}", "--threshold", "0.5", "--used-fraction", "0.5",
+    says="not both")  # the option, not the file: options are checked before the files are read
+add("eval-plot-checked-before-reading", *E, "{missing}", "{labels}", "--plot", "{afile}/fig.png",
+    says=("--plot", "is a file"))
 add("eval-real-without-report", *E, "{scores}", "{labels}", "--real", "{real}", says=("--real", "--report"))
 add("eval-plot-under-file", *E, "{scores}", "{labels}", "--plot", "{afile}/fig.png", says=("--plot", "is a file"))
 add("eval-plot-folder", *E, "{scores}", "{labels}", "--plot", "{empty}", says=("--plot", "is a folder"))

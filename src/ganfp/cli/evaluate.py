@@ -83,6 +83,42 @@ def _need_report(html_report: Optional[Path], report_options: dict[str, object])
         raise InputError(f"{', '.join(given)} {verb} the --report: give --report too")
 
 
+def _check_membership_options(preds: Path, labels: Path, plot: Optional[Path], html_report: Optional[Path],
+                              real: Optional[str], generated: Optional[str], used_fraction: Optional[float],
+                              threshold: Optional[float]) -> None:
+    """The decision rule and the outputs, checked before a file is read: detecting the task reads both files,
+    which takes seconds on a large one, and a wrong option should not wait for it."""
+    from ganfp.errors import InputError
+
+    if used_fraction is not None and threshold is not None:
+        raise InputError("give --used-fraction or --threshold, not both")
+    check_outputs({"--plot": plot, "--report": html_report}, (preds, labels, real, generated))
+    if plot is not None:
+        from ganfp.plots import require_matplotlib
+
+        require_matplotlib(plot)
+    if html_report is not None:
+        from ganfp.report import require_matplotlib as report_needs
+
+        report_needs()
+        if real is None:
+            raise InputError("--report needs --real REAL: the real images the predictions are about")
+
+
+def _evaluate_classes(task: str, preds: Path, labels: Path, json_out: bool) -> None:
+    """Attribution or clustering: score and print (the membership options were refused already)."""
+    from ganfp.evaluation import evaluate_classes, evaluate_clusters
+
+    report = evaluate_classes(preds, labels) if task == "attribution" else evaluate_clusters(preds, labels)
+    if json_out:
+        ui.print_json(report.to_dict())
+    elif task == "attribution":
+        _print_classes(report, CLASS_METRICS, "Confusion matrix", report.confusion, report.classes)
+    else:
+        _print_classes(report, CLUSTER_METRICS, "Images per cluster", report.contingency,
+                       [f"cluster {c}" for c in report.clusters])
+
+
 @app.command("evaluate")
 def evaluate(
     preds: Path = typer.Argument(
@@ -119,7 +155,7 @@ def evaluate(
     """Score predictions against ground truth: membership, attribution or clustering metrics beside baselines."""
     from ganfp.data.medical import MedicalReading
     from ganfp.errors import InputError
-    from ganfp.evaluation import TASKS, detect_task, evaluate_classes, evaluate_clusters, evaluate_files
+    from ganfp.evaluation import TASKS, detect_task, evaluate_files
     from ganfp.fileio import written_together
 
     if task not in TASKS:
@@ -127,33 +163,14 @@ def evaluate(
     reading = MedicalReading.parse(window, id_from, slices)
     _need_report(html_report, {"--real": real, "--generated": generated, "--features": features, "--window": window,
                                "--id-from": id_from, "--slices": slices})
+    _check_membership_options(preds, labels, plot, html_report, real, generated, used_fraction, threshold)
     task = detect_task(preds, labels) if task == "auto" else task
     if task != "membership":
         if plot is not None or html_report is not None or used_fraction is not None or threshold is not None:
             raise InputError(f"--plot, --report, --used-fraction and --threshold apply to membership files, "
                              f"not to {task}")
-        report = evaluate_classes(preds, labels) if task == "attribution" else evaluate_clusters(preds, labels)
-        if json_out:
-            ui.print_json(report.to_dict())
-        elif task == "attribution":
-            _print_classes(report, CLASS_METRICS, "Confusion matrix", report.confusion, report.classes)
-        else:
-            _print_classes(report, CLUSTER_METRICS, "Images per cluster", report.contingency,
-                           [f"cluster {c}" for c in report.clusters])
+        _evaluate_classes(task, preds, labels, json_out)
         return
-    if used_fraction is not None and threshold is not None:
-        raise InputError("give --used-fraction or --threshold, not both")
-    check_outputs({"--plot": plot, "--report": html_report}, (preds, labels, real, generated))
-    if plot is not None:
-        from ganfp.plots import require_matplotlib
-
-        require_matplotlib(plot)
-    if html_report is not None:
-        from ganfp.report import require_matplotlib as report_needs
-
-        report_needs()
-        if real is None:
-            raise InputError("--report needs --real REAL: the real images the predictions are about")
     report = evaluate_files(preds, labels, used_fraction=used_fraction, threshold=threshold)
     with written_together() as outputs:  # --report and --plot both replaced, or neither
         if html_report is not None:
