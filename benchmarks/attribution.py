@@ -59,6 +59,7 @@ SUBSETS = 5  # training subsets per family, as the 2025 organisers' five classes
 LABELLED, UNKNOWN = 100, 100  # generated images per subset: labelled references, images to attribute
 FEATURES_2025 = ["pixels32", "spectrum", "residual", "pixels32+spectrum"]
 FEATURES_2024 = ["pixels32", "spectrum", "residual", "spectrum+residual", "pixels32+spectrum"]
+PAIR_KINDS = ("ncc", "white")  # the pair spaces knn reads: shifted NCC, plain and whitened (ssim, wstd: below them)
 
 
 def row(*cells) -> str:
@@ -220,20 +221,27 @@ def cluster_table(sets: dict[str, tuple[int, dict, dict]]) -> list[str]:
     return lines
 
 
+def pair_runs() -> list[tuple[str, str, int | None, bool]]:
+    """knn in the pair spaces (shifted correlation, whitening fitted to both sets) at k 1 and the default k; the
+    strongest also with real/: a memoriser's unknown copy may have no labelled sibling, but has its source there."""
+    spaces = [f"{kind}{size}" for kind in PAIR_KINDS for size in (48, 64)]
+    return [("knn", f, k, False) for f in spaces for k in (1, None)] + [("knn", "white64", 1, True)]
+
+
 def subset_results(folder: Path, args, work: Path) -> tuple[dict, dict]:
-    """{(method label, features): (accuracy, macro-F1, seconds)} for every feature method x space and
-    knn with real/; and the baselines."""
+    """{(method label, features): (accuracy, macro-F1, seconds)} for every feature method x space, knn in the
+    pair spaces, and the default and knn in white64 with real/; and the baselines."""
     labels = folder / "labels.csv"
-    runs = [(m, f, False) for m in METHODS.names(needs="features") for f in zoo_spaces()]
-    runs += [(DEFAULT_METHOD, DEFAULT_FEATURES, True)]
+    runs = [(m, f, None, False) for m in METHODS.names(needs="features") for f in zoo_spaces()]
+    runs += [*pair_runs(), (DEFAULT_METHOD, DEFAULT_FEATURES, None, True)]
     results = {}
-    for method, features, use_real in runs:
+    for method, features, k, use_real in runs:
         cfg = AttributeConfig(unknown=str(folder / "generated_unknown"), out=str(work / "a.csv"), train=str(folder),
-                              method=method, features=features, use_real=use_real, device=args.device,
+                              method=method, features=features, k=k, use_real=use_real, device=args.device,
                               data_root=str(work / "data"))
         result = attribute(cfg)
         report = evaluate_classes(work / "a.csv", labels)
-        name = f"{method} (with real/)" if use_real else method
+        name = method + (f" k={k}" if k else "") + (" (with real/)" if use_real else "")
         results[name, features] = (report.metrics["accuracy"], report.metrics["macro_f1"], result.seconds)
         print(f"{folder.name}: {name} {features} accuracy {report.metrics['accuracy']:.3f} "
               f"({result.seconds:.1f} s)", flush=True)

@@ -89,26 +89,40 @@ def residual(images: torch.Tensor) -> np.ndarray:
     return torch.cat(out).numpy().astype(np.float64)
 
 
-def membership_space(name: str) -> Callable[..., np.ndarray]:
-    """The one place attribution touches the membership feature spaces: check `name`, return its vectors.
-
-    Only spaces compared by Euclidean distance are vectors (pixels, std, deep ones); image metrics
-    such as SSIM and NCC compare pairs of images and have no vector to cluster or classify.
-    """
+def pair_space(name: str):
+    """The membership space `name` when it compares an unknown image with a labelled one only in pairs: an image
+    metric (`ncc`, `white`, `ssim`: shifted correlation, structure) or a space whose whitening is fitted to both sets
+    (`white`, `wstd`). None for the vector spaces, the frequency fingerprints, joins and unknown names."""
     from ganfp.membership.distances import Euclidean
+    from ganfp.membership.spaces import SPACE_KINDS, parse_features
+
+    if name in FREQUENCY or "+" in name:
+        return None
+    try:
+        space = parse_features(name)
+    except InputError:
+        return None
+    joint = space.kind != "deep" and SPACE_KINDS.get(space.kind).joint is not None
+    return space if joint or not isinstance(space.metric, Euclidean) else None
+
+
+def membership_space(name: str) -> Callable[..., np.ndarray]:
+    """The one place attribution touches the membership vector spaces: check `name`, return its vectors.
+
+    Only spaces compared by Euclidean distance, image by image, are vectors (pixels, std, deep ones); the pair
+    spaces (`pair_space`) have no vector to cluster or fit a model to, and only knn reads them.
+    """
     from ganfp.membership.features import compute_features
-    from ganfp.membership.spaces import SPACE_KINDS, parse_features, spaces_help
+    from ganfp.membership.spaces import parse_features, spaces_help
 
     try:
         space = parse_features(name)
     except InputError:
         raise InputError(f"--features {name}: not one of {', '.join(FREQUENCY.names())}, {spaces_help()}") from None
-    if not isinstance(space.metric, Euclidean):
-        raise InputError(f"--features {name}: {space.kind} compares images, not vectors; "
-                         "use pixels[N], std[N] or a spectrum")
-    if space.kind != "deep" and SPACE_KINDS.get(space.kind).joint is not None:  # fitted to a real and a generated set
-        raise InputError(f"--features {name}: {space.kind} whitens a real set by a generated set's spectrum, which "
-                         "attribution, reading each image alone, does not have; use pixels[N], std[N] or a spectrum")
+    if pair_space(name) is not None:
+        raise InputError(f"--features {name}: {space.kind} compares images in pairs (a shifted correlation, or "
+                         "whitening fitted to both sets), not as vectors: only --method knn (and fusion) reads it, "
+                         "alone; clustering, centroid and linear need pixels[N], std[N] or a spectrum")
 
     def vectors(manifest: Manifest, ctx: FeatureContext,
                 images: Callable[[], torch.Tensor] | None = None) -> np.ndarray:
@@ -136,8 +150,11 @@ def _checkpoint(ctx: FeatureContext):
     return stage / MODEL_FILE
 
 
-def parse_spaces(spec: str) -> list[str]:
-    """`pixels32+spectrum` -> its spaces, each a frequency fingerprint or a membership vector space."""
+def parse_spaces(spec: str, pairs: bool = False) -> list[str]:
+    """`pixels32+spectrum` -> its spaces, each a frequency fingerprint or a membership vector space; with `pairs`
+    (a method that compares images in pairs), a pair space alone (`white64`) is taken too."""
+    if pairs and pair_space(spec.strip()) is not None:
+        return [spec.strip()]
     names = [s.strip() for s in spec.split("+")]
     for name in names:
         if not name:
@@ -149,7 +166,7 @@ def parse_spaces(spec: str) -> list[str]:
 
 def reads_runs_dir(spec: str) -> bool:
     """Whether `spec` holds `checkpoint`, the one space that looks under --runs-dir (for a chain run)."""
-    return "checkpoint" in parse_spaces(spec)
+    return "checkpoint" in parse_spaces(spec, pairs=True)
 
 
 def compute(spec: str, manifest: Manifest, ctx: FeatureContext) -> tuple[np.ndarray, tuple[int, ...]]:

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ganfp.attribution.defaults import DEFAULT_EPOCHS, DEFAULT_MODEL
-from ganfp.attribution.features import BlockScaler, FeatureContext, compute, decode
+from ganfp.attribution.features import BlockScaler, FeatureContext, compute, decode, pair_space
 from ganfp.data.manifest import Manifest
 from ganfp.registry import Registry
 
@@ -105,10 +105,12 @@ def centroid(job: Job) -> np.ndarray:
     return _softmax(-distances / spread)
 
 
-@METHODS.register("knn", needs="features", uses_k=True)
+@METHODS.register("knn", needs="features", uses_k=True, pairs=True)
 def knn(job: Job) -> np.ndarray:
     from sklearn.neighbors import KNeighborsClassifier
 
+    if pair_space(job.features) is not None:
+        return _knn_in_pairs(job)
     train, unknown = job.vectors()
     model = KNeighborsClassifier(n_neighbors=min(job.k, len(train)), weights="distance")
     model.fit(train, job.train.labels)
@@ -122,6 +124,36 @@ def linear(job: Job) -> np.ndarray:
     train, unknown = job.vectors()
     model = LogisticRegression(max_iter=2000, random_state=job.seed).fit(train, job.train.labels)
     return _in_class_order(model.predict_proba(unknown), model.classes_, len(job.classes))
+
+
+def _knn_in_pairs(job: Job) -> np.ndarray:
+    """knn where each unknown image is compared with each labelled one in pairs, by membership's neighbour pass.
+
+    A memoriser's outputs are its training slices warped, shifted and re-contrasted: far apart as vectors, but
+    the shifted correlation of whitened images (`white`) finds an unknown copy's sibling among the labelled
+    copies, or its source among `real/<class>/` (docs/attribution.md). The whitening is fitted to the labelled
+    images as membership fits it to the generated ones.
+    """
+    from ganfp.device import resolve_device
+    from ganfp.membership.distances import nearest
+    from ganfp.membership.features import paired_features
+
+    device = resolve_device(job.ctx.device)
+    at, unknown, train = paired_features(pair_space(job.features), job.unknown, job.train,
+                                         image_size=job.ctx.image_size, device=device,
+                                         batch_size=job.ctx.batch_size, data_root=job.ctx.data_root)
+    distances, index = nearest(unknown, train, job.k, at.metric, device)
+    return _distance_vote(distances.double().numpy(), job.train.labels[index.numpy()], len(job.classes))
+
+
+def _distance_vote(distances: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Each neighbour votes for its class with weight 1 / distance; an exact match (distance 0) takes every vote,
+    as scikit-learn's `weights="distance"` does."""
+    exact = distances <= 0
+    weights = np.where(exact.any(1, keepdims=True), exact.astype(float), 1 / np.maximum(distances, 1e-300))
+    votes = np.zeros((len(distances), n_classes))
+    np.add.at(votes, (np.arange(len(distances))[:, None], labels), weights)
+    return votes / votes.sum(1, keepdims=True)
 
 
 def _in_class_order(probs: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
@@ -159,6 +191,6 @@ def cnn(job: Job) -> np.ndarray:
     return probs[:, [meta["classes"].index(c) for c in job.classes]]
 
 
-@METHODS.register("fusion", needs="both", uses_k=True, members=FUSION_MEMBERS)
+@METHODS.register("fusion", needs="both", uses_k=True, pairs=True, members=FUSION_MEMBERS)
 def fusion(job: Job) -> np.ndarray:
     return np.mean([METHODS.get(name)(job) for name in FUSION_MEMBERS], axis=0)

@@ -41,11 +41,12 @@ Message = Callable[[str], None]
 
 
 def _check_common(features: str | None, image_size: int | None, batch_size: int, seed: int, columns: str,
-                  clustering: bool) -> None:
+                  clustering: bool, pairs: bool = False) -> None:
     """The options both modes share, types included: from Python a `batch_size="8"` or `seed=-1` otherwise
-    failed inside numpy or scikit-learn, after the images were read."""
+    failed inside numpy or scikit-learn, after the images were read. `pairs`: the method compares images in
+    pairs (knn), so a pair space (`white64`) is one it can read."""
     if features is not None:
-        parse_spaces(features)
+        parse_spaces(features, pairs)
     if image_size is not None:
         require_int("image_size", image_size, low=8, high=4096)
     require_int("batch_size", batch_size, low=1)
@@ -75,7 +76,8 @@ class AttributeConfig:
     def validate(self) -> None:
         needs = METHODS.entry(self.method).meta["needs"]
         self._check_read()
-        _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=False)
+        _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=False,
+                      pairs=METHODS.entry(self.method).meta.get("pairs", False))
         if self.k is not None:
             require_int("k", self.k, low=1)
         if self.use_real and needs == "images":
