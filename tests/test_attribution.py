@@ -21,6 +21,7 @@ from ganfp.attribution.defaults import (
     DEFAULT_MAX_CLUSTERS,
     DEFAULT_METHOD,
     DEFAULT_MODEL,
+    VECTOR_FEATURES,
 )
 from ganfp.attribution.features import FREQUENCY, spectrum
 from ganfp.attribution.files import CLUSTER_WORDS, ID_WORDS, image_id, read_class_table
@@ -114,6 +115,8 @@ def test_options_a_method_does_not_read_are_refused_and_defaults_filled_in_once(
     filled = plain.resolved()
     assert (filled.k, filled.trainer.model, filled.trainer.epochs) == (DEFAULT_K, DEFAULT_MODEL, DEFAULT_EPOCHS)
     assert filled.features == DEFAULT_FEATURES
+    for vectors_only in ("centroid", "linear"):  # the default space of knn is read in pairs, which these cannot
+        assert config(task, tmp_path, method=vectors_only).resolved().features == VECTOR_FEATURES
     with pytest.raises(InputError, match="--features spectrum: the cnn method does not read it"):
         attribute(config(task, tmp_path, method="cnn", features="spectrum"))
     runs = TrainerSettings(runs_dir=str(tmp_path / "runs"))
@@ -330,11 +333,12 @@ PAIR_KINDS = [e.name for e in SPACE_KINDS if e.obj.joint is not None or not e.ob
 @pytest.mark.parametrize("kind", PAIR_KINDS)
 def test_pair_spaces_are_read_by_knn_alone(task, mixed, tmp_path, kind):
     """Image metrics and spaces whitened by both sets compare an unknown image with a labelled one in pairs: knn can
-    vote on those neighbours; centroid, linear and clustering need vectors (`wstd32` once silently gave `pixels32`'s)."""
+    vote on those neighbours; centroid, linear and clustering need vectors (`wstd32` once silently gave the
+    `pixels32` vectors)."""
     result = attribute(config(task, tmp_path, method="knn", features=f"{kind}16", k=3))
     assert result.probabilities.shape == (12, 3) and accuracy(tmp_path / "a.csv", task / "labels.csv") >= 0.9
     for method in ("centroid", "linear"):
-        with pytest.raises(InputError, match=f"--features {kind}16: {kind} compares images in pairs.*only --method knn"):
+        with pytest.raises(InputError, match=f"--features {kind}16: {kind} compares images in pairs.*only --method"):
             attribute(config(task, tmp_path, method=method, features=f"{kind}16"))
     with pytest.raises(InputError, match=f"--features {kind}16: {kind} compares images in pairs"):
         attribute(config(task, tmp_path, method="knn", features=f"pixels8+{kind}16"))
@@ -385,8 +389,8 @@ def test_one_line_errors(task, mixed, tmp_path, run_cli):
     one_line_error(run_cli("attribute", task / "unknown", *common), "--train")
     one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--method", "magic", *common),
                    "unknown attribution method 'magic'", "knn")
-    one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--features", "ssim", *common),
-                   "ssim compares images")
+    one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--method", "linear",
+                           "--features", "ssim", *common), "ssim compares images in pairs")
     one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--columns", "a,b,c", *common),
                    "--columns")
     preds = tmp_path / "p.csv"

@@ -880,7 +880,7 @@ add("attribute-epochs-with-clusters", *AC, "--epochs", "3", says=("--clusters", 
 add("attribute-features-with-cnn", *ACNN, "--features", "spectrum",
     says=("--features spectrum", "cnn", "centroid or knn or linear or fusion"))
 add("attribute-runs-dir-with-the-default", *A, "--runs-dir", "{out}/runs",
-    says=("--runs-dir", "the linear method with --features pixels32+residual", "--features checkpoint"))
+    says=("--runs-dir", "the knn method with --features white64", "--features checkpoint"))
 add("attribute-runs-dir-with-clusters", *AC, "--runs-dir", "{out}/runs",
     says=("--runs-dir", "--clusters", "--features residual does not", "--features checkpoint"))
 

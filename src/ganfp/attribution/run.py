@@ -23,6 +23,7 @@ from ganfp.attribution.defaults import (
     DEFAULT_K,
     DEFAULT_MAX_CLUSTERS,
     DEFAULT_METHOD,
+    VECTOR_FEATURES,
 )
 from ganfp.attribution.features import (
     BlockScaler,
@@ -38,6 +39,11 @@ from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
 from ganfp.errors import InputError, require_int
 
 Message = Callable[[str], None]
+
+
+def default_features(method: str) -> str:
+    """knn and fusion compare images in pairs, in the whitened shifted correlation; centroid and linear need vectors."""
+    return DEFAULT_FEATURES if METHODS.entry(method).meta.get("pairs") else VECTOR_FEATURES
 
 
 def _check_common(features: str | None, image_size: int | None, batch_size: int, seed: int, columns: str,
@@ -62,7 +68,7 @@ class AttributeConfig:
     out: str
     train: str | None = None  # DIR with generated/<class>/ (and real/<class>/), or a spec; default: the spec's own
     method: str = DEFAULT_METHOD
-    features: str | None = None  # the space of the feature methods; None: DEFAULT_FEATURES (see resolved)
+    features: str | None = None  # the space of the feature methods; None: the method's default (`default_features`)
     k: int | None = None  # neighbours of knn and fusion; None: DEFAULT_K (see resolved)
     use_real: bool = False  # add real/<class> images to the references of the feature methods
     columns: str = ",".join(DEFAULT_COLUMNS)
@@ -98,7 +104,8 @@ class AttributeConfig:
             if value is not None and self.method not in readers:
                 raise InputError(f"{option} {value}: the {self.method} method does not read it; "
                                  f"only --method {' or '.join(readers)} does")
-        runs_dir, features = self.trainer.runs_dir, DEFAULT_FEATURES if self.features is None else self.features
+        runs_dir = self.trainer.runs_dir
+        features = default_features(self.method) if self.features is None else self.features
         if runs_dir is not None and self.method not in trainers and not reads_runs_dir(features):
             raise InputError(f"--runs-dir {runs_dir}: the {self.method} method with --features {features} does not "
                              f"read it; --method {' or '.join(trainers)} keeps its model there, and --features "
@@ -106,7 +113,7 @@ class AttributeConfig:
 
     def resolved(self) -> AttributeConfig:
         """The defaults filled in; after `validate`, which must still tell a given option from a default."""
-        return replace(self, features=DEFAULT_FEATURES if self.features is None else self.features,
+        return replace(self, features=default_features(self.method) if self.features is None else self.features,
                        k=DEFAULT_K if self.k is None else self.k, trainer=self.trainer.resolved())
 
 
@@ -304,4 +311,5 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     columns = parse_columns(cfg.columns, clustering=True)
     write_class_table(cfg.out, row_keys([it.path for it in images.items], columns), [str(c) for c in labels], columns)
     return ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, silhouette(x, labels), gaps,
-                         cfg.method, cfg.features, str(cfg.out), images.info.get("labels"), time.perf_counter() - started)
+                         cfg.method, cfg.features, str(cfg.out), images.info.get("labels"),
+                         time.perf_counter() - started)

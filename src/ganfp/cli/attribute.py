@@ -16,6 +16,7 @@ from ganfp.attribution.defaults import (
     DEFAULT_MAX_CLUSTERS,
     DEFAULT_METHOD,
     DEFAULT_MODEL,
+    VECTOR_FEATURES,
 )
 from ganfp.cli.app import app
 from ganfp.cli.options import (
@@ -33,8 +34,9 @@ from ganfp.cli.options import (
 METHOD_HELP = (f"Supervised: centroid, knn, linear, cnn or fusion (default {DEFAULT_METHOD}). "
                f"With --clusters: kmeans, agglomerative or spectral (default {DEFAULT_CLUSTER_METHOD}).")
 FEATURES_HELP = ("Feature space of every method but cnn: spectrum, residual, pixels[N], std[N], checkpoint or a "
-                 f"model name; join with + (default: {DEFAULT_FEATURES}, and {DEFAULT_CLUSTER_FEATURES} with "
-                 "--clusters).")
+                 "model name, joined with + if you like; knn also reads white[N], ncc[N], wstd[N] and ssim[N] "
+                 f"(alone). Default: {DEFAULT_FEATURES} for knn and fusion, {VECTOR_FEATURES} for centroid and "
+                 f"linear, {DEFAULT_CLUSTER_FEATURES} with --clusters.")
 COLUMNS_HELP = ("Header of the output CSV, two names, or none (default image_path,predicted_class; id,cluster with "
                 "--clusters). The first names the id column as ganfp evaluate reads it (id, image_id, image_name, "
                 "name, or image_path, image, path, file, filename, file_name, which get file names); with "
