@@ -224,6 +224,46 @@ def test_clusterers_find_the_generators_and_auto_finds_k(mixed, tmp_path, method
     assert report.baselines["one cluster"]["ari"] == 0.0
 
 
+@pytest.mark.parametrize("method", CLUSTERERS.names())
+def test_as_many_clusters_as_images_puts_each_image_alone(task, tmp_path, method):
+    """Spectral clustering's embedding cannot have as many dimensions as images: K = N was a traceback."""
+    folder = tmp_path / "four"
+    folder.mkdir()
+    for image in sorted((task / "unknown").glob("*.png"))[:4]:
+        (folder / image.name).write_bytes(image.read_bytes())
+    result = cluster(ClusterConfig(images=str(folder), out=str(tmp_path / "c.csv"), clusters=4, method=method,
+                                   features="pixels8", device="cpu", data_root=str(tmp_path / "data")))
+    assert sorted(result.clusters) == [0, 1, 2, 3]
+
+
+def copies(folder: Path, images: dict[str, int]) -> Path:
+    """`images[prefix]` copies of one image per prefix, each prefix a different image."""
+    folder.mkdir()
+    for c, (prefix, n) in enumerate(images.items()):
+        pixels = class_images(np.random.default_rng(c), c, 1)[0]
+        for i in range(n):
+            Image.fromarray(pixels).save(folder / f"{prefix}_{i:02d}.png")
+    return folder
+
+
+@pytest.mark.parametrize("method", CLUSTERERS.names())
+def test_copies_of_one_image_never_straddle_two_clusters(tmp_path, method):
+    """K above the number of different images split copies at random (k-means left clusters empty, with a warning);
+    it is refused, and --clusters auto looks no further."""
+    two = copies(tmp_path / "two", {"a": 6, "b": 6})
+    common = dict(out=str(tmp_path / "c.csv"), method=method, features="pixels8", device="cpu",
+                  data_root=str(tmp_path / "data"))
+    result = cluster(ClusterConfig(images=str(two), **common))
+    assert result.k == 2 and set(result.eigengaps) == {2}
+    assert len(set(result.clusters[:6])) == 1 and len(set(result.clusters[6:])) == 1, result.clusters
+    with pytest.raises(InputError, match="--clusters 3: the 12 images of .* make only 2 different --features pixels8"):
+        cluster(ClusterConfig(images=str(two), clusters=3, **common))
+    one = copies(tmp_path / "one", {"a": 5})
+    for k in (None, 2):
+        with pytest.raises(InputError, match="all 5 images give the same --features pixels8 vectors"):
+            cluster(ClusterConfig(images=str(one), clusters=k, **common))
+
+
 def pairs_of_groups(rng: np.random.Generator, n_per: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """Four tight groups of vectors in two far-apart pairs: how related generators (VAE variants) sit."""
     centres = np.array([[0.0, 0.0], [6.0, 0.0], [100.0, 0.0], [106.0, 0.0]])

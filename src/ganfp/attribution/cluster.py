@@ -46,6 +46,8 @@ def agglomerative(x: np.ndarray, k: int, seed: int) -> np.ndarray:
 def spectral(x: np.ndarray, k: int, seed: int) -> np.ndarray:
     from sklearn.cluster import SpectralClustering
 
+    if k == len(x):  # every image its own cluster; the spectral embedding cannot have N dimensions (a traceback)
+        return np.arange(k)
     model = SpectralClustering(n_clusters=k, affinity="nearest_neighbors", assign_labels="cluster_qr",
                                n_neighbors=min(GRAPH_NEIGHBOURS, len(x) - 1), random_state=seed)
     with warnings.catch_warnings():  # well-separated generators make a disconnected graph: the goal, not a fault

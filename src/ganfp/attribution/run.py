@@ -288,6 +288,20 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
                              unknown.info.get("labels"), time.perf_counter() - started)
 
 
+def _distinct_vectors(x: np.ndarray, cfg: ClusterConfig) -> int:
+    """How many different feature vectors the images make. Copies of one image have no boundary between them:
+    more clusters than this split copies at random (k-means leaves clusters empty), so K is kept to it."""
+    distinct = len(np.unique(x, axis=0))
+    if distinct < 2:
+        raise InputError(f"{cfg.images}: all {len(x)} images give the same --features {cfg.features} vectors "
+                         "(copies of one image, or alike in that space); there is nothing to cluster")
+    if cfg.clusters is not None and cfg.clusters > distinct:
+        raise InputError(f"--clusters {cfg.clusters}: the {len(x)} images of {cfg.images} make only {distinct} "
+                         f"different --features {cfg.features} vectors (the rest are copies); give at most "
+                         f"--clusters {distinct}")
+    return distinct
+
+
 def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> ClusterResult:
     """Cluster every image of `cfg.images` into K groups (K given, or chosen by the eigengap); write `cfg.out`."""
     started = time.perf_counter()
@@ -302,8 +316,9 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
                          cfg.runs_dir)
     raw, widths = compute(cfg.features, images, ctx)
     x = BlockScaler().fit(raw, widths).transform(raw)
+    distinct = _distinct_vectors(x, cfg)
     if cfg.clusters is None:
-        k, labels, gaps = choose_k(x, cfg.method, cfg.max_clusters, cfg.seed)
+        k, labels, gaps = choose_k(x, cfg.method, min(cfg.max_clusters, distinct), cfg.seed)
         message(f"--clusters auto: K = {k} (the largest eigengap of the {GRAPH_NEIGHBOURS}-nearest-neighbour graph "
                 f"among K = 2..{max(gaps)})")
     else:
