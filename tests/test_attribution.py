@@ -200,6 +200,31 @@ def test_an_empty_file_among_the_images_is_named_as_one(task, tmp_path):
         attribute(cfg)
 
 
+def test_a_name_the_table_cannot_hold_is_refused_before_any_work(task, tmp_path, monkeypatch):
+    """A comma in a file or class name was refused only when the table was written: after the features, or after
+    training a network, and as a problem of the output file."""
+    import ganfp.attribution.methods
+    import ganfp.attribution.run
+
+    def no_work(*args, **kw):
+        raise AssertionError("features computed before the names were checked")
+
+    for module in (ganfp.attribution.methods, ganfp.attribution.run):
+        monkeypatch.setattr(module, "compute", no_work)
+    unknown, train = tmp_path / "unknown", tmp_path / "train"
+    save(unknown, "img", class_images(np.random.default_rng(0), 0, 2))
+    (unknown / "img_000.png").rename(unknown / "img,000.png")
+    with pytest.raises(InputError, match=r"unknown/img,000.png: its name 'img,000.png' cannot be written"):
+        attribute(dataclasses.replace(config(task, tmp_path), unknown=str(unknown)))
+    with pytest.raises(InputError, match=r"unknown/img,000.png: its name 'img,000' cannot be written"):
+        cluster(ClusterConfig(images=str(unknown), out=str(tmp_path / "c.csv"), clusters=2))
+    for c, cls in enumerate(("a,b", 'say "b"')):
+        save(train / "generated" / cls, f"gen{c}", class_images(np.random.default_rng(c), c, 2))
+    with pytest.raises(InputError, match="--train .*: class 'a,b' cannot be written .*; rename its folder"):
+        attribute(dataclasses.replace(config(task, tmp_path), train=str(train)))
+    assert not (tmp_path / "a.csv").exists() and not (tmp_path / "c.csv").exists()
+
+
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mixed")

@@ -128,7 +128,14 @@ def build_world(w: Path) -> dict[str, Path]:
     _chains(w, p)
     _checkpoints(w, p)
     _stages_in_out(w, p)
+    _attribution_sets(w, p)
     return p
+
+
+def _attribution_sets(w: Path, p: dict) -> None:
+    p["comma_class_ds"] = w / "comma_class_ds"
+    images(p["comma_class_ds"] / "a,b", 4, prefix="a")
+    images(p["comma_class_ds"] / "c", 4, prefix="c", seed=1)
 
 
 def _ids_files(w: Path, p: dict) -> None:
@@ -883,6 +890,14 @@ add("attribute-runs-dir-with-the-default", *A, "--runs-dir", "{out}/runs",
     says=("--runs-dir", "the knn method with --features white64", "--features checkpoint"))
 add("attribute-runs-dir-with-clusters", *AC, "--runs-dir", "{out}/runs",
     says=("--runs-dir", "--clusters", "--features residual does not", "--features checkpoint"))
+
+# attr-audit: what a first run on real-world folders met ----------------------------------------------------------
+add("attribute-unknown-comma-in-name", "attribute", "{comma_id}", "--train", "{ds}", "--out", "{out}/a.csv",
+    "--data-root", "{out}/data", says=("comma_id/a,b.png", "'a,b.png'", "rename the file"))
+add("attribute-clusters-comma-in-name", "attribute", "{comma_id}", "--clusters", "2", "--out", "{out}/c.csv",
+    "--data-root", "{out}/data", says=("comma_id/a,b.png", "'a,b'"))
+add("attribute-class-comma-in-name", "attribute", "{real}", "--train", "{comma_class_ds}", "--out", "{out}/a.csv",
+    "--data-root", "{out}/data", says=("--train", "comma_class_ds", "class 'a,b'", "rename its folder"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

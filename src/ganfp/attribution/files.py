@@ -68,18 +68,32 @@ def _check_evaluate_reads(text: str, first: str, second: str, clustering: bool) 
                          "name the class column otherwise, e.g. predicted_class")
 
 
+UNWRITABLE = "cannot be written in a plain CSV (it holds a comma, quote or line break)"
+
+
+def writable(cell: str) -> bool:
+    """Whether `cell` can be a field of the table as written: unquoted, since `ganfp evaluate` reads a header line
+    by splitting it at commas."""
+    return bool(cell) and not any(c in cell for c in ",\n\r\"")
+
+
 def row_keys(files: Sequence[str], columns: tuple[str, str] | None) -> list[str]:
-    """What identifies each image in the first column: its file name under a path-like header, else its id."""
+    """What identifies each image in the first column: its file name under a path-like header, else its id.
+
+    Called before any work: a name that cannot be written is refused naming its file, not after the features
+    (or a trained network) as a problem of the output file.
+    """
     names = [PurePosixPath(f.replace("\\", "/")).name for f in files]
-    return names if columns and columns[0].lower() in FILE_WORDS else [image_id(n) for n in names]
+    keys = names if columns and columns[0].lower() in FILE_WORDS else [image_id(n) for n in names]
+    for file, key in zip(files, keys):
+        if not writable(key):
+            raise InputError(f"{file}: its name {key!r} {UNWRITABLE}; rename the file")
+    return keys
 
 
 def write_class_table(path, names: Sequence[str], values: Sequence[str], columns: tuple[str, str] | None) -> None:
-    """One row per image, in the given order; written atomically."""
-    for value in list(names) + [str(v) for v in values]:
-        if not value or any(c in value for c in ",\n\r\""):
-            raise InputError(f"{path}: {value!r} cannot be written in a plain CSV "
-                             "(empty, or a comma, quote or line break)")
+    """One row per image, in the given order; written atomically. Every cell was checked by `row_keys` and,
+    for class names, `writable`."""
     header = [",".join(columns)] if columns else []
     write_text(path, "\n".join(header + [f"{n},{v}" for n, v in zip(names, values)]) + "\n")
 

@@ -33,7 +33,15 @@ from ganfp.attribution.features import (
     parse_spaces,
     reads_runs_dir,
 )
-from ganfp.attribution.files import CLUSTER_COLUMNS, DEFAULT_COLUMNS, parse_columns, row_keys, write_class_table
+from ganfp.attribution.files import (
+    CLUSTER_COLUMNS,
+    DEFAULT_COLUMNS,
+    UNWRITABLE,
+    parse_columns,
+    row_keys,
+    writable,
+    write_class_table,
+)
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
 from ganfp.errors import InputError, require_int
@@ -260,6 +268,10 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
         if not train.labelled or len(train.classes) < 2:
             raise InputError(f"--train {source}: not a labelled dataset of two classes or more")
         real = Path(train.info["real"]) if "real" in train.info else None
+    unwritable = [c for c in train.classes if not writable(c)]
+    if unwritable:
+        where = f"--train {source}" if cfg.train is not None else source
+        raise InputError(f"{where}: class {unwritable[0]!r} {UNWRITABLE}; rename its folder")
     if cfg.use_real:
         if real is None or not real.is_dir():
             raise InputError(f"--use-real: no real/<class>/ folder beside the generated images of {source}")
@@ -274,14 +286,15 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     cfg.validate()
     cfg = cfg.resolved()
     unknown = read_images(cfg.unknown, cfg.data_root)
+    columns = parse_columns(cfg.columns)
+    keys = row_keys([it.path for it in unknown.items], columns)
     train, train_spec = training_set(cfg, unknown)
     size = cfg.image_size or common_size(train, unknown)
     ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root, cfg.trainer.runs_dir)
     job = Job(train, unknown, train_spec, cfg.features, cfg.k, ctx, cfg.trainer, cfg.seed, message)
     probs = METHODS.get(cfg.method)(job)
     predicted = [train.classes[i] for i in probs.argmax(1)]
-    columns = parse_columns(cfg.columns)
-    write_class_table(cfg.out, row_keys([it.path for it in unknown.items], columns), predicted, columns)
+    write_class_table(cfg.out, keys, predicted, columns)
     uses_features = METHODS.entry(cfg.method).meta["needs"] != "images"
     return AttributionResult(unknown.ids, predicted, probs, train.classes, cfg.method,
                              cfg.features if uses_features else None, train_spec, train.class_counts(), str(cfg.out),
@@ -308,6 +321,8 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     cfg.validate()
     cfg = cfg.resolved()
     images = read_images(cfg.images, cfg.data_root)
+    columns = parse_columns(cfg.columns, clustering=True)
+    keys = row_keys([it.path for it in images.items], columns)
     if cfg.clusters is not None and cfg.clusters > len(images):
         raise InputError(f"--clusters {cfg.clusters}: more clusters than the {len(images)} images of {cfg.images}")
     if cfg.clusters is None and len(images) < 3:
@@ -323,8 +338,7 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
                 f"among K = 2..{max(gaps)})")
     else:
         k, labels, gaps = cfg.clusters, CLUSTERERS.get(cfg.method)(x, cfg.clusters, cfg.seed), None
-    columns = parse_columns(cfg.columns, clustering=True)
-    write_class_table(cfg.out, row_keys([it.path for it in images.items], columns), [str(c) for c in labels], columns)
+    write_class_table(cfg.out, keys, [str(c) for c in labels], columns)
     return ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, silhouette(x, labels), gaps,
                          cfg.method, cfg.features, str(cfg.out), images.info.get("labels"),
                          time.perf_counter() - started)
