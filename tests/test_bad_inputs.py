@@ -898,6 +898,10 @@ add("attribute-clusters-comma-in-name", "attribute", "{comma_id}", "--clusters",
     "--data-root", "{out}/data", says=("comma_id/a,b.png", "'a,b'"))
 add("attribute-class-comma-in-name", "attribute", "{real}", "--train", "{comma_class_ds}", "--out", "{out}/a.csv",
     "--data-root", "{out}/data", says=("--train", "comma_class_ds", "class 'a,b'", "rename its folder"))
+add("attribute-images-below-8-px", "attribute", "{tiny}", "--clusters", "2", "--out", "{out}/c.csv", "--data-root",
+    "{out}/data", says=("y000.png", "5x5", "--image-size N (at least 8)"))
+add("attribute-mixed-sizes-names-a-file-of-each", "attribute", "{mixed_sizes}", "--clusters", "2", "--out",
+    "{out}/c.csv", "--data-root", "{out}/data", says=("different sizes", "16x16 (3 files, e.g.", "mixed_sizes/m0", "mixed_sizes/n0"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

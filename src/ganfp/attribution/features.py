@@ -15,8 +15,6 @@ spectrum.
 
 from __future__ import annotations
 
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,7 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ganfp.data.decode import image_size
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
 from ganfp.registry import Registry
@@ -209,20 +206,3 @@ class BlockScaler:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return (x - self.mean) / self.scale * self.weight
-
-
-def common_size(*manifests: Manifest) -> int:
-    """The one square size every image shares (read from file headers); otherwise ask for --image-size.
-
-    Spectra change with resizing, so images of other sizes are never resized silently.
-    """
-    paths = [it.path for m in manifests for it in m.items]
-    with ThreadPoolExecutor(max_workers=8) as pool:  # the decoder's header read: its errors and pixel limit
-        sizes = Counter(pool.map(image_size, paths))
-    if len(sizes) > 1:
-        listed = ", ".join(f"{w}x{h} ({n} files)" for (w, h), n in sizes.most_common())
-        raise InputError(f"images have different sizes: {listed}; pass --image-size N to resize all to N x N")
-    (w, h), = sizes
-    if w != h:
-        raise InputError(f"{paths[0]}: images are {w}x{h}, not square; pass --image-size N to resize all to N x N")
-    return w

@@ -28,7 +28,6 @@ from ganfp.attribution.defaults import (
 from ganfp.attribution.features import (
     BlockScaler,
     FeatureContext,
-    common_size,
     compute,
     parse_spaces,
     reads_runs_dir,
@@ -43,6 +42,7 @@ from ganfp.attribution.files import (
     write_class_table,
 )
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
+from ganfp.data.generated import native_image_size
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
 from ganfp.errors import InputError, require_int
 
@@ -289,7 +289,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     columns = parse_columns(cfg.columns)
     keys = row_keys([it.path for it in unknown.items], columns)
     train, train_spec = training_set(cfg, unknown)
-    size = cfg.image_size or common_size(train, unknown)
+    size = cfg.image_size or native_image_size(train, unknown)
     ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root, cfg.trainer.runs_dir)
     job = Job(train, unknown, train_spec, cfg.features, cfg.k, ctx, cfg.trainer, cfg.seed, message)
     probs = METHODS.get(cfg.method)(job)
@@ -327,7 +327,7 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
         raise InputError(f"--clusters {cfg.clusters}: more clusters than the {len(images)} images of {cfg.images}")
     if cfg.clusters is None and len(images) < 3:
         raise InputError(f"--clusters auto: {cfg.images} has {len(images)} images; choosing K needs 3 or more")
-    ctx = FeatureContext(cfg.image_size or common_size(images), cfg.device, cfg.batch_size, cfg.data_root,
+    ctx = FeatureContext(cfg.image_size or native_image_size(images), cfg.device, cfg.batch_size, cfg.data_root,
                          cfg.runs_dir)
     raw, widths = compute(cfg.features, images, ctx)
     x = BlockScaler().fit(raw, widths).transform(raw)

@@ -1,6 +1,7 @@
 """The generated-image side of a membership set: its manifest, and the one image size shared with the real side.
 
-Shared by `classify` and by the chain's "knn" pseudo-labeler, which must see the images the same way.
+Shared by `classify` and by the chain's "knn" pseudo-labeler, which must see the images the same way;
+`attribute` reads its one image size here too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError
 
 # The smallest side the membership scorers compare at (--image-size's minimum): the shift-tolerant spaces need
-# a crop left after their shifts, and below 6 px a native size failed there with a traceback.
+# a crop left after their shifts, and below 6 px a native size failed there with a traceback. `attribute` keeps to
+# it too: its cnn method trains at no less, and failed below it only after printing that it was training.
 MIN_IMAGE_SIZE = 8
 
 
@@ -59,6 +61,6 @@ def native_image_size(*manifests: Manifest) -> int:
     if w != h:
         raise InputError(f"{paths[0]}: images are {w}x{h}, not square; pass --image-size N to resize all to N x N")
     if w < MIN_IMAGE_SIZE:
-        raise InputError(f"{paths[0]}: images are {w}x{h}, below the {MIN_IMAGE_SIZE} px the membership scorers "
-                         f"compare at; pass --image-size N (at least {MIN_IMAGE_SIZE}) to resize all to N x N")
+        raise InputError(f"{paths[0]}: images are {w}x{h}, below the {MIN_IMAGE_SIZE} px ganfp compares images at; "
+                         f"pass --image-size N (at least {MIN_IMAGE_SIZE}) to resize all to N x N")
     return w
