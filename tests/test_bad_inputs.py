@@ -902,6 +902,9 @@ add("attribute-images-below-8-px", "attribute", "{tiny}", "--clusters", "2", "--
     "{out}/data", says=("y000.png", "5x5", "--image-size N (at least 8)"))
 add("attribute-mixed-sizes-names-a-file-of-each", "attribute", "{mixed_sizes}", "--clusters", "2", "--out",
     "{out}/c.csv", "--data-root", "{out}/data", says=("different sizes", "16x16 (3 files, e.g.", "mixed_sizes/m0", "mixed_sizes/n0"))
+add("attribute-out-empty", "attribute", "{real}", "--clusters", "2", "--out", "", "--data-root", "{out}/data",
+    says=("--out ''", "empty path"))
+add("classify-scores-empty", *KR, "--out", "{out}/s.csv", "--scores", "", says=("--scores ''", "empty path"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")
