@@ -905,6 +905,11 @@ add("attribute-mixed-sizes-names-a-file-of-each", "attribute", "{mixed_sizes}", 
 add("attribute-out-empty", "attribute", "{real}", "--clusters", "2", "--out", "", "--data-root", "{out}/data",
     says=("--out ''", "empty path"))
 add("classify-scores-empty", *KR, "--out", "{out}/s.csv", "--scores", "", says=("--scores ''", "empty path"))
+add("attribute-features-repeated", *A, "--features", "residual+residual",
+    says=("--features residual+residual", "residual given twice"))
+add("attribute-clusters-features-repeated", *AC, "--features", "pixels16+residual+pixels16", says="pixels16 given twice")
+add("attribute-features-size-out-of-range", *A, "--features", "pixels0", says=("pixels0", "between 8 and 1024"))
+add("attribute-pair-features-size-out-of-range", *A, "--features", "white2000", says=("white2000", "between 8 and 1024"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

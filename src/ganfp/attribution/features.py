@@ -15,6 +15,7 @@ spectrum.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -110,11 +111,14 @@ def membership_space(name: str) -> Callable[..., np.ndarray]:
     spaces (`pair_space`) have no vector to cluster or fit a model to, and only knn reads them.
     """
     from ganfp.membership.features import compute_features
-    from ganfp.membership.spaces import parse_features, spaces_help
+    from ganfp.membership.spaces import SPACE_KINDS, parse_features, spaces_help
 
     try:
         space = parse_features(name)
     except InputError:
+        kind = re.fullmatch(r"([a-z]+)\d*", name)
+        if kind and kind.group(1) in SPACE_KINDS:
+            raise  # a known kind at a size out of range (pixels0): its message gives the range
         raise InputError(f"--features {name}: not one of {', '.join(FREQUENCY.names())}, {spaces_help()}") from None
     if pair_space(name) is not None:
         raise InputError(f"--features {name}: {space.kind} compares images in pairs (a shifted correlation, or "
@@ -153,9 +157,11 @@ def parse_spaces(spec: str, pairs: bool = False) -> list[str]:
     if pairs and pair_space(spec.strip()) is not None:
         return [spec.strip()]
     names = [s.strip() for s in spec.split("+")]
-    for name in names:
+    for i, name in enumerate(names):
         if not name:
             raise InputError(f"--features {spec!r}: empty feature space name")
+        if name in names[:i]:  # its block would count twice in every distance, silently
+            raise InputError(f"--features {spec}: {name} given twice; name each space once")
         if name not in FREQUENCY:
             membership_space(name)
     return names
