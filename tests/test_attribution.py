@@ -141,6 +141,24 @@ def test_use_real_adds_the_real_images_to_the_references(task, tmp_path):
     assert result.train_counts == {cls: 12 for cls in CLASSES}
 
 
+def test_the_generated_and_real_folders_are_found_in_any_case(task, tmp_path):
+    """A copy made on Windows has Generated/ and Real/: they were read as two classes, Generated and Real."""
+    import shutil
+
+    shutil.copytree(task / "train" / "generated", tmp_path / "train" / "Generated")
+    shutil.copytree(task / "train" / "real", tmp_path / "train" / "Real")
+    cfg = dataclasses.replace(config(task, tmp_path, method="centroid", use_real=True), train=str(tmp_path / "train"))
+    result = attribute(cfg)
+    assert result.classes == list(CLASSES) and result.train_counts == {cls: 12 for cls in CLASSES}
+
+
+def test_training_images_are_not_attributed_as_unknown_ones(task, tmp_path):
+    """`attribute task2 --train task2` wrote the training images to the table beside the unknown ones."""
+    with pytest.raises(InputError, match=r"24 of its 36 images are training images too \(e.g. .*gen_alpha_000.png\)"):
+        attribute(dataclasses.replace(config(task, tmp_path), unknown=str(task / "train")))
+    assert not (tmp_path / "a.csv").exists()
+
+
 def test_output_columns_are_a_flag(task, tmp_path):
     attribute(config(task, tmp_path, columns="none"))
     lines = (tmp_path / "a.csv").read_text().splitlines()

@@ -910,6 +910,10 @@ add("attribute-features-repeated", *A, "--features", "residual+residual",
 add("attribute-clusters-features-repeated", *AC, "--features", "pixels16+residual+pixels16", says="pixels16 given twice")
 add("attribute-features-size-out-of-range", *A, "--features", "pixels0", says=("pixels0", "between 8 and 1024"))
 add("attribute-pair-features-size-out-of-range", *A, "--features", "white2000", says=("white2000", "between 8 and 1024"))
+add("attribute-images-are-the-training-images", "attribute", "{ds}", "--train", "{ds}", "--out", "{out}/a.csv",
+    "--data-root", "{out}/data", says=("ds: 16 of its 16 images are training images too", "generated_unknown/"))
+add("attribute-use-real-with-class-folders", *A, "--use-real",
+    says=("--use-real: --train", "holds the class folders themselves", "the folder holding both"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

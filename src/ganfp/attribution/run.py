@@ -43,7 +43,7 @@ from ganfp.attribution.files import (
 )
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
 from ganfp.data.generated import native_image_size
-from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
+from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files, list_folder
 from ganfp.errors import InputError, require_int
 
 Message = Callable[[str], None]
@@ -242,6 +242,12 @@ def _class_folders(folder: Path, what: str, classes: list[str] | None = None) ->
     return manifest
 
 
+def _sub_folder(folder: Path, name: str) -> Path | None:
+    """`folder`'s sub-folder `name`, in any case: `Generated/` and `Real/` (a copy made on Windows) were read as two
+    classes named Generated and Real, and every image was attributed to one of them."""
+    return next((p for p in sorted(list_folder(folder)) if p.is_dir() and p.name.lower() == name), None)
+
+
 def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str]:
     """(labelled references, the spec the trainer loads): from --train, else from the unknown spec's dataset."""
     from ganfp.data.adapters import load_manifest
@@ -253,13 +259,16 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
                              "(generated/<class>/), or --clusters K|auto to cluster instead")
         source = unknown.info["generated"]
     path = Path(source).expanduser()
+    no_real = f"--use-real: no real/<class>/ folder beside the generated images of {source}"
     if path.is_dir():
-        nested = (path / "generated").is_dir()  # DIR/generated/<class>, or DIR/<class> itself
-        generated = path / "generated" if nested else path
-        train, spec = _class_folders(generated, "--train"), f"folder:{generated.resolve()}"
-        real = path / "real" if nested else None
+        generated = _sub_folder(path, "generated")  # DIR/generated/<class>, or DIR/<class> itself
+        train, spec = _class_folders(generated or path, "--train"), f"folder:{(generated or path).resolve()}"
+        real = _sub_folder(path, "real") if generated else None
         if cfg.train is None and "real" in unknown.info:
             real = Path(unknown.info["real"])
+        elif generated is None:
+            no_real = (f"--use-real: --train {source} holds the class folders themselves; --use-real reads the "
+                       "real/<class>/ folders beside generated/<class>/: pass --train the folder holding both")
     else:
         try:
             train, spec = load_manifest(source, cfg.data_root), source
@@ -274,10 +283,20 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
         raise InputError(f"{where}: class {unwritable[0]!r} {UNWRITABLE}; rename its folder")
     if cfg.use_real:
         if real is None or not real.is_dir():
-            raise InputError(f"--use-real: no real/<class>/ folder beside the generated images of {source}")
+            raise InputError(no_real)
         extra = _class_folders(real, "--use-real", classes=train.classes)
         train = Manifest(train.name, train.classes, train.items + extra.items, train.root, train.info)
     return train, spec
+
+
+def _check_apart(unknown: Manifest, train: Manifest, cfg: AttributeConfig) -> None:
+    """No image is both to attribute and a reference: `ganfp attribute task2 --train task2` attributed the training
+    images (and real/) to their own classes beside the unknown ones, and wrote them all to the table."""
+    references = {os.path.abspath(it.path) for it in train.items}  # as named: a copy elsewhere is a fair test image
+    shared = [it.path for it in unknown.items if os.path.abspath(it.path) in references]
+    if shared:
+        raise InputError(f"{cfg.unknown}: {len(shared)} of its {len(unknown)} images are training images too "
+                         f"(e.g. {shared[0]}); give the folder of the unknown images alone, such as generated_unknown/")
 
 
 def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> AttributionResult:
@@ -289,6 +308,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     columns = parse_columns(cfg.columns)
     keys = row_keys([it.path for it in unknown.items], columns)
     train, train_spec = training_set(cfg, unknown)
+    _check_apart(unknown, train, cfg)
     size = cfg.image_size or native_image_size(train, unknown)
     ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root, cfg.trainer.runs_dir)
     job = Job(train, unknown, train_spec, cfg.features, cfg.k, ctx, cfg.trainer, cfg.seed, message)
