@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -241,6 +243,17 @@ def test_a_name_the_table_cannot_hold_is_refused_before_any_work(task, tmp_path,
     with pytest.raises(InputError, match="--train .*: class 'a,b' cannot be written .*; rename its folder"):
         attribute(dataclasses.replace(config(task, tmp_path), train=str(train)))
     assert not (tmp_path / "a.csv").exists() and not (tmp_path / "c.csv").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="only Linux keeps a file name that is not UTF-8")
+def test_a_file_named_in_another_encoding_is_refused_naming_it(task, tmp_path):
+    """A Latin-1 name (an archive from another system) failed with a traceback in the image cache's key."""
+    unknown = tmp_path / "unknown"
+    save(unknown, "img", class_images(np.random.default_rng(0), 0, 2))
+    os.rename(unknown / "img_000.png", os.path.join(os.fsencode(unknown), b"caf\xe9.png"))
+    with pytest.raises(InputError, match="caf\udce9.png: its name 'caf\\\\udce9' cannot be written in UTF-8"):
+        cluster(ClusterConfig(images=str(unknown), out=str(tmp_path / "c.csv"), clusters=2,
+                              data_root=str(tmp_path / "data")))
 
 
 @pytest.fixture(scope="module")

@@ -68,13 +68,17 @@ def _check_evaluate_reads(text: str, first: str, second: str, clustering: bool) 
                          "name the class column otherwise, e.g. predicted_class")
 
 
-UNWRITABLE = "cannot be written in a plain CSV (it holds a comma, quote or line break)"
-
-
-def writable(cell: str) -> bool:
-    """Whether `cell` can be a field of the table as written: unquoted, since `ganfp evaluate` reads a header line
-    by splitting it at commas."""
-    return bool(cell) and not any(c in cell for c in ",\n\r\"")
+def unwritable(cell: str) -> str | None:
+    """Why `cell` cannot be a field of the table as written, or None. Fields go unquoted, since `ganfp evaluate`
+    splits a header line at commas, and the file is UTF-8: a name in another system's encoding (Latin-1 bytes on
+    Linux) failed with a traceback deep in the image cache."""
+    if any(c in cell for c in ",\n\r\""):
+        return "cannot be written in a plain CSV (it holds a comma, quote or line break)"
+    try:
+        cell.encode("utf-8")
+    except UnicodeEncodeError:
+        return "cannot be written in UTF-8 (it was named in another encoding)"
+    return None
 
 
 def row_keys(files: Sequence[str], columns: tuple[str, str] | None) -> list[str]:
@@ -86,14 +90,15 @@ def row_keys(files: Sequence[str], columns: tuple[str, str] | None) -> list[str]
     names = [PurePosixPath(f.replace("\\", "/")).name for f in files]
     keys = names if columns and columns[0].lower() in FILE_WORDS else [image_id(n) for n in names]
     for file, key in zip(files, keys):
-        if not writable(key):
-            raise InputError(f"{file}: its name {key!r} {UNWRITABLE}; rename the file")
+        problem = unwritable(key)
+        if problem:
+            raise InputError(f"{file}: its name {key!r} {problem}; rename the file")
     return keys
 
 
 def write_class_table(path, names: Sequence[str], values: Sequence[str], columns: tuple[str, str] | None) -> None:
     """One row per image, in the given order; written atomically. Every cell was checked by `row_keys` and,
-    for class names, `writable`."""
+    for class names, `unwritable`."""
     header = [",".join(columns)] if columns else []
     write_text(path, "\n".join(header + [f"{n},{v}" for n, v in zip(names, values)]) + "\n")
 

@@ -35,10 +35,9 @@ from ganfp.attribution.features import (
 from ganfp.attribution.files import (
     CLUSTER_COLUMNS,
     DEFAULT_COLUMNS,
-    UNWRITABLE,
     parse_columns,
     row_keys,
-    writable,
+    unwritable,
     write_class_table,
 )
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
@@ -277,10 +276,10 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
         if not train.labelled or len(train.classes) < 2:
             raise InputError(f"--train {source}: not a labelled dataset of two classes or more")
         real = Path(train.info["real"]) if "real" in train.info else None
-    unwritable = [c for c in train.classes if not writable(c)]
-    if unwritable:
-        where = f"--train {source}" if cfg.train is not None else source
-        raise InputError(f"{where}: class {unwritable[0]!r} {UNWRITABLE}; rename its folder")
+    for cls in train.classes:
+        if unwritable(cls):
+            where = f"--train {source}" if cfg.train is not None else source
+            raise InputError(f"{where}: class {cls!r} {unwritable(cls)}; rename its folder")
     if cfg.use_real:
         if real is None or not real.is_dir():
             raise InputError(no_real)
