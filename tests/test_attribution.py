@@ -256,6 +256,20 @@ def test_a_file_named_in_another_encoding_is_refused_naming_it(task, tmp_path):
                               data_root=str(tmp_path / "data")))
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_an_output_on_a_pipe_or_device_is_refused_not_replaced(task, tmp_path, run_cli):
+    """Outputs are renamed into place: `--out /dev/null` run as root turned the device into a plain file."""
+    import stat
+
+    pipe = tmp_path / "pipe.csv"
+    os.mkfifo(pipe)
+    one_line_error(run_cli("attribute", task / "unknown", "--clusters", "2", "--out", pipe, "--data-root",
+                           tmp_path / "data"), f"--out {pipe}: not a regular file")
+    with pytest.raises(InputError, match="pipe.csv: not a regular file"):  # the Python API: refused when writing
+        cluster(ClusterConfig(images=str(task / "unknown"), out=str(pipe), clusters=2, data_root=str(tmp_path / "d")))
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+
+
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mixed")

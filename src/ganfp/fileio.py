@@ -83,6 +83,12 @@ def write_failure(target: Path, exc: OSError) -> RuntimeFailure:
     return RuntimeFailure(f"{target}: cannot write it ({exc.strerror or exc}); nothing was replaced")
 
 
+# An output replaces its path by a rename: over /dev/null that made the device a plain file (as root), and over a
+# pipe it gave the reader nothing.
+NOT_REGULAR = ("not a regular file (a device, pipe or socket); ganfp writes an output whole and renames it into "
+               "place, so give the path of a file")
+
+
 class OutputBatch:
     """One command's outputs, which a reader takes as belonging together (a submission, its scores, its report).
 
@@ -99,6 +105,8 @@ class OutputBatch:
     def path(self, target: str | os.PathLike) -> Iterator[Path]:
         """Yield a temporary path beside `target` to write; when the block ends without error it joins the batch."""
         target = Path(target)
+        if target.exists() and not target.is_file() and not target.is_dir():
+            raise InputError(f"{target}: {NOT_REGULAR}")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             _remove_abandoned(target)
@@ -209,6 +217,8 @@ def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> 
             raise InputError(f"{what} {path}: is a file, not a folder")
         if not folder and path.is_dir():
             raise InputError(f"{what} {path}: is a folder, not a file")
+        if not folder and not path.is_file():
+            raise InputError(f"{what} {path}: {NOT_REGULAR}")
         target = path if folder else path.parent
         if not os.access(path, os.W_OK) or not os.access(target, os.W_OK | os.X_OK):
             raise InputError(f"{what} {path}: {kind} is read-only (no permission to write it)")
