@@ -370,6 +370,19 @@ def test_large_sets_get_the_same_eigenvalues_without_a_full_solve(monkeypatch):
     assert (dense[:4] < 1e-8).all() and dense[4] > 1e-3
 
 
+def test_many_eigenvalues_of_a_large_set_come_without_a_warning(monkeypatch):
+    """`--clusters auto --max-clusters 300` on 1,200 images: LOBPCG hands a block that large to a dense solve,
+    with the same values, and its two-line UserWarning reached the terminal."""
+    import warnings
+
+    x, _ = pairs_of_groups(np.random.default_rng(1), n_per=15)
+    dense = laplacian_eigenvalues(x, 20, seed=0)
+    monkeypatch.setattr(cluster_module, "DENSE_EIGEN_LIMIT", 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(laplacian_eigenvalues(x, 20, seed=0), dense, atol=1e-6)
+
+
 def test_spectrum_sees_upsampling_that_pixels_miss(tmp_path):
     """Nearest-neighbour 2x up-sampling leaves a periodic trace: the spectrum separates it from smooth noise."""
     rng = np.random.default_rng(3)
