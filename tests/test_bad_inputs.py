@@ -901,15 +901,18 @@ add("attribute-class-comma-in-name", "attribute", "{real}", "--train", "{comma_c
 add("attribute-images-below-8-px", "attribute", "{tiny}", "--clusters", "2", "--out", "{out}/c.csv", "--data-root",
     "{out}/data", says=("y000.png", "5x5", "--image-size N (at least 8)"))
 add("attribute-mixed-sizes-names-a-file-of-each", "attribute", "{mixed_sizes}", "--clusters", "2", "--out",
-    "{out}/c.csv", "--data-root", "{out}/data", says=("different sizes", "16x16 (3 files, e.g.", "mixed_sizes/m0", "mixed_sizes/n0"))
+    "{out}/c.csv", "--data-root", "{out}/data",
+    says=("different sizes", "16x16 (3 files, e.g.", "mixed_sizes/m0", "mixed_sizes/n0"))
 add("attribute-out-empty", "attribute", "{real}", "--clusters", "2", "--out", "", "--data-root", "{out}/data",
     says=("--out ''", "empty path"))
 add("classify-scores-empty", *KR, "--out", "{out}/s.csv", "--scores", "", says=("--scores ''", "empty path"))
 add("attribute-features-repeated", *A, "--features", "residual+residual",
     says=("--features residual+residual", "residual given twice"))
-add("attribute-clusters-features-repeated", *AC, "--features", "pixels16+residual+pixels16", says="pixels16 given twice")
+add("attribute-clusters-features-repeated", *AC, "--features", "pixels16+residual+pixels16",
+    says="pixels16 given twice")
 add("attribute-features-size-out-of-range", *A, "--features", "pixels0", says=("pixels0", "between 8 and 1024"))
-add("attribute-pair-features-size-out-of-range", *A, "--features", "white2000", says=("white2000", "between 8 and 1024"))
+add("attribute-pair-features-size-out-of-range", *A, "--features", "white2000",
+    says=("white2000", "between 8 and 1024"))
 add("attribute-images-are-the-training-images", "attribute", "{ds}", "--train", "{ds}", "--out", "{out}/a.csv",
     "--data-root", "{out}/data", says=("ds: 16 of its 16 images are training images too", "generated_unknown/"))
 add("attribute-use-real-with-class-folders", *A, "--use-real",
