@@ -375,6 +375,20 @@ def test_a_file_of_several_frames_is_one_line_not_its_first_frame(run_cli, case,
     assert not (tmp_path / "sub.csv").exists()
 
 
+def test_a_file_named_in_another_encoding_is_one_line_before_the_scoring(run_cli, case, tmp_path):
+    """A Latin-1 name (an archive from another system, on Linux) has an id no UTF-8 submission can hold: it ended
+    in a traceback in the decode cache's key, after the generated set was decoded."""
+    import os
+
+    real, gen, _, root = case
+    first = sorted(real.iterdir())[0]
+    os.rename(first, os.path.join(os.fsencode(real), b"caf\xe9.png"))
+    code, _, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--out", tmp_path / "sub.csv",
+                           *root)
+    one_line_error(code, err, "caf", "named in another encoding than UTF-8", "rename the file")
+    assert not (tmp_path / "sub.csv").exists()
+
+
 def test_truncated_image_is_one_line(run_cli, case, tmp_path):
     real, gen, _, root = case
     victim = next(gen.iterdir())

@@ -99,6 +99,19 @@ def test_a_camera_jpeg_is_read_as_its_photo_and_a_damaged_volume_is_one_line(tmp
     assert reasons == {"holds", "cannot"}, reasons  # the frames counted, or where counting them failed
 
 
+def test_a_file_named_in_another_encoding_can_be_trained_on(tmp_path):
+    """Training writes no id: a Latin-1 file name (surrogates in Python) only has to survive the dataset fingerprint
+    that chain re-runs and the decode cache compare, which failed with a UnicodeEncodeError."""
+    import os
+
+    root = write_class_folder(tmp_path / "ds", n_per_class=4)
+    first = sorted((root / "a").iterdir())[0]
+    os.rename(first, os.path.join(os.fsencode(root / "a"), b"caf\xe9.png"))
+    manifest = load_manifest(str(root), data_root=tmp_path)
+    assert any("caf\udce9" in it.path for it in manifest.items)
+    assert load_images(manifest, 16, tmp_path).images.shape == (len(manifest), 16, 16)
+
+
 def test_folder_adapter_labels_groups_and_flat_folders(tmp_path):
     root = write_class_folder(tmp_path / "ds", n_per_class=6, groups=3)
     manifest = load_manifest(str(root), data_root=tmp_path)

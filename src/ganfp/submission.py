@@ -332,12 +332,20 @@ def read_labels(path) -> Labels:
     return Labels(preds.ids, preds.labels)
 
 
-UNWRITABLE_ID = "cannot be written in the official format (empty, or holds a comma, a line break or surrounding spaces)"
+UNWRITABLE_ID = ("cannot be written in the official format (empty, named in another encoding than UTF-8, or holds a "
+                 "comma, a line break or surrounding spaces)")
 
 
 def writable_id(image_id: str) -> bool:
-    """Whether an id can be a row of the official format."""
-    return bool(image_id) and image_id == image_id.strip() and not any(c in image_id for c in ",\n\r")
+    """Whether an id can be a row of the official format, a UTF-8 file: a file named in Latin-1 on Linux has an id
+    Python holds with surrogates, which no UTF-8 file can hold."""
+    if not image_id or image_id != image_id.strip() or any(c in image_id for c in ",\n\r"):
+        return False
+    try:
+        image_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_writable_ids(path, ids: list[str]) -> None:

@@ -32,16 +32,22 @@ if not out.is_terminal:
     out.width = max(out.width, 160)  # a pipe or a file: don't squeeze tables to 80 columns
 
 
+def printable(message: str) -> str:
+    """A file named in another encoding than UTF-8 (Latin-1 bytes on Linux) reaches Python with surrogates, which a
+    UTF-8 stream refuses: the message naming it would end in a UnicodeEncodeError. They are shown as escapes."""
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def info(message: str) -> None:
-    err.print(message, highlight=False, markup=False)
+    err.print(printable(message), highlight=False, markup=False)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+    err.print(f"[yellow]warning:[/] {escape(printable(message))}", highlight=False)
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
+    err.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False, markup=True)
 
 
 class _LibraryLines(logging.Handler):

@@ -85,7 +85,8 @@ class Manifest:
             st = os.stat(it.path)
             label = it.label if with_labels else ""
             read = "" if it.frame is None and it.window is None else f"\0{it.frame}\0{it.window}"  # slice, HU window
-            h.update(f"{it.path}\0{st.st_size}\0{st.st_mtime_ns}\0{label}{read}\n".encode())
+            line = f"{it.path}\0{st.st_size}\0{st.st_mtime_ns}\0{label}{read}\n"
+            h.update(line.encode("utf-8", "surrogateescape"))  # a path named in Latin-1 on Linux keeps its bytes
         return h.hexdigest()
 
 
