@@ -112,6 +112,17 @@ def test_a_file_named_in_another_encoding_can_be_trained_on(tmp_path):
     assert load_images(manifest, 16, tmp_path).images.shape == (len(manifest), 16, 16)
 
 
+def test_images_in_hidden_folders_are_not_part_of_the_set(tmp_path):
+    """A file deleted on a Linux desktop moves to `.Trash-1000/files/` inside the folder; Jupyter keeps
+    `.ipynb_checkpoints/`: their images became rows of a submission or training images of a class."""
+    root = write_class_folder(tmp_path / "ds", n_per_class=4)
+    for hidden in (".Trash-1000/files", ".ipynb_checkpoints"):
+        (root / "a" / hidden).mkdir(parents=True)
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "a" / hidden / "deleted.png")
+    manifest = load_manifest(str(root), data_root=tmp_path)
+    assert len(manifest) == 8 and not any("deleted" in it.path for it in manifest.items)
+
+
 def test_folder_adapter_labels_groups_and_flat_folders(tmp_path):
     root = write_class_folder(tmp_path / "ds", n_per_class=6, groups=3)
     manifest = load_manifest(str(root), data_root=tmp_path)

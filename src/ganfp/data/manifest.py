@@ -140,7 +140,8 @@ def list_folder(folder: str | os.PathLike) -> list[Path]:
 
 
 def image_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Image files under `folder` (any case of extension, DICOM and NIfTI too), sorted, skipping hidden files.
+    """Image files under `folder` (any case of extension, DICOM and NIfTI too), sorted, skipping hidden files and
+    hidden sub-folders (a desktop's `.Trash-1000/`, `.ipynb_checkpoints/`, `.git/`: never images of the set).
 
     An unreadable folder (or sub-folder), or a link named like an image whose target is gone, raises InputError:
     skipping it would silently drop images.
@@ -157,6 +158,7 @@ def image_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
                 dirs[:] = []
                 continue
             seen.add(real)
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
             paths.extend(Path(top) / n for n in names)
     else:
         paths = list_folder(folder)
