@@ -175,6 +175,16 @@ def write_bytes(path: str | os.PathLike, data: bytes, batch: OutputBatch | None 
         tmp.write_bytes(data)
 
 
+def utf8_writable(text: str) -> bool:
+    """Whether `text` can go into a UTF-8 file: a file named in another encoding (Latin-1 bytes on Linux) reaches
+    Python with surrogates, which no UTF-8 file can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def write_text(path: str | os.PathLike, text: str, batch: OutputBatch | None = None) -> None:
     write_bytes(path, text.encode("utf-8"), batch)
 

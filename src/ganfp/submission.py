@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ganfp.errors import InputError, require_number
-from ganfp.fileio import OutputBatch, atomic_path
+from ganfp.fileio import OutputBatch, atomic_path, utf8_writable
 from ganfp.metrics import as_binary
 
 OFFICIAL = "official"
@@ -337,15 +337,9 @@ UNWRITABLE_ID = ("cannot be written in the official format (empty, named in anot
 
 
 def writable_id(image_id: str) -> bool:
-    """Whether an id can be a row of the official format, a UTF-8 file: a file named in Latin-1 on Linux has an id
-    Python holds with surrogates, which no UTF-8 file can hold."""
-    if not image_id or image_id != image_id.strip() or any(c in image_id for c in ",\n\r"):
-        return False
-    try:
-        image_id.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    """Whether an id can be a row of the official format (a UTF-8 file)."""
+    return (bool(image_id) and image_id == image_id.strip() and not any(c in image_id for c in ",\n\r")
+            and utf8_writable(image_id))
 
 
 def _check_writable_ids(path, ids: list[str]) -> None:

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from ganfp.data.manifest import IMAGE_SUFFIXES
 from ganfp.errors import InputError
-from ganfp.fileio import write_text
+from ganfp.fileio import utf8_writable, write_text
 
 # The one list of header names on both sides: `--columns` writes only these, `ganfp evaluate` reads them.
 ID_WORDS = ("id", "image_id", "image_path", "image_name", "image", "path", "file", "filename", "file_name", "name")
@@ -74,9 +74,7 @@ def unwritable(cell: str) -> str | None:
     Linux) failed with a traceback deep in the image cache."""
     if any(c in cell for c in ",\n\r\""):
         return "cannot be written in a plain CSV (it holds a comma, quote or line break)"
-    try:
-        cell.encode("utf-8")
-    except UnicodeEncodeError:
+    if not utf8_writable(cell):
         return "cannot be written in UTF-8 (it was named in another encoding)"
     return None
 

@@ -109,8 +109,9 @@ def centroid(job: Job) -> np.ndarray:
 def knn(job: Job) -> np.ndarray:
     from sklearn.neighbors import KNeighborsClassifier
 
-    if pair_space(job.features) is not None:
-        return _knn_in_pairs(job)
+    space = pair_space(job.features)
+    if space is not None:
+        return _knn_in_pairs(job, space)
     train, unknown = job.vectors()
     model = KNeighborsClassifier(n_neighbors=min(job.k, len(train)), weights="distance")
     model.fit(train, job.train.labels)
@@ -126,7 +127,7 @@ def linear(job: Job) -> np.ndarray:
     return _in_class_order(model.predict_proba(unknown), model.classes_, len(job.classes))
 
 
-def _knn_in_pairs(job: Job) -> np.ndarray:
+def _knn_in_pairs(job: Job, space) -> np.ndarray:
     """knn where each unknown image is compared with each labelled one in pairs, by membership's neighbour pass.
 
     A memoriser's outputs are its training slices warped, shifted and re-contrasted: far apart as vectors, but
@@ -139,7 +140,7 @@ def _knn_in_pairs(job: Job) -> np.ndarray:
     from ganfp.membership.features import paired_features
 
     device = resolve_device(job.ctx.device)
-    at, unknown, train = paired_features(pair_space(job.features), job.unknown, job.train,
+    at, unknown, train = paired_features(space, job.unknown, job.train,
                                          image_size=job.ctx.image_size, device=device,
                                          batch_size=job.ctx.batch_size, data_root=job.ctx.data_root)
     distances, index = nearest(unknown, train, job.k, at.metric, device)

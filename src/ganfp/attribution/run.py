@@ -277,9 +277,9 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
             raise InputError(f"--train {source}: not a labelled dataset of two classes or more")
         real = Path(train.info["real"]) if "real" in train.info else None
     for cls in train.classes:
-        if unwritable(cls):
+        if problem := unwritable(cls):
             where = f"--train {source}" if cfg.train is not None else source
-            raise InputError(f"{where}: class {cls!r} {unwritable(cls)}; rename its folder")
+            raise InputError(f"{where}: class {cls!r} {problem}; rename its folder")
     if cfg.use_real:
         if real is None or not real.is_dir():
             raise InputError(no_real)
