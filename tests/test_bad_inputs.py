@@ -518,6 +518,7 @@ add("chain-data-root-file", "chain", "--model", "conv5", "--runs-dir", "{out}/ru
 add("chain-image-size-0", *C, "--image-size", "0", says="--image-size")
 add("chain-batch-size-0", *C, "--batch-size", "0", says="--batch-size")
 add("chain-seed-negative", *C, "--seed", "-1", says="--seed")
+add("chain-seed-too-large", *C, "--seed", "4294967296", says=("--seed", "maximum 4294967295"))
 add("chain-memory-budget-negative", *C, "--memory-budget", "-5", says="--memory-budget")
 add("chain-epochs-word", *C, "--epochs", "x", says="--epochs")
 add("chain-epochs-0", *C, "--chain", "{chain_valid}", "--epochs", "0", says="epochs")
@@ -715,7 +716,8 @@ add("classify-data-root-file", "classify", "{real}", "--generated", "{gen}", "--
 for _opt, _value, _says in [
     ("--batch-size", "0", "minimum"), ("--batch-size", "-1", "minimum"), ("--k", "0", "minimum"),
     ("--k", "-5", "minimum"), ("--image-size", "4", "minimum"), ("--image-size", "99999", "maximum"),
-    ("--seed", "-1", "minimum"), ("--used-fraction", "0", "between 0 and 1"),
+    ("--seed", "-1", "minimum"), ("--seed", "4294967296", "maximum 4294967295"),
+    ("--used-fraction", "0", "between 0 and 1"),
     ("--used-fraction", "1", "between 0 and 1"),
     ("--used-fraction", "1.5", "between 0 and 1"), ("--used-fraction", "nan", "between 0 and 1"),
     ("--threshold", "nan", "finite"), ("--threshold", "-inf", "finite"), ("--k", "ten", "--k"),

@@ -234,9 +234,9 @@ def test_ids_file_must_match_the_images(run_cli, case, tmp_path):
     ids.write_text("\n".join(sorted(labels)) + "\n")
     assert run_cli(*args)[0] == 0
     ids.write_text("\n".join(sorted(labels) + ["real_999"]) + "\n")
-    one_line_error(*run_cli(*args)[::2], "1 listed ids have no image", "real_999")
+    one_line_error(*run_cli(*args)[::2], "1 listed id without an image", "real_999")
     ids.write_text("\n".join(sorted(labels)[1:]) + "\n")
-    one_line_error(*run_cli(*args)[::2], "1 images are not listed", sorted(labels)[0])
+    one_line_error(*run_cli(*args)[::2], "1 image not listed", sorted(labels)[0])
 
 
 def test_calibration_prints_its_choice(run_cli, case, tmp_path):
@@ -348,7 +348,7 @@ def test_images_of_different_sizes_need_an_image_size(run_cli, case, tmp_path):
     Image.new("L", (24, 24), 128).save(gen / "small.png")
     out = tmp_path / "sub.csv"
     code, _, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--out", out, *root)
-    one_line_error(code, err, "different sizes", "32x32", "24x24 (1 files, e.g.", "small.png", "--image-size")
+    one_line_error(code, err, "different sizes", "32x32", "24x24 (1 file, e.g.", "small.png", "--image-size")
     assert not out.exists()
     code, _, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--out", out, "--image-size", "32", *root)
     assert code == 0, err

@@ -195,6 +195,11 @@ def test_when_every_file_is_bad_the_error_shows_one_and_why(tmp_path):
     manifest = load_manifest(str(tmp_path / "ds"), data_root=tmp_path)
     with pytest.raises(InputError, match=r"none of the 2 images could be decoded \(e\.g\. .*a\.png: not an image file"):
         load_images(manifest, 8, data_root=tmp_path, skip_bad=True)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "a.png").write_text("not an image")
+    manifest = load_manifest(str(tmp_path / "one"), data_root=tmp_path)
+    with pytest.raises(InputError, match=r"its one image could not be decoded \(/.*a\.png: not an image file"):
+        load_images(manifest, 8, data_root=tmp_path, skip_bad=True)
 
 def test_batches_come_in_the_requested_order_and_normalised():
     images = torch.arange(5, dtype=torch.uint8).view(5, 1, 1).expand(5, 2, 2).contiguous()

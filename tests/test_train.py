@@ -163,6 +163,7 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path, sig, 
     ("--val-fraction", "1.5", "val_fraction: must be above 0 and below 1"),
     ("--pseudo-fraction", "0.9", "pseudo_fraction: must be above 0 and at most 0.5"),
     ("--seed", "-1", "'--seed': -1 is below the minimum 0"),
+    ("--seed", "4294967296", "'--seed': 4294967296 is above the maximum 4294967295"),  # numpy's seed range
     ("--name", "../../x", "is not a plain name"),
     ("--init", "imagenet", "conv5 has no ImageNet weights"),
     ("--init", "missing.safetensors", "no such weights file or stage folder"),
@@ -172,6 +173,13 @@ def test_bad_numbers_are_refused_before_any_work(class_folder, tmp_path, run_cli
                              "--data-root", tmp_path / "root", option, value)
     assert code == 2 and words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s").exists() and not (tmp_path / "root").exists()  # nothing decoded, nothing written
+
+
+def test_the_seed_option_allows_exactly_the_seeds_training_takes():
+    from ganfp.cli.options import MAX_SEED
+    from ganfp.train import MAX_SEED as TRAIN_MAX_SEED
+
+    assert MAX_SEED == TRAIN_MAX_SEED
 
 
 def test_nan_validation_loss_from_the_start_fails_without_a_complete_meta(class_folder, tmp_path, run_cli, monkeypatch):

@@ -22,7 +22,7 @@ from ganfp.data.generated import MIN_IMAGE_SIZE, generated_manifest, native_imag
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.data.real import read_real
-from ganfp.errors import InputError, require_int, require_number
+from ganfp.errors import InputError, count, require_int, require_number
 from ganfp.fileio import written_together
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
@@ -65,9 +65,9 @@ def check_ids(ids: list[str], ids_path) -> list[str]:
     missing = [i for i in expected if i not in have]
     extra = [i for i in ids if i not in want]
     if missing:
-        raise InputError(f"{ids_path}: {len(missing)} listed ids have no image ({preview_ids(missing)})")
+        raise InputError(f"{ids_path}: {count(len(missing), 'listed id')} without an image ({preview_ids(missing)})")
     if extra:
-        raise InputError(f"{ids_path}: {len(extra)} images are not listed ({preview_ids(extra)})")
+        raise InputError(f"{ids_path}: {count(len(extra), 'image')} not listed ({preview_ids(extra)})")
     return expected
 
 

@@ -77,6 +77,11 @@ class StopSignal(BaseException):
         self.exit_code = exit_code
 
 
+def count(n: int, noun: str) -> str:
+    """`1 image`, `2 images`: a message about one file should not read "1 images are not listed"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def require_int(name: str, value, low: int | None = None, high: int | None = None) -> None:
     """`value` is a whole number in [low, high], else one InputError naming `name`.
 

@@ -21,6 +21,11 @@ def _finite(value: Optional[float]) -> Optional[float]:
     return value
 
 
+def _number(value: float) -> str:
+    """A bound as the user would type it: 4294967295, not :g's 4.29497e+09."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def in_range(low: float | None = None, high: float | None = None):
     """A callback refusing a value outside [low, high] with the value and the bound in the message.
 
@@ -33,9 +38,9 @@ def in_range(low: float | None = None, high: float | None = None):
         if isinstance(value, float) and not math.isfinite(value):
             raise typer.BadParameter(f"{value} is not a finite number")
         if low is not None and value < low:
-            raise typer.BadParameter(f"{value:g} is below the minimum {low:g}")
+            raise typer.BadParameter(f"{_number(value)} is below the minimum {_number(low)}")
         if high is not None and value > high:
-            raise typer.BadParameter(f"{value:g} is above the maximum {high:g}")
+            raise typer.BadParameter(f"{_number(value)} is above the maximum {_number(high)}")
         return value
 
     return check
@@ -95,8 +100,8 @@ DATA_ROOT_HELP = "Data folder (default: $GANFP_DATA, else the per-user data fold
 RUNS_HELP = "Folder of chain runs (default: $GANFP_RUNS, else ./runs)."
 MEMORY_HELP = ("GB of RAM the image cache may take (default: a quarter of RAM); a larger cache is memory-mapped "
                "from disk.")
-SEED_HELP = ("Seed (>= 0) of every random step: split, initialisation, shuffling, augmentation, calibration folds "
-             "and bootstrap, demo data.")
+SEED_HELP = ("Seed (0 to 2**32 - 1) of every random step: split, initialisation, shuffling, augmentation, "
+             "calibration folds and bootstrap, demo data.")
 USED_FRACTION_HELP = ("Label the top fraction by score as used, 0 < q < 1: the known prevalence (default 0.5; "
                       "classify --calibrate: the dev prevalence).")
 K_HELP = "Neighbours (>= 1) per image of a neighbour method or fusion (default: local 40, the others 5)."
@@ -110,7 +115,8 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root, help=DATA_ROOT_HELP)]
 RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help=RUNS_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", callback=in_range(0), help=SEED_HELP)]
+MAX_SEED = 2**32 - 1  # numpy's seed range; ganfp.train.MAX_SEED, repeated so `ganfp --help` imports no numpy
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", callback=in_range(0, MAX_SEED), help=SEED_HELP)]
 ImageSizeOpt = Annotated[
     Optional[int],
     typer.Option("--image-size", callback=in_range(8, 4096), help="Resize every image to N x N (8 to 4096)."),

@@ -137,8 +137,10 @@ def load_images(
                 reused = False
     array = np.load(array_path, mmap_mode="c")
     if not record["kept"]:
-        example = f" (e.g. {record['bad'][0][0]}: {record['bad'][0][1]})" if record["bad"] else ""
-        raise InputError(f"{manifest.name}: none of the {len(manifest)} images could be decoded{example}")
+        one = len(manifest) == 1
+        example = f" ({'' if one else 'e.g. '}{record['bad'][0][0]}: {record['bad'][0][1]})" if record["bad"] else ""
+        which = "its one image could not" if one else f"none of the {len(manifest)} images could"
+        raise InputError(f"{manifest.name}: {which} be decoded{example}")
     budget = default_memory_budget() if memory_budget is None else memory_budget
     mapped = array.nbytes > budget
     if not mapped:

@@ -13,7 +13,7 @@ from pathlib import Path
 from ganfp.data.decode import image_size
 from ganfp.data.manifest import UNLABELLED, Manifest, image_files
 from ganfp.data.medical import MedicalReading, file_items
-from ganfp.errors import InputError
+from ganfp.errors import InputError, count
 
 # The smallest side the membership scorers compare at (--image-size's minimum): the shift-tolerant spaces need
 # a crop left after their shifts, and below 6 px a native size failed there with a traceback. `attribute` keeps to
@@ -55,7 +55,7 @@ def native_image_size(*manifests: Manifest) -> int:
     by_size = Counter(sizes)
     if len(by_size) > 1:
         example = {s: p for p, s in zip(paths, sizes)}
-        listed = ", ".join(f"{w}x{h} ({n} files, e.g. {example[(w, h)]})" for (w, h), n in by_size.most_common())
+        listed = ", ".join(f"{w}x{h} ({count(n, 'file')}, e.g. {example[(w, h)]})" for (w, h), n in by_size.most_common())
         raise InputError(f"images have different sizes: {listed}; pass --image-size N to resize all to N x N")
     ((w, h),) = by_size
     if w != h:
