@@ -747,7 +747,7 @@ add("classify-calibrate-file", *KR, "--out", "{out}/s.csv", "--calibrate", "{afi
 add("classify-calibrate-unlabelled", *KR, "--out", "{out}/s.csv", "--calibrate", "{real}", says="real")
 add("classify-calibrate-no-generated", *KR, "--out", "{out}/s.csv", "--calibrate", "{dev_no_gen}", says="generated")
 add("classify-ids-missing", *KR, "--out", "{out}/s.csv", "--ids", "{missing}", says="missing")
-add("classify-ids-extra", *KR, "--out", "{out}/s.csv", "--ids", "{ids_extra}", says="have no image")
+add("classify-ids-extra", *KR, "--out", "{out}/s.csv", "--ids", "{ids_extra}", says="without an image")
 add("classify-ids-short", *KR, "--out", "{out}/s.csv", "--ids", "{ids_short}", says="not listed")
 add("classify-ids-empty", *KR, "--out", "{out}/s.csv", "--ids", "{ids_empty}", says="no ids")
 add("classify-ids-duplicate", *KR, "--out", "{out}/s.csv", "--ids", "{ids_dup}", says="twice")
