@@ -26,9 +26,10 @@ from ganfp.attribution.defaults import (
     VECTOR_FEATURES,
 )
 from ganfp.attribution.features import FREQUENCY, spectrum
-from ganfp.attribution.files import CLUSTER_WORDS, ID_WORDS, image_id, read_class_table
+from ganfp.attribution.files import CLUSTER_WORDS, ID_WORDS, read_class_table
 from ganfp.attribution.methods import METHODS, TrainerSettings
 from ganfp.attribution.run import AttributeConfig, ClusterConfig, attribute, cluster
+from ganfp.data.manifest import cell_id
 from ganfp.errors import InputError
 from ganfp.membership.spaces import SPACE_KINDS
 from ganfp.metrics import class_metrics, cluster_baselines, cluster_metrics, matched_accuracy
@@ -557,7 +558,7 @@ def test_class_and_cluster_metrics():
 
 
 def test_class_table_reading(tmp_path):
-    assert image_id("dir/sub\\unknown_0001.PNG") == "unknown_0001" and image_id("img.v2") == "img.v2"
+    assert cell_id("dir/sub\\unknown_0001.PNG") == "unknown_0001" and cell_id("img.v2") == "img.v2"
     path = tmp_path / "t.csv"
     path.write_text("\ufeffimage_path,predicted_class,score\r\na/x.png,c1,0.5\r\ny.png,c2,0.1\r\n")
     table = read_class_table(path)

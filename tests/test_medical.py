@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from helpers.images import copy_case
 from helpers.medical import INTERCEPT, u8_to_hu, write_ct_dicom, write_nifti
 
@@ -57,7 +59,28 @@ def test_dicom_found_by_extension_or_preamble_only(tmp_path):
     uids = MedicalReading.parse(id_from="uid")
     manifest = folder_manifest(tmp_path, reading=uids)
     assert all(i == str(pydicom.dcmread(it.path).SOPInstanceUID) for i, it in zip(manifest.ids, manifest.items))
-    assert folder_manifest(tmp_path).ids == ["1.2.840.99", "IM0002", "a"]
+    assert folder_manifest(tmp_path).ids == ["1.2.840.99.3", "IM0002", "a"]
+
+
+def test_dicom_files_named_by_their_uid_keep_every_part_in_their_ids(tmp_path):
+    """`Path.stem` took a UID's last part for an extension: the two slices below were both `...969`, refused as
+    one id. Every reader of ids (a submission's image_path column, an attribution table, evaluate's hint) keeps it
+    too, and a name with dots before a real image extension loses only that extension."""
+    from ganfp.attribution.files import read_class_table
+    from ganfp.data.real import read_real
+
+    series = "1.2.840.113619.2.55.3.604688119.969"
+    for part in (1, 2):
+        write_ct_dicom(tmp_path / "real" / f"{series}.{part}", rows_slice())
+    write_ct_dicom(tmp_path / "real" / "scan.v2.dcm", rows_slice())
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "real" / "scan.v3.PNG")
+    manifest = read_real(str(tmp_path / "real"))
+    assert manifest.ids == [f"{series}.1", f"{series}.2", "scan.v2", "scan.v3"]
+    rows = "".join(f"real/{Path(it.path).name},{n % 2}\n" for n, it in enumerate(manifest.items))
+    (tmp_path / "p.csv").write_text("image_path,label\n" + rows)
+    assert read_predictions(tmp_path / "p.csv", manifest.ids).ids == manifest.ids
+    (tmp_path / "t.csv").write_text("image_path,predicted_class\n" + rows)
+    assert read_class_table(tmp_path / "t.csv").ids == manifest.ids
 
 
 def test_a_multi_frame_dicom_is_refused_with_its_frame_count(tmp_path):

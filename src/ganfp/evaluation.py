@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ganfp.data.manifest import cell_id
 from ganfp.errors import InputError
 from ganfp.metrics import baseline_rows, binary_metrics
 from ganfp.submission import (
@@ -63,10 +64,8 @@ class EvaluationReport:
 def _near_miss(image_id: str, truth_ids: list[str]) -> str:
     """`; it has 'x' ...` when a ground-truth id differs from `image_id` only in what two tools write differently:
     a folder, an image extension, the case, leading zeros (`007` vs `7`). Ids still have to match exactly."""
-    from ganfp.attribution.files import image_id as file_id
-
     def loose(i: str) -> str:
-        key = file_id(i).lower()
+        key = cell_id(i).lower()
         return (key.lstrip("0") or "0") if key.isdigit() else key
 
     key = loose(image_id)

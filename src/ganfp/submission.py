@@ -17,11 +17,12 @@ import csv
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from ganfp.data.manifest import cell_id
 from ganfp.errors import InputError, require_number
 from ganfp.fileio import OutputBatch, atomic_path, utf8_writable
 from ganfp.metrics import as_binary
@@ -252,7 +253,7 @@ def _read_official(path, lines: list[str]) -> Predictions:
 def _cell_id(value: str, column: str) -> str:
     value = value.strip()
     if column == "image_path":
-        return PurePosixPath(value.replace("\\", "/")).stem
+        return cell_id(value)
     return value
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Sequence
 
-from ganfp.data.manifest import IMAGE_SUFFIXES
+from ganfp.data.manifest import cell_id
 from ganfp.errors import InputError
 from ganfp.fileio import utf8_writable, write_text
 
@@ -33,13 +33,6 @@ class ClassTable:
     values: list[str]  # class name or cluster id, as written
     columns: tuple[str, str] | None  # the header's first two names; None when the file has none
     lines: list[int]  # source line of each row, for messages
-
-
-def image_id(cell: str) -> str:
-    """`dir/unknown_0001.png` -> `unknown_0001`; a plain id is kept as it is (even with dots)."""
-    name = PurePosixPath(cell.strip().replace("\\", "/")).name
-    stem, dot, suffix = name.rpartition(".")
-    return stem if dot and f".{suffix.lower()}" in IMAGE_SUFFIXES else name
 
 
 def parse_columns(text: str, clustering: bool = False) -> tuple[str, str] | None:
@@ -86,7 +79,7 @@ def row_keys(files: Sequence[str], columns: tuple[str, str] | None) -> list[str]
     (or a trained network) as a problem of the output file.
     """
     names = [PurePosixPath(f.replace("\\", "/")).name for f in files]
-    keys = names if columns and columns[0].lower() in FILE_WORDS else [image_id(n) for n in names]
+    keys = names if columns and columns[0].lower() in FILE_WORDS else [cell_id(n) for n in names]
     for file, key in zip(files, keys):
         problem = unwritable(key)
         if problem:
@@ -118,7 +111,7 @@ def read_class_table(path) -> ClassTable:
         if len(row) < 2:
             raise InputError(f"{path}:{n}: one column, expected an id and a class (e.g. image_path,predicted_class)"
                              + separator_hint(row[0]))
-        key, value = image_id(row[0]), row[1].strip()
+        key, value = cell_id(row[0]), row[1].strip()
         if not key or not value:
             raise InputError(f"{path}:{n}: empty {'id' if not key else 'class'}")
         if key in seen:

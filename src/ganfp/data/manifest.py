@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -13,6 +13,7 @@ UNLABELLED = -1
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 NIFTI_ENDINGS = (".nii", ".nii.gz")  # read by ganfp.data.medical (the `medical` extra)
+ID_SUFFIXES = IMAGE_SUFFIXES | DICOM_SUFFIXES  # what an image's id leaves out (a NIfTI slice's id is its own)
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,12 @@ class Item:
 
     @property
     def id(self) -> str:
-        """The task's image id: the file name without its extension (`<volume>_<slice:04d>` for NIfTI)."""
+        """The task's image id: the file name without its image extension (`<volume>_<slice:04d>` for NIfTI)."""
         if self.name:
             return self.name
         if self.frame is not None:
             return f"{volume_stem(self.path)}_{self.frame:04d}"
-        return Path(self.path).stem
+        return file_id(Path(self.path).name)
 
 
 @dataclass
@@ -88,6 +89,21 @@ class Manifest:
             line = f"{it.path}\0{st.st_size}\0{st.st_mtime_ns}\0{label}{read}\n"
             h.update(line.encode("utf-8", "surrogateescape"))  # a path named in Latin-1 on Linux keeps its bytes
         return h.hexdigest()
+
+
+def file_id(name: str) -> str:
+    """`scan.v2.png` -> `scan.v2`: the file name without an extension ganfp reads as an image, else all of it.
+
+    Not `Path.stem`: a DICOM file named by its UID (`1.2.840.113619.2.55.3.969.1`) has no extension, and the stem
+    dropped its last part, so two slices of one series got the same id.
+    """
+    stem, dot, suffix = name.rpartition(".")
+    return stem if dot and stem and f".{suffix.lower()}" in ID_SUFFIXES else name
+
+
+def cell_id(cell: str) -> str:
+    """The id in a table cell that holds an id, a file name or a path (with `/` or `\\`): `dir\\a.png` -> `a`."""
+    return file_id(PurePosixPath(cell.strip().replace("\\", "/")).name)
 
 
 def volume_stem(path: str | os.PathLike) -> str:
