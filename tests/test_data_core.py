@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from helpers.images import write_frames
+from helpers.images import write_frames, write_tiff_pages
 
 from ganfp.data import cache as cache_mod
 from ganfp.data.adapters import load_manifest
 from ganfp.data.augment import BatchAugment
 from ganfp.data.cache import load_images
-from ganfp.data.decode import decode_image
+from ganfp.data.decode import decode_image, high_depth, image_size
 from ganfp.data.loader import MEAN, STD, iterate_batches
 from ganfp.data.split import split_indices
 from ganfp.errors import InputError
@@ -77,6 +77,26 @@ def test_a_file_of_several_frames_is_refused_not_read_as_its_first(tmp_path, nam
     """A CT volume in one TIFF (or an animation) decoded as its first frame: one slice scored for the whole file."""
     path = write_frames(tmp_path / name, 3)
     with pytest.raises(InputError, match=rf"{name}: holds 3 frames .*one image per slice"):
+        decode_image(str(path), 16)
+
+
+@pytest.mark.parametrize("layout", ["smaller pages after it", "a marked page after it", "a marked page first"])
+def test_a_tiff_whose_other_pages_are_previews_is_read_as_its_image(tmp_path, layout):
+    """Scanners and image editors store reduced-resolution copies beside the image (marked by NewSubfileType bit 0,
+    or only smaller): the file holds one image, and was refused as a volume of several frames."""
+    image = Image.open(write_frames(tmp_path / "plain.tif", 1, size=32))
+    pages = {"smaller pages after it": ([image, image.resize((8, 8)), image.resize((16, 16))], ()),
+             "a marked page after it": ([image, image.transpose(Image.Transpose.ROTATE_90)], (1,)),
+             "a marked page first": ([image.resize((8, 8)).convert("RGB"), image], (0,))}[layout]
+    path = write_tiff_pages(tmp_path / "scan.tif", *pages)
+    assert np.array_equal(decode_image(str(path), 16), decode_image(str(tmp_path / "plain.tif"), 16))
+    assert image_size(str(path)) == (32, 32) and high_depth(str(path)) is False  # the image's header, not a preview's
+
+
+def test_a_volume_with_previews_is_refused_counting_its_slices(tmp_path):
+    slices = [Image.open(write_frames(tmp_path / f"{n}.tif", 1, size=32, seed=n)) for n in range(3)]
+    path = write_tiff_pages(tmp_path / "volume.tif", [p for s in slices for p in (s, s.resize((8, 8)))])
+    with pytest.raises(InputError, match=r"volume\.tif: holds 3 frames .*one image per slice"):
         decode_image(str(path), 16)
 
 

@@ -40,3 +40,14 @@ def write_frames(path: Path, n: int = 3, size: int = 16, seed: int = 0, **save: 
     path.parent.mkdir(parents=True, exist_ok=True)
     frames[0].save(path, **({"save_all": True, "append_images": frames[1:]} if n > 1 else {}), **save)
     return path
+
+
+def write_tiff_pages(path: Path, pages: list[Image.Image], previews: tuple[int, ...] = ()) -> Path:
+    """One TIFF of the given pages; those numbered in `previews` are marked reduced-resolution copies (NewSubfileType
+    bit 0), as scanners and image editors mark the previews they store beside the image."""
+    pages = [page.copy() for page in pages]
+    for n, page in enumerate(pages):
+        page.encoderinfo = {"tiffinfo": {254: int(n in previews)}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    return path

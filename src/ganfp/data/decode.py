@@ -19,9 +19,10 @@ from ganfp.data.manifest import is_dicom, is_nifti
 from ganfp.data.medical import decode_medical, medical_size
 from ganfp.errors import InputError
 
-DECODE_VERSION = 4  # bump when decoding changes, so caches rebuild (4: a file of several frames is refused)
+DECODE_VERSION = 5  # bump when decoding changes, so caches rebuild (5: a TIFF whose other pages are previews is read)
 HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 WINDOW_PERCENTILES = (0.5, 99.5)
+NEW_SUBFILE_TYPE, REDUCED_RESOLUTION = 254, 1  # the TIFF tag, and its bit that marks a page as a preview of another
 # PIL warns (two lines on stderr) between its pixel limit and twice it, and raises above; ganfp refuses
 # both in one line (`_open`), so the warning only duplicates the error. A filter, not catch_warnings:
 # images are decoded in threads, and catch_warnings is not thread-safe.
@@ -84,41 +85,86 @@ def _empty(path: str) -> bool:
         return False
 
 
-def _open(path: str) -> Image.Image:
-    """Open (read the header only); over PIL's pixel limit (MAX_IMAGE_PIXELS) is refused, not just warned about."""
-    img = Image.open(path)
+def _check_pixels(img: Image.Image) -> None:
+    """Over PIL's pixel limit (MAX_IMAGE_PIXELS) is refused, not just warned about."""
     limit = Image.MAX_IMAGE_PIXELS
     if limit and img.size[0] * img.size[1] > limit:
-        img.close()
         raise Image.DecompressionBombError(f"{img.size[0]}x{img.size[1]} pixels is over the limit of {limit}")
+
+
+def _open(path: str) -> Image.Image:
+    """Open (read the header only); over the pixel limit is refused before anything else is read."""
+    img = Image.open(path)
+    try:
+        _check_pixels(img)
+    except Image.DecompressionBombError:
+        img.close()
+        raise
     return img
 
 
-def _one_frame(path: str, img: Image.Image) -> None:
-    """Refuse a file of several frames: a multi-page TIFF (a CT volume in one file) or an animated GIF/PNG/WebP would
-    decode as its first frame, one arbitrary slice scored for the whole file. An MPO (a phone or camera JPEG) passes:
-    its extra frames are previews, and the first is the photo.
+@contextlib.contextmanager
+def _image(path: str, one: bool = False):
+    """The file opened at its image, its pixels not yet decoded; every failure is one InputError naming the file.
 
-    `is_animated` comes from the header (TIFF, PNG, WebP, MPO) or one skip past the first frame's data (GIF): no
-    pixels are decoded. Only a refused file is walked to the end (`n_frames`), for the message.
+    `one`: refuse a file of several images. A multi-page TIFF is opened at its first full page even without it, so
+    the size and depth read from the header are those of the image decoded, not of a preview stored first.
     """
-    if img.format == "MPO":
-        return
+    with _reading(path), _open(path) as img:
+        images = _seek_image(img) if one or img.format == "TIFF" else 1
+        if one and images > 1:
+            raise InputError(f"{path}: holds {images} frames (a multi-page or animated image), and ganfp reads one "
+                             f"image per file; save one image per slice, or a CT volume as NIfTI (.nii.gz), which "
+                             f"ganfp reads slice by slice")
+        if img.tell():
+            _check_pixels(img)
+        yield img
+
+
+def _seek_image(img: Image.Image) -> int:
+    """How many images the file holds, `img` left at the first. A multi-page TIFF (a CT volume in one file) or an
+    animated GIF/PNG/WebP decoded as its first frame would score one arbitrary slice for the whole file. An MPO
+    (a phone or camera JPEG) is one: its extra frames are previews, and the first is the photo.
+
+    `is_animated` comes from the header (TIFF, PNG, WebP, MPO) or one skip past the first frame's data (GIF), and
+    a TIFF's pages are walked by their directories: no pixels are decoded.
+    """
     try:
-        frames = img.n_frames if getattr(img, "is_animated", False) else 1
+        if img.format == "MPO" or not getattr(img, "is_animated", False):
+            return 1
+        if img.format != "TIFF":
+            return img.n_frames
+        pages = _full_pages(img)
+        img.seek(pages[0])
+        return len(pages)
     except Exception as exc:  # past its first frame a damaged file makes PIL raise TypeError, IndexError, struct.error
         raise OSError(f"damaged after its first frame: {type(exc).__name__}: {exc}") from exc
-    if frames > 1:
-        raise InputError(f"{path}: holds {frames} frames (a multi-page or animated image), and ganfp reads one image "
-                         f"per file; save one image per slice, or a CT volume as NIfTI (.nii.gz), which ganfp reads "
-                         f"slice by slice")
+
+
+def _full_pages(img: Image.Image) -> list[int]:
+    """The pages of a TIFF that are images of their own, not previews of one: a scanner or an image editor may add
+    reduced-resolution copies, marked so (NewSubfileType bit 0) or only smaller than the first full page.
+
+    Pages of one size are a volume's slices, each counted. A file of previews only is counted as it is.
+    """
+    full, first = [], None
+    for page in range(img.n_frames):
+        img.seek(page)
+        if img.tag_v2.get(NEW_SUBFILE_TYPE, 0) & REDUCED_RESOLUTION:
+            continue
+        if first is None:
+            first = img.size
+        elif img.width <= first[0] and img.height <= first[1] and img.size != first:
+            continue
+        full.append(page)
+    return full or list(range(img.n_frames))
 
 
 def image_size(path: str) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding the pixels."""
     if is_dicom(path) or is_nifti(path):
         return medical_size(path)
-    with _reading(path), _open(path) as img:
+    with _image(path) as img:
         return img.size
 
 
@@ -127,7 +173,7 @@ def high_depth(path: str) -> bool | None:
     header; None for DICOM and NIfTI, which are windowed in HU whatever their depth."""
     if is_dicom(path) or is_nifti(path):
         return None
-    with _reading(path), _open(path) as img:
+    with _image(path) as img:
         return img.mode in HIGH_DEPTH_MODES
 
 
@@ -138,8 +184,7 @@ def decode_image(path: str, size: int, frame: int | None = None, window: tuple[f
     """
     if is_dicom(path) or is_nifti(path):
         return decode_medical(path, size, frame, window)
-    with _reading(path), _open(path) as img:
-        _one_frame(path, img)
+    with _image(path, one=True) as img:
         if img.format in ("JPEG", "MPO"):  # an MPO is a camera JPEG with previews after it
             img.draft("L", (size, size))  # let libjpeg decode at reduced scale: much faster
         img = ImageOps.exif_transpose(img)
