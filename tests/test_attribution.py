@@ -385,6 +385,23 @@ def test_many_eigenvalues_of_a_large_set_come_without_a_warning(monkeypatch):
         np.testing.assert_allclose(laplacian_eigenvalues(x, 20, seed=0), dense, atol=1e-6)
 
 
+@pytest.mark.parametrize(("spec", "first", "second", "label"), [
+    ("pixels+pixels64", "pixels", "pixels64", "pixels64"),
+    ("std32+spectrum+std", "std32", "std", "std32"),
+    ("residual+pixels064+pixels64", "pixels064", "pixels64", "pixels64"),
+])
+def test_a_space_named_twice_by_two_spellings_is_refused(task, mixed, tmp_path, spec, first, second, label):
+    """`pixels` is `pixels64`: `pixels+pixels64` counted one block twice in every distance, as `pixels64+pixels64`
+    (refused) would."""
+    message = re.escape(f"--features {spec}: {first} and {second} are both {label}; name each space once")
+    with pytest.raises(InputError, match=message):
+        attribute(config(task, tmp_path, method="centroid", features=spec))
+    with pytest.raises(InputError, match=message):
+        cluster(ClusterConfig(images=str(mixed / "generated"), out=str(tmp_path / "c.csv"), features=spec))
+    assert not (tmp_path / "a.csv").exists() and not (tmp_path / "c.csv").exists()
+    attribute(config(task, tmp_path, method="centroid", features="pixels8+pixels16"))  # two sizes: two spaces
+
+
 def test_spectrum_sees_upsampling_that_pixels_miss(tmp_path):
     """Nearest-neighbour 2x up-sampling leaves a periodic trace: the spectrum separates it from smooth noise."""
     rng = np.random.default_rng(3)

@@ -912,6 +912,9 @@ add("attribute-features-repeated", *A, "--features", "residual+residual",
     says=("--features residual+residual", "residual given twice"))
 add("attribute-clusters-features-repeated", *AC, "--features", "pixels16+residual+pixels16",
     says="pixels16 given twice")
+add("attribute-features-alias-repeated", *A, "--method", "linear", "--features", "pixels+pixels64",
+    says=("--features pixels+pixels64", "pixels and pixels64 are both pixels64"))
+add("attribute-clusters-features-alias-repeated", *AC, "--features", "std32+std", says="std32 and std are both std32")
 add("attribute-features-size-out-of-range", *A, "--features", "pixels0", says=("pixels0", "between 8 and 1024"))
 add("attribute-pair-features-size-out-of-range", *A, "--features", "white2000",
     says=("white2000", "between 8 and 1024"))

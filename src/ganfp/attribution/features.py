@@ -157,14 +157,25 @@ def parse_spaces(spec: str, pairs: bool = False) -> list[str]:
     if pairs and pair_space(spec.strip()) is not None:
         return [spec.strip()]
     names = [s.strip() for s in spec.split("+")]
-    for i, name in enumerate(names):
+    first: dict[str, str] = {}  # each space, as `space_label` names it -> the spelling that named it first
+    for name in names:
         if not name:
             raise InputError(f"--features {spec!r}: empty feature space name")
-        if name in names[:i]:  # its block would count twice in every distance, silently
-            raise InputError(f"--features {spec}: {name} given twice; name each space once")
         if name not in FREQUENCY:
             membership_space(name)
+        label = space_label(name)
+        if label in first:  # its block would count twice in every distance, silently
+            twice = f"{name} given twice" if first[label] == name else f"{first[label]} and {name} are both {label}"
+            raise InputError(f"--features {spec}: {twice}; name each space once")
+        first[label] = name
     return names
+
+
+def space_label(name: str) -> str:
+    """One name per space, aliases resolved: `pixels` and `pixels064` are `pixels64`, `std` is `std32`."""
+    from ganfp.membership.spaces import parse_features
+
+    return name if name in FREQUENCY else parse_features(name).label
 
 
 def reads_runs_dir(spec: str) -> bool:
