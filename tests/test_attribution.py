@@ -25,7 +25,7 @@ from ganfp.attribution.defaults import (
     DEFAULT_MODEL,
     VECTOR_FEATURES,
 )
-from ganfp.attribution.features import FREQUENCY, spectrum
+from ganfp.attribution.features import FREQUENCY, BlockScaler, spectrum
 from ganfp.attribution.files import CLUSTER_WORDS, ID_WORDS, read_class_table
 from ganfp.attribution.methods import METHODS, TrainerSettings
 from ganfp.attribution.run import AttributeConfig, ClusterConfig, attribute, cluster
@@ -400,6 +400,33 @@ def test_a_space_named_twice_by_two_spellings_is_refused(task, mixed, tmp_path, 
         cluster(ClusterConfig(images=str(mixed / "generated"), out=str(tmp_path / "c.csv"), features=spec))
     assert not (tmp_path / "a.csv").exists() and not (tmp_path / "c.csv").exists()
     attribute(config(task, tmp_path, method="centroid", features="pixels8+pixels16"))  # two sizes: two spaces
+
+
+@pytest.mark.parametrize("method", FEATURE_METHODS)
+def test_a_column_constant_on_the_labelled_images_gets_no_weight(tmp_path, method):
+    """A corner pixel black on every labelled image and white on the unknown ones: standardised by its spread on the
+    labelled images (0, plus 1e-8), that one pixel counted 1e8 times over and swamped every distance (centroid's
+    probabilities all 1/3, knn's votes no longer weighted by distance). It tells no class apart: the attribution is
+    the one of unknown images that are black there too."""
+    rng = np.random.default_rng(8)
+    root, ids, truth = tmp_path / "corner", [], []
+    for c, cls in enumerate(CLASSES):
+        labelled, unknown = class_images(rng, c, 8), class_images(rng, c, 4)
+        labelled[:, 0, 0], unknown[:, 0, 0] = 0, 0
+        save(root / "train" / "generated" / cls, f"gen_{cls}", labelled)
+        save(root / "black" / cls, f"unknown_{cls}", unknown)
+        unknown[:, 0, 0] = 255
+        ids += save(root / "unknown", f"unknown_{cls}", unknown)
+        truth += [cls] * len(unknown)
+    (root / "labels.csv").write_text("id,label\n" + "".join(f"{i},{t}\n" for i, t in zip(ids, truth)))
+    k = {"k": 3} if METHODS.entry(method).meta.get("uses_k") else {}
+    cfg = config(root, tmp_path, method=method, features=f"pixels{SIZE}", **k)
+    white = attribute(cfg)
+    assert accuracy(tmp_path / "a.csv", root / "labels.csv") >= 0.9
+    black = attribute(dataclasses.replace(cfg, unknown=str(root / "black")))
+    np.testing.assert_allclose(white.probabilities, black.probabilities, atol=1e-9)
+    labelled = np.array([[0.0, 0.0], [0.0, 1.0], [0.0, 2.0]])
+    assert BlockScaler().fit(labelled, (2,)).transform(np.array([[5.0, 1.0]]))[0, 0] == 0.0
 
 
 def test_spectrum_sees_upsampling_that_pixels_miss(tmp_path):

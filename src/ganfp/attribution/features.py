@@ -212,13 +212,27 @@ def compute(spec: str, manifest: Manifest, ctx: FeatureContext) -> tuple[np.ndar
     return np.hstack(blocks), tuple(b.shape[1] for b in blocks)
 
 
+# A column whose standard deviation on the training features is below this is constant up to rounding (the
+# spectrum's zero frequency of mean-free images is ~1e-10); features are of order 1 (pixels in [0, 1], log powers).
+CONSTANT = 1e-8
+
+
 class BlockScaler:
-    """Standardise every column on the training features, then weight each block by 1/sqrt(width)."""
+    """Standardise every column on the training features, then weight each block by 1/sqrt(width).
+
+    A column constant on the training images (a border pixel that is always 0) gets weight 0: every labelled image
+    and class mean shares its value, so it cannot tell the classes apart. Divided by its spread (0, plus 1e-8 as it
+    was), a difference there in an unknown image counted 1e8 times over and that one pixel swamped every distance.
+    Kept at scale 1 with its mean removed, it would add the same raw difference to the distance to every class:
+    no vote gained, and probabilities flattened by an amount set by the feature's units.
+    """
 
     def fit(self, x: np.ndarray, widths: tuple[int, ...]) -> "BlockScaler":
         self.mean = x.mean(0)
-        self.scale = x.std(0) + 1e-8
-        self.weight = np.concatenate([np.full(w, 1.0 / np.sqrt(w)) for w in widths])
+        std = x.std(0)
+        varies = std >= CONSTANT
+        self.scale = np.where(varies, std, 1.0)
+        self.weight = np.concatenate([np.full(w, 1.0 / np.sqrt(w)) for w in widths]) * varies
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:
