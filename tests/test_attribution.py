@@ -8,6 +8,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -141,7 +142,38 @@ def test_options_a_method_does_not_read_are_refused_and_defaults_filled_in_once(
 
 def test_use_real_adds_the_real_images_to_the_references(task, tmp_path):
     result = attribute(config(task, tmp_path, method="centroid", use_real=True))
+    assert result.train_counts == {cls: 12 for cls in CLASSES} and result.warnings == []
+
+
+def copy_train(task: Path, tmp_path: Path, **classes: Callable[[Path], object]) -> Path:
+    """A copy of the task's training folders in which each named class's generated/ folder is rewritten by its
+    function."""
+    import shutil
+
+    train = tmp_path / "train"
+    shutil.copytree(task / "train", train)
+    for cls, write in classes.items():
+        shutil.rmtree(train / "generated" / cls)
+        write(train / "generated" / cls)
+    return train
+
+
+def test_use_real_names_the_real_images_it_leaves_out(task, tmp_path, run_cli):
+    """--use-real reads real/<class>/ for the classes of generated/ only: a real/delta/ without generated/delta/, and
+    images loose in real/, were dropped without a word."""
+    train = copy_train(task, tmp_path)
+    save(train / "real" / "delta", "real_delta", class_images(np.random.default_rng(1), 0, 3))
+    save(train / "real", "loose", class_images(np.random.default_rng(2), 1, 2))
+    result = attribute(dataclasses.replace(config(task, tmp_path, method="centroid", features="pixels8",
+                                                  use_real=True), train=str(train)))
     assert result.train_counts == {cls: 12 for cls in CLASSES}
+    assert result.warnings == [f"--use-real: {train / 'real'} holds images of no class of generated/ (alpha, beta, "
+                               "gamma), not used as references: delta/ (3 images), 2 images loose in it"]
+    code, out, err = run_cli("attribute", task / "unknown", "--train", train, "--use-real", "--method", "centroid",
+                             "--features", "pixels8", "--out", tmp_path / "b.csv", "--device", "cpu", "--data-root",
+                             tmp_path / "data", "--json")
+    assert code == 0 and json.loads(out)["warnings"] == result.warnings, err
+    assert err.count("warning: --use-real:") == 1 and "delta/ (3 images)" in err
 
 
 def test_the_generated_and_real_folders_are_found_in_any_case(task, tmp_path):

@@ -176,12 +176,14 @@ class AttributionResult:
     out: str = ""
     labels: str | None = None  # where the ground truth of a demo set is, for `ganfp evaluate`
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # one line each: input the user should hear about
 
     def to_dict(self) -> dict:
         counts = {c: self.predicted.count(c) for c in self.classes}
         return {"task": "attribution", "images": len(self.ids), "classes": self.classes, "method": self.method,
                 "features": self.features, "train": self.train, "train_counts": self.train_counts,
-                "predicted_counts": counts, "out": self.out, "labels": self.labels, "seconds": round(self.seconds, 2)}
+                "predicted_counts": counts, "out": self.out, "labels": self.labels, "seconds": round(self.seconds, 2),
+                "warnings": self.warnings}
 
 
 @dataclass
@@ -197,6 +199,7 @@ class ClusterResult:
     out: str
     labels: str | None = None
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         sizes = np.bincount(self.clusters, minlength=self.k).tolist()
@@ -204,7 +207,7 @@ class ClusterResult:
                 "k_chosen_by": "eigengap" if self.auto else "user", "silhouette": self.silhouette,
                 "eigengaps": {str(k): v for k, v in self.eigengaps.items()} if self.eigengaps else None,
                 "cluster_sizes": sizes, "method": self.method, "features": self.features, "out": self.out,
-                "labels": self.labels, "seconds": round(self.seconds, 2)}
+                "labels": self.labels, "seconds": round(self.seconds, 2), "warnings": self.warnings}
 
 
 def read_images(spec: str, data_root=None) -> Manifest:
@@ -247,8 +250,9 @@ def _sub_folder(folder: Path, name: str) -> Path | None:
     return next((p for p in sorted(list_folder(folder)) if p.is_dir() and p.name.lower() == name), None)
 
 
-def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str]:
-    """(labelled references, the spec the trainer loads): from --train, else from the unknown spec's dataset."""
+def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str, list[str]]:
+    """(labelled references, the spec the trainer loads, warnings): from --train, else from the unknown spec's
+    dataset."""
     from ganfp.data.adapters import load_manifest
 
     source = cfg.train
@@ -280,12 +284,31 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
         if problem := unwritable(cls):
             where = f"--train {source}" if cfg.train is not None else source
             raise InputError(f"{where}: class {cls!r} {problem}; rename its folder")
-    if cfg.use_real:
-        if real is None or not real.is_dir():
-            raise InputError(no_real)
-        extra = _class_folders(real, "--use-real", classes=train.classes)
-        train = Manifest(train.name, train.classes, train.items + extra.items, train.root, train.info)
-    return train, spec
+    if not cfg.use_real:
+        return train, spec, []
+    if real is None or not real.is_dir():
+        raise InputError(no_real)
+    extra = _class_folders(real, "--use-real", classes=train.classes)
+    train = Manifest(train.name, train.classes, train.items + extra.items, train.root, train.info)
+    return train, spec, _unused_real(real, train.classes)
+
+
+def _unused_real(real: Path, classes: list[str]) -> list[str]:
+    """A warning naming the images under real/ that --use-real leaves out: it reads real/<class>/ for the classes of
+    generated/ only, and dropped a real/<class>/ with no generated class (or images loose in real/) without a word.
+
+    A warning, not a refusal: such images cannot be a reference of any class (the classes are generated/'s), the
+    matching folders are read as asked, and a fetched dataset's folders should not have to be edited to run. But a
+    real class with no generated one may also mean generated/ lacks a class, so the user hears of it.
+    """
+    unused = [f"{d.name}/ ({len(files)} images)" for d in sorted(list_folder(real))
+              if d.is_dir() and not d.name.startswith(".") and d.name not in classes and (files := image_files(d))]
+    if loose := image_files(real, recursive=False):
+        unused.append(f"{len(loose)} images loose in it")
+    if not unused:
+        return []
+    return [f"--use-real: {real} holds images of no class of generated/ ({', '.join(classes)}), not used as "
+            f"references: {', '.join(unused)}"]
 
 
 def _check_apart(unknown: Manifest, train: Manifest, cfg: AttributeConfig) -> None:
@@ -306,7 +329,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     unknown = read_images(cfg.unknown, cfg.data_root)
     columns = parse_columns(cfg.columns)
     keys = row_keys([it.path for it in unknown.items], columns)
-    train, train_spec = training_set(cfg, unknown)
+    train, train_spec, warnings = training_set(cfg, unknown)
     _check_apart(unknown, train, cfg)
     size = cfg.image_size or native_image_size(train, unknown)
     ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root, cfg.trainer.runs_dir)
@@ -317,7 +340,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     uses_features = METHODS.entry(cfg.method).meta["needs"] != "images"
     return AttributionResult(unknown.ids, predicted, probs, train.classes, cfg.method,
                              cfg.features if uses_features else None, train_spec, train.class_counts(), str(cfg.out),
-                             unknown.info.get("labels"), time.perf_counter() - started)
+                             unknown.info.get("labels"), time.perf_counter() - started, warnings)
 
 
 def _distinct_vectors(x: np.ndarray, cfg: ClusterConfig) -> int:
