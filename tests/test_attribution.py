@@ -49,13 +49,14 @@ def class_images(rng: np.random.Generator, c: int, n: int) -> np.ndarray:
     return np.clip(base + rng.normal(0, 25, (n, SIZE, SIZE)), 0, 255).astype(np.uint8)
 
 
-def save(folder: Path, prefix: str, images: np.ndarray, palette: bool = False) -> list[str]:
-    """PNGs; with `palette`, 8-bit palette ("colormap") PNGs like the 2025 data, grey level = palette entry."""
+def save(folder: Path, prefix: str, images: np.ndarray, palette: bool = False, bits: int = 8) -> list[str]:
+    """PNGs; with `palette`, 8-bit palette ("colormap") PNGs like the 2025 data, grey level = palette entry; with
+    `bits=16`, 16-bit grey PNGs of the same levels."""
     folder.mkdir(parents=True, exist_ok=True)
     ids = []
     for i, img in enumerate(images):
         ids.append(f"{prefix}_{i:03d}")
-        out = Image.fromarray(img)
+        out = Image.fromarray(img) if bits == 8 else Image.fromarray(img.astype(np.uint16) * 257)
         if palette:  # store index 255 - v with a reversed grey ramp: reading the index instead would invert the image
             out = Image.fromarray((255 - img).astype(np.uint8), mode="P")
             out.putpalette(np.repeat(255 - np.arange(256), 3).tolist())
@@ -415,6 +416,62 @@ def test_many_eigenvalues_of_a_large_set_come_without_a_warning(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_allclose(laplacian_eigenvalues(x, 20, seed=0), dense, atol=1e-6)
+
+
+def test_a_mix_of_bit_depths_is_named_from_the_header_read_that_finds_the_size(task, tmp_path, monkeypatch, run_cli):
+    """One class saved 16-bit, the others 8-bit: each 16-bit image is windowed by its own percentiles, so a method can
+    learn the file format instead of the generator. The depth comes with the size, from one header read a file."""
+    import ganfp.data.generated as generated
+    from ganfp.data.decode import image_header
+
+    alpha = class_images(np.random.default_rng(3), 0, 8)
+    train = copy_train(task, tmp_path, alpha=lambda folder: save(folder, "gen_alpha", alpha, bits=16))
+    opened = []
+    monkeypatch.setattr(generated, "image_header", lambda path: opened.append(path) or image_header(path))
+    result = attribute(dataclasses.replace(config(task, tmp_path, method="centroid", features="pixels8"),
+                                           train=str(train)))
+    assert len(opened) == 24 + 12  # the size and the depth from one open of each file
+    assert result.warnings == ["the images mix bit depths (class alpha 16-bit (8), class beta 8-bit (8), class gamma "
+                               "8-bit (8), the unknown images 8-bit (12)): 16-bit and float images are stretched "
+                               "between their own 0.5 and 99.5 percentiles, 8-bit ones read as they are, so they may "
+                               "be told apart by their file format instead of their generator; save every set at one "
+                               "bit depth"]
+    code, out, err = run_cli("attribute", task / "unknown", "--train", train, "--method", "centroid", "--features",
+                             "pixels8", "--out", tmp_path / "b.csv", "--device", "cpu", "--data-root",
+                             tmp_path / "data", "--json")
+    assert code == 0 and json.loads(out)["warnings"] == result.warnings, err
+    assert err.count("warning: the images mix bit depths") == 1
+
+
+def test_unknown_images_of_another_bit_depth_are_named_with_image_size_given(task, tmp_path):
+    """--image-size skips the size check, not the depth check; a palette class and a grey one are both 8-bit."""
+    unknown = tmp_path / "unknown"
+    save(unknown, "unknown", class_images(np.random.default_rng(5), 1, 3), bits=16)
+    beta = class_images(np.random.default_rng(6), 1, 8)
+    train = copy_train(task, tmp_path, beta=lambda folder: save(folder, "gen_beta", beta, palette=True))
+    cfg = config(task, tmp_path, method="centroid", features="pixels8", image_size=SIZE)
+    result = attribute(dataclasses.replace(cfg, unknown=str(unknown), train=str(train)))
+    (warning,) = result.warnings
+    assert "class beta 8-bit (8), class gamma 8-bit (8), the unknown images 16-bit (3))" in warning
+    assert attribute(dataclasses.replace(cfg, train=str(train))).warnings == []
+    grouped = cluster(ClusterConfig(images=str(unknown), out=str(tmp_path / "c.csv"), clusters=2, features="pixels8",
+                                    device="cpu", data_root=str(tmp_path / "data")))
+    assert grouped.warnings == [] and grouped.to_dict()["warnings"] == []
+    save(unknown, "eight", class_images(np.random.default_rng(7), 0, 2))
+    grouped = cluster(ClusterConfig(images=str(unknown), out=str(tmp_path / "c.csv"), clusters=2, features="pixels8",
+                                    device="cpu", data_root=str(tmp_path / "data")))
+    (warning,) = grouped.to_dict()["warnings"]
+    assert warning.startswith("the images mix bit depths (the images 8-bit (2) and 16-bit (3)):")
+
+
+@pytest.mark.parametrize(("mode", "depth"), [("1", "1-bit"), ("L", "8-bit"), ("P", "8-bit"), ("RGB", "8-bit"),
+                                             ("I;16", "16-bit"), ("I", "32-bit"), ("F", "32-bit float")])
+def test_the_bit_depth_is_the_one_the_decoder_reads(tmp_path, mode, depth):
+    from ganfp.data.decode import image_header
+
+    path = tmp_path / ("i.tif" if mode in ("I", "F") else "i.png")
+    Image.new(mode, (12, 10)).save(path)
+    assert image_header(str(path)) == ((12, 10), mode) and image_header(str(path)).depth == depth
 
 
 @pytest.mark.parametrize(("spec", "first", "second", "label"), [

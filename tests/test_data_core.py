@@ -12,7 +12,7 @@ from ganfp.data import cache as cache_mod
 from ganfp.data.adapters import load_manifest
 from ganfp.data.augment import BatchAugment
 from ganfp.data.cache import load_images
-from ganfp.data.decode import decode_image, high_depth, image_size
+from ganfp.data.decode import decode_image, high_depth, image_header
 from ganfp.data.loader import MEAN, STD, iterate_batches
 from ganfp.data.split import split_indices
 from ganfp.errors import InputError
@@ -90,7 +90,8 @@ def test_a_tiff_whose_other_pages_are_previews_is_read_as_its_image(tmp_path, la
              "a marked page first": ([image.resize((8, 8)).convert("RGB"), image], (0,))}[layout]
     path = write_tiff_pages(tmp_path / "scan.tif", *pages)
     assert np.array_equal(decode_image(str(path), 16), decode_image(str(tmp_path / "plain.tif"), 16))
-    assert image_size(str(path)) == (32, 32) and high_depth(str(path)) is False  # the image's header, not a preview's
+    header = image_header(str(path))  # the image's header, not a preview's
+    assert header == ((32, 32), image.mode) and high_depth(str(path)) is False
 
 
 def test_a_volume_with_previews_is_refused_counting_its_slices(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -41,7 +42,8 @@ from ganfp.attribution.files import (
     write_class_table,
 )
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
-from ganfp.data.generated import native_image_size
+from ganfp.data.decode import Header
+from ganfp.data.generated import image_headers, native_image_size
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files, list_folder
 from ganfp.errors import InputError, require_int
 
@@ -321,6 +323,28 @@ def _check_apart(unknown: Manifest, train: Manifest, cfg: AttributeConfig) -> No
                          f"(e.g. {shared[0]}); give the folder of the unknown images alone, such as generated_unknown/")
 
 
+def mixed_depths(sets: list[str], headers: list[Header]) -> list[str]:
+    """A warning when the images are not all of one bit depth, naming each set's depths: a 16-bit image is windowed
+    by its own 0.5-99.5 percentiles and an 8-bit one read as it is, so when one class (or the unknown set) is 16-bit
+    and another 8-bit, a method can tell them apart by their file format instead of their generator.
+
+    `sets[i]` names the set of the image whose header is `headers[i]`. DICOM and NIfTI files (no depth: windowed in
+    HU whatever it is) are left out.
+    """
+    depths: dict[str, Counter[str]] = {name: Counter() for name in sets}  # in the order the sets come
+    for name, header in zip(sets, headers):
+        if header.depth is not None:
+            depths[name][header.depth] += 1
+    if len(set().union(*depths.values())) < 2:
+        return []
+    listed = ", ".join(f"{name} " + " and ".join(f"{depth} ({found[depth]})"
+                                                 for depth in sorted(found, key=lambda d: int(d.split("-")[0])))
+                       for name, found in depths.items() if found)
+    return [f"the images mix bit depths ({listed}): 16-bit and float images are stretched between their own 0.5 "
+            "and 99.5 percentiles, 8-bit ones read as they are, so they may be told apart by their file format "
+            "instead of their generator; save every set at one bit depth"]
+
+
 def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> AttributionResult:
     """Attribute every image of `cfg.unknown` to a class of the training images; write `cfg.out`."""
     started = time.perf_counter()
@@ -331,7 +355,10 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     keys = row_keys([it.path for it in unknown.items], columns)
     train, train_spec, warnings = training_set(cfg, unknown)
     _check_apart(unknown, train, cfg)
-    size = cfg.image_size or native_image_size(train, unknown)
+    headers = image_headers(train, unknown)  # one open per file gives the native size and the bit depths
+    size = cfg.image_size or native_image_size(train, unknown, headers=headers)
+    sets = [f"class {train.classes[it.label]}" for it in train.items] + ["the unknown images"] * len(unknown)
+    warnings += mixed_depths(sets, headers)
     ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root, cfg.trainer.runs_dir)
     job = Job(train, unknown, train_spec, cfg.features, cfg.k, ctx, cfg.trainer, cfg.seed, message)
     probs = METHODS.get(cfg.method)(job)
@@ -369,8 +396,9 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
         raise InputError(f"--clusters {cfg.clusters}: more clusters than the {len(images)} images of {cfg.images}")
     if cfg.clusters is None and len(images) < 3:
         raise InputError(f"--clusters auto: {cfg.images} has {len(images)} images; choosing K needs 3 or more")
-    ctx = FeatureContext(cfg.image_size or native_image_size(images), cfg.device, cfg.batch_size, cfg.data_root,
-                         cfg.runs_dir)
+    headers = image_headers(images)
+    ctx = FeatureContext(cfg.image_size or native_image_size(images, headers=headers), cfg.device, cfg.batch_size,
+                         cfg.data_root, cfg.runs_dir)
     raw, widths = compute(cfg.features, images, ctx)
     x = BlockScaler().fit(raw, widths).transform(raw)
     distinct = _distinct_vectors(x, cfg)
@@ -383,4 +411,4 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     write_class_table(cfg.out, keys, [str(c) for c in labels], columns)
     return ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, silhouette(x, labels), gaps,
                          cfg.method, cfg.features, str(cfg.out), images.info.get("labels"),
-                         time.perf_counter() - started)
+                         time.perf_counter() - started, mixed_depths(["the images"] * len(images), headers))

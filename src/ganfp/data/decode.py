@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -21,6 +22,8 @@ from ganfp.errors import InputError
 
 DECODE_VERSION = 5  # bump when decoding changes, so caches rebuild (5: a TIFF whose other pages are previews is read)
 HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+MODE_DEPTHS = {"1": "1-bit", "I;16": "16-bit", "I;16B": "16-bit", "I;16L": "16-bit", "I;16N": "16-bit",
+               "I": "32-bit", "F": "32-bit float"}  # any other mode is read as 8-bit grey levels
 WINDOW_PERCENTILES = (0.5, 99.5)
 NEW_SUBFILE_TYPE, REDUCED_RESOLUTION = 254, 1  # the TIFF tag, and its bit that marks a page as a preview of another
 # PIL warns (two lines on stderr) between its pixel limit and twice it, and raises above; ganfp refuses
@@ -160,21 +163,33 @@ def _full_pages(img: Image.Image) -> list[int]:
     return full or list(range(img.n_frames))
 
 
-def image_size(path: str) -> tuple[int, int]:
-    """(width, height) from the file's header, without decoding the pixels."""
+class Header(NamedTuple):
+    """What one open of a file's header tells, without decoding the pixels."""
+
+    size: tuple[int, int]  # (width, height)
+    mode: str | None  # PIL's mode; None for DICOM and NIfTI, which are windowed in HU whatever their depth
+
+    @property
+    def depth(self) -> str | None:
+        """The bit depth as the decoder reads it: 16-bit, 32-bit and float images are windowed by their own
+        percentiles, 1-bit ones become black and white, the rest (grey, palette, colour) are read as 8-bit grey
+        levels. So two modes of one depth (a palette PNG and a grey one) decode alike and share a depth."""
+        return None if self.mode is None else MODE_DEPTHS.get(self.mode, "8-bit")
+
+
+def image_header(path: str) -> Header:
+    """The file's size and mode from one header read: `native_image_size` and the bit depth checks share it."""
     if is_dicom(path) or is_nifti(path):
-        return medical_size(path)
+        return Header(medical_size(path), None)
     with _image(path) as img:
-        return img.size
+        return Header(img.size, img.mode)
 
 
 def high_depth(path: str) -> bool | None:
     """Whether the file holds more than 8 bits per pixel (windowed by its percentiles when decoded), from its
     header; None for DICOM and NIfTI, which are windowed in HU whatever their depth."""
-    if is_dicom(path) or is_nifti(path):
-        return None
-    with _image(path) as img:
-        return img.mode in HIGH_DEPTH_MODES
+    mode = image_header(path).mode
+    return None if mode is None else mode in HIGH_DEPTH_MODES
 
 
 def decode_image(path: str, size: int, frame: int | None = None, window: tuple[float, float] | None = None) -> np.ndarray:

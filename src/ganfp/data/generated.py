@@ -10,7 +10,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ganfp.data.decode import image_size
+from ganfp.data.decode import Header, image_header
 from ganfp.data.manifest import UNLABELLED, Manifest, image_files
 from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError, count
@@ -43,15 +43,22 @@ def generated_manifest(path: str | Path, reading: MedicalReading | None = None, 
     return Manifest(f"folder:{root}", [], items, str(root))
 
 
-def native_image_size(*manifests: Manifest) -> int:
+def image_headers(*manifests: Manifest) -> list[Header]:
+    """The header of every item's file, in order: one open each (threads), no pixels decoded; a bomb or a broken
+    file is one line."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(image_header, [it.path for m in manifests for it in m.items]))
+
+
+def native_image_size(*manifests: Manifest, headers: list[Header] | None = None) -> int:
     """The one square size all images share (read from file headers); otherwise ask for --image-size.
 
     Comparing pixels only makes sense at one resolution. Files of different sizes are not
     silently resized: the user decides, with --image-size N, that all are resized to N x N.
+    `headers`: the manifests' `image_headers`, when the caller read them for more than the size.
     """
     paths = [it.path for m in manifests for it in m.items]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        sizes = list(pool.map(image_size, paths))  # header only; a bomb or a broken file is one line
+    sizes = [h.size for h in (image_headers(*manifests) if headers is None else headers)]
     by_size = Counter(sizes)
     if len(by_size) > 1:
         example = {s: p for p, s in zip(paths, sizes)}
