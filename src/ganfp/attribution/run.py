@@ -45,7 +45,7 @@ from ganfp.attribution.methods import METHODS, Job, TrainerSettings
 from ganfp.data.decode import Header
 from ganfp.data.generated import image_headers, native_image_size
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files, list_folder
-from ganfp.errors import InputError, require_int
+from ganfp.errors import InputError, count, require_int
 
 Message = Callable[[str], None]
 
@@ -303,10 +303,10 @@ def _unused_real(real: Path, classes: list[str]) -> list[str]:
     matching folders are read as asked, and a fetched dataset's folders should not have to be edited to run. But a
     real class with no generated one may also mean generated/ lacks a class, so the user hears of it.
     """
-    unused = [f"{d.name}/ ({len(files)} images)" for d in sorted(list_folder(real))
+    unused = [f"{d.name}/ ({count(len(files), 'image')})" for d in sorted(list_folder(real))
               if d.is_dir() and not d.name.startswith(".") and d.name not in classes and (files := image_files(d))]
     if loose := image_files(real, recursive=False):
-        unused.append(f"{len(loose)} images loose in it")
+        unused.append(f"{count(len(loose), 'image')} loose in it")
     if not unused:
         return []
     return [f"--use-real: {real} holds images of no class of generated/ ({', '.join(classes)}), not used as "
