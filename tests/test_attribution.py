@@ -700,6 +700,11 @@ def test_class_table_reading(tmp_path):
     path.write_text("id,label\nx,c1\nx,c2\n")
     with pytest.raises(InputError, match=r"t.csv:3: id 'x' more than once"):
         read_class_table(path)
+    path.write_text("id,label\nx,c1\ny,c2\n\n,\n")  # a spreadsheet's blank rows at the end: no data
+    assert read_class_table(path).ids == ["x", "y"]
+    path.write_text("id,label\nx,c1\n\ny,c2\n")
+    with pytest.raises(InputError, match=r"t.csv:3: empty line"):
+        read_class_table(path)
 
 
 def test_palette_png_decodes_to_its_grey_levels(tmp_path):

@@ -218,3 +218,24 @@ def test_a_threshold_outside_the_scores_is_said_to_label_every_image_alike(tmp_p
     assert data["metrics"]["f1"] == pytest.approx(2 / 3)
     assert "--threshold 0.5 labels all 200 images used: the scores run from 3 to 10" in data["notes"][0]
     assert not evaluate_files(preds, labels, threshold=6.5).notes
+
+
+def test_blank_lines_at_the_end_pass_where_the_official_rules_allow_them(tmp_path, labels, run_cli):
+    """A scores file or ground truth saved by Excel ends in blank lines: read; a headerless submission ending so is
+    refused, as the organisers refuse it, with the line and why."""
+    scores = write(tmp_path / "scores.csv", "id,score\n" + "".join(f"{i},{n}\n" for n, i in enumerate(IDS)) + "\n\n")
+    truth = write(tmp_path / "truth.csv", labels.read_text() + "\n")
+    code, out, err = run_cli("evaluate", str(scores), str(truth), "--json")
+    assert code == 0, err
+    assert json.loads(out)["n"] == 200
+    sub = write(tmp_path / "sub.csv", "".join(f"{i},1\n" for i in IDS) + "\n")
+    assert_one_line_error(*run_cli("evaluate", str(sub), str(truth)), "sub.csv:201: empty line at the end",
+                          "organisers' validator refuses it")
+
+
+def test_a_file_name_column_names_the_ids(tmp_path, labels, run_cli):
+    """`filename,score` with the images' file names, as attribute writes and other tools name the column."""
+    preds = write(tmp_path / "p.csv", "filename,score\n" + "".join(f"{i}.png,{n}\n" for n, i in enumerate(IDS)))
+    code, out, err = run_cli("evaluate", str(preds), str(labels), "--json")
+    assert code == 0, err
+    assert json.loads(out)["format"] == "filename,score"

@@ -7,6 +7,7 @@ import pytest
 
 from ganfp.errors import InputError
 from ganfp.submission import (
+    ID_WORDS,
     Problem,
     decide,
     read_ids,
@@ -94,6 +95,33 @@ def test_empty_file_and_trailing_blank_line(tmp_path):
     assert [p.line for p in validate_submission(blank_end, IDS)] == [5]
 
 
+def test_blank_lines_that_end_a_headered_file_or_labels_are_dropped(tmp_path):
+    """Excel or a hand edit leaves blank lines (or rows of empty cells) at the end: no data, so dropped, except in a
+    headerless submission, where the organisers' validator refuses them; a blank line inside is still an error."""
+    path = tmp_path / "p.csv"
+    for end in ("\n", "\n\n", "\r\n\r\n  \r\n", "\n,\n ,, \n"):
+        path.write_text("id,score\na,0.1\nb,0.9" + end)
+        assert read_predictions(path).ids == ["a", "b"]
+        path.write_text("id,label\na,1\nb,0" + end)
+        assert read_labels(path).ids == ["a", "b"]
+        path.write_text("a,1\nb,0" + end)
+        assert read_labels(path).labels.tolist() == [1, 0]  # ground truth is no submission
+    path.write_text("a,1\nb,0\n\n")
+    with pytest.raises(InputError, match=r"p.csv:3: empty line at the end of the file: the organisers' validator"):
+        read_predictions(path)
+    with pytest.raises(InputError, match=r"p.csv:3: empty line at the end"):
+        read_predictions(path, ids=["a", "b"])
+    path.write_text("id,label\n\n\n")
+    with pytest.raises(InputError, match="header only, no rows"):
+        read_labels(path)
+    path.write_text("\n \n")
+    with pytest.raises(InputError, match="p.csv: empty file"):
+        read_labels(path)
+    path.write_text("id,score\na,0.1\n\nb,0.9\n\n")
+    with pytest.raises(InputError, match=r"p.csv:3: empty line$"):
+        read_predictions(path)
+
+
 def test_crlf_and_missing_final_newline_are_accepted(tmp_path):
     path = tmp_path / "sub.csv"
     path.write_bytes(b"img_0,1\r\nimg_1,0\r\nimg_2,0\r\nimg_3,1")
@@ -152,6 +180,32 @@ def test_headered_formats(tmp_path):
         assert (preds.scores is None) == (scores is None) and (scores is None or preds.scores.tolist() == scores)
 
 
+@pytest.mark.parametrize("word", ID_WORDS)
+def test_every_id_word_names_the_id_column_of_a_membership_file(tmp_path, word):
+    """The id column's names attribute writes and class tables read; a column of file names gives their stems."""
+    path = tmp_path / "p.csv"
+    path.write_text(f"{word.upper()},label,score\ndir/a.png,1,0.9\nb.png,0,0.1\n")
+    preds = read_predictions(path)
+    file_name = word in ("image_path", "image", "path", "file", "filename", "file_name")
+    assert preds.ids == (["a", "b"] if file_name else ["dir/a.png", "b.png"])
+    assert preds.format == f"{word},label,score" and preds.labels.tolist() == [1, 0]
+    path.write_text(f"{word},label\na,1\nb,0\n")
+    assert read_labels(path).ids == ["a", "b"]
+
+
+def test_a_header_read_before_keeps_its_id_column_beside_another_id_word(tmp_path):
+    """`id`, `image_id` and `image_path` were the only id columns: beside `name` or `file` they still are."""
+    path = tmp_path / "p.csv"
+    path.write_text("name,id,score\nfirst,a,0.9\nsecond,b,0.1\n")
+    assert read_predictions(path).ids == ["a", "b"]
+    path.write_text("file,image_path,label\nx.png,d/a.png,1\ny.png,d/b.png,0\n")
+    assert read_predictions(path).ids == ["a", "b"]
+    for header in ("filename,name,score", "id,image_id,score"):
+        path.write_text(header + "\na,b,0.5\n")
+        with pytest.raises(InputError, match=rf"p.csv:1: the header '{header}' names 2 id columns .*keep one"):
+            read_predictions(path)
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
@@ -165,6 +219,7 @@ def test_headered_formats(tmp_path):
         ("id,label\na,1,3\n", ":2: 3 columns, the header has 2"),
         ("id,label\na,1\n\nb,0\n", ":3: empty line"),
         ("name,prob\na,0.3\n", ":1: unrecognised header 'name,prob'"),
+        ("ident,score\na,0.3\n", "the id column may be named id, image_id, image_path, image_name"),
         ("id,label,label\na,1,0\n", ":1: unrecognised header"),
         ("a,1\na,0\n", ":2: same figure id 'a' more than once"),
         ("a,1\nb,2\n", ":2: score 2 is greater than 1"),

@@ -5,7 +5,8 @@ test image, ids without extension. The rules follow the organisers' validator (s
 ../shared/reference/imageclef2023-submission/RULES.md): rows split on every comma, no quoting,
 spaces around tokens stripped, the label parsed as a Python int. A headered CSV from another tool
 (`id,label`, `id,score`, `id,label,score`, or the 2025 edition's `image_path,predicted_class`)
-is read too, so files from elsewhere can be evaluated.
+is read too, so files from elsewhere can be evaluated. Blank lines at the end (a spreadsheet's or an editor's
+extra newline) are dropped from every file but a headerless submission, which the organisers refuse for them.
 
 Turning scores into labels (`decide`) is by rank (the top fraction is "used") or by threshold;
 see docs/metrics.md for why a dev-set threshold should not be carried to the test set.
@@ -28,13 +29,18 @@ from ganfp.fileio import OutputBatch, atomic_path, utf8_writable
 from ganfp.metrics import as_binary
 
 OFFICIAL = "official"
+# The id column's names, one list for every per-image file: membership predictions and labels here, attribution and
+# clustering tables (attribution.files), whose `--columns` writes only these. ID_COLUMNS, the membership reader's
+# only names before, stay the id column beside another id word (`id,name,score`).
 ID_COLUMNS = ("id", "image_id", "image_path")
+ID_WORDS = ID_COLUMNS + ("image_name", "image", "path", "file", "filename", "file_name", "name")
+# id columns that hold a file name (attribute writes one there): the id is the name without folder and image
+# extension (manifest.cell_id)
+FILE_WORDS = ("image_path", "image", "path", "file", "filename", "file_name")
 LABEL_COLUMNS = ("label", "predicted_class")
 SCORE_COLUMNS = ("score",)
 # words that mark a first line as a header, recognised or not (so "name,prob" is not read as data)
-HEADER_WORDS = set(ID_COLUMNS + LABEL_COLUMNS + SCORE_COLUMNS) | {
-    "prob", "probability", "prediction", "pred", "class", "filename", "file", "path", "image", "name",
-}
+HEADER_WORDS = set(ID_WORDS + LABEL_COLUMNS + SCORE_COLUMNS) | {"prob", "probability", "prediction", "pred", "class"}
 KNOWN_HEADERS = "id,label | id,score | id,label,score | image_path,predicted_class"
 BOM = "\ufeff"
 BOM_REASON = ("the file starts with a UTF-8 byte order mark (BOM): the organisers' validator reads it as part of "
@@ -119,6 +125,20 @@ def read_lines(path, keep_bom: bool = False) -> list[str]:
     return lines
 
 
+def _blank(line: str) -> bool:
+    """Nothing but spaces and commas: a spreadsheet's empty row is as blank as an empty line."""
+    return not line.replace(",", "").strip()
+
+
+def without_trailing_blanks(lines: list[str]) -> list[str]:
+    """`lines` less the blank lines that end them (Excel's or a hand edit's): no data, safe to drop in any file but
+    a headerless submission, which the organisers' validator refuses for them (a row of 0 tokens)."""
+    end = len(lines)
+    while end and _blank(lines[end - 1]):
+        end -= 1
+    return lines[:end]
+
+
 def read_ids(path) -> list[str]:
     """A list of image ids, one per line (like image_ids.txt); blank lines are skipped."""
     ids, seen = [], {}
@@ -135,10 +155,16 @@ def read_ids(path) -> list[str]:
     return ids
 
 
-def _official_row(line: str, n: int, ids: set[str] | None, seen: dict[str, int]) -> tuple[str, int] | Problem:
-    """One line checked in the organisers' order: format, id, duplicate, label."""
+TRAILING_BLANK = (" at the end of the file: the organisers' validator refuses it (one final newline is fine); "
+                  "delete it")
+
+
+def _official_row(line: str, n: int, ids: set[str] | None, seen: dict[str, int],
+                  end: int) -> tuple[str, int] | Problem:
+    """One line checked in the organisers' order: format, id, duplicate, label. Lines after `end` are blank: said so,
+    since a headered file may end in blank lines and this format may not."""
     if not line.strip():
-        return Problem(n, "empty line")
+        return Problem(n, "empty line" + (TRAILING_BLANK if n > end else ""))
     tokens = line.split(",")
     if len(tokens) != 2:
         return Problem(n, f"wrong format: {len(tokens)} comma-separated tokens, expected 2 ('<image_id>,<0|1>')"
@@ -199,8 +225,9 @@ def validate_submission(path_or_lines, ids: Iterable[str]) -> list[Problem]:
     expected_set = set(expected)
     problems: list[Problem] = []
     seen: dict[str, int] = {}
+    end = len(without_trailing_blanks(lines))
     for n, line in enumerate(lines, 1):
-        row = _official_row(line, n, expected_set, seen)
+        row = _official_row(line, n, expected_set, seen, end)
         if n == 1 and bom:
             problems.append(Problem(1, BOM_REASON))  # the first rule line 1 breaks, as the organisers see it
         elif isinstance(row, Problem):
@@ -226,21 +253,32 @@ def _header(path, first_line: str) -> dict[str, int] | None:
     if not HEADER_WORDS.intersection(names):
         return None
     columns = {name: i for i, name in enumerate(names)}
-    id_cols = [c for c in ID_COLUMNS if c in columns]
+    id_cols = _id_columns(columns)
+    if len(id_cols) > 1:
+        raise InputError(f"{path}:1: the header {first_line.strip()!r} names {len(id_cols)} id columns "
+                         f"({', '.join(id_cols)}); keep one")
     value_cols = [c for c in LABEL_COLUMNS + SCORE_COLUMNS if c in columns]
     known = len(id_cols) == 1 and value_cols and sum(c in LABEL_COLUMNS for c in value_cols) <= 1
     if "" in columns:
         raise InputError(f"{path}:1: column {names.index('') + 1} of the header {first_line.strip()!r} has no name "
                          "(a spreadsheet's empty column, or pandas' index: to_csv(index=False)); delete it")
     if not known or len(columns) != len(names):  # extra named columns (per-scorer scores) are kept aside
-        raise InputError(f"{path}:1: unrecognised header {first_line.strip()!r}; expected one of: {KNOWN_HEADERS}")
+        raise InputError(f"{path}:1: unrecognised header {first_line.strip()!r}; expected one of: {KNOWN_HEADERS} "
+                         f"(the id column may be named {', '.join(ID_WORDS)})")
     return columns
+
+
+def _id_columns(columns: dict[str, int]) -> list[str]:
+    """The header's id columns: the one of ID_COLUMNS when it has one (`id,file_name,score` is read by `id`, as
+    before the other words were id words), else every id word it names; more than one is ambiguous."""
+    return [c for c in ID_COLUMNS if c in columns] or [c for c in ID_WORDS if c in columns]
 
 
 def _read_official(path, lines: list[str]) -> Predictions:
     ids, labels, where, seen = [], [], [], {}
+    end = len(without_trailing_blanks(lines))
     for n, line in enumerate(lines, 1):
-        row = _official_row(line, n, None, seen)
+        row = _official_row(line, n, None, seen, end)
         if isinstance(row, Problem):
             raise InputError(row.where(path))
         seen[row[0]] = n
@@ -252,13 +290,13 @@ def _read_official(path, lines: list[str]) -> Predictions:
 
 def _cell_id(value: str, column: str) -> str:
     value = value.strip()
-    if column == "image_path":
+    if column in FILE_WORDS:
         return cell_id(value)
     return value
 
 
 def _read_headered(path, lines: list[str], columns: dict[str, int]) -> Predictions:
-    id_col = next(c for c in ID_COLUMNS if c in columns)
+    (id_col,) = _id_columns(columns)
     label_col = next((c for c in LABEL_COLUMNS if c in columns), None)
     score_col = next((c for c in SCORE_COLUMNS if c in columns), None)
     ids, labels, scores, where, seen = [], [], [], [], {}
@@ -307,12 +345,20 @@ def read_predictions(path, ids: Iterable[str] | None = None) -> Predictions:
     """Predictions from the official format or a headered CSV (format told by the first line).
 
     With `ids`, a file in the official format is held to every official rule against those ids
-    and the first broken one raises InputError `<file>:<line>: <reason>`.
+    and the first broken one raises InputError `<file>:<line>: <reason>`. Blank lines that end a
+    headered file are dropped; in the official format they are errors, as the organisers' validator says.
     """
+    return _read_table(path, ids, submission=True)
+
+
+def _read_table(path, ids: Iterable[str] | None, submission: bool) -> Predictions:
+    """Either format; blank lines at the end are dropped unless the file is a headerless `submission`."""
     lines = read_lines(path)
+    columns = _header(path, lines[0]) if lines else None
+    if columns is not None or not submission:
+        lines = without_trailing_blanks(lines)
     if not lines:
         raise InputError(f"{path}: empty file")
-    columns = _header(path, lines[0])
     if columns is not None:
         preds = _read_headered(path, lines, columns)
     else:
@@ -326,8 +372,12 @@ def read_predictions(path, ids: Iterable[str] | None = None) -> Predictions:
 
 
 def read_labels(path) -> Labels:
-    """Ground truth: a headered `id,label` CSV or the headerless official format, 0/1 only."""
-    preds = read_predictions(path)
+    """Ground truth: a headered `id,label` CSV or the headerless official format, 0/1 only.
+
+    Blank lines at the end are dropped in both: ground truth is not a submission, so the organisers' rule
+    against them does not apply.
+    """
+    preds = _read_table(path, None, submission=False)
     if preds.labels is None or preds.scores is not None:
         raise InputError(f"{path}:1: ground truth needs an id and a label column only, found {preds.format!r}")
     return Labels(preds.ids, preds.labels)

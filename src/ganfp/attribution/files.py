@@ -17,10 +17,8 @@ from typing import Sequence
 from ganfp.data.manifest import cell_id
 from ganfp.errors import InputError
 from ganfp.fileio import utf8_writable, write_text
+from ganfp.submission import FILE_WORDS, ID_WORDS, read_lines, separator_hint, without_trailing_blanks
 
-# The one list of header names on both sides: `--columns` writes only these, `ganfp evaluate` reads them.
-ID_WORDS = ("id", "image_id", "image_path", "image_name", "image", "path", "file", "filename", "file_name", "name")
-FILE_WORDS = ("image_path", "image", "path", "file", "filename", "file_name")  # columns that get the file name
 CLUSTER_WORDS = ("cluster", "cluster_id", "clusters")  # a value column evaluate reads as a clustering
 SCORE_WORDS = ("score",)  # a column evaluate reads as membership scores
 DEFAULT_COLUMNS = ("image_path", "predicted_class")
@@ -95,11 +93,12 @@ def write_class_table(path, names: Sequence[str], values: Sequence[str], columns
 
 
 def read_class_table(path) -> ClassTable:
-    """The (id, value) rows of a two-or-more-column CSV; every problem is an InputError naming the line."""
-    from ganfp.submission import read_lines, separator_hint
+    """The (id, value) rows of a two-or-more-column CSV; every problem is an InputError naming the line.
 
-    lines = read_lines(path)
-    if not lines or not any(line.strip() for line in lines):
+    Blank lines at the end are dropped: the official 2024 and 2025 formats are not published, so no organisers'
+    rule refuses them, and a spreadsheet or an editor leaves them."""
+    lines = without_trailing_blanks(read_lines(path))
+    if not lines:
         raise InputError(f"{path}: empty file")
     first = [t.strip().strip('"') for t in lines[0].lstrip("\ufeff").split(",")]
     columns = (first[0], first[1]) if len(first) >= 2 and first[0].lower() in ID_WORDS else None
