@@ -173,6 +173,22 @@ def test_evaluate_report_shows_the_predictions_against_the_labels(run_cli, copie
     assert code == 2 and "--report needs --real" in err
 
 
+def test_evaluate_report_refuses_generated_images_that_are_the_real_ones(run_cli, copies):
+    """--generated naming the real folder, a folder above it or a link to it: every real image would be its own
+    nearest generated image, a made-up copy at distance 0; refused in one line before any image is read."""
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
+    scores, labels, report = copies / "scores.csv", copies / "labels.csv", copies / "ev.html"
+    scores.write_text("id,score\n" + "".join(f"{i},{n}\n" for n, i in enumerate(ids)))
+    labels.write_text("id,label\n" + "".join(f"{i},{int(i.startswith('u'))}\n" for i in ids))
+    (copies / "link").symlink_to(copies / "real")
+    for generated in (copies / "real", copies, copies / "link"):
+        code, out, err = run_cli("evaluate", scores, labels, "--report", report, "--real", copies / "real",
+                                 "--generated", generated, "--data-root", copies / "data")
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert f"--generated {generated}: holds {len(ids)} of the {len(ids)} real images too" in err
+        assert not report.exists()
+
+
 def test_plain_arrays_without_generated_images(tmp_path):
     """The builder needs no files: arrays in, a page out; without generated images rows show the real image only."""
     from ganfp.report import ReportInputs, write_report

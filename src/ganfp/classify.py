@@ -10,7 +10,6 @@ the run counts as a success.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ganfp.data.generated import MIN_IMAGE_SIZE, generated_manifest, native_image_size
+from ganfp.data.generated import MIN_IMAGE_SIZE, generated_manifest, native_image_size, real_files_among_generated
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.data.real import read_real
@@ -284,8 +283,7 @@ def real_among_generated(real: Manifest, generated: Manifest | None, where: str)
     warning, not a refusal: a quick smoke run may point both at one folder."""
     if generated is None:
         return []
-    real_files = {os.path.realpath(item.path) for item in real.items}
-    shared = sorted(item.path for item in generated.items if os.path.realpath(item.path) in real_files)
+    shared = sorted(real_files_among_generated(real, generated))
     if not shared:
         return []
     return [f"{where}: holds {len(shared)} of the {len(real)} real images too (e.g. {shared[0]}); each is its own "

@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 
+from ganfp.data.generated import generated_manifest, real_files_among_generated
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.errors import InputError
@@ -155,7 +156,6 @@ def evaluation_report(path, evaluation, real_spec: str, features: str, generated
     know the scoring size).
     """
     from ganfp.checkpoint import resolve_checkpoint
-    from ganfp.data.generated import generated_manifest
     from ganfp.data.real import read_real
     from ganfp.device import resolve_device
 
@@ -177,6 +177,8 @@ def evaluation_report(path, evaluation, real_spec: str, features: str, generated
     if missing:
         raise InputError(f"--real {real_spec}: {len(missing)} labelled ids have no image (e.g. {missing[0]})")
     real = replace(real, items=[by_id[i] for i in evaluation.ids])
+    if gen is not None:
+        check_apart(real, gen, f"--generated {generated}" if generated else gen.root)
     scores = evaluation.scores if evaluation.scores is not None else evaluation.y_pred.astype(np.float64)
     summary = {"predictions": evaluation.preds, "labels": evaluation.labels, "decision": evaluation.decision,
                "features": space.label if gen is not None else None, "images": evaluation.n,
@@ -184,6 +186,19 @@ def evaluation_report(path, evaluation, real_spec: str, features: str, generated
     return classify_report(path, MembershipScorer(real, gen, setup), space, scores, evaluation.y_pred, summary, rows,
                            cut=evaluation.threshold, truth=evaluation.y_true, scored=evaluation.scores is not None,
                            batch=batch)
+
+
+def check_apart(real: Manifest, generated: Manifest, where: str) -> None:
+    """Refuse generated images that include the real images' own files (`--generated` naming the real folder, or
+    one above it): each real image would be shown as its own nearest generated image, a copy at distance 0, and
+    every one listed as a near-duplicate, the evidence of leaked patients the report exists to show, made up.
+    Refused, where classify only warns: evaluate's numbers come from PREDS and need no generated images, so the
+    report is all that --generated changes, and a warning on the terminal does not travel with the HTML file."""
+    shared = real_files_among_generated(real, generated)
+    if shared:
+        raise InputError(f"{where}: holds {len(shared)} of the {len(real)} real images too (e.g. {shared[0]}); the "
+                         "report would show each as its own nearest generated image, a copy at distance 0: point it "
+                         "at the generator's images only")
 
 
 def known_truth(manifest: Manifest) -> np.ndarray | None:

@@ -6,6 +6,7 @@ Shared by `classify` and by the chain's "knn" pseudo-labeler, which must see the
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,6 +42,26 @@ def generated_manifest(path: str | Path, reading: MedicalReading | None = None, 
         raise InputError(f"{where}: the generated images folder holds no images")
     items = [it for p in files for it in file_items(p, UNLABELLED, source="generated", reading=reading)]
     return Manifest(f"folder:{root}", [], items, str(root))
+
+
+def real_files_among_generated(real: Manifest, generated: Manifest) -> list[str]:
+    """Paths of the real images whose very file the generated set holds too: a generated folder that is the real
+    folder, a folder above it, or a link to either, where each real image is its own nearest generated image.
+
+    Files are compared by identity (one stat each, no image read), so links count and copies do not: a generated
+    image equal to a real one may be the generator's copy, which is what membership looks for.
+    """
+    generated_files = {_file_identity(it.path) for it in generated.items} - {None}
+    return [it.path for it in real.items if _file_identity(it.path) in generated_files]
+
+
+def _file_identity(path: str) -> tuple[int, int] | str | None:
+    """(device, inode), the resolved path where the file system has no inodes (0), None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # reading the image names the problem
+    return (st.st_dev, st.st_ino) if st.st_ino else os.path.realpath(path)
 
 
 def image_headers(*manifests: Manifest) -> list[Header]:
