@@ -141,3 +141,27 @@ def test_unknown_layout_and_part_are_input_errors(tmp_path):
         load_manifest("imageclef-gans-2023:train", tmp_path / "data")
     with pytest.raises(InputError, match="name a part"):
         load_manifest("imageclef-gans-2023", tmp_path / "data")
+
+
+def test_two_test_sets_of_one_number_are_refused_at_fetch_time(tmp_path):
+    """Two `real_unknown_1/` (two editions' test sets, or one added again under another top folder) were one: the
+    summary counted one and the spec loaded whichever sorted first."""
+    make_gans_test(tmp_path / "first" / "test")
+    make_gans_test(tmp_path / "second" / "other_test")
+    root = tmp_path / "data"
+    fetch_dataset("imageclef-gans-2023", root, source=tmp_path / "first")
+    with pytest.raises(InputError, match=r"several test-1 sets found \(other_test/real_unknown_1, test/real_un"):
+        fetch_dataset("imageclef-gans-2023", root, source=tmp_path / "second", add=True)
+    assert Path(load_manifest("imageclef-gans-2023:test", root).root).parent.name == "test"  # the ready copy kept
+    make_gans_test(root / "imageclef-gans-2023" / "other_test")  # put there by hand: each load refuses it too
+    with pytest.raises(InputError, match="several test-1 sets found"):
+        load_manifest("imageclef-gans-2023:test", root)
+
+
+def test_fetch_reports_the_image_counts_of_an_attribution_set(tmp_path, run_cli):
+    make_gans_attribution(tmp_path / "src" / "GAN25", classes=("t1", "t2"), per_class=3)
+    code, _, err = run_cli("fetch-data", "imageclef-gans-2025", "--from", tmp_path / "src", "--data-root",
+                           tmp_path / "data")
+    assert code == 0 and "(attribution GAN25: 6 generated, 6 real, 4 unknown)" in err, err
+    layout = read_meta(tmp_path / "data" / "imageclef-gans-2025")["layout"]
+    assert layout["attribution"] == [{"folder": "GAN25", "classes": 2, "generated": 6, "real": 6, "unknown": 4}]

@@ -275,6 +275,17 @@ def _archives(w: Path, p: dict) -> None:
     p["empty_zip"] = w / "empty.zip"
     with zipfile.ZipFile(p["empty_zip"], "w"):
         pass
+    p["zip_no_suffix"] = w / "download"  # a browser's name for a zip it saved
+    with zipfile.ZipFile(p["zip_no_suffix"], "w") as zf:
+        zf.writestr("dev/used/a.png", b"x")
+    p["deflate64_zip"] = w / "deflate64.zip"  # what Windows writes for large files; zipfile cannot read it
+    with zipfile.ZipFile(p["deflate64_zip"], "w") as zf:
+        zf.writestr("dev/used/a.png", b"x")
+    raw = bytearray(p["deflate64_zip"].read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        at = raw.index(signature)
+        raw[at + offset:at + offset + 2] = (9).to_bytes(2, "little")
+    p["deflate64_zip"].write_bytes(bytes(raw))
 
 
 CHAIN_TOMLS = {
@@ -850,6 +861,27 @@ add("fetch-list-unknown-name", *F, "--list", "nope", "--data-root", "{out}/data"
 add("fetch-list-with-from", *F, "--list", "--from", "{real}", "--data-root", "{out}/data", says=("--list", "--from"))
 add("fetch-list-with-force", *F, "--list", "demo", "--force", "--data-root", "{out}/data", says=("--list", "--force"))
 add("fetch-list-with-seed", *F, "--list", "--seed", "3", "--data-root", "{out}/data", says=("--list", "--seed"))
+
+
+def hand_placed(monkeypatch, paths):
+    """Files a user put in the dataset's folder themselves (no ready meta.json): a fetch must not delete them."""
+    (paths["out"] / "data" / "imageclef-gans-2023").mkdir(parents=True)
+    (paths["out"] / "data" / "imageclef-gans-2023" / "notes.txt").write_text("mine")
+
+
+# fetch-audit: empty paths, misnamed or unreadable archives, files put in the data root by hand -------------
+add("fetch-from-empty-path", *IC, "--from", "", says=("--from ''", "empty path"))
+add("fetch-data-root-empty-path", *F, "demo", "--data-root", "", says=("--data-root ''", "empty path"))
+add("fetch-list-data-root-empty-path", *F, "--list", "--data-root", "", says=("--data-root ''", "empty path"))
+add("fetch-list-data-root-under-file", *F, "--list", "--data-root", "{afile}/sub", says=("data root", "is a file"))
+add("fetch-runs-dir-empty-path", *F, "demo", "--runs-dir", "", "--data-root", "{out}/data",
+    says=("--runs-dir ''", "empty path"))
+add("classify-runs-dir-empty-path", *KR, "--out", "{out}/s.csv", "--runs-dir", "", says=("--runs-dir ''", "empty path"))
+add("fetch-add-with-force", *IC, "--from", "{real}", "--add", "--force", says=("--add", "--force", "give one"))
+add("fetch-from-zip-without-suffix", *IC, "--from", "{zip_no_suffix}", says=("download", "zip archive", "rename it"))
+add("fetch-from-deflate64-zip", *IC, "--from", "{deflate64_zip}", says=("deflate64.zip", "Deflate64"))
+add("fetch-over-files-put-there-by-hand", *IC, "--from", "{dev_tiny}", patch=hand_placed,
+    says=("imageclef-gans-2023 holds files that ganfp did not install", "--from"))
 add("classify-generated-missing-names-option", *K, "{real}", "--generated", "{missing}", "--out", "{out}/s.csv",
     says=("--generated", "missing", "not found"))
 add("classify-generated-file-names-option", *K, "{real}", "--generated", "{afile}", "--out", "{out}/s.csv",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import stat
 import tarfile
 import zipfile
@@ -140,3 +141,46 @@ def test_pillow_image_size_limit_stays_on():
     import ganfp.fetch  # noqa: F401
 
     assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS <= 2**28
+
+
+def test_macos_resource_forks_are_not_unpacked(tmp_path):
+    """A zip made on macOS holds `__MACOSX/` with a `._NAME` resource fork per file: a copy of the data's tree that
+    read as a second ImageCLEF development set ("several dev sets found"), refusing the archive."""
+    real = [(f"dev/{part}/{part}_{i}.png", _png(i)) for part in ("used", "not_used", "generated") for i in range(2)]
+    forks = [(f"__MACOSX/{Path(name).parent}/._{Path(name).name}", b"\x00\x05\x16\x07Mac OS X") for name, _ in real]
+    root = tmp_path / "data"
+    for made in (_zip(tmp_path / "mac.zip", real + forks), _tar(tmp_path / "mac.tar.gz", real + forks)):
+        fetch_dataset("imageclef-gans-2023", root, source=made, force=True)
+        assert not list(root.rglob("__MACOSX")) and len(list((root / "imageclef-gans-2023").rglob("*.png"))) == 6
+
+
+def _png(value: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (8, 8), value).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_zip_compression_python_cannot_read_is_refused_before_writing(tmp_path):
+    """Windows compresses large files with Deflate64 (method 9), which zipfile cannot read: it was a traceback."""
+    good = _zip(tmp_path / "good.zip", GOOD_MEMBERS)
+    raw = bytearray(good.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # local headers, central directory
+        at = raw.find(signature)
+        while at >= 0:
+            raw[at + offset:at + offset + 2] = (9).to_bytes(2, "little")
+            at = raw.find(signature, at + 4)
+    (tmp_path / "win.zip").write_bytes(bytes(raw))
+    with pytest.raises(InputError, match=r"win.zip: member 'CASIA2/Au/Au_ani_00001.jpg' is compressed with Deflate64"):
+        unpack(tmp_path / "win.zip", tmp_path / "out", max_bytes=10**6)
+    assert not list((tmp_path / "out").rglob("*.jpg"))
+
+
+@pytest.mark.parametrize("name", ["CASIA2 (1)", "CASIA2.gz"])
+def test_an_archive_not_named_as_one_is_refused_not_kept_as_a_loose_file(tmp_path, name):
+    """A browser's `download` or a `.tar.gz` saved as `.gz` was copied as a loose file, and the fetch failed with
+    "no CASIA images found" with no word of why."""
+    made = _zip(tmp_path / "a.zip", GOOD_MEMBERS) if "(" in name else _tar(tmp_path / "a.tar.gz", GOOD_MEMBERS)
+    made.rename(tmp_path / name)
+    with pytest.raises(InputError, match=rf"--from .*{re.escape(name)}: a (zip|tar) archive whose name does not end"):
+        fetch_dataset("casia", tmp_path / "data", source=tmp_path / name)
+    assert not (tmp_path / "data").exists()

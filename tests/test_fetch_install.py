@@ -497,3 +497,97 @@ def test_cli_fetch_demo_runs_dir_is_where_the_runs_are_looked_for(tmp_path, run_
     assert code == 2 and "--runs-dir" in err and "casia is not the demo" in err
     code, _, err = run_cli("fetch-data", "--list", "--runs-dir", "mine", "--data-root", root)
     assert code == 2 and "--runs-dir cannot be used with it" in err
+
+
+def test_files_put_in_a_dataset_folder_by_hand_are_never_deleted_by_a_fetch(tmp_path, run_cli):
+    """A dataset folder without a ready meta.json was replaced, and its files deleted, by the next fetch of another
+    archive, which is what the "not ready" message told the user to run. Now that fetch is refused; --from the folder
+    itself installs it, --force replaces it."""
+    root, archive = tmp_path / "data", _casia_zip(tmp_path)
+    by_hand = root / "casia"
+    make_casia(by_hand, with_samples=False)
+    (by_hand / "notes.txt").write_text("mine")
+    code, _, err = run_cli("classify", "casia", "--out", tmp_path / "s.csv", "--data-root", root)
+    assert code == 2 and "holds files that ganfp did not install (no ready meta.json)" in err
+    assert f"run: ganfp fetch-data casia --from {by_hand} --data-root {root}" in err
+    with pytest.raises(InputError, match=rf"{by_hand} holds files that ganfp did not install.*--from {by_hand}"):
+        fetch_dataset("casia", root, source=archive)
+    assert (by_hand / "notes.txt").read_text() == "mine" and not list(root.glob(".tmp-*"))
+    fetch_dataset("casia", root, source=by_hand)
+    assert dataset_status("casia", root) == "ready" and (by_hand / "notes.txt").read_text() == "mine"
+    (root / "casia" / "meta.json").unlink()
+    fetch_dataset("casia", root, source=archive, force=True)
+    assert dataset_status("casia", root) == "ready" and not (by_hand / "notes.txt").exists()
+    shutil.rmtree(root / "casia")
+    (root / "casia").mkdir()  # an empty folder holds nothing to lose
+    fetch_dataset("casia", root, source=archive)
+    assert dataset_status("casia", root) == "ready"
+
+
+def test_a_route_that_does_not_exist_is_refused_before_any_work(tmp_path):
+    root = tmp_path / "data"
+    with pytest.raises(InputError, match="no download route 'ftp'"):
+        fetch_dataset("covid-ctset", root, via="ftp")
+    with pytest.raises(InputError, match="cannot be downloaded automatically"):
+        fetch_dataset("imageclef-gans-2024", root)
+    with pytest.raises(InputError, match="--add keeps the ready copy and adds to it, --force replaces it"):
+        fetch_dataset("casia", root, source=_casia_zip(tmp_path), add=True, force=True)
+    assert not root.exists()
+
+
+def test_the_same_archive_added_twice_is_one_source(tmp_path):
+    root, archive = tmp_path / "data", _casia_zip(tmp_path)
+    fetch_dataset("casia", root, source=archive)
+    fetch_dataset("casia", root, source=archive, add=True)
+    assert read_meta(root / "casia")["source"] == [f"local:{archive.resolve()}"]
+
+
+def test_covid_label_lists_skip_resource_forks_and_errors_name_the_source(tmp_path):
+    """A `._all.csv` (macOS's resource fork, left beside all.csv on a shared drive) was read as a label list and
+    refused the fetch; an error in a real list named the staging folder, gone once the fetch failed."""
+    from test_adapters_layouts import covid_rows, make_covid_flat
+
+    src = tmp_path / "covid"
+    make_covid_flat(src, covid_rows(per_patient=2))
+    (src / "CSV" / "._all.csv").write_bytes(b"\x00\x05\x16\x07Mac OS X\xff\xfe")
+    root = tmp_path / "data"
+    fetch_dataset("covid-ctset", root, source=src)
+    with open(src / "CSV" / "all.csv", "a") as f:
+        f.write("x_patient9_SR_1_IM00001.tif,maybe\n")
+    with pytest.raises(InputError) as err:
+        fetch_dataset("covid-ctset", root, source=src, force=True)
+    assert str(err.value).startswith(f"the data from {src}: CSV/all.csv: class 'maybe'"), err.value
+
+
+def test_cli_already_ready_says_the_from_data_was_not_imported(tmp_path, run_cli):
+    root, archive = tmp_path / "data", _casia_zip(tmp_path)
+    assert run_cli("fetch-data", "casia", "--from", archive, "--data-root", root)[0] == 0
+    code, _, err = run_cli("fetch-data", "casia", "--from", archive, "--data-root", root)
+    assert code == 0 and err == (f"casia is already ready in {root / 'casia'}; --from was not imported: --add adds it "
+                                 "to the dataset, --force replaces the dataset with it\n")
+
+
+def test_cli_list_reads_a_read_only_data_root(tmp_path, run_cli, monkeypatch):
+    """--list only reads: a data root shared read-only (a lab's dataset store) was refused as read-only."""
+    root = tmp_path / "data"
+    fetch_dataset("casia", root, source=_casia_zip(tmp_path))
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == root and mode & os.W_OK
+                        else real_access(path, mode, **kw))
+    code, out, err = run_cli("fetch-data", "--list", "casia", "--json", "--data-root", root)
+    assert code == 0 and json.loads(out)["datasets"][0]["status"] == "ready", err
+    code, _, err = run_cli("fetch-data", "casia", "--data-root", root)
+    assert code == 2 and err == f"error: data root {root}: folder is read-only (no permission to write it)\n"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symbolic links need a privilege on Windows")
+def test_a_dataset_folder_linked_in_from_elsewhere_is_replaced_by_its_link_only(tmp_path):
+    """A user's data linked in as `<root>/casia` and installed with --from that link: the link was set aside and
+    never removed (rmtree refuses links), a `.old-casia-*` left in the data root for good; its target stays."""
+    elsewhere, root = tmp_path / "elsewhere", tmp_path / "data"
+    make_casia(elsewhere, with_samples=False)
+    root.mkdir()
+    (root / "casia").symlink_to(elsewhere, target_is_directory=True)
+    fetch_dataset("casia", root, source=root / "casia")
+    assert sorted(p.name for p in root.iterdir()) == [".casia.lock", "casia"] and not (root / "casia").is_symlink()
+    assert dataset_status("casia", root) == "ready" and any(elsewhere.rglob("*.jpg"))

@@ -243,6 +243,17 @@ def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> 
     return path
 
 
+def check_folder(path: str | os.PathLike, what: str) -> Path:
+    """Refuse a folder that is only read (it may be read-only, or missing: then it holds nothing) when it, or its
+    closest existing ancestor, is a file: one InputError naming it."""
+    path = Path(path).expanduser()
+    probe = _nearest_existing(path)
+    if not probe.is_dir():
+        where = "" if probe == path else f"{probe} "
+        raise InputError(f"{what} {path}: {where}is a file, not a folder")
+    return path
+
+
 LOCK_NAME = ".ganfp.lock"
 
 

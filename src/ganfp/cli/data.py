@@ -10,7 +10,7 @@ import typer
 
 from ganfp import ui
 from ganfp.cli.app import app
-from ganfp.cli.options import DataRootOpt, JsonOpt, RunsDirOpt, SeedOpt
+from ganfp.cli.options import JsonOpt, ReadDataRootOpt, RunsDirOpt, SeedOpt
 
 LIST_COLUMNS = ["name", "what it is", "size", "access", "status"]
 
@@ -25,7 +25,7 @@ def fetch_data(
         None, "--from", metavar="PATH",
         help="Import a local archive (zip, tar, tar.gz) or unpacked folder instead of downloading; repeat for several.",
     ),
-    data_root: DataRootOpt = None,
+    data_root: ReadDataRootOpt = None,
     force: bool = typer.Option(False, "--force", help="Fetch again even when the dataset is ready."),
     add: bool = typer.Option(
         False, "--add",
@@ -53,6 +53,7 @@ def fetch_data(
     """
     from ganfp.errors import InputError
     from ganfp.fetch import dataset_status, fetch_dataset, list_datasets, read_meta
+    from ganfp.fileio import check_writable
     from ganfp.paths import data_root as resolve_root
 
     root = resolve_root(data_root)
@@ -70,6 +71,7 @@ def fetch_data(
         return
     if not name:
         raise InputError("name a dataset to fetch (ganfp fetch-data NAME), or list them: ganfp fetch-data --list")
+    check_writable(root, "data root", folder=True)  # --list only reads it
     runs = _runs_folder(runs_dir, name)
     from ganfp.data.adapters.demo import demo_dir, demo_ready  # here: --list and --help import nothing heavy
 
@@ -85,11 +87,21 @@ def fetch_data(
         ui.print_json({"name": name, "path": str(path), "data_root": str(root), "already_ready": already,
                        "counts": counts, "seconds": round(time.perf_counter() - started, 2)})
     elif already:
-        ui.info(f"{name} is already ready in {path} (--force fetches it again)")
+        ui.info(_already_ready(name, path, from_))
     else:
         ui.info(f"{name} ready in {path}{_summary(counts)}")
     if before is not None:
         _warn_runs_on_old_demo(before, read_meta(path), runs)
+
+
+def _already_ready(name: str, path: Path, sources: list[str] | None) -> str:
+    """A ready dataset is kept; say so, and that --from's data was left out, or a user takes it for imported."""
+    if name == "demo":
+        return f"demo is already ready in {path} (--force builds it again)"
+    if sources:
+        return (f"{name} is already ready in {path}; --from was not imported: --add adds it to the dataset, "
+                "--force replaces the dataset with it")
+    return f"{name} is already ready in {path} (--force fetches it again)"
 
 
 def _runs_folder(runs_dir: str | None, name: str) -> Path:
@@ -131,7 +143,7 @@ def _warn_runs_on_old_demo(before: dict, after: dict | None, runs_folder: Path) 
                 f"chain runs again, which retrains them: {listed}")
 
 
-IMAGE_COUNTS = ("used", "not_used", "generated", "images")  # what an ImageCLEF part's layout counts
+IMAGE_COUNTS = ("used", "not_used", "generated", "real", "unknown", "images")  # an ImageCLEF part's layout counts
 
 
 def _counts(meta: dict | None) -> dict:
@@ -140,7 +152,7 @@ def _counts(meta: dict | None) -> dict:
     if "counts" in layout:
         return layout["counts"] or {}
     parts = {f"{part} {entry['folder'] or '.'}": {k: entry[k] for k in IMAGE_COUNTS if k in entry}
-             for part in ("dev", "test") for entry in layout.get(part, [])}
+             for part in ("dev", "test", "attribution") for entry in layout.get(part, [])}
     return {name: per for name, per in parts.items() if per}
 
 

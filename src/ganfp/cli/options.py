@@ -53,12 +53,35 @@ def _open_fraction(value: Optional[float]) -> Optional[float]:
     return value
 
 
+def folder_given(option: str):
+    """A callback refusing an empty folder path: `--runs-dir "$DIR"` with DIR unset would quietly mean the default."""
+
+    def check(value: Optional[str]) -> Optional[str]:
+        from ganfp.errors import InputError
+
+        if value == "":
+            raise InputError(f"{option} '': an empty path; give a folder")
+        return value
+
+    return check
+
+
 def _data_root(value: Optional[str]) -> Optional[str]:
     """The data root (flag, else $GANFP_DATA, else the default) must be a folder ganfp can write: checked first."""
     from ganfp.fileio import check_writable
     from ganfp.paths import data_root
 
-    check_writable(data_root(value), "data root", folder=True)
+    check_writable(data_root(folder_given("--data-root")(value)), "data root", folder=True)
+    return value
+
+
+def _data_root_to_read(value: Optional[str]) -> Optional[str]:
+    """A data root only read (fetch-data --list) may be read-only or missing; a file is still no data root.
+    The command checks that it can write there before it fetches."""
+    from ganfp.fileio import check_folder
+    from ganfp.paths import data_root
+
+    check_folder(data_root(folder_given("--data-root")(value)), "data root")
     return value
 
 
@@ -113,7 +136,9 @@ OFFLINE_FEATURES_HINT = ("choose a feature space that needs no download: --featu
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root, help=DATA_ROOT_HELP)]
-RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help=RUNS_HELP)]
+ReadDataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root_to_read,
+                                                          help=DATA_ROOT_HELP)]
+RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", callback=folder_given("--runs-dir"), help=RUNS_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]
 MAX_SEED = 2**32 - 1  # numpy's seed range; ganfp.train.MAX_SEED, repeated so `ganfp --help` imports no numpy
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", callback=in_range(0, MAX_SEED), help=SEED_HELP)]

@@ -1,9 +1,10 @@
 """Unpack zip and tar archives without trusting them.
 
 Refused: members with absolute paths or `..`, links that point outside the archive, encrypted
-zips, and anything that would unpack to more than a size cap or expand suspiciously much
-(decompression bombs). Links that stay inside become plain copies: ganfp never creates a link,
-so no later member can be written through one. Device files and FIFOs are skipped.
+zips, zip compression methods Python cannot read, and anything that would unpack to more than a size cap
+or expand suspiciously much (decompression bombs). Links that stay inside become plain copies: ganfp never
+creates a link, so no later member can be written through one. Device files and FIFOs are skipped, and
+so is the `__MACOSX/` folder of resource forks that macOS adds to the zips it makes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ MEMBER_RATIO_FLOOR = 1 << 20
 RATIO_FLOOR = 256 << 20  # below this many unpacked bytes no ratio check is needed
 CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
+MACOS_FORKS = "__MACOSX"  # macOS's resource forks (`._NAME`) beside a zip's files: never data, and a copy of its tree
+ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA,
+               getattr(zipfile, "ZIP_ZSTANDARD", zipfile.ZIP_STORED)}  # what this Python's zipfile reads
+ZIP_METHOD_NAMES = {9: "Deflate64 (Windows uses it for large files)", 93: "Zstandard", 95: "xz", 98: "PPMd"}
 
 
 def archive_kind(path: str | Path) -> str | None:
@@ -45,6 +50,23 @@ def archive_kind(path: str | Path) -> str | None:
 def check_supported(path: Path) -> None:
     if path.name.lower().endswith(UNSUPPORTED_SUFFIXES):
         raise InputError(f"{path}: {path.suffix} archives are not supported; unpack it yourself and pass the folder with --from")
+
+
+def misnamed_kind(path: Path) -> str | None:
+    """"zip" or "tar" for a file that is one by its content but not by its name (a browser's `download`, a
+    `.tar.gz` saved as `.gz`): taken for a loose file, it would leave the dataset without its images."""
+    if archive_kind(path) is not None:
+        return None
+    try:
+        if zipfile.is_zipfile(path):
+            return "zip"
+        return "tar" if tarfile.is_tarfile(path) else None
+    except OSError:  # unreadable: reported where the file is read
+        return None
+
+
+def is_macos_forks(rel: PurePosixPath) -> bool:
+    return MACOS_FORKS in rel.parts
 
 
 def safe_relpath(archive: Path, name: str) -> PurePosixPath | None:
@@ -136,8 +158,13 @@ def _unpack_zip(archive: Path, dest: Path, budget: _Budget) -> None:
             rel = safe_relpath(archive, info.filename)
             if info.flag_bits & 0x1:
                 raise InputError(f"{archive}: member {info.filename!r} is encrypted; unpack it yourself and pass the folder with --from")
-            if rel is None:
+            if rel is None or is_macos_forks(rel):
                 continue
+            if info.compress_type not in ZIP_METHODS:
+                method = ZIP_METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+                raise InputError(f"{archive}: member {info.filename!r} is compressed with {method}, which "
+                                 "Python's zipfile cannot read; unpack it yourself (7-Zip, unzip) and pass the folder "
+                                 "with --from")
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 plan.append((rel, "link", _link_target(archive, rel, zf.read(info).decode("utf-8", "replace"), True), info))
@@ -167,7 +194,7 @@ def _unpack_tar(archive: Path, dest: Path, budget: _Budget) -> None:
     with tarfile.open(archive, "r:*") as tf:
         for member in tf:  # one streaming pass: a tar.gz is not read twice
             rel = safe_relpath(archive, member.name)
-            if rel is None:
+            if rel is None or is_macos_forks(rel):
                 continue
             if member.issym() or member.islnk():
                 target = _link_target(archive, rel, member.linkname, member.issym())

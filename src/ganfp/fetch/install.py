@@ -13,7 +13,7 @@ from ganfp import __version__
 from ganfp.paths import ensure_dir
 from ganfp.errors import InputError, RuntimeFailure
 from ganfp.fetch import store
-from ganfp.fetch.archive import archive_kind, check_supported, unpack
+from ganfp.fetch.archive import MACOS_FORKS, archive_kind, check_supported, misnamed_kind, unpack
 from ganfp.fetch.download import download, fetch_json, file_digest
 from ganfp.fetch.kaggle import kaggle_download
 from ganfp.fetch.registry import DATASETS, DatasetInfo, Route
@@ -51,7 +51,7 @@ def fetch_dataset(
     """
     info = get_info(name)
     sources = [] if source is None else [source] if isinstance(source, (str, os.PathLike)) else list(source)
-    check_options(info, sources, via=via, add=add, link=link, seed=seed)
+    check_options(info, sources, via=via, add=add, link=link, seed=seed, force=force)
     root = ensure_dir(Path(data_root).expanduser(), "data root")
     if name == "demo":
         return _fetch_demo(root, force, seed)
@@ -61,6 +61,8 @@ def fetch_dataset(
         ready = store.is_ready(folder)
         if ready and not (force or (add and sources)):
             return folder
+        if not (ready or force):
+            _check_not_hand_placed(folder, sources)
         staging = store.new_staging(root, name)
         try:
             meta = _stage(info, root, staging, sources, via, progress, link, prior=store.read_meta(folder) if add and ready else None)
@@ -80,7 +82,7 @@ def fetch_dataset(
 
 
 def check_options(info: DatasetInfo, sources: list, *, via: str | None, add: bool, link: bool,
-                  seed: int | None) -> None:
+                  seed: int | None, force: bool) -> None:
     """Refuse an option that would change nothing, before any work: ignoring it would hide a mistake."""
     if info.name == "demo":
         given = [opt for opt, on in (("--from", sources), ("--via", via), ("--add", add), ("--link", link)) if on]
@@ -91,14 +93,51 @@ def check_options(info: DatasetInfo, sources: list, *, via: str | None, add: boo
         raise InputError(f"--seed draws the demo data; {info.name} is fetched as published, not drawn")
     if add and not sources:
         raise InputError("--add adds a local archive or folder to a ready dataset: give it with --from")
+    if add and force:
+        raise InputError("--add keeps the ready copy and adds to it, --force replaces it: give one of them")
     if via and sources:
         raise InputError("--via picks a download route; it cannot be combined with --from")
     for raw in sources:
-        if not Path(raw).expanduser().exists():
-            raise InputError(f"--from {raw}: no such file or folder")
+        _check_source(raw)
     if link and not any(Path(raw).expanduser().is_dir() for raw in sources):
         given = f"--from {sources[0]} is a file, not a folder" if sources else "no --from was given"
         raise InputError(f"--link hard-links the files of a --from FOLDER; {given}")
+    if not sources:
+        _check_route(info, via)
+
+
+def _check_source(raw) -> None:
+    """An empty path would import the working folder; an archive not named as one would be kept as a loose file."""
+    if not str(raw):
+        raise InputError("--from '': an empty path; give an archive or a folder")
+    path = Path(raw).expanduser()
+    if not path.exists():
+        raise InputError(f"--from {raw}: no such file or folder")
+    kind = path.is_file() and misnamed_kind(path)
+    if kind:
+        suffix = ".zip" if kind == "zip" else ".tar (.tar.gz if it is compressed)"
+        raise InputError(f"--from {raw}: a {kind} archive whose name does not end in {suffix}, so it would not be "
+                         "unpacked; rename it and run again")
+
+
+def _check_route(info: DatasetInfo, via: str | None) -> None:
+    if info.route(via) is not None:
+        return
+    if via:
+        known = ", ".join(r.name for r in info.routes) or "none: use --from"
+        raise InputError(f"{info.name}: no download route {via!r} (routes: {known})")
+    raise InputError(f"{info.name} cannot be downloaded automatically: {info.manual}")
+
+
+def _check_not_hand_placed(folder: Path, sources: list) -> None:
+    """A dataset folder without a ready meta.json holds files someone put there (a fetch only ever renames a
+    complete copy into place): installing over it would delete them, unless they are what is imported."""
+    if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+        return
+    if any(Path(raw).expanduser().resolve() == folder.resolve() for raw in sources):
+        return
+    raise InputError(f"{folder} holds files that ganfp did not install (no ready meta.json); to install them, give "
+                     f"--from {folder}; or move them away (--force replaces them)")
 
 
 def _fetch_demo(root: Path, force: bool, seed: int | None) -> Path:
@@ -114,18 +153,13 @@ def _stage(info: DatasetInfo, root: Path, staging: Path, sources: list, via, pro
         digests = _import_local(info, sources, staging, progress, link)
         meta = {"source": [f"local:{Path(s).expanduser().resolve()}" for s in sources], "route": "local", "version": None}
     else:
-        route = info.route(via)
-        if route is None:
-            if via:
-                known = ", ".join(r.name for r in info.routes) or "none: use --from"
-                raise InputError(f"{info.name}: no download route {via!r} (routes: {known})")
-            raise InputError(f"{info.name} cannot be downloaded automatically: {info.manual}")
+        route = info.route(via)  # check_options made sure there is one
         digests, version, described = _fetch_route(info, route, root, staging, progress)
         meta = {"source": described, "route": route.name, "version": version}
     _unpack_nested(info, staging, progress)
     meta.update({"name": info.name, "status": store.READY, "sha256": digests, "fetched_at": now, "ganfp_version": __version__})
     if prior:
-        meta["source"] = _as_list(prior.get("source")) + meta["source"]
+        meta["source"] = list(dict.fromkeys(_as_list(prior.get("source")) + meta["source"]))  # an archive added again
         meta["sha256"] = {**(prior.get("sha256") or {}), **digests}
     return meta
 
@@ -234,6 +268,7 @@ def _link_tree(src: Path, dest: Path, skip: set[str], link: bool, progress, keep
         raise InputError(f"{exc.filename or src}: cannot read the folder ({exc.strerror or exc})")
 
     for top, dirs, names in os.walk(src, onerror=unreadable, followlinks=True):
+        dirs[:] = [d for d in dirs if d != MACOS_FORKS]  # as an archive's are skipped: `unzip` keeps them
         real = os.path.realpath(top)
         if real in seen:
             dirs[:] = []
@@ -276,4 +311,7 @@ def verify_layout(name: str, folder: Path, where: str) -> dict:
     adapter = ADAPTERS.get(name)
     if adapter.describe is None:
         raise RuntimeFailure(f"no layout check for dataset {name}")
-    return adapter.describe(folder, where)
+    try:
+        return adapter.describe(folder, where)
+    except InputError as exc:  # a staged file's path names nothing once the staging folder is gone: name its source
+        raise InputError(str(exc).replace(f"{folder}{os.sep}", f"{where}: ")) from exc

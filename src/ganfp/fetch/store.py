@@ -88,11 +88,16 @@ def require_ready(name: str, data_root: str | os.PathLike, hint: str = "") -> Pa
     status = dataset_status(name, root)
     if status == READY:
         return dataset_dir(name, root)
-    command = f"ganfp fetch-data {name}{hint}"
+    folder = dataset_dir(name, root)
+    by_hand = folder.is_dir() and any(folder.iterdir())  # a fetch renames only a complete, ready copy into place
+    command = f"ganfp fetch-data {name}{f' --from {folder}' if by_hand else hint}"
     if root.expanduser().resolve() != default_root(None).expanduser().resolve():
         command += f" --data-root {root}"
+    if by_hand:
+        raise InputError(f"dataset {name}: {folder} holds files that ganfp did not install (no ready meta.json); "
+                         f"to check and install them, run: {command}")
     if status == PARTIAL:
-        raise InputError(f"dataset {name} in {root} is not ready (an interrupted fetch, or files put there by hand); run: {command}")
+        raise InputError(f"dataset {name} in {root} is not ready (an interrupted fetch); run: {command}")
     raise InputError(f"dataset {name} is not in {root}; run: {command}")
 
 
@@ -123,7 +128,7 @@ def recover(data_root: Path, name: str) -> None:
         if not folder.exists() and is_ready(old):
             os.replace(old, folder)
         else:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
     for staging in leftovers(data_root, name, STAGING):
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -142,4 +147,13 @@ def install(staging: Path, folder: Path) -> None:
         os.replace(folder, old)
     os.replace(staging, folder)
     if old is not None:
+        _remove(old)
+
+
+def _remove(old: Path) -> None:
+    """Delete a set-aside copy; one that is a link (the user's data elsewhere, linked in) loses the link only:
+    rmtree refuses links, which left `.old-NAME-*` in the data root for good."""
+    if old.is_symlink():
+        old.unlink()
+    else:
         shutil.rmtree(old, ignore_errors=True)

@@ -48,12 +48,19 @@ def slice_names(path: Path, folder: Path) -> tuple[str, str | None, str | None]:
     return stem, None, None
 
 
+def _label_files(folder: Path) -> list[Path]:
+    """The CSV files under `folder`, skipping hidden ones as image files are (macOS's `._all.csv` resource fork
+    beside `all.csv` on a shared drive is binary, not a list)."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".csv" and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def read_label_lists(folder: Path) -> tuple[dict[str, str], dict[str, str], list[Path]]:
     """Labels by full name and by prefix-free name, from every `filename,class` CSV under `folder`."""
     by_full: dict[str, str] = {}
     by_key: dict[str, str] = {}
     lists = []
-    for csv_path in sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".csv" and p.is_file()):
+    for csv_path in _label_files(folder):
         try:
             with open(csv_path, newline="", encoding="utf-8-sig") as f:
                 reader = csv.DictReader(f)

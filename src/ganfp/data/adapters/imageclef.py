@@ -93,13 +93,13 @@ def find_dev(root: Path) -> list[tuple[Path, Path, Path]]:
     return found
 
 
-def find_tests(root: Path) -> dict[int, Path]:
-    """real_unknown folders by their number (1 when unnumbered)."""
-    found: dict[int, Path] = {}
+def find_tests(root: Path) -> dict[int, list[Path]]:
+    """real_unknown folders by their number (1 when unnumbered); two of one number are two editions' test sets."""
+    found: dict[int, list[Path]] = {}
     for d in _dirs(root):
         m = REAL_UNKNOWN.match(_norm(d.name))
         if m and _flat_images(d):
-            found.setdefault(int(m.group(1) or 1), d)
+            found.setdefault(int(m.group(1) or 1), []).append(d)
     return found
 
 
@@ -162,7 +162,7 @@ def load_part(root: Path, part: str, spec: str, where: str, reading: MedicalRead
         index = int(test.group(1)) if test.group(1) else (1 if 1 in tests or len(tests) > 1 else next(iter(tests)))
         if index not in tests:
             raise InputError(f"{spec}: no real_unknown_{index}/ folder (found: {', '.join(f'real_unknown_{i}' for i in sorted(tests))})")
-        folder = tests[index]
+        folder = _one(tests[index], where, root, f"test-{index}")
         info = {}
         generated = _near(folder, root, GENERATED, index)
         if generated:
@@ -196,6 +196,16 @@ def _attribution(root: Path, part: str, spec: str, where: str) -> Manifest:
     return Manifest(spec, list(classes), items, str(source), info)
 
 
+def _attribution_counts(parent: Path, root: Path) -> dict:
+    """An attribution set's classes and images per part, as its load reads them."""
+    manifest = _attribution(parent, "attribution-train", "", "")
+    counts = {"folder": _rel(parent, root), "classes": len(manifest.classes), "generated": len(manifest)}
+    for key in ("real", "unknown"):
+        if key in manifest.info:
+            counts[key] = len(image_files(manifest.info[key]))
+    return counts
+
+
 def describe(folder: Path, where: str) -> dict:
     """The parts found (with image counts); none at all is an InputError."""
     found: dict = {}
@@ -205,10 +215,14 @@ def describe(folder: Path, where: str) -> dict:
             {"folder": _rel(parent, folder), "used": len(image_files(used)), "not_used": len(image_files(not_used)),
              "generated": len(image_files(generated)) if generated else 0}
         )
-    for index, test in sorted(find_tests(folder).items()):
-        found.setdefault("test", []).append({"folder": _rel(test, folder), "index": index, "images": len(image_files(test))})
+    for index, tests in sorted(find_tests(folder).items()):
+        if len(tests) > 1:  # ambiguous for every later load, as two dev sets are
+            names = ", ".join(_rel(t, folder) for t in tests)
+            raise InputError(f"{where}: several test-{index} sets found ({names}); keep one edition per dataset name")
+        found.setdefault("test", []).append({"folder": _rel(tests[0], folder), "index": index,
+                                             "images": len(image_files(tests[0]))})
     for parent in find_attribution(folder):
-        found.setdefault("attribution", []).append({"folder": _rel(parent, folder)})
+        found.setdefault("attribution", []).append(_attribution_counts(parent, folder))
     for part in ("dev", "attribution"):  # ambiguous for every later load: refused now, not at first use
         if len(found.get(part, [])) > 1:
             names = ", ".join(f["folder"] for f in found[part])
