@@ -10,7 +10,7 @@ import typer
 
 from ganfp import ui
 from ganfp.cli.app import app
-from ganfp.cli.options import JsonOpt, ReadDataRootOpt, RunsDirOpt, SeedOpt
+from ganfp.cli.options import DemoSeedOpt, JsonOpt, ReadDataRootOpt, RunsDirOpt
 
 LIST_COLUMNS = ["name", "what it is", "size", "access", "status"]
 
@@ -43,7 +43,7 @@ def fetch_data(
         False, "--list", help="List the datasets (or only NAME) and their status on this machine."
     ),
     json_: JsonOpt = False,
-    seed: SeedOpt = None,
+    seed: DemoSeedOpt = None,
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Download or import a dataset, verify it, and install it in the data folder.

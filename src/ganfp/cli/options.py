@@ -142,6 +142,10 @@ RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", callback=folder
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]
 MAX_SEED = 2**32 - 1  # numpy's seed range; ganfp.train.MAX_SEED, repeated so `ganfp --help` imports no numpy
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", callback=in_range(0, MAX_SEED), help=SEED_HELP)]
+DemoSeedOpt = Annotated[  # fetch-data draws nothing else: the shared help's training steps do not apply there
+    Optional[int],
+    typer.Option("--seed", callback=in_range(0, MAX_SEED), help="Seed (0 to 2**32 - 1) of the demo data's draw."),
+]
 ImageSizeOpt = Annotated[
     Optional[int],
     typer.Option("--image-size", callback=in_range(8, 4096), help="Resize every image to N x N (8 to 4096)."),
