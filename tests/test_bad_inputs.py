@@ -955,6 +955,11 @@ add("attribute-images-are-the-training-images", "attribute", "{ds}", "--train", 
 add("attribute-use-real-with-class-folders", *A, "--use-real",
     says=("--use-real: --train", "holds the class folders themselves", "the folder holding both"))
 
+# classify-audit: a new user's misuses of the membership path ---------------------------------------------------
+add("classify-out-ends-with-a-separator", *KR, "--out", "{out}/results/", says=("--out", "results/", "names a folder"))
+add("classify-scores-ends-with-a-separator", *KR, "--out", "{out}/s.csv", "--scores", "{out}/sc/",
+    says=("--scores", "names a folder"))
+
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")
 add("top-unknown-option", "--frobnicate", says="--frobnicate")

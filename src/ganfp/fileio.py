@@ -218,8 +218,11 @@ def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> 
 
     `what` names the option (e.g. "--out"). A file output must not be a folder, a folder output
     not a file; either must be writable, or, when missing, creatable under its closest existing
-    ancestor. Nothing is created here.
+    ancestor. A file path ending in a separator names a folder: `Path` drops the separator, so
+    `--out results/` wrote a file named `results`. Nothing is created here.
     """
+    if not folder and isinstance(path, str) and path.endswith(("/", os.sep)):
+        raise InputError(f"{what} {path}: names a folder (it ends with '{path[-1]}'); give a file name")
     path = Path(path).expanduser()
     kind = "folder" if folder else "file"
     if path.exists():
