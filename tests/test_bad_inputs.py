@@ -119,6 +119,13 @@ def build_world(w: Path) -> dict[str, Path]:
     p["dev_no_gen"] = w / "dev_no_gen"
     images(p["dev_no_gen"] / "used", 3, prefix="du")
     images(p["dev_no_gen"] / "not_used", 3, prefix="dn")
+    p["dev_no_not_used"] = w / "dev_no_not_used"
+    p["mixed_sizes_dev"] = w / "mixed_sizes_dev"
+    for part, prefix in (("used", "mu"), ("not_used", "mn")):
+        images(p["mixed_sizes_dev"] / part, 2, prefix=prefix)
+    images(p["mixed_sizes_dev"] / "generated", 3, size=(24, 24), prefix="mg")
+    images(p["dev_no_not_used"] / "used", 3, prefix="du")
+    images(p["dev_no_not_used"] / "generated", 3, prefix="dg")
     p["unreadable"] = images(w / "unreadable", 3, prefix="z")
     p["mixed_layout"] = images(w / "mixed_layout", 3, prefix="l")
     images(p["mixed_layout"] / "batch2", 2, prefix="s")
@@ -959,6 +966,15 @@ add("attribute-use-real-with-class-folders", *A, "--use-real",
 add("classify-out-ends-with-a-separator", *KR, "--out", "{out}/results/", says=("--out", "results/", "names a folder"))
 add("classify-scores-ends-with-a-separator", *KR, "--out", "{out}/s.csv", "--scores", "{out}/sc/",
     says=("--scores", "names a folder"))
+add("classify-report-n-without-report", *KR, "--out", "{out}/s.csv", "--report-n", "5",
+    says=("--report-n 5", "give --report too"))
+add("eval-report-n-without-report", *E, "{scores}", "{labels}", "--report-n", "5", says=("--report-n", "--report too"))
+add("classify-calibrate-no-not-used", *KR, "--out", "{out}/s.csv", "--calibrate", "{dev_no_not_used}",
+    says=("--calibrate", "dev_no_not_used/not_used", "class folder missing"))
+add("classify-calibrate-unknown-spec-part", *KR, "--out", "{out}/s.csv", "--calibrate", "demo:nope",
+    says=("--calibrate demo:nope:", "unknown demo part 'nope'"))
+add("classify-calibrate-mixed-sizes", *KR, "--out", "{out}/s.csv", "--calibrate", "{mixed_sizes_dev}",
+    says=("--calibrate", "mixed_sizes_dev", "different sizes"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

@@ -264,10 +264,51 @@ def test_a_dev_share_labelling_every_real_image_alike_is_refused_before_they_are
     few.mkdir()
     for image in sorted(real.iterdir())[:2]:
         shutil.copy(image, few / image.name)
-    monkeypatch.setattr(MembershipScorer, "final", lambda *a: pytest.fail("the real images were scored"))
+    monkeypatch.setattr("ganfp.classify.calibration_candidates", lambda *a, **k: pytest.fail("the dev set was scored"))
     code, _, err = run_cli("classify", few, "--generated", gen, "--calibrate", dev, "--out", tmp_path / "s.csv", *root)
     one_line_error(code, err, "--calibrate", "share of used images, 0.8,", "all of the 2 real images",
                    "--used-fraction", "below 0.75")
+
+
+def test_a_dev_set_calibration_cannot_use_is_refused_before_it_is_scored(run_cli, case, tmp_path, monkeypatch):
+    """Too few images of a label for the folds, or a label folder missing: one line naming --calibrate, before a
+    candidate is scored (the count was checked after every candidate had been, minutes on a real dev set)."""
+    real, gen, _, root = case
+    few = write_dev(tmp_path / "few")
+    for image in sorted((few / "not_used").iterdir())[1:]:
+        image.unlink()
+    no_used = write_dev(tmp_path / "no_used")
+    shutil.rmtree(no_used / "used")
+    monkeypatch.setattr("ganfp.classify.calibration_candidates", lambda *a, **k: pytest.fail("the dev set was scored"))
+    out = tmp_path / "s.csv"
+    code, _, err = run_cli("classify", real, "--generated", gen, "--calibrate", few, "--out", out, *root)
+    one_line_error(code, err, f"--calibrate {few}: calibration needs at least 2 used and 2 not_used images",
+                   "1 not_used")
+    code, _, err = run_cli("classify", real, "--generated", gen, "--calibrate", no_used, "--out", out, *root)
+    one_line_error(code, err, f"--calibrate {no_used / 'used'}: class folder missing")
+    assert not out.exists()
+
+
+def test_what_makes_a_calibrated_run_less_than_it_seems_is_said_aloud(run_cli, case, tmp_path):
+    """Real images that are dev images too (their labels chose the recipe), and dev images of another size than the
+    real ones (the recipe runs at another resolution than it was judged at): warnings, the run goes on."""
+    real, gen, _, root = case
+    dev = write_dev(tmp_path / "dev")
+    fast = ("--method", "knn", "--k", "3", "--out", tmp_path / "s.csv", "--json", *root)
+    code, stdout, err = run_cli("classify", dev / "used", "--generated", gen, "--calibrate", dev, *fast)
+    assert code == 0, err
+    n_used = len(list((dev / "used").iterdir()))
+    (warning,) = json.loads(stdout)["warnings"]
+    assert warning.startswith(f"--calibrate {dev}: holds {n_used} of the {n_used} real images too (e.g. {dev}")
+    assert "chosen on their labels" in warning
+    big = write_dev(tmp_path / "big", size=48)
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--calibrate", big, *fast)
+    assert code == 0, err
+    (warning,) = json.loads(stdout)["warnings"]
+    assert warning == (f"--calibrate {big}: its images are 48 px and the real images 32 px, so the recipe was judged "
+                       "at another resolution than it runs at; pass --image-size 32 to compare both at one size")
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--calibrate", big, "--image-size", "32", *fast)
+    assert code == 0 and json.loads(stdout)["warnings"] == []
 
 
 def test_an_id_the_submission_cannot_hold_names_its_image_before_scoring(run_cli, case, tmp_path, monkeypatch):
@@ -479,12 +520,30 @@ def test_real_and_generated_images_of_other_bit_depths_are_said_aloud(run_cli, c
     for image in sorted(real.glob("*.png")):  # the same slices, saved as 16-bit PNGs
         pixels = np.asarray(Image.open(image).convert("L"), dtype=np.uint16) * 16 + 24
         Image.fromarray(pixels.astype(np.uint16)).save(image)
+    n_gen = len(list(gen.glob("*.png")))
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json", *root)
     assert code == 0, err
     (warning,) = json.loads(stdout)["warnings"]
-    assert warning.startswith(f"the real images are 16-bit or float (e.g. {real}") and "generated ones 8-bit" in warning
+    assert warning.startswith(f"the images mix bit depths (the real images 16-bit ({len(labels)}), the generated "
+                              f"images 8-bit ({n_gen})): ganfp stretches each 16-bit")
     code, stdout, err = run_cli("classify", real, "--generated", real, "--out", tmp_path / "s.csv", "--json", *root)
     assert code == 0 and not any("bit" in w for w in json.loads(stdout)["warnings"])  # one depth: no word of it
+
+
+def test_a_few_16_bit_images_in_a_set_of_8_bit_ones_are_said_aloud(run_cli, case, tmp_path):
+    """Every file's header counts, not a sample of each set: one 16-bit generated image among 8-bit ones (the last,
+    which a sample of every other file missed; with --image-size too, where no size is read) is read with its own
+    contrast, and the set is named as mixed."""
+    real, gen, labels, root = case
+    last = sorted(gen.glob("*.png"))[-1]
+    Image.fromarray(np.asarray(Image.open(last), dtype=np.uint16) * 256).save(last)
+    n_gen = len(list(gen.glob("*.png")))
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json",
+                                "--image-size", "32", *root)
+    assert code == 0, err
+    (warning,) = json.loads(stdout)["warnings"]
+    assert warning.startswith(f"the images mix bit depths (the real images 8-bit ({len(labels)}), the generated "
+                              f"images 8-bit ({n_gen - 1}) and 16-bit (1)):")
 
 
 def test_a_k_above_the_sets_sizes_is_said_aloud(run_cli, case, tmp_path):

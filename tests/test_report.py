@@ -189,6 +189,28 @@ def test_evaluate_report_refuses_generated_images_that_are_the_real_ones(run_cli
         assert not report.exists()
 
 
+def test_classify_report_refuses_generated_images_that_are_the_real_ones(run_cli, copies, monkeypatch):
+    """As evaluate: the report would show every real image as its own copy, made-up evidence in a file meant to
+    travel without the terminal's warning. Refused before any image is read; without --report classify warns."""
+    from ganfp.data import generated as generated_module
+
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
+    (copies / "link").symlink_to(copies / "real")
+    out, report = copies / "s.csv", copies / "r.html"
+    with monkeypatch.context() as patched:
+        patched.setattr(generated_module, "image_header", lambda path: pytest.fail("an image was read"))
+        for generated in (copies / "real", copies, copies / "link"):
+            code, stdout, err = run_cli("classify", copies / "real", "--generated", generated, "--out", out,
+                                        "--report", report, "--data-root", copies / "data")
+            assert code == 2 and stdout == "" and err.count("\n") == 1, err
+            assert f"--generated {generated}: holds {len(ids)} of the {len(ids)} real images too" in err
+            assert "the report would show each as its own nearest generated image" in err
+            assert not out.exists() and not report.exists()
+    code, _, err = run_cli("classify", copies / "real", "--generated", copies, "--out", out, "--data-root",
+                           copies / "data")
+    assert code == 0 and f"warning: --generated {copies}: holds {len(ids)} of the {len(ids)}" in err
+
+
 def test_plain_arrays_without_generated_images(tmp_path):
     """The builder needs no files: arrays in, a page out; without generated images rows show the real image only."""
     from ganfp.report import ReportInputs, write_report

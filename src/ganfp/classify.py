@@ -17,7 +17,15 @@ from typing import Callable
 
 import numpy as np
 
-from ganfp.data.generated import MIN_IMAGE_SIZE, generated_manifest, native_image_size, real_files_among_generated
+from ganfp.data.decode import Header
+from ganfp.data.generated import (
+    MIN_IMAGE_SIZE,
+    depths_by_set,
+    generated_manifest,
+    image_headers,
+    native_image_size,
+    shared_files,
+)
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.data.real import read_real
@@ -28,7 +36,7 @@ from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.pipeline import canonical, default_recipe
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
 from ganfp.membership.spaces import calibration_spaces
-from ganfp.report import classify_report, require_matplotlib
+from ganfp.report import DEFAULT_ROWS, check_apart, classify_report, require_matplotlib
 
 DEFAULT_USED_FRACTION = 0.5  # the 2023 test set: 100 used, 100 not used
 
@@ -84,15 +92,54 @@ def dev_sets(spec: str, data_root=None, reading: MedicalReading | None = None) -
         raise InputError(f"--calibrate {spec}: is a file; a dev set is a folder with used/, not_used/ and generated/, "
                          "or a labelled dataset spec")
     if path.is_dir():
-        real = folder_manifest(path, classes=["not_used", "used"], name=f"folder:{path}", exclude=("generated",),
-                               reading=reading)
+        try:
+            real = folder_manifest(path, classes=["not_used", "used"], name=f"folder:{path}", exclude=("generated",),
+                                   reading=reading)
+        except InputError as exc:  # it names the folder; name the option too: classify reads several sets
+            raise InputError(f"--calibrate {exc}") from None
         return real, generated_manifest(path / "generated", reading, option="--calibrate")
-    real = load_manifest(spec, data_root)
+    try:
+        real = load_manifest(spec, data_root)
+    except InputError as exc:
+        raise InputError(f"--calibrate {spec}: {exc}") from None
     if not real.labelled or "generated" not in real.info:
-        raise InputError(f"{spec}: a calibration set needs labelled used/not_used images and generated images")
+        raise InputError(f"--calibrate {spec}: a calibration set needs labelled used/not_used images and generated "
+                         "images")
     if "used" not in real.classes:
-        raise InputError(f"{spec}: no class named 'used' (classes: {', '.join(real.classes)})")
+        raise InputError(f"--calibrate {spec}: no class named 'used' (classes: {', '.join(real.classes)})")
     return real, generated_manifest(real.info["generated"])
+
+
+@dataclass
+class DevSet:
+    """A labelled calibration set, read and checked before anything is scored."""
+
+    spec: str
+    real: Manifest
+    generated: Manifest
+    size: int  # what its images are compared at: --image-size, else their own size
+
+    @property
+    def y(self) -> np.ndarray:
+        """1 for a used image, 0 for a not-used one."""
+        return (self.real.labels == self.real.classes.index("used")).astype(np.int64)
+
+
+def read_dev(spec: str, data_root=None, reading: MedicalReading | None = None,
+             image_size: int | None = None) -> DevSet:
+    """The dev set, refused now, in a line naming --calibrate, when calibration could not use it: its images must
+    share one size, and the folds need two images of each label (counted only after every candidate had been
+    scored, that cost minutes, and its message named neither the option nor the folder)."""
+    real, generated = dev_sets(spec, data_root, reading)
+    try:
+        dev = DevSet(spec, real, generated, image_size or native_image_size(real, generated))
+    except InputError as exc:
+        raise InputError(f"--calibrate {spec}: {exc}") from None
+    used = int(dev.y.sum())
+    if min(used, len(real) - used) < 2:
+        raise InputError(f"--calibrate {spec}: calibration needs at least 2 used and 2 not_used images, it has "
+                         f"{used} used and {len(real) - used} not_used")
+    return dev
 
 
 def calibration_candidates(scorer: MembershipScorer, method: str | None, k: int | None,
@@ -123,7 +170,7 @@ def calibration_candidates(scorer: MembershipScorer, method: str | None, k: int 
 
 
 def calibrate(spec: str, setup: ScoringSetup, method: str | None, k: int | None, image_size: int | None,
-              used_fraction: float | None, reading: MedicalReading | None = None) -> Choice:
+              used_fraction: float | None, reading: MedicalReading | None = None, dev: DevSet | None = None) -> Choice:
     """Choose the recipe on a labelled dev set (scored against its own generated images); see calibrate.py.
 
     Unless --method names one, the candidates are the default and every other recipe rank-averaged
@@ -131,20 +178,17 @@ def calibrate(spec: str, setup: ScoringSetup, method: str | None, k: int | None,
     the dev set prefers on its own can fall well below the default on test, while half of the
     default in every candidate keeps what the default sees (docs/membership.md measures both).
     The classifier is a candidate only when its chain never trained on a dev image: scoring
-    images a model was trained on measures its memory, not membership.
+    images a model was trained on measures its memory, not membership. `dev`: the set `read_dev` read already.
     """
-    real, generated = dev_sets(spec, setup.data_root, reading)
-    size = image_size or native_image_size(real, generated)
-    y = (real.labels == real.classes.index("used")).astype(np.int64)
-    with_classifier = setup.checkpoint is not None and not trained_on(setup.checkpoint, real, setup)
+    dev = dev or read_dev(spec, setup.data_root, reading, image_size)
+    with_classifier = setup.checkpoint is not None and not trained_on(setup.checkpoint, dev.real, setup)
     if method == "classifier" and not with_classifier:
         raise InputError(f"--calibrate {spec}: the checkpoint's chain trained on these dev images (or no --checkpoint "
                          "was given); a classifier cannot be judged on its own training images")
-    scorer = MembershipScorer(real, generated, replace(setup, image_size=size))
+    scorer = MembershipScorer(dev.real, dev.generated, replace(setup, image_size=dev.size))
     default = default_recipe() if method in (None, DEFAULT_METHOD) else None
     candidates = calibration_candidates(scorer, method, k, with_classifier, with_default=default is not None)
-    return choose(candidates, y, seed=setup.seed, default=default,
-                  used_fraction=used_fraction)
+    return choose(candidates, dev.y, seed=setup.seed, default=default, used_fraction=used_fraction)
 
 
 def trained_on(checkpoint, dev: Manifest, setup: ScoringSetup) -> bool:
@@ -173,7 +217,7 @@ def decision_rule(used_fraction: float | None, threshold: float | None) -> str:
     return f"top {used_fraction:.1%} by rank"
 
 
-def check_options(method, k, used_fraction, threshold, image_size, batch_size, seed, report_n) -> None:
+def check_options(method, k, used_fraction, threshold, image_size, batch_size, seed, report_n, report=None) -> None:
     """Every option checked before any image is read, the CLI's ranges included: from Python, nothing
     else stands between a `k="5"` or `batch_size=0` and a TypeError deep inside the scoring."""
     if used_fraction is not None and threshold is not None:
@@ -190,32 +234,30 @@ def check_options(method, k, used_fraction, threshold, image_size, batch_size, s
         raise InputError(f"--used-fraction {used_fraction:g}: must be between 0 and 1 (exclusive)")
     if image_size is not None:
         require_int("image_size", image_size, low=MIN_IMAGE_SIZE, high=4096)
+    if report_n is not None and not report:  # ignored, a forgotten --report would pass silently
+        raise InputError(f"--report-n {report_n} describes the --report: give --report too")
 
 
-DEPTH_SAMPLE = 16  # files read (headers only) from each set to compare bit depths
+def check_features(features: str, method: str | None) -> None:
+    """A typo in --features, or a space the method cannot fit, fails now, not after the first minute of work."""
+    space = parse_features(features)
+    if method in SCORERS and SCORERS.entry(method).meta.get("vectors_only") and not space.vectors:
+        vectors = ", ".join(f"{n}[N]" for n in SPACE_KINDS.names() if SPACE_KINDS.get(n).vectors)
+        raise InputError(f"--method {method} fits feature vectors: choose --features {vectors} or a deep "
+                         f"space, not {space.label}")
 
 
-def depths_differ(real: Manifest, generated: Manifest | None) -> list[str]:
-    """A warning when one set is 16-bit (or float) and the other 8-bit. A 16-bit image is windowed by its own 0.5-99.5
-    percentiles, an 8-bit one is read as it is, so one slice saved both ways differs in contrast and every
-    distance compares the two windows as much as the images."""
-    from ganfp.data.decode import high_depth
-
-    if generated is None:
+def depth_warning(real: Manifest, generated: Manifest, headers: list[Header]) -> list[str]:
+    """A warning when the images are not all of one bit depth, naming each set's. A 16-bit image is windowed by its
+    own 0.5-99.5 percentiles, an 8-bit one read as it is, so one slice saved both ways differs in contrast and every
+    distance compares the two windows as much as the images. `headers`: every file's, the read that finds the size,
+    so a few 16-bit files among thousands of 8-bit ones count, and a set that mixes depths is named as one."""
+    listed = depths_by_set(["the real images"] * len(real) + ["the generated images"] * len(generated), headers)
+    if not listed:
         return []
-    found = {}
-    for name, manifest in (("real", real), ("generated", generated)):
-        step = max(1, len(manifest) // DEPTH_SAMPLE)
-        found[name] = {depth: item.path for item in manifest.items[::step][:DEPTH_SAMPLE]
-                       if (depth := high_depth(item.path)) is not None}
-    if not all(found.values()) or set(found["real"]) == set(found["generated"]):
-        return []
-    bits = {name: "16-bit or float" if True in paths else "8-bit" for name, paths in found.items()}
-    example = {name: paths[True in paths] for name, paths in found.items()}
-    return [f"the real images are {bits['real']} (e.g. {example['real']}) and the generated ones {bits['generated']} "
-            f"(e.g. {example['generated']}): ganfp stretches each 16-bit image between its own 0.5 and 99.5 "
-            "percentiles and reads 8-bit ones as they are, so the two sets may differ in contrast; save both at one "
-            "bit depth, windowed as the generator's training images were"]
+    return [f"the images mix bit depths ({listed}): ganfp stretches each 16-bit or float image between its own 0.5 "
+            "and 99.5 percentiles and reads 8-bit and 1-bit ones as they are, so one slice saved at two depths "
+            "differs in contrast; save every image at one bit depth, windowed as the generator's training images were"]
 
 
 def k_beyond_the_sets(k: int | None, real: int, generated: int | None) -> list[str]:
@@ -245,13 +287,12 @@ def check_read(method: str, features: str | None, k: int | None, calibrating: bo
             raise InputError(f"{option} {value}: {which} does not read it; it is read by --method {readers}")
 
 
-def choose_recipe(calibrate_on: str | None, setup: ScoringSetup, asked: Recipe, image_size: int | None,
-                  used_fraction: float | None, threshold: float | None,
-                  has_generated: bool, reading: MedicalReading | None = None) -> tuple[Recipe, float | None, Choice | None]:
+def choose_recipe(dev: DevSet | None, setup: ScoringSetup, asked: Recipe, used_fraction: float | None,
+                  threshold: float | None, has_generated: bool) -> tuple[Recipe, float | None, Choice | None]:
     """(recipe, used fraction, calibration): chosen on the dev set with --calibrate, else the options or defaults."""
     choice = None
-    if calibrate_on:
-        choice = calibrate(calibrate_on, setup, asked.method, asked.k, image_size, used_fraction, reading)
+    if dev is not None:
+        choice = calibrate(dev.spec, setup, asked.method, asked.k, dev.size, used_fraction, dev=dev)
         recipe = choice.recipe
         if threshold is None:
             used_fraction = choice.used_fraction
@@ -263,16 +304,16 @@ def choose_recipe(calibrate_on: str | None, setup: ScoringSetup, asked: Recipe, 
     return recipe, used_fraction, choice
 
 
-def check_dev_fraction(choice: Choice, n: int, spec: str) -> None:
+def check_dev_fraction(share: float, n: int, spec: str) -> None:
     """The dev set's share of used images, carried to the real images, must label some of them each way. Checked
-    before they are scored, and named as what it is: the user gave no used fraction."""
+    before the dev set is scored (minutes), and named as what it is: the user gave no used fraction."""
     from ganfp.submission import fraction_bound, used_count
 
     try:
-        used_count(choice.used_fraction, n)
+        used_count(share, n)
     except InputError:
-        none = choice.used_fraction * n < n / 2
-        raise InputError(f"--calibrate {spec}: the dev set's share of used images, {choice.used_fraction:g}, labels "
+        none = share * n < n / 2
+        raise InputError(f"--calibrate {spec}: the dev set's share of used images, {share:g}, labels "
                          f"{'none' if none else 'all'} of the {n} real images used; give --used-fraction, the share "
                          f"you expect among them ({fraction_bound(n, none)})") from None
 
@@ -280,14 +321,32 @@ def check_dev_fraction(choice: Choice, n: int, spec: str) -> None:
 def real_among_generated(real: Manifest, generated: Manifest | None, where: str) -> list[str]:
     """Real images that are generated images too (the same file): `--generated` naming the real folder, or a folder
     above it, puts every real image beside itself, its own nearest generated image, so each scores as used. A
-    warning, not a refusal: a quick smoke run may point both at one folder."""
+    warning, not a refusal: a quick smoke run may point both at one folder (with --report it is refused, as
+    `report.check_apart` says why)."""
     if generated is None:
         return []
-    shared = sorted(real_files_among_generated(real, generated))
+    shared = sorted(shared_files(real, generated))
     if not shared:
         return []
     return [f"{where}: holds {len(shared)} of the {len(real)} real images too (e.g. {shared[0]}); each is its own "
             "nearest generated image and scores as used: point it at the generator's images only"]
+
+
+def dev_warnings(dev: DevSet, real: Manifest, size: int | None, image_size: int | None) -> list[str]:
+    """What makes a calibrated run less than it seems, said aloud: real images that are dev images too, whose own
+    labels chose the recipe (an evaluation of them measures that fit, not how the recipe carries to unseen images),
+    and dev images of another size than the real ones, where the recipe runs at another resolution than it was
+    judged at (white48 on 32 px real images compares at 32 px)."""
+    warnings = []
+    if shared := shared_files(real, dev.real):
+        warnings.append(f"--calibrate {dev.spec}: holds {len(shared)} of the {len(real)} real images too (e.g. "
+                        f"{shared[0]}); the recipe was chosen on their labels, so evaluating these labels overstates "
+                        "how well it works: calibrate on a dev set apart from the real images")
+    if image_size is None and size is not None and dev.size != size:
+        warnings.append(f"--calibrate {dev.spec}: its images are {dev.size} px and the real images {size} px, so the "
+                        f"recipe was judged at another resolution than it runs at; pass --image-size "
+                        f"{min(dev.size, size)} to compare both at one size")
+    return warnings
 
 
 def check_enough_real(real: str, n: int, method: str | None) -> None:
@@ -315,7 +374,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
              scores_path=None, ids_path=None, calibrate_on: str | None = None, k: int | None = None,
              device: str = "auto", batch_size: int = 128, data_root=None, runs_dir=None, seed: int = 0,
              image_size: int | None = None, progress: Progress | None = None,
-             reading: MedicalReading | None = None, report: str | None = None, report_n: int = 24) -> ClassifyResult:
+             reading: MedicalReading | None = None, report: str | None = None,
+             report_n: int | None = None) -> ClassifyResult:
     """Score, decide, write `out` (validated) and optionally the scores CSV and the report; return what was done.
 
     The outputs are replaced together once all are complete: an error or a signal while the report is built
@@ -332,13 +392,9 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     )
 
     started = time.perf_counter()
-    check_options(method, k, used_fraction, threshold, image_size, batch_size, seed, report_n)
+    check_options(method, k, used_fraction, threshold, image_size, batch_size, seed, report_n, report)
     if features is not None:
-        space = parse_features(features)  # a typo fails now, not after the first minute of work
-        if method in SCORERS and SCORERS.entry(method).meta.get("vectors_only") and not space.vectors:
-            vectors = ", ".join(f"{n}[N]" for n in SPACE_KINDS.names() if SPACE_KINDS.get(n).vectors)
-            raise InputError(f"--method {method} fits feature vectors: choose --features {vectors} or a deep "
-                             f"space, not {space.label}")
+        check_features(features, method)
     if report:
         require_matplotlib()
     manifest = read_real(real, data_root, reading)
@@ -348,6 +404,9 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     expected = check_ids(manifest.ids, ids_path) if ids_path else None
     gen_dir = generated or manifest.info.get("generated")
     gen = generated_manifest(gen_dir, reading, option="--generated" if generated else "") if gen_dir else None
+    where = f"--generated {generated}" if generated else str(gen_dir)
+    if report and gen is not None:
+        check_apart(manifest, gen, where)  # each real image would be shown as its own copy: refused, not warned
     if gen is None and method not in (None, "classifier"):
         raise InputError(f"--method {method} compares real with generated images: pass --generated GEN_DIR")
     if gen is None and calibrate_on:
@@ -361,23 +420,26 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         check_checkpoint_used(checkpoint, membership and not calibrate_on and features != "checkpoint", runs_dir)
     if membership:
         check_enough_real(real, len(manifest), method)
-    size = image_size or (native_image_size(manifest, gen) if membership else None)
+    headers = image_headers(manifest, gen) if membership else None  # one open per file: the size, the bit depths
+    size = image_size or (native_image_size(manifest, gen, headers=headers) if membership else None)
+    dev = read_dev(calibrate_on, data_root, reading, image_size) if calibrate_on else None
+    if dev is not None and used_fraction is None and threshold is None:
+        check_dev_fraction(float(dev.y.mean()), len(manifest), calibrate_on)
     setup = ScoringSetup(size, resolve_device(device), batch_size=batch_size, data_root=data_root, checkpoint=checkpoint,
                          runs_dir=runs_dir, seed=seed, progress=progress)
 
-    recipe, used_fraction, choice = choose_recipe(calibrate_on, setup, Recipe(method, features, k), image_size,
-                                                  used_fraction, threshold, gen is not None, reading)
-    if choice is not None and threshold is None and used_fraction == choice.used_fraction:
-        check_dev_fraction(choice, len(manifest), calibrate_on)
+    recipe, used_fraction, choice = choose_recipe(dev, setup, Recipe(method, features, k), used_fraction, threshold,
+                                                  gen is not None)
     scorer = MembershipScorer(manifest, gen, setup)
     score, scorers = scorer.final(recipe)
     labels = decide(score, used_fraction=used_fraction, threshold=threshold, ids=manifest.ids)
     compared = gen if recipe.method != "classifier" else None
     n_compared = len(compared) if compared is not None else None
-    warnings = (real_among_generated(manifest, compared, f"--generated {generated}" if generated else str(gen_dir))
+    warnings = (real_among_generated(manifest, compared, where)
                 + constant_labelling(score, labels, threshold) + ties_at_the_cut(score, labels, threshold)
                 + k_beyond_the_sets(k if recipe.k == k else None, len(manifest), n_compared)
-                + depths_differ(manifest, compared))
+                + (depth_warning(manifest, gen, headers) if compared is not None and headers is not None else [])
+                + (dev_warnings(dev, manifest, size, image_size) if dev is not None else []))
     summary = {
         "images": len(labels),
         "generated": len(gen) if gen is not None and recipe.method != "classifier" else None,
@@ -407,6 +469,6 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
             write_scores(scores_path, manifest.ids, score, columns=scorers, batch=outputs)
         if report:
             space = parse_features(recipe.features or DEFAULT_FEATURES)
-            summary["report"] = classify_report(report, scorer, space, score, labels, summary, report_n,
-                                                cut=threshold, batch=outputs).path
+            summary["report"] = classify_report(report, scorer, space, score, labels, summary,
+                                                report_n or DEFAULT_ROWS, cut=threshold, batch=outputs).path
     return ClassifyResult(manifest.ids, labels, score, scorers, summary, choice)

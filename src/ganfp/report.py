@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from ganfp.data.generated import generated_manifest, real_files_among_generated
+from ganfp.data.generated import generated_manifest, shared_files
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.errors import InputError
@@ -194,7 +194,7 @@ def check_apart(real: Manifest, generated: Manifest, where: str) -> None:
     every one listed as a near-duplicate, the evidence of leaked patients the report exists to show, made up.
     Refused, where classify only warns: evaluate's numbers come from PREDS and need no generated images, so the
     report is all that --generated changes, and a warning on the terminal does not travel with the HTML file."""
-    shared = real_files_among_generated(real, generated)
+    shared = shared_files(real, generated)
     if shared:
         raise InputError(f"{where}: holds {len(shared)} of the {len(real)} real images too (e.g. {shared[0]}); the "
                          "report would show each as its own nearest generated image, a copy at distance 0: point it "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -43,7 +42,7 @@ from ganfp.attribution.files import (
 )
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
 from ganfp.data.decode import Header
-from ganfp.data.generated import image_headers, native_image_size
+from ganfp.data.generated import depths_by_set, image_headers, native_image_size
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files, list_folder
 from ganfp.errors import InputError, count, require_int
 
@@ -324,22 +323,13 @@ def _check_apart(unknown: Manifest, train: Manifest, cfg: AttributeConfig) -> No
 
 
 def mixed_depths(sets: list[str], headers: list[Header]) -> list[str]:
-    """A warning when the images are not all of one bit depth, naming each set's depths: a 16-bit image is windowed
-    by its own 0.5-99.5 percentiles and an 8-bit one read as it is, so when one class (or the unknown set) is 16-bit
-    and another 8-bit, a method can tell them apart by their file format instead of their generator.
-
-    `sets[i]` names the set of the image whose header is `headers[i]`. DICOM and NIfTI files (no depth: windowed in
-    HU whatever it is) are left out.
+    """A warning when the images are not all of one bit depth, naming each set's depths: when one class (or the
+    unknown set) is 16-bit and another 8-bit, each is read with its own contrast, so a method can tell them apart by
+    their file format instead of their generator. `sets[i]` names the set of the image whose header is `headers[i]`.
     """
-    depths: dict[str, Counter[str]] = {name: Counter() for name in sets}  # in the order the sets come
-    for name, header in zip(sets, headers):
-        if header.depth is not None:
-            depths[name][header.depth] += 1
-    if len(set().union(*depths.values())) < 2:
+    listed = depths_by_set(sets, headers)
+    if not listed:
         return []
-    listed = ", ".join(f"{name} " + " and ".join(f"{depth} ({found[depth]})"
-                                                 for depth in sorted(found, key=lambda d: int(d.split("-")[0])))
-                       for name, found in depths.items() if found)
     return [f"the images mix bit depths ({listed}): 16-bit and float images are stretched between their own 0.5 "
             "and 99.5 percentiles, 8-bit ones read as they are, so they may be told apart by their file format "
             "instead of their generator; save every set at one bit depth"]

@@ -17,6 +17,7 @@ from ganfp.cli.options import (
     ImageSizeOpt,
     JsonOpt,
     KOpt,
+    ReportNOpt,
     RunsDirOpt,
     SeedOpt,
     SlicesOpt,
@@ -24,7 +25,6 @@ from ganfp.cli.options import (
     UsedFractionOpt,
     WindowOpt,
     check_outputs,
-    in_range,
 )
 
 
@@ -131,10 +131,7 @@ def classify(
     report: Optional[str] = typer.Option(
         None, "--report", help="Also write an HTML evidence report (self-contained; needs ganfp[plots])."
     ),
-    report_n: int = typer.Option(
-        24, "--report-n", callback=in_range(1),
-        help="Evidence rows in the report: the N most and the N least suspicious images (at least 1).",
-    ),
+    report_n: ReportNOpt = None,
 ) -> None:
     """Label each real image used (1) or not used (0) and write a validated submission file."""
     from ganfp.classify import classify as run

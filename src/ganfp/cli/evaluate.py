@@ -13,12 +13,12 @@ from ganfp.cli.options import (
     DataRootOpt,
     IdFromOpt,
     JsonOpt,
+    ReportNOpt,
     SlicesOpt,
     ThresholdOpt,
     UsedFractionOpt,
     WindowOpt,
     check_outputs,
-    in_range,
 )
 
 METRICS = {
@@ -143,8 +143,7 @@ def evaluate(
                                             "(default: the dataset spec's own)."),
     features: Optional[str] = typer.Option(None, "--features", help="With --report: the feature space of the "
                                            "nearest generated images (default: classify's)."),
-    report_n: int = typer.Option(24, "--report-n", callback=in_range(1),
-                                 help="Evidence rows: the N most and N least suspicious (at least 1)."),
+    report_n: ReportNOpt = None,
     window: WindowOpt = None,
     id_from: IdFromOpt = None,
     slices: SlicesOpt = None,
@@ -162,7 +161,7 @@ def evaluate(
         raise InputError(f"--task {task}: choose one of: {', '.join(TASKS)}")
     reading = MedicalReading.parse(window, id_from, slices)
     _need_report(html_report, {"--real": real, "--generated": generated, "--features": features, "--window": window,
-                               "--id-from": id_from, "--slices": slices})
+                               "--id-from": id_from, "--slices": slices, "--report-n": report_n})
     _check_membership_options(preds, labels, plot, html_report, real, generated, used_fraction, threshold)
     task = detect_task(preds, labels) if task == "auto" else task
     if task != "membership":
@@ -175,10 +174,10 @@ def evaluate(
     with written_together() as outputs:  # --report and --plot both replaced, or neither
         if html_report is not None:
             from ganfp.membership.recipe import DEFAULT_FEATURES
-            from ganfp.report import evaluation_report
+            from ganfp.report import DEFAULT_ROWS, evaluation_report
 
-            evaluation_report(html_report, report, real, features or DEFAULT_FEATURES, generated, report_n,
-                              data_root, reading, batch=outputs)
+            evaluation_report(html_report, report, real, features or DEFAULT_FEATURES, generated,
+                              report_n or DEFAULT_ROWS, data_root, reading, batch=outputs)
         if plot is not None:
             from ganfp.plots import plot_report
 

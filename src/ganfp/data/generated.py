@@ -44,15 +44,16 @@ def generated_manifest(path: str | Path, reading: MedicalReading | None = None, 
     return Manifest(f"folder:{root}", [], items, str(root))
 
 
-def real_files_among_generated(real: Manifest, generated: Manifest) -> list[str]:
-    """Paths of the real images whose very file the generated set holds too: a generated folder that is the real
-    folder, a folder above it, or a link to either, where each real image is its own nearest generated image.
+def shared_files(first: Manifest, second: Manifest) -> list[str]:
+    """Paths of the images of `first` whose very file `second` holds too: a generated folder that is the real
+    folder, a folder above it, or a link to either, where each real image is its own nearest generated image; or
+    real images that are calibration images too, chosen for by their own labels.
 
     Files are compared by identity (one stat each, no image read), so links count and copies do not: a generated
     image equal to a real one may be the generator's copy, which is what membership looks for.
     """
-    generated_files = {_file_identity(it.path) for it in generated.items} - {None}
-    return [it.path for it in real.items if _file_identity(it.path) in generated_files]
+    second_files = {_file_identity(it.path) for it in second.items} - {None}
+    return [it.path for it in first.items if _file_identity(it.path) in second_files]
 
 
 def _file_identity(path: str) -> tuple[int, int] | str | None:
@@ -69,6 +70,25 @@ def image_headers(*manifests: Manifest) -> list[Header]:
     file is one line."""
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(image_header, [it.path for m in manifests for it in m.items]))
+
+
+def depths_by_set(sets: list[str], headers: list[Header]) -> str:
+    """Each set's bit depths with their counts ("class a 16-bit (8), the unknown images 8-bit (12)"), or "" when
+    every image is of one depth: a 16-bit image is windowed by its own 0.5-99.5 percentiles and an 8-bit one read as
+    it is, so images of two depths are read with two contrasts.
+
+    `sets[i]` names the set of the image whose header is `headers[i]`. DICOM and NIfTI files (no depth: windowed in
+    HU whatever it is) are left out.
+    """
+    depths: dict[str, Counter[str]] = {name: Counter() for name in sets}  # in the order the sets come
+    for name, header in zip(sets, headers):
+        if header.depth is not None:
+            depths[name][header.depth] += 1
+    if len(set().union(*depths.values())) < 2:
+        return ""
+    return ", ".join(f"{name} " + " and ".join(f"{depth} ({found[depth]})"
+                                               for depth in sorted(found, key=lambda d: int(d.split("-")[0])))
+                     for name, found in depths.items() if found)
 
 
 def native_image_size(*manifests: Manifest, headers: list[Header] | None = None) -> int:
