@@ -560,3 +560,25 @@ def test_a_k_above_the_sets_sizes_is_said_aloud(run_cli, case, tmp_path):
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--k", "2", "--out", out,
                                 "--json", *root)
     assert code == 0 and json.loads(stdout)["warnings"] == []
+
+
+def test_a_generated_folder_inside_the_real_one_is_not_read_as_real_images(run_cli, case, tmp_path):
+    """`classify real/ --generated real/fakes/`: the fakes were read as a class of real images (scored, each its own
+    nearest generated image, and written to the submission), or refused beside loose real images as a second
+    layout. The --generated folder is no part of the real images, as a `generated/` sub-folder never is."""
+    real, gen, labels, root = case
+    shutil.copytree(gen, real / "fakes")
+    classes = tmp_path / "classes"
+    for name in ("used", "not_used"):
+        (classes / name).mkdir(parents=True)
+    for image in sorted(real.glob("*.png")):
+        shutil.copy(image, classes / ("used" if labels[image.stem] else "not_used") / image.name)
+    shutil.copytree(gen, classes / "fakes")
+    n_gen = len(list(gen.glob("*.png")))
+    for folder in (real, classes):
+        out = tmp_path / f"{folder.name}.csv"
+        code, stdout, err = run_cli("classify", folder, "--generated", folder / "fakes", "--out", out, "--json", *root)
+        assert code == 0, err
+        summary = json.loads(stdout)
+        assert (summary["images"], summary["generated"], summary["warnings"]) == (len(labels), n_gen, [])
+        assert validate_submission(out, labels) == []

@@ -397,7 +397,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         check_features(features, method)
     if report:
         require_matplotlib()
-    manifest = read_real(real, data_root, reading)
+    manifest = read_real(real, data_root, reading, generated)
     check_writable_ids(manifest)
     if used_fraction is not None:
         used_count(used_fraction, len(manifest))  # known now, not after the scoring

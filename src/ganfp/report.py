@@ -165,7 +165,7 @@ def evaluation_report(path, evaluation, real_spec: str, features: str, generated
     setup = ScoringSetup(DISPLAY_SIZE, resolve_device("auto"), data_root=data_root, checkpoint=checkpoint)
     gen = generated_manifest(generated, reading, option="--generated") if generated else None  # a typo fails first
     try:
-        real = read_real(real_spec, data_root, reading)
+        real = read_real(real_spec, data_root, reading, generated)
     except InputError as exc:  # evaluate reads several files: say which option this one came from
         raise InputError(f"--real {exc}") from None
     if gen is None and real.info.get("generated"):  # the dataset spec's own generated images

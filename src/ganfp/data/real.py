@@ -15,10 +15,12 @@ from ganfp.data.medical import MedicalReading
 from ganfp.errors import InputError
 
 
-def _real_folder(path: Path, reading: MedicalReading | None) -> Manifest:
+def _real_folder(path: Path, reading: MedicalReading | None, generated: str | None) -> Manifest:
     """A folder of real images. The ImageCLEF test layout (`real_unknown_N/` beside `generated_N/`) is
     recognised: the real images are `real_unknown_N/`, the generated ones (unless --generated) `generated_N/`;
-    so is one `generated/` beside the real images or their class folders (the dev layout)."""
+    so is one `generated/` beside the real images or their class folders (the dev layout). A --generated folder
+    inside it (`real/fakes/`) is not a class of real images either: read as one, its images were scored as real
+    images (each its own nearest generated image), or refused beside loose real images as a second layout."""
     subdirs = [p for p in list_folder(path) if p.is_dir() and not p.name.startswith(".")]
     tests = sorted(p.name for p in subdirs if imageclef.REAL_UNKNOWN.match(imageclef._norm(p.name)))
     if len(tests) > 1:
@@ -27,18 +29,22 @@ def _real_folder(path: Path, reading: MedicalReading | None) -> Manifest:
                          f"e.g. ganfp classify {path / tests[0]} --generated {beside}")
     if tests:
         return imageclef.load_part(path, "test", f"folder:{path}", str(path), reading)
-    generated = tuple(p.name for p in subdirs if imageclef.GENERATED.match(imageclef._norm(p.name)))
-    manifest = folder_manifest(path, exclude=generated, reading=reading)
-    if len(generated) == 1:  # a dev layout (used/, not_used/, generated/): its own generated images, as for a test set
-        manifest.info["generated"] = str(path / generated[0])
+    beside = tuple(p.name for p in subdirs if imageclef.GENERATED.match(imageclef._norm(p.name)))
+    given = Path(generated).expanduser().resolve() if generated else None
+    named = tuple(p.name for p in subdirs if given is not None and p.resolve() == given)
+    manifest = folder_manifest(path, exclude=beside + named, reading=reading)
+    if len(beside) == 1:  # a dev layout (used/, not_used/, generated/): its own generated images, as for a test set
+        manifest.info["generated"] = str(path / beside[0])
     return manifest
 
 
-def read_real(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
+def read_real(spec: str, data_root=None, reading: MedicalReading | None = None,
+              generated: str | None = None) -> Manifest:
     """A folder of images (flat; used/ and not_used/; or real_unknown_N/ beside generated_N/; generated*/
-    sub-folders are never real classes) or a dataset spec."""
+    sub-folders, and the `generated` folder (--generated) when it is one of its sub-folders, are never real
+    classes) or a dataset spec."""
     path = Path(spec).expanduser()
-    manifest = _real_folder(path, reading) if path.is_dir() else load_manifest(spec, data_root)
+    manifest = _real_folder(path, reading, generated) if path.is_dir() else load_manifest(spec, data_root)
     seen: dict[str, str] = {}
     for item in manifest.items:
         if item.id in seen:
