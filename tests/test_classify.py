@@ -562,6 +562,21 @@ def test_a_k_above_the_sets_sizes_is_said_aloud(run_cli, case, tmp_path):
     assert code == 0 and json.loads(stdout)["warnings"] == []
 
 
+def test_a_feature_space_finer_than_the_images_is_said_aloud(run_cli, case, tmp_path):
+    """--features white64 on 32 px images compares at 32 px under the name white64; std64 compares upsampled
+    images: the user hears that the space asked for is not what ran."""
+    real, gen, labels, root = case
+    out = tmp_path / "sub.csv"
+    expected = {"white64": "white64 is finer than the 32 px images; it compares them at 32 px, as white32",
+                "std64": "std64 is finer than the 32 px images; they are upsampled to 64 px, which adds no detail",
+                "std32": None}
+    for features, says in expected.items():
+        code, stdout, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--features", features,
+                                    "--out", out, "--json", *root)
+        assert code == 0, err
+        assert json.loads(stdout)["warnings"] == ([f"--features {features}: {says}"] if says else [])
+
+
 def test_a_generated_folder_inside_the_real_one_is_not_read_as_real_images(run_cli, case, tmp_path):
     """`classify real/ --generated real/fakes/`: the fakes were read as a class of real images (scored, each its own
     nearest generated image, and written to the submission), or refused beside loose real images as a second

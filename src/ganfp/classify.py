@@ -271,6 +271,19 @@ def k_beyond_the_sets(k: int | None, real: int, generated: int | None) -> list[s
     return [f"--k {k}: more than the {' and the '.join(sets)}; those neighbour passes use them all"]
 
 
+def space_beyond_the_images(features: str | None, size: int | None) -> list[str]:
+    """A --features finer than the images, said aloud: a whitened space compares at the images' size, under the
+    name it was asked by (`knn white64` ran as white32 on 32 px images), and the others compare upsampled images,
+    which hold no more detail than at the images' size."""
+    space = parse_features(features) if features is not None and size is not None else None
+    if space is None or space.kind == "deep" or space.size <= size:
+        return []
+    at = space.at_most(size)
+    done = (f"it compares them at {size} px, as {at.label}" if at != space
+            else f"they are upsampled to {space.size} px, which adds no detail")
+    return [f"--features {features}: {space.label} is finer than the {size} px images; {done}"]
+
+
 def check_read(method: str, features: str | None, k: int | None, calibrating: bool, default: bool) -> None:
     """--features and --k that nothing would read are refused: ignoring them would hide a mistake, such as
     `--features std32` given in the belief that it changed the default ensemble's spaces."""
@@ -438,6 +451,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     warnings = (real_among_generated(manifest, compared, where)
                 + constant_labelling(score, labels, threshold) + ties_at_the_cut(score, labels, threshold)
                 + k_beyond_the_sets(k if recipe.k == k else None, len(manifest), n_compared)
+                + space_beyond_the_images(features if compared is not None else None, size)
                 + (depth_warning(manifest, gen, headers) if compared is not None and headers is not None else [])
                 + (dev_warnings(dev, manifest, size, image_size) if dev is not None else []))
     summary = {
