@@ -697,6 +697,8 @@ add("classify-real-unreadable", *K, "{unreadable}", "--generated", "{gen}", "--o
 add("classify-real-bad-spec", *K, "demo:nope", "--out", "{out}/s.csv", says="unknown demo part 'nope'")
 add("classify-real-unknown-adapter", *K, "nope:x", "--out", "{out}/s.csv", says="unknown dataset")
 add("classify-generated-missing", *K, "{real}", "--generated", "{missing}", "--out", "{out}/s.csv", says="not found")
+add("classify-generated-a-spec", *K, "{real}", "--generated", "demo:gans-dev", "--out", "{out}/s.csv",
+    says=("--generated demo:gans-dev", "not found", "takes a folder, not a dataset spec"))
 add("classify-generated-file", *K, "{real}", "--generated", "{afile}", "--out", "{out}/s.csv", says="is a file")
 add("classify-generated-empty", *K, "{real}", "--generated", "{empty}", "--out", "{out}/s.csv", says="no images")
 add("classify-generated-unreadable", *K, "{real}", "--generated", "{unreadable}", "--out", "{out}/s.csv",

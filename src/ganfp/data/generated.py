@@ -7,6 +7,7 @@ Shared by `classify` and by the chain's "knn" pseudo-labeler, which must see the
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,7 @@ from ganfp.errors import InputError, count
 # a crop left after their shifts, and below 6 px a native size failed there with a traceback. `attribute` keeps to
 # it too: its cnn method trains at no less, and failed below it only after printing that it was training.
 MIN_IMAGE_SIZE = 8
+SPEC_LIKE = re.compile(r"^[a-z][a-z0-9-]+:")  # `demo:gans-dev`, not a path (a drive letter is one character)
 
 
 def generated_manifest(path: str | Path, reading: MedicalReading | None = None, option: str = "") -> Manifest:
@@ -33,7 +35,10 @@ def generated_manifest(path: str | Path, reading: MedicalReading | None = None, 
     if root.exists() and not root.is_dir():
         raise InputError(f"{where}: the generated images must be a folder, this is a file")
     if not root.is_dir():
-        raise InputError(f"{where}: generated images folder not found")
+        spec = SPEC_LIKE.match(str(path)) and option  # `--generated demo:gans-dev`: a spec where a folder goes
+        raise InputError(f"{where}: generated images folder not found" + (
+            "; it takes a folder, not a dataset spec (a spec given as the real images brings its own generated "
+            "images)" if spec else ""))
     try:
         files = image_files(root)
     except InputError as exc:  # an unreadable folder, named by its path
