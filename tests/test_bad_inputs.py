@@ -135,6 +135,7 @@ def build_world(w: Path) -> dict[str, Path]:
     _chains(w, p)
     _checkpoints(w, p)
     _stages_in_out(w, p)
+    _train_audit(w, p)
     _attribution_sets(w, p)
     return p
 
@@ -488,8 +489,8 @@ add("train-pseudo-features-unknown", *TD, "--out", "{out}/o", "--pseudo-labels",
     says=("pseudo_features", "nope"))
 add("train-init-other-model", *TD, "--out", "{out}/o", "--model", "resnet18", "--init", "{ckpt_conv5}",
     says=("holds a conv5 model", "not resnet18"))
-add("train-pseudo-knn-without-generated", *TD, "--out", "{out}/o", "--init", "{ckpt_conv5}", "--pseudo-labels", "knn",
-    says="needs a dataset with generated images")
+add("train-pseudo-knn-without-generated", *T, "--data", "{real}", "--out", "{out}/o", "--init", "{ckpt_conv5}",
+    "--pseudo-labels", "knn", says="needs a dataset with generated images")
 add("train-init-missing", *TD, "--out", "{out}/o", "--init", "{missing}", says="missing")
 add("train-init-garbage", *TD, "--out", "{out}/o", "--init", "{ckpt_garbage}", says="garbage.safetensors")
 add("train-init-pickle", *TD, "--out", "{out}/o", "--init", "{ckpt_pickle}", says="weights.pt")
@@ -506,7 +507,8 @@ add("train-weight-decay-negative", *TD, "--out", "{out}/o", "--weight-decay", "-
 add("train-val-fraction-0", *TD, "--out", "{out}/o", "--val-fraction", "0", says="val_fraction")
 add("train-val-fraction-1", *TD, "--out", "{out}/o", "--val-fraction", "1", says="val_fraction")
 add("train-val-fraction-1.5", *TD, "--out", "{out}/o", "--val-fraction", "1.5", says="val_fraction")
-add("train-pseudo-fraction-0.9", *TD, "--out", "{out}/o", "--pseudo-fraction", "0.9", says="pseudo_fraction")
+add("train-pseudo-fraction-0.9", *T, "--data", "{real}", "--out", "{out}/o", "--init", "{ckpt_conv5}",
+    "--pseudo-labels", "self", "--pseudo-fraction", "0.9", says="pseudo_fraction")
 add("train-one-class-folder", *T, "--data", "{oneclass}", "--out", "{out}/o", says="class")
 add("train-name-dotdot", *TD, "--out", "{out}/o", "--name", "../../x", says="name")
 add("train-name-slash", *TD, "--out", "{out}/o", "--name", "a/b", says="name")
@@ -603,6 +605,45 @@ add("chain-init-imagenet-conv5", *C, "--chain", "{chain_valid}", "--init", "imag
     says=("--init", "conv5 has no ImageNet weights"))
 add("chain-late-stage-knn-without-generated", *C, "--chain", "{chain_late_knn}",
     says=("chain_late_knn.toml:10", "stage 2 (two)", "needs a dataset with generated images"))
+
+# train-audit: what a new user's first runs of train-stage and chain met -------------------------------------------
+
+
+def _train_audit(w: Path, p: dict) -> None:
+    """A folder of the user's own files named like a stage's, a stage whose last.safetensors was cut short, a
+    dataset of one image per class, and a plain state_dict of another architecture."""
+    import torch
+
+    p["own_files"] = w / "own_files"
+    p["own_files"].mkdir()
+    (p["own_files"] / "meta.json").write_text('{"project": "mine"}\n')
+    (p["own_files"] / "history.csv").write_text("date,value\n")
+    p["stage_damaged"] = w / "stage_damaged"
+    shutil.copytree(p["stage_interrupted"], p["stage_damaged"])
+    last = p["stage_damaged"] / "last.safetensors"
+    last.write_bytes(last.read_bytes()[:40])
+    p["one_each"] = w / "one_each"
+    for cls in ("a", "b"):
+        images(p["one_each"] / cls, 1, prefix=cls)
+    p["ckpt_plain_other"] = w / "other_net.pt"
+    torch.save({"encoder.weight": torch.zeros(4, 4)}, p["ckpt_plain_other"])
+
+
+add("train-out-holds-the-users-files", *TD, "--out", "{own_files}",
+    says=("--out", "own_files", "holds meta.json and history.csv but no stage", "--force"))
+add("train-out-holds-damaged-resume-file", *TD, "--out", "{stage_damaged}", "--resume",
+    says=("--out", "last.safetensors cannot be read", "--force"))
+add("train-out-empty", *TD, "--out", "", says=("--out ''", "empty path"))
+add("train-name-empty", *TD, "--out", "{out}/o", "--name", "", says=("stage ''", "name", "non-empty"))
+add("train-val-fraction-leaves-no-training-class", *TD, "--out", "{out}/o", "--val-fraction", "0.95",
+    says=("val_fraction 0.95", "15 of the 16 images", "use at most 0.87"))
+add("train-one-image-per-class", *T, "--data", "{one_each}", "--out", "{out}/o", says="at least 2 images")
+add("train-pseudo-labels-on-a-labelled-set", *TD, "--out", "{out}/o", "--init", "{ckpt_conv5}", "--pseudo-labels",
+    "self", says=("ds", "is labelled (classes a, b)", "drop pseudo_labels"))
+add("train-pseudo-k-with-self", *T, "--data", "{real}", "--out", "{out}/o", "--init", "{ckpt_conv5}",
+    "--pseudo-labels", "self", "--pseudo-k", "3", says=("--pseudo-k 3", "self does not use it", "knn"))
+add("train-init-plain-other-architecture", *TD, "--out", "{out}/o", "--init", "{ckpt_plain_other}",
+    says=("init", "other_net.pt", "do not match model conv5"))
 
 # evaluate ---------------------------------------------------------------------------------------------
 E = ("evaluate",)

@@ -161,7 +161,9 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path, sig, 
     ("--lr", "-1", "lr: must be a positive number"),
     ("--momentum", "1", "momentum: must be at least 0 and below 1"),
     ("--val-fraction", "1.5", "val_fraction: must be above 0 and below 1"),
-    ("--pseudo-fraction", "0.9", "pseudo_fraction: must be above 0 and at most 0.5"),
+    ("--pseudo-fraction", "0.3", "--pseudo-fraction 0.3: only used with --pseudo-labels"),  # else ignored
+    ("--pseudo-k", "3", "--pseudo-k 3: only used with --pseudo-labels"),
+    ("--out", "", "--out '': an empty path"),  # else trained into the current folder
     ("--seed", "-1", "'--seed': -1 is below the minimum 0"),
     ("--seed", "4294967296", "'--seed': 4294967296 is above the maximum 4294967295"),  # numpy's seed range
     ("--name", "../../x", "is not a plain name"),
@@ -253,6 +255,27 @@ def test_split_is_stratified_on_both_sides(tmp_path):
         assert np.bincount(y[train], minlength=3).tolist() == [48, 12, 20]
 
 
+@pytest.mark.parametrize("counts", [{"a": 2, "b": 2}, {"a": 12, "b": 12}, {"a": 3, "b": 40, "c": 7}])
+def test_a_validation_share_too_large_is_refused_with_one_that_splits(counts):
+    """--val-fraction 0.99 ended in scikit-learn's traceback after the images were decoded; the largest share the
+    message offers must split."""
+    import re
+
+    from ganfp.data.manifest import Item, Manifest
+    from ganfp.data.split import split_indices, split_problem
+
+    labels = [i for i, n in enumerate(counts.values()) for _ in range(n)]
+    manifest = Manifest("m", list(counts), [Item(f"/x/{i}.png", lab) for i, lab in enumerate(labels)])
+    why = split_problem(manifest, 0.99)
+    assert why is not None and "use at most" in why
+    with pytest.raises(InputError, match="val_fraction 0.99"):
+        split_indices(manifest, 0.99, 0)
+    largest = float(re.search(r"use at most ([0-9.]+)", why).group(1))
+    assert split_problem(manifest, largest) is None
+    train, val = split_indices(manifest, largest, 0)
+    assert len(train) >= len(counts) and len(val) >= len(counts)
+
+
 def test_a_batch_as_large_as_the_split_warns_and_says_what_to_do(class_folder, tmp_path, run_cli):
     code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "conv5",
                            "--image-size", "16", "--batch-size", "256", "--epochs", "1", "--data-root", tmp_path / "root")
@@ -329,12 +352,24 @@ def test_an_interrupted_stage_continues_only_with_resume(class_folder, tmp_path,
 
 def test_an_interrupted_stage_whose_images_changed_is_not_continued(class_folder, tmp_path, run_cli, monkeypatch):
     """Its epochs so far saw other images (and another split): continuing would pass them off as this data's."""
-    import ganfp.train
     from PIL import Image
 
     out = tmp_path / "s"
     args = ["train-stage", "--data", class_folder, "--out", out, "--model", "conv5", "--image-size", "16",
             "--batch-size", "8", "--epochs", "2", "--data-root", tmp_path / "root"]
+    _interrupt_in_epoch_2(run_cli, args, monkeypatch)
+    assert (out / "last.safetensors").is_file()
+    Image.fromarray(np.full((32, 32), 7, dtype=np.uint8)).save(class_folder / "a" / "a999.png")  # one image more
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 2 and "was written on other images" in err and "--force" in err
+    code, _, err = run_cli(*args, "--force")
+    assert code == 0 and json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 2
+
+
+def _interrupt_in_epoch_2(run_cli, args, monkeypatch) -> None:
+    """Run `ganfp ARGS` and stop it by Ctrl-C in its second epoch, as a user would: last.safetensors holds epoch 1."""
+    import ganfp.train
+
     run_epoch = ganfp.train.run_epoch
 
     def stop_in_epoch_2(fit, epoch, observer):
@@ -343,13 +378,54 @@ def test_an_interrupted_stage_whose_images_changed_is_not_continued(class_folder
         return run_epoch(fit, epoch, observer)
 
     monkeypatch.setattr(ganfp.train, "run_epoch", stop_in_epoch_2)
-    assert run_cli(*args)[0] == 130 and (out / "last.safetensors").is_file()
+    assert run_cli(*args)[0] == 130
     monkeypatch.undo()
-    Image.fromarray(np.full((32, 32), 7, dtype=np.uint8)).save(class_folder / "a" / "a999.png")  # one image more
+
+
+def test_an_interrupted_stage_names_the_settings_a_resume_changed(class_folder, tmp_path, run_cli, monkeypatch):
+    """"with other settings" alone left the user to guess which of a dozen options differed (a finished stage's
+    refusal names them)."""
+    out = tmp_path / "s"
+    args = ["train-stage", "--data", class_folder, "--out", out, "--model", "conv5", "--image-size", "16",
+            "--batch-size", "8", "--epochs", "3", "--data-root", tmp_path / "root"]
+    _interrupt_in_epoch_2(run_cli, args, monkeypatch)
+    code, _, err = run_cli(*args, "--resume", "--lr", "0.01", "--epochs", "5")
+    assert code == 2 and "interrupted after epoch 1, with other settings (lr 0.001 -> 0.01, epochs 3 -> 5)" in err
     code, _, err = run_cli(*args, "--resume")
-    assert code == 2 and "was written on other images" in err and "--force" in err
-    code, _, err = run_cli(*args, "--force")
-    assert code == 0 and json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 2
+    assert code == 0 and json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 3, err
+
+
+def test_a_damaged_resume_file_is_not_trained_over_unasked(class_folder, tmp_path, run_cli, monkeypatch):
+    """A last.safetensors cut short (a full disk, a copy) read as "nothing to resume": the stage started over,
+    with or without --resume, replacing the best epoch so far."""
+    out = tmp_path / "s"
+    args = ["train-stage", "--data", class_folder, "--out", out, "--model", "conv5", "--image-size", "16",
+            "--batch-size", "8", "--epochs", "2", "--data-root", tmp_path / "root"]
+    _interrupt_in_epoch_2(run_cli, args, monkeypatch)
+    last = out / "last.safetensors"
+    last.write_bytes(last.read_bytes()[:1000])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for extra in ((), ("--resume",)):
+        code, _, err = run_cli(*args, *extra)
+        assert code == 2 and "last.safetensors cannot be read (damaged or cut short)" in err and "--force" in err
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert run_cli(*args, "--force")[0] == 0 and not last.exists()
+
+
+def test_files_of_the_users_own_are_not_trained_over_unasked(class_folder, tmp_path, run_cli):
+    """--out named a folder holding a model.safetensors (or meta.json, history.csv) that no ganfp stage wrote,
+    e.g. the very weights given to --init: training replaced it without a word."""
+    out = tmp_path / "weights"
+    args = ["train-stage", "--data", class_folder, "--out", out, "--model", "conv5", "--image-size", "16",
+            "--batch-size", "8", "--epochs", "1", "--data-root", tmp_path / "root"]
+    assert run_cli(*args)[0] == 0
+    (out / "meta.json").unlink()  # a model.safetensors alone: the user's own weights file
+    (out / "history.csv").unlink()
+    own = (out / "model.safetensors").read_bytes()
+    code, _, err = run_cli(*args, "--init", out / "model.safetensors")
+    assert code == 2 and "holds model.safetensors but no stage that ganfp finished or interrupted" in err, err
+    assert (out / "model.safetensors").read_bytes() == own
+    assert run_cli(*args, "--force")[0] == 0
 
 
 def test_resume_refuses_a_finished_stage_whose_images_changed(class_folder, tmp_path, run_cli):

@@ -221,10 +221,12 @@ def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> 
     ancestor. A file path ending in a separator names a folder: `Path` drops the separator, so
     `--out results/` wrote a file named `results`. Nothing is created here.
     """
+    kind = "folder" if folder else "file"
+    if not str(path).strip():  # Path("") is the current folder: a stage trained into it, a file write failed late
+        raise InputError(f"{what} {str(path)!r}: an empty path; give a {kind} name")
     if not folder and isinstance(path, str) and path.endswith(("/", os.sep)):
         raise InputError(f"{what} {path}: names a folder (it ends with '{path[-1]}'); give a file name")
     path = Path(path).expanduser()
-    kind = "folder" if folder else "file"
     if path.exists():
         if folder and not path.is_dir():
             raise InputError(f"{what} {path}: is a file, not a folder")

@@ -46,7 +46,8 @@ class PseudoContext:
 
 
 # name -> fn(context) -> one score per image, higher = more likely "used"; meta `reads_generated`: the source
-# scores against the dataset's generated images (so they belong to the stage's data, and must exist)
+# scores against the dataset's generated images (so they belong to the stage's data, and must exist); `settings`:
+# the stage settings it reads besides pseudo_fraction (train-stage refuses the others' options as ignored)
 PSEUDO_LABELERS: Registry[Callable[[PseudoContext], np.ndarray]] = Registry("pseudo-label source")
 
 
@@ -59,7 +60,7 @@ def self_scores(ctx: PseudoContext) -> np.ndarray:
     return probs[:, used_class_index(ctx.classes)]
 
 
-@PSEUDO_LABELERS.register("knn", reads_generated=True)
+@PSEUDO_LABELERS.register("knn", reads_generated=True, settings=("pseudo_features", "pseudo_k"))
 def knn_scores(ctx: PseudoContext) -> np.ndarray:
     """Calibrated nearest-neighbour scores against the dataset's own generated images: the stronger
     source, since it looks at the generated set (the classifier never does)."""
@@ -74,7 +75,16 @@ def knn_scores(ctx: PseudoContext) -> np.ndarray:
 
 
 def check_source(source: str, manifest: Manifest) -> None:
-    """What a source needs of the dataset, known from its manifest before a single image is decoded."""
+    """What a source needs of the dataset, known from its manifest before a single image is decoded.
+
+    A labelled dataset is refused: its labels would be silently replaced by the source's guesses.
+    """
+    if manifest.labelled:
+        raise InputError(
+            f'{manifest.name}: is labelled (classes {", ".join(manifest.classes)}), and pseudo_labels = "{source}" '
+            "would replace its labels with guesses; pseudo-labels are for an unlabelled set (a flat folder of "
+            "images): drop pseudo_labels to train on the labels"
+        )
     if PSEUDO_LABELERS.entry(source).meta.get("reads_generated") and not manifest.info.get("generated"):
         raise InputError(
             f'{manifest.name}: pseudo_labels = "{source}" needs a dataset with generated images '

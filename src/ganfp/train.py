@@ -49,7 +49,7 @@ from ganfp.data.cache import default_memory_budget, load_images
 from ganfp.data.generated import generated_manifest
 from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
-from ganfp.data.split import split_indices
+from ganfp.data.split import split_indices, split_problem
 from ganfp.device import autocast, configure, resolve_device
 from ganfp.errors import InputError, Interrupted, RuntimeFailure, StopSignal
 from ganfp.fileio import write_json, write_text
@@ -232,25 +232,28 @@ class StageConfig:
         """Raise one InputError listing every bad setting, before any work starts."""
         problems = self.problems(check_init)
         if problems:
-            raise InputError(f"stage {self.name}: " + "; ".join(f"{name}: {why}" for name, why in problems))
+            label = self.name if not plain_name_problem(self.name) else repr(self.name)  # `stage '': name: ...`
+            raise InputError(f"stage {label}: " + "; ".join(f"{name}: {why}" for name, why in problems))
 
 
 def check_init_checkpoint(path: Path, model: str) -> None:
-    """A ganfp checkpoint to start from must describe `model`, rebuildable by ganfp (header only: cheap)."""
+    """A ganfp checkpoint to start from must describe `model`, rebuildable by ganfp (header only: cheap); a plain
+    state_dict must fit `model`."""
     from ganfp.checkpoint import check_model_meta, read_safetensors, resolve_checkpoint
+    from ganfp.models.factory import check_weights_fit
 
     if path.is_dir():
         path = resolve_checkpoint(path) / MODEL_FILE
     elif path.suffix != ".safetensors":
-        from ganfp.models.factory import read_state_dict
-
-        read_state_dict(path)  # a plain state_dict (.pth): read now (weights only), not after decoding the data
+        check_weights_fit(path, model)  # a plain state_dict (.pth): read now (weights only), not after decoding
         return
     meta = read_safetensors(path, tensors=False)[1]
-    if "model" in meta:  # else a plain safetensors state_dict
-        check_model_meta(path, meta)
-        if meta["model"] != model:
-            raise InputError(f"{path}: holds a {meta['model']} model, not {model}")
+    if "model" not in meta:  # a plain safetensors state_dict
+        check_weights_fit(path, model)
+        return
+    check_model_meta(path, meta)
+    if meta["model"] != model:
+        raise InputError(f"{path}: holds a {meta['model']} model, not {model}")
 
 
 def start_identity(init: str) -> str:
@@ -316,6 +319,7 @@ class StageState:
 
     digest: str
     dataset_fingerprint: str = ""  # the images it trains on (`dataset_fingerprint`); "" in an older ganfp's file
+    config: dict = field(default_factory=dict)  # the settings (`identity()`): a refused --resume names those changed
     epoch: int = 0
     best_val_loss: float = math.inf
     best_epoch: int = 0
@@ -594,7 +598,8 @@ def dataset_fingerprint(cfg: StageConfig, manifest: Manifest) -> str:
 
 
 def check_labels(cfg: StageConfig, manifest: Manifest) -> None:
-    """A stage learns a distinction: it needs labels, and images of at least two classes."""
+    """A stage learns a distinction: it needs labels, images of at least two classes, and enough of them to split
+    (`split_problem`)."""
     if not len(manifest):
         raise InputError(f"{cfg.dataset}: no readable images left to train on")
     if not manifest.labelled:
@@ -613,6 +618,9 @@ def check_labels(cfg: StageConfig, manifest: Manifest) -> None:
             f"{cfg.dataset}: only one class ({', '.join(map(repr, counts))}); a stage needs at least two: "
             "add a sub-folder of images for the missing class"
         )
+    why = split_problem(manifest, cfg.val_fraction)
+    if why:
+        raise InputError(f"{cfg.dataset}: {why}")
 
 
 def batch_warnings(cfg: StageConfig, n_train: int) -> list[str]:
@@ -704,15 +712,32 @@ def _occupied(cfg: StageConfig, out_dir: Path, digest: str, resume: bool) -> str
         return ("already holds this stage, finished with the same settings; "
                 "add --resume to keep it, or --force to train it again")
     state = resume_header(out_dir / RESUME_FILE)
+    if state is None and (out_dir / RESUME_FILE).exists():
+        return (f"holds an interrupted stage whose {RESUME_FILE} cannot be read (damaged or cut short), so it "
+                f"cannot be continued; add --force to start over (its {MODEL_FILE} is the best epoch so far)")
     if state is None:
-        return None
+        return _foreign_files(out_dir)
     if state.get("digest") != digest:
-        return (f"holds a stage interrupted after epoch {state.get('epoch')}, with other settings; "
-                "choose another --out, or add --force to start over")
+        recorded = state.get("config")  # absent in an older ganfp's file: then the settings go unnamed
+        changes = (setting_changes(recorded, cfg) or "the --init it started from has changed since") if recorded else ""
+        return (f"holds a stage interrupted after epoch {state.get('epoch')}, with other settings"
+                f"{f' ({changes})' if changes else ''}; choose another --out, or add --force to start over")
     if resume:
         return None
     return (f"holds a stage interrupted after epoch {state.get('epoch')}; "
             "add --resume to continue it, or --force to start over")
+
+
+def _foreign_files(out_dir: Path) -> str | None:
+    """The files a stage writes, found in a folder that holds no ganfp stage: a user's own weights or notes, which
+    training would silently replace."""
+    found = [name for name in (MODEL_FILE, META_FILE, HISTORY_FILE) if (out_dir / name).exists()]
+    if not found:
+        return None
+    files = found[0] if len(found) == 1 else f"{', '.join(found[:-1])} and {found[-1]}"
+    them = "it" if len(found) == 1 else "them"
+    return (f"holds {files} but no stage that ganfp finished or interrupted, and training would replace {them}; "
+            f"choose another --out, or add --force to replace {them}")
 
 
 def setting_changes(old: dict, cfg: StageConfig) -> str:
@@ -729,7 +754,7 @@ def start_or_resume(fit: Fit, out_dir: Path, fresh: StageState, resume: bool, st
     if why and strict_resume:
         raise InputError(f"{resume_path}: was written {why}; add --force instead of --resume to start over")
     if saved is not None and not why:
-        state = StageState(**load_resume(resume_path, fit.model, fit.optimizer))
+        state = StageState(**{"config": fresh.config, **load_resume(resume_path, fit.model, fit.optimizer)})
         _notify(observer, "message", {"text": f"resuming {fit.cfg.name} after epoch {state.epoch}"})
         return state
     if why:
@@ -911,7 +936,8 @@ def run_stage(
     if data is None:
         data = load_stage_images(cfg, data_root, observer)
     fit = prepare_fit(cfg, data, device)
-    fresh = StageState(digest=cfg.digest(init_id), dataset_fingerprint=data.dataset_fingerprint)
+    fresh = StageState(digest=cfg.digest(init_id), dataset_fingerprint=data.dataset_fingerprint,
+                       config=cfg.identity())
     state = start_or_resume(fit, out_dir, fresh, resume, strict_resume, observer)
     warnings = batch_warnings(cfg, len(fit.train_idx))
     for text in warnings:

@@ -105,8 +105,6 @@ def check_outputs(outputs: dict[str, Optional[str | os.PathLike]],
     for option, path in outputs.items():
         if path is None:
             continue
-        if not str(path).strip():  # it named the current folder: the write failed at the end, with a traceback
-            raise InputError(f"{option} {str(path)!r}: an empty path; give a file name")
         target = check_writable(path, option).resolve()
         if target in seen:
             raise InputError(f"{option} {path}: the same file as {seen[target]}; give each output its own path")

@@ -58,6 +58,26 @@ def _score(value: float | None, pseudo: bool) -> str:
     return f"{text} (pseudo)" if pseudo else text
 
 
+def _check_pseudo_options(source: str | None, given: dict) -> None:
+    """Refuse a pseudo-label option the stage would ignore: one given without --pseudo-labels, or one the chosen
+    source does not read (`settings` in its registration); they were accepted and had no effect."""
+    from ganfp.errors import InputError
+    from ganfp.pseudo import PSEUDO_LABELERS
+
+    for name, value in given.items():
+        if value is None:
+            continue
+        option = f"--{name.replace('_', '-')} {value}"
+        if source is None:
+            raise InputError(f"{option}: only used with --pseudo-labels (on an unlabelled dataset); drop it")
+        if name == "pseudo_fraction" or source not in PSEUDO_LABELERS:  # an unknown source is reported by name
+            continue
+        if name not in PSEUDO_LABELERS.entry(source).meta.get("settings", ()):
+            readers = [e.name for e in PSEUDO_LABELERS if name in e.meta.get("settings", ())]
+            raise InputError(f"{option}: --pseudo-labels {source} does not use it (only {', '.join(readers)} "
+                             "does); drop it")
+
+
 @app.command("train-stage")
 def train_stage(
     dataset: str = typer.Option(..., "--data", help="Dataset spec: ADAPTER[:ARG] (demo:casia, folder:PATH, casia, ...) or a folder."),
@@ -76,7 +96,9 @@ def train_stage(
     seed: SeedOpt = 0,
     augment: bool = typer.Option(True, help="Random flips and shifts on training batches."),
     pseudo_labels: Optional[str] = typer.Option(None, help="Unlabelled data: pseudo-label source (self, knn)."),
-    pseudo_fraction: float = typer.Option(0.25, help="Share of images pseudo-labelled at each end of the ranking."),
+    pseudo_fraction: Optional[float] = typer.Option(
+        None, help="Share of images pseudo-labelled at each end of the ranking (default: 0.25)."
+    ),
     pseudo_features: Optional[str] = typer.Option(None, help="Feature space of the knn pseudo-labeler (default: classify's)."),
     pseudo_k: Optional[int] = typer.Option(None, help="Neighbours of the knn pseudo-labeler (default: classify's)."),
     skip_bad: bool = typer.Option(False, "--skip-bad",
@@ -108,13 +130,14 @@ def train_stage(
         raise InputError(
             "--force and --resume: choose one (--resume continues the stage in --out, --force starts it over)"
         )
+    pseudo = {"pseudo_fraction": pseudo_fraction, "pseudo_features": pseudo_features, "pseudo_k": pseudo_k}
+    _check_pseudo_options(pseudo_labels, pseudo)
     cfg = StageConfig(
-        name=name or Path(out).expanduser().resolve().name, dataset=dataset, model=model, init=init, image_size=image_size,
-        batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
-        patience=patience, val_fraction=val_fraction, seed=seed, augment=augment, skip_bad=skip_bad,
-        pseudo_labels=pseudo_labels, pseudo_fraction=pseudo_fraction, device=device, compile=compile,
-        deterministic=deterministic, memory_budget=memory_budget,
-        **{k: v for k, v in {"pseudo_features": pseudo_features, "pseudo_k": pseudo_k}.items() if v is not None},
+        name=Path(out).expanduser().resolve().name if name is None else name, dataset=dataset, model=model,
+        init=init, image_size=image_size, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+        epochs=epochs, patience=patience, val_fraction=val_fraction, seed=seed, augment=augment, skip_bad=skip_bad,
+        pseudo_labels=pseudo_labels, device=device, compile=compile, deterministic=deterministic,
+        memory_budget=memory_budget, **{k: v for k, v in pseudo.items() if v is not None},
     )
     observer = observer_for(cfg.name)
     with observer if observer is not None else ui.progress(transient=True):

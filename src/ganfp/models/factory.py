@@ -137,6 +137,25 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def load_weights(model: Backbone, path: str | os.PathLike, state: dict[str, torch.Tensor] | None = None) -> None:
     """Load every backbone weight from `path` or fail; only the head may stay fresh (new classes)."""
+    model.load_state_dict(fit_weights(model, path, state), strict=False)
+
+
+def check_weights_fit(path: str | os.PathLike, name: str) -> None:
+    """The weights in `path` fit model `name`, checked when a stage's settings are, before any image is decoded
+    (they were found not to fit only when the model was built, after the decoding).
+
+    The model is built on the meta device (no memory, no initialisation), at 224 pixels: no weight's shape
+    depends on the image size but ViT's position embeddings, which `fit_weights` resamples.
+    """
+    with torch.device("meta"):
+        skeleton = create_model(name, num_classes=2, image_size=224)
+    fit_weights(skeleton, path)
+
+
+def fit_weights(model: Backbone, path: str | os.PathLike,
+                state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """`path`'s tensors (or `state`) made to fit `model`: a fresh head for other classes, a stem folded to one
+    channel, position embeddings resampled; one InputError naming what does not fit."""
     state = dict(state if state is not None else read_state_dict(path))
     own = model.state_dict()
     if not any(k in own for k in state) and any(f"net.{k}" in own for k in state):
@@ -164,4 +183,4 @@ def load_weights(model: Backbone, path: str | os.PathLike, state: dict[str, torc
             if keys:
                 parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
         raise InputError(f"{path}: weights do not match model {model.name}: " + ", ".join(parts))
-    model.load_state_dict(state, strict=False)
+    return state
