@@ -318,6 +318,8 @@ CHAIN_TOMLS = {
     "bad_dataset_2": ('name = "x"\n[[stages]]\nname = "a"\ndataset = "DS"\n'
                       '[[stages]]\nname = "b"\ndataset = "nope:nothing"\n'),
     "unknown_dataset": 'name = "x"\n[[stages]]\ndataset = "nope:nothing"\n',
+    "model_key": 'name = "x"\n[[stages]]\ndataset = "DS"\nmodel = "vgg11"\n',  # was replaced by --model unsaid
+    "defaults_name": 'name = "x"\n[defaults]\nname = "shared"\n[[stages]]\ndataset = "DS"\n',
     "pseudo_features_2": ('name = "x"\n[[stages]]\nname = "a"\ndataset = "DS"\n[[stages]]\nname = "b"\n'
                           'dataset = "DS"\npseudo_labels = "knn"\npseudo_features = "nope"\n'),
 }
@@ -526,6 +528,8 @@ add("chain-binary", *C, "--chain", "{chain_binary}", says="chain_binary.toml")
 for _name in [n for n in CHAIN_TOMLS if n != "valid"]:
     _says = {"syntax": "invalid TOML", "no_stages": "[[stages]]", "empty_stages": "[[stages]]", "unknown_key": "epochz",
              "no_dataset": "no dataset", "dup_names": "unique", "unknown_dataset": "nope",
+             "model_key": ("chain_model_key.toml:8", "sets model", "--model"),
+             "defaults_name": ("chain_defaults_name.toml:3", "[defaults] sets name"),
              "pseudo_features_2": ("chain_pseudo_features_2.toml:13", "pseudo_features", "nope")}.get(_name, "chain_")
     add(f"chain-{_name.replace('_', '-')}", *C, "--chain", f"{{chain_{_name}}}", says=_says)
 add("chain-runs-dir-file", "chain", "--model", "conv5", "--runs-dir", "{afile}", says=("--runs-dir", "is a file"))

@@ -22,7 +22,6 @@ def write_chain(tmp_path, first, second) -> str:
     path.write_text(f"""
 name = "mine"
 [defaults]
-model = "ignored"
 image_size = 16
 batch_size = 8
 epochs = 1
@@ -217,7 +216,7 @@ def test_a_later_stage_with_no_data_stops_the_chain_before_the_first_stage_train
 
     first, second = two_datasets
     spec = load_chain(write_chain(tmp_path, first, f"folder:{tmp_path / 'not-there'}"))
-    with pytest.raises(InputError, match=r"mine.toml:14: stage 2 \(second\): .*not-there: no such folder"):
+    with pytest.raises(InputError, match=r"mine.toml:13: stage 2 \(second\): .*not-there: no such folder"):
         run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
     spec = load_chain(write_chain(tmp_path, f"folder:{first}", second))
@@ -279,3 +278,18 @@ def test_the_chain_table_says_why_a_stage_is_retrained(tmp_path, two_datasets, r
     assert "trained (images changed)" in out and "trained (second retrained)" in out
     code, out, err = run_cli(*args, "--json")
     assert [r["reason"] for r in json.loads(out)] == ["", "", ""]  # a kept stage has nothing to explain
+
+
+def test_the_chain_files_device_is_not_replaced_by_the_commands_default(tmp_path, two_datasets, run_cli):
+    """`device = "cpu"` in [defaults] became "auto" (and `compile = true` false): the command passed its own
+    defaults as overrides. A dataset in [defaults] serves every stage (it read as "stage 1 has no dataset")."""
+    chain = tmp_path / "cpu.toml"
+    chain.write_text(f'[defaults]\ndevice = "cpu"\ndataset = "{two_datasets[0]}"\nimage_size = 16\nbatch_size = 8\n'
+                     'epochs = 1\n[[stages]]\nname = "one"\n')
+    args = ["chain", "--model", "conv5", "--chain", chain, "--runs-dir", tmp_path / "runs", "--data-root",
+            tmp_path / "root"]
+    assert run_cli(*args)[0] == 0
+    meta = json.loads((tmp_path / "runs" / "cpu-conv5" / "01-one" / "meta.json").read_text())
+    assert meta["config"]["device"] == "cpu" and meta["config"]["compile"] is False
+    code, _, err = run_cli(*args, "--device", "nope", "--from-stage", "one")  # the option still wins over the file
+    assert code == 2 and "--device nope" in err

@@ -160,14 +160,26 @@ def _structure_problems(spec: ChainSpec, raw: dict) -> list[str]:
             out.append(f"{spec.locate(None, 'stages')}: stages: entry {i} is {table!r}, expected a [[stages]] table")
             continue
         tables.append((i, f"stage {i}", table))
-        if "dataset" not in table:
+        if "dataset" not in table and "dataset" not in defaults:
             out.append(f"{spec.locate(i, 'stages')}: stage {i} has no dataset")
     for key_table, what, table in tables:
         for key in table:
-            if key not in STAGE_FIELDS:
-                valid = ", ".join(sorted(STAGE_FIELDS))
-                out.append(f"{spec.locate(key_table, key)}: {what} has unknown key {key!r}; valid: {valid}")
+            why = _key_problem(key, key_table == "defaults")
+            if why:
+                out.append(f"{spec.locate(key_table, key)}: {what} {why}")
     return out
+
+
+def _key_problem(key: str, in_defaults: bool) -> str | None:
+    """Why a chain file cannot set `key` (in `[defaults]`, or a stage), or None; without this a `model` or a default
+    `name` was silently replaced (by --model, which names the run folder, and by each stage's own name)."""
+    if key not in STAGE_FIELDS:
+        return f"has unknown key {key!r}; valid: {', '.join(sorted(STAGE_FIELDS - {'model'}))}"
+    if key == "model":
+        return "sets model: the model is chosen with --model (the run folder is named by it); remove the key"
+    if key == "name" and in_defaults:
+        return "sets name: each stage has its own name (default: stage1, stage2, ...); remove the key"
+    return None
 
 
 def require_spec(spec) -> None:

@@ -132,7 +132,7 @@ WINDOW_HELP = ("HU window of DICOM/NIfTI images: CENTER,WIDTH or lung, mediastin
 OFFLINE_FEATURES_HINT = ("choose a feature space that needs no download: --features checkpoint (your chain run's "
                          "model) or a pixel space such as pixels32")
 
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda.")]
 DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root, help=DATA_ROOT_HELP)]
 ReadDataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root_to_read,
                                                           help=DATA_ROOT_HELP)]

@@ -159,8 +159,8 @@ def chain(
     batch_size: BatchSizeOpt = None,
     lr: Optional[float] = typer.Option(None, help="Override every stage's learning rate."),
     seed: SeedOpt = None,
-    device: DeviceOpt = "auto",
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    device: DeviceOpt = None,
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     memory_budget: MemoryBudgetOpt = None,
     runs_dir: RunsDirOpt = None,
     data_root: DataRootOpt = None,
@@ -168,8 +168,9 @@ def chain(
 ) -> None:
     """Run a chain of stages, each starting from the previous stage's best checkpoint.
 
-    --epochs, --patience, --image-size, --batch-size, --lr and --seed override every stage's value; --init
-    overrides the first stage's start (each later stage starts from the one before it).
+    --epochs, --patience, --image-size, --batch-size, --lr, --seed, --device, --compile and --memory-budget
+    override every stage's value (else the chain file's, else the default: auto, no compile); --init overrides the
+    first stage's start (each later stage starts from the one before it).
     """
     from ganfp.chain import load_chain, run_chain
     from ganfp.fileio import check_writable
