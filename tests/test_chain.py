@@ -293,3 +293,18 @@ def test_the_chain_files_device_is_not_replaced_by_the_commands_default(tmp_path
     assert meta["config"]["device"] == "cpu" and meta["config"]["compile"] is False
     code, _, err = run_cli(*args, "--device", "nope", "--from-stage", "one")  # the option still wins over the file
     assert code == 2 and "--device nope" in err
+
+
+def test_a_first_stage_starting_inside_its_own_run_is_refused(tmp_path, two_datasets):
+    """A cycle: the first stage started from the run's last stage, which it then retrained, so each run found its
+    start changed and retrained every stage, for ever."""
+    from ganfp.checkpoint import model_meta, save_model
+    from ganfp.models import create_model
+
+    spec = load_chain(write_chain(tmp_path, *two_datasets))
+    last = tmp_path / "runs" / "mine-conv5" / "03-self"
+    model = create_model("conv5", 2, 16)
+    save_model(last / "model.safetensors", model, model_meta(model, ["a", "b"], 16))
+    with pytest.raises(InputError, match=r"--init: .*03-self is in this chain's own run folder .*mine-conv5"):
+        run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", overrides={"init": str(last)})
+    assert sorted(p.name for p in last.parent.iterdir()) == ["03-self"]  # nothing trained

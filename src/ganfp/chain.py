@@ -214,6 +214,8 @@ def stage_configs(
             problems.append(_where(spec, i, table, overrides, name, why))
         if i > 1 and "init" in table:  # else silently replaced by the stage before it
             problems.append(_where(spec, i, table, {}, "init", LATER_INIT))
+        if i == 1 and run_dir is not None and _inside(cfg.init, run_dir):
+            problems.append(_where(spec, i, table, overrides, "init", _own_run(cfg.init, run_dir)))
         if (
             cfg.pseudo_labels is not None
             and isinstance(cfg.pseudo_labels, str)
@@ -224,6 +226,20 @@ def stage_configs(
     if problems:
         raise InputError("; ".join(dict.fromkeys(problems)))  # a bad default is reported once, not per stage
     return configs
+
+
+def _inside(init: str, run_dir: Path) -> bool:
+    """Whether a first stage's start lies in the chain's own run folder."""
+    if init in ("none", "imagenet") or not isinstance(init, str):
+        return False
+    path, run = Path(init).expanduser().resolve(), Path(run_dir).resolve()
+    return path == run or run in path.parents
+
+
+def _own_run(init: str, run_dir: Path) -> str:
+    return (f"{init} is in this chain's own run folder {run_dir}: the first stage would start from a stage it "
+            "then replaces, so every run would retrain every stage; start from another run's stage, or a copy of "
+            "its model.safetensors")
 
 
 def _unknown_model(model: str) -> bool:
