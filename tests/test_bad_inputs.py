@@ -638,6 +638,7 @@ add("train-out-holds-the-users-files", *TD, "--out", "{own_files}",
 add("train-out-holds-damaged-resume-file", *TD, "--out", "{stage_damaged}", "--resume",
     says=("--out", "last.safetensors cannot be read", "--force"))
 add("train-out-empty", *TD, "--out", "", says=("--out ''", "empty path"))
+add("train-out-inside-the-data", *TD, "--out", "{ds}/run", says=("--out", "ds/run", "inside the dataset --data"))
 add("train-name-empty", *TD, "--out", "{out}/o", "--name", "", says=("stage ''", "name", "non-empty"))
 add("train-val-fraction-leaves-no-training-class", *TD, "--out", "{out}/o", "--val-fraction", "0.95",
     says=("val_fraction 0.95", "15 of the 16 images", "use at most 0.87"))

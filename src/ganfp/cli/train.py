@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -78,6 +79,24 @@ def _check_pseudo_options(source: str | None, given: dict) -> None:
                              "does); drop it")
 
 
+def _check_out_outside_data(out: str, dataset: str) -> None:
+    """--out inside a folder dataset: its lock folder read as a class without images (or, in a flat folder, as a
+    sub-folder beside the images), and a finished stage's files would sit among the data. Refused by name."""
+    from ganfp.data.adapters import parse_spec
+    from ganfp.errors import InputError
+
+    try:
+        adapter, folder = parse_spec(dataset)
+    except InputError:
+        return  # reported with the other settings
+    if adapter != "folder" or not folder:
+        return
+    data, target = Path(folder).expanduser().resolve(), Path(out).expanduser().resolve()
+    if target == data or data in target.parents:
+        raise InputError(f"--out {out}: is inside the dataset --data {dataset}, where the stage's files would become "
+                         "part of the data; choose a folder outside it")
+
+
 @app.command("train-stage")
 def train_stage(
     dataset: str = typer.Option(..., "--data", help="Dataset spec: ADAPTER[:ARG] (demo:casia, folder:PATH, casia, ...) or a folder."),
@@ -117,8 +136,6 @@ def train_stage(
     as_json: JsonOpt = False,
 ) -> None:
     """Train one stage: a dataset, a starting point, a fresh head, early stopping."""
-    from pathlib import Path
-
     from ganfp import distributed
     from ganfp.chain import train_stage as run
     from ganfp.errors import InputError
@@ -126,6 +143,7 @@ def train_stage(
     from ganfp.train import StageConfig
 
     check_writable(out, "--out", folder=True)
+    _check_out_outside_data(out, dataset)
     if force and resume:
         raise InputError(
             "--force and --resume: choose one (--resume continues the stage in --out, --force starts it over)"
