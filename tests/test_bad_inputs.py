@@ -615,8 +615,12 @@ add("chain-late-stage-knn-without-generated", *C, "--chain", "{chain_late_knn}",
 
 def _train_audit(w: Path, p: dict) -> None:
     """A folder of the user's own files named like a stage's, a stage whose last.safetensors was cut short, a
-    dataset of one image per class, and a plain state_dict of another architecture."""
+    dataset of one image per class, plain state_dicts of conv5 and of another architecture, a stage of three classes
+    and an unlabelled set too small to pseudo-label."""
+    import json
+
     import torch
+    from safetensors.numpy import save_file
 
     p["own_files"] = w / "own_files"
     p["own_files"].mkdir()
@@ -631,6 +635,16 @@ def _train_audit(w: Path, p: dict) -> None:
         images(p["one_each"] / cls, 1, prefix=cls)
     p["ckpt_plain_other"] = w / "other_net.pt"
     torch.save({"encoder.weight": torch.zeros(4, 4)}, p["ckpt_plain_other"])
+    from ganfp.models import create_model
+
+    p["ckpt_plain_conv5"] = w / "conv5_weights.pt"
+    torch.save(create_model("conv5", 2, 16).state_dict(), p["ckpt_plain_conv5"])
+    p["ckpt_three_classes"] = w / "ckpt_three_classes"
+    shutil.copytree(p["ckpt_conv5"], p["ckpt_three_classes"])
+    meta = {"model": "conv5", "num_classes": 3, "image_size": 16, "classes": ["a", "b", "c"]}
+    save_file({"w": np.zeros(2, np.float32)}, str(p["ckpt_three_classes"] / "model.safetensors"),
+              metadata={"ganfp": json.dumps(meta)})
+    p["three_images"] = images(w / "three_images", 3, prefix="t")
 
 
 add("train-out-holds-the-users-files", *TD, "--out", "{own_files}",
@@ -647,6 +661,12 @@ add("train-pseudo-labels-on-a-labelled-set", *TD, "--out", "{out}/o", "--init", 
     "self", says=("ds", "is labelled (classes a, b)", "drop pseudo_labels"))
 add("train-pseudo-k-with-self", *T, "--data", "{real}", "--out", "{out}/o", "--init", "{ckpt_conv5}",
     "--pseudo-labels", "self", "--pseudo-k", "3", says=("--pseudo-k 3", "self does not use it", "knn"))
+add("train-pseudo-labels-from-three-classes", *T, "--data", "{real}", "--out", "{out}/o", "--init",
+    "{ckpt_three_classes}", "--pseudo-labels", "self", says=("pseudo_labels", "two-class model", "has 3 classes"))
+add("train-pseudo-labels-from-plain-weights", *T, "--data", "{real}", "--out", "{out}/o", "--init",
+    "{ckpt_plain_conv5}", "--pseudo-labels", "self", says=("pseudo_labels", "need a ganfp stage", "conv5_weights.pt"))
+add("train-pseudo-labels-too-few-images", *T, "--data", "{three_images}", "--out", "{out}/o", "--init",
+    "{ckpt_conv5}", "--pseudo-labels", "self", says=("three_images", "too few images (3)", "at least 4"))
 add("train-init-plain-other-architecture", *TD, "--out", "{out}/o", "--init", "{ckpt_plain_other}",
     says=("init", "other_net.pt", "do not match model conv5"))
 

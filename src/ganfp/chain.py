@@ -325,7 +325,7 @@ def _train_stage(cfg: StageConfig, out_dir, resume: bool, data_root, observer, i
     if done is not None:
         return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)  # reports it, returns it
     manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
-    check_source(cfg.pseudo_labels, manifest)
+    check_source(cfg.pseudo_labels, manifest, cfg.pseudo_fraction)
     data = load_stage_images(cfg, data_root, observer, manifest)
     settings = PseudoSettings(
         cfg.pseudo_labels, cfg.pseudo_fraction, cfg.pseudo_features, cfg.pseudo_k, cfg.seed, cfg.batch_size
@@ -474,7 +474,7 @@ def _check_dataset(spec: ChainSpec, i: int, cfg: StageConfig, data_root, manifes
         if manifest is None:
             manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
         if cfg.pseudo_labels:
-            check_source(cfg.pseudo_labels, manifest)
+            check_source(cfg.pseudo_labels, manifest, cfg.pseudo_fraction)
         else:
             check_labels(cfg, manifest)
     except InputError as exc:

@@ -74,11 +74,14 @@ def knn_scores(ctx: PseudoContext) -> np.ndarray:
     return MembershipScorer(manifest, generated, setup).score(Recipe("knn", s.features, s.k))
 
 
-def check_source(source: str, manifest: Manifest) -> None:
-    """What a source needs of the dataset, known from its manifest before a single image is decoded.
+def check_source(source: str, manifest: Manifest, fraction: float | None = None) -> None:
+    """What a source needs of the dataset, known from its manifest before a single image is decoded; with
+    `fraction`, enough images to label that share at each end.
 
     A labelled dataset is refused: its labels would be silently replaced by the source's guesses.
     """
+    if fraction is not None:
+        per_end(len(manifest), fraction, manifest.name)
     if manifest.labelled:
         raise InputError(
             f'{manifest.name}: is labelled (classes {", ".join(manifest.classes)}), and pseudo_labels = "{source}" '
@@ -92,14 +95,22 @@ def check_source(source: str, manifest: Manifest) -> None:
         )
 
 
+def per_end(count: int, fraction: float, where: str = "") -> int:
+    """Images pseudo-labelled at each end of a ranking of `count`: `fraction` of them, at least two (a split needs
+    two of each class); one InputError when there are too few."""
+    n = max(2, int(round(fraction * count)))
+    if 2 * n > count:
+        raise InputError(f"{where + ': ' if where else ''}too few images ({count}) to pseudo-label {fraction:.0%} at "
+                         f"each end: it takes at least {2 * n}")
+    return n
+
+
 def rank_labels(scores: np.ndarray, fraction: float, used: int) -> tuple[np.ndarray, np.ndarray]:
     """(indices, labels): the top `fraction` of images by score labelled `used`, the bottom `fraction`
     the other of two classes. Ties keep file order (a stable sort), so the result is deterministic."""
     scores = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-scores, kind="stable")
-    n = max(2, int(round(fraction * len(scores))))
-    if 2 * n > len(scores):
-        raise InputError(f"too few images ({len(scores)}) to pseudo-label {fraction:.0%} at each end")
+    n = per_end(len(scores), fraction)
     indices = np.concatenate([order[:n], order[-n:]])
     labels = np.concatenate([np.full(n, used, dtype=np.int64), np.full(n, 1 - used, dtype=np.int64)])
     keep = np.argsort(indices)

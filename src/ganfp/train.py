@@ -205,8 +205,22 @@ class StageConfig:
                         "pseudo-labels need a trained model to start from (init = a previous stage)",
                     ),
                 ),
+                ("pseudo_labels", ("init",), self._pseudo_init_problem),
             ]
         return rules
+
+    def _pseudo_init_problem(self) -> str | None:
+        """Pseudo-labels are the starting model's used / not used: it must be a ganfp stage of two classes, known
+        from its header (it was found out after the images were decoded)."""
+        if not self.pseudo_labels or self.init in ("none", "imagenet") or self._init_problem():
+            return None  # no pseudo-labels, or reported as an init problem
+        classes = init_classes(Path(self.init).expanduser())
+        if classes is None:
+            return f"pseudo-labels need a ganfp stage to start from; {self.init} is a plain weights file (no classes)"
+        if len(classes) != 2:
+            return (f"pseudo-labels need a two-class model to start from (used / not used); {self.init} has "
+                    f"{len(classes)} classes ({', '.join(classes)})")
+        return None
 
     def _size_problem(self) -> str | None:
         if _problem(model_entry, self.model) or not 8 <= self.image_size:
@@ -254,6 +268,19 @@ def check_init_checkpoint(path: Path, model: str) -> None:
     check_model_meta(path, meta)
     if meta["model"] != model:
         raise InputError(f"{path}: holds a {meta['model']} model, not {model}")
+
+
+def init_classes(path: Path) -> list[str] | None:
+    """The classes a ganfp checkpoint (stage folder or model file) was trained on, from its header; None for a
+    plain weights file."""
+    from ganfp.checkpoint import read_safetensors, resolve_checkpoint
+
+    if path.is_dir():
+        path = resolve_checkpoint(path) / MODEL_FILE
+    elif path.suffix != ".safetensors":
+        return None
+    classes = read_safetensors(path, tensors=False)[1].get("classes")
+    return [str(c) for c in classes] if isinstance(classes, list) else None
 
 
 def start_identity(init: str) -> str:
