@@ -318,7 +318,8 @@ def _check_apart(unknown: Manifest, train: Manifest, cfg: AttributeConfig) -> No
     references = {os.path.abspath(it.path) for it in train.items}  # as named: a copy elsewhere is a fair test image
     shared = [it.path for it in unknown.items if os.path.abspath(it.path) in references]
     if shared:
-        raise InputError(f"{cfg.unknown}: {len(shared)} of its {len(unknown)} images {'is a training image' if len(shared) == 1 else 'are training images'} too "
+        are = "is a training image" if len(shared) == 1 else "are training images"
+        raise InputError(f"{cfg.unknown}: {len(shared)} of its {len(unknown)} images {are} too "
                          f"(e.g. {shared[0]}); give the folder of the unknown images alone, such as generated_unknown/")
 
 

@@ -108,7 +108,8 @@ def native_image_size(*manifests: Manifest, headers: list[Header] | None = None)
     by_size = Counter(sizes)
     if len(by_size) > 1:
         example = {s: p for p, s in zip(paths, sizes)}
-        listed = ", ".join(f"{w}x{h} ({count(n, 'file')}, e.g. {example[(w, h)]})" for (w, h), n in by_size.most_common())
+        listed = ", ".join(f"{w}x{h} ({count(n, 'file')}, e.g. {example[(w, h)]})"
+                           for (w, h), n in by_size.most_common())
         raise InputError(f"images have different sizes: {listed}; pass --image-size N to resize all to N x N")
     ((w, h),) = by_size
     if w != h:
