@@ -305,6 +305,14 @@ def test_kaggle_route_imports_what_kagglehub_downloaded(tmp_path, monkeypatch):
     assert any(cache.rglob("*.jpg"))  # kagglehub's own cache is left as it was
 
 
+def test_via_takes_the_route_name_in_any_case(tmp_path, monkeypatch):
+    cache = tmp_path / "kagglehub" / "versions" / "3"
+    make_casia(cache, with_samples=False)
+    monkeypatch.setitem(sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=lambda slug: str(cache)))
+    fetch_dataset("casia", tmp_path / "data", via="Kaggle")
+    assert read_meta(tmp_path / "data" / "casia")["route"] == "kaggle"
+
+
 def test_kaggle_auth_and_network_failures(tmp_path, monkeypatch):
     class UnauthenticatedError(Exception):
         pass

@@ -44,10 +44,11 @@ class DatasetInfo:
     max_unpacked_bytes: int = 200 * 2**30  # decompression-bomb cap on everything unpacked
 
     def route(self, name: str | None) -> Route | None:
+        """The route called `name` in any case (`--via Kaggle` as typed from the docs' headings), else the default."""
         if name is None:
             return self.routes[0] if self.routes else None
         for r in self.routes:
-            if r.name == name:
+            if r.name.casefold() == name.casefold():
                 return r
         return None
 
