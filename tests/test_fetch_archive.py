@@ -136,6 +136,21 @@ def test_damaged_archive_and_rar_are_input_errors(tmp_path):
     assert dataset_status("casia", tmp_path / "data") == "absent"
 
 
+@pytest.mark.parametrize("name, advice", [("CASIA2.tar.zst", "tar --zstd -xf CASIA2.tar.zst"),
+                                          ("CASIA2.tzst", "tar --zstd -xf CASIA2.tzst"),
+                                          ("CASIA2.zst", "zstd -d CASIA2.zst")])
+def test_a_zstd_archive_is_refused_by_name_before_any_work(tmp_path, run_cli, name, advice):
+    """Python's tarfile reads no zstd: taken for a loose file, the archive was copied, then found to hold no images."""
+    folder = tmp_path / "casia-folder"
+    folder.mkdir()
+    (tmp_path / name).write_bytes(b"\x28\xb5\x2f\xfd not really zstd")
+    code, _, err = run_cli("fetch-data", "casia", "--from", folder, "--from", tmp_path / name,
+                           "--data-root", tmp_path / "data")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{tmp_path / name}: zstd-compressed" in err and advice in err and "pass the folder with --from" in err
+    assert not (tmp_path / "data").exists()
+
+
 def test_pillow_image_size_limit_stays_on():
     import ganfp.data.adapters  # noqa: F401
     import ganfp.fetch  # noqa: F401

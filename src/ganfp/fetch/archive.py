@@ -25,6 +25,8 @@ from ganfp.fileio import replace_file
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 UNSUPPORTED_SUFFIXES = (".rar", ".7z")
+ZSTD_TARS = (".tar.zst", ".tar.zstd", ".tzst")  # Python's tarfile reads zstd from 3.14 on only
+ZSTD_SUFFIXES = ZSTD_TARS + (".zst", ".zstd")
 MAX_RATIO = 200  # whole archive: unpacked bytes per archive byte
 MAX_MEMBER_RATIO = 1000  # one zip member, checked above MEMBER_RATIO_FLOOR bytes
 MEMBER_RATIO_FLOOR = 1 << 20
@@ -48,7 +50,14 @@ def archive_kind(path: str | Path) -> str | None:
 
 
 def check_supported(path: Path) -> None:
-    if path.name.lower().endswith(UNSUPPORTED_SUFFIXES):
+    """Refuse an archive ganfp cannot unpack by its name, before any work: taken for a loose file, it would be
+    copied (gigabytes) and then found to hold no images."""
+    name = path.name.lower()
+    if name.endswith(ZSTD_SUFFIXES):
+        command = f"tar --zstd -xf {path.name}" if name.endswith(ZSTD_TARS) else f"zstd -d {path.name}, then unpack"
+        raise InputError(f"{path}: zstd-compressed, which ganfp cannot unpack; unpack it first ({command}) and pass "
+                         "the folder with --from")
+    if name.endswith(UNSUPPORTED_SUFFIXES):
         raise InputError(f"{path}: {path.suffix} archives are not supported; unpack it yourself and pass the folder with --from")
 
 

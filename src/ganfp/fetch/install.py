@@ -113,6 +113,8 @@ def _check_source(raw) -> None:
     path = Path(raw).expanduser()
     if not path.exists():
         raise InputError(f"--from {raw}: no such file or folder")
+    if path.is_file():
+        check_supported(path)
     kind = path.is_file() and misnamed_kind(path)
     if kind:
         suffix = ".zip" if kind == "zip" else ".tar (.tar.gz if it is compressed)"
