@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from ganfp.data.adapters import load_manifest
 from ganfp.errors import InputError
-from ganfp.fetch import fetch_dataset
+from ganfp.fetch import dataset_status, fetch_dataset
 from test_adapters_layouts import CASIA_SAMPLES, make_casia, tiny_image
 
 
@@ -105,12 +106,23 @@ def test_missing_version_and_bad_argument_are_input_errors(tmp_path):
         load_manifest("casia", tmp_path / "data", generated="x")
 
 
-def test_one_class_only_is_an_input_error(tmp_path):
+@pytest.mark.parametrize("present, missing, folder", [("Au", "tampered", "Tp/"), ("Tp", "authentic", "Au/")])
+def test_one_class_only_is_refused_at_fetch_naming_the_missing_folder(tmp_path, present, missing, folder):
     src = tmp_path / "src"
-    tiny_image(src / "CASIA2" / "Au" / "Au_ani_00001.jpg", 1)
-    fetch_dataset("casia", tmp_path / "data", source=src)
-    with pytest.raises(InputError, match="no tampered images"):
-        load_manifest("casia", tmp_path / "data")
+    name = "Au_ani_00001.jpg" if present == "Au" else "Tp_D_CRN_S_N_cha00063_art00014_11818.jpg"
+    tiny_image(src / "CASIA2" / present / name, 1)
+    with pytest.raises(InputError) as err:
+        fetch_dataset("casia", tmp_path / "data", source=src)
+    assert f"no {missing} CASIA v2 images" in str(err.value) and folder in str(err.value)
+    assert dataset_status("casia", tmp_path / "data") == "absent"
+
+
+def test_a_version_of_one_class_is_refused_beside_a_whole_one(tmp_path):
+    src = tmp_path / "src"
+    make_casia(src, with_samples=False)
+    shutil.rmtree(src / "CASIA 1.0 dataset" / "Modified Tp")
+    with pytest.raises(InputError, match="no tampered CASIA v1 images"):
+        fetch_dataset("casia", tmp_path / "data", source=src)
 
 
 def test_unrecognised_layout_is_refused_at_fetch_with_what_was_expected(tmp_path):

@@ -103,12 +103,31 @@ def _expected(where: str, folder: Path) -> str:
     )
 
 
+CLASS_FOLDERS = {"authentic": "an Au/ folder or files named Au_*", "tampered": "a Tp/ folder or files named Tp_*/Sp_*"}
+
+
 def describe(folder: Path, where: str) -> dict:
-    """Counts per version and class; an unrecognised layout is an InputError."""
+    """Counts per version and class; an unrecognised layout, or a version with one class only, is an InputError."""
     found, skipped = scan(folder)
     if not found:
         raise InputError(_expected(where, folder))
-    return {"counts": _counts(found), "skipped": skipped}
+    counts = _counts(found)
+    _check_both_classes(counts, where)
+    return {"counts": counts, "skipped": skipped}
+
+
+def _check_both_classes(counts: dict, where: str) -> None:
+    """A set of one class cannot train stage 1: refuse it at import (half an archive unpacked, Tp/ left out),
+    not mark it ready for the chain to fail on. Images of no known version join the default one, so they are
+    checked on their own only when no version is known."""
+    named = {version: per for version, per in counts.items() if version != "unknown"} or counts
+    for version, per in sorted(named.items()):
+        for cls in CLASSES:
+            if not per[cls]:
+                other = next(c for c in CLASSES if c != cls)
+                of = f" {version}" if version != "unknown" else ""
+                raise InputError(f"{where}: no {cls} CASIA{of} images ({CLASS_FOLDERS[cls]}), only {per[other]} "
+                                 f"{other}; import the whole dataset, with both its Au/ and Tp/ folders")
 
 
 def select_version(found, arg: str | None, spec: str):
