@@ -355,6 +355,8 @@ def test_demo_is_built_by_the_demo_builder_and_rebuilt_on_force(tmp_path, monkey
     assert builds == [3, 4] and not (root / "demo" / "stale.txt").exists()
     fetch_dataset("demo", root)  # no seed: the ready demo of seed 4 is kept, not rebuilt with seed 0
     assert builds == [3, 4]
+    fetch_dataset("demo", root, force=True)  # no seed: the same demo again, of its recorded seed
+    assert builds == [3, 4, 4]
 
 
 def test_cli_fetch_demo_without_seed_keeps_a_ready_demo(tmp_path, run_cli, monkeypatch):

@@ -48,8 +48,9 @@ def fetch_data(
 ) -> None:
     """Download or import a dataset, verify it, and install it in the data folder.
 
-    The demo is built with --seed (default 0); without --seed a ready demo of any seed is kept. A demo rebuilt
-    with other images names the chain runs in --runs-dir trained on the old ones.
+    The demo is built with --seed; without it a ready demo of any seed is kept, and a rebuild (--force, or an
+    outdated demo) keeps the seed it was built with (a new demo: 0). A demo rebuilt with other images names the
+    chain runs in --runs-dir trained on the old ones.
     """
     from ganfp.errors import InputError
     from ganfp.fetch import dataset_status, fetch_dataset, list_datasets, read_meta

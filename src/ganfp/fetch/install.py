@@ -47,7 +47,7 @@ def fetch_dataset(
     even when ready. `add`: import `source` on top of a ready copy (ImageCLEF's test set arrives
     after the development set). `link`: hard-link files of a local folder instead of copying.
     `via`: a download route other than the first (e.g. "kaggle"). `seed`: the demo's draw (None: keep a
-    ready demo of any seed, else build seed 0).
+    ready demo of any seed, and rebuild one with its own seed; a new one gets seed 0).
     """
     info = get_info(name)
     sources = [] if source is None else [source] if isinstance(source, (str, os.PathLike)) else list(source)

@@ -51,14 +51,27 @@ def demo_ready(data_root: Path, seed: int | None = None) -> bool:
 
 
 def ensure_demo(data_root: Path, seed: int | None = None, force: bool = False) -> Path:
-    """The demo folder, built (atomically replacing an old one) if absent, incomplete, outdated or of another seed."""
+    """The demo folder, built (atomically replacing an old one) if absent, incomplete, outdated or of another seed.
+
+    Without `seed` a rebuild keeps the seed the demo there was built with (else 0): `--force` means the same demo
+    again, not the images of seed 0 under the runs trained on another draw.
+    """
     from ganfp.data.demo import build_demo
 
     target = demo_dir(data_root)
     if force or not demo_ready(data_root, seed):
         announce_build(target)
-        build_demo(target, seed=0 if seed is None else seed)
+        build_demo(target, seed=_recorded_seed(data_root) if seed is None else seed)
     return target
+
+
+def _recorded_seed(data_root: Path) -> int:
+    """The seed in the demo's meta.json; 0 when there is none (no demo, or its meta.json is unreadable)."""
+    try:
+        seed = json.loads((demo_dir(data_root) / "meta.json").read_text()).get("seed")
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return seed if type(seed) is int and seed >= 0 else 0  # not a bool, nor a seed numpy refuses
 
 
 def announce_build(target: Path) -> None:
