@@ -545,6 +545,43 @@ def test_a_route_that_does_not_exist_is_refused_before_any_work(tmp_path):
     assert not root.exists()
 
 
+def test_a_failed_fetch_removes_what_it_created_and_nothing_else(tmp_path):
+    bad = tmp_path / "not-casia"
+    tiny_image(bad / "photos" / "holiday.jpg", 1)
+    new_root = tmp_path / "new" / "data"
+    with pytest.raises(InputError, match="no CASIA images found"):
+        fetch_dataset("casia", new_root, source=bad)
+    assert not (tmp_path / "new").exists()  # the data root it made, its lock file, the folder above
+    root = tmp_path / "data"
+    (root / ".downloads" / "casia").mkdir(parents=True)  # empty, but there before: kept
+    (root / ".casia.lock").touch()
+    with pytest.raises(InputError, match="no CASIA images found"):
+        fetch_dataset("casia", root, source=bad)
+    assert sorted(p.name for p in root.iterdir()) == [".casia.lock", ".downloads"]
+    assert (root / ".downloads" / "casia").is_dir()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no advisory file locks on Windows")
+def test_a_fetch_that_locks_a_lock_file_a_failed_fetch_removed_gives_way(tmp_path, monkeypatch):
+    """A lock file goes with the failed fetch that made it: a fetch that opened it just before must not run beside
+    one that locks the new file."""
+    import fcntl
+
+    from ganfp.fetch import store
+
+    flock = fcntl.flock
+
+    def removed_meanwhile(fd, op):  # the failed fetch unlinks the file, another creates a new one
+        (tmp_path / ".casia.lock").unlink()
+        (tmp_path / ".casia.lock").touch()
+        return flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", removed_meanwhile)
+    with pytest.raises(RuntimeFailure, match="another ganfp process is fetching casia"):
+        with store.locked(tmp_path, "casia"):
+            pytest.fail("the fetch ran on a lock file no longer in place")
+
+
 def test_the_same_archive_added_twice_is_one_source(tmp_path):
     root, archive = tmp_path / "data", _casia_zip(tmp_path)
     fetch_dataset("casia", root, source=archive)

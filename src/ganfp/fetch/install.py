@@ -52,9 +52,18 @@ def fetch_dataset(
     info = get_info(name)
     sources = [] if source is None else [source] if isinstance(source, (str, os.PathLike)) else list(source)
     check_options(info, sources, via=via, add=add, link=link, seed=seed, force=force)
-    root = ensure_dir(Path(data_root).expanduser(), "data root")
-    if name == "demo":
-        return _fetch_demo(root, force, seed)
+    root = Path(data_root).expanduser()
+    with store.removed_if_failed(root, name):
+        root = ensure_dir(root, "data root")
+        if name == "demo":
+            return _fetch_demo(root, force, seed)
+        return _fetch_locked(info, root, sources, force=force, add=add, via=via, link=link, progress=progress)
+
+
+def _fetch_locked(info: DatasetInfo, root: Path, sources: list, *, force: bool, add: bool, via: str | None,
+                  link: bool, progress) -> Path:
+    """Stage, verify and install the dataset, one process at a time; a failure leaves the ready copy as it was."""
+    name = info.name
     folder = store.dataset_dir(name, root)
     with store.locked(root, name):
         store.recover(root, name)

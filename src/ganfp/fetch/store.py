@@ -103,22 +103,67 @@ def require_ready(name: str, data_root: str | os.PathLike, hint: str = "") -> Pa
 
 @contextlib.contextmanager
 def locked(data_root: Path, name: str) -> Iterator[None]:
-    """One fetch of a dataset at a time (the lock goes with the process, even when it is killed)."""
+    """One fetch of a dataset at a time (the lock goes with the process, even when it is killed).
+
+    A failed fetch removes the lock file it created, while it still holds the lock; a fetch that finds its lock
+    file gone once locked gave way to that removal, as to a running fetch.
+    """
     path = Path(data_root) / f".{name}.lock"
+    created = not path.exists()
     with open(path, "a+") as f:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory lock; staging folders are still unique
-            yield
-            return
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise RuntimeFailure(f"another ganfp process is fetching {name} into {data_root}; wait for it to finish") from exc
+        _lock(f, path, name, data_root)
         try:
             yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        except BaseException:
+            if created:
+                with contextlib.suppress(OSError):  # Windows keeps an open file
+                    path.unlink()
+            raise
+
+
+def _lock(f, path: Path, name: str, data_root: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory lock; staging folders are still unique
+        return
+    busy = f"another ganfp process is fetching {name} into {data_root}; wait for it to finish"
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        raise RuntimeFailure(busy) from exc
+    try:
+        same = os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+    except OSError:
+        same = False
+    if not same:  # a failed fetch removed the file this one opened: another may hold a lock on a new one
+        raise RuntimeFailure(busy)
+
+
+@contextlib.contextmanager
+def removed_if_failed(data_root: Path, name: str) -> Iterator[None]:
+    """Remove the folders a failed fetch created (a new data root, its `.downloads/NAME`), once empty: a typo in
+    --data-root or a fetch that went wrong leaves no trace. A folder that was there before is never removed, nor
+    one holding anything (a download's `.part`, kept to resume)."""
+    downloads = downloads_dir(data_root, name)
+    folders = [downloads, downloads.parent, *_missing_ancestors(Path(data_root))]
+    new = [folder for folder in folders if not folder.exists()]
+    try:
+        yield
+    except BaseException:
+        for folder in new:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _missing_ancestors(folder: Path) -> list[Path]:
+    """`folder` and the folders above it that do not exist yet, deepest first."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
 
 
 def recover(data_root: Path, name: str) -> None:
