@@ -582,6 +582,17 @@ def test_a_fetch_that_locks_a_lock_file_a_failed_fetch_removed_gives_way(tmp_pat
             pytest.fail("the fetch ran on a lock file no longer in place")
 
 
+def test_cli_fetch_warns_of_files_it_does_not_read_naming_the_source(tmp_path, run_cli):
+    src = tmp_path / "src"
+    make_casia(src, with_samples=False)
+    (src / "casia" / "CASIA2" / "Tp" / "Tp_D_NRN_S_N_ani00001_ani00002_10003.raw").write_bytes(b"raw pixels")
+    code, _, err = run_cli("fetch-data", "casia", "--from", src, "--data-root", tmp_path / "data")
+    assert code == 0, err
+    assert (f"warning: the data from {src}: 1 file skipped, not in an image format ganfp reads (first: "
+            "casia/CASIA2/Tp/Tp_D_NRN_S_N_ani00001_ani00002_10003.raw)") in " ".join(err.split())
+    assert ".tmp-" not in err
+
+
 def test_the_same_archive_added_twice_is_one_source(tmp_path):
     root, archive = tmp_path / "data", _casia_zip(tmp_path)
     fetch_dataset("casia", root, source=archive)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from helpers.images import copy_case
-from helpers.medical import INTERCEPT, u8_to_hu, write_ct_dicom, write_nifti
+from helpers.medical import INTERCEPT, u8_to_hu, write_acr_nema, write_ct_dicom, write_nifti
 
 from ganfp.data.adapters.folder import folder_manifest
 from ganfp.data.cache import load_images
@@ -47,6 +47,18 @@ def test_dicom_hounsfield_window_matches_hand_computed_values(tmp_path):
     mediastinum = parse_window("mediastinum")
     assert np.array_equal(decode_image(str(path), 16, window=mediastinum), expected_rows(MEDIASTINUM))
     assert parse_window("40,400") == mediastinum
+
+
+def test_files_not_read_as_images_are_counted_in_a_warning_naming_the_first(tmp_path, caplog):
+    """An ACR-NEMA file (no DICM preamble, no extension) cannot be told from any other file: skipped, not silently."""
+    write_ct_dicom(tmp_path / "IM0001", rows_slice())
+    write_acr_nema(tmp_path / "IM0002", rows_slice())
+    write_acr_nema(tmp_path / "IM0003", rows_slice())
+    (tmp_path / "labels.csv").write_text("id,label\n")  # beside every image set: not reported
+    assert [it.id for it in folder_manifest(tmp_path).items] == ["IM0001"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and f"{tmp_path}: 2 files skipped" in warnings[0]
+    assert "(first: IM0002)" in warnings[0] and "ACR-NEMA" in warnings[0]
 
 
 def test_dicom_found_by_extension_or_preamble_only(tmp_path):

@@ -51,10 +51,11 @@ def error(message: str) -> None:
 
 
 class _LibraryLines(logging.Handler):
-    """A line the library logs (e.g. that the demo data is being built) printed as every other message line."""
+    """A line the library logs (e.g. that the demo data is being built) printed as every other message line; a
+    warning (files skipped as not images) as every other warning."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        info(record.getMessage())
+        (warn if record.levelno >= logging.WARNING else info)(record.getMessage())
 
 
 def show_library_lines() -> None:

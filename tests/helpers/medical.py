@@ -43,6 +43,19 @@ def write_ct_dicom(path: Path, hu: np.ndarray, *, uid: str | None = None, compre
     return path
 
 
+def write_acr_nema(path: Path, hu: np.ndarray) -> Path:
+    """A CT slice as an old ACR-NEMA file stores it: the data set alone, implicit VR, no preamble, no file meta."""
+    from pydicom import dcmread
+
+    dicom = write_ct_dicom(path.with_name(path.name + ".dcm"), hu)
+    ds = dcmread(dicom)
+    del ds.file_meta
+    ds.preamble = None
+    ds.save_as(path, implicit_vr=True, little_endian=True)
+    dicom.unlink()
+    return path
+
+
 def write_nifti(path: Path, hu: np.ndarray) -> Path:
     """A (x, y, z) volume in RAS+ (identity affine), int16 stored values scaled to HU by scl_slope/scl_inter."""
     import nibabel as nib

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -14,6 +15,13 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".we
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 NIFTI_ENDINGS = (".nii", ".nii.gz")  # read by ganfp.data.medical (the `medical` extra)
 ID_SUFFIXES = IMAGE_SUFFIXES | DICOM_SUFFIXES  # what an image's id leaves out (a NIfTI slice's id is its own)
+# files that come with image sets and are never images: not reported as skipped
+SIDECAR_SUFFIXES = {".csv", ".tsv", ".txt", ".json", ".md", ".pdf", ".xml", ".html", ".htm", ".yaml", ".yml",
+                    ".log", ".xls", ".xlsx", ".ods", ".doc", ".docx", ".rtf", ".ini", ".db"}
+SIDECAR_NAMES = {"dicomdir", "readme", "license", "licence", "copying", "notice"}
+
+log = logging.getLogger(__name__)
+_reported: set[Path] = set()  # skipped files already warned of: one command lists a folder more than once
 
 
 @dataclass(frozen=True)
@@ -160,30 +168,50 @@ def image_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
     hidden sub-folders (a desktop's `.Trash-1000/`, `.ipynb_checkpoints/`, `.git/`: never images of the set).
 
     An unreadable folder (or sub-folder), or a link named like an image whose target is gone, raises InputError:
-    skipping it would silently drop images.
+    skipping it would silently drop images. Other files that are not images (an ACR-NEMA file without the DICOM
+    preamble, a `.raw` volume) are skipped with a warning, so a folder of them does not pass for a smaller set.
     """
     folder = Path(folder)
-    if recursive:
-        def fail(exc: OSError) -> None:
-            raise _unreadable(folder, exc)
-
-        paths, seen = [], set()
-        for top, dirs, names in os.walk(folder, onerror=fail, followlinks=True):  # linked folders count, once
-            real = os.path.realpath(top)
-            if real in seen:
-                dirs[:] = []
-                continue
-            seen.add(real)
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            paths.extend(Path(top) / n for n in names)
-    else:
-        paths = list_folder(folder)
-    files = [p for p in paths if not p.name.startswith(".") and is_image_file(p) and p.is_file()]
-    broken = sorted(p for p in paths if not p.name.startswith(".") and p.is_symlink() and not p.exists()
-                    and is_image_file(p))
+    paths = [p for p in (_walk(folder) if recursive else list_folder(folder)) if not p.name.startswith(".")]
+    images = {p for p in paths if is_image_file(p)}
+    broken = sorted(p for p in images if p.is_symlink() and not p.exists())
     if broken:  # skipping it would silently drop an image from the submission
         from ganfp.errors import InputError
 
         more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
         raise InputError(f"{broken[0]}: a broken link, to {os.readlink(broken[0])}, which does not exist{more}")
-    return sorted(files)
+    _warn_skipped(folder, [p for p in paths if p not in images and not _sidecar(p) and p.is_file()])
+    return sorted(p for p in images if p.is_file())
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every file name under `folder`; linked folders count, once; hidden sub-folders are left out."""
+    def fail(exc: OSError) -> None:
+        raise _unreadable(folder, exc)
+
+    paths, seen = [], set()
+    for top, dirs, names in os.walk(folder, onerror=fail, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        paths.extend(Path(top) / n for n in names)
+    return paths
+
+
+def _sidecar(path: Path) -> bool:
+    return path.suffix.lower() in SIDECAR_SUFFIXES or path.stem.lower() in SIDECAR_NAMES
+
+
+def _warn_skipped(folder: Path, skipped: list[Path]) -> None:
+    """Say how many files were not read as images, naming the first, once per file in a process."""
+    new = sorted(set(skipped) - _reported)
+    if not new:
+        return
+    _reported.update(new)
+    first = new[0].relative_to(folder)
+    hint = "" if first.suffix[1:].isalpha() else "; DICOM without the DICM preamble (old ACR-NEMA files) is not read"
+    files = f"{len(new)} files" if len(new) > 1 else "1 file"
+    log.warning("%s: %s skipped, not in an image format ganfp reads (first: %s)%s", folder, files, first, hint)

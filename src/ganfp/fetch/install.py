@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -318,11 +319,29 @@ def _describe_sources(sources: list) -> str:
 def verify_layout(name: str, folder: Path, where: str) -> dict:
     """What the dataset's adapter (of the same name) recognises in `folder`; a layout it does not know is an InputError."""
     from ganfp.data.adapters import ADAPTERS
+    from ganfp.data.manifest import log as scan_log
 
     adapter = ADAPTERS.get(name)
     if adapter.describe is None:
         raise RuntimeFailure(f"no layout check for dataset {name}")
+    named = _NamedBySource(folder, where)
+    scan_log.addFilter(named)
     try:
         return adapter.describe(folder, where)
     except InputError as exc:  # a staged file's path names nothing once the staging folder is gone: name its source
         raise InputError(str(exc).replace(f"{folder}{os.sep}", f"{where}: ")) from exc
+    finally:
+        scan_log.removeFilter(named)
+
+
+class _NamedBySource(logging.Filter):
+    """A warning of the layout check (files skipped as not images) names the data given, not the staging folder,
+    which is gone once the fetch ends."""
+
+    def __init__(self, staging: Path, where: str):
+        super().__init__()
+        self.staging, self.where = str(staging), where
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = record.getMessage().replace(self.staging, self.where), ()
+        return True
