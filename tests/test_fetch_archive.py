@@ -138,8 +138,9 @@ def test_damaged_archive_and_rar_are_input_errors(tmp_path):
 
 @pytest.mark.parametrize("name, advice", [("CASIA2.tar.zst", "tar --zstd -xf CASIA2.tar.zst"),
                                           ("CASIA2.tzst", "tar --zstd -xf CASIA2.tzst"),
-                                          ("CASIA2.zst", "zstd -d CASIA2.zst")])
-def test_a_zstd_archive_is_refused_by_name_before_any_work(tmp_path, run_cli, name, advice):
+                                          ("CASIA2.zst", "zstd -d CASIA2.zst"),
+                                          ("CASIA2.tar", "tar --zstd -xf CASIA2.tar")])  # known by its first bytes
+def test_a_zstd_archive_is_refused_before_any_work(tmp_path, run_cli, name, advice):
     """Python's tarfile reads no zstd: taken for a loose file, the archive was copied, then found to hold no images."""
     folder = tmp_path / "casia-folder"
     folder.mkdir()

@@ -27,6 +27,7 @@ TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz
 UNSUPPORTED_SUFFIXES = (".rar", ".7z")
 ZSTD_TARS = (".tar.zst", ".tar.zstd", ".tzst")  # Python's tarfile reads zstd from 3.14 on only
 ZSTD_SUFFIXES = ZSTD_TARS + (".zst", ".zstd")
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # a zstd frame, whatever the file is named (`tar --zstd -cf x.tar`)
 MAX_RATIO = 200  # whole archive: unpacked bytes per archive byte
 MAX_MEMBER_RATIO = 1000  # one zip member, checked above MEMBER_RATIO_FLOOR bytes
 MEMBER_RATIO_FLOOR = 1 << 20
@@ -50,15 +51,24 @@ def archive_kind(path: str | Path) -> str | None:
 
 
 def check_supported(path: Path) -> None:
-    """Refuse an archive ganfp cannot unpack by its name, before any work: taken for a loose file, it would be
-    copied (gigabytes) and then found to hold no images."""
+    """Refuse an archive ganfp cannot unpack, by its name (zstd also by its first bytes), before any work: taken
+    for a loose file, it would be copied (gigabytes) and then found to hold no images."""
     name = path.name.lower()
-    if name.endswith(ZSTD_SUFFIXES):
-        command = f"tar --zstd -xf {path.name}" if name.endswith(ZSTD_TARS) else f"zstd -d {path.name}, then unpack"
+    if name.endswith(ZSTD_SUFFIXES) or _starts_with(path, ZSTD_MAGIC):
+        lone = name.endswith((".zst", ".zstd")) and not name.endswith(ZSTD_TARS)  # maybe not a tar inside
+        command = f"zstd -d {path.name}, then unpack" if lone else f"tar --zstd -xf {path.name}"
         raise InputError(f"{path}: zstd-compressed, which ganfp cannot unpack; unpack it first ({command}) and pass "
                          "the folder with --from")
     if name.endswith(UNSUPPORTED_SUFFIXES):
         raise InputError(f"{path}: {path.suffix} archives are not supported; unpack it yourself and pass the folder with --from")
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:  # unreadable: reported where the file is read
+        return False
 
 
 def misnamed_kind(path: Path) -> str | None:
