@@ -212,6 +212,7 @@ def _warn_skipped(folder: Path, skipped: list[Path]) -> None:
         return
     _reported.update(new)
     first = new[0].relative_to(folder)
-    hint = "" if first.suffix[1:].isalpha() else "; DICOM without the DICM preamble (old ACR-NEMA files) is not read"
+    dicom_like = not first.suffix or first.suffix[1:].isdigit()  # named as is_dicom expects a DICOM file
+    hint = "; DICOM without the DICM preamble (old ACR-NEMA files) is not read" if dicom_like else ""
     files = f"{len(new)} files" if len(new) > 1 else "1 file"
     log.warning("%s: %s skipped, not in an image format ganfp reads (first: %s)%s", folder, files, first, hint)
