@@ -255,6 +255,45 @@ def test_split_is_stratified_on_both_sides(tmp_path):
         assert np.bincount(y[train], minlength=3).tolist() == [48, 12, 20]
 
 
+def _manifest_of(counts: dict):
+    from ganfp.data.manifest import Item, Manifest
+
+    labels = [i for i, n in enumerate(counts.values()) for _ in range(n)]
+    return Manifest("m", list(counts), [Item(f"/x/{i}.png", lab) for i, lab in enumerate(labels)])
+
+
+@pytest.mark.parametrize("counts", [{"a": 2, "b": 100}, {"a": 3, "b": 2, "c": 200}, {"a": 2, "b": 2, "c": 90}])
+def test_a_small_class_has_an_image_on_each_side_of_the_split(counts):
+    """{a: 2, b: 100} at 0.2 put both `a` images in training: validation said nothing about `a`."""
+    from ganfp.data.split import split_indices
+
+    manifest = _manifest_of(counts)
+    for seed in range(5):
+        train, val = split_indices(manifest, 0.2, seed)
+        assert sorted(np.concatenate([train, val])) == list(range(len(manifest)))
+        assert len(val) == max(len(counts), round(0.2 * len(manifest)))  # the sizes stay the 8:2 split's
+        for side in (train, val):
+            assert (np.bincount(manifest.labels[side], minlength=len(counts)) >= 1).all(), (seed, side)
+
+
+@pytest.mark.parametrize("counts", [{"a": 60, "b": 15, "c": 25}, {"a": 12, "b": 12}, {"a": 3, "b": 40, "c": 7},
+                                    {"a": 5, "b": 100}, {"a": 2, "b": 2}])
+def test_a_split_with_every_class_on_both_sides_is_the_one_recorded_runs_used(counts):
+    """Runs trained (and interrupted runs resumed) on scikit-learn's split keep it wherever it covered every class."""
+    from sklearn.model_selection import train_test_split
+
+    from ganfp.data.split import split_indices
+
+    manifest = _manifest_of(counts)
+    n_val = max(len(counts), round(0.2 * len(manifest)))
+    for seed in range(10):
+        old_train, old_val = train_test_split(np.arange(len(manifest)), test_size=n_val, stratify=manifest.labels,
+                                              random_state=seed)
+        assert len(set(manifest.labels[old_val])) == len(counts)  # the case this test is about
+        train, val = split_indices(manifest, 0.2, seed)
+        assert train.tolist() == sorted(old_train) and val.tolist() == sorted(old_val)
+
+
 @pytest.mark.parametrize("counts", [{"a": 2, "b": 2}, {"a": 12, "b": 12}, {"a": 3, "b": 40, "c": 7}])
 def test_a_validation_share_too_large_is_refused_with_one_that_splits(counts):
     """--val-fraction 0.99 ended in scikit-learn's traceback after the images were decoded; the largest share the

@@ -31,6 +31,27 @@ def split_indices(manifest: Manifest, val_fraction: float, seed: int) -> tuple[n
         return np.sort(train), np.sort(val)
     train, val = train_test_split(np.arange(len(labels)), test_size=_val_size(manifest, val_fraction),
                                   stratify=labels, random_state=seed)
+    return _every_class_on_both_sides(labels, np.sort(train), np.sort(val), seed)
+
+
+def _every_class_on_both_sides(labels: np.ndarray, train: np.ndarray, val: np.ndarray,
+                               seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The split with one image of each class that a side lacks swapped in from the other side.
+
+    scikit-learn's stratified split rounds a small class away on one side ({a: 2, b: 100} at 0.2 put no `a` in
+    validation), so the stage never saw how it does on that class. Each swap gives back an image of the class
+    most frequent on the lacking side, so both sides keep their sizes; a split that lacks nothing is returned
+    as it is, so recorded splits and resumed runs stay the same.
+    """
+    rng = np.random.default_rng(seed)
+    for cls in np.flatnonzero(np.bincount(labels) >= 2):
+        for have, lack in ((train, val), (val, train)):
+            if (labels[lack] == cls).any():
+                continue
+            donor = np.bincount(labels[lack]).argmax()  # at least 2 there: each side holds as many as the classes
+            give = rng.choice(have[labels[have] == cls])
+            take = rng.choice(lack[labels[lack] == donor])
+            have[have == give], lack[lack == take] = take, give
     return np.sort(train), np.sort(val)
 
 
