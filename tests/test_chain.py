@@ -308,3 +308,23 @@ def test_a_first_stage_starting_inside_its_own_run_is_refused(tmp_path, two_data
     with pytest.raises(InputError, match=r"--init: .*03-self is in this chain's own run folder .*mine-conv5"):
         run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", overrides={"init": str(last)})
     assert sorted(p.name for p in last.parent.iterdir()) == ["03-self"]  # nothing trained
+
+
+def test_a_chain_file_of_the_same_name_in_another_folder_is_refused_before_it_trains(tmp_path, two_datasets, run_cli):
+    """a/exp.toml and b/exp.toml shared the run folder exp-conv5: the second retrained the first's stages."""
+    first, second = (tmp_path / folder / "exp.toml" for folder in "ab")
+    for chain, data in zip((first, second), two_datasets):
+        chain.parent.mkdir()
+        chain.write_text(f'[defaults]\ndevice = "cpu"\nimage_size = 16\nbatch_size = 8\nepochs = 1\n'
+                         f'[[stages]]\nname = "one"\ndataset = "{data}"\n')
+    args = ["chain", "--model", "conv5", "--runs-dir", tmp_path / "runs", "--data-root", tmp_path / "root"]
+    assert run_cli(*args, "--chain", first)[0] == 0
+    stage = tmp_path / "runs" / "exp-conv5" / "01-one" / "meta.json"
+    trained = stage.read_text()
+    code, _, err = run_cli(*args, "--chain", second)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert all(words in " ".join(err.split()) for words in (str(second), str(first), "exp-conv5", "--runs-dir"))
+    assert stage.read_text() == trained  # the first chain's stage is untouched
+    assert run_cli(*args, "--chain", first)[0] == 0  # the chain that trained there still runs
+    code, out, err = run_cli(*args, "--chain", second, "--runs-dir", tmp_path / "other")
+    assert code == 0, err

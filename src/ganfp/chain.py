@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class ChainSpec:
     defaults: dict = field(default_factory=dict)
     description: str = ""
     where: str = ""  # the file (or built-in chain) it came from, for messages
+    source: str = ""  # the file's absolute path, or "built-in NAME": what tells two chains of one name apart
     lines: dict = field(
         default_factory=dict, repr=False
     )  # (table, key) -> line number; table: None, "defaults" or stage index
@@ -77,18 +79,20 @@ def builtin_chains() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("ganfp.chains").iterdir() if p.name.endswith(".toml"))
 
 
-def _read(name_or_path: str) -> tuple[str, str, str]:
-    """(text, where, default chain name)."""
+def _read(name_or_path: str) -> tuple[str, str, str, str]:
+    """(text, where, default chain name, source)."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise InputError(f"{path}: chain file not found")
         try:
-            return path.read_text(encoding="utf-8-sig", errors="replace"), str(path), path.stem
+            text = path.read_text(encoding="utf-8-sig", errors="replace")
         except OSError as exc:
             raise InputError(f"{path}: cannot read chain file ({exc.strerror})") from None
+        return text, str(path), path.stem, str(path.expanduser().resolve())
     if name_or_path in builtin_chains():
-        return resources.files("ganfp.chains").joinpath(f"{name_or_path}.toml").read_text(), name_or_path, name_or_path
+        text = resources.files("ganfp.chains").joinpath(f"{name_or_path}.toml").read_text()
+        return text, name_or_path, name_or_path, f"built-in {name_or_path}"
     raise InputError(f"unknown chain {name_or_path!r}; choose one of: {', '.join(builtin_chains())}, or a .toml file")
 
 
@@ -118,12 +122,12 @@ def key_lines(text: str) -> dict:
 def load_chain(name_or_path: str) -> ChainSpec:
     """A built-in chain by name, or a user's TOML file, with its structure checked (types and ranges come
     with `stage_configs`, once the model and command-line overrides are known)."""
-    text, where, stem = _read(name_or_path)
+    text, where, stem, source = _read(name_or_path)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{where}: invalid TOML ({exc})") from exc
-    spec = ChainSpec(name=raw.get("name", stem), stages=[], where=where, lines=key_lines(text))
+    spec = ChainSpec(name=raw.get("name", stem), stages=[], where=where, source=source, lines=key_lines(text))
     problems = _structure_problems(spec, raw)
     if problems:
         raise InputError("; ".join(problems))
@@ -351,8 +355,26 @@ def run_chain(
     names = [c.name for c in configs]
     if from_stage is not None and from_stage not in names:
         raise InputError(f"--from-stage {from_stage!r}: not a stage of chain {spec.name} ({', '.join(names)})")
+    check_run_owner(spec, run_dir)
     with writer_lock(run_dir, f"chain run {run_dir}", "wait for it to finish, or pass another --runs-dir"):
+        check_run_owner(spec, run_dir)  # again: another chain may have started there meanwhile
         return run_dir, _run_stages(spec, model, configs, run_dir, data_root, from_stage, observer_for)
+
+
+def check_run_owner(spec: ChainSpec, run_dir: Path) -> None:
+    """Refuse a run folder that another chain of the same name (another file) trained in: the run folder is named
+    by the chain's name alone, so a second `exp.toml` retrained the first one's stages over them.
+
+    A run recorded by an older ganfp (no source) or a chain built in Python (no file) is taken as this chain's.
+    """
+    try:
+        owner = json.loads((Path(run_dir) / CHAIN_FILE).read_text()).get("source", "")
+    except (OSError, ValueError, AttributeError):
+        return  # no run there yet, or a record no chain can be told from
+    if owner and spec.source and owner != spec.source:
+        raise InputError(f"{spec.where}: run folder {run_dir} holds the stages of another chain named "
+                         f"{spec.name!r}, {owner}; give this one its own name (name = \"...\" at the top of "
+                         "its file), or pass another --runs-dir")
 
 
 @dataclass(frozen=True)
@@ -372,6 +394,7 @@ def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir
     plans = plan_stages(spec, configs, run_dir, data_root, from_stage, first_id)
     record = {
         "chain": spec.name,
+        "source": spec.source,
         "model": model,
         "spec": spec.to_dict(),
         "stages": [
