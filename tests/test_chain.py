@@ -292,7 +292,7 @@ def test_the_chain_files_device_is_not_replaced_by_the_commands_default(tmp_path
     meta = json.loads((tmp_path / "runs" / "cpu-conv5" / "01-one" / "meta.json").read_text())
     assert meta["config"]["device"] == "cpu" and meta["config"]["compile"] is False
     code, _, err = run_cli(*args, "--device", "nope", "--from-stage", "one")  # the option still wins over the file
-    assert code == 2 and "--device nope" in err
+    assert code == 2 and "--device: not a device (use auto, cpu or cuda), got 'nope'" in err
 
 
 def test_a_first_stage_starting_inside_its_own_run_is_refused(tmp_path, two_datasets):
@@ -328,3 +328,19 @@ def test_a_chain_file_of_the_same_name_in_another_folder_is_refused_before_it_tr
     assert run_cli(*args, "--chain", first)[0] == 0  # the chain that trained there still runs
     code, out, err = run_cli(*args, "--chain", second, "--runs-dir", tmp_path / "other")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("device, says", [("cuda:7", "this machine has 1 CUDA device (cuda:0; or cuda, auto), got "
+                                           "'cuda:7'"), ("gpu", "not a device (use auto, cpu or cuda), got 'gpu'")])
+def test_a_later_stages_device_is_checked_before_the_first_stage_trains(tmp_path, two_datasets, run_cli,
+                                                                         monkeypatch, device, says):
+    """Stage 3's device was resolved when stage 3 started, after stages 1 and 2 had trained."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    chain = write_chain(tmp_path, *two_datasets)
+    with open(chain, "a") as f:
+        f.write(f'device = "{device}"\n')
+    code, _, err = run_cli("chain", "--model", "conv5", "--chain", chain, "--runs-dir", tmp_path / "runs",
+                           "--data-root", tmp_path / "root")
+    assert code == 2 and f"mine.toml:18: stage 3 device: {says}" in " ".join(err.split()), err
+    assert not (tmp_path / "runs").exists()  # nothing trained

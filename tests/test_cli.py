@@ -85,7 +85,7 @@ def test_a_gpu_the_machine_lacks_is_a_usage_error_before_any_work(run_cli, tmp_p
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     data = write_class_folder(tmp_path / "ds", 4, 16)
     code, _, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "o", "--device", "cuda:7", "--data-root", tmp_path)
-    assert code == 2 and "--device cuda:7: this machine has 1 CUDA device (cuda:0; or cuda, auto)" in err
+    assert code == 2 and "device: this machine has 1 CUDA device (cuda:0; or cuda, auto), got 'cuda:7'" in err
     assert not (tmp_path / "o").exists()
 
 

@@ -12,19 +12,29 @@ from ganfp.errors import InputError
 def resolve_device(name: str = "auto") -> torch.device:
     """The device `--device NAME` means, checked before any work: a GPU the machine lacks fails here, not at
     the first tensor moved there (torch reports that as an "invalid device ordinal" traceback)."""
+    why = device_problem(name)
+    if why:
+        raise InputError(f"--device {name}: {why}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def device_problem(name: str) -> str | None:
+    """Why this machine has no device `name`, or None; a chain asks for every stage's before the first trains."""
+    if name == "auto":
+        return None
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine (use --device cpu or auto)")
+        return "CUDA is not available on this machine (use --device cpu or auto)"
     try:
         device = torch.device(name)
-    except RuntimeError as exc:
-        raise InputError(f"--device {name}: not a device (use auto, cpu or cuda)") from exc
+    except RuntimeError:
+        return "not a device (use auto, cpu or cuda)"
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         count = torch.cuda.device_count()
-        raise InputError(f"--device {name}: this machine has {count} CUDA device{'s' * (count != 1)} "
-                         f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}; or cuda, auto)")
-    return device
+        return (f"this machine has {count} CUDA device{'s' * (count != 1)} "
+                f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}; or cuda, auto)")
+    return None
 
 
 def autocast(device: torch.device, enabled: bool = True):

@@ -50,7 +50,7 @@ from ganfp.data.generated import generated_manifest
 from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices, split_problem
-from ganfp.device import autocast, configure, resolve_device
+from ganfp.device import autocast, configure, device_problem, resolve_device
 from ganfp.errors import InputError, Interrupted, RuntimeFailure, StopSignal
 from ganfp.fileio import write_json, write_text
 from ganfp.metrics import confusion_metrics
@@ -190,6 +190,7 @@ class StageConfig:
                     f"must be 0 or more (GB), got {self.memory_budget}",
                 ),
             ),
+            ("device", (), self._device_problem),
             ("model", (), lambda: _problem(model_entry, self.model)),
             ("image_size", ("model",), self._size_problem),
             ("dataset", (), lambda: _problem(parse_spec, self.dataset)),
@@ -221,6 +222,11 @@ class StageConfig:
             return (f"pseudo-labels need a two-class model to start from (used / not used); {self.init} has "
                     f"{len(classes)} classes ({', '.join(classes)})")
         return None
+
+    def _device_problem(self) -> str | None:
+        """A GPU the machine lacks, known now: a chain's stage 3 found it after stages 1 and 2 trained."""
+        why = device_problem(self.device)
+        return f"{why}, got {self.device!r}" if why else None
 
     def _size_problem(self) -> str | None:
         if _problem(model_entry, self.model) or not 8 <= self.image_size:
