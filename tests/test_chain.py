@@ -344,3 +344,18 @@ def test_a_later_stages_device_is_checked_before_the_first_stage_trains(tmp_path
                            "--data-root", tmp_path / "root")
     assert code == 2 and f"mine.toml:18: stage 3 device: {says}" in " ".join(err.split()), err
     assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+def test_a_later_pseudo_labelled_stage_after_a_three_class_stage_is_refused_before_training(tmp_path, two_datasets):
+    """Pseudo-labels start from the stage before, whose classes its dataset names: a three-class stage 2 was found
+    unfit for stage 3's pseudo-labels only after stage 2 had trained."""
+    import shutil
+
+    first, second = two_datasets
+    shutil.copytree(second / "a", second / "c")  # stage 2 learns three classes
+    spec = load_chain(write_chain(tmp_path, first, second))
+    with pytest.raises(InputError) as err:
+        run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    assert "mine.toml:17: stage 3 (self): pseudo-labels need a two-class model" in str(err.value)
+    assert "stage 2 (second) has 3 classes (a, b, c)" in str(err.value)
+    assert not (tmp_path / "runs").exists()  # nothing trained

@@ -385,6 +385,7 @@ class StagePlan:
     resume: bool = False  # continue an interrupted run of it (its last.safetensors), if there is one
     reason: str = ""  # why a finished stage is trained again: "images changed", "--from-stage", ...
     note: str = ""  # why a kept stage's images went unchecked
+    classes: tuple[str, ...] | None = None  # of its model: its dataset's, or a kept stage's; None when unknown
 
 
 def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir: Path, data_root,
@@ -443,17 +444,30 @@ def plan_stages(
     folder in stage 3 must not be found after hours of stages 1 and 2. Images are compared by their file
     lists (`dataset_fingerprint`); none is decoded.
     """
-    plans, prev_id, trained = [], first_id, None
+    plans, prev_id, trained, start_classes = [], first_id, None, None
     for i, cfg in enumerate(configs, 1):
         done = stage_status(run_dir / stage_folder(i, cfg.name))
         forced = f"{trained} retrained" if trained else "--from-stage" if cfg.name == from_stage else ""
         plan = _plan_stage(spec, i, cfg, done, prev_id, forced, data_root)
+        if plan.train and cfg.pseudo_labels and start_classes is not None:
+            _check_pseudo_start(spec, i, cfg, configs[i - 2].name, start_classes)
         if plan.train:
             trained = cfg.name
         else:
             prev_id = done["run_id"]
+        if not (plan.train and cfg.pseudo_labels):  # a pseudo-labelled stage keeps its start's classes
+            start_classes = plan.classes
         plans.append(plan)
     return plans
+
+
+def _check_pseudo_start(spec: ChainSpec, i: int, cfg: StageConfig, before: str, classes: tuple[str, ...]) -> None:
+    """Pseudo-labels are the starting model's used / not used: a later stage's start is the stage before it, whose
+    classes its dataset names. A three-class stage 2 before a pseudo-labelled stage 3 was found after it trained."""
+    if len(classes) != 2:
+        raise InputError(f"{spec.locate(i, 'pseudo_labels')}: stage {i} ({cfg.name}): pseudo-labels need a two-class "
+                         f"model to start from (used / not used); stage {i - 1} ({before}) has {len(classes)} "
+                         f"classes ({', '.join(classes)})")
 
 
 def _plan_stage(spec: ChainSpec, i: int, cfg: StageConfig, done: dict | None, prev_id: str, forced: str,
@@ -461,11 +475,12 @@ def _plan_stage(spec: ChainSpec, i: int, cfg: StageConfig, done: dict | None, pr
     """One stage's plan; `forced` says why it trains whatever its folder holds (or is "")."""
     if done is not None and not forced and done.get("digest") == cfg.digest(prev_id):
         return _compare_images(spec, i, cfg, done, data_root)
-    _check_dataset(spec, i, cfg, data_root)
+    classes = tuple(_check_dataset(spec, i, cfg, data_root).classes)
     if done is None:
-        return StagePlan(train=True, resume=not forced)
+        return StagePlan(train=True, resume=not forced, classes=classes)
     changes = setting_changes(done.get("config") or {}, cfg)
-    return StagePlan(train=True, reason=forced or (f"settings changed: {changes}" if changes else "its start changed"))
+    return StagePlan(train=True, reason=forced or (f"settings changed: {changes}" if changes else "its start changed"),
+                     classes=classes)
 
 
 def _compare_images(spec: ChainSpec, i: int, cfg: StageConfig, done: dict, data_root) -> StagePlan:
@@ -474,25 +489,28 @@ def _compare_images(spec: ChainSpec, i: int, cfg: StageConfig, done: dict, data_
     One that an older ganfp finished (no `dataset_fingerprint` in its meta.json) is kept, not retrained unasked
     (it can be hours of training), and so is one whose dataset cannot be read now; both say so.
     """
-    recorded = done.get("dataset_fingerprint")
+    recorded, kept = done.get("dataset_fingerprint"), tuple(map(str, done.get("classes") or ())) or None
     if recorded is None:
-        return StagePlan(train=False, note=f"stage {cfg.name}: finished by an older ganfp, which did not record its "
+        return StagePlan(train=False, classes=kept,
+                         note=f"stage {cfg.name}: finished by an older ganfp, which did not record its "
                          "images, so they were not compared; if its dataset changed since, retrain it with "
                          f"--from-stage {cfg.name}")
     try:
         manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
         unchanged = dataset_fingerprint(cfg, manifest) == recorded
     except InputError as exc:
-        return StagePlan(train=False, note=f"stage {cfg.name}: kept without comparing its images, which cannot be "
+        return StagePlan(train=False, classes=kept,
+                         note=f"stage {cfg.name}: kept without comparing its images, which cannot be "
                          f"read now ({exc})")
     if unchanged:
-        return StagePlan(train=False)
+        return StagePlan(train=False, classes=kept)
     _check_dataset(spec, i, cfg, data_root, manifest)
-    return StagePlan(train=True, reason="images changed")
+    return StagePlan(train=True, reason="images changed", classes=tuple(manifest.classes))
 
 
-def _check_dataset(spec: ChainSpec, i: int, cfg: StageConfig, data_root, manifest: Manifest | None = None) -> None:
-    """The stage can train on its dataset, known from its file list; else one error naming the stage's line."""
+def _check_dataset(spec: ChainSpec, i: int, cfg: StageConfig, data_root,
+                   manifest: Manifest | None = None) -> Manifest:
+    """The stage's manifest, once it can train on it (known from its file list); else one error naming its line."""
     try:
         if manifest is None:
             manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
@@ -502,6 +520,7 @@ def _check_dataset(spec: ChainSpec, i: int, cfg: StageConfig, data_root, manifes
             check_labels(cfg, manifest)
     except InputError as exc:
         raise InputError(f"{spec.locate(i, 'dataset')}: stage {i} ({cfg.name}): {exc}") from None
+    return manifest
 
 
 def _write_record(run_dir: Path, record: dict) -> None:
