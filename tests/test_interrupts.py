@@ -3,6 +3,7 @@ leave every output whole; two processes never write into one stage or chain run;
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -232,6 +233,24 @@ def test_a_stage_stopped_before_its_first_epoch_ends_does_not_point_at_a_missing
     assert not (tmp_path / "s" / "last.safetensors").exists()
     assert "last.safetensors" not in str(caught.value) and "nothing was saved" in str(caught.value)
     assert caught.value.exit_code == 130
+
+
+def test_a_stage_stopped_while_its_files_are_written_says_how_to_resume_it(tmp_path, run_cli, monkeypatch):
+    """Ctrl-C after the last epoch, while history.csv and meta.json were written, ended with no word of --resume,
+    though --resume finishes the stage without training it again."""
+    data = write_class_folder(tmp_path / "ds", 12, 16)
+    out = tmp_path / "s"
+    monkeypatch.setattr("ganfp.train.write_history", stopped_by(StopSignal("interrupted by Ctrl-C (SIGINT)", 130)))
+    code, _, err = run_cli(*tiny_stage(data, out, tmp_path / "root"))
+    assert code == 130, err
+    message = " ".join(err.split("error: ")[-1].split())
+    assert "stage s interrupted while its files were written, after epoch 2" in message
+    assert f"the last good checkpoint is {out / 'last.safetensors'}" in message and "plus --resume" in message
+    monkeypatch.undo()
+    code, out_text, err = run_cli(*tiny_stage(data, out, tmp_path / "root", "--resume", "--json"))
+    assert code == 0, err
+    assert "resuming s after epoch 2" in err and json.loads(out_text)[0]["epochs_run"] == 2  # no epoch trained again
+    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "meta.json", "model.safetensors"]
 
 
 def _manifest(tmp_path: Path):

@@ -887,11 +887,20 @@ def fit_epochs(fit: Fit, state: StageState, out_dir: Path, meta: dict, observer)
                 observer, "epoch_end", {"row": {**row, "seconds": time.perf_counter() - started}, "improved": improved}
             )
     except (KeyboardInterrupt, StopSignal) as exc:  # Ctrl-C, or the CLI's SIGINT/SIGTERM (its exit code is kept)
+        raise interrupted(cfg, out_dir, f"in epoch {epoch}", exc) from None
+
+
+def interrupted(cfg: StageConfig, out_dir: Path, when: str, exc: BaseException) -> Interrupted:
+    """The one line a stopped stage ends with: what is saved, and the command that goes on from it."""
+    resume_path = out_dir / RESUME_FILE
+    if resume_path.is_file():
         saved = (f"the last good checkpoint is {resume_path}; continue with the same command plus --resume "
-                 "(a chain continues when simply re-run)" if resume_path.is_file()
-                 else "no epoch had finished, so nothing was saved; run the same command again")
-        message = f"stage {cfg.name} interrupted in epoch {epoch}; {saved}"
-        raise Interrupted(message, getattr(exc, "exit_code", 130)) from None
+                 "(a chain continues when simply re-run)")
+    elif stage_status(out_dir) is not None:
+        saved = f"it had finished: its model and meta.json are in {out_dir}"
+    else:
+        saved = "no epoch had finished, so nothing was saved; run the same command again"
+    return Interrupted(f"stage {cfg.name} interrupted {when}; {saved}", getattr(exc, "exit_code", 130))
 
 
 def finish(
@@ -986,7 +995,10 @@ def run_stage(
         )
     meta = model_meta(fit.model, fit.classes, cfg.image_size, stage=cfg.name, dataset=cfg.dataset, seed=cfg.seed)
     fit_epochs(fit, state, out_dir, meta, observer)
-    return finish(fit, data, state, out_dir, meta, warnings)
+    try:
+        return finish(fit, data, state, out_dir, meta, warnings)
+    except (KeyboardInterrupt, StopSignal) as exc:  # its files are written whole or not at all: --resume finishes it
+        raise interrupted(cfg, out_dir, f"while its files were written, after epoch {state.epoch}", exc) from None
 
 
 def _notify(observer: Observer | None, event: str, data: dict) -> None:
