@@ -526,3 +526,15 @@ def test_the_decode_line_says_whether_the_images_were_decoded_or_read_from_the_c
     for _ in range(2):
         load_stage_images(cfg, tmp_path / "root", observer)
     assert [t.split("px, ")[1] for t in said] == ["decoded and cached for the next run", "read from the decode cache"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a file name in Latin-1 bytes: Linux file systems keep them")
+def test_a_class_folder_named_in_latin1_is_refused_by_name_before_decoding(tmp_path, run_cli):
+    """`caf\\xe9/` went into meta.json and the checkpoint as the surrogate escape "caf\\udce9"."""
+    data = write_class_folder(tmp_path / "ds", 6, 16)
+    os.rename(data / "a", os.fsencode(data) + b"/caf\xe9")
+    code, _, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "s", "--model", "conv5",
+                           "--image-size", "16", "--data-root", tmp_path / "root", "--device", "cpu")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{data}/caf\\xe9: class folder name is not UTF-8" in " ".join(err.split()) and "rename" in err
+    assert not (tmp_path / "s").exists() and not (tmp_path / "root").exists()  # nothing written, nothing decoded

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import time
 import typing
 import uuid
@@ -52,7 +53,7 @@ from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices, split_problem
 from ganfp.device import autocast, configure, device_problem, resolve_device
 from ganfp.errors import InputError, Interrupted, RuntimeFailure, StopSignal
-from ganfp.fileio import write_json, write_text
+from ganfp.fileio import utf8_writable, write_json, write_text
 from ganfp.metrics import confusion_metrics
 from ganfp.models import create_model, model_entry
 from ganfp.pseudo import PSEUDO_LABELERS
@@ -639,6 +640,7 @@ def check_labels(cfg: StageConfig, manifest: Manifest) -> None:
         raise InputError(
             f'{cfg.dataset}: images have no labels; give the stage pseudo_labels (e.g. "self") or a labelled dataset'
         )
+    _check_class_names(manifest)
     counts = manifest.class_counts()
     empty = [c for c, n in counts.items() if n == 0]
     if empty:
@@ -654,6 +656,17 @@ def check_labels(cfg: StageConfig, manifest: Manifest) -> None:
     why = split_problem(manifest, cfg.val_fraction)
     if why:
         raise InputError(f"{cfg.dataset}: {why}")
+
+
+def _check_class_names(manifest: Manifest) -> None:
+    """A class folder named in another encoding than UTF-8 (Latin-1 bytes on Linux) reaches Python with surrogates,
+    which went into meta.json and the checkpoint as escapes no other tool reads back as the folder's name."""
+    for cls in manifest.classes:
+        if not utf8_writable(cls):
+            shown = os.fsencode(Path(manifest.root) / cls).decode("utf-8", "backslashreplace")  # the bytes, as \xe9
+            raise InputError(f"{shown}: class folder name is not UTF-8 (named in another encoding, e.g. Latin-1), "
+                             "and a stage writes its class names into meta.json and the checkpoint; rename the "
+                             "folder in UTF-8")
 
 
 def batch_warnings(cfg: StageConfig, n_train: int) -> list[str]:
