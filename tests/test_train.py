@@ -538,3 +538,29 @@ def test_a_class_folder_named_in_latin1_is_refused_by_name_before_decoding(tmp_p
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"{data}/caf\\xe9: class folder name is not UTF-8" in " ".join(err.split()) and "rename" in err
     assert not (tmp_path / "s").exists() and not (tmp_path / "root").exists()  # nothing written, nothing decoded
+
+
+@pytest.mark.parametrize("out, changes, options, words", [
+    ("s", {"pseudo_k": 3}, {}, "--pseudo-k 3: only used with --pseudo-labels"),
+    ("ds/run", {}, {}, "is inside the dataset --data"),
+    ("s", {}, {"force": True, "resume": True}, "--force and --resume: choose one"),
+    ("afile/s", {}, {}, "is a file, not a folder"),
+])
+def test_a_python_caller_gets_the_checks_of_the_train_stage_command(tmp_path, out, changes, options, words):
+    """They lived in the command, so `train_stage` from Python trained an --out inside its data, or ignored a
+    setting, where `ganfp train-stage` refused."""
+    data = write_class_folder(tmp_path / "ds", 6, 16)
+    (tmp_path / "afile").write_text("not a folder")
+    cfg = StageConfig(name="s", dataset=str(data), device="cpu", **TINY, **changes)
+    with pytest.raises(InputError, match=words):
+        train_stage(cfg, tmp_path / out, data_root=tmp_path / "root", **options)
+    assert not (tmp_path / "root").exists() and not (tmp_path / "s").exists() and not (data / "run").exists()
+
+
+def test_a_python_caller_of_run_chain_gets_the_runs_dir_check(tmp_path):
+    from ganfp.chain import load_chain, run_chain
+
+    (tmp_path / "runs").write_text("not a folder")
+    with pytest.raises(InputError, match="--runs-dir .*runs: is a file, not a folder"):
+        run_chain(load_chain("demo"), "conv5", tmp_path / "runs", tmp_path / "root", overrides={"epochs": 1})
+    assert not (tmp_path / "root").exists()

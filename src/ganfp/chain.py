@@ -24,14 +24,15 @@ from ganfp.checkpoint import CHAIN_FILE, stage_status
 from ganfp.data.adapters import load_manifest
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
-from ganfp.fileio import folder_lock, write_json, writer_of
+from ganfp.fileio import check_writable, folder_lock, write_json, writer_of
 from ganfp.models import model_entry
-from ganfp.pseudo import PSEUDO_LABELERS, PseudoSettings, check_source, pseudo_label
+from ganfp.pseudo import PseudoSettings, check_source, pseudo_label
 from ganfp.train import (
     StageConfig,
     StageSummary,
     check_labels,
     check_out_dir,
+    check_request,
     completed,
     dataset_fingerprint,
     load_stage_images,
@@ -220,12 +221,6 @@ def stage_configs(
             problems.append(_where(spec, i, table, {}, "init", LATER_INIT))
         if i == 1 and run_dir is not None and _inside(cfg.init, run_dir):
             problems.append(_where(spec, i, table, overrides, "init", _own_run(cfg.init, run_dir)))
-        if (
-            cfg.pseudo_labels is not None
-            and isinstance(cfg.pseudo_labels, str)
-            and cfg.pseudo_labels not in PSEUDO_LABELERS
-        ):
-            problems.append(_where(spec, i, table, overrides, "pseudo_labels", _unknown_source(cfg.pseudo_labels)))
         configs.append(cfg)
     if problems:
         raise InputError("; ".join(dict.fromkeys(problems)))  # a bad default is reported once, not per stage
@@ -252,10 +247,6 @@ def _unknown_model(model: str) -> bool:
     except InputError:
         return True
     return False
-
-
-def _unknown_source(name: str) -> str:
-    return f"unknown pseudo-label source {name!r}; choose one of: {', '.join(PSEUDO_LABELERS.names())}"
 
 
 def _where(spec: ChainSpec, i: int, table: dict, overrides: dict, name: str, why: str) -> str:
@@ -293,9 +284,11 @@ def train_stage(
 
     `init_id` identifies the starting weights (default: `start_identity(cfg.init)`), so a finished stage
     is reused only while they are unchanged. `strict_resume` (the command) refuses to train over a stage
-    already in `out_dir` unless `force`.
+    already in `out_dir` unless `force`, and whatever else `check_request` refuses.
     """
     cfg.validate()
+    if strict_resume:
+        check_request(cfg, out_dir, resume, force)
     init_id = start_identity(cfg.init) if init_id is None else init_id
     what, hint = (f"--out {out_dir}", "wait for it to finish, or choose another --out") if strict_resume else \
         (f"stage folder {out_dir}", "wait for it to finish")
@@ -322,8 +315,6 @@ def _train_stage(cfg: StageConfig, out_dir, resume: bool, data_root, observer, i
     """`train_stage` once its folder is locked and checked."""
     if not cfg.pseudo_labels:
         return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)
-    if cfg.pseudo_labels not in PSEUDO_LABELERS:
-        raise InputError(f"stage {cfg.name}: pseudo_labels: {_unknown_source(cfg.pseudo_labels)}")
     device = setup_device(cfg)
     done = completed(cfg, Path(out_dir), init_id) if resume else None
     if done is not None:
@@ -350,6 +341,7 @@ def run_chain(
 ) -> tuple[Path, list[StageSummary]]:
     """Run every stage in order; returns the run folder and one summary per stage."""
     require_spec(spec)
+    check_writable(runs_root, "--runs-dir", folder=True)
     run_dir = run_dir_for(spec, model, runs_root)
     configs = stage_configs(spec, model, overrides, run_dir)
     names = [c.name for c in configs]

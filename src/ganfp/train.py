@@ -53,7 +53,7 @@ from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices, split_problem
 from ganfp.device import autocast, configure, device_problem, resolve_device
 from ganfp.errors import InputError, Interrupted, RuntimeFailure, StopSignal
-from ganfp.fileio import utf8_writable, write_json, write_text
+from ganfp.fileio import check_writable, utf8_writable, write_json, write_text
 from ganfp.metrics import confusion_metrics
 from ganfp.models import create_model, model_entry
 from ganfp.pseudo import PSEUDO_LABELERS
@@ -180,6 +180,7 @@ class StageConfig:
                     0 < self.pseudo_fraction <= 0.5, f"must be above 0 and at most 0.5, got {self.pseudo_fraction}"
                 ),
             ),
+            ("pseudo_labels", (), lambda: self.pseudo_labels and _problem(PSEUDO_LABELERS.entry, self.pseudo_labels)),
             ("pseudo_k", (), lambda: need(self.pseudo_k >= 1, f"must be at least 1, got {self.pseudo_k}")),
             ("pseudo_features", (), lambda: _problem(parse_features, self.pseudo_features)),
             ("seed", (), lambda: need(0 <= self.seed <= MAX_SEED, f"must be 0 to {MAX_SEED}, got {self.seed}")),
@@ -260,34 +261,42 @@ class StageConfig:
 def check_init_checkpoint(path: Path, model: str) -> None:
     """A ganfp checkpoint to start from must describe `model`, rebuildable by ganfp (header only: cheap); a plain
     state_dict must fit `model`."""
-    from ganfp.checkpoint import check_model_meta, read_safetensors, resolve_checkpoint
+    from ganfp.checkpoint import check_model_meta, read_safetensors
     from ganfp.models.factory import check_weights_fit
 
-    if path.is_dir():
-        path = resolve_checkpoint(path) / MODEL_FILE
-    elif path.suffix != ".safetensors":
+    file = start_model_file(path)
+    if file is None:
         check_weights_fit(path, model)  # a plain state_dict (.pth): read now (weights only), not after decoding
         return
-    meta = read_safetensors(path, tensors=False)[1]
+    meta = read_safetensors(file, tensors=False)[1]
     if "model" not in meta:  # a plain safetensors state_dict
-        check_weights_fit(path, model)
+        check_weights_fit(file, model)
         return
-    check_model_meta(path, meta)
+    check_model_meta(file, meta)
     if meta["model"] != model:
-        raise InputError(f"{path}: holds a {meta['model']} model, not {model}")
+        raise InputError(f"{file}: holds a {meta['model']} model, not {model}")
 
 
 def init_classes(path: Path) -> list[str] | None:
     """The classes a ganfp checkpoint (stage folder or model file) was trained on, from its header; None for a
     plain weights file."""
-    from ganfp.checkpoint import read_safetensors, resolve_checkpoint
+    from ganfp.checkpoint import read_safetensors
+
+    file = start_model_file(path)
+    if file is None:
+        return None
+    classes = read_safetensors(file, tensors=False)[1].get("classes")
+    return [str(c) for c in classes] if isinstance(classes, list) else None
+
+
+def start_model_file(path: Path) -> Path | None:
+    """The safetensors file a stage would start from: a stage folder's model (a run folder's last finished stage's),
+    or the file itself; None for weights in another format (a .pth state_dict), which hold no header to read."""
+    from ganfp.checkpoint import resolve_checkpoint
 
     if path.is_dir():
-        path = resolve_checkpoint(path) / MODEL_FILE
-    elif path.suffix != ".safetensors":
-        return None
-    classes = read_safetensors(path, tensors=False)[1].get("classes")
-    return [str(c) for c in classes] if isinstance(classes, list) else None
+        return resolve_checkpoint(path) / MODEL_FILE
+    return path if path.suffix == ".safetensors" else None
 
 
 def start_identity(init: str) -> str:
@@ -732,6 +741,48 @@ def completed(cfg: StageConfig, out_dir: Path, init_id: str = "") -> StageSummar
     if done and done.get("digest") == cfg.digest(init_id):
         return StageSummary.from_dict(done["metrics"], status="skipped")
     return None
+
+
+def check_request(cfg: StageConfig, out_dir: str | Path, resume: bool, force: bool) -> None:
+    """What a single stage (`train-stage`) refuses besides its settings, before any work: an --out it cannot write
+    or that lies inside its data, --force with --resume, and pseudo-label settings it would ignore."""
+    check_writable(out_dir, "--out", folder=True)
+    _check_out_outside_data(out_dir, cfg.dataset)
+    if force and resume:
+        raise InputError("--force and --resume: choose one (--resume continues the stage in --out, --force starts it "
+                         "over)")
+    _check_pseudo_settings(cfg)
+
+
+def _check_out_outside_data(out_dir: str | Path, dataset: str) -> None:
+    """--out inside a folder dataset: its lock folder read as a class without images (or, in a flat folder, as a
+    sub-folder beside the images), and a finished stage's files would sit among the data. Refused by name."""
+    adapter, folder = parse_spec(dataset)
+    if adapter != "folder" or not folder:
+        return
+    data, target = Path(folder).expanduser().resolve(), Path(out_dir).expanduser().resolve()
+    if target == data or data in target.parents:
+        raise InputError(f"--out {out_dir}: is inside the dataset --data {dataset}, where the stage's files would "
+                         "become part of the data; choose a folder outside it")
+
+
+def _check_pseudo_settings(cfg: StageConfig) -> None:
+    """Refuse a pseudo-label setting the stage would ignore: one set without pseudo_labels, or one the chosen
+    source does not read (`settings` in its registration); they were accepted and had no effect."""
+    defaults = StageConfig()
+    for name in ("pseudo_fraction", "pseudo_features", "pseudo_k"):
+        value = getattr(cfg, name)
+        if value == getattr(defaults, name):
+            continue
+        option = f"--{name.replace('_', '-')} {value}"
+        if cfg.pseudo_labels is None:
+            raise InputError(f"{option}: only used with --pseudo-labels (on an unlabelled dataset); drop it")
+        if name == "pseudo_fraction":
+            continue
+        if name not in PSEUDO_LABELERS.entry(cfg.pseudo_labels).meta.get("settings", ()):
+            readers = [e.name for e in PSEUDO_LABELERS if name in e.meta.get("settings", ())]
+            raise InputError(f"{option}: --pseudo-labels {cfg.pseudo_labels} does not use it (only "
+                             f"{', '.join(readers)} does); drop it")
 
 
 def check_out_dir(cfg: StageConfig, out_dir: Path, init_id: str, resume: bool) -> None:

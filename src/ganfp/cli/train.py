@@ -59,44 +59,6 @@ def _score(value: float | None, pseudo: bool) -> str:
     return f"{text} (pseudo)" if pseudo else text
 
 
-def _check_pseudo_options(source: str | None, given: dict) -> None:
-    """Refuse a pseudo-label option the stage would ignore: one given without --pseudo-labels, or one the chosen
-    source does not read (`settings` in its registration); they were accepted and had no effect."""
-    from ganfp.errors import InputError
-    from ganfp.pseudo import PSEUDO_LABELERS
-
-    for name, value in given.items():
-        if value is None:
-            continue
-        option = f"--{name.replace('_', '-')} {value}"
-        if source is None:
-            raise InputError(f"{option}: only used with --pseudo-labels (on an unlabelled dataset); drop it")
-        if name == "pseudo_fraction" or source not in PSEUDO_LABELERS:  # an unknown source is reported by name
-            continue
-        if name not in PSEUDO_LABELERS.entry(source).meta.get("settings", ()):
-            readers = [e.name for e in PSEUDO_LABELERS if name in e.meta.get("settings", ())]
-            raise InputError(f"{option}: --pseudo-labels {source} does not use it (only {', '.join(readers)} "
-                             "does); drop it")
-
-
-def _check_out_outside_data(out: str, dataset: str) -> None:
-    """--out inside a folder dataset: its lock folder read as a class without images (or, in a flat folder, as a
-    sub-folder beside the images), and a finished stage's files would sit among the data. Refused by name."""
-    from ganfp.data.adapters import parse_spec
-    from ganfp.errors import InputError
-
-    try:
-        adapter, folder = parse_spec(dataset)
-    except InputError:
-        return  # reported with the other settings
-    if adapter != "folder" or not folder:
-        return
-    data, target = Path(folder).expanduser().resolve(), Path(out).expanduser().resolve()
-    if target == data or data in target.parents:
-        raise InputError(f"--out {out}: is inside the dataset --data {dataset}, where the stage's files would become "
-                         "part of the data; choose a folder outside it")
-
-
 @app.command("train-stage")
 def train_stage(
     dataset: str = typer.Option(..., "--data", help="Dataset spec: ADAPTER[:ARG] (demo:casia, folder:PATH, casia, ...) or a folder."),
@@ -138,18 +100,9 @@ def train_stage(
     """Train one stage: a dataset, a starting point, a fresh head, early stopping."""
     from ganfp import distributed
     from ganfp.chain import train_stage as run
-    from ganfp.errors import InputError
-    from ganfp.fileio import check_writable
     from ganfp.train import StageConfig
 
-    check_writable(out, "--out", folder=True)
-    _check_out_outside_data(out, dataset)
-    if force and resume:
-        raise InputError(
-            "--force and --resume: choose one (--resume continues the stage in --out, --force starts it over)"
-        )
     pseudo = {"pseudo_fraction": pseudo_fraction, "pseudo_features": pseudo_features, "pseudo_k": pseudo_k}
-    _check_pseudo_options(pseudo_labels, pseudo)
     cfg = StageConfig(
         name=Path(out).expanduser().resolve().name if name is None else name, dataset=dataset, model=model,
         init=init, image_size=image_size, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
@@ -191,11 +144,9 @@ def chain(
     first stage's start (each later stage starts from the one before it).
     """
     from ganfp.chain import load_chain, run_chain
-    from ganfp.fileio import check_writable
     from ganfp.models import model_entry
     from ganfp.paths import runs_root
 
-    check_writable(runs_root(runs_dir), "--runs-dir", folder=True)
     model_entry(model)
     spec = load_chain(chain_name)
     overrides = {"init": init, "epochs": epochs, "patience": patience, "image_size": image_size, "batch_size": batch_size,
