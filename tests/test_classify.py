@@ -162,6 +162,27 @@ def test_classifier_of_another_task_is_refused_not_read_as_p_used(run_cli, case,
     one_line_error(code, err, str(stage), ", ".join(classes), "not of used / not_used")
     assert not out.exists()
 
+def test_an_image_size_other_than_the_checkpoints_is_refused_before_decoding(run_cli, case, tmp_path, monkeypatch):
+    """The classifier reads images at the size its checkpoint was trained at: --image-size 64 was ignored without a
+    word, so the user believed the images were classified at 64 px. Its own size is accepted."""
+    real, _, labels, root = case
+    stage, out = stage_folder(tmp_path / "stage"), tmp_path / "sub.csv"
+
+    def no_decoding(*args):
+        raise AssertionError("the real images were decoded before --image-size was checked")
+
+    monkeypatch.setattr(pipeline, "load_checked", no_decoding)
+    for given in (("--checkpoint", stage), ("--checkpoint", stage / "model.safetensors"), ("--method", "classifier",
+                  "--checkpoint", stage)):
+        code, _, err = run_cli("classify", real, *given, "--image-size", "64", "--out", out, *root)
+        one_line_error(code, err, "--image-size 64", "trained on 32 px images", str(stage))
+    assert not out.exists()
+    monkeypatch.undo()
+    code, _, err = run_cli("classify", real, "--checkpoint", stage, "--image-size", "32", "--out", out, *root)
+    assert code == 0, err
+    assert validate_submission(out, labels) == []
+
+
 def test_checkpoint_file_of_any_name(run_cli, case, tmp_path):
     real, _, labels, root = case
     weights = tmp_path / "chosen.safetensors"

@@ -382,6 +382,21 @@ def check_checkpoint_used(checkpoint: str, unused: bool, runs_dir) -> None:
                          "--method classifier, --features checkpoint and --calibrate")
 
 
+def check_classifier(checkpoint: str | None, runs_dir, image_size: int | None) -> None:
+    """The classifier's checkpoint read (its header) before any image is decoded, and an --image-size that is not
+    the size it was trained at refused: the network reads every image at that size, so another one would be
+    ignored without a word."""
+    from ganfp.checkpoint import check_model_meta, read_safetensors
+    from ganfp.membership.features import checkpoint_file
+
+    file = checkpoint_file(checkpoint, runs_dir)
+    meta = read_safetensors(file, tensors=False)[1]
+    check_model_meta(file, meta)
+    if image_size is not None and image_size != meta["image_size"]:
+        raise InputError(f"--image-size {image_size}: the checkpoint {file} was trained on {meta['image_size']} px "
+                         "images and the classifier reads every image at that size; drop --image-size")
+
+
 def classify(real: str, out, *, generated: str | None = None, method: str | None = None, features: str | None = None,
              checkpoint: str | None = None, used_fraction: float | None = None, threshold: float | None = None,
              scores_path=None, ids_path=None, calibrate_on: str | None = None, k: int | None = None,
@@ -433,6 +448,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         check_checkpoint_used(checkpoint, membership and not calibrate_on and features != "checkpoint", runs_dir)
     if membership:
         check_enough_real(real, len(manifest), method)
+    else:
+        check_classifier(checkpoint, runs_dir, image_size)
     headers = image_headers(manifest, gen) if membership else None  # one open per file: the size, the bit depths
     size = image_size or (native_image_size(manifest, gen, headers=headers) if membership else None)
     dev = read_dev(calibrate_on, data_root, reading, image_size) if calibrate_on else None
