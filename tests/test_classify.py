@@ -65,6 +65,11 @@ def one_line_error(code: int, err: str, *fragments: str) -> str:
     return lines[0]
 
 
+def warnings_beside_k(summary: dict) -> list[str]:
+    """The run's warnings but that the default ensemble's k=40 is more than the tiny case's 16 real images."""
+    return [w for w in summary["warnings"] if not w.startswith("the default method, ensemble, uses k=")]
+
+
 def read_scores(path) -> tuple[list[str], dict[str, np.ndarray]]:
     header, *rows = path.read_text().splitlines()
     columns = header.split(",")
@@ -319,17 +324,17 @@ def test_what_makes_a_calibrated_run_less_than_it_seems_is_said_aloud(run_cli, c
     code, stdout, err = run_cli("classify", dev / "used", "--generated", gen, "--calibrate", dev, *fast)
     assert code == 0, err
     n_used = len(list((dev / "used").iterdir()))
-    (warning,) = json.loads(stdout)["warnings"]
+    (warning,) = warnings_beside_k(json.loads(stdout))
     assert warning.startswith(f"--calibrate {dev}: holds {n_used} of the {n_used} real images too (e.g. {dev}")
     assert "chosen on their labels" in warning
     big = write_dev(tmp_path / "big", size=48)
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--calibrate", big, *fast)
     assert code == 0, err
-    (warning,) = json.loads(stdout)["warnings"]
+    (warning,) = warnings_beside_k(json.loads(stdout))
     assert warning == (f"--calibrate {big}: its images are 48 px and the real images 32 px, so the recipe was judged "
                        "at another resolution than it runs at; pass --image-size 32 to compare both at one size")
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--calibrate", big, "--image-size", "32", *fast)
-    assert code == 0 and json.loads(stdout)["warnings"] == []
+    assert code == 0 and warnings_beside_k(json.loads(stdout)) == []
 
 
 def test_an_id_the_submission_cannot_hold_names_its_image_before_scoring(run_cli, case, tmp_path, monkeypatch):
@@ -503,11 +508,11 @@ def test_a_threshold_labelling_every_image_alike_is_said_aloud(run_cli, case, tm
     out = tmp_path / "sub.csv"
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", out, "--threshold", "1e9", "--json", *root)
     assert code == 0, err
-    (warning,) = json.loads(stdout)["warnings"]
+    (warning,) = warnings_beside_k(json.loads(stdout))
     assert warning.startswith(f"--threshold 1e+09 labels all {len(labels)} images not used") and warning in err
     assert set(read_predictions(out, labels).labels) == {0}  # written as asked, and said
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", out, "--json", *root)
-    assert code == 0 and json.loads(stdout)["warnings"] == [] and "labels all" not in err
+    assert code == 0 and warnings_beside_k(json.loads(stdout)) == [] and "labels all" not in err
 
 
 def test_real_images_among_the_generated_ones_are_said_aloud(run_cli, case, tmp_path):
@@ -516,10 +521,10 @@ def test_real_images_among_the_generated_ones_are_said_aloud(run_cli, case, tmp_
     code, stdout, err = run_cli("classify", real, "--generated", real.parent, "--out", tmp_path / "s.csv", "--json",
                                 *root)
     assert code == 0, err
-    (warning,) = json.loads(stdout)["warnings"]
+    (warning,) = warnings_beside_k(json.loads(stdout))
     assert f"--generated {real.parent}: holds {len(labels)} of the {len(labels)} real images too" in warning
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json", *root)
-    assert code == 0 and json.loads(stdout)["warnings"] == []
+    assert code == 0 and warnings_beside_k(json.loads(stdout)) == []
 
 
 def test_copies_of_one_image_split_by_the_cut_are_said_aloud(run_cli, case, tmp_path):
@@ -530,7 +535,7 @@ def test_copies_of_one_image_split_by_the_cut_are_said_aloud(run_cli, case, tmp_
         shutil.copy(first, image)
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json", *root)
     assert code == 0, err
-    (warning,) = json.loads(stdout)["warnings"]
+    (warning,) = warnings_beside_k(json.loads(stdout))
     assert f"{len(labels)} images share the score at the cut" in warning
     assert f"{len(labels) // 2} of them are labelled used in the order of their ids" in warning
 
@@ -544,11 +549,11 @@ def test_real_and_generated_images_of_other_bit_depths_are_said_aloud(run_cli, c
     n_gen = len(list(gen.glob("*.png")))
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json", *root)
     assert code == 0, err
-    (warning,) = json.loads(stdout)["warnings"]
+    (warning,) = warnings_beside_k(json.loads(stdout))
     assert warning.startswith(f"the images mix bit depths (the real images 16-bit ({len(labels)}), the generated "
                               f"images 8-bit ({n_gen})): ganfp stretches each 16-bit")
     code, stdout, err = run_cli("classify", real, "--generated", real, "--out", tmp_path / "s.csv", "--json", *root)
-    assert code == 0 and not any("bit" in w for w in json.loads(stdout)["warnings"])  # one depth: no word of it
+    assert code == 0 and not any("bit" in w for w in warnings_beside_k(json.loads(stdout)))  # one depth: no word of it
 
 
 def test_a_few_16_bit_images_in_a_set_of_8_bit_ones_are_said_aloud(run_cli, case, tmp_path):
@@ -562,7 +567,7 @@ def test_a_few_16_bit_images_in_a_set_of_8_bit_ones_are_said_aloud(run_cli, case
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json",
                                 "--image-size", "32", *root)
     assert code == 0, err
-    (warning,) = json.loads(stdout)["warnings"]
+    (warning,) = warnings_beside_k(json.loads(stdout))
     assert warning.startswith(f"the images mix bit depths (the real images 8-bit ({len(labels)}), the generated "
                               f"images 8-bit ({n_gen - 1}) and 16-bit (1)):")
 
@@ -581,6 +586,23 @@ def test_a_k_above_the_sets_sizes_is_said_aloud(run_cli, case, tmp_path):
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--k", "2", "--out", out,
                                 "--json", *root)
     assert code == 0 and json.loads(stdout)["warnings"] == []
+
+
+def test_the_default_ensembles_own_k_above_the_sets_sizes_is_said_aloud(run_cli, case, tmp_path):
+    """The ensemble's local member uses k=40: on a few dozen images it compares with all of them, which the user heard
+    only for a --k of their own. The same warning, naming the k that ran; none where the sets are large enough."""
+    real, gen, labels, root = case
+    n_gen, n_real = len(list(gen.glob("*.png"))), len(labels)
+    out = tmp_path / "sub.csv"
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", out, "--json", *root)
+    assert code == 0, err
+    (warning,) = json.loads(stdout)["warnings"]
+    assert warning == (f"the default method, ensemble, uses k=40 (local pixels32 k=40): more than the {n_gen} "
+                       f"generated images and the {n_real - 1} other real images; those neighbour passes use them all")
+    assert warning in err
+    real, gen, _ = write_case(tmp_path / "larger", n_used=24, n_not_used=24, extra=16)  # 48 real, 88 generated
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", out, "--json", *root)
+    assert code == 0 and json.loads(stdout)["warnings"] == [], err
 
 
 def test_a_feature_space_finer_than_the_images_is_said_aloud(run_cli, case, tmp_path):
@@ -616,5 +638,6 @@ def test_a_generated_folder_inside_the_real_one_is_not_read_as_real_images(run_c
         code, stdout, err = run_cli("classify", folder, "--generated", folder / "fakes", "--out", out, "--json", *root)
         assert code == 0, err
         summary = json.loads(stdout)
-        assert (summary["images"], summary["generated"], summary["warnings"]) == (len(labels), n_gen, [])
+        assert (summary["images"], summary["generated"]) == (len(labels), n_gen)
+        assert warnings_beside_k(summary) == []
         assert validate_submission(out, labels) == []

@@ -33,7 +33,7 @@ from ganfp.errors import InputError, count, require_int, require_number
 from ganfp.fileio import written_together
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
-from ganfp.membership.pipeline import canonical, default_recipe
+from ganfp.membership.pipeline import canonical, default_recipe, member_recipes
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
 from ganfp.membership.spaces import calibration_spaces
 from ganfp.report import DEFAULT_ROWS, check_apart, classify_report, require_matplotlib
@@ -211,6 +211,13 @@ def trained_on(checkpoint, dev: Manifest, setup: ScoringSetup) -> bool:
     return False
 
 
+def runs_recipe(method: str | None, choice: Choice | None, recipe: Recipe) -> str:
+    """What chose the recipe, as a warning names it: "--method knn", "the default method, ensemble,"."""
+    if choice is not None:
+        return "the recipe calibration chose"
+    return f"--method {recipe.method}" if method else f"the default method, {recipe.method},"
+
+
 def decision_rule(used_fraction: float | None, threshold: float | None) -> str:
     if threshold is not None:
         return f"score >= {threshold:g}"
@@ -260,15 +267,25 @@ def depth_warning(real: Manifest, generated: Manifest, headers: list[Header]) ->
             "differs in contrast; save every image at one bit depth, windowed as the generator's training images were"]
 
 
-def k_beyond_the_sets(k: int | None, real: int, generated: int | None) -> list[str]:
-    """A --k above what a set holds compares with the whole set (a neighbour pass cannot find more): said aloud,
-    since a user who asked for 100 neighbours of 50 generated images would otherwise believe k was 100."""
-    if k is None or generated is None:
+def k_beyond_the_sets(recipe: Recipe, k: int | None, real: int, generated: int | None, which: str) -> list[str]:
+    """Each k above what a set holds compares with the whole set (a neighbour pass cannot find more): said aloud,
+    since a user who asked for 100 neighbours of 50 generated images would otherwise believe k was 100, and one
+    who ran the default ensemble on 30 that its local member used 40. `k`: the one the user gave; `which`: what
+    runs the recipe, for the k the user did not give ("the default method, ensemble,")."""
+    if generated is None:
         return []
-    sets = [f"{n} {what}" for n, what in ((generated, "generated images"), (real - 1, "other real images")) if k > n]
-    if not sets:
-        return []
-    return [f"--k {k}: more than the {' and the '.join(sets)}; those neighbour passes use them all"]
+    by_k: dict[int, list[str]] = {}
+    for member in member_recipes(recipe):
+        if member.k is not None:
+            by_k.setdefault(member.k, []).append(member.label)
+    warnings = []
+    for member_k, labels in by_k.items():
+        sets = [f"{n} {what}" for n, what in ((generated, "generated images"), (real - 1, "other real images"))
+                if member_k > n]
+        if sets:
+            named = f"--k {k}" if member_k == k else f"{which} uses k={member_k} ({', '.join(labels)})"
+            warnings.append(f"{named}: more than the {' and the '.join(sets)}; those neighbour passes use them all")
+    return warnings
 
 
 def space_beyond_the_images(features: str | None, size: int | None) -> list[str]:
@@ -467,7 +484,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     n_compared = len(compared) if compared is not None else None
     warnings = (real_among_generated(manifest, compared, where)
                 + constant_labelling(score, labels, threshold) + ties_at_the_cut(score, labels, threshold)
-                + k_beyond_the_sets(k if recipe.k == k else None, len(manifest), n_compared)
+                + k_beyond_the_sets(recipe, k, len(manifest), n_compared, runs_recipe(method, choice, recipe))
                 + space_beyond_the_images(features if compared is not None else None, size)
                 + (depth_warning(manifest, gen, headers) if compared is not None and headers is not None else [])
                 + (dev_warnings(dev, manifest, size, image_size) if dev is not None else []))
