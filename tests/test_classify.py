@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from helpers.images import write_frames
 from helpers.membership_cases import write_case, write_dev
@@ -186,6 +187,26 @@ def test_an_image_size_other_than_the_checkpoints_is_refused_before_decoding(run
     code, _, err = run_cli("classify", real, "--checkpoint", stage, "--image-size", "32", "--out", out, *root)
     assert code == 0, err
     assert validate_submission(out, labels) == []
+
+
+@pytest.mark.parametrize("edit", ["no head", "head of 3 classes"])
+def test_a_checkpoint_whose_head_does_not_fit_its_classes_is_refused(run_cli, case, tmp_path, edit):
+    """The head is the classifier: one missing, or of another number of classes than the metadata names, was
+    replaced by a fresh random one (as a stage's starting model may be), so P(used) was noise."""
+    from ganfp.checkpoint import read_safetensors, write_safetensors
+
+    real, _, _, root = case
+    file = stage_folder(tmp_path / "stage") / "model.safetensors"
+    tensors, meta = read_safetensors(file)
+    if edit == "no head":
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("head.")}
+    else:
+        tensors.update({"head.weight": torch.zeros(3, tensors["head.weight"].shape[1]), "head.bias": torch.zeros(3)})
+    write_safetensors(file, tensors, meta)
+    out = tmp_path / "sub.csv"
+    code, _, err = run_cli("classify", real, "--checkpoint", file, "--out", out, *root)
+    one_line_error(code, err, str(file), "head", "2 classes")
+    assert not out.exists()
 
 
 def test_checkpoint_file_of_any_name(run_cli, case, tmp_path):

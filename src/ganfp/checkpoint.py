@@ -93,16 +93,28 @@ def check_model_meta(file: Path, meta: dict) -> None:
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """(model, meta) from a stage folder, a chain run folder or a `model.safetensors` file."""
-    from ganfp.models import create_model, load_weights
+    from ganfp.models import create_model
+    from ganfp.models.factory import fit_weights
 
     path = Path(path)
     file = path if path.suffix == ".safetensors" else resolve_checkpoint(path) / MODEL_FILE
     tensors, meta = read_unchanged(file)
     check_model_meta(file, meta)
     model = create_model(meta["model"], num_classes=meta["num_classes"], image_size=meta["image_size"])
-    load_weights(model, file, state=tensors)
+    state = fit_weights(model, file, tensors)
+    check_head(file, model, state, meta["num_classes"])
+    model.load_state_dict(state)
     model.norm = (float(meta["mean"]), float(meta["std"])) if "mean" in meta and "std" in meta else LEGACY_NORM
     return model.to(device).eval(), meta
+
+
+def check_head(file: Path, model, state: dict[str, torch.Tensor], num_classes: int) -> None:
+    """The checkpoint's own head, of the classes its metadata names: `fit_weights` lets a starting model's head be
+    fresh (a new stage's classes), but a checkpoint loaded as a classifier with a random head scores noise."""
+    missing = [key for key in model.state_dict() if model.is_head_key(key) and key not in state]
+    if missing:
+        raise InputError(f"{file}: holds no classifier head for the {num_classes} classes its metadata names "
+                         f"({missing[0]} missing or of another shape); it was not written by ganfp, or was edited")
 
 
 def read_unchanged(file: Path) -> tuple[dict[str, torch.Tensor], dict]:

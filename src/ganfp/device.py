@@ -8,6 +8,8 @@ import torch
 
 from ganfp.errors import InputError
 
+RUNS_ON = ("cpu", "cuda", "mps")  # the device kinds ganfp's models and scorers run on
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """The device `--device NAME` means, checked before any work: a GPU the machine lacks fails here, not at
@@ -30,6 +32,10 @@ def device_problem(name: str) -> str | None:
         device = torch.device(name)
     except RuntimeError:
         return "not a device (use auto, cpu or cuda)"
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return "MPS is not available on this machine (use --device cpu or auto)"
+    if device.type not in RUNS_ON:  # torch names a dozen kinds (xpu, meta, ...): each failed later, a traceback
+        return "not a device ganfp runs on (use auto, cpu or cuda)"
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         count = torch.cuda.device_count()
         return (f"this machine has {count} CUDA device{'s' * (count != 1)} "
