@@ -51,7 +51,7 @@ def case(tmp_path):
 
 
 def stage_folder(folder, classes=("not_used", "used")):
-    model = create_model("conv5", 2, 32)
+    model = create_model("conv5", len(classes), 32)
     folder.mkdir(parents=True, exist_ok=True)
     save_model(folder / "model.safetensors", model, model_meta(model, list(classes), 32))
     return folder
@@ -158,9 +158,10 @@ def test_checkpoint_classifier_without_generated_images(run_cli, case, tmp_path)
     assert {i for i, v in zip(preds.ids, preds.labels) if v == 1} == set(top)  # the top half by P(used)
 
 
-@pytest.mark.parametrize("classes", [("covid", "normal"), ("authentic", "tampered")])
+@pytest.mark.parametrize("classes", [("covid", "normal"), ("authentic", "tampered"), ("not_used", "used", "unsure")])
 def test_classifier_of_another_task_is_refused_not_read_as_p_used(run_cli, case, tmp_path, classes):
-    """A chain stopped after its covid stage leaves a covid classifier: its class 1 is not P(used)."""
+    """A chain stopped after its covid stage leaves a covid classifier: its class 1 is not P(used). Nor is the "used"
+    column of a third class's softmax: the mass on the other class moves every score and every --threshold."""
     real, _, _, root = case
     stage = stage_folder(tmp_path / "stage", classes=classes)
     out = tmp_path / "sub.csv"

@@ -223,10 +223,9 @@ def classifier_scores(scorer: MembershipScorer, recipe: Recipe) -> np.ndarray:
     given = Path(setup.checkpoint) if setup.checkpoint else None
     stage = given if given is not None and given.is_file() else resolve_checkpoint(given, setup.runs_dir)
     model, meta = load_checkpoint(stage, setup.device)
-    if meta.get("num_classes", 2) < 2:
-        raise InputError(f"{stage}: the checkpoint has one class; P(used) needs two")
-    classes = list(meta.get("classes", []))
-    if "used" not in classes:  # a tampering or covid stage's class 1 is not P(used): refuse rather than mislabel
+    classes = list(meta["classes"])
+    # a tampering or covid stage's class 1 is not P(used), nor is a third class's softmax column: refused, not misread
+    if len(classes) != 2 or "used" not in classes:
         raise InputError(f"{stage}: a classifier of {', '.join(classes) or 'unnamed classes'}, not of used / not_used; "
                          "P(used) needs a stage trained on used and not_used images (a chain's gans-dev or gans-test)")
     images = load_checked(scorer.real, int(meta["image_size"]), setup.data_root, setup.progress, "decode real")
