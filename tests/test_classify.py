@@ -210,6 +210,17 @@ def test_a_checkpoint_whose_head_does_not_fit_its_classes_is_refused(run_cli, ca
     assert not out.exists()
 
 
+def test_generated_images_the_classifier_does_not_read_are_refused(run_cli, case, tmp_path):
+    """--method classifier scores the real images alone: a --generated given beside it was read as a folder and then
+    ignored, so a user who believed the generated set counted was not told otherwise."""
+    real, gen, _, root = case
+    stage, out = stage_folder(tmp_path / "stage"), tmp_path / "sub.csv"
+    code, _, err = run_cli("classify", real, "--method", "classifier", "--generated", gen, "--checkpoint", stage,
+                           "--out", out, *root)
+    one_line_error(code, err, f"--generated {gen}", "--method classifier does not read it")
+    assert not out.exists()
+
+
 def test_checkpoint_file_of_any_name(run_cli, case, tmp_path):
     real, _, labels, root = case
     weights = tmp_path / "chosen.safetensors"

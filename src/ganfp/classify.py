@@ -442,6 +442,9 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         check_features(features, method)
     if report:
         require_matplotlib()
+    if generated and method == "classifier" and not calibrate_on and not report:
+        raise InputError(f"--generated {generated}: --method classifier does not read it (it scores the real images "
+                         "alone); drop --generated, or choose a membership --method")
     manifest = read_real(real, data_root, reading, generated)
     check_writable_ids(manifest)
     if used_fraction is not None:
