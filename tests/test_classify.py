@@ -221,6 +221,15 @@ def test_generated_images_the_classifier_does_not_read_are_refused(run_cli, case
     assert not out.exists()
 
 
+def test_a_missing_checkpoint_is_named_as_missing(run_cli, case, tmp_path):
+    """A typo in --checkpoint said "not a checkpoint (expected a stage folder ...)", as if the path held something
+    else: the user went looking at a folder that is not there."""
+    real, _, _, root = case
+    for missing in (tmp_path / "runs" / "demo-resnt18", tmp_path / "stage" / "model.safetensor"):
+        code, _, err = run_cli("classify", real, "--checkpoint", missing, "--out", tmp_path / "sub.csv", *root)
+        one_line_error(code, err, f"--checkpoint {missing}: not found")
+
+
 def test_checkpoint_file_of_any_name(run_cli, case, tmp_path):
     real, _, labels, root = case
     weights = tmp_path / "chosen.safetensors"

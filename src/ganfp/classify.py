@@ -390,9 +390,12 @@ def check_enough_real(real: str, n: int, method: str | None) -> None:
 
 
 def check_checkpoint_used(checkpoint: str, unused: bool, runs_dir) -> None:
-    """A --checkpoint must be one, and must be read: a typo in an option nothing reads would pass silently."""
+    """A --checkpoint must be one, and must be read: a typo in an option nothing reads would pass silently. A path
+    that is not there is named so, not as a folder of the wrong kind."""
     from ganfp.checkpoint import resolve_checkpoint
 
+    if not Path(checkpoint).exists():
+        raise InputError(f"--checkpoint {checkpoint}: not found (no such file or folder)")
     resolve_checkpoint(checkpoint, runs_dir)
     if unused:
         raise InputError(f"--checkpoint {checkpoint}: the membership scorers do not read it; it is read by "
