@@ -614,6 +614,21 @@ def test_a_few_16_bit_images_in_a_set_of_8_bit_ones_are_said_aloud(run_cli, case
                               f"images 8-bit ({n_gen - 1}) and 16-bit (1)):")
 
 
+def test_a_real_set_of_two_bit_depths_is_said_aloud_to_the_classifier_too(run_cli, case, tmp_path):
+    """The classifier reads each 16-bit image stretched by its own percentiles and each 8-bit one as it is: a real set
+    mixing both is scored with two contrasts, which only the membership scorers' users were told."""
+    real, _, labels, root = case
+    for image in sorted(real.glob("*.png"))[:4]:
+        Image.fromarray(np.asarray(Image.open(image), dtype=np.uint16) * 256).save(image)
+    stage, out = stage_folder(tmp_path / "stage"), tmp_path / "sub.csv"
+    code, stdout, err = run_cli("classify", real, "--checkpoint", stage, "--out", out, "--json", *root)
+    assert code == 0, err
+    (warning,) = json.loads(stdout)["warnings"]
+    assert warning.startswith(f"the images mix bit depths (the real images 8-bit ({len(labels) - 4}) and 16-bit (4)): "
+                              "ganfp stretches each 16-bit")
+    assert warning.endswith("windowed as the checkpoint's training images were")
+
+
 def test_a_k_above_the_sets_sizes_is_said_aloud(run_cli, case, tmp_path):
     """--k 500 of a few dozen generated images compares with all of them: the user is told k was not 500."""
     real, gen, labels, root = case

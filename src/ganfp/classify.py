@@ -254,17 +254,20 @@ def check_features(features: str, method: str | None) -> None:
                          f"space, not {space.label}")
 
 
-def depth_warning(real: Manifest, generated: Manifest, headers: list[Header]) -> list[str]:
+def depth_warning(real: Manifest, generated: Manifest | None, headers: list[Header]) -> list[str]:
     """A warning when the images are not all of one bit depth, naming each set's. A 16-bit image is windowed by its
     own 0.5-99.5 percentiles, an 8-bit one read as it is, so one slice saved both ways differs in contrast and every
-    distance compares the two windows as much as the images. `headers`: every file's, the read that finds the size,
-    so a few 16-bit files among thousands of 8-bit ones count, and a set that mixes depths is named as one."""
-    listed = depths_by_set(["the real images"] * len(real) + ["the generated images"] * len(generated), headers)
+    distance compares the two windows as much as the images; the classifier (`generated` None: the real images
+    alone) scores them with two contrasts. `headers`: every file's, the read that finds the size, so a few 16-bit
+    files among thousands of 8-bit ones count, and a set that mixes depths is named as one."""
+    n_generated = len(generated) if generated is not None else 0
+    listed = depths_by_set(["the real images"] * len(real) + ["the generated images"] * n_generated, headers)
     if not listed:
         return []
+    trained = "the generator's" if generated is not None else "the checkpoint's"
     return [f"the images mix bit depths ({listed}): ganfp stretches each 16-bit or float image between its own 0.5 "
             "and 99.5 percentiles and reads 8-bit and 1-bit ones as they are, so one slice saved at two depths "
-            "differs in contrast; save every image at one bit depth, windowed as the generator's training images were"]
+            f"differs in contrast; save every image at one bit depth, windowed as {trained} training images were"]
 
 
 def k_beyond_the_sets(recipe: Recipe, k: int | None, real: int, generated: int | None, which: str) -> list[str]:
@@ -473,7 +476,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         check_enough_real(real, len(manifest), method)
     else:
         check_classifier(checkpoint, runs_dir, image_size)
-    headers = image_headers(manifest, gen) if membership else None  # one open per file: the size, the bit depths
+    headers = image_headers(manifest, *([gen] if membership else []))  # one open per file: size, bit depths
     size = image_size or (native_image_size(manifest, gen, headers=headers) if membership else None)
     dev = read_dev(calibrate_on, data_root, reading, image_size) if calibrate_on else None
     if dev is not None and used_fraction is None and threshold is None:
@@ -492,7 +495,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
                 + constant_labelling(score, labels, threshold) + ties_at_the_cut(score, labels, threshold)
                 + k_beyond_the_sets(recipe, k, len(manifest), n_compared, runs_recipe(method, choice, recipe))
                 + space_beyond_the_images(features if compared is not None else None, size)
-                + (depth_warning(manifest, gen, headers) if compared is not None and headers is not None else [])
+                + depth_warning(manifest, compared, headers)
                 + (dev_warnings(dev, manifest, size, image_size) if dev is not None else []))
     summary = {
         "images": len(labels),
