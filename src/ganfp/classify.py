@@ -420,29 +420,39 @@ def check_classifier(checkpoint: str | None, runs_dir, image_size: int | None) -
                          "images and the classifier reads every image at that size; drop --image-size")
 
 
-def classify(real: str, out, *, generated: str | None = None, method: str | None = None, features: str | None = None,
-             checkpoint: str | None = None, used_fraction: float | None = None, threshold: float | None = None,
-             scores_path=None, ids_path=None, calibrate_on: str | None = None, k: int | None = None,
-             device: str = "auto", batch_size: int = 128, data_root=None, runs_dir=None, seed: int = 0,
-             image_size: int | None = None, progress: Progress | None = None,
-             reading: MedicalReading | None = None, report: str | None = None,
-             report_n: int | None = None) -> ClassifyResult:
-    """Score, decide, write `out` (validated) and optionally the scores CSV and the report; return what was done.
+@dataclass
+class RealSets:
+    """The real images and what they are compared with, read and checked before anything is scored."""
 
-    The outputs are replaced together once all are complete: an error or a signal while the report is built
-    leaves every one as an earlier run wrote it, not a new submission beside its old scores and report.
-    """
-    from ganfp.device import resolve_device
-    from ganfp.submission import (
-        constant_labelling,
-        decide,
-        ties_at_the_cut,
-        used_count,
-        write_scores,
-        write_submission,
-    )
+    real: Manifest
+    generated: Manifest | None
+    where: str  # how a warning names the generated set: "--generated DIR", or the spec's own folder
+    expected_ids: list[str] | None  # --ids, in its order
 
-    started = time.perf_counter()
+
+@dataclass
+class ScoredRun:
+    """What one run scored and decided: what its warnings, its summary and its outputs are made from."""
+
+    sets: RealSets
+    setup: ScoringSetup
+    recipe: Recipe
+    choice: Choice | None
+    scorer: MembershipScorer
+    score: np.ndarray
+    scorers: dict[str, np.ndarray]
+    labels: np.ndarray
+    used_fraction: float | None
+
+    @property
+    def compared(self) -> Manifest | None:
+        """The generated images the recipe compared each real image with: none for the classifier."""
+        return self.sets.generated if self.recipe.method != "classifier" else None
+
+
+def check_arguments(method, features, k, used_fraction, threshold, image_size, batch_size, seed, report, report_n,
+                    generated, calibrate_on) -> None:
+    """The options alone and together, before any file is read."""
     check_options(method, k, used_fraction, threshold, image_size, batch_size, seed, report_n, report)
     if features is not None:
         check_features(features, method)
@@ -451,6 +461,14 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     if generated and method == "classifier" and not calibrate_on and not report:
         raise InputError(f"--generated {generated}: --method classifier does not read it (it scores the real images "
                          "alone); drop --generated, or choose a membership --method")
+
+
+def read_sets(real: str, generated: str | None, method: str | None, calibrate_on: str | None, ids_path,
+              used_fraction: float | None, report: str | None, data_root, reading: MedicalReading | None) -> RealSets:
+    """The real images (ids writable, matching --ids, enough for --used-fraction) and the generated set: the
+    option's, else a dataset spec's own; a method or --calibrate that needs one and has none is refused."""
+    from ganfp.submission import used_count
+
     manifest = read_real(real, data_root, reading, generated)
     check_writable_ids(manifest)
     if used_fraction is not None:
@@ -467,65 +485,132 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
         raise InputError("--calibrate chooses among the membership scorers: pass --generated GEN_DIR too")
     if reading is not None:
         reading.check_read([it.path for m in (manifest, gen) if m is not None for it in m.items])
-    membership = gen is not None and method != "classifier"
-    check_read(method or (DEFAULT_METHOD if gen is not None else "classifier"), features, k, bool(calibrate_on),
-               method is None)
+    return RealSets(manifest, gen, where, expected)
+
+
+def check_scoring(sets: RealSets, real: str, asked: Recipe, checkpoint: str | None, calibrate_on: str | None,
+                  runs_dir, image_size: int | None) -> bool:
+    """Whether the membership scorers run (else the classifier), with every option they would not read refused
+    and what each needs checked: two real images, or a checkpoint of the size asked."""
+    method, membership = asked.method, sets.generated is not None and asked.method != "classifier"
+    check_read(method or (DEFAULT_METHOD if sets.generated is not None else "classifier"), asked.features, asked.k,
+               bool(calibrate_on), method is None)
     if checkpoint is not None:
-        check_checkpoint_used(checkpoint, membership and not calibrate_on and features != "checkpoint", runs_dir)
+        unused = membership and not calibrate_on and asked.features != "checkpoint"
+        check_checkpoint_used(checkpoint, unused, runs_dir)
     if membership:
-        check_enough_real(real, len(manifest), method)
+        check_enough_real(real, len(sets.real), method)
     else:
         check_classifier(checkpoint, runs_dir, image_size)
-    headers = image_headers(manifest, *([gen] if membership else []))  # one open per file: size, bit depths
-    size = image_size or (native_image_size(manifest, gen, headers=headers) if membership else None)
-    dev = read_dev(calibrate_on, data_root, reading, image_size) if calibrate_on else None
-    if dev is not None and used_fraction is None and threshold is None:
-        check_dev_fraction(float(dev.y.mean()), len(manifest), calibrate_on)
-    setup = ScoringSetup(size, resolve_device(device), batch_size=batch_size, data_root=data_root, checkpoint=checkpoint,
-                         runs_dir=runs_dir, seed=seed, progress=progress)
+    return membership
 
-    recipe, used_fraction, choice = choose_recipe(dev, setup, Recipe(method, features, k), used_fraction, threshold,
-                                                  gen is not None)
-    scorer = MembershipScorer(manifest, gen, setup)
+
+def score_and_decide(sets: RealSets, setup: ScoringSetup, dev: DevSet | None, asked: Recipe,
+                     used_fraction: float | None, threshold: float | None) -> ScoredRun:
+    """The recipe (calibrated, asked or the default), every real image's score by it, and the 0/1 labels."""
+    from ganfp.submission import decide
+
+    recipe, used_fraction, choice = choose_recipe(dev, setup, asked, used_fraction, threshold,
+                                                  sets.generated is not None)
+    scorer = MembershipScorer(sets.real, sets.generated, setup)
     score, scorers = scorer.final(recipe)
-    labels = decide(score, used_fraction=used_fraction, threshold=threshold, ids=manifest.ids)
-    compared = gen if recipe.method != "classifier" else None
+    labels = decide(score, used_fraction=used_fraction, threshold=threshold, ids=sets.real.ids)
+    return ScoredRun(sets, setup, recipe, choice, scorer, score, scorers, labels, used_fraction)
+
+
+def run_warnings(run: ScoredRun, asked: Recipe, threshold: float | None, headers: list[Header], dev: DevSet | None,
+                 image_size: int | None) -> list[str]:
+    """Everything that makes the run less than it seems, said aloud (each function says what and why)."""
+    from ganfp.submission import constant_labelling, ties_at_the_cut
+
+    real, compared, size = run.sets.real, run.compared, run.setup.image_size
     n_compared = len(compared) if compared is not None else None
-    warnings = (real_among_generated(manifest, compared, where)
-                + constant_labelling(score, labels, threshold) + ties_at_the_cut(score, labels, threshold)
-                + k_beyond_the_sets(recipe, k, len(manifest), n_compared, runs_recipe(method, choice, recipe))
-                + space_beyond_the_images(features if compared is not None else None, size)
-                + depth_warning(manifest, compared, headers)
-                + (dev_warnings(dev, manifest, size, image_size) if dev is not None else []))
-    summary = {
+    which = runs_recipe(asked.method, run.choice, run.recipe)
+    return (real_among_generated(real, compared, run.sets.where)
+            + constant_labelling(run.score, run.labels, threshold) + ties_at_the_cut(run.score, run.labels, threshold)
+            + k_beyond_the_sets(run.recipe, asked.k, len(real), n_compared, which)
+            + space_beyond_the_images(asked.features if compared is not None else None, size)
+            + depth_warning(real, compared, headers)
+            + (dev_warnings(dev, real, size, image_size) if dev is not None else []))
+
+
+def run_summary(run: ScoredRun, threshold: float | None, out, scores_path, warnings: list[str],
+                started: float) -> dict:
+    """What `--json` prints and the table shows."""
+    labels, recipe, meta = run.labels, run.recipe, run.scorer.checkpoint_meta
+    return {
         "images": len(labels),
-        "generated": len(gen) if gen is not None and recipe.method != "classifier" else None,
+        "generated": len(run.compared) if run.compared is not None else None,
         "recipe": recipe.label,
         "method": recipe.method,
-        "scorers": list(scorers),
+        "scorers": list(run.scorers),
         "features": recipe.features,
         "k": recipe.k,
         "with_default": recipe.with_default,
-        "checkpoint": scorer.checkpoint_meta["stage"] if scorer.checkpoint_meta else None,
-        "decision": decision_rule(used_fraction, threshold),
-        "used_fraction": used_fraction,
+        "checkpoint": meta["stage"] if meta else None,
+        "decision": decision_rule(run.used_fraction, threshold),
+        "used_fraction": run.used_fraction,
         "threshold": threshold,
         "labelled_used": int(labels.sum()),
         "labelled_not_used": int(len(labels) - labels.sum()),
         "out": str(out),
         "scores": str(scores_path) if scores_path else None,
-        "labels": manifest.info.get("labels"),  # a demo set's ground truth, to score the submission with
-        "calibration": choice.to_dict() if choice else None,
-        "device": str(setup.device),
+        "labels": run.sets.real.info.get("labels"),  # a demo set's ground truth, to score the submission with
+        "calibration": run.choice.to_dict() if run.choice else None,
+        "device": str(run.setup.device),
         "seconds": round(time.perf_counter() - started, 2),
         "warnings": warnings,
     }
-    with written_together() as outputs:  # --out, --scores and --report all replaced, or none (fileio)
-        write_submission(out, manifest.ids, labels, expected_ids=expected, batch=outputs)
+
+
+def write_outputs(run: ScoredRun, summary: dict, out, scores_path, report: str | None, report_n: int | None,
+                  threshold: float | None) -> None:
+    """--out (validated), --scores and --report, replaced together once all are complete (`written_together`); the
+    report's path lands in `summary`."""
+    from ganfp.submission import write_scores, write_submission
+
+    ids = run.sets.real.ids
+    with written_together() as outputs:
+        write_submission(out, ids, run.labels, expected_ids=run.sets.expected_ids, batch=outputs)
         if scores_path:
-            write_scores(scores_path, manifest.ids, score, columns=scorers, batch=outputs)
+            write_scores(scores_path, ids, run.score, columns=run.scorers, batch=outputs)
         if report:
-            space = parse_features(recipe.features or DEFAULT_FEATURES)
-            summary["report"] = classify_report(report, scorer, space, score, labels, summary,
+            space = parse_features(run.recipe.features or DEFAULT_FEATURES)
+            summary["report"] = classify_report(report, run.scorer, space, run.score, run.labels, summary,
                                                 report_n or DEFAULT_ROWS, cut=threshold, batch=outputs).path
-    return ClassifyResult(manifest.ids, labels, score, scorers, summary, choice)
+
+
+def classify(real: str, out, *, generated: str | None = None, method: str | None = None, features: str | None = None,
+             checkpoint: str | None = None, used_fraction: float | None = None, threshold: float | None = None,
+             scores_path=None, ids_path=None, calibrate_on: str | None = None, k: int | None = None,
+             device: str = "auto", batch_size: int = 128, data_root=None, runs_dir=None, seed: int = 0,
+             image_size: int | None = None, progress: Progress | None = None,
+             reading: MedicalReading | None = None, report: str | None = None,
+             report_n: int | None = None) -> ClassifyResult:
+    """Score, decide, write `out` (validated) and optionally the scores CSV and the report; return what was done.
+
+    Every option and input is checked before the first image is scored. The outputs are replaced together once
+    all are complete: an error or a signal while the report is built leaves every one as an earlier run wrote
+    it, not a new submission beside its old scores and report.
+    """
+    from ganfp.device import resolve_device
+
+    started = time.perf_counter()
+    check_arguments(method, features, k, used_fraction, threshold, image_size, batch_size, seed, report, report_n,
+                    generated, calibrate_on)
+    asked = Recipe(method, features, k)
+    sets = read_sets(real, generated, method, calibrate_on, ids_path, used_fraction, report, data_root, reading)
+    membership = check_scoring(sets, real, asked, checkpoint, calibrate_on, runs_dir, image_size)
+    headers = image_headers(sets.real, *([sets.generated] if membership else []))  # one open per file: size, depths
+    size = image_size or (native_image_size(sets.real, sets.generated, headers=headers) if membership else None)
+    dev = read_dev(calibrate_on, data_root, reading, image_size) if calibrate_on else None
+    if dev is not None and used_fraction is None and threshold is None:
+        check_dev_fraction(float(dev.y.mean()), len(sets.real), calibrate_on)
+    setup = ScoringSetup(size, resolve_device(device), batch_size=batch_size, data_root=data_root,
+                         checkpoint=checkpoint, runs_dir=runs_dir, seed=seed, progress=progress)
+
+    run = score_and_decide(sets, setup, dev, asked, used_fraction, threshold)
+    warnings = run_warnings(run, asked, threshold, headers, dev, image_size)
+    summary = run_summary(run, threshold, out, scores_path, warnings, started)
+    write_outputs(run, summary, out, scores_path, report, report_n, threshold)
+    return ClassifyResult(sets.real.ids, run.labels, run.score, run.scorers, summary, run.choice)
