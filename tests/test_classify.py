@@ -171,8 +171,9 @@ def test_classifier_of_another_task_is_refused_not_read_as_p_used(run_cli, case,
 
 def test_an_image_size_other_than_the_checkpoints_is_refused_before_decoding(run_cli, case, tmp_path, monkeypatch):
     """The classifier reads images at the size its checkpoint was trained at: --image-size 64 was ignored without a
-    word, so the user believed the images were classified at 64 px. Its own size is accepted."""
-    real, _, labels, root = case
+    word, so the user believed the images were classified at 64 px; so did the checkpoint feature space. Its own
+    size is accepted."""
+    real, gen, labels, root = case
     stage, out = stage_folder(tmp_path / "stage"), tmp_path / "sub.csv"
 
     def no_decoding(*args):
@@ -180,7 +181,8 @@ def test_an_image_size_other_than_the_checkpoints_is_refused_before_decoding(run
 
     monkeypatch.setattr(pipeline, "load_checked", no_decoding)
     for given in (("--checkpoint", stage), ("--checkpoint", stage / "model.safetensors"), ("--method", "classifier",
-                  "--checkpoint", stage)):
+                  "--checkpoint", stage), ("--generated", gen, "--method", "knn", "--features", "checkpoint",
+                                           "--checkpoint", stage)):
         code, _, err = run_cli("classify", real, *given, "--image-size", "64", "--out", out, *root)
         one_line_error(code, err, "--image-size 64", "trained on 32 px images", str(stage))
     assert not out.exists()

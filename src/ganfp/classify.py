@@ -405,10 +405,10 @@ def check_checkpoint_used(checkpoint: str, unused: bool, runs_dir) -> None:
                          "--method classifier, --features checkpoint and --calibrate")
 
 
-def check_classifier(checkpoint: str | None, runs_dir, image_size: int | None) -> None:
-    """The classifier's checkpoint read (its header) before any image is decoded, and an --image-size that is not
-    the size it was trained at refused: the network reads every image at that size, so another one would be
-    ignored without a word."""
+def check_checkpoint_read(checkpoint: str | None, runs_dir, image_size: int | None) -> None:
+    """The checkpoint the classifier or the checkpoint space reads, its header read before any image is decoded,
+    and an --image-size that is not the size it was trained at refused: its network reads every image at that
+    size, so another one would be ignored without a word."""
     from ganfp.checkpoint import check_model_meta, read_safetensors
     from ganfp.membership.features import checkpoint_file
 
@@ -417,7 +417,7 @@ def check_classifier(checkpoint: str | None, runs_dir, image_size: int | None) -
     check_model_meta(file, meta)
     if image_size is not None and image_size != meta["image_size"]:
         raise InputError(f"--image-size {image_size}: the checkpoint {file} was trained on {meta['image_size']} px "
-                         "images and the classifier reads every image at that size; drop --image-size")
+                         "images and its network reads every image at that size; drop --image-size")
 
 
 @dataclass
@@ -491,7 +491,7 @@ def read_sets(real: str, generated: str | None, method: str | None, calibrate_on
 def check_scoring(sets: RealSets, real: str, asked: Recipe, checkpoint: str | None, calibrate_on: str | None,
                   runs_dir, image_size: int | None) -> bool:
     """Whether the membership scorers run (else the classifier), with every option they would not read refused
-    and what each needs checked: two real images, or a checkpoint of the size asked."""
+    and what each needs checked: two real images, a checkpoint of the size asked."""
     method, membership = asked.method, sets.generated is not None and asked.method != "classifier"
     check_read(method or (DEFAULT_METHOD if sets.generated is not None else "classifier"), asked.features, asked.k,
                bool(calibrate_on), method is None)
@@ -500,8 +500,8 @@ def check_scoring(sets: RealSets, real: str, asked: Recipe, checkpoint: str | No
         check_checkpoint_used(checkpoint, unused, runs_dir)
     if membership:
         check_enough_real(real, len(sets.real), method)
-    else:
-        check_classifier(checkpoint, runs_dir, image_size)
+    if not membership or asked.features == "checkpoint":
+        check_checkpoint_read(checkpoint, runs_dir, image_size)
     return membership
 
 
