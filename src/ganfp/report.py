@@ -347,7 +347,10 @@ IN_RECIPE = {"method", "features", "k"}  # the recipe's label names them
 
 
 def esc(value) -> str:
-    return html.escape(str(value), quote=True)
+    """HTML-escaped text. A file named in another encoding than UTF-8 (Latin-1 bytes on Linux) reaches Python with
+    surrogates, which no UTF-8 page can hold: the report failed on such a generated image; its bytes show as \\xNN."""
+    text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return html.escape(text, quote=True)
 
 
 def _cell(value) -> str:
