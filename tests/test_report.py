@@ -402,3 +402,32 @@ def test_names_with_markup_and_odd_bytes_are_shown_as_text(run_cli, copies):
     assert 'data-id="&lt;script&gt;alert(1)&lt;script&gt;"' in text
     assert "a&amp;b &quot;q&quot; &#x27;q&#x27; é" in text
     assert 'title="g\\xe9"' in text and 'title="&lt;img src=x onerror=alert(1)&gt;"' in text
+
+
+def test_a_pixel_copy_is_a_near_duplicate_beside_two_identical_real_images(run_cli, tmp_path):
+    """Two identical real slices (a blank slice twice) set the near-duplicate radius to 0: the report then listed
+    no near-duplicate at all, not even a generated image that is a pixel copy of a real one."""
+    case = copy_case()
+    case["real"][11] = case["real"][10]
+    case["generated"][0] = case["real"][0]
+    write_pngs(tmp_path / "real", "r", case["real"])
+    write_pngs(tmp_path / "gen", "g", case["generated"])
+    text = run_report(run_cli, tmp_path, tmp_path / "real").read_text()
+    near = text.split('id="near-duplicates"')[1]
+    assert 'data-id="g000"' in near and "nearest real: r000" in near
+    assert "2 real images that are copies of another real image are left out" in near
+
+
+def test_identical_real_images_list_their_exact_copies():
+    """Every real image the same: no radius can be drawn between distinct ones; exact copies are still listed."""
+    from ganfp.report import Neighbourhood, ReportInputs, build_report
+
+    images = np.full((4, 16, 16), 90, np.uint8)
+    hood = Neighbourhood("pixels16, Euclidean distance", np.zeros((4, 2)), np.tile([0, 1], (4, 1)),
+                         np.array([0.0, 5.0]), np.zeros(2, np.int64), np.zeros(4))
+    inputs = ReportInputs(real_ids=list("abcd"), real_images=images, scores=np.zeros(4), decided=np.array([1, 1, 0, 0]),
+                          summary={}, generated_ids=["copy", "other"], generated_images=images[:2],
+                          neighbours=lambda k: hood)
+    text, facts = build_report(inputs)
+    assert facts["near_duplicates"] == 1 and 'data-id="copy"' in text and 'data-id="other"' not in text
+    assert "Every real image is a copy of another real image" in text

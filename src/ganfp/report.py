@@ -40,6 +40,7 @@ THUMB = 96  # px: thumbnails larger than this are shrunk; smaller ones are shown
 DISPLAY_SIZE = 128  # decode size when classify scored without resizing (the classifier alone)
 ALIGN_SHARE = 16  # difference maps search shifts of up to 1/16 of the width, as the ncc space does
 NEAR_PERCENTILE = 1.0  # near-duplicate: closer to a real image than 99% of real images are to their nearest
+SAME_SHARE = 1e-3  # real images nearer to another than this share of the largest such distance are copies of it
 METRIC_WORDS = {"ssim": "1 - SSIM", "euclidean": "Euclidean distance"}
 
 
@@ -406,10 +407,21 @@ def evidence_row(i: int, rank: int, inputs: ReportInputs, hood: Neighbourhood | 
     return f'<div class="row evidence-row" data-id="{esc(image_id)}">{"".join(parts)}</div>'
 
 
+def near_radius(real_to_real: np.ndarray) -> tuple[float, int]:
+    """(the near-duplicate radius, how many real images were left out of it as copies of another real image).
+
+    Copies among the real images (blank slices, a slice saved twice) sit at distance 0 from each other: counted,
+    a few of them made the radius 0, and then not even a pixel copy of a real image was listed.
+    """
+    same = real_to_real <= SAME_SHARE * float(real_to_real.max())
+    distinct = real_to_real[~same]
+    return (float(np.percentile(distinct, NEAR_PERCENTILE)) if len(distinct) else 0.0), int(same.sum())
+
+
 def near_duplicate_rows(inputs: ReportInputs, hood: Neighbourhood) -> tuple[str, str, int, float]:
     """(rows, note, how many generated images are near-duplicates, the radius used)."""
-    radius = float(np.percentile(hood.real_to_real, NEAR_PERCENTILE))
-    close = np.flatnonzero(hood.nearest_real < radius)
+    radius, same = near_radius(hood.real_to_real)
+    close = np.flatnonzero(hood.nearest_real <= radius)
     close = close[np.argsort(hood.nearest_real[close], kind="stable")]
     shown = close[: inputs.rows]
     rows = []
@@ -423,10 +435,12 @@ def near_duplicate_rows(inputs: ReportInputs, hood: Neighbourhood) -> tuple[str,
                     + figure_html(png_uri(inputs.generated_images[j]), "generated", title=name)
                     + figure_html(png_uri(inputs.real_images[i]), "real", "real", inputs.real_ids[i])
                     + figure_html(png_uri(rgb), caption, "diff", "difference, aligned") + "</div>")
-    note = (f"Generated images closer to a real image than {radius:.4g} ({esc(hood.distance)}). That radius is the "
-            f"{NEAR_PERCENTILE:g}st percentile of the distances from each real image to its nearest other real image: "
-            f"{100 - NEAR_PERCENTILE:g}% of the real images have no other real image this close. {len(close)} found"
-            + (f"; the closest {len(shown)} are shown." if len(close) > len(shown) else "."))
+    note = (f"Generated images as close to a real image as {radius:.4g} or closer ({esc(hood.distance)}). "
+            + (f"That radius is the {NEAR_PERCENTILE:g}st percentile of the distances from each real image to its "
+               f"nearest other real image: {100 - NEAR_PERCENTILE:g}% of the real images have no other real image this "
+               "close" if same < len(hood.real_to_real) else "Every real image is a copy of another real image")
+            + (f" ({same} real images that are copies of another real image are left out)" if same else "")
+            + f". {len(close)} found" + (f"; the closest {len(shown)} are shown." if len(close) > len(shown) else "."))
     return "\n".join(rows) or "<p>None.</p>", note, int(len(close)), radius
 
 
