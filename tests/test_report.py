@@ -431,3 +431,27 @@ def test_identical_real_images_list_their_exact_copies():
     text, facts = build_report(inputs)
     assert facts["near_duplicates"] == 1 and 'data-id="copy"' in text and 'data-id="other"' not in text
     assert "Every real image is a copy of another real image" in text
+
+
+def test_the_summary_shows_what_classify_warned_of_and_what_calibration_found(tmp_path):
+    """The terminal's warnings do not travel with the file: a dev set showing no evidence of leakage, and classify's
+    warnings, are rows of their own; calibration is one readable line, not its table of every candidate."""
+    from ganfp.membership.calibrate import NO_LEAK_EVIDENCE, Choice
+    from ganfp.membership.recipe import Recipe
+    from ganfp.report import ReportInputs, build_report
+
+    table = [{"candidate": f"knn pixels32 k={k}", "cv_auc": 0.5, "chosen": False} for k in range(40)]
+    calibration = Choice(Recipe("ensemble"), 0.5, 0.54, 0.52, (0.38, 0.66), table).to_dict()
+    rng = np.random.default_rng(0)
+    inputs = ReportInputs(real_ids=list("abcd"), real_images=rng.integers(0, 255, (4, 16, 16), np.uint8),
+                          scores=np.arange(4.0), decided=np.array([0, 0, 1, 1]), summary={})
+    for warnings, shown in (([], [NO_LEAK_EVIDENCE]), (["2 images share the score at the cut"],
+                                                       [NO_LEAK_EVIDENCE, "2 images share the score at the cut"])):
+        inputs.summary = {"recipe": "ensemble", "calibration": calibration, "warnings": warnings}
+        summary = build_report(inputs)[0].split('id="summary"')[1].split("</section>")[0]
+        assert [row.split("<td>")[1].split("</td>")[0] for row in summary.split("\n") if "warning" in row] == shown
+        assert ("<td>ensemble; used fraction 0.500; cross-validated ROC-AUC 0.540, dev ROC-AUC 0.520 (95% bootstrap "
+                "interval 0.380-0.660)</td>") in summary and "k=39" not in summary
+    inputs.summary["calibration"] = calibration | {"interval": [0.8, 0.9], "leak_evidence": True}
+    inputs.summary["warnings"] = []
+    assert "warning" not in build_report(inputs)[0].split('id="summary"')[1].split("</section>")[0]

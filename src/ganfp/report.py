@@ -30,6 +30,7 @@ from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.errors import InputError
 from ganfp.fileio import OutputBatch, write_text
+from ganfp.membership.calibrate import NO_LEAK_EVIDENCE
 from ganfp.membership.pipeline import MembershipScorer, ScoringSetup
 from ganfp.membership.spaces import FeatureSpace, parse_features
 
@@ -343,7 +344,8 @@ SUMMARY_LABELS = {
     "labelled_not_used": "labelled not used",
     "calibration": "calibration (dev set)",
 }
-SUMMARY_SKIP = {"out", "scores", "seconds", "device", "report", "used_fraction", "threshold", "with_default"}
+SUMMARY_SKIP = {"out", "scores", "seconds", "device", "report", "used_fraction", "threshold", "with_default",
+                "warnings"}  # warnings get rows of their own
 IN_RECIPE = {"method", "features", "k"}  # the recipe's label names them
 
 
@@ -364,14 +366,32 @@ def _cell(value) -> str:
     return str(value)
 
 
+def calibration_text(choice: dict) -> str:
+    """What --calibrate chose and how it did on the dev set, as classify prints it: the whole summary entry, with
+    its table of every candidate, made one cell of tens of kB."""
+    lo, hi = choice["interval"]
+    return (f"{choice['recipe']}; used fraction {choice['used_fraction']:.3f}; cross-validated ROC-AUC "
+            f"{choice['cv_auc']:.3f}, dev ROC-AUC {choice['dev_auc']:.3f} (95% bootstrap interval {lo:.3f}-{hi:.3f})")
+
+
+def summary_warnings(summary: dict) -> list[str]:
+    """What classify warned of on the terminal, which does not travel with the file: its warnings, and a dev set
+    that shows no evidence of leakage."""
+    calibration = summary.get("calibration")
+    no_leak = [NO_LEAK_EVIDENCE] if calibration and not calibration["leak_evidence"] else []
+    return no_leak + list(summary.get("warnings") or [])
+
+
 def summary_rows(summary: dict, extra: dict) -> str:
-    """Known keys first, in a readable order, then anything else the caller put in the summary."""
+    """The warnings, then known keys in a readable order, then anything else the caller put in the summary."""
     keys = [k for k in SUMMARY_LABELS if k in summary] + [k for k in summary if k not in SUMMARY_LABELS]
     skip = SUMMARY_SKIP | (IN_RECIPE if "recipe" in summary else set())
-    rows = [(SUMMARY_LABELS.get(k, k.replace("_", " ")), summary[k]) for k in keys
-            if summary[k] is not None and k not in skip]
+    rows = [(SUMMARY_LABELS.get(k, k.replace("_", " ")), calibration_text(summary[k]) if k == "calibration"
+             else summary[k]) for k in keys if summary[k] is not None and k not in skip]
     rows += [(k, v) for k, v in extra.items() if v is not None]
-    return "\n".join(f"    <tr><th>{esc(k)}</th><td>{esc(_cell(v))}</td></tr>" for k, v in rows)
+    warnings = [f'    <tr class="warning"><th>warning</th><td>{esc(text)}</td></tr>'
+                for text in summary_warnings(summary)]
+    return "\n".join(warnings + [f"    <tr><th>{esc(k)}</th><td>{esc(_cell(v))}</td></tr>" for k, v in rows])
 
 
 def figure_html(uri: str, caption: str, css: str = "", title: str = "") -> str:

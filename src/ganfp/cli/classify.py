@@ -152,8 +152,9 @@ def classify(
     if result.calibration and not as_json:
         ui.info(f"calibration chose: {result.calibration.describe()}")
         if not result.calibration.leak_evidence:
-            ui.warn("the dev set shows no evidence of leakage: its ROC-AUC interval includes 0.5, "
-                    "so these labels may be no better than chance")
+            from ganfp.membership.calibrate import NO_LEAK_EVIDENCE
+
+            ui.warn(NO_LEAK_EVIDENCE)
     print_summary(result.summary, as_json)
     for text in result.summary["warnings"]:
         ui.warn(text)

@@ -24,6 +24,9 @@ MIN_MARGIN = 0.02  # a challenger must beat the default by at least this much cr
 MIN_GAIN = 0.02  # ... and leaving the default must be expected to gain this much on images the choice did not see
 BOOTSTRAP_ROUNDS = 1000
 SWITCH_ROUNDS = 200
+# what classify says, on the terminal and in the report, when the dev ROC-AUC interval includes 0.5
+NO_LEAK_EVIDENCE = ("the dev set shows no evidence of leakage: its ROC-AUC interval includes 0.5, so these labels "
+                    "may be no better than chance")
 
 
 @dataclass
