@@ -455,3 +455,16 @@ def test_the_summary_shows_what_classify_warned_of_and_what_calibration_found(tm
     inputs.summary["calibration"] = calibration | {"interval": [0.8, 0.9], "leak_evidence": True}
     inputs.summary["warnings"] = []
     assert "warning" not in build_report(inputs)[0].split('id="summary"')[1].split("</section>")[0]
+
+
+def test_a_report_path_starting_with_a_tilde_is_written_where_it_was_checked(run_cli, copies, monkeypatch):
+    """`--report=~/r.html` (a shell leaves a `~` after `=` alone) was checked in the home folder, then written to a
+    folder named `~` in the current one."""
+    home, work = copies / "home", copies / "work"
+    home.mkdir(), work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    code, _, err = run_cli("classify", copies / "real", "--generated", copies / "gen", "--out", copies / "s.csv",
+                           "--report=~/r.html", "--data-root", copies / "data")
+    assert code == 0, err
+    assert (home / "r.html").is_file() and not (work / "~").exists()

@@ -103,8 +103,12 @@ class OutputBatch:
 
     @contextlib.contextmanager
     def path(self, target: str | os.PathLike) -> Iterator[Path]:
-        """Yield a temporary path beside `target` to write; when the block ends without error it joins the batch."""
-        target = Path(target)
+        """Yield a temporary path beside `target` to write; when the block ends without error it joins the batch.
+
+        `~` is expanded as `check_writable` expands it: `--report=~/r.html`, which no shell expands, was checked
+        in the home folder and then written to a folder named `~` in the current one.
+        """
+        target = Path(target).expanduser()
         if target.exists() and not target.is_file() and not target.is_dir():
             raise InputError(f"{target}: {NOT_REGULAR}")
         try:
