@@ -468,3 +468,17 @@ def test_a_report_path_starting_with_a_tilde_is_written_where_it_was_checked(run
                            "--report=~/r.html", "--data-root", copies / "data")
     assert code == 0, err
     assert (home / "r.html").is_file() and not (work / "~").exists()
+
+
+def test_evaluate_report_refuses_features_without_generated_images(run_cli, copies):
+    """--features names the space of the nearest generated images: with none to show it changed nothing, and a
+    forgotten --generated passed silently."""
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
+    scores, labels, report = copies / "scores.csv", copies / "labels.csv", copies / "ev.html"
+    scores.write_text("id,score\n" + "".join(f"{name},{i / len(ids):.3f}\n" for i, name in enumerate(ids)))
+    labels.write_text("id,label\n" + "".join(f"{name},{int(name.startswith('u'))}\n" for name in ids))
+    code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", copies / "real", "--features",
+                           "ssim32", "--data-root", copies / "data")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--features ssim32: the report has no generated images to find neighbours among; give --generated" in err
+    assert not report.exists()

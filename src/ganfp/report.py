@@ -32,6 +32,7 @@ from ganfp.errors import InputError
 from ganfp.fileio import OutputBatch, write_text
 from ganfp.membership.calibrate import NO_LEAK_EVIDENCE
 from ganfp.membership.pipeline import MembershipScorer, ScoringSetup
+from ganfp.membership.recipe import DEFAULT_FEATURES
 from ganfp.membership.spaces import FeatureSpace, parse_features
 
 MISSING = "--report needs matplotlib: install ganfp[plots] (pip install 'ganfp[plots]')"
@@ -148,20 +149,20 @@ def classify_report(path, scorer: MembershipScorer, space: FeatureSpace, scores:
     return write_report(path, inputs, batch)
 
 
-def evaluation_report(path, evaluation, real_spec: str, features: str, generated: str | None = None,
+def evaluation_report(path, evaluation, real_spec: str, features: str | None, generated: str | None = None,
                       rows: int = DEFAULT_ROWS, data_root=None, reading: MedicalReading | None = None,
                       batch: OutputBatch | None = None) -> ReportResult:
     """The report of `ganfp evaluate`: the predictions' scores and the true labels, shown on the real images.
 
     The images are found and read as classify read them (`read_real`, and DICOM/NIfTI by `reading`), so the
     report shows what was scored. Neighbours are computed in `features` at DISPLAY_SIZE px (evaluate does not
-    know the scoring size).
+    know the scoring size). `features` None: classify's default.
     """
     from ganfp.checkpoint import resolve_checkpoint
     from ganfp.data.real import read_real
     from ganfp.device import resolve_device
 
-    space = parse_features(features)
+    space = parse_features(features or DEFAULT_FEATURES)
     checkpoint = (resolve_checkpoint(None, instead="or set $GANFP_RUNS to the folder of your chain runs")
                   if space.label == "checkpoint" else None)  # evaluate has no --checkpoint to name
     setup = ScoringSetup(DISPLAY_SIZE, resolve_device("auto"), data_root=data_root, checkpoint=checkpoint)
@@ -172,6 +173,9 @@ def evaluation_report(path, evaluation, real_spec: str, features: str, generated
         raise InputError(f"--real {exc}") from None
     if gen is None and real.info.get("generated"):  # the dataset spec's own generated images
         gen = generated_manifest(real.info["generated"], reading)
+    if gen is None and features is not None:  # ignored, a forgotten --generated would pass silently
+        raise InputError(f"--features {features}: the report has no generated images to find neighbours among; "
+                         "give --generated too")
     if reading is not None:
         reading.check_read([it.path for m in (real, gen) if m is not None for it in m.items])
     by_id = {it.id: it for it in real.items}

@@ -173,10 +173,9 @@ def evaluate(
     report = evaluate_files(preds, labels, used_fraction=used_fraction, threshold=threshold)
     with written_together() as outputs:  # --report and --plot both replaced, or neither
         if html_report is not None:
-            from ganfp.membership.recipe import DEFAULT_FEATURES
             from ganfp.report import DEFAULT_ROWS, evaluation_report
 
-            evaluation_report(html_report, report, real, features or DEFAULT_FEATURES, generated,
+            evaluation_report(html_report, report, real, features, generated,
                               report_n or DEFAULT_ROWS, data_root, reading, batch=outputs)
         if plot is not None:
             from ganfp.plots import plot_report
