@@ -482,3 +482,31 @@ def test_evaluate_report_refuses_features_without_generated_images(run_cli, copi
     assert code == 2 and err.count("\n") == 1, err
     assert "--features ssim32: the report has no generated images to find neighbours among; give --generated" in err
     assert not report.exists()
+
+
+def test_one_real_image_beside_generated_ones_is_refused_before_the_scoring(run_cli, copies, monkeypatch):
+    """The near-duplicates' radius is measured between real images: with one, classify's classifier ran to the end
+    and the report then failed, naming the neighbour scorers that run did not use; evaluate named them too."""
+    from ganfp.checkpoint import model_meta, save_model
+    from ganfp.membership.pipeline import MembershipScorer
+    from ganfp.models import create_model
+
+    model, stage = create_model("conv5", 2, 32), copies / "stage"
+    stage.mkdir()
+    save_model(stage / "model.safetensors", model, model_meta(model, ["not_used", "used"], 32))
+    solo = copies / "solo"
+    solo.mkdir()
+    shutil.copy(copies / "real" / "used" / "u000.png", solo)
+    (copies / "scores.csv").write_text("id,score\nu000,0.9\n")
+    (copies / "labels.csv").write_text("id,label\nu000,1\n")
+    refusal = "--report: 1 real image; beside generated images the report needs at least 2"
+    with monkeypatch.context() as patched:
+        patched.setattr(MembershipScorer, "final", lambda *a: pytest.fail("scored before the --report was checked"))
+        code, _, err = run_cli("classify", solo, "--generated", copies / "gen", "--method", "classifier",
+                               "--checkpoint", stage, "--out", copies / "s.csv", "--report", copies / "r.html",
+                               "--data-root", copies / "data")
+    assert code == 2 and err.count("\n") == 1 and refusal in err, err
+    code, _, err = run_cli("evaluate", copies / "scores.csv", copies / "labels.csv", "--report", copies / "r.html",
+                           "--real", solo, "--generated", copies / "gen", "--data-root", copies / "data")
+    assert code == 2 and err.count("\n") == 1 and refusal in err, err
+    assert not (copies / "s.csv").exists() and not (copies / "r.html").exists()

@@ -36,7 +36,7 @@ from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.pipeline import canonical, default_recipe, member_recipes
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
 from ganfp.membership.spaces import calibration_spaces
-from ganfp.report import DEFAULT_ROWS, check_apart, classify_report, require_matplotlib
+from ganfp.report import DEFAULT_ROWS, check_report_sets, classify_report, require_matplotlib
 
 DEFAULT_USED_FRACTION = 0.5  # the 2023 test set: 100 used, 100 not used
 
@@ -478,7 +478,7 @@ def read_sets(real: str, generated: str | None, method: str | None, calibrate_on
     gen = generated_manifest(gen_dir, reading, option="--generated" if generated else "") if gen_dir else None
     where = f"--generated {generated}" if generated else str(gen_dir)
     if report and gen is not None:
-        check_apart(manifest, gen, where)  # each real image would be shown as its own copy: refused, not warned
+        check_report_sets(manifest, gen, where)  # e.g. each real image shown as its own copy: refused
     if gen is None and method not in (None, "classifier"):
         raise InputError(f"--method {method} compares real with generated images: pass --generated GEN_DIR")
     if gen is None and calibrate_on:

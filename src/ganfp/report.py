@@ -184,7 +184,7 @@ def evaluation_report(path, evaluation, real_spec: str, features: str | None, ge
         raise InputError(f"--real {real_spec}: {len(missing)} labelled ids have no image (e.g. {missing[0]})")
     real = replace(real, items=[by_id[i] for i in evaluation.ids])
     if gen is not None:
-        check_apart(real, gen, f"--generated {generated}" if generated else gen.root)
+        check_report_sets(real, gen, f"--generated {generated}" if generated else gen.root)
     scores = evaluation.scores if evaluation.scores is not None else evaluation.y_pred.astype(np.float64)
     summary = {"predictions": evaluation.preds, "labels": evaluation.labels, "decision": evaluation.decision,
                "features": space.label if gen is not None else None, "images": evaluation.n,
@@ -192,6 +192,16 @@ def evaluation_report(path, evaluation, real_spec: str, features: str | None, ge
     return classify_report(path, MembershipScorer(real, gen, setup), space, scores, evaluation.y_pred, summary, rows,
                            cut=evaluation.threshold, truth=evaluation.y_true, scored=evaluation.scores is not None,
                            batch=batch)
+
+
+def check_report_sets(real: Manifest, generated: Manifest, where: str) -> None:
+    """Real and generated images a report can set side by side, refused before the work it reports on: the
+    near-duplicates' radius is measured between real images, and with one of them the report failed after
+    classify's classifier had run, naming the neighbour scorers, which that run did not use."""
+    if len(real) < 2:
+        raise InputError(f"--report: {len(real)} real image; beside generated images the report needs at least 2, "
+                         "since it measures near-duplicates against the distances between real images")
+    check_apart(real, generated, where)
 
 
 def check_apart(real: Manifest, generated: Manifest, where: str) -> None:
