@@ -510,3 +510,20 @@ def test_one_real_image_beside_generated_ones_is_refused_before_the_scoring(run_
                            "--real", solo, "--generated", copies / "gen", "--data-root", copies / "data")
     assert code == 2 and err.count("\n") == 1 and refusal in err, err
     assert not (copies / "s.csv").exists() and not (copies / "r.html").exists()
+
+
+def test_one_generated_image_and_one_real_image_are_counted_in_the_singular():
+    """A generated set of one image: 'its 1 nearest generated image', not '1 ... images'; one real image likewise."""
+    from ganfp.report import Neighbourhood, ReportInputs, build_report
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (3, 16, 16), np.uint8)
+    hood = Neighbourhood("pixels16, Euclidean distance", np.ones((2, 1)), np.zeros((2, 1), np.int64), np.ones(1),
+                         np.zeros(1, np.int64), np.full(2, 2.0))
+    inputs = ReportInputs(real_ids=["a", "b"], real_images=images[:2], scores=np.array([1.0, 0.0]),
+                          decided=np.array([1, 0]), summary={}, generated_ids=["g"], generated_images=images[2:],
+                          neighbours=lambda k: hood)
+    text = build_report(inputs)[0]
+    assert "its 1 nearest generated image with the distance d" in text and "2 real images;" in text
+    single = ReportInputs(real_ids=["a"], real_images=images[:1], scores=np.ones(1), decided=np.ones(1), summary={})
+    assert "<p>1 real image; written" in build_report(single)[0]

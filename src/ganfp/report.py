@@ -513,6 +513,10 @@ def _order(inputs: ReportInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return most, least, ranks
 
 
+def counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _titled(count: int, which: str) -> str:
     return f"The {which} real image" if count == 1 else f"The {count} {which} real images"
 
@@ -544,9 +548,9 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict]:
         extra["difference maps"] = ("absolute grey-level difference to the closest generated image, after its best shift "
                                     f"(up to 1/{ALIGN_SHARE} of the width) and brightness/contrast match")
         near, near_note, near_count, radius = near_duplicate_rows(inputs, hood)
-        evidence_note = (f"Each row: the real image, its {hood.to_generated.shape[1]} nearest generated images with "
-                         f"their distance d in {esc(hood.distance)} (smaller = more alike), and the difference map "
-                         "against the closest.")
+        nearest = counted(hood.to_generated.shape[1], "nearest generated image")
+        evidence_note = (f"Each row: the real image, its {nearest} with the distance d in {esc(hood.distance)} "
+                         "(smaller = more alike), and the difference map against the closest.")
     else:
         near, near_note, near_count, radius = "<p>No generated images were given.</p>", "", 0, None
         evidence_note = "No generated images were given: each row shows the real image and its score."
@@ -556,7 +560,7 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict]:
 
     text = page.substitute(
         title=esc(inputs.title or "ganfp"),
-        subtitle=esc(f"{inputs.title + ' - ' if inputs.title else ''}{n} real images; written "
+        subtitle=esc(f"{inputs.title + ' - ' if inputs.title else ''}{counted(n, 'real image')}; written "
                      f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"),
         summary_rows=summary_rows(inputs.summary, extra), scores_note=esc(scores_note), charts=charts,
         most_title=most_title, evidence_note=evidence_note, most_rows=most_rows, least_section=least_section,
