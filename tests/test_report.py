@@ -527,3 +527,21 @@ def test_one_generated_image_and_one_real_image_are_counted_in_the_singular():
     assert "its 1 nearest generated image with the distance d" in text and "2 real images;" in text
     single = ReportInputs(real_ids=["a"], real_images=images[:1], scores=np.ones(1), decided=np.ones(1), summary={})
     assert "<p>1 real image; written" in build_report(single)[0]
+
+
+def test_labels_that_are_no_cut_of_the_scores_get_no_decision_line(run_cli, copies, monkeypatch):
+    """An id,label,score file whose labels disagree with its scores' order: no score is where the decision changes,
+    yet the report drew a dashed line midway and called it that."""
+    import ganfp.report
+
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
+    preds, labels, report = copies / "preds.csv", copies / "labels.csv", copies / "ev.html"
+    preds.write_text("id,label,score\n" + "".join(f"{name},{i % 2},{i / len(ids):.3f}\n"
+                                                   for i, name in enumerate(ids)))
+    labels.write_text("id,label\n" + "".join(f"{name},{int(name.startswith('u'))}\n" for name in ids))
+    drawn = []
+    chart = ganfp.report.histogram_chart
+    monkeypatch.setattr(ganfp.report, "histogram_chart", lambda s, cut, truth: drawn.append(cut) or chart(s, cut, truth))
+    code, _, err = run_cli("evaluate", preds, labels, "--report", report, "--real", copies / "real")
+    assert code == 0, err
+    assert drawn == [None] and "no line is drawn: the decisions are not a cut of these scores" in report.read_text()

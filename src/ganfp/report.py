@@ -234,10 +234,14 @@ def known_truth(manifest: Manifest) -> np.ndarray | None:
 
 
 def decision_cut(scores: np.ndarray, decided: np.ndarray) -> float | None:
-    """Midway between the lowest score labelled used and the highest labelled not used."""
+    """Midway between the lowest score labelled used and the highest labelled not used; None when no score
+    separates them (an id,label,score file whose labels are no cut of its scores): a line drawn there was
+    called the place where the decision changes, and was none."""
     used, not_used = scores[decided == 1], scores[decided == 0]
     if not len(used) or not len(not_used):
         return float(used.min()) if len(used) else None
+    if used.min() < not_used.max():
+        return None
     return float((used.min() + not_used.max()) / 2)
 
 
@@ -489,7 +493,9 @@ def _charts(inputs: ReportInputs, cut: float | None) -> tuple[str, str, dict]:
     """
     charts = [f'<img src="{histogram_chart(inputs.scores, cut, inputs.truth)}" alt="score histogram">']
     extra: dict = {}
-    notes = ["The scores of all real images; the dashed line is where the decision changes." if inputs.scored else
+    line = ("the dashed line is where the decision changes." if cut is not None else
+            "no line is drawn: the decisions are not a cut of these scores.")
+    notes = [f"The scores of all real images; {line}" if inputs.scored else
              "The predictions hold 0/1 labels only, drawn as scores of 0 and 1; a ROC curve and ROC-AUC need "
              "an id,score file."]
     truth = inputs.truth
