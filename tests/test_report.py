@@ -541,7 +541,26 @@ def test_labels_that_are_no_cut_of_the_scores_get_no_decision_line(run_cli, copi
     labels.write_text("id,label\n" + "".join(f"{name},{int(name.startswith('u'))}\n" for name in ids))
     drawn = []
     chart = ganfp.report.histogram_chart
-    monkeypatch.setattr(ganfp.report, "histogram_chart", lambda s, cut, truth: drawn.append(cut) or chart(s, cut, truth))
+    monkeypatch.setattr(ganfp.report, "histogram_chart", lambda s, cut, t: drawn.append(cut) or chart(s, cut, t))
     code, _, err = run_cli("evaluate", preds, labels, "--report", report, "--real", copies / "real")
     assert code == 0, err
     assert drawn == [None] and "no line is drawn: the decisions are not a cut of these scores" in report.read_text()
+
+
+def test_evaluate_reports_summary_holds_evaluates_numbers_once(run_cli, copies):
+    """The summary repeats evaluate's accuracy, F1 and ROC-AUC, each once and named as in its table: ROC-AUC was
+    shown twice, once as 'roc auc', beside an 'f1'."""
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
+    scores, labels, report = copies / "scores.csv", copies / "labels.csv", copies / "ev.html"
+    order = [3, 0, 7, 1, 9, 2, 4, 11, 5, 6, 8, 10]
+    scores.write_text("id,score\n" + "".join(f"{name},{order[i] / 12:.3f}\n" for i, name in enumerate(ids)))
+    labels.write_text("id,label\n" + "".join(f"{name},{int(name.startswith('u'))}\n" for name in ids))
+    code, out, err = run_cli("evaluate", scores, labels, "--report", report, "--real", copies / "real", "--json")
+    assert code == 0, err
+    metrics = json.loads(out)["metrics"]
+    summary = report.read_text().split('id="summary"')[1].split("</table>")[0]
+    rows = [row.split("<th>")[1].split("</td>")[0] for row in summary.split("\n") if "<th>" in row]
+    shown = dict(row.split("</th><td>") for row in rows)
+    assert [name for name in shown if "roc" in name.lower()] == ["ROC-AUC (known labels)"]
+    assert shown["ROC-AUC (known labels)"] == f"{metrics['roc_auc']:.3f}"
+    assert shown["accuracy"] == f"{metrics['accuracy']:.4g}" and shown["F1"] == f"{metrics['f1']:.4g}"

@@ -188,7 +188,7 @@ def evaluation_report(path, evaluation, real_spec: str, features: str | None, ge
     scores = evaluation.scores if evaluation.scores is not None else evaluation.y_pred.astype(np.float64)
     summary = {"predictions": evaluation.preds, "labels": evaluation.labels, "decision": evaluation.decision,
                "features": space.label if gen is not None else None, "images": evaluation.n,
-               **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1", "roc_auc")}}
+               **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1")}}  # ROC-AUC: the report's own
     return classify_report(path, MembershipScorer(real, gen, setup), space, scores, evaluation.y_pred, summary, rows,
                            cut=evaluation.threshold, truth=evaluation.y_true, scored=evaluation.scores is not None,
                            batch=batch)
@@ -361,6 +361,7 @@ SUMMARY_LABELS = {
     "labelled_used": "labelled used",
     "labelled_not_used": "labelled not used",
     "calibration": "calibration (dev set)",
+    "f1": "F1",
 }
 SUMMARY_SKIP = {"out", "scores", "seconds", "device", "report", "used_fraction", "threshold", "with_default",
                 "warnings"}  # warnings get rows of their own
