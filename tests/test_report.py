@@ -564,3 +564,21 @@ def test_evaluate_reports_summary_holds_evaluates_numbers_once(run_cli, copies):
     assert [name for name in shown if "roc" in name.lower()] == ["ROC-AUC (known labels)"]
     assert shown["ROC-AUC (known labels)"] == f"{metrics['roc_auc']:.3f}"
     assert shown["accuracy"] == f"{metrics['accuracy']:.4g}" and shown["F1"] == f"{metrics['f1']:.4g}"
+
+
+def test_without_labels_or_a_dev_set_the_report_says_leakage_is_not_tested(tmp_path):
+    """Unlabelled real images: half of them are 'decided used' by rank whatever the scores; the report must say that
+    nothing in it tests for leakage, and not say so where labels or a dev set do."""
+    from ganfp.report import ReportInputs, build_report
+
+    rng = np.random.default_rng(0)
+    inputs = ReportInputs(real_ids=list("abcd"), real_images=rng.integers(0, 255, (4, 16, 16), np.uint8),
+                          scores=np.arange(4.0), decided=np.array([0, 0, 1, 1]), summary={})
+    untested = "nothing here tests whether the generator leaked at all"
+    assert untested in build_report(inputs)[0]
+    inputs.truth = np.array([0, 1, 0, 1])
+    assert untested not in build_report(inputs)[0]
+    inputs.truth, inputs.summary = None, {"calibration": {"recipe": "ensemble", "used_fraction": 0.5, "cv_auc": 0.9,
+                                                          "dev_auc": 0.9, "interval": [0.8, 0.95],
+                                                          "leak_evidence": True}}
+    assert untested not in build_report(inputs)[0]

@@ -486,6 +486,13 @@ def near_duplicate_rows(inputs: ReportInputs, hood: Neighbourhood) -> tuple[str,
 # ---------------------------------------------------------------- the page
 
 
+# without labels or a dev set the page showed the most suspicious images "decided used" and said nothing of whether
+# there was any leakage to find
+UNTESTED = ("No labels are known and no dev set was given (classify --calibrate), so nothing here tests whether the "
+            "generator leaked at all: the decision rule labels images used whatever the scores' level, and the "
+            "near-duplicates below are the direct evidence.")
+
+
 def _charts(inputs: ReportInputs, cut: float | None) -> tuple[str, str, dict]:
     """(chart HTML, note, summary lines) of the score section.
 
@@ -507,6 +514,8 @@ def _charts(inputs: ReportInputs, cut: float | None) -> tuple[str, str, dict]:
             extra["ROC-AUC (known labels)"] = f"{auc:.3f}"
         charts.append(f"<div><b>Against the known labels</b>{confusion_table(truth, inputs.decided)}</div>")
         notes.append("The real images' labels are known: used and not used are drawn apart.")
+    elif truth is None and not inputs.summary.get("calibration"):
+        notes.append(UNTESTED)
     return "\n".join(charts), " ".join(notes), extra
 
 
