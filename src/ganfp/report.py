@@ -457,6 +457,16 @@ def near_radius(real_to_real: np.ndarray) -> tuple[float, int]:
     return (float(np.percentile(distinct, NEAR_PERCENTILE)) if len(distinct) else 0.0), int(same.sum())
 
 
+def radius_words(same: int, n_real: int) -> str:
+    """How the near-duplicate radius was set, given how many real images are copies of another real image."""
+    if same == n_real:
+        return "Every real image is a copy of another real image, so only exact copies are listed"
+    words = (f"That radius is the {NEAR_PERCENTILE:g}st percentile of the distances from each real image to its "
+             f"nearest other real image: {100 - NEAR_PERCENTILE:g}% of the real images have no other real image this "
+             "close")
+    return words + (f" ({same} real images that are copies of another real image are left out)" if same else "")
+
+
 def near_duplicate_rows(inputs: ReportInputs, hood: Neighbourhood) -> tuple[str, str, int, float]:
     """(rows, note, how many generated images are near-duplicates, the radius used)."""
     radius, same = near_radius(hood.real_to_real)
@@ -475,11 +485,8 @@ def near_duplicate_rows(inputs: ReportInputs, hood: Neighbourhood) -> tuple[str,
                     + figure_html(png_uri(inputs.real_images[i]), "real", "real", inputs.real_ids[i])
                     + figure_html(png_uri(rgb), caption, "diff", "difference, aligned") + "</div>")
     note = (f"Generated images as close to a real image as {radius:.4g} or closer ({esc(hood.distance)}). "
-            + (f"That radius is the {NEAR_PERCENTILE:g}st percentile of the distances from each real image to its "
-               f"nearest other real image: {100 - NEAR_PERCENTILE:g}% of the real images have no other real image this "
-               "close" if same < len(hood.real_to_real) else "Every real image is a copy of another real image")
-            + (f" ({same} real images that are copies of another real image are left out)" if same else "")
-            + f". {len(close)} found" + (f"; the closest {len(shown)} are shown." if len(close) > len(shown) else "."))
+            f"{radius_words(same, len(hood.real_to_real))}. {len(close)} found"
+            + (f"; the closest {len(shown)} are shown." if len(close) > len(shown) else "."))
     return "\n".join(rows) or "<p>None.</p>", note, int(len(close)), radius
 
 
