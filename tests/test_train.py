@@ -97,6 +97,43 @@ def test_unlabelled_stage_self_trains_from_the_previous_stage(class_folder, tmp_
         run_stage(StageConfig(dataset=str(flat), **TINY), tmp_path / "s3", data_root=tmp_path / "root")
 
 
+def test_a_pseudo_labelled_stage_never_calls_its_scores_accuracy(class_folder, tmp_path, run_cli):
+    """Its validation labels are its own pseudo-labels: the epoch lines and the table say agreement, not accuracy."""
+    run_stage(StageConfig(dataset=str(class_folder), **TINY), tmp_path / "s1", data_root=tmp_path / "root")
+    flat = tmp_path / "unlabelled"
+    flat.mkdir()
+    for p in sorted(class_folder.rglob("*.png"))[::2]:
+        (flat / p.name).write_bytes(p.read_bytes())
+    code, out, err = run_cli("train-stage", "--data", flat, "--init", tmp_path / "s1", "--pseudo-labels", "self",
+                             "--out", tmp_path / "s2", "--model", "conv5", "--image-size", "16", "--batch-size", "8",
+                             "--epochs", "2", "--lr", "0.01", "--data-root", tmp_path / "root")
+    assert code == 0, err
+    epochs = [line for line in err.splitlines() if " epoch " in line and "train loss" in line]
+    assert len(epochs) == 2 and all("val pseudo-agreement" in e and "val pseudo-F1" in e for e in epochs), err
+    assert "val acc" not in err + out and "val F1" not in err + out
+    assert "val pseudo-agreement" in out and "val pseudo-F1" in out and "(pseudo)" not in out
+
+
+def test_a_labelled_stage_reports_accuracy(class_folder, tmp_path, run_cli):
+    code, out, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "conv5",
+                             "--image-size", "16", "--batch-size", "8", "--epochs", "1", "--data-root", tmp_path / "root")
+    assert code == 0, err
+    assert "val acc" in err and "val F1" in err and "val acc" in out and "pseudo" not in err + out
+
+
+def test_a_chain_table_marks_its_pseudo_labelled_stage(capsys):
+    """Labelled and pseudo-labelled stages share the columns: the pseudo one's scores are marked and explained."""
+    from ganfp.cli.train import print_results
+    from ganfp.train import StageSummary
+
+    common = dict(model="conv5", classes=["a", "b"], class_counts={}, train_size=8, val_size=2, epochs_run=1,
+                  best_epoch=1, best_val_loss=0.5, best_val_f1=0.5, seconds=1.0)
+    print_results("chain", [StageSummary("dev", "d", best_val_accuracy=0.25, **common),
+                            StageSummary("test", "t", best_val_accuracy=0.75, val_labels="pseudo:self", **common)], False)
+    out = capsys.readouterr().out
+    assert "val acc" in out and "0.250 " in out and "0.750 (pseudo)" in out and "pseudo-agreement" in out
+
+
 def test_resume_with_other_settings_is_refused(class_folder, tmp_path):
     out = tmp_path / "s"
     run_stage(StageConfig(dataset=str(class_folder), **{**TINY, "epochs": 1}), out, data_root=tmp_path / "root")

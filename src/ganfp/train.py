@@ -458,6 +458,7 @@ class Fit:
     classes: list[str]
     batch_size: int  # global batch: every rank takes batch_size // world of it
     channels_last: bool
+    pseudo: bool = False  # labels are the stage's own pseudo-labels: its val scores are agreement, not accuracy
 
 
 def train_one_epoch(
@@ -732,6 +733,7 @@ def prepare_fit(cfg: StageConfig, data: StageData, device: torch.device) -> Fit:
         manifest.classes,
         batch_size,
         channels_last,
+        pseudo=data.val_labels != "true",
     )
 
 
@@ -948,7 +950,9 @@ def fit_epochs(fit: Fit, state: StageState, out_dir: Path, meta: dict, observer)
                     save_model(out_dir / MODEL_FILE, fit.model, {**meta, "epoch": epoch})
                 save_resume(resume_path, fit.model, fit.optimizer, dataclasses.asdict(state))
             _notify(
-                observer, "epoch_end", {"row": {**row, "seconds": time.perf_counter() - started}, "improved": improved}
+                observer,
+                "epoch_end",
+                {"row": named_row({**row, "seconds": time.perf_counter() - started}, fit.pseudo), "improved": improved},
             )
     except (KeyboardInterrupt, StopSignal) as exc:  # Ctrl-C, or the CLI's SIGINT/SIGTERM (its exit code is kept)
         raise interrupted(cfg, out_dir, f"in epoch {epoch}", exc) from None
@@ -1053,8 +1057,8 @@ def run_stage(
             observer,
             "message",
             {
-                "text": "validation accuracy and F1 of this stage measure agreement with its own "
-                "pseudo-labels, not accuracy on true labels"
+                "text": "this stage validates on its own pseudo-labels: val pseudo-agreement and pseudo-F1 "
+                "measure agreement with them, not accuracy on true labels"
             },
         )
     meta = model_meta(fit.model, fit.classes, cfg.image_size, stage=cfg.name, dataset=cfg.dataset, seed=cfg.seed)
@@ -1070,16 +1074,20 @@ def _notify(observer: Observer | None, event: str, data: dict) -> None:
         observer(event, data)
 
 
-def write_history(path: Path, history: list[dict], pseudo: bool = False) -> None:
-    """history.csv; on pseudo-labels the accuracy and F1 columns are named for what they are (agreement)."""
+def named_row(row: dict, pseudo: bool) -> dict:
+    """An epoch's scores under the names they deserve: on pseudo-labels, accuracy and F1 are only agreement."""
     rename = PSEUDO_NAMES if pseudo else {}
+    return {rename.get(k, k): v for k, v in row.items()}
+
+
+def write_history(path: Path, history: list[dict], pseudo: bool = False) -> None:
+    """history.csv, its columns named as `named_row` names them."""
     buf = io.StringIO()
-    writer = csv.DictWriter(
-        buf, [rename.get(c, c) for c in HISTORY_COLUMNS], extrasaction="ignore", lineterminator="\n"
-    )
+    writer = csv.DictWriter(buf, list(named_row(dict.fromkeys(HISTORY_COLUMNS), pseudo)), extrasaction="ignore",
+                            lineterminator="\n")
     writer.writeheader()
     for row in history:
-        writer.writerow({rename.get(k, k): (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in named_row(row, pseudo).items()})
     write_text(path, buf.getvalue())
 
 

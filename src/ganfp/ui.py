@@ -114,6 +114,13 @@ def progress(transient: bool = False) -> Progress:
     )
 
 
+def val_scores(row: dict) -> str:
+    """An epoch's validation scores, named as the trainer names them: on pseudo-labels they are only agreement."""
+    if "val_pseudo_agreement" in row:
+        return f"val pseudo-agreement {row['val_pseudo_agreement']:.3f}  val pseudo-F1 {row['val_pseudo_f1']:.3f}"
+    return f"val acc {row['val_accuracy']:.3f}  val F1 {row['val_f1']:.3f}"
+
+
 class TrainProgress:
     """Draws the trainer's events: one bar per epoch with loss, and a line per finished epoch."""
 
@@ -145,8 +152,7 @@ class TrainProgress:
             mark = " *" if data.get("improved") else ""
             self._progress.console.print(
                 f"  {self.stage} epoch {row['epoch']:>3}  train loss {row['train_loss']:.4f}  "
-                f"val loss {row['val_loss']:.4f}  val acc {row['val_accuracy']:.3f}  "
-                f"val F1 {row['val_f1']:.3f}  {row['seconds']:.1f}s{mark}",
+                f"val loss {row['val_loss']:.4f}  {val_scores(row)}  {row['seconds']:.1f}s{mark}",
                 highlight=False,
             )
         elif event == "decode":

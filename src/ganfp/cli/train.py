@@ -20,6 +20,9 @@ from ganfp.cli.options import (
     SeedOpt,
 )
 
+PSEUDO_CAPTION = ("(pseudo): val pseudo-agreement / pseudo-F1, agreement with the stage's own pseudo-labels, "
+                  "not accuracy on true labels")
+
 
 def observer_for(stage_name: str):
     from ganfp import distributed
@@ -36,22 +39,33 @@ def print_results(title: str, summaries: list, as_json: bool) -> None:
     if as_json:
         ui.print_json([s.to_dict() for s in summaries])
     else:
-        pseudo = any(s.pseudo for s in summaries)
+        only_pseudo = bool(summaries) and all(s.pseudo for s in summaries)
+        mark = not only_pseudo and any(s.pseudo for s in summaries)
         ui.print_table(
-            title + " (val acc / F1: the best epoch's, by validation loss)",
-            ["stage", "dataset", "train", "val", "epochs", "val acc", "val F1", "time (s)", "status"],
-            [[s.stage, s.dataset, s.train_size, s.val_size, s.epochs_run, _score(s.best_val_accuracy, s.pseudo),
-              _score(s.best_val_f1, s.pseudo), f"{s.seconds:.1f}", _status(s)] for s in summaries],
-            caption="(pseudo): agreement with the stage's own pseudo-labels, not accuracy on true labels" if pseudo else None,
+            title + " (val scores: the best epoch's, by validation loss)",
+            ["stage", "dataset", "train", "val", "epochs", *_score_headers(only_pseudo), "time (s)", "status"],
+            [_row(s, mark and s.pseudo) for s in summaries],
+            caption=PSEUDO_CAPTION if mark else None,
         )
     for s in summaries:
         for text in s.warnings:
             ui.warn(text)
 
 
+def _row(s, mark: bool) -> list:
+    """A stage's table row; `mark` notes pseudo-agreement sitting in a column that others fill with accuracy."""
+    scores = [_score(s.best_val_accuracy, mark), _score(s.best_val_f1, mark)]
+    return [s.stage, s.dataset, s.train_size, s.val_size, s.epochs_run, *scores, f"{s.seconds:.1f}", _status(s)]
+
+
 def _status(summary) -> str:
     """`trained (images changed)`: a stage a chain trained again says why."""
     return f"{summary.status} ({summary.reason})" if summary.reason else summary.status
+
+
+def _score_headers(only_pseudo: bool) -> list[str]:
+    """Stages trained on their own pseudo-labels only (train-stage --pseudo-labels) never see "acc" in the header."""
+    return ["val pseudo-agreement", "val pseudo-F1"] if only_pseudo else ["val acc", "val F1"]
 
 
 def _score(value: float | None, pseudo: bool) -> str:
