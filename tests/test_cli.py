@@ -132,7 +132,7 @@ def test_the_command_reference_is_the_help_the_commands_print():
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
-    blocks = [b for b in re.findall(r"```\n(.*?)```", doc, flags=re.S) if b.startswith("Usage: ganfp")]
+    blocks = [b for b in re.findall(r"```text\n(.*?)```", doc, flags=re.S) if b.startswith("Usage: ganfp")]
     env = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
     assert len(blocks) >= 8
     for block in blocks:

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.docs import ROOT, fenced_blocks
+from helpers.docs import DOCS, ROOT, fenced_blocks
 
 from ganfp.data.demo_attribution import ensure_attribution_demo
 
@@ -60,6 +60,7 @@ SLOW = {
     "python benchmarks/knn_scale.py --device cpu --cases "
     "10000x200x512,10000x200x4096,100000x10000x512,1000000x200x512,200x1000000x512": "a benchmark (minutes)",
     "python benchmarks/demo_chain.py --models resnet18 conv5 vit_b_32 vgg11": "trains the demo chain four times",
+    "OMP_NUM_THREADS=1 python benchmarks/zoo.py --write --out zoo": "fits every zoo family (minutes)",
 }
 # folder the docs use for the reader's own data -> the demo folder (under the data root) standing in
 PLACEHOLDERS = {
@@ -158,6 +159,20 @@ def test_documented_command_runs(command, docs_env, run_cli, monkeypatch):
     simple = command.startswith("ganfp ") and not re.search(r"[|&;<>$`]", command)
     code, output = run_in_process(command, run_cli) if simple else run_in_bash(command, env, work)
     assert code == 0, f"`{command}` exited {code}:\n{output[-3000:]}"
+
+
+def test_every_code_block_names_its_language():
+    """A block without a tag is never run here, so a command in it can go stale: shell commands go in ```bash,
+    help text, trees and file contents in ```text (or their own language)."""
+    untagged = []
+    for doc in DOCS:
+        opening = True
+        for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1):
+            if line.startswith("```"):
+                if opening and line.strip() == "```":
+                    untagged.append(f"{doc.relative_to(ROOT).as_posix()}:{number}")
+                opening = not opening
+    assert not untagged, f"code blocks without a language: {untagged}"
 
 
 def test_the_lists_name_only_commands_the_docs_still_hold():
