@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -118,6 +123,40 @@ def test_a_camera_jpeg_is_read_as_its_photo_and_a_damaged_volume_is_one_line(tmp
             decode_image(str(tmp_path / "cut.tif"), 16)
         reasons.add(str(refused.value).split(": ")[1].split()[0])
     assert reasons == {"holds", "cannot"}, reasons  # the frames counted, or where counting them failed
+
+
+def test_importing_the_decoder_leaves_the_callers_warning_filters_alone():
+    """numpy installs filters of its own when imported: those are numpy's business, so it is imported first."""
+    code = ("import warnings, numpy, PIL.Image; before = list(warnings.filters); import ganfp.data.decode; "
+            "assert warnings.filters == before, warnings.filters[:3]")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_decoding_silences_pils_duplicate_warnings_and_leaves_the_filters_alone(tmp_path, monkeypatch):
+    """A file ganfp refuses in one line made PIL warn too; silencing that must not touch the caller's filters,
+    even while threads decode at once."""
+    volume = write_frames(tmp_path / "volume.tif", 3).read_bytes()
+    (tmp_path / "cut.tif").write_bytes(volume[: len(volume) - 40])  # its directories cut short: "Corrupt EXIF data"
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 16 * 16 - 1)  # over the limit, under twice it: PIL warns
+    bomb = write_frames(tmp_path / "bomb.png", 1)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        before = list(warnings.filters)
+        with ThreadPoolExecutor(8) as pool:
+            refused = list(pool.map(refusal, [str(tmp_path / "cut.tif"), str(bomb)] * 16))
+        assert warnings.filters == before
+        assert not shown, [str(w.message) for w in shown]
+        warnings.warn("the caller's own", Image.DecompressionBombWarning)
+        assert [str(w.message) for w in shown] == ["the caller's own"]
+    assert {r.split(":")[0] for r in refused} == {str(tmp_path / "cut.tif"), str(bomb)}
+    assert all("decompression bomb" in r for r in refused if "bomb.png" in r)
+
+
+def refusal(path: str) -> str:
+    with pytest.raises(InputError) as refused:
+        decode_image(path, 16)
+    return str(refused.value)
 
 
 def test_a_file_named_in_another_encoding_can_be_trained_on(tmp_path):

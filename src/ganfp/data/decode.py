@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
 from typing import NamedTuple
 
@@ -26,13 +27,25 @@ MODE_DEPTHS = {"1": "1-bit", "I;16": "16-bit", "I;16B": "16-bit", "I;16L": "16-b
                "I": "32-bit", "F": "32-bit float"}  # any other mode is read as 8-bit grey levels
 WINDOW_PERCENTILES = (0.5, 99.5)
 NEW_SUBFILE_TYPE, REDUCED_RESOLUTION = 254, 1  # the TIFF tag, and its bit that marks a page as a preview of another
-# PIL warns (two lines on stderr) between its pixel limit and twice it, and raises above; ganfp refuses
-# both in one line (`_open`), so the warning only duplicates the error. A filter, not catch_warnings:
-# images are decoded in threads, and catch_warnings is not thread-safe.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-# A TIFF cut short warns "Corrupt EXIF data" (two lines) as its directories are read, then is refused in one line
-# ("cannot decode image", or the frame count of a volume); the warning only duplicates the error.
-warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+# catch_warnings swaps the process-wide filter list and puts back what it found: two threads interleaving their
+# enter and exit (images are decoded in threads) could put back the other's filters and leave them for good.
+_FILTERS_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _pil_duplicates_silenced():
+    """Ignore, for this block only, PIL's warnings that duplicate the one-line refusal ganfp gives.
+
+    PIL warns (two lines on stderr) between its pixel limit and twice it, and raises above; ganfp refuses both
+    (`_open`). A TIFF cut short warns "Corrupt EXIF data" (two lines) as its directories are read, then is refused
+    ("cannot decode image", or the frame count of a volume). A library must not change its caller's filters, so the
+    filters are scoped to the header reads, and the lock keeps ganfp's threads from interleaving them.
+    """
+    with _FILTERS_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning,
+                                module=r"PIL\.TiffImagePlugin")
+        yield
 
 
 def window_to_uint8(values: np.ndarray) -> np.ndarray:
@@ -113,15 +126,26 @@ def _image(path: str, one: bool = False):
     `one`: refuse a file of several images. A multi-page TIFF is opened at its first full page even without it, so
     the size and depth read from the header are those of the image decoded, not of a preview stored first.
     """
-    with _reading(path), _open(path) as img:
-        images = _seek_image(img) if one or img.format == "TIFF" else 1
-        if one and images > 1:
-            raise InputError(f"{path}: holds {images} frames (a multi-page or animated image), and ganfp reads one "
-                             f"image per file; save one image per slice, or a CT volume as NIfTI (.nii.gz), which "
-                             f"ganfp reads slice by slice")
-        if img.tell():
-            _check_pixels(img)
+    with _reading(path), _header_read(path, one) as img:
         yield img
+
+
+def _header_read(path: str, one: bool) -> Image.Image:
+    """`_image`'s file, open at its image, its headers checked (PIL's duplicate warnings silenced while read)."""
+    with _pil_duplicates_silenced():
+        img = _open(path)
+        try:
+            images = _seek_image(img) if one or img.format == "TIFF" else 1
+            if one and images > 1:
+                raise InputError(f"{path}: holds {images} frames (a multi-page or animated image), and ganfp reads "
+                                 f"one image per file; save one image per slice, or a CT volume as NIfTI (.nii.gz), "
+                                 f"which ganfp reads slice by slice")
+            if img.tell():
+                _check_pixels(img)
+        except BaseException:
+            img.close()
+            raise
+    return img
 
 
 def _seek_image(img: Image.Image) -> int:
@@ -202,6 +226,8 @@ def decode_image(path: str, size: int, frame: int | None = None, window: tuple[f
     with _image(path, one=True) as img:
         if img.format in ("JPEG", "MPO"):  # an MPO is a camera JPEG with previews after it
             img.draft("L", (size, size))  # let libjpeg decode at reduced scale: much faster
+        with _pil_duplicates_silenced():
+            img.getexif()  # read (and kept) here, where a damaged EXIF block's warning is silenced
         img = ImageOps.exif_transpose(img)
         gray = to_grayscale(img)
         if gray.size != (size, size):
