@@ -21,6 +21,14 @@ def test_registry_holds_the_papers_four_architectures():
     assert set(MODELS) == {"conv5", "resnet18", "vgg11", "vit_b_32"}
 
 
+def test_the_model_option_help_names_every_registered_model():
+    """`--model`'s help lists the names by hand (the registry imports torch, which `ganfp --help` must not):
+    a model registered, renamed or dropped must be edited there too."""
+    from ganfp.cli.options import MODEL_NAMES
+
+    assert list(MODEL_NAMES) == MODELS
+
+
 @pytest.fixture(scope="module", params=MODELS)
 def model(request):
     torch.manual_seed(0)

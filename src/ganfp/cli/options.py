@@ -132,11 +132,17 @@ WINDOW_HELP = ("HU window of DICOM/NIfTI images: CENTER,WIDTH or lung, mediastin
 OFFLINE_FEATURES_HINT = ("choose a feature space that needs no download: --features checkpoint (your chain run's "
                          "model) or a pixel space such as pixels32")
 
+# ganfp.models' registry, written out because registering a model imports torch, which `ganfp --help` must not
+# (2 s instead of 0.15 s); tests/test_models.py checks that the two agree
+MODEL_NAMES = ("conv5", "resnet18", "vgg11", "vit_b_32")
+MODEL_HELP = f"Model name: {', '.join(MODEL_NAMES)}, or any timm model (see: ganfp models list)."
+
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda.")]
 DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root, help=DATA_ROOT_HELP)]
 ReadDataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root_to_read,
                                                           help=DATA_ROOT_HELP)]
 RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", callback=folder_given("--runs-dir"), help=RUNS_HELP)]
+ModelOpt = Annotated[str, typer.Option("--model", help=MODEL_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]
 MAX_SEED = 2**32 - 1  # numpy's seed range; ganfp.train.MAX_SEED, repeated so `ganfp --help` imports no numpy
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", callback=in_range(0, MAX_SEED), help=SEED_HELP)]

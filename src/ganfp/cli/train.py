@@ -16,6 +16,7 @@ from ganfp.cli.options import (
     ImageSizeOpt,
     JsonOpt,
     MemoryBudgetOpt,
+    ModelOpt,
     RunsDirOpt,
     SeedOpt,
 )
@@ -77,7 +78,7 @@ def _score(value: float | None, pseudo: bool) -> str:
 def train_stage(
     dataset: str = typer.Option(..., "--data", help="Dataset spec: ADAPTER[:ARG] (demo:casia, folder:PATH, casia, ...) or a folder."),
     out: str = typer.Option(..., "--out", help="Output folder of the stage (model.safetensors, meta.json, history.csv)."),
-    model: str = typer.Option("resnet18", help="Model name: conv5, resnet18, vgg11, vit_b_32 (see: ganfp models list)."),
+    model: ModelOpt = "resnet18",
     init: str = typer.Option("none", help="Start from: none, imagenet, a weights file, or a previous stage folder."),
     name: Optional[str] = typer.Option(None, help="Stage name (default: the output folder's name)."),
     image_size: ImageSizeOpt = 224,
@@ -134,7 +135,7 @@ def train_stage(
 
 @app.command("chain")
 def chain(
-    model: str = typer.Option("resnet18", help="Model name: conv5, resnet18, vgg11, vit_b_32, or any timm model (see: ganfp models list)."),
+    model: ModelOpt = "resnet18",
     chain_name: str = typer.Option("paper", "--chain", help="Built-in chain (paper, demo) or a TOML file."),
     from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Retrain from this stage on, even if finished."),
     init: Optional[str] = typer.Option(None, help="Override the first stage's start: none, imagenet or a weights file."),
