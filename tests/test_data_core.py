@@ -159,6 +159,21 @@ def refusal(path: str) -> str:
     return str(refused.value)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows keeps it in %LOCALAPPDATA%")
+def test_the_data_root_follows_flag_then_ganfp_data_then_xdg(tmp_path, monkeypatch):
+    """docs/datasets.md's rule: --data-root, else $GANFP_DATA, else $XDG_DATA_HOME/ganfp, else ~/.local/share/ganfp."""
+    from ganfp.paths import data_root
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("GANFP_DATA", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    assert data_root() == tmp_path / "home" / ".local" / "share" / "ganfp"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert data_root() == tmp_path / "xdg" / "ganfp"
+    monkeypatch.setenv("GANFP_DATA", str(tmp_path / "g"))
+    assert data_root() == tmp_path / "g" and data_root(tmp_path / "flag") == tmp_path / "flag"
+
+
 def test_a_file_named_in_another_encoding_can_be_trained_on(tmp_path):
     """Training writes no id: a Latin-1 file name (surrogates in Python) only has to survive the dataset fingerprint
     that chain re-runs and the decode cache compare, which failed with a UnicodeEncodeError."""

@@ -40,8 +40,8 @@ from ganfp.checkpoint import (
     stage_status,
 )
 
-# The knn pseudo-labeler's defaults are the membership scorer's; they still live in classify.py
-# until ganfp.membership exports them. Importing them here puts them in every stage's digest.
+# The knn pseudo-labeler's defaults are the membership scorer's (ganfp.membership.recipe). Importing them here puts
+# them in every stage's digest.
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_K
 from ganfp.membership.spaces import parse_features
 from ganfp.data.adapters import load_manifest, parse_spec
