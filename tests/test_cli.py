@@ -68,6 +68,17 @@ def test_unusable_options_are_usage_errors(run_cli, tmp_path):
     assert code == 2 and "Traceback" not in err
 
 
+def test_the_help_lists_written_out_are_the_registries():
+    """`--pseudo-labels` and `--chain` name their choices by hand (the registries import torch, which `ganfp --help`
+    must not): a source or chain added, renamed or dropped must be edited there too."""
+    from ganfp.chain import builtin_chains
+    from ganfp.cli.train import BUILTIN_CHAINS, PSEUDO_SOURCES
+    from ganfp.pseudo import PSEUDO_LABELERS
+
+    assert list(PSEUDO_SOURCES) == PSEUDO_LABELERS.names()
+    assert sorted(BUILTIN_CHAINS) == builtin_chains()
+
+
 def test_version_is_printed_as_installed(run_cli):
     """A bug report starts with the version: `ganfp --version` prints the installed package's own."""
     from importlib.metadata import version

@@ -21,6 +21,10 @@ from ganfp.cli.options import (
     SeedOpt,
 )
 
+# ganfp.pseudo.PSEUDO_LABELERS and ganfp.chain.builtin_chains(), written out: reading either imports torch, which
+# `ganfp --help` must not; tests/test_cli.py checks that they agree
+PSEUDO_SOURCES = ("self", "knn")
+BUILTIN_CHAINS = ("paper", "demo")
 PSEUDO_CAPTION = ("(pseudo): val pseudo-agreement / pseudo-F1, agreement with the stage's own pseudo-labels, "
                   "not accuracy on true labels")
 
@@ -91,7 +95,9 @@ def train_stage(
     val_fraction: float = typer.Option(0.2, help="Validation share of the stratified split (the paper: 8:2)."),
     seed: SeedOpt = 0,
     augment: bool = typer.Option(True, help="Random flips and shifts on training batches."),
-    pseudo_labels: Optional[str] = typer.Option(None, help="Unlabelled data: pseudo-label source (self, knn)."),
+    pseudo_labels: Optional[str] = typer.Option(
+        None, help=f"Unlabelled data: pseudo-label source ({', '.join(PSEUDO_SOURCES)})."
+    ),
     pseudo_fraction: Optional[float] = typer.Option(
         None, help="Share of images pseudo-labelled at each end of the ranking (default: 0.25)."
     ),
@@ -136,7 +142,7 @@ def train_stage(
 @app.command("chain")
 def chain(
     model: ModelOpt = "resnet18",
-    chain_name: str = typer.Option("paper", "--chain", help="Built-in chain (paper, demo) or a TOML file."),
+    chain_name: str = typer.Option("paper", "--chain", help=f"Built-in chain ({', '.join(BUILTIN_CHAINS)}) or a TOML file."),
     from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Retrain from this stage on, even if finished."),
     init: Optional[str] = typer.Option(None, help="Override the first stage's start: none, imagenet or a weights file."),
     epochs: Optional[int] = typer.Option(None, help="Override every stage's maximum epochs."),
