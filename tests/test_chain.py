@@ -211,6 +211,21 @@ def test_the_first_stage_is_retrained_when_its_init_file_changes(tmp_path, two_d
     assert [r.status for r in changed] == ["trained"] * 3
 
 
+def test_a_chain_starts_from_a_finished_stage_folder(tmp_path, two_datasets, run_cli):
+    """`chain --init` takes what `train-stage --init` takes, a stage folder included (its help named only files)."""
+    from ganfp.train import StageConfig, run_stage
+
+    first, second = two_datasets
+    start = tmp_path / "start"
+    run_stage(StageConfig(name="start", dataset=str(first), model="conv5", image_size=16, batch_size=8, epochs=1),
+              start, data_root=tmp_path / "root")
+    code, _, err = run_cli("chain", "--model", "conv5", "--chain", write_chain(tmp_path, first, second), "--init", start,
+                           "--runs-dir", tmp_path / "runs", "--data-root", tmp_path / "root", "--json")
+    assert code == 0, err
+    meta = json.loads((tmp_path / "runs" / "mine-conv5" / "01-first" / "meta.json").read_text())
+    assert meta["config"]["init"] == str(start)
+
+
 def test_a_later_stage_with_no_data_stops_the_chain_before_the_first_stage_trains(tmp_path, two_datasets):
     import shutil
 

@@ -144,7 +144,9 @@ def chain(
     model: ModelOpt = "resnet18",
     chain_name: str = typer.Option("paper", "--chain", help=f"Built-in chain ({', '.join(BUILTIN_CHAINS)}) or a TOML file."),
     from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Retrain from this stage on, even if finished."),
-    init: Optional[str] = typer.Option(None, help="Override the first stage's start: none, imagenet or a weights file."),
+    init: Optional[str] = typer.Option(
+        None, help="Override the first stage's start: none, imagenet, a weights file or a stage folder."
+    ),
     epochs: Optional[int] = typer.Option(None, help="Override every stage's maximum epochs."),
     patience: Optional[int] = typer.Option(None, help="Override every stage's early-stopping patience."),
     image_size: ImageSizeOpt = None,
