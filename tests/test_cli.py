@@ -79,6 +79,20 @@ def test_the_help_lists_written_out_are_the_registries():
     assert sorted(BUILTIN_CHAINS) == builtin_chains()
 
 
+def test_fetch_data_help_names_every_dataset():
+    """Its NAME help folds the years (`imageclef-gans-2023/2024/2025`); unfolded, it lists the registry."""
+    import re
+
+    from ganfp.cli.data import DATASETS_HELP
+    from ganfp.fetch.registry import DATASETS
+
+    def unfold(m: re.Match) -> str:
+        return ", ".join(m.group(1) + year for year in m.group(2).split("/"))
+
+    listed = re.sub(r"([a-z-]+-)(\d{4}(?:/\d{4})+)", unfold, DATASETS_HELP.removeprefix("Dataset: ").rstrip("."))
+    assert listed.split(", ") == list(DATASETS)
+
+
 def test_version_is_printed_as_installed(run_cli):
     """A bug report starts with the version: `ganfp --version` prints the installed package's own."""
     from importlib.metadata import version
