@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganfp.attribution.run import AttributeConfig, ClusterConfig
+from ganfp.attribution.run import AttributeConfig, ClusterConfig, cluster
 from ganfp.chain import load_chain, run_chain, stage_configs
 from ganfp.classify import classify
 from ganfp.data.generated import generated_manifest
@@ -142,3 +142,35 @@ def test_run_chain_wants_a_spec_not_a_name(tmp_path):
 def test_an_unknown_override_names_the_stage_settings():
     with pytest.raises(InputError, match=r"overrides epoch: not stage settings; choose among: .*epochs"):
         stage_configs(load_chain("demo"), "conv5", {"epoch": 1})
+
+
+@pytest.mark.parametrize("option", ["out", "scores_path", "report"])
+def test_classify_refuses_an_output_over_an_input_image(option, sets):
+    image = sets / "real" / "im0_00.png"
+    before = image.read_bytes()
+    outputs = {"out": sets / "out.csv", option: image}
+    with pytest.raises(InputError, match=rf"{option} .*im0_00.png: is an image; write the {option} file elsewhere"):
+        classify(str(sets / "real"), outputs.pop("out"), generated=str(sets / "generated"), image_size=16, **outputs)
+    assert image.read_bytes() == before and not (sets / "out.csv").exists()
+
+
+def test_classify_refuses_two_outputs_on_one_file(sets):
+    with pytest.raises(InputError, match=r"scores_path .*out.csv: the same file as out"):
+        _classify(sets, scores_path=sets / "out.csv")
+
+
+def test_attribute_refuses_an_output_over_an_input_image(sets):
+    image = sets / "generated" / "im1_00.png"
+    before = image.read_bytes()
+    cfg = ClusterConfig(str(sets / "generated"), str(image), clusters=2)
+    with pytest.raises(InputError, match=r"out .*im1_00.png: is an image"):
+        cluster(cfg)
+    assert image.read_bytes() == before
+
+
+def test_classify_refuses_an_output_over_its_ids_file(sets):
+    ids = sets / "ids.txt"
+    ids.write_text("".join(f"{p.stem}\n" for p in sorted((sets / "real").glob("*.png"))))
+    with pytest.raises(InputError, match=r"out .*ids.txt: would overwrite the input .*ids.txt"):
+        classify(str(sets / "real"), ids, generated=str(sets / "generated"), ids_path=ids)
+    assert ids.read_text().count("\n") == 6

@@ -28,6 +28,7 @@ from ganfp.data.generated import (
 )
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
+from ganfp.data.outputs import check_outputs
 from ganfp.data.real import read_real
 from ganfp.errors import InputError, count, require_int, require_number
 from ganfp.fileio import written_together
@@ -598,6 +599,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     started = time.perf_counter()
     check_arguments(method, features, k, used_fraction, threshold, image_size, batch_size, seed, report, report_n,
                     generated, calibrate_on)
+    check_outputs({"out": out, "scores_path": scores_path, "report": report},
+                  (real, generated, calibrate_on, ids_path, checkpoint))
     asked = Recipe(method, features, k)
     sets = read_sets(real, generated, method, calibrate_on, ids_path, used_fraction, report, data_root, reading)
     membership = check_scoring(sets, real, asked, checkpoint, calibrate_on, runs_dir, image_size)

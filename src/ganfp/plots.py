@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ganfp.data.outputs import check_outputs
 from ganfp.errors import InputError
 from ganfp.evaluation import EvaluationReport
 from ganfp.fileio import OutputBatch, atomic_path
@@ -79,6 +80,7 @@ def plot_report(report: EvaluationReport, out_path, batch: OutputBatch | None = 
     require_matplotlib()
     from matplotlib.figure import Figure
 
+    check_outputs({"out_path": out_path}, (report.preds, report.labels), draws="out_path")
     out_path = Path(out_path)
     kind = _check_suffix(out_path)
     panels = [_confusion]

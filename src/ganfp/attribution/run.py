@@ -44,6 +44,7 @@ from ganfp.attribution.methods import METHODS, Job, TrainerSettings
 from ganfp.data.decode import Header
 from ganfp.data.generated import depths_by_set, image_headers, native_image_size
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files, list_folder
+from ganfp.data.outputs import check_outputs
 from ganfp.errors import InputError, count, require_int
 
 Message = Callable[[str], None]
@@ -340,6 +341,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     """Attribute every image of `cfg.unknown` to a class of the training images; write `cfg.out`."""
     started = time.perf_counter()
     cfg.validate()
+    check_outputs({"out": cfg.out}, (cfg.unknown, cfg.train))
     cfg = cfg.resolved()
     unknown = read_images(cfg.unknown, cfg.data_root)
     columns = parse_columns(cfg.columns)
@@ -379,6 +381,7 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     """Cluster every image of `cfg.images` into K groups (K given, or chosen by the eigengap); write `cfg.out`."""
     started = time.perf_counter()
     cfg.validate()
+    check_outputs({"out": cfg.out}, (cfg.images,))
     cfg = cfg.resolved()
     images = read_images(cfg.images, cfg.data_root)
     columns = parse_columns(cfg.columns, clustering=True)

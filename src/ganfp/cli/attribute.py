@@ -27,7 +27,6 @@ from ganfp.cli.options import (
     ImageSizeOpt,
     JsonOpt,
     SeedOpt,
-    check_outputs,
     in_range,
 )
 
@@ -134,6 +133,7 @@ def attribute(
     from ganfp.attribution.run import AttributeConfig, ClusterConfig
     from ganfp.attribution.run import attribute as run_attribute
     from ganfp.attribution.run import cluster as run_cluster
+    from ganfp.data.outputs import check_outputs
     from ganfp.errors import InputError, weights_hint
 
     check_outputs({"--out": out}, (images, train))

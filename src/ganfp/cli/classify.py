@@ -24,7 +24,6 @@ from ganfp.cli.options import (
     ThresholdOpt,
     UsedFractionOpt,
     WindowOpt,
-    check_outputs,
 )
 
 
@@ -136,6 +135,7 @@ def classify(
     """Label each real image used (1) or not used (0) and write a validated submission file."""
     from ganfp.classify import classify as run
     from ganfp.data.medical import MedicalReading
+    from ganfp.data.outputs import check_outputs
     from ganfp.errors import weights_hint
 
     reading = MedicalReading.parse(window, id_from, slices)

@@ -18,7 +18,6 @@ from ganfp.cli.options import (
     ThresholdOpt,
     UsedFractionOpt,
     WindowOpt,
-    check_outputs,
 )
 
 METRICS = {
@@ -88,6 +87,7 @@ def _check_membership_options(preds: Path, labels: Path, plot: Optional[Path], h
                               threshold: Optional[float]) -> None:
     """The decision rule and the outputs, checked before a file is read: detecting the task reads both files,
     which takes seconds on a large one, and a wrong option should not wait for it."""
+    from ganfp.data.outputs import check_outputs
     from ganfp.errors import InputError
 
     if used_fraction is not None and threshold is not None:

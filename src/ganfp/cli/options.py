@@ -8,7 +8,6 @@ stays fast.
 from __future__ import annotations
 
 import math
-import os
 from typing import Annotated, Optional
 
 import typer
@@ -83,38 +82,6 @@ def _data_root_to_read(value: Optional[str]) -> Optional[str]:
 
     check_folder(data_root(folder_given("--data-root")(value)), "data root")
     return value
-
-
-def check_outputs(outputs: dict[str, Optional[str | os.PathLike]],
-                  inputs: tuple[Optional[str | os.PathLike], ...], draws: str = "--plot") -> None:
-    """Every output writable, none the same file as another, none an input file or an image in an input folder,
-    and none but the figure (`draws`) an existing image: a CSV or report never goes over one.
-
-    Run before any work: `--out s.csv --scores s.csv` would leave only the scores, and `--out real/x.png`
-    would overwrite an image the command reads, both after the run had "succeeded". The last rule
-    covers inputs given as dataset specs (`demo:gans-test`), whose folders are not paths here.
-    """
-    from pathlib import Path
-
-    from ganfp.data.manifest import is_image_file
-    from ganfp.errors import InputError
-    from ganfp.fileio import check_writable
-
-    seen: dict[Path, str] = {}
-    given = [Path(i).expanduser().resolve() for i in inputs if i and Path(i).expanduser().exists()]
-    for option, path in outputs.items():
-        if path is None:
-            continue
-        target = check_writable(path, option).resolve()
-        if target in seen:
-            raise InputError(f"{option} {path}: the same file as {seen[target]}; give each output its own path")
-        seen[target] = option
-        if option != draws and target.is_file() and is_image_file(target):
-            raise InputError(f"{option} {path}: is an image; write the {option} file elsewhere")
-        for source in given:
-            if target == source or (source.is_dir() and source in target.parents and target.exists()
-                                    and is_image_file(target)):
-                raise InputError(f"{option} {path}: would overwrite the input {source}; write it elsewhere")
 
 
 DATA_ROOT_HELP = "Data folder (default: $GANFP_DATA, else the per-user data folder)."

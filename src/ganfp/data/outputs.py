@@ -1,0 +1,55 @@
+"""The check that a command's outputs may be written, run by the library entry points before any work.
+
+It lives here, not in the CLI, so that `classify(real, out="real/x.png")` from a notebook is refused as
+`ganfp classify --out real/x.png` is: the CLI's own check runs first only to name its options (`--out`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+from ganfp.data.manifest import is_image_file
+from ganfp.errors import InputError
+from ganfp.fileio import check_writable
+
+PathLike = Optional[str | os.PathLike]
+
+
+def _given_inputs(inputs: tuple[PathLike, ...]) -> list[Path]:
+    """The inputs that are paths here; a dataset spec (`demo:gans-test`) is not, and is skipped."""
+    return [Path(i).expanduser().resolve() for i in inputs if i and Path(i).expanduser().exists()]
+
+
+def _overwritten(target: Path, given: list[Path]) -> Path | None:
+    """The input `target` would overwrite: the file itself, or an image inside an input folder."""
+    for source in given:
+        if target == source or (source.is_dir() and source in target.parents and target.exists()
+                                and is_image_file(target)):
+            return source
+    return None
+
+
+def check_outputs(outputs: dict[str, PathLike], inputs: tuple[PathLike, ...], draws: str = "--plot") -> None:
+    """Every output writable, none the same file as another, none an input file or an image in an input folder,
+    and none but the figure (`draws`) an existing image: a CSV or report never goes over one.
+
+    Run before any work: `--out s.csv --scores s.csv` would leave only the scores, and `--out real/x.png`
+    would overwrite an image the command reads, both after the run had "succeeded". The last rule
+    covers inputs given as dataset specs (`demo:gans-test`), whose folders are not paths here.
+    `outputs` maps each output's name (the CLI's option, or the library's argument) to its path.
+    """
+    seen: dict[Path, str] = {}
+    given = _given_inputs(inputs)
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        target = check_writable(path, option).resolve()
+        if target in seen:
+            raise InputError(f"{option} {path}: the same file as {seen[target]}; give each output its own path")
+        seen[target] = option
+        if option != draws and target.is_file() and is_image_file(target):
+            raise InputError(f"{option} {path}: is an image; write the {option} file elsewhere")
+        if (source := _overwritten(target, given)) is not None:
+            raise InputError(f"{option} {path}: would overwrite the input {source}; write it elsewhere")
