@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -174,3 +175,26 @@ def test_classify_refuses_an_output_over_its_ids_file(sets):
     with pytest.raises(InputError, match=r"out .*ids.txt: would overwrite the input .*ids.txt"):
         classify(str(sets / "real"), ids, generated=str(sets / "generated"), ids_path=ids)
     assert ids.read_text().count("\n") == 6
+
+
+def test_classify_takes_a_torch_device(sets):
+    result = _classify(sets, device=torch.device("cpu"), image_size=16)
+    assert result.summary["device"] == "cpu" and (sets / "out.csv").exists()
+    (sets / "out.csv").unlink()
+
+
+@pytest.mark.parametrize("device", [0, ["cpu"], 1.5])
+def test_a_device_that_is_neither_a_name_nor_a_torch_device_is_refused(device, sets):
+    with pytest.raises(InputError, match=r"device=.*: must be a torch.device or a name \(auto, cpu, cuda\)"):
+        _classify(sets, device=device)
+    with pytest.raises(InputError, match=r"device=.*: must be a torch.device or a name"):
+        ClusterConfig("u", "o.csv", clusters=2, device=device).validate()
+    with pytest.raises(InputError, match=r"overrides device=.*: must be a torch.device or a name"):
+        stage_configs(load_chain("demo"), "conv5", {"device": device})
+    assert not (sets / "out.csv").exists()
+
+
+def test_attribution_and_the_chain_take_a_torch_device():
+    AttributeConfig("u", "o.csv", device=torch.device("cpu")).validate()
+    configs = stage_configs(load_chain("demo"), "conv5", {"device": torch.device("cpu")})
+    assert {cfg.device for cfg in configs} == {"cpu"}

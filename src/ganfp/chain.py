@@ -23,6 +23,7 @@ from ganfp import distributed
 from ganfp.checkpoint import CHAIN_FILE, stage_status
 from ganfp.data.adapters import load_manifest
 from ganfp.data.manifest import Manifest
+from ganfp.device import device_name
 from ganfp.errors import InputError
 from ganfp.fileio import check_writable, folder_lock, write_json, writer_of
 from ganfp.models import model_entry
@@ -202,6 +203,8 @@ def stage_configs(
     """
     require_spec(spec)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "device" in overrides:  # a torch.device from Python, kept as its name (a stage's settings are text)
+        overrides["device"] = device_name(overrides["device"], "overrides device")
     settings = {f.name for f in dataclasses.fields(StageConfig)} - {"name", "dataset", "model"}
     unknown = sorted(set(overrides) - settings)
     if unknown:  # else a TypeError from StageConfig(**values), naming neither the override nor the choices

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from ganfp.data.decode import Header
 from ganfp.data.generated import (
@@ -584,7 +585,7 @@ def write_outputs(run: ScoredRun, summary: dict, out, scores_path, report: str |
 def classify(real: str, out, *, generated: str | None = None, method: str | None = None, features: str | None = None,
              checkpoint: str | None = None, used_fraction: float | None = None, threshold: float | None = None,
              scores_path=None, ids_path=None, calibrate_on: str | None = None, k: int | None = None,
-             device: str = "auto", batch_size: int = 128, data_root=None, runs_dir=None, seed: int = 0,
+             device: str | torch.device = "auto", batch_size: int = 128, data_root=None, runs_dir=None, seed: int = 0,
              image_size: int | None = None, progress: Progress | None = None,
              reading: MedicalReading | None = None, report: str | None = None,
              report_n: int | None = None) -> ClassifyResult:
@@ -601,6 +602,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
                     generated, calibrate_on)
     check_outputs({"out": out, "scores_path": scores_path, "report": report},
                   (real, generated, calibrate_on, ids_path, checkpoint))
+    device = resolve_device(device)  # a GPU the machine lacks, or device=0, before any image is read
     asked = Recipe(method, features, k)
     sets = read_sets(real, generated, method, calibrate_on, ids_path, used_fraction, report, data_root, reading)
     membership = check_scoring(sets, real, asked, checkpoint, calibrate_on, runs_dir, image_size)
@@ -609,7 +611,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     dev = read_dev(calibrate_on, data_root, reading, image_size) if calibrate_on else None
     if dev is not None and used_fraction is None and threshold is None:
         check_dev_fraction(float(dev.y.mean()), len(sets.real), calibrate_on)
-    setup = ScoringSetup(size, resolve_device(device), batch_size=batch_size, data_root=data_root,
+    setup = ScoringSetup(size, device, batch_size=batch_size, data_root=data_root,
                          checkpoint=checkpoint, runs_dir=runs_dir, seed=seed, progress=progress)
 
     run = score_and_decide(sets, setup, dev, asked, used_fraction, threshold)

@@ -11,9 +11,21 @@ from ganfp.errors import InputError
 RUNS_ON = ("cpu", "cuda", "mps")  # the device kinds ganfp's models and scorers run on
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """The device `--device NAME` means, checked before any work: a GPU the machine lacks fails here, not at
-    the first tensor moved there (torch reports that as an "invalid device ordinal" traceback)."""
+def device_name(device, what: str = "device") -> str:
+    """The name of `device`, a name or a torch.device: from Python `device=0` or `device=["cpu"]` failed with an
+    AttributeError deep in the first neighbour pass, and `device=torch.device("cpu")` with the same."""
+    if isinstance(device, torch.device):
+        return str(device)
+    if isinstance(device, str):
+        return device
+    raise InputError(f"{what}={device!r}: must be a torch.device or a name (auto, cpu, cuda)")
+
+
+def resolve_device(name: str | torch.device = "auto", what: str = "device") -> torch.device:
+    """The device `--device NAME` (or a torch.device) means, checked before any work: a GPU the machine lacks fails
+    here, not at the first tensor moved there (torch reports that as an "invalid device ordinal" traceback).
+    `what` names the argument in the message refusing a value that is neither."""
+    name = device_name(name, what)
     why = device_problem(name)
     if why:
         raise InputError(f"--device {name}: {why}")
@@ -22,8 +34,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def device_problem(name: str) -> str | None:
+def device_problem(name: str | torch.device) -> str | None:
     """Why this machine has no device `name`, or None; a chain asks for every stage's before the first trains."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if not isinstance(name, str):
+        return "must be a torch.device or a name (auto, cpu, cuda)"
     if name == "auto":
         return None
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -51,7 +51,7 @@ from ganfp.data.generated import generated_manifest
 from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices, split_problem
-from ganfp.device import autocast, configure, device_problem, resolve_device
+from ganfp.device import autocast, configure, device_name, device_problem, resolve_device
 from ganfp.errors import InputError, Interrupted, RuntimeFailure, StopSignal
 from ganfp.fileio import check_writable, utf8_writable, write_json, write_text
 from ganfp.metrics import confusion_metrics
@@ -574,7 +574,7 @@ def _has_meta(path: Path) -> bool:
 
 def setup_device(cfg: StageConfig) -> torch.device:
     """Join the process group (under torchrun), pick the device and its fast settings."""
-    device = resolve_device(distributed.setup(cfg.device))
+    device = resolve_device(distributed.setup(device_name(cfg.device)))
     if cfg.batch_size % distributed.world_size():
         raise InputError(
             f"--batch-size {cfg.batch_size}: not a multiple of the {distributed.world_size()} processes, "

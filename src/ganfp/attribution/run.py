@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from ganfp.attribution.cluster import CLUSTERERS, GRAPH_NEIGHBOURS, choose_k, silhouette
 from ganfp.attribution.defaults import (
@@ -45,6 +46,7 @@ from ganfp.data.decode import Header
 from ganfp.data.generated import depths_by_set, image_headers, native_image_size
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files, list_folder
 from ganfp.data.outputs import check_outputs
+from ganfp.device import resolve_device
 from ganfp.errors import InputError, count, require_int
 
 Message = Callable[[str], None]
@@ -56,7 +58,7 @@ def default_features(method: str) -> str:
 
 
 def _check_common(features: str | None, image_size: int | None, batch_size: int, seed: int, columns: str,
-                  clustering: bool, pairs: bool = False) -> None:
+                  clustering: bool, device, pairs: bool = False) -> None:
     """The options both modes share, types included: from Python a `batch_size="8"` or `seed=-1` otherwise
     failed inside numpy or scikit-learn, after the images were read. `pairs`: the method compares images in
     pairs (knn), so a pair space (`white64`) is one it can read."""
@@ -66,6 +68,7 @@ def _check_common(features: str | None, image_size: int | None, batch_size: int,
         require_int("image_size", image_size, low=8, high=4096)
     require_int("batch_size", batch_size, low=1)
     require_int("seed", seed, low=0, high=2**32 - 1)
+    resolve_device(device)  # a GPU the machine lacks, or device=0, before the images are read
     parse_columns(columns, clustering)
 
 
@@ -83,7 +86,7 @@ class AttributeConfig:
     columns: str = ",".join(DEFAULT_COLUMNS)
     image_size: int | None = None
     seed: int = 0
-    device: str = "auto"
+    device: str | torch.device = "auto"
     batch_size: int = 128
     data_root: str | None = None
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
@@ -92,7 +95,7 @@ class AttributeConfig:
         needs = METHODS.entry(self.method).meta["needs"]
         self._check_read()
         _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=False,
-                      pairs=METHODS.entry(self.method).meta.get("pairs", False))
+                      device=self.device, pairs=METHODS.entry(self.method).meta.get("pairs", False))
         if self.k is not None:
             require_int("k", self.k, low=1)
         if self.use_real and needs == "images":
@@ -139,14 +142,15 @@ class ClusterConfig:
     columns: str = ",".join(CLUSTER_COLUMNS)
     image_size: int | None = None
     seed: int = 0
-    device: str = "auto"
+    device: str | torch.device = "auto"
     batch_size: int = 128
     data_root: str | None = None
     runs_dir: str | None = None  # where `--features checkpoint` finds the newest finished chain run
 
     def validate(self) -> None:
         CLUSTERERS.get(self.method)
-        _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=True)
+        _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=True,
+                      device=self.device)
         if self.clusters is not None:
             require_int("clusters", self.clusters)
             if self.clusters < 2:

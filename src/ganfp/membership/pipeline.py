@@ -51,10 +51,7 @@ class ScoringSetup:
         """
         if self.image_size is not None:
             require_int("ScoringSetup image_size", self.image_size, low=MIN_IMAGE_SIZE)
-        if isinstance(self.device, str):
-            self.device = resolve_device(self.device)
-        elif not isinstance(self.device, torch.device):
-            raise InputError(f"ScoringSetup device={self.device!r}: must be a torch.device or a name (auto, cpu, cuda)")
+        self.device = resolve_device(self.device, "ScoringSetup device")  # cuda:5 on a one-GPU machine too
         require_int("ScoringSetup batch_size", self.batch_size, low=1)
         require_int("ScoringSetup seed", self.seed, low=0)
         if self.autoencoder is not None and not isinstance(self.autoencoder, AutoencoderConfig):
