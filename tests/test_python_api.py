@@ -18,11 +18,13 @@ from PIL import Image
 from ganfp.attribution.run import AttributeConfig, ClusterConfig, cluster
 from ganfp.chain import load_chain, run_chain, stage_configs
 from ganfp.classify import classify
+from ganfp.data.demo import build_demo
 from ganfp.data.generated import generated_manifest
 from ganfp.data.real import read_real
 from ganfp.errors import InputError
-from ganfp.evaluation import evaluate_files
+from ganfp.evaluation import evaluate_classes, evaluate_files
 from ganfp.membership import MembershipScorer, Recipe, ScoringSetup
+from ganfp.submission import read_predictions, write_scores
 
 
 def _images(folder: Path, n: int, seed: int) -> Path:
@@ -198,3 +200,48 @@ def test_attribution_and_the_chain_take_a_torch_device():
     AttributeConfig("u", "o.csv", device=torch.device("cpu")).validate()
     configs = stage_configs(load_chain("demo"), "conv5", {"device": torch.device("cpu")})
     assert {cfg.device for cfg in configs} == {"cpu"}
+
+
+PATH_CASES = {
+    "classify real=None": (lambda s: classify(None, s / "out.csv"), "real=None"),
+    "classify real=[...]": (lambda s: classify([str(s / "real")], s / "out.csv"), r"real=\[.*\]"),
+    "classify out=None": (lambda s: classify(str(s / "real"), None), "out=None"),
+    "classify generated=[...]": (lambda s: classify(str(s / "real"), s / "out.csv", generated=[str(s / "generated")]),
+                                 r"generated=\[.*\]"),
+    "classify scores_path=1": (lambda s: _classify(s, scores_path=1), "scores_path=1"),
+    "read_real": (lambda s: read_real(None), "spec=None"),
+    "generated_manifest": (lambda s: generated_manifest(None), "path=None"),
+    "evaluate_files": (lambda s: evaluate_files([s / "scores.csv"], s / "labels.csv"), r"preds_path=\[.*\]"),
+    "evaluate_classes": (lambda s: evaluate_classes(s / "scores.csv", None), "labels_path=None"),
+    "write_scores": (lambda s: write_scores(None, ["a"], [0.5]), "path=None"),
+    "read_predictions": (lambda s: read_predictions(None), "path=None"),
+    "build_demo": (lambda s: build_demo(None), "target=None"),
+    "load_chain": (lambda s: load_chain(None), "name_or_path=None"),
+    "run_chain": (lambda s: run_chain(load_chain("demo"), "conv5", None), "runs_root=None"),
+    "cluster images": (lambda s: cluster(ClusterConfig(None, str(s / "c.csv"), clusters=2)), "images=None"),
+    "attribute train": (lambda s: AttributeConfig("u", "o.csv", train=["t"]).validate(), r"train=\['t'\]"),
+}
+
+
+@pytest.mark.parametrize("case", list(PATH_CASES))
+def test_a_path_argument_that_is_no_path_is_refused(case, sets):
+    call, name = PATH_CASES[case]
+    with pytest.raises(InputError, match=rf"{name}: must be a path \(a str or a pathlib.Path\), not "):
+        call(sets)
+    assert not (sets / "out.csv").exists()
+
+
+def test_paths_may_be_pathlib_paths(sets, tmp_path):
+    result = classify(sets / "real", tmp_path / "out.csv", generated=sets / "generated", scores_path=tmp_path / "s.csv",
+                      image_size=16)
+    assert len(result.ids) == 6 and (tmp_path / "s.csv").exists()
+    report = evaluate_files(tmp_path / "s.csv", sets / "labels.csv")
+    assert report.n == 6
+    groups = cluster(ClusterConfig(sets / "generated", tmp_path / "c.csv", clusters=2, image_size=16))
+    assert groups.k == 2 and (tmp_path / "c.csv").exists()
+
+
+def test_a_chain_file_may_start_with_a_tilde(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "mine.toml").write_text((Path(__file__).parents[1] / "src/ganfp/chains/demo.toml").read_text())
+    assert load_chain("~/mine.toml").name == load_chain("demo").name

@@ -24,7 +24,7 @@ from ganfp.checkpoint import CHAIN_FILE, stage_status
 from ganfp.data.adapters import load_manifest
 from ganfp.data.manifest import Manifest
 from ganfp.device import device_name
-from ganfp.errors import InputError
+from ganfp.errors import InputError, require_path
 from ganfp.fileio import check_writable, folder_lock, write_json, writer_of
 from ganfp.models import model_entry
 from ganfp.pseudo import PseudoSettings, check_source, pseudo_label
@@ -83,7 +83,9 @@ def builtin_chains() -> list[str]:
 
 def _read(name_or_path: str) -> tuple[str, str, str, str]:
     """(text, where, default chain name, source)."""
-    path = Path(name_or_path)
+    require_path("name_or_path", name_or_path)
+    path = Path(name_or_path).expanduser()  # `~/chains/mine.toml` was "chain file not found"
+    name_or_path = str(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise InputError(f"{path}: chain file not found")
@@ -344,6 +346,7 @@ def run_chain(
 ) -> tuple[Path, list[StageSummary]]:
     """Run every stage in order; returns the run folder and one summary per stage."""
     require_spec(spec)
+    require_path("runs_root", runs_root)
     check_writable(runs_root, "--runs-dir", folder=True)
     run_dir = run_dir_for(spec, model, runs_root)
     configs = stage_configs(spec, model, overrides, run_dir)

@@ -31,7 +31,7 @@ from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.data.outputs import check_outputs
 from ganfp.data.real import read_real
-from ganfp.errors import InputError, count, require_int, require_number
+from ganfp.errors import InputError, count, require_int, require_number, require_paths
 from ganfp.fileio import written_together
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
@@ -598,6 +598,9 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     from ganfp.device import resolve_device
 
     started = time.perf_counter()
+    require_paths({"real": real, "out": out},
+                {"generated": generated, "checkpoint": checkpoint, "scores_path": scores_path, "ids_path": ids_path,
+                 "calibrate_on": calibrate_on, "data_root": data_root, "runs_dir": runs_dir, "report": report})
     check_arguments(method, features, k, used_fraction, threshold, image_size, batch_size, seed, report, report_n,
                     generated, calibrate_on)
     check_outputs({"out": out, "scores_path": scores_path, "report": report},

@@ -6,6 +6,7 @@ Anything else that escapes is a bug and keeps its traceback.
 import contextlib
 import math
 import numbers
+import os
 from typing import Iterator
 
 
@@ -100,3 +101,25 @@ def require_number(name: str, value) -> None:
     """`value` is a finite real number (an int or a float, numpy's too), else one InputError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise InputError(f"{name}={value!r}: must be a finite number")
+
+
+def require_path(name: str, value, optional: bool = False) -> None:
+    """`value` is a path, a str or an os.PathLike such as pathlib.Path (or None when `optional`), else one InputError
+    naming `name`.
+
+    From a notebook, `None` or a list of folders failed inside pathlib with "expected str, bytes or os.PathLike
+    object, not list", naming neither the argument nor the fix; a list was also read as its first folder's name.
+    """
+    if value is None and optional:
+        return
+    if not isinstance(value, (str, os.PathLike)):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise InputError(f"{name}={shown}: must be a path (a str or a pathlib.Path), not {type(value).__name__}")
+
+
+def require_paths(required: dict[str, object], optional: dict[str, object] | None = None) -> None:
+    """`require_path` for each argument of an entry point, by name; the `optional` ones may be None."""
+    for name, value in required.items():
+        require_path(name, value)
+    for name, value in (optional or {}).items():
+        require_path(name, value, optional=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ganfp.data.manifest import cell_id
-from ganfp.errors import InputError
+from ganfp.errors import InputError, require_path
 from ganfp.metrics import baseline_rows, binary_metrics
 from ganfp.submission import (
     BOM_REASON,
@@ -119,6 +119,12 @@ def _notes(metrics: dict, has_scores: bool, y_true: np.ndarray) -> list[str]:
     return notes
 
 
+def _check_paths(preds_path, labels_path) -> None:
+    """Both files named by a path: from Python a list or None failed inside pathlib, naming neither argument."""
+    require_path("preds_path", preds_path)
+    require_path("labels_path", labels_path)
+
+
 def evaluate_files(preds_path, labels_path, used_fraction: float | None = None,
                    threshold: float | None = None) -> EvaluationReport:
     """Metrics of a predictions file against a ground-truth file, with the two constant baselines.
@@ -126,6 +132,7 @@ def evaluate_files(preds_path, labels_path, used_fraction: float | None = None,
     A headerless predictions file is held to the official rules against the ground-truth ids.
     `used_fraction` / `threshold` turn the file's scores into labels (see submission.decide).
     """
+    _check_paths(preds_path, labels_path)
     truth = read_labels(labels_path)
     preds = read_predictions(preds_path, ids=truth.ids)
     index = _align(preds, preds_path, truth.ids, labels_path)
@@ -235,6 +242,7 @@ def _check_value_column(table, path, task: str) -> None:
 
 def _aligned_tables(preds_path, labels_path, task: str):
     """(truth, predicted values in truth order) of two class tables matched by id."""
+    _check_paths(preds_path, labels_path)
     from ganfp.attribution.files import read_class_table
 
     truth = read_class_table(labels_path)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ganfp.errors import require_path
+
 
 def data_root(override: str | os.PathLike | None = None) -> Path:
     """`--data-root`, else `$GANFP_DATA`, else the per-user data folder."""
+    require_path("data_root", override, optional=True)
     if override:
         return Path(override).expanduser()
     if os.environ.get("GANFP_DATA"):
@@ -26,6 +29,7 @@ def cache_root(root: str | os.PathLike | None = None) -> Path:
 
 def runs_root(override: str | os.PathLike | None = None) -> Path:
     """`--runs-dir`, else `$GANFP_RUNS`, else `./runs` (where a user looks for what they trained)."""
+    require_path("runs_dir", override, optional=True)
     if override:
         return Path(override).expanduser()
     return Path(os.environ.get("GANFP_RUNS") or "runs")

@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ganfp.data.manifest import cell_id
-from ganfp.errors import InputError, require_number
+from ganfp.errors import InputError, require_number, require_path
 from ganfp.fileio import OutputBatch, atomic_path, utf8_writable
 from ganfp.metrics import as_binary
 
@@ -348,6 +348,7 @@ def read_predictions(path, ids: Iterable[str] | None = None) -> Predictions:
     and the first broken one raises InputError `<file>:<line>: <reason>`. Blank lines that end a
     headered file are dropped; in the official format they are errors, as the organisers' validator says.
     """
+    require_path("path", path)
     return _read_table(path, ids, submission=True)
 
 
@@ -377,6 +378,7 @@ def read_labels(path) -> Labels:
     Blank lines at the end are dropped in both: ground truth is not a submission, so the organisers' rule
     against them does not apply.
     """
+    require_path("path", path)
     preds = _read_table(path, None, submission=False)
     if preds.labels is None or preds.scores is not None:
         raise InputError(f"{path}:1: ground truth needs an id and a label column only, found {preds.format!r}")
@@ -410,6 +412,7 @@ def write_submission(path, ids: Sequence[str], labels, expected_ids: Iterable[st
     The check runs against `expected_ids` (e.g. the task's image_ids.txt) when given, else against
     `ids`; a broken rule raises InputError and leaves `path` untouched.
     """
+    require_path("path", path)
     ids = [str(i) for i in ids]
     y = as_binary(labels, "labels")
     if len(ids) != len(y):
@@ -429,6 +432,7 @@ def write_scores(path, ids: Sequence[str], scores, labels=None,
 
     `columns` adds one named column per extra score after `score` (classify: every scorer computed).
     """
+    require_path("path", path)
     ids = [str(i) for i in ids]
     s = np.asarray(scores, dtype=np.float64)
     if len(ids) != len(s):

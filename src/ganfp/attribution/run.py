@@ -47,7 +47,7 @@ from ganfp.data.generated import depths_by_set, image_headers, native_image_size
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files, list_folder
 from ganfp.data.outputs import check_outputs
 from ganfp.device import resolve_device
-from ganfp.errors import InputError, count, require_int
+from ganfp.errors import InputError, count, require_int, require_path, require_paths
 
 Message = Callable[[str], None]
 
@@ -92,6 +92,8 @@ class AttributeConfig:
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
 
     def validate(self) -> None:
+        require_paths({"unknown": self.unknown, "out": self.out}, {"train": self.train, "data_root": self.data_root,
+                                                                  "runs_dir": self.trainer.runs_dir})
         needs = METHODS.entry(self.method).meta["needs"]
         self._check_read()
         _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=False,
@@ -148,6 +150,7 @@ class ClusterConfig:
     runs_dir: str | None = None  # where `--features checkpoint` finds the newest finished chain run
 
     def validate(self) -> None:
+        require_paths({"images": self.images, "out": self.out}, {"data_root": self.data_root, "runs_dir": self.runs_dir})
         CLUSTERERS.get(self.method)
         _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=True,
                       device=self.device)
@@ -219,6 +222,8 @@ class ClusterResult:
 def read_images(spec: str, data_root=None) -> Manifest:
     """Every image under a folder (sub-folders included), or a dataset spec; ids must be unique."""
     from ganfp.data.adapters import load_manifest
+
+    require_path("spec", spec)
 
     path = Path(spec).expanduser()
     if path.is_dir():

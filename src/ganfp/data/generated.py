@@ -15,7 +15,7 @@ from pathlib import Path
 from ganfp.data.decode import Header, image_header
 from ganfp.data.manifest import UNLABELLED, Manifest, image_files
 from ganfp.data.medical import MedicalReading, file_items
-from ganfp.errors import InputError, count
+from ganfp.errors import InputError, count, require_path
 
 # The smallest side the membership scorers compare at (--image-size's minimum): the shift-tolerant spaces need
 # a crop left after their shifts, and below 6 px a native size failed there with a traceback. `attribute` keeps to
@@ -30,6 +30,7 @@ def generated_manifest(path: str | Path, reading: MedicalReading | None = None, 
     `option`: the option that named the folder (`--generated`), which the error names so the user knows
     which argument to fix; empty when the folder came with a dataset spec.
     """
+    require_path(option.lstrip("-") or "path", path)
     root = Path(path).expanduser()
     where = f"{option} {root}" if option else str(root)
     if root.exists() and not root.is_dir():

@@ -12,7 +12,7 @@ from ganfp.data.adapters import imageclef, load_manifest
 from ganfp.data.adapters.folder import folder_manifest
 from ganfp.data.manifest import Manifest, list_folder
 from ganfp.data.medical import MedicalReading
-from ganfp.errors import InputError
+from ganfp.errors import InputError, require_path
 
 
 def _real_folder(path: Path, reading: MedicalReading | None, generated: str | None) -> Manifest:
@@ -43,6 +43,8 @@ def read_real(spec: str, data_root=None, reading: MedicalReading | None = None,
     """A folder of images (flat; used/ and not_used/; or real_unknown_N/ beside generated_N/; generated*/
     sub-folders, and the `generated` folder (--generated) when it is one of its sub-folders, are never real
     classes) or a dataset spec."""
+    require_path("spec", spec)
+    require_path("generated", generated, optional=True)
     path = Path(spec).expanduser()
     manifest = _real_folder(path, reading, generated) if path.is_dir() else load_manifest(spec, data_root)
     seen: dict[str, str] = {}

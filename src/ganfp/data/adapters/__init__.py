@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ganfp.data.manifest import Manifest
-from ganfp.errors import InputError
+from ganfp.errors import InputError, require_path
 from ganfp.registry import Registry
 
 
@@ -40,7 +40,9 @@ def list_adapters() -> list[Adapter]:
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
-    """`demo:covid` -> ("demo", "covid"); a bare path -> ("folder", path)."""
+    """`demo:covid` -> ("demo", "covid"); a bare path (a str or a pathlib.Path) -> ("folder", path)."""
+    require_path("spec", spec)
+    spec = os.fspath(spec)
     name, sep, arg = spec.partition(":")
     if sep and name in ADAPTERS and not (len(name) == 1 and os.name == "nt"):
         return name, arg or None
