@@ -157,3 +157,31 @@ def test_each_set_is_decoded_once_and_small_sides_averaged_once(case, tmp_path, 
         np.testing.assert_array_equal(shared.score(recipe), expected)
     assert sorted(decoded) == sorted([real.name, gen.name])
     assert sorted(averaged) == [16, 16] + [32] * 4  # 16 px kept for std16; 32 px (full size) made per space
+
+
+@pytest.mark.parametrize("recipe", [Recipe("knn", "checkpoint", 3), Recipe("classifier")])
+def test_scoring_leaves_the_callers_torch_rng_alone(recipe, case, tmp_path):
+    """A notebook's later random numbers must not depend on whether it scored: the model built before its weights
+    load draws its random init from a fork of torch's global RNG, not from the caller's."""
+    real, gen, _ = case
+    stage, _ = save_checkpoint(tmp_path / "stage")
+    setup = ScoringSetup(32, CPU, batch_size=8, data_root=tmp_path / "data", checkpoint=stage)
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    torch.manual_seed(7)
+    MembershipScorer(real, gen, setup).score(recipe)
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_attributions_deep_features_leave_the_callers_torch_rng_alone(case, tmp_path, monkeypatch):
+    from ganfp.attribution import features as attribution_features
+
+    real, _, _ = case
+    stage, _ = save_checkpoint(tmp_path / "stage")
+    monkeypatch.setattr(attribution_features, "_checkpoint", lambda ctx: stage)
+    ctx = attribution_features.FeatureContext(32, "cpu", 8, str(tmp_path / "data"))
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    torch.manual_seed(7)
+    vectors = attribution_features.membership_space("checkpoint")(real, ctx)
+    assert vectors.shape[0] == len(real) and torch.equal(torch.rand(4), expected)

@@ -59,6 +59,15 @@ def device_problem(name: str | torch.device) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def rng_untouched():
+    """Within it torch's global CPU RNG may be drawn from and is put back after: a model built to load weights into
+    draws its random init from it, and a notebook's later random numbers must not depend on whether it called ganfp.
+    Models are built on the CPU, so the CUDA generators are never touched and need no fork."""
+    with torch.random.fork_rng(devices=[]):
+        yield
+
+
 def autocast(device: torch.device, enabled: bool = True):
     """bf16 autocast on CUDA; full fp32 on CPU, where bf16 is slower and changes numbers."""
     if device.type == "cuda" and enabled:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ganfp.data.cache import cache_key, load_images
 from ganfp.data.manifest import Manifest
+from ganfp.device import rng_untouched
 from ganfp.errors import InputError
 from ganfp.fileio import atomic_path, build_lock, write_json
 from ganfp.membership.spaces import FeatureSpace
@@ -134,13 +135,14 @@ def _cached_features(record_path: Path, array_path: Path, n: int) -> torch.Tenso
 
 
 def _feature_model(space: FeatureSpace, ckpt: Path | None, image_size: int, device: torch.device):
-    if ckpt is not None:
-        from ganfp.checkpoint import load_checkpoint
-
-        return load_checkpoint(ckpt, device)[0]
+    """The embedding model, built without drawing from the caller's torch RNG (`rng_untouched`)."""
+    from ganfp.checkpoint import load_checkpoint
     from ganfp.models import create_model
 
-    return create_model(space.model, num_classes=2, image_size=image_size, weights="imagenet").to(device).eval()
+    with rng_untouched():
+        if ckpt is not None:
+            return load_checkpoint(ckpt, device)[0]
+        return create_model(space.model, num_classes=2, image_size=image_size, weights="imagenet").to(device).eval()
 
 
 def _embed_in_chunks(model, images: torch.Tensor, batch_size: int, device: torch.device, progress: Progress | None,

@@ -17,7 +17,7 @@ import torch
 from ganfp.data.cache import cache_key
 from ganfp.data.generated import MIN_IMAGE_SIZE
 from ganfp.data.manifest import Manifest
-from ganfp.device import resolve_device
+from ganfp.device import resolve_device, rng_untouched
 from ganfp.errors import InputError, require_int
 from ganfp.membership.autoencoder import AutoencoderConfig, cached_autoencoder, reconstruction_scores
 from ganfp.membership.features import downsample, load_checked, paired_features
@@ -219,7 +219,8 @@ def classifier_scores(scorer: MembershipScorer, recipe: Recipe) -> np.ndarray:
     setup = scorer.setup
     given = Path(setup.checkpoint) if setup.checkpoint else None
     stage = given if given is not None and given.is_file() else resolve_checkpoint(given, setup.runs_dir)
-    model, meta = load_checkpoint(stage, setup.device)
+    with rng_untouched():  # the model's random init before its weights load is not the caller's to lose
+        model, meta = load_checkpoint(stage, setup.device)
     classes = list(meta["classes"])
     # a tampering or covid stage's class 1 is not P(used), nor is a third class's softmax column: refused, not misread
     if len(classes) != 2 or "used" not in classes:
