@@ -23,6 +23,7 @@ from ganfp.data.generated import generated_manifest
 from ganfp.data.real import read_real
 from ganfp.errors import InputError
 from ganfp.evaluation import evaluate_classes, evaluate_files
+from ganfp.fetch import dataset_status
 from ganfp.membership import MembershipScorer, Recipe, ScoringSetup
 from ganfp.submission import read_predictions, write_scores
 
@@ -245,3 +246,19 @@ def test_a_chain_file_may_start_with_a_tilde(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "mine.toml").write_text((Path(__file__).parents[1] / "src/ganfp/chains/demo.toml").read_text())
     assert load_chain("~/mine.toml").name == load_chain("demo").name
+
+
+def test_dataset_status_reads_a_data_root_under_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "data" / "casia").mkdir(parents=True)
+    (tmp_path / "data" / "casia" / "meta.json").write_text('{"status": "ready"}')
+    assert dataset_status("casia", "~/data") == "ready"
+    assert dataset_status("casia", Path("~/data")) == "ready"
+    monkeypatch.setenv("GANFP_DATA", str(tmp_path / "data"))
+    assert dataset_status("casia") == "ready"
+
+
+@pytest.mark.parametrize("name", ["covid", "", None])
+def test_dataset_status_refuses_an_unknown_dataset(name, tmp_path):
+    with pytest.raises(InputError, match=r"unknown dataset .*; choose one of: casia, covid-ctset"):
+        dataset_status(name, tmp_path)

@@ -69,9 +69,23 @@ def downloads_dir(data_root: Path, name: str) -> Path:
     return Path(data_root) / DOWNLOADS / name
 
 
-def dataset_status(name: str, data_root: str | os.PathLike) -> str:
-    """ready: complete and verified; partial: an interrupted fetch left something; absent: nothing."""
-    root = Path(data_root)
+def known_dataset(name: str) -> None:
+    """`name` is a dataset of the registry, else one InputError listing them: from Python a typo (`"covid"`) read as
+    "absent", and the user went to fetch a dataset that does not exist."""
+    from ganfp.fetch.registry import DATASETS
+
+    if not isinstance(name, str) or name not in DATASETS:
+        raise InputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)} (ganfp fetch-data --list)")
+
+
+def dataset_status(name: str, data_root: str | os.PathLike | None = None) -> str:
+    """ready: complete and verified; partial: an interrupted fetch left something; absent: nothing.
+
+    `data_root` as `--data-root` reads it: `~` expanded, None for $GANFP_DATA or the per-user data folder (a
+    `"~/data"` was read as a folder named `~` in the current one, where the dataset was always absent).
+    """
+    known_dataset(name)
+    root = default_root(data_root)
     folder = dataset_dir(name, root)
     if is_ready(folder):
         return READY
@@ -84,7 +98,7 @@ def dataset_status(name: str, data_root: str | os.PathLike) -> str:
 
 def require_ready(name: str, data_root: str | os.PathLike, hint: str = "") -> Path:
     """The dataset's folder; a clear one-line error when it has not been fetched (completely)."""
-    root = Path(data_root)
+    root = default_root(data_root)
     status = dataset_status(name, root)
     if status == READY:
         return dataset_dir(name, root)
