@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ganfp.data.demo import build_demo
+from ganfp.data.demo_attribution import ensure_attribution_demo
 from ganfp.data.zoo import FAMILIES, MembershipSplit, build_split, real_slices, write_split
 from ganfp.data.zoo import classic
 from ganfp.errors import InputError, RuntimeFailure
@@ -71,6 +73,37 @@ def test_bad_arguments_are_one_line_input_errors():
         build_split("pcagmm", seed=0, used=1)
     with pytest.raises(InputError, match="layout"):
         write_split(build_split("pcagmm", seed=0, **TINY), Path("x"), layout="train")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"seed": -1}, r"seed=-1: must be at least 0"),
+    ({"seed": 2**32}, r"seed=4294967296: must be at most 4294967295"),
+    ({"seed": 1.5}, r"seed=1.5: must be a whole number"),
+    ({"seed": "3"}, r"seed='3': must be a whole number"),
+    ({"seed": 0, "used": -5}, r"used: at least 2 images, not -5"),
+    ({"seed": 0, "not_used": 0}, r"not_used: at least 1 image, not 0"),
+    ({"seed": 0, "generated": 2.5}, r"generated=2.5: must be a whole number"),
+    ({"seed": 0, "size": 32.0}, r"size=32.0: must be a whole number"),
+    ({"seed": 0, "cache": ["x"]}, r"cache=\['x'\]: must be a path"),
+])
+def test_seed_counts_and_cache_are_checked_before_any_draw(arguments, message):
+    with pytest.raises(InputError, match=message):
+        build_split("pcagmm", **arguments)
+
+
+@pytest.mark.parametrize("seed, message", [(-1, "at least 0"), (2**32, "at most 4294967295"), (0.5, "a whole number")])
+def test_the_demo_builders_check_their_seed(seed, message, tmp_path):
+    with pytest.raises(InputError, match=rf"seed={seed!r}: must be {message}"):
+        build_demo(tmp_path / "demo", seed=seed)
+    with pytest.raises(InputError, match=rf"seed={seed!r}: must be {message}"):
+        ensure_attribution_demo("attribution-2025", tmp_path, seed=seed)
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_unknown_attribution_demo_is_refused(tmp_path):
+    with pytest.raises(InputError, match=r"unknown attribution demo 'attribution-2023'; choose one of: attribution-2025"):
+        ensure_attribution_demo("attribution-2023", tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 def test_cache_returns_the_same_split(tmp_path):

@@ -97,6 +97,16 @@ def require_int(name: str, value, low: int | None = None, high: int | None = Non
         raise InputError(f"{name}={value}: must be at most {high}")
 
 
+MAX_SEED = 2**32 - 1  # numpy's seed range (RandomState, scikit-learn's random_state), which the CLI's --seed takes
+
+
+def require_seed(name: str, value) -> None:
+    """`value` is a seed every random step takes, 0 to MAX_SEED, else one InputError naming `name`: from Python a
+    `seed=-1` failed inside numpy ("expected non-negative integer"), a `seed=1.5` as a TypeError, and a seed past
+    2**32 - 1 drew demo data no `--seed` can reproduce."""
+    require_int(name, value, low=0, high=MAX_SEED)
+
+
 def require_number(name: str, value) -> None:
     """`value` is a finite real number (an int or a float, numpy's too), else one InputError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):

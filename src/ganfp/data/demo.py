@@ -28,7 +28,7 @@ from sklearn.mixture import GaussianMixture
 from ganfp.data.adapters.demo import TEST_LABELS  # the adapter names the files it serves
 from ganfp.data.demo_ct import random_patient, render_slice, to_ctset, to_display
 from ganfp.data.demo_photo import CATEGORIES, SIZES, copy_move, photo, splice
-from ganfp.errors import InputError, RuntimeFailure, require_path
+from ganfp.errors import InputError, RuntimeFailure, require_path, require_seed
 from ganfp.fileio import write_json, write_text
 
 DEMO_VERSION = 1
@@ -53,6 +53,7 @@ DESCRIPTION = (
 def build_demo(target: str | os.PathLike, seed: int = 0) -> dict:
     """Build the whole demo into `target` atomically and return its meta.json content."""
     require_path("target", target)
+    require_seed("seed", seed)
     return build_in_place(target, lambda root: _build_into(root, seed))
 
 

@@ -21,6 +21,7 @@ from PIL import Image
 
 from ganfp.data.adapters.demo import announce_build
 from ganfp.data.demo import build_in_place, generate, real_slices
+from ganfp.errors import InputError, require_seed
 from ganfp.fileio import write_json, write_text
 
 ATTRIBUTION_VERSION = 1
@@ -97,6 +98,10 @@ def ready(folder: Path, seed: int | None = None) -> bool:
 
 def ensure_attribution_demo(name: str, data_root: Path, seed: int | None = None) -> Path:
     """`<data_root>/demo-<name>`, built first when absent, incomplete, outdated or of another seed."""
+    if name not in BUILDERS:  # else a KeyError inside the build, after its staging folder was made
+        raise InputError(f"unknown attribution demo {name!r}; choose one of: {', '.join(BUILDERS)}")
+    if seed is not None:
+        require_seed("seed", seed)
     target = Path(data_root) / f"demo-{name}"
     if not ready(target, seed):
         announce_build(target)

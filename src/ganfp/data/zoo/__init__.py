@@ -33,7 +33,7 @@ from ganfp.data.demo import (
 )
 from ganfp.data.zoo.classic import Memoriser, PcaGmm
 from ganfp.data.zoo.nets import DCGAN, VAE
-from ganfp.errors import InputError, RuntimeFailure
+from ganfp.errors import InputError, RuntimeFailure, count, require_int, require_path, require_seed
 from ganfp.fileio import atomic_path
 from ganfp.registry import Registry
 
@@ -107,6 +107,8 @@ def build_split(name: str, seed: int, used: int = 80, not_used: int = 80, genera
     """
     entry = FAMILIES.entry(name)
     size = entry.meta["size"] if size is None else size
+    require_seed("seed", seed)
+    require_path("cache", cache, optional=True)
     _check_counts(used, not_used, generated, size)
     family = entry.obj.quick() if quick else entry.obj
     key = (name, seed, used, not_used, generated, size, quick)
@@ -127,9 +129,12 @@ def build_split(name: str, seed: int, used: int = 80, not_used: int = 80, genera
 
 
 def _check_counts(used: int, not_used: int, generated: int, size: int) -> None:
+    """Whole numbers in range, before any slice is drawn: `used=2.5` failed inside numpy's slicing."""
     for what, n, least in (("used", used, 2), ("not_used", not_used, 1), ("generated", generated, 1)):
+        require_int(what, n)
         if n < least:
-            raise InputError(f"{what}: at least {least} images, not {n}")
+            raise InputError(f"{what}: at least {count(least, 'image')}, not {n}")
+    require_int("size", size)
     if size < 16 or size > 256 or size & (size - 1):
         raise InputError(f"size: a power of two from 16 to 256 px, not {size}")
 
