@@ -18,8 +18,10 @@ from PIL import Image
 from ganfp.attribution.run import AttributeConfig, ClusterConfig, cluster
 from ganfp.chain import load_chain, run_chain, stage_configs
 from ganfp.classify import classify
+from ganfp.data.cache import load_images
+from ganfp.data.decode import decode_image, image_header
 from ganfp.data.demo import build_demo
-from ganfp.data.generated import generated_manifest
+from ganfp.data.generated import generated_manifest, image_headers, native_image_size
 from ganfp.data.real import read_real
 from ganfp.errors import InputError
 from ganfp.evaluation import evaluate_classes, evaluate_files
@@ -262,3 +264,32 @@ def test_dataset_status_reads_a_data_root_under_the_home_folder(tmp_path, monkey
 def test_dataset_status_refuses_an_unknown_dataset(name, tmp_path):
     with pytest.raises(InputError, match=r"unknown dataset .*; choose one of: casia, covid-ctset"):
         dataset_status(name, tmp_path)
+
+
+READING_CASES = {
+    "native_image_size()": (lambda s: native_image_size(), r"native_image_size\(\): give the Manifests"),
+    "native_image_size(folder)": (lambda s: native_image_size(str(s / "real")),
+                                  r"native_image_size argument 1='.*real': must be a Manifest, as .*read_real"),
+    "image_headers(None)": (lambda s: image_headers(None), r"image_headers argument 1=None: must be a Manifest"),
+    "decode_image size=0": (lambda s: decode_image(str(s / "real" / "im0_00.png"), 0), r"size=0: must be at least 1"),
+    "decode_image size=2.5": (lambda s: decode_image(str(s / "real" / "im0_00.png"), 2.5), r"size=2.5: must be a whole"),
+    "decode_image path=None": (lambda s: decode_image(None, 16), r"path=None: must be a path"),
+    "image_header path=None": (lambda s: image_header(None), r"path=None: must be a path"),
+    "load_images folder": (lambda s: load_images(str(s / "real"), 16, data_root=s / "data"),
+                           r"manifest='.*real': must be a Manifest"),
+    "load_images image_size=0": (lambda s: load_images(read_real(str(s / "real")), 0, data_root=s / "data"),
+                                 r"image_size=0: must be at least 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(READING_CASES))
+def test_the_reading_helpers_refuse(case, sets):
+    call, message = READING_CASES[case]
+    with pytest.raises(InputError, match=message):
+        call(sets)
+
+
+def test_the_reading_helpers_take_paths(sets):
+    image = sets / "real" / "im0_00.png"
+    assert decode_image(image, 8).shape == (8, 8) and image_header(image).size == (16, 16)
+    assert native_image_size(read_real(sets / "real"), generated_manifest(sets / "generated")) == 16

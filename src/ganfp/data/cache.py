@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from ganfp.data.decode import DECODE_VERSION, decode_image
-from ganfp.data.manifest import Manifest
-from ganfp.errors import InputError
+from ganfp.data.manifest import Manifest, require_manifest
+from ganfp.errors import InputError, require_int
 from ganfp.fileio import atomic_path, build_lock, write_json
 from ganfp.paths import cache_root, ensure_dir
 
@@ -122,6 +122,8 @@ def load_images(
     memory_budget: int | None = None,
 ) -> ImageSet:
     """The manifest's images as uint8 (N, size, size), decoded at most once per (files, size)."""
+    require_manifest("manifest", manifest)
+    require_int("image_size", image_size, low=1)  # 0 failed in PIL with a ZeroDivisionError, 2.5 with a TypeError
     if not len(manifest):
         raise InputError(f"{manifest.name}: no images")
     folder = cache_root(data_root) / "images"

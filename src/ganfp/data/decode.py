@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ganfp.data.manifest import is_dicom, is_nifti
 from ganfp.data.medical import decode_medical, medical_size
-from ganfp.errors import InputError
+from ganfp.errors import InputError, require_int, require_path
 
 DECODE_VERSION = 5  # bump when decoding changes, so caches rebuild (5: a TIFF whose other pages are previews is read)
 HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
@@ -203,6 +203,7 @@ class Header(NamedTuple):
 
 def image_header(path: str) -> Header:
     """The file's size and mode from one header read: `native_image_size` and the bit depth checks share it."""
+    require_path("path", path)
     if is_dicom(path) or is_nifti(path):
         return Header(medical_size(path), None)
     with _image(path) as img:
@@ -221,6 +222,8 @@ def decode_image(path: str, size: int, frame: int | None = None, window: tuple[f
 
     DICOM files and NIfTI slices (`frame`) are windowed in HU (`window`) by ganfp.data.medical.
     """
+    require_path("path", path)
+    require_int("size", size, low=1)  # size=0 failed in PIL with a ZeroDivisionError
     if is_dicom(path) or is_nifti(path):
         return decode_medical(path, size, frame, window)
     with _image(path, one=True) as img:

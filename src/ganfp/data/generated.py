@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ganfp.data.decode import Header, image_header
-from ganfp.data.manifest import UNLABELLED, Manifest, image_files
+from ganfp.data.manifest import MANIFEST_READERS, UNLABELLED, Manifest, image_files, require_manifest
 from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError, count, require_path
 
@@ -71,9 +71,21 @@ def _file_identity(path: str) -> tuple[int, int] | str | None:
     return (st.st_dev, st.st_ino) if st.st_ino else os.path.realpath(path)
 
 
+def _check_manifests(caller: str, manifests: tuple) -> None:
+    """One Manifest or more, with one image or more: from Python `native_image_size()` failed unpacking nothing,
+    and `native_image_size("real/")` with an AttributeError."""
+    if not manifests:
+        raise InputError(f"{caller}(): give the Manifests of the images, as {MANIFEST_READERS} returns")
+    for n, manifest in enumerate(manifests, 1):
+        require_manifest(f"{caller} argument {n}", manifest)
+    if not any(len(m) for m in manifests):
+        raise InputError(f"{caller}: {' and '.join(m.name for m in manifests)} hold no images")
+
+
 def image_headers(*manifests: Manifest) -> list[Header]:
     """The header of every item's file, in order: one open each (threads), no pixels decoded; a bomb or a broken
     file is one line."""
+    _check_manifests("image_headers", manifests)
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(image_header, [it.path for m in manifests for it in m.items]))
 
@@ -104,6 +116,7 @@ def native_image_size(*manifests: Manifest, headers: list[Header] | None = None)
     silently resized: the user decides, with --image-size N, that all are resized to N x N.
     `headers`: the manifests' `image_headers`, when the caller read them for more than the size.
     """
+    _check_manifests("native_image_size", manifests)
     paths = [it.path for m in manifests for it in m.items]
     sizes = [h.size for h in (image_headers(*manifests) if headers is None else headers)]
     by_size = Counter(sizes)

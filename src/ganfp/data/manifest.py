@@ -143,6 +143,19 @@ def is_dicom(path: str | os.PathLike) -> bool:
         return False
 
 
+MANIFEST_READERS = "ganfp.data.real.read_real(FOLDER) or ganfp.data.generated.generated_manifest(FOLDER)"
+
+
+def require_manifest(name: str, value) -> None:
+    """`value` is a Manifest, else one InputError naming `name`: a folder name given where a manifest belongs
+    failed with an AttributeError ("'str' object has no attribute 'items'")."""
+    if not isinstance(value, Manifest):
+        from ganfp.errors import InputError
+
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise InputError(f"{name}={shown}: must be a Manifest, as {MANIFEST_READERS} returns")
+
+
 def is_image_file(path: Path) -> bool:
     """What ganfp reads: the usual image formats, DICOM and NIfTI."""
     return path.suffix.lower() in IMAGE_SUFFIXES or is_nifti(path) or is_dicom(path)
