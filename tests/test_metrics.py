@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from ganfp.metrics import baseline_rows, binary_metrics, confusion_counts
+from ganfp.metrics import baseline_rows, binary_metrics, class_metrics, cluster_metrics, confusion_counts
 
 
 def sklearn_reference(y, p, s):
@@ -106,3 +106,36 @@ def test_bad_inputs_are_refused():
 
 def test_booleans_are_accepted():
     assert binary_metrics(np.array([True, False]), np.array([True, True]))["tp"] == 1
+
+
+@pytest.mark.parametrize("y_true, y_pred, scores, message", [
+    ([0, 1, 1], [0, 1], None, r"y_true has 3 values but y_pred has 2"),
+    ([0, 2], [0, 1], None, r"y_true must hold only 0 and 1"),
+    ([1, 1], [1, 0], [0.5], r"scores has 1 values but y_true has 2"),  # one class: the scores were not looked at
+    ([1, 1], [1, 0], [0.5, np.nan], r"scores must not contain NaN"),
+    ([0, 1], [1, 0], [0.5, np.inf], r"scores must be finite"),
+    ([0, 1], [1, 0], [[0.5], [0.2]], r"scores must be 1-D, got shape \(2, 1\)"),
+    ([0, 1], [1, 0], ["a", "b"], r"scores must be numbers"),
+])
+def test_binary_metrics_refuses_what_it_cannot_score(y_true, y_pred, scores, message):
+    with pytest.raises(ValueError, match=message):
+        binary_metrics(y_true, y_pred, scores)
+
+
+@pytest.mark.parametrize("y_true, y_pred, n_classes, message", [
+    ([0, 1, 1], [0, 1], 2, r"y_true has 3 values but y_pred has 2"),
+    ([[0, 1]], [[0, 1]], 2, r"y_true must be 1-D, got shape \(1, 2\)"),
+    ([0, -1], [0, 1], 2, r"y_true must hold class indices 0 to 1, got -1 to 0"),  # counted as the last class
+    ([0, 1], [0, 5], 2, r"y_pred must hold class indices 0 to 1, got 0 to 5"),
+    ([0, 1.7], [0, 1], 2, r"y_true must hold class indices \(whole numbers\)"),  # counted as class 1
+    ([0, 1], [0, 1], 2.0, r"n_classes must be a whole number"),
+])
+def test_class_metrics_refuses_what_is_no_class_index(y_true, y_pred, n_classes, message):
+    with pytest.raises(ValueError, match=message):
+        class_metrics(y_true, y_pred, n_classes)
+
+
+def test_class_and_cluster_metrics_check_shapes():
+    assert class_metrics([0.0, 1.0, 2.0], [0, 1, 1], 3)["accuracy"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match=r"must be 1-D, got shapes \(1, 2\) and \(1, 2\)"):
+        cluster_metrics([[0, 1]], [[1, 0]])

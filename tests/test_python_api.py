@@ -293,3 +293,19 @@ def test_the_reading_helpers_take_paths(sets):
     image = sets / "real" / "im0_00.png"
     assert decode_image(image, 8).shape == (8, 8) and image_header(image).size == (16, 16)
     assert native_image_size(read_real(sets / "real"), generated_manifest(sets / "generated")) == 16
+
+
+NAME_CASES = {
+    "classify features=32": (lambda s: _classify(s, method="knn", features=32), r"features=32: must be text \(a str\)"),
+    "attribute features=32": (lambda s: AttributeConfig("u", "o.csv", features=32).validate(), r"features=32: must be"),
+    "attribute columns=1": (lambda s: AttributeConfig("u", "o.csv", columns=1).validate(), r"columns=1: must be text"),
+    "cluster features=[...]": (lambda s: ClusterConfig("u", "o.csv", features=["pixels32"]).validate(),
+                               r"features=\['pixels32'\]: must be text \(a str\), not list"),
+}
+
+
+@pytest.mark.parametrize("case", list(NAME_CASES))
+def test_a_feature_or_column_name_that_is_no_str_is_refused(case, sets):
+    call, message = NAME_CASES[case]
+    with pytest.raises(InputError, match=message):
+        call(sets)

@@ -331,3 +331,25 @@ def test_extra_columns_such_as_classify_per_scorer_scores_are_ignored(tmp_path):
     path.write_text("id,score,knn,retrieval\na,0.9,0.9,3\nb,0.1,0.1,0\n")
     preds = read_predictions(path)
     assert preds.ids == ["a", "b"] and list(preds.scores) == [0.9, 0.1]
+
+
+@pytest.mark.parametrize("scores, columns, message", [
+    ([0.1, np.nan], None, r"scores must be finite numbers; value 1 is nan"),
+    ([0.1, np.inf], None, r"scores must be finite numbers; value 1 is inf"),
+    (np.array([[0.1], [0.2]]), None, r"scores must be 1-D, one value per id, got shape \(2, 1\)"),
+    ([0.1], None, r"2 ids but 1 scores"),
+    ([0.1, 0.2], {1: [0.1, 0.2]}, r"column name 1: must be a str"),
+    ([0.1, 0.2], {"a,b": [0.1, 0.2]}, r"column name 'a,b': must be a str without commas"),
+    ([0.1, 0.2], {"score": [0.1, 0.2]}, r"column name 'score': is one of the file's own columns"),
+    ([0.1, 0.2], {"knn": [0.1, -np.inf]}, r"columns\['knn'\] must be finite numbers; value 1 is -inf"),
+    ([0.1, 0.2], {"knn": np.zeros((2, 1))}, r"columns\['knn'\] must be 1-D"),
+])
+def test_write_scores_refuses_what_it_could_not_read_back(scores, columns, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        write_scores(tmp_path / "s.csv", ["a", "b"], scores, columns=columns)
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_decide_checks_its_ids_against_the_scores():
+    with pytest.raises(ValueError, match=r"ids has 2 values but scores has 3"):
+        decide([0.3, 0.2, 0.1], used_fraction=0.5, ids=["a", "b"])

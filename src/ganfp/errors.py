@@ -107,6 +107,13 @@ def require_seed(name: str, value) -> None:
     require_int(name, value, low=0, high=MAX_SEED)
 
 
+def require_text(name: str, value) -> None:
+    """`value` is a str (a name, a spec), else one InputError naming `name`: from Python `features=32` failed in
+    `re` or `str.strip` with a TypeError or an AttributeError that named neither the argument nor the fix."""
+    if not isinstance(value, str):
+        raise InputError(f"{name}={value!r}: must be text (a str), not {type(value).__name__}")
+
+
 def require_number(name: str, value) -> None:
     """`value` is a finite real number (an int or a float, numpy's too), else one InputError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):

@@ -53,16 +53,29 @@ def _kappa(tp: int, fp: int, tn: int, fn: int) -> float | None:
     return (observed - expected) / (1.0 - expected)
 
 
-def _ranking_metrics(t: np.ndarray, scores) -> tuple[float | None, float | None]:
-    if scores is None or t.min() == t.max():
-        return None, None
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    s = np.asarray(scores, dtype=np.float64)
+def as_scores(scores, t: np.ndarray) -> np.ndarray:
+    """`scores` as finite float64, one per label, or ValueError: checked whether or not both classes are present, so
+    scores of the wrong length (or NaN) are refused on every call, not only on the calls that rank them."""
+    try:
+        s = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("scores must be numbers") from None
+    if s.ndim != 1:
+        raise ValueError(f"scores must be 1-D, got shape {s.shape}")
     if s.shape != t.shape:
         raise ValueError(f"scores has {s.size} values but y_true has {t.size}")
     if np.isnan(s).any():
         raise ValueError("scores must not contain NaN")
+    if np.isinf(s).any():
+        raise ValueError("scores must be finite (one is infinite)")
+    return s
+
+
+def _ranking_metrics(t: np.ndarray, s: np.ndarray | None) -> tuple[float | None, float | None]:
+    if s is None or t.min() == t.max():
+        return None, None
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     return float(roc_auc_score(t, s)), float(average_precision_score(t, s))
 
 
@@ -77,12 +90,13 @@ def binary_metrics(y_true, y_pred, scores=None) -> dict:
     t = as_binary(y_true, "y_true")
     if t.size == 0:
         raise ValueError("no samples to score")
+    s = None if scores is None else as_scores(scores, t)
     c = confusion_counts(t, y_pred)
     tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
     recall = _ratio(tp, tp + fn)
     specificity = _ratio(tn, tn + fp)
     present = [r for r, count in ((recall, tp + fn), (specificity, tn + fp)) if count]
-    roc_auc, average_precision = _ranking_metrics(t, scores)
+    roc_auc, average_precision = _ranking_metrics(t, s)
     return {
         "n": int(t.size),
         "accuracy": (tp + tn) / t.size,
@@ -139,13 +153,30 @@ def baseline_rows(y_true) -> dict[str, dict]:
 RANDOM_DRAWS = 20  # random baselines are averaged over this many seeded draws
 
 
+def class_indices(values, name: str, n_classes: int) -> np.ndarray:
+    """A 1-D int array of class indices in [0, n_classes), or ValueError naming the argument: a 2-D array was
+    flattened into the confusion matrix, a -1 counted as the last class and 1.7 as class 1, without a word."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size and (arr.dtype == bool or not np.issubdtype(arr.dtype, np.number)
+                     or not np.array_equal(arr, np.round(arr))):
+        raise ValueError(f"{name} must hold class indices (whole numbers), got {arr.dtype} values")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise ValueError(f"{name} must hold class indices 0 to {n_classes - 1}, got {arr.min()} to {arr.max()}")
+    return arr
+
+
 def class_metrics(y_true, y_pred, n_classes: int) -> dict:
     """Accuracy, macro-F1 and balanced accuracy of class indices, with the (true x predicted) confusion matrix.
 
     Macro-F1 averages over the classes present in y_true or y_pred; a class never predicted has
     precision 0 by the same convention as the binary metrics.
     """
-    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
+        raise ValueError(f"n_classes must be a whole number of at least 1, got {n_classes!r}")
+    t, p = class_indices(y_true, "y_true", n_classes), class_indices(y_pred, "y_pred", n_classes)
     if t.shape != p.shape or t.size == 0:
         raise ValueError(f"y_true has {t.size} values but y_pred has {p.size} (need one or more each)")
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
@@ -192,6 +223,8 @@ def cluster_metrics(y_true, clusters) -> dict:
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     t, c = np.asarray(y_true), np.asarray(clusters)
+    if t.ndim != 1 or c.ndim != 1:
+        raise ValueError(f"y_true and clusters must be 1-D, got shapes {t.shape} and {c.shape}")
     if t.shape != c.shape or t.size == 0:
         raise ValueError(f"y_true has {t.size} values but clusters has {c.size} (need one or more each)")
     return {

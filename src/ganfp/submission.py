@@ -434,13 +434,10 @@ def write_scores(path, ids: Sequence[str], scores, labels=None,
     """
     require_path("path", path)
     ids = [str(i) for i in ids]
-    s = np.asarray(scores, dtype=np.float64)
-    if len(ids) != len(s):
-        raise ValueError(f"{len(ids)} ids but {len(s)} scores")
+    s = _column_values(scores, "scores", len(ids))
     _check_writable_ids(path, ids)
-    extra = {name: np.asarray(v, dtype=np.float64).tolist() for name, v in (columns or {}).items()}
-    if any(len(v) != len(ids) for v in extra.values()):
-        raise ValueError("every extra column needs one value per id")
+    extra = {_column_name(name): _column_values(v, f"columns[{name!r}]", len(ids)).tolist()
+             for name, v in (columns or {}).items()}
     y = None if labels is None else as_binary(labels, "labels").tolist()
     header = ["id", *(["label"] if y is not None else []), "score", *extra]
     rows = [",".join(header)]
@@ -450,6 +447,37 @@ def write_scores(path, ids: Sequence[str], scores, labels=None,
         rows.append(",".join(cells))
     with atomic_path(path, batch) as tmp:
         tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+SCORE_HEADER = ("id", "label", "score")
+
+
+def _column_name(name) -> str:
+    """An extra column's header cell: text that `read_predictions` reads back as that column, not a number
+    (`join` failed with a TypeError), a comma or a line break (the header grew columns), or a column of its own."""
+    if not isinstance(name, str) or not writable_id(name) or '"' in name:
+        raise ValueError(f"column name {name!r}: must be a str without commas, quotes, line breaks or "
+                         "surrounding spaces")
+    if name.lower() in SCORE_HEADER:
+        raise ValueError(f"column name {name!r}: is one of the file's own columns ({', '.join(SCORE_HEADER)})")
+    return name
+
+
+def _column_values(values, name: str, n: int) -> np.ndarray:
+    """One finite float per id, or ValueError naming the column: an (n, 1) array was written as if flat, and NaN or
+    inf as `nan`/`inf` cells that `read_predictions` then refused."""
+    try:
+        s = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numbers") from None
+    if s.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, one value per id, got shape {s.shape}")
+    if len(s) != n:
+        raise ValueError(f"{n} ids but {len(s)} {name}")
+    if not np.isfinite(s).all():
+        bad = int(np.flatnonzero(~np.isfinite(s))[0])
+        raise ValueError(f"{name} must be finite numbers; value {bad} is {s[bad]}")
+    return s
 
 
 def _scores(scores) -> np.ndarray:
@@ -499,6 +527,8 @@ def decide(scores, used_fraction: float | None = None, threshold: float | None =
         if value is not None:
             require_number(name, value)  # from Python a "0.5" read from a config failed while formatting the rule
     s = _scores(scores)
+    if ids is not None and len(ids) != s.size:  # else numpy's "all keys need to be the same shape"
+        raise ValueError(f"ids has {len(ids)} values but scores has {s.size}")
     if threshold is not None:
         return (s >= threshold).astype(np.int64)
     q = 0.5 if used_fraction is None else float(used_fraction)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ganfp.data.manifest import Manifest
-from ganfp.errors import InputError
+from ganfp.errors import InputError, require_text
 from ganfp.registry import Registry
 
 FREQUENCY = Registry("frequency feature")
@@ -154,6 +154,7 @@ def _checkpoint(ctx: FeatureContext):
 def parse_spaces(spec: str, pairs: bool = False) -> list[str]:
     """`pixels32+spectrum` -> its spaces, each a frequency fingerprint or a membership vector space; with `pairs`
     (a method that compares images in pairs), a pair space alone (`white64`) is taken too."""
+    require_text("features", spec)
     if pairs and pair_space(spec.strip()) is not None:
         return [spec.strip()]
     names = [s.strip() for s in spec.split("+")]

@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 from typing import Sequence
 
 from ganfp.data.manifest import cell_id
-from ganfp.errors import InputError
+from ganfp.errors import InputError, require_text
 from ganfp.fileio import utf8_writable, write_text
 from ganfp.submission import FILE_WORDS, ID_WORDS, read_lines, separator_hint, without_trailing_blanks
 
@@ -35,6 +35,7 @@ class ClassTable:
 
 def parse_columns(text: str, clustering: bool = False) -> tuple[str, str] | None:
     """`--columns`: two comma-separated header names, or `none` for a file without a header."""
+    require_text("columns", text)
     if text.strip().lower() == "none":
         return None
     names = tuple(t.strip() for t in text.split(","))

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from ganfp.errors import InputError
+from ganfp.errors import InputError, require_text
 from ganfp.membership.distances import Euclidean, Metric
 from ganfp.membership.ncc import ShiftedNCC, standardise
 from ganfp.membership.ssim import SSIMDistance
@@ -126,6 +126,7 @@ def spaces_help() -> str:
 
 def parse_features(spec: str) -> FeatureSpace:
     """`<kind>[N]` for a registered kind, `checkpoint`, or a model name (ImageNet weights)."""
+    require_text("features", spec)
     match = re.fullmatch(r"([a-z]+)(\d*)", spec)
     if match and match.group(1) in SPACE_KINDS:
         kind, digits = match.groups()
