@@ -48,6 +48,20 @@ def test_same_seed_gives_identical_history(class_folder, tmp_path):
     assert (tmp_path / "three" / "history.csv").read_text() != one
 
 
+def test_a_stage_leaves_the_callers_torch_rng_alone(class_folder, tmp_path):
+    """The stage seeds torch's global RNG for its own draws and puts the caller's back: a notebook's later random
+    numbers do not depend on whether it trained, and the stage's result not on what the caller drew before."""
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    run_stage(StageConfig(dataset=str(class_folder), **TINY), tmp_path / "one", data_root=tmp_path / "root")
+    assert torch.equal(torch.rand(3), expected)
+    torch.rand(1000)
+    run_stage(StageConfig(dataset=str(class_folder), **TINY), tmp_path / "two", data_root=tmp_path / "root")
+    one, two = ((tmp_path / r / "history.csv").read_text() for r in ("one", "two"))
+    assert one == two
+
+
 def test_early_stopping_stops_when_validation_loss_stops_improving(class_folder, tmp_path):
     cfg = StageConfig(dataset=str(class_folder), **{**TINY, "epochs": 50, "patience": 1, "lr": 0.5})
     summary = run_stage(cfg, tmp_path / "s", data_root=tmp_path / "root")

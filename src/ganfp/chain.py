@@ -23,7 +23,7 @@ from ganfp import distributed
 from ganfp.checkpoint import CHAIN_FILE, stage_status
 from ganfp.data.adapters import load_manifest
 from ganfp.data.manifest import Manifest
-from ganfp.device import device_name
+from ganfp.device import device_name, rng_untouched
 from ganfp.errors import InputError, require_path
 from ganfp.fileio import check_writable, folder_lock, write_json, writer_of
 from ganfp.models import model_entry
@@ -330,7 +330,8 @@ def _train_stage(cfg: StageConfig, out_dir, resume: bool, data_root, observer, i
     settings = PseudoSettings(
         cfg.pseudo_labels, cfg.pseudo_fraction, cfg.pseudo_features, cfg.pseudo_k, cfg.seed, cfg.batch_size
     )
-    manifest, images = pseudo_label(settings, cfg.init, data.manifest, data.images, device, data_root)
+    with rng_untouched(device):  # the starting model's build draws from it; run_stage seeds its own
+        manifest, images = pseudo_label(settings, cfg.init, data.manifest, data.images, device, data_root)
     data = dataclasses.replace(data, manifest=manifest, images=images, val_labels=f"pseudo:{cfg.pseudo_labels}")
     return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume, data=data)
 

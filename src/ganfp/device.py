@@ -60,11 +60,13 @@ def device_problem(name: str | torch.device) -> str | None:
 
 
 @contextlib.contextmanager
-def rng_untouched():
-    """Within it torch's global CPU RNG may be drawn from and is put back after: a model built to load weights into
-    draws its random init from it, and a notebook's later random numbers must not depend on whether it called ganfp.
-    Models are built on the CPU, so the CUDA generators are never touched and need no fork."""
-    with torch.random.fork_rng(devices=[]):
+def rng_untouched(device: torch.device | None = None):
+    """Within it torch's global RNG may be seeded and drawn from and is put back after: a model built to load
+    weights into draws its random init from it, a stage seeds it, and a notebook's later random numbers must not
+    depend on whether it called ganfp. The CPU generator is forked, and `device`'s when it is a GPU (one that
+    trains there draws from it); models built to load weights into are built on the CPU."""
+    cuda = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
         yield
 
 

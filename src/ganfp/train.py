@@ -51,7 +51,7 @@ from ganfp.data.generated import generated_manifest
 from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices, split_problem
-from ganfp.device import autocast, configure, device_name, device_problem, resolve_device
+from ganfp.device import autocast, configure, device_name, device_problem, resolve_device, rng_untouched
 from ganfp.errors import InputError, Interrupted, RuntimeFailure, StopSignal
 from ganfp.fileio import check_writable, utf8_writable, write_json, write_text
 from ganfp.metrics import confusion_metrics
@@ -1031,10 +1031,19 @@ def run_stage(
     `data` is the labelled images (the chain passes pseudo-labelled ones); without it the stage's
     dataset is loaded and must be labelled. `resume` continues from `last.safetensors`; one written
     with other settings is an error when `strict_resume`, else (the chain) the stage starts over.
+
+    Torch's global RNG is seeded from `cfg.seed` for the stage's draws and put back after (`rng_untouched`), so a
+    caller's later random numbers do not depend on whether it trained.
     """
     cfg.validate()
-    out_dir = Path(out_dir)
     device = setup_device(cfg)
+    with rng_untouched(device):
+        return _run_stage(cfg, Path(out_dir), device, resume, data_root, observer, init_id, strict_resume, data)
+
+
+def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bool, data_root,
+               observer: Observer | None, init_id: str, strict_resume: bool, data: StageData | None) -> StageSummary:
+    """`run_stage` within its own RNG: reuse a finished stage, else load, fit and finish it."""
     done = completed(cfg, out_dir, init_id) if resume else None
     if done is not None and strict_resume and data is None and _trained_on_other_images(cfg, out_dir, data_root):
         raise InputError(f"--out {out_dir}: holds a stage finished on other images (its dataset changed since); add "
