@@ -309,3 +309,10 @@ def test_a_feature_or_column_name_that_is_no_str_is_refused(case, sets):
     call, message = NAME_CASES[case]
     with pytest.raises(InputError, match=message):
         call(sets)
+
+
+@pytest.mark.parametrize("used_fraction", [0, 1, 0.0, 1.0, -0.5, 2])
+def test_evaluate_files_refuses_a_used_fraction_that_labels_all_alike(used_fraction, sets):
+    with pytest.raises(InputError, match=rf"used_fraction={used_fraction:g}: must be between 0 and 1 \(0 < q < 1\)"):
+        evaluate_files(sets / "scores.csv", sets / "labels.csv", used_fraction=used_fraction)
+    assert evaluate_files(sets / "scores.csv", sets / "labels.csv", used_fraction=0.5).n == 6

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ganfp.data.manifest import cell_id
-from ganfp.errors import InputError, require_path
+from ganfp.errors import InputError, require_number, require_path
 from ganfp.metrics import baseline_rows, binary_metrics
 from ganfp.submission import (
     BOM_REASON,
@@ -125,6 +125,20 @@ def _check_paths(preds_path, labels_path) -> None:
     require_path("labels_path", labels_path)
 
 
+def _check_rule(used_fraction, threshold) -> None:
+    """The decision rule as `ganfp evaluate` takes it, before a file is read: one rule, numbers, and 0 < q < 1.
+    From Python `used_fraction=1` (or 0) labelled every image alike and reported a constant answer's metrics as
+    the file's, where the command refuses it."""
+    if used_fraction is not None and threshold is not None:
+        raise InputError("give either a used fraction or a threshold, not both")
+    for name, value in (("threshold", threshold), ("used_fraction", used_fraction)):
+        if value is not None:
+            require_number(name, value)
+    if used_fraction is not None and not 0 < used_fraction < 1:
+        raise InputError(f"used_fraction={used_fraction:g}: must be between 0 and 1 (0 < q < 1); all used or none "
+                         "used is a constant labelling, not a decision")
+
+
 def evaluate_files(preds_path, labels_path, used_fraction: float | None = None,
                    threshold: float | None = None) -> EvaluationReport:
     """Metrics of a predictions file against a ground-truth file, with the two constant baselines.
@@ -133,6 +147,7 @@ def evaluate_files(preds_path, labels_path, used_fraction: float | None = None,
     `used_fraction` / `threshold` turn the file's scores into labels (see submission.decide).
     """
     _check_paths(preds_path, labels_path)
+    _check_rule(used_fraction, threshold)
     truth = read_labels(labels_path)
     preds = read_predictions(preds_path, ids=truth.ids)
     index = _align(preds, preds_path, truth.ids, labels_path)
