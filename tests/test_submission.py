@@ -74,8 +74,10 @@ def test_each_rule_with_its_line():
 
 
 def test_ids_given_as_a_path_are_refused(tmp_path):
-    with pytest.raises(TypeError, match="read_ids"):
+    with pytest.raises(InputError, match=r"ids='.*: must be a list of ids, not str .*read_ids\(path\)"):
         validate_submission(["img_0,1"], str(tmp_path / "ids.txt"))
+    with pytest.raises(InputError, match=r"ids=.*: must be a list of ids, not \w*Path; read a file"):
+        validate_submission(["img_0,1"], tmp_path / "ids.txt")
 
 
 def test_quotes_are_part_of_the_token():
@@ -353,3 +355,23 @@ def test_write_scores_refuses_what_it_could_not_read_back(scores, columns, messa
 def test_decide_checks_its_ids_against_the_scores():
     with pytest.raises(ValueError, match=r"ids has 2 values but scores has 3"):
         decide([0.3, 0.2, 0.1], used_fraction=0.5, ids=["a", "b"])
+
+
+@pytest.mark.parametrize("call", [
+    lambda tmp: write_submission(tmp / "s.csv", "ab", [0, 1]),
+    lambda tmp: write_submission(tmp / "s.csv", ["a", "b"], [0, 1], expected_ids="ab"),
+    lambda tmp: write_scores(tmp / "s.csv", "ab", [0.1, 0.2]),
+    lambda tmp: decide([0.1, 0.2], ids="ab"),
+    lambda tmp: validate_submission(["a,1", "b,0"], "ab"),
+    lambda tmp: read_predictions(REFERENCE, ids="ab"),
+], ids=["write_submission", "expected_ids", "write_scores", "decide", "validate_submission", "read_predictions"])
+def test_ids_given_as_one_str_are_refused(call, tmp_path):
+    """A str is iterable: `ids="ab"` was read as the two ids "a" and "b", and a file of them written."""
+    with pytest.raises(InputError, match=r"ids='ab': must be a list of ids, not str \(one str would be read as one id"):
+        call(tmp_path)
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_ids_none_is_refused_where_ids_are_needed(tmp_path):
+    with pytest.raises(InputError, match=r"ids=None: must be a list of ids, not NoneType"):
+        write_submission(tmp_path / "s.csv", None, [0, 1])

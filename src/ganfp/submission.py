@@ -205,6 +205,18 @@ def preview_ids(items: Sequence[str], limit: int = 3) -> str:
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
+def require_ids(name: str, ids, optional: bool = False) -> None:
+    """`ids` is a collection of ids, not one str: a str is iterable, so `ids="im001"` was read as the ids "i", "m",
+    "0", "0", "1" (and `None` failed with a TypeError naming no argument)."""
+    if ids is None and optional:
+        return
+    if isinstance(ids, (str, bytes, os.PathLike)) or not isinstance(ids, Iterable):
+        shown = repr(ids) if len(repr(ids)) <= 60 else repr(ids)[:57] + "..."
+        why = " (one str would be read as one id per character)" if isinstance(ids, str) else ""
+        raise InputError(f"{name}={shown}: must be a list of ids, not {type(ids).__name__}{why}; "
+                         "read a file of ids with ganfp.submission.read_ids(path)")
+
+
 def validate_submission(path_or_lines, ids: Iterable[str]) -> list[Problem]:
     """Every broken official rule, in line order; an empty list means the organisers accept it.
 
@@ -212,6 +224,7 @@ def validate_submission(path_or_lines, ids: Iterable[str]) -> list[Problem]:
     breaks (as the organisers' validator does); missing ids are reported after the last line.
     A file that cannot be read as text raises InputError.
     """
+    require_ids("ids", ids)
     if isinstance(path_or_lines, (str, os.PathLike)):
         lines = read_lines(path_or_lines, keep_bom=True)
     else:
@@ -219,8 +232,6 @@ def validate_submission(path_or_lines, ids: Iterable[str]) -> list[Problem]:
     bom = bool(lines) and lines[0].startswith(BOM)
     if bom:
         lines = [lines[0][len(BOM):], *lines[1:]]
-    if isinstance(ids, (str, os.PathLike)):
-        raise TypeError("ids must be a list of ids; read a file of ids with read_ids(path)")
     expected = list(dict.fromkeys(ids))
     expected_set = set(expected)
     problems: list[Problem] = []
@@ -349,6 +360,7 @@ def read_predictions(path, ids: Iterable[str] | None = None) -> Predictions:
     headered file are dropped; in the official format they are errors, as the organisers' validator says.
     """
     require_path("path", path)
+    require_ids("ids", ids, optional=True)
     return _read_table(path, ids, submission=True)
 
 
@@ -413,6 +425,8 @@ def write_submission(path, ids: Sequence[str], labels, expected_ids: Iterable[st
     `ids`; a broken rule raises InputError and leaves `path` untouched.
     """
     require_path("path", path)
+    require_ids("ids", ids)
+    require_ids("expected_ids", expected_ids, optional=True)
     ids = [str(i) for i in ids]
     y = as_binary(labels, "labels")
     if len(ids) != len(y):
@@ -433,6 +447,7 @@ def write_scores(path, ids: Sequence[str], scores, labels=None,
     `columns` adds one named column per extra score after `score` (classify: every scorer computed).
     """
     require_path("path", path)
+    require_ids("ids", ids)
     ids = [str(i) for i in ids]
     s = _column_values(scores, "scores", len(ids))
     _check_writable_ids(path, ids)
@@ -526,6 +541,7 @@ def decide(scores, used_fraction: float | None = None, threshold: float | None =
     for name, value in (("threshold", threshold), ("used_fraction", used_fraction)):
         if value is not None:
             require_number(name, value)  # from Python a "0.5" read from a config failed while formatting the rule
+    require_ids("ids", ids, optional=True)
     s = _scores(scores)
     if ids is not None and len(ids) != s.size:  # else numpy's "all keys need to be the same shape"
         raise ValueError(f"ids has {len(ids)} values but scores has {s.size}")
