@@ -16,18 +16,21 @@ import pytest
 from PIL import Image
 
 from ganfp.attribution.run import AttributeConfig, ClusterConfig, cluster
-from ganfp.chain import load_chain, run_chain, stage_configs
+from ganfp.chain import load_chain, run_chain, stage_configs, train_stage
 from ganfp.classify import classify
 from ganfp.data.cache import load_images
 from ganfp.data.decode import decode_image, image_header
 from ganfp.data.demo import build_demo
 from ganfp.data.generated import generated_manifest, image_headers, native_image_size
 from ganfp.data.real import read_real
+from ganfp.data.zoo import write_split
 from ganfp.errors import InputError
 from ganfp.evaluation import evaluate_classes, evaluate_files
 from ganfp.fetch import dataset_status
 from ganfp.membership import MembershipScorer, Recipe, ScoringSetup
+from ganfp.plots import plot_report
 from ganfp.submission import read_predictions, write_scores
+from ganfp.train import StageConfig, run_stage
 
 
 def _images(folder: Path, n: int, seed: int) -> Path:
@@ -316,3 +319,39 @@ def test_evaluate_files_refuses_a_used_fraction_that_labels_all_alike(used_fract
     with pytest.raises(InputError, match=rf"used_fraction={used_fraction:g}: must be between 0 and 1 \(0 < q < 1\)"):
         evaluate_files(sets / "scores.csv", sets / "labels.csv", used_fraction=used_fraction)
     assert evaluate_files(sets / "scores.csv", sets / "labels.csv", used_fraction=0.5).n == 6
+
+
+def _split():
+    from ganfp.data.zoo import build_split
+
+    return build_split("pcagmm", 0, used=4, not_used=4, generated=6, quick=True)
+
+
+KIND_CASES = {
+    "ScoringSetup data_root": (lambda s: ScoringSetup(16, data_root=["d"]), r"ScoringSetup data_root=\['d'\]: must be a"),
+    "ScoringSetup checkpoint": (lambda s: ScoringSetup(16, checkpoint=1), r"ScoringSetup checkpoint=1: must be a path"),
+    "classify reading": (lambda s: _classify(s, reading="lung"), r"reading='lung': must be a MedicalReading"),
+    "classify progress": (lambda s: _classify(s, progress=5), r"^progress=5: must be callable"),
+    "attribute trainer": (lambda s: AttributeConfig("u", "o.csv", trainer=None).validate(),
+                          r"trainer=None: must be a TrainerSettings"),
+    "attribute use_real": (lambda s: AttributeConfig("u", "o.csv", use_real="no").validate(),
+                           r"use_real='no': must be True or False"),
+    "write_split folder": (lambda s: write_split(_split(), None, "dev"), r"folder=None: must be a path"),
+    "write_split split": (lambda s: write_split(None, s / "split", "dev"), r"split=None: must be a MembershipSplit"),
+    "plot_report report": (lambda s: plot_report(None, s / "x.png"), r"report=None: must be an EvaluationReport"),
+    "plot_report out_path": (lambda s: plot_report(evaluate_files(s / "scores.csv", s / "labels.csv"), None),
+                             r"out_path=None: must be a path"),
+    "stage_configs overrides": (lambda s: stage_configs(load_chain("demo"), "conv5", ["epochs"]),
+                                r"overrides=\['epochs'\]: must be a dict of stage settings"),
+    "train_stage cfg": (lambda s: train_stage(None, s / "stage"), r"cfg=None: must be a StageConfig"),
+    "train_stage out_dir": (lambda s: train_stage(StageConfig(dataset="demo:casia"), None), r"out_dir=None: must be"),
+    "run_stage cfg": (lambda s: run_stage({"epochs": 1}, s / "stage"), r"cfg=\{'epochs': 1\}: must be a StageConfig"),
+}
+
+
+@pytest.mark.parametrize("case", list(KIND_CASES))
+def test_an_argument_of_the_wrong_kind_is_refused(case, sets):
+    call, message = KIND_CASES[case]
+    with pytest.raises(InputError, match=message):
+        call(sets)
+    assert not (sets / "out.csv").exists() and not (sets / "stage").exists()

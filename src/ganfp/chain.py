@@ -204,6 +204,8 @@ def stage_configs(
     With `run_dir`, stages after the first start from the folder of the stage before them.
     """
     require_spec(spec)
+    if overrides is not None and not isinstance(overrides, dict):  # else an AttributeError on `.items`
+        raise InputError(f"overrides={overrides!r}: must be a dict of stage settings, e.g. {{'epochs': 5}}")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if "device" in overrides:  # a torch.device from Python, kept as its name (a stage's settings are text)
         overrides["device"] = device_name(overrides["device"], "overrides device")
@@ -291,6 +293,9 @@ def train_stage(
     is reused only while they are unchanged. `strict_resume` (the command) refuses to train over a stage
     already in `out_dir` unless `force`, and whatever else `check_request` refuses.
     """
+    if not isinstance(cfg, StageConfig):  # else an AttributeError on `.validate`
+        raise InputError(f"cfg={cfg!r}: must be a StageConfig (ganfp.train), or use run_chain for a chain")
+    require_path("out_dir", out_dir)
     cfg.validate()
     if strict_resume:
         check_request(cfg, out_dir, resume, force)

@@ -452,9 +452,20 @@ class ScoredRun:
         return self.sets.generated if self.recipe.method != "classifier" else None
 
 
+def check_objects(reading, progress) -> None:
+    """The two arguments that are objects, not options: `reading="lung"` failed with an AttributeError after the
+    images were listed, and `progress=5` was refused only once the images' headers had been read."""
+    if reading is not None and not isinstance(reading, MedicalReading):
+        raise InputError(f"reading={reading!r}: must be a MedicalReading, e.g. MedicalReading.parse('lung', None, "
+                         "None), or None")
+    if progress is not None and not callable(progress):
+        raise InputError(f"progress={progress!r}: must be callable (task, advance, total)")
+
+
 def check_arguments(method, features, k, used_fraction, threshold, image_size, batch_size, seed, report, report_n,
-                    generated, calibrate_on) -> None:
+                    generated, calibrate_on, reading=None, progress=None) -> None:
     """The options alone and together, before any file is read."""
+    check_objects(reading, progress)
     check_options(method, k, used_fraction, threshold, image_size, batch_size, seed, report_n, report)
     if features is not None:
         check_features(features, method)
@@ -602,7 +613,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
                 {"generated": generated, "checkpoint": checkpoint, "scores_path": scores_path, "ids_path": ids_path,
                  "calibrate_on": calibrate_on, "data_root": data_root, "runs_dir": runs_dir, "report": report})
     check_arguments(method, features, k, used_fraction, threshold, image_size, batch_size, seed, report, report_n,
-                    generated, calibrate_on)
+                    generated, calibrate_on, reading, progress)
     check_outputs({"out": out, "scores_path": scores_path, "report": report},
                   (real, generated, calibrate_on, ids_path, checkpoint))
     device = resolve_device(device)  # a GPU the machine lacks, or device=0, before any image is read

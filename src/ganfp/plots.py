@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ganfp.data.outputs import check_outputs
-from ganfp.errors import InputError
+from ganfp.errors import InputError, require_path
 from ganfp.evaluation import EvaluationReport
 from ganfp.fileio import OutputBatch, atomic_path
 
@@ -77,6 +77,9 @@ def _histograms(ax, report: EvaluationReport) -> None:
 
 def plot_report(report: EvaluationReport, out_path, batch: OutputBatch | None = None) -> None:
     """Write the figure atomically; panels that need scores are drawn only when there are scores."""
+    if not isinstance(report, EvaluationReport):
+        raise InputError(f"report={report!r}: must be an EvaluationReport, as ganfp.evaluation.evaluate_files returns")
+    require_path("out_path", out_path)
     require_matplotlib()
     from matplotlib.figure import Figure
 

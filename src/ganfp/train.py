@@ -52,7 +52,7 @@ from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices, split_problem
 from ganfp.device import autocast, configure, device_name, device_problem, resolve_device, rng_untouched
-from ganfp.errors import InputError, Interrupted, RuntimeFailure, StopSignal
+from ganfp.errors import InputError, Interrupted, RuntimeFailure, StopSignal, require_path
 from ganfp.fileio import check_writable, utf8_writable, write_json, write_text
 from ganfp.metrics import confusion_metrics
 from ganfp.models import create_model, model_entry
@@ -1035,6 +1035,9 @@ def run_stage(
     Torch's global RNG is seeded from `cfg.seed` for the stage's draws and put back after (`rng_untouched`), so a
     caller's later random numbers do not depend on whether it trained.
     """
+    if not isinstance(cfg, StageConfig):  # else an AttributeError on `.validate`
+        raise InputError(f"cfg={cfg!r}: must be a StageConfig")
+    require_path("out_dir", out_dir)
     cfg.validate()
     device = setup_device(cfg)
     with rng_untouched(device):

@@ -92,6 +92,10 @@ class AttributeConfig:
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
 
     def validate(self) -> None:
+        if not isinstance(self.trainer, TrainerSettings):  # else an AttributeError at its first field
+            raise InputError(f"trainer={self.trainer!r}: must be a TrainerSettings (ganfp.attribution.methods)")
+        if not isinstance(self.use_real, bool):  # `use_real="no"` is true
+            raise InputError(f"use_real={self.use_real!r}: must be True or False")
         require_paths({"unknown": self.unknown, "out": self.out}, {"train": self.train, "data_root": self.data_root,
                                                                   "runs_dir": self.trainer.runs_dir})
         needs = METHODS.entry(self.method).meta["needs"]

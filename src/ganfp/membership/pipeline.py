@@ -18,7 +18,7 @@ from ganfp.data.cache import cache_key
 from ganfp.data.generated import MIN_IMAGE_SIZE
 from ganfp.data.manifest import Manifest
 from ganfp.device import resolve_device, rng_untouched
-from ganfp.errors import InputError, require_int
+from ganfp.errors import InputError, require_int, require_paths
 from ganfp.membership.autoencoder import AutoencoderConfig, cached_autoencoder, reconstruction_scores
 from ganfp.membership.features import downsample, load_checked, paired_features
 from ganfp.membership.fusion import add_log_ratios, fuse
@@ -54,6 +54,8 @@ class ScoringSetup:
         self.device = resolve_device(self.device, "ScoringSetup device")  # cuda:5 on a one-GPU machine too
         require_int("ScoringSetup batch_size", self.batch_size, low=1)
         require_int("ScoringSetup seed", self.seed, low=0)
+        require_paths({}, {"ScoringSetup data_root": self.data_root, "ScoringSetup checkpoint": self.checkpoint,
+                           "ScoringSetup runs_dir": self.runs_dir})
         if self.autoencoder is not None and not isinstance(self.autoencoder, AutoencoderConfig):
             raise InputError(f"ScoringSetup autoencoder={self.autoencoder!r}: must be an AutoencoderConfig or None")
         if self.progress is not None and not callable(self.progress):

@@ -167,6 +167,9 @@ def write_split(split: MembershipSplit, folder: str | os.PathLike, layout: str) 
     order) and generated_1/, plus labels.csv (id,label; 1 = used). Staged as the demo is
     (`build_in_place`), so a killed write's leftover is removed by the next write of any process.
     """
+    if not isinstance(split, MembershipSplit):
+        raise InputError(f"split={split!r}: must be a MembershipSplit, as build_split returns")
+    require_path("folder", folder)
     if layout not in LAYOUTS:
         raise InputError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
     parts = {"used": split.used, "not_used": split.not_used, "generated": split.generated}
