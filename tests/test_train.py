@@ -62,6 +62,13 @@ def test_a_stage_leaves_the_callers_torch_rng_alone(class_folder, tmp_path):
     assert one == two
 
 
+def test_a_deterministic_stage_leaves_torchs_settings_as_they_were(class_folder, tmp_path):
+    assert not torch.are_deterministic_algorithms_enabled()
+    cfg = StageConfig(dataset=str(class_folder), deterministic=True, **TINY)
+    run_stage(cfg, tmp_path / "s", data_root=tmp_path / "root")
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
 def test_early_stopping_stops_when_validation_loss_stops_improving(class_folder, tmp_path):
     cfg = StageConfig(dataset=str(class_folder), **{**TINY, "epochs": 50, "patience": 1, "lr": 0.5})
     summary = run_stage(cfg, tmp_path / "s", data_root=tmp_path / "root")

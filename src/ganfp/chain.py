@@ -23,7 +23,7 @@ from ganfp import distributed
 from ganfp.checkpoint import CHAIN_FILE, stage_status
 from ganfp.data.adapters import load_manifest
 from ganfp.data.manifest import Manifest
-from ganfp.device import device_name, rng_untouched
+from ganfp.device import device_name, rng_untouched, settings_kept
 from ganfp.errors import InputError, require_path
 from ganfp.fileio import check_writable, folder_lock, write_json, writer_of
 from ganfp.models import model_entry
@@ -325,7 +325,14 @@ def _train_stage(cfg: StageConfig, out_dir, resume: bool, data_root, observer, i
     """`train_stage` once its folder is locked and checked."""
     if not cfg.pseudo_labels:
         return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)
-    device = setup_device(cfg)
+    with settings_kept():  # the caller's torch settings are back once the stage is done
+        device = setup_device(cfg)
+        return _pseudo_labelled_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume, device)
+
+
+def _pseudo_labelled_stage(cfg: StageConfig, out_dir, resume: bool, data_root, observer, init_id: str,
+                           strict_resume: bool, device) -> StageSummary:
+    """Label the stage's images with its starting model, then train on them (`run_stage`)."""
     done = completed(cfg, Path(out_dir), init_id) if resume else None
     if done is not None:
         return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)  # reports it, returns it

@@ -88,7 +88,26 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.contiguous().pin_memory().to(device, non_blocking=True)
 
 
+@contextlib.contextmanager
+def settings_kept():
+    """Within it `configure` may change torch's global settings, which are put back after: a notebook that trained
+    one stage with `deterministic=True` ran every later torch op under deterministic algorithms, and one that
+    trained on a GPU kept TF32 matmuls on."""
+    kept = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+            torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        yield
+    finally:
+        benchmark, matmul_tf32, cudnn_tf32, deterministic, warn_only = kept
+        torch.backends.cudnn.benchmark = benchmark
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
 def configure(device: torch.device, deterministic: bool = False) -> None:
+    """The fast settings of `device` (cuDNN autotuning, TF32), or repeatable kernels; global to torch, so callers
+    outside the CLI run it within `settings_kept`."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -51,7 +51,7 @@ from ganfp.data.generated import generated_manifest
 from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices, split_problem
-from ganfp.device import autocast, configure, device_name, device_problem, resolve_device, rng_untouched
+from ganfp.device import autocast, configure, device_name, device_problem, resolve_device, rng_untouched, settings_kept
 from ganfp.errors import InputError, Interrupted, RuntimeFailure, StopSignal, require_path
 from ganfp.fileio import check_writable, utf8_writable, write_json, write_text
 from ganfp.metrics import confusion_metrics
@@ -1033,15 +1033,17 @@ def run_stage(
     with other settings is an error when `strict_resume`, else (the chain) the stage starts over.
 
     Torch's global RNG is seeded from `cfg.seed` for the stage's draws and put back after (`rng_untouched`), so a
-    caller's later random numbers do not depend on whether it trained.
+    caller's later random numbers do not depend on whether it trained; so are torch's global settings
+    (`settings_kept`: deterministic algorithms, TF32).
     """
     if not isinstance(cfg, StageConfig):  # else an AttributeError on `.validate`
         raise InputError(f"cfg={cfg!r}: must be a StageConfig")
     require_path("out_dir", out_dir)
     cfg.validate()
-    device = setup_device(cfg)
-    with rng_untouched(device):
-        return _run_stage(cfg, Path(out_dir), device, resume, data_root, observer, init_id, strict_resume, data)
+    with settings_kept():
+        device = setup_device(cfg)
+        with rng_untouched(device):
+            return _run_stage(cfg, Path(out_dir), device, resume, data_root, observer, init_id, strict_resume, data)
 
 
 def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bool, data_root,
