@@ -26,10 +26,10 @@ from ganfp.data.real import read_real
 from ganfp.data.zoo import write_split
 from ganfp.errors import InputError
 from ganfp.evaluation import evaluate_classes, evaluate_files
-from ganfp.fetch import dataset_status
+from ganfp.fetch import dataset_status, fetch_dataset
 from ganfp.membership import MembershipScorer, Recipe, ScoringSetup
 from ganfp.plots import plot_report
-from ganfp.submission import read_predictions, write_scores
+from ganfp.submission import read_ids, read_predictions, validate_submission, write_scores
 from ganfp.train import StageConfig, run_stage
 
 
@@ -210,14 +210,14 @@ def test_attribution_and_the_chain_take_a_torch_device():
 
 PATH_CASES = {
     "classify real=None": (lambda s: classify(None, s / "out.csv"), "real=None"),
-    "classify real=[...]": (lambda s: classify([str(s / "real")], s / "out.csv"), r"real=\[.*\]"),
+    "classify real=[...]": (lambda s: classify([str(s / "real")], s / "out.csv"), r"real=\[.*"),
     "classify out=None": (lambda s: classify(str(s / "real"), None), "out=None"),
     "classify generated=[...]": (lambda s: classify(str(s / "real"), s / "out.csv", generated=[str(s / "generated")]),
-                                 r"generated=\[.*\]"),
+                                 r"generated=\[.*"),
     "classify scores_path=1": (lambda s: _classify(s, scores_path=1), "scores_path=1"),
     "read_real": (lambda s: read_real(None), "spec=None"),
     "generated_manifest": (lambda s: generated_manifest(None), "path=None"),
-    "evaluate_files": (lambda s: evaluate_files([s / "scores.csv"], s / "labels.csv"), r"preds_path=\[.*\]"),
+    "evaluate_files": (lambda s: evaluate_files([s / "scores.csv"], s / "labels.csv"), r"preds_path=\[.*"),
     "evaluate_classes": (lambda s: evaluate_classes(s / "scores.csv", None), "labels_path=None"),
     "write_scores": (lambda s: write_scores(None, ["a"], [0.5]), "path=None"),
     "read_predictions": (lambda s: read_predictions(None), "path=None"),
@@ -355,3 +355,26 @@ def test_an_argument_of_the_wrong_kind_is_refused(case, sets):
     with pytest.raises(InputError, match=message):
         call(sets)
     assert not (sets / "out.csv").exists() and not (sets / "stage").exists()
+
+
+FETCH_CASES = {
+    "source=123": ({"source": 123}, r"source=123: must be a path or a list of paths, not int"),
+    "source=[None]": ({"source": [None]}, r"source\[0\]=None: must be a path"),
+    "via=1": ({"via": 1}, r"via=1: must be text \(a str\)"),
+    "data_root=[...]": ({"data_root": ["d"]}, r"data_root=\['d'\]: must be a path"),
+}
+
+
+@pytest.mark.parametrize("case", list(FETCH_CASES))
+def test_fetch_dataset_refuses_an_argument_of_the_wrong_kind(case, tmp_path):
+    options, message = FETCH_CASES[case]
+    with pytest.raises(InputError, match=message):
+        fetch_dataset("casia", **{"data_root": tmp_path / "data", **options})
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_submission_readers_refuse_what_is_no_file(sets):
+    with pytest.raises(InputError, match=r"path=None: must be a path"):
+        read_ids(None)
+    with pytest.raises(InputError, match=r"path_or_lines=1: must be a path or the file's lines"):
+        validate_submission(1, ["a"])

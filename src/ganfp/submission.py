@@ -141,6 +141,7 @@ def without_trailing_blanks(lines: list[str]) -> list[str]:
 
 def read_ids(path) -> list[str]:
     """A list of image ids, one per line (like image_ids.txt); blank lines are skipped."""
+    require_path("path", path)
     ids, seen = [], {}
     for n, line in enumerate(read_lines(path), 1):
         image_id = line.strip()
@@ -227,6 +228,8 @@ def validate_submission(path_or_lines, ids: Iterable[str]) -> list[Problem]:
     require_ids("ids", ids)
     if isinstance(path_or_lines, (str, os.PathLike)):
         lines = read_lines(path_or_lines, keep_bom=True)
+    elif isinstance(path_or_lines, bytes) or not isinstance(path_or_lines, Iterable):
+        raise InputError(f"path_or_lines={path_or_lines!r}: must be a path or the file's lines (a list of str)")
     else:
         lines = [line.rstrip("\r\n") for line in path_or_lines]
     bom = bool(lines) and lines[0].startswith(BOM)

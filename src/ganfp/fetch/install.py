@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Iterable
 
 from ganfp import __version__
+from ganfp.paths import data_root as default_root
 from ganfp.paths import ensure_dir
-from ganfp.errors import InputError, RuntimeFailure
+from ganfp.errors import InputError, RuntimeFailure, require_path, require_text
 from ganfp.fetch import store
 from ganfp.fetch.archive import MACOS_FORKS, archive_kind, check_supported, misnamed_kind, unpack
 from ganfp.fetch.download import download, fetch_json, file_digest
@@ -30,9 +31,24 @@ def get_info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
+def _sources(source) -> list:
+    """`source` as a list of paths: one path, or an iterable of them; anything else is refused naming it (an int
+    failed with "'int' object is not iterable", a None in a list inside pathlib)."""
+    if source is None:
+        return []
+    if isinstance(source, (str, os.PathLike)):
+        return [source]
+    if isinstance(source, bytes) or not isinstance(source, Iterable):
+        raise InputError(f"source={source!r}: must be a path or a list of paths, not {type(source).__name__}")
+    sources = list(source)
+    for n, raw in enumerate(sources):
+        require_path(f"source[{n}]", raw)
+    return sources
+
+
 def fetch_dataset(
     name: str,
-    data_root: str | os.PathLike,
+    data_root: str | os.PathLike | None,
     source: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
     force: bool = False,
     progress=None,
@@ -51,9 +67,12 @@ def fetch_dataset(
     ready demo of any seed, and rebuild one with its own seed; a new one gets seed 0).
     """
     info = get_info(name)
-    sources = [] if source is None else [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    require_path("data_root", data_root, optional=True)
+    sources = _sources(source)
+    if via is not None:
+        require_text("via", via)
     check_options(info, sources, via=via, add=add, link=link, seed=seed, force=force)
-    root = Path(data_root).expanduser()
+    root = default_root(data_root)  # None: $GANFP_DATA, else the per-user data folder, as dataset_status reads it
     with store.removed_if_failed(root, name):
         root = ensure_dir(root, "data root")
         if name == "demo":
