@@ -78,6 +78,12 @@ class StopSignal(BaseException):
         self.exit_code = exit_code
 
 
+def shown(value, limit: int = 60) -> str:
+    """`value`'s repr for a one-line message, cut at `limit` characters: a list of a thousand ids is no line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def count(n: int, noun: str) -> str:
     """`1 image`, `2 images`: a message about one file should not read "1 images are not listed"."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
@@ -125,13 +131,12 @@ def require_path(name: str, value, optional: bool = False) -> None:
     naming `name`.
 
     From a notebook, `None` or a list of folders failed inside pathlib with "expected str, bytes or os.PathLike
-    object, not list", naming neither the argument nor the fix; a list was also read as its first folder's name.
+    object, not list", naming neither the argument nor the fix.
     """
     if value is None and optional:
         return
     if not isinstance(value, (str, os.PathLike)):
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        raise InputError(f"{name}={shown}: must be a path (a str or a pathlib.Path), not {type(value).__name__}")
+        raise InputError(f"{name}={shown(value)}: must be a path (a str or a pathlib.Path), not {type(value).__name__}")
 
 
 def require_paths(required: dict[str, object], optional: dict[str, object] | None = None) -> None:

@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ganfp.data.manifest import cell_id
-from ganfp.errors import InputError, require_number, require_path
+from ganfp.errors import InputError, require_number, require_path, shown
 from ganfp.fileio import OutputBatch, atomic_path, utf8_writable
 from ganfp.metrics import as_binary
 
@@ -212,9 +212,8 @@ def require_ids(name: str, ids, optional: bool = False) -> None:
     if ids is None and optional:
         return
     if isinstance(ids, (str, bytes, os.PathLike)) or not isinstance(ids, Iterable):
-        shown = repr(ids) if len(repr(ids)) <= 60 else repr(ids)[:57] + "..."
         why = " (one str would be read as one id per character)" if isinstance(ids, str) else ""
-        raise InputError(f"{name}={shown}: must be a list of ids, not {type(ids).__name__}{why}; "
+        raise InputError(f"{name}={shown(ids)}: must be a list of ids, not {type(ids).__name__}{why}; "
                          "read a file of ids with ganfp.submission.read_ids(path)")
 
 

@@ -52,7 +52,7 @@ from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices, split_problem
 from ganfp.device import autocast, configure, device_name, device_problem, resolve_device, rng_untouched, settings_kept
-from ganfp.errors import InputError, Interrupted, RuntimeFailure, StopSignal, require_path
+from ganfp.errors import MAX_SEED, InputError, Interrupted, RuntimeFailure, StopSignal, require_path
 from ganfp.fileio import check_writable, utf8_writable, write_json, write_text
 from ganfp.metrics import confusion_metrics
 from ganfp.models import create_model, model_entry
@@ -65,7 +65,6 @@ PSEUDO_NAMES = {
     "val_f1": "val_pseudo_f1",
 }  # what those scores are on pseudo-labels
 MIN_STEPS = 4  # fewer SGD steps per epoch than this and a stage learns next to nothing: say so
-MAX_SEED = 2**32 - 1  # numpy's seed range
 
 
 def plain_name_problem(name: object) -> str | None:

@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ganfp.errors import MAX_SEED  # numpy's seed range, which training takes; errors imports no numpy
+
 
 def _finite(value: Optional[float]) -> Optional[float]:
     """Click's FLOAT reads "nan" and "inf"; no threshold or fraction means anything as either."""
@@ -111,7 +113,6 @@ ReadDataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=
 RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", callback=folder_given("--runs-dir"), help=RUNS_HELP)]
 ModelOpt = Annotated[str, typer.Option("--model", help=MODEL_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]
-MAX_SEED = 2**32 - 1  # numpy's seed range; ganfp.train.MAX_SEED, repeated so `ganfp --help` imports no numpy
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", callback=in_range(0, MAX_SEED), help=SEED_HELP)]
 DemoSeedOpt = Annotated[  # fetch-data draws nothing else: the shared help's training steps do not apply there
     Optional[int],

@@ -150,10 +150,9 @@ def require_manifest(name: str, value) -> None:
     """`value` is a Manifest, else one InputError naming `name`: a folder name given where a manifest belongs
     failed with an AttributeError ("'str' object has no attribute 'items'")."""
     if not isinstance(value, Manifest):
-        from ganfp.errors import InputError
+        from ganfp.errors import InputError, shown
 
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        raise InputError(f"{name}={shown}: must be a Manifest, as {MANIFEST_READERS} returns")
+        raise InputError(f"{name}={shown(value)}: must be a Manifest, as {MANIFEST_READERS} returns")
 
 
 def is_image_file(path: Path) -> bool:
