@@ -378,3 +378,11 @@ def test_the_submission_readers_refuse_what_is_no_file(sets):
         read_ids(None)
     with pytest.raises(InputError, match=r"path_or_lines=1: must be a path or the file's lines"):
         validate_submission(1, ["a"])
+
+
+def test_a_seed_beyond_numpys_range_is_refused_before_any_work(sets):
+    with pytest.raises(InputError, match=r"seed=1099511627776: must be at most 4294967295"):
+        _classify(sets, seed=2**40)
+    with pytest.raises(InputError, match=r"ScoringSetup seed=1099511627776: must be at most 4294967295"):
+        ScoringSetup(16, seed=2**40)
+    assert not (sets / "out.csv").exists()

@@ -31,7 +31,7 @@ from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading
 from ganfp.data.outputs import check_outputs
 from ganfp.data.real import read_real
-from ganfp.errors import InputError, count, require_int, require_number, require_paths
+from ganfp.errors import InputError, count, require_int, require_number, require_paths, require_seed
 from ganfp.fileio import written_together
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
@@ -236,9 +236,10 @@ def check_options(method, k, used_fraction, threshold, image_size, batch_size, s
     for name, value in (("threshold", threshold), ("used_fraction", used_fraction)):
         if value is not None:
             require_number(name, value)
-    for name, value, low in (("k", k, 1), ("batch_size", batch_size, 1), ("seed", seed, 0), ("report_n", report_n, 1)):
+    for name, value, low in (("k", k, 1), ("batch_size", batch_size, 1), ("report_n", report_n, 1)):
         if value is not None:
             require_int(name, value, low=low)
+    require_seed("seed", seed)  # the calibration folds' scikit-learn random_state takes no more than 2**32 - 1
     if used_fraction is not None and not 0.0 < used_fraction < 1.0:
         raise InputError(f"--used-fraction {used_fraction:g}: must be between 0 and 1 (exclusive)")
     if image_size is not None:

@@ -47,7 +47,7 @@ from ganfp.data.generated import depths_by_set, image_headers, native_image_size
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files, list_folder
 from ganfp.data.outputs import check_outputs
 from ganfp.device import resolve_device
-from ganfp.errors import InputError, count, require_int, require_path, require_paths
+from ganfp.errors import InputError, count, require_int, require_path, require_paths, require_seed
 
 Message = Callable[[str], None]
 
@@ -67,7 +67,7 @@ def _check_common(features: str | None, image_size: int | None, batch_size: int,
     if image_size is not None:
         require_int("image_size", image_size, low=8, high=4096)
     require_int("batch_size", batch_size, low=1)
-    require_int("seed", seed, low=0, high=2**32 - 1)
+    require_seed("seed", seed)
     resolve_device(device)  # a GPU the machine lacks, or device=0, before the images are read
     parse_columns(columns, clustering)
 

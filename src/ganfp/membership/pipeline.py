@@ -18,7 +18,7 @@ from ganfp.data.cache import cache_key
 from ganfp.data.generated import MIN_IMAGE_SIZE
 from ganfp.data.manifest import Manifest
 from ganfp.device import resolve_device, rng_untouched
-from ganfp.errors import InputError, require_int, require_paths
+from ganfp.errors import InputError, require_int, require_paths, require_seed
 from ganfp.membership.autoencoder import AutoencoderConfig, cached_autoencoder, reconstruction_scores
 from ganfp.membership.features import downsample, load_checked, paired_features
 from ganfp.membership.fusion import add_log_ratios, fuse
@@ -53,7 +53,7 @@ class ScoringSetup:
             require_int("ScoringSetup image_size", self.image_size, low=MIN_IMAGE_SIZE)
         self.device = resolve_device(self.device, "ScoringSetup device")  # cuda:5 on a one-GPU machine too
         require_int("ScoringSetup batch_size", self.batch_size, low=1)
-        require_int("ScoringSetup seed", self.seed, low=0)
+        require_seed("ScoringSetup seed", self.seed)  # scikit-learn's random_state takes no more than 2**32 - 1
         require_paths({}, {"ScoringSetup data_root": self.data_root, "ScoringSetup checkpoint": self.checkpoint,
                            "ScoringSetup runs_dir": self.runs_dir})
         if self.autoencoder is not None and not isinstance(self.autoencoder, AutoencoderConfig):
