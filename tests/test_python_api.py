@@ -275,7 +275,8 @@ READING_CASES = {
                                   r"native_image_size argument 1='.*real': must be a Manifest, as .*read_real"),
     "image_headers(None)": (lambda s: image_headers(None), r"image_headers argument 1=None: must be a Manifest"),
     "decode_image size=0": (lambda s: decode_image(str(s / "real" / "im0_00.png"), 0), r"size=0: must be at least 1"),
-    "decode_image size=2.5": (lambda s: decode_image(str(s / "real" / "im0_00.png"), 2.5), r"size=2.5: must be a whole"),
+    "decode_image size=2.5": (lambda s: decode_image(str(s / "real" / "im0_00.png"), 2.5),
+                              r"size=2.5: must be a whole"),
     "decode_image path=None": (lambda s: decode_image(None, 16), r"path=None: must be a path"),
     "image_header path=None": (lambda s: image_header(None), r"path=None: must be a path"),
     "load_images folder": (lambda s: load_images(str(s / "real"), 16, data_root=s / "data"),
@@ -328,7 +329,8 @@ def _split():
 
 
 KIND_CASES = {
-    "ScoringSetup data_root": (lambda s: ScoringSetup(16, data_root=["d"]), r"ScoringSetup data_root=\['d'\]: must be a"),
+    "ScoringSetup data_root": (lambda s: ScoringSetup(16, data_root=["d"]),
+                               r"ScoringSetup data_root=\['d'\]: must be a"),
     "ScoringSetup checkpoint": (lambda s: ScoringSetup(16, checkpoint=1), r"ScoringSetup checkpoint=1: must be a path"),
     "classify reading": (lambda s: _classify(s, reading="lung"), r"reading='lung': must be a MedicalReading"),
     "classify progress": (lambda s: _classify(s, progress=5), r"^progress=5: must be callable"),

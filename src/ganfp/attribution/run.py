@@ -154,7 +154,8 @@ class ClusterConfig:
     runs_dir: str | None = None  # where `--features checkpoint` finds the newest finished chain run
 
     def validate(self) -> None:
-        require_paths({"images": self.images, "out": self.out}, {"data_root": self.data_root, "runs_dir": self.runs_dir})
+        require_paths({"images": self.images, "out": self.out},
+                      {"data_root": self.data_root, "runs_dir": self.runs_dir})
         CLUSTERERS.get(self.method)
         _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=True,
                       device=self.device)
