@@ -112,7 +112,76 @@ def test_ranks_augment_their_share_as_one_process_would():
 
 def test_batch_size_must_split_evenly_over_the_processes(monkeypatch, class_folder, tmp_path):
     as_world(monkeypatch, 2, 0)
-    with pytest.raises(InputError, match=r"--batch-size 7: not a multiple of the 2 processes"):
+    with pytest.raises(InputError, match=r"batch_size: not a multiple of the 2 processes.*\(e\.g\. 6 or 8\), got 7"):
         run_stage(StageConfig(dataset=str(class_folder), model="conv5", image_size=16, batch_size=7, device="cpu"),
                   tmp_path / "s", data_root=tmp_path / "root")
     assert not (tmp_path / "s").exists()
+
+
+def torchrun_env(monkeypatch, world: int, local: int, gpus: int | None = None) -> list:
+    """The environment torchrun gives a process, on a machine with `gpus` CUDA devices (None: no CUDA); returns
+    the list that records every GPU chosen or process group joined, which a refused process must leave empty."""
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    monkeypatch.setenv("LOCAL_RANK", str(local))
+    monkeypatch.setenv("RANK", str(local))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus is not None)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus or 0)
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("set_device", i)))
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda **kw: calls.append(("join", kw["backend"])))
+    monkeypatch.setattr(distributed.atexit, "register", lambda fn: None)
+    return calls
+
+
+def test_a_process_beyond_the_gpus_is_refused_before_its_images_are_decoded(monkeypatch, class_folder, tmp_path):
+    calls = torchrun_env(monkeypatch, world=4, local=2, gpus=2)
+    cfg = StageConfig(name="s", dataset=str(class_folder), model="conv5", image_size=16, batch_size=8)
+    with pytest.raises(InputError, match=r"LOCAL_RANK=2, but the machine shows 2 CUDA devices.*nproc_per_node=2"):
+        run_stage(cfg, tmp_path / "s", data_root=tmp_path / "root")
+    assert calls == []
+    assert not (tmp_path / "s").exists() and not (tmp_path / "root").exists()
+
+
+def test_a_gpu_named_under_torchrun_must_be_the_process_own(monkeypatch):
+    torchrun_env(monkeypatch, world=2, local=0, gpus=2)
+    assert distributed.process_device_problem("cuda:0") is None
+    assert "uses the GPU of its LOCAL_RANK (this one: cuda:0)" in distributed.process_device_problem("cuda:1")
+    with pytest.raises(InputError, match=r"stage s: device: under torchrun"):
+        StageConfig(name="s", dataset="demo:casia", model="conv5", device="cuda:1").validate(check_init=False)
+
+
+def test_setup_returns_the_process_own_gpu_also_once_the_group_is_joined(monkeypatch):
+    calls = torchrun_env(monkeypatch, world=2, local=1, gpus=2)
+    assert distributed.setup("auto") == "cuda:1"
+    assert calls == [("set_device", 1), ("join", "nccl")]
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    assert distributed.setup("auto") == distributed.setup("cuda") == "cuda:1"  # a chain's later stage
+    assert len(calls) == 2  # joined once
+
+
+def test_processes_without_cuda_train_on_the_cpu(monkeypatch):
+    calls = torchrun_env(monkeypatch, world=2, local=1)
+    assert distributed.process_device_problem("auto") is None
+    assert distributed.setup("auto") == "cpu"
+    assert calls == [("join", "gloo")]
+
+
+def test_a_chain_stage_whose_batch_cannot_be_shared_is_refused_before_the_first_stage(monkeypatch, tmp_path):
+    from ganfp.chain import load_chain, stage_configs
+
+    torchrun_env(monkeypatch, world=4, local=0)
+    chain = tmp_path / "c.toml"
+    chain.write_text('[[stages]]\ndataset = "demo:casia"\nbatch_size = 8\n\n'
+                     '[[stages]]\ndataset = "demo:covid-ctset"\nbatch_size = 2\n')
+    with pytest.raises(InputError, match=r"c.toml:7: stage 2 batch_size: smaller than the 4 processes.*, got 2"):
+        stage_configs(load_chain(str(chain)), "conv5")
+    with pytest.raises(InputError, match=r"--batch-size: not a multiple of the 4 processes"):
+        stage_configs(load_chain(str(chain)), "conv5", {"batch_size": 10})
+
+
+def test_a_world_size_that_is_no_number_is_named(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(InputError, match=r"WORLD_SIZE='two': not a whole number"):
+        StageConfig(name="s", dataset="demo:casia", model="conv5").validate(check_init=False)

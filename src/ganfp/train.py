@@ -151,6 +151,7 @@ class StageConfig:
                 ),
             ),
             ("batch_size", (), lambda: need(self.batch_size >= 1, f"must be at least 1, got {self.batch_size}")),
+            ("batch_size", (), lambda: self.batch_size >= 1 and self._share_problem()),
             (
                 "image_size",
                 (),
@@ -225,9 +226,15 @@ class StageConfig:
         return None
 
     def _device_problem(self) -> str | None:
-        """A GPU the machine lacks, known now: a chain's stage 3 found it after stages 1 and 2 trained."""
-        why = device_problem(self.device)
+        """A GPU the machine (or, under torchrun, this process) lacks, known now: a chain's stage 3 found it after
+        stages 1 and 2 trained."""
+        why = device_problem(self.device) or distributed.process_device_problem(str(self.device))
         return f"{why}, got {self.device!r}" if why else None
+
+    def _share_problem(self) -> str | None:
+        """Under torchrun, a batch the processes cannot split evenly, known before any stage decodes or trains."""
+        why = distributed.batch_share_problem(self.batch_size)
+        return f"{why}, got {self.batch_size}" if why else None
 
     def _size_problem(self) -> str | None:
         if _problem(model_entry, self.model) or not 8 <= self.image_size:
@@ -572,13 +579,9 @@ def _has_meta(path: Path) -> bool:
 
 
 def setup_device(cfg: StageConfig) -> torch.device:
-    """Join the process group (under torchrun), pick the device and its fast settings."""
+    """Join the process group (under torchrun), pick the device and its fast settings (the config is validated:
+    the batch splits evenly over the processes, each has its own GPU)."""
     device = resolve_device(distributed.setup(device_name(cfg.device)))
-    if cfg.batch_size % distributed.world_size():
-        raise InputError(
-            f"--batch-size {cfg.batch_size}: not a multiple of the {distributed.world_size()} processes, "
-            "which take equal shares of each batch"
-        )
     configure(device, cfg.deterministic)
     return device
 
