@@ -253,6 +253,77 @@ def test_a_stage_stopped_while_its_files_are_written_says_how_to_resume_it(tmp_p
     assert sorted(p.name for p in out.iterdir()) == ["history.csv", "meta.json", "model.safetensors"]
 
 
+def two_stage_chain(tmp_path: Path) -> list:
+    """`ganfp chain` arguments for a chain of two tiny stages, "one" and "two", into tmp_path/runs."""
+    one, two = write_class_folder(tmp_path / "d1", 12, 16, seed=1), write_class_folder(tmp_path / "d2", 12, 16, seed=2)
+    chain = tmp_path / "c.toml"
+    chain.write_text(f'name = "c"\n[defaults]\nimage_size = 16\nbatch_size = 8\nepochs = 1\n'
+                     f'[[stages]]\nname = "one"\ndataset = "{one}"\n[[stages]]\nname = "two"\ndataset = "{two}"\n')
+    return ["chain", "--chain", chain, "--model", "conv5", "--runs-dir", tmp_path / "runs", "--data-root",
+            tmp_path / "root", "--device", "cpu", "--json"]
+
+
+def error_line(err: str) -> str:
+    """The one error line a command ended with (progress lines may come before it), with its wrapping undone."""
+    assert "Traceback" not in err and err.count("error: ") == 1, err
+    return " ".join(err.split("error: ")[-1].split())
+
+
+def test_a_chain_stopped_before_its_first_stage_says_nothing_was_written(tmp_path, run_cli, monkeypatch):
+    """Ctrl-C while the chain checked its stages' datasets ended with the generic line, no word of the chain."""
+    args = two_stage_chain(tmp_path)
+    monkeypatch.setattr("ganfp.chain.plan_stages", stopped_by(StopSignal("interrupted by Ctrl-C (SIGINT)", 130)))
+    code, _, err = run_cli(*args)
+    assert code == 130
+    assert error_line(err) == ("chain c interrupted before stage 1 (one) started; nothing was written; run the same "
+                             "command again to go on from stage 1 (one)")
+    assert not (tmp_path / "runs" / "c-conv5" / "chain.json").exists()
+
+
+def test_a_chain_stopped_between_stages_says_which_are_saved_and_goes_on_when_run_again(tmp_path, run_cli,
+                                                                                        monkeypatch):
+    import ganfp.chain as chain
+
+    args, written, real_write = two_stage_chain(tmp_path), [], chain._write_record
+
+    def write_then_stop_before_stage_two(run_dir, record):
+        written.append(1)
+        if len(written) == 3:  # before stage 1, after it, then before stage 2
+            raise StopSignal("interrupted by SIGTERM", 143)
+        real_write(run_dir, record)
+
+    monkeypatch.setattr(chain, "_write_record", write_then_stop_before_stage_two)
+    code, _, err = run_cli(*args)
+    run_dir = tmp_path / "runs" / "c-conv5"
+    assert code == 143
+    assert error_line(err) == (f"chain c interrupted after stage 1 (one) finished, before stage 2 (two) started; "
+                             f"stage 1 is finished in {run_dir}; run the same command again to go on from stage 2 "
+                             "(two)")
+    monkeypatch.undo()
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert [row["status"] for row in json.loads(out)] == ["skipped", "trained"]
+
+
+def test_a_chain_stopped_while_a_stage_decodes_says_nothing_of_it_was_saved(tmp_path, run_cli, monkeypatch):
+    import ganfp.train as train
+
+    args, real_load, calls = two_stage_chain(tmp_path), train.load_stage_images, []
+
+    def load_then_stop_in_stage_two(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise StopSignal("interrupted by Ctrl-C (SIGINT)", 130)
+        return real_load(*a, **kw)
+
+    monkeypatch.setattr(train, "load_stage_images", load_then_stop_in_stage_two)
+    code, _, err = run_cli(*args)
+    assert code == 130
+    assert error_line(err) == ("stage two interrupted before training started; no epoch had finished, so nothing was "
+                             "saved; run the same command again")
+    assert (tmp_path / "runs" / "c-conv5" / "01-one" / "meta.json").exists()
+
+
 def _manifest(tmp_path: Path):
     from ganfp.data.adapters import load_manifest
 

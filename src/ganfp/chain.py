@@ -24,7 +24,7 @@ from ganfp.checkpoint import CHAIN_FILE, stage_status
 from ganfp.data.adapters import load_manifest
 from ganfp.data.manifest import Manifest
 from ganfp.device import device_name, rng_untouched, settings_kept
-from ganfp.errors import InputError, require_path
+from ganfp.errors import InputError, Interrupted, StopSignal, require_path
 from ganfp.fileio import check_writable, folder_lock, write_json, writer_of
 from ganfp.models import model_entry
 from ganfp.pseudo import PseudoSettings, check_source, pseudo_label
@@ -36,6 +36,7 @@ from ganfp.train import (
     check_request,
     completed,
     dataset_fingerprint,
+    interrupted,
     load_stage_images,
     plain_name_problem,
     run_stage,
@@ -305,10 +306,13 @@ def train_stage(
     check = strict_resume and not force
     if check and writer_of(out_dir) is None:  # refused before the folder is touched (its lock file would be)
         check_out_dir(cfg, Path(out_dir), init_id, resume)
-    with writer_lock(Path(out_dir), what, hint):
-        if check:  # again: another run may have finished or stopped there meanwhile
-            check_out_dir(cfg, Path(out_dir), init_id, resume)
-        return _train_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)
+    try:
+        with writer_lock(Path(out_dir), what, hint):
+            if check:  # again: another run may have finished or stopped there meanwhile
+                check_out_dir(cfg, Path(out_dir), init_id, resume)
+            return _train_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)
+    except (KeyboardInterrupt, StopSignal) as exc:  # while it decoded or pseudo-labelled: the epochs say their own
+        raise interrupted(cfg, Path(out_dir), "before training started", exc) from None
 
 
 def writer_lock(folder: Path, what: str, hint: str):
@@ -366,10 +370,13 @@ def run_chain(
     names = [c.name for c in configs]
     if from_stage is not None and from_stage not in names:
         raise InputError(f"--from-stage {from_stage!r}: not a stage of chain {spec.name} ({', '.join(names)})")
-    check_run_owner(spec, run_dir)
-    with writer_lock(run_dir, f"chain run {run_dir}", "wait for it to finish, or pass another --runs-dir"):
-        check_run_owner(spec, run_dir)  # again: another chain may have started there meanwhile
-        return run_dir, _run_stages(spec, model, configs, run_dir, data_root, from_stage, observer_for)
+    try:
+        check_run_owner(spec, run_dir)
+        with writer_lock(run_dir, f"chain run {run_dir}", "wait for it to finish, or pass another --runs-dir"):
+            check_run_owner(spec, run_dir)  # again: another chain may have started there meanwhile
+            return run_dir, _run_stages(spec, model, configs, run_dir, data_root, from_stage, observer_for)
+    except (KeyboardInterrupt, StopSignal) as exc:  # before the run folder was locked: nothing written
+        raise chain_interrupted(spec, configs, run_dir, 0, False, exc) from None
 
 
 def check_run_owner(spec: ChainSpec, run_dir: Path) -> None:
@@ -401,36 +408,71 @@ class StagePlan:
 
 def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir: Path, data_root,
                 from_stage: str | None, observer_for) -> list[StageSummary]:
-    """`run_chain` once its run folder is locked: plan (and check) every stage, then train them in order."""
-    first_id = start_identity(configs[0].init)  # a weights file's hash: read once, it can be hundreds of MB
-    plans = plan_stages(spec, configs, run_dir, data_root, from_stage, first_id)
-    record = {
-        "chain": spec.name,
-        "source": spec.source,
-        "model": model,
-        "spec": spec.to_dict(),
-        "stages": [
-            {"name": c.name, "dir": stage_folder(i, c.name), "status": "pending"} for i, c in enumerate(configs, 1)
-        ],
-    }
-    prev_id, results = first_id, []
-    for cfg, plan, entry in zip(configs, plans, record["stages"]):
-        out_dir = run_dir / entry["dir"]
-        if plan.train:
+    """`run_chain` once its run folder is locked: plan (and check) every stage, then train them in order.
+
+    Ctrl-C outside a stage's own work (planning, between two stages) ends with what is saved and how to go on,
+    as a stage stopped in an epoch does.
+    """
+    wrote, results = False, []
+    try:
+        first_id = start_identity(configs[0].init)  # a weights file's hash: read once, it can be hundreds of MB
+        plans = plan_stages(spec, configs, run_dir, data_root, from_stage, first_id)
+        record = {
+            "chain": spec.name,
+            "source": spec.source,
+            "model": model,
+            "spec": spec.to_dict(),
+            "stages": [
+                {"name": c.name, "dir": stage_folder(i, c.name), "status": "pending"} for i, c in enumerate(configs, 1)
+            ],
+        }
+        prev_id = first_id
+        for cfg, plan, entry in zip(configs, plans, record["stages"]):
+            out_dir = run_dir / entry["dir"]
+            if plan.train:
+                wrote = True
+                _write_record(run_dir, record)
+                summary = _train_planned(cfg, plan, out_dir, data_root, prev_id, observer_for)
+            else:
+                summary = completed(cfg, out_dir, prev_id)
+            results.append(_noted(cfg, plan, summary))
+            done = stage_status(out_dir)
+            entry.update(status="complete", run_id=done["run_id"] if done else "", digest=cfg.digest(prev_id))
             _write_record(run_dir, record)
-            summary = _train_planned(cfg, plan, out_dir, data_root, prev_id, observer_for)
-        else:
-            summary = completed(cfg, out_dir, prev_id)
-        if cfg.pseudo_labels:  # also for a stage finished before summaries said so
-            summary = dataclasses.replace(summary, val_labels=f"pseudo:{cfg.pseudo_labels}")
-        if plan.note:
-            summary = dataclasses.replace(summary, warnings=[*summary.warnings, plan.note])
-        done = stage_status(out_dir)
-        entry.update(status="complete", run_id=done["run_id"] if done else "", digest=cfg.digest(prev_id))
-        _write_record(run_dir, record)
-        results.append(summary)
-        prev_id = entry["run_id"]
+            prev_id = entry["run_id"]
+    except (KeyboardInterrupt, StopSignal) as exc:
+        raise chain_interrupted(spec, configs, run_dir, len(results), wrote, exc) from None
     return results
+
+
+def _noted(cfg: StageConfig, plan: StagePlan, summary: StageSummary) -> StageSummary:
+    """A stage's summary as the chain reports it: pseudo-labelled, and with the plan's note."""
+    if cfg.pseudo_labels:  # also for a stage finished before summaries said so
+        summary = dataclasses.replace(summary, val_labels=f"pseudo:{cfg.pseudo_labels}")
+    if plan.note:
+        summary = dataclasses.replace(summary, warnings=[*summary.warnings, plan.note])
+    return summary
+
+
+def chain_interrupted(spec: ChainSpec, configs: list[StageConfig], run_dir: Path, finished: int, wrote: bool,
+                      exc: BaseException) -> Interrupted:
+    """The one line a chain stopped outside a stage's epochs ends with: which stages are saved, and how to go on
+    (a chain re-run skips its finished stages)."""
+    code = getattr(exc, "exit_code", 130)
+    if finished == len(configs):
+        return Interrupted(f"chain {spec.name} interrupted after its last stage finished; all {len(configs)} "
+                           f"stages are saved in {run_dir}", code)
+    upcoming = f"stage {finished + 1} ({configs[finished].name})"
+    where = (f"after stage {finished} ({configs[finished - 1].name}) finished, before {upcoming} started"
+             if finished else f"before {upcoming} started")
+    if not wrote:
+        saved = "nothing was written"
+    elif finished:
+        saved = f"{'stage 1 is' if finished == 1 else f'stages 1 to {finished} are'} finished in {run_dir}"
+    else:
+        saved = "no stage had finished"
+    return Interrupted(f"chain {spec.name} interrupted {where}; {saved}; run the same command again to go on "
+                       f"from {upcoming}", code)
 
 
 def _train_planned(cfg: StageConfig, plan: StagePlan, out_dir: Path, data_root, init_id: str,
