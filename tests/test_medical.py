@@ -74,6 +74,26 @@ def test_dicom_found_by_extension_or_preamble_only(tmp_path):
     assert folder_manifest(tmp_path).ids == ["1.2.840.99.3", "IM0002", "a"]
 
 
+def test_siemens_ima_files_are_read_as_dicom_and_keep_their_name_as_id(tmp_path, run_cli, caplog):
+    """`.IMA`, Siemens' DICOM export, was skipped as a file in no image format: a folder of them held no images."""
+    write_ct_dicom(tmp_path / "real" / "IM-0001-0001.IMA", rows_slice())
+    write_ct_dicom(tmp_path / "real" / "IM-0001-0002.ima", rows_slice())
+    write_acr_nema(tmp_path / "real" / "OLD.IMA", rows_slice())  # no DICM preamble: not read, and said so
+    assert [p.name for p in image_files(tmp_path / "real")] == ["IM-0001-0001.IMA", "IM-0001-0002.ima"]
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "1 file skipped" in warning and "(first: OLD.IMA)" in warning and "ACR-NEMA" in warning
+    manifest = folder_manifest(tmp_path / "real")
+    assert manifest.ids == ["IM-0001-0001", "IM-0001-0002"]
+    images = load_images(manifest, 16, tmp_path / "cache").images
+    assert np.array_equal(images[0, 0] if images.ndim == 4 else images[0], expected_rows(LUNG))
+    write_ct_dicom(tmp_path / "gen" / "g.IMA", rows_slice())
+    code, _, err = run_cli("classify", tmp_path / "real", "--generated", tmp_path / "gen", "--out",
+                           tmp_path / "s.csv", "--data-root", tmp_path / "root", "--device", "cpu")
+    assert code == 0, err
+    assert sorted(read_predictions(tmp_path / "s.csv", ["IM-0001-0001", "IM-0001-0002"]).ids) == [
+        "IM-0001-0001", "IM-0001-0002"]
+
+
 def test_dicom_files_named_by_their_uid_keep_every_part_in_their_ids(tmp_path):
     """`Path.stem` took a UID's last part for an extension: the two slices below were both `...969`, refused as
     one id. Every reader of ids (a submission's image_path column, an attribution table, evaluate's hint) keeps it

@@ -13,8 +13,11 @@ import numpy as np
 UNLABELLED = -1
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 DICOM_SUFFIXES = {".dcm", ".dicom"}
+# DICOM when the file carries the DICM preamble: Siemens scanners export `.IMA` (older ones wrote their own format)
+PREAMBLE_SUFFIXES = {".ima"}
 NIFTI_ENDINGS = (".nii", ".nii.gz")  # read by ganfp.data.medical (the `medical` extra)
-ID_SUFFIXES = IMAGE_SUFFIXES | DICOM_SUFFIXES  # what an image's id leaves out (a NIfTI slice's id is its own)
+# what an image's id leaves out (a NIfTI slice's id is its own)
+ID_SUFFIXES = IMAGE_SUFFIXES | DICOM_SUFFIXES | PREAMBLE_SUFFIXES
 # files that come with image sets and are never images: not reported as skipped
 SIDECAR_SUFFIXES = {".csv", ".tsv", ".txt", ".json", ".md", ".pdf", ".xml", ".html", ".htm", ".yaml", ".yml",
                     ".log", ".xls", ".xlsx", ".ods", ".doc", ".docx", ".rtf", ".ini", ".db"}
@@ -125,7 +128,8 @@ def is_nifti(path: str | os.PathLike) -> bool:
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
-    """A `.dcm` file, or one without an image extension (none, or a UID's digits) carrying the DICM preamble.
+    """A `.dcm` file, or one carrying the DICM preamble named `.IMA` (Siemens) or without an image extension (none,
+    or a UID's digits).
 
     A DICOMDIR (the index every DICOM export medium carries, named so by PS3.10) is not an image.
     """
@@ -134,13 +138,18 @@ def is_dicom(path: str | os.PathLike) -> bool:
     suffix = Path(path).suffix.lower()
     if suffix in DICOM_SUFFIXES:
         return True
-    if suffix and not suffix[1:].isdigit():
+    if not _named_like_dicom(suffix):
         return False
     try:
         with open(path, "rb") as f:
             return f.read(132)[128:] == b"DICM"
     except OSError:
         return False
+
+
+def _named_like_dicom(suffix: str) -> bool:
+    """A name whose extension leaves the DICM preamble to say whether the file is DICOM."""
+    return not suffix or suffix[1:].isdigit() or suffix.lower() in PREAMBLE_SUFFIXES
 
 
 MANIFEST_READERS = "ganfp.data.real.read_real(FOLDER) or ganfp.data.generated.generated_manifest(FOLDER)"
@@ -224,7 +233,7 @@ def _warn_skipped(folder: Path, skipped: list[Path]) -> None:
         return
     _reported.update(new)
     first = new[0].relative_to(folder)
-    dicom_like = not first.suffix or first.suffix[1:].isdigit()  # named as is_dicom expects a DICOM file
+    dicom_like = _named_like_dicom(first.suffix)  # named as is_dicom expects a DICOM file
     hint = "; DICOM without the DICM preamble (old ACR-NEMA files) is not read" if dicom_like else ""
     files = f"{len(new)} files" if len(new) > 1 else "1 file"
     log.warning("%s: %s skipped, not in an image format ganfp reads (first: %s)%s", folder, files, first, hint)
