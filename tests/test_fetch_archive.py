@@ -152,6 +152,39 @@ def test_a_zstd_archive_is_refused_before_any_work(tmp_path, run_cli, name, advi
     assert not (tmp_path / "data").exists()
 
 
+def _folder(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    for name, data in members:
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_bytes(data)
+    return path
+
+
+ZSTD = b"\x28\xb5\x2f\xfd not really zstd"
+
+
+@pytest.mark.parametrize("make, holder, member, advice", [
+    (lambda p: _folder(p / "casia", GOOD_MEMBERS + [("CASIA2/Tp/more.rar", b"Rar!")]),
+     "casia", "CASIA2/Tp/more.rar", "unrar x more.rar) where it is, remove it, and run again"),
+    (lambda p: _folder(p / "casia", GOOD_MEMBERS + [("CASIA2/Au.tar", ZSTD)]),  # known by its first bytes
+     "casia", "CASIA2/Au.tar", "tar --zstd -xf Au.tar) where it is"),
+    (lambda p: _zip(p / "casia.zip", GOOD_MEMBERS + [("CASIA2/more.7z", b"7z")]),
+     "casia.zip", "CASIA2/more.7z", "7z x more.7z) in the unpacked casia.zip, remove it, and pass that folder"),
+    (lambda p: _tar(p / "casia.tar.gz", GOOD_MEMBERS + [("CASIA2/Tp.tar.zst", ZSTD)]),
+     "casia.tar.gz", "CASIA2/Tp.tar.zst", "tar --zstd -xf Tp.tar.zst) in the unpacked casia.tar.gz"),
+    (lambda p: _folder(p / "casia", [("CASIA2.zip", _zip(p / "inner.zip", [("CASIA2/Au.rar", b"Rar!")]).read_bytes())]),
+     "casia/CASIA2.zip", "CASIA2/Au.rar", "unrar x Au.rar) in the unpacked CASIA2.zip"),
+], ids=["rar-in-folder", "zstd-tar-in-folder", "7z-in-zip", "zst-in-tar-gz", "rar-in-zip-in-folder"])
+def test_an_archive_ganfp_cannot_unpack_inside_the_source_is_refused_naming_both(tmp_path, run_cli, make, holder,
+                                                                                  member, advice):
+    """A .rar, .7z or zstd archive inside a --from folder or archive was kept as a loose file: the dataset was
+    installed without its images, with at most a warning that a file was not read."""
+    source = make(tmp_path)
+    code, _, err = run_cli("fetch-data", "casia", "--from", source, "--data-root", tmp_path / "data")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"error: {tmp_path / holder}: holds {member}, " in err and advice in err
+    assert "Traceback" not in err and not (tmp_path / "data").exists()
+
+
 def test_pillow_image_size_limit_stays_on():
     import ganfp.data.adapters  # noqa: F401
     import ganfp.fetch  # noqa: F401

@@ -25,6 +25,7 @@ from ganfp.fileio import replace_file
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 UNSUPPORTED_SUFFIXES = (".rar", ".7z")
+UNPACK_COMMANDS = {".rar": "unrar x {}", ".7z": "7z x {}"}
 ZSTD_TARS = (".tar.zst", ".tar.zstd", ".tzst")  # Python's tarfile reads zstd from 3.14 on only
 ZSTD_SUFFIXES = ZSTD_TARS + (".zst", ".zstd")
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # a zstd frame, whatever the file is named (`tar --zstd -cf x.tar`)
@@ -50,20 +51,56 @@ def archive_kind(path: str | Path) -> str | None:
     return None
 
 
-def check_supported(path: Path) -> None:
+def check_supported(path: Path, shown: str | Path | None = None) -> None:
     """Refuse an archive ganfp cannot unpack, by its name (zstd also by its first bytes), before any work: taken
-    for a loose file, it would be copied (gigabytes) and then found to hold no images."""
-    name = path.name.lower()
-    if name.endswith(ZSTD_SUFFIXES) or _starts_with(path, ZSTD_MAGIC):
-        lone = name.endswith((".zst", ".zstd")) and not name.endswith(ZSTD_TARS)  # maybe not a tar inside
-        command = f"zstd -d {path.name}, then unpack" if lone else f"tar --zstd -xf {path.name}"
-        raise InputError(f"{path}: zstd-compressed, which ganfp cannot unpack; unpack it first ({command}) and pass "
-                         "the folder with --from")
-    if name.endswith(UNSUPPORTED_SUFFIXES):
-        raise InputError(f"{path}: {path.suffix} archives are not supported; unpack it yourself and pass the folder with --from")
+    for a loose file, it would be copied (gigabytes) and then found to hold no images. `shown`: the name to say."""
+    why = unsupported_reason(path.name, starts_with(path, ZSTD_MAGIC))
+    if why:
+        raise InputError(f"{shown or path}: {why} and pass the folder with --from")
 
 
-def _starts_with(path: Path, magic: bytes) -> bool:
+def unsupported_reason(name: str, zstd_frame: bool = False) -> str | None:
+    """Why ganfp cannot unpack the file `name` (zstd_frame: its first bytes are a zstd frame), with the command that
+    can, or None. The one wording for an archive given with --from and for one found inside what it gives."""
+    base = PurePosixPath(name.replace("\\", "/")).name
+    lower = base.lower()
+    if lower.endswith(ZSTD_SUFFIXES) or zstd_frame:
+        lone = lower.endswith((".zst", ".zstd")) and not lower.endswith(ZSTD_TARS)  # maybe not a tar inside
+        command = f"zstd -d {base}, then unpack" if lone else f"tar --zstd -xf {base}"
+        return f"zstd-compressed, which ganfp cannot unpack; unpack it first ({command})"
+    if lower.endswith(UNSUPPORTED_SUFFIXES):
+        suffix = next(s for s in UNSUPPORTED_SUFFIXES if lower.endswith(s))
+        return f"{suffix} archives are not supported; unpack it yourself ({UNPACK_COMMANDS[suffix].format(base)})"
+    return None
+
+
+def check_inner(holder: str | Path, name: str, zstd_frame: bool = False, in_folder: bool = False) -> None:
+    """Refuse an archive ganfp cannot unpack found inside a --from folder or archive (`holder`), naming both: left
+    as a loose file, its images were silently missing from the dataset."""
+    why = unsupported_reason(name, zstd_frame)
+    if not why:
+        return
+    where = "where it is" if in_folder else f"in the unpacked {PurePosixPath(str(holder)).name}"
+    then = "run again" if in_folder else "pass that folder with --from"
+    raise InputError(f"{holder}: holds {name}, {why} {where}, remove it, and {then}")
+
+
+def check_zip_members(path: Path, shown: str | Path | None = None) -> None:
+    """`check_inner` for every member of a zip, from its central directory alone: cheap enough to run before any
+    work. (A tar is checked as it is unpacked: listing a tar.gz means decompressing all of it.)"""
+    if archive_kind(path) != "zip":
+        return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [i.filename for i in zf.infolist() if not i.is_dir()]
+    except (OSError, *DAMAGED):
+        return  # reported where it is unpacked
+    for name in names:
+        if not is_macos_forks(PurePosixPath(name.replace("\\", "/"))):
+            check_inner(shown or path, name)
+
+
+def starts_with(path: Path, magic: bytes) -> bool:
     try:
         with open(path, "rb") as f:
             return f.read(len(magic)) == magic
@@ -130,13 +167,16 @@ class _Budget:
             raise InputError(f"{self.archive}: expands more than {MAX_RATIO}x its size; refusing (decompression bomb?)")
 
 
-def unpack(archive: str | Path, dest: str | Path, max_bytes: int, progress=None) -> int:
-    """Unpack `archive` into the folder `dest`; return the bytes written. `progress`: a rich Progress."""
+def unpack(archive: str | Path, dest: str | Path, max_bytes: int, progress=None,
+           shown: str | Path | None = None) -> int:
+    """Unpack `archive` into the folder `dest`; return the bytes written. `progress`: a rich Progress. `shown`: the
+    name a refusal says (an archive found inside another is named by its place there, not by a staging path)."""
     archive, dest = Path(archive), Path(dest)
-    check_supported(archive)
+    shown = shown or archive
+    check_supported(archive, shown)
     kind = archive_kind(archive)
     if kind is None:
-        raise InputError(f"{archive}: not an archive ganfp can unpack (zip, tar, tar.gz, tar.bz2, tar.xz)")
+        raise InputError(f"{shown}: not an archive ganfp can unpack (zip, tar, tar.gz, tar.bz2, tar.xz)")
     dest.mkdir(parents=True, exist_ok=True)
     budget = _Budget(archive, max_bytes)
     if progress is not None:
@@ -144,9 +184,9 @@ def unpack(archive: str | Path, dest: str | Path, max_bytes: int, progress=None)
         budget.progress = lambda total=None: progress.update(task, completed=_mib(budget.used), total=_mib(total) if total else None)
     try:
         if kind == "zip":
-            _unpack_zip(archive, dest, budget)
+            _unpack_zip(archive, dest, budget, shown)
         else:
-            _unpack_tar(archive, dest, budget)
+            _unpack_tar(archive, dest, budget, shown)
     except DAMAGED as exc:
         raise InputError(f"{archive}: damaged or incomplete archive ({_reason(exc)})") from exc
     except OSError as exc:
@@ -168,7 +208,7 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _unpack_zip(archive: Path, dest: Path, budget: _Budget) -> None:
+def _unpack_zip(archive: Path, dest: Path, budget: _Budget, shown) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         plan = []
@@ -191,6 +231,7 @@ def _unpack_zip(archive: Path, dest: Path, budget: _Budget) -> None:
             if info.is_dir():
                 plan.append((rel, "dir", None, info))
                 continue
+            check_inner(shown, info.filename)
             if info.file_size > MEMBER_RATIO_FLOOR and info.file_size > MAX_MEMBER_RATIO * max(info.compress_size, 1):
                 raise InputError(f"{archive}: member {info.filename!r} expands more than {MAX_MEMBER_RATIO}x; refusing (decompression bomb?)")
             declared += info.file_size
@@ -209,7 +250,9 @@ def _unpack_zip(archive: Path, dest: Path, budget: _Budget) -> None:
             budget.progress(declared)
 
 
-def _unpack_tar(archive: Path, dest: Path, budget: _Budget) -> None:
+def _unpack_tar(archive: Path, dest: Path, budget: _Budget, shown) -> None:
+    """One streaming pass (a tar.gz is not read twice), so an archive ganfp cannot unpack inside is refused when
+    met; the caller removes what was unpacked before it."""
     with tarfile.open(archive, "r:*") as tf:
         for member in tf:  # one streaming pass: a tar.gz is not read twice
             rel = safe_relpath(archive, member.name)
@@ -221,6 +264,7 @@ def _unpack_tar(archive: Path, dest: Path, budget: _Budget) -> None:
             elif member.isdir():
                 _mkdir(dest, rel, budget)
             elif member.isfile():
+                check_inner(shown, member.name)
                 src = tf.extractfile(member)
                 with src:
                     _write(src, dest, rel, budget)

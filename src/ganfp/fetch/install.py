@@ -15,7 +15,17 @@ from ganfp.paths import data_root as default_root
 from ganfp.paths import ensure_dir
 from ganfp.errors import InputError, RuntimeFailure, require_path, require_text
 from ganfp.fetch import store
-from ganfp.fetch.archive import MACOS_FORKS, archive_kind, check_supported, misnamed_kind, unpack
+from ganfp.fetch.archive import (
+    MACOS_FORKS,
+    ZSTD_MAGIC,
+    archive_kind,
+    check_inner,
+    check_supported,
+    check_zip_members,
+    misnamed_kind,
+    starts_with,
+    unpack,
+)
 from ganfp.fetch.download import download, fetch_json, file_digest
 from ganfp.fetch.kaggle import kaggle_download
 from ganfp.fetch.registry import DATASETS, DatasetInfo, Route
@@ -144,11 +154,23 @@ def _check_source(raw) -> None:
         raise InputError(f"--from {raw}: no such file or folder")
     if path.is_file():
         check_supported(path)
+        check_zip_members(path)
+    if path.is_dir():
+        _check_inner_archives(path)
     kind = path.is_file() and misnamed_kind(path)
     if kind:
         suffix = ".zip" if kind == "zip" else ".tar (.tar.gz if it is compressed)"
         raise InputError(f"--from {raw}: a {kind} archive whose name does not end in {suffix}, so it would not be "
                          "unpacked; rename it and run again")
+
+
+def _check_inner_archives(folder: Path) -> None:
+    """Refuse a --from folder holding an archive ganfp cannot unpack (by name; a zip or tar name also by a zstd
+    frame), before anything is copied: it was copied as a loose file, and its images were missing."""
+    for path in _files_under(folder):
+        rel = path.relative_to(folder).as_posix()
+        check_inner(folder, rel, archive_kind(path) is not None and starts_with(path, ZSTD_MAGIC), in_folder=True)
+        check_zip_members(path, folder / rel)
 
 
 def _check_route(info: DatasetInfo, via: str | None) -> None:
@@ -278,7 +300,7 @@ def _unpack_nested(info: DatasetInfo, staging: Path, progress) -> None:
     for _ in range(NESTED_ROUNDS):
         nested = sorted(p for p in staging.rglob("*") if p.is_file() and archive_kind(p))
         for path in nested:
-            budget -= unpack(path, path.parent / _archive_stem(path), budget, progress)
+            budget -= unpack(path, path.parent / _archive_stem(path), budget, progress, path.relative_to(staging))
             path.unlink()
 
 
@@ -292,8 +314,21 @@ def _archive_stem(path: Path) -> str:
 
 def _link_tree(src: Path, dest: Path, skip: set[str], link: bool, progress, keep_existing: bool = False) -> None:
     """Copy (or hard-link) the files under `src` into `dest`; symlinked folders are followed once."""
-    files = []
-    seen = set()
+    files = [p for p in _files_under(src) if not (p.parent == src and p.name in skip)]
+    task = progress.add_task(f"{'link' if link else 'copy'} {src.name}", total=len(files), status="") if progress else None
+    for i, path in enumerate(files, 1):
+        target = dest / path.relative_to(src)
+        if keep_existing and target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _place(path, target, link)
+        if task is not None and (i % 200 == 0 or i == len(files)):
+            progress.update(task, completed=i)
+
+
+def _files_under(src: Path) -> list[Path]:
+    """The files under `src`; symlinked folders are followed once, macOS's resource forks left out."""
+    files, seen = [], set()
 
     def unreadable(exc: OSError) -> None:  # skipping it would install a dataset with files silently missing
         raise InputError(f"{exc.filename or src}: cannot read the folder ({exc.strerror or exc})")
@@ -305,16 +340,8 @@ def _link_tree(src: Path, dest: Path, skip: set[str], link: bool, progress, keep
             dirs[:] = []
             continue
         seen.add(real)
-        files.extend(Path(top) / n for n in names if not (Path(top) == src and n in skip))
-    task = progress.add_task(f"{'link' if link else 'copy'} {src.name}", total=len(files), status="") if progress else None
-    for i, path in enumerate(files, 1):
-        target = dest / path.relative_to(src)
-        if keep_existing and target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _place(path, target, link)
-        if task is not None and (i % 200 == 0 or i == len(files)):
-            progress.update(task, completed=i)
+        files.extend(Path(top) / n for n in names)
+    return files
 
 
 def _place(path: Path, target: Path, link: bool) -> None:
