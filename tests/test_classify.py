@@ -700,3 +700,17 @@ def test_a_generated_folder_inside_the_real_one_is_not_read_as_real_images(run_c
         assert (summary["images"], summary["generated"]) == (len(labels), n_gen)
         assert warnings_beside_k(summary) == []
         assert validate_submission(out, labels) == []
+
+
+def test_a_feature_model_too_small_for_the_images_is_refused_before_any_image_is_decoded(tmp_path, run_cli):
+    """--features convnext_atto on 16-pixel images failed with a torch traceback at the first batch, after the
+    ImageNet weights were fetched and every image decoded."""
+    real, gen, _ = write_case(tmp_path / "case", size=16)
+    args = ["classify", real, "--generated", gen, "--method", "knn", "--out", tmp_path / "s.csv", "--data-root",
+            tmp_path / "data"]
+    code, _, err = run_cli(*args, "--features", "convnext_atto")
+    one_line_error(code, err, "--features convnext_atto: convnext_atto needs at least 32 pixels, got 16 (the "
+                   "images' own size; pass --image-size N to resize them)")
+    code, _, err = run_cli(*args, "--features", "beit_base_patch16_224", "--image-size", "64")
+    one_line_error(code, err, "--features beit_base_patch16_224: beit_base_patch16_224 takes only 224-pixel images")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "s.csv").exists()

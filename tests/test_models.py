@@ -205,3 +205,46 @@ def test_offline_imagenet_fails_fast_without_trying_the_hub(monkeypatch, tmp_pat
     with pytest.raises(RuntimeFailure, match="not cached.*--init none, or from a local weights file: --init FILE"):
         create_model("vit_b_32", image_size=SIZE, weights="imagenet")
     assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_registry_minimum_is_the_smallest_image_the_model_takes(name):
+    """`models list` prints the registry's minimum; a wrong one refused sizes that train, or let through a size
+    that failed at the first batch."""
+    from ganfp.models import model_entry
+    from ganfp.models.sizes import smallest_image_size
+
+    assert smallest_image_size(name) == model_entry(name).min_image_size
+
+
+@pytest.mark.parametrize("name, size, problem", [
+    ("convnext_atto", 16, "convnext_atto needs at least 32 pixels, got 16"),  # poolings leave nothing
+    ("deit_tiny_patch16_224", 8, "deit_tiny_patch16_224 needs at least 16 pixels, got 8"),  # one patch
+    ("beit_base_patch16_224", 64, "beit_base_patch16_224 takes only 224-pixel images (its input size is fixed)"),
+    ("convnext_atto", 32, None),
+    ("beit_base_patch16_224", 224, None),
+], ids=["pooled-away", "under-one-patch", "fixed-grid", "convnet-fits", "fixed-grid-fits"])
+def test_a_timm_model_is_told_the_image_sizes_it_takes(name, size, problem):
+    from ganfp.models import image_size_problem
+
+    found = image_size_problem(name, size)
+    assert found == problem if problem is None else problem in found
+
+
+def test_models_list_says_the_smallest_image_and_whether_imagenet_weights_exist(run_cli):
+    code, out, err = run_cli("models", "list", "--json")
+    assert code == 0, err
+    rows = {row["name"]: row for row in __import__("json").loads(out)}
+    assert {n: (r["min_image_size"], r["imagenet_weights"]) for n, r in rows.items()} == {
+        "conv5": (8, False), "resnet18": (8, True), "vgg11": (32, True), "vit_b_32": (32, True)}
+    code, out, _ = run_cli("models", "list")
+    assert "min size (px)" in out and "ImageNet weights" in out
+
+
+def test_models_help_says_what_each_command_does_in_full(run_cli, monkeypatch):
+    """`ganfp models --help` said "The model registry." and cut the list command's description short ("...")."""
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run_cli("models", "--help")
+    assert code == 0
+    assert "The models --model and --features accept." in out and "..." not in out.split("Commands:")[1]
+    assert "List the models, the smallest image each takes, and its ImageNet" in out

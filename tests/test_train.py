@@ -381,6 +381,23 @@ def test_a_batch_as_large_as_the_split_warns_and_says_what_to_do(class_folder, t
     assert "e.g. --batch-size 4" in err
 
 
+def test_a_timm_model_too_small_for_the_images_is_refused_before_any_image_is_decoded(class_folder, tmp_path,
+                                                                                      run_cli):
+    """An unregistered timm model had no known minimum: a fixed patch grid or poolings that leave nothing of a
+    16-pixel image failed with a torch traceback at the first batch, after the images were decoded."""
+    code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model",
+                           "convnext_atto", "--image-size", "16", "--data-root", tmp_path / "root")
+    assert code == 2 and "image_size: convnext_atto needs at least 32 pixels, got 16" in err, err
+    assert not (tmp_path / "root").exists() and not (tmp_path / "s").exists()
+    chain = tmp_path / "c.toml"
+    chain.write_text(f'[[stages]]\nname = "one"\ndataset = "{class_folder}"\n')
+    code, _, err = run_cli("chain", "--chain", chain, "--model", "beit_base_patch16_224", "--image-size", "64",
+                           "--runs-dir", tmp_path / "runs", "--data-root", tmp_path / "root")
+    assert code == 2 and "Traceback" not in err, err
+    assert "--image-size: beit_base_patch16_224 takes only 224-pixel images (its input size is fixed), got 64" in err
+    assert not (tmp_path / "root").exists() and not (tmp_path / "runs" / "c-beit_base_patch16_224").exists()
+
+
 def test_settings_a_model_or_adapter_cannot_take_are_one_line(class_folder, tmp_path, run_cli):
     code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "vit_b_32",
                            "--image-size", "16", "--data-root", tmp_path / "root")

@@ -38,6 +38,7 @@ from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.pipeline import canonical, default_recipe, member_recipes
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
 from ganfp.membership.spaces import calibration_spaces
+from ganfp.models import image_size_problem
 from ganfp.report import DEFAULT_ROWS, check_report_sets, classify_report, require_matplotlib
 
 DEFAULT_USED_FRACTION = 0.5  # the 2023 test set: 100 used, 100 not used
@@ -255,6 +256,18 @@ def check_features(features: str, method: str | None) -> None:
         vectors = ", ".join(f"{n}[N]" for n in SPACE_KINDS.names() if SPACE_KINDS.get(n).vectors)
         raise InputError(f"--method {method} fits feature vectors: choose --features {vectors} or a deep "
                          f"space, not {space.label}")
+
+
+def check_features_size(features: str | None, size: int | None, image_size: int | None) -> None:
+    """A deep feature space whose model cannot take the images' size (a ViT's fixed patch grid, a net whose
+    poolings leave nothing of a small image), refused before any image is decoded: it failed at the first batch."""
+    if features is None or size is None:
+        return
+    model = parse_features(features).model
+    why = image_size_problem(model, size) if model else None
+    if why:
+        asked = "" if image_size else f" (the images' own size; pass --image-size N to resize them)"
+        raise InputError(f"--features {features}: {why}{asked}")
 
 
 def depth_warning(real: Manifest, generated: Manifest | None, headers: list[Header]) -> list[str]:
@@ -623,6 +636,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     membership = check_scoring(sets, real, asked, checkpoint, calibrate_on, runs_dir, image_size)
     headers = image_headers(sets.real, *([sets.generated] if membership else []))  # one open per file: size, depths
     size = image_size or (native_image_size(sets.real, sets.generated, headers=headers) if membership else None)
+    check_features_size(asked.features if membership else None, size, image_size)
     dev = read_dev(calibrate_on, data_root, reading, image_size) if calibrate_on else None
     if dev is not None and used_fraction is None and threshold is None:
         check_dev_fraction(float(dev.y.mean()), len(sets.real), calibrate_on)

@@ -55,7 +55,7 @@ from ganfp.device import autocast, configure, device_name, device_problem, resol
 from ganfp.errors import MAX_SEED, InputError, Interrupted, RuntimeFailure, StopSignal, require_path
 from ganfp.fileio import check_writable, utf8_writable, write_json, write_text
 from ganfp.metrics import confusion_metrics
-from ganfp.models import create_model, model_entry
+from ganfp.models import create_model, image_size_problem, model_entry
 from ganfp.pseudo import PSEUDO_LABELERS
 
 Observer = Callable[[str, dict], None]
@@ -237,12 +237,11 @@ class StageConfig:
         return f"{why}, got {self.batch_size}" if why else None
 
     def _size_problem(self) -> str | None:
-        if _problem(model_entry, self.model) or not 8 <= self.image_size:
+        """An image the model cannot take (a ViT's fixed patch grid, poolings that leave nothing), known before
+        any image is decoded: it failed with a torch traceback at the first batch."""
+        if _problem(model_entry, self.model) or not 8 <= self.image_size <= 4096:
             return None  # reported as a model or range problem
-        smallest = model_entry(self.model).min_image_size
-        if self.image_size >= smallest:
-            return None
-        return f"{self.model} needs at least {smallest} pixels, got {self.image_size}"
+        return image_size_problem(self.model, self.image_size)
 
     def _init_problem(self) -> str | None:
         if self.init == "none":
