@@ -185,3 +185,15 @@ def test_a_world_size_that_is_no_number_is_named(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(InputError, match=r"WORLD_SIZE='two': not a whole number"):
         StageConfig(name="s", dataset="demo:casia", model="conv5").validate(check_init=False)
+
+
+def test_a_training_split_smaller_than_the_processes_is_refused_before_decoding(monkeypatch, tmp_path):
+    """Two training images for four processes: every batch was cut to nothing, no step trained, and the stage
+    failed on a NaN validation loss after the decoding."""
+    calls = torchrun_env(monkeypatch, world=4, local=0)
+    data = write_class_folder(tmp_path / "ds", n_per_class=2, size=16)
+    cfg = StageConfig(name="s", dataset=str(data), model="conv5", image_size=16, batch_size=8, device="cpu")
+    with pytest.raises(InputError, match=r"ds: 2 training images for 4 processes \(torchrun\), so some would train"):
+        run_stage(cfg, tmp_path / "s", data_root=tmp_path / "root")
+    assert calls == [("join", "gloo")] and not (tmp_path / "s").exists()
+    assert not [p for p in tmp_path.joinpath("root").rglob("*") if p.is_file()]  # no image decoded, none cached

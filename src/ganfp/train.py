@@ -52,7 +52,7 @@ from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices, split_problem
 from ganfp.device import autocast, configure, device_name, device_problem, resolve_device, rng_untouched, settings_kept
-from ganfp.errors import MAX_SEED, InputError, Interrupted, RuntimeFailure, StopSignal, require_path
+from ganfp.errors import MAX_SEED, InputError, Interrupted, RuntimeFailure, StopSignal, count, require_path
 from ganfp.fileio import check_writable, utf8_writable, write_json, write_text
 from ganfp.metrics import confusion_metrics
 from ganfp.models import create_model, image_size_problem, model_entry
@@ -667,6 +667,19 @@ def check_labels(cfg: StageConfig, manifest: Manifest) -> None:
     why = split_problem(manifest, cfg.val_fraction)
     if why:
         raise InputError(f"{cfg.dataset}: {why}")
+    _check_train_share(cfg, manifest)
+
+
+def _check_train_share(cfg: StageConfig, manifest: Manifest) -> None:
+    """Under torchrun every process needs a training image: with fewer, each batch is cut to nothing and the
+    stage trains no step, then fails on a validation loss of NaN, after the decoding."""
+    world = distributed.launch_world_size()
+    if world <= 1:
+        return
+    n_train = len(split_indices(manifest, cfg.val_fraction, cfg.seed)[0])
+    if n_train < world:
+        raise InputError(f"{cfg.dataset}: {count(n_train, 'training image')} for {world} processes (torchrun), so "
+                         "some would train on none; start fewer processes, or add images")
 
 
 def _check_class_names(manifest: Manifest) -> None:
