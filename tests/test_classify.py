@@ -714,3 +714,14 @@ def test_a_feature_model_too_small_for_the_images_is_refused_before_any_image_is
     code, _, err = run_cli(*args, "--features", "beit_base_patch16_224", "--image-size", "64")
     one_line_error(code, err, "--features beit_base_patch16_224: beit_base_patch16_224 takes only 224-pixel images")
     assert not (tmp_path / "data").exists() and not (tmp_path / "s.csv").exists()
+
+
+def test_a_feature_model_without_imagenet_weights_is_refused_before_any_image_is_decoded(tmp_path, run_cli):
+    """--features conv5 was refused when the model was built, after the decoding, with the trainer's advice
+    (--init none), an option classify does not have."""
+    real, gen, _ = write_case(tmp_path / "case", size=16)
+    code, _, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--features", "conv5", "--out",
+                           tmp_path / "s.csv", "--data-root", tmp_path / "data")
+    line = one_line_error(code, err, "--features conv5: conv5 has no ImageNet weights; choose a model with them "
+                          "(resnet18, vgg11, vit_b_32; see: ganfp models list), or checkpoint")
+    assert "--init" not in line and not (tmp_path / "data").exists()

@@ -136,12 +136,16 @@ def parse_features(spec: str) -> FeatureSpace:
         return FeatureSpace(spec, kind, size)
     if spec == "checkpoint":
         return FeatureSpace(spec, "deep")
-    from ganfp.models import model_entry
+    from ganfp.models import imagenet_weights, list_models, model_entry
 
     try:
         model_entry(spec)
     except InputError:
         raise InputError(f"--features {spec}: not one of {spaces_help()}") from None
+    if not imagenet_weights(spec):  # else refused when the model was built, after every image was decoded
+        others = ", ".join(name for name in list_models() if imagenet_weights(name))
+        raise InputError(f"--features {spec}: {spec} has no ImageNet weights; choose a model with them ({others}; "
+                         "see: ganfp models list), or checkpoint")
     return FeatureSpace(spec, "deep", model=spec)
 
 
