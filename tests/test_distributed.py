@@ -181,6 +181,21 @@ def test_a_chain_stage_whose_batch_cannot_be_shared_is_refused_before_the_first_
         stage_configs(load_chain(str(chain)), "conv5", {"batch_size": 10})
 
 
+def test_mps_under_torchrun_is_refused_not_swapped_for_the_cpu(monkeypatch):
+    """Each process fell back to the CPU without a word, where the user had asked for the Apple GPU."""
+    torchrun_env(monkeypatch, world=2, local=0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    with pytest.raises(InputError, match=r"stage s: device: under torchrun ganfp trains on CUDA GPUs .* or the CPU"):
+        StageConfig(name="s", dataset="demo:casia", model="conv5", device="mps").validate(check_init=False)
+
+
+def test_a_rank_that_is_no_number_is_named(monkeypatch):
+    """A hand-set RANK ended the chain's run-folder lock in a ValueError traceback."""
+    monkeypatch.setenv("RANK", "first")
+    with pytest.raises(InputError, match=r"RANK='first': not a whole number"):
+        distributed.launched_as_main()
+
+
 def test_a_world_size_that_is_no_number_is_named(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(InputError, match=r"WORLD_SIZE='two': not a whole number"):

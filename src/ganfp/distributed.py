@@ -26,7 +26,7 @@ def is_main() -> bool:
 
 def launched_as_main() -> bool:
     """Rank 0 (or a plain run), known before the process group is joined: torchrun sets RANK first."""
-    return is_main() if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK", "0")) == 0
+    return is_main() if dist.is_available() and dist.is_initialized() else _env_int("RANK", 0) == 0
 
 
 def _env_int(name: str, default: int) -> int:
@@ -72,7 +72,12 @@ def process_device_problem(device_name: str) -> str | None:
     Asked before any image is decoded: torch.cuda.set_device with a LOCAL_RANK beyond the GPUs fails with an
     "invalid device ordinal" traceback, and a process given another one's GPU shares it silently.
     """
-    if launch_world_size() <= 1 or not _uses_cuda(device_name):
+    if launch_world_size() <= 1:
+        return None
+    if device_name.startswith("mps"):
+        return ("under torchrun ganfp trains on CUDA GPUs (one per process) or the CPU; use --device cpu, "
+                "or run one process")
+    if not _uses_cuda(device_name):
         return None
     local, count = local_rank(), torch.cuda.device_count()
     try:

@@ -315,7 +315,8 @@ def _archive_stem(path: Path) -> str:
 def _link_tree(src: Path, dest: Path, skip: set[str], link: bool, progress, keep_existing: bool = False) -> None:
     """Copy (or hard-link) the files under `src` into `dest`; symlinked folders are followed once."""
     files = [p for p in _files_under(src) if not (p.parent == src and p.name in skip)]
-    task = progress.add_task(f"{'link' if link else 'copy'} {src.name}", total=len(files), status="") if progress else None
+    label = f"{'link' if link else 'copy'} {src.name}"
+    task = progress.add_task(label, total=len(files), status="") if progress else None
     for i, path in enumerate(files, 1):
         target = dest / path.relative_to(src)
         if keep_existing and target.exists():
