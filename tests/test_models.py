@@ -155,6 +155,18 @@ def test_unknown_model_lists_the_valid_names():
         create_model("resnet19")
 
 
+@pytest.mark.parametrize("arguments, message", [
+    ({"name": 5}, r"name=5: must be text"),
+    ({"num_classes": 0}, r"num_classes=0: must be at least 1"),
+    ({"image_size": 0}, r"image_size=0: must be at least 1"),
+    ({"image_size": 32.0}, r"image_size=32.0: must be a whole number"),
+    ({"weights": 1}, r"weights=1: must be a path"),
+])
+def test_create_model_names_an_argument_of_the_wrong_kind(arguments, message):
+    with pytest.raises(InputError, match=message):
+        create_model(**{"name": "conv5", **arguments})
+
+
 def test_conv5_has_no_imagenet_weights():
     with pytest.raises(InputError, match="conv5 has no ImageNet weights"):
         create_model("conv5", weights="imagenet")

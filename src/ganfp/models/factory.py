@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from ganfp.errors import InputError, WeightsUnavailable
+from ganfp.errors import InputError, WeightsUnavailable, require_int, require_path, require_text
 from ganfp.models._registry import model_entry, register_model
 from ganfp.models.backbone import Backbone, TimmBackbone
 from ganfp.models.conv5 import Conv5
@@ -94,6 +94,7 @@ def create_model(
     **kwargs,
 ) -> Backbone:
     """Build a registered model (or any timm model) with weights `none`, `imagenet` or a local file."""
+    _check_arguments(name, num_classes, image_size, weights)
     entry = model_entry(name)
     weights = "none" if weights in (None, "") else weights
     pretrained = weights == "imagenet"
@@ -106,6 +107,15 @@ def create_model(
     if weights not in ("none", "imagenet"):
         load_weights(model, weights)
     return model
+
+
+def _check_arguments(name, num_classes, image_size, weights) -> None:
+    """From Python, `weights=1` failed as a TypeError in pathlib, and `num_classes=0` built a model without a
+    head (timm's feature extractor) that every checkpoint check then refused far from the call."""
+    require_text("name", name)
+    require_int("num_classes", num_classes, low=1)
+    require_int("image_size", image_size, low=1)
+    require_path("weights", weights, optional=True)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
