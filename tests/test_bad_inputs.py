@@ -560,6 +560,9 @@ def _stages_in_out(w: Path, p: dict) -> None:
 
     from safetensors.numpy import save_file
 
+    # a resume header as complete as train-stage writes it (`resume_problem`), interrupted after epoch 3
+    resume_header = {"param_groups": [], "optimizer_scalars": {}, "state": {
+        "digest": "0", "epoch": 3, "best_epoch": 3, "bad_epochs": 0, "best_val_loss": 0.5, "history": [{}] * 3}}
     meta = {"model": "conv5", "num_classes": 2, "image_size": 16, "classes": ["a", "b"]}
     p["stage_done"] = w / "stage_done"
     p["stage_done"].mkdir()
@@ -572,7 +575,7 @@ def _stages_in_out(w: Path, p: dict) -> None:
     save_file({"w": np.zeros(2, np.float32)}, str(p["stage_interrupted"] / "model.safetensors"),  # its best epoch
               metadata={"ganfp": json.dumps(meta)})
     save_file({"model.w": np.zeros(2, np.float32)}, str(p["stage_interrupted"] / "last.safetensors"),
-              metadata={"ganfp": json.dumps({"state": {"digest": "0", "epoch": 3}})})
+              metadata={"ganfp": json.dumps(resume_header)})
     p["run_interrupted"] = w / "run_interrupted"  # a chain run whose stage 2 was interrupted
     shutil.copytree(p["stage_done"], p["run_interrupted"] / "01-one")
     shutil.copytree(p["stage_interrupted"], p["run_interrupted"] / "02-two")

@@ -468,3 +468,29 @@ def test_a_signal_is_not_taken_for_a_bad_file_by_code_that_catches_every_error(t
                            "--out", tmp_path / "s.csv", "--data-root", tmp_path / "root")
     assert code == 143 and err.strip().startswith("error: interrupted by SIGTERM"), err
     assert "not a readable" not in err
+
+
+def test_a_chain_says_so_when_an_interrupted_stage_cannot_be_continued_and_starts_over(tmp_path, run_cli,
+                                                                                         monkeypatch):
+    """A chain re-run started a stage over without a word when its last.safetensors could not be read (a chain
+    cannot ask for --force, so it starts over; the user must still learn that the epochs so far are lost)."""
+    import ganfp.train as train
+    from ganfp.checkpoint import read_safetensors, write_safetensors
+
+    args, real_epoch = [*two_stage_chain(tmp_path), "--epochs", "2"], train.run_epoch
+
+    def stop_in_stage_two_epoch_2(fit, epoch, observer):
+        if fit.cfg.name == "two" and epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(fit, epoch, observer)
+
+    monkeypatch.setattr(train, "run_epoch", stop_in_stage_two_epoch_2)
+    assert run_cli(*args)[0] == 130
+    monkeypatch.undo()
+    last = tmp_path / "runs" / "c-conv5" / "02-two" / "last.safetensors"
+    tensors, meta = read_safetensors(last)
+    del meta["state"]["history"]  # an older or edited file: it crashed with an IndexError at the stage's end
+    write_safetensors(last, tensors, meta)
+    code, out, err = run_cli(*args)
+    assert code == 0 and f"{last}: cannot be read (damaged or cut short); two starts over" in " ".join(err.split())
+    assert [row["status"] for row in json.loads(out)] == ["skipped", "trained"]

@@ -163,7 +163,8 @@ def test_resume_with_other_settings_is_refused(class_folder, tmp_path):
     from ganfp.models import create_model
 
     model = create_model("conv5", 2, 16)
-    save_resume(out / "last.safetensors", model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), {"digest": "other"})
+    state = {"digest": "other", "epoch": 1, "best_epoch": 1, "bad_epochs": 0, "best_val_loss": 0.5, "history": [{}]}
+    save_resume(out / "last.safetensors", model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), state)
     with pytest.raises(InputError, match="other settings"):
         run_stage(StageConfig(dataset=str(class_folder), **TINY), out, resume=True, data_root=tmp_path / "root")
 
@@ -452,7 +453,8 @@ def test_an_interrupted_stage_continues_only_with_resume(class_folder, tmp_path,
                          epochs=2).digest()
     model = create_model("conv5", 2, 16)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    save_resume(out / "last.safetensors", model, optimizer, {"digest": digest, "epoch": 1, "history": [{}]})
+    save_resume(out / "last.safetensors", model, optimizer, {"digest": digest, "epoch": 1, "history": [{}],
+                                                             "best_epoch": 1, "bad_epochs": 0, "best_val_loss": 0.5})
     before = (out / "last.safetensors").read_bytes()
     code, _, err = run_cli(*args)
     assert code == 2 and "interrupted after epoch 1; add --resume to continue it, or --force to start over" in err
@@ -524,6 +526,56 @@ def test_a_damaged_resume_file_is_not_trained_over_unasked(class_folder, tmp_pat
         assert code == 2 and "last.safetensors cannot be read (damaged or cut short)" in err and "--force" in err
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert run_cli(*args, "--force")[0] == 0 and not last.exists()
+
+
+def _edit_resume_state(out, **changes) -> None:
+    """Rewrite last.safetensors's training state: a key set to None is removed."""
+    from ganfp.checkpoint import write_safetensors
+
+    tensors, meta = read_safetensors(out / "last.safetensors")
+    meta["state"] = {k: v for k, v in {**meta["state"], **changes}.items() if v is not None}
+    write_safetensors(out / "last.safetensors", tensors, meta)
+
+
+def _drop_model_tensors(out) -> None:
+    from ganfp.checkpoint import write_safetensors
+
+    tensors, meta = read_safetensors(out / "last.safetensors")
+    write_safetensors(out / "last.safetensors", {k: v for k, v in tensors.items() if "model." not in k}, meta)
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda out: _edit_resume_state(out, epoch=None), "last.safetensors cannot be read"),  # trained epochs 1.. again
+    (lambda out: _edit_resume_state(out, history=None), "last.safetensors cannot be read"),  # IndexError at the end
+    (lambda out: _edit_resume_state(out, best_epoch=None), "last.safetensors cannot be read"),
+    (lambda out: _edit_resume_state(out, history="x"), "last.safetensors cannot be read"),  # AttributeError
+    (_drop_model_tensors, "tensors do not fit this stage's model"),  # a torch RuntimeError traceback
+    (lambda out: (out / "model.safetensors").unlink(), "best epoch 1 is not the model.safetensors beside it"),
+], ids=["no-epoch", "no-history", "no-best-epoch", "history-not-a-list", "no-model-tensors", "no-best-model"])
+def test_an_interrupted_stage_missing_what_a_resume_needs_is_refused_in_one_line(class_folder, tmp_path, run_cli,
+                                                                                 monkeypatch, damage, words):
+    """A last.safetensors lacking a key of its state (an older or edited file) was continued wrong or crashed with a
+    traceback; one beside no best model ended "complete" with the best epoch's weights lost."""
+    out = tmp_path / "s"
+    args = ["train-stage", "--data", class_folder, "--out", out, "--model", "conv5", "--image-size", "16",
+            "--batch-size", "8", "--epochs", "2", "--data-root", tmp_path / "root"]
+    _interrupt_in_epoch_2(run_cli, args, monkeypatch)
+    damage(out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 2 and words in err and "--force" in err and "Traceback" not in err, err
+    assert [line.startswith("error:") for line in err.strip().splitlines()][-1:] == [True]  # one line, the last
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_resume_state_with_keys_of_a_newer_ganfp_is_continued(class_folder, tmp_path, run_cli, monkeypatch):
+    out = tmp_path / "s"
+    args = ["train-stage", "--data", class_folder, "--out", out, "--model", "conv5", "--image-size", "16",
+            "--batch-size", "8", "--epochs", "2", "--data-root", tmp_path / "root"]
+    _interrupt_in_epoch_2(run_cli, args, monkeypatch)
+    _edit_resume_state(out, scheduler={"step": 1})  # a TypeError traceback from StageState(**state)
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 0 and json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 2, err
 
 
 def test_files_of_the_users_own_are_not_trained_over_unasked(class_folder, tmp_path, run_cli):

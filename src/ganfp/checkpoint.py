@@ -148,7 +148,20 @@ def save_resume(path: str | os.PathLike, model: torch.nn.Module, optimizer: torc
 
 
 def load_resume(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Load model and optimiser from `save_resume`'s file; returns the training state. A file whose tensors do not
+    fit (missing, or of another shape) is one InputError naming it, not a torch traceback."""
     tensors, meta = read_safetensors(path)
+    why = resume_problem(meta)
+    if why:
+        raise InputError(f"{path}: cannot be continued ({why})")
+    try:
+        return _load_resume(tensors, meta, model, optimizer)
+    except (KeyError, ValueError, RuntimeError):
+        raise InputError(f"{path}: cannot be continued (its tensors do not fit this stage's model and optimiser: "
+                         "missing, or of another shape)") from None
+
+
+def _load_resume(tensors: dict, meta: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict[int, dict] = {}
     for key, v in tensors.items():
@@ -163,14 +176,41 @@ def load_resume(path: str | os.PathLike, model: torch.nn.Module, optimizer: torc
 
 
 def resume_header(path: Path) -> dict | None:
-    """The training state in `last.safetensors`'s header (digest, epoch, ...), read without its tensors."""
+    """The training state in `last.safetensors`'s header (digest, epoch, ...), read without its tensors; None when
+    the file is missing, damaged or lacks what a resume needs (`resume_problem`)."""
     if not path.is_file():
         return None
     try:
-        state = read_safetensors(path, tensors=False)[1]["state"]
-    except (GanfpError, KeyError, TypeError):
+        meta = read_safetensors(path, tensors=False)[1]
+    except GanfpError:
         return None  # a damaged resume file is as good as none
-    return state if isinstance(state, dict) else None
+    return None if resume_problem(meta) else meta["state"]
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def resume_problem(meta: dict) -> str | None:
+    """What a `last.safetensors` header lacks for a resume, or None.
+
+    A state missing a key was continued wrong, not refused: without `epoch` the stage trained its epochs again
+    from 1 on the loaded weights; without `history` it crashed at the end with an IndexError.
+    """
+    state = meta.get("state") if isinstance(meta, dict) else None
+    if not isinstance(state, dict):
+        return "no training state"
+    if not isinstance(meta.get("param_groups"), list) or not isinstance(meta.get("optimizer_scalars"), dict):
+        return "no optimiser state"
+    if not isinstance(state.get("digest"), str) or not all(_count(state.get(k)) for k in
+                                                           ("epoch", "best_epoch", "bad_epochs")):
+        return "no digest or epoch counts"
+    history, epoch, best = state.get("history"), state["epoch"], state["best_epoch"]
+    if not isinstance(history, list) or len(history) != epoch or not all(isinstance(r, dict) for r in history):
+        return f"a history of other than its {epoch} epochs"
+    if not 1 <= best <= epoch or not isinstance(state.get("best_val_loss"), (int, float)):
+        return "no best epoch"
+    return None
 
 
 def stage_status(out_dir: str | os.PathLike) -> dict | None:

@@ -34,6 +34,7 @@ from ganfp.checkpoint import (
     load_checkpoint,
     load_resume,
     model_meta,
+    read_safetensors,
     resume_header,
     save_model,
     save_resume,
@@ -836,7 +837,8 @@ def _occupied(cfg: StageConfig, out_dir: Path, digest: str, resume: bool) -> str
         return (f"holds a stage interrupted after epoch {state.get('epoch')}, with other settings"
                 f"{f' ({changes})' if changes else ''}; choose another --out, or add --force to start over")
     if resume:
-        return None
+        why = best_model_problem(out_dir, state)  # known before any image is decoded
+        return f"{RESUME_FILE} {why}; add --force to start over" if why else None
     return (f"holds a stage interrupted after epoch {state.get('epoch')}; "
             "add --resume to continue it, or --force to start over")
 
@@ -860,23 +862,66 @@ def setting_changes(old: dict, cfg: StageConfig) -> str:
 
 def start_or_resume(fit: Fit, out_dir: Path, fresh: StageState, resume: bool, strict_resume: bool,
                     observer) -> StageState:
-    """The state to train from: `last.safetensors` when resuming with the same settings and images, else `fresh`."""
+    """The state to train from: `last.safetensors` when resuming with the same settings and images, else `fresh`.
+
+    One that cannot be continued is refused when `strict_resume` (train-stage --resume), else (the chain) the
+    stage starts over, saying why.
+    """
     resume_path = out_dir / RESUME_FILE
     saved = resume_header(resume_path) if resume else None
-    why = _resume_mismatch(saved, fresh) if saved is not None else None
+    why = (_resume_mismatch(saved, fresh) or best_model_problem(out_dir, saved)) if saved is not None else None
+    if why is None and saved is not None:
+        try:
+            return _resumed(fit, resume_path, fresh, observer)
+        except InputError as exc:
+            why = str(exc).removeprefix(f"{resume_path}: ")
+    if why is None and resume and resume_path.is_file():  # the chain started over from it without a word
+        why = "cannot be read (damaged or cut short)"
     if why and strict_resume:
-        raise InputError(f"{resume_path}: was written {why}; add --force instead of --resume to start over")
-    if saved is not None and not why:
-        state = StageState(**{"config": fresh.config, **load_resume(resume_path, fit.model, fit.optimizer)})
-        _notify(observer, "message", {"text": f"resuming {fit.cfg.name} after epoch {state.epoch}"})
-        return state
+        raise InputError(f"{resume_path}: {why}; add --force instead of --resume to start over")
     if why:
-        _notify(observer, "message", {"text": f"{resume_path} was written {why}: {fit.cfg.name} starts over"})
+        _notify(observer, "message", {"text": f"{resume_path}: {why}; {fit.cfg.name} starts over"})
     elif resume and strict_resume:
         _notify(observer, "message", {"text": f"nothing to resume in {out_dir}; starting fresh"})
     if distributed.is_main():
         (out_dir / META_FILE).unlink(missing_ok=True)  # an old result must not look like this run's
     return fresh
+
+
+def _resumed(fit: Fit, resume_path: Path, fresh: StageState, observer) -> StageState:
+    """`fresh` as training left it in `resume_path`: model and optimiser loaded, the state's fields read (keys a
+    newer ganfp added are left out)."""
+    known = {f.name for f in dataclasses.fields(StageState)}
+    model_before = {k: v.clone() for k, v in fit.model.state_dict().items()}
+    optimizer_before = fit.optimizer.state_dict()
+    try:
+        saved = load_resume(resume_path, fit.model, fit.optimizer)
+    except InputError:  # torch loads what fits before it raises: a chain starting over must start from the start
+        fit.model.load_state_dict(model_before)
+        fit.optimizer.load_state_dict(optimizer_before)
+        raise
+    state = dataclasses.replace(fresh, **{k: v for k, v in saved.items() if k in known and k != "config"})
+    _notify(observer, "message", {"text": f"resuming {fit.cfg.name} after epoch {state.epoch}"})
+    return state
+
+
+def best_model_problem(out_dir: Path, saved: dict) -> str | None:
+    """Why `model.safetensors` is not the best epoch that `last.safetensors` records, or None.
+
+    It may be one epoch ahead (a kill after the best model of the epoch being trained was written): that epoch is
+    trained again and writes it again. Missing, or of another epoch, the stage would end with weights its
+    meta.json does not describe.
+    """
+    model_file = out_dir / MODEL_FILE
+    try:
+        epoch = read_safetensors(model_file, tensors=False)[1].get("epoch")
+    except InputError:
+        epoch = None
+    if epoch in (saved["best_epoch"], saved["epoch"] + 1):
+        return None
+    found = f"of epoch {epoch}" if isinstance(epoch, int) else "that is missing or unreadable"
+    return (f"was written after epoch {saved['epoch']}, whose best epoch {saved['best_epoch']} is not the "
+            f"{MODEL_FILE} beside it (one {found}: removed or replaced since)")
 
 
 def _resume_mismatch(saved: dict, fresh: StageState) -> str | None:
@@ -885,9 +930,9 @@ def _resume_mismatch(saved: dict, fresh: StageState) -> str | None:
     A file from a ganfp that did not record the images is continued, as it was then.
     """
     if saved.get("digest") != fresh.digest:
-        return "with other settings"
+        return "was written with other settings"
     if saved.get("dataset_fingerprint", fresh.dataset_fingerprint) != fresh.dataset_fingerprint:
-        return "on other images (the dataset changed since)"
+        return "was written on other images (the dataset changed since)"
     return None
 
 
