@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -568,12 +570,84 @@ def test_an_interrupted_stage_missing_what_a_resume_needs_is_refused_in_one_line
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_a_best_model_one_epoch_ahead_of_the_resume_state_is_continued(class_folder, tmp_path, run_cli, monkeypatch):
+    """A kill between the renames of an epoch's best model and its state leaves the model one epoch ahead: that
+    epoch is trained again, so the resume is taken (the refusal of a model of another epoch must not catch it)."""
+    from ganfp.checkpoint import write_safetensors
+
+    out = tmp_path / "s"
+    args = ["train-stage", "--data", class_folder, "--out", out, "--model", "conv5", "--image-size", "16",
+            "--batch-size", "8", "--epochs", "2", "--data-root", tmp_path / "root"]
+    _interrupt_in_epoch_2(run_cli, args, monkeypatch)
+    tensors, meta = read_safetensors(out / "model.safetensors")
+    write_safetensors(out / "model.safetensors", tensors, {**meta, "epoch": 2})
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 0 and "resuming" in err and json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 2
+
+
 def test_a_resume_state_with_keys_of_a_newer_ganfp_is_continued(class_folder, tmp_path, run_cli, monkeypatch):
     out = tmp_path / "s"
     args = ["train-stage", "--data", class_folder, "--out", out, "--model", "conv5", "--image-size", "16",
             "--batch-size", "8", "--epochs", "2", "--data-root", tmp_path / "root"]
     _interrupt_in_epoch_2(run_cli, args, monkeypatch)
     _edit_resume_state(out, scheduler={"step": 1})  # a TypeError traceback from StageState(**state)
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 0 and json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 2, err
+
+
+@pytest.mark.parametrize("failure, code, words", [
+    (OSError(errno.ENOSPC, "No space left on device"), 1, "epoch 2 was not saved"),  # a full disk
+    (KeyboardInterrupt(), 130, "interrupted in epoch 2"),  # as a kill there leaves it: model renamed, last not
+], ids=["disk-full", "interrupted"])
+def test_a_failed_epoch_save_keeps_the_best_model_and_state_of_the_epoch_before(class_folder, tmp_path, run_cli,
+                                                                                 monkeypatch, failure, code, words):
+    """The best model was renamed into place before last.safetensors was written: a full disk or a stop while it
+    was written left model.safetensors of epoch 2 beside a state whose best epoch is 1."""
+    import ganfp.checkpoint
+
+    args = ["train-stage", "--data", class_folder, "--model", "conv5", "--image-size", "16", "--batch-size", "8",
+            "--epochs", "3", "--lr", "0.01", "--data-root", tmp_path / "root", "--device", "cpu"]
+    assert run_cli(*args, "--out", tmp_path / "full")[0] == 0
+    full = json.loads((tmp_path / "full" / "meta.json").read_text())["metrics"]
+    assert full["best_epoch"] >= 2, "epoch 2 must improve for the best model to be written with its state"
+    real_save, writes = ganfp.checkpoint.save_file, []
+
+    def fail_at_second_resume_write(tensors, path, metadata=None):
+        writes.append(path)
+        if sum("last.safetensors" in w for w in writes) == 2:
+            raise failure
+        real_save(tensors, path, metadata=metadata)
+
+    out = tmp_path / "s"
+    monkeypatch.setattr(ganfp.checkpoint, "save_file", fail_at_second_resume_write)
+    got, _, err = run_cli(*args, "--out", out)
+    monkeypatch.undo()
+    line = " ".join(err.split())
+    assert got == code and words in line and f"last good checkpoint is {out / 'last.safetensors'}" in line, err
+    state = read_safetensors(out / "last.safetensors", tensors=False)[1]["state"]
+    assert state["epoch"] == 1 and read_safetensors(out / "model.safetensors")[1]["epoch"] == state["best_epoch"]
+    assert run_cli(*args, "--out", out, "--resume")[0] == 0
+    done, whole = (read_safetensors(d / "model.safetensors")[0] for d in (out, tmp_path / "full"))
+    assert all(torch.equal(done[k], whole[k]) for k in whole)
+    assert (out / "history.csv").read_text() == (tmp_path / "full" / "history.csv").read_text()
+
+
+def test_a_full_disk_while_meta_json_is_written_says_that_resume_finishes_the_stage(class_folder, tmp_path, run_cli,
+                                                                                     monkeypatch):
+    """The line named only meta.json: nothing said that last.safetensors was kept and --resume finishes the stage."""
+    import ganfp.train
+    from ganfp.fileio import write_failure
+
+    def full_disk(path, obj):
+        raise write_failure(Path(path), OSError(errno.ENOSPC, "No space left on device"))
+
+    out = tmp_path / "s"
+    args = ["train-stage", "--data", class_folder, "--out", out, "--model", "conv5", "--image-size", "16",
+            "--batch-size", "8", "--epochs", "2", "--data-root", tmp_path / "root"]
+    monkeypatch.setattr(ganfp.train, "write_json", full_disk)
+    code, _, err = run_cli(*args)
+    monkeypatch.undo()
+    assert code == 1 and "No space left on device" in err and "plus --resume" in " ".join(err.split()), err
     code, _, err = run_cli(*args, "--resume")
     assert code == 0 and json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 2, err
 

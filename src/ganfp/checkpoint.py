@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ganfp.errors import GanfpError, InputError, RuntimeFailure
-from ganfp.fileio import atomic_path, writer_of
+from ganfp.fileio import OutputBatch, atomic_path, writer_of
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "meta.json"
@@ -31,8 +31,10 @@ def tensors_of(module_state: dict, prefix: str) -> dict[str, torch.Tensor]:
     return {f"{prefix}{k}": v.detach().to("cpu").contiguous() for k, v in module_state.items()}
 
 
-def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    with atomic_path(path) as tmp:
+def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict,
+                      batch: OutputBatch | None = None) -> None:
+    """Write `path` whole, or with `batch`'s other files when it commits (`fileio.written_together`)."""
+    with atomic_path(path, batch) as tmp:
         mode = stat.S_IMODE(tmp.stat().st_mode)  # the umask's; save_file writes a 0600 file of its own over tmp
         save_file(tensors, str(tmp), metadata={"ganfp": json.dumps(meta, default=str)})
         os.chmod(tmp, mode)
@@ -50,8 +52,8 @@ def read_safetensors(path: str | os.PathLike, tensors: bool = True) -> tuple[dic
         raise InputError(f"{path}: not a readable safetensors checkpoint ({type(exc).__name__})") from exc
 
 
-def save_model(path: str | os.PathLike, model: torch.nn.Module, meta: dict) -> None:
-    write_safetensors(path, tensors_of(model.state_dict(), ""), meta)
+def save_model(path: str | os.PathLike, model: torch.nn.Module, meta: dict, batch: OutputBatch | None = None) -> None:
+    write_safetensors(path, tensors_of(model.state_dict(), ""), meta, batch)
 
 
 def model_meta(model, classes: list[str], image_size: int, **extra) -> dict:
@@ -132,7 +134,8 @@ def read_unchanged(file: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return read
 
 
-def save_resume(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+def save_resume(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict,
+                batch: OutputBatch | None = None) -> None:
     """Model, optimiser and training state in one file, so the three can never disagree."""
     opt = optimizer.state_dict()
     tensors = tensors_of(model.state_dict(), "model.")
@@ -144,7 +147,7 @@ def save_resume(path: str | os.PathLike, model: torch.nn.Module, optimizer: torc
             else:
                 opt_scalars[f"{pid}.{k}"] = v
     meta = {"state": state, "param_groups": opt["param_groups"], "optimizer_scalars": opt_scalars}
-    write_safetensors(path, tensors, meta)
+    write_safetensors(path, tensors, meta, batch)
 
 
 def load_resume(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:

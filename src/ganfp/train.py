@@ -54,7 +54,7 @@ from ganfp.data.manifest import Manifest
 from ganfp.data.split import split_indices, split_problem
 from ganfp.device import autocast, configure, device_name, device_problem, resolve_device, rng_untouched, settings_kept
 from ganfp.errors import MAX_SEED, InputError, Interrupted, RuntimeFailure, StopSignal, count, require_path
-from ganfp.fileio import check_writable, utf8_writable, write_json, write_text
+from ganfp.fileio import check_writable, utf8_writable, write_json, write_text, written_together
 from ganfp.metrics import confusion_metrics
 from ganfp.models import create_model, image_size_problem, model_entry
 from ganfp.pseudo import PSEUDO_LABELERS
@@ -908,8 +908,8 @@ def _resumed(fit: Fit, resume_path: Path, fresh: StageState, observer) -> StageS
 def best_model_problem(out_dir: Path, saved: dict) -> str | None:
     """Why `model.safetensors` is not the best epoch that `last.safetensors` records, or None.
 
-    It may be one epoch ahead (a kill after the best model of the epoch being trained was written): that epoch is
-    trained again and writes it again. Missing, or of another epoch, the stage would end with weights its
+    It may be one epoch ahead (a kill between the renames of `save_epoch`): that epoch is trained again and writes
+    it again (the same weights, on the CPU). Missing, or of another epoch, the stage would end with weights its
     meta.json does not describe.
     """
     model_file = out_dir / MODEL_FILE
@@ -988,7 +988,7 @@ def run_epoch(fit: Fit, epoch: int, observer) -> dict:
 
 def fit_epochs(fit: Fit, state: StageState, out_dir: Path, meta: dict, observer) -> None:
     """Epochs until `epochs` or `patience` runs out; the best epoch's weights are saved as they come."""
-    cfg, resume_path = fit.cfg, out_dir / RESUME_FILE
+    cfg = fit.cfg
     epoch = state.epoch
     try:
         for epoch in range(state.epoch + 1, cfg.epochs + 1):
@@ -1005,9 +1005,7 @@ def fit_epochs(fit: Fit, state: StageState, out_dir: Path, meta: dict, observer)
             state.history.append(row)
             state.seconds += time.perf_counter() - started
             if distributed.is_main():
-                if improved:
-                    save_model(out_dir / MODEL_FILE, fit.model, {**meta, "epoch": epoch})
-                save_resume(resume_path, fit.model, fit.optimizer, dataclasses.asdict(state))
+                save_epoch(fit, state, out_dir, {**meta, "epoch": epoch} if improved else None)
             _notify(
                 observer,
                 "epoch_end",
@@ -1017,17 +1015,36 @@ def fit_epochs(fit: Fit, state: StageState, out_dir: Path, meta: dict, observer)
         raise interrupted(cfg, out_dir, f"in epoch {epoch}", exc) from None
 
 
+def save_epoch(fit: Fit, state: StageState, out_dir: Path, best_meta: dict | None) -> None:
+    """The epoch's best model (when it improved) and resume state, renamed into place together.
+
+    Written one after the other, a kill or a full disk while `last.safetensors` was written left a best model one
+    epoch ahead of the state naming the best epoch. A failed write says how to go on from the files kept.
+    """
+    try:
+        with written_together() as batch:
+            if best_meta is not None:
+                save_model(out_dir / MODEL_FILE, fit.model, best_meta, batch)
+            save_resume(out_dir / RESUME_FILE, fit.model, fit.optimizer, dataclasses.asdict(state), batch)
+    except RuntimeFailure as exc:
+        raise RuntimeFailure(f"stage {fit.cfg.name}: epoch {state.epoch} was not saved: {exc}; "
+                             f"{saved_line(out_dir)}") from None
+
+
 def interrupted(cfg: StageConfig, out_dir: Path, when: str, exc: BaseException) -> Interrupted:
     """The one line a stopped stage ends with: what is saved, and the command that goes on from it."""
+    return Interrupted(f"stage {cfg.name} interrupted {when}; {saved_line(out_dir)}", getattr(exc, "exit_code", 130))
+
+
+def saved_line(out_dir: Path) -> str:
+    """What a stopped stage left in `out_dir`, and the command that goes on from it."""
     resume_path = out_dir / RESUME_FILE
     if resume_path.is_file():
-        saved = (f"the last good checkpoint is {resume_path}; continue with the same command plus --resume "
-                 "(a chain continues when simply re-run)")
-    elif stage_status(out_dir) is not None:
-        saved = f"it had finished: its model and meta.json are in {out_dir}"
-    else:
-        saved = "no epoch had finished, so nothing was saved; run the same command again"
-    return Interrupted(f"stage {cfg.name} interrupted {when}; {saved}", getattr(exc, "exit_code", 130))
+        return (f"the last good checkpoint is {resume_path}; continue with the same command plus --resume "
+                "(a chain continues when simply re-run)")
+    if stage_status(out_dir) is not None:
+        return f"it had finished: its model and meta.json are in {out_dir}"
+    return "no epoch had finished, so nothing was saved; run the same command again"
 
 
 def finish(
@@ -1140,6 +1157,8 @@ def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bo
         return finish(fit, data, state, out_dir, meta, warnings)
     except (KeyboardInterrupt, StopSignal) as exc:  # its files are written whole or not at all: --resume finishes it
         raise interrupted(cfg, out_dir, f"while its files were written, after epoch {state.epoch}", exc) from None
+    except RuntimeFailure as exc:  # a full disk: last.safetensors is kept, and --resume finishes the stage
+        raise RuntimeFailure(f"stage {cfg.name}: {exc}; {saved_line(out_dir)}") from None
 
 
 def _notify(observer: Observer | None, event: str, data: dict) -> None:
