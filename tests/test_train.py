@@ -652,6 +652,25 @@ def test_a_full_disk_while_meta_json_is_written_says_that_resume_finishes_the_st
     assert code == 0 and json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 2, err
 
 
+@pytest.mark.parametrize("edit", [lambda m: m.pop("metrics"), lambda m: m["metrics"].pop("best_epoch"),
+                                  lambda m: m.update(metrics="x")], ids=["no-metrics", "no-best-epoch", "not-a-table"])
+def test_a_finished_stage_whose_metrics_cannot_be_read_is_refused_in_one_line(class_folder, tmp_path, run_cli, edit):
+    """--resume over a finished stage whose meta.json lacked its metrics (edited, or damaged) was a KeyError or
+    TypeError traceback."""
+    out = tmp_path / "s"
+    args = ["train-stage", "--data", class_folder, "--out", out, "--model", "conv5", "--image-size", "16",
+            "--batch-size", "8", "--epochs", "1", "--data-root", tmp_path / "root"]
+    assert run_cli(*args)[0] == 0
+    meta = json.loads((out / "meta.json").read_text())
+    edit(meta)
+    (out / "meta.json").write_text(json.dumps(meta))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = run_cli(*args, "--resume")
+    line = " ".join(err.split())
+    assert code == 2 and "meta.json: says stage s finished, but its metrics cannot be read" in line, err
+    assert "train-stage --force" in line and {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_files_of_the_users_own_are_not_trained_over_unasked(class_folder, tmp_path, run_cli):
     """--out named a folder holding a model.safetensors (or meta.json, history.csv) that no ganfp stage wrote,
     e.g. the very weights given to --init: training replaced it without a word."""

@@ -755,9 +755,14 @@ def prepare_fit(cfg: StageConfig, data: StageData, device: torch.device) -> Fit:
 def completed(cfg: StageConfig, out_dir: Path, init_id: str = "") -> StageSummary | None:
     """The summary of a stage already finished in `out_dir` with these settings and this starting point."""
     done = stage_status(out_dir)
-    if done and done.get("digest") == cfg.digest(init_id):
+    if not done or done.get("digest") != cfg.digest(init_id):
+        return None
+    try:
         return StageSummary.from_dict(done["metrics"], status="skipped")
-    return None
+    except (KeyError, TypeError):  # a meta.json edited or damaged by hand: it was a traceback
+        raise InputError(f"{out_dir / META_FILE}: says stage {cfg.name} finished, but its metrics cannot be read "
+                         f"(edited or damaged); train it again: train-stage --force, or chain --from-stage {cfg.name}"
+                         ) from None
 
 
 def check_request(cfg: StageConfig, out_dir: str | Path, resume: bool, force: bool) -> None:
