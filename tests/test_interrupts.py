@@ -494,3 +494,33 @@ def test_a_chain_says_so_when_an_interrupted_stage_cannot_be_continued_and_start
     code, out, err = run_cli(*args)
     assert code == 0 and f"{last}: cannot be read (damaged or cut short); two starts over" in " ".join(err.split())
     assert [row["status"] for row in json.loads(out)] == ["skipped", "trained"]
+
+
+@POSIX
+def test_a_signal_while_outputs_are_renamed_waits_for_the_last_rename(tmp_path, monkeypatch):
+    """SIGTERM between two renames of one batch left the first output new and the second old: a stage's best model
+    beside the resume state of the epoch before, a submission beside the scores of an earlier run."""
+    from ganfp.cli import signals_as_errors
+
+    sig = signal.SIGTERM  # SIGINT is the same path, but a test run in the background inherits it ignored
+    first, second = tmp_path / "model.safetensors", tmp_path / "last.safetensors"
+    for path in (first, second):
+        path.write_text("old")
+    real_replace, renamed = os.replace, []
+
+    def rename_then_signal(src, dst):
+        real_replace(src, dst)
+        renamed.append(dst)
+        if len(renamed) == 1:
+            os.kill(os.getpid(), sig)  # as a scheduler's time limit arriving just then
+
+    monkeypatch.setattr(fileio.os, "replace", rename_then_signal)
+    with signals_as_errors():
+        handler = signal.getsignal(sig)
+        with pytest.raises(StopSignal) as caught:
+            with fileio.written_together() as batch:
+                fileio.write_text(first, "new", batch)
+                fileio.write_text(second, "new", batch)
+        assert signal.getsignal(sig) is handler  # the handler is put back once the renames are done
+    assert first.read_text() == second.read_text() == "new" and caught.value.exit_code == 128 + sig
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.safetensors", "model.safetensors"]

@@ -12,6 +12,8 @@ import json
 import os
 import re
 import secrets
+import signal
+import threading
 import time
 from glob import escape as glob_escape
 from pathlib import Path
@@ -138,15 +140,52 @@ class OutputBatch:
             except OSError as exc:  # a network or quota file system may report a full disk only now
                 raise write_failure(target, exc) from None
         # The one window left: the renames run microseconds apart, and a crash between two of them (SIGKILL,
-        # power loss) leaves the targets renamed so far new and the rest old.
-        for tmp, target in self._staged:
-            os.replace(tmp, target)
+        # power loss) leaves the targets renamed so far new and the rest old. Ctrl-C and SIGTERM wait for the last.
+        with signals_deferred():
+            for tmp, target in self._staged:
+                os.replace(tmp, target)
 
     def _discard(self) -> None:
         for tmp, _ in self._staged:
             tmp.unlink(missing_ok=True)  # gone already once committed
         for claim in filter(None, self._claims):
             claim.close()
+
+
+DEFERRED_SIGNALS = ("SIGINT", "SIGTERM")
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Within it, SIGINT and SIGTERM are noted, and handled as before once it ends (main thread only).
+
+    A stop between two renames of one batch left a stage's best model renamed beside the resume state of the epoch
+    before it, and a submission beside the scores of an earlier run.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {}
+    try:
+        for name in DEFERRED_SIGNALS:
+            number = getattr(signal, name, None)
+            if number is not None:
+                previous[number] = signal.signal(number, lambda signum, frame: caught.append(signum))
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    for number in caught[:1]:
+        _handle_again(number, previous[number])
+
+
+def _handle_again(number: int, handler) -> None:
+    """What `handler` (a signal's disposition before `signals_deferred`) does with the signal, now."""
+    if callable(handler):
+        handler(number, None)
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(number)
 
 
 @contextlib.contextmanager
