@@ -21,8 +21,8 @@ from typing import Callable
 
 from ganfp import distributed
 from ganfp.checkpoint import CHAIN_FILE, stage_status
-from ganfp.data.adapters import load_manifest
 from ganfp.data.manifest import Manifest
+from ganfp.data.medical import parse_window
 from ganfp.device import device_name, rng_untouched, settings_kept
 from ganfp.errors import InputError, Interrupted, StopSignal, require_path
 from ganfp.fileio import check_writable, folder_lock, write_json, writer_of
@@ -34,6 +34,7 @@ from ganfp.train import (
     check_labels,
     check_out_dir,
     check_request,
+    check_window_read,
     completed,
     dataset_fingerprint,
     interrupted,
@@ -42,6 +43,7 @@ from ganfp.train import (
     run_stage,
     setting_changes,
     setup_device,
+    stage_manifest,
     start_identity,
 )
 
@@ -300,6 +302,7 @@ def train_stage(
     cfg.validate()
     if strict_resume:
         check_request(cfg, out_dir, resume, force)
+        check_window_read(cfg, data_root)
     init_id = start_identity(cfg.init) if init_id is None else init_id
     what, hint = (f"--out {out_dir}", "wait for it to finish, or choose another --out") if strict_resume else \
         (f"stage folder {out_dir}", "wait for it to finish")
@@ -340,11 +343,12 @@ def _pseudo_labelled_stage(cfg: StageConfig, out_dir, resume: bool, data_root, o
     done = completed(cfg, Path(out_dir), init_id) if resume else None
     if done is not None:
         return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume)  # reports it, returns it
-    manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
+    manifest = stage_manifest(cfg, data_root)
     check_source(cfg.pseudo_labels, manifest, cfg.pseudo_fraction)
     data = load_stage_images(cfg, data_root, observer, manifest)
     settings = PseudoSettings(
-        cfg.pseudo_labels, cfg.pseudo_fraction, cfg.pseudo_features, cfg.pseudo_k, cfg.seed, cfg.batch_size
+        cfg.pseudo_labels, cfg.pseudo_fraction, cfg.pseudo_features, cfg.pseudo_k, cfg.seed, cfg.batch_size,
+        window=parse_window(cfg.window) if cfg.window else None,
     )
     with rng_untouched(device):  # the starting model's build draws from it; run_stage seeds its own
         manifest, images = pseudo_label(settings, cfg.init, data.manifest, data.images, device, data_root)
@@ -423,7 +427,8 @@ def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir
             "model": model,
             "spec": spec.to_dict(),
             "stages": [
-                {"name": c.name, "dir": stage_folder(i, c.name), "status": "pending"} for i, c in enumerate(configs, 1)
+                {"name": c.name, "dir": stage_folder(i, c.name), "status": "pending", "window": c.window_text()}
+                for i, c in enumerate(configs, 1)
             ],
         }
         prev_id = first_id
@@ -549,7 +554,7 @@ def _compare_images(spec: ChainSpec, i: int, cfg: StageConfig, done: dict, data_
                          "images, so they were not compared; if its dataset changed since, retrain it with "
                          f"--from-stage {cfg.name}")
     try:
-        manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
+        manifest = stage_manifest(cfg, data_root)
         unchanged = dataset_fingerprint(cfg, manifest) == recorded
     except InputError as exc:
         return StagePlan(train=False, classes=kept,
@@ -566,7 +571,7 @@ def _check_dataset(spec: ChainSpec, i: int, cfg: StageConfig, data_root,
     """The stage's manifest, once it can train on it (known from its file list); else one error naming its line."""
     try:
         if manifest is None:
-            manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
+            manifest = stage_manifest(cfg, data_root)
         if cfg.pseudo_labels:
             check_source(cfg.pseudo_labels, manifest, cfg.pseudo_fraction)
         else:

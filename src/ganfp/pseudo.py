@@ -32,6 +32,7 @@ class PseudoSettings:
     k: int  # "knn": neighbours
     seed: int
     batch_size: int
+    window: tuple[float, float] | None = None  # "knn": the HU window the stage reads its DICOM/NIfTI images in
 
 
 @dataclass
@@ -65,11 +66,13 @@ def knn_scores(ctx: PseudoContext) -> np.ndarray:
     """Calibrated nearest-neighbour scores against the dataset's own generated images: the stronger
     source, since it looks at the generated set (the classifier never does)."""
     from ganfp.data.generated import generated_manifest, native_image_size
+    from ganfp.data.medical import with_window
     from ganfp.membership import MembershipScorer, Recipe, ScoringSetup
 
     manifest, s = ctx.manifest, ctx.settings
     check_source("knn", manifest)
     generated = generated_manifest(manifest.info["generated"])
+    generated = with_window(generated, s.window) if s.window else generated  # compared as the stage's images are
     setup = ScoringSetup(native_image_size(manifest, generated), ctx.device, data_root=ctx.data_root, seed=s.seed)
     return MembershipScorer(manifest, generated, setup).score(Recipe("knn", s.features, s.k))
 

@@ -51,6 +51,7 @@ from ganfp.data.cache import default_memory_budget, load_images
 from ganfp.data.generated import generated_manifest
 from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
+from ganfp.data.medical import MedicalReading, parse_window, window_name, window_problem, with_window
 from ganfp.data.split import split_indices, split_problem
 from ganfp.device import autocast, configure, device_name, device_problem, resolve_device, rng_untouched, settings_kept
 from ganfp.errors import MAX_SEED, InputError, Interrupted, RuntimeFailure, StopSignal, count, require_path
@@ -96,6 +97,7 @@ class StageConfig:
     seed: int = 0
     augment: bool = True
     skip_bad: bool = False
+    window: str | None = None  # HU window of DICOM/NIfTI images: lung, mediastinum, bone, CENTER,WIDTH; None: lung (CT)
     pseudo_labels: str | None = None  # unlabelled stage: "self" (the init model's predictions), "knn", ...
     pseudo_fraction: float = 0.25  # fraction of images labelled at each end of the score ranking
     pseudo_features: str = DEFAULT_FEATURES  # feature space of the "knn" pseudo-labeler
@@ -114,7 +116,15 @@ class StageConfig:
         if self.pseudo_labels is None:  # labelled stages keep the digests they had before these fields existed
             d.pop("pseudo_features")
             d.pop("pseudo_k")
+        if self.window is None:  # stages read in the default window keep the digests they had before the field
+            d.pop("window")
+        elif self.window_text():
+            d["window"] = self.window_text()  # "40,400" and "mediastinum" are one setting
         return d
+
+    def window_text(self) -> str | None:
+        """The window as a checkpoint records it and classify reads it back (`window_text`)."""
+        return window_text(self.window)
 
     def digest(self, init_id: str = "") -> str:
         blob = json.dumps([self.identity(), init_id], sort_keys=True, default=str)
@@ -197,6 +207,7 @@ class StageConfig:
             ("model", (), lambda: _problem(model_entry, self.model)),
             ("image_size", ("model",), self._size_problem),
             ("dataset", (), lambda: _problem(parse_spec, self.dataset)),
+            ("window", (), lambda: None if self.window is None else window_problem(self.window)),
         ]
         if check_init:
             rules += [
@@ -262,6 +273,14 @@ class StageConfig:
         if problems:
             label = self.name if not plain_name_problem(self.name) else repr(self.name)  # `stage '': name: ...`
             raise InputError(f"stage {label}: " + "; ".join(f"{name}: {why}" for name, why in problems))
+
+
+def window_text(window: object) -> str | None:
+    """A window as written down: a preset's name, else CENTER,WIDTH ("40,400" is "mediastinum"); None when not given
+    or not a window (`StageConfig.problems` reports that)."""
+    if not isinstance(window, str) or window_problem(window):
+        return None
+    return window_name(parse_window(window))
 
 
 def check_init_checkpoint(path: Path, model: str) -> None:
@@ -590,7 +609,7 @@ def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = N
                       manifest: Manifest | None = None) -> StageData:
     """The stage's manifest (given, when the caller checked it first) and its images decoded at the stage's size."""
     if manifest is None:
-        manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
+        manifest = stage_manifest(cfg, data_root)
     if manifest.labelled or not cfg.pseudo_labels:
         check_labels(cfg, manifest)  # missing labels or a missing class are known before a single image is decoded
     fingerprint = dataset_fingerprint(cfg, manifest)  # before decoding: an image rewritten meanwhile reads as changed
@@ -624,8 +643,22 @@ def _trained_on_other_images(cfg: StageConfig, out_dir: Path, data_root) -> bool
     A stage an older ganfp finished recorded no images: it is taken as it is, as it was then.
     """
     recorded = (stage_status(out_dir) or {}).get("dataset_fingerprint")
-    return recorded is not None and recorded != dataset_fingerprint(cfg, load_manifest(cfg.dataset, data_root,
-                                                                                       **cfg.extra))
+    return recorded is not None and recorded != dataset_fingerprint(cfg, stage_manifest(cfg, data_root))
+
+
+def stage_manifest(cfg: StageConfig, data_root) -> Manifest:
+    """The stage's images as its adapter lists them, its DICOM and NIfTI ones read in the stage's window: the window
+    is in every image's cache key and file fingerprint, so a stage read in another window decodes and trains anew."""
+    manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
+    return manifest if cfg.window is None else with_window(manifest, parse_window(cfg.window))
+
+
+def check_window_read(cfg: StageConfig, data_root) -> None:
+    """A window given to a stage whose images hold no DICOM or NIfTI file would change nothing: refused, as
+    classify refuses it."""
+    if cfg.window is not None:
+        paths = [it.path for it in stage_manifest(cfg, data_root).items]
+        MedicalReading(window=parse_window(cfg.window)).check_read(paths)
 
 
 def dataset_fingerprint(cfg: StageConfig, manifest: Manifest) -> str:
@@ -861,8 +894,14 @@ def _foreign_files(out_dir: Path) -> str | None:
 
 
 def setting_changes(old: dict, cfg: StageConfig) -> str:
-    """`epochs 5 -> 2, lr 0.01 -> 0.003`: the settings that differ from a finished stage's recorded config."""
-    return ", ".join(f"{k} {old[k]!r} -> {v!r}" for k, v in cfg.identity().items() if k in old and old[k] != v)
+    """`epochs 5 -> 2, lr 0.01 -> 0.003`: the settings that differ from a finished stage's recorded config.
+
+    The window is recorded only when given, so a missing one is the default (None), on either side.
+    """
+    new = cfg.identity()
+    before, after = {**old, "window": window_text(old.get("window"))}, {"window": None, **new}
+    keys = [*new, *(["window"] if "window" not in new else [])]
+    return ", ".join(f"{k} {before[k]!r} -> {after[k]!r}" for k in keys if k in before and before[k] != after[k])
 
 
 def start_or_resume(fit: Fit, out_dir: Path, fresh: StageState, resume: bool, strict_resume: bool,
@@ -1156,7 +1195,9 @@ def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bo
                 "measure agreement with them, not accuracy on true labels"
             },
         )
-    meta = model_meta(fit.model, fit.classes, cfg.image_size, stage=cfg.name, dataset=cfg.dataset, seed=cfg.seed)
+    read = {"window": cfg.window_text()} if cfg.window is not None else {}  # classify reads its images so too
+    meta = model_meta(fit.model, fit.classes, cfg.image_size, stage=cfg.name, dataset=cfg.dataset, seed=cfg.seed,
+                      **read)
     fit_epochs(fit, state, out_dir, meta, observer)
     try:
         return finish(fit, data, state, out_dir, meta, warnings)

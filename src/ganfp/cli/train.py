@@ -19,6 +19,7 @@ from ganfp.cli.options import (
     ModelOpt,
     RunsDirOpt,
     SeedOpt,
+    WindowOpt,
 )
 
 # ganfp.pseudo.PSEUDO_LABELERS and ganfp.chain.builtin_chains(), written out: reading either imports torch, which
@@ -117,18 +118,21 @@ def train_stage(
     memory_budget: MemoryBudgetOpt = None,
     data_root: DataRootOpt = None,
     as_json: JsonOpt = False,
+    window: WindowOpt = None,
 ) -> None:
     """Train one stage: a dataset, a starting point, a fresh head, early stopping."""
     from ganfp import distributed
     from ganfp.chain import train_stage as run
+    from ganfp.data.medical import MedicalReading
     from ganfp.train import StageConfig
 
+    MedicalReading.parse(window)  # a bad --window in classify's words, before anything else
     pseudo = {"pseudo_fraction": pseudo_fraction, "pseudo_features": pseudo_features, "pseudo_k": pseudo_k}
     cfg = StageConfig(
         name=Path(out).expanduser().resolve().name if name is None else name, dataset=dataset, model=model,
         init=init, image_size=image_size, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
         epochs=epochs, patience=patience, val_fraction=val_fraction, seed=seed, augment=augment, skip_bad=skip_bad,
-        pseudo_labels=pseudo_labels, device=device, compile=compile, deterministic=deterministic,
+        pseudo_labels=pseudo_labels, window=window, device=device, compile=compile, deterministic=deterministic,
         memory_budget=memory_budget, **{k: v for k, v in pseudo.items() if v is not None},
     )
     observer = observer_for(cfg.name)
@@ -159,20 +163,24 @@ def chain(
     runs_dir: RunsDirOpt = None,
     data_root: DataRootOpt = None,
     as_json: JsonOpt = False,
+    window: WindowOpt = None,
 ) -> None:
     """Run a chain of stages, each starting from the previous stage's best checkpoint.
 
-    --epochs, --patience, --image-size, --batch-size, --lr, --seed, --device, --compile and --memory-budget
-    override every stage's value (else the chain file's, else the default: auto, no compile); --init overrides the
-    first stage's start (each later stage starts from the one before it).
+    --epochs, --patience, --image-size, --batch-size, --lr, --seed, --device, --compile, --memory-budget and
+    --window override every stage's value (else the chain file's, else the default: auto, no compile, lung window);
+    --init overrides the first stage's start (each later stage starts from the one before it).
     """
     from ganfp.chain import load_chain, run_chain
+    from ganfp.data.medical import MedicalReading
     from ganfp.models import model_entry
     from ganfp.paths import runs_root
 
+    MedicalReading.parse(window)  # a bad --window in classify's words, before anything else
     model_entry(model)
     spec = load_chain(chain_name)
     overrides = {"init": init, "epochs": epochs, "patience": patience, "image_size": image_size, "batch_size": batch_size,
-                 "lr": lr, "seed": seed, "device": device, "compile": compile, "memory_budget": memory_budget}
+                 "lr": lr, "seed": seed, "device": device, "compile": compile, "memory_budget": memory_budget,
+                 "window": window}
     run_dir, rows = run_chain(spec, model, runs_root(runs_dir), data_root, overrides, from_stage, lambda cfg: observer_for(cfg.name))
     print_results(f"chain {spec.name} ({model}): {run_dir}", rows, as_json)

@@ -13,18 +13,17 @@ a missing one is a one-line InputError.
 from __future__ import annotations
 
 import math
-
 import os
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ganfp.data.manifest import UNLABELLED, Item, is_dicom, is_nifti, volume_stem
+from ganfp.data.manifest import UNLABELLED, Item, Manifest, is_dicom, is_nifti, volume_stem
 from ganfp.errors import InputError
 
 # (center, width) in HU; lung is the -1000..400 HU range the ImageCLEF CT slices show
@@ -68,20 +67,42 @@ class MedicalReading:
                                  f"leave it out")
 
 
-def parse_window(text: str) -> tuple[float, float]:
-    """A preset name (lung, mediastinum, bone) or CENTER,WIDTH in HU."""
+def parse_window(text: str, option: str = "--window") -> tuple[float, float]:
+    """A preset name (lung, mediastinum, bone) or CENTER,WIDTH in HU; `option` names where it was written."""
+    why = window_problem(text)
+    if why:
+        raise InputError(f"{option} {text}: {why}")
+    return WINDOW_PRESETS[text] if text in WINDOW_PRESETS else tuple(float(p) for p in text.split(","))
+
+
+def window_problem(text: str) -> str | None:
+    """What is wrong with a window's text, or None: one rule for the options and a chain file's `window` key."""
     if text in WINDOW_PRESETS:
-        return WINDOW_PRESETS[text]
-    parts = text.split(",")
+        return None
     try:
-        center, width = (float(p) for p in parts)
+        center, width = (float(p) for p in text.split(","))
     except ValueError:
-        raise InputError(f"--window {text}: give CENTER,WIDTH in HU or one of: {', '.join(WINDOW_PRESETS)}") from None
+        return f"give CENTER,WIDTH in HU or one of: {', '.join(WINDOW_PRESETS)}"
     if not (math.isfinite(center) and math.isfinite(width)):
-        raise InputError(f"--window {text}: CENTER and WIDTH must be finite numbers")
+        return "CENTER and WIDTH must be finite numbers"
     if not width > 0:
-        raise InputError(f"--window {text}: the width must be positive")
-    return center, width
+        return "the width must be positive"
+    return None
+
+
+def window_name(window: tuple[float, float] | None) -> str | None:
+    """How a window is written down (a checkpoint's metadata, a message): its preset's name, else CENTER,WIDTH."""
+    if window is None:
+        return None
+    named = next((name for name, preset in WINDOW_PRESETS.items() if preset == tuple(window)), None)
+    return named or ",".join(str(int(v)) if float(v).is_integer() else repr(float(v)) for v in window)  # exact
+
+
+def with_window(manifest: Manifest, window: tuple[float, float] | None) -> Manifest:
+    """The manifest with its DICOM and NIfTI images read in `window`: any adapter's images, read as a stage or a
+    checkpoint was trained on them. Other images are left alone (they have no HU)."""
+    items = [replace(it, window=window) if is_nifti(it.path) or is_dicom(it.path) else it for it in manifest.items]
+    return replace(manifest, items=items)
 
 
 def parse_slices(text: str) -> tuple[int | None, int | None]:

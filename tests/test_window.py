@@ -1,0 +1,99 @@
+"""The HU window of DICOM images through training: train-stage and chain read in the window given, the stage records
+it, and the decode cache never serves one window's pixels for another."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers.medical import write_ct_dicom
+
+from ganfp.checkpoint import read_safetensors
+from ganfp.data.adapters.folder import folder_manifest
+from ganfp.data.cache import cache_key
+from ganfp.data.medical import MedicalReading, parse_window, with_window
+
+pydicom = pytest.importorskip("pydicom", reason="needs the medical extra (pydicom)")
+
+SIZE = 16
+TRAIN = ("--model", "conv5", "--image-size", SIZE, "--epochs", 1, "--batch-size", 4, "--device", "cpu")
+
+
+def write_dicom_classes(root, n: int = 4, seed: int = 0):
+    """Two classes of CT slices whose HU (-1000..1000) the lung and mediastinum windows show differently."""
+    rng = np.random.default_rng(seed)
+    for label, cls in enumerate(("not_used", "used")):
+        for i in range(n):
+            write_ct_dicom(root / cls / f"{cls[0]}{i}.dcm", rng.uniform(-1000, 600, (SIZE, SIZE)) + 400 * label)
+    return root
+
+
+@pytest.fixture
+def dicom_stage(tmp_path, run_cli, one_torch_thread):
+    """A stage trained on DICOM images read in the mediastinum window."""
+    data = write_dicom_classes(tmp_path / "ds")
+    code, _, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "stage", "--window", "mediastinum",
+                           "--data-root", tmp_path / "data", *TRAIN)
+    assert code == 0, err
+    return tmp_path / "stage"
+
+
+def test_a_stage_records_its_window(dicom_stage):
+    stage = dicom_stage
+    meta = json.loads((stage / "meta.json").read_text())
+    assert meta["window"] == "mediastinum" and meta["config"]["window"] == "mediastinum"
+    assert read_safetensors(stage / "model.safetensors", tensors=False)[1]["window"] == "mediastinum"
+
+
+def test_a_stage_resumed_in_another_window_is_refused_naming_the_change(tmp_path, run_cli, dicom_stage):
+    stage = dicom_stage
+    data = tmp_path / "ds"
+    for window, change in ((("--window", "bone"), "window 'mediastinum' -> 'bone'"),
+                           ((), "window 'mediastinum' -> None")):
+        code, _, err = run_cli("train-stage", "--data", data, "--out", stage, "--resume", "--data-root",
+                               tmp_path / "data", *TRAIN, *window)
+        assert code == 2 and change in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("value, problem", [("wide", "give CENTER,WIDTH"), ("40,-5", "width must be positive")])
+def test_a_bad_window_is_one_line_as_classify_says_it(tmp_path, run_cli, value, problem):
+    for command in (("train-stage", "--data", tmp_path, "--out", tmp_path / "s"), ("chain",)):
+        code, _, err = run_cli(*command, "--window", value, "--data-root", tmp_path / "data")
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and f"--window {value}: " in lines[0] and problem in lines[0], err
+    assert not (tmp_path / "s").exists() and not (tmp_path / "data").exists()
+
+
+def test_train_stage_refuses_a_window_over_images_without_hu(tmp_path, run_cli, class_folder):
+    code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--window", "bone",
+                           "--data-root", tmp_path / "data", *TRAIN)
+    assert code == 2 and "--window: the images read hold no DICOM or NIfTI image" in err, err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_chain_stage_trains_in_its_window_key(tmp_path, run_cli, one_torch_thread):
+    data = write_dicom_classes(tmp_path / "ds")
+    chain = tmp_path / "w.toml"
+    chain.write_text(f"[defaults]\nimage_size = {SIZE}\nbatch_size = 4\nepochs = 1\n\n"
+                     f"[[stages]]\nname = \"ct\"\ndataset = \"{data}\"\nwindow = \"bone\"\n")
+    code, _, err = run_cli("chain", "--chain", chain, "--model", "conv5", "--runs-dir", tmp_path / "runs",
+                           "--data-root", tmp_path / "data", "--device", "cpu")
+    assert code == 0, err
+    run = tmp_path / "runs" / "w-conv5"
+    assert json.loads((run / "01-ct" / "meta.json").read_text())["window"] == "bone"
+    assert json.loads((run / "chain.json").read_text())["stages"][0]["window"] == "bone"
+    chain.write_text(chain.read_text().replace('"bone"', '"soft"'))
+    code, _, err = run_cli("chain", "--chain", chain, "--model", "conv5", "--runs-dir", tmp_path / "runs",
+                           "--data-root", tmp_path / "data")
+    assert code == 2 and f"{chain}:9: stage 1 window: give CENTER,WIDTH" in err, err
+
+
+def test_a_window_applied_after_listing_keys_the_decode_cache_as_one_read_so(tmp_path):
+    """Training applies its window to any adapter's listing (`with_window`): the cache key must be that of the
+    images listed in the window, and never that of the lung-window decode."""
+    data = write_dicom_classes(tmp_path / "ds", n=2)
+    mediastinum = parse_window("mediastinum")
+    listed = folder_manifest(data, reading=MedicalReading(window=mediastinum))
+    applied = with_window(folder_manifest(data), mediastinum)
+    assert cache_key(applied, SIZE) == cache_key(listed, SIZE) != cache_key(folder_manifest(data), SIZE)
