@@ -1,5 +1,6 @@
 """The HU window of DICOM images through training: train-stage and chain read in the window given, the stage records
-it, and the decode cache never serves one window's pixels for another."""
+it, classify reads real images in the window its checkpoint was trained in and warns on another, and the decode
+cache never serves one window's pixels for another."""
 
 from __future__ import annotations
 
@@ -31,29 +32,66 @@ def write_dicom_classes(root, n: int = 4, seed: int = 0):
 
 @pytest.fixture
 def dicom_stage(tmp_path, run_cli, one_torch_thread):
-    """A stage trained on DICOM images read in the mediastinum window."""
+    """A stage trained on DICOM images read in the mediastinum window, and a flat folder of DICOM images to score."""
     data = write_dicom_classes(tmp_path / "ds")
     code, _, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "stage", "--window", "mediastinum",
                            "--data-root", tmp_path / "data", *TRAIN)
     assert code == 0, err
-    return tmp_path / "stage"
+    write_dicom_classes(tmp_path / "real_tree", n=3, seed=1)
+    real = tmp_path / "real"
+    real.mkdir()
+    for path in sorted((tmp_path / "real_tree").rglob("*.dcm")):
+        path.rename(real / path.name)
+    return tmp_path / "stage", real
 
 
-def test_a_stage_records_its_window(dicom_stage):
-    stage = dicom_stage
+def classify_scores(tmp_path, run_cli, stage, real, *window: str) -> tuple[list[str], str]:
+    """(the score column, stderr) of classify with the stage's checkpoint and `window` (e.g. "--window", "bone")."""
+    scores = tmp_path / "scores.csv"
+    code, _, err = run_cli("classify", real, "--checkpoint", stage, "--out", tmp_path / "s.csv", "--scores", scores,
+                           "--data-root", tmp_path / "data", "--device", "cpu", *window)
+    assert code == 0, err
+    return [line.split(",")[1] for line in scores.read_text().splitlines()[1:]], err
+
+
+def test_a_stage_records_its_window_and_classify_reads_in_it(tmp_path, run_cli, dicom_stage):
+    stage, real = dicom_stage
     meta = json.loads((stage / "meta.json").read_text())
     assert meta["window"] == "mediastinum" and meta["config"]["window"] == "mediastinum"
     assert read_safetensors(stage / "model.safetensors", tensors=False)[1]["window"] == "mediastinum"
+    own, err = classify_scores(tmp_path, run_cli, stage, real)
+    assert "WARNING" not in err and "--window" not in err, err
+    same, err = classify_scores(tmp_path, run_cli, stage, real, "--window", "40,400")  # mediastinum, by numbers
+    assert same == own and "--window" not in err, err
+    other, err = classify_scores(tmp_path, run_cli, stage, real, "--window", "lung")
+    assert other != own  # read as asked: the lung window shows these images otherwise
+    lines = [line for line in err.splitlines() if "--window" in line]
+    assert len(lines) == 1 and "--window lung" in lines[0] and "mediastinum window" in lines[0], err
 
 
 def test_a_stage_resumed_in_another_window_is_refused_naming_the_change(tmp_path, run_cli, dicom_stage):
-    stage = dicom_stage
+    stage, _ = dicom_stage
     data = tmp_path / "ds"
     for window, change in ((("--window", "bone"), "window 'mediastinum' -> 'bone'"),
                            ((), "window 'mediastinum' -> None")):
         code, _, err = run_cli("train-stage", "--data", data, "--out", stage, "--resume", "--data-root",
                                tmp_path / "data", *TRAIN, *window)
         assert code == 2 and change in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_checkpoint_without_a_window_reads_lung_and_warns_of_another(tmp_path, run_cli, one_torch_thread):
+    """A stage trained without --window (as every older one) records none: classify reads as it always did."""
+    data = write_dicom_classes(tmp_path / "ds")
+    code, _, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "stage", "--data-root",
+                           tmp_path / "data", *TRAIN)
+    assert code == 0, err
+    assert "window" not in json.loads((tmp_path / "stage" / "meta.json").read_text())
+    real = tmp_path / "ds" / "used"
+    plain, err = classify_scores(tmp_path, run_cli, tmp_path / "stage", real)
+    lung, err = classify_scores(tmp_path, run_cli, tmp_path / "stage", real, "--window", "lung")
+    assert plain == lung and "--window" not in err, err
+    _, err = classify_scores(tmp_path, run_cli, tmp_path / "stage", real, "--window", "bone")
+    assert "--window bone" in err and "lung window" in err, err
 
 
 @pytest.mark.parametrize("value, problem", [("wide", "give CENTER,WIDTH"), ("40,-5", "width must be positive")])

@@ -28,7 +28,7 @@ from ganfp.data.generated import (
     shared_files,
 )
 from ganfp.data.manifest import Manifest
-from ganfp.data.medical import MedicalReading
+from ganfp.data.medical import DEFAULT_WINDOW, MedicalReading, parse_window, window_name, with_window
 from ganfp.data.outputs import check_outputs
 from ganfp.data.real import read_real
 from ganfp.errors import InputError, count, require_int, require_number, require_paths, require_seed
@@ -532,6 +532,27 @@ def check_scoring(sets: RealSets, real: str, asked: Recipe, checkpoint: str | No
     return membership
 
 
+def checkpoint_window(sets: RealSets, reading: MedicalReading | None, checkpoint: str | None,
+                      runs_dir) -> tuple[RealSets, list[str]]:
+    """(the sets, warnings): a checkpoint sees DICOM and NIfTI images as it was trained on them. Without --window
+    they are read in the window its stage recorded (none recorded: lung, as before windows were recorded); a
+    --window of another is kept, as asked, and said in one line: it scores images unlike those it learnt from."""
+    from ganfp.membership.features import checkpoint_file, checkpoint_meta
+
+    file = checkpoint_file(checkpoint, runs_dir)
+    recorded = checkpoint_meta(file).get("window")
+    trained = parse_window(str(recorded), f"{file}: window") if recorded is not None else None
+    given = reading.window if reading is not None else None
+    if given is None and trained is not None:
+        gen = with_window(sets.generated, trained) if sets.generated is not None else None
+        return replace(sets, real=with_window(sets.real, trained), generated=gen), []
+    if given is not None and given != (trained or DEFAULT_WINDOW):
+        return sets, [f"--window {window_name(given)}: the checkpoint {file} was trained on DICOM/NIfTI images read "
+                      f"in the {window_name(trained or DEFAULT_WINDOW)} window, so it scores images unlike those it "
+                      "learnt from; leave --window out to read them as it was trained"]
+    return sets, []
+
+
 def score_and_decide(sets: RealSets, setup: ScoringSetup, dev: DevSet | None, asked: Recipe,
                      used_fraction: float | None, threshold: float | None) -> ScoredRun:
     """The recipe (calibrated, asked or the default), every real image's score by it, and the 0/1 labels."""
@@ -634,6 +655,9 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     asked = Recipe(method, features, k)
     sets = read_sets(real, generated, method, calibrate_on, ids_path, used_fraction, report, data_root, reading)
     membership = check_scoring(sets, real, asked, checkpoint, calibrate_on, runs_dir, image_size)
+    read_warnings = []
+    if not membership or asked.features == "checkpoint":
+        sets, read_warnings = checkpoint_window(sets, reading, checkpoint, runs_dir)
     headers = image_headers(sets.real, *([sets.generated] if membership else []))  # one open per file: size, depths
     size = image_size or (native_image_size(sets.real, sets.generated, headers=headers) if membership else None)
     check_features_size(asked.features if membership else None, size, image_size)
@@ -644,7 +668,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
                          checkpoint=checkpoint, runs_dir=runs_dir, seed=seed, progress=progress)
 
     run = score_and_decide(sets, setup, dev, asked, used_fraction, threshold)
-    warnings = run_warnings(run, asked, threshold, headers, dev, image_size)
+    warnings = read_warnings + run_warnings(run, asked, threshold, headers, dev, image_size)
     summary = run_summary(run, threshold, out, scores_path, warnings, started)
     write_outputs(run, summary, out, scores_path, report, report_n, threshold)
     return ClassifyResult(sets.real.ids, run.labels, run.score, run.scorers, summary, run.choice)

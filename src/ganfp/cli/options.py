@@ -95,8 +95,8 @@ SEED_HELP = ("Seed (0 to 2**32 - 1) of every random step: split, initialisation,
 USED_FRACTION_HELP = ("Label the top fraction by score as used, 0 < q < 1: the known prevalence (default 0.5; "
                       "classify --calibrate: the dev prevalence).")
 K_HELP = "Neighbours (>= 1) per image of a neighbour method or fusion (default: local 40, the others 5)."
-WINDOW_HELP = ("HU window of DICOM/NIfTI images: CENTER,WIDTH or lung, mediastinum, bone (default: lung, "
-               "-1000..400 HU, for CT).")
+WINDOW_HELP = ("HU window of DICOM/NIfTI images: CENTER,WIDTH or lung, mediastinum, bone (default: lung, -1000..400 "
+               "HU, for CT; classify with a checkpoint: the window it was trained in).")
 # what classify and attribute offer when a --features model's ImageNet weights cannot be had (train-stage: --init)
 OFFLINE_FEATURES_HINT = ("choose a feature space that needs no download: --features checkpoint (your chain run's "
                          "model) or a pixel space such as pixels32")
