@@ -1,6 +1,5 @@
-"""The HU window of DICOM images through training: train-stage and chain read in the window given, the stage records
-it, classify reads real images in the window its checkpoint was trained in and warns on another, and the decode
-cache never serves one window's pixels for another."""
+"""The HU window of DICOM images through training: train-stage, chain and attribute read in the window given, the
+stage records it, classify reads real images in the window its checkpoint was trained in, and warns on another."""
 
 from __future__ import annotations
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 from helpers.medical import write_ct_dicom
 
+from ganfp.attribution.run import read_images
 from ganfp.checkpoint import read_safetensors
 from ganfp.data.adapters.folder import folder_manifest
 from ganfp.data.cache import cache_key
@@ -96,7 +96,8 @@ def test_a_checkpoint_without_a_window_reads_lung_and_warns_of_another(tmp_path,
 
 @pytest.mark.parametrize("value, problem", [("wide", "give CENTER,WIDTH"), ("40,-5", "width must be positive")])
 def test_a_bad_window_is_one_line_as_classify_says_it(tmp_path, run_cli, value, problem):
-    for command in (("train-stage", "--data", tmp_path, "--out", tmp_path / "s"), ("chain",)):
+    for command in (("train-stage", "--data", tmp_path, "--out", tmp_path / "s"), ("chain",),
+                    ("attribute", tmp_path, "--out", tmp_path / "a.csv")):
         code, _, err = run_cli(*command, "--window", value, "--data-root", tmp_path / "data")
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and f"--window {value}: " in lines[0] and problem in lines[0], err
@@ -125,6 +126,23 @@ def test_a_chain_stage_trains_in_its_window_key(tmp_path, run_cli, one_torch_thr
     code, _, err = run_cli("chain", "--chain", chain, "--model", "conv5", "--runs-dir", tmp_path / "runs",
                            "--data-root", tmp_path / "data")
     assert code == 2 and f"{chain}:9: stage 1 window: give CENTER,WIDTH" in err, err
+
+
+def test_attribute_reads_dicom_in_the_window_given(tmp_path, run_cli):
+    write_dicom_classes(tmp_path / "train" / "generated")
+    write_ct_dicom(tmp_path / "unknown" / "u0.dcm", np.full((SIZE, SIZE), 100.0))
+    write_ct_dicom(tmp_path / "unknown" / "u1.dcm", np.full((SIZE, SIZE), -900.0))
+    for window in ("lung", "mediastinum"):
+        out = tmp_path / f"{window}.csv"
+        code, _, err = run_cli("attribute", tmp_path / "unknown", "--train", tmp_path / "train", "--out", out,
+                               "--method", "centroid", "--features", "pixels8", "--window", window,
+                               "--data-root", tmp_path / "data", "--device", "cpu")
+        assert code == 0, err
+    bone = MedicalReading.parse("bone")
+    assert {it.window for it in read_images(str(tmp_path / "unknown"), reading=bone).items} == {bone.window}
+    code, _, err = run_cli("attribute", tmp_path / "unknown", "--train", tmp_path / "train", "--out", out,
+                           "--slices", "0:2", "--data-root", tmp_path / "data")
+    assert code == 2 and "--slices: the images read hold no NIfTI volume" in err, err
 
 
 def test_a_window_applied_after_listing_keys_the_decode_cache_as_one_read_so(tmp_path):

@@ -72,6 +72,7 @@ class Job:
     trainer: TrainerSettings
     seed: int = 0
     message: Callable[[str], None] = lambda text: None
+    window: str | None = None  # the HU window of DICOM/NIfTI images (`window_name`), which the cnn trains in too
     _vectors: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -168,18 +169,17 @@ def cnn(job: Job) -> np.ndarray:
     """Train (or reuse, when the same images and settings were trained before) a classifier; its probabilities."""
     from ganfp import inference
     from ganfp.checkpoint import load_checkpoint
-    from ganfp.data.adapters import load_manifest
     from ganfp.device import resolve_device
     from ganfp.errors import InputError
     from ganfp.fileio import folder_lock
     from ganfp.paths import runs_root
-    from ganfp.train import StageConfig, run_stage
+    from ganfp.train import StageConfig, run_stage, stage_manifest
 
     t = job.trainer
     cfg = StageConfig(name="attribution", dataset=job.train_spec, model=t.model, init="none",
                       image_size=job.ctx.image_size, batch_size=t.batch_size, lr=t.lr, epochs=t.epochs,
-                      patience=t.patience, seed=job.seed, augment=t.augment, device=job.ctx.device)
-    seen = load_manifest(job.train_spec, job.ctx.data_root)  # what the trainer loads: generated/<class> only
+                      patience=t.patience, seed=job.seed, augment=t.augment, device=job.ctx.device, window=job.window)
+    seen = stage_manifest(cfg, job.ctx.data_root)  # what the trainer loads: generated/<class> only, in its window
     out_dir = Path(runs_root(t.runs_dir)) / "attribute" / f"{t.model}-{seen.fingerprint()[:12]}"
     job.message(f"training {t.model} on {job.train_spec} into {out_dir}")
     with folder_lock(out_dir, str(out_dir), "", wait=True):  # a second attribute run waits, then reuses the model

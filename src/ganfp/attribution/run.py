@@ -44,7 +44,8 @@ from ganfp.attribution.files import (
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
 from ganfp.data.decode import Header
 from ganfp.data.generated import depths_by_set, image_headers, native_image_size
-from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files, list_folder
+from ganfp.data.manifest import UNLABELLED, Manifest, image_files, list_folder
+from ganfp.data.medical import MedicalReading, file_items, window_name, with_window
 from ganfp.data.outputs import check_outputs
 from ganfp.device import resolve_device
 from ganfp.errors import InputError, count, require_int, require_path, require_paths, require_seed
@@ -90,6 +91,7 @@ class AttributeConfig:
     batch_size: int = 128
     data_root: str | None = None
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
+    reading: MedicalReading | None = None  # DICOM/NIfTI: the window of every image, the ids and slices of `unknown`
 
     def validate(self) -> None:
         if not isinstance(self.trainer, TrainerSettings):  # else an AttributeError at its first field
@@ -98,6 +100,7 @@ class AttributeConfig:
             raise InputError(f"use_real={self.use_real!r}: must be True or False")
         require_paths({"unknown": self.unknown, "out": self.out}, {"train": self.train, "data_root": self.data_root,
                                                                   "runs_dir": self.trainer.runs_dir})
+        require_reading(self.reading)
         needs = METHODS.entry(self.method).meta["needs"]
         self._check_read()
         _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=False,
@@ -152,10 +155,12 @@ class ClusterConfig:
     batch_size: int = 128
     data_root: str | None = None
     runs_dir: str | None = None  # where `--features checkpoint` finds the newest finished chain run
+    reading: MedicalReading | None = None  # how DICOM/NIfTI images are read: window, ids, slices
 
     def validate(self) -> None:
         require_paths({"images": self.images, "out": self.out},
                       {"data_root": self.data_root, "runs_dir": self.runs_dir})
+        require_reading(self.reading)
         CLUSTERERS.get(self.method)
         _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=True,
                       device=self.device)
@@ -224,8 +229,15 @@ class ClusterResult:
                 "labels": self.labels, "seconds": round(self.seconds, 2), "warnings": self.warnings}
 
 
-def read_images(spec: str, data_root=None) -> Manifest:
-    """Every image under a folder (sub-folders included), or a dataset spec; ids must be unique."""
+def require_reading(reading) -> None:
+    """From Python a `reading="lung"` failed with an AttributeError once the images were listed."""
+    if reading is not None and not isinstance(reading, MedicalReading):
+        raise InputError(f"reading={reading!r}: must be a MedicalReading, e.g. MedicalReading.parse('lung'), or None")
+
+
+def read_images(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
+    """Every image under a folder (sub-folders included; each NIfTI slice one image), or a dataset spec; ids must be
+    unique. `reading` says how DICOM and NIfTI files become images, and is refused where it would change nothing."""
     from ganfp.data.adapters import load_manifest
 
     require_path("spec", spec)
@@ -235,11 +247,14 @@ def read_images(spec: str, data_root=None) -> Manifest:
         files = image_files(path)
         if not files:
             raise InputError(f"{path}: no images (expected PNG, JPEG, TIFF... files)")
-        # absolute, not resolved: a linked image (DVC, git-annex, a Hugging Face cache) is named by its link, not its blob
-        items = [Item(os.path.abspath(p), UNLABELLED, source=spec) for p in files]
+        # absolute, not resolved (file_items): a linked image (DVC, git-annex) is named by its link, not its blob
+        items = [it for p in files for it in file_items(p, UNLABELLED, source=spec, reading=reading)]
         manifest = Manifest(f"folder:{path}", [], items, str(path))
     else:
         manifest = load_manifest(spec, data_root)
+        manifest = with_window(manifest, reading.window) if reading is not None and reading.window else manifest
+    if reading is not None:
+        reading.check_read([it.path for it in manifest.items])
     if not len(manifest):
         raise InputError(f"{spec}: no images")
     seen: dict[str, str] = {}
@@ -357,17 +372,20 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     cfg.validate()
     check_outputs({"out": cfg.out}, (cfg.unknown, cfg.train))
     cfg = cfg.resolved()
-    unknown = read_images(cfg.unknown, cfg.data_root)
+    unknown = read_images(cfg.unknown, cfg.data_root, cfg.reading)
     columns = parse_columns(cfg.columns)
     keys = row_keys([it.path for it in unknown.items], columns)
     train, train_spec, warnings = training_set(cfg, unknown)
+    window = cfg.reading.window if cfg.reading is not None else None
+    train = with_window(train, window) if window else train  # the references are seen as the unknown images are
     _check_apart(unknown, train, cfg)
     headers = image_headers(train, unknown)  # one open per file gives the native size and the bit depths
     size = cfg.image_size or native_image_size(train, unknown, headers=headers)
     sets = [f"class {train.classes[it.label]}" for it in train.items] + ["the unknown images"] * len(unknown)
     warnings += mixed_depths(sets, headers)
     ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root, cfg.trainer.runs_dir)
-    job = Job(train, unknown, train_spec, cfg.features, cfg.k, ctx, cfg.trainer, cfg.seed, message)
+    job = Job(train, unknown, train_spec, cfg.features, cfg.k, ctx, cfg.trainer, cfg.seed, message,
+              window=window_name(window))
     probs = METHODS.get(cfg.method)(job)
     predicted = [train.classes[i] for i in probs.argmax(1)]
     write_class_table(cfg.out, keys, predicted, columns)
@@ -397,7 +415,7 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     cfg.validate()
     check_outputs({"out": cfg.out}, (cfg.images,))
     cfg = cfg.resolved()
-    images = read_images(cfg.images, cfg.data_root)
+    images = read_images(cfg.images, cfg.data_root, cfg.reading)
     columns = parse_columns(cfg.columns, clustering=True)
     keys = row_keys([it.path for it in images.items], columns)
     if cfg.clusters is not None and cfg.clusters > len(images):

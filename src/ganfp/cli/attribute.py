@@ -24,9 +24,12 @@ from ganfp.cli.options import (
     BatchSizeOpt,
     DataRootOpt,
     DeviceOpt,
+    IdFromOpt,
     ImageSizeOpt,
     JsonOpt,
     SeedOpt,
+    SlicesOpt,
+    WindowOpt,
     in_range,
 )
 
@@ -127,17 +130,23 @@ def attribute(
     runs_dir: RunsDirOpt = None,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
+    window: WindowOpt = None,
+    id_from: IdFromOpt = None,
+    slices: SlicesOpt = None,
 ) -> None:
     """Attribute generated images to the training subset or generator that made them, or cluster them."""
     from ganfp.attribution.methods import TrainerSettings
     from ganfp.attribution.run import AttributeConfig, ClusterConfig
     from ganfp.attribution.run import attribute as run_attribute
     from ganfp.attribution.run import cluster as run_cluster
+    from ganfp.data.medical import MedicalReading
     from ganfp.data.outputs import check_outputs
     from ganfp.errors import InputError, weights_hint
 
+    reading = MedicalReading.parse(window, id_from, slices)
     check_outputs({"--out": out}, (images, train))
-    common = dict(out=out, image_size=image_size, seed=seed, device=device, batch_size=batch_size, data_root=data_root)
+    common = dict(out=out, image_size=image_size, seed=seed, device=device, batch_size=batch_size, data_root=data_root,
+                  reading=reading)
     if clusters is not None:
         given = [opt for opt, on in (("--train", train is not None), ("--use-real", use_real), ("--k", k is not None),
                                       ("--model", model is not None), ("--epochs", epochs is not None)) if on]

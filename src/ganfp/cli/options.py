@@ -137,7 +137,7 @@ REPORT_N_HELP = "Evidence rows in the --report: the N most and the N least suspi
 ReportNOpt = Annotated[Optional[int], typer.Option("--report-n", callback=in_range(1), help=REPORT_N_HELP)]
 KOpt = Annotated[Optional[int], typer.Option("--k", callback=in_range(1), help=K_HELP)]
 # how DICOM and NIfTI files become images (ganfp.data.medical.MedicalReading): classify scores them so, evaluate
-# --report draws them the same way, and train-stage and chain train in the window given
+# --report draws them the same way, attribute reads them so, and train-stage and chain train in the window given
 WindowOpt = Annotated[Optional[str], typer.Option("--window", help=WINDOW_HELP)]
 IdFromOpt = Annotated[
     Optional[str],
