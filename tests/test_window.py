@@ -153,3 +153,17 @@ def test_a_window_applied_after_listing_keys_the_decode_cache_as_one_read_so(tmp
     listed = folder_manifest(data, reading=MedicalReading(window=mediastinum))
     applied = with_window(folder_manifest(data), mediastinum)
     assert cache_key(applied, SIZE) == cache_key(listed, SIZE) != cache_key(folder_manifest(data), SIZE)
+
+
+def test_a_dataset_spec_of_dicom_files_is_read_in_the_window_given(tmp_path):
+    """`classify folder:DIR --window bone` read DIR's DICOM files in the lung window: the spec's adapter listed them
+    without the reading. --id-from, which acts while a folder is listed, is refused there rather than ignored."""
+    from ganfp.data.real import read_real
+    from ganfp.errors import InputError
+
+    write_dicom_classes(tmp_path / "ds", n=1)
+    bone = MedicalReading.parse("bone")
+    assert {it.window for it in read_real(f"folder:{tmp_path / 'ds'}", reading=bone).items} == {bone.window}
+    assert {it.window for it in read_images(f"folder:{tmp_path / 'ds'}", reading=bone).items} == {bone.window}
+    with pytest.raises(InputError, match=r"^--id-from: folder:.* is a dataset spec"):
+        read_real(f"folder:{tmp_path / 'ds'}", reading=MedicalReading.parse(id_from="uid"))

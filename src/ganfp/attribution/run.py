@@ -238,7 +238,7 @@ def require_reading(reading) -> None:
 def read_images(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
     """Every image under a folder (sub-folders included; each NIfTI slice one image), or a dataset spec; ids must be
     unique. `reading` says how DICOM and NIfTI files become images, and is refused where it would change nothing."""
-    from ganfp.data.adapters import load_manifest
+    from ganfp.data.real import spec_manifest
 
     require_path("spec", spec)
 
@@ -251,8 +251,7 @@ def read_images(spec: str, data_root=None, reading: MedicalReading | None = None
         items = [it for p in files for it in file_items(p, UNLABELLED, source=spec, reading=reading)]
         manifest = Manifest(f"folder:{path}", [], items, str(path))
     else:
-        manifest = load_manifest(spec, data_root)
-        manifest = with_window(manifest, reading.window) if reading is not None and reading.window else manifest
+        manifest = spec_manifest(spec, data_root, reading)
     if reading is not None:
         reading.check_read([it.path for it in manifest.items])
     if not len(manifest):

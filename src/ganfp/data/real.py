@@ -10,8 +10,8 @@ from pathlib import Path
 
 from ganfp.data.adapters import imageclef, load_manifest
 from ganfp.data.adapters.folder import folder_manifest
-from ganfp.data.manifest import Manifest, list_folder
-from ganfp.data.medical import MedicalReading
+from ganfp.data.manifest import Manifest, is_dicom, is_nifti, list_folder
+from ganfp.data.medical import MedicalReading, with_window
 from ganfp.errors import InputError, require_path
 
 
@@ -38,6 +38,21 @@ def _real_folder(path: Path, reading: MedicalReading | None, generated: str | No
     return manifest
 
 
+def spec_manifest(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
+    """A dataset spec's images, its DICOM and NIfTI ones in the reading's window: `folder:DIR` of DICOM files
+    ignored --window, and scored lung-window images. Its adapter lists the files, so --id-from and --slices, which
+    act while a folder is listed, are refused where they would otherwise pass unread."""
+    manifest = load_manifest(spec, data_root)
+    if reading is None:
+        return manifest
+    paths = [it.path for it in manifest.items]
+    for option, given, reads in (("--id-from", reading.id_from, is_dicom), ("--slices", reading.slices, is_nifti)):
+        if given is not None and any(reads(p) for p in paths):
+            raise InputError(f"{option}: {spec} is a dataset spec, whose adapter lists its images itself and would "
+                             "ignore it; give the folder of images instead")
+    return with_window(manifest, reading.window) if reading.window else manifest
+
+
 def read_real(spec: str, data_root=None, reading: MedicalReading | None = None,
               generated: str | None = None) -> Manifest:
     """A folder of images (flat; used/ and not_used/; or real_unknown_N/ beside generated_N/; generated*/
@@ -46,7 +61,7 @@ def read_real(spec: str, data_root=None, reading: MedicalReading | None = None,
     require_path("spec", spec)
     require_path("generated", generated, optional=True)
     path = Path(spec).expanduser()
-    manifest = _real_folder(path, reading, generated) if path.is_dir() else load_manifest(spec, data_root)
+    manifest = _real_folder(path, reading, generated) if path.is_dir() else spec_manifest(spec, data_root, reading)
     seen: dict[str, str] = {}
     for item in manifest.items:
         if item.id in seen:
