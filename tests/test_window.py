@@ -167,3 +167,21 @@ def test_a_dataset_spec_of_dicom_files_is_read_in_the_window_given(tmp_path):
     assert {it.window for it in read_images(f"folder:{tmp_path / 'ds'}", reading=bone).items} == {bone.window}
     with pytest.raises(InputError, match=r"^--id-from: folder:.* is a dataset spec"):
         read_real(f"folder:{tmp_path / 'ds'}", reading=MedicalReading.parse(id_from="uid"))
+
+
+def test_calibration_reads_its_dev_images_in_the_checkpoint_window(tmp_path, dicom_stage, monkeypatch):
+    """--calibrate with a --checkpoint scores dev images by it too: they are read in its window, as the real ones."""
+    import ganfp.classify as classify_module
+
+    class Read(Exception):
+        pass
+
+    def read_dev(spec, data_root, reading, image_size):
+        raise Read(reading)
+
+    stage, real = dicom_stage
+    monkeypatch.setattr(classify_module, "read_dev", read_dev)
+    with pytest.raises(Read) as caught:
+        classify_module.classify(str(real), str(tmp_path / "s.csv"), generated=str(real), checkpoint=str(stage),
+                                 calibrate_on=str(tmp_path / "ds"), data_root=str(tmp_path / "data"), device="cpu")
+    assert caught.value.args[0].window == parse_window("mediastinum")

@@ -532,11 +532,11 @@ def check_scoring(sets: RealSets, real: str, asked: Recipe, checkpoint: str | No
     return membership
 
 
-def checkpoint_window(sets: RealSets, reading: MedicalReading | None, checkpoint: str | None,
-                      runs_dir) -> tuple[RealSets, list[str]]:
-    """(the sets, warnings): a checkpoint sees DICOM and NIfTI images as it was trained on them. Without --window
-    they are read in the window its stage recorded (none recorded: lung, as before windows were recorded); a
-    --window of another is kept, as asked, and said in one line: it scores images unlike those it learnt from."""
+def checkpoint_reading(reading: MedicalReading | None, checkpoint: str | None,
+                       runs_dir) -> tuple[MedicalReading | None, list[str]]:
+    """(the reading to use, warnings): a checkpoint sees DICOM and NIfTI images as it was trained on them. Without
+    --window they are read in the window its stage recorded (none recorded: lung, as before windows were recorded);
+    a --window of another is kept, as asked, and said in one line: it scores images unlike those it learnt from."""
     from ganfp.membership.features import checkpoint_file, checkpoint_meta
 
     file = checkpoint_file(checkpoint, runs_dir)
@@ -544,13 +544,18 @@ def checkpoint_window(sets: RealSets, reading: MedicalReading | None, checkpoint
     trained = parse_window(str(recorded), f"{file}: window") if recorded is not None else None
     given = reading.window if reading is not None else None
     if given is None and trained is not None:
-        gen = with_window(sets.generated, trained) if sets.generated is not None else None
-        return replace(sets, real=with_window(sets.real, trained), generated=gen), []
+        return replace(reading or MedicalReading(), window=trained), []
     if given is not None and given != (trained or DEFAULT_WINDOW):
-        return sets, [f"--window {window_name(given)}: the checkpoint {file} was trained on DICOM/NIfTI images read "
-                      f"in the {window_name(trained or DEFAULT_WINDOW)} window, so it scores images unlike those it "
-                      "learnt from; leave --window out to read them as it was trained"]
-    return sets, []
+        return reading, [f"--window {window_name(given)}: the checkpoint {file} was trained on DICOM/NIfTI images "
+                         f"read in the {window_name(trained or DEFAULT_WINDOW)} window, so it scores images unlike "
+                         "those it learnt from; leave --window out to read them as it was trained"]
+    return reading, []
+
+
+def read_in(sets: RealSets, window: tuple[float, float]) -> RealSets:
+    """The real and generated sets with their DICOM and NIfTI images read in `window`."""
+    generated = with_window(sets.generated, window) if sets.generated is not None else None
+    return replace(sets, real=with_window(sets.real, window), generated=generated)
 
 
 def score_and_decide(sets: RealSets, setup: ScoringSetup, dev: DevSet | None, asked: Recipe,
@@ -656,8 +661,9 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     sets = read_sets(real, generated, method, calibrate_on, ids_path, used_fraction, report, data_root, reading)
     membership = check_scoring(sets, real, asked, checkpoint, calibrate_on, runs_dir, image_size)
     read_warnings = []
-    if not membership or asked.features == "checkpoint":
-        sets, read_warnings = checkpoint_window(sets, reading, checkpoint, runs_dir)
+    if not membership or asked.features == "checkpoint" or (calibrate_on and checkpoint):  # a checkpoint is read
+        given, (reading, read_warnings) = reading, checkpoint_reading(reading, checkpoint, runs_dir)
+        sets = read_in(sets, reading.window) if reading is not given else sets
     headers = image_headers(sets.real, *([sets.generated] if membership else []))  # one open per file: size, depths
     size = image_size or (native_image_size(sets.real, sets.generated, headers=headers) if membership else None)
     check_features_size(asked.features if membership else None, size, image_size)
