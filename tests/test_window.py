@@ -185,3 +185,12 @@ def test_calibration_reads_its_dev_images_in_the_checkpoint_window(tmp_path, dic
         classify_module.classify(str(real), str(tmp_path / "s.csv"), generated=str(real), checkpoint=str(stage),
                                  calibrate_on=str(tmp_path / "ds"), data_root=str(tmp_path / "data"), device="cpu")
     assert caught.value.args[0].window == parse_window("mediastinum")
+
+
+def test_a_chain_window_over_images_without_hu_is_refused(tmp_path, run_cli, class_folder):
+    chain = tmp_path / "png.toml"
+    chain.write_text(f"[defaults]\nimage_size = {SIZE}\nepochs = 1\n\n[[stages]]\ndataset = \"{class_folder}\"\n")
+    code, _, err = run_cli("chain", "--chain", chain, "--model", "conv5", "--runs-dir", tmp_path / "runs",
+                           "--data-root", tmp_path / "data", "--window", "bone")
+    assert code == 2 and "--window: the images of the stages it reads hold no DICOM or NIfTI image" in err, err
+    assert not (tmp_path / "runs" / "png-conv5").exists()

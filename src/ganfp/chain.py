@@ -21,7 +21,7 @@ from typing import Callable
 
 from ganfp import distributed
 from ganfp.checkpoint import CHAIN_FILE, stage_status
-from ganfp.data.manifest import Manifest
+from ganfp.data.manifest import Manifest, is_dicom, is_nifti
 from ganfp.data.medical import parse_window
 from ganfp.device import device_name, rng_untouched, settings_kept
 from ganfp.errors import InputError, Interrupted, StopSignal, require_path
@@ -374,6 +374,7 @@ def run_chain(
     names = [c.name for c in configs]
     if from_stage is not None and from_stage not in names:
         raise InputError(f"--from-stage {from_stage!r}: not a stage of chain {spec.name} ({', '.join(names)})")
+    check_chain_window(spec, configs, overrides or {}, data_root)
     try:
         check_run_owner(spec, run_dir)
         with writer_lock(run_dir, f"chain run {run_dir}", "wait for it to finish, or pass another --runs-dir"):
@@ -381,6 +382,24 @@ def run_chain(
             return run_dir, _run_stages(spec, model, configs, run_dir, data_root, from_stage, observer_for)
     except (KeyboardInterrupt, StopSignal) as exc:  # before the run folder was locked: nothing written
         raise chain_interrupted(spec, configs, run_dir, 0, False, exc) from None
+
+
+def check_chain_window(spec: ChainSpec, configs: list[StageConfig], overrides: dict, data_root) -> None:
+    """A window that no stage's images can take (no DICOM or NIfTI file in any stage given one) would change nothing
+    but the stages' settings: refused, naming where it was given, as `train-stage --window` is. A dataset that
+    cannot be listed now is left to the plan, which names its stage."""
+    windowed = [c for c in configs if c.window is not None]
+    if not windowed:
+        return
+    for cfg in windowed:
+        try:
+            if any(is_dicom(it.path) or is_nifti(it.path) for it in stage_manifest(cfg, data_root).items):
+                return
+        except InputError:
+            return
+    where = "--window" if overrides.get("window") is not None else f"{spec.where}: window"
+    raise InputError(f"{where}: the images of the stages it reads hold no DICOM or NIfTI image, so it would change "
+                     "nothing; leave it out")
 
 
 def check_run_owner(spec: ChainSpec, run_dir: Path) -> None:
