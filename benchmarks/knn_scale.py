@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -33,10 +34,20 @@ CPU_CASES = "10000x200x512,10000x200x4096,100000x10000x512"
 CUDA_CASES = CPU_CASES + ",1000000x10000x512,100000x100000x512"
 
 
+def case_list(text: str) -> list[str]:
+    """`--cases` checked when parsed: a malformed case must stop the run before the first case, not after."""
+    cases = text.split(",")
+    bad = [c for c in cases if not re.fullmatch(r"[1-9]\d*x[1-9]\d*x[1-9]\d*", c)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{', '.join(map(repr, bad))}: each case is QxRxD, three positive integers")
+    return cases
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
-    p.add_argument("--cases", default=None, help=f"comma-separated QxRxD (default CPU: {CPU_CASES}; CUDA adds larger ones)")
+    p.add_argument("--cases", type=case_list, default=None,
+                   help=f"comma-separated QxRxD (default CPU: {CPU_CASES}; CUDA adds larger ones)")
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one case, in a fresh process
     return p.parse_args(argv)
@@ -94,7 +105,7 @@ def main(argv=None) -> dict | None:
         print(json.dumps(run_case(args.child, device, args.k)), flush=True)
         return None
     load_at_start = [round(x, 2) for x in os.getloadavg()]
-    cases = (args.cases or (CUDA_CASES if device.type == "cuda" else CPU_CASES)).split(",")
+    cases = args.cases or (CUDA_CASES if device.type == "cuda" else CPU_CASES).split(",")
     results = []
     for case in cases:
         reason = fits(case, device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import pytest
 from helpers.docs import ROOT
 
 
@@ -19,3 +20,11 @@ def test_demo_chain_reads_the_pseudo_labelled_stage_as_agreement():
               {"stage": "gans-test", "best_val_pseudo_agreement": 0.9, "val_labels": "pseudo:self"}]
     assert load("demo_chain").best_scores(stages) == {"best_val_accuracy": {"gans-dev": 0.5},
                                                       "best_val_pseudo_agreement": {"gans-test": 0.9}}
+
+
+def test_knn_scale_refuses_a_malformed_case_before_running_any():
+    knn_scale = load("knn_scale")
+    assert knn_scale.parse_args(["--cases", "10x20x4,5x6x7"]).cases == ["10x20x4", "5x6x7"]
+    for bad in ("10x20x4,1e6x3x4", "10x20", "0x5x5", "10x20x4,"):
+        with pytest.raises(SystemExit):
+            knn_scale.parse_args(["--cases", bad])
