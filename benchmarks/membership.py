@@ -43,20 +43,22 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from common import emit, machine
 from sklearn.metrics import roc_auc_score
 
-from ganfp import ui
-from ganfp.classify import calibrate, calibration_candidates, dev_sets
-from ganfp.data.generated import generated_manifest
-from ganfp.data.real import read_real
-from ganfp.data.zoo import FAMILIES, SHAPES, build_split, shape_seed, write_split
-from ganfp.device import resolve_device
-from ganfp.membership import MembershipScorer, Recipe, ScoringSetup, fuse, parse_features
-from ganfp.membership.fusion import add_log_ratios
-from ganfp.membership.pipeline import default_recipe
-from ganfp.metrics import binary_metrics
-from ganfp.submission import decide, read_labels
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit, machine  # noqa: E402
+
+from ganfp import ui  # noqa: E402
+from ganfp.classify import calibrate, calibration_candidates, dev_sets  # noqa: E402
+from ganfp.data.generated import generated_manifest  # noqa: E402
+from ganfp.data.real import read_real  # noqa: E402
+from ganfp.data.zoo import FAMILIES, SHAPES, build_split, shape_seed, write_split  # noqa: E402
+from ganfp.device import resolve_device  # noqa: E402
+from ganfp.membership import MembershipScorer, Recipe, ScoringSetup, fuse, parse_features  # noqa: E402
+from ganfp.membership.fusion import add_log_ratios  # noqa: E402
+from ganfp.membership.pipeline import default_recipe  # noqa: E402
+from ganfp.metrics import binary_metrics  # noqa: E402
+from ganfp.submission import decide, read_labels  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "membership.md"
 START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
@@ -318,22 +320,22 @@ def run_zoo(args, device: torch.device, timings: dict | None) -> dict:
             "seconds": round(seconds, 1)}
 
 
-def timing(device: torch.device) -> dict:
-    """What a user waits for, end to end through `classify`, on files written here."""
+def timing(device: torch.device, generated: int = 10_000, size: int = 256) -> dict:
+    """What a user waits for, end to end through `classify`, on files written here (the task: 10,000 at 256 px)."""
     from ganfp.classify import classify
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        ui.info("timing: drawing and writing 200 real + 10,000 generated PNGs at 256 px (untimed)")
-        big = build_split("pcagmm", 0, used=100, not_used=100, generated=10_000, size=256, cache=root / "cache")
+        ui.info(f"timing: drawing and writing 200 real + {generated:,} generated PNGs at {size} px (untimed)")
+        big = build_split("pcagmm", 0, used=100, not_used=100, generated=generated, size=size, cache=root / "cache")
         write_split(big, root / "big", layout="test")
         for run in ("cold", "warm"):
             ui.info(f"timing: classify, {run} decode cache")
             started = time.perf_counter()
             classify(str(root / "big" / "real_unknown_1"), root / "s.csv", generated=str(root / "big" / "generated_1"),
                      device=str(device), data_root=root / "data")
-            out[f"classify 200 x 10000 at 256 px, default, {run} decode cache (s)"] = round(time.perf_counter() - started, 1)
+            out[f"classify 200 x {generated} at {size} px, default, {run} decode cache (s)"] = round(time.perf_counter() - started, 1)
         dev = build_split("pcagmm", 0, **SHAPES["dev"], cache=root / "cache")
         write_split(dev, root / "dev", layout="dev")
         ui.info("timing: classify --calibrate")
@@ -353,11 +355,11 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def agreement(device: torch.device, seed: int, zoo_dir: Path) -> dict:
+def agreement(device: torch.device, seed: int, zoo_dir: Path, families=AGREEMENT_FAMILIES) -> dict:
     """Every recipe's scores on the CPU against the same on `device` (a second CPU run checks determinism)."""
     devices = {"cpu": torch.device("cpu"), "device": device}
     rows, seconds = [], dict.fromkeys(devices, 0.0)
-    for name in AGREEMENT_FAMILIES:
+    for name in families:
         real, gen, y, _ = family_sets(name, "dev", seed, zoo_dir)
         size = FAMILIES.entry(name).meta["size"]
         scorers = {side: MembershipScorer(real, gen, ScoringSetup(size, d, data_root=zoo_dir / "data", seed=seed))
@@ -389,14 +391,19 @@ def print_agreement(result: dict) -> None:
             f"largest ROC-AUC gap {result['largest_auc_gap']:.4f}; seconds for all of them: {result['seconds']}")
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
+    """The options; a function so tests can check gpu_all.sh's steps against them without running anything."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", action="store_true", help="score every family of the generator zoo")
-    parser.add_argument("--families", nargs="+", choices=FAMILIES.names(), help="only these families")
+    parser.add_argument("--families", nargs="+", choices=FAMILIES.names(),
+                        help=f"only these families (--agreement: default {' '.join(AGREEMENT_FAMILIES)})")
     parser.add_argument("--zoo-dir", default=str(Path(tempfile.gettempdir()) / "ganfp-zoo"),
                         help="where the zoo's splits and caches are kept between runs")
     parser.add_argument("--control-seeds", type=int, default=5, help="independent draws of each no-leak control (0: none)")
     parser.add_argument("--timing", action="store_true", help="time classify and --calibrate at the task's scale")
+    parser.add_argument("--timing-generated", type=int, default=10_000,
+                        help="generated images of --timing's classify (smaller: a rehearsal, not the task's scale)")
+    parser.add_argument("--timing-size", type=int, default=256, help="side of --timing's PNG files")
     parser.add_argument("--agreement", action="store_true", help="every recipe's scores on the CPU against --device")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
@@ -404,24 +411,29 @@ def main() -> None:
     parser.add_argument("--acceptance", nargs="+", type=Path, metavar="LOG",
                         help="check issue 9's acceptance on saved --zoo runs (one per seed)")
     parser.add_argument("--write-docs", action="store_true", help=f"write the zoo or acceptance tables into {DOCS.name}")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not (args.acceptance or args.zoo or args.timing or args.agreement):
+        parser.error("choose --zoo, --timing, --agreement, --acceptance or several")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     if args.acceptance:
         table = acceptance(read_zoo_runs(args.acceptance))
         print(table)
         if args.write_docs:
             write_docs(table, ACCEPTANCE_START, ACCEPTANCE_END)
         return
-    if not (args.zoo or args.timing or args.agreement):
-        parser.error("choose --zoo, --timing, --agreement, --acceptance or several")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     result = {"benchmark": "membership", "machine": machine(device)}
     if args.timing:
-        result["timing"] = timing(device)
+        result["timing"] = timing(device, args.timing_generated, args.timing_size)
         ui.print_table("membership timings", ["what", "seconds"], list(result["timing"].items()))
     if args.agreement:
-        result["agreement"] = agreement(device, args.seed, Path(args.zoo_dir))
+        result["agreement"] = agreement(device, args.seed, Path(args.zoo_dir), args.families or AGREEMENT_FAMILIES)
         print_agreement(result["agreement"])
     if args.zoo:
         result["zoo"] = run_zoo(args, device, result.get("timing"))

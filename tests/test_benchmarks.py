@@ -28,3 +28,8 @@ def test_knn_scale_refuses_a_malformed_case_before_running_any():
     for bad in ("10x20x4,1e6x3x4", "10x20", "0x5x5", "10x20x4,"):
         with pytest.raises(SystemExit):
             knn_scale.parse_args(["--cases", bad])
+
+
+def test_membership_refuses_a_run_with_nothing_to_do():
+    with pytest.raises(SystemExit):
+        load("membership").parse_args(["--device", "cpu"])
