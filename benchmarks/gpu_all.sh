@@ -7,7 +7,8 @@
 #   GPU_ALL_ONLY="infer_resnet18_256 knn_cuda" benchmarks/gpu_all.sh   # only these steps (a rerun)
 #
 # Each step has its own time limit and runs only while the overall budget allows it, so a slow
-# machine loses the last (least important) steps, never the whole run.
+# machine loses the last (least important) steps, never the whole run. A step that exits non-zero
+# makes the whole run exit 1 at the end, naming it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STEPS="train_resnet18_256 train_vit_b_32_256 infer_resnet18_256 infer_resnet18_256_2cpus knn_cuda membership_agreement membership_timing train_resnet18_256_compiled"
@@ -40,8 +41,10 @@ step() {  # step NAME LIMIT_SECONDS ARGS...: run one benchmark if the budget sti
   timeout "$limit" "$PY" "$@" > "$OUT/$name.txt" 2> "$OUT/$name.err"
   local rc=$?
   echo "== $name: exit $rc after $((SECONDS - started))s" | tee -a "$OUT/summary.txt"
+  (( rc == 0 )) || FAILED+=" $name"
   cat "$OUT/$name.txt"
 }
+FAILED=""
 
 # the issue's targets: trainer >= 90% of the bare loop for resnet18 and vit_b_32 at 256x256
 step train_resnet18_256 100 benchmarks/train_throughput.py --device cuda --model resnet18 --image-size 256 --batch 256 \
@@ -59,4 +62,5 @@ step membership_agreement 120 benchmarks/membership.py --agreement --device cuda
 step membership_timing 150 benchmarks/membership.py --timing --device cuda
 step train_resnet18_256_compiled 120 benchmarks/train_throughput.py --device cuda --model resnet18 --image-size 256 \
   --batch 256 --steps 12 --rounds 3 --chunk 12 --warmup 2 --compile --png-dir "$PNG"
-echo "gpu_all: done in ${SECONDS}s; results in $OUT" | tee -a "$OUT/summary.txt"
+echo "gpu_all: done in ${SECONDS}s; results in $OUT${FAILED:+; failed:$FAILED (see their .err)}" | tee -a "$OUT/summary.txt"
+[[ -z "$FAILED" ]]  # a failed step fails the run, so a rehearsal cannot pass by scrolling past a traceback
