@@ -9,13 +9,22 @@
 # Each step has its own time limit and runs only while the overall budget allows it, so a slow
 # machine loses the last (least important) steps, never the whole run. A step that exits non-zero
 # makes the whole run exit 1 at the end, naming it.
+#
+#   GPU_ALL_REHEARSE=1 benchmarks/gpu_all.sh   # dress rehearsal on this machine's CPU, before a lease
+#
+# A rehearsal runs every step's script with the step's own options followed by that step's entry in
+# SMALL below (--device cpu, few steps, small images and cases; argparse keeps an option's last value),
+# so option parsing, data preparation, timing loops, result files and the summary all run, in a few
+# minutes on 2 cores; only the CUDA-specific paths do not (and nvidia-smi is not asked). Results go to
+# bench-rehearsal unless $OUT is set. The real run's options, limits and budget are unchanged by it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STEPS="train_resnet18_256 train_vit_b_32_256 infer_resnet18_256 infer_resnet18_256_2cpus knn_cuda membership_agreement membership_timing train_resnet18_256_compiled"
 for name in ${GPU_ALL_ONLY:-}; do  # a misspelt step must not cost a lease: check before anything starts
   [[ " $STEPS " == *" $name "* ]] || { echo "gpu_all: GPU_ALL_ONLY names no step '$name' (steps: $STEPS)" >&2; exit 2; }
 done
-OUT="${OUT:-bench-results}"
+REHEARSE="${GPU_ALL_REHEARSE:-}"
+OUT="${OUT:-$([[ -n "$REHEARSE" ]] && echo bench-rehearsal || echo bench-results)}"
 PY="${PYTHON:-python3}"
 BUDGET="${GPU_ALL_BUDGET:-540}"  # seconds for all steps together
 mkdir -p "$OUT"
@@ -24,14 +33,30 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"  # ganfp from this tree,
 PNG="$(mktemp -d)"  # 256x256 PNG files, written once and shared by the 256px runs
 trap 'rm -rf "$PNG"' EXIT
 
-"$PY" -c "import torch, torchvision, timm, ganfp; assert torch.cuda.is_available(), 'no CUDA device'" \
+CHECK="import torch, torchvision, timm, sklearn, ganfp"
+[[ -n "$REHEARSE" ]] || CHECK+="; assert torch.cuda.is_available(), 'no CUDA device'"
+"$PY" -c "$CHECK" \
   || { echo "gpu_all: needs torch with CUDA, torchvision, timm and ganfp's dependencies for $PY" >&2; exit 1; }
-nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
+[[ -n "$REHEARSE" ]] || nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
+
+# a rehearsal's options, appended to each step's own (the later value of an option wins)
+TINY="--device cpu --image-size 32 --source-size 32 --batch 4 --steps 2 --rounds 2 --warmup 1 --workers 1"
+declare -A SMALL=(
+  [train_resnet18_256]="$TINY --chunk 1" [train_vit_b_32_256]="$TINY --chunk 1" [train_resnet18_256_compiled]="$TINY --chunk 1"
+  [infer_resnet18_256]="$TINY" [infer_resnet18_256_2cpus]="$TINY --cpus 1"
+  [knn_cuda]="--device cpu --cases 2000x50x64,4000x400x32"
+  [membership_agreement]="--device cpu --threads 1 --families pcagmm"
+  [membership_timing]="--device cpu --threads 1 --timing-generated 300 --timing-size 64"
+)
 
 step() {  # step NAME LIMIT_SECONDS ARGS...: run one benchmark if the budget still allows it
   local name=$1 limit=$2; shift 2
   [[ " $STEPS " == *" $name "* ]] || { echo "gpu_all: step $name is missing from STEPS" >&2; exit 2; }
   [[ -z "${GPU_ALL_ONLY:-}" || " $GPU_ALL_ONLY " == *" $name "* ]] || return 0
+  if [[ -n "$REHEARSE" ]]; then
+    [[ -n "${SMALL[$name]:-}" ]] || { echo "gpu_all: step $name has no SMALL entry to rehearse with" >&2; exit 2; }
+    set -- "$@" ${SMALL[$name]}
+  fi
   if (( SECONDS + limit > BUDGET )); then
     echo "== $name: skipped (budget: ${SECONDS}s used of ${BUDGET}s)" | tee -a "$OUT/summary.txt"
     return

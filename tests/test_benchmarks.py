@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import shlex
 import subprocess
 
 import pytest
 from helpers.docs import ROOT
+
+from ganfp.models import image_size_problem, list_models
 
 
 def load(name: str):
@@ -22,6 +26,45 @@ def test_demo_chain_reads_the_pseudo_labelled_stage_as_agreement():
               {"stage": "gans-test", "best_val_pseudo_agreement": 0.9, "val_labels": "pseudo:self"}]
     assert load("demo_chain").best_scores(stages) == {"best_val_accuracy": {"gans-dev": 0.5},
                                                       "best_val_pseudo_agreement": {"gans-test": 0.9}}
+
+
+def gpu_all_steps() -> dict[str, list[str]]:
+    """name -> argv (script first) of every `step` line in gpu_all.sh, continuation lines joined."""
+    text = (ROOT / "benchmarks" / "gpu_all.sh").read_text().replace("\\\n", " ")
+    steps = {}
+    for line in text.splitlines():
+        if line.startswith("step "):
+            _, name, _limit, *argv = shlex.split(line)
+            steps[name] = argv
+    return steps
+
+
+def gpu_all_small() -> dict[str, list[str]]:
+    """name -> the options a rehearsal appends to that step (SMALL, with $TINY expanded)."""
+    text = (ROOT / "benchmarks" / "gpu_all.sh").read_text()
+    tiny = re.search(r'^TINY="([^"]*)"', text, re.M).group(1)
+    block = re.search(r"^declare -A SMALL=\((.*?)^\)", text, re.S | re.M).group(1)
+    return {name: shlex.split(opts.replace("$TINY", tiny)) for name, opts in re.findall(r'\[(\w+)\]="([^"]*)"', block)}
+
+
+def test_gpu_all_names_every_step_once_with_a_rehearsal_entry():
+    text = (ROOT / "benchmarks" / "gpu_all.sh").read_text()
+    listed = re.search(r'^STEPS="([^"]*)"', text, re.M).group(1).split()
+    assert sorted(listed) == sorted(gpu_all_steps()) == sorted(gpu_all_small())
+
+
+@pytest.mark.parametrize("name", sorted(gpu_all_steps()))
+def test_gpu_all_step_options_parse_for_the_real_run_and_the_rehearsal(name):
+    """A renamed option or a misspelt value must fail here, not a minute into a GPU lease (argparse exits 2)."""
+    script, *argv = gpu_all_steps()[name]
+    path = ROOT / script
+    assert path.parent == ROOT / "benchmarks" and path.is_file(), script
+    parse_args = load(path.stem).parse_args
+    real, rehearsal = parse_args(argv), parse_args(argv + gpu_all_small()[name])
+    assert (real.device, rehearsal.device) == ("cuda", "cpu")
+    for args in (real, rehearsal):
+        if hasattr(args, "model"):  # a model name is checked only when the model is built: minutes in
+            assert args.model in list_models() and image_size_problem(args.model, args.image_size) is None
 
 
 def test_knn_scale_refuses_a_malformed_case_before_running_any():
@@ -48,7 +91,14 @@ def run_gpu_all(tmp_path, exit_code: int, **env):
     return done, (tmp_path / "argv").read_text().splitlines(), (out / "summary.txt").read_text()
 
 
+def test_gpu_all_rehearsal_appends_the_small_options_to_the_real_ones(tmp_path):
+    done, argv, _ = run_gpu_all(tmp_path, 0, GPU_ALL_REHEARSE="1", GPU_ALL_ONLY="knn_cuda membership_timing")
+    assert done.returncode == 0, done.stderr
+    real, small = gpu_all_steps(), gpu_all_small()
+    assert argv == [" ".join(real[n] + small[n]) for n in ("knn_cuda", "membership_timing")]
+
+
 def test_gpu_all_fails_when_a_step_fails(tmp_path):
-    done, _, summary = run_gpu_all(tmp_path, 3, GPU_ALL_ONLY="knn_cuda")
+    done, _, summary = run_gpu_all(tmp_path, 3, GPU_ALL_REHEARSE="1", GPU_ALL_ONLY="knn_cuda")
     assert done.returncode == 1
     assert "knn_cuda: exit 3" in summary and "failed: knn_cuda" in summary
