@@ -431,7 +431,7 @@ def main(argv=None) -> None:
     result = {"benchmark": "membership", "machine": machine(device)}
     if args.timing:
         result["timing"] = timing(device, args.timing_generated, args.timing_size)
-        ui.print_table("membership timings", ["what", "seconds"], list(result["timing"].items()))
+        ui.print_table("membership timings", ["what", "seconds"], [(what, f"{s:.1f}") for what, s in result["timing"].items()])
     if args.agreement:
         result["agreement"] = agreement(device, args.seed, Path(args.zoo_dir), args.families or AGREEMENT_FAMILIES)
         print_agreement(result["agreement"])
