@@ -27,6 +27,11 @@ REHEARSE="${GPU_ALL_REHEARSE:-}"
 OUT="${OUT:-$([[ -n "$REHEARSE" ]] && echo bench-rehearsal || echo bench-results)}"
 PY="${PYTHON:-python3}"
 BUDGET="${GPU_ALL_BUDGET:-540}"  # seconds for all steps together
+if [[ -z "${GPU_ALL_ONLY:-}" && ( -e "$OUT/results.jsonl" || -e "$OUT/summary.txt" ) ]]; then
+  # results.jsonl and summary.txt are appended to: a second full run there would mix two machines' numbers
+  echo "gpu_all: $OUT holds an earlier run's results; set OUT to a new folder (a rerun of some steps: GPU_ALL_ONLY)" >&2
+  exit 2
+fi
 mkdir -p "$OUT"
 export BENCH_JSON="$OUT/results.jsonl"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"  # ganfp from this tree, installed or not

@@ -102,3 +102,15 @@ def test_gpu_all_fails_when_a_step_fails(tmp_path):
     done, _, summary = run_gpu_all(tmp_path, 3, GPU_ALL_REHEARSE="1", GPU_ALL_ONLY="knn_cuda")
     assert done.returncode == 1
     assert "knn_cuda: exit 3" in summary and "failed: knn_cuda" in summary
+
+
+def test_gpu_all_refuses_a_full_run_into_an_earlier_runs_folder(tmp_path):
+    """results.jsonl and summary.txt are appended to, so a second full run there mixed two runs' numbers."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.jsonl").write_text('{"earlier": 1}\n')
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_all.sh")], capture_output=True, text=True,
+                          env={**os.environ, "OUT": str(tmp_path / "out"), "GPU_ALL_REHEARSE": "1"})
+    assert done.returncode == 2 and "holds an earlier run's results" in done.stderr
+    assert (tmp_path / "out" / "results.jsonl").read_text() == '{"earlier": 1}\n'
+    rerun, _, _ = run_gpu_all(tmp_path, 0, GPU_ALL_REHEARSE="1", GPU_ALL_ONLY="knn_cuda")  # a rerun adds to it
+    assert rerun.returncode == 0, rerun.stderr
