@@ -13,14 +13,8 @@ code: it reads the neighbours in the feature space classify used from classify's
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import Callable
 
 import numpy as np
@@ -34,24 +28,26 @@ from ganfp.membership.calibrate import NO_LEAK_EVIDENCE
 from ganfp.membership.pipeline import MembershipScorer, ScoringSetup
 from ganfp.membership.recipe import DEFAULT_FEATURES
 from ganfp.membership.spaces import FeatureSpace, parse_features
+from ganfp.pages import (
+    Heading,
+    counted,
+    esc,
+    figure_html,
+    figure_uri,
+    png_uri,
+    render,
+    require_matplotlib,
+    table_rows,
+    written_at,
+)
 
-MISSING = "--report needs matplotlib: install ganfp[plots] (pip install 'ganfp[plots]')"
 DEFAULT_ROWS = 24
 DEFAULT_NEIGHBOURS = 4
-THUMB = 96  # px: thumbnails larger than this are shrunk; smaller ones are shown enlarged, pixelated
 DISPLAY_SIZE = 128  # decode size when classify scored without resizing (the classifier alone)
 ALIGN_SHARE = 16  # difference maps search shifts of up to 1/16 of the width, as the ncc space does
 NEAR_PERCENTILE = 1.0  # near-duplicate: closer to a real image than 99% of real images are to their nearest
 SAME_SHARE = 1e-3  # real images nearer to another than this share of the largest such distance are copies of it
 METRIC_WORDS = {"ssim": "1 - SSIM", "euclidean": "Euclidean distance"}
-
-
-def require_matplotlib() -> None:
-    """Fail before any work when the `plots` extra is absent."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise InputError(MISSING) from None
 
 
 @dataclass
@@ -248,18 +244,6 @@ def decision_cut(scores: np.ndarray, decided: np.ndarray) -> float | None:
 # ---------------------------------------------------------------- images
 
 
-def png_uri(pixels: np.ndarray) -> str:
-    """A data: URI of a small PNG (uint8 gray (h, w) or RGB (h, w, 3)), shrunk to THUMB px when larger."""
-    from PIL import Image
-
-    img = Image.fromarray(np.ascontiguousarray(pixels))
-    if max(img.size) > THUMB:
-        img.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    img.save(buffer, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def aligned(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     """(b moved to match a, the shift (dy, dx) in px): the best shift up to 1/ALIGN_SHARE of the width,
     then the gain and offset that best match a (least squares).
@@ -288,12 +272,6 @@ def difference_map(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, str]:
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).astype(np.float64)
     rgb = matplotlib.colormaps["inferno"](diff / 255.0)[..., :3]
     return (rgb * 255).round().astype(np.uint8), f"|diff| mean {diff.mean():.1f}, shift {dy:+d},{dx:+d} px"
-
-
-def figure_uri(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 # ---------------------------------------------------------------- charts
@@ -368,23 +346,6 @@ SUMMARY_SKIP = {"out", "scores", "seconds", "device", "report", "used_fraction",
 IN_RECIPE = {"method", "features", "k"}  # the recipe's label names them
 
 
-def esc(value) -> str:
-    """HTML-escaped text. A file named in another encoding than UTF-8 (Latin-1 bytes on Linux) reaches Python with
-    surrogates, which no UTF-8 page can hold: the report failed on such a generated image; its bytes show as \\xNN."""
-    text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return html.escape(text, quote=True)
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_cell(v)}" for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_cell(v) for v in value)
-    return str(value)
-
-
 def calibration_text(choice: dict) -> str:
     """What --calibrate chose and how it did on the dev set, as classify prints it: the whole summary entry, with
     its table of every candidate, made one cell of tens of kB."""
@@ -408,15 +369,7 @@ def summary_rows(summary: dict, extra: dict) -> str:
     rows = [(SUMMARY_LABELS.get(k, k.replace("_", " ")), calibration_text(summary[k]) if k == "calibration"
              else summary[k]) for k in keys if summary[k] is not None and k not in skip]
     rows += [(k, v) for k, v in extra.items() if v is not None]
-    warnings = [f'    <tr class="warning"><th>warning</th><td>{esc(text)}</td></tr>'
-                for text in summary_warnings(summary)]
-    return "\n".join(warnings + [f"    <tr><th>{esc(k)}</th><td>{esc(_cell(v))}</td></tr>" for k, v in rows])
-
-
-def figure_html(uri: str, caption: str, css: str = "", title: str = "") -> str:
-    cls = f' class="{css}"' if css else ""
-    label = esc(title or caption)
-    return f'<figure{cls}><img src="{uri}" alt="{label}" title="{label}"><figcaption>{caption}</figcaption></figure>'
+    return table_rows(rows, summary_warnings(summary))
 
 
 def decision_tags(decided: int, truth: int | None) -> str:
@@ -536,10 +489,6 @@ def _order(inputs: ReportInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return most, least, ranks
 
 
-def counted(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def _titled(count: int, which: str) -> str:
     return f"The {which} real image" if count == 1 else f"The {count} {which} real images"
 
@@ -578,16 +527,13 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict]:
         near, near_note, near_count, radius = "<p>No generated images were given.</p>", "", 0, None
         evidence_note = "No generated images were given: each row shows the real image and its score."
     most_title, most_rows, least_section = evidence_sections(inputs, hood)
-    page = Template(resources.files("ganfp").joinpath("templates/report.html").read_text(encoding="utf-8"))
-    from ganfp import __version__
-
-    text = page.substitute(
-        title=esc(inputs.title or "ganfp"),
-        subtitle=esc(f"{inputs.title + ' - ' if inputs.title else ''}{counted(n, 'real image')}; written "
-                     f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"),
-        summary_rows=summary_rows(inputs.summary, extra), scores_note=esc(scores_note), charts=charts,
+    subtitle = f"{inputs.title + ' - ' if inputs.title else ''}{counted(n, 'real image')}; written {written_at()}"
+    heading = Heading("evidence report", "Evidence report", esc(inputs.title or "ganfp"), esc(subtitle),
+                      summary_rows(inputs.summary, extra))
+    text = render(
+        "report.html", heading, scores_note=esc(scores_note), charts=charts,
         most_title=most_title, evidence_note=evidence_note, most_rows=most_rows, least_section=least_section,
-        near_note=near_note, near_rows=near, version=esc(__version__),
+        near_note=near_note, near_rows=near,
     )
     rows = min(len(inputs.real_ids), 2 * inputs.rows)
     return text, {"evidence_rows": rows, "near_duplicates": near_count, "near_radius": radius}
