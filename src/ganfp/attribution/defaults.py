@@ -20,3 +20,4 @@ DEFAULT_K = 1  # neighbours of knn (and fusion): a copy has one sibling; k 5 is 
 DEFAULT_MAX_CLUSTERS = 10  # the largest K that --clusters auto tries
 DEFAULT_MODEL = "conv5"  # the network of cnn (and fusion)
 DEFAULT_EPOCHS = 30  # the most epochs of cnn (and fusion); early stopping usually ends sooner
+DEFAULT_REPORT_ROWS = 6  # --report-n: images per class (cluster) and end, most and least confident (central)

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from ganfp.data.manifest import cell_id
 from ganfp.errors import InputError, require_text
-from ganfp.fileio import utf8_writable, write_text
+from ganfp.fileio import OutputBatch, utf8_writable, write_text
 from ganfp.submission import FILE_WORDS, ID_WORDS, read_lines, separator_hint, without_trailing_blanks
 
 CLUSTER_WORDS = ("cluster", "cluster_id", "clusters")  # a value column evaluate reads as a clustering
@@ -86,11 +86,12 @@ def row_keys(files: Sequence[str], columns: tuple[str, str] | None) -> list[str]
     return keys
 
 
-def write_class_table(path, names: Sequence[str], values: Sequence[str], columns: tuple[str, str] | None) -> None:
-    """One row per image, in the given order; written atomically. Every cell was checked by `row_keys` and,
-    for class names, `unwritable`."""
+def write_class_table(path, names: Sequence[str], values: Sequence[str], columns: tuple[str, str] | None,
+                      batch: OutputBatch | None = None) -> None:
+    """One row per image, in the given order; written atomically (with `batch`: beside the report). Every cell
+    was checked by `row_keys` and, for class names, `unwritable`."""
     header = [",".join(columns)] if columns else []
-    write_text(path, "\n".join(header + [f"{n},{v}" for n, v in zip(names, values)]) + "\n")
+    write_text(path, "\n".join(header + [f"{n},{v}" for n, v in zip(names, values)]) + "\n", batch)
 
 
 def read_class_table(path) -> ClassTable:

@@ -88,6 +88,11 @@ class Job:
             self._vectors = scaler.transform(train), scaler.transform(unknown)
         return self._vectors
 
+    def computed_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The (train, unknown) vectors if the method compared in them; None when it compared otherwise (in pairs,
+        or by a trained network): the report then measures its neighbours elsewhere and says so."""
+        return self._vectors
+
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max(1, keepdims=True))

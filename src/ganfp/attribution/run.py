@@ -42,6 +42,13 @@ from ganfp.attribution.files import (
     write_class_table,
 )
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
+from ganfp.attribution.report import (
+    ClusterInputs,
+    SupervisedInputs,
+    cluster_inputs,
+    supervised_inputs,
+    write_attribution_report,
+)
 from ganfp.data.decode import Header
 from ganfp.data.generated import depths_by_set, image_headers, native_image_size
 from ganfp.data.manifest import UNLABELLED, Manifest, image_files, list_folder
@@ -49,6 +56,8 @@ from ganfp.data.medical import MedicalReading, file_items, window_name, with_win
 from ganfp.data.outputs import check_outputs
 from ganfp.device import resolve_device
 from ganfp.errors import InputError, count, require_int, require_path, require_paths, require_seed
+from ganfp.fileio import written_together
+from ganfp.pages import require_matplotlib
 
 Message = Callable[[str], None]
 
@@ -73,6 +82,17 @@ def _check_common(features: str | None, image_size: int | None, batch_size: int,
     parse_columns(columns, clustering)
 
 
+def _check_report(report: str | None, report_n: int | None) -> None:
+    """--report-n without --report is a forgotten --report; without matplotlib the report fails only after
+    the work it reports on, so both are refused first."""
+    if report_n is not None:
+        require_int("report_n", report_n, low=1)
+        if not report:
+            raise InputError(f"--report-n {report_n} describes the --report: give --report too")
+    if report:
+        require_matplotlib()
+
+
 @dataclass(frozen=True)
 class AttributeConfig:
     """Supervised attribution (2025 subtask 2): UNKNOWN images, labelled generated/<class> images to learn from."""
@@ -92,6 +112,8 @@ class AttributeConfig:
     data_root: str | None = None
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
     reading: MedicalReading | None = None  # DICOM/NIfTI: the window of every image, the ids and slices of `unknown`
+    report: str | None = None  # the HTML evidence report, written beside `out`
+    report_n: int | None = None  # images per class and end in the report; None: DEFAULT_REPORT_ROWS
 
     def validate(self) -> None:
         if not isinstance(self.trainer, TrainerSettings):  # else an AttributeError at its first field
@@ -99,8 +121,10 @@ class AttributeConfig:
         if not isinstance(self.use_real, bool):  # `use_real="no"` is true
             raise InputError(f"use_real={self.use_real!r}: must be True or False")
         require_paths({"unknown": self.unknown, "out": self.out}, {"train": self.train, "data_root": self.data_root,
-                                                                  "runs_dir": self.trainer.runs_dir})
+                                                                  "runs_dir": self.trainer.runs_dir,
+                                                                  "report": self.report})
         require_reading(self.reading)
+        _check_report(self.report, self.report_n)
         needs = METHODS.entry(self.method).meta["needs"]
         self._check_read()
         _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=False,
@@ -156,11 +180,14 @@ class ClusterConfig:
     data_root: str | None = None
     runs_dir: str | None = None  # where `--features checkpoint` finds the newest finished chain run
     reading: MedicalReading | None = None  # how DICOM/NIfTI images are read: window, ids, slices
+    report: str | None = None  # the HTML evidence report, written beside `out`
+    report_n: int | None = None  # central and peripheral images per cluster in the report; None: DEFAULT_REPORT_ROWS
 
     def validate(self) -> None:
         require_paths({"images": self.images, "out": self.out},
-                      {"data_root": self.data_root, "runs_dir": self.runs_dir})
+                      {"data_root": self.data_root, "runs_dir": self.runs_dir, "report": self.report})
         require_reading(self.reading)
+        _check_report(self.report, self.report_n)
         CLUSTERERS.get(self.method)
         _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=True,
                       device=self.device)
@@ -196,13 +223,14 @@ class AttributionResult:
     labels: str | None = None  # where the ground truth of a demo set is, for `ganfp evaluate`
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # one line each: input the user should hear about
+    report: str | None = None
 
     def to_dict(self) -> dict:
         counts = {c: self.predicted.count(c) for c in self.classes}
         return {"task": "attribution", "images": len(self.ids), "classes": self.classes, "method": self.method,
                 "features": self.features, "train": self.train, "train_counts": self.train_counts,
                 "predicted_counts": counts, "out": self.out, "labels": self.labels, "seconds": round(self.seconds, 2),
-                "warnings": self.warnings}
+                "warnings": self.warnings, "report": self.report}
 
 
 @dataclass
@@ -219,6 +247,7 @@ class ClusterResult:
     labels: str | None = None
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    report: str | None = None
 
     def to_dict(self) -> dict:
         sizes = np.bincount(self.clusters, minlength=self.k).tolist()
@@ -226,7 +255,8 @@ class ClusterResult:
                 "k_chosen_by": "eigengap" if self.auto else "user", "silhouette": self.silhouette,
                 "eigengaps": {str(k): v for k, v in self.eigengaps.items()} if self.eigengaps else None,
                 "cluster_sizes": sizes, "method": self.method, "features": self.features, "out": self.out,
-                "labels": self.labels, "seconds": round(self.seconds, 2), "warnings": self.warnings}
+                "labels": self.labels, "seconds": round(self.seconds, 2), "warnings": self.warnings,
+                "report": self.report}
 
 
 def require_reading(reading) -> None:
@@ -365,11 +395,23 @@ def mixed_depths(sets: list[str], headers: list[Header]) -> list[str]:
             "instead of their generator; save every set at one bit depth"]
 
 
+def _write_outputs(cfg: AttributeConfig | ClusterConfig, keys: list[str], values: list[str],
+                   columns: tuple[str, str] | None, result: AttributionResult | ClusterResult,
+                   report_inputs: Callable[[dict], SupervisedInputs | ClusterInputs]) -> None:
+    """The class table and, with `cfg.report`, its report, put in place together once both are complete: a report
+    that fails leaves no new table beside an old report. `report_inputs` (from the result's summary) is only
+    called, and its images decoded, when a report is asked for."""
+    with written_together() as outputs:
+        write_class_table(cfg.out, keys, values, columns, outputs)
+        if cfg.report:
+            result.report = write_attribution_report(cfg.report, report_inputs(result.to_dict()), outputs)
+
+
 def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> AttributionResult:
     """Attribute every image of `cfg.unknown` to a class of the training images; write `cfg.out`."""
     started = time.perf_counter()
     cfg.validate()
-    check_outputs({"out": cfg.out}, (cfg.unknown, cfg.train))
+    check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.unknown, cfg.train))
     cfg = cfg.resolved()
     unknown = read_images(cfg.unknown, cfg.data_root, cfg.reading)
     columns = parse_columns(cfg.columns)
@@ -387,11 +429,14 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
               window=window_name(window))
     probs = METHODS.get(cfg.method)(job)
     predicted = [train.classes[i] for i in probs.argmax(1)]
-    write_class_table(cfg.out, keys, predicted, columns)
     uses_features = METHODS.entry(cfg.method).meta["needs"] != "images"
-    return AttributionResult(unknown.ids, predicted, probs, train.classes, cfg.method,
-                             cfg.features if uses_features else None, train_spec, train.class_counts(), str(cfg.out),
-                             unknown.info.get("labels"), time.perf_counter() - started, warnings)
+    result = AttributionResult(unknown.ids, predicted, probs, train.classes, cfg.method,
+                               cfg.features if uses_features else None, train_spec, train.class_counts(),
+                               str(cfg.out), unknown.info.get("labels"), warnings=warnings)
+    _write_outputs(cfg, keys, predicted, columns, result,
+                   lambda summary: supervised_inputs(job, probs, summary, cfg.method, cfg.report_n))
+    result.seconds = time.perf_counter() - started
+    return result
 
 
 def _distinct_vectors(x: np.ndarray, cfg: ClusterConfig) -> int:
@@ -412,7 +457,7 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     """Cluster every image of `cfg.images` into K groups (K given, or chosen by the eigengap); write `cfg.out`."""
     started = time.perf_counter()
     cfg.validate()
-    check_outputs({"out": cfg.out}, (cfg.images,))
+    check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.images,))
     cfg = cfg.resolved()
     images = read_images(cfg.images, cfg.data_root, cfg.reading)
     columns = parse_columns(cfg.columns, clustering=True)
@@ -433,7 +478,10 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
                 f"among K = 2..{max(gaps)})")
     else:
         k, labels, gaps = cfg.clusters, CLUSTERERS.get(cfg.method)(x, cfg.clusters, cfg.seed), None
-    write_class_table(cfg.out, keys, [str(c) for c in labels], columns)
-    return ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, silhouette(x, labels), gaps,
-                         cfg.method, cfg.features, str(cfg.out), images.info.get("labels"),
-                         time.perf_counter() - started, mixed_depths(["the images"] * len(images), headers))
+    result = ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, silhouette(x, labels), gaps,
+                           cfg.method, cfg.features, str(cfg.out), images.info.get("labels"),
+                           warnings=mixed_depths(["the images"] * len(images), headers))
+    _write_outputs(cfg, keys, [str(c) for c in labels], columns, result,
+                   lambda summary: cluster_inputs(images, ctx, x, result.clusters, summary, cfg.report_n))
+    result.seconds = time.perf_counter() - started
+    return result

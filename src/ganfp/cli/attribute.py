@@ -16,6 +16,7 @@ from ganfp.attribution.defaults import (
     DEFAULT_MAX_CLUSTERS,
     DEFAULT_METHOD,
     DEFAULT_MODEL,
+    DEFAULT_REPORT_ROWS,
     VECTOR_FEATURES,
 )
 from ganfp.cli.app import app
@@ -27,6 +28,7 @@ from ganfp.cli.options import (
     IdFromOpt,
     ImageSizeOpt,
     JsonOpt,
+    ReportOpt,
     SeedOpt,
     SlicesOpt,
     WindowOpt,
@@ -72,7 +74,7 @@ def _print(result, as_json: bool, headerless: bool = False) -> None:
         rows = [("images", info["images"]), ("clusters", f"{info['k']} (chosen by {info['k_chosen_by']})"),
                 ("silhouette", info["silhouette"]), ("method", info["method"]), ("features", info["features"]),
                 ("cluster sizes", sizes)]
-    rows += [("written to", info["out"]), ("time (s)", f"{info['seconds']:.1f}")]
+    rows += [("written to", info["out"]), ("report", info["report"]), ("time (s)", f"{info['seconds']:.1f}")]
     ui.print_table(f"attribute ({info['task']})", ["", "value"], [r for r in rows if r[1] is not None])
     if info["labels"]:
         ui.info(f"ground truth of this demo set: {info['labels']}")
@@ -103,6 +105,9 @@ ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Network the cn
 EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", callback=in_range(1), help="Most epochs of cnn and "
                                                   "fusion, with early stopping after 5 without progress (default "
                                                   f"{DEFAULT_EPOCHS}).")]
+ReportNOpt = Annotated[Optional[int], typer.Option("--report-n", callback=in_range(1), help="Images per class (per "
+                                                   "cluster) in the --report: the N most and the N least confident "
+                                                   f"(central), at least 1 (default {DEFAULT_REPORT_ROWS}).")]
 RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where cnn and fusion keep their model, and "
                                                    "where --features checkpoint finds the newest finished chain run "
                                                    "(default: $GANFP_RUNS, else ./runs); refused where neither reads "
@@ -133,6 +138,8 @@ def attribute(
     window: WindowOpt = None,
     id_from: IdFromOpt = None,
     slices: SlicesOpt = None,
+    report: ReportOpt = None,
+    report_n: ReportNOpt = None,
 ) -> None:
     """Attribute generated images to the training subset or generator that made them, or cluster them."""
     from ganfp.attribution.methods import TrainerSettings
@@ -144,9 +151,9 @@ def attribute(
     from ganfp.errors import InputError, weights_hint
 
     reading = MedicalReading.parse(window, id_from, slices)
-    check_outputs({"--out": out}, (images, train))
+    check_outputs({"--out": out, "--report": report}, (images, train))
     common = dict(out=out, image_size=image_size, seed=seed, device=device, batch_size=batch_size, data_root=data_root,
-                  reading=reading)
+                  reading=reading, report=report, report_n=report_n)
     if clusters is not None:
         given = [opt for opt, on in (("--train", train is not None), ("--use-real", use_real), ("--k", k is not None),
                                       ("--model", model is not None), ("--epochs", epochs is not None)) if on]

@@ -18,6 +18,7 @@ from ganfp.cli.options import (
     JsonOpt,
     KOpt,
     ReportNOpt,
+    ReportOpt,
     RunsDirOpt,
     SeedOpt,
     SlicesOpt,
@@ -127,9 +128,7 @@ def classify(
     window: WindowOpt = None,
     id_from: IdFromOpt = None,
     slices: SlicesOpt = None,
-    report: Optional[str] = typer.Option(
-        None, "--report", help="Also write an HTML evidence report (self-contained; needs ganfp[plots])."
-    ),
+    report: ReportOpt = None,
     report_n: ReportNOpt = None,
 ) -> None:
     """Label each real image used (1) or not used (0) and write a validated submission file."""

@@ -133,6 +133,8 @@ ThresholdOpt = Annotated[
     Optional[float],
     typer.Option("--threshold", callback=_finite, help="Label score >= threshold as used, instead of by rank."),
 ]
+ReportOpt = Annotated[Optional[str], typer.Option("--report", help="Also write an HTML evidence report "
+                                                "(self-contained; needs ganfp[plots]).")]
 REPORT_N_HELP = "Evidence rows in the --report: the N most and the N least suspicious images (at least 1; default 24)."
 ReportNOpt = Annotated[Optional[int], typer.Option("--report-n", callback=in_range(1), help=REPORT_N_HELP)]
 KOpt = Annotated[Optional[int], typer.Option("--k", callback=in_range(1), help=K_HELP)]

@@ -1,0 +1,164 @@
+"""`ganfp attribute --report`: the attribution evidence report, on the tiny seeded sets of test_attribution."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_attribution import CLASSES, mixed, one_line_error, task  # noqa: F401  (fixtures)
+
+import ganfp.attribution.run as run_module
+from ganfp.attribution.files import read_class_table
+from ganfp.attribution.report import ends, ranked
+from ganfp.attribution.run import AttributeConfig, ClusterConfig, attribute, cluster
+from ganfp.errors import InputError
+
+pytest.importorskip("matplotlib", reason="the report needs the plots extra (matplotlib)")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def ids_in(folder: Path) -> set[str]:
+    return {p.stem for p in folder.rglob("*.png")}
+
+
+def section_of(text: str, anchor: str) -> str:
+    start = text.index(f'<section id="{anchor}">')
+    return text[start:text.index("</section>", start)]
+
+
+def no_network(text: str) -> None:
+    """Every src and href is embedded: nothing the page loads or links to is fetched from elsewhere."""
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.I)
+    assert "http://" not in text and "https://" not in text
+
+
+def shown_counts(text: str, anchor: str, row: str) -> int:
+    return section_of(text, anchor).count(f'class="row {row}')
+
+
+def test_supervised_report_shows_each_class_with_its_neighbours(task, tmp_path, run_cli):  # noqa: F811
+    out, report = tmp_path / "a.csv", tmp_path / "r.html"
+    code, stdout, err = run_cli("attribute", task / "unknown", "--train", task / "train", "--method", "centroid",
+                                "--features", "pixels8", "--out", out, "--report", report, "--report-n", "1",
+                                "--device", "cpu", "--data-root", tmp_path / "data")
+    assert code == 0, err
+    text = report.read_text(encoding="utf-8")
+    no_network(text)
+    predicted = Counter(read_class_table(out).values)
+    summary = section_of(text, "summary")
+    counts = ", ".join(f"{c} {predicted[c]}" for c in CLASSES)
+    assert f"<th>predicted per class</th><td>{counts}</td>" in summary
+    assert "<th>method</th><td>centroid</td>" in summary and "<th>feature space</th><td>pixels8</td>" in summary
+    assert "not measured" in summary and not re.search(r"accuracy</th><td>\d", summary)  # no truth read
+    assert '<section id="confidence">' in text and 'alt="confidence per class"' in text
+    for c, name in enumerate(CLASSES):  # 4 per class, well separated: one most and one least confident each
+        assert f"Predicted {name}" in text
+        assert shown_counts(text, f"class-{c}", "unknown-row") == min(predicted[name], 2)
+    unknown, references = ids_in(task / "unknown"), ids_in(task / "train" / "generated")
+    rows = re.findall(r'class="row unknown-row" data-id="([^"]+)"', text)
+    assert rows and set(rows) <= unknown and len(rows) == len(set(rows))
+    shown = set(re.findall(r'<figure class="reference"><img src="data:image/png;base64,[^"]+" alt="([^"]+)"', text))
+    assert shown and shown <= references
+    # the 3 nearest of the predicted class and of the runner-up, beside each image
+    assert text.count('<figure class="reference">') == 6 * len(rows)
+    assert "the space the centroid method compared in" in text
+
+
+def test_a_method_without_vectors_measures_neighbours_in_pixels_and_says_so(task, tmp_path):  # noqa: F811
+    cfg = AttributeConfig(unknown=str(task / "unknown"), train=str(task / "train"), out=str(tmp_path / "a.csv"),
+                          method="knn", features="white8", device="cpu", data_root=str(tmp_path / "data"),
+                          report=str(tmp_path / "r.html"), report_n=1)
+    result = attribute(cfg)
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert result.report == str(tmp_path / "r.html") and result.to_dict()["report"] == result.report
+    assert "pixels at 16 px" in text and "compared images in pairs in white8" in text
+
+
+def test_clustering_report_shows_central_and_peripheral_images(mixed, tmp_path, run_cli):  # noqa: F811
+    out, report = tmp_path / "c.csv", tmp_path / "c.html"
+    code, _, err = run_cli("attribute", mixed / "generated", "--clusters", "auto", "--out", out, "--report", report,
+                           "--report-n", "2", "--device", "cpu", "--data-root", tmp_path / "data")
+    assert code == 0, err
+    text = report.read_text(encoding="utf-8")
+    no_network(text)
+    clusters = read_class_table(out).values
+    sizes = Counter(clusters)
+    k = len(sizes)
+    summary = section_of(text, "summary")
+    assert f"<th>clusters (K)</th><td>{k}</td>" in summary and "<th>K chosen by</th><td>eigengap</td>" in summary
+    assert f"<th>images per cluster</th><td>{', '.join(str(sizes[str(c)]) for c in range(k))}</td>" in summary
+    assert "not measured" in summary and 'alt="cluster sizes"' in text
+    images = ids_in(mixed / "generated")
+    by_id = dict(zip(read_class_table(out).ids, clusters))
+    for c in range(k):
+        strips = re.findall(r'data-ids="([^"]+)"', section_of(text, f"cluster-{c}"))
+        assert len(strips) == 2  # most central, then most peripheral
+        shown = [i for strip in strips for i in strip.split()]
+        assert len(shown) == min(sizes[str(c)], 4) and set(shown) <= images
+        assert {by_id[i] for i in shown} == {str(c)}  # each strip holds its own cluster's images
+
+
+@pytest.mark.parametrize("bad", ["folder", "same", "image"])
+def test_a_bad_report_path_is_refused_before_any_work(task, tmp_path, run_cli, monkeypatch, bad):  # noqa: F811
+    def no_work(*args, **kw):
+        raise AssertionError("the images were read")
+
+    monkeypatch.setattr(run_module, "read_images", no_work)
+    out = tmp_path / "a.csv"
+    report = {"folder": tmp_path, "same": out, "image": task / "unknown" / "unknown_alpha_000.png"}[bad]
+    code, _, err = run_cli("attribute", task / "unknown", "--train", task / "train", "--out", out, "--report", report,
+                           "--data-root", tmp_path / "data")
+    one_line_error((code, _, err), "--report")
+    assert not out.exists()
+    with pytest.raises(InputError, match="report"):  # the Python API checks it too
+        cluster(ClusterConfig(images=str(task / "unknown"), out=str(out), clusters=2, report=str(report)))
+    assert not out.exists()
+
+
+def test_report_n_is_refused_when_zero_or_without_a_report(task, tmp_path, run_cli):  # noqa: F811
+    out = tmp_path / "a.csv"
+    code, _, err = run_cli("attribute", task / "unknown", "--clusters", "2", "--out", out, "--report",
+                           tmp_path / "r.html", "--report-n", "0")
+    assert code == 2 and "--report-n" in err and "Traceback" not in err
+    one_line_error(run_cli("attribute", task / "unknown", "--clusters", "2", "--out", out, "--report-n", "2"),
+                   "--report-n 2", "give --report too")
+    assert not out.exists()
+
+
+def test_report_without_matplotlib_is_refused_naming_the_extra(task, tmp_path, run_cli, monkeypatch):  # noqa: F811
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out = tmp_path / "a.csv"
+    one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--out", out, "--report",
+                           tmp_path / "r.html", "--data-root", tmp_path / "data"), "pip install 'ganfp[plots]'")
+    assert not out.exists() and not (tmp_path / "data").exists()
+
+
+def test_a_report_that_fails_leaves_no_table_either(task, tmp_path, monkeypatch):  # noqa: F811
+    def broken(*args, **kw):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(run_module, "write_attribution_report", broken)
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        cluster(ClusterConfig(images=str(task / "unknown"), out=str(tmp_path / "c.csv"), clusters=3, device="cpu",
+                              data_root=str(tmp_path / "data"), report=str(tmp_path / "c.html")))
+    assert not (tmp_path / "c.csv").exists() and not (tmp_path / "c.html").exists()
+
+
+def test_ranked_gives_confidence_margin_and_runner_up():
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4]])
+    first, second, confidence, margin = ranked(probabilities)
+    assert first.tolist() == [0, 2] and second.tolist() == [1, 0]
+    np.testing.assert_allclose(confidence, [0.7, 0.4])
+    np.testing.assert_allclose(margin, [0.5, 0.1])
+
+
+def test_ends_never_show_an_image_twice():
+    key = np.array([0.9, 0.1, 0.5, 0.7, 0.3])
+    top, bottom = ends(np.arange(5), key, 2)
+    assert top.tolist() == [0, 3] and bottom.tolist() == [1, 4]
+    top, bottom = ends(np.array([2, 4]), key, 3)
+    assert top.tolist() == [2, 4] and bottom.tolist() == []
