@@ -496,6 +496,33 @@ def test_a_chain_says_so_when_an_interrupted_stage_cannot_be_continued_and_start
     assert [row["status"] for row in json.loads(out)] == ["skipped", "trained"]
 
 
+def test_a_chain_continues_an_interrupted_stage_with_more_epochs_and_refuses_fewer(tmp_path, run_cli, monkeypatch):
+    """More epochs counted as other settings: the chain started the stage over, losing its epochs, as
+    `train-stage --resume` refused them; now both continue it, and both refuse fewer epochs than it has done."""
+    import ganfp.train as train
+
+    args, real_epoch = two_stage_chain(tmp_path), train.run_epoch
+
+    def stop_in_epoch_3(fit, epoch, observer):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return real_epoch(fit, epoch, observer)
+
+    monkeypatch.setattr(train, "run_epoch", stop_in_epoch_3)
+    assert run_cli(*args, "--epochs", "3")[0] == 130
+    monkeypatch.undo()
+    stage = tmp_path / "runs" / "c-conv5" / "01-one"
+    before = (stage / "last.safetensors").read_bytes()
+    code, _, err = run_cli(*args, "--epochs", "1")
+    assert code == 2 and "stage 1 (one): interrupted after epoch 2" in error_line(err), err
+    assert "give --epochs 2 or more to continue it; or add --from-stage one to start it over" in error_line(err)
+    assert (stage / "last.safetensors").read_bytes() == before
+    code, out, err = run_cli(*args, "--epochs", "4")
+    assert code == 0 and "resuming one after epoch 2 with epochs 3 -> 4" in " ".join(err.split()), err
+    assert [(r["status"], r["epochs_run"]) for r in json.loads(out)] == [("trained", 4), ("trained", 4)]
+    assert json.loads((stage / "meta.json").read_text())["extended"] == [{"after_epoch": 2, "epochs": [3, 4]}]
+
+
 @POSIX
 def test_a_signal_while_outputs_are_renamed_waits_for_the_last_rename(tmp_path, monkeypatch):
     """SIGTERM between two renames of one batch left the first output new and the second old: a stage's best model

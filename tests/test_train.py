@@ -432,7 +432,8 @@ def test_a_stage_already_in_out_is_never_trained_over_unasked(class_folder, tmp_
     assert run_cli(*args)[0] == 0
     finished = {p.name: p.read_bytes() for p in out.iterdir()}
     for extra, words in [((), "finished with the same settings; add --resume to keep it, or --force"),
-                         (("--epochs", "2"), "finished with other settings (epochs 1 -> 2); choose another --out"),
+                         (("--epochs", "2"), "finished after 1 epochs (it ran all its epochs), with other settings "
+                                             "(epochs 1 -> 2); a finished stage cannot be continued"),
                          (("--epochs", "2", "--resume"), "other settings (epochs 1 -> 2)"),
                          (("--force", "--resume"), "--force and --resume: choose one")]:
         code, _, err = run_cli(*args, *extra)
@@ -484,14 +485,15 @@ def test_an_interrupted_stage_whose_images_changed_is_not_continued(class_folder
     assert code == 0 and json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 2
 
 
-def _interrupt_in_epoch_2(run_cli, args, monkeypatch) -> None:
-    """Run `ganfp ARGS` and stop it by Ctrl-C in its second epoch, as a user would: last.safetensors holds epoch 1."""
+def _interrupt_in_epoch_2(run_cli, args, monkeypatch, stop_at: int = 2) -> None:
+    """Run `ganfp ARGS` and stop it by Ctrl-C in its second epoch (or `stop_at`), as a user would: last.safetensors
+    holds the epoch before."""
     import ganfp.train
 
     run_epoch = ganfp.train.run_epoch
 
     def stop_in_epoch_2(fit, epoch, observer):
-        if epoch == 2:
+        if epoch == stop_at:
             raise KeyboardInterrupt
         return run_epoch(fit, epoch, observer)
 
@@ -784,3 +786,38 @@ def test_a_python_caller_of_run_chain_gets_the_runs_dir_check(tmp_path):
     with pytest.raises(InputError, match="--runs-dir .*runs: is a file, not a folder"):
         run_chain(load_chain("demo"), "conv5", tmp_path / "runs", tmp_path / "root", overrides={"epochs": 1})
     assert not (tmp_path / "root").exists()
+
+
+def test_a_resume_with_more_epochs_matches_a_run_started_with_them(class_folder, tmp_path, run_cli, monkeypatch):
+    """A run going well can be extended: refused as a changed setting, the user had to start over and lose it."""
+    args = ["train-stage", "--data", class_folder, "--model", "conv5", "--image-size", "16", "--batch-size", "8",
+            "--lr", "0.01", "--data-root", tmp_path / "root", "--device", "cpu"]
+    out, full = tmp_path / "s", tmp_path / "full" / "s"  # one name: the stage is named by its folder
+    _interrupt_in_epoch_2(run_cli, [*args, "--out", out, "--epochs", "3"], monkeypatch, stop_at=3)
+    code, _, err = run_cli(*args, "--out", out, "--epochs", "4")
+    assert code == 2 and "(epochs 3 -> 4); add --resume to continue it with them" in err
+    code, _, err = run_cli(*args, "--out", out, "--epochs", "1", "--resume")
+    assert code == 2 and "has done 2 epochs, more than --epochs 1; give --epochs 2 or more" in err, err
+    code, _, err = run_cli(*args, "--out", out, "--epochs", "4", "--patience", "12", "--resume")
+    assert code == 0 and "resuming s after epoch 2 with epochs 3 -> 4, patience 10 -> 12" in err, err
+    assert run_cli(*args, "--out", full, "--epochs", "4", "--patience", "12")[0] == 0
+    assert (out / "history.csv").read_text() == (full / "history.csv").read_text()
+    mine, ref_tensors = (read_safetensors(d / "model.safetensors")[0] for d in (out, full))
+    assert mine.keys() == ref_tensors.keys() and all(torch.equal(t, ref_tensors[k]) for k, t in mine.items())
+    meta, ref = (json.loads((d / "meta.json").read_text()) for d in (out, full))
+    assert meta["digest"] == ref["digest"] and meta["config"] == ref["config"]
+    assert meta["extended"] == [{"after_epoch": 2, "epochs": [3, 4], "patience": [10, 12]}] and "extended" not in ref
+    code, _, err = run_cli(*args, "--out", out, "--epochs", "6", "--patience", "12", "--resume")
+    assert code == 2 and "finished after 4 epochs (it ran all its epochs)" in err and f"--init {out}" in err, err
+
+
+def test_a_resume_refuses_a_patience_the_run_already_ran_out_of():
+    """Continued with it, the run would differ from one that had it from the start, which stopped earlier."""
+    from ganfp.train import extension_problem
+
+    state = {"epoch": 4, "history": [{"val_loss": v} for v in (1.0, 2.0, 3.0, 0.5)]}
+    assert "went 2 epochs without a lower validation loss before epoch 4" in extension_problem(
+        state, StageConfig(epochs=5, patience=2))
+    assert extension_problem(state, StageConfig(epochs=5, patience=3)) is None
+    assert extension_problem(state, StageConfig(epochs=4, patience=3)) is None  # it finishes at once, as that run
+    assert "more than --epochs 3" in extension_problem(state, StageConfig(epochs=3, patience=3))

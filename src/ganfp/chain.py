@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ganfp import distributed
-from ganfp.checkpoint import CHAIN_FILE, stage_status
+from ganfp.checkpoint import CHAIN_FILE, RESUME_FILE, resume_header, stage_status
 from ganfp.data.manifest import Manifest, is_dicom, is_nifti
 from ganfp.data.medical import parse_window
 from ganfp.device import device_name, rng_untouched, settings_kept
@@ -37,6 +37,8 @@ from ganfp.train import (
     check_window_read,
     completed,
     dataset_fingerprint,
+    extension,
+    extension_problem,
     interrupted,
     load_stage_images,
     plain_name_problem,
@@ -526,6 +528,8 @@ def plan_stages(
         done = stage_status(run_dir / stage_folder(i, cfg.name))
         forced = f"{trained} retrained" if trained else "--from-stage" if cfg.name == from_stage else ""
         plan = _plan_stage(spec, i, cfg, done, prev_id, forced, data_root)
+        if plan.resume:
+            _check_extension(spec, i, cfg, run_dir / stage_folder(i, cfg.name), prev_id)
         if plan.train and cfg.pseudo_labels and start_classes is not None:
             _check_pseudo_start(spec, i, cfg, configs[i - 2].name, start_classes)
         if plan.train:
@@ -536,6 +540,20 @@ def plan_stages(
             start_classes = plan.classes
         plans.append(plan)
     return plans
+
+
+def _check_extension(spec: ChainSpec, i: int, cfg: StageConfig, out_dir: Path, init_id: str) -> None:
+    """An interrupted stage re-run with fewer epochs than it has done (or a patience it already ran out of) is
+    refused, as `train-stage --resume` refuses it, before any stage trains: starting it over would lose its epochs.
+    More epochs (or another patience) continue it, as they do there."""
+    state = resume_header(out_dir / RESUME_FILE)
+    if state is None or extension(state, cfg, init_id) is None:
+        return
+    why = extension_problem(state, cfg)
+    if why:
+        key = "epochs" if cfg.epochs < state["epoch"] else "patience"
+        raise InputError(f"{spec.locate(i, key)}: stage {i} ({cfg.name}): interrupted after epoch {state['epoch']} in "
+                         f"{out_dir}, which {why}; or add --from-stage {cfg.name} to start it over")
 
 
 def _check_pseudo_start(spec: ChainSpec, i: int, cfg: StageConfig, before: str, classes: tuple[str, ...]) -> None:

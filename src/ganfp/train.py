@@ -394,6 +394,7 @@ class StageState:
     bad_epochs: int = 0
     seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
+    extended: list[dict] = field(default_factory=list)  # resumes that raised epochs or changed patience (meta.json)
 
     def update(self, val_loss: float) -> bool:
         """Count one more finished epoch; True when its validation loss is the lowest so far (NaN never is)."""
@@ -844,41 +845,63 @@ def check_out_dir(cfg: StageConfig, out_dir: Path, init_id: str, resume: bool) -
     """Refuse to train over a stage already in `out_dir` (train-stage without --force), before any work.
 
     A finished stage can be hours of training: it is kept (reported with --resume) when its settings
-    match, and otherwise only replaced on request; an interrupted one continues only with --resume.
+    match, and otherwise only replaced on request; an interrupted one continues only with --resume (with more
+    epochs or another patience too, see `extension`).
     """
-    why = _occupied(cfg, Path(out_dir), cfg.digest(init_id), resume)
+    why = _occupied(cfg, Path(out_dir), init_id, resume)
     if why:
         raise InputError(f"--out {out_dir}: {why}")
 
 
-def _occupied(cfg: StageConfig, out_dir: Path, digest: str, resume: bool) -> str | None:
+def _occupied(cfg: StageConfig, out_dir: Path, init_id: str, resume: bool) -> str | None:
     """What is in `out_dir` that this run would train over, or None when nothing would be lost."""
     done = stage_status(out_dir)
     if done is not None:
-        if done.get("digest") != digest:
-            changes = setting_changes(done.get("config") or {}, cfg) or "the --init it started from has changed since"
-            return (f"holds a stage finished with other settings ({changes}); "
-                    "choose another --out, or add --force to replace it")
-        if resume:
-            return None
-        return ("already holds this stage, finished with the same settings; "
-                "add --resume to keep it, or --force to train it again")
+        return _finished_here(done, cfg, out_dir, init_id, resume)
     state = resume_header(out_dir / RESUME_FILE)
     if state is None and (out_dir / RESUME_FILE).exists():
         return (f"holds an interrupted stage whose {RESUME_FILE} cannot be read (damaged or cut short), so it "
                 f"cannot be continued; add --force to start over (its {MODEL_FILE} is the best epoch so far)")
     if state is None:
         return _foreign_files(out_dir)
-    if state.get("digest") != digest:
+    return _interrupted_here(state, cfg, out_dir, init_id, resume)
+
+
+def _finished_here(done: dict, cfg: StageConfig, out_dir: Path, init_id: str, resume: bool) -> str | None:
+    """Why a finished stage in `out_dir` stands in the way, or None when --resume keeps it."""
+    if done.get("digest") != cfg.digest(init_id):
+        if extension(done, cfg, init_id) is not None:
+            return _finished_extension(done, cfg, out_dir)
+        changes = setting_changes(done.get("config") or {}, cfg) or "the --init it started from has changed since"
+        return (f"holds a stage finished with other settings ({changes}); "
+                "choose another --out, or add --force to replace it")
+    if resume:
+        return None
+    return ("already holds this stage, finished with the same settings; "
+            "add --resume to keep it, or --force to train it again")
+
+
+def _interrupted_here(state: dict, cfg: StageConfig, out_dir: Path, init_id: str, resume: bool) -> str | None:
+    """Why an interrupted stage in `out_dir` stands in the way, or None when --resume continues it: with more
+    epochs or another patience too, as the run that had them from the start (`extension`)."""
+    epoch = state.get("epoch")
+    if state.get("digest") != cfg.digest(init_id) and extension(state, cfg, init_id) is not None:
+        why = extension_problem(state, cfg)
+        if why:
+            return f"holds a stage interrupted after epoch {epoch}, which {why}"
+        if not resume:
+            return (f"holds a stage interrupted after epoch {epoch}, with other settings "
+                    f"({setting_changes(state['config'], cfg)}); add --resume to continue it with them, or --force "
+                    "to start over")
+    elif state.get("digest") != cfg.digest(init_id):
         recorded = state.get("config")  # absent in an older ganfp's file: then the settings go unnamed
         changes = (setting_changes(recorded, cfg) or "the --init it started from has changed since") if recorded else ""
-        return (f"holds a stage interrupted after epoch {state.get('epoch')}, with other settings"
+        return (f"holds a stage interrupted after epoch {epoch}, with other settings"
                 f"{f' ({changes})' if changes else ''}; choose another --out, or add --force to start over")
     if resume:
         why = best_model_problem(out_dir, state)  # known before any image is decoded
         return f"{RESUME_FILE} {why}; add --force to start over" if why else None
-    return (f"holds a stage interrupted after epoch {state.get('epoch')}; "
-            "add --resume to continue it, or --force to start over")
+    return f"holds a stage interrupted after epoch {epoch}; add --resume to continue it, or --force to start over"
 
 
 def _foreign_files(out_dir: Path) -> str | None:
@@ -904,8 +927,54 @@ def setting_changes(old: dict, cfg: StageConfig) -> str:
     return ", ".join(f"{k} {before[k]!r} -> {after[k]!r}" for k in keys if k in before and before[k] != after[k])
 
 
+EXTENDABLE = ("epochs", "patience")  # no schedule or other setting is derived from them: see `extension`
+
+
+def extension(saved: dict, cfg: StageConfig, init_id: str) -> dict | None:
+    """{setting: [before, now]} for the `EXTENDABLE` settings a stage's record (`last.safetensors`'s state or a
+    finished meta.json) differs from `cfg` in, when they are all it differs in; else None.
+
+    Epochs and patience only bound the loop: the learning rate is constant and every epoch's draws come from
+    (seed, epoch), so a run continued with a larger bound is the uninterrupted run with that bound, bit for bit.
+    """
+    old = saved.get("config")
+    if not isinstance(old, dict) or not all(isinstance(old.get(k), int) for k in EXTENDABLE):
+        return None  # an older ganfp's record: its settings cannot be told apart
+    if dataclasses.replace(cfg, **{k: old[k] for k in EXTENDABLE}).digest(init_id) != saved.get("digest"):
+        return None
+    return {k: [old[k], getattr(cfg, k)] for k in EXTENDABLE if old[k] != getattr(cfg, k)}
+
+
+def extension_problem(state: dict, cfg: StageConfig) -> str | None:
+    """Why an interrupted run cannot go on with `cfg`'s epochs and patience as the run that had them from the
+    start would have, or None: fewer epochs than it has done, or a patience it already ran out of earlier."""
+    done = state["epoch"]
+    if cfg.epochs < done:
+        return f"has done {done} epochs, more than --epochs {cfg.epochs}; give --epochs {done} or more to continue it"
+    replay, needed = StageState(digest=""), 1
+    for row in state["history"][:-1]:  # an uninterrupted run checks patience before each epoch after the first
+        replay.update(row.get("val_loss", math.nan))
+        needed = max(needed, replay.bad_epochs + 1)
+    if cfg.patience < needed:
+        return (f"went {needed - 1} epochs without a lower validation loss before epoch {done}, so a run with "
+                f"--patience {cfg.patience} would have stopped earlier; give --patience {needed} or more to continue "
+                "it")
+    return None
+
+
+def _finished_extension(done: dict, cfg: StageConfig, out_dir: Path) -> str:
+    """The refusal of more epochs (or another patience) for a finished stage, whose resume state is gone."""
+    metrics = done.get("metrics") or {}
+    ran, had = metrics.get("epochs_run"), (done.get("config") or {}).get("epochs")
+    how = "it stopped early" if isinstance(ran, int) and isinstance(had, int) and ran < had else "it ran all its epochs"
+    return (f"holds stage {cfg.name} finished after {ran} epochs ({how}), with other settings "
+            f"({setting_changes(done.get('config') or {}, cfg)}); a finished stage cannot be continued (its "
+            f"{RESUME_FILE} is gone): train a new stage from it (--init {out_dir} and another --out), or add --force "
+            "to train it again from the start")
+
+
 def start_or_resume(fit: Fit, out_dir: Path, fresh: StageState, resume: bool, strict_resume: bool,
-                    observer) -> StageState:
+                    observer, init_id: str = "") -> StageState:
     """The state to train from: `last.safetensors` when resuming with the same settings and images, else `fresh`.
 
     One that cannot be continued is refused when `strict_resume` (train-stage --resume), else (the chain) the
@@ -913,10 +982,12 @@ def start_or_resume(fit: Fit, out_dir: Path, fresh: StageState, resume: bool, st
     """
     resume_path = out_dir / RESUME_FILE
     saved = resume_header(resume_path) if resume else None
-    why = (_resume_mismatch(saved, fresh) or best_model_problem(out_dir, saved)) if saved is not None else None
+    why = None
+    if saved is not None:
+        why = _resume_mismatch(saved, fresh, fit.cfg, init_id) or best_model_problem(out_dir, saved)
     if why is None and saved is not None:
         try:
-            return _resumed(fit, resume_path, fresh, observer)
+            return _resumed(fit, resume_path, fresh, extension(saved, fit.cfg, init_id), observer)
         except InputError as exc:
             why = str(exc).removeprefix(f"{resume_path}: ")
     if why is None and resume and resume_path.is_file():  # the chain started over from it without a word
@@ -932,9 +1003,9 @@ def start_or_resume(fit: Fit, out_dir: Path, fresh: StageState, resume: bool, st
     return fresh
 
 
-def _resumed(fit: Fit, resume_path: Path, fresh: StageState, observer) -> StageState:
+def _resumed(fit: Fit, resume_path: Path, fresh: StageState, extended: dict | None, observer) -> StageState:
     """`fresh` as training left it in `resume_path`: model and optimiser loaded, the state's fields read (keys a
-    newer ganfp added are left out)."""
+    newer ganfp added are left out). Its settings and digest are `fresh`'s, which differ only in `extended`."""
     known = {f.name for f in dataclasses.fields(StageState)}
     model_before = {k: v.clone() for k, v in fit.model.state_dict().items()}
     optimizer_before = fit.optimizer.state_dict()
@@ -944,8 +1015,12 @@ def _resumed(fit: Fit, resume_path: Path, fresh: StageState, observer) -> StageS
         fit.model.load_state_dict(model_before)
         fit.optimizer.load_state_dict(optimizer_before)
         raise
-    state = dataclasses.replace(fresh, **{k: v for k, v in saved.items() if k in known and k != "config"})
-    _notify(observer, "message", {"text": f"resuming {fit.cfg.name} after epoch {state.epoch}"})
+    state = dataclasses.replace(fresh, **{k: v for k, v in saved.items() if k in known - {"config", "digest"}})
+    changed = ""
+    if extended:
+        state.extended = [*state.extended, {"after_epoch": state.epoch, **extended}]
+        changed = " with " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in extended.items())
+    _notify(observer, "message", {"text": f"resuming {fit.cfg.name} after epoch {state.epoch}{changed}"})
     return state
 
 
@@ -968,13 +1043,18 @@ def best_model_problem(out_dir: Path, saved: dict) -> str | None:
             f"{MODEL_FILE} beside it (one {found}: removed or replaced since)")
 
 
-def _resume_mismatch(saved: dict, fresh: StageState) -> str | None:
-    """Why an interrupted run cannot be continued as `fresh`'s: other settings, or epochs on other images.
+def _resume_mismatch(saved: dict, fresh: StageState, cfg: StageConfig, init_id: str) -> str | None:
+    """Why an interrupted run cannot be continued as `fresh`'s: other settings (but epochs and patience it can go
+    on with), or epochs on other images.
 
     A file from a ganfp that did not record the images is continued, as it was then.
     """
     if saved.get("digest") != fresh.digest:
-        return "was written with other settings"
+        if extension(saved, cfg, init_id) is None:
+            return "was written with other settings"
+        why = extension_problem(saved, cfg)
+        if why:
+            return f"was written by a run that {why}"
     if saved.get("dataset_fingerprint", fresh.dataset_fingerprint) != fresh.dataset_fingerprint:
         return "was written on other images (the dataset changed since)"
     return None
@@ -1129,6 +1209,7 @@ def finish(
                 "versions": package_versions(),
                 "device": str(fit.device),
                 "world_size": distributed.world_size(),
+                **({"extended": state.extended} if state.extended else {}),  # resumed with more epochs, say
             },
         )
         (out_dir / RESUME_FILE).unlink(missing_ok=True)
@@ -1182,7 +1263,7 @@ def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bo
     fit = prepare_fit(cfg, data, device)
     fresh = StageState(digest=cfg.digest(init_id), dataset_fingerprint=data.dataset_fingerprint,
                        config=cfg.identity())
-    state = start_or_resume(fit, out_dir, fresh, resume, strict_resume, observer)
+    state = start_or_resume(fit, out_dir, fresh, resume, strict_resume, observer, init_id)
     warnings = batch_warnings(cfg, len(fit.train_idx))
     for text in warnings:
         _notify(observer, "message", {"text": f"WARNING: {text}"})
