@@ -194,3 +194,25 @@ def test_a_chain_window_over_images_without_hu_is_refused(tmp_path, run_cli, cla
                            "--data-root", tmp_path / "data", "--window", "bone")
     assert code == 2 and "--window: the images of the stages it reads hold no DICOM or NIfTI image" in err, err
     assert not (tmp_path / "runs" / "png-conv5").exists()
+
+
+def test_a_chain_window_is_a_setting_only_of_its_dicom_stages(tmp_path, run_cli, class_folder, one_torch_thread):
+    """`--window` counted as a changed setting of every stage: a re-run of a PNG + DICOM chain with it retrained
+    the PNG stage (and so every stage) although its pixels do not change."""
+    chain = tmp_path / "mix.toml"
+    chain.write_text(f"[defaults]\nimage_size = {SIZE}\nbatch_size = 4\nepochs = 1\n\n"
+                     f"[[stages]]\nname = \"png\"\ndataset = \"{class_folder}\"\n\n"
+                     f"[[stages]]\nname = \"ct\"\ndataset = \"{write_dicom_classes(tmp_path / 'ct')}\"\n")
+    args = ("chain", "--chain", chain, "--model", "conv5", "--runs-dir", tmp_path / "runs", "--data-root",
+            tmp_path / "data", "--device", "cpu", "--json")
+    assert run_cli(*args)[0] == 0
+    code, out, err = run_cli(*args, "--window", "mediastinum")
+    assert code == 0, err
+    assert [(r["status"], r["reason"]) for r in json.loads(out)] == [
+        ("skipped", ""), ("trained", "settings changed: window None -> 'mediastinum'")]
+    run = tmp_path / "runs" / "mix-conv5"
+    assert [s["window"] for s in json.loads((run / "chain.json").read_text())["stages"]] == [None, "mediastinum"]
+    assert json.loads((run / "02-ct" / "meta.json").read_text())["window"] == "mediastinum"
+    assert "window" not in json.loads((run / "01-png" / "meta.json").read_text())
+    code, out, _ = run_cli(*args, "--window", "mediastinum")
+    assert code == 0 and [r["status"] for r in json.loads(out)] == ["skipped", "skipped"]

@@ -376,7 +376,7 @@ def run_chain(
     names = [c.name for c in configs]
     if from_stage is not None and from_stage not in names:
         raise InputError(f"--from-stage {from_stage!r}: not a stage of chain {spec.name} ({', '.join(names)})")
-    check_chain_window(spec, configs, overrides or {}, data_root)
+    configs = window_configs(spec, configs, overrides or {}, data_root)
     try:
         check_run_owner(spec, run_dir)
         with writer_lock(run_dir, f"chain run {run_dir}", "wait for it to finish, or pass another --runs-dir"):
@@ -386,22 +386,30 @@ def run_chain(
         raise chain_interrupted(spec, configs, run_dir, 0, False, exc) from None
 
 
-def check_chain_window(spec: ChainSpec, configs: list[StageConfig], overrides: dict, data_root) -> None:
-    """A window that no stage's images can take (no DICOM or NIfTI file in any stage given one) would change nothing
-    but the stages' settings: refused, naming where it was given, as `train-stage --window` is. A dataset that
-    cannot be listed now is left to the plan, which names its stage."""
-    windowed = [c for c in configs if c.window is not None]
-    if not windowed:
-        return
-    for cfg in windowed:
-        try:
-            if any(is_dicom(it.path) or is_nifti(it.path) for it in stage_manifest(cfg, data_root).items):
-                return
-        except InputError:
-            return
-    where = "--window" if overrides.get("window") is not None else f"{spec.where}: window"
-    raise InputError(f"{where}: the images of the stages it reads hold no DICOM or NIfTI image, so it would change "
-                     "nothing; leave it out")
+def window_configs(spec: ChainSpec, configs: list[StageConfig], overrides: dict, data_root) -> list[StageConfig]:
+    """The stages with the window as a setting only of those whose images hold a DICOM or NIfTI file: a PNG stage's
+    pixels do not change with it, so adding `--window` to a mixed chain must not retrain it (and the stages after).
+
+    A window that no stage's images can take would change nothing: refused, naming where it was given, as
+    `train-stage --window` is. A dataset that cannot be listed now keeps it, and is left to the plan, which names
+    its stage.
+    """
+    if all(c.window is None for c in configs):
+        return configs
+    reads = [c.window is not None and _reads_window(c, data_root) for c in configs]
+    if not any(reads):
+        where = "--window" if overrides.get("window") is not None else f"{spec.where}: window"
+        raise InputError(f"{where}: the images of the stages it reads hold no DICOM or NIfTI image, so it would "
+                         "change nothing; leave it out")
+    return [c if read or c.window is None else dataclasses.replace(c, window=None) for c, read in zip(configs, reads)]
+
+
+def _reads_window(cfg: StageConfig, data_root) -> bool:
+    """Whether the stage's dataset holds a DICOM or NIfTI file (True too when it cannot be listed now)."""
+    try:
+        return any(is_dicom(it.path) or is_nifti(it.path) for it in stage_manifest(cfg, data_root).items)
+    except InputError:
+        return True
 
 
 def check_run_owner(spec: ChainSpec, run_dir: Path) -> None:
