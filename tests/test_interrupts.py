@@ -551,3 +551,59 @@ def test_a_signal_while_outputs_are_renamed_waits_for_the_last_rename(tmp_path, 
         assert signal.getsignal(sig) is handler  # the handler is put back once the renames are done
     assert first.read_text() == second.read_text() == "new" and caught.value.exit_code == 128 + sig
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.safetensors", "model.safetensors"]
+
+
+def test_a_chain_keeps_an_early_stopped_stage_when_only_its_epochs_grow(tmp_path, run_cli, monkeypatch):
+    """`--epochs` applies to every stage: raising it to extend an interrupted stage 2 retrained a finished stage 1
+    from scratch (a changed setting), and stage 2 started over from its new weights, losing its epochs. A stage
+    whose early stopping ended it stops at the same epoch under any larger max, so it is kept."""
+    import torch
+
+    import ganfp.train as train
+    from ganfp.checkpoint import read_safetensors
+
+    one, two = write_class_folder(tmp_path / "d1", 12, 16, seed=1), write_class_folder(tmp_path / "d2", 12, 16, seed=2)
+    chain = tmp_path / "c.toml"  # stage one's lr 0.1 and patience 1 stop it after epoch 3 of 4; two runs to its max
+    chain.write_text(f'name = "c"\n[defaults]\nimage_size = 16\nbatch_size = 8\nlr = 0.01\n[[stages]]\nname = "one"\n'
+                     f'dataset = "{one}"\nlr = 0.1\npatience = 1\n[[stages]]\nname = "two"\ndataset = "{two}"\n')
+    base = ["chain", "--chain", chain, "--model", "conv5", "--data-root", tmp_path / "root", "--device", "cpu",
+            "--json"]
+    args, real_epoch = [*base, "--runs-dir", tmp_path / "runs"], train.run_epoch
+
+    def stop_in_stage_two_epoch_2(fit, epoch, observer):
+        if fit.cfg.name == "two" and epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(fit, epoch, observer)
+
+    monkeypatch.setattr(train, "run_epoch", stop_in_stage_two_epoch_2)
+    assert run_cli(*args, "--epochs", "4")[0] == 130
+    monkeypatch.undo()
+    run = tmp_path / "runs" / "c-conv5"
+    meta = json.loads((run / "01-one" / "meta.json").read_text())
+    assert (meta["metrics"]["epochs_run"], meta["metrics"]["best_epoch"]) == (3, 2)  # it did stop early
+    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (run / "01-one").iterdir()}
+    code, out, err = run_cli(*args, "--epochs", "6")
+    assert code == 0 and "kept one in" in err, err
+    assert ("early stopping ended it after epoch 3 (best epoch 2, patience 1), so epochs 4 -> 6 change nothing"
+            in " ".join(err.split())), err
+    assert "resuming two after epoch 1 with epochs 4 -> 6" in " ".join(err.split()), err
+    assert [(r["status"], r["epochs_run"]) for r in json.loads(out)] == [("skipped", 3), ("trained", 6)]
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (run / "01-one").iterdir()} == files
+    assert run_cli(*base, "--runs-dir", tmp_path / "full", "--epochs", "6")[0] == 0  # uninterrupted, with 6
+    full = tmp_path / "full" / "c-conv5"
+    for stage in ("01-one", "02-two"):
+        assert (run / stage / "history.csv").read_text() == (full / stage / "history.csv").read_text()
+        mine, ref = (read_safetensors(d / stage / "model.safetensors")[0] for d in (run, full))
+        assert mine.keys() == ref.keys() and all(torch.equal(t, ref[k]) for k, t in mine.items())
+    code, out, err = run_cli(*args, "--epochs", "6")  # the same larger value again: nothing trains
+    assert code == 0 and [r["status"] for r in json.loads(out)] == ["skipped", "skipped"] and "kept one" in err, err
+    code, out, err = run_cli(*args, "--epochs", "7")  # stage two ran all its 6 epochs: more of them train it again
+    assert code == 0 and "retraining two: settings changed: epochs 6 -> 7" in " ".join(err.split()), err
+    assert [(r["status"], r["epochs_run"]) for r in json.loads(out)] == [("skipped", 3), ("trained", 7)]
+    code, out, err = run_cli(*args, "--epochs", "4")  # back to the first value: its own digest keeps stage one
+    assert code == 0 and "kept one" not in err and "retraining one" not in err, err
+    assert [(r["status"], r["epochs_run"]) for r in json.loads(out)] == [("skipped", 3), ("trained", 4)]
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (run / "01-one").iterdir()} == files
+    code, out, err = run_cli(*args, "--epochs", "4", "--patience", "2")  # with patience 2 it would not stop at 3
+    assert code == 0 and "retraining one: settings changed: patience 1 -> 2" in " ".join(err.split()), err
+    assert [r["status"] for r in json.loads(out)] == ["trained", "trained"]

@@ -821,3 +821,28 @@ def test_a_resume_refuses_a_patience_the_run_already_ran_out_of():
     assert extension_problem(state, StageConfig(epochs=5, patience=3)) is None
     assert extension_problem(state, StageConfig(epochs=4, patience=3)) is None  # it finishes at once, as that run
     assert "more than --epochs 3" in extension_problem(state, StageConfig(epochs=3, patience=3))
+
+
+def test_train_stage_keeps_an_early_stopped_stage_given_more_epochs(tmp_path, run_cli):
+    """More --epochs over a stage that early stopping ended were refused as other settings (or trained again with
+    --force): it would stop after the same epoch with the same weights, so --resume keeps it, saying why."""
+    data = write_class_folder(tmp_path / "ds", 12, 16, seed=1)
+    out = tmp_path / "s"
+    args = ["train-stage", "--data", data, "--out", out, "--model", "conv5", "--image-size", "16", "--batch-size",
+            "8", "--lr", "0.1", "--patience", "1", "--data-root", tmp_path / "root", "--device", "cpu"]
+    assert run_cli(*args, "--epochs", "4")[0] == 0
+    metrics = json.loads((out / "meta.json").read_text())["metrics"]
+    assert (metrics["epochs_run"], metrics["best_epoch"]) == (3, 2)  # it did stop early
+    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
+    kept = "early stopping ended it after epoch 3 (best epoch 2, patience 1), so epochs 4 -> 10 change nothing"
+    code, _, err = run_cli(*args, "--epochs", "10")
+    assert code == 2 and kept in " ".join(err.split()) and "add --resume to keep it" in err, err
+    code, stdout, err = run_cli(*args, "--epochs", "10", "--resume")
+    assert code == 0 and "skipped" in stdout and f"kept s in {out}: {kept}" in " ".join(err.split()), err
+    for extra, words in [(("--epochs", "2"), "other settings (epochs 4 -> 2)"),  # it would stop after epoch 2
+                         (("--epochs", "10", "--patience", "2"), "other settings (epochs 4 -> 10, patience 1 -> 2)")]:
+        code, _, err = run_cli(*args, *extra, "--resume")
+        assert code == 2 and words in " ".join(err.split()), err
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == files
+    assert run_cli(*args, "--epochs", "3", "--out", tmp_path / "ref" / "s")[0] == 0  # stops at its max, the same
+    assert (out / "history.csv").read_text() == (tmp_path / "ref" / "s" / "history.csv").read_text()

@@ -37,6 +37,7 @@ from ganfp.train import (
     check_window_read,
     completed,
     dataset_fingerprint,
+    early_stop_kept,
     extension,
     extension_problem,
     interrupted,
@@ -436,6 +437,7 @@ class StagePlan:
     resume: bool = False  # continue an interrupted run of it (its last.safetensors), if there is one
     reason: str = ""  # why a finished stage is trained again: "images changed", "--from-stage", ...
     note: str = ""  # why a kept stage's images went unchecked
+    kept: str = ""  # why a kept stage whose epochs changed needs no training (`early_stop_kept`)
     classes: tuple[str, ...] | None = None  # of its model: its dataset's, or a kept stage's; None when unknown
 
 
@@ -468,6 +470,7 @@ def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir
                 _write_record(run_dir, record)
                 summary = _train_planned(cfg, plan, out_dir, data_root, prev_id, observer_for)
             else:
+                _say_kept(cfg, plan, out_dir, observer_for)
                 summary = completed(cfg, out_dir, prev_id)
             results.append(_noted(cfg, plan, summary))
             done = stage_status(out_dir)
@@ -507,6 +510,14 @@ def chain_interrupted(spec: ChainSpec, configs: list[StageConfig], run_dir: Path
         saved = "no stage had finished"
     return Interrupted(f"chain {spec.name} interrupted {where}; {saved}; run the same command again to go on "
                        f"from {upcoming}", code)
+
+
+def _say_kept(cfg: StageConfig, plan: StagePlan, out_dir: Path, observer_for) -> None:
+    """The info line of a kept stage whose epochs changed: a user who raised them expects it to train."""
+    observer = observer_for(cfg) if observer_for and plan.kept and distributed.is_main() else None
+    if observer is not None:
+        with observer as obs:
+            obs("message", {"text": f"kept {cfg.name} in {out_dir}: {plan.kept}"})
 
 
 def _train_planned(cfg: StageConfig, plan: StagePlan, out_dir: Path, data_root, init_id: str,
@@ -578,6 +589,10 @@ def _plan_stage(spec: ChainSpec, i: int, cfg: StageConfig, done: dict | None, pr
     """One stage's plan; `forced` says why it trains whatever its folder holds (or is "")."""
     if done is not None and not forced and done.get("digest") == cfg.digest(prev_id):
         return _compare_images(spec, i, cfg, done, data_root)
+    kept = early_stop_kept(done, cfg, prev_id) if done is not None and not forced else None
+    if kept:
+        plan = _compare_images(spec, i, cfg, done, data_root)
+        return plan if plan.train else dataclasses.replace(plan, kept=kept)
     classes = tuple(_check_dataset(spec, i, cfg, data_root).classes)
     if done is None:
         return StagePlan(train=True, resume=not forced, classes=classes)

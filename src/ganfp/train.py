@@ -789,7 +789,7 @@ def prepare_fit(cfg: StageConfig, data: StageData, device: torch.device) -> Fit:
 def completed(cfg: StageConfig, out_dir: Path, init_id: str = "") -> StageSummary | None:
     """The summary of a stage already finished in `out_dir` with these settings and this starting point."""
     done = stage_status(out_dir)
-    if not done or done.get("digest") != cfg.digest(init_id):
+    if not done or (done.get("digest") != cfg.digest(init_id) and early_stop_kept(done, cfg, init_id) is None):
         return None
     try:
         return StageSummary.from_dict(done["metrics"], status="skipped")
@@ -870,6 +870,10 @@ def _occupied(cfg: StageConfig, out_dir: Path, init_id: str, resume: bool) -> st
 def _finished_here(done: dict, cfg: StageConfig, out_dir: Path, init_id: str, resume: bool) -> str | None:
     """Why a finished stage in `out_dir` stands in the way, or None when --resume keeps it."""
     if done.get("digest") != cfg.digest(init_id):
+        kept = early_stop_kept(done, cfg, init_id)
+        if kept:
+            return None if resume else f"already holds this stage, finished: {kept}; add --resume to keep it, or " \
+                "--force to train it again"
         if extension(done, cfg, init_id) is not None:
             return _finished_extension(done, cfg, out_dir)
         changes = setting_changes(done.get("config") or {}, cfg) or "the --init it started from has changed since"
@@ -960,6 +964,35 @@ def extension_problem(state: dict, cfg: StageConfig) -> str | None:
                 f"--patience {cfg.patience} would have stopped earlier; give --patience {needed} or more to continue "
                 "it")
     return None
+
+
+def early_stop_kept(done: dict, cfg: StageConfig, init_id: str) -> str | None:
+    """Why a finished stage that differs from `cfg` only in `epochs` is kept as it is, or None when it is not.
+
+    Its patience had run out when it ended (no lower validation loss in its last `patience` epochs): a run with any
+    larger max (or a smaller one it reached) stops after the same epoch with the same numbers, since nothing but the
+    loop's bound depends on `epochs` (see `extension`). Retraining it would only repeat hours of the same epochs.
+    Its meta.json keeps the old `epochs`: a later run with either value comes here, or matches its digest.
+    """
+    changed = extension(done, cfg, init_id)
+    metrics = done.get("metrics") or {}
+    ran, best = metrics.get("epochs_run"), metrics.get("best_epoch")
+    if not changed or set(changed) != {"epochs"} or not all(type(n) is int for n in (ran, best)):
+        return None
+    patience = done["config"]["patience"]
+    if ran - best < patience or cfg.epochs < ran:
+        return None
+    return (f"early stopping ended it after epoch {ran} (best epoch {best}, patience {patience}), so epochs "
+            f"{changed['epochs'][0]} -> {cfg.epochs} change nothing")
+
+
+def early_stop_line(cfg: StageConfig, out_dir: Path, init_id: str) -> str | None:
+    """The info line for a finished stage kept by `early_stop_kept`, or None when it is kept for its digest."""
+    done = stage_status(out_dir)
+    if not done or done.get("digest") == cfg.digest(init_id):
+        return None
+    kept = early_stop_kept(done, cfg, init_id)
+    return f"kept {cfg.name} in {out_dir}: {kept}" if kept else None
 
 
 def _finished_extension(done: dict, cfg: StageConfig, out_dir: Path) -> str:
@@ -1255,7 +1288,8 @@ def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bo
         raise InputError(f"--out {out_dir}: holds a stage finished on other images (its dataset changed since); add "
                          "--force instead of --resume to train it again")
     if done is not None:
-        _notify(observer, "message", {"text": f"{cfg.name} already complete in {out_dir}"})
+        line = early_stop_line(cfg, out_dir, init_id) or f"{cfg.name} already complete in {out_dir}"
+        _notify(observer, "message", {"text": line})
         return done
     torch.manual_seed(cfg.seed)
     if data is None:
