@@ -537,8 +537,9 @@ def plan_stages(
 ) -> list[StagePlan]:
     """Which stages train, and why, before the first one does.
 
-    A finished stage is kept while its settings, the weights it started from and its images are unchanged;
-    every stage after one that trains trains too. Every stage that will train finds its dataset now: a missing
+    A finished stage is kept while its settings, the weights it started from and its images are unchanged (or
+    only its epochs changed, and early stopping ended it: `early_stop_kept`); every stage after one that trains
+    trains too. Every stage that will train finds its dataset now: a missing
     folder in stage 3 must not be found after hours of stages 1 and 2. Images are compared by their file
     lists (`dataset_fingerprint`); none is decoded.
     """

@@ -871,9 +871,10 @@ def _finished_here(done: dict, cfg: StageConfig, out_dir: Path, init_id: str, re
     """Why a finished stage in `out_dir` stands in the way, or None when --resume keeps it."""
     if done.get("digest") != cfg.digest(init_id):
         kept = early_stop_kept(done, cfg, init_id)
+        if kept and resume:
+            return None
         if kept:
-            return None if resume else f"already holds this stage, finished: {kept}; add --resume to keep it, or " \
-                "--force to train it again"
+            return f"already holds this stage, finished: {kept}; add --resume to keep it, or --force to train it again"
         if extension(done, cfg, init_id) is not None:
             return _finished_extension(done, cfg, out_dir)
         changes = setting_changes(done.get("config") or {}, cfg) or "the --init it started from has changed since"
