@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from test_attribution import CLASSES, mixed, one_line_error, task  # noqa: F401 
 import ganfp.attribution.run as run_module
 from ganfp.attribution.files import read_class_table
 from ganfp.attribution.report import ends, ranked
+from ganfp.attribution.methods import METHODS, TrainerSettings
 from ganfp.attribution.run import AttributeConfig, ClusterConfig, attribute, cluster
 from ganfp.errors import InputError
 
@@ -68,14 +70,77 @@ def test_supervised_report_shows_each_class_with_its_neighbours(task, tmp_path, 
     assert "the space the centroid method compared in" in text
 
 
-def test_a_method_without_vectors_measures_neighbours_in_pixels_and_says_so(task, tmp_path):  # noqa: F811
+def predicted_neighbour(text: str) -> dict[str, tuple[str, str]]:
+    """Per unknown image shown: (id, caption) of the first labelled image beside it under "predicted"."""
+    rows = text.split('class="row unknown-row" data-id="')[1:]
+    found = {}
+    for row in rows:
+        predicted = row[row.index("predicted<br>"):]
+        found[row[:row.index('"')]] = re.search(r'<figure class="reference"><img [^>]*alt="([^"]+)"[^>]*>'
+                                                r"<figcaption>([^<]+)</figcaption>", predicted).groups()
+    return found
+
+
+def nearest_in_white8(task: Path, tmp_path: Path) -> dict[str, tuple[str, float]]:
+    """Each unknown image's nearest labelled image and its whitened NCC, found here by membership's pass alone."""
+    import torch
+
+    from ganfp.data.adapters.folder import folder_manifest
+    from ganfp.membership.distances import nearest
+    from ganfp.membership.features import paired_features
+    from ganfp.membership.spaces import parse_features
+
+    unknown, train = run_module.read_images(str(task / "unknown")), folder_manifest(task / "train" / "generated")
+    cpu = torch.device("cpu")
+    at, u, t = paired_features(parse_features("white8"), unknown, train, image_size=16, device=cpu, batch_size=128,
+                               data_root=str(tmp_path / "data"))
+    distances, index = nearest(u, t, 1, at.metric, cpu)
+    pairs = zip(unknown.ids, index[:, 0].tolist(), distances[:, 0].tolist())
+    return {uid: (train.ids[j], 1 - d) for uid, j, d in pairs}
+
+
+def test_knn_in_a_pair_space_shows_the_neighbours_its_vote_found(task, tmp_path):  # noqa: F811
+    """The default kind of method: the report shows the labelled images knn's own pass found, by whitened NCC,
+    not neighbours measured in another space."""
     cfg = AttributeConfig(unknown=str(task / "unknown"), train=str(task / "train"), out=str(tmp_path / "a.csv"),
                           method="knn", features="white8", device="cpu", data_root=str(tmp_path / "data"),
                           report=str(tmp_path / "r.html"), report_n=1)
     result = attribute(cfg)
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert result.report == str(tmp_path / "r.html") and result.to_dict()["report"] == result.report
-    assert "pixels at 16 px" in text and "compared images in pairs in white8" in text
+    assert "whitened NCC, the best over small shifts, in white8, higher = more alike" in text
+    assert "pixels at" not in text
+    shown, truth = predicted_neighbour(text), nearest_in_white8(task, tmp_path)
+    assert len(shown) >= len(CLASSES)
+    for image_id, (reference, caption) in shown.items():
+        expected, similarity = truth[image_id]  # k 1: the vote's nearest is the predicted class's top neighbour
+        assert reference == expected and caption == f"s = {similarity:.4g}", (image_id, caption)
+        predicted = result.predicted[result.ids.index(image_id)]
+        assert reference.startswith(f"gen_{predicted}_")
+
+
+def test_knn_in_a_vector_space_shows_its_own_neighbours(task, tmp_path):  # noqa: F811
+    cfg = AttributeConfig(unknown=str(task / "unknown"), train=str(task / "train"), out=str(tmp_path / "a.csv"),
+                          method="knn", features="pixels8", k=3, device="cpu", data_root=str(tmp_path / "data"),
+                          report=str(tmp_path / "r.html"), report_n=1)
+    attribute(cfg)
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    words = "Euclidean distance in pixels8, standardised, smaller = more alike: the neighbours the knn vote found"
+    assert words in text
+    captions = [caption for _, caption in predicted_neighbour(text).values()]
+    assert captions and all(c.startswith("d = ") for c in captions)
+
+
+def test_cnn_has_no_distance_so_its_neighbours_are_measured_in_pixels(task, tmp_path, monkeypatch):  # noqa: F811
+    """cnn keeps no neighbours and compares in no vectors: the pixel fallback is its alone."""
+    untrained = replace(METHODS.entry("cnn"), obj=lambda job: np.full((len(job.unknown), len(job.classes)), 0.25))
+    monkeypatch.setitem(METHODS._entries, "cnn", untrained)  # no training: the report's reading is under test
+    cfg = AttributeConfig(unknown=str(task / "unknown"), train=str(task / "train"), out=str(tmp_path / "a.csv"),
+                          method="cnn", device="cpu", data_root=str(tmp_path / "data"), report=str(tmp_path / "r.html"),
+                          report_n=1, trainer=TrainerSettings(runs_dir=str(tmp_path / "runs")))
+    attribute(cfg)
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "pixels at 16 px, smaller = more alike: the cnn method has no distance of its own" in text
 
 
 def test_clustering_report_shows_central_and_peripheral_images(mixed, tmp_path, run_cli):  # noqa: F811

@@ -232,6 +232,24 @@ def test_blocked_nearest_matches_brute_force(monkeypatch, exclude_self):
     assert torch.equal(i, expected.indices)
 
 
+def test_nearest_in_groups_matches_brute_force_per_group(monkeypatch):
+    """Groups that straddle blocks, one smaller than k (padded) and one empty: each group's own k nearest."""
+    monkeypatch.setitem(distances.BLOCK_BUDGET, "cpu", 3 * 64 * 7)  # reference blocks of 7
+    g = torch.Generator().manual_seed(2)
+    queries, refs = torch.randn(50, 8, generator=g), torch.randn(300, 8, generator=g)
+    bounds = [0, 2, 100, 100, 300]
+    d, i = distances.nearest_in_groups(queries, refs, 4, Euclidean(), CPU, bounds)
+    full = torch.cdist(queries.double(), refs.double())
+    assert torch.equal(i[:, 0, 2:], torch.full((50, 2), -1)) and torch.isinf(d[:, 0, 2:]).all()
+    assert torch.equal(i[:, 2], torch.full((50, 4), -1))
+    for group, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+        if hi > lo:
+            expected = full[:, lo:hi].topk(min(4, hi - lo), largest=False)
+            width = expected.indices.shape[1]
+            np.testing.assert_allclose(d[:, group, :width].numpy(), expected.values.numpy(), atol=1e-4)
+            assert torch.equal(i[:, group, :width], expected.indices + lo)
+
+
 def test_soft_count_matches_brute_force(monkeypatch):
     monkeypatch.setitem(distances.BLOCK_BUDGET, "cpu", 3 * 64 * 5)
     g = torch.Generator().manual_seed(1)

@@ -26,6 +26,7 @@ from ganfp.registry import Registry
 
 METHODS = Registry("attribution method")
 FUSION_MEMBERS = ("knn", "cnn")
+KEPT_NEIGHBOURS = 3  # per class, what knn keeps of its neighbour pass for the report (its 3 nearest of any class)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,35 @@ class TrainerSettings:
         check_writable(runs_root(self.runs_dir), "--runs-dir", folder=True)
 
 
+@dataclass(frozen=True)
+class Measure:
+    """How a knn pass compared images, in words: the report names the number it shows as the method measured it."""
+
+    name: str  # e.g. "whitened NCC in white64"
+    similarity: bool  # shown as 1 - distance (higher = more alike), the way NCC and SSIM are read
+
+    def shown(self, distance: float) -> float:
+        return 1.0 - distance if self.similarity else distance
+
+    def words(self) -> str:
+        return f"{self.name}, {'higher' if self.similarity else 'smaller'} = more alike"
+
+
+@dataclass
+class Neighbours:
+    """What knn's one neighbour pass found: per unknown image and class, the nearest labelled images, nearest first.
+    Kept so the report shows the neighbours the vote looked at instead of measuring others."""
+
+    index: np.ndarray  # (n_unknown, n_classes, n): indices into the labelled images; -1 past a class's last image
+    distance: np.ndarray  # the same shape: the method's distance (inf past a class's last image)
+    measure: Measure
+
+    def of_class(self, i: int, cls: int) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, distances) of unknown image `i`'s nearest labelled images of class `cls`."""
+        keep = self.index[i, cls] >= 0
+        return self.index[i, cls][keep], self.distance[i, cls][keep]
+
+
 @dataclass
 class Job:
     """One attribution: the labelled references, the images to attribute, and how to compare them."""
@@ -74,6 +104,7 @@ class Job:
     message: Callable[[str], None] = lambda text: None
     window: str | None = None  # the HU window of DICOM/NIfTI images (`window_name`), which the cnn trains in too
     _vectors: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    neighbours: Neighbours | None = field(default=None, repr=False)  # knn's, per class; None for other methods
 
     @property
     def classes(self) -> list[str]:
@@ -90,7 +121,7 @@ class Job:
 
     def computed_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The (train, unknown) vectors if the method compared in them; None when it compared otherwise (in pairs,
-        or by a trained network): the report then measures its neighbours elsewhere and says so."""
+        or by a trained network): the report then shows knn's own neighbours, or measures them in pixels (cnn)."""
         return self._vectors
 
 
@@ -113,15 +144,13 @@ def centroid(job: Job) -> np.ndarray:
 
 @METHODS.register("knn", needs="features", uses_k=True, pairs=True)
 def knn(job: Job) -> np.ndarray:
-    from sklearn.neighbors import KNeighborsClassifier
-
+    """A distance-weighted vote of the k nearest labelled images, found class by class in one pass, which `job`
+    keeps (`Job.neighbours`) for the report."""
     space = pair_space(job.features)
-    if space is not None:
-        return _knn_in_pairs(job, space)
-    train, unknown = job.vectors()
-    model = KNeighborsClassifier(n_neighbors=min(job.k, len(train)), weights="distance")
-    model.fit(train, job.train.labels)
-    return _in_class_order(model.predict_proba(unknown), model.classes_, len(job.classes))
+    unknown, train, metric, measure = _pair_inputs(job, space) if space is not None else _vector_inputs(job)
+    neighbours = _class_neighbours(job, unknown, train, metric, measure)
+    job.neighbours = neighbours
+    return _distance_vote(*_overall(neighbours, job.k), job.train.labels, len(job.classes))
 
 
 @METHODS.register("linear", needs="features")
@@ -133,7 +162,7 @@ def linear(job: Job) -> np.ndarray:
     return _in_class_order(model.predict_proba(unknown), model.classes_, len(job.classes))
 
 
-def _knn_in_pairs(job: Job, space) -> np.ndarray:
+def _pair_inputs(job: Job, space) -> tuple:
     """knn where each unknown image is compared with each labelled one in pairs, by membership's neighbour pass.
 
     A memoriser's outputs are its training slices warped, shifted and re-contrasted: far apart as vectors, but
@@ -142,24 +171,69 @@ def _knn_in_pairs(job: Job, space) -> np.ndarray:
     images as membership fits it to the generated ones.
     """
     from ganfp.device import resolve_device
-    from ganfp.membership.distances import nearest
     from ganfp.membership.features import paired_features
 
-    device = resolve_device(job.ctx.device)
     at, unknown, train = paired_features(space, job.unknown, job.train,
-                                         image_size=job.ctx.image_size, device=device,
+                                         image_size=job.ctx.image_size, device=resolve_device(job.ctx.device),
                                          batch_size=job.ctx.batch_size, data_root=job.ctx.data_root)
-    distances, index = nearest(unknown, train, job.k, at.metric, device)
-    return _distance_vote(distances.double().numpy(), job.train.labels[index.numpy()], len(job.classes))
+    return unknown, train, at.metric, pair_measure(at.kind, at.metric.name, job.features)
 
 
-def _distance_vote(distances: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+def pair_measure(kind: str, metric: str, features: str) -> Measure:
+    """The words for a pair space's number: NCC and SSIM are read as similarities, wstd as a distance."""
+    if metric == "ncc":
+        whitened = "whitened " if kind == "white" else ""
+        return Measure(f"{whitened}NCC, the best over small shifts, in {features}", similarity=True)
+    if metric == "ssim":
+        return Measure(f"SSIM in {features}", similarity=True)
+    return Measure(f"Euclidean distance between the whitened images in {features}", similarity=False)
+
+
+def _vector_inputs(job: Job) -> tuple:
+    """knn in a vector space: the standardised vectors, compared by the same neighbour pass as the pair spaces."""
+    import torch
+
+    from ganfp.membership.distances import Euclidean
+
+    train, unknown = job.vectors()
+    measure = Measure(f"Euclidean distance in {job.features}, standardised", similarity=False)
+    as_tensor = lambda x: torch.from_numpy(np.ascontiguousarray(x))  # noqa: E731
+    return as_tensor(unknown), as_tensor(train), Euclidean(), measure
+
+
+def _class_neighbours(job: Job, unknown, train, metric, measure: Measure) -> Neighbours:
+    """Each unknown image's max(k, KEPT_NEIGHBOURS) nearest labelled images of every class, in one pass that compares
+    every pair once (the labelled images grouped by class); the k nearest overall are among them."""
+    import torch
+
+    from ganfp.device import resolve_device
+    from ganfp.membership.distances import nearest_in_groups
+
+    labels = np.asarray(job.train.labels)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(len(job.classes) + 1)).tolist()
+    distance, index = nearest_in_groups(unknown, train[torch.from_numpy(order)], max(job.k, KEPT_NEIGHBOURS), metric,
+                                        resolve_device(job.ctx.device), bounds)
+    index = index.numpy()
+    return Neighbours(np.where(index >= 0, order[index], -1), distance.double().numpy(), measure)
+
+
+def _overall(neighbours: Neighbours, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, indices) of the k nearest labelled images of any class, nearest first, from the per-class lists."""
+    distance = neighbours.distance.reshape(len(neighbours.distance), -1)
+    index = neighbours.index.reshape(len(distance), -1)
+    k = min(k, int((index[0] >= 0).sum()))
+    order = np.argsort(distance, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(distance, order, 1), np.take_along_axis(index, order, 1)
+
+
+def _distance_vote(distances: np.ndarray, index: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Each neighbour votes for its class with weight 1 / distance; an exact match (distance 0) takes every vote,
     as scikit-learn's `weights="distance"` does."""
     exact = distances <= 0
     weights = np.where(exact.any(1, keepdims=True), exact.astype(float), 1 / np.maximum(distances, 1e-300))
     votes = np.zeros((len(distances), n_classes))
-    np.add.at(votes, (np.arange(len(distances))[:, None], labels), weights)
+    np.add.at(votes, (np.arange(len(distances))[:, None], np.asarray(labels)[index]), weights)
     return votes / votes.sum(1, keepdims=True)
 
 

@@ -15,12 +15,12 @@ import numpy as np
 
 from ganfp.attribution.defaults import DEFAULT_REPORT_ROWS
 from ganfp.attribution.features import FeatureContext, decode
-from ganfp.attribution.methods import METHODS, Job
+from ganfp.attribution.methods import KEPT_NEIGHBOURS, Job, Measure, Neighbours
 from ganfp.data.manifest import Manifest
 from ganfp.fileio import OutputBatch, write_text
 from ganfp.pages import Heading, counted, esc, figure_html, figure_uri, png_uri, render, table_rows, written_at
 
-NEIGHBOURS = 3  # labelled images shown per class beside each unknown image
+NEIGHBOURS = KEPT_NEIGHBOURS  # labelled images shown per class beside each unknown image: all knn keeps
 NO_ACCURACY = "not measured: the report reads no ground truth (score the CSV with ganfp evaluate)"
 SUMMARY_LABELS = {
     "task": "task", "images": "images", "method": "method", "features": "feature space", "train": "trained on",
@@ -45,9 +45,10 @@ class SupervisedInputs:
     reference_labels: np.ndarray  # class index of each reference
     classes: list[str]
     probabilities: np.ndarray  # (n_unknown, n_classes), the method's own
-    unknown_vectors: np.ndarray  # where neighbours are measured: the method's space, else pixels
-    reference_vectors: np.ndarray
-    space: str  # that space, in words
+    neighbours: Neighbours | None  # knn's own, as its vote found them; None: measured in the vectors below
+    unknown_vectors: np.ndarray | None  # without knn's neighbours: the method's vectors, else pixels (cnn)
+    reference_vectors: np.ndarray | None
+    measure: Measure  # what the number beside each neighbour is, in words
     summary: dict  # the run's result (`to_dict`)
     rows: int = DEFAULT_REPORT_ROWS
 
@@ -63,21 +64,25 @@ class ClusterInputs:
 
 def supervised_inputs(job: Job, probabilities: np.ndarray, summary: dict, method: str,
                       rows: int | None) -> SupervisedInputs:
-    """What the report shows of a supervised run: the images as the method saw them, and neighbours in the vectors
-    it compared in, else in pixels, saying why."""
+    """What the report shows of a supervised run: the images as the method saw them, and the neighbours knn's vote
+    found (in pairs or in vectors), else neighbours in the vectors the method compared in, else in pixels (cnn)."""
     unknown, references = (decode(m, job.ctx).numpy() for m in (job.unknown, job.train))
-    vectors = job.computed_vectors()
-    if vectors is not None:
+    vectors, neighbours = job.computed_vectors(), job.neighbours
+    if neighbours is not None:
+        reference_vectors = unknown_vectors = None
+        measure = Measure(f"{neighbours.measure.words()}: the neighbours the knn vote found",
+                          neighbours.measure.similarity)
+    elif vectors is not None:
         reference_vectors, unknown_vectors = vectors
-        space = f"{job.features}, standardised (Euclidean distance), the space the {method} method compared in"
+        measure = Measure(f"Euclidean distance in {job.features}, standardised, the space the {method} method "
+                          "compared in, smaller = more alike", similarity=False)
     else:
         reference_vectors, unknown_vectors = references.reshape(len(references), -1), unknown.reshape(len(unknown), -1)
-        why = ("the cnn method has no distance of its own" if METHODS.entry(method).meta["needs"] == "images" else
-               f"the {method} method compared images in pairs in {job.features}, which the report does not repeat")
-        space = f"pixels at {job.ctx.image_size} px (Euclidean distance): {why}"
+        measure = Measure(f"Euclidean distance in pixels at {job.ctx.image_size} px, smaller = more alike: the "
+                          f"{method} method has no distance of its own", similarity=False)
     return SupervisedInputs(Gallery(job.unknown.ids, unknown), Gallery(job.train.ids, references),
-                            np.asarray(job.train.labels), job.classes, probabilities, unknown_vectors,
-                            reference_vectors, space, summary, rows or DEFAULT_REPORT_ROWS)
+                            np.asarray(job.train.labels), job.classes, probabilities, neighbours, unknown_vectors,
+                            reference_vectors, measure, summary, rows or DEFAULT_REPORT_ROWS)
 
 
 def cluster_inputs(images: Manifest, ctx: FeatureContext, vectors: np.ndarray, clusters: np.ndarray, summary: dict,
@@ -113,11 +118,22 @@ def nearest_of_class(vector: np.ndarray, inputs: SupervisedInputs, cls: int) -> 
     return members[order], distances[order]
 
 
+def neighbours_of(i: int, cls: int, inputs: SupervisedInputs) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, distances) of unknown image `i`'s nearest labelled images of class `cls`: knn's own where it kept
+    them, else measured here."""
+    if inputs.neighbours is not None:
+        index, distances = inputs.neighbours.of_class(i, cls)
+        return index[:NEIGHBOURS], distances[:NEIGHBOURS]
+    return nearest_of_class(inputs.unknown_vectors[i], inputs, cls)
+
+
 def neighbour_strip(i: int, cls: int, role: str, inputs: SupervisedInputs) -> str:
-    """The nearest labelled images of one class to unknown image `i`, under a label naming the class's role."""
-    index, distances = nearest_of_class(inputs.unknown_vectors[i], inputs, cls)
-    figures = [figure_html(png_uri(inputs.references.images[j]), f"d = {d:.4g}", "reference",
-                           inputs.references.ids[j]) for j, d in zip(index, distances)]
+    """The nearest labelled images of one class to unknown image `i`, under a label naming the class's role; each
+    with its number as the method measured it (s, a similarity, or d, a distance)."""
+    index, distances = neighbours_of(i, cls, inputs)
+    symbol = "s" if inputs.measure.similarity else "d"
+    figures = [figure_html(png_uri(inputs.references.images[j]), f"{symbol} = {inputs.measure.shown(d):.4g}",
+                           "reference", inputs.references.ids[j]) for j, d in zip(index, distances)]
     label = f'<div class="group">{role}<br><b>{esc(inputs.classes[cls])}</b></div>'
     return f'<div class="neighbours">{label}{"".join(figures)}</div>'
 
@@ -201,9 +217,9 @@ def supervised_page(inputs: SupervisedInputs) -> str:
     chart = f'<img src="{confidence_chart(facts[2], facts[0], inputs.classes)}" alt="confidence per class">'
     note = ("The method's probability of the class it chose, per image, grouped by that class. Below, per class: "
             f"each image beside its {counted(NEIGHBOURS, 'nearest labelled image')} of the predicted and of the "
-            f"runner-up class, d the distance in {esc(inputs.space)} (smaller = more alike).")
+            f"runner-up class, with {'s' if inputs.measure.similarity else 'd'}: {esc(inputs.measure.name)}.")
     sections = [class_section(c, facts, inputs) for c in range(len(inputs.classes))]
-    return page(inputs.summary, {"neighbours measured in": inputs.space},
+    return page(inputs.summary, {"neighbours measured by": inputs.measure.name},
                 ("confidence", "Confidence", note, chart), sections)
 
 

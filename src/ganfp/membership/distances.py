@@ -78,21 +78,45 @@ def nearest(queries: torch.Tensor, refs: torch.Tensor, k: int, metric: Metric, d
     k = min(k, len(refs) - int(exclude_self))
     if k < 1:
         raise ValueError("not enough references for one neighbour")
-    out_d = torch.empty(len(queries), k)
-    out_i = torch.empty(len(queries), k, dtype=torch.long)
+    distances, indices = nearest_in_groups(queries, refs, k, metric, device, [0, len(refs)], exclude_self, on_block)
+    return distances[:, 0], indices[:, 0]
+
+
+def nearest_in_groups(queries: torch.Tensor, refs: torch.Tensor, k: int, metric: Metric, device: torch.device,
+                      bounds: list[int], exclude_self: bool = False,
+                      on_block: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distances, indices), each (len(queries), groups, k), of every query's k nearest references in each group,
+    nearest first; group g is refs[bounds[g]:bounds[g + 1]]. One pass compares each pair once, as `nearest` does:
+    attribution's knn keeps the nearest of every class for its report without a second pass. A group with fewer
+    than k references is padded with distance inf and index -1.
+    """
+    groups = len(bounds) - 1
+    out_d = torch.full((len(queries), groups, k), float("inf"))
+    out_i = torch.full((len(queries), groups, k), -1, dtype=torch.long)
     for qs, row in _query_blocks(queries, refs, metric, device, exclude_self, on_block):
-        best_d = best_i = None
+        best: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * groups
         for rs, d in row:
-            block_d, block_i = d.topk(min(k, d.shape[1]), dim=1, largest=False, sorted=True)
-            block_i += rs
-            if best_d is not None:  # merge the block's top-k into the running top-k
-                block_d, block_i = torch.cat([best_d, block_d], 1), torch.cat([best_i, block_i], 1)
-                block_d, pos = block_d.topk(min(k, block_d.shape[1]), dim=1, largest=False, sorted=True)
-                block_i = block_i.gather(1, pos)
-            best_d, best_i = block_d, block_i
-        out_d[qs : qs + len(best_d)] = best_d.cpu()
-        out_i[qs : qs + len(best_d)] = best_i.cpu()
+            for g in range(groups):
+                lo, hi = max(bounds[g], rs), min(bounds[g + 1], rs + d.shape[1])
+                if lo < hi:
+                    best[g] = _merge(best[g], d[:, lo - rs : hi - rs], lo, k)
+        for g, found in enumerate(best):
+            if found is not None:
+                n, width = len(found[0]), found[0].shape[1]
+                out_d[qs : qs + n, g, :width], out_i[qs : qs + n, g, :width] = found[0].cpu(), found[1].cpu()
     return out_d, out_i
+
+
+def _merge(best: tuple[torch.Tensor, torch.Tensor] | None, d: torch.Tensor, offset: int,
+           k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The running top-k (distances, indices) merged with a block of distances whose first column is `offset`."""
+    block_d, block_i = d.topk(min(k, d.shape[1]), dim=1, largest=False, sorted=True)
+    block_i += offset
+    if best is not None:
+        block_d, block_i = torch.cat([best[0], block_d], 1), torch.cat([best[1], block_i], 1)
+        block_d, pos = block_d.topk(min(k, block_d.shape[1]), dim=1, largest=False, sorted=True)
+        block_i = block_i.gather(1, pos)
+    return block_d, block_i
 
 
 def pairwise_matrix(queries: torch.Tensor, refs: torch.Tensor, metric: Metric, device: torch.device,
