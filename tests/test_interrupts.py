@@ -589,6 +589,7 @@ def test_a_chain_keeps_an_early_stopped_stage_when_only_its_epochs_grow(tmp_path
     assert "resuming two after epoch 1 with epochs 4 -> 6" in " ".join(err.split()), err
     assert [(r["status"], r["epochs_run"]) for r in json.loads(out)] == [("skipped", 3), ("trained", 6)]
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (run / "01-one").iterdir()} == files
+    assert json.loads((run / "chain.json").read_text())["stages"][0]["digest"] == meta["digest"]  # as trained
     assert run_cli(*base, "--runs-dir", tmp_path / "full", "--epochs", "6")[0] == 0  # uninterrupted, with 6
     full = tmp_path / "full" / "c-conv5"
     for stage in ("01-one", "02-two"):

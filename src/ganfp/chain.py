@@ -474,7 +474,9 @@ def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir
                 summary = completed(cfg, out_dir, prev_id)
             results.append(_noted(cfg, plan, summary))
             done = stage_status(out_dir)
-            entry.update(status="complete", run_id=done["run_id"] if done else "", digest=cfg.digest(prev_id))
+            # the digest it was trained with: a stage kept by early stopping keeps its own, not the new settings'
+            entry.update(status="complete", run_id=done["run_id"] if done else "",
+                         digest=done.get("digest", "") if done else cfg.digest(prev_id))
             _write_record(run_dir, record)
             prev_id = entry["run_id"]
     except (KeyboardInterrupt, StopSignal) as exc:
