@@ -813,7 +813,7 @@ def test_a_resume_with_more_epochs_matches_a_run_started_with_them(class_folder,
 
 def test_a_resume_refuses_a_patience_the_run_already_ran_out_of():
     """Continued with it, the run would differ from one that had it from the start, which stopped earlier."""
-    from ganfp.train import extension_problem
+    from ganfp.stage_folder import extension_problem
 
     state = {"epoch": 4, "history": [{"val_loss": v} for v in (1.0, 2.0, 3.0, 0.5)]}
     assert "went 2 epochs without a lower validation loss before epoch 4" in extension_problem(

@@ -28,23 +28,19 @@ from ganfp.errors import InputError, Interrupted, StopSignal, require_path
 from ganfp.fileio import check_writable, folder_lock, write_json, writer_of
 from ganfp.models import model_entry
 from ganfp.pseudo import PseudoSettings, check_source, pseudo_label
+from ganfp.stage_folder import check_out_dir, early_stop_kept, extension, extension_problem, setting_changes
 from ganfp.train import (
     StageConfig,
     StageSummary,
     check_labels,
-    check_out_dir,
     check_request,
     check_window_read,
     completed,
     dataset_fingerprint,
-    early_stop_kept,
-    extension,
-    extension_problem,
     interrupted,
     load_stage_images,
     plain_name_problem,
     run_stage,
-    setting_changes,
     setup_device,
     stage_manifest,
     start_identity,

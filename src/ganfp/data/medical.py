@@ -98,6 +98,14 @@ def window_name(window: tuple[float, float] | None) -> str | None:
     return named or ",".join(str(int(v)) if float(v).is_integer() else repr(float(v)) for v in window)  # exact
 
 
+def window_text(window: object) -> str | None:
+    """A window as written down: a preset's name, else CENTER,WIDTH ("40,400" is "mediastinum"); None when not given
+    or not a window (a stage's checks report that)."""
+    if not isinstance(window, str) or window_problem(window):
+        return None
+    return window_name(parse_window(window))
+
+
 def with_window(manifest: Manifest, window: tuple[float, float] | None) -> Manifest:
     """The manifest with its DICOM and NIfTI images read in `window`: any adapter's images, read as a stage or a
     checkpoint was trained on them. Other images are left alone (they have no HU)."""
