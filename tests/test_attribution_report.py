@@ -14,7 +14,7 @@ from test_attribution import CLASSES, mixed, one_line_error, task  # noqa: F401 
 
 import ganfp.attribution.run as run_module
 from ganfp.attribution.files import read_class_table
-from ganfp.attribution.report import ends, ranked
+from ganfp.attribution.report import confidence_chart, confidence_figure, ends, ranked
 from ganfp.attribution.methods import METHODS, TrainerSettings
 from ganfp.attribution.run import AttributeConfig, ClusterConfig, attribute, cluster
 from ganfp.errors import InputError
@@ -227,3 +227,11 @@ def test_ends_never_show_an_image_twice():
     assert top.tolist() == [0, 3] and bottom.tolist() == [1, 4]
     top, bottom = ends(np.array([2, 4]), key, 3)
     assert top.tolist() == [2, 4] and bottom.tolist() == []
+
+
+def test_the_confidence_legend_names_every_class_as_it_is_spelt():
+    classes = ["$\\frac$", "_hidden", "a $5 and $6 b"]
+    predicted, confidence = np.array([0, 1, 2, 2]), np.array([0.9, 0.6, 0.7, 0.4])
+    fig = confidence_figure(confidence, predicted, classes)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == classes
+    assert confidence_chart(confidence, predicted, classes).startswith("data:image/png;base64,")

@@ -171,20 +171,27 @@ def class_section(cls: int, facts: tuple, inputs: SupervisedInputs) -> str:
     return section(f"class-{cls}", f"Predicted {name}", note, body)
 
 
-def confidence_chart(confidence: np.ndarray, predicted: np.ndarray, classes: list[str]) -> str:
-    """One histogram of the method's confidence per predicted class, on one shared scale."""
+def confidence_figure(confidence: np.ndarray, predicted: np.ndarray, classes: list[str]):
+    """One histogram of the method's confidence per predicted class, on one shared scale. Each class is named in
+    the legend as it is spelt: matplotlib read a name with two $ as mathtext (and failed on one it cannot parse)
+    and left out of the legend one that starts with _."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.8, 3.4), layout="constrained")
     ax = fig.subplots()
     bins = np.linspace(0, 1, 21)
-    for c, name in enumerate(classes):
-        if (predicted == c).any():
-            ax.hist(confidence[predicted == c], bins=bins, histtype="step", linewidth=1.6, label=name)
+    drawn = [(ax.hist(confidence[predicted == c], bins=bins, histtype="step", linewidth=1.6)[2][0], name)
+             for c, name in enumerate(classes) if (predicted == c).any()]
     ax.set(xlabel="confidence (probability of the predicted class)", ylabel="images",
            title="Confidence per predicted class")
-    ax.legend(frameon=False, fontsize=8)
-    return figure_uri(fig)
+    legend = ax.legend(*zip(*drawn), frameon=False, fontsize=8)
+    for text in legend.get_texts():
+        text.set_parse_math(False)
+    return fig
+
+
+def confidence_chart(confidence: np.ndarray, predicted: np.ndarray, classes: list[str]) -> str:
+    return figure_uri(confidence_figure(confidence, predicted, classes))
 
 
 def sizes_chart(sizes: np.ndarray) -> str:
