@@ -235,3 +235,13 @@ def test_the_confidence_legend_names_every_class_as_it_is_spelt():
     fig = confidence_figure(confidence, predicted, classes)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == classes
     assert confidence_chart(confidence, predicted, classes).startswith("data:image/png;base64,")
+
+
+def test_equal_probabilities_rank_the_class_with_the_nearest_neighbour_first():
+    probabilities = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])  # a 1-nn vote: every other class 0
+    distance = np.array([[0.5, 0.1, 0.9, 0.2], [0.8, 0.3, 0.6, 0.1]])
+    first, second, confidence, margin = ranked(probabilities, distance)
+    assert first.tolist() == [1, 3] and second.tolist() == [3, 1]
+    tied = ranked(np.array([[0.5, 0.5, 0.0]]), np.array([[0.9, 0.1, 0.0]]))  # the CSV takes the first of equal ones
+    assert tied[0].tolist() == [0] and tied[1].tolist() == [1]
+    assert ranked(probabilities)[1].tolist() == [0, 0]  # without distances: equal ones keep the class order

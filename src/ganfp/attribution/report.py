@@ -91,12 +91,18 @@ def cluster_inputs(images: Manifest, ctx: FeatureContext, vectors: np.ndarray, c
                          rows or DEFAULT_REPORT_ROWS)
 
 
-def ranked(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def ranked(probabilities: np.ndarray, distance: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(predicted class, runner-up class, confidence = the predicted class's probability, margin over the
-    runner-up) per image. The margin tells a sure call from a coin toss where confidences alone look alike."""
-    order = np.argsort(-probabilities, axis=1, kind="stable")
+    runner-up) per image. The margin tells a sure call from a coin toss where confidences alone look alike.
+    `distance` (n_images, n_classes), each image's to its nearest labelled image per class, breaks equal
+    probabilities for the runner-up: a 1-nn vote gives every other class 0, which made the first class by name the
+    runner-up. The predicted class is the CSV's, the first of the largest probability (argmax)."""
     rows = np.arange(len(probabilities))
-    first, second = order[:, 0], order[:, 1]
+    first = probabilities.argmax(1)
+    rest = probabilities.copy()
+    rest[rows, first] = -np.inf
+    second = np.lexsort((np.zeros_like(rest) if distance is None else distance, -rest), axis=1)[:, 0]
     confidence = probabilities[rows, first]
     return first, second, confidence, confidence - probabilities[rows, second]
 
@@ -220,7 +226,7 @@ def page(summary: dict, extra: dict, chart: tuple[str, str, str, str], sections:
 
 
 def supervised_page(inputs: SupervisedInputs) -> str:
-    facts = ranked(inputs.probabilities)
+    facts = ranked(inputs.probabilities, None if inputs.neighbours is None else inputs.neighbours.distance[:, :, 0])
     chart = f'<img src="{confidence_chart(facts[2], facts[0], inputs.classes)}" alt="confidence per class">'
     note = ("The method's probability of the class it chose, per image, grouped by that class. Below, per class: "
             f"each image beside its {counted(NEIGHBOURS, 'nearest labelled image')} of the predicted and of the "
