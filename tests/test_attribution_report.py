@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import sys
 from collections import Counter
@@ -14,7 +16,8 @@ from test_attribution import CLASSES, mixed, one_line_error, task  # noqa: F401 
 
 import ganfp.attribution.run as run_module
 from ganfp.attribution.files import read_class_table
-from ganfp.attribution.report import confidence_chart, confidence_figure, ends, ranked
+from ganfp.attribution.report import (ClusterInputs, Gallery, cluster_section, confidence_chart, confidence_figure,
+                                      ends, ranked)
 from ganfp.attribution.methods import METHODS, TrainerSettings
 from ganfp.attribution.run import AttributeConfig, ClusterConfig, attribute, cluster
 from ganfp.errors import InputError
@@ -162,7 +165,7 @@ def test_clustering_report_shows_central_and_peripheral_images(mixed, tmp_path, 
     for c in range(k):
         strips = re.findall(r'data-ids="([^"]+)"', section_of(text, f"cluster-{c}"))
         assert len(strips) == 2  # most central, then most peripheral
-        shown = [i for strip in strips for i in strip.split()]
+        shown = [i for strip in strips for i in json.loads(html.unescape(strip))]
         assert len(shown) == min(sizes[str(c)], 4) and set(shown) <= images
         assert {by_id[i] for i in shown} == {str(c)}  # each strip holds its own cluster's images
 
@@ -245,3 +248,10 @@ def test_equal_probabilities_rank_the_class_with_the_nearest_neighbour_first():
     tied = ranked(np.array([[0.5, 0.5, 0.0]]), np.array([[0.9, 0.1, 0.0]]))  # the CSV takes the first of equal ones
     assert tied[0].tolist() == [0] and tied[1].tolist() == [1]
     assert ranked(probabilities)[1].tolist() == [0, 0]  # without distances: equal ones keep the class order
+
+
+def test_cluster_strips_name_ids_with_spaces_unambiguously():
+    ids = ["a b", "c", 'd "e" <f>']
+    inputs = ClusterInputs(Gallery(ids, np.zeros((3, 8, 8), np.uint8)), np.zeros((3, 2)), np.zeros(3, int), {}, rows=3)
+    strip = re.search(r'data-ids="([^"]+)"', cluster_section(0, inputs, np.array([0.1, 0.2, 0.3])))
+    assert json.loads(html.unescape(strip.group(1))) == ids

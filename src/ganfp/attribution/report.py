@@ -9,6 +9,7 @@ accuracy: `ganfp evaluate` scores the CSV. Built from `ganfp.pages`, as the memb
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -244,7 +245,8 @@ def cluster_section(c: int, inputs: ClusterInputs, spread: np.ndarray) -> str:
     def strip(index: np.ndarray) -> str:
         figures = [figure_html(png_uri(inputs.images.images[i]), f"d = {spread[i]:.3g}", "member",
                                inputs.images.ids[i]) for i in index]
-        ids = " ".join(esc(inputs.images.ids[i]) for i in index)
+        # a JSON list: an id may hold spaces, so ids joined by spaces could not be told apart
+        ids = esc(json.dumps([inputs.images.ids[i] for i in index], ensure_ascii=False))
         return f'<div class="row cluster-row neighbours" data-ids="{ids}">{"".join(figures)}</div>'
 
     body = "<h3>Most central</h3>\n" + strip(central)
