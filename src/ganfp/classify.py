@@ -266,7 +266,7 @@ def check_features_size(features: str | None, size: int | None, image_size: int 
     model = parse_features(features).model
     why = image_size_problem(model, size) if model else None
     if why:
-        asked = "" if image_size else f" (the images' own size; pass --image-size N to resize them)"
+        asked = "" if image_size else " (the images' own size; pass --image-size N to resize them)"
         raise InputError(f"--features {features}: {why}{asked}")
 
 

@@ -27,25 +27,43 @@ MODE_DEPTHS = {"1": "1-bit", "I;16": "16-bit", "I;16B": "16-bit", "I;16L": "16-b
                "I": "32-bit", "F": "32-bit float"}  # any other mode is read as 8-bit grey levels
 WINDOW_PERCENTILES = (0.5, 99.5)
 NEW_SUBFILE_TYPE, REDUCED_RESOLUTION = 254, 1  # the TIFF tag, and its bit that marks a page as a preview of another
-# catch_warnings swaps the process-wide filter list and puts back what it found: two threads interleaving their
-# enter and exit (images are decoded in threads) could put back the other's filters and leave them for good.
-_FILTERS_LOCK = threading.RLock()
+# The filters below are process-wide while any ganfp thread reads headers: the first thread in installs them and the
+# last one out removes them. catch_warnings per read could not be used: it swaps the whole filter list and puts back
+# what it found, so two threads interleaving put back each other's, and a lock around it serialised every header
+# read of the decoding threads (a 1.5x slower cold decode on 2 cores).
+_FILTERS_LOCK = threading.Lock()
+_readers = 0  # ganfp threads inside `_pil_duplicates_silenced`
+_added: list[tuple] = []  # the filter entries it put in warnings.filters, while `_readers` > 0
 
 
 @contextlib.contextmanager
 def _pil_duplicates_silenced():
-    """Ignore, for this block only, PIL's warnings that duplicate the one-line refusal ganfp gives.
+    """Ignore, while ganfp reads image headers, PIL's warnings that duplicate the one-line refusal ganfp gives.
 
     PIL warns (two lines on stderr) between its pixel limit and twice it, and raises above; ganfp refuses both
     (`_open`). A TIFF cut short warns "Corrupt EXIF data" (two lines) as its directories are read, then is refused
-    ("cannot decode image", or the frame count of a volume). A library must not change its caller's filters, so the
-    filters are scoped to the header reads, and the lock keeps ganfp's threads from interleaving them.
+    ("cannot decode image", or the frame count of a volume). A library must not change its caller's filters for
+    good, so they are removed again when the last reading thread is done.
     """
-    with _FILTERS_LOCK, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-        warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning,
-                                module=r"PIL\.TiffImagePlugin")
+    global _readers
+    with _FILTERS_LOCK:
+        if not _readers:
+            before = list(warnings.filters)
+            warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning,
+                                    module=r"PIL\.TiffImagePlugin")
+            _added[:] = [f for f in warnings.filters if f not in before]
+        _readers += 1
+    try:
         yield
+    finally:
+        with _FILTERS_LOCK:
+            _readers -= 1
+            if not _readers:
+                for entry in _added:
+                    if entry in warnings.filters:
+                        warnings.filters.remove(entry)
+                _added.clear()
 
 
 def window_to_uint8(values: np.ndarray) -> np.ndarray:
