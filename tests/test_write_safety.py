@@ -201,3 +201,42 @@ def test_check_writable_refuses_read_only_paths(tmp_path):
             fileio.check_writable(ro / "new" / "run", "--runs-dir", folder=True)
     finally:
         ro.chmod(0o755)
+
+
+def test_each_rename_of_a_batch_is_synced_to_its_folder_before_the_next(tmp_path, monkeypatch):
+    """A rename lives in its folder, which the OS writes out when it likes: after a power cut an output renamed
+    into place could be the old file again, or a later rename of the batch survive without an earlier one."""
+    first, second = tmp_path / "one" / "last.safetensors", tmp_path / "two" / "model.safetensors"
+    real_replace, real_fsync, events = os.replace, os.fsync, []
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        events.append(("renamed", Path(dst).name))
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            folder = next(p for p in (first.parent, second.parent) if os.path.samestat(os.fstat(fd), p.stat()))
+            events.append(("synced", folder.name))
+        real_fsync(fd)
+
+    monkeypatch.setattr(fileio.os, "replace", replace)
+    monkeypatch.setattr(fileio.os, "fsync", fsync)
+    with fileio.written_together() as batch:
+        fileio.write_text(first, "state", batch)
+        fileio.write_text(second, "model", batch)
+    assert events == [("renamed", "last.safetensors"), ("synced", "one"), ("renamed", "model.safetensors"),
+                      ("synced", "two")]
+
+
+def test_a_folder_that_cannot_be_opened_is_not_synced_and_the_write_succeeds(tmp_path, monkeypatch):
+    """Windows cannot open a folder to sync it: the outputs are still written, without a word."""
+    real_open = os.open
+
+    def open_no_folder(path, flags, *args):
+        if Path(path).is_dir():
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(fileio.os, "open", open_no_folder)
+    fileio.write_text(tmp_path / "sub.csv", "new")
+    assert (tmp_path / "sub.csv").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["sub.csv"]

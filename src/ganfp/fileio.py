@@ -141,15 +141,33 @@ class OutputBatch:
                 raise write_failure(target, exc) from None
         # The one window left: the renames run microseconds apart, and a crash between two of them (SIGKILL,
         # power loss) leaves the targets renamed so far new and the rest old. Ctrl-C and SIGTERM wait for the last.
+        # They run in the order the files were staged, each made durable before the next, so a writer can stage
+        # first the file that lets a reader repair the rest (`train.save_epoch`).
         with signals_deferred():
             for tmp, target in self._staged:
                 os.replace(tmp, target)
+                _sync_folder(target.parent)
 
     def _discard(self) -> None:
         for tmp, _ in self._staged:
             tmp.unlink(missing_ok=True)  # gone already once committed
         for claim in filter(None, self._claims):
             claim.close()
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the renames into `folder` survive a power cut: a rename changes the folder, which the OS may keep in
+    memory (and write out in any order) until the folder itself is synced. Skipped quietly where a folder cannot be
+    opened or synced (Windows, some network file systems): the renames are done, only their durability is not."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 DEFERRED_SIGNALS = ("SIGINT", "SIGTERM")
