@@ -230,22 +230,34 @@ def _finished_extension(done: dict, cfg: StageConfig, out_dir: Path) -> str:
 
 
 def best_model_problem(out_dir: Path, saved: dict) -> str | None:
-    """Why `model.safetensors` is not the best epoch that `last.safetensors` records, or None.
+    """Why the stage cannot end with the weights of the best epoch that `last.safetensors` records, or None.
 
-    It may be one epoch ahead (a kill between the renames of `save_epoch`): that epoch is trained again and writes
-    it again (the same weights, on the CPU). Missing, or of another epoch, the stage would end with weights its
-    meta.json does not describe.
+    When that epoch is its last, `last.safetensors` holds its weights, and a resume rewrites `model.safetensors`
+    from them (`train.restore_best_model`): a kill between `save_epoch`'s renames leaves the model an epoch behind.
+    Otherwise the model file must be that epoch's: missing, of another epoch (removed or replaced since) or one
+    epoch ahead (a ganfp 0.1 stopped while saving: it renamed the model first), the stage would end with weights
+    its meta.json does not describe, the best epoch's being lost.
     """
-    model_file = out_dir / MODEL_FILE
+    best, last = saved["best_epoch"], saved["epoch"]
+    epoch = model_file_epoch(out_dir / MODEL_FILE)
+    if best in (last, epoch):
+        return None
+    if epoch == last + 1:
+        return (f"was written after epoch {last}, but the {MODEL_FILE} beside it is of epoch {epoch} (ganfp 0.1 "
+                f"was stopped between saving the two), so the weights of its best epoch {best} are lost")
+    found = f"of epoch {epoch}" if isinstance(epoch, int) else "that is missing or unreadable"
+    return (f"was written after epoch {last}, whose best epoch {best} is not the "
+            f"{MODEL_FILE} beside it (one {found}: removed or replaced since)")
+
+
+def model_file_epoch(model_file: Path) -> int | None:
+    """The epoch a stage's `model.safetensors` was saved after, from its header; None when it is missing or
+    unreadable."""
     try:
         epoch = read_safetensors(model_file, tensors=False)[1].get("epoch")
     except InputError:
-        epoch = None
-    if epoch in (saved["best_epoch"], saved["epoch"] + 1):
         return None
-    found = f"of epoch {epoch}" if isinstance(epoch, int) else "that is missing or unreadable"
-    return (f"was written after epoch {saved['epoch']}, whose best epoch {saved['best_epoch']} is not the "
-            f"{MODEL_FILE} beside it (one {found}: removed or replaced since)")
+    return epoch if isinstance(epoch, int) else None
 
 
 def resume_mismatch(saved: dict, fresh: StageState, cfg: StageConfig, init_id: str) -> str | None:

@@ -64,6 +64,7 @@ from ganfp.stage_folder import (
     early_stop_kept,
     early_stop_line,
     extension,
+    model_file_epoch,
     resume_mismatch,
 )
 
@@ -858,6 +859,21 @@ def _resumed(fit: Fit, resume_path: Path, fresh: StageState, extended: dict | No
     return state
 
 
+def restore_best_model(fit: Fit, state: StageState, out_dir: Path, meta: dict, observer) -> None:
+    """Rewrite `model.safetensors` from the resumed weights when they are the best epoch's and the file is not.
+
+    A kill between `save_epoch`'s renames leaves the state of an epoch that improved beside the model of an earlier
+    one; the weights `last.safetensors` holds are then the best epoch's (`best_model_problem` refused the rest).
+    """
+    model_file = out_dir / MODEL_FILE
+    if not state.epoch or state.best_epoch != state.epoch or model_file_epoch(model_file) == state.epoch:
+        return
+    if distributed.is_main():
+        save_model(model_file, fit.model, {**meta, "epoch": state.epoch})
+    _notify(observer, "message", {"text": f"{model_file}: rewritten with the weights of the best epoch "
+                                          f"{state.epoch} from {RESUME_FILE} (it held another epoch's, or none)"})
+
+
 def run_epoch(fit: Fit, epoch: int, observer) -> dict:
     """Train one epoch and evaluate it; returns its history row."""
     cfg, world = fit.cfg, distributed.world_size()
@@ -938,16 +954,20 @@ def fit_epochs(fit: Fit, state: StageState, out_dir: Path, meta: dict, observer)
 
 
 def save_epoch(fit: Fit, state: StageState, out_dir: Path, best_meta: dict | None) -> None:
-    """The epoch's best model (when it improved) and resume state, renamed into place together.
+    """The epoch's resume state and best model (when it improved), renamed into place together, the state first.
 
-    Written one after the other, a kill or a full disk while `last.safetensors` was written left a best model one
-    epoch ahead of the state naming the best epoch. A failed write says how to go on from the files kept.
+    A kill (or a power cut) between the two renames cannot be undone, so it must leave files a resume can put
+    right: the state of an epoch that improved holds that epoch's weights, which `restore_best_model` writes to a
+    model file left behind. Renamed the other way round, the model was an epoch ahead of a state that had not
+    seen it; the resume trained that epoch again, and where it was judged otherwise (a GPU's sums need not repeat)
+    the stage ended with weights its meta.json does not describe. A failed write says how to go on from the files
+    kept.
     """
     try:
         with written_together() as batch:
+            save_resume(out_dir / RESUME_FILE, fit.model, fit.optimizer, dataclasses.asdict(state), batch)
             if best_meta is not None:
                 save_model(out_dir / MODEL_FILE, fit.model, best_meta, batch)
-            save_resume(out_dir / RESUME_FILE, fit.model, fit.optimizer, dataclasses.asdict(state), batch)
     except RuntimeFailure as exc:
         raise RuntimeFailure(f"stage {fit.cfg.name}: epoch {state.epoch} was not saved: {exc}; "
                              f"{saved_line(out_dir)}") from None
@@ -1062,7 +1082,11 @@ def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bo
     fit = prepare_fit(cfg, data, device)
     fresh = StageState(digest=cfg.digest(init_id), dataset_fingerprint=data.dataset_fingerprint,
                        config=cfg.identity())
+    read = {"window": cfg.window_text()} if cfg.window is not None else {}  # classify reads its images so too
+    meta = model_meta(fit.model, fit.classes, cfg.image_size, stage=cfg.name, dataset=cfg.dataset, seed=cfg.seed,
+                      **read)
     state = start_or_resume(fit, out_dir, fresh, resume, strict_resume, observer, init_id)
+    restore_best_model(fit, state, out_dir, meta, observer)
     warnings = batch_warnings(cfg, len(fit.train_idx))
     for text in warnings:
         _notify(observer, "message", {"text": f"WARNING: {text}"})
@@ -1075,9 +1099,6 @@ def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bo
                 "measure agreement with them, not accuracy on true labels"
             },
         )
-    read = {"window": cfg.window_text()} if cfg.window is not None else {}  # classify reads its images so too
-    meta = model_meta(fit.model, fit.classes, cfg.image_size, stage=cfg.name, dataset=cfg.dataset, seed=cfg.seed,
-                      **read)
     fit_epochs(fit, state, out_dir, meta, observer)
     try:
         return finish(fit, data, state, out_dir, meta, warnings)
