@@ -464,6 +464,26 @@ def test_unknown_images_of_another_bit_depth_are_named_with_image_size_given(tas
     assert warning.startswith("the images mix bit depths (the images 8-bit (2) and 16-bit (3)):")
 
 
+def test_a_mix_of_bit_depths_counts_every_image_a_dicom_slice_included(tmp_path):
+    """8-bit and 16-bit PNGs beside a DICOM slice: the warning counted the PNGs alone (5 of 6 images), so one image
+    seemed lost. A DICOM slice has no depth of its own (it is windowed in HU), so it makes no mix by itself."""
+    pytest.importorskip("pydicom", reason="needs the medical extra (pydicom)")
+    from helpers.medical import write_ct_dicom
+
+    folder, rng = tmp_path / "images", np.random.default_rng(8)
+    save(folder, "eight", class_images(rng, 0, 2))
+    sixteen = save(folder, "sixteen", class_images(rng, 1, 3), bits=16)
+    write_ct_dicom(folder / "slice.dcm", rng.uniform(-1000, 400, (SIZE, SIZE)))
+    cfg = ClusterConfig(images=str(folder), out=str(tmp_path / "c.csv"), clusters=2, features="pixels8", device="cpu",
+                        data_root=str(tmp_path / "data"))
+    (warning,) = cluster(cfg).warnings
+    assert warning.startswith("the images mix bit depths (the images 8-bit (2) and 16-bit (3) and DICOM or NIfTI in an "
+                              "HU window (1)):")
+    for name in sixteen:
+        (folder / f"{name}.png").unlink()
+    assert cluster(cfg).warnings == []
+
+
 @pytest.mark.parametrize(("mode", "depth"), [("1", "1-bit"), ("L", "8-bit"), ("P", "8-bit"), ("RGB", "8-bit"),
                                              ("I;16", "16-bit"), ("I", "32-bit"), ("F", "32-bit float")])
 def test_the_bit_depth_is_the_one_the_decoder_reads(tmp_path, mode, depth):

@@ -21,6 +21,7 @@ from ganfp.errors import InputError, count, require_path
 # a crop left after their shifts, and below 6 px a native size failed there with a traceback. `attribute` keeps to
 # it too: its cnn method trains at no less, and failed below it only after printing that it was training.
 MIN_IMAGE_SIZE = 8
+HU_WINDOWED = "DICOM or NIfTI in an HU window"  # listed with the bit depths, though not one
 SPEC_LIKE = re.compile(r"^[a-z][a-z0-9-]+:")  # `demo:gans-dev`, not a path (a drive letter is one character)
 
 
@@ -95,18 +96,22 @@ def depths_by_set(sets: list[str], headers: list[Header]) -> str:
     every image is of one depth: a 16-bit image is windowed by its own 0.5-99.5 percentiles and an 8-bit one read as
     it is, so images of two depths are read with two contrasts.
 
-    `sets[i]` names the set of the image whose header is `headers[i]`. DICOM and NIfTI files (no depth: windowed in
-    HU whatever it is) are left out.
+    `sets[i]` names the set of the image whose header is `headers[i]`. DICOM and NIfTI files have no depth of their
+    own (windowed in HU whatever it is), so they never make a mix; but a mix lists them (`HU_WINDOWED`), since a set
+    whose counts fall short of its images reads as an image lost.
     """
     depths: dict[str, Counter[str]] = {name: Counter() for name in sets}  # in the order the sets come
     for name, header in zip(sets, headers):
-        if header.depth is not None:
-            depths[name][header.depth] += 1
-    if len(set().union(*depths.values())) < 2:
+        depths[name][header.depth or HU_WINDOWED] += 1
+    if len(set().union(*depths.values()) - {HU_WINDOWED}) < 2:
         return ""
-    return ", ".join(f"{name} " + " and ".join(f"{depth} ({found[depth]})"
-                                               for depth in sorted(found, key=lambda d: int(d.split("-")[0])))
-                     for name, found in depths.items() if found)
+    return ", ".join(f"{name} " + " and ".join(f"{depth} ({found[depth]})" for depth in sorted(found, key=_fewest_bits))
+                     for name, found in depths.items())
+
+
+def _fewest_bits(depth: str) -> float:
+    """Depths in order of their bits ("1-bit" before "16-bit"), DICOM and NIfTI last."""
+    return float("inf") if depth == HU_WINDOWED else int(depth.split("-")[0])
 
 
 def native_image_size(*manifests: Manifest, headers: list[Header] | None = None) -> int:
