@@ -146,6 +146,40 @@ def test_cnn_has_no_distance_so_its_neighbours_are_measured_in_pixels(task, tmp_
     assert "pixels at 16 px, smaller = more alike: the cnn method has no distance of its own" in text
 
 
+def test_fusion_report_shows_each_class_with_knn_neighbours_and_the_fused_confidence(task, tmp_path,  # noqa: F811
+                                                                                     run_cli):
+    """fusion trains its cnn (2 epochs on 16 px images: seconds). Its page shows every predicted class, the neighbours
+    its knn half's vote found, named by their measure, and as confidence the mean of the two halves' probabilities."""
+    out, report, runs = tmp_path / "a.csv", tmp_path / "r.html", tmp_path / "runs"
+    code, _, err = run_cli("attribute", task / "unknown", "--train", task / "train", "--method", "fusion", "--features",
+                           "white8", "--epochs", "2", "--runs-dir", runs, "--out", out, "--report", report,
+                           "--report-n", "1", "--device", "cpu", "--data-root", tmp_path / "data")
+    assert code == 0, err
+    text = report.read_text(encoding="utf-8")
+    no_network(text)
+    summary = section_of(text, "summary")
+    assert "<th>method</th><td>fusion</td>" in summary
+    assert ("<th>neighbours measured by</th><td>whitened NCC, the best over small shifts, in white8, higher = more "
+            "alike: the neighbours the knn vote found</td>") in summary
+    predicted = Counter(read_class_table(out).values)
+    for c, name in enumerate(CLASSES):
+        assert f"Predicted {name}" in text
+        assert shown_counts(text, f"class-{c}", "unknown-row") == min(predicted[name], 2)
+    captions = [caption for _, caption in predicted_neighbour(text).values()]
+    assert len(captions) >= len(CLASSES) and all(c.startswith("s = ") for c in captions)
+    halves = [attribute(AttributeConfig(unknown=str(task / "unknown"), train=str(task / "train"),
+                                        out=str(tmp_path / f"{method}.csv"), method=method, features=features,
+                                        device="cpu", data_root=str(tmp_path / "data"), trainer=trainer))
+              for method, features, trainer in [("knn", "white8", TrainerSettings()),
+                                                ("cnn", None, TrainerSettings(epochs=2, runs_dir=str(runs)))]]
+    fused = dict(zip(halves[0].ids, np.mean([h.probabilities for h in halves], axis=0).max(1)))  # cnn: fusion's model
+    shown = re.findall(r'data-id="([^"]+)"><div class="who"><div class="id">[^<]*</div><div>confidence ([0-9.]+)<',
+                       text)
+    assert len(shown) == len(captions)
+    for image_id, confidence in shown:
+        assert float(confidence) == pytest.approx(fused[image_id], abs=5e-4), image_id
+
+
 def test_clustering_report_shows_central_and_peripheral_images(mixed, tmp_path, run_cli):  # noqa: F811
     out, report = tmp_path / "c.csv", tmp_path / "c.html"
     code, _, err = run_cli("attribute", mixed / "generated", "--clusters", "auto", "--out", out, "--report", report,
