@@ -418,6 +418,28 @@ def test_many_eigenvalues_of_a_large_set_come_without_a_warning(monkeypatch):
         np.testing.assert_allclose(laplacian_eigenvalues(x, 20, seed=0), dense, atol=1e-6)
 
 
+def test_lobpcg_short_of_its_tolerance_says_nothing(monkeypatch):
+    """LOBPCG that stops short of its tolerance warns over several lines, the residuals on lines of their own (as
+    scipy words it below); the filter read the first line only, so a user clustering a large set saw scipy's arrays."""
+    import warnings
+
+    import scipy.sparse.linalg
+
+    solve = scipy.sparse.linalg.lobpcg
+
+    def short_of_tolerance(*args, **kwargs):
+        warnings.warn("Exited at iteration 500 with accuracies \n[1.1e-09 3.6e-07 5.9e-07]\nnot reaching the requested "
+                      "tolerance 1e-08.\nUse iteration 158 instead with accuracy \n3.75e-07.\n", UserWarning)
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.sparse.linalg, "lobpcg", short_of_tolerance)
+    monkeypatch.setattr(cluster_module, "DENSE_EIGEN_LIMIT", 50)
+    x, _ = pairs_of_groups(np.random.default_rng(1), n_per=15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert (laplacian_eigenvalues(x, 6, seed=0)[:4] < 1e-6).all()
+
+
 def test_a_mix_of_bit_depths_is_named_from_the_header_read_that_finds_the_size(task, tmp_path, monkeypatch, run_cli):
     """One class saved 16-bit, the others 8-bit: each 16-bit image is windowed by its own percentiles, so a method can
     learn the file format instead of the generator. The depth comes with the size, from one header read a file."""
