@@ -116,6 +116,16 @@ def test_cache_returns_the_same_split(tmp_path):
     assert len(list(tmp_path.glob("*.npz"))) == 2  # another shape, another file
 
 
+def test_a_split_cached_with_other_cpu_kernels_is_built_again(tmp_path, monkeypatch):
+    """The VAEs and the DCGAN train with torch on the CPU, whose result depends on the processor: a cache copied
+    from a machine with other vector instructions gave that machine's splits, not what a rebuild here gives."""
+    import torch
+
+    build_split("memoriser", seed=2, cache=tmp_path, **TINY)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    build_split("memoriser", seed=2, cache=tmp_path, **TINY)
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+
 def pngs(folder: Path) -> np.ndarray:
     return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from ganfp.data.demo import (
     build_in_place,
@@ -140,11 +141,19 @@ def _check_counts(used: int, not_used: int, generated: int, size: int) -> None:
 
 
 def _cache_path(folder: Path, key: tuple, family: Family) -> Path:
-    """Everything that decides the bytes: the arguments, the family's settings and the zoo's version."""
-    digest = hashlib.sha256(repr((ZOO_VERSION, key, family)).encode()).hexdigest()[:16]
+    """Everything that decides the bytes: the arguments, the family's settings, the zoo's version and the kernels."""
+    digest = hashlib.sha256(repr((ZOO_VERSION, key, family, numeric_kernels())).encode()).hexdigest()[:16]
     name, seed, used, not_used, generated, size, quick = key
     tag = "-quick" if quick else ""
     return folder / f"{name}-s{seed}-{used}x{not_used}x{generated}-{size}px{tag}-{digest}.npz"
+
+
+def numeric_kernels() -> tuple[str, str, str]:
+    """What else decides a split's bytes: the VAEs and the DCGAN train with torch on the CPU, whose kernels differ by
+    version and by the processor's vector instructions (a `vae` split built with AVX-512 and with torch's generic
+    kernels differs by 6 grey levels per pixel on average). A split cached on another machine is not reused: it is
+    not what a rebuild here gives."""
+    return torch.__version__, np.__version__, torch.backends.cpu.get_cpu_capability()
 
 
 def _save(path: Path, split: MembershipSplit) -> None:
