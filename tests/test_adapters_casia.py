@@ -7,11 +7,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers.layouts import CASIA_SAMPLES, make_casia, tiny_image
 
 from ganfp.data.adapters import load_manifest
 from ganfp.errors import InputError
 from ganfp.fetch import dataset_status, fetch_dataset
-from test_adapters_layouts import CASIA_SAMPLES, make_casia, tiny_image
 
 
 def _install(tmp_path: Path, **kw) -> tuple[Path, dict]:

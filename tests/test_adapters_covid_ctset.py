@@ -6,13 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from ganfp.data.adapters import load_manifest
-from ganfp.data.split import split_indices
-from ganfp.errors import InputError
-from ganfp.fetch import fetch_dataset
-from test_adapters_layouts import (
+from helpers.layouts import (
     covid_rows,
     make_covid_class_folders,
     make_covid_flat,
@@ -20,6 +14,12 @@ from test_adapters_layouts import (
     tiny_image,
     write_label_csv,
 )
+from PIL import Image
+
+from ganfp.data.adapters import load_manifest
+from ganfp.data.split import split_indices
+from ganfp.errors import InputError
+from ganfp.fetch import fetch_dataset
 
 
 def _patient(name: str) -> str:

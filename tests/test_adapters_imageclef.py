@@ -7,11 +7,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers.layouts import make_gans_attribution, make_gans_dev, make_gans_test, tiny_image
 
 from ganfp.data.adapters import load_manifest
 from ganfp.errors import InputError
 from ganfp.fetch import fetch_dataset, read_meta
-from test_adapters_layouts import make_gans_attribution, make_gans_dev, make_gans_test, tiny_image
 
 
 def _zip(folder: Path, archive: Path) -> Path:

@@ -174,7 +174,7 @@ def test_every_model_completes_the_demo_chain(tmp_path, model, run_cli, demo_roo
 
 
 def test_paper_chain_runs_all_four_stages_on_real_layout_fixtures(tmp_path, run_cli):
-    from test_adapters_layouts import build_paper_fixtures
+    from helpers.layouts import build_paper_fixtures
 
     root = build_paper_fixtures(tmp_path / "data", tmp_path / "work")
     code, out, err = run_cli("chain", "--model", "resnet18", "--chain", "paper", "--init", "none", "--epochs", "1",

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers.layouts import covid_rows, make_casia, make_covid_flat
 
 from ganfp import ui
 from ganfp.data.adapters import load_manifest
@@ -20,7 +21,6 @@ from ganfp.errors import InputError, RuntimeFailure
 from ganfp.fetch import DATASETS, Route, Source, dataset_status, fetch_dataset, read_meta
 from ganfp.fetch import install as install_mod
 from ganfp.fetch.download import download
-from test_adapters_layouts import covid_rows, make_casia, make_covid_flat
 
 
 class RangeHandler(BaseHTTPRequestHandler):

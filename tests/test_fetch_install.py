@@ -16,12 +16,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers.layouts import make_casia, make_gans_dev, tiny_image
 
 from ganfp.data.adapters import load_manifest
 from ganfp.errors import InputError, RuntimeFailure
 from ganfp.fetch import DATASETS, Route, Source, dataset_status, fetch_dataset, read_meta
 from ganfp.fetch import archive as archive_mod
-from test_adapters_layouts import make_casia, make_gans_dev, tiny_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -603,7 +603,7 @@ def test_the_same_archive_added_twice_is_one_source(tmp_path):
 def test_covid_label_lists_skip_resource_forks_and_errors_name_the_source(tmp_path):
     """A `._all.csv` (macOS's resource fork, left beside all.csv on a shared drive) was read as a label list and
     refused the fetch; an error in a real list named the staging folder, gone once the fetch failed."""
-    from test_adapters_layouts import covid_rows, make_covid_flat
+    from helpers.layouts import covid_rows, make_covid_flat
 
     src = tmp_path / "covid"
     make_covid_flat(src, covid_rows(per_patient=2))
