@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.attribution import CLASSES, blobs, class_images, save
 from PIL import Image
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
@@ -77,6 +78,32 @@ def demo_root(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("demo-root")
     ensure_demo(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory) -> Path:
+    """generated/<class>/ (8 each), real/<class>/ (4 each), unknown/ (4 per class, shuffled) and labels.csv."""
+    root = tmp_path_factory.mktemp("attribution")
+    rng = np.random.default_rng(0)
+    ids, truth = [], []
+    for c, cls in enumerate(CLASSES):
+        save(root / "train" / "generated" / cls, f"gen_{cls}", class_images(rng, c, 8))
+        save(root / "train" / "real" / cls, f"real_{cls}", class_images(rng, c, 4))
+        unknown = class_images(rng, c, 4)
+        ids += save(root / "unknown", f"unknown_{cls}", unknown)
+        truth += [cls] * len(unknown)
+    (root / "labels.csv").write_text("id,label\n" + "".join(f"{i},{t}\n" for i, t in zip(ids, truth)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("mixed")
+    images, truth = blobs(np.random.default_rng(1))
+    order = np.random.default_rng(2).permutation(len(truth))
+    ids = save(root / "generated", "img", images[order])
+    (root / "labels.csv").write_text("id,generator\n" + "".join(f"{i},{truth[j]}\n" for i, j in zip(ids, order)))
     return root
 
 

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
+from helpers.attribution import CLASSES, SIZE, class_images, one_line_error, save
 from PIL import Image
 
 import ganfp.attribution.cluster as cluster_module
@@ -35,49 +36,10 @@ from ganfp.errors import InputError
 from ganfp.membership.spaces import SPACE_KINDS
 from ganfp.metrics import class_metrics, cluster_baselines, cluster_metrics, matched_accuracy
 
-SIZE = 16
-CLASSES = ("alpha", "beta", "gamma")
 FEATURE_METHODS = [n for n in METHODS.names() if METHODS.entry(n).meta["needs"] == "features"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def class_images(rng: np.random.Generator, c: int, n: int) -> np.ndarray:
-    """Images of class `c`: its own fixed pattern plus noise, so a class is learnable but no two images are equal."""
-    base = np.random.default_rng(100 + c).integers(40, 216, (SIZE, SIZE))
-    return np.clip(base + rng.normal(0, 25, (n, SIZE, SIZE)), 0, 255).astype(np.uint8)
-
-
-def save(folder: Path, prefix: str, images: np.ndarray, palette: bool = False, bits: int = 8) -> list[str]:
-    """PNGs; with `palette`, 8-bit palette ("colormap") PNGs like the 2025 data, grey level = palette entry; with
-    `bits=16`, 16-bit grey PNGs of the same levels."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ids = []
-    for i, img in enumerate(images):
-        ids.append(f"{prefix}_{i:03d}")
-        out = Image.fromarray(img) if bits == 8 else Image.fromarray(img.astype(np.uint16) * 257)
-        if palette:  # store index 255 - v with a reversed grey ramp: reading the index instead would invert the image
-            out = Image.fromarray((255 - img).astype(np.uint8), mode="P")
-            out.putpalette(np.repeat(255 - np.arange(256), 3).tolist())
-        out.save(folder / f"{ids[-1]}.png")
-    return ids
-
-
-@pytest.fixture(scope="module")
-def task(tmp_path_factory) -> Path:
-    """generated/<class>/ (8 each), real/<class>/ (4 each), unknown/ (4 per class, shuffled) and labels.csv."""
-    root = tmp_path_factory.mktemp("attribution")
-    rng = np.random.default_rng(0)
-    ids, truth = [], []
-    for c, cls in enumerate(CLASSES):
-        save(root / "train" / "generated" / cls, f"gen_{cls}", class_images(rng, c, 8))
-        save(root / "train" / "real" / cls, f"real_{cls}", class_images(rng, c, 4))
-        unknown = class_images(rng, c, 4)
-        ids += save(root / "unknown", f"unknown_{cls}", unknown)
-        truth += [cls] * len(unknown)
-    (root / "labels.csv").write_text("id,label\n" + "".join(f"{i},{t}\n" for i, t in zip(ids, truth)))
-    return root
 
 
 def config(task: Path, tmp_path: Path, **kw) -> AttributeConfig:
@@ -223,11 +185,6 @@ def test_every_cluster_header_attribute_writes_is_scored_as_a_clustering(task, t
     assert json.loads(out)["task"] == "clustering"
 
 
-def blobs(rng: np.random.Generator, n_per: int = 10) -> tuple[np.ndarray, list[str]]:
-    images = np.concatenate([class_images(rng, c, n_per) for c in range(3)])
-    return images, [cls for cls in CLASSES for _ in range(n_per)]
-
-
 def test_linked_unknown_images_are_named_by_their_links(task, tmp_path):
     """DVC, git-annex and the Hugging Face cache link each named image to a blob named by its hash."""
     linked = tmp_path / "unknown"
@@ -303,16 +260,6 @@ def test_an_output_on_a_pipe_or_device_is_refused_not_replaced(task, tmp_path, r
     with pytest.raises(InputError, match="pipe.csv: not a regular file"):  # the Python API: refused when writing
         cluster(ClusterConfig(images=str(task / "unknown"), out=str(pipe), clusters=2, data_root=str(tmp_path / "d")))
     assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
-
-
-@pytest.fixture(scope="module")
-def mixed(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("mixed")
-    images, truth = blobs(np.random.default_rng(1))
-    order = np.random.default_rng(2).permutation(len(truth))
-    ids = save(root / "generated", "img", images[order])
-    (root / "labels.csv").write_text("id,generator\n" + "".join(f"{i},{truth[j]}\n" for i, j in zip(ids, order)))
-    return root
 
 
 @pytest.mark.parametrize("method", CLUSTERERS.names())
@@ -616,15 +563,6 @@ def test_evaluate_cli_attribution_and_clustering(task, mixed, tmp_path, run_cli)
     assert code == 0, err
     code, stdout, err = run_cli("evaluate", clusters, mixed / "labels.csv")
     assert code == 0 and "adjusted Rand index" in stdout and "one cluster" in stdout and "random 3 clusters" in stdout
-
-
-def one_line_error(result, *fragments):
-    code, out, err = result
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 PAIR_KINDS = [e.name for e in SPACE_KINDS if e.obj.joint is not None or not e.obj.vectors]

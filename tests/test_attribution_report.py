@@ -1,4 +1,4 @@
-"""`ganfp attribute --report`: the attribution evidence report, on the tiny seeded sets of test_attribution."""
+"""`ganfp attribute --report`: the attribution evidence report, on the tiny seeded sets of the conftest fixtures."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_attribution import CLASSES, mixed, one_line_error, task  # noqa: F401  (fixtures)
+from helpers.attribution import CLASSES, one_line_error
 
 import ganfp.attribution.run as run_module
 from ganfp.attribution.files import read_class_table
@@ -45,7 +45,7 @@ def shown_counts(text: str, anchor: str, row: str) -> int:
     return section_of(text, anchor).count(f'class="row {row}')
 
 
-def test_supervised_report_shows_each_class_with_its_neighbours(task, tmp_path, run_cli):  # noqa: F811
+def test_supervised_report_shows_each_class_with_its_neighbours(task, tmp_path, run_cli):
     out, report = tmp_path / "a.csv", tmp_path / "r.html"
     code, stdout, err = run_cli("attribute", task / "unknown", "--train", task / "train", "--method", "centroid",
                                 "--features", "pixels8", "--out", out, "--report", report, "--report-n", "1",
@@ -102,7 +102,7 @@ def nearest_in_white8(task: Path, tmp_path: Path) -> dict[str, tuple[str, float]
     return {uid: (train.ids[j], 1 - d) for uid, j, d in pairs}
 
 
-def test_knn_in_a_pair_space_shows_the_neighbours_its_vote_found(task, tmp_path):  # noqa: F811
+def test_knn_in_a_pair_space_shows_the_neighbours_its_vote_found(task, tmp_path):
     """The default kind of method: the report shows the labelled images knn's own pass found, by whitened NCC,
     not neighbours measured in another space."""
     cfg = AttributeConfig(unknown=str(task / "unknown"), train=str(task / "train"), out=str(tmp_path / "a.csv"),
@@ -122,7 +122,7 @@ def test_knn_in_a_pair_space_shows_the_neighbours_its_vote_found(task, tmp_path)
         assert reference.startswith(f"gen_{predicted}_")
 
 
-def test_knn_in_a_vector_space_shows_its_own_neighbours(task, tmp_path):  # noqa: F811
+def test_knn_in_a_vector_space_shows_its_own_neighbours(task, tmp_path):
     cfg = AttributeConfig(unknown=str(task / "unknown"), train=str(task / "train"), out=str(tmp_path / "a.csv"),
                           method="knn", features="pixels8", k=3, device="cpu", data_root=str(tmp_path / "data"),
                           report=str(tmp_path / "r.html"), report_n=1)
@@ -134,7 +134,7 @@ def test_knn_in_a_vector_space_shows_its_own_neighbours(task, tmp_path):  # noqa
     assert captions and all(c.startswith("d = ") for c in captions)
 
 
-def test_cnn_has_no_distance_so_its_neighbours_are_measured_in_pixels(task, tmp_path, monkeypatch):  # noqa: F811
+def test_cnn_has_no_distance_so_its_neighbours_are_measured_in_pixels(task, tmp_path, monkeypatch):
     """cnn keeps no neighbours and compares in no vectors: the pixel fallback is its alone."""
     untrained = replace(METHODS.entry("cnn"), obj=lambda job: np.full((len(job.unknown), len(job.classes)), 0.25))
     monkeypatch.setitem(METHODS._entries, "cnn", untrained)  # no training: the report's reading is under test
@@ -146,8 +146,7 @@ def test_cnn_has_no_distance_so_its_neighbours_are_measured_in_pixels(task, tmp_
     assert "pixels at 16 px, smaller = more alike: the cnn method has no distance of its own" in text
 
 
-def test_fusion_report_shows_each_class_with_knn_neighbours_and_the_fused_confidence(task, tmp_path,  # noqa: F811
-                                                                                     run_cli):
+def test_fusion_report_shows_each_class_with_knn_neighbours_and_the_fused_confidence(task, tmp_path, run_cli):
     """fusion trains its cnn (2 epochs on 16 px images: seconds). Its page shows every predicted class, the neighbours
     its knn half's vote found, named by their measure, and as confidence the mean of the two halves' probabilities."""
     out, report, runs = tmp_path / "a.csv", tmp_path / "r.html", tmp_path / "runs"
@@ -180,7 +179,7 @@ def test_fusion_report_shows_each_class_with_knn_neighbours_and_the_fused_confid
         assert float(confidence) == pytest.approx(fused[image_id], abs=5e-4), image_id
 
 
-def test_clustering_report_shows_central_and_peripheral_images(mixed, tmp_path, run_cli):  # noqa: F811
+def test_clustering_report_shows_central_and_peripheral_images(mixed, tmp_path, run_cli):
     out, report = tmp_path / "c.csv", tmp_path / "c.html"
     code, _, err = run_cli("attribute", mixed / "generated", "--clusters", "auto", "--out", out, "--report", report,
                            "--report-n", "2", "--device", "cpu", "--data-root", tmp_path / "data")
@@ -205,7 +204,7 @@ def test_clustering_report_shows_central_and_peripheral_images(mixed, tmp_path, 
 
 
 @pytest.mark.parametrize("bad", ["folder", "same", "image"])
-def test_a_bad_report_path_is_refused_before_any_work(task, tmp_path, run_cli, monkeypatch, bad):  # noqa: F811
+def test_a_bad_report_path_is_refused_before_any_work(task, tmp_path, run_cli, monkeypatch, bad):
     def no_work(*args, **kw):
         raise AssertionError("the images were read")
 
@@ -221,7 +220,7 @@ def test_a_bad_report_path_is_refused_before_any_work(task, tmp_path, run_cli, m
     assert not out.exists()
 
 
-def test_report_n_is_refused_when_zero_or_without_a_report(task, tmp_path, run_cli):  # noqa: F811
+def test_report_n_is_refused_when_zero_or_without_a_report(task, tmp_path, run_cli):
     out = tmp_path / "a.csv"
     code, _, err = run_cli("attribute", task / "unknown", "--clusters", "2", "--out", out, "--report",
                            tmp_path / "r.html", "--report-n", "0")
@@ -231,7 +230,7 @@ def test_report_n_is_refused_when_zero_or_without_a_report(task, tmp_path, run_c
     assert not out.exists()
 
 
-def test_report_without_matplotlib_is_refused_naming_the_extra(task, tmp_path, run_cli, monkeypatch):  # noqa: F811
+def test_report_without_matplotlib_is_refused_naming_the_extra(task, tmp_path, run_cli, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     out = tmp_path / "a.csv"
     one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--out", out, "--report",
@@ -239,7 +238,7 @@ def test_report_without_matplotlib_is_refused_naming_the_extra(task, tmp_path, r
     assert not out.exists() and not (tmp_path / "data").exists()
 
 
-def test_a_report_that_fails_leaves_no_table_either(task, tmp_path, monkeypatch):  # noqa: F811
+def test_a_report_that_fails_leaves_no_table_either(task, tmp_path, monkeypatch):
     def broken(*args, **kw):
         raise RuntimeError("drawing failed")
 
