@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
+import stat
 import threading
 import zipfile
 from dataclasses import replace
@@ -118,6 +120,28 @@ def test_wrong_digest_is_refused_and_not_kept(server, tmp_path, kind):
     with pytest.raises(RuntimeFailure, match=f"{kind} of the download is"):
         download(f"{server.url}/f.bin", tmp_path / "f.bin", **{kind: "0" * (64 if kind == "sha256" else 32)})
     assert not (tmp_path / "f.bin").exists() and not (tmp_path / "f.bin.part").exists()
+
+
+def test_a_download_is_on_disk_before_it_takes_its_name(server, tmp_path, monkeypatch):
+    """A file renamed from its `.part` before its data reached the disk could be empty after a power cut, and one
+    without a digest to check was then installed as it was found."""
+    server.files["/f.bin"] = _payload(1000)
+    dest = tmp_path / "downloads" / "f.bin"
+    real_replace, real_fsync, events = os.replace, os.fsync, []
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        events.append(("renamed", Path(dst).name))
+
+    def fsync(fd):
+        events.append(("synced", "folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "fsync", fsync)
+    download(f"{server.url}/f.bin", dest)
+    assert dest.read_bytes() == _payload(1000)
+    assert events == [("synced", "file"), ("renamed", "f.bin"), ("synced", "folder")]
 
 
 def test_only_https_or_this_machine(tmp_path):

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.layouts import make_gans_dev
 from PIL import Image
 
 from ganfp import fileio
+from ganfp.data import demo
 from ganfp.errors import InputError
 from ganfp.fetch import fetch_dataset
 
@@ -240,3 +242,93 @@ def test_a_folder_that_cannot_be_opened_is_not_synced_and_the_write_succeeds(tmp
     monkeypatch.setattr(fileio.os, "open", open_no_folder)
     fileio.write_text(tmp_path / "sub.csv", "new")
     assert (tmp_path / "sub.csv").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["sub.csv"]
+
+
+@pytest.fixture
+def disk_log(monkeypatch) -> list[tuple]:
+    """What is written out, in order: ("synced", (device, inode), the names in it when a folder, else None) and
+    ("renamed", destination, None)."""
+    real_replace, real_fsync, events = os.replace, os.fsync, []
+
+    def replace(src, dst, **kwargs):
+        real_replace(src, dst, **kwargs)
+        events.append(("renamed", Path(dst), None))
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        events.append(("synced", (st.st_dev, st.st_ino), sorted(os.listdir(fd)) if stat.S_ISDIR(st.st_mode) else None))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "fsync", fsync)
+    return events
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def _synced(events: list[tuple], start: int = 0, stop: int | None = None) -> set:
+    return {key for kind, key, _ in events[start:stop] if kind == "synced"}
+
+
+def _last(events: list[tuple], kind: str, name: str) -> int:
+    return max(i for i, (k, key, _) in enumerate(events) if k == kind and key.name == name)
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    return other.exists() and os.path.samefile(path, other)
+
+
+def _assert_installed_durably(events: list[tuple], folder: Path, skip: set[Path] = frozenset()) -> None:
+    """Every file and folder of `folder` but `skip` was synced before `folder` was renamed into place, and its data
+    root after that rename, once no old copy or staging folder was left in it."""
+    renamed = _last(events, "renamed", folder.name)
+    synced_before = _synced(events, stop=renamed)
+    assert {_identity(p) for p in [folder, *folder.rglob("*")] if p not in skip} <= synced_before
+    root = _identity(folder.parent)
+    root_syncs = [names for kind, key, names in events[renamed:] if kind == "synced" and key == root]
+    assert root_syncs and folder.name in root_syncs[-1]
+    assert not [name for name in root_syncs[-1] if ".tmp-" in name or ".old-" in name]  # fetch's and the demo's
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_a_folder_import_is_on_disk_before_it_reads_as_ready(tmp_path, run_cli, disk_log, link):
+    """After a power cut, a dataset whose meta.json said ready could hold empty or missing files: they were still in
+    memory when the staging folder was renamed into place. --link's files are the user's own, already on disk: only
+    the folders naming them are synced (a sync each would cost a large dataset minutes)."""
+    src, root = tmp_path / "src", tmp_path / "data"
+    make_gans_dev(src)
+    with zipfile.ZipFile(src / "notes.zip", "w") as zf:  # unpacked in the staging folder: files written there
+        zf.writestr("readme.txt", "unpacked")
+    folder = root / "imageclef-gans-2023"
+    for again in ([], ["--force"]):  # the second replaces the first: the old copy goes before the last root sync
+        disk_log.clear()
+        code, _, err = run_cli("fetch-data", folder.name, "--from", src, "--data-root", root, *again,
+                               *(["--link"] if link else []))
+        assert code == 0, err
+        users = {p for p in folder.rglob("*") if p.is_file() and _same_file(p, src / p.relative_to(folder))}
+        assert len(users) == (14 if link else 0)
+        assert (folder / "notes" / "readme.txt").read_text() == "unpacked"
+        _assert_installed_durably(disk_log, folder, skip=users)
+        assert not {_identity(p) for p in users} & _synced(disk_log)
+
+
+def test_the_demo_is_on_disk_before_it_reads_as_ready(tmp_path, run_cli, disk_log, monkeypatch):
+    """The demo (and each attribution demo, built the same way) is swapped in as a whole folder, as an import is."""
+    def tiny_build(root: Path, seed: int) -> dict:
+        (root / "casia" / "authentic").mkdir(parents=True)
+        (root / "casia" / "authentic" / "Au_ani_00001.jpg").write_bytes(b"an image")
+        meta = {"status": "ready", "seed": seed, "version": demo.DEMO_VERSION}
+        fileio.write_json(root / "meta.json", meta)
+        return meta
+
+    monkeypatch.setattr(demo, "_build_into", tiny_build)
+    root = tmp_path / "data"
+    for again in ([], ["--force"]):
+        disk_log.clear()
+        code, _, err = run_cli("fetch-data", "demo", "--data-root", root, *again)
+        assert code == 0, err
+        _assert_installed_durably(disk_log, root / "demo")
+

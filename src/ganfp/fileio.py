@@ -1,7 +1,8 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of either; and a command's
 several outputs replaced together, so none is new beside another's old content (`written_together`).
 
-Also the one check that an output path can be written, run by each command before any work.
+Also the one check that an output path can be written, run by each command before any work, and the syncs that
+make a rename survive a power cut (`sync_tree` for a folder renamed into place whole: a dataset, the demo).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import re
 import secrets
 import signal
+import stat
 import threading
 import time
 from glob import escape as glob_escape
@@ -146,7 +148,7 @@ class OutputBatch:
         with signals_deferred():
             for tmp, target in self._staged:
                 os.replace(tmp, target)
-                _sync_folder(target.parent)
+                sync_folder(target.parent)
 
     def _discard(self) -> None:
         for tmp, _ in self._staged:
@@ -155,10 +157,11 @@ class OutputBatch:
             claim.close()
 
 
-def _sync_folder(folder: Path) -> None:
-    """Make the renames into `folder` survive a power cut: a rename changes the folder, which the OS may keep in
-    memory (and write out in any order) until the folder itself is synced. Skipped quietly where a folder cannot be
-    opened or synced (Windows, some network file systems): the renames are done, only their durability is not."""
+def sync_folder(folder: Path) -> None:
+    """Make the renames into `folder` (and removals from it) survive a power cut: a rename changes the folder, which
+    the OS may keep in memory (and write out in any order) until the folder itself is synced. Skipped quietly where a
+    folder cannot be opened or synced (Windows, some network file systems): the renames are done, only their
+    durability is not."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -168,6 +171,36 @@ def _sync_folder(folder: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sync_file(path: str | os.PathLike) -> None:
+    """Write `path`'s data to the disk: a file renamed into place before its data is there may be empty after a
+    power cut. A failure is raised (the data may be lost), except Windows's refusal to sync a handle open only for
+    reading."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EBADF:
+            raise
+    finally:
+        os.close(fd)
+
+
+def sync_tree(folder: Path) -> None:
+    """Sync every file under `folder`, then each folder after its contents, so that once `folder` is renamed into
+    place a power cut cannot leave it with missing or empty files (an installed dataset, the demo).
+
+    A file with other hard links (`fetch-data --link`) or a symbolic link holds no data written here: only the folder
+    naming it is synced.
+    """
+    for top, _, names in os.walk(folder, topdown=False):
+        for name in names:
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                sync_file(path)
+        sync_folder(Path(top))
 
 
 DEFERRED_SIGNALS = ("SIGINT", "SIGTERM")

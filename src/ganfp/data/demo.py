@@ -29,7 +29,7 @@ from ganfp.data.adapters.demo import TEST_LABELS  # the adapter names the files 
 from ganfp.data.demo_ct import random_patient, render_slice, to_ctset, to_display
 from ganfp.data.demo_photo import CATEGORIES, SIZES, copy_move, photo, splice
 from ganfp.errors import InputError, RuntimeFailure, require_path, require_seed
-from ganfp.fileio import write_json, write_text
+from ganfp.fileio import sync_folder, sync_tree, write_json, write_text
 
 DEMO_VERSION = 1
 CASIA_AUTHENTIC, CASIA_TAMPERED = 160, 160
@@ -124,7 +124,12 @@ def _keep_dates_of_unchanged(tmp: Path, target: Path) -> None:
 
 
 def _swap_in(tmp: Path, target: Path, meta: dict) -> dict:
-    """Replace `target` by the finished `tmp`; an older target is moved aside first, then deleted."""
+    """Replace `target` by the finished `tmp`; an older target is moved aside first, then deleted.
+
+    `tmp`'s files reach the disk before the rename, which reaches it before the old copy goes: after a power cut
+    `target` is the old copy or the whole new one, never a ready meta.json beside empty files.
+    """
+    sync_tree(tmp)
     old = target.parent / f".{target.name}.old-{os.getpid()}"
     if target.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -135,7 +140,10 @@ def _swap_in(tmp: Path, target: Path, meta: dict) -> dict:
         if not (target / "meta.json").is_file():
             raise
         meta = json.loads((target / "meta.json").read_text())  # a concurrent build finished first
-    shutil.rmtree(old, ignore_errors=True)
+    sync_folder(target.parent)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        sync_folder(target.parent)
     return meta
 
 

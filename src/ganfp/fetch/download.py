@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
 from ganfp.errors import InputError, RuntimeFailure
+from ganfp.fileio import sync_file, sync_folder
 
 CHUNK = 1 << 20
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -114,7 +115,9 @@ def download(
             raise RuntimeFailure(f"{url}: download stopped at {part.stat().st_size} of {total} bytes; run the same command again to resume")
         break
     digest = _verify(part, url, sha256, md5)
+    sync_file(part)  # a download without a digest to check is taken as it is found after a power cut
     os.replace(part, dest)
+    sync_folder(dest.parent)
     return digest
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ganfp.errors import InputError, RuntimeFailure
+from ganfp.fileio import sync_folder, sync_tree
 from ganfp.paths import data_root as default_root
 
 READY, PARTIAL, ABSENT = "ready", "partial", "absent"
@@ -186,6 +187,7 @@ def recover(data_root: Path, name: str) -> None:
     for old in leftovers(data_root, name, OLD):
         if not folder.exists() and is_ready(old):
             os.replace(old, folder)
+            sync_folder(data_root)
         else:
             _remove(old)
     for staging in leftovers(data_root, name, STAGING):
@@ -199,12 +201,18 @@ def new_staging(data_root: Path, name: str) -> Path:
 
 
 def install(staging: Path, folder: Path) -> None:
-    """Move a complete staging folder (meta.json included) into place, replacing an older copy."""
+    """Move a complete staging folder (meta.json included) into place, replacing an older copy.
+
+    Its files reach the disk before the rename, and the rename before the old copy is deleted: after a power cut the
+    folder holds the old copy or the whole new one, never a ready meta.json beside missing or empty files.
+    """
+    sync_tree(staging)
     old = None
     if folder.exists():
         old = folder.with_name(f"{OLD}{folder.name}-{secrets.token_hex(4)}")
         os.replace(folder, old)
     os.replace(staging, folder)
+    sync_folder(folder.parent)
     if old is not None:
         _remove(old)
 
@@ -216,3 +224,4 @@ def _remove(old: Path) -> None:
         old.unlink()
     else:
         shutil.rmtree(old, ignore_errors=True)
+    sync_folder(old.parent)
