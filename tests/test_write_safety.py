@@ -19,9 +19,11 @@ from helpers.layouts import make_gans_dev
 from PIL import Image
 
 from ganfp import fileio
+from ganfp.checkpoint import RESUME_FILE
 from ganfp.data import demo
 from ganfp.errors import InputError
 from ganfp.fetch import fetch_dataset
+from ganfp.train import StageConfig, run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -246,9 +248,9 @@ def test_a_folder_that_cannot_be_opened_is_not_synced_and_the_write_succeeds(tmp
 
 @pytest.fixture
 def disk_log(monkeypatch) -> list[tuple]:
-    """What is written out, in order: ("synced", (device, inode), the names in it when a folder, else None) and
-    ("renamed", destination, None)."""
-    real_replace, real_fsync, events = os.replace, os.fsync, []
+    """What is written out, in order: ("synced", (device, inode), the names in it when a folder, else None),
+    ("renamed", destination, None) and ("removed", path, None)."""
+    real_replace, real_fsync, real_unlink, events = os.replace, os.fsync, os.unlink, []
 
     def replace(src, dst, **kwargs):
         real_replace(src, dst, **kwargs)
@@ -259,8 +261,13 @@ def disk_log(monkeypatch) -> list[tuple]:
         events.append(("synced", (st.st_dev, st.st_ino), sorted(os.listdir(fd)) if stat.S_ISDIR(st.st_mode) else None))
         real_fsync(fd)
 
+    def unlink(path, **kwargs):
+        real_unlink(path, **kwargs)
+        events.append(("removed", Path(path), None))
+
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "unlink", unlink)
     return events
 
 
@@ -332,3 +339,12 @@ def test_the_demo_is_on_disk_before_it_reads_as_ready(tmp_path, run_cli, disk_lo
         assert code == 0, err
         _assert_installed_durably(disk_log, root / "demo")
 
+
+def test_a_finished_stages_resume_file_stays_removed_after_a_power_cut(class_folder, tmp_path, disk_log):
+    """The removal of last.safetensors lives in the stage's folder: unsynced, a power cut could bring it back beside
+    the complete meta.json, and a stage that had finished read as one to resume."""
+    out = tmp_path / "s"
+    run_stage(StageConfig(dataset=str(class_folder), model="conv5", image_size=16, batch_size=8, epochs=1), out,
+              data_root=tmp_path / "root")
+    assert not (out / RESUME_FILE).exists()
+    assert _identity(out) in _synced(disk_log, start=_last(disk_log, "removed", RESUME_FILE))

@@ -54,7 +54,7 @@ from ganfp.data.medical import MedicalReading, parse_window, window_problem, win
 from ganfp.data.split import split_indices, split_problem
 from ganfp.device import autocast, configure, device_name, device_problem, resolve_device, rng_untouched, settings_kept
 from ganfp.errors import MAX_SEED, InputError, Interrupted, RuntimeFailure, StopSignal, count, require_path
-from ganfp.fileio import check_writable, utf8_writable, write_json, write_text, written_together
+from ganfp.fileio import check_writable, sync_folder, utf8_writable, write_json, write_text, written_together
 from ganfp.metrics import confusion_metrics
 from ganfp.models import create_model, image_size_problem, model_entry
 from ganfp.pseudo import PSEUDO_LABELERS
@@ -1031,6 +1031,7 @@ def finish(
             },
         )
         (out_dir / RESUME_FILE).unlink(missing_ok=True)
+        sync_folder(out_dir)  # else a power cut may bring the resume state back beside the complete meta.json
     distributed.barrier()
     return summary
 
