@@ -8,35 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.attribution import CLASSES, blobs, class_images, save
-from PIL import Image
-
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
-REFERENCE = SHARED / "reference" / "imageclef2023-submission"  # the organisers' rules, ids and example files
-CASE_FILES = sorted(REFERENCE.glob("cases/*.csv")) if REFERENCE.is_dir() else []
-# words of each case file name -> words the first reported reason must contain
-CASE_REASONS = {
-    "empty_line": "empty line",
-    "wrong_format": "wrong format",
-    "wrong_figure_id": "wrong figure id",
-    "same_fig_id_more_than_once": "more than once",
-    "score_no_int": "not an int",
-    "score_int_greater_than_1": "greater than 1",
-    "score_int_smaller_than_0": "smaller than 0",
-    "not_all_fig_ids_specified": "not all figure ids specified",
-}
-
-
-def write_class_folder(root: Path, n_per_class: int = 24, size: int = 32, seed: int = 0, groups: int = 0) -> Path:
-    """Two learnable classes: dark images in `a/`, bright ones in `b/` (optionally in group sub-folders)."""
-    rng = np.random.default_rng(seed)
-    for label, cls in enumerate(["a", "b"]):
-        for i in range(n_per_class):
-            folder = root / cls / (f"p{i % groups}" if groups else "")
-            folder.mkdir(parents=True, exist_ok=True)
-            pixels = rng.integers(0, 120, (size, size)) + 100 * label
-            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{cls}{i:03d}.png")
-    return root
-
+from helpers.images import write_class_folder
 
 @pytest.fixture
 def one_torch_thread():

@@ -14,7 +14,7 @@ from ganfp.chain import builtin_chains, load_chain, run_chain, stage_configs
 from ganfp.errors import InputError
 from ganfp.models import list_models
 
-from conftest import write_class_folder
+from helpers.images import write_class_folder
 
 
 def write_chain(tmp_path, first, second) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import write_class_folder
-from helpers.images import write_frames
+from helpers.images import write_class_folder, write_frames
 
 
 def test_help_lists_every_command():

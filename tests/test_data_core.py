@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from helpers.images import write_frames, write_tiff_pages
+from helpers.images import write_class_folder, write_frames, write_tiff_pages
+from helpers.layouts import CASIA_SAMPLES
 
 from ganfp.data import cache as cache_mod
 from ganfp.data.adapters import load_manifest
@@ -21,8 +22,6 @@ from ganfp.data.decode import decode_image, high_depth, image_header
 from ganfp.data.loader import MEAN, STD, iterate_batches
 from ganfp.data.split import split_indices
 from ganfp.errors import InputError
-
-from conftest import SHARED, write_class_folder
 
 
 def test_decodes_every_mode_to_square_uint8(tmp_path):
@@ -63,7 +62,7 @@ def test_transparent_pixels_become_black(tmp_path):
 
 
 def test_real_casia_samples_decode():
-    samples = SHARED / "data" / "casia2-samples"
+    samples = CASIA_SAMPLES
     if not samples.is_dir():
         pytest.skip("../shared/data/casia2-samples is not present (a user's clone has no shared/)")
     for path in sorted(samples.iterdir()):

@@ -26,7 +26,7 @@ from ganfp.data.augment import BatchAugment
 from ganfp.errors import InputError
 from ganfp.train import StageConfig, even_batches, rank_shard, run_stage
 
-from conftest import write_class_folder
+from helpers.images import write_class_folder
 
 TOLERANCE = 1e-4  # float rounding: two half-batch gradients averaged vs one full-batch gradient
 

@@ -19,7 +19,7 @@ import ganfp
 from ganfp import fileio
 from ganfp.errors import Interrupted, RuntimeFailure, StopSignal
 
-from conftest import write_class_folder
+from helpers.images import write_class_folder
 from helpers.membership_cases import write_case
 
 SRC = str(Path(ganfp.__file__).resolve().parents[1])  # the processes started here run the ganfp this test imports

@@ -17,7 +17,7 @@ from ganfp.inference import embed, predict_proba
 from ganfp.models import create_model
 from ganfp.train import StageConfig, run_stage
 
-from conftest import write_class_folder
+from helpers.images import write_class_folder
 
 SETTINGS = ["--model", "conv5", "--image-size", "16", "--batch-size", "8", "--epochs", "2", "--lr", "0.01", "--device", "cpu"]
 

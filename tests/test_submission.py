@@ -18,7 +18,7 @@ from ganfp.submission import (
     write_submission,
 )
 
-from conftest import CASE_FILES, CASE_REASONS, REFERENCE
+from helpers.submission import CASE_FILES, CASE_REASONS, REFERENCE
 
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is absent")
 

@@ -21,7 +21,7 @@ from ganfp.errors import InputError
 from ganfp.chain import train_stage
 from ganfp.train import StageConfig, run_stage
 
-from conftest import write_class_folder
+from helpers.images import write_class_folder
 
 TINY = dict(model="conv5", image_size=16, batch_size=8, epochs=3, lr=0.01)
 

@@ -1,4 +1,4 @@
-"""Tiny image sets with a known membership answer, written as files by the tests that need them."""
+"""Tiny image sets with a known answer (a class or a membership), written as files by the tests that need them."""
 
 from __future__ import annotations
 
@@ -51,3 +51,15 @@ def write_tiff_pages(path: Path, pages: list[Image.Image], previews: tuple[int, 
     path.parent.mkdir(parents=True, exist_ok=True)
     pages[0].save(path, save_all=True, append_images=pages[1:])
     return path
+
+
+def write_class_folder(root: Path, n_per_class: int = 24, size: int = 32, seed: int = 0, groups: int = 0) -> Path:
+    """Two learnable classes: dark images in `a/`, bright ones in `b/` (optionally in group sub-folders)."""
+    rng = np.random.default_rng(seed)
+    for label, cls in enumerate(["a", "b"]):
+        for i in range(n_per_class):
+            folder = root / cls / (f"p{i % groups}" if groups else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(0, 120, (size, size)) + 100 * label
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{cls}{i:03d}.png")
+    return root
