@@ -84,6 +84,22 @@ def test_embedding_cache_is_reused_without_a_forward_pass(case, tmp_path, count_
     assert count_embeds == [] and torch.equal(first, second)
 
 
+@pytest.mark.parametrize("damage", ["empty", "cut short", "zero-filled"])
+def test_a_damaged_embedding_file_is_computed_again(case, tmp_path, count_embeds, damage):
+    """An empty `.npy` (a power cut's leftover of a file renamed before its data was on disk) failed every later run
+    with numpy's EOFError; any damaged one is a miss, embedded again."""
+    real, _, _ = case
+    stage, _ = save_checkpoint(tmp_path / "stage")
+    first = checkpoint_features(real, tmp_path, stage)
+    (array,) = (tmp_path / "data" / "cache" / "embeddings").glob("*.npy")
+    data = array.read_bytes()
+    array.write_bytes({"empty": b"", "cut short": data[: len(data) // 2], "zero-filled": bytes(len(data))}[damage])
+    count_embeds.clear()
+    again = checkpoint_features(real, tmp_path, stage)
+    assert sum(count_embeds) == len(real) and torch.equal(again, first)
+    assert array.read_bytes() == data
+
+
 def test_embedding_cache_invalidated_when_an_image_changes(case, tmp_path, count_embeds):
     real, _, _ = case
     stage, _ = save_checkpoint(tmp_path / "stage")

@@ -83,14 +83,18 @@ def decode_all(manifest: Manifest, image_size: int, out: np.ndarray, skip_bad: b
 
 
 def _read_cache(record_path: Path, array_path: Path, image_size: int) -> dict | None:
-    """The cache entry's record when its array is there and of the recorded shape, else None."""
+    """The cache entry's record when its array is there and of the recorded shape, else None (a miss, rebuilt).
+
+    An empty array file (what a power cut leaves of a file renamed before its data reached the disk; ganfp syncs it
+    first, a copied or restored cache may not have) failed every later run with numpy's EOFError.
+    """
     try:
         record = json.loads(record_path.read_text())
         array = np.load(array_path, mmap_mode="r")
         if array.shape != (len(record["kept"]), image_size, image_size):
             return None
         return record
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, EOFError, ValueError, KeyError, TypeError):
         return None
 
 

@@ -123,14 +123,15 @@ def deep_features(space: FeatureSpace, manifest: Manifest, *, image_size: int, d
 
 
 def _cached_features(record_path: Path, array_path: Path, n: int) -> torch.Tensor | None:
-    """The cached embeddings when the record and the array agree, else None."""
+    """The cached embeddings when the record and the array agree, else None (a miss: an empty array file, as a power
+    cut leaves one renamed before its data was on disk, failed with numpy's EOFError)."""
     try:
         record = json.loads(record_path.read_text())
         features = np.load(array_path)
         if features.shape != (n, record["dim"]):
             return None
         return torch.from_numpy(features)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, EOFError, ValueError, KeyError, TypeError):
         return None
 
 
