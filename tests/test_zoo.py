@@ -116,6 +116,42 @@ def test_cache_returns_the_same_split(tmp_path):
     assert len(list(tmp_path.glob("*.npz"))) == 2  # another shape, another file
 
 
+def _emptied(data: bytes) -> bytes:
+    return b""
+
+
+def _cut_short(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _zero_filled(data: bytes) -> bytes:
+    return bytes(len(data))
+
+
+def _zeros_in_the_generated_images(data: bytes) -> bytes:
+    """A block of the last member's pixels zeroed, the file's length kept: only the member's CRC-32 tells."""
+    at = len(data) - 600
+    return data[:at] + bytes(200) + data[at + 200 :]
+
+
+@pytest.mark.parametrize("damage", [_emptied, _cut_short, _zero_filled, _zeros_in_the_generated_images])
+def test_a_damaged_cached_split_is_built_again(tmp_path, caplog, damage):
+    """A cache file a disk left short, empty or zero-filled failed with numpy's or zipfile's traceback on every later
+    run; it is a miss now, named in one warning, and the rebuilt split replaces it."""
+    fresh = build_split("memoriser", seed=2, **TINY)
+    build_split("memoriser", seed=2, cache=tmp_path, **TINY)
+    (file,) = tmp_path.glob("*.npz")
+    file.write_bytes(damage(file.read_bytes()))
+    again = build_split("memoriser", seed=2, cache=tmp_path, **TINY)
+    for part in ("used", "not_used", "generated"):
+        assert getattr(again, part).tobytes() == getattr(fresh, part).tobytes()
+    (record,) = caplog.records
+    assert record.getMessage().startswith(f"{file}: a damaged zoo cache file (")
+    assert record.getMessage().endswith("; building the split again")
+    with np.load(file) as z:  # replaced: the next run reads it
+        assert z["generated"].tobytes() == fresh.generated.tobytes()
+
+
 def test_a_split_cached_with_other_cpu_kernels_is_built_again(tmp_path, monkeypatch):
     """The VAEs and the DCGAN train with torch on the CPU, whose result depends on the processor: a cache copied
     from a machine with other vector instructions gave that machine's splits, not what a rebuild here gives."""

@@ -17,7 +17,9 @@ decides their bytes.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,8 @@ from ganfp.fileio import atomic_path
 from ganfp.registry import Registry
 
 __all__ = ["FAMILIES", "MembershipSplit", "build_split", "write_split", "real_slices", "SHAPES", "shape_seed"]
+
+log = logging.getLogger(__name__)
 
 ZOO_VERSION = 1  # raise whenever the same arguments would give different bytes
 LAYOUTS = ("dev", "test")
@@ -104,7 +108,8 @@ def build_split(name: str, seed: int, used: int = 80, not_used: int = 80, genera
                 quick: bool = False, cache: str | os.PathLike | None = None) -> MembershipSplit:
     """Draw the real slices, fit family `name` and sample it; `quick` trains briefly (for tests).
 
-    With `cache`, a split built before with the same arguments is loaded from that folder instead.
+    With `cache`, a split built before with the same arguments is loaded from that folder instead (built again, and
+    the file replaced, when it is damaged).
     """
     entry = FAMILIES.entry(name)
     size = entry.meta["size"] if size is None else size
@@ -114,8 +119,9 @@ def build_split(name: str, seed: int, used: int = 80, not_used: int = 80, genera
     family = entry.obj.quick() if quick else entry.obj
     key = (name, seed, used, not_used, generated, size, quick)
     path = _cache_path(Path(cache), key, family) if cache is not None else None
-    if path is not None and path.is_file():
-        return _load(path, name, seed, size)
+    cached = _load(path, name, seed, size) if path is not None and path.is_file() else None
+    if cached is not None:
+        return cached
     real_rng = np.random.default_rng(np.random.SeedSequence([seed, size]))
     extra = 0 if entry.meta["leaks"] else used
     real = real_slices(real_rng, used + not_used + extra, size)
@@ -164,9 +170,20 @@ def _save(path: Path, split: MembershipSplit) -> None:
         raise RuntimeFailure(f"{path}: cannot write the zoo cache: {exc.strerror or exc}") from exc
 
 
-def _load(path: Path, name: str, seed: int, size: int) -> MembershipSplit:
-    with np.load(path) as z:
-        return MembershipSplit(z["used"], z["not_used"], z["generated"], name, seed, size)
+# What np.load raises for a cache file emptied, cut short or zero-filled (a disk that lost writes, a partial copy):
+# EOFError, a ValueError (no .npz header), BadZipFile (no zip directory; a member's CRC-32 does not match its data).
+DAMAGED_FILE_ERRORS = (EOFError, ValueError, KeyError, zipfile.BadZipFile)
+
+
+def _load(path: Path, name: str, seed: int, size: int) -> MembershipSplit | None:
+    """The cached split, or None (with a one-line warning) when its file is damaged: it failed with numpy's or
+    zipfile's traceback, and no other run could use that cache entry until someone deleted it."""
+    try:
+        with np.load(path) as z:
+            return MembershipSplit(z["used"], z["not_used"], z["generated"], name, seed, size)
+    except DAMAGED_FILE_ERRORS as exc:
+        log.warning("%s: a damaged zoo cache file (%s); building the split again", path, type(exc).__name__)
+        return None
 
 
 def write_split(split: MembershipSplit, folder: str | os.PathLike, layout: str) -> dict:
