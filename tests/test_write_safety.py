@@ -15,14 +15,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers.layouts import make_gans_dev
+from helpers.membership_cases import write_case
 from PIL import Image
 
 from ganfp import fileio
-from ganfp.checkpoint import RESUME_FILE
+from ganfp.checkpoint import RESUME_FILE, model_meta, save_model
 from ganfp.data import demo
+from ganfp.data.adapters import load_manifest
+from ganfp.data.cache import load_images
+from ganfp.data.generated import generated_manifest
+from ganfp.data.real import read_real
 from ganfp.errors import InputError
 from ganfp.fetch import fetch_dataset
+from ganfp.membership import AutoencoderConfig, MembershipScorer, Recipe, ScoringSetup
+from ganfp.models import create_model
 from ganfp.train import StageConfig, run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -348,3 +356,49 @@ def test_a_finished_stages_resume_file_stays_removed_after_a_power_cut(class_fol
               data_root=tmp_path / "root")
     assert not (out / RESUME_FILE).exists()
     assert _identity(out) in _synced(disk_log, start=_last(disk_log, "removed", RESUME_FILE))
+
+
+def _durably_renamed(events: list[tuple], path: Path) -> int:
+    """Where the sync of `path`'s folder made its rename durable, once its data was synced before that rename."""
+    renamed = _last(events, "renamed", path.name)
+    assert _identity(path) in _synced(events, stop=renamed)
+    folder = _identity(path.parent)
+    return next(i for i, (kind, key, _) in enumerate(events) if i > renamed and kind == "synced" and key == folder)
+
+
+@pytest.mark.parametrize("bad_file", [False, True])
+def test_an_image_cache_entry_is_on_disk_before_its_record_names_it(class_folder, tmp_path, disk_log, bad_file):
+    """The decode cache's `.npy` is raw pixels: zero-filled after a power cut, it would be of the right size and
+    shape, and read as black images. So it is synced before its rename, and its record, which makes it an entry, is
+    renamed only after that rename is durable. With --skip-bad the array is written twice (compacted): the second
+    write is the one synced."""
+    if bad_file:
+        (class_folder / "b" / "zz.png").write_text("not an image")
+    manifest = load_manifest(str(class_folder), data_root=tmp_path)
+    array = load_images(manifest, 16, data_root=tmp_path, skip_bad=bad_file).path
+    record = array.with_suffix(".json")
+    assert _durably_renamed(disk_log, array) < _last(disk_log, "renamed", record.name)
+    _durably_renamed(disk_log, record)
+
+
+def test_membership_cache_entries_are_on_disk_before_they_are_named(tmp_path, disk_log):
+    """Embeddings (`.npy` of floats, then their record) and the autoencoder's weights: synced before their renames,
+    the record after its array's rename is durable."""
+    real_dir, gen_dir, _ = write_case(tmp_path / "case")
+    model = create_model("conv5", 2, 32)
+    save_model(tmp_path / "stage" / "model.safetensors", model, model_meta(model, ["not_used", "used"], 32))
+    setup = ScoringSetup(32, torch.device("cpu"), batch_size=8, data_root=tmp_path / "data", seed=5,
+                         checkpoint=tmp_path / "stage",
+                         autoencoder=AutoencoderConfig(size=16, width=8, code=16, steps=5, batch_size=16))
+    scorer = MembershipScorer(read_real(str(real_dir)), generated_manifest(gen_dir), setup)
+    disk_log.clear()
+    for recipe in (Recipe("knn", "checkpoint", 3), Recipe("autoencoder")):
+        scorer.score(recipe)
+    cache = tmp_path / "data" / "cache"
+    arrays = sorted((cache / "embeddings").glob("*.npy"))
+    assert len(arrays) == 2  # the real and the generated images
+    for array in arrays:
+        assert _durably_renamed(disk_log, array) < _last(disk_log, "renamed", array.with_suffix(".json").name)
+        _durably_renamed(disk_log, array.with_suffix(".json"))
+    (weights,) = (cache / "autoencoders").glob("*.safetensors")
+    _durably_renamed(disk_log, weights)
