@@ -192,6 +192,32 @@ def test_imagenet_download_failure_is_one_clear_line(monkeypatch):
     assert isinstance(err.value, GanfpError)
 
 
+@pytest.mark.parametrize("damage", ["empty", "cut short"])
+def test_damaged_cached_imagenet_weights_are_named_not_blamed_on_the_network(monkeypatch, tmp_path, damage):
+    """A cached weights file that no longer loads (a download cut off, a disk that lost writes) is named, with the
+    way out; "could not download" sent users to check a network that was never used."""
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+    from timm.models import get_pretrained_cfg
+
+    repo = get_pretrained_cfg("resnet18").hf_hub_id
+    snapshot = tmp_path / f"models--{repo.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    weights = snapshot / "model.safetensors"
+    save_file({"fc.weight": torch.zeros(4, 4)}, str(weights))
+    weights.write_bytes(b"" if damage == "empty" else weights.read_bytes()[:40])
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # the cached file is read; nothing is downloaded
+    with pytest.raises(RuntimeFailure) as err:
+        create_model("resnet18", weights="imagenet")
+    message = str(err.value)
+    assert message.startswith(f"{weights}: the cached ImageNet weights for resnet18 cannot be read")
+    assert "delete the file to download them again" in message and "download ImageNet" not in message
+    assert "\n" not in message
+
+
 @pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "unreachable"])
 def test_offline_imagenet_fails_fast_without_trying_the_hub(monkeypatch, tmp_path, how):
     import socket

@@ -35,22 +35,30 @@ def _timm_factory(timm_name: str, takes_img_size: bool = False):
 
         if takes_img_size:
             kw["img_size"] = image_size
-        if pretrained:
-            check_weights_reachable(timm_name)
+        cached = check_weights_reachable(timm_name) if pretrained else None
         try:
             net = timm.create_model(timm_name, pretrained=pretrained, num_classes=num_classes, in_chans=IN_CHANS, **kw)
         except Exception as exc:  # the hub raises many types: offline, DNS, HTTP, missing cache
             if not pretrained:
                 raise
-            raise WeightsUnavailable(f"could not download ImageNet weights for {timm_name} ({type(exc).__name__})",
-                                     OFFLINE_HINT) from exc
+            raise _weights_failure(timm_name, cached, exc) from exc
         return TimmBackbone(timm_name, net, image_size)
 
     return factory
 
 
-def check_weights_reachable(timm_name: str) -> None:
-    """Fail in a second when ImageNet weights are neither cached nor downloadable.
+def _weights_failure(timm_name: str, cached: str | None, exc: Exception) -> WeightsUnavailable:
+    """A cached file that fails to load is damaged (a download cut off, a disk that lost writes), not a download
+    that failed: saying "could not download" sent users to check a network that was never used."""
+    if cached is None:
+        return WeightsUnavailable(f"could not download ImageNet weights for {timm_name} ({type(exc).__name__})",
+                                  OFFLINE_HINT)
+    return WeightsUnavailable(f"{cached}: the cached ImageNet weights for {timm_name} cannot be read "
+                              f"({type(exc).__name__}); delete the file to download them again", OFFLINE_HINT)
+
+
+def check_weights_reachable(timm_name: str) -> str | None:
+    """Fail in a second when ImageNet weights are neither cached nor downloadable; the cached file, if any.
 
     Without this the hub retries an unreachable server for about a minute before giving up.
     Checked once per model build: the local cache first, then HF_HUB_OFFLINE, then one short
@@ -62,19 +70,21 @@ def check_weights_reachable(timm_name: str) -> None:
     cfg = get_pretrained_cfg(timm_name)
     repo = getattr(cfg, "hf_hub_id", None)
     if not repo:
-        return  # weights from a plain URL (torch hub): let timm try
-    if any(isinstance(try_to_load_from_cache(repo, f), str) for f in ("model.safetensors", "pytorch_model.bin")):
-        return
+        return None  # weights from a plain URL (torch hub): let timm try
+    for cached in (try_to_load_from_cache(repo, f) for f in ("model.safetensors", "pytorch_model.bin")):
+        if isinstance(cached, str):
+            return cached
     if constants.HF_HUB_OFFLINE:
         raise WeightsUnavailable(f"ImageNet weights for {timm_name} are not cached and HF_HUB_OFFLINE is set", OFFLINE_HINT)
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return
+        return None
     host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
     try:
         socket.create_connection((host, 443), timeout=3).close()
     except OSError:
         raise WeightsUnavailable(f"ImageNet weights for {timm_name} are not cached and {host} cannot be reached (offline?)",
                                  OFFLINE_HINT) from None
+    return None
 
 
 register_model("resnet18", "ResNet-18 (timm resnet18)", "resnet18")(_timm_factory("resnet18"))
