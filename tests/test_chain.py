@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import hashlib
 
 import numpy as np
 import pytest
 import torch
+from helpers.checkpoints import flip_tensor_byte
 from PIL import Image
 
 from ganfp.chain import builtin_chains, load_chain, run_chain, stage_configs
+from ganfp.checkpoint import load_checkpoint
 from ganfp.errors import InputError
 from ganfp.models import list_models
 
@@ -209,6 +213,30 @@ def test_the_first_stage_is_retrained_when_its_init_file_changes(tmp_path, two_d
     save_model(weights, create_model("conv5", 2, 16), {})  # other weights, same path
     _, changed = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", overrides=overrides)
     assert [r.status for r in changed] == ["trained"] * 3
+
+
+def test_a_rerun_refuses_a_finished_stage_whose_model_file_changed_since(tmp_path, two_datasets):
+    """A re-run skipped a finished stage whose model.safetensors was replaced or corrupted since (flipped bits still
+    load), and the next stage started from those weights. Its meta.json records the file's SHA-256: the re-run
+    refuses before any stage trains, naming the file and the --from-stage that retrains it."""
+    spec = load_chain(write_chain(tmp_path, *two_datasets))
+    run_dir, _ = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    file = run_dir / "02-second" / "model.safetensors"
+    recorded = json.loads((file.parent / "meta.json").read_text())["weights_sha256"]
+    assert recorded == hashlib.sha256(file.read_bytes()).hexdigest()
+    flip_tensor_byte(file)
+    files = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    words = (f"{file}: does not match the weights_sha256 in its meta.json (replaced or corrupted after the stage "
+             "finished)")
+    with pytest.raises(InputError, match=re.escape(f"{words}; retrain it with --from-stage second")):
+        run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == files  # nothing trained over it
+    with pytest.raises(InputError, match=re.escape(f"{words}; train the stage again (ganfp chain --from-stage "
+                                                   "second)")):
+        load_checkpoint(file.parent)
+    _, again = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root", from_stage="second")
+    assert [r.status for r in again] == ["skipped", "trained", "trained"]
+    load_checkpoint(run_dir)
 
 
 def test_a_chain_starts_from_a_finished_stage_folder(tmp_path, two_datasets, run_cli):

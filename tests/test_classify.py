@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from helpers.checkpoints import flip_tensor_byte
 from helpers.images import write_frames
 from helpers.membership_cases import write_case, write_dev
 
@@ -267,6 +268,31 @@ def test_an_interrupted_stage_is_refused_until_it_is_finished(run_cli, case, cla
     assert not out.exists()
     run_stage(cfg, stage, resume=True, data_root=root[1])
     code, _, err = run_cli("classify", real, "--checkpoint", stage, "--out", out, *root)
+    assert code == 0, err
+
+
+def test_a_finished_stage_whose_model_file_changed_since_is_refused(run_cli, case, class_folder, tmp_path):
+    """A model file replaced or corrupted after its stage finished (flipped bits still load) was scored with, without
+    a word: its meta.json records the file's SHA-256. The same file given alone, no meta.json beside it, is used."""
+    from ganfp.train import StageConfig, run_stage
+
+    real, gen, _, root = case
+    for name, cls in (("a", "not_used"), ("b", "used")):
+        (class_folder / name).rename(class_folder / cls)
+    cfg = StageConfig(name="s", dataset=str(class_folder), model="conv5", init="none", image_size=32, batch_size=8,
+                      epochs=1, device="cpu")
+    stage, out = tmp_path / "stage", tmp_path / "sub.csv"
+    run_stage(cfg, stage, data_root=root[1])
+    flip_tensor_byte(stage / "model.safetensors")
+    for given in (("--checkpoint", stage), ("--checkpoint", stage / "model.safetensors"),
+                  ("--generated", gen, "--method", "knn", "--features", "checkpoint", "--checkpoint", stage)):
+        code, _, err = run_cli("classify", real, *given, "--out", out, *root)
+        one_line_error(code, err, f"{stage / 'model.safetensors'}: does not match the weights_sha256 in its meta.json "
+                       "(replaced or corrupted after the stage finished)", "--force", "restore the file")
+    assert not out.exists()
+    lone = tmp_path / "lone.safetensors"
+    shutil.copy(stage / "model.safetensors", lone)
+    code, _, err = run_cli("classify", real, "--checkpoint", lone, "--out", out, *root)
     assert code == 0, err
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.checkpoints import flip_tensor_byte
 
 from ganfp.checkpoint import load_checkpoint, read_safetensors
 from ganfp.errors import InputError
@@ -824,6 +827,40 @@ def test_a_stage_is_not_current_once_the_stage_it_started_from_is_retrained(clas
     assert run_cli(*first, "--seed", "1", "--force")[0] == 0  # s1 retrained in place
     code, _, err = run_cli(*second, "--resume")  # s2 was trained from the old s1: not reported as finished
     assert code == 2 and "the --init it started from has changed since" in err
+
+
+def test_a_finished_stages_model_file_changed_since_is_refused_not_loaded(class_folder, tmp_path, run_cli):
+    """Nothing tied meta.json to the model file: one copied in from another run, or with flipped bits (it still
+    loads), was kept by --resume and loaded by --init and classify as the stage's result. meta.json records the
+    file's SHA-256; a file alone (no meta.json beside it) and an older meta.json without one load as before."""
+    tiny = ["--model", "conv5", "--image-size", "16", "--batch-size", "8", "--epochs", "1",
+            "--data-root", tmp_path / "root"]
+    out, file = tmp_path / "s1", tmp_path / "s1" / "model.safetensors"
+    first = ["train-stage", "--data", class_folder, "--out", out, *tiny]
+    assert run_cli(*first)[0] == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["weights_sha256"] == hashlib.sha256(file.read_bytes()).hexdigest()
+    load_checkpoint(out)
+    flip_tensor_byte(file)
+    damaged = file.read_bytes()
+    words = (f"{file}: does not match the weights_sha256 in its meta.json (replaced or corrupted after the stage "
+             "finished)")
+    for given in (out, file):
+        with pytest.raises(InputError, match=re.escape(f"{words}; train the stage again (--force)")):
+            load_checkpoint(given)
+    for args in (first + ["--resume"], ["train-stage", "--data", class_folder, "--out", tmp_path / "s2", "--init",
+                                        out, *tiny]):
+        code, stdout, err = run_cli(*args)
+        errors = [line for line in err.splitlines() if "Traceback" in line or line.startswith("error:")]
+        assert code == 2 and len(errors) == 1 and words in errors[0] and "--force" in errors[0], err
+    assert file.read_bytes() == damaged and not (tmp_path / "s2" / "meta.json").exists()  # refused, not built on
+    (tmp_path / "lone.safetensors").write_bytes(damaged)
+    load_checkpoint(tmp_path / "lone.safetensors")  # no meta.json beside it: nothing to check it against
+    del meta["weights_sha256"]
+    (out / "meta.json").write_text(json.dumps(meta))  # as an older ganfp wrote it
+    load_checkpoint(out)
+    code, stdout, err = run_cli(*first, "--resume")
+    assert code == 0 and "skipped" in stdout, err
 
 
 def test_the_decode_line_says_whether_the_images_were_decoded_or_read_from_the_cache(class_folder, tmp_path):

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Callable
 
 from ganfp import distributed
-from ganfp.checkpoint import CHAIN_FILE, RESUME_FILE, resume_header, stage_status
+from ganfp.checkpoint import (
+    CHAIN_FILE,
+    MODEL_FILE,
+    RESUME_FILE,
+    altered_weights,
+    resume_header,
+    stage_status,
+    weights_altered,
+)
 from ganfp.data.manifest import Manifest, is_dicom, is_nifti
 from ganfp.data.medical import parse_window
 from ganfp.device import device_name, rng_untouched, settings_kept
@@ -536,10 +544,10 @@ def plan_stages(
     """Which stages train, and why, before the first one does.
 
     A finished stage is kept while its settings, the weights it started from and its images are unchanged (or
-    only its epochs changed, and early stopping ended it: `early_stop_kept`); every stage after one that trains
-    trains too. Every stage that will train finds its dataset now: a missing
-    folder in stage 3 must not be found after hours of stages 1 and 2. Images are compared by their file
-    lists (`dataset_fingerprint`); none is decoded.
+    only its epochs changed, and early stopping ended it: `early_stop_kept`), and refused when its model file is
+    not the one it finished with (`_check_kept_weights`); every stage after one that trains trains too. Every
+    stage that will train finds its dataset now: a missing folder in stage 3 must not be found after hours of
+    stages 1 and 2. Images are compared by their file lists (`dataset_fingerprint`); none is decoded.
     """
     plans, prev_id, trained, start_classes = [], first_id, None, None
     for i, cfg in enumerate(configs, 1):
@@ -553,11 +561,19 @@ def plan_stages(
         if plan.train:
             trained = cfg.name
         else:
+            _check_kept_weights(cfg, run_dir / stage_folder(i, cfg.name), done)
             prev_id = done["run_id"]
         if not (plan.train and cfg.pseudo_labels):  # a pseudo-labelled stage keeps its start's classes
             start_classes = plan.classes
         plans.append(plan)
     return plans
+
+
+def _check_kept_weights(cfg: StageConfig, out_dir: Path, done: dict) -> None:
+    """A kept stage's model file must be the one it finished with: the next stage would start from a file copied in
+    from another run, or corrupted on disk, and the run would call it current."""
+    if weights_altered(out_dir / MODEL_FILE, done):
+        raise altered_weights(out_dir / MODEL_FILE, f"retrain it with --from-stage {cfg.name}, or restore the file")
 
 
 def _check_extension(spec: ChainSpec, i: int, cfg: StageConfig, out_dir: Path, init_id: str) -> None:

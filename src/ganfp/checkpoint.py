@@ -1,7 +1,8 @@
 """Checkpoints: safetensors files that describe themselves, written atomically.
 
 - `model.safetensors`: the weights, with the model's name, classes and image size in the
-  file's own metadata (so a lone file can be loaded), beside a human-readable `meta.json`.
+  file's own metadata (so a lone file can be loaded), beside a human-readable `meta.json` that records the file's
+  SHA-256 (`weights_sha256`): a finished stage's model replaced or corrupted since is refused, not loaded.
 - `last.safetensors`: model and optimiser tensors plus the epoch and early-stopping state in the
   metadata, replaced after every epoch, so `--resume` always finds one consistent checkpoint.
 """
@@ -18,7 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ganfp.errors import GanfpError, InputError, RuntimeFailure
-from ganfp.fileio import OutputBatch, atomic_path, writer_of
+from ganfp.fileio import OutputBatch, atomic_path, file_sha256, writer_of
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "meta.json"
@@ -120,18 +121,45 @@ def check_head(file: Path, model, state: dict[str, torch.Tensor], num_classes: i
 
 
 def read_unchanged(file: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """`read_safetensors`, refusing a stage that began training again while it was read.
+    """`read_safetensors`, refusing a stage that began training again while it was read, and a finished stage's
+    model file that is not the one it finished with (`weights_altered`).
 
     A trainer deletes meta.json before it writes a new model file and writes it again after the last one,
-    so the same finished run (`run_id`) before and after the read means the tensors are that run's.
+    so the same finished run (`run_id`) before and after the read means the tensors are that run's. The file is
+    hashed before the second look, so a retrain that began meanwhile is named as such, not as a replaced file.
     """
     before = stage_status(file.parent)
     read = read_safetensors(file)
+    altered = weights_altered(file, before)
     after = stage_status(file.parent)
     if before is not None and (after or {}).get("run_id") != before.get("run_id"):
         raise RuntimeFailure(f"{file}: stage {file.parent} started training again while it was read; "
                              "wait for that run to finish, or pass another checkpoint")
+    if altered:
+        raise altered_weights(file, retrain_hint(file.parent, read[1].get("stage")))
     return read
+
+
+def weights_altered(file: Path, done: dict | None) -> bool:
+    """Whether `file`, the model of the finished stage whose meta.json is `done`, differs from the SHA-256 that
+    meta.json recorded: a file copied in from another run, or flipped bits, still loads without a word.
+
+    A meta.json of an older ganfp records none, and other files (a lone weights file) have none: they pass.
+    """
+    recorded = (done or {}).get("weights_sha256")
+    return recorded is not None and file.name == MODEL_FILE and file_sha256(file) != recorded
+
+
+def altered_weights(file: Path, fix: str) -> InputError:
+    return InputError(f"{file}: does not match the weights_sha256 in its meta.json (replaced or corrupted after the "
+                      f"stage finished); {fix}")
+
+
+def retrain_hint(stage: Path, name: object) -> str:
+    """How to go on from a finished stage whose model is lost: a chain run's stage retrains with --from-stage."""
+    if (stage.parent / CHAIN_FILE).is_file() and isinstance(name, str):
+        return f"train the stage again (ganfp chain --from-stage {name}) or restore the file"
+    return "train the stage again (--force) or restore the file"
 
 
 def save_resume(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict,

@@ -1,14 +1,16 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of either; and a command's
 several outputs replaced together, so none is new beside another's old content (`written_together`).
 
-Also the one check that an output path can be written, run by each command before any work, and the syncs that
-make a rename survive a power cut (`sync_tree` for a folder renamed into place whole: a dataset, the demo).
+Also the one check that an output path can be written, run by each command before any work; the syncs that
+make a rename survive a power cut (`sync_tree` for a folder renamed into place whole: a dataset, the demo); and the
+SHA-256 that ties a file to the record written after it (a finished stage's meta.json).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -285,6 +287,15 @@ def write_text(path: str | os.PathLike, text: str, batch: OutputBatch | None = N
 
 def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of a file's bytes, read in 1 MiB blocks: a model file can be hundreds of MB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def replace_file(path: str | os.PathLike) -> Path:

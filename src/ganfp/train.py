@@ -31,6 +31,7 @@ from ganfp.checkpoint import (
     META_FILE,
     MODEL_FILE,
     RESUME_FILE,
+    altered_weights,
     load_checkpoint,
     load_resume,
     model_meta,
@@ -38,6 +39,7 @@ from ganfp.checkpoint import (
     save_model,
     save_resume,
     stage_status,
+    weights_altered,
 )
 
 # The knn pseudo-labeler's defaults are the membership scorer's (ganfp.membership.recipe). Importing them here puts
@@ -54,7 +56,15 @@ from ganfp.data.medical import MedicalReading, parse_window, window_problem, win
 from ganfp.data.split import split_indices, split_problem
 from ganfp.device import autocast, configure, device_name, device_problem, resolve_device, rng_untouched, settings_kept
 from ganfp.errors import MAX_SEED, InputError, Interrupted, RuntimeFailure, StopSignal, count, require_path
-from ganfp.fileio import check_writable, sync_folder, utf8_writable, write_json, write_text, written_together
+from ganfp.fileio import (
+    check_writable,
+    file_sha256,
+    sync_folder,
+    utf8_writable,
+    write_json,
+    write_text,
+    written_together,
+)
 from ganfp.metrics import confusion_metrics
 from ganfp.models import create_model, image_size_problem, model_entry
 from ganfp.pseudo import PSEUDO_LABELERS
@@ -341,11 +351,7 @@ def start_identity(init: str) -> str:
         if done and done.get("run_id"):
             return str(done["run_id"])
         path = stage / MODEL_FILE
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:32]
+    return file_sha256(path)[:32]
 
 
 def _problem(check, value) -> str | None:
@@ -1020,6 +1026,7 @@ def finish(
                 "status": "complete",
                 "run_id": uuid.uuid4().hex,
                 "digest": state.digest,
+                "weights_sha256": file_sha256(out_dir / MODEL_FILE),  # the file this run finished with
                 "config": dataclasses.asdict(cfg),
                 "metrics": summary.to_dict(),
                 "data_fingerprint": data.manifest.fingerprint(),
@@ -1069,13 +1076,8 @@ def run_stage(
 def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bool, data_root,
                observer: Observer | None, init_id: str, strict_resume: bool, data: StageData | None) -> StageSummary:
     """`run_stage` within its own RNG: reuse a finished stage, else load, fit and finish it."""
-    done = completed(cfg, out_dir, init_id) if resume else None
-    if done is not None and strict_resume and data is None and _trained_on_other_images(cfg, out_dir, data_root):
-        raise InputError(f"--out {out_dir}: holds a stage finished on other images (its dataset changed since); add "
-                         "--force instead of --resume to train it again")
+    done = _kept(cfg, out_dir, data_root, observer, init_id, strict_resume, data) if resume else None
     if done is not None:
-        line = early_stop_line(cfg, out_dir, init_id) or f"{cfg.name} already complete in {out_dir}"
-        _notify(observer, "message", {"text": line})
         return done
     torch.manual_seed(cfg.seed)
     if data is None:
@@ -1107,6 +1109,25 @@ def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bo
         raise interrupted(cfg, out_dir, f"while its files were written, after epoch {state.epoch}", exc) from None
     except RuntimeFailure as exc:  # a full disk: last.safetensors is kept, and --resume finishes the stage
         raise RuntimeFailure(f"stage {cfg.name}: {exc}; {saved_line(out_dir)}") from None
+
+
+def _kept(cfg: StageConfig, out_dir: Path, data_root, observer: Observer | None, init_id: str, strict_resume: bool,
+          data: StageData | None) -> StageSummary | None:
+    """The summary of a finished stage that --resume keeps (`completed`), said so; refused when it is no longer what
+    finished: trained on other images than its dataset lists now, or its model file replaced or corrupted since (the
+    next stage would start from those weights, and classify score with them)."""
+    done = completed(cfg, out_dir, init_id)
+    if done is None:
+        return None
+    if strict_resume and data is None and _trained_on_other_images(cfg, out_dir, data_root):
+        raise InputError(f"--out {out_dir}: holds a stage finished on other images (its dataset changed since); add "
+                         "--force instead of --resume to train it again")
+    if weights_altered(out_dir / MODEL_FILE, stage_status(out_dir)):
+        raise altered_weights(out_dir / MODEL_FILE, "add --force instead of --resume to train it again, or restore "
+                              "the file")
+    line = early_stop_line(cfg, out_dir, init_id) or f"{cfg.name} already complete in {out_dir}"
+    _notify(observer, "message", {"text": line})
+    return done
 
 
 def _notify(observer: Observer | None, event: str, data: dict) -> None:
