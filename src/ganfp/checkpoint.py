@@ -147,7 +147,12 @@ def weights_altered(file: Path, done: dict | None) -> bool:
     A meta.json of an older ganfp records none, and other files (a lone weights file) have none: they pass.
     """
     recorded = (done or {}).get("weights_sha256")
-    return recorded is not None and file.name == MODEL_FILE and file_sha256(file) != recorded
+    if recorded is None or file.name != MODEL_FILE:
+        return False
+    try:
+        return file_sha256(file) != recorded
+    except OSError as exc:
+        raise InputError(f"{file}: cannot be read to check it against its meta.json ({exc.strerror or exc})") from exc
 
 
 def altered_weights(file: Path, fix: str) -> InputError:
