@@ -863,6 +863,33 @@ def test_a_finished_stages_model_file_changed_since_is_refused_not_loaded(class_
     assert code == 0 and "skipped" in stdout, err
 
 
+def test_an_init_stage_whose_model_file_changed_is_refused_before_any_image_is_read(class_folder, tmp_path, run_cli,
+                                                                                    monkeypatch):
+    """--init's model file was checked against its meta.json only when loaded: after the stage's images were decoded,
+    minutes on a big dataset. The check before work hashes it, once a run (each validation of the settings asks)."""
+    import ganfp.checkpoint
+    import ganfp.train
+
+    tiny = ["--model", "conv5", "--image-size", "16", "--batch-size", "8", "--epochs", "1",
+            "--data-root", tmp_path / "root"]
+    out, file = tmp_path / "s1", tmp_path / "s1" / "model.safetensors"
+    assert run_cli("train-stage", "--data", class_folder, "--out", out, *tiny)[0] == 0
+    read, hashed = [], []
+    load_images, file_sha256 = ganfp.train.load_images, ganfp.checkpoint.file_sha256
+    monkeypatch.setattr(ganfp.train, "load_images", lambda *a, **kw: read.append(a) or load_images(*a, **kw))
+    monkeypatch.setattr(ganfp.checkpoint, "file_sha256", lambda p: hashed.append(Path(p)) or file_sha256(p))
+    assert run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s2", "--init", out, *tiny)[0] == 0
+    assert read and hashed.count(file) == 2  # once before work, once as loaded
+    flip_tensor_byte(file)
+    read.clear()
+    words = (f"{file}: does not match the weights_sha256 in its meta.json (replaced or corrupted after the stage "
+             "finished); train the stage again (--force) or restore the file")
+    for given in (out, file):
+        code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s3", "--init", given, *tiny)
+        assert code == 2 and err.strip().splitlines() == [f"error: stage s3: init: {words}"], err
+    assert read == [] and not (tmp_path / "s3").exists()  # refused before its images were read or --out touched
+
+
 def test_the_decode_line_says_whether_the_images_were_decoded_or_read_from_the_cache(class_folder, tmp_path):
     from ganfp.train import load_stage_images
 

@@ -27,7 +27,7 @@ from ganfp.checkpoint import (
     altered_weights,
     resume_header,
     stage_status,
-    weights_altered,
+    weights_altered_once,
 )
 from ganfp.data.manifest import Manifest, is_dicom, is_nifti
 from ganfp.data.medical import parse_window
@@ -572,7 +572,7 @@ def plan_stages(
 def _check_kept_weights(cfg: StageConfig, out_dir: Path, done: dict) -> None:
     """A kept stage's model file must be the one it finished with: the next stage would start from a file copied in
     from another run, or corrupted on disk, and the run would call it current."""
-    if weights_altered(out_dir / MODEL_FILE, done):
+    if weights_altered_once(out_dir / MODEL_FILE, done):  # once: the stage's own --resume check asks again
         raise altered_weights(out_dir / MODEL_FILE, f"retrain it with --from-stage {cfg.name}, or restore the file")
 
 

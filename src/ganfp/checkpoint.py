@@ -155,6 +155,27 @@ def weights_altered(file: Path, done: dict | None) -> bool:
         raise InputError(f"{file}: cannot be read to check it against its meta.json ({exc.strerror or exc})") from exc
 
 
+_UNALTERED: set[tuple] = set()  # (file's stat, recorded digest) that `weights_altered_once` found matching
+
+
+def weights_altered_once(file: Path, done: dict | None) -> bool:
+    """`weights_altered`, hashing a file once while it stays the same (inode, size, modification and change times):
+    each validation of a stage's settings checks its start (the command's, then the stage's own; a chain's plan, then
+    its stages), and a model file can be hundreds of MB. `load_checkpoint` hashes what it loads regardless."""
+    try:
+        info = file.stat()
+    except OSError:
+        return weights_altered(file, done)  # refused in one line, naming why
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns,
+           (done or {}).get("weights_sha256"))
+    if key in _UNALTERED:
+        return False
+    altered = weights_altered(file, done)
+    if not altered:
+        _UNALTERED.add(key)
+    return altered
+
+
 def altered_weights(file: Path, fix: str) -> InputError:
     return InputError(f"{file}: does not match the weights_sha256 in its meta.json (replaced or corrupted after the "
                       f"stage finished); {fix}")

@@ -36,10 +36,11 @@ from ganfp.checkpoint import (
     load_resume,
     model_meta,
     resume_header,
+    retrain_hint,
     save_model,
     save_resume,
     stage_status,
-    weights_altered,
+    weights_altered_once,
 )
 
 # The knn pseudo-labeler's defaults are the membership scorer's (ganfp.membership.recipe). Importing them here puts
@@ -294,8 +295,9 @@ class StageConfig:
 
 
 def check_init_checkpoint(path: Path, model: str) -> None:
-    """A ganfp checkpoint to start from must describe `model`, rebuildable by ganfp (header only: cheap); a plain
-    state_dict must fit `model`."""
+    """A ganfp checkpoint to start from must describe `model`, rebuildable by ganfp (its header), and a finished
+    stage's model must be the file it finished with (hashed once per run: `weights_altered_once`); a plain state_dict
+    must fit `model`. All known before any image is decoded: the load found them after minutes of decoding."""
     from ganfp.checkpoint import check_model_meta, read_safetensors
     from ganfp.models.factory import check_weights_fit
 
@@ -310,6 +312,8 @@ def check_init_checkpoint(path: Path, model: str) -> None:
     check_model_meta(file, meta)
     if meta["model"] != model:
         raise InputError(f"{file}: holds a {meta['model']} model, not {model}")
+    if weights_altered_once(file, stage_status(file.parent)):
+        raise altered_weights(file, retrain_hint(file.parent, meta.get("stage")))
 
 
 def init_classes(path: Path) -> list[str] | None:
@@ -1122,7 +1126,7 @@ def _kept(cfg: StageConfig, out_dir: Path, data_root, observer: Observer | None,
     if strict_resume and data is None and _trained_on_other_images(cfg, out_dir, data_root):
         raise InputError(f"--out {out_dir}: holds a stage finished on other images (its dataset changed since); add "
                          "--force instead of --resume to train it again")
-    if weights_altered(out_dir / MODEL_FILE, stage_status(out_dir)):
+    if weights_altered_once(out_dir / MODEL_FILE, stage_status(out_dir)):  # a chain's plan hashed it
         raise altered_weights(out_dir / MODEL_FILE, "add --force instead of --resume to train it again, or restore "
                               "the file")
     line = early_stop_line(cfg, out_dir, init_id) or f"{cfg.name} already complete in {out_dir}"
