@@ -171,9 +171,11 @@ ZSTD = b"\x28\xb5\x2f\xfd not really zstd"
      "casia.zip", "CASIA2/more.7z", "7z x more.7z) in the unpacked casia.zip, remove it, and pass that folder"),
     (lambda p: _tar(p / "casia.tar.gz", GOOD_MEMBERS + [("CASIA2/Tp.tar.zst", ZSTD)]),
      "casia.tar.gz", "CASIA2/Tp.tar.zst", "tar --zstd -xf Tp.tar.zst) in the unpacked casia.tar.gz"),
+    (lambda p: _tar(p / "casia.tar", GOOD_MEMBERS + [("CASIA2/more.7z", b"7z")]),
+     "casia.tar", "CASIA2/more.7z", "7z x more.7z) in the unpacked casia.tar, remove it, and pass that folder"),
     (lambda p: _folder(p / "casia", [("CASIA2.zip", _zip(p / "inner.zip", [("CASIA2/Au.rar", b"Rar!")]).read_bytes())]),
      "casia/CASIA2.zip", "CASIA2/Au.rar", "unrar x Au.rar) in the unpacked CASIA2.zip"),
-], ids=["rar-in-folder", "zstd-tar-in-folder", "7z-in-zip", "zst-in-tar-gz", "rar-in-zip-in-folder"])
+], ids=["rar-in-folder", "zstd-tar-in-folder", "7z-in-zip", "zst-in-tar-gz", "7z-in-tar", "rar-in-zip-in-folder"])
 def test_an_archive_ganfp_cannot_unpack_inside_the_source_is_refused_naming_both(tmp_path, run_cli, make, holder,
                                                                                   member, advice):
     """A .rar, .7z or zstd archive inside a --from folder or archive was kept as a loose file: the dataset was
@@ -183,6 +185,38 @@ def test_an_archive_ganfp_cannot_unpack_inside_the_source_is_refused_naming_both
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"error: {tmp_path / holder}: holds {member}, " in err and advice in err
     assert "Traceback" not in err and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("make, holder", [
+    (lambda p: _tar(p / "casia.tar", GOOD_MEMBERS + [("CASIA2/more.7z", b"7z")]), "casia.tar"),
+    (lambda p: _folder(p / "casia", [("CASIA2.tar", _tar(p / "inner.tar", GOOD_MEMBERS + [("CASIA2/more.7z", b"7z")])
+                                      .read_bytes())]), "casia/CASIA2.tar"),
+], ids=["tar", "tar-in-folder"])
+def test_an_archive_ganfp_cannot_unpack_inside_a_tar_is_refused_before_anything_is_unpacked(tmp_path, run_cli,
+                                                                                          monkeypatch, make, holder):
+    """A zip's members were checked before any work, a tar's only as it was unpacked: after the members before it,
+    gigabytes maybe. An uncompressed tar's headers are as cheap to list (tarfile seeks over the data)."""
+    source, written = make(tmp_path), []
+    monkeypatch.setattr(archive, "_write", lambda *args: written.append(args[2]))
+    code, _, err = run_cli("fetch-data", "casia", "--from", source, "--data-root", tmp_path / "data")
+    assert code == 2 and err.strip().splitlines() == [
+        f"error: {tmp_path / holder}: holds CASIA2/more.7z, .7z archives are not supported; unpack it yourself "
+        f"(7z x more.7z) in the unpacked {Path(holder).name}, remove it, and pass that folder with --from"], err
+    assert written == [] and not (tmp_path / "data").exists()
+
+
+def test_a_compressed_tar_is_not_listed_before_work_even_when_named_tar(tmp_path):
+    """Listing a compressed tar decompresses all of it (a fifth to most of an unpack's time): its members are
+    checked as it is unpacked, once. A `.tar` is listed by its headers alone."""
+    members = GOOD_MEMBERS + [("CASIA2/more.7z", b"7z")]
+    with pytest.raises(InputError, match="casia.tar: holds CASIA2/more.7z"):
+        archive.check_members(_tar(tmp_path / "casia.tar", members))
+    gzipped = _tar(tmp_path / "casia.tar.gz", members)
+    (tmp_path / "gzipped.tar").write_bytes(gzipped.read_bytes())
+    for made in (gzipped, tmp_path / "gzipped.tar"):
+        archive.check_members(made)  # not listed
+        with pytest.raises(InputError, match=f"{made.name}: holds CASIA2/more.7z"):
+            unpack(made, tmp_path / f"out-{made.name}", max_bytes=10**6)
 
 
 def test_pillow_image_size_limit_stays_on():

@@ -85,19 +85,29 @@ def check_inner(holder: str | Path, name: str, zstd_frame: bool = False, in_fold
     raise InputError(f"{holder}: holds {name}, {why} {where}, remove it, and {then}")
 
 
-def check_zip_members(path: Path, shown: str | Path | None = None) -> None:
-    """`check_inner` for every member of a zip, from its central directory alone: cheap enough to run before any
-    work. (A tar is checked as it is unpacked: listing a tar.gz means decompressing all of it.)"""
-    if archive_kind(path) != "zip":
-        return
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = [i.filename for i in zf.infolist() if not i.is_dir()]
-    except (OSError, *DAMAGED):
-        return  # reported where it is unpacked
-    for name in names:
+def check_members(path: Path, shown: str | Path | None = None) -> None:
+    """`check_inner` for every member of a zip (its central directory) or of an uncompressed tar (its headers;
+    tarfile seeks over the data): cheap enough to run before any work. A compressed tar is checked as it is
+    unpacked: listing a tar.gz, .tar.bz2 or .tar.xz means decompressing all of it (a fifth to most of an unpack)."""
+    for name in _member_files(path):
         if not is_macos_forks(PurePosixPath(name.replace("\\", "/"))):
             check_inner(shown or path, name)
+
+
+def _member_files(path: Path) -> list[str]:
+    """The files a zip or a `.tar` lists; none for another file, nor for a damaged or compressed `.tar` (reported,
+    or decompressed, where it is unpacked)."""
+    kind = archive_kind(path)
+    if kind != "zip" and not path.name.lower().endswith(".tar"):
+        return []
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as zf:
+                return [i.filename for i in zf.infolist() if not i.is_dir()]
+        with tarfile.open(path, "r:") as tf:  # "r:": a compressed stream is refused, not decompressed
+            return [m.name for m in tf.getmembers() if m.isfile()]
+    except (OSError, *DAMAGED):
+        return []
 
 
 def starts_with(path: Path, magic: bytes) -> bool:
@@ -252,7 +262,8 @@ def _unpack_zip(archive: Path, dest: Path, budget: _Budget, shown) -> None:
 
 def _unpack_tar(archive: Path, dest: Path, budget: _Budget, shown) -> None:
     """One streaming pass (a tar.gz is not read twice), so an archive ganfp cannot unpack inside is refused when
-    met; the caller removes what was unpacked before it."""
+    met; the caller removes what was unpacked before it. (A `.tar` given to fetch was listed before any work:
+    `check_members`.)"""
     with tarfile.open(archive, "r:*") as tf:
         for member in tf:  # one streaming pass: a tar.gz is not read twice
             rel = safe_relpath(archive, member.name)

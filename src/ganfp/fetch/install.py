@@ -21,7 +21,7 @@ from ganfp.fetch.archive import (
     archive_kind,
     check_inner,
     check_supported,
-    check_zip_members,
+    check_members,
     misnamed_kind,
     starts_with,
     unpack,
@@ -154,7 +154,7 @@ def _check_source(raw) -> None:
         raise InputError(f"--from {raw}: no such file or folder")
     if path.is_file():
         check_supported(path)
-        check_zip_members(path)
+        check_members(path)
     if path.is_dir():
         _check_inner_archives(path)
     kind = path.is_file() and misnamed_kind(path)
@@ -170,7 +170,7 @@ def _check_inner_archives(folder: Path) -> None:
     for path in _files_under(folder):
         rel = path.relative_to(folder).as_posix()
         check_inner(folder, rel, archive_kind(path) is not None and starts_with(path, ZSTD_MAGIC), in_folder=True)
-        check_zip_members(path, folder / rel)
+        check_members(path, folder / rel)
 
 
 def _check_route(info: DatasetInfo, via: str | None) -> None:
