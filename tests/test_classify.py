@@ -323,6 +323,22 @@ def test_newest_chain_run_is_the_default_checkpoint(run_cli, case, tmp_path):
     assert json.loads(stdout)["checkpoint"].endswith("s2")
 
 
+def test_no_chain_message_points_at_the_generated_folder_beside_the_real_one(run_cli, case, tmp_path):
+    """A test set's real_unknown_1/ given alone runs the classifier; with no chain the message said only to
+    train one, though the membership scorers need none and generated_1/ sits beside it."""
+    real, gen, _, root = case
+    test = tmp_path / "test"
+    shutil.copytree(real, test / "real_unknown_1")
+    shutil.copytree(gen, test / "generated_1")
+    args = ["--out", tmp_path / "sub.csv", "--runs-dir", tmp_path / "runs", *root]
+    code, _, err = run_cli("classify", test / "real_unknown_1", *args)
+    one_line_error(code, err, "no finished chain run", f"pass --generated {test / 'generated_1'}")
+    shutil.copytree(real, tmp_path / "lone" / "real")
+    code, _, err = run_cli("classify", tmp_path / "lone" / "real", *args)  # no generated folder beside it
+    one_line_error(code, err, "no finished chain run", "pass --generated GEN_DIR")
+    assert not (tmp_path / "sub.csv").exists()
+
+
 def test_ids_file_must_match_the_images(run_cli, case, tmp_path):
     real, gen, labels, root = case
     ids = tmp_path / "ids.txt"

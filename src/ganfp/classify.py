@@ -421,14 +421,15 @@ def check_checkpoint_used(checkpoint: str, unused: bool, runs_dir) -> None:
                          "--method classifier, --features checkpoint and --calibrate")
 
 
-def check_checkpoint_read(checkpoint: str | None, runs_dir, image_size: int | None) -> None:
+def check_checkpoint_read(checkpoint: str | None, runs_dir, image_size: int | None,
+                          instead: str = "or pass --checkpoint") -> None:
     """The checkpoint the classifier or the checkpoint space reads, its header read before any image is decoded,
     and an --image-size that is not the size it was trained at refused: its network reads every image at that
     size, so another one would be ignored without a word."""
     from ganfp.checkpoint import check_model_meta, read_safetensors
     from ganfp.membership.features import checkpoint_file
 
-    file = checkpoint_file(checkpoint, runs_dir)
+    file = checkpoint_file(checkpoint, runs_dir, instead)
     meta = read_safetensors(file, tensors=False)[1]
     check_model_meta(file, meta)
     if image_size is not None and image_size != meta["image_size"]:
@@ -528,8 +529,28 @@ def check_scoring(sets: RealSets, real: str, asked: Recipe, checkpoint: str | No
     if membership:
         check_enough_real(real, len(sets.real), method)
     if not membership or asked.features == "checkpoint":
-        check_checkpoint_read(checkpoint, runs_dir, image_size)
+        implied = sets.generated is None and method is None
+        check_checkpoint_read(checkpoint, runs_dir, image_size,
+                              no_generated_hint(real) if implied else "or pass --checkpoint")
     return membership
+
+
+def no_generated_hint(real: str) -> str:
+    """How the no-chain message ends when the classifier was only implied, by no generated images: a user who
+    forgot --generated, or gave a test set's real_unknown_1/ without the generated_1/ beside it, was told to
+    train the paper's chain, when the membership scorers need no chain. A lone generated folder beside REAL is
+    named."""
+    from ganfp.data.adapters.imageclef import GENERATED, _norm
+
+    path = Path(real).expanduser()
+    try:
+        beside = [p for p in path.parent.iterdir() if p.is_dir() and p.name != path.name
+                  and GENERATED.match(_norm(p.name))] if path.is_dir() else []
+    except OSError:  # a parent that cannot be listed: the hint without a name
+        beside = []
+    gen = beside[0] if len(beside) == 1 else "GEN_DIR"
+    return (f"or pass --checkpoint; {real} brings no generated images, so classify runs the paper's classifier: "
+            f"to compare the real images with the generator's images (no chain needed), pass --generated {gen}")
 
 
 def checkpoint_reading(reading: MedicalReading | None, checkpoint: str | None,

@@ -58,14 +58,15 @@ def downsample(images_u8: torch.Tensor, size: int) -> torch.Tensor:
     return out
 
 
-def checkpoint_file(checkpoint: str | Path | None, runs_dir=None) -> Path:
-    """The model.safetensors behind a stage folder, a chain run folder, or the newest chain run."""
+def checkpoint_file(checkpoint: str | Path | None, runs_dir=None, instead: str = "or pass --checkpoint") -> Path:
+    """The model.safetensors behind a stage folder, a chain run folder, or the newest chain run (`instead` ends
+    the message when there is none: what the caller offers besides one)."""
     from ganfp.checkpoint import MODEL_FILE, resolve_checkpoint
 
     path = Path(checkpoint) if checkpoint else None
     if path is not None and path.is_file():
         return path.resolve()
-    return (resolve_checkpoint(path, runs_dir) / MODEL_FILE).resolve()
+    return (resolve_checkpoint(path, runs_dir, instead) / MODEL_FILE).resolve()
 
 
 def checkpoint_meta(file: Path) -> dict:
