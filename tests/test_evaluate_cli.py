@@ -139,6 +139,7 @@ def test_bad_label_files_exit_2_with_one_line(tmp_path, run_cli):
         "id,label\na,2\nb,0\n": "truth.csv:2: label '2' is not 0 or 1",
         "id,label\na,1\na,0\n": "truth.csv:3: id 'a' more than once",
         "id,score\na,0.1\nb,0.2\n": "ground truth needs an id and a label column",
+        "id,label,score\na,1,0.1\nb,0,0.2\n": "evaluate takes PREDS first, then LABELS",  # the two swapped
     }
     for text, fragment in cases.items():
         truth = write(tmp_path / "truth.csv", text)

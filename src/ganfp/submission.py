@@ -395,7 +395,9 @@ def read_labels(path) -> Labels:
     require_path("path", path)
     preds = _read_table(path, None, submission=False)
     if preds.labels is None or preds.scores is not None:
-        raise InputError(f"{path}:1: ground truth needs an id and a label column only, found {preds.format!r}")
+        swapped = "; a file of scores is predictions: evaluate takes PREDS first, then LABELS" \
+            if preds.scores is not None else ""
+        raise InputError(f"{path}:1: ground truth needs an id and a label column only, found {preds.format!r}{swapped}")
     return Labels(preds.ids, preds.labels)
 
 
