@@ -124,6 +124,15 @@ def test_bad_prediction_files_exit_2_with_one_line(tmp_path, labels, run_cli, te
     assert_one_line_error(*run_cli("evaluate", str(preds), str(labels)), *fragments)
 
 
+def test_an_id_in_another_unicode_form_is_named(tmp_path, run_cli):
+    """`scan_é` typed (NFC) and `scan_é` in a file name copied from macOS (NFD) print alike: the bare message
+    named an id that looked present in LABELS."""
+    nfc, nfd = [f"scan_\xe9_{n}" for n in range(4)], [f"scan_e\u0301_{n}" for n in range(4)]
+    truth = write(tmp_path / "truth.csv", "id,label\n" + "".join(f"{i},{n % 2}\n" for n, i in enumerate(nfc)))
+    preds = write(tmp_path / "pred.csv", "id,score\n" + "".join(f"{i},0.{n}\n" for n, i in enumerate(nfd)))
+    assert_one_line_error(*run_cli("evaluate", str(preds), str(truth)), f"it has {nfc[0]!r}")
+
+
 def test_binary_files_exit_2_with_one_line(tmp_path, labels, run_cli):
     blob = tmp_path / "blob.csv"
     blob.write_bytes(bytes(range(256)) * 4)

@@ -5,6 +5,7 @@ Ids are matched by name, never by line order, and every mismatch is an InputErro
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,9 +64,11 @@ class EvaluationReport:
 
 def _near_miss(image_id: str, truth_ids: list[str]) -> str:
     """`; it has 'x' ...` when a ground-truth id differs from `image_id` only in what two tools write differently:
-    a folder, an image extension, the case, leading zeros (`007` vs `7`). Ids still have to match exactly."""
+    a folder, an image extension, the case, leading zeros (`007` vs `7`), the Unicode form of an accented letter
+    (macOS's NFD file names beside typed NFC text: the two print alike, so the bare message named an id that
+    looked present). Ids still have to match exactly."""
     def loose(i: str) -> str:
-        key = cell_id(i).lower()
+        key = unicodedata.normalize("NFC", cell_id(i)).lower()
         return (key.lstrip("0") or "0") if key.isdigit() else key
 
     key = loose(image_id)
