@@ -110,6 +110,8 @@ def test_no_used_prediction_says_precision_is_zero(tmp_path, labels, run_cli):
         ("id,label\n" + "".join(f"x{i},1\n" for i in range(200)), ["pred.csv:2: id 'x0' is not in"]),
         ("id,label\n" + "".join(f"test/{i}.png,1\n" for i in IDS),
          ["pred.csv:2: id 'test/real_unknown_0001.png' is not in", "it has 'real_unknown_0001'"]),
+        ("".join(f"{i}.png,1\n" for i in IDS),  # headerless: the organisers' rules, and the same hint
+         ["pred.csv:1: wrong figure id 'real_unknown_0001.png'", "it has 'real_unknown_0001'"]),
         ("id,label\n" + "".join(f"{i.upper()},1\n" for i in IDS),
          ["pred.csv:2: id 'REAL_UNKNOWN_0001' is not in", "it has 'real_unknown_0001'", "matched exactly"]),
         ("id,label\n" + "".join(f"{i},1\n" for i in IDS[:150]), ["pred.csv: 50 of the 200 ids", "have no prediction"]),

@@ -5,12 +5,10 @@ Ids are matched by name, never by line order, and every mismatch is an InputErro
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ganfp.data.manifest import cell_id
 from ganfp.errors import InputError, require_number, require_path
 from ganfp.metrics import baseline_rows, binary_metrics
 from ganfp.submission import (
@@ -18,6 +16,7 @@ from ganfp.submission import (
     Predictions,
     constant_labelling,
     decide,
+    near_miss,
     preview_ids,
     read_labels,
     read_predictions,
@@ -62,27 +61,13 @@ class EvaluationReport:
         }
 
 
-def _near_miss(image_id: str, truth_ids: list[str]) -> str:
-    """`; it has 'x' ...` when a ground-truth id differs from `image_id` only in what two tools write differently:
-    a folder, an image extension, the case, leading zeros (`007` vs `7`), the Unicode form of an accented letter
-    (macOS's NFD file names beside typed NFC text: the two print alike, so the bare message named an id that
-    looked present). Ids still have to match exactly."""
-    def loose(i: str) -> str:
-        key = unicodedata.normalize("NFC", cell_id(i)).lower()
-        return (key.lstrip("0") or "0") if key.isdigit() else key
-
-    key = loose(image_id)
-    match = next((t for t in truth_ids if loose(t) == key), None)
-    return f"; it has {match!r} (ids are matched exactly)" if match is not None else ""
-
-
 def _align(preds: Predictions, preds_path, truth_ids: list[str], labels_path) -> np.ndarray:
     """Index into `preds` for each ground-truth id; any id on one side only is an InputError."""
     truth = set(truth_ids)
     for image_id, line in zip(preds.ids, preds.lines):
         if image_id not in truth:
             raise InputError(f"{preds_path}:{line}: id {image_id!r} is not in {labels_path}"
-                             + _near_miss(image_id, truth_ids))
+                             + near_miss(image_id, truth_ids))
     position = {image_id: i for i, image_id in enumerate(preds.ids)}
     missing = [i for i in truth_ids if i not in position]
     if missing:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -53,6 +54,7 @@ class Problem:
 
     line: int
     reason: str
+    image_id: str | None = field(default=None, compare=False, repr=False)  # a wrong id, for `near_miss`
 
     def where(self, path) -> str:
         """The one-line message `<file>:<line>: <reason>`."""
@@ -174,7 +176,7 @@ def _official_row(line: str, n: int, ids: set[str] | None, seen: dict[str, int],
     if not image_id:
         return Problem(n, "wrong figure id '': the id is empty")
     if ids is not None and image_id not in ids:
-        return Problem(n, f"wrong figure id {image_id!r}: not one of the {len(ids)} test ids")
+        return Problem(n, f"wrong figure id {image_id!r}: not one of the {len(ids)} test ids", image_id)
     if image_id in seen:
         return Problem(n, f"same figure id {image_id!r} more than once (first on line {seen[image_id]})")
     token = tokens[1].strip()
@@ -187,6 +189,20 @@ def _official_row(line: str, n: int, ids: set[str] | None, seen: dict[str, int],
     if label < 0:
         return Problem(n, f"score {label} is smaller than 0 (must be 0 = not used or 1 = used)")
     return image_id, label
+
+
+def near_miss(image_id: str, truth_ids: list[str]) -> str:
+    """`; it has 'x' ...` when a ground-truth id differs from `image_id` only in what two tools write differently:
+    a folder, an image extension, the case, leading zeros (`007` vs `7`), the Unicode form of an accented letter
+    (macOS's NFD file names beside typed NFC text: the two print alike, so the bare message named an id that
+    looked present). Ids still have to match exactly."""
+    def loose(i: str) -> str:
+        key = unicodedata.normalize("NFC", cell_id(i)).lower()
+        return (key.lstrip("0") or "0") if key.isdigit() else key
+
+    key = loose(image_id)
+    match = next((t for t in truth_ids if loose(t) == key), None)
+    return f"; it has {match!r} (ids are matched exactly)" if match is not None else ""
 
 
 def separator_hint(line: str) -> str:
@@ -378,9 +394,11 @@ def _read_table(path, ids: Iterable[str] | None, submission: bool) -> Prediction
         preds = _read_headered(path, lines, columns)
     else:
         if ids is not None:
+            ids = list(ids)
             problems = validate_submission(lines, ids)
             if problems:
-                raise InputError(problems[0].where(path))
+                first = problems[0]
+                raise InputError(first.where(path) + (near_miss(first.image_id, ids) if first.image_id else ""))
         preds = _read_official(path, lines)
     preds.bom = columns is None and starts_with_bom(path)
     return preds
