@@ -540,12 +540,12 @@ def no_generated_hint(real: str) -> str:
     forgot --generated, or gave a test set's real_unknown_1/ without the generated_1/ beside it, was told to
     train the paper's chain, when the membership scorers need no chain. A lone generated folder beside REAL is
     named."""
-    from ganfp.data.adapters.imageclef import GENERATED, _norm
+    from ganfp.data.adapters.imageclef import names_generated
 
     path = Path(real).expanduser()
     try:
         beside = [p for p in path.parent.iterdir() if p.is_dir() and p.name != path.name
-                  and GENERATED.match(_norm(p.name))] if path.is_dir() else []
+                  and names_generated(p.name)] if path.is_dir() else []
     except OSError:  # a parent that cannot be listed: the hint without a name
         beside = []
     gen = beside[0] if len(beside) == 1 else "GEN_DIR"

@@ -29,7 +29,7 @@ def _real_folder(path: Path, reading: MedicalReading | None, generated: str | No
                          f"e.g. ganfp classify {path / tests[0]} --generated {beside}")
     if tests:
         return imageclef.load_part(path, "test", f"folder:{path}", str(path), reading)
-    beside = tuple(p.name for p in subdirs if imageclef.GENERATED.match(imageclef._norm(p.name)))
+    beside = tuple(p.name for p in subdirs if imageclef.names_generated(p.name))
     given = Path(generated).expanduser().resolve() if generated else None
     named = tuple(p.name for p in subdirs if given is not None and p.resolve() == given)
     manifest = folder_manifest(path, exclude=beside + named, reading=reading)

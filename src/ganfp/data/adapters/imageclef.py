@@ -38,6 +38,11 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s-]+", "_", name.strip().lower())
 
 
+def names_generated(folder_name: str) -> bool:
+    """Whether a folder's name marks the generator's images (`generated/`, `Generated_1/`, `generated-2/`)."""
+    return GENERATED.match(_norm(folder_name)) is not None
+
+
 def _dirs(folder: Path) -> list[Path]:
     """Every folder under `folder` (itself included), not hidden, at most MAX_DEPTH deep."""
     found = []
