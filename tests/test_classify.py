@@ -242,16 +242,23 @@ def test_checkpoint_file_of_any_name(run_cli, case, tmp_path):
     assert json.loads(stdout)["checkpoint"] == str(weights)
 
 
+def membership_stage(class_folder, epochs: int):
+    """A tiny conv5 stage over `class_folder`'s two classes renamed not_used/ and used/: a classifier checkpoint."""
+    from ganfp.train import StageConfig
+
+    for name, cls in (("a", "not_used"), ("b", "used")):
+        (class_folder / name).rename(class_folder / cls)
+    return StageConfig(name="s", dataset=str(class_folder), model="conv5", init="none", image_size=32, batch_size=8,
+                       epochs=epochs, device="cpu")
+
+
 def test_an_interrupted_stage_is_refused_until_it_is_finished(run_cli, case, class_folder, tmp_path):
     """A stage stopped midway holds only its best epoch so far: classify says so instead of scoring with it."""
     from ganfp.errors import Interrupted
-    from ganfp.train import StageConfig, run_stage
+    from ganfp.train import run_stage
 
     real, gen, _, root = case
-    for name, cls in (("a", "not_used"), ("b", "used")):
-        (class_folder / name).rename(class_folder / cls)
-    cfg = StageConfig(name="s", dataset=str(class_folder), model="conv5", init="none", image_size=32, batch_size=8,
-                      epochs=2, device="cpu")
+    cfg = membership_stage(class_folder, epochs=2)
     stage, out = tmp_path / "stage", tmp_path / "sub.csv"
 
     def stop_after_the_first_epoch(event, data):
@@ -274,13 +281,10 @@ def test_an_interrupted_stage_is_refused_until_it_is_finished(run_cli, case, cla
 def test_a_finished_stage_whose_model_file_changed_since_is_refused(run_cli, case, class_folder, tmp_path):
     """A model file replaced or corrupted after its stage finished (flipped bits still load) was scored with, without
     a word: its meta.json records the file's SHA-256. The same file given alone, no meta.json beside it, is used."""
-    from ganfp.train import StageConfig, run_stage
+    from ganfp.train import run_stage
 
     real, gen, _, root = case
-    for name, cls in (("a", "not_used"), ("b", "used")):
-        (class_folder / name).rename(class_folder / cls)
-    cfg = StageConfig(name="s", dataset=str(class_folder), model="conv5", init="none", image_size=32, batch_size=8,
-                      epochs=1, device="cpu")
+    cfg = membership_stage(class_folder, epochs=1)
     stage, out = tmp_path / "stage", tmp_path / "sub.csv"
     run_stage(cfg, stage, data_root=root[1])
     flip_tensor_byte(stage / "model.safetensors")
