@@ -273,6 +273,10 @@ def test_read_ids(tmp_path):
     path.write_text("a\nb\na")
     with pytest.raises(InputError, match=r"ids.txt:3: id 'a' listed twice"):
         read_ids(path)
+    path.write_text("id,label\na,1\n")  # a labels file given as --ids
+    with pytest.raises(InputError, match=r"ids.txt:1: 'id,label' is a CSV row; a file of ids holds one image id per "
+                                         r"line \(like the task's image_ids.txt\), no commas"):
+        read_ids(path)
 
 
 def test_write_scores_round_trips_exactly(tmp_path):

@@ -142,13 +142,18 @@ def without_trailing_blanks(lines: list[str]) -> list[str]:
 
 
 def read_ids(path) -> list[str]:
-    """A list of image ids, one per line (like image_ids.txt); blank lines are skipped."""
+    """A list of image ids, one per line (like image_ids.txt); blank lines are skipped. A line with a comma is a CSV
+    row (a labels or submission file given by mistake): no id holds one (`writable_id`), and the run was refused
+    as every listed id lacking an image, which did not say what the file should be."""
     require_path("path", path)
     ids, seen = [], {}
     for n, line in enumerate(read_lines(path), 1):
         image_id = line.strip()
         if not image_id:
             continue
+        if "," in image_id:
+            raise InputError(f"{path}:{n}: {image_id!r} is a CSV row; a file of ids holds one image id per line "
+                             "(like the task's image_ids.txt), no commas")
         if image_id in seen:
             raise InputError(f"{path}:{n}: id {image_id!r} listed twice (first on line {seen[image_id]})")
         seen[image_id] = n
