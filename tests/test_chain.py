@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
-import hashlib
 
 import numpy as np
 import pytest
 import torch
 from helpers.checkpoints import flip_tensor_byte
+from helpers.images import write_class_folder
 from PIL import Image
 
 from ganfp.chain import builtin_chains, load_chain, run_chain, stage_configs
 from ganfp.checkpoint import load_checkpoint
 from ganfp.errors import InputError
 from ganfp.models import list_models
-
-from helpers.images import write_class_folder
 
 
 def write_chain(tmp_path, first, second) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.images import write_class_folder
 
 from ganfp import distributed
 from ganfp.checkpoint import read_safetensors
@@ -26,7 +27,6 @@ from ganfp.data.augment import BatchAugment
 from ganfp.errors import InputError
 from ganfp.train import StageConfig, even_batches, rank_shard, run_stage
 
-from helpers.images import write_class_folder
 
 TOLERANCE = 1e-4  # float rounding: two half-batch gradients averaged vs one full-batch gradient
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.submission import CASE_FILES, CASE_REASONS, REFERENCE
 
 from ganfp.evaluation import evaluate_files
 from ganfp.submission import write_scores
 
-from helpers.submission import CASE_FILES, CASE_REASONS, REFERENCE
 
 IDS = [f"real_unknown_{i:04d}" for i in range(1, 201)]
 TRUTH = [i % 2 for i in range(1, 201)]

@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.images import write_class_folder
+from helpers.membership_cases import write_case
 
 import ganfp
 from ganfp import fileio
 from ganfp.errors import Interrupted, RuntimeFailure, StopSignal
 
-from helpers.images import write_class_folder
-from helpers.membership_cases import write_case
 
 SRC = str(Path(ganfp.__file__).resolve().parents[1])  # the processes started here run the ganfp this test imports
 POSIX = pytest.mark.skipif(os.name == "nt", reason="POSIX signals and advisory locks")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.images import write_class_folder
 
 import ganfp.train as train_mod
 from ganfp.data.adapters import load_manifest
@@ -17,7 +18,6 @@ from ganfp.inference import embed, predict_proba
 from ganfp.models import create_model
 from ganfp.train import StageConfig, run_stage
 
-from helpers.images import write_class_folder
 
 SETTINGS = ["--model", "conv5", "--image-size", "16", "--batch-size", "8", "--epochs", "2", "--lr", "0.01", "--device", "cpu"]
 

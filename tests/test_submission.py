@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.submission import CASE_FILES, CASE_REASONS, REFERENCE
 
 from ganfp.errors import InputError
 from ganfp.submission import (
@@ -18,7 +19,6 @@ from ganfp.submission import (
     write_submission,
 )
 
-from helpers.submission import CASE_FILES, CASE_REASONS, REFERENCE
 
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is absent")
 

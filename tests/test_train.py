@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import torch
 from helpers.checkpoints import flip_tensor_byte
+from helpers.images import write_class_folder
 
+from ganfp.chain import train_stage
 from ganfp.checkpoint import load_checkpoint, read_safetensors
 from ganfp.errors import InputError
-from ganfp.chain import train_stage
 from ganfp.train import StageConfig, run_stage
 
-from helpers.images import write_class_folder
 
 TINY = dict(model="conv5", image_size=16, batch_size=8, epochs=3, lr=0.01)
 
