@@ -240,6 +240,39 @@ def test_each_rename_of_a_batch_is_synced_to_its_folder_before_the_next(tmp_path
                       ("synced", "two")]
 
 
+class _FullSyncFcntl:
+    """fcntl as macOS has it: F_FULLFSYNC, which `refuse` file systems do not support; its locks are the real ones."""
+
+    F_FULLFSYNC = 51
+
+    def __init__(self, refuse: bool):
+        self.refuse, self.calls = refuse, []
+
+    def __getattr__(self, name):
+        import fcntl
+
+        return getattr(fcntl, name)
+
+    def fcntl(self, fd, command):
+        self.calls.append(command)
+        if self.refuse:
+            raise OSError(45, "Operation not supported")
+        return 0
+
+
+@pytest.mark.parametrize("refuse", [False, True], ids=["full-sync", "no-full-sync"])
+def test_outputs_are_flushed_past_the_drive_cache_where_the_os_can(tmp_path, monkeypatch, refuse):
+    """On macOS fsync leaves the data in the drive's cache, which a power cut loses: the file and the folder of a
+    rename are flushed with F_FULLFSYNC, and with plain fsync on a file system that refuses it."""
+    fake, fsynced = _FullSyncFcntl(refuse), []
+    monkeypatch.setattr(fileio, "fcntl", fake)
+    monkeypatch.setattr(fileio.os, "fsync", fsynced.append)
+    fileio.write_text(tmp_path / "sub.csv", "new")
+    assert (tmp_path / "sub.csv").read_text() == "new"
+    assert fake.calls == [fake.F_FULLFSYNC] * 2  # the file's data, then the folder holding its new name
+    assert len(fsynced) == (2 if refuse else 0)
+
+
 def test_a_folder_that_cannot_be_opened_is_not_synced_and_the_write_succeeds(tmp_path, monkeypatch):
     """Windows cannot open a folder to sync it: the outputs are still written, without a word."""
     real_open = os.open

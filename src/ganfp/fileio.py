@@ -25,6 +25,11 @@ from typing import Iterator
 
 from ganfp.errors import InputError, RuntimeFailure
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, and plain fsync
+    fcntl = None
+
 NEW_FILE_MODE = 0o666  # minus the umask, as open() gives any new file (mkstemp would force 0600)
 # what a write can hit after check_writable passed: the disk or the quota fills, a file grows past the file
 # system's limit, the file system turns read-only (an errno a read never gives, so a writer's own reads pass)
@@ -49,9 +54,7 @@ def _claim(tmp: Path):
     The kernel drops the lock with the process however it ends, so a temporary file nobody holds is one
     whose writer was killed (kill -9, a power cut): `_remove_abandoned` may delete it.
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no claims, and nothing is ever called abandoned
+    if fcntl is None:  # pragma: no cover - Windows: no claims, and nothing is ever called abandoned
         return None
     f = open(tmp, "rb")
     fcntl.flock(f.fileno(), fcntl.LOCK_EX)
@@ -67,9 +70,7 @@ def _remove_abandoned(path: Path) -> None:
     Outputs a user names (--out, --scores, --report) are in no folder ganfp locks, so the next write of the same
     output is what tidies up after a killed one.
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
+    if fcntl is None:  # pragma: no cover - Windows
         return
     pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp")
     for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
@@ -140,7 +141,7 @@ class OutputBatch:
         for tmp, target in self._staged:
             try:
                 with open(tmp, "rb+") as f:
-                    os.fsync(f.fileno())
+                    flush_to_disk(f.fileno())
             except OSError as exc:  # a network or quota file system may report a full disk only now
                 raise write_failure(target, exc) from None
         # The one window left: the renames run microseconds apart, and a crash between two of them (SIGKILL,
@@ -170,9 +171,23 @@ def sync_folder(folder: Path) -> None:
         return
     try:
         with contextlib.suppress(OSError):
-            os.fsync(fd)
+            flush_to_disk(fd)
     finally:
         os.close(fd)
+
+
+def flush_to_disk(fd: int) -> None:
+    """fsync, made to reach the disk on macOS too: there fsync only hands the data to the drive, whose cache may
+    lose it in a power cut, and F_FULLFSYNC (what SQLite uses) asks the drive to write it. A file system without
+    F_FULLFSYNC (some network and FAT volumes) refuses it: fsync is then the most that can be done."""
+    full_sync = getattr(fcntl, "F_FULLFSYNC", None) if fcntl else None
+    if full_sync is not None:
+        try:
+            fcntl.fcntl(fd, full_sync)
+            return
+        except OSError:
+            pass
+    os.fsync(fd)
 
 
 def sync_file(path: str | os.PathLike) -> None:
@@ -181,7 +196,7 @@ def sync_file(path: str | os.PathLike) -> None:
     reading."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        flush_to_disk(fd)
     except OSError as exc:
         if exc.errno != errno.EBADF:
             raise
@@ -377,9 +392,7 @@ def _lock_file(path: Path, blocking: bool) -> Iterator[bool]:
     none) and takes the lock again. Without fcntl (Windows) every lock is granted and no file is made:
     ganfp runs there as it did before it had locks.
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
+    if fcntl is None:  # pragma: no cover - Windows
         yield True
         return
     while True:
@@ -460,10 +473,11 @@ def writer_of(folder: str | os.PathLike) -> str | None:
     Probes with a shared lock, released at once; the lock file itself is left to its holder.
     """
     path = Path(folder) / LOCK_NAME
+    if fcntl is None:  # Windows: no locks
+        return None
     try:
-        import fcntl
         f = open(path, "r")
-    except (ImportError, OSError):  # no fcntl (Windows), or no lock file: nobody is writing
+    except OSError:  # no lock file: nobody is writing
         return None
     with f:
         try:
