@@ -217,6 +217,19 @@ def test_autoencoder_same_seed_same_numbers(case):
     assert not np.array_equal(runs[0], runs[2])
 
 
+def test_autoencoder_leaves_the_callers_rng_alone_on_every_device(case, monkeypatch):
+    """Its init is seeded in a fork of the CPU's and the training device's RNG: seeding every GPU (torch.manual_seed)
+    reset the random numbers of a notebook's other GPUs, which the fork does not put back."""
+    seeded_all = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", seeded_all.append)
+    gen = downsample(torch.from_numpy(case["generated"]), 16)
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    train_autoencoder(gen, AutoencoderConfig(size=16, width=8, code=16, steps=2, batch_size=16), seed=0, device=CPU)
+    assert torch.equal(torch.rand(3), expected) and seeded_all == [7, 7]  # the test's own two seeds only
+
+
 @pytest.mark.parametrize("exclude_self", [False, True])
 def test_blocked_nearest_matches_brute_force(monkeypatch, exclude_self):
     monkeypatch.setitem(distances.BLOCK_BUDGET, "cpu", 3 * 64 * 7)  # force many small blocks

@@ -67,6 +67,15 @@ def test_a_stage_leaves_the_callers_torch_rng_alone(class_folder, tmp_path):
     assert one == two
 
 
+def test_a_stage_seeds_no_gpu_it_does_not_train_on(class_folder, tmp_path, monkeypatch):
+    """torch.manual_seed seeds every GPU, and only the training device's RNG is put back after a stage: a notebook
+    with two GPUs found the other one's random numbers reset to the stage's seed."""
+    seeded_all = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", seeded_all.append)
+    run_stage(StageConfig(dataset=str(class_folder), **TINY), tmp_path / "one", data_root=tmp_path / "root")
+    assert seeded_all == []
+
+
 def test_a_deterministic_stage_leaves_torchs_settings_as_they_were(class_folder, tmp_path):
     assert not torch.are_deterministic_algorithms_enabled()
     cfg = StageConfig(dataset=str(class_folder), deterministic=True, **TINY)

@@ -70,6 +70,15 @@ def rng_untouched(device: torch.device | None = None):
         yield
 
 
+def seed_rng(seed: int, device: torch.device) -> None:
+    """Seed torch's CPU generator and `device`'s when it is a GPU, and no other: `torch.manual_seed` seeds every
+    GPU, while `rng_untouched` puts back only these two, so a notebook's other GPUs kept the stage's seed."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+
+
 def autocast(device: torch.device, enabled: bool = True):
     """bf16 autocast on CUDA; full fp32 on CPU, where bf16 is slower and changes numbers."""
     if device.type == "cuda" and enabled:

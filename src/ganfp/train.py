@@ -55,7 +55,8 @@ from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading, parse_window, window_problem, window_text, with_window
 from ganfp.data.split import split_indices, split_problem
-from ganfp.device import autocast, configure, device_name, device_problem, resolve_device, rng_untouched, settings_kept
+from ganfp.device import (autocast, configure, device_name, device_problem, resolve_device, rng_untouched, seed_rng,
+                          settings_kept)
 from ganfp.errors import MAX_SEED, InputError, Interrupted, RuntimeFailure, StopSignal, count, require_path
 from ganfp.fileio import (
     check_writable,
@@ -728,7 +729,7 @@ def prepare_fit(cfg: StageConfig, data: StageData, device: torch.device) -> Fit:
     manifest = data.manifest
     check_labels(cfg, manifest)
     train_idx, val_idx = split_indices(manifest, cfg.val_fraction, cfg.seed)
-    torch.manual_seed(cfg.seed)
+    seed_rng(cfg.seed, device)
     model, _ = build_model(cfg, manifest.classes, device)
     channels_last = device.type == "cuda"
     if channels_last:
@@ -888,7 +889,7 @@ def run_epoch(fit: Fit, epoch: int, observer) -> dict:
     """Train one epoch and evaluate it; returns its history row."""
     cfg, world = fit.cfg, distributed.world_size()
     shard = fit.batch_size // world
-    torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout etc.: same numbers after a resume
+    seed_rng(cfg.seed * 1_000_003 + epoch, fit.device)  # dropout etc.: same numbers after a resume
     rng = np.random.default_rng([cfg.seed, epoch])
     order = rank_shard(even_batches(rng.permutation(fit.train_idx), fit.batch_size), fit.batch_size)
     augment = (
@@ -1083,7 +1084,7 @@ def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bo
     done = _kept(cfg, out_dir, data_root, observer, init_id, strict_resume, data) if resume else None
     if done is not None:
         return done
-    torch.manual_seed(cfg.seed)
+    seed_rng(cfg.seed, device)
     if data is None:
         data = load_stage_images(cfg, data_root, observer)
     fit = prepare_fit(cfg, data, device)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ganfp.device import rng_untouched, seed_rng
+
 
 AE_VERSION = 1
 
@@ -62,8 +64,8 @@ class ConvAutoencoder(nn.Module):
 def train_autoencoder(generated: torch.Tensor, config: AutoencoderConfig, seed: int, device: torch.device,
                       on_step: Callable[[], None] | None = None) -> ConvAutoencoder:
     """Fit on `generated` (float (N, size, size) in [0, 1]); same seed on the CPU = same weights."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with rng_untouched(device):
+        seed_rng(seed, device)
         model = ConvAutoencoder(config.size, config.width, config.code).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
