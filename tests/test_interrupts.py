@@ -523,6 +523,46 @@ def test_a_chain_continues_an_interrupted_stage_with_more_epochs_and_refuses_few
     assert json.loads((stage / "meta.json").read_text())["extended"] == [{"after_epoch": 2, "epochs": [3, 4]}]
 
 
+def _files(folder: Path) -> dict:
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")} if folder.exists() else {}
+
+
+def test_a_dry_run_says_what_a_chain_would_train_and_writes_nothing(tmp_path, run_cli, monkeypatch):
+    """Before an hour of training a user can see which stages would train, which resume and which are kept, and
+    have every check made (`--from-stage` typos, datasets), without a stage trained or a file of the run written."""
+    import ganfp.train as train
+
+    args, real_epoch, runs = [*two_stage_chain(tmp_path), "--epochs", "2"], train.run_epoch, tmp_path / "runs"
+
+    def plan(*more):
+        code, out, err = run_cli(*args, "--dry-run", *more)
+        assert code == 0, err
+        return [(r["stage"], r["action"], r["why"]) for r in json.loads(out)]
+
+    assert plan() == [("one", "train", ""), ("two", "train", "")] and not runs.exists()
+
+    def stop_in_stage_two_epoch_2(fit, epoch, observer):
+        if fit.cfg.name == "two" and epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(fit, epoch, observer)
+
+    monkeypatch.setattr(train, "run_epoch", stop_in_stage_two_epoch_2)
+    assert run_cli(*args)[0] == 130
+    monkeypatch.undo()
+    before = _files(runs)
+    assert plan() == [("one", "keep", ""), ("two", "resume after epoch 1", "")]
+    lost = "its run interrupted after epoch 1 starts over"
+    assert plan("--from-stage", "one") == [("one", "train", "--from-stage"), ("two", "train", lost)]
+    assert plan("--from-stage", "two") == [("one", "keep", ""), ("two", "train", lost)]
+    assert plan("--seed", "1") == [("one", "train", "settings changed: seed 0 -> 1"), ("two", "train", lost)]
+    code, _, err = run_cli(*args, "--dry-run", "--from-stage", "tow")
+    assert code == 2 and error_line(err).startswith("--from-stage 'tow': not a stage of chain c"), err
+    assert _files(runs) == before
+    code, out, err = run_cli(*args)  # what the dry run said
+    assert code == 0 and "resuming two after epoch 1" in err
+    assert [r["status"] for r in json.loads(out)] == ["skipped", "trained"]
+
+
 @POSIX
 def test_a_signal_while_outputs_are_renamed_waits_for_the_last_rename(tmp_path, monkeypatch):
     """SIGTERM between two renames of one batch left the first output new and the second old: a stage's best model

@@ -36,7 +36,15 @@ from ganfp.errors import InputError, Interrupted, StopSignal, require_path
 from ganfp.fileio import check_writable, folder_lock, write_json, writer_of
 from ganfp.models import model_entry
 from ganfp.pseudo import PseudoSettings, check_source, pseudo_label
-from ganfp.stage_folder import check_out_dir, early_stop_kept, extension, extension_problem, setting_changes
+from ganfp.stage_folder import (
+    StageState,
+    check_out_dir,
+    early_stop_kept,
+    extension,
+    extension_problem,
+    resume_mismatch,
+    setting_changes,
+)
 from ganfp.train import (
     StageConfig,
     StageSummary,
@@ -373,6 +381,19 @@ def run_chain(
     observer_for: Callable[[StageConfig], object] | None = None,
 ) -> tuple[Path, list[StageSummary]]:
     """Run every stage in order; returns the run folder and one summary per stage."""
+    run_dir, configs = _chain_configs(spec, model, runs_root, data_root, overrides, from_stage)
+    try:
+        check_run_owner(spec, run_dir)
+        with writer_lock(run_dir, f"chain run {run_dir}", "wait for it to finish, or pass another --runs-dir"):
+            check_run_owner(spec, run_dir)  # again: another chain may have started there meanwhile
+            return run_dir, _run_stages(spec, model, configs, run_dir, data_root, from_stage, observer_for)
+    except (KeyboardInterrupt, StopSignal) as exc:  # before the run folder was locked: nothing written
+        raise chain_interrupted(spec, configs, run_dir, 0, False, exc) from None
+
+
+def _chain_configs(spec: ChainSpec, model: str, runs_root: Path, data_root, overrides: dict | None,
+                   from_stage: str | None) -> tuple[Path, list[StageConfig]]:
+    """The run folder and every stage's settings, checked: the chain file, the options, --from-stage and --runs-dir."""
     require_spec(spec)
     require_path("runs_root", runs_root)
     check_writable(runs_root, "--runs-dir", folder=True)
@@ -381,14 +402,7 @@ def run_chain(
     names = [c.name for c in configs]
     if from_stage is not None and from_stage not in names:
         raise InputError(f"--from-stage {from_stage!r}: not a stage of chain {spec.name} ({', '.join(names)})")
-    configs = window_configs(spec, configs, overrides or {}, data_root)
-    try:
-        check_run_owner(spec, run_dir)
-        with writer_lock(run_dir, f"chain run {run_dir}", "wait for it to finish, or pass another --runs-dir"):
-            check_run_owner(spec, run_dir)  # again: another chain may have started there meanwhile
-            return run_dir, _run_stages(spec, model, configs, run_dir, data_root, from_stage, observer_for)
-    except (KeyboardInterrupt, StopSignal) as exc:  # before the run folder was locked: nothing written
-        raise chain_interrupted(spec, configs, run_dir, 0, False, exc) from None
+    return run_dir, window_configs(spec, configs, overrides or {}, data_root)
 
 
 def window_configs(spec: ChainSpec, configs: list[StageConfig], overrides: dict, data_root) -> list[StageConfig]:
@@ -443,6 +457,51 @@ class StagePlan:
     note: str = ""  # why a kept stage's images went unchecked
     kept: str = ""  # why a kept stage whose epochs changed needs no training (`early_stop_kept`)
     classes: tuple[str, ...] | None = None  # of its model: its dataset's, or a kept stage's; None when unknown
+    interrupted_after: int = 0  # the epoch its interrupted run (last.safetensors) stopped after; 0: none
+    resumes_after: int = 0  # the epoch that run goes on after; 0: the stage trains from the start
+
+
+@dataclass(frozen=True)
+class ChainPlan:
+    """What `run_chain` would do with each stage, found by the checks it runs before the first stage trains."""
+
+    run_dir: Path
+    configs: list[StageConfig]
+    plans: list[StagePlan]
+
+    def rows(self) -> list[dict]:
+        """One dict per stage: its folder, dataset and maximum epochs, and what a run does with it."""
+        return [{"stage": cfg.name, "dir": stage_folder(i, cfg.name), "dataset": cfg.dataset, "epochs": cfg.epochs,
+                 "action": self._action(plan), "why": self._why(plan)}
+                for i, (cfg, plan) in enumerate(zip(self.configs, self.plans), 1)]
+
+    @staticmethod
+    def _action(plan: StagePlan) -> str:
+        if not plan.train:
+            return "keep"
+        return f"resume after epoch {plan.resumes_after}" if plan.resumes_after else "train"
+
+    @staticmethod
+    def _why(plan: StagePlan) -> str:
+        lost = plan.interrupted_after and not plan.resumes_after
+        return "; ".join(filter(None, [plan.reason or plan.kept or plan.note,
+                                       lost and f"its run interrupted after epoch {plan.interrupted_after} starts over"]))
+
+
+def plan_chain(
+    spec: ChainSpec,
+    model: str,
+    runs_root: Path,
+    data_root=None,
+    overrides: dict | None = None,
+    from_stage: str | None = None,
+) -> ChainPlan:
+    """Every check `run_chain` makes before its first stage trains, and what it would then do with each stage,
+    without training or writing anything (`ganfp chain --dry-run`); the demo data is built if it is missing."""
+    run_dir, configs = _chain_configs(spec, model, runs_root, data_root, overrides, from_stage)
+    check_run_owner(spec, run_dir)
+    plans = plan_stages(spec, configs, run_dir, data_root, from_stage, start_identity(configs[0].init))
+    return ChainPlan(run_dir, configs, plans)
 
 
 def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir: Path, data_root,
@@ -556,6 +615,8 @@ def plan_stages(
         plan = _plan_stage(spec, i, cfg, done, prev_id, forced, data_root)
         if plan.resume:
             _check_extension(spec, i, cfg, run_dir / stage_folder(i, cfg.name), prev_id)
+        if plan.train:
+            plan = _with_interrupted_run(plan, cfg, run_dir / stage_folder(i, cfg.name), prev_id, data_root)
         if plan.train and cfg.pseudo_labels and start_classes is not None:
             _check_pseudo_start(spec, i, cfg, configs[i - 2].name, start_classes)
         if plan.train:
@@ -588,6 +649,19 @@ def _check_extension(spec: ChainSpec, i: int, cfg: StageConfig, out_dir: Path, i
         key = "epochs" if cfg.epochs < state["epoch"] else "patience"
         raise InputError(f"{spec.locate(i, key)}: stage {i} ({cfg.name}): interrupted after epoch {state['epoch']} in "
                          f"{out_dir}, which {why}; or add --from-stage {cfg.name} to start it over")
+
+
+def _with_interrupted_run(plan: StagePlan, cfg: StageConfig, out_dir: Path, init_id: str, data_root) -> StagePlan:
+    """The plan of a stage that trains, with the epoch its interrupted run stopped after, and whether that run goes
+    on, as the trainer decides (`start_or_resume`): not when the stage is retrained (`--from-stage`, or one before
+    it), nor when the run was written with other settings or on other images."""
+    state = resume_header(out_dir / RESUME_FILE)
+    if state is None:
+        return plan
+    resumes = plan.resume and not resume_mismatch(state, StageState(
+        digest=cfg.digest(init_id), dataset_fingerprint=dataset_fingerprint(cfg, stage_manifest(cfg, data_root))),
+        cfg, init_id)
+    return dataclasses.replace(plan, interrupted_after=state["epoch"], resumes_after=state["epoch"] if resumes else 0)
 
 
 def _check_pseudo_start(spec: ChainSpec, i: int, cfg: StageConfig, before: str, classes: tuple[str, ...]) -> None:

@@ -58,6 +58,15 @@ def print_results(title: str, summaries: list, as_json: bool) -> None:
             ui.warn(text)
 
 
+def print_plan(title: str, rows: list[dict], as_json: bool) -> None:
+    """What a chain run would do with each stage (`--dry-run`), as a table or JSON."""
+    if as_json:
+        ui.print_json(rows)
+        return
+    ui.print_table(f"{title} (dry run: nothing trained)", ["stage", "dataset", "epochs", "action", "why"],
+                   [[r["stage"], r["dataset"], r["epochs"], r["action"], r["why"]] for r in rows])
+
+
 def _row(s, mark: bool) -> list:
     """A stage's table row; `mark` notes pseudo-agreement sitting in a column that others fill with accuracy."""
     scores = [_score(s.best_val_accuracy, mark), _score(s.best_val_f1, mark)]
@@ -165,6 +174,10 @@ def chain(
     data_root: DataRootOpt = None,
     as_json: JsonOpt = False,
     window: WindowOpt = None,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Run every check a chain run makes before training (chain file, options, datasets, "
+        "starting weights, run folder), print what each stage would do and why, and exit without training."
+    ),
 ) -> None:
     """Run a chain of stages, each starting from the previous stage's best checkpoint.
 
@@ -172,7 +185,7 @@ def chain(
     --window override every stage's value (else the chain file's, else the default: auto, no compile, lung window);
     --init overrides the first stage's start (each later stage starts from the one before it).
     """
-    from ganfp.chain import load_chain, run_chain
+    from ganfp.chain import load_chain, plan_chain, run_chain
     from ganfp.data.medical import MedicalReading
     from ganfp.models import model_entry
     from ganfp.paths import runs_root
@@ -183,5 +196,9 @@ def chain(
     overrides = {"init": init, "epochs": epochs, "patience": patience, "image_size": image_size, "batch_size": batch_size,
                  "lr": lr, "seed": seed, "device": device, "compile": compile, "memory_budget": memory_budget,
                  "window": window}
+    if dry_run:
+        plan = plan_chain(spec, model, runs_root(runs_dir), data_root, overrides, from_stage)
+        print_plan(f"chain {spec.name} ({model}): {plan.run_dir}", plan.rows(), as_json)
+        return
     run_dir, rows = run_chain(spec, model, runs_root(runs_dir), data_root, overrides, from_stage, lambda cfg: observer_for(cfg.name))
     print_results(f"chain {spec.name} ({model}): {run_dir}", rows, as_json)
