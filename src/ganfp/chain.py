@@ -483,9 +483,10 @@ class ChainPlan:
 
     @staticmethod
     def _why(plan: StagePlan) -> str:
-        lost = plan.interrupted_after and not plan.resumes_after
-        return "; ".join(filter(None, [plan.reason or plan.kept or plan.note,
-                                       lost and f"its run interrupted after epoch {plan.interrupted_after} starts over"]))
+        why = [plan.reason or plan.kept or plan.note]
+        if plan.interrupted_after and not plan.resumes_after:
+            why.append(f"its run interrupted after epoch {plan.interrupted_after} starts over")
+        return "; ".join(filter(None, why))
 
 
 def plan_chain(
