@@ -1043,7 +1043,7 @@ add("classify-report-n-without-report", *KR, "--out", "{out}/s.csv", "--report-n
     says=("--report-n 5", "give --report too"))
 add("eval-report-n-without-report", *E, "{scores}", "{labels}", "--report-n", "5", says=("--report-n", "--report too"))
 add("classify-calibrate-no-not-used", *KR, "--out", "{out}/s.csv", "--calibrate", "{dev_no_not_used}",
-    says=("--calibrate", "dev_no_not_used/not_used", "class folder missing"))
+    says=("--calibrate", "dev_no_not_used/not_used", "folder missing", "holds generated/, used/"))
 add("classify-calibrate-unknown-spec-part", *KR, "--out", "{out}/s.csv", "--calibrate", "demo:nope",
     says=("--calibrate demo:nope:", "unknown demo part 'nope'"))
 add("classify-calibrate-mixed-sizes", *KR, "--out", "{out}/s.csv", "--calibrate", "{mixed_sizes_dev}",

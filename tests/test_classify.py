@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from ganfp.checkpoint import model_meta, save_model
 from ganfp.classify import calibration_candidates, dev_sets
 from ganfp.data.adapters import register_adapter
 from ganfp.data.adapters.folder import folder_manifest
+from ganfp.errors import InputError
 from ganfp.membership import (
     DEFAULT_METHOD,
     SCORERS,
@@ -401,8 +403,24 @@ def test_a_dev_set_calibration_cannot_use_is_refused_before_it_is_scored(run_cli
     one_line_error(code, err, f"--calibrate {few}: calibration needs at least 2 used and 2 not_used images",
                    "1 not_used")
     code, _, err = run_cli("classify", real, "--generated", gen, "--calibrate", no_used, "--out", out, *root)
-    one_line_error(code, err, f"--calibrate {no_used / 'used'}: class folder missing")
+    one_line_error(code, err, f"--calibrate {no_used / 'used'}: folder missing", "holds generated/, not_used/")
     assert not out.exists()
+
+
+def test_a_dev_folder_named_as_the_organisers_or_a_user_spell_it_is_read(tmp_path):
+    """`Used/`, `Not-Used/`, `Generated/` (as `imageclef-gans-YYYY:dev` reads them) were refused as "class folder
+    missing"; two spellings of one folder are refused, naming both."""
+    dev = write_dev(tmp_path / "dev")
+    for name, spelt in (("used", "Used"), ("not_used", "Not-Used"), ("generated", "Generated")):
+        (dev / name).rename(dev / spelt)
+    real, generated = dev_sets(str(dev))
+    assert real.classes == ["not_used", "used"]
+    assert {Path(it.path).parent.name for it in real.items if it.label == 1} == {"Used"}
+    assert {Path(it.path).parent.name for it in real.items if it.label == 0} == {"Not-Used"}
+    assert generated.root == str(dev / "Generated")
+    shutil.copytree(dev / "Not-Used", dev / "not_used")
+    with pytest.raises(InputError, match="Not-Used/, not_used/, each read as the not_used/ folder"):
+        dev_sets(str(dev))
 
 
 def test_what_makes_a_calibrated_run_less_than_it_seems_is_said_aloud(run_cli, case, tmp_path):

@@ -27,7 +27,7 @@ from ganfp.data.generated import (
     native_image_size,
     shared_files,
 )
-from ganfp.data.manifest import Manifest
+from ganfp.data.manifest import Manifest, list_folder
 from ganfp.data.medical import DEFAULT_WINDOW, MedicalReading, parse_window, window_name, with_window
 from ganfp.data.outputs import check_outputs
 from ganfp.data.real import read_real
@@ -88,19 +88,13 @@ def dev_sets(spec: str, data_root=None, reading: MedicalReading | None = None) -
     calibrate for: a recipe chosen on differently windowed images would be chosen for other data.
     """
     from ganfp.data.adapters import load_manifest
-    from ganfp.data.adapters.folder import folder_manifest
 
     path = Path(spec).expanduser()
     if path.exists() and not path.is_dir():
         raise InputError(f"--calibrate {spec}: is a file; a dev set is a folder with used/, not_used/ and generated/, "
                          "or a labelled dataset spec")
     if path.is_dir():
-        try:
-            real = folder_manifest(path, classes=["not_used", "used"], name=f"folder:{path}", exclude=("generated",),
-                                   reading=reading)
-        except InputError as exc:  # it names the folder; name the option too: classify reads several sets
-            raise InputError(f"--calibrate {exc}") from None
-        return real, generated_manifest(path / "generated", reading, option="--calibrate")
+        return dev_folder_sets(path, spec, reading)
     try:
         real = load_manifest(spec, data_root)
     except InputError as exc:
@@ -111,6 +105,28 @@ def dev_sets(spec: str, data_root=None, reading: MedicalReading | None = None) -
     if "used" not in real.classes:
         raise InputError(f"--calibrate {spec}: no class named 'used' (classes: {', '.join(real.classes)})")
     return real, generated_manifest(real.info["generated"])
+
+
+def dev_folder_sets(path: Path, spec: str, reading: MedicalReading | None) -> tuple[Manifest, Manifest]:
+    """(labelled real, generated) of a DEV_DIR, its folders' names read as the ImageCLEF adapter reads them
+    (`Used/`, `Not_Used/`, `not-used/`, `Generated/`); a missing one is named with the folders DEV_DIR does hold."""
+    from ganfp.data.adapters.folder import folder_manifest
+    from ganfp.data.adapters.imageclef import MEMBERSHIP_CLASSES, dev_folder
+
+    where = f"--calibrate {spec}"
+    not_used, used, generated = (dev_folder(path, role, where) for role in (*MEMBERSHIP_CLASSES, "generated"))
+    for folder in (not_used, used, generated):
+        if not folder.is_dir():
+            held = ", ".join(sorted(f"{d.name}/" for d in list_folder(path)
+                                    if d.is_dir() and not d.name.startswith(".")))
+            raise InputError(f"--calibrate {folder}: folder missing; a dev set holds used/, not_used/ and generated/ "
+                             f"folders of images ({path} holds {held or 'no folders'})")
+    try:
+        real = folder_manifest(path, classes=[not_used.name, used.name], name=f"folder:{path}", reading=reading)
+    except InputError as exc:  # it names the folder; name the option too: classify reads several sets
+        raise InputError(f"--calibrate {exc}") from None
+    real = replace(real, classes=list(MEMBERSHIP_CLASSES))  # the labels by role, whatever the folders' spelling
+    return real, generated_manifest(generated, reading, option="--calibrate")
 
 
 @dataclass
