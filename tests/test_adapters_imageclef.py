@@ -64,6 +64,22 @@ def test_test_set_is_unlabelled_with_its_generated_images(tmp_path):
         load_manifest("imageclef-gans-2023:test-2", root)
 
 
+def test_a_second_test_set_without_its_generated_images_gets_none_of_the_firsts(tmp_path):
+    """2024 layout, generated_2/ missing: test-2 took generated_1/ (another generator's), then the dev set's
+    generated/ further up; now it has none, and `unpaired` names generated_1/ for the reader's message."""
+    src = tmp_path / "src"
+    make_gans_dev(src / "dev")
+    make_gans_test(src / "test")
+    for i in range(3):
+        tiny_image(src / "test" / "real_unknown_2" / f"real_unknown_{i + 1:04d}.png", 700 + i, mode="L")
+    tiny_image(src / "generated" / "gen_top.png", 1, mode="L")  # a generated/ further up, as a dev set's
+    root = tmp_path / "data"
+    fetch_dataset("imageclef-gans-2024", root, source=src)
+    two = load_manifest("imageclef-gans-2024:test-2", root)
+    assert "generated" not in two.info and two.info["unpaired"] == ["generated_1"]
+    assert Path(load_manifest("imageclef-gans-2024:test-1", root).info["generated"]).name == "generated_1"
+
+
 def test_test_set_added_after_the_dev_set(tmp_path):
     root = tmp_path / "data"
     make_gans_dev(tmp_path / "dev")

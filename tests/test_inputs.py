@@ -34,6 +34,25 @@ def test_classify_reads_the_imageclef_test_layout(tmp_path, run_cli):
     assert json.loads(stdout)["generated"] == 8  # it is the generated set
 
 
+def test_a_test_set_is_never_compared_with_another_test_sets_generated_images(tmp_path, run_cli):
+    """`real_unknown_2/` beside a lone `generated_1/` was scored against generated_1/ (another generator's images,
+    in the 2024 layout); given alone, the hint told the user to pass that folder."""
+    _images(tmp_path / "test" / "real_unknown_2", 6, "real_", 0)
+    _images(tmp_path / "test" / "generated_1", 8, "gen_", 1)
+    out, root = tmp_path / "sub.csv", ["--data-root", tmp_path / "root", "--runs-dir", tmp_path / "runs"]
+    code, _, err = run_cli("classify", tmp_path / "test", "--out", out, *root)
+    assert code == 2 and "Traceback" not in err, err
+    assert "real_unknown_2: no generated_2/ beside it (generated_1/: another test set's" in err, err
+    code, _, err = run_cli("classify", tmp_path / "test" / "real_unknown_2", "--out", out, *root)
+    assert code == 2 and "pass --generated GEN_DIR" in err and "generated_1" not in err, err
+    assert not out.exists()
+    _images(tmp_path / "test" / "generated_2", 8, "gen2_", 2)  # its own generated set: read, as before
+    code, stdout, err = run_cli("classify", tmp_path / "test", "--out", out, "--method", "knn", "--k", "2", "--json",
+                                *root)
+    assert code == 0, err
+    assert json.loads(stdout)["generated"] == 8
+
+
 @pytest.mark.skipif(os.name == "nt", reason="symbolic links need a privilege on Windows")
 def test_linked_images_are_named_by_their_links(tmp_path, run_cli):
     """DVC, git-annex and the Hugging Face cache link each named image to a blob named by its hash."""

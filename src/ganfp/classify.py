@@ -523,6 +523,8 @@ def read_sets(real: str, generated: str | None, method: str | None, calibrate_on
     where = f"--generated {generated}" if generated else str(gen_dir)
     if report and gen is not None:
         check_report_sets(manifest, gen, where)  # e.g. each real image shown as its own copy: refused
+    if gen is None and method != "classifier":
+        check_paired(manifest)
     if gen is None and method not in (None, "classifier"):
         raise InputError(f"--method {method} compares real with generated images: pass --generated GEN_DIR")
     if gen is None and calibrate_on:
@@ -530,6 +532,21 @@ def read_sets(real: str, generated: str | None, method: str | None, calibrate_on
     if reading is not None:
         reading.check_read([it.path for m in (manifest, gen) if m is not None for it in m.items])
     return RealSets(manifest, gen, where, expected)
+
+
+def check_paired(manifest: Manifest) -> None:
+    """A test set without its own generated_N/, beside other test sets' generated folders, is refused unless the
+    classifier is asked for: it was compared with another test set's generated images (maybe another generator's),
+    and without those it would run the classifier without a word."""
+    from ganfp.data.adapters.imageclef import test_number
+
+    others = manifest.info.get("unpaired")
+    if others:
+        own = f"generated_{test_number(Path(manifest.root).name) or 1}/"
+        theirs = ", ".join(f"{name}/" for name in others)
+        raise InputError(f"{manifest.root}: no {own} beside it ({theirs}: another test set's generated images, never "
+                         "compared with it); pass --generated GEN_DIR with the images of its own generator, or "
+                         "--method classifier to score the real images alone")
 
 
 def check_scoring(sets: RealSets, real: str, asked: Recipe, checkpoint: str | None, calibrate_on: str | None,
@@ -555,13 +572,14 @@ def no_generated_hint(real: str) -> str:
     """How the no-chain message ends when the classifier was only implied, by no generated images: a user who
     forgot --generated, or gave a test set's real_unknown_1/ without the generated_1/ beside it, was told to
     train the paper's chain, when the membership scorers need no chain. A lone generated folder beside REAL is
-    named."""
-    from ganfp.data.adapters.imageclef import names_generated
+    named (for `real_unknown_N/`, only its own `generated_N/` or an unnumbered one)."""
+    from ganfp.data.adapters.imageclef import names_generated, test_number
 
     path = Path(real).expanduser()
+    number = test_number(path.name)  # real_unknown_2/: generated_1/ beside it is another test set's
     try:
         beside = [p for p in path.parent.iterdir() if p.is_dir() and p.name != path.name
-                  and names_generated(p.name)] if path.is_dir() else []
+                  and names_generated(p.name, number)] if path.is_dir() else []
     except OSError:  # a parent that cannot be listed: the hint without a name
         beside = []
     gen = beside[0] if len(beside) == 1 else "GEN_DIR"

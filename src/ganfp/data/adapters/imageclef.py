@@ -38,9 +38,17 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s-]+", "_", name.strip().lower())
 
 
-def names_generated(folder_name: str) -> bool:
-    """Whether a folder's name marks the generator's images (`generated/`, `Generated_1/`, `generated-2/`)."""
-    return GENERATED.match(_norm(folder_name)) is not None
+def names_generated(folder_name: str, number: int | None = None) -> bool:
+    """Whether a folder's name marks the generator's images (`generated/`, `Generated_1/`, `generated-2/`); with a
+    test set's `number`, one numbered otherwise is another test set's generator's images, and does not."""
+    found = GENERATED.match(_norm(folder_name))
+    return found is not None and (number is None or found.group(1) is None or int(found.group(1)) == number)
+
+
+def test_number(folder_name: str) -> int | None:
+    """The N of a `real_unknown_N/` folder (1 when unnumbered); None for a folder of another name."""
+    found = REAL_UNKNOWN.match(_norm(folder_name))
+    return int(found.group(1) or 1) if found else None
 
 
 def dev_folder(parent: Path, role: str, where: str) -> Path:
@@ -81,14 +89,18 @@ def _class_dirs(folder: Path) -> list[Path]:
 def _near(start: Path, root: Path, pattern: re.Pattern, index: int | None = None) -> Path | None:
     """The closest folder matching `pattern` beside `start` or beside one of its parents (up to `root`).
 
-    Among several, the one numbered `index` wins, then an unnumbered one (`generated` for the dev set).
+    Among several, the one numbered `index` wins, then an unnumbered one (`generated` for the dev set). With
+    `index`, a folder numbered otherwise is another test set's and never matches (`real_unknown_2/` was compared
+    with a lone `generated_1/`, another generator's images), and the search ends at the level holding one.
     """
     level = start
     while True:
-        hits = [d for d in _children(level) if pattern.match(_norm(d.name)) and _flat_images(d)]
+        found = [d for d in _children(level) if pattern.match(_norm(d.name)) and _flat_images(d)]
+        ranked = sorted((_number_rank(pattern.match(_norm(d.name)).group(1), index), d.name, d) for d in found)
+        hits = [d for rank, _, d in ranked if index is None or rank < 2]  # 2 with an index: another's number
         if hits:
-            return min(hits, key=lambda d: (_number_rank(pattern.match(_norm(d.name)).group(1), index), d.name))
-        if level == root or root not in level.parents:
+            return hits[0]
+        if found or level == root or root not in level.parents:
             return None
         level = level.parent
 
@@ -181,14 +193,21 @@ def load_part(root: Path, part: str, spec: str, where: str, reading: MedicalRead
         if index not in tests:
             raise InputError(f"{spec}: no real_unknown_{index}/ folder (found: {', '.join(f'real_unknown_{i}' for i in sorted(tests))})")
         folder = _one(tests[index], where, root, f"test-{index}")
-        info = {}
-        generated = _near(folder, root, GENERATED, index)
-        if generated:
-            info["generated"] = str(generated.resolve())
-        return Manifest(spec, [], _items(folder, UNLABELLED, spec, reading), str(folder), info)
+        items = _items(folder, UNLABELLED, spec, reading)
+        return Manifest(spec, [], items, str(folder), _test_info(folder, root, index))
     if part in ATTRIBUTION_PARTS:
         return _attribution(root, part, spec, where)
     raise InputError(f"{spec}: unknown part {part!r}; choose one of: {', '.join(PARTS)}")
+
+
+def _test_info(folder: Path, root: Path, index: int) -> dict:
+    """A test set's `generated`: its own `generated_N/` (or an unnumbered `generated/`); without one, `unpaired`
+    names the other test sets' generated folders beside it, never compared with it, so a reader can say why."""
+    generated = _near(folder, root, GENERATED, index)
+    if generated:
+        return {"generated": str(generated.resolve())}
+    others = [d.name for d in _children(folder.parent) if GENERATED.match(_norm(d.name)) and _flat_images(d)]
+    return {"unpaired": others} if others else {}
 
 
 def _attribution(root: Path, part: str, spec: str, where: str) -> Manifest:
