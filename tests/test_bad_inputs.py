@@ -897,7 +897,7 @@ add("classify-checkpoint-typo-unused", *KR, "--out", "{out}/s.csv", "--checkpoin
 add("classify-checkpoint-unused", *KR, "--out", "{out}/s.csv", "--checkpoint", "{ckpt_conv5}",
     says=("--checkpoint", "do not read it"))
 add("classify-used-fraction-rounds-to-none", *KR, "--out", "{out}/s.csv", "--used-fraction", "0.05",
-    says=("0.05", "labels none of the 6 images", "at least 0.0833"))
+    says=("--used-fraction 0.05", "labels none of the 6 images", "at least 0.0834"))
 add("classify-device-unknown", *KR, "--out", "{out}/s.csv", "--device", "tpu", says="tpu")
 add("classify-device-not-built", *KR, "--out", "{out}/s.csv", "--device", "xpu", says=("--device xpu", "cpu or cuda"))
 add("classify-device-meta", *KR, "--out", "{out}/s.csv", "--device", "meta", says=("--device meta", "cpu or cuda"))

@@ -322,6 +322,19 @@ def test_decide_labels_the_top_fraction_deterministically():
         assert decide(scores, used_fraction=q).tolist() == labels.tolist()
 
 
+def test_the_used_fraction_a_refusal_suggests_is_accepted():
+    """"with 6 images give at least 0.0833" named a fraction that labels none of 6 images too (0.0833 * 6 rounds
+    to 0): the bound is rounded away from the refused side, on either side, for every set size."""
+    for n in range(2, 2000):
+        scores = np.linspace(0, 1, n)
+        for q, none in ((0.5 / n - 1e-9, True), ((n - 0.5) / n, False)):
+            with pytest.raises(InputError) as refused:
+                decide(scores, used_fraction=q)
+            suggested = float(str(refused.value).split()[-1])
+            fits = suggested if none else suggested - 1e-12  # "at least X" takes X; "below X" takes under X
+            assert 0 < decide(scores, used_fraction=fits).sum() < n, str(refused.value)
+
+
 def test_ties_at_the_cut_are_broken_by_id_not_by_file_order():
     scores = np.array([0.9, 0.5, 0.5, 0.5, 0.1])
     ids = ["e", "c", "a", "d", "b"]

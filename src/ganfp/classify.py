@@ -516,7 +516,7 @@ def read_sets(real: str, generated: str | None, method: str | None, calibrate_on
     manifest = read_real(real, data_root, reading, generated)
     check_writable_ids(manifest)
     if used_fraction is not None:
-        used_count(used_fraction, len(manifest))  # known now, not after the scoring
+        used_count(used_fraction, len(manifest), name="--used-fraction")  # known now, not after the scoring
     expected = check_ids(manifest.ids, ids_path) if ids_path else None
     gen_dir = generated or manifest.info.get("generated")
     gen = generated_manifest(gen_dir, reading, option="--generated" if generated else "") if gen_dir else None

@@ -538,21 +538,32 @@ def _rank_order(s: np.ndarray, ids=None) -> np.ndarray:
     return np.lexsort((np.asarray(ids, dtype=str), -s))
 
 
-def used_count(q: float, n: int) -> int:
+def used_count(q: float, n: int, name: str = "used fraction") -> int:
     """How many of n images a used fraction q labels used: round(q * n), halves up.
 
-    0 < q < 1 asks for a decision, so a q that labels none or all of two or more images is refused.
+    0 < q < 1 asks for a decision, so a q that labels none or all of two or more images is refused. `name`: what
+    the message calls q (`--used-fraction` from the command line).
     """
     k = int(math.floor(q * n + 0.5))
     if 0 < q < 1 and n >= 2 and k in (0, n):
-        raise InputError(f"used fraction {q:g} labels {'none' if k == 0 else 'all'} of the {n} images used; "
+        raise InputError(f"{name} {q:g} labels {'none' if k == 0 else 'all'} of the {n} images used; "
                          f"with {n} images give {fraction_bound(n, none=k == 0)}")
     return k
 
 
 def fraction_bound(n: int, none: bool) -> str:
-    """The used fractions that label some of n images each way, on the side a fraction labelling none or all missed."""
-    return f"at least {0.5 / n:.3g}" if none else f"below {(n - 0.5) / n:.3g}"
+    """The used fractions that label some of n images each way, on the side a fraction labelling none or all missed.
+
+    Rounded to 3 digits away from the refused side: 0.5 / 6 printed as "at least 0.0833" sent the user to a
+    fraction that labels none of 6 images too (0.0833 * 6 rounds to 0)."""
+    low, high = 0.5 / n, (n - 0.5) / n  # labels one image from `low` on, all of them from `high` on
+    return f"at least {_three_digits(low, math.ceil)}" if none else f"below {_three_digits(high, math.floor)}"
+
+
+def _three_digits(x: float, rounding) -> str:
+    """`x` (0 < x < 1) to three significant digits, rounded by `rounding` (math.ceil or math.floor)."""
+    scale = 10 ** (2 - math.floor(math.log10(x)))
+    return f"{rounding(x * scale) / scale:g}"
 
 
 def decide(scores, used_fraction: float | None = None, threshold: float | None = None, ids=None) -> np.ndarray:
