@@ -786,6 +786,13 @@ add("classify-scores-same-as-out", *KR, "--out", "{out}/s.csv", "--scores", "{ou
 add("classify-report-same-as-scores", *KR, "--out", "{out}/s.csv", "--scores", "{out}/t.csv", "--report",
     "{out}/t.csv", says=("--report", "the same file as --scores"))
 add("classify-out-over-input-image", *KR, "--out", "{real}/r000.png", says=("--out", "is an image"))
+# a new file named like an image inside an input folder: the next run read it as an image (or failed on it)
+add("classify-report-named-like-an-image-in-real", *KR, "--out", "{out}/s.csv", "--report", "{real}/report.png",
+    says=("--report", "named like an image inside the input folder", "real"))
+add("classify-out-named-like-an-image-in-gen", *KR, "--out", "{gen}/new/s.png",
+    says=("--out", "named like an image inside the input folder", "gen"))
+add("eval-plot-new-image-in-real", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{real}",
+    "--plot", "{real}/fig.png", says=("--plot", "named like an image inside the input folder"))
 add("eval-plot-over-input-image", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{real}",
     "--plot", "{real}/r000.png", says=("--plot", "would overwrite the input"))
 add("classify-spec-out-over-an-image", *K, "demo:gans-test", "--out", "{gen}/g001.png", demo=True,

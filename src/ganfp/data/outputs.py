@@ -25,15 +25,27 @@ def _given_inputs(inputs: tuple[PathLike, ...]) -> list[Path]:
 def _overwritten(target: Path, given: list[Path]) -> Path | None:
     """The input `target` would overwrite: the file itself, or an image inside an input folder."""
     for source in given:
-        if target == source or (source.is_dir() and source in target.parents and target.exists()
-                                and is_image_file(target)):
+        if target == source or (_inside(target, source) and target.exists() and is_image_file(target)):
             return source
     return None
 
 
+def _inside(target: Path, source: Path) -> bool:
+    return source.is_dir() and source in target.parents
+
+
+def _joins_the_images(target: Path, given: list[Path]) -> Path | None:
+    """The input folder a new file named like an image (`real/report.png`) would land in: the next run reads it as
+    one of the set's images (a figure scored as a real image), or fails on it (a report is no image)."""
+    if target.exists() or not is_image_file(target):
+        return None
+    return next((source for source in given if _inside(target, source)), None)
+
+
 def check_outputs(outputs: dict[str, PathLike], inputs: tuple[PathLike, ...], draws: str = "--plot") -> None:
-    """Every output writable, none the same file as another, none an input file or an image in an input folder,
-    and none but the figure (`draws`) an existing image: a CSV or report never goes over one.
+    """Every output writable, none the same file as another, none an input file or an image in an input folder
+    (one named like an image included), and none but the figure (`draws`) an existing image: a CSV or report
+    never goes over one.
 
     Run before any work: `--out s.csv --scores s.csv` would leave only the scores, and `--out real/x.png`
     would overwrite an image the command reads, both after the run had "succeeded". The last rule
@@ -53,3 +65,6 @@ def check_outputs(outputs: dict[str, PathLike], inputs: tuple[PathLike, ...], dr
             raise InputError(f"{option} {path}: is an image; write the {option} file elsewhere")
         if (source := _overwritten(target, given)) is not None:
             raise InputError(f"{option} {path}: would overwrite the input {source}; write it elsewhere")
+        if (source := _joins_the_images(target, given)) is not None:
+            raise InputError(f"{option} {path}: named like an image inside the input folder {source}, where the next "
+                             "run would read it as one of its images; write it elsewhere")
