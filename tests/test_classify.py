@@ -766,6 +766,22 @@ def test_a_generated_folder_inside_the_real_one_is_not_read_as_real_images(run_c
         assert validate_submission(out, labels) == []
 
 
+def test_a_generated_folder_deeper_inside_the_real_one_is_not_read_as_real_images(run_cli, case, tmp_path):
+    """`classify real/ --generated real/out/fakes/` was refused as real/ holding loose images and a sub-folder of
+    images (out/), the --generated folder unnamed; out/ holding anything else is still refused."""
+    real, gen, labels, root = case
+    shutil.copytree(gen, real / "out" / "fakes")
+    out = tmp_path / "s.csv"
+    code, stdout, err = run_cli("classify", real, "--generated", real / "out" / "fakes", "--out", out, "--json",
+                                *root)
+    assert code == 0, err
+    assert json.loads(stdout)["images"] == len(labels)
+    assert validate_submission(out, labels) == []
+    shutil.copytree(gen, real / "out" / "more")  # images of out/ that are not the generated ones: not dropped
+    code, _, err = run_cli("classify", real, "--generated", real / "out" / "fakes", "--out", out, *root)
+    one_line_error(code, err, "holds both images", "(out)")
+
+
 def test_a_feature_model_too_small_for_the_images_is_refused_before_any_image_is_decoded(tmp_path, run_cli):
     """--features convnext_atto on 16-pixel images failed with a torch traceback at the first batch, after the
     ImageNet weights were fetched and every image decoded."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ganfp.data.adapters import imageclef, load_manifest
 from ganfp.data.adapters.folder import folder_manifest
-from ganfp.data.manifest import Manifest, is_dicom, is_nifti, list_folder
+from ganfp.data.manifest import Manifest, image_files, is_dicom, is_nifti, list_folder
 from ganfp.data.medical import MedicalReading, with_window
 from ganfp.errors import InputError, require_path
 
@@ -20,7 +20,8 @@ def _real_folder(path: Path, reading: MedicalReading | None, generated: str | No
     recognised: the real images are `real_unknown_N/`, the generated ones (unless --generated) `generated_N/`;
     so is one `generated/` beside the real images or their class folders (the dev layout). A --generated folder
     inside it (`real/fakes/`) is not a class of real images either: read as one, its images were scored as real
-    images (each its own nearest generated image), or refused beside loose real images as a second layout."""
+    images (each its own nearest generated image), or refused beside loose real images as a second layout; nor is
+    a sub-folder that holds the --generated folder and no other image (`real/out/fakes/`)."""
     subdirs = [p for p in list_folder(path) if p.is_dir() and not p.name.startswith(".")]
     tests = sorted(p.name for p in subdirs if imageclef.REAL_UNKNOWN.match(imageclef._norm(p.name)))
     if len(tests) > 1:
@@ -31,11 +32,23 @@ def _real_folder(path: Path, reading: MedicalReading | None, generated: str | No
         return imageclef.load_part(path, "test", f"folder:{path}", str(path), reading)
     beside = tuple(p.name for p in subdirs if imageclef.names_generated(p.name))
     given = Path(generated).expanduser().resolve() if generated else None
-    named = tuple(p.name for p in subdirs if given is not None and p.resolve() == given)
+    named = tuple(p.name for p in subdirs if given is not None and _only_generated(p, given))
     manifest = folder_manifest(path, exclude=beside + named, reading=reading)
     if len(beside) == 1:  # a dev layout (used/, not_used/, generated/): its own generated images, as for a test set
         manifest.info["generated"] = str(path / beside[0])
     return manifest
+
+
+def _only_generated(folder: Path, given: Path) -> bool:
+    """Whether `folder` is the --generated folder, or holds it and no image outside it (`real/out/fakes/`): such a
+    sub-folder is no class of real images, and was refused beside loose real images as a second layout."""
+    resolved = folder.resolve()
+    if resolved == given:
+        return True
+    if resolved not in given.parents:
+        return False
+    inner = folder / given.relative_to(resolved)
+    return all(inner in image.parents for image in image_files(folder))
 
 
 def spec_manifest(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
