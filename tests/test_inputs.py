@@ -53,6 +53,21 @@ def test_a_test_set_is_never_compared_with_another_test_sets_generated_images(tm
     assert json.loads(stdout)["generated"] == 8
 
 
+def test_evaluate_report_never_shows_another_test_sets_generated_images(tmp_path, run_cli):
+    """`evaluate --report --real test/` drew real_unknown_2/'s neighbours from a lone generated_1/."""
+    pytest.importorskip("matplotlib")
+    _images(tmp_path / "test" / "real_unknown_2", 6, "real_", 0)
+    _images(tmp_path / "test" / "generated_1", 8, "gen_", 1)
+    preds, labels = tmp_path / "preds.csv", tmp_path / "labels.csv"
+    preds.write_text("".join(f"real_{i},{i % 2}\n" for i in range(6)))
+    labels.write_text("id,label\n" + "".join(f"real_{i},{i % 2}\n" for i in range(6)))
+    report = tmp_path / "r.html"
+    code, _, err = run_cli("evaluate", preds, labels, "--report", report, "--real", tmp_path / "test")
+    assert code == 2 and "Traceback" not in err, err
+    assert "--real " in err and "real_unknown_2: no generated_2/ beside it" in err, err
+    assert not report.exists()
+
+
 @pytest.mark.skipif(os.name == "nt", reason="symbolic links need a privilege on Windows")
 def test_linked_images_are_named_by_their_links(tmp_path, run_cli):
     """DVC, git-annex and the Hugging Face cache link each named image to a blob named by its hash."""

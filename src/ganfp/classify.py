@@ -30,7 +30,7 @@ from ganfp.data.generated import (
 from ganfp.data.manifest import Manifest, list_folder
 from ganfp.data.medical import DEFAULT_WINDOW, MedicalReading, parse_window, window_name, with_window
 from ganfp.data.outputs import check_outputs
-from ganfp.data.real import read_real
+from ganfp.data.real import check_paired, read_real
 from ganfp.errors import InputError, count, require_int, require_number, require_paths, require_seed
 from ganfp.fileio import written_together
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
@@ -524,7 +524,7 @@ def read_sets(real: str, generated: str | None, method: str | None, calibrate_on
     if report and gen is not None:
         check_report_sets(manifest, gen, where)  # e.g. each real image shown as its own copy: refused
     if gen is None and method != "classifier":
-        check_paired(manifest)
+        check_paired(manifest, "or --method classifier to score the real images alone")
     if gen is None and method not in (None, "classifier"):
         raise InputError(f"--method {method} compares real with generated images: pass --generated GEN_DIR")
     if gen is None and calibrate_on:
@@ -532,21 +532,6 @@ def read_sets(real: str, generated: str | None, method: str | None, calibrate_on
     if reading is not None:
         reading.check_read([it.path for m in (manifest, gen) if m is not None for it in m.items])
     return RealSets(manifest, gen, where, expected)
-
-
-def check_paired(manifest: Manifest) -> None:
-    """A test set without its own generated_N/, beside other test sets' generated folders, is refused unless the
-    classifier is asked for: it was compared with another test set's generated images (maybe another generator's),
-    and without those it would run the classifier without a word."""
-    from ganfp.data.adapters.imageclef import test_number
-
-    others = manifest.info.get("unpaired")
-    if others:
-        own = f"generated_{test_number(Path(manifest.root).name) or 1}/"
-        theirs = ", ".join(f"{name}/" for name in others)
-        raise InputError(f"{manifest.root}: no {own} beside it ({theirs}: another test set's generated images, never "
-                         "compared with it); pass --generated GEN_DIR with the images of its own generator, or "
-                         "--method classifier to score the real images alone")
 
 
 def check_scoring(sets: RealSets, real: str, asked: Recipe, checkpoint: str | None, calibrate_on: str | None,

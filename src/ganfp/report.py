@@ -155,7 +155,7 @@ def evaluation_report(path, evaluation, real_spec: str, features: str | None, ge
     know the scoring size). `features` None: classify's default.
     """
     from ganfp.checkpoint import resolve_checkpoint
-    from ganfp.data.real import read_real
+    from ganfp.data.real import check_paired, read_real
     from ganfp.device import resolve_device
 
     space = parse_features(features or DEFAULT_FEATURES)
@@ -165,6 +165,8 @@ def evaluation_report(path, evaluation, real_spec: str, features: str | None, ge
     gen = generated_manifest(generated, reading, option="--generated") if generated else None  # a typo fails first
     try:
         real = read_real(real_spec, data_root, reading, generated)
+        if gen is None and not real.info.get("generated"):
+            check_paired(real, f"or give --real {real.root} itself for a report without generated neighbours")
     except InputError as exc:  # evaluate reads several files: say which option this one came from
         raise InputError(f"--real {exc}") from None
     if gen is None and real.info.get("generated"):  # the dataset spec's own generated images

@@ -51,6 +51,19 @@ def _only_generated(folder: Path, given: Path) -> bool:
     return all(inner in image.parents for image in image_files(folder))
 
 
+def check_paired(manifest: Manifest, instead: str) -> None:
+    """A test set without its own generated_N/, beside other test sets' generated folders, refused when generated
+    images would be read: it was compared with another test set's (maybe another generator's), and without them
+    classify ran the classifier, and evaluate drew a report without neighbours, without a word. `instead`: the
+    caller's other way out."""
+    others = manifest.info.get("unpaired")
+    if others:
+        own = f"generated_{imageclef.test_number(Path(manifest.root).name) or 1}/"
+        theirs = ", ".join(f"{name}/" for name in others)
+        raise InputError(f"{manifest.root}: no {own} beside it ({theirs}: another test set's generated images, never "
+                         f"compared with it); pass --generated GEN_DIR with the images of its own generator, {instead}")
+
+
 def spec_manifest(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
     """A dataset spec's images, its DICOM and NIfTI ones in the reading's window: `folder:DIR` of DICOM files
     ignored --window, and scored lung-window images. Its adapter lists the files, so --id-from and --slices, which
