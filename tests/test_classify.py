@@ -635,6 +635,23 @@ def test_real_images_among_the_generated_ones_are_said_aloud(run_cli, case, tmp_
     assert code == 0 and warnings_beside_k(json.loads(stdout)) == []
 
 
+def test_a_generated_folder_with_a_copy_of_every_real_image_is_said_aloud(run_cli, case, tmp_path):
+    """The real folder copied into the generated one: every real image, used or not, found its own copy, and the
+    submission was written without a word. Copies of some of them (a copying generator's) are not warned of."""
+    real, gen, labels, root = case
+    mixed = tmp_path / "mixed"
+    shutil.copytree(gen, mixed)
+    for image in sorted(real.iterdir()):
+        shutil.copy(image, mixed / f"copy_{image.name}")
+    code, stdout, err = run_cli("classify", real, "--generated", mixed, "--out", tmp_path / "s.csv", "--json", *root)
+    assert code == 0, err
+    (warning,) = warnings_beside_k(json.loads(stdout))
+    assert warning.startswith(f"--generated {mixed}: holds a copy of every real image ({len(labels)} byte-for-byte")
+    (mixed / f"copy_{sorted(real.iterdir())[0].name}").unlink()  # one real image without its copy
+    code, stdout, err = run_cli("classify", real, "--generated", mixed, "--out", tmp_path / "s.csv", "--json", *root)
+    assert code == 0 and warnings_beside_k(json.loads(stdout)) == [], err
+
+
 def test_copies_of_one_image_split_by_the_cut_are_said_aloud(run_cli, case, tmp_path):
     """Equal scores on both sides of a used fraction are labelled in id order: not evidence, so a warning."""
     real, gen, labels, root = case

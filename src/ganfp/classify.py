@@ -21,6 +21,7 @@ import torch
 from ganfp.data.decode import Header
 from ganfp.data.generated import (
     MIN_IMAGE_SIZE,
+    copied_files,
     depths_by_set,
     generated_manifest,
     image_headers,
@@ -392,9 +393,23 @@ def real_among_generated(real: Manifest, generated: Manifest | None, where: str)
         return []
     shared = sorted(shared_files(real, generated))
     if not shared:
-        return []
+        return copies_of_every_real_image(real, generated, where)
     return [f"{where}: holds {len(shared)} of the {len(real)} real images too (e.g. {shared[0]}); each is its own "
             "nearest generated image and scores as used: point it at the generator's images only"]
+
+
+def copies_of_every_real_image(real: Manifest, generated: Manifest, where: str) -> list[str]:
+    """A generated folder holding a byte-for-byte copy of every real image (the real folder copied into it): used
+    and not-used images alike find their own copy, so the labels say nothing, and nothing said so. Copies of some
+    real images are what a copying generator makes, and what membership looks for: not warned."""
+    originals = {it.path for it in real.items}
+    copies = copied_files(real, generated) if len(originals) > 1 else {}
+    if len(copies) < len(originals) or not copies:
+        return []
+    original, copy = min(copies.items())
+    return [f"{where}: holds a copy of every real image ({len(copies)} byte-for-byte copies, e.g. {copy} of "
+            f"{original}); used and not-used images alike find their own copy, so the scores cannot tell them "
+            "apart: point it at the generator's images only"]
 
 
 def dev_warnings(dev: DevSet, real: Manifest, size: int | None, image_size: int | None) -> list[str]:

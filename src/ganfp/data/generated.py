@@ -63,6 +63,52 @@ def shared_files(first: Manifest, second: Manifest) -> list[str]:
     return [it.path for it in first.items if _file_identity(it.path) in second_files]
 
 
+def copied_files(first: Manifest, second: Manifest) -> dict[str, str]:
+    """{path of an image file of `first`: a file of `second` with the very same bytes}: a generated folder that is a
+    copy of the real one (or holds one), found without decoding an image. Only files of a real file's size are
+    opened, and only those whose first and last 4 KiB match one are read in full (DICOM slices share one size)."""
+    originals = list(dict.fromkeys(it.path for it in first.items))  # a NIfTI volume's slices share one file
+    sizes = {_size(path) for path in originals} - {None}
+    by_ends: dict[tuple, list[str]] = {}
+    for path in originals:
+        if (ends := _ends(path)) is not None:
+            by_ends.setdefault(ends, []).append(path)
+    copies: dict[str, str] = {}
+    for path in dict.fromkeys(it.path for it in second.items):
+        if _size(path) not in sizes:
+            continue
+        for original in by_ends.get(_ends(path), []):
+            if original not in copies and _same_bytes(original, path):
+                copies[original] = path
+    return copies
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None  # reading the image names the problem
+
+
+def _ends(path: str, span: int = 4096) -> tuple[int, bytes, bytes] | None:
+    """(size, first and last `span` bytes): what two copies share, and two images of one size rarely do."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(span)
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(size - span, 0))
+            return size, head, f.read(span)
+    except OSError:
+        return None
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    try:
+        return not os.path.samefile(a, b) and Path(a).read_bytes() == Path(b).read_bytes()  # a link: shared_files
+    except OSError:
+        return False
+
+
 def _file_identity(path: str) -> tuple[int, int] | str | None:
     """(device, inode), the resolved path where the file system has no inodes (0), None when it cannot be read."""
     try:
