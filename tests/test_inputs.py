@@ -53,6 +53,23 @@ def test_a_test_set_is_never_compared_with_another_test_sets_generated_images(tm
     assert json.loads(stdout)["generated"] == 8
 
 
+def test_a_test_sets_own_generated_folder_without_loose_images_is_read_or_refused(tmp_path, run_cli):
+    """An empty `generated_1/` (an unpacking that failed) left the test set without generated images in silence
+    (classify ran the classifier), though an empty `generated/` beside real images is refused; one whose images
+    sit in sub-folders was not read either."""
+    _images(tmp_path / "test" / "real_unknown_1", 6, "real_", 0)
+    (tmp_path / "test" / "generated_1").mkdir()
+    out, root = tmp_path / "sub.csv", ["--data-root", tmp_path / "root", "--runs-dir", tmp_path / "runs"]
+    code, _, err = run_cli("classify", tmp_path / "test", "--out", out, *root)
+    assert code == 2 and "Traceback" not in err, err
+    assert "generated_1: the generated images folder holds no images" in err, err
+    _images(tmp_path / "test" / "generated_1" / "batch1", 8, "gen_", 1)
+    code, stdout, err = run_cli("classify", tmp_path / "test", "--out", out, "--method", "knn", "--k", "2", "--json",
+                                *root)
+    assert code == 0, err
+    assert json.loads(stdout)["generated"] == 8
+
+
 def test_evaluate_report_never_shows_another_test_sets_generated_images(tmp_path, run_cli):
     """`evaluate --report --real test/` drew real_unknown_2/'s neighbours from a lone generated_1/."""
     pytest.importorskip("matplotlib")

@@ -203,11 +203,22 @@ def load_part(root: Path, part: str, spec: str, where: str, reading: MedicalRead
 def _test_info(folder: Path, root: Path, index: int) -> dict:
     """A test set's `generated`: its own `generated_N/` (or an unnumbered `generated/`); without one, `unpaired`
     names the other test sets' generated folders beside it, never compared with it, so a reader can say why."""
-    generated = _near(folder, root, GENERATED, index)
+    generated = _near(folder, root, GENERATED, index) or _own_generated(folder, index)
     if generated:
         return {"generated": str(generated.resolve())}
     others = [d.name for d in _children(folder.parent) if GENERATED.match(_norm(d.name)) and _flat_images(d)]
     return {"unpaired": others} if others else {}
+
+
+def _own_generated(folder: Path, index: int) -> Path | None:
+    """The test set's `generated_N/` beside it though it holds no loose image (empty, or its images in sub-folders):
+    the set went without generated images in silence (classify ran the classifier); named, reading it reads its
+    images or says it holds none, as for a `generated/` beside a folder of real images."""
+    for beside in _children(folder.parent):
+        numbered = GENERATED.match(_norm(beside.name))
+        if numbered and numbered.group(1) and int(numbered.group(1)) == index:
+            return beside
+    return None
 
 
 def _attribution(root: Path, part: str, spec: str, where: str) -> Manifest:
