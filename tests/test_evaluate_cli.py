@@ -91,6 +91,14 @@ def test_decision_rules_on_scores(tmp_path, labels, run_cli):
     assert_one_line_error(code, out, err, "not both")
 
 
+def test_a_used_fraction_labelling_every_image_alike_is_named_by_its_option(tmp_path, labels, run_cli):
+    """It was "used fraction 0.001 labels none of the 200 images used", the option unnamed."""
+    preds = tmp_path / "scores.csv"
+    write_scores(preds, IDS, np.linspace(0, 1, 200))
+    code, out, err = run_cli("evaluate", str(preds), str(labels), "--used-fraction", "0.001")
+    assert_one_line_error(code, out, err, "--used-fraction 0.001 labels none of the 200 images", "at least 0.0025")
+
+
 def test_a_rule_without_scores_is_refused(tmp_path, labels, run_cli):
     preds = write(tmp_path / "sub.csv", "".join(f"{i},1\n" for i in IDS))
     code, out, err = run_cli("evaluate", str(preds), str(labels), "--used-fraction", "0.3")

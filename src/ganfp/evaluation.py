@@ -21,6 +21,7 @@ from ganfp.submission import (
     read_labels,
     read_predictions,
     ties_at_the_cut,
+    used_count,
 )
 
 CONFUSION_KEYS = ("tp", "fp", "tn", "fn")
@@ -86,6 +87,9 @@ def _predicted_labels(preds: Predictions, preds_path, used_fraction, threshold) 
                          f"but this file ({preds.format}) has none")
     if preds.labels is not None and not rule_given:
         return preds.labels, "labels from the file", []
+    if used_fraction is not None:  # the option by its name, with the fractions that work for these scores
+        require_number("used_fraction", used_fraction)
+        used_count(used_fraction, len(preds.scores), name="--used-fraction")
     labels = decide(preds.scores, used_fraction=used_fraction, threshold=threshold, ids=preds.ids)
     if threshold is not None:
         return labels, f"score >= {threshold:g}", constant_labelling(preds.scores, labels, threshold)
