@@ -70,6 +70,21 @@ def test_a_test_sets_own_generated_folder_without_loose_images_is_read_or_refuse
     assert json.loads(stdout)["generated"] == 8
 
 
+def test_real_images_beside_several_generated_folders_ask_which(tmp_path, run_cli):
+    """`real/` with `generated_1/` and `generated_2/` inside read neither and ran the classifier in silence."""
+    _images(tmp_path / "real", 6, "real_", 0)
+    for n in (1, 2):
+        _images(tmp_path / "real" / f"generated_{n}", 8, f"gen{n}_", n)
+    out, root = tmp_path / "sub.csv", ["--data-root", tmp_path / "root", "--runs-dir", tmp_path / "runs"]
+    code, _, err = run_cli("classify", tmp_path / "real", "--out", out, *root)
+    assert code == 2 and "Traceback" not in err, err
+    assert "holds several generated folders (generated_1/, generated_2/); pass --generated" in err, err
+    code, stdout, err = run_cli("classify", tmp_path / "real", "--generated", tmp_path / "real" / "generated_2",
+                                "--out", out, "--method", "knn", "--k", "2", "--json", *root)
+    assert code == 0, err
+    assert json.loads(stdout)["images"] == 6
+
+
 def test_evaluate_report_never_shows_another_test_sets_generated_images(tmp_path, run_cli):
     """`evaluate --report --real test/` drew real_unknown_2/'s neighbours from a lone generated_1/."""
     pytest.importorskip("matplotlib")

@@ -36,6 +36,8 @@ def _real_folder(path: Path, reading: MedicalReading | None, generated: str | No
     manifest = folder_manifest(path, exclude=beside + named, reading=reading)
     if len(beside) == 1:  # a dev layout (used/, not_used/, generated/): its own generated images, as for a test set
         manifest.info["generated"] = str(path / beside[0])
+    elif beside:  # which one? `check_paired` asks, rather than the classifier running in silence
+        manifest.info["several_generated"] = sorted(beside)
     return manifest
 
 
@@ -54,8 +56,13 @@ def _only_generated(folder: Path, given: Path) -> bool:
 def check_paired(manifest: Manifest, instead: str) -> None:
     """A test set without its own generated_N/, beside other test sets' generated folders, refused when generated
     images would be read: it was compared with another test set's (maybe another generator's), and without them
-    classify ran the classifier, and evaluate drew a report without neighbours, without a word. `instead`: the
-    caller's other way out."""
+    classify ran the classifier, and evaluate drew a report without neighbours, without a word. So is a folder of
+    real images beside several generated folders (`generated_1/`, `generated_2/`), none of which was read.
+    `instead`: the caller's other way out."""
+    several = manifest.info.get("several_generated")
+    if several:
+        raise InputError(f"{manifest.root}: holds several generated folders ({', '.join(f'{n}/' for n in several)}); "
+                         f"pass --generated with the one to compare its real images with, {instead}")
     others = manifest.info.get("unpaired")
     if others:
         own = f"generated_{imageclef.test_number(Path(manifest.root).name) or 1}/"
