@@ -573,10 +573,10 @@ def no_generated_hint(real: str) -> str:
     forgot --generated, or gave a test set's real_unknown_1/ without the generated_1/ beside it, was told to
     train the paper's chain, when the membership scorers need no chain. A lone generated folder beside REAL is
     named (for `real_unknown_N/`, only its own `generated_N/` or an unnumbered one)."""
-    from ganfp.data.adapters.imageclef import names_generated, test_number
+    from ganfp.data.adapters.imageclef import names_generated, real_unknown_number
 
     path = Path(real).expanduser()
-    number = test_number(path.name)  # real_unknown_2/: generated_1/ beside it is another test set's
+    number = real_unknown_number(path.name)  # real_unknown_2/: generated_1/ beside it is another test set's
     try:
         beside = [p for p in path.parent.iterdir() if p.is_dir() and p.name != path.name
                   and names_generated(p.name, number)] if path.is_dir() else []

@@ -65,7 +65,7 @@ def check_paired(manifest: Manifest, instead: str) -> None:
                          f"pass --generated with the one to compare its real images with, {instead}")
     others = manifest.info.get("unpaired")
     if others:
-        own = f"generated_{imageclef.test_number(Path(manifest.root).name) or 1}/"
+        own = f"generated_{imageclef.real_unknown_number(Path(manifest.root).name) or 1}/"
         theirs = ", ".join(f"{name}/" for name in others)
         raise InputError(f"{manifest.root}: no {own} beside it ({theirs}: another test set's generated images, never "
                          f"compared with it); pass --generated GEN_DIR with the images of its own generator, {instead}")

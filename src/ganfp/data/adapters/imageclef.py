@@ -45,7 +45,7 @@ def names_generated(folder_name: str, number: int | None = None) -> bool:
     return found is not None and (number is None or found.group(1) is None or int(found.group(1)) == number)
 
 
-def test_number(folder_name: str) -> int | None:
+def real_unknown_number(folder_name: str) -> int | None:
     """The N of a `real_unknown_N/` folder (1 when unnumbered); None for a folder of another name."""
     found = REAL_UNKNOWN.match(_norm(folder_name))
     return int(found.group(1) or 1) if found else None
