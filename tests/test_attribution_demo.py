@@ -78,3 +78,14 @@ def test_2024_the_printed_evaluate_line_adds_task_only_without_a_header(data_roo
     code, stdout, err = run_cli(*line.removeprefix("score it with: ganfp ").split(), "--json")
     assert code == 0, err
     assert json.loads(stdout)["task"] == "clustering"
+
+
+def test_2025_training_and_real_parts_name_no_ground_truth(data_root, tmp_path, run_cli):
+    """labels.csv names the unknown images only: attributing `demo:attribution-2025-real` printed an evaluate line
+    with it, which failed on the first id (`real_subset1_0001` is not in labels.csv)."""
+    for part in ("attribution-2025-train", "attribution-2025-real"):
+        assert "labels" not in load_manifest(f"demo:{part}", data_root).info
+    code, _, err = run_cli("attribute", "demo:attribution-2025-real", "--method", "centroid", "--features", "pixels8",
+                           "--out", tmp_path / "a.csv", "--data-root", data_root, "--device", "cpu")
+    assert code == 0, err
+    assert "score it with" not in err and "ground truth" not in err

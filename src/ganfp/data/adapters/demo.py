@@ -33,6 +33,9 @@ DEMO_PARTS.add("attribution-2024", ("attribution-2024", "generated"), attributio
 CHAIN_SPECS = {f"demo:{name}" for name in DEMO_PARTS.names(attribution=None)}
 GENERATED = {"gans-dev": "gans-dev/generated", "gans-test": "gans-test/generated_1"}
 TEST_LABELS = "gans-test-labels.csv"
+# the attribution parts whose images labels.csv covers: the training and real parts are labelled by their folders,
+# and `attribute` printed an evaluate line for them that failed on the first id
+PARTS_WITH_GROUND_TRUTH = ("attribution-unknown", "generated")
 
 
 def demo_dir(data_root: Path) -> Path:
@@ -90,7 +93,8 @@ def load_attribution(arg: str, data_root: Path) -> Manifest:
         manifest = folder_manifest(root / "generated", name=f"demo:{arg}")
     else:
         manifest = load_part(root, part, f"demo:{arg}", str(root))
-    manifest.info["labels"] = str(root / LABELS)
+    if part in PARTS_WITH_GROUND_TRUTH:  # the labels name the unknown images (2025) or the mixed ones (2024), no others
+        manifest.info["labels"] = str(root / LABELS)
     return manifest
 
 
