@@ -75,6 +75,25 @@ def test_cnn_trains_with_the_stage_trainer_and_fusion_reuses_it(task, tmp_path):
     np.testing.assert_allclose(fused.probabilities.sum(1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["cnn", "fusion"])
+def test_a_class_too_small_to_train_on_is_refused_before_any_image_is_read(tmp_path, monkeypatch, method):
+    """The trainer holds out a fifth of each class: a class of one image failed only in it, after the line announcing
+    the training and, with fusion, after the whole knn pass."""
+    rng = np.random.default_rng(0)
+    for c, (cls, n) in enumerate(zip(CLASSES, (8, 8, 1))):
+        save(tmp_path / "train" / "generated" / cls, f"gen_{cls}", class_images(rng, c, n))
+    save(tmp_path / "unknown", "unknown", class_images(rng, 0, 2))
+
+    def read_too_soon(*args, **kwargs):
+        raise AssertionError("an image was read before the class counts were checked")
+
+    monkeypatch.setattr("ganfp.attribution.run.image_headers", read_too_soon)
+    trainer = TrainerSettings(epochs=1, runs_dir=str(tmp_path / "runs"))
+    with pytest.raises(InputError, match=rf"--method {method}: --train .*gamma.: 1\}}.*use --method knn"):
+        attribute(config(tmp_path, tmp_path, method=method, trainer=trainer))
+    assert not (tmp_path / "runs").exists()
+
+
 def test_options_a_method_does_not_read_are_refused_and_defaults_filled_in_once(task, tmp_path):
     plain = config(task, tmp_path, method="knn")
     assert plain.k is None and plain.trainer.model is None and plain.trainer.epochs is None  # None: not given

@@ -54,10 +54,12 @@ from ganfp.data.generated import depths_by_set, image_headers, native_image_size
 from ganfp.data.manifest import UNLABELLED, Manifest, image_files, list_folder
 from ganfp.data.medical import MedicalReading, file_items, window_name, with_window
 from ganfp.data.outputs import check_outputs
+from ganfp.data.split import split_problem
 from ganfp.device import resolve_device
 from ganfp.errors import InputError, count, require_int, require_path, require_paths, require_seed
 from ganfp.fileio import written_together
 from ganfp.pages import require_matplotlib
+from ganfp.train import StageConfig
 
 Message = Callable[[str], None]
 
@@ -340,10 +342,11 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
         if not train.labelled or len(train.classes) < 2:
             raise InputError(f"--train {source}: not a labelled dataset of two classes or more")
         real = Path(train.info["real"]) if "real" in train.info else None
+    where = f"--train {source}" if cfg.train is not None else source
     for cls in train.classes:
         if problem := unwritable(cls):
-            where = f"--train {source}" if cfg.train is not None else source
             raise InputError(f"{where}: class {cls!r} {problem}; rename its folder")
+    _check_trainable(cfg.method, train, where)
     if not cfg.use_real:
         return train, spec, []
     if real is None or not real.is_dir():
@@ -351,6 +354,17 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
     extra = _class_folders(real, "--use-real", classes=train.classes)
     train = Manifest(train.name, train.classes, train.items + extra.items, train.root, train.info)
     return train, spec, _unused_real(real, train.classes)
+
+
+def _check_trainable(method: str, generated: Manifest, where: str) -> None:
+    """cnn (and fusion's cnn) hold out a fifth of each class of generated/ to stop early, so a class of one image
+    cannot be trained on. The trainer said so only after the line announcing the training and, for fusion, after the
+    knn pass (a minute at the 2025 task's scale): refused here, before any image is decoded."""
+    if METHODS.entry(method).meta["needs"] == "features":
+        return
+    if why := split_problem(generated, StageConfig.val_fraction):
+        raise InputError(f"--method {method}: {where}: {why} (the trainer holds out a fifth of each class to stop "
+                         "early); add images, or use --method knn, linear or centroid")
 
 
 def _unused_real(real: Path, classes: list[str]) -> list[str]:
