@@ -657,6 +657,16 @@ def test_one_line_errors(task, mixed, tmp_path, run_cli):
     one_line_error(run_cli("evaluate", preds, task / "labels.csv"), "p.csv:7", "'delta'", "alpha, beta, gamma")
 
 
+def test_a_method_of_the_other_mode_says_which_option_it_needs(task, mixed, tmp_path, run_cli):
+    """`--method kmeans` without --clusters (or `--clusters 3 --method knn`) was "unknown attribution method
+    'kmeans'", as if ganfp had no kmeans, while the help lists it."""
+    common = ("--out", tmp_path / "x.csv", "--device", "cpu", "--data-root", tmp_path / "data")
+    one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--method", "kmeans", *common),
+                   "--method kmeans: a clustering method; add --clusters K|auto", "knn")
+    one_line_error(run_cli("attribute", mixed / "generated", "--clusters", "3", "--method", "knn", *common),
+                   "--method knn: learns from labelled images; drop --clusters and give --train", "spectral")
+
+
 def test_checkpoint_features_come_from_the_runs_dir_of_attribute(task, tmp_path, run_cli):
     """`--features checkpoint` takes the newest finished chain run under attribute's own --runs-dir."""
     from ganfp.checkpoint import model_meta, save_model

@@ -127,6 +127,9 @@ class AttributeConfig:
                                                                   "report": self.report})
         require_reading(self.reading)
         _check_report(self.report, self.report_n)
+        if self.method in CLUSTERERS:
+            raise InputError(f"--method {self.method}: a clustering method; add --clusters K|auto to cluster, or give "
+                             f"a supervised method: {', '.join(METHODS.names())}")
         needs = METHODS.entry(self.method).meta["needs"]
         self._check_read()
         _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=False,
@@ -190,6 +193,9 @@ class ClusterConfig:
                       {"data_root": self.data_root, "runs_dir": self.runs_dir, "report": self.report})
         require_reading(self.reading)
         _check_report(self.report, self.report_n)
+        if self.method in METHODS:
+            raise InputError(f"--method {self.method}: learns from labelled images; drop --clusters and give --train, "
+                             f"or cluster with: {', '.join(CLUSTERERS.names())}")
         CLUSTERERS.get(self.method)
         _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=True,
                       device=self.device)
