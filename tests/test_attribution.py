@@ -667,6 +667,14 @@ def test_a_method_of_the_other_mode_says_which_option_it_needs(task, mixed, tmp_
                    "--method knn: learns from labelled images; drop --clusters and give --train", "spectral")
 
 
+@pytest.mark.parametrize("clusters", ["2", "auto"])
+def test_clustering_one_image_says_one_image(tmp_path, clusters):
+    save(tmp_path / "one", "one", class_images(np.random.default_rng(0), 0, 1))
+    with pytest.raises(InputError, match=r"the 1 image of|has 1 image;"):
+        cluster(ClusterConfig(str(tmp_path / "one"), str(tmp_path / "c.csv"), device="cpu",
+                              clusters=None if clusters == "auto" else 2, data_root=str(tmp_path / "data")))
+
+
 def test_checkpoint_features_come_from_the_runs_dir_of_attribute(task, tmp_path, run_cli):
     """`--features checkpoint` takes the newest finished chain run under attribute's own --runs-dir."""
     from ganfp.checkpoint import model_meta, save_model

@@ -483,9 +483,10 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     columns = parse_columns(cfg.columns, clustering=True)
     keys = row_keys([it.path for it in images.items], columns)
     if cfg.clusters is not None and cfg.clusters > len(images):
-        raise InputError(f"--clusters {cfg.clusters}: more clusters than the {len(images)} images of {cfg.images}")
+        raise InputError(f"--clusters {cfg.clusters}: more clusters than the {count(len(images), 'image')} of "
+                         f"{cfg.images}")
     if cfg.clusters is None and len(images) < 3:
-        raise InputError(f"--clusters auto: {cfg.images} has {len(images)} images; choosing K needs 3 or more")
+        raise InputError(f"--clusters auto: {cfg.images} has {count(len(images), 'image')}; choosing K needs 3 or more")
     headers = image_headers(images)
     ctx = FeatureContext(cfg.image_size or native_image_size(images, headers=headers), cfg.device, cfg.batch_size,
                          cfg.data_root, cfg.runs_dir)
