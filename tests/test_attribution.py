@@ -675,6 +675,16 @@ def test_clustering_one_image_says_one_image(tmp_path, clusters):
                               clusters=None if clusters == "auto" else 2, data_root=str(tmp_path / "data")))
 
 
+@pytest.mark.parametrize("columns", ["image_path,predicted_class", "id,cluster"])
+def test_evaluate_names_a_pandas_index_column_in_a_class_table(task, tmp_path, run_cli, columns):
+    """A table saved by pandas without index=False (`,image_path,predicted_class`, rows `0,a.png,alpha`) was "p.csv:1:
+    empty id": its header read as a row."""
+    rows = [r.split(",") for r in (task / "labels.csv").read_text().splitlines()[1:]]
+    preds = tmp_path / "p.csv"
+    preds.write_text(f",{columns}\n" + "".join(f"{n},{i},{v}\n" for n, (i, v) in enumerate(rows)))
+    one_line_error(run_cli("evaluate", preds, task / "labels.csv"), "p.csv:1: column 1", "to_csv(index=False)")
+
+
 def test_checkpoint_features_come_from_the_runs_dir_of_attribute(task, tmp_path, run_cli):
     """`--features checkpoint` takes the newest finished chain run under attribute's own --runs-dir."""
     from ganfp.checkpoint import model_meta, save_model

@@ -210,6 +210,13 @@ def near_miss(image_id: str, truth_ids: list[str]) -> str:
     return f"; it has {match!r} (ids are matched exactly)" if match is not None else ""
 
 
+def unnamed_column(path, header: str, column: int) -> InputError:
+    """A header column without a name: most often the index pandas writes unless told `index=False`, which shifts
+    every row one column to the right (the ids become numbers, the classes ids)."""
+    return InputError(f"{path}:1: column {column} of the header {header.strip()!r} has no name (a spreadsheet's empty "
+                      "column, or pandas' index: to_csv(index=False)); delete it")
+
+
 def separator_hint(line: str) -> str:
     """A line without a comma but with `;` or tabs: a spreadsheet's export (`;` in a European locale), which names
     the actual fix; '1 comma-separated token' alone reads as a complaint about the header or the ids."""
@@ -294,8 +301,7 @@ def _header(path, first_line: str) -> dict[str, int] | None:
     value_cols = [c for c in LABEL_COLUMNS + SCORE_COLUMNS if c in columns]
     known = len(id_cols) == 1 and value_cols and sum(c in LABEL_COLUMNS for c in value_cols) <= 1
     if "" in columns:
-        raise InputError(f"{path}:1: column {names.index('') + 1} of the header {first_line.strip()!r} has no name "
-                         "(a spreadsheet's empty column, or pandas' index: to_csv(index=False)); delete it")
+        raise unnamed_column(path, first_line, names.index("") + 1)
     if not known or len(columns) != len(names):  # extra named columns (per-scorer scores) are kept aside
         raise InputError(f"{path}:1: unrecognised header {first_line.strip()!r}; expected one of: {KNOWN_HEADERS} "
                          f"(the id column may be named {', '.join(ID_WORDS)})")

@@ -17,7 +17,7 @@ from typing import Sequence
 from ganfp.data.manifest import cell_id
 from ganfp.errors import InputError, require_text
 from ganfp.fileio import OutputBatch, utf8_writable, write_text
-from ganfp.submission import FILE_WORDS, ID_WORDS, read_lines, separator_hint, without_trailing_blanks
+from ganfp.submission import FILE_WORDS, ID_WORDS, read_lines, separator_hint, unnamed_column, without_trailing_blanks
 
 CLUSTER_WORDS = ("cluster", "cluster_id", "clusters")  # a value column evaluate reads as a clustering
 SCORE_WORDS = ("score",)  # a column evaluate reads as membership scores
@@ -103,6 +103,8 @@ def read_class_table(path) -> ClassTable:
     if not lines:
         raise InputError(f"{path}: empty file")
     first = [t.strip().strip('"') for t in lines[0].lstrip("\ufeff").split(",")]
+    if len(first) >= 3 and not first[0] and first[1].lower() in ID_WORDS:  # read as a row, it was "empty id"
+        raise unnamed_column(path, lines[0].lstrip("\ufeff"), 1)
     columns = (first[0], first[1]) if len(first) >= 2 and first[0].lower() in ID_WORDS else None
     start = 2 if columns else 1
     ids, values, where, seen = [], [], [], {}
