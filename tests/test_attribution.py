@@ -685,6 +685,18 @@ def test_evaluate_names_a_pandas_index_column_in_a_class_table(task, tmp_path, r
     one_line_error(run_cli("evaluate", preds, task / "labels.csv"), "p.csv:1: column 1", "to_csv(index=False)")
 
 
+def test_images_named_alike_in_two_folders_are_refused_with_the_way_out(tmp_path):
+    """Generators' folders often number their images alike (a/img_000.png, b/img_000.png): the refusal named the
+    clash but not what to do about it."""
+    rng = np.random.default_rng(0)
+    for c, cls in enumerate(CLASSES):
+        save(tmp_path / "mixed" / cls, "img", class_images(rng, c, 3))
+    with pytest.raises(InputError, match=r"beta/img_000.png: id 'img_000' also belongs to .*alpha/img_000.png .*"
+                                         r"give each image its own name, e.g. its folder's name as a prefix"):
+        cluster(ClusterConfig(str(tmp_path / "mixed"), str(tmp_path / "c.csv"), clusters=3, device="cpu",
+                              data_root=str(tmp_path / "data")))
+
+
 def test_checkpoint_features_come_from_the_runs_dir_of_attribute(task, tmp_path, run_cli):
     """`--features checkpoint` takes the newest finished chain run under attribute's own --runs-dir."""
     from ganfp.checkpoint import model_meta, save_model
