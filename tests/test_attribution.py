@@ -472,6 +472,27 @@ def test_a_mix_of_bit_depths_counts_every_image_a_dicom_slice_included(tmp_path)
     assert cluster(cfg).warnings == []
 
 
+@pytest.mark.parametrize("columns", ["id,cluster", "image_path,cluster"])
+def test_slices_and_uid_named_dicom_files_are_written_by_their_ids(tmp_path, columns):
+    """A NIfTI volume's slices were each written as the volume's file name (`vol.nii.gz` on every row), and a DICOM
+    file read with --id-from uid by its file name: ganfp evaluate refused the first as one id more than once, and
+    matched the second against no UID in the labels."""
+    pytest.importorskip("nibabel", reason="needs the medical extra (nibabel)")
+    pytest.importorskip("pydicom", reason="needs the medical extra (pydicom)")
+    from helpers.medical import write_ct_dicom, write_nifti
+
+    from ganfp.data.medical import MedicalReading
+
+    folder, rng = tmp_path / "images", np.random.default_rng(3)
+    write_nifti(folder / "vol.nii.gz", rng.uniform(-1000, 400, (SIZE, SIZE, 3)))
+    write_ct_dicom(folder / "scan.dcm", rng.uniform(-1000, 400, (SIZE, SIZE)), uid="1.2.3.4")
+    result = cluster(ClusterConfig(images=str(folder), out=str(tmp_path / "c.csv"), clusters=2, features="pixels8",
+                                   columns=columns, device="cpu", data_root=str(tmp_path / "data"),
+                                   reading=MedicalReading.parse(None, "uid", None)))
+    assert sorted(result.ids) == ["1.2.3.4", "vol_0000", "vol_0001", "vol_0002"]
+    assert read_class_table(tmp_path / "c.csv").ids == result.ids
+
+
 @pytest.mark.parametrize(("mode", "depth"), [("1", "1-bit"), ("L", "8-bit"), ("P", "8-bit"), ("RGB", "8-bit"),
                                              ("I;16", "16-bit"), ("I", "32-bit"), ("F", "32-bit float")])
 def test_the_bit_depth_is_the_one_the_decoder_reads(tmp_path, mode, depth):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Sequence
 
-from ganfp.data.manifest import cell_id
+from ganfp.data.manifest import Item, cell_id
 from ganfp.errors import InputError, require_text
 from ganfp.fileio import OutputBatch, utf8_writable, write_text
 from ganfp.submission import FILE_WORDS, ID_WORDS, read_lines, separator_hint, unnamed_column, without_trailing_blanks
@@ -71,18 +71,24 @@ def unwritable(cell: str) -> str | None:
     return None
 
 
-def row_keys(files: Sequence[str], columns: tuple[str, str] | None) -> list[str]:
+def row_keys(items: Sequence[Item], columns: tuple[str, str] | None) -> list[str]:
     """What identifies each image in the first column: its file name under a path-like header, else its id.
+
+    A NIfTI slice, or a DICOM file named by its SOPInstanceUID (`--id-from uid`), has no file name of its own: it is
+    written by its id under either header. Its file name named every slice of a volume alike (`vol.nii.gz` on each
+    row), which `ganfp evaluate` refused as one id more than once.
 
     Called before any work: a name that cannot be written is refused naming its file, not after the features
     (or a trained network) as a problem of the output file.
     """
-    names = [PurePosixPath(f.replace("\\", "/")).name for f in files]
-    keys = names if columns and columns[0].lower() in FILE_WORDS else [cell_id(n) for n in names]
-    for file, key in zip(files, keys):
+    by_file = columns is not None and columns[0].lower() in FILE_WORDS
+    own_file = [it.frame is None and not it.name for it in items]  # one image per file, named by it
+    keys = [PurePosixPath(it.path.replace("\\", "/")).name if by_file and own else it.id
+            for it, own in zip(items, own_file)]
+    for item, key in zip(items, keys):
         problem = unwritable(key)
         if problem:
-            raise InputError(f"{file}: its name {key!r} {problem}; rename the file")
+            raise InputError(f"{item.path}: its name {key!r} {problem}; rename the file")
     return keys
 
 

@@ -436,7 +436,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     cfg = cfg.resolved()
     unknown = read_images(cfg.unknown, cfg.data_root, cfg.reading)
     columns = parse_columns(cfg.columns)
-    keys = row_keys([it.path for it in unknown.items], columns)
+    keys = row_keys(unknown.items, columns)
     train, train_spec, warnings = training_set(cfg, unknown)
     window = cfg.reading.window if cfg.reading is not None else None
     train = with_window(train, window) if window else train  # the references are seen as the unknown images are
@@ -482,7 +482,7 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     cfg = cfg.resolved()
     images = read_images(cfg.images, cfg.data_root, cfg.reading)
     columns = parse_columns(cfg.columns, clustering=True)
-    keys = row_keys([it.path for it in images.items], columns)
+    keys = row_keys(images.items, columns)
     if cfg.clusters is not None and cfg.clusters > len(images):
         raise InputError(f"--clusters {cfg.clusters}: more clusters than the {count(len(images), 'image')} of "
                          f"{cfg.images}")
