@@ -718,6 +718,17 @@ def test_images_named_alike_in_two_folders_are_refused_with_the_way_out(tmp_path
                               data_root=str(tmp_path / "data")))
 
 
+def test_use_real_without_real_images_of_a_class_names_the_option(task, tmp_path):
+    """real/ with images of some classes only was refused as `real/gamma: class folder missing`, which named neither
+    --use-real, which reads it, nor dropping it as the other way on."""
+    import shutil
+
+    shutil.copytree(task, tmp_path / "task")
+    shutil.rmtree(tmp_path / "task" / "train" / "real" / "gamma")
+    with pytest.raises(InputError, match=r"--use-real: .*real holds no images of class gamma; .*drop --use-real"):
+        attribute(config(tmp_path / "task", tmp_path, use_real=True))
+
+
 def test_checkpoint_features_come_from_the_runs_dir_of_attribute(task, tmp_path, run_cli):
     """`--features checkpoint` takes the newest finished chain run under attribute's own --runs-dir."""
     from ganfp.checkpoint import model_meta, save_model

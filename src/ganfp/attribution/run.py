@@ -358,9 +358,20 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
         return train, spec, []
     if real is None or not real.is_dir():
         raise InputError(no_real)
-    extra = _class_folders(real, "--use-real", classes=train.classes)
+    extra = _real_references(real, train.classes)
     train = Manifest(train.name, train.classes, train.items + extra.items, train.root, train.info)
     return train, spec, _unused_real(real, train.classes)
+
+
+def _real_references(real: Path, classes: list[str]) -> Manifest:
+    """real/<class>/ of every class of generated/. A class without real images was refused as "class folder missing"
+    under real/, which did not say that --use-real reads it, nor that dropping --use-real is the other way on."""
+    missing = [c for c in classes if not (real / c).is_dir() or not image_files(real / c)]
+    if missing:
+        raise InputError(f"--use-real: {real} holds no images of class {', '.join(missing)}; --use-real adds "
+                         f"real/<class>/ to the references of every class of generated/ ({', '.join(classes)}): add "
+                         f"the images, or drop --use-real")
+    return _class_folders(real, "--use-real", classes=classes)
 
 
 def _check_trainable(method: str, generated: Manifest, where: str) -> None:
