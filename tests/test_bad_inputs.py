@@ -798,6 +798,18 @@ add("eval-plot-over-input-image", *E, "{scores}", "{labels}", "--report", "{out}
 add("classify-spec-out-over-an-image", *K, "demo:gans-test", "--out", "{gen}/g001.png", demo=True,
     says=("--out", "is an image"))
 add("classify-out-over-ids", *KR, "--out", "{ids_short}", "--ids", "{ids_short}", says="would overwrite the input")
+# an output named as another kind of file than the one written there, found only when it was opened
+add("classify-report-named-pdf", *KR, "--out", "{out}/s.csv", "--report", "{out}/r.pdf",
+    says=("--report", "an HTML page is written there", "name it .html"))
+add("classify-out-and-report-swapped", *KR, "--out", "{out}/o.html", "--report", "{out}/o.csv",
+    says=("--out", "a CSV file is written there", "name it .csv"))
+add("classify-scores-named-like-an-image", *KR, "--out", "{out}/s.csv", "--scores", "{out}/scores.png",
+    says=("--scores", "a CSV file is written there"))
+add("classify-out-dash", *KR, "--out", "-", says=("--out -", "not to standard output"))
+add("attribute-report-named-csv", "attribute", "{gen}", "--clusters", "2", "--out", "{out}/c.csv", "--report",
+    "{out}/c2.csv", says=("--report", "an HTML page is written there"))
+add("eval-report-named-json", *E, "{scores}", "{labels}", "--report", "{out}/r.json",
+    says=("--report", "an HTML page is written there"))
 for _window in ("nan,100", "inf,1", "40,inf"):
     add(f"classify-window-{_window}", *KR, "--out", "{out}/s.csv", "--window", _window, says=("--window", "finite"))
 for _opt, _value, _kind in (("--window", "bone", "DICOM or NIfTI"), ("--window", "40,400", "DICOM or NIfTI"),

@@ -42,6 +42,26 @@ def _joins_the_images(target: Path, given: list[Path]) -> Path | None:
     return next((source for source in given if _inside(target, source)), None)
 
 
+# What each output is written as, by its name (the CLI's option or the library's argument), and the suffixes that
+# name another kind of file: `--report r.pdf` was written as HTML, and `--out o.html --report o.csv` (the two
+# swapped) wrote each in the other's format, both found only when the file was opened.
+WRITTEN_AS = {"--report": "an HTML page", "report": "an HTML page", "--out": "a CSV file", "out": "a CSV file",
+              "--scores": "a CSV file", "scores_path": "a CSV file"}
+OTHER_KINDS = {"an HTML page": {".csv", ".tsv", ".txt", ".json", ".pdf"}, "a CSV file": {".html", ".htm", ".pdf"}}
+SUFFIX_FOR = {"an HTML page": ".html", "a CSV file": ".csv"}
+
+
+def _kind_problem(option: str, path: PathLike) -> str | None:
+    """Why `path` cannot be the `option` output by its name: `-` (a file named "-", not the terminal), or a suffix
+    of another kind of file than the one written there."""
+    if str(path).strip() == "-":
+        return "ganfp writes its outputs to files, not to standard output; give a file name"
+    kind, suffix = WRITTEN_AS.get(option), Path(path).suffix.lower()
+    if kind and (suffix in OTHER_KINDS[kind] or is_image_file(Path(path))):
+        return f"{kind} is written there, which {suffix} names as another kind of file; name it {SUFFIX_FOR[kind]}"
+    return None
+
+
 def check_outputs(outputs: dict[str, PathLike], inputs: tuple[PathLike, ...], draws: str = "--plot") -> None:
     """Every output writable, none the same file as another, none an input file or an image in an input folder
     (one named like an image included), and none but the figure (`draws`) an existing image: a CSV or report
@@ -68,3 +88,5 @@ def check_outputs(outputs: dict[str, PathLike], inputs: tuple[PathLike, ...], dr
         if (source := _joins_the_images(target, given)) is not None:
             raise InputError(f"{option} {path}: named like an image inside the input folder {source}, where the next "
                              "run would read it as one of its images; write it elsewhere")
+        if (why := _kind_problem(option, path)) is not None:
+            raise InputError(f"{option} {path}: {why}")
