@@ -421,6 +421,12 @@ def test_a_dev_folder_named_as_the_organisers_or_a_user_spell_it_is_read(tmp_pat
     shutil.copytree(dev / "Not-Used", dev / "not_used")
     with pytest.raises(InputError, match="Not-Used/, not_used/, each read as the not_used/ folder"):
         dev_sets(str(dev))
+    shutil.rmtree(dev / "not_used")
+    (dev / "Generated").rename(dev / "generated_1")  # the 2024 dev set's spelling
+    assert dev_sets(str(dev))[1].root == str(dev / "generated_1")
+    shutil.copytree(dev / "generated_1", dev / "generated_2")
+    with pytest.raises(InputError, match="generated_1/, generated_2/, each read as the generated/ folder"):
+        dev_sets(str(dev))
 
 
 def test_what_makes_a_calibrated_run_less_than_it_seems_is_said_aloud(run_cli, case, tmp_path):

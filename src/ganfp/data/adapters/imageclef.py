@@ -53,11 +53,11 @@ def real_unknown_number(folder_name: str) -> int | None:
 
 def dev_folder(parent: Path, role: str, where: str) -> Path:
     """`parent`'s folder of a dev set's `role` (`used`, `not_used`, `generated`), its name read as this adapter reads
-    the organisers' (`Used/`, `Not-Used/`, `real_not_used/`): a user's own dev set named so was refused as missing
-    its folders, though `imageclef-gans-YYYY:dev` reads it. Two folders of one role are refused, naming both (which
+    the organisers' (`Used/`, `Not-Used/`, `real_not_used/`, `generated_1/`): a user's own dev set named so was
+    refused as missing its folders, though `imageclef-gans-YYYY:dev` reads it. Two folders of one role are refused, naming both (which
     holds the images?); none gives `parent/role`, whose absence the caller reports."""
-    names = {"used": USED, "not_used": NOT_USED, "generated": {"generated"}}[role]
-    found = [d for d in _children(parent) if _norm(d.name) in names]
+    fits = {"used": USED.__contains__, "not_used": NOT_USED.__contains__, "generated": names_generated}[role]
+    found = [d for d in _children(parent) if fits(_norm(d.name))]
     if len(found) > 1:
         raise InputError(f"{where}: holds {', '.join(d.name + '/' for d in found)}, each read as the {role}/ folder; "
                          "keep one")
