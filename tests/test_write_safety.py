@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -198,6 +199,45 @@ def test_check_writable_refuses_what_cannot_be_written(tmp_path):
     fresh = tmp_path / "new" / "deeper" / "out.csv"
     assert fileio.check_writable(fresh, "--out") == fresh
     assert not (tmp_path / "new").exists()  # checking creates nothing
+
+
+class _FullDisk:
+    """An open file on a full disk: every write fails with ENOSPC, as the lock file's pid did on a full tmpfs."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    flush = write
+
+
+def test_a_full_disk_at_the_folder_lock_is_one_line_and_leaves_nothing(class_folder, tmp_path, run_cli,
+                                                                         monkeypatch):
+    real_open = open
+    monkeypatch.setattr(fileio, "open", lambda path, mode="r", *a, **k: (
+        _FullDisk(real_open(path, mode, *a, **k)) if mode.startswith("a") else real_open(path, mode, *a, **k)),
+        raising=False)
+    out = tmp_path / "runs" / "stage"
+    code, _, err = run_cli("train-stage", "--data", class_folder, "--out", out, "--model", "conv5",
+                           "--image-size", "16", "--epochs", "1")
+    assert (code, err.strip()) == (1, f"error: --out {out}: cannot write there (No space left on device); "
+                                      "nothing was written")
+    assert not (tmp_path / "runs").exists()  # neither the folders it made nor an empty lock file are left
+
+
+def test_a_folder_lock_where_no_folder_can_be_made_is_an_input_error(tmp_path, monkeypatch):
+    def refuse(self, *args, **kwargs):  # as /proc refuses root, whom check_writable's permission bits let through
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(InputError, match=r"^chain run X: cannot write there \(No such file or directory\)"):
+        with fileio.folder_lock(tmp_path / "runs" / "x", "chain run X", "hint"):
+            pass
 
 
 @pytest.mark.skipif(IS_ROOT, reason="root may write to read-only files and folders")

@@ -396,7 +396,7 @@ def _lock_file(path: Path, blocking: bool) -> Iterator[bool]:
         yield True
         return
     while True:
-        f = open(path, "a+")
+        f = open(path, "a+b", buffering=0)  # unbuffered: a full disk fails the pid's write once, not close() again
         try:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -409,10 +409,12 @@ def _lock_file(path: Path, blocking: bool) -> Iterator[bool]:
                 same = False
             if not same:
                 continue  # released and deleted while this process waited: lock the file now there
-            f.seek(0)
-            f.truncate()
-            f.write(f"{os.getpid()}\n")
-            f.flush()
+            try:
+                f.truncate(0)
+                f.write(f"{os.getpid()}\n".encode())
+            except OSError:
+                path.unlink(missing_ok=True)  # a full disk: no empty lock file outlives the refused run
+                raise
             try:
                 yield True
             finally:
@@ -453,9 +455,13 @@ def folder_lock(folder: str | os.PathLike, what: str, hint: str, wait: bool = Fa
     """
     folder = Path(folder)
     created = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]  # deepest first
-    folder.mkdir(parents=True, exist_ok=True)
     try:
-        with _lock_file(folder / LOCK_NAME, blocking=wait) as held:
+        with contextlib.ExitStack() as stack:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                held = stack.enter_context(_lock_file(folder / LOCK_NAME, blocking=wait))
+            except OSError as exc:  # only the lock's own setup: the body's errors are the caller's
+                raise _lock_failure(folder, what, exc) from None
             if not held:
                 raise RuntimeFailure(f"{what} is in use by {_holder(folder / LOCK_NAME)} (another ganfp run writing "
                                      f"there); {hint}")
@@ -465,6 +471,13 @@ def folder_lock(folder: str | os.PathLike, what: str, hint: str, wait: bool = Fa
         with contextlib.suppress(OSError):
             for made in created:
                 made.rmdir()  # only when empty: stops at the first folder that holds something
+
+
+def _lock_failure(folder: Path, what: str, exc: OSError) -> InputError | RuntimeFailure:
+    """The folder cannot be created or its lock file written: a full disk (exit 1), or a place nobody can write
+    (exit 2), found before any work, where `check_writable`'s permission bits could not tell (root, /proc)."""
+    why = f"{what}: cannot write there ({exc.strerror or exc}); nothing was written"
+    return RuntimeFailure(why) if exc.errno in WRITE_ERRNOS else InputError(why)
 
 
 def writer_of(folder: str | os.PathLike) -> str | None:
