@@ -110,6 +110,15 @@ BAD_CHAINS = [
     (GOOD_STAGE + '[[stages]]\nname = "two"\ndataset = "demo:covid"\ninit = "none"\n',
      [(7, "stage 2 init: only the first stage has an init; each later stage starts from the stage before it")]),
     ("oops = 1\n" + GOOD_STAGE, [(1, "unknown top-level key 'oops'")]),
+    # a new user's typos: the table or key meant is named, and a misspelt table still has its line
+    ("[default]\nepochs = 1\n" + GOOD_STAGE, [(1, "unknown top-level key 'default' (did you mean 'defaults'?)")]),
+    (GOOD_STAGE + "epoch = 3\nimage-size = 32\n",
+     [(4, "stage 1 has unknown key 'epoch' (did you mean 'epochs'?)"),
+      (5, "stage 1 has unknown key 'image-size' (did you mean 'image_size'?)")]),
+    (GOOD_STAGE + '[[stage]]\nname = "two"\n', [(4, "unknown top-level key 'stage' (did you mean 'stages'?)")]),
+    (GOOD_STAGE + '[[stages]]\nname = "two"\ndataset = "demo:covid"\n' + GOOD_STAGE,
+     [(8, "stage 3 name 'one': stage 1 has it already; stage names must be unique")]),
+    ("name = 5\n" + GOOD_STAGE, [(1, "chain name expected a string")]),
 ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import json
 import re
 import sys
@@ -134,6 +135,7 @@ def key_lines(text: str) -> dict:
             else:
                 table = header.group(2)
             lines.setdefault((table, header.group(2)), number)
+            lines.setdefault((None, header.group(2).split(".")[0].strip()), number)  # `[default]`: a top-level key
             continue
         key = _KEY.match(line)
         if key:
@@ -155,20 +157,33 @@ def load_chain(name_or_path: str) -> ChainSpec:
         raise InputError("; ".join(problems))
     spec.defaults, spec.description = raw.get("defaults", {}), raw.get("description", "")
     spec.stages = [{**table, "name": table.get("name", f"stage{i}")} for i, table in enumerate(raw["stages"], 1)]
-    names = [s["name"] for s in spec.stages]
-    if len(set(map(str, names))) != len(names):
-        raise InputError(f"{where}: stage names must be unique, got {names}")
+    problems = _duplicate_names(spec)
+    if problems:
+        raise InputError("; ".join(problems))
     return spec
+
+
+def _duplicate_names(spec: ChainSpec) -> list[str]:
+    """A stage named as an earlier one, with its line: a pasted `[[stages]]` table kept its name."""
+    first, out = {}, []
+    for i, stage in enumerate(spec.stages, 1):
+        name = str(stage["name"])
+        if name in first:
+            out.append(f"{spec.locate(i, 'name')}: stage {i} name {name!r}: stage {first[name]} has it already; "
+                       "stage names must be unique")
+        first.setdefault(name, i)
+    return out
 
 
 def _structure_problems(spec: ChainSpec, raw: dict) -> list[str]:
     """Every problem with the file's shape: top-level keys, table types, unknown stage keys, missing datasets."""
     out = [
-        f"{spec.locate(None, k)}: unknown top-level key {k!r}; valid: {', '.join(sorted(TOP_KEYS))}"
+        f"{spec.locate(None, k)}: unknown top-level key {k!r}{did_you_mean(k, TOP_KEYS)}; "
+        f"valid: {', '.join(sorted(TOP_KEYS))}"
         for k in raw
         if k not in TOP_KEYS
     ]
-    why = plain_name_problem(spec.name)
+    why = "expected a string" if not isinstance(spec.name, str) else plain_name_problem(spec.name)
     if why:
         out.append(f"{spec.locate(None, 'name')}: chain name {why}")
     if not isinstance(raw.get("description", ""), str):
@@ -200,12 +215,19 @@ def _key_problem(key: str, in_defaults: bool) -> str | None:
     """Why a chain file cannot set `key` (in `[defaults]`, or a stage), or None; without this a `model` or a default
     `name` was silently replaced (by --model, which names the run folder, and by each stage's own name)."""
     if key not in STAGE_FIELDS:
-        return f"has unknown key {key!r}; valid: {', '.join(sorted(STAGE_FIELDS - {'model'}))}"
+        valid = STAGE_FIELDS - {"model"}
+        return f"has unknown key {key!r}{did_you_mean(key, valid)}; valid: {', '.join(sorted(valid))}"
     if key == "model":
         return "sets model: the model is chosen with --model (the run folder is named by it); remove the key"
     if key == "name" and in_defaults:
         return "sets name: each stage has its own name (default: stage1, stage2, ...); remove the key"
     return None
+
+
+def did_you_mean(key: str, choices) -> str:
+    """` (did you mean 'epochs'?)` for a key one typo away from a valid one, else "": the valid list is 25 long."""
+    close = difflib.get_close_matches(key, sorted(choices), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def require_spec(spec) -> None:
