@@ -259,9 +259,13 @@ def test_the_registry_minimum_is_the_smallest_image_the_model_takes(name):
     ("convnext_atto", 16, "convnext_atto needs at least 32 pixels, got 16"),  # poolings leave nothing
     ("deit_tiny_patch16_224", 8, "deit_tiny_patch16_224 needs at least 16 pixels, got 8"),  # one patch
     ("beit_base_patch16_224", 64, "beit_base_patch16_224 takes only 224-pixel images (its input size is fixed)"),
+    ("deit_tiny_patch16_224", 40, "deit_tiny_patch16_224 cuts images into 16-pixel patches, so 40 pixels would "
+                                  "leave the last 8 rows and columns unseen; use a multiple of 16 (32 or 48)"),
     ("convnext_atto", 32, None),
     ("beit_base_patch16_224", 224, None),
-], ids=["pooled-away", "under-one-patch", "fixed-grid", "convnet-fits", "fixed-grid-fits"])
+    ("deit_tiny_patch16_224", 48, None),
+], ids=["pooled-away", "under-one-patch", "fixed-grid", "part-of-a-patch", "convnet-fits", "fixed-grid-fits",
+        "whole-patches"])
 def test_a_timm_model_is_told_the_image_sizes_it_takes(name, size, problem):
     from ganfp.models import image_size_problem
 

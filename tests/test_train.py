@@ -417,6 +417,12 @@ def test_settings_a_model_or_adapter_cannot_take_are_one_line(class_folder, tmp_
     code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "vit_b_32",
                            "--image-size", "16", "--data-root", tmp_path / "root")
     assert code == 2 and "image_size: vit_b_32 needs at least 32 pixels, got 16" in err
+    # 48 pixels built a 1x1 patch grid: the patch convolution dropped the last 16 rows and columns, silently
+    code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "vit_b_32",
+                           "--image-size", "48", "--epochs", "1", "--data-root", tmp_path / "root")
+    assert code == 2 and ("image_size: vit_b_32 cuts images into 32-pixel patches, so 48 pixels would leave the "
+                          "last 16 rows and columns unseen; use a multiple of 32 (32 or 64)") in err, err
+    assert not (tmp_path / "root").exists() and not (tmp_path / "s").exists()
     chain = tmp_path / "extra.toml"
     chain.write_text(f'[[stages]]\nname = "one"\ndataset = "folder:{class_folder}"\nextra = {{oops = 1}}\n')
     code, _, err = run_cli("chain", "--chain", chain, "--model", "conv5", "--runs-dir", tmp_path / "runs",

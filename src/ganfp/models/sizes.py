@@ -24,11 +24,11 @@ def image_size_problem(name: str, size: int) -> str | None:
     entry = model_entry(name)
     if entry.factory is not None:  # registered: its minimum is known and tested
         if size >= entry.min_image_size:
-            return None
+            return _partial_patch_problem(name, size)
         return f"{name} needs at least {entry.min_image_size} pixels, got {size}"
     why = _probe(name, size)
     if why is None:
-        return None
+        return _partial_patch_problem(name, size)
     smallest = smallest_image_size(name)
     if smallest is None:
         return None
@@ -37,6 +37,34 @@ def image_size_problem(name: str, size: int) -> str | None:
     if size < smallest:
         return f"{name} needs at least {smallest} pixels, got {size}"
     return f"{name} does not take {size}-pixel images ({why}); the smallest it takes is {smallest}"
+
+
+def _partial_patch_problem(name: str, size: int) -> str | None:
+    """A transformer's patch convolution drops what is left of the image after its last whole patch: vit_b_32 at
+    48 pixels trained on the top-left 32 and never saw the rest, without a word."""
+    patch = patch_side(name)
+    left = size % patch
+    if left == 0:
+        return None
+    fits = " or ".join(str(n) for n in (size - left, size - left + patch) if n >= patch)
+    return (f"{name} cuts images into {patch}-pixel patches, so {size} pixels would leave the last {left} rows and "
+            f"columns unseen; use a multiple of {patch} ({fits})")
+
+
+@functools.lru_cache(maxsize=None)
+def patch_side(name: str) -> int:
+    """The side of the whole patches `name` sees, 1 for a net without patches or one that pads the last patch."""
+    size = _default_size(name)
+    try:
+        with torch.device("meta"):
+            model = create_model(name, num_classes=2, image_size=size)
+    except Exception:  # noqa: BLE001 - a model that cannot be built is reported by the other checks
+        return 1
+    embed = getattr(getattr(model, "net", None), "patch_embed", None)
+    if embed is None or getattr(embed, "dynamic_img_pad", False):
+        return 1
+    patch = getattr(embed, "patch_size", 1)
+    return int(patch[0] if isinstance(patch, (tuple, list)) else patch)
 
 
 def min_image_size(name: str) -> int | None:
