@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +134,23 @@ def test_every_bad_key_is_reported_at_once_with_its_line(tmp_path, text, expecte
     for line, words in expected:
         assert f"bad.toml:{line}: " in message and words in message, message
     assert message.count("bad.toml:") == len(expected)  # every bad key, each once
+
+
+def test_a_relative_dataset_run_from_another_folder_says_where_it_was_read(tmp_path, monkeypatch):
+    """`folder:data` in a chain file is read from the current folder: run from elsewhere, it was "no such folder"
+    with no word of where it was looked for, and a finished stage was kept with the same bare words."""
+    project = tmp_path / "project"
+    write_class_folder(project / "data", n_per_class=4, size=8)
+    (project / "c.toml").write_text('[[stages]]\nname = "one"\ndataset = "folder:data"\n')
+    monkeypatch.chdir(tmp_path)
+    hint = (f"(a relative path in a chain file is read from the current folder, {Path.cwd()}, not the file's; the "
+            f"file's folder holds {project / 'data'}: write that path, or run ganfp from {project})")
+    with pytest.raises(InputError) as err:
+        run_chain(load_chain("project/c.toml"), "conv5", tmp_path / "runs", tmp_path / "root")
+    assert str(err.value) == f"project/c.toml:3: stage 1 (one): data: no such folder {hint}"
+    (project / "c.toml").write_text('[[stages]]\nname = "one"\ndataset = "data"\n')  # a bare path: no adapter
+    with pytest.raises(InputError, match=re.escape(hint)):
+        run_chain(load_chain("project/c.toml"), "conv5", tmp_path / "runs", tmp_path / "root")
 
 
 def test_bad_chain_is_refused_before_any_stage_trains(tmp_path, run_cli):

@@ -263,6 +263,7 @@ def stage_configs(
             values["init"] = str(run_dir / stage_folder(i - 1, spec.stages[i - 2]["name"]))
         cfg = StageConfig(**values)
         for name, why in cfg.problems(check_init=i == 1):
+            why += relative_path_hint(spec, cfg.dataset) if name == "dataset" else ""
             problems.append(_where(spec, i, table, overrides, name, why))
         if i > 1 and "init" in table:  # else silently replaced by the stage before it
             problems.append(_where(spec, i, table, {}, "init", LATER_INIT))
@@ -731,7 +732,7 @@ def _compare_images(spec: ChainSpec, i: int, cfg: StageConfig, done: dict, data_
     except InputError as exc:
         return StagePlan(train=False, classes=kept,
                          note=f"stage {cfg.name}: kept without comparing its images, which cannot be "
-                         f"read now ({exc})")
+                         f"read now ({exc}){relative_path_hint(spec, cfg.dataset)}")
     if unchanged:
         return StagePlan(train=False, classes=kept)
     _check_dataset(spec, i, cfg, data_root, manifest)
@@ -749,8 +750,24 @@ def _check_dataset(spec: ChainSpec, i: int, cfg: StageConfig, data_root,
         else:
             check_labels(cfg, manifest)
     except InputError as exc:
-        raise InputError(f"{spec.locate(i, 'dataset')}: stage {i} ({cfg.name}): {exc}") from None
+        hint = relative_path_hint(spec, cfg.dataset)
+        raise InputError(f"{spec.locate(i, 'dataset')}: stage {i} ({cfg.name}): {exc}{hint}") from None
     return manifest
+
+
+def relative_path_hint(spec: ChainSpec, dataset: str) -> str:
+    """For a dataset that failed: a relative folder in a chain file is read from the current folder, not the file's;
+    run from elsewhere, `folder:data/dev` was "no such folder" with no word of where it was looked for."""
+    if spec.source.startswith("built-in ") or not isinstance(dataset, str):
+        return ""
+    adapter, sep, arg = dataset.partition(":")
+    path = Path(arg if sep and adapter == "folder" else dataset if not sep else "")
+    home = Path(spec.source).parent
+    if not str(path) or path.is_absolute() or str(path).startswith("~") or home == Path.cwd():
+        return ""
+    found = f"; the file's folder holds {home / path}: write that path, or run ganfp from {home}" \
+        if (home / path).exists() else ""
+    return f" (a relative path in a chain file is read from the current folder, {Path.cwd()}, not the file's{found})"
 
 
 def _write_record(run_dir: Path, record: dict) -> None:
