@@ -161,7 +161,10 @@ def chain(
     init: Optional[str] = typer.Option(
         None, help="Override the first stage's start: none, imagenet, a weights file or a stage folder."
     ),
-    epochs: Optional[int] = typer.Option(None, help="Override every stage's maximum epochs."),
+    epochs: Optional[int] = typer.Option(
+        None, help="Override every stage's maximum epochs, a stage's own in the chain file too (to change one "
+        "stage's, set epochs in its [[stages]] table)."
+    ),
     patience: Optional[int] = typer.Option(None, help="Override every stage's early-stopping patience."),
     image_size: ImageSizeOpt = None,
     batch_size: BatchSizeOpt = None,
