@@ -396,6 +396,23 @@ def test_a_batch_as_large_as_the_split_warns_and_says_what_to_do(class_folder, t
     assert "e.g. --batch-size 4" in err
 
 
+def test_imagenet_weights_out_of_reach_are_found_before_any_image_is_decoded(class_folder, tmp_path, run_cli,
+                                                                             monkeypatch):
+    """Offline, `--init imagenet` failed when the model was built: after every image of the dataset was decoded."""
+    from huggingface_hub import constants
+
+    import ganfp.train as train_mod
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    decoded, real_load = [], train_mod.load_stage_images
+    monkeypatch.setattr(train_mod, "load_stage_images", lambda *a, **k: decoded.append(1) or real_load(*a, **k))
+    code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--init", "imagenet",
+                           "--image-size", "16", "--epochs", "1", "--data-root", tmp_path / "root")
+    assert code == 1 and "ImageNet weights for resnet18 are not cached and HF_HUB_OFFLINE is set" in err, err
+    assert decoded == [] and not (tmp_path / "s").exists()
+
+
 def test_a_timm_model_too_small_for_the_images_is_refused_before_any_image_is_decoded(class_folder, tmp_path,
                                                                                       run_cli):
     """An unregistered timm model had no known minimum: a fixed patch grid or poolings that leave nothing of a

@@ -69,6 +69,7 @@ from ganfp.fileio import (
 )
 from ganfp.metrics import confusion_metrics
 from ganfp.models import create_model, image_size_problem, model_entry
+from ganfp.models.factory import check_weights_reachable
 from ganfp.pseudo import PSEUDO_LABELERS
 from ganfp.stage_folder import (
     StageState,
@@ -1078,12 +1079,21 @@ def run_stage(
             return _run_stage(cfg, Path(out_dir), device, resume, data_root, observer, init_id, strict_resume, data)
 
 
+def check_imagenet_reachable(cfg: StageConfig) -> None:
+    """ImageNet weights neither cached nor downloadable, known in a second: the model is built after the images are
+    decoded, so offline `--init imagenet` failed only after minutes of decoding a real dataset."""
+    timm_name = model_entry(cfg.model).timm_name if cfg.init == "imagenet" else None
+    if timm_name is not None:
+        check_weights_reachable(timm_name)
+
+
 def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bool, data_root,
                observer: Observer | None, init_id: str, strict_resume: bool, data: StageData | None) -> StageSummary:
     """`run_stage` within its own RNG: reuse a finished stage, else load, fit and finish it."""
     done = _kept(cfg, out_dir, data_root, observer, init_id, strict_resume, data) if resume else None
     if done is not None:
         return done
+    check_imagenet_reachable(cfg)
     seed_rng(cfg.seed, device)
     if data is None:
         data = load_stage_images(cfg, data_root, observer)
