@@ -19,6 +19,7 @@ import pytest
 import torch
 from helpers.checkpoints import flip_tensor_byte
 from helpers.images import write_class_folder
+from safetensors import SafetensorError
 
 from ganfp.chain import train_stage
 from ganfp.checkpoint import load_checkpoint, read_safetensors
@@ -725,8 +726,11 @@ def test_a_resume_state_with_keys_of_a_newer_ganfp_is_continued(class_folder, tm
 
 @pytest.mark.parametrize("failure, code, words", [
     (OSError(errno.ENOSPC, "No space left on device"), 1, "epoch 2 was not saved"),  # a full disk
+    # how safetensors itself reports a full disk: not an OSError, so it was a traceback
+    (SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"), 1,
+     "epoch 2 was not saved: "),
     (KeyboardInterrupt(), 130, "interrupted in epoch 2"),  # as a kill there leaves it: model renamed, last not
-], ids=["disk-full", "interrupted"])
+], ids=["disk-full", "disk-full-safetensors", "interrupted"])
 def test_a_failed_epoch_save_keeps_the_best_model_and_state_of_the_epoch_before(class_folder, tmp_path, run_cli,
                                                                                  monkeypatch, failure, code, words):
     """The best model was renamed into place before last.safetensors was written: a full disk or a stop while it

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ganfp.errors import GanfpError, InputError, RuntimeFailure
@@ -37,8 +38,22 @@ def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
     """Write `path` whole, or with `batch`'s other files when it commits (`fileio.written_together`)."""
     with atomic_path(path, batch) as tmp:
         mode = stat.S_IMODE(tmp.stat().st_mode)  # the umask's; save_file writes a 0600 file of its own over tmp
-        save_file(tensors, str(tmp), metadata={"ganfp": json.dumps(meta, default=str)})
+        try:
+            save_file(tensors, str(tmp), metadata={"ganfp": json.dumps(meta, default=str)})
+        except SafetensorError as exc:
+            failure = _as_os_error(exc)
+            if failure is None:
+                raise
+            raise failure from exc
         os.chmod(tmp, mode)
+
+
+def _as_os_error(exc: Exception) -> OSError | None:
+    """safetensors reports a full disk as `SafetensorError(... I/O error: No space left on device (os error 28))`,
+    not an OSError: as the OSError it is, `atomic_path` ends it in one line (and removes the temporary file) instead
+    of a traceback."""
+    found = re.search(r"\(os error (\d+)\)", str(exc))
+    return OSError(int(found.group(1)), os.strerror(int(found.group(1)))) if found else None
 
 
 def read_safetensors(path: str | os.PathLike, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
