@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
 import warnings
@@ -21,7 +23,7 @@ from ganfp.data.cache import load_images
 from ganfp.data.decode import decode_image, high_depth, image_header
 from ganfp.data.loader import MEAN, STD, iterate_batches
 from ganfp.data.split import split_indices
-from ganfp.errors import InputError
+from ganfp.errors import InputError, RuntimeFailure
 
 
 def test_decodes_every_mode_to_square_uint8(tmp_path):
@@ -226,6 +228,23 @@ def test_cache_is_built_once_and_rebuilt_when_files_or_size_change(tmp_path, mon
     Image.fromarray(np.full((16, 16), 7, np.uint8)).save(root / "a" / "a000.png")  # a file changes
     changed = load_images(load_manifest(str(root), data_root=tmp_path), 16, data_root=tmp_path)
     assert len(calls) == 24 and not changed.reused and changed.images[0].max() == 7
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="no posix_fallocate (macOS, Windows)")
+def test_a_cache_the_disk_has_no_room_for_fails_in_one_line_before_any_image_is_decoded(tmp_path, monkeypatch):
+    """The array was memory-mapped sparse and written page by page: on a full disk the process died of SIGBUS."""
+    root = write_class_folder(tmp_path / "ds", n_per_class=4, size=16)
+    decoded = []
+    real = cache_mod.decode_image
+    monkeypatch.setattr(cache_mod, "decode_image", lambda p, s, *read: decoded.append(p) or real(p, s, *read))
+
+    def full_disk(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full_disk)
+    with pytest.raises(RuntimeFailure, match=r"\.npy: cannot write it \(No space left on device\)"):
+        load_images(load_manifest(str(root), data_root=tmp_path), 16, data_root=tmp_path)
+    assert decoded == [] and not list((tmp_path / "cache" / "images").glob("*.npy*"))
 
 
 @pytest.mark.parametrize("damage", ["empty", "cut short", "zero-filled"])

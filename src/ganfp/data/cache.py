@@ -21,7 +21,7 @@ import torch
 from ganfp.data.decode import DECODE_VERSION, decode_image
 from ganfp.data.manifest import Manifest, require_manifest
 from ganfp.errors import InputError, require_int
-from ganfp.fileio import atomic_path, build_lock, write_json
+from ganfp.fileio import WRITE_ERRNOS, atomic_path, build_lock, write_json
 from ganfp.paths import cache_root, ensure_dir
 
 
@@ -98,11 +98,26 @@ def _read_cache(record_path: Path, array_path: Path, image_size: int) -> dict | 
         return None
 
 
+def reserve_space(path: Path) -> None:
+    """Allocate the whole file on disk before the map is written: a memory-mapped write to a full disk is no error
+    but a SIGBUS, which killed the run without a word (exit 135). Out of space, this raises the OSError at once,
+    before any image is decoded; where the file system cannot allocate ahead, the map is written as before."""
+    if not hasattr(os, "posix_fallocate"):  # pragma: no cover - macOS, Windows
+        return
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno in WRITE_ERRNOS:
+                raise
+
+
 def _build_cache(manifest: Manifest, image_size: int, key: str, array_path: Path, record_path: Path, skip_bad: bool,
                  on_image: Callable[[], None] | None) -> dict:
     """Decode every image into the `.npy` array (bad ones dropped with skip_bad), then write the record (last)."""
     with atomic_path(array_path) as tmp:
         full = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(manifest), image_size, image_size))
+        reserve_space(tmp)
         kept, bad = decode_all(manifest, image_size, full, skip_bad, on_image)
         if len(kept) < len(manifest):
             compact = full[kept]
