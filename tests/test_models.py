@@ -88,6 +88,19 @@ def test_bare_timm_state_dict_with_rgb_stem_is_adapted(tmp_path):
     assert torch.equal(model.net.layer4[1].conv2.weight, net.layer4[1].conv2.weight)
 
 
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "module._orig_mod."],
+                         ids=["data-parallel", "compiled", "both"])
+def test_a_state_dict_saved_from_a_wrapped_model_loads(tmp_path, prefix):
+    """DataParallel, DDP and torch.compile save every name with their prefix: the file was refused as not fitting."""
+    import timm
+
+    net = timm.create_model("resnet18", num_classes=1000, in_chans=1)
+    path = tmp_path / "ddp.pth"
+    torch.save({"state_dict": {prefix + k: v for k, v in net.state_dict().items()}, "epoch": 3}, path)
+    model = create_model("resnet18", num_classes=2, image_size=SIZE, weights=path)
+    assert torch.equal(model.net.layer4[1].conv2.weight, net.layer4[1].conv2.weight)
+
+
 def test_pickled_objects_are_never_unpickled(tmp_path):
     flag = tmp_path / "payload-ran"
 

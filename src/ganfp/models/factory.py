@@ -152,6 +152,21 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: not a state_dict (expected a mapping of parameter names to tensors)")
+    return without_wrapper_prefixes(state)
+
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel and DistributedDataParallel; torch.compile
+
+
+def without_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's own names in a state_dict saved from a wrapped model (`module.conv1.weight`), as timm's
+    `clean_state_dict` gives them: such a file was refused as "120 missing, 122 unexpected"."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
+                state, stripped = {k[len(prefix):]: v for k, v in state.items()}, True
     return state
 
 
