@@ -29,6 +29,17 @@ def test_unknown_model_and_chain(run_cli, tmp_path):
     one_line_error(*run_cli("chain", "--chain", "nope")[::2], 2, "unknown chain 'nope'", "demo, paper")
 
 
+def test_the_other_commands_option_says_what_does_it_here(run_cli, tmp_path):
+    """`chain --resume` (train-stage's way to continue) was only "No such option", nothing on how a chain goes on."""
+    code, _, err = run_cli("chain", "--chain", "demo", "--resume", "--runs-dir", tmp_path / "runs")
+    one_line_error(code, err, 2, "No such option: --resume; a chain continues its interrupted stage and skips its "
+                   "finished ones when simply run again", "(see 'ganfp chain --help')")
+    one_line_error(*run_cli("chain", "--force")[::2], 2, "--force; --from-stage STAGE trains that stage")
+    one_line_error(*run_cli("train-stage", "--from-stage", "x")[::2], 2, "--from-stage is a chain option")
+    one_line_error(*run_cli("chain", "--bogus")[::2], 2, "No such option: --bogus (see 'ganfp chain --help')")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_missing_dataset_folder(run_cli, tmp_path):
     code, _, err = run_cli("train-stage", "--data", tmp_path / "nowhere", "--out", tmp_path / "o", "--data-root", tmp_path)
     one_line_error(code, err, 2, "unknown dataset")

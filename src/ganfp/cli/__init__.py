@@ -31,9 +31,25 @@ from ganfp.errors import GanfpError, StopSignal
 NO_ARGS_IS_HELP = getattr(click_errors, "NoArgsIsHelpError", ())  # click >= 8.2
 
 
+# An option of one command given to the other: a user who continued a stage with `train-stage --resume` tries it on
+# the chain. (command, option) -> what does that there.
+OTHER_COMMANDS_OPTIONS = {
+    ("chain", "--resume"): "a chain continues its interrupted stage and skips its finished ones when simply run "
+                           "again with the same options",
+    ("chain", "--force"): "--from-stage STAGE trains that stage and every one after it again",
+    ("train-stage", "--from-stage"): "--from-stage is a chain option; train-stage trains the one stage in --out "
+                                     "(--force trains over a stage already there)",
+}
+
+
 def usage_error(exc: click_errors.UsageError) -> str:
-    """Click's usage error as one line: the problem, then where the help is."""
+    """Click's usage error as one line: the problem, what does it instead when it is another command's option, then
+    where the help is."""
     where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    command = exc.ctx.info_name if exc.ctx is not None else None
+    instead = OTHER_COMMANDS_OPTIONS.get((command, getattr(exc, "option_name", None)))
+    if isinstance(exc, click_errors.NoSuchOption) and instead:
+        return f"{exc.format_message()}; {instead}{where}"
     return f"{exc.format_message()}{where}"
 
 
