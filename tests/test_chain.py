@@ -153,6 +153,19 @@ def test_a_relative_dataset_run_from_another_folder_says_where_it_was_read(tmp_p
         run_chain(load_chain("project/c.toml"), "conv5", tmp_path / "runs", tmp_path / "root")
 
 
+def test_a_name_too_long_for_a_folder_is_refused_before_any_stage_trains(tmp_path):
+    """It failed with an OSError traceback ("File name too long") when the first stage's folder was looked at."""
+    path = tmp_path / "long.toml"
+    path.write_text(f'name = "{"c" * 250}"\n[[stages]]\nname = "{"x" * 300}"\ndataset = "demo:casia"\n')
+    with pytest.raises(InputError) as err:
+        run_chain(load_chain(str(path)), "conv5", tmp_path / "runs", tmp_path / "root")
+    message = str(err.value)
+    assert "long.toml:1: chain name 'cccccccccccccccccccc'...: the run folder's name would be 256 bytes, more " \
+           "than the 255 a folder name can hold" in message, message
+    assert "long.toml:3: stage 1 name 'xxxxxxxxxxxxxxxxxxxx'...: its folder's name would be 303 bytes" in message
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "root").exists()
+
+
 def test_bad_chain_is_refused_before_any_stage_trains(tmp_path, run_cli):
     path = tmp_path / "late.toml"
     path.write_text(GOOD_STAGE + '[[stages]]\nname = "two"\ndataset = "demo:covid"\nepochs = "ten"\n')

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import difflib
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -318,6 +319,25 @@ def run_dir_for(spec: ChainSpec, model: str, runs_root: Path) -> Path:
     return Path(runs_root) / f"{spec.name}-{model}"
 
 
+NAME_MAX = 255  # bytes in one folder name, on the file systems runs are written to (ext4, XFS, APFS, NTFS)
+
+
+def check_folder_names(spec: ChainSpec, run_dir: Path) -> None:
+    """The run folder and every stage folder can be named: a long chain or stage name failed with an OSError
+    traceback ("File name too long") when the first stage's folder was looked at."""
+    problems = [f"{spec.locate(None, 'name')}: chain name {spec.name[:20]!r}...: the run folder's name would be "
+                f"{len(os.fsencode(run_dir.name))} bytes, more than the {NAME_MAX} a folder name can hold; shorten it"
+                ] if len(os.fsencode(run_dir.name)) > NAME_MAX else []
+    for i, stage in enumerate(spec.stages, 1):
+        folder = stage_folder(i, str(stage["name"]))
+        if len(os.fsencode(folder)) > NAME_MAX:
+            problems.append(f"{spec.locate(i, 'name')}: stage {i} name {folder[3:23]!r}...: its folder's name would "
+                            f"be {len(os.fsencode(folder))} bytes, more than the {NAME_MAX} a folder name can hold; "
+                            "shorten it")
+    if problems:
+        raise InputError("; ".join(problems))
+
+
 def train_stage(
     cfg: StageConfig,
     out_dir: str | Path,
@@ -421,6 +441,7 @@ def _chain_configs(spec: ChainSpec, model: str, runs_root: Path, data_root, over
     require_path("runs_root", runs_root)
     check_writable(runs_root, "--runs-dir", folder=True)
     run_dir = run_dir_for(spec, model, runs_root)
+    check_folder_names(spec, run_dir)
     configs = stage_configs(spec, model, overrides, run_dir)
     names = [c.name for c in configs]
     if from_stage is not None and from_stage not in names:
