@@ -563,6 +563,33 @@ def test_a_dry_run_says_what_a_chain_would_train_and_writes_nothing(tmp_path, ru
     assert [r["status"] for r in json.loads(out)] == ["skipped", "trained"]
 
 
+def test_a_stage_renamed_after_it_was_interrupted_is_named_before_the_run_trains(tmp_path, run_cli, monkeypatch):
+    """Renaming an interrupted stage in the chain file trained it from the start in a new folder, and its old
+    folder's epochs were neither continued nor reused, without a word: the dry run and the run both say so first."""
+    import ganfp.train as train
+
+    args, real_epoch = [*two_stage_chain(tmp_path), "--epochs", "2"], train.run_epoch
+
+    def stop_in_stage_two_epoch_2(fit, epoch, observer):
+        if fit.cfg.name == "two" and epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(fit, epoch, observer)
+
+    monkeypatch.setattr(train, "run_epoch", stop_in_stage_two_epoch_2)
+    assert run_cli(*args)[0] == 130
+    monkeypatch.undo()
+    chain = Path(args[2])
+    chain.write_text(chain.read_text().replace('name = "two"', 'name = "second"'))
+    old = tmp_path / "runs" / "c-conv5" / "02-two"
+    says = f"{old} holds a stage interrupted after epoch 1 that no stage of chain c trains in now"
+    code, out, err = run_cli(*args, "--dry-run")
+    assert code == 0 and says in " ".join(err.split()), err
+    assert [r["action"] for r in json.loads(out)] == ["keep", "train"]
+    code, _, err = run_cli(*args)
+    assert code == 0 and says in " ".join(err.split()), err
+    assert (old / "last.safetensors").is_file()  # left for the user to decide
+
+
 @POSIX
 def test_a_signal_while_outputs_are_renamed_waits_for_the_last_rename(tmp_path, monkeypatch):
     """SIGTERM between two renames of one batch left the first output new and the second old: a stage's best model

@@ -512,6 +512,7 @@ class ChainPlan:
     run_dir: Path
     configs: list[StageConfig]
     plans: list[StagePlan]
+    warnings: list[str] = field(default_factory=list)  # `left_behind`: stage folders no stage trains in now
 
     def rows(self) -> list[dict]:
         """One dict per stage: its folder, dataset and maximum epochs, and what a run does with it."""
@@ -546,7 +547,29 @@ def plan_chain(
     run_dir, configs = _chain_configs(spec, model, runs_root, data_root, overrides, from_stage)
     check_run_owner(spec, run_dir)
     plans = plan_stages(spec, configs, run_dir, data_root, from_stage, start_identity(configs[0].init))
-    return ChainPlan(run_dir, configs, plans)
+    return ChainPlan(run_dir, configs, plans, left_behind(spec, configs, run_dir))
+
+
+STAGE_FOLDER = re.compile(r"\d{2,}-.+")  # `stage_folder`'s names
+
+
+def left_behind(spec: ChainSpec, configs: list[StageConfig], run_dir: Path) -> list[str]:
+    """A warning per stage folder of the run that no stage of the chain trains in now, holding an interrupted or a
+    finished stage: a stage renamed or moved in the chain file trained from the start in a new folder, and the old
+    one's epochs were neither continued nor reused, without a word."""
+    current = {stage_folder(i, cfg.name) for i, cfg in enumerate(configs, 1)}
+    found = []
+    for folder in sorted(run_dir.iterdir()) if run_dir.is_dir() else []:
+        if folder.name in current or not STAGE_FOLDER.fullmatch(folder.name) or not folder.is_dir():
+            continue
+        state = resume_header(folder / RESUME_FILE)
+        held = (f"a stage interrupted after epoch {state['epoch']}" if state else
+                "a finished stage" if stage_status(folder) else "")
+        if held:
+            found.append(f"{folder} holds {held} that no stage of chain {spec.name} trains in now (renamed or moved "
+                         f"in {spec.where}?): it is neither continued nor reused; give the stage back its name and "
+                         "place to use it, or delete the folder")
+    return found
 
 
 def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir: Path, data_root,
@@ -560,6 +583,7 @@ def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir
     try:
         first_id = start_identity(configs[0].init)  # a weights file's hash: read once, it can be hundreds of MB
         plans = plan_stages(spec, configs, run_dir, data_root, from_stage, first_id)
+        _say_left_behind(left_behind(spec, configs, run_dir), configs[0], observer_for)
         record = {
             "chain": spec.name,
             "source": spec.source,
@@ -620,6 +644,15 @@ def chain_interrupted(spec: ChainSpec, configs: list[StageConfig], run_dir: Path
         saved = "no stage had finished"
     return Interrupted(f"chain {spec.name} interrupted {where}; {saved}; run the same command again to go on "
                        f"from {upcoming}", code)
+
+
+def _say_left_behind(warnings: list[str], first: StageConfig, observer_for) -> None:
+    """`left_behind`'s warnings, before the first stage trains: a user may stop the run and rename the stage back."""
+    observer = observer_for(first) if observer_for and warnings and distributed.is_main() else None
+    if observer is not None:
+        with observer as obs:
+            for text in warnings:
+                obs("message", {"text": f"WARNING: {text}"})
 
 
 def _say_kept(cfg: StageConfig, plan: StagePlan, out_dir: Path, observer_for) -> None:

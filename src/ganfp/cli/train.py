@@ -202,6 +202,8 @@ def chain(
     if dry_run:
         plan = plan_chain(spec, model, runs_root(runs_dir), data_root, overrides, from_stage)
         print_plan(f"chain {spec.name} ({model}): {plan.run_dir}", plan.rows(), as_json)
+        for text in plan.warnings:
+            ui.warn(text)
         return
     run_dir, rows = run_chain(spec, model, runs_root(runs_dir), data_root, overrides, from_stage, lambda cfg: observer_for(cfg.name))
     print_results(f"chain {spec.name} ({model}): {run_dir}", rows, as_json)
