@@ -393,8 +393,8 @@ def test_a_batch_as_large_as_the_split_warns_and_says_what_to_do(class_folder, t
     code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "conv5",
                            "--image-size", "16", "--batch-size", "256", "--epochs", "1", "--data-root", tmp_path / "root")
     assert code == 0
-    assert "--batch-size 256 is not smaller than the 38 training images" in err and "single SGD step" in err
-    assert "e.g. --batch-size 4" in err
+    assert "batch size 256 is not smaller than the 38 training images" in err and "single SGD step" in err
+    assert "e.g. --batch-size 4 (batch_size = 4 in a chain file)" in " ".join(err.split())
 
 
 def test_imagenet_weights_out_of_reach_are_found_before_any_image_is_decoded(class_folder, tmp_path, run_cli,

@@ -714,14 +714,15 @@ def batch_warnings(cfg: StageConfig, n_train: int) -> list[str]:
         return []
     suggest = max(1, 2 ** int(math.log2(max(1, n_train // 8))))
     what = (
-        f"--batch-size {cfg.batch_size} is not smaller than the {n_train} training images, "
+        f"batch size {cfg.batch_size} is not smaller than the {n_train} training images, "
         "so every epoch is a single SGD step"
         if steps == 1
-        else f"--batch-size {cfg.batch_size} gives only {steps} SGD steps per epoch over {n_train} training images"
+        else f"batch size {cfg.batch_size} gives only {steps} SGD steps per epoch over {n_train} training images"
     )
+    # the batch size may come from --batch-size or from a chain file (`batch_size`): both ways are named
     return [
         f"stage {cfg.name}: {what} and the model will barely learn; use a smaller batch, e.g. --batch-size {suggest} "
-        "(and perhaps a larger --lr, e.g. 0.003)"
+        f"(batch_size = {suggest} in a chain file), and perhaps a larger learning rate, e.g. --lr 0.003"
     ]
 
 
