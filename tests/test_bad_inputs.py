@@ -496,7 +496,8 @@ add("train-pseudo-knn-without-generated", *T, "--data", "{real}", "--out", "{out
 add("train-init-missing", *TD, "--out", "{out}/o", "--init", "{missing}", says="missing")
 add("train-init-garbage", *TD, "--out", "{out}/o", "--init", "{ckpt_garbage}", says="garbage.safetensors")
 add("train-init-pickle", *TD, "--out", "{out}/o", "--init", "{ckpt_pickle}", says="weights.pt")
-add("train-init-text-file", *TD, "--out", "{out}/o", "--init", "{afile}", says=("afile", "full unpickling is never done"))
+add("train-init-text-file", *TD, "--out", "{out}/o", "--init", "{afile}",
+    says=("afile", "cannot be read as weights: damaged, cut short, or not a torch.save"))
 add("train-init-empty-folder", *TD, "--out", "{out}/o", "--init", "{empty}", says="empty")
 add("train-pseudo-unknown", *TD, "--out", "{out}/o", "--pseudo-labels", "nope", says="pseudo_labels")
 add("train-epochs-0", *TD, "--out", "{out}/o", "--epochs", "0", says="epochs")

@@ -113,11 +113,25 @@ def test_pickled_objects_are_never_unpickled(tmp_path):
             torch.save({"w": Evil()}, path)  # torch's zip format, as a real checkpoint would be
         else:
             path.write_bytes(pickle.dumps({"w": Evil()}))
-        with warnings.catch_warnings(record=True) as seen, pytest.raises(InputError, match=f"{path.name}: not a (readable )?weights file"):
+        with warnings.catch_warnings(record=True) as seen, pytest.raises(
+                InputError, match=f"{path.name}: not a weights file ganfp can read safely: a pickle of other objects"):
             warnings.simplefilter("always")
             read_state_dict(path)
         assert not flag.exists(), "the pickle's payload ran: torch.load must use weights_only=True"
         assert [str(w.message) for w in seen] == []  # the one-line error only: no torch warning printed before it
+
+
+def test_a_damaged_weights_file_is_called_damaged_not_unsafe(tmp_path):
+    """Bytes that are no pickle (a file cut short or damaged in a copy) were refused as holding objects ganfp
+    would not unpickle, which sent the user looking for code in a file that held none."""
+    path = tmp_path / "cut.pth"
+    torch.save({"w": torch.zeros(64)}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(InputError, match="cut.pth: cannot be read as weights: damaged, cut short"):
+        read_state_dict(path)
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(InputError, match="cut.pth: cannot be read as weights: damaged, cut short"):
+        read_state_dict(path)
 
 
 def test_each_model_normalises_as_its_weights_expect(tmp_path):

@@ -128,6 +128,23 @@ def _check_arguments(name, num_classes, image_size, weights) -> None:
     require_path("weights", weights, optional=True)
 
 
+PICKLE_STARTS = {b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"}  # the first bytes of pickle protocols 2-5
+DAMAGED_WEIGHTS = "cannot be read as weights: damaged, cut short, or not a torch.save or .safetensors file at all"
+
+
+def _unpickling_problem(path: Path, exc: pickle.UnpicklingError) -> str:
+    """Why the safe reader refused `path`: a pickle of other objects than tensors, or of pickle features it does not
+    read (full unpickling runs code: never done), or bytes that are no pickle at all (a damaged or cut-short file, or
+    another kind), which torch reports alike."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if "Unsupported global" in str(exc) or head in PICKLE_STARTS:
+        return ("not a weights file ganfp can read safely: a pickle of other objects than tensors, or written by "
+                "pickle itself (a state_dict saved with torch.save, or .safetensors, is read); full unpickling is "
+                "never done")
+    return DAMAGED_WEIGHTS
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors from a safetensors file or a plain state_dict, never unpickling arbitrary objects."""
     path = Path(path)
@@ -143,9 +160,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
                 state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's message is a page on weights_only; say what it means here
-        raise InputError(f"{path}: not a weights file ganfp can read safely (a state_dict of tensors saved with "
-                         "torch.save, or .safetensors); full unpickling is never done") from exc
+        raise InputError(f"{path}: {_unpickling_problem(path, exc)}") from exc
     except Exception as exc:
+        if "zip archive" in str(exc):  # torch.save's format is a zip: one cut short has no central directory
+            raise InputError(f"{path}: {DAMAGED_WEIGHTS}") from exc
         raise InputError(f"{path}: not a readable weights file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from exc
     for key in ("state_dict", "model", "model_state_dict"):  # common wrappers of a state_dict
         if isinstance(state, dict) and isinstance(state.get(key), dict):
