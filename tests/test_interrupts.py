@@ -263,6 +263,23 @@ def two_stage_chain(tmp_path: Path) -> list:
             tmp_path / "root", "--device", "cpu", "--json"]
 
 
+def interrupt_in_stage_two(args: list, run_cli, monkeypatch) -> None:
+    """Run `two_stage_chain`'s `args` (with --epochs 2) until Ctrl-C in stage two's second epoch: its
+    last.safetensors holds epoch 1."""
+    import ganfp.train as train
+
+    real_epoch = train.run_epoch
+
+    def stop_in_stage_two_epoch_2(fit, epoch, observer):
+        if fit.cfg.name == "two" and epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(fit, epoch, observer)
+
+    monkeypatch.setattr(train, "run_epoch", stop_in_stage_two_epoch_2)
+    assert run_cli(*args)[0] == 130
+    monkeypatch.undo()
+
+
 def error_line(err: str) -> str:
     """The one error line a command ended with (progress lines may come before it), with its wrapping undone."""
     assert "Traceback" not in err and err.count("error: ") == 1, err
@@ -474,19 +491,10 @@ def test_a_chain_says_so_when_an_interrupted_stage_cannot_be_continued_and_start
                                                                                          monkeypatch):
     """A chain re-run started a stage over without a word when its last.safetensors could not be read (a chain
     cannot ask for --force, so it starts over; the user must still learn that the epochs so far are lost)."""
-    import ganfp.train as train
     from ganfp.checkpoint import read_safetensors, write_safetensors
 
-    args, real_epoch = [*two_stage_chain(tmp_path), "--epochs", "2"], train.run_epoch
-
-    def stop_in_stage_two_epoch_2(fit, epoch, observer):
-        if fit.cfg.name == "two" and epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(fit, epoch, observer)
-
-    monkeypatch.setattr(train, "run_epoch", stop_in_stage_two_epoch_2)
-    assert run_cli(*args)[0] == 130
-    monkeypatch.undo()
+    args = [*two_stage_chain(tmp_path), "--epochs", "2"]
+    interrupt_in_stage_two(args, run_cli, monkeypatch)
     last = tmp_path / "runs" / "c-conv5" / "02-two" / "last.safetensors"
     tensors, meta = read_safetensors(last)
     del meta["state"]["history"]  # an older or edited file: it crashed with an IndexError at the stage's end
@@ -530,9 +538,7 @@ def _files(folder: Path) -> dict:
 def test_a_dry_run_says_what_a_chain_would_train_and_writes_nothing(tmp_path, run_cli, monkeypatch):
     """Before an hour of training a user can see which stages would train, which resume and which are kept, and
     have every check made (`--from-stage` typos, datasets), without a stage trained or a file of the run written."""
-    import ganfp.train as train
-
-    args, real_epoch, runs = [*two_stage_chain(tmp_path), "--epochs", "2"], train.run_epoch, tmp_path / "runs"
+    args, runs = [*two_stage_chain(tmp_path), "--epochs", "2"], tmp_path / "runs"
 
     def plan(*more):
         code, out, err = run_cli(*args, "--dry-run", *more)
@@ -540,15 +546,7 @@ def test_a_dry_run_says_what_a_chain_would_train_and_writes_nothing(tmp_path, ru
         return [(r["stage"], r["action"], r["why"]) for r in json.loads(out)]
 
     assert plan() == [("one", "train", ""), ("two", "train", "")] and not runs.exists()
-
-    def stop_in_stage_two_epoch_2(fit, epoch, observer):
-        if fit.cfg.name == "two" and epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(fit, epoch, observer)
-
-    monkeypatch.setattr(train, "run_epoch", stop_in_stage_two_epoch_2)
-    assert run_cli(*args)[0] == 130
-    monkeypatch.undo()
+    interrupt_in_stage_two(args, run_cli, monkeypatch)
     before = _files(runs)
     assert plan() == [("one", "keep", ""), ("two", "resume after epoch 1", "")]
     lost = "its run interrupted after epoch 1 starts over"
@@ -566,18 +564,8 @@ def test_a_dry_run_says_what_a_chain_would_train_and_writes_nothing(tmp_path, ru
 def test_a_stage_renamed_after_it_was_interrupted_is_named_before_the_run_trains(tmp_path, run_cli, monkeypatch):
     """Renaming an interrupted stage in the chain file trained it from the start in a new folder, and its old
     folder's epochs were neither continued nor reused, without a word: the dry run and the run both say so first."""
-    import ganfp.train as train
-
-    args, real_epoch = [*two_stage_chain(tmp_path), "--epochs", "2"], train.run_epoch
-
-    def stop_in_stage_two_epoch_2(fit, epoch, observer):
-        if fit.cfg.name == "two" and epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(fit, epoch, observer)
-
-    monkeypatch.setattr(train, "run_epoch", stop_in_stage_two_epoch_2)
-    assert run_cli(*args)[0] == 130
-    monkeypatch.undo()
+    args = [*two_stage_chain(tmp_path), "--epochs", "2"]
+    interrupt_in_stage_two(args, run_cli, monkeypatch)
     chain = Path(args[2])
     chain.write_text(chain.read_text().replace('name = "two"', 'name = "second"'))
     old = tmp_path / "runs" / "c-conv5" / "02-two"
