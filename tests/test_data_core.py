@@ -8,6 +8,7 @@ import subprocess
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,6 +198,24 @@ def test_images_in_hidden_folders_are_not_part_of_the_set(tmp_path):
         Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "a" / hidden / "deleted.png")
     manifest = load_manifest(str(root), data_root=tmp_path)
     assert len(manifest) == 8 and not any("deleted" in it.path for it in manifest.items)
+
+
+def test_a_macos_forks_folder_is_no_class_and_no_images(tmp_path):
+    """A zip made on a Mac and unzipped elsewhere leaves `__MACOSX/`, a copy of its tree holding `._NAME` resource
+    forks: read as a class of images (its files hidden), the dataset was refused for an empty class."""
+    from ganfp.data.real import read_real
+
+    root = write_class_folder(tmp_path / "ds", n_per_class=4)
+    flat = tmp_path / "real"
+    flat.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 32), 40 * i, np.uint8)).save(flat / f"r{i}.png")
+    for folder in (root, flat):
+        (folder / "__MACOSX" / "a").mkdir(parents=True)
+        (folder / "__MACOSX" / "a" / "._a0.png").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    manifest = load_manifest(str(root), data_root=tmp_path)
+    assert manifest.classes == ["a", "b"] and len(manifest) == 8
+    assert [Path(it.path).name for it in read_real(str(flat), tmp_path).items] == ["r0.png", "r1.png", "r2.png"]
 
 
 def test_folder_adapter_labels_groups_and_flat_folders(tmp_path):

@@ -28,7 +28,7 @@ from ganfp.data.generated import (
     native_image_size,
     shared_files,
 )
-from ganfp.data.manifest import Manifest, list_folder
+from ganfp.data.manifest import Manifest, list_folder, skipped_name
 from ganfp.data.medical import DEFAULT_WINDOW, MedicalReading, parse_window, window_name, with_window
 from ganfp.data.outputs import check_outputs
 from ganfp.data.real import check_paired, read_real
@@ -119,7 +119,7 @@ def dev_folder_sets(path: Path, spec: str, reading: MedicalReading | None) -> tu
     for folder in (not_used, used, generated):
         if not folder.is_dir():
             held = ", ".join(sorted(f"{d.name}/" for d in list_folder(path)
-                                    if d.is_dir() and not d.name.startswith(".")))
+                                    if d.is_dir() and not skipped_name(d.name)))
             raise InputError(f"--calibrate {folder}: folder missing; a dev set holds used/, not_used/ and generated/ "
                              f"folders of images ({path} holds {held or 'no folders'})")
     try:

@@ -51,7 +51,7 @@ from ganfp.attribution.report import (
 )
 from ganfp.data.decode import Header
 from ganfp.data.generated import depths_by_set, image_headers, native_image_size
-from ganfp.data.manifest import UNLABELLED, Manifest, image_files, list_folder
+from ganfp.data.manifest import UNLABELLED, Manifest, image_files, list_folder, skipped_name
 from ganfp.data.medical import MedicalReading, file_items, window_name, with_window
 from ganfp.data.outputs import check_outputs
 from ganfp.data.split import split_problem
@@ -394,7 +394,7 @@ def _unused_real(real: Path, classes: list[str]) -> list[str]:
     real class with no generated one may also mean generated/ lacks a class, so the user hears of it.
     """
     unused = [f"{d.name}/ ({count(len(files), 'image')})" for d in sorted(list_folder(real))
-              if d.is_dir() and not d.name.startswith(".") and d.name not in classes and (files := image_files(d))]
+              if d.is_dir() and not skipped_name(d.name) and d.name not in classes and (files := image_files(d))]
     if loose := image_files(real, recursive=False):
         unused.append(f"{count(len(loose), 'image')} loose in it")
     if not unused:

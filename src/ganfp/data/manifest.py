@@ -176,6 +176,16 @@ def _unreadable(folder, exc: OSError):
     return InputError(f"{where}: cannot read the folder ({exc.strerror or exc})")
 
 
+MACOS_FORKS = "__MACOSX"  # the folder of resource forks (`._NAME`) a zip made on a Mac holds: never data
+
+
+def skipped_name(name: str) -> bool:
+    """A file or folder that holds no image of a set: hidden ones (`.DS_Store`, `.ipynb_checkpoints/`, a desktop's
+    `.Trash-1000/`) and `__MACOSX/`, which a zip made on a Mac leaves when unzipped elsewhere (read as a class of
+    images, its `._NAME` forks hidden, it was refused as an empty class)."""
+    return name.startswith(".") or name == MACOS_FORKS
+
+
 def list_folder(folder: str | os.PathLike) -> list[Path]:
     """The entries of `folder`; a folder that cannot be read is the user's to fix (InputError naming it)."""
     try:
@@ -186,14 +196,14 @@ def list_folder(folder: str | os.PathLike) -> list[Path]:
 
 def image_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
     """Image files under `folder` (any case of extension, DICOM and NIfTI too), sorted, skipping hidden files and
-    hidden sub-folders (a desktop's `.Trash-1000/`, `.ipynb_checkpoints/`, `.git/`: never images of the set).
+    hidden sub-folders and `__MACOSX/` (`skipped_name`: never images of the set).
 
     An unreadable folder (or sub-folder), or a link named like an image whose target is gone, raises InputError:
     skipping it would silently drop images. Other files that are not images (an ACR-NEMA file without the DICOM
     preamble, a `.raw` volume) are skipped with a warning, so a folder of them does not pass for a smaller set.
     """
     folder = Path(folder)
-    paths = [p for p in (_walk(folder) if recursive else list_folder(folder)) if not p.name.startswith(".")]
+    paths = [p for p in (_walk(folder) if recursive else list_folder(folder)) if not skipped_name(p.name)]
     images = {p for p in paths if is_image_file(p)}
     broken = sorted(p for p in images if p.is_symlink() and not p.exists())
     if broken:  # skipping it would silently drop an image from the submission
@@ -206,7 +216,7 @@ def image_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
 
 
 def _walk(folder: Path) -> list[Path]:
-    """Every file name under `folder`; linked folders count, once; hidden sub-folders are left out."""
+    """Every file name under `folder`; linked folders count, once; hidden sub-folders and `__MACOSX/` are left out."""
     def fail(exc: OSError) -> None:
         raise _unreadable(folder, exc)
 
@@ -217,7 +227,7 @@ def _walk(folder: Path) -> list[Path]:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        dirs[:] = [d for d in dirs if not skipped_name(d)]
         paths.extend(Path(top) / n for n in names)
     return paths
 

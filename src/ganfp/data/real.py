@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ganfp.data.adapters import imageclef, load_manifest
 from ganfp.data.adapters.folder import folder_manifest
-from ganfp.data.manifest import Manifest, image_files, is_dicom, is_nifti, list_folder
+from ganfp.data.manifest import Manifest, image_files, is_dicom, is_nifti, list_folder, skipped_name
 from ganfp.data.medical import MedicalReading, with_window
 from ganfp.errors import InputError, require_path
 
@@ -22,7 +22,7 @@ def _real_folder(path: Path, reading: MedicalReading | None, generated: str | No
     inside it (`real/fakes/`) is not a class of real images either: read as one, its images were scored as real
     images (each its own nearest generated image), or refused beside loose real images as a second layout; nor is
     a sub-folder that holds the --generated folder and no other image (`real/out/fakes/`)."""
-    subdirs = [p for p in list_folder(path) if p.is_dir() and not p.name.startswith(".")]
+    subdirs = [p for p in list_folder(path) if p.is_dir() and not skipped_name(p.name)]
     tests = sorted(p.name for p in subdirs if imageclef.REAL_UNKNOWN.match(imageclef._norm(p.name)))
     if len(tests) > 1:
         beside = path / tests[0].replace("real_unknown", "generated")

@@ -20,6 +20,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from ganfp.data.manifest import MACOS_FORKS
 from ganfp.errors import InputError
 from ganfp.fileio import replace_file
 
@@ -35,7 +36,6 @@ MEMBER_RATIO_FLOOR = 1 << 20
 RATIO_FLOOR = 256 << 20  # below this many unpacked bytes no ratio check is needed
 CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
-MACOS_FORKS = "__MACOSX"  # macOS's resource forks (`._NAME`) beside a zip's files: never data, and a copy of its tree
 ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA,
                getattr(zipfile, "ZIP_ZSTANDARD", zipfile.ZIP_STORED)}  # what this Python's zipfile reads
 ZIP_METHOD_NAMES = {9: "Deflate64 (Windows uses it for large files)", 93: "Zstandard", 95: "xz", 98: "PPMd"}

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Iterable
 
 from ganfp import __version__
+from ganfp.data.manifest import MACOS_FORKS
 from ganfp.paths import data_root as default_root
 from ganfp.paths import ensure_dir
 from ganfp.errors import InputError, RuntimeFailure, require_path, require_text
 from ganfp.fetch import store
 from ganfp.fetch.archive import (
-    MACOS_FORKS,
     ZSTD_MAGIC,
     archive_kind,
     check_inner,

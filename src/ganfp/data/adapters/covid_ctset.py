@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from ganfp.data.adapters import register_adapter
-from ganfp.data.manifest import Item, Manifest, image_files
+from ganfp.data.manifest import Item, Manifest, image_files, skipped_name
 from ganfp.errors import InputError
 
 CLASSES = ["normal", "covid"]
@@ -52,7 +52,7 @@ def _label_files(folder: Path) -> list[Path]:
     """The CSV files under `folder`, skipping hidden ones as image files are (macOS's `._all.csv` resource fork
     beside `all.csv` on a shared drive is binary, not a list)."""
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".csv" and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+                  and not any(skipped_name(part) for part in p.relative_to(folder).parts))
 
 
 def read_label_lists(folder: Path) -> tuple[dict[str, str], dict[str, str], list[Path]]:

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from ganfp.data.adapters import register_adapter
-from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files
+from ganfp.data.manifest import UNLABELLED, Item, Manifest, image_files, skipped_name
 from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError
 
@@ -69,13 +69,13 @@ def _dirs(folder: Path) -> list[Path]:
     found = []
     base = len(folder.parts)
     for top, dirs, _ in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if len(Path(top).parts) - base < MAX_DEPTH else []
+        dirs[:] = sorted(d for d in dirs if not skipped_name(d)) if len(Path(top).parts) - base < MAX_DEPTH else []
         found.append(Path(top))
     return found
 
 
 def _children(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not skipped_name(p.name))
 
 
 def _flat_images(folder: Path) -> bool:
