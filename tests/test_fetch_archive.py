@@ -267,3 +267,21 @@ def test_an_archive_not_named_as_one_is_refused_not_kept_as_a_loose_file(tmp_pat
     with pytest.raises(InputError, match=rf"--from .*{re.escape(name)}: a (zip|tar) archive whose name does not end"):
         fetch_dataset("casia", tmp_path / "data", source=tmp_path / name)
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("make", [_zip, _tar], ids=["zip", "tar"])
+@pytest.mark.parametrize("long_name", ["n" * 300 + ".png", "/".join(["d" * 200] * 25) + "/x.png"],
+                         ids=["name-over-255-bytes", "path-over-path-max"])
+def test_a_member_path_too_long_for_the_file_system_is_one_short_input_error(tmp_path, run_cli, long_name, make):
+    """It was exit 1, 'fetching ... failed: [Errno 36] File name too long: ' and the whole path (5,000 characters):
+    the archive's names are at fault, not the machine."""
+    bad = make(tmp_path / f"long.{'zip' if make is _zip else 'tar.gz'}",
+               GOOD_MEMBERS + [(f"CASIA2/Au/{long_name}", b"x")])
+    root = tmp_path / "data"
+    code, _, err = run_cli("fetch-data", "casia", "--from", bad, "--data-root", root)
+    assert code == 2, err
+    line = err.strip()
+    assert "\n" not in line and len(line) < 400, line
+    assert line.startswith(f"error: {bad}: 'CASIA2/Au/") and "too long a path for this file system" in line
+    assert f"({len('CASIA2/Au/' + long_name)} characters)" in line
+    _outside_untouched(tmp_path, root)

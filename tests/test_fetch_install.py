@@ -649,3 +649,18 @@ def test_a_dataset_folder_linked_in_from_elsewhere_is_replaced_by_its_link_only(
     fetch_dataset("casia", root, source=root / "casia")
     assert sorted(p.name for p in root.iterdir()) == [".casia.lock", "casia"] and not (root / "casia").is_symlink()
     assert dataset_status("casia", root) == "ready" and any(elsewhere.rglob("*.jpg"))
+
+
+def test_a_folder_whose_copy_grows_too_long_in_the_data_root_is_one_short_input_error(tmp_path, run_cli):
+    """The copy's path is the data root's plus a staging folder's name: a deep folder that exists where it is can be
+    too long there. It was exit 1 with an OSError quoting the whole path (thousands of characters)."""
+    src = tmp_path / "in"
+    deep = src.joinpath(*(["d" * 200] * 19))  # about 3,800 characters: fits where it is
+    make_gans_dev(deep)
+    root = tmp_path / ("r" * 250)
+    code, _, err = run_cli("fetch-data", "imageclef-gans-2023", "--from", src, "--data-root", root)
+    assert code == 2, err
+    line = err.strip()
+    assert "\n" not in line and len(line) < 400, line
+    assert line.startswith(f"error: {src}: 'dddd") and "use a shorter --data-root" in line
+    assert dataset_status("imageclef-gans-2023", root) == "absent" and not list(root.glob(".tmp-*"))

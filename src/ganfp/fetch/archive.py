@@ -9,6 +9,7 @@ so is the `__MACOSX/` folder of resource forks that macOS adds to the zips it ma
 
 from __future__ import annotations
 
+import errno
 import gzip
 import lzma
 import posixpath
@@ -167,6 +168,7 @@ class _Budget:
         self.max_bytes = max_bytes
         self.ratio_limit = max(RATIO_FLOOR, MAX_RATIO * archive.stat().st_size)
         self.used = 0
+        self.member = ""  # the member being unpacked, to name in an error the file system gives about its path
         self.progress = lambda total=None: None  # called after each member (and once with the total, when known)
 
     def take(self, n: int) -> None:
@@ -200,11 +202,24 @@ def unpack(archive: str | Path, dest: str | Path, max_bytes: int, progress=None,
     except DAMAGED as exc:
         raise InputError(f"{archive}: damaged or incomplete archive ({_reason(exc)})") from exc
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:  # the archive's names, not the machine: no file system takes them
+            raise InputError(name_too_long(shown, budget.member, "unpack it yourself, shorten "
+                                           "the names, and pass the folder with --from")) from exc
         if exc.errno is not None:  # the disk or the permissions: a machine fault, reported by the caller
             raise
         # a decompressor's complaint ("Invalid data stream") carries no errno: the archive is at fault
         raise InputError(f"{archive}: damaged or incomplete archive ({_reason(exc)})") from exc
     return budget.used
+
+
+SHOWN_PATH_CHARS = 80  # a path too long for the file system is shown cut to this: it can run to thousands
+
+
+def name_too_long(holder: str | Path, path: str, advice: str) -> str:
+    """The one line for a path inside `holder` (an archive, a --from folder) that the file system refuses as too
+    long (one name over 255 bytes, or the whole path over the system's limit); the path is shown cut short."""
+    shown = path if len(path) <= SHOWN_PATH_CHARS else f"{path[:40]}...{path[-(SHOWN_PATH_CHARS - 43):]}"
+    return (f"{holder}: {shown!r} ({len(path)} characters) is too long a path for this file system; {advice}")
 
 
 DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
@@ -250,6 +265,7 @@ def _unpack_zip(archive: Path, dest: Path, budget: _Budget, shown) -> None:
             budget.take(declared)  # raises with the reason
         budget.progress(declared)
         for rel, kind, target, info in plan:
+            budget.member = info.filename
             if kind == "dir":
                 _mkdir(dest, rel, budget)
             elif kind == "file":
@@ -269,6 +285,7 @@ def _unpack_tar(archive: Path, dest: Path, budget: _Budget, shown) -> None:
             rel = safe_relpath(archive, member.name)
             if rel is None or is_macos_forks(rel):
                 continue
+            budget.member = member.name
             if member.issym() or member.islnk():
                 target = _link_target(archive, rel, member.linkname, member.issym())
                 _copy_link(dest, rel, target, budget)

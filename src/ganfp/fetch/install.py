@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ from ganfp.fetch.archive import (
     check_supported,
     check_members,
     misnamed_kind,
+    name_too_long,
     starts_with,
     unpack,
 )
@@ -321,8 +323,7 @@ def _link_tree(src: Path, dest: Path, skip: set[str], link: bool, progress, keep
         target = dest / path.relative_to(src)
         if keep_existing and target.exists():
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _place(path, target, link)
+        _place_under(src, path, target, link)
         if task is not None and (i % 200 == 0 or i == len(files)):
             progress.update(task, completed=i)
 
@@ -343,6 +344,19 @@ def _files_under(src: Path) -> list[Path]:
         seen.add(real)
         files.extend(Path(top) / n for n in names)
     return files
+
+
+def _place_under(src: Path, path: Path, target: Path, link: bool) -> None:
+    """`_place`, making the folders; a copy whose path grows too long in the data root (its staging folder's name
+    added to the path) is named by its place in `src`, one line, not as an OSError quoting thousands of characters."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _place(path, target, link)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        raise InputError(name_too_long(src, path.relative_to(src).as_posix(), "shorten the names in it, or use a "
+                                       "shorter --data-root")) from exc
 
 
 def _place(path: Path, target: Path, link: bool) -> None:
