@@ -259,3 +259,16 @@ def test_a_file_name_column_names_the_ids(tmp_path, labels, run_cli):
     code, out, err = run_cli("evaluate", str(preds), str(labels), "--json")
     assert code == 0, err
     assert json.loads(out)["format"] == "filename,score"
+
+
+@pytest.mark.parametrize("kind", ["official", "attribution", "clustering"])
+def test_one_file_given_as_both_predictions_and_truth_is_refused(tmp_path, run_cli, kind):
+    """Tab completion gives the submission twice: every metric came out perfect, exit 0, without a word."""
+    text = {"official": "".join(f"{i},{y}\n" for i, y in zip(IDS, TRUTH)),
+            "attribution": "id,label\n" + "".join(f"{i},{'ab'[y]}\n" for i, y in zip(IDS, TRUTH)),
+            "clustering": "id,cluster\n" + "".join(f"{i},{y}\n" for i, y in zip(IDS, TRUTH))}[kind]
+    sub = write(tmp_path / "sub.csv", text)
+    (tmp_path / "dir").mkdir()
+    code, out, err = run_cli("evaluate", str(sub), str(tmp_path / "dir" / ".." / "sub.csv"))
+    assert_one_line_error(code, out, err, f"{sub}: given as both the predictions and the ground truth",
+                          "give the ground-truth labels second")

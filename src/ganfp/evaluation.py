@@ -5,6 +5,7 @@ Ids are matched by name, never by line order, and every mismatch is an InputErro
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -115,6 +116,17 @@ def _check_paths(preds_path, labels_path) -> None:
     """Both files named by a path: from Python a list or None failed inside pathlib, naming neither argument."""
     require_path("preds_path", preds_path)
     require_path("labels_path", labels_path)
+    if _same_file(preds_path, labels_path):
+        raise InputError(f"{preds_path}: given as both the predictions and the ground truth ({labels_path}); scored "
+                         "against itself every metric is perfect: give the ground-truth labels second")
+
+
+def _same_file(a, b) -> bool:
+    """One file under two names (a slip of tab completion); a path that is missing is reported where it is read."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _check_rule(used_fraction, threshold) -> None:
