@@ -139,3 +139,15 @@ def test_class_and_cluster_metrics_check_shapes():
     assert class_metrics([0.0, 1.0, 2.0], [0, 1, 1], 3)["accuracy"] == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match=r"must be 1-D, got shapes \(1, 2\) and \(1, 2\)"):
         cluster_metrics([[0, 1]], [[1, 0]])
+
+
+def test_every_baseline_row_of_every_task_says_its_n():
+    """`evaluate --json` of an attribution file gave `n` in the majority-class row but not in the random-class row,
+    where every other baseline row (membership, clustering) has it: a script reading rows alike hit a KeyError."""
+    from ganfp.metrics import class_baselines, cluster_baselines
+
+    y = np.array([0, 1, 2, 2, 1, 0, 2])
+    tables = (baseline_rows(y % 2), class_baselines(y, 3), cluster_baselines(y, 3))
+    for rows in tables:
+        for name, row in rows.items():
+            assert row["n"] == y.size, (name, row)

@@ -200,7 +200,8 @@ def class_baselines(y_true, n_classes: int, seed: int = 0) -> dict[str, dict]:
     majority = class_metrics(t, np.full_like(t, np.bincount(t, minlength=n_classes).argmax()), n_classes)
     rng = np.random.default_rng(seed)
     draws = [class_metrics(t, rng.integers(n_classes, size=t.size), n_classes) for _ in range(RANDOM_DRAWS)]
-    random = {key: float(np.mean([d[key] for d in draws])) for key in ("accuracy", "macro_f1", "balanced_accuracy")}
+    keys = ("accuracy", "macro_f1", "balanced_accuracy")
+    random = {"n": int(t.size), **{key: float(np.mean([d[key] for d in draws])) for key in keys}}  # n: as every row
     return {"majority class": {k: v for k, v in majority.items() if k != "confusion"}, "random class": random}
 
 
