@@ -185,6 +185,9 @@ def test_plot_draws_a_png(tmp_path, labels, run_cli):
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code, out, err = run_cli("evaluate", str(preds), str(labels), "--plot", str(tmp_path / "fig.xyz"))
     assert_one_line_error(code, out, err, "fig.xyz", "cannot draw")
+    for bare in ("fig", "fig."):  # it said "cannot draw a .? file"
+        code, out, err = run_cli("evaluate", str(preds), str(labels), "--plot", str(tmp_path / bare))
+        assert_one_line_error(code, out, err, f"--plot {tmp_path / bare}: has no suffix to say the image type", ".png")
 
 
 def test_a_full_disk_while_the_plot_is_written_is_one_line_and_keeps_the_old_figure(tmp_path, labels, run_cli,

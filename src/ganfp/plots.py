@@ -37,8 +37,9 @@ def _check_suffix(out_path: Path) -> str:
     kind = out_path.suffix.lower().lstrip(".")
     supported = set(FigureCanvasBase.get_supported_filetypes()) - NEEDS_LATEX
     if kind not in supported:
-        raise InputError(f"--plot {out_path}: cannot draw a .{kind or '?'} file; use one of: "
-                         f"{', '.join(sorted('.' + k for k in supported))}")
+        # no suffix (`--plot fig`, `--plot fig.`): it was "cannot draw a .? file"; the suffix chooses the image type
+        problem = f"cannot draw a .{kind} file" if kind else "has no suffix to say the image type"
+        raise InputError(f"--plot {out_path}: {problem}; use one of: {', '.join(sorted('.' + k for k in supported))}")
     return kind
 
 
