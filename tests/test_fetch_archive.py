@@ -285,3 +285,32 @@ def test_a_member_path_too_long_for_the_file_system_is_one_short_input_error(tmp
     assert line.startswith(f"error: {bad}: 'CASIA2/Au/") and "too long a path for this file system" in line
     assert f"({len('CASIA2/Au/' + long_name)} characters)" in line
     _outside_untouched(tmp_path, root)
+
+
+def test_apple_double_forks_beside_the_files_are_neither_unpacked_nor_copied(tmp_path):
+    """macOS writes `._NAME` beside every file on a FAT/exFAT stick or a share (and into the tars it makes): a
+    `._dev.zip` beside `dev.zip` was unpacked as a nested archive and refused the fetch as damaged, naming a staging
+    path; a `._Tp.7z` was refused as a 7z archive ganfp cannot unpack."""
+    real = [(f"dev/{part}/{part}_{i}.png", _png(i)) for part in ("used", "not_used", "generated") for i in range(2)]
+    fork = b"\x00\x05\x16\x07Mac OS X        "
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    _zip(stick / "dev.zip", real)
+    for name in ("._dev.zip", "._Tp.7z", "._.DS_Store"):
+        (stick / name).write_bytes(fork)
+    inner = [("dev.zip", (stick / "dev.zip").read_bytes()), ("._dev.zip", fork)]
+    sources = [stick, _zip(tmp_path / "outer.zip", inner),
+               _tar(tmp_path / "mac.tar.gz", real + [(f"dev/used/._used_{i}.png", fork) for i in range(2)])]
+    root = tmp_path / "data"
+    for source in sources:
+        fetch_dataset("imageclef-gans-2023", root, source=source, force=True)
+        installed = root / "imageclef-gans-2023"
+        assert not list(installed.rglob("._*")) and len(list(installed.rglob("*.png"))) == 6, source
+
+
+def test_a_damaged_archive_inside_the_source_is_named_by_its_place_there(tmp_path):
+    outer = _zip(tmp_path / "outer.zip", [("parts/dev.zip", b"PK\x03\x04 not really a zip")])
+    with pytest.raises(InputError) as caught:
+        fetch_dataset("imageclef-gans-2023", tmp_path / "data", source=outer)
+    assert str(caught.value).startswith("parts/dev.zip: damaged or incomplete archive"), caught.value
+    assert ".tmp-" not in str(caught.value)

@@ -37,6 +37,7 @@ MEMBER_RATIO_FLOOR = 1 << 20
 RATIO_FLOOR = 256 << 20  # below this many unpacked bytes no ratio check is needed
 CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
+APPLE_DOUBLE = "._"  # the name prefix of a resource fork stored beside its file
 ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA,
                getattr(zipfile, "ZIP_ZSTANDARD", zipfile.ZIP_STORED)}  # what this Python's zipfile reads
 ZIP_METHOD_NAMES = {9: "Deflate64 (Windows uses it for large files)", 93: "Zstandard", 95: "xz", 98: "PPMd"}
@@ -133,7 +134,10 @@ def misnamed_kind(path: Path) -> str | None:
 
 
 def is_macos_forks(rel: PurePosixPath) -> bool:
-    return MACOS_FORKS in rel.parts
+    """A macOS resource fork: under a zip's `__MACOSX/`, or a `._NAME` file beside NAME (what macOS writes on a
+    FAT/exFAT USB stick or a network share, and puts in the tars it makes). Never data: a `._dev.zip` beside
+    `dev.zip` was unpacked as a nested archive and refused the fetch as damaged."""
+    return MACOS_FORKS in rel.parts or rel.name.startswith(APPLE_DOUBLE)
 
 
 def safe_relpath(archive: Path, name: str) -> PurePosixPath | None:
@@ -199,8 +203,8 @@ def unpack(archive: str | Path, dest: str | Path, max_bytes: int, progress=None,
             _unpack_zip(archive, dest, budget, shown)
         else:
             _unpack_tar(archive, dest, budget, shown)
-    except DAMAGED as exc:
-        raise InputError(f"{archive}: damaged or incomplete archive ({_reason(exc)})") from exc
+    except DAMAGED as exc:  # `shown`: an archive inside another was named by its staging path, deleted by then
+        raise InputError(f"{shown}: damaged or incomplete archive ({_reason(exc)})") from exc
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:  # the archive's names, not the machine: no file system takes them
             raise InputError(name_too_long(shown, budget.member, "unpack it yourself, shorten "
@@ -208,7 +212,7 @@ def unpack(archive: str | Path, dest: str | Path, max_bytes: int, progress=None,
         if exc.errno is not None:  # the disk or the permissions: a machine fault, reported by the caller
             raise
         # a decompressor's complaint ("Invalid data stream") carries no errno: the archive is at fault
-        raise InputError(f"{archive}: damaged or incomplete archive ({_reason(exc)})") from exc
+        raise InputError(f"{shown}: damaged or incomplete archive ({_reason(exc)})") from exc
     return budget.used
 
 

@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from ganfp import __version__
@@ -23,6 +23,7 @@ from ganfp.fetch.archive import (
     check_inner,
     check_supported,
     check_members,
+    is_macos_forks,
     misnamed_kind,
     name_too_long,
     starts_with,
@@ -329,7 +330,8 @@ def _link_tree(src: Path, dest: Path, skip: set[str], link: bool, progress, keep
 
 
 def _files_under(src: Path) -> list[Path]:
-    """The files under `src`; symlinked folders are followed once, macOS's resource forks left out."""
+    """The files under `src`; symlinked folders are followed once, macOS's resource forks (`__MACOSX/`, `._NAME`)
+    left out."""
     files, seen = [], set()
 
     def unreadable(exc: OSError) -> None:  # skipping it would install a dataset with files silently missing
@@ -342,7 +344,7 @@ def _files_under(src: Path) -> list[Path]:
             dirs[:] = []
             continue
         seen.add(real)
-        files.extend(Path(top) / n for n in names)
+        files.extend(Path(top) / n for n in names if not is_macos_forks(PurePosixPath(n)))
     return files
 
 
