@@ -308,9 +308,19 @@ def test_apple_double_forks_beside_the_files_are_neither_unpacked_nor_copied(tmp
         assert not list(installed.rglob("._*")) and len(list(installed.rglob("*.png"))) == 6, source
 
 
-def test_a_damaged_archive_inside_the_source_is_named_by_its_place_there(tmp_path):
-    outer = _zip(tmp_path / "outer.zip", [("parts/dev.zip", b"PK\x03\x04 not really a zip")])
+@pytest.mark.parametrize("inner, reason", [
+    (lambda p: (p / "dev.zip").write_bytes(b"PK\x03\x04 not really a zip"), "damaged or incomplete archive"),
+    (lambda p: _zip(p / "dev.zip", GOOD_MEMBERS + [("../evil.txt", b"x")]), "member '../evil.txt' points outside"),
+    (lambda p: _tar(p / "dev.tar.gz", GOOD_MEMBERS, symlinks={"CASIA2/evil": "/etc/passwd"}), "link 'CASIA2/evil'"),
+    (lambda p: _zip(p / "dev.zip", [("a", b"x"), ("a/b", b"y")]), "a is both a file and a folder"),
+], ids=["damaged", "dotdot", "link-out", "file-and-folder"])
+def test_a_refused_archive_inside_the_source_is_named_by_its_place_there(tmp_path, inner, reason):
+    """It was named by its path in the staging folder, which the failed fetch then deleted."""
+    (tmp_path / "in").mkdir()
+    inner(tmp_path / "in")
+    made = next((tmp_path / "in").iterdir())
+    outer = _zip(tmp_path / "outer.zip", [(f"parts/{made.name}", made.read_bytes())])
     with pytest.raises(InputError) as caught:
         fetch_dataset("imageclef-gans-2023", tmp_path / "data", source=outer)
-    assert str(caught.value).startswith("parts/dev.zip: damaged or incomplete archive"), caught.value
-    assert ".tmp-" not in str(caught.value)
+    assert str(caught.value).startswith(f"parts/{made.name}: "), caught.value
+    assert reason in str(caught.value) and ".tmp-" not in str(caught.value)

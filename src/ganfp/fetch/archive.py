@@ -167,8 +167,8 @@ def _link_target(archive: Path, member: PurePosixPath, target: str, symbolic: bo
 class _Budget:
     """Counts unpacked bytes against the cap and the expansion ratio."""
 
-    def __init__(self, archive: Path, max_bytes: int):
-        self.archive = archive
+    def __init__(self, archive: Path, max_bytes: int, shown: str | Path):
+        self.archive = shown  # the name a refusal says: an inner archive's staging path is gone once the fetch stops
         self.max_bytes = max_bytes
         self.ratio_limit = max(RATIO_FLOOR, MAX_RATIO * archive.stat().st_size)
         self.used = 0
@@ -194,7 +194,7 @@ def unpack(archive: str | Path, dest: str | Path, max_bytes: int, progress=None,
     if kind is None:
         raise InputError(f"{shown}: not an archive ganfp can unpack (zip, tar, tar.gz, tar.bz2, tar.xz)")
     dest.mkdir(parents=True, exist_ok=True)
-    budget = _Budget(archive, max_bytes)
+    budget = _Budget(archive, max_bytes, shown)
     if progress is not None:
         task = progress.add_task(f"unpack {archive.name} (MiB)", total=None, status="")
         budget.progress = lambda total=None: progress.update(task, completed=_mib(budget.used), total=_mib(total) if total else None)
@@ -243,26 +243,29 @@ def _unpack_zip(archive: Path, dest: Path, budget: _Budget, shown) -> None:
         plan = []
         declared = 0
         for info in infos:  # check everything before writing anything
-            rel = safe_relpath(archive, info.filename)
+            rel = safe_relpath(shown, info.filename)
             if info.flag_bits & 0x1:
-                raise InputError(f"{archive}: member {info.filename!r} is encrypted; unpack it yourself and pass the folder with --from")
+                raise InputError(f"{shown}: member {info.filename!r} is encrypted; unpack it yourself and pass the "
+                                 "folder with --from")
             if rel is None or is_macos_forks(rel):
                 continue
             if info.compress_type not in ZIP_METHODS:
                 method = ZIP_METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
-                raise InputError(f"{archive}: member {info.filename!r} is compressed with {method}, which "
+                raise InputError(f"{shown}: member {info.filename!r} is compressed with {method}, which "
                                  "Python's zipfile cannot read; unpack it yourself (7-Zip, unzip) and pass the folder "
                                  "with --from")
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
-                plan.append((rel, "link", _link_target(archive, rel, zf.read(info).decode("utf-8", "replace"), True), info))
+                target = _link_target(shown, rel, zf.read(info).decode("utf-8", "replace"), True)
+                plan.append((rel, "link", target, info))
                 continue
             if info.is_dir():
                 plan.append((rel, "dir", None, info))
                 continue
             check_inner(shown, info.filename)
             if info.file_size > MEMBER_RATIO_FLOOR and info.file_size > MAX_MEMBER_RATIO * max(info.compress_size, 1):
-                raise InputError(f"{archive}: member {info.filename!r} expands more than {MAX_MEMBER_RATIO}x; refusing (decompression bomb?)")
+                raise InputError(f"{shown}: member {info.filename!r} expands more than {MAX_MEMBER_RATIO}x; refusing "
+                                 "(decompression bomb?)")
             declared += info.file_size
             plan.append((rel, "file", None, info))
         if declared > budget.max_bytes or declared > budget.ratio_limit:
@@ -286,12 +289,12 @@ def _unpack_tar(archive: Path, dest: Path, budget: _Budget, shown) -> None:
     `check_members`.)"""
     with tarfile.open(archive, "r:*") as tf:
         for member in tf:  # one streaming pass: a tar.gz is not read twice
-            rel = safe_relpath(archive, member.name)
+            rel = safe_relpath(shown, member.name)
             if rel is None or is_macos_forks(rel):
                 continue
             budget.member = member.name
             if member.issym() or member.islnk():
-                target = _link_target(archive, rel, member.linkname, member.issym())
+                target = _link_target(shown, rel, member.linkname, member.issym())
                 _copy_link(dest, rel, target, budget)
             elif member.isdir():
                 _mkdir(dest, rel, budget)
