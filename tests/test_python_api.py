@@ -8,6 +8,7 @@ for `Recipe(..., k=0)` and `Recipe("ensemble", "std32")`, silently scored someth
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 import pytest
 from PIL import Image
 
+from ganfp.attribution.methods import TrainerSettings
 from ganfp.attribution.run import AttributeConfig, ClusterConfig, cluster
 from ganfp.chain import load_chain, run_chain, stage_configs, train_stage
 from ganfp.classify import classify
@@ -377,3 +379,32 @@ def test_a_seed_beyond_numpys_range_is_refused_before_any_work(sets):
     with pytest.raises(InputError, match=r"ScoringSetup seed=1099511627776: must be at most 4294967295"):
         ScoringSetup(16, seed=2**40)
     assert not (sets / "out.csv").exists()
+
+
+def test_numpy_numbers_are_taken_as_pythons(sets, tmp_path):
+    """A notebook's `np.int64(16)` image size wrote a cache file numpy could not read back (a ValueError from `ast`),
+    and a numpy k or seed made the summary, the CLI's --json, unserialisable."""
+    result = classify(sets / "real", tmp_path / "out.csv", generated=sets / "generated", method="knn", k=np.int64(3),
+                      image_size=np.int64(16), seed=np.int64(1), used_fraction=np.float32(0.5), data_root=tmp_path)
+    plain = classify(sets / "real", tmp_path / "plain.csv", generated=sets / "generated", method="knn", k=3,
+                     image_size=16, seed=1, used_fraction=0.5, data_root=tmp_path)
+    assert json.loads(json.dumps(result.summary))["k"] == 3
+    np.testing.assert_array_equal(result.score, plain.score)
+    images = load_images(read_real(sets / "real"), np.int64(12), data_root=tmp_path)
+    assert images.images.shape[1:] == (12, 12)
+
+
+def test_numpy_numbers_in_a_config_become_pythons():
+    groups = ClusterConfig("u", "o.csv", clusters=np.int64(3), image_size=np.int64(32), seed=np.uint32(1))
+    assert [type(v) for v in (groups.clusters, groups.image_size, groups.seed)] == [int, int, int]
+    assert type(AttributeConfig("u", "o.csv", method="knn", k=np.int64(3)).k) is int
+    assert type(TrainerSettings(epochs=np.int64(2), lr=np.float32(0.5)).lr) is float
+    assert type(Recipe("knn", "std16", np.int64(3)).k) is int and type(ScoringSetup(np.int64(16)).image_size) is int
+
+
+def test_a_stage_takes_numpy_numbers_and_a_torch_device():
+    """Refused as "expected an integer" / "a string"; the chain's overrides took a torch.device already."""
+    numpy_cfg = StageConfig(image_size=np.int64(16), epochs=np.int64(1), lr=np.float64(0.01), device=torch.device("cpu"))
+    numpy_cfg.validate()
+    plain_cfg = StageConfig(image_size=16, epochs=1, lr=0.01, device="cpu")
+    assert numpy_cfg == plain_cfg and numpy_cfg.digest() == plain_cfg.digest()

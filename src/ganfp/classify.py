@@ -32,7 +32,7 @@ from ganfp.data.manifest import Manifest, list_folder, skipped_name
 from ganfp.data.medical import DEFAULT_WINDOW, MedicalReading, parse_window, window_name, with_window
 from ganfp.data.outputs import check_outputs
 from ganfp.data.real import check_paired, read_real
-from ganfp.errors import InputError, count, require_int, require_number, require_paths, require_seed
+from ganfp.errors import InputError, count, plain_number, require_int, require_number, require_paths, require_seed
 from ganfp.fileio import written_together
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
@@ -709,6 +709,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
                  "calibrate_on": calibrate_on, "data_root": data_root, "runs_dir": runs_dir, "report": report})
     check_arguments(method, features, k, used_fraction, threshold, image_size, batch_size, seed, report, report_n,
                     generated, calibrate_on, reading, progress)
+    k, used_fraction, threshold, image_size, batch_size, seed, report_n = (  # numpy's leaked into the summary
+        plain_number(v) for v in (k, used_fraction, threshold, image_size, batch_size, seed, report_n))
     check_outputs({"out": out, "scores_path": scores_path, "report": report},
                   (real, generated, calibrate_on, ids_path, checkpoint))
     device = resolve_device(device)  # a GPU the machine lacks, or device=0, before any image is read

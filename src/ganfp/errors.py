@@ -4,6 +4,7 @@ Anything else that escapes is a bug and keeps its traceback.
 """
 
 import contextlib
+import dataclasses
 import math
 import numbers
 import os
@@ -101,6 +102,27 @@ def require_int(name: str, value, low: int | None = None, high: int | None = Non
         raise InputError(f"{name}={value}: must be at least {low}")
     if high is not None and value > high:
         raise InputError(f"{name}={value}: must be at most {high}")
+
+
+def plain_number(value):
+    """numpy's int and float scalars as Python's int and float; anything else as it is.
+
+    From a notebook `np.arange(...)` and `df.k.max()` hand over numpy scalars, which the checks accept as numbers but
+    which then leak: a results dict `json.dumps` refuses (`int64 is not JSON serializable`), a digest of "16" instead
+    of 16, and `np.int64(16)` in a cached .npy header that numpy itself cannot read back.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or type(value) in (int, float):
+        return value
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
+def plain_numbers(config) -> None:
+    """A dataclass's numpy number fields made Python numbers, in place (a frozen one's too): its `__post_init__`."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        plain = plain_number(value)
+        if plain is not value:
+            object.__setattr__(config, f.name, plain)
 
 
 MAX_SEED = 2**32 - 1  # numpy's seed range (RandomState, scikit-learn's random_state), which the CLI's --seed takes

@@ -57,7 +57,16 @@ from ganfp.data.medical import MedicalReading, parse_window, window_problem, win
 from ganfp.data.split import split_indices, split_problem
 from ganfp.device import (autocast, configure, device_name, device_problem, resolve_device, rng_untouched, seed_rng,
                           settings_kept)
-from ganfp.errors import MAX_SEED, InputError, Interrupted, RuntimeFailure, StopSignal, count, require_path
+from ganfp.errors import (
+    MAX_SEED,
+    InputError,
+    Interrupted,
+    RuntimeFailure,
+    StopSignal,
+    count,
+    plain_numbers,
+    require_path,
+)
 from ganfp.fileio import (
     check_writable,
     file_sha256,
@@ -128,6 +137,14 @@ class StageConfig:
     deterministic: bool = False
     memory_budget: float | None = None  # GB of RAM for the image cache (per machine); larger caches stay memory-mapped
     extra: dict = field(default_factory=dict)  # options passed to the dataset adapter
+
+    def __post_init__(self):
+        """numpy's numbers as Python's, a torch.device as its name (a stage's settings are text, as `stage_configs`'
+        overrides'): `image_size=np.int64(16)` and `device=torch.device("cpu")` were refused as not an integer, not a
+        string, and had a numpy number passed, its digest (`default=str`) and meta.json would have held "16"."""
+        plain_numbers(self)
+        if isinstance(self.device, torch.device):
+            self.device = str(self.device)
 
     def identity(self) -> dict:
         """The fields that change results (not the device): a finished stage is reused only if they match."""

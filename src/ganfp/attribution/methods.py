@@ -22,6 +22,7 @@ import numpy as np
 from ganfp.attribution.defaults import DEFAULT_EPOCHS, DEFAULT_MODEL
 from ganfp.attribution.features import BlockScaler, FeatureContext, compute, decode, pair_space
 from ganfp.data.manifest import Manifest
+from ganfp.errors import plain_numbers
 from ganfp.registry import Registry
 
 METHODS = Registry("attribution method")
@@ -40,6 +41,9 @@ class TrainerSettings:
     lr: float = 0.001  # the paper's; 0.01 stopped early at 0.70 accuracy on demo:attribution-2025, this reaches 0.95
     augment: bool = False  # flips and shifts: 0.32 instead of 0.70 on demo:attribution-2025 (at lr 0.01)
     runs_dir: str | None = None
+
+    def __post_init__(self):
+        plain_numbers(self)  # numpy's numbers as Python's, as the attribution configs'
 
     def resolved(self) -> TrainerSettings:
         """The defaults filled in, once the attribution config has checked which method reads these."""

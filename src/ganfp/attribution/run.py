@@ -56,7 +56,7 @@ from ganfp.data.medical import MedicalReading, file_items, window_name, with_win
 from ganfp.data.outputs import check_outputs
 from ganfp.data.split import split_problem
 from ganfp.device import resolve_device
-from ganfp.errors import InputError, count, require_int, require_path, require_paths, require_seed
+from ganfp.errors import InputError, count, plain_numbers, require_int, require_path, require_paths, require_seed
 from ganfp.fileio import written_together
 from ganfp.pages import require_matplotlib
 from ganfp.train import StageConfig
@@ -116,6 +116,9 @@ class AttributeConfig:
     reading: MedicalReading | None = None  # DICOM/NIfTI: the window of every image, the ids and slices of `unknown`
     report: str | None = None  # the HTML evidence report, written beside `out`
     report_n: int | None = None  # images per class and end in the report; None: DEFAULT_REPORT_ROWS
+
+    def __post_init__(self):
+        plain_numbers(self)  # numpy's numbers leaked into to_dict(), which json.dumps refused
 
     def validate(self) -> None:
         if not isinstance(self.trainer, TrainerSettings):  # else an AttributeError at its first field
@@ -187,6 +190,9 @@ class ClusterConfig:
     reading: MedicalReading | None = None  # how DICOM/NIfTI images are read: window, ids, slices
     report: str | None = None  # the HTML evidence report, written beside `out`
     report_n: int | None = None  # central and peripheral images per cluster in the report; None: DEFAULT_REPORT_ROWS
+
+    def __post_init__(self):
+        plain_numbers(self)  # numpy's numbers leaked into to_dict(), which json.dumps refused
 
     def validate(self) -> None:
         require_paths({"images": self.images, "out": self.out},

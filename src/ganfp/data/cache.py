@@ -143,6 +143,7 @@ def load_images(
     """The manifest's images as uint8 (N, size, size), decoded at most once per (files, size)."""
     require_manifest("manifest", manifest)
     require_int("image_size", image_size, low=1)  # 0 failed in PIL with a ZeroDivisionError, 2.5 with a TypeError
+    image_size = int(image_size)  # a numpy int wrote `np.int64(16)` into the .npy header, which numpy cannot read back
     if not len(manifest):
         raise InputError(f"{manifest.name}: no images")
     folder = cache_root(data_root) / "images"

@@ -18,7 +18,7 @@ from ganfp.data.cache import cache_key
 from ganfp.data.generated import MIN_IMAGE_SIZE
 from ganfp.data.manifest import Manifest
 from ganfp.device import resolve_device, rng_untouched
-from ganfp.errors import InputError, require_int, require_paths, require_seed
+from ganfp.errors import InputError, plain_numbers, require_int, require_paths, require_seed
 from ganfp.membership.autoencoder import AutoencoderConfig, cached_autoencoder, reconstruction_scores
 from ganfp.membership.features import downsample, load_checked, paired_features
 from ganfp.membership.fusion import add_log_ratios, fuse
@@ -60,6 +60,7 @@ class ScoringSetup:
             raise InputError(f"ScoringSetup autoencoder={self.autoencoder!r}: must be an AutoencoderConfig or None")
         if self.progress is not None and not callable(self.progress):
             raise InputError(f"ScoringSetup progress={self.progress!r}: must be callable (task, advance, total)")
+        plain_numbers(self)
 
 
 class MembershipScorer:

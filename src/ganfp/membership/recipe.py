@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ganfp.errors import InputError, require_int
+from ganfp.errors import InputError, plain_numbers, require_int
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Recipe:
                 raise InputError(f"Recipe {name}={value!r}: must be a name (a str) or None")
         if self.k is not None:
             require_int("Recipe k", self.k, low=1)
+        plain_numbers(self)
 
     @property
     def own(self) -> Recipe:
