@@ -36,6 +36,7 @@ from ganfp.membership import (
     train_autoencoder,
 )
 from ganfp.membership import distances, scorers, whiten
+from ganfp.membership.autoencoder import cached_autoencoder
 from ganfp.membership.calibrate import MIN_GAIN, fold_aucs, folds, pick, switch_gain, weighted_auc
 from ganfp.membership.features import downsample
 from ganfp.membership.scorers import TYPICAL_FIT_MIN, beyond_typical
@@ -228,6 +229,20 @@ def test_autoencoder_leaves_the_callers_rng_alone_on_every_device(case, monkeypa
     torch.manual_seed(7)
     train_autoencoder(gen, AutoencoderConfig(size=16, width=8, code=16, steps=2, batch_size=16), seed=0, device=CPU)
     assert torch.equal(torch.rand(3), expected) and seeded_all == [7, 7]  # the test's own two seeds only
+
+
+def test_a_cached_autoencoder_leaves_the_callers_rng_alone(case, tmp_path):
+    """Trained, then loaded from the cache: the net built to load into drew from the caller's RNG, so a notebook's
+    random numbers after `classify(..., calibrate_on=...)` depended on whether it had scored."""
+    gen = downsample(torch.from_numpy(case["generated"]), 16)
+    config = AutoencoderConfig(size=16, width=8, code=16, steps=2, batch_size=16)
+    for _ in range(2):
+        torch.manual_seed(7)
+        expected = torch.rand(3)
+        torch.manual_seed(7)
+        cached_autoencoder(gen, "generated-key", config, seed=0, device=CPU, cache_dir=tmp_path)
+        assert torch.equal(torch.rand(3), expected)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
 
 
 @pytest.mark.parametrize("exclude_self", [False, True])

@@ -113,7 +113,8 @@ def cached_autoencoder(generated: torch.Tensor, generated_key: str, config: Auto
 
     key = hashlib.sha256(f"{generated_key}\0{config.key()}\0{seed}\0{device.type}".encode()).hexdigest()[:32]
     path = Path(cache_dir) / f"{key}.safetensors"
-    model = ConvAutoencoder(config.size, config.width, config.code)
+    with rng_untouched():  # its random init, which the cached weights replace, drew from the caller's torch RNG
+        model = ConvAutoencoder(config.size, config.width, config.code)
     try:
         model.load_state_dict(load_file(str(path)))
         return model.to(device).eval()
