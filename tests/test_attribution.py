@@ -75,6 +75,18 @@ def test_cnn_trains_with_the_stage_trainer_and_fusion_reuses_it(task, tmp_path):
     np.testing.assert_allclose(fused.probabilities.sum(1), 1.0, atol=1e-5)
 
 
+def test_cnn_leaves_the_callers_rng_alone(task, tmp_path):
+    """Trained, then reused: loading the model built a net whose random init drew from torch's global RNG, so a
+    notebook's later random numbers depended on whether it had attributed."""
+    trainer = TrainerSettings(epochs=1, batch_size=8, runs_dir=str(tmp_path / "runs"))
+    for _ in range(2):
+        torch.manual_seed(7)
+        expected = torch.rand(3)
+        torch.manual_seed(7)
+        attribute(config(task, tmp_path, method="cnn", trainer=trainer))
+        assert torch.equal(torch.rand(3), expected)
+
+
 @pytest.mark.parametrize("method", ["cnn", "fusion"])
 def test_a_class_too_small_to_train_on_is_refused_before_any_image_is_read(tmp_path, monkeypatch, method):
     """The trainer holds out a fifth of each class: a class of one image failed only in it, after the line announcing

@@ -252,7 +252,7 @@ def cnn(job: Job) -> np.ndarray:
     """Train (or reuse, when the same images and settings were trained before) a classifier; its probabilities."""
     from ganfp import inference
     from ganfp.checkpoint import load_checkpoint
-    from ganfp.device import resolve_device
+    from ganfp.device import resolve_device, rng_untouched
     from ganfp.errors import InputError
     from ganfp.fileio import folder_lock
     from ganfp.paths import runs_root
@@ -268,7 +268,8 @@ def cnn(job: Job) -> np.ndarray:
     with folder_lock(out_dir, str(out_dir), "", wait=True):  # a second attribute run waits, then reuses the model
         run_stage(cfg, out_dir, resume=True, strict_resume=False, data_root=job.ctx.data_root)
     device = resolve_device(job.ctx.device)
-    model, meta = load_checkpoint(out_dir, device)
+    with rng_untouched():  # the net built to load the weights into drew its random init from the caller's RNG
+        model, meta = load_checkpoint(out_dir, device)
     if sorted(meta["classes"]) != sorted(job.classes):
         raise InputError(f"{job.train_spec}: the trainer saw classes {meta['classes']}, not {job.classes}")
     probs = inference.predict_proba(model, decode(job.unknown, job.ctx), job.ctx.batch_size, device)
