@@ -317,3 +317,12 @@ def test_models_help_says_what_each_command_does_in_full(run_cli, monkeypatch):
     assert code == 0
     assert "The models --model and --features accept." in out and "..." not in out.split("Commands:")[1]
     assert "List the models, the smallest image each takes, and its ImageNet" in out
+
+
+def test_a_model_built_with_numpy_numbers_saves(tmp_path):
+    """`num_classes=np.int64(2)` was kept as numpy's, and saving the model failed in json.dumps (int64)."""
+    from ganfp.checkpoint import load_checkpoint, model_meta, save_model
+
+    model = create_model("conv5", num_classes=np.int64(2), image_size=np.int64(32))
+    save_model(tmp_path / "model.safetensors", model, model_meta(model, ["a", "b"], 32))
+    assert load_checkpoint(tmp_path / "model.safetensors")[1]["num_classes"] == 2

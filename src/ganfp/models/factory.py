@@ -105,6 +105,7 @@ def create_model(
 ) -> Backbone:
     """Build a registered model (or any timm model) with weights `none`, `imagenet` or a local file."""
     _check_arguments(name, num_classes, image_size, weights)
+    num_classes, image_size = int(num_classes), int(image_size)  # numpy's: the model's metadata must be JSON
     entry = model_entry(name)
     weights = "none" if weights in (None, "") else weights
     pretrained = weights == "imagenet"
