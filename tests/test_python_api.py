@@ -408,3 +408,8 @@ def test_a_stage_takes_numpy_numbers_and_a_torch_device():
     numpy_cfg.validate()
     plain_cfg = StageConfig(image_size=16, epochs=1, lr=0.01, device="cpu")
     assert numpy_cfg == plain_cfg and numpy_cfg.digest() == plain_cfg.digest()
+
+
+def test_a_classify_result_is_a_dict_as_the_other_results_are(sets, tmp_path):
+    result = classify(sets / "real", tmp_path / "out.csv", generated=sets / "generated", image_size=16)
+    assert json.loads(json.dumps(result.to_dict())) == result.summary

@@ -49,12 +49,18 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class ClassifyResult:
+    """What `classify` wrote and scored: per real image (in `ids` order) its label and score, and the summary."""
+
     ids: list[str]
     labels: np.ndarray  # 0/1 as written
     score: np.ndarray  # the decision score, higher = used
     scorers: dict[str, np.ndarray]  # every scorer computed for it
-    summary: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)  # what `ganfp classify --json` prints
     calibration: Choice | None = None
+
+    def to_dict(self) -> dict:
+        """The summary, as `--json` prints it; the other results (`AttributionResult`, ...) have one too."""
+        return dict(self.summary)
 
 
 def check_writable_ids(manifest: Manifest) -> None:
