@@ -378,3 +378,12 @@ def test_a_chain_is_not_retrained_after_a_rebuild_of_the_same_images(tmp_path, r
     assert statuses() == ["skipped", "skipped"]
     assert run_cli("fetch-data", "demo", "--force", "--seed", "1", *data)[0] == 0
     assert statuses() == ["trained", "trained"]
+
+
+def test_a_numpy_seed_is_recorded_as_a_number(monkeypatch, tmp_path):
+    """Recorded as "3" (json's default=str), it matched no later run's seed: the next `fetch_dataset("demo",
+    seed=3)` rebuilt the demo, and a `--force` without a seed rebuilt it as seed 0."""
+    shrink(monkeypatch)
+    meta = build_demo(tmp_path / "demo", seed=np.int64(3))
+    recorded = json.loads((tmp_path / "demo" / "meta.json").read_text())["seed"]
+    assert recorded == 3 and type(recorded) is int and type(meta["seed"]) is int

@@ -54,6 +54,7 @@ def build_demo(target: str | os.PathLike, seed: int = 0) -> dict:
     """Build the whole demo into `target` atomically and return its meta.json content."""
     require_path("target", target)
     require_seed("seed", seed)
+    seed = int(seed)  # a numpy seed was recorded as "3", which no later run matched: a rebuild, or one of seed 0
     return build_in_place(target, lambda root: _build_into(root, seed))
 
 
