@@ -28,7 +28,8 @@ from ganfp.data.generated import (
     native_image_size,
     shared_files,
 )
-from ganfp.data.manifest import Manifest, list_folder, skipped_name
+from ganfp.data.manifest import Manifest, list_folder
+from ganfp.data.names import skipped_name
 from ganfp.data.medical import DEFAULT_WINDOW, MedicalReading, parse_window, window_name, with_window
 from ganfp.data.outputs import check_outputs
 from ganfp.data.real import check_paired, read_real

@@ -51,7 +51,8 @@ from ganfp.attribution.report import (
 )
 from ganfp.data.decode import Header
 from ganfp.data.generated import depths_by_set, image_headers, native_image_size
-from ganfp.data.manifest import UNLABELLED, Manifest, image_files, list_folder, skipped_name
+from ganfp.data.manifest import UNLABELLED, Manifest, image_files, list_folder
+from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, file_items, window_name, with_window
 from ganfp.data.outputs import check_outputs
 from ganfp.data.split import split_problem

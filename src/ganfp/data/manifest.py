@@ -10,6 +10,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from ganfp.data.names import skipped_name
+
 UNLABELLED = -1
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 DICOM_SUFFIXES = {".dcm", ".dicom"}
@@ -174,16 +176,6 @@ def _unreadable(folder, exc: OSError):
 
     where = exc.filename or folder
     return InputError(f"{where}: cannot read the folder ({exc.strerror or exc})")
-
-
-MACOS_FORKS = "__MACOSX"  # the folder of resource forks (`._NAME`) a zip made on a Mac holds: never data
-
-
-def skipped_name(name: str) -> bool:
-    """A file or folder that holds no image of a set: hidden ones (`.DS_Store`, `.ipynb_checkpoints/`, a desktop's
-    `.Trash-1000/`) and `__MACOSX/`, which a zip made on a Mac leaves when unzipped elsewhere (read as a class of
-    images, its `._NAME` forks hidden, it was refused as an empty class)."""
-    return name.startswith(".") or name == MACOS_FORKS
 
 
 def list_folder(folder: str | os.PathLike) -> list[Path]:

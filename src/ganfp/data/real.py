@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ganfp.data.adapters import imageclef, load_manifest
 from ganfp.data.adapters.folder import folder_manifest
-from ganfp.data.manifest import Manifest, image_files, is_dicom, is_nifti, list_folder, skipped_name
+from ganfp.data.manifest import Manifest, image_files, is_dicom, is_nifti, list_folder
+from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, with_window
 from ganfp.errors import InputError, require_path
 

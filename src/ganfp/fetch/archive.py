@@ -21,7 +21,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from ganfp.data.manifest import MACOS_FORKS
+from ganfp.data.names import MACOS_FORKS
 from ganfp.errors import InputError
 from ganfp.fileio import replace_file
 

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from ganfp import __version__
-from ganfp.data.manifest import MACOS_FORKS
+from ganfp.data.names import MACOS_FORKS
 from ganfp.paths import data_root as default_root
 from ganfp.paths import ensure_dir
 from ganfp.errors import InputError, RuntimeFailure, require_path, require_text
