@@ -55,8 +55,16 @@ from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import MedicalReading, parse_window, window_problem, window_text, with_window
 from ganfp.data.split import split_indices, split_problem
-from ganfp.device import (autocast, configure, device_name, device_problem, resolve_device, rng_untouched, seed_rng,
-                          settings_kept)
+from ganfp.device import (
+    autocast,
+    configure,
+    device_name,
+    device_problem,
+    resolve_device,
+    rng_untouched,
+    seed_rng,
+    settings_kept,
+)
 from ganfp.errors import (
     MAX_SEED,
     InputError,
