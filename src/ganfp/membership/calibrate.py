@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from ganfp.errors import InputError
 from ganfp.membership.recipe import Recipe
@@ -169,6 +168,9 @@ def pick(rows: list[dict], default: Recipe | None) -> dict:
 def choose(candidates: list[Candidate], y_true, *, seed: int = 0, default: Recipe | None = None,
            used_fraction: float | None = None) -> Choice:
     """The chosen candidate, its dev numbers and the used fraction to carry to the test set."""
+    from sklearn.metrics import roc_auc_score  # here, as `folds` imports its splitter: scikit-learn's metrics take
+    # 1.7 s to import, which every `ganfp classify` paid though only --calibrate reads them
+
     y = np.asarray(y_true, dtype=np.int64)
     splits = folds(y, seed)
     rows = []
