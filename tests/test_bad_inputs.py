@@ -103,6 +103,11 @@ def build_world(w: Path) -> dict[str, Path]:
         p[name] = images(w / name, 3, prefix=name[-4:])
         if hasattr(os, "symlink") and os.name != "nt":
             (p[name] / "gone.png").symlink_to(w / "moved" / "gone.png")
+    if hasattr(os, "symlink") and os.name != "nt":  # loops: a link to the folder itself, and a class's to its parent
+        (images(w / "loop_real", 3, prefix="lr") / "again").symlink_to(".", target_is_directory=True)
+        images(w / "loop_dev" / "not_used", 3, prefix="ln")
+        (images(w / "loop_dev" / "used", 3, prefix="lu") / "up").symlink_to("..", target_is_directory=True)
+    p["loop_real"], p["loop_dev"] = w / "loop_real", w / "loop_dev"
     p["tiny"] = images(w / "tiny", 3, size=(5, 5), prefix="y")
     p["tiny_gen"] = images(w / "tiny_gen", 3, size=(5, 5), prefix="yg")
     p["dup_ids"] = images(w / "dup_ids", 3, prefix="d")
@@ -888,6 +893,10 @@ add("classify-real-broken-link", *K, "{broken_link_real}", "--generated", "{gen}
     says=("gone.png", "broken link"), marks=NO_LINKS)
 add("classify-generated-broken-link", *K, "{real}", "--generated", "{broken_link_gen}", "--out", "{out}/s.csv",
     says=("gone.png", "broken link"), marks=NO_LINKS)
+add("classify-real-link-loop", *K, "{loop_real}", "--generated", "{gen}", "--out", "{out}/s.csv",
+    says=("loop_real/again: a link to .", "a loop"), marks=NO_LINKS)
+add("classify-class-link-loop", *K, "{loop_dev}", "--generated", "{gen}", "--out", "{out}/s.csv",
+    says=("used/up: a link to ..", "a loop"), marks=NO_LINKS)
 add("classify-real-duplicate-ids", *K, "{dup_ids}", "--generated", "{gen}", "--out", "{out}/s.csv", says="d000")
 add("classify-real-comma-id", *K, "{comma_id}", "--generated", "{gen}", "--out", "{out}/s.csv", says="a,b")
 add("classify-two-test-sets", *K, "{two_tests}", "--out", "{out}/s.csv", says=("real_unknown_1", "real_unknown_2"))

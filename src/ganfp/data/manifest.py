@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -220,8 +221,25 @@ def _walk(folder: Path) -> list[Path]:
             continue
         seen.add(real)
         dirs[:] = [d for d in dirs if not skipped_name(d)]
+        refuse_loops((Path(top) / d for d in dirs), walked=folder)
         paths.extend(Path(top) / n for n in names)
     return paths
+
+
+def refuse_loops(folders: Iterable[Path], walked: Path | None = None) -> None:
+    """A linked folder that holds the link itself (`again -> .`, `up -> ..`) is a loop, the user's to remove: read
+    as a class, its images were read twice, and beside loose images the folder was refused as holding "sub-folders
+    of images" without a word on the link. In a `walked` folder only a link out to a folder holding it counts: it
+    read images from outside; one back inside is walked once, harmlessly."""
+    for link in folders:
+        if not link.is_symlink():
+            continue
+        target, parent = link.resolve(), link.parent.resolve()
+        if target in (parent, *parent.parents) and (walked is None or target in walked.resolve().parents):
+            from ganfp.errors import InputError
+
+            raise InputError(f"{link}: a link to {os.readlink(link)} ({target}), a folder that holds the link "
+                             "itself (a loop); remove the link")
 
 
 def _sidecar(path: Path) -> bool:

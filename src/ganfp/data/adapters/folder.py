@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ganfp.data.adapters import register_adapter
-from ganfp.data.manifest import UNLABELLED, Manifest, image_files, list_folder, skipped_name
+from ganfp.data.manifest import UNLABELLED, Manifest, image_files, list_folder, refuse_loops, skipped_name
 from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError
 
@@ -29,6 +29,7 @@ def folder_manifest(path: str | Path, classes: list[str] | None = None, name: st
         raise InputError(f"{root}: no such folder")
     spec = name or f"folder:{root}"
     subdirs = sorted(p for p in list_folder(root) if p.is_dir() and not skipped_name(p.name) and p.name not in exclude)
+    refuse_loops(subdirs)
     flat = image_files(root, recursive=False)
     if classes is None and (flat or not subdirs):
         _refuse_mixed(root, flat, subdirs)
