@@ -801,6 +801,14 @@ add("eval-plot-new-image-in-real", *E, "{scores}", "{labels}", "--report", "{out
     "--plot", "{real}/fig.png", says=("--plot", "named like an image inside the input folder"))
 add("eval-plot-over-input-image", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{real}",
     "--plot", "{real}/r000.png", says=("--plot", "would overwrite the input"))
+# the same with the real images given as a dataset spec: its folder counts as an input folder too
+add("eval-plot-new-image-in-a-folder-spec", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real",
+    "folder:{real}", "--plot", "{real}/fig.png", says=("--plot", "named like an image inside the input folder"))
+add("eval-plot-over-an-image-of-a-folder-spec", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real",
+    "folder:{real}", "--plot", "{real}/r000.png", says=("--plot", "would overwrite the input"))
+add("eval-plot-new-image-in-the-demo", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real",
+    "demo:gans-test", "--plot", "{out}/data/demo/gans-test/real_unknown_1/fig.png", demo=True,
+    says=("--plot", "named like an image inside the input folder", "demo"))
 add("classify-spec-out-over-an-image", *K, "demo:gans-test", "--out", "{gen}/g001.png", demo=True,
     says=("--out", "is an image"))
 add("classify-out-over-ids", *KR, "--out", "{ids_short}", "--ids", "{ids_short}", says="would overwrite the input")

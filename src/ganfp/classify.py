@@ -719,7 +719,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     k, used_fraction, threshold, image_size, batch_size, seed, report_n = (  # numpy's leaked into the summary
         plain_number(v) for v in (k, used_fraction, threshold, image_size, batch_size, seed, report_n))
     check_outputs({"out": out, "scores_path": scores_path, "report": report},
-                  (real, generated, calibrate_on, ids_path, checkpoint))
+                  (real, generated, calibrate_on, ids_path, checkpoint), data_root=data_root)
     device = resolve_device(device)  # a GPU the machine lacks, or device=0, before any image is read
     asked = Recipe(method, features, k)
     sets = read_sets(real, generated, method, calibrate_on, ids_path, used_fraction, report, data_root, reading)

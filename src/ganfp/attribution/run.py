@@ -450,7 +450,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     """Attribute every image of `cfg.unknown` to a class of the training images; write `cfg.out`."""
     started = time.perf_counter()
     cfg.validate()
-    check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.unknown, cfg.train))
+    check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.unknown, cfg.train), data_root=cfg.data_root)
     cfg = cfg.resolved()
     unknown = read_images(cfg.unknown, cfg.data_root, cfg.reading)
     columns = parse_columns(cfg.columns)
@@ -496,7 +496,7 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     """Cluster every image of `cfg.images` into K groups (K given, or chosen by the eigengap); write `cfg.out`."""
     started = time.perf_counter()
     cfg.validate()
-    check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.images,))
+    check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.images,), data_root=cfg.data_root)
     cfg = cfg.resolved()
     images = read_images(cfg.images, cfg.data_root, cfg.reading)
     columns = parse_columns(cfg.columns, clustering=True)

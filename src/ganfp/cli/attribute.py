@@ -151,7 +151,7 @@ def attribute(
     from ganfp.errors import InputError, weights_hint
 
     reading = MedicalReading.parse(window, id_from, slices)
-    check_outputs({"--out": out, "--report": report}, (images, train))
+    check_outputs({"--out": out, "--report": report}, (images, train), data_root=data_root)
     common = dict(out=out, image_size=image_size, seed=seed, device=device, batch_size=batch_size, data_root=data_root,
                   reading=reading, report=report, report_n=report_n)
     if clusters is not None:

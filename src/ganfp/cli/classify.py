@@ -139,7 +139,7 @@ def classify(
 
     reading = MedicalReading.parse(window, id_from, slices)
     check_outputs({"--out": out, "--scores": scores, "--report": report},
-                  (real, generated, calibrate, ids, checkpoint))
+                  (real, generated, calibrate, ids, checkpoint), data_root=data_root)
     with ui.progress(transient=True) as bars, weights_hint(OFFLINE_FEATURES_HINT):
         result = run(
             real, out, generated=generated, method=method, features=features, checkpoint=checkpoint,

@@ -84,7 +84,7 @@ def _need_report(html_report: Optional[Path], report_options: dict[str, object])
 
 def _check_membership_options(preds: Path, labels: Path, plot: Optional[Path], html_report: Optional[Path],
                               real: Optional[str], generated: Optional[str], used_fraction: Optional[float],
-                              threshold: Optional[float]) -> None:
+                              threshold: Optional[float], data_root: Optional[str]) -> None:
     """The decision rule and the outputs, checked before a file is read: detecting the task reads both files,
     which takes seconds on a large one, and a wrong option should not wait for it."""
     from ganfp.data.outputs import check_outputs
@@ -92,7 +92,7 @@ def _check_membership_options(preds: Path, labels: Path, plot: Optional[Path], h
 
     if used_fraction is not None and threshold is not None:
         raise InputError("give --used-fraction or --threshold, not both")
-    check_outputs({"--plot": plot, "--report": html_report}, (preds, labels, real, generated))
+    check_outputs({"--plot": plot, "--report": html_report}, (preds, labels, real, generated), data_root=data_root)
     if plot is not None:
         from ganfp.plots import require_matplotlib
 
@@ -162,7 +162,7 @@ def evaluate(
     reading = MedicalReading.parse(window, id_from, slices)
     _need_report(html_report, {"--real": real, "--generated": generated, "--features": features, "--window": window,
                                "--id-from": id_from, "--slices": slices, "--report-n": report_n})
-    _check_membership_options(preds, labels, plot, html_report, real, generated, used_fraction, threshold)
+    _check_membership_options(preds, labels, plot, html_report, real, generated, used_fraction, threshold, data_root)
     task = detect_task(preds, labels) if task == "auto" else task
     if task != "membership":
         if plot is not None or html_report is not None or used_fraction is not None or threshold is not None:

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from ganfp.data.adapters import spec_folders
 from ganfp.data.manifest import is_image_file
 from ganfp.errors import InputError
 from ganfp.fileio import check_writable
@@ -17,9 +18,12 @@ from ganfp.fileio import check_writable
 PathLike = Optional[str | os.PathLike]
 
 
-def _given_inputs(inputs: tuple[PathLike, ...]) -> list[Path]:
-    """The inputs that are paths here; a dataset spec (`demo:gans-test`) is not, and is skipped."""
-    return [Path(i).expanduser().resolve() for i in inputs if i and Path(i).expanduser().exists()]
+def _given_inputs(inputs: tuple[PathLike, ...], data_root: PathLike) -> list[Path]:
+    """The inputs that are paths here, and the folders of those that are dataset specs (`demo:gans-test`, whose
+    images are in the data root's `demo/`): an image written into a spec's folder joined its set as well."""
+    given = [Path(i).expanduser() for i in inputs if i]
+    return [folder.resolve() for path in given
+            for folder in ([path] if path.exists() else spec_folders(os.fspath(path), data_root))]
 
 
 def _overwritten(target: Path, given: list[Path]) -> Path | None:
@@ -31,7 +35,8 @@ def _overwritten(target: Path, given: list[Path]) -> Path | None:
 
 
 def _inside(target: Path, source: Path) -> bool:
-    return source.is_dir() and source in target.parents
+    """A spec's folder may not be there yet (the demo, built on first use): a folder all the same."""
+    return source in target.parents and not source.is_file()
 
 
 def _joins_the_images(target: Path, given: list[Path]) -> Path | None:
@@ -62,18 +67,19 @@ def _kind_problem(option: str, path: PathLike) -> str | None:
     return None
 
 
-def check_outputs(outputs: dict[str, PathLike], inputs: tuple[PathLike, ...], draws: str = "--plot") -> None:
+def check_outputs(outputs: dict[str, PathLike], inputs: tuple[PathLike, ...], draws: str = "--plot",
+                  data_root: PathLike = None) -> None:
     """Every output writable, none the same file as another, none an input file or an image in an input folder
     (one named like an image included), and none but the figure (`draws`) an existing image: a CSV or report
     never goes over one.
 
     Run before any work: `--out s.csv --scores s.csv` would leave only the scores, and `--out real/x.png`
-    would overwrite an image the command reads, both after the run had "succeeded". The last rule
-    covers inputs given as dataset specs (`demo:gans-test`), whose folders are not paths here.
+    would overwrite an image the command reads, both after the run had "succeeded". An input given as a dataset
+    spec (`demo:gans-test`) counts as its folder in `data_root`.
     `outputs` maps each output's name (the CLI's option, or the library's argument) to its path.
     """
     seen: dict[Path, str] = {}
-    given = _given_inputs(inputs)
+    given = _given_inputs(inputs, data_root)
     for option, path in outputs.items():
         if path is None:
             continue

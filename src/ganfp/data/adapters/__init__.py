@@ -22,14 +22,16 @@ class Adapter:
     load: Callable[..., Manifest]  # load(arg, data_root, **options) -> Manifest
     help: str
     describe: Callable[[Path, str], dict] | None = None  # layout check of a fetched copy (fetch-data)
+    folders: Callable[[str | None, Path], list[Path]] | None = None  # where its images live; None: <data_root>/<name>
 
 
 ADAPTERS: Registry[Adapter] = Registry("dataset adapter")
 
 
-def register_adapter(name: str, help: str, describe: Callable[[Path, str], dict] | None = None):
+def register_adapter(name: str, help: str, describe: Callable[[Path, str], dict] | None = None,
+                     folders: Callable[[str | None, Path], list[Path]] | None = None):
     def wrap(fn: Callable[..., Manifest]) -> Callable[..., Manifest]:
-        ADAPTERS.add(name, Adapter(name, fn, help, describe))
+        ADAPTERS.add(name, Adapter(name, fn, help, describe, folders))
         return fn
 
     return wrap
@@ -59,6 +61,20 @@ def load_manifest(spec: str, data_root: str | os.PathLike | None = None, **optio
 
     name, arg = parse_spec(spec)
     return ADAPTERS.get(name).load(arg, resolve_root(data_root), **options)
+
+
+def spec_folders(spec: str, data_root: str | os.PathLike | None = None) -> list[Path]:
+    """The folders a dataset spec's images are read from, found without listing (or building) them, for the
+    checks that run before either: the output check, which missed an image written into a spec's folder. None for
+    a spec ganfp does not know: reading it refuses it, naming its option."""
+    from ganfp.paths import data_root as resolve_root
+
+    try:
+        name, arg = parse_spec(spec)
+    except InputError:
+        return []
+    adapter, root = ADAPTERS.get(name), resolve_root(data_root)
+    return adapter.folders(arg, root) if adapter.folders else [root / name]
 
 
 # Built-in adapters register on import.

@@ -98,7 +98,15 @@ def load_attribution(arg: str, data_root: Path) -> Manifest:
     return manifest
 
 
-@register_adapter("demo", f"built-in synthetic data; parts: {', '.join(DEMO_PARTS.names())}")
+def part_folders(arg: str | None, data_root: Path) -> list[Path]:
+    """An attribution part's own `demo-<name>/`, else `demo/` (all the chain's parts), built or not."""
+    entry = DEMO_PARTS.entry(arg) if arg in DEMO_PARTS else None
+    if entry is not None and entry.meta.get("attribution"):
+        return [Path(data_root) / f"demo-{entry.obj[0]}"]
+    return [demo_dir(data_root)]
+
+
+@register_adapter("demo", f"built-in synthetic data; parts: {', '.join(DEMO_PARTS.names())}", folders=part_folders)
 def load(arg: str | None, data_root: Path, **options) -> Manifest:
     if not arg:
         raise InputError(f"demo: name a part, e.g. demo:covid (parts: {', '.join(DEMO_PARTS.names())})")
