@@ -200,6 +200,34 @@ def test_images_in_hidden_folders_are_not_part_of_the_set(tmp_path):
     assert len(manifest) == 8 and not any("deleted" in it.path for it in manifest.items)
 
 
+def test_files_not_read_as_images_are_warned_of_on_every_call_once_each(tmp_path, caplog):
+    """The warning came once per process: a notebook that read the folder again heard nothing the second time.
+    Within one call (classify reading a folder as the real images and as --calibrate's) it comes once."""
+    from ganfp.data.real import read_real
+
+    real = tmp_path / "real"
+    real.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(real / f"r{i}.png")
+    (real / "scan.raw").write_bytes(bytes(64))
+
+    def warnings() -> list[str]:
+        said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        caplog.clear()
+        return said
+
+    for call in (1, 2):
+        assert len(read_real(str(real), tmp_path)) == 3
+        said = warnings()
+        assert said == [f"{real}: 1 file skipped, not in an image format ganfp reads (first: scan.raw)"], call
+    from ganfp.data.manifest import skipped_files_warned_once
+
+    with skipped_files_warned_once():
+        read_real(str(real), tmp_path)
+        read_real(str(real), tmp_path)
+    assert len(warnings()) == 1
+
+
 def test_a_macos_forks_folder_is_no_class_and_no_images(tmp_path):
     """A zip made on a Mac and unzipped elsewhere leaves `__MACOSX/`, a copy of its tree holding `._NAME` resource
     forks: read as a class of images (its files hidden), the dataset was refused for an empty class."""

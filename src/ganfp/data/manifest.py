@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -27,7 +29,7 @@ SIDECAR_SUFFIXES = {".csv", ".tsv", ".txt", ".json", ".md", ".pdf", ".xml", ".ht
 SIDECAR_NAMES = {"dicomdir", "readme", "license", "licence", "copying", "notice"}
 
 log = logging.getLogger(__name__)
-_reported: set[Path] = set()  # skipped files already warned of: one command lists a folder more than once
+_reported: ContextVar[set[Path] | None] = ContextVar("skipped_files_reported", default=None)
 
 
 @dataclass(frozen=True)
@@ -246,12 +248,29 @@ def _sidecar(path: Path) -> bool:
     return path.suffix.lower() in SIDECAR_SUFFIXES or path.stem.lower() in SIDECAR_NAMES
 
 
+@contextmanager
+def skipped_files_warned_once() -> Iterator[None]:
+    """Within it (a command, a library call, as a decorator), each file skipped as not an image is warned of once,
+    though a command lists a folder more than once; the next call warns again. It was once per process: a notebook
+    that read a folder a second time, or after adding files to it, heard nothing."""
+    if _reported.get() is not None:  # an inner call: the outer one's files
+        yield
+        return
+    token = _reported.set(set())
+    try:
+        yield
+    finally:
+        _reported.reset(token)
+
+
 def _warn_skipped(folder: Path, skipped: list[Path]) -> None:
-    """Say how many files were not read as images, naming the first, once per file in a process."""
-    new = sorted(set(skipped) - _reported)
+    """Say how many files were not read as images, naming the first, once per file in a call."""
+    reported = _reported.get()
+    new = sorted(set(skipped) - (reported or set()))
     if not new:
         return
-    _reported.update(new)
+    if reported is not None:
+        reported.update(new)
     first = new[0].relative_to(folder)
     dicom_like = _named_like_dicom(first.suffix)  # named as is_dicom expects a DICOM file
     hint = "; DICOM without the DICM preamble (old ACR-NEMA files) is not read" if dicom_like else ""
