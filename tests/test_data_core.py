@@ -220,9 +220,9 @@ def test_files_not_read_as_images_are_warned_of_on_every_call_once_each(tmp_path
         assert len(read_real(str(real), tmp_path)) == 3
         said = warnings()
         assert said == [f"{real}: 1 file skipped, not in an image format ganfp reads (first: scan.raw)"], call
-    from ganfp.data.manifest import skipped_files_warned_once
+    from ganfp.data.manifest import folder_warnings_once
 
-    with skipped_files_warned_once():
+    with folder_warnings_once():
         read_real(str(real), tmp_path)
         read_real(str(real), tmp_path)
     assert len(warnings()) == 1

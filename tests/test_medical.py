@@ -61,6 +61,25 @@ def test_files_not_read_as_images_are_counted_in_a_warning_naming_the_first(tmp_
     assert "(first: IM0002)" in warnings[0] and "ACR-NEMA" in warnings[0]
 
 
+def test_a_folder_mixing_dicom_with_png_slices_is_warned_of_once_per_read(tmp_path, caplog):
+    """DICOM slices, windowed in HU when read, beside 8-bit PNGs read by their pixel values: two intensity scales in
+    one set, read without a word."""
+    from ganfp.data.real import read_real
+
+    for i in range(2):
+        write_ct_dicom(tmp_path / "real" / f"ct{i}.dcm", rows_slice())
+    for i in range(3):
+        Image.fromarray(np.full((16, 16), 60 * i, np.uint8)).save(tmp_path / "real" / f"png{i}.png")
+    write_ct_dicom(tmp_path / "dicom_only" / "ct.dcm", rows_slice())
+    for call in (1, 2):
+        assert len(read_real(str(tmp_path / "real"), tmp_path)) == 5
+        assert len(read_real(str(tmp_path / "dicom_only"), tmp_path)) == 1
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        caplog.clear()
+        assert len(warnings) == 1, (call, warnings)
+        assert warnings[0].startswith(f"{tmp_path / 'real'}: mixes DICOM (2) and PNG (3) files"), warnings
+
+
 def test_dicom_found_by_extension_or_preamble_only(tmp_path):
     write_ct_dicom(tmp_path / "a.dcm", rows_slice())
     write_ct_dicom(tmp_path / "IM0002", rows_slice())  # no extension: the DICM preamble says what it is

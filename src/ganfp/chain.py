@@ -31,7 +31,7 @@ from ganfp.checkpoint import (
     stage_status,
     weights_altered_once,
 )
-from ganfp.data.manifest import Manifest, is_dicom, is_nifti, skipped_files_warned_once
+from ganfp.data.manifest import Manifest, is_dicom, is_nifti, folder_warnings_once
 from ganfp.data.medical import parse_window
 from ganfp.device import device_name, rng_untouched, settings_kept
 from ganfp.errors import InputError, Interrupted, StopSignal, require_path
@@ -338,7 +338,7 @@ def check_folder_names(spec: ChainSpec, run_dir: Path) -> None:
         raise InputError("; ".join(problems))
 
 
-@skipped_files_warned_once()
+@folder_warnings_once()
 def train_stage(
     cfg: StageConfig,
     out_dir: str | Path,
@@ -415,7 +415,7 @@ def _pseudo_labelled_stage(cfg: StageConfig, out_dir, resume: bool, data_root, o
     return run_stage(cfg, out_dir, resume, data_root, observer, init_id, strict_resume, data=data)
 
 
-@skipped_files_warned_once()
+@folder_warnings_once()
 def run_chain(
     spec: ChainSpec,
     model: str,
@@ -536,7 +536,7 @@ class ChainPlan:
         return "; ".join(filter(None, why))
 
 
-@skipped_files_warned_once()
+@folder_warnings_once()
 def plan_chain(
     spec: ChainSpec,
     model: str,

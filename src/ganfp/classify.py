@@ -28,7 +28,7 @@ from ganfp.data.generated import (
     native_image_size,
     shared_files,
 )
-from ganfp.data.manifest import Manifest, list_folder, skipped_files_warned_once
+from ganfp.data.manifest import Manifest, list_folder, folder_warnings_once
 from ganfp.data.names import skipped_name
 from ganfp.data.medical import DEFAULT_WINDOW, MedicalReading, parse_window, window_name, with_window
 from ganfp.data.outputs import check_outputs
@@ -695,7 +695,7 @@ def write_outputs(run: ScoredRun, summary: dict, out, scores_path, report: str |
                                                 report_n or DEFAULT_ROWS, cut=threshold, batch=outputs).path
 
 
-@skipped_files_warned_once()
+@folder_warnings_once()
 def classify(real: str, out, *, generated: str | None = None, method: str | None = None, features: str | None = None,
              checkpoint: str | None = None, used_fraction: float | None = None, threshold: float | None = None,
              scores_path=None, ids_path=None, calibrate_on: str | None = None, k: int | None = None,

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ganfp.data.generated import generated_manifest, shared_files
-from ganfp.data.manifest import Manifest, skipped_files_warned_once
+from ganfp.data.manifest import Manifest, folder_warnings_once
 from ganfp.data.medical import MedicalReading
 from ganfp.errors import InputError
 from ganfp.fileio import OutputBatch, write_text
@@ -145,7 +145,7 @@ def classify_report(path, scorer: MembershipScorer, space: FeatureSpace, scores:
     return write_report(path, inputs, batch)
 
 
-@skipped_files_warned_once()
+@folder_warnings_once()
 def evaluation_report(path, evaluation, real_spec: str, features: str | None, generated: str | None = None,
                       rows: int = DEFAULT_ROWS, data_root=None, reading: MedicalReading | None = None,
                       batch: OutputBatch | None = None) -> ReportResult:

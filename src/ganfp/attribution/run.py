@@ -51,7 +51,7 @@ from ganfp.attribution.report import (
 )
 from ganfp.data.decode import Header
 from ganfp.data.generated import depths_by_set, image_headers, native_image_size
-from ganfp.data.manifest import UNLABELLED, Manifest, image_files, list_folder, skipped_files_warned_once
+from ganfp.data.manifest import UNLABELLED, Manifest, image_files, list_folder, folder_warnings_once
 from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, file_items, window_name, with_window
 from ganfp.data.outputs import check_outputs
@@ -446,7 +446,7 @@ def _write_outputs(cfg: AttributeConfig | ClusterConfig, keys: list[str], values
             result.report = write_attribution_report(cfg.report, report_inputs(result.to_dict()), outputs)
 
 
-@skipped_files_warned_once()
+@folder_warnings_once()
 def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> AttributionResult:
     """Attribute every image of `cfg.unknown` to a class of the training images; write `cfg.out`."""
     started = time.perf_counter()
@@ -493,7 +493,7 @@ def _distinct_vectors(x: np.ndarray, cfg: ClusterConfig) -> int:
     return distinct
 
 
-@skipped_files_warned_once()
+@folder_warnings_once()
 def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> ClusterResult:
     """Cluster every image of `cfg.images` into K groups (K given, or chosen by the eigengap); write `cfg.out`."""
     started = time.perf_counter()

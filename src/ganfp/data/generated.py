@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ganfp.data.decode import Header, image_header
 from ganfp.data.manifest import (MANIFEST_READERS, UNLABELLED, Manifest, image_files, require_manifest,
-                                 skipped_files_warned_once)
+                                 folder_warnings_once)
 from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError, count, require_path
 
@@ -26,7 +26,7 @@ HU_WINDOWED = "DICOM or NIfTI in an HU window"  # listed with the bit depths, th
 SPEC_LIKE = re.compile(r"^[a-z][a-z0-9-]+:")  # `demo:gans-dev`, not a path (a drive letter is one character)
 
 
-@skipped_files_warned_once()
+@folder_warnings_once()
 def generated_manifest(path: str | Path, reading: MedicalReading | None = None, option: str = "") -> Manifest:
     """Every image under the generated folder (sub-folders included; NIfTI: every slice), unlabelled.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,7 +30,11 @@ SIDECAR_SUFFIXES = {".csv", ".tsv", ".txt", ".json", ".md", ".pdf", ".xml", ".ht
 SIDECAR_NAMES = {"dicomdir", "readme", "license", "licence", "copying", "notice"}
 
 log = logging.getLogger(__name__)
-_reported: ContextVar[set[Path] | None] = ContextVar("skipped_files_reported", default=None)
+# what a call has warned of already: skipped files, and folders that mix intensity scales (("scales", folder))
+_reported: ContextVar[set | None] = ContextVar("reported", default=None)
+# formats named as users name them; a file image_files found that none of these names is DICOM
+FORMAT_NAMES = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+WINDOWED_FORMATS = {"DICOM", "NIfTI"}  # windowed when read (in HU for CT); every other format is read as saved
 
 
 @dataclass(frozen=True)
@@ -207,7 +212,9 @@ def image_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
         more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
         raise InputError(f"{broken[0]}: a broken link, to {os.readlink(broken[0])}, which does not exist{more}")
     _warn_skipped(folder, [p for p in paths if p not in images and not _sidecar(p) and p.is_file()])
-    return sorted(p for p in images if p.is_file())
+    found = sorted(p for p in images if p.is_file())
+    _warn_mixed_scales(folder, found)
+    return found
 
 
 def _walk(folder: Path) -> list[Path]:
@@ -249,10 +256,10 @@ def _sidecar(path: Path) -> bool:
 
 
 @contextmanager
-def skipped_files_warned_once() -> Iterator[None]:
-    """Within it (a command, a library call, as a decorator), each file skipped as not an image is warned of once,
-    though a command lists a folder more than once; the next call warns again. It was once per process: a notebook
-    that read a folder a second time, or after adding files to it, heard nothing."""
+def folder_warnings_once() -> Iterator[None]:
+    """Within it (a command, a library call, as a decorator), each file skipped as not an image, and each folder
+    that mixes intensity scales, is warned of once, though a command lists a folder more than once; the next call
+    warns again. It was once per process: a notebook that read a folder a second time heard nothing."""
     if _reported.get() is not None:  # an inner call: the outer one's files
         yield
         return
@@ -261,6 +268,31 @@ def skipped_files_warned_once() -> Iterator[None]:
         yield
     finally:
         _reported.reset(token)
+
+
+def _image_format(path: Path) -> str:
+    """An image file's format as its users name it (PNG, TIFF, DICOM, NIfTI), from the name `image_files` found."""
+    suffix = path.suffix.lower()
+    if is_nifti(path):
+        return "NIfTI"
+    return FORMAT_NAMES.get(suffix, suffix[1:].upper()) if suffix in IMAGE_SUFFIXES else "DICOM"
+
+
+def _warn_mixed_scales(folder: Path, images: list[Path]) -> None:
+    """A folder of DICOM or NIfTI slices (windowed when read) and of other images (read as saved, 8-bit PNGs
+    exported in some window) holds two intensity scales, read without a word: a slice saved both ways differs in
+    contrast, and the scorers compare the scales as much as the images. Once per folder in a call."""
+    formats = Counter(_image_format(p) for p in images)
+    mixed = formats.keys() & WINDOWED_FORMATS and formats.keys() - WINDOWED_FORMATS
+    reported, key = _reported.get(), ("scales", folder)
+    if not mixed or key in (reported or ()):
+        return
+    if reported is not None:
+        reported.add(key)
+    listed = " and ".join(f"{name} ({n})" for name, n in sorted(formats.items()))
+    log.warning("%s: mixes %s files: DICOM and NIfTI are read in a window (HU for CT), the others by their "
+                "stored pixel values, so the two may be on different intensity scales; keep one format per set",
+                folder, listed)
 
 
 def _warn_skipped(folder: Path, skipped: list[Path]) -> None:

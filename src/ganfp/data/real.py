@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ganfp.data.adapters import imageclef, load_manifest
 from ganfp.data.adapters.folder import folder_manifest
-from ganfp.data.manifest import Manifest, image_files, is_dicom, is_nifti, list_folder, skipped_files_warned_once
+from ganfp.data.manifest import Manifest, image_files, is_dicom, is_nifti, list_folder, folder_warnings_once
 from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, with_window
 from ganfp.errors import InputError, require_path
@@ -87,7 +87,7 @@ def spec_manifest(spec: str, data_root=None, reading: MedicalReading | None = No
     return with_window(manifest, reading.window) if reading.window else manifest
 
 
-@skipped_files_warned_once()
+@folder_warnings_once()
 def read_real(spec: str, data_root=None, reading: MedicalReading | None = None,
               generated: str | None = None) -> Manifest:
     """A folder of images (flat; used/ and not_used/; or real_unknown_N/ beside generated_N/; generated*/

@@ -382,7 +382,7 @@ def _describe_sources(sources: list) -> str:
 def verify_layout(name: str, folder: Path, where: str) -> dict:
     """What the dataset's adapter (of the same name) recognises in `folder`; a layout it does not know is an InputError."""
     from ganfp.data.adapters import ADAPTERS
-    from ganfp.data.manifest import log as scan_log, skipped_files_warned_once
+    from ganfp.data.manifest import log as scan_log, folder_warnings_once
 
     adapter = ADAPTERS.get(name)
     if adapter.describe is None:
@@ -390,7 +390,7 @@ def verify_layout(name: str, folder: Path, where: str) -> dict:
     named = _NamedBySource(folder, where)
     scan_log.addFilter(named)
     try:
-        with skipped_files_warned_once():  # a describe lists its folders more than once
+        with folder_warnings_once():  # a describe lists its folders more than once
             return adapter.describe(folder, where)
     except InputError as exc:  # a staged file's path names nothing once the staging folder is gone: name its source
         raise InputError(str(exc).replace(f"{folder}{os.sep}", f"{where}: ")) from exc

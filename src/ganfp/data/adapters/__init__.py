@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ganfp.data.manifest import Manifest, skipped_files_warned_once
+from ganfp.data.manifest import Manifest, folder_warnings_once
 from ganfp.errors import InputError, require_path
 from ganfp.registry import Registry
 
@@ -56,7 +56,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     raise InputError(f"unknown dataset {spec!r}: not an existing folder nor ADAPTER[:ARG] with adapter one of: {known}")
 
 
-@skipped_files_warned_once()
+@folder_warnings_once()
 def load_manifest(spec: str, data_root: str | os.PathLike | None = None, **options) -> Manifest:
     from ganfp.paths import data_root as resolve_root
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ganfp.data.adapters import register_adapter
-from ganfp.data.manifest import (UNLABELLED, Manifest, image_files, list_folder, refuse_loops, skipped_files_warned_once,
+from ganfp.data.manifest import (UNLABELLED, Manifest, image_files, list_folder, refuse_loops, folder_warnings_once,
                                  skipped_name)
 from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError
 
 
-@skipped_files_warned_once()
+@folder_warnings_once()
 def folder_manifest(path: str | Path, classes: list[str] | None = None, name: str | None = None, exclude: tuple[str, ...] = (),
                     reading: MedicalReading | None = None) -> Manifest:
     """Labelled by sub-folder when the folder has class sub-folders with images, else unlabelled.
