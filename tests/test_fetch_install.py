@@ -267,6 +267,25 @@ def test_nested_archives_are_unpacked(tmp_path):
     assert not list((root / "imageclef-gans-2023").rglob("*.zip"))
 
 
+def test_an_archive_nested_too_deep_is_named_in_the_layout_error(tmp_path):
+    """a.zip > b.zip > c.zip > d.zip (the data): d.zip is one level deeper than the fetch unpacks, and the layout
+    error named only the folders around it ("found folders: b, b/c")."""
+    inner = tmp_path / "inner"
+    make_gans_dev(inner)
+    packed = tmp_path / "d.zip"
+    with zipfile.ZipFile(packed, "w") as zf:
+        for p in sorted(inner.rglob("*")):
+            zf.write(p, p.relative_to(inner).as_posix())
+    for name in ("c", "b", "a"):
+        with zipfile.ZipFile(tmp_path / f"{name}.zip", "w") as zf:
+            zf.write(packed, packed.name)
+        packed = tmp_path / f"{name}.zip"
+    with pytest.raises(InputError) as err:
+        fetch_dataset("imageclef-gans-2023", tmp_path / "data", source=packed)
+    assert "b/c/d.zip was not unpacked" in str(err.value) and "\n" not in str(err.value), err.value
+    assert dataset_status("imageclef-gans-2023", tmp_path / "data") == "absent"
+
+
 def test_manual_datasets_and_unknown_names_explain_what_to_do(tmp_path):
     with pytest.raises(InputError, match=r"registration.*--from"):
         fetch_dataset("imageclef-gans-2023", tmp_path)

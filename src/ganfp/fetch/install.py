@@ -382,7 +382,7 @@ def _describe_sources(sources: list) -> str:
 def verify_layout(name: str, folder: Path, where: str) -> dict:
     """What the dataset's adapter (of the same name) recognises in `folder`; a layout it does not know is an InputError."""
     from ganfp.data.adapters import ADAPTERS
-    from ganfp.data.manifest import log as scan_log, folder_warnings_once
+    from ganfp.data.manifest import folder_warnings_once, log as scan_log
 
     adapter = ADAPTERS.get(name)
     if adapter.describe is None:
@@ -393,9 +393,20 @@ def verify_layout(name: str, folder: Path, where: str) -> dict:
         with folder_warnings_once():  # a describe lists its folders more than once
             return adapter.describe(folder, where)
     except InputError as exc:  # a staged file's path names nothing once the staging folder is gone: name its source
-        raise InputError(str(exc).replace(f"{folder}{os.sep}", f"{where}: ")) from exc
+        raise InputError(str(exc).replace(f"{folder}{os.sep}", f"{where}: ") + _left_packed(folder)) from exc
     finally:
         scan_log.removeFilter(named)
+
+
+def _left_packed(folder: Path) -> str:
+    """The archives nested deeper than `_unpack_nested` goes, for the layout error they likely caused: it named
+    the folders around them ("found folders: b, b/c") and not the archive that held the data."""
+    packed = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and archive_kind(p))
+    if not packed:
+        return ""
+    more = f" (and {len(packed) - 1} more)" if len(packed) > 1 else ""
+    return (f"; {packed[0]}{more} was not unpacked: archives inside the data are unpacked {NESTED_ROUNDS} levels "
+            "deep, and it is nested deeper; unpack it and give the folder with --from")
 
 
 class _NamedBySource(logging.Filter):
