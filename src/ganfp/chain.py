@@ -31,7 +31,7 @@ from ganfp.checkpoint import (
     stage_status,
     weights_altered_once,
 )
-from ganfp.data.manifest import Manifest, is_dicom, is_nifti, folder_warnings_once
+from ganfp.data.manifest import Manifest, folder_warnings_once, is_dicom, is_nifti
 from ganfp.data.medical import parse_window
 from ganfp.device import device_name, rng_untouched, settings_kept
 from ganfp.errors import InputError, Interrupted, StopSignal, require_path

@@ -28,7 +28,7 @@ from ganfp.data.generated import (
     native_image_size,
     shared_files,
 )
-from ganfp.data.manifest import Manifest, list_folder, folder_warnings_once
+from ganfp.data.manifest import Manifest, folder_warnings_once, list_folder
 from ganfp.data.names import skipped_name
 from ganfp.data.medical import DEFAULT_WINDOW, MedicalReading, parse_window, window_name, with_window
 from ganfp.data.outputs import check_outputs

@@ -51,7 +51,7 @@ from ganfp.attribution.report import (
 )
 from ganfp.data.decode import Header
 from ganfp.data.generated import depths_by_set, image_headers, native_image_size
-from ganfp.data.manifest import UNLABELLED, Manifest, image_files, list_folder, folder_warnings_once
+from ganfp.data.manifest import UNLABELLED, Manifest, folder_warnings_once, image_files, list_folder
 from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, file_items, window_name, with_window
 from ganfp.data.outputs import check_outputs

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ganfp.data.decode import Header, image_header
-from ganfp.data.manifest import (MANIFEST_READERS, UNLABELLED, Manifest, image_files, require_manifest,
-                                 folder_warnings_once)
+from ganfp.data.manifest import (MANIFEST_READERS, UNLABELLED, Manifest, folder_warnings_once, image_files,
+                                 require_manifest)
 from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError, count, require_path
 

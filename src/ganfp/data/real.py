@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ganfp.data.adapters import imageclef, load_manifest
 from ganfp.data.adapters.folder import folder_manifest
-from ganfp.data.manifest import Manifest, image_files, is_dicom, is_nifti, list_folder, folder_warnings_once
+from ganfp.data.manifest import Manifest, folder_warnings_once, image_files, is_dicom, is_nifti, list_folder
 from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, with_window
 from ganfp.errors import InputError, require_path

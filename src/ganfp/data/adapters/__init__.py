@@ -66,8 +66,8 @@ def load_manifest(spec: str, data_root: str | os.PathLike | None = None, **optio
 
 def spec_folders(spec: str, data_root: str | os.PathLike | None = None) -> list[Path]:
     """The folders a dataset spec's images are read from, found without listing (or building) them, for the
-    checks that run before either: the output check, which missed an image written into a spec's folder. None for
-    a spec ganfp does not know: reading it refuses it, naming its option."""
+    checks that run before either: the output check, which missed an image written into a spec's folder. Empty
+    for a spec ganfp does not know: reading it refuses it, naming its option."""
     from ganfp.paths import data_root as resolve_root
 
     try:

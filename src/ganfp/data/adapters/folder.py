@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ganfp.data.adapters import register_adapter
-from ganfp.data.manifest import (UNLABELLED, Manifest, image_files, list_folder, refuse_loops, folder_warnings_once,
+from ganfp.data.manifest import (UNLABELLED, Manifest, folder_warnings_once, image_files, list_folder, refuse_loops,
                                  skipped_name)
 from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError
