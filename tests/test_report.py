@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -337,7 +338,7 @@ def test_evaluate_report_reads_dicom_as_classify_scored_it(run_cli, tmp_path):
     pytest.importorskip("pydicom", reason="needs the medical extra (pydicom)")
     from ganfp.data.decode import decode_image
     from ganfp.data.medical import parse_window
-    from ganfp.report import DISPLAY_SIZE, png_uri
+    from ganfp.report import png_uri
 
     paths = dicom_case(tmp_path)
     reading = ("--window", "bone", "--id-from", "uid")
@@ -351,9 +352,75 @@ def test_evaluate_report_reads_dicom_as_classify_scored_it(run_cli, tmp_path):
     assert code == 0, err
     page = report.read_text()
     for path in paths:
-        bone = decode_image(str(path), DISPLAY_SIZE, window=parse_window("bone"))
-        lung = decode_image(str(path), DISPLAY_SIZE)
+        bone = decode_image(str(path), 16, window=parse_window("bone"))  # their own size, as classify compared them
+        lung = decode_image(str(path), 16)
         assert png_uri(bone) in page and png_uri(lung) not in page
+
+
+def neighbour_captions(report) -> dict[str, list[str]]:
+    """Each evidence row's real image id and the captions (distances) of its nearest generated images."""
+    rows = re.findall(r'<div class="row evidence-row" data-id="([^"]*)">(.*?)</div>\n', report.read_text())
+    return {image_id: re.findall(r"<figcaption>(d = [^<]*)</figcaption>", row) for image_id, row in rows}
+
+
+def test_evaluate_report_shows_the_neighbours_classify_scored_with(run_cli, copies):
+    """Both reports compare the images at their own size (32 px here): evaluate's computed every distance at 128 px
+    whatever the images' size, so its neighbours and distances were not the ones classify's report showed."""
+    scores, labels = copies / "scores.csv", copies / "labels.csv"
+    run_report(run_cli, copies, copies / "real", "--method", "knn", "--features", "ssim32", "--scores", scores)
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
+    labels.write_text("id,label\n" + "".join(f"{i},{int(i.startswith('u'))}\n" for i in ids))
+    code, _, err = run_cli("evaluate", scores, labels, "--report", copies / "ev.html", "--real", copies / "real",
+                           "--generated", copies / "gen", "--features", "ssim32", "--data-root", copies / "data")
+    assert code == 0, err
+    shown = neighbour_captions(copies / "r.html")
+    assert len(shown) == len(ids) and neighbour_captions(copies / "ev.html") == shown
+    assert "images compared at</th><td>32 px, the images&#x27; own size" in (copies / "ev.html").read_text()
+
+
+def test_evaluate_report_of_images_of_several_sizes_compares_them_at_128_px_and_says_so(run_cli, copies):
+    """classify needs --image-size for images of several sizes, which evaluate does not know: the report compares
+    them at 128 px, as it did all images before, and its summary says so instead of passing for classify's size."""
+    from PIL import Image
+
+    Image.open(copies / "gen" / "g000.png").resize((40, 40)).save(copies / "gen" / "g000.png")
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
+    scores, labels, report = copies / "scores.csv", copies / "labels.csv", copies / "ev.html"
+    scores.write_text("id,score\n" + "".join(f"{name},{i / len(ids):.3f}\n" for i, name in enumerate(ids)))
+    labels.write_text("id,label\n" + "".join(f"{name},{int(name.startswith('u'))}\n" for name in ids))
+    code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", copies / "real", "--generated",
+                           copies / "gen", "--data-root", copies / "data")
+    assert code == 0, err
+    assert "images compared at</th><td>128 px: the images are not all of one square size" in report.read_text()
+
+
+def test_evaluate_report_with_checkpoint_features_reads_dicom_in_the_checkpoints_window(run_cli, tmp_path,
+                                                                                        monkeypatch):
+    """classify --features checkpoint reads DICOM in the window the checkpoint was trained in; evaluate's report,
+    which finds the same checkpoint (the newest chain run), showed them in the lung window instead."""
+    pytest.importorskip("pydicom", reason="needs the medical extra (pydicom)")
+    import ganfp.checkpoint
+    from ganfp.checkpoint import model_meta, save_model
+    from ganfp.data.decode import decode_image
+    from ganfp.data.medical import parse_window
+    from ganfp.models import create_model
+    from ganfp.report import png_uri
+
+    paths, stage = dicom_case(tmp_path), tmp_path / "stage"
+    model = create_model("conv5", 2, 16)
+    stage.mkdir()
+    save_model(stage / "model.safetensors", model, model_meta(model, ["not_used", "used"], 16, window="bone"))
+    monkeypatch.setattr(ganfp.checkpoint, "resolve_checkpoint", lambda *a, **k: stage)
+    scores, labels, report = tmp_path / "scores.csv", tmp_path / "labels.csv", tmp_path / "ev.html"
+    scores.write_text("id,score\n" + "".join(f"ct{i},{i / 6:.3f}\n" for i in range(6)))
+    labels.write_text("id,label\n" + "".join(f"ct{i},{int(i < 3)}\n" for i in range(6)))
+    code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", tmp_path / "real",
+                           "--generated", tmp_path / "gen", "--features", "checkpoint", "--data-root", tmp_path / "data")
+    assert code == 0, err
+    page = report.read_text()
+    for path in paths:
+        assert png_uri(decode_image(str(path), 16, window=parse_window("bone"))) in page
+        assert png_uri(decode_image(str(path), 16)) not in page
 
 
 @pytest.mark.parametrize("option, value", [("--window", "bone"), ("--id-from", "uid"), ("--slices", "0:2")])

@@ -30,13 +30,14 @@ from ganfp.data.generated import (
 )
 from ganfp.data.manifest import Manifest, folder_warnings_once, list_folder
 from ganfp.data.names import skipped_name
-from ganfp.data.medical import DEFAULT_WINDOW, MedicalReading, parse_window, window_name, with_window
+from ganfp.data.medical import MedicalReading, with_window
 from ganfp.data.outputs import check_outputs
 from ganfp.data.real import check_paired, read_real
 from ganfp.errors import InputError, count, plain_number, require_int, require_number, require_paths, require_seed
 from ganfp.fileio import written_together
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
+from ganfp.membership.features import checkpoint_reading
 from ganfp.membership.pipeline import canonical, default_recipe, member_recipes
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
 from ganfp.membership.spaces import calibration_spaces
@@ -592,26 +593,6 @@ def no_generated_hint(real: str) -> str:
     gen = beside[0] if len(beside) == 1 else "GEN_DIR"
     return (f"or pass --checkpoint; {real} brings no generated images, so classify runs the paper's classifier: "
             f"to compare the real images with the generator's images (no chain needed), pass --generated {gen}")
-
-
-def checkpoint_reading(reading: MedicalReading | None, checkpoint: str | None,
-                       runs_dir) -> tuple[MedicalReading | None, list[str]]:
-    """(the reading to use, warnings): a checkpoint sees DICOM and NIfTI images as it was trained on them. Without
-    --window they are read in the window its stage recorded (none recorded: lung, as before windows were recorded);
-    a --window of another is kept, as asked, and said in one line: it scores images unlike those it learnt from."""
-    from ganfp.membership.features import checkpoint_file, checkpoint_meta
-
-    file = checkpoint_file(checkpoint, runs_dir)
-    recorded = checkpoint_meta(file).get("window")
-    trained = parse_window(str(recorded), f"{file}: window") if recorded is not None else None
-    given = reading.window if reading is not None else None
-    if given is None and trained is not None:
-        return replace(reading or MedicalReading(), window=trained), []
-    if given is not None and given != (trained or DEFAULT_WINDOW):
-        return reading, [f"--window {window_name(given)}: the checkpoint {file} was trained on DICOM/NIfTI images "
-                         f"read in the {window_name(trained or DEFAULT_WINDOW)} window, so it scores images unlike "
-                         "those it learnt from; leave --window out to read them as it was trained"]
-    return reading, []
 
 
 def read_in(sets: RealSets, window: tuple[float, float]) -> RealSets:

@@ -19,12 +19,13 @@ from typing import Callable
 
 import numpy as np
 
-from ganfp.data.generated import generated_manifest, shared_files
+from ganfp.data.generated import MIN_IMAGE_SIZE, generated_manifest, image_headers, shared_files
 from ganfp.data.manifest import Manifest, folder_warnings_once
-from ganfp.data.medical import MedicalReading
+from ganfp.data.medical import MedicalReading, with_window
 from ganfp.errors import InputError
 from ganfp.fileio import OutputBatch, write_text
 from ganfp.membership.calibrate import NO_LEAK_EVIDENCE
+from ganfp.membership.features import checkpoint_reading
 from ganfp.membership.pipeline import MembershipScorer, ScoringSetup
 from ganfp.membership.recipe import DEFAULT_FEATURES
 from ganfp.membership.spaces import FeatureSpace, parse_features
@@ -43,7 +44,7 @@ from ganfp.pages import (
 
 DEFAULT_ROWS = 24
 DEFAULT_NEIGHBOURS = 4
-DISPLAY_SIZE = 128  # decode size when classify scored without resizing (the classifier alone)
+DISPLAY_SIZE = 128  # decode size of images scored without resizing (the classifier alone), or of no one size
 ALIGN_SHARE = 16  # difference maps search shifts of up to 1/16 of the width, as the ncc space does
 NEAR_PERCENTILE = 1.0  # near-duplicate: closer to a real image than 99% of real images are to their nearest
 SAME_SHARE = 1e-3  # real images nearer to another than this share of the largest such distance are copies of it
@@ -151,18 +152,38 @@ def evaluation_report(path, evaluation, real_spec: str, features: str | None, ge
                       batch: OutputBatch | None = None) -> ReportResult:
     """The report of `ganfp evaluate`: the predictions' scores and the true labels, shown on the real images.
 
-    The images are found and read as classify read them (`read_real`, and DICOM/NIfTI by `reading`), so the
-    report shows what was scored. Neighbours are computed in `features` at DISPLAY_SIZE px (evaluate does not
-    know the scoring size). `features` None: classify's default.
+    The images are found, read and compared as classify did, so the report shows what was scored: by `read_real`,
+    DICOM/NIfTI by `reading` (with `features` checkpoint: in the window the checkpoint was trained in, unless
+    `reading` names one), at the size they all share (`compared_size`). `features` None: classify's default.
     """
     from ganfp.checkpoint import resolve_checkpoint
-    from ganfp.data.real import check_paired, read_real
     from ganfp.device import resolve_device
 
     space = parse_features(features or DEFAULT_FEATURES)
     checkpoint = (resolve_checkpoint(None, instead="or set $GANFP_RUNS to the folder of your chain runs")
                   if space.label == "checkpoint" else None)  # evaluate has no --checkpoint to name
-    setup = ScoringSetup(DISPLAY_SIZE, resolve_device("auto"), data_root=data_root, checkpoint=checkpoint)
+    real, gen = evaluation_sets(evaluation, real_spec, features, generated, data_root, reading)
+    warnings = []
+    if checkpoint is not None:  # classify read the images as the checkpoint was trained on them
+        trained, warnings = checkpoint_reading(reading, checkpoint, None)
+        if trained is not reading:
+            real, gen = with_window(real, trained.window), with_window(gen, trained.window)
+    size, compared = compared_size(real, gen) if gen is not None else (DISPLAY_SIZE, None)
+    setup = ScoringSetup(size, resolve_device("auto"), data_root=data_root, checkpoint=checkpoint)
+    summary = {"predictions": evaluation.preds, "labels": evaluation.labels, "decision": evaluation.decision,
+               "features": space.label if gen is not None else None, "images": evaluation.n,
+               **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1")},  # ROC-AUC: the report's own
+               "compared_at": compared, "warnings": warnings}
+    return classify_report(path, MembershipScorer(real, gen, setup), space, scores_of(evaluation), evaluation.y_pred,
+                           summary, rows, cut=evaluation.threshold, truth=evaluation.y_true,
+                           scored=evaluation.scores is not None, batch=batch)
+
+
+def evaluation_sets(evaluation, real_spec: str, features: str | None, generated: str | None, data_root,
+                    reading: MedicalReading | None) -> tuple[Manifest, Manifest | None]:
+    """(the real images in the order of the evaluated ids, the generated images or None), each option checked."""
+    from ganfp.data.real import check_paired, read_real
+
     gen = generated_manifest(generated, reading, option="--generated") if generated else None  # a typo fails first
     try:
         real = read_real(real_spec, data_root, reading, generated)
@@ -184,13 +205,24 @@ def evaluation_report(path, evaluation, real_spec: str, features: str | None, ge
     real = replace(real, items=[by_id[i] for i in evaluation.ids])
     if gen is not None:
         check_report_sets(real, gen, f"--generated {generated}" if generated else gen.root)
-    scores = evaluation.scores if evaluation.scores is not None else evaluation.y_pred.astype(np.float64)
-    summary = {"predictions": evaluation.preds, "labels": evaluation.labels, "decision": evaluation.decision,
-               "features": space.label if gen is not None else None, "images": evaluation.n,
-               **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1")}}  # ROC-AUC: the report's own
-    return classify_report(path, MembershipScorer(real, gen, setup), space, scores, evaluation.y_pred, summary, rows,
-                           cut=evaluation.threshold, truth=evaluation.y_true, scored=evaluation.scores is not None,
-                           batch=batch)
+    return real, gen
+
+
+def compared_size(real: Manifest, generated: Manifest) -> tuple[int, str]:
+    """(the size classify compared the images at, in words): the one square size they all share, as classify's
+    own (its --image-size is unknown here), else DISPLAY_SIZE. The report computed every neighbour at DISPLAY_SIZE:
+    on images of 256 px, or 32, not the distances classify scored with."""
+    sizes = {header.size for header in image_headers(real, generated)}
+    (width, height), *others = sizes
+    if not others and width == height >= MIN_IMAGE_SIZE:
+        return width, f"{width} px, the images' own size"
+    return DISPLAY_SIZE, (f"{DISPLAY_SIZE} px: the images are not all of one square size (classify compared them at "
+                          "its --image-size)")
+
+
+def scores_of(evaluation) -> np.ndarray:
+    """The predictions' scores; their 0/1 labels as scores when the file holds none."""
+    return evaluation.scores if evaluation.scores is not None else evaluation.y_pred.astype(np.float64)
 
 
 def check_report_sets(real: Manifest, generated: Manifest, where: str) -> None:
@@ -334,6 +366,7 @@ SUMMARY_LABELS = {
     "method": "method",
     "scorers": "scorers",
     "features": "features",
+    "compared_at": "images compared at",
     "k": "k",
     "weights": "fusion weights",
     "decision": "decision rule",

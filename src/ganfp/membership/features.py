@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 
 from ganfp.data.cache import cache_key, load_images
 from ganfp.data.manifest import Manifest
+from ganfp.data.medical import DEFAULT_WINDOW, MedicalReading, parse_window, window_name
 from ganfp.device import rng_untouched
 from ganfp.errors import InputError
 from ganfp.fileio import atomic_path, build_lock, write_json
@@ -77,6 +79,24 @@ def checkpoint_meta(file: Path) -> dict:
     if "image_size" not in meta:
         raise InputError(f"{file}: no ganfp metadata (model name, classes, image size)")
     return meta
+
+
+def checkpoint_reading(reading: MedicalReading | None, checkpoint: str | None,
+                       runs_dir) -> tuple[MedicalReading | None, list[str]]:
+    """(the reading to use, warnings): a checkpoint sees DICOM and NIfTI images as it was trained on them. Without
+    --window they are read in the window its stage recorded (none recorded: lung, as before windows were recorded);
+    a --window of another is kept, as asked, and said in one line: it scores images unlike those it learnt from."""
+    file = checkpoint_file(checkpoint, runs_dir)
+    recorded = checkpoint_meta(file).get("window")
+    trained = parse_window(str(recorded), f"{file}: window") if recorded is not None else None
+    given = reading.window if reading is not None else None
+    if given is None and trained is not None:
+        return replace(reading or MedicalReading(), window=trained), []
+    if given is not None and given != (trained or DEFAULT_WINDOW):
+        return reading, [f"--window {window_name(given)}: the checkpoint {file} was trained on DICOM/NIfTI images "
+                         f"read in the {window_name(trained or DEFAULT_WINDOW)} window, so it scores images unlike "
+                         "those it learnt from; leave --window out to read them as it was trained"]
+    return reading, []
 
 
 def embedding_key(space: FeatureSpace, manifest: Manifest, image_size: int, device: torch.device,
