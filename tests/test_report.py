@@ -414,8 +414,8 @@ def test_evaluate_report_with_checkpoint_features_reads_dicom_in_the_checkpoints
     scores, labels, report = tmp_path / "scores.csv", tmp_path / "labels.csv", tmp_path / "ev.html"
     scores.write_text("id,score\n" + "".join(f"ct{i},{i / 6:.3f}\n" for i in range(6)))
     labels.write_text("id,label\n" + "".join(f"ct{i},{int(i < 3)}\n" for i in range(6)))
-    code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", tmp_path / "real",
-                           "--generated", tmp_path / "gen", "--features", "checkpoint", "--data-root", tmp_path / "data")
+    code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", tmp_path / "real", "--generated",
+                           tmp_path / "gen", "--features", "checkpoint", "--data-root", tmp_path / "data")
     assert code == 0, err
     page = report.read_text()
     for path in paths:

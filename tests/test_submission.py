@@ -290,6 +290,25 @@ def test_write_scores_round_trips_exactly(tmp_path):
     assert back.format == "id,label,score" and back.labels.tolist() == [1, 0, 1, 0, 1]
 
 
+def test_write_scores_writes_float32_scores_at_their_precision(tmp_path):
+    """A network's probabilities are float32: written as 0.3, not as their float64 expansion 0.30000001192092896,
+    and read back as the same float32 values; a column holding a float64 value keeps all 17 digits."""
+    probs = np.array([0.3, 0.1, 1e-30, 123456789.0, 2.0**-30], dtype=np.float32)
+    path = tmp_path / "scores.csv"
+    write_scores(path, list("abcde"), probs.astype(np.float64), columns={"p": probs, "mixed": [0.1, 0.3, 1, 2, 1e300]})
+    assert path.read_text().splitlines() == [
+        "id,score,p,mixed",
+        "a,0.3,0.3,0.1",
+        "b,0.1,0.1,0.3",
+        "c,1e-30,1e-30,1.0",
+        "d,1.2345679e+08,1.2345679e+08,2.0",
+        "e,9.313226e-10,9.313226e-10,1e+300",
+    ]
+    back = read_predictions(path)
+    assert back.scores.astype(np.float32).tolist() == probs.tolist()
+    assert [float(line.split(",")[3]) for line in path.read_text().splitlines()[1:]] == [0.1, 0.3, 1, 2, 1e300]
+
+
 def test_decide_by_rank_and_by_threshold():
     scores = [0.2, 0.9, 0.5, 0.5, 0.1]
     assert decide(scores).tolist() == [0, 1, 1, 1, 0]  # 0.5 * 5 = 2.5 rounds up to 3

@@ -475,23 +475,24 @@ def write_submission(path, ids: Sequence[str], labels, expected_ids: Iterable[st
 
 def write_scores(path, ids: Sequence[str], scores, labels=None,
                  columns: dict[str, Sequence[float]] | None = None, batch: OutputBatch | None = None) -> None:
-    """A headered `id,score` (or `id,label,score`) CSV that `read_predictions` reads back exactly.
+    """A headered `id,score` (or `id,label,score`) CSV that `read_predictions` reads back exactly (float32 scores:
+    as the same float32 values, `_score_texts`).
 
     `columns` adds one named column per extra score after `score` (classify: every scorer computed).
     """
     require_path("path", path)
     require_ids("ids", ids)
     ids = [str(i) for i in ids]
-    s = _column_values(scores, "scores", len(ids))
+    s = _score_texts(_column_values(scores, "scores", len(ids)))
     _check_writable_ids(path, ids)
-    extra = {_column_name(name): _column_values(v, f"columns[{name!r}]", len(ids)).tolist()
+    extra = {_column_name(name): _score_texts(_column_values(v, f"columns[{name!r}]", len(ids)))
              for name, v in (columns or {}).items()}
     y = None if labels is None else as_binary(labels, "labels").tolist()
     header = ["id", *(["label"] if y is not None else []), "score", *extra]
     rows = [",".join(header)]
     for n, image_id in enumerate(ids):
         label = [str(y[n])] if y is not None else []
-        cells = [image_id, *label, repr(s[n].item()), *(repr(v[n]) for v in extra.values())]
+        cells = [image_id, *label, s[n], *(v[n] for v in extra.values())]
         rows.append(",".join(cells))
     with atomic_path(path, batch) as tmp:
         tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -526,6 +527,19 @@ def _column_values(values, name: str, n: int) -> np.ndarray:
         bad = int(np.flatnonzero(~np.isfinite(s))[0])
         raise ValueError(f"{name} must be finite numbers; value {bad} is {s[bad]}")
     return s
+
+
+def _score_texts(values: np.ndarray) -> list[str]:
+    """Each value as the shortest text that reads back as it, at the precision the column carries: a column of
+    float32 values (a network's probabilities, widened to float64) was written as their float64 expansion,
+    0.30000001192092896 for 0.3; such text claims 17 digits where 8 were computed. Read back and narrowed to
+    float32, every value is the one written; a column holding any value float32 cannot hold is written at float64,
+    and reads back exactly."""
+    with np.errstate(over="ignore"):  # a value past float32's range becomes inf: a float64 column
+        narrow = values.astype(np.float32)
+    if np.array_equal(narrow.astype(np.float64), values):
+        return [str(x) for x in narrow]
+    return [repr(x) for x in values.tolist()]
 
 
 def _scores(scores) -> np.ndarray:
