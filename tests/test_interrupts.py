@@ -578,6 +578,22 @@ def test_a_stage_renamed_after_it_was_interrupted_is_named_before_the_run_trains
     assert (old / "last.safetensors").is_file()  # left for the user to decide
 
 
+def test_a_dry_run_warns_of_each_stage_whose_epochs_are_too_few_steps(tmp_path, run_cli):
+    """A batch as large as a stage's split makes each epoch one SGD step: the run says so only as that stage starts,
+    after the stages before it have trained (hours, at the task's scale); the dry run says it of every stage that
+    would train, in the run's words, and of none that is kept."""
+    args = [*two_stage_chain(tmp_path), "--batch-size", "256"]
+    code, _, err = run_cli(*args, "--dry-run")
+    said = [f"stage {name}: batch size 256 is not smaller than the" for name in ("one", "two")]
+    assert code == 0 and all(line in " ".join(err.split()) for line in said), err
+    warned = {line for line in " ".join(err.split()).split("warning: ") if "SGD step" in line}
+    assert len(warned) == 2, err
+    code, _, err = run_cli(*args)
+    assert code == 0 and all(line.strip() in " ".join(err.split()) for line in warned), err
+    code, _, err = run_cli(*args, "--dry-run")
+    assert code == 0 and "SGD step" not in err, err
+
+
 @POSIX
 def test_a_signal_while_outputs_are_renamed_waits_for_the_last_rename(tmp_path, monkeypatch):
     """SIGTERM between two renames of one batch left the first output new and the second old: a stage's best model

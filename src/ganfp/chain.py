@@ -33,6 +33,7 @@ from ganfp.checkpoint import (
 )
 from ganfp.data.manifest import Manifest, folder_warnings_once, is_dicom, is_nifti
 from ganfp.data.medical import parse_window
+from ganfp.data.split import split_indices
 from ganfp.device import device_name, rng_untouched, settings_kept
 from ganfp.errors import InputError, Interrupted, StopSignal, require_path
 from ganfp.fileio import check_writable, folder_lock, write_json, writer_of
@@ -50,6 +51,7 @@ from ganfp.stage_folder import (
 from ganfp.train import (
     StageConfig,
     StageSummary,
+    batch_warnings,
     check_labels,
     check_request,
     check_window_read,
@@ -514,7 +516,7 @@ class ChainPlan:
     run_dir: Path
     configs: list[StageConfig]
     plans: list[StagePlan]
-    warnings: list[str] = field(default_factory=list)  # `left_behind`: stage folders no stage trains in now
+    warnings: list[str] = field(default_factory=list)  # `left_behind` stage folders, then `few_steps` stages
 
     def rows(self) -> list[dict]:
         """One dict per stage: its folder, dataset and maximum epochs, and what a run does with it."""
@@ -550,7 +552,25 @@ def plan_chain(
     run_dir, configs = _chain_configs(spec, model, runs_root, data_root, overrides, from_stage)
     check_run_owner(spec, run_dir)
     plans = plan_stages(spec, configs, run_dir, data_root, from_stage, start_identity(configs[0].init))
-    return ChainPlan(run_dir, configs, plans, left_behind(spec, configs, run_dir))
+    warnings = left_behind(spec, configs, run_dir) + few_steps(configs, plans, data_root)
+    return ChainPlan(run_dir, configs, plans, warnings)
+
+
+def few_steps(configs: list[StageConfig], plans: list[StagePlan], data_root) -> list[str]:
+    """The warning a stage that would train gives when it starts, if each of its epochs is too few SGD steps to
+    learn from (`batch_warnings`): said by the dry run, not hours later after the stages before it have trained.
+    A pseudo-labelled stage's training images are known only once its labels are drawn, so it warns when it
+    starts; a split that cannot be drawn is refused then too, as the run refuses it."""
+    found = []
+    for cfg, plan in zip(configs, plans):
+        if not plan.train or cfg.pseudo_labels:
+            continue
+        try:
+            train, _ = split_indices(stage_manifest(cfg, data_root), cfg.val_fraction, cfg.seed)
+        except InputError:
+            continue
+        found += batch_warnings(cfg, len(train))
+    return found
 
 
 STAGE_FOLDER = re.compile(r"\d{2,}-.+")  # `stage_folder`'s names
