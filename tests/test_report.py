@@ -378,20 +378,45 @@ def test_evaluate_report_shows_the_neighbours_classify_scored_with(run_cli, copi
     assert "images compared at</th><td>32 px, the images&#x27; own size" in (copies / "ev.html").read_text()
 
 
-def test_evaluate_report_of_images_of_several_sizes_compares_them_at_128_px_and_says_so(run_cli, copies):
-    """classify needs --image-size for images of several sizes, which evaluate does not know: the report compares
-    them at 128 px, as it did all images before, and its summary says so instead of passing for classify's size."""
+def test_evaluate_report_of_images_of_several_sizes_compares_them_at_classifys_image_size(run_cli, copies):
+    """Images of several sizes are compared at classify's --image-size: evaluate's report, given the same, shows
+    the same neighbours; without it they are compared at 128 px, and the summary says so instead of passing for
+    classify's size."""
     from PIL import Image
 
     Image.open(copies / "gen" / "g000.png").resize((40, 40)).save(copies / "gen" / "g000.png")
-    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
     scores, labels, report = copies / "scores.csv", copies / "labels.csv", copies / "ev.html"
-    scores.write_text("id,score\n" + "".join(f"{name},{i / len(ids):.3f}\n" for i, name in enumerate(ids)))
+    run_report(run_cli, copies, copies / "real", "--method", "knn", "--features", "ssim32", "--scores", scores,
+               "--image-size", "32")
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
     labels.write_text("id,label\n" + "".join(f"{name},{int(name.startswith('u'))}\n" for name in ids))
-    code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", copies / "real", "--generated",
-                           copies / "gen", "--data-root", copies / "data")
+    args = ("evaluate", scores, labels, "--report", report, "--real", copies / "real", "--generated", copies / "gen",
+            "--features", "ssim32", "--data-root", copies / "data")
+    code, _, err = run_cli(*args)
     assert code == 0, err
     assert "images compared at</th><td>128 px: the images are not all of one square size" in report.read_text()
+    code, _, err = run_cli(*args, "--image-size", "32")
+    assert code == 0 and "images compared at</th><td>32 px, as --image-size asked" in report.read_text(), err
+    assert neighbour_captions(report) == neighbour_captions(copies / "r.html")
+    code, _, err = run_cli("evaluate", scores, labels, "--image-size", "32")
+    assert code == 2 and "--image-size describes the --report: give --report too" in err, err
+
+
+def test_evaluate_report_refuses_a_model_that_cannot_take_the_images_size(run_cli, tmp_path, monkeypatch):
+    """Compared at the images' own size, a model feature space too large for them is refused in one line before any
+    image is decoded, as classify refuses it: it failed at the first batch."""
+    import ganfp.membership.features as features_module
+
+    case = copy_case(size=16)
+    ids = write_pngs(tmp_path / "real", "r", case["real"])
+    write_pngs(tmp_path / "gen", "g", case["generated"])
+    (tmp_path / "scores.csv").write_text("id,score\n" + "".join(f"{i},{n}\n" for n, i in enumerate(ids)))
+    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"{i},{n % 2}\n" for n, i in enumerate(ids)))
+    monkeypatch.setattr(features_module, "load_images", lambda *a, **k: pytest.fail("decoded before the check"))
+    code, _, err = run_cli("evaluate", tmp_path / "scores.csv", tmp_path / "labels.csv", "--report", tmp_path / "r.html",
+                           "--real", tmp_path / "real", "--generated", tmp_path / "gen", "--features", "vgg11")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--features vgg11: vgg11 needs at least 32 pixels, got 16 (the images' own size; pass --image-size N" in err
 
 
 def test_evaluate_report_with_checkpoint_features_reads_dicom_in_the_checkpoints_window(run_cli, tmp_path,

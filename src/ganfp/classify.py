@@ -40,8 +40,7 @@ from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.features import checkpoint_reading
 from ganfp.membership.pipeline import canonical, default_recipe, member_recipes
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
-from ganfp.membership.spaces import calibration_spaces
-from ganfp.models import image_size_problem
+from ganfp.membership.spaces import calibration_spaces, check_features_size
 from ganfp.report import DEFAULT_ROWS, check_report_sets, classify_report, require_matplotlib
 
 DEFAULT_USED_FRACTION = 0.5  # the 2023 test set: 100 used, 100 not used
@@ -281,18 +280,6 @@ def check_features(features: str, method: str | None) -> None:
         vectors = ", ".join(f"{n}[N]" for n in SPACE_KINDS.names() if SPACE_KINDS.get(n).vectors)
         raise InputError(f"--method {method} fits feature vectors: choose --features {vectors} or a deep "
                          f"space, not {space.label}")
-
-
-def check_features_size(features: str | None, size: int | None, image_size: int | None) -> None:
-    """A deep feature space whose model cannot take the images' size (a ViT's fixed patch grid, a net whose
-    poolings leave nothing of a small image), refused before any image is decoded: it failed at the first batch."""
-    if features is None or size is None:
-        return
-    model = parse_features(features).model
-    why = image_size_problem(model, size) if model else None
-    if why:
-        asked = "" if image_size else " (the images' own size; pass --image-size N to resize them)"
-        raise InputError(f"--features {features}: {why}{asked}")
 
 
 def depth_warning(real: Manifest, generated: Manifest | None, headers: list[Header]) -> list[str]:

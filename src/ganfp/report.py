@@ -28,7 +28,7 @@ from ganfp.membership.calibrate import NO_LEAK_EVIDENCE
 from ganfp.membership.features import checkpoint_reading
 from ganfp.membership.pipeline import MembershipScorer, ScoringSetup
 from ganfp.membership.recipe import DEFAULT_FEATURES
-from ganfp.membership.spaces import FeatureSpace, parse_features
+from ganfp.membership.spaces import FeatureSpace, check_features_size, parse_features
 from ganfp.pages import (
     Heading,
     counted,
@@ -149,12 +149,13 @@ def classify_report(path, scorer: MembershipScorer, space: FeatureSpace, scores:
 @folder_warnings_once()
 def evaluation_report(path, evaluation, real_spec: str, features: str | None, generated: str | None = None,
                       rows: int = DEFAULT_ROWS, data_root=None, reading: MedicalReading | None = None,
-                      batch: OutputBatch | None = None) -> ReportResult:
+                      batch: OutputBatch | None = None, image_size: int | None = None) -> ReportResult:
     """The report of `ganfp evaluate`: the predictions' scores and the true labels, shown on the real images.
 
     The images are found, read and compared as classify did, so the report shows what was scored: by `read_real`,
     DICOM/NIfTI by `reading` (with `features` checkpoint: in the window the checkpoint was trained in, unless
-    `reading` names one), at the size they all share (`compared_size`). `features` None: classify's default.
+    `reading` names one), at `image_size` (None: the size they all share, `compared_size`). `features` None:
+    classify's default.
     """
     from ganfp.checkpoint import resolve_checkpoint
     from ganfp.device import resolve_device
@@ -168,7 +169,8 @@ def evaluation_report(path, evaluation, real_spec: str, features: str | None, ge
         trained, warnings = checkpoint_reading(reading, checkpoint, None)
         if trained is not reading:
             real, gen = with_window(real, trained.window), with_window(gen, trained.window)
-    size, compared = compared_size(real, gen) if gen is not None else (DISPLAY_SIZE, None)
+    size, compared = report_size(real, gen, image_size)
+    check_features_size(features if gen is not None else None, size, image_size)
     setup = ScoringSetup(size, resolve_device("auto"), data_root=data_root, checkpoint=checkpoint)
     summary = {"predictions": evaluation.preds, "labels": evaluation.labels, "decision": evaluation.decision,
                "features": space.label if gen is not None else None, "images": evaluation.n,
@@ -208,6 +210,13 @@ def evaluation_sets(evaluation, real_spec: str, features: str | None, generated:
     return real, gen
 
 
+def report_size(real: Manifest, generated: Manifest | None, image_size: int | None) -> tuple[int, str | None]:
+    """(the size evaluate's report reads the images at, in words; None without generated images to compare)."""
+    if image_size is not None:
+        return image_size, f"{image_size} px, as --image-size asked" if generated is not None else None
+    return compared_size(real, generated) if generated is not None else (DISPLAY_SIZE, None)
+
+
 def compared_size(real: Manifest, generated: Manifest) -> tuple[int, str]:
     """(the size classify compared the images at, in words): the one square size they all share, as classify's
     own (its --image-size is unknown here), else DISPLAY_SIZE. The report computed every neighbour at DISPLAY_SIZE:
@@ -216,8 +225,8 @@ def compared_size(real: Manifest, generated: Manifest) -> tuple[int, str]:
     (width, height), *others = sizes
     if not others and width == height >= MIN_IMAGE_SIZE:
         return width, f"{width} px, the images' own size"
-    return DISPLAY_SIZE, (f"{DISPLAY_SIZE} px: the images are not all of one square size (classify compared them at "
-                          "its --image-size)")
+    return DISPLAY_SIZE, (f"{DISPLAY_SIZE} px: the images are not all of one square size (give classify's "
+                          "--image-size to compare them as it did)")
 
 
 def scores_of(evaluation) -> np.ndarray:

@@ -18,6 +18,7 @@ from ganfp.cli.options import (
     ThresholdOpt,
     UsedFractionOpt,
     WindowOpt,
+    in_range,
 )
 
 METRICS = {
@@ -144,6 +145,9 @@ def evaluate(
     features: Optional[str] = typer.Option(None, "--features", help="With --report: the feature space of the "
                                            "nearest generated images (default: classify's)."),
     report_n: ReportNOpt = None,
+    image_size: Optional[int] = typer.Option(None, "--image-size", callback=in_range(8, 4096), help="With --report: "
+                                             "compare the images at N x N (8 to 4096), as classify --image-size N "
+                                             "did (default: their own size when all share one, else 128)."),
     window: WindowOpt = None,
     id_from: IdFromOpt = None,
     slices: SlicesOpt = None,
@@ -160,8 +164,9 @@ def evaluate(
     if task not in TASKS:
         raise InputError(f"--task {task}: choose one of: {', '.join(TASKS)}")
     reading = MedicalReading.parse(window, id_from, slices)
-    _need_report(html_report, {"--real": real, "--generated": generated, "--features": features, "--window": window,
-                               "--id-from": id_from, "--slices": slices, "--report-n": report_n})
+    _need_report(html_report, {"--real": real, "--generated": generated, "--features": features,
+                               "--image-size": image_size, "--window": window, "--id-from": id_from,
+                               "--slices": slices, "--report-n": report_n})
     _check_membership_options(preds, labels, plot, html_report, real, generated, used_fraction, threshold, data_root)
     task = detect_task(preds, labels) if task == "auto" else task
     if task != "membership":
@@ -176,7 +181,7 @@ def evaluate(
             from ganfp.report import DEFAULT_ROWS, evaluation_report
 
             evaluation_report(html_report, report, real, features, generated,
-                              report_n or DEFAULT_ROWS, data_root, reading, batch=outputs)
+                              report_n or DEFAULT_ROWS, data_root, reading, batch=outputs, image_size=image_size)
         if plot is not None:
             from ganfp.plots import plot_report
 

@@ -149,6 +149,20 @@ def parse_features(spec: str) -> FeatureSpace:
     return FeatureSpace(spec, "deep", model=spec)
 
 
+def check_features_size(features: str | None, size: int | None, image_size: int | None) -> None:
+    """A deep feature space whose model cannot take the images' size (a ViT's fixed patch grid, a net whose
+    poolings leave nothing of a small image), refused before any image is decoded: it failed at the first batch."""
+    if features is None or size is None:
+        return
+    from ganfp.models import image_size_problem
+
+    model = parse_features(features).model
+    why = image_size_problem(model, size) if model else None
+    if why:
+        asked = "" if image_size else " (the images' own size; pass --image-size N to resize them)"
+        raise InputError(f"--features {features}: {why}{asked}")
+
+
 def calibration_spaces() -> list[FeatureSpace]:
     """Every pixel kind at every resolution it is calibrated at."""
     return [parse_features(f"{entry.name}{n}") for entry in SPACE_KINDS for n in entry.obj.calibrate_sizes]
