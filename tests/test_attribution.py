@@ -268,6 +268,17 @@ def test_a_name_the_table_cannot_hold_is_refused_before_any_work(task, tmp_path,
     assert not (tmp_path / "a.csv").exists() and not (tmp_path / "c.csv").exists()
 
 
+def test_an_id_with_a_double_quote_is_refused_as_classify_refuses_it(task, tmp_path, run_cli):
+    """The check classify makes: one function, one message naming the file and the quote."""
+    unknown = tmp_path / "unknown"
+    save(unknown, "img", class_images(np.random.default_rng(0), 0, 2))
+    (unknown / "img_000.png").rename(unknown / '"a".png')
+    one_line_error(run_cli("attribute", unknown, "--train", task / "train", "--method", "centroid", "--features",
+                           "pixels8", "--out", tmp_path / "a.csv", "--data-root", tmp_path / "data"),
+                   '"a".png: its name \'"a".png\'', "holds a double quote", "rename the file")
+    assert not (tmp_path / "a.csv").exists()
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="only Linux keeps a file name that is not UTF-8")
 def test_a_file_named_in_another_encoding_is_refused_naming_it(task, tmp_path):
     """A Latin-1 name (an archive from another system) failed with a traceback in the image cache's key."""

@@ -457,7 +457,18 @@ def test_an_id_the_submission_cannot_hold_names_its_image_before_scoring(run_cli
     first.rename(real / "scan 1, slice 2.png")
     monkeypatch.setattr(MembershipScorer, "final", lambda *a: pytest.fail("the real images were scored"))
     code, _, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", *root)
-    one_line_error(code, err, "scan 1, slice 2.png: its id", "official format", "rename the file")
+    one_line_error(code, err, "scan 1, slice 2.png: its id", "holds a comma", "rename the file")
+
+
+def test_an_id_with_a_double_quote_is_refused_as_attribute_refuses_it(run_cli, case, tmp_path, monkeypatch):
+    """`a"b` went into the submission, and `--scores` wrote a file whose reader took the quote for CSV quoting;
+    attribute refused the same name. Both now refuse it before any scoring, naming the file and the quote."""
+    real, gen, _, root = case
+    sorted(real.iterdir())[0].rename(real / '"a".png')
+    monkeypatch.setattr(MembershipScorer, "final", lambda *a: pytest.fail("the real images were scored"))
+    code, _, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", *root)
+    one_line_error(code, err, '"a".png: its id \'"a"\'', "holds a double quote", "rename the file")
+    assert not (tmp_path / "s.csv").exists()
 
 
 def test_one_real_image_is_refused_before_calibration(run_cli, case, tmp_path, monkeypatch):
@@ -566,7 +577,7 @@ def test_a_file_named_in_another_encoding_is_one_line_before_the_scoring(run_cli
     os.rename(first, os.path.join(os.fsencode(real), b"caf\xe9.png"))
     code, _, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--out", tmp_path / "sub.csv",
                            *root)
-    one_line_error(code, err, "caf", "named in another encoding than UTF-8", "rename the file")
+    one_line_error(code, err, "caf", "cannot be written in UTF-8", "rename the file")
     assert not (tmp_path / "sub.csv").exists()
 
 

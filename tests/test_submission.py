@@ -147,7 +147,7 @@ def test_write_submission_against_expected_ids_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("bad_id", ["a,b", " a", "", "a\nb"])
+@pytest.mark.parametrize("bad_id", ["a,b", " a", "", "a\nb", "\"a\""])
 def test_write_submission_refuses_unwritable_ids(tmp_path, bad_id):
     with pytest.raises(InputError, match="cannot be written"):
         write_submission(tmp_path / "s.csv", [bad_id], [1])

@@ -67,11 +67,11 @@ class ClassifyResult:
 def check_writable_ids(manifest: Manifest) -> None:
     """Every image's id can be a row of the submission: refused now, naming the image, not after the scoring as an
     error about the output file."""
-    from ganfp.submission import UNWRITABLE_ID, writable_id
+    from ganfp.submission import unwritable_cell
 
     for item in manifest.items:
-        if not writable_id(item.id):
-            raise InputError(f"{item.path}: its id {item.id!r} {UNWRITABLE_ID}; rename the file")
+        if problem := unwritable_cell(item.id):
+            raise InputError(f"{item.path}: its id {item.id!r} {problem}; rename the file")
 
 
 def check_ids(ids: list[str], ids_path) -> list[str]:

@@ -143,7 +143,7 @@ def without_trailing_blanks(lines: list[str]) -> list[str]:
 
 def read_ids(path) -> list[str]:
     """A list of image ids, one per line (like image_ids.txt); blank lines are skipped. A line with a comma is a CSV
-    row (a labels or submission file given by mistake): no id holds one (`writable_id`), and the run was refused
+    row (a labels or submission file given by mistake): no id holds one (`unwritable_cell`), and the run was refused
     as every listed id lacking an image, which did not say what the file should be."""
     require_path("path", path)
     ids, seen = [], {}
@@ -430,21 +430,34 @@ def read_labels(path) -> Labels:
     return Labels(preds.ids, preds.labels)
 
 
-UNWRITABLE_ID = ("cannot be written in the official format (empty, named in another encoding than UTF-8, or holds a "
-                 "comma, a line break or surrounding spaces)")
+CELL_BREAKERS = ((",", "a comma"), ('"', "a double quote (CSV readers take it for quoting)"),
+                 ("\n", "a line break"), ("\r", "a line break"))
 
 
-def writable_id(image_id: str) -> bool:
-    """Whether an id can be a row of the official format (a UTF-8 file)."""
-    return (bool(image_id) and image_id == image_id.strip() and not any(c in image_id for c in ",\n\r")
-            and utf8_writable(image_id))
+def unwritable_cell(cell: str) -> str | None:
+    """Why `cell` (an image id, a class name) cannot be a cell of a CSV ganfp writes, or None.
+
+    Cells go unquoted, as the organisers' validator reads them. It takes a quote for part of the id, but ganfp's own
+    readers of scores, labels and class tables (and pandas, and a spreadsheet) read a cell starting with one as quoted:
+    the id read back was another (`"x"` became `x`) or the row broke. So classify and attribute both refuse it.
+    """
+    if not cell:
+        return "cannot be written in a CSV: it is empty"
+    if cell != cell.strip():
+        return "cannot be written in a CSV: it has spaces around it, which readers strip"
+    for char, name in CELL_BREAKERS:
+        if char in cell:
+            return f"cannot be written in a CSV: it holds {name}"
+    if not utf8_writable(cell):
+        return "cannot be written in UTF-8 (it was named in another encoding)"
+    return None
 
 
 def _check_writable_ids(path, ids: list[str]) -> None:
     seen = set()
     for image_id in ids:
-        if not writable_id(image_id):
-            raise InputError(f"{path}: id {image_id!r} {UNWRITABLE_ID}")
+        if problem := unwritable_cell(image_id):
+            raise InputError(f"{path}: id {image_id!r} {problem}")
         if image_id in seen:
             raise InputError(f"{path}: id {image_id!r} appears twice (two images with the same name?)")
         seen.add(image_id)
@@ -504,7 +517,7 @@ SCORE_HEADER = ("id", "label", "score")
 def _column_name(name) -> str:
     """An extra column's header cell: text that `read_predictions` reads back as that column, not a number
     (`join` failed with a TypeError), a comma or a line break (the header grew columns), or a column of its own."""
-    if not isinstance(name, str) or not writable_id(name) or '"' in name:
+    if not isinstance(name, str) or unwritable_cell(name):
         raise ValueError(f"column name {name!r}: must be a str without commas, quotes, line breaks or "
                          "surrounding spaces")
     if name.lower() in SCORE_HEADER:

@@ -16,8 +16,16 @@ from typing import Sequence
 
 from ganfp.data.manifest import Item, cell_id
 from ganfp.errors import InputError, require_text
-from ganfp.fileio import OutputBatch, utf8_writable, write_text
-from ganfp.submission import FILE_WORDS, ID_WORDS, read_lines, separator_hint, unnamed_column, without_trailing_blanks
+from ganfp.fileio import OutputBatch, write_text
+from ganfp.submission import (
+    FILE_WORDS,
+    ID_WORDS,
+    read_lines,
+    separator_hint,
+    unnamed_column,
+    unwritable_cell,
+    without_trailing_blanks,
+)
 
 CLUSTER_WORDS = ("cluster", "cluster_id", "clusters")  # a value column evaluate reads as a clustering
 SCORE_WORDS = ("score",)  # a column evaluate reads as membership scores
@@ -60,17 +68,6 @@ def _check_evaluate_reads(text: str, first: str, second: str, clustering: bool) 
                          "name the class column otherwise, e.g. predicted_class")
 
 
-def unwritable(cell: str) -> str | None:
-    """Why `cell` cannot be a field of the table as written, or None. Fields go unquoted, since `ganfp evaluate`
-    splits a header line at commas, and the file is UTF-8: a name in another system's encoding (Latin-1 bytes on
-    Linux) failed with a traceback deep in the image cache."""
-    if any(c in cell for c in ",\n\r\""):
-        return "cannot be written in a plain CSV (it holds a comma, quote or line break)"
-    if not utf8_writable(cell):
-        return "cannot be written in UTF-8 (it was named in another encoding)"
-    return None
-
-
 def row_keys(items: Sequence[Item], columns: tuple[str, str] | None) -> list[str]:
     """What identifies each image in the first column: its file name under a path-like header, else its id.
 
@@ -86,7 +83,7 @@ def row_keys(items: Sequence[Item], columns: tuple[str, str] | None) -> list[str
     keys = [PurePosixPath(it.path.replace("\\", "/")).name if by_file and own else it.id
             for it, own in zip(items, own_file)]
     for item, key in zip(items, keys):
-        problem = unwritable(key)
+        problem = unwritable_cell(key)
         if problem:
             raise InputError(f"{item.path}: its name {key!r} {problem}; rename the file")
     return keys
@@ -95,7 +92,7 @@ def row_keys(items: Sequence[Item], columns: tuple[str, str] | None) -> list[str
 def write_class_table(path, names: Sequence[str], values: Sequence[str], columns: tuple[str, str] | None,
                       batch: OutputBatch | None = None) -> None:
     """One row per image, in the given order; written atomically (with `batch`: beside the report). Every cell
-    was checked by `row_keys` and, for class names, `unwritable`."""
+    was checked by `row_keys` and, for class names, `unwritable_cell`."""
     header = [",".join(columns)] if columns else []
     write_text(path, "\n".join(header + [f"{n},{v}" for n, v in zip(names, values)]) + "\n", batch)
 

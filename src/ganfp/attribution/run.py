@@ -38,7 +38,6 @@ from ganfp.attribution.files import (
     DEFAULT_COLUMNS,
     parse_columns,
     row_keys,
-    unwritable,
     write_class_table,
 )
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
@@ -60,6 +59,7 @@ from ganfp.device import resolve_device
 from ganfp.errors import InputError, count, plain_numbers, require_int, require_path, require_paths, require_seed
 from ganfp.fileio import written_together
 from ganfp.pages import require_matplotlib
+from ganfp.submission import unwritable_cell
 from ganfp.train import StageConfig
 
 Message = Callable[[str], None]
@@ -358,7 +358,7 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
         real = Path(train.info["real"]) if "real" in train.info else None
     where = f"--train {source}" if cfg.train is not None else source
     for cls in train.classes:
-        if problem := unwritable(cls):
+        if problem := unwritable_cell(cls):
             raise InputError(f"{where}: class {cls!r} {problem}; rename its folder")
     _check_trainable(cfg.method, train, where)
     if not cfg.use_real:
