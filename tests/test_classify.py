@@ -745,6 +745,21 @@ def test_a_k_above_the_sets_sizes_is_said_aloud(run_cli, case, tmp_path):
     assert code == 0 and json.loads(stdout)["warnings"] == []
 
 
+def test_a_k_above_one_image_says_image(run_cli, case, tmp_path):
+    """One generated image and two real ones read "the 1 generated images and the 1 other real images"."""
+    real, gen, _, root = case
+    small_real, small_gen = tmp_path / "real", tmp_path / "gen"
+    for source, target, n in ((real, small_real, 2), (gen, small_gen, 1)):
+        target.mkdir()
+        for image in sorted(source.glob("*.png"))[:n]:
+            shutil.copy(image, target)
+    code, stdout, err = run_cli("classify", small_real, "--generated", small_gen, "--method", "knn", "--k", "3",
+                                "--out", tmp_path / "sub.csv", "--json", *root)
+    assert code == 0, err
+    assert ("--k 3: more than the 1 generated image and the 1 other real image; those neighbour passes use them all"
+            in json.loads(stdout)["warnings"])
+
+
 def test_the_default_ensembles_own_k_above_the_sets_sizes_is_said_aloud(run_cli, case, tmp_path):
     """The ensemble's local member uses k=40: on a few dozen images it compares with all of them, which the user heard
     only for a --k of their own. The same warning, naming the k that ran; none where the sets are large enough."""

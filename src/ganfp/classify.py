@@ -311,7 +311,7 @@ def k_beyond_the_sets(recipe: Recipe, k: int | None, real: int, generated: int |
             by_k.setdefault(member.k, []).append(member.label)
     warnings = []
     for member_k, labels in by_k.items():
-        sets = [f"{n} {what}" for n, what in ((generated, "generated images"), (real - 1, "other real images"))
+        sets = [count(n, what) for n, what in ((generated, "generated image"), (real - 1, "other real image"))
                 if member_k > n]
         if sets:
             named = f"--k {k}" if member_k == k else f"{which} uses k={member_k} ({', '.join(labels)})"
