@@ -17,6 +17,7 @@ from helpers.layouts import (
 from PIL import Image
 
 from ganfp.data.adapters import load_manifest
+from ganfp.data.outputs import check_outputs
 from ganfp.data.split import split_indices
 from ganfp.errors import InputError
 from ganfp.fetch import fetch_dataset
@@ -110,6 +111,16 @@ def test_real_vs_generated_with_a_folder_of_synthetic_slices(tmp_path):
         assert m.class_counts() == {"real": len(rows), "generated": 5}
         assert all(it.group is None for it in m.items if it.label == 1)
         assert m.info["generated"] == str(fake.resolve())
+
+
+def test_an_output_named_like_an_image_among_the_synthetic_slices_is_refused(tmp_path):
+    """The spec's FOLDER is an input folder too: a figure written there was read as a synthetic slice next run."""
+    root = _install(tmp_path, lambda s: make_covid_flat(s, covid_rows()))
+    fake = tmp_path / "synthetic"
+    tiny_image(fake / "fake_0.png", 0, mode="L")
+    with pytest.raises(InputError, match="named like an image inside the input folder .*synthetic"):
+        check_outputs({"--plot": fake / "fig.png"}, (f"covid-ctset:real-vs-generated={fake}",), data_root=root)
+    check_outputs({"--plot": tmp_path / "fig.png"}, (f"covid-ctset:real-vs-generated={fake}",), data_root=root)
 
 
 def test_real_vs_generated_needs_a_folder(tmp_path):

@@ -809,6 +809,9 @@ add("eval-plot-over-an-image-of-a-folder-spec", *E, "{scores}", "{labels}", "--r
 add("eval-plot-new-image-in-the-demo", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real",
     "demo:gans-test", "--plot", "{out}/data/demo/gans-test/real_unknown_1/fig.png", demo=True,
     says=("--plot", "named like an image inside the input folder", "demo"))
+add("eval-plot-new-image-in-a-covid-ctset-generated-folder", *E, "{scores}", "{labels}", "--report", "{out}/r.html",
+    "--real", "covid-ctset:real-vs-generated={gen}", "--plot", "{gen}/fig.png", "--data-root", "{out}/data",
+    says=("--plot", "named like an image inside the input folder", "gen"))
 add("classify-spec-out-over-an-image", *K, "demo:gans-test", "--out", "{gen}/g001.png", demo=True,
     says=("--out", "is an image"))
 add("classify-out-over-ids", *KR, "--out", "{ids_short}", "--ids", "{ids_short}", says="would overwrite the input")

@@ -143,8 +143,15 @@ def _generated_folder(arg: str | None, options: dict, spec: str) -> Path | None:
     return Path(generated).expanduser() if generated else None
 
 
+def folders(arg: str | None, data_root: Path) -> list[Path]:
+    """The fetched copy's folder and, for `real-vs-generated=FOLDER`, FOLDER: the output check counted the copy
+    alone, so an output named like an image among the synthetic slices joined them in the next run."""
+    generated = arg.split("=", 1)[1] if arg and arg.startswith(RVG + "=") else ""
+    return [data_root / "covid-ctset"] + ([Path(generated).expanduser()] if generated else [])
+
+
 @register_adapter("covid-ctset", f"COVID-CTset (ganfp fetch-data covid-ctset): covid vs normal; covid-ctset:{RVG}=FOLDER for real vs generated",
-                  describe=describe)
+                  describe=describe, folders=folders)
 def load(arg: str | None, data_root: Path, **options) -> Manifest:
     from ganfp.fetch.store import require_ready
 
