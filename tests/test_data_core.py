@@ -263,8 +263,8 @@ def test_folder_adapter_labels_groups_and_flat_folders(tmp_path):
 def test_cache_is_built_once_and_rebuilt_when_files_or_size_change(tmp_path, monkeypatch):
     root = write_class_folder(tmp_path / "ds", n_per_class=4, size=16)
     calls = []
-    real = cache_mod.decode_image
-    monkeypatch.setattr(cache_mod, "decode_image", lambda p, s, *read: calls.append(p) or real(p, s, *read))
+    real = cache_mod.decode_with_depth
+    monkeypatch.setattr(cache_mod, "decode_with_depth", lambda p, s, *read: calls.append(p) or real(p, s, *read))
     manifest = load_manifest(str(root), data_root=tmp_path)
     first = load_images(manifest, 16, data_root=tmp_path)
     assert len(calls) == 8 and not first.reused and first.images.dtype == torch.uint8
@@ -282,8 +282,8 @@ def test_a_cache_the_disk_has_no_room_for_fails_in_one_line_before_any_image_is_
     """The array was memory-mapped sparse and written page by page: on a full disk the process died of SIGBUS."""
     root = write_class_folder(tmp_path / "ds", n_per_class=4, size=16)
     decoded = []
-    real = cache_mod.decode_image
-    monkeypatch.setattr(cache_mod, "decode_image", lambda p, s, *read: decoded.append(p) or real(p, s, *read))
+    real = cache_mod.decode_with_depth
+    monkeypatch.setattr(cache_mod, "decode_with_depth", lambda p, s, *read: decoded.append(p) or real(p, s, *read))
 
     def full_disk(fd, offset, length):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -369,14 +369,14 @@ def test_two_processes_building_one_cache_decode_each_image_once(tmp_path, monke
     import ganfp.data.cache as cache
 
     manifest, root = _manifest(tmp_path), tmp_path / "root"
-    decoded, real_decode = [], cache.decode_image
+    decoded, real_decode = [], cache.decode_with_depth
 
     def slow_decode(*args, **kwargs):
         decoded.append(args[0])
         time.sleep(0.02)
         return real_decode(*args, **kwargs)
 
-    monkeypatch.setattr(cache, "decode_image", slow_decode)
+    monkeypatch.setattr(cache, "decode_with_depth", slow_decode)
     results = {}
 
     def build(name):

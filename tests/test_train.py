@@ -19,6 +19,7 @@ import pytest
 import torch
 from helpers.checkpoints import flip_tensor_byte
 from helpers.images import write_class_folder
+from PIL import Image
 from safetensors import SafetensorError
 
 from ganfp.chain import train_stage
@@ -155,6 +156,22 @@ def test_a_labelled_stage_reports_accuracy(class_folder, tmp_path, run_cli):
                              "--image-size", "16", "--batch-size", "8", "--epochs", "1", "--data-root", tmp_path / "root")
     assert code == 0, err
     assert "val acc" in err and "val F1" in err and "val acc" in out and "pseudo" not in err + out
+
+
+def test_a_stage_whose_images_mix_bit_depths_warns_naming_the_dataset_and_counts(tmp_path, run_cli):
+    """classify and attribute warned of 16-bit images beside 8-bit ones; train-stage trained on the two contrasts
+    without a word. The depths are found as the images decode, so a run that reuses the decode cache warns too."""
+    data = write_class_folder(tmp_path / "ds", 8, 16)
+    for i in range(2):
+        Image.fromarray(np.full((16, 16), 3000 + i, np.uint16)).save(data / "b" / f"b{i:03d}.png")  # 16-bit
+    args = ["train-stage", "--data", data, "--model", "conv5", "--image-size", "16", "--batch-size", "8", "--epochs",
+            "1", "--data-root", tmp_path / "root", "--json"]
+    for out in ("s1", "s2"):  # decoded, then read from the decode cache
+        code, stdout, err = run_cli(*args, "--out", tmp_path / out)
+        assert code == 0, err
+        (warning,) = [w for w in json.loads(stdout)[0]["warnings"] if "bit depths" in w]
+        assert warning.startswith(f"{data}: the images mix bit depths (class a 8-bit (8), class b 8-bit (6) and "
+                                  "16-bit (2)): 16-bit and float images are stretched"), warning
 
 
 def test_a_chain_table_marks_its_pseudo_labelled_stage(capsys):

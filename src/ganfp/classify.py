@@ -289,7 +289,8 @@ def depth_warning(real: Manifest, generated: Manifest | None, headers: list[Head
     alone) scores them with two contrasts. `headers`: every file's, the read that finds the size, so a few 16-bit
     files among thousands of 8-bit ones count, and a set that mixes depths is named as one."""
     n_generated = len(generated) if generated is not None else 0
-    listed = depths_by_set(["the real images"] * len(real) + ["the generated images"] * n_generated, headers)
+    listed = depths_by_set(["the real images"] * len(real) + ["the generated images"] * n_generated,
+                           [h.depth for h in headers])
     if not listed:
         return []
     trained = "the generator's" if generated is not None else "the checkpoint's"

@@ -49,10 +49,10 @@ from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_K
 from ganfp.membership.spaces import parse_features
 from ganfp.data.adapters import load_manifest, parse_spec
 from ganfp.data.augment import BatchAugment
-from ganfp.data.cache import default_memory_budget, load_images
-from ganfp.data.generated import generated_manifest
+from ganfp.data.cache import ImageSet, default_memory_budget, load_images
+from ganfp.data.generated import depths_by_set, generated_manifest
 from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
-from ganfp.data.manifest import Manifest
+from ganfp.data.manifest import UNLABELLED, Manifest
 from ganfp.data.medical import MedicalReading, parse_window, window_problem, window_text, with_window
 from ganfp.data.split import split_indices, split_problem
 from ganfp.device import (
@@ -469,6 +469,7 @@ class StageData:
     images: torch.Tensor
     val_labels: str = "true"
     dataset_fingerprint: str = ""  # the dataset as listed, before bad files were dropped or pseudo-labels drawn
+    warnings: list[str] = field(default_factory=list)  # about the images, said with the stage's own
 
 
 @dataclass
@@ -639,7 +640,25 @@ def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = N
         )
     for path, reason in imageset.bad:
         _notify(observer, "message", {"text": f"skipped {path}: {reason}"})
-    return StageData(imageset.manifest, imageset.images, dataset_fingerprint=fingerprint)
+    return StageData(imageset.manifest, imageset.images, dataset_fingerprint=fingerprint,
+                     warnings=depth_warnings(cfg.dataset, imageset))
+
+
+def depth_warnings(dataset: str, imageset: ImageSet) -> list[str]:
+    """A warning when the stage's images mix bit depths, with each class's counts: a 16-bit image is stretched
+    between its own percentiles and an 8-bit one read as it is, so a class saved at another depth differs in
+    contrast, which the network can learn instead of the class. The depths come from the decode cache's record,
+    found as each image was decoded: no pass over the files (a cache an older ganfp built has none: no warning)."""
+    if imageset.depths is None:
+        return []
+    manifest = imageset.manifest
+    sets = [f"class {manifest.classes[it.label]}" if it.label != UNLABELLED else "the images" for it in manifest.items]
+    listed = depths_by_set(sets, imageset.depths)
+    if not listed:
+        return []
+    return [f"{dataset}: the images mix bit depths ({listed}): 16-bit and float images are stretched between their "
+            "own 0.5 and 99.5 percentiles, 8-bit ones read as they are, so the network may tell them apart by their "
+            "file format; save every image at one bit depth"]
 
 
 def _trained_on_other_images(cfg: StageConfig, out_dir: Path, data_root) -> bool:
@@ -1131,7 +1150,7 @@ def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bo
                       **read)
     state = start_or_resume(fit, out_dir, fresh, resume, strict_resume, observer, init_id)
     restore_best_model(fit, state, out_dir, meta, observer)
-    warnings = batch_warnings(cfg, len(fit.train_idx))
+    warnings = data.warnings + batch_warnings(cfg, len(fit.train_idx))
     for text in warnings:
         _notify(observer, "message", {"text": f"WARNING: {text}"})
     if data.val_labels != "true":

@@ -426,7 +426,7 @@ def mixed_depths(sets: list[str], headers: list[Header]) -> list[str]:
     unknown set) is 16-bit and another 8-bit, each is read with its own contrast, so a method can tell them apart by
     their file format instead of their generator. `sets[i]` names the set of the image whose header is `headers[i]`.
     """
-    listed = depths_by_set(sets, headers)
+    listed = depths_by_set(sets, [h.depth for h in headers])
     if not listed:
         return []
     return [f"the images mix bit depths ({listed}): 16-bit and float images are stretched between their own 0.5 "

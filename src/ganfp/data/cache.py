@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ganfp.data.decode import DECODE_VERSION, decode_image
+from ganfp.data.decode import DECODE_VERSION, decode_with_depth
 from ganfp.data.manifest import Manifest, require_manifest
 from ganfp.errors import InputError, require_int
 from ganfp.fileio import WRITE_ERRNOS, atomic_path, build_lock, write_json
@@ -33,6 +33,7 @@ class ImageSet:
     path: Path | None = None  # the cache file
     reused: bool = False  # True when the cache was already there
     memory_mapped: bool = False  # True when over the memory budget: batches are read from disk
+    depths: list[str | None] | None = None  # each kept image's bit depth (`Header.depth`); None: an older cache's
 
     @property
     def image_size(self) -> int:
@@ -54,7 +55,8 @@ def cache_key(manifest: Manifest, image_size: int) -> str:
 
 
 def decode_all(manifest: Manifest, image_size: int, out: np.ndarray, skip_bad: bool, on_image: Callable[[], None] | None):
-    """Decode into `out` with a thread pool (Pillow releases the GIL); returns indices kept and bad files.
+    """Decode into `out` with a thread pool (Pillow releases the GIL); returns indices kept, bad files and each kept
+    image's bit depth.
 
     `on_image` runs on the calling thread, once per image in order: progress bars are not thread-safe (from
     the pool's threads, one thread removed a finished bar while another still advanced it: a KeyError on a
@@ -63,23 +65,24 @@ def decode_all(manifest: Manifest, image_size: int, out: np.ndarray, skip_bad: b
     def work(i: int):
         try:
             item = manifest.items[i]
-            out[i] = decode_image(item.path, image_size, item.frame, item.window)
-            return None
+            out[i], depth = decode_with_depth(item.path, image_size, item.frame, item.window)
+            return None, depth
         except InputError as exc:
-            return str(exc)
+            return str(exc), None
 
-    kept, bad = [], []
+    kept, bad, depths = [], [], []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        for i, problem in enumerate(pool.map(work, range(len(manifest)))):
+        for i, (problem, depth) in enumerate(pool.map(work, range(len(manifest)))):
             if on_image:
                 on_image()
             if problem is None:
                 kept.append(i)
+                depths.append(depth)
             elif skip_bad:
                 bad.append((manifest.items[i].path, problem.split(": ", 1)[-1]))
             else:
                 raise InputError(problem + " (use --skip-bad to skip such files)")
-    return kept, bad
+    return kept, bad, depths
 
 
 def _read_cache(record_path: Path, array_path: Path, image_size: int) -> dict | None:
@@ -118,7 +121,7 @@ def _build_cache(manifest: Manifest, image_size: int, key: str, array_path: Path
     with atomic_path(array_path) as tmp:
         full = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(manifest), image_size, image_size))
         reserve_space(tmp)
-        kept, bad = decode_all(manifest, image_size, full, skip_bad, on_image)
+        kept, bad, depths = decode_all(manifest, image_size, full, skip_bad, on_image)
         if len(kept) < len(manifest):
             compact = full[kept]
             del full
@@ -127,7 +130,7 @@ def _build_cache(manifest: Manifest, image_size: int, key: str, array_path: Path
         else:
             full.flush()
             del full
-    record = {"key": key, "size": image_size, "kept": kept, "bad": bad, "source": manifest.name}
+    record = {"key": key, "size": image_size, "kept": kept, "bad": bad, "source": manifest.name, "depths": depths}
     write_json(record_path, record)
     return record
 
@@ -169,4 +172,11 @@ def load_images(
         array = np.array(array, subok=False)  # read into RAM once: random batches then cost nothing
     kept_manifest = manifest if len(record["kept"]) == len(manifest) else manifest.subset(record["kept"])
     bad = [tuple(b) for b in record["bad"]]
-    return ImageSet(torch.from_numpy(array), kept_manifest, bad, array_path, reused, mapped)
+    return ImageSet(torch.from_numpy(array), kept_manifest, bad, array_path, reused, mapped, _depths(record))
+
+
+def _depths(record: dict) -> list[str | None] | None:
+    """The kept images' bit depths as the record holds them; None from a cache built before ganfp recorded them
+    (the images are not read again to find them)."""
+    depths = record.get("depths")
+    return depths if isinstance(depths, list) and len(depths) == len(record["kept"]) else None

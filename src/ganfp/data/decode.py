@@ -216,7 +216,12 @@ class Header(NamedTuple):
         """The bit depth as the decoder reads it: 16-bit, 32-bit and float images are windowed by their own
         percentiles, 1-bit ones become black and white, the rest (grey, palette, colour) are read as 8-bit grey
         levels. So two modes of one depth (a palette PNG and a grey one) decode alike and share a depth."""
-        return None if self.mode is None else MODE_DEPTHS.get(self.mode, "8-bit")
+        return None if self.mode is None else mode_depth(self.mode)
+
+
+def mode_depth(mode: str) -> str:
+    """The bit depth of a PIL mode as the decoder reads it (see `Header.depth`)."""
+    return MODE_DEPTHS.get(mode, "8-bit")
 
 
 def image_header(path: str) -> Header:
@@ -240,11 +245,19 @@ def decode_image(path: str, size: int, frame: int | None = None, window: tuple[f
 
     DICOM files and NIfTI slices (`frame`) are windowed in HU (`window`) by ganfp.data.medical.
     """
+    return decode_with_depth(path, size, frame, window)[0]
+
+
+def decode_with_depth(path: str, size: int, frame: int | None = None,
+                      window: tuple[float, float] | None = None) -> tuple[np.ndarray, str | None]:
+    """`decode_image`'s array and the file's bit depth (`Header.depth`; None for DICOM and NIfTI), known from the
+    file opened to decode it: the decode cache records it, so training warns of a mix without a header pass."""
     require_path("path", path)
     require_int("size", size, low=1)  # size=0 failed in PIL with a ZeroDivisionError
     if is_dicom(path) or is_nifti(path):
-        return decode_medical(path, size, frame, window)
+        return decode_medical(path, size, frame, window), None
     with _image(path, one=True) as img:
+        depth = mode_depth(img.mode)
         if img.format in ("JPEG", "MPO"):  # an MPO is a camera JPEG with previews after it
             img.draft("L", (size, size))  # let libjpeg decode at reduced scale: much faster
         with _pil_duplicates_silenced():
@@ -253,4 +266,4 @@ def decode_image(path: str, size: int, frame: int | None = None, window: tuple[f
         gray = to_grayscale(img)
         if gray.size != (size, size):
             gray = gray.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        return np.asarray(gray, dtype=np.uint8)
+        return np.asarray(gray, dtype=np.uint8), depth

@@ -151,22 +151,22 @@ def _headers(paths: list[str]) -> list[Header]:
     return [image_header(path) for path in paths]
 
 
-def depths_by_set(sets: list[str], headers: list[Header]) -> str:
+def depths_by_set(sets: list[str], depths: list[str | None]) -> str:
     """Each set's bit depths with their counts ("class a 16-bit (8), the unknown images 8-bit (12)"), or "" when
     every image is of one depth: a 16-bit image is windowed by its own 0.5-99.5 percentiles and an 8-bit one read as
     it is, so images of two depths are read with two contrasts.
 
-    `sets[i]` names the set of the image whose header is `headers[i]`. DICOM and NIfTI files have no depth of their
-    own (windowed in HU whatever it is), so they never make a mix; but a mix lists them (`HU_WINDOWED`), since a set
-    whose counts fall short of its images reads as an image lost.
+    `sets[i]` names the set of the image whose depth (`Header.depth`) is `depths[i]`. DICOM and NIfTI files (None)
+    have no depth of their own (windowed in HU whatever it is), so they never make a mix; but a mix lists them
+    (`HU_WINDOWED`), since a set whose counts fall short of its images reads as an image lost.
     """
-    depths: dict[str, Counter[str]] = {name: Counter() for name in sets}  # in the order the sets come
-    for name, header in zip(sets, headers):
-        depths[name][header.depth or HU_WINDOWED] += 1
-    if len(set().union(*depths.values()) - {HU_WINDOWED}) < 2:
+    by_set: dict[str, Counter[str]] = {name: Counter() for name in sets}  # in the order the sets come
+    for name, depth in zip(sets, depths):
+        by_set[name][depth or HU_WINDOWED] += 1
+    if len(set().union(*by_set.values()) - {HU_WINDOWED}) < 2:
         return ""
     return ", ".join(f"{name} " + " and ".join(f"{depth} ({found[depth]})" for depth in sorted(found, key=_fewest_bits))
-                     for name, found in depths.items())
+                     for name, found in by_set.items())
 
 
 def _fewest_bits(depth: str) -> float:
