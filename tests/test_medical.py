@@ -80,6 +80,26 @@ def test_a_folder_mixing_dicom_with_png_slices_is_warned_of_once_per_read(tmp_pa
         assert warnings[0].startswith(f"{tmp_path / 'real'}: mixes DICOM (2) and PNG (3) files"), warnings
 
 
+def test_classes_each_in_another_intensity_scale_are_warned_of(tmp_path, caplog):
+    """`covid/` all DICOM (windowed in HU) and `normal/` all PNG (stored values): each folder is one format, yet a
+    model learns the format, not the slices; one format in every class says nothing."""
+    from ganfp.data.adapters.folder import folder_manifest
+
+    write_ct_dicom(tmp_path / "split" / "covid" / "ct.dcm", rows_slice())
+    write_ct_dicom(tmp_path / "same" / "covid" / "ct.dcm", rows_slice())
+    write_ct_dicom(tmp_path / "same" / "normal" / "ct.dcm", rows_slice())
+    (tmp_path / "split" / "normal").mkdir()
+    Image.fromarray(np.full((16, 16), 60, np.uint8)).save(tmp_path / "split" / "normal" / "n.png")
+    for call in (1, 2):
+        assert folder_manifest(tmp_path / "split").classes == ["covid", "normal"]
+        assert len(folder_manifest(tmp_path / "same")) == 2
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        caplog.clear()
+        assert len(warnings) == 1, (call, warnings)
+        assert warnings[0].startswith(f"{tmp_path / 'split'}: class covid holds only DICOM or NIfTI files"), warnings
+        assert "class normal only images read by their stored pixel values" in warnings[0]
+
+
 def test_dicom_found_by_extension_or_preamble_only(tmp_path):
     write_ct_dicom(tmp_path / "a.dcm", rows_slice())
     write_ct_dicom(tmp_path / "IM0002", rows_slice())  # no extension: the DICM preamble says what it is

@@ -284,15 +284,36 @@ def _warn_mixed_scales(folder: Path, images: list[Path]) -> None:
     contrast, and the scorers compare the scales as much as the images. Once per folder in a call."""
     formats = Counter(_image_format(p) for p in images)
     mixed = formats.keys() & WINDOWED_FORMATS and formats.keys() - WINDOWED_FORMATS
-    reported, key = _reported.get(), ("scales", folder)
-    if not mixed or key in (reported or ()):
+    if not mixed or not _first_time(("scales", folder)):
         return
-    if reported is not None:
-        reported.add(key)
     listed = " and ".join(f"{name} ({n})" for name, n in sorted(formats.items()))
     log.warning("%s: mixes %s files: DICOM and NIfTI are read in a window (HU for CT), the others by their "
                 "stored pixel values, so the two may be on different intensity scales; keep one format per set",
                 folder, listed)
+
+
+def warn_scales_by_class(root: Path, files_by_class: dict[str, list[Path]]) -> None:
+    """Classes read on different intensity scales, each in one format (`covid/` all DICOM, `normal/` all PNG), pass
+    `_warn_mixed_scales`, which looks at one folder; yet a model then tells the classes apart by their format, not
+    their content, and scores well on a split of the same set. Once per labelled set in a call."""
+    scales = {cls: {_image_format(p) in WINDOWED_FORMATS for p in files} for cls, files in files_by_class.items()}
+    windowed = [cls for cls, kinds in scales.items() if kinds == {True}]
+    stored = [cls for cls, kinds in scales.items() if kinds == {False}]
+    if not windowed or not stored or not _first_time(("class scales", root)):
+        return
+    log.warning("%s: class %s holds only DICOM or NIfTI files, read in a window (HU for CT), and class %s only "
+                "images read by their stored pixel values: a model can tell the classes apart by their format alone; "
+                "give every class the same format", root, " and ".join(windowed), " and ".join(stored))
+
+
+def _first_time(key: tuple) -> bool:
+    """Whether `key` (a warning and its folder) is yet to be warned of in this call; marks it warned."""
+    reported = _reported.get()
+    if key in (reported or ()):
+        return False
+    if reported is not None:
+        reported.add(key)
+    return True
 
 
 def _warn_skipped(folder: Path, skipped: list[Path]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ganfp.data.adapters import register_adapter
 from ganfp.data.manifest import (UNLABELLED, Manifest, folder_warnings_once, image_files, list_folder, refuse_loops,
-                                 skipped_name)
+                                 skipped_name, warn_scales_by_class)
 from ganfp.data.medical import MedicalReading, file_items
 from ganfp.errors import InputError
 
@@ -40,17 +40,23 @@ def folder_manifest(path: str | Path, classes: list[str] | None = None, name: st
         items = [it for p in flat for it in file_items(p, UNLABELLED, source=spec, reading=reading)]
         return Manifest(spec, [], items, str(root))
     classes = classes or [d.name for d in subdirs]
+    files_by_class = {cls: _class_files(root / cls, classes) for cls in classes}
+    warn_scales_by_class(root, files_by_class)
     items = []
-    for label, cls in enumerate(classes):
+    for label, (cls, files) in enumerate(files_by_class.items()):
         cdir = root / cls
-        files = image_files(cdir) if cdir.is_dir() else []
-        if not files:
-            raise InputError(f"{cdir}: class folder missing or without images (classes: {', '.join(classes)})")
         for p in files:
             rel = p.relative_to(cdir).parts
             group = f"{cls}/{rel[0]}" if len(rel) > 1 else None
             items.extend(file_items(p, label, group=group, source=spec, reading=reading))
     return Manifest(spec, list(classes), items, str(root))
+
+
+def _class_files(cdir: Path, classes: list[str]) -> list[Path]:
+    files = image_files(cdir) if cdir.is_dir() else []
+    if not files:
+        raise InputError(f"{cdir}: class folder missing or without images (classes: {', '.join(classes)})")
+    return files
 
 
 def _refuse_mixed(root: Path, flat: list[Path], subdirs: list[Path]) -> None:
