@@ -176,3 +176,31 @@ def test_the_command_reference_is_the_help_the_commands_print():
         shown = subprocess.run([sys.executable, "-m", "ganfp", *command, "--help"], capture_output=True, text=True,
                                env=env, check=True).stdout
         assert shown.strip() == block.strip(), f"docs/cli.md is stale for `ganfp {' '.join(command)} --help`: regenerate it"
+
+
+def test_a_table_written_to_a_file_keeps_long_paths_whole(run_cli, tmp_path):
+    """`ganfp classify ... > out.txt`: a summary cut to 160 columns ended a long --out path in "…"."""
+    write_class_folder(tmp_path / "ds", n_per_class=2, size=16)
+    out_csv = tmp_path / ("results_of_the_audit_" + "x" * 150) / "submission.csv"
+    out_csv.parent.mkdir()
+    code, out, err = run_cli("classify", tmp_path / "ds" / "a", "--generated", tmp_path / "ds" / "b", "--out", out_csv,
+                             "--data-root", tmp_path / "data")
+    assert code == 0 and str(out_csv) in out and "…" not in out, out
+
+
+def test_a_table_on_a_narrow_terminal_folds_long_values(capsys, monkeypatch):
+    """On an 80-column terminal a cell too long folds onto more lines; "…" would hide the end of a path."""
+    import io
+
+    from rich.console import Console
+
+    from ganfp import ui
+
+    screen = Console(file=io.StringIO(), width=80, force_terminal=True, no_color=True)
+    monkeypatch.setattr(ui, "out", screen)
+    path = "/data/" + "long_folder_name_" * 8 + "submission.csv"
+    ui.print_table("classify", ["", "value"], [("submission", path)])
+    shown = "".join(line.strip("│ ").split("│")[-1].strip() for line in screen.file.getvalue().splitlines()
+                    if line.startswith("│"))
+    assert path in shown and "…" not in screen.file.getvalue()
+

@@ -26,10 +26,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+UNBOUNDED_WIDTH = 100_000
 out = Console(soft_wrap=True, emoji=False)
 err = Console(stderr=True, soft_wrap=True, emoji=False)
-if not out.is_terminal:
-    out.width = max(out.width, 160)  # a pipe or a file: don't squeeze tables to 80 columns
+if not out.is_terminal:  # a pipe or a file has no width: a table as wide as its longest value, never cut short
+    out.width = UNBOUNDED_WIDTH
 
 
 def printable(message: str) -> str:
@@ -93,7 +94,8 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     cells = [[format_cell(v) for v in row] for row in rows]
     for i, name in enumerate(columns):
         numbers = i > 0 and all(NUMBER.match(row[i]) or row[i] == "-" for row in cells)
-        table.add_column(Text(name), justify="right" if numbers else "left", no_wrap=i == 0)
+        # a cell too long for a terminal folds onto more lines: "…" would cut a path or a recipe's name short
+        table.add_column(Text(name), justify="right" if numbers else "left", no_wrap=i == 0, overflow="fold")
     for row in cells:
         table.add_row(*(Text(c) for c in row))
     out.print(table)
