@@ -204,3 +204,22 @@ def test_a_table_on_a_narrow_terminal_folds_long_values(capsys, monkeypatch):
                     if line.startswith("│"))
     assert path in shown and "…" not in screen.file.getvalue()
 
+
+def test_json_holds_plain_numbers_only(capsys):
+    """JSON has no NaN or Infinity (jq and JSON.parse refuse them), and a numpy number printed as its str() would be
+    a string."""
+    import json
+
+    import numpy as np
+
+    from ganfp import ui
+
+    ui.print_json({"auc": float("nan"), "gap": np.float32(0.25), "k": np.int64(3), "sizes": np.array([4, 5]),
+                   "ok": np.bool_(True), "worst": -np.inf})
+
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
+
+    doc = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert doc == {"auc": None, "gap": 0.25, "k": 3, "sizes": [4, 5], "ok": True, "worst": None}
+    assert type(doc["k"]) is int and type(doc["gap"]) is float

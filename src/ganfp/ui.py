@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 from typing import Any, Iterable, Sequence
@@ -69,9 +70,24 @@ def show_library_lines() -> None:
         logger.setLevel(logging.INFO)
 
 
+def plain_json(value: Any) -> Any:
+    """`value` in JSON's own types: a numpy number becomes a number (json.dumps would refuse it, or its str() would
+    make it a string), and NaN or infinity null (json.dumps would write NaN and Infinity, which JSON has not, and
+    jq and JSON.parse refuse). Numpy is not imported: `ganfp --help` stays fast."""
+    if isinstance(value, dict):
+        return {plain_json(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # a numpy scalar or array
+        return plain_json(value.tolist())
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
 def print_json(obj: Any) -> None:
-    """Machine output: one JSON document on stdout, nothing else."""
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    """Machine output: one JSON document on stdout, nothing else (other values, such as paths, as strings)."""
+    sys.stdout.write(json.dumps(plain_json(obj), indent=2, default=str, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 
