@@ -223,3 +223,23 @@ def test_json_holds_plain_numbers_only(capsys):
     doc = json.loads(capsys.readouterr().out, parse_constant=refuse)
     assert doc == {"auc": None, "gap": 0.25, "k": 3, "sizes": [4, 5], "ok": True, "worst": None}
     assert type(doc["k"]) is int and type(doc["gap"]) is float
+
+
+def test_force_color_into_a_file_draws_no_bars_and_cuts_no_table(tmp_path, monkeypatch):
+    """FORCE_COLOR (set in many CI jobs for coloured logs) made rich treat a file as a terminal: progress bars redrew
+    their frames into the log, and tables were cut to 80 columns."""
+    import io
+    import os
+    import re
+
+    from rich.console import Console
+
+    from ganfp import ui
+
+    monkeypatch.setattr(ui, "err", Console(file=io.StringIO(), force_terminal=True))
+    assert ui.progress().disable
+    env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "80"}
+    shown = subprocess.run([sys.executable, "-m", "ganfp", "fetch-data", "--list", "--data-root", tmp_path],
+                           capture_output=True, text=True, env=env, check=True).stdout
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", shown).splitlines()
+    assert any("(ImageCLEFmedical GANs 2023)" in line for line in lines), shown  # one line, not folded at 80

@@ -28,9 +28,19 @@ from rich.table import Table
 from rich.text import Text
 
 UNBOUNDED_WIDTH = 100_000
+
+
+def on_screen(console: Console) -> bool:
+    """Whether the console writes to a terminal, not only whether rich treats it as one: under FORCE_COLOR (set in
+    many CI jobs for coloured logs) a file or a pipe counts as a terminal to rich, and progress bars would redraw
+    their frames into the log and tables be cut to the terminal's width."""
+    isatty = getattr(console.file, "isatty", None)
+    return console.is_terminal and callable(isatty) and isatty()
+
+
 out = Console(soft_wrap=True, emoji=False)
 err = Console(stderr=True, soft_wrap=True, emoji=False)
-if not out.is_terminal:  # a pipe or a file has no width: a table as wide as its longest value, never cut short
+if not on_screen(out):  # a pipe or a file has no width: a table as wide as its longest value, never cut short
     out.width = UNBOUNDED_WIDTH
 
 
@@ -118,7 +128,7 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
 
 
 def progress(transient: bool = False) -> Progress:
-    """A progress display on stderr; silent when stderr is not a terminal-capable console."""
+    """A progress display on stderr; silent when stderr is not a terminal (a file, a pipe, a CI log)."""
     return Progress(
         TextColumn("{task.description}", style="bold", markup=False),  # descriptions name folders
         BarColumn(),
@@ -128,7 +138,7 @@ def progress(transient: bool = False) -> Progress:
         TimeRemainingColumn(),
         console=err,
         transient=transient,
-        disable=not err.is_terminal,
+        disable=not on_screen(err),
     )
 
 
