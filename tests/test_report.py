@@ -175,6 +175,23 @@ def test_evaluate_report_shows_the_predictions_against_the_labels(run_cli, copie
     assert code == 2 and "--report needs --real" in err
 
 
+@pytest.mark.parametrize("header", ["id", "image_path"])
+def test_evaluate_report_finds_a_real_image_named_with_trailing_spaces(run_cli, copies, header):
+    """An id cell is read without surrounding spaces under either header (`trail .png` is `trail`, as the cell
+    `trail ` is): the report finds the real image by that id, not by its file name's `trail `."""
+    first = sorted((copies / "real" / "used").glob("*.png"))[0]
+    first.rename(first.with_name(f"{first.stem}  .png"))
+    names = sorted(p.name for p in (copies / "real").rglob("*.png"))
+    cell = (lambda name: name) if header == "image_path" else (lambda name: name[: -len(".png")])
+    scores, labels, report = copies / "scores.csv", copies / "labels.csv", copies / "ev.html"
+    scores.write_text(f"{header},score\n" + "".join(f"{cell(n)},{i}\n" for i, n in enumerate(names)))
+    labels.write_text(f"{header},label\n" + "".join(f"{cell(n)},{int(n.startswith('u'))}\n" for n in names))
+    code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", copies / "real", "--generated",
+                           copies / "gen", "--report-n", "2", "--data-root", copies / "data")
+    assert code == 0, err
+    assert report.is_file()
+
+
 def test_evaluate_report_refuses_generated_images_that_are_the_real_ones(run_cli, copies):
     """--generated naming the real folder, a folder above it or a link to it: every real image would be its own
     nearest generated image, a made-up copy at distance 0; refused in one line before any image is read."""

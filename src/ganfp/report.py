@@ -200,7 +200,7 @@ def evaluation_sets(evaluation, real_spec: str, features: str | None, generated:
                          "give --generated too")
     if reading is not None:
         reading.check_read([it.path for m in (real, gen) if m is not None for it in m.items])
-    by_id = {it.id: it for it in real.items}
+    by_id = {it.id.strip(): it for it in real.items}  # ids as a table cell reads them (manifest.cell_id)
     missing = [i for i in evaluation.ids if i not in by_id]
     if missing:
         raise InputError(f"--real {real_spec}: {len(missing)} labelled ids have no image (e.g. {missing[0]})")
@@ -268,9 +268,10 @@ def known_truth(manifest: Manifest) -> np.ndarray | None:
 
     truth = read_labels(labels_path)
     by_id = dict(zip(truth.ids, truth.labels.tolist()))
-    if not all(i in by_id for i in manifest.ids):
+    ids = [i.strip() for i in manifest.ids]  # as a table cell reads them (manifest.cell_id)
+    if not all(i in by_id for i in ids):
         return None
-    return np.array([by_id[i] for i in manifest.ids], dtype=np.int64)
+    return np.array([by_id[i] for i in ids], dtype=np.int64)
 
 
 def decision_cut(scores: np.ndarray, decided: np.ndarray) -> float | None:

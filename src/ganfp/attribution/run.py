@@ -303,11 +303,13 @@ def read_images(spec: str, data_root=None, reading: MedicalReading | None = None
         raise InputError(f"{spec}: no images")
     seen: dict[str, str] = {}
     for item in manifest.items:
-        if item.id in seen:  # generators' folders often number their images alike (a/0001.png, b/0001.png)
+        key = item.id.strip()  # as `ganfp evaluate` reads it back (manifest.cell_id): `a .png` is `a`, as `a.png` is
+        if key in seen:  # generators' folders often number their images alike (a/0001.png, b/0001.png)
             source = "SOPInstanceUIDs (--id-from uid)" if item.name else "file names without extension"
-            raise InputError(f"{item.path}: id {item.id!r} also belongs to {seen[item.id]} (ids are {source}, one row "
-                             "each in the CSV); give each image its own name, e.g. its folder's name as a prefix")
-        seen[item.id] = item.path
+            raise InputError(f"{item.path}: id {key!r} also belongs to {seen[key]} (ids are {source}, without "
+                             "surrounding spaces, one row each in the CSV); give each image its own name, e.g. its "
+                             "folder's name as a prefix")
+        seen[key] = item.path
     return manifest
 
 

@@ -123,8 +123,12 @@ def file_id(name: str) -> str:
 
 
 def cell_id(cell: str) -> str:
-    """The id in a table cell that holds an id, a file name or a path (with `/` or `\\`): `dir\\a.png` -> `a`."""
-    return file_id(PurePosixPath(cell.strip().replace("\\", "/")).name)
+    """The id in a table cell that holds an id, a file name or a path (with `/` or `\\`): `dir\\a.png` -> `a`.
+
+    Without surrounding spaces, as an id cell is read (the organisers' validator strips every token): a file named
+    `trail .png` is `trail`, as the id cell `trail ` is, so one table gives the same ids under either header.
+    """
+    return file_id(PurePosixPath(cell.strip().replace("\\", "/")).name).strip()
 
 
 def volume_stem(path: str | os.PathLike) -> str:
