@@ -923,3 +923,66 @@ def test_two_images_whose_ids_differ_by_trailing_spaces_are_refused(tmp_path):
     with pytest.raises(InputError, match=r"img_00[0] ?\.png: id 'img_000' also belongs to .*img_000 ?\.png"):
         cluster(ClusterConfig(str(tmp_path / "imgs"), str(tmp_path / "c.csv"), clusters=2, device="cpu",
                               data_root=str(tmp_path / "data")))
+
+
+def test_evaluate_json_of_an_attribution_names_its_format_and_notes(task, tmp_path, run_cli):
+    """As a membership evaluation's: `format` (the predictions' header as read) and `notes` (what the table's
+    caption says beside the numbers), so a script reading `evaluate --json` finds one shape whatever the task."""
+    truth = read_class_table(task / "labels.csv")
+    preds = tmp_path / "p.csv"
+    preds.write_text("Image_Path,predicted_class,confidence\n"
+                     + "".join(f"d/{i}.png,{v},0.5\n" for i, v in zip(truth.ids, truth.values)))
+    code, out, err = run_cli("evaluate", preds, task / "labels.csv", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["format"] == "image_path,predicted_class" and report["notes"] == []
+    preds.write_text("".join(f"{i},alpha\n" for i in truth.ids))  # no header; one class for every image
+    code, out, err = run_cli("evaluate", preds, task / "labels.csv", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    never = "never predicted: beta, gamma (2 of the 3 classes, each with F1 0 in macro-F1)"
+    assert report["format"] == "no header" and report["notes"] == [never]
+    code, out, err = run_cli("evaluate", preds, task / "labels.csv")
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert "file format: no header" in flat and f"note: {never}" in flat
+    one = tmp_path / "one.csv"
+    one.write_text("id,label\n" + "".join(f"{i},alpha\n" for i in truth.ids))
+    code, out, err = run_cli("evaluate", preds, one, "--json")
+    assert code == 0, err
+    assert json.loads(out)["notes"] == ["the labels hold one class only (alpha): always answering it scores 1, as "
+                                        "the majority class baseline does"]
+
+
+def test_evaluate_json_of_a_clustering_names_its_format_and_notes(mixed, tmp_path, run_cli):
+    truth = read_class_table(mixed / "labels.csv")
+    preds = tmp_path / "c.csv"
+    generators = sorted(set(truth.values))
+
+    def notes(clusters, labels=mixed / "labels.csv", header="id,cluster"):
+        preds.write_text("".join(f"{line}\n" for line in [header] * bool(header) + [f"{i},{c}" for i, c in
+                                                                                  zip(truth.ids, clusters)]))
+        code, out, err = run_cli("evaluate", preds, labels, "--json", "--task", "clustering")
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["format"] == (header or "no header")
+        return report["notes"]
+
+    assert notes([generators.index(v) for v in truth.values]) == []
+    assert notes([generators.index(v) for v in truth.values], header="") == []
+    assert notes([f"{v}{n % 2}" for n, v in enumerate(truth.values)], header="file,cluster_id") == [
+        "6 clusters for 3 generators: the images of 3 clusters matched to no generator count as wrong in the "
+        "accuracy after matching"]
+    assert notes([generators.index(v) % 2 for v in truth.values]) == [
+        "2 clusters for 3 generators: the images of 1 generator matched to no cluster count as wrong in the "
+        "accuracy after matching"]
+    assert notes([0] * len(truth.ids)) == ["every image in one cluster: ARI and NMI are 0, as the one cluster "
+                                           "baseline's"]
+    one = tmp_path / "one.csv"
+    one.write_text("id,generator\n" + "".join(f"{i},vae\n" for i in truth.ids))
+    assert notes([n % 2 for n in range(len(truth.ids))], labels=one) == [
+        "the labels hold one generator only (vae): ARI and NMI are 0 for any split into two clusters or more"]
+    code, out, err = run_cli("evaluate", preds, one, "--task", "clustering")
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert "file format: id,cluster" in flat and "note: the labels hold one generator only (vae)" in flat

@@ -210,6 +210,9 @@ def detect_task(preds_path, labels_path) -> str:
     return "membership" if any(v <= {"0", "1"} for v in values) else "attribution"
 
 
+NO_HEADER = "no header"  # the `format` of a class table without one (its first column holds ids)
+
+
 @dataclass
 class ClassReport:
     """Attribution predictions against the true classes, with the majority and random baselines."""
@@ -220,11 +223,15 @@ class ClassReport:
     metrics: dict
     baselines: dict[str, dict]
     confusion: list[list[int]]  # rows: true class, columns: predicted class, in `classes` order
+    format: str = NO_HEADER  # the predictions' header as read: its first two names, or NO_HEADER
+    notes: list[str] = field(default_factory=list)  # what the metrics do not say by themselves
 
     def to_dict(self) -> dict:
-        return {"task": "attribution", "preds": self.preds, "labels": self.labels, "n": self.metrics["n"],
-                "classes": self.classes, "metrics": {k: v for k, v in self.metrics.items() if k != "confusion"},
-                "baselines": self.baselines, "confusion": self.confusion}
+        """What `--json` prints; `format` and `notes` as in a membership evaluation's."""
+        return {"task": "attribution", "preds": self.preds, "labels": self.labels, "format": self.format,
+                "n": self.metrics["n"], "classes": self.classes,
+                "metrics": {k: v for k, v in self.metrics.items() if k != "confusion"},
+                "baselines": self.baselines, "confusion": self.confusion, "notes": self.notes}
 
 
 @dataclass
@@ -238,11 +245,50 @@ class ClusterReport:
     metrics: dict
     baselines: dict[str, dict]
     contingency: list[list[int]]  # rows: true class, columns: cluster
+    format: str = NO_HEADER  # the predictions' header as read: its first two names, or NO_HEADER
+    notes: list[str] = field(default_factory=list)  # what the metrics do not say by themselves
 
     def to_dict(self) -> dict:
-        return {"task": "clustering", "preds": self.preds, "labels": self.labels, "n": self.metrics["n"],
-                "classes": self.classes, "clusters": self.clusters, "metrics": self.metrics,
-                "baselines": self.baselines, "contingency": self.contingency}
+        """What `--json` prints; `format` and `notes` as in a membership evaluation's."""
+        return {"task": "clustering", "preds": self.preds, "labels": self.labels, "format": self.format,
+                "n": self.metrics["n"], "classes": self.classes, "clusters": self.clusters, "metrics": self.metrics,
+                "baselines": self.baselines, "contingency": self.contingency, "notes": self.notes}
+
+
+def _table_format(table) -> str:
+    """The header as read, as a membership file's `format` is: its first two names (the columns read), in lower
+    case."""
+    return ",".join(name.lower() for name in table.columns) if table.columns else NO_HEADER
+
+
+def _class_notes(classes: list[str], predicted: list[str]) -> list[str]:
+    """Classes never predicted (each counts with F1 0 in macro-F1), and ground truth of one class, which always
+    answering that class scores perfectly."""
+    if len(classes) == 1:
+        return [f"the labels hold one class only ({classes[0]}): always answering it scores 1, as the majority class "
+                "baseline does"]
+    never = [c for c in classes if c not in set(predicted)]
+    if not never:
+        return []
+    each = "each " if len(never) > 1 else ""
+    return [f"never predicted: {', '.join(never)} ({len(never)} of the {len(classes)} classes, {each}with F1 0 in "
+            "macro-F1)"]
+
+
+def _cluster_notes(classes: list[str], clusters: list[str]) -> list[str]:
+    """What ARI, NMI and the accuracy after matching cannot show: one cluster or one generator (ARI and NMI 0 for
+    any answer), and a number of clusters other than of generators, whose unmatched images count as wrong."""
+    k, c = len(clusters), len(classes)
+    if c == 1:
+        return [] if k == 1 else [f"the labels hold one generator only ({classes[0]}): ARI and NMI are 0 for any "
+                                  "split into two clusters or more"]
+    if k == 1:
+        return ["every image in one cluster: ARI and NMI are 0, as the one cluster baseline's"]
+    if k == c:
+        return []
+    extra, what, other = (k - c, "cluster", "generator") if k > c else (c - k, "generator", "cluster")
+    return [f"{k} clusters for {c} generators: the images of {extra} {what}{'s' if extra > 1 else ''} matched to no "
+            f"{other} count as wrong in the accuracy after matching"]
 
 
 def _check_value_column(table, path, task: str) -> None:
@@ -286,17 +332,18 @@ def evaluate_classes(preds_path, labels_path) -> ClassReport:
     y_true = [classes.index(v) for v in truth.values]
     metrics = class_metrics(y_true, [classes.index(v) for v in predicted], len(classes))
     return ClassReport(str(preds_path), str(labels_path), classes, metrics,
-                       class_baselines(y_true, len(classes)), metrics["confusion"])
+                       class_baselines(y_true, len(classes)), metrics["confusion"], _table_format(preds),
+                       _class_notes(classes, predicted))
 
 
 def evaluate_clusters(preds_path, labels_path) -> ClusterReport:
     """ARI, NMI and accuracy after matching of a clustering file against the true generators."""
     from ganfp.metrics import cluster_baselines, cluster_metrics
 
-    truth, _, predicted = _aligned_tables(preds_path, labels_path, "clustering")
+    truth, preds, predicted = _aligned_tables(preds_path, labels_path, "clustering")
     classes, clusters = sorted(set(truth.values)), sorted(set(predicted), key=lambda c: (len(c), c))
     table = np.zeros((len(classes), len(clusters)), dtype=np.int64)
     np.add.at(table, ([classes.index(v) for v in truth.values], [clusters.index(c) for c in predicted]), 1)
     return ClusterReport(str(preds_path), str(labels_path), classes, clusters,
                          cluster_metrics(truth.values, predicted), cluster_baselines(truth.values, len(clusters)),
-                         table.tolist())
+                         table.tolist(), _table_format(preds), _cluster_notes(classes, clusters))
