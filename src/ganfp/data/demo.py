@@ -18,12 +18,14 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from PIL import Image
-from sklearn.decomposition import PCA
-from sklearn.mixture import GaussianMixture
+
+if TYPE_CHECKING:  # imported by fit_pcagmm: reading a built demo set (demo_ready's version) needs no scikit-learn
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
 
 from ganfp.data.adapters.demo import TEST_LABELS  # the adapter names the files it serves
 from ganfp.data.demo_ct import random_patient, render_slice, to_ctset, to_display
@@ -246,6 +248,9 @@ def fit_pcagmm(used: np.ndarray, random_state: int, components: int = PCA_COMPON
     With few training images each Gaussian sits on a handful of them, so samples land near the
     training images: the small-data memorisation that membership scorers detect.
     """
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
     x = used.reshape(len(used), -1).astype(np.float64) / 255.0
     pca = PCA(n_components=min(components, len(used) - 1), svd_solver="full").fit(x)
     mixture = GaussianMixture(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError
@@ -13,6 +12,9 @@ from ganfp.errors import InputError
 
 def split_indices(manifest: Manifest, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) indices. A split fixed by the dataset wins; groups never straddle the two sides."""
+    # here, not at module import: `split_problem` is read by commands that never split (attribute's knn)
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
     fixed = [it.split for it in manifest.items]
     if all(s in ("train", "val") for s in fixed):
         split = np.array(fixed)
