@@ -986,3 +986,37 @@ def test_evaluate_json_of_a_clustering_names_its_format_and_notes(mixed, tmp_pat
     assert code == 0, err
     flat = " ".join(out.split())
     assert "file format: id,cluster" in flat and "note: the labels hold one generator only (vae)" in flat
+
+
+def test_an_id_that_ends_like_an_image_extension_is_read_as_written_in_an_id_column(task, tmp_path, run_cli):
+    """`img.jpg.png` (a JPEG converted by appending `.png`) has the id `img.jpg`. In an id column that cell was read
+    as a file name, `img`, so a table written with `--columns id,...` (or none) was not scored against one written
+    with image_path, nor against ground truth naming `img.jpg`: an id column holds ids, as membership reads it."""
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    truth = {}
+    for image in sorted((task / "unknown").glob("*.png")):
+        (unknown / f"{image.stem}.jpg.png").write_bytes(image.read_bytes())
+        truth[f"{image.stem}.jpg"] = image.stem.split("_")[1]
+    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"{i},{c}\n" for i, c in truth.items()))
+    tables = {}
+    for columns in ("image_path,predicted_class", "id,predicted_class", "none"):
+        out = tmp_path / f"{columns.split(',')[0]}.csv"
+        attribute(dataclasses.replace(config(task, tmp_path, method="knn", features="pixels8", columns=columns),
+                                      unknown=str(unknown), out=str(out)))
+        assert sorted(read_class_table(out).ids) == sorted(truth)
+        code, stdout, err = run_cli("evaluate", out, tmp_path / "labels.csv", "--json")
+        assert code == 0, err
+        assert json.loads(stdout)["metrics"]["accuracy"] == 1.0
+        tables[columns] = out
+    code, _, err = run_cli("evaluate", tables["id,predicted_class"], tables["image_path,predicted_class"])
+    assert code == 0, err
+
+
+def test_an_id_column_holding_file_names_is_named_as_such(tmp_path, run_cli):
+    """An id column holds ids, exactly; file names there (`x.png`) are not the ids `x` of the other file, and the
+    message says what the other file has."""
+    (tmp_path / "p.csv").write_text("id,predicted_class\nx.png,a\ny.png,b\n")
+    (tmp_path / "t.csv").write_text("image_path,label\nd/x.png,a\nd/y.png,b\n")
+    one_line_error(run_cli("evaluate", tmp_path / "p.csv", tmp_path / "t.csv"), "p.csv:2: id 'x.png' is not in",
+                   "it has 'x'")

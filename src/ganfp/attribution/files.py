@@ -3,8 +3,10 @@
 The official 2025 and 2024 column layouts are not published: a participant's script writes
 `image_path,predicted_class`, so that is the default, and `--columns` writes another header that
 `ganfp evaluate` reads back. Reading is lenient in the same way: a header is recognised by a known
-id column name, an id cell may be a path or a file name (the image id is the file name without its
-image extension), and only the first two columns count, so extra columns such as scores are kept aside.
+id column name, a cell under a path-like one (`image_path`, `file`...) may be a path or a file name (the
+image id is the file name without its image extension), and only the first two columns count, so extra
+columns such as scores are kept aside. An id column (`id`, `name`...), and the first of a file without a
+header, holds ids as written, as membership's reader has them: the id `img.jpg` (of `img.jpg.png`) is not `img`.
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ def read_class_table(path) -> ClassTable:
         raise unnamed_column(path, lines[0].lstrip("\ufeff"), 1)
     columns = (first[0], first[1]) if len(first) >= 2 and first[0].lower() in ID_WORDS else None
     start = 2 if columns else 1
+    # file names under a path-like header; ids, as written, under an id column and without a header (as membership's
+    # reader): the id `img.jpg` of `img.jpg.png` read as a file name was `img`
+    by_file = columns is not None and columns[0].lower() in FILE_WORDS
     ids, values, where, seen = [], [], [], {}
     for n, row in enumerate(csv.reader(lines[start - 1 :]), start):
         if not any(cell.strip() for cell in row):
@@ -117,7 +122,7 @@ def read_class_table(path) -> ClassTable:
         if len(row) < 2:
             raise InputError(f"{path}:{n}: one column, expected an id and a class (e.g. image_path,predicted_class)"
                              + separator_hint(row[0]))
-        key, value = cell_id(row[0]), row[1].strip()
+        key, value = (cell_id(row[0]) if by_file else row[0].strip()), row[1].strip()
         if not key or not value:
             raise InputError(f"{path}:{n}: empty {'id' if not key else 'class'}")
         if key in seen:
