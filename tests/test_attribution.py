@@ -1020,3 +1020,16 @@ def test_an_id_column_holding_file_names_is_named_as_such(tmp_path, run_cli):
     (tmp_path / "t.csv").write_text("image_path,label\nd/x.png,a\nd/y.png,b\n")
     one_line_error(run_cli("evaluate", tmp_path / "p.csv", tmp_path / "t.csv"), "p.csv:2: id 'x.png' is not in",
                    "it has 'x'")
+
+
+def test_a_headerless_clustering_of_two_against_named_generators_says_task_clustering(mixed, tmp_path, run_cli):
+    """Two clusters without a header hold 0 and 1, so auto read them as membership, and the message was about the
+    ground truth's header ("unrecognised header 'id,generator'"); a value column membership has no name for is
+    not membership's ground truth, so the attribution reader names the way out."""
+    truth = read_class_table(mixed / "labels.csv")
+    preds = tmp_path / "c.csv"
+    preds.write_text("".join(f"{i},{n % 2}\n" for n, i in enumerate(truth.ids)))
+    one_line_error(run_cli("evaluate", preds, mixed / "labels.csv"), "c.csv:1: class '0' is not a class of",
+                   "a clustering without a header needs --task clustering")
+    code, out, err = run_cli("evaluate", preds, mixed / "labels.csv", "--task", "clustering", "--json")
+    assert code == 0 and json.loads(out)["task"] == "clustering", err

@@ -184,14 +184,15 @@ TASKS = ("auto", "membership", "attribution", "clustering")
 
 
 def detect_task(preds_path, labels_path) -> str:
-    """clustering (a `cluster` column in the predictions), attribution (class names on both sides) or membership.
+    """clustering (a `cluster` column in the predictions), attribution (class names on both sides, or ground truth
+    whose value column membership has no name for, such as `generator`) or membership.
 
     A file with 0/1 values or scores on either side is membership, whose reader names any problem;
     predictions that cannot be read as classes go by the ground truth alone, so a broken attribution
     file is reported by the attribution reader, not as ground truth that is not 0 or 1.
     """
     from ganfp.attribution.files import CLUSTER_WORDS, SCORE_WORDS, read_class_table
-    from ganfp.submission import read_lines
+    from ganfp.submission import LABEL_COLUMNS, SCORE_COLUMNS, read_lines
 
     lines = read_lines(preds_path)
     header = {t.strip().strip('"').lower() for t in (lines[0].lstrip("\ufeff").split(",") if lines else [])}
@@ -200,9 +201,14 @@ def detect_task(preds_path, labels_path) -> str:
     if header.intersection(SCORE_WORDS):
         return "membership"
     try:
-        values = [set(read_class_table(labels_path).values)]
+        truth = read_class_table(labels_path)
     except InputError:
         return "membership"  # e.g. the official format
+    if truth.columns and truth.columns[1].lower() not in LABEL_COLUMNS + SCORE_COLUMNS:
+        # `id,generator`: the membership reader refuses that header, so it is no membership's ground truth (two
+        # clusters without a header, 0 and 1, were read as membership and the message was about LABELS' header)
+        return "attribution"
+    values = [set(truth.values)]
     try:
         values.append(set(read_class_table(preds_path).values))
     except InputError:
