@@ -1033,3 +1033,25 @@ def test_a_headerless_clustering_of_two_against_named_generators_says_task_clust
                    "a clustering without a header needs --task clustering")
     code, out, err = run_cli("evaluate", preds, mixed / "labels.csv", "--task", "clustering", "--json")
     assert code == 0 and json.loads(out)["task"] == "clustering", err
+
+
+@pytest.mark.parametrize("layout", ["one class folder", "loose images"])
+def test_a_train_folder_of_one_class_or_none_says_what_it_holds(task, tmp_path, layout):
+    """`--train DIR` with `gen/<class>/` (not `generated/`) read as one class named gen; loose images as no class:
+    the refusal said what a training folder needs, not what this one held, which is the mistake to see."""
+    train = tmp_path / "train"
+    if layout == "one class folder":
+        for cls in CLASSES:
+            (train / "gen" / cls).mkdir(parents=True)
+            for image in (task / "train" / "generated" / cls).glob("*.png"):
+                (train / "gen" / cls / image.name).write_bytes(image.read_bytes())
+        held = "it holds one: gen/ (its images under sub-folders of their own: pass --train the folder holding " \
+               "the class folders, or name it generated/)"
+    else:
+        train.mkdir()
+        for image in (task / "unknown").glob("*alpha*.png"):
+            (train / image.name).write_bytes(image.read_bytes())
+        held = "it holds 4 images and no class folder"
+    with pytest.raises(InputError, match=re.escape(f"--train needs one sub-folder of images per class, two classes "
+                                                   f"or more; {held}")):
+        attribute(dataclasses.replace(config(task, tmp_path), train=str(train)))

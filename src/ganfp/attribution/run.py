@@ -318,8 +318,21 @@ def _class_folders(folder: Path, what: str, classes: list[str] | None = None) ->
 
     manifest = folder_manifest(folder, classes=classes)
     if not manifest.labelled or len(manifest.classes) < 2:
-        raise InputError(f"{folder}: {what} needs one sub-folder of images per class, two classes or more")
+        raise InputError(f"{folder}: {what} needs one sub-folder of images per class, two classes or more; "
+                         f"{_what_it_holds(folder, manifest)}")
     return manifest
+
+
+def _what_it_holds(folder: Path, manifest: Manifest) -> str:
+    """What a folder that is not one of class folders holds: one class folder (most often `gen/<class>/` or another
+    name for `generated/`, whose classes became one), or loose images."""
+    if not manifest.labelled:
+        return f"it holds {count(len(manifest), 'image')} and no class folder"
+    (cls,) = manifest.classes
+    nested = not image_files(folder / cls, recursive=False)  # the class folder's images are in folders of their own
+    hint = (" (its images under sub-folders of their own: pass --train the folder holding the class folders, or "
+            "name it generated/)") if nested else ""
+    return f"it holds one: {cls}/{hint}"
 
 
 def _sub_folder(folder: Path, name: str) -> Path | None:
