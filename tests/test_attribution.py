@@ -1055,3 +1055,24 @@ def test_a_train_folder_of_one_class_or_none_says_what_it_holds(task, tmp_path, 
     with pytest.raises(InputError, match=re.escape(f"--train needs one sub-folder of images per class, two classes "
                                                    f"or more; {held}")):
         attribute(dataclasses.replace(config(task, tmp_path), train=str(train)))
+
+
+def test_the_ground_truth_of_a_demo_set_is_not_an_output(tmp_path, run_cli):
+    """`--out` naming the demo's labels.csv replaced the ground truth with the predictions, then printed
+    `ganfp evaluate X X`: refused before any work, as an input is."""
+    from ganfp.data.adapters import load_manifest
+
+    data = tmp_path / "data"
+    labels = Path(load_manifest("demo:attribution-2025", str(data)).info["labels"])
+    before = labels.read_bytes()
+    code, _, err = run_cli("attribute", "demo:attribution-2025", "--out", labels, "--data-root", data, "--device",
+                           "cpu")  # the line of the demo's build may come before the error
+    assert code == 2 and err.strip().splitlines()[-1].startswith(
+        f"error: --out {labels}: is the ground truth of demo:attribution-2025"), err
+    linked = tmp_path / "linked.csv"
+    linked.symlink_to(labels)
+    with pytest.raises(InputError, match="is the ground truth of demo:attribution-2025"):
+        attribute(AttributeConfig("demo:attribution-2025", str(linked), device="cpu", data_root=str(data)))
+    with pytest.raises(InputError, match="is the ground truth of demo:attribution-2025"):
+        cluster(ClusterConfig("demo:attribution-2025", str(labels), clusters=5, device="cpu", data_root=str(data)))
+    assert labels.read_bytes() == before

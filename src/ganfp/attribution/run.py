@@ -53,7 +53,7 @@ from ganfp.data.generated import depths_by_set, image_headers, native_image_size
 from ganfp.data.manifest import UNLABELLED, Manifest, folder_warnings_once, image_files, list_folder
 from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, file_items, window_name, with_window
-from ganfp.data.outputs import check_outputs
+from ganfp.data.outputs import check_ground_truth, check_outputs
 from ganfp.data.split import split_problem
 from ganfp.device import resolve_device
 from ganfp.errors import InputError, count, plain_numbers, require_int, require_path, require_paths, require_seed
@@ -469,6 +469,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.unknown, cfg.train), data_root=cfg.data_root)
     cfg = cfg.resolved()
     unknown = read_images(cfg.unknown, cfg.data_root, cfg.reading)
+    check_ground_truth({"--out": cfg.out, "--report": cfg.report}, unknown, cfg.unknown)
     columns = parse_columns(cfg.columns)
     keys = row_keys(unknown.items, columns)
     train, train_spec, warnings = training_set(cfg, unknown)
@@ -516,6 +517,7 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.images,), data_root=cfg.data_root)
     cfg = cfg.resolved()
     images = read_images(cfg.images, cfg.data_root, cfg.reading)
+    check_ground_truth({"--out": cfg.out, "--report": cfg.report}, images, cfg.images)
     columns = parse_columns(cfg.columns, clustering=True)
     keys = row_keys(images.items, columns)
     if cfg.clusters is not None and cfg.clusters > len(images):

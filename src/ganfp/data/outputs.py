@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from ganfp.data.adapters import spec_folders
-from ganfp.data.manifest import is_image_file
+from ganfp.data.manifest import Manifest, is_image_file
 from ganfp.errors import InputError
 from ganfp.fileio import check_writable
 
@@ -96,3 +96,21 @@ def check_outputs(outputs: dict[str, PathLike], inputs: tuple[PathLike, ...], dr
                              "run would read it as one of its images; write it elsewhere")
         if (why := _kind_problem(option, path)) is not None:
             raise InputError(f"{option} {path}: {why}")
+
+
+def check_ground_truth(outputs: dict[str, PathLike], images: Manifest, spec: str) -> None:
+    """No output is the ground truth of the images (a demo set's labels.csv, `images.info["labels"]`): `--out`
+    naming it replaced the labels with the predictions, and the line printed to score them named one file twice.
+    Known once the spec is read, which lists files only: run then, before any image is decoded."""
+    labels = images.info.get("labels")
+    for option, path in outputs.items():
+        if path is not None and labels and _same_file(path, labels):
+            raise InputError(f"{option} {path}: is the ground truth of {spec}, which ganfp evaluate scores the "
+                             "output against; write it elsewhere")
+
+
+def _same_file(a: PathLike, b: PathLike) -> bool:
+    try:
+        return os.path.samefile(Path(a).expanduser(), b)
+    except OSError:  # an output not written yet
+        return False
