@@ -509,6 +509,17 @@ def _distinct_vectors(x: np.ndarray, cfg: ClusterConfig) -> int:
     return distinct
 
 
+def _few_per_group(k: int, n: int) -> list[str]:
+    """A warning when one group more than K would hold fewer images, on average, than the neighbours each image is
+    linked to in the graph K is read from: such groups merge there (3 groups of 4 images gave K = 2), so K may be
+    too few. The K chosen is kept: it is the best the graph says, and the warning says how far to trust it."""
+    if n / (k + 1) >= GRAPH_NEIGHBOURS:
+        return []
+    return [f"--clusters auto: K = {k} on {count(n, 'image')}, read off a graph that links each image to its "
+            f"{GRAPH_NEIGHBOURS} nearest: groups of fewer than about {GRAPH_NEIGHBOURS} images are not told apart "
+            "there, so K may count too few; give --clusters K if you know it"]
+
+
 @folder_warnings_once()
 def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> ClusterResult:
     """Cluster every image of `cfg.images` into K groups (K given, or chosen by the eigengap); write `cfg.out`."""
@@ -537,9 +548,11 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
                 f"among K = 2..{max(gaps)})")
     else:
         k, labels, gaps = cfg.clusters, CLUSTERERS.get(cfg.method)(x, cfg.clusters, cfg.seed), None
+    warnings = mixed_depths(["the images"] * len(images), headers)
+    if cfg.clusters is None:
+        warnings += _few_per_group(k, len(images))
     result = ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, silhouette(x, labels), gaps,
-                           cfg.method, cfg.features, str(cfg.out), images.info.get("labels"),
-                           warnings=mixed_depths(["the images"] * len(images), headers))
+                           cfg.method, cfg.features, str(cfg.out), images.info.get("labels"), warnings=warnings)
     _write_outputs(cfg, keys, [str(c) for c in labels], columns, result,
                    lambda summary: cluster_inputs(images, ctx, x, result.clusters, summary, cfg.report_n))
     result.seconds = time.perf_counter() - started
