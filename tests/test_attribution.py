@@ -1106,3 +1106,14 @@ def test_auto_k_on_a_few_images_says_groups_of_fewer_than_the_graphs_neighbours_
     result = cluster(ClusterConfig(str(many), str(tmp_path / "c.csv"), features="pixels8", device="cpu",
                                    data_root=str(tmp_path / "data")))
     assert result.k == 3 and result.warnings == []
+
+
+def test_a_k_above_the_labelled_images_is_said_aloud(task, tmp_path, run_cli):
+    """`--k 100` on 24 labelled images votes with all 24, as classify's neighbour passes use a whole set: a user who
+    asked for 100 would believe k was 100. Attributed as asked, with a warning, as classify warns."""
+    result = attribute(config(task, tmp_path, method="knn", features="pixels8", k=100))
+    assert result.warnings == ["--k 100: more than the 24 labelled images; every one of them votes, as with --k 24"]
+    assert attribute(config(task, tmp_path, method="knn", features="pixels8", k=24)).warnings == []
+    code, out, err = run_cli("attribute", task / "unknown", "--train", task / "train", "--out", tmp_path / "b.csv",
+                             "--k", "30", "--use-real", "--device", "cpu", "--data-root", tmp_path / "data")
+    assert code == 0 and "warning: --k 30: more than the 36 labelled images" not in err, err  # real/ counts too

@@ -449,6 +449,15 @@ def mixed_depths(sets: list[str], headers: list[Header]) -> list[str]:
             "instead of their generator; save every set at one bit depth"]
 
 
+def _k_beyond(cfg: AttributeConfig, labelled: int) -> list[str]:
+    """A k above the labelled images votes with them all (the neighbour pass cannot find more): said aloud, as
+    classify says it of its neighbour passes, since a user who asked for 100 neighbours would believe k was 100."""
+    if not METHODS.entry(cfg.method).meta.get("uses_k") or cfg.k <= labelled:
+        return []
+    return [f"--k {cfg.k}: more than the {count(labelled, 'labelled image')}; every one of them votes, as with "
+            f"--k {labelled}"]
+
+
 def _write_outputs(cfg: AttributeConfig | ClusterConfig, keys: list[str], values: list[str],
                    columns: tuple[str, str] | None, result: AttributionResult | ClusterResult,
                    report_inputs: Callable[[dict], SupervisedInputs | ClusterInputs]) -> None:
@@ -479,7 +488,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     headers = image_headers(train, unknown)  # one open per file gives the native size and the bit depths
     size = cfg.image_size or native_image_size(train, unknown, headers=headers)
     sets = [f"class {train.classes[it.label]}" for it in train.items] + ["the unknown images"] * len(unknown)
-    warnings += mixed_depths(sets, headers)
+    warnings += mixed_depths(sets, headers) + _k_beyond(cfg, len(train))
     ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root, cfg.trainer.runs_dir)
     job = Job(train, unknown, train_spec, cfg.features, cfg.k, ctx, cfg.trainer, cfg.seed, message,
               window=window_name(window))
