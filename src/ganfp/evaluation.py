@@ -187,7 +187,7 @@ def detect_task(preds_path, labels_path) -> str:
     """clustering (a `cluster` column in the predictions), attribution (class names on both sides, or ground truth
     whose value column membership has no name for, such as `generator`) or membership.
 
-    A file with 0/1 values or scores on either side is membership, whose reader names any problem;
+    Else a file with 0/1 values or scores on either side is membership, whose reader names any problem;
     predictions that cannot be read as classes go by the ground truth alone, so a broken attribution
     file is reported by the attribution reader, not as ground truth that is not 0 or 1.
     """

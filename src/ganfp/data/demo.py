@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from PIL import Image
 
-if TYPE_CHECKING:  # imported by fit_pcagmm: reading a built demo set (demo_ready's version) needs no scikit-learn
-    from sklearn.decomposition import PCA
-    from sklearn.mixture import GaussianMixture
-
 from ganfp.data.adapters.demo import TEST_LABELS  # the adapter names the files it serves
 from ganfp.data.demo_ct import random_patient, render_slice, to_ctset, to_display
 from ganfp.data.demo_photo import CATEGORIES, SIZES, copy_move, photo, splice
 from ganfp.errors import InputError, RuntimeFailure, require_path, require_seed
 from ganfp.fileio import sync_folder, sync_tree, write_json, write_text
+
+if TYPE_CHECKING:  # imported by fit_pcagmm: reading a built demo set (demo_ready's version) needs no scikit-learn
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
 
 DEMO_VERSION = 1
 CASIA_AUTHENTIC, CASIA_TAMPERED = 160, 160
