@@ -627,6 +627,20 @@ def test_a_demo_set_says_where_its_labels_are_and_how_to_score_it(run_cli, demo_
     assert "ROC-AUC" in stdout
 
 
+def test_the_ground_truth_of_a_demo_set_is_no_output_of_classify(run_cli, demo_root, tmp_path):
+    """`--scores` (or `--out`) naming the demo's labels file replaced the ground truth with the scores, and the line
+    printed to score them named one file twice: refused before any image is scored, the labels untouched."""
+    labels = demo_root / "demo" / "gans-test-labels.csv"
+    before = labels.read_bytes()
+    for option, other in (("--scores", "--out"), ("--out", "--scores")):
+        code, _, err = run_cli("classify", "demo:gans-test", option, labels, other, tmp_path / f"{option[2:]}.csv",
+                               "--data-root", demo_root)
+        assert code == 2 and err.strip().splitlines()[-1] == (
+            f"error: {option} {labels}: is the ground truth of demo:gans-test, which ganfp evaluate scores the "
+            "output against; write it elsewhere"), err
+    assert labels.read_bytes() == before and not list(tmp_path.iterdir())
+
+
 def test_a_threshold_labelling_every_image_alike_is_said_aloud(run_cli, case, tmp_path):
     """Membership scores are log ratios, not probabilities: --threshold 0.5 can label every image one way."""
     real, gen, labels, root = case

@@ -31,7 +31,7 @@ from ganfp.data.generated import (
 from ganfp.data.manifest import Manifest, folder_warnings_once, list_folder
 from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, with_window
-from ganfp.data.outputs import check_outputs
+from ganfp.data.outputs import check_ground_truth, check_outputs
 from ganfp.data.real import check_paired, read_real
 from ganfp.errors import InputError, count, plain_number, require_int, require_number, require_paths, require_seed
 from ganfp.fileio import written_together
@@ -693,6 +693,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     device = resolve_device(device)  # a GPU the machine lacks, or device=0, before any image is read
     asked = Recipe(method, features, k)
     sets = read_sets(real, generated, method, calibrate_on, ids_path, used_fraction, report, data_root, reading)
+    check_ground_truth({"--out": out, "--scores": scores_path, "--report": report}, sets.real, real)
     membership = check_scoring(sets, real, asked, checkpoint, calibrate_on, runs_dir, image_size)
     read_warnings = []
     if not membership or asked.features == "checkpoint" or (calibrate_on and checkpoint):  # a checkpoint is read
