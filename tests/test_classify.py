@@ -19,7 +19,7 @@ from helpers.images import write_frames
 from helpers.membership_cases import write_case, write_dev
 
 from ganfp.checkpoint import model_meta, save_model
-from ganfp.classify import calibration_candidates, dev_sets
+from ganfp.classify import calibration_candidates, dev_sets, k_beyond_the_sets
 from ganfp.data.adapters import register_adapter
 from ganfp.data.adapters.folder import folder_manifest
 from ganfp.errors import InputError
@@ -67,11 +67,6 @@ def one_line_error(code: int, err: str, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
-
-
-def warnings_beside_k(summary: dict) -> list[str]:
-    """The run's warnings but that the default ensemble's k=40 is more than the tiny case's 16 real images."""
-    return [w for w in summary["warnings"] if not w.startswith("the default method, ensemble, uses k=")]
 
 
 def read_scores(path) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -438,17 +433,17 @@ def test_what_makes_a_calibrated_run_less_than_it_seems_is_said_aloud(run_cli, c
     code, stdout, err = run_cli("classify", dev / "used", "--generated", gen, "--calibrate", dev, *fast)
     assert code == 0, err
     n_used = len(list((dev / "used").iterdir()))
-    (warning,) = warnings_beside_k(json.loads(stdout))
+    (warning,) = json.loads(stdout)["warnings"]
     assert warning.startswith(f"--calibrate {dev}: holds {n_used} of the {n_used} real images too (e.g. {dev}")
     assert "chosen on their labels" in warning
     big = write_dev(tmp_path / "big", size=48)
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--calibrate", big, *fast)
     assert code == 0, err
-    (warning,) = warnings_beside_k(json.loads(stdout))
+    (warning,) = json.loads(stdout)["warnings"]
     assert warning == (f"--calibrate {big}: its images are 48 px and the real images 32 px, so the recipe was judged "
                        "at another resolution than it runs at; pass --image-size 32 to compare both at one size")
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--calibrate", big, "--image-size", "32", *fast)
-    assert code == 0 and warnings_beside_k(json.loads(stdout)) == []
+    assert code == 0 and json.loads(stdout)["warnings"] == []
 
 
 def test_an_id_the_submission_cannot_hold_names_its_image_before_scoring(run_cli, case, tmp_path, monkeypatch):
@@ -647,11 +642,11 @@ def test_a_threshold_labelling_every_image_alike_is_said_aloud(run_cli, case, tm
     out = tmp_path / "sub.csv"
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", out, "--threshold", "1e9", "--json", *root)
     assert code == 0, err
-    (warning,) = warnings_beside_k(json.loads(stdout))
+    (warning,) = json.loads(stdout)["warnings"]
     assert warning.startswith(f"--threshold 1e+09 labels all {len(labels)} images not used") and warning in err
     assert set(read_predictions(out, labels).labels) == {0}  # written as asked, and said
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", out, "--json", *root)
-    assert code == 0 and warnings_beside_k(json.loads(stdout)) == [] and "labels all" not in err
+    assert code == 0 and json.loads(stdout)["warnings"] == [] and "labels all" not in err
 
 
 def test_real_images_among_the_generated_ones_are_said_aloud(run_cli, case, tmp_path):
@@ -660,10 +655,10 @@ def test_real_images_among_the_generated_ones_are_said_aloud(run_cli, case, tmp_
     code, stdout, err = run_cli("classify", real, "--generated", real.parent, "--out", tmp_path / "s.csv", "--json",
                                 *root)
     assert code == 0, err
-    (warning,) = warnings_beside_k(json.loads(stdout))
+    (warning,) = json.loads(stdout)["warnings"]
     assert f"--generated {real.parent}: holds {len(labels)} of the {len(labels)} real images too" in warning
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json", *root)
-    assert code == 0 and warnings_beside_k(json.loads(stdout)) == []
+    assert code == 0 and json.loads(stdout)["warnings"] == []
 
 
 def test_a_generated_folder_with_a_copy_of_every_real_image_is_said_aloud(run_cli, case, tmp_path):
@@ -676,11 +671,11 @@ def test_a_generated_folder_with_a_copy_of_every_real_image_is_said_aloud(run_cl
         shutil.copy(image, mixed / f"copy_{image.name}")
     code, stdout, err = run_cli("classify", real, "--generated", mixed, "--out", tmp_path / "s.csv", "--json", *root)
     assert code == 0, err
-    (warning,) = warnings_beside_k(json.loads(stdout))
+    (warning,) = json.loads(stdout)["warnings"]
     assert warning.startswith(f"--generated {mixed}: holds a copy of every real image ({len(labels)} byte-for-byte")
     (mixed / f"copy_{sorted(real.iterdir())[0].name}").unlink()  # one real image without its copy
     code, stdout, err = run_cli("classify", real, "--generated", mixed, "--out", tmp_path / "s.csv", "--json", *root)
-    assert code == 0 and warnings_beside_k(json.loads(stdout)) == [], err
+    assert code == 0 and json.loads(stdout)["warnings"] == [], err
 
 
 def test_copies_of_one_image_split_by_the_cut_are_said_aloud(run_cli, case, tmp_path):
@@ -691,7 +686,7 @@ def test_copies_of_one_image_split_by_the_cut_are_said_aloud(run_cli, case, tmp_
         shutil.copy(first, image)
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json", *root)
     assert code == 0, err
-    (warning,) = warnings_beside_k(json.loads(stdout))
+    (warning,) = json.loads(stdout)["warnings"]
     assert f"{len(labels)} images share the score at the cut" in warning
     assert f"{len(labels) // 2} of them are labelled used in the order of their ids" in warning
 
@@ -705,11 +700,11 @@ def test_real_and_generated_images_of_other_bit_depths_are_said_aloud(run_cli, c
     n_gen = len(list(gen.glob("*.png")))
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json", *root)
     assert code == 0, err
-    (warning,) = warnings_beside_k(json.loads(stdout))
+    (warning,) = json.loads(stdout)["warnings"]
     assert warning.startswith(f"the images mix bit depths (the real images 16-bit ({len(labels)}), the generated "
                               f"images 8-bit ({n_gen})): ganfp stretches each 16-bit")
     code, stdout, err = run_cli("classify", real, "--generated", real, "--out", tmp_path / "s.csv", "--json", *root)
-    assert code == 0 and not any("bit" in w for w in warnings_beside_k(json.loads(stdout)))  # one depth: no word of it
+    assert code == 0 and not any("bit" in w for w in json.loads(stdout)["warnings"])  # one depth: no word of it
 
 
 def test_a_few_16_bit_images_in_a_set_of_8_bit_ones_are_said_aloud(run_cli, case, tmp_path):
@@ -723,7 +718,7 @@ def test_a_few_16_bit_images_in_a_set_of_8_bit_ones_are_said_aloud(run_cli, case
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json",
                                 "--image-size", "32", *root)
     assert code == 0, err
-    (warning,) = warnings_beside_k(json.loads(stdout))
+    (warning,) = json.loads(stdout)["warnings"]
     assert warning.startswith(f"the images mix bit depths (the real images 8-bit ({len(labels)}), the generated "
                               f"images 8-bit ({n_gen - 1}) and 16-bit (1)):")
 
@@ -774,21 +769,38 @@ def test_a_k_above_one_image_says_image(run_cli, case, tmp_path):
             in json.loads(stdout)["warnings"])
 
 
-def test_the_default_ensembles_own_k_above_the_sets_sizes_is_said_aloud(run_cli, case, tmp_path):
-    """The ensemble's local member uses k=40: on a few dozen images it compares with all of them, which the user heard
-    only for a --k of their own. The same warning, naming the k that ran; none where the sets are large enough."""
+def test_a_k_the_user_did_not_give_warns_only_above_a_whole_set(run_cli, case, tmp_path):
+    """The ensemble's local member names k=40 and fits by a twelfth of the generated images (its cap, by design): on
+    a few dozen images the warning said it used them all, on a few hundred nothing. No warning of that cap; one
+    where a member's k is more than a whole set (knn wstd32 k=10 of 8 generated images), naming the k that ran."""
     real, gen, labels, root = case
-    n_gen, n_real = len(list(gen.glob("*.png"))), len(labels)
     out = tmp_path / "sub.csv"
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", out, "--json", *root)
+    assert code == 0 and json.loads(stdout)["warnings"] == [], err
+    real, gen, _ = write_case(tmp_path / "few", n_used=8, n_not_used=8, copies=1, extra=0)  # 16 real, 8 generated
     code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", out, "--json", *root)
     assert code == 0, err
     (warning,) = json.loads(stdout)["warnings"]
-    assert warning == (f"the default method, ensemble, uses k=40 (local pixels32 k=40): more than the {n_gen} "
-                       f"generated images and the {n_real - 1} other real images; those neighbour passes use them all")
+    assert warning == ("the default method, ensemble, uses k=10 (knn wstd32 k=10): more than the 8 generated images; "
+                       "those neighbour passes use them all") and warning in err
+
+
+def test_a_k_the_user_gave_that_local_caps_says_the_k_it_uses(run_cli, case, tmp_path):
+    """local fits by at most a twelfth of the generated and a quarter of the other real images: `--k 40` on 32 and
+    16 was said to use them all (it used 2 and 3), and on a few hundred nothing was said (it used 25 and 24)."""
+    real, gen, labels, root = case
+    n_gen, n_real = len(list(gen.glob("*.png"))), len(labels)
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--method", "local", "--k", "40", "--out",
+                                tmp_path / "sub.csv", "--json", *root)
+    assert code == 0, err
+    (warning,) = json.loads(stdout)["warnings"]
+    assert warning == (f"--k 40: local std32 k=40 caps k on sets this small; it uses k={n_gen // 12} among the "
+                       f"{n_gen} generated images and k={(n_real - 1) // 4} among the {n_real - 1} other real images")
     assert warning in err
-    real, gen, _ = write_case(tmp_path / "larger", n_used=24, n_not_used=24, extra=16)  # 48 real, 88 generated
-    code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", out, "--json", *root)
-    assert code == 0 and json.loads(stdout)["warnings"] == [], err
+    assert k_beyond_the_sets(Recipe("local", "std32", 40), 40, 100, 300, "--method local") == [
+        "--k 40: local std32 k=40 caps k on sets this small; it uses k=25 among the 300 generated images and k=24 "
+        "among the 99 other real images"]
+    assert k_beyond_the_sets(Recipe("local", "std32", 40), 40, 200, 10_000, "--method local") == []
 
 
 def test_a_feature_space_finer_than_the_images_is_said_aloud(run_cli, case, tmp_path):
@@ -825,7 +837,7 @@ def test_a_generated_folder_inside_the_real_one_is_not_read_as_real_images(run_c
         assert code == 0, err
         summary = json.loads(stdout)
         assert (summary["images"], summary["generated"]) == (len(labels), n_gen)
-        assert warnings_beside_k(summary) == []
+        assert summary["warnings"] == []
         assert validate_submission(out, labels) == []
 
 

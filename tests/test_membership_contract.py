@@ -74,6 +74,16 @@ def test_used_images_rank_above_unused_ones(hard, method):
     assert roc_auc_score(used, scores_of(real, gen, recipe_for(method), root / "data")) > 0.7
 
 
+@pytest.mark.parametrize("method", SCORERS.names(needs="neighbours", uses_k=True))
+def test_every_neighbour_scorer_of_k_says_the_k_it_uses(method):
+    """classify's k warning reads `ks_used`: a neighbour scorer of k without it failed the warning after the
+    scoring, and one whose ks were more than asked or than a set holds would have the warning name ks never used."""
+    ks_used = SCORERS.entry(method).meta["ks_used"]
+    for k, n_generated, n_other_real in ((1, 1, 1), (5, 3, 40), (40, 300, 99), (40, 10_000, 199)):
+        used = ks_used(k, n_generated, n_other_real)
+        assert all(1 <= n_used <= min(k, n) for n_used, n in zip(used, (n_generated, n_other_real))), used
+
+
 @pytest.mark.parametrize("kind", SPACE_KINDS.names())
 def test_every_feature_space_ranks_used_images_first(hard, kind):
     real, gen, used, root = hard

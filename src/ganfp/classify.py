@@ -300,24 +300,38 @@ def depth_warning(real: Manifest, generated: Manifest | None, headers: list[Head
 
 
 def k_beyond_the_sets(recipe: Recipe, k: int | None, real: int, generated: int | None, which: str) -> list[str]:
-    """Each k above what a set holds compares with the whole set (a neighbour pass cannot find more): said aloud,
-    since a user who asked for 100 neighbours of 50 generated images would otherwise believe k was 100, and one
-    who ran the default ensemble on 30 that its local member used 40. `k`: the one the user gave; `which`: what
-    runs the recipe, for the k the user did not give ("the default method, ensemble,")."""
+    """Each k that a member's neighbour passes use less of than its recipe names (the scorer's `ks_used`), said
+    aloud where it would mislead: a --k the user gave, cut to a whole set (100 neighbours of 50 generated images) or
+    by the scorer's own cap (local's, on a few hundred images), and a k the user did not give that is more than a
+    whole set (the default ensemble's knn k=10 on 8 generated images). A scorer's cap of its own default k is by
+    design (docs/membership.md) and would warn on every run of a few hundred images. `k`: the one the user gave;
+    `which`: what runs the recipe, for the k the user did not give ("the default method, ensemble,")."""
     if generated is None:
         return []
-    by_k: dict[int, list[str]] = {}
+    sets = ((generated, "generated image"), (real - 1, "other real image"))
+    by_cut: dict[tuple, list[str]] = {}
     for member in member_recipes(recipe):
-        if member.k is not None:
-            by_k.setdefault(member.k, []).append(member.label)
+        if member.k is None:
+            continue
+        used = SCORERS.entry(member.method).meta["ks_used"](member.k, generated, real - 1)
+        cut = tuple((n_used, n, what) for n_used, (n, what) in zip(used, sets)
+                    if n_used < member.k and (member.k == k or n_used == n))  # a default k's cap is by design
+        if cut:
+            by_cut.setdefault((member.k, cut), []).append(member.label)
     warnings = []
-    for member_k, labels in by_k.items():
-        sets = [count(n, what) for n, what in ((generated, "generated image"), (real - 1, "other real image"))
-                if member_k > n]
-        if sets:
-            named = f"--k {k}" if member_k == k else f"{which} uses k={member_k} ({', '.join(labels)})"
-            warnings.append(f"{named}: more than the {' and the '.join(sets)}; those neighbour passes use them all")
+    for (member_k, cut), labels in by_cut.items():
+        named = f"--k {k}" if member_k == k else f"{which} uses k={member_k} ({', '.join(labels)})"
+        warnings.append(k_cut_warning(named, labels, cut))
     return warnings
+
+
+def k_cut_warning(named: str, labels: list[str], cut: tuple) -> str:
+    """The words for k cut in each (k used, set size, what) of `cut`: to the whole set, or by the scorer's cap."""
+    if all(n_used == n for n_used, n, _ in cut):
+        return (f"{named}: more than the {' and the '.join(count(n, what) for _, n, what in cut)}; those neighbour "
+                "passes use them all")
+    return (f"{named}: {', '.join(labels)} caps k on sets this small; it uses "
+            + " and ".join(f"k={n_used} among the {count(n, what)}" for n_used, n, what in cut))
 
 
 def space_beyond_the_images(features: str | None, size: int | None) -> list[str]:

@@ -27,9 +27,16 @@ BESIDE_CHUNK = 64  # real or generated images whose (k, candidates, ...) blocks 
 # scorers); uses_k / uses_features = whether k / the feature space change its scores;
 # vectors_only = it needs a vector space (not ssim or ncc); log_ratio = its scores are on a log
 # scale of closeness to the generated set against closeness to the real images (0 = no more than
-# the real images predict), so the ensemble can add them. pipeline.py registers the methods that
-# are not neighbour scorers; options, calibration, benchmarks and the contract tests all iterate this.
+# the real images predict), so the ensemble can add them; ks_used (every neighbour scorer that uses
+# k) = (k, generated images, other real images) -> the k its passes really use in each set, what
+# the scorer reads and classify's k warning says. pipeline.py registers the methods that are not
+# neighbour scorers; options, calibration, benchmarks and the contract tests all iterate this.
 SCORERS: Registry[Callable] = Registry("method")
+
+
+def whole_sets(k: int, n_generated: int, n_other_real: int) -> tuple[int, int]:
+    """The k a neighbour pass uses in each set: k, or the whole set where it holds fewer (it cannot find more)."""
+    return min(k, n_generated), min(k, n_other_real)
 
 
 @dataclass(frozen=True)
@@ -210,7 +217,7 @@ def spread_around(nb: Neighbours, k: int, closeness: Callable[[Beside], np.ndarr
     return None if beside is None else closeness(beside).mean(1)
 
 
-@SCORERS.register("knn", needs="neighbours", uses_k=True, uses_features=True, log_ratio=True,
+@SCORERS.register("knn", needs="neighbours", uses_k=True, uses_features=True, log_ratio=True, ks_used=whole_sets,
                   description="closeness to the k nearest generated images beyond what the k nearest real ones predict")
 def knn_scores(nb: Neighbours, k: int) -> np.ndarray:
     """d_G(x), the mean distance to the k nearest generated images, against d_R(x), to the k nearest other real ones.
@@ -244,7 +251,7 @@ def retrieval_scores(nb: Neighbours, k: int = 1) -> np.ndarray:
     return votes + 0.5 * (1.0 - rank / n)
 
 
-@SCORERS.register("density", needs="neighbours", uses_k=True, uses_features=True, log_ratio=True,
+@SCORERS.register("density", needs="neighbours", uses_k=True, uses_features=True, log_ratio=True, ks_used=whole_sets,
                   description="generated vs real neighbours inside one epsilon-ball (Monte Carlo density ratio)")
 def density_scores(nb: Neighbours, k: int, quantile: float = DENSITY_QUANTILE) -> np.ndarray:
     """Monte-Carlo density ratio: generated vs real neighbours inside one epsilon-ball (Hilprecht et al.).
@@ -265,6 +272,11 @@ LOCAL_CHUNK = 256  # real images solved at a time: (chunk, k, dim) neighbours in
 # k is capped at a 12th of the generated and a 4th of the other real images: with few images, k
 # neighbours that are most of the set span everything and tell used from not used no more.
 LOCAL_SHARE = (12, 4)
+
+
+def local_ks(k: int, n_generated: int, n_other_real: int) -> tuple[int, int]:
+    """The k local fits by in each set: k, capped by LOCAL_SHARE (at least one neighbour)."""
+    return min(k, max(1, n_generated // LOCAL_SHARE[0])), min(k, max(1, n_other_real // LOCAL_SHARE[1]))
 
 
 def reconstruction_error(queries: torch.Tensor, refs: torch.Tensor, idx: torch.Tensor, ridge: float) -> np.ndarray:
@@ -303,6 +315,7 @@ def residuals_beside(generated: torch.Tensor, beside: Beside, ridge: float) -> n
 
 
 @SCORERS.register("local", needs="neighbours", uses_k=True, uses_features=True, vectors_only=True, default_k=40, log_ratio=True,
+                  ks_used=local_ks,
                   description="how much better x's k nearest generated images rebuild it, linearly, than its k nearest real ones predict")
 def local_scores(nb: Neighbours, k: int, ridge: float = LOCAL_RIDGE) -> np.ndarray:
     """e_G against e_R: the residuals of x fitted as a linear combination of its k nearest generated / real images.
@@ -311,12 +324,11 @@ def local_scores(nb: Neighbours, k: int, ridge: float = LOCAL_RIDGE) -> np.ndarr
     blends are sums of two: a used image lies in the span of its generated neighbours, while one
     neighbour alone (knn) stays far. Fitting by the real neighbours calibrates, as in knn, and so
     does fitting each generated neighbour by the generated images beside it (`beyond_typical`).
-    k is capped for small sets (LOCAL_SHARE).
+    k is capped for small sets (`local_ks`).
     """
     if not isinstance(nb.metric, Euclidean):
         raise ValueError("local reconstruction needs feature vectors")
-    k_gen = min(k, max(1, len(nb.generated) // LOCAL_SHARE[0]))
-    k_real = min(k, max(1, (len(nb.real) - 1) // LOCAL_SHARE[1]))
+    k_gen, k_real = local_ks(k, len(nb.generated), len(nb.real) - 1)
     near = nb.real_to_generated(k_gen)[1]
     e_gen = reconstruction_error(nb.real, nb.generated, near, ridge)
     e_real = reconstruction_error(nb.real, nb.real, nb.real_to_real(k_real)[1], ridge)
