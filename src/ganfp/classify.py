@@ -40,7 +40,7 @@ from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
 from ganfp.membership.features import checkpoint_reading
 from ganfp.membership.pipeline import canonical, default_recipe, member_recipes
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
-from ganfp.membership.spaces import calibration_spaces, check_features_size
+from ganfp.membership.spaces import calibration_spaces, check_features_size, space_beyond_the_images
 from ganfp.report import DEFAULT_ROWS, check_report_sets, classify_report, require_matplotlib
 
 DEFAULT_USED_FRACTION = 0.5  # the 2023 test set: 100 used, 100 not used
@@ -332,19 +332,6 @@ def k_cut_warning(named: str, labels: list[str], cut: tuple) -> str:
                 "passes use them all")
     return (f"{named}: {', '.join(labels)} caps k on sets this small; it uses "
             + " and ".join(f"k={n_used} among the {count(n, what)}" for n_used, n, what in cut))
-
-
-def space_beyond_the_images(features: str | None, size: int | None) -> list[str]:
-    """A --features finer than the images, said aloud: a whitened space compares at the images' size, under the
-    name it was asked by (`knn white64` ran as white32 on 32 px images), and the others compare upsampled images,
-    which hold no more detail than at the images' size."""
-    space = parse_features(features) if features is not None and size is not None else None
-    if space is None or space.kind == "deep" or space.size <= size:
-        return []
-    at = space.at_most(size)
-    done = (f"it compares them at {size} px, as {at.label}" if at != space
-            else f"they are upsampled to {space.size} px, which adds no detail")
-    return [f"--features {features}: {space.label} is finer than the {size} px images; {done}"]
 
 
 def check_read(method: str, features: str | None, k: int | None, calibrating: bool, default: bool) -> None:

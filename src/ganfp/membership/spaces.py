@@ -163,6 +163,24 @@ def check_features_size(features: str | None, size: int | None, image_size: int 
         raise InputError(f"--features {features}: {why}{asked}")
 
 
+def space_beyond_the_images(features: str | None, size: int | None, names: list[str] | None = None) -> list[str]:
+    """A --features finer than the images, said aloud: a whitened space compares at the images' size, under the
+    name it was asked by (`knn white64` ran as white32 on 32 px images), and the others compare upsampled images,
+    which hold no more detail than at the images' size. `names`: the spaces of this kind that `features` joins
+    (attribute's `pixels64+spectrum`), when it is not one itself; one warning each."""
+    if features is None or size is None:
+        return []
+    warnings = []
+    for space in map(parse_features, [features] if names is None else names):
+        if space.kind == "deep" or space.size <= size:
+            continue
+        at = space.at_most(size)
+        done = (f"it compares them at {size} px, as {at.label}" if at != space
+                else f"they are upsampled to {space.size} px, which adds no detail")
+        warnings.append(f"--features {features}: {space.label} is finer than the {size} px images; {done}")
+    return warnings
+
+
 def calibration_spaces() -> list[FeatureSpace]:
     """Every pixel kind at every resolution it is calibrated at."""
     return [parse_features(f"{entry.name}{n}") for entry in SPACE_KINDS for n in entry.obj.calibrate_sizes]
