@@ -1103,6 +1103,27 @@ def test_auto_k_on_a_few_images_says_groups_of_fewer_than_the_graphs_neighbours_
     assert result.k == 3 and result.warnings == []
 
 
+def test_a_feature_space_finer_than_the_images_is_said_aloud_as_classify_says_it(task, mixed, tmp_path, run_cli):
+    """`--features pixels32` on 16 px images compares them upsampled, and knn's `white32` at 16 px: classify said
+    so, attribute said nothing. The same words, once for each such space of a joined spec, with --clusters too; a
+    default space (knn's white64) is the method's own choice and not warned of."""
+    upsampled = "pixels32 is finer than the 16 px images; they are upsampled to 32 px, which adds no detail"
+    asked = {"pixels32": [f"--features pixels32: {upsampled}"],
+             "pixels32+spectrum": [f"--features pixels32+spectrum: {upsampled}"],
+             "white32": ["--features white32: white32 is finer than the 16 px images; it compares them at 16 px, as "
+                         "white16"],
+             "pixels16+spectrum": [], None: []}
+    for features, said in asked.items():
+        assert attribute(config(task, tmp_path, method="knn", features=features)).warnings == said, features
+    base = ["attribute", task / "unknown", "--train", task / "train", "--features", "pixels32", "--device", "cpu",
+            "--data-root", tmp_path / "data", "--json"]
+    code, out, err = run_cli(*base, "--out", tmp_path / "b.csv")
+    assert code == 0 and json.loads(out)["warnings"] == asked["pixels32"] and f"warning: {asked['pixels32'][0]}" in err
+    code, out, err = run_cli("attribute", mixed / "generated", "--clusters", "3", "--features", "pixels32",
+                             "--out", tmp_path / "c.csv", "--device", "cpu", "--data-root", tmp_path / "data", "--json")
+    assert code == 0 and json.loads(out)["warnings"] == asked["pixels32"], err
+
+
 def test_a_k_above_the_labelled_images_is_said_aloud(task, tmp_path, run_cli):
     """`--k 100` on 24 labelled images votes with all 24, as classify's neighbour passes use a whole set: a user who
     asked for 100 would believe k was 100. Attributed as asked, with a warning, as classify warns."""

@@ -179,6 +179,14 @@ def space_label(name: str) -> str:
     return name if name in FREQUENCY else parse_features(name).label
 
 
+def beyond_the_images(spec: str, size: int, pairs: bool = False) -> list[str]:
+    """classify's warning for each membership space of `spec` finer than the `size` px images (`pixels64` compares
+    them upsampled, `white64` at their size): the frequency fingerprints are computed at the images' own size."""
+    from ganfp.membership.spaces import space_beyond_the_images
+
+    return space_beyond_the_images(spec, size, [name for name in parse_spaces(spec, pairs) if name not in FREQUENCY])
+
+
 def reads_runs_dir(spec: str) -> bool:
     """Whether `spec` holds `checkpoint`, the one space that looks under --runs-dir (for a chain run)."""
     return "checkpoint" in parse_spaces(spec, pairs=True)

@@ -29,6 +29,7 @@ from ganfp.attribution.defaults import (
 from ganfp.attribution.features import (
     BlockScaler,
     FeatureContext,
+    beyond_the_images,
     compute,
     parse_spaces,
     reads_runs_dir,
@@ -476,7 +477,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     started = time.perf_counter()
     cfg.validate()
     check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.unknown, cfg.train), data_root=cfg.data_root)
-    cfg = cfg.resolved()
+    asked, cfg = cfg.features, cfg.resolved()  # a default space is the method's choice, at any image size
     unknown = read_images(cfg.unknown, cfg.data_root, cfg.reading)
     check_ground_truth({"--out": cfg.out, "--report": cfg.report}, unknown, cfg.unknown)
     columns = parse_columns(cfg.columns)
@@ -489,6 +490,8 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     size = cfg.image_size or native_image_size(train, unknown, headers=headers)
     sets = [f"class {train.classes[it.label]}" for it in train.items] + ["the unknown images"] * len(unknown)
     warnings += mixed_depths(sets, headers) + _k_beyond(cfg, len(train))
+    if asked is not None:
+        warnings += beyond_the_images(asked, size, METHODS.entry(cfg.method).meta.get("pairs", False))
     ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root, cfg.trainer.runs_dir)
     job = Job(train, unknown, train_spec, cfg.features, cfg.k, ctx, cfg.trainer, cfg.seed, message,
               window=window_name(window))
@@ -557,7 +560,7 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
                 f"among K = 2..{max(gaps)})")
     else:
         k, labels, gaps = cfg.clusters, CLUSTERERS.get(cfg.method)(x, cfg.clusters, cfg.seed), None
-    warnings = mixed_depths(["the images"] * len(images), headers)
+    warnings = mixed_depths(["the images"] * len(images), headers) + beyond_the_images(cfg.features, ctx.image_size)
     if cfg.clusters is None:
         warnings += _few_per_group(k, len(images))
     result = ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, silhouette(x, labels), gaps,
