@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -275,6 +276,33 @@ def test_cache_is_built_once_and_rebuilt_when_files_or_size_change(tmp_path, mon
     Image.fromarray(np.full((16, 16), 7, np.uint8)).save(root / "a" / "a000.png")  # a file changes
     changed = load_images(load_manifest(str(root), data_root=tmp_path), 16, data_root=tmp_path)
     assert len(calls) == 24 and not changed.reused and changed.images[0].max() == 7
+
+
+def test_a_cache_record_without_depths_gets_them_from_the_headers_without_decoding(tmp_path, monkeypatch):
+    """A record an older ganfp wrote has no "depths": they are read from the files' headers, no image decoded again,
+    and written into the record; a header that cannot be read leaves them unknown (None), the run unharmed."""
+    root = write_class_folder(tmp_path / "ds", n_per_class=4, size=16)
+    Image.fromarray(np.full((16, 16), 3000, np.uint16)).save(root / "b" / "b001.png")  # 16-bit
+    manifest = load_manifest(str(root), data_root=tmp_path)
+    first = load_images(manifest, 16, data_root=tmp_path)
+    (record,) = (tmp_path / "cache" / "images").glob("*.json")
+    old = json.loads(record.read_text())
+    del old["depths"]
+    record.write_text(json.dumps(old))
+    decoded = []
+    real = cache_mod.decode_with_depth
+    monkeypatch.setattr(cache_mod, "decode_with_depth", lambda p, s, *read: decoded.append(p) or real(p, s, *read))
+    again = load_images(manifest, 16, data_root=tmp_path)
+    assert again.reused and decoded == [] and again.depths == first.depths == ["8-bit"] * 5 + ["16-bit"] + ["8-bit"] * 2
+    assert json.loads(record.read_text())["depths"] == first.depths
+    record.write_text(json.dumps(old))
+
+    def unreadable(*manifests):
+        raise InputError(f"{root / 'a' / 'a000.png'}: cannot read it")
+
+    monkeypatch.setattr(cache_mod, "image_headers", unreadable)
+    assert load_images(manifest, 16, data_root=tmp_path).depths is None and decoded == []
+    assert "depths" not in json.loads(record.read_text())
 
 
 @pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="no posix_fallocate (macOS, Windows)")

@@ -174,6 +174,27 @@ def test_a_stage_whose_images_mix_bit_depths_warns_naming_the_dataset_and_counts
                                   "16-bit (2)): 16-bit and float images are stretched"), warning
 
 
+def test_a_decode_cache_built_before_depths_were_recorded_still_warns_of_a_mix(tmp_path, run_cli):
+    """A cache an older ganfp built has no "depths" in its record, and its key is unchanged: a stage reusing it
+    trained on two contrasts without the warning. The depths are read from the headers and kept in the record."""
+    data = write_class_folder(tmp_path / "ds", 8, 16)
+    Image.fromarray(np.full((16, 16), 3000, np.uint16)).save(data / "b" / "b000.png")  # 16-bit
+    args = ["train-stage", "--data", data, "--model", "conv5", "--image-size", "16", "--batch-size", "8", "--epochs",
+            "1", "--data-root", tmp_path / "root", "--json"]
+    code, _, err = run_cli(*args, "--out", tmp_path / "s1")
+    assert code == 0, err
+    (record,) = (tmp_path / "root" / "cache" / "images").glob("*.json")
+    old = json.loads(record.read_text())
+    del old["depths"]
+    record.write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")  # as ganfp wrote it before 634e2b5
+    code, stdout, err = run_cli(*args, "--out", tmp_path / "s2")
+    assert code == 0, err
+    (warning,) = [w for w in json.loads(stdout)[0]["warnings"] if "bit depths" in w]
+    assert warning.startswith(f"{data}: the images mix bit depths (class a 8-bit (8), class b 8-bit (7) and 16-bit "
+                              "(1)):"), warning
+    assert json.loads(record.read_text()) == {**old, "depths": ["8-bit"] * 8 + ["16-bit"] + ["8-bit"] * 7}
+
+
 def test_a_chain_table_marks_its_pseudo_labelled_stage(capsys):
     """Labelled and pseudo-labelled stages share the columns: the pseudo one's scores are marked and explained."""
     from ganfp.cli.train import print_results

@@ -648,7 +648,8 @@ def depth_warnings(dataset: str, imageset: ImageSet) -> list[str]:
     """A warning when the stage's images mix bit depths, with each class's counts: a 16-bit image is stretched
     between its own percentiles and an 8-bit one read as it is, so a class saved at another depth differs in
     contrast, which the network can learn instead of the class. The depths come from the decode cache's record,
-    found as each image was decoded: no pass over the files (a cache an older ganfp built has none: no warning)."""
+    found as each image was decoded: no pass over the files (a cache an older ganfp built gets them from the headers,
+    once)."""
     if imageset.depths is None:
         return []
     manifest = imageset.manifest

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from ganfp.data.decode import DECODE_VERSION, decode_with_depth
+from ganfp.data.generated import image_headers
 from ganfp.data.manifest import Manifest, require_manifest
-from ganfp.errors import InputError, require_int
+from ganfp.errors import InputError, RuntimeFailure, require_int
 from ganfp.fileio import WRITE_ERRNOS, atomic_path, build_lock, write_json
 from ganfp.paths import cache_root, ensure_dir
 
@@ -33,7 +34,7 @@ class ImageSet:
     path: Path | None = None  # the cache file
     reused: bool = False  # True when the cache was already there
     memory_mapped: bool = False  # True when over the memory budget: batches are read from disk
-    depths: list[str | None] | None = None  # each kept image's bit depth (`Header.depth`); None: an older cache's
+    depths: list[str | None] | None = None  # each kept image's bit depth (`Header.depth`); None: not readable
 
     @property
     def image_size(self) -> int:
@@ -172,11 +173,25 @@ def load_images(
         array = np.array(array, subok=False)  # read into RAM once: random batches then cost nothing
     kept_manifest = manifest if len(record["kept"]) == len(manifest) else manifest.subset(record["kept"])
     bad = [tuple(b) for b in record["bad"]]
-    return ImageSet(torch.from_numpy(array), kept_manifest, bad, array_path, reused, mapped, _depths(record))
+    depths = _depths(record, kept_manifest, record_path)
+    return ImageSet(torch.from_numpy(array), kept_manifest, bad, array_path, reused, mapped, depths)
 
 
-def _depths(record: dict) -> list[str | None] | None:
-    """The kept images' bit depths as the record holds them; None from a cache built before ganfp recorded them
-    (the images are not read again to find them)."""
+def _depths(record: dict, kept: Manifest, record_path: Path) -> list[str | None] | None:
+    """The kept images' bit depths as the record holds them. A cache built before ganfp recorded them has none, and
+    its key (DECODE_VERSION) is unchanged, since its pixels are right: the depths are read from the kept files'
+    headers (one open each, no pixel decoded) and written into its record, so a stage that mixes depths is still
+    warned of, and the next run reads them there. None when a header cannot be read (a file gone since): no warning,
+    as before, rather than a failed run."""
     depths = record.get("depths")
-    return depths if isinstance(depths, list) and len(depths) == len(record["kept"]) else None
+    if isinstance(depths, list) and len(depths) == len(record["kept"]):
+        return depths
+    try:
+        depths = [header.depth for header in image_headers(kept)]
+    except InputError:
+        return None
+    try:
+        write_json(record_path, {**record, "depths": depths})  # atomic: a reader sees the old record or this one
+    except (OSError, RuntimeFailure):
+        pass  # a read-only cache: read from the headers again next time
+    return depths
