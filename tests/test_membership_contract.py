@@ -74,10 +74,10 @@ def test_used_images_rank_above_unused_ones(hard, method):
     assert roc_auc_score(used, scores_of(real, gen, recipe_for(method), root / "data")) > 0.7
 
 
-@pytest.mark.parametrize("method", SCORERS.names(needs="neighbours", uses_k=True))
-def test_every_neighbour_scorer_of_k_says_the_k_it_uses(method):
-    """classify's k warning reads `ks_used`: a neighbour scorer of k without it failed the warning after the
-    scoring, and one whose ks were more than asked or than a set holds would have the warning name ks never used."""
+@pytest.mark.parametrize("method", [e.name for e in SCORERS if e.meta["uses_k"] and e.meta["needs"] != "members"])
+def test_every_scorer_of_k_says_the_k_it_uses(method):
+    """classify's k warning reads `ks_used` of each member of a recipe: a scorer of k without it failed the warning
+    after the scoring, and one whose ks were more than asked or than a set holds would have it name ks never used."""
     ks_used = SCORERS.entry(method).meta["ks_used"]
     for k, n_generated, n_other_real in ((1, 1, 1), (5, 3, 40), (40, 300, 99), (40, 10_000, 199)):
         used = ks_used(k, n_generated, n_other_real)
