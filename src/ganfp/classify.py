@@ -37,7 +37,7 @@ from ganfp.errors import InputError, count, plain_number, require_int, require_n
 from ganfp.fileio import written_together
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
-from ganfp.membership.features import checkpoint_reading
+from ganfp.membership.features import check_checkpoint_given, check_checkpoint_read, checkpoint_reading
 from ganfp.membership.pipeline import canonical, default_recipe, member_recipes
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
 from ganfp.membership.spaces import calibration_spaces, check_features_size, space_beyond_the_images
@@ -437,32 +437,11 @@ def check_enough_real(real: str, n: int, method: str | None) -> None:
 
 
 def check_checkpoint_used(checkpoint: str, unused: bool, runs_dir) -> None:
-    """A --checkpoint must be one, and must be read: a typo in an option nothing reads would pass silently. A path
-    that is not there is named so, not as a folder of the wrong kind."""
-    from ganfp.checkpoint import resolve_checkpoint
-
-    if not Path(checkpoint).exists():
-        raise InputError(f"--checkpoint {checkpoint}: not found (no such file or folder)")
-    resolve_checkpoint(checkpoint, runs_dir)
+    """A --checkpoint must be one, and must be read: a typo in an option nothing reads would pass silently."""
+    check_checkpoint_given(checkpoint, runs_dir)
     if unused:
         raise InputError(f"--checkpoint {checkpoint}: the membership scorers do not read it; it is read by "
                          "--method classifier, --features checkpoint and --calibrate")
-
-
-def check_checkpoint_read(checkpoint: str | None, runs_dir, image_size: int | None,
-                          instead: str = "or pass --checkpoint") -> None:
-    """The checkpoint the classifier or the checkpoint space reads, its header read before any image is decoded,
-    and an --image-size that is not the size it was trained at refused: its network reads every image at that
-    size, so another one would be ignored without a word."""
-    from ganfp.checkpoint import check_model_meta, read_safetensors
-    from ganfp.membership.features import checkpoint_file
-
-    file = checkpoint_file(checkpoint, runs_dir, instead)
-    meta = read_safetensors(file, tensors=False)[1]
-    check_model_meta(file, meta)
-    if image_size is not None and image_size != meta["image_size"]:
-        raise InputError(f"--image-size {image_size}: the checkpoint {file} was trained on {meta['image_size']} px "
-                         "images and its network reads every image at that size; drop --image-size")
 
 
 @dataclass

@@ -71,6 +71,32 @@ def checkpoint_file(checkpoint: str | Path | None, runs_dir=None, instead: str =
     return (resolve_checkpoint(path, runs_dir, instead) / MODEL_FILE).resolve()
 
 
+def check_checkpoint_given(checkpoint: str | Path, runs_dir=None) -> None:
+    """A --checkpoint that is there and is one, checked before it is known whether anything reads it: a path that is
+    not there is named so, not as a folder of the wrong kind."""
+    from ganfp.checkpoint import resolve_checkpoint
+
+    if not Path(checkpoint).exists():
+        raise InputError(f"--checkpoint {checkpoint}: not found (no such file or folder)")
+    resolve_checkpoint(checkpoint, runs_dir)
+
+
+def check_checkpoint_read(checkpoint: str | Path | None, runs_dir, image_size: int | None,
+                          instead: str = "or pass --checkpoint") -> Path:
+    """The model file the classifier or the checkpoint space reads, its header read before any image is decoded,
+    and an --image-size that is not the size it was trained at refused: its network reads every image at that
+    size, so another one would be ignored without a word."""
+    from ganfp.checkpoint import check_model_meta, read_safetensors
+
+    file = checkpoint_file(checkpoint, runs_dir, instead)
+    meta = read_safetensors(file, tensors=False)[1]
+    check_model_meta(file, meta)
+    if image_size is not None and image_size != meta["image_size"]:
+        raise InputError(f"--image-size {image_size}: the checkpoint {file} was trained on {meta['image_size']} px "
+                         "images and its network reads every image at that size; drop --image-size")
+    return file
+
+
 def checkpoint_meta(file: Path) -> dict:
     """The ganfp metadata of a checkpoint, read without loading its tensors."""
     from ganfp.checkpoint import read_safetensors
