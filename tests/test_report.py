@@ -465,6 +465,51 @@ def test_evaluate_report_with_checkpoint_features_reads_dicom_in_the_checkpoints
         assert png_uri(decode_image(str(path), 16)) not in page
 
 
+def chain_run(run, window: str, age: int):
+    """A finished chain run of one conv5 stage trained in `window`, its chain file `age` seconds old; its model file."""
+    from ganfp.checkpoint import model_meta, save_model
+    from ganfp.models import create_model
+
+    model = create_model("conv5", 2, 16)
+    (run / "s1").mkdir(parents=True)
+    save_model(run / "s1" / "model.safetensors", model, model_meta(model, ["not_used", "used"], 16, window=window))
+    (run / "chain.json").write_text(json.dumps({"stages": [{"dir": "s1", "status": "complete"}]}))
+    os.utime(run / "chain.json", (1e9 - age, 1e9 - age))
+    return (run / "s1" / "model.safetensors").resolve()
+
+
+def test_evaluate_report_reads_the_checkpoint_given_not_the_newest_run(run_cli, tmp_path, monkeypatch):
+    """classify --checkpoint scored with an older chain run's model; evaluate's report could only read the newest
+    run's, so it showed neighbours in another model's space, in another window, without a word. With --checkpoint
+    it reads the one given (its features, its window) and names it in the summary; without, the newest run's."""
+    pytest.importorskip("pydicom", reason="needs the medical extra (pydicom)")
+    import ganfp.membership.features as features_module
+    from ganfp.data.decode import decode_image
+    from ganfp.data.medical import parse_window
+    from ganfp.report import png_uri
+
+    paths, runs = dicom_case(tmp_path), tmp_path / "runs"
+    older, newest = chain_run(runs / "older", "bone", age=100), chain_run(runs / "newest", "lung", age=0)
+    monkeypatch.setenv("GANFP_RUNS", str(runs))
+    read = []
+    model_of = features_module._feature_model
+    monkeypatch.setattr(features_module, "_feature_model", lambda space, ckpt, *a: read.append(ckpt) or model_of(
+        space, ckpt, *a))
+    scores, labels, report = tmp_path / "scores.csv", tmp_path / "labels.csv", tmp_path / "ev.html"
+    scores.write_text("id,score\n" + "".join(f"ct{i},{i / 6:.3f}\n" for i in range(6)))
+    labels.write_text("id,label\n" + "".join(f"ct{i},{int(i < 3)}\n" for i in range(6)))
+    args = ("evaluate", scores, labels, "--report", report, "--real", tmp_path / "real", "--generated", tmp_path / "gen",
+            "--features", "checkpoint", "--data-root", tmp_path / "data")
+    for given, model, window in (((("--checkpoint", runs / "older")), older, "bone"), ((), newest, "lung")):
+        read.clear()
+        code, _, err = run_cli(*args, *given)
+        assert code == 0, err
+        page, other = report.read_text(), newest if model == older else older
+        assert set(read) == {model} and str(model) in page and str(other) not in page
+        for path in paths:
+            assert png_uri(decode_image(str(path), 16, window=parse_window(window))) in page
+
+
 @pytest.mark.parametrize("option, value", [("--window", "bone"), ("--id-from", "uid"), ("--slices", "0:2")])
 def test_evaluate_reading_options_are_refused_where_they_would_change_nothing(run_cli, copies, option, value):
     """Without --report, or on images holding no DICOM/NIfTI (PNG here), a reading option is one line, exit 2."""

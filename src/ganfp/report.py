@@ -149,36 +149,55 @@ def classify_report(path, scorer: MembershipScorer, space: FeatureSpace, scores:
 @folder_warnings_once()
 def evaluation_report(path, evaluation, real_spec: str, features: str | None, generated: str | None = None,
                       rows: int = DEFAULT_ROWS, data_root=None, reading: MedicalReading | None = None,
-                      batch: OutputBatch | None = None, image_size: int | None = None) -> ReportResult:
+                      batch: OutputBatch | None = None, image_size: int | None = None,
+                      checkpoint: str | None = None) -> ReportResult:
     """The report of `ganfp evaluate`: the predictions' scores and the true labels, shown on the real images.
 
     The images are found, read and compared as classify did, so the report shows what was scored: by `read_real`,
-    DICOM/NIfTI by `reading` (with `features` checkpoint: in the window the checkpoint was trained in, unless
+    DICOM/NIfTI by `reading` (with `features` checkpoint: in the window `checkpoint` was trained in, unless
     `reading` names one), at `image_size` (None: the size they all share, `compared_size`). `features` None:
-    classify's default.
+    classify's default; `checkpoint` None: the newest chain run's, as classify finds it.
     """
-    from ganfp.checkpoint import resolve_checkpoint
     from ganfp.device import resolve_device
 
     space = parse_features(features or DEFAULT_FEATURES)
-    checkpoint = (resolve_checkpoint(None, instead="or set $GANFP_RUNS to the folder of your chain runs")
-                  if space.label == "checkpoint" else None)  # evaluate has no --checkpoint to name
+    checkpoint = report_checkpoint(features, checkpoint, image_size)
     real, gen = evaluation_sets(evaluation, real_spec, features, generated, data_root, reading)
     warnings = []
     if checkpoint is not None:  # classify read the images as the checkpoint was trained on them
-        trained, warnings = checkpoint_reading(reading, checkpoint, None)
+        trained, warnings = checkpoint_reading(reading, str(checkpoint), None)
         if trained is not reading:
             real, gen = with_window(real, trained.window), with_window(gen, trained.window)
     size, compared = report_size(real, gen, image_size)
     check_features_size(features if gen is not None else None, size, image_size)
     setup = ScoringSetup(size, resolve_device("auto"), data_root=data_root, checkpoint=checkpoint)
     summary = {"predictions": evaluation.preds, "labels": evaluation.labels, "decision": evaluation.decision,
-               "features": space.label if gen is not None else None, "images": evaluation.n,
+               "features": space.label if gen is not None else None,
+               "checkpoint": str(checkpoint) if checkpoint is not None else None, "images": evaluation.n,
                **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1")},  # ROC-AUC: the report's own
                "compared_at": compared, "warnings": warnings}
     return classify_report(path, MembershipScorer(real, gen, setup), space, scores_of(evaluation), evaluation.y_pred,
                            summary, rows, cut=evaluation.threshold, truth=evaluation.y_true,
                            scored=evaluation.scores is not None, batch=batch)
+
+
+def report_checkpoint(features: str | None, checkpoint: str | None, image_size: int | None) -> Path | None:
+    """The model file the report's `features` read (None for a space that reads none), checked before any image is
+    decoded, as classify checks it: a --checkpoint given to another space would be ignored without a word, and the
+    report then be built on another model than the one the images were scored with."""
+    from ganfp.membership.features import check_checkpoint_given, check_checkpoint_read
+
+    space = features or DEFAULT_FEATURES
+    reads = parse_features(space).label == "checkpoint"
+    if checkpoint is not None:
+        check_checkpoint_given(checkpoint)
+        if not reads:
+            raise InputError(f"--checkpoint {checkpoint}: the report's --features {space} does not read it; only "
+                             "--features checkpoint does")
+    if not reads:
+        return None
+    return check_checkpoint_read(checkpoint, None, image_size,
+                                 instead="or pass --checkpoint, or set $GANFP_RUNS to the folder of your chain runs")
 
 
 def evaluation_sets(evaluation, real_spec: str, features: str | None, generated: str | None, data_root,

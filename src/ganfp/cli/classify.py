@@ -11,6 +11,7 @@ from ganfp.cli.app import app
 from ganfp.cli.options import (
     OFFLINE_FEATURES_HINT,
     BatchSizeOpt,
+    CheckpointOpt,
     DataRootOpt,
     DeviceOpt,
     IdFromOpt,
@@ -94,13 +95,7 @@ def classify(
             "checkpoint, or a model name with ImageNet weights (default: std32)."
         ),
     ),
-    checkpoint: Optional[str] = typer.Option(
-        None, "--checkpoint",
-        help=(
-            "Stage folder, chain run folder or model.safetensors (default: the newest chain run's last "
-            "stage)."
-        ),
-    ),
+    checkpoint: CheckpointOpt = None,
     used_fraction: UsedFractionOpt = None,
     threshold: ThresholdOpt = None,
     scores: Optional[str] = typer.Option(None, "--scores", help="Also write a CSV: id,score,<one column per scorer>."),

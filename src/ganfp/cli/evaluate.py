@@ -10,6 +10,7 @@ import typer
 from ganfp import ui
 from ganfp.cli.app import app
 from ganfp.cli.options import (
+    CheckpointOpt,
     DataRootOpt,
     IdFromOpt,
     JsonOpt,
@@ -86,7 +87,7 @@ def _need_report(html_report: Optional[Path], report_options: dict[str, object])
 
 def _check_membership_options(preds: Path, labels: Path, plot: Optional[Path], html_report: Optional[Path],
                               real: Optional[str], generated: Optional[str], used_fraction: Optional[float],
-                              threshold: Optional[float], data_root: Optional[str]) -> None:
+                              threshold: Optional[float], data_root: Optional[str], checkpoint: Optional[str]) -> None:
     """The decision rule and the outputs, checked before a file is read: detecting the task reads both files,
     which takes seconds on a large one, and a wrong option should not wait for it."""
     from ganfp.data.outputs import check_outputs
@@ -94,7 +95,8 @@ def _check_membership_options(preds: Path, labels: Path, plot: Optional[Path], h
 
     if used_fraction is not None and threshold is not None:
         raise InputError("give --used-fraction or --threshold, not both")
-    check_outputs({"--plot": plot, "--report": html_report}, (preds, labels, real, generated), data_root=data_root)
+    check_outputs({"--plot": plot, "--report": html_report}, (preds, labels, real, generated, checkpoint),
+                  data_root=data_root)
     if plot is not None:
         from ganfp.plots import require_matplotlib
 
@@ -145,6 +147,7 @@ def evaluate(
                                             "(default: the dataset spec's own)."),
     features: Optional[str] = typer.Option(None, "--features", help="With --report: the feature space of the "
                                            "nearest generated images (default: classify's)."),
+    checkpoint: CheckpointOpt = None,
     report_n: ReportNOpt = None,
     image_size: Optional[int] = typer.Option(None, "--image-size", callback=in_range(8, 4096), help="With --report: "
                                              "compare the images at N x N (8 to 4096), as classify --image-size N "
@@ -166,9 +169,14 @@ def evaluate(
         raise InputError(f"--task {task}: choose one of: {', '.join(TASKS)}")
     reading = MedicalReading.parse(window, id_from, slices)
     _need_report(html_report, {"--real": real, "--generated": generated, "--features": features,
-                               "--image-size": image_size, "--window": window, "--id-from": id_from,
-                               "--slices": slices, "--report-n": report_n})
-    _check_membership_options(preds, labels, plot, html_report, real, generated, used_fraction, threshold, data_root)
+                               "--checkpoint": checkpoint, "--image-size": image_size, "--window": window,
+                               "--id-from": id_from, "--slices": slices, "--report-n": report_n})
+    _check_membership_options(preds, labels, plot, html_report, real, generated, used_fraction, threshold, data_root,
+                              checkpoint)
+    if html_report is not None:  # the model --features checkpoint reads, checked before a file is read too
+        from ganfp.report import report_checkpoint
+
+        report_checkpoint(features, checkpoint, image_size)
     task = detect_task(preds, labels) if task == "auto" else task
     if task != "membership":
         if plot is not None or html_report is not None or used_fraction is not None or threshold is not None:
@@ -181,8 +189,8 @@ def evaluate(
         if html_report is not None:
             from ganfp.report import DEFAULT_ROWS, evaluation_report
 
-            evaluation_report(html_report, report, real, features, generated,
-                              report_n or DEFAULT_ROWS, data_root, reading, batch=outputs, image_size=image_size)
+            evaluation_report(html_report, report, real, features, generated, report_n or DEFAULT_ROWS, data_root,
+                              reading, batch=outputs, image_size=image_size, checkpoint=checkpoint)
         if plot is not None:
             from ganfp.plots import plot_report
 

@@ -96,7 +96,7 @@ USED_FRACTION_HELP = ("Label the top fraction by score as used, 0 < q < 1: the k
                       "classify --calibrate: the dev prevalence).")
 K_HELP = "Neighbours (>= 1) per image of a neighbour method or fusion (default: local 40, the others 5)."
 WINDOW_HELP = ("HU window of DICOM/NIfTI images: CENTER,WIDTH or lung, mediastinum, bone (default: lung, -1000..400 "
-               "HU, for CT; classify with a checkpoint: the window it was trained in).")
+               "HU, for CT; images a checkpoint reads: the window it was trained in).")
 # what classify and attribute offer when a --features model's ImageNet weights cannot be had (train-stage: --init)
 OFFLINE_FEATURES_HINT = ("choose a feature space that needs no download: --features checkpoint (your chain run's "
                          "model) or a pixel space such as pixels32")
@@ -138,6 +138,11 @@ ReportOpt = Annotated[Optional[str], typer.Option("--report", help="Also write a
 REPORT_N_HELP = "Evidence rows in the --report: the N most and the N least suspicious images (at least 1; default 24)."
 ReportNOpt = Annotated[Optional[int], typer.Option("--report-n", callback=in_range(1), help=REPORT_N_HELP)]
 KOpt = Annotated[Optional[int], typer.Option("--k", callback=in_range(1), help=K_HELP)]
+# the model classify's classifier and --features checkpoint read (classify, evaluate --report, attribute): one meaning,
+# so a report or an attribution can be built on the model the images were scored with
+CHECKPOINT_HELP = ("The model of --features checkpoint (and of classify's classifier): a stage folder, chain run "
+                   "folder or model.safetensors (default: the newest chain run's last stage).")
+CheckpointOpt = Annotated[Optional[str], typer.Option("--checkpoint", help=CHECKPOINT_HELP)]
 # how DICOM and NIfTI files become images (ganfp.data.medical.MedicalReading): classify scores them so, evaluate
 # --report draws them the same way, attribute reads them so, and train-stage and chain train in the window given
 WindowOpt = Annotated[Optional[str], typer.Option("--window", help=WINDOW_HELP)]
