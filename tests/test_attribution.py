@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -771,6 +772,66 @@ def test_checkpoint_features_come_from_the_runs_dir_of_attribute(task, tmp_path,
     assert code == 0, err
     code, _, err = run_cli("attribute", task / "unknown", "--clusters", "3", "--out", tmp_path / "c.csv", *common)
     assert code == 0, err
+
+
+def test_the_checkpoint_given_is_the_one_read_not_the_newest_run(task, tmp_path, run_cli, monkeypatch):
+    """`--features checkpoint` could only read the newest chain run, so a user who classified with an older (or moved)
+    model attributed with another one, silently. --checkpoint names it, as classify's does: that model's features
+    are the ones computed, and --json (and the table) say which it was; without it, the newest run's."""
+    import ganfp.membership.features as features_module
+    from ganfp.checkpoint import model_meta, save_model
+    from ganfp.models import create_model
+
+    runs, files = tmp_path / "runs", {}
+    for age, name in ((100, "older"), (0, "newest")):
+        model = create_model("conv5", 2, SIZE)
+        (runs / name / "s1").mkdir(parents=True)
+        save_model(runs / name / "s1" / "model.safetensors", model, model_meta(model, ["a", "b"], SIZE))
+        (runs / name / "chain.json").write_text(json.dumps({"stages": [{"dir": "s1", "status": "complete"}]}))
+        os.utime(runs / name / "chain.json", (1e9 - age, 1e9 - age))
+        files[name] = str((runs / name / "s1" / "model.safetensors").resolve())
+    monkeypatch.setenv("GANFP_RUNS", str(runs))
+    read = []
+    model_of = features_module._feature_model
+    monkeypatch.setattr(features_module, "_feature_model", lambda space, ckpt, *a: read.append(str(ckpt)) or model_of(
+        space, ckpt, *a))
+    modes = {"a": ("--train", task / "train"), "c": ("--clusters", "3")}
+    chosen = [(("--checkpoint", runs / "older" / "s1"), "older"), ((), "newest")]
+    for (mode, args), (given, name) in itertools.product(modes.items(), chosen):
+        read.clear()  # a data root of its own: no embedding cached by another run
+        code, out, err = run_cli("attribute", task / "unknown", *args, "--out", tmp_path / f"{mode}.csv", "--features",
+                                 "checkpoint", "--device", "cpu", "--data-root", tmp_path / mode / name, "--json",
+                                 *given)
+        assert code == 0, err
+        assert set(read) == {files[name]} and json.loads(out)["checkpoint"] == files[name]
+
+
+def test_checkpoint_features_read_dicom_in_the_checkpoints_window(tmp_path, run_cli, monkeypatch):
+    """classify --features checkpoint reads DICOM in the window its checkpoint was trained in; attribute read them in
+    the lung window whatever the checkpoint had learnt from, so it embedded other images than classify scored."""
+    pytest.importorskip("pydicom", reason="needs the medical extra (pydicom)")
+    from helpers.medical import u8_to_hu, write_ct_dicom
+
+    import ganfp.membership.features as features_module
+    from ganfp.checkpoint import model_meta, save_model
+    from ganfp.data.medical import parse_window
+    from ganfp.models import create_model
+
+    images, _ = blobs(np.random.default_rng(0), n_per=2)
+    for i, image in enumerate(images):
+        write_ct_dicom(tmp_path / "ct" / f"ct{i}.dcm", u8_to_hu(image))
+    model = create_model("conv5", 2, SIZE)
+    (tmp_path / "stage").mkdir()
+    save_model(tmp_path / "stage" / "model.safetensors", model, model_meta(model, ["a", "b"], SIZE, window="bone"))
+    windows = set()
+    load = features_module.load_checked
+    monkeypatch.setattr(features_module, "load_checked", lambda manifest, *a, **k: windows.update(
+        it.window for it in manifest.items) or load(manifest, *a, **k))
+    code, _, err = run_cli("attribute", tmp_path / "ct", "--clusters", "2", "--features", "checkpoint", "--checkpoint",
+                           tmp_path / "stage", "--out", tmp_path / "c.csv", "--device", "cpu", "--data-root",
+                           tmp_path / "data")
+    assert code == 0, err
+    assert windows == {parse_window("bone")}
 
 
 def test_class_and_cluster_metrics():

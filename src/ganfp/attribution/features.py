@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -41,6 +42,7 @@ class FeatureContext:
     batch_size: int = 128
     data_root: str | None = None
     runs_dir: str | None = None  # where the `checkpoint` space finds the newest finished chain run
+    checkpoint: str | None = None  # the model file of the `checkpoint` space (`checkpoint_of`); None: the newest run's
 
 
 def decode(manifest: Manifest, ctx: FeatureContext) -> torch.Tensor:
@@ -140,15 +142,23 @@ def membership_space(name: str) -> Callable[..., np.ndarray]:
     return vectors
 
 
-def _checkpoint(ctx: FeatureContext):
-    """The model file of the `checkpoint` space: the newest finished chain run under attribute's --runs-dir.
+def _checkpoint(ctx: FeatureContext) -> Path:
+    """The model file of the `checkpoint` space: the context's, else the newest finished chain run's."""
+    return Path(ctx.checkpoint or checkpoint_of("checkpoint", None, ctx.runs_dir))
 
-    Resolved here, not by the membership features, so the message fits `attribute`, which has no --checkpoint.
+
+def checkpoint_of(spec: str, checkpoint: str | None, runs_dir) -> str | None:
+    """The model file the `checkpoint` space of `spec` reads (None without one): --checkpoint, else the newest finished
+    chain run under attribute's --runs-dir, checked as classify checks it, before any image is decoded.
+
+    Resolved here, not by the membership features, so the message names attribute's options.
     """
-    from ganfp.checkpoint import MODEL_FILE, resolve_checkpoint
+    from ganfp.membership.features import check_checkpoint_read
 
-    stage = resolve_checkpoint(None, ctx.runs_dir, instead="or point --runs-dir at the folder of your chain runs")
-    return stage / MODEL_FILE
+    if not reads_checkpoint(spec):
+        return None
+    instead = "or pass --checkpoint, or point --runs-dir at the folder of your chain runs"
+    return str(check_checkpoint_read(checkpoint, runs_dir, None, instead))
 
 
 def parse_spaces(spec: str, pairs: bool = False) -> list[str]:
@@ -187,8 +197,9 @@ def beyond_the_images(spec: str, size: int, pairs: bool = False) -> list[str]:
     return space_beyond_the_images(spec, size, [name for name in parse_spaces(spec, pairs) if name not in FREQUENCY])
 
 
-def reads_runs_dir(spec: str) -> bool:
-    """Whether `spec` holds `checkpoint`, the one space that looks under --runs-dir (for a chain run)."""
+def reads_checkpoint(spec: str) -> bool:
+    """Whether `spec` holds `checkpoint`, the one space that reads --checkpoint (without it: a chain run under
+    --runs-dir)."""
     return "checkpoint" in parse_spaces(spec, pairs=True)
 
 

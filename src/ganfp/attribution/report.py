@@ -24,7 +24,8 @@ from ganfp.pages import Heading, counted, esc, figure_html, figure_uri, png_uri,
 NEIGHBOURS = KEPT_NEIGHBOURS  # labelled images shown per class beside each unknown image: all knn keeps
 NO_ACCURACY = "not measured: the report reads no ground truth (score the CSV with ganfp evaluate)"
 SUMMARY_LABELS = {
-    "task": "task", "images": "images", "method": "method", "features": "feature space", "train": "trained on",
+    "task": "task", "images": "images", "method": "method", "features": "feature space", "checkpoint": "checkpoint",
+    "train": "trained on",
     "train_counts": "labelled images per class", "predicted_counts": "predicted per class", "k": "clusters (K)",
     "k_chosen_by": "K chosen by", "eigengaps": "eigengap per K", "cluster_sizes": "images per cluster",
     "silhouette": "silhouette",

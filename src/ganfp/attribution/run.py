@@ -30,9 +30,10 @@ from ganfp.attribution.features import (
     BlockScaler,
     FeatureContext,
     beyond_the_images,
+    checkpoint_of,
     compute,
     parse_spaces,
-    reads_runs_dir,
+    reads_checkpoint,
 )
 from ganfp.attribution.files import (
     CLUSTER_COLUMNS,
@@ -97,6 +98,18 @@ def _check_report(report: str | None, report_n: int | None) -> None:
         require_matplotlib()
 
 
+def _check_checkpoint(checkpoint: str | None, read: bool, what: str) -> None:
+    """A --checkpoint must be one, and be read (`what`: the mode that would not read it), as classify refuses one its
+    scorers do not read: ignored, the user would believe the features came from that model."""
+    from ganfp.membership.features import check_checkpoint_given
+
+    if checkpoint is None:
+        return
+    check_checkpoint_given(checkpoint)
+    if not read:
+        raise InputError(f"--checkpoint {checkpoint}: {what} does not read it; only --features checkpoint does")
+
+
 @dataclass(frozen=True)
 class AttributeConfig:
     """Supervised attribution (2025 subtask 2): UNKNOWN images, labelled generated/<class> images to learn from."""
@@ -118,6 +131,7 @@ class AttributeConfig:
     reading: MedicalReading | None = None  # DICOM/NIfTI: the window of every image, the ids and slices of `unknown`
     report: str | None = None  # the HTML evidence report, written beside `out`
     report_n: int | None = None  # images per class and end in the report; None: DEFAULT_REPORT_ROWS
+    checkpoint: str | None = None  # the model of --features checkpoint; None: the newest chain run's under runs_dir
 
     def __post_init__(self):
         plain_numbers(self)  # numpy's numbers leaked into to_dict(), which json.dumps refused
@@ -129,7 +143,7 @@ class AttributeConfig:
             raise InputError(f"use_real={self.use_real!r}: must be True or False")
         require_paths({"unknown": self.unknown, "out": self.out}, {"train": self.train, "data_root": self.data_root,
                                                                   "runs_dir": self.trainer.runs_dir,
-                                                                  "report": self.report})
+                                                                  "report": self.report, "checkpoint": self.checkpoint})
         require_reading(self.reading)
         _check_report(self.report, self.report_n)
         if self.method in CLUSTERERS:
@@ -161,10 +175,14 @@ class AttributeConfig:
                                  f"only --method {' or '.join(readers)} does")
         runs_dir = self.trainer.runs_dir
         features = default_features(self.method) if self.features is None else self.features
-        if runs_dir is not None and self.method not in trainers and not reads_runs_dir(features):
-            raise InputError(f"--runs-dir {runs_dir}: the {self.method} method with --features {features} does not "
-                             f"read it; --method {' or '.join(trainers)} keeps its model there, and --features "
-                             "checkpoint finds its chain run there")
+        reads = self.method in feature_methods and reads_checkpoint(features)
+        what = (f"the {self.method} method with --features {features}" if self.method in feature_methods
+                else f"the {self.method} method")
+        _check_checkpoint(self.checkpoint, reads, what)
+        if runs_dir is not None and self.method not in trainers and not (reads and self.checkpoint is None):
+            raise InputError(f"--runs-dir {runs_dir}: {what} does not read it; --method {' or '.join(trainers)} keeps "
+                             "its model there, and --features checkpoint without --checkpoint finds its chain run "
+                             "there")
 
     def resolved(self) -> AttributeConfig:
         """The defaults filled in; after `validate`, which must still tell a given option from a default."""
@@ -192,13 +210,15 @@ class ClusterConfig:
     reading: MedicalReading | None = None  # how DICOM/NIfTI images are read: window, ids, slices
     report: str | None = None  # the HTML evidence report, written beside `out`
     report_n: int | None = None  # central and peripheral images per cluster in the report; None: DEFAULT_REPORT_ROWS
+    checkpoint: str | None = None  # the model of --features checkpoint; None: the newest chain run's under runs_dir
 
     def __post_init__(self):
         plain_numbers(self)  # numpy's numbers leaked into to_dict(), which json.dumps refused
 
     def validate(self) -> None:
         require_paths({"images": self.images, "out": self.out},
-                      {"data_root": self.data_root, "runs_dir": self.runs_dir, "report": self.report})
+                      {"data_root": self.data_root, "runs_dir": self.runs_dir, "report": self.report,
+                       "checkpoint": self.checkpoint})
         require_reading(self.reading)
         _check_report(self.report, self.report_n)
         if self.method in METHODS:
@@ -216,9 +236,11 @@ class ClusterConfig:
                              f"not --clusters {self.clusters}")
         if self.max_clusters is not None:
             require_int("max_clusters", self.max_clusters, low=2)
-        if self.runs_dir is not None and not reads_runs_dir(self.features):
+        reads = reads_checkpoint(self.features)
+        _check_checkpoint(self.checkpoint, reads, f"--clusters with --features {self.features}")
+        if self.runs_dir is not None and not (reads and self.checkpoint is None):
             raise InputError(f"--runs-dir {self.runs_dir}: --clusters with --features {self.features} does not read "
-                             "it; only --features checkpoint does")
+                             "it; only --features checkpoint without --checkpoint does")
 
     def resolved(self) -> ClusterConfig:
         """The defaults filled in; after `validate`, which must still tell a given option from a default."""
@@ -240,12 +262,13 @@ class AttributionResult:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # one line each: input the user should hear about
     report: str | None = None
+    checkpoint: str | None = None  # the model file --features checkpoint read
 
     def to_dict(self) -> dict:
         counts = {c: self.predicted.count(c) for c in self.classes}
         return {"task": "attribution", "images": len(self.ids), "classes": self.classes, "method": self.method,
-                "features": self.features, "train": self.train, "train_counts": self.train_counts,
-                "predicted_counts": counts, "out": self.out, "labels": self.labels, "seconds": round(self.seconds, 2),
+                "features": self.features, "checkpoint": self.checkpoint, "train": self.train,
+                "train_counts": self.train_counts, "predicted_counts": counts, "out": self.out, "labels": self.labels, "seconds": round(self.seconds, 2),
                 "warnings": self.warnings, "report": self.report}
 
 
@@ -264,13 +287,15 @@ class ClusterResult:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     report: str | None = None
+    checkpoint: str | None = None  # the model file --features checkpoint read
 
     def to_dict(self) -> dict:
         sizes = np.bincount(self.clusters, minlength=self.k).tolist()
         return {"task": "clustering", "images": len(self.ids), "k": self.k,
                 "k_chosen_by": "eigengap" if self.auto else "user", "silhouette": self.silhouette,
                 "eigengaps": {str(k): v for k, v in self.eigengaps.items()} if self.eigengaps else None,
-                "cluster_sizes": sizes, "method": self.method, "features": self.features, "out": self.out,
+                "cluster_sizes": sizes, "method": self.method, "features": self.features,
+                "checkpoint": self.checkpoint, "out": self.out,
                 "labels": self.labels, "seconds": round(self.seconds, 2), "warnings": self.warnings,
                 "report": self.report}
 
@@ -459,6 +484,15 @@ def _k_beyond(cfg: AttributeConfig, labelled: int) -> list[str]:
             f"--k {labelled}"]
 
 
+def checkpoint_window(reading: MedicalReading | None,
+                      checkpoint: str | None) -> tuple[MedicalReading | None, list[str]]:
+    """(the reading, warnings): with --features checkpoint DICOM and NIfTI images are read in the window the checkpoint
+    was trained in, as classify reads them (`checkpoint_reading`), so attribute sees what classify scored."""
+    from ganfp.membership.features import checkpoint_reading
+
+    return checkpoint_reading(reading, checkpoint, None) if checkpoint is not None else (reading, [])
+
+
 def _write_outputs(cfg: AttributeConfig | ClusterConfig, keys: list[str], values: list[str],
                    columns: tuple[str, str] | None, result: AttributionResult | ClusterResult,
                    report_inputs: Callable[[dict], SupervisedInputs | ClusterInputs]) -> None:
@@ -478,21 +512,24 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     cfg.validate()
     check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.unknown, cfg.train), data_root=cfg.data_root)
     asked, cfg = cfg.features, cfg.resolved()  # a default space is the method's choice, at any image size
+    checkpoint = checkpoint_of(cfg.features, cfg.checkpoint, cfg.trainer.runs_dir)
     unknown = read_images(cfg.unknown, cfg.data_root, cfg.reading)
     check_ground_truth({"--out": cfg.out, "--report": cfg.report}, unknown, cfg.unknown)
     columns = parse_columns(cfg.columns)
     keys = row_keys(unknown.items, columns)
     train, train_spec, warnings = training_set(cfg, unknown)
-    window = cfg.reading.window if cfg.reading is not None else None
-    train = with_window(train, window) if window else train  # the references are seen as the unknown images are
+    reading, read_warnings = checkpoint_window(cfg.reading, checkpoint)
+    window = reading.window if reading is not None else None
+    if window:  # the references are seen as the unknown images are, both as the checkpoint was trained on them
+        unknown, train = with_window(unknown, window), with_window(train, window)
     _check_apart(unknown, train, cfg)
     headers = image_headers(train, unknown)  # one open per file gives the native size and the bit depths
     size = cfg.image_size or native_image_size(train, unknown, headers=headers)
     sets = [f"class {train.classes[it.label]}" for it in train.items] + ["the unknown images"] * len(unknown)
-    warnings += mixed_depths(sets, headers) + _k_beyond(cfg, len(train))
+    warnings += read_warnings + mixed_depths(sets, headers) + _k_beyond(cfg, len(train))
     if asked is not None:
         warnings += beyond_the_images(asked, size, METHODS.entry(cfg.method).meta.get("pairs", False))
-    ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root, cfg.trainer.runs_dir)
+    ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root, cfg.trainer.runs_dir, checkpoint)
     job = Job(train, unknown, train_spec, cfg.features, cfg.k, ctx, cfg.trainer, cfg.seed, message,
               window=window_name(window))
     probs = METHODS.get(cfg.method)(job)
@@ -500,7 +537,8 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     uses_features = METHODS.entry(cfg.method).meta["needs"] != "images"
     result = AttributionResult(unknown.ids, predicted, probs, train.classes, cfg.method,
                                cfg.features if uses_features else None, train_spec, train.class_counts(),
-                               str(cfg.out), unknown.info.get("labels"), warnings=warnings)
+                               str(cfg.out), unknown.info.get("labels"), warnings=warnings,
+                               checkpoint=checkpoint)
     _write_outputs(cfg, keys, predicted, columns, result,
                    lambda summary: supervised_inputs(job, probs, summary, cfg.method, cfg.report_n))
     result.seconds = time.perf_counter() - started
@@ -539,7 +577,10 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     cfg.validate()
     check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.images,), data_root=cfg.data_root)
     cfg = cfg.resolved()
+    checkpoint = checkpoint_of(cfg.features, cfg.checkpoint, cfg.runs_dir)
     images = read_images(cfg.images, cfg.data_root, cfg.reading)
+    reading, warnings = checkpoint_window(cfg.reading, checkpoint)
+    images = with_window(images, reading.window) if reading is not None and reading.window else images
     check_ground_truth({"--out": cfg.out, "--report": cfg.report}, images, cfg.images)
     columns = parse_columns(cfg.columns, clustering=True)
     keys = row_keys(images.items, columns)
@@ -550,7 +591,7 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
         raise InputError(f"--clusters auto: {cfg.images} has {count(len(images), 'image')}; choosing K needs 3 or more")
     headers = image_headers(images)
     ctx = FeatureContext(cfg.image_size or native_image_size(images, headers=headers), cfg.device, cfg.batch_size,
-                         cfg.data_root, cfg.runs_dir)
+                         cfg.data_root, cfg.runs_dir, checkpoint)
     raw, widths = compute(cfg.features, images, ctx)
     x = BlockScaler().fit(raw, widths).transform(raw)
     distinct = _distinct_vectors(x, cfg)
@@ -560,11 +601,12 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
                 f"among K = 2..{max(gaps)})")
     else:
         k, labels, gaps = cfg.clusters, CLUSTERERS.get(cfg.method)(x, cfg.clusters, cfg.seed), None
-    warnings = mixed_depths(["the images"] * len(images), headers) + beyond_the_images(cfg.features, ctx.image_size)
+    warnings += mixed_depths(["the images"] * len(images), headers) + beyond_the_images(cfg.features, ctx.image_size)
     if cfg.clusters is None:
         warnings += _few_per_group(k, len(images))
     result = ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, silhouette(x, labels), gaps,
-                           cfg.method, cfg.features, str(cfg.out), images.info.get("labels"), warnings=warnings)
+                           cfg.method, cfg.features, str(cfg.out), images.info.get("labels"), warnings=warnings,
+                           checkpoint=checkpoint)
     _write_outputs(cfg, keys, [str(c) for c in labels], columns, result,
                    lambda summary: cluster_inputs(images, ctx, x, result.clusters, summary, cfg.report_n))
     result.seconds = time.perf_counter() - started

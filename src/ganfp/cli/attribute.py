@@ -23,6 +23,7 @@ from ganfp.cli.app import app
 from ganfp.cli.options import (
     OFFLINE_FEATURES_HINT,
     BatchSizeOpt,
+    CheckpointOpt,
     DataRootOpt,
     DeviceOpt,
     IdFromOpt,
@@ -68,12 +69,13 @@ def _print(result, as_json: bool, headerless: bool = False) -> None:
     if info["task"] == "attribution":
         counts = ", ".join(f"{c} {n}" for c, n in info["predicted_counts"].items())
         rows = [("images", info["images"]), ("classes", ", ".join(info["classes"])), ("trained on", info["train"]),
-                ("method", info["method"]), ("features", info["features"]), ("predicted", counts)]
+                ("method", info["method"]), ("features", info["features"]), ("checkpoint", info["checkpoint"]),
+                ("predicted", counts)]
     else:
         sizes = ", ".join(str(n) for n in info["cluster_sizes"])
         rows = [("images", info["images"]), ("clusters", f"{info['k']} (chosen by {info['k_chosen_by']})"),
                 ("silhouette", info["silhouette"]), ("method", info["method"]), ("features", info["features"]),
-                ("cluster sizes", sizes)]
+                ("checkpoint", info["checkpoint"]), ("cluster sizes", sizes)]
     rows += [("written to", info["out"]), ("report", info["report"]), ("time (s)", f"{info['seconds']:.1f}")]
     ui.print_table(f"attribute ({info['task']})", ["", "value"], [r for r in rows if r[1] is not None])
     if info["labels"]:
@@ -109,9 +111,9 @@ ReportNOpt = Annotated[Optional[int], typer.Option("--report-n", callback=in_ran
                                                    "cluster) in the --report: the N most and the N least confident "
                                                    f"(central), at least 1 (default {DEFAULT_REPORT_ROWS}).")]
 RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where cnn and fusion keep their model, and "
-                                                   "where --features checkpoint finds the newest finished chain run "
-                                                   "(default: $GANFP_RUNS, else ./runs); refused where neither reads "
-                                                   "it.")]
+                                                   "where --features checkpoint without --checkpoint finds the newest "
+                                                   "finished chain run (default: $GANFP_RUNS, else ./runs); refused "
+                                                   "where neither reads it.")]
 
 
 @app.command("attribute")
@@ -122,6 +124,7 @@ def attribute(
     clusters: ClustersOpt = None,
     method: Optional[str] = typer.Option(None, "--method", help=METHOD_HELP),
     features: Optional[str] = typer.Option(None, "--features", help=FEATURES_HELP),
+    checkpoint: CheckpointOpt = None,
     k: KOpt = None,
     use_real: UseRealOpt = False,
     max_clusters: MaxClustersOpt = None,
@@ -151,9 +154,9 @@ def attribute(
     from ganfp.errors import InputError, weights_hint
 
     reading = MedicalReading.parse(window, id_from, slices)
-    check_outputs({"--out": out, "--report": report}, (images, train), data_root=data_root)
+    check_outputs({"--out": out, "--report": report}, (images, train, checkpoint), data_root=data_root)
     common = dict(out=out, image_size=image_size, seed=seed, device=device, batch_size=batch_size, data_root=data_root,
-                  reading=reading, report=report, report_n=report_n)
+                  reading=reading, report=report, report_n=report_n, checkpoint=checkpoint)
     if clusters is not None:
         given = [opt for opt, on in (("--train", train is not None), ("--use-real", use_real), ("--k", k is not None),
                                       ("--model", model is not None), ("--epochs", epochs is not None)) if on]
