@@ -734,6 +734,20 @@ add("eval-plot-same-as-report", *E, "{scores}", "{labels}", "--plot", "{out}/x.h
     "--real", "{real}", says=("--report", "the same file as --plot"))
 add("eval-report-checkpoint-no-runs", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{real}",
     "--features", "checkpoint", says=("no finished chain run", "$GANFP_RUNS"))
+# --checkpoint where evaluate's report reads it: checked (and refused where unread) before any image is decoded
+ER = (*E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{real}")
+add("eval-checkpoint-without-report", *E, "{scores}", "{labels}", "--checkpoint", "{stage_done}",
+    says=("--checkpoint describes the --report", "give --report too"))
+add("eval-report-checkpoint-unread", *ER, "--checkpoint", "{stage_done}",
+    says=("--checkpoint", "stage_done", "the report's --features std32 does not read it", "--features checkpoint"))
+add("eval-report-checkpoint-missing", *ER, "--features", "checkpoint", "--checkpoint", "{missing}",
+    says=("--checkpoint", "missing: not found"))
+add("eval-report-checkpoint-empty-folder", *ER, "--features", "checkpoint", "--checkpoint", "{empty}",
+    says=("empty: not a checkpoint", "model.safetensors"))
+add("eval-report-checkpoint-not-safetensors", *ER, "--features", "checkpoint", "--checkpoint", "{ckpt_pickle}",
+    says=("weights.pt: not a checkpoint"))
+add("eval-report-checkpoint-garbage", *ER, "--features", "checkpoint", "--checkpoint", "{ckpt_garbage}",
+    says=("garbage.safetensors", "not a readable safetensors"))
 add("eval-report-over-an-image", *E, "{scores}", "{labels}", "--report", "{gen}/g000.png", "--real", "{real}",
     says=("--report", "is an image"))
 add("eval-plot-latex-only", *E, "{scores}", "{labels}", "--plot", "{out}/fig.pgf", says=("--plot", ".pgf"))
@@ -966,6 +980,24 @@ add("attribute-clusters-columns-no-cluster", "attribute", "{real}", "--clusters"
     "--out", "{out}/a.csv", says=("--columns 'id,generator'", "cluster_id"))
 add("attribute-checkpoint-no-runs", *A, "--features", "checkpoint", "--runs-dir", "{out}/runs",
     says=("no finished chain run", "--runs-dir"))
+# --checkpoint where attribute reads it: checked (and refused where unread) before any image is decoded
+add("attribute-checkpoint-unread-by-the-default", *A, "--checkpoint", "{stage_done}",
+    says=("--checkpoint", "stage_done", "the knn method with --features white64 does not read it",
+          "--features checkpoint"))
+add("attribute-checkpoint-unread-by-cnn", *ACNN, "--checkpoint", "{stage_done}",
+    says=("--checkpoint", "the cnn method does not read it"))
+add("attribute-clusters-checkpoint-unread", "attribute", "{real}", "--clusters", "2", "--out", "{out}/c.csv",
+    "--checkpoint", "{stage_done}", says=("--checkpoint", "--clusters with --features residual does not read it"))
+add("attribute-checkpoint-missing", *A, "--features", "checkpoint", "--checkpoint", "{missing}",
+    says=("--checkpoint", "missing: not found"))
+add("attribute-checkpoint-empty-folder", *A, "--features", "checkpoint", "--checkpoint", "{empty}",
+    says=("empty: not a checkpoint"))
+add("attribute-checkpoint-not-safetensors", *A, "--features", "checkpoint", "--checkpoint", "{ckpt_pickle}",
+    says=("weights.pt: not a checkpoint"))
+add("attribute-checkpoint-garbage", *A, "--features", "checkpoint", "--checkpoint", "{ckpt_garbage}",
+    says=("garbage.safetensors", "not a readable safetensors"))
+add("attribute-runs-dir-beside-checkpoint", *A, "--features", "checkpoint", "--checkpoint", "{stage_done}",
+    "--runs-dir", "{out}/runs", says=("--runs-dir", "does not read it", "without --checkpoint"))
 add("attribute-features-offline", *A, "--features", "resnet18", code=1, patch=offline_imagenet,
     says=("resnet18", "not cached", "--features checkpoint"))
 
