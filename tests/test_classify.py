@@ -239,6 +239,21 @@ def test_checkpoint_file_of_any_name(run_cli, case, tmp_path):
     assert json.loads(stdout)["checkpoint"] == str(weights)
 
 
+def test_the_checkpoint_space_names_its_checkpoint(run_cli, case, tmp_path):
+    """--features checkpoint read a model that the summary (and so --json and the report) left unnamed, where the
+    classifier's is named: a user could not tell which model to give evaluate --report or attribute."""
+    real, gen, _, root = case
+    stage = stage_folder(tmp_path / "stage")
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--features", "checkpoint",
+                                "--checkpoint", stage, "--out", tmp_path / "sub.csv", "--json", *root)
+    assert code == 0, err
+    assert json.loads(stdout)["checkpoint"] == str((stage / "model.safetensors").resolve())
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--out", tmp_path / "sub.csv",
+                                "--json", *root)
+    assert code == 0, err
+    assert json.loads(stdout)["checkpoint"] is None
+
+
 def membership_stage(class_folder, epochs: int):
     """A tiny conv5 stage over `class_folder`'s two classes renamed not_used/ and used/: a classifier checkpoint."""
     from ganfp.train import StageConfig

@@ -37,7 +37,12 @@ from ganfp.errors import InputError, count, plain_number, require_int, require_n
 from ganfp.fileio import written_together
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
-from ganfp.membership.features import check_checkpoint_given, check_checkpoint_read, checkpoint_reading
+from ganfp.membership.features import (
+    check_checkpoint_given,
+    check_checkpoint_read,
+    checkpoint_file,
+    checkpoint_reading,
+)
 from ganfp.membership.pipeline import canonical, default_recipe, member_recipes
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
 from ganfp.membership.spaces import calibration_spaces, check_features_size, space_beyond_the_images
@@ -598,10 +603,21 @@ def run_warnings(run: ScoredRun, asked: Recipe, threshold: float | None, headers
             + (dev_warnings(dev, real, size, image_size) if dev is not None else []))
 
 
+def checkpoint_read(run: ScoredRun) -> str | None:
+    """The checkpoint the run read: the classifier's stage, or the model file of the checkpoint space, which the
+    summary (and so --json and the report) left unnamed, though evaluate and attribute may be given another one."""
+    meta = run.scorer.checkpoint_meta
+    if meta:
+        return meta["stage"]
+    if run.compared is not None and run.recipe.features == "checkpoint":
+        return str(checkpoint_file(run.setup.checkpoint, run.setup.runs_dir))
+    return None
+
+
 def run_summary(run: ScoredRun, threshold: float | None, out, scores_path, warnings: list[str],
                 started: float) -> dict:
     """What `--json` prints and the table shows."""
-    labels, recipe, meta = run.labels, run.recipe, run.scorer.checkpoint_meta
+    labels, recipe = run.labels, run.recipe
     return {
         "images": len(labels),
         "generated": len(run.compared) if run.compared is not None else None,
@@ -611,7 +627,7 @@ def run_summary(run: ScoredRun, threshold: float | None, out, scores_path, warni
         "features": recipe.features,
         "k": recipe.k,
         "with_default": recipe.with_default,
-        "checkpoint": meta["stage"] if meta else None,
+        "checkpoint": checkpoint_read(run),
         "decision": decision_rule(run.used_fraction, threshold),
         "used_fraction": run.used_fraction,
         "threshold": threshold,
