@@ -1008,6 +1008,25 @@ def test_a_python_caller_gets_the_checks_of_the_train_stage_command(tmp_path, ou
     assert not (tmp_path / "root").exists() and not (tmp_path / "s").exists() and not (data / "run").exists()
 
 
+@pytest.mark.parametrize("dataset, extra, out", [
+    ("covid-ctset:real-vs-generated", {"generated": "{gen}"}, "gen/run"),
+    ("covid-ctset:real-vs-generated={gen}", {}, "gen/run"),
+    ("covid-ctset", {}, "root/covid-ctset/run"),
+    ("demo:covid", {}, "root/demo/covid/run"),
+])
+def test_an_out_inside_a_dataset_specs_folders_is_refused(tmp_path, dataset, extra, out):
+    """Only a folder spec's folder was checked: a stage went into covid-ctset's synthetic slices (the spec's
+    FOLDER, or the adapter option generated=FOLDER of a stage built from Python or a chain file), the fetched copy or
+    a demo part's folder, and its files sat among the data."""
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    dataset, extra = dataset.format(gen=gen), {key: value.format(gen=gen) for key, value in extra.items()}
+    cfg = StageConfig(name="s", dataset=dataset, extra=extra, device="cpu", **TINY)
+    with pytest.raises(InputError, match=r"--out .*run: is inside the dataset --data .* \(its folder "):
+        train_stage(cfg, tmp_path / out, data_root=tmp_path / "root")
+    assert not (tmp_path / out).exists() and not (tmp_path / "root").exists() and not list(gen.iterdir())
+
+
 def test_a_python_caller_of_run_chain_gets_the_runs_dir_check(tmp_path):
     from ganfp.chain import load_chain, run_chain
 

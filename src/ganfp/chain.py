@@ -362,7 +362,7 @@ def train_stage(
     require_path("out_dir", out_dir)
     cfg.validate()
     if strict_resume:
-        check_request(cfg, out_dir, resume, force)
+        check_request(cfg, out_dir, resume, force, data_root)
         check_window_read(cfg, data_root)
     init_id = start_identity(cfg.init) if init_id is None else init_id
     what, hint = (f"--out {out_dir}", "wait for it to finish, or choose another --out") if strict_resume else \

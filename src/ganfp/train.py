@@ -47,7 +47,7 @@ from ganfp.checkpoint import (
 # them in every stage's digest.
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_K
 from ganfp.membership.spaces import parse_features
-from ganfp.data.adapters import load_manifest, parse_spec
+from ganfp.data.adapters import load_manifest, parse_spec, spec_folders
 from ganfp.data.augment import BatchAugment
 from ganfp.data.cache import ImageSet, default_memory_budget, load_images
 from ganfp.data.generated import depths_by_set, generated_manifest
@@ -824,27 +824,29 @@ def completed(cfg: StageConfig, out_dir: Path, init_id: str = "") -> StageSummar
                          ) from None
 
 
-def check_request(cfg: StageConfig, out_dir: str | Path, resume: bool, force: bool) -> None:
+def check_request(cfg: StageConfig, out_dir: str | Path, resume: bool, force: bool, data_root=None) -> None:
     """What a single stage (`train-stage`) refuses besides its settings, before any work: an --out it cannot write
     or that lies inside its data, --force with --resume, and pseudo-label settings it would ignore."""
     check_writable(out_dir, "--out", folder=True)
-    _check_out_outside_data(out_dir, cfg.dataset)
+    _check_out_outside_data(out_dir, cfg, data_root)
     if force and resume:
         raise InputError("--force and --resume: choose one (--resume continues the stage in --out, --force starts it "
                          "over)")
     _check_pseudo_settings(cfg)
 
 
-def _check_out_outside_data(out_dir: str | Path, dataset: str) -> None:
-    """--out inside a folder dataset: its lock folder read as a class without images (or, in a flat folder, as a
-    sub-folder beside the images), and a finished stage's files would sit among the data. Refused by name."""
-    adapter, folder = parse_spec(dataset)
-    if adapter != "folder" or not folder:
-        return
-    data, target = Path(folder).expanduser().resolve(), Path(out_dir).expanduser().resolve()
-    if target == data or data in target.parents:
-        raise InputError(f"--out {out_dir}: is inside the dataset --data {dataset}, where the stage's files would "
-                         "become part of the data; choose a folder outside it")
+def _check_out_outside_data(out_dir: str | Path, cfg: StageConfig, data_root) -> None:
+    """--out inside a folder of the dataset: its lock folder read as a class without images (or, in a flat folder,
+    as a sub-folder beside the images), and a finished stage's files would sit among the data. Refused by name, for
+    every spec's folders (`spec_folders`, with the adapter's options): only a folder spec's was checked, so a stage
+    went into the synthetic slices of `covid-ctset` (`generated=FOLDER`) or a demo part's folder."""
+    target = Path(out_dir).expanduser().resolve()
+    for folder in spec_folders(cfg.dataset, data_root, **cfg.extra):
+        data = folder.expanduser().resolve()
+        if target == data or data in target.parents:
+            where = "" if parse_spec(cfg.dataset)[0] == "folder" else f" (its folder {folder})"
+            raise InputError(f"--out {out_dir}: is inside the dataset --data {cfg.dataset}{where}, where the stage's "
+                             "files would become part of the data; choose a folder outside it")
 
 
 def _check_pseudo_settings(cfg: StageConfig) -> None:

@@ -22,14 +22,15 @@ class Adapter:
     load: Callable[..., Manifest]  # load(arg, data_root, **options) -> Manifest
     help: str
     describe: Callable[[Path, str], dict] | None = None  # layout check of a fetched copy (fetch-data)
-    folders: Callable[[str | None, Path], list[Path]] | None = None  # where its images live; None: <data_root>/<name>
+    # where its images live, from (arg, data_root, **options) as `load` takes them; None: <data_root>/<name>
+    folders: Callable[..., list[Path]] | None = None
 
 
 ADAPTERS: Registry[Adapter] = Registry("dataset adapter")
 
 
 def register_adapter(name: str, help: str, describe: Callable[[Path, str], dict] | None = None,
-                     folders: Callable[[str | None, Path], list[Path]] | None = None):
+                     folders: Callable[..., list[Path]] | None = None):
     def wrap(fn: Callable[..., Manifest]) -> Callable[..., Manifest]:
         ADAPTERS.add(name, Adapter(name, fn, help, describe, folders))
         return fn
@@ -64,10 +65,11 @@ def load_manifest(spec: str, data_root: str | os.PathLike | None = None, **optio
     return ADAPTERS.get(name).load(arg, resolve_root(data_root), **options)
 
 
-def spec_folders(spec: str, data_root: str | os.PathLike | None = None) -> list[Path]:
+def spec_folders(spec: str, data_root: str | os.PathLike | None = None, **options) -> list[Path]:
     """The folders a dataset spec's images are read from, found without listing (or building) them, for the
     checks that run before either: the output check, which missed an image written into a spec's folder. Empty
-    for a spec ganfp does not know: reading it refuses it, naming its option."""
+    for a spec ganfp does not know: reading it refuses it, naming its option. `options` are the adapter's, as
+    `load_manifest` takes them (a stage's `extra`): `covid-ctset`'s `generated=FOLDER` is one of its folders."""
     from ganfp.paths import data_root as resolve_root
 
     try:
@@ -75,7 +77,7 @@ def spec_folders(spec: str, data_root: str | os.PathLike | None = None) -> list[
     except InputError:
         return []
     adapter, root = ADAPTERS.get(name), resolve_root(data_root)
-    return adapter.folders(arg, root) if adapter.folders else [root / name]
+    return adapter.folders(arg, root, **options) if adapter.folders else [root / name]
 
 
 # Built-in adapters register on import.

@@ -143,10 +143,11 @@ def _generated_folder(arg: str | None, options: dict, spec: str) -> Path | None:
     return Path(generated).expanduser() if generated else None
 
 
-def folders(arg: str | None, data_root: Path) -> list[Path]:
-    """The fetched copy's folder and, for `real-vs-generated=FOLDER`, FOLDER: the output check counted the copy
-    alone, so an output named like an image among the synthetic slices joined them in the next run."""
-    generated = arg.split("=", 1)[1] if arg and arg.startswith(RVG + "=") else ""
+def folders(arg: str | None, data_root: Path, generated: str | None = None, **options) -> list[Path]:
+    """The fetched copy's folder and the synthetic slices' FOLDER (`real-vs-generated=FOLDER`, or the option
+    `generated=FOLDER`, which wins, as in `load`): the output check counted the copy alone, so an output named like
+    an image among the synthetic slices joined them in the next run."""
+    generated = generated or (arg.split("=", 1)[1] if arg and arg.startswith(RVG + "=") else "")
     return [data_root / "covid-ctset"] + ([Path(generated).expanduser()] if generated else [])
 
 

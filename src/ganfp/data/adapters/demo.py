@@ -98,7 +98,7 @@ def load_attribution(arg: str, data_root: Path) -> Manifest:
     return manifest
 
 
-def part_folders(arg: str | None, data_root: Path) -> list[Path]:
+def part_folders(arg: str | None, data_root: Path, **options) -> list[Path]:
     """An attribution part's own `demo-<name>/`, else `demo/` (all the chain's parts), built or not."""
     entry = DEMO_PARTS.entry(arg) if arg in DEMO_PARTS else None
     if entry is not None and entry.meta.get("attribution"):

@@ -69,7 +69,7 @@ def _refuse_mixed(root: Path, flat: list[Path], subdirs: list[Path]) -> None:
 
 
 @register_adapter("folder", "a folder: one sub-folder per class, or a flat folder of unlabelled images",
-                  folders=lambda arg, data_root: [Path(arg).expanduser()] if arg else [])
+                  folders=lambda arg, data_root, **options: [Path(arg).expanduser()] if arg else [])
 def load(arg: str | None, data_root: Path, **options) -> Manifest:
     if not arg:
         raise InputError("folder: needs a path, e.g. folder:./my_images")
