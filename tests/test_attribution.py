@@ -795,15 +795,17 @@ def test_the_checkpoint_given_is_the_one_read_not_the_newest_run(task, tmp_path,
     model_of = features_module._feature_model
     monkeypatch.setattr(features_module, "_feature_model", lambda space, ckpt, *a: read.append(str(ckpt)) or model_of(
         space, ckpt, *a))
-    modes = {"a": ("--train", task / "train"), "c": ("--clusters", "3")}
+    modes, other = {"a": ("--train", task / "train"), "c": ("--clusters", "3")}, {"older": "newest", "newest": "older"}
     chosen = [(("--checkpoint", runs / "older" / "s1"), "older"), ((), "newest")]
     for (mode, args), (given, name) in itertools.product(modes.items(), chosen):
         read.clear()  # a data root of its own: no embedding cached by another run
+        report = tmp_path / f"{mode}-{name}.html"
         code, out, err = run_cli("attribute", task / "unknown", *args, "--out", tmp_path / f"{mode}.csv", "--features",
                                  "checkpoint", "--device", "cpu", "--data-root", tmp_path / mode / name, "--json",
-                                 *given)
+                                 "--report", report, *given)
         assert code == 0, err
         assert set(read) == {files[name]} and json.loads(out)["checkpoint"] == files[name]
+        assert files[name] in report.read_text() and files[other[name]] not in report.read_text()
 
 
 def test_checkpoint_features_read_dicom_in_the_checkpoints_window(tmp_path, run_cli, monkeypatch):
