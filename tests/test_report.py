@@ -498,9 +498,9 @@ def test_evaluate_report_reads_the_checkpoint_given_not_the_newest_run(run_cli, 
     scores, labels, report = tmp_path / "scores.csv", tmp_path / "labels.csv", tmp_path / "ev.html"
     scores.write_text("id,score\n" + "".join(f"ct{i},{i / 6:.3f}\n" for i in range(6)))
     labels.write_text("id,label\n" + "".join(f"ct{i},{int(i < 3)}\n" for i in range(6)))
-    args = ("evaluate", scores, labels, "--report", report, "--real", tmp_path / "real", "--generated", tmp_path / "gen",
-            "--features", "checkpoint", "--data-root", tmp_path / "data")
-    for given, model, window in (((("--checkpoint", runs / "older")), older, "bone"), ((), newest, "lung")):
+    args = ("evaluate", scores, labels, "--report", report, "--real", tmp_path / "real", "--generated",
+            tmp_path / "gen", "--features", "checkpoint", "--data-root", tmp_path / "data")
+    for given, model, window in ((("--checkpoint", runs / "older"), older, "bone"), ((), newest, "lung")):
         read.clear()
         code, _, err = run_cli(*args, *given)
         assert code == 0, err

@@ -268,8 +268,8 @@ class AttributionResult:
         counts = {c: self.predicted.count(c) for c in self.classes}
         return {"task": "attribution", "images": len(self.ids), "classes": self.classes, "method": self.method,
                 "features": self.features, "checkpoint": self.checkpoint, "train": self.train,
-                "train_counts": self.train_counts, "predicted_counts": counts, "out": self.out, "labels": self.labels, "seconds": round(self.seconds, 2),
-                "warnings": self.warnings, "report": self.report}
+                "train_counts": self.train_counts, "predicted_counts": counts, "out": self.out, "labels": self.labels,
+                "seconds": round(self.seconds, 2), "warnings": self.warnings, "report": self.report}
 
 
 @dataclass
