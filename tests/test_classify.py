@@ -818,6 +818,21 @@ def test_a_k_the_user_gave_that_local_caps_says_the_k_it_uses(run_cli, case, tmp
     assert k_beyond_the_sets(Recipe("local", "std32", 40), 40, 200, 10_000, "--method local") == []
 
 
+def test_densitys_k_is_said_of_the_generated_images_alone():
+    """density's k-th nearest generated image sets its ball's radius, and it counts the other real images in that
+    ball whatever k is: `--k 15` above the 11 other real images was said to use them all, with no pass of k there.
+    In fusion, the members whose k is cut are named, as knn's and density's cuts differ."""
+    assert k_beyond_the_sets(Recipe("density", "std32", 15), 15, 12, 24, "--method density") == []
+    assert k_beyond_the_sets(Recipe("density", "std32", 30), 30, 12, 24, "--method density") == [
+        "--k 30: more than the 24 generated images; those neighbour passes use them all"]
+    assert k_beyond_the_sets(Recipe("fusion", "std32", 15), 15, 12, 24, "--method fusion") == [
+        "--k 15 (knn std32 k=15): more than the 11 other real images; those neighbour passes use them all"]
+    assert k_beyond_the_sets(Recipe("fusion", "std32", 30), 30, 12, 24, "--method fusion") == [
+        "--k 30 (knn std32 k=30): more than the 24 generated images and the 11 other real images; those neighbour "
+        "passes use them all",
+        "--k 30 (density std32 k=30): more than the 24 generated images; those neighbour passes use them all"]
+
+
 def test_a_feature_space_finer_than_the_images_is_said_aloud(run_cli, case, tmp_path):
     """--features white64 on 32 px images compares at 32 px under the name white64; std64 compares upsampled
     images: the user hears that the space asked for is not what ran."""

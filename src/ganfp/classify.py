@@ -319,22 +319,25 @@ def k_beyond_the_sets(recipe: Recipe, k: int | None, real: int, generated: int |
         if member.k is None:
             continue
         used = SCORERS.entry(member.method).meta["ks_used"](member.k, generated, real - 1)
+        # a default k's cap is by design; None: the scorer takes no k neighbours in that set (density's real images)
         cut = tuple((n_used, n, what) for n_used, (n, what) in zip(used, sets)
-                    if n_used < member.k and (member.k == k or n_used == n))  # a default k's cap is by design
+                    if n_used is not None and n_used < member.k and (member.k == k or n_used == n))
         if cut:
             by_cut.setdefault((member.k, cut), []).append(member.label)
-    warnings = []
+    warnings, members = [], sum(member.k is not None for member in member_recipes(recipe))
     for (member_k, cut), labels in by_cut.items():
         named = f"--k {k}" if member_k == k else f"{which} uses k={member_k} ({', '.join(labels)})"
-        warnings.append(k_cut_warning(named, labels, cut))
+        warnings.append(k_cut_warning(named, labels, cut, some=member_k == k and len(labels) < members))
     return warnings
 
 
-def k_cut_warning(named: str, labels: list[str], cut: tuple) -> str:
-    """The words for k cut in each (k used, set size, what) of `cut`: to the whole set, or by the scorer's cap."""
+def k_cut_warning(named: str, labels: list[str], cut: tuple, some: bool = False) -> str:
+    """The words for k cut in each (k used, set size, what) of `cut`: to the whole set, or by the scorer's cap.
+    `some`: the --k of only some members is cut (fusion's knn, not its density), so they are named."""
     if all(n_used == n for n_used, n, _ in cut):
-        return (f"{named}: more than the {' and the '.join(count(n, what) for _, n, what in cut)}; those neighbour "
-                "passes use them all")
+        who = f" ({', '.join(labels)})" if some else ""
+        return (f"{named}{who}: more than the {' and the '.join(count(n, what) for _, n, what in cut)}; those "
+                "neighbour passes use them all")
     return (f"{named}: {', '.join(labels)} caps k on sets this small; it uses "
             + " and ".join(f"k={n_used} among the {count(n, what)}" for n_used, n, what in cut))
 

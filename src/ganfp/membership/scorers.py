@@ -28,15 +28,22 @@ BESIDE_CHUNK = 64  # real or generated images whose (k, candidates, ...) blocks 
 # vectors_only = it needs a vector space (not ssim or ncc); log_ratio = its scores are on a log
 # scale of closeness to the generated set against closeness to the real images (0 = no more than
 # the real images predict), so the ensemble can add them; ks_used (every neighbour scorer that uses
-# k) = (k, generated images, other real images) -> the k its passes really use in each set, what
-# the scorer reads and classify's k warning says. pipeline.py registers the methods that are not
-# neighbour scorers; options, calibration, benchmarks and the contract tests all iterate this.
+# k) = (k, generated images, other real images) -> the k its passes really use in each set (None in
+# a set no pass of it takes k neighbours in), what the scorer reads and classify's k warning says.
+# pipeline.py registers the methods that are not neighbour scorers; options, calibration,
+# benchmarks and the contract tests all iterate this.
 SCORERS: Registry[Callable] = Registry("method")
 
 
 def whole_sets(k: int, n_generated: int, n_other_real: int) -> tuple[int, int]:
     """The k a neighbour pass uses in each set: k, or the whole set where it holds fewer (it cannot find more)."""
     return min(k, n_generated), min(k, n_other_real)
+
+
+def generated_k_only(k: int, n_generated: int, n_other_real: int) -> tuple[int, None]:
+    """density's k: its k-th nearest generated images set the ball's radius; the real images are counted in the
+    ball whatever k is, so no k of theirs can be cut (`whole_sets` had a --k above them said to use them all)."""
+    return min(k, n_generated), None
 
 
 @dataclass(frozen=True)
@@ -251,7 +258,8 @@ def retrieval_scores(nb: Neighbours, k: int = 1) -> np.ndarray:
     return votes + 0.5 * (1.0 - rank / n)
 
 
-@SCORERS.register("density", needs="neighbours", uses_k=True, uses_features=True, log_ratio=True, ks_used=whole_sets,
+@SCORERS.register("density", needs="neighbours", uses_k=True, uses_features=True, log_ratio=True,
+                  ks_used=generated_k_only,
                   description="generated vs real neighbours inside one epsilon-ball (Monte Carlo density ratio)")
 def density_scores(nb: Neighbours, k: int, quantile: float = DENSITY_QUANTILE) -> np.ndarray:
     """Monte-Carlo density ratio: generated vs real neighbours inside one epsilon-ball (Hilprecht et al.).
