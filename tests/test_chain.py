@@ -309,6 +309,28 @@ def test_a_later_stage_with_no_data_stops_the_chain_before_the_first_stage_train
     assert any("kept without comparing its images" in w and "no such folder" in w for w in again[0].warnings)
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+def test_a_runs_dir_inside_a_stages_dataset_is_refused_before_any_stage_trains(tmp_path, two_datasets, run_cli,
+                                                                               dry_run):
+    """train-stage refused an --out inside its dataset, the chain did not: with --runs-dir in a stage's folder (or in
+    the demo's data folder) the stage's checkpoints were written among its images, which a later read takes for
+    images and a re-run for a change of the dataset. Refused for every stage, by train-stage's check, naming it."""
+    first, second = two_datasets
+    chain, more = write_chain(tmp_path, f"folder:{first}", second), ["--dry-run"] if dry_run else []
+    before = sorted(second.rglob("*"))
+    code, out, err = run_cli("chain", "--model", "conv5", "--chain", chain, "--runs-dir", second / "runs",
+                             "--data-root", tmp_path / "root", *more)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1, err
+    assert (f"mine.toml:13: stage 2 (second): its folder {second / 'runs' / 'mine-conv5' / '02-second'} is inside its "
+            f"dataset {second} (folder {second}), where the stage's files would become part of the data; choose a "
+            "--runs-dir outside it") in err
+    assert sorted(second.rglob("*")) == before and not (tmp_path / "root").exists()
+    code, _, err = run_cli("chain", "--model", "conv5", "--chain", "demo", "--runs-dir", tmp_path / "root" / "demo",
+                           "--data-root", tmp_path / "root", *more)
+    assert code == 2 and "stage 1 (casia): its folder " in err and f"(folder {tmp_path / 'root' / 'demo'})" in err
+    assert not (tmp_path / "root").exists()  # refused before the demo data is built
+
+
 def _rewrite(path):
     """New pixels in the same file, dated a minute later (a coarse file system would not see a quick edit)."""
     Image.fromarray(np.full((16, 16), 7, dtype=np.uint8)).save(path)

@@ -56,6 +56,7 @@ from ganfp.train import (
     check_request,
     check_window_read,
     completed,
+    data_folder_holding,
     dataset_fingerprint,
     interrupted,
     load_stage_images,
@@ -447,10 +448,24 @@ def _chain_configs(spec: ChainSpec, model: str, runs_root: Path, data_root, over
     run_dir = run_dir_for(spec, model, runs_root)
     check_folder_names(spec, run_dir)
     configs = stage_configs(spec, model, overrides, run_dir)
+    check_run_outside_data(spec, configs, run_dir, data_root)
     names = [c.name for c in configs]
     if from_stage is not None and from_stage not in names:
         raise InputError(f"--from-stage {from_stage!r}: not a stage of chain {spec.name} ({', '.join(names)})")
     return run_dir, window_configs(spec, configs, overrides or {}, data_root)
+
+
+def check_run_outside_data(spec: ChainSpec, configs: list[StageConfig], run_dir: Path, data_root) -> None:
+    """Each stage's folder outside every folder of its dataset, as train-stage's --out (`data_folder_holding`): a
+    --runs-dir inside a stage's `folder:` dataset, or in the demo's data folder, had the stage's checkpoints written
+    among the images, which a later read takes for images and a re-run for a change of the dataset."""
+    for i, cfg in enumerate(configs, 1):
+        out_dir = run_dir / stage_folder(i, cfg.name)
+        folder = data_folder_holding(out_dir, cfg, data_root)
+        if folder is not None:
+            raise InputError(f"{spec.locate(i, 'dataset')}: stage {i} ({cfg.name}): its folder {out_dir} is inside "
+                             f"its dataset {cfg.dataset} (folder {folder}), where the stage's files would become "
+                             "part of the data; choose a --runs-dir outside it")
 
 
 def window_configs(spec: ChainSpec, configs: list[StageConfig], overrides: dict, data_root) -> list[StageConfig]:

@@ -837,16 +837,25 @@ def check_request(cfg: StageConfig, out_dir: str | Path, resume: bool, force: bo
 
 def _check_out_outside_data(out_dir: str | Path, cfg: StageConfig, data_root) -> None:
     """--out inside a folder of the dataset: its lock folder read as a class without images (or, in a flat folder,
-    as a sub-folder beside the images), and a finished stage's files would sit among the data. Refused by name, for
-    every spec's folders (`spec_folders`, with the adapter's options): only a folder spec's was checked, so a stage
-    went into the synthetic slices of `covid-ctset` (`generated=FOLDER`) or a demo part's folder."""
+    as a sub-folder beside the images), and a finished stage's files would sit among the data. Refused by name."""
+    folder = data_folder_holding(out_dir, cfg, data_root)
+    if folder is not None:
+        where = "" if parse_spec(cfg.dataset)[0] == "folder" else f" (its folder {folder})"
+        raise InputError(f"--out {out_dir}: is inside the dataset --data {cfg.dataset}{where}, where the stage's "
+                         "files would become part of the data; choose a folder outside it")
+
+
+def data_folder_holding(out_dir: str | Path, cfg: StageConfig, data_root) -> Path | None:
+    """The folder of the stage's dataset that `out_dir` is or lies in, else None; train-stage's --out and a chain's
+    stage folders are checked by it. Every spec's folders count (`spec_folders`, with the adapter's options): only a
+    folder spec's were, so a stage went into the synthetic slices of `covid-ctset` (`generated=FOLDER`) or a demo
+    part's folder."""
     target = Path(out_dir).expanduser().resolve()
     for folder in spec_folders(cfg.dataset, data_root, **cfg.extra):
         data = folder.expanduser().resolve()
         if target == data or data in target.parents:
-            where = "" if parse_spec(cfg.dataset)[0] == "folder" else f" (its folder {folder})"
-            raise InputError(f"--out {out_dir}: is inside the dataset --data {cfg.dataset}{where}, where the stage's "
-                             "files would become part of the data; choose a folder outside it")
+            return folder
+    return None
 
 
 def _check_pseudo_settings(cfg: StageConfig) -> None:
