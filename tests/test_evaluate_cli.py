@@ -275,3 +275,32 @@ def test_one_file_given_as_both_predictions_and_truth_is_refused(tmp_path, run_c
     code, out, err = run_cli("evaluate", str(sub), str(tmp_path / "dir" / ".." / "sub.csv"))
     assert_one_line_error(code, out, err, f"{sub}: given as both the predictions and the ground truth",
                           "give the ground-truth labels second")
+
+
+@pytest.mark.parametrize("kind, task", [("attribution", "auto"), ("clustering", "auto"),
+                                        ("attribution", "attribution")])
+def test_a_report_on_another_tasks_files_is_refused_before_what_it_needs_is_asked_for(tmp_path, run_cli, monkeypatch,
+                                                                                        kind, task):
+    """--report on attribution files said "--report needs --real", then "no finished chain run" (--features
+    checkpoint looked for its model first): fixing either only led to the refusal that was the real problem."""
+    monkeypatch.setenv("GANFP_RUNS", str(tmp_path / "no-runs"))
+    truth = write(tmp_path / "truth.csv", "id,label\n" + "".join(f"{i},{'ab'[y]}\n" for i, y in zip(IDS, TRUTH)))
+    column, value = ("cluster", str) if kind == "clustering" else ("label", lambda y: "ab"[1 - y])
+    preds = write(tmp_path / "preds.csv", f"id,{column}\n" + "".join(f"{i},{value(y)}\n" for i, y in zip(IDS, TRUTH)))
+    report = ["--report", tmp_path / "r.html", "--task", task]
+    for more in ([], ["--real", tmp_path, "--features", "checkpoint"], ["--plot", tmp_path / "p.png"]):
+        code, out, err = run_cli("evaluate", preds, truth, *report, *more)
+        assert_one_line_error(code, out, err, f"membership files only, not to {kind} ones; drop ")
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "p.png").exists()
+
+
+def test_a_report_on_membership_files_asks_for_what_it_needs_before_scoring(tmp_path, labels, run_cli, monkeypatch):
+    """The real images and the model of --features checkpoint, once the files are known to be membership ones."""
+    monkeypatch.setenv("GANFP_RUNS", str(tmp_path / "no-runs"))
+    preds = tmp_path / "scores.csv"
+    write_scores(preds, IDS, np.array(TRUTH) * 0.5)
+    code, out, err = run_cli("evaluate", preds, labels, "--report", tmp_path / "r.html")
+    assert_one_line_error(code, out, err, "--report needs --real REAL")
+    code, out, err = run_cli("evaluate", preds, labels, "--report", tmp_path / "r.html", "--real", tmp_path,
+                             "--features", "checkpoint")
+    assert_one_line_error(code, out, err, "no finished chain run in ")

@@ -89,7 +89,8 @@ def _check_membership_options(preds: Path, labels: Path, plot: Optional[Path], h
                               real: Optional[str], generated: Optional[str], used_fraction: Optional[float],
                               threshold: Optional[float], data_root: Optional[str], checkpoint: Optional[str]) -> None:
     """The decision rule and the outputs, checked before a file is read: detecting the task reads both files,
-    which takes seconds on a large one, and a wrong option should not wait for it."""
+    which takes seconds on a large one, and a wrong option should not wait for it. What --plot and --report need
+    (`_check_report_needs`) is asked once the task is known: on another task's files it is moot."""
     from ganfp.data.outputs import check_outputs
     from ganfp.errors import InputError
 
@@ -97,16 +98,39 @@ def _check_membership_options(preds: Path, labels: Path, plot: Optional[Path], h
         raise InputError("give --used-fraction or --threshold, not both")
     check_outputs({"--plot": plot, "--report": html_report}, (preds, labels, real, generated, checkpoint),
                   data_root=data_root)
+
+
+def _refuse_membership_options(task: str, options: dict[str, object]) -> None:
+    """The options of membership files, refused on another task's before anything they would need is asked for
+    (the plots extra, --real, the checkpoint of --features checkpoint): "no chain run found" came first, and fixing
+    it only led to this refusal."""
+    from ganfp.errors import InputError
+
+    given = [option for option, value in options.items() if value is not None]
+    if given:
+        verb = "apply" if len(given) > 1 else "applies"
+        raise InputError(f"{', '.join(given)} {verb} to membership files only, not to {task} ones; drop "
+                         f"{'them' if len(given) > 1 else 'it'}")
+
+
+def _check_report_needs(plot: Optional[Path], html_report: Optional[Path], real: Optional[str],
+                        features: Optional[str], checkpoint: Optional[str], image_size: Optional[int]) -> None:
+    """What --plot and --report need, on membership files, before the predictions are scored or an image decoded:
+    the plots extra, the real images and the model --features checkpoint reads."""
+    from ganfp.errors import InputError
+
     if plot is not None:
         from ganfp.plots import require_matplotlib
 
         require_matplotlib(plot)
     if html_report is not None:
+        from ganfp.report import report_checkpoint
         from ganfp.report import require_matplotlib as report_needs
 
         report_needs()
         if real is None:
             raise InputError("--report needs --real REAL: the real images the predictions are about")
+        report_checkpoint(features, checkpoint, image_size)
 
 
 def _evaluate_classes(task: str, preds: Path, labels: Path, json_out: bool) -> None:
@@ -173,17 +197,13 @@ def evaluate(
                                "--id-from": id_from, "--slices": slices, "--report-n": report_n})
     _check_membership_options(preds, labels, plot, html_report, real, generated, used_fraction, threshold, data_root,
                               checkpoint)
-    if html_report is not None:  # the model --features checkpoint reads, checked before a file is read too
-        from ganfp.report import report_checkpoint
-
-        report_checkpoint(features, checkpoint, image_size)
     task = detect_task(preds, labels) if task == "auto" else task
     if task != "membership":
-        if plot is not None or html_report is not None or used_fraction is not None or threshold is not None:
-            raise InputError(f"--plot, --report, --used-fraction and --threshold apply to membership files, "
-                             f"not to {task}")
+        _refuse_membership_options(task, {"--plot": plot, "--report": html_report, "--used-fraction": used_fraction,
+                                          "--threshold": threshold})
         _evaluate_classes(task, preds, labels, json_out)
         return
+    _check_report_needs(plot, html_report, real, features, checkpoint, image_size)
     report = evaluate_files(preds, labels, used_fraction=used_fraction, threshold=threshold)
     with written_together() as outputs:  # --report and --plot both replaced, or neither
         if html_report is not None:
