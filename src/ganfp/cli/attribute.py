@@ -34,6 +34,7 @@ from ganfp.cli.options import (
     SlicesOpt,
     WindowOpt,
     in_range,
+    path_given,
 )
 
 METHOD_HELP = (f"Supervised: centroid, knn, linear, cnn or fusion (default {DEFAULT_METHOD}). "
@@ -85,12 +86,13 @@ def _print(result, as_json: bool, headerless: bool = False) -> None:
         ui.info(f"score it with: ganfp evaluate {info['out']} {info['labels']}{task}")
 
 
-ImagesArg = Annotated[str, typer.Argument(metavar="IMAGES", help="Generated images to attribute: a folder or a "
-                                          "dataset spec such as demo:attribution-2025.")]
+ImagesArg = Annotated[str, typer.Argument(metavar="IMAGES", callback=path_given("IMAGES", "a folder or dataset spec"),
+                                          help="Generated images to attribute: a folder or a dataset spec such as "
+                                          "demo:attribution-2025.")]
 OutOpt = Annotated[str, typer.Option("--out", help="CSV to write: one row per image, its class (or cluster).")]
-TrainOpt = Annotated[Optional[str], typer.Option("--train", help="Labelled training images: DIR with "
-                                                 "generated/<class>/ (and real/<class>/), or a spec (default: the "
-                                                 "spec's own).")]
+TrainOpt = Annotated[Optional[str], typer.Option("--train", callback=path_given("--train", "a folder or dataset spec"),
+                                                 help="Labelled training images: DIR with generated/<class>/ (and "
+                                                 "real/<class>/), or a spec (default: the spec's own).")]
 ClustersOpt = Annotated[Optional[str], typer.Option("--clusters", metavar="K|auto", help="Cluster instead (no labels): "
                                                     "K groups, or auto to choose K by the eigengap of the images' "
                                                     "neighbour graph.")]
@@ -110,10 +112,10 @@ EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", callback=in_range(
 ReportNOpt = Annotated[Optional[int], typer.Option("--report-n", callback=in_range(1), help="Images per class (per "
                                                    "cluster) in the --report: the N most and the N least confident "
                                                    f"(central), at least 1 (default {DEFAULT_REPORT_ROWS}).")]
-RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", help="Where cnn and fusion keep their model, and "
-                                                   "where --features checkpoint without --checkpoint finds the newest "
-                                                   "finished chain run (default: $GANFP_RUNS, else ./runs); refused "
-                                                   "where neither reads it.")]
+RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", callback=path_given("--runs-dir"), help="Where cnn "
+                                                   "and fusion keep their model, and where --features checkpoint "
+                                                   "without --checkpoint finds the newest finished chain run (default: "
+                                                   "$GANFP_RUNS, else ./runs); refused where neither reads it.")]
 
 
 @app.command("attribute")

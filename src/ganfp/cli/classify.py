@@ -26,6 +26,7 @@ from ganfp.cli.options import (
     ThresholdOpt,
     UsedFractionOpt,
     WindowOpt,
+    path_given,
 )
 
 
@@ -67,7 +68,7 @@ def print_summary(summary: dict, as_json: bool) -> None:
 @app.command("classify")
 def classify(
     real: str = typer.Argument(
-        ...,
+        ..., callback=path_given("REAL", "a folder or dataset spec"),
         help=(
             "Real images: a folder (ids = file names without extension) or a dataset spec such as "
             "demo:gans-test."
@@ -75,7 +76,7 @@ def classify(
     ),
     out: str = typer.Option(..., "--out", help="Submission file to write (official format: <id>,<0|1>, no header)."),
     generated: Optional[str] = typer.Option(
-        None, "--generated",
+        None, "--generated", callback=path_given("--generated"),
         help=(
             "Folder of generated images: enables the membership scorers (default for a dataset spec: its "
             "own generated set)."
@@ -100,11 +101,11 @@ def classify(
     threshold: ThresholdOpt = None,
     scores: Optional[str] = typer.Option(None, "--scores", help="Also write a CSV: id,score,<one column per scorer>."),
     ids: Optional[str] = typer.Option(
-        None, "--ids",
+        None, "--ids", callback=path_given("--ids", "a file"),
         help="File of expected ids, one per line: every one must have an image, and no other.",
     ),
     calibrate: Optional[str] = typer.Option(
-        None, "--calibrate",
+        None, "--calibrate", callback=path_given("--calibrate", "a folder or dataset spec"),
         help=(
             "Labelled dev folder (used/, not_used/, generated/) or spec: choose feature space, method and k "
             "by cross-validated ROC-AUC (each rank-averaged with the default unless --method is given), "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -20,6 +19,7 @@ from ganfp.cli.options import (
     UsedFractionOpt,
     WindowOpt,
     in_range,
+    path_given,
 )
 
 METRICS = {
@@ -74,7 +74,7 @@ def _print_classes(report, metrics: dict[str, str], table_title: str, matrix: li
                    [[cls, *row] for cls, row in zip(report.classes, matrix)])
 
 
-def _need_report(html_report: Optional[Path], report_options: dict[str, object]) -> None:
+def _need_report(html_report: Optional[str], report_options: dict[str, object]) -> None:
     """The options that say what the report shows are refused without --report: ignored, a forgotten --report
     would pass silently."""
     from ganfp.errors import InputError
@@ -85,7 +85,7 @@ def _need_report(html_report: Optional[Path], report_options: dict[str, object])
         raise InputError(f"{', '.join(given)} {verb} the --report: give --report too")
 
 
-def _check_membership_options(preds: Path, labels: Path, plot: Optional[Path], html_report: Optional[Path],
+def _check_membership_options(preds: str, labels: str, plot: Optional[str], html_report: Optional[str],
                               real: Optional[str], generated: Optional[str], used_fraction: Optional[float],
                               threshold: Optional[float], data_root: Optional[str], checkpoint: Optional[str]) -> None:
     """The decision rule and the outputs, checked before a file is read: detecting the task reads both files,
@@ -113,7 +113,7 @@ def _refuse_membership_options(task: str, options: dict[str, object]) -> None:
                          f"{'them' if len(given) > 1 else 'it'}")
 
 
-def _check_report_needs(plot: Optional[Path], html_report: Optional[Path], real: Optional[str],
+def _check_report_needs(plot: Optional[str], html_report: Optional[str], real: Optional[str],
                         features: Optional[str], checkpoint: Optional[str], image_size: Optional[int]) -> None:
     """What --plot and --report need, on membership files, before the predictions are scored or an image decoded:
     the plots extra, the real images and the model --features checkpoint reads."""
@@ -133,7 +133,7 @@ def _check_report_needs(plot: Optional[Path], html_report: Optional[Path], real:
         report_checkpoint(features, checkpoint, image_size)
 
 
-def _evaluate_classes(task: str, preds: Path, labels: Path, json_out: bool) -> None:
+def _evaluate_classes(task: str, preds: str, labels: str, json_out: bool) -> None:
     """Attribution or clustering: score and print (the membership options were refused already)."""
     from ganfp.evaluation import evaluate_classes, evaluate_clusters
 
@@ -149,26 +149,28 @@ def _evaluate_classes(task: str, preds: Path, labels: Path, json_out: bool) -> N
 
 @app.command("evaluate")
 def evaluate(
-    preds: Path = typer.Argument(
-        ..., metavar="PREDS",
+    preds: str = typer.Argument(
+        ..., metavar="PREDS", callback=path_given("PREDS", "a file"),
         help="Predictions: the official submission format, or a CSV with a header id,label | id,score | "
         "id,label,score | image_path,predicted_class (0/1 or class names) | id,cluster.",
     ),
-    labels: Path = typer.Argument(
-        ..., metavar="LABELS",
+    labels: str = typer.Argument(
+        ..., metavar="LABELS", callback=path_given("LABELS", "a file"),
         help="Ground truth: a CSV with header id,label (0/1, class or generator names), or the official format.",
     ),
     json_out: JsonOpt = False,
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw ROC curve, confusion matrix and score "
-                                        "histograms to this image (needs ganfp[plots])."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Also draw ROC curve, confusion matrix and score "
+                                       "histograms to this image (needs ganfp[plots])."),
     used_fraction: UsedFractionOpt = None,
     threshold: ThresholdOpt = None,
-    html_report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML evidence report of the real "
-                                               "images (needs --real and ganfp[plots]); DICOM/NIfTI images are read "
-                                               "as --window, --id-from and --slices say: give classify's."),
-    real: Optional[str] = typer.Option(None, "--real", help="With --report: the real images (folder or dataset spec)."),
-    generated: Optional[str] = typer.Option(None, "--generated", help="With --report: the generated images "
-                                            "(default: the dataset spec's own)."),
+    html_report: Optional[str] = typer.Option(None, "--report", help="Also write an HTML evidence report of the real "
+                                              "images (needs --real and ganfp[plots]); DICOM/NIfTI images are read "
+                                              "as --window, --id-from and --slices say: give classify's."),
+    real: Optional[str] = typer.Option(None, "--real", callback=path_given("--real", "a folder or dataset spec"),
+                                       help="With --report: the real images (folder or dataset spec)."),
+    generated: Optional[str] = typer.Option(None, "--generated", callback=path_given("--generated"),
+                                            help="With --report: the generated images (default: the dataset spec's "
+                                            "own)."),
     features: Optional[str] = typer.Option(None, "--features", help="With --report: the feature space of the "
                                            "nearest generated images (default: classify's)."),
     checkpoint: CheckpointOpt = None,

@@ -54,14 +54,15 @@ def _open_fraction(value: Optional[float]) -> Optional[float]:
     return value
 
 
-def folder_given(option: str):
-    """A callback refusing an empty folder path: `--runs-dir "$DIR"` with DIR unset would quietly mean the default."""
+def path_given(option: str, what: str = "a folder"):
+    """A callback refusing an empty path: `"$DIR"` with DIR unset would quietly mean the current folder (`classify
+    ""` scored it) or the default (`--runs-dir ""`, `--generated ""` and `--ids ""` were as good as not given)."""
 
     def check(value: Optional[str]) -> Optional[str]:
         from ganfp.errors import InputError
 
         if value == "":
-            raise InputError(f"{option} '': an empty path; give a folder")
+            raise InputError(f"{option} '': an empty path; give {what}")
         return value
 
     return check
@@ -72,7 +73,7 @@ def _data_root(value: Optional[str]) -> Optional[str]:
     from ganfp.fileio import check_writable
     from ganfp.paths import data_root
 
-    check_writable(data_root(folder_given("--data-root")(value)), "data root", folder=True)
+    check_writable(data_root(path_given("--data-root")(value)), "data root", folder=True)
     return value
 
 
@@ -82,7 +83,7 @@ def _data_root_to_read(value: Optional[str]) -> Optional[str]:
     from ganfp.fileio import check_folder
     from ganfp.paths import data_root
 
-    check_folder(data_root(folder_given("--data-root")(value)), "data root")
+    check_folder(data_root(path_given("--data-root")(value)), "data root")
     return value
 
 
@@ -110,7 +111,7 @@ DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or
 DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root, help=DATA_ROOT_HELP)]
 ReadDataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=_data_root_to_read,
                                                           help=DATA_ROOT_HELP)]
-RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", callback=folder_given("--runs-dir"), help=RUNS_HELP)]
+RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", callback=path_given("--runs-dir"), help=RUNS_HELP)]
 ModelOpt = Annotated[str, typer.Option("--model", help=MODEL_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", callback=in_range(0, MAX_SEED), help=SEED_HELP)]
@@ -142,7 +143,9 @@ KOpt = Annotated[Optional[int], typer.Option("--k", callback=in_range(1), help=K
 # so a report or an attribution can be built on the model the images were scored with
 CHECKPOINT_HELP = ("The model of --features checkpoint (and of classify's classifier): a stage folder, chain run "
                    "folder or model.safetensors (default: the newest chain run's last stage).")
-CheckpointOpt = Annotated[Optional[str], typer.Option("--checkpoint", help=CHECKPOINT_HELP)]
+CheckpointOpt = Annotated[Optional[str], typer.Option(
+    "--checkpoint", callback=path_given("--checkpoint", "a stage folder, chain run folder or model.safetensors"),
+    help=CHECKPOINT_HELP)]
 # how DICOM and NIfTI files become images (ganfp.data.medical.MedicalReading): classify scores them so, evaluate
 # --report draws them the same way, attribute reads them so, and train-stage and chain train in the window given
 WindowOpt = Annotated[Optional[str], typer.Option("--window", help=WINDOW_HELP)]

@@ -20,12 +20,16 @@ from ganfp.cli.options import (
     RunsDirOpt,
     SeedOpt,
     WindowOpt,
+    path_given,
 )
 
 # ganfp.pseudo.PSEUDO_LABELERS and ganfp.chain.builtin_chains(), written out: reading either imports torch, which
 # `ganfp --help` must not; tests/test_cli.py checks that they agree
 PSEUDO_SOURCES = ("self", "knn")
 BUILTIN_CHAINS = ("paper", "demo")
+# what an empty --init or --chain is told to give instead
+INIT_GIVE = "none, imagenet, a weights file or a stage folder"
+CHAIN_GIVE = f"a built-in chain ({', '.join(BUILTIN_CHAINS)}) or a TOML file"
 PSEUDO_CAPTION = ("(pseudo): val pseudo-agreement / pseudo-F1, agreement with the stage's own pseudo-labels, "
                   "not accuracy on true labels")
 
@@ -90,10 +94,14 @@ def _score(value: float | None, pseudo: bool) -> str:
 
 @app.command("train-stage")
 def train_stage(
-    dataset: str = typer.Option(..., "--data", help="Dataset spec: ADAPTER[:ARG] (demo:casia, folder:PATH, casia, ...) or a folder."),
+    dataset: str = typer.Option(
+        ..., "--data", callback=path_given("--data", "a dataset spec or a folder"),
+        help="Dataset spec: ADAPTER[:ARG] (demo:casia, folder:PATH, casia, ...) or a folder.",
+    ),
     out: str = typer.Option(..., "--out", help="Output folder of the stage (model.safetensors, meta.json, history.csv)."),
     model: ModelOpt = "resnet18",
-    init: str = typer.Option("none", help="Start from: none, imagenet, a weights file, or a previous stage folder."),
+    init: str = typer.Option("none", callback=path_given("--init", INIT_GIVE),
+                             help="Start from: none, imagenet, a weights file, or a previous stage folder."),
     name: Optional[str] = typer.Option(None, help="Stage name (default: the output folder's name)."),
     image_size: ImageSizeOpt = 224,
     batch_size: BatchSizeOpt = 256,
@@ -156,10 +164,14 @@ def train_stage(
 @app.command("chain")
 def chain(
     model: ModelOpt = "resnet18",
-    chain_name: str = typer.Option("paper", "--chain", help=f"Built-in chain ({', '.join(BUILTIN_CHAINS)}) or a TOML file."),
+    chain_name: str = typer.Option(
+        "paper", "--chain", callback=path_given("--chain", CHAIN_GIVE),
+        help=f"Built-in chain ({', '.join(BUILTIN_CHAINS)}) or a TOML file.",
+    ),
     from_stage: Optional[str] = typer.Option(None, "--from-stage", help="Retrain from this stage on, even if finished."),
     init: Optional[str] = typer.Option(
-        None, help="Override the first stage's start: none, imagenet, a weights file or a stage folder."
+        None, callback=path_given("--init", INIT_GIVE),
+        help="Override the first stage's start: none, imagenet, a weights file or a stage folder.",
     ),
     epochs: Optional[int] = typer.Option(
         None, help="Override every stage's maximum epochs, a stage's own in the chain file too (to change one "
