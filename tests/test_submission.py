@@ -295,7 +295,7 @@ def test_write_scores_writes_float32_scores_at_their_precision(tmp_path):
     and read back as the same float32 values; a column holding a float64 value keeps all 17 digits."""
     probs = np.array([0.3, 0.1, 1e-30, 123456789.0, 2.0**-30], dtype=np.float32)
     path = tmp_path / "scores.csv"
-    write_scores(path, list("abcde"), probs.astype(np.float64), columns={"p": probs, "mixed": [0.1, 0.3, 1, 2, 1e300]})
+    write_scores(path, list("abcde"), probs, columns={"p": probs, "mixed": [0.1, 0.3, 1, 2, 1e300]})
     assert path.read_text().splitlines() == [
         "id,score,p,mixed",
         "a,0.3,0.3,0.1",
@@ -307,6 +307,16 @@ def test_write_scores_writes_float32_scores_at_their_precision(tmp_path):
     back = read_predictions(path)
     assert back.scores.astype(np.float32).tolist() == probs.tolist()
     assert [float(line.split(",")[3]) for line in path.read_text().splitlines()[1:]] == [0.1, 0.3, 1, 2, 1e300]
+
+
+def test_write_scores_writes_float64_scores_float32_could_hold_at_float64_precision(tmp_path):
+    """The dtype decides the precision, not the values: float64 scores that float32 happens to hold exactly (2**27,
+    2**-30) read back as the same float64 values (they were written as float32 text, 1.3421773e+08)."""
+    scores = [2.0**27, 2.0**-30, 0.5]
+    write_scores(tmp_path / "scores.csv", list("abc"), scores, columns={"as_array": np.array(scores)})
+    back = read_predictions(tmp_path / "scores.csv")
+    assert back.scores.tolist() == scores
+    assert [float(line.split(",")[2]) for line in (tmp_path / "scores.csv").read_text().splitlines()[1:]] == scores
 
 
 def test_decide_by_rank_and_by_threshold():

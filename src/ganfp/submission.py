@@ -527,9 +527,10 @@ def _column_name(name) -> str:
 
 def _column_values(values, name: str, n: int) -> np.ndarray:
     """One finite float per id, or ValueError naming the column: an (n, 1) array was written as if flat, and NaN or
-    inf as `nan`/`inf` cells that `read_predictions` then refused."""
+    inf as `nan`/`inf` cells that `read_predictions` then refused. float32 values stay float32 (`_score_texts`)."""
     try:
-        s = np.asarray(values, dtype=np.float64)
+        s = np.asarray(values)
+        s = s if s.dtype == np.float32 else s.astype(np.float64)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be numbers") from None
     if s.ndim != 1:
@@ -543,15 +544,12 @@ def _column_values(values, name: str, n: int) -> np.ndarray:
 
 
 def _score_texts(values: np.ndarray) -> list[str]:
-    """Each value as the shortest text that reads back as it, at the precision the column carries: a column of
-    float32 values (a network's probabilities, widened to float64) was written as their float64 expansion,
-    0.30000001192092896 for 0.3; such text claims 17 digits where 8 were computed. Read back and narrowed to
-    float32, every value is the one written; a column holding any value float32 cannot hold is written at float64,
-    and reads back exactly."""
-    with np.errstate(over="ignore"):  # a value past float32's range becomes inf: a float64 column
-        narrow = values.astype(np.float32)
-    if np.array_equal(narrow.astype(np.float64), values):
-        return [str(x) for x in narrow]
+    """Each value as the shortest text that reads back as it, at the precision of its dtype: float32 values (a
+    network's probabilities) were written as their float64 expansion, 0.30000001192092896 for 0.3, text that claims
+    17 digits where 8 were computed. The dtype decides, not the values: a float64 column whose values float32 can
+    hold (134217728.0) was written as float32 text (1.3421773e+08), which reads back as another float64 value."""
+    if values.dtype == np.float32:
+        return [str(x) for x in values]
     return [repr(x) for x in values.tolist()]
 
 

@@ -232,7 +232,7 @@ def classifier_scores(scorer: MembershipScorer, recipe: Recipe) -> np.ndarray:
     images = load_checked(scorer.real, int(meta["image_size"]), setup.data_root, setup.progress, "decode real")
     probs = predict_proba(model, images, setup.batch_size, setup.device)
     scorer.checkpoint_meta = {**meta, "stage": str(stage)}
-    return probs[:, classes.index("used")].astype(np.float64)
+    return probs[:, classes.index("used")]  # float32, as computed: --scores writes it at that precision
 
 
 @SCORERS.register("fusion", needs="members", uses_k=True, uses_features=True,
