@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from helpers.images import write_class_folder, write_frames
 
 
@@ -243,3 +244,138 @@ def test_force_color_into_a_file_draws_no_bars_and_cuts_no_table(tmp_path, monke
                            capture_output=True, text=True, env=env, check=True).stdout
     lines = re.sub(r"\x1b\[[0-9;]*m", "", shown).splitlines()
     assert any("(ImageCLEFmedical GANs 2023)" in line for line in lines), shown  # one line, not folded at 80
+
+
+# ------------------------------------------------------------------------------- numbers as a user writes them
+
+
+def numeric_options() -> list[tuple[tuple[str, ...], str, type]]:
+    """(command path, option, int or float) of every number option of every command, read off their signatures."""
+    import inspect
+    import typing
+
+    import typer
+
+    from ganfp.cli import app
+
+    def commands(typer_app, path=()):
+        for info in typer_app.registered_commands:
+            yield (*path, info.name or info.callback.__name__.replace("_", "-")), info.callback
+        for group in typer_app.registered_groups:
+            yield from commands(group.typer_instance, (*path, group.name))
+
+    found = []
+    for path, callback in commands(app):
+        hints = typing.get_type_hints(callback, include_extras=True)
+        for name, param in inspect.signature(callback).parameters.items():
+            hint, option = hints[name], param.default
+            if typing.get_origin(hint) is typing.Annotated:
+                hint, option = typing.get_args(hint)[0], typing.get_args(hint)[1]
+            kinds = [t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)]
+            if isinstance(option, typer.models.OptionInfo) and kinds in ([int], [float]):
+                decls = [d for d in option.param_decls if d.startswith("--")]
+                found.append((path, decls[0] if decls else f"--{name.replace('_', '-')}", kinds[0]))
+    return found
+
+
+NUMERIC_OPTIONS = numeric_options()
+
+
+def test_every_command_has_its_number_options_found():
+    found = {(" ".join(path), option) for path, option, _ in NUMERIC_OPTIONS}
+    assert {("classify", "--k"), ("attribute", "--max-clusters"), ("evaluate", "--image-size"), ("chain", "--lr"),
+            ("train-stage", "--val-fraction"), ("fetch-data", "--seed"), ("classify", "--threshold")} <= found
+
+
+@pytest.mark.parametrize("path, option, kind", NUMERIC_OPTIONS,
+                         ids=[f"{' '.join(p)} {o}" for p, o, _ in NUMERIC_OPTIONS])
+def test_a_number_option_takes_digits_only(run_cli, path, option, kind):
+    """int() and float() take `1_0` (10), spaces around a number, a leading `+` and other scripts' digits: `attribute
+    --clusters 3_0` clustered into 30, `--k 1_0` read 10. Every number option refuses each in one line naming the
+    option and the value (exit 2), before anything else is checked."""
+    for value in ("1_0", " 10", "10 ", "+10", "١٠", "۳", "0x10", *(["10.0", "1e1"] if kind is int else ["1_0.5"])):
+        code, out, err = run_cli(*path, option, value)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and out == "" and len(lines) == 1, (value, err)
+        assert lines[0].startswith(f"error: Invalid value for '{option}': {value!r} is not "), (value, lines[0])
+
+
+def test_the_number_parsers_keep_what_a_user_writes():
+    from ganfp.cli.options import decimal_number, whole_number
+
+    assert [whole_number(t) for t in ("10", "0", "-5", "007")] == [10, 0, -5, 7]
+    assert [decimal_number(t) for t in ("0.5", ".5", "5.", "1e-3", "2.5E+2", "-1", "3")] == [0.5, 0.5, 5.0, 0.001,
+                                                                                              250.0, -1.0, 3.0]
+    assert [str(decimal_number(t)) for t in ("nan", "inf", "-Infinity")] == ["nan", "inf", "-inf"]  # their range's
+    assert whole_number(3) == 3 and decimal_number(0.25) == 0.25  # a default is already a number
+
+
+@pytest.mark.parametrize("args, says", [
+    (("attribute", "{img}", "--out", "{tmp}/c.csv", "--clusters", "3_0"), "--clusters '3_0': give a number"),
+    (("attribute", "{img}", "--out", "{tmp}/c.csv", "--clusters", "٣"), "--clusters '٣': give a number"),
+    (("attribute", "{img}", "--out", "{tmp}/c.csv", "--clusters", "+3"), "--clusters '+3': give a number"),
+    (("classify", "{img}", "--out", "{tmp}/s.csv", "--window", "4_0,400"), "--window 4_0,400: give CENTER,WIDTH"),
+    (("classify", "{img}", "--out", "{tmp}/s.csv", "--window", "٤٠,400"), "--window ٤٠,400: give CENTER,WIDTH"),
+    (("classify", "{img}", "--out", "{tmp}/s.csv", "--slices", "١:٣"), "--slices ١:٣: give START:STOP"),
+    (("classify", "{img}", "--out", "{tmp}/s.csv", "--method", "knn", "--features", "pixels١٦"),
+     "--features pixels١٦"),
+])
+def test_numbers_read_by_hand_take_digits_only(run_cli, tmp_path, args, says):
+    """The values ganfp parses itself (a cluster count, a window, a slice range, a feature space's size) follow the
+    same rule as the number options."""
+    write_class_folder(tmp_path / "img", n_per_class=2, size=16)
+    code, out, err = run_cli(*(a.format(img=tmp_path / "img", tmp=tmp_path) for a in args))
+    one_line_error(code, err, 2, says)
+    assert out == ""
+
+
+def test_scientific_and_spaced_windows_still_read():
+    from ganfp.data.medical import parse_slices, parse_window
+
+    assert parse_window("-6e2, 1.5e3") == (-600.0, 1500.0) and parse_window("40,400") == (40.0, 400.0)
+    assert parse_slices(" 40 : 80 ") == (40, 80)
+
+
+# ------------------------------------------------------------------------------- warnings in --json
+
+
+def test_every_warning_shown_is_in_the_json_once_in_order(run_cli, tmp_path):
+    """A file skipped as not an image is logged by the library and printed as a warning, but was missing from the
+    --json "warnings", where a script looks: each command's JSON now holds every warning it printed, once (a folder
+    read twice warns once), in the order printed, and the screen is as it was."""
+    import json
+
+    from helpers.membership_cases import write_case
+
+    real, gen, _ = write_case(tmp_path / "case")
+    (real / "scan.raw").write_bytes(b"not an image")
+    (gen / "notes.raw").write_bytes(b"not an image")
+    skipped = [f"{real}: 1 file skipped, not in an image format ganfp reads (first: scan.raw)",
+               f"{gen}: 1 file skipped, not in an image format ganfp reads (first: notes.raw)"]
+    root = ("--data-root", tmp_path / "data")
+    code, out, err = run_cli("classify", real, "--generated", gen, "--method", "knn", "--features", "pixels16", "--k",
+                             "50", "--out", tmp_path / "s.csv", *root, "--json")
+    warnings = json.loads(out)["warnings"]
+    assert code == 0 and warnings[:2] == skipped and len(warnings) == 3 and warnings[2].startswith("--k 50"), err
+    assert [line for line in err.splitlines() if line.startswith("warning:")] == [f"warning: {w}" for w in warnings]
+
+    code, out, err = run_cli("attribute", gen, "--clusters", "2", "--features", "pixels8", "--out", tmp_path / "c.csv",
+                             "--device", "cpu", *root, "--json")
+    assert code == 0 and json.loads(out)["warnings"] == skipped[1:], err
+
+    code, out, err = run_cli("fetch-data", "--list", *root, "--json")
+    assert code == 0 and json.loads(out)["warnings"] == [], err  # every command's object has them
+
+
+def test_train_stage_json_holds_the_warnings_its_data_logged(run_cli, tmp_path):
+    import json
+
+    data = write_class_folder(tmp_path / "ds", n_per_class=8, size=16)
+    (data / "a" / "scan.raw").write_bytes(b"not an image")
+    code, out, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "stage", "--model", "conv5",
+                             "--image-size", "16", "--epochs", "1", "--batch-size", "8", "--device", "cpu",
+                             "--data-root", tmp_path / "data", "--json")
+    assert code == 0, err
+    (stage,) = json.loads(out)
+    assert [w for w in stage["warnings"] if "skipped" in w] == [
+        f"{data / 'a'}: 1 file skipped, not in an image format ganfp reads (first: scan.raw)"], stage["warnings"]

@@ -106,6 +106,69 @@ def test_a_signal_ends_classify_with_one_line_and_every_output_whole(tmp_path, s
     assert out.read_text() != "the previous submission\n"
 
 
+def into_a_closed_pipe(args, with_stderr: bool = False) -> tuple[int, str]:
+    """`ganfp ARGS` whose reader of stdout (and of stderr with `with_stderr`: `2>&1 | head -1`) is gone before it
+    writes; (exit code, stderr)."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}  # buffered, as usual
+    proc = subprocess.Popen([sys.executable, "-m", "ganfp", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT if with_stderr else subprocess.PIPE,
+                            env={**env, "PYTHONPATH": SRC})
+    proc.stdout.close()
+    err = b"" if with_stderr else proc.stderr.read()
+    return proc.wait(timeout=300), err.decode()
+
+
+@POSIX
+@pytest.mark.parametrize("with_stderr", [False, True], ids=["stdout", "stdout-and-stderr"])
+def test_a_reader_gone_ends_a_command_quietly_with_its_outputs_whole(tmp_path, with_stderr):
+    """`ganfp classify ... --json | head -1`: a reader that closes the pipe early got a BrokenPipeError traceback, or
+    "Exception ignored ... BrokenPipeError" at exit (status 120 when stderr was the pipe). Now: exit 1, as the Python
+    docs recommend, nothing printed, and the files written whole before the result was printed."""
+    from ganfp.submission import validate_submission
+
+    real, gen, labels = write_case(tmp_path / "case")
+    out, scores, root = tmp_path / "sub.csv", tmp_path / "scores.csv", tmp_path / "data"
+    code, err = into_a_closed_pipe(["classify", real, "--generated", gen, "--method", "knn", "--features", "pixels16",
+                                    "--out", out, "--scores", scores, "--data-root", root, "--json"], with_stderr)
+    assert code == 1 and err == "", err
+    assert validate_submission(out, labels) == [] and len(scores.read_text().splitlines()) == len(labels) + 1
+    assert temporaries(tmp_path, root) == []
+    for args in (["fetch-data", "--list", "--data-root", root], ["fetch-data", "--list", "--json"], ["--help"],
+                 ["classify", "--help"], ["--version"]):
+        assert into_a_closed_pipe(args, with_stderr) == (1, ""), args
+
+
+@POSIX
+def test_a_stderr_reader_gone_before_the_outputs_are_written_keeps_them_as_they_were(tmp_path):
+    """The warning of a file skipped as not an image, written while the images are listed, meets the closed pipe
+    (`2>&1 | head -1`): the command stops there, quietly, as at a signal, and writes no output."""
+    real, gen, _ = write_case(tmp_path / "case")
+    (real / "scan.raw").write_bytes(b"not an image")
+    out, root = tmp_path / "sub.csv", tmp_path / "data"
+    out.write_text("the previous submission\n")
+    code, err = into_a_closed_pipe(["classify", real, "--generated", gen, "--method", "knn", "--features", "pixels16",
+                                    "--out", out, "--data-root", root], with_stderr=True)
+    assert code == 1 and out.read_text() == "the previous submission\n"
+    assert temporaries(tmp_path, root) == []
+
+
+@POSIX
+def test_a_broken_pipe_of_another_reader_keeps_its_traceback():
+    """Only a reader of stdout or stderr that left is a quiet exit: a BrokenPipeError of another pipe (a worker's)
+    is a bug, and says where it happened."""
+    script = textwrap.dedent("""
+        import sys
+        from ganfp.cli import app, main
+        @app.command("pipe")
+        def pipe():
+            raise BrokenPipeError(32, "a worker's pipe")
+        main(["pipe"])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ,
+                                                                                                "PYTHONPATH": SRC})
+    assert done.returncode == 1 and "Traceback" in done.stderr and "a worker's pipe" in done.stderr, done.stderr
+
+
 def stopped_by(error: BaseException):
     """A stand-in for a writer or builder that fails (or is interrupted) before it returns."""
     def stop(*args, **kwargs):

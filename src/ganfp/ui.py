@@ -7,12 +7,15 @@ would vanish, and `folder:one: ...` would print as `folder1️⃣ ...`.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import math
+import os
 import re
 import sys
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -38,8 +41,17 @@ def on_screen(console: Console) -> bool:
     return console.is_terminal and callable(isatty) and isatty()
 
 
-out = Console(soft_wrap=True, emoji=False)
-err = Console(stderr=True, soft_wrap=True, emoji=False)
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader went away (`ganfp ... | head -1`): raised on to the CLI's one handler (`ganfp.cli.main`).
+
+        Rich's own handling sends stdout (only) to os.devnull and exits at once; a closed stderr then failed again in
+        Python's flush at exit (status 120)."""
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+out = _Console(soft_wrap=True, emoji=False)
+err = _Console(stderr=True, soft_wrap=True, emoji=False)
 if not on_screen(out):  # a pipe or a file has no width: a table as wide as its longest value, never cut short
     out.width = UNBOUNDED_WIDTH
 
@@ -54,7 +66,34 @@ def info(message: str) -> None:
     err.print(printable(message), highlight=False, markup=False)
 
 
+# Every warning shown while a CLI command runs, in order (`collecting_warnings`); None outside one. Not a ContextVar:
+# a warning the library logs from a worker thread is one the command emits too.
+_shown: list[str] | None = None
+
+
+@contextlib.contextmanager
+def collecting_warnings() -> Iterator[list[str]]:
+    """Within it, each warning shown (`warn`, and so every one the library logs under "ganfp", through
+    `_LibraryLines`) is kept too, for `print_json` to put in the --json document's "warnings": a script reading the
+    JSON saw the command's own warnings but not the logged ones (files skipped as not images). The screen is as
+    without it."""
+    global _shown
+    outer, _shown = _shown, []
+    try:
+        yield _shown
+    finally:
+        _shown = outer
+
+
+def json_warnings(own: Iterable[str] = ()) -> list[str]:
+    """The "warnings" of a --json document: each one shown so far while collecting, then `own` (the command's, which
+    it prints after the document), each once, in that order."""
+    return list(dict.fromkeys([*(_shown or ()), *own]))
+
+
 def warn(message: str) -> None:
+    if _shown is not None:
+        _shown.append(message)
     err.print(f"[yellow]warning:[/] {escape(printable(message))}", highlight=False)
 
 
@@ -96,7 +135,13 @@ def plain_json(value: Any) -> Any:
 
 
 def print_json(obj: Any) -> None:
-    """Machine output: one JSON document on stdout, nothing else (other values, such as paths, as strings)."""
+    """Machine output: one JSON document on stdout, nothing else (other values, such as paths, as strings).
+
+    While collecting (a CLI command), an object's "warnings" are every warning the command emitted, logged ones
+    included (`json_warnings`), the key added where the object had none; a list (train-stage, chain: one object
+    per stage) is left to its command."""
+    if isinstance(obj, dict) and _shown is not None:
+        obj = {**obj, "warnings": json_warnings(obj.get("warnings") or ())}
     sys.stdout.write(json.dumps(plain_json(obj), indent=2, default=str, allow_nan=False) + "\n")
     sys.stdout.flush()
 

@@ -118,7 +118,7 @@ def membership_space(name: str) -> Callable[..., np.ndarray]:
     try:
         space = parse_features(name)
     except InputError:
-        kind = re.fullmatch(r"([a-z]+)\d*", name)
+        kind = re.fullmatch(r"([a-z]+)[0-9]*", name)
         if kind and kind.group(1) in SPACE_KINDS:
             raise  # a known kind at a size out of range (pixels0): its message gives the range
         raise InputError(f"--features {name}: not one of {', '.join(FREQUENCY.names())}, {spaces_help()}") from None

@@ -7,10 +7,13 @@ and `ganfp fetch-data --list` stay fast. Each command imports what it needs when
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
+import select
 import signal
 import sys
 import threading
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 import typer
 
@@ -88,14 +91,84 @@ def signals_as_errors() -> Iterator[None]:
             signal.signal(number, handler)
 
 
+class _ReaderGone(Exception):
+    """A BrokenPipeError carried past click's main, which takes one (an OSError of errno EPIPE) for its own exit 1:
+    that wraps sys.stdout and leaves its descriptor, and the bytes buffered for it, to fail again at exit."""
+
+
+def _past_click(method):
+    """`method` of the command (make_context prints --help and --version, invoke runs the command) with a closed
+    pipe raised as `_ReaderGone`, for `main`'s one handler."""
+
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except BrokenPipeError as exc:
+            raise _ReaderGone() from exc
+
+    return call
+
+
+def _reader_left() -> bool:
+    """Whether the reader of stdout or stderr has closed its end: a BrokenPipeError of another pipe is no quiet exit.
+    Where poll cannot tell (Windows), it is taken for the reader's."""
+    poll = getattr(select, "poll", None)
+    if poll is None:
+        return True
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            watch = poll()
+            watch.register(stream.fileno(), select.POLLOUT)
+            if any(events & (select.POLLERR | select.POLLHUP) for _, events in watch.poll(0)):
+                return True
+        except (AttributeError, OSError, ValueError):  # a stream without a descriptor (the tests' capture)
+            continue
+    return False
+
+
+def _reader_gone() -> NoReturn:
+    """The reader of stdout or stderr went away (`ganfp ... --json | head -1`): exit 1, quietly, as the Python docs
+    recommend (signal module, "Note on SIGPIPE"). What is still to be written, and Python's flush of it at exit, goes
+    to os.devnull: no "Exception ignored ... BrokenPipeError". An output file is whole or not written, as on a
+    signal: the files are written before the result is printed, and a message that fails half-way through the work
+    leaves it through `written_together`, which keeps the previous content."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # a stream without a descriptor (the tests' capture)
+            continue
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI. Every error is one line: a usage error or an InputError exits 2, a RuntimeFailure 1,
-    an interruption 128 + the signal (130 Ctrl-C, 143 SIGTERM).
+    an interruption 128 + the signal (130 Ctrl-C, 143 SIGTERM). A reader of the output that went away (a pipe
+    closed early) ends it silently with 1.
 
     Anything else is a bug and keeps its traceback.
     """
+    try:
+        try:
+            with ui.collecting_warnings():
+                _run(argv)
+        finally:  # what is buffered is written here, where a closed pipe is caught, not in Python's flush at exit
+            sys.stdout.flush()
+            sys.stderr.flush()
+    except (BrokenPipeError, _ReaderGone) as exc:
+        if not _reader_left():  # another pipe's (a worker's): a bug, which keeps its traceback
+            raise (exc.__cause__ if isinstance(exc, _ReaderGone) else exc) from None
+        _reader_gone()
+
+
+def _run(argv: list[str] | None) -> None:
     ui.show_library_lines()
     command = typer.main.get_command(app)
+    command.make_context = _past_click(command.make_context)
+    command.invoke = _past_click(command.invoke)
     try:
         with signals_as_errors():
             code = command.main(args=argv, prog_name="ganfp", standalone_mode=False)

@@ -34,6 +34,7 @@ from ganfp.cli.options import (
     SlicesOpt,
     WindowOpt,
     in_range,
+    int_option,
     path_given,
 )
 
@@ -51,15 +52,16 @@ COLUMNS_HELP = ("Header of the output CSV, two names, or none (default image_pat
 
 
 def _clusters(value: str | None) -> int | None:
-    """`--clusters K|auto` -> K, or None for auto."""
+    """`--clusters K|auto` -> K, or None for auto. K in digits 0-9, as every int option (`3_0` was read as 30)."""
     from ganfp.errors import InputError
+    from ganfp.numerals import read_whole
 
     if value is None or value.strip().lower() == "auto":
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise InputError(f"--clusters {value!r}: give a number of clusters or auto") from None
+    clusters = read_whole(value)
+    if clusters is None:
+        raise InputError(f"--clusters {value!r}: give a number of clusters (in digits 0-9, such as 3) or auto")
+    return clusters
 
 
 def _print(result, as_json: bool, headerless: bool = False) -> None:
@@ -99,17 +101,17 @@ ClustersOpt = Annotated[Optional[str], typer.Option("--clusters", metavar="K|aut
 UseRealOpt = Annotated[bool, typer.Option("--use-real", help="Add the real/<class>/ images to the references of "
                                           "centroid, knn and linear.")]
 # Options that only some modes read default to None, so that one given where nothing reads it is refused.
-KOpt = Annotated[Optional[int], typer.Option("--k", callback=in_range(1), help="Neighbours of knn (and fusion), at "
+KOpt = Annotated[Optional[int], int_option("--k", callback=in_range(1), help="Neighbours of knn (and fusion), at "
                                              f"least 1 (default {DEFAULT_K}).")]
-MaxClustersOpt = Annotated[Optional[int], typer.Option("--max-clusters", callback=in_range(2), help="With --clusters "
+MaxClustersOpt = Annotated[Optional[int], int_option("--max-clusters", callback=in_range(2), help="With --clusters "
                                                        "auto: the largest K tried, at least 2 (default "
                                                        f"{DEFAULT_MAX_CLUSTERS}).")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Network the cnn and fusion methods train "
                                                  f"(default {DEFAULT_MODEL}).")]
-EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", callback=in_range(1), help="Most epochs of cnn and "
+EpochsOpt = Annotated[Optional[int], int_option("--epochs", callback=in_range(1), help="Most epochs of cnn and "
                                                   "fusion, with early stopping after 5 without progress (default "
                                                   f"{DEFAULT_EPOCHS}).")]
-ReportNOpt = Annotated[Optional[int], typer.Option("--report-n", callback=in_range(1), help="Images per class (per "
+ReportNOpt = Annotated[Optional[int], int_option("--report-n", callback=in_range(1), help="Images per class (per "
                                                    "cluster) in the --report: the N most and the N least confident "
                                                    f"(central), at least 1 (default {DEFAULT_REPORT_ROWS}).")]
 RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", callback=path_given("--runs-dir"), help="Where cnn "

@@ -88,15 +88,17 @@ def fetch_data(
                              link=link, seed=seed)
     already = was_ready and not force and not (add and from_)
     counts = _counts(read_meta(path))
+    stale = _runs_on_old_demo(before, read_meta(path), runs) if before is not None else None
     if json_:
         ui.print_json({"name": name, "path": str(path), "data_root": str(root), "already_ready": already,
-                       "counts": counts, "seconds": round(time.perf_counter() - started, 2)})
+                       "counts": counts, "seconds": round(time.perf_counter() - started, 2),
+                       "warnings": [stale] if stale else []})
     elif already:
         ui.info(_already_ready(name, path, from_))
     else:
         ui.info(f"{name} ready in {path}{_summary(counts)}")
-    if before is not None:
-        _warn_runs_on_old_demo(before, read_meta(path), runs)
+    if stale:
+        ui.warn(stale)
 
 
 def _already_ready(name: str, path: Path, sources: list[str] | None) -> str:
@@ -127,25 +129,26 @@ def _runs_folder(runs_dir: str | None, name: str) -> Path:
     return runs
 
 
-def _warn_runs_on_old_demo(before: dict, after: dict | None, runs_folder: Path) -> None:
+def _runs_on_old_demo(before: dict, after: dict | None, runs_folder: Path) -> str | None:
     """A demo rebuilt with other images (another seed or demo version) leaves the models of the chain runs trained
     on the old ones in place until each chain runs again, which retrains them (docs/chain.md): name those runs, so
     nobody classifies with a model of images that are gone unawares.
 
-    Only runs in `runs_folder` (--runs-dir, else $GANFP_RUNS, else ./runs) are found.
+    Only runs in `runs_folder` (--runs-dir, else $GANFP_RUNS, else ./runs) are found. The warning, or None.
     """
     old, new = (before.get("seed"), before.get("version")), ((after or {}).get("seed"), (after or {}).get("version"))
     if before.get("status") != "ready" or old == new:
-        return  # a partial build replaced, or the same seed again: byte-identical images
+        return None  # a partial build replaced, or the same seed again: byte-identical images
     from ganfp.chain import runs_trained_on
     from ganfp.data.adapters.demo import CHAIN_SPECS
 
     runs = runs_trained_on(CHAIN_SPECS, runs_folder)
-    if runs:
-        change = f"seed {old[0]} -> {new[0]}" if old[0] != new[0] else f"demo version {old[1]} -> {new[1]}"
-        listed = ", ".join(f"{run} (from stage {stage})" for run, stage in runs)
-        ui.warn(f"the demo images changed ({change}); these runs hold models trained on the old images until their "
-                f"chain runs again, which retrains them: {listed}")
+    if not runs:
+        return None
+    change = f"seed {old[0]} -> {new[0]}" if old[0] != new[0] else f"demo version {old[1]} -> {new[1]}"
+    listed = ", ".join(f"{run} (from stage {stage})" for run, stage in runs)
+    return (f"the demo images changed ({change}); these runs hold models trained on the old images until their "
+            f"chain runs again, which retrains them: {listed}")
 
 
 IMAGE_COUNTS = ("used", "not_used", "generated", "real", "unknown", "images")  # an ImageCLEF part's layout counts

@@ -19,6 +19,7 @@ from ganfp.cli.options import (
     UsedFractionOpt,
     WindowOpt,
     in_range,
+    int_option,
     path_given,
 )
 
@@ -175,7 +176,7 @@ def evaluate(
                                            "nearest generated images (default: classify's)."),
     checkpoint: CheckpointOpt = None,
     report_n: ReportNOpt = None,
-    image_size: Optional[int] = typer.Option(None, "--image-size", callback=in_range(8, 4096), help="With --report: "
+    image_size: Optional[int] = int_option(None, "--image-size", callback=in_range(8, 4096), help="With --report: "
                                              "compare the images at N x N (8 to 4096), as classify --image-size N "
                                              "did (default: their own size when all share one, else 128)."),
     window: WindowOpt = None,

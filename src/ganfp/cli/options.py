@@ -13,6 +13,43 @@ from typing import Annotated, Optional
 import typer
 
 from ganfp.errors import MAX_SEED  # numpy's seed range, which training takes; errors imports no numpy
+from ganfp.numerals import DECIMAL_HINT, WHOLE_HINT, read_decimal, read_whole
+
+
+def whole_number(text: str | int) -> int:
+    """The parser of every integer option (`typer.Option(parser=whole_number)`): digits 0-9, a leading minus at most.
+
+    Typer and click read an int option with int() (or pydantic), which takes `1_0` as 10, spaces around it, a
+    leading `+`, and other scripts' digits: `--k 1_0` ran with k=10. Such a value is a usage error naming the option
+    and the value. A default (already a number) passes.
+    """
+    if not isinstance(text, str):
+        return text
+    value = read_whole(text)
+    if value is None:
+        raise typer.BadParameter(f"{text!r} is not {WHOLE_HINT}")
+    return value
+
+
+def decimal_number(text: str | float) -> float:
+    """The parser of every float option: digits 0-9, a point, an exponent (`1e-3`), a leading minus at most; "nan"
+    and "inf" pass on to the option's own check, which names its range."""
+    if not isinstance(text, str):
+        return text
+    value = read_decimal(text)
+    if value is None:
+        raise typer.BadParameter(f"{text!r} is not {DECIMAL_HINT}")
+    return value
+
+
+def int_option(*decls: str, **kwargs) -> typer.models.OptionInfo:
+    """`typer.Option` of an int option, read by `whole_number`: every int option of every command is made here."""
+    return typer.Option(*decls, parser=whole_number, **kwargs)
+
+
+def float_option(*decls: str, **kwargs) -> typer.models.OptionInfo:
+    """`typer.Option` of a float option, read by `decimal_number`: every float option of every command is made here."""
+    return typer.Option(*decls, parser=decimal_number, **kwargs)
 
 
 def _finite(value: Optional[float]) -> Optional[float]:
@@ -114,31 +151,31 @@ ReadDataRootOpt = Annotated[Optional[str], typer.Option("--data-root", callback=
 RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", callback=path_given("--runs-dir"), help=RUNS_HELP)]
 ModelOpt = Annotated[str, typer.Option("--model", help=MODEL_HELP)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", callback=in_range(0, MAX_SEED), help=SEED_HELP)]
+SeedOpt = Annotated[Optional[int], int_option("--seed", callback=in_range(0, MAX_SEED), help=SEED_HELP)]
 DemoSeedOpt = Annotated[  # fetch-data draws nothing else: the shared help's training steps do not apply there
     Optional[int],
-    typer.Option("--seed", callback=in_range(0, MAX_SEED), help="Seed (0 to 2**32 - 1) of the demo data's draw."),
+    int_option("--seed", callback=in_range(0, MAX_SEED), help="Seed (0 to 2**32 - 1) of the demo data's draw."),
 ]
 ImageSizeOpt = Annotated[
     Optional[int],
-    typer.Option("--image-size", callback=in_range(8, 4096), help="Resize every image to N x N (8 to 4096)."),
+    int_option("--image-size", callback=in_range(8, 4096), help="Resize every image to N x N (8 to 4096)."),
 ]
 BatchSizeOpt = Annotated[
-    Optional[int], typer.Option("--batch-size", callback=in_range(1), help="Images per batch (at least 1).")
+    Optional[int], int_option("--batch-size", callback=in_range(1), help="Images per batch (at least 1).")
 ]
-MemoryBudgetOpt = Annotated[Optional[float], typer.Option("--memory-budget", callback=in_range(0), help=MEMORY_HELP)]
+MemoryBudgetOpt = Annotated[Optional[float], float_option("--memory-budget", callback=in_range(0), help=MEMORY_HELP)]
 UsedFractionOpt = Annotated[
-    Optional[float], typer.Option("--used-fraction", callback=_open_fraction, help=USED_FRACTION_HELP)
+    Optional[float], float_option("--used-fraction", callback=_open_fraction, help=USED_FRACTION_HELP)
 ]
 ThresholdOpt = Annotated[
     Optional[float],
-    typer.Option("--threshold", callback=_finite, help="Label score >= threshold as used, instead of by rank."),
+    float_option("--threshold", callback=_finite, help="Label score >= threshold as used, instead of by rank."),
 ]
 ReportOpt = Annotated[Optional[str], typer.Option("--report", help="Also write an HTML evidence report "
                                                 "(self-contained; needs ganfp[plots]).")]
 REPORT_N_HELP = "Evidence rows in the --report: the N most and the N least suspicious images (at least 1; default 24)."
-ReportNOpt = Annotated[Optional[int], typer.Option("--report-n", callback=in_range(1), help=REPORT_N_HELP)]
-KOpt = Annotated[Optional[int], typer.Option("--k", callback=in_range(1), help=K_HELP)]
+ReportNOpt = Annotated[Optional[int], int_option("--report-n", callback=in_range(1), help=REPORT_N_HELP)]
+KOpt = Annotated[Optional[int], int_option("--k", callback=in_range(1), help=K_HELP)]
 # the model classify's classifier and --features checkpoint read (classify, evaluate --report, attribute): one meaning,
 # so a report or an attribution can be built on the model the images were scored with
 CHECKPOINT_HELP = ("The model of --features checkpoint (and of classify's classifier): a stage folder, chain run "

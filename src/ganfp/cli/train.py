@@ -20,6 +20,8 @@ from ganfp.cli.options import (
     RunsDirOpt,
     SeedOpt,
     WindowOpt,
+    float_option,
+    int_option,
     path_given,
 )
 
@@ -47,7 +49,10 @@ def print_results(title: str, summaries: list, as_json: bool) -> None:
     if not distributed.is_main():
         return
     if as_json:
-        ui.print_json([s.to_dict() for s in summaries])
+        stages = [s.to_dict() for s in summaries]
+        if len(stages) == 1:  # train-stage (or a chain of one): what it logged (files skipped as not images) is its own
+            stages[0]["warnings"] = ui.json_warnings(stages[0]["warnings"])
+        ui.print_json(stages)
     else:
         only_pseudo = bool(summaries) and all(s.pseudo for s in summaries)
         mark = not only_pseudo and any(s.pseudo for s in summaries)
@@ -105,22 +110,22 @@ def train_stage(
     name: Optional[str] = typer.Option(None, help="Stage name (default: the output folder's name)."),
     image_size: ImageSizeOpt = 224,
     batch_size: BatchSizeOpt = 256,
-    lr: float = typer.Option(0.001, help="SGD learning rate (the paper: 0.001)."),
-    momentum: float = typer.Option(0.9, help="SGD momentum (the paper: 0.9)."),
-    weight_decay: float = typer.Option(0.0, help="SGD weight decay."),
-    epochs: int = typer.Option(200, help="Maximum epochs (the paper: 200)."),
-    patience: int = typer.Option(10, help="Early stopping: epochs without a lower validation loss."),
-    val_fraction: float = typer.Option(0.2, help="Validation share of the stratified split (the paper: 8:2)."),
+    lr: float = float_option(0.001, help="SGD learning rate (the paper: 0.001)."),
+    momentum: float = float_option(0.9, help="SGD momentum (the paper: 0.9)."),
+    weight_decay: float = float_option(0.0, help="SGD weight decay."),
+    epochs: int = int_option(200, help="Maximum epochs (the paper: 200)."),
+    patience: int = int_option(10, help="Early stopping: epochs without a lower validation loss."),
+    val_fraction: float = float_option(0.2, help="Validation share of the stratified split (the paper: 8:2)."),
     seed: SeedOpt = 0,
     augment: bool = typer.Option(True, help="Random flips and shifts on training batches."),
     pseudo_labels: Optional[str] = typer.Option(
         None, help=f"Unlabelled data: pseudo-label source ({', '.join(PSEUDO_SOURCES)})."
     ),
-    pseudo_fraction: Optional[float] = typer.Option(
+    pseudo_fraction: Optional[float] = float_option(
         None, help="Share of images pseudo-labelled at each end of the ranking (default: 0.25)."
     ),
     pseudo_features: Optional[str] = typer.Option(None, help="Feature space of the knn pseudo-labeler (default: classify's)."),
-    pseudo_k: Optional[int] = typer.Option(None, help="Neighbours of the knn pseudo-labeler (default: classify's)."),
+    pseudo_k: Optional[int] = int_option(None, help="Neighbours of the knn pseudo-labeler (default: classify's)."),
     skip_bad: bool = typer.Option(False, "--skip-bad",
                                   help="Skip (and list) unreadable and multi-frame images instead of stopping."),
     resume: bool = typer.Option(
@@ -173,14 +178,14 @@ def chain(
         None, callback=path_given("--init", INIT_GIVE),
         help="Override the first stage's start: none, imagenet, a weights file or a stage folder.",
     ),
-    epochs: Optional[int] = typer.Option(
+    epochs: Optional[int] = int_option(
         None, help="Override every stage's maximum epochs, a stage's own in the chain file too (to change one "
         "stage's, set epochs in its [[stages]] table)."
     ),
-    patience: Optional[int] = typer.Option(None, help="Override every stage's early-stopping patience."),
+    patience: Optional[int] = int_option(None, help="Override every stage's early-stopping patience."),
     image_size: ImageSizeOpt = None,
     batch_size: BatchSizeOpt = None,
-    lr: Optional[float] = typer.Option(None, help="Override every stage's learning rate."),
+    lr: Optional[float] = float_option(None, help="Override every stage's learning rate."),
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),

@@ -25,6 +25,7 @@ from PIL import Image
 
 from ganfp.data.manifest import UNLABELLED, Item, Manifest, is_dicom, is_nifti, volume_stem
 from ganfp.errors import InputError
+from ganfp.numerals import read_decimal
 
 # (center, width) in HU; lung is the -1000..400 HU range the ImageCLEF CT slices show
 WINDOW_PRESETS = {
@@ -72,17 +73,24 @@ def parse_window(text: str, option: str = "--window") -> tuple[float, float]:
     why = window_problem(text)
     if why:
         raise InputError(f"{option} {text}: {why}")
-    return WINDOW_PRESETS[text] if text in WINDOW_PRESETS else tuple(float(p) for p in text.split(","))
+    return WINDOW_PRESETS[text] if text in WINDOW_PRESETS else _center_width(text)
+
+
+def _center_width(text: str) -> tuple[float, float] | None:
+    """CENTER,WIDTH -> the two numbers (spaces around each allowed), each in digits 0-9 (`-600`, `1e3`): float() read
+    `4_0` as 40, and other scripts' digits. None if it is not two such numbers."""
+    parts = [read_decimal(p.strip()) for p in text.split(",")]
+    return (parts[0], parts[1]) if len(parts) == 2 and None not in parts else None
 
 
 def window_problem(text: str) -> str | None:
     """What is wrong with a window's text, or None: one rule for the options and a chain file's `window` key."""
     if text in WINDOW_PRESETS:
         return None
-    try:
-        center, width = (float(p) for p in text.split(","))
-    except ValueError:
-        return f"give CENTER,WIDTH in HU or one of: {', '.join(WINDOW_PRESETS)}"
+    numbers = _center_width(text)
+    if numbers is None:
+        return f"give CENTER,WIDTH in HU (digits 0-9, such as 40,400) or one of: {', '.join(WINDOW_PRESETS)}"
+    center, width = numbers
     if not (math.isfinite(center) and math.isfinite(width)):
         return "CENTER and WIDTH must be finite numbers"
     if not width > 0:
@@ -115,9 +123,9 @@ def with_window(manifest: Manifest, window: tuple[float, float] | None) -> Manif
 
 def parse_slices(text: str) -> tuple[int | None, int | None]:
     """START:STOP (stop excluded; either may be left out), or one slice number."""
-    match = re.fullmatch(r"\s*(\d*)\s*(:?)\s*(\d*)\s*", text)
+    match = re.fullmatch(r"\s*([0-9]*)\s*(:?)\s*([0-9]*)\s*", text)  # digits 0-9: \d took other scripts' too
     if not match or not (match.group(1) or match.group(3)) or (not match.group(2) and match.group(3)):
-        raise InputError(f"--slices {text}: give START:STOP (e.g. 40:80, 40:, :80) or one slice number")
+        raise InputError(f"--slices {text}: give START:STOP (e.g. 40:80, 40:, :80) or one slice number, in digits 0-9")
     start = int(match.group(1)) if match.group(1) else None
     if not match.group(2):
         return start, start + 1

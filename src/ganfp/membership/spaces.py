@@ -127,7 +127,7 @@ def spaces_help() -> str:
 def parse_features(spec: str) -> FeatureSpace:
     """`<kind>[N]` for a registered kind, `checkpoint`, or a model name (ImageNet weights)."""
     require_text("features", spec)
-    match = re.fullmatch(r"([a-z]+)(\d*)", spec)
+    match = re.fullmatch(r"([a-z]+)([0-9]*)", spec)  # digits 0-9: \d took other scripts' too
     if match and match.group(1) in SPACE_KINDS:
         kind, digits = match.groups()
         size = int(digits) if digits else SPACE_KINDS.get(kind).default_size
