@@ -60,6 +60,7 @@ from ganfp.device import (
     configure,
     device_name,
     device_problem,
+    freed_memory_kept,
     resolve_device,
     rng_untouched,
     seed_rng,
@@ -1124,7 +1125,7 @@ def run_stage(
 
     Torch's global RNG is seeded from `cfg.seed` for the stage's draws and put back after (`rng_untouched`), so a
     caller's later random numbers do not depend on whether it trained; so are torch's global settings
-    (`settings_kept`: deterministic algorithms, TF32).
+    (`settings_kept`: deterministic algorithms, TF32) and, on the CPU, glibc's malloc settings (`freed_memory_kept`).
     """
     if not isinstance(cfg, StageConfig):  # else an AttributeError on `.validate`
         raise InputError(f"cfg={cfg!r}: must be a StageConfig")
@@ -1132,7 +1133,7 @@ def run_stage(
     cfg.validate()
     with settings_kept():
         device = setup_device(cfg)
-        with rng_untouched(device):
+        with rng_untouched(device), freed_memory_kept(device):
             return _run_stage(cfg, Path(out_dir), device, resume, data_root, observer, init_id, strict_resume, data)
 
 
