@@ -60,6 +60,9 @@ SLOW = {
     "python benchmarks/knn_scale.py --device cpu --cases "
     "10000x200x512,10000x200x4096,100000x10000x512,1000000x200x512,200x1000000x512": "a benchmark (minutes)",
     "python benchmarks/demo_chain.py --models resnet18 conv5 vit_b_32 vgg11": "trains the demo chain four times",
+    "python benchmarks/cpu_freed_memory.py --steps 4 --rounds 6": "a benchmark (minutes on a CPU)",
+    "python benchmarks/cpu_freed_memory.py --models conv5 resnet18 --steps 4 --rounds 10":
+        "a benchmark (minutes on a CPU)",
     "OMP_NUM_THREADS=1 python benchmarks/zoo.py --write --out zoo": "fits every zoo family (minutes)",
 }
 # folder the docs use for the reader's own data -> the demo folder (under the data root) standing in
