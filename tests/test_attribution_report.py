@@ -288,3 +288,22 @@ def test_cluster_strips_name_ids_with_spaces_unambiguously():
     inputs = ClusterInputs(Gallery(ids, np.zeros((3, 8, 8), np.uint8)), np.zeros((3, 2)), np.zeros(3, int), {}, rows=3)
     strip = re.search(r'data-ids="([^"]+)"', cluster_section(0, inputs, np.array([0.1, 0.2, 0.3])))
     assert json.loads(html.unescape(strip.group(1))) == ids
+
+
+def test_the_report_lists_every_warning_the_run_showed_the_logged_ones_too(task, tmp_path, run_cli):
+    """A file skipped as not an image is a warning the library logs: the terminal and --json showed it, but the
+    report, the evidence a user hands on, listed only attribute's own warnings."""
+    import shutil
+
+    unknown = shutil.copytree(task / "unknown", tmp_path / "unknown")
+    (unknown / "scan.raw").write_bytes(b"not an image")
+    report = tmp_path / "r.html"
+    code, stdout, err = run_cli("attribute", unknown, "--train", task / "train", "--method", "centroid", "--features",
+                                "pixels8", "--out", tmp_path / "a.csv", "--report", report, "--device", "cpu",
+                                "--data-root", tmp_path / "data", "--json")
+    assert code == 0, err
+    shown = json.loads(stdout)["warnings"]
+    assert shown == [f"{unknown}: 1 file skipped, not in an image format ganfp reads (first: scan.raw)"], shown
+    summary = section_of(report.read_text(encoding="utf-8"), "summary")
+    assert [html.unescape(w) for w in re.findall(r'<tr class="warning"><th>warning</th><td>(.*?)</td>', summary)] \
+        == shown

@@ -229,6 +229,22 @@ def test_files_not_read_as_images_are_warned_of_on_every_call_once_each(tmp_path
     assert len(warnings()) == 1
 
 
+def test_a_warning_kept_for_the_report_is_still_printed_from_python(tmp_path):
+    """A call keeps what it logs for its report (`folder_warnings_once`) by a handler of its own; with no other
+    handler (a plain script or a notebook), Python's last resort, which prints a warning on stderr, stayed silent."""
+    folder = tmp_path / "real"
+    folder.mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / "a.png")
+    (folder / "scan.raw").write_bytes(bytes(64))
+    script = ("import sys; from ganfp.data.manifest import folder_warnings_once, with_logged; "
+              "from ganfp.data.real import read_real\n"
+              "with folder_warnings_once():\n    read_real(sys.argv[1], sys.argv[2]); print(with_logged([]))")
+    done = subprocess.run([sys.executable, "-c", script, str(folder), str(tmp_path / "data")], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    said = f"{folder}: 1 file skipped, not in an image format ganfp reads (first: scan.raw)"
+    assert done.returncode == 0 and done.stderr.strip() == said and done.stdout.strip() == repr([said]), done
+
+
 def test_a_macos_forks_folder_is_no_class_and_no_images(tmp_path):
     """A zip made on a Mac and unzipped elsewhere leaves `__MACOSX/`, a copy of its tree holding `._NAME` resource
     forks: read as a class of images (its files hidden), the dataset was refused for an empty class."""

@@ -737,3 +737,24 @@ def test_without_labels_or_a_dev_set_the_report_says_leakage_is_not_tested(tmp_p
                                                           "dev_auc": 0.9, "interval": [0.8, 0.95],
                                                           "leak_evidence": True}}
     assert untested not in build_report(inputs)[0]
+
+
+def report_warnings(report) -> list[str]:
+    """The warning rows of a report's summary, as text."""
+    from html import unescape
+
+    summary = report.read_text(encoding="utf-8").split('id="summary"')[1].split("</section>")[0]
+    return [unescape(row.split("<td>")[1].split("</td>")[0]) for row in summary.split("\n") if 'class="warning"' in row]
+
+
+def test_the_report_lists_every_warning_the_run_showed_the_logged_ones_too(run_cli, copies):
+    """A file skipped as not an image is a warning the library logs: the terminal and --json showed it, but the
+    report, the evidence a user hands on, listed only classify's own warnings."""
+    (copies / "real" / "used" / "scan.raw").write_bytes(b"not an image")
+    out, report = copies / "s.csv", copies / "r.html"
+    code, stdout, err = run_cli("classify", copies / "real", "--generated", copies / "gen", "--out", out, "--report",
+                                report, "--data-root", copies / "data", "--json")
+    assert code == 0, err
+    shown = json.loads(stdout)["warnings"]
+    assert any("1 file skipped, not in an image format ganfp reads (first: scan.raw)" in w for w in shown), shown
+    assert report_warnings(report) == shown

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ganfp.data.generated import MIN_IMAGE_SIZE, generated_manifest, image_headers, shared_files
-from ganfp.data.manifest import Manifest, folder_warnings_once
+from ganfp.data.manifest import Manifest, folder_warnings_once, with_logged
 from ganfp.data.medical import MedicalReading, with_window
 from ganfp.errors import InputError
 from ganfp.fileio import OutputBatch, write_text
@@ -420,11 +420,12 @@ def calibration_text(choice: dict) -> str:
 
 
 def summary_warnings(summary: dict) -> list[str]:
-    """What classify warned of on the terminal, which does not travel with the file: its warnings, and a dev set
-    that shows no evidence of leakage."""
+    """What classify warned of on the terminal, which does not travel with the file: what the run logged (files
+    skipped as not images, folders that mix formats), its own warnings, and a dev set that shows no evidence of
+    leakage."""
     calibration = summary.get("calibration")
     no_leak = [NO_LEAK_EVIDENCE] if calibration and not calibration["leak_evidence"] else []
-    return no_leak + list(summary.get("warnings") or [])
+    return with_logged(no_leak + list(summary.get("warnings") or []))
 
 
 def summary_rows(summary: dict, extra: dict) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 from ganfp.attribution.defaults import DEFAULT_REPORT_ROWS
 from ganfp.attribution.features import FeatureContext, decode
 from ganfp.attribution.methods import KEPT_NEIGHBOURS, Job, Measure, Neighbours
-from ganfp.data.manifest import Manifest
+from ganfp.data.manifest import Manifest, with_logged
 from ganfp.fileio import OutputBatch, write_text
 from ganfp.pages import Heading, counted, esc, figure_html, figure_uri, png_uri, render, table_rows, written_at
 
@@ -213,9 +213,11 @@ def sizes_chart(sizes: np.ndarray) -> str:
 
 
 def summary_table(summary: dict, extra: dict) -> str:
-    """The run's warnings, then its facts in a readable order; never an accuracy the report cannot know."""
+    """The run's warnings, those it logged (files skipped as not images) too, then its facts in a readable order;
+    never an accuracy the report cannot know."""
     rows = [(label, summary[k]) for k, label in SUMMARY_LABELS.items() if summary.get(k) is not None]
-    return table_rows(rows + list(extra.items()) + [("accuracy", NO_ACCURACY)], list(summary.get("warnings") or []))
+    warnings = with_logged(summary.get("warnings") or [])
+    return table_rows(rows + list(extra.items()) + [("accuracy", NO_ACCURACY)], warnings)
 
 
 def page(summary: dict, extra: dict, chart: tuple[str, str, str, str], sections: list[str]) -> str:

@@ -32,6 +32,8 @@ SIDECAR_NAMES = {"dicomdir", "readme", "license", "licence", "copying", "notice"
 log = logging.getLogger(__name__)
 # what a call has warned of already: skipped files, and folders that mix intensity scales (("scales", folder))
 _reported: ContextVar[set | None] = ContextVar("reported", default=None)
+# the warnings logged under "ganfp" in the call (`folder_warnings_once`), for the reports that list a run's warnings
+_logged: ContextVar[list[str] | None] = ContextVar("logged", default=None)
 # formats named as users name them; a file image_files found that none of these names is DICOM
 FORMAT_NAMES = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 WINDOWED_FORMATS = {"DICOM", "NIfTI"}  # windowed when read (in HU for CT); every other format is read as saved
@@ -263,15 +265,61 @@ def _sidecar(path: Path) -> bool:
 def folder_warnings_once() -> Iterator[None]:
     """Within it (a command, a library call, as a decorator), each file skipped as not an image, and each folder
     that mixes intensity scales, is warned of once, though a command lists a folder more than once; the next call
-    warns again. It was once per process: a notebook that read a folder a second time heard nothing."""
+    warns again. It was once per process: a notebook that read a folder a second time heard nothing. What the call
+    logs is kept for its report (`with_logged`)."""
     if _reported.get() is not None:  # an inner call: the outer one's files
         yield
         return
-    token = _reported.set(set())
+    with logged_warnings() as logged:
+        reported, kept = _reported.set(set()), _logged.set(logged)
+        try:
+            yield
+        finally:
+            _reported.reset(reported)
+            _logged.reset(kept)
+
+
+class _Kept(logging.Handler):
+    """Keeps the text of each warning logged under "ganfp", from any thread (a decoding worker's too)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        if not _handled_elsewhere(record) and logging.lastResort is not None:
+            logging.lastResort.handle(record)  # as without it: Python prints a warning no handler takes on stderr
+
+
+def _handled_elsewhere(record: logging.LogRecord) -> bool:
+    """Whether a handler other than a `_Kept` takes `record`: else Python's last resort, which prints it (from a
+    notebook), is skipped because a `_Kept` counts as one."""
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None:
+        if any(not isinstance(h, _Kept) for h in logger.handlers):
+            return True
+        logger = logger.parent if logger.propagate else None
+    return False
+
+
+@contextmanager
+def logged_warnings() -> Iterator[list[str]]:
+    """Within it, each warning the library logs (files skipped as not images, folders that mix intensity scales) is
+    kept in the list it yields, in order: the log's lines go to the terminal alone, and what carries a run's warnings
+    (a report, a chain stage's summary) must list them beside its own."""
+    kept, logger = _Kept(), logging.getLogger("ganfp")
+    logger.addHandler(kept)
     try:
-        yield
+        yield kept.messages
     finally:
-        _reported.reset(token)
+        logger.removeHandler(kept)
+
+
+def with_logged(own: Iterable[str]) -> list[str]:
+    """The warnings logged so far in this call (`folder_warnings_once`), then `own`, each once: a report, which a
+    user hands on, lists every warning its run showed, the skipped files' too, not only its command's own."""
+    return list(dict.fromkeys([*(_logged.get() or ()), *own]))
 
 
 def _image_format(path: Path) -> str:
