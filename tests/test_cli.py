@@ -379,3 +379,40 @@ def test_train_stage_json_holds_the_warnings_its_data_logged(run_cli, tmp_path):
     (stage,) = json.loads(out)
     assert [w for w in stage["warnings"] if "skipped" in w] == [
         f"{data / 'a'}: 1 file skipped, not in an image format ganfp reads (first: scan.raw)"], stage["warnings"]
+
+
+def test_chain_json_puts_each_logged_warning_in_its_stage_dry_run_too(run_cli, tmp_path):
+    """`chain --json` (and `--dry-run --json`) print one object per stage, and got none of the warnings the library
+    logged (a stage's files skipped as not images): each is now in the "warnings" of the stage it came from, whether
+    the stage's dataset was listed while the chain was planned or while the stage trained; the screen shows it once."""
+    import json
+
+    one, two = write_class_folder(tmp_path / "d1", 12, 16, seed=1), write_class_folder(tmp_path / "d2", 12, 16, seed=2)
+    (two / "a" / "scan.raw").write_bytes(b"not an image")
+    skipped = f"{two / 'a'}: 1 file skipped, not in an image format ganfp reads (first: scan.raw)"
+    chain = tmp_path / "c.toml"
+    chain.write_text(f'name = "c"\n[defaults]\nimage_size = 16\nbatch_size = 8\nepochs = 1\n'
+                     f'[[stages]]\nname = "one"\ndataset = "{one}"\n[[stages]]\nname = "two"\ndataset = "{two}"\n')
+    args = ["chain", "--chain", chain, "--model", "conv5", "--runs-dir", tmp_path / "runs", "--data-root",
+            tmp_path / "root", "--device", "cpu", "--json"]
+    for extra in (["--dry-run"], []):
+        code, out, err = run_cli(*args, *extra)
+        assert code == 0, err
+        first, second = json.loads(out)
+        assert not any("skipped" in w for w in first["warnings"]), (extra, out)
+        assert [w for w in second["warnings"] if "skipped" in w] == [skipped], (extra, out)
+        assert " ".join(err.split()).count("file skipped") == 1, err
+
+
+def test_a_warning_shown_before_any_stage_goes_in_the_first_stages_json(tmp_path):
+    """A chain's warning of no stage (the chain file's, the demo data being rebuilt) goes in the first stage's
+    "warnings", and every stage keeps its own: the JSON stays a list of stage objects."""
+    from ganfp import ui
+
+    with ui.collecting_warnings():
+        for text in ("about the chain", "of stage one", "of stage two"):
+            ui.warn(text)
+        stages = ui.stage_warnings([{"stage": "one", "warnings": ["of stage one", "own"]},
+                                    {"stage": "two", "warnings": ["of stage two"]}], own=["left behind"])
+    assert stages == [{"stage": "one", "warnings": ["about the chain", "of stage one", "left behind", "own"]},
+                      {"stage": "two", "warnings": ["of stage two"]}]

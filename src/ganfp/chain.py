@@ -31,7 +31,7 @@ from ganfp.checkpoint import (
     stage_status,
     weights_altered_once,
 )
-from ganfp.data.manifest import Manifest, folder_warnings_once, is_dicom, is_nifti
+from ganfp.data.manifest import Manifest, folder_warnings_once, is_dicom, is_nifti, logged_warnings
 from ganfp.data.medical import parse_window
 from ganfp.data.split import split_indices
 from ganfp.device import device_name, rng_untouched, settings_kept
@@ -522,6 +522,7 @@ class StagePlan:
     classes: tuple[str, ...] | None = None  # of its model: its dataset's, or a kept stage's; None when unknown
     interrupted_after: int = 0  # the epoch its interrupted run (last.safetensors) stopped after; 0: none
     resumes_after: int = 0  # the epoch that run goes on after; 0: the stage trains from the start
+    warnings: tuple[str, ...] = ()  # logged while planned (files skipped as not images); a dry run's `few_steps`
 
 
 @dataclass(frozen=True)
@@ -531,12 +532,12 @@ class ChainPlan:
     run_dir: Path
     configs: list[StageConfig]
     plans: list[StagePlan]
-    warnings: list[str] = field(default_factory=list)  # `left_behind` stage folders, then `few_steps` stages
+    warnings: list[str] = field(default_factory=list)  # `left_behind` stage folders, then each stage's
 
     def rows(self) -> list[dict]:
-        """One dict per stage: its folder, dataset and maximum epochs, and what a run does with it."""
+        """One dict per stage: its folder, dataset and maximum epochs, what a run does with it, and its warnings."""
         return [{"stage": cfg.name, "dir": stage_folder(i, cfg.name), "dataset": cfg.dataset, "epochs": cfg.epochs,
-                 "action": self._action(plan), "why": self._why(plan)}
+                 "action": self._action(plan), "why": self._why(plan), "warnings": list(plan.warnings)}
                 for i, (cfg, plan) in enumerate(zip(self.configs, self.plans), 1)]
 
     @staticmethod
@@ -567,25 +568,24 @@ def plan_chain(
     run_dir, configs = _chain_configs(spec, model, runs_root, data_root, overrides, from_stage)
     check_run_owner(spec, run_dir)
     plans = plan_stages(spec, configs, run_dir, data_root, from_stage, start_identity(configs[0].init))
-    warnings = left_behind(spec, configs, run_dir) + few_steps(configs, plans, data_root)
+    plans = [dataclasses.replace(plan, warnings=(*plan.warnings, *few_steps(cfg, plan, data_root)))
+             for cfg, plan in zip(configs, plans)]
+    warnings = left_behind(spec, configs, run_dir) + [text for plan in plans for text in plan.warnings]
     return ChainPlan(run_dir, configs, plans, warnings)
 
 
-def few_steps(configs: list[StageConfig], plans: list[StagePlan], data_root) -> list[str]:
+def few_steps(cfg: StageConfig, plan: StagePlan, data_root) -> list[str]:
     """The warning a stage that would train gives when it starts, if each of its epochs is too few SGD steps to
     learn from (`batch_warnings`): said by the dry run, not hours later after the stages before it have trained.
     A pseudo-labelled stage's training images are known only once its labels are drawn, so it warns when it
     starts; a split that cannot be drawn is refused then too, as the run refuses it."""
-    found = []
-    for cfg, plan in zip(configs, plans):
-        if not plan.train or cfg.pseudo_labels:
-            continue
-        try:
-            train, _ = split_indices(stage_manifest(cfg, data_root), cfg.val_fraction, cfg.seed)
-        except InputError:
-            continue
-        found += batch_warnings(cfg, len(train))
-    return found
+    if not plan.train or cfg.pseudo_labels:
+        return []
+    try:
+        train, _ = split_indices(stage_manifest(cfg, data_root), cfg.val_fraction, cfg.seed)
+    except InputError:
+        return []
+    return batch_warnings(cfg, len(train))
 
 
 STAGE_FOLDER = re.compile(r"\d{2,}-.+")  # `stage_folder`'s names
@@ -635,14 +635,15 @@ def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir
         prev_id = first_id
         for cfg, plan, entry in zip(configs, plans, record["stages"]):
             out_dir = run_dir / entry["dir"]
-            if plan.train:
-                wrote = True
-                _write_record(run_dir, record)
-                summary = _train_planned(cfg, plan, out_dir, data_root, prev_id, observer_for)
-            else:
-                _say_kept(cfg, plan, out_dir, observer_for)
-                summary = completed(cfg, out_dir, prev_id)
-            results.append(_noted(cfg, plan, summary))
+            with logged_warnings() as logged:
+                if plan.train:
+                    wrote = True
+                    _write_record(run_dir, record)
+                    summary = _train_planned(cfg, plan, out_dir, data_root, prev_id, observer_for)
+                else:
+                    _say_kept(cfg, plan, out_dir, observer_for)
+                    summary = completed(cfg, out_dir, prev_id)
+            results.append(_noted(cfg, plan, summary, logged))
             done = stage_status(out_dir)
             # the digest it was trained with: a stage kept by early stopping keeps its own, not the new settings'
             entry.update(status="complete", run_id=done["run_id"] if done else "",
@@ -654,13 +655,13 @@ def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir
     return results
 
 
-def _noted(cfg: StageConfig, plan: StagePlan, summary: StageSummary) -> StageSummary:
-    """A stage's summary as the chain reports it: pseudo-labelled, and with the plan's note."""
+def _noted(cfg: StageConfig, plan: StagePlan, summary: StageSummary, logged: list[str]) -> StageSummary:
+    """A stage's summary as the chain reports it: pseudo-labelled, and with every warning of the stage, those logged
+    while it was planned and while it ran (its files skipped as not images) first, and the plan's note last."""
     if cfg.pseudo_labels:  # also for a stage finished before summaries said so
         summary = dataclasses.replace(summary, val_labels=f"pseudo:{cfg.pseudo_labels}")
-    if plan.note:
-        summary = dataclasses.replace(summary, warnings=[*summary.warnings, plan.note])
-    return summary
+    warnings = [*plan.warnings, *logged, *summary.warnings, *([plan.note] if plan.note else [])]
+    return dataclasses.replace(summary, warnings=list(dict.fromkeys(warnings)))
 
 
 def chain_interrupted(spec: ChainSpec, configs: list[StageConfig], run_dir: Path, finished: int, wrote: bool,
@@ -728,7 +729,9 @@ def plan_stages(
     for i, cfg in enumerate(configs, 1):
         done = stage_status(run_dir / stage_folder(i, cfg.name))
         forced = f"{trained} retrained" if trained else "--from-stage" if cfg.name == from_stage else ""
-        plan = _plan_stage(spec, i, cfg, done, prev_id, forced, data_root)
+        with logged_warnings() as logged:  # its dataset's files skipped as not images: the stage's own warnings
+            plan = _plan_stage(spec, i, cfg, done, prev_id, forced, data_root)
+        plan = dataclasses.replace(plan, warnings=tuple(logged))
         if plan.resume:
             _check_extension(spec, i, cfg, run_dir / stage_folder(i, cfg.name), prev_id)
         if plan.train:

@@ -91,10 +91,29 @@ def json_warnings(own: Iterable[str] = ()) -> list[str]:
     return list(dict.fromkeys([*(_shown or ()), *own]))
 
 
+def stage_warnings(stages: list[dict], own: Iterable[str] = ()) -> list[dict]:
+    """A --json list of stage objects (train-stage, chain and its dry run) with every warning the command emitted:
+    each stage keeps its own "warnings" (the library files what a stage logged while planned or run under it), and
+    one in no stage's, shown before any stage (the chain file's, the demo data's) or in `own`, goes to the first
+    stage's, so the list keeps its shape."""
+    if not stages:
+        return stages
+    elsewhere = {text for stage in stages[1:] for text in stage.get("warnings") or ()}
+    first = [text for text in json_warnings(own) if text not in elsewhere]
+    return [{**stages[0], "warnings": list(dict.fromkeys([*first, *(stages[0].get("warnings") or ())]))}, *stages[1:]]
+
+
 def warn(message: str) -> None:
     if _shown is not None:
         _shown.append(message)
     err.print(f"[yellow]warning:[/] {escape(printable(message))}", highlight=False)
+
+
+def warn_once(message: str) -> None:
+    """A warning not shown yet in this command: a chain stage's summary carries what the stage logged, which the
+    terminal showed as it was logged."""
+    if message not in (_shown or ()):
+        warn(message)
 
 
 def error(message: str) -> None:

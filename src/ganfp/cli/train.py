@@ -49,10 +49,7 @@ def print_results(title: str, summaries: list, as_json: bool) -> None:
     if not distributed.is_main():
         return
     if as_json:
-        stages = [s.to_dict() for s in summaries]
-        if len(stages) == 1:  # train-stage (or a chain of one): what it logged (files skipped as not images) is its own
-            stages[0]["warnings"] = ui.json_warnings(stages[0]["warnings"])
-        ui.print_json(stages)
+        ui.print_json(ui.stage_warnings([s.to_dict() for s in summaries]))
     else:
         only_pseudo = bool(summaries) and all(s.pseudo for s in summaries)
         mark = not only_pseudo and any(s.pseudo for s in summaries)
@@ -64,16 +61,18 @@ def print_results(title: str, summaries: list, as_json: bool) -> None:
         )
     for s in summaries:
         for text in s.warnings:
-            ui.warn(text)
+            ui.warn_once(text)
 
 
-def print_plan(title: str, rows: list[dict], as_json: bool) -> None:
-    """What a chain run would do with each stage (`--dry-run`), as a table or JSON."""
+def print_plan(title: str, rows: list[dict], as_json: bool, warnings: list[str]) -> None:
+    """What a chain run would do with each stage (`--dry-run`), as a table or JSON, then its warnings."""
     if as_json:
-        ui.print_json(rows)
-        return
-    ui.print_table(f"{title} (dry run: nothing trained)", ["stage", "dataset", "epochs", "action", "why"],
-                   [[r["stage"], r["dataset"], r["epochs"], r["action"], r["why"]] for r in rows])
+        ui.print_json(ui.stage_warnings(rows, warnings))
+    else:
+        ui.print_table(f"{title} (dry run: nothing trained)", ["stage", "dataset", "epochs", "action", "why"],
+                       [[r["stage"], r["dataset"], r["epochs"], r["action"], r["why"]] for r in rows])
+    for text in warnings:
+        ui.warn_once(text)
 
 
 def _row(s, mark: bool) -> list:
@@ -218,9 +217,7 @@ def chain(
                  "window": window}
     if dry_run:
         plan = plan_chain(spec, model, runs_root(runs_dir), data_root, overrides, from_stage)
-        print_plan(f"chain {spec.name} ({model}): {plan.run_dir}", plan.rows(), as_json)
-        for text in plan.warnings:
-            ui.warn(text)
+        print_plan(f"chain {spec.name} ({model}): {plan.run_dir}", plan.rows(), as_json, plan.warnings)
         return
     run_dir, rows = run_chain(spec, model, runs_root(runs_dir), data_root, overrides, from_stage, lambda cfg: observer_for(cfg.name))
     print_results(f"chain {spec.name} ({model}): {run_dir}", rows, as_json)
