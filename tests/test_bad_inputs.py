@@ -1171,6 +1171,11 @@ EMPTY_PATHS = {
 for _where, _args in EMPTY_PATHS.items():
     _option = _where.split()[-1]
     add(f"empty-path-{_args[0]}-{_option.strip('-').lower()}", *_args, says=(f"{_option} ''", "empty path"))
+# spaces alone are as empty: refused in the option's words, not in those of the library's argument it fills
+for _where in ("REAL", "--generated", "--runs-dir", "train-stage --out", "LABELS"):
+    _option = _where.split()[-1]
+    add(f"blank-path-{EMPTY_PATHS[_where][0]}-{_option.strip('-').lower()}",
+        *("  " if a == "" else a for a in EMPTY_PATHS[_where]), says=(f"{_option} '  '", "empty path"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

@@ -18,7 +18,7 @@ from PIL import Image
 
 from ganfp.attribution.methods import TrainerSettings
 from ganfp.attribution.run import AttributeConfig, ClusterConfig, cluster
-from ganfp.chain import load_chain, run_chain, stage_configs, train_stage
+from ganfp.chain import load_chain, plan_chain, run_chain, stage_configs, train_stage
 from ganfp.classify import classify
 from ganfp.data.cache import load_images
 from ganfp.data.decode import decode_image, image_header
@@ -27,7 +27,7 @@ from ganfp.data.generated import generated_manifest, image_headers, native_image
 from ganfp.data.real import read_real
 from ganfp.data.zoo import write_split
 from ganfp.errors import InputError
-from ganfp.evaluation import evaluate_classes, evaluate_files
+from ganfp.evaluation import evaluate_classes, evaluate_clusters, evaluate_files
 from ganfp.fetch import dataset_status, fetch_dataset
 from ganfp.membership import MembershipScorer, Recipe, ScoringSetup
 from ganfp.plots import plot_report
@@ -237,6 +237,70 @@ def test_a_path_argument_that_is_no_path_is_refused(case, sets):
     with pytest.raises(InputError, match=rf"{name}: must be a path \(a str or a pathlib.Path\), not "):
         call(sets)
     assert not (sets / "out.csv").exists()
+
+
+def _stage(s, out_dir=None, data_root=None):
+    return train_stage(StageConfig(name="one", dataset=str(s / "real"), model="conv5", image_size=16, epochs=1),
+                       s / "stage" if out_dir is None else out_dir, data_root=data_root)
+
+
+# each path argument of the public API, given as `e` (an empty path) where the others are fine
+EMPTY_PATH_CASES = {
+    "classify real": (lambda s, e: classify(e, s / "out.csv"), "real"),
+    "classify out": (lambda s, e: classify(str(s / "real"), e), "out"),
+    "classify generated": (lambda s, e: classify(str(s / "real"), s / "out.csv", generated=e), "generated"),
+    **{f"classify {option}": ((lambda option: lambda s, e: _classify(s, **{option: e}))(option), option)
+       for option in ("checkpoint", "scores_path", "ids_path", "calibrate_on", "data_root", "runs_dir",
+                      "report")},
+    "read_real spec": (lambda s, e: read_real(e), "spec"),
+    "read_real generated": (lambda s, e: read_real(str(s / "real"), generated=e), "generated"),
+    "generated_manifest": (lambda s, e: generated_manifest(e), "path"),
+    "ScoringSetup data_root": (lambda s, e: ScoringSetup(16, data_root=e), "ScoringSetup data_root"),
+    "ScoringSetup checkpoint": (lambda s, e: ScoringSetup(16, checkpoint=e), "ScoringSetup checkpoint"),
+    "evaluate_files preds_path": (lambda s, e: evaluate_files(e, s / "labels.csv"), "preds_path"),
+    "evaluate_files labels_path": (lambda s, e: evaluate_files(s / "scores.csv", e), "labels_path"),
+    "evaluate_classes": (lambda s, e: evaluate_classes(e, s / "labels.csv"), "preds_path"),
+    "evaluate_clusters": (lambda s, e: evaluate_clusters(s / "scores.csv", e), "labels_path"),
+    "plot_report": (lambda s, e: plot_report(evaluate_files(s / "scores.csv", s / "labels.csv"), e), "out_path"),
+    "read_ids": (lambda s, e: read_ids(e), "path"),
+    "read_predictions": (lambda s, e: read_predictions(e), "path"),
+    "write_scores": (lambda s, e: write_scores(e, ["a"], [0.5]), "path"),
+    "load_chain": (lambda s, e: load_chain(e), "name_or_path"),
+    "plan_chain runs_root": (lambda s, e: plan_chain(load_chain("demo"), "conv5", e), "runs_root"),
+    "plan_chain data_root": (lambda s, e: plan_chain(load_chain("demo"), "conv5", s / "runs", e), "data_root"),
+    "run_chain runs_root": (lambda s, e: run_chain(load_chain("demo"), "conv5", e), "runs_root"),
+    "run_chain data_root": (lambda s, e: run_chain(load_chain("demo"), "conv5", s / "runs", e), "data_root"),
+    "train_stage out_dir": (lambda s, e: _stage(s, out_dir=e), "out_dir"),
+    "train_stage data_root": (lambda s, e: _stage(s, data_root=e), "data_root"),
+    "attribute unknown": (lambda s, e: AttributeConfig(e, str(s / "o.csv")).validate(), "unknown"),
+    "attribute out": (lambda s, e: AttributeConfig(str(s / "real"), e).validate(), "out"),
+    **{f"attribute {option}": ((lambda option: lambda s, e: AttributeConfig(str(s / "real"), str(s / "o.csv"),
+                                                                            **{option: e}).validate())(option), option)
+       for option in ("train", "data_root", "report", "checkpoint")},
+    "attribute runs_dir": (lambda s, e: AttributeConfig(str(s / "real"), str(s / "o.csv"),
+                                                        trainer=TrainerSettings(runs_dir=e)).validate(), "runs_dir"),
+    "cluster images": (lambda s, e: cluster(ClusterConfig(e, str(s / "c.csv"), clusters=2)), "images"),
+    "cluster out": (lambda s, e: cluster(ClusterConfig(str(s / "generated"), e, clusters=2)), "out"),
+    "build_demo": (lambda s, e: build_demo(e), "target"),
+    "fetch_dataset data_root": (lambda s, e: fetch_dataset("demo", e), "data_root"),
+    "fetch_dataset source": (lambda s, e: fetch_dataset("casia", s / "data", source=e), "source"),
+    "fetch_dataset sources": (lambda s, e: fetch_dataset("casia", s / "data", source=[s / "real", e]), r"source\[1\]"),
+    "dataset_status": (lambda s, e: dataset_status("casia", e), "data_root"),
+}
+
+
+@pytest.mark.parametrize("empty", ["", "  "], ids=["empty", "spaces"])
+@pytest.mark.parametrize("case", list(EMPTY_PATH_CASES))
+def test_an_empty_path_argument_is_refused_by_name_before_any_work(case, empty, sets, tmp_path, monkeypatch):
+    """The CLI refuses `""` by name (a `"$DIR"` with DIR unset), but from Python `classify(real="")` scored the
+    current folder, `generated=""` counted as not given and `load_chain("")` looked for a chain named "": each path
+    argument of the public API refuses an empty one (or spaces alone), naming the argument, before any work."""
+    call, name = EMPTY_PATH_CASES[case]
+    monkeypatch.chdir(tmp_path)  # what an empty path would name
+    before = sorted(p.name for p in sets.iterdir())
+    with pytest.raises(InputError, match=rf"^{name}='{empty}': an empty path"):
+        call(sets, empty)
+    assert sorted(p.name for p in sets.iterdir()) == before and not any(tmp_path.iterdir())  # nothing written
 
 
 def test_paths_may_be_pathlib_paths(sets, tmp_path):

@@ -35,7 +35,7 @@ from ganfp.data.manifest import Manifest, folder_warnings_once, is_dicom, is_nif
 from ganfp.data.medical import parse_window
 from ganfp.data.split import split_indices
 from ganfp.device import device_name, rng_untouched, settings_kept
-from ganfp.errors import InputError, Interrupted, StopSignal, require_path
+from ganfp.errors import InputError, Interrupted, StopSignal, require_path, require_paths
 from ganfp.fileio import check_writable, folder_lock, write_json, writer_of
 from ganfp.models import model_entry
 from ganfp.pseudo import PseudoSettings, check_source, pseudo_label
@@ -360,7 +360,7 @@ def train_stage(
     """
     if not isinstance(cfg, StageConfig):  # else an AttributeError on `.validate`
         raise InputError(f"cfg={cfg!r}: must be a StageConfig (ganfp.train), or use run_chain for a chain")
-    require_path("out_dir", out_dir)
+    require_paths({"out_dir": out_dir}, {"data_root": data_root})
     cfg.validate()
     if strict_resume:
         check_request(cfg, out_dir, resume, force, data_root)
@@ -443,7 +443,7 @@ def _chain_configs(spec: ChainSpec, model: str, runs_root: Path, data_root, over
                    from_stage: str | None) -> tuple[Path, list[StageConfig]]:
     """The run folder and every stage's settings, checked: the chain file, the options, --from-stage and --runs-dir."""
     require_spec(spec)
-    require_path("runs_root", runs_root)
+    require_paths({"runs_root": runs_root}, {"data_root": data_root})
     check_writable(runs_root, "--runs-dir", folder=True)
     run_dir = run_dir_for(spec, model, runs_root)
     check_folder_names(spec, run_dir)

@@ -153,12 +153,16 @@ def require_path(name: str, value, optional: bool = False) -> None:
     naming `name`.
 
     From a notebook, `None` or a list of folders failed inside pathlib with "expected str, bytes or os.PathLike
-    object, not list", naming neither the argument nor the fix.
+    object, not list", naming neither the argument nor the fix. An empty str (or one of spaces alone), as a
+    `os.environ.get("DIR", "")` gives, is refused too, as the CLI refuses `""`: pathlib reads it as the current
+    folder, so `classify(real="")` scored it and `generated=""` counted as not given.
     """
     if value is None and optional:
         return
     if not isinstance(value, (str, os.PathLike)):
         raise InputError(f"{name}={shown(value)}: must be a path (a str or a pathlib.Path), not {type(value).__name__}")
+    if isinstance(value, str) and not value.strip():
+        raise InputError(f"{name}={value!r}: an empty path, which would be read as the current folder; give a path")
 
 
 def require_paths(required: dict[str, object], optional: dict[str, object] | None = None) -> None:

@@ -10,7 +10,7 @@ import typer
 
 from ganfp import ui
 from ganfp.cli.app import app
-from ganfp.cli.options import DemoSeedOpt, JsonOpt, ReadDataRootOpt, RunsDirOpt
+from ganfp.cli.options import DemoSeedOpt, JsonOpt, ReadDataRootOpt, RunsDirOpt, path_given
 
 LIST_COLUMNS = ["name", "what it is", "size", "access", "status"]
 # ganfp.fetch.registry.DATASETS, written out (the years folded) so `ganfp --help` reads no more of ganfp.fetch than
@@ -25,7 +25,7 @@ def fetch_data(
         help=DATASETS_HELP,
     ),
     from_: Optional[List[str]] = typer.Option(
-        None, "--from", metavar="PATH",
+        None, "--from", metavar="PATH", callback=path_given("--from", "an archive or a folder"),
         help="Import a local archive (zip, tar, tar.gz, tar.bz2, tar.xz) or unpacked folder instead of downloading; "
         "repeat for several.",
     ),

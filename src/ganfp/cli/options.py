@@ -93,13 +93,15 @@ def _open_fraction(value: Optional[float]) -> Optional[float]:
 
 def path_given(option: str, what: str = "a folder"):
     """A callback refusing an empty path: `"$DIR"` with DIR unset would quietly mean the current folder (`classify
-    ""` scored it) or the default (`--runs-dir ""`, `--generated ""` and `--ids ""` were as good as not given)."""
+    ""` scored it) or the default (`--runs-dir ""`, `--generated ""` and `--ids ""` were as good as not given).
+    Spaces alone are refused here too, in the option's words, as the library refuses them in its arguments'."""
 
-    def check(value: Optional[str]) -> Optional[str]:
+    def check(value: Optional[str] | list[str]) -> Optional[str] | list[str]:
         from ganfp.errors import InputError
 
-        if value == "":
-            raise InputError(f"{option} '': an empty path; give {what}")
+        for one in value if isinstance(value, list) else [value]:  # a repeatable option's each path (--from)
+            if one is not None and not one.strip():
+                raise InputError(f"{option} {one!r}: an empty path; give {what}")
         return value
 
     return check

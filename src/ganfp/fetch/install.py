@@ -50,6 +50,7 @@ def _sources(source) -> list:
     if source is None:
         return []
     if isinstance(source, (str, os.PathLike)):
+        require_path("source", source)
         return [source]
     if isinstance(source, bytes) or not isinstance(source, Iterable):
         raise InputError(f"source={source!r}: must be a path or a list of paths, not {type(source).__name__}")
@@ -149,9 +150,8 @@ def check_options(info: DatasetInfo, sources: list, *, via: str | None, add: boo
 
 
 def _check_source(raw) -> None:
-    """An empty path would import the working folder; an archive not named as one would be kept as a loose file."""
-    if not str(raw):
-        raise InputError("--from '': an empty path; give an archive or a folder")
+    """An archive not named as one would be kept as a loose file (an empty path is refused with the others,
+    `_sources`)."""
     path = Path(raw).expanduser()
     if not path.exists():
         raise InputError(f"--from {raw}: no such file or folder")
