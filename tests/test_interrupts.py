@@ -626,18 +626,22 @@ def test_a_dry_run_says_what_a_chain_would_train_and_writes_nothing(tmp_path, ru
 
 def test_a_stage_renamed_after_it_was_interrupted_is_named_before_the_run_trains(tmp_path, run_cli, monkeypatch):
     """Renaming an interrupted stage in the chain file trained it from the start in a new folder, and its old
-    folder's epochs were neither continued nor reused, without a word: the dry run and the run both say so first."""
+    folder's epochs were neither continued nor reused, without a word: the dry run and the run both say so first, as
+    a warning, which --json puts in the first stage's "warnings" (the run printed it as a progress line, in no JSON)."""
     args = [*two_stage_chain(tmp_path), "--epochs", "2"]
     interrupt_in_stage_two(args, run_cli, monkeypatch)
     chain = Path(args[2])
     chain.write_text(chain.read_text().replace('name = "two"', 'name = "second"'))
     old = tmp_path / "runs" / "c-conv5" / "02-two"
     says = f"{old} holds a stage interrupted after epoch 1 that no stage of chain c trains in now"
-    code, out, err = run_cli(*args, "--dry-run")
-    assert code == 0 and says in " ".join(err.split()), err
-    assert [r["action"] for r in json.loads(out)] == ["keep", "train"]
-    code, _, err = run_cli(*args)
-    assert code == 0 and says in " ".join(err.split()), err
+    for extra, actions in ((["--dry-run"], ["keep", "train"]), ([], ["skipped", "trained"])):
+        code, out, err = run_cli(*args, *extra)
+        said = " ".join(err.split())
+        assert code == 0 and said.count(f"warning: {says}") == 1 and f"WARNING: {says}" not in said, (extra, err)
+        first, second = json.loads(out)
+        assert [first.get("action", first.get("status")), second.get("action", second.get("status"))] == actions
+        assert [w for w in first["warnings"] if says in " ".join(w.split())] == first["warnings"][:1], (extra, out)
+        assert not any(says in w for w in second["warnings"]), (extra, out)
     assert (old / "last.safetensors").is_file()  # left for the user to decide
 
 

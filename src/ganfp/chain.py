@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import difflib
 import json
+import logging
 import os
 import re
 import sys
@@ -71,6 +72,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+log = logging.getLogger(__name__)
 
 STAGE_FIELDS = {f.name for f in dataclasses.fields(StageConfig)}
 LATER_INIT = "only the first stage has an init; each later stage starts from the stage before it"
@@ -621,7 +624,7 @@ def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir
     try:
         first_id = start_identity(configs[0].init)  # a weights file's hash: read once, it can be hundreds of MB
         plans = plan_stages(spec, configs, run_dir, data_root, from_stage, first_id)
-        _say_left_behind(left_behind(spec, configs, run_dir), configs[0], observer_for)
+        plans = _warn_left_behind(spec, configs, run_dir, plans)
         record = {
             "chain": spec.name,
             "source": spec.source,
@@ -685,13 +688,16 @@ def chain_interrupted(spec: ChainSpec, configs: list[StageConfig], run_dir: Path
                        f"from {upcoming}", code)
 
 
-def _say_left_behind(warnings: list[str], first: StageConfig, observer_for) -> None:
-    """`left_behind`'s warnings, before the first stage trains: a user may stop the run and rename the stage back."""
-    observer = observer_for(first) if observer_for and warnings and distributed.is_main() else None
-    if observer is not None:
-        with observer as obs:
-            for text in warnings:
-                obs("message", {"text": f"WARNING: {text}"})
+def _warn_left_behind(spec: ChainSpec, configs: list[StageConfig], run_dir: Path,
+                      plans: list[StagePlan]) -> list[StagePlan]:
+    """`left_behind`'s warnings, logged before the first stage trains (a user may stop the run and rename the stage
+    back), and first in the first stage's, as the dry run has them: printed as a progress line, they were neither a
+    `warning:` line nor in `chain --json`."""
+    warnings = left_behind(spec, configs, run_dir)
+    if distributed.is_main():
+        for text in warnings:
+            log.warning(text)
+    return [dataclasses.replace(plans[0], warnings=(*warnings, *plans[0].warnings)), *plans[1:]]
 
 
 def _say_kept(cfg: StageConfig, plan: StagePlan, out_dir: Path, observer_for) -> None:
