@@ -63,6 +63,7 @@ SLOW = {
     "python benchmarks/cpu_freed_memory.py --steps 4 --rounds 6": "a benchmark (minutes on a CPU)",
     "python benchmarks/cpu_freed_memory.py --models conv5 resnet18 --steps 4 --rounds 10":
         "a benchmark (minutes on a CPU)",
+    "python benchmarks/cpu_sgd_foreach.py": "a benchmark (minutes on a CPU)",
     "OMP_NUM_THREADS=1 python benchmarks/zoo.py --write --out zoo": "fits every zoo family (minutes)",
 }
 # folder the docs use for the reader's own data -> the demo folder (under the data root) standing in
