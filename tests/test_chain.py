@@ -463,3 +463,34 @@ def test_a_later_pseudo_labelled_stage_after_a_three_class_stage_is_refused_befo
     assert "mine.toml:17: stage 3 (self): pseudo-labels need a two-class model" in str(err.value)
     assert "stage 2 (second) has 3 classes (a, b, c)" in str(err.value)
     assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+@pytest.mark.parametrize("model, image_size", [("resnet18", None), ("vit_b_32", None), ("convnext_atto", None),
+                                               ("convnext_atto", 16)])
+def test_the_chains_size_check_builds_each_model_configuration_once(tmp_path, demo_root, model, image_size,
+                                                                    monkeypatch):
+    """The start-up size check runs for every stage, three times over a run (the plan, the checks, each stage's own),
+    and builds models on the meta device to answer: each (model, image size) must be built once, not once a call
+    (docs/performance.md, "Where the demo chain's time goes on a CPU")."""
+    from collections import Counter
+
+    from ganfp.chain import plan_chain
+    from ganfp.models import factory, sizes
+
+    for cached in (sizes.patch_side, sizes.smallest_image_size, sizes._probe, sizes._skeleton):
+        cached.cache_clear()  # a build another test made must not hide this run's
+    builds, real = Counter(), factory.create_model
+
+    def counted(name, **kwargs):
+        builds[(name, kwargs["image_size"], kwargs["num_classes"])] += 1
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(sizes, "create_model", counted)
+    monkeypatch.setattr(factory, "create_model", counted)
+    if image_size is None:
+        plan = plan_chain(load_chain("demo"), model, tmp_path / "runs", demo_root)
+        assert [row["action"] for row in plan.rows()] == ["train"] * 4
+    else:  # refused: the smallest size it takes is searched for
+        with pytest.raises(InputError, match=f"{model} needs at least 32 pixels, got {image_size}"):
+            plan_chain(load_chain("demo"), model, tmp_path / "runs", demo_root, {"image_size": image_size})
+    assert builds and all(n == 1 for n in builds.values()), builds

@@ -56,8 +56,7 @@ def patch_side(name: str) -> int:
     """The side of the whole patches `name` sees, 1 for a net without patches or one that pads the last patch."""
     size = _default_size(name)
     try:
-        with torch.device("meta"):
-            model = create_model(name, num_classes=2, image_size=size)
+        model = _skeleton(name, size)
     except Exception:  # noqa: BLE001 - a model that cannot be built is reported by the other checks
         return 1
     embed = getattr(getattr(model, "net", None), "patch_embed", None)
@@ -97,9 +96,7 @@ def smallest_image_size(name: str) -> int | None:
 
 def _patch_size(name: str, size: int) -> int:
     """The side of the patches a transformer cuts images into; 1 for a net without patches."""
-    with torch.device("meta"):
-        model = create_model(name, num_classes=2, image_size=size)
-    patch = getattr(getattr(getattr(model, "net", None), "patch_embed", None), "patch_size", 1)
+    patch = getattr(getattr(getattr(_skeleton(name, size), "net", None), "patch_embed", None), "patch_size", 1)
     return int(patch[0] if isinstance(patch, (tuple, list)) else patch)
 
 
@@ -128,10 +125,18 @@ def _default_size(name: str) -> int:
 def _probe(name: str, size: int) -> str | None:
     """The first line of what goes wrong when `name` is built for and given one `size`-pixel image, or None."""
     try:
+        model = _skeleton(name, size)
         with torch.device("meta"):
-            model = create_model(name, num_classes=2, image_size=size)
             model(torch.empty(2, IN_CHANS, size, size))  # two: batch norm in training needs more than one value
     except Exception as exc:  # timm and torch raise many kinds: an assertion, a RuntimeError, a ValueError
         text = str(exc).strip().splitlines()
         return (text[0] if text else type(exc).__name__)[:160].rstrip(".")
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def _skeleton(name: str, size: int) -> torch.nn.Module:
+    """`name` built for `size`-pixel images on the meta device (no memory, no weights), once: the probe, the search
+    for the smallest size and the patch's side each built the same model again."""
+    with torch.device("meta"):
+        return create_model(name, num_classes=2, image_size=size)
