@@ -13,6 +13,7 @@ import pytest
 import torch
 from helpers.checkpoints import flip_tensor_byte
 from helpers.images import write_class_folder
+from helpers.output import check_shown_once
 from PIL import Image
 
 from ganfp.chain import builtin_chains, load_chain, run_chain, stage_configs
@@ -382,6 +383,24 @@ def test_the_chain_table_says_why_a_stage_is_retrained(tmp_path, two_datasets, r
     assert "trained (images changed)" in out and "trained (second retrained)" in out
     code, out, err = run_cli(*args, "--json")
     assert [r["reason"] for r in json.loads(out)] == ["", "", ""]  # a kept stage has nothing to explain
+
+
+def test_a_chain_shows_each_stages_warnings_once_as_it_starts_and_files_them_under_it(tmp_path, two_datasets, run_cli):
+    """A stage's warnings when it starts (here a batch as large as its split) were shown twice: as `WARNING: ...`
+    progress lines, then as `warning:` lines below the results. Each is one `warning:` line now, before the stage's
+    first epoch, with --json or without, and in its own stage's --json "warnings"."""
+    args = ["chain", "--model", "conv5", "--chain", write_chain(tmp_path, *two_datasets), "--runs-dir",
+            tmp_path / "runs", "--data-root", tmp_path / "root", "--batch-size", "256"]
+    code, out, err = run_cli(*args, "--json")
+    assert code == 0, err
+    stages = json.loads(out)
+    for stage in stages:
+        assert [w for w in stage["warnings"] if "single SGD step" in w][0].startswith(f"stage {stage['stage']}: ")
+    before = {w: f"{stage['stage']} epoch 1 train loss" for stage in stages for w in stage["warnings"]}
+    check_shown_once(err, list(before), before)
+    code, _, err = run_cli(*args, "--from-stage", "first")
+    assert code == 0, err
+    check_shown_once(err, list(before), before)
 
 
 def test_the_chain_files_device_is_not_replaced_by_the_commands_default(tmp_path, two_datasets, run_cli):

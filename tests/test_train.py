@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import pytest
 import torch
 from helpers.checkpoints import flip_tensor_byte
 from helpers.images import write_class_folder
+from helpers.output import check_shown_once
 from PIL import Image
 from safetensors import SafetensorError
 
@@ -433,6 +435,44 @@ def test_a_batch_as_large_as_the_split_warns_and_says_what_to_do(class_folder, t
     assert code == 0
     assert "batch size 256 is not smaller than the 38 training images" in err and "single SGD step" in err
     assert "e.g. --batch-size 4 (batch_size = 4 in a chain file)" in " ".join(err.split())
+
+
+def test_each_stage_start_warning_is_shown_once_before_the_epochs_and_is_in_the_json(tmp_path, run_cli):
+    """A stage's warnings (images of mixed bit depths, a batch as large as the split) were shown twice: as
+    `WARNING: ...` progress lines when it started, then as `warning:` lines below the results (its summary's). Each is
+    one `warning:` line now, before the first epoch, with --json or without, and in the --json "warnings"."""
+    data = write_class_folder(tmp_path / "ds", 8, 16)
+    Image.fromarray(np.full((16, 16), 3000, np.uint16)).save(data / "b" / "b000.png")  # 16-bit
+    args = ["train-stage", "--data", data, "--name", "st", "--model", "conv5", "--image-size", "16", "--epochs", "1",
+            "--data-root", tmp_path / "root"]  # the paper's batch, 256: every epoch is a single SGD step
+    code, out, err = run_cli(*args, "--out", tmp_path / "s1", "--json")
+    assert code == 0, err
+    warnings = json.loads(out)[0]["warnings"]
+    assert [any("bit depths" in w for w in warnings), any("single SGD step" in w for w in warnings)] == [True, True]
+    check_shown_once(err, warnings, dict.fromkeys(warnings, "st epoch 1 train loss"))
+    code, out, err = run_cli(*args, "--out", tmp_path / "s2")
+    assert code == 0, err
+    check_shown_once(err, warnings, dict.fromkeys(warnings, "st epoch 1 train loss"))
+
+
+def test_a_python_caller_gets_a_stages_warnings_logged_once_before_the_epochs(class_folder, tmp_path, caplog):
+    """The library logs a stage's warnings under "ganfp" as it starts, as it logs every other (Python prints them on
+    stderr, the CLI as `warning:` lines), and returns them in the summary; the observer no longer gets them as
+    `WARNING: ...` messages, which the CLI printed besides the summary's."""
+    events = []
+
+    def observer(event: str, data: dict) -> None:
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        events.append((event, data.get("text", ""), warned))
+
+    cfg = StageConfig(name="st", dataset=str(class_folder), model="conv5", image_size=16, epochs=1, device="cpu")
+    with caplog.at_level(logging.WARNING, logger="ganfp"):
+        summary = train_stage(cfg, tmp_path / "s", data_root=tmp_path / "root", observer=observer)
+    (warning,) = summary.warnings
+    assert "single SGD step" in warning
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [warning]
+    assert [warned for event, _, warned in events if event == "epoch_start"] == [[warning]]
+    assert not any("WARNING" in text for _, text, _ in events), events
 
 
 def test_imagenet_weights_out_of_reach_are_found_before_any_image_is_decoded(class_folder, tmp_path, run_cli,

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import time
@@ -98,6 +99,8 @@ from ganfp.stage_folder import (
     model_file_epoch,
     resume_mismatch,
 )
+
+log = logging.getLogger(__name__)
 
 Observer = Callable[[str, dict], None]
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1", "lr"]
@@ -1164,8 +1167,7 @@ def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bo
     state = start_or_resume(fit, out_dir, fresh, resume, strict_resume, observer, init_id)
     restore_best_model(fit, state, out_dir, meta, observer)
     warnings = data.warnings + batch_warnings(cfg, len(fit.train_idx))
-    for text in warnings:
-        _notify(observer, "message", {"text": f"WARNING: {text}"})
+    _warn_at_start(warnings)
     if data.val_labels != "true":
         _notify(
             observer,
@@ -1201,6 +1203,15 @@ def _kept(cfg: StageConfig, out_dir: Path, data_root, observer: Observer | None,
     line = early_stop_line(cfg, out_dir, init_id) or f"{cfg.name} already complete in {out_dir}"
     _notify(observer, "message", {"text": line})
     return done
+
+
+def _warn_at_start(warnings: list[str]) -> None:
+    """The stage's warnings, logged before its first epoch (a user may stop it and change the batch or the images),
+    as the library logs every other: sent to the observer as `WARNING: ...` progress lines, the CLI showed each a
+    second time as a `warning:` line below the results, from the summary that carries them."""
+    if distributed.is_main():
+        for text in warnings:
+            log.warning(text)
 
 
 def _notify(observer: Observer | None, event: str, data: dict) -> None:
