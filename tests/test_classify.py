@@ -510,6 +510,43 @@ def test_calibration_candidates_keep_half_of_the_default(tmp_path):
     assert named and not any(c.recipe.with_default for c in named)
 
 
+def test_calibration_candidates_that_a_small_dev_set_makes_one_are_scored_once_and_say_the_k_they_use(tmp_path):
+    """local fits by at most a twelfth of the generated and a quarter of the other real images: on 32 and 15, its
+    k=3 to k=40 all fit with 2 and 3 neighbours, and each was scored and listed as a recipe of its own, labelled
+    with a k it did not use. The first of them is kept, its label saying what it uses, as classify's k warning does."""
+    real, gen = dev_sets(str(write_dev(tmp_path / "dev")))
+    assert (len(real), len(gen)) == (16, 32)
+    scorer = MembershipScorer(real, gen, ScoringSetup(32, data_root=tmp_path / "data"))
+    local = [c for c in calibration_candidates(scorer, "local", None, with_classifier=False)
+             if c.recipe.features == "pixels32"]
+    assert [(c.recipe.k, c.label) for c in local] == [
+        (1, "local pixels32 k=1"), (3, "local pixels32 k=3 (on the dev set it uses k=2 among the 32 generated images)")]
+    knn = {c.recipe.k: c for c in calibration_candidates(scorer, "knn", None, with_classifier=False, with_default=True)
+           if c.recipe.features == "pixels32"}
+    assert sorted(knn) == [1, 3, 5, 10, 20, 40]  # cut to the whole sets, k=20 and k=40 still differ
+    assert knn[20].label == ("ensemble + knn pixels32 k=20 (on the dev set it uses k=15 among the 15 other real "
+                             "images) (rank average)")
+    assert knn[10].label == knn[10].recipe.label
+
+
+def test_a_calibrated_recipe_whose_k_the_dev_set_cuts_says_the_k_it_used(run_cli, case, tmp_path):
+    """`--calibrate DEV --method local --k 40` chose and listed "local ... k=40" though every candidate fit with 2
+    and 3 neighbours on the dev set: the choice, its table and --json say so (the k that runs on the real images is
+    classify's k warning's to say)."""
+    real, gen, _, root = case
+    uses = "(on the dev set it uses k=2 among the 32 generated images and k=3 among the 15 other real images)"
+    args = ["classify", real, "--generated", gen, "--calibrate", write_dev(tmp_path / "dev"), "--method", "local",
+            "--k", "40", "--out", tmp_path / "sub.csv", *root]
+    code, stdout, err = run_cli(*args, "--json")
+    assert code == 0, err
+    calibration = json.loads(stdout)["calibration"]
+    assert calibration["recipe"] == f"local {calibration['features']} k=40 {uses}"
+    assert calibration["k"] == 40 and calibration["k_used"] == {"generated": 2, "other_real": 3}
+    assert all(row["candidate"].endswith(f"k=40 {uses}") for row in calibration["table"]), calibration["table"]
+    code, _, err = run_cli(*args)
+    assert code == 0 and f"calibration chose: {calibration['recipe']}; used fraction" in " ".join(err.split()), err
+
+
 def test_dataset_spec_brings_its_generated_images(run_cli, case, tmp_path):
     real, gen, labels, root = case
 

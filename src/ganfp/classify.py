@@ -36,7 +36,7 @@ from ganfp.data.real import check_paired, read_real
 from ganfp.errors import InputError, count, plain_number, require_int, require_number, require_paths, require_seed
 from ganfp.fileio import written_together
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
-from ganfp.membership.calibrate import K_GRID, Candidate, Choice, choose
+from ganfp.membership.calibrate import K_GRID, Candidate, Choice, Cut, choose
 from ganfp.membership.features import (
     check_checkpoint_given,
     check_checkpoint_read,
@@ -45,6 +45,7 @@ from ganfp.membership.features import (
 )
 from ganfp.membership.pipeline import canonical, default_recipe, member_recipes
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
+from ganfp.membership.scorers import KS_USED_SETS
 from ganfp.membership.spaces import calibration_spaces, check_features_size, space_beyond_the_images
 from ganfp.report import DEFAULT_ROWS, check_report_sets, classify_report, require_matplotlib
 
@@ -193,12 +194,50 @@ def calibration_candidates(scorer: MembershipScorer, method: str | None, k: int 
     if with_default:
         default = default_recipe()
         recipes = [r if r == default else replace(r, with_default=True) for r in recipes]
+    real, generated = len(scorer.real), len(scorer.need_generated())
     candidates = []
-    for recipe in dict.fromkeys(recipes):  # canonical forms repeat; keep the first
+    for recipe in distinct_on(recipes, real, generated):
         members = SCORERS.entry(recipe.method).meta["needs"] == "members"
         size = (parse_features(recipe.features).size or 0) if recipe.features else 0
-        candidates.append(Candidate(recipe, scorer.score(recipe), 1000 * members + size + (recipe.k or 0)))
+        candidates.append(Candidate(recipe, scorer.score(recipe), 1000 * members + size + (recipe.k or 0),
+                                    own_cut(recipe, real, generated)))
     return candidates
+
+
+def distinct_on(recipes: list[Recipe], real: int, generated: int) -> list[Recipe]:
+    """The recipes that score the sets differently, the first of each kept: canonical forms repeat, and a k cut on
+    sets this small (`own_ks_used`) is another k's work (local k=10, 20 and 40 all fit with 3 neighbours among
+    40 generated images), which was scored again and listed as a candidate of its own."""
+    kept: dict[tuple, Recipe] = {}
+    for recipe in recipes:
+        kept.setdefault((replace(recipe, k=None), own_ks_used(recipe, real, generated)), recipe)
+    return list(kept.values())
+
+
+def own_ks_used(recipe: Recipe, real: int, generated: int) -> tuple:
+    """The k that each member of the recipe's own part (not the default it is averaged with) uses in each set (the
+    scorer's `ks_used`); () for a recipe that names no k (the ensemble's members' k are its own)."""
+    if recipe.k is None:
+        return ()
+    return tuple(SCORERS.entry(m.method).meta["ks_used"](m.k, generated, real - 1)
+                 for m in member_recipes(recipe.own) if m.k is not None)
+
+
+def own_cut(recipe: Recipe, real: int, generated: int) -> Cut:
+    """Where the recipe's own k is cut on these sets (`ks_cut`), each set once: what its calibration label says."""
+    if recipe.k is None:
+        return ()
+    return tuple(dict.fromkeys(c for m in member_recipes(recipe.own) if m.k is not None
+                               for c in ks_cut(m, real, generated)))
+
+
+def ks_cut(member: Recipe, real: int, generated: int) -> Cut:
+    """(set, k used, images in it) for each set in which `member`'s neighbour passes use fewer neighbours than its k
+    (the scorer's `ks_used`): the whole set, where it holds fewer, or the scorer's own cap. `real`: the real images,
+    each compared with the others."""
+    used = SCORERS.entry(member.method).meta["ks_used"](member.k, generated, real - 1)
+    return tuple((name, n_used, n) for (name, _), n, n_used in zip(KS_USED_SETS, (generated, real - 1), used)
+                 if n_used is not None and n_used < member.k)
 
 
 def calibrate(spec: str, setup: ScoringSetup, method: str | None, k: int | None, image_size: int | None,
@@ -313,15 +352,13 @@ def k_beyond_the_sets(recipe: Recipe, k: int | None, real: int, generated: int |
     `which`: what runs the recipe, for the k the user did not give ("the default method, ensemble,")."""
     if generated is None:
         return []
-    sets = ((generated, "generated image"), (real - 1, "other real image"))
     by_cut: dict[tuple, list[str]] = {}
     for member in member_recipes(recipe):
         if member.k is None:
             continue
-        used = SCORERS.entry(member.method).meta["ks_used"](member.k, generated, real - 1)
-        # a default k's cap is by design; None: the scorer takes no k neighbours in that set (density's real images)
-        cut = tuple((n_used, n, what) for n_used, (n, what) in zip(used, sets)
-                    if n_used is not None and n_used < member.k and (member.k == k or n_used == n))
+        # a default k's cap is by design
+        cut = tuple((name, n_used, n) for name, n_used, n in ks_cut(member, real, generated)
+                    if member.k == k or n_used == n)
         if cut:
             by_cut.setdefault((member.k, cut), []).append(member.label)
     warnings, members = [], sum(member.k is not None for member in member_recipes(recipe))
@@ -331,15 +368,16 @@ def k_beyond_the_sets(recipe: Recipe, k: int | None, real: int, generated: int |
     return warnings
 
 
-def k_cut_warning(named: str, labels: list[str], cut: tuple, some: bool = False) -> str:
-    """The words for k cut in each (k used, set size, what) of `cut`: to the whole set, or by the scorer's cap.
+def k_cut_warning(named: str, labels: list[str], cut: Cut, some: bool = False) -> str:
+    """The words for k cut in each (set, k used, set size) of `cut`: to the whole set, or by the scorer's cap.
     `some`: the --k of only some members is cut (fusion's knn, not its density), so they are named."""
-    if all(n_used == n for n_used, n, _ in cut):
+    nouns = dict(KS_USED_SETS)
+    if all(n_used == n for _, n_used, n in cut):
         who = f" ({', '.join(labels)})" if some else ""
-        return (f"{named}{who}: more than the {' and the '.join(count(n, what) for _, n, what in cut)}; those "
-                "neighbour passes use them all")
+        return (f"{named}{who}: more than the {' and the '.join(count(n, nouns[name]) for name, _, n in cut)}; "
+                "those neighbour passes use them all")
     return (f"{named}: {', '.join(labels)} caps k on sets this small; it uses "
-            + " and ".join(f"k={n_used} among the {count(n, what)}" for n_used, n, what in cut))
+            + " and ".join(f"k={n_used} among the {count(n, nouns[name])}" for name, n_used, n in cut))
 
 
 def check_read(method: str, features: str | None, k: int | None, calibrating: bool, default: bool) -> None:

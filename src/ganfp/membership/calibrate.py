@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ganfp.errors import InputError
+from ganfp.errors import InputError, count
 from ganfp.membership.recipe import Recipe
+from ganfp.membership.scorers import KS_USED_SETS
 
 K_GRID = (1, 3, 5, 10, 20, 40)
 MIN_MARGIN = 0.02  # a challenger must beat the default by at least this much cross-validated AUC
@@ -28,11 +29,30 @@ NO_LEAK_EVIDENCE = ("the dev set shows no evidence of leakage: its ROC-AUC inter
                     "may be no better than chance")
 
 
+# (set, k used, images in the set) for each set of the dev set in which a recipe's neighbour passes use fewer
+# neighbours than its k: the whole set, where it holds fewer, or the scorer's own cap (local's on a few hundred images)
+Cut = tuple[tuple[str, int, int], ...]
+
+
+def cut_label(recipe: Recipe, cut: Cut) -> str:
+    """The recipe's label, with the k it really uses on the dev set where that is fewer than its k, in the words of
+    classify's k warning: a table of `local pixels32 k=10`, `k=20` and `k=40` that all fit with 3 neighbours on a
+    small dev set read as three recipes."""
+    nouns = dict(KS_USED_SETS)
+    uses = " and ".join(f"k={used} among the {count(n, nouns[name])}" for name, used, n in cut)
+    return recipe.noted(f"on the dev set it uses {uses}" if cut else "")
+
+
 @dataclass
 class Candidate:
     recipe: Recipe
     scores: np.ndarray  # dev scores, one per dev image
     simplicity: int  # lower = simpler: preferred among candidates within noise of the best
+    cut: Cut = ()  # where the dev set's sizes cut the recipe's k
+
+    @property
+    def label(self) -> str:
+        return cut_label(self.recipe, self.cut)
 
 
 @dataclass
@@ -44,6 +64,11 @@ class Choice:
     interval: tuple[float, float]  # 95% bootstrap interval of the dev ROC-AUC
     table: list[dict] = field(default_factory=list)  # one row per candidate, best first
     switch_gain: float | None = None  # expected gain of leaving the default (`switch_gain`); None: not needed
+    cut: Cut = ()  # where the dev set's sizes cut the recipe's k
+
+    @property
+    def label(self) -> str:
+        return cut_label(self.recipe, self.cut)
 
     @property
     def leak_evidence(self) -> bool:
@@ -52,7 +77,7 @@ class Choice:
 
     def describe(self) -> str:
         lo, hi = self.interval
-        text = (f"{self.recipe.label}; used fraction {self.used_fraction:.3f}; cross-validated ROC-AUC {self.cv_auc:.3f}, "
+        text = (f"{self.label}; used fraction {self.used_fraction:.3f}; cross-validated ROC-AUC {self.cv_auc:.3f}, "
                 f"dev ROC-AUC {self.dev_auc:.3f} (95% bootstrap interval {lo:.3f}-{hi:.3f})")
         if self.switch_gain is not None:
             text += f"; leaving the default is expected to gain {self.switch_gain:+.3f} ROC-AUC on unseen dev images"
@@ -62,8 +87,9 @@ class Choice:
         return text
 
     def to_dict(self) -> dict:
-        return {"recipe": self.recipe.label, "method": self.recipe.method, "features": self.recipe.features,
-                "k": self.recipe.k, "with_default": self.recipe.with_default,
+        return {"recipe": self.label, "method": self.recipe.method, "features": self.recipe.features,
+                "k": self.recipe.k, "k_used": {name: used for name, used, _ in self.cut},
+                "with_default": self.recipe.with_default,
                 "used_fraction": self.used_fraction, "cv_auc": self.cv_auc, "dev_auc": self.dev_auc,
                 "interval": list(self.interval), "leak_evidence": self.leak_evidence,
                 "switch_gain": self.switch_gain, "table": self.table}
@@ -186,6 +212,7 @@ def choose(candidates: list[Candidate], y_true, *, seed: int = 0, default: Recip
             chosen = rows[incumbent]
     scores = chosen["candidate"].scores
     rows.sort(key=lambda r: (-r["cv_auc"], r["order"]))
-    table = [{"candidate": r["candidate"].recipe.label, "cv_auc": r["cv_auc"], "chosen": r is chosen} for r in rows]
+    table = [{"candidate": r["candidate"].label, "cv_auc": r["cv_auc"], "chosen": r is chosen} for r in rows]
     return Choice(chosen["candidate"].recipe, float(y.mean()) if used_fraction is None else used_fraction,
-                  chosen["cv_auc"], float(roc_auc_score(y, scores)), bootstrap_interval(scores, y, seed), table, gain)
+                  chosen["cv_auc"], float(roc_auc_score(y, scores)), bootstrap_interval(scores, y, seed), table, gain,
+                  chosen["candidate"].cut)

@@ -39,8 +39,13 @@ class Recipe:
 
     @property
     def label(self) -> str:
+        return self.noted()
+
+    def noted(self, note: str = "") -> str:
+        """The label, `note` in brackets after the recipe's own part, before the default it is averaged with
+        (calibration's: the k a small dev set cuts the recipe's k to)."""
         parts = [self.method] + ([self.features] if self.features else []) + ([f"k={self.k}"] if self.k else [])
-        text = " ".join(parts)
+        text = " ".join(parts + ([f"({note})"] if note else []))
         return f"{DEFAULT_METHOD} + {text} (rank average)" if self.with_default else text
 
 

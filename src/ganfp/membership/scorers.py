@@ -33,6 +33,8 @@ BESIDE_CHUNK = 64  # real or generated images whose (k, candidates, ...) blocks 
 # pipeline.py registers the methods that are not neighbour scorers; options, calibration,
 # benchmarks and the contract tests all iterate this.
 SCORERS: Registry[Callable] = Registry("method")
+# the sets ks_used gives a k for, in its order: each one's name (in --json) and what it holds (in words)
+KS_USED_SETS = (("generated", "generated image"), ("other_real", "other real image"))
 
 
 def whole_sets(k: int, n_generated: int, n_other_real: int) -> tuple[int, int]:
