@@ -401,6 +401,10 @@ def test_a_chain_shows_each_stages_warnings_once_as_it_starts_and_files_them_und
     code, _, err = run_cli(*args, "--from-stage", "first")
     assert code == 0, err
     check_shown_once(err, list(before), before)
+    code, out, err = run_cli(*args, "--from-stage", "first", "--dry-run", "--json")  # said first, by the plan
+    planned = [w for stage in json.loads(out) for w in stage["warnings"]]
+    assert code == 0 and len(planned) == 2, out  # the pseudo-labelled stage's are known only when it starts
+    check_shown_once(err, planned)
 
 
 def test_the_chain_files_device_is_not_replaced_by_the_commands_default(tmp_path, two_datasets, run_cli):
