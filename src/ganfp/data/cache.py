@@ -66,7 +66,7 @@ def decode_all(manifest: Manifest, image_size: int, out: np.ndarray, skip_bad: b
     def work(i: int):
         try:
             item = manifest.items[i]
-            out[i], depth = decode_with_depth(item.path, image_size, item.frame, item.window)
+            out[i], depth = decode_with_depth(item.path, image_size, item.frame, item.window, item.hu_offset)
             return None, depth
         except InputError as exc:
             return str(exc), None

@@ -3,7 +3,9 @@
 16-bit and 32-bit images (CT scans such as COVID-CTset's TIFFs, values ~0-5000) are windowed
 per image: the 0.5th..99.5th percentile range is mapped to 0..255. A fixed window would need
 scanner-specific calibration the datasets don't provide; the percentile window keeps every
-slice visible and is robust to a few outlier pixels.
+slice visible and is robust to a few outlier pixels. When the user knows the calibration (a
+16-bit slice stores HU + an offset: `hu_offset`), a 16-bit grayscale image is read in a fixed HU
+window instead, as DICOM is (ganfp.data.medical.hu_gray), so every slice has the same contrast.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ganfp.data.manifest import is_dicom, is_nifti
-from ganfp.data.medical import decode_medical, medical_size
+from ganfp.data.medical import HU_MODES, decode_medical, hu_gray, medical_size
 from ganfp.errors import InputError, require_int, require_path
 
 DECODE_VERSION = 5  # bump when decoding changes, so caches rebuild (5: a TIFF whose other pages are previews is read)
@@ -240,16 +242,18 @@ def high_depth(path: str) -> bool | None:
     return None if mode is None else mode in HIGH_DEPTH_MODES
 
 
-def decode_image(path: str, size: int, frame: int | None = None, window: tuple[float, float] | None = None) -> np.ndarray:
+def decode_image(path: str, size: int, frame: int | None = None, window: tuple[float, float] | None = None,
+                 hu_offset: int | None = None) -> np.ndarray:
     """The image at `path` as a (size, size) uint8 array; a file that isn't one image raises InputError.
 
-    DICOM files and NIfTI slices (`frame`) are windowed in HU (`window`) by ganfp.data.medical.
+    DICOM files and NIfTI slices (`frame`) are windowed in HU (`window`) by ganfp.data.medical; so is a 16-bit
+    grayscale image with `hu_offset` (it stores HU + hu_offset).
     """
-    return decode_with_depth(path, size, frame, window)[0]
+    return decode_with_depth(path, size, frame, window, hu_offset)[0]
 
 
-def decode_with_depth(path: str, size: int, frame: int | None = None,
-                      window: tuple[float, float] | None = None) -> tuple[np.ndarray, str | None]:
+def decode_with_depth(path: str, size: int, frame: int | None = None, window: tuple[float, float] | None = None,
+                      hu_offset: int | None = None) -> tuple[np.ndarray, str | None]:
     """`decode_image`'s array and the file's bit depth (`Header.depth`; None for DICOM and NIfTI), known from the
     file opened to decode it: the decode cache records it, so training warns of a mix without a header pass."""
     require_path("path", path)
@@ -263,7 +267,8 @@ def decode_with_depth(path: str, size: int, frame: int | None = None,
         with _pil_duplicates_silenced():
             img.getexif()  # read (and kept) here, where a damaged EXIF block's warning is silenced
         img = ImageOps.exif_transpose(img)
-        gray = to_grayscale(img)
+        hu = hu_offset is not None and img.mode in HU_MODES
+        gray = Image.fromarray(hu_gray(np.asarray(img), hu_offset, window)) if hu else to_grayscale(img)
         if gray.size != (size, size):
             gray = gray.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
         return np.asarray(gray, dtype=np.uint8), depth

@@ -15,7 +15,7 @@ from pathlib import Path
 from ganfp.data.decode import Header, image_header
 from ganfp.data.manifest import (MANIFEST_READERS, UNLABELLED, Manifest, folder_warnings_once, image_files,
                                  require_manifest)
-from ganfp.data.medical import MedicalReading, file_items
+from ganfp.data.medical import DEFAULT_WINDOW, MedicalReading, file_items, window_name
 from ganfp.errors import InputError, count, require_path
 
 # The smallest side the membership scorers compare at (--image-size's minimum): the shift-tolerant spaces need
@@ -167,6 +167,16 @@ def depths_by_set(sets: list[str], depths: list[str | None]) -> str:
         return ""
     return ", ".join(f"{name} " + " and ".join(f"{depth} ({found[depth]})" for depth in sorted(found, key=_fewest_bits))
                      for name, found in by_set.items())
+
+
+def high_depth_reading(reading: MedicalReading | None) -> str:
+    """How 16-bit and float images are read, as the warnings of a mix of depths say it: stretched per image, or
+    (with an HU offset) the 16-bit ones in a fixed HU window and only the float ones stretched."""
+    stretch = "stretched between their own 0.5 and 99.5 percentiles"
+    if reading is None or reading.hu_offset is None:
+        return f"16-bit and float images are {stretch}"
+    window = window_name(reading.window or DEFAULT_WINDOW)
+    return f"16-bit images are read as HU + {reading.hu_offset} in the {window} window and float ones {stretch}"
 
 
 def _fewest_bits(depth: str) -> float:

@@ -48,6 +48,7 @@ class Item:
     source: str = ""  # which adapter/part produced it
     frame: int | None = None  # axial slice of a NIfTI volume; None for one-image files
     window: tuple[float, float] | None = None  # HU (center, width) of a DICOM/NIfTI image; None: the default
+    hu_offset: int | None = None  # a 16-bit grayscale PNG/TIFF stores HU + this, read in `window`; None: stretched
     name: str | None = None  # the id when it is not the file name (DICOM SOPInstanceUID)
 
     @property
@@ -109,6 +110,7 @@ class Manifest:
             st = os.stat(it.path)
             label = it.label if with_labels else ""
             read = "" if it.frame is None and it.window is None else f"\0{it.frame}\0{it.window}"  # slice, HU window
+            read += "" if it.hu_offset is None else f"\0hu-offset {it.hu_offset}"  # and the decode cache's key
             line = f"{it.path}\0{st.st_size}\0{st.st_mtime_ns}\0{label}{read}\n"
             h.update(line.encode("utf-8", "surrogateescape"))  # a path named in Latin-1 on Linux keeps its bytes
         return h.hexdigest()

@@ -1,5 +1,9 @@
 """DICOM and NIfTI CT read as 8-bit images: stored values -> Hounsfield units -> a fixed window.
 
+16-bit grayscale PNG and TIFF slices that store HU plus a fixed offset (COVID-CTset: HU + 1024; many PNG sets:
+HU + 32768) are read the same way when the offset is given (`MedicalReading.hu_offset`); without it they are
+stretched per image by ganfp.data.decode, as before.
+
 ImageCLEF's GANs images are 8-bit PNG slices of CT; a fixed HU window maps every scan the same
 way (the lung window by default), so an air pixel is 0 and a bone pixel 255 in every file,
 whatever the scanner stored. The mapping is linear: HU `lo = center - width/2` -> 0,
@@ -34,6 +38,10 @@ WINDOW_PRESETS = {
     "bone": (400.0, 1800.0),
 }
 DEFAULT_WINDOW = WINDOW_PRESETS["lung"]
+# single-channel 16-bit modes: what an HU offset applies to. A float or 32-bit image can hold HU as they are, and no
+# convention says it adds an offset; 8-bit and colour images are already windowed by whoever saved them
+HU_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
+HU_OFFSET_MAX = 65535  # a 16-bit value minus the offset: any larger offset leaves every value below -65535 HU
 ID_SOURCES = ("name", "uid")
 MISSING = "install ganfp[medical] (pip install 'ganfp[medical]')"
 
@@ -45,27 +53,56 @@ class MedicalReading:
     window: tuple[float, float] | None = None  # (center, width) HU; None: lung for CT, the file's own otherwise
     id_from: str | None = None  # "name" (or None, not given): file name (+ slice); "uid": the DICOM SOPInstanceUID
     slices: tuple[int | None, int | None] | None = None  # NIfTI axial slices [start, stop), Python-style
+    hu_offset: int | None = None  # a 16-bit grayscale PNG/TIFF stores HU + hu_offset; None: stretched per image
 
     @classmethod
     def parse(cls, window: str | None = None, id_from: str | None = None,
-              slices: str | None = None) -> "MedicalReading":
+              slices: str | None = None, hu_offset: int | None = None) -> "MedicalReading":
         """From the command-line strings; each bad value is an InputError naming its option."""
-        reading = cls(parse_window(window) if window else None, id_from, parse_slices(slices) if slices else None)
+        reading = cls(parse_window(window) if window else None, id_from, parse_slices(slices) if slices else None,
+                      hu_offset)
         if id_from is not None and id_from not in ID_SOURCES:
             raise InputError(f"--id-from {id_from}: choose one of: {', '.join(ID_SOURCES)}")
+        why = hu_offset_problem(hu_offset) if hu_offset is not None else None
+        if why:
+            raise InputError(f"--hu-offset {hu_offset}: {why}")
         return reading
 
     def check_read(self, paths: list[str]) -> None:
-        """Each option given must change something: --window needs a DICOM or NIfTI image among `paths`,
-        --id-from a DICOM file, --slices a NIfTI volume; otherwise it is refused (a forgotten or misplaced
-        option would pass silently)."""
-        needs = (("--window", self.window is not None, "DICOM or NIfTI image", lambda p: is_nifti(p) or is_dicom(p)),
+        """Each option given must change something: --hu-offset needs a 16-bit grayscale PNG or TIFF among `paths`,
+        --window a DICOM or NIfTI image (or, with --hu-offset, such a PNG or TIFF), --id-from a DICOM file, --slices
+        a NIfTI volume; otherwise it is refused (a forgotten or misplaced option would pass silently). Only
+        --hu-offset reads headers, and only until the first 16-bit image."""
+        hu = self.hu_offset is not None and any(stores_hu(p) for p in paths)
+        windowed = "DICOM or NIfTI image" + (" or 16-bit grayscale PNG/TIFF" if self.hu_offset is not None else "")
+        needs = (("--hu-offset", self.hu_offset is not None, "16-bit grayscale PNG or TIFF", lambda p: hu),
+                 ("--window", self.window is not None, windowed, lambda p: hu or is_nifti(p) or is_dicom(p)),
                  ("--id-from", self.id_from is not None, "DICOM file", lambda p: not is_nifti(p) and is_dicom(p)),
                  ("--slices", self.slices is not None, "NIfTI volume", is_nifti))
         for option, given, kind, reads in needs:
             if given and not any(reads(p) for p in paths):
                 raise InputError(f"{option}: the images read hold no {kind}, so it would change nothing; "
                                  f"leave it out")
+
+
+def hu_offset_problem(offset: object) -> str | None:
+    """What is wrong with an HU offset, or None: one rule for the option, a chain file's `hu_offset` key and the
+    offset a checkpoint recorded."""
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= HU_OFFSET_MAX:
+        return f"must be a whole number from 0 to {HU_OFFSET_MAX} (what a 16-bit image adds to HU, e.g. 1024)"
+    return None
+
+
+def stores_hu(path: str) -> bool:
+    """Whether an HU offset applies to the file: a 16-bit single-channel PNG or TIFF, from its header. A file that
+    cannot be opened is not one here; decoding it names its problem."""
+    if is_dicom(path) or is_nifti(path):
+        return False
+    try:
+        with Image.open(path) as img:
+            return img.mode in HU_MODES
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
 
 
 def parse_window(text: str, option: str = "--window") -> tuple[float, float]:
@@ -114,11 +151,20 @@ def window_text(window: object) -> str | None:
     return window_name(parse_window(window))
 
 
-def with_window(manifest: Manifest, window: tuple[float, float] | None) -> Manifest:
+def with_window(manifest: Manifest, window: tuple[float, float] | None, hu_offset: int | None = None) -> Manifest:
     """The manifest with its DICOM and NIfTI images read in `window`: any adapter's images, read as a stage or a
-    checkpoint was trained on them. Other images are left alone (they have no HU)."""
-    items = [replace(it, window=window) if is_nifti(it.path) or is_dicom(it.path) else it for it in manifest.items]
+    checkpoint was trained on them. With `hu_offset` the other images are read in it too, as HU + `hu_offset` (the
+    decoder applies it to 16-bit grayscale ones only); without, they are left alone (they have no HU)."""
+    items = [replace(it, **item_reading(it.path, window, hu_offset)) for it in manifest.items]
     return replace(manifest, items=items)
+
+
+def item_reading(path: str, window: tuple[float, float] | None, hu_offset: int | None) -> dict:
+    """The `Item` fields that say how the file at `path` is read: a DICOM or NIfTI image's window; another image's
+    window and HU offset when an offset is given (nothing otherwise: it is read as saved)."""
+    if is_nifti(path) or is_dicom(path):
+        return {"window": window}
+    return {"window": window, "hu_offset": hu_offset} if hu_offset is not None else {}
 
 
 def parse_slices(text: str) -> tuple[int | None, int | None]:
@@ -146,6 +192,11 @@ def window_hu(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     scaled = (np.asarray(hu, dtype=np.float64) - lo) * (255.0 / width)
     scaled[np.isnan(scaled)] = 0.0
     return np.clip(np.floor(scaled + 0.5), 0, 255).astype(np.uint8)
+
+
+def hu_gray(values: np.ndarray, hu_offset: int, window: tuple[float, float] | None) -> np.ndarray:
+    """uint8 of a 16-bit image that stores HU + `hu_offset`, in `window` (None: lung), as a DICOM slice is read."""
+    return window_hu(np.asarray(values, dtype=np.float64) - hu_offset, window or DEFAULT_WINDOW)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -371,7 +422,8 @@ def file_items(path: Path, label: int = UNLABELLED, group: str | None = None, so
         return [Item(where, label, group=group, source=source, frame=z, window=reading.window)
                 for z in _slice_range(where, nifti_slice_count(where), reading.slices)]
     if not is_dicom(where):
-        return [Item(where, label, group=group, source=source)]
+        return [Item(where, label, group=group, source=source,
+                     **item_reading(where, reading.window, reading.hu_offset))]
     name = None
     if reading.id_from == "uid":
         name = str(_read_dicom(where, pixels=False).get("SOPInstanceUID", "") or "")

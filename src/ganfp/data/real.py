@@ -73,9 +73,9 @@ def check_paired(manifest: Manifest, instead: str) -> None:
 
 
 def spec_manifest(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
-    """A dataset spec's images, its DICOM and NIfTI ones in the reading's window: `folder:DIR` of DICOM files
-    ignored --window, and scored lung-window images. Its adapter lists the files, so --id-from and --slices, which
-    act while a folder is listed, are refused where they would otherwise pass unread."""
+    """A dataset spec's images, its DICOM and NIfTI ones (and, with an HU offset, its 16-bit ones) in the reading's
+    window: `folder:DIR` of DICOM files ignored --window, and scored lung-window images. Its adapter lists the files,
+    so --id-from and --slices, which act while a folder is listed, are refused where they would otherwise pass unread."""
     manifest = load_manifest(spec, data_root)
     if reading is None:
         return manifest
@@ -84,7 +84,9 @@ def spec_manifest(spec: str, data_root=None, reading: MedicalReading | None = No
         if given is not None and any(reads(p) for p in paths):
             raise InputError(f"{option}: {spec} is a dataset spec, whose adapter lists its images itself and would "
                              "ignore it; give the folder of images instead")
-    return with_window(manifest, reading.window) if reading.window else manifest
+    if reading.window or reading.hu_offset is not None:
+        return with_window(manifest, reading.window, reading.hu_offset)
+    return manifest
 
 
 @folder_warnings_once()
