@@ -33,7 +33,7 @@ from ganfp.checkpoint import (
     weights_altered_once,
 )
 from ganfp.data.manifest import Manifest, folder_warnings_once, is_dicom, is_nifti, logged_warnings
-from ganfp.data.medical import parse_window
+from ganfp.data.medical import stores_hu
 from ganfp.data.split import split_indices
 from ganfp.device import device_name, rng_untouched, settings_kept
 from ganfp.errors import InputError, Interrupted, StopSignal, require_path, require_paths
@@ -413,7 +413,7 @@ def _pseudo_labelled_stage(cfg: StageConfig, out_dir, resume: bool, data_root, o
     data = load_stage_images(cfg, data_root, observer, manifest)
     settings = PseudoSettings(
         cfg.pseudo_labels, cfg.pseudo_fraction, cfg.pseudo_features, cfg.pseudo_k, cfg.seed, cfg.batch_size,
-        window=parse_window(cfg.window) if cfg.window else None,
+        window=cfg.reading().window, hu_offset=cfg.hu_offset,
     )
     with rng_untouched(device):  # the starting model's build draws from it; run_stage seeds its own
         manifest, images = pseudo_label(settings, cfg.init, data.manifest, data.images, device, data_root)
@@ -472,29 +472,56 @@ def check_run_outside_data(spec: ChainSpec, configs: list[StageConfig], run_dir:
 
 
 def window_configs(spec: ChainSpec, configs: list[StageConfig], overrides: dict, data_root) -> list[StageConfig]:
-    """The stages with the window as a setting only of those whose images hold a DICOM or NIfTI file: a PNG stage's
-    pixels do not change with it, so adding `--window` to a mixed chain must not retrain it (and the stages after).
+    """The stages with the HU offset as a setting only of those whose images hold a 16-bit grayscale PNG or TIFF, and
+    the window only of those whose images hold a DICOM or NIfTI file (or such a 16-bit image, read with an offset):
+    adding `--window` or `--hu-offset` to a mixed chain must not retrain a stage whose pixels do not change with it
+    (and the stages after).
 
-    A window that no stage's images can take would change nothing: refused, naming where it was given, as
+    A setting that no stage's images can take would change nothing: refused, naming where it was given, as
     `train-stage --window` is. A dataset that cannot be listed now keeps it, and is left to the plan, which names
     its stage.
     """
-    if all(c.window is None for c in configs):
+    offset = "16-bit grayscale PNG or TIFF"
+    configs = _kept_where_read(spec, configs, overrides, "hu_offset", offset, lambda c: _reads_hu_offset(c, data_root))
+    hu = any(c.hu_offset is not None for c in configs)
+    kind = "DICOM or NIfTI image" + (f" (nor, with hu_offset, {offset})" if hu else "")
+    return _kept_where_read(spec, configs, overrides, "window", kind, lambda c: _reads_window(c, data_root))
+
+
+def _kept_where_read(spec: ChainSpec, configs: list[StageConfig], overrides: dict, key: str, kind: str,
+                     reads_it: Callable[[StageConfig], bool]) -> list[StageConfig]:
+    """`window_configs` for one setting: dropped from the stages that do not read it, refused if none does."""
+    if all(getattr(c, key) is None for c in configs):
         return configs
-    reads = [c.window is not None and _reads_window(c, data_root) for c in configs]
+    reads = [getattr(c, key) is not None and reads_it(c) for c in configs]
     if not any(reads):
-        where = "--window" if overrides.get("window") is not None else f"{spec.where}: window"
-        raise InputError(f"{where}: the images of the stages it reads hold no DICOM or NIfTI image, so it would "
-                         "change nothing; leave it out")
-    return [c if read or c.window is None else dataclasses.replace(c, window=None) for c, read in zip(configs, reads)]
+        where = f"--{key.replace('_', '-')}" if overrides.get(key) is not None else f"{spec.where}: {key}"
+        raise InputError(f"{where}: the images of the stages it reads hold no {kind}, so it would change nothing; "
+                         "leave it out")
+    return [c if read or getattr(c, key) is None else dataclasses.replace(c, **{key: None})
+            for c, read in zip(configs, reads)]
+
+
+def _stage_paths(cfg: StageConfig, data_root) -> list[str] | None:
+    """The files of the stage's images; None when its dataset cannot be listed now."""
+    try:
+        return [it.path for it in stage_manifest(cfg, data_root).items]
+    except InputError:
+        return None
 
 
 def _reads_window(cfg: StageConfig, data_root) -> bool:
-    """Whether the stage's dataset holds a DICOM or NIfTI file (True too when it cannot be listed now)."""
-    try:
-        return any(is_dicom(it.path) or is_nifti(it.path) for it in stage_manifest(cfg, data_root).items)
-    except InputError:
-        return True
+    """Whether the stage's dataset holds a DICOM or NIfTI file, or a 16-bit image its HU offset applies to (True too
+    when it cannot be listed now)."""
+    paths = _stage_paths(cfg, data_root)
+    return paths is None or any(is_dicom(p) or is_nifti(p) for p in paths) or (
+        cfg.hu_offset is not None and any(stores_hu(p) for p in paths))
+
+
+def _reads_hu_offset(cfg: StageConfig, data_root) -> bool:
+    """Whether the stage's dataset holds a 16-bit grayscale PNG or TIFF (True too when it cannot be listed now)."""
+    paths = _stage_paths(cfg, data_root)
+    return paths is None or any(stores_hu(p) for p in paths)
 
 
 def check_run_owner(spec: ChainSpec, run_dir: Path) -> None:
@@ -631,7 +658,8 @@ def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir
             "model": model,
             "spec": spec.to_dict(),
             "stages": [
-                {"name": c.name, "dir": stage_folder(i, c.name), "status": "pending", "window": c.window_text()}
+                {"name": c.name, "dir": stage_folder(i, c.name), "status": "pending", "window": c.window_text(),
+                 **({"hu_offset": c.hu_offset} if c.hu_offset is not None else {})}
                 for i, c in enumerate(configs, 1)
             ],
         }

@@ -33,6 +33,7 @@ class PseudoSettings:
     seed: int
     batch_size: int
     window: tuple[float, float] | None = None  # "knn": the HU window the stage reads its DICOM/NIfTI images in
+    hu_offset: int | None = None  # "knn": the stage's 16-bit images store HU + this (read in `window`)
 
 
 @dataclass
@@ -72,7 +73,8 @@ def knn_scores(ctx: PseudoContext) -> np.ndarray:
     manifest, s = ctx.manifest, ctx.settings
     check_source("knn", manifest)
     generated = generated_manifest(manifest.info["generated"])
-    generated = with_window(generated, s.window) if s.window else generated  # compared as the stage's images are
+    if s.window or s.hu_offset is not None:  # compared as the stage's images are
+        generated = with_window(generated, s.window, s.hu_offset)
     setup = ScoringSetup(native_image_size(manifest, generated), ctx.device, data_root=ctx.data_root, seed=s.seed)
     return MembershipScorer(manifest, generated, setup).score(Recipe("knn", s.features, s.k))
 

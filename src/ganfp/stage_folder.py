@@ -146,11 +146,12 @@ def _foreign_files(out_dir: Path) -> str | None:
 def setting_changes(old: dict, cfg: StageConfig) -> str:
     """`epochs 5 -> 2, lr 0.01 -> 0.003`: the settings that differ from a finished stage's recorded config.
 
-    The window is recorded only when given, so a missing one is the default (None), on either side.
+    The window and the HU offset are recorded only when given, so a missing one is the default (None), on either side.
     """
     new = cfg.identity()
-    before, after = {**old, "window": window_text(old.get("window"))}, {"window": None, **new}
-    keys = [*new, *(["window"] if "window" not in new else [])]
+    before = {**old, "window": window_text(old.get("window")), "hu_offset": old.get("hu_offset")}
+    after = {"window": None, "hu_offset": None, **new}
+    keys = [*new, *(k for k in ("window", "hu_offset") if k not in new)]
     return ", ".join(f"{k} {before[k]!r} -> {after[k]!r}" for k in keys if k in before and before[k] != after[k])
 
 

@@ -51,10 +51,11 @@ from ganfp.membership.spaces import parse_features
 from ganfp.data.adapters import load_manifest, parse_spec, spec_folders
 from ganfp.data.augment import BatchAugment
 from ganfp.data.cache import ImageSet, default_memory_budget, load_images
-from ganfp.data.generated import depths_by_set, generated_manifest
+from ganfp.data.generated import depths_by_set, generated_manifest, high_depth_reading
 from ganfp.data.loader import MEAN, STD, device_images, iterate_batches
 from ganfp.data.manifest import UNLABELLED, Manifest
-from ganfp.data.medical import MedicalReading, parse_window, window_problem, window_text, with_window
+from ganfp.data.medical import (MedicalReading, hu_offset_problem, parse_window, window_problem, window_text,
+                                with_window)
 from ganfp.data.split import split_indices, split_problem
 from ganfp.device import (
     autocast,
@@ -140,6 +141,7 @@ class StageConfig:
     augment: bool = True
     skip_bad: bool = False
     window: str | None = None  # HU window of DICOM/NIfTI images: lung, mediastinum, bone, CENTER,WIDTH; None: lung (CT)
+    hu_offset: int | None = None  # 16-bit grayscale PNG/TIFF store HU + this, read in `window`; None: stretched
     pseudo_labels: str | None = None  # unlabelled stage: "self" (the init model's predictions), "knn", ...
     pseudo_fraction: float = 0.25  # fraction of images labelled at each end of the score ranking
     pseudo_features: str = DEFAULT_FEATURES  # feature space of the "knn" pseudo-labeler
@@ -170,11 +172,17 @@ class StageConfig:
             d.pop("window")
         elif self.window_text():
             d["window"] = self.window_text()  # "40,400" and "mediastinum" are one setting
+        if self.hu_offset is None:  # likewise: stages without an offset keep their digests
+            d.pop("hu_offset")
         return d
 
     def window_text(self) -> str | None:
         """The window as a checkpoint records it and classify reads it back (`window_text`)."""
         return window_text(self.window)
+
+    def reading(self) -> MedicalReading:
+        """How the stage's images are read: its window, and the HU offset of its 16-bit ones (after `validate`)."""
+        return MedicalReading(window=parse_window(self.window) if self.window else None, hu_offset=self.hu_offset)
 
     def digest(self, init_id: str = "") -> str:
         blob = json.dumps([self.identity(), init_id], sort_keys=True, default=str)
@@ -258,6 +266,7 @@ class StageConfig:
             ("image_size", ("model",), self._size_problem),
             ("dataset", (), lambda: _problem(parse_spec, self.dataset)),
             ("window", (), lambda: None if self.window is None else window_problem(self.window)),
+            ("hu_offset", (), lambda: None if self.hu_offset is None else hu_offset_problem(self.hu_offset)),
         ]
         if check_init:
             rules += [
@@ -645,10 +654,10 @@ def load_stage_images(cfg: StageConfig, data_root, observer: Observer | None = N
     for path, reason in imageset.bad:
         _notify(observer, "message", {"text": f"skipped {path}: {reason}"})
     return StageData(imageset.manifest, imageset.images, dataset_fingerprint=fingerprint,
-                     warnings=depth_warnings(cfg.dataset, imageset))
+                     warnings=depth_warnings(cfg, imageset))
 
 
-def depth_warnings(dataset: str, imageset: ImageSet) -> list[str]:
+def depth_warnings(cfg: StageConfig, imageset: ImageSet) -> list[str]:
     """A warning when the stage's images mix bit depths, with each class's counts: a 16-bit image is stretched
     between its own percentiles and an 8-bit one read as it is, so a class saved at another depth differs in
     contrast, which the network can learn instead of the class. The depths come from the decode cache's record,
@@ -661,9 +670,9 @@ def depth_warnings(dataset: str, imageset: ImageSet) -> list[str]:
     listed = depths_by_set(sets, imageset.depths)
     if not listed:
         return []
-    return [f"{dataset}: the images mix bit depths ({listed}): 16-bit and float images are stretched between their "
-            "own 0.5 and 99.5 percentiles, 8-bit ones read as they are, so the network may tell them apart by their "
-            "file format; save every image at one bit depth"]
+    return [f"{cfg.dataset}: the images mix bit depths ({listed}): {high_depth_reading(cfg.reading())}, 8-bit ones "
+            "read as they are, so the network may tell them apart by their file format; save every image at one bit "
+            "depth"]
 
 
 def _trained_on_other_images(cfg: StageConfig, out_dir: Path, data_root) -> bool:
@@ -676,18 +685,22 @@ def _trained_on_other_images(cfg: StageConfig, out_dir: Path, data_root) -> bool
 
 
 def stage_manifest(cfg: StageConfig, data_root) -> Manifest:
-    """The stage's images as its adapter lists them, its DICOM and NIfTI ones read in the stage's window: the window
-    is in every image's cache key and file fingerprint, so a stage read in another window decodes and trains anew."""
+    """The stage's images as its adapter lists them, its DICOM and NIfTI ones (and, with an HU offset, its 16-bit
+    ones) read in the stage's window: the window and the offset are in every image's cache key and file fingerprint,
+    so a stage read otherwise decodes and trains anew."""
     manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
-    return manifest if cfg.window is None else with_window(manifest, parse_window(cfg.window))
+    if cfg.window is None and cfg.hu_offset is None:
+        return manifest
+    reading = cfg.reading()
+    return with_window(manifest, reading.window, reading.hu_offset)
 
 
 def check_window_read(cfg: StageConfig, data_root) -> None:
-    """A window given to a stage whose images hold no DICOM or NIfTI file would change nothing: refused, as
-    classify refuses it."""
-    if cfg.window is not None:
+    """A window given to a stage whose images hold no DICOM or NIfTI file (nor, with an HU offset, a 16-bit one),
+    or an offset given to one without 16-bit images, would change nothing: refused, as classify refuses it."""
+    if cfg.window is not None or cfg.hu_offset is not None:
         paths = [it.path for it in stage_manifest(cfg, data_root).items]
-        MedicalReading(window=parse_window(cfg.window)).check_read(paths)
+        cfg.reading().check_read(paths)
 
 
 def dataset_fingerprint(cfg: StageConfig, manifest: Manifest) -> str:
@@ -1162,6 +1175,7 @@ def _run_stage(cfg: StageConfig, out_dir: Path, device: torch.device, resume: bo
     fresh = StageState(digest=cfg.digest(init_id), dataset_fingerprint=data.dataset_fingerprint,
                        config=cfg.identity())
     read = {"window": cfg.window_text()} if cfg.window is not None else {}  # classify reads its images so too
+    read |= {"hu_offset": cfg.hu_offset} if cfg.hu_offset is not None else {}
     meta = model_meta(fit.model, fit.classes, cfg.image_size, stage=cfg.name, dataset=cfg.dataset, seed=cfg.seed,
                       **read)
     state = start_or_resume(fit, out_dir, fresh, resume, strict_resume, observer, init_id)

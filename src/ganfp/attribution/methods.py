@@ -107,6 +107,7 @@ class Job:
     seed: int = 0
     message: Callable[[str], None] = lambda text: None
     window: str | None = None  # the HU window of DICOM/NIfTI images (`window_name`), which the cnn trains in too
+    hu_offset: int | None = None  # 16-bit grayscale images store HU + this (read in `window`), the cnn's too
     _vectors: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     neighbours: Neighbours | None = field(default=None, repr=False)  # knn's, per class; None for other methods
 
@@ -261,7 +262,8 @@ def cnn(job: Job) -> np.ndarray:
     t = job.trainer
     cfg = StageConfig(name="attribution", dataset=job.train_spec, model=t.model, init="none",
                       image_size=job.ctx.image_size, batch_size=t.batch_size, lr=t.lr, epochs=t.epochs,
-                      patience=t.patience, seed=job.seed, augment=t.augment, device=job.ctx.device, window=job.window)
+                      patience=t.patience, seed=job.seed, augment=t.augment, device=job.ctx.device, window=job.window,
+                      hu_offset=job.hu_offset)
     seen = stage_manifest(cfg, job.ctx.data_root)  # what the trainer loads: generated/<class> only, in its window
     out_dir = Path(runs_root(t.runs_dir)) / "attribute" / f"{t.model}-{seen.fingerprint()[:12]}"
     job.message(f"training {t.model} on {job.train_spec} into {out_dir}")
