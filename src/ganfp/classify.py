@@ -24,6 +24,7 @@ from ganfp.data.generated import (
     copied_files,
     depths_by_set,
     generated_manifest,
+    high_depth_reading,
     image_headers,
     native_image_size,
     shared_files,
@@ -326,21 +327,25 @@ def check_features(features: str, method: str | None) -> None:
                          f"space, not {space.label}")
 
 
-def depth_warning(real: Manifest, generated: Manifest | None, headers: list[Header]) -> list[str]:
+def depth_warning(real: Manifest, generated: Manifest | None, headers: list[Header],
+                  reading: MedicalReading | None = None) -> list[str]:
     """A warning when the images are not all of one bit depth, naming each set's. A 16-bit image is windowed by its
-    own 0.5-99.5 percentiles, an 8-bit one read as it is, so one slice saved both ways differs in contrast and every
-    distance compares the two windows as much as the images; the classifier (`generated` None: the real images
-    alone) scores them with two contrasts. `headers`: every file's, the read that finds the size, so a few 16-bit
-    files among thousands of 8-bit ones count, and a set that mixes depths is named as one."""
+    own 0.5-99.5 percentiles (or, with an HU offset, in a fixed HU window), an 8-bit one read as it is, so one slice
+    saved both ways differs in contrast and every distance compares the two windows as much as the images; the
+    classifier (`generated` None: the real images alone) scores them with two contrasts. `headers`: every file's, the
+    read that finds the size, so a few 16-bit files among thousands of 8-bit ones count, and a set that mixes depths
+    is named as one."""
     n_generated = len(generated) if generated is not None else 0
     listed = depths_by_set(["the real images"] * len(real) + ["the generated images"] * n_generated,
                            [h.depth for h in headers])
     if not listed:
         return []
     trained = "the generator's" if generated is not None else "the checkpoint's"
-    return [f"the images mix bit depths ({listed}): ganfp stretches each 16-bit or float image between its own 0.5 "
-            "and 99.5 percentiles and reads 8-bit and 1-bit ones as they are, so one slice saved at two depths "
-            f"differs in contrast; save every image at one bit depth, windowed as {trained} training images were"]
+    reads = ("ganfp stretches each 16-bit or float image between its own 0.5 and 99.5 percentiles and reads 8-bit and "
+             "1-bit ones as they are" if reading is None or reading.hu_offset is None
+             else f"{high_depth_reading(reading)}, 8-bit and 1-bit ones read as they are")
+    return [f"the images mix bit depths ({listed}): {reads}, so one slice saved at two depths differs in contrast; "
+            f"save every image at one bit depth, windowed as {trained} training images were"]
 
 
 def k_beyond_the_sets(recipe: Recipe, k: int | None, real: int, generated: int | None, which: str) -> list[str]:
@@ -609,10 +614,12 @@ def no_generated_hint(real: str) -> str:
             f"to compare the real images with the generator's images (no chain needed), pass --generated {gen}")
 
 
-def read_in(sets: RealSets, window: tuple[float, float]) -> RealSets:
-    """The real and generated sets with their DICOM and NIfTI images read in `window`."""
-    generated = with_window(sets.generated, window) if sets.generated is not None else None
-    return replace(sets, real=with_window(sets.real, window), generated=generated)
+def read_in(sets: RealSets, reading: MedicalReading) -> RealSets:
+    """The real and generated sets with their DICOM and NIfTI images (and, with an HU offset, their 16-bit ones)
+    read in the reading's window."""
+    window, offset = reading.window, reading.hu_offset
+    generated = with_window(sets.generated, window, offset) if sets.generated is not None else None
+    return replace(sets, real=with_window(sets.real, window, offset), generated=generated)
 
 
 def score_and_decide(sets: RealSets, setup: ScoringSetup, dev: DevSet | None, asked: Recipe,
@@ -629,8 +636,9 @@ def score_and_decide(sets: RealSets, setup: ScoringSetup, dev: DevSet | None, as
 
 
 def run_warnings(run: ScoredRun, asked: Recipe, threshold: float | None, headers: list[Header], dev: DevSet | None,
-                 image_size: int | None) -> list[str]:
-    """Everything that makes the run less than it seems, said aloud (each function says what and why)."""
+                 image_size: int | None, reading: MedicalReading | None) -> list[str]:
+    """Everything that makes the run less than it seems, said aloud (each function says what and why); `reading`:
+    how the images were read."""
     from ganfp.submission import constant_labelling, ties_at_the_cut
 
     real, compared, size = run.sets.real, run.compared, run.setup.image_size
@@ -640,7 +648,7 @@ def run_warnings(run: ScoredRun, asked: Recipe, threshold: float | None, headers
             + constant_labelling(run.score, run.labels, threshold) + ties_at_the_cut(run.score, run.labels, threshold)
             + k_beyond_the_sets(run.recipe, asked.k, len(real), n_compared, which)
             + space_beyond_the_images(asked.features if compared is not None else None, size)
-            + depth_warning(real, compared, headers)
+            + depth_warning(real, compared, headers, reading)
             + (dev_warnings(dev, real, size, image_size) if dev is not None else []))
 
 
@@ -656,8 +664,8 @@ def checkpoint_read(run: ScoredRun) -> str | None:
 
 
 def run_summary(run: ScoredRun, threshold: float | None, out, scores_path, warnings: list[str],
-                started: float) -> dict:
-    """What `--json` prints and the table shows."""
+                started: float, reading: MedicalReading | None) -> dict:
+    """What `--json` prints and the table shows; `reading`: how the images were read (its HU offset is named)."""
     labels, recipe = run.labels, run.recipe
     return {
         "images": len(labels),
@@ -669,6 +677,7 @@ def run_summary(run: ScoredRun, threshold: float | None, out, scores_path, warni
         "k": recipe.k,
         "with_default": recipe.with_default,
         "checkpoint": checkpoint_read(run),
+        "hu_offset": reading.hu_offset if reading is not None else None,  # 16-bit images read as HU + this
         "decision": decision_rule(run.used_fraction, threshold),
         "used_fraction": run.used_fraction,
         "threshold": threshold,
@@ -735,7 +744,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     read_warnings = []
     if not membership or asked.features == "checkpoint" or (calibrate_on and checkpoint):  # a checkpoint is read
         given, (reading, read_warnings) = reading, checkpoint_reading(reading, checkpoint, runs_dir)
-        sets = read_in(sets, reading.window) if reading is not given else sets
+        sets = read_in(sets, reading) if reading is not given else sets
     headers = image_headers(sets.real, *([sets.generated] if membership else []))  # one open per file: size, depths
     size = image_size or (native_image_size(sets.real, sets.generated, headers=headers) if membership else None)
     check_features_size(asked.features if membership else None, size, image_size)
@@ -746,7 +755,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
                          checkpoint=checkpoint, runs_dir=runs_dir, seed=seed, progress=progress)
 
     run = score_and_decide(sets, setup, dev, asked, used_fraction, threshold)
-    warnings = read_warnings + run_warnings(run, asked, threshold, headers, dev, image_size)
-    summary = run_summary(run, threshold, out, scores_path, warnings, started)
+    warnings = read_warnings + run_warnings(run, asked, threshold, headers, dev, image_size, reading)
+    summary = run_summary(run, threshold, out, scores_path, warnings, started, reading)
     write_outputs(run, summary, out, scores_path, report, report_n, threshold)
     return ClassifyResult(sets.real.ids, run.labels, run.score, run.scorers, summary, run.choice)

@@ -167,7 +167,8 @@ def evaluation_report(path, evaluation, real_spec: str, features: str | None, ge
     if checkpoint is not None:  # classify read the images as the checkpoint was trained on them
         trained, warnings = checkpoint_reading(reading, str(checkpoint), None)
         if trained is not reading:
-            real, gen = with_window(real, trained.window), with_window(gen, trained.window)
+            real, gen = (with_window(m, trained.window, trained.hu_offset) for m in (real, gen))
+        reading = trained
     size, compared = report_size(real, gen, image_size)
     check_features_size(features if gen is not None else None, size, image_size)
     setup = ScoringSetup(size, resolve_device("auto"), data_root=data_root, checkpoint=checkpoint)
@@ -175,7 +176,8 @@ def evaluation_report(path, evaluation, real_spec: str, features: str | None, ge
                "features": space.label if gen is not None else None,
                "checkpoint": str(checkpoint) if checkpoint is not None else None, "images": evaluation.n,
                **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1")},  # ROC-AUC: the report's own
-               "compared_at": compared, "warnings": warnings}
+               "compared_at": compared, "hu_offset": reading.hu_offset if reading is not None else None,
+               "warnings": warnings}
     return classify_report(path, MembershipScorer(real, gen, setup), space, scores_of(evaluation), evaluation.y_pred,
                            summary, rows, cut=evaluation.threshold, truth=evaluation.y_true,
                            scored=evaluation.scores is not None, batch=batch)
@@ -404,6 +406,7 @@ SUMMARY_LABELS = {
     "labelled_used": "labelled used",
     "labelled_not_used": "labelled not used",
     "calibration": "calibration (dev set)",
+    "hu_offset": "HU offset (16-bit images)",
     "f1": "F1",
 }
 SUMMARY_SKIP = {"out", "scores", "seconds", "device", "report", "used_fraction", "threshold", "with_default",

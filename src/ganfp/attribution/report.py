@@ -25,7 +25,7 @@ NEIGHBOURS = KEPT_NEIGHBOURS  # labelled images shown per class beside each unkn
 NO_ACCURACY = "not measured: the report reads no ground truth (score the CSV with ganfp evaluate)"
 SUMMARY_LABELS = {
     "task": "task", "images": "images", "method": "method", "features": "feature space", "checkpoint": "checkpoint",
-    "train": "trained on",
+    "hu_offset": "HU offset (16-bit images)", "train": "trained on",
     "train_counts": "labelled images per class", "predicted_counts": "predicted per class", "k": "clusters (K)",
     "k_chosen_by": "K chosen by", "eigengaps": "eigengap per K", "cluster_sizes": "images per cluster",
     "silhouette": "silhouette",

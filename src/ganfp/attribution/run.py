@@ -51,7 +51,7 @@ from ganfp.attribution.report import (
     write_attribution_report,
 )
 from ganfp.data.decode import Header
-from ganfp.data.generated import depths_by_set, image_headers, native_image_size
+from ganfp.data.generated import depths_by_set, high_depth_reading, image_headers, native_image_size
 from ganfp.data.manifest import UNLABELLED, Manifest, folder_warnings_once, image_files, list_folder
 from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, file_items, window_name, with_window
@@ -263,11 +263,13 @@ class AttributionResult:
     warnings: list[str] = field(default_factory=list)  # one line each: input the user should hear about
     report: str | None = None
     checkpoint: str | None = None  # the model file --features checkpoint read
+    hu_offset: int | None = None  # 16-bit grayscale images were read as HU + this
 
     def to_dict(self) -> dict:
         counts = {c: self.predicted.count(c) for c in self.classes}
         return {"task": "attribution", "images": len(self.ids), "classes": self.classes, "method": self.method,
-                "features": self.features, "checkpoint": self.checkpoint, "train": self.train,
+                "features": self.features, "checkpoint": self.checkpoint, "hu_offset": self.hu_offset,
+                "train": self.train,
                 "train_counts": self.train_counts, "predicted_counts": counts, "out": self.out, "labels": self.labels,
                 "seconds": round(self.seconds, 2), "warnings": self.warnings, "report": self.report}
 
@@ -288,6 +290,7 @@ class ClusterResult:
     warnings: list[str] = field(default_factory=list)
     report: str | None = None
     checkpoint: str | None = None  # the model file --features checkpoint read
+    hu_offset: int | None = None  # 16-bit grayscale images were read as HU + this
 
     def to_dict(self) -> dict:
         sizes = np.bincount(self.clusters, minlength=self.k).tolist()
@@ -295,7 +298,7 @@ class ClusterResult:
                 "k_chosen_by": "eigengap" if self.auto else "user", "silhouette": self.silhouette,
                 "eigengaps": {str(k): v for k, v in self.eigengaps.items()} if self.eigengaps else None,
                 "cluster_sizes": sizes, "method": self.method, "features": self.features,
-                "checkpoint": self.checkpoint, "out": self.out,
+                "checkpoint": self.checkpoint, "hu_offset": self.hu_offset, "out": self.out,
                 "labels": self.labels, "seconds": round(self.seconds, 2), "warnings": self.warnings,
                 "report": self.report}
 
@@ -462,17 +465,17 @@ def _check_apart(unknown: Manifest, train: Manifest, cfg: AttributeConfig) -> No
                          f"(e.g. {shared[0]}); give the folder of the unknown images alone, such as generated_unknown/")
 
 
-def mixed_depths(sets: list[str], headers: list[Header]) -> list[str]:
+def mixed_depths(sets: list[str], headers: list[Header], reading: MedicalReading | None = None) -> list[str]:
     """A warning when the images are not all of one bit depth, naming each set's depths: when one class (or the
     unknown set) is 16-bit and another 8-bit, each is read with its own contrast, so a method can tell them apart by
-    their file format instead of their generator. `sets[i]` names the set of the image whose header is `headers[i]`.
+    their file format instead of their generator. `sets[i]` names the set of the image whose header is `headers[i]`;
+    `reading` says how the 16-bit ones are read (its HU offset and window).
     """
     listed = depths_by_set(sets, [h.depth for h in headers])
     if not listed:
         return []
-    return [f"the images mix bit depths ({listed}): 16-bit and float images are stretched between their own 0.5 "
-            "and 99.5 percentiles, 8-bit ones read as they are, so they may be told apart by their file format "
-            "instead of their generator; save every set at one bit depth"]
+    return [f"the images mix bit depths ({listed}): {high_depth_reading(reading)}, 8-bit ones read as they are, so "
+            "they may be told apart by their file format instead of their generator; save every set at one bit depth"]
 
 
 def _k_beyond(cfg: AttributeConfig, labelled: int) -> list[str]:
@@ -519,26 +522,26 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     keys = row_keys(unknown.items, columns)
     train, train_spec, warnings = training_set(cfg, unknown)
     reading, read_warnings = checkpoint_window(cfg.reading, checkpoint)
-    window = reading.window if reading is not None else None
-    if window:  # the references are seen as the unknown images are, both as the checkpoint was trained on them
-        unknown, train = with_window(unknown, window), with_window(train, window)
+    window, offset = (reading.window, reading.hu_offset) if reading is not None else (None, None)
+    if window or offset is not None:  # the references are seen as the unknown images are, both as the checkpoint
+        unknown, train = with_window(unknown, window, offset), with_window(train, window, offset)  # was trained
     _check_apart(unknown, train, cfg)
     headers = image_headers(train, unknown)  # one open per file gives the native size and the bit depths
     size = cfg.image_size or native_image_size(train, unknown, headers=headers)
     sets = [f"class {train.classes[it.label]}" for it in train.items] + ["the unknown images"] * len(unknown)
-    warnings += read_warnings + mixed_depths(sets, headers) + _k_beyond(cfg, len(train))
+    warnings += read_warnings + mixed_depths(sets, headers, reading) + _k_beyond(cfg, len(train))
     if asked is not None:
         warnings += beyond_the_images(asked, size, METHODS.entry(cfg.method).meta.get("pairs", False))
     ctx = FeatureContext(size, cfg.device, cfg.batch_size, cfg.data_root, cfg.trainer.runs_dir, checkpoint)
     job = Job(train, unknown, train_spec, cfg.features, cfg.k, ctx, cfg.trainer, cfg.seed, message,
-              window=window_name(window))
+              window=window_name(window), hu_offset=offset)
     probs = METHODS.get(cfg.method)(job)
     predicted = [train.classes[i] for i in probs.argmax(1)]
     uses_features = METHODS.entry(cfg.method).meta["needs"] != "images"
     result = AttributionResult(unknown.ids, predicted, probs, train.classes, cfg.method,
                                cfg.features if uses_features else None, train_spec, train.class_counts(),
                                str(cfg.out), unknown.info.get("labels"), warnings=warnings,
-                               checkpoint=checkpoint)
+                               checkpoint=checkpoint, hu_offset=offset)
     _write_outputs(cfg, keys, predicted, columns, result,
                    lambda summary: supervised_inputs(job, probs, summary, cfg.method, cfg.report_n))
     result.seconds = time.perf_counter() - started
@@ -580,7 +583,8 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     checkpoint = checkpoint_of(cfg.features, cfg.checkpoint, cfg.runs_dir)
     images = read_images(cfg.images, cfg.data_root, cfg.reading)
     reading, warnings = checkpoint_window(cfg.reading, checkpoint)
-    images = with_window(images, reading.window) if reading is not None and reading.window else images
+    if reading is not None and (reading.window or reading.hu_offset is not None):
+        images = with_window(images, reading.window, reading.hu_offset)
     check_ground_truth({"--out": cfg.out, "--report": cfg.report}, images, cfg.images)
     columns = parse_columns(cfg.columns, clustering=True)
     keys = row_keys(images.items, columns)
@@ -601,12 +605,13 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
                 f"among K = 2..{max(gaps)})")
     else:
         k, labels, gaps = cfg.clusters, CLUSTERERS.get(cfg.method)(x, cfg.clusters, cfg.seed), None
-    warnings += mixed_depths(["the images"] * len(images), headers) + beyond_the_images(cfg.features, ctx.image_size)
+    warnings += (mixed_depths(["the images"] * len(images), headers, reading)
+                 + beyond_the_images(cfg.features, ctx.image_size))
     if cfg.clusters is None:
         warnings += _few_per_group(k, len(images))
     result = ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, silhouette(x, labels), gaps,
                            cfg.method, cfg.features, str(cfg.out), images.info.get("labels"), warnings=warnings,
-                           checkpoint=checkpoint)
+                           checkpoint=checkpoint, hu_offset=reading.hu_offset if reading is not None else None)
     _write_outputs(cfg, keys, [str(c) for c in labels], columns, result,
                    lambda summary: cluster_inputs(images, ctx, x, result.clusters, summary, cfg.report_n))
     result.seconds = time.perf_counter() - started

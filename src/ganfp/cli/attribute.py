@@ -26,6 +26,7 @@ from ganfp.cli.options import (
     CheckpointOpt,
     DataRootOpt,
     DeviceOpt,
+    HuOffsetOpt,
     IdFromOpt,
     ImageSizeOpt,
     JsonOpt,
@@ -79,7 +80,8 @@ def _print(result, as_json: bool, headerless: bool = False) -> None:
         rows = [("images", info["images"]), ("clusters", f"{info['k']} (chosen by {info['k_chosen_by']})"),
                 ("silhouette", info["silhouette"]), ("method", info["method"]), ("features", info["features"]),
                 ("checkpoint", info["checkpoint"]), ("cluster sizes", sizes)]
-    rows += [("written to", info["out"]), ("report", info["report"]), ("time (s)", f"{info['seconds']:.1f}")]
+    rows += [("HU offset (16-bit images)", info["hu_offset"]), ("written to", info["out"]), ("report", info["report"]),
+             ("time (s)", f"{info['seconds']:.1f}")]
     ui.print_table(f"attribute ({info['task']})", ["", "value"], [r for r in rows if r[1] is not None])
     if info["labels"]:
         ui.info(f"ground truth of this demo set: {info['labels']}")
@@ -145,6 +147,7 @@ def attribute(
     window: WindowOpt = None,
     id_from: IdFromOpt = None,
     slices: SlicesOpt = None,
+    hu_offset: HuOffsetOpt = None,
     report: ReportOpt = None,
     report_n: ReportNOpt = None,
 ) -> None:
@@ -157,7 +160,7 @@ def attribute(
     from ganfp.data.outputs import check_outputs
     from ganfp.errors import InputError, weights_hint
 
-    reading = MedicalReading.parse(window, id_from, slices)
+    reading = MedicalReading.parse(window, id_from, slices, hu_offset)
     check_outputs({"--out": out, "--report": report}, (images, train, checkpoint), data_root=data_root)
     common = dict(out=out, image_size=image_size, seed=seed, device=device, batch_size=batch_size, data_root=data_root,
                   reading=reading, report=report, report_n=report_n, checkpoint=checkpoint)

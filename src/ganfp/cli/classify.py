@@ -14,6 +14,7 @@ from ganfp.cli.options import (
     CheckpointOpt,
     DataRootOpt,
     DeviceOpt,
+    HuOffsetOpt,
     IdFromOpt,
     ImageSizeOpt,
     JsonOpt,
@@ -53,6 +54,7 @@ def print_summary(summary: dict, as_json: bool) -> None:
         ("recipe", summary["recipe"]),
         ("scorers", ", ".join(summary["scorers"])),
         ("checkpoint", summary["checkpoint"]),
+        ("HU offset (16-bit images)", summary["hu_offset"]),
         ("decision rule", summary["decision"]),
         ("labelled used", summary["labelled_used"]),
         ("labelled not used", summary["labelled_not_used"]),
@@ -124,6 +126,7 @@ def classify(
     window: WindowOpt = None,
     id_from: IdFromOpt = None,
     slices: SlicesOpt = None,
+    hu_offset: HuOffsetOpt = None,
     report: ReportOpt = None,
     report_n: ReportNOpt = None,
 ) -> None:
@@ -133,7 +136,7 @@ def classify(
     from ganfp.data.outputs import check_outputs
     from ganfp.errors import weights_hint
 
-    reading = MedicalReading.parse(window, id_from, slices)
+    reading = MedicalReading.parse(window, id_from, slices, hu_offset)
     check_outputs({"--out": out, "--scores": scores, "--report": report},
                   (real, generated, calibrate, ids, checkpoint), data_root=data_root)
     with ui.progress(transient=True) as bars, weights_hint(OFFLINE_FEATURES_HINT):

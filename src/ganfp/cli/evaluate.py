@@ -11,6 +11,7 @@ from ganfp.cli.app import app
 from ganfp.cli.options import (
     CheckpointOpt,
     DataRootOpt,
+    HuOffsetOpt,
     IdFromOpt,
     JsonOpt,
     ReportNOpt,
@@ -166,7 +167,8 @@ def evaluate(
     threshold: ThresholdOpt = None,
     html_report: Optional[str] = typer.Option(None, "--report", help="Also write an HTML evidence report of the real "
                                               "images (needs --real and ganfp[plots]); DICOM/NIfTI images are read "
-                                              "as --window, --id-from and --slices say: give classify's."),
+                                              "as --window, --id-from and --slices say, 16-bit PNG/TIFF as "
+                                              "--hu-offset says: give classify's."),
     real: Optional[str] = typer.Option(None, "--real", callback=path_given("--real", "a folder or dataset spec"),
                                        help="With --report: the real images (folder or dataset spec)."),
     generated: Optional[str] = typer.Option(None, "--generated", callback=path_given("--generated"),
@@ -182,6 +184,7 @@ def evaluate(
     window: WindowOpt = None,
     id_from: IdFromOpt = None,
     slices: SlicesOpt = None,
+    hu_offset: HuOffsetOpt = None,
     data_root: DataRootOpt = None,
     task: str = typer.Option("auto", "--task", help="membership (0/1 labels), attribution (class names) or "
                              "clustering (an id,cluster file); auto tells them apart by the files."),
@@ -194,10 +197,11 @@ def evaluate(
 
     if task not in TASKS:
         raise InputError(f"--task {task}: choose one of: {', '.join(TASKS)}")
-    reading = MedicalReading.parse(window, id_from, slices)
+    reading = MedicalReading.parse(window, id_from, slices, hu_offset)
     _need_report(html_report, {"--real": real, "--generated": generated, "--features": features,
                                "--checkpoint": checkpoint, "--image-size": image_size, "--window": window,
-                               "--id-from": id_from, "--slices": slices, "--report-n": report_n})
+                               "--id-from": id_from, "--slices": slices, "--hu-offset": hu_offset,
+                               "--report-n": report_n})
     _check_membership_options(preds, labels, plot, html_report, real, generated, used_fraction, threshold, data_root,
                               checkpoint)
     task = detect_task(preds, labels) if task == "auto" else task

@@ -137,6 +137,9 @@ USED_FRACTION_HELP = ("Label the top fraction by score as used, 0 < q < 1: the k
 K_HELP = "Neighbours (>= 1) per image of a neighbour method or fusion (default: local 40, the others 5)."
 WINDOW_HELP = ("HU window of DICOM/NIfTI images: CENTER,WIDTH or lung, mediastinum, bone (default: lung, -1000..400 "
                "HU, for CT; images a checkpoint reads: the window it was trained in).")
+HU_OFFSET_HELP = ("16-bit grayscale PNG/TIFF images store HU + N (COVID-CTset: 1024; many PNG sets: 32768): read "
+                  "them in HU, in the --window, as DICOM is (default: each stretched between its own percentiles; "
+                  "images a checkpoint reads: the offset it was trained with).")
 # what classify and attribute offer when a --features model's ImageNet weights cannot be had (train-stage: --init)
 OFFLINE_FEATURES_HINT = ("choose a feature space that needs no download: --features checkpoint (your chain run's "
                          "model) or a pixel space such as pixels32")
@@ -185,9 +188,14 @@ CHECKPOINT_HELP = ("The model of --features checkpoint (and of classify's classi
 CheckpointOpt = Annotated[Optional[str], typer.Option(
     "--checkpoint", callback=path_given("--checkpoint", "a stage folder, chain run folder or model.safetensors"),
     help=CHECKPOINT_HELP)]
-# how DICOM and NIfTI files become images (ganfp.data.medical.MedicalReading): classify scores them so, evaluate
-# --report draws them the same way, attribute reads them so, and train-stage and chain train in the window given
+# how DICOM and NIfTI files (and, with --hu-offset, 16-bit PNG/TIFF) become images (ganfp.data.medical.MedicalReading):
+# classify scores them so, evaluate --report draws them the same way, attribute reads them so, and train-stage and
+# chain train in the window (and offset) given
 WindowOpt = Annotated[Optional[str], typer.Option("--window", help=WINDOW_HELP)]
+HuOffsetOpt = Annotated[
+    Optional[int],  # 65535: ganfp.data.medical.HU_OFFSET_MAX, which would import numpy here
+    int_option("--hu-offset", callback=in_range(0, 65535), metavar="N", help=HU_OFFSET_HELP),
+]
 IdFromOpt = Annotated[
     Optional[str],
     typer.Option("--id-from", help="Ids of DICOM files: name (the file name, default) or uid (SOPInstanceUID)."),

@@ -13,6 +13,7 @@ from ganfp.cli.options import (
     BatchSizeOpt,
     DataRootOpt,
     DeviceOpt,
+    HuOffsetOpt,
     ImageSizeOpt,
     JsonOpt,
     MemoryBudgetOpt,
@@ -142,6 +143,7 @@ def train_stage(
     data_root: DataRootOpt = None,
     as_json: JsonOpt = False,
     window: WindowOpt = None,
+    hu_offset: HuOffsetOpt = None,
 ) -> None:
     """Train one stage: a dataset, a starting point, a fresh head, early stopping."""
     from ganfp import distributed
@@ -149,14 +151,14 @@ def train_stage(
     from ganfp.data.medical import MedicalReading
     from ganfp.train import StageConfig
 
-    MedicalReading.parse(window)  # a bad --window in classify's words, before anything else
+    MedicalReading.parse(window, hu_offset=hu_offset)  # a bad --window in classify's words, before anything else
     pseudo = {"pseudo_fraction": pseudo_fraction, "pseudo_features": pseudo_features, "pseudo_k": pseudo_k}
     cfg = StageConfig(
         name=Path(out).expanduser().resolve().name if name is None else name, dataset=dataset, model=model,
         init=init, image_size=image_size, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
         epochs=epochs, patience=patience, val_fraction=val_fraction, seed=seed, augment=augment, skip_bad=skip_bad,
-        pseudo_labels=pseudo_labels, window=window, device=device, compile=compile, deterministic=deterministic,
-        memory_budget=memory_budget, **{k: v for k, v in pseudo.items() if v is not None},
+        pseudo_labels=pseudo_labels, window=window, hu_offset=hu_offset, device=device, compile=compile,
+        deterministic=deterministic, memory_budget=memory_budget, **{k: v for k, v in pseudo.items() if v is not None},
     )
     observer = observer_for(cfg.name)
     with observer if observer is not None else ui.progress(transient=True):
@@ -194,6 +196,7 @@ def chain(
     data_root: DataRootOpt = None,
     as_json: JsonOpt = False,
     window: WindowOpt = None,
+    hu_offset: HuOffsetOpt = None,
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Run every check a chain run makes before training (chain file, options, datasets, "
         "starting weights, run folder), print what each stage would do and why, and exit without training."
@@ -201,8 +204,9 @@ def chain(
 ) -> None:
     """Run a chain of stages, each starting from the previous stage's best checkpoint.
 
-    --epochs, --patience, --image-size, --batch-size, --lr, --seed, --device, --compile, --memory-budget and
-    --window override every stage's value (else the chain file's, else the default: auto, no compile, lung window);
+    --epochs, --patience, --image-size, --batch-size, --lr, --seed, --device, --compile, --memory-budget, --window
+    and --hu-offset override every stage's value (else the chain file's, else the default: auto, no compile, lung
+    window, 16-bit images stretched per image);
     --init overrides the first stage's start (each later stage starts from the one before it).
     """
     from ganfp.chain import load_chain, plan_chain, run_chain
@@ -210,12 +214,12 @@ def chain(
     from ganfp.models import model_entry
     from ganfp.paths import runs_root
 
-    MedicalReading.parse(window)  # a bad --window in classify's words, before anything else
+    MedicalReading.parse(window, hu_offset=hu_offset)  # a bad --window in classify's words, before anything else
     model_entry(model)
     spec = load_chain(chain_name)
     overrides = {"init": init, "epochs": epochs, "patience": patience, "image_size": image_size, "batch_size": batch_size,
                  "lr": lr, "seed": seed, "device": device, "compile": compile, "memory_budget": memory_budget,
-                 "window": window}
+                 "window": window, "hu_offset": hu_offset}
     if dry_run:
         plan = plan_chain(spec, model, runs_root(runs_dir), data_root, overrides, from_stage)
         print_plan(f"chain {spec.name} ({model}): {plan.run_dir}", plan.rows(), as_json, plan.warnings)

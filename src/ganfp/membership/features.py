@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ganfp.data.cache import cache_key, load_images
 from ganfp.data.manifest import Manifest
-from ganfp.data.medical import DEFAULT_WINDOW, MedicalReading, parse_window, window_name
+from ganfp.data.medical import DEFAULT_WINDOW, MedicalReading, hu_offset_problem, parse_window, window_name
 from ganfp.device import rng_untouched
 from ganfp.errors import InputError
 from ganfp.fileio import atomic_path, build_lock, write_json
@@ -111,18 +111,35 @@ def checkpoint_reading(reading: MedicalReading | None, checkpoint: str | None,
                        runs_dir) -> tuple[MedicalReading | None, list[str]]:
     """(the reading to use, warnings): a checkpoint sees DICOM and NIfTI images as it was trained on them. Without
     --window they are read in the window its stage recorded (none recorded: lung, as before windows were recorded);
-    a --window of another is kept, as asked, and said in one line: it scores images unlike those it learnt from."""
+    a --window of another is kept, as asked, and said in one line: it scores images unlike those it learnt from.
+    --hu-offset likewise: the offset the stage recorded, unless another is given (said in one line)."""
     file = checkpoint_file(checkpoint, runs_dir)
-    recorded = checkpoint_meta(file).get("window")
-    trained = parse_window(str(recorded), f"{file}: window") if recorded is not None else None
-    given = reading.window if reading is not None else None
-    if given is None and trained is not None:
-        return replace(reading or MedicalReading(), window=trained), []
-    if given is not None and given != (trained or DEFAULT_WINDOW):
-        return reading, [f"--window {window_name(given)}: the checkpoint {file} was trained on DICOM/NIfTI images "
-                         f"read in the {window_name(trained or DEFAULT_WINDOW)} window, so it scores images unlike "
-                         "those it learnt from; leave --window out to read them as it was trained"]
-    return reading, []
+    meta = checkpoint_meta(file)
+    trained = parse_window(str(meta["window"]), f"{file}: window") if meta.get("window") is not None else None
+    offset = recorded_hu_offset(meta, file)
+    given = reading or MedicalReading()
+    taken = replace(given, window=given.window or trained,
+                    hu_offset=given.hu_offset if given.hu_offset is not None else offset)
+    warnings = []
+    if given.window is not None and given.window != (trained or DEFAULT_WINDOW):
+        warnings.append(f"--window {window_name(given.window)}: the checkpoint {file} was trained on DICOM/NIfTI "
+                        f"images read in the {window_name(trained or DEFAULT_WINDOW)} window, so it scores images "
+                        "unlike those it learnt from; leave --window out to read them as it was trained")
+    if given.hu_offset is not None and given.hu_offset != offset:
+        how = f"read as HU + {offset}" if offset is not None else "stretched between their own percentiles"
+        warnings.append(f"--hu-offset {given.hu_offset}: the checkpoint {file} was trained on 16-bit images {how}, "
+                        "so it scores images unlike those it learnt from; leave --hu-offset out to read them as it "
+                        "was trained")
+    return (reading if taken == given else taken), warnings
+
+
+def recorded_hu_offset(meta: dict, file: Path) -> int | None:
+    """The HU offset a checkpoint's stage read its 16-bit images with (None: none, they were stretched)."""
+    offset = meta.get("hu_offset")
+    why = hu_offset_problem(offset) if offset is not None else None
+    if why:
+        raise InputError(f"{file}: hu_offset {offset!r} in its metadata {why}")
+    return offset
 
 
 def embedding_key(space: FeatureSpace, manifest: Manifest, image_size: int, device: torch.device,
