@@ -217,3 +217,13 @@ def test_a_chain_stage_reads_its_hu_offset_key(tmp_path, run_cli, class_folder, 
     assert [s.get("hu_offset") for s in stages] == [None, 1024]
     assert "hu_offset" not in json.loads((run / "01-png" / "meta.json").read_text())
     assert json.loads((run / "02-ct" / "meta.json").read_text())["hu_offset"] == 1024
+
+
+@pytest.mark.parametrize("value", ["1024", -1, True, 1.5])
+def test_an_offset_from_python_is_checked_before_any_image_is_read(value):
+    """A string failed in numpy's subtraction with a traceback once images were decoded; -1 read HU + 1."""
+    from ganfp.errors import InputError
+
+    with pytest.raises(InputError, match=rf"^hu_offset={value!r}: must be a whole number from 0 to 65535"):
+        MedicalReading(hu_offset=value)
+    assert MedicalReading(hu_offset=np.int64(1024)).hu_offset == 1024 and MedicalReading().hu_offset is None

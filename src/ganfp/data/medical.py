@@ -59,14 +59,23 @@ class MedicalReading:
     def parse(cls, window: str | None = None, id_from: str | None = None,
               slices: str | None = None, hu_offset: int | None = None) -> "MedicalReading":
         """From the command-line strings; each bad value is an InputError naming its option."""
+        why = hu_offset_problem(hu_offset) if hu_offset is not None else None
+        if why:
+            raise InputError(f"--hu-offset {hu_offset}: {why}")
         reading = cls(parse_window(window) if window else None, id_from, parse_slices(slices) if slices else None,
                       hu_offset)
         if id_from is not None and id_from not in ID_SOURCES:
             raise InputError(f"--id-from {id_from}: choose one of: {', '.join(ID_SOURCES)}")
-        why = hu_offset_problem(hu_offset) if hu_offset is not None else None
-        if why:
-            raise InputError(f"--hu-offset {hu_offset}: {why}")
         return reading
+
+    def __post_init__(self):
+        """An offset from Python (`MedicalReading(hu_offset="1024")`) is checked here, before any image is read: a
+        string failed in numpy's subtraction with a traceback, a negative number read images as HU + |N|."""
+        why = hu_offset_problem(self.hu_offset) if self.hu_offset is not None else None
+        if why:
+            raise InputError(f"hu_offset={self.hu_offset!r}: {why}")
+        if self.hu_offset is not None:  # numpy's int as Python's: it is written into a checkpoint's JSON metadata
+            object.__setattr__(self, "hu_offset", int(self.hu_offset))
 
     def check_read(self, paths: list[str]) -> None:
         """Each option given must change something: --hu-offset needs a 16-bit grayscale PNG or TIFF among `paths`,
@@ -88,7 +97,7 @@ class MedicalReading:
 def hu_offset_problem(offset: object) -> str | None:
     """What is wrong with an HU offset, or None: one rule for the option, a chain file's `hu_offset` key and the
     offset a checkpoint recorded."""
-    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= HU_OFFSET_MAX:
+    if not isinstance(offset, (int, np.integer)) or isinstance(offset, bool) or not 0 <= offset <= HU_OFFSET_MAX:
         return f"must be a whole number from 0 to {HU_OFFSET_MAX} (what a 16-bit image adds to HU, e.g. 1024)"
     return None
 
