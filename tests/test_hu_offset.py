@@ -5,6 +5,7 @@ records its offset and classify reads with it, and an offset that would change n
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -227,3 +228,33 @@ def test_an_offset_from_python_is_checked_before_any_image_is_read(value):
     with pytest.raises(InputError, match=rf"^hu_offset={value!r}: must be a whole number from 0 to 65535"):
         MedicalReading(hu_offset=value)
     assert MedicalReading(hu_offset=np.int64(1024)).hu_offset == 1024 and MedicalReading().hu_offset is None
+
+
+def test_evaluate_report_reads_with_the_checkpoints_offset_and_names_it(run_cli, tmp_path):
+    """The report of `--features checkpoint` shows the 16-bit images as its checkpoint read them (HU + 1024, lung
+    window), as classify scored them, and its summary names the offset."""
+    pytest.importorskip("matplotlib", reason="needs the plots extra (matplotlib)")
+    from ganfp.checkpoint import model_meta, save_model
+    from ganfp.data.decode import decode_image
+    from ganfp.models import create_model
+    from ganfp.report import png_uri
+
+    rng = np.random.default_rng(0)
+    paths = [save16(tmp_path / "real" / f"ct{i}.png", rng.integers(-1000, 400, (SIZE, SIZE)), 1024) for i in range(6)]
+    for i in range(4):
+        save16(tmp_path / "gen" / f"g{i}.png", rng.integers(-1000, 400, (SIZE, SIZE)), 1024)
+    model, stage = create_model("conv5", 2, SIZE), tmp_path / "stage"
+    stage.mkdir()
+    save_model(stage / "model.safetensors", model, model_meta(model, ["not_used", "used"], SIZE, hu_offset=1024))
+    scores, labels, report = tmp_path / "scores.csv", tmp_path / "labels.csv", tmp_path / "ev.html"
+    scores.write_text("id,score\n" + "".join(f"ct{i},{i / 6:.3f}\n" for i in range(6)))
+    labels.write_text("id,label\n" + "".join(f"ct{i},{int(i < 3)}\n" for i in range(6)))
+    code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", tmp_path / "real", "--generated",
+                           tmp_path / "gen", "--features", "checkpoint", "--checkpoint", stage,
+                           "--data-root", tmp_path / "data")
+    assert code == 0, err
+    page = report.read_text()
+    assert re.search(r"HU offset \(16-bit images\)</t[hd]>\s*<td[^>]*>1024<", page), page[:3000]
+    for path in paths:
+        assert png_uri(decode_image(str(path), SIZE, hu_offset=1024)) in page
+        assert png_uri(decode_image(str(path), SIZE)) not in page
