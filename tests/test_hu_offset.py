@@ -106,8 +106,9 @@ def test_a_stage_records_its_offset_and_classify_reads_with_it(tmp_path, run_cli
     other, summary, _ = classify_run(tmp_path, run_cli, tmp_path / "stage", real, "--hu-offset", 1200)
     assert other != own and summary["hu_offset"] == 1200  # read as asked, and said in one line
     (warning,) = summary["warnings"]
-    assert warning.startswith(f"--hu-offset 1200: the checkpoint {tmp_path / 'stage' / 'model.safetensors'} was trained "
-                              "on 16-bit images read as HU + 1024")
+    model_file = tmp_path / "stage" / "model.safetensors"
+    assert warning.startswith(f"--hu-offset 1200: the checkpoint {model_file} was trained on 16-bit images read as "
+                              "HU + 1024")
     code, _, err = run_cli("train-stage", "--data", data, "--out", tmp_path / "stage", "--resume", "--data-root",
                            tmp_path / "data", *TRAIN)
     assert code == 2 and "hu_offset 1024 -> None" in err and len(err.strip().splitlines()) == 1, err

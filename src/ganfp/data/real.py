@@ -75,7 +75,8 @@ def check_paired(manifest: Manifest, instead: str) -> None:
 def spec_manifest(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
     """A dataset spec's images, its DICOM and NIfTI ones (and, with an HU offset, its 16-bit ones) in the reading's
     window: `folder:DIR` of DICOM files ignored --window, and scored lung-window images. Its adapter lists the files,
-    so --id-from and --slices, which act while a folder is listed, are refused where they would otherwise pass unread."""
+    so --id-from and --slices, which act while a folder is listed, are refused where they would otherwise pass
+    unread."""
     manifest = load_manifest(spec, data_root)
     if reading is None:
         return manifest
