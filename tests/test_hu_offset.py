@@ -32,7 +32,7 @@ def save16(path, hu: np.ndarray, offset: int):
 
 
 def known_slice() -> np.ndarray:
-    """(SIZE, SIZE) HU: the `LUNG` values in rows."""
+    """(SIZE, SIZE) HU: the `LUNG` values in rows (-1100 HU among them: store it with an offset above 1100)."""
     values = np.array(list(LUNG), dtype=np.int64)
     return np.resize(np.repeat(values, SIZE * SIZE // len(values) + 1)[: SIZE * SIZE], (SIZE, SIZE))
 
@@ -259,3 +259,16 @@ def test_evaluate_report_reads_with_the_checkpoints_offset_and_names_it(run_cli,
     for path in paths:
         assert png_uri(decode_image(str(path), SIZE, hu_offset=1024)) in page
         assert png_uri(decode_image(str(path), SIZE)) not in page
+
+
+def test_a_16_bit_png_that_pillow_opens_as_32_bit_takes_the_offset(tmp_path, monkeypatch):
+    """An older Pillow (ganfp takes 10 and later) opened a 16-bit grayscale PNG as mode I: it is still one."""
+    import PIL.PngImagePlugin
+
+    hu = known_slice()
+    save16(tmp_path / "ct" / "slice.png", hu, 32768)
+    monkeypatch.setitem(PIL.PngImagePlugin._MODES, (16, 0), ("I", "I;16B"))
+    assert Image.open(tmp_path / "ct" / "slice.png").mode == "I"
+    MedicalReading(hu_offset=32768).check_read([str(tmp_path / "ct" / "slice.png")])  # not refused
+    read = decoded(tmp_path / "ct", MedicalReading(hu_offset=32768), tmp_path / "data")
+    np.testing.assert_array_equal(read["slice"], np.vectorize(LUNG.get)(hu))

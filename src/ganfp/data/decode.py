@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ganfp.data.manifest import is_dicom, is_nifti
-from ganfp.data.medical import HU_MODES, decode_medical, hu_gray, medical_size
+from ganfp.data.medical import decode_medical, holds_hu, hu_gray, medical_size
 from ganfp.errors import InputError, require_int, require_path
 
 DECODE_VERSION = 5  # bump when decoding changes, so caches rebuild (5: a TIFF whose other pages are previews is read)
@@ -266,8 +266,8 @@ def decode_with_depth(path: str, size: int, frame: int | None = None, window: tu
             img.draft("L", (size, size))  # let libjpeg decode at reduced scale: much faster
         with _pil_duplicates_silenced():
             img.getexif()  # read (and kept) here, where a damaged EXIF block's warning is silenced
+        hu = hu_offset is not None and holds_hu(img)  # before the transpose, whose copy has no format
         img = ImageOps.exif_transpose(img)
-        hu = hu_offset is not None and img.mode in HU_MODES
         gray = Image.fromarray(hu_gray(np.asarray(img), hu_offset, window)) if hu else to_grayscale(img)
         if gray.size != (size, size):
             gray = gray.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)

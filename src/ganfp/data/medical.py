@@ -109,9 +109,15 @@ def stores_hu(path: str) -> bool:
         return False
     try:
         with Image.open(path) as img:
-            return img.mode in HU_MODES
+            return holds_hu(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return False
+
+
+def holds_hu(img: Image.Image) -> bool:
+    """Whether an opened image is one an HU offset applies to: 16-bit single-channel. An older Pillow opened a
+    16-bit grayscale PNG as mode I (32-bit), which a PNG cannot otherwise be."""
+    return img.mode in HU_MODES or (img.mode == "I" and img.format == "PNG")
 
 
 def parse_window(text: str, option: str = "--window") -> tuple[float, float]:
