@@ -272,3 +272,62 @@ def test_a_16_bit_png_that_pillow_opens_as_32_bit_takes_the_offset(tmp_path, mon
     MedicalReading(hu_offset=32768).check_read([str(tmp_path / "ct" / "slice.png")])  # not refused
     read = decoded(tmp_path / "ct", MedicalReading(hu_offset=32768), tmp_path / "data")
     np.testing.assert_array_equal(read["slice"], np.vectorize(LUNG.get)(hu))
+
+
+def offset_checkpoint(folder, offset: int | None = 1024):
+    """A stage folder holding an untrained conv5 whose header records `offset`, as a stage trained with it does."""
+    from ganfp.checkpoint import model_meta, save_model
+    from ganfp.models import create_model
+
+    model = create_model("conv5", 2, SIZE)
+    folder.mkdir()
+    save_model(folder / "model.safetensors", model, model_meta(model, ["not_used", "used"], SIZE, hu_offset=offset))
+    return folder
+
+
+def test_a_window_is_taken_over_16_bit_slices_a_checkpoints_offset_reads(tmp_path, run_cli):
+    """Without --hu-offset, --window over 16-bit slices alone was refused as changing nothing, though the offset the
+    checkpoint recorded reads them in HU, so in that window: every command that reads the checkpoint takes it."""
+    stage, root = offset_checkpoint(tmp_path / "stage"), ("--data-root", tmp_path / "data", "--device", "cpu")
+    real, gen = (write_hu_classes(tmp_path / name, n=3, seed=seed) for name, seed in (("real", 1), ("gen", 2)))
+    classifier = ("classify", real / "used", "--checkpoint", stage, "--out", tmp_path / "s.csv", "--json", *root)
+    knn = ("classify", real / "used", "--generated", gen / "used", "--method", "knn", "--features", "checkpoint",
+           "--checkpoint", stage, "--out", tmp_path / "k.csv", "--json", *root)
+    attribute = ("attribute", real / "used", "--train", gen, "--method", "knn", "--features", "checkpoint",
+                 "--checkpoint", stage, "--out", tmp_path / "a.csv", "--json", *root)
+    for args in (classifier, knn, attribute):
+        code, out, err = run_cli(*args, "--window", "bone")
+        assert code == 0 and json.loads(out)["hu_offset"] == 1024, err
+    scores = tmp_path / "scores.csv"
+    lung, bone = ([run_cli(*classifier, "--scores", scores, *window)[0], scores.read_text()]
+                  for window in ((), ("--window", "bone")))
+    assert lung[0] == bone[0] == 0 and lung[1] != bone[1]  # the bone window read the slices otherwise
+
+
+def test_evaluate_report_takes_a_window_over_16_bit_slices_its_checkpoints_offset_reads(tmp_path, run_cli):
+    pytest.importorskip("matplotlib", reason="needs the plots extra (matplotlib)")
+    stage = offset_checkpoint(tmp_path / "stage")
+    real, gen = (write_hu_classes(tmp_path / name, n=3, seed=seed) for name, seed in (("real", 1), ("gen", 2)))
+    ids = sorted(p.stem for p in (real / "used").iterdir())
+    scores, labels = tmp_path / "scores.csv", tmp_path / "labels.csv"
+    scores.write_text("id,score\n" + "".join(f"{i},{n / 3:.3f}\n" for n, i in enumerate(ids)))
+    labels.write_text("id,label\n" + "".join(f"{i},{int(n < 2)}\n" for n, i in enumerate(ids)))
+    code, _, err = run_cli("evaluate", scores, labels, "--report", tmp_path / "ev.html", "--real", real / "used",
+                           "--generated", gen / "used", "--features", "checkpoint", "--checkpoint", stage,
+                           "--window", "bone", "--data-root", tmp_path / "data")
+    assert code == 0, err
+    assert re.search(r"HU offset \(16-bit images\)</t[hd]>\s*<td[^>]*>1024<", (tmp_path / "ev.html").read_text())
+
+
+def test_a_window_nothing_reads_in_hu_is_still_refused_beside_a_checkpoint(tmp_path, run_cli, class_folder):
+    """A checkpoint without an offset leaves 16-bit slices stretched, and one with an offset reads no 8-bit PNG in
+    HU: a --window over either still changes nothing."""
+    real = write_hu_classes(tmp_path / "real", n=3) / "used"
+    for stage, images in ((offset_checkpoint(tmp_path / "plain", None), real),
+                          (offset_checkpoint(tmp_path / "hu"), class_folder / "a")):
+        line = one_line_refusal(run_cli, "classify", images, "--checkpoint", stage, "--out", tmp_path / "s.csv",
+                                "--window", "bone", "--data-root", tmp_path / "data", "--device", "cpu")
+        assert line.endswith("--window: the images read hold no DICOM or NIfTI image"
+                             + (" or 16-bit grayscale PNG/TIFF" if stage.name == "hu" else "")
+                             + ", so it would change nothing; leave it out"), line
+    assert not (tmp_path / "s.csv").exists()

@@ -571,9 +571,15 @@ def read_sets(real: str, generated: str | None, method: str | None, calibrate_on
         raise InputError(f"--method {method} compares real with generated images: pass --generated GEN_DIR")
     if gen is None and calibrate_on:
         raise InputError("--calibrate chooses among the membership scorers: pass --generated GEN_DIR too")
-    if reading is not None:
-        reading.check_read([it.path for m in (manifest, gen) if m is not None for it in m.items])
     return RealSets(manifest, gen, where, expected)
+
+
+def check_reading_used(given: MedicalReading | None, sets: RealSets, used: MedicalReading | None) -> None:
+    """Each reading option given must change something (`MedicalReading.check_read`), judged once the reading used
+    is known: the HU offset a checkpoint recorded reads 16-bit slices in HU, so a --window over them changes them."""
+    if given is not None:
+        paths = [it.path for m in (sets.real, sets.generated) if m is not None for it in m.items]
+        given.check_read(paths, used.hu_offset)
 
 
 def check_scoring(sets: RealSets, real: str, asked: Recipe, checkpoint: str | None, calibrate_on: str | None,
@@ -741,10 +747,11 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
     sets = read_sets(real, generated, method, calibrate_on, ids_path, used_fraction, report, data_root, reading)
     check_ground_truth({"--out": out, "--scores": scores_path, "--report": report}, sets.real, real)
     membership = check_scoring(sets, real, asked, checkpoint, calibrate_on, runs_dir, image_size)
-    read_warnings = []
+    given, read_warnings = reading, []
     if not membership or asked.features == "checkpoint" or (calibrate_on and checkpoint):  # a checkpoint is read
-        given, (reading, read_warnings) = reading, checkpoint_reading(reading, checkpoint, runs_dir)
+        reading, read_warnings = checkpoint_reading(reading, checkpoint, runs_dir)
         sets = read_in(sets, reading) if reading is not given else sets
+    check_reading_used(given, sets, reading)
     headers = image_headers(sets.real, *([sets.generated] if membership else []))  # one open per file: size, depths
     size = image_size or (native_image_size(sets.real, sets.generated, headers=headers) if membership else None)
     check_features_size(asked.features if membership else None, size, image_size)

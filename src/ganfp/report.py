@@ -163,12 +163,14 @@ def evaluation_report(path, evaluation, real_spec: str, features: str | None, ge
     space = parse_features(features or DEFAULT_FEATURES)
     checkpoint = report_checkpoint(features, checkpoint, image_size)
     real, gen = evaluation_sets(evaluation, real_spec, features, generated, data_root, reading)
-    warnings = []
+    warnings, trained = [], reading
     if checkpoint is not None:  # classify read the images as the checkpoint was trained on them
         trained, warnings = checkpoint_reading(reading, str(checkpoint), None)
         if trained is not reading:
             real, gen = (with_window(m, trained.window, trained.hu_offset) for m in (real, gen))
-        reading = trained
+    if reading is not None:  # judged with the offset the checkpoint recorded: a --window over 16-bit slices is read
+        reading.check_read([it.path for m in (real, gen) if m is not None for it in m.items], trained.hu_offset)
+    reading = trained
     size, compared = report_size(real, gen, image_size)
     check_features_size(features if gen is not None else None, size, image_size)
     setup = ScoringSetup(size, resolve_device("auto"), data_root=data_root, checkpoint=checkpoint)
@@ -219,8 +221,6 @@ def evaluation_sets(evaluation, real_spec: str, features: str | None, generated:
     if gen is None and features is not None:  # ignored, a forgotten --generated would pass silently
         raise InputError(f"--features {features}: the report has no generated images to find neighbours among; "
                          "give --generated too")
-    if reading is not None:
-        reading.check_read([it.path for m in (real, gen) if m is not None for it in m.items])
     by_id = {it.id.strip(): it for it in real.items}  # ids as a table cell reads them (manifest.cell_id)
     missing = [i for i in evaluation.ids if i not in by_id]
     if missing:

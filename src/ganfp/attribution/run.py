@@ -309,9 +309,12 @@ def require_reading(reading) -> None:
         raise InputError(f"reading={reading!r}: must be a MedicalReading, e.g. MedicalReading.parse('lung'), or None")
 
 
-def read_images(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
+def read_images(spec: str, data_root=None, reading: MedicalReading | None = None,
+                recorded_offset: int | None = None) -> Manifest:
     """Every image under a folder (sub-folders included; each NIfTI slice one image), or a dataset spec; ids must be
-    unique. `reading` says how DICOM and NIfTI files become images, and is refused where it would change nothing."""
+    unique. `reading` says how DICOM and NIfTI files become images, and is refused where it would change nothing
+    (`recorded_offset`: the HU offset a checkpoint recorded, which the images are read with when `reading` has
+    none: a --window over 16-bit slices changes them then)."""
     from ganfp.data.real import spec_manifest
 
     require_path("spec", spec)
@@ -327,7 +330,7 @@ def read_images(spec: str, data_root=None, reading: MedicalReading | None = None
     else:
         manifest = spec_manifest(spec, data_root, reading)
     if reading is not None:
-        reading.check_read([it.path for it in manifest.items])
+        reading.check_read([it.path for it in manifest.items], recorded_offset)
     if not len(manifest):
         raise InputError(f"{spec}: no images")
     seen: dict[str, str] = {}
@@ -516,12 +519,12 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.unknown, cfg.train), data_root=cfg.data_root)
     asked, cfg = cfg.features, cfg.resolved()  # a default space is the method's choice, at any image size
     checkpoint = checkpoint_of(cfg.features, cfg.checkpoint, cfg.trainer.runs_dir)
-    unknown = read_images(cfg.unknown, cfg.data_root, cfg.reading)
+    reading, read_warnings = checkpoint_window(cfg.reading, checkpoint)
+    unknown = read_images(cfg.unknown, cfg.data_root, cfg.reading, reading.hu_offset if reading is not None else None)
     check_ground_truth({"--out": cfg.out, "--report": cfg.report}, unknown, cfg.unknown)
     columns = parse_columns(cfg.columns)
     keys = row_keys(unknown.items, columns)
     train, train_spec, warnings = training_set(cfg, unknown)
-    reading, read_warnings = checkpoint_window(cfg.reading, checkpoint)
     window, offset = (reading.window, reading.hu_offset) if reading is not None else (None, None)
     if window or offset is not None:  # the references are seen as the unknown images are, both as the checkpoint
         unknown, train = with_window(unknown, window, offset), with_window(train, window, offset)  # was trained
@@ -581,8 +584,8 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.images,), data_root=cfg.data_root)
     cfg = cfg.resolved()
     checkpoint = checkpoint_of(cfg.features, cfg.checkpoint, cfg.runs_dir)
-    images = read_images(cfg.images, cfg.data_root, cfg.reading)
     reading, warnings = checkpoint_window(cfg.reading, checkpoint)
+    images = read_images(cfg.images, cfg.data_root, cfg.reading, reading.hu_offset if reading is not None else None)
     if reading is not None and (reading.window or reading.hu_offset is not None):
         images = with_window(images, reading.window, reading.hu_offset)
     check_ground_truth({"--out": cfg.out, "--report": cfg.report}, images, cfg.images)

@@ -77,13 +77,17 @@ class MedicalReading:
         if self.hu_offset is not None:  # numpy's int as Python's: it is written into a checkpoint's JSON metadata
             object.__setattr__(self, "hu_offset", int(self.hu_offset))
 
-    def check_read(self, paths: list[str]) -> None:
+    def check_read(self, paths: list[str], recorded_offset: int | None = None) -> None:
         """Each option given must change something: --hu-offset needs a 16-bit grayscale PNG or TIFF among `paths`,
-        --window a DICOM or NIfTI image (or, with --hu-offset, such a PNG or TIFF), --id-from a DICOM file, --slices
-        a NIfTI volume; otherwise it is refused (a forgotten or misplaced option would pass silently). Only
-        --hu-offset reads headers, and only until the first 16-bit image."""
-        hu = self.hu_offset is not None and any(stores_hu(p) for p in paths)
-        windowed = "DICOM or NIfTI image" + (" or 16-bit grayscale PNG/TIFF" if self.hu_offset is not None else "")
+        --window a DICOM or NIfTI image (or, with an HU offset, such a PNG or TIFF), --id-from a DICOM file, --slices
+        a NIfTI volume; otherwise it is refused (a forgotten or misplaced option would pass silently). An offset
+        reads headers, and only until the first 16-bit image.
+
+        `recorded_offset`: the offset the images are read with when this reading gives none, the one a checkpoint
+        recorded; --window then reads its 16-bit slices in HU too (it was refused as changing nothing)."""
+        offset = self.hu_offset if self.hu_offset is not None else recorded_offset
+        hu = offset is not None and any(stores_hu(p) for p in paths)
+        windowed = "DICOM or NIfTI image" + (" or 16-bit grayscale PNG/TIFF" if offset is not None else "")
         needs = (("--hu-offset", self.hu_offset is not None, "16-bit grayscale PNG or TIFF", lambda p: hu),
                  ("--window", self.window is not None, windowed, lambda p: hu or is_nifti(p) or is_dicom(p)),
                  ("--id-from", self.id_from is not None, "DICOM file", lambda p: not is_nifti(p) and is_dicom(p)),
