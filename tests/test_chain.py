@@ -385,10 +385,13 @@ def test_the_chain_table_says_why_a_stage_is_retrained(tmp_path, two_datasets, r
     assert [r["reason"] for r in json.loads(out)] == ["", "", ""]  # a kept stage has nothing to explain
 
 
-def test_a_chain_shows_each_stages_warnings_once_as_it_starts_and_files_them_under_it(tmp_path, two_datasets, run_cli):
+def test_a_chain_shows_each_stages_planned_warnings_once_before_the_first_stage_trains(tmp_path, two_datasets,
+                                                                                      run_cli):
     """A stage's warnings when it starts (here a batch as large as its split) were shown twice: as `WARNING: ...`
-    progress lines, then as `warning:` lines below the results. Each is one `warning:` line now, before the stage's
-    first epoch, with --json or without, and in its own stage's --json "warnings"."""
+    progress lines, then as `warning:` lines below the results; and a later stage's only when it started, though the
+    dry run knows it up front (at the task's scale, hours in). Each the plan knows is one `warning:` line now, before
+    the first stage's first epoch, with --json or without, and in its own stage's --json "warnings"; the
+    pseudo-labelled stage's, known only once its labels are drawn, is said when it starts."""
     args = ["chain", "--model", "conv5", "--chain", write_chain(tmp_path, *two_datasets), "--runs-dir",
             tmp_path / "runs", "--data-root", tmp_path / "root", "--batch-size", "256"]
     code, out, err = run_cli(*args, "--json")
@@ -396,10 +399,14 @@ def test_a_chain_shows_each_stages_warnings_once_as_it_starts_and_files_them_und
     stages = json.loads(out)
     for stage in stages:
         assert [w for w in stage["warnings"] if "single SGD step" in w][0].startswith(f"stage {stage['stage']}: ")
-    before = {w: f"{stage['stage']} epoch 1 train loss" for stage in stages for w in stage["warnings"]}
+    starts = {stage["stage"]: f"{stage['stage']} epoch 1 train loss" for stage in stages}
+    before = {w: starts["first" if stage["stage"] != "self" else "self"] for stage in stages for w in stage["warnings"]}
     check_shown_once(err, list(before), before)
-    code, _, err = run_cli(*args, "--from-stage", "first")
-    assert code == 0, err
+    (drawn,) = json.loads(out)[2]["warnings"]
+    said = " ".join(err.split())
+    assert said.index(starts["second"]) < said.index(" ".join(drawn.split()))  # when its stage starts, as before
+    code, out, err = run_cli(*args, "--from-stage", "first")
+    assert code == 0 and "warning:" not in out, err
     check_shown_once(err, list(before), before)
     code, out, err = run_cli(*args, "--from-stage", "first", "--dry-run", "--json")  # said first, by the plan
     planned = [w for stage in json.loads(out) for w in stage["warnings"]]

@@ -63,6 +63,7 @@ from ganfp.train import (
     load_stage_images,
     plain_name_problem,
     run_stage,
+    said_before,
     setup_device,
     stage_manifest,
     start_identity,
@@ -598,15 +599,26 @@ def plan_chain(
     run_dir, configs = _chain_configs(spec, model, runs_root, data_root, overrides, from_stage)
     check_run_owner(spec, run_dir)
     plans = plan_stages(spec, configs, run_dir, data_root, from_stage, start_identity(configs[0].init))
-    plans = [dataclasses.replace(plan, warnings=(*plan.warnings, *few_steps(cfg, plan, data_root)))
-             for cfg, plan in zip(configs, plans)]
+    plans = with_start_warnings(plans, start_warnings(configs, plans, data_root))
     warnings = left_behind(spec, configs, run_dir) + [text for plan in plans for text in plan.warnings]
     return ChainPlan(run_dir, configs, plans, warnings)
 
 
+def start_warnings(configs: list[StageConfig], plans: list[StagePlan], data_root) -> list[list[str]]:
+    """Per stage, the warnings it gives when it starts that its plan can know before any stage trains (`few_steps`);
+    those that need its images decoded (a mix of bit depths) are known only then."""
+    return [few_steps(cfg, plan, data_root) for cfg, plan in zip(configs, plans)]
+
+
+def with_start_warnings(plans: list[StagePlan], early: list[list[str]]) -> list[StagePlan]:
+    """Each stage's plan with its `early` warnings (`start_warnings`) filed among its own."""
+    return [dataclasses.replace(plan, warnings=(*plan.warnings, *texts)) for plan, texts in zip(plans, early)]
+
+
 def few_steps(cfg: StageConfig, plan: StagePlan, data_root) -> list[str]:
     """The warning a stage that would train gives when it starts, if each of its epochs is too few SGD steps to
-    learn from (`batch_warnings`): said by the dry run, not hours later after the stages before it have trained.
+    learn from (`batch_warnings`): said before any stage trains, by the dry run and by a run, not hours later
+    after the stages before it have trained.
     A pseudo-labelled stage's training images are known only once its labels are drawn, so it warns when it
     starts; a split that cannot be drawn is refused then too, as the run refuses it."""
     if not plan.train or cfg.pseudo_labels:
@@ -651,7 +663,8 @@ def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir
     try:
         first_id = start_identity(configs[0].init)  # a weights file's hash: read once, it can be hundreds of MB
         plans = plan_stages(spec, configs, run_dir, data_root, from_stage, first_id)
-        plans = _warn_left_behind(spec, configs, run_dir, plans)
+        early = start_warnings(configs, plans, data_root)
+        plans = _warn_up_front(spec, configs, run_dir, plans, early)
         record = {
             "chain": spec.name,
             "source": spec.source,
@@ -664,9 +677,9 @@ def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir
             ],
         }
         prev_id = first_id
-        for cfg, plan, entry in zip(configs, plans, record["stages"]):
+        for cfg, plan, entry, said in zip(configs, plans, record["stages"], early):
             out_dir = run_dir / entry["dir"]
-            with logged_warnings() as logged:
+            with logged_warnings() as logged, said_before(said):  # said up front, not again as it starts
                 if plan.train:
                     wrote = True
                     _write_record(run_dir, record)
@@ -716,16 +729,18 @@ def chain_interrupted(spec: ChainSpec, configs: list[StageConfig], run_dir: Path
                        f"from {upcoming}", code)
 
 
-def _warn_left_behind(spec: ChainSpec, configs: list[StageConfig], run_dir: Path,
-                      plans: list[StagePlan]) -> list[StagePlan]:
-    """`left_behind`'s warnings, logged before the first stage trains (a user may stop the run and rename the stage
-    back), and first in the first stage's, as the dry run has them: printed as a progress line, they were neither a
-    `warning:` line nor in `chain --json`."""
-    warnings = left_behind(spec, configs, run_dir)
+def _warn_up_front(spec: ChainSpec, configs: list[StageConfig], run_dir: Path, plans: list[StagePlan],
+                   early: list[list[str]]) -> list[StagePlan]:
+    """`left_behind`'s warnings and every stage's that its plan knows (`early`, from `start_warnings`), logged before
+    the first stage trains, as the dry run shows them: a user may stop the run and rename the stage back, or change a
+    later stage's batch, instead of hearing of it when that stage starts, hours in. Each is filed under its stage,
+    the folders left behind first in the first stage's warnings."""
+    behind = left_behind(spec, configs, run_dir)
     if distributed.is_main():
-        for text in warnings:
+        for text in [*behind, *(text for texts in early for text in texts)]:
             log.warning(text)
-    return [dataclasses.replace(plans[0], warnings=(*warnings, *plans[0].warnings)), *plans[1:]]
+    plans = with_start_warnings(plans, early)
+    return [dataclasses.replace(plans[0], warnings=(*behind, *plans[0].warnings)), *plans[1:]]
 
 
 def _say_kept(cfg: StageConfig, plan: StagePlan, out_dir: Path, observer_for) -> None:

@@ -7,6 +7,8 @@ receives labelled images; pseudo-labelling an unlabelled set is the chain's work
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import dataclasses
 import hashlib
@@ -20,7 +22,7 @@ import typing
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -102,6 +104,9 @@ from ganfp.stage_folder import (
 )
 
 log = logging.getLogger(__name__)
+# a stage's start warnings already logged for it (`said_before`): a chain logs its plan's before any stage trains
+_said: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("ganfp_stage_warnings_said",
+                                                                       default=frozenset())
 
 Observer = Callable[[str, dict], None]
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1", "lr"]
@@ -1222,10 +1227,24 @@ def _kept(cfg: StageConfig, out_dir: Path, data_root, observer: Observer | None,
 def _warn_at_start(warnings: list[str]) -> None:
     """The stage's warnings, logged before its first epoch (a user may stop it and change the batch or the images),
     as the library logs every other: sent to the observer as `WARNING: ...` progress lines, the CLI showed each a
-    second time as a `warning:` line below the results, from the summary that carries them."""
+    second time as a `warning:` line below the results, from the summary that carries them. One logged already
+    (`said_before`) is not logged again; the summary still carries it."""
     if distributed.is_main():
         for text in warnings:
-            log.warning(text)
+            if text not in _said.get():
+                log.warning(text)
+
+
+@contextlib.contextmanager
+def said_before(texts: Iterable[str]) -> Iterator[None]:
+    """Within it, a stage does not log again when it starts a warning of `texts`: a chain logs each stage's warnings
+    that its plan knows (a batch too large for the split) before the first stage trains, so a user need not wait
+    hours for them, and hears each once."""
+    token = _said.set(_said.get() | frozenset(texts))
+    try:
+        yield
+    finally:
+        _said.reset(token)
 
 
 def _notify(observer: Observer | None, event: str, data: dict) -> None:
