@@ -331,3 +331,31 @@ def test_a_window_nothing_reads_in_hu_is_still_refused_beside_a_checkpoint(tmp_p
                              + (" or 16-bit grayscale PNG/TIFF" if stage.name == "hu" else "")
                              + ", so it would change nothing; leave it out"), line
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_train_stage_and_chain_say_how_each_stage_read_its_images(tmp_path, run_cli, class_folder, one_torch_thread):
+    """The stage table and --json named neither the window nor the HU offset a stage read its images with, though
+    meta.json and chain.json record both: each is a key per stage now (null where not given), and a "read as" column
+    of the table where a stage was given either, none for plain PNG stages."""
+    data = write_hu_classes(tmp_path / "ct")
+    chain = tmp_path / "hu.toml"
+    chain.write_text(f"[defaults]\nimage_size = {SIZE}\nbatch_size = 4\nepochs = 1\nhu_offset = 1024\n"
+                     f"window = \"bone\"\n\n[[stages]]\nname = \"png\"\ndataset = \"{class_folder}\"\n\n"
+                     f"[[stages]]\nname = \"ct\"\ndataset = \"{data}\"\n")
+    args = ("chain", "--chain", chain, "--model", "conv5", "--runs-dir", tmp_path / "runs", "--data-root",
+            tmp_path / "data", "--device", "cpu")
+    code, out, err = run_cli(*args, "--json")
+    assert code == 0, err
+    assert [(s["window"], s["hu_offset"]) for s in json.loads(out)] == [(None, None), ("bone", 1024)]
+    code, out, err = run_cli(*args)  # kept: read back from the stages' meta.json
+    assert code == 0 and "read as" in out, err
+    (png,) = [line for line in out.splitlines() if " png " in line]
+    (ct,) = [line for line in out.splitlines() if " ct " in line]
+    assert "bone window, HU + 1024" in ct and "window" not in png and "HU +" not in png
+    code, out, err = run_cli(*args, "--dry-run", "--json")
+    assert code == 0 and [(s["window"], s["hu_offset"]) for s in json.loads(out)] == [(None, None), ("bone", 1024)]
+    plain = ("train-stage", "--data", class_folder, "--data-root", tmp_path / "data", *TRAIN)
+    code, out, err = run_cli(*plain, "--out", tmp_path / "plain", "--json")
+    assert code == 0 and (json.loads(out)[0]["window"], json.loads(out)[0]["hu_offset"]) == (None, None), err
+    code, out, err = run_cli(*plain, "--out", tmp_path / "plain2")
+    assert code == 0 and "read as" not in out, err  # no new column for plain images

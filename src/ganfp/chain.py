@@ -566,8 +566,10 @@ class ChainPlan:
     warnings: list[str] = field(default_factory=list)  # `left_behind` stage folders, then each stage's
 
     def rows(self) -> list[dict]:
-        """One dict per stage: its folder, dataset and maximum epochs, what a run does with it, and its warnings."""
+        """One dict per stage: its folder, dataset and maximum epochs, how it reads its images (window and HU offset,
+        None where not given), what a run does with it, and its warnings."""
         return [{"stage": cfg.name, "dir": stage_folder(i, cfg.name), "dataset": cfg.dataset, "epochs": cfg.epochs,
+                 "window": cfg.window_text(), "hu_offset": cfg.hu_offset,
                  "action": self._action(plan), "why": self._why(plan), "warnings": list(plan.warnings)}
                 for i, (cfg, plan) in enumerate(zip(self.configs, self.plans), 1)]
 

@@ -457,6 +457,8 @@ class StageSummary:
     val_labels: str = "true"
     status: str = "trained"  # trained | skipped (finished earlier with the same settings and images)
     reason: str = ""  # why a chain trained a finished stage again ("images changed", ...); "" otherwise
+    window: str | None = None  # the HU window its DICOM/NIfTI (and HU) images were read in; None: none given (lung)
+    hu_offset: int | None = None  # its 16-bit grayscale images were read as HU + this; None: stretched per image
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -839,7 +841,8 @@ def completed(cfg: StageConfig, out_dir: Path, init_id: str = "") -> StageSummar
     if not done or (done.get("digest") != cfg.digest(init_id) and early_stop_kept(done, cfg, init_id) is None):
         return None
     try:
-        return StageSummary.from_dict(done["metrics"], status="skipped")
+        return StageSummary.from_dict(done["metrics"], status="skipped", window=window_text(done.get("window")),
+                                      hu_offset=done.get("hu_offset"))  # as it read its images, then
     except (KeyError, TypeError):  # a meta.json edited or damaged by hand: it was a traceback
         raise InputError(f"{out_dir / META_FILE}: says stage {cfg.name} finished, but its metrics cannot be read "
                          f"(edited or damaged); train it again: train-stage --force, or chain --from-stage {cfg.name}"
@@ -1100,6 +1103,8 @@ def finish(
         best_val_f1=best["val_f1"],
         seconds=round(state.seconds, 2),
         val_labels=data.val_labels,
+        window=cfg.window_text(),
+        hu_offset=cfg.hu_offset,
         warnings=warnings,
     )
     if distributed.is_main():

@@ -54,10 +54,13 @@ def print_results(title: str, summaries: list, as_json: bool) -> None:
     else:
         only_pseudo = bool(summaries) and all(s.pseudo for s in summaries)
         mark = not only_pseudo and any(s.pseudo for s in summaries)
+        read = [_reading(s.window, s.hu_offset) for s in summaries]
+        shown = any(read)  # no column where no stage was given a window or an offset: plain images read as saved
         ui.print_table(
             title + " (val scores: the best epoch's, by validation loss)",
-            ["stage", "dataset", "train", "val", "epochs", *_score_headers(only_pseudo), "time (s)", "status"],
-            [_row(s, mark and s.pseudo) for s in summaries],
+            ["stage", "dataset", *(["read as"] if shown else []), "train", "val", "epochs",
+             *_score_headers(only_pseudo), "time (s)", "status"],
+            [_row(s, mark and s.pseudo, [how] if shown else []) for s, how in zip(summaries, read)],
             caption=PSEUDO_CAPTION if mark else None,
         )
     for s in summaries:
@@ -70,16 +73,29 @@ def print_plan(title: str, rows: list[dict], as_json: bool, warnings: list[str])
     if as_json:
         ui.print_json(ui.stage_warnings(rows, warnings))
     else:
-        ui.print_table(f"{title} (dry run: nothing trained)", ["stage", "dataset", "epochs", "action", "why"],
-                       [[r["stage"], r["dataset"], r["epochs"], r["action"], r["why"]] for r in rows])
+        read = [_reading(r["window"], r["hu_offset"]) for r in rows]
+        shown = any(read)  # as the results table: only where a stage is given a window or an offset
+        ui.print_table(f"{title} (dry run: nothing trained)",
+                       ["stage", "dataset", *(["read as"] if shown else []), "epochs", "action", "why"],
+                       [[r["stage"], r["dataset"], *([how] if shown else []), r["epochs"], r["action"], r["why"]]
+                        for r, how in zip(rows, read)])
     for text in warnings:
         ui.warn_once(text)
 
 
-def _row(s, mark: bool) -> list:
-    """A stage's table row; `mark` notes pseudo-agreement sitting in a column that others fill with accuracy."""
+def _row(s, mark: bool, read: list[str]) -> list:
+    """A stage's table row; `mark` notes pseudo-agreement sitting in a column that others fill with accuracy; `read`:
+    the "read as" cell, if the table has that column."""
     scores = [_score(s.best_val_accuracy, mark), _score(s.best_val_f1, mark)]
-    return [s.stage, s.dataset, s.train_size, s.val_size, s.epochs_run, *scores, f"{s.seconds:.1f}", _status(s)]
+    return [s.stage, s.dataset, *read, s.train_size, s.val_size, s.epochs_run, *scores, f"{s.seconds:.1f}",
+            _status(s)]
+
+
+def _reading(window: str | None, hu_offset: int | None) -> str:
+    """How a stage read its images, in a table cell: its HU window and the offset of its 16-bit images, each only
+    when given ("" for neither), as meta.json and chain.json record them."""
+    parts = ([f"{window} window"] if window else []) + ([f"HU + {hu_offset}"] if hu_offset is not None else [])
+    return ", ".join(parts)
 
 
 def _status(summary) -> str:
