@@ -690,7 +690,7 @@ def test_one_line_errors(task, mixed, tmp_path, run_cli):
     one_line_error(run_cli("attribute", mixed / "generated", "--clusters", "many", *common), "auto")
     one_line_error(run_cli("attribute", task / "unknown", *common), "--train")
     one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--method", "magic", *common),
-                   "unknown attribution method 'magic'", "knn")
+                   "error: --method magic: choose one of: centroid, knn")
     one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--method", "linear",
                            "--features", "ssim", *common), "ssim compares images in pairs")
     one_line_error(run_cli("attribute", task / "unknown", "--train", task / "train", "--columns", "a,b,c", *common),

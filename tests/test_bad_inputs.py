@@ -526,8 +526,8 @@ add("train-init-meta-unknown-model", *TD, "--out", "{out}/o", "--init", "{ckpt_u
 
 # chain ------------------------------------------------------------------------------------------------
 C = ("chain", "--model", "conv5", "--runs-dir", "{out}/runs", "--data-root", "{out}/data")
-add("chain-model-unknown", "chain", "--model", "resnet19", "--runs-dir", "{out}/runs", says="unknown model")
-add("chain-unknown-builtin", *C, "--chain", "nope", says="unknown chain 'nope'")
+add("chain-model-unknown", "chain", "--model", "resnet19", "--runs-dir", "{out}/runs", says="--model: unknown model")
+add("chain-unknown-builtin", *C, "--chain", "nope", says="--chain: unknown chain 'nope'")
 add("chain-file-missing", *C, "--chain", "{out}/none.toml", says="not found")
 add("chain-file-is-folder", *C, "--chain", "{empty}", says="empty")
 add("chain-binary", *C, "--chain", "{chain_binary}", says="chain_binary.toml")
@@ -1054,6 +1054,14 @@ add("attribute-train-missing-names-option", "attribute", "{real}", "--train", "{
     says=("--train", "missing"))
 add("attribute-train-file-names-option", "attribute", "{real}", "--train", "{labels}", "--out", "{out}/a.csv",
     says=("--train", "labels.csv"))
+# a mistyped name says which option holds it, and the value it is about (they said "unknown attribution method 'x'",
+# "unknown clustering method 'x'" and "--train unknown demo part 'x'")
+add("attribute-method-unknown-names-option", *A, "--method", "knnn",
+    says="error: --method knnn: choose one of: centroid")
+add("attribute-clusters-method-unknown-names-option", "attribute", "{real}", "--clusters", "2", "--method", "kmean",
+    "--out", "{out}/c.csv", says="error: --method kmean: choose one of (with --clusters): kmeans")
+add("attribute-train-spec-typo-names-value", "attribute", "{real}", "--train", "demo:nope", "--out", "{out}/a.csv",
+    "--data-root", "{out}/data", says="error: --train demo:nope: unknown demo part 'nope'")
 
 # harden-attr: an option the chosen mode would ignore is refused (its default is None, so a given value shows) --------
 AC = ("attribute", "{real}", "--clusters", "2", "--out", "{out}/c.csv", "--data-root", "{out}/data")

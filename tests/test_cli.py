@@ -26,8 +26,11 @@ def one_line_error(code: int, err: str, expected_code: int, *fragments: str) -> 
 
 
 def test_unknown_model_and_chain(run_cli, tmp_path):
-    one_line_error(*run_cli("chain", "--model", "resnet19", "--chain", "demo")[::2], 2, "unknown model 'resnet19'", "conv5, resnet18, vgg11, vit_b_32")
-    one_line_error(*run_cli("chain", "--chain", "nope")[::2], 2, "unknown chain 'nope'", "demo, paper")
+    """Each names the option it came from, as classify's `--method knnn: choose one of ...` does (the two said only
+    "unknown model 'resnet19'" and "unknown chain 'nope'")."""
+    one_line_error(*run_cli("chain", "--model", "resnet19", "--chain", "demo")[::2], 2,
+                   "error: --model: unknown model 'resnet19'", "conv5, resnet18, vgg11, vit_b_32")
+    one_line_error(*run_cli("chain", "--chain", "nope")[::2], 2, "error: --chain: unknown chain 'nope'", "demo, paper")
 
 
 def test_the_other_commands_option_says_what_does_it_here(run_cli, tmp_path):

@@ -124,7 +124,8 @@ def _read(name_or_path: str) -> tuple[str, str, str, str]:
     if name_or_path in builtin_chains():
         text = resources.files("ganfp.chains").joinpath(f"{name_or_path}.toml").read_text()
         return text, name_or_path, name_or_path, f"built-in {name_or_path}"
-    raise InputError(f"unknown chain {name_or_path!r}; choose one of: {', '.join(builtin_chains())}, or a .toml file")
+    raise InputError(f"--chain: unknown chain {name_or_path!r}; choose one of: {', '.join(builtin_chains())}, or a "
+                     ".toml file")
 
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
@@ -295,6 +296,15 @@ def _own_run(init: str, run_dir: Path) -> str:
     return (f"{init} is in this chain's own run folder {run_dir}: the first stage would start from a stage it "
             "then replaces, so every run would retrain every stage; start from another run's stage, or a copy of "
             "its model.safetensors")
+
+
+def check_model(model: str) -> None:
+    """An unknown --model refused by its option before the chain file is read, as the stages' checks name it
+    (`_where`): the command said only "unknown model 'conv55'", naming neither option nor value's place."""
+    try:
+        model_entry(model)
+    except InputError as exc:
+        raise InputError(f"--model: {exc}") from None
 
 
 def _unknown_model(model: str) -> bool:

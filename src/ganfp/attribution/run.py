@@ -149,6 +149,9 @@ class AttributeConfig:
         if self.method in CLUSTERERS:
             raise InputError(f"--method {self.method}: a clustering method; add --clusters K|auto to cluster, or give "
                              f"a supervised method: {', '.join(METHODS.names())}")
+        if self.method not in METHODS:  # the registry's "unknown attribution method 'x'" named no option
+            raise InputError(f"--method {self.method}: choose one of: {', '.join(METHODS.names())} (with --clusters: "
+                             f"{', '.join(CLUSTERERS.names())})")
         needs = METHODS.entry(self.method).meta["needs"]
         self._check_read()
         _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=False,
@@ -224,7 +227,9 @@ class ClusterConfig:
         if self.method in METHODS:
             raise InputError(f"--method {self.method}: learns from labelled images; drop --clusters and give --train, "
                              f"or cluster with: {', '.join(CLUSTERERS.names())}")
-        CLUSTERERS.get(self.method)
+        if self.method not in CLUSTERERS:  # the registry's "unknown clustering method 'x'" named no option
+            raise InputError(f"--method {self.method}: choose one of (with --clusters): "
+                             f"{', '.join(CLUSTERERS.names())}")
         _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=True,
                       device=self.device)
         if self.clusters is not None:
@@ -373,6 +378,13 @@ def _sub_folder(folder: Path, name: str) -> Path | None:
     return next((p for p in sorted(list_folder(folder)) if p.is_dir() and p.name.lower() == name), None)
 
 
+def _naming(source: str, exc: InputError) -> str:
+    """The error, led by the value it is about: a spec's errors name no value ("--train unknown demo part 'x'",
+    "--train dataset imageclef-gans-2025 is not in ..."), a file's start with its path."""
+    text = str(exc)
+    return text if text.startswith(f"{source}:") else f"{source}: {text}"
+
+
 def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str, list[str]]:
     """(labelled references, the spec the trainer loads, warnings): from --train, else from the unknown spec's
     dataset."""
@@ -399,7 +411,7 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
         try:
             train, spec = load_manifest(source, cfg.data_root), source
         except InputError as exc:  # attribute reads two image sets: say which option this one came from
-            raise InputError(f"--train {exc}" if cfg.train is not None else str(exc)) from None
+            raise InputError(f"--train {_naming(source, exc)}" if cfg.train is not None else str(exc)) from None
         if not train.labelled or len(train.classes) < 2:
             raise InputError(f"--train {source}: not a labelled dataset of two classes or more")
         real = Path(train.info["real"]) if "real" in train.info else None

@@ -225,13 +225,12 @@ def chain(
     window, 16-bit images stretched per image);
     --init overrides the first stage's start (each later stage starts from the one before it).
     """
-    from ganfp.chain import load_chain, plan_chain, run_chain
+    from ganfp.chain import check_model, load_chain, plan_chain, run_chain
     from ganfp.data.medical import MedicalReading
-    from ganfp.models import model_entry
     from ganfp.paths import runs_root
 
     MedicalReading.parse(window, hu_offset=hu_offset)  # a bad --window in classify's words, before anything else
-    model_entry(model)
+    check_model(model)
     spec = load_chain(chain_name)
     overrides = {"init": init, "epochs": epochs, "patience": patience, "image_size": image_size, "batch_size": batch_size,
                  "lr": lr, "seed": seed, "device": device, "compile": compile, "memory_budget": memory_budget,
