@@ -463,7 +463,7 @@ T = ("train-stage", "--model", "conv5", "--image-size", "16", "--batch-size", "4
 TD = (*T, "--data", "{ds}")
 add("train-no-out", *T, "--data", "{ds}", says="--out")
 add("train-no-data", *T, "--out", "{out}/o", says="--data")
-add("train-data-missing", *T, "--data", "{missing}", "--out", "{out}/o", says="unknown dataset")
+add("train-data-missing", *T, "--data", "{missing}", "--out", "{out}/o", says="error: --data: unknown dataset")
 add("train-data-file", *T, "--data", "{afile}", "--out", "{out}/o", says="afile")
 add("train-data-empty-folder", *T, "--data", "{empty}", "--out", "{out}/o", says="no images")
 add("train-data-unknown-adapter-part", *T, "--data", "demo:nope", "--out", "{out}/o", says="unknown demo part 'nope'")
@@ -477,7 +477,8 @@ add("train-out-file", *TD, "--out", "{afile}", says=("--out", "is a file"))
 add("train-out-under-file", *TD, "--out", "{afile}/o", says=("--out", "is a file"))
 add("train-out-read-only", *TD, "--out", "{ro}/o", says="read-only",
     marks=[pytest.mark.skipif(IS_ROOT, reason="root writes to read-only folders")])
-add("train-model-unknown", *TD, "--out", "{out}/o", "--model", "resnet19", says="unknown model 'resnet19'")
+add("train-model-unknown", *TD, "--out", "{out}/o", "--model", "resnet19",
+    says="error: --model: unknown model 'resnet19'")
 add("train-image-size-0", *TD, "--out", "{out}/o", "--image-size", "0", says=("--image-size", "minimum"))
 add("train-image-size-huge", *TD, "--out", "{out}/o", "--image-size", "99999", says=("--image-size", "maximum"))
 add("train-image-size-word", *TD, "--out", "{out}/o", "--image-size", "big", says="--image-size")
@@ -493,30 +494,31 @@ add("train-data-root-file", *TD, "--out", "{out}/o", "--data-root", "{afile}", s
 add("train-unknown-option", *TD, "--out", "{out}/o", "--frobnicate", says="--frobnicate")
 add("train-data-mixed-layout", *T, "--data", "{mixed_layout}", "--out", "{out}/o", says=("batch2", "sub-folders"))
 add("train-pseudo-features-unknown", *TD, "--out", "{out}/o", "--pseudo-labels", "knn", "--pseudo-features", "nope",
-    says=("pseudo_features", "nope"))
+    says=("error: --pseudo-features:", "nope"))
 add("train-init-other-model", *TD, "--out", "{out}/o", "--model", "resnet18", "--init", "{ckpt_conv5}",
     says=("holds a conv5 model", "not resnet18"))
 add("train-pseudo-knn-without-generated", *T, "--data", "{real}", "--out", "{out}/o", "--init", "{ckpt_conv5}",
     "--pseudo-labels", "knn", says="needs a dataset with generated images")
-add("train-init-missing", *TD, "--out", "{out}/o", "--init", "{missing}", says="missing")
+add("train-init-missing", *TD, "--out", "{out}/o", "--init", "{missing}", says=("error: --init:", "missing"))
 add("train-init-garbage", *TD, "--out", "{out}/o", "--init", "{ckpt_garbage}", says="garbage.safetensors")
 add("train-init-pickle", *TD, "--out", "{out}/o", "--init", "{ckpt_pickle}", says="weights.pt")
 add("train-init-text-file", *TD, "--out", "{out}/o", "--init", "{afile}",
     says=("afile", "cannot be read as weights: damaged, cut short, or not a torch.save"))
 add("train-init-empty-folder", *TD, "--out", "{out}/o", "--init", "{empty}", says="empty")
-add("train-pseudo-unknown", *TD, "--out", "{out}/o", "--pseudo-labels", "nope", says="pseudo_labels")
+add("train-pseudo-unknown", *TD, "--out", "{out}/o", "--pseudo-labels", "nope",
+    says="error: --pseudo-labels: unknown pseudo-label source")
 add("train-epochs-0", *TD, "--out", "{out}/o", "--epochs", "0", says="epochs")
 add("train-epochs-negative", *TD, "--out", "{out}/o", "--epochs", "-2", says="epochs")
 add("train-patience-0", *TD, "--out", "{out}/o", "--patience", "0", says="patience")
 add("train-lr-negative", *TD, "--out", "{out}/o", "--lr", "-0.1", says="lr")
 add("train-lr-nan", *TD, "--out", "{out}/o", "--lr", "nan", says="lr")
 add("train-momentum-2", *TD, "--out", "{out}/o", "--momentum", "2", says="momentum")
-add("train-weight-decay-negative", *TD, "--out", "{out}/o", "--weight-decay", "-1", says="weight_decay")
-add("train-val-fraction-0", *TD, "--out", "{out}/o", "--val-fraction", "0", says="val_fraction")
-add("train-val-fraction-1", *TD, "--out", "{out}/o", "--val-fraction", "1", says="val_fraction")
-add("train-val-fraction-1.5", *TD, "--out", "{out}/o", "--val-fraction", "1.5", says="val_fraction")
+add("train-weight-decay-negative", *TD, "--out", "{out}/o", "--weight-decay", "-1", says="error: --weight-decay:")
+add("train-val-fraction-0", *TD, "--out", "{out}/o", "--val-fraction", "0", says="error: --val-fraction:")
+add("train-val-fraction-1", *TD, "--out", "{out}/o", "--val-fraction", "1", says="error: --val-fraction:")
+add("train-val-fraction-1.5", *TD, "--out", "{out}/o", "--val-fraction", "1.5", says="error: --val-fraction:")
 add("train-pseudo-fraction-0.9", *T, "--data", "{real}", "--out", "{out}/o", "--init", "{ckpt_conv5}",
-    "--pseudo-labels", "self", "--pseudo-fraction", "0.9", says="pseudo_fraction")
+    "--pseudo-labels", "self", "--pseudo-fraction", "0.9", says="error: --pseudo-fraction:")
 add("train-one-class-folder", *T, "--data", "{oneclass}", "--out", "{out}/o", says="class")
 add("train-name-dotdot", *TD, "--out", "{out}/o", "--name", "../../x", says="name")
 add("train-name-slash", *TD, "--out", "{out}/o", "--name", "a/b", says="name")
@@ -662,7 +664,7 @@ add("train-out-holds-damaged-resume-file", *TD, "--out", "{stage_damaged}", "--r
     says=("--out", "last.safetensors cannot be read", "--force"))
 add("train-out-empty", *TD, "--out", "", says=("--out ''", "empty path"))
 add("train-out-inside-the-data", *TD, "--out", "{ds}/run", says=("--out", "ds/run", "inside the dataset --data"))
-add("train-name-empty", *TD, "--out", "{out}/o", "--name", "", says=("stage ''", "name", "non-empty"))
+add("train-name-empty", *TD, "--out", "{out}/o", "--name", "", says=("error: --name:", "non-empty"))
 add("train-val-fraction-leaves-no-training-class", *TD, "--out", "{out}/o", "--val-fraction", "0.95",
     says=("val_fraction 0.95", "15 of the 16 images", "use at most 0.87"))
 add("train-one-image-per-class", *T, "--data", "{one_each}", "--out", "{out}/o", says="at least 2 images")
@@ -671,9 +673,11 @@ add("train-pseudo-labels-on-a-labelled-set", *TD, "--out", "{out}/o", "--init", 
 add("train-pseudo-k-with-self", *T, "--data", "{real}", "--out", "{out}/o", "--init", "{ckpt_conv5}",
     "--pseudo-labels", "self", "--pseudo-k", "3", says=("--pseudo-k 3", "self does not use it", "knn"))
 add("train-pseudo-labels-from-three-classes", *T, "--data", "{real}", "--out", "{out}/o", "--init",
-    "{ckpt_three_classes}", "--pseudo-labels", "self", says=("pseudo_labels", "two-class model", "has 3 classes"))
+    "{ckpt_three_classes}", "--pseudo-labels", "self",
+    says=("error: --pseudo-labels:", "two-class model", "has 3 classes"))
 add("train-pseudo-labels-from-plain-weights", *T, "--data", "{real}", "--out", "{out}/o", "--init",
-    "{ckpt_plain_conv5}", "--pseudo-labels", "self", says=("pseudo_labels", "need a ganfp stage", "conv5_weights.pt"))
+    "{ckpt_plain_conv5}", "--pseudo-labels", "self",
+    says=("error: --pseudo-labels:", "need a ganfp stage", "conv5_weights.pt"))
 add("train-pseudo-labels-too-few-images", *T, "--data", "{three_images}", "--out", "{out}/o", "--init",
     "{ckpt_conv5}", "--pseudo-labels", "self", says=("three_images", "too few images (3)", "at least 4"))
 add("train-init-plain-other-architecture", *TD, "--out", "{out}/o", "--init", "{ckpt_plain_other}",

@@ -1000,7 +1000,7 @@ def test_an_init_stage_whose_model_file_changed_is_refused_before_any_image_is_r
              "finished); train the stage again (--force) or restore the file")
     for given in (out, file):
         code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s3", "--init", given, *tiny)
-        assert code == 2 and err.strip().splitlines() == [f"error: stage s3: init: {words}"], err
+        assert code == 2 and err.strip().splitlines() == [f"error: --init: {words}"], err
     assert read == [] and not (tmp_path / "s3").exists()  # refused before its images were read or --out touched
 
 

@@ -365,17 +365,19 @@ def train_stage(
     init_id: str | None = None,
     strict_resume: bool = True,
     force: bool = False,
+    options: bool = False,
 ) -> StageSummary:
     """One stage, pseudo-labelled first when it asks for it (`pseudo_labels`); the `train-stage` command.
 
     `init_id` identifies the starting weights (default: `start_identity(cfg.init)`), so a finished stage
     is reused only while they are unchanged. `strict_resume` (the command) refuses to train over a stage
-    already in `out_dir` unless `force`, and whatever else `check_request` refuses.
+    already in `out_dir` unless `force`, and whatever else `check_request` refuses. `options` (the command):
+    a bad setting is named by its option (`--val-fraction`), not by its field (`StageConfig.validate`).
     """
     if not isinstance(cfg, StageConfig):  # else an AttributeError on `.validate`
         raise InputError(f"cfg={cfg!r}: must be a StageConfig (ganfp.train), or use run_chain for a chain")
     require_paths({"out_dir": out_dir}, {"data_root": data_root})
-    cfg.validate()
+    cfg.validate(options=options)
     if strict_resume:
         check_request(cfg, out_dir, resume, force, data_root)
         check_window_read(cfg, data_root)

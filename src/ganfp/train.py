@@ -331,12 +331,24 @@ class StageConfig:
             return f"{self.init!r}: no such weights file or stage folder (or: none, imagenet)"
         return _problem(lambda p: check_init_checkpoint(p, self.model), path)
 
-    def validate(self, check_init: bool = True) -> None:
-        """Raise one InputError listing every bad setting, before any work starts."""
+    def validate(self, check_init: bool = True, options: bool = False) -> None:
+        """Raise one InputError listing every bad setting, before any work starts.
+
+        `options`: each setting named by the `ganfp train-stage` option that gave it (`--val-fraction`, `--data`),
+        as `ganfp chain` names its overrides; the command said `stage o: val_fraction: ...`, a name it has no
+        option for.
+        """
         problems = self.problems(check_init)
+        if problems and options:
+            raise InputError("; ".join(f"{stage_option(name)}: {why}" for name, why in problems))
         if problems:
             label = self.name if not plain_name_problem(self.name) else repr(self.name)  # `stage '': name: ...`
             raise InputError(f"stage {label}: " + "; ".join(f"{name}: {why}" for name, why in problems))
+
+
+def stage_option(field_name: str) -> str:
+    """The train-stage option that sets a `StageConfig` field: `--data` for `dataset`, else the field in dashes."""
+    return "--data" if field_name == "dataset" else f"--{field_name.replace('_', '-')}"
 
 
 def check_init_checkpoint(path: Path, model: str) -> None:

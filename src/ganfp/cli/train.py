@@ -178,7 +178,7 @@ def train_stage(
     )
     observer = observer_for(cfg.name)
     with observer if observer is not None else ui.progress(transient=True):
-        summary = run(cfg, out, resume=resume, data_root=data_root, observer=observer, force=force)
+        summary = run(cfg, out, resume=resume, data_root=data_root, observer=observer, force=force, options=True)
     print_results(f"stage {cfg.name} ({model})", [summary], as_json)
     if distributed.is_main() and not as_json:
         ui.info(f"checkpoint: {Path(out) / 'model.safetensors'}")
