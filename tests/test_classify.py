@@ -355,6 +355,26 @@ def test_no_chain_message_points_at_the_generated_folder_beside_the_real_one(run
     assert not (tmp_path / "sub.csv").exists()
 
 
+def test_the_classifier_run_for_want_of_generated_images_names_the_folder_beside(run_cli, case, tmp_path):
+    """With a chain run there, a test set's real_unknown_1/ given alone (--generated forgotten) was labelled by the
+    paper's classifier without a word, though generated_1/ sits beside it: a submission at chance, silently."""
+    real, gen, _, root = case
+    test = tmp_path / "test"
+    shutil.copytree(real, test / "real_unknown_1")
+    shutil.copytree(gen, test / "generated_1")
+    runs = tmp_path / "runs"
+    stage_folder(runs / "run1" / "s2")
+    (runs / "run1" / "chain.json").write_text(json.dumps({"stages": [{"dir": "s2", "status": "complete"}]}))
+    args = ["classify", test / "real_unknown_1", "--out", tmp_path / "sub.csv", "--runs-dir", runs, "--json", *root]
+    code, stdout, err = run_cli(*args)
+    assert code == 0, err
+    [warning] = json.loads(stdout)["warnings"]
+    assert "so classify ran the paper's classifier" in warning and warning in err
+    assert f"pass --generated {test / 'generated_1'}" in warning
+    code, stdout, err = run_cli(*args, "--method", "classifier")  # asked for by name: nothing to warn of
+    assert code == 0 and json.loads(stdout)["warnings"] == [] and "warning" not in err, err
+
+
 def test_ids_file_must_match_the_images(run_cli, case, tmp_path):
     real, gen, labels, root = case
     ids = tmp_path / "ids.txt"

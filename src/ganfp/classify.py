@@ -606,18 +606,39 @@ def no_generated_hint(real: str) -> str:
     forgot --generated, or gave a test set's real_unknown_1/ without the generated_1/ beside it, was told to
     train the paper's chain, when the membership scorers need no chain. A lone generated folder beside REAL is
     named (for `real_unknown_N/`, only its own `generated_N/` or an unnumbered one)."""
+    beside = generated_beside(real)
+    gen = beside[0] if len(beside) == 1 else "GEN_DIR"
+    return (f"or pass --checkpoint; {real} brings no generated images, so classify runs the paper's classifier: "
+            f"to compare the real images with the generator's images (no chain needed), pass --generated {gen}")
+
+
+def generated_beside(real: str) -> list[Path]:
+    """The generated folders beside a REAL folder (for `real_unknown_N/`, only its own `generated_N/` or an
+    unnumbered one): where a user who forgot --generated keeps the generator's images."""
     from ganfp.data.adapters.imageclef import names_generated, real_unknown_number
 
     path = Path(real).expanduser()
     number = real_unknown_number(path.name)  # real_unknown_2/: generated_1/ beside it is another test set's
     try:
-        beside = [p for p in path.parent.iterdir() if p.is_dir() and p.name != path.name
-                  and names_generated(p.name, number)] if path.is_dir() else []
-    except OSError:  # a parent that cannot be listed: the hint without a name
-        beside = []
-    gen = beside[0] if len(beside) == 1 else "GEN_DIR"
-    return (f"or pass --checkpoint; {real} brings no generated images, so classify runs the paper's classifier: "
-            f"to compare the real images with the generator's images (no chain needed), pass --generated {gen}")
+        return [p for p in path.parent.iterdir() if p.is_dir() and p.name != path.name
+                and names_generated(p.name, number)] if path.is_dir() else []
+    except OSError:  # a parent that cannot be listed: none named
+        return []
+
+
+def classifier_only_implied(real: str, sets: RealSets, asked: Recipe, checkpoint) -> list[str]:
+    """A warning when the classifier ran only because REAL brought no generated images while a generated folder
+    lies beside it: `classify real_unknown_1/ --out s.csv` (--generated forgotten) wrote the paper's classifier's
+    labels, at chance on membership, without a word whenever a chain run existed (without one it is refused, with
+    `no_generated_hint`). Asked for by name (`--method classifier`, `--checkpoint`), it is not warned of."""
+    if sets.generated is not None or asked.method is not None or checkpoint is not None:
+        return []
+    beside = generated_beside(real)
+    if not beside:
+        return []
+    return [f"{real} brings no generated images, so classify ran the paper's classifier, which judges each real "
+            f"image alone (near chance on membership); {beside[0]} beside it was not read: pass --generated "
+            f"{beside[0]} to compare the real images with it, or --method classifier if the classifier is meant"]
 
 
 def read_in(sets: RealSets, reading: MedicalReading) -> RealSets:
@@ -762,7 +783,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
                          checkpoint=checkpoint, runs_dir=runs_dir, seed=seed, progress=progress)
 
     run = score_and_decide(sets, setup, dev, asked, used_fraction, threshold)
-    warnings = read_warnings + run_warnings(run, asked, threshold, headers, dev, image_size, reading)
+    warnings = (classifier_only_implied(real, sets, asked, checkpoint) + read_warnings
+                + run_warnings(run, asked, threshold, headers, dev, image_size, reading))
     summary = run_summary(run, threshold, out, scores_path, warnings, started, reading)
     write_outputs(run, summary, out, scores_path, report, report_n, threshold)
     return ClassifyResult(sets.real.ids, run.labels, run.score, run.scorers, summary, run.choice)
