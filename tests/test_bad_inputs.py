@@ -1054,6 +1054,8 @@ add("eval-report-real-missing", *E, "{scores}", "{labels}", "--report", "{out}/r
     says=("--real", "missing"))
 add("eval-report-real-empty", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{empty}",
     says=("--real", "empty", "no images"))
+add("eval-report-real-spec-typo-names-value", *E, "{scores}", "{labels}", "--report", "{out}/r.html", "--real",
+    "demo:nope", "--data-root", "{out}/data", says="error: --real demo:nope: unknown demo part 'nope'")
 add("attribute-train-missing-names-option", "attribute", "{real}", "--train", "{missing}", "--out", "{out}/a.csv",
     says=("--train", "missing"))
 add("attribute-train-file-names-option", "attribute", "{real}", "--train", "{labels}", "--out", "{out}/a.csv",

@@ -85,6 +85,14 @@ def shown(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def of_option(option: str, value, exc: InputError) -> InputError:
+    """`exc` said of the option that gave `value`, led by the value once: a command that reads several image sets
+    names the one at fault, and a dataset spec's errors name no value (`--train unknown demo part 'x'`, `--real
+    dataset imageclef-gans-2023 is not in ...`) while a file's start with its path (`--real r.csv: is a file`)."""
+    text = str(exc)
+    return InputError(f"{option} {text}" if text.startswith(f"{value}:") else f"{option} {value}: {text}")
+
+
 def count(n: int, noun: str) -> str:
     """`1 image`, `2 images`: a message about one file should not read "1 images are not listed"."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

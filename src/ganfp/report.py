@@ -22,7 +22,7 @@ import numpy as np
 from ganfp.data.generated import MIN_IMAGE_SIZE, generated_manifest, image_headers, shared_files
 from ganfp.data.manifest import Manifest, folder_warnings_once, with_logged
 from ganfp.data.medical import MedicalReading, with_window
-from ganfp.errors import InputError
+from ganfp.errors import InputError, of_option
 from ganfp.fileio import OutputBatch, write_text
 from ganfp.membership.calibrate import NO_LEAK_EVIDENCE
 from ganfp.membership.features import checkpoint_reading
@@ -215,7 +215,7 @@ def evaluation_sets(evaluation, real_spec: str, features: str | None, generated:
         if gen is None and not real.info.get("generated"):
             check_paired(real, f"or give --real {real.root} itself for a report without generated neighbours")
     except InputError as exc:  # evaluate reads several files: say which option this one came from
-        raise InputError(f"--real {exc}") from None
+        raise of_option("--real", real_spec, exc) from None
     if gen is None and real.info.get("generated"):  # the dataset spec's own generated images
         gen = generated_manifest(real.info["generated"], reading)
     if gen is None and features is not None:  # ignored, a forgotten --generated would pass silently

@@ -58,7 +58,16 @@ from ganfp.data.medical import MedicalReading, file_items, window_name, with_win
 from ganfp.data.outputs import check_ground_truth, check_outputs
 from ganfp.data.split import split_problem
 from ganfp.device import resolve_device
-from ganfp.errors import InputError, count, plain_numbers, require_int, require_path, require_paths, require_seed
+from ganfp.errors import (
+    InputError,
+    count,
+    of_option,
+    plain_numbers,
+    require_int,
+    require_path,
+    require_paths,
+    require_seed,
+)
 from ganfp.fileio import written_together
 from ganfp.pages import require_matplotlib
 from ganfp.submission import unwritable_cell
@@ -378,13 +387,6 @@ def _sub_folder(folder: Path, name: str) -> Path | None:
     return next((p for p in sorted(list_folder(folder)) if p.is_dir() and p.name.lower() == name), None)
 
 
-def _naming(source: str, exc: InputError) -> str:
-    """The error, led by the value it is about: a spec's errors name no value ("--train unknown demo part 'x'",
-    "--train dataset imageclef-gans-2025 is not in ..."), a file's start with its path."""
-    text = str(exc)
-    return text if text.startswith(f"{source}:") else f"{source}: {text}"
-
-
 def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str, list[str]]:
     """(labelled references, the spec the trainer loads, warnings): from --train, else from the unknown spec's
     dataset."""
@@ -411,7 +413,7 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
         try:
             train, spec = load_manifest(source, cfg.data_root), source
         except InputError as exc:  # attribute reads two image sets: say which option this one came from
-            raise InputError(f"--train {_naming(source, exc)}" if cfg.train is not None else str(exc)) from None
+            raise (of_option("--train", source, exc) if cfg.train is not None else exc) from None
         if not train.labelled or len(train.classes) < 2:
             raise InputError(f"--train {source}: not a labelled dataset of two classes or more")
         real = Path(train.info["real"]) if "real" in train.info else None
