@@ -32,6 +32,7 @@ def run_cli(capsys):
     from ganfp.cli import main
 
     def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()  # only this run's output: a fixture's stage logs its warnings to the same stderr
         try:
             main([str(a) for a in args])
             code = 0
