@@ -524,3 +524,21 @@ def test_the_chains_size_check_builds_each_model_configuration_once(tmp_path, de
         with pytest.raises(InputError, match=f"{model} needs at least 32 pixels, got {image_size}"):
             plan_chain(load_chain("demo"), model, tmp_path / "runs", demo_root, {"image_size": image_size})
     assert builds and all(n == 1 for n in builds.values()), builds
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "run"])
+def test_imagenet_weights_out_of_reach_are_found_before_the_chain_writes_anything(tmp_path, two_datasets, run_cli,
+                                                                                monkeypatch, dry_run):
+    """Offline, `chain --dry-run` passed a first stage starting from ImageNet weights, and the run itself wrote its
+    chain.json before the first stage found the weights out of reach."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    path = tmp_path / "net.toml"
+    path.write_text(f'[defaults]\ninit = "imagenet"\nimage_size = 16\nepochs = 1\nbatch_size = 4\n'
+                    f'[[stages]]\nname = "one"\ndataset = "folder:{two_datasets[0]}"\n')
+    code, _, err = run_cli("chain", "--model", "resnet18", "--chain", path, "--runs-dir", tmp_path / "runs",
+                           "--data-root", tmp_path / "root", *(["--dry-run"] if dry_run else []))
+    assert code == 1 and "ImageNet weights for resnet18 are not cached and HF_HUB_OFFLINE is set" in err, err
+    assert "Traceback" not in err and not (tmp_path / "runs" / "net-resnet18" / "chain.json").exists()

@@ -53,6 +53,7 @@ from ganfp.train import (
     StageConfig,
     StageSummary,
     batch_warnings,
+    check_imagenet_reachable,
     check_labels,
     check_request,
     check_window_read,
@@ -786,7 +787,8 @@ def plan_stages(
     only its epochs changed, and early stopping ended it: `early_stop_kept`), and refused when its model file is
     not the one it finished with (`_check_kept_weights`); every stage after one that trains trains too. Every
     stage that will train finds its dataset now: a missing folder in stage 3 must not be found after hours of
-    stages 1 and 2. Images are compared by their file lists (`dataset_fingerprint`); none is decoded.
+    stages 1 and 2. Images are compared by their file lists (`dataset_fingerprint`); none is decoded. ImageNet
+    weights the first stage starts from are found cached or reachable now too (`check_imagenet_reachable`).
     """
     plans, prev_id, trained, start_classes = [], first_id, None, None
     for i, cfg in enumerate(configs, 1):
@@ -809,6 +811,8 @@ def plan_stages(
         if not (plan.train and cfg.pseudo_labels):  # a pseudo-labelled stage keeps its start's classes
             start_classes = plan.classes
         plans.append(plan)
+    if plans[0].train:  # offline, the dry run passed and the run wrote chain.json before the first stage found out
+        check_imagenet_reachable(configs[0])
     return plans
 
 
