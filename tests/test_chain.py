@@ -121,6 +121,10 @@ BAD_CHAINS = [
     (GOOD_STAGE + '[[stages]]\nname = "two"\ndataset = "demo:covid"\n' + GOOD_STAGE,
      [(8, "stage 3 name 'one': stage 1 has it already; stage names must be unique")]),
     ("name = 5\n" + GOOD_STAGE, [(1, "chain name expected a string")]),
+    # a misspelt table hid a repeated stage name until it was fixed: the file's shape is reported in one go
+    ("[default]\nepochs = 1\n" + GOOD_STAGE + '[[stages]]\nname = "one"\ndataset = "demo:covid"\n',
+     [(1, "unknown top-level key 'default' (did you mean 'defaults'?)"),
+      (7, "stage 2 name 'one': stage 1 has it already")]),
 ]
 
 

@@ -162,22 +162,23 @@ def load_chain(name_or_path: str) -> ChainSpec:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{where}: invalid TOML ({exc})") from exc
     spec = ChainSpec(name=raw.get("name", stem), stages=[], where=where, source=source, lines=key_lines(text))
-    problems = _structure_problems(spec, raw)
+    problems = _structure_problems(spec, raw) + _duplicate_names(spec, raw.get("stages"))
     if problems:
         raise InputError("; ".join(problems))
     spec.defaults, spec.description = raw.get("defaults", {}), raw.get("description", "")
     spec.stages = [{**table, "name": table.get("name", f"stage{i}")} for i, table in enumerate(raw["stages"], 1)]
-    problems = _duplicate_names(spec)
-    if problems:
-        raise InputError("; ".join(problems))
     return spec
 
 
-def _duplicate_names(spec: ChainSpec) -> list[str]:
-    """A stage named as an earlier one, with its line: a pasted `[[stages]]` table kept its name."""
+def _duplicate_names(spec: ChainSpec, stages) -> list[str]:
+    """A stage named as an earlier one, with its line: a pasted `[[stages]]` table kept its name. Found with the
+    file's other shape problems (a misspelt `[default]` hid it until that was fixed); entries that are no table are
+    `_structure_problems`'."""
     first, out = {}, []
-    for i, stage in enumerate(spec.stages, 1):
-        name = str(stage["name"])
+    for i, stage in enumerate(stages if isinstance(stages, list) else [], 1):
+        if not isinstance(stage, dict):
+            continue
+        name = str(stage.get("name", f"stage{i}"))
         if name in first:
             out.append(f"{spec.locate(i, 'name')}: stage {i} name {name!r}: stage {first[name]} has it already; "
                        "stage names must be unique")
