@@ -642,6 +642,11 @@ def test_cli_already_ready_says_the_from_data_was_not_imported(tmp_path, run_cli
     code, _, err = run_cli("fetch-data", "casia", "--from", archive, "--data-root", root)
     assert code == 0 and err == (f"casia is already ready in {root / 'casia'}; --from was not imported: --add adds it "
                                  "to the dataset, --force replaces the dataset with it\n")
+    code, out, err = run_cli("fetch-data", "casia", "--from", archive, "--data-root", root, "--json")
+    said = f"casia is already ready in {root / 'casia'}; --from was not imported"
+    result = json.loads(out)  # --json said only already_ready, which a script takes for "the data I gave is in"
+    assert code == 0 and result["already_ready"] and len(result["warnings"]) == 1, out
+    assert result["warnings"][0].startswith(said) and said in err, (out, err)
 
 
 def test_cli_list_reads_a_read_only_data_root(tmp_path, run_cli, monkeypatch):

@@ -89,10 +89,13 @@ def fetch_data(
     already = was_ready and not force and not (add and from_)
     counts = _counts(read_meta(path))
     stale = _runs_on_old_demo(before, read_meta(path), runs) if before is not None else None
+    left_out = _already_ready(name, path, from_) if already and from_ else None  # --json said only already_ready
     if json_:
         ui.print_json({"name": name, "path": str(path), "data_root": str(root), "already_ready": already,
                        "counts": counts, "seconds": round(time.perf_counter() - started, 2),
-                       "warnings": [stale] if stale else []})
+                       "warnings": [text for text in (left_out, stale) if text]})
+        if left_out:
+            ui.warn(left_out)
     elif already:
         ui.info(_already_ready(name, path, from_))
     else:
