@@ -275,6 +275,9 @@ def test_folder_adapter_labels_groups_and_flat_folders(tmp_path):
         load_manifest(f"folder:{tmp_path}/empty", data_root=tmp_path) if (tmp_path / "empty").mkdir() is None else None
     with pytest.raises(InputError, match="unknown dataset"):
         load_manifest("nope:thing", data_root=tmp_path)
+    meant = r"unknown dataset 'imagecelf-gans-2023:dev' \(did you mean 'imageclef-gans-2023'\?\)"
+    with pytest.raises(InputError, match=meant):  # a typo: the list of adapters did not say which was meant
+        load_manifest("imagecelf-gans-2023:dev", data_root=tmp_path)
 
 
 def test_cache_is_built_once_and_rebuilt_when_files_or_size_change(tmp_path, monkeypatch):

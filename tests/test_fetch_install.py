@@ -291,6 +291,8 @@ def test_manual_datasets_and_unknown_names_explain_what_to_do(tmp_path):
         fetch_dataset("imageclef-gans-2023", tmp_path)
     with pytest.raises(InputError, match="unknown dataset 'mnist'"):
         fetch_dataset("mnist", tmp_path)
+    with pytest.raises(InputError, match=r"unknown dataset 'casa' \(did you mean 'casia'\?\); choose one of"):
+        fetch_dataset("casa", tmp_path)  # a new user's typo: the list of six did not point at the one meant
     with pytest.raises(InputError, match="no download route 'ftp'"):
         fetch_dataset("covid-ctset", tmp_path, via="ftp")
     with pytest.raises(InputError, match="no such file or folder"):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import json
 import logging
 import os
@@ -40,6 +39,7 @@ from ganfp.errors import InputError, Interrupted, StopSignal, require_path, requ
 from ganfp.fileio import check_writable, folder_lock, write_json, writer_of
 from ganfp.models import model_entry
 from ganfp.pseudo import PseudoSettings, check_source, pseudo_label
+from ganfp.registry import did_you_mean
 from ganfp.stage_folder import (
     StageState,
     check_out_dir,
@@ -233,12 +233,6 @@ def _key_problem(key: str, in_defaults: bool) -> str | None:
     if key == "name" and in_defaults:
         return "sets name: each stage has its own name (default: stage1, stage2, ...); remove the key"
     return None
-
-
-def did_you_mean(key: str, choices) -> str:
-    """` (did you mean 'epochs'?)` for a key one typo away from a valid one, else "": the valid list is 25 long."""
-    close = difflib.get_close_matches(key, sorted(choices), n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def require_spec(spec) -> None:

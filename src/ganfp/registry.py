@@ -7,12 +7,20 @@ help texts, option checks, benchmarks and contract tests all read the same list.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from ganfp.errors import InputError
 
 T = TypeVar("T")
+
+
+def did_you_mean(name: str, choices) -> str:
+    """` (did you mean 'epochs'?)` for a name one typo away from a valid one, else "": a list of choices does not
+    point at the one a new user misspelt."""
+    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @dataclass(frozen=True)

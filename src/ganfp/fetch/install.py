@@ -39,8 +39,7 @@ NESTED_ROUNDS = 2  # archives inside archives are unpacked this many levels deep
 
 
 def get_info(name: str) -> DatasetInfo:
-    if name not in DATASETS:
-        raise InputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)} (ganfp fetch-data --list)")
+    store.known_dataset(name)
     return DATASETS[name]
 
 

@@ -20,6 +20,7 @@ from typing import Iterator
 from ganfp.errors import InputError, RuntimeFailure
 from ganfp.fileio import sync_folder, sync_tree
 from ganfp.paths import data_root as default_root
+from ganfp.registry import did_you_mean
 
 READY, PARTIAL, ABSENT = "ready", "partial", "absent"
 META = "meta.json"
@@ -76,7 +77,8 @@ def known_dataset(name: str) -> None:
     from ganfp.fetch.registry import DATASETS
 
     if not isinstance(name, str) or name not in DATASETS:
-        raise InputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)} (ganfp fetch-data --list)")
+        raise InputError(f"unknown dataset {name!r}{did_you_mean(str(name), DATASETS)}; choose one of: "
+                         f"{', '.join(DATASETS)} (ganfp fetch-data --list)")
 
 
 def dataset_status(name: str, data_root: str | os.PathLike | None = None) -> str:

@@ -13,7 +13,7 @@ from typing import Callable
 
 from ganfp.data.manifest import Manifest, folder_warnings_once
 from ganfp.errors import InputError, require_path
-from ganfp.registry import Registry
+from ganfp.registry import Registry, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     if Path(spec).expanduser().exists():
         return "folder", spec
     known = ", ".join(a.name for a in list_adapters())
-    raise InputError(f"unknown dataset {spec!r}: not an existing folder nor ADAPTER[:ARG] with adapter one of: {known}")
+    raise InputError(f"unknown dataset {spec!r}{did_you_mean(name, ADAPTERS.names())}: not an existing folder nor "
+                     f"ADAPTER[:ARG] with adapter one of: {known}")
 
 
 @folder_warnings_once()
