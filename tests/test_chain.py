@@ -141,6 +141,17 @@ def test_every_bad_key_is_reported_at_once_with_its_line(tmp_path, text, expecte
     assert message.count("bad.toml:") == len(expected)  # every bad key, each once
 
 
+def test_an_unknown_key_lists_only_the_keys_its_table_takes(tmp_path):
+    """[defaults] offered `name` among its valid keys, and refused it when a user then wrote it there."""
+    path = tmp_path / "c.toml"
+    path.write_text("[defaults]\nepoch = 3\n" + GOOD_STAGE + "epoch = 3\n")
+    with pytest.raises(InputError) as err:
+        load_chain(str(path))
+    in_defaults, in_stage = str(err.value).split(f"; {path}:6: ")
+    assert ", name," not in in_defaults and "valid: augment," in in_defaults, in_defaults
+    assert ", name," in in_stage and ", model," not in in_stage, in_stage
+
+
 def test_a_relative_dataset_run_from_another_folder_says_where_it_was_read(tmp_path, monkeypatch):
     """`folder:data` in a chain file is read from the current folder: run from elsewhere, it was "no such folder"
     with no word of where it was looked for, and a finished stage was kept with the same bare words."""

@@ -226,7 +226,7 @@ def _key_problem(key: str, in_defaults: bool) -> str | None:
     """Why a chain file cannot set `key` (in `[defaults]`, or a stage), or None; without this a `model` or a default
     `name` was silently replaced (by --model, which names the run folder, and by each stage's own name)."""
     if key not in STAGE_FIELDS:
-        valid = STAGE_FIELDS - {"model"}
+        valid = STAGE_FIELDS - {"model", "name"} if in_defaults else STAGE_FIELDS - {"model"}  # as refused below
         return f"has unknown key {key!r}{did_you_mean(key, valid)}; valid: {', '.join(sorted(valid))}"
     if key == "model":
         return "sets model: the model is chosen with --model (the run folder is named by it); remove the key"
