@@ -454,6 +454,9 @@ def test_cli_network_failure_exits_1(tmp_path, run_cli, monkeypatch):
     monkeypatch.setitem(DATASETS, "covid-ctset", replace(DATASETS["covid-ctset"], routes=(route,)))
     code, _, err = run_cli("fetch-data", "covid-ctset", "--data-root", str(tmp_path))
     assert code == 1 and "cannot connect" in err and err.count("\n") == 1
+    # offline, the way by hand (--from) is named too: the error said only to check the network
+    assert err.endswith("; or download COVID-CTset from github.com/mr7495/COVID-CTset (Figshare parts or Kaggle), "
+                        "then run: ganfp fetch-data covid-ctset --from ARCHIVE_OR_FOLDER\n"), err
 
 
 def stand_in_demo_builder(monkeypatch) -> list[int]:

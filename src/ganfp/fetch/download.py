@@ -33,6 +33,10 @@ def check_url(url: str) -> None:
     raise InputError(f"{url}: refusing to download over {parsed.scheme or 'no scheme'}; only https is allowed")
 
 
+class Unreachable(RuntimeFailure):
+    """A download's server cannot be reached (offline, DNS, refused): the fetch adds the way by hand."""
+
+
 def _user_agent() -> str:
     from ganfp import __version__
 
@@ -50,7 +54,7 @@ def _open(url: str, headers: dict, timeout: float):
         raise RuntimeFailure(f"{url}: the server answered HTTP {exc.code} {exc.reason}") from exc
     except (URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise RuntimeFailure(f"{url}: cannot connect ({reason}); check the network and run the same command again") from exc
+        raise Unreachable(f"{url}: cannot connect ({reason}); check the network and run the same command again") from exc
     check_url(resp.geturl())  # a redirect must not downgrade to plain http
     return resp
 

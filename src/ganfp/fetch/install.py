@@ -29,7 +29,7 @@ from ganfp.fetch.archive import (
     starts_with,
     unpack,
 )
-from ganfp.fetch.download import download, fetch_json, file_digest
+from ganfp.fetch.download import Unreachable, download, fetch_json, file_digest
 from ganfp.fetch.kaggle import kaggle_download
 from ganfp.fetch.registry import DATASETS, DatasetInfo, Route
 from ganfp.fileio import replace_file, write_json
@@ -209,7 +209,10 @@ def _stage(info: DatasetInfo, root: Path, staging: Path, sources: list, via, pro
         meta = {"source": [f"local:{Path(s).expanduser().resolve()}" for s in sources], "route": "local", "version": None}
     else:
         route = info.route(via)  # check_options made sure there is one
-        digests, version, described = _fetch_route(info, route, root, staging, progress)
+        try:
+            digests, version, described = _fetch_route(info, route, root, staging, progress)
+        except Unreachable as exc:  # offline: the data can still come by hand, as the docs say, but the error did not
+            raise Unreachable(f"{exc}; or {info.manual}" if info.manual else str(exc)) from exc
         meta = {"source": described, "route": route.name, "version": version}
     _unpack_nested(info, staging, progress)
     meta.update({"name": info.name, "status": store.READY, "sha256": digests, "fetched_at": now, "ganfp_version": __version__})
