@@ -325,6 +325,18 @@ def test_a_later_stage_with_no_data_stops_the_chain_before_the_first_stage_train
     assert any("kept without comparing its images" in w and "no such folder" in w for w in again[0].warnings)
 
 
+def test_every_stages_dataset_problem_is_reported_at_once(tmp_path, two_datasets, run_cli):
+    """A new user's first `chain --chain paper --dry-run` named only the first dataset not fetched; each fix and
+    re-run named the next."""
+    path = write_chain(tmp_path, f"folder:{tmp_path / 'gone1'}", f"folder:{tmp_path / 'gone2'}")
+    code, _, err = run_cli("chain", "--model", "conv5", "--chain", path, "--runs-dir", tmp_path / "runs",
+                           "--data-root", tmp_path / "root", "--dry-run")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "mine.toml:10: stage 1 (first): " in err and "gone1: no such folder" in err, err
+    assert "mine.toml:13: stage 2 (second): " in err and "mine.toml:16: stage 3 (self): " in err, err
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
 def test_a_runs_dir_inside_a_stages_dataset_is_refused_before_any_stage_trains(tmp_path, two_datasets, run_cli,
                                                                                dry_run):

@@ -782,15 +782,20 @@ def plan_stages(
     only its epochs changed, and early stopping ended it: `early_stop_kept`), and refused when its model file is
     not the one it finished with (`_check_kept_weights`); every stage after one that trains trains too. Every
     stage that will train finds its dataset now: a missing folder in stage 3 must not be found after hours of
-    stages 1 and 2. Images are compared by their file lists (`dataset_fingerprint`); none is decoded. ImageNet
+    stages 1 and 2, and every stage's dataset problem is reported at once. Images are compared by their file lists
+    (`dataset_fingerprint`); none is decoded. ImageNet
     weights the first stage starts from are found cached or reachable now too (`check_imagenet_reachable`).
     """
-    plans, prev_id, trained, start_classes = [], first_id, None, None
+    plans, prev_id, trained, start_classes, problems = [], first_id, None, None, []
     for i, cfg in enumerate(configs, 1):
         done = stage_status(run_dir / stage_folder(i, cfg.name))
         forced = f"{trained} retrained" if trained else "--from-stage" if cfg.name == from_stage else ""
         with logged_warnings() as logged:  # its dataset's files skipped as not images: the stage's own warnings
-            plan = _plan_stage(spec, i, cfg, done, prev_id, forced, data_root)
+            try:
+                plan = _plan_stage(spec, i, cfg, done, prev_id, forced, data_root)
+            except InputError as exc:  # the later stages' datasets are checked too: all reported at once
+                problems.append(str(exc))
+                plan = StagePlan(train=True)
         plan = dataclasses.replace(plan, warnings=tuple(logged))
         if plan.resume:
             _check_extension(spec, i, cfg, run_dir / stage_folder(i, cfg.name), prev_id)
@@ -806,6 +811,8 @@ def plan_stages(
         if not (plan.train and cfg.pseudo_labels):  # a pseudo-labelled stage keeps its start's classes
             start_classes = plan.classes
         plans.append(plan)
+    if problems:  # a new user's `chain --chain paper` named one missing dataset per run
+        raise InputError("; ".join(problems))
     if plans[0].train:  # offline, the dry run passed and the run wrote chain.json before the first stage found out
         check_imagenet_reachable(configs[0])
     return plans
