@@ -54,7 +54,8 @@ def _open(url: str, headers: dict, timeout: float):
         raise RuntimeFailure(f"{url}: the server answered HTTP {exc.code} {exc.reason}") from exc
     except (URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise Unreachable(f"{url}: cannot connect ({reason}); check the network and run the same command again") from exc
+        raise Unreachable(f"{url}: cannot connect ({reason}); "
+                          "check the network and run the same command again") from exc
     check_url(resp.geturl())  # a redirect must not downgrade to plain http
     return resp
 
