@@ -599,9 +599,9 @@ def test_an_interrupted_stage_whose_images_changed_is_not_continued(class_folder
     assert code == 0 and json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 2
 
 
-def _interrupt_in_epoch_2(run_cli, args, monkeypatch, stop_at: int = 2) -> None:
+def _interrupt_in_epoch_2(run_cli, args, monkeypatch, stop_at: int = 2) -> str:
     """Run `ganfp ARGS` and stop it by Ctrl-C in its second epoch (or `stop_at`), as a user would: last.safetensors
-    holds the epoch before."""
+    holds the epoch before (or, over the save budget, the last one saved). Returns its stderr."""
     import ganfp.train
 
     run_epoch = ganfp.train.run_epoch
@@ -612,8 +612,10 @@ def _interrupt_in_epoch_2(run_cli, args, monkeypatch, stop_at: int = 2) -> None:
         return run_epoch(fit, epoch, observer)
 
     monkeypatch.setattr(ganfp.train, "run_epoch", stop_in_epoch_2)
-    assert run_cli(*args)[0] == 130
+    code, _, err = run_cli(*args)
+    assert code == 130, err
     monkeypatch.undo()
+    return err
 
 
 def test_an_interrupted_stage_names_the_settings_a_resume_changed(class_folder, tmp_path, run_cli, monkeypatch):
@@ -1134,3 +1136,71 @@ def test_train_stage_keeps_an_early_stopped_stage_given_more_epochs(tmp_path, ru
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == files
     assert run_cli(*args, "--epochs", "3", "--out", tmp_path / "ref" / "s")[0] == 0  # stops at its max, the same
     assert (out / "history.csv").read_text() == (tmp_path / "ref" / "s" / "history.csv").read_text()
+
+
+def test_an_epoch_is_saved_when_it_improved_or_ends_the_stage_else_only_within_the_save_budget():
+    from ganfp.train import SAVE_ALLOWANCE, SAVE_SHARE, saves_epoch
+
+    budget = SAVE_SHARE * 100 + SAVE_ALLOWANCE  # seconds of saves allowed 100 s after the epochs began
+    assert saves_epoch(False, False, budget, 100)
+    assert not saves_epoch(False, False, budget + 0.01, 100)
+    assert saves_epoch(True, False, budget + 0.01, 100) and saves_epoch(False, True, budget + 0.01, 100)
+    assert saves_epoch(False, False, budget + 0.01, 200)  # more epochs since: within the budget again
+
+
+def _count_saves(monkeypatch) -> list[int]:
+    """The epochs `save_epoch` saves from now on, listed as it is called."""
+    import ganfp.train
+
+    real, saved = ganfp.train.save_epoch, []
+
+    def save_epoch(fit, state, out_dir, best_meta):
+        saved.append(state.epoch)
+        real(fit, state, out_dir, best_meta)
+
+    monkeypatch.setattr(ganfp.train, "save_epoch", save_epoch)
+    return saved
+
+
+def _no_save_budget(monkeypatch) -> None:
+    """Saves over budget from the first one on: an epoch that did not improve and is not the last is not saved."""
+    monkeypatch.setattr("ganfp.train.SAVE_SHARE", 0.0)
+    monkeypatch.setattr("ganfp.train.SAVE_ALLOWANCE", 0.0)
+
+
+def test_epochs_over_the_save_budget_are_not_saved_and_a_resume_still_ends_as_the_run_saving_every_epoch(
+        tmp_path, run_cli, monkeypatch):
+    """vgg11's resume state is 1.03 GB, written after every epoch: on a GPU most of a stage's time. An epoch that did
+    not improve is saved only within a budget; the stage's files, and a resume from an earlier epoch, are unchanged."""
+    data = write_class_folder(tmp_path / "ds", 12, 16, seed=1)  # lr 0.1: epochs 1, 2 and 6 of 8 improve
+    args = ["train-stage", "--data", data, "--model", "conv5", "--image-size", "16", "--batch-size", "8", "--lr",
+            "0.1", "--epochs", "8", "--data-root", tmp_path / "root", "--device", "cpu"]
+    out, full, killed = tmp_path / "s", tmp_path / "full" / "s", tmp_path / "killed" / "s"  # one name: by folder
+    every = _count_saves(monkeypatch)
+    assert run_cli(*args, "--out", full)[0] == 0
+    assert every == list(range(1, 9)), "a tiny stage's saves are within the budget: every epoch is saved"
+    _no_save_budget(monkeypatch)
+    saved = _count_saves(monkeypatch)
+    assert run_cli(*args, "--out", out)[0] == 0
+    losses = [row["val_loss"] for row in _history_rows(full)]
+    assert [i for i, loss in enumerate(losses, 1) if loss < min(losses[:i - 1], default=np.inf)] == [1, 2, 6]
+    assert saved == [1, 2, 6, 8]  # the improving epochs and the last
+    _assert_same_stage(out, full)
+    saved.clear()
+    assert run_cli(*args, "--out", tmp_path / "early", "--patience", "2")[0] == 0
+    assert saved == [1, 2, 4]  # the last is the epoch early stopping ends after
+    monkeypatch.undo()
+    _no_save_budget(monkeypatch)
+    err = _interrupt_in_epoch_2(run_cli, [*args, "--out", killed], monkeypatch, stop_at=5)  # epochs 3, 4 not saved
+    assert read_safetensors(killed / "last.safetensors", tensors=False)[1]["state"]["epoch"] == 2
+    assert (f"interrupted in epoch 5; the last good checkpoint is {killed / 'last.safetensors'}, saved after epoch 2; "
+            "continue with the same command plus --resume") in " ".join(err.split()), err  # not "after epoch 4"
+    _no_save_budget(monkeypatch)
+    code, _, err = run_cli(*args, "--out", killed, "--resume")
+    assert code == 0 and "resuming s after epoch 2" in err, err
+    _assert_same_stage(killed, full)
+
+
+def _history_rows(out: Path) -> list[dict]:
+    header, *lines = (out / "history.csv").read_text().splitlines()
+    return [dict(zip(header.split(","), map(float, line.split(",")))) for line in lines]

@@ -4,7 +4,8 @@
   file's own metadata (so a lone file can be loaded), beside a human-readable `meta.json` that records the file's
   SHA-256 (`weights_sha256`): a finished stage's model replaced or corrupted since is refused, not loaded.
 - `last.safetensors`: model and optimiser tensors plus the epoch and early-stopping state in the
-  metadata, replaced after every epoch, so `--resume` always finds one consistent checkpoint.
+  metadata, replaced after every epoch that improved, after the stage's last, and after others while the saves stay
+  within a share of the stage's time (`train.saves_epoch`), so `--resume` always finds one consistent checkpoint.
 """
 
 from __future__ import annotations

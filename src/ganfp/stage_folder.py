@@ -58,6 +58,11 @@ class StageState:
     def stop(self, patience: int) -> bool:
         return self.bad_epochs >= patience
 
+    def ends(self, epochs: int, patience: int) -> bool:
+        """Whether training ends here: `epochs` done, or `patience` epochs without a lower validation loss. The epoch
+        loop stops on it, and the last epoch is saved by it."""
+        return self.epoch >= epochs or self.stop(patience)
+
     @property
     def best_row(self) -> dict:
         return self.history[self.best_epoch - 1]

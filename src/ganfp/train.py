@@ -115,6 +115,10 @@ PSEUDO_NAMES = {
     "val_f1": "val_pseudo_f1",
 }  # what those scores are on pseudo-labels
 MIN_STEPS = 4  # fewer SGD steps per epoch than this and a stage learns next to nothing: say so
+# An epoch that did not improve saves its resume state only while a stage's saves stay within this share of the
+# time since its epochs began (this run's), plus SAVE_ALLOWANCE seconds: see `saves_epoch`.
+SAVE_SHARE = 0.1
+SAVE_ALLOWANCE = 5.0
 
 
 def plain_name_problem(name: object) -> str | None:
@@ -1030,14 +1034,42 @@ def run_epoch(fit: Fit, epoch: int, observer) -> dict:
     }
 
 
+def saves_epoch(improved: bool, final: bool, save_seconds: float, elapsed: float) -> bool:
+    """Whether an epoch's `save_epoch` runs: always when it improved or is the stage's last, else only while the
+    seconds this run spent saving are at most `SAVE_SHARE` of the `elapsed` seconds since its epochs began, plus
+    `SAVE_ALLOWANCE`.
+
+    vgg11's resume state is 1.03 GB: on a GPU an epoch of a few hundred images takes a fraction of a second, and
+    writing it after every epoch was most of a stage's time. Skipping a non-improving epoch's save changes no file a
+    later save leaves (that epoch never writes model.safetensors), and a resume from an earlier state trains the
+    skipped epochs again with the same draws (`run_epoch` seeds them from the seed and the epoch). A small model's
+    saves take milliseconds, under the allowance: it still saves every epoch.
+    """
+    return improved or final or save_seconds <= SAVE_SHARE * elapsed + SAVE_ALLOWANCE
+
+
+@dataclass
+class SaveClock:
+    """The seconds this run spent in `save_epoch`, against those since its epochs began, for `saves_epoch`."""
+
+    began: float = field(default_factory=time.perf_counter)
+    spent: float = 0.0
+
+    def save_if_due(self, improved: bool, final: bool, save: Callable[[], None]) -> None:
+        if saves_epoch(improved, final, self.spent, time.perf_counter() - self.began):
+            started = time.perf_counter()
+            save()
+            self.spent += time.perf_counter() - started
+
+
 def fit_epochs(fit: Fit, state: StageState, out_dir: Path, meta: dict, observer) -> None:
-    """Epochs until `epochs` or `patience` runs out; the best epoch's weights are saved as they come."""
-    cfg = fit.cfg
+    """Epochs until `epochs` or `patience` runs out (`StageState.ends`); the best epoch's weights are saved as they
+    come, and the resume state with them, after the last epoch, and after others as `saves_epoch` allows."""
+    cfg, clock = fit.cfg, SaveClock()
     epoch = state.epoch
     try:
-        for epoch in range(state.epoch + 1, cfg.epochs + 1):
-            if state.stop(cfg.patience):
-                break
+        while not state.ends(cfg.epochs, cfg.patience):
+            epoch = state.epoch + 1
             started = time.perf_counter()
             row = run_epoch(fit, epoch, observer)
             improved = state.update(row["val_loss"])
@@ -1048,8 +1080,10 @@ def fit_epochs(fit: Fit, state: StageState, out_dir: Path, meta: dict, observer)
                 )
             state.history.append(row)
             state.seconds += time.perf_counter() - started
-            if distributed.is_main():
-                save_epoch(fit, state, out_dir, {**meta, "epoch": epoch} if improved else None)
+            if distributed.is_main():  # rank 0 alone saves, and alone decides when: no collective
+                best_meta = {**meta, "epoch": epoch} if improved else None
+                clock.save_if_due(improved, state.ends(cfg.epochs, cfg.patience),
+                                  lambda: save_epoch(fit, state, out_dir, best_meta))
             _notify(
                 observer,
                 "epoch_end",
@@ -1088,7 +1122,9 @@ def saved_line(out_dir: Path) -> str:
     """What a stopped stage left in `out_dir`, and the command that goes on from it."""
     resume_path = out_dir / RESUME_FILE
     if resume_path.is_file():
-        return (f"the last good checkpoint is {resume_path}; continue with the same command plus --resume "
+        saved = resume_header(resume_path)
+        after = f", saved after epoch {saved['epoch']}" if saved else ""  # the epochs after it are trained again
+        return (f"the last good checkpoint is {resume_path}{after}; continue with the same command plus --resume "
                 "(a chain continues when simply re-run)")
     if stage_status(out_dir) is not None:
         return f"it had finished: its model and meta.json are in {out_dir}"
