@@ -604,9 +604,9 @@ add("train-out-holds-finished-stage", *TD, "--out", "{stage_done}",
 add("train-out-holds-finished-stage-resume", *TD, "--out", "{stage_done}", "--resume",
     says=("--out", "other settings", "--force"))
 add("train-out-holds-interrupted-stage", *TD, "--out", "{stage_interrupted}",
-    says=("--out", "interrupted after epoch 3", "--force"))
+    says=("--out", "interrupted, saved after epoch 3", "--force"))
 add("train-init-interrupted-stage", *TD, "--out", "{out}/o", "--init", "{stage_interrupted}",
-    says=("init:", "stage_interrupted", "interrupted after epoch 3"))
+    says=("init:", "stage_interrupted", "interrupted, saved after epoch 3"))
 add("train-force-and-resume", *TD, "--out", "{out}/o", "--force", "--resume", says=("--force", "--resume"))
 add("train-data-unlabelled-without-pseudo-labels", *T, "--data", "{real}", "--out", "{out}/o",
     says=("real", "no labels", "pseudo_labels"))
@@ -945,12 +945,12 @@ add("classify-features-offline", *KR, "--out", "{out}/s.csv", "--method", "knn",
     patch=offline_imagenet, says=("resnet18", "not cached", "--features checkpoint"))
 add("classify-checkpoint-interrupted-stage", *K, "{real}", "--method", "classifier", "--checkpoint",
     "{stage_interrupted}", "--out", "{out}/s.csv",
-    says=("stage_interrupted", "interrupted after epoch 3", "best epoch so far", "train-stage", "--resume"))
+    says=("stage_interrupted", "interrupted, saved after epoch 3", "best epoch so far", "train-stage", "--resume"))
 add("classify-features-checkpoint-interrupted-stage", *KR, "--out", "{out}/s.csv", "--method", "knn", "--features",
-    "checkpoint", "--checkpoint", "{stage_interrupted}", says=("stage_interrupted", "interrupted after epoch 3"))
+    "checkpoint", "--checkpoint", "{stage_interrupted}", says=("stage_interrupted", "interrupted, saved after epoch 3"))
 add("classify-checkpoint-interrupted-chain-stage", *K, "{real}", "--method", "classifier", "--checkpoint",
     "{run_interrupted}/02-two", "--out", "{out}/s.csv",
-    says=("02-two", "interrupted after epoch 3", "ganfp chain", "run_interrupted for its last finished stage"))
+    says=("02-two", "interrupted, saved after epoch 3", "ganfp chain", "run_interrupted for its last finished stage"))
 add("classify-checkpoint-typo-unused", *KR, "--out", "{out}/s.csv", "--checkpoint", "{missing}", says="missing")
 add("classify-checkpoint-unused", *KR, "--out", "{out}/s.csv", "--checkpoint", "{ckpt_conv5}",
     says=("--checkpoint", "do not read it"))

@@ -283,7 +283,7 @@ def test_an_interrupted_stage_is_refused_until_it_is_finished(run_cli, case, cla
     for given in (("--checkpoint", stage), ("--checkpoint", stage / "model.safetensors"),
                   ("--generated", gen, "--method", "knn", "--features", "checkpoint", "--checkpoint", stage)):
         code, _, err = run_cli("classify", real, *given, "--out", out, *root)
-        one_line_error(code, err, str(stage), "interrupted after epoch 1", "ganfp train-stage", "--resume")
+        one_line_error(code, err, str(stage), "interrupted, saved after epoch 1", "ganfp train-stage", "--resume")
     assert not out.exists()
     run_stage(cfg, stage, resume=True, data_root=root[1])
     code, _, err = run_cli("classify", real, "--checkpoint", stage, "--out", out, *root)

@@ -585,7 +585,7 @@ def test_a_chain_continues_an_interrupted_stage_with_more_epochs_and_refuses_few
     stage = tmp_path / "runs" / "c-conv5" / "01-one"
     before = (stage / "last.safetensors").read_bytes()
     code, _, err = run_cli(*args, "--epochs", "1")
-    assert code == 2 and "stage 1 (one): interrupted after epoch 2" in error_line(err), err
+    assert code == 2 and "stage 1 (one): interrupted, saved after epoch 2" in error_line(err), err
     assert "give --epochs 2 or more to continue it; or add --from-stage one to start it over" in error_line(err)
     assert (stage / "last.safetensors").read_bytes() == before
     code, out, err = run_cli(*args, "--epochs", "4")
@@ -612,7 +612,7 @@ def test_a_dry_run_says_what_a_chain_would_train_and_writes_nothing(tmp_path, ru
     interrupt_in_stage_two(args, run_cli, monkeypatch)
     before = _files(runs)
     assert plan() == [("one", "keep", ""), ("two", "resume after epoch 1", "")]
-    lost = "its run interrupted after epoch 1 starts over"
+    lost = "its run interrupted, saved after epoch 1, starts over"
     assert plan("--from-stage", "one") == [("one", "train", "--from-stage"), ("two", "train", lost)]
     assert plan("--from-stage", "two") == [("one", "keep", ""), ("two", "train", lost)]
     assert plan("--seed", "1") == [("one", "train", "settings changed: seed 0 -> 1"), ("two", "train", lost)]
@@ -633,7 +633,7 @@ def test_a_stage_renamed_after_it_was_interrupted_is_named_before_the_run_trains
     chain = Path(args[2])
     chain.write_text(chain.read_text().replace('name = "two"', 'name = "second"'))
     old = tmp_path / "runs" / "c-conv5" / "02-two"
-    says = f"{old} holds a stage interrupted after epoch 1 that no stage of chain c trains in now"
+    says = f"{old} holds a stage interrupted, saved after epoch 1, that no stage of chain c trains in now"
     for extra, actions in ((["--dry-run"], ["keep", "train"]), ([], ["skipped", "trained"])):
         code, out, err = run_cli(*args, *extra)
         said = " ".join(err.split())

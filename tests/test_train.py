@@ -574,9 +574,10 @@ def test_an_interrupted_stage_continues_only_with_resume(class_folder, tmp_path,
                                                              "best_epoch": 1, "bad_epochs": 0, "best_val_loss": 0.5})
     before = (out / "last.safetensors").read_bytes()
     code, _, err = run_cli(*args)
-    assert code == 2 and "interrupted after epoch 1; add --resume to continue it, or --force to start over" in err
+    refusal = "interrupted, saved after epoch 1; add --resume to continue it, or --force to start over"
+    assert code == 2 and refusal in err
     code, _, err = run_cli(*args, "--lr", "0.5")
-    assert code == 2 and "interrupted after epoch 1, with other settings" in err
+    assert code == 2 and "interrupted, saved after epoch 1, with other settings" in err
     assert (out / "last.safetensors").read_bytes() == before
     code, _, err = run_cli(*args, "--force")
     assert code == 0 and not (out / "last.safetensors").exists()
@@ -626,7 +627,8 @@ def test_an_interrupted_stage_names_the_settings_a_resume_changed(class_folder, 
             "--batch-size", "8", "--epochs", "3", "--data-root", tmp_path / "root"]
     _interrupt_in_epoch_2(run_cli, args, monkeypatch)
     code, _, err = run_cli(*args, "--resume", "--lr", "0.01", "--epochs", "5")
-    assert code == 2 and "interrupted after epoch 1, with other settings (lr 0.001 -> 0.01, epochs 3 -> 5)" in err
+    words = "interrupted, saved after epoch 1, with other settings (lr 0.001 -> 0.01, epochs 3 -> 5)"
+    assert code == 2 and words in err
     code, _, err = run_cli(*args, "--resume")
     assert code == 0 and json.loads((out / "meta.json").read_text())["metrics"]["epochs_run"] == 3, err
 

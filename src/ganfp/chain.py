@@ -591,7 +591,7 @@ class ChainPlan:
     def _why(plan: StagePlan) -> str:
         why = [plan.reason or plan.kept or plan.note]
         if plan.interrupted_after and not plan.resumes_after:
-            why.append(f"its run interrupted after epoch {plan.interrupted_after} starts over")
+            why.append(f"its run interrupted, saved after epoch {plan.interrupted_after}, starts over")
         return "; ".join(filter(None, why))
 
 
@@ -653,7 +653,7 @@ def left_behind(spec: ChainSpec, configs: list[StageConfig], run_dir: Path) -> l
         if folder.name in current or not STAGE_FOLDER.fullmatch(folder.name) or not folder.is_dir():
             continue
         state = resume_header(folder / RESUME_FILE)
-        held = (f"a stage interrupted after epoch {state['epoch']}" if state else
+        held = (f"a stage interrupted, saved after epoch {state['epoch']}," if state else
                 "a finished stage" if stage_status(folder) else "")
         if held:
             found.append(f"{folder} holds {held} that no stage of chain {spec.name} trains in now (renamed or moved "
@@ -835,8 +835,8 @@ def _check_extension(spec: ChainSpec, i: int, cfg: StageConfig, out_dir: Path, i
     why = extension_problem(state, cfg)
     if why:
         key = "epochs" if cfg.epochs < state["epoch"] else "patience"
-        raise InputError(f"{spec.locate(i, key)}: stage {i} ({cfg.name}): interrupted after epoch {state['epoch']} in "
-                         f"{out_dir}, which {why}; or add --from-stage {cfg.name} to start it over")
+        raise InputError(f"{spec.locate(i, key)}: stage {i} ({cfg.name}): interrupted, saved after epoch "
+                         f"{state['epoch']} in {out_dir}, which {why}; or add --from-stage {cfg.name} to start it over")
 
 
 def _with_interrupted_run(plan: StagePlan, cfg: StageConfig, out_dir: Path, init_id: str, data_root) -> StagePlan:

@@ -305,7 +305,7 @@ def check_finished(stage: Path) -> None:
     if not (stage / RESUME_FILE).is_file() or stage_status(stage) is not None:
         return  # finished, or a folder holding a model file alone: nothing says it is unfinished
     epoch = (resume_header(stage / RESUME_FILE) or {}).get("epoch")
-    when = f"interrupted after epoch {epoch}" if epoch else "interrupted"
+    when = f"interrupted, saved after epoch {epoch}" if epoch else "interrupted"
     if (stage.parent / CHAIN_FILE).is_file():
         finish = (f"re-run its ganfp chain command to finish it, or pass the run folder {stage.parent} for its "
                   "last finished stage")

@@ -120,20 +120,21 @@ def _interrupted_here(state: dict, cfg: StageConfig, out_dir: Path, init_id: str
     if state.get("digest") != cfg.digest(init_id) and extension(state, cfg, init_id) is not None:
         why = extension_problem(state, cfg)
         if why:
-            return f"holds a stage interrupted after epoch {epoch}, which {why}"
+            return f"holds a stage interrupted, saved after epoch {epoch}, which {why}"
         if not resume:
-            return (f"holds a stage interrupted after epoch {epoch}, with other settings "
+            return (f"holds a stage interrupted, saved after epoch {epoch}, with other settings "
                     f"({setting_changes(state['config'], cfg)}); add --resume to continue it with them, or --force "
                     "to start over")
     elif state.get("digest") != cfg.digest(init_id):
         recorded = state.get("config")  # absent in an older ganfp's file: then the settings go unnamed
         changes = (setting_changes(recorded, cfg) or "the --init it started from has changed since") if recorded else ""
-        return (f"holds a stage interrupted after epoch {epoch}, with other settings"
+        return (f"holds a stage interrupted, saved after epoch {epoch}, with other settings"
                 f"{f' ({changes})' if changes else ''}; choose another --out, or add --force to start over")
     if resume:
         why = best_model_problem(out_dir, state)  # known before any image is decoded
         return f"{RESUME_FILE} {why}; add --force to start over" if why else None
-    return f"holds a stage interrupted after epoch {epoch}; add --resume to continue it, or --force to start over"
+    return (f"holds a stage interrupted, saved after epoch {epoch}; add --resume to continue it, or --force to start "
+            "over")
 
 
 def _foreign_files(out_dir: Path) -> str | None:

@@ -146,8 +146,8 @@ def train_stage(
     skip_bad: bool = typer.Option(False, "--skip-bad",
                                   help="Skip (and list) unreadable and multi-frame images instead of stopping."),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue the interrupted stage in --out from its last epoch, with more --epochs or "
-        "another --patience if given (a finished one is kept)."
+        False, "--resume", help="Continue the interrupted stage in --out from its last saved epoch, with more --epochs "
+        "or another --patience if given (a finished one is kept)."
     ),
     force: bool = typer.Option(
         False, "--force", help="Train over a stage already in --out (finished or interrupted); refused without it."
