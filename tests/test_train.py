@@ -274,7 +274,7 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path, sig, 
     ("--lr", "nan", "lr: must be a positive number"),
     ("--lr", "-1", "lr: must be a positive number"),
     ("--momentum", "1", "momentum: must be at least 0 and below 1"),
-    ("--val-fraction", "1.5", "val_fraction: must be above 0 and below 1"),
+    ("--val-fraction", "1.5", "--val-fraction: must be above 0 and below 1"),
     ("--pseudo-fraction", "0.3", "--pseudo-fraction 0.3: only used with --pseudo-labels"),  # else ignored
     ("--pseudo-k", "3", "--pseudo-k 3: only used with --pseudo-labels"),
     ("--out", "", "--out '': an empty path"),  # else trained into the current folder
@@ -498,7 +498,7 @@ def test_a_timm_model_too_small_for_the_images_is_refused_before_any_image_is_de
     16-pixel image failed with a torch traceback at the first batch, after the images were decoded."""
     code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model",
                            "convnext_atto", "--image-size", "16", "--data-root", tmp_path / "root")
-    assert code == 2 and "image_size: convnext_atto needs at least 32 pixels, got 16" in err, err
+    assert code == 2 and "--image-size: convnext_atto needs at least 32 pixels, got 16" in err, err
     assert not (tmp_path / "root").exists() and not (tmp_path / "s").exists()
     chain = tmp_path / "c.toml"
     chain.write_text(f'[[stages]]\nname = "one"\ndataset = "{class_folder}"\n')
@@ -512,11 +512,11 @@ def test_a_timm_model_too_small_for_the_images_is_refused_before_any_image_is_de
 def test_settings_a_model_or_adapter_cannot_take_are_one_line(class_folder, tmp_path, run_cli):
     code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "vit_b_32",
                            "--image-size", "16", "--data-root", tmp_path / "root")
-    assert code == 2 and "image_size: vit_b_32 needs at least 32 pixels, got 16" in err
+    assert code == 2 and "--image-size: vit_b_32 needs at least 32 pixels, got 16" in err
     # 48 pixels built a 1x1 patch grid: the patch convolution dropped the last 16 rows and columns, silently
     code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "vit_b_32",
                            "--image-size", "48", "--epochs", "1", "--data-root", tmp_path / "root")
-    assert code == 2 and ("image_size: vit_b_32 cuts images into 32-pixel patches, so 48 pixels would leave the "
+    assert code == 2 and ("--image-size: vit_b_32 cuts images into 32-pixel patches, so 48 pixels would leave the "
                           "last 16 rows and columns unseen; use a multiple of 32 (32 or 64)") in err, err
     assert not (tmp_path / "root").exists() and not (tmp_path / "s").exists()
     chain = tmp_path / "extra.toml"
