@@ -569,3 +569,31 @@ def test_imagenet_weights_out_of_reach_are_found_before_the_chain_writes_anythin
                            "--data-root", tmp_path / "root", *(["--dry-run"] if dry_run else []))
     assert code == 1 and "ImageNet weights for resnet18 are not cached and HF_HUB_OFFLINE is set" in err, err
     assert "Traceback" not in err and not (tmp_path / "runs" / "net-resnet18" / "chain.json").exists()
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "run"])
+def test_the_chains_checks_list_each_dataset_once_and_each_stage_lists_its_own_afresh(tmp_path, two_datasets,
+                                                                                     monkeypatch, dry_run):
+    """Before the first stage trains, a chain's checks listed a dataset up to four times (about a second each per
+    20,000 files); a stage must still list its images when it starts, as they may have changed since the checks."""
+    from collections import Counter
+
+    from ganfp import train
+    from ganfp.chain import plan_chain
+
+    listed, real = Counter(), train.load_manifest
+
+    def counted(spec, *args, **kwargs):
+        listed[spec] += 1
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(train, "load_manifest", counted)
+    spec = load_chain(write_chain(tmp_path, *two_datasets))
+    datasets = {c.dataset for c in stage_configs(spec, "conv5")}
+    if dry_run:
+        plan_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+        assert set(listed) == datasets and all(n == 1 for n in listed.values()), listed
+    else:
+        _, rows = run_chain(spec, "conv5", tmp_path / "runs", tmp_path / "root")
+        assert [r.status for r in rows] == ["trained"] * 3
+        assert set(listed) == datasets and all(n == 2 for n in listed.values()), listed  # the checks', the stage's

@@ -61,6 +61,7 @@ from ganfp.train import (
     data_folder_holding,
     dataset_fingerprint,
     interrupted,
+    listed_once,
     load_stage_images,
     plain_name_problem,
     run_stage,
@@ -441,12 +442,14 @@ def run_chain(
     observer_for: Callable[[StageConfig], object] | None = None,
 ) -> tuple[Path, list[StageSummary]]:
     """Run every stage in order; returns the run folder and one summary per stage."""
-    run_dir, configs = _chain_configs(spec, model, runs_root, data_root, overrides, from_stage)
+    listings: dict = {}  # each dataset listed once while the stages are checked (`listed_once`)
+    with listed_once(listings):
+        run_dir, configs = _chain_configs(spec, model, runs_root, data_root, overrides, from_stage)
     try:
         check_run_owner(spec, run_dir)
         with writer_lock(run_dir, f"chain run {run_dir}", "wait for it to finish, or pass another --runs-dir"):
             check_run_owner(spec, run_dir)  # again: another chain may have started there meanwhile
-            return run_dir, _run_stages(spec, model, configs, run_dir, data_root, from_stage, observer_for)
+            return run_dir, _run_stages(spec, model, configs, run_dir, data_root, from_stage, observer_for, listings)
     except (KeyboardInterrupt, StopSignal) as exc:  # before the run folder was locked: nothing written
         raise chain_interrupted(spec, configs, run_dir, 0, False, exc) from None
 
@@ -605,11 +608,13 @@ def plan_chain(
     from_stage: str | None = None,
 ) -> ChainPlan:
     """Every check `run_chain` makes before its first stage trains, and what it would then do with each stage,
-    without training or writing anything (`ganfp chain --dry-run`); the demo data is built if it is missing."""
-    run_dir, configs = _chain_configs(spec, model, runs_root, data_root, overrides, from_stage)
-    check_run_owner(spec, run_dir)
-    plans = plan_stages(spec, configs, run_dir, data_root, from_stage, start_identity(configs[0].init))
-    plans = with_start_warnings(plans, start_warnings(configs, plans, data_root))
+    without training or writing anything (`ganfp chain --dry-run`); the demo data is built if it is missing. Each
+    dataset is listed once (`listed_once`)."""
+    with listed_once({}):
+        run_dir, configs = _chain_configs(spec, model, runs_root, data_root, overrides, from_stage)
+        check_run_owner(spec, run_dir)
+        plans = plan_stages(spec, configs, run_dir, data_root, from_stage, start_identity(configs[0].init))
+        plans = with_start_warnings(plans, start_warnings(configs, plans, data_root))
     warnings = left_behind(spec, configs, run_dir) + [text for plan in plans for text in plan.warnings]
     return ChainPlan(run_dir, configs, plans, warnings)
 
@@ -663,8 +668,9 @@ def left_behind(spec: ChainSpec, configs: list[StageConfig], run_dir: Path) -> l
 
 
 def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir: Path, data_root,
-                from_stage: str | None, observer_for) -> list[StageSummary]:
-    """`run_chain` once its run folder is locked: plan (and check) every stage, then train them in order.
+                from_stage: str | None, observer_for, listings: dict) -> list[StageSummary]:
+    """`run_chain` once its run folder is locked: plan (and check) every stage, listing each dataset once (with
+    `listings`, those the options' checks listed), then train them in order.
 
     Ctrl-C outside a stage's own work (planning, between two stages) ends with what is saved and how to go on,
     as a stage stopped in an epoch does.
@@ -672,8 +678,9 @@ def _run_stages(spec: ChainSpec, model: str, configs: list[StageConfig], run_dir
     wrote, results = False, []
     try:
         first_id = start_identity(configs[0].init)  # a weights file's hash: read once, it can be hundreds of MB
-        plans = plan_stages(spec, configs, run_dir, data_root, from_stage, first_id)
-        early = start_warnings(configs, plans, data_root)
+        with listed_once(listings):
+            plans = plan_stages(spec, configs, run_dir, data_root, from_stage, first_id)
+            early = start_warnings(configs, plans, data_root)
         plans = _warn_up_front(spec, configs, run_dir, plans, early)
         record = {
             "chain": spec.name,

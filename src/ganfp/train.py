@@ -107,6 +107,8 @@ log = logging.getLogger(__name__)
 # a stage's start warnings already logged for it (`said_before`): a chain logs its plan's before any stage trains
 _said: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("ganfp_stage_warnings_said",
                                                                        default=frozenset())
+# each stage's file list, by what it lists, while a chain checks its stages before the first trains (`listed_once`)
+_listed: contextvars.ContextVar[dict | None] = contextvars.ContextVar("ganfp_stage_listings", default=None)
 
 Observer = Callable[[str, dict], None]
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1", "lr"]
@@ -710,7 +712,37 @@ def _trained_on_other_images(cfg: StageConfig, out_dir: Path, data_root) -> bool
 def stage_manifest(cfg: StageConfig, data_root) -> Manifest:
     """The stage's images as its adapter lists them, its DICOM and NIfTI ones (and, with an HU offset, its 16-bit
     ones) read in the stage's window: the window and the offset are in every image's cache key and file fingerprint,
-    so a stage read otherwise decodes and trains anew."""
+    so a stage read otherwise decodes and trains anew. Within `listed_once`, a dataset listed before is not listed
+    again (nor is one that could not be: the same error)."""
+    listings = _listed.get()
+    if listings is None:
+        return _list_stage(cfg, data_root)
+    key = (cfg.dataset, json.dumps(cfg.extra, sort_keys=True, default=str), cfg.window, cfg.hu_offset, str(data_root))
+    if key not in listings:
+        try:
+            listings[key] = _list_stage(cfg, data_root)
+        except InputError as exc:
+            listings[key] = exc
+    if isinstance(listings[key], InputError):
+        raise listings[key]
+    return listings[key]
+
+
+@contextlib.contextmanager
+def listed_once(listings: dict) -> Iterator[None]:
+    """Within it, `stage_manifest` lists each stage's dataset once, keeping it in `listings`: a chain's checks before
+    its first stage trains (what its window reaches, its plan, its batch warning, an interrupted run's fingerprint)
+    listed a dataset up to four times, about a second each per 20,000 files. A stage still lists its images afresh
+    when it starts to train (hours later, maybe), outside it."""
+    token = _listed.set(listings)
+    try:
+        yield
+    finally:
+        _listed.reset(token)
+
+
+def _list_stage(cfg: StageConfig, data_root) -> Manifest:
+    """`stage_manifest`, listed now."""
     manifest = load_manifest(cfg.dataset, data_root, **cfg.extra)
     if cfg.window is None and cfg.hu_offset is None:
         return manifest
@@ -1327,14 +1359,15 @@ def _main_only(observer):
 
 
 def package_versions() -> dict:
+    """The versions a stage records; timm's read from its installed metadata, not by importing it (2-3 s that a
+    conv5 stage has no other use for)."""
+    import importlib.metadata
     import platform
-
-    import timm
 
     return {
         "ganfp": __version__,
         "torch": torch.__version__,
-        "timm": timm.__version__,
+        "timm": importlib.metadata.version("timm"),
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
