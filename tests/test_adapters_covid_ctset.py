@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from ganfp.data.adapters import load_manifest
 from ganfp.data.outputs import check_outputs
 from ganfp.data.split import split_indices
 from ganfp.errors import InputError
-from ganfp.fetch import fetch_dataset
+from ganfp.fetch import dataset_status, fetch_dataset, read_meta
 
 
 def _patient(name: str) -> str:
@@ -74,6 +75,37 @@ def test_class_folders_label_when_there_is_no_list(tmp_path):
     m = load_manifest("covid-ctset", root)
     assert m.class_counts() == {"normal": 6, "covid": 6}
     assert {it.group for it in m.items if it.label == 1} == {"patient1", "patient2"}
+
+
+@pytest.mark.parametrize("missing, present", [("normal", "covid"), ("covid", "normal")])
+def test_one_class_only_is_refused_at_fetch_and_the_ready_copy_is_kept(tmp_path, run_cli, missing, present):
+    """Only the covid (or normal) slices, say one part of several, were installed as ready: 6 covid, 0 normal, and
+    the stage trained on it failed at its start. Refused at import, as CASIA's one class is, naming what is missing
+    and what was found; the copy installed before is untouched."""
+    root = _install(tmp_path, make_covid_class_folders)
+    before = read_meta(root / "covid-ctset")
+    one = tmp_path / "one"
+    make_covid_class_folders(one)
+    shutil.rmtree(one / missing)
+    code, out, err = run_cli("fetch-data", "covid-ctset", "--from", one, "--data-root", root, "--force")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"error: the data from {one}: no {missing} COVID-CTset slices (slices under a {missing} "
+                          f"folder), only 6 {present}; import the whole dataset, with both its covid and normal"), err
+    assert read_meta(root / "covid-ctset") == before
+    assert load_manifest("covid-ctset", root).class_counts() == {"normal": 6, "covid": 6}
+
+
+def test_one_class_of_a_label_list_is_refused_and_nothing_is_installed(tmp_path):
+    rows = covid_rows()
+    src = tmp_path / "src"
+    make_covid_flat(src, [(name, cls) for name, cls in rows if cls == "covid"])
+    with pytest.raises(InputError) as err:
+        fetch_dataset("covid-ctset", tmp_path / "data", source=src)
+    covid = sum(cls == "covid" for _, cls in rows)
+    assert str(err.value).startswith(f"the data from {src}: no normal COVID-CTset slices (slices all.csv labels "
+                                     f"normal), only {covid} covid;"), err.value
+    assert dataset_status("covid-ctset", tmp_path / "data") == "absent"
+    assert not (tmp_path / "data" / "covid-ctset").exists()
 
 
 def test_fold_lists_label_like_all_csv(tmp_path):

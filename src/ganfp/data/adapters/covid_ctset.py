@@ -124,9 +124,24 @@ def scan(folder: Path, where: str, source: str = "covid-ctset") -> tuple[list[It
 
 
 def describe(folder: Path, where: str) -> dict:
+    """Counts per class; an unrecognised layout, or slices of one class only, is an InputError."""
     items, info = scan(folder, where)
     counts = {c: sum(it.label == i for it in items) for i, c in enumerate(CLASSES)}
+    _check_both_classes(counts, info["label_lists"], where)
     return {"counts": counts, "patients": info["patients"], "unlabelled_skipped": info["unlabelled_skipped"]}
+
+
+def _check_both_classes(counts: dict[str, int], lists: list[str], where: str) -> None:
+    """Slices of one class cannot train stage 2 (covid vs normal): refuse them at import (one part of several given,
+    the normal patients' folders left out), as CASIA's import refuses one class, not mark them ready for the stage to
+    fail on."""
+    for cls in CLASSES:
+        if not counts[cls]:
+            other = next(c for c in CLASSES if c != cls)
+            how = (f"slices {', '.join(Path(p).name for p in lists)} labels {cls}" if lists
+                   else f"slices under a {cls} folder")
+            raise InputError(f"{where}: no {cls} COVID-CTset slices ({how}), only {counts[other]} {other}; import the "
+                             "whole dataset, with both its covid and normal slices (several parts: one --from each)")
 
 
 def _generated_folder(arg: str | None, options: dict, spec: str) -> Path | None:
