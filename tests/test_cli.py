@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -249,36 +250,120 @@ def test_force_color_into_a_file_draws_no_bars_and_cuts_no_table(tmp_path, monke
     assert any("(ImageCLEFmedical GANs 2023)" in line for line in lines), shown  # one line, not folded at 80
 
 
-# ------------------------------------------------------------------------------- numbers as a user writes them
+# ------------------------------------------------------------------------------- the commands' parameters
 
 
-def numeric_options() -> list[tuple[tuple[str, ...], str, type]]:
-    """(command path, option, int or float) of every number option of every command, read off their signatures."""
+def command_functions(typer_app=None, path: tuple[str, ...] = ()):
+    """(command path, function) of every command of the app, a sub-app's (`models list`) included."""
+    from ganfp.cli import app
+
+    typer_app = typer_app or app
+    for info in typer_app.registered_commands:
+        yield (*path, info.name or info.callback.__name__.replace("_", "-")), info.callback
+    for group in typer_app.registered_groups:
+        yield from command_functions(group.typer_instance, (*path, group.name))
+
+
+def declared_parameters():
+    """(command path, parameter name, its type without Optional, its typer OptionInfo or ArgumentInfo) of every
+    parameter of every command, read off their signatures."""
     import inspect
+    import typing
+
+    for path, callback in command_functions():
+        hints = typing.get_type_hints(callback, include_extras=True)
+        for name, param in inspect.signature(callback).parameters.items():
+            hint, declared = hints[name], param.default
+            if typing.get_origin(hint) is typing.Annotated:
+                hint, declared = typing.get_args(hint)[0], typing.get_args(hint)[1]
+            kinds = [t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)]
+            yield path, name, kinds[0] if len(kinds) == 1 else hint, declared
+
+
+def option_name(name: str, option) -> str:
+    decls = [d for d in option.param_decls if d.startswith("--")]
+    return decls[0] if decls else f"--{name.replace('_', '-')}"
+
+
+# ------------------------------------------------------------------------------- empty paths
+
+# The text parameters that take a word, not a path: every other one is a path and refuses "" (and spaces alone)
+# by name. A new path option is covered as declared; a new word option fails here until it is listed.
+WORDS = {"NAME", "--via", "--model", "--name", "--pseudo-labels", "--pseudo-features", "--device", "--window",
+         "--from-stage", "--features", "--id-from", "--slices", "--task", "--method", "--clusters", "--columns"}
+
+
+def path_parameters() -> list[tuple[tuple[str, ...], str, int]]:
+    """(command path, option or argument, arguments before it) of every path parameter of every command."""
     import typing
 
     import typer
 
-    from ganfp.cli import app
-
-    def commands(typer_app, path=()):
-        for info in typer_app.registered_commands:
-            yield (*path, info.name or info.callback.__name__.replace("_", "-")), info.callback
-        for group in typer_app.registered_groups:
-            yield from commands(group.typer_instance, (*path, group.name))
-
-    found = []
-    for path, callback in commands(app):
-        hints = typing.get_type_hints(callback, include_extras=True)
-        for name, param in inspect.signature(callback).parameters.items():
-            hint, option = hints[name], param.default
-            if typing.get_origin(hint) is typing.Annotated:
-                hint, option = typing.get_args(hint)[0], typing.get_args(hint)[1]
-            kinds = [t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)]
-            if isinstance(option, typer.models.OptionInfo) and kinds in ([int], [float]):
-                decls = [d for d in option.param_decls if d.startswith("--")]
-                found.append((path, decls[0] if decls else f"--{name.replace('_', '-')}", kinds[0]))
+    found, arguments = [], {}
+    for path, name, kind, declared in declared_parameters():
+        if kind is not str and typing.get_origin(kind) is not list:
+            continue
+        if isinstance(declared, typer.models.ArgumentInfo):
+            shown = declared.metavar or name.upper()
+            before = arguments[path] = arguments.get(path, -1) + 1
+        else:
+            shown, before = option_name(name, declared), 0
+        if shown not in WORDS:
+            found.append((path, shown, before))
     return found
+
+
+PATH_PARAMETERS = path_parameters()
+
+
+def test_every_command_has_its_path_parameters_found():
+    found = {(" ".join(path), shown) for path, shown, _ in PATH_PARAMETERS}
+    assert {("classify", "REAL"), ("classify", "--out"), ("evaluate", "LABELS"), ("evaluate", "--plot"),
+            ("attribute", "--out"), ("train-stage", "--init"), ("chain", "--runs-dir"), ("fetch-data", "--from"),
+            ("classify", "--data-root"), ("fetch-data", "--data-root")} <= found
+
+
+@pytest.mark.parametrize("path, shown, before", PATH_PARAMETERS,
+                         ids=[f"{' '.join(p)} {s}" for p, s, _ in PATH_PARAMETERS])
+def test_a_path_parameter_refuses_an_empty_path_by_name_before_any_work(run_cli, tmp_path, monkeypatch, path, shown,
+                                                                        before):
+    """`--out "$DIR/x.csv"` is safe, `--out "$OUT"` with OUT unset is not: pathlib reads "" as the current folder.
+    Every path of every command refuses it, and spaces alone, in the one shared callback, as it is parsed: one line
+    naming the option (exit 2), before a missing option or any other check, and nothing written."""
+    monkeypatch.setenv("GANFP_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("GANFP_RUNS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for empty in ("", "  "):
+        given = [*(["x"] * before), empty] if not shown.startswith("--") else [shown, empty]
+        code, out, err = run_cli(*path, *given)
+        assert code == 2 and out == "" and err.count("\n") == 1, (empty, err)
+        assert err.startswith(f"error: {shown} {empty!r}: an empty path; give "), (empty, err)
+    assert not any(tmp_path.iterdir()), sorted(tmp_path.rglob("*"))
+
+
+def test_a_blank_data_root_or_runs_folder_in_the_environment_is_refused_by_name(run_cli, tmp_path, monkeypatch):
+    """$GANFP_DATA of spaces alone was a data root `  ` in the current folder, and $GANFP_RUNS's was refused as
+    `--runs-dir`, which was not given. Empty, either is unset (tests/test_data_core.py)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GANFP_DATA", "  ")
+    code, out, err = run_cli("fetch-data", "--list")
+    assert code == 2 and out == "" and err == "error: $GANFP_DATA '  ': an empty path; give a folder, or unset it\n"
+    monkeypatch.setenv("GANFP_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("GANFP_RUNS", " ")
+    code, out, err = run_cli("chain", "--chain", "demo", "--dry-run")
+    assert code == 2 and out == "" and err == "error: $GANFP_RUNS ' ': an empty path; give a folder, or unset it\n"
+    assert not any(tmp_path.iterdir()), sorted(tmp_path.rglob("*"))
+
+
+# ------------------------------------------------------------------------------- numbers as a user writes them
+
+
+def numeric_options() -> list[tuple[tuple[str, ...], str, type]]:
+    """(command path, option, int or float) of every number option of every command."""
+    import typer
+
+    return [(path, option_name(name, declared), kind) for path, name, kind, declared in declared_parameters()
+            if isinstance(declared, typer.models.OptionInfo) and kind in (int, float)]
 
 
 NUMERIC_OPTIONS = numeric_options()

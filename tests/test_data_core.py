@@ -164,8 +164,9 @@ def refusal(path: str) -> str:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="Windows keeps it in %LOCALAPPDATA%")
 def test_the_data_root_follows_flag_then_ganfp_data_then_xdg(tmp_path, monkeypatch):
-    """docs/datasets.md's rule: --data-root, else $GANFP_DATA, else $XDG_DATA_HOME/ganfp, else ~/.local/share/ganfp."""
-    from ganfp.paths import data_root
+    """docs/datasets.md's rule: --data-root, else $GANFP_DATA, else $XDG_DATA_HOME/ganfp, else ~/.local/share/ganfp.
+    An empty variable is unset, as XDG reads its own (spaces alone are refused: tests/test_cli.py)."""
+    from ganfp.paths import data_root, runs_root
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("GANFP_DATA", raising=False)
@@ -173,6 +174,9 @@ def test_the_data_root_follows_flag_then_ganfp_data_then_xdg(tmp_path, monkeypat
     assert data_root() == tmp_path / "home" / ".local" / "share" / "ganfp"
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert data_root() == tmp_path / "xdg" / "ganfp"
+    monkeypatch.setenv("GANFP_DATA", "")
+    monkeypatch.setenv("GANFP_RUNS", "")
+    assert data_root() == tmp_path / "xdg" / "ganfp" and runs_root() == Path("runs")
     monkeypatch.setenv("GANFP_DATA", str(tmp_path / "g"))
     assert data_root() == tmp_path / "g" and data_root(tmp_path / "flag") == tmp_path / "flag"
 

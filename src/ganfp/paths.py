@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ganfp.errors import require_path
+from ganfp.errors import InputError, require_path
 
 
 def data_root(override: str | os.PathLike | None = None) -> Path:
@@ -13,8 +13,8 @@ def data_root(override: str | os.PathLike | None = None) -> Path:
     require_path("data_root", override, optional=True)
     if override:
         return Path(override).expanduser()
-    if os.environ.get("GANFP_DATA"):
-        return Path(os.environ["GANFP_DATA"]).expanduser()
+    if environment := _from_environment("GANFP_DATA"):
+        return Path(environment).expanduser()
     if os.name == "nt":
         base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
     else:
@@ -32,13 +32,20 @@ def runs_root(override: str | os.PathLike | None = None) -> Path:
     require_path("runs_dir", override, optional=True)
     if override:
         return Path(override).expanduser()
-    return Path(os.environ.get("GANFP_RUNS") or "runs")
+    return Path(_from_environment("GANFP_RUNS") or "runs")
+
+
+def _from_environment(name: str) -> str | None:
+    """The variable's value; empty is unset, as XDG reads its variables. Spaces alone are refused by name: as a path
+    they named a folder `  ` in the current folder, where the data was written (`--data-root "  "` is refused)."""
+    value = os.environ.get(name)
+    if value and not value.strip():
+        raise InputError(f"${name} {value!r}: an empty path; give a folder, or unset it")
+    return value or None
 
 
 def ensure_dir(path: str | os.PathLike, what: str = "folder") -> Path:
     """Create `path` if needed; a file in the way or no permission is the user's to fix (InputError)."""
-    from ganfp.errors import InputError
-
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{path}: {what} is a file, not a folder")

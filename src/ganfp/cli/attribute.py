@@ -21,6 +21,7 @@ from ganfp.attribution.defaults import (
 )
 from ganfp.cli.app import app
 from ganfp.cli.options import (
+    FILE_NAME,
     OFFLINE_FEATURES_HINT,
     BatchSizeOpt,
     CheckpointOpt,
@@ -93,7 +94,8 @@ def _print(result, as_json: bool, headerless: bool = False) -> None:
 ImagesArg = Annotated[str, typer.Argument(metavar="IMAGES", callback=path_given("IMAGES", "a folder or dataset spec"),
                                           help="Generated images to attribute: a folder or a dataset spec such as "
                                           "demo:attribution-2025.")]
-OutOpt = Annotated[str, typer.Option("--out", help="CSV to write: one row per image, its class (or cluster).")]
+OutOpt = Annotated[str, typer.Option("--out", callback=path_given("--out", FILE_NAME),
+                                     help="CSV to write: one row per image, its class (or cluster).")]
 TrainOpt = Annotated[Optional[str], typer.Option("--train", callback=path_given("--train", "a folder or dataset spec"),
                                                  help="Labelled training images: DIR with generated/<class>/ (and "
                                                  "real/<class>/), or a spec (default: the spec's own).")]

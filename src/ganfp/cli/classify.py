@@ -9,6 +9,7 @@ import typer
 from ganfp import ui
 from ganfp.cli.app import app
 from ganfp.cli.options import (
+    FILE_NAME,
     OFFLINE_FEATURES_HINT,
     BatchSizeOpt,
     CheckpointOpt,
@@ -76,7 +77,8 @@ def classify(
             "demo:gans-test."
         ),
     ),
-    out: str = typer.Option(..., "--out", help="Submission file to write (official format: <id>,<0|1>, no header)."),
+    out: str = typer.Option(..., "--out", callback=path_given("--out", FILE_NAME),
+                            help="Submission file to write (official format: <id>,<0|1>, no header)."),
     generated: Optional[str] = typer.Option(
         None, "--generated", callback=path_given("--generated"),
         help=(
@@ -101,7 +103,8 @@ def classify(
     checkpoint: CheckpointOpt = None,
     used_fraction: UsedFractionOpt = None,
     threshold: ThresholdOpt = None,
-    scores: Optional[str] = typer.Option(None, "--scores", help="Also write a CSV: id,score,<one column per scorer>."),
+    scores: Optional[str] = typer.Option(None, "--scores", callback=path_given("--scores", FILE_NAME),
+                                         help="Also write a CSV: id,score,<one column per scorer>."),
     ids: Optional[str] = typer.Option(
         None, "--ids", callback=path_given("--ids", "a file"),
         help="File of expected ids, one per line: every one must have an image, and no other.",

@@ -9,6 +9,7 @@ import typer
 from ganfp import ui
 from ganfp.cli.app import app
 from ganfp.cli.options import (
+    FILE_NAME,
     CheckpointOpt,
     DataRootOpt,
     HuOffsetOpt,
@@ -161,11 +162,13 @@ def evaluate(
         help="Ground truth: a CSV with header id,label (0/1, class or generator names), or the official format.",
     ),
     json_out: JsonOpt = False,
-    plot: Optional[str] = typer.Option(None, "--plot", help="Also draw ROC curve, confusion matrix and score "
-                                       "histograms to this image (needs ganfp[plots])."),
+    plot: Optional[str] = typer.Option(None, "--plot", callback=path_given("--plot", FILE_NAME),
+                                       help="Also draw ROC curve, confusion matrix and score histograms to this "
+                                       "image (needs ganfp[plots])."),
     used_fraction: UsedFractionOpt = None,
     threshold: ThresholdOpt = None,
-    html_report: Optional[str] = typer.Option(None, "--report", help="Also write an HTML evidence report of the real "
+    html_report: Optional[str] = typer.Option(None, "--report", callback=path_given("--report", FILE_NAME),
+                                              help="Also write an HTML evidence report of the real "
                                               "images (needs --real and ganfp[plots]); DICOM/NIfTI images are read "
                                               "as --window, --id-from and --slices say, 16-bit PNG/TIFF as "
                                               "--hu-offset says: give classify's."),

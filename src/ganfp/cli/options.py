@@ -176,8 +176,11 @@ ThresholdOpt = Annotated[
     Optional[float],
     float_option("--threshold", callback=_finite, help="Label score >= threshold as used, instead of by rank."),
 ]
-ReportOpt = Annotated[Optional[str], typer.Option("--report", help="Also write an HTML evidence report "
-                                                "(self-contained; needs ganfp[plots]).")]
+# what an empty output path is told to give instead
+FILE_NAME = "a file name"
+ReportOpt = Annotated[Optional[str], typer.Option("--report", callback=path_given("--report", FILE_NAME),
+                                                help="Also write an HTML evidence report (self-contained; needs "
+                                                "ganfp[plots]).")]
 REPORT_N_HELP = "Evidence rows in the --report: the N most and the N least suspicious images (at least 1; default 24)."
 ReportNOpt = Annotated[Optional[int], int_option("--report-n", callback=in_range(1), help=REPORT_N_HELP)]
 KOpt = Annotated[Optional[int], int_option("--k", callback=in_range(1), help=K_HELP)]
