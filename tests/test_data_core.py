@@ -172,6 +172,9 @@ def test_the_data_root_follows_flag_then_ganfp_data_then_xdg(tmp_path, monkeypat
     monkeypatch.delenv("GANFP_DATA", raising=False)
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     assert data_root() == tmp_path / "home" / ".local" / "share" / "ganfp"
+    for ignored in ("relative/xdg", "  "):  # the XDG spec: a relative value is invalid, to be ignored
+        monkeypatch.setenv("XDG_DATA_HOME", ignored)
+        assert data_root() == tmp_path / "home" / ".local" / "share" / "ganfp"
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert data_root() == tmp_path / "xdg" / "ganfp"
     monkeypatch.setenv("GANFP_DATA", "")

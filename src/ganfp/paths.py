@@ -16,10 +16,17 @@ def data_root(override: str | os.PathLike | None = None) -> Path:
     if environment := _from_environment("GANFP_DATA"):
         return Path(environment).expanduser()
     if os.name == "nt":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
     else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+        base = _xdg_data_home() or Path.home() / ".local" / "share"
     return base / "ganfp"
+
+
+def _xdg_data_home() -> Path | None:
+    """`$XDG_DATA_HOME` when it is an absolute path: the XDG spec has a relative one (or one of spaces) ignored, as
+    unset, where ganfp read it from the current folder and put the data wherever the command happened to run."""
+    value = os.environ.get("XDG_DATA_HOME", "")
+    return Path(value) if value.strip() and Path(value).is_absolute() else None
 
 
 def cache_root(root: str | os.PathLike | None = None) -> Path:
