@@ -466,7 +466,11 @@ add("train-no-data", *T, "--out", "{out}/o", says="--data")
 add("train-data-missing", *T, "--data", "{missing}", "--out", "{out}/o", says="error: --data: unknown dataset")
 add("train-data-file", *T, "--data", "{afile}", "--out", "{out}/o", says="afile")
 add("train-data-empty-folder", *T, "--data", "{empty}", "--out", "{out}/o", says="no images")
-add("train-data-unknown-adapter-part", *T, "--data", "demo:nope", "--out", "{out}/o", says="unknown demo part 'nope'")
+add("train-data-unknown-adapter-part", *T, "--data", "demo:nope", "--out", "{out}/o",
+    says="error: --data: unknown demo part 'nope'")
+# a misspelt demo part was found when the images were read: named by no option, and not the part meant
+add("train-data-demo-part-typo-names-the-one-meant", *T, "--data", "demo:gans-tset", "--out", "{out}/o",
+    says="error: --data: unknown demo part 'gans-tset' (did you mean 'gans-test'?); choose one of: casia,")
 add("train-data-folder-no-path", *T, "--data", "folder:", "--out", "{out}/o", says="folder")
 add("train-data-unreadable", *T, "--data", "{unreadable}", "--out", "{out}/o", says="Permission denied",
     patch=unreadable("unreadable"))
@@ -787,7 +791,10 @@ add("classify-real-file", *K, "{afile}", "--generated", "{gen}", "--out", "{out}
 add("classify-real-empty", *K, "{empty}", "--generated", "{gen}", "--out", "{out}/s.csv", says="no images")
 add("classify-real-unreadable", *K, "{unreadable}", "--generated", "{gen}", "--out", "{out}/s.csv",
     says=("unreadable", "cannot read"), patch=unreadable("unreadable"))
-add("classify-real-bad-spec", *K, "demo:nope", "--out", "{out}/s.csv", says="unknown demo part 'nope'")
+add("classify-real-bad-spec", *K, "demo:nope", "--out", "{out}/s.csv",
+    says="error: REAL demo:nope: unknown demo part 'nope'")
+add("classify-real-demo-part-typo-names-the-one-meant", *K, "demo:gans-tset", "--out", "{out}/s.csv",
+    says="error: REAL demo:gans-tset: unknown demo part 'gans-tset' (did you mean 'gans-test'?); choose one of:")
 add("classify-real-unknown-adapter", *K, "nope:x", "--out", "{out}/s.csv", says="unknown dataset")
 add("classify-generated-missing", *K, "{real}", "--generated", "{missing}", "--out", "{out}/s.csv", says="not found")
 add("classify-generated-a-spec", *K, "{real}", "--generated", "demo:gans-dev", "--out", "{out}/s.csv",

@@ -53,7 +53,8 @@ class Registry(Generic[T]):
 
     def entry(self, name: str) -> Entry[T]:
         if name not in self._entries:
-            raise InputError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
+            raise InputError(f"unknown {self.kind} {name!r}{did_you_mean(str(name), self.names())}; choose one of: "
+                             f"{', '.join(self.names())}")
         return self._entries[name]
 
     def get(self, name: str) -> T:

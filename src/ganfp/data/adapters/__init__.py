@@ -24,15 +24,18 @@ class Adapter:
     describe: Callable[[Path, str], dict] | None = None  # layout check of a fetched copy (fetch-data)
     # where its images live, from (arg, data_root, **options) as `load` takes them; None: <data_root>/<name>
     folders: Callable[..., list[Path]] | None = None
+    # raises for an argument known bad without the disk (a misspelt demo part), when the spec is parsed
+    check: Callable[[str | None], None] | None = None
 
 
 ADAPTERS: Registry[Adapter] = Registry("dataset adapter")
 
 
 def register_adapter(name: str, help: str, describe: Callable[[Path, str], dict] | None = None,
-                     folders: Callable[..., list[Path]] | None = None):
+                     folders: Callable[..., list[Path]] | None = None,
+                     check: Callable[[str | None], None] | None = None):
     def wrap(fn: Callable[..., Manifest]) -> Callable[..., Manifest]:
-        ADAPTERS.add(name, Adapter(name, fn, help, describe, folders))
+        ADAPTERS.add(name, Adapter(name, fn, help, describe, folders, check))
         return fn
 
     return wrap
@@ -43,14 +46,18 @@ def list_adapters() -> list[Adapter]:
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
-    """`demo:covid` -> ("demo", "covid"); a bare path (a str or a pathlib.Path) -> ("folder", path)."""
+    """`demo:covid` -> ("demo", "covid"); a bare path (a str or a pathlib.Path) -> ("folder", path).
+
+    The adapter's `check` judges the argument here: `demo:nope` was found only once the images were read, after a
+    chain's checks and outside train-stage's, so its error named no option."""
     require_path("spec", spec)
     spec = os.fspath(spec)
     name, sep, arg = spec.partition(":")
-    if sep and name in ADAPTERS and not (len(name) == 1 and os.name == "nt"):
-        return name, arg or None
-    if name in ADAPTERS and not sep:
-        return name, None
+    if name in ADAPTERS and not (sep and len(name) == 1 and os.name == "nt"):
+        adapter, arg = ADAPTERS.get(name), arg or None
+        if adapter.check:
+            adapter.check(arg)
+        return name, arg
     if Path(spec).expanduser().exists():
         return "folder", spec
     known = ", ".join(a.name for a in list_adapters())

@@ -106,10 +106,16 @@ def part_folders(arg: str | None, data_root: Path, **options) -> list[Path]:
     return [demo_dir(data_root)]
 
 
-@register_adapter("demo", f"built-in synthetic data; parts: {', '.join(DEMO_PARTS.names())}", folders=part_folders)
-def load(arg: str | None, data_root: Path, **options) -> Manifest:
+def check_part(arg: str | None) -> None:
+    """A part named, and one of the demo's: known when the spec is parsed, before any image is read."""
     if not arg:
         raise InputError(f"demo: name a part, e.g. demo:covid (parts: {', '.join(DEMO_PARTS.names())})")
+    DEMO_PARTS.entry(arg)
+
+
+@register_adapter("demo", f"built-in synthetic data; parts: {', '.join(DEMO_PARTS.names())}", folders=part_folders,
+                  check=check_part)
+def load(arg: str | None, data_root: Path, **options) -> Manifest:
     entry = DEMO_PARTS.entry(arg)
     if entry.meta.get("attribution"):
         return load_attribution(arg, data_root)
