@@ -172,6 +172,19 @@ def test_a_relative_dataset_run_from_another_folder_says_where_it_was_read(tmp_p
         run_chain(load_chain("project/c.toml"), "conv5", tmp_path / "runs", tmp_path / "root")
 
 
+@pytest.mark.parametrize("dataset", ["demo:gans-tset", "imageclef-gans-2023:dev"])
+def test_an_adapters_spec_run_from_another_folder_has_no_relative_path_hint(tmp_path, monkeypatch, dataset):
+    """A misspelt demo part or a dataset not fetched, in a chain file run from elsewhere, ended with "a relative path
+    in a chain file is read from the current folder ...; the file's folder holds project: write that path": the
+    spec's empty path, read as "."."""
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "c.toml").write_text(f'[[stages]]\nname = "one"\ndataset = "{dataset}"\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError) as err:
+        run_chain(load_chain("project/c.toml"), "conv5", tmp_path / "runs", tmp_path / "root")
+    assert str(err.value).startswith("project/c.toml:3: stage 1") and "relative path" not in str(err.value), err.value
+
+
 def test_a_name_too_long_for_a_folder_is_refused_before_any_stage_trains(tmp_path):
     """It failed with an OSError traceback ("File name too long") when the first stage's folder was looked at."""
     path = tmp_path / "long.toml"

@@ -928,13 +928,14 @@ def _check_dataset(spec: ChainSpec, i: int, cfg: StageConfig, data_root,
 
 def relative_path_hint(spec: ChainSpec, dataset: str) -> str:
     """For a dataset that failed: a relative folder in a chain file is read from the current folder, not the file's;
-    run from elsewhere, `folder:data/dev` was "no such folder" with no word of where it was looked for."""
+    run from elsewhere, `folder:data/dev` was "no such folder" with no word of where it was looked for. No hint for an
+    adapter's spec (`demo:casia`): its empty path, read as ".", was said to be in the file's folder."""
     if spec.source.startswith("built-in ") or not isinstance(dataset, str):
         return ""
     adapter, sep, arg = dataset.partition(":")
     path = Path(arg if sep and adapter == "folder" else dataset if not sep else "")
     home = Path(spec.source).parent
-    if not str(path) or path.is_absolute() or str(path).startswith("~") or home == Path.cwd():
+    if not path.parts or path.is_absolute() or str(path).startswith("~") or home == Path.cwd():
         return ""
     found = f"; the file's folder holds {home / path}: write that path, or run ganfp from {home}" \
         if (home / path).exists() else ""
