@@ -498,7 +498,7 @@ add("train-data-root-file", *TD, "--out", "{out}/o", "--data-root", "{afile}", s
 add("train-unknown-option", *TD, "--out", "{out}/o", "--frobnicate", says="--frobnicate")
 add("train-data-mixed-layout", *T, "--data", "{mixed_layout}", "--out", "{out}/o", says=("batch2", "sub-folders"))
 add("train-pseudo-features-unknown", *TD, "--out", "{out}/o", "--pseudo-labels", "knn", "--pseudo-features", "nope",
-    says=("error: --pseudo-features:", "nope"))
+    says="error: --pseudo-features nope: not one of pixels[N]")  # it said `--pseudo-features: --features nope:`
 add("train-init-other-model", *TD, "--out", "{out}/o", "--model", "resnet18", "--init", "{ckpt_conv5}",
     says=("holds a conv5 model", "not resnet18"))
 add("train-pseudo-knn-without-generated", *T, "--data", "{real}", "--out", "{out}/o", "--init", "{ckpt_conv5}",
@@ -610,7 +610,7 @@ add("train-out-holds-finished-stage-resume", *TD, "--out", "{stage_done}", "--re
 add("train-out-holds-interrupted-stage", *TD, "--out", "{stage_interrupted}",
     says=("--out", "interrupted, saved after epoch 3", "--force"))
 add("train-init-interrupted-stage", *TD, "--out", "{out}/o", "--init", "{stage_interrupted}",
-    says=("init:", "stage_interrupted", "interrupted, saved after epoch 3"))
+    says=("error: --init ", "stage_interrupted: stage interrupted, saved after epoch 3"))
 add("train-force-and-resume", *TD, "--out", "{out}/o", "--force", "--resume", says=("--force", "--resume"))
 add("train-data-unlabelled-without-pseudo-labels", *T, "--data", "{real}", "--out", "{out}/o",
     says=("real", "no labels", "pseudo_labels"))

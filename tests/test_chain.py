@@ -109,6 +109,9 @@ BAD_CHAINS = [
      [(7, "stage 2 pseudo_labels: unknown pseudo-label source 'oracle'; choose one of: self, knn")]),
     (GOOD_STAGE + 'pseudo_labels = "self"\n', [(4, "pseudo-labels need a trained model to start from")]),
     (GOOD_STAGE + "stage = 3\n", [(4, "stage 1 has unknown key 'stage'")]),
+    # the feature space's error named an option of classify's: `pseudo_features: --features nope: ...`
+    (GOOD_STAGE + '[[stages]]\nname = "two"\ndataset = "demo:covid"\npseudo_labels = "knn"\npseudo_features = "nope"\n',
+     [(8, "stage 2 pseudo_features: nope: not one of pixels[N]")]),
     # a misspelt demo part was found when the stage read its images: after the stages before it trained
     ('[[stages]]\nname = "one"\ndataset = "demo:gans-tset"\n',
      [(3, "stage 1 dataset: unknown demo part 'gans-tset' (did you mean 'gans-test'?); choose one of: casia,")]),

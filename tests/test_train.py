@@ -1002,9 +1002,9 @@ def test_an_init_stage_whose_model_file_changed_is_refused_before_any_image_is_r
     read.clear()
     words = (f"{file}: does not match the weights_sha256 in its meta.json (replaced or corrupted after the stage "
              "finished); train the stage again (--force) or restore the file")
-    for given in (out, file):
+    for given, said in ((out, f"--init: {words}"), (file, f"--init {words}")):  # the file given leads its problem
         code, _, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s3", "--init", given, *tiny)
-        assert code == 2 and err.strip().splitlines() == [f"error: --init: {words}"], err
+        assert code == 2 and err.strip().splitlines() == [f"error: {said}"], err
     assert read == [] and not (tmp_path / "s3").exists()  # refused before its images were read or --out touched
 
 

@@ -262,7 +262,7 @@ class StageConfig:
             ),
             ("pseudo_labels", (), lambda: self.pseudo_labels and _problem(PSEUDO_LABELERS.entry, self.pseudo_labels)),
             ("pseudo_k", (), lambda: need(self.pseudo_k >= 1, f"must be at least 1, got {self.pseudo_k}")),
-            ("pseudo_features", (), lambda: _problem(parse_features, self.pseudo_features)),
+            ("pseudo_features", (), lambda: _problem(lambda spec: parse_features(spec, None), self.pseudo_features)),
             ("seed", (), lambda: need(0 <= self.seed <= MAX_SEED, f"must be 0 to {MAX_SEED}, got {self.seed}")),
             (
                 "memory_budget",
@@ -346,7 +346,8 @@ class StageConfig:
         """
         problems = self.problems(check_init)
         if problems and options:
-            raise InputError("; ".join(f"{stage_option(name)}: {why}" for name, why in problems))
+            raise InputError("; ".join(option_problem(stage_option(name), getattr(self, name), why)
+                                       for name, why in problems))
         if problems:
             label = self.name if not plain_name_problem(self.name) else repr(self.name)  # `stage '': name: ...`
             raise InputError(f"stage {label}: " + "; ".join(f"{name}: {why}" for name, why in problems))
@@ -355,6 +356,12 @@ class StageConfig:
 def stage_option(field_name: str) -> str:
     """The train-stage option that sets a `StageConfig` field: `--data` for `dataset`, else the field in dashes."""
     return "--data" if field_name == "dataset" else f"--{field_name.replace('_', '-')}"
+
+
+def option_problem(option: str, value, why: str) -> str:
+    """A setting's problem said of its option: `--pseudo-features nope: not one of ...` for one led by the value the
+    option gave, as `errors.of_option` says it, else `--epochs: must be at least 1, got 0`."""
+    return f"{option} {why}" if why.startswith(f"{value}:") else f"{option}: {why}"
 
 
 def check_init_checkpoint(path: Path, model: str) -> None:

@@ -124,15 +124,20 @@ def spaces_help() -> str:
     return f"{kinds}, checkpoint, or a model name with ImageNet weights"
 
 
-def parse_features(spec: str) -> FeatureSpace:
-    """`<kind>[N]` for a registered kind, `checkpoint`, or a model name (ImageNet weights)."""
+def parse_features(spec: str, option: str | None = "--features") -> FeatureSpace:
+    """`<kind>[N]` for a registered kind, `checkpoint`, or a model name (ImageNet weights).
+
+    Its errors name `option`, the one that gave `spec` (`--features nope: not one of ...`); None leads them with
+    `spec` alone, for a caller that names the setting itself: train-stage said `--pseudo-features: --features nope:`.
+    """
     require_text("features", spec)
+    said = f"{option} {spec}" if option else spec
     match = re.fullmatch(r"([a-z]+)([0-9]*)", spec)  # digits 0-9: \d took other scripts' too
     if match and match.group(1) in SPACE_KINDS:
         kind, digits = match.groups()
         size = int(digits) if digits else SPACE_KINDS.get(kind).default_size
         if not 8 <= size <= 1024:
-            raise InputError(f"--features {spec}: resolution must be between 8 and 1024 px")
+            raise InputError(f"{said}: resolution must be between 8 and 1024 px")
         return FeatureSpace(spec, kind, size)
     if spec == "checkpoint":
         return FeatureSpace(spec, "deep")
@@ -141,10 +146,10 @@ def parse_features(spec: str) -> FeatureSpace:
     try:
         model_entry(spec)
     except InputError:
-        raise InputError(f"--features {spec}: not one of {spaces_help()}") from None
+        raise InputError(f"{said}: not one of {spaces_help()}") from None
     if not imagenet_weights(spec):  # else refused when the model was built, after every image was decoded
         others = ", ".join(name for name in list_models() if imagenet_weights(name))
-        raise InputError(f"--features {spec}: {spec} has no ImageNet weights; choose a model with them ({others}; "
+        raise InputError(f"{said}: {spec} has no ImageNet weights; choose a model with them ({others}; "
                          "see: ganfp models list), or checkpoint")
     return FeatureSpace(spec, "deep", model=spec)
 
