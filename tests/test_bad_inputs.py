@@ -500,7 +500,8 @@ add("train-data-mixed-layout", *T, "--data", "{mixed_layout}", "--out", "{out}/o
 add("train-pseudo-features-unknown", *TD, "--out", "{out}/o", "--pseudo-labels", "knn", "--pseudo-features", "nope",
     says="error: --pseudo-features nope: not one of pixels[N]")  # it said `--pseudo-features: --features nope:`
 add("train-init-other-model", *TD, "--out", "{out}/o", "--model", "resnet18", "--init", "{ckpt_conv5}",
-    says=("holds a conv5 model", "not resnet18"))
+    says=("error: --init ", "ckpt_conv5: holds a conv5 model (", "ckpt_conv5/model.safetensors), not the resnet18 "
+          "this stage trains"))  # it said `--init: .../model.safetensors: holds ...`, before that `stage o: init: ...`
 add("train-pseudo-knn-without-generated", *T, "--data", "{real}", "--out", "{out}/o", "--init", "{ckpt_conv5}",
     "--pseudo-labels", "knn", says="needs a dataset with generated images")
 add("train-init-missing", *TD, "--out", "{out}/o", "--init", "{missing}", says=("error: --init:", "missing"))

@@ -188,6 +188,26 @@ def test_an_adapters_spec_run_from_another_folder_has_no_relative_path_hint(tmp_
     assert str(err.value).startswith("project/c.toml:3: stage 1") and "relative path" not in str(err.value), err.value
 
 
+def test_a_first_stage_from_another_models_stage_is_named_where_its_init_was_given(tmp_path):
+    """The stage folder given is named as written, with the model it holds and the one the chain trains: in the
+    chain file by its line and stage, from the command line by `--init`, as train-stage names it."""
+    from safetensors.numpy import save_file
+
+    start = tmp_path / "c5"
+    start.mkdir()
+    meta = {"model": "conv5", "num_classes": 2, "image_size": 16, "classes": ["a", "b"]}
+    save_file({"w": np.zeros(2, np.float32)}, str(start / "model.safetensors"), metadata={"ganfp": json.dumps(meta)})
+    path = tmp_path / "c.toml"
+    path.write_text(f'[[stages]]\nname = "one"\ndataset = "demo:casia"\ninit = "{start}"\n')
+    said = f"{start}: holds a conv5 model ({start / 'model.safetensors'}), not the resnet18 this stage trains"
+    with pytest.raises(InputError) as err:
+        stage_configs(load_chain(str(path)), "resnet18")
+    assert str(err.value) == f"{path}:4: stage 1 init: {said}"
+    with pytest.raises(InputError) as err:
+        stage_configs(load_chain("demo"), "resnet18", overrides={"init": str(start)})
+    assert str(err.value) == f"--init {said}"
+
+
 def test_a_name_too_long_for_a_folder_is_refused_before_any_stage_trains(tmp_path):
     """It failed with an OSError traceback ("File name too long") when the first stage's folder was looked at."""
     path = tmp_path / "long.toml"

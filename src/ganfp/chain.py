@@ -63,6 +63,7 @@ from ganfp.train import (
     interrupted,
     listed_once,
     load_stage_images,
+    option_problem,
     plain_name_problem,
     run_stage,
     said_before,
@@ -317,7 +318,7 @@ def _where(spec: ChainSpec, i: int, table: dict, overrides: dict, name: str, why
     if name == "model":
         return f"--model: {why}"
     if name in overrides:
-        return f"--{name.replace('_', '-')}: {why}"
+        return option_problem(f"--{name.replace('_', '-')}", overrides[name], why)
     if name in table:
         return f"{spec.locate(i, name)}: stage {i} {name}: {why}"
     if name in spec.defaults:

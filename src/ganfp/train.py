@@ -335,7 +335,7 @@ class StageConfig:
         path = Path(self.init).expanduser()
         if not path.exists():
             return f"{self.init!r}: no such weights file or stage folder (or: none, imagenet)"
-        return _problem(lambda p: check_init_checkpoint(p, self.model), path)
+        return _problem(lambda init: check_init_checkpoint(init, self.model), self.init)
 
     def validate(self, check_init: bool = True, options: bool = False) -> None:
         """Raise one InputError listing every bad setting, before any work starts.
@@ -364,13 +364,16 @@ def option_problem(option: str, value, why: str) -> str:
     return f"{option} {why}" if why.startswith(f"{value}:") else f"{option}: {why}"
 
 
-def check_init_checkpoint(path: Path, model: str) -> None:
+def check_init_checkpoint(init: str, model: str) -> None:
     """A ganfp checkpoint to start from must describe `model`, rebuildable by ganfp (its header), and a finished
     stage's model must be the file it finished with (hashed once per run: `weights_altered_once`); a plain state_dict
-    must fit `model`. All known before any image is decoded: the load found them after minutes of decoding."""
+    must fit `model`. All known before any image is decoded: the load found them after minutes of decoding.
+    Another model's checkpoint is said of `init` as given, so train-stage names its option and value (`--init c5:
+    holds a conv5 model (c5/model.safetensors), not the resnet18 ...`), where it named the file after `--init:`."""
     from ganfp.checkpoint import check_model_meta, read_safetensors
     from ganfp.models.factory import check_weights_fit
 
+    path = Path(init).expanduser()
     file = start_model_file(path)
     if file is None:
         check_weights_fit(path, model)  # a plain state_dict (.pth): read now (weights only), not after decoding
@@ -381,7 +384,8 @@ def check_init_checkpoint(path: Path, model: str) -> None:
         return
     check_model_meta(file, meta)
     if meta["model"] != model:
-        raise InputError(f"{file}: holds a {meta['model']} model, not {model}")
+        read = "" if file == path else f" ({file})"
+        raise InputError(f"{init}: holds a {meta['model']} model{read}, not the {model} this stage trains")
     if weights_altered_once(file, stage_status(file.parent)):
         raise altered_weights(file, retrain_hint(file.parent, meta.get("stage")))
 
