@@ -504,7 +504,8 @@ add("train-init-other-model", *TD, "--out", "{out}/o", "--model", "resnet18", "-
           "this stage trains"))  # it said `--init: .../model.safetensors: holds ...`, before that `stage o: init: ...`
 add("train-pseudo-knn-without-generated", *T, "--data", "{real}", "--out", "{out}/o", "--init", "{ckpt_conv5}",
     "--pseudo-labels", "knn", says="needs a dataset with generated images")
-add("train-init-missing", *TD, "--out", "{out}/o", "--init", "{missing}", says=("error: --init:", "missing"))
+add("train-init-missing", *TD, "--out", "{out}/o", "--init", "{missing}",
+    says=("error: --init ", "missing: no such weights file or stage folder"))
 add("train-init-garbage", *TD, "--out", "{out}/o", "--init", "{ckpt_garbage}", says="garbage.safetensors")
 add("train-init-pickle", *TD, "--out", "{out}/o", "--init", "{ckpt_pickle}", says="weights.pt")
 add("train-init-text-file", *TD, "--out", "{out}/o", "--init", "{afile}",
@@ -985,6 +986,12 @@ add("attribute-unknown-multi-frame", "attribute", "{volume_real}", "--train", "{
     "--data-root", "{out}/data", says=("volume.tif", "holds 3 frames"))
 add("attribute-train-multi-frame", "attribute", "{real}", "--train", "{volume_ds}", "--out", "{out}/a.csv",
     "--data-root", "{out}/data", says=("cine.gif", "holds 3 frames"))
+# attribute reads two image sets: a misspelt IMAGES spec said of neither which one held it
+add("attribute-images-demo-part-typo-names-the-argument", "attribute", "demo:attribtion-2025", "--out", "{out}/a.csv",
+    "--data-root", "{out}/data",
+    says="error: IMAGES demo:attribtion-2025: unknown demo part 'attribtion-2025' (did you mean 'attribution-2025'?)")
+add("attribute-clusters-images-missing-names-the-argument", "attribute", "{missing}", "--clusters", "2", "--out",
+    "{out}/a.csv", says=("error: IMAGES ", "not an existing folder"))
 add("attribute-columns-first-not-an-id", *A, "--columns", "label,id", says=("--columns 'label,id'", "id column"))
 add("attribute-columns-cluster-value", *A, "--columns", "id,cluster", says=("--columns 'id,cluster'", "clustering"))
 add("attribute-columns-score-value", *A, "--columns", "id,score", says=("--columns 'id,score'", "membership"))

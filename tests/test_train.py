@@ -282,7 +282,8 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path, sig, 
     ("--seed", "4294967296", "'--seed': 4294967296 is above the maximum 4294967295"),  # numpy's seed range
     ("--name", "../../x", "is not a plain name"),
     ("--init", "imagenet", "conv5 has no ImageNet weights"),
-    ("--init", "missing.safetensors", "no such weights file or stage folder"),
+    ("--init", "missing.safetensors", "--init missing.safetensors: no such weights file or stage folder"),
+    ("--pseudo-labels", "self", "start from: a previous stage's folder as init (train-stage: --init)"),
 ])
 def test_bad_numbers_are_refused_before_any_work(class_folder, tmp_path, run_cli, option, value, words):
     code, out, err = run_cli("train-stage", "--data", class_folder, "--out", tmp_path / "s", "--model", "conv5",

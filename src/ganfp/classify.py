@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ganfp.data.adapters import parse_spec
+from ganfp.data.adapters import check_spec
 from ganfp.data.decode import Header
 from ganfp.data.generated import (
     MIN_IMAGE_SIZE,
@@ -38,7 +38,6 @@ from ganfp.data.real import check_paired, read_real
 from ganfp.errors import (
     InputError,
     count,
-    of_option,
     plain_number,
     require_int,
     require_number,
@@ -559,15 +558,6 @@ def check_arguments(method, features, k, used_fraction, threshold, image_size, b
                          "alone); drop --generated, or choose a membership --method")
 
 
-def check_real_spec(real: str) -> None:
-    """REAL is a folder or a dataset spec, else its error names it: classify reads several image sets, and
-    `unknown demo part 'nope'` said of none which one held it."""
-    try:
-        parse_spec(real)
-    except InputError as exc:
-        raise of_option("REAL", real, exc) from None
-
-
 def read_sets(real: str, generated: str | None, method: str | None, calibrate_on: str | None, ids_path,
               used_fraction: float | None, report: str | None, data_root, reading: MedicalReading | None) -> RealSets:
     """The real images (ids writable, matching --ids, enough for --used-fraction) and the generated set: the
@@ -778,7 +768,7 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
                  "calibrate_on": calibrate_on, "data_root": data_root, "runs_dir": runs_dir, "report": report})
     check_arguments(method, features, k, used_fraction, threshold, image_size, batch_size, seed, report, report_n,
                     generated, calibrate_on, reading, progress)
-    check_real_spec(real)
+    check_spec("REAL", real)
     k, used_fraction, threshold, image_size, batch_size, seed, report_n = (  # numpy's leaked into the summary
         plain_number(v) for v in (k, used_fraction, threshold, image_size, batch_size, seed, report_n))
     check_outputs({"out": out, "scores_path": scores_path, "report": report},

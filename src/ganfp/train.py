@@ -287,7 +287,8 @@ class StageConfig:
                     ("init",),
                     lambda: need(
                         not self.pseudo_labels or self.init not in ("none", "imagenet"),
-                        "pseudo-labels need a trained model to start from (init = a previous stage)",
+                        "pseudo-labels need a trained model to start from: a previous stage's folder as init "
+                        "(train-stage: --init)",
                     ),
                 ),
                 ("pseudo_labels", ("init",), self._pseudo_init_problem),
@@ -334,7 +335,7 @@ class StageConfig:
             return f"{self.model} has no ImageNet weights; use none or a local weights file"
         path = Path(self.init).expanduser()
         if not path.exists():
-            return f"{self.init!r}: no such weights file or stage folder (or: none, imagenet)"
+            return f"{self.init}: no such weights file or stage folder (or: none, imagenet)"
         return _problem(lambda init: check_init_checkpoint(init, self.model), self.init)
 
     def validate(self, check_init: bool = True, options: bool = False) -> None:

@@ -50,6 +50,7 @@ from ganfp.attribution.report import (
     supervised_inputs,
     write_attribution_report,
 )
+from ganfp.data.adapters import check_spec
 from ganfp.data.decode import Header
 from ganfp.data.generated import depths_by_set, high_depth_reading, image_headers, native_image_size
 from ganfp.data.manifest import UNLABELLED, Manifest, folder_warnings_once, image_files, list_folder
@@ -154,6 +155,7 @@ class AttributeConfig:
                                                                   "runs_dir": self.trainer.runs_dir,
                                                                   "report": self.report, "checkpoint": self.checkpoint})
         require_reading(self.reading)
+        check_spec("IMAGES", self.unknown)
         _check_report(self.report, self.report_n)
         if self.method in CLUSTERERS:
             raise InputError(f"--method {self.method}: a clustering method; add --clusters K|auto to cluster, or give "
@@ -232,6 +234,7 @@ class ClusterConfig:
                       {"data_root": self.data_root, "runs_dir": self.runs_dir, "report": self.report,
                        "checkpoint": self.checkpoint})
         require_reading(self.reading)
+        check_spec("IMAGES", self.images)
         _check_report(self.report, self.report_n)
         if self.method in METHODS:
             raise InputError(f"--method {self.method}: learns from labelled images; drop --clusters and give --train, "

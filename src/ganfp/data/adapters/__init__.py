@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ganfp.data.manifest import Manifest, folder_warnings_once
-from ganfp.errors import InputError, require_path
+from ganfp.errors import InputError, of_option, require_path
 from ganfp.registry import Registry, did_you_mean
 
 
@@ -63,6 +63,16 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     known = ", ".join(a.name for a in list_adapters())
     raise InputError(f"unknown dataset {spec!r}{did_you_mean(name, ADAPTERS.names())}: not an existing folder nor "
                      f"ADAPTER[:ARG] with adapter one of: {known}")
+
+
+
+def check_spec(argument: str, spec: str) -> None:
+    """`spec` is a folder or a dataset spec, else its error names the argument or option that gave it: classify and
+    attribute read several image sets, and `unknown demo part 'nope'` said of none which one held it."""
+    try:
+        parse_spec(spec)
+    except InputError as exc:
+        raise of_option(argument, spec, exc) from None
 
 
 @folder_warnings_once()
