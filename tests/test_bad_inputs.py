@@ -1152,60 +1152,6 @@ add("classify-calibrate-unknown-spec-part", *KR, "--out", "{out}/s.csv", "--cali
 add("classify-calibrate-mixed-sizes", *KR, "--out", "{out}/s.csv", "--calibrate", "{mixed_sizes_dev}",
     says=("--calibrate", "mixed_sizes_dev", "different sizes"))
 
-# empty paths: `"$DIR"` with DIR unset named the current folder (`classify ""` scored it, `attribute --train ""`
-# trained on it) or the default (`--generated ""`, `--ids ""`, attribute's `--runs-dir ""` were as good as not given,
-# evaluate's `--plot ""` was "a folder"). One row per path of every command: each refuses '' by name.
-KE = ("classify", "{real}", "--generated", "{gen}", "--out", "{out}/s.csv")
-EE = ("evaluate", "{scores}", "{labels}", "--report", "{out}/r.html", "--real", "{real}")
-AE = ("attribute", "{real}", "--train", "{ds}", "--out", "{out}/a.csv")
-TE = (*T, "--data", "{ds}", "--out", "{out}/o")
-EMPTY_PATHS = {
-    "REAL": ("classify", "", "--generated", "{gen}", "--out", "{out}/s.csv"),
-    "--out": ("classify", "{real}", "--generated", "{gen}", "--out", ""),
-    "--generated": ("classify", "{real}", "--generated", "", "--out", "{out}/s.csv"),
-    "--checkpoint": (*KE, "--checkpoint", ""),
-    "--scores": (*KE, "--scores", ""),
-    "--ids": (*KE, "--ids", ""),
-    "--calibrate": (*KE, "--calibrate", ""),
-    "--report": (*KE, "--report", ""),
-    "--data-root": (*KE, "--data-root", ""),
-    "--runs-dir": (*KE, "--runs-dir", ""),
-    "PREDS": ("evaluate", "", "{labels}"),
-    "LABELS": ("evaluate", "{scores}", ""),
-    "--plot": ("evaluate", "{scores}", "{labels}", "--plot", ""),
-    "evaluate --report": ("evaluate", "{scores}", "{labels}", "--report", "", "--real", "{real}"),
-    "evaluate --real": ("evaluate", "{scores}", "{labels}", "--report", "{out}/r.html", "--real", ""),
-    "evaluate --generated": (*EE, "--generated", ""),
-    "evaluate --checkpoint": (*EE, "--features", "checkpoint", "--checkpoint", ""),
-    "evaluate --data-root": (*EE, "--data-root", ""),
-    "IMAGES": ("attribute", "", "--train", "{ds}", "--out", "{out}/a.csv"),
-    "attribute --out": ("attribute", "{real}", "--train", "{ds}", "--out", ""),
-    "--train": ("attribute", "{real}", "--train", "", "--out", "{out}/a.csv"),
-    "attribute --checkpoint": (*AE, "--features", "checkpoint", "--checkpoint", ""),
-    "attribute --runs-dir": (*AE, "--method", "cnn", "--runs-dir", ""),
-    "attribute --report": (*AE, "--report", ""),
-    "attribute --data-root": (*AE, "--data-root", ""),
-    "--data": (*T, "--data", "", "--out", "{out}/o"),
-    "train-stage --out": (*T, "--data", "{ds}", "--out", ""),
-    "--init": (*TE, "--init", ""),
-    "train-stage --data-root": (*TE, "--data-root", ""),
-    "--chain": ("chain", "--chain", "", "--runs-dir", "{out}/runs"),
-    "chain --init": (*C, "--chain", "demo", "--init", ""),
-    "chain --runs-dir": ("chain", "--chain", "demo", "--data-root", "{out}/data", "--runs-dir", ""),
-    "chain --data-root": ("chain", "--chain", "demo", "--runs-dir", "{out}/runs", "--data-root", ""),
-    "--from": (*IC, "--from", ""),
-    "fetch-data --runs-dir": (*F, "demo", "--data-root", "{out}/data", "--runs-dir", ""),
-    "fetch-data --data-root": (*F, "demo", "--data-root", ""),
-}
-for _where, _args in EMPTY_PATHS.items():
-    _option = _where.split()[-1]
-    add(f"empty-path-{_args[0]}-{_option.strip('-').lower()}", *_args, says=(f"{_option} ''", "empty path"))
-# spaces alone are as empty: refused in the option's words, not in those of the library's argument it fills
-for _where in ("REAL", "--generated", "--runs-dir", "train-stage --out", "LABELS"):
-    _option = _where.split()[-1]
-    add(f"blank-path-{EMPTY_PATHS[_where][0]}-{_option.strip('-').lower()}",
-        *("  " if a == "" else a for a in EMPTY_PATHS[_where]), says=(f"{_option} '  '", "empty path"))
-
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")
 add("top-unknown-option", "--frobnicate", says="--frobnicate")
