@@ -155,7 +155,6 @@ class AttributeConfig:
                                                                   "runs_dir": self.trainer.runs_dir,
                                                                   "report": self.report, "checkpoint": self.checkpoint})
         require_reading(self.reading)
-        check_spec("IMAGES", self.unknown)
         _check_report(self.report, self.report_n)
         if self.method in CLUSTERERS:
             raise InputError(f"--method {self.method}: a clustering method; add --clusters K|auto to cluster, or give "
@@ -234,7 +233,6 @@ class ClusterConfig:
                       {"data_root": self.data_root, "runs_dir": self.runs_dir, "report": self.report,
                        "checkpoint": self.checkpoint})
         require_reading(self.reading)
-        check_spec("IMAGES", self.images)
         _check_report(self.report, self.report_n)
         if self.method in METHODS:
             raise InputError(f"--method {self.method}: learns from labelled images; drop --clusters and give --train, "
@@ -533,6 +531,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     """Attribute every image of `cfg.unknown` to a class of the training images; write `cfg.out`."""
     started = time.perf_counter()
     cfg.validate()
+    check_spec("IMAGES", cfg.unknown)
     check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.unknown, cfg.train), data_root=cfg.data_root)
     asked, cfg = cfg.features, cfg.resolved()  # a default space is the method's choice, at any image size
     checkpoint = checkpoint_of(cfg.features, cfg.checkpoint, cfg.trainer.runs_dir)
@@ -598,6 +597,7 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     """Cluster every image of `cfg.images` into K groups (K given, or chosen by the eigengap); write `cfg.out`."""
     started = time.perf_counter()
     cfg.validate()
+    check_spec("IMAGES", cfg.images)
     check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.images,), data_root=cfg.data_root)
     cfg = cfg.resolved()
     checkpoint = checkpoint_of(cfg.features, cfg.checkpoint, cfg.runs_dir)
