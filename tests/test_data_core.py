@@ -252,6 +252,48 @@ def test_a_warning_kept_for_the_report_is_still_printed_from_python(tmp_path):
     assert done.returncode == 0 and done.stderr.strip() == said and done.stdout.strip() == repr([said]), done
 
 
+
+def test_a_warning_logged_inside_nested_collectors_is_printed_once_from_python(tmp_path):
+    """A chain's stage keeps its warnings inside the chain's own collector: each kept them by a handler of its own,
+    and each printed the warning through Python's last resort, so a notebook running a chain saw it twice."""
+    script = ("import logging; from ganfp.data.manifest import logged_warnings\n"
+              "with logged_warnings() as outer, logged_warnings() as inner:\n"
+              "    logging.getLogger('ganfp.data').warning('said once')\n"
+              "print(outer, inner)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    assert done.returncode == 0 and done.stderr == "said once\n", done
+    assert done.stdout.strip() == "['said once'] ['said once']", done
+
+
+def test_a_call_keeps_the_warnings_logged_on_its_own_thread_only():
+    """Two library calls at once in two threads (a notebook's thread pool) each kept the other's warnings as their
+    own, in their reports and stage summaries: one handler on the logger took every thread's records."""
+    import logging
+    import threading
+
+    from ganfp.data.manifest import logged_warnings
+
+    logger, opened, other_logged = logging.getLogger("ganfp.data"), threading.Event(), threading.Event()
+    kept: dict[str, list[str]] = {}
+
+    def call() -> None:
+        with logged_warnings() as mine:
+            opened.set()
+            other_logged.wait(10)
+            logger.warning("the thread's")
+        kept["thread"] = mine
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    opened.wait(10)
+    with logged_warnings() as main:
+        logger.warning("the main thread's")
+    other_logged.set()
+    worker.join(10)
+    assert main == ["the main thread's"] and kept["thread"] == ["the thread's"], (main, kept)
+
+
 def test_a_macos_forks_folder_is_no_class_and_no_images(tmp_path):
     """A zip made on a Mac and unzipped elsewhere leaves `__MACOSX/`, a copy of its tree holding `._NAME` resource
     forks: read as a class of images (its files hidden), the dataset was refused for an empty class."""

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 _reported: ContextVar[set | None] = ContextVar("reported", default=None)
 # the warnings logged under "ganfp" in the call (`folder_warnings_once`), for the reports that list a run's warnings
 _logged: ContextVar[list[str] | None] = ContextVar("logged", default=None)
+# the lists of the collectors (`logged_warnings`) open in this context, innermost last: a warning goes to those of
+# the thread that logged it, not to another thread's call
+_collecting: ContextVar[tuple[list[str], ...]] = ContextVar("collecting", default=())
 # formats named as users name them; a file image_files found that none of these names is DICOM
 FORMAT_NAMES = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 WINDOWED_FORMATS = {"DICOM", "NIfTI"}  # windowed when read (in HU for CT); every other format is read as saved
@@ -282,24 +285,29 @@ def folder_warnings_once() -> Iterator[None]:
 
 
 class _Kept(logging.Handler):
-    """Keeps the text of each warning logged under "ganfp", from any thread (a decoding worker's too)."""
+    """Puts the text of each warning logged under "ganfp" in the lists of the collectors open where it was logged
+    (`_collecting`). One for the process: a handler per collector printed a warning once per collector open (twice
+    in a chain's stage, from Python with no logging set up), and kept another thread's warnings as its call's own."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        for kept in _collecting.get():
+            kept.append(record.getMessage())
         if not _handled_elsewhere(record) and logging.lastResort is not None:
             logging.lastResort.handle(record)  # as without it: Python prints a warning no handler takes on stderr
 
 
+_KEEPER = _Kept()
+
+
 def _handled_elsewhere(record: logging.LogRecord) -> bool:
-    """Whether a handler other than a `_Kept` takes `record`: else Python's last resort, which prints it (from a
-    notebook), is skipped because a `_Kept` counts as one."""
+    """Whether a handler other than `_KEEPER` takes `record`: else Python's last resort, which prints it (from a
+    notebook), is skipped because `_KEEPER` counts as one."""
     logger: logging.Logger | None = logging.getLogger(record.name)
     while logger is not None:
-        if any(not isinstance(h, _Kept) for h in logger.handlers):
+        if any(h is not _KEEPER for h in logger.handlers):
             return True
         logger = logger.parent if logger.propagate else None
     return False
@@ -307,15 +315,17 @@ def _handled_elsewhere(record: logging.LogRecord) -> bool:
 
 @contextmanager
 def logged_warnings() -> Iterator[list[str]]:
-    """Within it, each warning the library logs (files skipped as not images, folders that mix intensity scales) is
-    kept in the list it yields, in order: the log's lines go to the terminal alone, and what carries a run's warnings
-    (a report, a chain stage's summary) must list them beside its own."""
-    kept, logger = _Kept(), logging.getLogger("ganfp")
-    logger.addHandler(kept)
+    """Within it, each warning the library logs on this thread (files skipped as not images, folders that mix
+    intensity scales) is kept in the list it yields, in order: the log's lines go to the terminal alone, and what
+    carries a run's warnings (a report, a chain stage's summary) must list them beside its own. The library logs
+    none from its thread pools."""
+    logging.getLogger("ganfp").addHandler(_KEEPER)  # once: a handler already there is not added again
+    kept: list[str] = []
+    token = _collecting.set((*_collecting.get(), kept))
     try:
-        yield kept.messages
+        yield kept
     finally:
-        logger.removeHandler(kept)
+        _collecting.reset(token)
 
 
 def with_logged(own: Iterable[str]) -> list[str]:
