@@ -311,6 +311,22 @@ def _check_value_column(table, path, task: str) -> None:
                          f"{'classes' if task == 'attribution' else 'clusters'}; use --task {other}")
 
 
+def _check_order(truth, preds, preds_path, labels_path) -> None:
+    """Ground truth whose value column `ganfp attribute` names as its output (`predicted_class`, `cluster`) beside
+    predictions whose column does not: the two files given the other way round. Scored so, macro-F1, the baselines
+    and the confusion matrix were the predictions' (transposed), and a `cluster` column was sent to --task
+    clustering, which then scored the swap."""
+    from ganfp.attribution.files import PREDICTION_WORDS
+
+    def says_predicted(table) -> bool:
+        return table.columns is not None and table.columns[1].lower() in PREDICTION_WORDS
+
+    if says_predicted(truth) and not says_predicted(preds):
+        raise InputError(f"{labels_path}:1: the {truth.columns[1]!r} column holds predictions (what ganfp attribute "
+                         f"writes), not ground truth: evaluate takes PREDS first, then LABELS (ganfp evaluate {labels_path} "
+                         f"{preds_path})")
+
+
 def _aligned_tables(preds_path, labels_path, task: str):
     """(truth, predicted values in truth order) of two class tables matched by id."""
     _check_paths(preds_path, labels_path)
@@ -318,6 +334,7 @@ def _aligned_tables(preds_path, labels_path, task: str):
 
     truth = read_class_table(labels_path)
     preds = read_class_table(preds_path)
+    _check_order(truth, preds, preds_path, labels_path)
     for table, path in ((preds, preds_path), (truth, labels_path)):
         _check_value_column(table, path, task)
     index = _align(preds, preds_path, truth.ids, labels_path)

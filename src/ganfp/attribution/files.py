@@ -33,6 +33,8 @@ CLUSTER_WORDS = ("cluster", "cluster_id", "clusters")  # a value column evaluate
 SCORE_WORDS = ("score",)  # a column evaluate reads as membership scores
 DEFAULT_COLUMNS = ("image_path", "predicted_class")
 CLUSTER_COLUMNS = ("id", "cluster")
+# value columns that name what `attribute` predicted: ground truth so named is a predictions file given second
+PREDICTION_WORDS = CLUSTER_WORDS + (DEFAULT_COLUMNS[1],)
 
 
 @dataclass
