@@ -730,6 +730,22 @@ def test_evaluate_names_a_pandas_index_column_in_a_class_table(task, tmp_path, r
     one_line_error(run_cli("evaluate", preds, task / "labels.csv"), "p.csv:1: column 1", "to_csv(index=False)")
 
 
+@pytest.mark.parametrize("columns", ["image_path,predicted_class", "id,cluster", None])
+def test_evaluate_names_a_class_table_whose_columns_are_the_other_way_round(task, tmp_path, run_cli, columns):
+    """`predicted_class,image_path` (a data frame's columns in another order) was read as a row, and the classes as
+    ids: "p.csv:3: id 'alpha' more than once", which named neither the header nor the order."""
+    rows = [r.split(",") for r in (task / "labels.csv").read_text().splitlines()[1:]]
+    preds = tmp_path / "p.csv"
+    header = ",".join(reversed(columns.split(","))) + "\n" if columns else ""
+    preds.write_text(header + "".join(f"{v},{i}\n" for i, v in rows))
+    if columns:
+        one_line_error(run_cli("evaluate", preds, task / "labels.csv"),
+                       f"p.csv:1: the id column {columns.split(',')[0]!r} is second", f"reorder the columns ({columns})")
+    else:
+        one_line_error(run_cli("evaluate", preds, task / "labels.csv", "--task", "attribution"), "more than once",
+                       "without a header the first column holds the ids, the class second")
+
+
 def test_images_named_alike_in_two_folders_are_refused_with_the_way_out(tmp_path):
     """Generators' folders often number their images alike (a/img_000.png, b/img_000.png): the refusal named the
     clash but not what to do about it."""
