@@ -903,6 +903,23 @@ def test_help_names_every_registered_method_and_space():
         assert name in FEATURES_HELP
 
 
+def test_a_2025_folder_without_train_names_the_command_it_needs(tmp_path, run_cli):
+    """`ganfp attribute task2` and `ganfp attribute task2/generated_unknown`, the first things a new user types on the
+    2025 layout, were told to pass --train DIR, without saying that generated/<class>/ was right there."""
+    rng = np.random.default_rng(5)
+    for c, cls in enumerate(CLASSES[:2]):
+        save(tmp_path / "task2" / "generated" / cls, f"gen_{cls}", class_images(rng, c, 2), palette=True)
+        save(tmp_path / "task2" / "generated_unknown", f"img_{cls}", class_images(rng, c, 1), palette=True)
+    common = ("--out", tmp_path / "a.csv", "--device", "cpu", "--data-root", tmp_path / "data")
+    task2, unknown = tmp_path / "task2", tmp_path / "task2" / "generated_unknown"
+    one_line_error(run_cli("attribute", task2, *common), "pass --train DIR",
+                   f"holds generated/<class>/ and generated_unknown/: ganfp attribute {unknown} --train {task2}")
+    one_line_error(run_cli("attribute", unknown, *common), "pass --train DIR",
+                   f"generated/<class>/ lies beside it: --train {task2.resolve()}")
+    code, _, err = run_cli("attribute", task2 / "generated", *common)
+    assert code == 2 and "lies beside" not in err, err  # generated/ itself is not beside generated/
+
+
 def test_imageclef_2025_archive_attributes_with_its_own_training_folders(tmp_path):
     """fetch-data --from an archive laid out like 2025 (palette PNGs), then attribute generated_unknown/ by spec."""
     from ganfp.data.adapters import load_manifest
