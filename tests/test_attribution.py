@@ -76,6 +76,24 @@ def test_cnn_trains_with_the_stage_trainer_and_fusion_reuses_it(task, tmp_path):
     np.testing.assert_allclose(fused.probabilities.sum(1), 1.0, atol=1e-5)
 
 
+def test_cnn_says_when_it_reuses_its_model_and_how_to_retrain_a_damaged_one(task, tmp_path):
+    """A kept model was announced as "training conv5 ... into" though it was reused, and one whose file changed since
+    was refused with train-stage's "add --force instead of --resume", options attribute has not."""
+    trainer = TrainerSettings(epochs=1, batch_size=8, runs_dir=str(tmp_path / "runs"))
+    said = []
+    for _ in range(2):
+        attribute(config(task, tmp_path, method="cnn", trainer=trainer), message=said.append)
+    stage = next((tmp_path / "runs" / "attribute").iterdir())
+    assert said[0].startswith("training conv5 on") and said[1] == (f"reusing the conv5 model trained on "
+                                                                  f"{said[0].split(' on ')[1].split(' into ')[0]} "
+                                                                  f"with these settings in {stage}"), said
+    model = stage / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:-1] + bytes([model.read_bytes()[-1] ^ 0xFF]))
+    with pytest.raises(InputError, match=f"delete {re.escape(str(stage))} to train it again") as caught:
+        attribute(config(task, tmp_path, method="cnn", trainer=trainer))
+    assert "--force" not in str(caught.value) and "--resume" not in str(caught.value)
+
+
 def test_cnn_leaves_the_callers_rng_alone(task, tmp_path):
     """Trained, then reused: loading the model built a net whose random init drew from torch's global RNG, so a
     notebook's later random numbers depended on whether it had attributed."""
