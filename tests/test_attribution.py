@@ -764,6 +764,17 @@ def test_evaluate_names_a_class_table_whose_columns_are_the_other_way_round(task
                        "without a header the first column holds the ids, the class second")
 
 
+def test_evaluate_names_ground_truth_whose_columns_are_the_other_way_round(task, tmp_path, run_cli):
+    """Ground truth `label,id` beside class-name predictions was read by membership's reader: "label 'alpha' is not
+    0 or 1", which sent the user to --task attribution."""
+    rows = [r.split(",") for r in (task / "labels.csv").read_text().splitlines()[1:]]
+    labels, preds = tmp_path / "l.csv", tmp_path / "p.csv"
+    labels.write_text("label,id\n" + "".join(f"{v},{i}\n" for i, v in rows))
+    preds.write_text("image_path,predicted_class\n" + "".join(f"{i}.png,{v}\n" for i, v in rows))
+    one_line_error(run_cli("evaluate", preds, labels), "l.csv:1: the id column 'id' is second",
+                   "reorder the columns (id,label)")
+
+
 def test_images_named_alike_in_two_folders_are_refused_with_the_way_out(tmp_path):
     """Generators' folders often number their images alike (a/img_000.png, b/img_000.png): the refusal named the
     clash but not what to do about it."""

@@ -202,8 +202,8 @@ def detect_task(preds_path, labels_path) -> str:
         return "membership"
     try:
         truth = read_class_table(labels_path)
-    except InputError:
-        return "membership"  # e.g. the official format
+    except InputError:  # membership's reader names the problem, unless the predictions are class names
+        return "attribution" if _names_classes(preds_path) else "membership"
     if truth.columns and truth.columns[1].lower() not in LABEL_COLUMNS + SCORE_COLUMNS:
         # `id,generator`: the membership reader refuses that header, so it is no membership's ground truth (two
         # clusters without a header, 0 and 1, were read as membership and the message was about LABELS' header)
@@ -214,6 +214,26 @@ def detect_task(preds_path, labels_path) -> str:
     except InputError:
         pass  # the ground truth decides; the predictions' own reader then names their problem
     return "membership" if any(v <= {"0", "1"} for v in values) else "attribution"
+
+
+def _names_classes(path) -> bool:
+    """Predictions whose values are names, not numbers: an attribution, whose ground truth the class reader refuses
+    in its own words (`label,id`, the columns the other way round, was "label 'subset2' is not 0 or 1")."""
+    from ganfp.attribution.files import read_class_table
+
+    try:
+        values = read_class_table(path).values
+    except InputError:
+        return False
+    return not all(_is_number(v) for v in values)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 NO_HEADER = "no header"  # the `format` of a class table without one (its first column holds ids)
