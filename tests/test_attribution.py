@@ -645,6 +645,7 @@ def test_evaluate_cli_attribution_and_clustering(task, mixed, tmp_path, run_cli)
     assert code == 0, err
     code, stdout, err = run_cli("evaluate", clusters, mixed / "labels.csv")
     assert code == 0 and "adjusted Rand index" in stdout and "one cluster" in stdout and "random 3 clusters" in stdout
+    assert re.search(r"n = \d+, 3 generators;", stdout), stdout  # "3 classes", where its notes say generators
 
 
 PAIR_KINDS = [e.name for e in SPACE_KINDS if e.obj.joint is not None or not e.obj.vectors]
