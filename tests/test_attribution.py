@@ -758,8 +758,9 @@ def test_evaluate_names_a_class_table_whose_columns_are_the_other_way_round(task
     header = ",".join(reversed(columns.split(","))) + "\n" if columns else ""
     preds.write_text(header + "".join(f"{v},{i}\n" for i, v in rows))
     if columns:
+        id_column = columns.split(",")[0]
         one_line_error(run_cli("evaluate", preds, task / "labels.csv"),
-                       f"p.csv:1: the id column {columns.split(',')[0]!r} is second", f"reorder the columns ({columns})")
+                       f"p.csv:1: the id column {id_column!r} is second", f"reorder the columns ({columns})")
     else:
         one_line_error(run_cli("evaluate", preds, task / "labels.csv", "--task", "attribution"), "more than once",
                        "without a header the first column holds the ids, the class second")

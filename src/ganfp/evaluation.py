@@ -12,6 +12,7 @@ import numpy as np
 
 from ganfp.errors import InputError, require_number, require_path
 from ganfp.metrics import baseline_rows, binary_metrics
+from ganfp.numerals import read_decimal
 from ganfp.submission import (
     BOM_REASON,
     Predictions,
@@ -225,15 +226,7 @@ def _names_classes(path) -> bool:
         values = read_class_table(path).values
     except InputError:
         return False
-    return not all(_is_number(v) for v in values)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return not all(read_decimal(v) is not None for v in values)
 
 
 NO_HEADER = "no header"  # the `format` of a class table without one (its first column holds ids)
@@ -343,8 +336,8 @@ def _check_order(truth, preds, preds_path, labels_path) -> None:
 
     if says_predicted(truth) and not says_predicted(preds):
         raise InputError(f"{labels_path}:1: the {truth.columns[1]!r} column holds predictions (what ganfp attribute "
-                         f"writes), not ground truth: evaluate takes PREDS first, then LABELS (ganfp evaluate {labels_path} "
-                         f"{preds_path})")
+                         "writes), not ground truth: evaluate takes PREDS first, then LABELS (ganfp evaluate "
+                         f"{labels_path} {preds_path})")
 
 
 def _aligned_tables(preds_path, labels_path, task: str):

@@ -413,7 +413,8 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
     if source is None:
         if "generated" not in unknown.info or "classes" not in unknown.info:
             raise InputError(f"{cfg.unknown}: no labelled training images known for it: pass --train DIR "
-                             "(generated/<class>/), or --clusters K|auto to cluster instead" + _layout_hint(cfg.unknown))
+                             "(generated/<class>/), or --clusters K|auto to cluster instead"
+                             + _layout_hint(cfg.unknown))
         source = unknown.info["generated"]
     path = Path(source).expanduser()
     no_real = f"--use-real: no real/<class>/ folder beside the generated images of {source}"
