@@ -766,6 +766,21 @@ def test_evaluate_names_a_class_table_whose_columns_are_the_other_way_round(task
                        "without a header the first column holds the ids, the class second")
 
 
+@pytest.mark.parametrize("header", ["id,label\n", ""])
+def test_evaluate_says_to_name_a_column_of_file_names_image_path(task, tmp_path, run_cli, header):
+    """Ground truth naming its images `x.png` under `id` (or without a header) is read as ids as written: the
+    predictions' ids met none, and the message said only "it has 'x.png' (ids are matched exactly)"."""
+    rows = [r.split(",") for r in (task / "labels.csv").read_text().splitlines()[1:]]
+    labels, preds = tmp_path / "l.csv", tmp_path / "p.csv"
+    labels.write_text(header + "".join(f"{i}.png,{v}\n" for i, v in rows))
+    preds.write_text("image_path,predicted_class\n" + "".join(f"{i}.png,{v}\n" for i, v in rows))
+    one_line_error(run_cli("evaluate", preds, labels, "--task", "attribution"), f"it has '{rows[0][0]}.png'",
+                   "l.csv names images by file name", "name that column image_path")
+    labels.write_text("image_path,label\n" + "".join(f"{i}.png,{v}\n" for i, v in rows))
+    code, out, err = run_cli("evaluate", preds, labels, "--json")
+    assert code == 0 and json.loads(out)["metrics"]["accuracy"] == 1.0, err
+
+
 def test_evaluate_names_ground_truth_whose_columns_are_the_other_way_round(task, tmp_path, run_cli):
     """Ground truth `label,id` beside class-name predictions was read by membership's reader: "label 'alpha' is not
     0 or 1", which sent the user to --task attribution."""

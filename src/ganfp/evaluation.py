@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ganfp.data.manifest import cell_id
 from ganfp.errors import InputError, require_number, require_path
 from ganfp.metrics import baseline_rows, binary_metrics
 from ganfp.numerals import read_decimal
 from ganfp.submission import (
     BOM_REASON,
+    FILE_WORDS,
     Predictions,
     constant_labelling,
     decide,
@@ -64,13 +66,14 @@ class EvaluationReport:
         }
 
 
-def _align(preds: Predictions, preds_path, truth_ids: list[str], labels_path) -> np.ndarray:
-    """Index into `preds` for each ground-truth id; any id on one side only is an InputError."""
+def _align(preds: Predictions, preds_path, truth_ids: list[str], labels_path, hint: str = "") -> np.ndarray:
+    """Index into `preds` for each ground-truth id; any id on one side only is an InputError (with `hint` when a
+    prediction's id is missing)."""
     truth = set(truth_ids)
     for image_id, line in zip(preds.ids, preds.lines):
         if image_id not in truth:
             raise InputError(f"{preds_path}:{line}: id {image_id!r} is not in {labels_path}"
-                             + near_miss(image_id, truth_ids))
+                             + near_miss(image_id, truth_ids) + hint)
     position = {image_id: i for i, image_id in enumerate(preds.ids)}
     missing = [i for i in truth_ids if i not in position]
     if missing:
@@ -350,8 +353,19 @@ def _aligned_tables(preds_path, labels_path, task: str):
     _check_order(truth, preds, preds_path, labels_path)
     for table, path in ((preds, preds_path), (truth, labels_path)):
         _check_value_column(table, path, task)
-    index = _align(preds, preds_path, truth.ids, labels_path)
+    index = _align(preds, preds_path, truth.ids, labels_path, _file_names_hint(truth, labels_path))
     return truth, preds, [preds.values[i] for i in index]
+
+
+def _file_names_hint(table, path) -> str:
+    """Ground truth naming its images by file name (`unknown_0001.png`) in a column read as ids: `attribute` writes
+    file names under `image_path`, whose cells are read without their extension, so the ids did not meet."""
+    if table.columns is not None and table.columns[0].lower() in FILE_WORDS:
+        return ""
+    if not any(cell_id(i) != i for i in table.ids):
+        return ""
+    where = f"its id column {table.columns[0]!r}" if table.columns else "its first column (no header)"
+    return f"; {path} names images by file name in {where}: name that column image_path to read them without extension"
 
 
 def evaluate_classes(preds_path, labels_path) -> ClassReport:
