@@ -193,7 +193,8 @@ def detect_task(preds_path, labels_path) -> str:
 
     Else a file with 0/1 values or scores on either side is membership, whose reader names any problem;
     predictions that cannot be read as classes go by the ground truth alone, so a broken attribution
-    file is reported by the attribution reader, not as ground truth that is not 0 or 1.
+    file is reported by the attribution reader, not as ground truth that is not 0 or 1; and ground truth that
+    cannot be read as classes goes to membership's reader unless the predictions hold class names.
     """
     from ganfp.attribution.files import CLUSTER_WORDS, SCORE_WORDS, read_class_table
     from ganfp.submission import LABEL_COLUMNS, SCORE_COLUMNS, read_lines
