@@ -76,6 +76,24 @@ def test_cnn_trains_with_the_stage_trainer_and_fusion_reuses_it(task, tmp_path):
     np.testing.assert_allclose(fused.probabilities.sum(1), 1.0, atol=1e-5)
 
 
+def test_cnn_says_when_it_reuses_its_model_and_how_to_retrain_a_damaged_one(task, tmp_path):
+    """A kept model was announced as "training conv5 ... into" though it was reused, and one whose file changed since
+    was refused with train-stage's "add --force instead of --resume", options attribute has not."""
+    trainer = TrainerSettings(epochs=1, batch_size=8, runs_dir=str(tmp_path / "runs"))
+    said = []
+    for _ in range(2):
+        attribute(config(task, tmp_path, method="cnn", trainer=trainer), message=said.append)
+    stage = next((tmp_path / "runs" / "attribute").iterdir())
+    assert said[0].startswith("training conv5 on") and said[1] == (f"reusing the conv5 model trained on "
+                                                                  f"{said[0].split(' on ')[1].split(' into ')[0]} "
+                                                                  f"with these settings in {stage}"), said
+    model = stage / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:-1] + bytes([model.read_bytes()[-1] ^ 0xFF]))
+    with pytest.raises(InputError, match=f"delete {re.escape(str(stage))} to train it again") as caught:
+        attribute(config(task, tmp_path, method="cnn", trainer=trainer))
+    assert "--force" not in str(caught.value) and "--resume" not in str(caught.value)
+
+
 def test_cnn_leaves_the_callers_rng_alone(task, tmp_path):
     """Trained, then reused: loading the model built a net whose random init drew from torch's global RNG, so a
     notebook's later random numbers depended on whether it had attributed."""
@@ -627,6 +645,7 @@ def test_evaluate_cli_attribution_and_clustering(task, mixed, tmp_path, run_cli)
     assert code == 0, err
     code, stdout, err = run_cli("evaluate", clusters, mixed / "labels.csv")
     assert code == 0 and "adjusted Rand index" in stdout and "one cluster" in stdout and "random 3 clusters" in stdout
+    assert re.search(r"n = \d+, 3 generators;", stdout), stdout  # "3 classes", where its notes say generators
 
 
 PAIR_KINDS = [e.name for e in SPACE_KINDS if e.obj.joint is not None or not e.obj.vectors]
@@ -728,6 +747,49 @@ def test_evaluate_names_a_pandas_index_column_in_a_class_table(task, tmp_path, r
     preds = tmp_path / "p.csv"
     preds.write_text(f",{columns}\n" + "".join(f"{n},{i},{v}\n" for n, (i, v) in enumerate(rows)))
     one_line_error(run_cli("evaluate", preds, task / "labels.csv"), "p.csv:1: column 1", "to_csv(index=False)")
+
+
+@pytest.mark.parametrize("columns", ["image_path,predicted_class", "id,cluster", None])
+def test_evaluate_names_a_class_table_whose_columns_are_the_other_way_round(task, tmp_path, run_cli, columns):
+    """`predicted_class,image_path` (a data frame's columns in another order) was read as a row, and the classes as
+    ids: "p.csv:3: id 'alpha' more than once", which named neither the header nor the order."""
+    rows = [r.split(",") for r in (task / "labels.csv").read_text().splitlines()[1:]]
+    preds = tmp_path / "p.csv"
+    header = ",".join(reversed(columns.split(","))) + "\n" if columns else ""
+    preds.write_text(header + "".join(f"{v},{i}\n" for i, v in rows))
+    if columns:
+        id_column = columns.split(",")[0]
+        one_line_error(run_cli("evaluate", preds, task / "labels.csv"),
+                       f"p.csv:1: the id column {id_column!r} is second", f"reorder the columns ({columns})")
+    else:
+        one_line_error(run_cli("evaluate", preds, task / "labels.csv", "--task", "attribution"), "more than once",
+                       "without a header the first column holds the ids, the class second")
+
+
+@pytest.mark.parametrize("header", ["id,label\n", ""])
+def test_evaluate_says_to_name_a_column_of_file_names_image_path(task, tmp_path, run_cli, header):
+    """Ground truth naming its images `x.png` under `id` (or without a header) is read as ids as written: the
+    predictions' ids met none, and the message said only "it has 'x.png' (ids are matched exactly)"."""
+    rows = [r.split(",") for r in (task / "labels.csv").read_text().splitlines()[1:]]
+    labels, preds = tmp_path / "l.csv", tmp_path / "p.csv"
+    labels.write_text(header + "".join(f"{i}.png,{v}\n" for i, v in rows))
+    preds.write_text("image_path,predicted_class\n" + "".join(f"{i}.png,{v}\n" for i, v in rows))
+    one_line_error(run_cli("evaluate", preds, labels, "--task", "attribution"), f"it has '{rows[0][0]}.png'",
+                   "l.csv names images by file name", "name that column image_path")
+    labels.write_text("image_path,label\n" + "".join(f"{i}.png,{v}\n" for i, v in rows))
+    code, out, err = run_cli("evaluate", preds, labels, "--json")
+    assert code == 0 and json.loads(out)["metrics"]["accuracy"] == 1.0, err
+
+
+def test_evaluate_names_ground_truth_whose_columns_are_the_other_way_round(task, tmp_path, run_cli):
+    """Ground truth `label,id` beside class-name predictions was read by membership's reader: "label 'alpha' is not
+    0 or 1", which sent the user to --task attribution."""
+    rows = [r.split(",") for r in (task / "labels.csv").read_text().splitlines()[1:]]
+    labels, preds = tmp_path / "l.csv", tmp_path / "p.csv"
+    labels.write_text("label,id\n" + "".join(f"{v},{i}\n" for i, v in rows))
+    preds.write_text("image_path,predicted_class\n" + "".join(f"{i}.png,{v}\n" for i, v in rows))
+    one_line_error(run_cli("evaluate", preds, labels), "l.csv:1: the id column 'id' is second",
+                   "reorder the columns (id,label)")
 
 
 def test_images_named_alike_in_two_folders_are_refused_with_the_way_out(tmp_path):
@@ -885,6 +947,23 @@ def test_help_names_every_registered_method_and_space():
         assert name in METHOD_HELP
     for name in FREQUENCY.names():
         assert name in FEATURES_HELP
+
+
+def test_a_2025_folder_without_train_names_the_command_it_needs(tmp_path, run_cli):
+    """`ganfp attribute task2` and `ganfp attribute task2/generated_unknown`, the first things a new user types on the
+    2025 layout, were told to pass --train DIR, without saying that generated/<class>/ was right there."""
+    rng = np.random.default_rng(5)
+    for c, cls in enumerate(CLASSES[:2]):
+        save(tmp_path / "task2" / "generated" / cls, f"gen_{cls}", class_images(rng, c, 2), palette=True)
+        save(tmp_path / "task2" / "generated_unknown", f"img_{cls}", class_images(rng, c, 1), palette=True)
+    common = ("--out", tmp_path / "a.csv", "--device", "cpu", "--data-root", tmp_path / "data")
+    task2, unknown = tmp_path / "task2", tmp_path / "task2" / "generated_unknown"
+    one_line_error(run_cli("attribute", task2, *common), "pass --train DIR",
+                   f"holds generated/<class>/ and generated_unknown/: ganfp attribute {unknown} --train {task2}")
+    one_line_error(run_cli("attribute", unknown, *common), "pass --train DIR",
+                   f"generated/<class>/ lies beside it: --train {task2.resolve()}")
+    code, _, err = run_cli("attribute", task2 / "generated", *common)
+    assert code == 2 and "lies beside" not in err, err  # generated/ itself is not beside generated/
 
 
 def test_imageclef_2025_archive_attributes_with_its_own_training_folders(tmp_path):

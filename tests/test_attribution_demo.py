@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -69,13 +70,14 @@ def test_2024_acceptance_cluster_then_evaluate(data_root, tmp_path, run_cli):
 def test_2024_the_printed_evaluate_line_adds_task_only_without_a_header(data_root, tmp_path, run_cli, columns, task):
     """`--task clustering` is needed only when no header names the cluster column; printed always, it read as a
     step every clustering needs, which the docs' own evaluate line (without it) contradicted."""
-    out = tmp_path / "c.csv"
+    out = tmp_path / "my clusters.csv"  # quoted in the line: pasted, `my` and `clusters.csv` were two arguments
     code, _, err = run_cli("attribute", "demo:attribution-2024", "--clusters", "3", "--out", out, *columns,
                            "--data-root", data_root, "--device", "cpu")
     assert code == 0, err
     line = next(x for x in err.splitlines() if x.startswith("score it with: "))
-    assert line == f"score it with: ganfp evaluate {out} {data_root / 'demo-attribution-2024' / 'labels.csv'}{task}"
-    code, stdout, err = run_cli(*line.removeprefix("score it with: ganfp ").split(), "--json")
+    labels = data_root / "demo-attribution-2024" / "labels.csv"
+    assert line == f"score it with: ganfp evaluate '{out}' {shlex.quote(str(labels))}{task}"
+    code, stdout, err = run_cli(*shlex.split(line.removeprefix("score it with: ganfp ")), "--json")
     assert code == 0, err
     assert json.loads(stdout)["task"] == "clustering"
 

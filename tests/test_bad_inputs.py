@@ -200,6 +200,7 @@ CSV_FILES = {
     "trailing_empty_columns": "id,score,,\na,0.9,,\nb,0.1,,\nc,0.8,,\nd,0.2,,\n",
     "pandas_index": ",id,score\n0,a,0.9\n1,b,0.1\n2,c,0.8\n3,d,0.2\n",
     "classes": "id,label\na,gan\nb,diffusion\nc,gan\nd,diffusion\n",
+    "attributed": "image_path,predicted_class\na.png,gan\nb.png,gan\nc.png,gan\nd.png,diffusion\n",
     "clusters_no_header": "a,0\nb,1\nc,0\nd,1\n",
     "clusters4_no_header": "a,3\nb,2\nc,1\nd,0\n",
     "zero_padded_labels": "id,label\n007,1\n008,0\n",
@@ -771,6 +772,13 @@ add("eval-task-attribution-on-clusters", *E, "{clusters}", "{labels}", "--task",
     says=("clusters.csv:1", "'cluster' column", "not classes", "--task clustering"))
 add("eval-task-attribution-on-score-labels", *E, "{official}", "{scores}", "--task", "attribution",
     says=("scores.csv:1", "'score' column", "--task membership"))
+# PREDS and LABELS given the other way round: scored so, macro-F1 and the confusion were the predictions' own, and
+# a cluster column in LABELS was sent to --task clustering, which scored the swap
+add("eval-attribution-swapped", *E, "{classes}", "{attributed}",
+    says=("attributed.csv:1", "'predicted_class' column holds predictions", "PREDS first, then LABELS"))
+for _task in ((), ("--task", "clustering"), ("--task", "attribution")):
+    add(f"eval-clustering-swapped{'-' + _task[1] if _task else ''}", *E, "{classes}", "{clusters}", *_task,
+        says=("clusters.csv:1", "'cluster' column holds predictions", "PREDS first, then LABELS"))
 add("eval-labels-semicolons", *E, "{official}", "{semicolons}", says=("semicolons.csv:1", "separated by ';'"))
 add("eval-ids-without-leading-zeros", *E, "{plain_number_preds}", "{zero_padded_labels}",
     says=("plain_number_preds.csv:2", "id '7' is not in", "it has '007'"))

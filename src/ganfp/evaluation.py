@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ganfp.data.manifest import cell_id
 from ganfp.errors import InputError, require_number, require_path
 from ganfp.metrics import baseline_rows, binary_metrics
+from ganfp.numerals import read_decimal
 from ganfp.submission import (
     BOM_REASON,
+    FILE_WORDS,
     Predictions,
     constant_labelling,
     decide,
@@ -63,13 +66,14 @@ class EvaluationReport:
         }
 
 
-def _align(preds: Predictions, preds_path, truth_ids: list[str], labels_path) -> np.ndarray:
-    """Index into `preds` for each ground-truth id; any id on one side only is an InputError."""
+def _align(preds: Predictions, preds_path, truth_ids: list[str], labels_path, hint: str = "") -> np.ndarray:
+    """Index into `preds` for each ground-truth id; any id on one side only is an InputError (with `hint` when a
+    prediction's id is missing)."""
     truth = set(truth_ids)
     for image_id, line in zip(preds.ids, preds.lines):
         if image_id not in truth:
             raise InputError(f"{preds_path}:{line}: id {image_id!r} is not in {labels_path}"
-                             + near_miss(image_id, truth_ids))
+                             + near_miss(image_id, truth_ids) + hint)
     position = {image_id: i for i, image_id in enumerate(preds.ids)}
     missing = [i for i in truth_ids if i not in position]
     if missing:
@@ -189,7 +193,8 @@ def detect_task(preds_path, labels_path) -> str:
 
     Else a file with 0/1 values or scores on either side is membership, whose reader names any problem;
     predictions that cannot be read as classes go by the ground truth alone, so a broken attribution
-    file is reported by the attribution reader, not as ground truth that is not 0 or 1.
+    file is reported by the attribution reader, not as ground truth that is not 0 or 1; and ground truth that
+    cannot be read as classes goes to membership's reader unless the predictions hold class names.
     """
     from ganfp.attribution.files import CLUSTER_WORDS, SCORE_WORDS, read_class_table
     from ganfp.submission import LABEL_COLUMNS, SCORE_COLUMNS, read_lines
@@ -202,8 +207,8 @@ def detect_task(preds_path, labels_path) -> str:
         return "membership"
     try:
         truth = read_class_table(labels_path)
-    except InputError:
-        return "membership"  # e.g. the official format
+    except InputError:  # membership's reader names the problem, unless the predictions are class names
+        return "attribution" if _names_classes(preds_path) else "membership"
     if truth.columns and truth.columns[1].lower() not in LABEL_COLUMNS + SCORE_COLUMNS:
         # `id,generator`: the membership reader refuses that header, so it is no membership's ground truth (two
         # clusters without a header, 0 and 1, were read as membership and the message was about LABELS' header)
@@ -214,6 +219,18 @@ def detect_task(preds_path, labels_path) -> str:
     except InputError:
         pass  # the ground truth decides; the predictions' own reader then names their problem
     return "membership" if any(v <= {"0", "1"} for v in values) else "attribution"
+
+
+def _names_classes(path) -> bool:
+    """Predictions whose values are names, not numbers: an attribution, whose ground truth the class reader refuses
+    in its own words (`label,id`, the columns the other way round, was "label 'subset2' is not 0 or 1")."""
+    from ganfp.attribution.files import read_class_table
+
+    try:
+        values = read_class_table(path).values
+    except InputError:
+        return False
+    return not all(read_decimal(v) is not None for v in values)
 
 
 NO_HEADER = "no header"  # the `format` of a class table without one (its first column holds ids)
@@ -311,6 +328,22 @@ def _check_value_column(table, path, task: str) -> None:
                          f"{'classes' if task == 'attribution' else 'clusters'}; use --task {other}")
 
 
+def _check_order(truth, preds, preds_path, labels_path) -> None:
+    """Ground truth whose value column `ganfp attribute` names as its output (`predicted_class`, `cluster`) beside
+    predictions whose column does not: the two files given the other way round. Scored so, macro-F1, the baselines
+    and the confusion matrix were the predictions' (transposed), and a `cluster` column was sent to --task
+    clustering, which then scored the swap."""
+    from ganfp.attribution.files import PREDICTION_WORDS
+
+    def says_predicted(table) -> bool:
+        return table.columns is not None and table.columns[1].lower() in PREDICTION_WORDS
+
+    if says_predicted(truth) and not says_predicted(preds):
+        raise InputError(f"{labels_path}:1: the {truth.columns[1]!r} column holds predictions (what ganfp attribute "
+                         "writes), not ground truth: evaluate takes PREDS first, then LABELS (ganfp evaluate "
+                         f"{labels_path} {preds_path})")
+
+
 def _aligned_tables(preds_path, labels_path, task: str):
     """(truth, predicted values in truth order) of two class tables matched by id."""
     _check_paths(preds_path, labels_path)
@@ -318,10 +351,22 @@ def _aligned_tables(preds_path, labels_path, task: str):
 
     truth = read_class_table(labels_path)
     preds = read_class_table(preds_path)
+    _check_order(truth, preds, preds_path, labels_path)
     for table, path in ((preds, preds_path), (truth, labels_path)):
         _check_value_column(table, path, task)
-    index = _align(preds, preds_path, truth.ids, labels_path)
+    index = _align(preds, preds_path, truth.ids, labels_path, _file_names_hint(truth, labels_path))
     return truth, preds, [preds.values[i] for i in index]
+
+
+def _file_names_hint(table, path) -> str:
+    """Ground truth naming its images by file name (`unknown_0001.png`) in a column read as ids: `attribute` writes
+    file names under `image_path`, whose cells are read without their extension, so the ids did not meet."""
+    if table.columns is not None and table.columns[0].lower() in FILE_WORDS:
+        return ""
+    if not any(cell_id(i) != i for i in table.ids):
+        return ""
+    where = f"its id column {table.columns[0]!r}" if table.columns else "its first column (no header)"
+    return f"; {path} names images by file name in {where}: name that column image_path to read them without extension"
 
 
 def evaluate_classes(preds_path, labels_path) -> ClassReport:

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import sys
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -64,6 +65,14 @@ def printable(message: str) -> str:
 
 def info(message: str) -> None:
     err.print(printable(message), highlight=False, markup=False)
+
+
+def how_to_score(preds: str, labels: str, *options: str) -> None:
+    """Where a demo set's ground truth is, and the `ganfp evaluate` line that scores the output against it, quoted as
+    a shell reads it: a path with a space (the per-user data folder on macOS, `Application Support`) broke it in
+    two when pasted."""
+    info(f"ground truth of this demo set: {labels}")
+    info(f"score it with: {shlex.join(['ganfp', 'evaluate', str(preds), str(labels), *options])}")
 
 
 # Every warning shown while a CLI command runs, in order (`collecting_warnings`); None outside one. Not a ContextVar:

@@ -21,6 +21,7 @@ from ganfp.errors import InputError, require_text
 from ganfp.fileio import OutputBatch, write_text
 from ganfp.submission import (
     FILE_WORDS,
+    HEADER_WORDS,
     ID_WORDS,
     read_lines,
     separator_hint,
@@ -33,6 +34,8 @@ CLUSTER_WORDS = ("cluster", "cluster_id", "clusters")  # a value column evaluate
 SCORE_WORDS = ("score",)  # a column evaluate reads as membership scores
 DEFAULT_COLUMNS = ("image_path", "predicted_class")
 CLUSTER_COLUMNS = ("id", "cluster")
+# value columns that name what `attribute` predicted: ground truth so named is a predictions file given second
+PREDICTION_WORDS = CLUSTER_WORDS + (DEFAULT_COLUMNS[1],)
 
 
 @dataclass
@@ -99,6 +102,13 @@ def write_class_table(path, names: Sequence[str], values: Sequence[str], columns
     write_text(path, "\n".join(header + [f"{n},{v}" for n, v in zip(names, values)]) + "\n", batch)
 
 
+def _id_column_second(names: list[str]) -> bool:
+    """A header such as `predicted_class,image_path` or `generator,id` (a data frame's columns in another order): not
+    recognised as a header, it was read as a row, and the class names as ids (`id 'gan' more than once`)."""
+    value_words = (HEADER_WORDS | set(CLUSTER_WORDS) | {"generator"}) - set(ID_WORDS)
+    return len(names) >= 2 and names[1].lower() in ID_WORDS and names[0].lower() in value_words
+
+
 def read_class_table(path) -> ClassTable:
     """The (id, value) rows of a two-or-more-column CSV; every problem is an InputError naming the line.
 
@@ -110,6 +120,9 @@ def read_class_table(path) -> ClassTable:
     first = [t.strip().strip('"') for t in lines[0].lstrip("\ufeff").split(",")]
     if len(first) >= 3 and not first[0] and first[1].lower() in ID_WORDS:  # read as a row, it was "empty id"
         raise unnamed_column(path, lines[0].lstrip("\ufeff"), 1)
+    if _id_column_second(first):
+        raise InputError(f"{path}:1: the id column {first[1]!r} is second in the header; ganfp reads the id first, "
+                         f"then the class: reorder the columns ({first[1]},{first[0]})")
     columns = (first[0], first[1]) if len(first) >= 2 and first[0].lower() in ID_WORDS else None
     start = 2 if columns else 1
     # file names under a path-like header; ids, as written, under an id column and without a header (as membership's
@@ -126,7 +139,8 @@ def read_class_table(path) -> ClassTable:
         if not key or not value:
             raise InputError(f"{path}:{n}: empty {'id' if not key else 'class'}")
         if key in seen:
-            raise InputError(f"{path}:{n}: id {key!r} more than once (first on line {seen[key]})")
+            first_column = "" if columns else "; without a header the first column holds the ids, the class second"
+            raise InputError(f"{path}:{n}: id {key!r} more than once (first on line {seen[key]}){first_column}")
         seen[key] = n
         ids.append(key)
         values.append(value)

@@ -248,6 +248,20 @@ def _in_class_order(probs: np.ndarray, present: np.ndarray, n_classes: int) -> n
     return out
 
 
+def _kept_model_line(cfg, out_dir: Path, train_spec: str) -> str:
+    """What the cnn method does in its folder: reuse the model finished there with these settings, or train one.
+    A kept model whose file changed since is refused here: the trainer's refusal named train-stage's --force and
+    --resume, which attribute has not."""
+    from ganfp.checkpoint import MODEL_FILE, altered_weights, stage_status, weights_altered_once
+    from ganfp.train import completed
+
+    if completed(cfg, out_dir) is None:
+        return f"training {cfg.model} on {train_spec} into {out_dir}"
+    if weights_altered_once(out_dir / MODEL_FILE, stage_status(out_dir)):
+        raise altered_weights(out_dir / MODEL_FILE, f"delete {out_dir} to train it again, or restore the file")
+    return f"reusing the {cfg.model} model trained on {train_spec} with these settings in {out_dir}"
+
+
 @METHODS.register("cnn", needs="images")
 def cnn(job: Job) -> np.ndarray:
     """Train (or reuse, when the same images and settings were trained before) a classifier; its probabilities."""
@@ -266,8 +280,8 @@ def cnn(job: Job) -> np.ndarray:
                       hu_offset=job.hu_offset)
     seen = stage_manifest(cfg, job.ctx.data_root)  # what the trainer loads: generated/<class> only, in its window
     out_dir = Path(runs_root(t.runs_dir)) / "attribute" / f"{t.model}-{seen.fingerprint()[:12]}"
-    job.message(f"training {t.model} on {job.train_spec} into {out_dir}")
     with folder_lock(out_dir, str(out_dir), "", wait=True):  # a second attribute run waits, then reuses the model
+        job.message(_kept_model_line(cfg, out_dir, job.train_spec))
         run_stage(cfg, out_dir, resume=True, strict_resume=False, data_root=job.ctx.data_root)
     device = resolve_device(job.ctx.device)
     with rng_untouched():  # the net built to load the weights into drew its random init from the caller's RNG

@@ -388,6 +388,20 @@ def _sub_folder(folder: Path, name: str) -> Path | None:
     return next((p for p in sorted(list_folder(folder)) if p.is_dir() and p.name.lower() == name), None)
 
 
+def _layout_hint(images: str) -> str:
+    """The command a 2025 layout (`generated/<class>/` beside `generated_unknown/`) asks for, when IMAGES is the task
+    folder or its `generated_unknown/`: the first things a new user types, which were told to find a --train DIR."""
+    path = Path(images).expanduser()
+    if not path.is_dir():
+        return ""
+    unknown = _sub_folder(path, "generated_unknown")
+    if _sub_folder(path, "generated") is not None and unknown is not None:
+        return f"; {images} holds generated/<class>/ and {unknown.name}/: ganfp attribute {unknown} --train {images}"
+    beside = path.resolve().parent
+    generated = _sub_folder(beside, "generated")
+    return f"; generated/<class>/ lies beside it: --train {beside}" if generated not in (None, path.resolve()) else ""
+
+
 def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str, list[str]]:
     """(labelled references, the spec the trainer loads, warnings): from --train, else from the unknown spec's
     dataset."""
@@ -397,7 +411,8 @@ def training_set(cfg: AttributeConfig, unknown: Manifest) -> tuple[Manifest, str
     if source is None:
         if "generated" not in unknown.info or "classes" not in unknown.info:
             raise InputError(f"{cfg.unknown}: no labelled training images known for it: pass --train DIR "
-                             "(generated/<class>/), or --clusters K|auto to cluster instead")
+                             "(generated/<class>/), or --clusters K|auto to cluster instead"
+                             + _layout_hint(cfg.unknown))
         source = unknown.info["generated"]
     path = Path(source).expanduser()
     no_real = f"--use-real: no real/<class>/ folder beside the generated images of {source}"

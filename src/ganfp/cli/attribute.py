@@ -85,10 +85,9 @@ def _print(result, as_json: bool, headerless: bool = False) -> None:
              ("time (s)", f"{info['seconds']:.1f}")]
     ui.print_table(f"attribute ({info['task']})", ["", "value"], [r for r in rows if r[1] is not None])
     if info["labels"]:
-        ui.info(f"ground truth of this demo set: {info['labels']}")
         # a clustering without its header reads as classes; with it, evaluate tells it apart
-        task = " --task clustering" if info["task"] == "clustering" and headerless else ""
-        ui.info(f"score it with: ganfp evaluate {info['out']} {info['labels']}{task}")
+        task = ("--task", "clustering") if info["task"] == "clustering" and headerless else ()
+        ui.how_to_score(info["out"], info["labels"], *task)
 
 
 ImagesArg = Annotated[str, typer.Argument(metavar="IMAGES", callback=path_given("IMAGES", "a folder or dataset spec"),

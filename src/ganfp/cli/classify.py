@@ -162,5 +162,4 @@ def classify(
     labels = result.summary.get("labels")
     if labels and not as_json:
         preds = result.summary["scores"] or result.summary["out"]  # scores give evaluate its ROC-AUC too
-        ui.info(f"ground truth of this demo set: {labels}")
-        ui.info(f"score it with: ganfp evaluate {preds} {labels}")
+        ui.how_to_score(preds, labels)

@@ -65,12 +65,13 @@ CLUSTER_METRICS = {"ari": "adjusted Rand index", "nmi": "normalised mutual infor
 
 
 def _print_classes(report, metrics: dict[str, str], table_title: str, matrix: list[list[int]],
-                   columns: list[str]) -> None:
-    """Attribution or clustering: a row per metric beside the baselines, then the class x prediction table."""
+                   columns: list[str], truth: str) -> None:
+    """Attribution or clustering: a row per metric beside the baselines, then the class x prediction table; `truth`
+    names what the ground truth holds (classes, or generators), as the notes do."""
     names = list(report.baselines)
     rows = [[label, report.metrics[key], *(report.baselines[name].get(key) for name in names)]
             for key, label in metrics.items()]
-    caption = (f"n = {report.metrics['n']}, {len(report.classes)} classes; random baselines: mean of 20 seeded draws; "
+    caption = (f"n = {report.metrics['n']}, {len(report.classes)} {truth}; random baselines: mean of 20 seeded draws; "
                f"file format: {report.format}" + "".join(f"\nnote: {note}" for note in report.notes))
     ui.print_table(f"{report.preds} vs {report.labels}", ["metric", "predictions", *names], rows, caption=caption)
     ui.print_table(table_title, ["true \\ predicted", *columns],
@@ -144,10 +145,10 @@ def _evaluate_classes(task: str, preds: str, labels: str, json_out: bool) -> Non
     if json_out:
         ui.print_json(report.to_dict())
     elif task == "attribution":
-        _print_classes(report, CLASS_METRICS, "Confusion matrix", report.confusion, report.classes)
+        _print_classes(report, CLASS_METRICS, "Confusion matrix", report.confusion, report.classes, "classes")
     else:
         _print_classes(report, CLUSTER_METRICS, "Images per cluster", report.contingency,
-                       [f"cluster {c}" for c in report.clusters])
+                       [f"cluster {c}" for c in report.clusters], "generators")
 
 
 @app.command("evaluate")
