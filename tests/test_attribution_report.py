@@ -102,6 +102,11 @@ def nearest_in_white8(task: Path, tmp_path: Path) -> dict[str, tuple[str, float]
     return {uid: (train.ids[j], 1 - d) for uid, j, d in pairs}
 
 
+def significant_digits(number: str) -> int:
+    """The digits a caption's number shows, leading zeros left out: `0.7300` 4, `0.73` 2."""
+    mantissa = number.split("e")[0].replace(".", "").replace("-", "")
+    return len(mantissa.lstrip("0"))
+
 def test_knn_in_a_pair_space_shows_the_neighbours_its_vote_found(task, tmp_path):
     """The default kind of method: the report shows the labelled images knn's own pass found, by whitened NCC,
     not neighbours measured in another space."""
@@ -117,7 +122,7 @@ def test_knn_in_a_pair_space_shows_the_neighbours_its_vote_found(task, tmp_path)
     assert len(shown) >= len(CLASSES)
     for image_id, (reference, caption) in shown.items():
         expected, similarity = truth[image_id]  # k 1: the vote's nearest is the predicted class's top neighbour
-        assert reference == expected and caption == f"s = {similarity:.4g}", (image_id, caption)
+        assert reference == expected and caption == f"s = {similarity:#.4g}", (image_id, caption)
         predicted = result.predicted[result.ids.index(image_id)]
         assert reference.startswith(f"gen_{predicted}_")
 
@@ -132,6 +137,7 @@ def test_knn_in_a_vector_space_shows_its_own_neighbours(task, tmp_path):
     assert words in text
     captions = [caption for _, caption in predicted_neighbour(text).values()]
     assert captions and all(c.startswith("d = ") for c in captions)
+    assert all(significant_digits(c[len("d = "):]) == 4 for c in captions), captions  # `0.73` beside `0.7095`
 
 
 def test_cnn_has_no_distance_so_its_neighbours_are_measured_in_pixels(task, tmp_path, monkeypatch):

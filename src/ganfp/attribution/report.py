@@ -137,10 +137,11 @@ def neighbours_of(i: int, cls: int, inputs: SupervisedInputs) -> tuple[np.ndarra
 
 def neighbour_strip(i: int, cls: int, role: str, inputs: SupervisedInputs) -> str:
     """The nearest labelled images of one class to unknown image `i`, under a label naming the class's role; each
-    with its number as the method measured it (s, a similarity, or d, a distance)."""
+    with its number as the method measured it (s, a similarity, or d, a distance), to 4 significant digits, trailing
+    zeros kept: `s = 0.73` beside `s = 0.7095` read as a less precise number."""
     index, distances = neighbours_of(i, cls, inputs)
     symbol = "s" if inputs.measure.similarity else "d"
-    figures = [figure_html(png_uri(inputs.references.images[j]), f"{symbol} = {inputs.measure.shown(d):.4g}",
+    figures = [figure_html(png_uri(inputs.references.images[j]), f"{symbol} = {inputs.measure.shown(d):#.4g}",
                            "reference", inputs.references.ids[j]) for j, d in zip(index, distances)]
     label = f'<div class="group">{role}<br><b>{esc(inputs.classes[cls])}</b></div>'
     return f'<div class="neighbours">{label}{"".join(figures)}</div>'
@@ -246,7 +247,7 @@ def cluster_section(c: int, inputs: ClusterInputs, spread: np.ndarray) -> str:
     central, peripheral = ends(members, -spread, inputs.rows)
 
     def strip(index: np.ndarray) -> str:
-        figures = [figure_html(png_uri(inputs.images.images[i]), f"d = {spread[i]:.3g}", "member",
+        figures = [figure_html(png_uri(inputs.images.images[i]), f"d = {spread[i]:#.3g}", "member",
                                inputs.images.ids[i]) for i in index]
         # a JSON list: an id may hold spaces, so ids joined by spaces could not be told apart
         ids = esc(json.dumps([inputs.images.ids[i] for i in index], ensure_ascii=False))
