@@ -218,6 +218,28 @@ def test_output_columns_are_a_flag(task, tmp_path):
     assert (tmp_path / "a.csv").read_text().splitlines()[1].startswith("unknown_alpha_000.png,")
 
 
+
+def test_scores_hold_every_class_probability_of_each_image_beside_its_class(task, tmp_path, run_cli):
+    """The class table keeps only the top class; `--scores` keeps the method's probability of every class, under the
+    table's id header, so runs can be combined or thresholded: the top column of each row is the class written."""
+    code, out, err = run_cli("attribute", task / "unknown", "--train", task / "train", "--out", tmp_path / "a.csv",
+                             "--scores", tmp_path / "p.csv", "--method", "centroid", "--features", "pixels8",
+                             "--device", "cpu", "--data-root", tmp_path / "data", "--json")
+    assert code == 0, err
+    assert json.loads(out)["scores"] == str(tmp_path / "p.csv")
+    header, *rows = [line.split(",") for line in (tmp_path / "p.csv").read_text().splitlines()]
+    table_header, *table = [line.split(",") for line in (tmp_path / "a.csv").read_text().splitlines()]
+    assert header[0] == table_header[0] == "image_path" and len(rows) == len(table) == 12
+    classes = header[1:]
+    assert sorted(classes) == sorted(CLASSES)
+    for (image_id, *probabilities), (written_id, written) in zip(rows, table):
+        values = [float(v) for v in probabilities]
+        assert image_id == written_id and abs(sum(values) - 1) < 1e-4 and len(set(values)) > 1
+        assert classes[int(np.argmax(values))] == written
+    code, _, err = run_cli("attribute", task / "unknown", "--clusters", "3", "--out", tmp_path / "c.csv",
+                           "--scores", tmp_path / "q.csv")
+    assert code == 2 and "drop --scores" in err and not (tmp_path / "q.csv").exists()
+
 @pytest.mark.parametrize("columns", [f"{word},label" for word in ID_WORDS] + ["image_name,generator", "none"])
 def test_every_header_attribute_writes_is_scored_by_evaluate(task, tmp_path, run_cli, columns):
     attribute(config(task, tmp_path, method="centroid", features="pixels8", columns=columns))

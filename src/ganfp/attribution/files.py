@@ -102,6 +102,16 @@ def write_class_table(path, names: Sequence[str], values: Sequence[str], columns
     write_text(path, "\n".join(header + [f"{n},{v}" for n, v in zip(names, values)]) + "\n", batch)
 
 
+
+def write_class_probabilities(path, names: Sequence[str], classes: Sequence[str], probabilities,
+                              columns: tuple[str, str] | None, batch: OutputBatch | None = None) -> None:
+    """`--scores`: each image's probability of every class, a column per class after the id (under the class table's
+    id header, else `id`), to 6 significant digits: the class table keeps only the top class, and an ensemble of
+    runs or a threshold of one's own needs them all."""
+    header = ",".join([columns[0] if columns else "id", *classes])
+    rows = [",".join([name, *(f"{p:.6g}" for p in row)]) for name, row in zip(names, probabilities.tolist())]
+    write_text(path, "\n".join([header, *rows]) + "\n", batch)
+
 def _id_column_second(names: list[str]) -> bool:
     """A header such as `predicted_class,image_path` or `generator,id` (a data frame's columns in another order): not
     recognised as a header, it was read as a row, and the class names as ids (`id 'gan' more than once`)."""

@@ -40,6 +40,7 @@ from ganfp.attribution.files import (
     DEFAULT_COLUMNS,
     parse_columns,
     row_keys,
+    write_class_probabilities,
     write_class_table,
 )
 from ganfp.attribution.methods import METHODS, Job, TrainerSettings
@@ -142,6 +143,7 @@ class AttributeConfig:
     report: str | None = None  # the HTML evidence report, written beside `out`
     report_n: int | None = None  # images per class and end in the report; None: DEFAULT_REPORT_ROWS
     checkpoint: str | None = None  # the model of --features checkpoint; None: the newest chain run's under runs_dir
+    scores: str | None = None  # each image's probability of every class (CSV), written beside `out`
 
     def __post_init__(self):
         plain_numbers(self)  # numpy's numbers leaked into to_dict(), which json.dumps refused
@@ -153,7 +155,8 @@ class AttributeConfig:
             raise InputError(f"use_real={self.use_real!r}: must be True or False")
         require_paths({"unknown": self.unknown, "out": self.out}, {"train": self.train, "data_root": self.data_root,
                                                                   "runs_dir": self.trainer.runs_dir,
-                                                                  "report": self.report, "checkpoint": self.checkpoint})
+                                                                  "report": self.report, "checkpoint": self.checkpoint,
+                                                                  "scores": self.scores})
         require_reading(self.reading)
         _check_report(self.report, self.report_n)
         if self.method in CLUSTERERS:
@@ -279,6 +282,7 @@ class AttributionResult:
     report: str | None = None
     checkpoint: str | None = None  # the model file --features checkpoint read
     hu_offset: int | None = None  # 16-bit grayscale images were read as HU + this
+    scores: str | None = None  # the per-class probabilities file, when asked for
 
     def to_dict(self) -> dict:
         counts = {c: self.predicted.count(c) for c in self.classes}
@@ -286,7 +290,8 @@ class AttributionResult:
                 "features": self.features, "checkpoint": self.checkpoint, "hu_offset": self.hu_offset,
                 "train": self.train,
                 "train_counts": self.train_counts, "predicted_counts": counts, "out": self.out, "labels": self.labels,
-                "seconds": round(self.seconds, 2), "warnings": self.warnings, "report": self.report}
+                "seconds": round(self.seconds, 2), "warnings": self.warnings, "report": self.report,
+                "scores": self.scores}
 
 
 @dataclass
@@ -537,6 +542,8 @@ def _write_outputs(cfg: AttributeConfig | ClusterConfig, keys: list[str], values
     called, and its images decoded, when a report is asked for."""
     with written_together() as outputs:
         write_class_table(cfg.out, keys, values, columns, outputs)
+        if isinstance(result, AttributionResult) and cfg.scores:
+            write_class_probabilities(cfg.scores, keys, result.classes, result.probabilities, columns, outputs)
         if cfg.report:
             result.report = write_attribution_report(cfg.report, report_inputs(result.to_dict()), outputs)
 
@@ -547,12 +554,13 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     started = time.perf_counter()
     cfg.validate()
     check_spec("IMAGES", cfg.unknown)
-    check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.unknown, cfg.train), data_root=cfg.data_root)
+    check_outputs({"out": cfg.out, "report": cfg.report, "scores": cfg.scores}, (cfg.unknown, cfg.train),
+                  data_root=cfg.data_root)
     asked, cfg = cfg.features, cfg.resolved()  # a default space is the method's choice, at any image size
     checkpoint = checkpoint_of(cfg.features, cfg.checkpoint, cfg.trainer.runs_dir)
     reading, read_warnings = checkpoint_window(cfg.reading, checkpoint)
     unknown = read_images(cfg.unknown, cfg.data_root, cfg.reading, reading.hu_offset if reading is not None else None)
-    check_ground_truth({"--out": cfg.out, "--report": cfg.report}, unknown, cfg.unknown)
+    check_ground_truth({"--out": cfg.out, "--report": cfg.report, "--scores": cfg.scores}, unknown, cfg.unknown)
     columns = parse_columns(cfg.columns)
     keys = row_keys(unknown.items, columns)
     train, train_spec, warnings = training_set(cfg, unknown)
@@ -575,7 +583,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     result = AttributionResult(unknown.ids, predicted, probs, train.classes, cfg.method,
                                cfg.features if uses_features else None, train_spec, train.class_counts(),
                                str(cfg.out), unknown.info.get("labels"), warnings=warnings,
-                               checkpoint=checkpoint, hu_offset=offset)
+                               checkpoint=checkpoint, hu_offset=offset, scores=cfg.scores)
     _write_outputs(cfg, keys, predicted, columns, result,
                    lambda summary: supervised_inputs(job, probs, summary, cfg.method, cfg.report_n))
     result.seconds = time.perf_counter() - started

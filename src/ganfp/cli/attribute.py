@@ -81,7 +81,8 @@ def _print(result, as_json: bool, headerless: bool = False) -> None:
         rows = [("images", info["images"]), ("clusters", f"{info['k']} (chosen by {info['k_chosen_by']})"),
                 ("silhouette", info["silhouette"]), ("method", info["method"]), ("features", info["features"]),
                 ("checkpoint", info["checkpoint"]), ("cluster sizes", sizes)]
-    rows += [("HU offset (16-bit images)", info["hu_offset"]), ("written to", info["out"]), ("report", info["report"]),
+    rows += [("HU offset (16-bit images)", info["hu_offset"]), ("written to", info["out"]),
+             ("class probabilities", info.get("scores")), ("report", info["report"]),
              ("time (s)", f"{info['seconds']:.1f}")]
     ui.print_table(f"attribute ({info['task']})", ["", "value"], [r for r in rows if r[1] is not None])
     if info["labels"]:
@@ -122,6 +123,9 @@ RunsDirOpt = Annotated[Optional[str], typer.Option("--runs-dir", callback=path_g
                                                    "without --checkpoint finds the newest finished chain run (default: "
                                                    "$GANFP_RUNS, else ./runs); refused where neither reads it.")]
 
+ScoresOpt = Annotated[Optional[str], typer.Option("--scores", callback=path_given("--scores", FILE_NAME),
+                                                  help="Also write each image's probability of every class: a CSV "
+                                                  "with the id, then a column per class (not with --clusters).")]
 
 @app.command("attribute")
 def attribute(
@@ -151,6 +155,7 @@ def attribute(
     hu_offset: HuOffsetOpt = None,
     report: ReportOpt = None,
     report_n: ReportNOpt = None,
+    scores: ScoresOpt = None,
 ) -> None:
     """Attribute generated images to the training subset or generator that made them, or cluster them."""
     from ganfp.attribution.methods import TrainerSettings
@@ -162,12 +167,15 @@ def attribute(
     from ganfp.errors import InputError, weights_hint
 
     reading = MedicalReading.parse(window, id_from, slices, hu_offset)
-    check_outputs({"--out": out, "--report": report}, (images, train, checkpoint), data_root=data_root)
+    check_outputs({"--out": out, "--report": report, "--scores": scores}, (images, train, checkpoint),
+                  data_root=data_root)
     common = dict(out=out, image_size=image_size, seed=seed, device=device, batch_size=batch_size, data_root=data_root,
                   reading=reading, report=report, report_n=report_n, checkpoint=checkpoint)
     if clusters is not None:
         given = [opt for opt, on in (("--train", train is not None), ("--use-real", use_real), ("--k", k is not None),
                                       ("--model", model is not None), ("--epochs", epochs is not None)) if on]
+        if scores is not None:
+            given.append("--scores")  # a clustering has no class probabilities
         if given:
             raise InputError(f"--clusters groups images without labels or training: drop {' / '.join(given)}")
         cfg = ClusterConfig(images=images, clusters=_clusters(clusters), method=method or DEFAULT_CLUSTER_METHOD,
@@ -180,7 +188,7 @@ def attribute(
         trainer = TrainerSettings(model=model, epochs=epochs, runs_dir=runs_dir)
         cfg = AttributeConfig(unknown=images, train=train, method=method or DEFAULT_METHOD, features=features, k=k,
                               use_real=use_real, columns=columns or "image_path,predicted_class", trainer=trainer,
-                              **common)
+                              scores=scores, **common)
         run = run_attribute
     with weights_hint(OFFLINE_FEATURES_HINT):
         result = run(cfg, message=ui.info)
