@@ -35,15 +35,7 @@ from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, with_window
 from ganfp.data.outputs import check_ground_truth, check_outputs
 from ganfp.data.real import check_paired, read_real
-from ganfp.errors import (
-    InputError,
-    count,
-    plain_number,
-    require_int,
-    require_number,
-    require_paths,
-    require_seed,
-)
+from ganfp.errors import InputError, count, plain_number, require_int, require_number, require_paths, require_seed
 from ganfp.fileio import written_together
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, Candidate, Choice, Cut, choose

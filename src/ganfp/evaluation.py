@@ -6,6 +6,7 @@ Ids are matched by name, never by line order, and every mismatch is an InputErro
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -340,8 +341,8 @@ def _check_order(truth, preds, preds_path, labels_path) -> None:
 
     if says_predicted(truth) and not says_predicted(preds):
         raise InputError(f"{labels_path}:1: the {truth.columns[1]!r} column holds predictions (what ganfp attribute "
-                         "writes), not ground truth: evaluate takes PREDS first, then LABELS (ganfp evaluate "
-                         f"{labels_path} {preds_path})")
+                         "writes), not ground truth: evaluate takes PREDS first, then LABELS "
+                         f"({shlex.join(['ganfp', 'evaluate', str(labels_path), str(preds_path)])})")
 
 
 def _aligned_tables(preds_path, labels_path, task: str):

@@ -112,6 +112,7 @@ def write_class_probabilities(path, names: Sequence[str], classes: Sequence[str]
     rows = [",".join([name, *(f"{p:.6g}" for p in row)]) for name, row in zip(names, probabilities.tolist())]
     write_text(path, "\n".join([header, *rows]) + "\n", batch)
 
+
 def _id_column_second(names: list[str]) -> bool:
     """A header such as `predicted_class,image_path` or `generator,id` (a data frame's columns in another order): not
     recognised as a header, it was read as a row, and the class names as ids (`id 'gan' more than once`)."""

@@ -65,7 +65,6 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
                      f"ADAPTER[:ARG] with adapter one of: {known}")
 
 
-
 def check_spec(argument: str, spec: str) -> None:
     """`spec` is a folder or a dataset spec, else its error names the argument or option that gave it: classify and
     attribute read several image sets, and `unknown demo part 'nope'` said of none which one held it."""
