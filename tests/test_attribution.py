@@ -1181,6 +1181,22 @@ def test_an_id_column_holding_file_names_is_named_as_such(tmp_path, run_cli):
                    "it has 'x'")
 
 
+def test_labels_of_some_generators_score_the_labelled_images_and_count_other_classes_wrong(tmp_path, run_cli):
+    """Ground truth for the images of two generators of three: a prediction of the third was refused as "not a
+    class of" the labels, though it is only a wrong answer; the images without a label are left out."""
+    ids = [f"im{n:02d}" for n in range(12)]
+    predicted = ["a", "a", "a", "c", "b", "b", "b", "b", "c", "c", "c", "c"]
+    (tmp_path / "p.csv").write_text("id,predicted_class\n" + "".join(f"{i},{c}\n" for i, c in zip(ids, predicted)))
+    (tmp_path / "t.csv").write_text("id,generator\n" + "".join(f"{i},{'ab'[n // 4]}\n" for n, i in
+                                                               enumerate(ids[:8])))
+    code, out, err = run_cli("evaluate", tmp_path / "p.csv", tmp_path / "t.csv", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["n"] == 8 and report["metrics"]["accuracy"] == 7 / 8
+    assert report["confusion"][0] == [3, 0, 1] and report["classes"] == ["a", "b", "c"]
+    assert "4 of the 12 predictions" in report["notes"][0] and "c (1); counted as wrong" in report["notes"][1]
+
+
 def test_a_headerless_clustering_of_two_against_named_generators_says_task_clustering(mixed, tmp_path, run_cli):
     """Two clusters without a header hold 0 and 1, so auto read them as membership, and the message was about the
     ground truth's header ("unrecognised header 'id,generator'"); a value column membership has no name for is

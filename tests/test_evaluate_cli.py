@@ -134,6 +134,29 @@ def test_bad_prediction_files_exit_2_with_one_line(tmp_path, labels, run_cli, te
     assert_one_line_error(*run_cli("evaluate", str(preds), str(labels)), *fragments)
 
 
+def test_ground_truth_for_part_of_the_images_scores_those_and_says_how_many_were_left_out(tmp_path, labels, run_cli):
+    """Scores of the whole test set against labels of its first half (a user who labelled a subset): refused
+    before, though every labelled image had a score. The metrics are the labelled half's; the rule ranks the file."""
+    rng = np.random.default_rng(0)
+    everything = [*IDS, *(f"extra_{i:04d}" for i in range(200))]
+    scores = np.concatenate([np.array(TRUTH) * 0.6 + rng.random(200), rng.random(200)])
+    write_scores(tmp_path / "scores.csv", everything, scores)
+    write_scores(tmp_path / "labelled.csv", IDS, scores[:200])
+    code, out, err = run_cli("evaluate", str(tmp_path / "scores.csv"), str(labels), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    alone = json.loads(run_cli("evaluate", str(tmp_path / "labelled.csv"), str(labels), "--json")[1])
+    assert report["n"] == 200 and report["metrics"]["roc_auc"] == alone["metrics"]["roc_auc"]
+    assert "200 of the 400 predictions" in report["notes"][0] and "extra_0000" in report["notes"][0]
+    assert report["decision"].startswith("top 50% of the file's 400 scores")
+
+
+def test_an_official_submission_with_ids_the_labels_lack_is_held_to_the_rules(tmp_path, labels, run_cli):
+    """A headerless file is a submission: the organisers refuse an id outside the list, so evaluate does too."""
+    preds = write(tmp_path / "sub.csv", "".join(f"{i},1\n" for i in [*IDS, "extra_0001"]))
+    assert_one_line_error(*run_cli("evaluate", str(preds), str(labels)), "sub.csv:201: wrong figure id 'extra_0001'")
+
+
 def test_an_id_in_another_unicode_form_is_named(tmp_path, run_cli):
     """`scan_é` typed (NFC) and `scan_é` in a file name copied from macOS (NFD) print alike: the bare message
     named an id that looked present in LABELS."""

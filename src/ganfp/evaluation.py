@@ -1,6 +1,8 @@
 """Score a predictions file against ground truth: what `ganfp evaluate` prints, callable from Python.
 
-Ids are matched by name, never by line order, and every mismatch is an InputError naming the file.
+Ids are matched by name, never by line order, and every mismatch is an InputError naming the file. Predictions of
+images the ground truth does not label are left out, with a note, when every labelled image has one: ground truth for
+part of the images.
 """
 
 from __future__ import annotations
@@ -67,20 +69,33 @@ class EvaluationReport:
         }
 
 
-def _align(preds: Predictions, preds_path, truth_ids: list[str], labels_path, hint: str = "") -> np.ndarray:
-    """Index into `preds` for each ground-truth id; any id on one side only is an InputError (with `hint` when a
-    prediction's id is missing)."""
+def _align(preds: Predictions, preds_path, truth_ids: list[str], labels_path, hint: str = "") -> tuple[np.ndarray, list[str]]:
+    """Index into `preds` for each ground-truth id, and the predicted ids the ground truth lacks.
+
+    Those are left out (ground truth for part of the images) only when every ground-truth id has a prediction:
+    beside a missing id, an unknown one is a misspelling or another set's, refused with the ground truth's spelling
+    when it has one (and `hint`).
+    """
     truth = set(truth_ids)
-    for image_id, line in zip(preds.ids, preds.lines):
-        if image_id not in truth:
-            raise InputError(f"{preds_path}:{line}: id {image_id!r} is not in {labels_path}"
-                             + near_miss(image_id, truth_ids) + hint)
     position = {image_id: i for i, image_id in enumerate(preds.ids)}
     missing = [i for i in truth_ids if i not in position]
+    unlabelled = [(image_id, line) for image_id, line in zip(preds.ids, preds.lines) if image_id not in truth]
+    if unlabelled and missing:
+        image_id, line = unlabelled[0]
+        raise InputError(f"{preds_path}:{line}: id {image_id!r} is not in {labels_path}"
+                         + near_miss(image_id, truth_ids) + hint)
     if missing:
         raise InputError(f"{preds_path}: {len(missing)} of the {len(truth_ids)} ids in {labels_path} "
                          f"have no prediction ({preview_ids(missing)})")
-    return np.array([position[i] for i in truth_ids], dtype=np.int64)
+    return np.array([position[i] for i in truth_ids], dtype=np.int64), [i for i, _ in unlabelled]
+
+
+def _unlabelled_notes(unlabelled: list[str], preds: Predictions, labels_path) -> list[str]:
+    """Predictions the ground truth does not label: said, with how many, since every metric leaves them out."""
+    if not unlabelled:
+        return []
+    return [f"{len(unlabelled)} of the {len(preds.ids)} predictions are of images {labels_path} does not label "
+            f"({preview_ids(unlabelled)}): left out of every metric"]
 
 
 def _predicted_labels(preds: Predictions, preds_path, used_fraction, threshold) -> tuple[np.ndarray, str, list[str]]:
@@ -101,7 +116,8 @@ def _predicted_labels(preds: Predictions, preds_path, used_fraction, threshold) 
         return labels, f"score >= {threshold:g}", constant_labelling(preds.scores, labels, threshold)
     q = 0.5 if used_fraction is None else used_fraction
     default = "" if rule_given else " (default rule: the file has scores only)"
-    return labels, f"top {q:.0%} of scores labelled used{default}", ties_at_the_cut(preds.scores, labels, None)
+    return (labels, f"top {q:.0%} of the file's {len(preds.scores)} scores labelled used{default}",
+            ties_at_the_cut(preds.scores, labels, None))
 
 
 def _notes(metrics: dict, has_scores: bool, y_true: np.ndarray) -> list[str]:
@@ -159,7 +175,7 @@ def evaluate_files(preds_path, labels_path, used_fraction: float | None = None,
     _check_rule(used_fraction, threshold)
     truth = read_labels(labels_path)
     preds = read_predictions(preds_path, ids=truth.ids)
-    index = _align(preds, preds_path, truth.ids, labels_path)
+    index, unlabelled = _align(preds, preds_path, truth.ids, labels_path)
     all_labels, decision, ties = _predicted_labels(preds, preds_path, used_fraction, threshold)
     y_pred = all_labels[index]
     scores = None if preds.scores is None else preds.scores[index]
@@ -173,7 +189,7 @@ def evaluate_files(preds_path, labels_path, used_fraction: float | None = None,
         metrics=metrics,
         baselines=baseline_rows(truth.labels),
         confusion={k: metrics[k] for k in CONFUSION_KEYS},
-        notes=(ties + _notes(metrics, scores is not None, truth.labels)
+        notes=(_unlabelled_notes(unlabelled, preds, labels_path) + ties + _notes(metrics, scores is not None, truth.labels)
                + ([f"{preds_path}: {BOM_REASON}"] if preds.bom else [])),
         y_true=truth.labels,
         y_pred=y_pred,
@@ -346,7 +362,7 @@ def _check_order(truth, preds, preds_path, labels_path) -> None:
 
 
 def _aligned_tables(preds_path, labels_path, task: str):
-    """(truth, predicted values in truth order) of two class tables matched by id."""
+    """(truth, predictions, index of each truth id's prediction, notes) of two class tables matched by id."""
     _check_paths(preds_path, labels_path)
     from ganfp.attribution.files import read_class_table
 
@@ -355,8 +371,8 @@ def _aligned_tables(preds_path, labels_path, task: str):
     _check_order(truth, preds, preds_path, labels_path)
     for table, path in ((preds, preds_path), (truth, labels_path)):
         _check_value_column(table, path, task)
-    index = _align(preds, preds_path, truth.ids, labels_path, _file_names_hint(truth, labels_path))
-    return truth, preds, [preds.values[i] for i in index]
+    index, unlabelled = _align(preds, preds_path, truth.ids, labels_path, _file_names_hint(truth, labels_path))
+    return truth, preds, index, _unlabelled_notes(unlabelled, preds, labels_path)
 
 
 def _file_names_hint(table, path) -> str:
@@ -371,31 +387,46 @@ def _file_names_hint(table, path) -> str:
 
 
 def evaluate_classes(preds_path, labels_path) -> ClassReport:
-    """Accuracy, macro-F1 and the confusion matrix of an attribution file; a class the labels lack is an InputError."""
+    """Accuracy, macro-F1 and the confusion matrix of an attribution file.
+
+    A class the labels lack is counted as wrong and named in a note (ground truth for part of the images may lack a
+    generator the predictions name); when no labelled image is predicted as a class of the labels, the two files
+    name their classes differently, an InputError.
+    """
     from ganfp.metrics import class_baselines, class_metrics
 
-    truth, preds, predicted = _aligned_tables(preds_path, labels_path, "attribution")
+    truth, preds, index, notes = _aligned_tables(preds_path, labels_path, "attribution")
     classes = sorted(set(truth.values))
-    for value, line in zip(preds.values, preds.lines):
-        if value not in classes:
-            clusters = "" if preds.columns else "; a clustering without a header needs --task clustering"
-            raise InputError(f"{preds_path}:{line}: class {value!r} is not a class of {labels_path} "
-                             f"(classes: {', '.join(classes)}){clusters}")
+    predicted = [preds.values[i] for i in index]
+    if not set(predicted) & set(classes):
+        clusters = "" if preds.columns else "; a clustering without a header needs --task clustering"
+        raise InputError(f"{preds_path}:{preds.lines[index[0]]}: class {predicted[0]!r} is not a class of "
+                         f"{labels_path} (classes: {', '.join(classes)}){clusters}")
+    outside = sorted(set(predicted) - set(classes))
+    names = classes + outside
     y_true = [classes.index(v) for v in truth.values]
-    metrics = class_metrics(y_true, [classes.index(v) for v in predicted], len(classes))
-    return ClassReport(str(preds_path), str(labels_path), classes, metrics,
+    metrics = class_metrics(y_true, [names.index(v) for v in predicted], len(names))
+    return ClassReport(str(preds_path), str(labels_path), names, metrics,
                        class_baselines(y_true, len(classes)), metrics["confusion"], _table_format(preds),
-                       _class_notes(classes, predicted))
+                       notes + _outside_notes(outside, predicted, labels_path) + _class_notes(classes, predicted))
+
+
+def _outside_notes(outside: list[str], predicted: list[str], labels_path) -> list[str]:
+    if not outside:
+        return []
+    counts = ", ".join(f"{c} ({predicted.count(c)})" for c in outside)
+    return [f"predicted but not a class of {labels_path}: {counts}; counted as wrong"]
 
 
 def evaluate_clusters(preds_path, labels_path) -> ClusterReport:
     """ARI, NMI and accuracy after matching of a clustering file against the true generators."""
     from ganfp.metrics import cluster_baselines, cluster_metrics
 
-    truth, preds, predicted = _aligned_tables(preds_path, labels_path, "clustering")
+    truth, preds, index, notes = _aligned_tables(preds_path, labels_path, "clustering")
+    predicted = [preds.values[i] for i in index]
     classes, clusters = sorted(set(truth.values)), sorted(set(predicted), key=lambda c: (len(c), c))
     table = np.zeros((len(classes), len(clusters)), dtype=np.int64)
     np.add.at(table, ([classes.index(v) for v in truth.values], [clusters.index(c) for c in predicted]), 1)
     return ClusterReport(str(preds_path), str(labels_path), classes, clusters,
                          cluster_metrics(truth.values, predicted), cluster_baselines(truth.values, len(clusters)),
-                         table.tolist(), _table_format(preds), _cluster_notes(classes, clusters))
+                         table.tolist(), _table_format(preds), notes + _cluster_notes(classes, clusters))

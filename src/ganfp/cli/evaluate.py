@@ -71,11 +71,11 @@ def _print_classes(report, metrics: dict[str, str], table_title: str, matrix: li
     names = list(report.baselines)
     rows = [[label, report.metrics[key], *(report.baselines[name].get(key) for name in names)]
             for key, label in metrics.items()]
-    caption = (f"n = {report.metrics['n']}, {len(report.classes)} {truth}; random baselines: mean of 20 seeded draws; "
+    held = [[cls, *row] for cls, row in zip(report.classes, matrix) if sum(row)]  # not a class only predicted
+    caption = (f"n = {report.metrics['n']}, {len(held)} {truth}; random baselines: mean of 20 seeded draws; "
                f"file format: {report.format}" + "".join(f"\nnote: {note}" for note in report.notes))
     ui.print_table(f"{report.preds} vs {report.labels}", ["metric", "predictions", *names], rows, caption=caption)
-    ui.print_table(table_title, ["true \\ predicted", *columns],
-                   [[cls, *row] for cls, row in zip(report.classes, matrix)])
+    ui.print_table(table_title, ["true \\ predicted", *columns], held)
 
 
 def _need_report(html_report: Optional[str], report_options: dict[str, object]) -> None:
