@@ -69,7 +69,8 @@ class EvaluationReport:
         }
 
 
-def _align(preds: Predictions, preds_path, truth_ids: list[str], labels_path, hint: str = "") -> tuple[np.ndarray, list[str]]:
+def _align(preds: Predictions, preds_path, truth_ids: list[str], labels_path,
+           hint: str = "") -> tuple[np.ndarray, list[str]]:
     """Index into `preds` for each ground-truth id, and the predicted ids the ground truth lacks.
 
     Those are left out (ground truth for part of the images) only when every ground-truth id has a prediction:
@@ -189,7 +190,8 @@ def evaluate_files(preds_path, labels_path, used_fraction: float | None = None,
         metrics=metrics,
         baselines=baseline_rows(truth.labels),
         confusion={k: metrics[k] for k in CONFUSION_KEYS},
-        notes=(_unlabelled_notes(unlabelled, preds, labels_path) + ties + _notes(metrics, scores is not None, truth.labels)
+        notes=(_unlabelled_notes(unlabelled, preds, labels_path) + ties
+               + _notes(metrics, scores is not None, truth.labels)
                + ([f"{preds_path}: {BOM_REASON}"] if preds.bom else [])),
         y_true=truth.labels,
         y_pred=y_pred,
