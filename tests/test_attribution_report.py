@@ -79,8 +79,11 @@ def predicted_neighbour(text: str) -> dict[str, tuple[str, str]]:
     found = {}
     for row in rows:
         predicted = row[row.index("predicted<br>"):]
-        found[row[:row.index('"')]] = re.search(r'<figure class="reference"><img [^>]*alt="([^"]+)"[^>]*>'
-                                                r"<figcaption>([^<]+)</figcaption>", predicted).groups()
+        alt, name, caption = re.search(r'<figure class="reference"><img [^>]*alt="([^"]+)"[^>]*>'
+                                       r'<figcaption><span class="name">([^<]+)</span><br>([^<]+)</figcaption>',
+                                       predicted).groups()
+        assert name == alt  # the id under the image, not only in its tooltip
+        found[row[:row.index('"')]] = alt, caption
     return found
 
 
@@ -207,6 +210,8 @@ def test_clustering_report_shows_central_and_peripheral_images(mixed, tmp_path, 
         shown = [i for strip in strips for i in json.loads(html.unescape(strip))]
         assert len(shown) == min(sizes[str(c)], 4) and set(shown) <= images
         assert {by_id[i] for i in shown} == {str(c)}  # each strip holds its own cluster's images
+        captions = re.findall(r'<figcaption><span class="name">([^<]+)</span>', section_of(text, f"cluster-{c}"))
+        assert [html.unescape(i) for i in captions] == shown  # each id readable under its image, not only on hover
 
 
 @pytest.mark.parametrize("bad", ["folder", "same", "image"])

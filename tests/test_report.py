@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,6 +86,9 @@ def test_report_rows_images_and_no_network(run_cli, copies):
     text = report.read_text()
     assert "ROC curve" not in text  # no labels known for a flat folder
     assert text.count('class="neighbours"') == 6 and text.count("d = ") >= 6 * 4  # k = 4 neighbours per row
+    generated = {png.stem for png in (copies / "gen").glob("*.png")}
+    named = re.findall(r'<figcaption><span class="name">([^<]+)</span><br>d = ', text)
+    assert len(named) >= 6 * 4 and {Path(n).stem for n in named} <= generated  # which file each neighbour is
     assert "<th>recipe</th><td>ensemble</td>" in text and "<th>method</th>" not in text  # the recipe names its method
 
 
@@ -377,7 +381,7 @@ def test_evaluate_report_reads_dicom_as_classify_scored_it(run_cli, tmp_path):
 def neighbour_captions(report) -> dict[str, list[str]]:
     """Each evidence row's real image id and the captions (distances) of its nearest generated images."""
     rows = re.findall(r'<div class="row evidence-row" data-id="([^"]*)">(.*?)</div>\n', report.read_text())
-    return {image_id: re.findall(r"<figcaption>(d = [^<]*)</figcaption>", row) for image_id, row in rows}
+    return {image_id: re.findall(r"<br>(d = [^<]*)</figcaption>", row) for image_id, row in rows}
 
 
 def test_evaluate_report_shows_the_neighbours_classify_scored_with(run_cli, copies):

@@ -80,6 +80,12 @@ def figure_html(uri: str, caption: str, css: str = "", title: str = "") -> str:
     return f'<figure{cls}><img src="{uri}" alt="{label}" title="{label}"><figcaption>{caption}</figcaption></figure>'
 
 
+def named(name: str, caption: str) -> str:
+    """A figure's caption under its image's id: an id only in the tooltip could not be read on a printed page or a
+    touch screen, nor found with the browser's find, so a user could not open the file it shows."""
+    return f'<span class="name">{esc(name)}</span><br>{caption}'
+
+
 def counted(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 

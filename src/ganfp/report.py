@@ -35,6 +35,7 @@ from ganfp.pages import (
     esc,
     figure_html,
     figure_uri,
+    named,
     png_uri,
     render,
     require_matplotlib,
@@ -461,7 +462,7 @@ def evidence_row(i: int, rank: int, inputs: ReportInputs, hood: Neighbourhood | 
         neighbours = []
         for d, j in zip(hood.to_generated[i], hood.to_generated_index[i]):
             name = inputs.generated_ids[j] if inputs.generated_ids else f"#{j}"
-            neighbours.append(figure_html(png_uri(inputs.generated_images[j]), f"d = {d:.4g}", title=name))
+            neighbours.append(figure_html(png_uri(inputs.generated_images[j]), named(name, f"d = {d:.4g}"), title=name))
         parts.append(f'<div class="neighbours">{"".join(neighbours)}</div>')
         rgb, caption = difference_map(inputs.real_images[i], inputs.generated_images[hood.to_generated_index[i][0]])
         parts.append(figure_html(png_uri(rgb), caption, "diff", "difference to the closest, aligned"))

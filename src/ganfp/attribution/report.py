@@ -19,7 +19,18 @@ from ganfp.attribution.features import FeatureContext, decode
 from ganfp.attribution.methods import KEPT_NEIGHBOURS, Job, Measure, Neighbours
 from ganfp.data.manifest import Manifest, with_logged
 from ganfp.fileio import OutputBatch, write_text
-from ganfp.pages import Heading, counted, esc, figure_html, figure_uri, png_uri, render, table_rows, written_at
+from ganfp.pages import (
+    Heading,
+    counted,
+    esc,
+    figure_html,
+    figure_uri,
+    named,
+    png_uri,
+    render,
+    table_rows,
+    written_at,
+)
 
 NEIGHBOURS = KEPT_NEIGHBOURS  # labelled images shown per class beside each unknown image: all knn keeps
 NO_ACCURACY = "not measured: the report reads no ground truth (score the CSV with ganfp evaluate)"
@@ -141,7 +152,8 @@ def neighbour_strip(i: int, cls: int, role: str, inputs: SupervisedInputs) -> st
     zeros kept: `s = 0.73` beside `s = 0.7095` read as a less precise number."""
     index, distances = neighbours_of(i, cls, inputs)
     symbol = "s" if inputs.measure.similarity else "d"
-    figures = [figure_html(png_uri(inputs.references.images[j]), f"{symbol} = {inputs.measure.shown(d):#.4g}",
+    figures = [figure_html(png_uri(inputs.references.images[j]),
+                           named(inputs.references.ids[j], f"{symbol} = {inputs.measure.shown(d):#.4g}"),
                            "reference", inputs.references.ids[j]) for j, d in zip(index, distances)]
     label = f'<div class="group">{role}<br><b>{esc(inputs.classes[cls])}</b></div>'
     return f'<div class="neighbours">{label}{"".join(figures)}</div>'
@@ -247,8 +259,8 @@ def cluster_section(c: int, inputs: ClusterInputs, spread: np.ndarray) -> str:
     central, peripheral = ends(members, -spread, inputs.rows)
 
     def strip(index: np.ndarray) -> str:
-        figures = [figure_html(png_uri(inputs.images.images[i]), f"d = {spread[i]:#.3g}", "member",
-                               inputs.images.ids[i]) for i in index]
+        figures = [figure_html(png_uri(inputs.images.images[i]), named(inputs.images.ids[i], f"d = {spread[i]:#.3g}"),
+                               "member", inputs.images.ids[i]) for i in index]
         # a JSON list: an id may hold spaces, so ids joined by spaces could not be told apart
         ids = esc(json.dumps([inputs.images.ids[i] for i in index], ensure_ascii=False))
         return f'<div class="row cluster-row neighbours" data-ids="{ids}">{"".join(figures)}</div>'
