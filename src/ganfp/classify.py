@@ -249,7 +249,7 @@ def calibrate(spec: str, setup: ScoringSetup, method: str | None, k: int | None,
     Unless --method names one, the candidates are the default and every other recipe rank-averaged
     with it: the dev images are one fit of the generator and the test images another, so a scorer
     the dev set prefers on its own can fall well below the default on test, while half of the
-    default in every candidate keeps what the default sees (docs/membership.md measures both).
+    default in every candidate keeps what the default sees (docs/membership-history.md measures both).
     The classifier is a candidate only when its chain never trained on a dev image: scoring
     images a model was trained on measures its memory, not membership. `dev`: the set `read_dev` read already.
     """

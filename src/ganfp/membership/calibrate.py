@@ -165,7 +165,7 @@ def switch_gain(scores: np.ndarray, y: np.ndarray, default: int, seed: int, roun
     out (0 where the default stays). The mean over resamples is what switching is worth. On the
     zoo (ten families, six seeds, two of them held out) the 26 switches with a gain above MIN_GAIN
     came out between -0.018 and +0.089 test ROC-AUC; the 16 others the margin alone would have
-    made, between -0.043 and +0.032, no better than the default on average (docs/membership.md).
+    made, between -0.043 and +0.032, no better than the default on average (docs/membership-history.md).
     `scores` is candidates x images.
     """
     in_pos, in_neg = resample_counts(y, seed, rounds)

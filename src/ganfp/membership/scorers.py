@@ -195,7 +195,7 @@ def beyond_typical(to_generated: np.ndarray, to_real: np.ndarray, spread: np.nda
     second term of the fit. Unlike the real neighbours it is not blind to membership (the generated
     set is the generator's), so it is used only with a positive weight: a denser region brings
     images closer, and a fit the other way can only come from membership or noise. On the zoo it
-    lifted the default's test ROC-AUC on the VAEs by 0.007-0.040 over four seeds (docs/membership.md).
+    lifted the default's test ROC-AUC on the VAEs by 0.007-0.040 over four seeds (docs/membership-history.md).
     """
     tiny = 1e-9 * max(float(np.median(to_real)), 1e-12)
     log_gen, log_real = np.log(to_generated + tiny), np.log(to_real + tiny)

@@ -22,7 +22,7 @@ import torch
 
 FLOOR = 1e-6  # power floor, relative to the strongest frequency: no division by zero where both sets are silent
 # Share of the real images' power below which a frequency counts as not reproduced. On the generator zoo
-# 0.15-0.3 score alike (docs/membership.md); without a cut, a GAN upsampled from 32 px falls to chance.
+# 0.15-0.3 score alike (docs/membership-history.md); without a cut, a GAN upsampled from 32 px falls to chance.
 REPRODUCED = 0.2
 CHUNK = 512  # images transformed at a time: 512 mirrored 64 px spectra are 67 MB
 
