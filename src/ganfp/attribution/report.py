@@ -19,18 +19,8 @@ from ganfp.attribution.features import FeatureContext, decode
 from ganfp.attribution.methods import KEPT_NEIGHBOURS, Job, Measure, Neighbours
 from ganfp.data.manifest import Manifest, with_logged
 from ganfp.fileio import OutputBatch, write_text
-from ganfp.pages import (
-    Heading,
-    counted,
-    esc,
-    figure_html,
-    figure_uri,
-    named,
-    png_uri,
-    render,
-    table_rows,
-    written_at,
-)
+from ganfp.pages import (Heading, counted, esc, figure_html, figure_uri, named, png_uri, render, table_rows,
+                         written_at)
 
 NEIGHBOURS = KEPT_NEIGHBOURS  # labelled images shown per class beside each unknown image: all knn keeps
 NO_ACCURACY = "not measured: the report reads no ground truth (score the CSV with ganfp evaluate)"
