@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -177,6 +178,27 @@ def test_evaluate_report_shows_the_predictions_against_the_labels(run_cli, copie
     assert_self_contained(page)
     code, _, err = run_cli("evaluate", scores, labels, "--report", report)
     assert code == 2 and "--report needs --real" in err
+
+
+def test_evaluate_report_of_labels_for_part_of_the_images_says_what_was_left_out(run_cli, copies):
+    """Ground truth for half the real images: the report shows those, and its summary carries evaluate's note of
+    the predictions left out, which the terminal printed and the page did not."""
+    scores, labels, report = (copies / name for name in ("scores.csv", "labels.csv", "ev.html"))
+    code, _, err = run_cli("classify", copies / "real", "--generated", copies / "gen", "--out", copies / "s.csv",
+                           "--scores", scores, "--data-root", copies / "data")
+    assert code == 0, err
+    ids = sorted(p.stem for p in (copies / "real").rglob("*.png"))
+    half = ids[: len(ids) // 4] + ids[-len(ids) // 4:]  # used images first, not-used ones last
+    labels.write_text("id,label\n" + "".join(f"{i},{int(i.startswith('u'))}\n" for i in half))
+    code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", copies / "real", "--generated",
+                           copies / "gen", "--report-n", "100", "--data-root", copies / "data")
+    assert code == 0, err
+    text = report.read_text(encoding="utf-8")
+    summary = text[text.index('<section id="summary">'):]
+    summary = html.unescape(summary[:summary.index("</section>")])
+    assert f"<th>real images</th><td>{len(half)}</td>" in summary
+    assert f"{len(ids) - len(half)} of the {len(ids)} predictions are of images" in summary
+    assert parse(report).classes.count("evidence-row") == len(half)  # every labelled image once, no other
 
 
 @pytest.mark.parametrize("header", ["id", "image_path"])

@@ -180,7 +180,7 @@ def evaluation_report(path, evaluation, real_spec: str, features: str | None, ge
                "checkpoint": str(checkpoint) if checkpoint is not None else None, "images": evaluation.n,
                **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1")},  # ROC-AUC: the report's own
                "compared_at": compared, "hu_offset": reading.hu_offset if reading is not None else None,
-               "warnings": warnings}
+               "notes": "; ".join(evaluation.notes) or None, "warnings": warnings}  # what evaluate printed under it
     return classify_report(path, MembershipScorer(real, gen, setup), space, scores_of(evaluation), evaluation.y_pred,
                            summary, rows, cut=evaluation.threshold, truth=evaluation.y_true,
                            scored=evaluation.scores is not None, batch=batch)
