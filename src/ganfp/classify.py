@@ -49,6 +49,7 @@ from ganfp.membership.pipeline import canonical, default_recipe, member_recipes
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
 from ganfp.membership.scorers import KS_USED_SETS
 from ganfp.membership.spaces import calibration_spaces, check_features_size, space_beyond_the_images
+from ganfp.registry import did_you_mean
 from ganfp.report import DEFAULT_ROWS, check_report_sets, classify_report, require_matplotlib
 
 DEFAULT_USED_FRACTION = 0.5  # the 2023 test set: 100 used, 100 not used
@@ -303,7 +304,8 @@ def check_options(method, k, used_fraction, threshold, image_size, batch_size, s
     if used_fraction is not None and threshold is not None:
         raise InputError("give --used-fraction or --threshold, not both")
     if method is not None and method not in SCORERS:
-        raise InputError(f"--method {method}: choose one of: {', '.join(SCORERS.names())}")
+        raise InputError(f"--method {method}{did_you_mean(str(method), SCORERS.names())}: choose one of: "
+                         f"{', '.join(SCORERS.names())}")
     for name, value in (("threshold", threshold), ("used_fraction", used_fraction)):
         if value is not None:
             require_number(name, value)
