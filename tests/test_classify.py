@@ -795,6 +795,19 @@ def test_a_few_16_bit_images_in_a_set_of_8_bit_ones_are_said_aloud(run_cli, case
                               f"images 8-bit ({n_gen - 1}) and 16-bit (1)):")
 
 
+def test_a_32_bit_image_is_said_to_be_stretched_too(run_cli, case, tmp_path):
+    """A 32-bit integer TIFF is windowed by its percentiles as a 16-bit one is: the warning that names its depth says
+    so (it named only 16-bit and float images, leaving the 32-bit one's reading unsaid)."""
+    real, gen, labels, root = case
+    last = sorted(gen.glob("*.png"))[-1]
+    Image.fromarray(np.asarray(Image.open(last).convert("L"), dtype=np.int32) * 1000).save(last.with_suffix(".tif"))
+    last.unlink()
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json", *root)
+    assert code == 0, err
+    (warning,) = json.loads(stdout)["warnings"]
+    assert "and 32-bit (1)):" in warning and "stretches each 16-bit, 32-bit or float image" in warning
+
+
 def test_a_real_set_of_two_bit_depths_is_said_aloud_to_the_classifier_too(run_cli, case, tmp_path):
     """The classifier reads each 16-bit image stretched by its own percentiles and each 8-bit one as it is: a real set
     mixing both is scored with two contrasts, which only the membership scorers' users were told."""

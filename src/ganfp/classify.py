@@ -344,8 +344,8 @@ def depth_warning(real: Manifest, generated: Manifest | None, headers: list[Head
     if not listed:
         return []
     trained = "the generator's" if generated is not None else "the checkpoint's"
-    reads = ("ganfp stretches each 16-bit or float image between its own 0.5 and 99.5 percentiles and reads 8-bit and "
-             "1-bit ones as they are" if reading is None or reading.hu_offset is None
+    reads = ("ganfp stretches each 16-bit, 32-bit or float image between its own 0.5 and 99.5 percentiles and reads "
+             "8-bit and 1-bit ones as they are" if reading is None or reading.hu_offset is None
              else f"{high_depth_reading(reading)}, 8-bit and 1-bit ones read as they are")
     return [f"the images mix bit depths ({listed}): {reads}, so one slice saved at two depths differs in contrast; "
             f"save every image at one bit depth, windowed as {trained} training images were"]
