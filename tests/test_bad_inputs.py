@@ -884,6 +884,13 @@ for _opt, _value, _says in [
     ("--method", "nearest", "nearest"), ("--features", "nope", "nope"), ("--features", "pixels2", "pixels2"),
 ]:
     add(f"classify-{_opt.strip('-')}-{_value}", *KR, "--out", "{out}/s.csv", _opt, _value, says=(_opt, _says))
+# a misspelt name is pointed at the one meant, as fetch-data's dataset names are: the list alone did not say which
+for _opt, _value, _meant in (("--method", "knnn", "knn"), ("--method", "Knn", "knn"), ("--method", "loacl", "local"),
+                             ("--features", "whit48", "white48"), ("--features", "WHITE48", "white48"),
+                             ("--features", "pixel32", "pixels32"), ("--features", "restnet18", "resnet18")):
+    _asked = {"--method": "knn", _opt: _value}  # --features with a method that reads it
+    add(f"classify-{_opt.strip('-')}-{_value}-did-you-mean", *KR, "--out", "{out}/s.csv",
+        *[word for pair in _asked.items() for word in pair], says=(f"{_opt} {_value}", f"(did you mean {_meant!r}?)"))
 add("classify-local-in-an-image-space", *KR, "--out", "{out}/s.csv", "--method", "local", "--features", "ncc32",
     says=("--method local", "ncc32"))
 add("classify-k-the-default-does-not-read", *KR, "--out", "{out}/s.csv", "--k", "10",

@@ -481,6 +481,27 @@ def test_what_makes_a_calibrated_run_less_than_it_seems_is_said_aloud(run_cli, c
     assert code == 0 and json.loads(stdout)["warnings"] == []
 
 
+def test_a_dev_set_of_two_bit_depths_is_said_aloud(run_cli, case, tmp_path):
+    """16-bit slices among a dev set's 8-bit ones are read with another contrast, so the recipe was chosen on images
+    read two ways: warned as a mix of the real and generated images is (the dev set's images went unchecked)."""
+    real, gen, labels, root = case
+    dev = write_dev(tmp_path / "dev")
+    first = sorted((dev / "used").glob("*.png"))[0]
+    Image.fromarray(np.asarray(Image.open(first).convert("L"), dtype=np.uint16) * 256).save(first)
+    n_dev, n_dev_gen = (len(list(dev.glob(f"{part}/*.png"))) for part in ("*used", "generated"))
+    fast = ("--method", "knn", "--k", "3", "--out", tmp_path / "s.csv", "--json", *root)
+    for size in ((), ("--image-size", "32")):  # with --image-size too, where no dev image's size is read
+        code, stdout, err = run_cli("classify", real, "--generated", gen, "--calibrate", dev, *fast, *size)
+        assert code == 0, err
+        (warning,) = json.loads(stdout)["warnings"]
+        assert warning.startswith(f"the images mix bit depths (the real images 8-bit ({len(labels)}), the generated "
+                                  f"images 8-bit ({len(list(gen.glob('*.png')))}), the dev images 8-bit ({n_dev - 1}) "
+                                  f"and 16-bit (1), the dev generated images 8-bit ({n_dev_gen})): ganfp stretches")
+    first.unlink()  # the dev set of one depth again: no word of depths
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--calibrate", dev, *fast)
+    assert code == 0 and json.loads(stdout)["warnings"] == [], err
+
+
 def test_an_id_the_submission_cannot_hold_names_its_image_before_scoring(run_cli, case, tmp_path, monkeypatch):
     real, gen, _, root = case
     first = sorted(real.iterdir())[0]
@@ -793,6 +814,19 @@ def test_a_few_16_bit_images_in_a_set_of_8_bit_ones_are_said_aloud(run_cli, case
     (warning,) = json.loads(stdout)["warnings"]
     assert warning.startswith(f"the images mix bit depths (the real images 8-bit ({len(labels)}), the generated "
                               f"images 8-bit ({n_gen - 1}) and 16-bit (1)):")
+
+
+def test_a_32_bit_image_is_said_to_be_stretched_too(run_cli, case, tmp_path):
+    """A 32-bit integer TIFF is windowed by its percentiles as a 16-bit one is: the warning that names its depth says
+    so (it named only 16-bit and float images, leaving the 32-bit one's reading unsaid)."""
+    real, gen, labels, root = case
+    last = sorted(gen.glob("*.png"))[-1]
+    Image.fromarray(np.asarray(Image.open(last).convert("L"), dtype=np.int32) * 1000).save(last.with_suffix(".tif"))
+    last.unlink()
+    code, stdout, err = run_cli("classify", real, "--generated", gen, "--out", tmp_path / "s.csv", "--json", *root)
+    assert code == 0, err
+    (warning,) = json.loads(stdout)["warnings"]
+    assert "and 32-bit (1)):" in warning and "stretches each 16-bit, 32-bit or float image" in warning
 
 
 def test_a_real_set_of_two_bit_depths_is_said_aloud_to_the_classifier_too(run_cli, case, tmp_path):

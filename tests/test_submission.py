@@ -14,6 +14,7 @@ from ganfp.submission import (
     read_ids,
     read_labels,
     read_predictions,
+    ties_at_the_cut,
     validate_submission,
     write_scores,
     write_submission,
@@ -372,6 +373,15 @@ def test_ties_at_the_cut_are_broken_by_id_not_by_file_order():
     order = [4, 2, 0, 3, 1]  # the same images listed in another order
     shuffled = decide(scores[order], used_fraction=0.4, ids=[ids[i] for i in order])
     assert dict(zip([ids[i] for i in order], shuffled.tolist())) == dict(zip(ids, labels.tolist()))
+
+
+def test_ties_at_the_cut_say_one_image_as_one():
+    scores = np.array([0.9, 0.5, 0.5, 0.1])  # half used: 0.9 and one of the two tied at 0.5
+    (one,) = ties_at_the_cut(scores, decide(scores, used_fraction=0.5), None)
+    assert "2 images share the score at the cut, 0.5" in one and "1 of them is labelled used in the order" in one
+    scores = np.array([0.5, 0.5, 0.5, 0.1])  # two of three tied
+    (two,) = ties_at_the_cut(scores, decide(scores, used_fraction=0.5), None)
+    assert "3 images share the score at the cut" in two and "2 of them are labelled used in the order" in two
 
 
 def test_extra_columns_such_as_classify_per_scorer_scores_are_ignored(tmp_path):

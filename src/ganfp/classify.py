@@ -49,6 +49,7 @@ from ganfp.membership.pipeline import canonical, default_recipe, member_recipes
 from ganfp.membership.recipe import DEFAULT_FEATURES, DEFAULT_METHOD
 from ganfp.membership.scorers import KS_USED_SETS
 from ganfp.membership.spaces import calibration_spaces, check_features_size, space_beyond_the_images
+from ganfp.registry import did_you_mean
 from ganfp.report import DEFAULT_ROWS, check_report_sets, classify_report, require_matplotlib
 
 DEFAULT_USED_FRACTION = 0.5  # the 2023 test set: 100 used, 100 not used
@@ -153,6 +154,7 @@ class DevSet:
     real: Manifest
     generated: Manifest
     size: int  # what its images are compared at: --image-size, else their own size
+    headers: list[Header]  # every file's, the real then the generated: their bit depths are warned of as the others'
 
     @property
     def y(self) -> np.ndarray:
@@ -167,7 +169,8 @@ def read_dev(spec: str, data_root=None, reading: MedicalReading | None = None,
     scored, that cost minutes, and its message named neither the option nor the folder)."""
     real, generated = dev_sets(spec, data_root, reading)
     try:
-        dev = DevSet(spec, real, generated, image_size or native_image_size(real, generated))
+        headers = image_headers(real, generated)
+        dev = DevSet(spec, real, generated, image_size or native_image_size(real, generated, headers=headers), headers)
     except InputError as exc:
         raise InputError(f"--calibrate {spec}: {exc}") from None
     used = int(dev.y.sum())
@@ -303,7 +306,8 @@ def check_options(method, k, used_fraction, threshold, image_size, batch_size, s
     if used_fraction is not None and threshold is not None:
         raise InputError("give --used-fraction or --threshold, not both")
     if method is not None and method not in SCORERS:
-        raise InputError(f"--method {method}: choose one of: {', '.join(SCORERS.names())}")
+        raise InputError(f"--method {method}{did_you_mean(str(method), SCORERS.names())}: choose one of: "
+                         f"{', '.join(SCORERS.names())}")
     for name, value in (("threshold", threshold), ("used_fraction", used_fraction)):
         if value is not None:
             require_number(name, value)
@@ -329,21 +333,24 @@ def check_features(features: str, method: str | None) -> None:
 
 
 def depth_warning(real: Manifest, generated: Manifest | None, headers: list[Header],
-                  reading: MedicalReading | None = None) -> list[str]:
+                  reading: MedicalReading | None = None, dev: DevSet | None = None) -> list[str]:
     """A warning when the images are not all of one bit depth, naming each set's. A 16-bit image is windowed by its
     own 0.5-99.5 percentiles (or, with an HU offset, in a fixed HU window), an 8-bit one read as it is, so one slice
     saved both ways differs in contrast and every distance compares the two windows as much as the images; the
     classifier (`generated` None: the real images alone) scores them with two contrasts. `headers`: every file's, the
     read that finds the size, so a few 16-bit files among thousands of 8-bit ones count, and a set that mixes depths
-    is named as one."""
+    is named as one. `dev`: the --calibrate set, whose images chose the recipe read as these are."""
     n_generated = len(generated) if generated is not None else 0
-    listed = depths_by_set(["the real images"] * len(real) + ["the generated images"] * n_generated,
-                           [h.depth for h in headers])
+    sets = ["the real images"] * len(real) + ["the generated images"] * n_generated
+    if dev is not None:
+        sets += ["the dev images"] * len(dev.real) + ["the dev generated images"] * len(dev.generated)
+        headers = [*headers, *dev.headers]
+    listed = depths_by_set(sets, [h.depth for h in headers])
     if not listed:
         return []
     trained = "the generator's" if generated is not None else "the checkpoint's"
-    reads = ("ganfp stretches each 16-bit or float image between its own 0.5 and 99.5 percentiles and reads 8-bit and "
-             "1-bit ones as they are" if reading is None or reading.hu_offset is None
+    reads = ("ganfp stretches each 16-bit, 32-bit or float image between its own 0.5 and 99.5 percentiles and reads "
+             "8-bit and 1-bit ones as they are" if reading is None or reading.hu_offset is None
              else f"{high_depth_reading(reading)}, 8-bit and 1-bit ones read as they are")
     return [f"the images mix bit depths ({listed}): {reads}, so one slice saved at two depths differs in contrast; "
             f"save every image at one bit depth, windowed as {trained} training images were"]
@@ -676,7 +683,7 @@ def run_warnings(run: ScoredRun, asked: Recipe, threshold: float | None, headers
             + constant_labelling(run.score, run.labels, threshold) + ties_at_the_cut(run.score, run.labels, threshold)
             + k_beyond_the_sets(run.recipe, asked.k, len(real), n_compared, which)
             + space_beyond_the_images(asked.features if compared is not None else None, size)
-            + depth_warning(real, compared, headers, reading)
+            + depth_warning(real, compared, headers, reading, dev)
             + (dev_warnings(dev, real, size, image_size) if dev is not None else []))
 
 

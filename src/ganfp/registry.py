@@ -18,9 +18,12 @@ T = TypeVar("T")
 
 def did_you_mean(name: str, choices) -> str:
     """` (did you mean 'epochs'?)` for a name one typo away from a valid one, else "": a list of choices does not
-    point at the one a new user misspelt."""
-    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    point at the one a new user misspelt. Case is a typo too: `Knn` is two letters of three from `knn` as it is."""
+    folded: dict[str, str] = {}
+    for choice in choices:
+        folded.setdefault(choice.lower(), choice)
+    close = difflib.get_close_matches(name.lower(), sorted(folded), n=1, cutoff=0.75)
+    return f" (did you mean {folded[close[0]]!r}?)" if close else ""
 
 
 @dataclass(frozen=True)

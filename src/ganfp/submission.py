@@ -646,5 +646,6 @@ def ties_at_the_cut(score: np.ndarray, labels: np.ndarray, threshold: float | No
     tied = score == cut
     if not (tied & (labels == 0)).any():
         return []
+    used = int((tied & (labels == 1)).sum())
     return [f"{int(tied.sum())} images share the score at the cut, {cut:.4g} (copies of one image?): "
-            f"{int((tied & (labels == 1)).sum())} of them are labelled used in the order of their ids, not by evidence"]
+            f"{used} of them {'is' if used == 1 else 'are'} labelled used in the order of their ids, not by evidence"]

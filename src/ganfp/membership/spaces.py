@@ -19,7 +19,7 @@ from ganfp.membership.distances import Euclidean, Metric
 from ganfp.membership.ncc import ShiftedNCC, standardise
 from ganfp.membership.ssim import SSIMDistance
 from ganfp.membership.whiten import whiten_by_generated
-from ganfp.registry import Registry
+from ganfp.registry import Registry, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -146,12 +146,22 @@ def parse_features(spec: str, option: str | None = "--features") -> FeatureSpace
     try:
         model_entry(spec)
     except InputError:
-        raise InputError(f"{said}: not one of {spaces_help()}") from None
+        raise InputError(f"{said}{close_space(spec)}: not one of {spaces_help()}") from None
     if not imagenet_weights(spec):  # else refused when the model was built, after every image was decoded
         others = ", ".join(name for name in list_models() if imagenet_weights(name))
         raise InputError(f"{said}: {spec} has no ImageNet weights; choose a model with them ({others}; "
                          "see: ganfp models list), or checkpoint")
     return FeatureSpace(spec, "deep", model=spec)
+
+
+def close_space(spec: str) -> str:
+    """` (did you mean 'white48'?)` for a space one typo from `spec`: every kind at `spec`'s resolution (the list of
+    kinds alone did not say which was meant), `checkpoint`, and the models with ImageNet weights."""
+    from ganfp.models import imagenet_weights, list_models
+
+    digits = re.search(r"[0-9]*$", spec).group()
+    spaces = [f"{kind}{digits}" for kind in SPACE_KINDS.names()]
+    return did_you_mean(spec, [*spaces, "checkpoint", *(name for name in list_models() if imagenet_weights(name))])
 
 
 def check_features_size(features: str | None, size: int | None, image_size: int | None) -> None:
