@@ -484,10 +484,10 @@ def test_a_mix_of_bit_depths_is_named_from_the_header_read_that_finds_the_size(t
                                            train=str(train)))
     assert len(opened) == 24 + 12  # the size and the depth from one open of each file
     assert result.warnings == ["the images mix bit depths (class alpha 16-bit (8), class beta 8-bit (8), class gamma "
-                               "8-bit (8), the unknown images 8-bit (12)): 16-bit and float images are stretched "
-                               "between their own 0.5 and 99.5 percentiles, 8-bit ones read as they are, so they may "
-                               "be told apart by their file format instead of their generator; save every set at one "
-                               "bit depth"]
+                               "8-bit (8), the unknown images 8-bit (12)): 16-bit, 32-bit and float images are "
+                               "stretched between their own 0.5 and 99.5 percentiles, 8-bit ones read as they are, so "
+                               "they may be told apart by their file format instead of their generator; save every set "
+                               "at one bit depth"]
     code, out, err = run_cli("attribute", task / "unknown", "--train", train, "--method", "centroid", "--features",
                              "pixels8", "--out", tmp_path / "b.csv", "--device", "cpu", "--data-root",
                              tmp_path / "data", "--json")

@@ -1136,6 +1136,14 @@ add("attribute-mixed-sizes-names-a-file-of-each", "attribute", "{mixed_sizes}", 
 add("attribute-out-empty", "attribute", "{real}", "--clusters", "2", "--out", "", "--data-root", "{out}/data",
     says=("--out ''", "empty path"))
 add("classify-scores-empty", *KR, "--out", "{out}/s.csv", "--scores", "", says=("--scores ''", "empty path"))
+# attribute's names are pointed at as classify's are
+for _name, _args, _said, _meant in (("method", ("--method", "knnn"), "--method knnn", "knn"),
+                                    ("clusters-method", ("--method", "kmean"), "--method kmean", "kmeans"),
+                                    ("features", ("--features", "spectrun"), "--features spectrun", "spectrum"),
+                                    ("space", ("--method", "knn", "--features", "whit48"), "--features whit48",
+                                     "white48")):
+    add(f"attribute-{_name}-did-you-mean", *(AC if _name.startswith("clusters") else A), *_args,
+        says=(_said, f"(did you mean {_meant!r}?)"))
 add("attribute-features-repeated", *A, "--features", "residual+residual",
     says=("--features residual+residual", "residual given twice"))
 add("attribute-clusters-features-repeated", *AC, "--features", "pixels16+residual+pixels16",

@@ -186,8 +186,8 @@ def test_a_mix_of_depths_says_how_the_16_bit_images_are_read(tmp_path, run_cli):
                              "--device", "cpu")
     assert code == 0, err
     (warning,) = [w for w in json.loads(out)["warnings"] if "bit depths" in w]
-    assert ("16-bit images are read as HU + 1024 in the lung window and float ones stretched between their own 0.5 "
-            "and 99.5 percentiles, 8-bit and 1-bit ones read as they are") in warning
+    assert ("16-bit images are read as HU + 1024 in the lung window and 32-bit and float ones stretched between "
+            "their own 0.5 and 99.5 percentiles, 8-bit and 1-bit ones read as they are") in warning
     assert "ganfp stretches" not in warning
 
 

@@ -173,7 +173,7 @@ def test_a_stage_whose_images_mix_bit_depths_warns_naming_the_dataset_and_counts
         assert code == 0, err
         (warning,) = [w for w in json.loads(stdout)[0]["warnings"] if "bit depths" in w]
         assert warning.startswith(f"{data}: the images mix bit depths (class a 8-bit (8), class b 8-bit (6) and "
-                                  "16-bit (2)): 16-bit and float images are stretched"), warning
+                                  "16-bit (2)): 16-bit, 32-bit and float images are stretched"), warning
 
 
 def test_a_decode_cache_built_before_depths_were_recorded_still_warns_of_a_mix(tmp_path, run_cli):

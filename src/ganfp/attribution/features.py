@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ganfp.data.manifest import Manifest
 from ganfp.errors import InputError, require_text
-from ganfp.registry import Registry
+from ganfp.registry import Registry, did_you_mean
 
 FREQUENCY = Registry("frequency feature")
 RESIDUAL_BLOCKS = 16
@@ -113,7 +113,7 @@ def membership_space(name: str) -> Callable[..., np.ndarray]:
     spaces (`pair_space`) have no vector to cluster or fit a model to, and only knn reads them.
     """
     from ganfp.membership.features import compute_features
-    from ganfp.membership.spaces import SPACE_KINDS, parse_features, spaces_help
+    from ganfp.membership.spaces import SPACE_KINDS, close_space, parse_features, spaces_help
 
     try:
         space = parse_features(name)
@@ -121,7 +121,9 @@ def membership_space(name: str) -> Callable[..., np.ndarray]:
         kind = re.fullmatch(r"([a-z]+)[0-9]*", name)
         if kind and kind.group(1) in SPACE_KINDS:
             raise  # a known kind at a size out of range (pixels0): its message gives the range
-        raise InputError(f"--features {name}: not one of {', '.join(FREQUENCY.names())}, {spaces_help()}") from None
+        close = did_you_mean(name, FREQUENCY.names()) or close_space(name)
+        raise InputError(f"--features {name}{close}: not one of {', '.join(FREQUENCY.names())}, {spaces_help()}"
+                         ) from None
     if pair_space(name) is not None:
         raise InputError(f"--features {name}: {space.kind} compares images in pairs (a shifted correlation, or "
                          "whitening fitted to both sets), not as vectors: only --method knn (and fusion) reads it, "

@@ -72,6 +72,7 @@ from ganfp.errors import (
 )
 from ganfp.fileio import written_together
 from ganfp.pages import require_matplotlib
+from ganfp.registry import did_you_mean
 from ganfp.submission import unwritable_cell
 from ganfp.train import StageConfig
 
@@ -163,8 +164,9 @@ class AttributeConfig:
             raise InputError(f"--method {self.method}: a clustering method; add --clusters K|auto to cluster, or give "
                              f"a supervised method: {', '.join(METHODS.names())}")
         if self.method not in METHODS:  # the registry's "unknown attribution method 'x'" named no option
-            raise InputError(f"--method {self.method}: choose one of: {', '.join(METHODS.names())} (with --clusters: "
-                             f"{', '.join(CLUSTERERS.names())})")
+            close = did_you_mean(str(self.method), [*METHODS.names(), *CLUSTERERS.names()])
+            raise InputError(f"--method {self.method}{close}: choose one of: {', '.join(METHODS.names())} (with "
+                             f"--clusters: {', '.join(CLUSTERERS.names())})")
         needs = METHODS.entry(self.method).meta["needs"]
         self._check_read()
         _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=False,
@@ -241,7 +243,8 @@ class ClusterConfig:
             raise InputError(f"--method {self.method}: learns from labelled images; drop --clusters and give --train, "
                              f"or cluster with: {', '.join(CLUSTERERS.names())}")
         if self.method not in CLUSTERERS:  # the registry's "unknown clustering method 'x'" named no option
-            raise InputError(f"--method {self.method}: choose one of (with --clusters): "
+            close = did_you_mean(str(self.method), [*CLUSTERERS.names(), *METHODS.names()])
+            raise InputError(f"--method {self.method}{close}: choose one of (with --clusters): "
                              f"{', '.join(CLUSTERERS.names())}")
         _check_common(self.features, self.image_size, self.batch_size, self.seed, self.columns, clustering=True,
                       device=self.device)

@@ -170,13 +170,14 @@ def depths_by_set(sets: list[str], depths: list[str | None]) -> str:
 
 
 def high_depth_reading(reading: MedicalReading | None) -> str:
-    """How 16-bit and float images are read, as the warnings of a mix of depths say it: stretched per image, or
-    (with an HU offset) the 16-bit ones in a fixed HU window and only the float ones stretched."""
+    """How 16-bit, 32-bit and float images are read, as the warnings of a mix of depths say it: stretched per image,
+    or (with an HU offset) the 16-bit ones in a fixed HU window and only the 32-bit and float ones stretched."""
     stretch = "stretched between their own 0.5 and 99.5 percentiles"
     if reading is None or reading.hu_offset is None:
-        return f"16-bit and float images are {stretch}"
+        return f"16-bit, 32-bit and float images are {stretch}"
     window = window_name(reading.window or DEFAULT_WINDOW)
-    return f"16-bit images are read as HU + {reading.hu_offset} in the {window} window and float ones {stretch}"
+    return (f"16-bit images are read as HU + {reading.hu_offset} in the {window} window and 32-bit and float ones "
+            f"{stretch}")
 
 
 def _fewest_bits(depth: str) -> float:
