@@ -1197,6 +1197,15 @@ def test_labels_of_some_generators_score_the_labelled_images_and_count_other_cla
     assert "4 of the 12 predictions" in report["notes"][0] and "c (1); counted as wrong" in report["notes"][1]
 
 
+def test_a_class_spelt_another_way_is_named_beside_the_labels_spelling(tmp_path, run_cli):
+    """Counted as wrong, a class in another case would pass for a poor method: the note gives the labels' spelling."""
+    (tmp_path / "p.csv").write_text("id,predicted_class\n" + "".join(f"im{n},{'aB'[n % 2]}\n" for n in range(6)))
+    (tmp_path / "t.csv").write_text("id,generator\n" + "".join(f"im{n},{'ab'[n % 2]}\n" for n in range(6)))
+    code, out, err = run_cli("evaluate", tmp_path / "p.csv", tmp_path / "t.csv", "--json")
+    assert code == 0 and json.loads(out)["metrics"]["accuracy"] == 0.5, err
+    assert "B (3) (did you mean 'b'?); counted as wrong" in json.loads(out)["notes"][0]
+
+
 def test_a_headerless_clustering_of_two_against_named_generators_says_task_clustering(mixed, tmp_path, run_cli):
     """Two clusters without a header hold 0 and 1, so auto read them as membership, and the message was about the
     ground truth's header ("unrecognised header 'id,generator'"); a value column membership has no name for is

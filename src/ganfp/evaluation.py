@@ -17,6 +17,7 @@ from ganfp.data.manifest import cell_id
 from ganfp.errors import InputError, require_number, require_path
 from ganfp.metrics import baseline_rows, binary_metrics
 from ganfp.numerals import read_decimal
+from ganfp.registry import did_you_mean
 from ganfp.submission import (
     BOM_REASON,
     FILE_WORDS,
@@ -410,13 +411,16 @@ def evaluate_classes(preds_path, labels_path) -> ClassReport:
     metrics = class_metrics(y_true, [names.index(v) for v in predicted], len(names))
     return ClassReport(str(preds_path), str(labels_path), names, metrics,
                        class_baselines(y_true, len(classes)), metrics["confusion"], _table_format(preds),
-                       notes + _outside_notes(outside, predicted, labels_path) + _class_notes(classes, predicted))
+                       notes + _outside_notes(outside, predicted, labels_path, classes)
+                       + _class_notes(classes, predicted))
 
 
-def _outside_notes(outside: list[str], predicted: list[str], labels_path) -> list[str]:
+def _outside_notes(outside: list[str], predicted: list[str], labels_path, classes: list[str]) -> list[str]:
+    """Classes predicted that the labels lack, each with its count, and the labels' spelling when one is a typo away
+    (`StyleGAN` for `stylegan`): counted as wrong, a misspelt class would pass for a poor method."""
     if not outside:
         return []
-    counts = ", ".join(f"{c} ({predicted.count(c)})" for c in outside)
+    counts = ", ".join(f"{c} ({predicted.count(c)}){did_you_mean(c, classes)}" for c in outside)
     return [f"predicted but not a class of {labels_path}: {counts}; counted as wrong"]
 
 
