@@ -1093,9 +1093,9 @@ add("attribute-train-file-names-option", "attribute", "{real}", "--train", "{lab
 # a mistyped name says which option holds it, and the value it is about (they said "unknown attribution method 'x'",
 # "unknown clustering method 'x'" and "--train unknown demo part 'x'")
 add("attribute-method-unknown-names-option", *A, "--method", "knnn",
-    says="error: --method knnn: choose one of: centroid")
+    says="error: --method knnn (did you mean 'knn'?): choose one of: centroid")
 add("attribute-clusters-method-unknown-names-option", "attribute", "{real}", "--clusters", "2", "--method", "kmean",
-    "--out", "{out}/c.csv", says="error: --method kmean: choose one of (with --clusters): kmeans")
+    "--out", "{out}/c.csv", says="error: --method kmean (did you mean 'kmeans'?): choose one of (with --clusters)")
 add("attribute-train-spec-typo-names-value", "attribute", "{real}", "--train", "demo:nope", "--out", "{out}/a.csv",
     "--data-root", "{out}/data", says="error: --train demo:nope: unknown demo part 'nope'")
 
@@ -1136,14 +1136,11 @@ add("attribute-mixed-sizes-names-a-file-of-each", "attribute", "{mixed_sizes}", 
 add("attribute-out-empty", "attribute", "{real}", "--clusters", "2", "--out", "", "--data-root", "{out}/data",
     says=("--out ''", "empty path"))
 add("classify-scores-empty", *KR, "--out", "{out}/s.csv", "--scores", "", says=("--scores ''", "empty path"))
-# attribute's names are pointed at as classify's are
-for _name, _args, _said, _meant in (("method", ("--method", "knnn"), "--method knnn", "knn"),
-                                    ("clusters-method", ("--method", "kmean"), "--method kmean", "kmeans"),
-                                    ("features", ("--features", "spectrun"), "--features spectrun", "spectrum"),
+# attribute's feature spaces are pointed at as classify's are (its methods: the two rows above)
+for _name, _args, _said, _meant in (("features", ("--features", "spectrun"), "--features spectrun", "spectrum"),
                                     ("space", ("--method", "knn", "--features", "whit48"), "--features whit48",
                                      "white48")):
-    add(f"attribute-{_name}-did-you-mean", *(AC if _name.startswith("clusters") else A), *_args,
-        says=(_said, f"(did you mean {_meant!r}?)"))
+    add(f"attribute-{_name}-did-you-mean", *A, *_args, says=(_said, f"(did you mean {_meant!r}?)"))
 add("attribute-features-repeated", *A, "--features", "residual+residual",
     says=("--features residual+residual", "residual given twice"))
 add("attribute-clusters-features-repeated", *AC, "--features", "pixels16+residual+pixels16",
