@@ -519,3 +519,23 @@ def test_a_dev_set_without_evidence_of_leakage_is_a_warning_of_the_result(sets, 
     result = classify(sets / "real", tmp_path / "out.csv", generated=sets / "generated", calibrate_on=dev,
                       data_root=tmp_path)
     assert not result.calibration.leak_evidence and result.summary["warnings"][0] == NO_LEAK_EVIDENCE
+
+
+def test_a_notebook_cell_that_registers_a_scorer_can_be_run_again(sets, tmp_path, monkeypatch):
+    """The documented extension (`@SCORERS.register(...)`) failed with "registered twice" when its cell was run a
+    second time, as a notebook user editing a scorer does: only a kernel restart let it be defined again. The module
+    that registered a name now replaces its entry; a name ganfp registered stays refused."""
+    from ganfp.membership import SCORERS
+
+    monkeypatch.setattr(SCORERS, "_entries", dict(SCORERS._entries))  # put back after the test
+    monkeypatch.setattr(SCORERS, "_by", dict(getattr(SCORERS, "_by", {})), raising=False)
+    cell = ("@SCORERS.register('nearest1', needs='neighbours', uses_k=False, uses_features=True)\n"
+            "def nearest1(nb, k=1):\n    return SIGN * nb.real_to_generated(1)[0][:, 0].double().numpy()\n")
+    scores = []
+    for sign in (-1, 1):
+        exec(cell, {"__name__": "__main__", "SCORERS": SCORERS, "SIGN": sign})
+        scores.append(classify(sets / "real", tmp_path / "out.csv", generated=sets / "generated", method="nearest1",
+                               features="pixels16").score)
+    np.testing.assert_array_equal(scores[0], -scores[1])
+    with pytest.raises(InputError, match=r"method 'knn' is registered already, by ganfp\.membership\.scorers"):
+        exec(cell.replace("nearest1", "knn"), {"__name__": "__main__", "SCORERS": SCORERS, "SIGN": 1})
