@@ -477,3 +477,65 @@ def test_a_stage_takes_numpy_numbers_and_a_torch_device():
 def test_a_classify_result_is_a_dict_as_the_other_results_are(sets, tmp_path):
     result = classify(sets / "real", tmp_path / "out.csv", generated=sets / "generated", image_size=16)
     assert json.loads(json.dumps(result.to_dict())) == result.summary
+
+
+def test_each_result_keeps_the_warnings_its_call_logged(sets, tmp_path):
+    """A file skipped as not an image is printed as it is logged and is in `--json`'s `warnings`, but from Python it
+    was in no result (`ClassifyResult.to_dict()`, documented as what --json prints, `AttributionResult.warnings`,
+    `ClusterResult.warnings`): a notebook saving the result lost it. Each call keeps its own, every time."""
+    import shutil
+
+    from ganfp.attribution.run import attribute
+
+    unknown = tmp_path / "unknown"
+    shutil.copytree(sets / "real", unknown)
+    (unknown / "scan.raw").write_bytes(bytes(64))
+    train = tmp_path / "train" / "generated"
+    for cls, names in (("a", "im1_0[0-5]"), ("b", "im1_0[6-9]")):
+        (train / cls).mkdir(parents=True)
+        for p in (sets / "generated").glob(f"{names}.png"):
+            shutil.copy(p, train / cls)
+    skipped = [f"{unknown}: 1 file skipped, not in an image format ganfp reads (first: scan.raw)"]
+    calls = {
+        "classify": lambda folder, i: classify(folder, tmp_path / f"c{i}.csv", generated=sets / "generated",
+                                               method="knn", features="pixels16", k=3).to_dict()["warnings"],
+        "attribute": lambda folder, i: attribute(AttributeConfig(str(folder), str(tmp_path / f"a{i}.csv"),
+                                                                 train=str(train.parent), method="knn", k=1)).warnings,
+        "cluster": lambda folder, i: cluster(ClusterConfig(str(folder), str(tmp_path / f"k{i}.csv"), clusters=2,
+                                                           features="pixels8")).warnings,
+    }
+    for name, call in calls.items():
+        assert [call(unknown, 1), call(unknown, 2), call(sets / "real", 3)] == [skipped, skipped, []], name
+
+
+def test_a_dev_set_without_evidence_of_leakage_is_a_warning_of_the_result(sets, tmp_path):
+    """Only the terminal said it, beside "calibration chose": from Python, and with --json, it was in no `warnings`,
+    though the labels may be no better than chance."""
+    from ganfp.membership.calibrate import NO_LEAK_EVIDENCE
+
+    dev = tmp_path / "dev"
+    for part, n, seed in (("used", 4, 7), ("not_used", 4, 8), ("generated", 12, 9)):
+        _images(dev / part, n, seed)
+    result = classify(sets / "real", tmp_path / "out.csv", generated=sets / "generated", calibrate_on=dev,
+                      data_root=tmp_path)
+    assert not result.calibration.leak_evidence and result.summary["warnings"][0] == NO_LEAK_EVIDENCE
+
+
+def test_a_notebook_cell_that_registers_a_scorer_can_be_run_again(sets, tmp_path, monkeypatch):
+    """The documented extension (`@SCORERS.register(...)`) failed with "registered twice" when its cell was run a
+    second time, as a notebook user editing a scorer does: only a kernel restart let it be defined again. The module
+    that registered a name now replaces its entry; a name ganfp registered stays refused."""
+    from ganfp.membership import SCORERS
+
+    monkeypatch.setattr(SCORERS, "_entries", dict(SCORERS._entries))  # put back after the test
+    monkeypatch.setattr(SCORERS, "_by", dict(getattr(SCORERS, "_by", {})), raising=False)
+    cell = ("@SCORERS.register('nearest1', needs='neighbours', uses_k=False, uses_features=True)\n"
+            "def nearest1(nb, k=1):\n    return SIGN * nb.real_to_generated(1)[0][:, 0].double().numpy()\n")
+    scores = []
+    for sign in (-1, 1):
+        exec(cell, {"__name__": "__main__", "SCORERS": SCORERS, "SIGN": sign})
+        scores.append(classify(sets / "real", tmp_path / "out.csv", generated=sets / "generated", method="nearest1",
+                               features="pixels16").score)
+    np.testing.assert_array_equal(scores[0], -scores[1])
+    with pytest.raises(InputError, match=r"method 'knn' is registered already, by ganfp\.membership\.scorers"):
+        exec(cell.replace("nearest1", "knn"), {"__name__": "__main__", "SCORERS": SCORERS, "SIGN": 1})

@@ -30,7 +30,7 @@ from ganfp.data.generated import (
     native_image_size,
     shared_files,
 )
-from ganfp.data.manifest import Manifest, folder_warnings_once, list_folder
+from ganfp.data.manifest import Manifest, folder_warnings_once, list_folder, with_logged
 from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, with_window
 from ganfp.data.outputs import check_ground_truth, check_outputs
@@ -38,7 +38,7 @@ from ganfp.data.real import check_paired, read_real
 from ganfp.errors import InputError, count, plain_number, require_int, require_number, require_paths, require_seed
 from ganfp.fileio import written_together
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
-from ganfp.membership.calibrate import K_GRID, Candidate, Choice, Cut, choose
+from ganfp.membership.calibrate import K_GRID, NO_LEAK_EVIDENCE, Candidate, Choice, Cut, choose
 from ganfp.membership.features import (
     check_checkpoint_given,
     check_checkpoint_read,
@@ -670,6 +670,12 @@ def score_and_decide(sets: RealSets, setup: ScoringSetup, dev: DevSet | None, as
     return ScoredRun(sets, setup, recipe, choice, scorer, score, scorers, labels, used_fraction)
 
 
+def no_leak_evidence(choice: Choice | None) -> list[str]:
+    """A calibration whose dev ROC-AUC interval includes 0.5, as a warning of the run: only the terminal said it, so
+    from Python and with --json it was in no `warnings`, only in `calibration.leak_evidence`."""
+    return [NO_LEAK_EVIDENCE] if choice is not None and not choice.leak_evidence else []
+
+
 def run_warnings(run: ScoredRun, asked: Recipe, threshold: float | None, headers: list[Header], dev: DevSet | None,
                  image_size: int | None, reading: MedicalReading | None) -> list[str]:
     """Everything that makes the run less than it seems, said aloud (each function says what and why); `reading`:
@@ -792,8 +798,8 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
                          checkpoint=checkpoint, runs_dir=runs_dir, seed=seed, progress=progress)
 
     run = score_and_decide(sets, setup, dev, asked, used_fraction, threshold)
-    warnings = (classifier_only_implied(real, sets, asked, checkpoint) + read_warnings
+    warnings = (no_leak_evidence(run.choice) + classifier_only_implied(real, sets, asked, checkpoint) + read_warnings
                 + run_warnings(run, asked, threshold, headers, dev, image_size, reading))
-    summary = run_summary(run, threshold, out, scores_path, warnings, started, reading)
+    summary = run_summary(run, threshold, out, scores_path, with_logged(warnings), started, reading)
     write_outputs(run, summary, out, scores_path, report, report_n, threshold)
     return ClassifyResult(sets.real.ids, run.labels, run.score, run.scorers, summary, run.choice)

@@ -8,6 +8,7 @@ help texts, option checks, benchmarks and contract tests all read the same list.
 from __future__ import annotations
 
 import difflib
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
@@ -26,6 +27,11 @@ def did_you_mean(name: str, choices) -> str:
     return f" (did you mean {folded[close[0]]!r}?)" if close else ""
 
 
+def _calling_module() -> str:
+    """The module whose code called the registry method that calls this (`__main__` for a notebook's cell)."""
+    return sys._getframe(2).f_globals.get("__name__", "")
+
+
 @dataclass(frozen=True)
 class Entry(Generic[T]):
     name: str
@@ -39,20 +45,29 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
+        self._by: dict[str, str] = {}  # name -> the module that registered it
 
     def register(self, name: str, **meta: Any) -> Callable[[T], T]:
-        """Decorator: `@SCORERS.register("knn", uses_k=True)`; a second registration of a name is a bug."""
+        """Decorator: `@SCORERS.register("knn", uses_k=True)`; see `add` for a name registered twice."""
 
         def wrap(obj: T) -> T:
-            self.add(name, obj, **meta)
+            self._put(name, obj, meta, _calling_module())
             return obj
 
         return wrap
 
     def add(self, name: str, obj: T, **meta: Any) -> None:
-        if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        """Register `obj` as `name`. A second registration of a name is refused, but for one by the module outside
+        ganfp that registered it: a notebook cell re-run (or a module reloaded) replaces its own entry, where a
+        notebook user had to restart the kernel to edit a scorer; ganfp's own names stay its own."""
+        self._put(name, obj, meta, _calling_module())
+
+    def _put(self, name: str, obj: T, meta: dict[str, Any], by: str) -> None:
+        owner = self._by.get(name)
+        if owner is not None and (owner != by or owner == "ganfp" or owner.startswith("ganfp.")):
+            raise InputError(f"{self.kind} {name!r} is registered already, by {owner}; give yours another name")
         self._entries[name] = Entry(name, obj, dict(meta))
+        self._by[name] = by
 
     def entry(self, name: str) -> Entry[T]:
         if name not in self._entries:

@@ -54,7 +54,7 @@ from ganfp.attribution.report import (
 from ganfp.data.adapters import check_spec
 from ganfp.data.decode import Header
 from ganfp.data.generated import depths_by_set, high_depth_reading, image_headers, native_image_size
-from ganfp.data.manifest import UNLABELLED, Manifest, folder_warnings_once, image_files, list_folder
+from ganfp.data.manifest import UNLABELLED, Manifest, folder_warnings_once, image_files, list_folder, with_logged
 from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, file_items, window_name, with_window
 from ganfp.data.outputs import check_ground_truth, check_outputs
@@ -585,7 +585,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     uses_features = METHODS.entry(cfg.method).meta["needs"] != "images"
     result = AttributionResult(unknown.ids, predicted, probs, train.classes, cfg.method,
                                cfg.features if uses_features else None, train_spec, train.class_counts(),
-                               str(cfg.out), unknown.info.get("labels"), warnings=warnings,
+                               str(cfg.out), unknown.info.get("labels"), warnings=with_logged(warnings),
                                checkpoint=checkpoint, hu_offset=offset, scores=cfg.scores)
     _write_outputs(cfg, keys, predicted, columns, result,
                    lambda summary: supervised_inputs(job, probs, summary, cfg.method, cfg.report_n))
@@ -656,7 +656,8 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     if cfg.clusters is None:
         warnings += _few_per_group(k, len(images))
     result = ClusterResult(images.ids, np.asarray(labels), k, cfg.clusters is None, silhouette(x, labels), gaps,
-                           cfg.method, cfg.features, str(cfg.out), images.info.get("labels"), warnings=warnings,
+                           cfg.method, cfg.features, str(cfg.out), images.info.get("labels"),
+                           warnings=with_logged(warnings),
                            checkpoint=checkpoint, hu_offset=reading.hu_offset if reading is not None else None)
     _write_outputs(cfg, keys, [str(c) for c in labels], columns, result,
                    lambda summary: cluster_inputs(images, ctx, x, result.clusters, summary, cfg.report_n))

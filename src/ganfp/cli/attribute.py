@@ -193,5 +193,5 @@ def attribute(
     with weights_hint(OFFLINE_FEATURES_HINT):
         result = run(cfg, message=ui.info)
     _print(result, as_json, headerless=(columns or "").strip().lower() == "none")
-    for text in result.warnings:
-        ui.warn(text)
+    for text in result.warnings:  # those logged while it read its inputs were shown then
+        ui.warn_once(text)

@@ -157,8 +157,8 @@ def classify(
 
             ui.warn(NO_LEAK_EVIDENCE)
     print_summary(result.summary, as_json)
-    for text in result.summary["warnings"]:
-        ui.warn(text)
+    for text in result.summary["warnings"]:  # those logged while it read its inputs were shown then
+        ui.warn_once(text)
     labels = result.summary.get("labels")
     if labels and not as_json:
         preds = result.summary["scores"] or result.summary["out"]  # scores give evaluate its ROC-AUC too
