@@ -508,6 +508,15 @@ def test_each_result_keeps_the_warnings_its_call_logged(sets, tmp_path):
         assert [call(unknown, 1), call(unknown, 2), call(sets / "real", 3)] == [skipped, skipped, []], name
 
 
+def test_a_results_dict_is_its_own_copy(sets, tmp_path):
+    """`to_dict()` handed back the result's own lists: a notebook appending to its `warnings` changed the result."""
+    result = classify(sets / "real", tmp_path / "out.csv", generated=sets / "generated", image_size=16)
+    grouped = cluster(ClusterConfig(str(sets / "real"), str(tmp_path / "k.csv"), clusters=2, features="pixels8"))
+    for obj in (result, grouped):
+        obj.to_dict()["warnings"].append("added in a notebook")
+        assert "added in a notebook" not in obj.to_dict()["warnings"], type(obj).__name__
+
+
 def test_a_dev_set_without_evidence_of_leakage_is_a_warning_of_the_result(sets, tmp_path):
     """Only the terminal said it, beside "calibration chose": from Python, and with --json, it was in no `warnings`,
     though the labels may be no better than chance."""

@@ -9,6 +9,7 @@ the run counts as a success.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -69,8 +70,9 @@ class ClassifyResult:
     calibration: Choice | None = None
 
     def to_dict(self) -> dict:
-        """The summary, as `--json` prints it; the other results (`AttributionResult`, ...) have one too."""
-        return dict(self.summary)
+        """The summary, as `--json` prints it; the other results (`AttributionResult`, ...) have one too. A copy all
+        the way down: a notebook adding to its `warnings` list changed the result's own."""
+        return copy.deepcopy(self.summary)
 
 
 def check_writable_ids(manifest: Manifest) -> None:

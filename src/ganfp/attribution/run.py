@@ -7,6 +7,7 @@ package imports this module: it only orchestrates.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -289,12 +290,12 @@ class AttributionResult:
 
     def to_dict(self) -> dict:
         counts = {c: self.predicted.count(c) for c in self.classes}
-        return {"task": "attribution", "images": len(self.ids), "classes": self.classes, "method": self.method,
+        return copy.deepcopy({"task": "attribution", "images": len(self.ids), "classes": self.classes, "method": self.method,
                 "features": self.features, "checkpoint": self.checkpoint, "hu_offset": self.hu_offset,
                 "train": self.train,
                 "train_counts": self.train_counts, "predicted_counts": counts, "out": self.out, "labels": self.labels,
                 "seconds": round(self.seconds, 2), "warnings": self.warnings, "report": self.report,
-                "scores": self.scores}
+                "scores": self.scores})  # a copy: appending to its `warnings` changed the result's own
 
 
 @dataclass
@@ -317,13 +318,13 @@ class ClusterResult:
 
     def to_dict(self) -> dict:
         sizes = np.bincount(self.clusters, minlength=self.k).tolist()
-        return {"task": "clustering", "images": len(self.ids), "k": self.k,
+        return copy.deepcopy({"task": "clustering", "images": len(self.ids), "k": self.k,
                 "k_chosen_by": "eigengap" if self.auto else "user", "silhouette": self.silhouette,
                 "eigengaps": {str(k): v for k, v in self.eigengaps.items()} if self.eigengaps else None,
                 "cluster_sizes": sizes, "method": self.method, "features": self.features,
                 "checkpoint": self.checkpoint, "hu_offset": self.hu_offset, "out": self.out,
                 "labels": self.labels, "seconds": round(self.seconds, 2), "warnings": self.warnings,
-                "report": self.report}
+                "report": self.report})
 
 
 def require_reading(reading) -> None:
