@@ -290,12 +290,12 @@ class AttributionResult:
 
     def to_dict(self) -> dict:
         counts = {c: self.predicted.count(c) for c in self.classes}
-        return copy.deepcopy({"task": "attribution", "images": len(self.ids), "classes": self.classes, "method": self.method,
-                "features": self.features, "checkpoint": self.checkpoint, "hu_offset": self.hu_offset,
-                "train": self.train,
-                "train_counts": self.train_counts, "predicted_counts": counts, "out": self.out, "labels": self.labels,
-                "seconds": round(self.seconds, 2), "warnings": self.warnings, "report": self.report,
-                "scores": self.scores})  # a copy: appending to its `warnings` changed the result's own
+        summary = {"task": "attribution", "images": len(self.ids), "classes": self.classes, "method": self.method,
+                   "features": self.features, "checkpoint": self.checkpoint, "hu_offset": self.hu_offset,
+                   "train": self.train, "train_counts": self.train_counts, "predicted_counts": counts, "out": self.out,
+                   "labels": self.labels, "seconds": round(self.seconds, 2), "warnings": self.warnings,
+                   "report": self.report, "scores": self.scores}
+        return copy.deepcopy(summary)  # a copy: appending to its `warnings` changed the result's own
 
 
 @dataclass
@@ -318,13 +318,14 @@ class ClusterResult:
 
     def to_dict(self) -> dict:
         sizes = np.bincount(self.clusters, minlength=self.k).tolist()
-        return copy.deepcopy({"task": "clustering", "images": len(self.ids), "k": self.k,
-                "k_chosen_by": "eigengap" if self.auto else "user", "silhouette": self.silhouette,
-                "eigengaps": {str(k): v for k, v in self.eigengaps.items()} if self.eigengaps else None,
-                "cluster_sizes": sizes, "method": self.method, "features": self.features,
-                "checkpoint": self.checkpoint, "hu_offset": self.hu_offset, "out": self.out,
-                "labels": self.labels, "seconds": round(self.seconds, 2), "warnings": self.warnings,
-                "report": self.report})
+        summary = {"task": "clustering", "images": len(self.ids), "k": self.k,
+                   "k_chosen_by": "eigengap" if self.auto else "user", "silhouette": self.silhouette,
+                   "eigengaps": {str(k): v for k, v in self.eigengaps.items()} if self.eigengaps else None,
+                   "cluster_sizes": sizes, "method": self.method, "features": self.features,
+                   "checkpoint": self.checkpoint, "hu_offset": self.hu_offset, "out": self.out,
+                   "labels": self.labels, "seconds": round(self.seconds, 2), "warnings": self.warnings,
+                   "report": self.report}
+        return copy.deepcopy(summary)  # a copy, as the attribution's
 
 
 def require_reading(reading) -> None:
