@@ -160,7 +160,8 @@ def evaluate(
     ),
     labels: str = typer.Argument(
         ..., metavar="LABELS", callback=path_given("LABELS", "a file"),
-        help="Ground truth: a CSV with header id,label (0/1, class or generator names), or the official format.",
+        help="Ground truth: a CSV with header id,label (0/1, class or generator names), or the official format; "
+        "it may label part of PREDS' images (the others are left out, with a note).",
     ),
     json_out: JsonOpt = False,
     plot: Optional[str] = typer.Option(None, "--plot", callback=path_given("--plot", FILE_NAME),
