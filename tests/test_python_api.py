@@ -508,6 +508,31 @@ def test_each_result_keeps_the_warnings_its_call_logged(sets, tmp_path):
         assert [call(unknown, 1), call(unknown, 2), call(sets / "real", 3)] == [skipped, skipped, []], name
 
 
+def test_a_calls_own_warnings_are_printed_from_python_every_call(sets, tmp_path):
+    """A notebook saw the files skipped as it read them, but none of classify's or cluster's own warnings (a k beyond
+    the sets, few images per group), which only the result held: each is logged, as the library's other warnings,
+    and Python prints it on stderr, on every call. In a fresh interpreter: pytest's log capture takes the records."""
+    import ast
+    import subprocess
+    import sys
+
+    script = f"""
+from ganfp.attribution.run import ClusterConfig, cluster
+from ganfp.classify import classify
+for i in range(2):
+    print(classify({str(sets / "real")!r}, {str(tmp_path)!r} + f"/c{{i}}.csv", generated={str(sets / "generated")!r},
+                   method="knn", features="pixels16", k=50, data_root={str(tmp_path)!r}).summary["warnings"])
+    print(cluster(ClusterConfig({str(sets / "real")!r}, {str(tmp_path)!r} + f"/k{{i}}.csv", features="pixels8",
+                                data_root={str(tmp_path)!r})).warnings)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    results = [ast.literal_eval(line) for line in done.stdout.splitlines()]  # the four results' warnings
+    assert len(results) == 4 and all(results), done.stdout
+    for text in {t for warnings in results for t in warnings}:
+        assert done.stderr.count(text) == 2, (text, done.stderr)  # once per call, both calls
+
+
 def test_a_results_dict_is_its_own_copy(sets, tmp_path):
     """`to_dict()` handed back the result's own lists: a notebook appending to its `warnings` changed the result."""
     result = classify(sets / "real", tmp_path / "out.csv", generated=sets / "generated", image_size=16)

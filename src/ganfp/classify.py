@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,6 +53,8 @@ from ganfp.membership.scorers import KS_USED_SETS
 from ganfp.membership.spaces import calibration_spaces, check_features_size, space_beyond_the_images
 from ganfp.registry import did_you_mean
 from ganfp.report import DEFAULT_ROWS, check_report_sets, classify_report, require_matplotlib
+
+log = logging.getLogger(__name__)
 
 DEFAULT_USED_FRACTION = 0.5  # the 2023 test set: 100 used, 100 not used
 
@@ -800,8 +803,12 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
                          checkpoint=checkpoint, runs_dir=runs_dir, seed=seed, progress=progress)
 
     run = score_and_decide(sets, setup, dev, asked, used_fraction, threshold)
+    if run.choice is not None:
+        log.info("calibration chose: %s", run.choice.describe())
     warnings = (no_leak_evidence(run.choice) + classifier_only_implied(real, sets, asked, checkpoint) + read_warnings
                 + run_warnings(run, asked, threshold, headers, dev, image_size, reading))
     summary = run_summary(run, threshold, out, scores_path, with_logged(warnings), started, reading)
     write_outputs(run, summary, out, scores_path, report, report_n, threshold)
+    for text in warnings:  # as the library logs what it met while reading: from Python only the summary had them
+        log.warning(text)
     return ClassifyResult(sets.real.ids, run.labels, run.score, run.scorers, summary, run.choice)

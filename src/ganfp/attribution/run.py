@@ -8,6 +8,7 @@ package imports this module: it only orchestrates.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -76,6 +77,8 @@ from ganfp.pages import require_matplotlib
 from ganfp.registry import did_you_mean
 from ganfp.submission import unwritable_cell
 from ganfp.train import StageConfig
+
+log = logging.getLogger(__name__)
 
 Message = Callable[[str], None]
 
@@ -592,6 +595,7 @@ def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> Att
     _write_outputs(cfg, keys, predicted, columns, result,
                    lambda summary: supervised_inputs(job, probs, summary, cfg.method, cfg.report_n))
     result.seconds = time.perf_counter() - started
+    announce(warnings)
     return result
 
 
@@ -664,4 +668,12 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     _write_outputs(cfg, keys, [str(c) for c in labels], columns, result,
                    lambda summary: cluster_inputs(images, ctx, x, result.clusters, summary, cfg.report_n))
     result.seconds = time.perf_counter() - started
+    announce(warnings)
     return result
+
+
+def announce(warnings: list[str]) -> None:
+    """The run's own warnings logged, once its outputs are written, as the library logs what it meets while reading:
+    from Python only the result held them (a notebook saw none), and the command prints them as every other."""
+    for text in warnings:
+        log.warning(text)

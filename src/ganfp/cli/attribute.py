@@ -192,6 +192,4 @@ def attribute(
         run = run_attribute
     with weights_hint(OFFLINE_FEATURES_HINT):
         result = run(cfg, message=ui.info)
-    _print(result, as_json, headerless=(columns or "").strip().lower() == "none")
-    for text in result.warnings:  # those logged while it read its inputs were shown then
-        ui.warn_once(text)
+    _print(result, as_json, headerless=(columns or "").strip().lower() == "none")  # its warnings: logged as it ran

@@ -150,15 +150,7 @@ def classify(
             runs_dir=runs_dir, seed=seed, image_size=image_size, progress=ProgressBars(bars), reading=reading,
             report=report, report_n=report_n,
         )
-    if result.calibration and not as_json:
-        ui.info(f"calibration chose: {result.calibration.describe()}")
-        if not result.calibration.leak_evidence:
-            from ganfp.membership.calibrate import NO_LEAK_EVIDENCE
-
-            ui.warn(NO_LEAK_EVIDENCE)
-    print_summary(result.summary, as_json)
-    for text in result.summary["warnings"]:  # those logged while it read its inputs were shown then
-        ui.warn_once(text)
+    print_summary(result.summary, as_json)  # the library logged what calibration chose, and every warning
     labels = result.summary.get("labels")
     if labels and not as_json:
         preds = result.summary["scores"] or result.summary["out"]  # scores give evaluate its ROC-AUC too
