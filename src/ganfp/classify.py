@@ -32,7 +32,7 @@ from ganfp.data.generated import (
     native_image_size,
     shared_files,
 )
-from ganfp.data.manifest import Manifest, folder_warnings_once, list_folder, with_logged
+from ganfp.data.manifest import Manifest, announce, folder_warnings_once, list_folder, with_logged
 from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, with_window
 from ganfp.data.outputs import check_ground_truth, check_outputs
@@ -809,6 +809,5 @@ def classify(real: str, out, *, generated: str | None = None, method: str | None
                 + run_warnings(run, asked, threshold, headers, dev, image_size, reading))
     summary = run_summary(run, threshold, out, scores_path, with_logged(warnings), started, reading)
     write_outputs(run, summary, out, scores_path, report, report_n, threshold)
-    for text in warnings:  # as the library logs what it met while reading: from Python only the summary had them
-        log.warning(text)
+    announce(warnings)
     return ClassifyResult(sets.real.ids, run.labels, run.score, run.scorers, summary, run.choice)

@@ -8,7 +8,6 @@ package imports this module: it only orchestrates.
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -56,7 +55,8 @@ from ganfp.attribution.report import (
 from ganfp.data.adapters import check_spec
 from ganfp.data.decode import Header
 from ganfp.data.generated import depths_by_set, high_depth_reading, image_headers, native_image_size
-from ganfp.data.manifest import UNLABELLED, Manifest, folder_warnings_once, image_files, list_folder, with_logged
+from ganfp.data.manifest import (UNLABELLED, Manifest, announce, folder_warnings_once, image_files, list_folder,
+                                 with_logged)
 from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, file_items, window_name, with_window
 from ganfp.data.outputs import check_ground_truth, check_outputs
@@ -78,7 +78,6 @@ from ganfp.registry import did_you_mean
 from ganfp.submission import unwritable_cell
 from ganfp.train import StageConfig
 
-log = logging.getLogger(__name__)
 
 Message = Callable[[str], None]
 
@@ -670,10 +669,3 @@ def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> Cluster
     result.seconds = time.perf_counter() - started
     announce(warnings)
     return result
-
-
-def announce(warnings: list[str]) -> None:
-    """The run's own warnings logged, once its outputs are written, as the library logs what it meets while reading:
-    from Python only the result held them (a notebook saw none), and the command prints them as every other."""
-    for text in warnings:
-        log.warning(text)

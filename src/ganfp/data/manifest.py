@@ -328,6 +328,13 @@ def logged_warnings() -> Iterator[list[str]]:
         _collecting.reset(token)
 
 
+def announce(warnings: Iterable[str]) -> None:
+    """A call's own warnings logged, once its outputs are written, as the library logs what it meets while reading:
+    from Python only the result held them (a notebook saw none), and a command prints them as every other."""
+    for text in warnings:
+        log.warning(text)
+
+
 def with_logged(own: Iterable[str]) -> list[str]:
     """The warnings logged so far in this call (`folder_warnings_once`), then `own`, each once: a report, which a
     user hands on, lists every warning its run showed, the skipped files' too, not only its command's own."""
