@@ -129,6 +129,11 @@ def build_world(w: Path) -> dict[str, Path]:
     for part, prefix in (("used", "mu"), ("not_used", "mn")):
         images(p["mixed_sizes_dev"] / part, 2, prefix=prefix)
     images(p["mixed_sizes_dev"] / "generated", 3, size=(24, 24), prefix="mg")
+    p["truncated_dev"] = w / "truncated_dev"
+    for part, prefix in (("used", "tu"), ("not_used", "tn"), ("generated", "tg")):
+        images(p["truncated_dev"] / part, 3, prefix=prefix)
+    cut = p["truncated_dev"] / "used" / "tu000.png"
+    cut.write_bytes(cut.read_bytes()[:60])  # the header reads; the pixels do not
     images(p["dev_no_not_used"] / "used", 3, prefix="du")
     images(p["dev_no_not_used"] / "generated", 3, prefix="dg")
     p["unreadable"] = images(w / "unreadable", 3, prefix="z")
@@ -1171,6 +1176,8 @@ add("classify-calibrate-unknown-spec-part", *KR, "--out", "{out}/s.csv", "--cali
     says=("--calibrate demo:nope:", "unknown demo part 'nope'"))
 add("classify-calibrate-mixed-sizes", *KR, "--out", "{out}/s.csv", "--calibrate", "{mixed_sizes_dev}",
     says=("--calibrate", "mixed_sizes_dev", "different sizes"))
+add("classify-calibrate-truncated", *KR, "--out", "{out}/s.csv", "--calibrate", "{truncated_dev}", "--method", "knn",
+    says=("--calibrate", "truncated_dev:", "tu000.png", "truncated"))
 
 # top level
 add("top-unknown-command", "frobnicate", says="frobnicate")

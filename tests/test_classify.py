@@ -742,6 +742,25 @@ def test_a_threshold_labelling_every_image_alike_is_said_aloud(run_cli, case, tm
     assert code == 0 and json.loads(stdout)["warnings"] == [] and "labels all" not in err
 
 
+def test_one_real_image_labelled_by_rank_is_said_aloud(run_cli, case, tmp_path):
+    """A used fraction ranks the images against each other: one image is labelled used by the default 0.5 whatever
+    its score, which looked like a verdict. --threshold labels it by its score, and is not warned of."""
+    real, gen, labels, root = case
+    one = tmp_path / "one"
+    one.mkdir()
+    first = sorted(real.iterdir())[0]
+    (one / first.name).write_bytes(first.read_bytes())
+    args = ("classify", one, "--generated", gen, "--method", "autoencoder", "--out", tmp_path / "s.csv", "--json",
+            *root)
+    code, stdout, err = run_cli(*args)
+    assert code == 0, err
+    (warning,) = json.loads(stdout)["warnings"]
+    assert warning.startswith("1 real image: a used fraction ranks the images against each other, so it labels "
+                              "this one used whatever its score") and warning in err
+    code, stdout, err = run_cli(*args, "--threshold", "-1e9")
+    assert code == 0 and json.loads(stdout)["warnings"] == [], err
+
+
 def test_real_images_among_the_generated_ones_are_said_aloud(run_cli, case, tmp_path):
     """--generated naming the folder above the real one: every real image is its own nearest generated image."""
     real, gen, labels, root = case

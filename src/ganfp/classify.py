@@ -37,7 +37,8 @@ from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, with_window
 from ganfp.data.outputs import check_ground_truth, check_outputs
 from ganfp.data.real import check_paired, read_real
-from ganfp.errors import InputError, count, plain_number, require_int, require_number, require_paths, require_seed
+from ganfp.errors import (InputError, UnreadableImage, count, plain_number, require_int, require_number,
+                          require_paths, require_seed)
 from ganfp.fileio import written_together
 from ganfp.membership import SCORERS, SPACE_KINDS, MembershipScorer, Recipe, ScoringSetup, parse_features
 from ganfp.membership.calibrate import K_GRID, NO_LEAK_EVIDENCE, Candidate, Choice, Cut, choose
@@ -268,7 +269,10 @@ def calibrate(spec: str, setup: ScoringSetup, method: str | None, k: int | None,
                          "was given); a classifier cannot be judged on its own training images")
     scorer = MembershipScorer(dev.real, dev.generated, replace(setup, image_size=dev.size))
     default = default_recipe() if method in (None, DEFAULT_METHOD) else None
-    candidates = calibration_candidates(scorer, method, k, with_classifier, with_default=default is not None)
+    try:  # scoring decodes the dev images: a file whose header read but whose pixels do not is named with the option
+        candidates = calibration_candidates(scorer, method, k, with_classifier, with_default=default is not None)
+    except UnreadableImage as exc:
+        raise InputError(f"--calibrate {spec}: {exc}") from None
     return choose(candidates, dev.y, seed=setup.seed, default=default, used_fraction=used_fraction)
 
 
@@ -685,13 +689,14 @@ def run_warnings(run: ScoredRun, asked: Recipe, threshold: float | None, headers
                  image_size: int | None, reading: MedicalReading | None) -> list[str]:
     """Everything that makes the run less than it seems, said aloud (each function says what and why); `reading`:
     how the images were read."""
-    from ganfp.submission import constant_labelling, ties_at_the_cut
+    from ganfp.submission import constant_labelling, one_image_by_rank, ties_at_the_cut
 
     real, compared, size = run.sets.real, run.compared, run.setup.image_size
     n_compared = len(compared) if compared is not None else None
     which = runs_recipe(asked.method, run.choice, run.recipe)
     return (real_among_generated(real, compared, run.sets.where)
             + constant_labelling(run.score, run.labels, threshold) + ties_at_the_cut(run.score, run.labels, threshold)
+            + one_image_by_rank(run.labels, threshold)
             + k_beyond_the_sets(run.recipe, asked.k, len(real), n_compared, which)
             + space_beyond_the_images(asked.features if compared is not None else None, size)
             + depth_warning(real, compared, headers, reading, dev)

@@ -23,6 +23,10 @@ class InputError(GanfpError):
     exit_code = 2
 
 
+class UnreadableImage(InputError):
+    """An image file that cannot be decoded, named in the message: a caller reading several sets adds which one."""
+
+
 class RuntimeFailure(GanfpError):
     """The input was fine but the work failed: no network, out of memory, interrupted (exit 1)."""
 

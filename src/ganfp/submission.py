@@ -628,12 +628,24 @@ def decide(scores, used_fraction: float | None = None, threshold: float | None =
 def constant_labelling(score: np.ndarray, labels: np.ndarray, threshold: float | None) -> list[str]:
     """A --threshold outside the scores' range labels every image alike: a constant submission, said aloud
     (a used fraction that would do so is refused before scoring; a threshold's effect is known only now). Its
-    metrics are a constant baseline's, F1 0.667 at half used: evaluate notes it as classify warns."""
-    if threshold is None or 0 < labels.sum() < len(labels):
+    metrics are a constant baseline's, F1 0.667 at half used: evaluate notes it as classify warns. One image is
+    labelled by its score, as asked: nothing to say."""
+    if threshold is None or len(labels) < 2 or 0 < labels.sum() < len(labels):
         return []
     side = "used" if labels.all() else "not used"
     return [f"--threshold {threshold:g} labels all {len(labels)} images {side}: the scores run from "
             f"{score.min():.4g} to {score.max():.4g} (--used-fraction labels by rank instead)"]
+
+
+def one_image_by_rank(labels: np.ndarray, threshold: float | None) -> list[str]:
+    """A used fraction ranks images against each other, so one image is labelled by the fraction alone (used from
+    0.5 up): said aloud, as it looks like a verdict on that image (`--method autoencoder` and the classifier score
+    a single image; the methods that compare real images with each other refuse one)."""
+    if threshold is not None or len(labels) != 1:
+        return []
+    side = "used" if labels[0] else "not used"
+    return [f"1 real image: a used fraction ranks the images against each other, so it labels this one {side} "
+            "whatever its score; give --threshold to label it by its score"]
 
 
 def ties_at_the_cut(score: np.ndarray, labels: np.ndarray, threshold: float | None) -> list[str]:

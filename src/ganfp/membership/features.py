@@ -22,7 +22,7 @@ from ganfp.data.cache import cache_key, load_images
 from ganfp.data.manifest import Manifest
 from ganfp.data.medical import DEFAULT_WINDOW, MedicalReading, hu_offset_problem, parse_window, window_name
 from ganfp.device import rng_untouched
-from ganfp.errors import InputError
+from ganfp.errors import InputError, UnreadableImage
 from ganfp.fileio import atomic_path, build_lock, write_json
 from ganfp.membership.spaces import FeatureSpace
 from ganfp.paths import cache_root
@@ -37,13 +37,13 @@ PixelSource = Callable[[Manifest, int, str], torch.Tensor]
 
 def load_checked(manifest: Manifest, image_size: int, data_root=None, progress: Progress | None = None,
                  task: str = "decode") -> torch.Tensor:
-    """uint8 (N, size, size) of every image; any unreadable file is one InputError naming it."""
+    """uint8 (N, size, size) of every image; any unreadable file is one UnreadableImage naming it."""
     on_image = (lambda: progress(task, 1, len(manifest))) if progress else None
     image_set = load_images(manifest, image_size, data_root=data_root, skip_bad=True, on_image=on_image)
     if image_set.bad:
         path, reason = image_set.bad[0]
         more = f" (and {len(image_set.bad) - 1} more bad files)" if len(image_set.bad) > 1 else ""
-        raise InputError(f"{path}: {reason}{more}")
+        raise UnreadableImage(f"{path}: {reason}{more}")
     return image_set.images
 
 
