@@ -1,6 +1,6 @@
 """Builders of tiny datasets in the real datasets' layouts, shared by the adapter, fetch and chain tests.
 
-`build_paper_fixtures(data_root)` installs casia, covid-ctset and imageclef-gans-2023 (dev and
+`build_paper_fixtures(data_root, work)` installs casia, covid-ctset and imageclef-gans-2023 (dev and
 test) through `fetch_dataset --from`, so the `paper` chain can run on them.
 """
 
