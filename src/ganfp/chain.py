@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import re
-import sys
+import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -71,11 +71,6 @@ from ganfp.train import (
     stage_manifest,
     start_identity,
 )
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 log = logging.getLogger(__name__)
 

@@ -548,8 +548,9 @@ def _score_texts(values: np.ndarray) -> list[str]:
     network's probabilities) were written as their float64 expansion, 0.30000001192092896 for 0.3, text that claims
     17 digits where 8 were computed. The dtype decides, not the values: a float64 column whose values float32 can
     hold (134217728.0) was written as float32 text (1.3421773e+08), which reads back as another float64 value."""
-    if values.dtype == np.float32:
-        return [str(x) for x in values]
+    if values.dtype == np.float32:  # float32's shortest digits, laid out as Python lays out a float: numpy's own str()
+        # changed between releases (123456790.0 in numpy 2.2, 1.2345679e+08 in 2.4), and so did the files
+        return [repr(float(np.format_float_scientific(x, unique=True))) for x in values]
     return [repr(x) for x in values.tolist()]
 
 
