@@ -491,6 +491,31 @@ def test_evaluate_report_with_checkpoint_features_reads_dicom_in_the_checkpoints
         assert png_uri(decode_image(str(path), 16)) not in page
 
 
+def test_evaluate_report_prints_the_checkpoints_window_warning_it_lists(run_cli, tmp_path, monkeypatch):
+    """A --window other than the one the checkpoint was trained in is warned of in the report's summary; the
+    terminal and --json, which classify's warning reaches, heard nothing of it."""
+    pytest.importorskip("pydicom", reason="needs the medical extra (pydicom)")
+    import ganfp.checkpoint
+    from ganfp.checkpoint import model_meta, save_model
+    from ganfp.models import create_model
+
+    dicom_case(tmp_path)
+    stage, model = tmp_path / "stage", create_model("conv5", 2, 16)
+    stage.mkdir()
+    save_model(stage / "model.safetensors", model, model_meta(model, ["not_used", "used"], 16, window="bone"))
+    monkeypatch.setattr(ganfp.checkpoint, "resolve_checkpoint", lambda *a, **k: stage)
+    scores, labels, report = tmp_path / "scores.csv", tmp_path / "labels.csv", tmp_path / "ev.html"
+    scores.write_text("id,score\n" + "".join(f"ct{i},{i / 6:.3f}\n" for i in range(6)))
+    labels.write_text("id,label\n" + "".join(f"ct{i},{int(i < 3)}\n" for i in range(6)))
+    code, stdout, err = run_cli("evaluate", scores, labels, "--report", report, "--real", tmp_path / "real",
+                                "--generated", tmp_path / "gen", "--features", "checkpoint", "--window", "lung",
+                                "--json", "--data-root", tmp_path / "data")
+    assert code == 0, err
+    [warning] = report_warnings(report)
+    assert "--window lung: the checkpoint" in warning and json.loads(stdout)["warnings"] == [warning]
+    assert warning in err
+
+
 def chain_run(run, window: str, age: int):
     """A finished chain run of one conv5 stage trained in `window`, its chain file `age` seconds old; its model file."""
     from ganfp.checkpoint import model_meta, save_model
@@ -566,6 +591,31 @@ def test_evaluate_report_finds_a_dev_folders_own_generated_images(run_cli, copie
     assert code == 0, err
     page = parse(report)
     assert page.classes.count("evidence-row") == len(ids) and page.classes.count("neighbours") == len(ids)
+
+
+def test_evaluate_report_of_a_test_sets_real_images_names_the_generated_folder_beside(run_cli, tmp_path):
+    """`--real DIR/real_unknown_1` (not DIR, which holds both) drew a report without neighbours, saying only that
+    no generated images were given, though generated_1/ sits beside it: warned of as classify warns, on the
+    terminal, in --json and in the report; the --generated it names brings the neighbours."""
+    case = copy_case(size=16)
+    test = tmp_path / "test"
+    ids = write_pngs(test / "real_unknown_1", "r", case["real"])
+    scores, labels, report = tmp_path / "scores.csv", tmp_path / "labels.csv", tmp_path / "ev.html"
+    scores.write_text("id,score\n" + "".join(f"{name},{i / len(ids):.3f}\n" for i, name in enumerate(ids)))
+    labels.write_text("id,label\n" + "".join(f"{name},{int(used)}\n" for name, used in zip(ids, case["used"])))
+    args = ("evaluate", scores, labels, "--report", report, "--real", test / "real_unknown_1", "--json",
+            "--data-root", tmp_path / "data")
+    code, stdout, err = run_cli(*args)  # no generated folder beside it: nothing to warn of
+    assert code == 0 and json.loads(stdout)["warnings"] == [] and report_warnings(report) == [], err
+    write_pngs(test / "generated_1", "g", case["generated"])
+    code, stdout, err = run_cli(*args)
+    assert code == 0, err
+    [warning] = json.loads(stdout)["warnings"]
+    assert "the report shows no generated neighbours" in warning and warning in err
+    assert f"pass --generated {test / 'generated_1'}" in warning and report_warnings(report) == [warning]
+    code, stdout, err = run_cli(*args, "--generated", test / "generated_1")
+    assert code == 0 and json.loads(stdout)["warnings"] == [], err
+    assert parse(report).classes.count("neighbours") == len(ids)
 
 
 def test_names_with_markup_and_odd_bytes_are_shown_as_text(run_cli, copies):

@@ -36,7 +36,7 @@ from ganfp.data.manifest import Manifest, announce, folder_warnings_once, list_f
 from ganfp.data.names import skipped_name
 from ganfp.data.medical import MedicalReading, with_window
 from ganfp.data.outputs import check_ground_truth, check_outputs
-from ganfp.data.real import check_paired, read_real
+from ganfp.data.real import check_paired, generated_beside, read_real
 from ganfp.errors import (InputError, UnreadableImage, count, plain_number, require_int, require_number,
                           require_paths, require_seed)
 from ganfp.fileio import written_together
@@ -627,20 +627,6 @@ def no_generated_hint(real: str) -> str:
     gen = beside[0] if len(beside) == 1 else "GEN_DIR"
     return (f"or pass --checkpoint; {real} brings no generated images, so classify runs the paper's classifier: "
             f"to compare the real images with the generator's images (no chain needed), pass --generated {gen}")
-
-
-def generated_beside(real: str) -> list[Path]:
-    """The generated folders beside a REAL folder (for `real_unknown_N/`, only its own `generated_N/` or an
-    unnumbered one): where a user who forgot --generated keeps the generator's images."""
-    from ganfp.data.adapters.imageclef import names_generated, real_unknown_number
-
-    path = Path(real).expanduser()
-    number = real_unknown_number(path.name)  # real_unknown_2/: generated_1/ beside it is another test set's
-    try:
-        return [p for p in path.parent.iterdir() if p.is_dir() and p.name != path.name
-                and names_generated(p.name, number)] if path.is_dir() else []
-    except OSError:  # a parent that cannot be listed: none named
-        return []
 
 
 def classifier_only_implied(real: str, sets: RealSets, asked: Recipe, checkpoint) -> list[str]:

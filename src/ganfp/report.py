@@ -20,8 +20,9 @@ from typing import Callable
 import numpy as np
 
 from ganfp.data.generated import MIN_IMAGE_SIZE, generated_manifest, image_headers, shared_files
-from ganfp.data.manifest import Manifest, folder_warnings_once, with_logged
+from ganfp.data.manifest import Manifest, announce, folder_warnings_once, with_logged
 from ganfp.data.medical import MedicalReading, with_window
+from ganfp.data.real import check_paired, generated_beside, read_real
 from ganfp.errors import InputError, of_option
 from ganfp.fileio import OutputBatch, write_text
 from ganfp.membership.calibrate import NO_LEAK_EVIDENCE
@@ -164,9 +165,10 @@ def evaluation_report(path, evaluation, real_spec: str, features: str | None, ge
     space = parse_features(features or DEFAULT_FEATURES)
     checkpoint = report_checkpoint(features, checkpoint, image_size)
     real, gen = evaluation_sets(evaluation, real_spec, features, generated, data_root, reading)
-    warnings, trained = [], reading
+    warnings, trained = generated_not_read(real_spec) if gen is None else [], reading
     if checkpoint is not None:  # classify read the images as the checkpoint was trained on them
-        trained, warnings = checkpoint_reading(reading, str(checkpoint), None)
+        trained, read_warnings = checkpoint_reading(reading, str(checkpoint), None)
+        warnings += read_warnings
         if trained is not reading:
             real, gen = (with_window(m, trained.window, trained.hu_offset) for m in (real, gen))
     if reading is not None:  # judged with the offset the checkpoint recorded: a --window over 16-bit slices is read
@@ -181,9 +183,24 @@ def evaluation_report(path, evaluation, real_spec: str, features: str | None, ge
                **{name: evaluation.metrics.get(name) for name in ("accuracy", "f1")},  # ROC-AUC: the report's own
                "compared_at": compared, "hu_offset": reading.hu_offset if reading is not None else None,
                "notes": "; ".join(evaluation.notes) or None, "warnings": warnings}  # what evaluate printed under it
-    return classify_report(path, MembershipScorer(real, gen, setup), space, scores_of(evaluation), evaluation.y_pred,
-                           summary, rows, cut=evaluation.threshold, truth=evaluation.y_true,
-                           scored=evaluation.scores is not None, batch=batch)
+    written = classify_report(path, MembershipScorer(real, gen, setup), space, scores_of(evaluation),
+                              evaluation.y_pred, summary, rows, cut=evaluation.threshold, truth=evaluation.y_true,
+                              scored=evaluation.scores is not None, batch=batch)
+    announce(warnings)
+    return written
+
+
+def generated_not_read(real_spec: str) -> list[str]:
+    """A warning when the report has no generated images while a generated folder lies beside the real ones:
+    `--real DIR/real_unknown_1` (the test set's real images, not DIR, which holds both) drew a report saying only
+    that no generated images were given, with no neighbours, where classify names the folder (`generated_beside`).
+    A warning, as classify's when it can run: the report without neighbours still shows the predictions."""
+    beside = generated_beside(real_spec)
+    if not beside:
+        return []
+    return [f"--real {real_spec} brings no generated images, so the report shows no generated neighbours; "
+            f"{beside[0]} beside it was not read: pass --generated {beside[0]} to show each real image's nearest "
+            "generated images"]
 
 
 def report_checkpoint(features: str | None, checkpoint: str | None, image_size: int | None) -> Path | None:
@@ -208,8 +225,6 @@ def report_checkpoint(features: str | None, checkpoint: str | None, image_size: 
 def evaluation_sets(evaluation, real_spec: str, features: str | None, generated: str | None, data_root,
                     reading: MedicalReading | None) -> tuple[Manifest, Manifest | None]:
     """(the real images in the order of the evaluated ids, the generated images or None), each option checked."""
-    from ganfp.data.real import check_paired, read_real
-
     gen = generated_manifest(generated, reading, option="--generated") if generated else None  # a typo fails first
     try:
         real = read_real(real_spec, data_root, reading, generated)

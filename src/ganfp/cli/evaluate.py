@@ -177,8 +177,9 @@ def evaluate(
     real: Optional[str] = typer.Option(None, "--real", callback=path_given("--real", "a folder or dataset spec"),
                                        help="With --report: the real images (folder or dataset spec)."),
     generated: Optional[str] = typer.Option(None, "--generated", callback=path_given("--generated"),
-                                            help="With --report: the generated images (default: the dataset spec's "
-                                            "own)."),
+                                            help="With --report: the generated images (default: the --real "
+                                            "folder's generated/ or generated_N/ sub-folder, or the dataset spec's "
+                                            "own; one beside the --real folder is named in a warning, not read)."),
     features: Optional[str] = typer.Option(None, "--features", help="With --report: the feature space of the "
                                            "nearest generated images (default: classify's)."),
     checkpoint: CheckpointOpt = None,

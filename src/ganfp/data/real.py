@@ -72,6 +72,19 @@ def check_paired(manifest: Manifest, instead: str) -> None:
                          f"compared with it); pass --generated GEN_DIR with the images of its own generator, {instead}")
 
 
+def generated_beside(real: str) -> list[Path]:
+    """The generated folders beside a REAL folder (for `real_unknown_N/`, only its own `generated_N/` or an
+    unnumbered one), by name: where a user who forgot --generated keeps the generator's images. Classify and
+    evaluate's report both read none of them unless told, and both name them when they ran without any."""
+    path = Path(real).expanduser()
+    number = imageclef.real_unknown_number(path.name)  # real_unknown_2/: generated_1/ beside it is another test set's
+    try:
+        return sorted(p for p in path.parent.iterdir() if p.is_dir() and p.name != path.name
+                      and imageclef.names_generated(p.name, number)) if path.is_dir() else []
+    except OSError:  # a parent that cannot be listed: none named
+        return []
+
+
 def spec_manifest(spec: str, data_root=None, reading: MedicalReading | None = None) -> Manifest:
     """A dataset spec's images, its DICOM and NIfTI ones (and, with an HU offset, its 16-bit ones) in the reading's
     window: `folder:DIR` of DICOM files ignored --window, and scored lung-window images. Its adapter lists the files,
