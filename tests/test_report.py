@@ -375,6 +375,23 @@ def dicom_case(root):
     return real
 
 
+def bone_window_stage(root, monkeypatch):
+    """A conv5 stage trained (so its metadata says) in the bone window, found as the newest chain run, and the
+    (scores, labels, report) paths of dicom_case's six images: half of them used."""
+    import ganfp.checkpoint
+    from ganfp.checkpoint import model_meta, save_model
+    from ganfp.models import create_model
+
+    stage, model = root / "stage", create_model("conv5", 2, 16)
+    stage.mkdir()
+    save_model(stage / "model.safetensors", model, model_meta(model, ["not_used", "used"], 16, window="bone"))
+    monkeypatch.setattr(ganfp.checkpoint, "resolve_checkpoint", lambda *a, **k: stage)
+    scores, labels = root / "scores.csv", root / "labels.csv"
+    scores.write_text("id,score\n" + "".join(f"ct{i},{i / 6:.3f}\n" for i in range(6)))
+    labels.write_text("id,label\n" + "".join(f"ct{i},{int(i < 3)}\n" for i in range(6)))
+    return scores, labels, root / "ev.html"
+
+
 def test_evaluate_report_reads_dicom_as_classify_scored_it(run_cli, tmp_path):
     """classify --window bone --id-from uid scored bone-windowed images named by their UIDs: evaluate --report
     with the same options finds them by those ids and shows them bone-windowed, not in the default lung window."""
@@ -467,21 +484,12 @@ def test_evaluate_report_with_checkpoint_features_reads_dicom_in_the_checkpoints
     """classify --features checkpoint reads DICOM in the window the checkpoint was trained in; evaluate's report,
     which finds the same checkpoint (the newest chain run), showed them in the lung window instead."""
     pytest.importorskip("pydicom", reason="needs the medical extra (pydicom)")
-    import ganfp.checkpoint
-    from ganfp.checkpoint import model_meta, save_model
     from ganfp.data.decode import decode_image
     from ganfp.data.medical import parse_window
-    from ganfp.models import create_model
     from ganfp.report import png_uri
 
-    paths, stage = dicom_case(tmp_path), tmp_path / "stage"
-    model = create_model("conv5", 2, 16)
-    stage.mkdir()
-    save_model(stage / "model.safetensors", model, model_meta(model, ["not_used", "used"], 16, window="bone"))
-    monkeypatch.setattr(ganfp.checkpoint, "resolve_checkpoint", lambda *a, **k: stage)
-    scores, labels, report = tmp_path / "scores.csv", tmp_path / "labels.csv", tmp_path / "ev.html"
-    scores.write_text("id,score\n" + "".join(f"ct{i},{i / 6:.3f}\n" for i in range(6)))
-    labels.write_text("id,label\n" + "".join(f"ct{i},{int(i < 3)}\n" for i in range(6)))
+    paths = dicom_case(tmp_path)
+    scores, labels, report = bone_window_stage(tmp_path, monkeypatch)
     code, _, err = run_cli("evaluate", scores, labels, "--report", report, "--real", tmp_path / "real", "--generated",
                            tmp_path / "gen", "--features", "checkpoint", "--data-root", tmp_path / "data")
     assert code == 0, err
@@ -495,18 +503,8 @@ def test_evaluate_report_prints_the_checkpoints_window_warning_it_lists(run_cli,
     """A --window other than the one the checkpoint was trained in is warned of in the report's summary; the
     terminal and --json, which classify's warning reaches, heard nothing of it."""
     pytest.importorskip("pydicom", reason="needs the medical extra (pydicom)")
-    import ganfp.checkpoint
-    from ganfp.checkpoint import model_meta, save_model
-    from ganfp.models import create_model
-
     dicom_case(tmp_path)
-    stage, model = tmp_path / "stage", create_model("conv5", 2, 16)
-    stage.mkdir()
-    save_model(stage / "model.safetensors", model, model_meta(model, ["not_used", "used"], 16, window="bone"))
-    monkeypatch.setattr(ganfp.checkpoint, "resolve_checkpoint", lambda *a, **k: stage)
-    scores, labels, report = tmp_path / "scores.csv", tmp_path / "labels.csv", tmp_path / "ev.html"
-    scores.write_text("id,score\n" + "".join(f"ct{i},{i / 6:.3f}\n" for i in range(6)))
-    labels.write_text("id,label\n" + "".join(f"ct{i},{int(i < 3)}\n" for i in range(6)))
+    scores, labels, report = bone_window_stage(tmp_path, monkeypatch)
     code, stdout, err = run_cli("evaluate", scores, labels, "--report", report, "--real", tmp_path / "real",
                                 "--generated", tmp_path / "gen", "--features", "checkpoint", "--window", "lung",
                                 "--json", "--data-root", tmp_path / "data")
