@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -121,9 +122,25 @@ def setup(device_name: str) -> str:
     if not dist.is_initialized():
         if device.startswith("cuda"):
             torch.cuda.set_device(local_rank())  # before NCCL starts, so each rank talks from its own GPU
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        with _stdout_on_stderr():
+            dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
         atexit.register(_teardown)
     return device
+
+
+@contextlib.contextmanager
+def _stdout_on_stderr():
+    """Within it, what is written to file descriptor 1 goes to stderr. Joining a gloo group, torch 2.9's C++
+    prints "[Gloo] Rank 0 is connected to 1 peer ranks" on stdout, past sys.stdout, and `train-stage --json`
+    under torchrun printed it above the summary: stdout is the summary's alone."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _teardown() -> None:
