@@ -611,6 +611,10 @@ def test_evaluate_report_of_a_test_sets_real_images_names_the_generated_folder_b
     [warning] = json.loads(stdout)["warnings"]
     assert "the report shows no generated neighbours" in warning and warning in err
     assert f"pass --generated {test / 'generated_1'}" in warning and report_warnings(report) == [warning]
+    code, _, err = run_cli(*args, "--features", "std32")  # neighbours asked for: refused, naming the same folder
+    assert code == 2 and err == (f"error: --features std32: the report has no generated images to find neighbours "
+                                 f"among; pass --generated {test / 'generated_1'} (beside --real "
+                                 f"{test / 'real_unknown_1'})\n"), err
     code, stdout, err = run_cli(*args, "--generated", test / "generated_1")
     assert code == 0 and json.loads(stdout)["warnings"] == [], err
     assert parse(report).classes.count("neighbours") == len(ids)

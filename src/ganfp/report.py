@@ -235,8 +235,10 @@ def evaluation_sets(evaluation, real_spec: str, features: str | None, generated:
     if gen is None and real.info.get("generated"):  # the dataset spec's own generated images
         gen = generated_manifest(real.info["generated"], reading)
     if gen is None and features is not None:  # ignored, a forgotten --generated would pass silently
+        beside = generated_beside(real_spec)
         raise InputError(f"--features {features}: the report has no generated images to find neighbours among; "
-                         "give --generated too")
+                         + (f"pass --generated {beside[0]} (beside --real {real_spec})" if beside
+                            else "give --generated too"))
     by_id = {it.id.strip(): it for it in real.items}  # ids as a table cell reads them (manifest.cell_id)
     missing = [i for i in evaluation.ids if i not in by_id]
     if missing:
