@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from ganfp.attribution.methods import TrainerSettings
-from ganfp.attribution.run import AttributeConfig, ClusterConfig, cluster
+from ganfp.attribution.run import AttributeConfig, ClusterConfig, attribute, cluster
 from ganfp.chain import load_chain, plan_chain, run_chain, stage_configs, train_stage
 from ganfp.classify import classify
 from ganfp.data.cache import load_images
@@ -48,6 +48,8 @@ def sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("api")
     real = _images(root / "real", 6, 0)
     _images(root / "generated", 12, 1)
+    _images(root / "classes" / "a", 6, 2)
+    _images(root / "classes" / "b", 6, 3)
     ids = sorted(p.stem for p in real.glob("*.png"))
     (root / "labels.csv").write_text("id,label\n" + "".join(f"{i},{n % 2}\n" for n, i in enumerate(ids)))
     (root / "scores.csv").write_text("id,score\n" + "".join(f"{i},{n / 10}\n" for n, i in enumerate(ids)))
@@ -400,7 +402,41 @@ KIND_CASES = {
     "train_stage cfg": (lambda s: train_stage(None, s / "stage"), r"cfg=None: must be a StageConfig"),
     "train_stage out_dir": (lambda s: train_stage(StageConfig(dataset="demo:casia"), None), r"out_dir=None: must be"),
     "run_stage cfg": (lambda s: run_stage({"epochs": 1}, s / "stage"), r"cfg=\{'epochs': 1\}: must be a StageConfig"),
+    "train_stage observer": (lambda s: train_stage(_one(s), s / "stage", observer=3),
+                             r"^observer=3: must be a function, called as observer\(event, data\), or None$"),
+    "train_stage resume": (lambda s: train_stage(_one(s), s / "stage", resume="no"),
+                           r"^resume='no': must be True or False, not str$"),
+    "train_stage force": (lambda s: train_stage(_one(s), s / "stage", force=1), r"^force=1: must be True or False"),
+    "run_stage observer": (lambda s: run_stage(_one(s), s / "stage", observer=[]),
+                           r"^observer=\[\]: must be a function"),
+    "run_stage resume": (lambda s: run_stage(_one(s), s / "stage", resume=None),
+                         r"^resume=None: must be True or False"),
+    "run_chain observer_for": (lambda s: run_chain(load_chain("demo"), "conv5", s / "runs", observer_for=3),
+                               r"^observer_for=3: must be a function, called as observer_for\(stage_config\)"),
+    "stage_configs override key": (lambda s: stage_configs(load_chain("demo"), "conv5", {1: 5}),
+                                   r"^overrides 1: not stage settings; choose among: augment, "),
+    "attribute cfg": (lambda s: attribute(None), r"^cfg=None: attribute\(\) takes an AttributeConfig"),
+    "attribute a ClusterConfig": (lambda s: attribute(ClusterConfig(str(s / "generated"), str(s / "out.csv"))),
+                                  r"attribute\(\) takes an AttributeConfig .*\(cluster\(\) takes a ClusterConfig\)$"),
+    "cluster an AttributeConfig": (lambda s: cluster(AttributeConfig(str(s / "generated"), str(s / "out.csv"))),
+                                   r"cluster\(\) takes a ClusterConfig .*\(attribute\(\) takes an AttributeConfig\)$"),
+    "attribute message": (lambda s: attribute(AttributeConfig(str(s / "generated"), str(s / "out.csv")), message=None),
+                          r"^message=None: must be a function, called as message\(text\)$"),
+    "cluster message": (lambda s: cluster(ClusterConfig(str(s / "generated"), str(s / "out.csv"), clusters=2),
+                                          message="x"), r"^message='x': must be a function"),
+    "attribute trainer epochs": (lambda s: AttributeConfig("u", "o.csv", method="cnn",
+                                                           trainer=TrainerSettings(epochs="1")).validate(),
+                                 r"^epochs='1': must be a whole number, not str$"),
+    "attribute trainer model": (lambda s: AttributeConfig("u", "o.csv", method="cnn",
+                                                          trainer=TrainerSettings(model=5)).validate(),
+                                r"^model=5: must be text \(a str\), not int$"),
 }
+
+
+def _one(s) -> StageConfig:
+    """A stage the trainer could train (two labelled classes), so an argument it refuses is refused before the work."""
+    return StageConfig(name="one", dataset=f"folder:{s / 'classes'}", model="conv5", image_size=16, epochs=1,
+                       batch_size=4, device="cpu")
 
 
 WRONG_KIND_CASES = READING_CASES | NAME_CASES | KIND_CASES
@@ -411,7 +447,7 @@ def test_an_argument_of_the_wrong_kind_is_refused(case, sets):
     call, message = WRONG_KIND_CASES[case]
     with pytest.raises(InputError, match=message):
         call(sets)
-    assert not (sets / "out.csv").exists() and not (sets / "stage").exists()
+    assert not (sets / "out.csv").exists() and not (sets / "stage").exists() and not (sets / "runs").exists()
 
 
 FETCH_CASES = {

@@ -35,7 +35,8 @@ from ganfp.data.manifest import Manifest, folder_warnings_once, is_dicom, is_nif
 from ganfp.data.medical import stores_hu
 from ganfp.data.split import split_indices
 from ganfp.device import device_name, rng_untouched, settings_kept
-from ganfp.errors import InputError, Interrupted, StopSignal, require_path, require_paths
+from ganfp.errors import (InputError, Interrupted, StopSignal, require_callable, require_flag, require_path,
+                          require_paths)
 from ganfp.fileio import check_writable, folder_lock, write_json, writer_of
 from ganfp.models import model_entry
 from ganfp.pseudo import PseudoSettings, check_source, pseudo_label
@@ -50,6 +51,7 @@ from ganfp.stage_folder import (
     setting_changes,
 )
 from ganfp.train import (
+    OBSERVER_CALL,
     StageConfig,
     StageSummary,
     batch_warnings,
@@ -252,7 +254,7 @@ def stage_configs(
     if "device" in overrides:  # a torch.device from Python, kept as its name (a stage's settings are text)
         overrides["device"] = device_name(overrides["device"], "overrides device")
     settings = {f.name for f in dataclasses.fields(StageConfig)} - {"name", "dataset", "model"}
-    unknown = sorted(set(overrides) - settings)
+    unknown = sorted(str(key) for key in set(overrides) - settings)  # `{1: 5}` failed in sorted() or join()
     if unknown:  # else a TypeError from StageConfig(**values), naming neither the override nor the choices
         raise InputError(f"overrides {', '.join(unknown)}: not stage settings; choose among: {', '.join(sorted(settings))}")
     configs, problems = [], []
@@ -370,6 +372,9 @@ def train_stage(
     if not isinstance(cfg, StageConfig):  # else an AttributeError on `.validate`
         raise InputError(f"cfg={cfg!r}: must be a StageConfig (ganfp.train), or use run_chain for a chain")
     require_paths({"out_dir": out_dir}, {"data_root": data_root})
+    require_flag("resume", resume)
+    require_flag("force", force)
+    require_callable("observer", observer, OBSERVER_CALL)
     cfg.validate(options=options)
     if strict_resume:
         check_request(cfg, out_dir, resume, force, data_root)
@@ -438,6 +443,7 @@ def run_chain(
     observer_for: Callable[[StageConfig], object] | None = None,
 ) -> tuple[Path, list[StageSummary]]:
     """Run every stage in order; returns the run folder and one summary per stage."""
+    require_callable("observer_for", observer_for, "(stage_config)")
     listings: dict = {}  # each dataset listed once while the stages are checked (`listed_once`)
     with listed_once(listings):
         run_dir, configs = _chain_configs(spec, model, runs_root, data_root, overrides, from_stage)

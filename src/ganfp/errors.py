@@ -154,6 +154,22 @@ def require_text(name: str, value) -> None:
         raise InputError(f"{name}={value!r}: must be text (a str), not {type(value).__name__}")
 
 
+def require_callable(name: str, value, arguments: str, optional: bool = True) -> None:
+    """`value` is a callable (or None when `optional`), else one InputError naming `name`: from Python an
+    `observer=print_epoch()` (its result, not the function) failed as "'NoneType' object is not callable" at the first
+    epoch, after the stage's images were read and its folder locked. `arguments` says what it is called with."""
+    if (value is None and optional) or callable(value):
+        return
+    alone = ", or None" if optional else ""
+    raise InputError(f"{name}={shown(value)}: must be a function, called as {name}{arguments}{alone}")
+
+
+def require_flag(name: str, value) -> None:
+    """`value` is True or False, else one InputError naming `name`: `resume="no"` is true, so it resumed."""
+    if not isinstance(value, bool):
+        raise InputError(f"{name}={shown(value)}: must be True or False, not {type(value).__name__}")
+
+
 def require_number(name: str, value) -> None:
     """`value` is a finite real number (an int or a float, numpy's too), else one InputError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):

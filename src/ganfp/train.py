@@ -78,6 +78,8 @@ from ganfp.errors import (
     StopSignal,
     count,
     plain_numbers,
+    require_callable,
+    require_flag,
     require_path,
 )
 from ganfp.fileio import (
@@ -111,6 +113,7 @@ _said: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("ganfp_st
 _listed: contextvars.ContextVar[dict | None] = contextvars.ContextVar("ganfp_stage_listings", default=None)
 
 Observer = Callable[[str, dict], None]
+OBSERVER_CALL = "(event, data)"  # what an Observer is called with
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1", "lr"]
 PSEUDO_NAMES = {
     "val_accuracy": "val_pseudo_agreement",
@@ -1248,6 +1251,8 @@ def run_stage(
     if not isinstance(cfg, StageConfig):  # else an AttributeError on `.validate`
         raise InputError(f"cfg={cfg!r}: must be a StageConfig")
     require_path("out_dir", out_dir)
+    require_flag("resume", resume)
+    require_callable("observer", observer, OBSERVER_CALL)
     cfg.validate()
     with settings_kept():
         device = setup_device(cfg)
