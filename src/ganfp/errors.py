@@ -23,6 +23,11 @@ class InputError(GanfpError):
     exit_code = 2
 
 
+class ArgumentError(InputError, ValueError):
+    """A bad value given to a function of arrays (`ganfp.metrics`): an InputError, as every bad argument from Python
+    is, and a ValueError, as numpy's and scikit-learn's are and as those functions raised before."""
+
+
 class UnreadableImage(InputError):
     """An image file that cannot be decoded, named in the message: a caller reading several sets adds which one."""
 
