@@ -97,7 +97,7 @@ BAD_CHAINS = [
     ("defaults = 5\n" + GOOD_STAGE, [(1, "defaults: expected a [defaults] table")]),
     ("[defaults]\nepochs = \"ten\"\n" + GOOD_STAGE, [(2, "[defaults] epochs: expected an integer, got 'ten'")]),
     (GOOD_STAGE + "image_size = \"big\"\n", [(4, "stage 1 image_size: expected an integer, got 'big'")]),
-    (GOOD_STAGE + "extra = \"oops\"\n", [(4, "stage 1 extra: expected a table, got 'oops'")]),
+    (GOOD_STAGE + "extra = \"oops\"\n", [(4, "stage 1 extra: expected a table (of named options), got 'oops'")]),
     ('[[stages]]\nname = "one"\ndataset = 5\n', [(3, "stage 1 dataset: expected a string, got 5")]),
     (GOOD_STAGE + "epochs = -3\n", [(4, "stage 1 epochs: must be at least 1, got -3")]),
     ('name = "../../x"\n' + GOOD_STAGE, [(1, "chain name '../../x' is not a plain name")]),

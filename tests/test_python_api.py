@@ -413,6 +413,8 @@ KIND_CASES = {
                          r"^resume=None: must be True or False"),
     "run_chain observer_for": (lambda s: run_chain(load_chain("demo"), "conv5", s / "runs", observer_for=3),
                                r"^observer_for=3: must be a function, called as observer_for\(stage_config\)"),
+    "train_stage extra key": (lambda s: train_stage(StageConfig(**{**vars(_one(s)), "extra": {1: 2}}), s / "stage"),
+                              r"^stage one: extra: expected a table \(of named options\), got \{1: 2\}$"),
     "stage_configs override key": (lambda s: stage_configs(load_chain("demo"), "conv5", {1: 5}),
                                    r"^overrides 1: not stage settings; choose among: augment, "),
     "attribute cfg": (lambda s: attribute(None), r"^cfg=None: attribute\(\) takes an AttributeConfig"),

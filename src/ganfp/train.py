@@ -448,7 +448,8 @@ def _problem(check, value) -> str | None:
 def type_problems(obj) -> list[tuple[str, str]]:
     """(field, problem) for every dataclass field whose value is not of its declared type (ints pass as floats)."""
     hints = typing.get_type_hints(type(obj))
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             dict: "a table (of named options)"}
     out = []
     for f in dataclasses.fields(obj):
         value, hint = getattr(obj, f.name), hints[f.name]
@@ -466,6 +467,8 @@ def _is_a(value, t) -> bool:
         return t is bool and isinstance(value, bool)
     if t is float:
         return isinstance(value, (int, float))
+    if t is dict:  # a table's keys are option names: `extra={1: 2}` failed as "keywords must be strings"
+        return isinstance(value, dict) and all(isinstance(key, str) for key in value)
     return isinstance(value, t)
 
 
