@@ -76,6 +76,20 @@ def test_chain_runs_each_stage_from_the_previous_and_skips_finished_ones(tmp_pat
     assert [r.status for r in changed] == ["trained"] * 3  # new settings are not mistaken for finished work
 
 
+def test_a_folder_named_as_a_builtin_chain_does_not_hide_it(tmp_path, monkeypatch):
+    """`--chain demo` (and `load_chain("demo")`) where the current folder holds a `demo/` folder, the demo data built
+    there, say, read "demo: chain file not found"; a folder is no chain file, so the built-in chain is meant."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "dir.toml").mkdir()
+    assert load_chain("demo").source == "built-in demo"
+    with pytest.raises(InputError, match=r"^mine: is a folder, not a chain file \(.toml\)$"):
+        load_chain("mine")
+    with pytest.raises(InputError, match=r"^dir.toml: is a folder, not a chain file"):
+        load_chain("dir.toml")
+
+
 def test_bad_chains_are_one_line_errors(tmp_path):
     with pytest.raises(InputError, match="unknown chain 'nope'; choose one of: demo, paper"):
         load_chain("nope")

@@ -113,7 +113,10 @@ def _read(name_or_path: str) -> tuple[str, str, str, str]:
     require_path("name_or_path", name_or_path)
     path = Path(name_or_path).expanduser()  # `~/chains/mine.toml` was "chain file not found"
     name_or_path = str(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    builtin = name_or_path in builtin_chains()  # a folder ./demo (demo data, a run) does not hide the built-in demo
+    if path.suffix == ".toml" or path.is_file() or (path.exists() and not builtin):
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder, not a chain file (.toml)")
         if not path.is_file():
             raise InputError(f"{path}: chain file not found")
         try:
@@ -121,7 +124,7 @@ def _read(name_or_path: str) -> tuple[str, str, str, str]:
         except OSError as exc:
             raise InputError(f"{path}: cannot read chain file ({exc.strerror})") from None
         return text, str(path), path.stem, str(path.expanduser().resolve())
-    if name_or_path in builtin_chains():
+    if builtin:
         text = resources.files("ganfp.chains").joinpath(f"{name_or_path}.toml").read_text()
         return text, name_or_path, name_or_path, f"built-in {name_or_path}"
     raise InputError(f"--chain: unknown chain {name_or_path!r}; choose one of: {', '.join(builtin_chains())}, or a "
