@@ -321,6 +321,24 @@ def test_a_chain_file_may_start_with_a_tilde(tmp_path, monkeypatch):
     assert load_chain("~/mine.toml").name == load_chain("demo").name
 
 
+def test_a_folder_written_under_the_home_folder_is_written_there_whole(sets, tmp_path, monkeypatch):
+    """`train_stage(cfg, "~/stage")` and `run_chain(..., "~/runs")` wrote their weights under the home folder (the
+    atomic writes expand `~`) and the rest in a folder named `~` in the current folder, then failed with a
+    FileNotFoundError; `write_split(..., "~/split")` (and `build_demo`) built in `./~`, its temporary folder at home."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    summary = train_stage(_one(sets), "~/stage")
+    assert summary.status == "trained" and (home / "stage" / "model.safetensors").is_file()
+    chain = tmp_path / "tiny.toml"
+    chain.write_text(f'name = "tiny"\n[[stages]]\nname = "one"\ndataset = "folder:{sets / "classes"}"\n')
+    assert plan_chain(load_chain(chain), "conv5", "~/runs").run_dir == home / "runs" / "tiny-conv5"
+    write_split(_split(), "~/split", "dev")
+    assert (home / "split" / "used").is_dir() and not any(p.name.startswith(".split") for p in home.iterdir())
+    assert not any(work.iterdir())
+
+
 def test_dataset_status_reads_a_data_root_under_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "data" / "casia").mkdir(parents=True)

@@ -331,7 +331,8 @@ def stage_folder(index: int, name: str) -> str:
 
 
 def run_dir_for(spec: ChainSpec, model: str, runs_root: Path) -> Path:
-    return Path(runs_root) / f"{spec.name}-{model}"
+    """The run's folder; `~` is the home folder, as in `--runs-dir` and the atomic writes under it."""
+    return Path(runs_root).expanduser() / f"{spec.name}-{model}"
 
 
 NAME_MAX = 255  # bytes in one folder name, on the file systems runs are written to (ext4, XFS, APFS, NTFS)
@@ -378,6 +379,7 @@ def train_stage(
     require_flag("resume", resume)
     require_flag("force", force)
     require_callable("observer", observer, OBSERVER_CALL)
+    out_dir = Path(out_dir).expanduser()  # `~/stage`: some files went to the home folder, others to a folder `~`
     cfg.validate(options=options)
     if strict_resume:
         check_request(cfg, out_dir, resume, force, data_root)

@@ -1260,7 +1260,8 @@ def run_stage(
     with settings_kept():
         device = setup_device(cfg)
         with rng_untouched(device), freed_memory_kept(device):
-            return _run_stage(cfg, Path(out_dir), device, resume, data_root, observer, init_id, strict_resume, data)
+            return _run_stage(cfg, Path(out_dir).expanduser(), device, resume, data_root, observer, init_id,
+                              strict_resume, data)
 
 
 def check_imagenet_reachable(cfg: StageConfig) -> None:
