@@ -339,6 +339,26 @@ def test_a_folder_written_under_the_home_folder_is_written_there_whole(sets, tmp
     assert not any(work.iterdir())
 
 
+DATA_ROOT_FILE_CASES = {
+    "plan_chain": lambda s, f: plan_chain(load_chain("demo"), "conv5", s / "runs", f),
+    "train_stage": lambda s, f: train_stage(StageConfig(dataset="demo:casia", model="conv5", image_size=16),
+                                            s / "stage", data_root=f),
+    "attribute": lambda s, f: attribute(AttributeConfig("demo:attribution-2025", str(s / "out.csv"), data_root=f)),
+    "classify": lambda s, f: classify("demo:gans-dev", s / "out.csv", data_root=f),
+}
+
+
+@pytest.mark.parametrize("case", list(DATA_ROOT_FILE_CASES))
+def test_a_data_root_that_is_a_file_is_refused_by_name(case, sets):
+    """The command refuses `--data-root FILE` in its option; from Python it was a RuntimeFailure ("cannot build the
+    demo data: File exists"), once the stages or options were checked."""
+    with pytest.raises(InputError, match=r"^data root .*labels.csv: is a file, not a folder$"):
+        DATA_ROOT_FILE_CASES[case](sets, str(sets / "labels.csv"))
+    with pytest.raises(InputError, match=r"^data root .*labels.csv/sub: .*labels.csv is a file, not a folder$"):
+        DATA_ROOT_FILE_CASES[case](sets, str(sets / "labels.csv" / "sub"))
+    assert not (sets / "out.csv").exists() and not (sets / "stage").exists() and not (sets / "runs").exists()
+
+
 def test_dataset_status_reads_a_data_root_under_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "data" / "casia").mkdir(parents=True)
