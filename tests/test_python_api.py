@@ -31,7 +31,7 @@ from ganfp.evaluation import evaluate_classes, evaluate_clusters, evaluate_files
 from ganfp.fetch import dataset_status, fetch_dataset
 from ganfp.membership import MembershipScorer, Recipe, ScoringSetup
 from ganfp.plots import plot_report
-from ganfp.submission import read_ids, read_predictions, validate_submission, write_scores
+from ganfp.submission import read_ids, read_labels, read_predictions, validate_submission, write_scores
 from ganfp.train import StageConfig, run_stage
 
 
@@ -337,6 +337,15 @@ def test_a_folder_written_under_the_home_folder_is_written_there_whole(sets, tmp
     write_split(_split(), "~/split", "dev")
     assert (home / "split" / "used").is_dir() and not any(p.name.startswith(".split") for p in home.iterdir())
     assert not any(work.iterdir())
+
+
+def test_files_written_under_the_home_folder_are_read_there(sets, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    truth = read_labels(sets / "labels.csv")
+    write_scores("~/scores.csv", truth.ids, np.linspace(0, 1, len(truth.ids)))
+    (tmp_path / "labels.csv").write_bytes((sets / "labels.csv").read_bytes())
+    assert evaluate_files("~/scores.csv", "~/labels.csv").n == len(truth.ids)
+    assert read_predictions("~/scores.csv").ids == truth.ids
 
 
 DATA_ROOT_FILE_CASES = {

@@ -97,9 +97,10 @@ def starts_with_bom(path) -> bool:
 def read_lines(path, keep_bom: bool = False) -> list[str]:
     """The file's lines without terminators (universal newlines, as the organisers' csv reader).
 
-    A leading UTF-8 BOM is dropped unless `keep_bom` (the submission check keeps it, to report it).
+    A leading UTF-8 BOM is dropped unless `keep_bom` (the submission check keeps it, to report it). `~` is the home
+    folder, as for the files ganfp writes: `write_scores("~/s.csv", ...)` wrote a file `evaluate_files` did not find.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
         data = path.read_bytes()
     except FileNotFoundError:
