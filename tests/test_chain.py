@@ -76,6 +76,20 @@ def test_chain_runs_each_stage_from_the_previous_and_skips_finished_ones(tmp_pat
     assert [r.status for r in changed] == ["trained"] * 3  # new settings are not mistaken for finished work
 
 
+def test_a_folder_named_as_a_builtin_chain_does_not_hide_it(tmp_path, monkeypatch):
+    """`--chain demo` (and `load_chain("demo")`) where the current folder holds a `demo/` folder, the demo data built
+    there, say, read "demo: chain file not found"; a folder is no chain file, so the built-in chain is meant."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "dir.toml").mkdir()
+    assert load_chain("demo").source == "built-in demo"
+    with pytest.raises(InputError, match=r"^mine: is a folder, not a chain file \(.toml\)$"):
+        load_chain("mine")
+    with pytest.raises(InputError, match=r"^dir.toml: is a folder, not a chain file"):
+        load_chain("dir.toml")
+
+
 def test_bad_chains_are_one_line_errors(tmp_path):
     with pytest.raises(InputError, match="unknown chain 'nope'; choose one of: demo, paper"):
         load_chain("nope")
@@ -97,7 +111,7 @@ BAD_CHAINS = [
     ("defaults = 5\n" + GOOD_STAGE, [(1, "defaults: expected a [defaults] table")]),
     ("[defaults]\nepochs = \"ten\"\n" + GOOD_STAGE, [(2, "[defaults] epochs: expected an integer, got 'ten'")]),
     (GOOD_STAGE + "image_size = \"big\"\n", [(4, "stage 1 image_size: expected an integer, got 'big'")]),
-    (GOOD_STAGE + "extra = \"oops\"\n", [(4, "stage 1 extra: expected a table, got 'oops'")]),
+    (GOOD_STAGE + "extra = \"oops\"\n", [(4, "stage 1 extra: expected a table (of named options), got 'oops'")]),
     ('[[stages]]\nname = "one"\ndataset = 5\n', [(3, "stage 1 dataset: expected a string, got 5")]),
     (GOOD_STAGE + "epochs = -3\n", [(4, "stage 1 epochs: must be at least 1, got -3")]),
     ('name = "../../x"\n' + GOOD_STAGE, [(1, "chain name '../../x' is not a plain name")]),

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from ganfp.errors import InputError
 from ganfp.metrics import baseline_rows, binary_metrics, class_metrics, cluster_metrics, confusion_counts
+from ganfp.submission import write_scores
 
 
 def sklearn_reference(y, p, s):
@@ -133,6 +135,32 @@ def test_binary_metrics_refuses_what_it_cannot_score(y_true, y_pred, scores, mes
 def test_class_metrics_refuses_what_is_no_class_index(y_true, y_pred, n_classes, message):
     with pytest.raises(ValueError, match=message):
         class_metrics(y_true, y_pred, n_classes)
+
+
+BAD_ARRAY_CASES = {
+    "y_true=None": (lambda tmp: binary_metrics(None, [0, 1]),
+                    r"^y_true=None: must be a list or a 1-D array of 0/1 labels, not NoneType$"),
+    "y_pred generator": (lambda tmp: binary_metrics([0, 1], (v for v in [0, 1])),
+                         r"^y_pred=<generator object .*: must be a list or a 1-D array of 0/1 labels, not generator$"),
+    "scores number": (lambda tmp: binary_metrics([0, 1], [0, 1], 0.5),
+                      r"^scores=0.5: must be a list or a 1-D array of numbers, not float$"),
+    "baseline set": (lambda tmp: baseline_rows({0, 1}), r"^y_true=\{0, 1\}: must be a list .*, not set$"),
+    "class_metrics None": (lambda tmp: class_metrics([0, 1], None, 2),
+                           r"^y_pred=None: must be a list or a 1-D array of class indices"),
+    "labels 2": (lambda tmp: binary_metrics([0, 2], [0, 1]), r"^y_true must hold only 0 and 1$"),
+    "write_scores NaN": (lambda tmp: write_scores(tmp / "s.csv", ["a"], [float("nan")]), r"scores must be finite"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ARRAY_CASES))
+def test_a_bad_array_is_an_input_error_that_is_still_a_value_error(case, tmp_path):
+    """From a notebook a bad argument is an InputError, one line naming it; it stays the ValueError these raised, and
+    None or a generator is named as such, not as an array of "shape ()"."""
+    call, message = BAD_ARRAY_CASES[case]
+    with pytest.raises(InputError, match=message) as raised:
+        call(tmp_path)
+    assert isinstance(raised.value, ValueError) and "\n" not in str(raised.value)
+    assert not (tmp_path / "s.csv").exists()
 
 
 def test_class_and_cluster_metrics_check_shapes():

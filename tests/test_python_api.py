@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from ganfp.attribution.methods import TrainerSettings
-from ganfp.attribution.run import AttributeConfig, ClusterConfig, cluster
+from ganfp.attribution.run import AttributeConfig, ClusterConfig, attribute, cluster
 from ganfp.chain import load_chain, plan_chain, run_chain, stage_configs, train_stage
 from ganfp.classify import classify
 from ganfp.data.cache import load_images
@@ -31,7 +31,7 @@ from ganfp.evaluation import evaluate_classes, evaluate_clusters, evaluate_files
 from ganfp.fetch import dataset_status, fetch_dataset
 from ganfp.membership import MembershipScorer, Recipe, ScoringSetup
 from ganfp.plots import plot_report
-from ganfp.submission import read_ids, read_predictions, validate_submission, write_scores
+from ganfp.submission import read_ids, read_labels, read_predictions, validate_submission, write_scores
 from ganfp.train import StageConfig, run_stage
 
 
@@ -48,6 +48,8 @@ def sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("api")
     real = _images(root / "real", 6, 0)
     _images(root / "generated", 12, 1)
+    _images(root / "classes" / "a", 6, 2)
+    _images(root / "classes" / "b", 6, 3)
     ids = sorted(p.stem for p in real.glob("*.png"))
     (root / "labels.csv").write_text("id,label\n" + "".join(f"{i},{n % 2}\n" for n, i in enumerate(ids)))
     (root / "scores.csv").write_text("id,score\n" + "".join(f"{i},{n / 10}\n" for n, i in enumerate(ids)))
@@ -319,6 +321,53 @@ def test_a_chain_file_may_start_with_a_tilde(tmp_path, monkeypatch):
     assert load_chain("~/mine.toml").name == load_chain("demo").name
 
 
+def test_a_folder_written_under_the_home_folder_is_written_there_whole(sets, tmp_path, monkeypatch):
+    """`train_stage(cfg, "~/stage")` and `run_chain(..., "~/runs")` wrote their weights under the home folder (the
+    atomic writes expand `~`) and the rest in a folder named `~` in the current folder, then failed with a
+    FileNotFoundError; `write_split(..., "~/split")` (and `build_demo`) built in `./~`, its temporary folder at home."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    summary = train_stage(_one(sets), "~/stage")
+    assert summary.status == "trained" and (home / "stage" / "model.safetensors").is_file()
+    chain = tmp_path / "tiny.toml"
+    chain.write_text(f'name = "tiny"\n[[stages]]\nname = "one"\ndataset = "folder:{sets / "classes"}"\n')
+    assert plan_chain(load_chain(chain), "conv5", "~/runs").run_dir == home / "runs" / "tiny-conv5"
+    write_split(_split(), "~/split", "dev")
+    assert (home / "split" / "used").is_dir() and not any(p.name.startswith(".split") for p in home.iterdir())
+    assert not any(work.iterdir())
+
+
+def test_files_written_under_the_home_folder_are_read_there(sets, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    truth = read_labels(sets / "labels.csv")
+    write_scores("~/scores.csv", truth.ids, np.linspace(0, 1, len(truth.ids)))
+    (tmp_path / "labels.csv").write_bytes((sets / "labels.csv").read_bytes())
+    assert evaluate_files("~/scores.csv", "~/labels.csv").n == len(truth.ids)
+    assert read_predictions("~/scores.csv").ids == truth.ids
+
+
+DATA_ROOT_FILE_CASES = {
+    "plan_chain": lambda s, f: plan_chain(load_chain("demo"), "conv5", s / "runs", f),
+    "train_stage": lambda s, f: train_stage(StageConfig(dataset="demo:casia", model="conv5", image_size=16),
+                                            s / "stage", data_root=f),
+    "attribute": lambda s, f: attribute(AttributeConfig("demo:attribution-2025", str(s / "out.csv"), data_root=f)),
+    "classify": lambda s, f: classify("demo:gans-dev", s / "out.csv", data_root=f),
+}
+
+
+@pytest.mark.parametrize("case", list(DATA_ROOT_FILE_CASES))
+def test_a_data_root_that_is_a_file_is_refused_by_name(case, sets):
+    """The command refuses `--data-root FILE` in its option; from Python it was a RuntimeFailure ("cannot build the
+    demo data: File exists"), once the stages or options were checked."""
+    with pytest.raises(InputError, match=r"^data root .*labels.csv: is a file, not a folder$"):
+        DATA_ROOT_FILE_CASES[case](sets, str(sets / "labels.csv"))
+    with pytest.raises(InputError, match=r"^data root .*labels.csv/sub: .*labels.csv is a file, not a folder$"):
+        DATA_ROOT_FILE_CASES[case](sets, str(sets / "labels.csv" / "sub"))
+    assert not (sets / "out.csv").exists() and not (sets / "stage").exists() and not (sets / "runs").exists()
+
+
 def test_dataset_status_reads_a_data_root_under_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "data" / "casia").mkdir(parents=True)
@@ -400,7 +449,43 @@ KIND_CASES = {
     "train_stage cfg": (lambda s: train_stage(None, s / "stage"), r"cfg=None: must be a StageConfig"),
     "train_stage out_dir": (lambda s: train_stage(StageConfig(dataset="demo:casia"), None), r"out_dir=None: must be"),
     "run_stage cfg": (lambda s: run_stage({"epochs": 1}, s / "stage"), r"cfg=\{'epochs': 1\}: must be a StageConfig"),
+    "train_stage observer": (lambda s: train_stage(_one(s), s / "stage", observer=3),
+                             r"^observer=3: must be a function, called as observer\(event, data\), or None$"),
+    "train_stage resume": (lambda s: train_stage(_one(s), s / "stage", resume="no"),
+                           r"^resume='no': must be True or False, not str$"),
+    "train_stage force": (lambda s: train_stage(_one(s), s / "stage", force=1), r"^force=1: must be True or False"),
+    "run_stage observer": (lambda s: run_stage(_one(s), s / "stage", observer=[]),
+                           r"^observer=\[\]: must be a function"),
+    "run_stage resume": (lambda s: run_stage(_one(s), s / "stage", resume=None),
+                         r"^resume=None: must be True or False"),
+    "run_chain observer_for": (lambda s: run_chain(load_chain("demo"), "conv5", s / "runs", observer_for=3),
+                               r"^observer_for=3: must be a function, called as observer_for\(stage_config\)"),
+    "train_stage extra key": (lambda s: train_stage(StageConfig(**{**vars(_one(s)), "extra": {1: 2}}), s / "stage"),
+                              r"^stage one: extra: expected a table \(of named options\), got \{1: 2\}$"),
+    "stage_configs override key": (lambda s: stage_configs(load_chain("demo"), "conv5", {1: 5}),
+                                   r"^overrides 1: not stage settings; choose among: augment, "),
+    "attribute cfg": (lambda s: attribute(None), r"^cfg=None: attribute\(\) takes an AttributeConfig"),
+    "attribute a ClusterConfig": (lambda s: attribute(ClusterConfig(str(s / "generated"), str(s / "out.csv"))),
+                                  r"attribute\(\) takes an AttributeConfig .*\(cluster\(\) takes a ClusterConfig\)$"),
+    "cluster an AttributeConfig": (lambda s: cluster(AttributeConfig(str(s / "generated"), str(s / "out.csv"))),
+                                   r"cluster\(\) takes a ClusterConfig .*\(attribute\(\) takes an AttributeConfig\)$"),
+    "attribute message": (lambda s: attribute(AttributeConfig(str(s / "generated"), str(s / "out.csv")), message=None),
+                          r"^message=None: must be a function, called as message\(text\)$"),
+    "cluster message": (lambda s: cluster(ClusterConfig(str(s / "generated"), str(s / "out.csv"), clusters=2),
+                                          message="x"), r"^message='x': must be a function"),
+    "attribute trainer epochs": (lambda s: AttributeConfig("u", "o.csv", method="cnn",
+                                                           trainer=TrainerSettings(epochs="1")).validate(),
+                                 r"^epochs='1': must be a whole number, not str$"),
+    "attribute trainer model": (lambda s: AttributeConfig("u", "o.csv", method="cnn",
+                                                          trainer=TrainerSettings(model=5)).validate(),
+                                r"^model=5: must be text \(a str\), not int$"),
 }
+
+
+def _one(s) -> StageConfig:
+    """A stage the trainer could train (two labelled classes), so an argument it refuses is refused before the work."""
+    return StageConfig(name="one", dataset=f"folder:{s / 'classes'}", model="conv5", image_size=16, epochs=1,
+                       batch_size=4, device="cpu")
 
 
 WRONG_KIND_CASES = READING_CASES | NAME_CASES | KIND_CASES
@@ -411,7 +496,7 @@ def test_an_argument_of_the_wrong_kind_is_refused(case, sets):
     call, message = WRONG_KIND_CASES[case]
     with pytest.raises(InputError, match=message):
         call(sets)
-    assert not (sets / "out.csv").exists() and not (sets / "stage").exists()
+    assert not (sets / "out.csv").exists() and not (sets / "stage").exists() and not (sets / "runs").exists()
 
 
 FETCH_CASES = {

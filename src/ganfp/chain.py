@@ -35,7 +35,8 @@ from ganfp.data.manifest import Manifest, folder_warnings_once, is_dicom, is_nif
 from ganfp.data.medical import stores_hu
 from ganfp.data.split import split_indices
 from ganfp.device import device_name, rng_untouched, settings_kept
-from ganfp.errors import InputError, Interrupted, StopSignal, require_path, require_paths
+from ganfp.errors import (InputError, Interrupted, StopSignal, require_callable, require_flag, require_path,
+                          require_paths)
 from ganfp.fileio import check_writable, folder_lock, write_json, writer_of
 from ganfp.models import model_entry
 from ganfp.pseudo import PseudoSettings, check_source, pseudo_label
@@ -50,6 +51,7 @@ from ganfp.stage_folder import (
     setting_changes,
 )
 from ganfp.train import (
+    OBSERVER_CALL,
     StageConfig,
     StageSummary,
     batch_warnings,
@@ -111,7 +113,10 @@ def _read(name_or_path: str) -> tuple[str, str, str, str]:
     require_path("name_or_path", name_or_path)
     path = Path(name_or_path).expanduser()  # `~/chains/mine.toml` was "chain file not found"
     name_or_path = str(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    builtin = name_or_path in builtin_chains()  # a folder ./demo (demo data, a run) does not hide the built-in demo
+    if path.suffix == ".toml" or path.is_file() or (path.exists() and not builtin):
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder, not a chain file (.toml)")
         if not path.is_file():
             raise InputError(f"{path}: chain file not found")
         try:
@@ -119,7 +124,7 @@ def _read(name_or_path: str) -> tuple[str, str, str, str]:
         except OSError as exc:
             raise InputError(f"{path}: cannot read chain file ({exc.strerror})") from None
         return text, str(path), path.stem, str(path.expanduser().resolve())
-    if name_or_path in builtin_chains():
+    if builtin:
         text = resources.files("ganfp.chains").joinpath(f"{name_or_path}.toml").read_text()
         return text, name_or_path, name_or_path, f"built-in {name_or_path}"
     raise InputError(f"--chain: unknown chain {name_or_path!r}; choose one of: {', '.join(builtin_chains())}, or a "
@@ -252,7 +257,7 @@ def stage_configs(
     if "device" in overrides:  # a torch.device from Python, kept as its name (a stage's settings are text)
         overrides["device"] = device_name(overrides["device"], "overrides device")
     settings = {f.name for f in dataclasses.fields(StageConfig)} - {"name", "dataset", "model"}
-    unknown = sorted(set(overrides) - settings)
+    unknown = sorted(str(key) for key in set(overrides) - settings)  # `{1: 5}` failed in sorted() or join()
     if unknown:  # else a TypeError from StageConfig(**values), naming neither the override nor the choices
         raise InputError(f"overrides {', '.join(unknown)}: not stage settings; choose among: {', '.join(sorted(settings))}")
     configs, problems = [], []
@@ -326,7 +331,8 @@ def stage_folder(index: int, name: str) -> str:
 
 
 def run_dir_for(spec: ChainSpec, model: str, runs_root: Path) -> Path:
-    return Path(runs_root) / f"{spec.name}-{model}"
+    """The run's folder; `~` is the home folder, as in `--runs-dir` and the atomic writes under it."""
+    return Path(runs_root).expanduser() / f"{spec.name}-{model}"
 
 
 NAME_MAX = 255  # bytes in one folder name, on the file systems runs are written to (ext4, XFS, APFS, NTFS)
@@ -370,6 +376,10 @@ def train_stage(
     if not isinstance(cfg, StageConfig):  # else an AttributeError on `.validate`
         raise InputError(f"cfg={cfg!r}: must be a StageConfig (ganfp.train), or use run_chain for a chain")
     require_paths({"out_dir": out_dir}, {"data_root": data_root})
+    require_flag("resume", resume)
+    require_flag("force", force)
+    require_callable("observer", observer, OBSERVER_CALL)
+    out_dir = Path(out_dir).expanduser()  # `~/stage`: some files went to the home folder, others to a folder `~`
     cfg.validate(options=options)
     if strict_resume:
         check_request(cfg, out_dir, resume, force, data_root)
@@ -438,6 +448,7 @@ def run_chain(
     observer_for: Callable[[StageConfig], object] | None = None,
 ) -> tuple[Path, list[StageSummary]]:
     """Run every stage in order; returns the run folder and one summary per stage."""
+    require_callable("observer_for", observer_for, "(stage_config)")
     listings: dict = {}  # each dataset listed once while the stages are checked (`listed_once`)
     with listed_once(listings):
         run_dir, configs = _chain_configs(spec, model, runs_root, data_root, overrides, from_stage)

@@ -23,6 +23,11 @@ class InputError(GanfpError):
     exit_code = 2
 
 
+class ArgumentError(InputError, ValueError):
+    """A bad value given to a function of arrays (`ganfp.metrics`): an InputError, as every bad argument from Python
+    is, and a ValueError, as numpy's and scikit-learn's are and as those functions raised before."""
+
+
 class UnreadableImage(InputError):
     """An image file that cannot be decoded, named in the message: a caller reading several sets adds which one."""
 
@@ -152,6 +157,22 @@ def require_text(name: str, value) -> None:
     `re` or `str.strip` with a TypeError or an AttributeError that named neither the argument nor the fix."""
     if not isinstance(value, str):
         raise InputError(f"{name}={value!r}: must be text (a str), not {type(value).__name__}")
+
+
+def require_callable(name: str, value, arguments: str, optional: bool = True) -> None:
+    """`value` is a callable (or None when `optional`), else one InputError naming `name`: from Python an
+    `observer=print_epoch()` (its result, not the function) failed as "'NoneType' object is not callable" at the first
+    epoch, after the stage's images were read and its folder locked. `arguments` says what it is called with."""
+    if (value is None and optional) or callable(value):
+        return
+    alone = ", or None" if optional else ""
+    raise InputError(f"{name}={shown(value)}: must be a function, called as {name}{arguments}{alone}")
+
+
+def require_flag(name: str, value) -> None:
+    """`value` is True or False, else one InputError naming `name`: `resume="no"` is true, so it resumed."""
+    if not isinstance(value, bool):
+        raise InputError(f"{name}={shown(value)}: must be True or False, not {type(value).__name__}")
 
 
 def require_number(name: str, value) -> None:

@@ -10,18 +10,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from ganfp.errors import ArgumentError, shown
+
 BASELINES = {"all used": 1, "all not used": 0}
 
 
+def not_a_sequence(values, name: str, what: str) -> None:
+    """None, a number, a set or a generator (numpy makes each a 0-d array) named for what it is, not as "shape ()"."""
+    if np.ndim(values) == 0:
+        raise ArgumentError(f"{name}={shown(values)}: must be a list or a 1-D array of {what}, "
+                            f"not {type(values).__name__}")
+
+
 def as_binary(values, name: str) -> np.ndarray:
-    """A 1-D int array of 0/1, or ValueError naming the argument."""
+    """A 1-D int array of 0/1, or ArgumentError (a ValueError) naming the argument."""
+    not_a_sequence(values, name, "0/1 labels")
     arr = np.asarray(values)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+        raise ArgumentError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.dtype == bool:
         return arr.astype(np.int64)
     if arr.size and not np.isin(arr, (0, 1)).all():
-        raise ValueError(f"{name} must hold only 0 and 1")
+        raise ArgumentError(f"{name} must hold only 0 and 1")
     return arr.astype(np.int64)
 
 
@@ -30,7 +40,7 @@ def confusion_counts(y_true, y_pred) -> dict[str, int]:
     t = as_binary(y_true, "y_true")
     p = as_binary(y_pred, "y_pred")
     if t.shape != p.shape:
-        raise ValueError(f"y_true has {t.size} values but y_pred has {p.size}")
+        raise ArgumentError(f"y_true has {t.size} values but y_pred has {p.size}")
     tp = int(np.sum(t & p))
     fp = int(np.sum(p)) - tp
     fn = int(np.sum(t)) - tp
@@ -54,20 +64,21 @@ def _kappa(tp: int, fp: int, tn: int, fn: int) -> float | None:
 
 
 def as_scores(scores, t: np.ndarray) -> np.ndarray:
-    """`scores` as finite float64, one per label, or ValueError: checked whether or not both classes are present, so
+    """`scores` as finite float64, one per label, or ArgumentError: checked whether or not both classes are present, so
     scores of the wrong length (or NaN) are refused on every call, not only on the calls that rank them."""
+    not_a_sequence(scores, "scores", "numbers")
     try:
         s = np.asarray(scores, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError("scores must be numbers") from None
+        raise ArgumentError("scores must be numbers") from None
     if s.ndim != 1:
-        raise ValueError(f"scores must be 1-D, got shape {s.shape}")
+        raise ArgumentError(f"scores must be 1-D, got shape {s.shape}")
     if s.shape != t.shape:
-        raise ValueError(f"scores has {s.size} values but y_true has {t.size}")
+        raise ArgumentError(f"scores has {s.size} values but y_true has {t.size}")
     if np.isnan(s).any():
-        raise ValueError("scores must not contain NaN")
+        raise ArgumentError("scores must not contain NaN")
     if np.isinf(s).any():
-        raise ValueError("scores must be finite (one is infinite)")
+        raise ArgumentError("scores must be finite (one is infinite)")
     return s
 
 
@@ -89,7 +100,7 @@ def binary_metrics(y_true, y_pred, scores=None) -> dict:
     """
     t = as_binary(y_true, "y_true")
     if t.size == 0:
-        raise ValueError("no samples to score")
+        raise ArgumentError("no samples to score")
     s = None if scores is None else as_scores(scores, t)
     c = confusion_counts(t, y_pred)
     tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
@@ -125,7 +136,7 @@ def confusion_metrics(confusion: np.ndarray, classes: list[str]) -> dict[str, fl
     """
     cm = np.asarray(confusion, dtype=np.float64)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
-        raise ValueError(f"confusion must be {len(classes)}x{len(classes)}, got shape {cm.shape}")
+        raise ArgumentError(f"confusion must be {len(classes)}x{len(classes)}, got shape {cm.shape}")
     tp = np.diag(cm)
     fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
     f1 = [_ratio(2 * t, 2 * t + p + n) for t, p, n in zip(tp, fp, fn)]
@@ -154,17 +165,18 @@ RANDOM_DRAWS = 20  # random baselines are averaged over this many seeded draws
 
 
 def class_indices(values, name: str, n_classes: int) -> np.ndarray:
-    """A 1-D int array of class indices in [0, n_classes), or ValueError naming the argument: a 2-D array was
+    """A 1-D int array of class indices in [0, n_classes), or ArgumentError naming the argument: a 2-D array was
     flattened into the confusion matrix, a -1 counted as the last class and 1.7 as class 1, without a word."""
+    not_a_sequence(values, name, "class indices")
     arr = np.asarray(values)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+        raise ArgumentError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size and (arr.dtype == bool or not np.issubdtype(arr.dtype, np.number)
                      or not np.array_equal(arr, np.round(arr))):
-        raise ValueError(f"{name} must hold class indices (whole numbers), got {arr.dtype} values")
+        raise ArgumentError(f"{name} must hold class indices (whole numbers), got {arr.dtype} values")
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-        raise ValueError(f"{name} must hold class indices 0 to {n_classes - 1}, got {arr.min()} to {arr.max()}")
+        raise ArgumentError(f"{name} must hold class indices 0 to {n_classes - 1}, got {arr.min()} to {arr.max()}")
     return arr
 
 
@@ -175,10 +187,10 @@ def class_metrics(y_true, y_pred, n_classes: int) -> dict:
     precision 0 by the same convention as the binary metrics.
     """
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
-        raise ValueError(f"n_classes must be a whole number of at least 1, got {n_classes!r}")
+        raise ArgumentError(f"n_classes must be a whole number of at least 1, got {n_classes!r}")
     t, p = class_indices(y_true, "y_true", n_classes), class_indices(y_pred, "y_pred", n_classes)
     if t.shape != p.shape or t.size == 0:
-        raise ValueError(f"y_true has {t.size} values but y_pred has {p.size} (need one or more each)")
+        raise ArgumentError(f"y_true has {t.size} values but y_pred has {p.size} (need one or more each)")
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (t, p), 1)
     tp, support, predicted = np.diag(confusion), confusion.sum(1), confusion.sum(0)
@@ -225,9 +237,9 @@ def cluster_metrics(y_true, clusters) -> dict:
 
     t, c = np.asarray(y_true), np.asarray(clusters)
     if t.ndim != 1 or c.ndim != 1:
-        raise ValueError(f"y_true and clusters must be 1-D, got shapes {t.shape} and {c.shape}")
+        raise ArgumentError(f"y_true and clusters must be 1-D, got shapes {t.shape} and {c.shape}")
     if t.shape != c.shape or t.size == 0:
-        raise ValueError(f"y_true has {t.size} values but clusters has {c.size} (need one or more each)")
+        raise ArgumentError(f"y_true has {t.size} values but clusters has {c.size} (need one or more each)")
     return {
         "n": int(t.size),
         "clusters": int(len(np.unique(c))),

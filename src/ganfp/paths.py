@@ -9,7 +9,17 @@ from ganfp.errors import InputError, require_path
 
 
 def data_root(override: str | os.PathLike | None = None) -> Path:
-    """`--data-root`, else `$GANFP_DATA`, else the per-user data folder."""
+    """`--data-root`, else `$GANFP_DATA`, else the per-user data folder; a file there is refused by name (from Python a
+    `data_root=` file failed as "cannot build the demo data: File exists", a runtime failure, once the stages were
+    checked)."""
+    root = _data_root(override)
+    existing = next(p for p in (root, *root.parents) if p.exists() or p == p.parent)
+    if existing.exists() and not existing.is_dir():
+        raise InputError(f"data root {root}: {'' if existing == root else f'{existing} '}is a file, not a folder")
+    return root
+
+
+def _data_root(override: str | os.PathLike | None) -> Path:
     require_path("data_root", override, optional=True)
     if override:
         return Path(override).expanduser()

@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ganfp.data.manifest import cell_id
-from ganfp.errors import InputError, require_number, require_path, shown
+from ganfp.errors import ArgumentError, InputError, require_number, require_path, shown
 from ganfp.fileio import OutputBatch, atomic_path, utf8_writable
 from ganfp.metrics import as_binary
 
@@ -97,9 +97,10 @@ def starts_with_bom(path) -> bool:
 def read_lines(path, keep_bom: bool = False) -> list[str]:
     """The file's lines without terminators (universal newlines, as the organisers' csv reader).
 
-    A leading UTF-8 BOM is dropped unless `keep_bom` (the submission check keeps it, to report it).
+    A leading UTF-8 BOM is dropped unless `keep_bom` (the submission check keeps it, to report it). `~` is the home
+    folder, as for the files ganfp writes: `write_scores("~/s.csv", ...)` wrote a file `evaluate_files` did not find.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -476,7 +477,7 @@ def write_submission(path, ids: Sequence[str], labels, expected_ids: Iterable[st
     ids = [str(i) for i in ids]
     y = as_binary(labels, "labels")
     if len(ids) != len(y):
-        raise ValueError(f"{len(ids)} ids but {len(y)} labels")
+        raise ArgumentError(f"{len(ids)} ids but {len(y)} labels")
     _check_writable_ids(path, ids)
     text = "".join(f"{image_id},{label}\n" for image_id, label in zip(ids, y.tolist()))
     with atomic_path(path, batch) as tmp:
@@ -518,28 +519,28 @@ def _column_name(name) -> str:
     """An extra column's header cell: text that `read_predictions` reads back as that column, not a number
     (`join` failed with a TypeError), a comma or a line break (the header grew columns), or a column of its own."""
     if not isinstance(name, str) or unwritable_cell(name):
-        raise ValueError(f"column name {name!r}: must be a str without commas, quotes, line breaks or "
+        raise ArgumentError(f"column name {name!r}: must be a str without commas, quotes, line breaks or "
                          "surrounding spaces")
     if name.lower() in SCORE_HEADER:
-        raise ValueError(f"column name {name!r}: is one of the file's own columns ({', '.join(SCORE_HEADER)})")
+        raise ArgumentError(f"column name {name!r}: is one of the file's own columns ({', '.join(SCORE_HEADER)})")
     return name
 
 
 def _column_values(values, name: str, n: int) -> np.ndarray:
-    """One finite float per id, or ValueError naming the column: an (n, 1) array was written as if flat, and NaN or
+    """One finite float per id, or ArgumentError naming the column: an (n, 1) array was written as if flat, and NaN or
     inf as `nan`/`inf` cells that `read_predictions` then refused. float32 values stay float32 (`_score_texts`)."""
     try:
         s = np.asarray(values)
         s = s if s.dtype == np.float32 else s.astype(np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be numbers") from None
+        raise ArgumentError(f"{name} must be numbers") from None
     if s.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, one value per id, got shape {s.shape}")
+        raise ArgumentError(f"{name} must be 1-D, one value per id, got shape {s.shape}")
     if len(s) != n:
-        raise ValueError(f"{n} ids but {len(s)} {name}")
+        raise ArgumentError(f"{n} ids but {len(s)} {name}")
     if not np.isfinite(s).all():
         bad = int(np.flatnonzero(~np.isfinite(s))[0])
-        raise ValueError(f"{name} must be finite numbers; value {bad} is {s[bad]}")
+        raise ArgumentError(f"{name} must be finite numbers; value {bad} is {s[bad]}")
     return s
 
 
@@ -557,9 +558,9 @@ def _score_texts(values: np.ndarray) -> list[str]:
 def _scores(scores) -> np.ndarray:
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1:
-        raise ValueError(f"scores must be 1-D, got shape {s.shape}")
+        raise ArgumentError(f"scores must be 1-D, got shape {s.shape}")
     if np.isnan(s).any():
-        raise ValueError("scores must not contain NaN")
+        raise ArgumentError("scores must not contain NaN")
     return s
 
 
@@ -614,7 +615,7 @@ def decide(scores, used_fraction: float | None = None, threshold: float | None =
     require_ids("ids", ids, optional=True)
     s = _scores(scores)
     if ids is not None and len(ids) != s.size:  # else numpy's "all keys need to be the same shape"
-        raise ValueError(f"ids has {len(ids)} values but scores has {s.size}")
+        raise ArgumentError(f"ids has {len(ids)} values but scores has {s.size}")
     if threshold is not None:
         return (s >= threshold).astype(np.int64)
     q = 0.5 if used_fraction is None else float(used_fraction)

@@ -78,6 +78,8 @@ from ganfp.errors import (
     StopSignal,
     count,
     plain_numbers,
+    require_callable,
+    require_flag,
     require_path,
 )
 from ganfp.fileio import (
@@ -111,6 +113,7 @@ _said: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("ganfp_st
 _listed: contextvars.ContextVar[dict | None] = contextvars.ContextVar("ganfp_stage_listings", default=None)
 
 Observer = Callable[[str, dict], None]
+OBSERVER_CALL = "(event, data)"  # what an Observer is called with
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1", "lr"]
 PSEUDO_NAMES = {
     "val_accuracy": "val_pseudo_agreement",
@@ -445,7 +448,8 @@ def _problem(check, value) -> str | None:
 def type_problems(obj) -> list[tuple[str, str]]:
     """(field, problem) for every dataclass field whose value is not of its declared type (ints pass as floats)."""
     hints = typing.get_type_hints(type(obj))
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             dict: "a table (of named options)"}
     out = []
     for f in dataclasses.fields(obj):
         value, hint = getattr(obj, f.name), hints[f.name]
@@ -463,6 +467,8 @@ def _is_a(value, t) -> bool:
         return t is bool and isinstance(value, bool)
     if t is float:
         return isinstance(value, (int, float))
+    if t is dict:  # a table's keys are option names: `extra={1: 2}` failed as "keywords must be strings"
+        return isinstance(value, dict) and all(isinstance(key, str) for key in value)
     return isinstance(value, t)
 
 
@@ -1248,11 +1254,14 @@ def run_stage(
     if not isinstance(cfg, StageConfig):  # else an AttributeError on `.validate`
         raise InputError(f"cfg={cfg!r}: must be a StageConfig")
     require_path("out_dir", out_dir)
+    require_flag("resume", resume)
+    require_callable("observer", observer, OBSERVER_CALL)
     cfg.validate()
     with settings_kept():
         device = setup_device(cfg)
         with rng_untouched(device), freed_memory_kept(device):
-            return _run_stage(cfg, Path(out_dir), device, resume, data_root, observer, init_id, strict_resume, data)
+            return _run_stage(cfg, Path(out_dir).expanduser(), device, resume, data_root, observer, init_id,
+                              strict_resume, data)
 
 
 def check_imagenet_reachable(cfg: StageConfig) -> None:

@@ -52,11 +52,12 @@ class TrainerSettings:
 
     def validate(self) -> None:
         """The model is known and the runs folder writable, before the first line of training is printed."""
-        from ganfp.errors import InputError
+        from ganfp.errors import InputError, require_text
         from ganfp.fileio import check_writable
         from ganfp.models import model_entry
         from ganfp.paths import runs_root
 
+        require_text("model", self.model)  # `model=5` failed inside timm with an AttributeError
         try:
             model_entry(self.model)
         except InputError as exc:

@@ -67,10 +67,12 @@ from ganfp.errors import (
     count,
     of_option,
     plain_numbers,
+    require_callable,
     require_int,
     require_path,
     require_paths,
     require_seed,
+    shown,
 )
 from ganfp.fileio import written_together
 from ganfp.pages import require_matplotlib
@@ -179,6 +181,8 @@ class AttributeConfig:
         if self.use_real and needs == "images":
             raise InputError(f"--use-real: the {self.method} method trains on generated/<class>/ only; "
                              "use it with centroid, knn, linear or fusion")
+        if self.trainer.epochs is not None:  # `epochs="1"` failed its `< 1` with a TypeError
+            require_int("epochs", self.trainer.epochs)
         if self.trainer.epochs is not None and self.trainer.epochs < 1:
             raise InputError(f"--epochs {self.trainer.epochs}: must be at least 1")
         if needs != "features":
@@ -328,6 +332,18 @@ class ClusterResult:
                    "labels": self.labels, "seconds": round(self.seconds, 2), "warnings": self.warnings,
                    "report": self.report}
         return copy.deepcopy(summary)  # a copy, as the attribution's
+
+
+def require_config(cfg, kind: type, message) -> None:
+    """`cfg` is the entry point's own config and `message` a function of one line, before any work: from Python
+    `attribute(ClusterConfig(...))` failed with an AttributeError on a field the config lacks, and a `message=3`
+    with a TypeError at its first line (the cnn method's, --clusters auto's), after the images were read."""
+    if not isinstance(cfg, kind):
+        takes = {AttributeConfig: "attribute() takes an AttributeConfig",
+                 ClusterConfig: "cluster() takes a ClusterConfig"}
+        hint = f" ({takes[type(cfg)]})" if type(cfg) in takes else ""
+        raise InputError(f"cfg={shown(cfg)}: {takes[kind]} (ganfp.attribution.run){hint}")
+    require_callable("message", message, "(text)", optional=False)
 
 
 def require_reading(reading) -> None:
@@ -559,6 +575,7 @@ def _write_outputs(cfg: AttributeConfig | ClusterConfig, keys: list[str], values
 def attribute(cfg: AttributeConfig, message: Message = lambda text: None) -> AttributionResult:
     """Attribute every image of `cfg.unknown` to a class of the training images; write `cfg.out`."""
     started = time.perf_counter()
+    require_config(cfg, AttributeConfig, message)
     cfg.validate()
     check_spec("IMAGES", cfg.unknown)
     check_outputs({"out": cfg.out, "report": cfg.report, "scores": cfg.scores}, (cfg.unknown, cfg.train),
@@ -627,6 +644,7 @@ def _few_per_group(k: int, n: int) -> list[str]:
 def cluster(cfg: ClusterConfig, message: Message = lambda text: None) -> ClusterResult:
     """Cluster every image of `cfg.images` into K groups (K given, or chosen by the eigengap); write `cfg.out`."""
     started = time.perf_counter()
+    require_config(cfg, ClusterConfig, message)
     cfg.validate()
     check_spec("IMAGES", cfg.images)
     check_outputs({"out": cfg.out, "report": cfg.report}, (cfg.images,), data_root=cfg.data_root)

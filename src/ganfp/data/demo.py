@@ -70,7 +70,7 @@ def build_in_place(target: str | os.PathLike, build: Callable[[Path], dict], wha
     that writes meta.json last (the demo sets) lets a concurrent build that finished first win.
     `what` ("cannot {what}") names the job in errors.
     """
-    target = Path(target)
+    target = Path(target).expanduser()  # `~/demo` was built in a folder `~`, its temporary folder in the home folder
     if target.exists() and not target.is_dir():
         raise InputError(f"{target}: exists and is not a folder; cannot {what} there")
     try:
