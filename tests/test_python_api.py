@@ -29,7 +29,7 @@ from ganfp.data.zoo import write_split
 from ganfp.errors import InputError
 from ganfp.evaluation import evaluate_classes, evaluate_clusters, evaluate_files
 from ganfp.fetch import dataset_status, fetch_dataset
-from ganfp.membership import MembershipScorer, Recipe, ScoringSetup
+from ganfp.membership import MembershipScorer, Recipe, ScoringSetup, ShiftedNCC, SSIMDistance, fuse
 from ganfp.plots import plot_report
 from ganfp.submission import read_ids, read_labels, read_predictions, validate_submission, write_scores
 from ganfp.train import StageConfig, run_stage
@@ -658,3 +658,16 @@ def test_a_notebook_cell_that_registers_a_scorer_can_be_run_again(sets, tmp_path
     np.testing.assert_array_equal(scores[0], -scores[1])
     with pytest.raises(InputError, match=r"method 'knn' is registered already, by ganfp\.membership\.scorers"):
         exec(cell.replace("nearest1", "knn"), {"__name__": "__main__", "SCORERS": SCORERS, "SIGN": 1})
+
+
+@pytest.mark.parametrize("call, says", [
+    (lambda: ShiftedNCC(8, 3), "leaves no crop"),
+    (lambda: SSIMDistance(4), "SSIM needs images"),
+    (lambda: fuse({}), "at least one scorer"),
+], ids=["ncc", "ssim", "fuse"])
+def test_the_membership_pieces_refuse_a_bad_argument_as_every_entry_point_does(call, says):
+    """The lower-level pieces the docs name (ShiftedNCC, SSIMDistance, fuse) raised a bare ValueError, where every
+    other function refuses a Python caller's mistake with an InputError: ArgumentError is both."""
+    with pytest.raises(InputError, match=says) as refused:
+        call()
+    assert isinstance(refused.value, ValueError)

@@ -24,8 +24,9 @@ class InputError(GanfpError):
 
 
 class ArgumentError(InputError, ValueError):
-    """A bad value given to a function of arrays (`ganfp.metrics`): an InputError, as every bad argument from Python
-    is, and a ValueError, as numpy's and scikit-learn's are and as those functions raised before."""
+    """A bad value given to a function of arrays (`ganfp.metrics`, the membership scorers' lower-level pieces): an
+    InputError, as every bad argument from Python is, and a ValueError, as numpy's and scikit-learn's are and as
+    those functions raised before."""
 
 
 class UnreadableImage(InputError):

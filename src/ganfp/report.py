@@ -23,7 +23,7 @@ from ganfp.data.generated import MIN_IMAGE_SIZE, generated_manifest, image_heade
 from ganfp.data.manifest import Manifest, announce, folder_warnings_once, with_logged
 from ganfp.data.medical import MedicalReading, with_window
 from ganfp.data.real import check_paired, generated_beside, read_real
-from ganfp.errors import InputError, of_option
+from ganfp.errors import ArgumentError, InputError, of_option
 from ganfp.fileio import OutputBatch, write_text
 from ganfp.membership.calibrate import NO_LEAK_EVIDENCE
 from ganfp.membership.features import checkpoint_reading
@@ -598,7 +598,7 @@ def build_report(inputs: ReportInputs) -> tuple[str, dict]:
     """(the HTML page, facts about it: rows, near-duplicates, radius)."""
     n = len(inputs.real_ids)
     if not (len(inputs.real_images) == len(inputs.scores) == len(inputs.decided) == n):
-        raise ValueError("real ids, images, scores and decisions must have one entry per real image")
+        raise ArgumentError("real ids, images, scores and decisions must have one entry per real image")
     cut = inputs.cut if inputs.cut is not None else decision_cut(inputs.scores, inputs.decided)
     hood = inputs.neighbours(inputs.k) if inputs.neighbours is not None else None
     charts, scores_note, extra = _charts(inputs, cut)

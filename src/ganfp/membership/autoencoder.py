@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ganfp.device import rng_untouched, seed_rng
+from ganfp.errors import ArgumentError
 
 
 AE_VERSION = 1
@@ -44,7 +45,7 @@ class ConvAutoencoder(nn.Module):
     def __init__(self, size: int = 32, width: int = 16, code: int = 32):
         super().__init__()
         if size % 4:
-            raise ValueError(f"autoencoder size must be a multiple of 4, got {size}")
+            raise ArgumentError(f"autoencoder size must be a multiple of 4, got {size}")
         c, s = 2 * width, size // 4
         self.encoder = nn.Sequential(
             nn.Conv2d(1, width, 4, 2, 1), nn.ReLU(),

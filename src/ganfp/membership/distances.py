@@ -11,6 +11,8 @@ from typing import Callable, Protocol
 
 import torch
 
+from ganfp.errors import ArgumentError
+
 # floats one block may hold; the metric says how many floats one (query, reference) pair costs
 BLOCK_BUDGET = {"cpu": 1 << 22, "cuda": 1 << 28}  # CPU: small enough to stay in cache
 
@@ -77,7 +79,7 @@ def nearest(queries: torch.Tensor, refs: torch.Tensor, k: int, metric: Metric, d
     """
     k = min(k, len(refs) - int(exclude_self))
     if k < 1:
-        raise ValueError("not enough references for one neighbour")
+        raise ArgumentError("not enough references for one neighbour")
     distances, indices = nearest_in_groups(queries, refs, k, metric, device, [0, len(refs)], exclude_self, on_block)
     return distances[:, 0], indices[:, 0]
 

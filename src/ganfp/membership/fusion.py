@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ganfp.errors import ArgumentError
+
 
 def normalised_ranks(scores) -> np.ndarray:
     """Ranks in [0, 1] (0 = lowest score); equal scores share their average rank."""
@@ -31,7 +33,7 @@ def normalised_ranks(scores) -> np.ndarray:
 def fuse(scores: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
     """Weighted mean of the scorers' normalised ranks (equal weights when none are given)."""
     if not scores:
-        raise ValueError("fusion needs at least one scorer")
+        raise ArgumentError("fusion needs at least one scorer")
     weights = weights or dict.fromkeys(scores, 1.0)
     return sum(weights[name] * normalised_ranks(s) for name, s in scores.items()) / sum(weights[n] for n in scores)
 
@@ -39,5 +41,5 @@ def fuse(scores: dict[str, np.ndarray], weights: dict[str, float] | None = None)
 def add_log_ratios(scores: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     """Weighted mean of log-ratio scores: evidence from several spaces, on one scale (0 = none)."""
     if not scores:
-        raise ValueError("an ensemble needs at least one scorer")
+        raise ArgumentError("an ensemble needs at least one scorer")
     return sum(weights[name] * np.asarray(s, dtype=np.float64) for name, s in scores.items()) / sum(weights[n] for n in scores)

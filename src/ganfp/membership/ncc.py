@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from ganfp.errors import ArgumentError
+
 
 def standardise(x: torch.Tensor) -> torch.Tensor:
     """Rows with zero mean and unit norm: their dot product is the Pearson correlation."""
@@ -27,7 +29,7 @@ class ShiftedNCC:
 
     def __init__(self, size: int, shift: int):
         if size - 2 * shift < 4:
-            raise ValueError(f"a {size} px image leaves no crop for shifts of {shift} px")
+            raise ArgumentError(f"a {size} px image leaves no crop for shifts of {shift} px")
         self.size, self.shift, self.crop = size, shift, size - 2 * shift
         self.variants = (2 * shift + 1) ** 2
         self.floats_per_pair = self.variants + 1

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ganfp.errors import ArgumentError
 from ganfp.membership.distances import Euclidean, Metric, nearest, pairwise_matrix, soft_count
 from ganfp.registry import Registry
 
@@ -73,9 +74,9 @@ class Neighbours:
     def __init__(self, real: torch.Tensor, generated: torch.Tensor, metric: Metric, device: torch.device,
                  progress: Progress | None = None):
         if len(real) < 2:
-            raise ValueError("need at least two real images")
+            raise ArgumentError("need at least two real images")
         if len(generated) < 1:
-            raise ValueError("need at least one generated image")
+            raise ArgumentError("need at least one generated image")
         if isinstance(metric, Euclidean):  # centring changes no distance but keeps float32 exact near 0
             centre = generated.mean(0, keepdim=True)
             real, generated = real - centre, generated - centre
@@ -337,7 +338,7 @@ def local_scores(nb: Neighbours, k: int, ridge: float = LOCAL_RIDGE) -> np.ndarr
     k is capped for small sets (`local_ks`).
     """
     if not isinstance(nb.metric, Euclidean):
-        raise ValueError("local reconstruction needs feature vectors")
+        raise ArgumentError("local reconstruction needs feature vectors")
     k_gen, k_real = local_ks(k, len(nb.generated), len(nb.real) - 1)
     near = nb.real_to_generated(k_gen)[1]
     e_gen = reconstruction_error(nb.real, nb.generated, near, ridge)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ganfp.errors import ArgumentError
+
 C1, C2 = 0.01**2, 0.03**2  # Wang et al.'s constants for a data range of 1
 
 
@@ -29,7 +31,7 @@ class SSIMDistance:
 
     def __init__(self, size: int, window: int = 7, sigma: float = 1.5, stride: int = 3):
         if size < window:
-            raise ValueError(f"SSIM needs images of at least {window} px, got {size}")
+            raise ArgumentError(f"SSIM needs images of at least {window} px, got {size}")
         self.size, self.window, self.sigma, self.stride = size, window, sigma, stride
         self.positions = ((size - window) // stride + 1) ** 2
         self.floats_per_pair = 2 * self.positions  # two work buffers
