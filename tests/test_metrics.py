@@ -118,6 +118,10 @@ def test_booleans_are_accepted():
     ([0, 1], [1, 0], [0.5, np.inf], r"scores must be finite"),
     ([0, 1], [1, 0], [[0.5], [0.2]], r"scores must be 1-D, got shape \(2, 1\)"),
     ([0, 1], [1, 0], ["a", "b"], r"scores must be numbers"),
+    ([0, 1], [1, 0], ["0.2", "0.9"], r"scores must be numbers, got text"),  # a CSV column read as strings
+    ([0, 1], [1, 0], [0.2, None], r"scores must be numbers, got other objects"),
+    ([0, 1], [1, 0], [0.2, [0.9]], r"scores must be a flat list or a 1-D array of numbers, not a ragged one"),
+    ([0, [1]], [1, 0], None, r"y_true must be a flat list or a 1-D array of 0/1 labels, not a ragged one"),
 ])
 def test_binary_metrics_refuses_what_it_cannot_score(y_true, y_pred, scores, message):
     with pytest.raises(ValueError, match=message):
@@ -127,6 +131,7 @@ def test_binary_metrics_refuses_what_it_cannot_score(y_true, y_pred, scores, mes
 @pytest.mark.parametrize("y_true, y_pred, n_classes, message", [
     ([0, 1, 1], [0, 1], 2, r"y_true has 3 values but y_pred has 2"),
     ([[0, 1]], [[0, 1]], 2, r"y_true must be 1-D, got shape \(1, 2\)"),
+    ([0, 1], [0, [1]], 2, r"y_pred must be a flat list or a 1-D array of class indices, not a ragged one"),
     ([0, -1], [0, 1], 2, r"y_true must hold class indices 0 to 1, got -1 to 0"),  # counted as the last class
     ([0, 1], [0, 5], 2, r"y_pred must hold class indices 0 to 1, got 0 to 5"),
     ([0, 1.7], [0, 1], 2, r"y_true must hold class indices \(whole numbers\)"),  # counted as class 1

@@ -559,6 +559,15 @@ def test_a_stage_takes_numpy_numbers_and_a_torch_device():
     assert numpy_cfg == plain_cfg and numpy_cfg.digest() == plain_cfg.digest()
 
 
+def test_a_stage_takes_its_dataset_and_init_as_paths(tmp_path):
+    """A folder given as a Path was refused ("expected a string"), though every other config takes one."""
+    folder, weights = tmp_path / "scans", tmp_path / "w.safetensors"
+    as_paths = StageConfig(dataset=folder, init=weights)
+    as_text = StageConfig(dataset=str(folder), init=str(weights))
+    assert as_paths == as_text and as_paths.digest() == as_text.digest()
+    assert [f for f, _ in as_paths.problems()] == [f for f, _ in as_text.problems()]  # the folder's checks, not its type
+
+
 def test_a_classify_result_is_a_dict_as_the_other_results_are(sets, tmp_path):
     result = classify(sets / "real", tmp_path / "out.csv", generated=sets / "generated", image_size=16)
     assert json.loads(json.dumps(result.to_dict())) == result.summary

@@ -15,17 +15,22 @@ from ganfp.errors import ArgumentError, shown
 BASELINES = {"all used": 1, "all not used": 0}
 
 
-def not_a_sequence(values, name: str, what: str) -> None:
-    """None, a number, a set or a generator (numpy makes each a 0-d array) named for what it is, not as "shape ()"."""
-    if np.ndim(values) == 0:
+def as_array(values, name: str, what: str) -> np.ndarray:
+    """`values` as a numpy array, or ArgumentError: None, a number, a set or a generator (numpy makes each a 0-d
+    array) named for what it is, not as "shape ()", and a ragged list named, not numpy's "inhomogeneous shape"."""
+    try:
+        arr = np.asarray(values)
+    except ValueError:
+        raise ArgumentError(f"{name} must be a flat list or a 1-D array of {what}, not a ragged one") from None
+    if arr.ndim == 0:
         raise ArgumentError(f"{name}={shown(values)}: must be a list or a 1-D array of {what}, "
                             f"not {type(values).__name__}")
+    return arr
 
 
 def as_binary(values, name: str) -> np.ndarray:
     """A 1-D int array of 0/1, or ArgumentError (a ValueError) naming the argument."""
-    not_a_sequence(values, name, "0/1 labels")
-    arr = np.asarray(values)
+    arr = as_array(values, name, "0/1 labels")
     if arr.ndim != 1:
         raise ArgumentError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.dtype == bool:
@@ -63,14 +68,16 @@ def _kappa(tp: int, fp: int, tn: int, fn: int) -> float | None:
     return (observed - expected) / (1.0 - expected)
 
 
+_KINDS = {"U": "text", "S": "bytes"}  # numpy dtype kinds, as a refusal names them
+
+
 def as_scores(scores, t: np.ndarray) -> np.ndarray:
     """`scores` as finite float64, one per label, or ArgumentError: checked whether or not both classes are present, so
     scores of the wrong length (or NaN) are refused on every call, not only on the calls that rank them."""
-    not_a_sequence(scores, "scores", "numbers")
-    try:
-        s = np.asarray(scores, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ArgumentError("scores must be numbers") from None
+    raw = as_array(scores, "scores", "numbers")
+    if raw.dtype.kind not in "biuf":  # text ("0.9") would convert silently and hide a column read as strings
+        raise ArgumentError(f"scores must be numbers, got {_KINDS.get(raw.dtype.kind, 'other objects')}")
+    s = raw.astype(np.float64)
     if s.ndim != 1:
         raise ArgumentError(f"scores must be 1-D, got shape {s.shape}")
     if s.shape != t.shape:
@@ -167,8 +174,7 @@ RANDOM_DRAWS = 20  # random baselines are averaged over this many seeded draws
 def class_indices(values, name: str, n_classes: int) -> np.ndarray:
     """A 1-D int array of class indices in [0, n_classes), or ArgumentError naming the argument: a 2-D array was
     flattened into the confusion matrix, a -1 counted as the last class and 1.7 as class 1, without a word."""
-    not_a_sequence(values, name, "class indices")
-    arr = np.asarray(values)
+    arr = as_array(values, name, "class indices")
     if arr.ndim != 1:
         raise ArgumentError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size and (arr.dtype == bool or not np.issubdtype(arr.dtype, np.number)

@@ -167,12 +167,16 @@ class StageConfig:
     extra: dict = field(default_factory=dict)  # options passed to the dataset adapter
 
     def __post_init__(self):
-        """numpy's numbers as Python's, a torch.device as its name (a stage's settings are text, as `stage_configs`'
-        overrides'): `image_size=np.int64(16)` and `device=torch.device("cpu")` were refused as not an integer, not a
-        string, and had a numpy number passed, its digest (`default=str`) and meta.json would have held "16"."""
+        """numpy's numbers as Python's, a torch.device as its name, a Path as its text (a stage's settings are text, as
+        `stage_configs`' overrides'): `image_size=np.int64(16)`, `device=torch.device("cpu")` and
+        `dataset=Path("scans")` were refused as not an integer, not a string, and had a numpy number passed, its
+        digest (`default=str`) and meta.json would have held "16"."""
         plain_numbers(self)
         if isinstance(self.device, torch.device):
             self.device = str(self.device)
+        for name in ("dataset", "init"):  # a folder as a Path is the folder's text, as the command line gives it
+            if isinstance(getattr(self, name), os.PathLike):
+                setattr(self, name, os.fspath(getattr(self, name)))
 
     def identity(self) -> dict:
         """The fields that change results (not the device): a finished stage is reused only if they match."""
