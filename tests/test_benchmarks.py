@@ -80,6 +80,34 @@ def test_membership_refuses_a_run_with_nothing_to_do():
         load("membership").parse_args(["--device", "cpu"])
 
 
+def test_membership_ceiling_fusion_finds_only_what_the_scores_carry():
+    """The labelled fusion is the ceiling quoted for the recipes: it must read a column that carries the labels, and
+    nothing from noise (a leak of the held-out folds' labels would read noise above chance)."""
+    import numpy as np
+
+    ceiling = load("membership_ceiling")
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    noise = rng.normal(size=(80, 6))
+    assert min(ceiling.supervised_fusion(y, noise + np.c_[2.0 * y, np.zeros((80, 5))], repeats=1, folds=5)) > 0.8
+    assert abs(np.mean(ceiling.supervised_fusion(y, noise, repeats=2, folds=5)) - 0.5) < 0.15
+
+
+def test_membership_ceiling_inversion_finds_an_image_the_decoder_makes():
+    """Latent inversion: an image the decoder draws is found (distance near 0), one it cannot draw is not."""
+    import torch
+    from torch import nn
+
+    from ganfp.data.zoo.nets import DecoderSampler
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 16), nn.Sigmoid(), nn.Unflatten(1, (1, 4, 4)))
+    drawn = net(torch.tensor([[0.5, -1.0]])).detach()
+    away = torch.rand(1, 1, 4, 4)
+    distance = load("membership_ceiling").nearest_output(DecoderSampler(net, 2, 4), torch.cat([drawn, away]), 4, 300, 0)
+    assert distance[0] < 0.02 < distance[1]
+
+
 def run_gpu_all(tmp_path, exit_code: int, **env):
     """gpu_all.sh with a stand-in Python that records each step's argv and exits `exit_code` (the import check: 0)."""
     fake = tmp_path / "python"

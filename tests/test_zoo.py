@@ -13,7 +13,7 @@ from PIL import Image
 
 from ganfp.data.demo import build_demo
 from ganfp.data.demo_attribution import ensure_attribution_demo
-from ganfp.data.zoo import FAMILIES, MembershipSplit, build_split, real_slices, write_split
+from ganfp.data.zoo import FAMILIES, MembershipSplit, build_split, fit_family, real_slices, write_split
 from ganfp.data.zoo import classic
 from ganfp.errors import InputError, RuntimeFailure
 
@@ -40,6 +40,16 @@ def test_every_family_builds_a_seeded_uint8_split(family):
     assert a.generated.std() > 0  # not a blank image
     other = build_split(family, seed=4, **TINY)
     assert other.used.tobytes() != a.used.tobytes() and other.generated.tobytes() != a.generated.tobytes()
+
+
+def test_fit_family_is_the_generator_build_split_samples(family):
+    """A white-box check asks the generator itself: it must be the one whose samples the benchmark scored."""
+    split = build_split(family, seed=3, **TINY)
+    fitted = fit_family(family, seed=3, **{k: v for k, v in TINY.items() if k != "generated"})
+    assert fitted.used.tobytes() == split.used.tobytes() and fitted.not_used.tobytes() == split.not_used.tobytes()
+    assert fitted.sampler.sample(9, fitted.sample_seed).tobytes() == split.generated.tobytes()
+    with pytest.raises(InputError, match=r"seed=-1: must be at least 0"):
+        fit_family(family, seed=-1)
 
 
 def test_real_slices_take_a_size():

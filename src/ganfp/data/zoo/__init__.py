@@ -23,7 +23,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -40,7 +40,8 @@ from ganfp.errors import InputError, RuntimeFailure, count, require_int, require
 from ganfp.fileio import atomic_path
 from ganfp.registry import Registry
 
-__all__ = ["FAMILIES", "MembershipSplit", "build_split", "write_split", "real_slices", "SHAPES", "shape_seed"]
+__all__ = ["FAMILIES", "FittedFamily", "MembershipSplit", "build_split", "fit_family", "write_split", "real_slices",
+           "SHAPES", "shape_seed"]
 
 log = logging.getLogger(__name__)
 
@@ -111,28 +112,57 @@ def build_split(name: str, seed: int, used: int = 80, not_used: int = 80, genera
     With `cache`, a split built before with the same arguments is loaded from that folder instead (built again, and
     the file replaced, when it is damaged).
     """
-    entry = FAMILIES.entry(name)
-    size = entry.meta["size"] if size is None else size
-    require_seed("seed", seed)
     require_path("cache", cache, optional=True)
-    _check_counts(used, not_used, generated, size)
-    family = entry.obj.quick() if quick else entry.obj
+    size, family = _checked(name, seed, used, not_used, generated, size, quick)
     key = (name, seed, used, not_used, generated, size, quick)
     path = _cache_path(Path(cache), key, family) if cache is not None else None
     cached = _load(path, name, seed, size) if path is not None and path.is_file() else None
     if cached is not None:
         return cached
-    real_rng = np.random.default_rng(np.random.SeedSequence([seed, size]))
-    extra = 0 if entry.meta["leaks"] else used
-    real = real_slices(real_rng, used + not_used + extra, size)
-    train = real[:used] if entry.meta["leaks"] else real[used + not_used :]
-    streams = np.random.SeedSequence([seed, zlib.crc32(name.encode())])
-    fit_seed, sample_seed = (int(s) for s in streams.generate_state(2))
-    images = family.fit(train, fit_seed).sample(generated, sample_seed)
-    split = MembershipSplit(real[:used], real[used : used + not_used], images, name, seed, size)
+    fitted = _fit(name, family, seed, used, not_used, size)
+    images = fitted.sampler.sample(generated, fitted.sample_seed)
+    split = MembershipSplit(fitted.used, fitted.not_used, images, name, seed, size)
     if path is not None:
         _save(path, split)
     return split
+
+
+class FittedFamily(NamedTuple):
+    """A split's real slices and its generator itself, as fitted before sampling: for white-box checks of how much
+    a generator leaks (benchmarks/membership_ceiling.py asks its own decoder), which the samples alone cannot make."""
+
+    used: np.ndarray
+    not_used: np.ndarray
+    sampler: Sampler
+    sample_seed: int  # `sampler.sample(generated, sample_seed)` gives the split's generated images
+
+
+def fit_family(name: str, seed: int, used: int = 80, not_used: int = 80, size: int | None = None,
+               quick: bool = False) -> FittedFamily:
+    """The generator `build_split` samples, with the same arguments: fitted on the same slices with the same seed."""
+    size, family = _checked(name, seed, used, not_used, 1, size, quick)
+    return _fit(name, family, seed, used, not_used, size)
+
+
+def _checked(name: str, seed: int, used: int, not_used: int, generated: int, size: int | None,
+             quick: bool) -> tuple[int, Family]:
+    """The split's side (the family's unless given) and the family to fit, after every argument is checked."""
+    entry = FAMILIES.entry(name)
+    size = entry.meta["size"] if size is None else size
+    require_seed("seed", seed)
+    _check_counts(used, not_used, generated, size)
+    return size, entry.obj.quick() if quick else entry.obj
+
+
+def _fit(name: str, family: Family, seed: int, used: int, not_used: int, size: int) -> FittedFamily:
+    """Draw the split's real slices and fit `family` on its training ones (the used slices, or the control's own)."""
+    real_rng = np.random.default_rng(np.random.SeedSequence([seed, size]))
+    leaks = FAMILIES.entry(name).meta["leaks"]
+    real = real_slices(real_rng, used + not_used + (0 if leaks else used), size)
+    train = real[:used] if leaks else real[used + not_used :]
+    streams = np.random.SeedSequence([seed, zlib.crc32(name.encode())])
+    fit_seed, sample_seed = (int(s) for s in streams.generate_state(2))
+    return FittedFamily(real[:used], real[used : used + not_used], family.fit(train, fit_seed), sample_seed)
 
 
 def _check_counts(used: int, not_used: int, generated: int, size: int) -> None:
