@@ -565,7 +565,7 @@ def test_a_stage_takes_its_dataset_and_init_as_paths(tmp_path):
     as_paths = StageConfig(dataset=folder, init=weights)
     as_text = StageConfig(dataset=str(folder), init=str(weights))
     assert as_paths == as_text and as_paths.digest() == as_text.digest()
-    assert [f for f, _ in as_paths.problems()] == [f for f, _ in as_text.problems()]  # the folder's checks, not its type
+    assert [f for f, _ in as_paths.problems()] == [f for f, _ in as_text.problems()]  # checked as folders
 
 
 def test_a_classify_result_is_a_dict_as_the_other_results_are(sets, tmp_path):
