@@ -108,6 +108,7 @@ def test_bad_inputs_are_refused():
 
 def test_booleans_are_accepted():
     assert binary_metrics(np.array([True, False]), np.array([True, True]))["tp"] == 1
+    assert binary_metrics([0, 1], [0, 1], np.array([0.2, 0.9], dtype=object))["roc_auc"] == 1.0  # numbers, boxed
 
 
 @pytest.mark.parametrize("y_true, y_pred, scores, message", [
@@ -119,7 +120,8 @@ def test_booleans_are_accepted():
     ([0, 1], [1, 0], [[0.5], [0.2]], r"scores must be 1-D, got shape \(2, 1\)"),
     ([0, 1], [1, 0], ["a", "b"], r"scores must be numbers"),
     ([0, 1], [1, 0], ["0.2", "0.9"], r"scores must be numbers, got text"),  # a CSV column read as strings
-    ([0, 1], [1, 0], [0.2, None], r"scores must be numbers, got other objects"),
+    ([0, 1], [1, 0], [0.2, None], r"scores must not contain NaN"),  # None is a missing value, as in numpy
+    ([0, 1], [1, 0], np.array([0.2, "0.9"], dtype=object), r"scores must be numbers, got text"),
     ([0, 1], [1, 0], [0.2, [0.9]], r"scores must be a flat list or a 1-D array of numbers, not a ragged one"),
     ([0, [1]], [1, 0], None, r"y_true must be a flat list or a 1-D array of 0/1 labels, not a ragged one"),
 ])

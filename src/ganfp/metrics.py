@@ -68,16 +68,16 @@ def _kappa(tp: int, fp: int, tn: int, fn: int) -> float | None:
     return (observed - expected) / (1.0 - expected)
 
 
-_KINDS = {"U": "text", "S": "bytes"}  # numpy dtype kinds, as a refusal names them
-
-
 def as_scores(scores, t: np.ndarray) -> np.ndarray:
     """`scores` as finite float64, one per label, or ArgumentError: checked whether or not both classes are present, so
     scores of the wrong length (or NaN) are refused on every call, not only on the calls that rank them."""
     raw = as_array(scores, "scores", "numbers")
-    if raw.dtype.kind not in "biuf":  # text ("0.9") would convert silently and hide a column read as strings
-        raise ArgumentError(f"scores must be numbers, got {_KINDS.get(raw.dtype.kind, 'other objects')}")
-    s = raw.astype(np.float64)
+    if raw.dtype.kind in "US" or (raw.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in raw.flat)):
+        raise ArgumentError("scores must be numbers, got text")  # "0.9" converts silently: a column read as strings
+    try:
+        s = raw.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ArgumentError("scores must be numbers") from None
     if s.ndim != 1:
         raise ArgumentError(f"scores must be 1-D, got shape {s.shape}")
     if s.shape != t.shape:
